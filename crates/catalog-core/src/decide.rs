@@ -1,0 +1,181 @@
+//! The conflict rules: what an event does to an offer, and what an offer does to its item.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::StockChange;
+use crate::ordering::OrderingKey;
+use crate::wire::RejectReason;
+
+/// Why an event was held rather than applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldReason {
+    /// Sync is switched off for the whole tenant.
+    TenantSyncOff,
+    /// Sync is switched off for this supplier within the tenant.
+    SupplierSyncOff,
+}
+
+impl HeldReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HeldReason::TenantSyncOff => "tenant_sync_off",
+            HeldReason::SupplierSyncOff => "supplier_sync_off",
+        }
+    }
+}
+
+/// What happened to one delivered event. Expected outcomes are values, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It changed its offer: a new latest snapshot, or an adjustment newer than the snapshot.
+    Applied,
+    /// An `inventory.updated` older than the offer's latest snapshot: recorded, not applied.
+    Stale,
+    /// Its `event_id` was already accepted: counted on the original, never applied again.
+    Duplicate,
+    /// An `inventory.adjusted` older than the offer's latest snapshot, which already contains it.
+    Superseded,
+    /// Sync is off for its tenant or supplier: journaled, applied by a replay once it is on.
+    Held(HeldReason),
+    /// It broke a rule of the contract; it does not claim its `event_id`.
+    Rejected(RejectReason),
+}
+
+impl Outcome {
+    /// The stable outcome name: journal column and metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Stale => "stale",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
+            Outcome::Held(_) => "held",
+            Outcome::Rejected(_) => "rejected",
+        }
+    }
+
+    /// The reason that goes with `held` and `rejected`.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Held(reason) => Some(reason.as_str()),
+            Outcome::Rejected(reason) => Some(reason.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether the event's id is now taken: a later event with the same id is a duplicate.
+    /// Held events are not final: they are decided afresh on redelivery or replay.
+    pub fn claims_event_id(&self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::Stale | Outcome::Superseded)
+    }
+
+    /// Rebuilds an outcome from its stored name and reason.
+    pub fn from_parts(outcome: &str, reason: Option<&str>) -> Option<Self> {
+        Some(match (outcome, reason) {
+            ("applied", _) => Outcome::Applied,
+            ("stale", _) => Outcome::Stale,
+            ("duplicate", _) => Outcome::Duplicate,
+            ("superseded", _) => Outcome::Superseded,
+            ("held", Some("tenant_sync_off")) => Outcome::Held(HeldReason::TenantSyncOff),
+            ("held", Some("supplier_sync_off")) => Outcome::Held(HeldReason::SupplierSyncOff),
+            ("rejected", Some(reason)) => Outcome::Rejected(RejectReason::parse(reason)?),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            Some(reason) => write!(f, "{}({reason})", self.as_str()),
+            None => f.write_str(self.as_str()),
+        }
+    }
+}
+
+/// The latest `inventory.updated` applied to an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub key: OrderingKey,
+    pub quantity: i64,
+}
+
+/// An applied `inventory.adjusted` newer than the offer's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Adjustment {
+    pub key: OrderingKey,
+    pub delta: i64,
+}
+
+/// Everything needed to decide the next event for one offer.
+///
+/// Invariant: `adjustments` is sorted by key, holds no duplicate keys, and every key
+/// is greater than the snapshot's. The quantity is derived, never stored apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OfferState {
+    pub snapshot: Option<Snapshot>,
+    pub adjustments: Vec<Adjustment>,
+}
+
+impl OfferState {
+    /// Latest snapshot + every adjustment newer than it, never below zero
+    /// (an oversold supplier has nothing to offer; it does not eat another supplier's stock).
+    pub fn quantity(&self) -> i64 {
+        let base = self.snapshot.map_or(0, |snapshot| snapshot.quantity);
+        let total = self.adjustments.iter().fold(base, |total, adjustment| total.saturating_add(adjustment.delta));
+        total.max(0)
+    }
+
+    /// The greatest applied event still in effect: the offer's winner, for tracing.
+    pub fn winner(&self) -> Option<OrderingKey> {
+        let snapshot = self.snapshot.map(|snapshot| snapshot.key);
+        let adjustment = self.adjustments.last().map(|adjustment| adjustment.key);
+        snapshot.max(adjustment)
+    }
+
+    /// Decides one accepted, not-held event against this offer and applies it.
+    ///
+    /// Returns `Applied`, `Stale`, `Superseded`, or `Duplicate` when this very event
+    /// (same ordering key) is already in effect.
+    pub fn apply(&mut self, change: StockChange, key: OrderingKey) -> Outcome {
+        let snapshot_key = self.snapshot.map(|snapshot| snapshot.key);
+        match change {
+            StockChange::Updated { quantity } => match snapshot_key {
+                Some(current) if current == key => Outcome::Duplicate,
+                Some(current) if current > key => Outcome::Stale,
+                _ => {
+                    self.snapshot = Some(Snapshot { key, quantity });
+                    // Adjustments older than the new snapshot are contained in it.
+                    self.adjustments.retain(|adjustment| adjustment.key > key);
+                    Outcome::Applied
+                }
+            },
+            StockChange::Adjusted { delta } => {
+                if snapshot_key.is_some_and(|current| current > key) {
+                    return Outcome::Superseded;
+                }
+                match self.adjustments.binary_search_by(|adjustment| adjustment.key.cmp(&key)) {
+                    Ok(_) => Outcome::Duplicate,
+                    Err(position) => {
+                        self.adjustments.insert(position, Adjustment { key, delta });
+                        Outcome::Applied
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A catalog item's published-facing state: the sum of its offers and a change counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ItemState {
+    /// Sum of the item's offer quantities; never below zero because no offer is.
+    pub quantity: i64,
+    /// Increases by exactly one each time a committed batch changes `quantity`, and only then.
+    /// Zero for an item that never had a quantity other than zero.
+    pub version: u64,
+}

@@ -1,0 +1,235 @@
+//! Identifiers that carry their invariants: tenants, suppliers, SKUs, events, offers and items.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The longest tenant id, supplier id or SKU the contract allows, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Namespace under which [`ItemId`]s are derived with UUID v5.
+///
+/// Fixed forever: changing it would give every catalog item a new id.
+/// It is itself `Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:catalog-sync:item")`,
+/// so anyone can recompute it.
+pub const ITEM_ID_NAMESPACE: Uuid = Uuid::from_u128(0x041d_6cea_8ba0_510e_9792_8206_e53f_ffc4);
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("is empty")]
+    Empty,
+    #[error("is {len} bytes long, more than the {MAX_ID_LEN} allowed")]
+    TooLong { len: usize },
+    #[error("contains {found:?}, outside the allowed characters {allowed}")]
+    BadCharacter { found: char, allowed: &'static str },
+}
+
+fn validate(value: &str, allowed: &'static str, is_allowed: impl Fn(u8) -> bool) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong { len: value.len() });
+    }
+    match value.chars().find(|c| !c.is_ascii() || !is_allowed(*c as u8)) {
+        Some(found) => Err(IdError::BadCharacter { found, allowed }),
+        None => Ok(()),
+    }
+}
+
+fn is_lower_id_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+}
+
+macro_rules! lower_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Validates `value` as 1–64 of `[a-z0-9_-]`; nothing is normalized.
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                validate(value, "[a-z0-9_-]", is_lower_id_byte)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                validate(&value, "[a-z0-9_-]", is_lower_id_byte)?;
+                Ok(Self(value))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+    };
+}
+
+lower_id!(
+    /// A tenant: one storefront's catalog. 1–64 of `[a-z0-9_-]`.
+    TenantId
+);
+lower_id!(
+    /// A supplier within a tenant. 1–64 of `[a-z0-9_-]`.
+    SupplierId
+);
+
+/// A stock-keeping unit, normalized by trimming and upper-casing, then 1–64 of `[A-Z0-9._-]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+fn is_sku_byte(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+}
+
+impl Sku {
+    /// Normalizes (trim, upper-case) and validates a supplier's SKU.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let trimmed = raw.trim();
+        // Upper-casing ASCII in place avoids a second allocation on the hot path;
+        // a non-ASCII character fails validation either way.
+        let normalized = if trimmed.is_ascii() { trimmed.to_ascii_uppercase() } else { trimmed.to_uppercase() };
+        validate(&normalized, "[A-Z0-9._-]", is_sku_byte)?;
+        Ok(Self(normalized))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Sku::parse(&value)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(value: Sku) -> String {
+        value.0
+    }
+}
+
+/// The supplier's idempotency key for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub Uuid);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One supplier's stock of one SKU for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OfferKey {
+    pub tenant: TenantId,
+    pub supplier: SupplierId,
+    pub sku: Sku,
+}
+
+impl OfferKey {
+    pub fn item_key(&self) -> ItemKey {
+        ItemKey { tenant: self.tenant.clone(), sku: self.sku.clone() }
+    }
+}
+
+impl fmt::Display for OfferKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.supplier, self.sku)
+    }
+}
+
+/// One SKU for one tenant: what the storefront shows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ItemKey {
+    pub tenant: TenantId,
+    pub sku: Sku,
+}
+
+impl ItemKey {
+    /// The stable id of this item: UUID v5 of `"{tenant}/{sku}"` under [`ITEM_ID_NAMESPACE`].
+    pub fn item_id(&self) -> ItemId {
+        let name = format!("{}/{}", self.tenant, self.sku);
+        ItemId(Uuid::new_v5(&ITEM_ID_NAMESPACE, name.as_bytes()))
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.sku)
+    }
+}
+
+/// The stable id of a catalog item, derived from its [`ItemKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ItemId(pub Uuid);
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_id_namespace_is_the_documented_derivation() {
+        assert_eq!(ITEM_ID_NAMESPACE, Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:catalog-sync:item"));
+    }
+
+    #[test]
+    fn item_id_is_stable() {
+        let key = ItemKey { tenant: TenantId::parse("canary").unwrap(), sku: Sku::parse(" abc-123 ").unwrap() };
+        insta::assert_snapshot!(key.item_id(), @"c84f079f-9b92-5061-895c-693add06105f");
+    }
+
+    #[test]
+    fn sku_is_trimmed_and_upper_cased() {
+        assert_eq!(Sku::parse("  ab.c_1-2\t").unwrap().as_str(), "AB.C_1-2");
+        assert_eq!(Sku::parse("   "), Err(IdError::Empty));
+        assert_eq!(Sku::parse("a b"), Err(IdError::BadCharacter { found: ' ', allowed: "[A-Z0-9._-]" }));
+        assert_eq!(Sku::parse(&"A".repeat(65)), Err(IdError::TooLong { len: 65 }));
+        assert!(Sku::parse(&"a".repeat(64)).is_ok());
+        assert!(Sku::parse("ümlaut").is_err());
+    }
+
+    #[test]
+    fn tenant_ids_are_not_normalized() {
+        assert!(TenantId::parse("canary_01-x").is_ok());
+        assert!(TenantId::parse("Canary").is_err());
+        assert!(TenantId::parse(" canary").is_err());
+        assert!(TenantId::parse("").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! Batch planning: fold a batch of deliveries into one decision per delivery and the
+//! minimal set of offer and item changes, so a store can apply it in one round trip.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{HeldReason, ItemState, OfferState, Outcome};
+use crate::event::SupplierEvent;
+use crate::ids::{EventId, ItemId, ItemKey, OfferKey, SupplierId, TenantId};
+use crate::ordering::{ClockPolicy, Effective};
+use crate::wire::Rejection;
+
+/// One message as it reached us: decoded (or rejected) and when it was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub decoded: Result<SupplierEvent, Rejection>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the journal already knows of an event id, looked up by the store before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorEvent {
+    /// `true` when the journaled outcome claims the id (applied, stale, superseded);
+    /// `false` when it was held and is to be decided afresh.
+    pub claimed: bool,
+    /// [`SupplierEvent::fingerprint`] of the journaled event.
+    pub fingerprint: u64,
+    /// When the event was first received: its ordering key is computed from this.
+    pub first_received_at: DateTime<Utc>,
+}
+
+/// Whether sync is on for a tenant and a supplier within it.
+pub trait SyncFlags {
+    /// `Ok(())` when events of this offer may be applied, else why they are held.
+    fn check(&self, tenant: &TenantId, supplier: &SupplierId) -> Result<(), HeldReason>;
+}
+
+/// Every tenant and supplier switched on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllSyncOn;
+
+impl SyncFlags for AllSyncOn {
+    fn check(&self, _: &TenantId, _: &SupplierId) -> Result<(), HeldReason> {
+        Ok(())
+    }
+}
+
+/// A delivery that repeats an event id seen before (in the journal or earlier in the batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redelivery {
+    /// The repeated message's content differs from the original's: flag it for the supplier.
+    pub payload_differs: bool,
+}
+
+/// The decision for one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// The ordering key and clamp, for every delivery that decoded.
+    pub effective: Option<Effective>,
+    /// The received time the ordering key was computed from (the first one, for a held event
+    /// decided afresh).
+    pub first_received_at: DateTime<Utc>,
+    /// Set when this delivery repeats an event id already journaled or earlier in the batch.
+    pub redelivery: Option<Redelivery>,
+}
+
+/// An offer whose state the batch changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferChange {
+    pub previous_quantity: i64,
+    pub state: OfferState,
+}
+
+/// An item whose quantity the batch changed: it gets a new version and needs a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemChange {
+    pub item_id: ItemId,
+    pub previous: ItemState,
+    pub state: ItemState,
+}
+
+/// The result of planning one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// One per delivery, in delivery order.
+    pub decisions: Vec<Decision>,
+    /// Offers whose state changed, in key order (the order a store locks them in).
+    pub offers: BTreeMap<OfferKey, OfferChange>,
+    /// Items whose quantity changed, in key order.
+    pub items: BTreeMap<ItemKey, ItemChange>,
+}
+
+impl BatchPlan {
+    /// Number of decisions with each outcome name, for summaries and metrics.
+    pub fn count_outcomes(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for decision in &self.decisions {
+            *counts.entry(decision.outcome.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// The current state a batch is planned against, loaded (and locked) by the store.
+#[derive(Debug, Clone, Default)]
+pub struct PlanState {
+    /// Current state of the offers the batch touches; a missing offer is new.
+    pub offers: HashMap<OfferKey, OfferState>,
+    /// Current state of the items the batch touches; a missing item is new.
+    pub items: HashMap<ItemKey, ItemState>,
+    /// Journal entries of the batch's event ids; a missing id was never journaled
+    /// (or only rejected, which does not claim it).
+    pub prior: HashMap<EventId, PriorEvent>,
+}
+
+/// The offer and item keys a batch touches, in the deterministic order a store must lock them.
+pub fn touched_keys(deliveries: &[Delivery]) -> (Vec<OfferKey>, Vec<ItemKey>) {
+    let mut offers: Vec<OfferKey> = deliveries
+        .iter()
+        .filter_map(|delivery| delivery.decoded.as_ref().ok())
+        .map(|event| event.offer().clone())
+        .collect();
+    offers.sort_unstable();
+    offers.dedup();
+    let mut items: Vec<ItemKey> = offers.iter().map(OfferKey::item_key).collect();
+    items.sort_unstable();
+    items.dedup();
+    (offers, items)
+}
+
+/// The event ids a batch carries, sorted and unique: the journal rows to look up (and lock).
+pub fn event_ids(deliveries: &[Delivery]) -> Vec<EventId> {
+    let mut ids: Vec<EventId> = deliveries
+        .iter()
+        .filter_map(|delivery| match &delivery.decoded {
+            Ok(event) => Some(event.event_id()),
+            Err(rejection) => rejection.event_id,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Plans a batch: decides every delivery in order, as if applied one by one, and returns
+/// the decisions plus only the net changes. Pure: the same inputs give the same plan.
+///
+/// Order independence: for any permutation of the same deliveries, and any split into
+/// batches applied in turn, the final offer states and item quantities are the same.
+/// Decisions and item versions describe the path taken, so they may differ.
+pub fn plan_batch(deliveries: &[Delivery], state: &PlanState, flags: &dyn SyncFlags, clock: ClockPolicy) -> BatchPlan {
+    let mut offers: HashMap<&OfferKey, OfferState> = HashMap::new();
+    // Ids decided earlier in this batch, with the fingerprint of the first one.
+    let mut seen_in_batch: HashMap<EventId, u64> = HashMap::new();
+    let mut decisions = Vec::with_capacity(deliveries.len());
+
+    for delivery in deliveries {
+        let event = match &delivery.decoded {
+            Ok(event) => event,
+            Err(rejection) => {
+                decisions.push(Decision {
+                    outcome: Outcome::Rejected(rejection.reason),
+                    effective: None,
+                    first_received_at: delivery.received_at,
+                    redelivery: None,
+                });
+                continue;
+            }
+        };
+        let fingerprint = event.fingerprint();
+        let prior = state.prior.get(&event.event_id());
+        let first_received_at = prior.map_or(delivery.received_at, |prior| prior.first_received_at);
+        let effective = clock.effective(event, first_received_at);
+        let mut decision =
+            Decision { outcome: Outcome::Duplicate, effective: Some(effective), first_received_at, redelivery: None };
+
+        if let Some(first_fingerprint) = seen_in_batch.get(&event.event_id()) {
+            decision.redelivery = Some(Redelivery { payload_differs: *first_fingerprint != fingerprint });
+            decisions.push(decision);
+            continue;
+        }
+        seen_in_batch.insert(event.event_id(), fingerprint);
+        if let Some(prior) = prior {
+            decision.redelivery = Some(Redelivery { payload_differs: prior.fingerprint != fingerprint });
+            if prior.claimed {
+                decisions.push(decision);
+                continue;
+            }
+        }
+
+        let offer_key = event.offer();
+        decision.outcome = match flags.check(&offer_key.tenant, &offer_key.supplier) {
+            Err(reason) => Outcome::Held(reason),
+            Ok(()) => offers
+                .entry(offer_key)
+                .or_insert_with(|| state.offers.get(offer_key).cloned().unwrap_or_default())
+                .apply(event.change(), effective.key),
+        };
+        decisions.push(decision);
+    }
+
+    net_changes(decisions, offers, state)
+}
+
+fn net_changes(decisions: Vec<Decision>, offers: HashMap<&OfferKey, OfferState>, state: &PlanState) -> BatchPlan {
+    let mut plan = BatchPlan { decisions, ..BatchPlan::default() };
+    let mut item_quantities: BTreeMap<ItemKey, i64> = BTreeMap::new();
+    for (offer_key, new_state) in offers {
+        let before = state.offers.get(offer_key).cloned().unwrap_or_default();
+        if before == new_state {
+            continue;
+        }
+        let previous_quantity = before.quantity();
+        let difference = new_state.quantity() - previous_quantity;
+        if difference != 0 {
+            *item_quantities.entry(offer_key.item_key()).or_insert(0) += difference;
+        }
+        plan.offers.insert(offer_key.clone(), OfferChange { previous_quantity, state: new_state });
+    }
+    for (item_key, difference) in item_quantities {
+        if difference == 0 {
+            continue;
+        }
+        let previous = state.items.get(&item_key).copied().unwrap_or_default();
+        let state = ItemState { quantity: previous.quantity + difference, version: previous.version + 1 };
+        plan.items.insert(item_key.clone(), ItemChange { item_id: item_key.item_id(), previous, state });
+    }
+    plan
+}
+
+impl Decision {
+    /// The one reason recorded with this decision in the journal, if any:
+    /// the held or rejection reason, `payload_differs` for a redelivery whose content
+    /// changed, else `clock_drift_clamped` when the supplier clock was clamped.
+    pub fn reason(&self) -> Option<&'static str> {
+        if let Some(reason) = self.outcome.reason() {
+            return Some(reason);
+        }
+        if self.redelivery.is_some_and(|redelivery| redelivery.payload_differs) {
+            return Some("payload_differs");
+        }
+        if self.effective.is_some_and(|effective| effective.clock_drift_clamped) {
+            return Some("clock_drift_clamped");
+        }
+        None
+    }
+}

@@ -1,0 +1,122 @@
+//! Decoding: one rejection reason per contract rule, and the encoder's round trip.
+
+use std::fmt::Write as _;
+
+use catalog_core::{decode, encode, RejectReason, MAX_PAYLOAD_BYTES};
+
+use crate::scenario::message;
+
+/// Decodes each named input and renders the normalized message or the rejection.
+fn check_all(cases: &[(&str, Vec<u8>)]) -> String {
+    let mut out = String::new();
+    for (name, bytes) in cases {
+        let line = match decode(bytes) {
+            Ok(event) => format!("ok {}", encode(&event)),
+            Err(rejection) => {
+                let event_id = rejection.event_id.map_or("-".to_owned(), |id| id.to_string());
+                let tenant = rejection.tenant.map_or("-".to_owned(), |tenant| tenant.to_string());
+                format!("{} (event_id {event_id}, tenant {tenant}): {}", rejection.reason, rejection.detail)
+            }
+        };
+        writeln!(out, "{name}: {line}").expect("write to string");
+    }
+    out
+}
+
+fn json(overrides: &str) -> Vec<u8> {
+    message(overrides).into_bytes()
+}
+
+#[test]
+fn every_rule_has_its_reason() {
+    let cases = [
+        ("valid, sku normalized, unknown field ignored", json(r#"{"sku": "  abc-1 ", "color": "red", "sequence": 7}"#)),
+        ("adjustment with a stray quantity", json(r#"{"type": "inventory.adjusted", "delta": -2, "quantity": 9}"#)),
+        ("offset timestamp", json(r#"{"updated_at": "2026-06-01T14:00:00.123456789+02:00"}"#)),
+        ("null sequence is absent", json(r#"{"sequence": null}"#)),
+        ("not utf-8", b"\xff\xfe".to_vec()),
+        ("not json", b"quantity=4".to_vec()),
+        ("json array", b"[1,2]".to_vec()),
+        ("duplicated field", br#"{"sku":"A","sku":"B"}"#.to_vec()),
+        ("missing event_id", json(r#"{"event_id": null}"#)),
+        ("event_id not a uuid", json(r#"{"event_id": "42"}"#)),
+        ("event_id a number", json(r#"{"event_id": 4.5}"#)),
+        ("missing type", json(r#"{"type": null}"#)),
+        ("unknown type", json(r#"{"type": "inventory.deleted"}"#)),
+        ("missing tenant_id", json(r#"{"tenant_id": null}"#)),
+        ("upper-case tenant_id", json(r#"{"tenant_id": "Canary"}"#)),
+        ("supplier_id too long", json(&format!(r#"{{"supplier_id": "{}"}}"#, "s".repeat(65)))),
+        ("missing sku", json(r#"{"sku": null}"#)),
+        ("blank sku", json(r#"{"sku": "   "}"#)),
+        ("sku with a space inside", json(r#"{"sku": "ab c"}"#)),
+        ("sku not a string", json(r#"{"sku": 123}"#)),
+        ("missing quantity", json(r#"{"quantity": null}"#)),
+        ("negative quantity", json(r#"{"quantity": -1}"#)),
+        ("quantity too large", json(r#"{"quantity": 1000000001}"#)),
+        ("fractional quantity", json(r#"{"quantity": 4.5}"#)),
+        ("quantity as string", json(r#"{"quantity": "4"}"#)),
+        ("missing delta", json(r#"{"type": "inventory.adjusted", "quantity": null}"#)),
+        ("zero delta", json(r#"{"type": "inventory.adjusted", "delta": 0}"#)),
+        ("delta too large", json(r#"{"type": "inventory.adjusted", "delta": -1000000001}"#)),
+        ("missing updated_at", json(r#"{"updated_at": null}"#)),
+        ("updated_at without offset", json(r#"{"updated_at": "2026-06-01T12:00:00"}"#)),
+        ("negative sequence", json(r#"{"sequence": -1}"#)),
+        ("sequence too large", json(r#"{"sequence": 18446744073709551616}"#)),
+        ("too large", json(&format!(r#"{{"padding": "{}"}}"#, "x".repeat(MAX_PAYLOAD_BYTES)))),
+    ];
+    let rendered = check_all(&cases);
+    for reason in RejectReason::ALL {
+        assert!(rendered.contains(&format!(": {reason} (")), "no case is rejected as {reason}");
+    }
+    insta::assert_snapshot!(rendered, @r#"
+    valid, sku normalized, unknown field ignored: ok {"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":1,"updated_at":"2026-06-01T12:00:00Z","sequence":7}
+    adjustment with a stray quantity: ok {"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.adjusted","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","delta":-2,"updated_at":"2026-06-01T12:00:00Z"}
+    offset timestamp: ok {"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":1,"updated_at":"2026-06-01T12:00:00.123456Z"}
+    null sequence is absent: ok {"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":1,"updated_at":"2026-06-01T12:00:00Z"}
+    not utf-8: invalid_payload (event_id -, tenant -): message is not UTF-8: invalid utf-8 sequence of 1 bytes from index 0
+    not json: invalid_payload (event_id -, tenant -): message is not a JSON object
+    json array: invalid_payload (event_id -, tenant -): message is not a JSON object
+    duplicated field: invalid_payload (event_id -, tenant -): message is not a valid JSON object: duplicate field `sku` at line 1 column 16
+    missing event_id: invalid_payload (event_id -, tenant -): missing required field `event_id`
+    event_id not a uuid: invalid_event_id (event_id -, tenant -): `event_id` "42" is not a UUID: failed to parse a UUID
+    event_id a number: invalid_event_id (event_id -, tenant -): `event_id` must be a string, found a number that is not a 64-bit integer
+    missing type: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant -): missing required field `type`
+    unknown type: unknown_event_type (event_id 00000000-0000-0000-0000-000000000001, tenant -): `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"
+    missing tenant_id: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant -): missing required field `tenant_id`
+    upper-case tenant_id: invalid_tenant_id (event_id 00000000-0000-0000-0000-000000000001, tenant -): `tenant_id` "Canary" contains 'C', outside the allowed characters [a-z0-9_-]
+    supplier_id too long: invalid_supplier_id (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `supplier_id` "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss" is 65 bytes long, more than the 64 allowed
+    missing sku: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `sku`
+    blank sku: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` "   " once normalized is empty
+    sku with a space inside: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` "ab c" once normalized contains ' ', outside the allowed characters [A-Z0-9._-]
+    sku not a string: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` must be a string, found an integer
+    missing quantity: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `quantity`
+    negative quantity: invalid_quantity (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `quantity` -1 is outside 0..=1000000000
+    quantity too large: invalid_quantity (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `quantity` 1000000001 is outside 0..=1000000000
+    fractional quantity: invalid_quantity (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `quantity` must be an integer, found a number that is not a 64-bit integer
+    quantity as string: invalid_quantity (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `quantity` must be an integer, found a string
+    missing delta: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `delta`
+    zero delta: invalid_delta (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `delta` 0 must be non-zero with an absolute value of at most 1000000000
+    delta too large: invalid_delta (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `delta` -1000000001 must be non-zero with an absolute value of at most 1000000000
+    missing updated_at: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `updated_at`
+    updated_at without offset: invalid_updated_at (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `updated_at` "2026-06-01T12:00:00" is not an RFC 3339 timestamp: premature end of input
+    negative sequence: invalid_sequence (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sequence` -1 must be between 0 and 2^64-1
+    sequence too large: invalid_sequence (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sequence` must be an integer, found a number that is not a 64-bit integer
+    too large: payload_too_large (event_id -, tenant -): message is 65732 bytes, more than the 65536 allowed
+    "#);
+}
+
+#[test]
+fn the_contract_example_decodes() {
+    let example = br#"{
+      "event_id": "018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10",
+      "type": "inventory.updated",
+      "tenant_id": "canary",
+      "supplier_id": "acme",
+      "sku": "ABC-123",
+      "quantity": 42,
+      "updated_at": "2026-06-01T12:00:00Z",
+      "sequence": 1042
+    }"#;
+    let event = decode(example).expect("the contract's own example is valid");
+    insta::assert_snapshot!(encode(&event), @r#"{"event_id":"018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-123","quantity":42,"updated_at":"2026-06-01T12:00:00Z","sequence":1042}"#);
+}

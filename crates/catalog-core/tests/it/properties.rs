@@ -1,0 +1,311 @@
+//! Property tests for every claim of order independence and idempotence in the contract.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use catalog_core::{
+    decode, encode, AllSyncOn, ClockPolicy, Delivery, EventId, HeldReason, ItemKey, OfferKey, OrderingKey,
+    ReferenceCatalog, Sku, StockChange, SupplierEvent, SupplierId, SyncFlags, TenantId,
+};
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+const CASES: u32 = 1_000;
+
+fn base_time() -> DateTime<Utc> {
+    crate::scenario::time("12:00:00")
+}
+
+/// A generated event before it gets its unique id.
+#[derive(Debug, Clone)]
+struct EventSpec {
+    tenant: usize,
+    supplier: usize,
+    sku: usize,
+    change: StockChange,
+    updated_second: i64,
+    received_second: i64,
+    /// Minutes the supplier clock runs ahead: beyond 5 the event is clamped.
+    clock_ahead_minutes: i64,
+    sequence: Option<u64>,
+}
+
+const TENANTS: [&str; 2] = ["canary", "t2"];
+const SUPPLIERS: [&str; 2] = ["acme", "globex"];
+// The same SKU in two spellings: normalization must make them one offer.
+const SKUS: [&str; 3] = ["ABC-1", " abc-1", "XYZ.9"];
+
+fn event_spec() -> impl Strategy<Value = EventSpec> {
+    let change = prop_oneof![
+        (0i64..50).prop_map(|quantity| StockChange::Updated { quantity }),
+        (-20i64..20)
+            .prop_filter("delta is non-zero", |delta| *delta != 0)
+            .prop_map(|delta| StockChange::Adjusted { delta }),
+    ];
+    (
+        0..2usize,
+        0..2usize,
+        0..3usize,
+        change,
+        0i64..4,
+        0i64..4,
+        prop_oneof![3 => Just(0i64), 1 => 0i64..20],
+        proptest::option::of(0u64..3),
+    )
+        .prop_map(
+            |(tenant, supplier, sku, change, updated_second, received_second, clock_ahead_minutes, sequence)| {
+                EventSpec {
+                    tenant,
+                    supplier,
+                    sku,
+                    change,
+                    updated_second,
+                    received_second,
+                    clock_ahead_minutes,
+                    sequence,
+                }
+            },
+        )
+}
+
+fn build(index: usize, spec: &EventSpec) -> Delivery {
+    let offer = OfferKey {
+        tenant: TenantId::parse(TENANTS[spec.tenant]).expect("valid tenant"),
+        supplier: SupplierId::parse(SUPPLIERS[spec.supplier]).expect("valid supplier"),
+        sku: Sku::parse(SKUS[spec.sku]).expect("valid sku"),
+    };
+    let updated_at = base_time() + Duration::seconds(spec.updated_second) + Duration::minutes(spec.clock_ahead_minutes);
+    let event = SupplierEvent::new(EventId(uuid_for(index)), offer, spec.change, updated_at, spec.sequence)
+        .expect("generated values are in range");
+    // Half the events travel through the wire format, so decoding is part of the property.
+    let decoded = if index % 2 == 0 { decode(encode(&event).as_bytes()) } else { Ok(event) };
+    Delivery { decoded, received_at: base_time() + Duration::seconds(spec.received_second) }
+}
+
+fn uuid_for(index: usize) -> uuid::Uuid {
+    // Spread ids so their order is unrelated to generation order.
+    uuid::Uuid::from_u128((index as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+}
+
+/// Unique events, some delivered several times (exact redeliveries), plus poison messages.
+fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
+    (
+        proptest::collection::vec(event_spec(), 1..30),
+        proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        0..3usize,
+    )
+        .prop_map(|(specs, repeats, n_poison)| {
+            let mut deliveries: Vec<Delivery> =
+                specs.iter().enumerate().map(|(index, spec)| build(index, spec)).collect();
+            let originals = deliveries.clone();
+            deliveries.extend(repeats.iter().map(|repeat| repeat.get(&originals).clone()));
+            for poison in 0..n_poison {
+                deliveries.push(Delivery {
+                    decoded: decode(format!("poison {poison}").as_bytes()),
+                    received_at: base_time(),
+                });
+            }
+            deliveries
+        })
+}
+
+/// Deliveries shuffled and cut into batches.
+fn shuffled_batches(deliveries: Vec<Delivery>) -> impl Strategy<Value = Vec<Vec<Delivery>>> {
+    let n = deliveries.len();
+    (Just(deliveries).prop_shuffle(), proptest::collection::vec(1..=n.max(1), 1..6))
+        .prop_map(|(shuffled, sizes)| split(shuffled, &sizes))
+}
+
+fn split(deliveries: Vec<Delivery>, sizes: &[usize]) -> Vec<Vec<Delivery>> {
+    let mut batches = Vec::new();
+    let mut rest = deliveries.as_slice();
+    for size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, tail) = rest.split_at((*size).min(rest.len()));
+        batches.push(batch.to_vec());
+        rest = tail;
+    }
+    batches
+}
+
+/// The contract's formula, computed directly from the distinct events: for each offer,
+/// latest snapshot + every adjustment newer than it, never below zero; items sum offers.
+fn oracle(deliveries: &[Delivery]) -> BTreeMap<ItemKey, i64> {
+    let clock = ClockPolicy::default();
+    let mut distinct: BTreeMap<EventId, (SupplierEvent, OrderingKey)> = BTreeMap::new();
+    for delivery in deliveries {
+        if let Ok(event) = &delivery.decoded {
+            distinct
+                .entry(event.event_id())
+                .or_insert_with(|| (event.clone(), clock.effective(event, delivery.received_at).key));
+        }
+    }
+    let mut offers: BTreeMap<OfferKey, Vec<(StockChange, OrderingKey)>> = BTreeMap::new();
+    for (event, key) in distinct.values() {
+        offers.entry(event.offer().clone()).or_default().push((event.change(), *key));
+    }
+    let mut items = BTreeMap::new();
+    for (offer, events) in offers {
+        let snapshot = events
+            .iter()
+            .filter_map(|(change, key)| match change {
+                StockChange::Updated { quantity } => Some((*key, *quantity)),
+                StockChange::Adjusted { .. } => None,
+            })
+            .max();
+        let deltas: i64 = events
+            .iter()
+            .filter_map(|(change, key)| match change {
+                StockChange::Adjusted { delta } if snapshot.is_none_or(|(snapshot_key, _)| *key > snapshot_key) => {
+                    Some(*delta)
+                }
+                _ => None,
+            })
+            .sum();
+        let quantity = (snapshot.map_or(0, |(_, quantity)| quantity) + deltas).max(0);
+        *items.entry(offer.item_key()).or_insert(0) += quantity;
+    }
+    without_zeros(items)
+}
+
+/// An item that never left zero has no row; one that went back to zero has: compare the rest.
+fn without_zeros(items: BTreeMap<ItemKey, i64>) -> BTreeMap<ItemKey, i64> {
+    items.into_iter().filter(|(_, quantity)| *quantity != 0).collect()
+}
+
+/// Applies batches in turn, checking per batch that a version moves exactly when the quantity does.
+fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &dyn SyncFlags) {
+    for batch in batches {
+        let before = catalog.items.clone();
+        let plan = catalog.apply(batch, flags, ClockPolicy::default());
+        assert_eq!(plan.decisions.len(), batch.len(), "one decision per delivery");
+        for (key, item) in &catalog.items {
+            let previous = before.get(key).copied().unwrap_or_default();
+            let expected_version = previous.version + u64::from(previous.quantity != item.quantity);
+            assert_eq!(item.version, expected_version, "version of {key}");
+            assert!(item.quantity >= 0, "item {key} below zero");
+        }
+    }
+}
+
+struct OffFor(BTreeSet<(usize, usize)>);
+
+impl SyncFlags for OffFor {
+    fn check(&self, tenant: &TenantId, supplier: &SupplierId) -> Result<(), HeldReason> {
+        let tenant = TENANTS.iter().position(|name| *name == tenant.as_str()).expect("generated tenant");
+        let supplier = SUPPLIERS.iter().position(|name| *name == supplier.as_str()).expect("generated supplier");
+        if self.0.contains(&(tenant, supplier)) {
+            Err(HeldReason::SupplierSyncOff)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(CASES))]
+
+    /// Any permutation and any split into batches ends in the same offers, and in the
+    /// item quantities of the contract's formula; every delivery is accounted for once.
+    #[test]
+    fn any_order_and_any_batching_converge(
+        (deliveries, batches) in deliveries().prop_flat_map(|deliveries| (Just(deliveries.clone()), shuffled_batches(deliveries)))
+    ) {
+        let mut in_order = ReferenceCatalog::default();
+        apply_all(&mut in_order, std::slice::from_ref(&deliveries), &AllSyncOn);
+        let mut shuffled = ReferenceCatalog::default();
+        apply_all(&mut shuffled, &batches, &AllSyncOn);
+
+        prop_assert_eq!(&shuffled.offers, &in_order.offers);
+        prop_assert_eq!(without_zeros(shuffled.item_quantities()), oracle(&deliveries));
+        prop_assert_eq!(without_zeros(in_order.item_quantities()), oracle(&deliveries));
+        for (key, item) in &shuffled.items {
+            let offers_sum: i64 = shuffled.offers.iter().filter(|(offer, _)| offer.item_key() == *key).map(|(_, offer)| offer.quantity()).sum();
+            prop_assert_eq!(item.quantity, offers_sum);
+        }
+    }
+
+    /// Each distinct valid event is decided exactly once as applied, stale or superseded;
+    /// every other delivery of it is a duplicate.
+    #[test]
+    fn every_event_claims_its_id_exactly_once(deliveries in deliveries(), sizes in proptest::collection::vec(1usize..10, 1..4)) {
+        let mut catalog = ReferenceCatalog::default();
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for batch in split(deliveries.clone(), &sizes) {
+            let plan = catalog.apply(&batch, &AllSyncOn, ClockPolicy::default());
+            for decision in plan.decisions {
+                *counts.entry(decision.outcome.as_str()).or_insert(0) += 1;
+            }
+        }
+        let valid: Vec<EventId> = deliveries.iter().filter_map(|delivery| delivery.decoded.as_ref().ok()).map(SupplierEvent::event_id).collect();
+        let distinct: BTreeSet<EventId> = valid.iter().copied().collect();
+        let claimed = counts.get("applied").unwrap_or(&0) + counts.get("stale").unwrap_or(&0) + counts.get("superseded").unwrap_or(&0);
+        prop_assert_eq!(claimed, distinct.len());
+        prop_assert_eq!(*counts.get("duplicate").unwrap_or(&0), valid.len() - distinct.len());
+        prop_assert_eq!(*counts.get("rejected").unwrap_or(&0), deliveries.len() - valid.len());
+    }
+
+    /// Re-applying any subset, in any order and batching, changes nothing, versions included.
+    #[test]
+    fn reapplying_any_subset_changes_nothing(
+        deliveries in deliveries(),
+        subset in proptest::collection::vec(any::<prop::sample::Index>(), 1..20),
+        sizes in proptest::collection::vec(1usize..8, 1..4),
+    ) {
+        let mut catalog = ReferenceCatalog::default();
+        apply_all(&mut catalog, std::slice::from_ref(&deliveries), &AllSyncOn);
+        let settled = catalog.clone();
+        let again: Vec<Delivery> = subset.iter().map(|index| index.get(&deliveries).clone()).collect();
+        for batch in split(again, &sizes) {
+            let plan = catalog.apply(&batch, &AllSyncOn, ClockPolicy::default());
+            prop_assert!(plan.offers.is_empty() && plan.items.is_empty());
+            for decision in plan.decisions {
+                prop_assert!(matches!(decision.outcome.as_str(), "duplicate" | "rejected"), "{}", decision.outcome);
+            }
+        }
+        prop_assert_eq!(catalog, settled);
+    }
+
+    /// Events held while a supplier was off, replayed once it is on, end exactly where
+    /// they would have had sync been on all along.
+    #[test]
+    fn held_events_replayed_converge(
+        deliveries in deliveries(),
+        off in proptest::collection::btree_set((0..2usize, 0..2usize), 0..4),
+        sizes in proptest::collection::vec(1usize..10, 1..4),
+    ) {
+        let mut catalog = ReferenceCatalog::default();
+        apply_all(&mut catalog, &split(deliveries.clone(), &sizes), &OffFor(off));
+        apply_all(&mut catalog, std::slice::from_ref(&deliveries), &AllSyncOn);
+        prop_assert_eq!(without_zeros(catalog.item_quantities()), oracle(&deliveries));
+    }
+
+    /// The encoder and decoder are inverse for every valid event.
+    #[test]
+    fn encode_then_decode_is_identity(spec in event_spec(), index in 0usize..1_000) {
+        let delivery = build(1, &spec);
+        let event = delivery.decoded.expect("built events are valid");
+        let event = SupplierEvent::new(EventId(uuid_for(index)), event.offer().clone(), event.change(), event.updated_at(), event.sequence())
+            .expect("valid");
+        prop_assert_eq!(decode(encode(&event).as_bytes()), Ok(event));
+    }
+
+    /// Decoding never panics, whatever the bytes.
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&bytes);
+    }
+
+    /// Decoding never panics on JSON objects with contract fields of any type.
+    #[test]
+    fn decode_never_panics_on_json(fields in proptest::collection::btree_map(
+        prop::sample::select(vec!["event_id", "type", "tenant_id", "supplier_id", "sku", "quantity", "delta", "updated_at", "sequence"]),
+        prop_oneof![Just(serde_json::Value::Null), any::<i64>().prop_map(serde_json::Value::from), any::<f64>().prop_map(serde_json::Value::from), ".{0,70}".prop_map(serde_json::Value::from)],
+        0..9,
+    )) {
+        let object = serde_json::Value::Object(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect());
+        let _ = decode(object.to_string().as_bytes());
+    }
+}
