@@ -270,11 +270,19 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
         checker.reject(RejectReason::InvalidPayload, format!("message is not a valid JSON object: {error}"))
     })?;
 
+    // Whatever identification is valid is kept on any rejection, whichever rule broke first,
+    // so support can find a rejected message by its tenant and event id.
+    if let Some(Loose::Str(text)) = &wire.event_id {
+        checker.event_id = Uuid::try_parse(text).ok().map(EventId);
+    }
+    if let Some(Loose::Str(text)) = &wire.tenant_id {
+        checker.tenant = TenantId::parse(text).ok();
+    }
+
     let event_id_text = checker.string("event_id", &wire.event_id, RejectReason::InvalidEventId)?;
     let event_id = Uuid::try_parse(event_id_text).map_err(|error| {
         checker.reject(RejectReason::InvalidEventId, format!("`event_id` {event_id_text:?} is not a UUID: {error}"))
     })?;
-    checker.event_id = Some(EventId(event_id));
 
     let type_text = checker.string("type", &wire.event_type, RejectReason::UnknownEventType)?;
     let event_type = EventType::parse(type_text).ok_or_else(|| {
@@ -288,7 +296,6 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     let tenant = TenantId::parse(tenant_text).map_err(|error| {
         checker.reject(RejectReason::InvalidTenantId, format!("`tenant_id` {tenant_text:?} {error}"))
     })?;
-    checker.tenant = Some(tenant.clone());
 
     let supplier_text = checker.string("supplier_id", &wire.supplier_id, RejectReason::InvalidSupplierId)?;
     let supplier = SupplierId::parse(supplier_text).map_err(|error| {

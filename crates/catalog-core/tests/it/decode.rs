@@ -77,11 +77,11 @@ fn every_rule_has_its_reason() {
     not json: invalid_payload (event_id -, tenant -): message is not a JSON object
     json array: invalid_payload (event_id -, tenant -): message is not a JSON object
     duplicated field: invalid_payload (event_id -, tenant -): message is not a valid JSON object: duplicate field `sku` at line 1 column 16
-    missing event_id: invalid_payload (event_id -, tenant -): missing required field `event_id`
-    event_id not a uuid: invalid_event_id (event_id -, tenant -): `event_id` "42" is not a UUID: failed to parse a UUID
-    event_id a number: invalid_event_id (event_id -, tenant -): `event_id` must be a string, found a number that is not a 64-bit integer
-    missing type: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant -): missing required field `type`
-    unknown type: unknown_event_type (event_id 00000000-0000-0000-0000-000000000001, tenant -): `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"
+    missing event_id: invalid_payload (event_id -, tenant canary): missing required field `event_id`
+    event_id not a uuid: invalid_event_id (event_id -, tenant canary): `event_id` "42" is not a UUID: failed to parse a UUID
+    event_id a number: invalid_event_id (event_id -, tenant canary): `event_id` must be a string, found a number that is not a 64-bit integer
+    missing type: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `type`
+    unknown type: unknown_event_type (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"
     missing tenant_id: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant -): missing required field `tenant_id`
     upper-case tenant_id: invalid_tenant_id (event_id 00000000-0000-0000-0000-000000000001, tenant -): `tenant_id` "Canary" contains 'C', outside the allowed characters [a-z0-9_-]
     supplier_id too long: invalid_supplier_id (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `supplier_id` "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss" is 65 bytes long, more than the 64 allowed

@@ -1,0 +1,93 @@
+//! PostgreSQL implementation of the catalog store: each batch is one transaction of a
+//! dozen statements over arrays (never one round trip per event), with rows locked in one
+//! global order so concurrent workers neither deadlock nor lose an update.
+
+mod apply;
+mod queries;
+
+use std::time::Duration;
+
+use catalog_store::{StoreConfig, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// The embedded migrations of `migrations/postgres`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How many times `apply_batch` re-runs a batch that lost a race (deadlock, serialization
+/// failure, a concurrent claim of the same event id) before reporting a conflict.
+const MAX_CONFLICT_RETRIES: u32 = 5;
+
+/// Connection settings for [`PostgresStore::connect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The production catalog store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    config: StoreConfig,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…`) and applies pending migrations.
+    pub async fn connect(url: &str, config: StoreConfig, options: PostgresOptions) -> Result<Self, StoreError> {
+        let connect_options: PgConnectOptions = url.parse().map_err(|error: sqlx::Error| {
+            StoreError::Schema(format!("invalid database url: {}", error.to_string().replace(url, "<url>")))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect_options)
+            .await
+            .map_err(store_error)?;
+        let store = Self { pool, config };
+        catalog_store::CatalogStore::migrate(&store).await?;
+        Ok(store)
+    }
+
+    /// Wraps an existing pool; migrations are not run.
+    pub fn from_pool(pool: PgPool, config: StoreConfig) -> Self {
+        Self { pool, config }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Classifies a database failure: unreachable and lost races are retryable, the rest is not.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            // serialization_failure, deadlock_detected, lock_not_available
+            Some("40001" | "40P01" | "55P03") => StoreError::Conflict(database.to_string()),
+            // connection exceptions, admin shutdown, crash shutdown, cannot connect now
+            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => {
+                StoreError::Unavailable(database.to_string())
+            }
+            // undefined_table, undefined_column
+            Some("42P01" | "42703") => StoreError::Schema(database.to_string()),
+            _ => StoreError::Database(database.to_string()),
+        },
+        sqlx::Error::Migrate(_) => StoreError::Schema(error.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Database(error.to_string()),
+    }
+}

@@ -1,0 +1,57 @@
+//! A throwaway database per test on the local PostgreSQL, dropped when the test ends.
+
+use catalog_postgres::{PostgresOptions, PostgresStore};
+use catalog_store::StoreConfig;
+use sqlx::{Connection, PgConnection};
+
+/// The server the tests use; CI starts it. A missing server fails the test, never skips it.
+pub(crate) fn server_url() -> String {
+    std::env::var("CATALOG_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("the server url names a database");
+    format!("{base}/{name}")
+}
+
+#[derive(Debug)]
+pub(crate) struct TestDatabase {
+    pub(crate) name: String,
+    pub(crate) url: String,
+}
+
+impl TestDatabase {
+    pub(crate) async fn create() -> Self {
+        let server = server_url();
+        let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|error| {
+            panic!("PostgreSQL is required for these tests and is not reachable at {server}: {error}")
+        });
+        let name = format!("catalog_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+        Self { url: with_database(&server, &name), name }
+    }
+
+    pub(crate) async fn store(&self, config: StoreConfig) -> PostgresStore {
+        PostgresStore::connect(&self.url, config, PostgresOptions::default()).await.expect("connect and migrate")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on async work: use a thread
+        // with its own small runtime. FORCE ends the pool's connections still open.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server_url()).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) && !std::thread::panicking() {
+            panic!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}

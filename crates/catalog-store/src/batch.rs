@@ -1,0 +1,360 @@
+//! The backend-independent half of `apply_batch`: which keys to lock, and turning a
+//! `catalog-core` plan into the rows to write. Backends only load, lock and persist.
+
+use std::collections::{BTreeMap, HashMap};
+
+use catalog_core::{
+    event_ids, plan_batch, touched_keys, BatchPlan, Decision, EventId, HeldReason, ItemId, ItemKey, OfferKey,
+    OfferState, Outcome, PlanState, StockChange, SupplierId, SyncFlags, TenantId,
+};
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig,
+};
+
+/// The rows a batch touches, each list sorted and unique: the one order every backend
+/// locks them in, so concurrent batches never deadlock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchKeys {
+    pub tenants: Vec<TenantId>,
+    pub suppliers: Vec<(TenantId, SupplierId)>,
+    pub offers: Vec<OfferKey>,
+    pub items: Vec<(ItemKey, ItemId)>,
+    pub event_ids: Vec<EventId>,
+}
+
+impl BatchKeys {
+    pub fn of(batch: &BatchInput) -> Self {
+        let deliveries: Vec<_> = batch.events.iter().map(|event| event.delivery.clone()).collect();
+        let (offers, items) = touched_keys(&deliveries);
+        let mut suppliers: Vec<(TenantId, SupplierId)> =
+            offers.iter().map(|offer| (offer.tenant.clone(), offer.supplier.clone())).collect();
+        suppliers.dedup();
+        let mut tenants: Vec<TenantId> = suppliers.iter().map(|(tenant, _)| tenant.clone()).collect();
+        tenants.dedup();
+        let items = items.into_iter().map(|key| {
+            let item_id = key.item_id();
+            (key, item_id)
+        });
+        Self { tenants, suppliers, offers, items: items.collect(), event_ids: event_ids(&deliveries) }
+    }
+}
+
+/// A journal row of an event id, as loaded by a backend before planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorRow {
+    pub event_id: EventId,
+    /// `held` rows are decided afresh; any other decided row claims the id.
+    pub held: bool,
+    pub fingerprint: u64,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Sync flags as loaded for a batch; tenants and suppliers not found use the default.
+#[derive(Debug, Clone, Default)]
+pub struct FlagTable {
+    pub tenants: HashMap<TenantId, bool>,
+    pub suppliers: HashMap<(TenantId, SupplierId), bool>,
+    pub default_enabled: bool,
+}
+
+impl SyncFlags for FlagTable {
+    fn check(&self, tenant: &TenantId, supplier: &SupplierId) -> Result<(), HeldReason> {
+        if !self.tenants.get(tenant).copied().unwrap_or(self.default_enabled) {
+            return Err(HeldReason::TenantSyncOff);
+        }
+        let key = (tenant.clone(), supplier.clone());
+        if !self.suppliers.get(&key).copied().unwrap_or(self.default_enabled) {
+            return Err(HeldReason::SupplierSyncOff);
+        }
+        Ok(())
+    }
+}
+
+/// What a backend loaded, under lock, for the batch's keys.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedState {
+    pub offers: HashMap<OfferKey, OfferState>,
+    pub items: HashMap<ItemKey, catalog_core::ItemState>,
+    pub prior: Vec<PriorRow>,
+    pub flags: FlagTable,
+}
+
+/// A new journal row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalInsert {
+    pub event_id: Option<EventId>,
+    pub tenant: Option<String>,
+    pub supplier: Option<String>,
+    pub sku: Option<String>,
+    pub event_type: Option<&'static str>,
+    pub quantity: Option<i64>,
+    pub delta: Option<i64>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// `sequence` stored bit-for-bit in a signed 64-bit column; read back with `as u64`.
+    pub sequence: Option<i64>,
+    pub effective_at: Option<DateTime<Utc>>,
+    pub clock_drift_clamped: bool,
+    pub received_at: DateTime<Utc>,
+    pub outcome: &'static str,
+    pub reason: Option<&'static str>,
+    pub detail: Option<String>,
+    /// The fingerprint stored bit-for-bit in a signed 64-bit column.
+    pub fingerprint: Option<i64>,
+    pub redelivery_count: i64,
+    pub payload_differs: bool,
+    pub source: SourceRef,
+    pub traceparent: Option<String>,
+    pub raw_payload: Option<Vec<u8>>,
+}
+
+/// A change to an existing journal row: a held event decided afresh, and/or redeliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalUpdate {
+    pub event_id: EventId,
+    /// The new decision for a held row; `None` leaves the decision as it was.
+    pub redecided: Option<Redecided>,
+    pub redeliveries_added: i64,
+    pub payload_differs: bool,
+}
+
+/// A fresh decision for a held journal row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redecided {
+    pub outcome: &'static str,
+    pub reason: Option<&'static str>,
+    pub effective_at: DateTime<Utc>,
+    pub clock_drift_clamped: bool,
+}
+
+/// An offer's new state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferWrite {
+    pub key: OfferKey,
+    pub quantity: i64,
+    pub winner: Option<EventId>,
+    pub state: OfferState,
+}
+
+/// An outbox row: publish this item version to this channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxWrite {
+    pub item_id: ItemId,
+    pub tenant: TenantId,
+    pub sku: String,
+    pub quantity: i64,
+    pub version: i64,
+    pub channel: String,
+    pub traceparent: Option<String>,
+}
+
+/// Everything one batch writes, derived from the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreparedWrites {
+    /// New journal rows: decoded ones sorted by event id (lock order), then rejected ones.
+    pub journal_inserts: Vec<JournalInsert>,
+    /// Sorted by event id.
+    pub journal_updates: Vec<JournalUpdate>,
+    /// Sorted by key.
+    pub offers: Vec<OfferWrite>,
+    /// Changed items, sorted by key.
+    pub items: Vec<ChangedItem>,
+    pub outbox: Vec<OutboxWrite>,
+    /// Sorted, one per (source, partition), the furthest position of the batch.
+    pub checkpoints: Vec<Checkpoint>,
+    pub result: BatchResult,
+}
+
+/// Plans the batch with `catalog-core` against what the backend loaded, and derives the rows.
+pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -> PreparedWrites {
+    let deliveries: Vec<_> = batch.events.iter().map(|event| event.delivery.clone()).collect();
+    let state = PlanState {
+        offers: loaded.offers.clone(),
+        items: loaded.items.clone(),
+        prior: loaded
+            .prior
+            .iter()
+            .map(|row| {
+                let prior = catalog_core::PriorEvent {
+                    claimed: !row.held,
+                    fingerprint: row.fingerprint,
+                    first_received_at: row.received_at,
+                };
+                (row.event_id, prior)
+            })
+            .collect(),
+    };
+    let plan = plan_batch(&deliveries, &state, &loaded.flags, config.clock);
+    let mut writes = journal_writes(batch, &plan, loaded);
+    writes.offers = plan
+        .offers
+        .iter()
+        .map(|(key, change)| OfferWrite {
+            key: key.clone(),
+            quantity: change.state.quantity(),
+            winner: change.state.winner().map(|winner| winner.event_id),
+            state: change.state.clone(),
+        })
+        .collect();
+    let traceparents = item_traceparents(batch, &plan);
+    writes.items = plan
+        .items
+        .iter()
+        .map(|(key, change)| ChangedItem {
+            item_id: change.item_id,
+            tenant: key.tenant.clone(),
+            sku: key.sku.clone(),
+            quantity: change.state.quantity,
+            version: change.state.version,
+            traceparent: traceparents.get(key).cloned(),
+        })
+        .collect();
+    writes.outbox = writes
+        .items
+        .iter()
+        .flat_map(|item| {
+            config.channels.iter().map(move |channel| OutboxWrite {
+                item_id: item.item_id,
+                tenant: item.tenant.clone(),
+                sku: item.sku.to_string(),
+                quantity: item.quantity,
+                version: item.version as i64,
+                channel: channel.clone(),
+                traceparent: item.traceparent.clone(),
+            })
+        })
+        .collect();
+    writes.checkpoints = furthest_checkpoints(&batch.checkpoints);
+    writes.result = BatchResult { decisions: plan.decisions, changed_items: writes.items.clone() };
+    writes
+}
+
+/// The traceparent of the last applied event of each changed item, for its publish call.
+fn item_traceparents(batch: &BatchInput, plan: &BatchPlan) -> HashMap<ItemKey, String> {
+    let mut traceparents = HashMap::new();
+    for (event, decision) in batch.events.iter().zip(&plan.decisions) {
+        if let (Ok(decoded), Outcome::Applied, Some(traceparent)) =
+            (&event.delivery.decoded, decision.outcome, &event.traceparent)
+        {
+            traceparents.insert(decoded.offer().item_key(), traceparent.clone());
+        }
+    }
+    traceparents
+}
+
+fn furthest_checkpoints(checkpoints: &[Checkpoint]) -> Vec<Checkpoint> {
+    let mut furthest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for checkpoint in checkpoints {
+        let entry = furthest.entry((checkpoint.source.clone(), checkpoint.partition)).or_insert(checkpoint.next_offset);
+        *entry = (*entry).max(checkpoint.next_offset);
+    }
+    furthest
+        .into_iter()
+        .map(|((source, partition), next_offset)| Checkpoint { source, partition, next_offset })
+        .collect()
+}
+
+/// Where an event id's journal record lives while the batch is prepared.
+enum JournalTarget {
+    Insert(usize),
+    Update(usize),
+}
+
+fn journal_writes(batch: &BatchInput, plan: &BatchPlan, loaded: &LoadedState) -> PreparedWrites {
+    let prior: HashMap<EventId, &PriorRow> = loaded.prior.iter().map(|row| (row.event_id, row)).collect();
+    let mut inserts: Vec<JournalInsert> = Vec::new();
+    let mut rejected: Vec<JournalInsert> = Vec::new();
+    let mut updates: Vec<JournalUpdate> = Vec::new();
+    let mut targets: HashMap<EventId, JournalTarget> = HashMap::new();
+
+    for (event, decision) in batch.events.iter().zip(&plan.decisions) {
+        let counted = i64::from(event.provenance == Provenance::Received);
+        let Ok(decoded) = &event.delivery.decoded else {
+            rejected.push(new_row(event, decision));
+            continue;
+        };
+        let event_id = decoded.event_id();
+        let payload_differs = decision.redelivery.is_some_and(|redelivery| redelivery.payload_differs);
+        match targets.get(&event_id) {
+            // A repeat within the batch: count it on the record of its first delivery.
+            Some(JournalTarget::Insert(index)) => {
+                inserts[*index].redelivery_count += counted;
+                inserts[*index].payload_differs |= payload_differs;
+            }
+            Some(JournalTarget::Update(index)) => {
+                updates[*index].redeliveries_added += counted;
+                updates[*index].payload_differs |= payload_differs;
+            }
+            None if prior.contains_key(&event_id) => {
+                let redecided = (decision.outcome != Outcome::Duplicate).then(|| Redecided {
+                    outcome: decision.outcome.as_str(),
+                    reason: decision.reason(),
+                    effective_at: decision.effective.map_or(event.delivery.received_at, |e| e.key.effective_at),
+                    clock_drift_clamped: decision.effective.is_some_and(|e| e.clock_drift_clamped),
+                });
+                targets.insert(event_id, JournalTarget::Update(updates.len()));
+                updates.push(JournalUpdate { event_id, redecided, redeliveries_added: counted, payload_differs });
+            }
+            None => {
+                targets.insert(event_id, JournalTarget::Insert(inserts.len()));
+                inserts.push(new_row(event, decision));
+            }
+        }
+    }
+    inserts.sort_by_key(|row| row.event_id);
+    inserts.extend(rejected);
+    updates.sort_by_key(|update| update.event_id);
+    PreparedWrites { journal_inserts: inserts, journal_updates: updates, ..PreparedWrites::default() }
+}
+
+fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
+    let mut row = JournalInsert {
+        event_id: None,
+        tenant: None,
+        supplier: None,
+        sku: None,
+        event_type: None,
+        quantity: None,
+        delta: None,
+        updated_at: None,
+        sequence: None,
+        effective_at: decision.effective.map(|effective| effective.key.effective_at),
+        clock_drift_clamped: decision.effective.is_some_and(|effective| effective.clock_drift_clamped),
+        received_at: decision.first_received_at,
+        outcome: decision.outcome.as_str(),
+        reason: decision.reason(),
+        detail: None,
+        fingerprint: None,
+        redelivery_count: 0,
+        payload_differs: false,
+        source: event.source.clone(),
+        traceparent: event.traceparent.clone(),
+        raw_payload: None,
+    };
+    match &event.delivery.decoded {
+        Ok(decoded) => {
+            let (quantity, delta) = match decoded.change() {
+                StockChange::Updated { quantity } => (Some(quantity), None),
+                StockChange::Adjusted { delta } => (None, Some(delta)),
+            };
+            row.event_id = Some(decoded.event_id());
+            row.tenant = Some(decoded.offer().tenant.to_string());
+            row.supplier = Some(decoded.offer().supplier.to_string());
+            row.sku = Some(decoded.offer().sku.to_string());
+            row.event_type = Some(decoded.change().type_name());
+            row.quantity = quantity;
+            row.delta = delta;
+            row.updated_at = Some(decoded.updated_at());
+            row.sequence = decoded.sequence().map(|sequence| sequence as i64);
+            row.fingerprint = Some(decoded.fingerprint() as i64);
+        }
+        Err(rejection) => {
+            row.event_id = rejection.event_id;
+            row.tenant = rejection.tenant.as_ref().map(ToString::to_string);
+            row.detail = Some(rejection.detail.clone());
+            row.raw_payload = Some(event.raw.clone());
+        }
+    }
+    row
+}

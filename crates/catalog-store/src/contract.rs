@@ -1,0 +1,560 @@
+//! The store contract suite: written once, run unchanged against every implementation.
+//!
+//! A store's integration test binary invokes [`store_contract_tests!`] with an async
+//! factory `fn(StoreConfig) -> (Arc<dyn CatalogStore>, Guard)`; every case gets a fresh store.
+//! The expected state always comes from `catalog-core`'s `ReferenceCatalog`, never from
+//! hand-written numbers, so a store that re-decides anything differently fails here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use catalog_core::{
+    decode, encode, ClockPolicy, Delivery, EventId, ItemKey, OfferKey, OfferState, ReferenceCatalog, Sku, StockChange,
+    SupplierEvent, SupplierId, SyncFlags, TenantId,
+};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::batch::FlagTable;
+use crate::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, JournalWindow, Provenance, SourceRef, StoreConfig};
+
+/// Generates one `#[tokio::test]` per contract case, each on a fresh store from `$factory`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:path) => {
+        $crate::store_contract_tests!(@cases $factory,
+            applies_a_batch_like_the_reference,
+            random_batches_match_the_reference,
+            reapplying_a_committed_batch_changes_nothing,
+            redelivery_with_a_different_payload_is_flagged,
+            rejected_messages_keep_their_bytes_and_do_not_claim_the_id,
+            held_events_are_decided_afresh_once_sync_is_on,
+            first_sight_uses_the_configured_default_flag,
+            outbox_gets_one_row_per_channel_and_version,
+            checkpoints_never_move_backwards,
+            item_trace_explains_the_winner,
+            journal_window_filters_by_time_and_supplier,
+            sync_status_counts_outcomes,
+            concurrent_batches_on_overlapping_keys_are_exact,
+        );
+    };
+    (@cases $factory:path, $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::contract::$case($factory).await;
+            }
+        )*
+    };
+}
+
+/// What a factory returns: the store, and whatever must live as long as it (a temp dir,
+/// a database dropped on drop).
+pub type Fresh<G> = (Arc<dyn CatalogStore>, G);
+
+fn base() -> DateTime<Utc> {
+    "2026-06-01T12:00:00Z".parse().expect("valid time")
+}
+
+const SOURCE: &str = "test:contract";
+
+/// A small, deterministic generator: the suite needs no randomness crate and every run is the same.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+fn offer(tenant: &str, supplier: &str, sku: &str) -> OfferKey {
+    OfferKey {
+        tenant: TenantId::parse(tenant).expect("valid tenant"),
+        supplier: SupplierId::parse(supplier).expect("valid supplier"),
+        sku: Sku::parse(sku).expect("valid sku"),
+    }
+}
+
+fn event_id(n: u64) -> EventId {
+    EventId(uuid::Uuid::from_u128(u128::from(n) * 0x1_0000_0001))
+}
+
+/// An event as it arrives, through the wire format, at source offset `n`.
+fn incoming(n: u64, offer: &OfferKey, change: StockChange, updated_second: i64, received_second: i64) -> IncomingEvent {
+    let event =
+        SupplierEvent::new(event_id(n), offer.clone(), change, base() + Duration::seconds(updated_second), Some(n))
+            .expect("valid event");
+    raw_incoming(n, encode(&event).into_bytes(), received_second)
+}
+
+fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEvent {
+    IncomingEvent {
+        delivery: Delivery { decoded: decode(&raw), received_at: base() + Duration::seconds(received_second) },
+        raw,
+        source: SourceRef { source: SOURCE.to_owned(), partition: 0, offset: offset as i64 },
+        traceparent: Some(format!("00-{:032x}-{:016x}-01", offset + 1, offset + 1)),
+        provenance: Provenance::Received,
+    }
+}
+
+fn batch(events: Vec<IncomingEvent>) -> BatchInput {
+    let next_offset = events.iter().map(|event| event.source.offset + 1).max().unwrap_or(0);
+    BatchInput { events, checkpoints: vec![Checkpoint { source: SOURCE.to_owned(), partition: 0, next_offset }] }
+}
+
+/// A mixed stream: three suppliers, four SKUs (two spellings of one), both kinds,
+/// drifted clocks, exact redeliveries and a poison message every so often.
+/// Event ids and source offsets are `first..first + n_events`.
+fn stream(seed: u64, first: u64, n_events: u64) -> Vec<IncomingEvent> {
+    let mut rng = Lcg(seed);
+    let skus = ["SKU-1", " sku-1 ", "SKU-2", "SKU-3.A"];
+    let mut events: Vec<IncomingEvent> = Vec::new();
+    for n in first..first + n_events {
+        if rng.next(25) == 0 {
+            events.push(raw_incoming(n, format!("{{\"poison\": {n}").into_bytes(), 0));
+            continue;
+        }
+        if n > first && rng.next(8) == 0 {
+            let mut repeat = events[rng.next(events.len() as u64) as usize].clone();
+            repeat.source.offset = n as i64;
+            events.push(repeat);
+            continue;
+        }
+        let key = offer(
+            ["canary", "t2"][rng.next(2) as usize],
+            ["acme", "globex", "initech"][rng.next(3) as usize],
+            skus[rng.next(4) as usize],
+        );
+        let change = if rng.next(3) == 0 {
+            StockChange::Adjusted { delta: rng.next(11) as i64 - 5 + i64::from(rng.next(11) == 5) }
+        } else {
+            StockChange::Updated { quantity: rng.next(40) as i64 }
+        };
+        let change = match change {
+            StockChange::Adjusted { delta: 0 } => StockChange::Adjusted { delta: 1 },
+            other => other,
+        };
+        // One event in ten comes from a clock an hour ahead: clamped.
+        let drift = if rng.next(10) == 0 { 3_600 } else { 0 };
+        events.push(incoming(n, &key, change, rng.next(20) as i64 + drift, rng.next(20) as i64));
+    }
+    events
+}
+
+fn deliveries(events: &[IncomingEvent]) -> Vec<Delivery> {
+    events.iter().map(|event| event.delivery.clone()).collect()
+}
+
+/// The store's offers and items of the given tenants, in the reference catalog's shape.
+async fn snapshot(
+    store: &dyn CatalogStore,
+    tenants: &[&str],
+) -> (BTreeMap<OfferKey, OfferState>, BTreeMap<ItemKey, (i64, u64)>) {
+    let mut offers = BTreeMap::new();
+    let mut items = BTreeMap::new();
+    for tenant in tenants {
+        let tenant = TenantId::parse(tenant).expect("valid tenant");
+        for item in store.items(&tenant).await.expect("items") {
+            let trace = store.item_trace(item.item_id).await.expect("trace").expect("item exists");
+            for stored in trace.offers {
+                assert_eq!(stored.quantity, stored.state.quantity(), "stored offer quantity is derived from its state");
+                offers.insert(
+                    OfferKey { tenant: tenant.clone(), supplier: stored.supplier, sku: item.sku.clone() },
+                    stored.state,
+                );
+            }
+            items.insert(ItemKey { tenant: tenant.clone(), sku: item.sku.clone() }, (item.quantity, item.version));
+        }
+    }
+    (offers, items)
+}
+
+fn reference_items(reference: &ReferenceCatalog) -> BTreeMap<ItemKey, (i64, u64)> {
+    reference.items.iter().map(|(key, item)| (key.clone(), (item.quantity, item.version))).collect()
+}
+
+/// Offers the reference holds that have a non-empty state (the store creates an offer row
+/// only when a change is written).
+fn reference_offers(reference: &ReferenceCatalog) -> BTreeMap<OfferKey, OfferState> {
+    reference
+        .offers
+        .iter()
+        .filter(|(_, state)| **state != OfferState::default())
+        .map(|(k, s)| (k.clone(), s.clone()))
+        .collect()
+}
+
+fn store_offers(offers: BTreeMap<OfferKey, OfferState>) -> BTreeMap<OfferKey, OfferState> {
+    offers.into_iter().filter(|(_, state)| *state != OfferState::default()).collect()
+}
+
+pub async fn applies_a_batch_like_the_reference<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    store.migrate().await.expect("migrations are idempotent");
+    let events = stream(1, 0, 60);
+    let result = store.apply_batch(&batch(events.clone())).await.expect("apply");
+
+    let mut reference = ReferenceCatalog::default();
+    let plan = reference.apply(
+        &deliveries(&events),
+        &FlagTable { default_enabled: true, ..FlagTable::default() },
+        ClockPolicy::default(),
+    );
+    assert_eq!(result.decisions, plan.decisions);
+    let changed: Vec<_> = result.changed_items.iter().map(|item| (item.item_id, item.quantity, item.version)).collect();
+    let expected: Vec<_> =
+        plan.items.values().map(|change| (change.item_id, change.state.quantity, change.state.version)).collect();
+    assert_eq!(changed, expected);
+    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    assert_eq!(items, reference_items(&reference));
+}
+
+pub async fn random_batches_match_the_reference<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let flags = FlagTable { default_enabled: true, ..FlagTable::default() };
+    let mut reference = ReferenceCatalog::default();
+    let mut rng = Lcg(7);
+    let events = stream(2, 0, 400);
+    let mut rest = events.as_slice();
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at((rng.next(60) as usize + 1).min(rest.len()));
+        rest = tail;
+        let result = store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
+        let plan = reference.apply(&deliveries(chunk), &flags, ClockPolicy::default());
+        assert_eq!(result.decisions, plan.decisions);
+    }
+    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    assert_eq!(items, reference_items(&reference));
+}
+
+pub async fn reapplying_a_committed_batch_changes_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events: Vec<_> = stream(3, 0, 80).into_iter().filter(|event| event.delivery.decoded.is_ok()).collect();
+    let input = batch(events.clone());
+    store.apply_batch(&input).await.expect("first apply");
+    let before = snapshot(&*store, &["canary", "t2"]).await;
+
+    let again = store.apply_batch(&input).await.expect("second apply");
+    assert!(again.changed_items.is_empty(), "a re-applied batch changes no item");
+    assert!(again.decisions.iter().all(|decision| decision.outcome.as_str() == "duplicate"));
+    assert_eq!(snapshot(&*store, &["canary", "t2"]).await, before);
+
+    // Every delivery is accounted for once: journal rows plus redeliveries counted on them.
+    let tenant = TenantId::parse("canary").expect("valid");
+    let rows = store
+        .journal_window(&JournalWindow {
+            tenant: tenant.clone(),
+            since: base() - Duration::days(1),
+            until: None,
+            supplier: None,
+        })
+        .await
+        .expect("journal");
+    let canary_deliveries =
+        events.iter().filter(|event| event.delivery.decoded.as_ref().is_ok_and(|e| e.offer().tenant == tenant)).count();
+    let accounted: u64 = rows.iter().map(|row| 1 + u64::from(row.redelivery_count)).sum();
+    assert_eq!(accounted, 2 * canary_deliveries as u64);
+}
+
+pub async fn redelivery_with_a_different_payload_is_flagged<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let first = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1);
+    let mut changed = incoming(1, &key, StockChange::Updated { quantity: 55 }, 0, 2);
+    changed.source.offset = 2;
+    store.apply_batch(&batch(vec![first])).await.expect("apply");
+    let result = store.apply_batch(&batch(vec![changed])).await.expect("apply");
+    assert_eq!(result.decisions[0].outcome.as_str(), "duplicate");
+    assert_eq!(result.decisions[0].reason(), Some("payload_differs"));
+
+    let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
+    assert_eq!(item.quantity, 10, "the first accepted payload counts");
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1);
+    assert!(trace.events[0].payload_differs);
+    assert_eq!(trace.events[0].redelivery_count, 1);
+}
+
+pub async fn rejected_messages_keep_their_bytes_and_do_not_claim_the_id<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let good = incoming(1, &key, StockChange::Updated { quantity: 3 }, 0, 1);
+    let bad_raw = String::from_utf8(good.raw.clone()).expect("utf-8").replace("ABC-1", "ABC 1").into_bytes();
+    let bad = raw_incoming(0, bad_raw.clone(), 0);
+    let result = store.apply_batch(&batch(vec![bad, good])).await.expect("apply");
+    let outcomes: Vec<_> = result.decisions.iter().map(|decision| decision.outcome.to_string()).collect();
+    assert_eq!(outcomes, ["rejected(malformed_sku)", "applied"]);
+
+    let rows = store
+        .journal_window(&JournalWindow {
+            tenant: key.tenant.clone(),
+            since: base() - Duration::days(1),
+            until: None,
+            supplier: None,
+        })
+        .await
+        .expect("journal");
+    let rejected = rows.iter().find(|row| row.outcome.as_str() == "rejected").expect("the rejection is journaled");
+    assert_eq!(rejected.raw_payload.as_deref(), Some(bad_raw.as_slice()));
+    assert_eq!(rejected.reason.as_deref(), Some("malformed_sku"));
+    assert!(rejected.detail.as_deref().is_some_and(|detail| detail.contains("ABC 1")));
+    assert_eq!(rejected.event_id, Some(event_id(1)));
+    assert_eq!(rows.len(), 2);
+}
+
+pub async fn held_events_are_decided_afresh_once_sync_is_on<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let event = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let held = store.apply_batch(&batch(vec![event.clone()])).await.expect("apply");
+    assert_eq!(held.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
+    assert!(held.changed_items.is_empty());
+    let flags = store.tenant_flags(&key.tenant).await.expect("flags").expect("tenant exists");
+    assert!(flags.sync_enabled);
+    assert_eq!(flags.suppliers.get(&key.supplier), Some(&false));
+
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let mut redelivered = event;
+    redelivered.provenance = Provenance::Replayed;
+    let applied = store.apply_batch(&batch(vec![redelivered])).await.expect("apply");
+    assert_eq!(applied.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(applied.changed_items.len(), 1);
+    let trace = store.item_trace(key.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1, "the held row is decided in place");
+    assert_eq!(trace.events[0].outcome.as_str(), "applied");
+    assert_eq!(trace.events[0].redelivery_count, 0, "a replay is not a redelivery");
+}
+
+pub async fn first_sight_uses_the_configured_default_flag<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig { default_sync_enabled: false, ..StoreConfig::default() }).await;
+    let key = offer("newbie", "acme", "ABC-1");
+    let result = store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    assert_eq!(result.decisions[0].outcome.to_string(), "held(tenant_sync_off)");
+    let flags = store.tenant_flags(&key.tenant).await.expect("flags").expect("created on first sight");
+    assert!(!flags.sync_enabled);
+    assert_eq!(flags.suppliers.get(&key.supplier), Some(&false));
+    assert!(store.tenant_flags(&TenantId::parse("never-seen").expect("valid")).await.expect("flags").is_none());
+}
+
+pub async fn outbox_gets_one_row_per_channel_and_version<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let channels = vec!["storefront".to_owned(), "shopify".to_owned()];
+    let (store, _guard) = factory(StoreConfig { channels, ..StoreConfig::default() }).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    store
+        .apply_batch(&batch(vec![incoming(2, &key, StockChange::Updated { quantity: 4 }, 1, 2)]))
+        .await
+        .expect("apply");
+    store.apply_batch(&batch(vec![incoming(3, &key, StockChange::Adjusted { delta: 2 }, 2, 3)])).await.expect("apply");
+    let trace = store.item_trace(key.item_key().item_id()).await.expect("trace").expect("exists");
+    let mut pending: Vec<_> = trace.pending_publishes.iter().map(|p| (p.channel.clone(), p.version)).collect();
+    pending.sort();
+    assert_eq!(
+        pending,
+        [
+            ("shopify".to_owned(), 1),
+            ("shopify".to_owned(), 2),
+            ("storefront".to_owned(), 1),
+            ("storefront".to_owned(), 2)
+        ]
+    );
+    assert_eq!(trace.item.version, 2, "an applied event that leaves the quantity alone makes no version");
+}
+
+pub async fn checkpoints_never_move_backwards<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let at = |partition, next_offset| Checkpoint { source: "kafka:g:t".to_owned(), partition, next_offset };
+    store
+        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 10), at(1, 5), at(0, 12)] })
+        .await
+        .expect("apply");
+    store.apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 3), at(1, 7)] }).await.expect("apply");
+    let mut stored = store.checkpoints("kafka:g:t").await.expect("checkpoints");
+    stored.sort();
+    assert_eq!(stored, [at(0, 12), at(1, 7)]);
+    assert!(store.checkpoints("kafka:other:t").await.expect("checkpoints").is_empty());
+}
+
+pub async fn item_trace_explains_the_winner<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let globex = offer("canary", "globex", "abc-1");
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 7 }, 5, 6),
+        incoming(2, &acme, StockChange::Updated { quantity: 10 }, 1, 7),
+        incoming(3, &acme, StockChange::Adjusted { delta: -2 }, 6, 8),
+        incoming(4, &globex, StockChange::Updated { quantity: 5 }, 1, 9),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let trace = store.item_trace(acme.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!((trace.item.quantity, trace.item.version), (10, 1));
+    let offers: Vec<_> = trace.offers.iter().map(|o| (o.supplier.to_string(), o.quantity, o.winner)).collect();
+    assert_eq!(offers, [("acme".to_owned(), 5, Some(event_id(3))), ("globex".to_owned(), 5, Some(event_id(4)))]);
+    let events: Vec<_> =
+        trace.events.iter().map(|e| (e.event_id, e.outcome.as_str(), e.traceparent.is_some())).collect();
+    assert_eq!(
+        events,
+        [
+            (Some(event_id(2)), "stale", true),
+            (Some(event_id(4)), "applied", true),
+            (Some(event_id(1)), "applied", true),
+            (Some(event_id(3)), "applied", true)
+        ],
+        "events in ordering-key order"
+    );
+    assert!(store
+        .item_trace(ItemKey { tenant: acme.tenant.clone(), sku: Sku::parse("NONE").expect("valid") }.item_id())
+        .await
+        .expect("trace")
+        .is_none());
+}
+
+pub async fn journal_window_filters_by_time_and_supplier<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let globex = offer("canary", "globex", "ABC-1");
+    let other = offer("t2", "acme", "ABC-1");
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 1 }, 0, 10),
+        incoming(2, &globex, StockChange::Updated { quantity: 2 }, 0, 20),
+        incoming(3, &acme, StockChange::Updated { quantity: 3 }, 0, 30),
+        incoming(4, &other, StockChange::Updated { quantity: 4 }, 0, 20),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let window = |since: i64, until: Option<i64>, supplier: Option<&SupplierId>| JournalWindow {
+        tenant: acme.tenant.clone(),
+        since: base() + Duration::seconds(since),
+        until: until.map(|until| base() + Duration::seconds(until)),
+        supplier: supplier.cloned(),
+    };
+    let ids = |rows: Vec<crate::JournalEntry>| rows.into_iter().map(|row| row.event_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.journal_window(&window(0, None, None)).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(2)), Some(event_id(3))]
+    );
+    assert_eq!(
+        ids(store.journal_window(&window(10, Some(30), None)).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(2))]
+    );
+    assert_eq!(
+        ids(store.journal_window(&window(0, None, Some(&acme.supplier))).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(3))]
+    );
+    assert!(store.journal_window(&window(31, None, None)).await.expect("journal").is_empty());
+}
+
+pub async fn sync_status_counts_outcomes<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let first = incoming(1, &key, StockChange::Updated { quantity: 5 }, 5, 10);
+    let events = vec![
+        first.clone(),
+        incoming(2, &key, StockChange::Updated { quantity: 6 }, 1, 11),
+        first,
+        raw_incoming(9, br#"{"tenant_id":"canary"}"#.to_vec(), 12),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let status = store.sync_status(&key.tenant).await.expect("status").expect("tenant exists");
+    let counts: Vec<_> = status.events_by_outcome.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(counts, [("applied", 1), ("rejected", 1), ("stale", 1)]);
+    assert_eq!(status.redeliveries, 1);
+    assert_eq!(status.n_items, 1);
+    assert_eq!(status.outbox_pending, 1);
+    assert_eq!(status.last_received_at, Some(base() + Duration::seconds(12)));
+    assert_eq!(status.last_applied_at, Some(base() + Duration::seconds(10)));
+    assert!(store.sync_status(&TenantId::parse("nobody").expect("valid")).await.expect("status").is_none());
+}
+
+pub async fn concurrent_batches_on_overlapping_keys_are_exact<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let flags: &dyn SyncFlags = &FlagTable { default_enabled: true, ..FlagTable::default() };
+    const CALLERS: usize = 4;
+    let mut all = Vec::new();
+    for round in 0..40u64 {
+        // Four callers on the same few offers and items, some events delivered to two of them.
+        let events = stream(100 + round, 1_000 * round, 80);
+        let mut parts: Vec<Vec<IncomingEvent>> = vec![Vec::new(); CALLERS];
+        for (n, event) in events.iter().enumerate() {
+            parts[n % CALLERS].push(event.clone());
+            if n % 7 == 0 {
+                parts[(n + 1) % CALLERS].push(event.clone());
+            }
+        }
+        parts[1].reverse();
+        all.extend(parts.iter().flatten().cloned());
+        let mut callers = tokio::task::JoinSet::new();
+        for part in parts {
+            let store = Arc::clone(&store);
+            callers.spawn(async move { store.apply_batch(&batch(part)).await });
+        }
+        while let Some(result) = callers.join_next().await {
+            result.expect("task").expect("concurrent apply");
+        }
+    }
+    let mut reference = ReferenceCatalog::default();
+    reference.apply(&deliveries(&all), flags, ClockPolicy::default());
+    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    // Versions depend on how the two callers interleaved; quantities must not. An item
+    // that never left zero in one history may have a row at zero in the other.
+    let quantities: BTreeMap<_, _> = items
+        .iter()
+        .filter(|(_, (quantity, _))| *quantity != 0)
+        .map(|(key, (quantity, _))| (key.clone(), *quantity))
+        .collect();
+    let expected: BTreeMap<_, _> = reference
+        .items
+        .iter()
+        .filter(|(_, item)| item.quantity != 0)
+        .map(|(key, item)| (key.clone(), item.quantity))
+        .collect();
+    assert_eq!(quantities, expected);
+}

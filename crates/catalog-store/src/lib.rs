@@ -1,0 +1,18 @@
+//! The catalog store port: the trait every durable store implements, the backend-independent
+//! half of batch application, and the contract suite each implementation must pass.
+
+pub mod batch;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+mod error;
+mod model;
+mod port;
+pub mod rows;
+
+pub use error::StoreError;
+pub use model::{
+    BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
+    PendingPublish, Provenance, PublishAttempt, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus,
+    TenantFlags,
+};
+pub use port::CatalogStore;

@@ -1,0 +1,220 @@
+//! The values that cross the store port: what goes into a batch, what comes out, and the
+//! read models for tracing and status.
+
+use std::collections::BTreeMap;
+
+use catalog_core::{
+    ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, Sku, StockChange, SupplierId, TenantId,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Where an event came from, precisely enough to find it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct SourceRef {
+    /// The source's stable name: `kafka:{group}:{topic}`, `file:{path}`, `replay`.
+    pub source: String,
+    /// Kafka partition; 0 for a file.
+    pub partition: i32,
+    /// Kafka offset of the message, or byte offset of the line in a file.
+    pub offset: i64,
+}
+
+/// How far a source has been applied: the next position to read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Checkpoint {
+    pub source: String,
+    pub partition: i32,
+    /// The next Kafka offset, or the byte offset after the last applied line.
+    pub next_offset: i64,
+}
+
+/// Why a delivery is in this batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Provenance {
+    /// Received from a source: a repeat of a journaled event is a redelivery and is counted.
+    Received,
+    /// Re-run from the journal by `replay`: a repeat is expected and not counted.
+    Replayed,
+}
+
+/// One message entering the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingEvent {
+    pub delivery: Delivery,
+    /// The message bytes as received; journaled when the message was rejected.
+    pub raw: Vec<u8>,
+    pub source: SourceRef,
+    /// W3C trace context from the message header, carried into the journal and the publish call.
+    pub traceparent: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// A batch: its events, in delivery order, and the source positions it completes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchInput {
+    pub events: Vec<IncomingEvent>,
+    /// Written in the same transaction; a position never moves backwards.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// An item whose quantity the batch changed, at its new version, queued for publishing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedItem {
+    pub item_id: ItemId,
+    pub tenant: TenantId,
+    pub sku: Sku,
+    pub quantity: i64,
+    pub version: u64,
+    pub traceparent: Option<String>,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// One per event, in delivery order.
+    pub decisions: Vec<Decision>,
+    /// In item key order.
+    pub changed_items: Vec<ChangedItem>,
+}
+
+impl BatchResult {
+    pub fn count_outcomes(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = BTreeMap::new();
+        for decision in &self.decisions {
+            *counts.entry(decision.outcome.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// Configuration every store implementation takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Whether sync is on for a tenant or supplier seen for the first time.
+    pub default_sync_enabled: bool,
+    /// Publish channels an item change is queued for, e.g. `storefront`.
+    pub channels: Vec<String>,
+    pub clock: ClockPolicy,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { default_sync_enabled: true, channels: vec!["storefront".to_owned()], clock: ClockPolicy::default() }
+    }
+}
+
+/// One row of the journal: an event as received, and what was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    pub journal_id: i64,
+    pub event_id: Option<EventId>,
+    pub tenant: Option<String>,
+    pub supplier: Option<String>,
+    pub sku: Option<String>,
+    pub change: Option<StockChange>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub sequence: Option<u64>,
+    pub effective_at: Option<DateTime<Utc>>,
+    pub clock_drift_clamped: bool,
+    pub received_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    /// The recorded reason: a held or rejection reason, `payload_differs` or `clock_drift_clamped`.
+    pub reason: Option<String>,
+    /// Human-readable detail of a rejection.
+    pub detail: Option<String>,
+    /// Deliveries of the same event after this one, counted here, never applied again.
+    pub redelivery_count: u32,
+    /// A redelivery carried a different payload than this one.
+    pub payload_differs: bool,
+    pub source: SourceRef,
+    pub traceparent: Option<String>,
+    /// The message bytes, kept when it was rejected.
+    pub raw_payload: Option<Vec<u8>>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// A catalog item as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredItem {
+    pub item_id: ItemId,
+    pub tenant: TenantId,
+    pub sku: Sku,
+    pub quantity: i64,
+    pub version: u64,
+}
+
+/// One supplier's offer of an item, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredOffer {
+    pub supplier: SupplierId,
+    pub quantity: i64,
+    /// The greatest applied event still in effect.
+    pub winner: Option<EventId>,
+    pub state: OfferState,
+}
+
+/// One publish attempt of an item version to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishAttempt {
+    pub channel: String,
+    pub version: u64,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub result: String,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+    pub attempted_at: DateTime<Utc>,
+}
+
+/// Everything known about one item: why it shows what it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemTrace {
+    pub item: StoredItem,
+    pub offers: Vec<StoredOffer>,
+    /// Every journaled event of the item's offers, in ordering-key order, with outcome and reason.
+    pub events: Vec<JournalEntry>,
+    pub pending_publishes: Vec<PendingPublish>,
+    pub publish_attempts: Vec<PublishAttempt>,
+}
+
+/// An outbox entry not yet published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingPublish {
+    pub channel: String,
+    pub version: u64,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// A tenant's sync flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantFlags {
+    pub tenant: TenantId,
+    pub sync_enabled: bool,
+    /// Suppliers seen for this tenant and whether each is on.
+    pub suppliers: BTreeMap<SupplierId, bool>,
+}
+
+/// A tenant's sync status for operators and launch signals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    pub tenant: TenantId,
+    pub last_received_at: Option<DateTime<Utc>>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    /// Journal rows by outcome name, redeliveries counted on their original.
+    pub events_by_outcome: BTreeMap<String, u64>,
+    pub redeliveries: u64,
+    pub n_items: u64,
+    pub outbox_pending: u64,
+}
+
+/// A time window of one tenant's journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalWindow {
+    pub tenant: TenantId,
+    /// Inclusive lower bound on received time.
+    pub since: DateTime<Utc>,
+    /// Exclusive upper bound on received time; open when `None`.
+    pub until: Option<DateTime<Utc>>,
+    pub supplier: Option<SupplierId>,
+}

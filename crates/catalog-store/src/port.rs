@@ -1,0 +1,56 @@
+//! The store port: what the worker, replay and admin API need from durable storage.
+
+use async_trait::async_trait;
+use catalog_core::{ItemId, SupplierId, TenantId};
+
+use crate::error::StoreError;
+use crate::model::{
+    BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, StoredItem, SyncStatus, TenantFlags,
+};
+
+/// Durable catalog storage. Implemented by `catalog-postgres` and `catalog-sqlite`, both
+/// held to the same contract suite (`catalog_store::contract`).
+#[async_trait]
+pub trait CatalogStore: Send + Sync + std::fmt::Debug {
+    /// Applies pending schema migrations. Idempotent.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Applies a batch in ONE transaction: journal rows, offer and item changes (decided by
+    /// `catalog-core`), outbox rows and the batch's checkpoints. Re-applying a committed
+    /// batch changes no state (its events are duplicates, its checkpoints do not move back).
+    /// Concurrent callers with overlapping keys both succeed with the correct result.
+    async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError>;
+
+    /// Every stored checkpoint of a source, by partition.
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Switches sync on or off for a whole tenant, creating it if new.
+    async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError>;
+
+    /// Switches sync on or off for one supplier within a tenant, creating both if new.
+    async fn set_supplier_sync(
+        &self,
+        tenant: &TenantId,
+        supplier: &SupplierId,
+        enabled: bool,
+    ) -> Result<(), StoreError>;
+
+    /// A tenant's flags, or `None` for a tenant never seen.
+    async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError>;
+
+    /// A catalog item as stored, or `None`.
+    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError>;
+
+    /// Every item of a tenant, in SKU order.
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError>;
+
+    /// Everything known about an item: offers, all their events with outcomes, publishes.
+    async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError>;
+
+    /// A tenant's journal in a received-time window (optionally one supplier), in received
+    /// order. Rejected events appear when their tenant could be read.
+    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.
+    async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;
+}

@@ -1,0 +1,211 @@
+//! Plain row shapes shared by the SQL backends, and their checked conversion to domain
+//! values, so both stores read the same columns the same way.
+
+use catalog_core::{
+    Adjustment, EventId, ItemId, OfferState, OrderingKey, Outcome, Sku, Snapshot, StockChange, SupplierId, TenantId,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::model::{JournalEntry, SourceRef, StoredItem, StoredOffer};
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+pub fn tenant(value: &str) -> Result<TenantId, StoreError> {
+    TenantId::parse(value).map_err(|error| corrupt(format_args!("stored tenant {value:?} {error}")))
+}
+
+pub fn supplier(value: &str) -> Result<SupplierId, StoreError> {
+    SupplierId::parse(value).map_err(|error| corrupt(format_args!("stored supplier {value:?} {error}")))
+}
+
+pub fn sku(value: &str) -> Result<Sku, StoreError> {
+    Sku::parse(value).map_err(|error| corrupt(format_args!("stored sku {value:?} {error}")))
+}
+
+pub fn version(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format_args!("stored version {value} is negative")))
+}
+
+/// An offer's state columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferColumns {
+    pub snapshot_quantity: Option<i64>,
+    pub snapshot_effective_at: Option<DateTime<Utc>>,
+    pub snapshot_sequence: Option<i64>,
+    pub snapshot_event_id: Option<Uuid>,
+    /// JSON array of `[effective_at_micros, sequence, event_id, delta]`, sorted by key.
+    pub adjustments: String,
+}
+
+impl OfferColumns {
+    pub fn from_state(state: &OfferState) -> Self {
+        let adjustments: Vec<(i64, i64, Uuid, i64)> = state
+            .adjustments
+            .iter()
+            .map(|adjustment| {
+                let key = adjustment.key;
+                (key.effective_at.timestamp_micros(), key.sequence as i64, key.event_id.0, adjustment.delta)
+            })
+            .collect();
+        Self {
+            snapshot_quantity: state.snapshot.map(|snapshot| snapshot.quantity),
+            snapshot_effective_at: state.snapshot.map(|snapshot| snapshot.key.effective_at),
+            snapshot_sequence: state.snapshot.map(|snapshot| snapshot.key.sequence as i64),
+            snapshot_event_id: state.snapshot.map(|snapshot| snapshot.key.event_id.0),
+            adjustments: serde_json::to_string(&adjustments).expect("tuples of integers and uuids always serialize"),
+        }
+    }
+
+    pub fn into_state(self) -> Result<OfferState, StoreError> {
+        let snapshot = match (self.snapshot_quantity, self.snapshot_effective_at, self.snapshot_event_id) {
+            (Some(quantity), Some(effective_at), Some(event_id)) => Some(Snapshot {
+                key: OrderingKey {
+                    effective_at,
+                    sequence: self.snapshot_sequence.unwrap_or(0) as u64,
+                    event_id: EventId(event_id),
+                },
+                quantity,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("offer snapshot columns are partly null")),
+        };
+        let adjustments: Vec<(i64, i64, Uuid, i64)> = serde_json::from_str(&self.adjustments)
+            .map_err(|error| corrupt(format_args!("offer adjustments are not valid JSON: {error}")))?;
+        let adjustments = adjustments
+            .into_iter()
+            .map(|(micros, sequence, event_id, delta)| {
+                let effective_at = DateTime::from_timestamp_micros(micros)
+                    .ok_or_else(|| corrupt(format_args!("adjustment time {micros} out of range")))?;
+                Ok(Adjustment {
+                    key: OrderingKey { effective_at, sequence: sequence as u64, event_id: EventId(event_id) },
+                    delta,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(OfferState { snapshot, adjustments })
+    }
+}
+
+/// An item row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemRow {
+    pub item_id: Uuid,
+    pub tenant: String,
+    pub sku: String,
+    pub quantity: i64,
+    pub version: i64,
+}
+
+impl ItemRow {
+    pub fn into_item(self) -> Result<StoredItem, StoreError> {
+        Ok(StoredItem {
+            item_id: ItemId(self.item_id),
+            tenant: tenant(&self.tenant)?,
+            sku: sku(&self.sku)?,
+            quantity: self.quantity,
+            version: version(self.version)?,
+        })
+    }
+}
+
+/// An offer row with its supplier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferRow {
+    pub supplier: String,
+    pub quantity: i64,
+    pub winner_event_id: Option<Uuid>,
+    pub columns: OfferColumns,
+}
+
+impl OfferRow {
+    pub fn into_offer(self) -> Result<StoredOffer, StoreError> {
+        Ok(StoredOffer {
+            supplier: supplier(&self.supplier)?,
+            quantity: self.quantity,
+            winner: self.winner_event_id.map(EventId),
+            state: self.columns.into_state()?,
+        })
+    }
+}
+
+/// A journal row, column for column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    pub journal_id: i64,
+    pub event_id: Option<Uuid>,
+    pub tenant: Option<String>,
+    pub supplier: Option<String>,
+    pub sku: Option<String>,
+    pub event_type: Option<String>,
+    pub quantity: Option<i64>,
+    pub delta: Option<i64>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub sequence: Option<i64>,
+    pub effective_at: Option<DateTime<Utc>>,
+    pub clock_drift_clamped: bool,
+    pub received_at: DateTime<Utc>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub redelivery_count: i64,
+    pub payload_differs: bool,
+    pub source: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub traceparent: Option<String>,
+    pub raw_payload: Option<Vec<u8>>,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl JournalRow {
+    pub fn into_entry(self) -> Result<JournalEntry, StoreError> {
+        let outcome = Outcome::from_parts(&self.outcome, self.reason.as_deref()).ok_or_else(|| {
+            corrupt(format_args!(
+                "journal row {} has unknown outcome {:?}/{:?}",
+                self.journal_id, self.outcome, self.reason
+            ))
+        })?;
+        let change = match (self.event_type.as_deref(), self.quantity, self.delta) {
+            (Some("inventory.updated"), Some(quantity), _) => Some(StockChange::Updated { quantity }),
+            (Some("inventory.adjusted"), _, Some(delta)) => Some(StockChange::Adjusted { delta }),
+            (None, _, _) => None,
+            (other, _, _) => return Err(corrupt(format_args!("journal row {} has type {other:?}", self.journal_id))),
+        };
+        Ok(JournalEntry {
+            journal_id: self.journal_id,
+            event_id: self.event_id.map(EventId),
+            tenant: self.tenant,
+            supplier: self.supplier,
+            sku: self.sku,
+            change,
+            updated_at: self.updated_at,
+            sequence: self.sequence.map(|sequence| sequence as u64),
+            effective_at: self.effective_at,
+            clock_drift_clamped: self.clock_drift_clamped,
+            received_at: self.received_at,
+            outcome,
+            reason: self.reason,
+            detail: self.detail,
+            redelivery_count: u32::try_from(self.redelivery_count).unwrap_or(u32::MAX),
+            payload_differs: self.payload_differs,
+            source: SourceRef { source: self.source, partition: self.source_partition, offset: self.source_offset },
+            traceparent: self.traceparent,
+            raw_payload: self.raw_payload,
+            decided_at: self.decided_at,
+        })
+    }
+}
+
+/// Journal entries of an item in the order that explains it: by ordering key, then received.
+pub fn sort_for_trace(entries: &mut [JournalEntry]) {
+    entries.sort_by(|a, b| {
+        let key = |entry: &JournalEntry| {
+            (entry.effective_at, entry.sequence.unwrap_or(0), entry.event_id, entry.received_at, entry.journal_id)
+        };
+        key(a).cmp(&key(b))
+    });
+}
