@@ -63,7 +63,10 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         "cargo",
         &["bench", "--locked", "-p", "catalog-core", "--bench", "decode_decide", "--", "--measurement-time", &seconds],
     )
-    .context("catalog-core benchmark failed")
+    .context("catalog-core benchmark failed")?;
+    // Needs PostgreSQL on 127.0.0.1:5432 (or CATALOG_TEST_DATABASE_URL); creates and drops its own databases.
+    run(root, "cargo", &["bench", "--locked", "-p", "catalog-postgres", "--bench", "apply_batch"])
+        .context("Postgres apply_batch benchmark failed")
 }
 
 /// Every `.rs` file starts with a `//!` line saying what it is for.

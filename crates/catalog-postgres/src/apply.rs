@@ -2,8 +2,9 @@
 //!
 //! Lock order, the same in every transaction so none can wait on another in a cycle:
 //! tenants, suppliers, offers, items (each by key, byte order), then journal claims by
-//! event id. Rows that may not exist yet are first inserted empty, so that they too are
-//! locked before the plan is made and no concurrent batch can plan against a stale copy.
+//! event id. Offers and items are locked by an upsert that also creates the missing ones,
+//! so every row the plan reads is locked before the plan is made and no concurrent batch
+//! can plan against a stale copy.
 
 use std::collections::HashMap;
 
@@ -116,25 +117,14 @@ async fn lock_offers(
     let tenants = strings(keys.iter().map(|key| &key.tenant));
     let suppliers = strings(keys.iter().map(|key| &key.supplier));
     let skus = strings(keys.iter().map(|key| &key.sku));
-    sqlx::query(
-        r#"INSERT INTO offers (tenant_id, supplier_id, sku)
-           SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) AS u(t, s, k)
-           ORDER BY t COLLATE "C", s COLLATE "C", k COLLATE "C"
-           ON CONFLICT DO NOTHING"#,
-    )
-    .bind(&tenants)
-    .bind(&suppliers)
-    .bind(&skus)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    // One statement creates the missing offers and locks them all, in key order (the keys
+    // arrive sorted; ORDINALITY keeps that order), returning their current state.
     let rows = sqlx::query(
-        r#"SELECT tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, snapshot_sequence,
-                  snapshot_event_id, adjustments
-           FROM offers
-           WHERE (tenant_id, supplier_id, sku) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-           ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C", sku COLLATE "C"
-           FOR UPDATE"#,
+        r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku)
+           SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n) ORDER BY n
+           ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
+           RETURNING tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, snapshot_sequence,
+                     snapshot_event_id, adjustments"#,
     )
     .bind(&tenants)
     .bind(&suppliers)
@@ -171,23 +161,15 @@ async fn lock_items(
     let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
     let tenants = strings(keys.iter().map(|(key, _)| &key.tenant));
     let skus = strings(keys.iter().map(|(key, _)| &key.sku));
-    sqlx::query(
-        r#"INSERT INTO items (item_id, tenant_id, sku)
-           SELECT i, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(i, t, k)
-           ORDER BY t COLLATE "C", k COLLATE "C"
-           ON CONFLICT DO NOTHING"#,
+    let rows = sqlx::query(
+        r#"INSERT INTO items AS i (item_id, tenant_id, sku)
+           SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n) ORDER BY n
+           ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
+           RETURNING tenant_id, sku, quantity, version"#,
     )
     .bind(&ids)
     .bind(&tenants)
     .bind(&skus)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    let rows = sqlx::query(
-        r#"SELECT tenant_id, sku, quantity, version FROM items WHERE item_id = ANY($1)
-           ORDER BY tenant_id COLLATE "C", sku COLLATE "C" FOR UPDATE"#,
-    )
-    .bind(&ids)
     .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?;
