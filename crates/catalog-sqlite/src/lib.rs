@@ -1,0 +1,170 @@
+//! The embedded SQLite implementation of the catalog store: one file, no server, the
+//! default store for a first run and for single-node deployments.
+//!
+//! Every batch is one `BEGIN IMMEDIATE` transaction, so concurrent callers queue on the
+//! write lock instead of failing, and the database runs in WAL mode with
+//! `synchronous = FULL`, so a batch acknowledged as committed survives a power loss.
+//! The decisions themselves come from `catalog-core` through `catalog_store::batch`.
+
+mod apply;
+mod columns;
+mod error;
+mod flags;
+mod read;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_store::{
+    BatchInput, BatchResult, CatalogStore, Checkpoint, ItemTrace, JournalEntry, JournalWindow, StoreConfig, StoreError,
+    StoredItem, SyncStatus, TenantFlags,
+};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::error::{migrate_error, store_error};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// How long a connection waits for another's write lock before giving up with
+/// `SQLITE_BUSY`, which becomes a retryable `StoreError::Conflict`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections to a database file. Writes serialize on SQLite's single write lock; the
+/// extra connections let reads (traces, status) proceed while a batch is written.
+const MAX_FILE_CONNECTIONS: u32 = 4;
+
+/// The catalog store on one SQLite database. Cloning shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    config: StoreConfig,
+}
+
+impl SqliteStore {
+    /// Opens the database at `url` (`sqlite://catalog.db`, `sqlite:///abs/path.db` or
+    /// `sqlite::memory:`), creating the file if missing, and runs pending migrations.
+    pub async fn connect(url: &str, config: StoreConfig) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(store_error)?;
+        Self::open(options, names_an_in_memory_database(url), config).await
+    }
+
+    /// Opens (creating if missing) the database file at `path` and runs pending migrations.
+    pub async fn open_path(path: &Path, config: StoreConfig) -> Result<SqliteStore, StoreError> {
+        Self::open(SqliteConnectOptions::new().filename(path), false, config).await
+    }
+
+    async fn open(
+        options: SqliteConnectOptions,
+        in_memory: bool,
+        config: StoreConfig,
+    ) -> Result<SqliteStore, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL syncs the WAL on every commit: a batch is durable before it is
+            // acknowledged, which is what lets the caller commit its source offsets.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool_options = if in_memory {
+            // An in-memory database lives only as long as a connection to it, and extra
+            // connections would share it through SQLite's shared cache, whose table locks
+            // fail at once instead of waiting. One connection, kept open forever, avoids both.
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(MAX_FILE_CONNECTIONS)
+        };
+        let pool = pool_options.connect_with(options).await.map_err(store_error)?;
+        let store = SqliteStore { pool, config };
+        store.run_migrations().await?;
+        Ok(store)
+    }
+
+    async fn run_migrations(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+    }
+
+    /// Closes every connection and waits for them to finish, so the WAL is checkpointed
+    /// into the database file before the process exits.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether a `sqlite:` URL names a database that lives in memory rather than in a file.
+fn names_an_in_memory_database(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (database, parameters) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || parameters.split('&').any(|parameter| parameter == "mode=memory")
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.run_migrations().await
+    }
+
+    async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        apply::apply_batch(&self.pool, &self.config, batch).await
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        read::checkpoints(&self.pool, source).await
+    }
+
+    async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
+        flags::set_tenant_sync(&self.pool, tenant, enabled).await
+    }
+
+    async fn set_supplier_sync(
+        &self,
+        tenant: &TenantId,
+        supplier: &SupplierId,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        flags::set_supplier_sync(&self.pool, tenant, supplier, enabled, self.config.default_sync_enabled).await
+    }
+
+    async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
+        flags::tenant_flags(&self.pool, tenant).await
+    }
+
+    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+        read::item(&self.pool, item_id).await
+    }
+
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+        read::items(&self.pool, tenant).await
+    }
+
+    async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+        read::item_trace(&self.pool, item_id).await
+    }
+
+    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+        read::journal_window(&self.pool, window).await
+    }
+
+    async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
+        read::sync_status(&self.pool, tenant).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_urls_are_recognised() {
+        assert!(names_an_in_memory_database("sqlite::memory:"));
+        assert!(names_an_in_memory_database("sqlite://:memory:"));
+        assert!(names_an_in_memory_database("sqlite://?mode=memory"));
+        assert!(!names_an_in_memory_database("sqlite://catalog.db"));
+        assert!(!names_an_in_memory_database("sqlite:///var/lib/catalog/memory.db?mode=rwc"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The read side of the store: checkpoints, items, traces, journal windows and status.
+//! Queries that read more than one table run in one read transaction, so their parts come
+//! from the same snapshot of the database.
+
+use std::collections::BTreeMap;
+
+use catalog_core::{ItemId, TenantId};
+use catalog_store::rows::{self, JournalRow};
+use catalog_store::{
+    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, PublishAttempt, StoreError, StoredItem,
+    StoredOffer, SyncStatus,
+};
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::columns::{self, micros, ITEM_COLUMNS, JOURNAL_COLUMNS, OFFER_STATE_COLUMNS};
+use crate::error::store_error;
+
+pub(crate) async fn checkpoints(pool: &SqlitePool, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+    let stored = sqlx::query(
+        "SELECT source, partition, next_offset FROM source_checkpoints WHERE source = ?1 ORDER BY partition",
+    )
+    .bind(source)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    stored
+        .iter()
+        .map(|row| {
+            Ok(Checkpoint {
+                source: columns::column(row, "source")?,
+                partition: columns::column(row, "partition")?,
+                next_offset: columns::column(row, "next_offset")?,
+            })
+        })
+        .collect()
+}
+
+async fn item_on(connection: &mut SqliteConnection, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ?1");
+    let row = sqlx::query(&sql)
+        .bind(item_id.0.as_bytes().as_slice())
+        .fetch_optional(connection)
+        .await
+        .map_err(store_error)?;
+    row.map(|row| columns::item_row(&row)?.into_item()).transpose()
+}
+
+pub(crate) async fn item(pool: &SqlitePool, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+    let mut connection = pool.acquire().await.map_err(store_error)?;
+    item_on(&mut connection, item_id).await
+}
+
+pub(crate) async fn items(pool: &SqlitePool, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = ?1 ORDER BY sku");
+    let stored = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await.map_err(store_error)?;
+    stored.iter().map(|row| columns::item_row(row)?.into_item()).collect()
+}
+
+pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let Some(item) = item_on(connection, item_id).await? else { return Ok(None) };
+
+    let sql = format!(
+        "SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS} FROM offers \
+         WHERE tenant_id = ?1 AND sku = ?2 ORDER BY supplier_id"
+    );
+    let offer_rows = sqlx::query(&sql)
+        .bind(item.tenant.as_str())
+        .bind(item.sku.as_str())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let offers = offer_rows
+        .iter()
+        .map(|row| columns::offer_row(row)?.into_offer())
+        .collect::<Result<Vec<StoredOffer>, StoreError>>()?;
+
+    let sql = format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2");
+    let journal_rows = sqlx::query(&sql)
+        .bind(item.tenant.as_str())
+        .bind(item.sku.as_str())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let mut events = journal_entries(&journal_rows)?;
+    rows::sort_for_trace(&mut events);
+
+    let outbox_rows =
+        sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = ?1 ORDER BY version, channel")
+            .bind(item_id.0.as_bytes().as_slice())
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    let pending_publishes = outbox_rows
+        .iter()
+        .map(|row| {
+            Ok(PendingPublish {
+                channel: columns::column(row, "channel")?,
+                version: rows::version(columns::column(row, "version")?)?,
+                enqueued_at: columns::time_column(row, "enqueued_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+    let attempt_rows = sqlx::query(
+        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at FROM publish_attempts \
+         WHERE item_id = ?1 ORDER BY attempted_at, attempt_id",
+    )
+    .bind(item_id.0.as_bytes().as_slice())
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let publish_attempts = attempt_rows
+        .iter()
+        .map(|row| {
+            let status: Option<i64> = columns::column(row, "status")?;
+            let latency_ms: Option<i64> = columns::column(row, "latency_ms")?;
+            Ok(PublishAttempt {
+                channel: columns::column(row, "channel")?,
+                version: rows::version(columns::column(row, "version")?)?,
+                attempt: columns::narrowed("attempt", columns::column(row, "attempt")?)?,
+                status: status.map(|status| columns::narrowed("status", status)).transpose()?,
+                result: columns::column(row, "result")?,
+                latency_ms: latency_ms.map(|latency_ms| columns::narrowed("latency_ms", latency_ms)).transpose()?,
+                error: columns::column(row, "error")?,
+                attempted_at: columns::time_column(row, "attempted_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+}
+
+fn journal_entries(stored: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {
+    stored.iter().map(|row| columns::journal_row(row).and_then(JournalRow::into_entry)).collect()
+}
+
+pub(crate) async fn journal_window(pool: &SqlitePool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+    // Optional bounds are bound as NULL and switched off in SQL, so one statement (and one
+    // prepared plan) serves every shape of window.
+    let sql = format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events \
+         WHERE tenant_id = ?1 AND received_at >= ?2 AND (?3 IS NULL OR received_at < ?3) \
+         AND (?4 IS NULL OR supplier_id = ?4) \
+         ORDER BY received_at, journal_id"
+    );
+    let stored = sqlx::query(&sql)
+        .bind(window.tenant.as_str())
+        .bind(micros(window.since))
+        .bind(window.until.map(micros))
+        .bind(window.supplier.as_ref().map(|supplier| supplier.as_str()))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    journal_entries(&stored)
+}
+
+pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?1")
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    if known.is_none() {
+        return Ok(None);
+    }
+
+    let totals = sqlx::query(
+        "SELECT max(received_at) AS last_received_at, \
+         max(CASE WHEN outcome = 'applied' THEN received_at END) AS last_applied_at, \
+         coalesce(sum(redelivery_count), 0) AS redeliveries \
+         FROM events WHERE tenant_id = ?1",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let redeliveries: i64 = columns::column(&totals, "redeliveries")?;
+
+    let outcome_rows =
+        sqlx::query("SELECT outcome, count(*) AS n_events FROM events WHERE tenant_id = ?1 GROUP BY outcome")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    let mut events_by_outcome = BTreeMap::new();
+    for row in &outcome_rows {
+        let n_events: i64 = columns::column(row, "n_events")?;
+        events_by_outcome.insert(columns::column(row, "outcome")?, columns::narrowed("n_events", n_events)?);
+    }
+
+    let n_items: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE tenant_id = ?1")
+        .bind(tenant.as_str())
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let outbox_pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE tenant_id = ?1")
+        .bind(tenant.as_str())
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(store_error)?;
+
+    Ok(Some(SyncStatus {
+        tenant: tenant.clone(),
+        last_received_at: columns::optional_time_column(&totals, "last_received_at")?,
+        last_applied_at: columns::optional_time_column(&totals, "last_applied_at")?,
+        events_by_outcome,
+        redeliveries: columns::narrowed("redeliveries", redeliveries)?,
+        n_items: columns::narrowed("n_items", n_items)?,
+        outbox_pending: columns::narrowed("outbox_pending", outbox_pending)?,
+    }))
+}
