@@ -97,7 +97,8 @@ CREATE TABLE outbox (
     attempts      integer NOT NULL DEFAULT 0,
     UNIQUE (item_id, version, channel)
 );
-CREATE INDEX outbox_channel_available ON outbox (channel, available_at);
+CREATE INDEX outbox_channel_item ON outbox (channel, item_id, version DESC);
+CREATE INDEX outbox_tenant ON outbox (tenant_id);
 
 CREATE TABLE publish_attempts (
     attempt_id   INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::rows::{self, ItemRow, JournalRow, OfferColumns, OfferRow};
 use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish,
-    PublishAttempt, StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxDepth,
+    OutboxEntry, PendingPublish, PublishAttempt, PublishOutcome, PublishRecord, StoreError, StoredItem, SyncStatus,
+    TenantFlags,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -304,5 +305,176 @@ impl CatalogStore for PostgresStore {
             n_items: totals.get::<i64, _>(3) as u64,
             outbox_pending: totals.get::<i64, _>(4) as u64,
         }))
+    }
+
+    async fn claim_outbox(&self, channel: &str, limit: usize, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Per item, only its newest version is a candidate; every waiting version of a picked
+        // item is leased with it, so no other publisher sends an older one meanwhile.
+        // SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due
+        // test is on the locked row itself, so a lease committed meanwhile is seen and skipped.
+        let rows = sqlx::query(
+            "WITH newest AS (
+                 SELECT DISTINCT ON (item_id) outbox_id, item_id, available_at, enqueued_at
+                 FROM outbox WHERE channel = $1 ORDER BY item_id, version DESC
+             ), picked AS (
+                 SELECT o.outbox_id, o.item_id FROM outbox AS o JOIN newest AS n ON n.outbox_id = o.outbox_id
+                 WHERE o.available_at <= now()
+                 ORDER BY n.enqueued_at, o.outbox_id
+                 LIMIT $2
+                 FOR UPDATE OF o SKIP LOCKED
+             ), leased AS (
+                 UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+                 FROM picked WHERE o.channel = $1 AND o.item_id = picked.item_id
+                 RETURNING o.outbox_id
+             )
+             SELECT o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
+                    o.enqueued_at
+             FROM outbox AS o JOIN picked ON picked.outbox_id = o.outbox_id",
+        )
+        .bind(channel)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxEntry {
+                    item_id: ItemId(row.get(0)),
+                    tenant: rows::tenant(row.get(1))?,
+                    sku: rows::sku(row.get(2))?,
+                    quantity: row.get(3),
+                    version: rows::version(row.get(4))?,
+                    channel: row.get(5),
+                    traceparent: row.get(6),
+                    attempts: u32::try_from(row.get::<i32, _>(7)).unwrap_or(0),
+                    enqueued_at: row.get(8),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        let version = record.version as i64;
+        sqlx::query(
+            "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(record.item_id.0)
+        .bind(version)
+        .bind(&record.channel)
+        .bind(i32::try_from(record.attempt).unwrap_or(i32::MAX))
+        .bind(record.status.map(i32::from))
+        .bind(record.outcome.as_str())
+        .bind(record.latency_ms.map(|latency| latency as i64))
+        .bind(&record.error)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let held_version = match record.outcome {
+            PublishOutcome::Published => Some(version),
+            PublishOutcome::Superseded { current_version } => Some(version.max(current_version as i64)),
+            PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
+        };
+        if let Some(held_version) = held_version {
+            sqlx::query(
+                "INSERT INTO published_versions (item_id, channel, version) VALUES ($1, $2, $3)
+                 ON CONFLICT (item_id, channel) DO UPDATE
+                 SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
+            )
+            .bind(record.item_id.0)
+            .bind(&record.channel)
+            .bind(held_version)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        match record.outcome {
+            PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
+                // Every waiting version up to the one sent is done with: coalesced away.
+                sqlx::query("DELETE FROM outbox WHERE item_id = $1 AND channel = $2 AND version <= $3")
+                    .bind(record.item_id.0)
+                    .bind(&record.channel)
+                    .bind(held_version.unwrap_or(version))
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+            }
+            PublishOutcome::RetryAt(due_at) => {
+                sqlx::query(
+                    "UPDATE outbox SET available_at = $4, attempts = attempts + 1
+                     WHERE item_id = $1 AND channel = $2 AND version <= $3",
+                )
+                .bind(record.item_id.0)
+                .bind(&record.channel)
+                .bind(version)
+                .bind(due_at)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+            }
+        }
+        if record.outcome == PublishOutcome::DeadLettered {
+            sqlx::query(
+                "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
+                 VALUES ('publish', $1, $2, $3, $4, $5)
+                 ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
+                 DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+                               error = EXCLUDED.error, body = EXCLUDED.body",
+            )
+            .bind(record.item_id.to_string())
+            .bind(&record.channel)
+            .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
+            .bind(&record.error)
+            .bind(&record.body)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+        transaction.commit().await.map_err(store_error)
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
+        let rows =
+            sqlx::query("SELECT channel, count(*), min(enqueued_at) FROM outbox GROUP BY channel ORDER BY channel")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| OutboxDepth {
+                channel: row.get(0),
+                pending: row.get::<i64, _>(1) as u64,
+                oldest_enqueued_at: row.get(2),
+            })
+            .collect())
+    }
+
+    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at,
+                    last_failed_at
+             FROM dead_letters WHERE resolved_at IS NULL ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| DeadLetter {
+                dead_letter_id: row.get(0),
+                stage: row.get(1),
+                subject: row.get(2),
+                channel: row.get(3),
+                reason: row.get(4),
+                error: row.get(5),
+                body: row.get(6),
+                attempts: u32::try_from(row.get::<i32, _>(7)).unwrap_or(0),
+                first_failed_at: row.get(8),
+                last_failed_at: row.get(9),
+            })
+            .collect())
     }
 }

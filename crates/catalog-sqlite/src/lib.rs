@@ -10,6 +10,7 @@ mod apply;
 mod columns;
 mod error;
 mod flags;
+mod publish;
 mod read;
 
 use std::path::Path;
@@ -19,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, Checkpoint, ItemTrace, JournalEntry, JournalWindow, StoreConfig, StoreError,
-    StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxDepth,
+    OutboxEntry, PublishRecord, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -152,6 +153,22 @@ impl CatalogStore for SqliteStore {
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
         read::sync_status(&self.pool, tenant).await
+    }
+
+    async fn claim_outbox(&self, channel: &str, limit: usize, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
+        publish::claim_outbox(&self.pool, channel, limit, lease).await
+    }
+
+    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
+        publish::record_publish(&self.pool, record).await
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
+        publish::outbox_depth(&self.pool).await
+    }
+
+    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        publish::open_dead_letters(&self.pool, limit).await
     }
 }
 

@@ -15,7 +15,10 @@ use catalog_core::{
 use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::FlagTable;
-use crate::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, JournalWindow, Provenance, SourceRef, StoreConfig};
+use crate::{
+    BatchInput, CatalogStore, Checkpoint, IncomingEvent, JournalWindow, Provenance, PublishOutcome, PublishRecord,
+    SourceRef, StoreConfig,
+};
 
 /// Generates one `#[tokio::test]` per contract case, each on a fresh store from `$factory`.
 #[macro_export]
@@ -35,6 +38,10 @@ macro_rules! store_contract_tests {
             journal_window_filters_by_time_and_supplier,
             sync_status_counts_outcomes,
             concurrent_batches_on_overlapping_keys_are_exact,
+            outbox_claims_the_newest_version_and_coalesces_older_ones,
+            a_retried_publish_is_due_again_and_counts_its_attempts,
+            a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
+            concurrent_claims_never_hand_out_the_same_item,
         );
     };
     (@cases $factory:path, $($case:ident),* $(,)?) => {
@@ -557,4 +564,155 @@ where
         .map(|(key, item)| (key.clone(), item.quantity))
         .collect();
     assert_eq!(quantities, expected);
+}
+
+fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> PublishRecord {
+    PublishRecord {
+        item_id: entry.item_id,
+        channel: entry.channel.clone(),
+        version: entry.version,
+        attempt: entry.attempts + 1,
+        outcome,
+        status: Some(202),
+        latency_ms: Some(3),
+        error: None,
+        dead_letter_reason: None,
+        body: None,
+    }
+}
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub async fn outbox_claims_the_newest_version_and_coalesces_older_ones<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    let b = offer("canary", "acme", "B-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
+    store.apply_batch(&batch(vec![incoming(3, &b, StockChange::Updated { quantity: 6 }, 1, 3)])).await.expect("apply");
+    let depth = store.outbox_depth().await.expect("depth");
+    assert_eq!(depth.iter().map(|d| (d.channel.as_str(), d.pending)).collect::<Vec<_>>(), [("storefront", 3)]);
+
+    let mut claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    claimed.sort_by_key(|entry| entry.sku.to_string());
+    let summary: Vec<_> = claimed.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
+    assert_eq!(summary, [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 1, 0)]);
+    assert!(claimed.iter().all(|entry| entry.traceparent.is_some()), "the winning event's traceparent travels along");
+    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty(), "claimed entries are leased");
+    assert!(store.claim_outbox("shopify", 10, LEASE).await.expect("claim").is_empty());
+
+    store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
+    store
+        .record_publish(&published(&claimed[1], PublishOutcome::Superseded { current_version: 4 }))
+        .await
+        .expect("record");
+    assert_eq!(store.outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum::<u64>(), 0);
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    assert!(trace.pending_publishes.is_empty(), "version 1 was coalesced into version 2");
+    let attempts: Vec<_> =
+        trace.publish_attempts.iter().map(|p| (p.version, p.attempt, p.result.as_str(), p.status)).collect();
+    assert_eq!(attempts, [(2, 1, "published", Some(202))]);
+}
+
+pub async fn a_retried_publish_is_due_again_and_counts_its_attempts<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let mut failure = published(&claimed[0], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
+    failure.status = Some(503);
+    failure.error = Some("service unavailable".into());
+    store.record_publish(&failure).await.expect("record");
+    let again = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+
+    let later = published(&again[0], PublishOutcome::RetryAt(Utc::now() + Duration::hours(1)));
+    store.record_publish(&later).await.expect("record");
+    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty(), "not due before its time");
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    let attempts: Vec<_> =
+        trace.publish_attempts.iter().map(|p| (p.attempt, p.result.as_str(), p.error.clone())).collect();
+    assert_eq!(attempts, [(1, "retry", Some("service unavailable".to_owned())), (2, "retry", None)]);
+}
+
+pub async fn a_dead_lettered_publish_leaves_the_outbox_with_its_reason<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let mut rejected = published(&claimed[0], PublishOutcome::DeadLettered);
+    rejected.status = Some(422);
+    rejected.dead_letter_reason = Some("rejected_4xx".into());
+    rejected.error = Some("unprocessable entity".into());
+    rejected.body = Some(r#"{"error":"sku unknown"}"#.into());
+    store.record_publish(&rejected).await.expect("record");
+    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty());
+
+    // The same item failing again is counted on the open dead letter.
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 9 }, 1, 2)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let mut again = published(&claimed[0], PublishOutcome::DeadLettered);
+    again.dead_letter_reason = Some("rejected_4xx".into());
+    again.body = Some("second body".into());
+    store.record_publish(&again).await.expect("record");
+
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(
+        (letter.stage.as_str(), letter.reason.as_str(), letter.channel.as_deref()),
+        ("publish", "rejected_4xx", Some("storefront"))
+    );
+    assert_eq!(letter.subject, a.item_key().item_id().to_string());
+    assert_eq!((letter.attempts, letter.body.as_deref()), (2, Some("second body")));
+}
+
+pub async fn concurrent_claims_never_hand_out_the_same_item<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events: Vec<_> = (0..60u64)
+        .map(|n| {
+            incoming(
+                n,
+                &offer("canary", "acme", &format!("SKU-{}", n % 40)),
+                StockChange::Updated { quantity: n as i64 + 1 },
+                n as i64,
+                0,
+            )
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let mut claimers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        claimers.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_outbox("storefront", 3, LEASE).await.expect("claim");
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|entry| entry.item_id));
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(mine) = claimers.join_next().await {
+        all.extend(mine.expect("claimer"));
+    }
+    let distinct: std::collections::BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(all.len(), distinct.len(), "an item was handed to two claimers");
+    assert_eq!(distinct.len(), 40);
 }

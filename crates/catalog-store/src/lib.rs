@@ -11,8 +11,8 @@ pub mod rows;
 
 pub use error::StoreError;
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
-    PendingPublish, Provenance, PublishAttempt, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus,
-    TenantFlags,
+    BatchInput, BatchResult, ChangedItem, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
+    JournalWindow, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord,
+    SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
 };
 pub use port::CatalogStore;

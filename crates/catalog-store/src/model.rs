@@ -218,3 +218,87 @@ pub struct JournalWindow {
     pub until: Option<DateTime<Utc>>,
     pub supplier: Option<SupplierId>,
 }
+
+/// A pending publish claimed from the outbox: the newest waiting version of one item for one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxEntry {
+    pub item_id: ItemId,
+    pub tenant: TenantId,
+    pub sku: Sku,
+    pub quantity: i64,
+    pub version: u64,
+    pub channel: String,
+    pub traceparent: Option<String>,
+    /// Attempts already made for this item and channel, before this claim.
+    pub attempts: u32,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// How one publish attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum PublishOutcome {
+    /// The channel accepted this version (202, or the log publisher wrote it).
+    Published,
+    /// The channel already holds `current_version`, newer than this one (409).
+    Superseded { current_version: u64 },
+    /// Failed for now (5xx, 429, timeout): try again at the given time.
+    RetryAt(DateTime<Utc>),
+    /// Will not succeed by retrying (4xx, attempts exhausted): dead-lettered.
+    DeadLettered,
+}
+
+impl PublishOutcome {
+    /// The stable name recorded on the attempt and used as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PublishOutcome::Published => "published",
+            PublishOutcome::Superseded { .. } => "superseded",
+            PublishOutcome::RetryAt(_) => "retry",
+            PublishOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// One finished publish attempt, recorded with `CatalogStore::record_publish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRecord {
+    pub item_id: ItemId,
+    pub channel: String,
+    pub version: u64,
+    /// 1 for the first attempt of this item and channel's current run.
+    pub attempt: u32,
+    pub outcome: PublishOutcome,
+    pub status: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+    /// The dead-letter reason (for `DeadLettered`), e.g. `rejected_4xx`, `retries_exhausted`.
+    pub dead_letter_reason: Option<String>,
+    /// The response body kept with a dead letter.
+    pub body: Option<String>,
+}
+
+/// Pending publishes of one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxDepth {
+    pub channel: String,
+    /// Item versions waiting (older versions of the same item included).
+    pub pending: u64,
+    pub oldest_enqueued_at: Option<DateTime<Utc>>,
+}
+
+/// Something that failed for good at some stage, kept for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub dead_letter_id: i64,
+    /// `publish` for now; later stages add theirs.
+    pub stage: String,
+    /// What failed: an item id for publishes.
+    pub subject: String,
+    pub channel: Option<String>,
+    pub reason: String,
+    pub error: Option<String>,
+    pub body: Option<String>,
+    pub attempts: u32,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_failed_at: DateTime<Utc>,
+}

@@ -1,0 +1,112 @@
+//! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// Consumes supplier inventory events, applies them to the catalog in batches, and publishes
+/// every item whose quantity changed.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sync-worker", version, about)]
+pub struct WorkerArgs {
+    /// Where events come from: `kafka`, `file:PATH` (NDJSON, one contract message per line),
+    /// or `-` for NDJSON on standard input. A file source exits once everything is applied
+    /// and published; re-running it resumes where it stopped.
+    #[arg(long, env = "CATALOG_SOURCE", value_parser = parse_source)]
+    pub source: SourceSpec,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// A batch is applied when it holds this many events.
+    #[arg(long, env = "CATALOG_BATCH_SIZE", default_value_t = 5_000)]
+    pub batch_size: usize,
+
+    /// A batch is applied when its oldest event has waited this long, in milliseconds.
+    #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 200)]
+    pub batch_max_wait_ms: u64,
+
+    /// Address for `/metrics` (Prometheus), `/healthz` and `/readyz`; `off` to disable.
+    #[arg(long, env = "CATALOG_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+
+    /// Log format on standard error.
+    #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl WorkerArgs {
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+}
+
+/// Store options, shared by every binary that opens the catalog.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `postgres://…` for PostgreSQL, or `sqlite://PATH` for the embedded store (created if missing).
+    #[arg(long, env = "CATALOG_DATABASE_URL", default_value = "sqlite://catalog.db")]
+    pub database_url: String,
+
+    /// Whether sync starts on or off for a tenant or supplier seen for the first time.
+    #[arg(long, env = "CATALOG_DEFAULT_SYNC", value_enum, default_value_t = Switch::On)]
+    pub default_sync: Switch,
+
+    /// How far a supplier clock may run ahead before its timestamps are clamped, in seconds.
+    #[arg(long, env = "CATALOG_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
+    pub max_clock_skew_secs: u32,
+}
+
+/// Kafka options, used with `--source kafka`.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long, env = "CATALOG_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Topic of supplier inventory events.
+    #[arg(long, env = "CATALOG_TOPIC", default_value = "supplier.inventory.v1")]
+    pub topic: String,
+
+    /// Consumer group; workers in one group split the partitions.
+    #[arg(long, env = "CATALOG_GROUP", default_value = "catalog-sync")]
+    pub group: String,
+
+    /// How long the group waits for a silent member before moving its partitions, in milliseconds.
+    #[arg(long, env = "CATALOG_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub kafka_session_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Kafka,
+    File(PathBuf),
+    Stdin,
+}
+
+fn parse_source(value: &str) -> Result<SourceSpec, String> {
+    match value {
+        "kafka" => Ok(SourceSpec::Kafka),
+        "-" => Ok(SourceSpec::Stdin),
+        _ => match value.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => Ok(SourceSpec::File(PathBuf::from(path))),
+            _ => Err(format!("expected `kafka`, `file:PATH` or `-`, got {value:?}")),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}

@@ -1,0 +1,22 @@
+//! `sync-worker`: parse options, set up logging, run until the source ends or a signal.
+
+use clap::Parser;
+use sync_worker::config::WorkerArgs;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let args = WorkerArgs::parse();
+    sync_worker::telemetry::init(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sync_worker::telemetry::cancel_on_signal(shutdown.clone()));
+        let summary = sync_worker::run(args, shutdown).await?;
+        // The run's result, for the operator: one plain line on standard error, after the logs.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{summary}");
+        }
+        Ok(())
+    })
+}

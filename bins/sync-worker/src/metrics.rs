@@ -1,0 +1,117 @@
+//! Prometheus metrics, named after what can go wrong at each handoff. Each is emitted once,
+//! where the thing happens; label values are bounded (outcomes, reasons, partitions, channels).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events by outcome and reason (`rejected`/`malformed_sku`, `applied`/`clock_drift_clamped`…).
+    pub events: IntCounterVec,
+    /// Redeliveries of an event id already journaled, by whether the payload differed.
+    pub redeliveries: IntCounterVec,
+    /// Time to make one batch durable, retries included.
+    pub batch_apply_seconds: HistogramVec,
+    /// Store failures that were retried, by kind (`unavailable`, `conflict`, …).
+    pub store_retries: IntCounterVec,
+    /// Items whose quantity changed (each gets a new version and a publish).
+    pub items_changed: IntCounter,
+    /// Now minus the broker timestamp of the last applied message, per partition.
+    pub queue_lag_seconds: IntGaugeVec,
+    /// High watermark minus the next offset to apply, per partition.
+    pub queue_lag_messages: IntGaugeVec,
+    /// Messages skipped because the store had applied them already (after a crash).
+    pub skipped_below_checkpoint: IntCounterVec,
+    /// Kafka client errors, by where they happened (`consume`, `commit`, `seek`).
+    pub kafka_errors: IntCounterVec,
+    /// Publish attempts by channel and result.
+    pub publish_attempts: IntCounterVec,
+    /// Item versions waiting in the outbox, per channel.
+    pub outbox_pending: IntGaugeVec,
+    /// Age of the oldest waiting item version, per channel.
+    pub outbox_oldest_seconds: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+            registry.register(Box::new(metric.clone())).expect("each metric is registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+            registry.register(Box::new(metric.clone())).expect("each metric is registered once");
+            metric
+        };
+        let events = counter("catalog_events_total", "Supplier events by outcome and reason.", &["outcome", "reason"]);
+        let redeliveries =
+            counter("catalog_redeliveries_total", "Deliveries of an event id already journaled.", &["payload_differs"]);
+        let batch_apply_seconds = HistogramVec::new(
+            HistogramOpts::new("catalog_batch_apply_seconds", "Time to make one batch durable, retries included.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["source"],
+        )
+        .expect("static metric definition is valid");
+        registry.register(Box::new(batch_apply_seconds.clone())).expect("each metric is registered once");
+        let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
+        let items_changed = IntCounter::new("catalog_items_changed_total", "Items whose quantity changed.")
+            .expect("static metric definition is valid");
+        registry.register(Box::new(items_changed.clone())).expect("each metric is registered once");
+        let queue_lag_seconds = gauge(
+            "catalog_queue_lag_seconds",
+            "Now minus the broker timestamp of the last applied message.",
+            &["partition"],
+        );
+        let queue_lag_messages =
+            gauge("catalog_queue_lag_messages", "High watermark minus the next offset to apply.", &["partition"]);
+        let skipped_below_checkpoint = counter(
+            "catalog_skipped_below_checkpoint_total",
+            "Messages skipped because the store had already applied them.",
+            &["partition"],
+        );
+        let kafka_errors =
+            counter("catalog_kafka_errors_total", "Kafka client errors by where they happened.", &["kind"]);
+        let publish_attempts = counter(
+            "catalog_publish_attempts_total",
+            "Publish attempts by channel and result.",
+            &["channel", "result"],
+        );
+        let outbox_pending = gauge("catalog_outbox_pending", "Item versions waiting to be published.", &["channel"]);
+        let outbox_oldest_seconds =
+            gauge("catalog_outbox_oldest_seconds", "Age of the oldest waiting item version.", &["channel"]);
+        Self {
+            registry,
+            events,
+            redeliveries,
+            batch_apply_seconds,
+            store_retries,
+            items_changed,
+            queue_lag_seconds,
+            queue_lag_messages,
+            skipped_below_checkpoint,
+            kafka_errors,
+            publish_attempts,
+            outbox_pending,
+            outbox_oldest_seconds,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding gathered metrics into memory cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,340 @@
+//! Kafka source of supplier events: a consumer-group member that batches each assigned
+//! partition on its own, hands batches to a sink that makes them durable, and only then
+//! commits the offsets to Kafka. The store's checkpoints are the authority on progress:
+//! on assignment the consumer seeks to them, and anything below them is skipped.
+
+mod partition;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_core::{Classify, FailureClass};
+use catalog_store::{Checkpoint, IncomingEvent};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::partition::{OwnedDelivery, PartitionInput, PartitionWorker};
+
+/// Re-exported so sinks can name it without depending on rdkafka.
+pub use rdkafka::error::KafkaError as ClientError;
+
+/// Settings of the Kafka source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceConfig {
+    /// `host:port[,host:port…]`
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// A partition's batch is applied when it holds this many messages…
+    pub batch_size: usize,
+    /// …or when its oldest message has waited this long, whichever comes first.
+    pub batch_max_wait: Duration,
+    /// How long the group waits for a silent member before giving its partitions away.
+    pub session_timeout: Duration,
+    /// Extra librdkafka settings, applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaSourceConfig {
+    /// The source name under which checkpoints and journal rows are stored.
+    pub fn source_name(&self) -> String {
+        format!("kafka:{}:{}", self.group, self.topic)
+    }
+}
+
+/// A batch of one partition, in offset order, ready to be made durable.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    pub events: Vec<IncomingEvent>,
+    /// The position after the batch's last message.
+    pub checkpoint: Checkpoint,
+    /// Broker timestamp of the batch's last message: queue lag is now minus this.
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// The partition's high watermark when the batch was cut, if known: lag in messages.
+    pub high_watermark: Option<i64>,
+}
+
+/// Why a sink gave up on a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Shutting down before the batch was durable: it is abandoned, not committed.
+    #[error("abandoned at shutdown")]
+    Abandoned,
+    /// The sink cannot go on (a fatal store problem): the source stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Where the source delivers batches: `apply` returns only once the batch is durable.
+#[async_trait]
+pub trait BatchSink: Send + Sync + 'static {
+    /// The stored next offset of a partition, if any.
+    async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<i64>, SinkError>;
+    /// Makes a batch durable (retrying transient failures itself), or says why not.
+    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError>;
+    /// A message was below the stored checkpoint and skipped (already applied).
+    fn skipped_below_checkpoint(&self, partition: i32, count: u64);
+    /// Kafka reported an error while consuming or committing; counted and logged.
+    fn kafka_error(&self, kind: &'static str, error: &KafkaError);
+}
+
+/// Failures of the source itself.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("kafka client: {0}")]
+    Client(#[from] KafkaError),
+    #[error("sink failed: {0}")]
+    Sink(String),
+    #[error("partition task panicked: {0}")]
+    Task(String),
+}
+
+impl Classify for KafkaSourceError {
+    fn failure_class(&self) -> FailureClass {
+        match self {
+            KafkaSourceError::Client(_) => FailureClass::NeedsOperator,
+            KafkaSourceError::Sink(_) | KafkaSourceError::Task(_) => FailureClass::Fatal,
+        }
+    }
+}
+
+/// Rebalance events handed from librdkafka's callback to the dispatcher.
+#[derive(Debug)]
+enum Assignment {
+    Revoked(Vec<i32>),
+}
+
+/// Receives rebalance callbacks: seeks newly assigned partitions to the store's checkpoints
+/// and tells the dispatcher which partitions were revoked.
+struct SourceContext {
+    topic: String,
+    source: String,
+    sink: Arc<dyn BatchSink>,
+    /// Partitions this member currently owns: offsets are committed only for these.
+    assigned: Arc<Mutex<HashSet<i32>>>,
+    events: mpsc::UnboundedSender<Assignment>,
+    runtime: tokio::runtime::Handle,
+    /// High watermark per partition, from librdkafka's periodic statistics.
+    high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut high_watermarks = lock(&self.high_watermarks);
+        for (partition, stats) in &topic.partitions {
+            if *partition >= 0 && stats.hi_offset >= 0 {
+                high_watermarks.insert(*partition, stats.hi_offset);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+            lock(&self.assigned).retain(|partition| !partitions.contains(partition));
+            tracing::info!(?partitions, "partitions revoked");
+            // The receiver lives as long as the dispatcher; after it ends nothing listens.
+            let _ = self.events.send(Assignment::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(list) = rebalance else { return };
+        let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        lock(&self.assigned).extend(partitions.iter().copied());
+        tracing::info!(?partitions, "partitions assigned");
+        // librdkafka calls this on the thread that polls, inside the runtime; the store lookup
+        // is async. On a multi-threaded runtime this thread may block for it; elsewhere the
+        // partition workers' skip below the checkpoint still guarantees nothing is re-applied.
+        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let mut seek_to = TopicPartitionList::new();
+        for partition in &partitions {
+            let stored =
+                tokio::task::block_in_place(|| self.runtime.block_on(self.sink.checkpoint(&self.source, *partition)));
+            if let Ok(Some(next_offset)) = stored {
+                if let Err(error) = seek_to.add_partition_offset(&self.topic, *partition, Offset::Offset(next_offset)) {
+                    self.sink.kafka_error("seek", &error);
+                }
+            }
+        }
+        if seek_to.count() > 0 {
+            // Asynchronous (zero timeout): a blocking seek inside the rebalance callback
+            // would wait on the very thread that must serve it.
+            if let Err(error) = consumer.seek_partitions(seek_to, Duration::ZERO) {
+                self.sink.kafka_error("seek", &error);
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            self.sink.kafka_error("commit", &error);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the set inside
+    // is still a valid set of partitions.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// The Kafka source: `run` consumes until shutdown, then finishes in-flight batches.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    consumer: Arc<SourceConsumer>,
+    assigned: Arc<Mutex<HashSet<i32>>>,
+    high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    events: mpsc::UnboundedReceiver<Assignment>,
+    sink: Arc<dyn BatchSink>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes; must be called inside a tokio runtime.
+    pub fn new(config: KafkaSourceConfig, sink: Arc<dyn BatchSink>) -> Result<Self, KafkaSourceError> {
+        let assigned = Arc::new(Mutex::new(HashSet::new()));
+        let high_watermarks = Arc::new(Mutex::new(HashMap::new()));
+        let (events_sender, events) = mpsc::unbounded_channel();
+        let context = SourceContext {
+            topic: config.topic.clone(),
+            source: config.source_name(),
+            sink: Arc::clone(&sink),
+            assigned: Arc::clone(&assigned),
+            events: events_sender,
+            runtime: tokio::runtime::Handle::current(),
+            high_watermarks: Arc::clone(&high_watermarks),
+        };
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            // Offsets are committed by hand, after the store has made the batch durable.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 3).max(100).to_string())
+            // Bounded read-ahead: librdkafka's prefetch queue is the only buffer before the
+            // per-partition channels, which apply backpressure.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            // Statistics carry each partition's high watermark: lag in messages.
+            .set("statistics.interval.ms", "5000");
+        for (key, value) in &config.extra {
+            client.set(key, value);
+        }
+        let consumer: SourceConsumer = client.create_with_context(context)?;
+        consumer.subscribe(&[&config.topic])?;
+        Ok(Self { config, consumer: Arc::new(consumer), assigned, high_watermarks, events, sink })
+    }
+
+    /// Consumes until `shutdown`, then stops fetching, finishes the batches in flight,
+    /// commits them, and returns.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KafkaSourceError> {
+        let source_name = self.config.source_name();
+        let mut partitions: HashMap<i32, mpsc::Sender<PartitionInput>> = HashMap::new();
+        let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
+        let consumer = Arc::clone(&self.consumer);
+        let mut stream = consumer.stream();
+        let mut outcome = Ok(());
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(Assignment::Revoked(revoked)) = self.events.recv() => {
+                    for partition in revoked {
+                        if let Some(sender) = partitions.remove(&partition) {
+                            // The worker drops what it has not applied: the next owner reads it.
+                            let _ = sender.send(PartitionInput::Revoked).await;
+                        }
+                    }
+                }
+                Some(finished) = workers.join_next(), if !workers.is_empty() => {
+                    if let Some(error) = worker_failure(finished) {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            self.sink.kafka_error("consume", &error);
+                            continue;
+                        }
+                    };
+                    let partition = message.partition();
+                    let delivery = OwnedDelivery::from_message(&message);
+                    drop(message);
+                    let sender = partitions.entry(partition).or_insert_with(|| {
+                        let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
+                        let worker = PartitionWorker {
+                            topic: self.config.topic.clone(),
+                            source: source_name.clone(),
+                            partition,
+                            batch_size: self.config.batch_size.max(1),
+                            batch_max_wait: self.config.batch_max_wait,
+                            consumer: Arc::clone(&self.consumer),
+                            assigned: Arc::clone(&self.assigned),
+                            high_watermarks: Arc::clone(&self.high_watermarks),
+                            sink: Arc::clone(&self.sink),
+                        };
+                        workers.spawn(worker.run(receiver));
+                        sender
+                    });
+                    // A full channel makes the dispatcher wait: backpressure, not buffering.
+                    tokio::select! {
+                        sent = sender.send(PartitionInput::Message(delivery)) => {
+                            if sent.is_err() {
+                                // The worker ended (revoked meanwhile); the message is not applied
+                                // and not committed, so whoever owns the partition reads it again.
+                                partitions.remove(&partition);
+                            }
+                        }
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Stop fetching; closing the channels tells each worker to apply what it holds.
+        drop(stream);
+        partitions.clear();
+        while let Some(finished) = workers.join_next().await {
+            if let Some(error) = worker_failure(finished) {
+                outcome = outcome.and(Err(error));
+            }
+        }
+        outcome
+    }
+}
+
+fn worker_failure(finished: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Option<KafkaSourceError> {
+    match finished {
+        Ok(Ok(())) | Ok(Err(SinkError::Abandoned)) => None,
+        Ok(Err(SinkError::Fatal(reason))) => Some(KafkaSourceError::Sink(reason)),
+        Err(error) => Some(KafkaSourceError::Task(error.to_string())),
+    }
+}

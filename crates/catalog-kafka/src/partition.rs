@@ -1,0 +1,155 @@
+//! One assigned partition: cut its messages into batches (size or wait), hand each to the
+//! sink, and commit the offset to Kafka once the sink says the batch is durable.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog_core::{decode, Delivery};
+use catalog_store::{Checkpoint, IncomingEvent, Provenance, SourceRef};
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::{lock, BatchSink, SinkError, SourceBatch, SourceConsumer};
+
+/// A message copied out of librdkafka's buffer, with its reception time.
+#[derive(Debug)]
+pub(crate) struct OwnedDelivery {
+    offset: i64,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
+    broker_timestamp: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+}
+
+impl OwnedDelivery {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let traceparent = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key.eq_ignore_ascii_case("traceparent"))
+                .and_then(|header| header.value)
+                .and_then(|value| std::str::from_utf8(value).ok())
+                .map(str::to_owned)
+        });
+        Self {
+            offset: message.offset(),
+            // A message without a value (a tombstone) is an empty payload: rejected as
+            // invalid_payload and journaled like any other bad message.
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            traceparent,
+            broker_timestamp: message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
+            received_at: Utc::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum PartitionInput {
+    Message(OwnedDelivery),
+    /// The partition was taken away: drop what is not applied yet, commit nothing more.
+    Revoked,
+}
+
+pub(crate) struct PartitionWorker {
+    pub(crate) topic: String,
+    pub(crate) source: String,
+    pub(crate) partition: i32,
+    pub(crate) batch_size: usize,
+    pub(crate) batch_max_wait: Duration,
+    pub(crate) consumer: Arc<SourceConsumer>,
+    pub(crate) assigned: Arc<Mutex<HashSet<i32>>>,
+    pub(crate) high_watermarks: Arc<Mutex<std::collections::HashMap<i32, i64>>>,
+    pub(crate) sink: Arc<dyn BatchSink>,
+}
+
+impl PartitionWorker {
+    /// Runs until the channel closes (shutdown: apply what is held) or the partition is
+    /// revoked (drop what is held).
+    pub(crate) async fn run(self, mut input: mpsc::Receiver<PartitionInput>) -> Result<(), SinkError> {
+        // Anything below the stored checkpoint was applied already (the Kafka commit after
+        // it may have been lost in a crash): skip it rather than journal it again.
+        let mut next_offset = self.sink.checkpoint(&self.source, self.partition).await?.unwrap_or(0);
+        let mut pending: Vec<OwnedDelivery> = Vec::with_capacity(self.batch_size);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let received = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, input.recv()).await {
+                    Ok(received) => received,
+                    Err(_elapsed) => {
+                        next_offset = self.flush(&mut pending, next_offset).await?;
+                        continue;
+                    }
+                },
+                None => input.recv().await,
+            };
+            match received {
+                Some(PartitionInput::Message(delivery)) => {
+                    if delivery.offset < next_offset {
+                        self.sink.skipped_below_checkpoint(self.partition, 1);
+                        continue;
+                    }
+                    if pending.is_empty() {
+                        deadline = Some(Instant::now() + self.batch_max_wait);
+                    }
+                    pending.push(delivery);
+                    if pending.len() >= self.batch_size {
+                        next_offset = self.flush(&mut pending, next_offset).await?;
+                        deadline = None;
+                    }
+                }
+                Some(PartitionInput::Revoked) => {
+                    tracing::info!(partition = self.partition, n_dropped = pending.len(), "partition revoked");
+                    return Ok(());
+                }
+                None => {
+                    self.flush(&mut pending, next_offset).await?;
+                    return Ok(());
+                }
+            }
+            if pending.is_empty() {
+                deadline = None;
+            }
+        }
+    }
+
+    /// Applies the pending messages as one batch and commits the offset after it.
+    /// Returns the new next offset.
+    async fn flush(&self, pending: &mut Vec<OwnedDelivery>, next_offset: i64) -> Result<i64, SinkError> {
+        let Some(last) = pending.last() else { return Ok(next_offset) };
+        let new_next_offset = last.offset + 1;
+        let last_message_at = last.broker_timestamp;
+        let events = pending
+            .drain(..)
+            .map(|delivery| IncomingEvent {
+                delivery: Delivery { decoded: decode(&delivery.payload), received_at: delivery.received_at },
+                raw: delivery.payload,
+                source: SourceRef { source: self.source.clone(), partition: self.partition, offset: delivery.offset },
+                traceparent: delivery.traceparent,
+                provenance: Provenance::Received,
+            })
+            .collect();
+        let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();
+        let checkpoint =
+            Checkpoint { source: self.source.clone(), partition: self.partition, next_offset: new_next_offset };
+        self.sink.apply(SourceBatch { events, checkpoint, last_message_at, high_watermark }).await?;
+        // Committed to Kafka only after the store has the batch, and only while we own the
+        // partition: standard lag tooling sees progress, and a stale member never moves the
+        // group's offset. Losing this commit in a crash costs a re-read, never a loss.
+        if lock(&self.assigned).contains(&self.partition) {
+            let mut offsets = TopicPartitionList::new();
+            if let Err(error) =
+                offsets.add_partition_offset(&self.topic, self.partition, Offset::Offset(new_next_offset))
+            {
+                self.sink.kafka_error("commit", &error);
+            } else if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
+                self.sink.kafka_error("commit", &error);
+            }
+        }
+        Ok(new_next_offset)
+    }
+}

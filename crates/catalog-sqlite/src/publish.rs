@@ -1,0 +1,281 @@
+//! The publish side of the store: claiming due outbox entries under a lease, recording how
+//! each attempt ended, and the outbox and dead-letter views for metrics and operators.
+//! Claims and records are `BEGIN IMMEDIATE` transactions, like batches: they take the write
+//! lock before their first read, so concurrent publishers queue instead of both picking the
+//! same item.
+
+use std::time::Duration;
+
+use catalog_core::ItemId;
+use catalog_store::{rows, DeadLetter, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreError};
+use chrono::Utc;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::columns::{self, micros};
+use crate::error::store_error;
+
+/// The `stage` of dead letters written for publishes.
+const PUBLISH_STAGE: &str = "publish";
+
+/// The reason recorded on a dead letter whose record did not name one.
+const UNKNOWN_REASON: &str = "unknown";
+
+/// A count or limit as SQLite's signed 64-bit integer, saturating.
+fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// Claims up to `limit` due entries of `channel`, one per item (its newest version), and
+/// leases every waiting version of each picked item until `now + lease`.
+pub(crate) async fn claim_outbox(
+    pool: &SqlitePool,
+    channel: &str,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // The write lock is taken before the pick, so no other claimer can pick (or lease) the
+    // same rows between this pick and its lease.
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let now = micros(Utc::now());
+    let leased_until = now.saturating_add(saturating_i64(lease.as_micros()));
+
+    // Per item only its newest version is a candidate, and it is due when that row is.
+    let picked = sqlx::query(
+        "SELECT o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts, \
+         o.enqueued_at \
+         FROM outbox AS o \
+         WHERE o.channel = ?1 \
+         AND o.version = (SELECT max(newer.version) FROM outbox AS newer \
+                          WHERE newer.channel = o.channel AND newer.item_id = o.item_id) \
+         AND o.available_at <= ?2 \
+         ORDER BY o.enqueued_at, o.outbox_id \
+         LIMIT ?3",
+    )
+    .bind(channel)
+    .bind(now)
+    .bind(saturating_i64(limit))
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+
+    let mut claimed = Vec::with_capacity(picked.len());
+    for row in &picked {
+        let item_id = columns::uuid_column(row, "item_id")?;
+        let tenant: String = columns::column(row, "tenant_id")?;
+        let sku: String = columns::column(row, "sku")?;
+        let attempts: i64 = columns::column(row, "attempts")?;
+        claimed.push(OutboxEntry {
+            item_id: ItemId(item_id),
+            tenant: rows::tenant(&tenant)?,
+            sku: rows::sku(&sku)?,
+            quantity: columns::column(row, "quantity")?,
+            version: rows::version(columns::column(row, "version")?)?,
+            channel: columns::column(row, "channel")?,
+            traceparent: columns::column(row, "traceparent")?,
+            attempts: columns::narrowed("attempts", attempts)?,
+            enqueued_at: columns::time_column(row, "enqueued_at")?,
+        });
+    }
+
+    // Every waiting version of a picked item is leased with it, so no other publisher sends
+    // an older one meanwhile.
+    for entry in &claimed {
+        sqlx::query("UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3")
+            .bind(leased_until)
+            .bind(channel)
+            .bind(entry.item_id.0.as_bytes().as_slice())
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(claimed)
+}
+
+/// Records a finished attempt and what it means for the outbox, the channel's held version
+/// and the dead letters, in one transaction.
+pub(crate) async fn record_publish(pool: &SqlitePool, record: &PublishRecord) -> Result<(), StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let now = micros(Utc::now());
+    let item_id = record.item_id.0.as_bytes().as_slice();
+    // Versions are stored bit for bit in a signed column.
+    let version = record.version as i64;
+
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error, \
+         attempted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .bind(item_id)
+    .bind(version)
+    .bind(record.channel.as_str())
+    .bind(i64::from(record.attempt))
+    .bind(record.status.map(i64::from))
+    .bind(record.outcome.as_str())
+    .bind(record.latency_ms.map(saturating_i64))
+    .bind(record.error.as_deref())
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+
+    match record.outcome {
+        PublishOutcome::Published => {
+            hold_version(connection, record, version, now).await?;
+        }
+        PublishOutcome::Superseded { current_version } => {
+            hold_version(connection, record, version.max(current_version as i64), now).await?;
+        }
+        PublishOutcome::RetryAt(due_at) => {
+            sqlx::query(
+                "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 \
+                 WHERE item_id = ?2 AND channel = ?3 AND version <= ?4",
+            )
+            .bind(micros(due_at))
+            .bind(item_id)
+            .bind(record.channel.as_str())
+            .bind(version)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        }
+        PublishOutcome::DeadLettered => {
+            remove_waiting_versions(connection, record, version).await?;
+            dead_letter(connection, record, now).await?;
+        }
+    }
+    transaction.commit().await.map_err(store_error)
+}
+
+/// The channel now holds `held_version` (or newer): remember it and drop every waiting
+/// version up to it, which coalesces older versions away.
+async fn hold_version(
+    connection: &mut SqliteConnection,
+    record: &PublishRecord,
+    held_version: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO published_versions (item_id, channel, version, published_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (item_id, channel) DO UPDATE SET \
+         version = max(published_versions.version, excluded.version), published_at = excluded.published_at",
+    )
+    .bind(record.item_id.0.as_bytes().as_slice())
+    .bind(record.channel.as_str())
+    .bind(held_version)
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    remove_waiting_versions(connection, record, held_version).await
+}
+
+async fn remove_waiting_versions(
+    connection: &mut SqliteConnection,
+    record: &PublishRecord,
+    up_to_version: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3")
+        .bind(record.item_id.0.as_bytes().as_slice())
+        .bind(record.channel.as_str())
+        .bind(up_to_version)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Counts the failure on the item's open dead letter for the channel, or opens one. The
+/// write lock is held, so the open letter cannot appear or close between the two statements.
+async fn dead_letter(connection: &mut SqliteConnection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
+    let subject = record.item_id.to_string();
+    let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
+    // The channel term repeats the partial unique index's expression, so SQLite can use it.
+    let updated = sqlx::query(
+        "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, body = ?4 \
+         WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(record.error.as_deref())
+    .bind(record.body.as_deref())
+    .bind(PUBLISH_STAGE)
+    .bind(subject.as_str())
+    .bind(record.channel.as_str())
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    if updated.rows_affected() > 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
+         last_failed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+    )
+    .bind(PUBLISH_STAGE)
+    .bind(subject.as_str())
+    .bind(record.channel.as_str())
+    .bind(reason)
+    .bind(record.error.as_deref())
+    .bind(record.body.as_deref())
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, StoreError> {
+    let stored = sqlx::query(
+        "SELECT channel, count(*) AS pending, min(enqueued_at) AS oldest_enqueued_at FROM outbox \
+         GROUP BY channel ORDER BY channel",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    stored
+        .iter()
+        .map(|row| {
+            let pending: i64 = columns::column(row, "pending")?;
+            Ok(OutboxDepth {
+                channel: columns::column(row, "channel")?,
+                pending: columns::narrowed("pending", pending)?,
+                oldest_enqueued_at: columns::optional_time_column(row, "oldest_enqueued_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn open_dead_letters(pool: &SqlitePool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    let stored = sqlx::query(
+        "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at, \
+         last_failed_at FROM dead_letters WHERE resolved_at IS NULL \
+         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT ?1",
+    )
+    .bind(saturating_i64(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    stored
+        .iter()
+        .map(|row| {
+            let attempts: i64 = columns::column(row, "attempts")?;
+            Ok(DeadLetter {
+                dead_letter_id: columns::column(row, "dead_letter_id")?,
+                stage: columns::column(row, "stage")?,
+                subject: columns::column(row, "subject")?,
+                channel: columns::column(row, "channel")?,
+                reason: columns::column(row, "reason")?,
+                error: columns::column(row, "error")?,
+                body: columns::column(row, "body")?,
+                attempts: columns::narrowed("attempts", attempts)?,
+                first_failed_at: columns::time_column(row, "first_failed_at")?,
+                last_failed_at: columns::time_column(row, "last_failed_at")?,
+            })
+        })
+        .collect()
+}
