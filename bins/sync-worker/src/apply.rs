@@ -173,6 +173,16 @@ impl BatchSink for Applier {
         self.metrics.skipped_below_checkpoint.with_label_values(&[&partition.to_string()]).inc_by(count);
     }
 
+    fn offset_gap(&self, partition: i32, from: i64, to: i64) {
+        self.metrics.offset_gaps.with_label_values(&[&partition.to_string()]).inc_by((to - from).max(0) as u64);
+        tracing::error!(
+            partition,
+            from,
+            to,
+            "the broker skipped offsets after a seek to the stored checkpoint; those messages were not applied"
+        );
+    }
+
     fn kafka_error(&self, kind: &'static str, error: &KafkaError) {
         self.metrics.kafka_errors.with_label_values(&[kind]).inc();
         tracing::warn!(kind, %error, "kafka client error");

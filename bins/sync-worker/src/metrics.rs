@@ -26,6 +26,8 @@ pub struct Metrics {
     pub skipped_below_checkpoint: IntCounterVec,
     /// Kafka client errors, by where they happened (`consume`, `commit`, `seek`).
     pub kafka_errors: IntCounterVec,
+    /// Offsets the broker never delivered after a seek to the stored checkpoint.
+    pub offset_gaps: IntCounterVec,
     /// Publish attempts by channel and result.
     pub publish_attempts: IntCounterVec,
     /// Item versions waiting in the outbox, per channel.
@@ -75,6 +77,11 @@ impl Metrics {
         );
         let kafka_errors =
             counter("catalog_kafka_errors_total", "Kafka client errors by where they happened.", &["kind"]);
+        let offset_gaps = counter(
+            "catalog_kafka_offset_gaps_total",
+            "Offsets the broker never delivered after a seek to the stored checkpoint.",
+            &["partition"],
+        );
         let publish_attempts = counter(
             "catalog_publish_attempts_total",
             "Publish attempts by channel and result.",
@@ -94,6 +101,7 @@ impl Metrics {
             queue_lag_messages,
             skipped_below_checkpoint,
             kafka_errors,
+            offset_gaps,
             publish_attempts,
             outbox_pending,
             outbox_oldest_seconds,

@@ -1,7 +1,8 @@
 //! Kafka source of supplier events: a consumer-group member that batches each assigned
 //! partition on its own, hands batches to a sink that makes them durable, and only then
-//! commits the offsets to Kafka. The store's checkpoints are the authority on progress:
-//! on assignment the consumer seeks to them, and anything below them is skipped.
+//! commits the offsets to Kafka. The store's checkpoints are the authority on progress: a
+//! partition's worker starts from its stored checkpoint, seeking back to it when the fetch
+//! starts beyond it and skipping whatever lies below it.
 
 mod partition;
 
@@ -17,7 +18,7 @@ use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +86,10 @@ pub trait BatchSink: Send + Sync + 'static {
     fn skipped_below_checkpoint(&self, partition: i32, count: u64);
     /// Kafka reported an error while consuming or committing; counted and logged.
     fn kafka_error(&self, kind: &'static str, error: &KafkaError);
+    /// After seeking back to the stored checkpoint, the broker's first message was beyond it:
+    /// offsets `from..to` were never delivered (compacted away, or a broker that cannot serve
+    /// a fetch from inside a record batch). Counted and logged, never silently.
+    fn offset_gap(&self, partition: i32, from: i64, to: i64);
 }
 
 /// Failures of the source itself.
@@ -110,19 +115,22 @@ impl Classify for KafkaSourceError {
 /// Rebalance events handed from librdkafka's callback to the dispatcher.
 #[derive(Debug)]
 enum Assignment {
-    Revoked(Vec<i32>),
+    /// These partitions were revoked; each moved to the given epoch.
+    Revoked(Vec<(i32, u64)>),
 }
 
-/// Receives rebalance callbacks: seeks newly assigned partitions to the store's checkpoints
-/// and tells the dispatcher which partitions were revoked.
+/// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
+/// librdkafka's statistics.
 struct SourceContext {
     topic: String,
-    source: String,
+    /// Told about failed commits.
     sink: Arc<dyn BatchSink>,
     /// Partitions this member currently owns: offsets are committed only for these.
     assigned: Arc<Mutex<HashSet<i32>>>,
+    /// Bumped for a partition each time it is revoked: a message is routed to a worker of
+    /// the partition's current epoch only, never to one from before a rebalance.
+    epochs: Arc<Mutex<HashMap<i32, u64>>>,
     events: mpsc::UnboundedSender<Assignment>,
-    runtime: tokio::runtime::Handle,
     /// High watermark per partition, from librdkafka's periodic statistics.
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
 }
@@ -144,39 +152,27 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
             lock(&self.assigned).retain(|partition| !partitions.contains(partition));
+            let mut epochs = lock(&self.epochs);
+            let revoked: Vec<(i32, u64)> = partitions
+                .iter()
+                .map(|partition| {
+                    let epoch = epochs.entry(*partition).or_insert(0);
+                    *epoch += 1;
+                    (*partition, *epoch)
+                })
+                .collect();
+            drop(epochs);
             tracing::info!(?partitions, "partitions revoked");
             // The receiver lives as long as the dispatcher; after it ends nothing listens.
-            let _ = self.events.send(Assignment::Revoked(partitions));
+            let _ = self.events.send(Assignment::Revoked(revoked));
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Assign(list) = rebalance else { return };
-        let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
-        lock(&self.assigned).extend(partitions.iter().copied());
-        tracing::info!(?partitions, "partitions assigned");
-        // librdkafka calls this on the thread that polls, inside the runtime; the store lookup
-        // is async. On a multi-threaded runtime this thread may block for it; elsewhere the
-        // partition workers' skip below the checkpoint still guarantees nothing is re-applied.
-        if self.runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return;
-        }
-        let mut seek_to = TopicPartitionList::new();
-        for partition in &partitions {
-            let stored =
-                tokio::task::block_in_place(|| self.runtime.block_on(self.sink.checkpoint(&self.source, *partition)));
-            if let Ok(Some(next_offset)) = stored {
-                if let Err(error) = seek_to.add_partition_offset(&self.topic, *partition, Offset::Offset(next_offset)) {
-                    self.sink.kafka_error("seek", &error);
-                }
-            }
-        }
-        if seek_to.count() > 0 {
-            // Asynchronous (zero timeout): a blocking seek inside the rebalance callback
-            // would wait on the very thread that must serve it.
-            if let Err(error) = consumer.seek_partitions(seek_to, Duration::ZERO) {
-                self.sink.kafka_error("seek", &error);
-            }
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+            lock(&self.assigned).extend(partitions.iter().copied());
+            tracing::info!(?partitions, "partitions assigned");
         }
     }
 
@@ -200,6 +196,7 @@ pub struct KafkaSource {
     config: KafkaSourceConfig,
     consumer: Arc<SourceConsumer>,
     assigned: Arc<Mutex<HashSet<i32>>>,
+    epochs: Arc<Mutex<HashMap<i32, u64>>>,
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     events: mpsc::UnboundedReceiver<Assignment>,
     sink: Arc<dyn BatchSink>,
@@ -216,14 +213,14 @@ impl KafkaSource {
     pub fn new(config: KafkaSourceConfig, sink: Arc<dyn BatchSink>) -> Result<Self, KafkaSourceError> {
         let assigned = Arc::new(Mutex::new(HashSet::new()));
         let high_watermarks = Arc::new(Mutex::new(HashMap::new()));
+        let epochs = Arc::new(Mutex::new(HashMap::new()));
         let (events_sender, events) = mpsc::unbounded_channel();
         let context = SourceContext {
             topic: config.topic.clone(),
-            source: config.source_name(),
             sink: Arc::clone(&sink),
             assigned: Arc::clone(&assigned),
+            epochs: Arc::clone(&epochs),
             events: events_sender,
-            runtime: tokio::runtime::Handle::current(),
             high_watermarks: Arc::clone(&high_watermarks),
         };
         let mut client = ClientConfig::new();
@@ -235,6 +232,9 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+            // Also the group's rebalance timeout: how long a rebalance waits for members to
+            // rejoin before going on without them. Kept short, since a batch never takes long.
+            .set("max.poll.interval.ms", (config.session_timeout.as_millis() * 2).max(1_000).to_string())
             .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 3).max(100).to_string())
             // Bounded read-ahead: librdkafka's prefetch queue is the only buffer before the
             // per-partition channels, which apply backpressure.
@@ -247,14 +247,15 @@ impl KafkaSource {
         }
         let consumer: SourceConsumer = client.create_with_context(context)?;
         consumer.subscribe(&[&config.topic])?;
-        Ok(Self { config, consumer: Arc::new(consumer), assigned, high_watermarks, events, sink })
+        Ok(Self { config, consumer: Arc::new(consumer), assigned, epochs, high_watermarks, events, sink })
     }
 
     /// Consumes until `shutdown`, then stops fetching, finishes the batches in flight,
     /// commits them, and returns.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KafkaSourceError> {
         let source_name = self.config.source_name();
-        let mut partitions: HashMap<i32, mpsc::Sender<PartitionInput>> = HashMap::new();
+        // Each partition's worker, with the epoch it was started in.
+        let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
         let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
         let consumer = Arc::clone(&self.consumer);
         let mut stream = consumer.stream();
@@ -264,10 +265,14 @@ impl KafkaSource {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(Assignment::Revoked(revoked)) = self.events.recv() => {
-                    for partition in revoked {
-                        if let Some(sender) = partitions.remove(&partition) {
-                            // The worker drops what it has not applied: the next owner reads it.
-                            let _ = sender.send(PartitionInput::Revoked).await;
+                    for (partition, epoch) in revoked {
+                        // Only a worker from before this revocation stops: one started since, for
+                        // a message of the new assignment, already holds that message.
+                        if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch < epoch) {
+                            if let Some((_, sender)) = partitions.remove(&partition) {
+                                // The worker drops what it has not applied: the next owner reads it.
+                                let _ = sender.send(PartitionInput::Revoked).await;
+                            }
                         }
                     }
                 }
@@ -289,7 +294,16 @@ impl KafkaSource {
                     let partition = message.partition();
                     let delivery = OwnedDelivery::from_message(&message);
                     drop(message);
-                    let sender = partitions.entry(partition).or_insert_with(|| {
+                    // A rebalance may have happened inside the poll that returned this message,
+                    // before its revoke event was handled: a worker from an earlier epoch must not
+                    // get it (it would drop it as revoked, leaving a gap its successor skips).
+                    let epoch = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+                    if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch != epoch) {
+                        if let Some((_, sender)) = partitions.remove(&partition) {
+                            let _ = sender.send(PartitionInput::Revoked).await;
+                        }
+                    }
+                    let (_, sender) = partitions.entry(partition).or_insert_with(|| {
                         let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
                         let worker = PartitionWorker {
                             topic: self.config.topic.clone(),
@@ -303,7 +317,7 @@ impl KafkaSource {
                             sink: Arc::clone(&self.sink),
                         };
                         workers.spawn(worker.run(receiver));
-                        sender
+                        (epoch, sender)
                     });
                     // A full channel makes the dispatcher wait: backpressure, not buffering.
                     tokio::select! {

@@ -48,6 +48,18 @@ impl OwnedDelivery {
     }
 }
 
+/// How long to wait for a seek to show before asking again.
+const SEEK_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether the fetch position was checked against the stored checkpoint.
+#[derive(Debug, Clone, Copy)]
+enum Rewind {
+    /// No message seen yet.
+    Unchecked,
+    /// The fetch began at `first_seen`, beyond the checkpoint; a seek back was requested.
+    Awaiting { first_seen: i64, requested_at: Instant },
+}
+
 #[derive(Debug)]
 pub(crate) enum PartitionInput {
     Message(OwnedDelivery),
@@ -73,7 +85,12 @@ impl PartitionWorker {
     pub(crate) async fn run(self, mut input: mpsc::Receiver<PartitionInput>) -> Result<(), SinkError> {
         // Anything below the stored checkpoint was applied already (the Kafka commit after
         // it may have been lost in a crash): skip it rather than journal it again.
-        let mut next_offset = self.sink.checkpoint(&self.source, self.partition).await?.unwrap_or(0);
+        let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let mut next_offset = stored.unwrap_or(0);
+        // Until the first message is seen, the fetch position is unknown: if it lies beyond
+        // the stored checkpoint (the group's committed offset is ahead of the store, or the
+        // broker forgot it), the messages in between would never be applied. Seek back.
+        let mut rewind = stored.map(|_| Rewind::Unchecked);
         let mut pending: Vec<OwnedDelivery> = Vec::with_capacity(self.batch_size);
         let mut deadline: Option<Instant> = None;
         loop {
@@ -89,6 +106,31 @@ impl PartitionWorker {
             };
             match received {
                 Some(PartitionInput::Message(delivery)) => {
+                    match rewind {
+                        Some(Rewind::Unchecked) if delivery.offset > next_offset => {
+                            self.seek(next_offset);
+                            rewind =
+                                Some(Rewind::Awaiting { first_seen: delivery.offset, requested_at: Instant::now() });
+                            continue;
+                        }
+                        Some(Rewind::Unchecked) => rewind = None,
+                        // Messages fetched before the seek took effect are dropped; the first one
+                        // at or below the first offset seen comes from the rewound fetch.
+                        Some(Rewind::Awaiting { first_seen, requested_at }) => {
+                            if delivery.offset > first_seen {
+                                if requested_at.elapsed() > SEEK_RETRY {
+                                    self.seek(next_offset);
+                                    rewind = Some(Rewind::Awaiting { first_seen, requested_at: Instant::now() });
+                                }
+                                continue;
+                            }
+                            rewind = None;
+                            if delivery.offset > next_offset {
+                                self.sink.offset_gap(self.partition, next_offset, delivery.offset);
+                            }
+                        }
+                        None => {}
+                    }
                     if delivery.offset < next_offset {
                         self.sink.skipped_below_checkpoint(self.partition, 1);
                         continue;
@@ -114,6 +156,18 @@ impl PartitionWorker {
             if pending.is_empty() {
                 deadline = None;
             }
+        }
+    }
+
+    fn seek(&self, offset: i64) {
+        tracing::info!(
+            partition = self.partition,
+            offset,
+            "fetch began beyond the stored checkpoint, seeking back to it"
+        );
+        // A zero timeout makes the seek asynchronous: this task must not block the runtime.
+        if let Err(error) = self.consumer.seek(&self.topic, self.partition, Offset::Offset(offset), Duration::ZERO) {
+            self.sink.kafka_error("seek", &error);
         }
     }
 

@@ -6,7 +6,9 @@ use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
 use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig};
 use sqlx::{Connection, PgConnection};
 
-use crate::database::TestDatabase;
+use catalog_testkit::TestDatabase;
+
+use crate::connect;
 
 fn event(n: u64, quantity: i64) -> IncomingEvent {
     let raw = format!(
@@ -25,7 +27,7 @@ fn event(n: u64, quantity: i64) -> IncomingEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     let database = TestDatabase::create().await;
-    let store = Arc::new(database.store(StoreConfig::default()).await);
+    let store = Arc::new(connect(&database, StoreConfig::default()).await);
     store
         .apply_batch(&BatchInput {
             events: vec![event(1, 5)],

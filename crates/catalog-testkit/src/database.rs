@@ -1,11 +1,9 @@
 //! A throwaway database per test on the local PostgreSQL, dropped when the test ends.
 
-use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::StoreConfig;
 use sqlx::{Connection, PgConnection};
 
 /// The server the tests use; CI starts it. A missing server fails the test, never skips it.
-pub(crate) fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("CATALOG_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -16,13 +14,14 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 #[derive(Debug)]
-pub(crate) struct TestDatabase {
-    pub(crate) name: String,
-    pub(crate) url: String,
+pub struct TestDatabase {
+    pub name: String,
+    /// A `postgres://` URL of the new database.
+    pub url: String,
 }
 
 impl TestDatabase {
-    pub(crate) async fn create() -> Self {
+    pub async fn create() -> Self {
         let server = server_url();
         let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|error| {
             panic!("PostgreSQL is required for these tests and is not reachable at {server}: {error}")
@@ -31,14 +30,14 @@ impl TestDatabase {
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
         Self { url: with_database(&server, &name), name }
     }
-
-    pub(crate) async fn store(&self, config: StoreConfig) -> PostgresStore {
-        PostgresStore::connect(&self.url, config, PostgresOptions::default()).await.expect("connect and migrate")
-    }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        // For debugging a failure: keep the database to look at afterwards.
+        if std::env::var_os("CATALOG_TEST_KEEP_DATABASES").is_some() {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on async work: use a thread
         // with its own small runtime. FORCE ends the pool's connections still open.

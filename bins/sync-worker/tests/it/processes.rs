@@ -1,0 +1,153 @@
+//! The worker as a separate process against the real broker: killed with SIGKILL at random
+//! points and restarted, and two members of one group where one stops mid-stream.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use catalog_store::CatalogStore;
+use catalog_testkit::{create_topic, produce, unique_name, TestDatabase, TestMessage};
+
+use crate::kafka::{connect, verify, wait_until_applied, worker_args, PARTITIONS};
+use crate::stream::{end_offsets, feed, Lcg};
+
+struct Worker {
+    child: Child,
+    log_path: std::path::PathBuf,
+}
+
+impl Worker {
+    /// The partitions this worker owns now, from its log: the last assignment, unless revoked since.
+    fn assigned_partitions(&self) -> Vec<i32> {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let last =
+            log.lines().rev().find(|line| line.contains("partitions assigned") || line.contains("partitions revoked"));
+        match last {
+            Some(line) if line.contains("partitions assigned") => line
+                .rsplit_once('[')
+                .and_then(|(_, list)| list.split_once(']'))
+                .map(|(list, _)| list.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// A failing test must not leave workers running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn spawn_worker(database: &TestDatabase, topic: &str, group: &str, batch_size: usize) -> Worker {
+    let arguments = worker_args(&database.url, topic, group, batch_size);
+    // Each worker's log goes to a file beside the system temp dir, named after the topic, so a
+    // failing run can be read afterwards.
+    let log_path = std::env::temp_dir().join(format!("{topic}-{}.log", uuid::Uuid::new_v4().simple()));
+    let log = std::fs::File::create(&log_path).expect("worker log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(&arguments[1..])
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sync-worker");
+    Worker { child, log_path }
+}
+
+fn kill(worker: &mut Worker) {
+    // SIGKILL: no chance to finish anything.
+    worker.child.kill().expect("kill worker");
+    worker.child.wait().expect("reap worker");
+}
+
+fn stop(worker: &mut Worker) {
+    let pid = worker.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("send SIGTERM");
+    assert!(status.success());
+    let exit = worker.child.wait().expect("reap worker");
+    assert!(exit.success(), "SIGTERM must end the worker cleanly, got {exit}");
+}
+
+/// Produces in slices while the test does other things, so crashes land mid-stream.
+async fn produce_slowly(topic: String, messages: Vec<TestMessage>) -> Vec<(i32, i64)> {
+    let mut positions = Vec::new();
+    for slice in messages.chunks(150) {
+        positions.extend(produce(&topic, slice).await);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    positions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_and_restarted_it_ends_exact() {
+    let database = TestDatabase::create().await;
+    let topic = unique_name("crash");
+    let group = unique_name("group");
+    create_topic(&topic, PARTITIONS).await;
+    let feed = feed(23, 4_000);
+    let producing = tokio::spawn(produce_slowly(topic.clone(), feed.messages.clone()));
+
+    let mut rng = Lcg(5);
+    let mut worker = spawn_worker(&database, &topic, &group, 40);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+        kill(&mut worker);
+        worker = spawn_worker(&database, &topic, &group, 40);
+    }
+    let positions = producing.await.expect("producer task");
+    let ends = end_offsets(&positions);
+    let store = connect(&database).await;
+    wait_until_applied(&store, &format!("kafka:{group}:{topic}"), &ends, Duration::from_secs(120)).await;
+    stop(&mut worker);
+    verify(&store, &feed.messages, &positions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The member leaves by SIGTERM, not SIGKILL: tansu 0.6 keeps a member that stopped
+/// heartbeating in the group (the rebalance at its session timeout still assigns it its
+/// partitions), so a SIGKILLed member's partitions would never move. SIGKILL recovery is
+/// covered by `killed_at_random_points_and_restarted_it_ends_exact`.
+async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_stops() {
+    let database = TestDatabase::create().await;
+    let topic = unique_name("group");
+    let group = unique_name("group");
+    create_topic(&topic, PARTITIONS).await;
+    let feed = feed(31, 4_000);
+    let producing = tokio::spawn(produce_slowly(topic.clone(), feed.messages.clone()));
+    let mut first = spawn_worker(&database, &topic, &group, 40);
+    let mut second = spawn_worker(&database, &topic, &group, 40);
+    let store = connect(&database).await;
+    let source = format!("kafka:{group}:{topic}");
+    assert!(store.checkpoints(&source).await.expect("checkpoints").len() <= PARTITIONS as usize);
+
+    // The group settles with both members owning partitions before one dies.
+    let started = std::time::Instant::now();
+    loop {
+        let (owned_first, owned_second) = (first.assigned_partitions(), second.assigned_partitions());
+        if !owned_first.is_empty()
+            && !owned_second.is_empty()
+            && owned_first.len() + owned_second.len() == PARTITIONS as usize
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the group never split: {owned_first:?} / {owned_second:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let both apply a little of what they own.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(&mut first);
+    let positions = producing.await.expect("producer task");
+    let ends = end_offsets(&positions);
+    // The survivor gets the stopped member's partitions at the rebalance its leaving triggers.
+    wait_until_applied(&store, &source, &ends, Duration::from_secs(120)).await;
+    assert_eq!(second.assigned_partitions().len(), PARTITIONS as usize, "the survivor owns every partition");
+    stop(&mut second);
+    verify(&store, &feed.messages, &positions).await;
+}
