@@ -9,19 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use catalog_core::{
-    decode, encode, Delivery, EventId, OfferKey, Sku, StockChange, SupplierEvent, SupplierId, TenantId,
-};
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig};
+use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, StoreConfig};
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::{Connection, PgConnection};
 
 const N_EVENTS: usize = 100_000;
 const BATCH: usize = 5_000;
-const N_SKUS: usize = 10_000;
-const N_SUPPLIERS: usize = 3;
 
 fn server_url() -> String {
     std::env::var("CATALOG_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -42,48 +36,13 @@ async fn drop_database(name: &str) {
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.expect("drop");
 }
 
-/// A feed over 30,000 offers: mostly snapshots, a quarter adjustments, 1 % redeliveries.
 fn events() -> Vec<IncomingEvent> {
     let received_at: DateTime<Utc> = "2026-06-01T13:00:00Z".parse().expect("time");
-    let base: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("time");
-    let tenant = TenantId::parse("canary").expect("valid");
-    let suppliers: Vec<SupplierId> =
-        (0..N_SUPPLIERS).map(|n| SupplierId::parse(&format!("supplier-{n}")).expect("valid")).collect();
-    (0..N_EVENTS)
-        .map(|n| {
-            let id = if n % 100 == 99 { n - 1 } else { n };
-            let offer = OfferKey {
-                tenant: tenant.clone(),
-                supplier: suppliers[n % N_SUPPLIERS].clone(),
-                sku: Sku::parse(&format!("SKU-{:06}", (n / N_SUPPLIERS) % N_SKUS)).expect("valid"),
-            };
-            let change = if n % 4 == 0 {
-                StockChange::Adjusted { delta: (n % 5) as i64 + 1 }
-            } else {
-                StockChange::Updated { quantity: (n % 1000) as i64 }
-            };
-            let event = SupplierEvent::new(
-                EventId(Uuid::from_u128(id as u128 + 1)),
-                offer,
-                change,
-                base + chrono::Duration::milliseconds(n as i64),
-                Some(n as u64),
-            )
-            .expect("valid event");
-            let raw = encode(&event).into_bytes();
-            IncomingEvent {
-                delivery: Delivery { decoded: decode(&raw), received_at },
-                raw,
-                source: SourceRef {
-                    source: "kafka:bench:supplier.inventory.v1".into(),
-                    partition: 0,
-                    offset: n as i64,
-                },
-                traceparent: None,
-                provenance: Provenance::Received,
-            }
-        })
-        .collect()
+    catalog_testkit::incoming(
+        &catalog_testkit::bench_events(N_EVENTS),
+        "kafka:bench:supplier.inventory.v1",
+        received_at,
+    )
 }
 
 async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
@@ -110,96 +69,8 @@ async fn bench_raw_sql(events: &[IncomingEvent]) -> Duration {
     let (name, url) = fresh_database("raw").await;
     let store =
         PostgresStore::connect(&url, StoreConfig::default(), PostgresOptions::default()).await.expect("connect");
-    let pool: PgPool = store.pool().clone();
-    let started = Instant::now();
-    for chunk in events.chunks(BATCH) {
-        let mut seen = std::collections::HashSet::new();
-        let (unique, deliveries): (Vec<&SupplierEvent>, Vec<&IncomingEvent>) = chunk
-            .iter()
-            .filter_map(|incoming| Some((incoming.delivery.decoded.as_ref().ok()?, incoming)))
-            .filter(|(event, _)| seen.insert(event.event_id()))
-            .unzip();
-        let event_ids: Vec<Uuid> = unique.iter().map(|e| e.event_id().0).collect();
-        let tenants: Vec<&str> = unique.iter().map(|e| e.offer().tenant.as_str()).collect();
-        let suppliers: Vec<&str> = unique.iter().map(|e| e.offer().supplier.as_str()).collect();
-        let skus: Vec<&str> = unique.iter().map(|e| e.offer().sku.as_str()).collect();
-        let types: Vec<&str> = unique.iter().map(|e| e.change().type_name()).collect();
-        let split = |updated: bool| -> Vec<Option<i64>> {
-            unique
-                .iter()
-                .map(|e| match (e.change(), updated) {
-                    (StockChange::Updated { quantity }, true) => Some(quantity),
-                    (StockChange::Adjusted { delta }, false) => Some(delta),
-                    _ => None,
-                })
-                .collect()
-        };
-        let (quantities, deltas) = (split(true), split(false));
-        let values: Vec<i64> = quantities.iter().zip(&deltas).map(|(q, d)| q.or(*d).unwrap_or(0)).collect();
-        let updated_ats: Vec<DateTime<Utc>> = unique.iter().map(|e| e.updated_at()).collect();
-        let sequences: Vec<Option<i64>> = unique.iter().map(|e| e.sequence().map(|s| s as i64)).collect();
-        let fingerprints: Vec<i64> = unique.iter().map(|e| e.fingerprint() as i64).collect();
-        let received: Vec<DateTime<Utc>> = deliveries.iter().map(|e| e.delivery.received_at).collect();
-        let sources: Vec<&str> = deliveries.iter().map(|e| e.source.source.as_str()).collect();
-        let offsets: Vec<i64> = deliveries.iter().map(|e| e.source.offset).collect();
-        let traceparents: Vec<Option<&str>> = deliveries.iter().map(|e| e.traceparent.as_deref()).collect();
-        let mut transaction = pool.begin().await.expect("begin");
-        sqlx::query(
-            "INSERT INTO events (event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at,
-                                 sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail,
-                                 fingerprint, redelivery_count, payload_differs, source, source_partition,
-                                 source_offset, traceparent, raw_payload)
-             SELECT e, t, s, k, y, q, d, u, sq, u, false, r, 'applied', NULL, NULL, f, 0, false, src, 0, o, tp, NULL
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                         $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::int8[], $12::text[], $13::int8[],
-                         $14::text[]) AS x(e, t, s, k, y, q, d, u, sq, r, f, src, o, tp)",
-        )
-        .bind(&event_ids)
-        .bind(&tenants)
-        .bind(&suppliers)
-        .bind(&skus)
-        .bind(&types)
-        .bind(&quantities)
-        .bind(&deltas)
-        .bind(&updated_ats)
-        .bind(&sequences)
-        .bind(&received)
-        .bind(&fingerprints)
-        .bind(&sources)
-        .bind(&offsets)
-        .bind(&traceparents)
-        .execute(&mut *transaction)
-        .await
-        .expect("journal insert");
-        // One row per offer and statement: Postgres refuses to upsert the same key twice in one.
-        let mut last_per_offer = std::collections::BTreeMap::new();
-        for (index, event) in unique.iter().enumerate() {
-            last_per_offer.insert(event.offer(), index);
-        }
-        fn pick<'a>(indexes: &[usize], column: &[&'a str]) -> Vec<&'a str> {
-            indexes.iter().map(|index| column[*index]).collect()
-        }
-        let indexes: Vec<usize> = last_per_offer.values().copied().collect();
-        let offer_quantities: Vec<i64> = last_per_offer.values().map(|i| values[*i]).collect();
-        let offer_events: Vec<Uuid> = last_per_offer.values().map(|i| event_ids[*i]).collect();
-        sqlx::query(
-            "INSERT INTO offers (tenant_id, supplier_id, sku, quantity, winner_event_id)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::uuid[])
-             ON CONFLICT (tenant_id, supplier_id, sku)
-             DO UPDATE SET quantity = EXCLUDED.quantity, winner_event_id = EXCLUDED.winner_event_id, updated_at = now()",
-        )
-        .bind(pick(&indexes, &tenants))
-        .bind(pick(&indexes, &suppliers))
-        .bind(pick(&indexes, &skus))
-        .bind(&offer_quantities)
-        .bind(&offer_events)
-        .execute(&mut *transaction)
-        .await
-        .expect("offer upsert");
-        transaction.commit().await.expect("commit");
-    }
-    let elapsed = started.elapsed();
-    pool.close().await;
+    let elapsed = catalog_testkit::raw_sql_baseline(store.pool(), events, BATCH).await;
+    store.pool().close().await;
     drop_database(&name).await;
     elapsed
 }

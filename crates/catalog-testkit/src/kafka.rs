@@ -44,17 +44,29 @@ pub struct TestMessage {
     pub partition: Option<i32>,
 }
 
-/// Produces messages in order, waits until the broker has acknowledged every one, and
-/// returns where each landed: `(partition, offset)`.
+/// Produces messages in order, one record per batch, waits until the broker has
+/// acknowledged every one, and returns where each landed: `(partition, offset)`.
+///
+/// One record per batch because tansu 0.6 cannot serve a fetch that starts in the middle of
+/// a record batch (it returns nothing of that batch), which real Kafka does; with single-
+/// record batches a consumer resuming at any offset reads on, as it would from Kafka.
 pub async fn produce(topic: &str, messages: &[TestMessage]) -> Vec<(i32, i64)> {
+    produce_with(topic, messages, "1").await
+}
+
+/// Produces with the producer's normal batching, for throughput; for streams consumed from
+/// the start only (see [`produce`]).
+pub async fn produce_batched(topic: &str, messages: &[TestMessage]) -> Vec<(i32, i64)> {
+    produce_with(topic, messages, "10000").await
+}
+
+async fn produce_with(topic: &str, messages: &[TestMessage], records_per_batch: &str) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", "60000")
         .set("message.max.bytes", "1000000")
-        // One record per batch. tansu 0.6 cannot serve a fetch that starts in the middle of a
-        // record batch (it returns nothing of that batch), which real Kafka does; with single-
-        // record batches a consumer resuming at any offset reads on, as it would from Kafka.
-        .set("batch.num.messages", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("batch.num.messages", records_per_batch)
         .create()
         .expect("producer");
     let mut deliveries = Vec::with_capacity(messages.len());
