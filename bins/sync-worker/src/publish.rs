@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use catalog_store::{CatalogStore, OutboxEntry, PublishOutcome, PublishRecord};
+use catalog_store::{CatalogStore, OutboxClaim, OutboxEntry, PublishOutcome, PublishRecord};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,8 @@ impl LogPublisher {
             if shutdown.is_cancelled() {
                 return Ok(n_published);
             }
-            let entries = match self.store.claim_outbox(&self.channel, CLAIM_SIZE, LEASE).await {
+            let entries = match self.store.claim_outbox(&self.channel, &OutboxClaim::immediate(CLAIM_SIZE, LEASE)).await
+            {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(%error, channel = %self.channel, "claiming publishes failed, retrying");

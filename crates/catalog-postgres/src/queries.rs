@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::rows::{self, ItemRow, JournalRow, OfferColumns, OfferRow};
 use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxDepth,
-    OutboxEntry, PendingPublish, PublishAttempt, PublishOutcome, PublishRecord, StoreError, StoredItem, SyncStatus,
-    TenantFlags,
+    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxClaim,
+    OutboxDepth, OutboxEntry, PendingPublish, PublishAttempt, PublishOutcome, PublishRecord, StoreError, StoredItem,
+    SyncStatus, TenantFlags,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -307,18 +307,21 @@ impl CatalogStore for PostgresStore {
         }))
     }
 
-    async fn claim_outbox(&self, channel: &str, limit: usize, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
+    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
         // Per item, only its newest version is a candidate; every waiting version of a picked
         // item is leased with it, so no other publisher sends an older one meanwhile.
         // SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due
         // test is on the locked row itself, so a lease committed meanwhile is seen and skipped.
         let rows = sqlx::query(
             "WITH newest AS (
-                 SELECT DISTINCT ON (item_id) outbox_id, item_id, available_at, enqueued_at
+                 SELECT DISTINCT ON (item_id) outbox_id, item_id, enqueued_at,
+                        min(enqueued_at) OVER (PARTITION BY item_id) AS first_enqueued_at
                  FROM outbox WHERE channel = $1 ORDER BY item_id, version DESC
              ), picked AS (
                  SELECT o.outbox_id, o.item_id FROM outbox AS o JOIN newest AS n ON n.outbox_id = o.outbox_id
                  WHERE o.available_at <= now()
+                   AND (n.enqueued_at <= now() - make_interval(secs => $4)
+                        OR n.first_enqueued_at <= now() - make_interval(secs => $5))
                  ORDER BY n.enqueued_at, o.outbox_id
                  LIMIT $2
                  FOR UPDATE OF o SKIP LOCKED
@@ -332,8 +335,10 @@ impl CatalogStore for PostgresStore {
              FROM outbox AS o JOIN picked ON picked.outbox_id = o.outbox_id",
         )
         .bind(channel)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(lease.as_secs_f64())
+        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+        .bind(claim.lease.as_secs_f64())
+        .bind(claim.settle.as_secs_f64())
+        .bind(claim.max_wait.as_secs_f64())
         .fetch_all(&self.pool)
         .await
         .map_err(store_error)?;

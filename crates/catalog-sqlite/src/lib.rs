@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxDepth,
-    OutboxEntry, PublishRecord, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxClaim,
+    OutboxDepth, OutboxEntry, PublishRecord, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -155,8 +155,8 @@ impl CatalogStore for SqliteStore {
         read::sync_status(&self.pool, tenant).await
     }
 
-    async fn claim_outbox(&self, channel: &str, limit: usize, lease: Duration) -> Result<Vec<OutboxEntry>, StoreError> {
-        publish::claim_outbox(&self.pool, channel, limit, lease).await
+    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
+        publish::claim_outbox(&self.pool, channel, claim).await
     }
 
     async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {

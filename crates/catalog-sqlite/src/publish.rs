@@ -4,10 +4,10 @@
 //! lock before their first read, so concurrent publishers queue instead of both picking the
 //! same item.
 
-use std::time::Duration;
-
 use catalog_core::ItemId;
-use catalog_store::{rows, DeadLetter, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreError};
+use catalog_store::{
+    rows, DeadLetter, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreError,
+};
 use chrono::Utc;
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -25,14 +25,15 @@ fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
-/// Claims up to `limit` due entries of `channel`, one per item (its newest version), and
-/// leases every waiting version of each picked item until `now + lease`.
+/// Claims up to `claim.limit` due entries of `channel`, one per item (its newest version,
+/// once settled or waited long enough), and leases every waiting version of each picked
+/// item until `now + lease`.
 pub(crate) async fn claim_outbox(
     pool: &SqlitePool,
     channel: &str,
-    limit: usize,
-    lease: Duration,
+    claim: &OutboxClaim,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
+    let OutboxClaim { limit, lease, settle, max_wait } = *claim;
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -52,12 +53,17 @@ pub(crate) async fn claim_outbox(
          AND o.version = (SELECT max(newer.version) FROM outbox AS newer \
                           WHERE newer.channel = o.channel AND newer.item_id = o.item_id) \
          AND o.available_at <= ?2 \
+         AND (o.enqueued_at <= ?4 \
+              OR (SELECT min(older.enqueued_at) FROM outbox AS older \
+                  WHERE older.channel = o.channel AND older.item_id = o.item_id) <= ?5) \
          ORDER BY o.enqueued_at, o.outbox_id \
          LIMIT ?3",
     )
     .bind(channel)
     .bind(now)
     .bind(saturating_i64(limit))
+    .bind(now.saturating_sub(saturating_i64(settle.as_micros())))
+    .bind(now.saturating_sub(saturating_i64(max_wait.as_micros())))
     .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?;

@@ -42,6 +42,7 @@ macro_rules! store_contract_tests {
             a_retried_publish_is_due_again_and_counts_its_attempts,
             a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
             concurrent_claims_never_hand_out_the_same_item,
+            a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
         );
     };
     (@cases $factory:path, $($case:ident),* $(,)?) => {
@@ -583,6 +584,10 @@ fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> PublishReco
 
 const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
+fn immediate(limit: usize) -> crate::OutboxClaim {
+    crate::OutboxClaim::immediate(limit, LEASE)
+}
+
 pub async fn outbox_claims_the_newest_version_and_coalesces_older_ones<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
@@ -596,13 +601,16 @@ where
     let depth = store.outbox_depth().await.expect("depth");
     assert_eq!(depth.iter().map(|d| (d.channel.as_str(), d.pending)).collect::<Vec<_>>(), [("storefront", 3)]);
 
-    let mut claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     claimed.sort_by_key(|entry| entry.sku.to_string());
     let summary: Vec<_> = claimed.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
     assert_eq!(summary, [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 1, 0)]);
     assert!(claimed.iter().all(|entry| entry.traceparent.is_some()), "the winning event's traceparent travels along");
-    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty(), "claimed entries are leased");
-    assert!(store.claim_outbox("shopify", 10, LEASE).await.expect("claim").is_empty());
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "claimed entries are leased"
+    );
+    assert!(store.claim_outbox("shopify", &immediate(10)).await.expect("claim").is_empty());
 
     store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
     store
@@ -624,18 +632,21 @@ where
     let (store, _guard) = factory(StoreConfig::default()).await;
     let a = offer("canary", "acme", "A-1");
     store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
-    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     let mut failure = published(&claimed[0], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
     failure.status = Some(503);
     failure.error = Some("service unavailable".into());
     store.record_publish(&failure).await.expect("record");
-    let again = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
 
     let later = published(&again[0], PublishOutcome::RetryAt(Utc::now() + Duration::hours(1)));
     store.record_publish(&later).await.expect("record");
-    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty(), "not due before its time");
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "not due before its time"
+    );
     let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
     let attempts: Vec<_> =
         trace.publish_attempts.iter().map(|p| (p.attempt, p.result.as_str(), p.error.clone())).collect();
@@ -649,18 +660,18 @@ where
     let (store, _guard) = factory(StoreConfig::default()).await;
     let a = offer("canary", "acme", "A-1");
     store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
-    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     let mut rejected = published(&claimed[0], PublishOutcome::DeadLettered);
     rejected.status = Some(422);
     rejected.dead_letter_reason = Some("rejected_4xx".into());
     rejected.error = Some("unprocessable entity".into());
     rejected.body = Some(r#"{"error":"sku unknown"}"#.into());
     store.record_publish(&rejected).await.expect("record");
-    assert!(store.claim_outbox("storefront", 10, LEASE).await.expect("claim").is_empty());
+    assert!(store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty());
 
     // The same item failing again is counted on the open dead letter.
     store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 9 }, 1, 2)])).await.expect("apply");
-    let claimed = store.claim_outbox("storefront", 10, LEASE).await.expect("claim");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     let mut again = published(&claimed[0], PublishOutcome::DeadLettered);
     again.dead_letter_reason = Some("rejected_4xx".into());
     again.body = Some("second body".into());
@@ -700,7 +711,7 @@ where
         claimers.spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let claimed = store.claim_outbox("storefront", 3, LEASE).await.expect("claim");
+                let claimed = store.claim_outbox("storefront", &immediate(3)).await.expect("claim");
                 if claimed.is_empty() {
                     return mine;
                 }
@@ -715,4 +726,28 @@ where
     let distinct: std::collections::BTreeSet<_> = all.iter().copied().collect();
     assert_eq!(all.len(), distinct.len(), "an item was handed to two claimers");
     assert_eq!(distinct.len(), 40);
+}
+
+pub async fn a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    let settling = crate::OutboxClaim {
+        limit: 10,
+        lease: LEASE,
+        settle: std::time::Duration::from_secs(3_600),
+        max_wait: std::time::Duration::from_secs(7_200),
+    };
+    assert!(store.claim_outbox("storefront", &settling).await.expect("claim").is_empty(), "still settling");
+    let starving = crate::OutboxClaim { max_wait: std::time::Duration::ZERO, ..settling };
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &starving).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [2],
+        "waited long enough: the newest version goes"
+    );
 }

@@ -12,7 +12,7 @@ pub mod rows;
 pub use error::StoreError;
 pub use model::{
     BatchInput, BatchResult, ChangedItem, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
-    JournalWindow, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord,
-    SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome,
+    PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
 };
 pub use port::CatalogStore;

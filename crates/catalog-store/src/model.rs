@@ -219,6 +219,28 @@ pub struct JournalWindow {
     pub supplier: Option<SupplierId>,
 }
 
+/// What a publisher asks of `CatalogStore::claim_outbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxClaim {
+    /// At most this many items.
+    pub limit: usize,
+    /// Claimed entries are not handed to another caller for this long.
+    pub lease: std::time::Duration,
+    /// An item is due once its newest version has waited this long (a burst of updates
+    /// settles into one publish)…
+    pub settle: std::time::Duration,
+    /// …or once its oldest waiting version has waited this long, so a hot item whose newest
+    /// version never settles is still published.
+    pub max_wait: std::time::Duration,
+}
+
+impl OutboxClaim {
+    /// Everything due now, no settling: for publishers that coalesce nothing.
+    pub fn immediate(limit: usize, lease: std::time::Duration) -> Self {
+        Self { limit, lease, settle: std::time::Duration::ZERO, max_wait: std::time::Duration::ZERO }
+    }
+}
+
 /// A pending publish claimed from the outbox: the newest waiting version of one item for one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxEntry {

@@ -5,8 +5,8 @@ use catalog_core::{ItemId, SupplierId, TenantId};
 
 use crate::error::StoreError;
 use crate::model::{
-    BatchInput, BatchResult, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxDepth, OutboxEntry,
-    PublishRecord, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth,
+    OutboxEntry, PublishRecord, StoredItem, SyncStatus, TenantFlags,
 };
 
 /// Durable catalog storage. Implemented by `catalog-postgres` and `catalog-sqlite`, both
@@ -55,16 +55,13 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;
 
-    /// Claims up to `limit` publishes of `channel` that are due: for each item, only its newest
-    /// waiting version (older ones are coalesced away when it is recorded). A claimed entry is
-    /// not handed to another caller until `lease` has passed or it is recorded, so several
-    /// publishers may drain one outbox and no item version is sent twice concurrently.
-    async fn claim_outbox(
-        &self,
-        channel: &str,
-        limit: usize,
-        lease: std::time::Duration,
-    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Claims up to `claim.limit` publishes of `channel` that are due: for each item, only
+    /// its newest waiting version (older ones are coalesced away when it is recorded), and
+    /// only once it has settled (`claim.settle`) or waited long enough (`claim.max_wait`).
+    /// A claimed entry is not handed to another caller until `claim.lease` has passed or it
+    /// is recorded, so several publishers may drain one outbox and no item version is sent
+    /// twice concurrently.
+    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Records a finished attempt. `Published` and `Superseded` remove the item's waiting
     /// versions up to the one the channel now holds and remember that version;
