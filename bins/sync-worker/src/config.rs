@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use catalog_publish::Secret;
 use clap::{Args, Parser, ValueEnum};
 
 /// Consumes supplier inventory events, applies them to the catalog in batches, and publishes
@@ -34,6 +35,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "CATALOG_METRICS_ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
 
+    #[command(flatten)]
+    pub publish: PublishArgs,
+
     /// Log format on standard error.
     #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -61,6 +65,29 @@ pub struct StoreArgs {
     pub max_clock_skew_secs: u32,
 }
 
+/// Where changed items are published. Without a storefront URL or channels file, the `log`
+/// publisher writes them to standard output.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Base URL of the storefront cache-bust API (`POST {url}/v1/tenants/{tenant}/items/{item}/invalidate`).
+    #[arg(long, env = "CATALOG_STOREFRONT_URL")]
+    pub storefront_url: Option<String>,
+
+    /// Bearer token for the storefront. Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "CATALOG_STOREFRONT_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub storefront_token: Option<Secret>,
+
+    /// Requests per second to the storefront at most.
+    #[arg(long, env = "CATALOG_STOREFRONT_RATE", default_value_t = 50)]
+    pub storefront_rate: u32,
+
+    /// JSON file of further sales channels: `[{"name": "shopify", "base_url": "https://…",
+    /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2}]`. Tokens are
+    /// read from the named environment variables, never from the file.
+    #[arg(long, env = "CATALOG_CHANNELS_FILE")]
+    pub channels_file: Option<PathBuf>,
+}
+
 /// Kafka options, used with `--source kafka`.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -86,6 +113,10 @@ pub enum SourceSpec {
     Kafka,
     File(PathBuf),
     Stdin,
+}
+
+fn parse_secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value))
 }
 
 fn parse_source(value: &str) -> Result<SourceSpec, String> {

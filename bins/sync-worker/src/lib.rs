@@ -2,6 +2,7 @@
 //! through the batch applier, drains the outbox with the publisher, and serves metrics.
 
 pub mod apply;
+pub mod channels;
 pub mod config;
 pub mod file_source;
 pub mod http;
@@ -74,7 +75,13 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<String>) -> Result<Arc<d
 /// then finishes in-flight batches and, for files, publishes everything before returning.
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSummary> {
     let metrics = Metrics::new();
-    let store = open_store(&args.store, vec![STOREFRONT_CHANNEL.to_owned()]).await?;
+    let http_channels = channels::http_channels(&args.publish)?;
+    let channel_names = if http_channels.is_empty() {
+        vec![STOREFRONT_CHANNEL.to_owned()]
+    } else {
+        http_channels.iter().map(|channel| channel.name.clone()).collect()
+    };
+    let store = open_store(&args.store, channel_names).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let mut services: JoinSet<Result<()>> = JoinSet::new();
     let stop_services = CancellationToken::new();
@@ -90,15 +97,24 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
 
     let applier = Arc::new(Applier::new(Arc::clone(&store), metrics.clone(), shutdown.clone()));
     let drained = CancellationToken::new();
-    let publisher = LogPublisher {
-        store: Arc::clone(&store),
-        channel: STOREFRONT_CHANNEL.to_owned(),
-        metrics: metrics.clone(),
-        work: Arc::clone(&applier.published_work),
-    };
-    let publisher_shutdown = stop_services.clone();
-    let publisher_drained = drained.clone();
-    let publisher = tokio::spawn(async move { publisher.run(publisher_shutdown, publisher_drained).await });
+    let mut publishers: JoinSet<Result<u64>> = JoinSet::new();
+    if http_channels.is_empty() {
+        let publisher = LogPublisher {
+            store: Arc::clone(&store),
+            channel: STOREFRONT_CHANNEL.to_owned(),
+            metrics: metrics.clone(),
+            work: Arc::clone(&applier.published_work),
+        };
+        let (stop, drained) = (stop_services.clone(), drained.clone());
+        publishers.spawn(async move { publisher.run(stop, drained).await });
+    }
+    for channel in http_channels {
+        tracing::info!(channel = %channel.name, base_url = %channel.base_url, "publishing over HTTP");
+        let events = Arc::new(publish::PublishMetrics(metrics.clone()));
+        let publisher = catalog_publish::ChannelPublisher::new(channel, Arc::clone(&store), events)?;
+        let (stop, drained) = (stop_services.clone(), drained.clone());
+        publishers.spawn(async move { Ok(publisher.run(stop, drained).await?) });
+    }
 
     ready.store(true, Ordering::Relaxed);
     let source_result = match &args.source {
@@ -138,7 +154,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         stop_services.cancel();
     }
     drained.cancel();
-    let published = publisher.await.context("publisher task")??;
+    let mut published = 0;
+    while let Some(publisher) = publishers.join_next().await {
+        published += publisher.context("publisher task")??;
+    }
     stop_services.cancel();
     while let Some(service) = services.join_next().await {
         service.context("service task")??;

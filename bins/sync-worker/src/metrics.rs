@@ -30,6 +30,10 @@ pub struct Metrics {
     pub offset_gaps: IntCounterVec,
     /// Publish attempts by channel and result.
     pub publish_attempts: IntCounterVec,
+    /// Time from sending a publish to its answer, per channel.
+    pub publish_latency_seconds: HistogramVec,
+    /// Item versions dead-lettered, by channel and reason.
+    pub dead_letters: IntCounterVec,
     /// Item versions waiting in the outbox, per channel.
     pub outbox_pending: IntGaugeVec,
     /// Age of the oldest waiting item version, per channel.
@@ -87,6 +91,18 @@ impl Metrics {
             "Publish attempts by channel and result.",
             &["channel", "result"],
         );
+        let publish_latency_seconds = HistogramVec::new(
+            HistogramOpts::new("catalog_publish_latency_seconds", "Time from sending a publish to its answer.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["channel"],
+        )
+        .expect("static metric definition is valid");
+        registry.register(Box::new(publish_latency_seconds.clone())).expect("each metric is registered once");
+        let dead_letters = counter(
+            "catalog_dead_letters_total",
+            "Item versions dead-lettered, by channel and reason.",
+            &["channel", "reason"],
+        );
         let outbox_pending = gauge("catalog_outbox_pending", "Item versions waiting to be published.", &["channel"]);
         let outbox_oldest_seconds =
             gauge("catalog_outbox_oldest_seconds", "Age of the oldest waiting item version.", &["channel"]);
@@ -103,6 +119,8 @@ impl Metrics {
             kafka_errors,
             offset_gaps,
             publish_attempts,
+            publish_latency_seconds,
+            dead_letters,
             outbox_pending,
             outbox_oldest_seconds,
         }

@@ -131,3 +131,30 @@ impl LogPublisher {
         }
     }
 }
+
+/// Counts and logs every HTTP publish attempt, once, where it is recorded.
+#[derive(Debug, Clone)]
+pub struct PublishMetrics(pub Metrics);
+
+impl catalog_publish::PublishEvents for PublishMetrics {
+    fn attempted(&self, entry: &OutboxEntry, record: &PublishRecord) {
+        let result = record.outcome.as_str();
+        self.0.publish_attempts.with_label_values(&[&record.channel, result]).inc();
+        if let Some(latency_ms) = record.latency_ms {
+            self.0.publish_latency_seconds.with_label_values(&[&record.channel]).observe(latency_ms as f64 / 1_000.0);
+        }
+        match &record.outcome {
+            PublishOutcome::DeadLettered => {
+                let reason = record.dead_letter_reason.as_deref().unwrap_or("unknown");
+                self.0.dead_letters.with_label_values(&[&record.channel, reason]).inc();
+                tracing::error!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, reason, error = record.error.as_deref(), "publish dead-lettered");
+            }
+            PublishOutcome::RetryAt(due_at) => {
+                tracing::warn!(channel = %record.channel, item_id = %entry.item_id, version = entry.version, attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
+            }
+            _ => {
+                tracing::info!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, result, "item published")
+            }
+        }
+    }
+}

@@ -94,3 +94,57 @@ fn stdin_is_a_source_too() {
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
 }
+
+/// A storefront that accepts everything and remembers what it was told, per item.
+async fn accepting_storefront() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/tenants/{tenant}/items/{item}/invalidate",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = std::sync::Arc::clone(&sink);
+            async move {
+                sink.lock().expect("storefront state").push(body);
+                (axum::http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": true})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_storefront_url_the_file_run_exits_once_everything_is_published() {
+    let (url, received) = accepting_storefront().await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let source = format!("file:{}", sample().display());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", &source, "--metrics-addr", "off", "--storefront-url", &url])
+        .env("CATALOG_STOREFRONT_TOKEN", "t0ken")
+        .env("RUST_LOG", "info")
+        .current_dir(directory.path())
+        .output()
+        .await
+        .expect("run sync-worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "no log publisher when a storefront is set");
+    assert!(!stderr.contains("t0ken"), "the token must never be logged");
+    let mut told: Vec<(String, i64, u64)> = received
+        .lock()
+        .expect("storefront state")
+        .iter()
+        .map(|body| {
+            (
+                body["sku"].as_str().expect("sku").to_owned(),
+                body["quantity"].as_i64().expect("quantity"),
+                body["version"].as_u64().expect("version"),
+            )
+        })
+        .collect();
+    told.sort();
+    assert_eq!(told, [("ABC-123".to_owned(), 17, 1), ("DEF-1".to_owned(), 3, 1), ("XYZ-9".to_owned(), 99, 1)]);
+}

@@ -1,0 +1,223 @@
+//! Publisher tests against a real HTTP server started in the test (axum on 127.0.0.1:0)
+//! that plays the storefront contract: failures, throttling, conflicts, rejections, slow and
+//! dropped connections; with a real store (SQLite in a temp dir) behind the outbox.
+
+mod storefront;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
+use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents, Secret};
+use catalog_sqlite::SqliteStore;
+use catalog_store::{
+    BatchInput, CatalogStore, IncomingEvent, OutboxEntry, Provenance, PublishRecord, SourceRef, StoreConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::storefront::{Behavior, Storefront};
+
+struct Quiet;
+
+impl PublishEvents for Quiet {
+    fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+}
+
+async fn store(channels: &[&str]) -> (Arc<dyn CatalogStore>, tempfile::TempDir) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let config = StoreConfig { channels: channels.iter().map(ToString::to_string).collect(), ..StoreConfig::default() };
+    let store = SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open store");
+    (Arc::new(store), directory)
+}
+
+/// Sets `sku` of tenant `canary` to `quantity` through the store: a new item version.
+async fn set(store: &dyn CatalogStore, n: u64, sku: &str, quantity: i64) {
+    let raw = format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:00:{:02}.{:03}Z"}}"#,
+        n / 1000 % 60,
+        n % 1000
+    )
+    .into_bytes();
+    let event = IncomingEvent {
+        delivery: Delivery { decoded: decode(&raw), received_at: chrono::Utc::now() },
+        raw,
+        source: SourceRef { source: "test".into(), partition: 0, offset: n as i64 },
+        traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1)),
+        provenance: Provenance::Received,
+    };
+    store.apply_batch(&BatchInput { events: vec![event], checkpoints: vec![] }).await.expect("apply");
+}
+
+fn item_id(sku: &str) -> String {
+    ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") }
+        .item_id()
+        .to_string()
+}
+
+fn channel(name: &str, storefront: &Storefront) -> ChannelConfig {
+    let mut config = ChannelConfig::new(name, storefront.base_url(), Some(Secret::new("s3cret")));
+    config.request_timeout = Duration::from_millis(500);
+    config.backoff_min = Duration::from_millis(20);
+    config.backoff_max = Duration::from_millis(200);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    config
+}
+
+/// Runs a channel until the outbox is drained (or a deadline), returning its count.
+async fn drain(config: ChannelConfig, store: Arc<dyn CatalogStore>) -> u64 {
+    let publisher = ChannelPublisher::new(config, store, Arc::new(Quiet)).expect("publisher");
+    let drained = CancellationToken::new();
+    drained.cancel();
+    tokio::time::timeout(Duration::from_secs(30), publisher.run(CancellationToken::new(), drained))
+        .await
+        .expect("drained within 30 s")
+        .expect("publisher run")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_follow_the_contract_exactly() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    assert_eq!(drain(channel("storefront", &storefront), Arc::clone(&store)).await, 1);
+    let requests = storefront.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    let id = item_id("ABC-123");
+    assert_eq!(request.path, format!("/v1/tenants/canary/items/{id}/invalidate"));
+    assert_eq!(request.authorization.as_deref(), Some("Bearer s3cret"));
+    assert_eq!(request.idempotency_key.as_deref(), Some(format!("{id}:1").as_str()));
+    assert_eq!(request.content_type.as_deref(), Some("application/json"));
+    assert_eq!(request.traceparent.as_deref(), Some("00-00000000000000000000000000000002-0000000000000002-01"));
+    assert_eq!(request.body, serde_json::json!({"item_id": id, "sku": "ABC-123", "quantity": 42, "version": 1}));
+    let trace = store.item_trace(catalog_core::ItemId(id.parse().expect("uuid"))).await.expect("trace").expect("item");
+    assert_eq!(
+        trace.publish_attempts.iter().map(|a| (a.result.as_str(), a.status)).collect::<Vec<_>>(),
+        [("published", Some(202))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_retried_until_the_final_version_lands() {
+    let script =
+        vec![Behavior::Status(503), Behavior::Drop, Behavior::Slow(Duration::from_secs(2)), Behavior::Status(500)];
+    let storefront = Storefront::start(script).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    assert_eq!(drain(channel("storefront", &storefront), Arc::clone(&store)).await, 1);
+    assert_eq!(storefront.held_version(&item_id("ABC-123")), Some(1));
+    let trace = store
+        .item_trace(catalog_core::ItemId(item_id("ABC-123").parse().expect("uuid")))
+        .await
+        .expect("trace")
+        .expect("item");
+    let results: Vec<_> = trace.publish_attempts.iter().map(|a| (a.attempt, a.result.clone(), a.status)).collect();
+    assert_eq!(
+        results,
+        [
+            (1, "retry".to_owned(), Some(503)),
+            (2, "retry".to_owned(), None),
+            (3, "retry".to_owned(), None),
+            (4, "retry".to_owned(), Some(500)),
+            (5, "published".to_owned(), Some(202))
+        ]
+    );
+    assert!(
+        trace.publish_attempts[2].error.as_deref().is_some_and(|e| e.starts_with("timeout")),
+        "{:?}",
+        trace.publish_attempts[2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_honours_retry_after_and_conflicts_are_not_errors() {
+    let storefront = Storefront::start(vec![Behavior::Throttle(1), Behavior::Conflict(9)]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    let started = Instant::now();
+    assert_eq!(drain(channel("storefront", &storefront), Arc::clone(&store)).await, 1);
+    let requests = storefront.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].at.duration_since(requests[0].at) >= Duration::from_secs(1), "Retry-After: 1 was not honoured");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let trace = store
+        .item_trace(catalog_core::ItemId(item_id("ABC-123").parse().expect("uuid")))
+        .await
+        .expect("trace")
+        .expect("item");
+    let results: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.clone(), a.status)).collect();
+    assert_eq!(results, [("retry".to_owned(), Some(429)), ("superseded".to_owned(), Some(409))]);
+    assert!(store.open_dead_letters(10).await.expect("dead letters").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_goes_to_the_dead_letter_journal_with_its_body() {
+    let storefront = Storefront::start(vec![Behavior::Reject(422, r#"{"error":"unknown sku"}"#)]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    assert_eq!(drain(channel("storefront", &storefront), Arc::clone(&store)).await, 0);
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].reason.as_str(), letters[0].body.as_deref()),
+        ("rejected_422", Some(r#"{"error":"unknown sku"}"#))
+    );
+    assert_eq!(storefront.requests().len(), 1, "a rejection is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_are_dead_lettered() {
+    let storefront = Storefront::start(vec![Behavior::Status(503); 10]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    let mut config = channel("storefront", &storefront);
+    config.max_attempts = 3;
+    assert_eq!(drain(config, Arc::clone(&store)).await, 0);
+    assert_eq!(storefront.requests().len(), 3);
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters[0].reason, "retries_exhausted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_updates_to_one_item_ends_in_few_calls_and_the_final_version() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    let mut config = channel("storefront", &storefront);
+    config.settle = Duration::from_millis(300);
+    config.max_wait = Duration::from_secs(2);
+    let publisher = ChannelPublisher::new(config, Arc::clone(&store), Arc::new(Quiet)).expect("publisher");
+    let shutdown = CancellationToken::new();
+    let drained = CancellationToken::new();
+    let running = tokio::spawn(publisher.run(shutdown.clone(), drained.clone()));
+    // A hot item: 100 updates over about 1.5 s, faster than the publisher polls.
+    for n in 0..100 {
+        set(&*store, n, "HOT-1", n as i64 + 1).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    drained.cancel();
+    tokio::time::timeout(Duration::from_secs(30), running).await.expect("drained").expect("task").expect("run");
+    let calls = storefront.requests().len();
+    assert!(calls <= 3, "100 updates took {calls} calls");
+    assert_eq!(storefront.held_quantity(&item_id("HOT-1")), Some(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_channel_does_not_delay_another() {
+    let healthy = Storefront::start(vec![]).await;
+    let down = Storefront::start(vec![Behavior::Slow(Duration::from_secs(5)); 50]).await;
+    let (store, _dir) = store(&["storefront", "marketplace"]).await;
+    for n in 0..20 {
+        set(&*store, n, &format!("SKU-{n}"), 1).await;
+    }
+    let shutdown = CancellationToken::new();
+    let never = CancellationToken::new();
+    let slow =
+        ChannelPublisher::new(channel("marketplace", &down), Arc::clone(&store), Arc::new(Quiet)).expect("publisher");
+    let slow = tokio::spawn(slow.run(shutdown.clone(), never));
+    let started = Instant::now();
+    assert_eq!(drain(channel("storefront", &healthy), Arc::clone(&store)).await, 20);
+    assert!(started.elapsed() < Duration::from_secs(3), "the healthy channel took {:?}", started.elapsed());
+    shutdown.cancel();
+    slow.await.expect("task").expect("run");
+}

@@ -1,0 +1,142 @@
+//! A storefront that plays the contract over real HTTP: it answers each request by the next
+//! scripted behavior (then accepts), remembers every request, and holds the newest version
+//! and quantity it accepted per item, answering 409 for anything older.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Behavior {
+    /// Answer with this status and an empty body (a 5xx here).
+    Status(u16),
+    /// Answer with this rejecting status and body.
+    Reject(u16, &'static str),
+    /// 429 with `Retry-After` in seconds.
+    Throttle(u64),
+    /// 409 saying the storefront holds this version.
+    Conflict(u64),
+    /// Answer only after this long (past the client's timeout).
+    Slow(Duration),
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    pub(crate) path: String,
+    pub(crate) authorization: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) traceparent: Option<String>,
+    pub(crate) body: Value,
+    pub(crate) at: Instant,
+}
+
+#[derive(Default)]
+struct Shared {
+    script: VecDeque<Behavior>,
+    requests: Vec<Recorded>,
+    /// item id → (version, quantity) accepted.
+    held: HashMap<String, (u64, i64)>,
+}
+
+pub(crate) struct Storefront {
+    address: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+async fn invalidate(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    Path((_tenant, item_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let behavior = {
+        let mut shared = shared.lock().expect("storefront state");
+        shared.requests.push(Recorded {
+            path: format!("/v1/tenants/{_tenant}/items/{item_id}/invalidate"),
+            authorization: header(&headers, "authorization"),
+            idempotency_key: header(&headers, "idempotency-key"),
+            content_type: header(&headers, "content-type"),
+            traceparent: header(&headers, "traceparent"),
+            body: body.clone(),
+            at: Instant::now(),
+        });
+        shared.script.pop_front()
+    };
+    match behavior {
+        Some(Behavior::Status(status)) => return StatusCode::from_u16(status).expect("valid status").into_response(),
+        Some(Behavior::Reject(status, text)) => {
+            return (StatusCode::from_u16(status).expect("valid status"), text).into_response()
+        }
+        Some(Behavior::Throttle(seconds)) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())]).into_response()
+        }
+        Some(Behavior::Conflict(current_version)) => {
+            return (StatusCode::CONFLICT, axum::Json(json!({"accepted": false, "current_version": current_version})))
+                .into_response()
+        }
+        Some(Behavior::Slow(duration)) => tokio::time::sleep(duration).await,
+        // Unwinding out of the handler makes the server drop the connection unanswered; it
+        // does not run the panic hook, so nothing is printed.
+        Some(Behavior::Drop) => std::panic::resume_unwind(Box::new("drop the connection")),
+        None => {}
+    }
+    let version = body["version"].as_u64().unwrap_or(0);
+    let quantity = body["quantity"].as_i64().unwrap_or(0);
+    let mut shared = shared.lock().expect("storefront state");
+    match shared.held.get(&item_id) {
+        Some((held, _)) if *held > version => {
+            (StatusCode::CONFLICT, axum::Json(json!({"accepted": false, "current_version": held}))).into_response()
+        }
+        _ => {
+            shared.held.insert(item_id, (version, quantity));
+            (StatusCode::ACCEPTED, axum::Json(json!({"accepted": true}))).into_response()
+        }
+    }
+}
+
+impl Storefront {
+    pub(crate) async fn start(script: Vec<Behavior>) -> Self {
+        let shared = Arc::new(Mutex::new(Shared { script: script.into(), ..Shared::default() }));
+        let app = Router::new()
+            .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(invalidate))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind storefront");
+        let address = listener.local_addr().expect("address");
+        // The server lives as long as the test's runtime.
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, shared }
+    }
+
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
+        self.shared.lock().expect("storefront state").requests.clone()
+    }
+
+    pub(crate) fn held_version(&self, item_id: &str) -> Option<u64> {
+        self.shared.lock().expect("storefront state").held.get(item_id).map(|(version, _)| *version)
+    }
+
+    pub(crate) fn held_quantity(&self, item_id: &str) -> Option<i64> {
+        self.shared.lock().expect("storefront state").held.get(item_id).map(|(_, quantity)| *quantity)
+    }
+}
