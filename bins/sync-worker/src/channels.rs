@@ -38,6 +38,9 @@ pub fn http_channels(args: &PublishArgs) -> Result<Vec<ChannelConfig>> {
     if let Some(path) = &args.channels_file {
         channels.extend(read_channels_file(path)?);
     }
+    for channel in &mut channels {
+        channel.lease = std::time::Duration::from_millis(args.publish_lease_ms);
+    }
     let mut names: Vec<&str> = channels.iter().map(|channel| channel.name.as_str()).collect();
     names.sort_unstable();
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {

@@ -81,6 +81,11 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_STOREFRONT_RATE", default_value_t = 50)]
     pub storefront_rate: u32,
 
+    /// How long claimed publishes stay reserved for this worker, in milliseconds; after a
+    /// crash, they are sent again once it has passed.
+    #[arg(long, env = "CATALOG_PUBLISH_LEASE_MS", default_value_t = 60_000)]
+    pub publish_lease_ms: u64,
+
     /// JSON file of further sales channels: `[{"name": "shopify", "base_url": "https://…",
     /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2}]`. Tokens are
     /// read from the named environment variables, never from the file.

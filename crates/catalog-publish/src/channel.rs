@@ -49,6 +49,9 @@ pub struct ChannelConfig {
     pub settle: Duration,
     /// …but an item waits at most this long, however often it changes.
     pub max_wait: Duration,
+    /// How long claimed item versions stay reserved for this publisher. After a crash they
+    /// are published again once it has passed (the idempotency key makes that safe).
+    pub lease: Duration,
 }
 
 impl ChannelConfig {
@@ -66,6 +69,7 @@ impl ChannelConfig {
             backoff_max: Duration::from_secs(60),
             settle: Duration::from_millis(100),
             max_wait: Duration::from_secs(2),
+            lease: Duration::from_secs(60),
         }
     }
 }

@@ -79,8 +79,8 @@ impl ChannelPublisher {
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         let claim = OutboxClaim {
             limit: self.config.concurrency * 4,
-            // Long enough for a claimed batch to go out under the rate limit and time out.
-            lease: self.config.request_timeout * 4 + Duration::from_secs(30),
+            // At least long enough for a claimed batch to go out and time out.
+            lease: self.config.lease.max(self.config.request_timeout * 2),
             settle: self.config.settle,
             max_wait: self.config.max_wait,
         };

@@ -148,3 +148,85 @@ async fn with_a_storefront_url_the_file_run_exits_once_everything_is_published()
     told.sort();
     assert_eq!(told, [("ABC-123".to_owned(), 17, 1), ("DEF-1".to_owned(), 3, 1), ("XYZ-9".to_owned(), 99, 1)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_a_send_and_its_record_the_item_is_still_published_after_restart() {
+    use axum::routing::post;
+    // The first request never gets its answer: the worker is killed while waiting for it.
+    let first_request = std::sync::Arc::new(tokio::sync::Notify::new());
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Value)>::new()));
+    let (notify, sink) = (std::sync::Arc::clone(&first_request), std::sync::Arc::clone(&keys));
+    let app = axum::Router::new().route(
+        "/v1/tenants/{tenant}/items/{item}/invalidate",
+        post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+            let (notify, sink) = (std::sync::Arc::clone(&notify), std::sync::Arc::clone(&sink));
+            async move {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let first = {
+                    let mut sink = sink.lock().expect("state");
+                    sink.push((key, body));
+                    sink.len() == 1
+                };
+                if first {
+                    notify.notify_one();
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                }
+                (axum::http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": true})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    let source = format!("file:{}", sample().display());
+    let worker = || {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync-worker"));
+        command
+            .args([
+                "--source",
+                &source,
+                "--metrics-addr",
+                "off",
+                "--storefront-url",
+                &url,
+                "--publish-lease-ms",
+                "1000",
+            ])
+            .env("RUST_LOG", "warn")
+            .current_dir(directory.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+    let mut first = worker().spawn().expect("start sync-worker");
+    tokio::time::timeout(std::time::Duration::from_secs(30), first_request.notified())
+        .await
+        .expect("a publish was sent");
+    first.kill().await.expect("SIGKILL the worker mid-publish");
+
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), worker().output())
+        .await
+        .expect("the restarted worker finishes")
+        .expect("run sync-worker");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let keys = keys.lock().expect("state").clone();
+    let (interrupted_key, _) = keys[0].clone();
+    assert!(
+        keys.iter().filter(|(key, _)| *key == interrupted_key).count() >= 2,
+        "the interrupted publish is sent again with the same Idempotency-Key: {keys:?}"
+    );
+    let mut latest: std::collections::BTreeMap<String, (u64, i64)> = std::collections::BTreeMap::new();
+    for (_, body) in &keys {
+        let sku = body["sku"].as_str().expect("sku").to_owned();
+        latest.insert(sku, (body["version"].as_u64().expect("version"), body["quantity"].as_i64().expect("quantity")));
+    }
+    let expected: std::collections::BTreeMap<String, (u64, i64)> =
+        [("ABC-123", (1, 17)), ("DEF-1", (1, 3)), ("XYZ-9", (1, 99))]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+    assert_eq!(latest, expected);
+}
