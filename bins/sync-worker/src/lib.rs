@@ -81,7 +81,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     } else {
         http_channels.iter().map(|channel| channel.name.clone()).collect()
     };
-    let store = open_store(&args.store, channel_names).await?;
+    let store = open_store(&args.store, channel_names.clone()).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let mut services: JoinSet<Result<()>> = JoinSet::new();
     let stop_services = CancellationToken::new();
@@ -93,6 +93,14 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         let health = http::Health { metrics: metrics.clone(), ready: Arc::clone(&ready) };
         let stop = stop_services.clone();
         services.spawn(async move { http::serve(listener, health, stop).await.context("metrics server") });
+    }
+
+    {
+        let (store, metrics, stop) = (Arc::clone(&store), metrics.clone(), stop_services.clone());
+        services.spawn(async move {
+            publish::report_outbox(store, channel_names, metrics, stop).await;
+            Ok(())
+        });
     }
 
     let applier = Arc::new(Applier::new(Arc::clone(&store), metrics.clone(), shutdown.clone()));

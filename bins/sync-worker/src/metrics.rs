@@ -38,6 +38,8 @@ pub struct Metrics {
     pub outbox_pending: IntGaugeVec,
     /// Age of the oldest waiting item version, per channel.
     pub outbox_oldest_seconds: IntGaugeVec,
+    /// Items whose published version on a channel lags their catalog version.
+    pub stale_items: IntGaugeVec,
 }
 
 impl Metrics {
@@ -106,6 +108,8 @@ impl Metrics {
         let outbox_pending = gauge("catalog_outbox_pending", "Item versions waiting to be published.", &["channel"]);
         let outbox_oldest_seconds =
             gauge("catalog_outbox_oldest_seconds", "Age of the oldest waiting item version.", &["channel"]);
+        let stale_items =
+            gauge("catalog_stale_items", "Items whose published version lags their catalog version.", &["channel"]);
         Self {
             registry,
             events,
@@ -123,6 +127,7 @@ impl Metrics {
             dead_letters,
             outbox_pending,
             outbox_oldest_seconds,
+            stale_items,
         }
     }
 

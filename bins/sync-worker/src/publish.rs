@@ -62,7 +62,6 @@ impl LogPublisher {
                 if until_drained.is_cancelled() {
                     return Ok(n_published);
                 }
-                self.report_depth().await;
                 tokio::select! {
                     _ = self.work.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -121,15 +120,6 @@ impl LogPublisher {
         }
         Ok(entries.len() as u64)
     }
-
-    async fn report_depth(&self) {
-        let Ok(depths) = self.store.outbox_depth().await else { return };
-        for depth in depths {
-            self.metrics.outbox_pending.with_label_values(&[&depth.channel]).set(depth.pending as i64);
-            let oldest = depth.oldest_enqueued_at.map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
-            self.metrics.outbox_oldest_seconds.with_label_values(&[&depth.channel]).set(oldest);
-        }
-    }
 }
 
 /// Counts and logs every HTTP publish attempt, once, where it is recorded.
@@ -155,6 +145,37 @@ impl catalog_publish::PublishEvents for PublishMetrics {
             _ => {
                 tracing::info!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, result, "item published")
             }
+        }
+    }
+}
+
+/// Every few seconds: outbox depth, oldest waiting age and stale items per channel.
+pub async fn report_outbox(
+    store: Arc<dyn CatalogStore>,
+    channels: Vec<String>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Ok(depths) = store.outbox_depth().await {
+            for channel in &channels {
+                let depth = depths.iter().find(|depth| &depth.channel == channel);
+                let pending = depth.map_or(0, |depth| depth.pending as i64);
+                let oldest = depth
+                    .and_then(|depth| depth.oldest_enqueued_at)
+                    .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
+                metrics.outbox_pending.with_label_values(&[channel]).set(pending);
+                metrics.outbox_oldest_seconds.with_label_values(&[channel]).set(oldest);
+            }
+        }
+        for channel in &channels {
+            if let Ok(stale) = store.stale_items(channel).await {
+                metrics.stale_items.with_label_values(&[channel]).set(stale as i64);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.cancelled() => return,
         }
     }
 }

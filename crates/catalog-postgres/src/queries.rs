@@ -456,6 +456,19 @@ impl CatalogStore for PostgresStore {
             .collect())
     }
 
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
+        let stale: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM items AS i
+             LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
+             WHERE i.version > coalesce(p.version, 0)",
+        )
+        .bind(channel)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(stale as u64)
+    }
+
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at,

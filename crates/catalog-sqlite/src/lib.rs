@@ -167,6 +167,19 @@ impl CatalogStore for SqliteStore {
         publish::outbox_depth(&self.pool).await
     }
 
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
+        let stale: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM items AS i \
+             LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1 \
+             WHERE i.version > coalesce(p.version, 0)",
+        )
+        .bind(channel)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(error::store_error)?;
+        Ok(u64::try_from(stale).unwrap_or(0))
+    }
+
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         publish::open_dead_letters(&self.pool, limit).await
     }

@@ -72,6 +72,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
+    /// Items whose published version on `channel` lags their catalog version: what the
+    /// channel shows is stale (waiting, retrying, or dead-lettered).
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError>;
+
     /// Dead letters not yet resolved, newest failure first.
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
 }
