@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use catalog_core::TenantId;
 use catalog_publish::{ChannelConfig, Secret};
+use catalog_store::ChannelRoute;
 use serde::Deserialize;
 
 use crate::config::PublishArgs;
@@ -19,6 +21,8 @@ struct ChannelEntry {
     token_env: Option<String>,
     requests_per_second: Option<u32>,
     concurrency: Option<usize>,
+    /// Only these tenants' items are published on this channel; all when absent.
+    tenants: Option<Vec<String>>,
     #[serde(default = "enabled")]
     enabled: bool,
 }
@@ -27,21 +31,22 @@ fn enabled() -> bool {
     true
 }
 
-/// The HTTP channels to publish to; empty means the `log` publisher.
-pub fn http_channels(args: &PublishArgs) -> Result<Vec<ChannelConfig>> {
+/// The HTTP channels to publish to, each with the tenants it serves; empty means the `log`
+/// publisher.
+pub fn http_channels(args: &PublishArgs) -> Result<Vec<(ChannelConfig, ChannelRoute)>> {
     let mut channels = Vec::new();
     if let Some(url) = &args.storefront_url {
         let mut storefront = ChannelConfig::new(STOREFRONT_CHANNEL, url, args.storefront_token.clone());
         storefront.requests_per_second = args.storefront_rate;
-        channels.push(storefront);
+        channels.push((storefront, ChannelRoute::all(STOREFRONT_CHANNEL)));
     }
     if let Some(path) = &args.channels_file {
         channels.extend(read_channels_file(path)?);
     }
-    for channel in &mut channels {
+    for (channel, _) in &mut channels {
         channel.lease = std::time::Duration::from_millis(args.publish_lease_ms);
     }
-    let mut names: Vec<&str> = channels.iter().map(|channel| channel.name.as_str()).collect();
+    let mut names: Vec<&str> = channels.iter().map(|(channel, _)| channel.name.as_str()).collect();
     names.sort_unstable();
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
         bail!("channel {:?} is configured twice", pair[0]);
@@ -49,7 +54,7 @@ pub fn http_channels(args: &PublishArgs) -> Result<Vec<ChannelConfig>> {
     Ok(channels)
 }
 
-fn read_channels_file(path: &Path) -> Result<Vec<ChannelConfig>> {
+fn read_channels_file(path: &Path) -> Result<Vec<(ChannelConfig, ChannelRoute)>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading --channels-file {}", path.display()))?;
     let entries: Vec<ChannelEntry> =
         serde_json::from_str(&text).with_context(|| format!("parsing --channels-file {}", path.display()))?;
@@ -66,6 +71,18 @@ fn read_channels_file(path: &Path) -> Result<Vec<ChannelConfig>> {
             })?)),
             None => None,
         };
+        let route = match &entry.tenants {
+            None => ChannelRoute::all(&entry.name),
+            Some(tenants) => {
+                let tenants = tenants
+                    .iter()
+                    .map(|tenant| {
+                        TenantId::parse(tenant).with_context(|| format!("channel {}: tenant {tenant:?}", entry.name))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                ChannelRoute::for_tenants(&entry.name, tenants)
+            }
+        };
         let mut channel = ChannelConfig::new(entry.name, entry.base_url, token);
         if let Some(rate) = entry.requests_per_second {
             channel.requests_per_second = rate;
@@ -73,7 +90,7 @@ fn read_channels_file(path: &Path) -> Result<Vec<ChannelConfig>> {
         if let Some(concurrency) = entry.concurrency {
             channel.concurrency = concurrency.max(1);
         }
-        channels.push(channel);
+        channels.push((channel, route));
     }
     Ok(channels)
 }

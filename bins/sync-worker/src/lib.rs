@@ -19,7 +19,7 @@ use catalog_core::ClockPolicy;
 use catalog_kafka::{KafkaSource, KafkaSourceConfig};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_sqlite::SqliteStore;
-use catalog_store::{CatalogStore, StoreConfig};
+use catalog_store::{CatalogStore, ChannelRoute, StoreConfig};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ impl std::fmt::Display for RunSummary {
 }
 
 /// Opens the store a `--database-url` names, applying migrations.
-pub async fn open_store(args: &StoreArgs, channels: Vec<String>) -> Result<Arc<dyn CatalogStore>> {
+pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result<Arc<dyn CatalogStore>> {
     let config = StoreConfig {
         default_sync_enabled: args.default_sync == Switch::On,
         channels,
@@ -76,12 +76,13 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<String>) -> Result<Arc<d
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSummary> {
     let metrics = Metrics::new();
     let http_channels = channels::http_channels(&args.publish)?;
-    let channel_names = if http_channels.is_empty() {
-        vec![STOREFRONT_CHANNEL.to_owned()]
+    let routes = if http_channels.is_empty() {
+        vec![ChannelRoute::all(STOREFRONT_CHANNEL)]
     } else {
-        http_channels.iter().map(|channel| channel.name.clone()).collect()
+        http_channels.iter().map(|(_, route)| route.clone()).collect()
     };
-    let store = open_store(&args.store, channel_names.clone()).await?;
+    let channel_names: Vec<String> = routes.iter().map(|route| route.name.clone()).collect();
+    let store = open_store(&args.store, routes).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let mut services: JoinSet<Result<()>> = JoinSet::new();
     let stop_services = CancellationToken::new();
@@ -116,7 +117,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         let (stop, drained) = (stop_services.clone(), drained.clone());
         publishers.spawn(async move { publisher.run(stop, drained).await });
     }
-    for channel in http_channels {
+    for (channel, _) in http_channels {
         tracing::info!(channel = %channel.name, base_url = %channel.base_url, "publishing over HTTP");
         let events = Arc::new(publish::PublishMetrics(metrics.clone()));
         let publisher = catalog_publish::ChannelPublisher::new(channel, Arc::clone(&store), events)?;

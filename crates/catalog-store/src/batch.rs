@@ -214,13 +214,13 @@ pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -
         .items
         .iter()
         .flat_map(|item| {
-            config.channels.iter().map(move |channel| OutboxWrite {
+            config.channels.iter().filter(|channel| channel.serves(&item.tenant)).map(move |channel| OutboxWrite {
                 item_id: item.item_id,
                 tenant: item.tenant.clone(),
                 sku: item.sku.to_string(),
                 quantity: item.quantity,
                 version: item.version as i64,
-                channel: channel.clone(),
+                channel: channel.name.clone(),
                 traceparent: item.traceparent.clone(),
             })
         })

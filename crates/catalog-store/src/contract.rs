@@ -375,7 +375,11 @@ pub async fn outbox_gets_one_row_per_channel_and_version<G, F>(factory: impl FnO
 where
     F: std::future::Future<Output = Fresh<G>>,
 {
-    let channels = vec!["storefront".to_owned(), "shopify".to_owned()];
+    let channels = vec![
+        crate::ChannelRoute::all("storefront"),
+        crate::ChannelRoute::all("shopify"),
+        crate::ChannelRoute::for_tenants("wide-only", [TenantId::parse("wide").expect("valid")]),
+    ];
     let (store, _guard) = factory(StoreConfig { channels, ..StoreConfig::default() }).await;
     let key = offer("canary", "acme", "ABC-1");
     store

@@ -11,7 +11,7 @@ pub mod rows;
 
 pub use error::StoreError;
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
+    BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome,
     PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
 };

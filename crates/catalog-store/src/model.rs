@@ -88,19 +88,47 @@ impl BatchResult {
     }
 }
 
+/// A publish channel and the tenants whose item changes it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRoute {
+    pub name: String,
+    /// `None`: every tenant.
+    pub tenants: Option<std::collections::BTreeSet<TenantId>>,
+}
+
+impl ChannelRoute {
+    pub fn all(name: impl Into<String>) -> Self {
+        Self { name: name.into(), tenants: None }
+    }
+
+    pub fn for_tenants(name: impl Into<String>, tenants: impl IntoIterator<Item = TenantId>) -> Self {
+        Self { name: name.into(), tenants: Some(tenants.into_iter().collect()) }
+    }
+
+    /// Whether item changes of `tenant` are published on this channel.
+    pub fn serves(&self, tenant: &TenantId) -> bool {
+        self.tenants.as_ref().is_none_or(|tenants| tenants.contains(tenant))
+    }
+}
+
 /// Configuration every store implementation takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Whether sync is on for a tenant or supplier seen for the first time.
     pub default_sync_enabled: bool,
-    /// Publish channels an item change is queued for, e.g. `storefront`.
-    pub channels: Vec<String>,
+    /// Publish channels an item change is queued for, e.g. `storefront`, each for all
+    /// tenants or for some.
+    pub channels: Vec<ChannelRoute>,
     pub clock: ClockPolicy,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { default_sync_enabled: true, channels: vec!["storefront".to_owned()], clock: ClockPolicy::default() }
+        Self {
+            default_sync_enabled: true,
+            channels: vec![ChannelRoute::all("storefront")],
+            clock: ClockPolicy::default(),
+        }
     }
 }
 

@@ -25,7 +25,10 @@ impl PublishEvents for Quiet {
 
 async fn store(channels: &[&str]) -> (Arc<dyn CatalogStore>, tempfile::TempDir) {
     let directory = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig { channels: channels.iter().map(ToString::to_string).collect(), ..StoreConfig::default() };
+    let config = StoreConfig {
+        channels: channels.iter().map(|name| catalog_store::ChannelRoute::all(*name)).collect(),
+        ..StoreConfig::default()
+    };
     let store = SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open store");
     (Arc::new(store), directory)
 }
