@@ -1,10 +1,12 @@
-//! End-to-end benchmark: Kafka → sync-worker (release build, its own process) → PostgreSQL,
+//! End-to-end benchmarks: Kafka → sync-worker (release build, its own process) → PostgreSQL,
 //! against the raw-SQL baseline of the same events in the same invocation, with the worker's
-//! peak resident memory. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
+//! peak resident memory; and event → storefront-accepted latency at a steady 5k events/s,
+//! with a real HTTP storefront in this process. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
 //! default 127.0.0.1:9092); run through `cargo xtask bench`.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catalog_core::{encode, SupplierEvent};
@@ -81,6 +83,133 @@ async fn bench_baseline(events: &[SupplierEvent]) -> Duration {
     elapsed
 }
 
+/// What the storefront accepted: per item id, (quantity, when), in arrival order.
+type Accepted = Arc<Mutex<HashMap<String, Vec<(i64, Instant)>>>>;
+
+async fn storefront() -> (String, Accepted) {
+    use axum::routing::post;
+    let accepted: Accepted = Arc::default();
+    let sink = Arc::clone(&accepted);
+    let app = axum::Router::new().route(
+        "/v1/tenants/{tenant}/items/{item}/invalidate",
+        post(
+            move |axum::extract::Path((_tenant, item)): axum::extract::Path<(String, String)>,
+                  axum::Json(body): axum::Json<serde_json::Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    let quantity = body["quantity"].as_i64().unwrap_or(-1);
+                    sink.lock().expect("storefront state").entry(item).or_default().push((quantity, Instant::now()));
+                    (axum::http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": true})))
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, accepted)
+}
+
+const STEADY_RATE: u64 = 5_000;
+const STEADY_SECONDS: u64 = 20;
+const STEADY_ITEMS: u64 = 1_000;
+
+/// Produces 5k events/s for 20 s while the worker publishes to the storefront; returns the
+/// latency of every event (until the storefront accepted a version at least as new) and the
+/// storefront's accepted calls per second.
+async fn bench_publish_latency() -> (Vec<Duration>, f64) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let database = TestDatabase::create().await;
+    let topic = unique_name("latency");
+    let group = unique_name("latency");
+    create_topic(&topic, PARTITIONS).await;
+    let (url, accepted) = storefront().await;
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
+        .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sync-worker");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", catalog_testkit::brokers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let base: chrono::DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("time");
+    // Give the worker time to join the group before the clock starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut produced: Vec<(String, i64, Instant)> = Vec::new();
+    let mut deliveries = Vec::new();
+    let started = Instant::now();
+    let total = STEADY_RATE * STEADY_SECONDS;
+    for n in 0..total {
+        // Pace: event n is due at n / rate seconds.
+        let due = started + Duration::from_micros(n * 1_000_000 / STEADY_RATE);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let item = n % STEADY_ITEMS;
+        let sku = format!("LAT-{item:05}");
+        let quantity = n as i64;
+        let event = SupplierEvent::new(
+            catalog_core::EventId(uuid::Uuid::from_u128(u128::from(n) + 1)),
+            catalog_core::OfferKey {
+                tenant: catalog_core::TenantId::parse("canary").expect("valid"),
+                supplier: catalog_core::SupplierId::parse("acme").expect("valid"),
+                sku: catalog_core::Sku::parse(&sku).expect("valid"),
+            },
+            catalog_core::StockChange::Updated { quantity },
+            base + chrono::Duration::milliseconds(n as i64),
+            None,
+        )
+        .expect("valid event");
+        let item_id =
+            catalog_core::ItemKey { tenant: event.offer().tenant.clone(), sku: event.offer().sku.clone() }.item_id();
+        let payload = encode(&event);
+        let key = format!("canary/{sku}");
+        produced.push((item_id.to_string(), quantity, Instant::now()));
+        deliveries
+            .push(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)).expect("queue has room"));
+    }
+    for delivery in deliveries {
+        delivery.await.expect("producer").expect("delivered");
+    }
+    // Wait until the storefront holds every item's last quantity.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last: HashMap<String, i64> = produced.iter().map(|(item, quantity, _)| (item.clone(), *quantity)).collect();
+    loop {
+        let done = {
+            let accepted = accepted.lock().expect("storefront state");
+            last.iter().all(|(item, quantity)| {
+                accepted.get(item).is_some_and(|calls| calls.iter().any(|(q, _)| q >= quantity))
+            })
+        };
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the storefront did not reach the final quantities in 2 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
+    let _ = worker.wait();
+    let accepted = accepted.lock().expect("storefront state");
+    let n_calls: usize = accepted.values().map(Vec::len).sum();
+    let latencies = produced
+        .iter()
+        .map(|(item, quantity, at)| {
+            let seen =
+                accepted[item].iter().filter(|(q, _)| q >= quantity).map(|(_, when)| *when).min().expect("published");
+            seen.saturating_duration_since(*at)
+        })
+        .collect();
+    (latencies, n_calls as f64 / STEADY_SECONDS as f64)
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
+}
+
 #[allow(clippy::print_stdout)] // A benchmark's report is its output.
 fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
@@ -111,5 +240,13 @@ fn main() {
             Some(rss) => println!("e2e/worker peak RSS: {rss:.0} MiB"),
             None => println!("e2e/worker peak RSS: unavailable"),
         }
+        let (mut latencies, calls_per_second) = bench_publish_latency().await;
+        latencies.sort();
+        println!(
+            "publish/steady {STEADY_RATE} events/s over {STEADY_ITEMS} items for {STEADY_SECONDS} s: event -> storefront accepted p50 {:?} p99 {:?} max {:?}; {calls_per_second:.0} accepted calls/s",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0),
+        );
     });
 }
