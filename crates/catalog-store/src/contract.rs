@@ -59,11 +59,13 @@ macro_rules! store_contract_tests {
 /// a database dropped on drop).
 pub type Fresh<G> = (Arc<dyn CatalogStore>, G);
 
-fn base() -> DateTime<Utc> {
+/// The time every fixture event is relative to.
+pub fn base() -> DateTime<Utc> {
     "2026-06-01T12:00:00Z".parse().expect("valid time")
 }
 
-const SOURCE: &str = "test:contract";
+/// The source name fixture events and batches carry.
+pub const SOURCE: &str = "test:contract";
 
 /// A small, deterministic generator: the suite needs no randomness crate and every run is the same.
 struct Lcg(u64);
@@ -75,7 +77,8 @@ impl Lcg {
     }
 }
 
-fn offer(tenant: &str, supplier: &str, sku: &str) -> OfferKey {
+/// An offer key from valid parts.
+pub fn offer(tenant: &str, supplier: &str, sku: &str) -> OfferKey {
     OfferKey {
         tenant: TenantId::parse(tenant).expect("valid tenant"),
         supplier: SupplierId::parse(supplier).expect("valid supplier"),
@@ -83,12 +86,19 @@ fn offer(tenant: &str, supplier: &str, sku: &str) -> OfferKey {
     }
 }
 
-fn event_id(n: u64) -> EventId {
+/// The `n`-th fixture event id.
+pub fn event_id(n: u64) -> EventId {
     EventId(uuid::Uuid::from_u128(u128::from(n) * 0x1_0000_0001))
 }
 
 /// An event as it arrives, through the wire format, at source offset `n`.
-fn incoming(n: u64, offer: &OfferKey, change: StockChange, updated_second: i64, received_second: i64) -> IncomingEvent {
+pub fn incoming(
+    n: u64,
+    offer: &OfferKey,
+    change: StockChange,
+    updated_second: i64,
+    received_second: i64,
+) -> IncomingEvent {
     let event =
         SupplierEvent::new(event_id(n), offer.clone(), change, base() + Duration::seconds(updated_second), Some(n))
             .expect("valid event");
@@ -105,7 +115,8 @@ fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEven
     }
 }
 
-fn batch(events: Vec<IncomingEvent>) -> BatchInput {
+/// A batch of `events` that completes [`SOURCE`] up to its last offset.
+pub fn batch(events: Vec<IncomingEvent>) -> BatchInput {
     let next_offset = events.iter().map(|event| event.source.offset + 1).max().unwrap_or(0);
     BatchInput { events, checkpoints: vec![Checkpoint { source: SOURCE.to_owned(), partition: 0, next_offset }] }
 }
