@@ -26,9 +26,30 @@ pub(crate) async fn apply_once(
     config: &StoreConfig,
     batch: &BatchInput,
 ) -> Result<BatchResult, StoreError> {
-    let keys = BatchKeys::of(batch);
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    let connection: &mut PgConnection = &mut transaction;
+    let result = write_batch(&mut transaction, config, batch).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(result)
+}
+
+/// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
+pub(crate) async fn preview_once(
+    pool: &PgPool,
+    config: &StoreConfig,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let result = write_batch(&mut transaction, config, batch).await?;
+    transaction.rollback().await.map_err(store_error)?;
+    Ok(result)
+}
+
+async fn write_batch(
+    connection: &mut PgConnection,
+    config: &StoreConfig,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let keys = BatchKeys::of(batch);
     let flags = lock_flags(connection, &keys, config.default_sync_enabled).await?;
     let offers = lock_offers(connection, &keys.offers).await?;
     let items = lock_items(connection, &keys.items).await?;
@@ -36,8 +57,42 @@ pub(crate) async fn apply_once(
     let loaded = LoadedState { offers, items, prior, flags };
     let writes = prepare(batch, &loaded, config);
     write(connection, &writes).await?;
-    transaction.commit().await.map_err(store_error)?;
     Ok(writes.result)
+}
+
+/// Queues a publish of each item's current version on every channel serving its tenant.
+pub(crate) async fn republish(
+    pool: &PgPool,
+    config: &StoreConfig,
+    items: &[catalog_core::ItemId],
+) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let rows = sqlx::query("SELECT item_id, tenant_id, sku, quantity, version FROM items WHERE item_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let mut outbox = Vec::new();
+    for row in rows {
+        let tenant = catalog_store::rows::tenant(row.get(1))?;
+        for channel in config.channels.iter().filter(|channel| channel.serves(&tenant)) {
+            outbox.push(catalog_store::batch::OutboxWrite {
+                item_id: catalog_core::ItemId(row.get(0)),
+                tenant: tenant.clone(),
+                sku: row.get(2),
+                quantity: row.get(3),
+                version: row.get(4),
+                channel: channel.name.clone(),
+                traceparent: None,
+            });
+        }
+    }
+    let queued = outbox.len() as u64;
+    let writes = PreparedWrites { outbox, ..PreparedWrites::default() };
+    insert_outbox(&mut transaction, &writes).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(queued)
 }
 
 fn strings<T: ToString>(values: impl Iterator<Item = T>) -> Vec<String> {
@@ -395,7 +450,7 @@ async fn write_offers(connection: &mut PgConnection, writes: &PreparedWrites) ->
 
 async fn write_items_and_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     if writes.items.is_empty() {
-        return Ok(());
+        return insert_outbox(connection, writes).await;
     }
     let ids: Vec<Uuid> = writes.items.iter().map(|item| item.item_id.0).collect();
     let quantities: Vec<i64> = writes.items.iter().map(|item| item.quantity).collect();
@@ -412,6 +467,10 @@ async fn write_items_and_outbox(connection: &mut PgConnection, writes: &Prepared
     .await
     .map_err(store_error)?;
 
+    insert_outbox(connection, writes).await
+}
+
+async fn insert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     let outbox = &writes.outbox;
     if outbox.is_empty() {
         return Ok(());

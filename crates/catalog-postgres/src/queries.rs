@@ -15,7 +15,7 @@ use catalog_store::{
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::{apply::apply_once, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR};
+use crate::{apply::apply_once, apply::preview_once, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR};
 
 const JOURNAL_COLUMNS: &str = "journal_id, event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, \
      updated_at, sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, \
@@ -454,6 +454,14 @@ impl CatalogStore for PostgresStore {
                 oldest_enqueued_at: row.get(2),
             })
             .collect())
+    }
+
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        preview_once(&self.pool, &self.config, batch).await
+    }
+
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
+        crate::apply::republish(&self.pool, &self.config, items).await
     }
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {

@@ -24,15 +24,35 @@ pub(crate) async fn apply_batch(
     config: &StoreConfig,
     batch: &BatchInput,
 ) -> Result<BatchResult, StoreError> {
-    let keys = BatchKeys::of(batch);
     // BEGIN IMMEDIATE takes the write lock before the first read. A deferred transaction
     // would read under a shared lock and fail with SQLITE_BUSY when it upgrades to write
     // while another batch writes; taking the lock up front makes concurrent callers queue
     // on the busy timeout instead, and nothing loaded below can change before the commit.
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
-    let now = micros(Utc::now());
+    let result = write_batch(&mut transaction, config, batch).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(result)
+}
 
+/// Plans and writes a batch exactly as `apply_batch` would, then rolls it back.
+pub(crate) async fn preview_batch(
+    pool: &SqlitePool,
+    config: &StoreConfig,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let result = write_batch(&mut transaction, config, batch).await?;
+    transaction.rollback().await.map_err(store_error)?;
+    Ok(result)
+}
+
+async fn write_batch(
+    connection: &mut SqliteConnection,
+    config: &StoreConfig,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let keys = BatchKeys::of(batch);
+    let now = micros(Utc::now());
     let flags = flags::create_and_load(connection, &keys, config.default_sync_enabled, now).await?;
     let loaded = LoadedState {
         offers: load_offers(connection, &keys.offers).await?,
@@ -48,16 +68,53 @@ pub(crate) async fn apply_batch(
     upsert_items(connection, &writes.items, now).await?;
     insert_outbox_rows(connection, &writes.outbox, now).await?;
     advance_checkpoints(connection, &writes.checkpoints, now).await?;
-    transaction.commit().await.map_err(store_error)?;
 
     tracing::debug!(
         n_events = batch.events.len(),
         n_journal_inserts = writes.journal_inserts.len(),
         n_journal_updates = writes.journal_updates.len(),
         n_changed_items = writes.items.len(),
-        "batch applied"
+        "batch written"
     );
     Ok(writes.result)
+}
+
+/// Queues a publish of each item's current version on every channel serving its tenant.
+pub(crate) async fn republish(pool: &SqlitePool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let now = micros(Utc::now());
+    let mut queued = 0;
+    for item_id in items {
+        let row = sqlx::query("SELECT tenant_id, sku, quantity, version FROM items WHERE item_id = ?1")
+            .bind(item_id.0.as_bytes().as_slice())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        let Some(row) = row else { continue };
+        let tenant: String = columns::column(&row, "tenant_id")?;
+        let tenant_id = rows::tenant(&tenant)?;
+        let sku: String = columns::column(&row, "sku")?;
+        let quantity: i64 = columns::column(&row, "quantity")?;
+        let version: i64 = columns::column(&row, "version")?;
+        let writes: Vec<OutboxWrite> = config
+            .channels
+            .iter()
+            .filter(|channel| channel.serves(&tenant_id))
+            .map(|channel| OutboxWrite {
+                item_id: *item_id,
+                tenant: tenant_id.clone(),
+                sku: sku.clone(),
+                quantity,
+                version,
+                channel: channel.name.clone(),
+                traceparent: None,
+            })
+            .collect();
+        queued += writes.len() as u64;
+        insert_outbox_rows(&mut transaction, &writes, now).await?;
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(queued)
 }
 
 async fn load_offers(

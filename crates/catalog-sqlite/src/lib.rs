@@ -167,6 +167,14 @@ impl CatalogStore for SqliteStore {
         publish::outbox_depth(&self.pool).await
     }
 
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        apply::preview_batch(&self.pool, &self.config, batch).await
+    }
+
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
+        apply::republish(&self.pool, &self.config, items).await
+    }
+
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         let stale: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM items AS i \

@@ -43,6 +43,8 @@ macro_rules! store_contract_tests {
             a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
             concurrent_claims_never_hand_out_the_same_item,
             a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
+            a_preview_decides_like_apply_and_leaves_nothing,
+            republish_queues_the_current_version_again,
         );
     };
     (@cases $factory:path, $($case:ident),* $(,)?) => {
@@ -765,4 +767,44 @@ where
         [2],
         "waited long enough: the newest version goes"
     );
+}
+
+pub async fn a_preview_decides_like_apply_and_leaves_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events = stream(9, 0, 40);
+    let preview = store.preview_batch(&batch(events.clone())).await.expect("preview");
+    assert!(store.items(&TenantId::parse("canary").expect("valid")).await.expect("items").is_empty());
+    assert!(store.checkpoints(SOURCE).await.expect("checkpoints").is_empty());
+    assert!(store.tenant_flags(&TenantId::parse("canary").expect("valid")).await.expect("flags").is_none());
+    let applied = store.apply_batch(&batch(events)).await.expect("apply");
+    assert_eq!(preview, applied);
+}
+
+pub async fn republish_queues_the_current_version_again<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 6 }, 1, 2)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
+    assert_eq!(store.outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum::<u64>(), 0);
+    let item_id = a.item_key().item_id();
+    assert_eq!(
+        store
+            .republish(&[
+                item_id,
+                ItemKey { tenant: a.tenant.clone(), sku: Sku::parse("NONE").expect("valid") }.item_id()
+            ])
+            .await
+            .expect("republish"),
+        1
+    );
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(claimed.iter().map(|e| (e.item_id, e.version, e.quantity)).collect::<Vec<_>>(), [(item_id, 2, 6)]);
 }

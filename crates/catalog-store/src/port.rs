@@ -22,6 +22,14 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Concurrent callers with overlapping keys both succeed with the correct result.
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError>;
 
+    /// Plans and writes `batch` exactly as `apply_batch` would, returns what it would do, and
+    /// rolls everything back: nothing is visible afterwards.
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError>;
+
+    /// Queues a publish of each item's current version on every channel serving its tenant
+    /// (a cache bust after a replay), returning the outbox rows queued.
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;
+
     /// Every stored checkpoint of a source, by partition.
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
 
