@@ -1,0 +1,191 @@
+//! Replay against a fixture journal in an embedded store: the binary's exact output, the
+//! state it leaves, and its errors, as snapshots.
+
+use std::path::Path;
+use std::process::Command;
+
+use catalog_core::{decode, Delivery, ItemKey, Sku, SupplierId, TenantId};
+use catalog_sqlite::SqliteStore;
+use catalog_store::{BatchInput, CatalogStore, IncomingEvent, Provenance, SourceRef, StoreConfig};
+
+fn message(n: u64, tenant: &str, supplier: &str, sku: &str, quantity: i64) -> IncomingEvent {
+    let raw = format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"{tenant}","supplier_id":"{supplier}","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T11:00:0{n}Z"}}"#
+    )
+    .into_bytes();
+    let received_at = format!("2026-06-01T12:00:0{n}Z").parse().expect("time");
+    IncomingEvent {
+        delivery: Delivery { decoded: decode(&raw), received_at },
+        raw,
+        source: SourceRef { source: "file:fixture".into(), partition: 0, offset: n as i64 },
+        traceparent: None,
+        provenance: Provenance::Received,
+    }
+}
+
+/// A journal with applied, held (supplier off), other-tenant and rejected events.
+async fn fixture(directory: &Path) -> SqliteStore {
+    let store = SqliteStore::open_path(&directory.join("catalog.db"), StoreConfig::default()).await.expect("store");
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), false).await.expect("flag");
+    let events = vec![
+        message(1, "canary", "acme", "ABC-1", 10),
+        message(2, "canary", "globex", "ABC-1", 5),
+        message(3, "canary", "globex", "XYZ-2", 7),
+        message(4, "wide", "acme", "ABC-1", 1),
+        message(5, "canary", "acme", "BAD SKU", 1),
+    ];
+    store.apply_batch(&BatchInput { events, checkpoints: vec![] }).await.expect("apply");
+    store
+}
+
+fn replay(directory: &Path, arguments: &[&str]) -> String {
+    let database = format!("sqlite://{}", directory.join("catalog.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .args(arguments)
+        .args(["--database-url", &database])
+        // Errors are compared as text: no backtraces, whatever the environment says.
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .expect("run replay");
+    format!(
+        "exit: {}\nstdout:\n{}stderr:\n{}",
+        output.status.code().map_or("signal".to_owned(), |code| code.to_string()),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn quantity(store: &SqliteStore, sku: &str) -> Option<i64> {
+    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
+    store.item(key.item_id()).await.expect("item").map(|item| item.quantity)
+}
+
+const WINDOW: [&str; 4] = ["--tenant", "canary", "--since", "2026-06-01T00:00:00Z"];
+
+#[tokio::test]
+async fn held_events_are_applied_once_the_flag_is_on_and_a_second_run_changes_nothing() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    assert_eq!(quantity(&store, "ABC-1").await, Some(10));
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), true).await.expect("flag");
+
+    let first = replay(directory.path(), &WINDOW);
+    insta::assert_snapshot!(first, @"
+    exit: 0
+    stdout:
+    9f52ba6c-efde-599e-a237-2a0d77b4925d
+    36e20b17-5e18-573a-bbdf-137bfab1b131
+    stderr:
+    replay: tenant=canary journaled=4 replayed=3 applied=2 duplicate=1 items_touched=2 items_changed=2 republished=2
+    ");
+    assert_eq!((quantity(&store, "ABC-1").await, quantity(&store, "XYZ-2").await), (Some(15), Some(7)));
+
+    let second = replay(directory.path(), &WINDOW);
+    insta::assert_snapshot!(second, @"
+    exit: 0
+    stdout:
+    9f52ba6c-efde-599e-a237-2a0d77b4925d
+    36e20b17-5e18-573a-bbdf-137bfab1b131
+    stderr:
+    replay: tenant=canary journaled=4 replayed=3 duplicate=3 items_touched=2 items_changed=0 republished=2
+    ");
+    assert_eq!(first.split("stderr:").next(), second.split("stderr:").next(), "the same ids, in the same order");
+    assert_eq!((quantity(&store, "ABC-1").await, quantity(&store, "XYZ-2").await), (Some(15), Some(7)));
+}
+
+#[tokio::test]
+async fn the_supplier_filter_keeps_one_supplier() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let _store = fixture(directory.path()).await;
+    insta::assert_snapshot!(replay(directory.path(), &[&WINDOW[..], &["--supplier", "acme"]].concat()), @"
+    exit: 0
+    stdout:
+    9f52ba6c-efde-599e-a237-2a0d77b4925d
+    stderr:
+    replay: tenant=canary journaled=1 replayed=1 duplicate=1 items_touched=1 items_changed=0 republished=1
+    ");
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_what_would_change_and_writes_nothing() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), true).await.expect("flag");
+    let depth_before = store.outbox_depth().await.expect("depth");
+    insta::assert_snapshot!(replay(directory.path(), &[&WINDOW[..], &["--dry-run"]].concat()), @"
+    exit: 0
+    stdout:
+    9f52ba6c-efde-599e-a237-2a0d77b4925d
+    36e20b17-5e18-573a-bbdf-137bfab1b131
+    stderr:
+    would change ABC-1: 10 -> 15
+    would change XYZ-2: 0 -> 7
+    replay (dry run): tenant=canary journaled=4 replayed=3 applied=2 duplicate=1 items_touched=2 items_changed=2 republished=0
+    ");
+    assert_eq!((quantity(&store, "ABC-1").await, quantity(&store, "XYZ-2").await), (Some(10), None));
+    assert_eq!(store.outbox_depth().await.expect("depth"), depth_before, "no publish queued");
+}
+
+#[tokio::test]
+async fn an_empty_window_exits_zero_with_no_output() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let _store = fixture(directory.path()).await;
+    insta::assert_snapshot!(replay(directory.path(), &["--tenant", "canary", "--since", "2030-01-01T00:00:00Z"]), @"
+    exit: 0
+    stdout:
+    stderr:
+    replay: tenant=canary journaled=0 replayed=0 items_touched=0 items_changed=0 republished=0
+    ");
+}
+
+#[tokio::test]
+async fn errors_are_clear_and_exit_non_zero() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let _store = fixture(directory.path()).await;
+    let cases: [&[&str]; 4] = [
+        &["--tenant", "nobody", "--since", "2026-06-01T00:00:00Z"],
+        &["--tenant", "canary", "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-01T00:00:00Z"],
+        &["--tenant", "canary", "--since", "yesterday"],
+        &["--tenant", "Canary", "--since", "2026-06-01T00:00:00Z"],
+    ];
+    let rendered: Vec<String> = cases.iter().map(|arguments| replay(directory.path(), arguments)).collect();
+    insta::assert_snapshot!(rendered.join("\n---\n"), @r#"
+    exit: 1
+    stdout:
+    stderr:
+    Error: unknown tenant "nobody": no event of it was ever received
+
+    ---
+    exit: 1
+    stdout:
+    stderr:
+    Error: --since 2026-06-02T00:00:00+00:00 is not before --until 2026-06-01T00:00:00+00:00
+
+    ---
+    exit: 2
+    stdout:
+    stderr:
+    error: invalid value 'yesterday' for '--since <SINCE>': "yesterday" is not an RFC 3339 time (e.g. 2026-06-01T12:00:00Z): premature end of input
+
+    For more information, try '--help'.
+
+    ---
+    exit: 2
+    stdout:
+    stderr:
+    error: invalid value 'Canary' for '--tenant <TENANT>': tenant "Canary" contains 'C', outside the allowed characters [a-z0-9_-]
+
+    For more information, try '--help'.
+    "#);
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .args(&WINDOW)
+        .args(["--database-url", "postgres://postgres@127.0.0.1:1/none"])
+        .output()
+        .expect("run replay");
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("opening the PostgreSQL store"));
+}
