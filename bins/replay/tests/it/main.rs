@@ -182,7 +182,7 @@ async fn errors_are_clear_and_exit_non_zero() {
     For more information, try '--help'.
     "#);
     let unreachable = Command::new(env!("CARGO_BIN_EXE_replay"))
-        .args(&WINDOW)
+        .args(WINDOW)
         .args(["--database-url", "postgres://postgres@127.0.0.1:1/none"])
         .output()
         .expect("run replay");
