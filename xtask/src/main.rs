@@ -69,7 +69,9 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         .context("Postgres apply_batch benchmark failed")?;
     // Also needs a Kafka-protocol broker (CATALOG_TEST_KAFKA_BROKERS, default 127.0.0.1:9092).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "kafka_to_postgres"])
-        .context("end-to-end Kafka to Postgres benchmark failed")
+        .context("end-to-end Kafka to Postgres benchmark failed")?;
+    run(root, "cargo", &["bench", "--locked", "-p", "replay", "--bench", "replay_window"])
+        .context("replay benchmark failed")
 }
 
 /// Every `.rs` file starts with a `//!` line saying what it is for.
