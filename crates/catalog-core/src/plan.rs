@@ -19,6 +19,12 @@ pub struct Delivery {
     pub received_at: DateTime<Utc>,
 }
 
+impl AsRef<Delivery> for Delivery {
+    fn as_ref(&self) -> &Delivery {
+        self
+    }
+}
+
 /// What the journal already knows of an event id, looked up by the store before planning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PriorEvent {
@@ -117,10 +123,10 @@ pub struct PlanState {
 }
 
 /// The offer and item keys a batch touches, in the deterministic order a store must lock them.
-pub fn touched_keys(deliveries: &[Delivery]) -> (Vec<OfferKey>, Vec<ItemKey>) {
+pub fn touched_keys<D: AsRef<Delivery>>(deliveries: &[D]) -> (Vec<OfferKey>, Vec<ItemKey>) {
     let mut offers: Vec<OfferKey> = deliveries
         .iter()
-        .filter_map(|delivery| delivery.decoded.as_ref().ok())
+        .filter_map(|delivery| delivery.as_ref().decoded.as_ref().ok())
         .map(|event| event.offer().clone())
         .collect();
     offers.sort_unstable();
@@ -132,10 +138,10 @@ pub fn touched_keys(deliveries: &[Delivery]) -> (Vec<OfferKey>, Vec<ItemKey>) {
 }
 
 /// The event ids a batch carries, sorted and unique: the journal rows to look up (and lock).
-pub fn event_ids(deliveries: &[Delivery]) -> Vec<EventId> {
+pub fn event_ids<D: AsRef<Delivery>>(deliveries: &[D]) -> Vec<EventId> {
     let mut ids: Vec<EventId> = deliveries
         .iter()
-        .filter_map(|delivery| match &delivery.decoded {
+        .filter_map(|delivery| match &delivery.as_ref().decoded {
             Ok(event) => Some(event.event_id()),
             Err(rejection) => rejection.event_id,
         })
@@ -151,13 +157,19 @@ pub fn event_ids(deliveries: &[Delivery]) -> Vec<EventId> {
 /// Order independence: for any permutation of the same deliveries, and any split into
 /// batches applied in turn, the final offer states and item quantities are the same.
 /// Decisions and item versions describe the path taken, so they may differ.
-pub fn plan_batch(deliveries: &[Delivery], state: &PlanState, flags: &dyn SyncFlags, clock: ClockPolicy) -> BatchPlan {
+pub fn plan_batch<D: AsRef<Delivery>>(
+    deliveries: &[D],
+    state: &PlanState,
+    flags: &dyn SyncFlags,
+    clock: ClockPolicy,
+) -> BatchPlan {
     let mut offers: HashMap<&OfferKey, OfferState> = HashMap::new();
     // Ids decided earlier in this batch, with the fingerprint of the first one.
     let mut seen_in_batch: HashMap<EventId, u64> = HashMap::new();
     let mut decisions = Vec::with_capacity(deliveries.len());
 
     for delivery in deliveries {
+        let delivery = delivery.as_ref();
         let event = match &delivery.decoded {
             Ok(event) => event,
             Err(rejection) => {

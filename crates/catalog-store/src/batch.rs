@@ -26,8 +26,7 @@ pub struct BatchKeys {
 
 impl BatchKeys {
     pub fn of(batch: &BatchInput) -> Self {
-        let deliveries: Vec<_> = batch.events.iter().map(|event| event.delivery.clone()).collect();
-        let (offers, items) = touched_keys(&deliveries);
+        let (offers, items) = touched_keys(&batch.events);
         let mut suppliers: Vec<(TenantId, SupplierId)> =
             offers.iter().map(|offer| (offer.tenant.clone(), offer.supplier.clone())).collect();
         suppliers.dedup();
@@ -37,7 +36,7 @@ impl BatchKeys {
             let item_id = key.item_id();
             (key, item_id)
         });
-        Self { tenants, suppliers, offers, items: items.collect(), event_ids: event_ids(&deliveries) }
+        Self { tenants, suppliers, offers, items: items.collect(), event_ids: event_ids(&batch.events) }
     }
 }
 
@@ -168,7 +167,6 @@ pub struct PreparedWrites {
 
 /// Plans the batch with `catalog-core` against what the backend loaded, and derives the rows.
 pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -> PreparedWrites {
-    let deliveries: Vec<_> = batch.events.iter().map(|event| event.delivery.clone()).collect();
     let state = PlanState {
         offers: loaded.offers.clone(),
         items: loaded.items.clone(),
@@ -185,7 +183,7 @@ pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -
             })
             .collect(),
     };
-    let plan = plan_batch(&deliveries, &state, &loaded.flags, config.clock);
+    let plan = plan_batch(&batch.events, &state, &loaded.flags, config.clock);
     let mut writes = journal_writes(batch, &plan, loaded);
     writes.offers = plan
         .offers

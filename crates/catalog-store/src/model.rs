@@ -50,6 +50,12 @@ pub struct IncomingEvent {
     pub provenance: Provenance,
 }
 
+impl AsRef<Delivery> for IncomingEvent {
+    fn as_ref(&self) -> &Delivery {
+        &self.delivery
+    }
+}
+
 /// A batch: its events, in delivery order, and the source positions it completes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchInput {
