@@ -94,8 +94,9 @@ impl LogPublisher {
             stdout.flush().context("writing to standard output")?;
         }
         let latency_ms = started.elapsed().as_millis() as u64;
-        for entry in entries {
-            let record = PublishRecord {
+        let records: Vec<PublishRecord> = entries
+            .iter()
+            .map(|entry| PublishRecord {
                 item_id: entry.item_id,
                 channel: entry.channel.clone(),
                 version: entry.version,
@@ -106,17 +107,19 @@ impl LogPublisher {
                 error: None,
                 dead_letter_reason: None,
                 body: None,
-            };
-            // Written before it is recorded: a crash in between prints the version again on
-            // restart, which a reader of this stream must (and can, by item and version) tolerate.
-            let mut backoff = Duration::from_millis(100);
-            while let Err(error) = self.store.record_publish(&record).await {
-                tracing::warn!(%error, item_id = %entry.item_id, version = entry.version, "recording a publish failed, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            })
+            .collect();
+        // Written before it is recorded: a crash in between prints the versions again on
+        // restart, which a reader of this stream must (and can, by item and version) tolerate.
+        let mut backoff = Duration::from_millis(100);
+        while let Err(error) = self.store.record_publishes(&records).await {
+            tracing::warn!(%error, n_records = records.len(), "recording publishes failed, retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        for entry in entries {
             self.metrics.publish_attempts.with_label_values(&[&entry.channel, "published"]).inc();
-            tracing::info!(tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, quantity = entry.quantity, "item published");
+            tracing::debug!(tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, quantity = entry.quantity, "item published");
         }
         Ok(entries.len() as u64)
     }

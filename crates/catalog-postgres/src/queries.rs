@@ -360,82 +360,16 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
+        self.record_publishes(std::slice::from_ref(record)).await
+    }
+
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let version = record.version as i64;
-        sqlx::query(
-            "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(record.item_id.0)
-        .bind(version)
-        .bind(&record.channel)
-        .bind(i32::try_from(record.attempt).unwrap_or(i32::MAX))
-        .bind(record.status.map(i32::from))
-        .bind(record.outcome.as_str())
-        .bind(record.latency_ms.map(|latency| latency as i64))
-        .bind(&record.error)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let held_version = match record.outcome {
-            PublishOutcome::Published => Some(version),
-            PublishOutcome::Superseded { current_version } => Some(version.max(current_version as i64)),
-            PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
-        };
-        if let Some(held_version) = held_version {
-            sqlx::query(
-                "INSERT INTO published_versions (item_id, channel, version) VALUES ($1, $2, $3)
-                 ON CONFLICT (item_id, channel) DO UPDATE
-                 SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
-            )
-            .bind(record.item_id.0)
-            .bind(&record.channel)
-            .bind(held_version)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
-        }
-        match record.outcome {
-            PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
-                // Every waiting version up to the one sent is done with: coalesced away.
-                sqlx::query("DELETE FROM outbox WHERE item_id = $1 AND channel = $2 AND version <= $3")
-                    .bind(record.item_id.0)
-                    .bind(&record.channel)
-                    .bind(held_version.unwrap_or(version))
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(store_error)?;
-            }
-            PublishOutcome::RetryAt(due_at) => {
-                sqlx::query(
-                    "UPDATE outbox SET available_at = $4, attempts = attempts + 1
-                     WHERE item_id = $1 AND channel = $2 AND version <= $3",
-                )
-                .bind(record.item_id.0)
-                .bind(&record.channel)
-                .bind(version)
-                .bind(due_at)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-            }
-        }
-        if record.outcome == PublishOutcome::DeadLettered {
-            sqlx::query(
-                "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
-                 VALUES ('publish', $1, $2, $3, $4, $5)
-                 ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
-                 DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                               error = EXCLUDED.error, body = EXCLUDED.body",
-            )
-            .bind(record.item_id.to_string())
-            .bind(&record.channel)
-            .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
-            .bind(&record.error)
-            .bind(&record.body)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        for record in records {
+            record_in(&mut transaction, record).await?;
         }
         transaction.commit().await.map_err(store_error)
     }
@@ -503,4 +437,85 @@ impl CatalogStore for PostgresStore {
             })
             .collect())
     }
+}
+
+/// One publish attempt's rows, inside the caller's transaction.
+async fn record_in(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
+    let version = record.version as i64;
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(record.item_id.0)
+    .bind(version)
+    .bind(&record.channel)
+    .bind(i32::try_from(record.attempt).unwrap_or(i32::MAX))
+    .bind(record.status.map(i32::from))
+    .bind(record.outcome.as_str())
+    .bind(record.latency_ms.map(|latency| latency as i64))
+    .bind(&record.error)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let held_version = match record.outcome {
+        PublishOutcome::Published => Some(version),
+        PublishOutcome::Superseded { current_version } => Some(version.max(current_version as i64)),
+        PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
+    };
+    if let Some(held_version) = held_version {
+        sqlx::query(
+            "INSERT INTO published_versions (item_id, channel, version) VALUES ($1, $2, $3)
+             ON CONFLICT (item_id, channel) DO UPDATE
+             SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
+        )
+        .bind(record.item_id.0)
+        .bind(&record.channel)
+        .bind(held_version)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    match record.outcome {
+        PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
+            // Every waiting version up to the one sent is done with: coalesced away.
+            sqlx::query("DELETE FROM outbox WHERE item_id = $1 AND channel = $2 AND version <= $3")
+                .bind(record.item_id.0)
+                .bind(&record.channel)
+                .bind(held_version.unwrap_or(version))
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
+        PublishOutcome::RetryAt(due_at) => {
+            sqlx::query(
+                "UPDATE outbox SET available_at = $4, attempts = attempts + 1
+                 WHERE item_id = $1 AND channel = $2 AND version <= $3",
+            )
+            .bind(record.item_id.0)
+            .bind(&record.channel)
+            .bind(version)
+            .bind(due_at)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        }
+    }
+    if record.outcome == PublishOutcome::DeadLettered {
+        sqlx::query(
+            "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
+             VALUES ('publish', $1, $2, $3, $4, $5)
+             ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
+             DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+                           error = EXCLUDED.error, body = EXCLUDED.body",
+        )
+        .bind(record.item_id.to_string())
+        .bind(&record.channel)
+        .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
+        .bind(&record.error)
+        .bind(&record.body)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    Ok(())
 }

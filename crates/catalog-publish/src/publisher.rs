@@ -117,13 +117,20 @@ impl ChannelPublisher {
                     .buffer_unordered(self.config.concurrency.max(1))
                     .collect()
                     .await;
+            let mut records = Vec::with_capacity(attempts.len());
             for (entry, verdict, status, latency) in attempts {
                 if let Verdict::Throttled { retry_after } = &verdict {
                     let until = Instant::now() + *retry_after;
                     paused_until = Some(paused_until.map_or(until, |current| current.max(until)));
                 }
-                let outcome = self.record(&entry, verdict, status, latency).await?;
-                if matches!(outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {
+                records.push((self.to_record(&entry, verdict, status, latency), entry));
+            }
+            // One transaction for the round: one commit, however many items went out.
+            let rows: Vec<PublishRecord> = records.iter().map(|(record, _)| record.clone()).collect();
+            self.store.record_publishes(&rows).await?;
+            for (record, entry) in &records {
+                self.events.attempted(entry, record);
+                if matches!(record.outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {
                     n_done += 1;
                 }
             }
@@ -187,14 +194,14 @@ impl ChannelPublisher {
         (entry, verdict, status, started.elapsed())
     }
 
-    /// Turns a verdict into what the store keeps, and records it.
-    async fn record(
+    /// Turns a verdict into what the store keeps.
+    fn to_record(
         &self,
         entry: &OutboxEntry,
         verdict: Verdict,
         status: Option<u16>,
         latency: Duration,
-    ) -> Result<PublishOutcome, PublishError> {
+    ) -> PublishRecord {
         let attempt = entry.attempts + 1;
         let mut record = PublishRecord {
             item_id: entry.item_id,
@@ -231,9 +238,7 @@ impl ChannelPublisher {
                 record.body = body;
             }
         }
-        self.store.record_publish(&record).await?;
-        self.events.attempted(entry, &record);
-        Ok(record.outcome)
+        record
     }
 
     /// Exponential backoff with jitter for the `attempt`-th failure.

@@ -160,7 +160,11 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
-        publish::record_publish(&self.pool, record).await
+        publish::record_publishes(&self.pool, std::slice::from_ref(record)).await
+    }
+
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
+        publish::record_publishes(&self.pool, records).await
     }
 
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {

@@ -104,9 +104,18 @@ pub(crate) async fn claim_outbox(
 
 /// Records a finished attempt and what it means for the outbox, the channel's held version
 /// and the dead letters, in one transaction.
-pub(crate) async fn record_publish(pool: &SqlitePool, record: &PublishRecord) -> Result<(), StoreError> {
+pub(crate) async fn record_publishes(pool: &SqlitePool, records: &[PublishRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
+    for record in records {
+        record_in(&mut transaction, record).await?;
+    }
+    transaction.commit().await.map_err(store_error)
+}
+
+async fn record_in(connection: &mut SqliteConnection, record: &PublishRecord) -> Result<(), StoreError> {
     let now = micros(Utc::now());
     let item_id = record.item_id.0.as_bytes().as_slice();
     // Versions are stored bit for bit in a signed column.
@@ -154,7 +163,7 @@ pub(crate) async fn record_publish(pool: &SqlitePool, record: &PublishRecord) ->
             dead_letter(connection, record, now).await?;
         }
     }
-    transaction.commit().await.map_err(store_error)
+    Ok(())
 }
 
 /// The channel now holds `held_version` (or newer): remember it and drop every waiting

@@ -743,6 +743,26 @@ where
     let distinct: std::collections::BTreeSet<_> = all.iter().copied().collect();
     assert_eq!(all.len(), distinct.len(), "an item was handed to two claimers");
     assert_eq!(distinct.len(), 40);
+
+    // A round of sends is recorded in one call.
+    let records: Vec<PublishRecord> = all
+        .iter()
+        .map(|item_id| PublishRecord {
+            item_id: *item_id,
+            channel: "storefront".into(),
+            version: 1,
+            attempt: 1,
+            outcome: PublishOutcome::Published,
+            status: Some(202),
+            latency_ms: Some(1),
+            error: None,
+            dead_letter_reason: None,
+            body: None,
+        })
+        .collect();
+    store.record_publishes(&records).await.expect("record a round");
+    assert_eq!(store.outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum::<u64>(), 0);
+    assert_eq!(store.stale_items("storefront").await.expect("stale"), 0);
 }
 
 pub async fn a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved<G, F>(factory: impl FnOnce(StoreConfig) -> F)

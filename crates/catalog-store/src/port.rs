@@ -77,6 +77,9 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// counts on) an open dead letter with the reason, error and body.
     async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError>;
 
+    /// Records several finished attempts in one transaction (one commit for a round of sends).
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError>;
+
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
