@@ -127,7 +127,7 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64) {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
-        .args(["--storefront-rate", "5000"])
+        .args(["--storefront-rate", "5000", "--storefront-concurrency", "32", "--batch-max-wait-ms", "100"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

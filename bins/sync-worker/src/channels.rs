@@ -38,6 +38,7 @@ pub fn http_channels(args: &PublishArgs) -> Result<Vec<(ChannelConfig, ChannelRo
     if let Some(url) = &args.storefront_url {
         let mut storefront = ChannelConfig::new(STOREFRONT_CHANNEL, url, args.storefront_token.clone());
         storefront.requests_per_second = args.storefront_rate;
+        storefront.concurrency = args.storefront_concurrency.max(1);
         channels.push((storefront, ChannelRoute::all(STOREFRONT_CHANNEL)));
     }
     if let Some(path) = &args.channels_file {

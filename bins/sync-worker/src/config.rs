@@ -81,6 +81,10 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_STOREFRONT_RATE", default_value_t = 50)]
     pub storefront_rate: u32,
 
+    /// Storefront requests in flight at once.
+    #[arg(long, env = "CATALOG_STOREFRONT_CONCURRENCY", default_value_t = 16)]
+    pub storefront_concurrency: usize,
+
     /// How long claimed publishes stay reserved for this worker, in milliseconds; after a
     /// crash, they are sent again once it has passed.
     #[arg(long, env = "CATALOG_PUBLISH_LEASE_MS", default_value_t = 60_000)]

@@ -240,6 +240,9 @@ impl KafkaSource {
             // per-partition channels, which apply backpressure.
             .set("queued.max.messages.kbytes", "16384")
             .set("partition.assignment.strategy", "range,roundrobin")
+            // A fetch returns after at most 100 ms even when little has arrived: what a quiet
+            // partition produces reaches the store quickly (librdkafka's default is 500 ms).
+            .set("fetch.wait.max.ms", "100")
             // Statistics carry each partition's high watermark: lag in messages.
             .set("statistics.interval.ms", "5000");
         for (key, value) in &config.extra {

@@ -55,20 +55,21 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
-    /// Defaults that suit a storefront: 8 in flight, 50 requests/s, 5 s timeout, 8 attempts.
+    /// Defaults that suit a storefront: 16 in flight, 50 requests/s, 5 s timeout, 8 attempts,
+    /// bursts settle for 50 ms and no item waits more than 250 ms.
     pub fn new(name: impl Into<String>, base_url: impl Into<String>, token: Option<Secret>) -> Self {
         Self {
             name: name.into(),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token,
-            concurrency: 8,
+            concurrency: 16,
             requests_per_second: 50,
             request_timeout: Duration::from_secs(5),
             max_attempts: 8,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(60),
-            settle: Duration::from_millis(100),
-            max_wait: Duration::from_secs(2),
+            settle: Duration::from_millis(50),
+            max_wait: Duration::from_millis(250),
             lease: Duration::from_secs(60),
         }
     }

@@ -40,7 +40,7 @@ struct InvalidateBody<'a> {
 }
 
 /// How often an idle channel looks at the outbox.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+const IDLE_POLL: Duration = Duration::from_millis(50);
 
 pub struct ChannelPublisher {
     config: ChannelConfig,
