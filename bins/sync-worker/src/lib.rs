@@ -158,8 +158,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     ready.store(false, Ordering::Relaxed);
 
     // A finite source ends by itself: publish everything it changed before exiting. After a
-    // signal, stop publishing now; what is queued stays in the outbox for the next run.
-    if shutdown.is_cancelled() {
+    // signal or a failed source, stop publishing now; what is queued stays in the outbox for
+    // the next run.
+    if shutdown.is_cancelled() || source_result.is_err() {
         stop_services.cancel();
     }
     drained.cancel();

@@ -125,9 +125,19 @@ impl ChannelPublisher {
                 }
                 records.push((self.to_record(&entry, verdict, status, latency), entry));
             }
-            // One transaction for the round: one commit, however many items went out.
+            // One transaction for the round: one commit, however many items went out. A store
+            // failure is retried (the transaction left nothing behind); giving up would stop the
+            // channel while the worker goes on, and the lease would resend what was accepted.
             let rows: Vec<PublishRecord> = records.iter().map(|(record, _)| record.clone()).collect();
-            self.store.record_publishes(&rows).await?;
+            let mut backoff = Duration::from_millis(100);
+            while let Err(error) = self.store.record_publishes(&rows).await {
+                tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(n_done),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
             for (record, entry) in &records {
                 self.events.attempted(entry, record);
                 if matches!(record.outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {
