@@ -11,30 +11,11 @@ use std::time::{Duration, Instant};
 
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, StoreConfig};
+use catalog_testkit::TestDatabase;
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection};
 
 const N_EVENTS: usize = 100_000;
 const BATCH: usize = 5_000;
-
-fn server_url() -> String {
-    std::env::var("CATALOG_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_database(label: &str) -> (String, String) {
-    let server = server_url();
-    let mut admin = PgConnection::connect(&server).await.expect("PostgreSQL must be reachable for this benchmark");
-    let name = format!("catalog_bench_{label}_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.expect("drop");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create");
-    let (base, _) = server.rsplit_once('/').expect("url names a database");
-    (name.clone(), format!("{base}/{name}"))
-}
-
-async fn drop_database(name: &str) {
-    let mut admin = PgConnection::connect(&server_url()).await.expect("connect");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await.expect("drop");
-}
 
 fn events() -> Vec<IncomingEvent> {
     let received_at: DateTime<Utc> = "2026-06-01T13:00:00Z".parse().expect("time");
@@ -46,9 +27,10 @@ fn events() -> Vec<IncomingEvent> {
 }
 
 async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
-    let (name, url) = fresh_database("apply").await;
-    let store =
-        PostgresStore::connect(&url, StoreConfig::default(), PostgresOptions::default()).await.expect("connect");
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
     let started = Instant::now();
     for chunk in events.chunks(BATCH) {
         let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
@@ -59,19 +41,20 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
         store.apply_batch(&input).await.expect("apply");
     }
     let elapsed = started.elapsed();
+    // Closed before the database is dropped with `database`.
     store.pool().close().await;
-    drop_database(&name).await;
     elapsed
 }
 
 /// The same journal rows and offer rows, written with plain array statements.
 async fn bench_raw_sql(events: &[IncomingEvent]) -> Duration {
-    let (name, url) = fresh_database("raw").await;
-    let store =
-        PostgresStore::connect(&url, StoreConfig::default(), PostgresOptions::default()).await.expect("connect");
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
     let elapsed = catalog_testkit::raw_sql_baseline(store.pool(), events, BATCH).await;
+    // Closed before the database is dropped with `database`.
     store.pool().close().await;
-    drop_database(&name).await;
     elapsed
 }
 

@@ -269,7 +269,8 @@ async fn write(connection: &mut PgConnection, writes: &PreparedWrites) -> Result
     insert_journal(connection, writes).await?;
     update_journal(connection, writes).await?;
     write_offers(connection, writes).await?;
-    write_items_and_outbox(connection, writes).await?;
+    write_items(connection, writes).await?;
+    insert_outbox(connection, writes).await?;
     write_checkpoints(connection, writes).await
 }
 
@@ -448,9 +449,9 @@ async fn write_offers(connection: &mut PgConnection, writes: &PreparedWrites) ->
     Ok(())
 }
 
-async fn write_items_and_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
+async fn write_items(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     if writes.items.is_empty() {
-        return insert_outbox(connection, writes).await;
+        return Ok(());
     }
     let ids: Vec<Uuid> = writes.items.iter().map(|item| item.item_id.0).collect();
     let quantities: Vec<i64> = writes.items.iter().map(|item| item.quantity).collect();
@@ -466,8 +467,7 @@ async fn write_items_and_outbox(connection: &mut PgConnection, writes: &Prepared
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-
-    insert_outbox(connection, writes).await
+    Ok(())
 }
 
 async fn insert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {

@@ -359,10 +359,6 @@ impl CatalogStore for PostgresStore {
             .collect()
     }
 
-    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
-        self.record_publishes(std::slice::from_ref(record)).await
-    }
-
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

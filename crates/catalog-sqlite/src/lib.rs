@@ -159,10 +159,6 @@ impl CatalogStore for SqliteStore {
         publish::claim_outbox(&self.pool, channel, claim).await
     }
 
-    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
-        publish::record_publishes(&self.pool, std::slice::from_ref(record)).await
-    }
-
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
         publish::record_publishes(&self.pool, records).await
     }

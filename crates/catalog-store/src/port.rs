@@ -75,7 +75,9 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// versions up to the one the channel now holds and remember that version;
     /// `RetryAt` makes the entry due again then; `DeadLettered` removes it and writes (or
     /// counts on) an open dead letter with the reason, error and body.
-    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError>;
+    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
+        self.record_publishes(std::slice::from_ref(record)).await
+    }
 
     /// Records several finished attempts in one transaction (one commit for a round of sends).
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError>;

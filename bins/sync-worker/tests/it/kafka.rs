@@ -156,12 +156,12 @@ async fn kafka_to_postgres_matches_the_core_for_a_hostile_stream() {
         .expect("traced count");
     assert!(traced > 0);
     // Offsets were committed to Kafka too, for standard lag tooling.
-    let committed = catalog_testkit_committed(&topic, &group).await;
+    let committed = group_committed_offsets(&topic, &group).await;
     assert_eq!(committed, ends, "group offsets follow the store");
 }
 
 /// The group's committed offsets, read through a throwaway consumer of the same group.
-async fn catalog_testkit_committed(topic: &str, group: &str) -> HashMap<i32, i64> {
+async fn group_committed_offsets(topic: &str, group: &str) -> HashMap<i32, i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::ClientConfig;
     let consumer: BaseConsumer = ClientConfig::new()
