@@ -1,11 +1,11 @@
 //! Benchmark of `apply_batch` on Postgres against a raw-SQL baseline of the same rows,
 //! both measured in this one run on fresh databases: `cargo xtask bench`.
 //!
-//! The baseline is the least work any design must do for these events: insert the same
-//! journal rows (every column apply_batch writes) and upsert the offers with array
-//! statements, one transaction per batch, nothing locked, read back or decided.
-//! `apply_batch` additionally locks and loads offers and items, looks up prior journal rows,
-//! plans with `catalog-core`, and writes items, outbox rows and checkpoints.
+//! The baseline writes the rows `apply_batch` writes (journal rows with every column, offer
+//! and item upserts, outbox rows, the checkpoint) with plain array statements, one
+//! transaction per batch, nothing read back, locked or decided. `apply_batch` additionally
+//! creates and reads offers and items, looks up prior journal rows, plans with
+//! `catalog-core`, and guards every write against concurrent changes.
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
     elapsed
 }
 
-/// The same journal rows and offer rows, written with plain array statements.
+/// The same rows, written with plain array statements.
 async fn bench_raw_sql(events: &[IncomingEvent]) -> Duration {
     let database = TestDatabase::create().await;
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())

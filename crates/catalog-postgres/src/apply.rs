@@ -1,10 +1,15 @@
-//! `apply_batch` on Postgres: lock, load, plan with `catalog-core`, write, in one transaction.
+//! `apply_batch` on Postgres: load, plan with `catalog-core`, write, in one transaction.
+//!
+//! Concurrency is optimistic first: the offers and items a batch touches are created when
+//! missing and read without locking, and every write is guarded by what was read (an
+//! offer's `revision`, an item's `version`, a held journal row still being `held`, the
+//! unique claim of each event id). A guard that fails means another transaction changed a
+//! row since it was read: the transaction rolls back with `StoreError::Conflict` and the
+//! batch is planned again, this time locking its offers and items before reading them
+//! ([`Locking::Pessimistic`]), so a contended batch cannot lose twice to the same rows.
 //!
 //! Lock order, the same in every transaction so none can wait on another in a cycle:
-//! tenants, suppliers, offers, items (each by key, byte order), then journal claims by
-//! event id. Offers and items are locked by an upsert that also creates the missing ones,
-//! so every row the plan reads is locked before the plan is made and no concurrent batch
-//! can plan against a stale copy.
+//! offers, then items (each by key, byte order), then journal rows by event id.
 
 use std::collections::HashMap;
 
@@ -16,18 +21,29 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::copy::BinaryRows;
 use crate::store_error;
 
 /// The journal outcomes that claim an event id; the partial unique index has the same list.
 const DECIDED: &str = "('applied', 'stale', 'superseded', 'held')";
 
+/// How a batch reads the offers and items it plans against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locking {
+    /// Read without locks; writes are guarded and fail with a conflict if a row moved.
+    Optimistic,
+    /// Lock every touched offer and item before reading it: for a batch that lost a race.
+    Pessimistic,
+}
+
 pub(crate) async fn apply_once(
     pool: &PgPool,
     config: &StoreConfig,
     batch: &BatchInput,
+    locking: Locking,
 ) -> Result<BatchResult, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    let result = write_batch(&mut transaction, config, batch).await?;
+    let result = write_batch(&mut transaction, config, batch, locking).await?;
     transaction.commit().await.map_err(store_error)?;
     Ok(result)
 }
@@ -39,7 +55,7 @@ pub(crate) async fn preview_once(
     batch: &BatchInput,
 ) -> Result<BatchResult, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    let result = write_batch(&mut transaction, config, batch).await?;
+    let result = write_batch(&mut transaction, config, batch, Locking::Pessimistic).await?;
     transaction.rollback().await.map_err(store_error)?;
     Ok(result)
 }
@@ -48,16 +64,64 @@ async fn write_batch(
     connection: &mut PgConnection,
     config: &StoreConfig,
     batch: &BatchInput,
+    locking: Locking,
 ) -> Result<BatchResult, StoreError> {
+    // Writes go in lock order: offers, items, journal; then outbox and checkpoints.
+    let mut steps = Steps::start();
     let keys = BatchKeys::of(batch);
-    let flags = lock_flags(connection, &keys, config.default_sync_enabled).await?;
-    let offers = lock_offers(connection, &keys.offers).await?;
-    let items = lock_items(connection, &keys.items).await?;
+    let flags = load_flags(connection, &keys, config.default_sync_enabled).await?;
+    steps.done("flags");
+    let (offers, revisions) = load_offers(connection, &keys.offers, locking).await?;
+    steps.done("load_offers");
+    let items = load_items(connection, &keys.items, locking).await?;
+    steps.done("load_items");
     let prior = load_prior(connection, &keys.event_ids).await?;
+    steps.done("load_prior");
     let loaded = LoadedState { offers, items, prior, flags };
     let writes = prepare(batch, &loaded, config);
-    write(connection, &writes).await?;
+    steps.done("plan");
+    write_offers(connection, &writes, &revisions).await?;
+    steps.done("write_offers");
+    write_items(connection, &writes).await?;
+    steps.done("write_items");
+    insert_journal(connection, &writes).await?;
+    steps.done("insert_journal");
+    update_journal(connection, &writes).await?;
+    steps.done("update_journal");
+    insert_outbox(connection, &writes).await?;
+    steps.done("insert_outbox");
+    write_checkpoints(connection, &writes).await?;
+    steps.done("checkpoints");
+    tracing::debug!(n_events = batch.events.len(), ?locking, steps = %steps, "batch written, not yet committed");
     Ok(writes.result)
+}
+
+/// How long each step of a batch took, for the debug log: where a slow batch spends its time.
+struct Steps {
+    last: std::time::Instant,
+    taken: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Self { last: std::time::Instant::now(), taken: Vec::with_capacity(12) }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.taken.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (step, taken)) in self.taken.iter().enumerate() {
+            let separator = if index == 0 { "" } else { " " };
+            write!(formatter, "{separator}{step}={:.1}ms", taken.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// Queues a publish of each item's current version on every channel serving its tenant.
@@ -99,7 +163,7 @@ fn strings<T: ToString>(values: impl Iterator<Item = T>) -> Vec<String> {
     values.map(|value| value.to_string()).collect()
 }
 
-async fn lock_flags(
+async fn load_flags(
     connection: &mut PgConnection,
     keys: &BatchKeys,
     default_enabled: bool,
@@ -161,32 +225,57 @@ async fn lock_flags(
     Ok(flags)
 }
 
-async fn lock_offers(
+/// An offer's `revision` as read, or `ABSENT` when it did not exist for this transaction.
+type Revisions = HashMap<OfferKey, i64>;
+
+/// The expected revision of an offer the read did not see: never matches a stored row.
+const ABSENT: i64 = -1;
+
+const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, \
+                           snapshot_sequence, snapshot_event_id, adjustments, revision";
+
+/// Creates the missing offers (every touched offer has a row, for traces) and reads them,
+/// locking them first when `locking` says so. An offer another transaction creates while
+/// this statement runs is not returned: it is planned as new, and its write then conflicts.
+async fn load_offers(
     connection: &mut PgConnection,
     keys: &[OfferKey],
-) -> Result<HashMap<OfferKey, catalog_core::OfferState>, StoreError> {
+    locking: Locking,
+) -> Result<(HashMap<OfferKey, catalog_core::OfferState>, Revisions), StoreError> {
     let mut offers = HashMap::with_capacity(keys.len());
+    let mut revisions = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
-        return Ok(offers);
+        return Ok((offers, revisions));
     }
     let tenants = strings(keys.iter().map(|key| &key.tenant));
     let suppliers = strings(keys.iter().map(|key| &key.supplier));
     let skus = strings(keys.iter().map(|key| &key.sku));
-    // One statement creates the missing offers and locks them all, in key order (the keys
-    // arrive sorted; ORDINALITY keeps that order), returning their current state.
-    let rows = sqlx::query(
-        r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku)
-           SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n) ORDER BY n
-           ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
-           RETURNING tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, snapshot_sequence,
-                     snapshot_event_id, adjustments"#,
-    )
-    .bind(&tenants)
-    .bind(&suppliers)
-    .bind(&skus)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    // The keys arrive sorted; ORDINALITY keeps that order, the one lock order of offers.
+    let sql = match locking {
+        Locking::Optimistic => format!(
+            r#"WITH keys AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)),
+               created AS (
+                   INSERT INTO offers (tenant_id, supplier_id, sku) SELECT t, s, k FROM keys ORDER BY n
+                   ON CONFLICT DO NOTHING
+                   RETURNING {OFFER_STATE})
+               SELECT {OFFER_STATE} FROM created
+               UNION ALL
+               SELECT {OFFER_STATE} FROM offers JOIN keys ON tenant_id = t AND supplier_id = s AND sku = k"#
+        ),
+        Locking::Pessimistic => format!(
+            r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku)
+               SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n) ORDER BY n
+               ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
+               RETURNING {OFFER_STATE}"#
+        ),
+    };
+    let rows = sqlx::query(&sql)
+        .bind(&tenants)
+        .bind(&suppliers)
+        .bind(&skus)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
     for row in rows {
         let key = OfferKey {
             tenant: catalog_store::rows::tenant(row.get(0))?,
@@ -200,14 +289,18 @@ async fn lock_offers(
             snapshot_event_id: row.get(6),
             adjustments: row.get(7),
         };
+        revisions.insert(key.clone(), row.get(8));
         offers.insert(key, columns.into_state()?);
     }
-    Ok(offers)
+    Ok((offers, revisions))
 }
 
-async fn lock_items(
+/// Creates the missing items and reads them, locking them first when `locking` says so;
+/// as with offers, an item created concurrently is planned as new and its write conflicts.
+async fn load_items(
     connection: &mut PgConnection,
     keys: &[(ItemKey, catalog_core::ItemId)],
+    locking: Locking,
 ) -> Result<HashMap<ItemKey, ItemState>, StoreError> {
     let mut items = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
@@ -216,18 +309,31 @@ async fn lock_items(
     let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
     let tenants = strings(keys.iter().map(|(key, _)| &key.tenant));
     let skus = strings(keys.iter().map(|(key, _)| &key.sku));
-    let rows = sqlx::query(
-        r#"INSERT INTO items AS i (item_id, tenant_id, sku)
-           SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n) ORDER BY n
-           ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
-           RETURNING tenant_id, sku, quantity, version"#,
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&skus)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    let sql = match locking {
+        Locking::Optimistic => {
+            r#"WITH keys AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)),
+               created AS (
+                   INSERT INTO items (item_id, tenant_id, sku) SELECT id, t, k FROM keys ORDER BY n
+                   ON CONFLICT DO NOTHING
+                   RETURNING tenant_id, sku, quantity, version)
+               SELECT * FROM created
+               UNION ALL
+               SELECT tenant_id, sku, quantity, version FROM items JOIN keys ON item_id = id"#
+        }
+        Locking::Pessimistic => {
+            r#"INSERT INTO items AS i (item_id, tenant_id, sku)
+               SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n) ORDER BY n
+               ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
+               RETURNING tenant_id, sku, quantity, version"#
+        }
+    };
+    let rows = sqlx::query(sql)
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&skus)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
     for row in rows {
         let key =
             ItemKey { tenant: catalog_store::rows::tenant(row.get(0))?, sku: catalog_store::rows::sku(row.get(1))? };
@@ -265,101 +371,75 @@ async fn load_prior(connection: &mut PgConnection, event_ids: &[EventId]) -> Res
         .collect()
 }
 
-async fn write(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
-    insert_journal(connection, writes).await?;
-    update_journal(connection, writes).await?;
-    write_offers(connection, writes).await?;
-    write_items(connection, writes).await?;
-    insert_outbox(connection, writes).await?;
-    write_checkpoints(connection, writes).await
-}
+const JOURNAL_COLUMNS: &str = "event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, \
+     sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, fingerprint, \
+     redelivery_count, payload_differs, source, source_partition, source_offset, traceparent, raw_payload, \
+     last_redelivered_at";
 
+/// Inserts the new journal rows with binary `COPY`. A row claiming an event id that another
+/// transaction claimed after this one read the journal violates the unique claim index:
+/// the whole batch rolls back as a conflict and is planned again.
 async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     let rows = &writes.journal_inserts;
     if rows.is_empty() {
         return Ok(());
     }
-    let event_ids: Vec<Option<Uuid>> = rows.iter().map(|row| row.event_id.map(|id| id.0)).collect();
-    let tenants: Vec<Option<&str>> = rows.iter().map(|row| row.tenant.as_deref()).collect();
-    let suppliers: Vec<Option<&str>> = rows.iter().map(|row| row.supplier.as_deref()).collect();
-    let skus: Vec<Option<&str>> = rows.iter().map(|row| row.sku.as_deref()).collect();
-    let event_types: Vec<Option<&str>> = rows.iter().map(|row| row.event_type).collect();
-    let quantities: Vec<Option<i64>> = rows.iter().map(|row| row.quantity).collect();
-    let deltas: Vec<Option<i64>> = rows.iter().map(|row| row.delta).collect();
-    let updated_ats: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.updated_at).collect();
-    let sequences: Vec<Option<i64>> = rows.iter().map(|row| row.sequence).collect();
-    let effective_ats: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.effective_at).collect();
-    let clamped: Vec<bool> = rows.iter().map(|row| row.clock_drift_clamped).collect();
-    let received_ats: Vec<DateTime<Utc>> = rows.iter().map(|row| row.received_at).collect();
-    let outcomes: Vec<&str> = rows.iter().map(|row| row.outcome).collect();
-    let reasons: Vec<Option<&str>> = rows.iter().map(|row| row.reason).collect();
-    let details: Vec<Option<&str>> = rows.iter().map(|row| row.detail.as_deref()).collect();
-    let fingerprints: Vec<Option<i64>> = rows.iter().map(|row| row.fingerprint).collect();
-    let redeliveries: Vec<i64> = rows.iter().map(|row| row.redelivery_count).collect();
-    let differs: Vec<bool> = rows.iter().map(|row| row.payload_differs).collect();
-    let sources: Vec<&str> = rows.iter().map(|row| row.source.source.as_str()).collect();
-    let partitions: Vec<i32> = rows.iter().map(|row| row.source.partition).collect();
-    let offsets: Vec<i64> = rows.iter().map(|row| row.source.offset).collect();
-    let traceparents: Vec<Option<&str>> = rows.iter().map(|row| row.traceparent.as_deref()).collect();
-    let raw_payloads: Vec<Option<&[u8]>> = rows.iter().map(|row| row.raw_payload.as_deref()).collect();
-    let expected_claims =
-        rows.iter().filter(|row| matches!(row.outcome, "applied" | "stale" | "superseded" | "held")).count();
-
-    let inserted = sqlx::query(&format!(
-        r#"INSERT INTO events (event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at,
-               sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, fingerprint,
-               redelivery_count, payload_differs, source, source_partition, source_offset, traceparent, raw_payload,
-               last_redelivered_at)
-           SELECT u.*, CASE WHEN u.redelivery_count > 0 THEN now() END
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                       $8::timestamptz[], $9::int8[], $10::timestamptz[], $11::bool[], $12::timestamptz[],
-                       $13::text[], $14::text[], $15::text[], $16::int8[], $17::int8[], $18::bool[], $19::text[],
-                       $20::int4[], $21::int8[], $22::text[], $23::bytea[])
-                AS u(event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, sequence,
-                     effective_at, clock_drift_clamped, received_at, outcome, reason, detail, fingerprint,
-                     redelivery_count, payload_differs, source, source_partition, source_offset, traceparent,
-                     raw_payload)
-           ON CONFLICT (event_id) WHERE outcome IN {DECIDED} DO NOTHING
-           RETURNING outcome IN {DECIDED}"#
-    ))
-    .bind(&event_ids)
-    .bind(&tenants)
-    .bind(&suppliers)
-    .bind(&skus)
-    .bind(&event_types)
-    .bind(&quantities)
-    .bind(&deltas)
-    .bind(&updated_ats)
-    .bind(&sequences)
-    .bind(&effective_ats)
-    .bind(&clamped)
-    .bind(&received_ats)
-    .bind(&outcomes)
-    .bind(&reasons)
-    .bind(&details)
-    .bind(&fingerprints)
-    .bind(&redeliveries)
-    .bind(&differs)
-    .bind(&sources)
-    .bind(&partitions)
-    .bind(&offsets)
-    .bind(&traceparents)
-    .bind(&raw_payloads)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    let claimed = inserted.iter().filter(|row| row.get::<bool, _>(0)).count();
-    if claimed != expected_claims {
-        // Another transaction claimed one of these event ids for a different offer after we
-        // read the journal: our plan is wrong. Roll back; the batch is planned again.
-        return Err(StoreError::Conflict(format!(
-            "{} event ids were claimed concurrently",
-            expected_claims - claimed.min(expected_claims)
-        )));
+    let now = Utc::now();
+    let mut copy = BinaryRows::new(24, rows.len(), 320);
+    for row in rows {
+        copy.row()
+            .uuid(row.event_id.map(|id| id.0))
+            .text(row.tenant.as_deref())
+            .text(row.supplier.as_deref())
+            .text(row.sku.as_deref())
+            .text(row.event_type)
+            .int8(row.quantity)
+            .int8(row.delta)
+            .timestamptz(row.updated_at)
+            .int8(row.sequence)
+            .timestamptz(row.effective_at)
+            .bool(row.clock_drift_clamped)
+            .timestamptz(Some(row.received_at))
+            .text(Some(row.outcome))
+            .text(row.reason)
+            .text(row.detail.as_deref())
+            .int8(row.fingerprint)
+            .int8(Some(row.redelivery_count))
+            .bool(row.payload_differs)
+            .text(Some(&row.source.source))
+            .int4(row.source.partition)
+            .int8(Some(row.source.offset))
+            .text(row.traceparent.as_deref())
+            .bytea(row.raw_payload.as_deref())
+            .timestamptz((row.redelivery_count > 0).then_some(now));
+    }
+    let mut sink = connection
+        .copy_in_raw(&format!("COPY events ({JOURNAL_COLUMNS}) FROM STDIN (FORMAT binary)"))
+        .await
+        .map_err(store_error)?;
+    if let Err(error) = sink.send(copy.finish()).await {
+        let _ = sink.abort("send failed").await;
+        return Err(store_error(error));
+    }
+    let copied = sink.finish().await.map_err(claim_error)?;
+    if copied != rows.len() as u64 {
+        return Err(StoreError::Database(format!("COPY wrote {copied} of {} journal rows", rows.len())));
     }
     Ok(())
 }
 
+/// A unique violation of the claim index is a lost race, not a broken database.
+fn claim_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(database) = &error {
+        if database.constraint() == Some("events_event_id_decided") {
+            return StoreError::Conflict("an event id was claimed concurrently".into());
+        }
+    }
+    store_error(error)
+}
+
+/// Counts redeliveries on existing journal rows and records fresh decisions of held ones;
+/// a held row decided by another transaction since it was read is a conflict.
 async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     let updates = &writes.journal_updates;
     if updates.is_empty() {
@@ -387,7 +467,8 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
                last_redelivered_at = CASE WHEN u.added > 0 THEN now() ELSE e.last_redelivered_at END
            FROM unnest($1::uuid[], $2::bool[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int8[],
                        $8::bool[]) AS u(event_id, redecided, outcome, reason, effective_at, clamped, added, differs)
-           WHERE e.event_id = u.event_id AND e.outcome IN {DECIDED}"#
+           WHERE e.event_id = u.event_id
+             AND CASE WHEN u.redecided THEN e.outcome = 'held' ELSE e.outcome IN {DECIDED} END"#
     ))
     .bind(&event_ids)
     .bind(&redecided)
@@ -400,13 +481,15 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    if updated.rows_affected() != updates.len() as u64 {
-        return Err(StoreError::Conflict("a journal row changed while the batch was planned".into()));
-    }
-    Ok(())
+    guard("journal rows", updated.rows_affected(), updates.len())
 }
 
-async fn write_offers(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
+/// Writes the changed offers, each only if its `revision` is still the one read.
+async fn write_offers(
+    connection: &mut PgConnection,
+    writes: &PreparedWrites,
+    revisions: &Revisions,
+) -> Result<(), StoreError> {
     let offers = &writes.offers;
     if offers.is_empty() {
         return Ok(());
@@ -422,16 +505,25 @@ async fn write_offers(connection: &mut PgConnection, writes: &PreparedWrites) ->
     let snapshot_sequences: Vec<Option<i64>> = columns.iter().map(|c| c.snapshot_sequence).collect();
     let snapshot_event_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.snapshot_event_id).collect();
     let adjustments: Vec<&str> = columns.iter().map(|c| c.adjustments.as_str()).collect();
-    sqlx::query(
-        r#"UPDATE offers AS o SET quantity = u.quantity, winner_event_id = u.winner,
-               snapshot_quantity = u.snapshot_quantity, snapshot_effective_at = u.snapshot_effective_at,
-               snapshot_sequence = u.snapshot_sequence, snapshot_event_id = u.snapshot_event_id,
-               adjustments = u.adjustments, updated_at = now()
+    // The new revision travels as EXCLUDED.revision; the guard is the one before it.
+    let new_revisions: Vec<i64> =
+        offers.iter().map(|offer| revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1).collect();
+    // An upsert rather than UPDATE … FROM: it visits the rows in the given (key) order, the
+    // lock order. Every offer exists (the load created it); the insert arm never runs.
+    let written = sqlx::query(
+        r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity,
+               snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, revision)
+           SELECT t, s, k, q, w, sq, se, ss, si, a, r
            FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::uuid[], $6::int8[], $7::timestamptz[],
-                       $8::int8[], $9::uuid[], $10::text[])
-                AS u(tenant_id, supplier_id, sku, quantity, winner, snapshot_quantity, snapshot_effective_at,
-                     snapshot_sequence, snapshot_event_id, adjustments)
-           WHERE o.tenant_id = u.tenant_id AND o.supplier_id = u.supplier_id AND o.sku = u.sku"#,
+                       $8::int8[], $9::uuid[], $10::text[], $11::int8[]) WITH ORDINALITY
+                AS u(t, s, k, q, w, sq, se, ss, si, a, r, n)
+           ORDER BY n
+           ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity,
+               winner_event_id = EXCLUDED.winner_event_id, snapshot_quantity = EXCLUDED.snapshot_quantity,
+               snapshot_effective_at = EXCLUDED.snapshot_effective_at,
+               snapshot_sequence = EXCLUDED.snapshot_sequence, snapshot_event_id = EXCLUDED.snapshot_event_id,
+               adjustments = EXCLUDED.adjustments, revision = EXCLUDED.revision, updated_at = now()
+           WHERE o.revision = EXCLUDED.revision - 1"#,
     )
     .bind(&tenants)
     .bind(&suppliers)
@@ -443,31 +535,53 @@ async fn write_offers(connection: &mut PgConnection, writes: &PreparedWrites) ->
     .bind(&snapshot_sequences)
     .bind(&snapshot_event_ids)
     .bind(&adjustments)
+    .bind(&new_revisions)
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    Ok(())
+    guard("offers", written.rows_affected(), offers.len())
 }
 
+/// Writes the changed items, each only if its version is still the one it was planned from.
 async fn write_items(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
-    if writes.items.is_empty() {
+    let items = &writes.items;
+    if items.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = writes.items.iter().map(|item| item.item_id.0).collect();
-    let quantities: Vec<i64> = writes.items.iter().map(|item| item.quantity).collect();
-    let versions: Vec<i64> = writes.items.iter().map(|item| item.version as i64).collect();
-    sqlx::query(
-        "UPDATE items AS i SET quantity = u.quantity, version = u.version, updated_at = now()
-         FROM unnest($1::uuid[], $2::int8[], $3::int8[]) AS u(item_id, quantity, version)
-         WHERE i.item_id = u.item_id",
+    let ids: Vec<Uuid> = items.iter().map(|item| item.item_id.0).collect();
+    let tenants = strings(items.iter().map(|item| &item.tenant));
+    let skus = strings(items.iter().map(|item| &item.sku));
+    let quantities: Vec<i64> = items.iter().map(|item| item.quantity).collect();
+    let versions: Vec<i64> = items.iter().map(|item| item.version as i64).collect();
+    let written = sqlx::query(
+        r#"INSERT INTO items AS i (item_id, tenant_id, sku, quantity, version)
+           SELECT id, t, k, q, v
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[]) WITH ORDINALITY AS u(id, t, k, q, v, n)
+           ORDER BY n
+           ON CONFLICT (item_id) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version,
+               updated_at = now()
+           WHERE i.version = EXCLUDED.version - 1"#,
     )
     .bind(&ids)
+    .bind(&tenants)
+    .bind(&skus)
     .bind(&quantities)
     .bind(&versions)
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    Ok(())
+    guard("items", written.rows_affected(), items.len())
+}
+
+/// A guarded write that changed fewer rows than planned lost a race: plan again.
+fn guard(table: &str, written: u64, planned: usize) -> Result<(), StoreError> {
+    if written == planned as u64 {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "{} of {planned} {table} changed since they were read",
+        planned as u64 - written.min(planned as u64)
+    )))
 }
 
 async fn insert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {

@@ -1,8 +1,10 @@
-//! PostgreSQL implementation of the catalog store: each batch is one transaction of a
-//! dozen statements over arrays (never one round trip per event), with rows locked in one
-//! global order so concurrent workers neither deadlock nor lose an update.
+//! PostgreSQL implementation of the catalog store: each batch is one transaction of about
+//! ten statements over arrays and one binary `COPY` (never one round trip per event),
+//! optimistic first and locking on a retry, with rows locked in one global order so
+//! concurrent workers neither deadlock nor lose an update.
 
 mod apply;
+mod copy;
 mod queries;
 
 use std::time::Duration;

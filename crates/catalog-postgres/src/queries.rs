@@ -15,7 +15,9 @@ use catalog_store::{
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::{apply::apply_once, apply::preview_once, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR};
+use crate::{
+    apply::apply_once, apply::preview_once, apply::Locking, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR,
+};
 
 const JOURNAL_COLUMNS: &str = "journal_id, event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, \
      updated_at, sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, \
@@ -63,7 +65,9 @@ impl CatalogStore for PostgresStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
         let mut attempt = 0;
         loop {
-            match apply_once(&self.pool, &self.config, batch).await {
+            // A batch that lost a race locks what it reads from then on.
+            let locking = if attempt == 0 { Locking::Optimistic } else { Locking::Pessimistic };
+            match apply_once(&self.pool, &self.config, batch, locking).await {
                 Err(StoreError::Conflict(reason)) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, %reason, "batch lost a race, planning it again");

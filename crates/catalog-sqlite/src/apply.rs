@@ -309,7 +309,7 @@ async fn upsert_offers(connection: &mut SqliteConnection, offers: &[OfferWrite],
              winner_event_id = excluded.winner_event_id, snapshot_quantity = excluded.snapshot_quantity, \
              snapshot_effective_at = excluded.snapshot_effective_at, snapshot_sequence = excluded.snapshot_sequence, \
              snapshot_event_id = excluded.snapshot_event_id, adjustments = excluded.adjustments, \
-             updated_at = excluded.updated_at",
+             revision = offers.revision + 1, updated_at = excluded.updated_at",
         )
         .bind(offer.key.tenant.as_str())
         .bind(offer.key.supplier.as_str())

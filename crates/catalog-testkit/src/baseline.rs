@@ -1,5 +1,5 @@
 //! What the benchmarks share: their feed, and the raw-SQL baseline they compare with (the
-//! same journal rows and offer upserts, plain array statements, nothing locked or decided).
+//! rows `apply_batch` writes, with plain array statements, nothing read, locked or decided).
 
 use std::time::{Duration, Instant};
 
@@ -56,11 +56,14 @@ pub fn incoming(events: &[SupplierEvent], source: &str, received_at: DateTime<Ut
         .collect()
 }
 
-/// Writes the events' journal rows and offer upserts in batches of `batch_size`, one
-/// transaction each, into a migrated catalog database; returns the time it took.
+/// Writes the rows `apply_batch` writes for these events (a journal row per event id, an
+/// upsert per offer and per item, an outbox row per item, the source checkpoint) in batches
+/// of `batch_size`, one transaction each, with plain array statements, into a migrated
+/// catalog database; returns the time it took. Nothing is read back, locked or decided:
+/// every offer takes its last event's value, every item of the batch a new version.
 pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_size: usize) -> Duration {
     let started = Instant::now();
-    for chunk in events.chunks(batch_size) {
+    for (batch_number, chunk) in events.chunks(batch_size).enumerate() {
         let mut seen = std::collections::HashSet::new();
         let (unique, deliveries): (Vec<&SupplierEvent>, Vec<&IncomingEvent>) = chunk
             .iter()
@@ -144,6 +147,51 @@ pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_siz
         .execute(&mut *transaction)
         .await
         .expect("offer upsert");
+        let mut items = std::collections::BTreeMap::new();
+        for (offer, index) in &last_per_offer {
+            items.insert(offer.item_key(), values[*index]);
+        }
+        let item_ids: Vec<Uuid> = items.keys().map(|key| key.item_id().0).collect();
+        let item_tenants: Vec<&str> = items.keys().map(|key| key.tenant.as_str()).collect();
+        let item_skus: Vec<&str> = items.keys().map(|key| key.sku.as_str()).collect();
+        let item_quantities: Vec<i64> = items.values().copied().collect();
+        sqlx::query(
+            "INSERT INTO items (item_id, tenant_id, sku, quantity, version)
+             SELECT id, t, k, q, 1 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, t, k, q)
+             ON CONFLICT (item_id)
+             DO UPDATE SET quantity = EXCLUDED.quantity, version = items.version + 1, updated_at = now()",
+        )
+        .bind(&item_ids)
+        .bind(&item_tenants)
+        .bind(&item_skus)
+        .bind(&item_quantities)
+        .execute(&mut *transaction)
+        .await
+        .expect("item upsert");
+        // Each item appears once per batch, so the batch number is a version unique to it.
+        sqlx::query(
+            "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel)
+             SELECT id, t, k, q, $5, 'storefront' FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, t, k, q)",
+        )
+        .bind(&item_ids)
+        .bind(&item_tenants)
+        .bind(&item_skus)
+        .bind(&item_quantities)
+        .bind(batch_number as i64 + 1)
+        .execute(&mut *transaction)
+        .await
+        .expect("outbox insert");
+        let last = chunk.last().expect("chunks are not empty");
+        sqlx::query(
+            "INSERT INTO source_checkpoints (source, partition, next_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (source, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        )
+        .bind(&last.source.source)
+        .bind(last.source.partition)
+        .bind(last.source.offset + 1)
+        .execute(&mut *transaction)
+        .await
+        .expect("checkpoint upsert");
         transaction.commit().await.expect("commit");
     }
     started.elapsed()
