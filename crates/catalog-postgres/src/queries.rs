@@ -14,6 +14,7 @@ use catalog_store::{
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::{
     apply::apply_once, apply::preview_once, apply::Locking, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR,
@@ -368,8 +369,14 @@ impl CatalogStore for PostgresStore {
             return Ok(());
         }
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        for record in records {
-            record_in(&mut transaction, record).await?;
+        let mut keys = std::collections::HashSet::with_capacity(records.len());
+        if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
+            record_round(&mut transaction, records).await?;
+        } else {
+            // The same item and channel twice: their effects depend on order, record one by one.
+            for record in records {
+                record_in(&mut transaction, record).await?;
+            }
         }
         transaction.commit().await.map_err(store_error)
     }
@@ -440,6 +447,111 @@ impl CatalogStore for PostgresStore {
 }
 
 /// One publish attempt's rows, inside the caller's transaction.
+/// The version a record says the channel now holds, if it says one.
+fn held_version(record: &PublishRecord) -> Option<i64> {
+    let version = record.version as i64;
+    match record.outcome {
+        PublishOutcome::Published => Some(version),
+        PublishOutcome::Superseded { current_version } => Some(version.max(current_version as i64)),
+        PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
+    }
+}
+
+/// Records a round of attempts, at most one per item and channel, with one statement per
+/// kind of effect instead of several per record: what `record_in` does for each.
+async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRecord]) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
+    let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
+    let versions: Vec<i64> = records.iter().map(|record| record.version as i64).collect();
+    let attempts: Vec<i32> = records.iter().map(|record| i32::try_from(record.attempt).unwrap_or(i32::MAX)).collect();
+    let statuses: Vec<Option<i32>> = records.iter().map(|record| record.status.map(i32::from)).collect();
+    let results: Vec<&str> = records.iter().map(|record| record.outcome.as_str()).collect();
+    let latencies: Vec<Option<i64>> = records.iter().map(|record| record.latency_ms.map(|l| l as i64)).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|record| record.error.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
+                              $8::text[])",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .bind(&channels)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&latencies)
+    .bind(&errors)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+
+    // Published and superseded: the channel holds a version; dead-lettered: done with too.
+    let (mut done_ids, mut done_channels, mut done_versions, mut held) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut retry_ids, mut retry_channels, mut retry_versions, mut retry_dues) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for record in records {
+        match record.outcome {
+            PublishOutcome::RetryAt(due_at) => {
+                retry_ids.push(record.item_id.0);
+                retry_channels.push(record.channel.as_str());
+                retry_versions.push(record.version as i64);
+                retry_dues.push(due_at);
+            }
+            PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
+                done_ids.push(record.item_id.0);
+                done_channels.push(record.channel.as_str());
+                done_versions.push(held_version(record).unwrap_or(record.version as i64));
+                held.push(held_version(record).is_some());
+            }
+        }
+    }
+    if !done_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO published_versions (item_id, channel, version)
+             SELECT i, c, v FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::bool[]) AS u(i, c, v, held) WHERE held
+             ON CONFLICT (item_id, channel) DO UPDATE
+             SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
+        )
+        .bind(&done_ids)
+        .bind(&done_channels)
+        .bind(&done_versions)
+        .bind(&held)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        // Every waiting version up to the one the channel holds is done with: coalesced away.
+        sqlx::query(
+            "DELETE FROM outbox AS o USING unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
+             WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
+        )
+        .bind(&done_ids)
+        .bind(&done_channels)
+        .bind(&done_versions)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    if !retry_ids.is_empty() {
+        sqlx::query(
+            "UPDATE outbox AS o SET available_at = u.due, attempts = o.attempts + 1
+             FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[]) AS u(i, c, v, due)
+             WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
+        )
+        .bind(&retry_ids)
+        .bind(&retry_channels)
+        .bind(&retry_versions)
+        .bind(&retry_dues)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
+        dead_letter(connection, record).await?;
+    }
+    Ok(())
+}
+
 async fn record_in(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
     let version = record.version as i64;
     sqlx::query(
@@ -457,11 +569,7 @@ async fn record_in(connection: &mut sqlx::PgConnection, record: &PublishRecord) 
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    let held_version = match record.outcome {
-        PublishOutcome::Published => Some(version),
-        PublishOutcome::Superseded { current_version } => Some(version.max(current_version as i64)),
-        PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
-    };
+    let held_version = held_version(record);
     if let Some(held_version) = held_version {
         sqlx::query(
             "INSERT INTO published_versions (item_id, channel, version) VALUES ($1, $2, $3)
@@ -501,21 +609,27 @@ async fn record_in(connection: &mut sqlx::PgConnection, record: &PublishRecord) 
         }
     }
     if record.outcome == PublishOutcome::DeadLettered {
-        sqlx::query(
-            "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
-             VALUES ('publish', $1, $2, $3, $4, $5)
-             ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
-             DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                           error = EXCLUDED.error, body = EXCLUDED.body",
-        )
-        .bind(record.item_id.to_string())
-        .bind(&record.channel)
-        .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
-        .bind(&record.error)
-        .bind(&record.body)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+        dead_letter(connection, record).await?;
     }
+    Ok(())
+}
+
+/// Writes, or counts on, the open dead letter of a publish that will not succeed.
+async fn dead_letter(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
+         VALUES ('publish', $1, $2, $3, $4, $5)
+         ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
+         DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+                       error = EXCLUDED.error, body = EXCLUDED.body",
+    )
+    .bind(record.item_id.to_string())
+    .bind(&record.channel)
+    .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
+    .bind(&record.error)
+    .bind(&record.body)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
     Ok(())
 }

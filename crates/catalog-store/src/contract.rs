@@ -41,6 +41,7 @@ macro_rules! store_contract_tests {
             outbox_claims_the_newest_version_and_coalesces_older_ones,
             a_retried_publish_is_due_again_and_counts_its_attempts,
             a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
+            a_round_of_records_has_each_outcome_s_effect,
             concurrent_claims_never_hand_out_the_same_item,
             a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
             a_preview_decides_like_apply_and_leaves_nothing,
@@ -703,6 +704,63 @@ where
     );
     assert_eq!(letter.subject, a.item_key().item_id().to_string());
     assert_eq!((letter.attempts, letter.body.as_deref()), (2, Some("second body")));
+}
+
+pub async fn a_round_of_records_has_each_outcome_s_effect<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let skus = ["A-1", "B-1", "C-1", "D-1", "E-1"];
+    let events = skus
+        .iter()
+        .enumerate()
+        .map(|(n, sku)| {
+            incoming(n as u64 + 1, &offer("canary", "acme", sku), StockChange::Updated { quantity: 4 }, 0, 1)
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    claimed.sort_by_key(|entry| entry.sku.to_string());
+    assert_eq!(claimed.len(), 5);
+    let mut dead = published(&claimed[3], PublishOutcome::DeadLettered);
+    dead.dead_letter_reason = Some("rejected_4xx".into());
+    dead.body = Some("no such sku".into());
+    // One round: every outcome at once, then the same item twice (retried, then accepted).
+    let round = [
+        published(&claimed[0], PublishOutcome::Published),
+        published(&claimed[1], PublishOutcome::Superseded { current_version: 7 }),
+        published(&claimed[2], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1))),
+        dead,
+    ];
+    store.record_publishes(&round).await.expect("record a round");
+    let twice = [
+        published(&claimed[4], PublishOutcome::RetryAt(Utc::now() + Duration::hours(1))),
+        PublishRecord { attempt: 2, ..published(&claimed[4], PublishOutcome::Published) },
+    ];
+    store.record_publishes(&twice).await.expect("record the same item twice");
+
+    let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    let again: Vec<_> = again.iter().map(|entry| (entry.sku.to_string(), entry.attempts)).collect();
+    assert_eq!(again, [("C-1".to_owned(), 1)], "only the retried item is due again, with its attempt counted");
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    let letters: Vec<_> = letters.iter().map(|l| (l.subject.clone(), l.reason.clone(), l.body.clone())).collect();
+    let d_item = offer("canary", "acme", "D-1").item_key().item_id().to_string();
+    assert_eq!(letters, [(d_item, "rejected_4xx".to_owned(), Some("no such sku".to_owned()))]);
+    for (sku, expected) in
+        [("A-1", vec!["published"]), ("B-1", vec!["superseded"]), ("E-1", vec!["retry", "published"])]
+    {
+        let trace =
+            store.item_trace(offer("canary", "acme", sku).item_key().item_id()).await.expect("trace").expect("exists");
+        let results: Vec<&str> = trace.publish_attempts.iter().map(|attempt| attempt.result.as_str()).collect();
+        assert_eq!(results, expected, "{sku}");
+        assert!(trace.pending_publishes.is_empty(), "{sku} has nothing left to publish");
+    }
+    assert_eq!(
+        store.stale_items("storefront").await.expect("stale items"),
+        2,
+        "C (retrying) and D (dead-lettered) lag; A, B and E do not"
+    );
 }
 
 pub async fn concurrent_claims_never_hand_out_the_same_item<G, F>(factory: impl FnOnce(StoreConfig) -> F)
