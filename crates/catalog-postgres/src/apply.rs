@@ -78,7 +78,7 @@ async fn write_batch(
     let prior = load_prior(connection, &keys.event_ids).await?;
     steps.done("load_prior");
     let loaded = LoadedState { offers, items, prior, flags };
-    let writes = prepare(batch, &loaded, config);
+    let writes = prepare(batch, loaded, config);
     steps.done("plan");
     write_offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");
@@ -88,8 +88,8 @@ async fn write_batch(
     steps.done("insert_journal");
     update_journal(connection, &writes).await?;
     steps.done("update_journal");
-    insert_outbox(connection, &writes).await?;
-    steps.done("insert_outbox");
+    copy_outbox(connection, &writes).await?;
+    steps.done("copy_outbox");
     write_checkpoints(connection, &writes).await?;
     steps.done("checkpoints");
     tracing::debug!(n_events = batch.events.len(), ?locking, steps = %steps, "batch written, not yet committed");
@@ -234,9 +234,9 @@ const ABSENT: i64 = -1;
 const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, \
                            snapshot_sequence, snapshot_event_id, adjustments, revision";
 
-/// Creates the missing offers (every touched offer has a row, for traces) and reads them,
-/// locking them first when `locking` says so. An offer another transaction creates while
-/// this statement runs is not returned: it is planned as new, and its write then conflicts.
+/// Reads the touched offers, locking them first when `locking` says so, and creates the
+/// missing ones (every touched offer has a row, for traces). An offer another transaction
+/// creates meanwhile is not returned: it is planned as new, and its write then conflicts.
 async fn load_offers(
     connection: &mut PgConnection,
     keys: &[OfferKey],
@@ -247,35 +247,58 @@ async fn load_offers(
     if keys.is_empty() {
         return Ok((offers, revisions));
     }
-    let tenants = strings(keys.iter().map(|key| &key.tenant));
-    let suppliers = strings(keys.iter().map(|key| &key.supplier));
-    let skus = strings(keys.iter().map(|key| &key.sku));
     // The keys arrive sorted; ORDINALITY keeps that order, the one lock order of offers.
-    let sql = match locking {
-        Locking::Optimistic => format!(
-            r#"WITH keys AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)),
-               created AS (
-                   INSERT INTO offers (tenant_id, supplier_id, sku) SELECT t, s, k FROM keys ORDER BY n
-                   ON CONFLICT DO NOTHING
-                   RETURNING {OFFER_STATE})
-               SELECT {OFFER_STATE} FROM created
-               UNION ALL
-               SELECT {OFFER_STATE} FROM offers JOIN keys ON tenant_id = t AND supplier_id = s AND sku = k"#
-        ),
-        Locking::Pessimistic => format!(
-            r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku)
-               SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n) ORDER BY n
-               ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
-               RETURNING {OFFER_STATE}"#
-        ),
+    let rows = match locking {
+        Locking::Optimistic => {
+            let existing = offer_rows(
+                connection,
+                &format!(
+                    "SELECT {OFFER_STATE} FROM offers
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS u(t, s, k)
+                       ON tenant_id = t AND supplier_id = s AND sku = k"
+                ),
+                keys.iter(),
+            )
+            .await?;
+            let found: std::collections::HashSet<(&str, &str, &str)> =
+                existing.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
+            let missing: Vec<&OfferKey> = keys
+                .iter()
+                .filter(|key| !found.contains(&(key.tenant.as_str(), key.supplier.as_str(), key.sku.as_str())))
+                .collect();
+            let created = if missing.is_empty() {
+                Vec::new()
+            } else {
+                offer_rows(
+                    connection,
+                    &format!(
+                        "INSERT INTO offers (tenant_id, supplier_id, sku)
+                         SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)
+                         ORDER BY n
+                         ON CONFLICT DO NOTHING
+                         RETURNING {OFFER_STATE}"
+                    ),
+                    missing.into_iter(),
+                )
+                .await?
+            };
+            existing.into_iter().chain(created).collect()
+        }
+        Locking::Pessimistic => {
+            offer_rows(
+                connection,
+                &format!(
+                    "INSERT INTO offers AS o (tenant_id, supplier_id, sku)
+                     SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)
+                     ORDER BY n
+                     ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
+                     RETURNING {OFFER_STATE}"
+                ),
+                keys.iter(),
+            )
+            .await?
+        }
     };
-    let rows = sqlx::query(&sql)
-        .bind(&tenants)
-        .bind(&suppliers)
-        .bind(&skus)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?;
     for row in rows {
         let key = OfferKey {
             tenant: catalog_store::rows::tenant(row.get(0))?,
@@ -295,8 +318,24 @@ async fn load_offers(
     Ok((offers, revisions))
 }
 
-/// Creates the missing items and reads them, locking them first when `locking` says so;
-/// as with offers, an item created concurrently is planned as new and its write conflicts.
+/// Runs an offer statement taking the keys as three arrays ($1 tenants, $2 suppliers, $3 SKUs).
+async fn offer_rows<'k>(
+    connection: &mut PgConnection,
+    sql: &str,
+    keys: impl Iterator<Item = &'k OfferKey> + Clone,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    sqlx::query(sql)
+        .bind(keys.clone().map(|key| key.tenant.as_str()).collect::<Vec<_>>())
+        .bind(keys.clone().map(|key| key.supplier.as_str()).collect::<Vec<_>>())
+        .bind(keys.map(|key| key.sku.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)
+}
+
+/// Reads the touched items, locking them first when `locking` says so, and creates the
+/// missing ones; as with offers, an item created concurrently is planned as new and its
+/// write conflicts.
 async fn load_items(
     connection: &mut PgConnection,
     keys: &[(ItemKey, catalog_core::ItemId)],
@@ -306,40 +345,67 @@ async fn load_items(
     if keys.is_empty() {
         return Ok(items);
     }
-    let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
-    let tenants = strings(keys.iter().map(|(key, _)| &key.tenant));
-    let skus = strings(keys.iter().map(|(key, _)| &key.sku));
-    let sql = match locking {
+    let rows = match locking {
         Locking::Optimistic => {
-            r#"WITH keys AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)),
-               created AS (
-                   INSERT INTO items (item_id, tenant_id, sku) SELECT id, t, k FROM keys ORDER BY n
-                   ON CONFLICT DO NOTHING
-                   RETURNING tenant_id, sku, quantity, version)
-               SELECT * FROM created
-               UNION ALL
-               SELECT tenant_id, sku, quantity, version FROM items JOIN keys ON item_id = id"#
+            let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
+            let existing = sqlx::query("SELECT tenant_id, sku, quantity, version, item_id FROM items WHERE item_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(store_error)?;
+            let found: std::collections::HashSet<Uuid> = existing.iter().map(|row| row.get(4)).collect();
+            let missing: Vec<&(ItemKey, catalog_core::ItemId)> =
+                keys.iter().filter(|(_, id)| !found.contains(&id.0)).collect();
+            let created = if missing.is_empty() {
+                Vec::new()
+            } else {
+                item_rows(
+                    connection,
+                    "INSERT INTO items (item_id, tenant_id, sku)
+                     SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)
+                     ORDER BY n
+                     ON CONFLICT DO NOTHING
+                     RETURNING tenant_id, sku, quantity, version",
+                    missing.into_iter(),
+                )
+                .await?
+            };
+            existing.into_iter().chain(created).collect()
         }
         Locking::Pessimistic => {
-            r#"INSERT INTO items AS i (item_id, tenant_id, sku)
-               SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n) ORDER BY n
-               ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
-               RETURNING tenant_id, sku, quantity, version"#
+            item_rows(
+                connection,
+                "INSERT INTO items AS i (item_id, tenant_id, sku)
+                 SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)
+                 ORDER BY n
+                 ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
+                 RETURNING tenant_id, sku, quantity, version",
+                keys.iter(),
+            )
+            .await?
         }
     };
-    let rows = sqlx::query(sql)
-        .bind(&ids)
-        .bind(&tenants)
-        .bind(&skus)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?;
     for row in rows {
         let key =
             ItemKey { tenant: catalog_store::rows::tenant(row.get(0))?, sku: catalog_store::rows::sku(row.get(1))? };
         items.insert(key, ItemState { quantity: row.get(2), version: catalog_store::rows::version(row.get(3))? });
     }
     Ok(items)
+}
+
+/// Runs an item statement taking the keys as three arrays ($1 ids, $2 tenants, $3 SKUs).
+async fn item_rows<'k>(
+    connection: &mut PgConnection,
+    sql: &str,
+    keys: impl Iterator<Item = &'k (ItemKey, catalog_core::ItemId)> + Clone,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    sqlx::query(sql)
+        .bind(keys.clone().map(|(_, id)| id.0).collect::<Vec<Uuid>>())
+        .bind(keys.clone().map(|(key, _)| key.tenant.as_str()).collect::<Vec<_>>())
+        .bind(keys.map(|(key, _)| key.sku.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)
 }
 
 async fn load_prior(connection: &mut PgConnection, event_ids: &[EventId]) -> Result<Vec<PriorRow>, StoreError> {
@@ -413,26 +479,17 @@ async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
             .bytea(row.raw_payload.as_deref())
             .timestamptz((row.redelivery_count > 0).then_some(now));
     }
-    let mut sink = connection
-        .copy_in_raw(&format!("COPY events ({JOURNAL_COLUMNS}) FROM STDIN (FORMAT binary)"))
-        .await
-        .map_err(store_error)?;
-    if let Err(error) = sink.send(copy.finish()).await {
-        let _ = sink.abort("send failed").await;
-        return Err(store_error(error));
-    }
-    let copied = sink.finish().await.map_err(claim_error)?;
-    if copied != rows.len() as u64 {
-        return Err(StoreError::Database(format!("COPY wrote {copied} of {} journal rows", rows.len())));
-    }
-    Ok(())
+    copy_in(connection, &format!("COPY events ({JOURNAL_COLUMNS}) FROM STDIN (FORMAT binary)"), copy, rows.len()).await
 }
 
-/// A unique violation of the claim index is a lost race, not a broken database.
+/// A unique violation of the claim index (or of an outbox version) is a lost race, not a
+/// broken database: the batch is planned again.
 fn claim_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(database) = &error {
-        if database.constraint() == Some("events_event_id_decided") {
-            return StoreError::Conflict("an event id was claimed concurrently".into());
+        if let Some(constraint @ ("events_event_id_decided" | "outbox_item_id_version_channel_key")) =
+            database.constraint()
+        {
+            return StoreError::Conflict(format!("{constraint}: a row was written concurrently"));
         }
     }
     store_error(error)
@@ -582,6 +639,52 @@ fn guard(table: &str, written: u64, planned: usize) -> Result<(), StoreError> {
         "{} of {planned} {table} changed since they were read",
         planned as u64 - written.min(planned as u64)
     )))
+}
+
+/// Queues the batch's new item versions with binary `COPY`: each is a version no one has
+/// queued yet (its item's write was guarded), so there is no conflict to skip.
+async fn copy_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
+    let outbox = &writes.outbox;
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let mut copy = BinaryRows::new(7, outbox.len(), 160);
+    for row in outbox {
+        copy.row()
+            .uuid(Some(row.item_id.0))
+            .text(Some(row.tenant.as_str()))
+            .text(Some(&row.sku))
+            .int8(Some(row.quantity))
+            .int8(Some(row.version))
+            .text(Some(&row.channel))
+            .text(row.traceparent.as_deref());
+    }
+    copy_in(
+        connection,
+        "COPY outbox (item_id, tenant_id, sku, quantity, version, channel, traceparent) FROM STDIN (FORMAT binary)",
+        copy,
+        outbox.len(),
+    )
+    .await
+}
+
+/// Sends `rows` (`expected` of them) through one `COPY … FROM STDIN (FORMAT binary)`.
+async fn copy_in(
+    connection: &mut PgConnection,
+    statement: &str,
+    rows: BinaryRows,
+    expected: usize,
+) -> Result<(), StoreError> {
+    let mut sink = connection.copy_in_raw(statement).await.map_err(store_error)?;
+    if let Err(error) = sink.send(rows.finish()).await {
+        let _ = sink.abort("send failed").await;
+        return Err(store_error(error));
+    }
+    let copied = sink.finish().await.map_err(claim_error)?;
+    if copied != expected as u64 {
+        return Err(StoreError::Database(format!("COPY wrote {copied} of {expected} rows")));
+    }
+    Ok(())
 }
 
 async fn insert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {

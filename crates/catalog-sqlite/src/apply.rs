@@ -60,7 +60,7 @@ async fn write_batch(
         prior: load_prior_rows(connection, &keys.event_ids).await?,
         flags,
     };
-    let writes = batch::prepare(batch, &loaded, config);
+    let writes = batch::prepare(batch, loaded, config);
 
     insert_journal_rows(connection, &writes.journal_inserts, now).await?;
     update_journal_rows(connection, &writes.journal_updates, now).await?;

@@ -166,12 +166,12 @@ pub struct PreparedWrites {
 }
 
 /// Plans the batch with `catalog-core` against what the backend loaded, and derives the rows.
-pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -> PreparedWrites {
+pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) -> PreparedWrites {
+    let LoadedState { offers, items, prior: prior_rows, flags } = loaded;
     let state = PlanState {
-        offers: loaded.offers.clone(),
-        items: loaded.items.clone(),
-        prior: loaded
-            .prior
+        offers,
+        items,
+        prior: prior_rows
             .iter()
             .map(|row| {
                 let prior = catalog_core::PriorEvent {
@@ -183,8 +183,8 @@ pub fn prepare(batch: &BatchInput, loaded: &LoadedState, config: &StoreConfig) -
             })
             .collect(),
     };
-    let plan = plan_batch(&batch.events, &state, &loaded.flags, config.clock);
-    let mut writes = journal_writes(batch, &plan, loaded);
+    let plan = plan_batch(&batch.events, &state, &flags, config.clock);
+    let mut writes = journal_writes(batch, &plan, &prior_rows);
     writes.offers = plan
         .offers
         .iter()
@@ -259,8 +259,8 @@ enum JournalTarget {
     Update(usize),
 }
 
-fn journal_writes(batch: &BatchInput, plan: &BatchPlan, loaded: &LoadedState) -> PreparedWrites {
-    let prior: HashMap<EventId, &PriorRow> = loaded.prior.iter().map(|row| (row.event_id, row)).collect();
+fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow]) -> PreparedWrites {
+    let prior: HashMap<EventId, &PriorRow> = prior_rows.iter().map(|row| (row.event_id, row)).collect();
     let mut inserts: Vec<JournalInsert> = Vec::new();
     let mut rejected: Vec<JournalInsert> = Vec::new();
     let mut updates: Vec<JournalUpdate> = Vec::new();
