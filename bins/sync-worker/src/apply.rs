@@ -81,42 +81,45 @@ impl Applier {
 
     fn record(&self, source: &str, batch: &SourceBatch, result: &BatchResult, elapsed: Duration) {
         self.metrics.batch_apply_seconds.with_label_values(&[source_kind(source)]).observe(elapsed.as_secs_f64());
-        let mut totals = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Counted per (outcome, reason) first: one metric update per label set, not per event.
+        let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        let mut redeliveries = [0_u64; 2];
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
         for (event, decision) in batch.events.iter().zip(&result.decisions) {
             let outcome = decision.outcome.as_str();
-            *totals.events_by_outcome.entry(outcome).or_insert(0) += 1;
-            self.metrics.events.with_label_values(&[outcome, decision.reason().unwrap_or("")]).inc();
+            *counts.entry((outcome, decision.reason().unwrap_or(""))).or_insert(0) += 1;
             if let Some(redelivery) = decision.redelivery {
-                let differs = if redelivery.payload_differs { "true" } else { "false" };
-                self.metrics.redeliveries.with_label_values(&[differs]).inc();
+                redeliveries[usize::from(redelivery.payload_differs)] += 1;
             }
-            let (tenant, sku, event_id) = match &event.delivery.decoded {
-                Ok(decoded) => (
-                    decoded.offer().tenant.to_string(),
-                    decoded.offer().sku.to_string(),
-                    decoded.event_id().to_string(),
-                ),
-                Err(rejection) => (
-                    rejection.tenant.as_ref().map(ToString::to_string).unwrap_or_default(),
-                    String::new(),
-                    rejection.event_id.map(|id| id.to_string()).unwrap_or_default(),
-                ),
-            };
             match (&decision.outcome, &event.delivery.decoded) {
                 (Outcome::Rejected(reason), Err(rejection)) => tracing::warn!(
-                    %tenant, %event_id, reason = reason.as_str(), detail = %rejection.detail,
+                    tenant = %rejection.tenant.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    event_id = %rejection.event_id.map(|id| id.to_string()).unwrap_or_default(),
+                    reason = reason.as_str(), detail = %rejection.detail,
                     source = %event.source.source, partition = event.source.partition, offset = event.source.offset,
                     "event rejected"
                 ),
-                _ => tracing::debug!(
-                    %tenant, %sku, %event_id, outcome, reason = decision.reason(), traceparent = event.traceparent.as_deref(),
+                (_, Ok(decoded)) if debug => tracing::debug!(
+                    tenant = %decoded.offer().tenant, sku = %decoded.offer().sku, event_id = %decoded.event_id(),
+                    outcome, reason = decision.reason(), traceparent = event.traceparent.as_deref(),
                     "event decided"
                 ),
+                _ => {}
+            }
+        }
+        let mut totals = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((outcome, reason), count) in counts {
+            *totals.events_by_outcome.entry(outcome).or_insert(0) += count;
+            self.metrics.events.with_label_values(&[outcome, reason]).inc_by(count);
+        }
+        for (differs, count) in [("false", redeliveries[0]), ("true", redeliveries[1])] {
+            if count > 0 {
+                self.metrics.redeliveries.with_label_values(&[differs]).inc_by(count);
             }
         }
         totals.items_changed += result.changed_items.len() as u64;
         self.metrics.items_changed.inc_by(result.changed_items.len() as u64);
-        for item in &result.changed_items {
+        for item in result.changed_items.iter().filter(|_| debug) {
             tracing::debug!(tenant = %item.tenant, sku = %item.sku, item_id = %item.item_id, version = item.version, quantity = item.quantity, "item changed");
         }
         let partition = batch.checkpoint.partition.to_string();

@@ -244,7 +244,12 @@ impl KafkaSource {
             // partition produces reaches the store quickly (librdkafka's default is 500 ms).
             .set("fetch.wait.max.ms", "100")
             // Statistics carry each partition's high watermark: lag in messages.
-            .set("statistics.interval.ms", "5000");
+            .set("statistics.interval.ms", "5000")
+            // At most 1 MB per fetch response. librdkafka rotates which partition leads each
+            // fetch request; a broker that fills a response from the first partition before the
+            // next (tansu 0.6 does) then still serves every assigned partition in turn, so the
+            // partitions' batches are applied concurrently instead of one partition at a time.
+            .set("fetch.max.bytes", "1048576");
         for (key, value) in &config.extra {
             client.set(key, value);
         }

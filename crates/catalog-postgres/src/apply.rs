@@ -348,11 +348,12 @@ async fn load_items(
     let rows = match locking {
         Locking::Optimistic => {
             let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
-            let existing = sqlx::query("SELECT tenant_id, sku, quantity, version, item_id FROM items WHERE item_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(store_error)?;
+            let existing =
+                sqlx::query("SELECT tenant_id, sku, quantity, version, item_id FROM items WHERE item_id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&mut *connection)
+                    .await
+                    .map_err(store_error)?;
             let found: std::collections::HashSet<Uuid> = existing.iter().map(|row| row.get(4)).collect();
             let missing: Vec<&(ItemKey, catalog_core::ItemId)> =
                 keys.iter().filter(|(_, id)| !found.contains(&id.0)).collect();
