@@ -42,6 +42,9 @@ struct InvalidateBody<'a> {
 /// How often an idle channel looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// Rounds (claim, send, record) a channel runs at once.
+const LANES: usize = 2;
+
 pub struct ChannelPublisher {
     config: ChannelConfig,
     store: Arc<dyn CatalogStore>,
@@ -77,20 +80,37 @@ impl ChannelPublisher {
     /// has nothing left waiting (everything published or dead-lettered). Returns the number of
     /// item versions the channel accepted or already held.
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
+        // A 429 holds the whole channel, every lane.
+        let hold = std::sync::Mutex::new(None);
+        let lanes = (0..LANES).map(|_| self.lane(&shutdown, &until_drained, &hold));
+        let done = futures::future::try_join_all(lanes).await?;
+        Ok(done.into_iter().sum())
+    }
+
+    /// One lane: claim a round, send it, record it, again. `LANES` of them share the channel's
+    /// concurrency, so one lane's claim and record overlap another's sends; claims lease
+    /// their items, so no two lanes ever hold the same item.
+    async fn lane(
+        &self,
+        shutdown: &CancellationToken,
+        until_drained: &CancellationToken,
+        hold: &std::sync::Mutex<Option<Instant>>,
+    ) -> Result<u64, PublishError> {
+        let concurrency = (self.config.concurrency / LANES).max(1);
         let claim = OutboxClaim {
-            limit: self.config.concurrency * 4,
+            limit: concurrency * 4,
             // At least long enough for a claimed batch to go out and time out.
             lease: self.config.lease.max(self.config.request_timeout * 2),
             settle: self.config.settle,
             max_wait: self.config.max_wait,
         };
         let mut n_done = 0;
-        let mut paused_until: Option<Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 return Ok(n_done);
             }
-            if let Some(until) = paused_until.take() {
+            let held = *hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(until) = held.filter(|until| *until > Instant::now()) {
                 tracing::info!(channel = %self.config.name, wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "channel throttled, holding its publishes");
                 tokio::select! {
                     _ = tokio::time::sleep_until(until.into()) => {}
@@ -101,7 +121,7 @@ impl ChannelPublisher {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(channel = %self.config.name, %error, "claiming publishes failed, retrying");
-                    self.idle(&shutdown).await;
+                    self.idle(shutdown).await;
                     continue;
                 }
             };
@@ -109,19 +129,20 @@ impl ChannelPublisher {
                 if until_drained.is_cancelled() && self.nothing_waiting().await? {
                     return Ok(n_done);
                 }
-                self.idle(&shutdown).await;
+                self.idle(shutdown).await;
                 continue;
             }
             let attempts: Vec<(OutboxEntry, Verdict, Option<u16>, Duration)> =
                 futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry)))
-                    .buffer_unordered(self.config.concurrency.max(1))
+                    .buffer_unordered(concurrency)
                     .collect()
                     .await;
             let mut records = Vec::with_capacity(attempts.len());
             for (entry, verdict, status, latency) in attempts {
                 if let Verdict::Throttled { retry_after } = &verdict {
                     let until = Instant::now() + *retry_after;
-                    paused_until = Some(paused_until.map_or(until, |current| current.max(until)));
+                    let mut held = hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *held = Some(held.map_or(until, |current| current.max(until)));
                 }
                 records.push((self.to_record(&entry, verdict, status, latency), entry));
             }
