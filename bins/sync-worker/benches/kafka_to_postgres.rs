@@ -19,6 +19,31 @@ const N_EVENTS: usize = 200_000;
 const PARTITIONS: i32 = 4;
 const BATCH: usize = 5_000;
 
+/// A worker process that is killed if the benchmark panics before stopping it, so a failed
+/// run never leaves a worker behind to load the machine.
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Asks the worker to stop (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Peak resident set of a process, from /proc, in MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -50,12 +75,13 @@ async fn bench_worker(messages: &[TestMessage]) -> WorkerRun {
         .await
         .expect("connect");
     let started = Instant::now();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+    let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--batch-size", &BATCH.to_string(), "--metrics-addr", "off"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(WorkerProcess)
         .expect("start sync-worker");
     let source = format!("kafka:{group}:{topic}");
     let mut first_batch: Option<Duration> = None;
@@ -78,8 +104,7 @@ async fn bench_worker(messages: &[TestMessage]) -> WorkerRun {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_mib(worker.id());
-    let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
-    let _ = worker.wait();
+    worker.stop();
     store.pool().close().await;
     WorkerRun { elapsed, first_batch, peak_rss_mib: rss }
 }
@@ -126,23 +151,35 @@ const STEADY_RATE: u64 = 5_000;
 const STEADY_SECONDS: u64 = 20;
 const STEADY_ITEMS: u64 = 1_000;
 
+/// Where an event's time went, per stage (each a sorted list over all events).
+struct Stages {
+    /// Produced → copied out of librdkafka by the worker (broker, fetch wait).
+    fetched: Vec<Duration>,
+    /// Fetched → its batch's transaction began (batch wait, queueing for the store).
+    batched: Vec<Duration>,
+    /// Transaction began → the storefront accepted a version at least as new (apply,
+    /// commit, settle window, claim, send).
+    published: Vec<Duration>,
+}
+
 /// Produces 5k events/s for 20 s while the worker publishes to the storefront; returns the
-/// latency of every event (until the storefront accepted a version at least as new) and the
-/// storefront's accepted calls per second.
-async fn bench_publish_latency() -> (Vec<Duration>, f64) {
+/// latency of every event (until the storefront accepted a version at least as new), the
+/// storefront's accepted calls per second, and the latency split into stages.
+async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let database = TestDatabase::create().await;
     let topic = unique_name("latency");
     let group = unique_name("latency");
     create_topic(&topic, PARTITIONS).await;
     let (url, accepted) = storefront().await;
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+    let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
         .args(["--storefront-rate", "5000", "--storefront-concurrency", "32", "--batch-max-wait-ms", "100"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(WorkerProcess)
         .expect("start sync-worker");
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", catalog_testkit::brokers())
@@ -155,6 +192,8 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64) {
     let mut produced: Vec<(String, i64, Instant)> = Vec::new();
     let mut deliveries = Vec::new();
     let started = Instant::now();
+    let started_wall = Utc::now();
+    let wall = |at: Instant| started_wall + chrono::Duration::from_std(at - started).expect("short");
     let total = STEADY_RATE * STEADY_SECONDS;
     for n in 0..total {
         // Pace: event n is due at n / rate seconds.
@@ -204,19 +243,38 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64) {
         assert!(Instant::now() < deadline, "the storefront did not reach the final quantities in 2 minutes");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
-    let _ = worker.wait();
+    worker.stop();
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    let journal: HashMap<uuid::Uuid, (chrono::DateTime<Utc>, chrono::DateTime<Utc>)> =
+        sqlx::query_as("SELECT event_id, received_at, decided_at FROM events WHERE event_id IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .expect("journal")
+            .into_iter()
+            .map(|(id, received, decided)| (id, (received, decided)))
+            .collect();
+    pool.close().await;
     let accepted = accepted.lock().expect("storefront state");
     let n_calls: usize = accepted.values().map(Vec::len).sum();
+    let mut stages = Stages { fetched: Vec::new(), batched: Vec::new(), published: Vec::new() };
+    let positive = |delta: chrono::Duration| delta.to_std().unwrap_or_default();
     let latencies = produced
         .iter()
-        .map(|(item, quantity, at)| {
+        .enumerate()
+        .map(|(n, (item, quantity, at))| {
             let seen =
                 accepted[item].iter().filter(|(q, _)| q >= quantity).map(|(_, when)| *when).min().expect("published");
+            let (received, decided) = journal[&uuid::Uuid::from_u128(n as u128 + 1)];
+            stages.fetched.push(positive(received - wall(*at)));
+            stages.batched.push(positive(decided - received));
+            stages.published.push(positive(wall(seen) - decided));
             seen.saturating_duration_since(*at)
         })
         .collect();
-    (latencies, n_calls as f64 / STEADY_SECONDS as f64)
+    stages.fetched.sort();
+    stages.batched.sort();
+    stages.published.sort();
+    (latencies, n_calls as f64 / STEADY_SECONDS as f64, stages)
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -256,7 +314,7 @@ fn main() {
             Some(rss) => println!("e2e/worker peak RSS: {rss:.0} MiB"),
             None => println!("e2e/worker peak RSS: unavailable"),
         }
-        let (mut latencies, calls_per_second) = bench_publish_latency().await;
+        let (mut latencies, calls_per_second, stages) = bench_publish_latency().await;
         latencies.sort();
         println!(
             "publish/steady {STEADY_RATE} events/s over {STEADY_ITEMS} items for {STEADY_SECONDS} s: event -> storefront accepted p50 {:?} p99 {:?} max {:?}; {calls_per_second:.0} accepted calls/s",
@@ -264,5 +322,16 @@ fn main() {
             percentile(&latencies, 0.99),
             percentile(&latencies, 1.0),
         );
+        for (stage, sorted) in [
+            ("produced -> fetched", &stages.fetched),
+            ("fetched -> batch transaction began", &stages.batched),
+            ("transaction began -> storefront accepted", &stages.published),
+        ] {
+            println!(
+                "publish/stage {stage}: p50 {:?} p99 {:?}",
+                percentile(sorted, 0.50),
+                percentile(sorted, 0.99)
+            );
+        }
     });
 }

@@ -117,6 +117,7 @@ impl ChannelPublisher {
                     _ = shutdown.cancelled() => return Ok(n_done),
                 }
             }
+            let round_started = Instant::now();
             let entries = match self.store.claim_outbox(&self.config.name, &claim).await {
                 Ok(entries) => entries,
                 Err(error) => {
@@ -132,6 +133,7 @@ impl ChannelPublisher {
                 self.idle(shutdown).await;
                 continue;
             }
+            let claimed = round_started.elapsed();
             let attempts: Vec<(OutboxEntry, Verdict, Option<u16>, Duration)> =
                 futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry)))
                     .buffer_unordered(concurrency)
@@ -150,6 +152,7 @@ impl ChannelPublisher {
             // failure is retried (the transaction left nothing behind); giving up would stop the
             // channel while the worker goes on, and the lease would resend what was accepted.
             let rows: Vec<PublishRecord> = records.iter().map(|(record, _)| record.clone()).collect();
+            let sent = round_started.elapsed();
             let mut backoff = Duration::from_millis(100);
             while let Err(error) = self.store.record_publishes(&rows).await {
                 tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
@@ -159,6 +162,14 @@ impl ChannelPublisher {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+            tracing::debug!(
+                channel = %self.config.name,
+                n_items = rows.len(),
+                claim_ms = claimed.as_millis() as u64,
+                send_ms = (sent - claimed).as_millis() as u64,
+                record_ms = (round_started.elapsed() - sent).as_millis() as u64,
+                "publish round"
+            );
             for (record, entry) in &records {
                 self.events.attempted(entry, record);
                 if matches!(record.outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {
