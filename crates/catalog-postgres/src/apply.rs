@@ -8,8 +8,9 @@
 //! batch is planned again, this time locking its offers and items before reading them
 //! ([`Locking::Pessimistic`]), so a contended batch cannot lose twice to the same rows.
 //!
-//! Lock order, the same in every transaction so none can wait on another in a cycle:
-//! offers, then items (each by key, byte order), then journal rows by event id.
+//! Lock order, the same in every transaction so none can wait on another in a cycle: new
+//! tenants and suppliers, offers, items (each by key, byte order), then journal rows by
+//! event id.
 
 use std::collections::HashMap;
 
