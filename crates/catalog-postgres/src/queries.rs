@@ -375,7 +375,7 @@ impl CatalogStore for PostgresStore {
         } else {
             // The same item and channel twice: their effects depend on order, record one by one.
             for record in records {
-                record_in(&mut transaction, record).await?;
+                record_round(&mut transaction, std::slice::from_ref(record)).await?;
             }
         }
         transaction.commit().await.map_err(store_error)
@@ -458,7 +458,8 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
 }
 
 /// Records a round of attempts, at most one per item and channel, with one statement per
-/// kind of effect instead of several per record: what `record_in` does for each.
+/// kind of effect: the attempts; the version each channel now holds; the waiting versions
+/// that are done with; the retries; the dead letters.
 async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRecord]) -> Result<(), StoreError> {
     let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
     let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
@@ -547,68 +548,6 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRec
         .map_err(store_error)?;
     }
     for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
-        dead_letter(connection, record).await?;
-    }
-    Ok(())
-}
-
-async fn record_in(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
-    let version = record.version as i64;
-    sqlx::query(
-        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(record.item_id.0)
-    .bind(version)
-    .bind(&record.channel)
-    .bind(i32::try_from(record.attempt).unwrap_or(i32::MAX))
-    .bind(record.status.map(i32::from))
-    .bind(record.outcome.as_str())
-    .bind(record.latency_ms.map(|latency| latency as i64))
-    .bind(&record.error)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    let held_version = held_version(record);
-    if let Some(held_version) = held_version {
-        sqlx::query(
-            "INSERT INTO published_versions (item_id, channel, version) VALUES ($1, $2, $3)
-             ON CONFLICT (item_id, channel) DO UPDATE
-             SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
-        )
-        .bind(record.item_id.0)
-        .bind(&record.channel)
-        .bind(held_version)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    }
-    match record.outcome {
-        PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
-            // Every waiting version up to the one sent is done with: coalesced away.
-            sqlx::query("DELETE FROM outbox WHERE item_id = $1 AND channel = $2 AND version <= $3")
-                .bind(record.item_id.0)
-                .bind(&record.channel)
-                .bind(held_version.unwrap_or(version))
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
-        }
-        PublishOutcome::RetryAt(due_at) => {
-            sqlx::query(
-                "UPDATE outbox SET available_at = $4, attempts = attempts + 1
-                 WHERE item_id = $1 AND channel = $2 AND version <= $3",
-            )
-            .bind(record.item_id.0)
-            .bind(&record.channel)
-            .bind(version)
-            .bind(due_at)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
-        }
-    }
-    if record.outcome == PublishOutcome::DeadLettered {
         dead_letter(connection, record).await?;
     }
     Ok(())
