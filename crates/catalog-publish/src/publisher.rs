@@ -42,7 +42,8 @@ struct InvalidateBody<'a> {
 /// How often an idle channel looks at the outbox.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// Rounds (claim, send, record) a channel runs at once.
+/// Rounds (claim, send, record) a channel runs at once, at most one per request allowed in
+/// flight.
 const LANES: usize = 2;
 
 pub struct ChannelPublisher {
@@ -82,7 +83,10 @@ impl ChannelPublisher {
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         // A 429 holds the whole channel, every lane.
         let hold = std::sync::Mutex::new(None);
-        let lanes = (0..LANES).map(|_| self.lane(&shutdown, &until_drained, &hold));
+        // Never more lanes than requests allowed in flight: together they stay within it.
+        let n_lanes = LANES.min(self.config.concurrency.max(1));
+        let concurrency = self.config.concurrency.max(1) / n_lanes;
+        let lanes = (0..n_lanes).map(|_| self.lane(concurrency, &shutdown, &until_drained, &hold));
         let done = futures::future::try_join_all(lanes).await?;
         Ok(done.into_iter().sum())
     }
@@ -92,11 +96,11 @@ impl ChannelPublisher {
     /// their items, so no two lanes ever hold the same item.
     async fn lane(
         &self,
+        concurrency: usize,
         shutdown: &CancellationToken,
         until_drained: &CancellationToken,
         hold: &std::sync::Mutex<Option<Instant>>,
     ) -> Result<u64, PublishError> {
-        let concurrency = (self.config.concurrency / LANES).max(1);
         let claim = OutboxClaim {
             limit: concurrency * 4,
             // At least long enough for a claimed batch to go out and time out.
