@@ -34,9 +34,9 @@ pub struct Metrics {
     pub publish_latency_seconds: HistogramVec,
     /// Item versions dead-lettered, by channel and reason.
     pub dead_letters: IntCounterVec,
-    /// Item versions waiting in the outbox, per channel.
+    /// Items waiting in the outbox (each once, at its newest version), per channel.
     pub outbox_pending: IntGaugeVec,
-    /// Age of the oldest waiting item version, per channel.
+    /// Seconds since the longest-waiting item's oldest unsent version was queued, per channel.
     pub outbox_oldest_seconds: IntGaugeVec,
     /// Items whose published version on a channel lags their catalog version.
     pub stale_items: IntGaugeVec,
@@ -105,9 +105,13 @@ impl Metrics {
             "Item versions dead-lettered, by channel and reason.",
             &["channel", "reason"],
         );
-        let outbox_pending = gauge("catalog_outbox_pending", "Item versions waiting to be published.", &["channel"]);
-        let outbox_oldest_seconds =
-            gauge("catalog_outbox_oldest_seconds", "Age of the oldest waiting item version.", &["channel"]);
+        let outbox_pending =
+            gauge("catalog_outbox_pending", "Items waiting to be published, each at its newest version.", &["channel"]);
+        let outbox_oldest_seconds = gauge(
+            "catalog_outbox_oldest_seconds",
+            "Seconds since the longest-waiting item's oldest unsent version was queued.",
+            &["channel"],
+        );
         let stale_items =
             gauge("catalog_stale_items", "Items whose published version lags their catalog version.", &["channel"]);
         Self {

@@ -69,6 +69,13 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
+    // RUST_LOG=catalog_postgres=debug shows each batch's step timings on stderr.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let events = events();

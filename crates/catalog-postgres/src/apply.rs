@@ -9,8 +9,8 @@
 //! ([`Locking::Pessimistic`]), so a contended batch cannot lose twice to the same rows.
 //!
 //! Lock order, the same in every transaction so none can wait on another in a cycle: new
-//! tenants and suppliers, offers, items (each by key, byte order), then journal rows by
-//! event id.
+//! tenants and suppliers, offers, items (each by key, byte order), journal rows by event
+//! id, then outbox rows by (item id, channel), the order publish records lock them in.
 
 use std::collections::HashMap;
 
@@ -23,6 +23,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::copy::BinaryRows;
+use crate::offer_cache::{Lookup, OfferCache};
 use crate::store_error;
 
 /// The journal outcomes that claim an event id; the partial unique index has the same list.
@@ -40,13 +41,29 @@ pub(crate) enum Locking {
 pub(crate) async fn apply_once(
     pool: &PgPool,
     config: &StoreConfig,
+    cache: &OfferCache,
     batch: &BatchInput,
     locking: Locking,
 ) -> Result<BatchResult, StoreError> {
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    let result = write_batch(&mut transaction, config, batch, locking).await?;
-    transaction.commit().await.map_err(store_error)?;
-    Ok(result)
+    let keys = BatchKeys::of(batch);
+    let applied = async {
+        let mut transaction = pool.begin().await.map_err(store_error)?;
+        let written = write_batch(&mut transaction, config, &keys, Some(cache), batch, locking).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(written)
+    }
+    .await;
+    match applied {
+        Ok(Written { result, committed }) => {
+            cache.remember(committed);
+            Ok(result)
+        }
+        Err(error) => {
+            // A lost race, or a commit that may or may not have happened: read them afresh.
+            cache.forget(&keys.offers);
+            Err(error)
+        }
+    }
 }
 
 /// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
@@ -56,23 +73,48 @@ pub(crate) async fn preview_once(
     batch: &BatchInput,
 ) -> Result<BatchResult, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    let result = write_batch(&mut transaction, config, batch, Locking::Pessimistic).await?;
+    let keys = BatchKeys::of(batch);
+    let written = write_batch(&mut transaction, config, &keys, None, batch, Locking::Pessimistic).await?;
     transaction.rollback().await.map_err(store_error)?;
-    Ok(result)
+    Ok(written.result)
+}
+
+/// What a batch wrote: its result, and each offer's state and revision once it commits
+/// (the ones it read and the ones it wrote), for the offer cache.
+struct Written {
+    result: BatchResult,
+    committed: Vec<(OfferKey, catalog_core::OfferState, i64)>,
 }
 
 async fn write_batch(
     connection: &mut PgConnection,
     config: &StoreConfig,
+    keys: &BatchKeys,
+    cache: Option<&OfferCache>,
     batch: &BatchInput,
     locking: Locking,
-) -> Result<BatchResult, StoreError> {
+) -> Result<Written, StoreError> {
     // Writes go in lock order: offers, items, journal; then outbox and checkpoints.
     let mut steps = Steps::start();
-    let keys = BatchKeys::of(batch);
-    let flags = load_flags(connection, &keys, config.default_sync_enabled).await?;
+    let flags = load_flags(connection, keys, config.default_sync_enabled).await?;
     steps.done("flags");
-    let (offers, revisions) = load_offers(connection, &keys.offers, locking).await?;
+    // A batch that lost a race reads (and locks) every offer; otherwise the cache answers first.
+    let Lookup { mut offers, mut revisions, missing } = match (locking, cache) {
+        (Locking::Optimistic, Some(cache)) => cache.lookup(&keys.offers),
+        _ => Lookup { missing: keys.offers.iter().collect(), ..Lookup::default() },
+    };
+    let n_cached = offers.len();
+    let (read, read_revisions) = load_offers(connection, &missing, locking).await?;
+    let mut committed = Vec::new();
+    if cache.is_some() {
+        committed.reserve(read.len() + keys.offers.len());
+        committed.extend(
+            read.iter()
+                .map(|(key, state)| (key.clone(), state.clone(), read_revisions.get(key).copied().unwrap_or(ABSENT))),
+        );
+    }
+    offers.extend(read);
+    revisions.extend(read_revisions);
     steps.done("load_offers");
     let items = load_items(connection, &keys.items, locking).await?;
     steps.done("load_items");
@@ -83,18 +125,31 @@ async fn write_batch(
     steps.done("plan");
     write_offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");
+    if cache.is_some() {
+        committed.extend(writes.offers.iter().map(|offer| {
+            let revision = revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1;
+            (offer.key.clone(), offer.state.clone(), revision)
+        }));
+    }
     write_items(connection, &writes).await?;
     steps.done("write_items");
     insert_journal(connection, &writes).await?;
     steps.done("insert_journal");
     update_journal(connection, &writes).await?;
     steps.done("update_journal");
-    copy_outbox(connection, &writes).await?;
-    steps.done("copy_outbox");
+    upsert_outbox(connection, &writes).await?;
+    steps.done("upsert_outbox");
     write_checkpoints(connection, &writes).await?;
     steps.done("checkpoints");
-    tracing::debug!(n_events = batch.events.len(), ?locking, steps = %steps, "batch written, not yet committed");
-    Ok(writes.result)
+    tracing::debug!(
+        n_events = batch.events.len(),
+        n_offers = keys.offers.len(),
+        n_cached,
+        ?locking,
+        steps = %steps,
+        "batch written, not yet committed"
+    );
+    Ok(Written { result: writes.result, committed })
 }
 
 /// How long each step of a batch took, for the debug log: where a slow batch spends its time.
@@ -155,7 +210,7 @@ pub(crate) async fn republish(
     }
     let queued = outbox.len() as u64;
     let writes = PreparedWrites { outbox, ..PreparedWrites::default() };
-    insert_outbox(&mut transaction, &writes).await?;
+    upsert_outbox(&mut transaction, &writes).await?;
     transaction.commit().await.map_err(store_error)?;
     Ok(queued)
 }
@@ -240,7 +295,7 @@ const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snaps
 /// creates meanwhile is not returned: it is planned as new, and its write then conflicts.
 async fn load_offers(
     connection: &mut PgConnection,
-    keys: &[OfferKey],
+    keys: &[&OfferKey],
     locking: Locking,
 ) -> Result<(HashMap<OfferKey, catalog_core::OfferState>, Revisions), StoreError> {
     let mut offers = HashMap::with_capacity(keys.len());
@@ -258,13 +313,14 @@ async fn load_offers(
                      JOIN unnest($1::text[], $2::text[], $3::text[]) AS u(t, s, k)
                        ON tenant_id = t AND supplier_id = s AND sku = k"
                 ),
-                keys.iter(),
+                keys.iter().copied(),
             )
             .await?;
             let found: std::collections::HashSet<(&str, &str, &str)> =
                 existing.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
             let missing: Vec<&OfferKey> = keys
                 .iter()
+                .copied()
                 .filter(|key| !found.contains(&(key.tenant.as_str(), key.supplier.as_str(), key.sku.as_str())))
                 .collect();
             let created = if missing.is_empty() {
@@ -295,7 +351,7 @@ async fn load_offers(
                      ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
                      RETURNING {OFFER_STATE}"
                 ),
-                keys.iter(),
+                keys.iter().copied(),
             )
             .await?
         }
@@ -484,13 +540,11 @@ async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
     copy_in(connection, &format!("COPY events ({JOURNAL_COLUMNS}) FROM STDIN (FORMAT binary)"), copy, rows.len()).await
 }
 
-/// A unique violation of the claim index (or of an outbox version) is a lost race, not a
-/// broken database: the batch is planned again.
+/// A unique violation of the claim index is a lost race, not a broken database: the batch
+/// is planned again.
 fn claim_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(database) = &error {
-        if let Some(constraint @ ("events_event_id_decided" | "outbox_item_id_version_channel_key")) =
-            database.constraint()
-        {
+        if let Some(constraint @ "events_event_id_decided") = database.constraint() {
             return StoreError::Conflict(format!("{constraint}: a row was written concurrently"));
         }
     }
@@ -643,33 +697,6 @@ fn guard(table: &str, written: u64, planned: usize) -> Result<(), StoreError> {
     )))
 }
 
-/// Queues the batch's new item versions with binary `COPY`: each is a version no one has
-/// queued yet (its item's write was guarded), so there is no conflict to skip.
-async fn copy_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
-    let outbox = &writes.outbox;
-    if outbox.is_empty() {
-        return Ok(());
-    }
-    let mut copy = BinaryRows::new(7, outbox.len(), 160);
-    for row in outbox {
-        copy.row()
-            .uuid(Some(row.item_id.0))
-            .text(Some(row.tenant.as_str()))
-            .text(Some(&row.sku))
-            .int8(Some(row.quantity))
-            .int8(Some(row.version))
-            .text(Some(&row.channel))
-            .text(row.traceparent.as_deref());
-    }
-    copy_in(
-        connection,
-        "COPY outbox (item_id, tenant_id, sku, quantity, version, channel, traceparent) FROM STDIN (FORMAT binary)",
-        copy,
-        outbox.len(),
-    )
-    .await
-}
-
 /// Sends `rows` (`expected` of them) through one `COPY … FROM STDIN (FORMAT binary)`.
 async fn copy_in(
     connection: &mut PgConnection,
@@ -689,22 +716,35 @@ async fn copy_in(
     Ok(())
 }
 
-async fn insert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
+/// Queues each new item version on its channels: one outbox row per item and channel, so
+/// a version waiting unsent is replaced in place (coalesced) and keeps its first enqueue
+/// time, its lease and its retry schedule; a row that already waits at this version or a
+/// newer one is left alone. Rows are written in (item id, channel) order, the order
+/// `record_publishes` locks them in, so the two never wait on each other in a cycle.
+async fn upsert_outbox(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     let outbox = &writes.outbox;
     if outbox.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = outbox.iter().map(|row| row.item_id.0).collect();
-    let tenants = strings(outbox.iter().map(|row| &row.tenant));
-    let skus: Vec<&str> = outbox.iter().map(|row| row.sku.as_str()).collect();
-    let quantities: Vec<i64> = outbox.iter().map(|row| row.quantity).collect();
-    let versions: Vec<i64> = outbox.iter().map(|row| row.version).collect();
-    let channels: Vec<&str> = outbox.iter().map(|row| row.channel.as_str()).collect();
-    let traceparents: Vec<Option<&str>> = outbox.iter().map(|row| row.traceparent.as_deref()).collect();
+    let mut order: Vec<&catalog_store::batch::OutboxWrite> = outbox.iter().collect();
+    order.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
+    let ids: Vec<Uuid> = order.iter().map(|row| row.item_id.0).collect();
+    let tenants: Vec<&str> = order.iter().map(|row| row.tenant.as_str()).collect();
+    let skus: Vec<&str> = order.iter().map(|row| row.sku.as_str()).collect();
+    let quantities: Vec<i64> = order.iter().map(|row| row.quantity).collect();
+    let versions: Vec<i64> = order.iter().map(|row| row.version).collect();
+    let channels: Vec<&str> = order.iter().map(|row| row.channel.as_str()).collect();
+    let traceparents: Vec<Option<&str>> = order.iter().map(|row| row.traceparent.as_deref()).collect();
     sqlx::query(
-        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, traceparent)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
-         ON CONFLICT (item_id, version, channel) DO NOTHING",
+        "INSERT INTO outbox AS o (item_id, tenant_id, sku, quantity, version, channel, traceparent)
+         SELECT i, t, k, q, v, c, tp
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::text[])
+              WITH ORDINALITY AS u(i, t, k, q, v, c, tp, n)
+         ORDER BY n
+         ON CONFLICT (item_id, channel) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, sku = EXCLUDED.sku,
+             quantity = EXCLUDED.quantity, version = EXCLUDED.version, traceparent = EXCLUDED.traceparent,
+             enqueued_at = EXCLUDED.enqueued_at
+         WHERE o.version < EXCLUDED.version",
     )
     .bind(&ids)
     .bind(&tenants)

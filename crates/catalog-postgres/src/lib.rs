@@ -5,8 +5,10 @@
 
 mod apply;
 mod copy;
+mod offer_cache;
 mod queries;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_store::{StoreConfig, StoreError};
@@ -25,19 +27,30 @@ const MAX_CONFLICT_RETRIES: u32 = 5;
 pub struct PostgresOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// How many offers (state and revision, a few hundred bytes each) a store remembers
+    /// between batches instead of reading them again; 0 reads every batch's offers.
+    pub offer_cache_capacity: usize,
 }
+
+/// The default [`PostgresOptions::offer_cache_capacity`]: about 30 MB when full.
+pub const DEFAULT_OFFER_CACHE_CAPACITY: usize = 100_000;
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            offer_cache_capacity: DEFAULT_OFFER_CACHE_CAPACITY,
+        }
     }
 }
 
-/// The production catalog store.
+/// The production catalog store. Clones share one pool and one offer cache.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     config: StoreConfig,
+    offers: Arc<offer_cache::OfferCache>,
 }
 
 impl PostgresStore {
@@ -52,14 +65,16 @@ impl PostgresStore {
             .connect_with(connect_options)
             .await
             .map_err(store_error)?;
-        let store = Self { pool, config };
+        let offers = Arc::new(offer_cache::OfferCache::new(options.offer_cache_capacity));
+        let store = Self { pool, config, offers };
         catalog_store::CatalogStore::migrate(&store).await?;
         Ok(store)
     }
 
-    /// Wraps an existing pool; migrations are not run.
+    /// Wraps an existing pool, with an offer cache of the default capacity; migrations are
+    /// not run.
     pub fn from_pool(pool: PgPool, config: StoreConfig) -> Self {
-        Self { pool, config }
+        Self { pool, config, offers: Arc::new(offer_cache::OfferCache::new(DEFAULT_OFFER_CACHE_CAPACITY)) }
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -68,7 +68,7 @@ impl CatalogStore for PostgresStore {
         loop {
             // A batch that lost a race locks what it reads from then on.
             let locking = if attempt == 0 { Locking::Optimistic } else { Locking::Pessimistic };
-            match apply_once(&self.pool, &self.config, batch, locking).await {
+            match apply_once(&self.pool, &self.config, &self.offers, batch, locking).await {
                 Err(StoreError::Conflict(reason)) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     tracing::debug!(attempt, %reason, "batch lost a race, planning it again");
@@ -313,31 +313,24 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
-        // Per item, only its newest version is a candidate; every waiting version of a picked
-        // item is leased with it, so no other publisher sends an older one meanwhile.
-        // SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due
-        // test is on the locked row itself, so a lease committed meanwhile is seen and skipped.
+        // One row per item and channel, holding its newest waiting version: the claim walks
+        // the channel's rows longest-waiting first and stops at the limit. SKIP LOCKED lets
+        // concurrent publishers take disjoint items without waiting; the due test is on the
+        // locked row itself, so a lease committed meanwhile is seen and skipped.
         let rows = sqlx::query(
-            "WITH newest AS (
-                 SELECT DISTINCT ON (item_id) outbox_id, item_id, enqueued_at,
-                        min(enqueued_at) OVER (PARTITION BY item_id) AS first_enqueued_at
-                 FROM outbox WHERE channel = $1 ORDER BY item_id, version DESC
-             ), picked AS (
-                 SELECT o.outbox_id, o.item_id FROM outbox AS o JOIN newest AS n ON n.outbox_id = o.outbox_id
-                 WHERE o.available_at <= now()
-                   AND (n.enqueued_at <= now() - make_interval(secs => $4)
-                        OR n.first_enqueued_at <= now() - make_interval(secs => $5))
-                 ORDER BY n.enqueued_at, o.outbox_id
+            "WITH picked AS (
+                 SELECT outbox_id FROM outbox
+                 WHERE channel = $1 AND available_at <= now()
+                   AND (enqueued_at <= now() - make_interval(secs => $4)
+                        OR first_enqueued_at <= now() - make_interval(secs => $5))
+                 ORDER BY first_enqueued_at, outbox_id
                  LIMIT $2
-                 FOR UPDATE OF o SKIP LOCKED
-             ), leased AS (
-                 UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
-                 FROM picked WHERE o.channel = $1 AND o.item_id = picked.item_id
-                 RETURNING o.outbox_id
+                 FOR UPDATE SKIP LOCKED
              )
-             SELECT o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
-                    o.enqueued_at
-             FROM outbox AS o JOIN picked ON picked.outbox_id = o.outbox_id",
+             UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+             FROM picked WHERE o.outbox_id = picked.outbox_id
+             RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
+                       o.enqueued_at",
         )
         .bind(channel)
         .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
@@ -371,22 +364,25 @@ impl CatalogStore for PostgresStore {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
         let mut keys = std::collections::HashSet::with_capacity(records.len());
         if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
-            record_round(&mut transaction, records).await?;
+            let mut round: Vec<&PublishRecord> = records.iter().collect();
+            round.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
+            record_round(&mut transaction, &round).await?;
         } else {
             // The same item and channel twice: their effects depend on order, record one by one.
             for record in records {
-                record_round(&mut transaction, std::slice::from_ref(record)).await?;
+                record_round(&mut transaction, &[record]).await?;
             }
         }
         transaction.commit().await.map_err(store_error)
     }
 
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
-        let rows =
-            sqlx::query("SELECT channel, count(*), min(enqueued_at) FROM outbox GROUP BY channel ORDER BY channel")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?;
+        let rows = sqlx::query(
+            "SELECT channel, count(*), min(first_enqueued_at) FROM outbox GROUP BY channel ORDER BY channel",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
         Ok(rows
             .iter()
             .map(|row| OutboxDepth {
@@ -446,7 +442,6 @@ impl CatalogStore for PostgresStore {
     }
 }
 
-/// One publish attempt's rows, inside the caller's transaction.
 /// The version a record says the channel now holds, if it says one.
 fn held_version(record: &PublishRecord) -> Option<i64> {
     let version = record.version as i64;
@@ -457,10 +452,12 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     }
 }
 
-/// Records a round of attempts, at most one per item and channel, with one statement per
-/// kind of effect: the attempts; the version each channel now holds; the waiting versions
-/// that are done with; the retries; the dead letters.
-async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRecord]) -> Result<(), StoreError> {
+/// Records a round of attempts, at most one per item and channel and sorted by (item id,
+/// channel), with one statement per kind of effect: the outbox rows locked, in that order
+/// (the order `apply_batch` writes them in, so neither waits on the other in a cycle); the
+/// attempts; the version each channel now holds; the rows that are done with; the rows
+/// that now wait for a version queued while this one was out; the retries; the dead letters.
+async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRecord]) -> Result<(), StoreError> {
     let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
     let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
     let versions: Vec<i64> = records.iter().map(|record| record.version as i64).collect();
@@ -469,6 +466,17 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRec
     let results: Vec<&str> = records.iter().map(|record| record.outcome.as_str()).collect();
     let latencies: Vec<Option<i64>> = records.iter().map(|record| record.latency_ms.map(|l| l as i64)).collect();
     let errors: Vec<Option<&str>> = records.iter().map(|record| record.error.as_deref()).collect();
+    sqlx::query(
+        "SELECT 1 FROM outbox AS o
+         JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
+         ORDER BY u.n
+         FOR UPDATE OF o",
+    )
+    .bind(&ids)
+    .bind(&channels)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
     sqlx::query(
         "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
@@ -489,14 +497,12 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRec
     // Published and superseded: the channel holds a version; dead-lettered: done with too.
     let (mut done_ids, mut done_channels, mut done_versions, mut held) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut retry_ids, mut retry_channels, mut retry_versions, mut retry_dues) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut retry_ids, mut retry_channels, mut retry_dues) = (Vec::new(), Vec::new(), Vec::new());
     for record in records {
         match record.outcome {
             PublishOutcome::RetryAt(due_at) => {
                 retry_ids.push(record.item_id.0);
                 retry_channels.push(record.channel.as_str());
-                retry_versions.push(record.version as i64);
                 retry_dues.push(due_at);
             }
             PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
@@ -521,7 +527,7 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRec
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-        // Every waiting version up to the one the channel holds is done with: coalesced away.
+        // A row still waiting at the version the channel holds (or an older one) is done with.
         sqlx::query(
             "DELETE FROM outbox AS o USING unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
              WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
@@ -532,16 +538,30 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[PublishRec
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
+        // A newer version was queued while this one was out: it is due now, as a fresh run
+        // that started waiting when it was queued.
+        sqlx::query(
+            "UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
+             FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
+             WHERE o.item_id = u.i AND o.channel = u.c AND o.version > u.v",
+        )
+        .bind(&done_ids)
+        .bind(&done_channels)
+        .bind(&done_versions)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
     }
     if !retry_ids.is_empty() {
+        // The item waits out the backoff whatever version it now holds: a newer version
+        // queued meanwhile goes out at the retry, not at once to a channel that just failed.
         sqlx::query(
             "UPDATE outbox AS o SET available_at = u.due, attempts = o.attempts + 1
-             FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[]) AS u(i, c, v, due)
-             WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(i, c, due)
+             WHERE o.item_id = u.i AND o.channel = u.c",
         )
         .bind(&retry_ids)
         .bind(&retry_channels)
-        .bind(&retry_versions)
         .bind(&retry_dues)
         .execute(&mut *connection)
         .await

@@ -351,6 +351,9 @@ async fn upsert_items(connection: &mut SqliteConnection, items: &[ChangedItem], 
     Ok(())
 }
 
+/// Queues each new item version on its channels: one row per item and channel, so a
+/// version waiting unsent is replaced in place (coalesced) and keeps its first enqueue
+/// time, its lease and its retry schedule; a row already at this version or newer stays.
 async fn insert_outbox_rows(
     connection: &mut SqliteConnection,
     outbox: &[OutboxWrite],
@@ -359,9 +362,12 @@ async fn insert_outbox_rows(
     for row in outbox {
         sqlx::query(
             "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, traceparent, enqueued_at, \
-             available_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
-             ON CONFLICT (item_id, version, channel) DO NOTHING",
+             first_enqueued_at, available_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8) \
+             ON CONFLICT (item_id, channel) DO UPDATE SET tenant_id = excluded.tenant_id, sku = excluded.sku, \
+             quantity = excluded.quantity, version = excluded.version, traceparent = excluded.traceparent, \
+             enqueued_at = excluded.enqueued_at \
+             WHERE outbox.version < excluded.version",
         )
         .bind(row.item_id.0.as_bytes().as_slice())
         .bind(row.tenant.as_str())

@@ -25,9 +25,9 @@ fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
-/// Claims up to `claim.limit` due entries of `channel`, one per item (its newest version,
-/// once settled or waited long enough), and leases every waiting version of each picked
-/// item until `now + lease`.
+/// Claims up to `claim.limit` due items of `channel`, longest-waiting first (each row holds
+/// its item's newest waiting version; due once settled or waited long enough), and leases
+/// them until `now + lease`.
 pub(crate) async fn claim_outbox(
     pool: &SqlitePool,
     channel: &str,
@@ -44,19 +44,11 @@ pub(crate) async fn claim_outbox(
     let now = micros(Utc::now());
     let leased_until = now.saturating_add(saturating_i64(lease.as_micros()));
 
-    // Per item only its newest version is a candidate, and it is due when that row is.
     let picked = sqlx::query(
-        "SELECT o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts, \
-         o.enqueued_at \
-         FROM outbox AS o \
-         WHERE o.channel = ?1 \
-         AND o.version = (SELECT max(newer.version) FROM outbox AS newer \
-                          WHERE newer.channel = o.channel AND newer.item_id = o.item_id) \
-         AND o.available_at <= ?2 \
-         AND (o.enqueued_at <= ?4 \
-              OR (SELECT min(older.enqueued_at) FROM outbox AS older \
-                  WHERE older.channel = o.channel AND older.item_id = o.item_id) <= ?5) \
-         ORDER BY o.enqueued_at, o.outbox_id \
+        "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, attempts, enqueued_at \
+         FROM outbox \
+         WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \
+         ORDER BY first_enqueued_at, outbox_id \
          LIMIT ?3",
     )
     .bind(channel)
@@ -87,13 +79,11 @@ pub(crate) async fn claim_outbox(
         });
     }
 
-    // Every waiting version of a picked item is leased with it, so no other publisher sends
-    // an older one meanwhile.
-    for entry in &claimed {
-        sqlx::query("UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3")
+    for row in &picked {
+        let outbox_id: i64 = columns::column(row, "outbox_id")?;
+        sqlx::query("UPDATE outbox SET available_at = ?1 WHERE outbox_id = ?2")
             .bind(leased_until)
-            .bind(channel)
-            .bind(entry.item_id.0.as_bytes().as_slice())
+            .bind(outbox_id)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
@@ -146,28 +136,27 @@ async fn record_in(connection: &mut SqliteConnection, record: &PublishRecord) ->
             hold_version(connection, record, version.max(current_version as i64), now).await?;
         }
         PublishOutcome::RetryAt(due_at) => {
+            // The item waits out the backoff whatever version it now holds: a newer version
+            // queued meanwhile goes out at the retry, not at once to a channel that just failed.
             sqlx::query(
-                "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 \
-                 WHERE item_id = ?2 AND channel = ?3 AND version <= ?4",
+                "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE item_id = ?2 AND channel = ?3",
             )
             .bind(micros(due_at))
             .bind(item_id)
             .bind(record.channel.as_str())
-            .bind(version)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
         }
         PublishOutcome::DeadLettered => {
-            remove_waiting_versions(connection, record, version).await?;
+            done_with(connection, record, version, now).await?;
             dead_letter(connection, record, now).await?;
         }
     }
     Ok(())
 }
 
-/// The channel now holds `held_version` (or newer): remember it and drop every waiting
-/// version up to it, which coalesces older versions away.
+/// The channel now holds `held_version` (or newer): remember it, and be done with the row.
 async fn hold_version(
     connection: &mut SqliteConnection,
     record: &PublishRecord,
@@ -186,21 +175,37 @@ async fn hold_version(
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    remove_waiting_versions(connection, record, held_version).await
+    done_with(connection, record, held_version, now).await
 }
 
-async fn remove_waiting_versions(
+/// The item's row is done with up to `version`: removed if it still waits at that version
+/// or an older one; if a newer version was queued while this one was out, that one is due
+/// now, as a fresh run that started waiting when it was queued.
+async fn done_with(
     connection: &mut SqliteConnection,
     record: &PublishRecord,
-    up_to_version: i64,
+    version: i64,
+    now: i64,
 ) -> Result<(), StoreError> {
+    let item_id = record.item_id.0.as_bytes().as_slice();
     sqlx::query("DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3")
-        .bind(record.item_id.0.as_bytes().as_slice())
+        .bind(item_id)
         .bind(record.channel.as_str())
-        .bind(up_to_version)
+        .bind(version)
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
+    sqlx::query(
+        "UPDATE outbox SET available_at = ?1, attempts = 0, first_enqueued_at = enqueued_at \
+         WHERE item_id = ?2 AND channel = ?3 AND version > ?4",
+    )
+    .bind(now)
+    .bind(item_id)
+    .bind(record.channel.as_str())
+    .bind(version)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
     Ok(())
 }
 
@@ -246,7 +251,7 @@ async fn dead_letter(connection: &mut SqliteConnection, record: &PublishRecord, 
 
 pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, StoreError> {
     let stored = sqlx::query(
-        "SELECT channel, count(*) AS pending, min(enqueued_at) AS oldest_enqueued_at FROM outbox \
+        "SELECT channel, count(*) AS pending, min(first_enqueued_at) AS oldest_enqueued_at FROM outbox \
          GROUP BY channel ORDER BY channel",
     )
     .fetch_all(pool)

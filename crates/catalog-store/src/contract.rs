@@ -32,13 +32,14 @@ macro_rules! store_contract_tests {
             rejected_messages_keep_their_bytes_and_do_not_claim_the_id,
             held_events_are_decided_afresh_once_sync_is_on,
             first_sight_uses_the_configured_default_flag,
-            outbox_gets_one_row_per_channel_and_version,
+            outbox_holds_one_row_per_item_and_channel_at_its_newest_version,
             checkpoints_never_move_backwards,
             item_trace_explains_the_winner,
             journal_window_filters_by_time_and_supplier,
             sync_status_counts_outcomes,
             concurrent_batches_on_overlapping_keys_are_exact,
             outbox_claims_the_newest_version_and_coalesces_older_ones,
+            a_version_queued_while_one_is_out_goes_once_that_one_is_recorded,
             a_retried_publish_is_due_again_and_counts_its_attempts,
             a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
             a_round_of_records_has_each_outcome_s_effect,
@@ -385,8 +386,9 @@ where
     assert!(store.tenant_flags(&TenantId::parse("never-seen").expect("valid")).await.expect("flags").is_none());
 }
 
-pub async fn outbox_gets_one_row_per_channel_and_version<G, F>(factory: impl FnOnce(StoreConfig) -> F)
-where
+pub async fn outbox_holds_one_row_per_item_and_channel_at_its_newest_version<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let channels = vec![
@@ -410,12 +412,8 @@ where
     pending.sort();
     assert_eq!(
         pending,
-        [
-            ("shopify".to_owned(), 1),
-            ("shopify".to_owned(), 2),
-            ("storefront".to_owned(), 1),
-            ("storefront".to_owned(), 2)
-        ]
+        [("shopify".to_owned(), 2), ("storefront".to_owned(), 2)],
+        "version 2 replaced version 1 while it waited"
     );
     assert_eq!(trace.item.version, 2, "an applied event that leaves the quantity alone makes no version");
 }
@@ -541,6 +539,13 @@ where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
+    concurrent_callers_are_exact(&[Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]).await;
+}
+
+/// Four callers apply rounds of batches on the same few offers and items at once, some
+/// events delivered to two of them; the result must equal the reference's. Callers may be
+/// one store or several stores on one database (separate processes' worth of caches).
+pub async fn concurrent_callers_are_exact(callers: &[Arc<dyn CatalogStore>; 4]) {
     let flags: &dyn SyncFlags = &FlagTable { default_enabled: true, ..FlagTable::default() };
     const CALLERS: usize = 4;
     let mut all = Vec::new();
@@ -556,20 +561,20 @@ where
         }
         parts[1].reverse();
         all.extend(parts.iter().flatten().cloned());
-        let mut callers = tokio::task::JoinSet::new();
-        for part in parts {
-            let store = Arc::clone(&store);
-            callers.spawn(async move { store.apply_batch(&batch(part)).await });
+        let mut running = tokio::task::JoinSet::new();
+        for (part, store) in parts.into_iter().zip(callers) {
+            let store = Arc::clone(store);
+            running.spawn(async move { store.apply_batch(&batch(part)).await });
         }
-        while let Some(result) = callers.join_next().await {
+        while let Some(result) = running.join_next().await {
             result.expect("task").expect("concurrent apply");
         }
     }
     let mut reference = ReferenceCatalog::default();
     reference.apply(&deliveries(&all), flags, ClockPolicy::default());
-    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    let (offers, items) = snapshot(&*callers[0], &["canary", "t2"]).await;
     assert_eq!(store_offers(offers), reference_offers(&reference));
-    // Versions depend on how the two callers interleaved; quantities must not. An item
+    // Versions depend on how the callers interleaved; quantities must not. An item
     // that never left zero in one history may have a row at zero in the other.
     let quantities: BTreeMap<_, _> = items
         .iter()
@@ -617,7 +622,11 @@ where
     store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
     store.apply_batch(&batch(vec![incoming(3, &b, StockChange::Updated { quantity: 6 }, 1, 3)])).await.expect("apply");
     let depth = store.outbox_depth().await.expect("depth");
-    assert_eq!(depth.iter().map(|d| (d.channel.as_str(), d.pending)).collect::<Vec<_>>(), [("storefront", 3)]);
+    assert_eq!(
+        depth.iter().map(|d| (d.channel.as_str(), d.pending)).collect::<Vec<_>>(),
+        [("storefront", 2)],
+        "A's two versions wait as one"
+    );
 
     let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     claimed.sort_by_key(|entry| entry.sku.to_string());
@@ -641,6 +650,52 @@ where
     let attempts: Vec<_> =
         trace.publish_attempts.iter().map(|p| (p.version, p.attempt, p.result.as_str(), p.status)).collect();
     assert_eq!(attempts, [(2, 1, "published", Some(202))]);
+}
+
+pub async fn a_version_queued_while_one_is_out_goes_once_that_one_is_recorded<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    let b = offer("canary", "acme", "B-1");
+    let events = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 4 }, 0, 1),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let mut out = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    out.sort_by_key(|entry| entry.sku.to_string());
+    let events = vec![
+        incoming(3, &a, StockChange::Updated { quantity: 5 }, 1, 2),
+        incoming(4, &b, StockChange::Updated { quantity: 6 }, 1, 2),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "no second send of an item while one is out"
+    );
+    let mut failed = published(&out[1], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
+    failed.status = Some(503);
+    store.record_publishes(&[published(&out[0], PublishOutcome::Published), failed]).await.expect("record");
+
+    let mut next = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    next.sort_by_key(|entry| entry.sku.to_string());
+    let next_summary: Vec<_> = next.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
+    assert_eq!(
+        next_summary,
+        [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 2, 1)],
+        "A's new version is a fresh run; B's retry carries its newest version and counts the failure"
+    );
+    assert_eq!(store.stale_items("storefront").await.expect("stale"), 2, "both lag until version 2 lands");
+    let round: Vec<_> = next.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    store.record_publishes(&round).await.expect("record");
+    assert_eq!(store.outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum::<u64>(), 0);
+    assert_eq!(store.stale_items("storefront").await.expect("stale"), 0);
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    let attempts: Vec<_> = trace.publish_attempts.iter().map(|p| (p.version, p.result.as_str())).collect();
+    assert_eq!(attempts, [(1, "published"), (2, "published")]);
 }
 
 pub async fn a_retried_publish_is_due_again_and_counts_its_attempts<G, F>(factory: impl FnOnce(StoreConfig) -> F)

@@ -212,11 +212,13 @@ pub struct ItemTrace {
     pub publish_attempts: Vec<PublishAttempt>,
 }
 
-/// An outbox entry not yet published.
+/// An item waiting to be published on a channel: at most one per item and channel, holding
+/// the newest version queued (older unsent versions were replaced by it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingPublish {
     pub channel: String,
     pub version: u64,
+    /// When this version was queued.
     pub enqueued_at: DateTime<Utc>,
 }
 
@@ -337,8 +339,9 @@ pub struct PublishRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxDepth {
     pub channel: String,
-    /// Item versions waiting (older versions of the same item included).
+    /// Items waiting, each once, at its newest version.
     pub pending: u64,
+    /// When the longest-waiting item's oldest unsent version was queued.
     pub oldest_enqueued_at: Option<DateTime<Utc>>,
 }
 

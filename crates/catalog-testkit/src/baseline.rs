@@ -57,7 +57,7 @@ pub fn incoming(events: &[SupplierEvent], source: &str, received_at: DateTime<Ut
 }
 
 /// Writes the rows `apply_batch` writes for these events (a journal row per event id, an
-/// upsert per offer and per item, an outbox row per item, the source checkpoint) in batches
+/// upsert per offer, per item and per outbox row, the source checkpoint) in batches
 /// of `batch_size`, one transaction each, with plain array statements, into a migrated
 /// catalog database; returns the time it took. Nothing is read back, locked or decided:
 /// every offer takes its last event's value, every item of the batch a new version.
@@ -168,10 +168,12 @@ pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_siz
         .execute(&mut *transaction)
         .await
         .expect("item upsert");
-        // Each item appears once per batch, so the batch number is a version unique to it.
+        // One row per item and channel, replaced by a newer version; the batch number is one.
         sqlx::query(
             "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel)
-             SELECT id, t, k, q, $5, 'storefront' FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, t, k, q)",
+             SELECT id, t, k, q, $5, 'storefront' FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(id, t, k, q)
+             ON CONFLICT (item_id, channel) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version,
+                 enqueued_at = now()",
         )
         .bind(&item_ids)
         .bind(&item_tenants)
