@@ -59,9 +59,8 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result
     };
     let url = args.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(url, config, PostgresOptions::default())
-            .await
-            .context("opening the PostgreSQL store")?;
+        let options = PostgresOptions { offer_cache_capacity: args.offer_cache_size, ..PostgresOptions::default() };
+        let store = PostgresStore::connect(url, config, options).await.context("opening the PostgreSQL store")?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url, config).await.context("opening the SQLite store")?;

@@ -10,6 +10,8 @@ mod apply;
 mod columns;
 mod error;
 mod flags;
+#[cfg(test)]
+mod migration_tests;
 mod publish;
 mod read;
 

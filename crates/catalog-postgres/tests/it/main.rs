@@ -2,6 +2,7 @@
 //! per test, plus what only a server can show (a transaction cut off midway).
 
 mod failures;
+mod migrations;
 
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::contract::Fresh;

@@ -1,0 +1,70 @@
+//! Migrations that reshape existing rows, checked on rows written under the schema before them.
+
+use std::borrow::Cow;
+
+use catalog_postgres::MIGRATOR;
+use catalog_testkit::TestDatabase;
+
+/// The embedded migrations up to and including `last`.
+fn migrator_up_to(last: i64) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version <= last).cloned().collect()),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    migrator_up_to(2).run(&pool).await.expect("migrations 1-2");
+    // Item A: versions 1-3 waiting on the storefront (version 1 leased), version 2 on shopify;
+    // item B: one version.
+    sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, enqueued_at, available_at, attempts)
+         VALUES ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 1, 1, 'storefront',
+                 '2026-01-01T00:00:01Z', '2026-01-01T01:00:00Z', 2),
+                ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 2, 2, 'storefront',
+                 '2026-01-01T00:00:02Z', '2026-01-01T00:00:02Z', 0),
+                ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 3, 3, 'storefront',
+                 '2026-01-01T00:00:03Z', '2026-01-01T00:00:03Z', 0),
+                ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 2, 2, 'shopify',
+                 '2026-01-01T00:00:02Z', '2026-01-01T00:00:02Z', 0),
+                ('00000000-0000-0000-0000-00000000000b', 'canary', 'B-1', 7, 1, 'storefront',
+                 '2026-01-01T00:00:05Z', '2026-01-01T00:00:05Z', 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows under the old schema");
+
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+
+    // One line per row: SKU, channel, version, quantity, attempts, enqueued, first enqueued, available.
+    let merged: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws(' ', sku, channel, version, quantity, attempts,
+                          to_char(enqueued_at AT TIME ZONE 'UTC', 'HH24:MI:SS'),
+                          to_char(first_enqueued_at AT TIME ZONE 'UTC', 'HH24:MI:SS'),
+                          to_char(available_at AT TIME ZONE 'UTC', 'HH24:MI:SS'))
+         FROM outbox ORDER BY sku, channel",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("outbox");
+    assert_eq!(
+        merged,
+        [
+            "A-1 shopify 2 2 0 00:00:02 00:00:02 00:00:02",
+            // The newest version, waiting since the oldest, still leased as version 1 was.
+            "A-1 storefront 3 3 0 00:00:03 00:00:01 01:00:00",
+            "B-1 storefront 1 7 1 00:00:05 00:00:05 00:00:05",
+        ]
+    );
+    let duplicate = sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel)
+         VALUES ('00000000-0000-0000-0000-00000000000b', 'canary', 'B-1', 8, 2, 'storefront')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(duplicate.is_err(), "a second row for one item and channel is refused");
+    pool.close().await;
+}

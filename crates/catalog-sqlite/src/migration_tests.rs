@@ -1,0 +1,80 @@
+//! Migrations that reshape existing rows, checked on rows written under the schema before them.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::Migrator;
+use sqlx::Row;
+
+use crate::MIGRATOR;
+
+/// The embedded migrations up to and including `last`.
+fn migrator_up_to(last: i64) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version <= last).cloned().collect()),
+        ..Migrator::DEFAULT
+    }
+}
+
+#[tokio::test]
+async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .expect("in-memory database");
+    migrator_up_to(2).run(&pool).await.expect("migrations 1-2");
+    // Item A: versions 1-3 waiting on the storefront (version 1 leased until 3600), version
+    // 2 on shopify; item B: one version. Times are microseconds.
+    sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, enqueued_at, available_at, attempts)
+         VALUES (x'0a', 'canary', 'A-1', 1, 1, 'storefront', 1, 3600, 2),
+                (x'0a', 'canary', 'A-1', 2, 2, 'storefront', 2, 2, 0),
+                (x'0a', 'canary', 'A-1', 3, 3, 'storefront', 3, 3, 0),
+                (x'0a', 'canary', 'A-1', 2, 2, 'shopify', 2, 2, 0),
+                (x'0b', 'canary', 'B-1', 7, 1, 'storefront', 5, 5, 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows under the old schema");
+
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+
+    let rows = sqlx::query(
+        "SELECT sku, channel, version, quantity, attempts, enqueued_at, first_enqueued_at, available_at
+         FROM outbox ORDER BY sku, channel",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("outbox");
+    let merged: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let mut columns = vec![row.get::<String, _>(0), row.get::<String, _>(1)];
+            columns.extend((2..8).map(|index| row.get::<i64, _>(index).to_string()));
+            columns
+        })
+        .collect();
+    assert_eq!(
+        merged,
+        [
+            ["A-1", "shopify", "2", "2", "0", "2", "2", "2"],
+            // The newest version, waiting since the oldest, still leased as version 1 was.
+            ["A-1", "storefront", "3", "3", "0", "3", "1", "3600"],
+            ["B-1", "storefront", "1", "7", "1", "5", "5", "5"],
+        ]
+    );
+    let duplicate = sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel)
+         VALUES (x'0b', 'canary', 'B-1', 8, 2, 'storefront')",
+    )
+    .execute(&pool)
+    .await;
+    assert!(duplicate.is_err(), "a second row for one item and channel is refused");
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .expect("indexes");
+    assert!(indexes.iter().any(|name| name == "outbox_channel_first_enqueued"), "{indexes:?}");
+    assert!(indexes.iter().any(|name| name == "outbox_tenant"), "{indexes:?}");
+}
