@@ -147,6 +147,10 @@ async fn storefront() -> (String, Accepted) {
     (url, accepted)
 }
 
+/// The worker's latency settings in this part: batches cut after this wait…
+const LATENCY_BATCH_WAIT_MS: &str = "50";
+/// …and fetches answered after at most this wait at the broker.
+const LATENCY_FETCH_WAIT_MS: &str = "50";
 const STEADY_RATE: u64 = 5_000;
 const STEADY_SECONDS: u64 = 20;
 const STEADY_ITEMS: u64 = 1_000;
@@ -175,7 +179,8 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
-        .args(["--storefront-rate", "5000", "--storefront-concurrency", "32", "--batch-max-wait-ms", "100"])
+        .args(["--storefront-rate", "5000", "--storefront-concurrency", "32"])
+        .args(["--batch-max-wait-ms", LATENCY_BATCH_WAIT_MS, "--kafka-fetch-wait-ms", LATENCY_FETCH_WAIT_MS])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -281,57 +286,71 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
 }
 
-#[allow(clippy::print_stdout)] // A benchmark's report is its output.
+/// `cargo bench -p sync-worker --bench kafka_to_postgres [-- throughput|latency]`: both
+/// parts by default, or the one named.
 fn main() {
-    if !std::env::args().any(|arg| arg == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|arg| arg == "--bench") {
         return;
     }
+    let only = args.iter().skip(1).find(|arg| !arg.starts_with('-')).cloned();
+    let wanted = |part: &str| only.as_deref().is_none_or(|only| only == part);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let events = catalog_testkit::bench_events(N_EVENTS);
-        let messages: Vec<TestMessage> = events
-            .iter()
-            .map(|event| TestMessage {
-                key: Some(format!("{}/{}", event.offer().tenant, event.offer().sku)),
-                payload: Some(encode(event).into_bytes()),
-                traceparent: None,
-                partition: None,
-            })
-            .collect();
-        let baseline = bench_baseline(&events).await;
-        let run = bench_worker(&messages).await;
-        let rate = |elapsed: Duration| N_EVENTS as f64 / elapsed.as_secs_f64();
-        println!("e2e/raw_sql_baseline      {N_EVENTS} events: {:>9.0} events/s", rate(baseline));
-        println!(
-            "e2e/kafka_to_postgres     {N_EVENTS} events: {:>9.0} events/s (worker start to last checkpoint)",
-            rate(run.elapsed)
-        );
-        println!("e2e/kafka_to_postgres ÷ raw_sql_baseline: {:.2}", rate(run.elapsed) / rate(baseline));
-        if let Some(first_batch) = run.first_batch {
-            println!("e2e/worker start to first durable batch: {first_batch:.2?} (included above)");
+        if wanted("throughput") {
+            throughput().await;
         }
-        match run.peak_rss_mib {
-            Some(rss) => println!("e2e/worker peak RSS: {rss:.0} MiB"),
-            None => println!("e2e/worker peak RSS: unavailable"),
-        }
-        let (mut latencies, calls_per_second, stages) = bench_publish_latency().await;
-        latencies.sort();
-        println!(
-            "publish/steady {STEADY_RATE} events/s over {STEADY_ITEMS} items for {STEADY_SECONDS} s: event -> storefront accepted p50 {:?} p99 {:?} max {:?}; {calls_per_second:.0} accepted calls/s",
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.99),
-            percentile(&latencies, 1.0),
-        );
-        for (stage, sorted) in [
-            ("produced -> fetched", &stages.fetched),
-            ("fetched -> batch transaction began", &stages.batched),
-            ("transaction began -> storefront accepted", &stages.published),
-        ] {
-            println!(
-                "publish/stage {stage}: p50 {:?} p99 {:?}",
-                percentile(sorted, 0.50),
-                percentile(sorted, 0.99)
-            );
+        if wanted("latency") {
+            latency().await;
         }
     });
+}
+
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
+async fn throughput() {
+    let events = catalog_testkit::bench_events(N_EVENTS);
+    let messages: Vec<TestMessage> = events
+        .iter()
+        .map(|event| TestMessage {
+            key: Some(format!("{}/{}", event.offer().tenant, event.offer().sku)),
+            payload: Some(encode(event).into_bytes()),
+            traceparent: None,
+            partition: None,
+        })
+        .collect();
+    let baseline = bench_baseline(&events).await;
+    let run = bench_worker(&messages).await;
+    let rate = |elapsed: Duration| N_EVENTS as f64 / elapsed.as_secs_f64();
+    println!("e2e/raw_sql_baseline      {N_EVENTS} events: {:>9.0} events/s", rate(baseline));
+    println!(
+        "e2e/kafka_to_postgres     {N_EVENTS} events: {:>9.0} events/s (worker start to last checkpoint)",
+        rate(run.elapsed)
+    );
+    println!("e2e/kafka_to_postgres ÷ raw_sql_baseline: {:.2}", rate(run.elapsed) / rate(baseline));
+    if let Some(first_batch) = run.first_batch {
+        println!("e2e/worker start to first durable batch: {first_batch:.2?} (included above)");
+    }
+    match run.peak_rss_mib {
+        Some(rss) => println!("e2e/worker peak RSS: {rss:.0} MiB"),
+        None => println!("e2e/worker peak RSS: unavailable"),
+    }
+}
+
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
+async fn latency() {
+    let (mut latencies, calls_per_second, stages) = bench_publish_latency().await;
+    latencies.sort();
+    println!(
+        "publish/steady {STEADY_RATE} events/s over {STEADY_ITEMS} items for {STEADY_SECONDS} s: event -> storefront accepted p50 {:?} p99 {:?} max {:?}; {calls_per_second:.0} accepted calls/s",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+    );
+    for (stage, sorted) in [
+        ("produced -> fetched", &stages.fetched),
+        ("fetched -> batch transaction began", &stages.batched),
+        ("transaction began -> storefront accepted", &stages.published),
+    ] {
+        println!("publish/stage {stage}: p50 {:?} p99 {:?}", percentile(sorted, 0.50), percentile(sorted, 0.99));
+    }
 }

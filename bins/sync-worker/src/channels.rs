@@ -46,6 +46,8 @@ pub fn http_channels(args: &PublishArgs) -> Result<Vec<(ChannelConfig, ChannelRo
     }
     for (channel, _) in &mut channels {
         channel.lease = std::time::Duration::from_millis(args.publish_lease_ms);
+        channel.settle = std::time::Duration::from_millis(args.publish_settle_ms);
+        channel.max_wait = std::time::Duration::from_millis(args.publish_max_wait_ms.max(args.publish_settle_ms));
     }
     let mut names: Vec<&str> = channels.iter().map(|(channel, _)| channel.name.as_str()).collect();
     names.sort_unstable();

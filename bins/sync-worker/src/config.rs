@@ -96,6 +96,16 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_PUBLISH_LEASE_MS", default_value_t = 60_000)]
     pub publish_lease_ms: u64,
 
+    /// An item is published once its newest version has waited this long, in milliseconds,
+    /// so a burst of updates to it becomes one call; 0 publishes at once.
+    #[arg(long, env = "CATALOG_PUBLISH_SETTLE_MS", default_value_t = 50)]
+    pub publish_settle_ms: u64,
+
+    /// …but never later than this after its oldest unpublished version was queued, in
+    /// milliseconds, however often it changes: a hot item is never starved.
+    #[arg(long, env = "CATALOG_PUBLISH_MAX_WAIT_MS", default_value_t = 250)]
+    pub publish_max_wait_ms: u64,
+
     /// JSON file of further sales channels: `[{"name": "shopify", "base_url": "https://…",
     /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2}]`. Tokens are
     /// read from the named environment variables, never from the file.
@@ -121,6 +131,11 @@ pub struct KafkaArgs {
     /// How long the group waits for a silent member before moving its partitions, in milliseconds.
     #[arg(long, env = "CATALOG_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     pub kafka_session_timeout_ms: u64,
+
+    /// Longest a fetch waits at the broker for messages, in milliseconds: lower gets events
+    /// from a quiet topic sooner, at the cost of more fetch requests.
+    #[arg(long, env = "CATALOG_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
+    pub kafka_fetch_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

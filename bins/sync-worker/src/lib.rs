@@ -134,7 +134,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 batch_size: args.batch_size,
                 batch_max_wait: args.batch_max_wait(),
                 session_timeout: Duration::from_millis(args.kafka.kafka_session_timeout_ms),
-                extra: Vec::new(),
+                extra: vec![("fetch.wait.max.ms".to_owned(), args.kafka.kafka_fetch_wait_ms.to_string())],
             };
             tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming");
             let source = KafkaSource::new(config, Arc::clone(&applier) as Arc<dyn catalog_kafka::BatchSink>)

@@ -243,6 +243,7 @@ impl KafkaSource {
             .set("partition.assignment.strategy", "range,roundrobin")
             // A fetch returns after at most 100 ms even when little has arrived: what a quiet
             // partition produces reaches the store quickly (librdkafka's default is 500 ms).
+            // The worker's --kafka-fetch-wait-ms sets it (through `extra`).
             .set("fetch.wait.max.ms", "100")
             // Statistics carry each partition's high watermark: lag in messages.
             .set("statistics.interval.ms", "5000")
