@@ -92,13 +92,16 @@ impl PartitionWorker {
         // broker forgot it), the messages in between would never be applied. Seek back.
         let mut rewind = stored.map(|_| Rewind::Unchecked);
         let mut pending: Vec<OwnedDelivery> = Vec::with_capacity(self.batch_size);
-        let mut deadline: Option<Instant> = None;
+        // One timer per batch, armed by its first message: not one per message received.
+        let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
-            let received = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, input.recv()).await {
-                    Ok(received) => received,
-                    Err(_elapsed) => {
+            let received = match deadline.as_mut() {
+                Some(timer) => tokio::select! {
+                    biased;
+                    received = input.recv() => received,
+                    () = timer.as_mut() => {
                         next_offset = self.flush(&mut pending, next_offset).await?;
+                        deadline = None;
                         continue;
                     }
                 },
@@ -136,7 +139,7 @@ impl PartitionWorker {
                         continue;
                     }
                     if pending.is_empty() {
-                        deadline = Some(Instant::now() + self.batch_max_wait);
+                        deadline = Some(Box::pin(tokio::time::sleep(self.batch_max_wait)));
                     }
                     pending.push(delivery);
                     if pending.len() >= self.batch_size {
