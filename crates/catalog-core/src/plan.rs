@@ -220,9 +220,10 @@ pub fn plan_batch<D: AsRef<Delivery>>(
 fn net_changes(decisions: Vec<Decision>, offers: HashMap<&OfferKey, OfferState>, state: &PlanState) -> BatchPlan {
     let mut plan = BatchPlan { decisions, ..BatchPlan::default() };
     let mut item_quantities: BTreeMap<ItemKey, i64> = BTreeMap::new();
+    let unseen = OfferState::default();
     for (offer_key, new_state) in offers {
-        let before = state.offers.get(offer_key).cloned().unwrap_or_default();
-        if before == new_state {
+        let before = state.offers.get(offer_key).unwrap_or(&unseen);
+        if *before == new_state {
             continue;
         }
         let previous_quantity = before.quantity();
@@ -238,7 +239,8 @@ fn net_changes(decisions: Vec<Decision>, offers: HashMap<&OfferKey, OfferState>,
         }
         let previous = state.items.get(&item_key).copied().unwrap_or_default();
         let state = ItemState { quantity: previous.quantity + difference, version: previous.version + 1 };
-        plan.items.insert(item_key.clone(), ItemChange { item_id: item_key.item_id(), previous, state });
+        let item_id = item_key.item_id();
+        plan.items.insert(item_key, ItemChange { item_id, previous, state });
     }
     plan
 }

@@ -121,14 +121,15 @@ async fn write_batch(
     let prior = load_prior(connection, &keys.event_ids).await?;
     steps.done("load_prior");
     let loaded = LoadedState { offers, items, prior, flags };
-    let writes = prepare(batch, loaded, config);
+    let mut writes = prepare(batch, loaded, config);
     steps.done("plan");
     write_offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");
     if cache.is_some() {
-        committed.extend(writes.offers.iter().map(|offer| {
+        // Written: nothing further needs the offers' rows, so they move into the cache.
+        committed.extend(std::mem::take(&mut writes.offers).into_iter().map(|offer| {
             let revision = revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1;
-            (offer.key.clone(), offer.state.clone(), revision)
+            (offer.key, offer.state, revision)
         }));
     }
     write_items(connection, &writes).await?;
@@ -274,15 +275,17 @@ async fn load_flags(
     for row in rows {
         let tenant: String = row.get(0);
         let supplier: String = row.get(1);
-        flags
-            .suppliers
-            .insert((catalog_store::rows::tenant(&tenant)?, catalog_store::rows::supplier(&supplier)?), row.get(2));
+        flags.set_supplier(
+            catalog_store::rows::tenant(&tenant)?,
+            catalog_store::rows::supplier(&supplier)?,
+            row.get(2),
+        );
     }
     Ok(flags)
 }
 
 /// An offer's `revision` as read, or `ABSENT` when it did not exist for this transaction.
-type Revisions = HashMap<OfferKey, i64>;
+type Revisions<'k> = HashMap<&'k OfferKey, i64>;
 
 /// The expected revision of an offer the read did not see: never matches a stored row.
 const ABSENT: i64 = -1;
@@ -293,11 +296,11 @@ const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snaps
 /// Reads the touched offers, locking them first when `locking` says so, and creates the
 /// missing ones (every touched offer has a row, for traces). An offer another transaction
 /// creates meanwhile is not returned: it is planned as new, and its write then conflicts.
-async fn load_offers(
+async fn load_offers<'k>(
     connection: &mut PgConnection,
-    keys: &[&OfferKey],
+    keys: &[&'k OfferKey],
     locking: Locking,
-) -> Result<(HashMap<OfferKey, catalog_core::OfferState>, Revisions), StoreError> {
+) -> Result<(HashMap<OfferKey, catalog_core::OfferState>, Revisions<'k>), StoreError> {
     let mut offers = HashMap::with_capacity(keys.len());
     let mut revisions = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
@@ -369,7 +372,11 @@ async fn load_offers(
             snapshot_event_id: row.get(6),
             adjustments: row.get(7),
         };
-        revisions.insert(key.clone(), row.get(8));
+        // Keyed by the batch's own key (the keys are sorted), not a copy of it.
+        let Ok(index) = keys.binary_search(&&key) else {
+            return Err(StoreError::Corrupt(format!("offer {key:?} was returned but not asked for")));
+        };
+        revisions.insert(keys[index], row.get(8));
         offers.insert(key, columns.into_state()?);
     }
     Ok((offers, revisions))
@@ -601,7 +608,7 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
 async fn write_offers(
     connection: &mut PgConnection,
     writes: &PreparedWrites,
-    revisions: &Revisions,
+    revisions: &Revisions<'_>,
 ) -> Result<(), StoreError> {
     let offers = &writes.offers;
     if offers.is_empty() {

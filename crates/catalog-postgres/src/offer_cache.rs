@@ -21,7 +21,7 @@ use catalog_core::{OfferKey, OfferState};
 #[derive(Debug, Default)]
 pub(crate) struct Lookup<'k> {
     pub(crate) offers: HashMap<OfferKey, OfferState>,
-    pub(crate) revisions: HashMap<OfferKey, i64>,
+    pub(crate) revisions: HashMap<&'k OfferKey, i64>,
     pub(crate) missing: Vec<&'k OfferKey>,
 }
 
@@ -59,7 +59,7 @@ impl OfferCache {
             match entries.get(key) {
                 Some((state, revision)) => {
                     lookup.offers.insert(key.clone(), state.clone());
-                    lookup.revisions.insert(key.clone(), *revision);
+                    lookup.revisions.insert(key, *revision);
                 }
                 None => lookup.missing.push(key),
             }

@@ -79,7 +79,7 @@ pub(crate) async fn create_and_load(
                 .fetch_one(&mut *connection)
                 .await
                 .map_err(store_error)?;
-        flags.suppliers.insert((tenant.clone(), supplier.clone()), sync_enabled);
+        flags.set_supplier(tenant.clone(), supplier.clone(), sync_enabled);
     }
     Ok(flags)
 }

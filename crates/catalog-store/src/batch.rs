@@ -54,8 +54,16 @@ pub struct PriorRow {
 #[derive(Debug, Clone, Default)]
 pub struct FlagTable {
     pub tenants: HashMap<TenantId, bool>,
-    pub suppliers: HashMap<(TenantId, SupplierId), bool>,
+    /// Per tenant, its suppliers' flags: looked up per event without building a key.
+    pub suppliers: HashMap<TenantId, HashMap<SupplierId, bool>>,
     pub default_enabled: bool,
+}
+
+impl FlagTable {
+    /// Records a supplier's flag.
+    pub fn set_supplier(&mut self, tenant: TenantId, supplier: SupplierId, enabled: bool) {
+        self.suppliers.entry(tenant).or_default().insert(supplier, enabled);
+    }
 }
 
 impl SyncFlags for FlagTable {
@@ -63,8 +71,8 @@ impl SyncFlags for FlagTable {
         if !self.tenants.get(tenant).copied().unwrap_or(self.default_enabled) {
             return Err(HeldReason::TenantSyncOff);
         }
-        let key = (tenant.clone(), supplier.clone());
-        if !self.suppliers.get(&key).copied().unwrap_or(self.default_enabled) {
+        let enabled = self.suppliers.get(tenant).and_then(|suppliers| suppliers.get(supplier)).copied();
+        if !enabled.unwrap_or(self.default_enabled) {
             return Err(HeldReason::SupplierSyncOff);
         }
         Ok(())
