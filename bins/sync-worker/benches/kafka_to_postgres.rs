@@ -1,6 +1,7 @@
 //! End-to-end benchmarks: Kafka → sync-worker (release build, its own process) → PostgreSQL,
 //! against the raw-SQL baseline of the same events in the same invocation, with the worker's
-//! peak resident memory; and event → storefront-accepted latency at a steady 5k events/s,
+//! peak resident memory (applying only, as the baseline does, and again with the log
+//! publisher draining the outbox meanwhile); and event → storefront-accepted latency at a steady 5k events/s,
 //! with a real HTTP storefront in this process. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
 //! default 127.0.0.1:9092); run through `cargo xtask bench`.
 
@@ -60,7 +61,9 @@ struct WorkerRun {
     peak_rss_mib: Option<f64>,
 }
 
-async fn bench_worker(messages: &[TestMessage]) -> WorkerRun {
+/// One worker run over `messages`, with `--publish` set to `publish` (`off`: apply only,
+/// the rows the baseline writes; `on`: the log publisher drains the outbox meanwhile).
+async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
     let database = TestDatabase::create().await;
     let topic = unique_name("bench");
     let group = unique_name("bench");
@@ -78,6 +81,7 @@ async fn bench_worker(messages: &[TestMessage]) -> WorkerRun {
     let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--batch-size", &BATCH.to_string(), "--metrics-addr", "off"])
+        .args(["--publish", publish])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -319,20 +323,27 @@ async fn throughput() {
         })
         .collect();
     let baseline = bench_baseline(&events).await;
-    let run = bench_worker(&messages).await;
+    let run = bench_worker(&messages, "off").await;
+    let with_publisher = bench_worker(&messages, "on").await;
     let rate = |elapsed: Duration| N_EVENTS as f64 / elapsed.as_secs_f64();
     println!("e2e/raw_sql_baseline      {N_EVENTS} events: {:>9.0} events/s", rate(baseline));
     println!(
-        "e2e/kafka_to_postgres     {N_EVENTS} events: {:>9.0} events/s (worker start to last checkpoint)",
+        "e2e/kafka_to_postgres     {N_EVENTS} events: {:>9.0} events/s (worker start to last checkpoint, --publish off)",
         rate(run.elapsed)
     );
     println!("e2e/kafka_to_postgres ÷ raw_sql_baseline: {:.2}", rate(run.elapsed) / rate(baseline));
     if let Some(first_batch) = run.first_batch {
         println!("e2e/worker start to first durable batch: {first_batch:.2?} (included above)");
     }
-    match run.peak_rss_mib {
-        Some(rss) => println!("e2e/worker peak RSS: {rss:.0} MiB"),
-        None => println!("e2e/worker peak RSS: unavailable"),
+    println!(
+        "e2e/kafka_to_postgres with the log publisher draining the outbox meanwhile: {:>9.0} events/s",
+        rate(with_publisher.elapsed)
+    );
+    for (label, worker) in [("--publish off", &run), ("log publisher on", &with_publisher)] {
+        match worker.peak_rss_mib {
+            Some(rss) => println!("e2e/worker peak RSS ({label}): {rss:.0} MiB"),
+            None => println!("e2e/worker peak RSS ({label}): unavailable"),
+        }
     }
 }
 

@@ -75,6 +75,12 @@ pub struct StoreArgs {
 /// publisher writes them to standard output.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
+    /// `off`: this worker applies and queues publishes but sends none; workers run with
+    /// `on` (the same database and channels) drain the outbox. Splits applying from
+    /// publishing across processes.
+    #[arg(long = "publish", env = "CATALOG_PUBLISH", value_enum, default_value_t = Switch::On)]
+    pub mode: Switch,
+
     /// Base URL of the storefront cache-bust API (`POST {url}/v1/tenants/{tenant}/items/{item}/invalidate`).
     #[arg(long, env = "CATALOG_STOREFRONT_URL")]
     pub storefront_url: Option<String>,

@@ -106,7 +106,13 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     let applier = Arc::new(Applier::new(Arc::clone(&store), metrics.clone(), shutdown.clone()));
     let drained = CancellationToken::new();
     let mut publishers: JoinSet<Result<u64>> = JoinSet::new();
-    if http_channels.is_empty() {
+    let http_channels = if args.publish.mode == Switch::Off {
+        tracing::info!("--publish off: queuing publishes for other workers, sending none");
+        Vec::new()
+    } else {
+        http_channels
+    };
+    if http_channels.is_empty() && args.publish.mode == Switch::On {
         let publisher = LogPublisher {
             store: Arc::clone(&store),
             channel: STOREFRONT_CHANNEL.to_owned(),

@@ -68,6 +68,32 @@ fn the_sample_file_runs_with_no_services_and_resumes_without_reapplying() {
 }
 
 #[test]
+fn with_publish_off_items_are_queued_for_another_worker_to_send() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let source = format!("file:{}", sample().display());
+    let applying = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let (stdout, stderr, success) = run_worker(&applying, directory.path());
+    assert!(success, "{stderr}");
+    assert!(stdout.is_empty(), "nothing is sent with --publish off: {stdout}");
+    assert!(stderr.ends_with("items_changed=3 published=0\n"), "{stderr}");
+
+    // A publishing worker on the same database (an empty file: nothing more to apply)
+    // drains what the first one queued.
+    let empty = directory.path().join("empty.ndjson");
+    std::fs::write(&empty, "").expect("empty file");
+    let source = format!("file:{}", empty.display());
+    let (stdout, stderr, success) =
+        run_worker(&["--source", source.as_str(), "--metrics-addr", "off"], directory.path());
+    assert!(success, "{stderr}");
+    let mut skus: Vec<String> = stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON")["sku"].as_str().expect("sku").to_owned())
+        .collect();
+    skus.sort();
+    assert_eq!(skus, ["ABC-123", "DEF-1", "XYZ-9"]);
+}
+
+#[test]
 fn a_bad_database_url_is_a_clear_error() {
     let directory = tempfile::tempdir().expect("temp dir");
     let source = format!("file:{}", sample().display());
