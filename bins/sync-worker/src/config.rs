@@ -64,7 +64,7 @@ pub struct StoreArgs {
     #[arg(long, env = "CATALOG_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
     pub max_clock_skew_secs: u32,
 
-    /// PostgreSQL only: how many offers (a few hundred bytes each) the process remembers
+    /// PostgreSQL only: how many offers (about 0.5 KB each) the process remembers
     /// between batches instead of reading them again; 0 reads every batch's offers. Safe
     /// with several workers: every offer write checks the revision it was planned from.
     #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY)]

@@ -27,12 +27,12 @@ const MAX_CONFLICT_RETRIES: u32 = 5;
 pub struct PostgresOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
-    /// How many offers (state and revision, a few hundred bytes each) a store remembers
+    /// How many offers (state and revision, about 0.5 KB each) a store remembers
     /// between batches instead of reading them again; 0 reads every batch's offers.
     pub offer_cache_capacity: usize,
 }
 
-/// The default [`PostgresOptions::offer_cache_capacity`]: about 30 MB when full.
+/// The default [`PostgresOptions::offer_cache_capacity`]: about 50 MB when full.
 pub const DEFAULT_OFFER_CACHE_CAPACITY: usize = 100_000;
 
 impl Default for PostgresOptions {
