@@ -527,30 +527,24 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRe
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-        // A row still waiting at the version the channel holds (or an older one) is done with.
-        sqlx::query(
+        // A row still waiting at the version the channel holds (or an older one) is done
+        // with; a row a newer version was queued into while this one was out is due now, as
+        // a fresh run that started waiting when that version was queued.
+        for statement in [
             "DELETE FROM outbox AS o USING unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
              WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
-        )
-        .bind(&done_ids)
-        .bind(&done_channels)
-        .bind(&done_versions)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-        // A newer version was queued while this one was out: it is due now, as a fresh run
-        // that started waiting when it was queued.
-        sqlx::query(
             "UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
              FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
              WHERE o.item_id = u.i AND o.channel = u.c AND o.version > u.v",
-        )
-        .bind(&done_ids)
-        .bind(&done_channels)
-        .bind(&done_versions)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+        ] {
+            sqlx::query(statement)
+                .bind(&done_ids)
+                .bind(&done_channels)
+                .bind(&done_versions)
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
     }
     if !retry_ids.is_empty() {
         // The item waits out the backoff whatever version it now holds: a newer version

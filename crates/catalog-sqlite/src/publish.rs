@@ -187,25 +187,20 @@ async fn done_with(
     version: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    let item_id = record.item_id.0.as_bytes().as_slice();
-    sqlx::query("DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3")
-        .bind(item_id)
-        .bind(record.channel.as_str())
-        .bind(version)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    sqlx::query(
-        "UPDATE outbox SET available_at = ?1, attempts = 0, first_enqueued_at = enqueued_at \
-         WHERE item_id = ?2 AND channel = ?3 AND version > ?4",
-    )
-    .bind(now)
-    .bind(item_id)
-    .bind(record.channel.as_str())
-    .bind(version)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    for statement in [
+        "DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3",
+        "UPDATE outbox SET available_at = ?4, attempts = 0, first_enqueued_at = enqueued_at \
+         WHERE item_id = ?1 AND channel = ?2 AND version > ?3",
+    ] {
+        sqlx::query(statement)
+            .bind(record.item_id.0.as_bytes().as_slice())
+            .bind(record.channel.as_str())
+            .bind(version)
+            .bind(now)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
     Ok(())
 }
 
