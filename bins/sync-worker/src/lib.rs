@@ -106,28 +106,27 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     let applier = Arc::new(Applier::new(Arc::clone(&store), metrics.clone(), shutdown.clone()));
     let drained = CancellationToken::new();
     let mut publishers: JoinSet<Result<u64>> = JoinSet::new();
-    let http_channels = if args.publish.mode == Switch::Off {
-        tracing::info!("--publish off: queuing publishes for other workers, sending none");
-        Vec::new()
-    } else {
-        http_channels
-    };
-    if http_channels.is_empty() && args.publish.mode == Switch::On {
-        let publisher = LogPublisher {
-            store: Arc::clone(&store),
-            channel: STOREFRONT_CHANNEL.to_owned(),
-            metrics: metrics.clone(),
-            work: Arc::clone(&applier.published_work),
-        };
-        let (stop, drained) = (stop_services.clone(), drained.clone());
-        publishers.spawn(async move { publisher.run(stop, drained).await });
-    }
-    for (channel, _) in http_channels {
-        tracing::info!(channel = %channel.name, base_url = %channel.base_url, "publishing over HTTP");
-        let events = Arc::new(publish::PublishMetrics(metrics.clone()));
-        let publisher = catalog_publish::ChannelPublisher::new(channel, Arc::clone(&store), events)?;
-        let (stop, drained) = (stop_services.clone(), drained.clone());
-        publishers.spawn(async move { Ok(publisher.run(stop, drained).await?) });
+    match args.publish.mode {
+        Switch::Off => tracing::info!("--publish off: queuing publishes for other workers, sending none"),
+        Switch::On if http_channels.is_empty() => {
+            let publisher = LogPublisher {
+                store: Arc::clone(&store),
+                channel: STOREFRONT_CHANNEL.to_owned(),
+                metrics: metrics.clone(),
+                work: Arc::clone(&applier.published_work),
+            };
+            let (stop, drained) = (stop_services.clone(), drained.clone());
+            publishers.spawn(async move { publisher.run(stop, drained).await });
+        }
+        Switch::On => {
+            for (channel, _) in http_channels {
+                tracing::info!(channel = %channel.name, base_url = %channel.base_url, "publishing over HTTP");
+                let events = Arc::new(publish::PublishMetrics(metrics.clone()));
+                let publisher = catalog_publish::ChannelPublisher::new(channel, Arc::clone(&store), events)?;
+                let (stop, drained) = (stop_services.clone(), drained.clone());
+                publishers.spawn(async move { Ok(publisher.run(stop, drained).await?) });
+            }
+        }
     }
 
     ready.store(true, Ordering::Relaxed);
