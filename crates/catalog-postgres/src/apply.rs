@@ -26,8 +26,36 @@ use crate::copy::BinaryRows;
 use crate::offer_cache::{Lookup, OfferCache};
 use crate::store_error;
 
-/// The journal outcomes that claim an event id; the partial unique index has the same list.
-const DECIDED: &str = "('applied', 'stale', 'superseded', 'held')";
+/// The journal outcomes that claim an event id, word for word the partial unique index's
+/// `WHERE` clause: a statement on `events` finds rows by event id through that index (the
+/// only index on `event_id`) only when its own `WHERE` says this too.
+macro_rules! decided {
+    () => {
+        "outcome IN ('applied', 'stale', 'superseded', 'held')"
+    };
+}
+
+/// The decided journal rows of a batch's event ids ($1).
+pub(crate) const LOAD_PRIOR: &str =
+    concat!("SELECT event_id, outcome, fingerprint, received_at FROM events WHERE event_id = ANY($1) AND ", decided!());
+
+/// Counts redeliveries on decided journal rows and records fresh decisions of held ones, one
+/// row per element of the arrays. A held row is decided afresh only if it is still held.
+pub(crate) const UPDATE_JOURNAL: &str = concat!(
+    r#"UPDATE events AS e SET
+           outcome = CASE WHEN u.redecided THEN u.outcome ELSE e.outcome END,
+           reason = CASE WHEN u.redecided THEN u.reason ELSE e.reason END,
+           effective_at = CASE WHEN u.redecided THEN u.effective_at ELSE e.effective_at END,
+           clock_drift_clamped = CASE WHEN u.redecided THEN u.clamped ELSE e.clock_drift_clamped END,
+           decided_at = CASE WHEN u.redecided THEN now() ELSE e.decided_at END,
+           redelivery_count = e.redelivery_count + u.added,
+           payload_differs = e.payload_differs OR u.differs,
+           last_redelivered_at = CASE WHEN u.added > 0 THEN now() ELSE e.last_redelivered_at END
+       FROM unnest($1::uuid[], $2::bool[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int8[],
+                   $8::bool[]) AS u(event_id, redecided, outcome, reason, effective_at, clamped, added, differs)
+       WHERE e.event_id = u.event_id AND (NOT u.redecided OR e.outcome = 'held') AND e."#,
+    decided!()
+);
 
 /// How a batch reads the offers and items it plans against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,14 +506,7 @@ async fn load_prior(connection: &mut PgConnection, event_ids: &[EventId]) -> Res
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = event_ids.iter().map(|id| id.0).collect();
-    let rows = sqlx::query(&format!(
-        "SELECT event_id, outcome, fingerprint, received_at FROM events
-         WHERE event_id = ANY($1) AND outcome IN {DECIDED}"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    let rows = sqlx::query(LOAD_PRIOR).bind(&ids).fetch_all(&mut *connection).await.map_err(store_error)?;
     rows.into_iter()
         .map(|row| {
             let outcome: String = row.get(1);
@@ -575,32 +596,18 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
         updates.iter().map(|u| u.redecided.as_ref().is_some_and(|r| r.clock_drift_clamped)).collect();
     let added: Vec<i64> = updates.iter().map(|update| update.redeliveries_added).collect();
     let differs: Vec<bool> = updates.iter().map(|update| update.payload_differs).collect();
-    let updated = sqlx::query(&format!(
-        r#"UPDATE events AS e SET
-               outcome = CASE WHEN u.redecided THEN u.outcome ELSE e.outcome END,
-               reason = CASE WHEN u.redecided THEN u.reason ELSE e.reason END,
-               effective_at = CASE WHEN u.redecided THEN u.effective_at ELSE e.effective_at END,
-               clock_drift_clamped = CASE WHEN u.redecided THEN u.clamped ELSE e.clock_drift_clamped END,
-               decided_at = CASE WHEN u.redecided THEN now() ELSE e.decided_at END,
-               redelivery_count = e.redelivery_count + u.added,
-               payload_differs = e.payload_differs OR u.differs,
-               last_redelivered_at = CASE WHEN u.added > 0 THEN now() ELSE e.last_redelivered_at END
-           FROM unnest($1::uuid[], $2::bool[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int8[],
-                       $8::bool[]) AS u(event_id, redecided, outcome, reason, effective_at, clamped, added, differs)
-           WHERE e.event_id = u.event_id
-             AND CASE WHEN u.redecided THEN e.outcome = 'held' ELSE e.outcome IN {DECIDED} END"#
-    ))
-    .bind(&event_ids)
-    .bind(&redecided)
-    .bind(&outcomes)
-    .bind(&reasons)
-    .bind(&effective_ats)
-    .bind(&clamped)
-    .bind(&added)
-    .bind(&differs)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    let updated = sqlx::query(UPDATE_JOURNAL)
+        .bind(&event_ids)
+        .bind(&redecided)
+        .bind(&outcomes)
+        .bind(&reasons)
+        .bind(&effective_ats)
+        .bind(&clamped)
+        .bind(&added)
+        .bind(&differs)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
     guard("journal rows", updated.rows_affected(), updates.len())
 }
 

@@ -5,6 +5,8 @@
 
 mod apply;
 mod copy;
+#[cfg(test)]
+mod journal_plans;
 mod offer_cache;
 mod queries;
 
