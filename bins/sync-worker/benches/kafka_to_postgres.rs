@@ -45,6 +45,12 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// The worker's log filter: `warn`, or `CATALOG_BENCH_WORKER_LOG` (for example
+/// `catalog_postgres=debug` to see each batch's step timings on the benchmark's stderr).
+fn worker_log_filter() -> String {
+    std::env::var("CATALOG_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
 /// Peak resident set of a process, from /proc, in MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -82,7 +88,7 @@ async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--batch-size", &BATCH.to_string(), "--metrics-addr", "off"])
         .args(["--publish", publish])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", worker_log_filter())
         .stdout(Stdio::null())
         .spawn()
         .map(WorkerProcess)
@@ -185,7 +191,7 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
         .args(["--storefront-rate", "5000", "--storefront-concurrency", "32"])
         .args(["--batch-max-wait-ms", LATENCY_BATCH_WAIT_MS, "--kafka-fetch-wait-ms", LATENCY_FETCH_WAIT_MS])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", worker_log_filter())
         .stdout(Stdio::null())
         .spawn()
         .map(WorkerProcess)
