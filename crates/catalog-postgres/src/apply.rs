@@ -66,13 +66,39 @@ pub(crate) enum Locking {
     Pessimistic,
 }
 
+/// Why one attempt at a batch failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Another transaction claimed one of the batch's event ids after this one read the
+    /// journal (the claim index refused the row). Only the journal moved: the offers and
+    /// items the batch read, and the offer cache, are still good, so the batch is planned
+    /// again the same way and this time finds the claim.
+    ClaimTaken(StoreError),
+    /// Anything else; a `StoreError::Conflict` means rows the batch read have moved.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::ClaimTaken(error) | Failure::Store(error) => error,
+        }
+    }
+}
+
 pub(crate) async fn apply_once(
     pool: &PgPool,
     config: &StoreConfig,
     cache: &OfferCache,
     batch: &BatchInput,
     locking: Locking,
-) -> Result<BatchResult, StoreError> {
+) -> Result<BatchResult, Failure> {
     let keys = BatchKeys::of(batch);
     let applied = async {
         let mut transaction = pool.begin().await.map_err(store_error)?;
@@ -86,10 +112,11 @@ pub(crate) async fn apply_once(
             cache.remember(committed);
             Ok(result)
         }
-        Err(error) => {
+        Err(failure @ Failure::ClaimTaken(_)) => Err(failure),
+        Err(failure) => {
             // A lost race, or a commit that may or may not have happened: read them afresh.
             cache.forget(&keys.offers);
-            Err(error)
+            Err(failure)
         }
     }
 }
@@ -102,7 +129,9 @@ pub(crate) async fn preview_once(
 ) -> Result<BatchResult, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
     let keys = BatchKeys::of(batch);
-    let written = write_batch(&mut transaction, config, &keys, None, batch, Locking::Pessimistic).await?;
+    let written = write_batch(&mut transaction, config, &keys, None, batch, Locking::Pessimistic)
+        .await
+        .map_err(StoreError::from)?;
     transaction.rollback().await.map_err(store_error)?;
     Ok(written.result)
 }
@@ -121,7 +150,7 @@ async fn write_batch(
     cache: Option<&OfferCache>,
     batch: &BatchInput,
     locking: Locking,
-) -> Result<Written, StoreError> {
+) -> Result<Written, Failure> {
     // Writes go in lock order: offers, items, journal; then outbox and checkpoints.
     let mut steps = Steps::start();
     let flags = load_flags(connection, keys, config.default_sync_enabled).await?;
@@ -531,7 +560,7 @@ const JOURNAL_COLUMNS: &str = "event_id, tenant_id, supplier_id, sku, event_type
 /// Inserts the new journal rows with binary `COPY`. A row claiming an event id that another
 /// transaction claimed after this one read the journal violates the unique claim index:
 /// the whole batch rolls back as a conflict and is planned again.
-async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
+async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), Failure> {
     let rows = &writes.journal_inserts;
     if rows.is_empty() {
         return Ok(());
@@ -570,13 +599,15 @@ async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
 
 /// A unique violation of the claim index is a lost race, not a broken database: the batch
 /// is planned again.
-fn claim_error(error: sqlx::Error) -> StoreError {
+fn claim_error(error: sqlx::Error) -> Failure {
     if let sqlx::Error::Database(database) = &error {
         if let Some(constraint @ "events_event_id_decided") = database.constraint() {
-            return StoreError::Conflict(format!("{constraint}: a row was written concurrently"));
+            return Failure::ClaimTaken(StoreError::Conflict(format!(
+                "{constraint}: an event id was claimed concurrently"
+            )));
         }
     }
-    store_error(error)
+    Failure::Store(store_error(error))
 }
 
 /// Counts redeliveries on existing journal rows and records fresh decisions of held ones;
@@ -717,15 +748,15 @@ async fn copy_in(
     statement: &str,
     rows: BinaryRows,
     expected: usize,
-) -> Result<(), StoreError> {
+) -> Result<(), Failure> {
     let mut sink = connection.copy_in_raw(statement).await.map_err(store_error)?;
     if let Err(error) = sink.send(rows.finish()).await {
         let _ = sink.abort("send failed").await;
-        return Err(store_error(error));
+        return Err(store_error(error).into());
     }
     let copied = sink.finish().await.map_err(claim_error)?;
     if copied != expected as u64 {
-        return Err(StoreError::Database(format!("COPY wrote {copied} of {expected} rows")));
+        return Err(StoreError::Database(format!("COPY wrote {copied} of {expected} rows")).into());
     }
     Ok(())
 }

@@ -17,7 +17,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::{
-    apply::apply_once, apply::preview_once, apply::Locking, store_error, PostgresStore, MAX_CONFLICT_RETRIES, MIGRATOR,
+    apply::apply_once, apply::preview_once, apply::Failure, apply::Locking, store_error, PostgresStore,
+    MAX_CONFLICT_RETRIES, MIGRATOR,
 };
 
 const JOURNAL_COLUMNS: &str = "journal_id, event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, \
@@ -65,17 +66,22 @@ impl CatalogStore for PostgresStore {
 
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
         let mut attempt = 0;
+        let mut locking = Locking::Optimistic;
         loop {
-            // A batch that lost a race locks what it reads from then on.
-            let locking = if attempt == 0 { Locking::Optimistic } else { Locking::Pessimistic };
-            match apply_once(&self.pool, &self.config, &self.offers, batch, locking).await {
-                Err(StoreError::Conflict(reason)) if attempt < MAX_CONFLICT_RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(attempt, %reason, "batch lost a race, planning it again");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            let reason = match apply_once(&self.pool, &self.config, &self.offers, batch, locking).await {
+                Ok(result) => return Ok(result),
+                // Only the journal moved: plan again the same way, against the claim now there.
+                Err(Failure::ClaimTaken(StoreError::Conflict(reason))) if attempt < MAX_CONFLICT_RETRIES => reason,
+                // Rows the batch read moved: from now on it locks what it reads.
+                Err(Failure::Store(StoreError::Conflict(reason))) if attempt < MAX_CONFLICT_RETRIES => {
+                    locking = Locking::Pessimistic;
+                    reason
                 }
-                other => return other,
-            }
+                Err(failure) => return Err(failure.into()),
+            };
+            attempt += 1;
+            tracing::debug!(attempt, %reason, ?locking, "batch lost a race, planning it again");
+            tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
         }
     }
 
