@@ -3,6 +3,14 @@
 //! commits the offsets to Kafka. The store's checkpoints are the authority on progress: a
 //! partition's worker starts from its stored checkpoint, seeking back to it when the fetch
 //! starts beyond it and skipping whatever lies below it.
+//!
+//! Every partition the topic has at start is split off into a librdkafka queue of its own
+//! (before the member joins the group, so nothing of it was fetched into the shared queue),
+//! read by a long-lived task that runs one `PartitionWorker` per assignment of it. A
+//! partition whose batch is being applied then holds back only itself: librdkafka stops
+//! fetching for it at its own prefetch limit while the others go on. Partitions added to
+//! the topic later arrive through the consumer's shared queue and are dispatched to a
+//! worker over a bounded channel.
 
 mod partition;
 
@@ -19,11 +27,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::partition::{OwnedDelivery, PartitionInput, PartitionWorker};
+use crate::partition::{Feed, OwnedDelivery, Ownership, PartitionInput, PartitionWorker, QueueFeed};
 
 /// Re-exported so sinks can name it without depending on rdkafka.
 pub use rdkafka::error::KafkaError as ClientError;
@@ -121,7 +129,7 @@ enum Assignment {
 
 /// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
 /// librdkafka's statistics.
-struct SourceContext {
+pub(crate) struct SourceContext {
     topic: String,
     /// Told about failed commits.
     sink: Arc<dyn BatchSink>,
@@ -133,6 +141,8 @@ struct SourceContext {
     events: mpsc::UnboundedSender<Assignment>,
     /// High watermark per partition, from librdkafka's periodic statistics.
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Who owns each partition read from its own queue, told to its task.
+    ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
 }
 
 impl ClientContext for SourceContext {
@@ -162,6 +172,13 @@ impl ConsumerContext for SourceContext {
                 })
                 .collect();
             drop(epochs);
+            let ownership = lock(&self.ownership);
+            for (partition, epoch) in &revoked {
+                if let Some(owner) = ownership.get(partition) {
+                    owner.send_replace(Ownership { epoch: *epoch, owned: false });
+                }
+            }
+            drop(ownership);
             tracing::info!(?partitions, "partitions revoked");
             // The receiver lives as long as the dispatcher; after it ends nothing listens.
             let _ = self.events.send(Assignment::Revoked(revoked));
@@ -172,6 +189,13 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Assign(list) = rebalance {
             let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
             lock(&self.assigned).extend(partitions.iter().copied());
+            let ownership = lock(&self.ownership);
+            for partition in &partitions {
+                if let Some(owner) = ownership.get(partition) {
+                    owner.send_modify(|ownership| ownership.owned = true);
+                }
+            }
+            drop(ownership);
             tracing::info!(?partitions, "partitions assigned");
         }
     }
@@ -191,6 +215,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type SourceConsumer = StreamConsumer<SourceContext>;
 
+/// How long the source waits at start for the topic's partitions before reading them all
+/// through the shared queue instead.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The Kafka source: `run` consumes until shutdown, then finishes in-flight batches.
 pub struct KafkaSource {
     config: KafkaSourceConfig,
@@ -198,6 +226,7 @@ pub struct KafkaSource {
     assigned: Arc<Mutex<HashSet<i32>>>,
     epochs: Arc<Mutex<HashMap<i32, u64>>>,
     high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
     events: mpsc::UnboundedReceiver<Assignment>,
     sink: Arc<dyn BatchSink>,
 }
@@ -209,11 +238,12 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes; must be called inside a tokio runtime.
+    /// Creates the consumer; `run` joins the group. Must be called inside a tokio runtime.
     pub fn new(config: KafkaSourceConfig, sink: Arc<dyn BatchSink>) -> Result<Self, KafkaSourceError> {
         let assigned = Arc::new(Mutex::new(HashSet::new()));
         let high_watermarks = Arc::new(Mutex::new(HashMap::new()));
         let epochs = Arc::new(Mutex::new(HashMap::new()));
+        let ownership = Arc::new(Mutex::new(HashMap::new()));
         let (events_sender, events) = mpsc::unbounded_channel();
         let context = SourceContext {
             topic: config.topic.clone(),
@@ -222,6 +252,7 @@ impl KafkaSource {
             epochs: Arc::clone(&epochs),
             events: events_sender,
             high_watermarks: Arc::clone(&high_watermarks),
+            ownership: Arc::clone(&ownership),
         };
         let mut client = ClientConfig::new();
         client
@@ -236,10 +267,10 @@ impl KafkaSource {
             // rejoin before going on without them. Kept short, since a batch never takes long.
             .set("max.poll.interval.ms", (config.session_timeout.as_millis() * 2).max(1_000).to_string())
             .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 3).max(100).to_string())
-            // Bounded read-ahead: librdkafka's prefetch queue is the only buffer before the
-            // per-partition channels, which apply backpressure. 4 MB keeps the worker's peak
-            // RSS near 120 MiB with four partitions in flight (16 MB took it to 153 MiB).
-            .set("queued.max.messages.kbytes", "4096")
+            // Bounded read-ahead: librdkafka's prefetch is the only buffer before a partition's
+            // worker. It applies to each partition read from its own queue (and to the shared
+            // queue as a whole): 2 MB, about 8,000 messages, more than a batch.
+            .set("queued.max.messages.kbytes", "2048")
             .set("partition.assignment.strategy", "range,roundrobin")
             // A fetch returns after at most 100 ms even when little has arrived: what a quiet
             // partition produces reaches the store quickly (librdkafka's default is 500 ms).
@@ -256,17 +287,83 @@ impl KafkaSource {
             client.set(key, value);
         }
         let consumer: SourceConsumer = client.create_with_context(context)?;
-        consumer.subscribe(&[&config.topic])?;
-        Ok(Self { config, consumer: Arc::new(consumer), assigned, epochs, high_watermarks, events, sink })
+        Ok(Self { config, consumer: Arc::new(consumer), assigned, epochs, high_watermarks, ownership, events, sink })
+    }
+
+    /// Splits every partition the topic has now into a queue of its own, before the member
+    /// joins the group. Without the topic's metadata (broker unreachable, topic missing) it
+    /// splits nothing, and every partition is read through the shared queue.
+    async fn split_partitions(
+        &self,
+    ) -> Vec<(i32, rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>)> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.config.topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            Ok::<Vec<i32>, KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|found| found.name() == topic && found.error().is_none())
+                    .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+                    .collect(),
+            )
+        })
+        .await;
+        let partitions = match partitions {
+            Ok(Ok(partitions)) => partitions,
+            Ok(Err(error)) => {
+                self.sink.kafka_error("metadata", &error);
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the topic's partitions failed");
+                Vec::new()
+            }
+        };
+        if partitions.is_empty() {
+            tracing::warn!(topic = %self.config.topic, "no partitions known at start: all are read through the shared queue");
+        }
+        let mut ownership = lock(&self.ownership);
+        partitions
+            .into_iter()
+            .filter_map(|partition| {
+                let queue = self.consumer.split_partition_queue(&self.config.topic, partition)?;
+                ownership.insert(partition, watch::Sender::new(Ownership::default()));
+                Some((partition, queue))
+            })
+            .collect()
+    }
+
+    fn partition_worker(&self, partition: i32) -> PartitionWorker {
+        PartitionWorker {
+            topic: self.config.topic.clone(),
+            source: self.config.source_name(),
+            partition,
+            batch_size: self.config.batch_size.max(1),
+            batch_max_wait: self.config.batch_max_wait,
+            consumer: Arc::clone(&self.consumer),
+            assigned: Arc::clone(&self.assigned),
+            high_watermarks: Arc::clone(&self.high_watermarks),
+            sink: Arc::clone(&self.sink),
+        }
     }
 
     /// Consumes until `shutdown`, then stops fetching, finishes the batches in flight,
     /// commits them, and returns.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KafkaSourceError> {
-        let source_name = self.config.source_name();
-        // Each partition's worker, with the epoch it was started in.
-        let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
         let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
+        // Stops the partitions' own tasks once this loop ends, whatever ended it.
+        let stop = shutdown.child_token();
+        for (partition, queue) in self.split_partitions().await {
+            let worker = self.partition_worker(partition);
+            let ownership = lock(&self.ownership).get(&partition).map(watch::Sender::subscribe);
+            let Some(ownership) = ownership else { continue };
+            workers.spawn(read_own_queue(worker, queue, ownership, stop.clone()));
+        }
+        self.consumer.subscribe(&[&self.config.topic])?;
+        // Each dispatched partition's worker, with the epoch it was started in.
+        let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
         let consumer = Arc::clone(&self.consumer);
         let mut stream = consumer.stream();
         let mut outcome = Ok(());
@@ -313,20 +410,14 @@ impl KafkaSource {
                             let _ = sender.send(PartitionInput::Revoked).await;
                         }
                     }
+                    if lock(&self.ownership).contains_key(&partition) {
+                        // Cannot happen (it was split off before the member joined); applied anyway.
+                        tracing::warn!(partition, "a message of a partition with its own queue came through the shared one");
+                    }
                     let (_, sender) = partitions.entry(partition).or_insert_with(|| {
                         let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
-                        let worker = PartitionWorker {
-                            topic: self.config.topic.clone(),
-                            source: source_name.clone(),
-                            partition,
-                            batch_size: self.config.batch_size.max(1),
-                            batch_max_wait: self.config.batch_max_wait,
-                            consumer: Arc::clone(&self.consumer),
-                            assigned: Arc::clone(&self.assigned),
-                            high_watermarks: Arc::clone(&self.high_watermarks),
-                            sink: Arc::clone(&self.sink),
-                        };
-                        workers.spawn(worker.run(receiver));
+                        let worker = self.partition_worker(partition);
+                        workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
                         (epoch, sender)
                     });
                     // A full channel makes the dispatcher wait: backpressure, not buffering.
@@ -343,7 +434,9 @@ impl KafkaSource {
                 }
             }
         }
-        // Stop fetching; closing the channels tells each worker to apply what it holds.
+        // Stop reading; each worker applies what it holds (told by its closed channel, or by
+        // the stop token for one reading its own queue).
+        stop.cancel();
         drop(stream);
         partitions.clear();
         while let Some(finished) = workers.join_next().await {
@@ -353,6 +446,21 @@ impl KafkaSource {
         }
         outcome
     }
+}
+
+/// A partition read from its own queue, for the source's lifetime: one worker per assignment.
+async fn read_own_queue(
+    worker: PartitionWorker,
+    queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>,
+    mut ownership: watch::Receiver<Ownership>,
+    stop: CancellationToken,
+) -> Result<(), SinkError> {
+    while let Some(epoch) = partition::owned(&mut ownership, &stop).await {
+        let feed =
+            QueueFeed { messages: queue.stream(), ownership: &mut ownership, epoch, stop: &stop, sink: &*worker.sink };
+        worker.run(Feed::Queue(feed)).await?;
+    }
+    Ok(())
 }
 
 fn worker_failure(finished: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Option<KafkaSourceError> {

@@ -1,5 +1,7 @@
 //! One assigned partition: cut its messages into batches (size or wait), hand each to the
-//! sink, and commit the offset to Kafka once the sink says the batch is durable.
+//! sink, and commit the offset to Kafka once the sink says the batch is durable. Messages
+//! come from the partition's own librdkafka queue ([`QueueFeed`]), or, for a partition that
+//! was not split off at start, from the dispatcher over a bounded channel.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -8,13 +10,15 @@ use std::time::Duration;
 use catalog_core::{decode, Delivery};
 use catalog_store::{Checkpoint, IncomingEvent, Provenance, SourceRef};
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{CommitMode, Consumer};
+use futures::StreamExt;
+use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::{lock, BatchSink, SinkError, SourceBatch, SourceConsumer};
+use crate::{lock, BatchSink, SinkError, SourceBatch, SourceConsumer, SourceContext};
 
 /// A message copied out of librdkafka's buffer, with its reception time.
 #[derive(Debug)]
@@ -67,6 +71,89 @@ pub(crate) enum PartitionInput {
     Revoked,
 }
 
+/// Whether this member owns a partition, and since which revocation (`epoch` counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Ownership {
+    pub(crate) epoch: u64,
+    pub(crate) owned: bool,
+}
+
+/// Where a partition worker's messages come from.
+pub(crate) enum Feed<'q> {
+    /// From the dispatcher: a partition that reads through the consumer's shared queue.
+    Channel(mpsc::Receiver<PartitionInput>),
+    /// From the partition's own librdkafka queue, for one assignment of it.
+    Queue(QueueFeed<'q>),
+}
+
+impl Feed<'_> {
+    /// The next input; `None` once the source stops (apply what is held, then return).
+    async fn next(&mut self) -> Option<PartitionInput> {
+        match self {
+            Feed::Channel(receiver) => receiver.recv().await,
+            Feed::Queue(queue) => queue.next().await,
+        }
+    }
+}
+
+/// One assignment of a partition read from its own queue: librdkafka fetches for it alone,
+/// up to its own prefetch limit, so a partition whose batch is being applied holds back
+/// only itself, never the others.
+pub(crate) struct QueueFeed<'q> {
+    pub(crate) messages: MessageStream<'q, SourceContext>,
+    pub(crate) ownership: &'q mut watch::Receiver<Ownership>,
+    /// The assignment this feed belongs to.
+    pub(crate) epoch: u64,
+    pub(crate) stop: &'q CancellationToken,
+    pub(crate) sink: &'q dyn BatchSink,
+}
+
+impl QueueFeed<'_> {
+    async fn next(&mut self) -> Option<PartitionInput> {
+        loop {
+            tokio::select! {
+                // A revocation or a stop is seen before any further message: librdkafka drops
+                // what was fetched for an old assignment, so nothing after this belongs to it.
+                biased;
+                () = self.stop.cancelled() => return None,
+                changed = self.ownership.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let now = *self.ownership.borrow_and_update();
+                    if now.epoch != self.epoch || !now.owned {
+                        return Some(PartitionInput::Revoked);
+                    }
+                }
+                message = self.messages.next() => match message {
+                    Some(Ok(message)) => return Some(PartitionInput::Message(OwnedDelivery::from_message(&message))),
+                    Some(Err(error)) => self.sink.kafka_error("consume", &error),
+                    // The consumer's streams never end; if one did, the source is stopping.
+                    None => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Waits until this member owns the partition; `None` if the source stops first.
+pub(crate) async fn owned(ownership: &mut watch::Receiver<Ownership>, stop: &CancellationToken) -> Option<u64> {
+    loop {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let now = *ownership.borrow_and_update();
+        if now.owned {
+            return Some(now.epoch);
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            changed = ownership.changed() => changed.ok()?,
+        }
+    }
+}
+
 pub(crate) struct PartitionWorker {
     pub(crate) topic: String,
     pub(crate) source: String,
@@ -80,9 +167,9 @@ pub(crate) struct PartitionWorker {
 }
 
 impl PartitionWorker {
-    /// Runs until the channel closes (shutdown: apply what is held) or the partition is
-    /// revoked (drop what is held).
-    pub(crate) async fn run(self, mut input: mpsc::Receiver<PartitionInput>) -> Result<(), SinkError> {
+    /// Runs one assignment of the partition until its feed ends (shutdown: apply what is
+    /// held) or the partition is revoked (drop what is held).
+    pub(crate) async fn run(&self, mut input: Feed<'_>) -> Result<(), SinkError> {
         // Anything below the stored checkpoint was applied already (the Kafka commit after
         // it may have been lost in a crash): skip it rather than journal it again.
         let stored = self.sink.checkpoint(&self.source, self.partition).await?;
@@ -98,14 +185,14 @@ impl PartitionWorker {
             let received = match deadline.as_mut() {
                 Some(timer) => tokio::select! {
                     biased;
-                    received = input.recv() => received,
+                    received = input.next() => received,
                     () = timer.as_mut() => {
                         next_offset = self.flush(&mut pending, next_offset).await?;
                         deadline = None;
                         continue;
                     }
                 },
-                None => input.recv().await,
+                None => input.next().await,
             };
             match received {
                 Some(PartitionInput::Message(delivery)) => {
