@@ -1,5 +1,11 @@
 //! `replay`: parse options, run the replay, print the touched item ids.
 
+/// jemalloc instead of the system allocator: a batch allocates and frees tens of thousands
+/// of small strings and vectors, and glibc's malloc spent a quarter of the worker's CPU on
+/// them (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
