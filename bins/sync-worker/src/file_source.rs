@@ -129,7 +129,7 @@ impl FileSource {
             .map(|line| IncomingEvent {
                 delivery: Delivery { decoded: decode(&line.bytes), received_at },
                 raw: line.bytes,
-                source: SourceRef { source: source.to_owned(), partition: 0, offset: line.offset as i64 },
+                source: SourceRef { source: source.into(), partition: 0, offset: line.offset as i64 },
                 traceparent: None,
                 provenance: Provenance::Received,
             })

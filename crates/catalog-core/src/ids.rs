@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use arrayvec::ArrayString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -39,6 +40,16 @@ fn validate(value: &str, allowed: &'static str, is_allowed: impl Fn(u8) -> bool)
     }
 }
 
+/// The text of a tenant id, supplier id or SKU, held inline (never on the heap): these ids
+/// are copied into keys, maps and rows several times for every event, and an inline copy is
+/// a memcpy where a `String` would be an allocation. Validation bounds them to
+/// [`MAX_ID_LEN`] ASCII bytes, so they always fit.
+type IdText = ArrayString<MAX_ID_LEN>;
+
+fn id_text(validated: &str) -> IdText {
+    ArrayString::from(validated).expect("validated ids are at most MAX_ID_LEN bytes")
+}
+
 fn is_lower_id_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
 }
@@ -48,13 +59,13 @@ macro_rules! lower_id {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(IdText);
 
         impl $name {
             /// Validates `value` as 1–64 of `[a-z0-9_-]`; nothing is normalized.
             pub fn parse(value: &str) -> Result<Self, IdError> {
                 validate(value, "[a-z0-9_-]", is_lower_id_byte)?;
-                Ok(Self(value.to_owned()))
+                Ok(Self(id_text(value)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -71,14 +82,13 @@ macro_rules! lower_id {
         impl TryFrom<String> for $name {
             type Error = IdError;
             fn try_from(value: String) -> Result<Self, IdError> {
-                validate(&value, "[a-z0-9_-]", is_lower_id_byte)?;
-                Ok(Self(value))
+                Self::parse(&value)
             }
         }
 
         impl From<$name> for String {
             fn from(value: $name) -> String {
-                value.0
+                value.as_str().to_owned()
             }
         }
     };
@@ -96,7 +106,7 @@ lower_id!(
 /// A stock-keeping unit, normalized by trimming and upper-casing, then 1–64 of `[A-Z0-9._-]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Sku(String);
+pub struct Sku(IdText);
 
 fn is_sku_byte(b: u8) -> bool {
     b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
@@ -106,11 +116,15 @@ impl Sku {
     /// Normalizes (trim, upper-case) and validates a supplier's SKU.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let trimmed = raw.trim();
-        // Upper-casing ASCII in place avoids a second allocation on the hot path;
-        // a non-ASCII character fails validation either way.
+        // The usual case, ASCII that fits: upper-cased in place, with no allocation.
+        if let (true, Ok(mut text)) = (trimmed.is_ascii(), IdText::from(trimmed)) {
+            text.make_ascii_uppercase();
+            validate(&text, "[A-Z0-9._-]", is_sku_byte)?;
+            return Ok(Self(text));
+        }
         let normalized = if trimmed.is_ascii() { trimmed.to_ascii_uppercase() } else { trimmed.to_uppercase() };
         validate(&normalized, "[A-Z0-9._-]", is_sku_byte)?;
-        Ok(Self(normalized))
+        Ok(Self(id_text(&normalized)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -133,7 +147,7 @@ impl TryFrom<String> for Sku {
 
 impl From<Sku> for String {
     fn from(value: Sku) -> String {
-        value.0
+        value.as_str().to_owned()
     }
 }
 
@@ -178,7 +192,11 @@ pub struct ItemKey {
 impl ItemKey {
     /// The stable id of this item: UUID v5 of `"{tenant}/{sku}"` under [`ITEM_ID_NAMESPACE`].
     pub fn item_id(&self) -> ItemId {
-        let name = format!("{}/{}", self.tenant, self.sku);
+        // "{tenant}/{sku}", built on the stack.
+        let mut name: ArrayString<{ 2 * MAX_ID_LEN + 1 }> = ArrayString::new();
+        name.push_str(self.tenant.as_str());
+        name.push('/');
+        name.push_str(self.sku.as_str());
         ItemId(Uuid::new_v5(&ITEM_ID_NAMESPACE, name.as_bytes()))
     }
 }

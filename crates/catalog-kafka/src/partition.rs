@@ -267,12 +267,14 @@ impl PartitionWorker {
         let Some(last) = pending.last() else { return Ok(next_offset) };
         let new_next_offset = last.offset + 1;
         let last_message_at = last.broker_timestamp;
+        // One name for the whole batch, shared by its events.
+        let source: Arc<str> = self.source.as_str().into();
         let events = pending
             .drain(..)
             .map(|delivery| IncomingEvent {
                 delivery: Delivery { decoded: decode(&delivery.payload), received_at: delivery.received_at },
                 raw: delivery.payload,
-                source: SourceRef { source: self.source.clone(), partition: self.partition, offset: delivery.offset },
+                source: SourceRef { source: Arc::clone(&source), partition: self.partition, offset: delivery.offset },
                 traceparent: delivery.traceparent,
                 provenance: Provenance::Received,
             })

@@ -36,7 +36,7 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
         let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
         let input = BatchInput {
             events: chunk.to_vec(),
-            checkpoints: vec![Checkpoint { source: chunk[0].source.source.clone(), partition: 0, next_offset }],
+            checkpoints: vec![Checkpoint { source: chunk[0].source.source.to_string(), partition: 0, next_offset }],
         };
         store.apply_batch(&input).await.expect("apply");
     }

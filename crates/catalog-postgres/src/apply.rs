@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use catalog_core::{EventId, ItemKey, ItemState, OfferKey};
+use catalog_core::{EventId, ItemKey, ItemState, OfferKey, TenantId};
 use catalog_store::batch::{prepare, BatchKeys, FlagTable, LoadedState, PreparedWrites, PriorRow};
 use catalog_store::rows::OfferColumns;
 use catalog_store::{BatchInput, BatchResult, StoreConfig, StoreError};
@@ -273,10 +273,6 @@ pub(crate) async fn republish(
     Ok(queued)
 }
 
-fn strings<T: ToString>(values: impl Iterator<Item = T>) -> Vec<String> {
-    values.map(|value| value.to_string()).collect()
-}
-
 async fn load_flags(
     connection: &mut PgConnection,
     keys: &BatchKeys,
@@ -286,7 +282,7 @@ async fn load_flags(
     if keys.tenants.is_empty() {
         return Ok(flags);
     }
-    let tenants = strings(keys.tenants.iter());
+    let tenants: Vec<&str> = keys.tenants.iter().map(TenantId::as_str).collect();
     sqlx::query(
         r#"INSERT INTO tenants (tenant_id, sync_enabled)
            SELECT t, $2 FROM unnest($1::text[]) AS u(t) ORDER BY t COLLATE "C"
@@ -297,8 +293,8 @@ async fn load_flags(
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-    let supplier_tenants = strings(keys.suppliers.iter().map(|(tenant, _)| tenant));
-    let suppliers = strings(keys.suppliers.iter().map(|(_, supplier)| supplier));
+    let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
     sqlx::query(
         r#"INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled)
            SELECT t, s, $3 FROM unnest($1::text[], $2::text[]) AS u(t, s) ORDER BY t COLLATE "C", s COLLATE "C"
@@ -570,9 +566,9 @@ async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
     for row in rows {
         copy.row()
             .uuid(row.event_id.map(|id| id.0))
-            .text(row.tenant.as_deref())
-            .text(row.supplier.as_deref())
-            .text(row.sku.as_deref())
+            .text(row.tenant.as_ref().map(TenantId::as_str))
+            .text(row.supplier.as_ref().map(catalog_core::SupplierId::as_str))
+            .text(row.sku.as_ref().map(catalog_core::Sku::as_str))
             .text(row.event_type)
             .int8(row.quantity)
             .int8(row.delta)
@@ -587,7 +583,7 @@ async fn insert_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
             .int8(row.fingerprint)
             .int8(Some(row.redelivery_count))
             .bool(row.payload_differs)
-            .text(Some(&row.source.source))
+            .text(Some(&*row.source.source))
             .int4(row.source.partition)
             .int8(Some(row.source.offset))
             .text(row.traceparent.as_deref())
@@ -653,9 +649,9 @@ async fn write_offers(
         return Ok(());
     }
     let columns: Vec<OfferColumns> = offers.iter().map(|offer| OfferColumns::from_state(&offer.state)).collect();
-    let tenants = strings(offers.iter().map(|offer| &offer.key.tenant));
-    let suppliers = strings(offers.iter().map(|offer| &offer.key.supplier));
-    let skus = strings(offers.iter().map(|offer| &offer.key.sku));
+    let tenants: Vec<&str> = offers.iter().map(|offer| offer.key.tenant.as_str()).collect();
+    let suppliers: Vec<&str> = offers.iter().map(|offer| offer.key.supplier.as_str()).collect();
+    let skus: Vec<&str> = offers.iter().map(|offer| offer.key.sku.as_str()).collect();
     let quantities: Vec<i64> = offers.iter().map(|offer| offer.quantity).collect();
     let winners: Vec<Option<Uuid>> = offers.iter().map(|offer| offer.winner.map(|id| id.0)).collect();
     let snapshot_quantities: Vec<Option<i64>> = columns.iter().map(|c| c.snapshot_quantity).collect();
@@ -707,8 +703,8 @@ async fn write_items(connection: &mut PgConnection, writes: &PreparedWrites) -> 
         return Ok(());
     }
     let ids: Vec<Uuid> = items.iter().map(|item| item.item_id.0).collect();
-    let tenants = strings(items.iter().map(|item| &item.tenant));
-    let skus = strings(items.iter().map(|item| &item.sku));
+    let tenants: Vec<&str> = items.iter().map(|item| item.tenant.as_str()).collect();
+    let skus: Vec<&str> = items.iter().map(|item| item.sku.as_str()).collect();
     let quantities: Vec<i64> = items.iter().map(|item| item.quantity).collect();
     let versions: Vec<i64> = items.iter().map(|item| item.version as i64).collect();
     let written = sqlx::query(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use catalog_core::{
     event_ids, plan_batch, touched_keys, BatchPlan, Decision, EventId, HeldReason, ItemId, ItemKey, OfferKey,
-    OfferState, Outcome, PlanState, StockChange, SupplierId, SyncFlags, TenantId,
+    OfferState, Outcome, PlanState, Sku, StockChange, SupplierId, SyncFlags, TenantId,
 };
 use chrono::{DateTime, Utc};
 
@@ -92,9 +92,9 @@ pub struct LoadedState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalInsert {
     pub event_id: Option<EventId>,
-    pub tenant: Option<String>,
-    pub supplier: Option<String>,
-    pub sku: Option<String>,
+    pub tenant: Option<TenantId>,
+    pub supplier: Option<SupplierId>,
+    pub sku: Option<Sku>,
     pub event_type: Option<&'static str>,
     pub quantity: Option<i64>,
     pub delta: Option<i64>,
@@ -345,9 +345,9 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
                 StockChange::Adjusted { delta } => (None, Some(delta)),
             };
             row.event_id = Some(decoded.event_id());
-            row.tenant = Some(decoded.offer().tenant.to_string());
-            row.supplier = Some(decoded.offer().supplier.to_string());
-            row.sku = Some(decoded.offer().sku.to_string());
+            row.tenant = Some(decoded.offer().tenant.clone());
+            row.supplier = Some(decoded.offer().supplier.clone());
+            row.sku = Some(decoded.offer().sku.clone());
             row.event_type = Some(decoded.change().type_name());
             row.quantity = quantity;
             row.delta = delta;
@@ -357,7 +357,7 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
         }
         Err(rejection) => {
             row.event_id = rejection.event_id;
-            row.tenant = rejection.tenant.as_ref().map(ToString::to_string);
+            row.tenant = rejection.tenant.clone();
             row.detail = Some(rejection.detail.clone());
             row.raw_payload = Some(event.raw.clone());
         }

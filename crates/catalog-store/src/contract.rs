@@ -113,7 +113,7 @@ fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEven
     IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at: base() + Duration::seconds(received_second) },
         raw,
-        source: SourceRef { source: SOURCE.to_owned(), partition: 0, offset: offset as i64 },
+        source: SourceRef { source: SOURCE.into(), partition: 0, offset: offset as i64 },
         traceparent: Some(format!("00-{:032x}-{:016x}-01", offset + 1, offset + 1)),
         provenance: Provenance::Received,
     }

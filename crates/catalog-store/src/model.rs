@@ -12,8 +12,9 @@ use serde::Serialize;
 /// Where an event came from, precisely enough to find it again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct SourceRef {
-    /// The source's stable name: `kafka:{group}:{topic}`, `file:{path}`, `replay`.
-    pub source: String,
+    /// The source's stable name: `kafka:{group}:{topic}`, `file:{path}`, `replay`. Shared:
+    /// every event of a batch names the same source.
+    pub source: std::sync::Arc<str>,
     /// Kafka partition; 0 for a file.
     pub partition: i32,
     /// Kafka offset of the message, or byte offset of the line in a file.

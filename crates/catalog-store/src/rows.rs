@@ -192,7 +192,11 @@ impl JournalRow {
             detail: self.detail,
             redelivery_count: u32::try_from(self.redelivery_count).unwrap_or(u32::MAX),
             payload_differs: self.payload_differs,
-            source: SourceRef { source: self.source, partition: self.source_partition, offset: self.source_offset },
+            source: SourceRef {
+                source: self.source.into(),
+                partition: self.source_partition,
+                offset: self.source_offset,
+            },
             traceparent: self.traceparent,
             raw_payload: self.raw_payload,
             decided_at: self.decided_at,

@@ -48,7 +48,7 @@ pub fn incoming(events: &[SupplierEvent], source: &str, received_at: DateTime<Ut
             IncomingEvent {
                 delivery: Delivery { decoded: decode(&raw), received_at },
                 raw,
-                source: SourceRef { source: source.to_owned(), partition: 0, offset: n as i64 },
+                source: SourceRef { source: source.into(), partition: 0, offset: n as i64 },
                 traceparent: None,
                 provenance: Provenance::Received,
             }
@@ -91,7 +91,7 @@ pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_siz
         let sequences: Vec<Option<i64>> = unique.iter().map(|e| e.sequence().map(|s| s as i64)).collect();
         let fingerprints: Vec<i64> = unique.iter().map(|e| e.fingerprint() as i64).collect();
         let received: Vec<DateTime<Utc>> = deliveries.iter().map(|e| e.delivery.received_at).collect();
-        let sources: Vec<&str> = deliveries.iter().map(|e| e.source.source.as_str()).collect();
+        let sources: Vec<&str> = deliveries.iter().map(|e| &*e.source.source).collect();
         let offsets: Vec<i64> = deliveries.iter().map(|e| e.source.offset).collect();
         let traceparents: Vec<Option<&str>> = deliveries.iter().map(|e| e.traceparent.as_deref()).collect();
         let mut transaction = pool.begin().await.expect("begin");
@@ -188,7 +188,7 @@ pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_siz
             "INSERT INTO source_checkpoints (source, partition, next_offset) VALUES ($1, $2, $3)
              ON CONFLICT (source, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
         )
-        .bind(&last.source.source)
+        .bind(&*last.source.source)
         .bind(last.source.partition)
         .bind(last.source.offset + 1)
         .execute(&mut *transaction)
