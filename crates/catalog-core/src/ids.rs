@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use arrayvec::ArrayString;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,14 +40,14 @@ fn validate(value: &str, allowed: &'static str, is_allowed: impl Fn(u8) -> bool)
     }
 }
 
-/// The text of a tenant id, supplier id or SKU, held inline (never on the heap): these ids
-/// are copied into keys, maps and rows several times for every event, and an inline copy is
-/// a memcpy where a `String` would be an allocation. Validation bounds them to
-/// [`MAX_ID_LEN`] ASCII bytes, so they always fit.
-type IdText = ArrayString<MAX_ID_LEN>;
+/// The text of a tenant id, supplier id or SKU: the size of a `String`, but held inline
+/// (no allocation) up to 24 bytes, which nearly every id is. These ids are copied into keys,
+/// maps and rows several times for every event, and an inline copy is a memcpy where a
+/// `String` would be an allocation.
+type IdText = CompactString;
 
 fn id_text(validated: &str) -> IdText {
-    ArrayString::from(validated).expect("validated ids are at most MAX_ID_LEN bytes")
+    CompactString::new(validated)
 }
 
 fn is_lower_id_byte(b: u8) -> bool {
@@ -116,15 +116,16 @@ impl Sku {
     /// Normalizes (trim, upper-case) and validates a supplier's SKU.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let trimmed = raw.trim();
-        // The usual case, ASCII that fits: upper-cased in place, with no allocation.
-        if let (true, Ok(mut text)) = (trimmed.is_ascii(), IdText::from(trimmed)) {
+        // The usual case, ASCII: upper-cased in place (inline when short, no allocation).
+        let normalized = if trimmed.is_ascii() {
+            let mut text = id_text(trimmed);
             text.make_ascii_uppercase();
-            validate(&text, "[A-Z0-9._-]", is_sku_byte)?;
-            return Ok(Self(text));
-        }
-        let normalized = if trimmed.is_ascii() { trimmed.to_ascii_uppercase() } else { trimmed.to_uppercase() };
+            text
+        } else {
+            id_text(&trimmed.to_uppercase())
+        };
         validate(&normalized, "[A-Z0-9._-]", is_sku_byte)?;
-        Ok(Self(id_text(&normalized)))
+        Ok(Self(normalized))
     }
 
     pub fn as_str(&self) -> &str {
@@ -192,12 +193,13 @@ pub struct ItemKey {
 impl ItemKey {
     /// The stable id of this item: UUID v5 of `"{tenant}/{sku}"` under [`ITEM_ID_NAMESPACE`].
     pub fn item_id(&self) -> ItemId {
-        // "{tenant}/{sku}", built on the stack.
-        let mut name: ArrayString<{ 2 * MAX_ID_LEN + 1 }> = ArrayString::new();
-        name.push_str(self.tenant.as_str());
-        name.push('/');
-        name.push_str(self.sku.as_str());
-        ItemId(Uuid::new_v5(&ITEM_ID_NAMESPACE, name.as_bytes()))
+        // "{tenant}/{sku}", built on the stack: both are at most MAX_ID_LEN bytes.
+        let (tenant, sku) = (self.tenant.as_str().as_bytes(), self.sku.as_str().as_bytes());
+        let mut name = [0_u8; 2 * MAX_ID_LEN + 1];
+        name[..tenant.len()].copy_from_slice(tenant);
+        name[tenant.len()] = b'/';
+        name[tenant.len() + 1..][..sku.len()].copy_from_slice(sku);
+        ItemId(Uuid::new_v5(&ITEM_ID_NAMESPACE, &name[..tenant.len() + 1 + sku.len()]))
     }
 }
 
