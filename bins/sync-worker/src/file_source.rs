@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use catalog_core::{decode, Delivery, MAX_PAYLOAD_BYTES};
+use catalog_core::MAX_PAYLOAD_BYTES;
 use catalog_kafka::{BatchSink, SinkError, SourceBatch};
-use catalog_store::{Checkpoint, IncomingEvent, Provenance, SourceRef};
+use catalog_store::{Checkpoint, IncomingEvent, SourceRef};
 use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -124,14 +124,14 @@ impl FileSource {
         let Some(last) = pending.last() else { return Ok(()) };
         let checkpoint = Checkpoint { source: source.to_owned(), partition: 0, next_offset: last.next_offset as i64 };
         let received_at = Utc::now();
+        // One name for the whole batch, shared by its events.
+        let name: std::sync::Arc<str> = source.into();
         let events = pending
             .drain(..)
-            .map(|line| IncomingEvent {
-                delivery: Delivery { decoded: decode(&line.bytes), received_at },
-                raw: line.bytes,
-                source: SourceRef { source: source.into(), partition: 0, offset: line.offset as i64 },
-                traceparent: None,
-                provenance: Provenance::Received,
+            .map(|line| {
+                let position =
+                    SourceRef { source: std::sync::Arc::clone(&name), partition: 0, offset: line.offset as i64 };
+                IncomingEvent::received(line.bytes, received_at, position, None)
             })
             .collect();
         sink.apply(SourceBatch { events, checkpoint, last_message_at: None, high_watermark: None })

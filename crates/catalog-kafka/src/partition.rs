@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use catalog_core::{decode, Delivery};
-use catalog_store::{Checkpoint, IncomingEvent, Provenance, SourceRef};
+use catalog_store::{Checkpoint, IncomingEvent, SourceRef};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
@@ -271,12 +270,10 @@ impl PartitionWorker {
         let source: Arc<str> = self.source.as_str().into();
         let events = pending
             .drain(..)
-            .map(|delivery| IncomingEvent {
-                delivery: Delivery { decoded: decode(&delivery.payload), received_at: delivery.received_at },
-                raw: delivery.payload,
-                source: SourceRef { source: Arc::clone(&source), partition: self.partition, offset: delivery.offset },
-                traceparent: delivery.traceparent,
-                provenance: Provenance::Received,
+            .map(|delivery| {
+                let position =
+                    SourceRef { source: Arc::clone(&source), partition: self.partition, offset: delivery.offset };
+                IncomingEvent::received(delivery.payload, delivery.received_at, position, delivery.traceparent)
             })
             .collect();
         let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();

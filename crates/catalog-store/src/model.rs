@@ -43,12 +43,29 @@ pub enum Provenance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingEvent {
     pub delivery: Delivery,
-    /// The message bytes as received; journaled when the message was rejected.
+    /// The message bytes as received, journaled when the message was rejected; a source
+    /// that builds events with [`IncomingEvent::received`] keeps them for rejections only.
     pub raw: Vec<u8>,
     pub source: SourceRef,
     /// W3C trace context from the message header, carried into the journal and the publish call.
     pub traceparent: Option<String>,
     pub provenance: Provenance,
+}
+
+impl IncomingEvent {
+    /// A message as a source received it: decoded, with its bytes kept only when it was
+    /// rejected (the journal stores the bytes of rejected messages alone, so a decoded
+    /// message's copy would only take memory while its batch is applied).
+    pub fn received(
+        payload: Vec<u8>,
+        received_at: DateTime<Utc>,
+        source: SourceRef,
+        traceparent: Option<String>,
+    ) -> Self {
+        let decoded = catalog_core::decode(&payload);
+        let raw = if decoded.is_ok() { Vec::new() } else { payload };
+        Self { delivery: Delivery { decoded, received_at }, raw, source, traceparent, provenance: Provenance::Received }
+    }
 }
 
 impl AsRef<Delivery> for IncomingEvent {
