@@ -269,8 +269,8 @@ impl KafkaSource {
             .set("heartbeat.interval.ms", (config.session_timeout.as_millis() / 3).max(100).to_string())
             // Bounded read-ahead: librdkafka's prefetch is the only buffer before a partition's
             // worker. It applies to each partition read from its own queue (and to the shared
-            // queue as a whole): 2 MB, about 8,000 messages, more than a batch.
-            .set("queued.max.messages.kbytes", "2048")
+            // queue as a whole): 1 MB, about 4,000 messages, refilled while a batch is applied.
+            .set("queued.max.messages.kbytes", "1024")
             .set("partition.assignment.strategy", "range,roundrobin")
             // A fetch returns after at most 100 ms even when little has arrived: what a quiet
             // partition produces reaches the store quickly (librdkafka's default is 500 ms).
@@ -282,7 +282,11 @@ impl KafkaSource {
             // fetch request; a broker that fills a response from the first partition before the
             // next (tansu 0.6 does) then still serves every assigned partition in turn, so the
             // partitions' batches are applied concurrently instead of one partition at a time.
-            .set("fetch.max.bytes", "1048576");
+            .set("fetch.max.bytes", "1048576")
+            // A partition whose prefetch is full (its worker is applying a batch) is fetched
+            // for again 10 ms after it has room, not librdkafka's default 1 s: with the default,
+            // one partition alone reached 16k events/s, with 10 ms 43k.
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in &config.extra {
             client.set(key, value);
         }
