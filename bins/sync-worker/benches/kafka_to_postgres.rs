@@ -3,7 +3,8 @@
 //! peak resident memory (applying only, as the baseline does, and again with the log
 //! publisher draining the outbox meanwhile); and event → storefront-accepted latency at a steady 5k events/s,
 //! with a real HTTP storefront in this process. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
-//! default 127.0.0.1:9092); run through `cargo xtask bench`.
+//! default 127.0.0.1:9092); run through `cargo xtask bench`. The worker runs with its default
+//! settings; `CATALOG_BENCH_WORKER_ARGS` adds flags (for example `--batch-size 2500`) to try others.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -86,8 +87,9 @@ async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
     let started = Instant::now();
     let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
-        .args(["--topic", &topic, "--group", &group, "--batch-size", &BATCH.to_string(), "--metrics-addr", "off"])
+        .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off"])
         .args(["--publish", publish])
+        .args(std::env::var("CATALOG_BENCH_WORKER_ARGS").unwrap_or_default().split_whitespace())
         .env("RUST_LOG", worker_log_filter())
         .stdout(Stdio::null())
         .spawn()
@@ -157,10 +159,6 @@ async fn storefront() -> (String, Accepted) {
     (url, accepted)
 }
 
-/// The worker's latency settings in this part: batches cut after this wait…
-const LATENCY_BATCH_WAIT_MS: &str = "50";
-/// …and fetches answered after at most this wait at the broker.
-const LATENCY_FETCH_WAIT_MS: &str = "50";
 const STEADY_RATE: u64 = 5_000;
 const STEADY_SECONDS: u64 = 20;
 const STEADY_ITEMS: u64 = 1_000;
@@ -190,7 +188,6 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
         .args(["--storefront-rate", "5000", "--storefront-concurrency", "32"])
-        .args(["--batch-max-wait-ms", LATENCY_BATCH_WAIT_MS, "--kafka-fetch-wait-ms", LATENCY_FETCH_WAIT_MS])
         .env("RUST_LOG", worker_log_filter())
         .stdout(Stdio::null())
         .spawn()

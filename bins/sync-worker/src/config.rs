@@ -28,7 +28,7 @@ pub struct WorkerArgs {
     pub batch_size: usize,
 
     /// A batch is applied when its oldest event has waited this long, in milliseconds.
-    #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 200)]
+    #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 50)]
     pub batch_max_wait_ms: u64,
 
     /// Address for `/metrics` (Prometheus), `/healthz` and `/readyz`; `off` to disable.
@@ -139,8 +139,9 @@ pub struct KafkaArgs {
     pub kafka_session_timeout_ms: u64,
 
     /// Longest a fetch waits at the broker for messages, in milliseconds: lower gets events
-    /// from a quiet topic sooner, at the cost of more fetch requests.
-    #[arg(long, env = "CATALOG_KAFKA_FETCH_WAIT_MS", default_value_t = 100)]
+    /// from a quiet topic sooner, at the cost of more fetch requests (and a broker that
+    /// answers only at the end of the wait serves one response per wait).
+    #[arg(long, env = "CATALOG_KAFKA_FETCH_WAIT_MS", default_value_t = 25)]
     pub kafka_fetch_wait_ms: u64,
 }
 
