@@ -20,6 +20,8 @@ use chrono::Utc;
 const N_EVENTS: usize = 200_000;
 const PARTITIONS: i32 = 4;
 const BATCH: usize = 5_000;
+/// Baseline and worker runs, alternated.
+const ROUNDS: usize = 3;
 
 /// A worker process that is killed if the benchmark panics before stopping it, so a failed
 /// run never leaves a worker behind to load the machine.
@@ -289,6 +291,11 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     (latencies, n_calls as f64 / STEADY_SECONDS as f64, stages)
 }
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
 }
@@ -325,28 +332,41 @@ async fn throughput() {
             partition: None,
         })
         .collect();
-    let baseline = bench_baseline(&events).await;
-    let run = bench_worker(&messages, "off").await;
-    let with_publisher = bench_worker(&messages, "on").await;
+    // Alternating rounds spread the machine's drift over both (runs minutes apart differ by
+    // up to 30 % here); each ratio compares a worker run with the baseline just before it.
     let rate = |elapsed: Duration| N_EVENTS as f64 / elapsed.as_secs_f64();
-    println!("e2e/raw_sql_baseline      {N_EVENTS} events: {:>9.0} events/s", rate(baseline));
-    println!(
-        "e2e/kafka_to_postgres     {N_EVENTS} events: {:>9.0} events/s (worker start to last checkpoint, --publish off)",
-        rate(run.elapsed)
-    );
-    println!("e2e/kafka_to_postgres ÷ raw_sql_baseline: {:.2}", rate(run.elapsed) / rate(baseline));
-    if let Some(first_batch) = run.first_batch {
-        println!("e2e/worker start to first durable batch: {first_batch:.2?} (included above)");
+    let mut ratios = Vec::new();
+    let mut rates = Vec::new();
+    let mut peak_rss: Option<f64> = None;
+    for round in 1..=ROUNDS {
+        let baseline = rate(bench_baseline(&events).await);
+        let run = bench_worker(&messages, "off").await;
+        let worker = rate(run.elapsed);
+        println!(
+            "e2e/round {round}: raw_sql_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, peak RSS {}",
+            worker / baseline,
+            run.first_batch.unwrap_or_default(),
+            run.peak_rss_mib.map_or("unavailable".to_owned(), |rss| format!("{rss:.0} MiB")),
+        );
+        ratios.push(worker / baseline);
+        rates.push(worker);
+        peak_rss = run.peak_rss_mib.map(|rss| peak_rss.map_or(rss, |peak: f64| peak.max(rss)));
     }
+    let with_publisher = bench_worker(&messages, "on").await;
     println!(
-        "e2e/kafka_to_postgres with the log publisher draining the outbox meanwhile: {:>9.0} events/s",
-        rate(with_publisher.elapsed)
+        "e2e/kafka_to_postgres {N_EVENTS} events, median of {ROUNDS}: {:.0} events/s; ratio to the baseline: median {:.2}, lowest {:.2}",
+        median(&mut rates),
+        median(&mut ratios),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
     );
-    for (label, worker) in [("--publish off", &run), ("log publisher on", &with_publisher)] {
-        match worker.peak_rss_mib {
-            Some(rss) => println!("e2e/worker peak RSS ({label}): {rss:.0} MiB"),
-            None => println!("e2e/worker peak RSS ({label}): unavailable"),
-        }
+    println!(
+        "e2e/kafka_to_postgres with the log publisher draining the outbox meanwhile: {:>7.0} events/s, peak RSS {}",
+        rate(with_publisher.elapsed),
+        with_publisher.peak_rss_mib.map_or("unavailable".to_owned(), |rss| format!("{rss:.0} MiB")),
+    );
+    match peak_rss {
+        Some(rss) => println!("e2e/worker peak RSS, highest of the --publish off rounds: {rss:.0} MiB"),
+        None => println!("e2e/worker peak RSS: unavailable"),
     }
 }
 
