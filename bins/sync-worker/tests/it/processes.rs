@@ -117,14 +117,17 @@ async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
     let group = unique_name("group");
     create_topic(&topic, PARTITIONS).await;
     let feed = feed(31, 4_000);
-    let producing = tokio::spawn(produce_slowly(topic.clone(), feed.messages.clone()));
+    // The first half is produced while the group forms; the second only once one member has
+    // left, so the survivor must apply it on every partition, the ones it took over included.
+    let (before, after) = feed.messages.split_at(feed.messages.len() / 2);
+    let producing = tokio::spawn(produce_slowly(topic.clone(), before.to_vec()));
     let mut first = spawn_worker(&database, &topic, &group, 40);
     let mut second = spawn_worker(&database, &topic, &group, 40);
     let store = connect(&database).await;
     let source = format!("kafka:{group}:{topic}");
     assert!(store.checkpoints(&source).await.expect("checkpoints").len() <= PARTITIONS as usize);
 
-    // The group settles with both members owning partitions before one dies.
+    // The group settles with both members owning partitions before one leaves.
     let started = std::time::Instant::now();
     loop {
         let (owned_first, owned_second) = (first.assigned_partitions(), second.assigned_partitions());
@@ -140,14 +143,25 @@ async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let both apply a little of what they own.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut positions = producing.await.expect("producer task");
+    // Both apply what they own of the first half.
+    wait_until_applied(&store, &source, &end_offsets(&positions), Duration::from_secs(120)).await;
     stop(&mut first);
-    let positions = producing.await.expect("producer task");
-    let ends = end_offsets(&positions);
     // The survivor gets the stopped member's partitions at the rebalance its leaving triggers.
+    let started = std::time::Instant::now();
+    while second.assigned_partitions().len() != PARTITIONS as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the survivor never took every partition: {:?}",
+            second.assigned_partitions()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let later = produce_slowly(topic.clone(), after.to_vec()).await;
+    assert_eq!(end_offsets(&later).len(), PARTITIONS as usize, "the second half covers every partition");
+    positions.extend(later);
+    let ends = end_offsets(&positions);
     wait_until_applied(&store, &source, &ends, Duration::from_secs(120)).await;
-    assert_eq!(second.assigned_partitions().len(), PARTITIONS as usize, "the survivor owns every partition");
     stop(&mut second);
     verify(&store, &feed.messages, &positions).await;
 }
