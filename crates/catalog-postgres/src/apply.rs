@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use catalog_core::{EventId, ItemKey, ItemState, OfferKey, TenantId};
-use catalog_store::batch::{prepare, BatchKeys, FlagTable, LoadedState, PreparedWrites, PriorRow};
+use catalog_store::batch::{prepare, BatchKeys, FlagTable, JournalUpdate, LoadedState, PreparedWrites, PriorRow};
 use catalog_store::rows::OfferColumns;
 use catalog_store::{BatchInput, BatchResult, StoreConfig, StoreError};
 use chrono::{DateTime, Utc};
@@ -613,6 +613,16 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
     if updates.is_empty() {
         return Ok(());
     }
+    let updated = journal_update_query(UPDATE_JOURNAL, updates).execute(&mut *connection).await.map_err(store_error)?;
+    guard("journal rows", updated.rows_affected(), updates.len())
+}
+
+/// `statement` (`UPDATE_JOURNAL`, or a statement that explains it) with the updates bound as
+/// its eight arrays, one element per journal row.
+pub(crate) fn journal_update_query<'q>(
+    statement: &'q str,
+    updates: &'q [JournalUpdate],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     let event_ids: Vec<Uuid> = updates.iter().map(|update| update.event_id.0).collect();
     let redecided: Vec<bool> = updates.iter().map(|update| update.redecided.is_some()).collect();
     let outcomes: Vec<Option<&str>> = updates.iter().map(|u| u.redecided.as_ref().map(|r| r.outcome)).collect();
@@ -623,19 +633,15 @@ async fn update_journal(connection: &mut PgConnection, writes: &PreparedWrites) 
         updates.iter().map(|u| u.redecided.as_ref().is_some_and(|r| r.clock_drift_clamped)).collect();
     let added: Vec<i64> = updates.iter().map(|update| update.redeliveries_added).collect();
     let differs: Vec<bool> = updates.iter().map(|update| update.payload_differs).collect();
-    let updated = sqlx::query(UPDATE_JOURNAL)
-        .bind(&event_ids)
-        .bind(&redecided)
-        .bind(&outcomes)
-        .bind(&reasons)
-        .bind(&effective_ats)
-        .bind(&clamped)
-        .bind(&added)
-        .bind(&differs)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    guard("journal rows", updated.rows_affected(), updates.len())
+    sqlx::query(statement)
+        .bind(event_ids)
+        .bind(redecided)
+        .bind(outcomes)
+        .bind(reasons)
+        .bind(effective_ats)
+        .bind(clamped)
+        .bind(added)
+        .bind(differs)
 }
 
 /// Writes the changed offers, each only if its `revision` is still the one read.

@@ -13,7 +13,10 @@ use chrono::Utc;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::apply::{LOAD_PRIOR, UPDATE_JOURNAL};
+use catalog_core::EventId;
+use catalog_store::batch::{JournalUpdate, Redecided};
+
+use crate::apply::{journal_update_query, LOAD_PRIOR, UPDATE_JOURNAL};
 
 /// Journal rows in the test table. A journal holds far more rows than one batch touches, so
 /// a statement that can use the index does, and one that cannot scans: a batch looks up
@@ -93,28 +96,29 @@ async fn looking_up_prior_journal_rows_uses_the_claim_index() {
 async fn counting_redeliveries_and_redeciding_held_rows_uses_the_claim_index() {
     let (_database, mut connection) = journal_database().await;
     let ids = journal_ids(&mut connection, N_UPDATED).await;
-    let n = ids.len();
     // Every tenth row is held: decide those afresh, count a redelivery on the others.
-    let redecided: Vec<bool> = (1..=n).map(|row| row % 10 == 0).collect();
-    let outcomes: Vec<Option<&str>> = redecided.iter().map(|r| r.then_some("applied")).collect();
-    let reasons: Vec<Option<&str>> = vec![None; n];
-    let effective_ats: Vec<Option<chrono::DateTime<Utc>>> = redecided.iter().map(|r| r.then(Utc::now)).collect();
-    let clamped = vec![false; n];
-    let added: Vec<i64> = redecided.iter().map(|r| i64::from(!r)).collect();
-    let differs = vec![false; n];
+    let updates: Vec<JournalUpdate> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let held = n % 10 == 9;
+            JournalUpdate {
+                event_id: EventId(*id),
+                redecided: held.then(|| Redecided {
+                    outcome: "applied",
+                    reason: None,
+                    effective_at: Utc::now(),
+                    clock_drift_clamped: false,
+                }),
+                redeliveries_added: i64::from(!held),
+                payload_differs: false,
+            }
+        })
+        .collect();
     let explain = format!("EXPLAIN {UPDATE_JOURNAL}");
     for mode in PLAN_MODES {
         sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut connection).await.expect("set mode");
-        let query = sqlx::query(&explain)
-            .bind(&ids)
-            .bind(&redecided)
-            .bind(&outcomes)
-            .bind(&reasons)
-            .bind(&effective_ats)
-            .bind(&clamped)
-            .bind(&added)
-            .bind(&differs);
-        let lines = plan(&mut connection, query).await;
+        let lines = plan(&mut connection, journal_update_query(&explain, &updates)).await;
         assert_uses_the_claim_index("UPDATE_JOURNAL", mode, &lines);
     }
 }

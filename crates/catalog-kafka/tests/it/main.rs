@@ -98,6 +98,38 @@ fn produce(brokers: &str, per_partition: i64) {
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// One group member: a source running until stopped.
+struct Member {
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<Result<(), catalog_kafka::KafkaSourceError>>,
+}
+
+impl Member {
+    fn start(brokers: &str, group: &str, sink: &Arc<RecordingSink>) -> Self {
+        let source = KafkaSource::new(config(brokers, group), Arc::clone(sink) as Arc<dyn BatchSink>).expect("source");
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(source.run(shutdown.clone()));
+        Self { shutdown, running }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.await.expect("source task").expect("source run");
+    }
+}
+
+/// Every partition's checkpoint at `per_partition`.
+fn all_at(per_partition: i64) -> HashMap<i32, i64> {
+    (0..PARTITIONS).map(|partition| (partition, per_partition)).collect()
+}
+
+/// One member, no rebalance: each offset exactly once, in order.
+fn assert_each_offset_once_in_order(applied: &BTreeMap<i32, Vec<i64>>, per_partition: i64) {
+    for partition in 0..PARTITIONS {
+        assert_eq!(applied[&partition], (0..per_partition).collect::<Vec<_>>(), "partition {partition}");
+    }
+}
+
 async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -123,19 +155,10 @@ async fn every_partition_split_at_start_is_read_once_and_in_order() {
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 400);
     let sink = Arc::new(RecordingSink::default());
-    let source = KafkaSource::new(config(&brokers, "split"), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(source.run(shutdown.clone()));
-    let expected: HashMap<i32, i64> = (0..PARTITIONS).map(|partition| (partition, 400)).collect();
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == expected).await;
-    shutdown.cancel();
-    running.await.expect("source task").expect("source run");
-
-    // One member, no rebalance: each offset exactly once, in order.
-    let applied = sink.applied();
-    for partition in 0..PARTITIONS {
-        assert_eq!(applied[&partition], (0..400).collect::<Vec<_>>(), "partition {partition}");
-    }
+    let member = Member::start(&brokers, "split", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(400)).await;
+    member.stop().await;
+    assert_each_offset_once_in_order(&sink.applied(), 400);
     assert!(sink.gaps.lock().expect("sink state").is_empty());
 }
 
@@ -144,22 +167,14 @@ async fn a_topic_created_after_start_is_read_through_the_shared_queue() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let brokers = cluster.bootstrap_servers();
     let sink = Arc::new(RecordingSink::default());
-    let source = KafkaSource::new(config(&brokers, "late"), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
-    let shutdown = CancellationToken::new();
     // The topic does not exist yet: nothing is split, every partition comes through the shared queue.
-    let running = tokio::spawn(source.run(shutdown.clone()));
+    let member = Member::start(&brokers, "late", &sink);
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 300);
-    let expected: HashMap<i32, i64> = (0..PARTITIONS).map(|partition| (partition, 300)).collect();
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == expected).await;
-    shutdown.cancel();
-    running.await.expect("source task").expect("source run");
-
-    let applied = sink.applied();
-    for partition in 0..PARTITIONS {
-        assert_eq!(applied[&partition], (0..300).collect::<Vec<_>>(), "partition {partition}");
-    }
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(300)).await;
+    member.stop().await;
+    assert_each_offset_once_in_order(&sink.applied(), 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,20 +185,13 @@ async fn a_second_member_takes_partitions_over_without_a_gap() {
     // Both members share one store's checkpoints, as two workers share one database.
     let sink = Arc::new(RecordingSink::default());
     let other = Arc::new(RecordingSink { checkpoints: Arc::clone(&sink.checkpoints), ..RecordingSink::default() });
-    let first = KafkaSource::new(config(&brokers, "pair"), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("first");
-    let stop_first = CancellationToken::new();
-    let first = tokio::spawn(first.run(stop_first.clone()));
+    let first = Member::start(&brokers, "pair", &sink);
     produce(&brokers, 200);
-    let second = KafkaSource::new(config(&brokers, "pair"), Arc::clone(&other) as Arc<dyn BatchSink>).expect("second");
-    let stop_second = CancellationToken::new();
-    let second = tokio::spawn(second.run(stop_second.clone()));
+    let second = Member::start(&brokers, "pair", &other);
     produce(&brokers, 200);
-    let expected: HashMap<i32, i64> = (0..PARTITIONS).map(|partition| (partition, 400)).collect();
-    wait_for(Duration::from_secs(60), || sink.checkpoints() == expected).await;
-    stop_first.cancel();
-    stop_second.cancel();
-    first.await.expect("first task").expect("first run");
-    second.await.expect("second task").expect("second run");
+    wait_for(Duration::from_secs(60), || sink.checkpoints() == all_at(400)).await;
+    first.stop().await;
+    second.stop().await;
 
     // The second member took partitions over, and read some of them.
     let (by_first, by_second) = (sink.applied(), other.applied());
