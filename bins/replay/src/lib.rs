@@ -7,11 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
-use catalog_core::{
-    decode, encode, Delivery, ItemId, ItemKey, OfferKey, Outcome, Sku, SupplierEvent, SupplierId, TenantId,
-};
+use catalog_core::{decode, Delivery, ItemId, ItemKey, OfferKey, Outcome, Sku, SupplierEvent, SupplierId, TenantId};
 use catalog_store::{BatchInput, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, Provenance};
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -19,6 +18,11 @@ use sync_worker::config::StoreArgs;
 
 /// Events replayed per store transaction.
 const BATCH: usize = 5_000;
+
+/// Streams of the window a replay applies at once, as the worker applies partitions: an item
+/// (and so each of its offers) belongs to one lane, so two lanes never write the same offer
+/// or item row, and the store's work on them proceeds side by side.
+const LANES: usize = 4;
 
 /// Re-runs a bounded window of one tenant's journal and prints the item ids it touched.
 #[derive(Debug, Clone, Parser)]
@@ -91,11 +95,11 @@ fn replayable(entry: &JournalEntry, tenant: &TenantId) -> Option<IncomingEvent> 
         }
         _ => return None,
     };
-    let raw = encode(&decoded).into_bytes();
     Some(IncomingEvent {
         // The first reception time: a clamped clock is clamped exactly as it was.
         delivery: Delivery { decoded: Ok(decoded), received_at: entry.received_at },
-        raw,
+        // The journal keeps a message's bytes for rejections only, and this one decodes.
+        raw: Vec::new(),
         source: entry.source.clone(),
         traceparent: entry.traceparent.clone(),
         provenance: Provenance::Replayed,
@@ -123,21 +127,28 @@ pub async fn replay(store: &dyn CatalogStore, args: &ReplayArgs) -> Result<Repla
     let mut summary =
         ReplaySummary { n_journaled: entries.len(), n_replayed: events.len(), ..ReplaySummary::default() };
     let mut touched: BTreeMap<ItemKey, ItemId> = BTreeMap::new();
-    for event in &events {
-        if let Ok(decoded) = &event.delivery.decoded {
-            let key = decoded.offer().item_key();
-            let id = key.item_id();
-            touched.insert(key, id);
-        }
-    }
-    let show_progress = std::io::stderr().is_terminal();
-    for (n_chunk, chunk) in events.chunks(BATCH).enumerate() {
-        let batch = BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() };
-        let result = if args.dry_run {
-            store.preview_batch(&batch).await.context("previewing the replay")?
-        } else {
-            store.apply_batch(&batch).await.context("applying the replay")?
+    let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
+    for event in events {
+        let lane = match &event.delivery.decoded {
+            Ok(decoded) => {
+                let key = decoded.offer().item_key();
+                let id = key.item_id();
+                touched.insert(key, id);
+                // Item ids are UUID v5 hashes: their bytes spread items evenly over the lanes.
+                usize::from(id.0.as_bytes()[0]) % LANES
+            }
+            // `replayable` replays decoded events only; anything else is applied all the same.
+            Err(_) => 0,
         };
+        lanes[lane].push(event);
+    }
+    let progress =
+        Progress { shown: std::io::stderr().is_terminal(), done: AtomicUsize::new(0), total: summary.n_replayed };
+    let lane_results =
+        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, args.dry_run, &progress)))
+            .await?;
+    progress.finish();
+    for result in lane_results.iter().flatten() {
         for decision in &result.decisions {
             *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
         }
@@ -150,21 +161,59 @@ pub async fn replay(store: &dyn CatalogStore, args: &ReplayArgs) -> Result<Repla
             };
             summary.changed.push((item.sku.to_string(), before, item.quantity));
         }
-        if show_progress {
-            let done = ((n_chunk + 1) * BATCH).min(events.len());
-            // Progress for a person watching; best effort, so a closed stderr is ignored.
-            let _ = write!(std::io::stderr(), "\rreplayed {done}/{}", events.len());
-        }
     }
-    if show_progress && !events.is_empty() {
-        let _ = writeln!(std::io::stderr());
-    }
+    // Lanes finish in any order: list the changes by SKU (each item's in the order applied).
+    summary.changed.sort_by(|a, b| a.0.cmp(&b.0));
     summary.touched = touched.into_iter().collect();
     if !args.dry_run {
         let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
         summary.republished = store.republish(&ids).await.context("queueing the cache bust")?;
     }
     Ok(summary)
+}
+
+/// How far a replay got, for a person watching it on a terminal.
+struct Progress {
+    shown: bool,
+    done: AtomicUsize,
+    total: usize,
+}
+
+impl Progress {
+    fn add(&self, n_events: usize) {
+        let done = self.done.fetch_add(n_events, Ordering::Relaxed) + n_events;
+        if self.shown {
+            // Best effort, so a closed stderr is ignored.
+            let _ = write!(std::io::stderr(), "\rreplayed {done}/{}", self.total);
+        }
+    }
+
+    fn finish(&self) {
+        if self.shown && self.total > 0 {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+/// Applies (or previews) one lane's events in batches, in journal order.
+async fn replay_lane(
+    store: &dyn CatalogStore,
+    events: &[IncomingEvent],
+    dry_run: bool,
+    progress: &Progress,
+) -> Result<Vec<catalog_store::BatchResult>> {
+    let mut results = Vec::new();
+    for chunk in events.chunks(BATCH) {
+        let batch = BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() };
+        let result = if dry_run {
+            store.preview_batch(&batch).await.context("previewing the replay")?
+        } else {
+            store.apply_batch(&batch).await.context("applying the replay")?
+        };
+        progress.add(chunk.len());
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// The binary: open the store, replay, print ids on stdout and the summary on stderr.
