@@ -215,6 +215,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type SourceConsumer = StreamConsumer<SourceContext>;
 
+/// A partition's own librdkafka queue, split off the consumer's shared one.
+type OwnQueue = rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>;
+
 /// How long the source waits at start for the topic's partitions before reading them all
 /// through the shared queue instead.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,11 +301,10 @@ impl KafkaSource {
     }
 
     /// Splits every partition the topic has now into a queue of its own, before the member
-    /// joins the group. Without the topic's metadata (broker unreachable, topic missing) it
-    /// splits nothing, and every partition is read through the shared queue.
-    async fn split_partitions(
-        &self,
-    ) -> Vec<(i32, rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>)> {
+    /// joins the group, each with the receiver its task learns its ownership from. Without
+    /// the topic's metadata (broker unreachable, topic missing) it splits nothing, and every
+    /// partition is read through the shared queue.
+    async fn split_partitions(&self) -> Vec<(i32, OwnQueue, watch::Receiver<Ownership>)> {
         let consumer = Arc::clone(&self.consumer);
         let topic = self.config.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || {
@@ -336,8 +338,10 @@ impl KafkaSource {
             .into_iter()
             .filter_map(|partition| {
                 let queue = self.consumer.split_partition_queue(&self.config.topic, partition)?;
-                ownership.insert(partition, watch::Sender::new(Ownership::default()));
-                Some((partition, queue))
+                let owner = watch::Sender::new(Ownership::default());
+                let receiver = owner.subscribe();
+                ownership.insert(partition, owner);
+                Some((partition, queue, receiver))
             })
             .collect()
     }
@@ -362,11 +366,8 @@ impl KafkaSource {
         let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
         // Stops the partitions' own tasks once this loop ends, whatever ended it.
         let stop = shutdown.child_token();
-        for (partition, queue) in self.split_partitions().await {
-            let worker = self.partition_worker(partition);
-            let ownership = lock(&self.ownership).get(&partition).map(watch::Sender::subscribe);
-            let Some(ownership) = ownership else { continue };
-            workers.spawn(read_own_queue(worker, queue, ownership, stop.clone()));
+        for (partition, queue, ownership) in self.split_partitions().await {
+            workers.spawn(read_own_queue(self.partition_worker(partition), queue, ownership, stop.clone()));
         }
         self.consumer.subscribe(&[&self.config.topic])?;
         // Each dispatched partition's worker, with the epoch it was started in.
@@ -458,7 +459,7 @@ impl KafkaSource {
 /// A partition read from its own queue, for the source's lifetime: one worker per assignment.
 async fn read_own_queue(
     worker: PartitionWorker,
-    queue: rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>,
+    queue: OwnQueue,
     mut ownership: watch::Receiver<Ownership>,
     stop: CancellationToken,
 ) -> Result<(), SinkError> {
