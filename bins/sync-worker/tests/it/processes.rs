@@ -93,11 +93,15 @@ async fn killed_at_random_points_and_restarted_it_ends_exact() {
 
     let mut rng = Lcg(5);
     let mut worker = spawn_worker(&database, &topic, &group, 40);
+    let mut kills_mid_stream = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+        kills_mid_stream += usize::from(!producing.is_finished());
         kill(&mut worker);
         worker = spawn_worker(&database, &topic, &group, 40);
     }
+    // A kill after the whole stream was applied would prove nothing.
+    assert!(kills_mid_stream >= 2, "only {kills_mid_stream} of 4 kills landed while the stream was still arriving");
     let positions = producing.await.expect("producer task");
     let ends = end_offsets(&positions);
     let store = connect(&database).await;
