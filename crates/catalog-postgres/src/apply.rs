@@ -346,9 +346,9 @@ const ABSENT: i64 = -1;
 const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, \
                            snapshot_sequence, snapshot_event_id, adjustments, revision";
 
-/// Reads the touched offers, locking them first when `locking` says so, and creates the
-/// missing ones (every touched offer has a row, for traces). An offer another transaction
-/// creates meanwhile is not returned: it is planned as new, and its write then conflicts.
+/// Reads the touched offers that exist. Pessimistically it creates the missing ones and
+/// locks them all first (a batch that lost a race takes every row it plans against);
+/// optimistically it only reads, and a missing offer is planned as new.
 async fn load_offers<'k>(
     connection: &mut PgConnection,
     keys: &[&'k OfferKey],
@@ -361,8 +361,10 @@ async fn load_offers<'k>(
     }
     // The keys arrive sorted; ORDINALITY keeps that order, the one lock order of offers.
     let rows = match locking {
+        // A missing offer is planned as new and inserted by the guarded write, which conflicts
+        // if another transaction created it meanwhile: no row is written twice.
         Locking::Optimistic => {
-            let existing = offer_rows(
+            offer_rows(
                 connection,
                 &format!(
                     "SELECT {OFFER_STATE} FROM offers
@@ -371,31 +373,7 @@ async fn load_offers<'k>(
                 ),
                 keys.iter().copied(),
             )
-            .await?;
-            let found: std::collections::HashSet<(&str, &str, &str)> =
-                existing.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect();
-            let missing: Vec<&OfferKey> = keys
-                .iter()
-                .copied()
-                .filter(|key| !found.contains(&(key.tenant.as_str(), key.supplier.as_str(), key.sku.as_str())))
-                .collect();
-            let created = if missing.is_empty() {
-                Vec::new()
-            } else {
-                offer_rows(
-                    connection,
-                    &format!(
-                        "INSERT INTO offers (tenant_id, supplier_id, sku)
-                         SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)
-                         ORDER BY n
-                         ON CONFLICT DO NOTHING
-                         RETURNING {OFFER_STATE}"
-                    ),
-                    missing.into_iter(),
-                )
-                .await?
-            };
-            existing.into_iter().chain(created).collect()
+            .await?
         }
         Locking::Pessimistic => {
             offer_rows(
@@ -450,9 +428,8 @@ async fn offer_rows<'k>(
         .map_err(store_error)
 }
 
-/// Reads the touched items, locking them first when `locking` says so, and creates the
-/// missing ones; as with offers, an item created concurrently is planned as new and its
-/// write conflicts.
+/// Reads the touched items that exist, as `load_offers` reads offers: pessimistically it
+/// creates and locks them all first; optimistically a missing item is planned as new.
 async fn load_items(
     connection: &mut PgConnection,
     keys: &[(ItemKey, catalog_core::ItemId)],
@@ -463,32 +440,14 @@ async fn load_items(
         return Ok(items);
     }
     let rows = match locking {
+        // As with offers, a missing item is planned as new and inserted by the guarded write.
         Locking::Optimistic => {
             let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
-            let existing =
-                sqlx::query("SELECT tenant_id, sku, quantity, version, item_id FROM items WHERE item_id = ANY($1)")
-                    .bind(&ids)
-                    .fetch_all(&mut *connection)
-                    .await
-                    .map_err(store_error)?;
-            let found: std::collections::HashSet<Uuid> = existing.iter().map(|row| row.get(4)).collect();
-            let missing: Vec<&(ItemKey, catalog_core::ItemId)> =
-                keys.iter().filter(|(_, id)| !found.contains(&id.0)).collect();
-            let created = if missing.is_empty() {
-                Vec::new()
-            } else {
-                item_rows(
-                    connection,
-                    "INSERT INTO items (item_id, tenant_id, sku)
-                     SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)
-                     ORDER BY n
-                     ON CONFLICT DO NOTHING
-                     RETURNING tenant_id, sku, quantity, version",
-                    missing.into_iter(),
-                )
-                .await?
-            };
-            existing.into_iter().chain(created).collect()
+            sqlx::query("SELECT tenant_id, sku, quantity, version FROM items WHERE item_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(store_error)?
         }
         Locking::Pessimistic => {
             item_rows(
@@ -669,7 +628,8 @@ async fn write_offers(
     let new_revisions: Vec<i64> =
         offers.iter().map(|offer| revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1).collect();
     // An upsert rather than UPDATE … FROM: it visits the rows in the given (key) order, the
-    // lock order. Every offer exists (the load created it); the insert arm never runs.
+    // lock order. A new offer (read as absent) is inserted at revision 0; if another
+    // transaction created it meanwhile, the guard (revision -1) fails and the batch conflicts.
     let written = sqlx::query(
         r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity,
                snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, revision)
@@ -702,7 +662,9 @@ async fn write_offers(
     guard("offers", written.rows_affected(), offers.len())
 }
 
-/// Writes the changed items, each only if its version is still the one it was planned from.
+/// Writes the changed items, each only if its version is still the one it was planned from;
+/// a new item (read as absent, planned from version 0) is inserted, or, when another
+/// transaction created it meanwhile, written only if that one left it at version 0.
 async fn write_items(connection: &mut PgConnection, writes: &PreparedWrites) -> Result<(), StoreError> {
     let items = &writes.items;
     if items.is_empty() {

@@ -38,6 +38,7 @@ macro_rules! store_contract_tests {
             journal_window_filters_by_time_and_supplier,
             sync_status_counts_outcomes,
             concurrent_batches_on_overlapping_keys_are_exact,
+            concurrent_first_writes_of_new_offers_are_exact,
             outbox_claims_the_newest_version_and_coalesces_older_ones,
             a_version_queued_while_one_is_out_goes_once_that_one_is_recorded,
             a_retried_publish_is_due_again_and_counts_its_attempts,
@@ -546,7 +547,6 @@ where
 /// events delivered to two of them; the result must equal the reference's. Callers may be
 /// one store or several stores on one database (separate processes' worth of caches).
 pub async fn concurrent_callers_are_exact(callers: &[Arc<dyn CatalogStore>; 4]) {
-    let flags: &dyn SyncFlags = &FlagTable { default_enabled: true, ..FlagTable::default() };
     const CALLERS: usize = 4;
     let mut all = Vec::new();
     for round in 0..40u64 {
@@ -561,21 +561,75 @@ pub async fn concurrent_callers_are_exact(callers: &[Arc<dyn CatalogStore>; 4]) 
         }
         parts[1].reverse();
         all.extend(parts.iter().flatten().cloned());
-        let mut running = tokio::task::JoinSet::new();
-        for (part, store) in parts.into_iter().zip(callers) {
-            let store = Arc::clone(store);
-            running.spawn(async move { store.apply_batch(&batch(part)).await });
-        }
-        while let Some(result) = running.join_next().await {
-            result.expect("task").expect("concurrent apply");
-        }
+        apply_side_by_side(callers, parts).await;
     }
+    assert_matches_the_reference(&*callers[0], &all).await;
+}
+
+pub async fn concurrent_first_writes_of_new_offers_are_exact<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    concurrent_creators_are_exact(&[Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]).await;
+}
+
+/// Round after round, four callers each send a snapshot of the same brand-new offers (and so
+/// items) at once, each with its own `updated_at`: every caller plans them as new, and the
+/// writes of all but the first to commit must find the row there and lose, not overwrite it.
+pub async fn concurrent_creators_are_exact(callers: &[Arc<dyn CatalogStore>; 4]) {
+    const CALLERS: u64 = 4;
+    let suppliers = ["acme", "globex", "initech"];
+    let mut all = Vec::new();
+    for round in 0..30_u64 {
+        let parts: Vec<Vec<IncomingEvent>> = (0..CALLERS)
+            .map(|caller| {
+                let mut part = Vec::new();
+                for (n_supplier, supplier) in (0_u64..).zip(suppliers) {
+                    for sku in 0..2_u64 {
+                        let n = round * 1_000 + caller * 100 + n_supplier * 10 + sku;
+                        let key = offer("canary", supplier, &format!("NEW-{round}-{sku}"));
+                        // Which caller's snapshot is newest differs from offer to offer.
+                        let updated_second = ((caller + n_supplier + sku) % CALLERS) as i64;
+                        part.push(incoming(
+                            n,
+                            &key,
+                            StockChange::Updated { quantity: n as i64 % 37 },
+                            updated_second,
+                            0,
+                        ));
+                    }
+                }
+                part
+            })
+            .collect();
+        all.extend(parts.iter().flatten().cloned());
+        apply_side_by_side(callers, parts).await;
+    }
+    assert_matches_the_reference(&*callers[0], &all).await;
+}
+
+/// Applies each part as one batch through its own caller, all at once.
+async fn apply_side_by_side(callers: &[Arc<dyn CatalogStore>; 4], parts: Vec<Vec<IncomingEvent>>) {
+    let mut running = tokio::task::JoinSet::new();
+    for (part, store) in parts.into_iter().zip(callers) {
+        let store = Arc::clone(store);
+        running.spawn(async move { store.apply_batch(&batch(part)).await });
+    }
+    while let Some(result) = running.join_next().await {
+        result.expect("task").expect("concurrent apply");
+    }
+}
+
+/// The store's offers equal the reference's for `events`, and so do the non-zero item
+/// quantities (versions depend on how callers interleaved; quantities must not, and an
+/// item that never left zero in one history may have a row at zero in the other).
+async fn assert_matches_the_reference(store: &dyn CatalogStore, events: &[IncomingEvent]) {
+    let flags: &dyn SyncFlags = &FlagTable { default_enabled: true, ..FlagTable::default() };
     let mut reference = ReferenceCatalog::default();
-    reference.apply(&deliveries(&all), flags, ClockPolicy::default());
-    let (offers, items) = snapshot(&*callers[0], &["canary", "t2"]).await;
+    reference.apply(&deliveries(events), flags, ClockPolicy::default());
+    let (offers, items) = snapshot(store, &["canary", "t2"]).await;
     assert_eq!(store_offers(offers), reference_offers(&reference));
-    // Versions depend on how the callers interleaved; quantities must not. An item
-    // that never left zero in one history may have a row at zero in the other.
     let quantities: BTreeMap<_, _> = items
         .iter()
         .filter(|(_, (quantity, _))| *quantity != 0)

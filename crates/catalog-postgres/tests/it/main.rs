@@ -22,17 +22,28 @@ async fn fresh_store(config: StoreConfig) -> Fresh<TestDatabase> {
 catalog_store::store_contract_tests!(fresh_store);
 
 /// Four stores on one database, as four worker processes would be: each has its own offer
-/// cache, so each plans against offers the others have moved on; the guarded writes must
-/// still end exactly where the reference does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn separate_stores_with_their_own_offer_caches_are_exact_together() {
-    let database = TestDatabase::create().await;
+/// cache and connections.
+async fn separate_stores(database: &TestDatabase) -> [std::sync::Arc<dyn catalog_store::CatalogStore>; 4] {
     let mut stores = Vec::new();
     for _ in 0..4 {
         let store: std::sync::Arc<dyn catalog_store::CatalogStore> =
-            std::sync::Arc::new(connect(&database, StoreConfig::default()).await);
+            std::sync::Arc::new(connect(database, StoreConfig::default()).await);
         stores.push(store);
     }
-    let stores: [_; 4] = stores.try_into().unwrap_or_else(|_| unreachable!("four stores"));
-    catalog_store::contract::concurrent_callers_are_exact(&stores).await;
+    stores.try_into().unwrap_or_else(|_| unreachable!("four stores"))
+}
+
+/// Each store plans against offers the others have moved on; the guarded writes must still
+/// end exactly where the reference does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_stores_with_their_own_offer_caches_are_exact_together() {
+    let database = TestDatabase::create().await;
+    catalog_store::contract::concurrent_callers_are_exact(&separate_stores(&database).await).await;
+}
+
+/// Each store plans the same new offers as new and inserts them; all but the first must lose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_stores_creating_the_same_offers_are_exact_together() {
+    let database = TestDatabase::create().await;
+    catalog_store::contract::concurrent_creators_are_exact(&separate_stores(&database).await).await;
 }
