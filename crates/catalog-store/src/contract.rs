@@ -540,7 +540,12 @@ where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    concurrent_callers_are_exact(&[Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]).await;
+    concurrent_callers_are_exact(&four_callers_of(store)).await;
+}
+
+/// One store, called from four tasks at once.
+fn four_callers_of(store: Arc<dyn CatalogStore>) -> [Arc<dyn CatalogStore>; 4] {
+    [Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]
 }
 
 /// Four callers apply rounds of batches on the same few offers and items at once, some
@@ -571,7 +576,7 @@ where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    concurrent_creators_are_exact(&[Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]).await;
+    concurrent_creators_are_exact(&four_callers_of(store)).await;
 }
 
 /// Round after round, four callers each send a snapshot of the same brand-new offers (and so
