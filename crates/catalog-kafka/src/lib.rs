@@ -418,11 +418,11 @@ impl KafkaSource {
                             let _ = sender.send(PartitionInput::Revoked).await;
                         }
                     }
-                    if lock(&self.ownership).contains_key(&partition) {
-                        // Cannot happen (it was split off before the member joined); applied anyway.
-                        tracing::warn!(partition, "a message of a partition with its own queue came through the shared one");
-                    }
                     let (_, sender) = partitions.entry(partition).or_insert_with(|| {
+                        if lock(&self.ownership).contains_key(&partition) {
+                            // Cannot happen (it was split off before the member joined); applied anyway.
+                            tracing::warn!(partition, "a partition with its own queue is also read through the shared one");
+                        }
                         let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
                         let worker = self.partition_worker(partition);
                         workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
