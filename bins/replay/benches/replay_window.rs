@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use catalog_app::replay::{replay, ReplayRequest};
 use catalog_core::{SupplierId, TenantId};
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::{BatchInput, CatalogStore, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, StoreConfig};
 use catalog_testkit::{bench_events, incoming, TestDatabase};
 use chrono::Utc;
-use clap::Parser;
 
 const N_EVENTS: usize = 100_000;
 const BATCH: usize = 5_000;
@@ -42,20 +43,12 @@ fn main() {
         let apply = started.elapsed();
         store.set_supplier_sync(&tenant, &held_supplier, true).await.expect("flag");
 
-        let args = replay::ReplayArgs::parse_from([
-            "replay",
-            "--tenant",
-            "canary",
-            "--since",
-            &started_at.to_rfc3339(),
-            "--database-url",
-            &database.url,
-        ]);
+        let request = ReplayRequest { tenant, since: started_at, until: None, supplier: None, dry_run: false };
         let started = Instant::now();
-        let first = replay::replay(&store, &args).await.expect("replay");
+        let first = replay(&store, &request, &|_, _| {}).await.expect("replay");
         let replay_held = started.elapsed();
         let started = Instant::now();
-        let second = replay::replay(&store, &args).await.expect("replay");
+        let second = replay(&store, &request, &|_, _| {}).await.expect("replay");
         let replay_applied = started.elapsed();
         println!("replay/apply_batch            {N_EVENTS} events: {:>9.0} events/s", rate(N_EVENTS, apply));
         println!(

@@ -1,8 +1,7 @@
 //! `replay`: parse options, run the replay, print the touched item ids.
 
-/// jemalloc instead of the system allocator: a batch allocates and frees tens of thousands
-/// of small strings and vectors, and glibc's malloc spent a quarter of the worker's CPU on
-/// them (docs/benchmarks.md).
+/// jemalloc instead of the system allocator, as the worker: a batch allocates and frees tens
+/// of thousands of small strings and vectors (docs/benchmarks.md, session 5).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use catalog_core::{encode, SupplierEvent};
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::{CatalogStore, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::StoreConfig;
 use catalog_testkit::{create_topic, produce_batched, raw_sql_baseline, unique_name, TestDatabase, TestMessage};
 use chrono::Utc;
 
@@ -105,7 +106,7 @@ async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
             .await
             .expect("checkpoints")
             .into_iter()
-            .map(|checkpoint| (checkpoint.partition, checkpoint.next_offset))
+            .map(|checkpoint| (checkpoint.partition, checkpoint.position.offset))
             .collect();
         if first_batch.is_none() && !stored.is_empty() {
             first_batch = Some(started.elapsed());

@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use catalog_app::channels::{PublishSettings, StorefrontSettings};
+use catalog_cli::{LogFormat, StoreArgs, Switch};
 use catalog_publish::Secret;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
 
 /// Consumes supplier inventory events, applies them to the catalog in batches, and publishes
 /// every item whose quantity changed.
@@ -47,28 +49,6 @@ impl WorkerArgs {
     pub fn batch_max_wait(&self) -> Duration {
         Duration::from_millis(self.batch_max_wait_ms)
     }
-}
-
-/// Store options, shared by every binary that opens the catalog.
-#[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
-    /// `postgres://…` for PostgreSQL, or `sqlite://PATH` for the embedded store (created if missing).
-    #[arg(long, env = "CATALOG_DATABASE_URL", default_value = "sqlite://catalog.db")]
-    pub database_url: String,
-
-    /// Whether sync starts on or off for a tenant or supplier seen for the first time.
-    #[arg(long, env = "CATALOG_DEFAULT_SYNC", value_enum, default_value_t = Switch::On)]
-    pub default_sync: Switch,
-
-    /// How far a supplier clock may run ahead before its timestamps are clamped, in seconds.
-    #[arg(long, env = "CATALOG_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
-    pub max_clock_skew_secs: u32,
-
-    /// PostgreSQL only: how many offers (about 0.5 KB each) the process remembers
-    /// between batches instead of reading them again; 0 reads every batch's offers. Safe
-    /// with several workers: every offer write checks the revision it was planned from.
-    #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY)]
-    pub offer_cache_size: usize,
 }
 
 /// Where changed items are published. Without a storefront URL or channels file, the `log`
@@ -119,6 +99,24 @@ pub struct PublishArgs {
     pub channels_file: Option<PathBuf>,
 }
 
+impl PublishArgs {
+    /// The plain settings the application layer takes.
+    pub fn settings(&self) -> PublishSettings {
+        PublishSettings {
+            storefront: self.storefront_url.as_ref().map(|url| StorefrontSettings {
+                base_url: url.clone(),
+                token: self.storefront_token.clone(),
+                requests_per_second: self.storefront_rate,
+                concurrency: self.storefront_concurrency,
+            }),
+            channels_file: self.channels_file.clone(),
+            lease: Duration::from_millis(self.publish_lease_ms),
+            settle: Duration::from_millis(self.publish_settle_ms),
+            max_wait: Duration::from_millis(self.publish_max_wait_ms),
+        }
+    }
+}
+
 /// Kafka options, used with `--source kafka`.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -165,16 +163,4 @@ fn parse_source(value: &str) -> Result<SourceSpec, String> {
             _ => Err(format!("expected `kafka`, `file:PATH` or `-`, got {value:?}")),
         },
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
 }

@@ -1,5 +1,6 @@
-//! The operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (the store
-//! is reachable and the source is running).
+//! The operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (set
+//! once the store is open and the publishers and source have started; cleared when the
+//! source stops).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use catalog_app::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct Health {

@@ -1,8 +1,8 @@
 //! `sync-worker`: parse options, set up logging, run until the source ends or a signal.
 
 /// jemalloc instead of the system allocator: a batch allocates and frees tens of thousands
-/// of small strings and vectors, and glibc's malloc spent a quarter of the worker's CPU on
-/// them (docs/benchmarks.md).
+/// of small strings and vectors, and glibc's malloc was a large share of the worker's CPU
+/// (docs/benchmarks.md, session 5).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let args = WorkerArgs::parse();
-    sync_worker::telemetry::init(args.log_format);
+    catalog_cli::telemetry::init(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(sync_worker::telemetry::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(catalog_cli::shutdown::cancel_on_signal(shutdown.clone()));
         let summary = sync_worker::run(args, shutdown).await?;
         // The run's result, for the operator: one plain line on standard error, after the logs.
         #[allow(clippy::print_stderr)]

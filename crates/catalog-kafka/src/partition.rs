@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use catalog_store::{Checkpoint, IncomingEvent, SourceRef};
+use catalog_app::{BatchSink, SinkError, SourceBatch};
+use catalog_store::{IncomingEvent, Position, SourceRef};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
@@ -17,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{lock, BatchSink, SinkError, SourceBatch, SourceConsumer, SourceContext};
+use crate::context::{lock, source_error, SourceContext};
+use crate::source::SourceConsumer;
 
 /// A message copied out of librdkafka's buffer, with its reception time.
 #[derive(Debug)]
@@ -126,7 +128,7 @@ impl QueueFeed<'_> {
                 }
                 message = self.messages.next() => match message {
                     Some(Ok(message)) => return Some(PartitionInput::Message(OwnedDelivery::from_message(&message))),
-                    Some(Err(error)) => self.sink.kafka_error("consume", &error),
+                    Some(Err(error)) => self.sink.source_error(&source_error("consume", &error)),
                     // The consumer's streams never end; if one did, the source is stopping.
                     None => return None,
                 },
@@ -171,7 +173,7 @@ impl PartitionWorker {
     pub(crate) async fn run(&self, mut input: Feed<'_>) -> Result<(), SinkError> {
         // Anything below the stored checkpoint was applied already (the Kafka commit after
         // it may have been lost in a crash): skip it rather than journal it again.
-        let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let stored = self.sink.checkpoint(&self.source, self.partition).await?.map(|position| position.offset);
         let mut next_offset = stored.unwrap_or(0);
         // Until the first message is seen, the fetch position is unknown: if it lies beyond
         // the stored checkpoint (the group's committed offset is ahead of the store, or the
@@ -256,7 +258,7 @@ impl PartitionWorker {
         );
         // A zero timeout makes the seek asynchronous: this task must not block the runtime.
         if let Err(error) = self.consumer.seek(&self.topic, self.partition, Offset::Offset(offset), Duration::ZERO) {
-            self.sink.kafka_error("seek", &error);
+            self.sink.source_error(&source_error("seek", &error));
         }
     }
 
@@ -277,9 +279,15 @@ impl PartitionWorker {
             })
             .collect();
         let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();
-        let checkpoint =
-            Checkpoint { source: self.source.clone(), partition: self.partition, next_offset: new_next_offset };
-        self.sink.apply(SourceBatch { events, checkpoint, last_message_at, high_watermark }).await?;
+        let batch = SourceBatch {
+            source,
+            partition: self.partition,
+            events,
+            checkpoint: Some(Position::at(new_next_offset)),
+            last_message_at,
+            high_watermark,
+        };
+        self.sink.apply(batch).await?;
         // Committed to Kafka only after the store has the batch, and only while we own the
         // partition: standard lag tooling sees progress, and a stale member never moves the
         // group's offset. Losing this commit in a crash costs a re-read, never a loss.
@@ -288,9 +296,9 @@ impl PartitionWorker {
             if let Err(error) =
                 offsets.add_partition_offset(&self.topic, self.partition, Offset::Offset(new_next_offset))
             {
-                self.sink.kafka_error("commit", &error);
+                self.sink.source_error(&source_error("commit", &error));
             } else if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
-                self.sink.kafka_error("commit", &error);
+                self.sink.source_error(&source_error("commit", &error));
             }
         }
         Ok(new_next_offset)

@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant};
 
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, Checkpoint, IncomingEvent, Position, StoreConfig};
 use catalog_testkit::TestDatabase;
 use chrono::{DateTime, Utc};
 
@@ -36,7 +37,11 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
         let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
         let input = BatchInput {
             events: chunk.to_vec(),
-            checkpoints: vec![Checkpoint { source: chunk[0].source.source.to_string(), partition: 0, next_offset }],
+            checkpoints: vec![Checkpoint {
+                source: chunk[0].source.source.to_string(),
+                partition: 0,
+                position: Position::at(next_offset),
+            }],
         };
         store.apply_batch(&input).await.expect("apply");
     }

@@ -4,25 +4,30 @@
 //! concurrent workers neither deadlock nor lose an update.
 
 mod apply;
+mod columns;
 mod copy;
+mod flags;
 #[cfg(test)]
 mod journal_plans;
 mod offer_cache;
-mod queries;
+mod outbox;
+mod reads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_store::{StoreConfig, StoreError};
+use async_trait::async_trait;
+use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_store::{
+    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, FlagStore, ItemTrace, JournalEntry,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, StoreConfig,
+    StoreError, StoredItem, SyncStatus, TenantFlags,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 /// The embedded migrations of `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-
-/// How many times `apply_batch` re-runs a batch that lost a race (deadlock, serialization
-/// failure, a concurrent claim of the same event id) before reporting a conflict.
-const MAX_CONFLICT_RETRIES: u32 = 5;
 
 /// Connection settings for [`PostgresStore::connect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +74,7 @@ impl PostgresStore {
             .map_err(store_error)?;
         let offers = Arc::new(offer_cache::OfferCache::new(options.offer_cache_capacity));
         let store = Self { pool, config, offers };
-        catalog_store::CatalogStore::migrate(&store).await?;
+        store.migrate().await?;
         Ok(store)
     }
 
@@ -104,9 +109,105 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
             _ => StoreError::Database(database.to_string()),
         },
         sqlx::Error::Migrate(_) => StoreError::Schema(error.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+        // A missing column means the schema is not the one this build migrated to.
+        sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Schema(error.to_string())
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
             StoreError::Corrupt(error.to_string())
         }
         _ => StoreError::Database(error.to_string()),
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| StoreError::Schema(error.to_string()))
+    }
+}
+
+#[async_trait]
+impl BatchStore for PostgresStore {
+    async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        apply::apply_batch(&self.pool, &self.config, &self.offers, batch).await
+    }
+
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        apply::preview_batch(&self.pool, &self.config, batch).await
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        reads::checkpoints(&self.pool, source).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
+        outbox::claim_outbox(&self.pool, channel, claim).await
+    }
+
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
+        outbox::record_publishes(&self.pool, records).await
+    }
+
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
+        outbox::republish(&self.pool, &self.config, items).await
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
+        outbox::outbox_depth(&self.pool).await
+    }
+
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
+        outbox::stale_items(&self.pool, channel).await
+    }
+
+    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        outbox::open_dead_letters(&self.pool, limit).await
+    }
+}
+
+#[async_trait]
+impl FlagStore for PostgresStore {
+    async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
+        flags::set_tenant_sync(&self.pool, tenant, enabled).await
+    }
+
+    async fn set_supplier_sync(
+        &self,
+        tenant: &TenantId,
+        supplier: &SupplierId,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        flags::set_supplier_sync(&self.pool, tenant, supplier, enabled, self.config.default_sync_enabled).await
+    }
+
+    async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
+        flags::tenant_flags(&self.pool, tenant).await
+    }
+}
+
+#[async_trait]
+impl ReadStore for PostgresStore {
+    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+        reads::item(&self.pool, item_id).await
+    }
+
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+        reads::items(&self.pool, tenant).await
+    }
+
+    async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+        reads::item_trace(&self.pool, item_id).await
+    }
+
+    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+        reads::journal_window(&self.pool, window).await
+    }
+
+    async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
+        reads::sync_status(&self.pool, tenant).await
     }
 }

@@ -1,6 +1,8 @@
-//! A publish channel's settings: where, with which credentials, how fast, how often to retry.
+//! A publish channel's settings: how fast, how many at once, how often to retry, how long a
+//! burst settles. What the channel speaks (the storefront contract, the log) is its adapter.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 /// A credential that never reaches `Debug`, `Display` or a log line.
@@ -24,21 +26,17 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One sales channel (the storefront, a marketplace), drained by its own task with its own
-/// concurrency and rate limit, so one slow or dead channel never delays another.
+/// One sales channel (the storefront, a marketplace, the log), drained by its own task with
+/// its own concurrency and rate limit, so one slow or dead channel never delays another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelConfig {
     /// The outbox channel name, e.g. `storefront`, `shopify`.
     pub name: String,
-    /// `https://host[:port][/prefix]`; requests go to `{base_url}/v1/tenants/{tenant}/items/{item}/invalidate`.
-    pub base_url: String,
-    /// Sent as `Authorization: Bearer …` when set.
-    pub token: Option<Secret>,
-    /// Requests in flight at once.
+    /// Sends in flight at once.
     pub concurrency: usize,
-    /// Requests started per second at most.
-    pub requests_per_second: u32,
-    /// A request without an answer by then counts as failed (and is retried).
+    /// Sends started per second at most; `None` for a channel with no limit (the log).
+    pub requests_per_second: Option<NonZeroU32>,
+    /// A send without an answer by then counts as failed (and is retried).
     pub request_timeout: Duration,
     /// Attempts before an item version is dead-lettered as `retries_exhausted`.
     pub max_attempts: u32,
@@ -52,18 +50,18 @@ pub struct ChannelConfig {
     /// How long claimed item versions stay reserved for this publisher. After a crash they
     /// are published again once it has passed (the idempotency key makes that safe).
     pub lease: Duration,
+    /// How often an idle channel looks at the outbox when no batch says there is work.
+    pub idle_poll: Duration,
 }
 
 impl ChannelConfig {
     /// Defaults that suit a storefront: 16 in flight, 50 requests/s, 5 s timeout, 8 attempts,
     /// bursts settle for 50 ms and no item waits more than 250 ms.
-    pub fn new(name: impl Into<String>, base_url: impl Into<String>, token: Option<Secret>) -> Self {
+    pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-            token,
             concurrency: 16,
-            requests_per_second: 50,
+            requests_per_second: NonZeroU32::new(50),
             request_timeout: Duration::from_secs(5),
             max_attempts: 8,
             backoff_min: Duration::from_millis(200),
@@ -71,6 +69,13 @@ impl ChannelConfig {
             settle: Duration::from_millis(50),
             max_wait: Duration::from_millis(250),
             lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(50),
         }
+    }
+
+    /// Sets the rate limit; 0 means none.
+    pub fn with_rate(mut self, requests_per_second: u32) -> Self {
+        self.requests_per_second = NonZeroU32::new(requests_per_second);
+        self
     }
 }

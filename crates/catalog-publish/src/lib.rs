@@ -1,14 +1,24 @@
 //! Publishing changed items to the storefront and sales channels, per
 //! `shared/contracts/storefront-api.md`: the outbox written by `apply_batch` is drained per
-//! channel, bursts coalesce into the newest version, throttling and failures are retried,
-//! and what cannot succeed is dead-lettered with the answer that said so.
+//! channel by one loop (`ChannelPublisher`), bursts coalesce into the newest version,
+//! throttling and failures are retried, and what cannot succeed is dead-lettered with the
+//! answer that said so. What each channel speaks is its `ChannelAdapter`: the storefront
+//! contract over HTTP (`StorefrontChannel`) or JSON lines on standard output (`LogChannel`).
 
+mod adapter;
 mod channel;
+mod log;
 mod publisher;
 mod response;
+mod storefront;
+mod work;
 
+pub use adapter::{Attempt, ChannelAdapter};
 pub use channel::{ChannelConfig, Secret};
+pub use log::LogChannel;
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
 pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,
 };
+pub use storefront::{StorefrontChannel, StorefrontConfig};
+pub use work::{WorkSignal, WorkWaiter};

@@ -1,21 +1,21 @@
-//! One channel's publisher: claims due item versions from the outbox, sends each per the
-//! storefront contract under the channel's concurrency and rate limit, and records how every
-//! attempt ended.
+//! The one drain loop every channel runs: claim due item versions from the outbox, send each
+//! through the channel's adapter under its concurrency and rate limit, hold the channel on
+//! throttling, and record how every attempt ended, one transaction per round.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use catalog_store::{CatalogStore, OutboxClaim, OutboxEntry, PublishOutcome, PublishRecord, StoreError};
+use catalog_store::{OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, StoreError};
 use chrono::Utc;
 use futures::StreamExt as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapter::{Attempt, ChannelAdapter};
 use crate::channel::ChannelConfig;
-use crate::response::{classify_response, classify_transport, TransportError, Verdict};
+use crate::response::{classify_transport, TransportError, Verdict};
+use crate::work::{WorkSignal, WorkWaiter};
 
 /// Told about every finished attempt, for metrics and logs kept by the caller.
 pub trait PublishEvents: Send + Sync + 'static {
@@ -31,50 +31,48 @@ pub enum PublishError {
     Store(#[from] StoreError),
 }
 
-#[derive(Serialize)]
-struct InvalidateBody<'a> {
-    item_id: String,
-    sku: &'a str,
-    quantity: i64,
-    version: u64,
-}
-
-/// How often an idle channel looks at the outbox.
-const IDLE_POLL: Duration = Duration::from_millis(50);
-
-/// Rounds (claim, send, record) a channel runs at once, at most one per request allowed in
+/// Rounds (claim, send, record) a channel runs at once, at most one per send allowed in
 /// flight.
 const LANES: usize = 2;
 
+/// Drains one channel's outbox rows through its adapter.
 pub struct ChannelPublisher {
     config: ChannelConfig,
-    store: Arc<dyn CatalogStore>,
-    client: reqwest::Client,
-    limiter: DefaultDirectRateLimiter,
+    adapter: Arc<dyn ChannelAdapter>,
+    store: Arc<dyn OutboxStore>,
+    limiter: Option<DefaultDirectRateLimiter>,
     events: Arc<dyn PublishEvents>,
+    work: Option<WorkSignal>,
 }
 
 impl std::fmt::Debug for ChannelPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelPublisher").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ChannelPublisher")
+            .field("config", &self.config)
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
     }
 }
 
 impl ChannelPublisher {
     pub fn new(
         config: ChannelConfig,
-        store: Arc<dyn CatalogStore>,
+        adapter: Arc<dyn ChannelAdapter>,
+        store: Arc<dyn OutboxStore>,
         events: Arc<dyn PublishEvents>,
-    ) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .pool_max_idle_per_host(config.concurrency)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
-        let per_second = NonZeroU32::new(config.requests_per_second.max(1)).expect("clamped to at least 1");
-        let limiter = RateLimiter::direct(Quota::per_second(per_second));
-        Ok(Self { config, store, client, limiter, events })
+    ) -> Self {
+        let limiter = config.requests_per_second.map(|per_second| RateLimiter::direct(Quota::per_second(per_second)));
+        Self { config, adapter, store, limiter, events, work: None }
+    }
+
+    /// Wakes the channel's idle lanes when `work` is signalled, instead of at the next poll.
+    pub fn woken_by(mut self, work: WorkSignal) -> Self {
+        self.work = Some(work);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
     }
 
     /// Publishes until `shutdown`; once `until_drained` fires, returns as soon as the channel
@@ -83,10 +81,13 @@ impl ChannelPublisher {
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         // A 429 holds the whole channel, every lane.
         let hold = std::sync::Mutex::new(None);
-        // Never more lanes than requests allowed in flight: together they stay within it.
+        // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
-        let lanes = (0..n_lanes).map(|_| self.lane(concurrency, &shutdown, &until_drained, &hold));
+        let lanes = (0..n_lanes).map(|_| {
+            let waiter = self.work.as_ref().map_or_else(WorkWaiter::never, WorkSignal::subscribe);
+            self.lane(concurrency, waiter, &shutdown, &until_drained, &hold)
+        });
         let done = futures::future::try_join_all(lanes).await?;
         Ok(done.into_iter().sum())
     }
@@ -97,6 +98,7 @@ impl ChannelPublisher {
     async fn lane(
         &self,
         concurrency: usize,
+        mut work: WorkWaiter,
         shutdown: &CancellationToken,
         until_drained: &CancellationToken,
         hold: &std::sync::Mutex<Option<Instant>>,
@@ -126,7 +128,7 @@ impl ChannelPublisher {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(channel = %self.config.name, %error, "claiming publishes failed, retrying");
-                    self.idle(shutdown).await;
+                    self.idle(&mut work, shutdown).await;
                     continue;
                 }
             };
@@ -134,23 +136,23 @@ impl ChannelPublisher {
                 if until_drained.is_cancelled() && self.nothing_waiting().await? {
                     return Ok(n_done);
                 }
-                self.idle(shutdown).await;
+                self.idle(&mut work, shutdown).await;
                 continue;
             }
             let claimed = round_started.elapsed();
-            let attempts: Vec<(OutboxEntry, Verdict, Option<u16>, Duration)> =
+            let attempts: Vec<(OutboxEntry, Attempt)> =
                 futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry)))
                     .buffer_unordered(concurrency)
                     .collect()
                     .await;
             let mut records = Vec::with_capacity(attempts.len());
-            for (entry, verdict, status, latency) in attempts {
-                if let Verdict::Throttled { retry_after } = &verdict {
+            for (entry, attempt) in attempts {
+                if let Verdict::Throttled { retry_after } = &attempt.verdict {
                     let until = Instant::now() + *retry_after;
                     let mut held = hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     *held = Some(held.map_or(until, |current| current.max(until)));
                 }
-                records.push((self.to_record(&entry, verdict, status, latency), entry));
+                records.push((self.to_record(&entry, attempt), entry));
             }
             // One transaction for the round: one commit, however many items went out. A store
             // failure is retried (the transaction left nothing behind); giving up would stop the
@@ -183,9 +185,11 @@ impl ChannelPublisher {
         }
     }
 
-    async fn idle(&self, shutdown: &CancellationToken) {
+    /// Waits for work, the next poll, or shutdown.
+    async fn idle(&self, work: &mut WorkWaiter, shutdown: &CancellationToken) {
         tokio::select! {
-            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = work.notified() => {}
+            _ = tokio::time::sleep(self.config.idle_poll) => {}
             _ = shutdown.cancelled() => {}
         }
     }
@@ -195,86 +199,56 @@ impl ChannelPublisher {
         Ok(depths.iter().filter(|depth| depth.channel == self.config.name).all(|depth| depth.pending == 0))
     }
 
-    /// Sends one item version, waiting for the channel's rate limit first.
-    async fn attempt(&self, entry: OutboxEntry) -> (OutboxEntry, Verdict, Option<u16>, Duration) {
-        self.limiter.until_ready().await;
-        let url = format!("{}/v1/tenants/{}/items/{}/invalidate", self.config.base_url, entry.tenant, entry.item_id);
-        let body = InvalidateBody {
-            item_id: entry.item_id.to_string(),
-            sku: entry.sku.as_str(),
-            quantity: entry.quantity,
-            version: entry.version,
-        };
-        let mut request = self
-            .client
-            .post(&url)
-            .header("Idempotency-Key", format!("{}:{}", entry.item_id, entry.version))
-            .json(&body);
-        if let Some(token) = &self.config.token {
-            request = request.bearer_auth(token.expose());
-        }
-        if let Some(traceparent) = &entry.traceparent {
-            request = request.header("traceparent", traceparent);
+    /// Sends one item version through the adapter, waiting for the channel's rate limit
+    /// first and giving up on it after the request timeout.
+    async fn attempt(&self, entry: OutboxEntry) -> (OutboxEntry, Attempt) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
         }
         let started = Instant::now();
-        let (verdict, status) = match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let retry_after =
-                    response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
-                // A body that cannot be read still leaves the status to decide by.
-                let text = response.text().await.unwrap_or_default();
-                (classify_response(status, retry_after.as_deref(), &text, entry.version), Some(status))
-            }
-            Err(error) => {
-                let kind = if error.is_timeout() {
-                    "timeout"
-                } else if error.is_connect() {
-                    "connect"
-                } else {
-                    "connection"
-                };
-                (classify_transport(&TransportError { kind, message: error.to_string() }), None)
-            }
+        let attempt = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&entry)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt {
+                verdict: classify_transport(&TransportError {
+                    kind: "timeout",
+                    message: format!("no answer within {} ms", self.config.request_timeout.as_millis()),
+                }),
+                status: None,
+                latency: started.elapsed(),
+            },
         };
-        (entry, verdict, status, started.elapsed())
+        (entry, attempt)
     }
 
-    /// Turns a verdict into what the store keeps.
-    fn to_record(
-        &self,
-        entry: &OutboxEntry,
-        verdict: Verdict,
-        status: Option<u16>,
-        latency: Duration,
-    ) -> PublishRecord {
-        let attempt = entry.attempts + 1;
+    /// Turns an attempt into what the store keeps.
+    fn to_record(&self, entry: &OutboxEntry, attempt: Attempt) -> PublishRecord {
+        let number = entry.attempts + 1;
         let mut record = PublishRecord {
             item_id: entry.item_id,
             channel: self.config.name.clone(),
             version: entry.version,
-            attempt,
+            attempt: number,
             outcome: PublishOutcome::Published,
-            status,
-            latency_ms: Some(latency.as_millis() as u64),
+            status: attempt.status,
+            latency_ms: Some(attempt.latency.as_millis() as u64),
             error: None,
             dead_letter_reason: None,
             body: None,
         };
-        match verdict {
+        match attempt.verdict {
             Verdict::Published => {}
             Verdict::Superseded { current_version } => record.outcome = PublishOutcome::Superseded { current_version },
             Verdict::Throttled { retry_after } => {
                 record.outcome = PublishOutcome::RetryAt(Utc::now() + retry_after);
                 record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
             }
-            Verdict::Retry { reason, error } if attempt >= self.config.max_attempts => {
+            Verdict::Retry { reason, error } if number >= self.config.max_attempts => {
                 record.outcome = PublishOutcome::DeadLettered;
                 record.dead_letter_reason = Some("retries_exhausted".to_owned());
                 record.error = Some(format!("{reason}: {error}"));
             }
             Verdict::Retry { reason, error } => {
-                record.outcome = PublishOutcome::RetryAt(Utc::now() + self.backoff(attempt));
+                record.outcome = PublishOutcome::RetryAt(Utc::now() + self.backoff(number));
                 record.error = Some(format!("{reason}: {error}"));
             }
             Verdict::DeadLetter { reason, error, body } => {

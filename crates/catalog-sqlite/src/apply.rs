@@ -13,7 +13,7 @@ use catalog_store::{BatchInput, BatchResult, ChangedItem, Checkpoint, StoreConfi
 use chrono::Utc;
 use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::columns::{self, micros, OFFER_STATE_COLUMNS};
+use crate::columns::{self, micros, JOURNAL_INSERT_COLUMNS, OFFER_STATE_COLUMNS};
 use crate::error::store_error;
 use crate::flags;
 
@@ -199,45 +199,42 @@ async fn insert_journal_rows(
     inserts: &[JournalInsert],
     now: i64,
 ) -> Result<(), StoreError> {
+    let insert_sql = format!(
+        "INSERT INTO events ({JOURNAL_INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+         ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+    );
     for insert in inserts {
         // A first delivery repeated within its own batch is already a redelivery.
         let last_redelivered_at = (insert.redelivery_count > 0).then_some(now);
-        sqlx::query(
-            "INSERT INTO events (event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, \
-             sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, fingerprint, \
-             redelivery_count, payload_differs, source, source_partition, source_offset, traceparent, raw_payload, \
-             decided_at, last_redelivered_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-             ?22, ?23, ?24, ?25)",
-        )
-        .bind(insert.event_id.as_ref().map(|event_id| event_id.0.as_bytes().as_slice()))
-        .bind(insert.tenant.as_ref().map(catalog_core::TenantId::as_str))
-        .bind(insert.supplier.as_ref().map(catalog_core::SupplierId::as_str))
-        .bind(insert.sku.as_ref().map(catalog_core::Sku::as_str))
-        .bind(insert.event_type)
-        .bind(insert.quantity)
-        .bind(insert.delta)
-        .bind(insert.updated_at.map(micros))
-        .bind(insert.sequence)
-        .bind(insert.effective_at.map(micros))
-        .bind(insert.clock_drift_clamped)
-        .bind(micros(insert.received_at))
-        .bind(insert.outcome)
-        .bind(insert.reason)
-        .bind(insert.detail.as_deref())
-        .bind(insert.fingerprint)
-        .bind(insert.redelivery_count)
-        .bind(insert.payload_differs)
-        .bind(&*insert.source.source)
-        .bind(insert.source.partition)
-        .bind(insert.source.offset)
-        .bind(insert.traceparent.as_deref())
-        .bind(insert.raw_payload.as_deref())
-        .bind(now)
-        .bind(last_redelivered_at)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+        sqlx::query(&insert_sql)
+            .bind(insert.event_id.as_ref().map(|event_id| event_id.0.as_bytes().as_slice()))
+            .bind(insert.tenant.as_ref().map(catalog_core::TenantId::as_str))
+            .bind(insert.supplier.as_ref().map(catalog_core::SupplierId::as_str))
+            .bind(insert.sku.as_ref().map(catalog_core::Sku::as_str))
+            .bind(insert.event_type)
+            .bind(insert.quantity)
+            .bind(insert.delta)
+            .bind(insert.updated_at.map(micros))
+            .bind(insert.sequence)
+            .bind(insert.effective_at.map(micros))
+            .bind(insert.clock_drift_clamped)
+            .bind(micros(insert.received_at))
+            .bind(insert.outcome)
+            .bind(insert.reason)
+            .bind(insert.detail.as_deref())
+            .bind(insert.redelivery_count)
+            .bind(insert.payload_differs)
+            .bind(&*insert.source.source)
+            .bind(insert.source.partition)
+            .bind(insert.source.offset)
+            .bind(insert.traceparent.as_deref())
+            .bind(insert.raw_payload.as_deref())
+            .bind(insert.fingerprint)
+            .bind(now)
+            .bind(last_redelivered_at)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
     }
     Ok(())
 }
@@ -392,14 +389,20 @@ async fn advance_checkpoints(
     now: i64,
 ) -> Result<(), StoreError> {
     for checkpoint in checkpoints {
+        // The cursor goes with the furthest offset: a position that is not ahead keeps the stored one.
         sqlx::query(
-            "INSERT INTO source_checkpoints (source, partition, next_offset, updated_at) VALUES (?1, ?2, ?3, ?4) \
+            "INSERT INTO source_checkpoints (source, partition, next_offset, cursor, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (source, partition) DO UPDATE SET \
-             next_offset = max(source_checkpoints.next_offset, excluded.next_offset), updated_at = excluded.updated_at",
+             next_offset = max(source_checkpoints.next_offset, excluded.next_offset), \
+             cursor = CASE WHEN excluded.next_offset >= source_checkpoints.next_offset \
+                      THEN excluded.cursor ELSE source_checkpoints.cursor END, \
+             updated_at = excluded.updated_at",
         )
         .bind(checkpoint.source.as_str())
         .bind(checkpoint.partition)
-        .bind(checkpoint.next_offset)
+        .bind(checkpoint.position.offset)
+        .bind(checkpoint.position.cursor.as_deref())
         .bind(now)
         .execute(&mut *connection)
         .await

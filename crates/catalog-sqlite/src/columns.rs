@@ -11,10 +11,22 @@ use uuid::Uuid;
 
 use crate::error::store_error;
 
-/// The columns `journal_row` reads: one list for every query that returns journal entries.
-pub(crate) const JOURNAL_COLUMNS: &str = "journal_id, event_id, tenant_id, supplier_id, sku, event_type, quantity, \
-     delta, updated_at, sequence, effective_at, clock_drift_clamped, received_at, outcome, reason, detail, \
-     redelivery_count, payload_differs, source, source_partition, source_offset, traceparent, raw_payload, decided_at";
+/// The journal's columns that describe an event and its decision, in the order every
+/// statement writes and reads them: the one list the reads and the insert are built from.
+macro_rules! journal_event_columns {
+    () => {
+        "event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, sequence, effective_at, \
+         clock_drift_clamped, received_at, outcome, reason, detail, redelivery_count, payload_differs, source, \
+         source_partition, source_offset, traceparent, raw_payload"
+    };
+}
+
+/// The columns `journal_row` reads: every query that returns journal entries selects these.
+pub(crate) const JOURNAL_COLUMNS: &str = concat!("journal_id, ", journal_event_columns!(), ", decided_at");
+
+/// The columns a new journal row is written with (`?1` to `?25`, in this order).
+pub(crate) const JOURNAL_INSERT_COLUMNS: &str =
+    concat!(journal_event_columns!(), ", fingerprint, decided_at, last_redelivered_at");
 
 /// The offer state columns that `OfferColumns` maps, shared by the load and the trace query.
 pub(crate) const OFFER_STATE_COLUMNS: &str =

@@ -22,8 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxClaim,
-    OutboxDepth, OutboxEntry, PublishRecord, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, FlagStore, ItemTrace, JournalEntry,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, StoreConfig,
+    StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -111,15 +112,52 @@ impl CatalogStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.run_migrations().await
     }
+}
 
+#[async_trait]
+impl BatchStore for SqliteStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
         apply::apply_batch(&self.pool, &self.config, batch).await
+    }
+
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        apply::preview_batch(&self.pool, &self.config, batch).await
     }
 
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
         read::checkpoints(&self.pool, source).await
     }
+}
 
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
+        publish::claim_outbox(&self.pool, channel, claim).await
+    }
+
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
+        publish::record_publishes(&self.pool, records).await
+    }
+
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
+        apply::republish(&self.pool, &self.config, items).await
+    }
+
+    async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
+        publish::outbox_depth(&self.pool).await
+    }
+
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
+        publish::stale_items(&self.pool, channel).await
+    }
+
+    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        publish::open_dead_letters(&self.pool, limit).await
+    }
+}
+
+#[async_trait]
+impl FlagStore for SqliteStore {
     async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
         flags::set_tenant_sync(&self.pool, tenant, enabled).await
     }
@@ -136,7 +174,10 @@ impl CatalogStore for SqliteStore {
     async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
         flags::tenant_flags(&self.pool, tenant).await
     }
+}
 
+#[async_trait]
+impl ReadStore for SqliteStore {
     async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
         read::item(&self.pool, item_id).await
     }
@@ -155,43 +196,6 @@ impl CatalogStore for SqliteStore {
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
         read::sync_status(&self.pool, tenant).await
-    }
-
-    async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
-        publish::claim_outbox(&self.pool, channel, claim).await
-    }
-
-    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
-        publish::record_publishes(&self.pool, records).await
-    }
-
-    async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
-        publish::outbox_depth(&self.pool).await
-    }
-
-    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
-        apply::preview_batch(&self.pool, &self.config, batch).await
-    }
-
-    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
-        apply::republish(&self.pool, &self.config, items).await
-    }
-
-    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
-        let stale: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM items AS i \
-             LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1 \
-             WHERE i.version > coalesce(p.version, 0)",
-        )
-        .bind(channel)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(error::store_error)?;
-        Ok(u64::try_from(stale).unwrap_or(0))
-    }
-
-    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        publish::open_dead_letters(&self.pool, limit).await
     }
 }
 

@@ -265,6 +265,20 @@ pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, 
         .collect()
 }
 
+/// Items whose published version on `channel` lags their catalog version.
+pub(crate) async fn stale_items(pool: &SqlitePool, channel: &str) -> Result<u64, StoreError> {
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM items AS i \
+         LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1 \
+         WHERE i.version > coalesce(p.version, 0)",
+    )
+    .bind(channel)
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(u64::try_from(stale).unwrap_or(0))
+}
+
 pub(crate) async fn open_dead_letters(pool: &SqlitePool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
     let stored = sqlx::query(
         "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at, \

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use catalog_core::{ItemId, TenantId};
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
-    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, PublishAttempt, StoreError, StoredItem,
-    StoredOffer, SyncStatus,
+    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position, PublishAttempt, StoreError,
+    StoredItem, StoredOffer, SyncStatus,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -17,7 +17,7 @@ use crate::error::store_error;
 
 pub(crate) async fn checkpoints(pool: &SqlitePool, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
     let stored = sqlx::query(
-        "SELECT source, partition, next_offset FROM source_checkpoints WHERE source = ?1 ORDER BY partition",
+        "SELECT source, partition, next_offset, cursor FROM source_checkpoints WHERE source = ?1 ORDER BY partition",
     )
     .bind(source)
     .fetch_all(pool)
@@ -29,7 +29,10 @@ pub(crate) async fn checkpoints(pool: &SqlitePool, source: &str) -> Result<Vec<C
             Ok(Checkpoint {
                 source: columns::column(row, "source")?,
                 partition: columns::column(row, "partition")?,
-                next_offset: columns::column(row, "next_offset")?,
+                position: Position {
+                    offset: columns::column(row, "next_offset")?,
+                    cursor: columns::column(row, "cursor")?,
+                },
             })
         })
         .collect()

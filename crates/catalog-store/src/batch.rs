@@ -250,15 +250,15 @@ fn item_traceparents(batch: &BatchInput, plan: &BatchPlan) -> HashMap<ItemKey, S
 }
 
 fn furthest_checkpoints(checkpoints: &[Checkpoint]) -> Vec<Checkpoint> {
-    let mut furthest: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut furthest: BTreeMap<(&str, i32), &Checkpoint> = BTreeMap::new();
     for checkpoint in checkpoints {
-        let entry = furthest.entry((checkpoint.source.clone(), checkpoint.partition)).or_insert(checkpoint.next_offset);
-        *entry = (*entry).max(checkpoint.next_offset);
+        let entry = furthest.entry((checkpoint.source.as_str(), checkpoint.partition)).or_insert(checkpoint);
+        // The later of two equal offsets wins: its cursor is the one written last.
+        if checkpoint.position.offset >= entry.position.offset {
+            *entry = checkpoint;
+        }
     }
-    furthest
-        .into_iter()
-        .map(|((source, partition), next_offset)| Checkpoint { source, partition, next_offset })
-        .collect()
+    furthest.into_values().cloned().collect()
 }
 
 /// Where an event id's journal record lives while the batch is prepared.

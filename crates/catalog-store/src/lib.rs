@@ -1,5 +1,6 @@
-//! The catalog store port: the trait every durable store implements, the backend-independent
-//! half of batch application, and the contract suite each implementation must pass.
+//! The catalog store ports: one trait per role (batches, outbox, flags, reads) every durable
+//! store implements, the backend-independent half of batch application, and the contract
+//! suite each implementation must pass.
 
 pub mod batch;
 #[cfg(feature = "contract-tests")]
@@ -12,7 +13,13 @@ pub mod rows;
 pub use error::StoreError;
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome,
-    PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
+    PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
 };
-pub use port::CatalogStore;
+pub use port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+
+/// Every store role in one import, for code that calls a whole store:
+/// `use catalog_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+}

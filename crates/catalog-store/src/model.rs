@@ -21,13 +21,33 @@ pub struct SourceRef {
     pub offset: i64,
 }
 
-/// How far a source has been applied: the next position to read.
+/// How far a source has been applied in one of its partitions: the next position to read.
+/// Written in the transaction of the batch that reached it, so it never runs ahead of what
+/// is durable, and never moves backwards.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Checkpoint {
     pub source: String,
     pub partition: i32,
-    /// The next Kafka offset, or the byte offset after the last applied line.
-    pub next_offset: i64,
+    pub position: Position,
+}
+
+/// A source's position, opaque to the store but for its order: `offset` only moves forward,
+/// and `cursor` is kept with the furthest offset as the source wrote it. A Kafka partition
+/// and a file use the offset alone (the next message, the byte after the last line); a
+/// pulled feed puts its window and page cursor in `cursor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Position {
+    /// Monotonic progress: a Kafka offset, a byte offset, a page count.
+    pub offset: i64,
+    /// Whatever else the source needs to resume, in its own format.
+    pub cursor: Option<String>,
+}
+
+impl Position {
+    /// A position that is an offset alone.
+    pub fn at(offset: i64) -> Self {
+        Self { offset, cursor: None }
+    }
 }
 
 /// Why a delivery is in this batch.

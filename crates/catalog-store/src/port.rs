@@ -1,4 +1,7 @@
-//! The store port: what the worker, replay and admin API need from durable storage.
+//! The store ports, one trait per role: applying batches, the outbox and publish records,
+//! sync flags, and the reads behind support and signals. A component asks for the role it
+//! needs (`&dyn ReadStore` for a read-only service), and `CatalogStore` is all of them, for
+//! the processes that open a whole store.
 
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
@@ -9,13 +12,9 @@ use crate::model::{
     OutboxEntry, PublishRecord, StoredItem, SyncStatus, TenantFlags,
 };
 
-/// Durable catalog storage. Implemented by `catalog-postgres` and `catalog-sqlite`, both
-/// held to the same contract suite (`catalog_store::contract`).
+/// Applying source batches: the write path of the worker and of replay.
 #[async_trait]
-pub trait CatalogStore: Send + Sync + std::fmt::Debug {
-    /// Applies pending schema migrations. Idempotent.
-    async fn migrate(&self) -> Result<(), StoreError>;
-
+pub trait BatchStore: Send + Sync + std::fmt::Debug {
     /// Applies a batch in ONE transaction: journal rows, offer and item changes (decided by
     /// `catalog-core`), outbox rows and the batch's checkpoints. Re-applying a committed
     /// batch changes no state (its events are duplicates, its checkpoints do not move back).
@@ -26,43 +25,13 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// rolls everything back: nothing is visible afterwards.
     async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError>;
 
-    /// Queues a publish of each item's current version on every channel serving its tenant
-    /// (a cache bust after a replay), returning the outbox rows queued.
-    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;
-
     /// Every stored checkpoint of a source, by partition.
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
+}
 
-    /// Switches sync on or off for a whole tenant, creating it if new.
-    async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError>;
-
-    /// Switches sync on or off for one supplier within a tenant, creating both if new.
-    async fn set_supplier_sync(
-        &self,
-        tenant: &TenantId,
-        supplier: &SupplierId,
-        enabled: bool,
-    ) -> Result<(), StoreError>;
-
-    /// A tenant's flags, or `None` for a tenant never seen.
-    async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError>;
-
-    /// A catalog item as stored, or `None`.
-    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError>;
-
-    /// Every item of a tenant, in SKU order.
-    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError>;
-
-    /// Everything known about an item: offers, all their events with outcomes, publishes.
-    async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError>;
-
-    /// A tenant's journal in a received-time window (optionally one supplier), in received
-    /// order. Rejected events appear when their tenant could be read.
-    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError>;
-
-    /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.
-    async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;
-
+/// The outbox and what publishers record: claims, attempts, published versions, dead letters.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Claims up to `claim.limit` publishes of `channel` that are due: for each item, only
     /// its newest waiting version (older ones are coalesced away when it is recorded), and
     /// only once it has settled (`claim.settle`) or waited long enough (`claim.max_wait`).
@@ -82,6 +51,10 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
     /// Records several finished attempts in one transaction (one commit for a round of sends).
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError>;
 
+    /// Queues a publish of each item's current version on every channel serving its tenant
+    /// (a cache bust after a replay), returning the outbox rows queued.
+    async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;
+
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
@@ -91,4 +64,50 @@ pub trait CatalogStore: Send + Sync + std::fmt::Debug {
 
     /// Dead letters not yet resolved, newest failure first.
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+}
+
+/// Sync flags: the canary and rollback levers.
+#[async_trait]
+pub trait FlagStore: Send + Sync + std::fmt::Debug {
+    /// Switches sync on or off for a whole tenant, creating it if new.
+    async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError>;
+
+    /// Switches sync on or off for one supplier within a tenant, creating both if new.
+    async fn set_supplier_sync(
+        &self,
+        tenant: &TenantId,
+        supplier: &SupplierId,
+        enabled: bool,
+    ) -> Result<(), StoreError>;
+
+    /// A tenant's flags, or `None` for a tenant never seen.
+    async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError>;
+}
+
+/// Reads for support, status and signals; never writes.
+#[async_trait]
+pub trait ReadStore: Send + Sync + std::fmt::Debug {
+    /// A catalog item as stored, or `None`.
+    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError>;
+
+    /// Every item of a tenant, in SKU order.
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError>;
+
+    /// Everything known about an item: offers, all their events with outcomes, publishes.
+    async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError>;
+
+    /// A tenant's journal in a received-time window (optionally one supplier), in received
+    /// order. Rejected events appear when their tenant could be read.
+    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.
+    async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;
+}
+
+/// A whole catalog store, every role: implemented by `catalog-postgres` and `catalog-sqlite`,
+/// both held to the same contract suite (`catalog_store::contract`).
+#[async_trait]
+pub trait CatalogStore: BatchStore + OutboxStore + FlagStore + ReadStore {
+    /// Applies pending schema migrations. Idempotent.
+    async fn migrate(&self) -> Result<(), StoreError>;
 }

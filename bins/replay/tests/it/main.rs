@@ -6,7 +6,8 @@ use std::process::Command;
 
 use catalog_core::{decode, Delivery, ItemKey, Sku, SupplierId, TenantId};
 use catalog_sqlite::SqliteStore;
-use catalog_store::{BatchInput, CatalogStore, IncomingEvent, Provenance, SourceRef, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, IncomingEvent, Provenance, SourceRef, StoreConfig};
 
 fn message(n: u64, tenant: &str, supplier: &str, sku: &str, quantity: i64) -> IncomingEvent {
     let raw = format!(

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use catalog_core::{decode, ItemKey, TenantId};
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::{CatalogStore, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::StoreConfig;
 use catalog_testkit::{create_topic, produce, unique_name, TestDatabase, TestMessage};
 use clap::Parser;
 use sync_worker::config::WorkerArgs;
@@ -61,7 +62,7 @@ pub(crate) async fn wait_until_applied(
             .await
             .expect("checkpoints")
             .into_iter()
-            .map(|c| (c.partition, c.next_offset))
+            .map(|c| (c.partition, c.position.offset))
             .collect();
         if ends.iter().all(|(partition, end)| stored.get(partition).is_some_and(|next| next >= end)) {
             return;

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use catalog_store::CatalogStore;
+use catalog_store::prelude::*;
 use catalog_testkit::{create_topic, produce, unique_name, TestDatabase, TestMessage};
 
 use crate::kafka::{connect, verify, wait_until_applied, worker_args, PARTITIONS};

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_kafka::{BatchSink, ClientError, KafkaSource, KafkaSourceConfig, SinkError, SourceBatch};
+use catalog_app::{BatchSink, SinkError, SourceBatch, SourceError};
+use catalog_kafka::{KafkaSource, KafkaSourceConfig};
+use catalog_store::Position;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -39,24 +41,25 @@ impl RecordingSink {
 
 #[async_trait]
 impl BatchSink for RecordingSink {
-    async fn checkpoint(&self, _source: &str, partition: i32) -> Result<Option<i64>, SinkError> {
-        Ok(self.checkpoints.lock().expect("sink state").get(&partition).copied())
+    async fn checkpoint(&self, _source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
+        Ok(self.checkpoints.lock().expect("sink state").get(&partition).copied().map(Position::at))
     }
 
     async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError> {
-        let partition = batch.checkpoint.partition;
+        let partition = batch.partition;
+        let next_offset = batch.checkpoint.expect("a Kafka batch always has a position").offset;
         let offsets: Vec<i64> = batch.events.iter().map(|event| event.source.offset).collect();
-        assert!(offsets.iter().all(|offset| *offset < batch.checkpoint.next_offset));
+        assert!(offsets.iter().all(|offset| *offset < next_offset));
         self.applied.lock().expect("sink state").entry(partition).or_default().extend(offsets);
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
         let next = checkpoints.entry(partition).or_insert(0);
-        *next = (*next).max(batch.checkpoint.next_offset);
+        *next = (*next).max(next_offset);
         Ok(())
     }
 
     fn skipped_below_checkpoint(&self, _partition: i32, _count: u64) {}
 
-    fn kafka_error(&self, _kind: &'static str, _error: &ClientError) {}
+    fn source_error(&self, _error: &SourceError) {}
 
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {
         self.gaps.lock().expect("sink state").push((partition, from, to));

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
-use catalog_store::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, Checkpoint, IncomingEvent, Position, Provenance, SourceRef, StoreConfig};
 use sqlx::{Connection, PgConnection};
 
 use catalog_testkit::TestDatabase;
@@ -31,7 +32,7 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     store
         .apply_batch(&BatchInput {
             events: vec![event(1, 5)],
-            checkpoints: vec![Checkpoint { source: "test".into(), partition: 0, next_offset: 2 }],
+            checkpoints: vec![Checkpoint { source: "test".into(), partition: 0, position: Position::at(2) }],
         })
         .await
         .expect("first batch");
@@ -63,7 +64,7 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     assert_eq!((item.quantity, item.version), (5, 1));
     let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
     assert_eq!(trace.events.len(), 1);
-    assert_eq!(store.checkpoints("test").await.expect("checkpoints")[0].next_offset, 2);
+    assert_eq!(store.checkpoints("test").await.expect("checkpoints")[0].position, Position::at(2));
 
     // The store still applies the next batch normally.
     let result =

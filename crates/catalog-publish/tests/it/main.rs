@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
-use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents, Secret};
+use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents, Secret, StorefrontChannel, StorefrontConfig};
 use catalog_sqlite::SqliteStore;
-use catalog_store::{
-    BatchInput, CatalogStore, IncomingEvent, OutboxEntry, Provenance, PublishRecord, SourceRef, StoreConfig,
-};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, IncomingEvent, OutboxEntry, Provenance, PublishRecord, SourceRef, StoreConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::storefront::{Behavior, Storefront};
@@ -57,19 +56,32 @@ fn item_id(sku: &str) -> String {
         .to_string()
 }
 
-fn channel(name: &str, storefront: &Storefront) -> ChannelConfig {
-    let mut config = ChannelConfig::new(name, storefront.base_url(), Some(Secret::new("s3cret")));
+/// A channel's drain settings and the storefront it sends to.
+struct Channel {
+    config: ChannelConfig,
+    storefront: StorefrontConfig,
+}
+
+fn channel(name: &str, storefront: &Storefront) -> Channel {
+    let mut config = ChannelConfig::new(name);
     config.request_timeout = Duration::from_millis(500);
     config.backoff_min = Duration::from_millis(20);
     config.backoff_max = Duration::from_millis(200);
     config.settle = Duration::ZERO;
     config.max_wait = Duration::ZERO;
-    config
+    Channel { config, storefront: StorefrontConfig::new(storefront.base_url(), Some(Secret::new("s3cret"))) }
+}
+
+fn publisher(channel: Channel, store: Arc<dyn CatalogStore>) -> ChannelPublisher {
+    let adapter =
+        StorefrontChannel::new(channel.storefront, channel.config.request_timeout, channel.config.concurrency)
+            .expect("HTTP client");
+    ChannelPublisher::new(channel.config, Arc::new(adapter), store, Arc::new(Quiet))
 }
 
 /// Runs a channel until the outbox is drained (or a deadline), returning its count.
-async fn drain(config: ChannelConfig, store: Arc<dyn CatalogStore>) -> u64 {
-    let publisher = ChannelPublisher::new(config, store, Arc::new(Quiet)).expect("publisher");
+async fn drain(channel: Channel, store: Arc<dyn CatalogStore>) -> u64 {
+    let publisher = publisher(channel, store);
     let drained = CancellationToken::new();
     drained.cancel();
     tokio::time::timeout(Duration::from_secs(30), publisher.run(CancellationToken::new(), drained))
@@ -175,7 +187,7 @@ async fn exhausted_retries_are_dead_lettered() {
     let (store, _dir) = store(&["storefront"]).await;
     set(&*store, 1, "ABC-123", 42).await;
     let mut config = channel("storefront", &storefront);
-    config.max_attempts = 3;
+    config.config.max_attempts = 3;
     assert_eq!(drain(config, Arc::clone(&store)).await, 0);
     assert_eq!(storefront.requests().len(), 3);
     let letters = store.open_dead_letters(10).await.expect("dead letters");
@@ -187,9 +199,9 @@ async fn a_burst_of_updates_to_one_item_ends_in_few_calls_and_the_final_version(
     let storefront = Storefront::start(vec![]).await;
     let (store, _dir) = store(&["storefront"]).await;
     let mut config = channel("storefront", &storefront);
-    config.settle = Duration::from_millis(300);
-    config.max_wait = Duration::from_secs(2);
-    let publisher = ChannelPublisher::new(config, Arc::clone(&store), Arc::new(Quiet)).expect("publisher");
+    config.config.settle = Duration::from_millis(300);
+    config.config.max_wait = Duration::from_secs(2);
+    let publisher = publisher(config, Arc::clone(&store));
     let shutdown = CancellationToken::new();
     let drained = CancellationToken::new();
     let running = tokio::spawn(publisher.run(shutdown.clone(), drained.clone()));
@@ -215,8 +227,7 @@ async fn a_dead_channel_does_not_delay_another() {
     }
     let shutdown = CancellationToken::new();
     let never = CancellationToken::new();
-    let slow =
-        ChannelPublisher::new(channel("marketplace", &down), Arc::clone(&store), Arc::new(Quiet)).expect("publisher");
+    let slow = publisher(channel("marketplace", &down), Arc::clone(&store));
     let slow = tokio::spawn(slow.run(shutdown.clone(), never));
     let started = Instant::now();
     assert_eq!(drain(channel("storefront", &healthy), Arc::clone(&store)).await, 20);

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use catalog_core::StockChange;
 use catalog_sqlite::SqliteStore;
-use catalog_store::{CatalogStore, StoreConfig};
+use catalog_store::prelude::*;
+use catalog_store::StoreConfig;
 
 use crate::{batch, incoming, offer};
 

@@ -3,7 +3,8 @@
 
 use catalog_core::StockChange;
 use catalog_sqlite::SqliteStore;
-use catalog_store::{CatalogStore, JournalWindow, StoreConfig, StoreError};
+use catalog_store::prelude::*;
+use catalog_store::{JournalWindow, StoreConfig, StoreError};
 use chrono::Duration;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
@@ -56,7 +57,7 @@ async fn a_batch_that_fails_midway_leaves_nothing_visible() {
     assert!(store.tenant_flags(&newcomer.tenant).await.expect("flags").is_none(), "the tenant insert rolled back");
     assert!(store.item(newcomer.item_key().item_id()).await.expect("item").is_none());
     let checkpoints = store.checkpoints(SOURCE).await.expect("checkpoints");
-    assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.next_offset).collect::<Vec<_>>(), [2]);
+    assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.position.offset).collect::<Vec<_>>(), [2]);
 
     // Nothing of the failed attempt claimed its event ids: the retry applies them.
     sqlx::query("DROP TRIGGER outbox_refuses").execute(&mut connection).await.expect("drop trigger");
@@ -140,7 +141,7 @@ async fn committed_data_survives_reopening_the_file() {
     let flags = store.tenant_flags(&canary.tenant).await.expect("flags").expect("exists");
     assert_eq!(flags.suppliers.get(&held.supplier), Some(&false));
     let checkpoints = store.checkpoints(SOURCE).await.expect("checkpoints");
-    assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.next_offset).collect::<Vec<_>>(), [4]);
+    assert_eq!(checkpoints.iter().map(|checkpoint| checkpoint.position.offset).collect::<Vec<_>>(), [4]);
 
     // The reopened journal still claims the ids: a redelivery is a duplicate.
     let again = store

@@ -1,19 +1,43 @@
 //! The NDJSON source: a file (resumable from the byte offset the store keeps) or standard
-//! input, cut into batches like a Kafka partition and applied through the same sink.
+//! input, cut into batches like a Kafka partition and applied through the same sink
+//! (`catalog_app::BatchSink`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use catalog_core::MAX_PAYLOAD_BYTES;
-use catalog_kafka::{BatchSink, SinkError, SourceBatch};
-use catalog_store::{Checkpoint, IncomingEvent, SourceRef};
+use catalog_app::{BatchSink, SinkError, SourceBatch};
+use catalog_core::{Classify, FailureClass, MAX_PAYLOAD_BYTES};
+use catalog_store::{IncomingEvent, Position, SourceRef};
 use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::Applier;
+/// Why the file source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("{what} {path}: {error}")]
+    File { what: &'static str, path: PathBuf, error: std::io::Error },
+    #[error("reading the source: {0}")]
+    Read(std::io::Error),
+    #[error("applying a batch: {0}")]
+    Sink(#[from] SinkError),
+}
+
+impl Classify for FileSourceError {
+    fn failure_class(&self) -> FailureClass {
+        match self {
+            FileSourceError::File { .. } | FileSourceError::Read(_) => FailureClass::NeedsOperator,
+            FileSourceError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
+            FileSourceError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
+        }
+    }
+}
+
+fn file_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileSourceError {
+    let path = path.to_path_buf();
+    move |error| FileSourceError::File { what, path, error }
+}
 
 /// A line longer than this is not read into memory whole: its first bytes are kept (enough
 /// to be rejected as `payload_too_large` with a recognizable prefix) and the rest skipped.
@@ -35,40 +59,40 @@ struct Line {
 }
 
 impl FileSource {
-    pub fn source_name(&self) -> Result<String> {
+    /// The name checkpoints and journal rows of this source are stored under.
+    pub fn source_name(&self) -> Result<String, FileSourceError> {
         match &self.path {
             None => Ok("stdin".to_owned()),
             Some(path) => {
-                let canonical = std::fs::canonicalize(path).with_context(|| format!("opening {}", path.display()))?;
+                let canonical = std::fs::canonicalize(path).map_err(file_error("opening", path))?;
                 Ok(format!("file:{}", canonical.display()))
             }
         }
     }
 
     /// Reads to the end (or until shutdown), applying every line; returns once all is durable.
-    pub async fn run(self, sink: Arc<Applier>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(self, sink: Arc<dyn BatchSink>, shutdown: CancellationToken) -> Result<(), FileSourceError> {
         let source = self.source_name()?;
         match &self.path {
             None => {
                 let reader = BufReader::new(tokio::io::stdin());
-                self.read_all(reader, 0, &source, &sink, &shutdown).await
+                self.read_all(reader, 0, &source, &*sink, &shutdown).await
             }
             Some(path) => {
-                let start = self.resume_offset(path, &source, &sink).await?;
-                let mut file =
-                    tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
-                file.seek(std::io::SeekFrom::Start(start)).await.context("seeking to the stored position")?;
+                let start = self.resume_offset(path, &source, &*sink).await?;
+                let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;
+                file.seek(std::io::SeekFrom::Start(start)).await.map_err(file_error("seeking in", path))?;
                 if start > 0 {
                     tracing::info!(%source, offset = start, "resuming after the last applied line");
                 }
-                self.read_all(BufReader::new(file), start, &source, &sink, &shutdown).await
+                self.read_all(BufReader::new(file), start, &source, &*sink, &shutdown).await
             }
         }
     }
 
-    async fn resume_offset(&self, path: &Path, source: &str, sink: &Applier) -> Result<u64> {
-        let stored = sink.checkpoint(source, 0).await.map_err(sink_error)?.unwrap_or(0);
-        let length = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
+    async fn resume_offset(&self, path: &Path, source: &str, sink: &dyn BatchSink) -> Result<u64, FileSourceError> {
+        let stored = sink.checkpoint(source, 0).await?.map_or(0, |position| position.offset);
+        let length = tokio::fs::metadata(path).await.map_err(file_error("reading", path))?.len();
         let stored = u64::try_from(stored).unwrap_or(0);
         if stored > length {
             // The file was replaced by a shorter one: read it all again. Events already
@@ -84,14 +108,14 @@ impl FileSource {
         mut reader: R,
         mut offset: u64,
         source: &str,
-        sink: &Applier,
+        sink: &dyn BatchSink,
         shutdown: &CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<(), FileSourceError> {
         let mut pending: Vec<Line> = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let read = tokio::select! {
-                read = read_line(&mut reader, offset) => read.context("reading the source")?,
+                read = read_line(&mut reader, offset) => read.map_err(FileSourceError::Read)?,
                 _ = shutdown.cancelled() => None,
                 _ = sleep_until(deadline) => {
                     self.flush(&mut pending, source, sink).await?;
@@ -120,28 +144,24 @@ impl FileSource {
         self.flush(&mut pending, source, sink).await
     }
 
-    async fn flush(&self, pending: &mut Vec<Line>, source: &str, sink: &Applier) -> Result<()> {
+    async fn flush(&self, pending: &mut Vec<Line>, source: &str, sink: &dyn BatchSink) -> Result<(), FileSourceError> {
         let Some(last) = pending.last() else { return Ok(()) };
-        let checkpoint = Checkpoint { source: source.to_owned(), partition: 0, next_offset: last.next_offset as i64 };
+        // Stdin has no position to resume from: its lines are journaled, but no checkpoint kept.
+        let checkpoint = self.path.as_ref().map(|_| Position::at(last.next_offset as i64));
         let received_at = Utc::now();
         // One name for the whole batch, shared by its events.
-        let name: std::sync::Arc<str> = source.into();
+        let name: Arc<str> = source.into();
         let events = pending
             .drain(..)
             .map(|line| {
-                let position =
-                    SourceRef { source: std::sync::Arc::clone(&name), partition: 0, offset: line.offset as i64 };
+                let position = SourceRef { source: Arc::clone(&name), partition: 0, offset: line.offset as i64 };
                 IncomingEvent::received(line.bytes, received_at, position, None)
             })
             .collect();
-        sink.apply(SourceBatch { events, checkpoint, last_message_at: None, high_watermark: None })
-            .await
-            .map_err(sink_error)
+        let batch =
+            SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
+        Ok(sink.apply(batch).await?)
     }
-}
-
-fn sink_error(error: SinkError) -> anyhow::Error {
-    anyhow::anyhow!("{error}")
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

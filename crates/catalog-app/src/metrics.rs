@@ -24,9 +24,9 @@ pub struct Metrics {
     pub queue_lag_messages: IntGaugeVec,
     /// Messages skipped because the store had applied them already (after a crash).
     pub skipped_below_checkpoint: IntCounterVec,
-    /// Kafka client errors, by where they happened (`consume`, `commit`, `seek`).
-    pub kafka_errors: IntCounterVec,
-    /// Offsets the broker never delivered after a seek to the stored checkpoint.
+    /// Failures inside a source, by kind of source and where they happened (`kafka`/`commit`…).
+    pub source_errors: IntCounterVec,
+    /// Positions a source never delivered after a seek to the stored checkpoint.
     pub offset_gaps: IntCounterVec,
     /// Publish attempts by channel and result.
     pub publish_attempts: IntCounterVec,
@@ -81,11 +81,14 @@ impl Metrics {
             "Messages skipped because the store had already applied them.",
             &["partition"],
         );
-        let kafka_errors =
-            counter("catalog_kafka_errors_total", "Kafka client errors by where they happened.", &["kind"]);
+        let source_errors = counter(
+            "catalog_source_errors_total",
+            "Failures inside a source, by kind of source and where they happened.",
+            &["source", "operation"],
+        );
         let offset_gaps = counter(
-            "catalog_kafka_offset_gaps_total",
-            "Offsets the broker never delivered after a seek to the stored checkpoint.",
+            "catalog_offset_gaps_total",
+            "Positions a source never delivered after a seek to the stored checkpoint.",
             &["partition"],
         );
         let publish_attempts = counter(
@@ -124,7 +127,7 @@ impl Metrics {
             queue_lag_seconds,
             queue_lag_messages,
             skipped_below_checkpoint,
-            kafka_errors,
+            source_errors,
             offset_gaps,
             publish_attempts,
             publish_latency_seconds,

@@ -1,5 +1,6 @@
-//! The sink both sources deliver to: applies a batch through the store, retrying what is
-//! retryable and never skipping a batch, then records what happened (metrics, logs, totals).
+//! The sink every source delivers to: applies a batch through the store, retrying what is
+//! retryable and never skipping a batch, then records what happened (metrics, logs, totals)
+//! and wakes the publishers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -7,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use catalog_core::{Classify, FailureClass, Outcome};
-use catalog_kafka::ClientError as KafkaError;
-use catalog_kafka::{BatchSink, SinkError, SourceBatch};
-use catalog_store::{BatchInput, BatchResult, CatalogStore, StoreError};
+use catalog_publish::WorkSignal;
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, StoreError};
 use chrono::Utc;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::source::{BatchSink, SinkError, SourceBatch, SourceError};
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,22 +23,53 @@ pub struct Totals {
     pub items_changed: u64,
 }
 
+/// How the applier retries a store operation that failed: exponential backoff between these
+/// bounds, for as long as it takes (a batch is never skipped), unless the failure is fatal or
+/// the worker shuts down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { first_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(10) }
+    }
+}
+
+/// The [`BatchSink`] of the worker.
 #[derive(Debug)]
 pub struct Applier {
-    store: Arc<dyn CatalogStore>,
+    store: Arc<dyn BatchStore>,
     metrics: Metrics,
+    retry: RetryPolicy,
     shutdown: CancellationToken,
-    /// Woken after each batch that queued publishes.
-    pub published_work: Arc<Notify>,
+    /// Signalled after each batch that queued publishes.
+    publish_work: WorkSignal,
     totals: Mutex<Totals>,
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
 impl Applier {
-    pub fn new(store: Arc<dyn CatalogStore>, metrics: Metrics, shutdown: CancellationToken) -> Self {
-        Self { store, metrics, shutdown, published_work: Arc::new(Notify::new()), totals: Mutex::default() }
+    pub fn new(store: Arc<dyn BatchStore>, metrics: Metrics, shutdown: CancellationToken) -> Self {
+        Self {
+            store,
+            metrics,
+            retry: RetryPolicy::default(),
+            shutdown,
+            publish_work: WorkSignal::new(),
+            totals: Mutex::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// What publishers wait on to hear that a batch queued publishes.
+    pub fn publish_work(&self) -> &WorkSignal {
+        &self.publish_work
     }
 
     pub fn totals(&self) -> Totals {
@@ -52,7 +83,7 @@ impl Applier {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = self.retry.first_backoff;
         loop {
             let error = match operation().await {
                 Ok(value) => return Ok(value),
@@ -75,11 +106,12 @@ impl Applier {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = (backoff * 2).min(self.retry.max_backoff);
         }
     }
 
-    fn record(&self, source: &str, batch: &SourceBatch, result: &BatchResult, elapsed: Duration) {
+    fn record(&self, batch: &SourceBatch, result: &BatchResult, elapsed: Duration) {
+        let source = &*batch.source;
         self.metrics.batch_apply_seconds.with_label_values(&[source_kind(source)]).observe(elapsed.as_secs_f64());
         // Counted per (outcome, reason) first: one metric update per label set, not per event.
         let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
@@ -122,52 +154,60 @@ impl Applier {
         for item in result.changed_items.iter().filter(|_| debug) {
             tracing::debug!(tenant = %item.tenant, sku = %item.sku, item_id = %item.item_id, version = item.version, quantity = item.quantity, "item changed");
         }
-        let partition = batch.checkpoint.partition.to_string();
+        let partition = batch.partition.to_string();
         if let Some(last_message_at) = batch.last_message_at {
             let lag = (Utc::now() - last_message_at).num_seconds().max(0);
             self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
         }
-        if let Some(high_watermark) = batch.high_watermark {
-            let lag = (high_watermark - batch.checkpoint.next_offset).max(0);
+        if let (Some(high_watermark), Some(position)) = (batch.high_watermark, &batch.checkpoint) {
+            let lag = (high_watermark - position.offset).max(0);
             self.metrics.queue_lag_messages.with_label_values(&[&partition]).set(lag);
         }
         tracing::debug!(
             source,
             n_events = batch.events.len(),
             n_items_changed = result.changed_items.len(),
-            next_offset = batch.checkpoint.next_offset,
+            next_offset = batch.checkpoint.as_ref().map(|position| position.offset),
             "batch applied"
         );
     }
 }
 
+/// The metric label of a source name: `kafka`, `file`, `stdin`, `feed`, or `other`.
 fn source_kind(source: &str) -> &'static str {
     match source.split(':').next() {
         Some("kafka") => "kafka",
         Some("file") => "file",
         Some("stdin") => "stdin",
+        Some("feed") => "feed",
         _ => "other",
     }
 }
 
 #[async_trait]
 impl BatchSink for Applier {
-    async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<i64>, SinkError> {
+    async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
         let checkpoints = self.with_retries("checkpoints", || self.store.checkpoints(source)).await?;
-        Ok(checkpoints.into_iter().find(|checkpoint| checkpoint.partition == partition).map(|c| c.next_offset))
+        Ok(checkpoints.into_iter().find(|checkpoint| checkpoint.partition == partition).map(|c| c.position))
     }
 
-    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError> {
+    async fn apply(&self, mut batch: SourceBatch) -> Result<(), SinkError> {
         let started = Instant::now();
-        let source = batch.checkpoint.source.clone();
-        // Stdin has no position to resume from: its lines are journaled, but no checkpoint kept.
-        let checkpoints = if source == "stdin" { Vec::new() } else { vec![batch.checkpoint.clone()] };
-        let input = BatchInput { events: batch.events, checkpoints };
+        let checkpoints = batch
+            .checkpoint
+            .iter()
+            .map(|position| Checkpoint {
+                source: batch.source.to_string(),
+                partition: batch.partition,
+                position: position.clone(),
+            })
+            .collect();
+        let input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
         let result = self.with_retries("apply_batch", || self.store.apply_batch(&input)).await?;
-        let batch = SourceBatch { events: input.events, ..batch };
-        self.record(&source, &batch, &result, started.elapsed());
+        batch.events = input.events;
+        self.record(&batch, &result, started.elapsed());
         if !result.changed_items.is_empty() {
-            self.published_work.notify_one();
+            self.publish_work.notify();
         }
         Ok(())
     }
@@ -186,8 +226,15 @@ impl BatchSink for Applier {
         );
     }
 
-    fn kafka_error(&self, kind: &'static str, error: &KafkaError) {
-        self.metrics.kafka_errors.with_label_values(&[kind]).inc();
-        tracing::warn!(kind, %error, "kafka client error");
+    fn source_error(&self, error: &SourceError) {
+        self.metrics.source_errors.with_label_values(&[error.source, error.operation]).inc();
+        match error.class {
+            FailureClass::Retryable => {
+                tracing::warn!(source = error.source, operation = error.operation, error = %error.message, "source error, retrying")
+            }
+            class => {
+                tracing::error!(source = error.source, operation = error.operation, class = class.as_str(), error = %error.message, "source error")
+            }
+        }
     }
 }

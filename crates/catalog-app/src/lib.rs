@@ -1,0 +1,19 @@
+//! The application layer of catalog-sync, under every binary: the source port every source
+//! implements (`source`), the applier that makes batches durable (`apply`), replay as a
+//! library function (`replay`), the channels items are published on (`channels`) and the
+//! publishers that drain them (`publishing`), and the Prometheus metrics (`metrics`).
+//!
+//! No clap and no adapter crate here: sources (`catalog-kafka`, `catalog-file`) implement
+//! the port, stores (`catalog-postgres`, `catalog-sqlite`) implement `catalog-store`'s, and
+//! the binaries wire them together.
+
+pub mod apply;
+pub mod channels;
+pub mod metrics;
+pub mod publishing;
+pub mod replay;
+pub mod source;
+
+pub use apply::{Applier, RetryPolicy, Totals};
+pub use metrics::Metrics;
+pub use source::{BatchSink, SinkError, SourceBatch, SourceError};

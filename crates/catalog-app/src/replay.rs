@@ -1,0 +1,183 @@
+//! Replay: re-runs every journaled event of a tenant received in a window through the same
+//! `catalog-core` rules and the same `apply_batch` (held events get a fresh decision, applied
+//! ones are no-ops by construction), then queues a publish of every touched item's current
+//! version. A library function over a [`ReplayRequest`], so the `replay` binary, the admin
+//! API and tests run the same code.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use catalog_core::{decode, Delivery, ItemId, ItemKey, OfferKey, Outcome, Sku, SupplierEvent, SupplierId, TenantId};
+use catalog_store::{
+    BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, Provenance, StoreError,
+};
+use chrono::{DateTime, Utc};
+
+/// Events replayed per store transaction.
+const BATCH: usize = 5_000;
+
+/// Streams of the window a replay applies at once, as the worker applies partitions: an item
+/// (and so each of its offers) belongs to one lane, so two lanes never write the same offer
+/// or item row, and the store's work on them proceeds side by side.
+const LANES: usize = 4;
+
+/// What to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRequest {
+    pub tenant: TenantId,
+    /// Inclusive start of the window, on the time events were received.
+    pub since: DateTime<Utc>,
+    /// Exclusive end of the window; open when `None`.
+    pub until: Option<DateTime<Utc>>,
+    /// Only this supplier's events.
+    pub supplier: Option<SupplierId>,
+    /// Decide and report, write nothing.
+    pub dry_run: bool,
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("--since {since} is not before --until {until}")]
+    EmptyWindow { since: String, until: String },
+    #[error("unknown tenant {0:?}: no event of it was ever received")]
+    UnknownTenant(String),
+    #[error("{what}: {error}")]
+    Store { what: &'static str, error: StoreError },
+}
+
+fn store_failed(what: &'static str) -> impl FnOnce(StoreError) -> ReplayError {
+    move |error| ReplayError::Store { what, error }
+}
+
+/// What a replay did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    pub n_journaled: usize,
+    pub n_replayed: usize,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// Touched items, in (tenant, sku) order.
+    pub touched: Vec<(ItemKey, ItemId)>,
+    /// Items whose quantity changed: sku, quantity before (known in a dry run), after.
+    pub changed: Vec<(String, Option<i64>, i64)>,
+    pub republished: u64,
+}
+
+/// The event a journal row describes, as it would arrive again, or `None` when there is
+/// nothing to decide afresh (a rejection the current rules still reject, a duplicate row).
+fn replayable(entry: &JournalEntry, tenant: &TenantId) -> Option<IncomingEvent> {
+    let decoded = match (&entry.outcome, entry.event_id, entry.change, entry.updated_at) {
+        (Outcome::Rejected(_), _, _, _) => decode(entry.raw_payload.as_deref()?).ok()?,
+        (Outcome::Duplicate, _, _, _) => return None,
+        (_, Some(event_id), Some(change), Some(updated_at)) => {
+            let offer = OfferKey {
+                tenant: tenant.clone(),
+                supplier: SupplierId::parse(entry.supplier.as_deref()?).ok()?,
+                sku: Sku::parse(entry.sku.as_deref()?).ok()?,
+            };
+            SupplierEvent::new(event_id, offer, change, updated_at, entry.sequence).ok()?
+        }
+        _ => return None,
+    };
+    Some(IncomingEvent {
+        // The first reception time: a clamped clock is clamped exactly as it was.
+        delivery: Delivery { decoded: Ok(decoded), received_at: entry.received_at },
+        // The journal keeps a message's bytes for rejections only, and this one decodes.
+        raw: Vec::new(),
+        source: entry.source.clone(),
+        traceparent: entry.traceparent.clone(),
+        provenance: Provenance::Replayed,
+    })
+}
+
+/// Replays the window against `store`. `progress` is told (events done, events in all) as
+/// lanes finish chunks.
+pub async fn replay(
+    store: &dyn CatalogStore,
+    request: &ReplayRequest,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ReplaySummary, ReplayError> {
+    if let Some(until) = request.until {
+        if request.since >= until {
+            return Err(ReplayError::EmptyWindow { since: request.since.to_rfc3339(), until: until.to_rfc3339() });
+        }
+    }
+    if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {
+        return Err(ReplayError::UnknownTenant(request.tenant.to_string()));
+    }
+    let window = JournalWindow {
+        tenant: request.tenant.clone(),
+        since: request.since,
+        until: request.until,
+        supplier: request.supplier.clone(),
+    };
+    let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
+    let events: Vec<IncomingEvent> = entries.iter().filter_map(|entry| replayable(entry, &request.tenant)).collect();
+    let mut summary =
+        ReplaySummary { n_journaled: entries.len(), n_replayed: events.len(), ..ReplaySummary::default() };
+    let mut touched: BTreeMap<ItemKey, ItemId> = BTreeMap::new();
+    let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
+    for event in events {
+        let lane = match &event.delivery.decoded {
+            Ok(decoded) => {
+                let key = decoded.offer().item_key();
+                let id = key.item_id();
+                touched.insert(key, id);
+                // Item ids are UUID v5 hashes: their bytes spread items evenly over the lanes.
+                usize::from(id.0.as_bytes()[0]) % LANES
+            }
+            // `replayable` replays decoded events only; anything else is applied all the same.
+            Err(_) => 0,
+        };
+        lanes[lane].push(event);
+    }
+    let done = AtomicUsize::new(0);
+    let report = |n_events: usize| progress(done.fetch_add(n_events, Ordering::Relaxed) + n_events, summary.n_replayed);
+    let lane_results =
+        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, request.dry_run, &report)))
+            .await?;
+    for result in lane_results.iter().flatten() {
+        for decision in &result.decisions {
+            *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
+        }
+        for item in &result.changed_items {
+            // A preview was rolled back, so the store still holds the quantity before it.
+            let before = if request.dry_run {
+                let stored = store.item(item.item_id).await.map_err(store_failed("reading an item"))?;
+                Some(stored.map_or(0, |stored| stored.quantity))
+            } else {
+                None
+            };
+            summary.changed.push((item.sku.to_string(), before, item.quantity));
+        }
+    }
+    // Lanes finish in any order: list the changes by SKU (each item's in the order applied).
+    summary.changed.sort_by(|a, b| a.0.cmp(&b.0));
+    summary.touched = touched.into_iter().collect();
+    if !request.dry_run {
+        let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
+        summary.republished = store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
+    }
+    Ok(summary)
+}
+
+/// Applies (or previews) one lane's events in batches, in journal order.
+async fn replay_lane(
+    store: &dyn CatalogStore,
+    events: &[IncomingEvent],
+    dry_run: bool,
+    report: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<BatchResult>, ReplayError> {
+    let mut results = Vec::new();
+    for chunk in events.chunks(BATCH) {
+        let batch = BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() };
+        let result = if dry_run {
+            store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
+        } else {
+            store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?
+        };
+        report(chunk.len());
+        results.push(result);
+    }
+    Ok(results)
+}

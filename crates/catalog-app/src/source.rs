@@ -1,0 +1,67 @@
+//! The source port: what every source (Kafka, an NDJSON file or stdin, a pulled feed) hands
+//! its batches to, and what it tells about its own failures. Nothing here names a source's
+//! client library; a position is opaque to everyone but the source that wrote it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use catalog_core::FailureClass;
+use catalog_store::{IncomingEvent, Position};
+use chrono::{DateTime, Utc};
+
+/// A batch of one partition of a source, in source order, ready to be made durable.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    /// The source's stable name (`kafka:{group}:{topic}`, `file:{path}`, `stdin`): the key of
+    /// its checkpoints, shared with its events' `SourceRef`s.
+    pub source: Arc<str>,
+    /// The partition; 0 for a source that has one.
+    pub partition: i32,
+    pub events: Vec<IncomingEvent>,
+    /// The position after the batch's last message, stored in the batch's transaction;
+    /// `None` for a source that cannot resume (stdin).
+    pub checkpoint: Option<Position>,
+    /// Broker time of the batch's last message: queue lag is now minus this.
+    pub last_message_at: Option<DateTime<Utc>>,
+    /// The partition's end when the batch was cut, if known: lag in messages.
+    pub high_watermark: Option<i64>,
+}
+
+/// Why a sink gave up on a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Shutting down before the batch was durable: it is abandoned, not committed.
+    #[error("abandoned at shutdown")]
+    Abandoned,
+    /// The sink cannot go on (a fatal store problem): the source stops.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A failure inside a source (a broker error, a failed commit, an unreadable file), told to
+/// the sink to be counted and logged once; the source decides itself whether to go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError {
+    /// The kind of source: `kafka`, `file`, `feed`.
+    pub source: &'static str,
+    /// Where it happened: `consume`, `commit`, `seek`, `metadata`, … (a metric label).
+    pub operation: &'static str,
+    pub class: FailureClass,
+    pub message: String,
+}
+
+/// Where a source delivers batches: `apply` returns only once the batch is durable.
+#[async_trait]
+pub trait BatchSink: Send + Sync + 'static {
+    /// The stored position of a source's partition, if any.
+    async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError>;
+    /// Makes a batch durable (retrying transient failures itself), or says why not.
+    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError>;
+    /// Messages below the stored checkpoint were skipped (already applied).
+    fn skipped_below_checkpoint(&self, partition: i32, count: u64);
+    /// A source reported a failure; counted and logged.
+    fn source_error(&self, error: &SourceError);
+    /// After seeking back to the stored checkpoint, the source's first message was beyond it:
+    /// positions `from..to` were never delivered. Counted and logged, never silently.
+    fn offset_gap(&self, partition: i32, from: i64, to: i64);
+}

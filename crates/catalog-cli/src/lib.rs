@@ -1,0 +1,11 @@
+//! What every catalog-sync binary shares: the store options and opening the store they name
+//! (`store`), logging set up once (`telemetry`), and stopping cleanly on a signal
+//! (`shutdown`). Options are clap types here and in the binaries only; the crates under them
+//! take plain values.
+
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use store::{open_store, OpenError, StoreArgs, Switch};
+pub use telemetry::LogFormat;

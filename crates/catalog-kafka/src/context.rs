@@ -1,0 +1,120 @@
+//! The consumer's context: librdkafka's callbacks (rebalances, statistics, commits) turned
+//! into what the partition workers read: which partitions this member owns and since which
+//! revocation, and each partition's high watermark.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use catalog_app::{BatchSink, SourceError};
+use catalog_core::FailureClass;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use crate::partition::Ownership;
+
+/// A Kafka client error as the source port reports it: `operation` says where it happened.
+/// Configuration errors need an operator; everything else librdkafka retries itself.
+pub(crate) fn source_error(operation: &'static str, error: &KafkaError) -> SourceError {
+    let class = match error {
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) | KafkaError::Subscription(_) => {
+            FailureClass::NeedsOperator
+        }
+        _ => FailureClass::Retryable,
+    };
+    SourceError { source: "kafka", operation, class, message: error.to_string() }
+}
+
+/// Rebalance events handed from librdkafka's callback to the dispatcher.
+#[derive(Debug)]
+pub(crate) enum Assignment {
+    /// These partitions were revoked; each moved to the given epoch.
+    Revoked(Vec<(i32, u64)>),
+}
+
+/// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
+/// librdkafka's statistics.
+pub(crate) struct SourceContext {
+    pub(crate) topic: String,
+    /// Told about failed commits.
+    pub(crate) sink: Arc<dyn BatchSink>,
+    /// Partitions this member currently owns: offsets are committed only for these.
+    pub(crate) assigned: Arc<Mutex<HashSet<i32>>>,
+    /// Bumped for a partition each time it is revoked: a message is routed to a worker of
+    /// the partition's current epoch only, never to one from before a rebalance.
+    pub(crate) epochs: Arc<Mutex<HashMap<i32, u64>>>,
+    pub(crate) events: mpsc::UnboundedSender<Assignment>,
+    /// High watermark per partition, from librdkafka's periodic statistics.
+    pub(crate) high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Who owns each partition read from its own queue, told to its task.
+    pub(crate) ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut high_watermarks = lock(&self.high_watermarks);
+        for (partition, stats) in &topic.partitions {
+            if *partition >= 0 && stats.hi_offset >= 0 {
+                high_watermarks.insert(*partition, stats.hi_offset);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+            lock(&self.assigned).retain(|partition| !partitions.contains(partition));
+            let mut epochs = lock(&self.epochs);
+            let revoked: Vec<(i32, u64)> = partitions
+                .iter()
+                .map(|partition| {
+                    let epoch = epochs.entry(*partition).or_insert(0);
+                    *epoch += 1;
+                    (*partition, *epoch)
+                })
+                .collect();
+            drop(epochs);
+            let ownership = lock(&self.ownership);
+            for (partition, epoch) in &revoked {
+                if let Some(owner) = ownership.get(partition) {
+                    owner.send_replace(Ownership { epoch: *epoch, owned: false });
+                }
+            }
+            drop(ownership);
+            tracing::info!(?partitions, "partitions revoked");
+            // The receiver lives as long as the dispatcher; after it ends nothing listens.
+            let _ = self.events.send(Assignment::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+            lock(&self.assigned).extend(partitions.iter().copied());
+            let ownership = lock(&self.ownership);
+            for partition in &partitions {
+                if let Some(owner) = ownership.get(partition) {
+                    owner.send_modify(|ownership| ownership.owned = true);
+                }
+            }
+            drop(ownership);
+            tracing::info!(?partitions, "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            self.sink.source_error(&source_error("commit", &error));
+        }
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the set inside
+    // is still a valid set of partitions.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,248 @@
+//! The source itself: a consumer-group member that splits every partition the topic has at
+//! start into a queue of its own, read by a long-lived task per partition, and dispatches
+//! partitions added later from the shared queue to a worker each.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog_app::{BatchSink, SinkError};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::Message;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{client_config, KafkaSourceConfig};
+use crate::context::{lock, source_error, Assignment, SourceContext};
+use crate::partition::{self, Feed, OwnedDelivery, Ownership, PartitionInput, PartitionWorker, QueueFeed};
+use crate::KafkaSourceError;
+
+pub(crate) type SourceConsumer = StreamConsumer<SourceContext>;
+
+/// A partition's own librdkafka queue, split off the consumer's shared one.
+type OwnQueue = rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceContext>;
+
+/// How long the source waits at start for the topic's partitions before reading them all
+/// through the shared queue instead.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The Kafka source: `run` consumes until shutdown, then finishes in-flight batches.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+    consumer: Arc<SourceConsumer>,
+    assigned: Arc<Mutex<HashSet<i32>>>,
+    epochs: Arc<Mutex<HashMap<i32, u64>>>,
+    high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
+    ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
+    events: mpsc::UnboundedReceiver<Assignment>,
+    sink: Arc<dyn BatchSink>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Creates the consumer; `run` joins the group. Must be called inside a tokio runtime.
+    pub fn new(config: KafkaSourceConfig, sink: Arc<dyn BatchSink>) -> Result<Self, KafkaSourceError> {
+        let assigned = Arc::new(Mutex::new(HashSet::new()));
+        let high_watermarks = Arc::new(Mutex::new(HashMap::new()));
+        let epochs = Arc::new(Mutex::new(HashMap::new()));
+        let ownership = Arc::new(Mutex::new(HashMap::new()));
+        let (events_sender, events) = mpsc::unbounded_channel();
+        let context = SourceContext {
+            topic: config.topic.clone(),
+            sink: Arc::clone(&sink),
+            assigned: Arc::clone(&assigned),
+            epochs: Arc::clone(&epochs),
+            events: events_sender,
+            high_watermarks: Arc::clone(&high_watermarks),
+            ownership: Arc::clone(&ownership),
+        };
+        let consumer: SourceConsumer = client_config(&config).create_with_context(context)?;
+        Ok(Self { config, consumer: Arc::new(consumer), assigned, epochs, high_watermarks, ownership, events, sink })
+    }
+
+    /// Splits every partition the topic has now into a queue of its own, before the member
+    /// joins the group, each with the receiver its task learns its ownership from. Without
+    /// the topic's metadata (broker unreachable, topic missing) it splits nothing, and every
+    /// partition is read through the shared queue.
+    async fn split_partitions(&self) -> Vec<(i32, OwnQueue, watch::Receiver<Ownership>)> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.config.topic.clone();
+        let partitions = tokio::task::spawn_blocking(move || {
+            let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            Ok::<Vec<i32>, KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .filter(|found| found.name() == topic && found.error().is_none())
+                    .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+                    .collect(),
+            )
+        })
+        .await;
+        let partitions = match partitions {
+            Ok(Ok(partitions)) => partitions,
+            Ok(Err(error)) => {
+                self.sink.source_error(&source_error("metadata", &error));
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the topic's partitions failed");
+                Vec::new()
+            }
+        };
+        if partitions.is_empty() {
+            tracing::warn!(topic = %self.config.topic, "no partitions known at start: all are read through the shared queue");
+        }
+        let mut ownership = lock(&self.ownership);
+        partitions
+            .into_iter()
+            .filter_map(|partition| {
+                let queue = self.consumer.split_partition_queue(&self.config.topic, partition)?;
+                let owner = watch::Sender::new(Ownership::default());
+                let receiver = owner.subscribe();
+                ownership.insert(partition, owner);
+                Some((partition, queue, receiver))
+            })
+            .collect()
+    }
+
+    fn partition_worker(&self, partition: i32) -> PartitionWorker {
+        PartitionWorker {
+            topic: self.config.topic.clone(),
+            source: self.config.source_name(),
+            partition,
+            batch_size: self.config.batch_size.max(1),
+            batch_max_wait: self.config.batch_max_wait,
+            consumer: Arc::clone(&self.consumer),
+            assigned: Arc::clone(&self.assigned),
+            high_watermarks: Arc::clone(&self.high_watermarks),
+            sink: Arc::clone(&self.sink),
+        }
+    }
+
+    /// Consumes until `shutdown`, then stops fetching, finishes the batches in flight,
+    /// commits them, and returns.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), KafkaSourceError> {
+        let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
+        // Stops the partitions' own tasks once this loop ends, whatever ended it.
+        let stop = shutdown.child_token();
+        for (partition, queue, ownership) in self.split_partitions().await {
+            workers.spawn(read_own_queue(self.partition_worker(partition), queue, ownership, stop.clone()));
+        }
+        self.consumer.subscribe(&[&self.config.topic])?;
+        // Each dispatched partition's worker, with the epoch it was started in.
+        let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
+        let consumer = Arc::clone(&self.consumer);
+        let mut stream = consumer.stream();
+        let mut outcome = Ok(());
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(Assignment::Revoked(revoked)) = self.events.recv() => {
+                    for (partition, epoch) in revoked {
+                        // Only a worker from before this revocation stops: one started since, for
+                        // a message of the new assignment, already holds that message.
+                        if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch < epoch) {
+                            if let Some((_, sender)) = partitions.remove(&partition) {
+                                // The worker drops what it has not applied: the next owner reads it.
+                                let _ = sender.send(PartitionInput::Revoked).await;
+                            }
+                        }
+                    }
+                }
+                Some(finished) = workers.join_next(), if !workers.is_empty() => {
+                    if let Some(error) = worker_failure(finished) {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            self.sink.source_error(&source_error("consume", &error));
+                            continue;
+                        }
+                    };
+                    let partition = message.partition();
+                    let delivery = OwnedDelivery::from_message(&message);
+                    drop(message);
+                    // A rebalance may have happened inside the poll that returned this message,
+                    // before its revoke event was handled: a worker from an earlier epoch must not
+                    // get it (it would drop it as revoked, leaving a gap its successor skips).
+                    let epoch = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+                    if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch != epoch) {
+                        if let Some((_, sender)) = partitions.remove(&partition) {
+                            let _ = sender.send(PartitionInput::Revoked).await;
+                        }
+                    }
+                    let (_, sender) = partitions.entry(partition).or_insert_with(|| {
+                        if lock(&self.ownership).contains_key(&partition) {
+                            // Cannot happen (it was split off before the member joined); applied anyway.
+                            tracing::warn!(partition, "a partition with its own queue is also read through the shared one");
+                        }
+                        let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
+                        let worker = self.partition_worker(partition);
+                        workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
+                        (epoch, sender)
+                    });
+                    // A full channel makes the dispatcher wait: backpressure, not buffering.
+                    tokio::select! {
+                        sent = sender.send(PartitionInput::Message(delivery)) => {
+                            if sent.is_err() {
+                                // The worker ended (revoked meanwhile); the message is not applied
+                                // and not committed, so whoever owns the partition reads it again.
+                                partitions.remove(&partition);
+                            }
+                        }
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        // Stop reading; each worker applies what it holds (told by its closed channel, or by
+        // the stop token for one reading its own queue).
+        stop.cancel();
+        drop(stream);
+        partitions.clear();
+        while let Some(finished) = workers.join_next().await {
+            if let Some(error) = worker_failure(finished) {
+                outcome = outcome.and(Err(error));
+            }
+        }
+        outcome
+    }
+}
+
+/// A partition read from its own queue, for the source's lifetime: one worker per assignment.
+async fn read_own_queue(
+    worker: PartitionWorker,
+    queue: OwnQueue,
+    mut ownership: watch::Receiver<Ownership>,
+    stop: CancellationToken,
+) -> Result<(), SinkError> {
+    while let Some(epoch) = partition::owned(&mut ownership, &stop).await {
+        let feed =
+            QueueFeed { messages: queue.stream(), ownership: &mut ownership, epoch, stop: &stop, sink: &*worker.sink };
+        worker.run(Feed::Queue(feed)).await?;
+    }
+    Ok(())
+}
+
+fn worker_failure(finished: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Option<KafkaSourceError> {
+    match finished {
+        Ok(Ok(())) | Ok(Err(SinkError::Abandoned)) => None,
+        Ok(Err(SinkError::Fatal(reason))) => Some(KafkaSourceError::Sink(reason)),
+        Err(error) => Some(KafkaSourceError::Task(error.to_string())),
+    }
+}

@@ -1,0 +1,221 @@
+//! What a batch plans against: the sync flags of its tenants and suppliers (creating those
+//! seen for the first time), and its offers and items, read optimistically or under lock.
+
+use std::collections::HashMap;
+
+use catalog_core::{ItemId, ItemKey, ItemState, OfferKey, OfferState, TenantId};
+use catalog_store::batch::{BatchKeys, FlagTable};
+use catalog_store::rows;
+use catalog_store::StoreError;
+use sqlx::postgres::PgRow;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::Locking;
+use crate::columns::{column, offer_columns};
+use crate::store_error;
+
+pub(super) async fn flags(
+    connection: &mut PgConnection,
+    keys: &BatchKeys,
+    default_enabled: bool,
+) -> Result<FlagTable, StoreError> {
+    let mut flags = FlagTable { default_enabled, ..FlagTable::default() };
+    if keys.tenants.is_empty() {
+        return Ok(flags);
+    }
+    let tenants: Vec<&str> = keys.tenants.iter().map(TenantId::as_str).collect();
+    sqlx::query(
+        r#"INSERT INTO tenants (tenant_id, sync_enabled)
+           SELECT t, $2 FROM unnest($1::text[]) AS u(t) ORDER BY t COLLATE "C"
+           ON CONFLICT DO NOTHING"#,
+    )
+    .bind(&tenants)
+    .bind(default_enabled)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
+    sqlx::query(
+        r#"INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled)
+           SELECT t, s, $3 FROM unnest($1::text[], $2::text[]) AS u(t, s) ORDER BY t COLLATE "C", s COLLATE "C"
+           ON CONFLICT DO NOTHING"#,
+    )
+    .bind(&supplier_tenants)
+    .bind(&suppliers)
+    .bind(default_enabled)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+
+    let rows = sqlx::query("SELECT tenant_id, sync_enabled FROM tenants WHERE tenant_id = ANY($1)")
+        .bind(&tenants)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    for row in rows {
+        let tenant: String = column(&row, "tenant_id")?;
+        flags.tenants.insert(rows::tenant(&tenant)?, column(&row, "sync_enabled")?);
+    }
+    let rows = sqlx::query(
+        "SELECT tenant_id, supplier_id, sync_enabled FROM suppliers
+         WHERE (tenant_id, supplier_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+    )
+    .bind(&supplier_tenants)
+    .bind(&suppliers)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    for row in rows {
+        let tenant: String = column(&row, "tenant_id")?;
+        let supplier: String = column(&row, "supplier_id")?;
+        flags.set_supplier(rows::tenant(&tenant)?, rows::supplier(&supplier)?, column(&row, "sync_enabled")?);
+    }
+    Ok(flags)
+}
+
+/// An offer's `revision` as read, or `ABSENT` when it did not exist for this transaction.
+pub(super) type Revisions<'k> = HashMap<&'k OfferKey, i64>;
+
+/// The expected revision of an offer the read did not see: never matches a stored row.
+pub(super) const ABSENT: i64 = -1;
+
+/// What a batch reads of each offer: its key, its state and the revision its write is guarded by.
+const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, \
+                           snapshot_sequence, snapshot_event_id, adjustments, revision";
+
+/// Reads the touched offers that exist. Pessimistically it creates the missing ones and
+/// locks them all first (a batch that lost a race takes every row it plans against);
+/// optimistically it only reads, and a missing offer is planned as new.
+pub(super) async fn offers<'k>(
+    connection: &mut PgConnection,
+    keys: &[&'k OfferKey],
+    locking: Locking,
+) -> Result<(HashMap<OfferKey, OfferState>, Revisions<'k>), StoreError> {
+    let mut offers = HashMap::with_capacity(keys.len());
+    let mut revisions = HashMap::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok((offers, revisions));
+    }
+    // The keys arrive sorted; ORDINALITY keeps that order, the one lock order of offers.
+    let rows = match locking {
+        // A missing offer is planned as new and inserted by the guarded write, which conflicts
+        // if another transaction created it meanwhile: no row is written twice.
+        Locking::Optimistic => {
+            offer_rows(
+                connection,
+                &format!(
+                    "SELECT {OFFER_STATE} FROM offers
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS u(t, s, k)
+                       ON tenant_id = t AND supplier_id = s AND sku = k"
+                ),
+                keys.iter().copied(),
+            )
+            .await?
+        }
+        Locking::Pessimistic => {
+            offer_rows(
+                connection,
+                &format!(
+                    "INSERT INTO offers AS o (tenant_id, supplier_id, sku)
+                     SELECT t, s, k FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, s, k, n)
+                     ORDER BY n
+                     ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET updated_at = o.updated_at
+                     RETURNING {OFFER_STATE}"
+                ),
+                keys.iter().copied(),
+            )
+            .await?
+        }
+    };
+    for row in rows {
+        let key = OfferKey {
+            tenant: rows::tenant(column(&row, "tenant_id")?)?,
+            supplier: rows::supplier(column(&row, "supplier_id")?)?,
+            sku: rows::sku(column(&row, "sku")?)?,
+        };
+        let columns = offer_columns(&row)?;
+        // Keyed by the batch's own key (the keys are sorted), not a copy of it.
+        let Ok(index) = keys.binary_search(&&key) else {
+            return Err(StoreError::Corrupt(format!("offer {key:?} was returned but not asked for")));
+        };
+        revisions.insert(keys[index], column(&row, "revision")?);
+        offers.insert(key, columns.into_state()?);
+    }
+    Ok((offers, revisions))
+}
+
+/// Runs an offer statement taking the keys as three arrays ($1 tenants, $2 suppliers, $3 SKUs).
+async fn offer_rows<'k>(
+    connection: &mut PgConnection,
+    sql: &str,
+    keys: impl Iterator<Item = &'k OfferKey> + Clone,
+) -> Result<Vec<PgRow>, StoreError> {
+    sqlx::query(sql)
+        .bind(keys.clone().map(|key| key.tenant.as_str()).collect::<Vec<_>>())
+        .bind(keys.clone().map(|key| key.supplier.as_str()).collect::<Vec<_>>())
+        .bind(keys.map(|key| key.sku.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)
+}
+
+/// Reads the touched items that exist, as `load_offers` reads offers: pessimistically it
+/// creates and locks them all first; optimistically a missing item is planned as new.
+pub(super) async fn items(
+    connection: &mut PgConnection,
+    keys: &[(ItemKey, ItemId)],
+    locking: Locking,
+) -> Result<HashMap<ItemKey, ItemState>, StoreError> {
+    let mut items = HashMap::with_capacity(keys.len());
+    if keys.is_empty() {
+        return Ok(items);
+    }
+    let rows = match locking {
+        // As with offers, a missing item is planned as new and inserted by the guarded write.
+        Locking::Optimistic => {
+            let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
+            sqlx::query("SELECT tenant_id, sku, quantity, version FROM items WHERE item_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(store_error)?
+        }
+        Locking::Pessimistic => {
+            item_rows(
+                connection,
+                "INSERT INTO items AS i (item_id, tenant_id, sku)
+                 SELECT id, t, k FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, t, k, n)
+                 ORDER BY n
+                 ON CONFLICT (item_id) DO UPDATE SET updated_at = i.updated_at
+                 RETURNING tenant_id, sku, quantity, version",
+                keys.iter(),
+            )
+            .await?
+        }
+    };
+    for row in rows {
+        let key = ItemKey { tenant: rows::tenant(column(&row, "tenant_id")?)?, sku: rows::sku(column(&row, "sku")?)? };
+        items.insert(
+            key,
+            ItemState { quantity: column(&row, "quantity")?, version: rows::version(column(&row, "version")?)? },
+        );
+    }
+    Ok(items)
+}
+
+/// Runs an item statement taking the keys as three arrays ($1 ids, $2 tenants, $3 SKUs).
+async fn item_rows<'k>(
+    connection: &mut PgConnection,
+    sql: &str,
+    keys: impl Iterator<Item = &'k (ItemKey, ItemId)> + Clone,
+) -> Result<Vec<PgRow>, StoreError> {
+    sqlx::query(sql)
+        .bind(keys.clone().map(|(_, id)| id.0).collect::<Vec<Uuid>>())
+        .bind(keys.clone().map(|(key, _)| key.tenant.as_str()).collect::<Vec<_>>())
+        .bind(keys.map(|(key, _)| key.sku.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)
+}

@@ -1,0 +1,260 @@
+//! `apply_batch` on Postgres: load, plan with `catalog-core`, write, in one transaction.
+//!
+//! Concurrency is optimistic first: the offers and items a batch touches are read without
+//! locking (a missing one is planned as new and inserted by its write), and every write is
+//! guarded by what was read (an offer's `revision`, an item's `version`, a held journal row
+//! still being `held`, the unique claim of each event id). A guard that fails means another
+//! transaction changed a row since it was read: the transaction rolls back with
+//! `StoreError::Conflict` and [`apply_batch`] plans the batch again, this time locking its
+//! offers and items before reading them ([`Locking::Pessimistic`]), so a contended batch
+//! cannot lose twice to the same rows.
+//!
+//! Lock order, the same in every transaction so none can wait on another in a cycle: new
+//! tenants and suppliers, offers, items (each by key, byte order), journal rows by event
+//! id, then outbox rows by (item id, channel), the order publish records lock them in.
+//!
+//! `load` reads what a batch plans against, `journal` reads and writes the journal, `write`
+//! writes offers, items, outbox rows and checkpoints.
+
+mod journal;
+mod load;
+mod write;
+
+use std::time::Duration;
+
+use catalog_core::OfferKey;
+use catalog_store::batch::{prepare, BatchKeys, LoadedState};
+use catalog_store::{BatchInput, BatchResult, StoreConfig, StoreError};
+use sqlx::{PgConnection, PgPool};
+
+#[cfg(test)]
+pub(crate) use journal::{journal_update_query, LOAD_PRIOR, UPDATE_JOURNAL};
+pub(crate) use write::upsert_outbox;
+
+use crate::offer_cache::{Lookup, OfferCache};
+use crate::store_error;
+use load::ABSENT;
+
+/// How many times `apply_batch` re-runs a batch that lost a race (deadlock, serialization
+/// failure, a concurrent claim of the same event id) before reporting a conflict.
+const MAX_CONFLICT_RETRIES: u32 = 5;
+
+/// Applies a batch, planning it again when it lost a race: optimistically while only the
+/// journal moved under it, with locks once rows it read have moved.
+pub(crate) async fn apply_batch(
+    pool: &PgPool,
+    config: &StoreConfig,
+    cache: &OfferCache,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let mut attempt = 0;
+    let mut locking = Locking::Optimistic;
+    loop {
+        let reason = match apply_once(pool, config, cache, batch, locking).await {
+            Ok(result) => return Ok(result),
+            // Only the journal moved: plan again the same way, against the claim now there.
+            Err(Failure::ClaimTaken(StoreError::Conflict(reason))) if attempt < MAX_CONFLICT_RETRIES => reason,
+            // Rows the batch read moved: from now on it locks what it reads.
+            Err(Failure::Store(StoreError::Conflict(reason))) if attempt < MAX_CONFLICT_RETRIES => {
+                locking = Locking::Pessimistic;
+                reason
+            }
+            Err(failure) => return Err(failure.into()),
+        };
+        attempt += 1;
+        tracing::debug!(attempt, %reason, ?locking, "batch lost a race, planning it again");
+        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+    }
+}
+
+/// How a batch reads the offers and items it plans against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locking {
+    /// Read without locks; writes are guarded and fail with a conflict if a row moved.
+    Optimistic,
+    /// Lock every touched offer and item before reading it: for a batch that lost a race.
+    Pessimistic,
+}
+
+/// Why one attempt at a batch failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Another transaction claimed one of the batch's event ids after this one read the
+    /// journal (the claim index refused the row). Only the journal moved: the offers and
+    /// items the batch read, and the offer cache, are still good, so the batch is planned
+    /// again the same way and this time finds the claim.
+    ClaimTaken(StoreError),
+    /// Anything else; a `StoreError::Conflict` means rows the batch read have moved.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::ClaimTaken(error) | Failure::Store(error) => error,
+        }
+    }
+}
+
+async fn apply_once(
+    pool: &PgPool,
+    config: &StoreConfig,
+    cache: &OfferCache,
+    batch: &BatchInput,
+    locking: Locking,
+) -> Result<BatchResult, Failure> {
+    let keys = BatchKeys::of(batch);
+    let applied = async {
+        let mut transaction = pool.begin().await.map_err(store_error)?;
+        let written = write_batch(&mut transaction, config, &keys, Some(cache), batch, locking).await?;
+        transaction.commit().await.map_err(store_error)?;
+        Ok(written)
+    }
+    .await;
+    match applied {
+        Ok(Written { result, committed }) => {
+            cache.remember(committed);
+            Ok(result)
+        }
+        Err(failure @ Failure::ClaimTaken(_)) => Err(failure),
+        Err(failure) => {
+            // A lost race, or a commit that may or may not have happened: read them afresh.
+            cache.forget(&keys.offers);
+            Err(failure)
+        }
+    }
+}
+
+/// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
+pub(crate) async fn preview_batch(
+    pool: &PgPool,
+    config: &StoreConfig,
+    batch: &BatchInput,
+) -> Result<BatchResult, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let keys = BatchKeys::of(batch);
+    let written = write_batch(&mut transaction, config, &keys, None, batch, Locking::Pessimistic)
+        .await
+        .map_err(StoreError::from)?;
+    transaction.rollback().await.map_err(store_error)?;
+    Ok(written.result)
+}
+
+/// What a batch wrote: its result, and each offer's state and revision once it commits
+/// (the ones it read and the ones it wrote), for the offer cache.
+struct Written {
+    result: BatchResult,
+    committed: Vec<(OfferKey, catalog_core::OfferState, i64)>,
+}
+
+async fn write_batch(
+    connection: &mut PgConnection,
+    config: &StoreConfig,
+    keys: &BatchKeys,
+    cache: Option<&OfferCache>,
+    batch: &BatchInput,
+    locking: Locking,
+) -> Result<Written, Failure> {
+    // Writes go in lock order: offers, items, journal; then outbox and checkpoints.
+    let mut steps = Steps::start();
+    let flags = load::flags(connection, keys, config.default_sync_enabled).await?;
+    steps.done("flags");
+    // A batch that lost a race reads (and locks) every offer; otherwise the cache answers first.
+    let Lookup { mut offers, mut revisions, missing } = match (locking, cache) {
+        (Locking::Optimistic, Some(cache)) => cache.lookup(&keys.offers),
+        _ => Lookup { missing: keys.offers.iter().collect(), ..Lookup::default() },
+    };
+    let n_cached = offers.len();
+    let (read, read_revisions) = load::offers(connection, &missing, locking).await?;
+    let mut committed = Vec::new();
+    if cache.is_some() {
+        committed.reserve(read.len() + keys.offers.len());
+        committed.extend(
+            read.iter()
+                .map(|(key, state)| (key.clone(), state.clone(), read_revisions.get(key).copied().unwrap_or(ABSENT))),
+        );
+    }
+    offers.extend(read);
+    revisions.extend(read_revisions);
+    steps.done("load_offers");
+    let items = load::items(connection, &keys.items, locking).await?;
+    steps.done("load_items");
+    let prior = journal::load_prior(connection, &keys.event_ids).await?;
+    steps.done("load_prior");
+    let loaded = LoadedState { offers, items, prior, flags };
+    let mut writes = prepare(batch, loaded, config);
+    steps.done("plan");
+    write::offers(connection, &writes, &revisions).await?;
+    steps.done("write_offers");
+    if cache.is_some() {
+        // Written: nothing further needs the offers' rows, so they move into the cache.
+        committed.extend(std::mem::take(&mut writes.offers).into_iter().map(|offer| {
+            let revision = revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1;
+            (offer.key, offer.state, revision)
+        }));
+    }
+    write::items(connection, &writes).await?;
+    steps.done("write_items");
+    journal::insert(connection, &writes).await?;
+    steps.done("insert_journal");
+    journal::update(connection, &writes).await?;
+    steps.done("update_journal");
+    write::upsert_outbox(connection, &writes.outbox).await?;
+    steps.done("upsert_outbox");
+    write::checkpoints(connection, &writes).await?;
+    steps.done("checkpoints");
+    tracing::debug!(
+        n_events = batch.events.len(),
+        n_offers = keys.offers.len(),
+        n_cached,
+        ?locking,
+        steps = %steps,
+        "batch written, not yet committed"
+    );
+    Ok(Written { result: writes.result, committed })
+}
+
+/// How long each step of a batch took, for the debug log: where a slow batch spends its time.
+struct Steps {
+    last: std::time::Instant,
+    taken: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Steps {
+    fn start() -> Self {
+        Self { last: std::time::Instant::now(), taken: Vec::with_capacity(12) }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.taken.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (step, taken)) in self.taken.iter().enumerate() {
+            let separator = if index == 0 { "" } else { " " };
+            write!(formatter, "{separator}{step}={:.1}ms", taken.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A guarded write that changed fewer rows than planned lost a race: plan again.
+pub(super) fn guard(table: &str, written: u64, planned: usize) -> Result<(), StoreError> {
+    if written == planned as u64 {
+        return Ok(());
+    }
+    Err(StoreError::Conflict(format!(
+        "{} of {planned} {table} changed since they were read",
+        planned as u64 - written.min(planned as u64)
+    )))
+}

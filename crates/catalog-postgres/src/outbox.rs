@@ -1,0 +1,318 @@
+//! The outbox on Postgres: claims (one row per item and channel, `SKIP LOCKED`), rounds of
+//! publish records, published versions, dead letters, depth and staleness, and republishing.
+
+use catalog_core::ItemId;
+use catalog_store::batch::OutboxWrite;
+use catalog_store::rows;
+use catalog_store::{
+    DeadLetter, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreConfig, StoreError,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::apply::upsert_outbox;
+use crate::columns::{column, narrowed, narrowed_int4, saturating_i64, ITEM_COLUMNS};
+use crate::store_error;
+
+pub(crate) async fn claim_outbox(
+    pool: &PgPool,
+    channel: &str,
+    claim: &OutboxClaim,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    // One row per item and channel, holding its newest waiting version: the claim walks
+    // the channel's rows longest-waiting first and stops at the limit. SKIP LOCKED lets
+    // concurrent publishers take disjoint items without waiting; the due test is on the
+    // locked row itself, so a lease committed meanwhile is seen and skipped.
+    let rows = sqlx::query(
+        "WITH picked AS (
+                 SELECT outbox_id FROM outbox
+                 WHERE channel = $1 AND available_at <= now()
+                   AND (enqueued_at <= now() - make_interval(secs => $4)
+                        OR first_enqueued_at <= now() - make_interval(secs => $5))
+                 ORDER BY first_enqueued_at, outbox_id
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+             FROM picked WHERE o.outbox_id = picked.outbox_id
+             RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
+                       o.enqueued_at",
+    )
+    .bind(channel)
+    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+    .bind(claim.lease.as_secs_f64())
+    .bind(claim.settle.as_secs_f64())
+    .bind(claim.max_wait.as_secs_f64())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(OutboxEntry {
+                item_id: ItemId(column(row, "item_id")?),
+                tenant: rows::tenant(column(row, "tenant_id")?)?,
+                sku: rows::sku(column(row, "sku")?)?,
+                quantity: column(row, "quantity")?,
+                version: rows::version(column(row, "version")?)?,
+                channel: column(row, "channel")?,
+                traceparent: column(row, "traceparent")?,
+                attempts: narrowed_int4(row, "attempts")?,
+                enqueued_at: column(row, "enqueued_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn record_publishes(pool: &PgPool, records: &[PublishRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let mut keys = std::collections::HashSet::with_capacity(records.len());
+    if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
+        let mut round: Vec<&PublishRecord> = records.iter().collect();
+        round.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
+        record_round(&mut transaction, &round).await?;
+    } else {
+        // The same item and channel twice: their effects depend on order, record one by one.
+        for record in records {
+            record_round(&mut transaction, &[record]).await?;
+        }
+    }
+    transaction.commit().await.map_err(store_error)
+}
+
+pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, StoreError> {
+    sqlx::query(
+        "SELECT channel, count(*) AS pending, min(first_enqueued_at) AS oldest_enqueued_at
+         FROM outbox GROUP BY channel ORDER BY channel",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        Ok(OutboxDepth {
+            channel: column(row, "channel")?,
+            pending: narrowed(row, "pending")?,
+            oldest_enqueued_at: column(row, "oldest_enqueued_at")?,
+        })
+    })
+    .collect()
+}
+
+pub(crate) async fn stale_items(pool: &PgPool, channel: &str) -> Result<u64, StoreError> {
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM items AS i
+         LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
+         WHERE i.version > coalesce(p.version, 0)",
+    )
+    .bind(channel)
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)?;
+    u64::try_from(stale).map_err(|_| StoreError::Corrupt(format!("stale item count {stale} is negative")))
+}
+
+pub(crate) async fn open_dead_letters(pool: &PgPool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(
+        "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at,
+                last_failed_at
+         FROM dead_letters WHERE resolved_at IS NULL ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        Ok(DeadLetter {
+            dead_letter_id: column(row, "dead_letter_id")?,
+            stage: column(row, "stage")?,
+            subject: column(row, "subject")?,
+            channel: column(row, "channel")?,
+            reason: column(row, "reason")?,
+            error: column(row, "error")?,
+            body: column(row, "body")?,
+            attempts: narrowed_int4(row, "attempts")?,
+            first_failed_at: column(row, "first_failed_at")?,
+            last_failed_at: column(row, "last_failed_at")?,
+        })
+    })
+    .collect()
+}
+
+/// Queues a publish of each item's current version on every channel serving its tenant.
+pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let rows = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ANY($1)"))
+        .bind(&ids)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let mut outbox = Vec::new();
+    for row in rows {
+        let tenant = rows::tenant(column(&row, "tenant_id")?)?;
+        for channel in config.channels.iter().filter(|channel| channel.serves(&tenant)) {
+            outbox.push(OutboxWrite {
+                item_id: ItemId(column(&row, "item_id")?),
+                tenant: tenant.clone(),
+                sku: column(&row, "sku")?,
+                quantity: column(&row, "quantity")?,
+                version: column(&row, "version")?,
+                channel: channel.name.clone(),
+                traceparent: None,
+            });
+        }
+    }
+    let queued = outbox.len() as u64;
+    upsert_outbox(&mut transaction, &outbox).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(queued)
+}
+
+/// The version a record says the channel now holds, if it says one.
+fn held_version(record: &PublishRecord) -> Option<i64> {
+    let version = saturating_i64(record.version);
+    match record.outcome {
+        PublishOutcome::Published => Some(version),
+        PublishOutcome::Superseded { current_version } => Some(version.max(saturating_i64(current_version))),
+        PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
+    }
+}
+
+/// Records a round of attempts, at most one per item and channel and sorted by (item id,
+/// channel), with one statement per kind of effect: the outbox rows locked, in that order
+/// (the order `apply_batch` writes them in, so neither waits on the other in a cycle); the
+/// attempts; the version each channel now holds; the rows that are done with; the rows
+/// that now wait for a version queued while this one was out; the retries; the dead letters.
+async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRecord]) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
+    let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
+    let versions: Vec<i64> = records.iter().map(|record| saturating_i64(record.version)).collect();
+    let attempts: Vec<i32> = records.iter().map(|record| i32::try_from(record.attempt).unwrap_or(i32::MAX)).collect();
+    let statuses: Vec<Option<i32>> = records.iter().map(|record| record.status.map(i32::from)).collect();
+    let results: Vec<&str> = records.iter().map(|record| record.outcome.as_str()).collect();
+    let latencies: Vec<Option<i64>> = records.iter().map(|record| record.latency_ms.map(saturating_i64)).collect();
+    let errors: Vec<Option<&str>> = records.iter().map(|record| record.error.as_deref()).collect();
+    sqlx::query(
+        "SELECT 1 FROM outbox AS o
+         JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
+         ORDER BY u.n
+         FOR UPDATE OF o",
+    )
+    .bind(&ids)
+    .bind(&channels)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
+         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
+                              $8::text[])",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .bind(&channels)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&latencies)
+    .bind(&errors)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+
+    // Published and superseded: the channel holds a version; dead-lettered: done with too.
+    let (mut done_ids, mut done_channels, mut done_versions, mut held) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut retry_ids, mut retry_channels, mut retry_dues) = (Vec::new(), Vec::new(), Vec::new());
+    for record in records {
+        match record.outcome {
+            PublishOutcome::RetryAt(due_at) => {
+                retry_ids.push(record.item_id.0);
+                retry_channels.push(record.channel.as_str());
+                retry_dues.push(due_at);
+            }
+            PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
+                done_ids.push(record.item_id.0);
+                done_channels.push(record.channel.as_str());
+                done_versions.push(held_version(record).unwrap_or(saturating_i64(record.version)));
+                held.push(held_version(record).is_some());
+            }
+        }
+    }
+    if !done_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO published_versions (item_id, channel, version)
+             SELECT i, c, v FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::bool[]) AS u(i, c, v, held) WHERE held
+             ON CONFLICT (item_id, channel) DO UPDATE
+             SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
+        )
+        .bind(&done_ids)
+        .bind(&done_channels)
+        .bind(&done_versions)
+        .bind(&held)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+        // A row still waiting at the version the channel holds (or an older one) is done
+        // with; a row a newer version was queued into while this one was out is due now, as
+        // a fresh run that started waiting when that version was queued.
+        for statement in [
+            "DELETE FROM outbox AS o USING unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
+             WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
+            "UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
+             FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
+             WHERE o.item_id = u.i AND o.channel = u.c AND o.version > u.v",
+        ] {
+            sqlx::query(statement)
+                .bind(&done_ids)
+                .bind(&done_channels)
+                .bind(&done_versions)
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    if !retry_ids.is_empty() {
+        // The item waits out the backoff whatever version it now holds: a newer version
+        // queued meanwhile goes out at the retry, not at once to a channel that just failed.
+        sqlx::query(
+            "UPDATE outbox AS o SET available_at = u.due, attempts = o.attempts + 1
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(i, c, due)
+             WHERE o.item_id = u.i AND o.channel = u.c",
+        )
+        .bind(&retry_ids)
+        .bind(&retry_channels)
+        .bind(&retry_dues)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
+        dead_letter(connection, record).await?;
+    }
+    Ok(())
+}
+
+/// Writes, or counts on, the open dead letter of a publish that will not succeed.
+async fn dead_letter(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
+         VALUES ('publish', $1, $2, $3, $4, $5)
+         ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
+         DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+                       error = EXCLUDED.error, body = EXCLUDED.body",
+    )
+    .bind(record.item_id.to_string())
+    .bind(&record.channel)
+    .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
+    .bind(&record.error)
+    .bind(&record.body)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The read side of the Postgres store: checkpoints, items, traces, journal windows and
+//! status. Every column is read through `columns`, so a bad row is an error, never a panic.
+
+use std::collections::BTreeMap;
+
+use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_store::rows;
+use catalog_store::{
+    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position, PublishAttempt, StoreError,
+    StoredItem, SyncStatus,
+};
+use sqlx::PgPool;
+
+use crate::columns::{
+    column, item_row, journal_row, narrowed, narrowed_int4, offer_row, optional_narrowed, ITEM_COLUMNS,
+    JOURNAL_COLUMNS, OFFER_STATE_COLUMNS,
+};
+use crate::store_error;
+
+pub(crate) async fn checkpoints(pool: &PgPool, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT partition, next_offset, cursor FROM source_checkpoints WHERE source = $1 ORDER BY partition",
+    )
+    .bind(source)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(Checkpoint {
+                source: source.to_owned(),
+                partition: column(row, "partition")?,
+                position: Position { offset: column(row, "next_offset")?, cursor: column(row, "cursor")? },
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+    sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+        .bind(item_id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?
+        .map(|row| item_row(&row)?.into_item())
+        .transpose()
+}
+
+pub(crate) async fn items(pool: &PgPool, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+    sqlx::query(&format!(r#"SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = $1 ORDER BY sku COLLATE "C""#))
+        .bind(tenant.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| item_row(row)?.into_item())
+        .collect()
+}
+
+pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+    // One snapshot for every part of the trace: a batch committed meanwhile shows in all or none.
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+        .bind(item_id.0)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let item = item_row(&row)?.into_item()?;
+    let offers = sqlx::query(&format!(
+        r#"SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS}
+           FROM offers WHERE tenant_id = $1 AND sku = $2 ORDER BY supplier_id COLLATE "C""#
+    ))
+    .bind(item.tenant.as_str())
+    .bind(item.sku.as_str())
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| offer_row(row)?.into_offer())
+    .collect::<Result<Vec<_>, _>>()?;
+    let mut events = sqlx::query(&format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2"))
+        .bind(item.tenant.as_str())
+        .bind(item.sku.as_str())
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| journal_row(row)?.into_entry())
+        .collect::<Result<Vec<_>, _>>()?;
+    rows::sort_for_trace(&mut events);
+    let pending_publishes =
+        sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = $1 ORDER BY version, channel")
+            .bind(item_id.0)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| {
+                Ok(PendingPublish {
+                    channel: column(row, "channel")?,
+                    version: rows::version(column(row, "version")?)?,
+                    enqueued_at: column(row, "enqueued_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+    let publish_attempts = sqlx::query(
+        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at
+         FROM publish_attempts WHERE item_id = $1 ORDER BY attempted_at, attempt_id",
+    )
+    .bind(item_id.0)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let status: Option<i32> = column(row, "status")?;
+        Ok(PublishAttempt {
+            channel: column(row, "channel")?,
+            version: rows::version(column(row, "version")?)?,
+            attempt: narrowed_int4(row, "attempt")?,
+            status: status
+                .map(|status| {
+                    u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("status {status} is out of range")))
+                })
+                .transpose()?,
+            result: column(row, "result")?,
+            latency_ms: optional_narrowed(row, "latency_ms")?,
+            error: column(row, "error")?,
+            attempted_at: column(row, "attempted_at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+}
+
+pub(crate) async fn journal_window(pool: &PgPool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events
+         WHERE tenant_id = $1 AND received_at >= $2 AND ($3::timestamptz IS NULL OR received_at < $3)
+           AND ($4::text IS NULL OR supplier_id = $4)
+         ORDER BY received_at, journal_id"
+    ))
+    .bind(window.tenant.as_str())
+    .bind(window.since)
+    .bind(window.until)
+    .bind(window.supplier.as_ref().map(SupplierId::as_str))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| journal_row(row)?.into_entry())
+    .collect()
+}
+
+pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
+    let exists = sqlx::query("SELECT 1 FROM tenants WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let totals = sqlx::query(
+        "SELECT max(received_at) AS last_received_at,
+                max(received_at) FILTER (WHERE outcome = 'applied') AS last_applied_at,
+                coalesce(sum(redelivery_count), 0)::int8 AS redeliveries,
+                (SELECT count(*) FROM items WHERE tenant_id = $1) AS n_items,
+                (SELECT count(*) FROM outbox WHERE tenant_id = $1) AS outbox_pending
+         FROM events WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)?;
+    let events_by_outcome =
+        sqlx::query("SELECT outcome, count(*) AS n_events FROM events WHERE tenant_id = $1 GROUP BY outcome")
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| Ok((column(row, "outcome")?, narrowed(row, "n_events")?)))
+            .collect::<Result<BTreeMap<String, u64>, StoreError>>()?;
+    Ok(Some(SyncStatus {
+        tenant: tenant.clone(),
+        last_received_at: column(&totals, "last_received_at")?,
+        last_applied_at: column(&totals, "last_applied_at")?,
+        events_by_outcome,
+        redeliveries: narrowed(&totals, "redeliveries")?,
+        n_items: narrowed(&totals, "n_items")?,
+        outbox_pending: narrowed(&totals, "outbox_pending")?,
+    }))
+}

@@ -1,0 +1,59 @@
+//! The `log` channel: publishes item versions as JSON lines on standard output, for runs
+//! without a storefront. Logs go to standard error, so standard output stays
+//! machine-readable.
+
+use std::io::Write;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use catalog_store::OutboxEntry;
+use serde::Serialize;
+
+use crate::adapter::{Attempt, ChannelAdapter};
+use crate::response::Verdict;
+
+#[derive(Serialize)]
+struct PublishedLine<'a> {
+    tenant_id: &'a str,
+    item_id: String,
+    sku: &'a str,
+    quantity: i64,
+    version: u64,
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
+}
+
+/// Writes each item version as one line on standard output. A line is written before its
+/// publish is recorded: a crash in between writes it again on restart, which a reader of
+/// this stream must (and can, by item and version) tolerate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogChannel;
+
+#[async_trait]
+impl ChannelAdapter for LogChannel {
+    async fn send(&self, entry: &OutboxEntry) -> Attempt {
+        let started = Instant::now();
+        let line = PublishedLine {
+            tenant_id: entry.tenant.as_str(),
+            item_id: entry.item_id.to_string(),
+            sku: entry.sku.as_str(),
+            quantity: entry.quantity,
+            version: entry.version,
+            channel: &entry.channel,
+            traceparent: entry.traceparent.as_deref(),
+        };
+        let written = serde_json::to_vec(&line).map_err(std::io::Error::other).and_then(|mut bytes| {
+            bytes.push(b'\n');
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()
+        });
+        let verdict = match written {
+            Ok(()) => Verdict::Published,
+            // A closed or full standard output: retried like any failed send.
+            Err(error) => Verdict::Retry { reason: "stdout", error: error.to_string() },
+        };
+        Attempt { verdict, status: None, latency: started.elapsed() }
+    }
+}

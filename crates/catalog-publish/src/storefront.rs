@@ -1,0 +1,104 @@
+//! The storefront contract (`shared/contracts/storefront-api.md`) as a channel adapter:
+//! `POST {base_url}/v1/tenants/{tenant}/items/{item}/invalidate` with the item version, its
+//! `Idempotency-Key` and the winning event's `traceparent`.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use catalog_store::OutboxEntry;
+use serde::Serialize;
+
+use crate::adapter::{Attempt, ChannelAdapter};
+use crate::channel::Secret;
+use crate::publisher::PublishError;
+use crate::response::{classify_response, classify_transport, TransportError};
+
+/// Where a storefront is and how to authenticate to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorefrontConfig {
+    /// `https://host[:port][/prefix]`; requests go to `{base_url}/v1/tenants/{tenant}/items/{item}/invalidate`.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<Secret>,
+}
+
+impl StorefrontConfig {
+    pub fn new(base_url: impl Into<String>, token: Option<Secret>) -> Self {
+        Self { base_url: base_url.into().trim_end_matches('/').to_owned(), token }
+    }
+}
+
+#[derive(Serialize)]
+struct InvalidateBody<'a> {
+    item_id: String,
+    sku: &'a str,
+    quantity: i64,
+    version: u64,
+}
+
+/// A storefront channel over HTTP.
+#[derive(Debug)]
+pub struct StorefrontChannel {
+    config: StorefrontConfig,
+    client: reqwest::Client,
+}
+
+impl StorefrontChannel {
+    /// A client that keeps up to `connections` connections open and gives up on a request
+    /// after `request_timeout`.
+    pub fn new(config: StorefrontConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
+        let client = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .pool_max_idle_per_host(connections)
+            .build()
+            .map_err(|error| PublishError::Client(error.to_string()))?;
+        Ok(Self { config, client })
+    }
+}
+
+#[async_trait]
+impl ChannelAdapter for StorefrontChannel {
+    async fn send(&self, entry: &OutboxEntry) -> Attempt {
+        let url = format!("{}/v1/tenants/{}/items/{}/invalidate", self.config.base_url, entry.tenant, entry.item_id);
+        let body = InvalidateBody {
+            item_id: entry.item_id.to_string(),
+            sku: entry.sku.as_str(),
+            quantity: entry.quantity,
+            version: entry.version,
+        };
+        let mut request = self
+            .client
+            .post(&url)
+            .header("Idempotency-Key", format!("{}:{}", entry.item_id, entry.version))
+            .json(&body);
+        if let Some(token) = &self.config.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(traceparent) = &entry.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let started = Instant::now();
+        let (verdict, status) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after =
+                    response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+                // A body that cannot be read still leaves the status to decide by.
+                let text = response.text().await.unwrap_or_default();
+                (classify_response(status, retry_after.as_deref(), &text, entry.version), Some(status))
+            }
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timeout"
+                } else if error.is_connect() {
+                    "connect"
+                } else {
+                    "connection"
+                };
+                (classify_transport(&TransportError { kind, message: error.to_string() }), None)
+            }
+        };
+        Attempt { verdict, status, latency: started.elapsed() }
+    }
+}

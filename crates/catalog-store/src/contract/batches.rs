@@ -1,0 +1,204 @@
+//! Contract cases of `BatchStore`: batches applied as the reference applies them, exactly
+//! once, concurrently, previewed, with checkpoints that never move back.
+
+use catalog_core::{ClockPolicy, ReferenceCatalog, StockChange, TenantId};
+use chrono::Duration;
+
+use super::fixtures::*;
+use crate::batch::FlagTable;
+use crate::{BatchInput, Checkpoint, JournalWindow, Position, StoreConfig};
+
+pub(super) async fn applies_a_batch_like_the_reference<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    store.migrate().await.expect("migrations are idempotent");
+    let events = stream(1, 0, 60);
+    let result = store.apply_batch(&batch(events.clone())).await.expect("apply");
+
+    let mut reference = ReferenceCatalog::default();
+    let plan = reference.apply(
+        &deliveries(&events),
+        &FlagTable { default_enabled: true, ..FlagTable::default() },
+        ClockPolicy::default(),
+    );
+    assert_eq!(result.decisions, plan.decisions);
+    let changed: Vec<_> = result.changed_items.iter().map(|item| (item.item_id, item.quantity, item.version)).collect();
+    let expected: Vec<_> =
+        plan.items.values().map(|change| (change.item_id, change.state.quantity, change.state.version)).collect();
+    assert_eq!(changed, expected);
+    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    assert_eq!(items, reference_items(&reference));
+}
+
+pub(super) async fn random_batches_match_the_reference<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let flags = FlagTable { default_enabled: true, ..FlagTable::default() };
+    let mut reference = ReferenceCatalog::default();
+    let mut rng = Lcg(7);
+    let events = stream(2, 0, 400);
+    let mut rest = events.as_slice();
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at((rng.next(60) as usize + 1).min(rest.len()));
+        rest = tail;
+        let result = store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
+        let plan = reference.apply(&deliveries(chunk), &flags, ClockPolicy::default());
+        assert_eq!(result.decisions, plan.decisions);
+    }
+    let (offers, items) = snapshot(&*store, &["canary", "t2"]).await;
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    assert_eq!(items, reference_items(&reference));
+}
+
+pub(super) async fn reapplying_a_committed_batch_changes_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events: Vec<_> = stream(3, 0, 80).into_iter().filter(|event| event.delivery.decoded.is_ok()).collect();
+    let input = batch(events.clone());
+    store.apply_batch(&input).await.expect("first apply");
+    let before = snapshot(&*store, &["canary", "t2"]).await;
+
+    let again = store.apply_batch(&input).await.expect("second apply");
+    assert!(again.changed_items.is_empty(), "a re-applied batch changes no item");
+    assert!(again.decisions.iter().all(|decision| decision.outcome.as_str() == "duplicate"));
+    assert_eq!(snapshot(&*store, &["canary", "t2"]).await, before);
+
+    // Every delivery is accounted for once: journal rows plus redeliveries counted on them.
+    let tenant = TenantId::parse("canary").expect("valid");
+    let rows = store
+        .journal_window(&JournalWindow {
+            tenant: tenant.clone(),
+            since: base() - Duration::days(1),
+            until: None,
+            supplier: None,
+        })
+        .await
+        .expect("journal");
+    let canary_deliveries =
+        events.iter().filter(|event| event.delivery.decoded.as_ref().is_ok_and(|e| e.offer().tenant == tenant)).count();
+    let accounted: u64 = rows.iter().map(|row| 1 + u64::from(row.redelivery_count)).sum();
+    assert_eq!(accounted, 2 * canary_deliveries as u64);
+}
+
+pub(super) async fn redelivery_with_a_different_payload_is_flagged<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let first = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1);
+    let mut changed = incoming(1, &key, StockChange::Updated { quantity: 55 }, 0, 2);
+    changed.source.offset = 2;
+    store.apply_batch(&batch(vec![first])).await.expect("apply");
+    let result = store.apply_batch(&batch(vec![changed])).await.expect("apply");
+    assert_eq!(result.decisions[0].outcome.as_str(), "duplicate");
+    assert_eq!(result.decisions[0].reason(), Some("payload_differs"));
+
+    let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
+    assert_eq!(item.quantity, 10, "the first accepted payload counts");
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1);
+    assert!(trace.events[0].payload_differs);
+    assert_eq!(trace.events[0].redelivery_count, 1);
+}
+
+pub(super) async fn rejected_messages_keep_their_bytes_and_do_not_claim_the_id<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let good = incoming(1, &key, StockChange::Updated { quantity: 3 }, 0, 1);
+    let bad_raw = String::from_utf8(good.raw.clone()).expect("utf-8").replace("ABC-1", "ABC 1").into_bytes();
+    let bad = raw_incoming(0, bad_raw.clone(), 0);
+    let result = store.apply_batch(&batch(vec![bad, good])).await.expect("apply");
+    let outcomes: Vec<_> = result.decisions.iter().map(|decision| decision.outcome.to_string()).collect();
+    assert_eq!(outcomes, ["rejected(malformed_sku)", "applied"]);
+
+    let rows = store
+        .journal_window(&JournalWindow {
+            tenant: key.tenant.clone(),
+            since: base() - Duration::days(1),
+            until: None,
+            supplier: None,
+        })
+        .await
+        .expect("journal");
+    let rejected = rows.iter().find(|row| row.outcome.as_str() == "rejected").expect("the rejection is journaled");
+    assert_eq!(rejected.raw_payload.as_deref(), Some(bad_raw.as_slice()));
+    assert_eq!(rejected.reason.as_deref(), Some("malformed_sku"));
+    assert!(rejected.detail.as_deref().is_some_and(|detail| detail.contains("ABC 1")));
+    assert_eq!(rejected.event_id, Some(event_id(1)));
+    assert_eq!(rows.len(), 2);
+}
+
+pub(super) async fn checkpoints_never_move_backwards<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let at =
+        |partition, offset| Checkpoint { source: "kafka:g:t".to_owned(), partition, position: Position::at(offset) };
+    let with_cursor = |partition, offset, cursor: &str| Checkpoint {
+        position: Position { offset, cursor: Some(cursor.to_owned()) },
+        ..at(partition, offset)
+    };
+    store
+        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 10), at(1, 5), at(0, 12)] })
+        .await
+        .expect("apply");
+    store
+        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 3), with_cursor(1, 7, "page-7")] })
+        .await
+        .expect("apply");
+    let mut stored = store.checkpoints("kafka:g:t").await.expect("checkpoints");
+    stored.sort();
+    assert_eq!(stored, [at(0, 12), with_cursor(1, 7, "page-7")]);
+    // A cursor travels with the furthest offset: an older position does not replace it.
+    store
+        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![with_cursor(1, 6, "page-6")] })
+        .await
+        .expect("apply");
+    let mut stored = store.checkpoints("kafka:g:t").await.expect("checkpoints");
+    stored.sort();
+    assert_eq!(stored, [at(0, 12), with_cursor(1, 7, "page-7")]);
+    assert!(store.checkpoints("kafka:other:t").await.expect("checkpoints").is_empty());
+}
+
+pub(super) async fn concurrent_batches_on_overlapping_keys_are_exact<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    concurrent_callers_are_exact(&four_callers_of(store)).await;
+}
+
+pub(super) async fn concurrent_first_writes_of_new_offers_are_exact<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    concurrent_creators_are_exact(&four_callers_of(store)).await;
+}
+
+pub(super) async fn a_preview_decides_like_apply_and_leaves_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events = stream(9, 0, 40);
+    let preview = store.preview_batch(&batch(events.clone())).await.expect("preview");
+    assert!(store.items(&TenantId::parse("canary").expect("valid")).await.expect("items").is_empty());
+    assert!(store.checkpoints(SOURCE).await.expect("checkpoints").is_empty());
+    assert!(store.tenant_flags(&TenantId::parse("canary").expect("valid")).await.expect("flags").is_none());
+    let applied = store.apply_batch(&batch(events)).await.expect("apply");
+    assert_eq!(preview, applied);
+}

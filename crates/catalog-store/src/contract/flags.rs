@@ -1,0 +1,50 @@
+//! Contract cases of `FlagStore`: held events and the default flag of a first sighting.
+
+use catalog_core::{StockChange, TenantId};
+
+use super::fixtures::*;
+use crate::{Provenance, StoreConfig};
+
+pub(super) async fn held_events_are_decided_afresh_once_sync_is_on<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let event = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let held = store.apply_batch(&batch(vec![event.clone()])).await.expect("apply");
+    assert_eq!(held.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
+    assert!(held.changed_items.is_empty());
+    let flags = store.tenant_flags(&key.tenant).await.expect("flags").expect("tenant exists");
+    assert!(flags.sync_enabled);
+    assert_eq!(flags.suppliers.get(&key.supplier), Some(&false));
+
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let mut redelivered = event;
+    redelivered.provenance = Provenance::Replayed;
+    let applied = store.apply_batch(&batch(vec![redelivered])).await.expect("apply");
+    assert_eq!(applied.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(applied.changed_items.len(), 1);
+    let trace = store.item_trace(key.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1, "the held row is decided in place");
+    assert_eq!(trace.events[0].outcome.as_str(), "applied");
+    assert_eq!(trace.events[0].redelivery_count, 0, "a replay is not a redelivery");
+}
+
+pub(super) async fn first_sight_uses_the_configured_default_flag<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig { default_sync_enabled: false, ..StoreConfig::default() }).await;
+    let key = offer("newbie", "acme", "ABC-1");
+    let result = store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    assert_eq!(result.decisions[0].outcome.to_string(), "held(tenant_sync_off)");
+    let flags = store.tenant_flags(&key.tenant).await.expect("flags").expect("created on first sight");
+    assert!(!flags.sync_enabled);
+    assert_eq!(flags.suppliers.get(&key.supplier), Some(&false));
+    assert!(store.tenant_flags(&TenantId::parse("never-seen").expect("valid")).await.expect("flags").is_none());
+}

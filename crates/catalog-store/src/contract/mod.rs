@@ -1,0 +1,97 @@
+//! The store contract suite: written once, run unchanged against every implementation.
+//!
+//! A store's integration test binary invokes [`store_contract_tests!`] with an async
+//! factory `fn(StoreConfig) -> (Arc<dyn CatalogStore>, Guard)`; every case gets a fresh store.
+//! The expected state always comes from `catalog-core`'s `ReferenceCatalog`, never from
+//! hand-written numbers, so a store that re-decides anything differently fails here.
+//!
+//! The cases live in one file per store role. [`store_contract_cases!`] lists them once; that
+//! list generates both [`Case`] (whose `run` calls each case, so a case function missing from
+//! the list is dead code and fails the build) and the tests a store's binary gets.
+
+mod batches;
+mod fixtures;
+mod flags;
+mod outbox;
+mod reads;
+
+pub use fixtures::{
+    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, Fresh, SOURCE,
+};
+
+use crate::StoreConfig;
+
+/// The one list of contract cases, by role: a store's tests (`@tests`) and [`Case`]
+/// (`@define`) are both generated from it.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_contract_cases {
+    (@tests $factory:path; $($role:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::contract::Case::$case.run($factory).await;
+            }
+        )*
+    };
+    (@define; $($role:ident :: $case:ident),* $(,)?) => {
+        /// One contract case; `Case::ALL` holds every one.
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Case {
+            $($case),*
+        }
+
+        impl Case {
+            /// Every case of the suite, in the order of the list.
+            pub const ALL: &'static [Case] = &[$(Case::$case),*];
+
+            /// Runs the case on a fresh store from `factory`.
+            pub async fn run<G, F>(self, factory: impl FnOnce(StoreConfig) -> F)
+            where
+                F: std::future::Future<Output = Fresh<G>>,
+            {
+                match self {
+                    $(Case::$case => $role::$case(factory).await),*
+                }
+            }
+        }
+    };
+    (@$mode:ident $($prefix:tt)*) => {
+        $crate::store_contract_cases!(@$mode $($prefix)*;
+            batches::applies_a_batch_like_the_reference,
+            batches::random_batches_match_the_reference,
+            batches::reapplying_a_committed_batch_changes_nothing,
+            batches::redelivery_with_a_different_payload_is_flagged,
+            batches::rejected_messages_keep_their_bytes_and_do_not_claim_the_id,
+            batches::checkpoints_never_move_backwards,
+            batches::concurrent_batches_on_overlapping_keys_are_exact,
+            batches::concurrent_first_writes_of_new_offers_are_exact,
+            batches::a_preview_decides_like_apply_and_leaves_nothing,
+            flags::held_events_are_decided_afresh_once_sync_is_on,
+            flags::first_sight_uses_the_configured_default_flag,
+            reads::item_trace_explains_the_winner,
+            reads::journal_window_filters_by_time_and_supplier,
+            reads::sync_status_counts_outcomes,
+            outbox::outbox_holds_one_row_per_item_and_channel_at_its_newest_version,
+            outbox::outbox_claims_the_newest_version_and_coalesces_older_ones,
+            outbox::a_version_queued_while_one_is_out_goes_once_that_one_is_recorded,
+            outbox::a_retried_publish_is_due_again_and_counts_its_attempts,
+            outbox::a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
+            outbox::a_round_of_records_has_each_outcome_s_effect,
+            outbox::concurrent_claims_never_hand_out_the_same_item,
+            outbox::a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
+            outbox::republish_queues_the_current_version_again,
+        );
+    };
+}
+
+/// Generates one `#[tokio::test]` per contract case, each on a fresh store from `$factory`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:path) => {
+        $crate::store_contract_cases!(@tests $factory);
+    };
+}
+
+store_contract_cases!(@define);

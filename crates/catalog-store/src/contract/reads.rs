@@ -1,0 +1,106 @@
+//! Contract cases of `ReadStore`: traces, journal windows and sync status.
+
+use catalog_core::{ItemKey, Sku, StockChange, SupplierId, TenantId};
+use chrono::Duration;
+
+use super::fixtures::*;
+use crate::{JournalWindow, StoreConfig};
+
+pub(super) async fn item_trace_explains_the_winner<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let globex = offer("canary", "globex", "abc-1");
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 7 }, 5, 6),
+        incoming(2, &acme, StockChange::Updated { quantity: 10 }, 1, 7),
+        incoming(3, &acme, StockChange::Adjusted { delta: -2 }, 6, 8),
+        incoming(4, &globex, StockChange::Updated { quantity: 5 }, 1, 9),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let trace = store.item_trace(acme.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!((trace.item.quantity, trace.item.version), (10, 1));
+    let offers: Vec<_> = trace.offers.iter().map(|o| (o.supplier.to_string(), o.quantity, o.winner)).collect();
+    assert_eq!(offers, [("acme".to_owned(), 5, Some(event_id(3))), ("globex".to_owned(), 5, Some(event_id(4)))]);
+    let events: Vec<_> =
+        trace.events.iter().map(|e| (e.event_id, e.outcome.as_str(), e.traceparent.is_some())).collect();
+    assert_eq!(
+        events,
+        [
+            (Some(event_id(2)), "stale", true),
+            (Some(event_id(4)), "applied", true),
+            (Some(event_id(1)), "applied", true),
+            (Some(event_id(3)), "applied", true)
+        ],
+        "events in ordering-key order"
+    );
+    assert!(store
+        .item_trace(ItemKey { tenant: acme.tenant.clone(), sku: Sku::parse("NONE").expect("valid") }.item_id())
+        .await
+        .expect("trace")
+        .is_none());
+}
+
+pub(super) async fn journal_window_filters_by_time_and_supplier<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let globex = offer("canary", "globex", "ABC-1");
+    let other = offer("t2", "acme", "ABC-1");
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 1 }, 0, 10),
+        incoming(2, &globex, StockChange::Updated { quantity: 2 }, 0, 20),
+        incoming(3, &acme, StockChange::Updated { quantity: 3 }, 0, 30),
+        incoming(4, &other, StockChange::Updated { quantity: 4 }, 0, 20),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let window = |since: i64, until: Option<i64>, supplier: Option<&SupplierId>| JournalWindow {
+        tenant: acme.tenant.clone(),
+        since: base() + Duration::seconds(since),
+        until: until.map(|until| base() + Duration::seconds(until)),
+        supplier: supplier.cloned(),
+    };
+    let ids = |rows: Vec<crate::JournalEntry>| rows.into_iter().map(|row| row.event_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.journal_window(&window(0, None, None)).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(2)), Some(event_id(3))]
+    );
+    assert_eq!(
+        ids(store.journal_window(&window(10, Some(30), None)).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(2))]
+    );
+    assert_eq!(
+        ids(store.journal_window(&window(0, None, Some(&acme.supplier))).await.expect("journal")),
+        [Some(event_id(1)), Some(event_id(3))]
+    );
+    assert!(store.journal_window(&window(31, None, None)).await.expect("journal").is_empty());
+}
+
+pub(super) async fn sync_status_counts_outcomes<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let first = incoming(1, &key, StockChange::Updated { quantity: 5 }, 5, 10);
+    let events = vec![
+        first.clone(),
+        incoming(2, &key, StockChange::Updated { quantity: 6 }, 1, 11),
+        first,
+        raw_incoming(9, br#"{"tenant_id":"canary"}"#.to_vec(), 12),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let status = store.sync_status(&key.tenant).await.expect("status").expect("tenant exists");
+    let counts: Vec<_> = status.events_by_outcome.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(counts, [("applied", 1), ("rejected", 1), ("stale", 1)]);
+    assert_eq!(status.redeliveries, 1);
+    assert_eq!(status.n_items, 1);
+    assert_eq!(status.outbox_pending, 1);
+    assert_eq!(status.last_received_at, Some(base() + Duration::seconds(12)));
+    assert_eq!(status.last_applied_at, Some(base() + Duration::seconds(10)));
+    assert!(store.sync_status(&TenantId::parse("nobody").expect("valid")).await.expect("status").is_none());
+}
