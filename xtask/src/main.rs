@@ -3,6 +3,8 @@
 // A command-line tool talks to its operator on stderr.
 #![allow(clippy::print_stderr)]
 
+mod tidy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,7 +22,7 @@ struct Args {
 enum Task {
     /// Everything CI checks: rustfmt, clippy with -D warnings, the tidy checks, all tests.
     Ci,
-    /// The tidy checks alone: every .rs file starts with a `//!` line.
+    /// The tidy checks alone: file headers and lengths, and the crate layering of ARCHITECTURE.md.
     Tidy,
     /// Runs the benchmarks (release build); figures go to docs/benchmarks.md by hand.
     Bench {
@@ -35,7 +37,7 @@ fn main() -> Result<()> {
     let root = project_root();
     match args.task {
         Task::Ci => ci(&root),
-        Task::Tidy => tidy(&root),
+        Task::Tidy => tidy::tidy(&root),
         Task::Bench { measurement_seconds } => bench(&root, measurement_seconds),
     }
 }
@@ -46,7 +48,7 @@ fn project_root() -> PathBuf {
 
 fn ci(root: &Path) -> Result<()> {
     run(root, "cargo", &["fmt", "--all", "--", "--check"]).context("rustfmt check failed: run `cargo fmt --all`")?;
-    tidy(root)?;
+    tidy::tidy(root)?;
     run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
         .context("clippy found problems")?;
     // nextest does not run doctests; the library examples are part of the contract for importers.
@@ -74,27 +76,7 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         .context("replay benchmark failed")
 }
 
-/// Every `.rs` file starts with a `//!` line saying what it is for.
-fn tidy(root: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    for directory in ["crates", "bins", "xtask"] {
-        visit(&root.join(directory), &mut |path| {
-            if path.extension().is_some_and(|extension| extension == "rs") {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                if !text.starts_with("//!") {
-                    missing.push(path.strip_prefix(root).unwrap_or(path).display().to_string());
-                }
-            }
-            Ok(())
-        })?;
-    }
-    if !missing.is_empty() {
-        bail!("these files do not start with a `//!` line saying what they are for:\n  {}", missing.join("\n  "));
-    }
-    Ok(())
-}
-
-fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
     if !directory.exists() {
         return Ok(());
     }
@@ -112,7 +94,7 @@ fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<()>) -> Resu
     Ok(())
 }
 
-fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status =
         Command::new(program).args(args).current_dir(root).status().with_context(|| format!("starting {program}"))?;
