@@ -5,6 +5,8 @@
 //! with a real HTTP storefront in this process. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
 //! default 127.0.0.1:9092); run through `cargo xtask bench`. The worker runs with its default
 //! settings; `CATALOG_BENCH_WORKER_ARGS` adds flags (for example `--batch-size 2500`) to try others.
+//! `CATALOG_BENCH_COMPARE_WORKER=/path/to/sync-worker` runs another build of the worker (an
+//! earlier commit's, say) in every round too, right after this one, and reports the ratio.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -23,6 +25,8 @@ const PARTITIONS: i32 = 4;
 const BATCH: usize = 5_000;
 /// Baseline and worker runs, alternated.
 const ROUNDS: usize = 3;
+/// The worker binary of this build.
+const THIS_WORKER: &str = env!("CARGO_BIN_EXE_sync-worker");
 
 /// A worker process that is killed if the benchmark panics before stopping it, so a failed
 /// run never leaves a worker behind to load the machine.
@@ -71,9 +75,10 @@ struct WorkerRun {
     peak_rss_mib: Option<f64>,
 }
 
-/// One worker run over `messages`, with `--publish` set to `publish` (`off`: apply only,
-/// the rows the baseline writes; `on`: the log publisher drains the outbox meanwhile).
-async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
+/// One run of the worker binary `program` over `messages`, with `--publish` set to
+/// `publish` (`off`: apply only, the rows the baseline writes; `on`: the log publisher
+/// drains the outbox meanwhile).
+async fn bench_worker(program: &str, messages: &[TestMessage], publish: &str) -> WorkerRun {
     let database = TestDatabase::create().await;
     let topic = unique_name("bench");
     let group = unique_name("bench");
@@ -88,7 +93,7 @@ async fn bench_worker(messages: &[TestMessage], publish: &str) -> WorkerRun {
         .await
         .expect("connect");
     let started = Instant::now();
-    let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+    let worker = Command::new(program)
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off"])
         .args(["--publish", publish])
@@ -187,7 +192,7 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     let group = unique_name("latency");
     create_topic(&topic, PARTITIONS).await;
     let (url, accepted) = storefront().await;
-    let worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+    let worker = Command::new(THIS_WORKER)
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
         .args(["--storefront-rate", "5000", "--storefront-concurrency", "32"])
@@ -339,9 +344,11 @@ async fn throughput() {
     let mut ratios = Vec::new();
     let mut rates = Vec::new();
     let mut peak_rss: Option<f64> = None;
+    let compare = std::env::var("CATALOG_BENCH_COMPARE_WORKER").ok();
+    let mut compared = Vec::new();
     for round in 1..=ROUNDS {
         let baseline = rate(bench_baseline(&events).await);
-        let run = bench_worker(&messages, "off").await;
+        let run = bench_worker(THIS_WORKER, &messages, "off").await;
         let worker = rate(run.elapsed);
         println!(
             "e2e/round {round}: raw_sql_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, peak RSS {}",
@@ -352,8 +359,22 @@ async fn throughput() {
         ratios.push(worker / baseline);
         rates.push(worker);
         peak_rss = run.peak_rss_mib.map(|rss| peak_rss.map_or(rss, |peak: f64| peak.max(rss)));
+        if let Some(program) = &compare {
+            let other = rate(bench_worker(program, &messages, "off").await.elapsed);
+            println!(
+                "e2e/round {round}: compared worker {program} {other:>7.0} events/s; this worker / compared {:.3}",
+                worker / other
+            );
+            compared.push(worker / other);
+        }
     }
-    let with_publisher = bench_worker(&messages, "on").await;
+    if !compared.is_empty() {
+        println!(
+            "e2e/this worker / compared worker, median of {ROUNDS}: {:.3} (each round's pair run back to back)",
+            median(&mut compared)
+        );
+    }
+    let with_publisher = bench_worker(THIS_WORKER, &messages, "on").await;
     println!(
         "e2e/kafka_to_postgres {N_EVENTS} events, median of {ROUNDS}: {:.0} events/s; ratio to the baseline: median {:.2}, lowest {:.2}",
         median(&mut rates),
