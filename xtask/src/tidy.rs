@@ -83,7 +83,8 @@ fn file_problems(root: &Path) -> Result<Vec<String>> {
             let in_tests = path.components().any(|part| matches!(part.as_os_str().to_str(), Some("tests" | "benches")));
             let n_lines = text.lines().count();
             if !in_tests && n_lines > MAX_LINES {
-                problems.push(format!("{shown} has {n_lines} lines, more than {MAX_LINES}: split it by responsibility"));
+                problems
+                    .push(format!("{shown} has {n_lines} lines, more than {MAX_LINES}: split it by responsibility"));
             }
             Ok(())
         })?;
@@ -114,7 +115,8 @@ pub(crate) fn layering_problems(root: &Path, packages: &[Package]) -> Vec<String
                 problems.push(format!("the adapter {name} depends on the adapter {on}: adapters meet in a binary"));
             }
             if name == "catalog-app" && ADAPTERS.contains(&on) && normal {
-                problems.push(format!("catalog-app depends on the adapter {on}: it defines ports, binaries wire adapters"));
+                problems
+                    .push(format!("catalog-app depends on the adapter {on}: it defines ports, binaries wire adapters"));
             }
         }
     }
