@@ -111,21 +111,51 @@ pub struct Adjustment {
     pub delta: i64,
 }
 
+/// Adjustments folded into one sum, to bound an offer's state: every applied adjustment
+/// newer than the snapshot and at or below `through`. The journal keeps each of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FoldedAdjustments {
+    /// The greatest key folded.
+    pub through: OrderingKey,
+    /// Their deltas, summed.
+    pub delta: i64,
+    /// How many were folded.
+    pub count: u64,
+}
+
+/// How far behind an offer's newest adjustment an older one stays listed on its own; older
+/// ones are folded into [`FoldedAdjustments`] (decision 0009). Within the horizon, any
+/// arrival order gives the same offer; beyond it, a late snapshot older than the fold is
+/// stale (`beyond_adjustment_horizon`), and a late adjustment joins the fold.
+pub const ADJUSTMENT_HORIZON: chrono::Duration = chrono::Duration::hours(24);
+
+/// An offer lists at most this many adjustments: the newest ones win over the time horizon
+/// when an offer gets more than this within it.
+pub const MAX_LISTED_ADJUSTMENTS: usize = 1_000;
+
+/// Nothing is folded while an offer lists at most this many adjustments (the usual case).
+const FOLD_ABOVE: usize = 64;
+
 /// Everything needed to decide the next event for one offer.
 ///
-/// Invariant: `adjustments` is sorted by key, holds no duplicate keys, and every key
-/// is greater than the snapshot's. The quantity is derived, never stored apart.
+/// Invariant: `adjustments` is sorted by key, holds no duplicate keys, and every key is
+/// greater than the fold's `through`, which is greater than the snapshot's key. The quantity
+/// is derived, never stored apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OfferState {
     pub snapshot: Option<Snapshot>,
+    /// Adjustments older than the horizon, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<FoldedAdjustments>,
     pub adjustments: Vec<Adjustment>,
 }
 
 impl OfferState {
-    /// Latest snapshot + every adjustment newer than it, never below zero
+    /// Latest snapshot + every adjustment newer than it (folded or listed), never below zero
     /// (an oversold supplier has nothing to offer; it does not eat another supplier's stock).
     pub fn quantity(&self) -> i64 {
         let base = self.snapshot.map_or(0, |snapshot| snapshot.quantity);
+        let base = base.saturating_add(self.folded.map_or(0, |folded| folded.delta));
         let total = self.adjustments.iter().fold(base, |total, adjustment| total.saturating_add(adjustment.delta));
         total.max(0)
     }
@@ -133,8 +163,43 @@ impl OfferState {
     /// The greatest applied event still in effect: the offer's winner, for tracing.
     pub fn winner(&self) -> Option<OrderingKey> {
         let snapshot = self.snapshot.map(|snapshot| snapshot.key);
+        let folded = self.folded.map(|folded| folded.through);
         let adjustment = self.adjustments.last().map(|adjustment| adjustment.key);
-        snapshot.max(adjustment)
+        snapshot.max(folded).max(adjustment)
+    }
+
+    /// Whether an `inventory.updated` with `key`, older than the fold but newer than the
+    /// snapshot, came too late to be weighed against the adjustments folded since: it is
+    /// decided `stale` (`beyond_adjustment_horizon`).
+    pub fn is_beyond_horizon(&self, key: OrderingKey) -> bool {
+        self.folded.is_some_and(|folded| key <= folded.through)
+            && self.snapshot.is_none_or(|snapshot| snapshot.key < key)
+    }
+
+    /// Folds listed adjustments older than the horizon behind the newest one, and the oldest
+    /// beyond [`MAX_LISTED_ADJUSTMENTS`], into the sum.
+    fn fold_old_adjustments(&mut self) {
+        if self.adjustments.len() <= FOLD_ABOVE {
+            return;
+        }
+        let Some(newest) = self.adjustments.last() else { return };
+        let cutoff = newest.key.effective_at - ADJUSTMENT_HORIZON;
+        let mut n_folded = self.adjustments.partition_point(|adjustment| adjustment.key.effective_at < cutoff);
+        if self.adjustments.len() - n_folded > MAX_LISTED_ADJUSTMENTS {
+            // Halve the list, so a hot offer folds once per many adjustments, not every time.
+            n_folded = self.adjustments.len() - MAX_LISTED_ADJUSTMENTS / 2;
+        }
+        if n_folded == 0 {
+            return;
+        }
+        let mut folded =
+            self.folded.unwrap_or(FoldedAdjustments { through: self.adjustments[0].key, delta: 0, count: 0 });
+        for adjustment in self.adjustments.drain(..n_folded) {
+            folded.through = adjustment.key;
+            folded.delta = folded.delta.saturating_add(adjustment.delta);
+            folded.count += 1;
+        }
+        self.folded = Some(folded);
     }
 
     /// Decides one accepted, not-held event against this offer and applies it.
@@ -147,9 +212,15 @@ impl OfferState {
             StockChange::Updated { quantity } => match snapshot_key {
                 Some(current) if current == key => Outcome::Duplicate,
                 Some(current) if current > key => Outcome::Stale,
+                // Older than folded adjustments: which of them it contains is no longer known.
+                _ if self.is_beyond_horizon(key) => Outcome::Stale,
                 _ => {
                     self.snapshot = Some(Snapshot { key, quantity });
-                    // Adjustments older than the new snapshot are contained in it.
+                    // Adjustments older than the new snapshot are contained in it (all folded
+                    // ones are: the fold is older than every listed adjustment).
+                    if self.folded.is_some_and(|folded| folded.through < key) {
+                        self.folded = None;
+                    }
                     self.adjustments.retain(|adjustment| adjustment.key > key);
                     Outcome::Applied
                 }
@@ -158,10 +229,18 @@ impl OfferState {
                 if snapshot_key.is_some_and(|current| current > key) {
                     return Outcome::Superseded;
                 }
+                if let Some(folded) = self.folded.as_mut().filter(|folded| key <= folded.through) {
+                    // A late adjustment within the fold adds to its sum: addition does not care
+                    // about order. (A repeat of its event id was refused by the journal.)
+                    folded.delta = folded.delta.saturating_add(delta);
+                    folded.count += 1;
+                    return Outcome::Applied;
+                }
                 match self.adjustments.binary_search_by(|adjustment| adjustment.key.cmp(&key)) {
                     Ok(_) => Outcome::Duplicate,
                     Err(position) => {
                         self.adjustments.insert(position, Adjustment { key, delta });
+                        self.fold_old_adjustments();
                         Outcome::Applied
                     }
                 }

@@ -26,9 +26,13 @@ mod item;
 mod ordering;
 mod plan;
 mod reference;
+mod trace;
 mod wire;
 
-pub use decide::{Adjustment, HeldReason, ItemState, OfferState, Outcome, Snapshot};
+pub use decide::{
+    Adjustment, FoldedAdjustments, HeldReason, ItemState, OfferState, Outcome, Snapshot, ADJUSTMENT_HORIZON,
+    MAX_LISTED_ADJUSTMENTS,
+};
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
 pub use ids::{EventId, IdError, ItemId, ItemKey, OfferKey, Sku, SupplierId, TenantId, ITEM_ID_NAMESPACE, MAX_ID_LEN};
@@ -39,4 +43,5 @@ pub use plan::{
     PriorEvent, Redelivery, SyncFlags,
 };
 pub use reference::ReferenceCatalog;
+pub use trace::{InvalidTraceParent, TraceParent};
 pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};

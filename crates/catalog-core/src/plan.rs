@@ -26,7 +26,7 @@ impl AsRef<Delivery> for Delivery {
 }
 
 /// What the journal already knows of an event id, looked up by the store before planning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriorEvent {
     /// `true` when the journaled outcome claims the id (applied, stale, superseded);
     /// `false` when it was held and is to be decided afresh.
@@ -35,6 +35,9 @@ pub struct PriorEvent {
     pub fingerprint: u64,
     /// When the event was first received: its ordering key is computed from this.
     pub first_received_at: DateTime<Utc>,
+    /// A held event as it was first journaled. The first accepted payload counts: when it is
+    /// decided afresh, it is decided as journaled, whatever a redelivery carries.
+    pub held_event: Option<SupplierEvent>,
 }
 
 /// Whether sync is on for a tenant and a supplier within it.
@@ -71,6 +74,9 @@ pub struct Decision {
     pub first_received_at: DateTime<Utc>,
     /// Set when this delivery repeats an event id already journaled or earlier in the batch.
     pub redelivery: Option<Redelivery>,
+    /// A snapshot decided `stale` because it is older than adjustments its offer folded
+    /// beyond the horizon ([`crate::ADJUSTMENT_HORIZON`]), not older than its snapshot.
+    pub beyond_horizon: bool,
 }
 
 /// An offer whose state the batch changed.
@@ -178,6 +184,7 @@ pub fn plan_batch<D: AsRef<Delivery>>(
                     effective: None,
                     first_received_at: delivery.received_at,
                     redelivery: None,
+                    beyond_horizon: false,
                 });
                 continue;
             }
@@ -185,9 +192,17 @@ pub fn plan_batch<D: AsRef<Delivery>>(
         let fingerprint = event.fingerprint();
         let prior = state.prior.get(&event.event_id());
         let first_received_at = prior.map_or(delivery.received_at, |prior| prior.first_received_at);
-        let effective = clock.effective(event, first_received_at);
-        let mut decision =
-            Decision { outcome: Outcome::Duplicate, effective: Some(effective), first_received_at, redelivery: None };
+        // The first accepted payload counts: a held event is decided as it was journaled.
+        let journaled = prior.and_then(|prior| prior.held_event.as_ref());
+        let decided = journaled.unwrap_or(event);
+        let effective = clock.effective(decided, first_received_at);
+        let mut decision = Decision {
+            outcome: Outcome::Duplicate,
+            effective: Some(effective),
+            first_received_at,
+            redelivery: None,
+            beyond_horizon: false,
+        };
 
         if let Some(first_fingerprint) = seen_in_batch.get(&event.event_id()) {
             decision.redelivery = Some(Redelivery { payload_differs: *first_fingerprint != fingerprint });
@@ -197,19 +212,26 @@ pub fn plan_batch<D: AsRef<Delivery>>(
         seen_in_batch.insert(event.event_id(), fingerprint);
         if let Some(prior) = prior {
             decision.redelivery = Some(Redelivery { payload_differs: prior.fingerprint != fingerprint });
-            if prior.claimed {
+            // A redelivery naming another offer than the journaled event cannot decide it here
+            // (the store loaded the offer it names): the journaled event stays held, for a
+            // redelivery of itself or a replay, which decides it from the journal.
+            if prior.claimed || decided.offer() != event.offer() {
                 decisions.push(decision);
                 continue;
             }
         }
+        let event = decided;
 
         let offer_key = event.offer();
         decision.outcome = match flags.check(&offer_key.tenant, &offer_key.supplier) {
             Err(reason) => Outcome::Held(reason),
-            Ok(()) => offers
-                .entry(offer_key)
-                .or_insert_with(|| state.offers.get(offer_key).cloned().unwrap_or_default())
-                .apply(event.change(), effective.key),
+            Ok(()) => {
+                let offer =
+                    offers.entry(offer_key).or_insert_with(|| state.offers.get(offer_key).cloned().unwrap_or_default());
+                let outcome = offer.apply(event.change(), effective.key);
+                decision.beyond_horizon = outcome == Outcome::Stale && offer.is_beyond_horizon(effective.key);
+                outcome
+            }
         };
         decisions.push(decision);
     }
@@ -248,13 +270,17 @@ fn net_changes(decisions: Vec<Decision>, offers: HashMap<&OfferKey, OfferState>,
 impl Decision {
     /// The one reason recorded with this decision in the journal, if any:
     /// the held or rejection reason, `payload_differs` for a redelivery whose content
-    /// changed, else `clock_drift_clamped` when the supplier clock was clamped.
+    /// changed, `beyond_adjustment_horizon` for a snapshot older than folded adjustments,
+    /// else `clock_drift_clamped` when the supplier clock was clamped.
     pub fn reason(&self) -> Option<&'static str> {
         if let Some(reason) = self.outcome.reason() {
             return Some(reason);
         }
         if self.redelivery.is_some_and(|redelivery| redelivery.payload_differs) {
             return Some("payload_differs");
+        }
+        if self.beyond_horizon {
+            return Some("beyond_adjustment_horizon");
         }
         if self.effective.is_some_and(|effective| effective.clock_drift_clamped) {
             return Some("clock_drift_clamped");

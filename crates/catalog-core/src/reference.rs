@@ -29,13 +29,18 @@ impl ReferenceCatalog {
         for (delivery, decision) in deliveries.iter().zip(&plan.decisions) {
             let Ok(event) = &delivery.decoded else { continue };
             let claimed = decision.outcome.claims_event_id();
-            // The first journal row of an id stays; a held row is decided afresh in place.
-            let entry = self.journal.entry(event.event_id()).or_insert(PriorEvent {
+            // The first journal row of an id stays, with its payload; a held row is decided
+            // afresh in place.
+            let entry = self.journal.entry(event.event_id()).or_insert_with(|| PriorEvent {
                 claimed,
                 fingerprint: event.fingerprint(),
                 first_received_at: decision.first_received_at,
+                held_event: Some(event.clone()),
             });
             entry.claimed |= claimed;
+            if entry.claimed {
+                entry.held_event = None;
+            }
         }
         for (key, change) in &plan.offers {
             self.offers.insert(key.clone(), change.state.clone());

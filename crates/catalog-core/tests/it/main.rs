@@ -1,7 +1,9 @@
 //! Integration tests of catalog-core: contract cases as snapshots, and the properties
-//! every store relies on (order independence, idempotence, each adjustment once).
+//! every store relies on (order independence, idempotence, each adjustment once), and `traceparent` validation.
 
 mod cases;
 mod decode;
+mod horizon;
 mod properties;
 mod scenario;
+mod trace;

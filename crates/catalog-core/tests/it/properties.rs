@@ -190,6 +190,24 @@ fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &
     }
 }
 
+/// The same event id with another payload: another quantity or delta, an hour later.
+fn tampered(delivery: &Delivery) -> Delivery {
+    let Ok(event) = &delivery.decoded else { return delivery.clone() };
+    let change = match event.change() {
+        StockChange::Updated { quantity } => StockChange::Updated { quantity: quantity + 100 },
+        StockChange::Adjusted { delta } => StockChange::Adjusted { delta: -delta },
+    };
+    let other = SupplierEvent::new(
+        event.event_id(),
+        event.offer().clone(),
+        change,
+        event.updated_at() + Duration::hours(1),
+        event.sequence(),
+    )
+    .expect("tampered values stay in range");
+    Delivery { decoded: Ok(other), received_at: delivery.received_at }
+}
+
 struct OffFor(BTreeSet<(usize, usize)>);
 
 impl SyncFlags for OffFor {
@@ -279,6 +297,22 @@ proptest! {
         let mut catalog = ReferenceCatalog::default();
         apply_all(&mut catalog, &split(deliveries.clone(), &sizes), &OffFor(off));
         apply_all(&mut catalog, std::slice::from_ref(&deliveries), &AllSyncOn);
+        prop_assert_eq!(without_zeros(catalog.item_quantities()), oracle(&deliveries));
+    }
+
+    /// The first accepted payload counts: events held while a supplier was off and then
+    /// redelivered with other payloads (same ids, other quantities and times) once it is on
+    /// end exactly where the payloads first journaled would have.
+    #[test]
+    fn held_events_redelivered_with_other_payloads_count_as_first_journaled(
+        deliveries in deliveries(),
+        off in proptest::collection::btree_set((0..2usize, 0..2usize), 1..4),
+        sizes in proptest::collection::vec(1usize..10, 1..4),
+    ) {
+        let mut catalog = ReferenceCatalog::default();
+        apply_all(&mut catalog, &split(deliveries.clone(), &sizes), &OffFor(off));
+        let tampered: Vec<Delivery> = deliveries.iter().map(tampered).collect();
+        apply_all(&mut catalog, &split(tampered, &sizes), &AllSyncOn);
         prop_assert_eq!(without_zeros(catalog.item_quantities()), oracle(&deliveries));
     }
 

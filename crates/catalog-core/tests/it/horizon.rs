@@ -1,0 +1,133 @@
+//! The adjustment horizon (decision 0009): an offer that only ever receives adjustments keeps
+//! a bounded state, and any arrival order within the horizon ends at the same quantity.
+
+use catalog_core::{
+    EventId, OfferState, OrderingKey, Outcome, StockChange, ADJUSTMENT_HORIZON, MAX_LISTED_ADJUSTMENTS,
+};
+use chrono::Duration;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+fn key(minute: i64, n: u64) -> OrderingKey {
+    OrderingKey {
+        effective_at: crate::scenario::time("00:00:00") + Duration::minutes(minute),
+        sequence: 0,
+        event_id: EventId(uuid::Uuid::from_u128(u128::from(n))),
+    }
+}
+
+fn adjusted(delta: i64) -> StockChange {
+    StockChange::Adjusted { delta }
+}
+
+#[test]
+fn an_offer_of_adjustments_only_keeps_a_bounded_list() {
+    let mut offer = OfferState::default();
+    // Ten thousand adjustments, one a minute for a week: a week of +1.
+    for n in 0..10_000 {
+        assert_eq!(offer.apply(adjusted(1), key(n, n as u64)), Outcome::Applied);
+        assert!(offer.adjustments.len() <= MAX_LISTED_ADJUSTMENTS, "at {n}: {} listed", offer.adjustments.len());
+    }
+    assert_eq!(offer.quantity(), 10_000);
+    let folded = offer.folded.expect("old adjustments are folded");
+    assert_eq!(folded.count as usize + offer.adjustments.len(), 10_000);
+    let horizon_minutes = ADJUSTMENT_HORIZON.num_minutes();
+    let newest = 9_999;
+    assert!(offer.adjustments.iter().all(|adjustment| adjustment.key >= key(newest - horizon_minutes, 0)));
+    assert_eq!(offer.winner(), Some(key(newest, newest as u64)));
+}
+
+#[test]
+fn a_late_adjustment_within_the_fold_adds_to_it() {
+    let mut offer = OfferState::default();
+    for n in 0..3_000 {
+        offer.apply(adjusted(1), key(n, n as u64));
+    }
+    let through = offer.folded.expect("folded").through;
+    let late = key(100, 99_999);
+    assert!(late < through);
+    assert_eq!(offer.apply(adjusted(5), late), Outcome::Applied);
+    assert_eq!(offer.quantity(), 3_005);
+}
+
+#[test]
+fn a_snapshot_older_than_the_fold_is_stale_and_a_newer_one_replaces_it() {
+    let mut offer = OfferState::default();
+    offer.apply(StockChange::Updated { quantity: 100 }, key(-1, 50_000));
+    for n in 0..3_000 {
+        offer.apply(adjusted(-1), key(n, n as u64));
+    }
+    let through = offer.folded.expect("folded").through;
+    assert_eq!(offer.quantity(), 0, "never below zero");
+
+    let beyond = key(10, 60_000);
+    assert!(beyond < through && offer.is_beyond_horizon(beyond));
+    assert_eq!(offer.apply(StockChange::Updated { quantity: 7 }, beyond), Outcome::Stale);
+
+    let newer = key(2_500, 60_001);
+    assert!(newer > through && !offer.is_beyond_horizon(newer));
+    assert_eq!(offer.apply(StockChange::Updated { quantity: 7_000 }, newer), Outcome::Applied);
+    assert_eq!(offer.folded, None, "the fold is older than the new snapshot, which contains it");
+    // Adjustments newer than the snapshot still count: minutes 2,501..2,999.
+    assert_eq!(offer.quantity(), 7_000 - 499);
+}
+
+/// One offer's events: many adjustments over three days, and a few snapshots within the
+/// horizon of the newest adjustment.
+fn events() -> impl Strategy<Value = Vec<(StockChange, OrderingKey)>> {
+    let span = 3 * 24 * 60_i64;
+    let adjustments = proptest::collection::vec(((-5_i64..6).prop_filter("non-zero", |d| *d != 0), 0..span), 80..400);
+    let snapshots = proptest::collection::vec((0_i64..1_000, 0..ADJUSTMENT_HORIZON.num_minutes()), 0..4);
+    (adjustments, snapshots).prop_map(move |(adjustments, snapshots)| {
+        let newest = adjustments.iter().map(|(_, minute)| *minute).max().unwrap_or(0);
+        let mut events: Vec<(StockChange, OrderingKey)> = Vec::new();
+        for (n, (delta, minute)) in adjustments.into_iter().enumerate() {
+            events.push((adjusted(delta), key(minute, n as u64)));
+        }
+        for (n, (quantity, minutes_back)) in snapshots.into_iter().enumerate() {
+            events.push((StockChange::Updated { quantity }, key(newest - minutes_back, 1_000_000 + n as u64)));
+        }
+        events
+    })
+}
+
+/// The contract's formula: latest snapshot plus every adjustment newer than it, never below zero.
+fn oracle(events: &[(StockChange, OrderingKey)]) -> i64 {
+    let snapshot = events
+        .iter()
+        .filter_map(|(change, key)| match change {
+            StockChange::Updated { quantity } => Some((*key, *quantity)),
+            StockChange::Adjusted { .. } => None,
+        })
+        .max();
+    let adjustments: i64 = events
+        .iter()
+        .filter_map(|(change, key)| match change {
+            StockChange::Adjusted { delta } if snapshot.is_none_or(|(snapshot, _)| *key > snapshot) => Some(*delta),
+            _ => None,
+        })
+        .sum();
+    (snapshot.map_or(0, |(_, quantity)| quantity) + adjustments).max(0)
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(300))]
+
+    /// Any arrival order of events within the horizon ends at the contract's quantity, however
+    /// many adjustments were folded on the way.
+    #[test]
+    fn any_order_within_the_horizon_gives_the_contract_quantity(
+        (events, order) in events().prop_flat_map(|events| {
+            let n = events.len();
+            (Just(events), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        })
+    ) {
+        let mut offer = OfferState::default();
+        for index in order {
+            let (change, key) = events[index];
+            offer.apply(change, key);
+            prop_assert!(offer.adjustments.len() <= MAX_LISTED_ADJUSTMENTS);
+        }
+        prop_assert_eq!(offer.quantity(), oracle(&events));
+    }
+}
