@@ -16,7 +16,7 @@ macro_rules! journal_event_columns {
     () => {
         "event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, sequence, effective_at, \
          clock_drift_clamped, received_at, outcome, reason, detail, redelivery_count, payload_differs, source, \
-         source_partition, source_offset, traceparent, raw_payload"
+         source_partition, source_offset, traceparent, raw_payload, raw_payload_length"
     };
 }
 
@@ -28,7 +28,7 @@ pub(crate) const JOURNAL_INSERT_COLUMNS: &str = concat!(journal_event_columns!()
 
 /// The offer state columns [`offer_columns`] reads.
 pub(crate) const OFFER_STATE_COLUMNS: &str =
-    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments";
+    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded";
 
 /// The columns [`item_row`] reads.
 pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, version";
@@ -93,6 +93,7 @@ pub(crate) fn journal_row(row: &PgRow) -> Result<JournalRow, StoreError> {
         source_offset: column(row, "source_offset")?,
         traceparent: column(row, "traceparent")?,
         raw_payload: column(row, "raw_payload")?,
+        raw_payload_length: column(row, "raw_payload_length")?,
         decided_at: column(row, "decided_at")?,
     })
 }
@@ -105,6 +106,7 @@ pub(crate) fn offer_columns(row: &PgRow) -> Result<OfferColumns, StoreError> {
         snapshot_sequence: column(row, "snapshot_sequence")?,
         snapshot_event_id: column(row, "snapshot_event_id")?,
         adjustments: column(row, "adjustments")?,
+        folded: column(row, "folded")?,
     })
 }
 

@@ -6,6 +6,7 @@
 mod apply;
 mod columns;
 mod copy;
+mod dead_letters;
 mod flags;
 #[cfg(test)]
 mod journal_plans;
@@ -19,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, FlagStore, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, StoreConfig,
-    StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
+    FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
+    PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -33,10 +34,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresOptions {
     pub max_connections: u32,
+    /// How long an operation waits for a free connection (or a new one) before failing.
     pub acquire_timeout: Duration,
     /// How many offers (state and revision, about 0.5 KB each) a store remembers
     /// between batches instead of reading them again; 0 reads every batch's offers.
     pub offer_cache_capacity: usize,
+    /// The server cancels a statement running longer (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// The server gives up waiting for a row or table lock after this long (`lock_timeout`).
+    pub lock_timeout: Duration,
+    /// The client gives up on a whole operation (a batch's transaction, a claim, a read) after
+    /// this long, whatever the server does: the one bound that holds when the connection's
+    /// packets vanish. The server also ends a session left idle inside a transaction this long.
+    pub transaction_timeout: Duration,
 }
 
 /// The default [`PostgresOptions::offer_cache_capacity`]: about 50 MB when full.
@@ -48,6 +58,9 @@ impl Default for PostgresOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
             offer_cache_capacity: DEFAULT_OFFER_CACHE_CAPACITY,
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -58,6 +71,8 @@ pub struct PostgresStore {
     pool: PgPool,
     config: StoreConfig,
     offers: Arc<offer_cache::OfferCache>,
+    /// [`PostgresOptions::transaction_timeout`]: the client-side deadline of every operation.
+    deadline: Duration,
 }
 
 impl PostgresStore {
@@ -66,6 +81,12 @@ impl PostgresStore {
         let connect_options: PgConnectOptions = url.parse().map_err(|error: sqlx::Error| {
             StoreError::Schema(format!("invalid database url: {}", error.to_string().replace(url, "<url>")))
         })?;
+        let milliseconds = |duration: Duration| format!("{}ms", duration.as_millis());
+        let connect_options = connect_options.options([
+            ("statement_timeout", milliseconds(options.statement_timeout)),
+            ("lock_timeout", milliseconds(options.lock_timeout)),
+            ("idle_in_transaction_session_timeout", milliseconds(options.transaction_timeout)),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -73,7 +94,7 @@ impl PostgresStore {
             .await
             .map_err(store_error)?;
         let offers = Arc::new(offer_cache::OfferCache::new(options.offer_cache_capacity));
-        let store = Self { pool, config, offers };
+        let store = Self { pool, config, offers, deadline: options.transaction_timeout };
         store.migrate().await?;
         Ok(store)
     }
@@ -81,7 +102,12 @@ impl PostgresStore {
     /// Wraps an existing pool, with an offer cache of the default capacity; migrations are
     /// not run.
     pub fn from_pool(pool: PgPool, config: StoreConfig) -> Self {
-        Self { pool, config, offers: Arc::new(offer_cache::OfferCache::new(DEFAULT_OFFER_CACHE_CAPACITY)) }
+        Self {
+            pool,
+            config,
+            offers: Arc::new(offer_cache::OfferCache::new(DEFAULT_OFFER_CACHE_CAPACITY)),
+            deadline: PostgresOptions::default().transaction_timeout,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -90,16 +116,23 @@ impl PostgresStore {
 }
 
 /// Classifies a database failure: unreachable and lost races are retryable, the rest is not.
+/// A TLS failure (the server offers no TLS the URL's `sslmode` requires, a certificate that
+/// does not verify) is a setting to fix, not an outage to wait out.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::Tls(_) => StoreError::Database(format!("TLS: {error}")),
+        sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            StoreError::Database(format!("TLS: {error}"))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(error.to_string())
+        }
         sqlx::Error::Database(database) => match database.code().as_deref() {
-            // serialization_failure, deadlock_detected, lock_not_available
-            Some("40001" | "40P01" | "55P03") => StoreError::Conflict(database.to_string()),
+            // serialization_failure, deadlock_detected
+            Some("40001" | "40P01") => StoreError::Conflict(database.to_string()),
+            // query_canceled (statement_timeout), lock_not_available (lock_timeout),
+            // idle_in_transaction_session_timeout
+            Some("57014" | "55P03" | "25P03") => StoreError::Timeout(database.to_string()),
             // connection exceptions, admin shutdown, crash shutdown, cannot connect now
             Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => {
                 StoreError::Unavailable(database.to_string())
@@ -125,54 +158,71 @@ impl CatalogStore for PostgresStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|error| StoreError::Schema(error.to_string()))
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
 }
 
 #[async_trait]
 impl BatchStore for PostgresStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
-        apply::apply_batch(&self.pool, &self.config, &self.offers, batch).await
+        with_deadline(self.deadline, "apply_batch", apply::apply_batch(&self.pool, &self.config, &self.offers, batch))
+            .await
     }
 
     async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
-        apply::preview_batch(&self.pool, &self.config, batch).await
+        with_deadline(self.deadline, "preview_batch", apply::preview_batch(&self.pool, &self.config, batch)).await
     }
 
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
-        reads::checkpoints(&self.pool, source).await
+        with_deadline(self.deadline, "checkpoints", reads::checkpoints(&self.pool, source)).await
     }
 }
 
 #[async_trait]
 impl OutboxStore for PostgresStore {
     async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
-        outbox::claim_outbox(&self.pool, channel, claim).await
+        with_deadline(self.deadline, "claim_outbox", outbox::claim_outbox(&self.pool, channel, claim)).await
     }
 
-    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
-        outbox::record_publishes(&self.pool, records).await
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
+        with_deadline(self.deadline, "record_publishes", outbox::record_publishes(&self.pool, records)).await
     }
 
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
-        outbox::republish(&self.pool, &self.config, items).await
+        with_deadline(self.deadline, "republish", outbox::republish(&self.pool, &self.config, items)).await
     }
 
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
-        outbox::outbox_depth(&self.pool).await
+        with_deadline(self.deadline, "outbox_depth", outbox::outbox_depth(&self.pool)).await
     }
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
-        outbox::stale_items(&self.pool, channel).await
+        with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, channel)).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        outbox::open_dead_letters(&self.pool, limit).await
+        with_deadline(self.deadline, "open_dead_letters", dead_letters::open_dead_letters(&self.pool, limit)).await
+    }
+
+    async fn item_dead_letters(&self, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
+        with_deadline(self.deadline, "item_dead_letters", dead_letters::item_dead_letters(&self.pool, item_id)).await
+    }
+
+    async fn heal_dead_letters(&self, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
+        with_deadline(self.deadline, "heal_dead_letters", dead_letters::heal(&self.pool, &self.config, heal)).await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Vec<DeadLetterCount>, StoreError> {
+        with_deadline(self.deadline, "dead_letter_counts", dead_letters::dead_letter_counts(&self.pool)).await
     }
 }
 
 #[async_trait]
 impl FlagStore for PostgresStore {
     async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
-        flags::set_tenant_sync(&self.pool, tenant, enabled).await
+        with_deadline(self.deadline, "set_tenant_sync", flags::set_tenant_sync(&self.pool, tenant, enabled)).await
     }
 
     async fn set_supplier_sync(
@@ -181,33 +231,71 @@ impl FlagStore for PostgresStore {
         supplier: &SupplierId,
         enabled: bool,
     ) -> Result<(), StoreError> {
-        flags::set_supplier_sync(&self.pool, tenant, supplier, enabled, self.config.default_sync_enabled).await
+        with_deadline(
+            self.deadline,
+            "set_supplier_sync",
+            flags::set_supplier_sync(&self.pool, tenant, supplier, enabled, self.config.default_sync_enabled),
+        )
+        .await
     }
 
     async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
-        flags::tenant_flags(&self.pool, tenant).await
+        with_deadline(self.deadline, "tenant_flags", flags::tenant_flags(&self.pool, tenant)).await
     }
 }
 
 #[async_trait]
 impl ReadStore for PostgresStore {
     async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
-        reads::item(&self.pool, item_id).await
+        with_deadline(self.deadline, "item", reads::item(&self.pool, item_id)).await
     }
 
     async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
-        reads::items(&self.pool, tenant).await
+        with_deadline(self.deadline, "items", reads::items(&self.pool, tenant)).await
     }
 
     async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
-        reads::item_trace(&self.pool, item_id).await
+        with_deadline(self.deadline, "item_trace", reads::item_trace(&self.pool, item_id)).await
     }
 
     async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        reads::journal_window(&self.pool, window).await
+        with_deadline(self.deadline, "journal_window", reads::journal_window(&self.pool, window)).await
     }
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
-        reads::sync_status(&self.pool, tenant).await
+        with_deadline(self.deadline, "sync_status", reads::sync_status(&self.pool, tenant)).await
+    }
+}
+
+/// Runs a store operation with a deadline: past `limit` it is abandoned and reported as a
+/// retryable [`StoreError::Timeout`] naming `operation`. This bounds what no server-side
+/// timeout can: a connection whose packets vanish never answers, and without a deadline the
+/// caller would wait for it forever. The server rolls an abandoned transaction back when its
+/// session ends or sits idle in it past `idle_in_transaction_session_timeout`.
+async fn with_deadline<T>(
+    limit: Duration,
+    operation: &'static str,
+    future: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Timeout(format!("{operation} took longer than {} ms", limit.as_millis()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{Classify, FailureClass};
+
+    use super::store_error;
+
+    #[test]
+    fn a_tls_failure_needs_an_operator_and_an_outage_is_retried() {
+        // What sqlx answers when the server has no TLS and the URL's sslmode requires it.
+        let no_tls = store_error(sqlx::Error::Tls("server does not support TLS".into()));
+        assert_eq!(no_tls.failure_class(), FailureClass::NeedsOperator);
+        assert_eq!(no_tls.to_string(), "database error: TLS: error occurred while attempting to establish a TLS connection: server does not support TLS");
+        let refused = store_error(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
+        assert_eq!(refused.failure_class(), FailureClass::Retryable);
     }
 }

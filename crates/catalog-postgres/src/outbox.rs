@@ -1,17 +1,20 @@
 //! The outbox on Postgres: claims (one row per item and channel, `SKIP LOCKED`), rounds of
-//! publish records, published versions, dead letters, depth and staleness, and republishing.
+//! publish records (published versions, retries, throttling, and the dead letters they
+//! write or resolve through `dead_letters`), depth and staleness, and republishing.
 
 use catalog_core::ItemId;
 use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
-    DeadLetter, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreConfig, StoreError,
+    DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, ResolvedDeadLetter,
+    StoreConfig, StoreError,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::apply::upsert_outbox;
 use crate::columns::{column, narrowed, narrowed_int4, saturating_i64, ITEM_COLUMNS};
+use crate::dead_letters;
 use crate::store_error;
 
 pub(crate) async fn claim_outbox(
@@ -63,23 +66,28 @@ pub(crate) async fn claim_outbox(
         .collect()
 }
 
-pub(crate) async fn record_publishes(pool: &PgPool, records: &[PublishRecord]) -> Result<(), StoreError> {
+pub(crate) async fn record_publishes(
+    pool: &PgPool,
+    records: &[PublishRecord],
+) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut transaction = pool.begin().await.map_err(store_error)?;
     let mut keys = std::collections::HashSet::with_capacity(records.len());
+    let mut resolved = Vec::new();
     if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
         let mut round: Vec<&PublishRecord> = records.iter().collect();
         round.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
-        record_round(&mut transaction, &round).await?;
+        resolved = record_round(&mut transaction, &round).await?;
     } else {
         // The same item and channel twice: their effects depend on order, record one by one.
         for record in records {
-            record_round(&mut transaction, &[record]).await?;
+            resolved.extend(record_round(&mut transaction, &[record]).await?);
         }
     }
-    transaction.commit().await.map_err(store_error)
+    transaction.commit().await.map_err(store_error)?;
+    Ok(resolved)
 }
 
 pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, StoreError> {
@@ -112,34 +120,6 @@ pub(crate) async fn stale_items(pool: &PgPool, channel: &str) -> Result<u64, Sto
     .await
     .map_err(store_error)?;
     u64::try_from(stale).map_err(|_| StoreError::Corrupt(format!("stale item count {stale} is negative")))
-}
-
-pub(crate) async fn open_dead_letters(pool: &PgPool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(
-        "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at,
-                last_failed_at
-         FROM dead_letters WHERE resolved_at IS NULL ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1",
-    )
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| {
-        Ok(DeadLetter {
-            dead_letter_id: column(row, "dead_letter_id")?,
-            stage: column(row, "stage")?,
-            subject: column(row, "subject")?,
-            channel: column(row, "channel")?,
-            reason: column(row, "reason")?,
-            error: column(row, "error")?,
-            body: column(row, "body")?,
-            attempts: narrowed_int4(row, "attempts")?,
-            first_failed_at: column(row, "first_failed_at")?,
-            last_failed_at: column(row, "last_failed_at")?,
-        })
-    })
-    .collect()
 }
 
 /// Queues a publish of each item's current version on every channel serving its tenant.
@@ -178,7 +158,7 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     match record.outcome {
         PublishOutcome::Published => Some(version),
         PublishOutcome::Superseded { current_version } => Some(version.max(saturating_i64(current_version))),
-        PublishOutcome::RetryAt(_) | PublishOutcome::DeadLettered => None,
+        PublishOutcome::RetryAt(_) | PublishOutcome::ThrottledUntil(_) | PublishOutcome::DeadLettered => None,
     }
 }
 
@@ -186,8 +166,12 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
 /// channel), with one statement per kind of effect: the outbox rows locked, in that order
 /// (the order `apply_batch` writes them in, so neither waits on the other in a cycle); the
 /// attempts; the version each channel now holds; the rows that are done with; the rows
-/// that now wait for a version queued while this one was out; the retries; the dead letters.
-async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRecord]) -> Result<(), StoreError> {
+/// that now wait for a version queued while this one was out; the retries and throttled
+/// ones; the dead letters the accepted versions resolve; the new dead letters.
+async fn record_round(
+    connection: &mut sqlx::PgConnection,
+    records: &[&PublishRecord],
+) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
     let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
     let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
     let versions: Vec<i64> = records.iter().map(|record| saturating_i64(record.version)).collect();
@@ -227,13 +211,18 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRe
     // Published and superseded: the channel holds a version; dead-lettered: done with too.
     let (mut done_ids, mut done_channels, mut done_versions, mut held) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut retry_ids, mut retry_channels, mut retry_dues) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut retry_ids, mut retry_channels, mut retry_versions, mut retry_dues, mut failed) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut accepted = Vec::new();
     for record in records {
         match record.outcome {
-            PublishOutcome::RetryAt(due_at) => {
+            PublishOutcome::RetryAt(due_at) | PublishOutcome::ThrottledUntil(due_at) => {
                 retry_ids.push(record.item_id.0);
                 retry_channels.push(record.channel.as_str());
+                retry_versions.push(saturating_i64(record.version));
                 retry_dues.push(due_at);
+                // Throttling is not a failure: it leaves the budget alone.
+                failed.push(matches!(record.outcome, PublishOutcome::RetryAt(_)));
             }
             PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
                 done_ids.push(record.item_id.0);
@@ -241,6 +230,14 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRe
                 done_versions.push(held_version(record).unwrap_or(saturating_i64(record.version)));
                 held.push(held_version(record).is_some());
             }
+        }
+        let resolution = match record.outcome {
+            PublishOutcome::Published => Some(DeadLetterResolution::PublishedLater),
+            PublishOutcome::Superseded { .. } => Some(DeadLetterResolution::SupersededLater),
+            PublishOutcome::RetryAt(_) | PublishOutcome::ThrottledUntil(_) | PublishOutcome::DeadLettered => None,
+        };
+        if let (Some(resolution), Some(held_version)) = (resolution, held_version(record)) {
+            accepted.push(dead_letters::Accepted { record, held_version, resolution });
         }
     }
     if !done_ids.is_empty() {
@@ -279,40 +276,26 @@ async fn record_round(connection: &mut sqlx::PgConnection, records: &[&PublishRe
     if !retry_ids.is_empty() {
         // The item waits out the backoff whatever version it now holds: a newer version
         // queued meanwhile goes out at the retry, not at once to a channel that just failed.
+        // A failure counts only while the row still holds the version that failed: a newer
+        // one starts with a budget of its own.
         sqlx::query(
-            "UPDATE outbox AS o SET available_at = u.due, attempts = o.attempts + 1
-             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(i, c, due)
+            "UPDATE outbox AS o SET available_at = u.due,
+                 attempts = o.attempts + CASE WHEN u.failed AND o.version = u.v THEN 1 ELSE 0 END
+             FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[], $5::bool[]) AS u(i, c, v, due, failed)
              WHERE o.item_id = u.i AND o.channel = u.c",
         )
         .bind(&retry_ids)
         .bind(&retry_channels)
+        .bind(&retry_versions)
         .bind(&retry_dues)
+        .bind(&failed)
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
     }
+    let resolved = dead_letters::resolve(connection, &accepted).await?;
     for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
-        dead_letter(connection, record).await?;
+        dead_letters::write(connection, record).await?;
     }
-    Ok(())
-}
-
-/// Writes, or counts on, the open dead letter of a publish that will not succeed.
-async fn dead_letter(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body)
-         VALUES ('publish', $1, $2, $3, $4, $5)
-         ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
-         DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                       error = EXCLUDED.error, body = EXCLUDED.body",
-    )
-    .bind(record.item_id.to_string())
-    .bind(&record.channel)
-    .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
-    .bind(&record.error)
-    .bind(&record.body)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    Ok(())
+    Ok(resolved)
 }

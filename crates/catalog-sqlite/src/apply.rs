@@ -8,7 +8,7 @@ use catalog_core::{EventId, ItemId, ItemKey, ItemState, OfferKey, OfferState};
 use catalog_store::batch::{
     self, BatchKeys, JournalInsert, JournalUpdate, LoadedState, OfferWrite, OutboxWrite, PriorRow,
 };
-use catalog_store::rows::{self, OfferColumns};
+use catalog_store::rows::{self, JournaledEventRow, OfferColumns};
 use catalog_store::{BatchInput, BatchResult, ChangedItem, Checkpoint, StoreConfig, StoreError};
 use chrono::Utc;
 use sqlx::{SqliteConnection, SqlitePool};
@@ -170,7 +170,8 @@ async fn load_prior_rows(
         // The outcome term repeats the partial unique index's WHERE clause word for word,
         // which is what lets SQLite use that index for the lookup.
         let row = sqlx::query(
-            "SELECT outcome, fingerprint, received_at FROM events \
+            "SELECT outcome, fingerprint, received_at, tenant_id, supplier_id, sku, event_type, quantity, delta, \
+             updated_at, sequence FROM events \
              WHERE event_id = ?1 AND outcome IN ('applied', 'stale', 'superseded', 'held')",
         )
         .bind(event_id.0.as_bytes().as_slice())
@@ -183,9 +184,25 @@ async fn load_prior_rows(
         let fingerprint = fingerprint.ok_or_else(|| {
             StoreError::Corrupt(format!("decided journal row of event {event_id} has no fingerprint"))
         })?;
+        let held_event = if outcome == "held" {
+            let journaled = JournaledEventRow {
+                event_id: event_id.0,
+                tenant: columns::column(&row, "tenant_id")?,
+                supplier: columns::column(&row, "supplier_id")?,
+                sku: columns::column(&row, "sku")?,
+                event_type: columns::column(&row, "event_type")?,
+                quantity: columns::column(&row, "quantity")?,
+                delta: columns::column(&row, "delta")?,
+                updated_at: columns::optional_time_column(&row, "updated_at")?,
+                sequence: columns::column(&row, "sequence")?,
+            };
+            Some(journaled.into_event()?)
+        } else {
+            None
+        };
         prior.push(PriorRow {
             event_id: *event_id,
-            held: outcome == "held",
+            held_event,
             // Stored bit for bit in a signed column.
             fingerprint: fingerprint as u64,
             received_at: columns::time_column(&row, "received_at")?,
@@ -201,7 +218,7 @@ async fn insert_journal_rows(
 ) -> Result<(), StoreError> {
     let insert_sql = format!(
         "INSERT INTO events ({JOURNAL_INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-         ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
+         ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
     );
     for insert in inserts {
         // A first delivery repeated within its own batch is already a redelivery.
@@ -229,6 +246,7 @@ async fn insert_journal_rows(
             .bind(insert.source.offset)
             .bind(insert.traceparent.as_deref())
             .bind(insert.raw_payload.as_deref())
+            .bind(insert.raw_payload_length)
             .bind(insert.fingerprint)
             .bind(now)
             .bind(last_redelivered_at)
@@ -300,13 +318,13 @@ async fn upsert_offers(connection: &mut SqliteConnection, offers: &[OfferWrite],
         let state_columns = OfferColumns::from_state(&offer.state);
         sqlx::query(
             "INSERT INTO offers (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity, \
-             snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?11) \
              ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET quantity = excluded.quantity, \
              winner_event_id = excluded.winner_event_id, snapshot_quantity = excluded.snapshot_quantity, \
              snapshot_effective_at = excluded.snapshot_effective_at, snapshot_sequence = excluded.snapshot_sequence, \
              snapshot_event_id = excluded.snapshot_event_id, adjustments = excluded.adjustments, \
-             revision = offers.revision + 1, updated_at = excluded.updated_at",
+             folded = excluded.folded, revision = offers.revision + 1, updated_at = excluded.updated_at",
         )
         .bind(offer.key.tenant.as_str())
         .bind(offer.key.supplier.as_str())
@@ -319,6 +337,7 @@ async fn upsert_offers(connection: &mut SqliteConnection, offers: &[OfferWrite],
         .bind(state_columns.snapshot_event_id.as_ref().map(|event_id| event_id.as_bytes().as_slice()))
         .bind(state_columns.adjustments.as_str())
         .bind(now)
+        .bind(state_columns.folded.as_deref())
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -350,8 +369,10 @@ async fn upsert_items(connection: &mut SqliteConnection, items: &[ChangedItem], 
 
 /// Queues each new item version on its channels: one row per item and channel, so a
 /// version waiting unsent is replaced in place (coalesced) and keeps its first enqueue
-/// time, its lease and its retry schedule; a row already at this version or newer stays.
-async fn insert_outbox_rows(
+/// time, its lease and its retry schedule, but not the failures counted against the older
+/// version (a newer version starts with a budget of its own); a row already at this
+/// version or newer stays.
+pub(crate) async fn insert_outbox_rows(
     connection: &mut SqliteConnection,
     outbox: &[OutboxWrite],
     now: i64,
@@ -363,7 +384,7 @@ async fn insert_outbox_rows(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8) \
              ON CONFLICT (item_id, channel) DO UPDATE SET tenant_id = excluded.tenant_id, sku = excluded.sku, \
              quantity = excluded.quantity, version = excluded.version, traceparent = excluded.traceparent, \
-             enqueued_at = excluded.enqueued_at \
+             enqueued_at = excluded.enqueued_at, attempts = 0 \
              WHERE outbox.version < excluded.version",
         )
         .bind(row.item_id.0.as_bytes().as_slice())

@@ -17,20 +17,20 @@ macro_rules! journal_event_columns {
     () => {
         "event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at, sequence, effective_at, \
          clock_drift_clamped, received_at, outcome, reason, detail, redelivery_count, payload_differs, source, \
-         source_partition, source_offset, traceparent, raw_payload"
+         source_partition, source_offset, traceparent, raw_payload, raw_payload_length"
     };
 }
 
 /// The columns `journal_row` reads: every query that returns journal entries selects these.
 pub(crate) const JOURNAL_COLUMNS: &str = concat!("journal_id, ", journal_event_columns!(), ", decided_at");
 
-/// The columns a new journal row is written with (`?1` to `?25`, in this order).
+/// The columns a new journal row is written with (`?1` to `?26`, in this order).
 pub(crate) const JOURNAL_INSERT_COLUMNS: &str =
     concat!(journal_event_columns!(), ", fingerprint, decided_at, last_redelivered_at");
 
 /// The offer state columns that `OfferColumns` maps, shared by the load and the trace query.
 pub(crate) const OFFER_STATE_COLUMNS: &str =
-    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments";
+    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded";
 
 pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, version";
 
@@ -113,6 +113,7 @@ pub(crate) fn journal_row(row: &SqliteRow) -> Result<JournalRow, StoreError> {
         source_offset: column(row, "source_offset")?,
         traceparent: column(row, "traceparent")?,
         raw_payload: column(row, "raw_payload")?,
+        raw_payload_length: column(row, "raw_payload_length")?,
         decided_at: time_column(row, "decided_at")?,
     })
 }
@@ -125,6 +126,7 @@ pub(crate) fn offer_columns(row: &SqliteRow) -> Result<OfferColumns, StoreError>
         snapshot_sequence: column(row, "snapshot_sequence")?,
         snapshot_event_id: optional_uuid_column(row, "snapshot_event_id")?,
         adjustments: column(row, "adjustments")?,
+        folded: column(row, "folded")?,
     })
 }
 

@@ -8,6 +8,7 @@
 
 mod apply;
 mod columns;
+mod dead_letters;
 mod error;
 mod flags;
 #[cfg(test)]
@@ -22,9 +23,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, FlagStore, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, StoreConfig,
-    StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
+    FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
+    PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -112,6 +113,10 @@ impl CatalogStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.run_migrations().await
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
 }
 
 #[async_trait]
@@ -135,7 +140,7 @@ impl OutboxStore for SqliteStore {
         publish::claim_outbox(&self.pool, channel, claim).await
     }
 
-    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError> {
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
         publish::record_publishes(&self.pool, records).await
     }
 
@@ -152,7 +157,19 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        publish::open_dead_letters(&self.pool, limit).await
+        dead_letters::open_dead_letters(&self.pool, limit).await
+    }
+
+    async fn item_dead_letters(&self, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::item_dead_letters(&self.pool, item_id).await
+    }
+
+    async fn heal_dead_letters(&self, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
+        dead_letters::heal(&self.pool, &self.config, heal).await
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Vec<DeadLetterCount>, StoreError> {
+        dead_letters::dead_letter_counts(&self.pool).await
     }
 }
 

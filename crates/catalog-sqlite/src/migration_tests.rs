@@ -78,3 +78,37 @@ async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
     assert!(indexes.iter().any(|name| name == "outbox_channel_first_enqueued"), "{indexes:?}");
     assert!(indexes.iter().any(|name| name == "outbox_tenant"), "{indexes:?}");
 }
+
+#[tokio::test]
+async fn dead_letters_written_before_versions_were_kept_name_their_item_and_version_0() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .expect("in-memory database");
+    migrator_up_to(5).run(&pool).await.expect("migrations 1-5");
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason)
+         VALUES ('publish', '00000000-0000-0000-0000-00000000000a', 'storefront', 'retries_exhausted'),
+                ('decode', 'not an item', NULL, 'invalid_payload')",
+    )
+    .execute(&pool)
+    .await
+    .expect("letters under the old schema");
+
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+
+    let letters: Vec<String> = sqlx::query_scalar(
+        "SELECT stage || ' ' || CASE WHEN item_id IS NULL THEN '-' ELSE hex(item_id) END || ' ' || version || ' ' || heal_rounds || ' '
+                || (quarantined_at IS NULL) || ' ' || (resolved_at IS NULL) || ' ' || coalesce(resolution, '-')
+         FROM dead_letters ORDER BY dead_letter_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("dead letters");
+    assert_eq!(
+        letters,
+        ["publish 0000000000000000000000000000000A 0 0 1 1 -", "decode - 0 0 1 1 -"],
+        "a publish letter names its item; version 0: any version accepted later resolves it"
+    );
+}

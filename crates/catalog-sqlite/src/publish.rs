@@ -1,24 +1,21 @@
 //! The publish side of the store: claiming due outbox entries under a lease, recording how
-//! each attempt ended, and the outbox and dead-letter views for metrics and operators.
+//! each attempt ended (writing or resolving dead letters through `dead_letters`), and the
+//! outbox views for metrics.
 //! Claims and records are `BEGIN IMMEDIATE` transactions, like batches: they take the write
 //! lock before their first read, so concurrent publishers queue instead of both picking the
 //! same item.
 
 use catalog_core::ItemId;
 use catalog_store::{
-    rows, DeadLetter, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, StoreError,
+    rows, DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord,
+    ResolvedDeadLetter, StoreError,
 };
 use chrono::Utc;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::columns::{self, micros};
+use crate::dead_letters;
 use crate::error::store_error;
-
-/// The `stage` of dead letters written for publishes.
-const PUBLISH_STAGE: &str = "publish";
-
-/// The reason recorded on a dead letter whose record did not name one.
-const UNKNOWN_REASON: &str = "unknown";
 
 /// A count or limit as SQLite's signed 64-bit integer, saturating.
 fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
@@ -92,20 +89,28 @@ pub(crate) async fn claim_outbox(
     Ok(claimed)
 }
 
-/// Records a finished attempt and what it means for the outbox, the channel's held version
-/// and the dead letters, in one transaction.
-pub(crate) async fn record_publishes(pool: &SqlitePool, records: &[PublishRecord]) -> Result<(), StoreError> {
+/// Records finished attempts and what they mean for the outbox, the channel's held version
+/// and the dead letters, in one transaction; returns the dead letters they resolved.
+pub(crate) async fn record_publishes(
+    pool: &SqlitePool,
+    records: &[PublishRecord],
+) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let mut resolved = Vec::new();
     for record in records {
-        record_in(&mut transaction, record).await?;
+        resolved.extend(record_in(&mut transaction, record).await?);
     }
-    transaction.commit().await.map_err(store_error)
+    transaction.commit().await.map_err(store_error)?;
+    Ok(resolved)
 }
 
-async fn record_in(connection: &mut SqliteConnection, record: &PublishRecord) -> Result<(), StoreError> {
+async fn record_in(
+    connection: &mut SqliteConnection,
+    record: &PublishRecord,
+) -> Result<Option<ResolvedDeadLetter>, StoreError> {
     let now = micros(Utc::now());
     let item_id = record.item_id.0.as_bytes().as_slice();
     // Versions are stored bit for bit in a signed column.
@@ -131,29 +136,40 @@ async fn record_in(connection: &mut SqliteConnection, record: &PublishRecord) ->
     match record.outcome {
         PublishOutcome::Published => {
             hold_version(connection, record, version, now).await?;
+            dead_letters::resolve(connection, record, version, DeadLetterResolution::PublishedLater, now).await
         }
         PublishOutcome::Superseded { current_version } => {
-            hold_version(connection, record, version.max(current_version as i64), now).await?;
+            let held_version = version.max(current_version as i64);
+            hold_version(connection, record, held_version, now).await?;
+            dead_letters::resolve(connection, record, held_version, DeadLetterResolution::SupersededLater, now).await
         }
-        PublishOutcome::RetryAt(due_at) => {
+        PublishOutcome::RetryAt(due_at) | PublishOutcome::ThrottledUntil(due_at) => {
             // The item waits out the backoff whatever version it now holds: a newer version
             // queued meanwhile goes out at the retry, not at once to a channel that just failed.
+            // A failure counts only while the row still holds the version that failed (a newer
+            // one starts with a budget of its own); throttling is no failure at all.
+            let failed = matches!(record.outcome, PublishOutcome::RetryAt(_));
             sqlx::query(
-                "UPDATE outbox SET available_at = ?1, attempts = attempts + 1 WHERE item_id = ?2 AND channel = ?3",
+                "UPDATE outbox SET available_at = ?1, \
+                 attempts = attempts + CASE WHEN ?4 AND version = ?5 THEN 1 ELSE 0 END \
+                 WHERE item_id = ?2 AND channel = ?3",
             )
             .bind(micros(due_at))
             .bind(item_id)
             .bind(record.channel.as_str())
+            .bind(failed)
+            .bind(version)
             .execute(&mut *connection)
             .await
             .map_err(store_error)?;
+            Ok(None)
         }
         PublishOutcome::DeadLettered => {
             done_with(connection, record, version, now).await?;
-            dead_letter(connection, record, now).await?;
+            dead_letters::write(connection, record, now).await?;
+            Ok(None)
         }
     }
-    Ok(())
 }
 
 /// The channel now holds `held_version` (or newer): remember it, and be done with the row.
@@ -204,46 +220,6 @@ async fn done_with(
     Ok(())
 }
 
-/// Counts the failure on the item's open dead letter for the channel, or opens one. The
-/// write lock is held, so the open letter cannot appear or close between the two statements.
-async fn dead_letter(connection: &mut SqliteConnection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
-    let subject = record.item_id.to_string();
-    let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
-    // The channel term repeats the partial unique index's expression, so SQLite can use it.
-    let updated = sqlx::query(
-        "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, body = ?4 \
-         WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(record.error.as_deref())
-    .bind(record.body.as_deref())
-    .bind(PUBLISH_STAGE)
-    .bind(subject.as_str())
-    .bind(record.channel.as_str())
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    if updated.rows_affected() > 0 {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
-         last_failed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
-    )
-    .bind(PUBLISH_STAGE)
-    .bind(subject.as_str())
-    .bind(record.channel.as_str())
-    .bind(reason)
-    .bind(record.error.as_deref())
-    .bind(record.body.as_deref())
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    Ok(())
-}
-
 pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, StoreError> {
     let stored = sqlx::query(
         "SELECT channel, count(*) AS pending, min(first_enqueued_at) AS oldest_enqueued_at FROM outbox \
@@ -277,34 +253,4 @@ pub(crate) async fn stale_items(pool: &SqlitePool, channel: &str) -> Result<u64,
     .await
     .map_err(store_error)?;
     Ok(u64::try_from(stale).unwrap_or(0))
-}
-
-pub(crate) async fn open_dead_letters(pool: &SqlitePool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-    let stored = sqlx::query(
-        "SELECT dead_letter_id, stage, subject, channel, reason, error, body, attempts, first_failed_at, \
-         last_failed_at FROM dead_letters WHERE resolved_at IS NULL \
-         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT ?1",
-    )
-    .bind(saturating_i64(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    stored
-        .iter()
-        .map(|row| {
-            let attempts: i64 = columns::column(row, "attempts")?;
-            Ok(DeadLetter {
-                dead_letter_id: columns::column(row, "dead_letter_id")?,
-                stage: columns::column(row, "stage")?,
-                subject: columns::column(row, "subject")?,
-                channel: columns::column(row, "channel")?,
-                reason: columns::column(row, "reason")?,
-                error: columns::column(row, "error")?,
-                body: columns::column(row, "body")?,
-                attempts: columns::narrowed("attempts", attempts)?,
-                first_failed_at: columns::time_column(row, "first_failed_at")?,
-                last_failed_at: columns::time_column(row, "last_failed_at")?,
-            })
-        })
-        .collect()
 }

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use catalog_core::{
     event_ids, plan_batch, touched_keys, BatchPlan, Decision, EventId, HeldReason, ItemId, ItemKey, OfferKey,
-    OfferState, Outcome, PlanState, Sku, StockChange, SupplierId, SyncFlags, TenantId,
+    OfferState, Outcome, PlanState, Sku, StockChange, SupplierEvent, SupplierId, SyncFlags, TenantId,
 };
 use chrono::{DateTime, Utc};
 
 use crate::model::{
     BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig,
+    RAW_PAYLOAD_PREFIX_BYTES,
 };
 
 /// The rows a batch touches, each list sorted and unique: the one order every backend
@@ -41,11 +42,12 @@ impl BatchKeys {
 }
 
 /// A journal row of an event id, as loaded by a backend before planning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriorRow {
     pub event_id: EventId,
-    /// `held` rows are decided afresh; any other decided row claims the id.
-    pub held: bool,
+    /// `Some` for a held row, which is decided afresh, as it was journaled (the first
+    /// accepted payload counts); `None` for any other decided row, which claims the id.
+    pub held_event: Option<SupplierEvent>,
     pub fingerprint: u64,
     pub received_at: DateTime<Utc>,
 }
@@ -113,7 +115,10 @@ pub struct JournalInsert {
     pub payload_differs: bool,
     pub source: SourceRef,
     pub traceparent: Option<String>,
+    /// The first [`RAW_PAYLOAD_PREFIX_BYTES`] of a rejected message…
     pub raw_payload: Option<Vec<u8>>,
+    /// …and its whole length.
+    pub raw_payload_length: Option<i64>,
 }
 
 /// A change to an existing journal row: a held event decided afresh, and/or redeliveries.
@@ -183,9 +188,10 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
             .iter()
             .map(|row| {
                 let prior = catalog_core::PriorEvent {
-                    claimed: !row.held,
+                    claimed: row.held_event.is_none(),
                     fingerprint: row.fingerprint,
                     first_received_at: row.received_at,
+                    held_event: row.held_event.clone(),
                 };
                 (row.event_id, prior)
             })
@@ -243,7 +249,7 @@ fn item_traceparents(batch: &BatchInput, plan: &BatchPlan) -> HashMap<ItemKey, S
         if let (Ok(decoded), Outcome::Applied, Some(traceparent)) =
             (&event.delivery.decoded, decision.outcome, &event.traceparent)
         {
-            traceparents.insert(decoded.offer().item_key(), traceparent.clone());
+            traceparents.insert(decoded.offer().item_key(), traceparent.to_string());
         }
     }
     traceparents
@@ -335,8 +341,9 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
         redelivery_count: 0,
         payload_differs: false,
         source: event.source.clone(),
-        traceparent: event.traceparent.clone(),
+        traceparent: event.traceparent.as_ref().map(ToString::to_string),
         raw_payload: None,
+        raw_payload_length: None,
     };
     match &event.delivery.decoded {
         Ok(decoded) => {
@@ -359,7 +366,9 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
             row.event_id = rejection.event_id;
             row.tenant = rejection.tenant.clone();
             row.detail = Some(rejection.detail.clone());
-            row.raw_payload = Some(event.raw.clone());
+            let kept = event.raw.len().min(RAW_PAYLOAD_PREFIX_BYTES);
+            row.raw_payload = Some(event.raw[..kept].to_vec());
+            row.raw_payload_length = Some(event.payload_length.max(event.raw.len() as u64) as i64);
         }
     }
     row

@@ -11,6 +11,10 @@ pub enum StoreError {
     /// A serialization failure, deadlock or concurrent claim of the same event id: retry the batch.
     #[error("transaction conflict: {0}")]
     Conflict(String),
+    /// A statement, a lock wait or a whole transaction took longer than allowed (a slow or
+    /// black-holed database): retry with backoff.
+    #[error("transaction timeout: {0}")]
+    Timeout(String),
     /// Migrations failed or the schema is not what this build expects: an operator must act.
     #[error("schema problem: {0}")]
     Schema(String),
@@ -29,7 +33,7 @@ pub enum StoreError {
 impl Classify for StoreError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            StoreError::Unavailable(_) | StoreError::Conflict(_) => FailureClass::Retryable,
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Timeout(_) => FailureClass::Retryable,
             StoreError::Schema(_) | StoreError::Database(_) | StoreError::NotFound(_) => FailureClass::NeedsOperator,
             StoreError::Corrupt(_) => FailureClass::Fatal,
         }
@@ -42,6 +46,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Conflict(_) => "conflict",
+            StoreError::Timeout(_) => "transaction_timeout",
             StoreError::Schema(_) => "schema",
             StoreError::Database(_) => "database",
             StoreError::Corrupt(_) => "corrupt",

@@ -5,16 +5,21 @@
 pub mod batch;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+mod dead_letter;
 mod error;
 mod model;
 mod port;
 pub mod rows;
 
+pub use dead_letter::{
+    DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
+};
 pub use error::StoreError;
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, DeadLetter, IncomingEvent, ItemTrace, JournalEntry,
+    BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
     PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
+    RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use catalog_core::{
     ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, Sku, StockChange, SupplierId, TenantId,
+    TraceParent,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -59,32 +60,66 @@ pub enum Provenance {
     Replayed,
 }
 
+/// How many bytes of a rejected message the journal keeps: enough to recognize it, with its
+/// length beside it; never the whole of a message of up to 64 KiB (or a longer line).
+pub const RAW_PAYLOAD_PREFIX_BYTES: usize = 4 * 1024;
+
 /// One message entering the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingEvent {
     pub delivery: Delivery,
-    /// The message bytes as received, journaled when the message was rejected; a source
-    /// that builds events with [`IncomingEvent::received`] keeps them for rejections only.
+    /// The message bytes as received, journaled (their first [`RAW_PAYLOAD_PREFIX_BYTES`])
+    /// when the message was rejected; a source that builds events with
+    /// [`IncomingEvent::received`] keeps only that prefix, and only for rejections.
     pub raw: Vec<u8>,
+    /// The message's length in bytes as received: `raw` may hold only its first bytes.
+    pub payload_length: u64,
     pub source: SourceRef,
-    /// W3C trace context from the message header, carried into the journal and the publish call.
-    pub traceparent: Option<String>,
+    /// W3C trace context from the message header, carried into the journal and the publish
+    /// call; an invalid header never gets this far.
+    pub traceparent: Option<TraceParent>,
     pub provenance: Provenance,
 }
 
 impl IncomingEvent {
-    /// A message as a source received it: decoded, with its bytes kept only when it was
-    /// rejected (the journal stores the bytes of rejected messages alone, so a decoded
-    /// message's copy would only take memory while its batch is applied).
+    /// A message as a source received it: decoded, with the first bytes of it kept only when
+    /// it was rejected (the journal stores a prefix of rejected messages alone, so more would
+    /// only take memory while its batch is applied).
     pub fn received(
         payload: Vec<u8>,
         received_at: DateTime<Utc>,
         source: SourceRef,
-        traceparent: Option<String>,
+        traceparent: Option<TraceParent>,
+    ) -> Self {
+        let payload_length = payload.len() as u64;
+        Self::received_in_part(payload, payload_length, received_at, source, traceparent)
+    }
+
+    /// A message of `payload_length` bytes of which the source kept only the first ones
+    /// (`payload`): a line too long to hold whole, still rejected as too large.
+    pub fn received_in_part(
+        mut payload: Vec<u8>,
+        payload_length: u64,
+        received_at: DateTime<Utc>,
+        source: SourceRef,
+        traceparent: Option<TraceParent>,
     ) -> Self {
         let decoded = catalog_core::decode(&payload);
-        let raw = if decoded.is_ok() { Vec::new() } else { payload };
-        Self { delivery: Delivery { decoded, received_at }, raw, source, traceparent, provenance: Provenance::Received }
+        let raw = if decoded.is_ok() {
+            Vec::new()
+        } else {
+            payload.truncate(RAW_PAYLOAD_PREFIX_BYTES);
+            payload.shrink_to_fit();
+            payload
+        };
+        Self {
+            delivery: Delivery { decoded, received_at },
+            raw,
+            payload_length,
+            source,
+            traceparent,
+            provenance: Provenance::Received,
+        }
     }
 }
 
@@ -201,8 +236,12 @@ pub struct JournalEntry {
     pub payload_differs: bool,
     pub source: SourceRef,
     pub traceparent: Option<String>,
-    /// The message bytes, kept when it was rejected.
+    /// The first bytes of the message (at most [`RAW_PAYLOAD_PREFIX_BYTES`]), kept when it
+    /// was rejected.
     pub raw_payload: Option<Vec<u8>>,
+    /// The whole message's length in bytes, kept with `raw_payload`: longer than it when
+    /// only a prefix was kept.
+    pub raw_payload_length: Option<u64>,
     pub decided_at: DateTime<Utc>,
 }
 
@@ -325,7 +364,8 @@ pub struct OutboxEntry {
     pub version: u64,
     pub channel: String,
     pub traceparent: Option<String>,
-    /// Attempts already made for this item and channel, before this claim.
+    /// Failures counted against the channel's budget for this version, before this claim:
+    /// throttled attempts are not failures, and a newer version starts again at 0.
     pub attempts: u32,
     pub enqueued_at: DateTime<Utc>,
 }
@@ -337,8 +377,12 @@ pub enum PublishOutcome {
     Published,
     /// The channel already holds `current_version`, newer than this one (409).
     Superseded { current_version: u64 },
-    /// Failed for now (5xx, 429, timeout): try again at the given time.
+    /// Failed for now (5xx, 408, timeout): try again at the given time. Counts toward the
+    /// channel's failure budget (the outbox row's `attempts`) if the row still holds this
+    /// version.
     RetryAt(DateTime<Utc>),
+    /// Throttled (429): try again at the given time. Not a failure: the budget is untouched.
+    ThrottledUntil(DateTime<Utc>),
     /// Will not succeed by retrying (4xx, attempts exhausted): dead-lettered.
     DeadLettered,
 }
@@ -350,6 +394,7 @@ impl PublishOutcome {
             PublishOutcome::Published => "published",
             PublishOutcome::Superseded { .. } => "superseded",
             PublishOutcome::RetryAt(_) => "retry",
+            PublishOutcome::ThrottledUntil(_) => "throttled",
             PublishOutcome::DeadLettered => "dead_lettered",
         }
     }
@@ -361,7 +406,8 @@ pub struct PublishRecord {
     pub item_id: ItemId,
     pub channel: String,
     pub version: u64,
-    /// 1 for the first attempt of this item and channel's current run.
+    /// Which attempt of the failure budget this was: the failures before it, plus 1. A
+    /// throttled attempt uses none, so the send after it carries the same number.
     pub attempt: u32,
     pub outcome: PublishOutcome,
     pub status: Option<u16>,
@@ -381,21 +427,4 @@ pub struct OutboxDepth {
     pub pending: u64,
     /// When the longest-waiting item's oldest unsent version was queued.
     pub oldest_enqueued_at: Option<DateTime<Utc>>,
-}
-
-/// Something that failed for good at some stage, kept for an operator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetter {
-    pub dead_letter_id: i64,
-    /// `publish` for now; later stages add theirs.
-    pub stage: String,
-    /// What failed: an item id for publishes.
-    pub subject: String,
-    pub channel: Option<String>,
-    pub reason: String,
-    pub error: Option<String>,
-    pub body: Option<String>,
-    pub attempts: u32,
-    pub first_failed_at: DateTime<Utc>,
-    pub last_failed_at: DateTime<Utc>,
 }

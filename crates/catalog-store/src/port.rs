@@ -6,10 +6,11 @@
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 
+use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
 use crate::error::StoreError;
 use crate::model::{
-    BatchInput, BatchResult, Checkpoint, DeadLetter, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth,
-    OutboxEntry, PublishRecord, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
+    PublishRecord, StoredItem, SyncStatus, TenantFlags,
 };
 
 /// Applying source batches: the write path of the worker and of replay.
@@ -41,15 +42,20 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Records a finished attempt. `Published` and `Superseded` remove the item's waiting
-    /// versions up to the one the channel now holds and remember that version;
-    /// `RetryAt` makes the entry due again then; `DeadLettered` removes it and writes (or
-    /// counts on) an open dead letter with the reason, error and body.
-    async fn record_publish(&self, record: &PublishRecord) -> Result<(), StoreError> {
+    /// versions up to the one the channel now holds, remember that version, and resolve the
+    /// item's open dead letter on the channel if it failed at that version or an older one;
+    /// `RetryAt` makes the entry due again then and counts a failure (only while the row
+    /// still holds the version that failed: a newer one starts with none); `ThrottledUntil`
+    /// makes it due again then and counts nothing; `DeadLettered` removes it and writes (or
+    /// counts on) an open dead letter with the reason, error, body and version. Returns the
+    /// dead letters the record resolved.
+    async fn record_publish(&self, record: &PublishRecord) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
         self.record_publishes(std::slice::from_ref(record)).await
     }
 
-    /// Records several finished attempts in one transaction (one commit for a round of sends).
-    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<(), StoreError>;
+    /// Records several finished attempts in one transaction (one commit for a round of
+    /// sends), returning the dead letters they resolved.
+    async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError>;
 
     /// Queues a publish of each item's current version on every channel serving its tenant
     /// (a cache bust after a replay), returning the outbox rows queued.
@@ -62,8 +68,22 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// channel shows is stale (waiting, retrying, or dead-lettered).
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError>;
 
-    /// Dead letters not yet resolved, newest failure first.
+    /// Dead letters not yet resolved (quarantined ones included), newest failure first.
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Every dead letter of an item, open and resolved, oldest first.
+    async fn item_dead_letters(&self, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// One round of auto-heal, in one transaction: takes up to `heal.limit` open publish
+    /// dead letters that are not quarantined, whose channel is configured and whose item
+    /// waits on it no more (the last heal's publish is over), least recently healed first;
+    /// quarantines those already healed `heal.max_heals` times, and requeues the item's
+    /// current version on the letter's channel (as `republish` does) for the others,
+    /// counting a heal round on each.
+    async fn heal_dead_letters(&self, heal: &DeadLetterHeal) -> Result<HealRound, StoreError>;
+
+    /// Open and quarantined dead letters per channel, for the gauges.
+    async fn dead_letter_counts(&self) -> Result<Vec<DeadLetterCount>, StoreError>;
 }
 
 /// Sync flags: the canary and rollback levers.
@@ -110,4 +130,7 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
 pub trait CatalogStore: BatchStore + OutboxStore + FlagStore + ReadStore {
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Whether the store answers: the cheapest round trip it has (readiness checks).
+    async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -2,7 +2,8 @@
 //! values, so both stores read the same columns the same way.
 
 use catalog_core::{
-    Adjustment, EventId, ItemId, OfferState, OrderingKey, Outcome, Sku, Snapshot, StockChange, SupplierId, TenantId,
+    Adjustment, EventId, FoldedAdjustments, ItemId, OfferKey, OfferState, OrderingKey, Outcome, Sku, Snapshot,
+    StockChange, SupplierEvent, SupplierId, TenantId,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -30,6 +31,17 @@ pub fn version(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format_args!("stored version {value} is negative")))
 }
 
+/// The item a publish dead letter's `subject` names.
+pub fn subject_item(value: &str) -> Result<ItemId, StoreError> {
+    value.parse().map(ItemId).map_err(|_| corrupt(format_args!("dead letter subject {value:?} is not an item id")))
+}
+
+/// A stored dead-letter resolution.
+pub fn resolution(value: &str) -> Result<crate::DeadLetterResolution, StoreError> {
+    crate::DeadLetterResolution::parse(value)
+        .ok_or_else(|| corrupt(format_args!("stored dead letter resolution {value:?} is unknown")))
+}
+
 /// An offer's state columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferColumns {
@@ -39,6 +51,9 @@ pub struct OfferColumns {
     pub snapshot_event_id: Option<Uuid>,
     /// JSON array of `[effective_at_micros, sequence, event_id, delta]`, sorted by key.
     pub adjustments: String,
+    /// Adjustments folded beyond the horizon: JSON `[through_effective_at_micros,
+    /// through_sequence, through_event_id, delta, count]`, or `None`.
+    pub folded: Option<String>,
 }
 
 impl OfferColumns {
@@ -57,6 +72,17 @@ impl OfferColumns {
             snapshot_sequence: state.snapshot.map(|snapshot| snapshot.key.sequence as i64),
             snapshot_event_id: state.snapshot.map(|snapshot| snapshot.key.event_id.0),
             adjustments: serde_json::to_string(&adjustments).expect("tuples of integers and uuids always serialize"),
+            folded: state.folded.map(|folded| {
+                let through = folded.through;
+                let row = (
+                    through.effective_at.timestamp_micros(),
+                    through.sequence as i64,
+                    through.event_id.0,
+                    folded.delta,
+                    folded.count as i64,
+                );
+                serde_json::to_string(&row).expect("a tuple of integers and a uuid always serializes")
+            }),
         }
     }
 
@@ -86,7 +112,22 @@ impl OfferColumns {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(OfferState { snapshot, adjustments })
+        let folded = self
+            .folded
+            .map(|folded| {
+                let (micros, sequence, event_id, delta, count): (i64, i64, Uuid, i64, i64) =
+                    serde_json::from_str(&folded)
+                        .map_err(|error| corrupt(format_args!("offer fold is not valid JSON: {error}")))?;
+                let effective_at = DateTime::from_timestamp_micros(micros)
+                    .ok_or_else(|| corrupt(format_args!("fold time {micros} out of range")))?;
+                Ok::<_, StoreError>(FoldedAdjustments {
+                    through: OrderingKey { effective_at, sequence: sequence as u64, event_id: EventId(event_id) },
+                    delta,
+                    count: u64::try_from(count).map_err(|_| corrupt(format_args!("fold count {count} is negative")))?,
+                })
+            })
+            .transpose()?;
+        Ok(OfferState { snapshot, folded, adjustments })
     }
 }
 
@@ -158,6 +199,8 @@ pub struct JournalRow {
     pub source_offset: i64,
     pub traceparent: Option<String>,
     pub raw_payload: Option<Vec<u8>>,
+    /// `None` on rows journaled before the length was kept: their `raw_payload` is whole.
+    pub raw_payload_length: Option<i64>,
     pub decided_at: DateTime<Utc>,
 }
 
@@ -169,12 +212,8 @@ impl JournalRow {
                 self.journal_id, self.outcome, self.reason
             ))
         })?;
-        let change = match (self.event_type.as_deref(), self.quantity, self.delta) {
-            (Some("inventory.updated"), Some(quantity), _) => Some(StockChange::Updated { quantity }),
-            (Some("inventory.adjusted"), _, Some(delta)) => Some(StockChange::Adjusted { delta }),
-            (None, _, _) => None,
-            (other, _, _) => return Err(corrupt(format_args!("journal row {} has type {other:?}", self.journal_id))),
-        };
+        let change = stock_change(self.event_type.as_deref(), self.quantity, self.delta)
+            .map_err(|error| corrupt(format_args!("journal row {}: {error}", self.journal_id)))?;
         Ok(JournalEntry {
             journal_id: self.journal_id,
             event_id: self.event_id.map(EventId),
@@ -198,9 +237,65 @@ impl JournalRow {
                 offset: self.source_offset,
             },
             traceparent: self.traceparent,
+            raw_payload_length: match self.raw_payload_length {
+                Some(length) => Some(u64::try_from(length).map_err(|_| {
+                    corrupt(format_args!("journal row {} has raw_payload_length {length}", self.journal_id))
+                })?),
+                None => self.raw_payload.as_ref().map(|raw| raw.len() as u64),
+            },
             raw_payload: self.raw_payload,
             decided_at: self.decided_at,
         })
+    }
+}
+
+/// A journaled event's change from its columns; `None` for a row without a type (a rejection).
+fn stock_change(
+    event_type: Option<&str>,
+    quantity: Option<i64>,
+    delta: Option<i64>,
+) -> Result<Option<StockChange>, String> {
+    match (event_type, quantity, delta) {
+        (Some("inventory.updated"), Some(quantity), _) => Ok(Some(StockChange::Updated { quantity })),
+        (Some("inventory.adjusted"), _, Some(delta)) => Ok(Some(StockChange::Adjusted { delta })),
+        (None, _, _) => Ok(None),
+        (other, quantity, delta) => Err(format!("type {other:?} with quantity {quantity:?} and delta {delta:?}")),
+    }
+}
+
+/// The columns of a decided journal row that describe its event: what a held event is
+/// decided afresh from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournaledEventRow {
+    pub event_id: Uuid,
+    pub tenant: Option<String>,
+    pub supplier: Option<String>,
+    pub sku: Option<String>,
+    pub event_type: Option<String>,
+    pub quantity: Option<i64>,
+    pub delta: Option<i64>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Stored bit for bit in a signed 64-bit column.
+    pub sequence: Option<i64>,
+}
+
+impl JournaledEventRow {
+    /// The event as it was journaled; a decided row that does not describe a valid event is
+    /// corrupt.
+    pub fn into_event(self) -> Result<SupplierEvent, StoreError> {
+        let event_id = self.event_id;
+        let missing = |column: &str| corrupt(format_args!("decided journal row of event {event_id} has no {column}"));
+        let offer = OfferKey {
+            tenant: tenant(self.tenant.as_deref().ok_or_else(|| missing("tenant"))?)?,
+            supplier: supplier(self.supplier.as_deref().ok_or_else(|| missing("supplier"))?)?,
+            sku: sku(self.sku.as_deref().ok_or_else(|| missing("sku"))?)?,
+        };
+        let change = stock_change(self.event_type.as_deref(), self.quantity, self.delta)
+            .map_err(|error| corrupt(format_args!("decided journal row of event {event_id}: {error}")))?
+            .ok_or_else(|| missing("type"))?;
+        let updated_at = self.updated_at.ok_or_else(|| missing("updated_at"))?;
+        SupplierEvent::new(EventId(event_id), offer, change, updated_at, self.sequence.map(|sequence| sequence as u64))
+            .map_err(|error| corrupt(format_args!("decided journal row of event {event_id}: {error}")))
     }
 }
 

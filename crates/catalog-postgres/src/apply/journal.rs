@@ -5,6 +5,7 @@
 
 use catalog_core::{EventId, Sku, SupplierId, TenantId};
 use catalog_store::batch::{JournalUpdate, PreparedWrites, PriorRow};
+use catalog_store::rows::JournaledEventRow;
 use catalog_store::StoreError;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -24,9 +25,12 @@ macro_rules! decided {
     };
 }
 
-/// The decided journal rows of a batch's event ids ($1).
-pub(crate) const LOAD_PRIOR: &str =
-    concat!("SELECT event_id, outcome, fingerprint, received_at FROM events WHERE event_id = ANY($1) AND ", decided!());
+/// The decided journal rows of a batch's event ids ($1), with what a held one is decided from.
+pub(crate) const LOAD_PRIOR: &str = concat!(
+    "SELECT event_id, outcome, fingerprint, received_at, tenant_id, supplier_id, sku, event_type, quantity, delta, \
+     updated_at, sequence FROM events WHERE event_id = ANY($1) AND ",
+    decided!()
+);
 
 /// Counts redeliveries on decided journal rows and records fresh decisions of held ones, one
 /// row per element of the arrays. A held row is decided afresh only if it is still held.
@@ -61,9 +65,26 @@ pub(super) async fn load_prior(
             let fingerprint: Option<i64> = column(row, "fingerprint")?;
             let fingerprint =
                 fingerprint.ok_or_else(|| StoreError::Corrupt("decided journal row without fingerprint".into()))?;
+            let event_id = column(row, "event_id")?;
+            let held_event = if outcome == "held" {
+                let journaled = JournaledEventRow {
+                    event_id,
+                    tenant: column(row, "tenant_id")?,
+                    supplier: column(row, "supplier_id")?,
+                    sku: column(row, "sku")?,
+                    event_type: column(row, "event_type")?,
+                    quantity: column(row, "quantity")?,
+                    delta: column(row, "delta")?,
+                    updated_at: column(row, "updated_at")?,
+                    sequence: column(row, "sequence")?,
+                };
+                Some(journaled.into_event()?)
+            } else {
+                None
+            };
             Ok(PriorRow {
-                event_id: EventId(column(row, "event_id")?),
-                held: outcome == "held",
+                event_id: EventId(event_id),
+                held_event,
                 // Stored bit for bit in a signed column.
                 fingerprint: fingerprint as u64,
                 received_at: column(row, "received_at")?,
@@ -81,7 +102,7 @@ pub(super) async fn insert(connection: &mut PgConnection, writes: &PreparedWrite
         return Ok(());
     }
     let now = Utc::now();
-    let mut copy = BinaryRows::new(24, rows.len(), 320);
+    let mut copy = BinaryRows::new(25, rows.len(), 320);
     for row in rows {
         copy.row()
             .uuid(row.event_id.map(|id| id.0))
@@ -106,6 +127,7 @@ pub(super) async fn insert(connection: &mut PgConnection, writes: &PreparedWrite
             .int8(Some(row.source.offset))
             .text(row.traceparent.as_deref())
             .bytea(row.raw_payload.as_deref())
+            .int8(row.raw_payload_length)
             .int8(row.fingerprint)
             .timestamptz((row.redelivery_count > 0).then_some(now));
     }

@@ -34,6 +34,7 @@ pub(super) async fn offers(
     let snapshot_sequences: Vec<Option<i64>> = columns.iter().map(|c| c.snapshot_sequence).collect();
     let snapshot_event_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.snapshot_event_id).collect();
     let adjustments: Vec<&str> = columns.iter().map(|c| c.adjustments.as_str()).collect();
+    let folded: Vec<Option<&str>> = columns.iter().map(|c| c.folded.as_deref()).collect();
     // The new revision travels as EXCLUDED.revision; the guard is the one before it.
     let new_revisions: Vec<i64> =
         offers.iter().map(|offer| revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1).collect();
@@ -42,17 +43,18 @@ pub(super) async fn offers(
     // transaction created it meanwhile, the guard (revision -1) fails and the batch conflicts.
     let written = sqlx::query(
         r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity,
-               snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, revision)
-           SELECT t, s, k, q, w, sq, se, ss, si, a, r
+               snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, revision)
+           SELECT t, s, k, q, w, sq, se, ss, si, a, f, r
            FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::uuid[], $6::int8[], $7::timestamptz[],
-                       $8::int8[], $9::uuid[], $10::text[], $11::int8[]) WITH ORDINALITY
-                AS u(t, s, k, q, w, sq, se, ss, si, a, r, n)
+                       $8::int8[], $9::uuid[], $10::text[], $11::text[], $12::int8[]) WITH ORDINALITY
+                AS u(t, s, k, q, w, sq, se, ss, si, a, f, r, n)
            ORDER BY n
            ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity,
                winner_event_id = EXCLUDED.winner_event_id, snapshot_quantity = EXCLUDED.snapshot_quantity,
                snapshot_effective_at = EXCLUDED.snapshot_effective_at,
                snapshot_sequence = EXCLUDED.snapshot_sequence, snapshot_event_id = EXCLUDED.snapshot_event_id,
-               adjustments = EXCLUDED.adjustments, revision = EXCLUDED.revision, updated_at = now()
+               adjustments = EXCLUDED.adjustments, folded = EXCLUDED.folded, revision = EXCLUDED.revision,
+               updated_at = now()
            WHERE o.revision = EXCLUDED.revision - 1"#,
     )
     .bind(&tenants)
@@ -65,6 +67,7 @@ pub(super) async fn offers(
     .bind(&snapshot_sequences)
     .bind(&snapshot_event_ids)
     .bind(&adjustments)
+    .bind(&folded)
     .bind(&new_revisions)
     .execute(&mut *connection)
     .await
@@ -107,8 +110,9 @@ pub(super) async fn items(connection: &mut PgConnection, writes: &PreparedWrites
 
 /// Queues each new item version on its channels: one outbox row per item and channel, so
 /// a version waiting unsent is replaced in place (coalesced) and keeps its first enqueue
-/// time, its lease and its retry schedule; a row that already waits at this version or a
-/// newer one is left alone. Rows are written in (item id, channel) order, the order
+/// time, its lease and its retry schedule, but not the failures counted against the older
+/// version (a newer version starts with a budget of its own); a row that already waits at
+/// this version or a newer one is left alone. Rows are written in (item id, channel) order, the order
 /// `record_publishes` locks them in, so the two never wait on each other in a cycle.
 pub(crate) async fn upsert_outbox(connection: &mut PgConnection, outbox: &[OutboxWrite]) -> Result<(), StoreError> {
     if outbox.is_empty() {
@@ -131,7 +135,7 @@ pub(crate) async fn upsert_outbox(connection: &mut PgConnection, outbox: &[Outbo
          ORDER BY n
          ON CONFLICT (item_id, channel) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, sku = EXCLUDED.sku,
              quantity = EXCLUDED.quantity, version = EXCLUDED.version, traceparent = EXCLUDED.traceparent,
-             enqueued_at = EXCLUDED.enqueued_at
+             enqueued_at = EXCLUDED.enqueued_at, attempts = 0
          WHERE o.version < EXCLUDED.version",
     )
     .bind(&ids)

@@ -11,13 +11,14 @@ use catalog_testkit::TestDatabase;
 
 use crate::connect;
 
-fn event(n: u64, quantity: i64) -> IncomingEvent {
+pub(crate) fn event(n: u64, quantity: i64) -> IncomingEvent {
     let raw = format!(
         r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":{quantity},"updated_at":"2026-06-01T12:00:{n:02}Z"}}"#
     )
     .into_bytes();
     IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at: "2026-06-01T12:01:00Z".parse().expect("time") },
+        payload_length: raw.len() as u64,
         raw,
         source: SourceRef { source: "test".into(), partition: 0, offset: n as i64 },
         traceparent: None,

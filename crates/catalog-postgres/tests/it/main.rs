@@ -1,8 +1,12 @@
 //! Integration tests of the Postgres store: the shared contract suite on a fresh database
-//! per test, plus what only a server can show (a transaction cut off midway).
+//! per test, plus what only a server can show (a transaction cut off midway, separate
+//! stores on one database healing dead letters at once, timeouts, TLS).
 
 mod failures;
+mod healing;
 mod migrations;
+mod timeouts;
+mod tls;
 
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::contract::Fresh;

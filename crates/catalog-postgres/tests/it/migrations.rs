@@ -68,3 +68,35 @@ async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
     assert!(duplicate.is_err(), "a second row for one item and channel is refused");
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_written_before_versions_were_kept_name_their_item_and_version_0() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    migrator_up_to(5).run(&pool).await.expect("migrations 1-5");
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason)
+         VALUES ('publish', '00000000-0000-0000-0000-00000000000a', 'storefront', 'retries_exhausted'),
+                ('decode', 'not an item', NULL, 'invalid_payload')",
+    )
+    .execute(&pool)
+    .await
+    .expect("letters under the old schema");
+
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+
+    let letters: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws(' ', stage, coalesce(item_id::text, '-'), version, heal_rounds,
+                          quarantined_at IS NULL, resolved_at IS NULL, coalesce(resolution, '-'))
+         FROM dead_letters ORDER BY dead_letter_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("dead letters");
+    assert_eq!(
+        letters,
+        ["publish 00000000-0000-0000-0000-00000000000a 0 0 t t -", "decode - 0 0 t t -"],
+        "a publish letter names its item; version 0: any version accepted later resolves it"
+    );
+    pool.close().await;
+}

@@ -6,7 +6,7 @@ use chrono::Duration;
 
 use super::fixtures::*;
 use crate::batch::FlagTable;
-use crate::{BatchInput, Checkpoint, JournalWindow, Position, StoreConfig};
+use crate::{BatchInput, Checkpoint, IncomingEvent, JournalWindow, Position, StoreConfig, RAW_PAYLOAD_PREFIX_BYTES};
 
 pub(super) async fn applies_a_batch_like_the_reference<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
@@ -140,6 +140,51 @@ pub(super) async fn rejected_messages_keep_their_bytes_and_do_not_claim_the_id<G
     assert_eq!(rows.len(), 2);
 }
 
+pub(super) async fn a_rejected_message_keeps_a_prefix_of_its_bytes_and_its_length<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let tenant = TenantId::parse("canary").expect("valid tenant");
+    // 64 KiB of a valid event's fields and a malformed SKU: rejected, with its tenant known.
+    let padding = "x".repeat(60 * 1024);
+    let large = format!(
+        r#"{{"padding":"{padding}","event_id":"{}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"AB C","quantity":1,"updated_at":"2026-06-01T12:00:00Z"}}"#,
+        event_id(1)
+    )
+    .into_bytes();
+    let small = br#"{"tenant_id":"canary"}"#.to_vec();
+    // A source that kept only the first bytes of a longer message tells its whole length.
+    let mut cut = raw_incoming(1, small.clone(), 0);
+    cut.payload_length = 10 * 1024 * 1024;
+    let result = store
+        .apply_batch(&batch(vec![raw_incoming(0, large.clone(), 0), cut, raw_incoming(2, small.clone(), 0)]))
+        .await
+        .expect("apply");
+    assert!(result.decisions.iter().all(|decision| decision.outcome.as_str() == "rejected"));
+
+    let window = JournalWindow { tenant, since: base() - Duration::days(1), until: None, supplier: None };
+    let mut rows = store.journal_window(&window).await.expect("journal");
+    rows.sort_by_key(|row| row.source.offset);
+    let kept: Vec<(Option<usize>, Option<u64>)> =
+        rows.iter().map(|row| (row.raw_payload.as_ref().map(Vec::len), row.raw_payload_length)).collect();
+    assert_eq!(
+        kept,
+        [
+            (Some(RAW_PAYLOAD_PREFIX_BYTES), Some(large.len() as u64)),
+            (Some(small.len()), Some(10 * 1024 * 1024)),
+            (Some(small.len()), Some(small.len() as u64)),
+        ]
+    );
+    assert_eq!(
+        rows[0].raw_payload.as_deref(),
+        Some(&large[..RAW_PAYLOAD_PREFIX_BYTES]),
+        "the first bytes, as received"
+    );
+    assert_eq!(rows[2].raw_payload.as_deref(), Some(small.as_slice()), "a short message is kept whole");
+}
+
 pub(super) async fn checkpoints_never_move_backwards<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
@@ -201,4 +246,32 @@ where
     assert!(store.tenant_flags(&TenantId::parse("canary").expect("valid")).await.expect("flags").is_none());
     let applied = store.apply_batch(&batch(events)).await.expect("apply");
     assert_eq!(preview, applied);
+}
+
+pub(super) async fn an_offer_of_adjustments_only_is_folded_and_stored_like_the_reference<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ADJ-1");
+    // One adjustment every two minutes for three days: most of them end up folded.
+    let events: Vec<IncomingEvent> = (0..2_160_u64)
+        .map(|n| {
+            let delta = if n % 3 == 0 { 3 } else { -1 };
+            incoming(n, &key, StockChange::Adjusted { delta }, (n * 120) as i64, (n * 120) as i64)
+        })
+        .collect();
+    let mut reference = ReferenceCatalog::default();
+    let flags = FlagTable { default_enabled: true, ..FlagTable::default() };
+    for chunk in events.chunks(500) {
+        let result = store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
+        let plan = reference.apply(&deliveries(chunk), &flags, ClockPolicy::default());
+        assert_eq!(result.decisions, plan.decisions);
+    }
+    let (offers, items) = snapshot(&*store, &["canary"]).await;
+    let stored = offers.get(&key).expect("the offer is stored");
+    assert!(stored.folded.is_some(), "three days of adjustments are folded beyond the horizon");
+    assert_eq!(store_offers(offers), reference_offers(&reference));
+    assert_eq!(items, reference_items(&reference));
 }

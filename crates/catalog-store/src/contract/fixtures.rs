@@ -68,9 +68,12 @@ pub fn incoming(
 pub(super) fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEvent {
     IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at: base() + Duration::seconds(received_second) },
+        payload_length: raw.len() as u64,
         raw,
         source: SourceRef { source: SOURCE.into(), partition: 0, offset: offset as i64 },
-        traceparent: Some(format!("00-{:032x}-{:016x}-01", offset + 1, offset + 1)),
+        traceparent: Some(
+            format!("00-{:032x}-{:016x}-01", offset + 1, offset + 1).parse().expect("a valid traceparent"),
+        ),
         provenance: Provenance::Received,
     }
 }

@@ -48,3 +48,30 @@ where
     assert_eq!(flags.suppliers.get(&key.supplier), Some(&false));
     assert!(store.tenant_flags(&TenantId::parse("never-seen").expect("valid")).await.expect("flags").is_none());
 }
+
+pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_journaled<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let journaled = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let held = store.apply_batch(&batch(vec![journaled])).await.expect("apply");
+    assert_eq!(held.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
+
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let mut other_payload = incoming(1, &key, StockChange::Updated { quantity: 55 }, 30, 2);
+    other_payload.source.offset = 2;
+    let decided = store.apply_batch(&batch(vec![other_payload])).await.expect("apply");
+    assert_eq!(decided.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(decided.decisions[0].reason(), Some("payload_differs"));
+    let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
+    assert_eq!(item.quantity, 9, "the first accepted payload counts, not the redelivery's");
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1, "the held row is decided in place");
+    assert_eq!(trace.events[0].change, Some(StockChange::Updated { quantity: 9 }));
+    assert!(trace.events[0].payload_differs);
+    assert_eq!(trace.offers[0].quantity, 9);
+}

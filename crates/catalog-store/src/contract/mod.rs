@@ -10,6 +10,7 @@
 //! the list is dead code and fails the build) and the tests a store's binary gets.
 
 mod batches;
+mod dead_letters;
 mod fixtures;
 mod flags;
 mod outbox;
@@ -64,12 +65,15 @@ macro_rules! store_contract_cases {
             batches::reapplying_a_committed_batch_changes_nothing,
             batches::redelivery_with_a_different_payload_is_flagged,
             batches::rejected_messages_keep_their_bytes_and_do_not_claim_the_id,
+            batches::a_rejected_message_keeps_a_prefix_of_its_bytes_and_its_length,
             batches::checkpoints_never_move_backwards,
             batches::concurrent_batches_on_overlapping_keys_are_exact,
             batches::concurrent_first_writes_of_new_offers_are_exact,
             batches::a_preview_decides_like_apply_and_leaves_nothing,
+            batches::an_offer_of_adjustments_only_is_folded_and_stored_like_the_reference,
             flags::held_events_are_decided_afresh_once_sync_is_on,
             flags::first_sight_uses_the_configured_default_flag,
+            flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
             reads::item_trace_explains_the_winner,
             reads::journal_window_filters_by_time_and_supplier,
             reads::sync_status_counts_outcomes,
@@ -77,11 +81,17 @@ macro_rules! store_contract_cases {
             outbox::outbox_claims_the_newest_version_and_coalesces_older_ones,
             outbox::a_version_queued_while_one_is_out_goes_once_that_one_is_recorded,
             outbox::a_retried_publish_is_due_again_and_counts_its_attempts,
+            outbox::a_throttled_publish_is_due_again_and_spends_no_attempt,
+            outbox::a_newer_version_starts_with_no_failures_and_keeps_the_backoff,
             outbox::a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
             outbox::a_round_of_records_has_each_outcome_s_effect,
             outbox::concurrent_claims_never_hand_out_the_same_item,
             outbox::a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
             outbox::republish_queues_the_current_version_again,
+            dead_letters::an_accepted_later_version_resolves_the_open_dead_letter,
+            dead_letters::an_older_version_accepted_late_resolves_nothing,
+            dead_letters::auto_heal_requeues_the_current_version_and_its_publish_resolves_the_letter,
+            dead_letters::auto_heal_quarantines_a_letter_that_keeps_failing,
         );
     };
 }

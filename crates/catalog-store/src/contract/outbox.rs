@@ -116,8 +116,8 @@ pub(super) async fn a_version_queued_while_one_is_out_goes_once_that_one_is_reco
     let next_summary: Vec<_> = next.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
     assert_eq!(
         next_summary,
-        [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 2, 1)],
-        "A's new version is a fresh run; B's retry carries its newest version and counts the failure"
+        [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 2, 0)],
+        "A's new version is a fresh run; B's retry carries its newest version, which did not fail yet"
     );
     assert_eq!(store.stale_items("storefront").await.expect("stale"), 2, "both lag until version 2 lands");
     let round: Vec<_> = next.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
@@ -155,6 +155,85 @@ where
     let attempts: Vec<_> =
         trace.publish_attempts.iter().map(|p| (p.attempt, p.result.as_str(), p.error.clone())).collect();
     assert_eq!(attempts, [(1, "retry", Some("service unavailable".to_owned())), (2, "retry", None)]);
+}
+
+pub(super) async fn a_throttled_publish_is_due_again_and_spends_no_attempt<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    let mut results = Vec::new();
+    // Throttled, failed, throttled: only the failure is counted against the budget.
+    for (outcome, status) in [
+        (PublishOutcome::ThrottledUntil(Utc::now() - Duration::seconds(1)), 429),
+        (PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)), 503),
+        (PublishOutcome::ThrottledUntil(Utc::now() - Duration::seconds(1)), 429),
+    ] {
+        let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "due again after {results:?}");
+        results.push(claimed[0].attempts);
+        store
+            .record_publish(&PublishRecord { status: Some(status), ..published(&claimed[0], outcome) })
+            .await
+            .expect("record");
+    }
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    results.push(claimed[0].attempts);
+    assert_eq!(results, [0, 0, 1, 1], "failures before each claim");
+
+    let later = published(&claimed[0], PublishOutcome::ThrottledUntil(Utc::now() + Duration::hours(1)));
+    store.record_publish(&PublishRecord { status: Some(429), ..later }).await.expect("record");
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "not due before the throttle's time"
+    );
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    let attempts: Vec<_> = trace.publish_attempts.iter().map(|p| (p.attempt, p.result.as_str(), p.status)).collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, "throttled", Some(429)),
+            (1, "retry", Some(503)),
+            (2, "throttled", Some(429)),
+            (2, "throttled", Some(429))
+        ],
+        "every throttled attempt is recorded, with the budget's attempt number"
+    );
+    assert!(store.open_dead_letters(10).await.expect("dead letters").is_empty());
+}
+
+pub(super) async fn a_newer_version_starts_with_no_failures_and_keeps_the_backoff<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    for _ in 0..2 {
+        let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+        let failure = published(&claimed[0], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
+        store.record_publish(&failure).await.expect("record");
+    }
+    // Version 2 is queued into the row while version 1 waits out its backoff.
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|e| (e.version, e.attempts)).collect::<Vec<_>>(),
+        [(2, 0)],
+        "version 2 does not inherit version 1's two failures"
+    );
+    let failure = published(&claimed[0], PublishOutcome::RetryAt(Utc::now() + Duration::hours(1)));
+    store.record_publish(&failure).await.expect("record");
+    store.apply_batch(&batch(vec![incoming(3, &a, StockChange::Updated { quantity: 6 }, 2, 3)])).await.expect("apply");
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "version 3 waits out the backoff the row had: a failing channel is not sent every change at once"
+    );
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!(trace.pending_publishes.iter().map(|p| p.version).collect::<Vec<_>>(), [3]);
 }
 
 pub(super) async fn a_dead_lettered_publish_leaves_the_outbox_with_its_reason<G, F>(

@@ -1,0 +1,289 @@
+//! Dead letters on Postgres (decision 0007): writing them from publish records, resolving
+//! them once the channel takes a version at least as new, one round of auto-heal
+//! (requeue, or quarantine after too many rounds), and the reads operators and gauges use.
+//!
+//! Lock order: a statement here that changes dead letters runs after the outbox rows of the
+//! same items were locked (a round of records locks them first; a heal round upserts them
+//! first), so no transaction waits on another in a cycle.
+
+use catalog_core::ItemId;
+use catalog_store::batch::OutboxWrite;
+use catalog_store::rows;
+use catalog_store::{
+    DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, PublishRecord,
+    ResolvedDeadLetter, StoreConfig, StoreError,
+};
+use sqlx::postgres::PgRow;
+use sqlx::PgPool;
+
+use crate::apply::upsert_outbox;
+use crate::columns::{column, narrowed, narrowed_int4, saturating_i64};
+use crate::store_error;
+
+/// The columns [`dead_letter_row`] reads.
+const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution";
+
+fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        dead_letter_id: column(row, "dead_letter_id")?,
+        stage: column(row, "stage")?,
+        subject: column(row, "subject")?,
+        channel: column(row, "channel")?,
+        reason: column(row, "reason")?,
+        error: column(row, "error")?,
+        body: column(row, "body")?,
+        attempts: narrowed_int4(row, "attempts")?,
+        version: rows::version(column(row, "version")?)?,
+        first_failed_at: column(row, "first_failed_at")?,
+        last_failed_at: column(row, "last_failed_at")?,
+        heal_rounds: narrowed_int4(row, "heal_rounds")?,
+        last_healed_at: column(row, "last_healed_at")?,
+        quarantined_at: column(row, "quarantined_at")?,
+        resolved_at: column(row, "resolved_at")?,
+        resolution: column(row, "resolution")?,
+    })
+}
+
+/// Writes, or counts on, the open dead letter of a publish that will not succeed: the open
+/// letter keeps the newest version that failed.
+pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, item_id, version)
+         VALUES ('publish', $1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
+         DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+                       error = EXCLUDED.error, body = EXCLUDED.body, item_id = EXCLUDED.item_id,
+                       version = GREATEST(dead_letters.version, EXCLUDED.version)",
+    )
+    .bind(record.item_id.to_string())
+    .bind(&record.channel)
+    .bind(record.dead_letter_reason.as_deref().unwrap_or("unknown"))
+    .bind(&record.error)
+    .bind(&record.body)
+    .bind(record.item_id.0)
+    .bind(saturating_i64(record.version))
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// A channel now holds an item at a version: the item's open letter on that channel is
+/// resolved if it failed at that version or an older one.
+pub(crate) struct Accepted<'a> {
+    pub(crate) record: &'a PublishRecord,
+    pub(crate) held_version: i64,
+    pub(crate) resolution: DeadLetterResolution,
+}
+
+/// Resolves the open letters `accepted` settles, in one statement, and says which.
+pub(crate) async fn resolve(
+    connection: &mut sqlx::PgConnection,
+    accepted: &[Accepted<'_>],
+) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
+    if accepted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let subjects: Vec<String> = accepted.iter().map(|a| a.record.item_id.to_string()).collect();
+    let channels: Vec<&str> = accepted.iter().map(|a| a.record.channel.as_str()).collect();
+    let versions: Vec<i64> = accepted.iter().map(|a| a.held_version).collect();
+    let resolutions: Vec<&str> = accepted.iter().map(|a| a.resolution.as_str()).collect();
+    // The subject and channel terms repeat the open-letter index's, so it finds each letter.
+    let rows = sqlx::query(
+        "UPDATE dead_letters AS d SET resolved_at = now(), resolution = u.r
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS u(s, c, v, r)
+         WHERE d.stage = 'publish' AND d.subject = u.s AND coalesce(d.channel, '') = u.c
+           AND d.resolved_at IS NULL AND d.version <= u.v
+         RETURNING d.dead_letter_id, d.subject, u.c AS channel, u.v AS version, u.r AS resolution, d.heal_rounds",
+    )
+    .bind(&subjects)
+    .bind(&channels)
+    .bind(&versions)
+    .bind(&resolutions)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(ResolvedDeadLetter {
+                dead_letter_id: column(row, "dead_letter_id")?,
+                item_id: rows::subject_item(&column::<String>(row, "subject")?)?,
+                channel: column(row, "channel")?,
+                version: rows::version(column(row, "version")?)?,
+                resolution: rows::resolution(&column::<String>(row, "resolution")?)?,
+                heal_rounds: narrowed_int4(row, "heal_rounds")?,
+            })
+        })
+        .collect()
+}
+
+/// A letter a heal round took up, with its item as it is now.
+struct Candidate {
+    letter: HealedDeadLetter,
+    seen_heal_rounds: i32,
+    write: OutboxWrite,
+}
+
+/// One round of auto-heal: see `OutboxStore::heal_dead_letters`.
+pub(crate) async fn heal(pool: &PgPool, config: &StoreConfig, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
+    let channels: Vec<&str> = config.channels.iter().map(|route| route.name.as_str()).collect();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    // Nothing is locked yet: the writes below are guarded by what was read, so two
+    // processes healing at once count each round once.
+    let rows = sqlx::query(
+        "SELECT d.dead_letter_id, d.item_id, d.channel, d.reason, d.version AS letter_version, d.heal_rounds,
+                i.tenant_id, i.sku, i.quantity, i.version
+         FROM dead_letters AS d JOIN items AS i ON i.item_id = d.item_id
+         WHERE d.resolved_at IS NULL AND d.quarantined_at IS NULL AND d.stage = 'publish'
+           AND d.channel = ANY($1)
+           AND (d.last_healed_at IS NULL OR d.last_healed_at <= now() - make_interval(secs => $2))
+           AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = d.item_id AND o.channel = d.channel)
+         ORDER BY coalesce(d.last_healed_at, d.first_failed_at), d.dead_letter_id
+         LIMIT $3",
+    )
+    .bind(&channels)
+    .bind(heal.min_interval.as_secs_f64())
+    .bind(i64::try_from(heal.limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    let n_examined = rows.len();
+    let (mut requeue, mut quarantine, mut unrouted) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &rows {
+        let seen_heal_rounds: i32 = column(row, "heal_rounds")?;
+        let channel: String = column(row, "channel")?;
+        let tenant = rows::tenant(column(row, "tenant_id")?)?;
+        let item_id = ItemId(column(row, "item_id")?);
+        let dead_letter_id: i64 = column(row, "dead_letter_id")?;
+        let heal_rounds = u32::try_from(seen_heal_rounds).map_err(|_| {
+            StoreError::Corrupt(format!("dead letter {dead_letter_id} has {seen_heal_rounds} heal rounds"))
+        })?;
+        if heal_rounds >= heal.max_heals {
+            let version = rows::version(column(row, "letter_version")?)?;
+            let reason = column(row, "reason")?;
+            quarantine.push(HealedDeadLetter { dead_letter_id, item_id, channel, reason, version, heal_rounds });
+            continue;
+        }
+        if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+            unrouted.push(dead_letter_id);
+            continue;
+        }
+        let version: i64 = column(row, "version")?;
+        requeue.push(Candidate {
+            letter: HealedDeadLetter {
+                dead_letter_id,
+                item_id,
+                channel: channel.clone(),
+                reason: column(row, "reason")?,
+                version: rows::version(version)?,
+                heal_rounds: heal_rounds + 1,
+            },
+            seen_heal_rounds,
+            write: OutboxWrite {
+                item_id,
+                tenant,
+                sku: column(row, "sku")?,
+                quantity: column(row, "quantity")?,
+                version,
+                channel,
+                traceparent: None,
+            },
+        });
+    }
+
+    // Outbox rows first, then the letters: the lock order of a round of records.
+    let writes: Vec<OutboxWrite> = requeue.iter().map(|candidate| candidate.write.clone()).collect();
+    upsert_outbox(&mut transaction, &writes).await?;
+    let ids: Vec<i64> = requeue.iter().map(|candidate| candidate.letter.dead_letter_id).collect();
+    let seen: Vec<i32> = requeue.iter().map(|candidate| candidate.seen_heal_rounds).collect();
+    let counted: Vec<i64> = sqlx::query_scalar(
+        "UPDATE dead_letters AS d SET heal_rounds = d.heal_rounds + 1, last_healed_at = now()
+         FROM unnest($1::int8[], $2::int4[]) AS u(id, seen)
+         WHERE d.dead_letter_id = u.id AND d.heal_rounds = u.seen AND d.resolved_at IS NULL
+           AND d.quarantined_at IS NULL
+         RETURNING d.dead_letter_id",
+    )
+    .bind(&ids)
+    .bind(&seen)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    // A channel that no longer serves the item's tenant: nothing to heal it to. The letter
+    // stays open; marking it taken up lets the next rounds move on to other letters.
+    sqlx::query(
+        "UPDATE dead_letters SET last_healed_at = now() WHERE dead_letter_id = ANY($1) AND resolved_at IS NULL",
+    )
+    .bind(&unrouted)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    let quarantine_ids: Vec<i64> = quarantine.iter().map(|letter| letter.dead_letter_id).collect();
+    let quarantined: Vec<i64> = sqlx::query_scalar(
+        "UPDATE dead_letters SET quarantined_at = now()
+         WHERE dead_letter_id = ANY($1) AND resolved_at IS NULL AND quarantined_at IS NULL AND heal_rounds >= $2
+         RETURNING dead_letter_id",
+    )
+    .bind(&quarantine_ids)
+    .bind(i32::try_from(heal.max_heals).unwrap_or(i32::MAX))
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(HealRound {
+        requeued: requeue
+            .into_iter()
+            .map(|candidate| candidate.letter)
+            .filter(|letter| counted.contains(&letter.dead_letter_id))
+            .collect(),
+        quarantined: quarantine.into_iter().filter(|letter| quarantined.contains(&letter.dead_letter_id)).collect(),
+        n_examined,
+    })
+}
+
+pub(crate) async fn open_dead_letters(pool: &PgPool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL
+         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1"
+    ))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
+pub(crate) async fn item_dead_letters(pool: &PgPool, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = 'publish' AND subject = $1
+         ORDER BY dead_letter_id"
+    ))
+    .bind(item_id.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
+pub(crate) async fn dead_letter_counts(pool: &PgPool) -> Result<Vec<DeadLetterCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, count(*) AS open, count(quarantined_at) AS quarantined FROM dead_letters
+         WHERE resolved_at IS NULL AND channel IS NOT NULL GROUP BY channel ORDER BY channel",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        Ok(DeadLetterCount {
+            channel: column(row, "channel")?,
+            open: narrowed(row, "open")?,
+            quarantined: narrowed(row, "quarantined")?,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,298 @@
+//! Dead letters on SQLite (decision 0007): writing them from publish records, resolving
+//! them once the channel takes a version at least as new, one round of auto-heal
+//! (requeue, or quarantine after too many rounds), and the reads operators and gauges use.
+//! Writes run inside the caller's `BEGIN IMMEDIATE` transaction: the write lock is held, so
+//! no letter appears, heals or closes between a read and the write that follows it.
+
+use catalog_core::ItemId;
+use catalog_store::batch::OutboxWrite;
+use catalog_store::{
+    rows, DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter,
+    PublishRecord, ResolvedDeadLetter, StoreConfig, StoreError,
+};
+use chrono::Utc;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::apply::insert_outbox_rows;
+use crate::columns::{self, micros};
+use crate::error::store_error;
+
+/// The `stage` of dead letters written for publishes.
+const PUBLISH_STAGE: &str = "publish";
+
+/// The reason recorded on a dead letter whose record did not name one.
+const UNKNOWN_REASON: &str = "unknown";
+
+/// The columns [`dead_letter_row`] reads.
+const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution";
+
+/// A count or limit as SQLite's signed 64-bit integer, saturating.
+fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
+    let attempts: i64 = columns::column(row, "attempts")?;
+    let heal_rounds: i64 = columns::column(row, "heal_rounds")?;
+    Ok(DeadLetter {
+        dead_letter_id: columns::column(row, "dead_letter_id")?,
+        stage: columns::column(row, "stage")?,
+        subject: columns::column(row, "subject")?,
+        channel: columns::column(row, "channel")?,
+        reason: columns::column(row, "reason")?,
+        error: columns::column(row, "error")?,
+        body: columns::column(row, "body")?,
+        attempts: columns::narrowed("attempts", attempts)?,
+        version: rows::version(columns::column(row, "version")?)?,
+        first_failed_at: columns::time_column(row, "first_failed_at")?,
+        last_failed_at: columns::time_column(row, "last_failed_at")?,
+        heal_rounds: columns::narrowed("heal_rounds", heal_rounds)?,
+        last_healed_at: columns::optional_time_column(row, "last_healed_at")?,
+        quarantined_at: columns::optional_time_column(row, "quarantined_at")?,
+        resolved_at: columns::optional_time_column(row, "resolved_at")?,
+        resolution: columns::column(row, "resolution")?,
+    })
+}
+
+/// Counts the failure on the item's open dead letter for the channel (which keeps the newest
+/// version that failed), or opens one.
+pub(crate) async fn write(
+    connection: &mut SqliteConnection,
+    record: &PublishRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    let subject = record.item_id.to_string();
+    let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
+    // Versions are stored bit for bit in a signed column.
+    let version = record.version as i64;
+    // The channel term repeats the partial unique index's expression, so SQLite can use it.
+    let updated = sqlx::query(
+        "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, body = ?4, \
+         item_id = ?8, version = max(version, ?9) \
+         WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(record.error.as_deref())
+    .bind(record.body.as_deref())
+    .bind(PUBLISH_STAGE)
+    .bind(subject.as_str())
+    .bind(record.channel.as_str())
+    .bind(record.item_id.0.as_bytes().as_slice())
+    .bind(version)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    if updated.rows_affected() > 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
+         last_failed_at, item_id, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?9)",
+    )
+    .bind(PUBLISH_STAGE)
+    .bind(subject.as_str())
+    .bind(record.channel.as_str())
+    .bind(reason)
+    .bind(record.error.as_deref())
+    .bind(record.body.as_deref())
+    .bind(now)
+    .bind(record.item_id.0.as_bytes().as_slice())
+    .bind(version)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// The channel now holds the record's item at `held_version`: its open letter on the
+/// channel is resolved if it failed at that version or an older one.
+pub(crate) async fn resolve(
+    connection: &mut SqliteConnection,
+    record: &PublishRecord,
+    held_version: i64,
+    resolution: DeadLetterResolution,
+    now: i64,
+) -> Result<Option<ResolvedDeadLetter>, StoreError> {
+    let resolved = sqlx::query(
+        "UPDATE dead_letters SET resolved_at = ?1, resolution = ?2 \
+         WHERE stage = ?3 AND subject = ?4 AND coalesce(channel, '') = ?5 AND resolved_at IS NULL AND version <= ?6 \
+         RETURNING dead_letter_id, heal_rounds",
+    )
+    .bind(now)
+    .bind(resolution.as_str())
+    .bind(PUBLISH_STAGE)
+    .bind(record.item_id.to_string())
+    .bind(record.channel.as_str())
+    .bind(held_version)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    resolved
+        .map(|row| {
+            let heal_rounds: i64 = columns::column(&row, "heal_rounds")?;
+            Ok(ResolvedDeadLetter {
+                dead_letter_id: columns::column(&row, "dead_letter_id")?,
+                item_id: record.item_id,
+                channel: record.channel.clone(),
+                version: rows::version(held_version)?,
+                resolution,
+                heal_rounds: columns::narrowed("heal_rounds", heal_rounds)?,
+            })
+        })
+        .transpose()
+}
+
+/// One round of auto-heal: see `OutboxStore::heal_dead_letters`. The write lock is taken
+/// before the pick, so two processes never heal one letter in the same round.
+pub(crate) async fn heal(
+    pool: &SqlitePool,
+    config: &StoreConfig,
+    heal: &DeadLetterHeal,
+) -> Result<HealRound, StoreError> {
+    if config.channels.is_empty() || heal.limit == 0 {
+        return Ok(HealRound::default());
+    }
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let now = micros(Utc::now());
+    let placeholders = (0..config.channels.len()).map(|n| format!("?{}", n + 4)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT d.dead_letter_id, d.item_id, d.channel, d.reason, d.version AS letter_version, d.heal_rounds, \
+         i.tenant_id, i.sku, i.quantity, i.version \
+         FROM dead_letters AS d JOIN items AS i ON i.item_id = d.item_id \
+         WHERE d.resolved_at IS NULL AND d.quarantined_at IS NULL AND d.stage = ?1 \
+           AND d.channel IN ({placeholders}) \
+           AND (d.last_healed_at IS NULL OR d.last_healed_at <= ?2) \
+           AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = d.item_id AND o.channel = d.channel) \
+         ORDER BY coalesce(d.last_healed_at, d.first_failed_at), d.dead_letter_id \
+         LIMIT ?3"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(PUBLISH_STAGE)
+        .bind(now.saturating_sub(saturating_i64(heal.min_interval.as_micros())))
+        .bind(saturating_i64(heal.limit));
+    for route in &config.channels {
+        query = query.bind(route.name.as_str());
+    }
+    let picked = query.fetch_all(&mut *connection).await.map_err(store_error)?;
+
+    let mut round = HealRound { n_examined: picked.len(), ..HealRound::default() };
+    let mut writes = Vec::new();
+    for row in &picked {
+        let dead_letter_id: i64 = columns::column(row, "dead_letter_id")?;
+        let stored_heal_rounds: i64 = columns::column(row, "heal_rounds")?;
+        let heal_rounds: u32 = columns::narrowed("heal_rounds", stored_heal_rounds)?;
+        let channel: String = columns::column(row, "channel")?;
+        let tenant_id: String = columns::column(row, "tenant_id")?;
+        let tenant = rows::tenant(&tenant_id)?;
+        let item_id = ItemId(columns::uuid_column(row, "item_id")?);
+        let reason: String = columns::column(row, "reason")?;
+        if heal_rounds >= heal.max_heals {
+            let version = rows::version(columns::column(row, "letter_version")?)?;
+            round.quarantined.push(HealedDeadLetter { dead_letter_id, item_id, channel, reason, version, heal_rounds });
+            continue;
+        }
+        if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+            // A channel that no longer serves the item's tenant: nothing to heal it to. The
+            // letter stays open; marking it taken up lets the next rounds move on.
+            sqlx::query("UPDATE dead_letters SET last_healed_at = ?1 WHERE dead_letter_id = ?2")
+                .bind(now)
+                .bind(dead_letter_id)
+                .execute(&mut *connection)
+                .await
+                .map_err(store_error)?;
+            continue;
+        }
+        let version: i64 = columns::column(row, "version")?;
+        writes.push(OutboxWrite {
+            item_id,
+            tenant,
+            sku: columns::column(row, "sku")?,
+            quantity: columns::column(row, "quantity")?,
+            version,
+            channel: channel.clone(),
+            traceparent: None,
+        });
+        round.requeued.push(HealedDeadLetter {
+            dead_letter_id,
+            item_id,
+            channel,
+            reason,
+            version: rows::version(version)?,
+            heal_rounds: heal_rounds + 1,
+        });
+    }
+    insert_outbox_rows(connection, &writes, now).await?;
+    for letter in &round.requeued {
+        sqlx::query(
+            "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?1 WHERE dead_letter_id = ?2",
+        )
+        .bind(now)
+        .bind(letter.dead_letter_id)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    }
+    for letter in &round.quarantined {
+        sqlx::query("UPDATE dead_letters SET quarantined_at = ?1 WHERE dead_letter_id = ?2")
+            .bind(now)
+            .bind(letter.dead_letter_id)
+            .execute(&mut *connection)
+            .await
+            .map_err(store_error)?;
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(round)
+}
+
+pub(crate) async fn open_dead_letters(pool: &SqlitePool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
+         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT ?1"
+    ))
+    .bind(saturating_i64(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
+pub(crate) async fn item_dead_letters(pool: &SqlitePool, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND subject = ?2 ORDER BY dead_letter_id"
+    ))
+    .bind(PUBLISH_STAGE)
+    .bind(item_id.to_string())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
+pub(crate) async fn dead_letter_counts(pool: &SqlitePool) -> Result<Vec<DeadLetterCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, count(*) AS open, count(quarantined_at) AS quarantined FROM dead_letters \
+         WHERE resolved_at IS NULL AND channel IS NOT NULL GROUP BY channel ORDER BY channel",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let open: i64 = columns::column(row, "open")?;
+        let quarantined: i64 = columns::column(row, "quarantined")?;
+        Ok(DeadLetterCount {
+            channel: columns::column(row, "channel")?,
+            open: columns::narrowed("open", open)?,
+            quarantined: columns::narrowed("quarantined", quarantined)?,
+        })
+    })
+    .collect()
+}
