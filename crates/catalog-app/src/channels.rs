@@ -31,6 +31,9 @@ pub struct PublishSettings {
     pub lease: Duration,
     pub settle: Duration,
     pub max_wait: Duration,
+    /// Failures before an item version is dead-lettered, on every channel the channels
+    /// file gives no `max_attempts` of its own.
+    pub max_attempts: u32,
 }
 
 /// One HTTP channel: how it is drained, where it sends, which tenants it serves.
@@ -56,6 +59,8 @@ pub enum ChannelsError {
     Tenant { channel: String, tenant: String, error: catalog_core::IdError },
     #[error("channel {0:?} is configured twice")]
     Duplicate(String),
+    #[error("channel {0}: max_attempts must be at least 1")]
+    MaxAttempts(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +72,8 @@ struct ChannelEntry {
     token_env: Option<String>,
     requests_per_second: Option<u32>,
     concurrency: Option<usize>,
+    /// Failures before an item version is dead-lettered; the worker's default when absent.
+    max_attempts: Option<u32>,
     /// Only these tenants' items are published on this channel; all when absent.
     tenants: Option<Vec<String>>,
     #[serde(default = "enabled")]
@@ -84,6 +91,7 @@ pub fn http_channels(settings: &PublishSettings) -> Result<Vec<HttpChannel>, Cha
         // An HTTP channel always has a limit: at least one request per second.
         let mut config = ChannelConfig::new(STOREFRONT_CHANNEL).with_rate(storefront.requests_per_second.max(1));
         config.concurrency = storefront.concurrency.max(1);
+        config.max_attempts = settings.max_attempts.max(1);
         channels.push(HttpChannel {
             config,
             storefront: StorefrontConfig::new(&storefront.base_url, storefront.token.clone()),
@@ -91,7 +99,7 @@ pub fn http_channels(settings: &PublishSettings) -> Result<Vec<HttpChannel>, Cha
         });
     }
     if let Some(path) = &settings.channels_file {
-        channels.extend(read_channels_file(path)?);
+        channels.extend(read_channels_file(path, settings.max_attempts.max(1))?);
     }
     for channel in &mut channels {
         channel.config.lease = settings.lease;
@@ -115,7 +123,7 @@ pub fn routes(channels: &[HttpChannel]) -> Vec<ChannelRoute> {
     channels.iter().map(|channel| channel.route.clone()).collect()
 }
 
-fn read_channels_file(path: &Path) -> Result<Vec<HttpChannel>, ChannelsError> {
+fn read_channels_file(path: &Path, default_max_attempts: u32) -> Result<Vec<HttpChannel>, ChannelsError> {
     let text =
         std::fs::read_to_string(path).map_err(|error| ChannelsError::Read { path: path.to_path_buf(), error })?;
     let entries: Vec<ChannelEntry> =
@@ -157,6 +165,11 @@ fn read_channels_file(path: &Path) -> Result<Vec<HttpChannel>, ChannelsError> {
         if let Some(concurrency) = entry.concurrency {
             config.concurrency = concurrency.max(1);
         }
+        config.max_attempts = match entry.max_attempts {
+            Some(0) => return Err(ChannelsError::MaxAttempts(config.name)),
+            Some(max_attempts) => max_attempts,
+            None => default_max_attempts,
+        };
         channels.push(HttpChannel { config, storefront: StorefrontConfig::new(entry.base_url, token), route });
     }
     Ok(channels)

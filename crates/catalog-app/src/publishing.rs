@@ -1,23 +1,26 @@
 //! Publishing orchestration: which publishers a process runs (one per HTTP channel, the log
 //! channel when none is configured, or none), each the same drain loop of
-//! `catalog-publish`; their metrics and logs; and the outbox gauges.
+//! `catalog-publish`; their metrics and logs; the outbox and dead-letter gauges; and the
+//! auto-heal of dead letters (decision 0007).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use catalog_core::Classify;
 use catalog_publish::{
     ChannelConfig, ChannelPublisher, LogChannel, PublishError, PublishEvents, StorefrontChannel, WorkSignal,
 };
-use catalog_store::{OutboxEntry, OutboxStore, PublishOutcome, PublishRecord};
+use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{HttpChannel, STOREFRONT_CHANNEL};
+use crate::channels::{HttpChannel, PublishSettings, STOREFRONT_CHANNEL};
 use crate::metrics::Metrics;
 
 /// How the log channel drains: everything due at once (nothing to coalesce for a reader of
 /// standard output), no rate limit, and a slow poll, since the applier wakes it.
-fn log_channel_config() -> ChannelConfig {
+fn log_channel_config(settings: &PublishSettings) -> ChannelConfig {
     let mut config = ChannelConfig::new(STOREFRONT_CHANNEL);
+    config.max_attempts = settings.max_attempts.max(1);
     config.concurrency = 256;
     config.requests_per_second = None;
     config.settle = Duration::ZERO;
@@ -27,17 +30,18 @@ fn log_channel_config() -> ChannelConfig {
     config
 }
 
-/// The publishers for `channels`: one per HTTP channel, or the log channel when there is none.
-/// Each is woken by `work` and counted in `metrics`.
+/// The publishers for `channels` (from `settings`): one per HTTP channel, or the log channel
+/// when there is none. Each is woken by `work` and counted in `metrics`.
 pub fn publishers(
     channels: Vec<HttpChannel>,
+    settings: &PublishSettings,
     store: Arc<dyn OutboxStore>,
     metrics: &Metrics,
     work: &WorkSignal,
 ) -> Result<Vec<ChannelPublisher>, PublishError> {
     let events: Arc<dyn PublishEvents> = Arc::new(PublishMetrics(metrics.clone()));
     if channels.is_empty() {
-        let publisher = ChannelPublisher::new(log_channel_config(), Arc::new(LogChannel), store, events);
+        let publisher = ChannelPublisher::new(log_channel_config(settings), Arc::new(LogChannel), store, events);
         return Ok(vec![publisher.woken_by(work.clone())]);
     }
     channels
@@ -73,15 +77,29 @@ impl PublishEvents for PublishMetrics {
             PublishOutcome::RetryAt(due_at) => {
                 tracing::warn!(channel = %record.channel, item_id = %entry.item_id, version = entry.version, attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
             }
-            _ => {
+            PublishOutcome::ThrottledUntil(due_at) => {
+                tracing::debug!(channel = %record.channel, item_id = %entry.item_id, version = entry.version, attempt = record.attempt, retry_at = %due_at, "publish throttled, will retry")
+            }
+            PublishOutcome::Published | PublishOutcome::Superseded { .. } => {
                 tracing::debug!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, quantity = entry.quantity, result, "item published")
             }
         }
     }
+
+    fn resolved(&self, letter: &ResolvedDeadLetter) {
+        let resolution = letter.resolution.as_str();
+        self.0.dead_letters_resolved.with_label_values(&[&letter.channel, resolution]).inc();
+        tracing::info!(channel = %letter.channel, item_id = %letter.item_id, version = letter.version, dead_letter_id = letter.dead_letter_id, heal_rounds = letter.heal_rounds, resolution, "dead letter resolved");
+    }
+
+    fn lease_ran_out(&self, entry: &OutboxEntry) {
+        self.0.publish_lease_ran_out.with_label_values(&[&entry.channel]).inc();
+        tracing::warn!(channel = %entry.channel, item_id = %entry.item_id, version = entry.version, "lease ran out before the send, left for the next claim");
+    }
 }
 
-/// Every few seconds until `shutdown`: outbox depth, oldest waiting age and stale items per
-/// channel.
+/// Every few seconds until `shutdown`: outbox depth, oldest waiting age, stale items, and
+/// open and quarantined dead letters per channel.
 pub async fn report_outbox(
     store: Arc<dyn OutboxStore>,
     channels: Vec<String>,
@@ -105,9 +123,101 @@ pub async fn report_outbox(
                 metrics.stale_items.with_label_values(&[channel]).set(stale as i64);
             }
         }
+        if let Ok(counts) = store.dead_letter_counts().await {
+            for channel in &channels {
+                let count = counts.iter().find(|count| &count.channel == channel);
+                let (open, quarantined) = count.map_or((0, 0), |count| (count.open as i64, count.quarantined as i64));
+                metrics.dead_letters_open.with_label_values(&[channel]).set(open);
+                metrics.dead_letters_quarantined.with_label_values(&[channel]).set(quarantined);
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// How dead letters heal on their own (decision 0007).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealSettings {
+    /// Time between passes; zero turns auto-heal off.
+    pub interval: Duration,
+    /// Heal rounds a letter gets; one still open after them is quarantined.
+    pub max_heals: u32,
+}
+
+/// Letters one heal round takes up at most; a pass runs rounds until one takes fewer.
+const HEAL_ROUND_LIMIT: usize = 500;
+
+/// Every `settings.interval` until `shutdown`, a pass of auto-heal: open publish dead letters
+/// that are not quarantined get their item's current version queued again on their channel
+/// (and `work` wakes the publishers), each at most once a pass; a letter healed
+/// `settings.max_heals` times that failed again is quarantined instead. Store failures are
+/// counted and logged, and the next pass tries again. The first pass runs one interval
+/// after the start, so a run that ends sooner (a file) heals nothing.
+pub async fn heal_dead_letters(
+    store: Arc<dyn OutboxStore>,
+    settings: HealSettings,
+    metrics: Metrics,
+    work: WorkSignal,
+    shutdown: CancellationToken,
+) {
+    if settings.interval.is_zero() {
+        tracing::info!("auto-heal of dead letters is off");
+        return;
+    }
+    // Half an interval: a letter taken up in one pass is not taken up again in the same one,
+    // however long its rounds run, and is due again at the next.
+    let heal =
+        DeadLetterHeal { limit: HEAL_ROUND_LIMIT, max_heals: settings.max_heals, min_interval: settings.interval / 2 };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        heal_pass(&*store, &heal, &metrics, &work, &shutdown).await;
+    }
+}
+
+/// Rounds of auto-heal until one takes up fewer letters than its limit (or a failure, or
+/// shutdown), each letter counted and logged once.
+async fn heal_pass(
+    store: &dyn OutboxStore,
+    heal: &DeadLetterHeal,
+    metrics: &Metrics,
+    work: &WorkSignal,
+    shutdown: &CancellationToken,
+) {
+    let (mut n_requeued, mut n_quarantined) = (0, 0);
+    loop {
+        let round = match store.heal_dead_letters(heal).await {
+            Ok(round) => round,
+            Err(error) => {
+                metrics.store_retries.with_label_values(&[error.kind()]).inc();
+                let class = error.failure_class();
+                tracing::warn!(%error, ?class, "healing dead letters failed, trying again at the next pass");
+                break;
+            }
+        };
+        for letter in &round.requeued {
+            metrics.dead_letter_heals.with_label_values(&[&letter.channel, "requeued"]).inc();
+            tracing::debug!(channel = %letter.channel, item_id = %letter.item_id, version = letter.version, dead_letter_id = letter.dead_letter_id, heal_rounds = letter.heal_rounds, reason = %letter.reason, "dead letter requeued");
+        }
+        for letter in &round.quarantined {
+            metrics.dead_letter_heals.with_label_values(&[&letter.channel, "quarantined"]).inc();
+            tracing::error!(channel = %letter.channel, item_id = %letter.item_id, version = letter.version, dead_letter_id = letter.dead_letter_id, heal_rounds = letter.heal_rounds, reason = %letter.reason, "dead letter quarantined: auto-heal gave up on it, an operator must look");
+        }
+        if !round.requeued.is_empty() {
+            work.notify();
+        }
+        n_requeued += round.requeued.len();
+        n_quarantined += round.quarantined.len();
+        if round.n_examined < heal.limit || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    if n_requeued + n_quarantined > 0 {
+        tracing::info!(n_requeued, n_quarantined, "auto-heal pass over dead letters");
     }
 }

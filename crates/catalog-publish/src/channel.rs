@@ -38,7 +38,8 @@ pub struct ChannelConfig {
     pub requests_per_second: Option<NonZeroU32>,
     /// A send without an answer by then counts as failed (and is retried).
     pub request_timeout: Duration,
-    /// Attempts before an item version is dead-lettered as `retries_exhausted`.
+    /// Failures (5xx, 408, timeouts, dropped connections) before an item version is
+    /// dead-lettered as `retries_exhausted`; throttling (429) is not a failure.
     pub max_attempts: u32,
     /// First retry delay; it doubles per attempt, with jitter, up to `backoff_max`.
     pub backoff_min: Duration,
@@ -48,14 +49,16 @@ pub struct ChannelConfig {
     /// …but an item waits at most this long, however often it changes.
     pub max_wait: Duration,
     /// How long claimed item versions stay reserved for this publisher. After a crash they
-    /// are published again once it has passed (the idempotency key makes that safe).
+    /// are published again once it has passed (the idempotency key makes that safe). Rounds
+    /// are sized to fit it; it is lengthened only for a channel so slow that a round of one
+    /// item would not (`round::plan_round`).
     pub lease: Duration,
     /// How often an idle channel looks at the outbox when no batch says there is work.
     pub idle_poll: Duration,
 }
 
 impl ChannelConfig {
-    /// Defaults that suit a storefront: 16 in flight, 50 requests/s, 5 s timeout, 8 attempts,
+    /// Defaults that suit a storefront: 16 in flight, 50 requests/s, 5 s timeout, 8 failures,
     /// bursts settle for 50 ms and no item waits more than 250 ms.
     pub fn new(name: impl Into<String>) -> Self {
         Self {

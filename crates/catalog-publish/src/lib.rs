@@ -10,6 +10,7 @@ mod channel;
 mod log;
 mod publisher;
 mod response;
+mod round;
 mod storefront;
 mod work;
 

@@ -1,12 +1,15 @@
-//! The one drain loop every channel runs: claim due item versions from the outbox, send each
-//! through the channel's adapter under its concurrency and rate limit, hold the channel on
-//! throttling, and record how every attempt ended, one transaction per round.
+//! The one drain loop every channel runs: claim due item versions from the outbox (a round
+//! sized to fit its lease, `round`), send each through the channel's adapter under its
+//! concurrency and rate limit while the lease lasts, hold the channel on throttling, and
+//! record how every attempt ended, one transaction per round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use catalog_store::{OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, StoreError};
+use catalog_store::{
+    OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
+};
 use chrono::Utc;
 use futures::StreamExt as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -15,11 +18,21 @@ use tokio_util::sync::CancellationToken;
 use crate::adapter::{Attempt, ChannelAdapter};
 use crate::channel::ChannelConfig;
 use crate::response::{classify_transport, TransportError, Verdict};
+use crate::round::{plan_round, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
-/// Told about every finished attempt, for metrics and logs kept by the caller.
+/// Told about every finished attempt and what recording it did, for metrics and logs kept
+/// by the caller.
 pub trait PublishEvents: Send + Sync + 'static {
+    /// An attempt, once recorded.
     fn attempted(&self, entry: &OutboxEntry, record: &PublishRecord);
+    /// A dead letter that a recorded round resolved: the channel took a version at least as
+    /// new as the one that failed.
+    fn resolved(&self, letter: &ResolvedDeadLetter);
+    /// A claimed item version that was not sent because its lease had less than a request
+    /// timeout left (the rate limit held it too long); it is claimed again once the lease
+    /// has passed.
+    fn lease_ran_out(&self, entry: &OutboxEntry);
 }
 
 /// Why a channel's publisher stopped.
@@ -84,9 +97,14 @@ impl ChannelPublisher {
         // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
+        let plan = plan_round(&self.config, n_lanes, concurrency);
+        if plan.lease > self.config.lease {
+            tracing::warn!(channel = %self.config.name, lease_ms = plan.lease.as_millis() as u64, configured_ms = self.config.lease.as_millis() as u64, "a round of one item outlasts the configured lease at this rate limit and timeout: leasing longer");
+        }
+        tracing::info!(channel = %self.config.name, n_lanes, round_items = plan.limit, lease_ms = plan.lease.as_millis() as u64, "publishing");
         let lanes = (0..n_lanes).map(|_| {
             let waiter = self.work.as_ref().map_or_else(WorkWaiter::never, WorkSignal::subscribe);
-            self.lane(concurrency, waiter, &shutdown, &until_drained, &hold)
+            self.lane(concurrency, plan, waiter, &shutdown, &until_drained, &hold)
         });
         let done = futures::future::try_join_all(lanes).await?;
         Ok(done.into_iter().sum())
@@ -98,18 +116,13 @@ impl ChannelPublisher {
     async fn lane(
         &self,
         concurrency: usize,
+        RoundPlan { limit, lease }: RoundPlan,
         mut work: WorkWaiter,
         shutdown: &CancellationToken,
         until_drained: &CancellationToken,
         hold: &std::sync::Mutex<Option<Instant>>,
     ) -> Result<u64, PublishError> {
-        let claim = OutboxClaim {
-            limit: concurrency * 4,
-            // At least long enough for a claimed batch to go out and time out.
-            lease: self.config.lease.max(self.config.request_timeout * 2),
-            settle: self.config.settle,
-            max_wait: self.config.max_wait,
-        };
+        let claim = OutboxClaim { limit, lease, settle: self.config.settle, max_wait: self.config.max_wait };
         let mut n_done = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -140,13 +153,20 @@ impl ChannelPublisher {
                 continue;
             }
             let claimed = round_started.elapsed();
-            let attempts: Vec<(OutboxEntry, Attempt)> =
-                futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry)))
+            // The store leased the round from a moment after this one: a send that starts a
+            // request timeout before this deadline ends while no other lane can hold the item.
+            let deadline = round_started + lease;
+            let attempts: Vec<(OutboxEntry, Option<Attempt>)> =
+                futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry, deadline)))
                     .buffer_unordered(concurrency)
                     .collect()
                     .await;
             let mut records = Vec::with_capacity(attempts.len());
             for (entry, attempt) in attempts {
+                let Some(attempt) = attempt else {
+                    self.events.lease_ran_out(&entry);
+                    continue;
+                };
                 if let Verdict::Throttled { retry_after } = &attempt.verdict {
                     let until = Instant::now() + *retry_after;
                     let mut held = hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -160,14 +180,19 @@ impl ChannelPublisher {
             let rows: Vec<PublishRecord> = records.iter().map(|(record, _)| record.clone()).collect();
             let sent = round_started.elapsed();
             let mut backoff = Duration::from_millis(100);
-            while let Err(error) = self.store.record_publishes(&rows).await {
-                tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
+            let resolved = loop {
+                match self.store.record_publishes(&rows).await {
+                    Ok(resolved) => break resolved,
+                    Err(error) => {
+                        tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => return Ok(n_done),
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            };
             tracing::debug!(
                 channel = %self.config.name,
                 n_items = rows.len(),
@@ -181,6 +206,9 @@ impl ChannelPublisher {
                 if matches!(record.outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {
                     n_done += 1;
                 }
+            }
+            for letter in &resolved {
+                self.events.resolved(letter);
             }
         }
     }
@@ -200,12 +228,24 @@ impl ChannelPublisher {
     }
 
     /// Sends one item version through the adapter, waiting for the channel's rate limit
-    /// first and giving up on it after the request timeout.
-    async fn attempt(&self, entry: OutboxEntry) -> (OutboxEntry, Attempt) {
+    /// first and giving up on it after the request timeout. Sends nothing (`None`) when the
+    /// claim's lease would run out before the request timeout: by then another lane may
+    /// hold the item at a newer version, and this older one must not reach the channel
+    /// after it.
+    async fn attempt(&self, entry: OutboxEntry, deadline: Instant) -> (OutboxEntry, Option<Attempt>) {
+        let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
+            return (entry, None);
+        };
         if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+            // A permit that comes too late is not taken: it would be spent on nothing.
+            if tokio::time::timeout_at(latest_start.into(), limiter.until_ready()).await.is_err() {
+                return (entry, None);
+            }
         }
         let started = Instant::now();
+        if started > latest_start {
+            return (entry, None);
+        }
         let attempt = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&entry)).await {
             Ok(attempt) => attempt,
             Err(_) => Attempt {
@@ -217,7 +257,7 @@ impl ChannelPublisher {
                 latency: started.elapsed(),
             },
         };
-        (entry, attempt)
+        (entry, Some(attempt))
     }
 
     /// Turns an attempt into what the store keeps.
@@ -238,8 +278,9 @@ impl ChannelPublisher {
         match attempt.verdict {
             Verdict::Published => {}
             Verdict::Superseded { current_version } => record.outcome = PublishOutcome::Superseded { current_version },
+            // Throttling is the channel pacing us, not the item failing: no failure counted.
             Verdict::Throttled { retry_after } => {
-                record.outcome = PublishOutcome::RetryAt(Utc::now() + retry_after);
+                record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
                 record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
             }
             Verdict::Retry { reason, error } if number >= self.config.max_attempts => {

@@ -1,10 +1,13 @@
 //! What the storefront contract says each answer means, as a pure function: 202 published,
-//! 409 superseded, 429 wait and retry, rejected 4xx dead-lettered, 5xx and transport failures
-//! retried with backoff until the attempts run out.
+//! 409 superseded, 429 wait and retry (outside the failure budget), rejected 4xx
+//! dead-lettered, 408, 5xx and transport failures retried with backoff until the attempts
+//! run out. `Retry-After` is read per RFC 9110: delta-seconds (a fraction allowed) or an
+//! HTTP-date, measured from the `now` passed in.
 
 use std::time::Duration;
 
 use catalog_core::{Classify, FailureClass};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 /// How one attempt ended, before it is recorded.
@@ -15,8 +18,9 @@ pub enum Verdict {
     /// The channel already holds a newer version: not an error.
     Superseded { current_version: u64 },
     /// Throttled: try again after at least this long, and hold the whole channel meanwhile.
+    /// Not a failure: it spends none of the channel's failure budget.
     Throttled { retry_after: Duration },
-    /// Transient (5xx, connection, timeout): try again after the backoff.
+    /// Transient (408, 5xx, connection, timeout): try again after the backoff.
     Retry { reason: &'static str, error: String },
     /// Will not succeed by retrying: dead-letter it with the reason, error and body.
     DeadLetter { reason: String, error: String, body: Option<String> },
@@ -58,8 +62,14 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 /// What a 429 without a usable `Retry-After` waits.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Classifies an HTTP answer to a publish of `version`.
-pub fn classify_response(status: u16, retry_after: Option<&str>, body: &str, version: u64) -> Verdict {
+/// Classifies an HTTP answer to a publish of `version`, received at `now`.
+pub fn classify_response(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+    version: u64,
+    now: DateTime<Utc>,
+) -> Verdict {
     match status {
         200..=299 => Verdict::Published,
         409 => {
@@ -72,14 +82,9 @@ pub fn classify_response(status: u16, retry_after: Option<&str>, body: &str, ver
                 .max(version);
             Verdict::Superseded { current_version }
         }
-        429 => {
-            let retry_after = retry_after
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_RETRY_AFTER)
-                .min(MAX_RETRY_AFTER);
-            Verdict::Throttled { retry_after }
-        }
+        429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
+        // The server gave up waiting for the request: nothing was decided, send it again.
+        408 => Verdict::Retry { reason: "request_timeout", error: format!("HTTP 408: {}", truncate(body)) },
         500..=599 => Verdict::Retry { reason: "server_error", error: format!("HTTP {status}: {}", truncate(body)) },
         _ => Verdict::DeadLetter {
             reason: format!("rejected_{status}"),
@@ -87,6 +92,33 @@ pub fn classify_response(status: u16, retry_after: Option<&str>, body: &str, ver
             body: Some(truncate(body).to_owned()),
         },
     }
+}
+
+/// How long a `Retry-After` header asks to wait: delta-seconds, with a fraction allowed
+/// (`"7"`, `"1.5"`), or an IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`; a date already
+/// past asks for no wait). Anything else, or no header, waits [`DEFAULT_RETRY_AFTER`]; no
+/// answer waits more than [`MAX_RETRY_AFTER`].
+fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
+    let Some(value) = value.map(str::trim) else {
+        return DEFAULT_RETRY_AFTER;
+    };
+    let wait = delta_seconds(value).or_else(|| {
+        let date = NaiveDateTime::parse_from_str(value, "%a, %d %b %Y %H:%M:%S GMT").ok()?.and_utc();
+        Some((date - now).to_std().unwrap_or(Duration::ZERO))
+    });
+    wait.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER)
+}
+
+/// `digits[.digits]`, nothing else: no sign, exponent, `inf` or `NaN`.
+fn delta_seconds(value: &str) -> Option<Duration> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    // Anything past the cap is the cap; parsing it as a float keeps huge numbers finite.
+    let seconds: f64 = value.parse().ok()?;
+    Some(Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// Classifies a failure without a response.
@@ -114,17 +146,36 @@ mod tests {
 
     #[test]
     fn every_answer_of_the_contract_has_its_verdict() {
+        let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
         let cases = [
             (202, None, r#"{"accepted": true}"#),
             (409, None, r#"{"accepted": false, "current_version": 9}"#),
             (409, None, "not json"),
+            (429, None, ""),
             (429, Some("7"), ""),
+            (429, Some(" 7 "), ""),
+            (429, Some("1.5"), ""),
+            (429, Some("0.25"), ""),
+            (429, Some("0"), ""),
             (429, Some("soon"), ""),
+            (429, Some("-1"), ""),
+            (429, Some("1e3"), ""),
+            (429, Some(".5"), ""),
+            (429, Some("5."), ""),
+            (429, Some("inf"), ""),
             (429, Some("999999"), ""),
+            (429, Some("99999999999999999999999.5"), ""),
+            (429, Some("Mon, 01 Jun 2026 12:00:30 GMT"), ""),
+            (429, Some("Mon, 01 Jun 2026 11:59:00 GMT"), ""),
+            (429, Some("Fri, 01 Jan 2027 00:00:00 GMT"), ""),
+            (429, Some("Monday, 01-Jun-26 12:00:30 GMT"), ""),
+            (429, Some("Mon, 01 Jun 2026 12:00:30 +0000"), ""),
+            (429, Some("Tue, 01 Jun 2026 12:00:30 GMT"), ""),
             (400, None, "bad"),
             (401, None, "who"),
             (403, None, "no"),
             (404, None, "gone"),
+            (408, None, "too slow"),
             (422, None, r#"{"error":"sku unknown"}"#),
             (500, None, "oops"),
             (503, None, "busy"),
@@ -132,20 +183,39 @@ mod tests {
         let rendered: Vec<String> = cases
             .iter()
             .map(|(status, retry_after, body)| {
-                format!("{status} -> {:?}", classify_response(*status, *retry_after, body, 7))
+                let header = retry_after.map_or_else(String::new, |value| format!(" Retry-After: {value:?}"));
+                format!("{status}{header} -> {:?}", classify_response(*status, *retry_after, body, 7, now))
             })
             .collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         202 -> Published
         409 -> Superseded { current_version: 9 }
         409 -> Superseded { current_version: 7 }
-        429 -> Throttled { retry_after: 7s }
         429 -> Throttled { retry_after: 1s }
-        429 -> Throttled { retry_after: 3600s }
+        429 Retry-After: "7" -> Throttled { retry_after: 7s }
+        429 Retry-After: " 7 " -> Throttled { retry_after: 7s }
+        429 Retry-After: "1.5" -> Throttled { retry_after: 1.5s }
+        429 Retry-After: "0.25" -> Throttled { retry_after: 250ms }
+        429 Retry-After: "0" -> Throttled { retry_after: 0ns }
+        429 Retry-After: "soon" -> Throttled { retry_after: 1s }
+        429 Retry-After: "-1" -> Throttled { retry_after: 1s }
+        429 Retry-After: "1e3" -> Throttled { retry_after: 1s }
+        429 Retry-After: ".5" -> Throttled { retry_after: 1s }
+        429 Retry-After: "5." -> Throttled { retry_after: 1s }
+        429 Retry-After: "inf" -> Throttled { retry_after: 1s }
+        429 Retry-After: "999999" -> Throttled { retry_after: 3600s }
+        429 Retry-After: "99999999999999999999999.5" -> Throttled { retry_after: 3600s }
+        429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }
+        429 Retry-After: "Mon, 01 Jun 2026 11:59:00 GMT" -> Throttled { retry_after: 0ns }
+        429 Retry-After: "Fri, 01 Jan 2027 00:00:00 GMT" -> Throttled { retry_after: 3600s }
+        429 Retry-After: "Monday, 01-Jun-26 12:00:30 GMT" -> Throttled { retry_after: 1s }
+        429 Retry-After: "Mon, 01 Jun 2026 12:00:30 +0000" -> Throttled { retry_after: 1s }
+        429 Retry-After: "Tue, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 1s }
         400 -> DeadLetter { reason: "rejected_400", error: "HTTP 400", body: Some("bad") }
         401 -> DeadLetter { reason: "rejected_401", error: "HTTP 401", body: Some("who") }
         403 -> DeadLetter { reason: "rejected_403", error: "HTTP 403", body: Some("no") }
         404 -> DeadLetter { reason: "rejected_404", error: "HTTP 404", body: Some("gone") }
+        408 -> Retry { reason: "request_timeout", error: "HTTP 408: too slow" }
         422 -> DeadLetter { reason: "rejected_422", error: "HTTP 422", body: Some("{\"error\":\"sku unknown\"}") }
         500 -> Retry { reason: "server_error", error: "HTTP 500: oops" }
         503 -> Retry { reason: "server_error", error: "HTTP 503: busy" }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use catalog_store::OutboxEntry;
+use chrono::Utc;
 use serde::Serialize;
 
 use crate::adapter::{Attempt, ChannelAdapter};
@@ -86,7 +87,8 @@ impl ChannelAdapter for StorefrontChannel {
                     response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
                 // A body that cannot be read still leaves the status to decide by.
                 let text = response.text().await.unwrap_or_default();
-                (classify_response(status, retry_after.as_deref(), &text, entry.version), Some(status))
+                let verdict = classify_response(status, retry_after.as_deref(), &text, entry.version, Utc::now());
+                (verdict, Some(status))
             }
             Err(error) => {
                 let kind = if error.is_timeout() {

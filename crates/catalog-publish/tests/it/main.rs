@@ -2,6 +2,9 @@
 //! that plays the storefront contract: failures, throttling, conflicts, rejections, slow and
 //! dropped connections; with a real store (SQLite in a temp dir) behind the outbox.
 
+mod budget;
+mod heal;
+mod ordering;
 mod storefront;
 
 use std::sync::Arc;
@@ -11,7 +14,9 @@ use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
 use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents, Secret, StorefrontChannel, StorefrontConfig};
 use catalog_sqlite::SqliteStore;
 use catalog_store::prelude::*;
-use catalog_store::{BatchInput, IncomingEvent, OutboxEntry, Provenance, PublishRecord, SourceRef, StoreConfig};
+use catalog_store::{
+    BatchInput, IncomingEvent, OutboxEntry, Provenance, PublishRecord, ResolvedDeadLetter, SourceRef, StoreConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::storefront::{Behavior, Storefront};
@@ -20,6 +25,8 @@ struct Quiet;
 
 impl PublishEvents for Quiet {
     fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+    fn resolved(&self, _: &ResolvedDeadLetter) {}
+    fn lease_ran_out(&self, _: &OutboxEntry) {}
 }
 
 async fn store(channels: &[&str]) -> (Arc<dyn CatalogStore>, tempfile::TempDir) {
@@ -33,21 +40,32 @@ async fn store(channels: &[&str]) -> (Arc<dyn CatalogStore>, tempfile::TempDir) 
 }
 
 /// Sets `sku` of tenant `canary` to `quantity` through the store: a new item version.
+/// Event `n` is newer than every event before it (`n` below 60,000).
 async fn set(store: &dyn CatalogStore, n: u64, sku: &str, quantity: i64) {
+    set_many(store, n, &[(sku, quantity)]).await;
+}
+
+/// Sets several SKUs in one batch, as events `first_n`, `first_n + 1`, …
+async fn set_many(store: &dyn CatalogStore, first_n: u64, changes: &[(&str, i64)]) {
+    let events = (first_n..).zip(changes).map(|(n, (sku, quantity))| event(n, sku, *quantity)).collect();
+    store.apply_batch(&BatchInput { events, checkpoints: vec![] }).await.expect("apply");
+}
+
+fn event(n: u64, sku: &str, quantity: i64) -> IncomingEvent {
     let raw = format!(
         r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:00:{:02}.{:03}Z"}}"#,
         n / 1000 % 60,
         n % 1000
     )
     .into_bytes();
-    let event = IncomingEvent {
+    IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at: chrono::Utc::now() },
+        payload_length: raw.len() as u64,
         raw,
         source: SourceRef { source: "test".into(), partition: 0, offset: n as i64 },
-        traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1)),
+        traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1).parse().expect("a valid traceparent")),
         provenance: Provenance::Received,
-    };
-    store.apply_batch(&BatchInput { events: vec![event], checkpoints: vec![] }).await.expect("apply");
+    }
 }
 
 fn item_id(sku: &str) -> String {
@@ -162,7 +180,7 @@ async fn throttling_honours_retry_after_and_conflicts_are_not_errors() {
         .expect("trace")
         .expect("item");
     let results: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.clone(), a.status)).collect();
-    assert_eq!(results, [("retry".to_owned(), Some(429)), ("superseded".to_owned(), Some(409))]);
+    assert_eq!(results, [("throttled".to_owned(), Some(429)), ("superseded".to_owned(), Some(409))]);
     assert!(store.open_dead_letters(10).await.expect("dead letters").is_empty());
 }
 

@@ -1,6 +1,7 @@
 //! A storefront that plays the contract over real HTTP: it answers each request by the next
-//! scripted behavior (then accepts), remembers every request, and holds the newest version
-//! and quantity it accepted per item, answering 409 for anything older.
+//! scripted behavior (then accepts), or with 503 while it is down, remembers every request
+//! in arrival order, and holds the newest version and quantity it accepted per item,
+//! answering 409 for anything older.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,6 +24,11 @@ pub(crate) enum Behavior {
     Reject(u16, &'static str),
     /// 429 with `Retry-After` in seconds.
     Throttle(u64),
+    /// 429 with this `Retry-After` value (delta-seconds, perhaps with a fraction).
+    ThrottleFor(String),
+    /// 429 with `Retry-After` the HTTP date this long after the answer (to the second,
+    /// rounded down: the wait asked for is up to a second shorter).
+    ThrottleUntil(Duration),
     /// 409 saying the storefront holds this version.
     Conflict(u64),
     /// Answer only after this long (past the client's timeout).
@@ -45,6 +51,8 @@ pub(crate) struct Recorded {
 #[derive(Default)]
 struct Shared {
     script: VecDeque<Behavior>,
+    /// Every request is answered 503 while set.
+    down: bool,
     requests: Vec<Recorded>,
     /// item id → (version, quantity) accepted.
     held: HashMap<String, (u64, i64)>,
@@ -77,6 +85,9 @@ async fn invalidate(
             body: body.clone(),
             at: Instant::now(),
         });
+        if shared.down {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         shared.script.pop_front()
     };
     match behavior {
@@ -86,6 +97,13 @@ async fn invalidate(
         }
         Some(Behavior::Throttle(seconds)) => {
             return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", seconds.to_string())]).into_response()
+        }
+        Some(Behavior::ThrottleFor(value)) => {
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", value)]).into_response()
+        }
+        Some(Behavior::ThrottleUntil(ahead)) => {
+            let date = (chrono::Utc::now() + ahead).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", date)]).into_response();
         }
         Some(Behavior::Conflict(current_version)) => {
             return (StatusCode::CONFLICT, axum::Json(json!({"accepted": false, "current_version": current_version})))
@@ -134,6 +152,11 @@ impl Storefront {
 
     pub(crate) fn held_version(&self, item_id: &str) -> Option<u64> {
         self.shared.lock().expect("storefront state").held.get(item_id).map(|(version, _)| *version)
+    }
+
+    /// Answers every request with 503 from now on (`true`) or serves again (`false`).
+    pub(crate) fn set_down(&self, down: bool) {
+        self.shared.lock().expect("storefront state").down = down;
     }
 
     pub(crate) fn held_quantity(&self, item_id: &str) -> Option<i64> {
