@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_core::{Classify, FailureClass, Outcome};
+use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome};
 use catalog_publish::WorkSignal;
-use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, StoreError};
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef, StoreError};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +133,7 @@ impl Applier {
                 ),
                 (_, Ok(decoded)) if debug => tracing::debug!(
                     tenant = %decoded.offer().tenant, sku = %decoded.offer().sku, event_id = %decoded.event_id(),
-                    outcome, reason = decision.reason(), traceparent = event.traceparent.as_deref(),
+                    outcome, reason = decision.reason(), traceparent = event.traceparent.as_ref().map(catalog_core::TraceParent::as_str),
                     "event decided"
                 ),
                 _ => {}
@@ -222,7 +222,18 @@ impl BatchSink for Applier {
             partition,
             from,
             to,
-            "the broker skipped offsets after a seek to the stored checkpoint; those messages were not applied"
+            "offsets deleted by the broker's retention before they were applied; those messages are lost"
+        );
+    }
+
+    fn invalid_traceparent(&self, at: &SourceRef, invalid: InvalidTraceParent) {
+        self.metrics.traceparent_invalid.with_label_values(&[invalid.as_str()]).inc();
+        tracing::warn!(
+            source = %at.source,
+            partition = at.partition,
+            offset = at.offset,
+            reason = invalid.as_str(),
+            "invalid traceparent header dropped; the event is applied without it"
         );
     }
 

@@ -1,13 +1,15 @@
 //! The application layer of catalog-sync, under every binary: the source port every source
-//! implements (`source`), the applier that makes batches durable (`apply`), replay as a
-//! library function (`replay`), the channels items are published on (`channels`) and the
-//! publishers that drain them (`publishing`), and the Prometheus metrics (`metrics`).
+//! implements (`source`) and how sources cut batches (`batching`), the applier that makes
+//! batches durable (`apply`), replay as a library function (`replay`), the channels items
+//! are published on (`channels`) and the publishers that drain them (`publishing`), and the
+//! Prometheus metrics (`metrics`).
 //!
 //! No clap and no adapter crate here: sources (`catalog-kafka`, `catalog-file`) implement
 //! the port, stores (`catalog-postgres`, `catalog-sqlite`) implement `catalog-store`'s, and
 //! the binaries wire them together.
 
 pub mod apply;
+pub mod batching;
 pub mod channels;
 pub mod metrics;
 pub mod publishing;
@@ -15,5 +17,6 @@ pub mod replay;
 pub mod source;
 
 pub use apply::{Applier, RetryPolicy, Totals};
+pub use batching::{BatchLimits, PendingBatch};
 pub use metrics::Metrics;
 pub use source::{BatchSink, SinkError, SourceBatch, SourceError};

@@ -26,14 +26,28 @@ pub struct Metrics {
     pub skipped_below_checkpoint: IntCounterVec,
     /// Failures inside a source, by kind of source and where they happened (`kafka`/`commit`…).
     pub source_errors: IntCounterVec,
-    /// Positions a source never delivered after a seek to the stored checkpoint.
+    /// Positions deleted from a source (retention) before they were applied, per partition.
     pub offset_gaps: IntCounterVec,
+    /// `traceparent` headers dropped as invalid, by reason (`malformed`, `version_ff`, …).
+    pub traceparent_invalid: IntCounterVec,
     /// Publish attempts by channel and result.
     pub publish_attempts: IntCounterVec,
     /// Time from sending a publish to its answer, per channel.
     pub publish_latency_seconds: HistogramVec,
     /// Item versions dead-lettered, by channel and reason.
     pub dead_letters: IntCounterVec,
+    /// Dead letters resolved because the channel took a version at least as new, by channel
+    /// and resolution (`published_later`, `superseded_later`).
+    pub dead_letters_resolved: IntCounterVec,
+    /// What auto-heal did to dead letters, by channel and result (`requeued`, `quarantined`).
+    pub dead_letter_heals: IntCounterVec,
+    /// Dead letters not resolved, quarantined ones included, per channel.
+    pub dead_letters_open: IntGaugeVec,
+    /// Dead letters auto-heal gave up on (an operator must look), per channel.
+    pub dead_letters_quarantined: IntGaugeVec,
+    /// Claimed item versions not sent because their lease had run too short (a channel
+    /// slower than its rounds were sized for), per channel; each is claimed again.
+    pub publish_lease_ran_out: IntCounterVec,
     /// Items waiting in the outbox (each once, at its newest version), per channel.
     pub outbox_pending: IntGaugeVec,
     /// Seconds since the longest-waiting item's oldest unsent version was queued, per channel.
@@ -88,8 +102,13 @@ impl Metrics {
         );
         let offset_gaps = counter(
             "catalog_offset_gaps_total",
-            "Positions a source never delivered after a seek to the stored checkpoint.",
+            "Positions deleted from a source (retention) before they were applied.",
             &["partition"],
+        );
+        let traceparent_invalid = counter(
+            "catalog_traceparent_invalid_total",
+            "Invalid traceparent headers, dropped (the event is applied without one), by reason.",
+            &["reason"],
         );
         let publish_attempts = counter(
             "catalog_publish_attempts_total",
@@ -107,6 +126,28 @@ impl Metrics {
             "catalog_dead_letters_total",
             "Item versions dead-lettered, by channel and reason.",
             &["channel", "reason"],
+        );
+        let dead_letters_resolved = counter(
+            "catalog_dead_letters_resolved_total",
+            "Dead letters resolved because the channel took a version at least as new.",
+            &["channel", "resolution"],
+        );
+        let dead_letter_heals = counter(
+            "catalog_dead_letter_heals_total",
+            "Dead letters auto-heal requeued or quarantined, by channel and result.",
+            &["channel", "result"],
+        );
+        let dead_letters_open =
+            gauge("catalog_dead_letters_open", "Dead letters not resolved, quarantined ones included.", &["channel"]);
+        let dead_letters_quarantined = gauge(
+            "catalog_dead_letters_quarantined",
+            "Dead letters auto-heal gave up on: an operator must look.",
+            &["channel"],
+        );
+        let publish_lease_ran_out = counter(
+            "catalog_publish_lease_ran_out_total",
+            "Claimed item versions not sent because their lease had run too short.",
+            &["channel"],
         );
         let outbox_pending =
             gauge("catalog_outbox_pending", "Items waiting to be published, each at its newest version.", &["channel"]);
@@ -129,9 +170,15 @@ impl Metrics {
             skipped_below_checkpoint,
             source_errors,
             offset_gaps,
+            traceparent_invalid,
             publish_attempts,
             publish_latency_seconds,
             dead_letters,
+            dead_letters_resolved,
+            dead_letter_heals,
+            dead_letters_open,
+            dead_letters_quarantined,
+            publish_lease_ran_out,
             outbox_pending,
             outbox_oldest_seconds,
             stale_items,

@@ -67,7 +67,15 @@ pub struct ReplaySummary {
 /// nothing to decide afresh (a rejection the current rules still reject, a duplicate row).
 fn replayable(entry: &JournalEntry, tenant: &TenantId) -> Option<IncomingEvent> {
     let decoded = match (&entry.outcome, entry.event_id, entry.change, entry.updated_at) {
-        (Outcome::Rejected(_), _, _, _) => decode(entry.raw_payload.as_deref()?).ok()?,
+        // Only a message journaled whole can be decided afresh: of a longer one, the journal
+        // keeps a prefix (and its length) for support, not for replay.
+        (Outcome::Rejected(_), _, _, _) => {
+            let raw = entry.raw_payload.as_deref()?;
+            if entry.raw_payload_length.is_some_and(|length| length > raw.len() as u64) {
+                return None;
+            }
+            decode(raw).ok()?
+        }
         (Outcome::Duplicate, _, _, _) => return None,
         (_, Some(event_id), Some(change), Some(updated_at)) => {
             let offer = OfferKey {
@@ -84,8 +92,10 @@ fn replayable(entry: &JournalEntry, tenant: &TenantId) -> Option<IncomingEvent> 
         delivery: Delivery { decoded: Ok(decoded), received_at: entry.received_at },
         // The journal keeps a message's bytes for rejections only, and this one decodes.
         raw: Vec::new(),
+        payload_length: 0,
         source: entry.source.clone(),
-        traceparent: entry.traceparent.clone(),
+        // Journaled before traceparents were validated, an invalid one is not sent again.
+        traceparent: entry.traceparent.as_deref().and_then(|value| value.parse().ok()),
         provenance: Provenance::Replayed,
     })
 }

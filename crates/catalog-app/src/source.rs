@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use catalog_core::FailureClass;
-use catalog_store::{IncomingEvent, Position};
+use catalog_core::{FailureClass, InvalidTraceParent};
+use catalog_store::{IncomingEvent, Position, SourceRef};
 use chrono::{DateTime, Utc};
 
 /// A batch of one partition of a source, in source order, ready to be made durable.
@@ -61,7 +61,11 @@ pub trait BatchSink: Send + Sync + 'static {
     fn skipped_below_checkpoint(&self, partition: i32, count: u64);
     /// A source reported a failure; counted and logged.
     fn source_error(&self, error: &SourceError);
-    /// After seeking back to the stored checkpoint, the source's first message was beyond it:
-    /// positions `from..to` were never delivered. Counted and logged, never silently.
+    /// Positions `from..to` of a partition, never applied, are gone from the source (a
+    /// broker's retention deleted them): they will never be delivered. Counted and logged,
+    /// never silently.
     fn offset_gap(&self, partition: i32, from: i64, to: i64);
+    /// The message at `at` carried an invalid `traceparent`: it is applied without one.
+    /// Counted and logged.
+    fn invalid_traceparent(&self, at: &SourceRef, invalid: InvalidTraceParent);
 }

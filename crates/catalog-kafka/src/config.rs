@@ -4,6 +4,88 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 
+/// Where a partition with no stored checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartWithoutCheckpoint {
+    /// At the partition's low watermark: everything the broker still holds. A new or restored
+    /// database under a group that already read the topic reads it all again (the store
+    /// recognizes what it holds).
+    #[default]
+    Earliest,
+    /// At the group's committed offset (or librdkafka's `auto.offset.reset` without one).
+    Committed,
+    /// At the partition's end when the worker starts: older messages are skipped.
+    Latest,
+}
+
+impl StartWithoutCheckpoint {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StartWithoutCheckpoint::Earliest => "earliest",
+            StartWithoutCheckpoint::Committed => "committed",
+            StartWithoutCheckpoint::Latest => "latest",
+        }
+    }
+}
+
+/// One librdkafka setting given by the operator (`security.protocol`, `sasl.password`, …).
+/// Its value may be a secret: `Debug` shows the key only, and so does every log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientOption {
+    pub key: String,
+    value: String,
+}
+
+impl ClientOption {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { key: key.into(), value: value.into() }
+    }
+
+    /// The value, for librdkafka only.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for ClientOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}=<redacted>", self.key)
+    }
+}
+
+/// Why a `key=value` option was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientOptionError {
+    /// Not `key=value`; the option itself is not repeated, since it may hold a secret.
+    #[error("a Kafka option is not key=value (or has an empty key)")]
+    NotKeyValue,
+    #[error("the value of {key} names the environment variable {name}, which is not set")]
+    MissingVariable { key: String, name: String },
+}
+
+impl ClientOption {
+    /// Parses `key=value`; a value `env:NAME` is read from the variable NAME through `lookup`
+    /// (so that secrets stay out of the command line and `ps`).
+    pub fn parse_with(option: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ClientOptionError> {
+        let (key, value) = option
+            .split_once('=')
+            .map(|(key, value)| (key.trim(), value))
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or(ClientOptionError::NotKeyValue)?;
+        let value = match value.strip_prefix("env:") {
+            Some(name) => lookup(name)
+                .ok_or_else(|| ClientOptionError::MissingVariable { key: key.to_owned(), name: name.to_owned() })?,
+            None => value.to_owned(),
+        };
+        Ok(Self::new(key, value))
+    }
+
+    /// Parses `key=value`, reading `env:NAME` values from the process environment.
+    pub fn parse(option: &str) -> Result<Self, ClientOptionError> {
+        Self::parse_with(option, |name| std::env::var(name).ok())
+    }
+}
+
 /// Settings of the Kafka source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaSourceConfig {
@@ -17,8 +99,17 @@ pub struct KafkaSourceConfig {
     pub batch_max_wait: Duration,
     /// How long the group waits for a silent member before giving its partitions away.
     pub session_timeout: Duration,
-    /// Extra librdkafka settings, applied last.
-    pub extra: Vec<(String, String)>,
+    /// Where a partition with no stored checkpoint starts.
+    pub start_without_checkpoint: StartWithoutCheckpoint,
+    /// Another member's partition whose checkpoint has not moved for this long while
+    /// messages wait is stalled (its member died without leaving): the source rejoins the
+    /// group so that a rebalance gives it to a live member.
+    pub stalled_partition_after: Duration,
+    /// Message bytes all pending batches hold at most, shared evenly by the topic's
+    /// partitions: a partition's batch is cut once it holds its share.
+    pub max_bytes_in_flight: usize,
+    /// Extra librdkafka settings (TLS, SASL, tuning), applied last.
+    pub extra: Vec<ClientOption>,
 }
 
 impl KafkaSourceConfig {
@@ -67,8 +158,59 @@ pub(crate) fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
         // for again 10 ms after it has room, not librdkafka's default 1 s, which stalled a
         // partition after every batch (docs/benchmarks.md, session 5).
         .set("fetch.queue.backoff.ms", "10");
-    for (key, value) in &config.extra {
-        client.set(key, value);
+    for option in &config.extra {
+        client.set(&option.key, option.value());
     }
     client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(option: &str) -> Result<ClientOption, ClientOptionError> {
+        ClientOption::parse_with(option, |name| (name == "KAFKA_PASSWORD").then(|| "s3cret,with=signs".to_owned()))
+    }
+
+    #[test]
+    fn options_are_key_value_and_secrets_come_from_the_environment() {
+        let option = parse("security.protocol=SASL_SSL").expect("valid");
+        assert_eq!((option.key.as_str(), option.value()), ("security.protocol", "SASL_SSL"));
+        let option = parse("sasl.password=env:KAFKA_PASSWORD").expect("valid");
+        assert_eq!((option.key.as_str(), option.value()), ("sasl.password", "s3cret,with=signs"));
+        // Only the first `=` separates: a value may hold more.
+        assert_eq!(parse("sasl.jaas.config=a=b").expect("valid").value(), "a=b");
+        assert_eq!(parse("ssl.ca.location=").expect("valid").value(), "");
+    }
+
+    #[test]
+    fn a_bad_option_names_the_key_never_the_value() {
+        assert_eq!(parse("sasl.password:s3cret"), Err(ClientOptionError::NotKeyValue));
+        assert_eq!(parse("=s3cret"), Err(ClientOptionError::NotKeyValue));
+        assert!(!ClientOptionError::NotKeyValue.to_string().contains("s3cret"));
+        let missing = parse("sasl.password=env:UNSET_VARIABLE").expect_err("unset");
+        assert_eq!(
+            missing.to_string(),
+            "the value of sasl.password names the environment variable UNSET_VARIABLE, which is not set"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_every_value() {
+        let option = parse("sasl.password=env:KAFKA_PASSWORD").expect("valid");
+        assert_eq!(format!("{option:?}"), "sasl.password=<redacted>");
+        let config = KafkaSourceConfig {
+            brokers: "localhost:9092".to_owned(),
+            topic: "t".to_owned(),
+            group: "g".to_owned(),
+            batch_size: 1,
+            batch_max_wait: Duration::from_millis(1),
+            session_timeout: Duration::from_secs(1),
+            start_without_checkpoint: StartWithoutCheckpoint::Earliest,
+            stalled_partition_after: Duration::from_secs(60),
+            max_bytes_in_flight: 1,
+            extra: vec![option],
+        };
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
 }

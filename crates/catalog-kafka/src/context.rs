@@ -3,16 +3,17 @@
 //! revocation, and each partition's high watermark.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use catalog_app::{BatchSink, SourceError};
 use catalog_core::FailureClass;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 
-use crate::partition::Ownership;
+use crate::feed::Ownership;
 
 /// A Kafka client error as the source port reports it: `operation` says where it happened.
 /// Configuration errors need an operator; everything else librdkafka retries itself.
@@ -24,6 +25,22 @@ pub(crate) fn source_error(operation: &'static str, error: &KafkaError) -> Sourc
         _ => FailureClass::Retryable,
     };
     SourceError { source: "kafka", operation, class, message: error.to_string() }
+}
+
+/// Whether the source's connection to the brokers is up, as librdkafka last said: a broker
+/// in state `UP` in its statistics (every 5 seconds), down at once when it reports every
+/// broker down. Unknown (down) until the first statistics or metadata answer.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerStatus(Arc<AtomicBool>);
+
+impl BrokerStatus {
+    pub fn is_up(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, up: bool) {
+        self.0.store(up, Ordering::Relaxed);
+    }
 }
 
 /// Rebalance events handed from librdkafka's callback to the dispatcher.
@@ -49,10 +66,21 @@ pub(crate) struct SourceContext {
     pub(crate) high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     /// Who owns each partition read from its own queue, told to its task.
     pub(crate) ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
+    pub(crate) brokers: BrokerStatus,
 }
 
 impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers.set(false);
+        }
+        let mut reported = source_error("client", &error);
+        reported.message = format!("{error}: {reason}");
+        self.sink.source_error(&reported);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
+        self.brokers.set(statistics.brokers.values().any(|broker| broker.state == "UP"));
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         let mut high_watermarks = lock(&self.high_watermarks);
         for (partition, stats) in &topic.partitions {

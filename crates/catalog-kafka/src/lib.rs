@@ -1,8 +1,9 @@
 //! Kafka source of supplier events: a consumer-group member that batches each assigned
 //! partition on its own, hands batches to a `catalog_app::BatchSink` that makes them durable,
 //! and only then commits the offsets to Kafka. The store's checkpoints are the authority on
-//! progress: a partition's worker starts from its stored checkpoint, seeking back to it when
-//! the fetch starts beyond it and skipping whatever lies below it.
+//! progress: a partition's worker seeks to its stored checkpoint (without one, to the
+//! partition's earliest offset, not the group's committed one), steps back further while the
+//! broker's fetch starts beyond it, and skips whatever lies below it.
 //!
 //! Every partition the topic has at start is split off into a librdkafka queue of its own
 //! (before the member joins the group, so nothing of it was fetched into the shared queue),
@@ -13,18 +14,24 @@
 //! worker over a bounded channel.
 //!
 //! `config` holds the settings and the librdkafka configuration, `context` the callbacks
-//! (ownership, statistics, commits), `source` the member and its dispatcher, `partition` the
-//! worker of one partition.
+//! (ownership, statistics, commits), `source` the member and its dispatcher, `feed` where a
+//! partition's messages come from, `partition` the worker of one partition, `rewind` the
+//! check that its fetch starts where the store stopped (stepping back when it does not), and
+//! `stall` the watch for partitions a dead member still holds (the source rejoins the group).
 
 mod config;
 mod context;
+mod feed;
 mod partition;
+mod rewind;
 mod source;
+mod stall;
 
 use catalog_core::{Classify, FailureClass};
 use rdkafka::error::KafkaError;
 
-pub use config::KafkaSourceConfig;
+pub use config::{ClientOption, ClientOptionError, KafkaSourceConfig, StartWithoutCheckpoint};
+pub use context::BrokerStatus;
 pub use source::KafkaSource;
 
 /// Failures of the source itself.
@@ -32,6 +39,10 @@ pub use source::KafkaSource;
 pub enum KafkaSourceError {
     #[error("kafka client: {0}")]
     Client(#[from] KafkaError),
+    /// librdkafka refused the settings: its message, with the values of the operator's
+    /// options blanked out (librdkafka repeats a value it refuses, and one may be a secret).
+    #[error("creating the kafka client: {0}")]
+    Creation(String),
     #[error("sink failed: {0}")]
     Sink(String),
     #[error("partition task panicked: {0}")]
@@ -41,7 +52,7 @@ pub enum KafkaSourceError {
 impl Classify for KafkaSourceError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            KafkaSourceError::Client(_) => FailureClass::NeedsOperator,
+            KafkaSourceError::Client(_) | KafkaSourceError::Creation(_) => FailureClass::NeedsOperator,
             KafkaSourceError::Sink(_) | KafkaSourceError::Task(_) => FailureClass::Fatal,
         }
     }

@@ -1,159 +1,32 @@
-//! One assigned partition: cut its messages into batches (size or wait), hand each to the
-//! sink, and commit the offset to Kafka once the sink says the batch is durable. Messages
-//! come from the partition's own librdkafka queue ([`QueueFeed`]), or, for a partition that
-//! was not split off at start, from the dispatcher over a bounded channel.
+//! One assigned partition: check where its fetch starts (`rewind`), cut its messages into
+//! batches (count, bytes or wait), hand each to the sink, and commit the offset to Kafka once
+//! the sink says the batch is durable. Its messages come from a [`Feed`].
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use catalog_app::{BatchSink, SinkError, SourceBatch};
+use catalog_app::{BatchLimits, BatchSink, PendingBatch, SinkError, SourceBatch, SourceError};
+use catalog_core::FailureClass;
 use catalog_store::{IncomingEvent, Position, SourceRef};
-use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{lock, source_error, SourceContext};
+use crate::config::StartWithoutCheckpoint;
+use crate::context::{lock, source_error};
+use crate::feed::{Feed, OwnedDelivery, PartitionInput};
+use crate::rewind::{Check, Rewind};
 use crate::source::SourceConsumer;
 
-/// A message copied out of librdkafka's buffer, with its reception time.
-#[derive(Debug)]
-pub(crate) struct OwnedDelivery {
-    offset: i64,
-    payload: Vec<u8>,
-    traceparent: Option<String>,
-    broker_timestamp: Option<DateTime<Utc>>,
-    received_at: DateTime<Utc>,
-}
+/// How long one seek, or one read of a partition's watermarks, may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
-impl OwnedDelivery {
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let traceparent = message.headers().and_then(|headers| {
-            headers
-                .iter()
-                .find(|header| header.key.eq_ignore_ascii_case("traceparent"))
-                .and_then(|header| header.value)
-                .and_then(|value| std::str::from_utf8(value).ok())
-                .map(str::to_owned)
-        });
-        Self {
-            offset: message.offset(),
-            // A message without a value (a tombstone) is an empty payload: rejected as
-            // invalid_payload and journaled like any other bad message.
-            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            traceparent,
-            broker_timestamp: message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
-            received_at: Utc::now(),
-        }
-    }
-}
-
-/// How long to wait for a seek to show before asking again.
-const SEEK_RETRY: Duration = Duration::from_secs(5);
-
-/// Whether the fetch position was checked against the stored checkpoint.
-#[derive(Debug, Clone, Copy)]
-enum Rewind {
-    /// No message seen yet.
-    Unchecked,
-    /// The fetch began at `first_seen`, beyond the checkpoint; a seek back was requested.
-    Awaiting { first_seen: i64, requested_at: Instant },
-}
-
-#[derive(Debug)]
-pub(crate) enum PartitionInput {
-    Message(OwnedDelivery),
-    /// The partition was taken away: drop what is not applied yet, commit nothing more.
-    Revoked,
-}
-
-/// Whether this member owns a partition, and since which revocation (`epoch` counts them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Ownership {
-    pub(crate) epoch: u64,
-    pub(crate) owned: bool,
-}
-
-/// Where a partition worker's messages come from.
-pub(crate) enum Feed<'q> {
-    /// From the dispatcher: a partition that reads through the consumer's shared queue.
-    Channel(mpsc::Receiver<PartitionInput>),
-    /// From the partition's own librdkafka queue, for one assignment of it.
-    Queue(QueueFeed<'q>),
-}
-
-impl Feed<'_> {
-    /// The next input; `None` once the source stops (apply what is held, then return).
-    async fn next(&mut self) -> Option<PartitionInput> {
-        match self {
-            Feed::Channel(receiver) => receiver.recv().await,
-            Feed::Queue(queue) => queue.next().await,
-        }
-    }
-}
-
-/// One assignment of a partition read from its own queue: librdkafka fetches for it alone,
-/// up to its own prefetch limit, so a partition whose batch is being applied holds back
-/// only itself, never the others.
-pub(crate) struct QueueFeed<'q> {
-    pub(crate) messages: MessageStream<'q, SourceContext>,
-    pub(crate) ownership: &'q mut watch::Receiver<Ownership>,
-    /// The assignment this feed belongs to.
-    pub(crate) epoch: u64,
-    pub(crate) stop: &'q CancellationToken,
-    pub(crate) sink: &'q dyn BatchSink,
-}
-
-impl QueueFeed<'_> {
-    async fn next(&mut self) -> Option<PartitionInput> {
-        loop {
-            tokio::select! {
-                // A revocation or a stop is seen before any further message: librdkafka drops
-                // what was fetched for an old assignment, so nothing after this belongs to it.
-                biased;
-                () = self.stop.cancelled() => return None,
-                changed = self.ownership.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                    let now = *self.ownership.borrow_and_update();
-                    if now.epoch != self.epoch || !now.owned {
-                        return Some(PartitionInput::Revoked);
-                    }
-                }
-                message = self.messages.next() => match message {
-                    Some(Ok(message)) => return Some(PartitionInput::Message(OwnedDelivery::from_message(&message))),
-                    Some(Err(error)) => self.sink.source_error(&source_error("consume", &error)),
-                    // The consumer's streams never end; if one did, the source is stopping.
-                    None => return None,
-                },
-            }
-        }
-    }
-}
-
-/// Waits until this member owns the partition; `None` if the source stops first.
-pub(crate) async fn owned(ownership: &mut watch::Receiver<Ownership>, stop: &CancellationToken) -> Option<u64> {
-    loop {
-        if stop.is_cancelled() {
-            return None;
-        }
-        let now = *ownership.borrow_and_update();
-        if now.owned {
-            return Some(now.epoch);
-        }
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => return None,
-            changed = ownership.changed() => changed.ok()?,
-        }
-    }
-}
+/// While the start is unchecked and nothing arrives, how long to wait before stepping back
+/// (doubling up to [`MAX_IDLE_CHECK`]).
+const FIRST_IDLE_CHECK: Duration = Duration::from_millis(500);
+const MAX_IDLE_CHECK: Duration = Duration::from_secs(5);
 
 pub(crate) struct PartitionWorker {
     pub(crate) topic: String,
@@ -161,30 +34,43 @@ pub(crate) struct PartitionWorker {
     pub(crate) partition: i32,
     pub(crate) batch_size: usize,
     pub(crate) batch_max_wait: Duration,
+    /// The worker's budget of message bytes in pending batches, shared evenly by…
+    pub(crate) max_bytes_in_flight: usize,
+    /// …the partitions this source reads.
+    pub(crate) n_partitions: Arc<AtomicUsize>,
+    pub(crate) start_without_checkpoint: StartWithoutCheckpoint,
     pub(crate) consumer: Arc<SourceConsumer>,
     pub(crate) assigned: Arc<Mutex<HashSet<i32>>>,
     pub(crate) high_watermarks: Arc<Mutex<std::collections::HashMap<i32, i64>>>,
     pub(crate) sink: Arc<dyn BatchSink>,
+    /// Cancelled when the source stops: ends waits on the broker.
+    pub(crate) stop: CancellationToken,
+}
+
+/// What the start check looks at.
+#[derive(Debug, Clone, Copy)]
+enum Seen {
+    /// A message at this offset.
+    Message(i64),
+    /// Nothing for a while since the last seek.
+    Nothing,
 }
 
 impl PartitionWorker {
     /// Runs one assignment of the partition until its feed ends (shutdown: apply what is
     /// held) or the partition is revoked (drop what is held).
     pub(crate) async fn run(&self, mut input: Feed<'_>) -> Result<(), SinkError> {
-        // Anything below the stored checkpoint was applied already (the Kafka commit after
-        // it may have been lost in a crash): skip it rather than journal it again.
-        let stored = self.sink.checkpoint(&self.source, self.partition).await?.map(|position| position.offset);
-        let mut next_offset = stored.unwrap_or(0);
-        // Until the first message is seen, the fetch position is unknown: if it lies beyond
-        // the stored checkpoint (the group's committed offset is ahead of the store, or the
-        // broker forgot it), the messages in between would never be applied. Seek back.
-        let mut rewind = stored.map(|_| Rewind::Unchecked);
-        let mut pending: Vec<OwnedDelivery> = Vec::with_capacity(self.batch_size);
+        // Anything below the wanted offset was applied already (the Kafka commit after it may
+        // have been lost in a crash): skip it rather than journal it again. Until a fetch is
+        // seen to start at or before it, the start is checked (`rewind`).
+        let (mut next_offset, mut rewind) = self.start(matches!(input, Feed::Queue(_))).await?;
+        let mut pending: PendingBatch<OwnedDelivery> = PendingBatch::new(self.limits());
         // One timer per batch, armed by its first message: not one per message received.
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let mut idle_check = FIRST_IDLE_CHECK;
         loop {
-            let received = match deadline.as_mut() {
-                Some(timer) => tokio::select! {
+            let received = match (deadline.as_mut(), rewind.as_mut()) {
+                (Some(timer), _) => tokio::select! {
                     biased;
                     received = input.next() => received,
                     () = timer.as_mut() => {
@@ -193,44 +79,52 @@ impl PartitionWorker {
                         continue;
                     }
                 },
-                None => input.next().await,
+                // Nothing arrives while the start is unchecked: a fetch from inside the
+                // partition's last record batch returns nothing (tansu 0.6), so step back.
+                (None, Some(unchecked)) => tokio::select! {
+                    biased;
+                    received = input.next() => received,
+                    () = tokio::time::sleep(idle_check) => {
+                        idle_check = (idle_check * 2).min(MAX_IDLE_CHECK);
+                        self.check_start(unchecked, Seen::Nothing).await;
+                        continue;
+                    }
+                },
+                (None, None) => input.next().await,
             };
             match received {
                 Some(PartitionInput::Message(delivery)) => {
-                    match rewind {
-                        Some(Rewind::Unchecked) if delivery.offset > next_offset => {
-                            self.seek(next_offset);
-                            rewind =
-                                Some(Rewind::Awaiting { first_seen: delivery.offset, requested_at: Instant::now() });
+                    if let Some(unchecked) = rewind.as_mut() {
+                        idle_check = FIRST_IDLE_CHECK;
+                        if !self.check_start(unchecked, Seen::Message(delivery.offset)).await {
                             continue;
                         }
-                        Some(Rewind::Unchecked) => rewind = None,
-                        // Messages fetched before the seek took effect are dropped; the first one
-                        // at or below the first offset seen comes from the rewound fetch.
-                        Some(Rewind::Awaiting { first_seen, requested_at }) => {
-                            if delivery.offset > first_seen {
-                                if requested_at.elapsed() > SEEK_RETRY {
-                                    self.seek(next_offset);
-                                    rewind = Some(Rewind::Awaiting { first_seen, requested_at: Instant::now() });
-                                }
-                                continue;
-                            }
-                            rewind = None;
-                            if delivery.offset > next_offset {
-                                self.sink.offset_gap(self.partition, next_offset, delivery.offset);
-                            }
+                        next_offset = unchecked.want();
+                        if unchecked.n_seeks() > 0 {
+                            tracing::info!(
+                                partition = self.partition,
+                                offset = delivery.offset,
+                                wanted = next_offset,
+                                n_seeks = unchecked.n_seeks(),
+                                "fetch starts at or before the wanted offset after stepping back"
+                            );
                         }
-                        None => {}
+                        rewind = None;
                     }
-                    if delivery.offset < next_offset {
+                    // Below the checkpoint, or at or below a message the pending batch holds
+                    // (a broker that resets its fetch delivers messages again): held already.
+                    if delivery.offset < next_offset
+                        || pending.last().is_some_and(|last| delivery.offset <= last.offset)
+                    {
                         self.sink.skipped_below_checkpoint(self.partition, 1);
                         continue;
                     }
                     if pending.is_empty() {
+                        pending.set_limits(self.limits());
                         deadline = Some(Box::pin(tokio::time::sleep(self.batch_max_wait)));
                     }
-                    pending.push(delivery);
-                    if pending.len() >= self.batch_size {
+                    let n_bytes = delivery.payload.len();
+                    if pending.push(delivery, n_bytes) {
                         next_offset = self.flush(&mut pending, next_offset).await?;
                         deadline = None;
                     }
@@ -250,32 +144,203 @@ impl PartitionWorker {
         }
     }
 
-    fn seek(&self, offset: i64) {
-        tracing::info!(
-            partition = self.partition,
-            offset,
-            "fetch began beyond the stored checkpoint, seeking back to it"
-        );
-        // A zero timeout makes the seek asynchronous: this task must not block the runtime.
-        if let Err(error) = self.consumer.seek(&self.topic, self.partition, Offset::Offset(offset), Duration::ZERO) {
-            self.sink.source_error(&source_error("seek", &error));
+    /// This partition's share of the bytes in flight.
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::share(self.batch_size, self.max_bytes_in_flight, self.n_partitions.load(Ordering::Relaxed))
+    }
+
+    /// Where this assignment starts reading, and the check of it (`None`: from wherever the
+    /// group's committed offset says, unchecked). A partition read from its own queue seeks
+    /// there before reading anything (`seek_first`); one fed by the dispatcher already holds
+    /// a message, and checks that.
+    async fn start(&self, seek_first: bool) -> Result<(i64, Option<Rewind>), SinkError> {
+        let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let (want, low_watermark) = match (stored, self.start_without_checkpoint) {
+            (Some(position), _) => (position.offset, None),
+            (None, StartWithoutCheckpoint::Committed) => {
+                tracing::info!(
+                    partition = self.partition,
+                    "no stored checkpoint: starting from the group's committed offset"
+                );
+                return Ok((0, None));
+            }
+            (None, choice) => {
+                // `None`: the source is stopping, or lost the partition, before the broker answered.
+                let Some((low, high)) = self.watermarks().await else { return Ok((0, None)) };
+                let want = if choice == StartWithoutCheckpoint::Latest { high } else { low };
+                tracing::info!(
+                    partition = self.partition,
+                    offset = want,
+                    start = choice.as_str(),
+                    "no stored checkpoint: reading from the partition's {} offset, not the group's committed one",
+                    choice.as_str()
+                );
+                (want, Some(low))
+            }
+        };
+        let mut rewind =
+            if seek_first && self.seek(want).await { Rewind::sought_at_start(want) } else { Rewind::new(want) };
+        if let Some(low) = low_watermark {
+            // Read just now, and the wanted offset is not below it: no gap.
+            let _ = rewind.low_watermark(low);
+        }
+        Ok((want, Some(rewind)))
+    }
+
+    /// Checks what was seen against the start, and does what the check asks: a seek back, or
+    /// reading the low watermark (offsets below it the store lacks are a gap, reported once)
+    /// and checking again. `true`: read on from the message seen.
+    async fn check_start(&self, rewind: &mut Rewind, seen: Seen) -> bool {
+        loop {
+            let check = match seen {
+                Seen::Message(offset) => rewind.check(offset),
+                Seen::Nothing => match rewind.idle() {
+                    Some(check) => check,
+                    None => return false,
+                },
+            };
+            match (check, seen) {
+                (Check::Started, Seen::Message(_)) => return true,
+                (Check::NoRecordsBetween { from, to }, Seen::Message(_)) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        from,
+                        to,
+                        "the broker holds no records between these offsets, even from its low watermark; reading on"
+                    );
+                    return true;
+                }
+                (Check::SeekTo(position), _) => {
+                    tracing::info!(
+                        partition = self.partition,
+                        wanted = rewind.want(),
+                        position,
+                        "fetch began beyond the wanted offset, stepping back"
+                    );
+                    self.seek(position).await;
+                    return false;
+                }
+                (Check::NeedsLowWatermark, _) => {
+                    let Some((low, _)) = self.watermarks().await else { return false };
+                    if let Some((from, to)) = rewind.low_watermark(low) {
+                        self.sink.offset_gap(self.partition, from, to);
+                    }
+                }
+                (Check::Stale | Check::Started | Check::NoRecordsBetween { .. }, _) => return false,
+            }
+        }
+    }
+
+    /// Whether the source runs and this member still owns the partition: waits on the broker
+    /// end otherwise.
+    fn still_reading(&self) -> bool {
+        !self.stop.is_cancelled() && lock(&self.assigned).contains(&self.partition)
+    }
+
+    /// Seeks the partition's fetch to `offset` and waits until librdkafka has done it,
+    /// retrying while the fetch has not started yet (right after an assignment, a seek fails
+    /// until the group's committed offset is read); `false` if the source stopped or lost the
+    /// partition first.
+    async fn seek(&self, offset: i64) -> bool {
+        let mut backoff = Duration::from_millis(20);
+        let mut failing_since: Option<std::time::Instant> = None;
+        while self.still_reading() {
+            let consumer = Arc::clone(&self.consumer);
+            let topic = self.topic.clone();
+            let partition = self.partition;
+            let sought = tokio::task::spawn_blocking(move || {
+                consumer.seek(&topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)
+            })
+            .await;
+            let error = match sought {
+                Ok(Ok(())) => return true,
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            // Failing for a moment after an assignment is normal; for long, it is reported.
+            let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > BROKER_TIMEOUT {
+                self.sink.source_error(&SourceError {
+                    source: "kafka",
+                    operation: "seek",
+                    class: FailureClass::Retryable,
+                    message: error,
+                });
+                failing_since = Some(std::time::Instant::now());
+            } else {
+                tracing::debug!(partition, offset, %error, "seek not done yet, retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        false
+    }
+
+    /// The partition's low and high watermarks, asked of the broker until it answers; `None`
+    /// if the source stopped or lost the partition first.
+    async fn watermarks(&self) -> Option<(i64, i64)> {
+        let mut backoff = Duration::from_millis(100);
+        while self.still_reading() {
+            if let Some(watermarks) = self.watermarks_once().await {
+                return Some(watermarks);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        None
+    }
+
+    /// The partition's low and high watermarks, asked of the broker once (a failure is
+    /// reported).
+    async fn watermarks_once(&self) -> Option<(i64, i64)> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let partition = self.partition;
+        let fetched =
+            tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)).await;
+        match fetched {
+            Ok(Ok(watermarks)) => Some(watermarks),
+            Ok(Err(error)) => {
+                self.sink.source_error(&source_error("watermarks", &error));
+                None
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "reading the partition's watermarks failed");
+                None
+            }
         }
     }
 
     /// Applies the pending messages as one batch and commits the offset after it.
     /// Returns the new next offset.
-    async fn flush(&self, pending: &mut Vec<OwnedDelivery>, next_offset: i64) -> Result<i64, SinkError> {
+    async fn flush(&self, pending: &mut PendingBatch<OwnedDelivery>, next_offset: i64) -> Result<i64, SinkError> {
         let Some(last) = pending.last() else { return Ok(next_offset) };
         let new_next_offset = last.offset + 1;
         let last_message_at = last.broker_timestamp;
         // One name for the whole batch, shared by its events.
         let source: Arc<str> = self.source.as_str().into();
         let events = pending
-            .drain(..)
+            .take()
+            .into_iter()
             .map(|delivery| {
                 let position =
                     SourceRef { source: Arc::clone(&source), partition: self.partition, offset: delivery.offset };
-                IncomingEvent::received(delivery.payload, delivery.received_at, position, delivery.traceparent)
+                let traceparent = match delivery.traceparent {
+                    Some(Ok(traceparent)) => Some(traceparent),
+                    Some(Err(invalid)) => {
+                        // Dropped here, once: never stored, never sent on.
+                        self.sink.invalid_traceparent(&position, invalid);
+                        None
+                    }
+                    None => None,
+                };
+                IncomingEvent::received(delivery.payload, delivery.received_at, position, traceparent)
             })
             .collect();
         let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();

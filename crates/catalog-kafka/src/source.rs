@@ -3,6 +3,7 @@
 //! partitions added later from the shared queue to a worker each.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{client_config, KafkaSourceConfig};
-use crate::context::{lock, source_error, Assignment, SourceContext};
-use crate::partition::{self, Feed, OwnedDelivery, Ownership, PartitionInput, PartitionWorker, QueueFeed};
+use crate::config::{client_config, ClientOption, KafkaSourceConfig};
+use crate::context::{lock, source_error, Assignment, BrokerStatus, SourceContext};
+use crate::feed::{self, Feed, OwnedDelivery, Ownership, PartitionInput, QueueFeed};
+use crate::partition::PartitionWorker;
+use crate::stall::StallCheck;
 use crate::KafkaSourceError;
 
 pub(crate) type SourceConsumer = StreamConsumer<SourceContext>;
@@ -39,6 +42,9 @@ pub struct KafkaSource {
     ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
     events: mpsc::UnboundedReceiver<Assignment>,
     sink: Arc<dyn BatchSink>,
+    /// Partitions this source reads, which share the bytes in flight.
+    n_partitions: Arc<AtomicUsize>,
+    brokers: BrokerStatus,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -55,6 +61,7 @@ impl KafkaSource {
         let epochs = Arc::new(Mutex::new(HashMap::new()));
         let ownership = Arc::new(Mutex::new(HashMap::new()));
         let (events_sender, events) = mpsc::unbounded_channel();
+        let brokers = BrokerStatus::default();
         let context = SourceContext {
             topic: config.topic.clone(),
             sink: Arc::clone(&sink),
@@ -63,9 +70,28 @@ impl KafkaSource {
             events: events_sender,
             high_watermarks: Arc::clone(&high_watermarks),
             ownership: Arc::clone(&ownership),
+            brokers: brokers.clone(),
         };
-        let consumer: SourceConsumer = client_config(&config).create_with_context(context)?;
-        Ok(Self { config, consumer: Arc::new(consumer), assigned, epochs, high_watermarks, ownership, events, sink })
+        let consumer: SourceConsumer =
+            client_config(&config).create_with_context(context).map_err(|error| creation_error(&error, &config))?;
+        Ok(Self {
+            config,
+            consumer: Arc::new(consumer),
+            assigned,
+            epochs,
+            high_watermarks,
+            ownership,
+            events,
+            sink,
+            n_partitions: Arc::new(AtomicUsize::new(1)),
+            brokers,
+        })
+    }
+
+    /// Whether the connection to the brokers is up, for readiness checks; follows the source
+    /// while it runs.
+    pub fn broker_status(&self) -> BrokerStatus {
+        self.brokers.clone()
     }
 
     /// Splits every partition the topic has now into a queue of its own, before the member
@@ -88,7 +114,11 @@ impl KafkaSource {
         })
         .await;
         let partitions = match partitions {
-            Ok(Ok(partitions)) => partitions,
+            Ok(Ok(partitions)) => {
+                // A broker answered: up until statistics or an error say otherwise.
+                self.brokers.set(true);
+                partitions
+            }
             Ok(Err(error)) => {
                 self.sink.source_error(&source_error("metadata", &error));
                 Vec::new()
@@ -114,17 +144,21 @@ impl KafkaSource {
             .collect()
     }
 
-    fn partition_worker(&self, partition: i32) -> PartitionWorker {
+    fn partition_worker(&self, partition: i32, stop: &CancellationToken) -> PartitionWorker {
         PartitionWorker {
             topic: self.config.topic.clone(),
             source: self.config.source_name(),
             partition,
             batch_size: self.config.batch_size.max(1),
             batch_max_wait: self.config.batch_max_wait,
+            max_bytes_in_flight: self.config.max_bytes_in_flight,
+            n_partitions: Arc::clone(&self.n_partitions),
+            start_without_checkpoint: self.config.start_without_checkpoint,
             consumer: Arc::clone(&self.consumer),
             assigned: Arc::clone(&self.assigned),
             high_watermarks: Arc::clone(&self.high_watermarks),
             sink: Arc::clone(&self.sink),
+            stop: stop.clone(),
         }
     }
 
@@ -134,10 +168,25 @@ impl KafkaSource {
         let mut workers: JoinSet<Result<(), SinkError>> = JoinSet::new();
         // Stops the partitions' own tasks once this loop ends, whatever ended it.
         let stop = shutdown.child_token();
-        for (partition, queue, ownership) in self.split_partitions().await {
-            workers.spawn(read_own_queue(self.partition_worker(partition), queue, ownership, stop.clone()));
+        let split = self.split_partitions().await;
+        let n_split = split.len();
+        self.n_partitions.store(n_split.max(1), Ordering::Relaxed);
+        // Partitions read through the shared queue, counted once each among those sharing
+        // the bytes in flight.
+        let mut dispatched: HashSet<i32> = HashSet::new();
+        for (partition, queue, ownership) in split {
+            workers.spawn(read_own_queue(self.partition_worker(partition, &stop), queue, ownership, stop.clone()));
         }
         self.consumer.subscribe(&[&self.config.topic])?;
+        let stall_check = StallCheck {
+            consumer: Arc::clone(&self.consumer),
+            topic: self.config.topic.clone(),
+            source: self.config.source_name(),
+            assigned: Arc::clone(&self.assigned),
+            sink: Arc::clone(&self.sink),
+            stalled_after: self.config.stalled_partition_after,
+        };
+        workers.spawn(stall_check.run(stop.clone()));
         // Each dispatched partition's worker, with the epoch it was started in.
         let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
         let consumer = Arc::clone(&self.consumer);
@@ -191,8 +240,11 @@ impl KafkaSource {
                             // Cannot happen (it was split off before the member joined); applied anyway.
                             tracing::warn!(partition, "a partition with its own queue is also read through the shared one");
                         }
+                        if dispatched.insert(partition) {
+                            self.n_partitions.store(n_split + dispatched.len(), Ordering::Relaxed);
+                        }
                         let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
-                        let worker = self.partition_worker(partition);
+                        let worker = self.partition_worker(partition, &stop);
                         workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
                         (epoch, sender)
                     });
@@ -224,6 +276,17 @@ impl KafkaSource {
     }
 }
 
+/// Why librdkafka refused the settings, without the values of the operator's options: its
+/// message repeats the value it refused, which may be a secret.
+fn creation_error(error: &KafkaError, config: &KafkaSourceConfig) -> KafkaSourceError {
+    // Longest first, so a value containing another is blanked out whole. Values this short
+    // cannot hide a secret, and blanking them would garble the message.
+    let mut values: Vec<&str> = config.extra.iter().map(ClientOption::value).filter(|value| value.len() >= 4).collect();
+    values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    let message = values.into_iter().fold(error.to_string(), |message, value| message.replace(value, "<redacted>"));
+    KafkaSourceError::Creation(message)
+}
+
 /// A partition read from its own queue, for the source's lifetime: one worker per assignment.
 async fn read_own_queue(
     worker: PartitionWorker,
@@ -231,7 +294,7 @@ async fn read_own_queue(
     mut ownership: watch::Receiver<Ownership>,
     stop: CancellationToken,
 ) -> Result<(), SinkError> {
-    while let Some(epoch) = partition::owned(&mut ownership, &stop).await {
+    while let Some(epoch) = feed::owned(&mut ownership, &stop).await {
         let feed =
             QueueFeed { messages: queue.stream(), ownership: &mut ownership, epoch, stop: &stop, sink: &*worker.sink };
         worker.run(Feed::Queue(feed)).await?;

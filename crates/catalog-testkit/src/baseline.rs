@@ -47,6 +47,7 @@ pub fn incoming(events: &[SupplierEvent], source: &str, received_at: DateTime<Ut
             let raw = encode(event).into_bytes();
             IncomingEvent {
                 delivery: Delivery { decoded: decode(&raw), received_at },
+                payload_length: raw.len() as u64,
                 raw,
                 source: SourceRef { source: source.into(), partition: 0, offset: n as i64 },
                 traceparent: None,
@@ -93,7 +94,8 @@ pub async fn raw_sql_baseline(pool: &PgPool, events: &[IncomingEvent], batch_siz
         let received: Vec<DateTime<Utc>> = deliveries.iter().map(|e| e.delivery.received_at).collect();
         let sources: Vec<&str> = deliveries.iter().map(|e| &*e.source.source).collect();
         let offsets: Vec<i64> = deliveries.iter().map(|e| e.source.offset).collect();
-        let traceparents: Vec<Option<&str>> = deliveries.iter().map(|e| e.traceparent.as_deref()).collect();
+        let traceparents: Vec<Option<&str>> =
+            deliveries.iter().map(|e| e.traceparent.as_ref().map(catalog_core::TraceParent::as_str)).collect();
         let mut transaction = pool.begin().await.expect("begin");
         sqlx::query(
             "INSERT INTO events (event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at,

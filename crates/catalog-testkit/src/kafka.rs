@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// The broker the tests use; `.ci/run` starts it.
 pub fn brokers() -> String {
@@ -60,6 +61,14 @@ pub async fn produce_batched(topic: &str, messages: &[TestMessage]) -> Vec<(i32,
     produce_with(topic, messages, "10000").await
 }
 
+/// Produces as a real producer does, `records_per_batch` records to a record batch: the
+/// messages are queued at once and the producer lingers until a batch is full, so each
+/// partition's offsets are cut into batches of that size from its first offset (the last
+/// one of a partition may be shorter). For tests of a consumer resuming inside a batch.
+pub async fn produce_in_batches(topic: &str, messages: &[TestMessage], records_per_batch: usize) -> Vec<(i32, i64)> {
+    produce_with(topic, messages, &records_per_batch.to_string()).await
+}
+
 async fn produce_with(topic: &str, messages: &[TestMessage], records_per_batch: &str) -> Vec<(i32, i64)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -67,6 +76,8 @@ async fn produce_with(topic: &str, messages: &[TestMessage], records_per_batch: 
         .set("message.max.bytes", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .set("batch.num.messages", records_per_batch)
+        // Every message is queued before the first batch leaves: batches are full.
+        .set("linger.ms", "200")
         .create()
         .expect("producer");
     let mut deliveries = Vec::with_capacity(messages.len());
@@ -94,4 +105,51 @@ async fn produce_with(topic: &str, messages: &[TestMessage], records_per_batch: 
         positions.push((delivered.partition, delivered.offset));
     }
     positions
+}
+
+/// Commits `offsets` (`(partition, next offset)`) for `group` on `topic`, as a member of the
+/// group that stopped there would have: what a new member of the group starts from.
+pub async fn commit_group_offsets(topic: &str, group: &str, offsets: &[(i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset)).expect("valid offset");
+    }
+    tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+        .await
+        .expect("blocking task")
+        .unwrap_or_else(|error| panic!("committing offsets for group {group}: {error}"));
+}
+
+/// The first offset a plain consumer (no group) receives when it starts fetching `partition`
+/// at `offset`: `offset` itself from a broker that serves a fetch from inside a record batch
+/// (Kafka), the next batch's first offset from one that does not (tansu 0.6).
+pub async fn first_offset_fetched_from(topic: &str, partition: i32, offset: i64) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique_name("probe"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset)).expect("valid offset");
+    consumer.assign(&list).expect("assign");
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(30), "nothing fetched from offset {offset} within 30 s");
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => return message.offset(),
+                Some(Err(error)) => panic!("fetching from offset {offset}: {error}"),
+                None => {}
+            }
+        }
+    })
+    .await
+    .expect("blocking task")
 }

@@ -4,8 +4,12 @@
 
 mod baseline;
 mod database;
+pub mod feed;
 mod kafka;
 
 pub use baseline::{bench_events, incoming, raw_sql_baseline};
 pub use database::{server_url, TestDatabase};
-pub use kafka::{brokers, create_topic, produce, produce_batched, unique_name, TestMessage};
+pub use kafka::{
+    brokers, commit_group_offsets, create_topic, first_offset_fetched_from, produce, produce_batched,
+    produce_in_batches, unique_name, TestMessage,
+};

@@ -2,6 +2,9 @@
 //! commits, no broker process): every message of every partition reaches the sink once and
 //! in offset order, whether the partition was split into a queue of its own at start or
 //! arrives later through the shared queue, and across a rebalance between two members.
+//! `broker` runs it against the real Kafka-protocol broker, where producers batch records.
+
+mod broker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -9,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use catalog_app::{BatchSink, SinkError, SourceBatch, SourceError};
-use catalog_kafka::{KafkaSource, KafkaSourceConfig};
+use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig, StartWithoutCheckpoint};
 use catalog_store::Position;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -64,6 +67,8 @@ impl BatchSink for RecordingSink {
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {
         self.gaps.lock().expect("sink state").push((partition, from, to));
     }
+
+    fn invalid_traceparent(&self, _at: &catalog_store::SourceRef, _invalid: catalog_core::InvalidTraceParent) {}
 }
 
 fn config(brokers: &str, group: &str) -> KafkaSourceConfig {
@@ -74,8 +79,11 @@ fn config(brokers: &str, group: &str) -> KafkaSourceConfig {
         batch_size: 50,
         batch_max_wait: Duration::from_millis(20),
         session_timeout: Duration::from_millis(6_000),
+        start_without_checkpoint: StartWithoutCheckpoint::Earliest,
+        stalled_partition_after: Duration::from_secs(60),
+        max_bytes_in_flight: 64 << 20,
         // Find a topic created after start quickly (librdkafka's default is five minutes).
-        extra: vec![("topic.metadata.refresh.interval.ms".to_owned(), "200".to_owned())],
+        extra: vec![ClientOption::new("topic.metadata.refresh.interval.ms", "200")],
     }
 }
 
@@ -206,4 +214,35 @@ async fn a_second_member_takes_partitions_over_without_a_gap() {
         applied.entry(partition).or_default().extend(offsets);
     }
     assert_complete(&applied, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_sasl_settings_are_accepted_and_an_unknown_one_is_refused() {
+    let mut secure = config("127.0.0.1:9093", "secure");
+    secure.extra = [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "catalog-sync"),
+        ("sasl.password", "s3cret"),
+        ("ssl.endpoint.identification.algorithm", "https"),
+    ]
+    .into_iter()
+    .map(|(key, value)| ClientOption::new(key, value))
+    .collect();
+    let sink: Arc<dyn BatchSink> = Arc::new(RecordingSink::default());
+    let source = KafkaSource::new(secure.clone(), Arc::clone(&sink)).expect("librdkafka is built with TLS and SASL");
+    assert!(!format!("{source:?}").contains("s3cret"), "no secret in Debug output");
+
+    let mut unknown = secure.clone();
+    unknown.extra.push(ClientOption::new("no.such.setting", "1"));
+    let error = KafkaSource::new(unknown, Arc::clone(&sink)).expect_err("an unknown setting");
+    assert!(error.to_string().contains("no.such.setting"), "{error}");
+
+    // librdkafka repeats a value it refuses: the error says what is wrong, not the value.
+    secure.extra.push(ClientOption::new("sasl.mechanism", "s3cret-MECHANISM"));
+    let error = KafkaSource::new(secure, sink).expect_err("an unknown mechanism");
+    assert_eq!(
+        error.to_string(),
+        "creating the kafka client: Client creation error: Unsupported SASL mechanism: <redacted>"
+    );
 }

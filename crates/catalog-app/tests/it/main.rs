@@ -1,0 +1,5 @@
+//! Integration tests of the application layer: the channels a worker publishes on, and the
+//! auto-heal of dead letters with its metrics, on a real SQLite store.
+
+mod channels;
+mod heal;

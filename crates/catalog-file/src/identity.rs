@@ -1,0 +1,149 @@
+//! Which file a checkpoint was taken on, so that a file rotated away and replaced (by a new
+//! file at the same path, or the same file truncated and written again) is read from its
+//! start instead of from the old file's byte offset.
+//!
+//! A file is known by its device, its inode and a hash of its first bytes (up to
+//! [`HEAD_BYTES`], with how many were hashed): a new inode is a new file, and so is the same
+//! inode whose first bytes changed. The checkpoint's offset must never move backwards, so
+//! positions are counted across the files read at one path: each file's byte offsets start
+//! at `base`, the position where the previous one was left. Both travel in the checkpoint's
+//! cursor: `file-v1 dev=… ino=… head=LEN:HASH base=…`.
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// How many of a file's first bytes identify it.
+pub(crate) const HEAD_BYTES: u64 = 4096;
+
+/// A file as a checkpoint knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileIdentity {
+    pub(crate) device: u64,
+    pub(crate) inode: u64,
+    /// How many first bytes were hashed: [`HEAD_BYTES`], or the whole file when shorter.
+    pub(crate) head_length: u64,
+    /// FNV-1a (64 bits) of those bytes: stable across builds and platforms, unlike std's hasher.
+    pub(crate) head_hash: u64,
+}
+
+/// The position a checkpoint of a file source is taken at: the file, and where its byte 0
+/// lies among the positions of every file read at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileCursor {
+    pub(crate) identity: FileIdentity,
+    pub(crate) base: u64,
+}
+
+impl FileCursor {
+    /// The checkpoint cursor's text.
+    pub(crate) fn render(&self) -> String {
+        let FileIdentity { device, inode, head_length, head_hash } = self.identity;
+        format!("file-v1 dev={device} ino={inode} head={head_length}:{head_hash:016x} base={}", self.base)
+    }
+
+    /// A cursor written by [`FileCursor::render`]; `None` for anything else (a checkpoint
+    /// written before files were identified holds none).
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.strip_prefix("file-v1 ")?.split(' ');
+        let mut field = |name: &str| fields.next()?.strip_prefix(name)?.strip_prefix('=');
+        let device = field("dev")?.parse().ok()?;
+        let inode = field("ino")?.parse().ok()?;
+        let (head_length, head_hash) = field("head")?.split_once(':')?;
+        let head_length = head_length.parse().ok()?;
+        let head_hash = u64::from_str_radix(head_hash, 16).ok()?;
+        let base = field("base")?.parse().ok()?;
+        Some(Self { identity: FileIdentity { device, inode, head_length, head_hash }, base })
+    }
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+impl FileIdentity {
+    /// The identity of an open file: its device and inode, and its first `head_length` bytes
+    /// (fewer if it is shorter). Leaves the file's position at its start.
+    pub(crate) async fn of(file: &mut tokio::fs::File, head_length: u64) -> std::io::Result<Self> {
+        let metadata = file.metadata().await?;
+        let (device, inode) = device_and_inode(&metadata);
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        let mut head = Vec::with_capacity(head_length.min(HEAD_BYTES) as usize);
+        (&mut *file).take(head_length).read_to_end(&mut head).await?;
+        file.seek(std::io::SeekFrom::Start(0)).await?;
+        Ok(Self { device, inode, head_length: head.len() as u64, head_hash: fnv1a(&head) })
+    }
+
+    /// Whether `current` (read with this identity's head length) is the file this identity
+    /// was taken of.
+    pub(crate) fn same_file(&self, current: &FileIdentity) -> bool {
+        self == current
+    }
+}
+
+#[cfg(unix)]
+fn device_and_inode(metadata: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+/// Without inodes, a file is known by its first bytes alone.
+#[cfg(not(unix))]
+fn device_and_inode(_metadata: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_as_written() {
+        let cursor = FileCursor {
+            identity: FileIdentity { device: 64_769, inode: 1_234_567, head_length: 4096, head_hash: 0xdead_beef },
+            base: 987,
+        };
+        let text = cursor.render();
+        assert_eq!(text, "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987");
+        assert_eq!(FileCursor::parse(&text), Some(cursor));
+        for other in
+            ["", "page-7", "file-v1 dev=1", "file-v1 dev=1 ino=2 head=3 base=4", "file-v2 dev=1 ino=2 head=3:0 base=4"]
+        {
+            assert_eq!(FileCursor::parse(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_hash_is_fnv_1a() {
+        // The reference values of the FNV specification.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[tokio::test]
+    async fn a_file_is_the_same_until_its_first_bytes_or_inode_change() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("feed.ndjson");
+        std::fs::write(&path, b"first line\n").expect("write");
+        let mut file = tokio::fs::File::open(&path).await.expect("open");
+        let taken = FileIdentity::of(&mut file, HEAD_BYTES).await.expect("identity");
+        assert_eq!(taken.head_length, 11);
+
+        // Appended to: the same file.
+        std::fs::write(&path, b"first line\nsecond line\n").expect("append");
+        let mut again = tokio::fs::File::open(&path).await.expect("open");
+        assert!(taken.same_file(&FileIdentity::of(&mut again, taken.head_length).await.expect("identity")));
+
+        // Truncated and written again in place: same inode, other first bytes.
+        std::fs::write(&path, b"other line\nand more\n").expect("rewrite");
+        let mut rewritten = tokio::fs::File::open(&path).await.expect("open");
+        assert!(!taken.same_file(&FileIdentity::of(&mut rewritten, taken.head_length).await.expect("identity")));
+
+        // Replaced by a new file with the very same bytes: another inode.
+        let replacement = directory.path().join("next.ndjson");
+        std::fs::write(&replacement, b"first line\nsecond line\n").expect("write");
+        std::fs::rename(&replacement, &path).expect("rotate");
+        let mut rotated = tokio::fs::File::open(&path).await.expect("open");
+        assert!(!taken.same_file(&FileIdentity::of(&mut rotated, taken.head_length).await.expect("identity")));
+    }
+}

@@ -1,0 +1,217 @@
+//! Reading NDJSON lines with their byte positions, so that a line is never cut in two: what
+//! has been read of a line is held by the reader, not by a future, so a batch timer may win a
+//! `select!` while half a line is in (bytes arriving in two reads, on a pipe) and the line is
+//! still whole at the next call.
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// A line longer than this is not read into memory whole: its first bytes are kept (enough
+/// to be rejected as `payload_too_large` with a recognizable prefix) and the rest skipped.
+pub(crate) const MAX_LINE_BYTES: usize = catalog_core::MAX_PAYLOAD_BYTES + 1;
+
+/// One line as read: where it started, where the next one starts, its bytes (at most
+/// [`MAX_LINE_BYTES`] of them) and its whole length without the end of line (more than
+/// `bytes` holds for a line cut short).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) offset: u64,
+    pub(crate) next_offset: u64,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) length: u64,
+}
+
+/// Lines of `reader`, from byte `offset` on.
+#[derive(Debug)]
+pub(crate) struct LineReader<R> {
+    reader: R,
+    /// Where the line being read starts.
+    offset: u64,
+    /// What was read of it, up to [`MAX_LINE_BYTES`].
+    partial: Vec<u8>,
+    /// How many bytes of it were consumed (more than `partial` holds for a line too long).
+    consumed: u64,
+    /// Whether the last byte consumed of it is a `\r` (kept or not: a line too long holds
+    /// only its first bytes).
+    ends_in_cr: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub(crate) fn new(reader: R, offset: u64) -> Self {
+        Self { reader, offset, partial: Vec::new(), consumed: 0, ends_in_cr: false }
+    }
+
+    /// The next line (without its `\n` or `\r\n`); `None` at the end of input. A last line
+    /// without a newline is still a line (and a `\r` ending it is dropped too: the `\r\n`
+    /// whose `\n` never came).
+    ///
+    /// Cancel safe: dropping the future loses nothing. Between the only await (`fill_buf`,
+    /// itself cancel safe) and the next, bytes move from the reader's buffer into this
+    /// reader's partial line at once.
+    pub(crate) async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let buffer = self.reader.fill_buf().await?;
+            if buffer.is_empty() {
+                if self.consumed == 0 {
+                    return Ok(None);
+                }
+                return Ok(Some(self.take_line(0)));
+            }
+            let (chunk, found_newline) = match buffer.iter().position(|byte| *byte == b'\n') {
+                Some(position) => (&buffer[..position], true),
+                None => (buffer, false),
+            };
+            let room = MAX_LINE_BYTES.saturating_sub(self.partial.len());
+            self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if let Some(last) = chunk.last() {
+                self.ends_in_cr = *last == b'\r';
+            }
+            let used = chunk.len() + usize::from(found_newline);
+            self.reader.consume(used);
+            self.consumed += used as u64;
+            if found_newline {
+                return Ok(Some(self.take_line(1)));
+            }
+        }
+    }
+
+    /// The line read so far, ended by `n_newline` bytes (0 at the end of input).
+    fn take_line(&mut self, n_newline: u64) -> Line {
+        let mut bytes = std::mem::take(&mut self.partial);
+        let mut length = self.consumed - n_newline;
+        if self.ends_in_cr {
+            length -= 1;
+            bytes.truncate(bytes.len().min(length as usize));
+        }
+        let line = Line { offset: self.offset, next_offset: self.offset + self.consumed, bytes, length };
+        self.offset = line.next_offset;
+        self.consumed = 0;
+        self.ends_in_cr = false;
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+        let mut reader = LineReader::new(BufReader::with_capacity(4, input), 0);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().await.expect("in-memory read") {
+            assert_eq!(line.length, line.bytes.len() as u64, "a line held whole");
+            out.push((line.offset, line.next_offset, line.bytes));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_keep_their_byte_positions() {
+        let read = lines(b"ab\r\n\ncdef\nlast").await;
+        assert_eq!(
+            read,
+            [(0, 4, b"ab".to_vec()), (4, 5, b"".to_vec()), (5, 10, b"cdef".to_vec()), (10, 14, b"last".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_is_cut_but_its_length_counted() {
+        let mut input = vec![b'x'; MAX_LINE_BYTES * 3];
+        input.extend_from_slice(b"\r\nnext\n");
+        let mut reader = LineReader::new(BufReader::with_capacity(4, input.as_slice()), 0);
+        let huge = reader.next_line().await.expect("read").expect("a line");
+        assert_eq!(huge.bytes.len(), MAX_LINE_BYTES);
+        assert_eq!((huge.next_offset, huge.length), ((MAX_LINE_BYTES * 3 + 2) as u64, (MAX_LINE_BYTES * 3) as u64));
+        let next = reader.next_line().await.expect("read").expect("a line");
+        assert_eq!((next.bytes.as_slice(), next.length), (b"next".as_slice(), 4));
+    }
+
+    /// Half a line arrives, a timer wins the `select!` (as the batch timer does), the rest
+    /// arrives: the line is read whole.
+    #[tokio::test(start_paused = true)]
+    async fn a_line_arriving_in_two_parts_is_read_whole_across_a_timer() {
+        let (mut writer, pipe) = tokio::io::duplex(64);
+        let mut reader = LineReader::new(BufReader::new(pipe), 0);
+        writer.write_all(b"{\"first\": ").await.expect("write");
+        let timer_won = tokio::select! {
+            line = reader.next_line() => panic!("no line is complete yet: {line:?}"),
+            () = tokio::time::sleep(Duration::from_millis(50)) => true,
+        };
+        assert!(timer_won);
+        writer.write_all(b"\"half\"}\nnext").await.expect("write");
+        drop(writer);
+        let first = reader.next_line().await.expect("read").expect("a line");
+        assert_eq!(
+            (first.offset, first.next_offset, first.bytes.as_slice()),
+            (0, 18, b"{\"first\": \"half\"}".as_slice())
+        );
+        let next = reader.next_line().await.expect("read").expect("a line");
+        assert_eq!((next.offset, next.bytes.as_slice()), (18, b"next".as_slice()));
+        assert_eq!(reader.next_line().await.expect("read"), None);
+    }
+
+    /// Reads `input` through a buffer of `capacity` bytes, whole lines and cut ones alike.
+    async fn all_lines(input: &[u8], capacity: usize) -> Vec<Line> {
+        let mut reader = LineReader::new(BufReader::with_capacity(capacity, input), 0);
+        let mut out = Vec::new();
+        while let Some(line) = reader.next_line().await.expect("in-memory read") {
+            out.push(line);
+        }
+        out
+    }
+
+    /// Lines mostly of a few bytes, newlines and carriage returns among them, and now and
+    /// then one past [`MAX_LINE_BYTES`].
+    fn ndjson_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            8 => proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'x'), any::<u8>()], 0..40),
+            1 => (MAX_LINE_BYTES - 2..MAX_LINE_BYTES + 3).prop_map(|length| vec![b'y'; length]),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the bytes and however the reads split them: the lines tile the input
+        /// from its first byte to its last with no gap or overlap, each holds exactly its
+        /// bytes (without `\n` or `\r\n`, cut at [`MAX_LINE_BYTES`]) and its whole length,
+        /// and reading again from any line's offset gives the same lines from there.
+        #[test]
+        fn lines_tile_the_input_whatever_the_reads(input in ndjson_like(), capacity in 1usize..64) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let lines = runtime.block_on(all_lines(&input, capacity));
+            let mut at = 0u64;
+            for line in &lines {
+                proptest::prop_assert_eq!(line.offset, at);
+                let end = input[at as usize..].iter().position(|byte| *byte == b'\n').map(|p| at as usize + p);
+                let text_end = end.unwrap_or(input.len());
+                let mut text = &input[at as usize..text_end];
+                if text.last() == Some(&b'\r') {
+                    text = &text[..text.len() - 1];
+                }
+                proptest::prop_assert_eq!(line.length, text.len() as u64);
+                proptest::prop_assert_eq!(&line.bytes[..], &text[..text.len().min(MAX_LINE_BYTES)]);
+                at = end.map_or(input.len(), |newline| newline + 1) as u64;
+                proptest::prop_assert_eq!(line.next_offset, at);
+            }
+            proptest::prop_assert_eq!(at, input.len() as u64, "every byte belongs to a line");
+            if let Some(middle) = lines.get(lines.len() / 2) {
+                let again = runtime.block_on(async {
+                    let start = middle.offset as usize;
+                    let mut reader = LineReader::new(BufReader::with_capacity(capacity, &input[start..]), middle.offset);
+                    let mut out = Vec::new();
+                    while let Some(line) = reader.next_line().await.expect("in-memory read") {
+                        out.push(line);
+                    }
+                    out
+                });
+                proptest::prop_assert_eq!(&again[..], &lines[lines.len() / 2..]);
+            }
+        }
+    }
+}

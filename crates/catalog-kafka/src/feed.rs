@@ -1,0 +1,137 @@
+//! Where a partition worker's messages come from: the partition's own librdkafka queue
+//! ([`QueueFeed`]), or, for a partition that was not split off at start, the dispatcher over
+//! a bounded channel; and the message as the worker holds it ([`OwnedDelivery`]).
+
+use catalog_app::BatchSink;
+use catalog_core::{InvalidTraceParent, TraceParent};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rdkafka::consumer::MessageStream;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{source_error, SourceContext};
+
+/// A message copied out of librdkafka's buffer, with its reception time.
+#[derive(Debug)]
+pub(crate) struct OwnedDelivery {
+    pub(crate) offset: i64,
+    pub(crate) payload: Vec<u8>,
+    /// The `traceparent` header, validated; an invalid one is reported when the batch is cut.
+    pub(crate) traceparent: Option<Result<TraceParent, InvalidTraceParent>>,
+    pub(crate) broker_timestamp: Option<DateTime<Utc>>,
+    pub(crate) received_at: DateTime<Utc>,
+}
+
+impl OwnedDelivery {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let traceparent = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|header| header.key.eq_ignore_ascii_case("traceparent"))
+                .and_then(|header| header.value)
+                .map(TraceParent::parse)
+        });
+        Self {
+            offset: message.offset(),
+            // A message without a value (a tombstone) is an empty payload: rejected as
+            // invalid_payload and journaled like any other bad message.
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            traceparent,
+            broker_timestamp: message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
+            received_at: Utc::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum PartitionInput {
+    Message(OwnedDelivery),
+    /// The partition was taken away: drop what is not applied yet, commit nothing more.
+    Revoked,
+}
+
+/// Whether this member owns a partition, and since which revocation (`epoch` counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Ownership {
+    pub(crate) epoch: u64,
+    pub(crate) owned: bool,
+}
+
+/// Where a partition worker's messages come from.
+pub(crate) enum Feed<'q> {
+    /// From the dispatcher: a partition that reads through the consumer's shared queue.
+    Channel(mpsc::Receiver<PartitionInput>),
+    /// From the partition's own librdkafka queue, for one assignment of it.
+    Queue(QueueFeed<'q>),
+}
+
+impl Feed<'_> {
+    /// The next input; `None` once the source stops (apply what is held, then return).
+    pub(crate) async fn next(&mut self) -> Option<PartitionInput> {
+        match self {
+            Feed::Channel(receiver) => receiver.recv().await,
+            Feed::Queue(queue) => queue.next().await,
+        }
+    }
+}
+
+/// One assignment of a partition read from its own queue: librdkafka fetches for it alone,
+/// up to its own prefetch limit, so a partition whose batch is being applied holds back
+/// only itself, never the others.
+pub(crate) struct QueueFeed<'q> {
+    pub(crate) messages: MessageStream<'q, SourceContext>,
+    pub(crate) ownership: &'q mut watch::Receiver<Ownership>,
+    /// The assignment this feed belongs to.
+    pub(crate) epoch: u64,
+    pub(crate) stop: &'q CancellationToken,
+    pub(crate) sink: &'q dyn BatchSink,
+}
+
+impl QueueFeed<'_> {
+    async fn next(&mut self) -> Option<PartitionInput> {
+        loop {
+            tokio::select! {
+                // A revocation or a stop is seen before any further message: librdkafka drops
+                // what was fetched for an old assignment, so nothing after this belongs to it.
+                biased;
+                () = self.stop.cancelled() => return None,
+                changed = self.ownership.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let now = *self.ownership.borrow_and_update();
+                    if now.epoch != self.epoch || !now.owned {
+                        return Some(PartitionInput::Revoked);
+                    }
+                }
+                message = self.messages.next() => match message {
+                    Some(Ok(message)) => return Some(PartitionInput::Message(OwnedDelivery::from_message(&message))),
+                    Some(Err(error)) => self.sink.source_error(&source_error("consume", &error)),
+                    // The consumer's streams never end; if one did, the source is stopping.
+                    None => return None,
+                },
+            }
+        }
+    }
+}
+
+/// Waits until this member owns the partition; `None` if the source stops first.
+pub(crate) async fn owned(ownership: &mut watch::Receiver<Ownership>, stop: &CancellationToken) -> Option<u64> {
+    loop {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let now = *ownership.borrow_and_update();
+        if now.owned {
+            return Some(now.epoch);
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            changed = ownership.changed() => changed.ok()?,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The Kafka source against the real Kafka-protocol broker (tansu in CI), fed by a producer
+//! that batches records as every real producer does. tansu serves a fetch that starts inside
+//! a record batch from the next batch; the source must step back until its fetch starts at
+//! or before the stored checkpoint, and must not take the group's committed offset for
+//! progress when the store has none.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_app::BatchSink;
+use catalog_kafka::{KafkaSource, KafkaSourceConfig, StartWithoutCheckpoint};
+use catalog_testkit::{
+    commit_group_offsets, create_topic, first_offset_fetched_from, produce_in_batches, unique_name, TestMessage,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{wait_for, RecordingSink};
+
+/// Records per producer batch: offsets `0..10`, `10..20`, … of each partition.
+const RECORDS_PER_BATCH: usize = 10;
+const PER_PARTITION: i64 = 100;
+
+fn config(topic: &str, group: &str) -> KafkaSourceConfig {
+    KafkaSourceConfig {
+        brokers: catalog_testkit::brokers(),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        batch_size: 30,
+        batch_max_wait: Duration::from_millis(20),
+        session_timeout: Duration::from_millis(6_000),
+        start_without_checkpoint: StartWithoutCheckpoint::Earliest,
+        stalled_partition_after: Duration::from_secs(60),
+        max_bytes_in_flight: 64 << 20,
+        extra: Vec::new(),
+    }
+}
+
+/// A topic of `partitions` partitions holding `PER_PARTITION` messages each, produced in
+/// batches of `RECORDS_PER_BATCH`.
+async fn batched_topic(partitions: i32) -> String {
+    let topic = unique_name("batched");
+    create_topic(&topic, partitions).await;
+    let messages: Vec<TestMessage> = (0..partitions)
+        .flat_map(|partition| {
+            (0..PER_PARTITION).map(move |n| TestMessage {
+                key: None,
+                payload: Some(format!("message {n} of partition {partition}").into_bytes()),
+                traceparent: None,
+                partition: Some(partition),
+            })
+        })
+        .collect();
+    let positions = produce_in_batches(&topic, &messages, RECORDS_PER_BATCH).await;
+    for partition in 0..partitions {
+        let offsets: Vec<i64> = positions.iter().filter(|(p, _)| *p == partition).map(|(_, offset)| *offset).collect();
+        assert_eq!(
+            offsets,
+            (0..PER_PARTITION).collect::<Vec<_>>(),
+            "partition {partition} holds the messages in order"
+        );
+    }
+    topic
+}
+
+/// Runs one member of `group` over `topic` until every partition's checkpoint reaches the
+/// end, then stops it.
+async fn consume_to_the_end(topic: &str, group: &str, sink: &Arc<RecordingSink>, partitions: i32) {
+    let source = KafkaSource::new(config(topic, group), Arc::clone(sink) as Arc<dyn BatchSink>).expect("source");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(source.run(shutdown.clone()));
+    let ends: HashMap<i32, i64> = (0..partitions).map(|partition| (partition, PER_PARTITION)).collect();
+    wait_for(Duration::from_secs(60), || sink.checkpoints() == ends).await;
+    shutdown.cancel();
+    running.await.expect("source task").expect("source run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_inside_a_record_batch_loses_nothing() {
+    let topic = batched_topic(2).await;
+    let group = unique_name("group");
+    // The premise: this broker serves a fetch from inside a batch from the next batch, so a
+    // consumer resuming at offset 25 is handed 30 first.
+    assert_eq!(
+        first_offset_fetched_from(&topic, 0, 25).await,
+        30,
+        "the broker should answer a fetch at 25 (inside the batch 20..30) with the batch at 30, as tansu 0.6 does"
+    );
+    // The store has applied 0..25 of both partitions. The group stopped where the store did on
+    // partition 0 (a clean stop inside a producer batch), and further on partition 1 (a store
+    // restored from an older backup).
+    let sink = Arc::new(RecordingSink::default());
+    sink.checkpoints.lock().expect("sink state").extend([(0, 25), (1, 25)]);
+    commit_group_offsets(&topic, &group, &[(0, 25), (1, 47)]).await;
+
+    consume_to_the_end(&topic, &group, &sink, 2).await;
+
+    let applied = sink.applied();
+    for partition in 0..2 {
+        assert_eq!(applied[&partition], (25..PER_PARTITION).collect::<Vec<_>>(), "partition {partition}");
+    }
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "no offset is a gap: all of them are still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_checkpoint_the_topic_is_read_from_the_start_whatever_the_group_committed() {
+    let topic = batched_topic(2).await;
+    let group = unique_name("group");
+    // A new (or restored) database under a group that has read the topic already.
+    commit_group_offsets(&topic, &group, &[(0, 60), (1, 100)]).await;
+    let sink = Arc::new(RecordingSink::default());
+
+    consume_to_the_end(&topic, &group, &sink, 2).await;
+
+    let applied = sink.applied();
+    for partition in 0..2 {
+        assert_eq!(applied[&partition], (0..PER_PARTITION).collect::<Vec<_>>(), "partition {partition}");
+    }
+}
