@@ -4,9 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use catalog_app::channels::{PublishSettings, StorefrontSettings};
+use catalog_app::publishing::HealSettings;
 use catalog_cli::{LogFormat, StoreArgs, Switch};
+use catalog_kafka::{ClientOption, StartWithoutCheckpoint};
 use catalog_publish::Secret;
 use clap::{Args, Parser};
+
+/// The default of `--max-bytes-in-flight`: 64 MiB, 4 MiB per partition with 16 partitions.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
 
 /// Consumes supplier inventory events, applies them to the catalog in batches, and publishes
 /// every item whose quantity changed.
@@ -32,6 +37,12 @@ pub struct WorkerArgs {
     /// A batch is applied when its oldest event has waited this long, in milliseconds.
     #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 50)]
     pub batch_max_wait_ms: u64,
+
+    /// Message bytes the worker holds in pending batches at most, shared evenly by the
+    /// partitions it reads: a partition's batch is applied early once it holds its share
+    /// (large messages make smaller batches). Kafka's prefetch (1 MB per partition) comes on top.
+    #[arg(long, env = "CATALOG_MAX_BYTES_IN_FLIGHT", default_value_t = DEFAULT_MAX_BYTES_IN_FLIGHT)]
+    pub max_bytes_in_flight: usize,
 
     /// Address for `/metrics` (Prometheus), `/healthz` and `/readyz`; `off` to disable.
     #[arg(long, env = "CATALOG_METRICS_ADDR", default_value = "127.0.0.1:9464")]
@@ -92,11 +103,29 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_PUBLISH_MAX_WAIT_MS", default_value_t = 250)]
     pub publish_max_wait_ms: u64,
 
+    /// Failures (5xx, 408, timeouts, dropped connections) an item version may have on a
+    /// channel before it is dead-lettered; throttling (429) is not a failure. A channel in
+    /// the channels file may set its own `max_attempts`.
+    #[arg(long, env = "CATALOG_PUBLISH_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_max_attempts: u32,
+
     /// JSON file of further sales channels: `[{"name": "shopify", "base_url": "https://…",
-    /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2}]`. Tokens are
-    /// read from the named environment variables, never from the file.
+    /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2,
+    /// "max_attempts": 8}]`. Tokens are read from the named environment variables, never
+    /// from the file.
     #[arg(long, env = "CATALOG_CHANNELS_FILE")]
     pub channels_file: Option<PathBuf>,
+
+    /// Seconds between auto-heal passes: each open publish dead letter that is not
+    /// quarantined gets its item's current version queued again on its channel, so an
+    /// outage leaves nothing stale once the channel is back; 0 turns auto-heal off.
+    #[arg(long, env = "CATALOG_DEAD_LETTER_HEAL_INTERVAL_SECS", default_value_t = 300)]
+    pub dead_letter_heal_interval_secs: u64,
+
+    /// Heal rounds a dead letter gets: one still failing after them is quarantined (healed
+    /// no more, counted in `catalog_dead_letters_quarantined`) for an operator.
+    #[arg(long, env = "CATALOG_DEAD_LETTER_MAX_HEALS", default_value_t = 5)]
+    pub dead_letter_max_heals: u32,
 }
 
 impl PublishArgs {
@@ -113,6 +142,15 @@ impl PublishArgs {
             lease: Duration::from_millis(self.publish_lease_ms),
             settle: Duration::from_millis(self.publish_settle_ms),
             max_wait: Duration::from_millis(self.publish_max_wait_ms),
+            max_attempts: self.publish_max_attempts,
+        }
+    }
+
+    /// How dead letters heal on their own.
+    pub fn heal_settings(&self) -> HealSettings {
+        HealSettings {
+            interval: Duration::from_secs(self.dead_letter_heal_interval_secs),
+            max_heals: self.dead_letter_max_heals,
         }
     }
 }
@@ -141,6 +179,51 @@ pub struct KafkaArgs {
     /// answers only at the end of the wait serves one response per wait).
     #[arg(long, env = "CATALOG_KAFKA_FETCH_WAIT_MS", default_value_t = 25)]
     pub kafka_fetch_wait_ms: u64,
+
+    /// Where a partition the store has no checkpoint for starts: `earliest` (everything the
+    /// broker holds; a new or restored database under a group that already read the topic
+    /// reads it all again, and the store recognizes what it holds), `committed` (the group's
+    /// committed offset), or `latest` (the partition's end at start).
+    #[arg(long, env = "CATALOG_KAFKA_START_WITHOUT_CHECKPOINT", value_enum, default_value_t = StartChoice::Earliest)]
+    pub kafka_start_without_checkpoint: StartChoice,
+
+    /// Another member's partition whose stored checkpoint has not moved for this long, in
+    /// seconds, while messages wait on the broker is stalled: its member died without leaving
+    /// the group (a broker that keeps such a member until the next rebalance, like tansu,
+    /// would leave those messages unread). The worker then leaves and rejoins the group, so
+    /// that the rebalance gives the partition to a live member.
+    #[arg(long, env = "CATALOG_KAFKA_STALLED_PARTITION_SECS", default_value_t = 60)]
+    pub kafka_stalled_partition_secs: u64,
+
+    /// A librdkafka setting, `key=value`, repeatable (TLS and SASL: `security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=…`, `ssl.ca.location=…`). A value
+    /// `env:NAME` is read from the environment variable NAME: pass secrets that way, so they
+    /// stay out of the command line. Only the keys are ever logged. In the environment
+    /// variable, options are separated by commas (a value holding a comma goes through `env:`).
+    #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kafka_option)]
+    pub kafka_options: Vec<ClientOption>,
+}
+
+/// `--kafka-start-without-checkpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartChoice {
+    Earliest,
+    Committed,
+    Latest,
+}
+
+impl From<StartChoice> for StartWithoutCheckpoint {
+    fn from(choice: StartChoice) -> Self {
+        match choice {
+            StartChoice::Earliest => StartWithoutCheckpoint::Earliest,
+            StartChoice::Committed => StartWithoutCheckpoint::Committed,
+            StartChoice::Latest => StartWithoutCheckpoint::Latest,
+        }
+    }
+}
+
+fn parse_kafka_option(value: &str) -> Result<ClientOption, String> {
+    ClientOption::parse(value).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,6 @@
-//! The operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (set
-//! once the store is open and the publishers and source have started; cleared when the
-//! source stops).
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+//! The operator endpoints: `/metrics`, `/healthz` (the process serves), `/readyz` (the
+//! source runs, the store answers, the broker connection is up and every publisher runs:
+//! `ready::Readiness`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use catalog_app::Metrics;
 
+use crate::ready::Readiness;
+
 #[derive(Debug, Clone)]
 pub struct Health {
     pub metrics: Metrics,
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Readiness,
 }
 
 pub fn router(health: Health) -> Router {
@@ -32,11 +31,10 @@ async fn metrics(State(health): State<Health>) -> ([(axum::http::HeaderName, &'s
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], health.metrics.render())
 }
 
-async fn ready(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+async fn ready(State(health): State<Health>) -> (StatusCode, String) {
+    match health.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(not_ready) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", not_ready.join(", "))),
     }
 }
 

@@ -4,8 +4,8 @@
 
 pub mod config;
 pub mod http;
+pub mod ready;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +13,13 @@ use anyhow::{Context, Result};
 use catalog_app::{channels, publishing, Applier, BatchSink, Metrics, Totals};
 use catalog_cli::{open_store, Switch};
 use catalog_file::FileSource;
-use catalog_kafka::{KafkaSource, KafkaSourceConfig};
+use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig};
 use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceSpec, WorkerArgs};
+use crate::ready::Readiness;
 
 /// What a run did, for the one-line summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,11 +43,12 @@ impl std::fmt::Display for RunSummary {
 /// then finishes in-flight batches and, for files, publishes everything before returning.
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSummary> {
     let metrics = Metrics::new();
-    let http_channels = channels::http_channels(&args.publish.settings())?;
+    let publish_settings = args.publish.settings();
+    let http_channels = channels::http_channels(&publish_settings)?;
     let routes = channels::routes(&http_channels);
     let channel_names: Vec<String> = routes.iter().map(|route| route.name.clone()).collect();
     let store = open_store(&args.store, routes).await?;
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = Readiness::default();
     let mut services: JoinSet<Result<()>> = JoinSet::new();
     let stop_services = CancellationToken::new();
     if args.metrics_addr != "off" {
@@ -54,12 +56,13 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             .await
             .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
         tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-        let health = http::Health { metrics: metrics.clone(), ready: Arc::clone(&ready) };
+        let health = http::Health { metrics: metrics.clone(), readiness: readiness.clone() };
         let stop = stop_services.clone();
         services.spawn(async move { http::serve(listener, health, stop).await.context("metrics server") });
     }
     services
         .spawn(publishing::report_outbox(store.clone(), channel_names, metrics.clone(), stop_services.clone()).map(Ok));
+    services.spawn(readiness.clone().watch_store(store.clone(), stop_services.clone()).map(Ok));
 
     let applier = Arc::new(Applier::new(store.clone(), metrics.clone(), shutdown.clone()));
     let drained = CancellationToken::new();
@@ -67,17 +70,32 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     match args.publish.mode {
         Switch::Off => tracing::info!("--publish off: queuing publishes for other workers, sending none"),
         Switch::On => {
-            for publisher in publishing::publishers(http_channels, store.clone(), &metrics, applier.publish_work())? {
+            let work = applier.publish_work();
+            for publisher in publishing::publishers(http_channels, &publish_settings, store.clone(), &metrics, work)? {
                 let (stop, drained) = (stop_services.clone(), drained.clone());
-                publishers.spawn(async move { Ok(publisher.run(stop, drained).await?) });
+                let running = readiness.publisher_started();
+                publishers.spawn(async move {
+                    // Not ready from the moment the task ends, however it ends.
+                    let _running = running;
+                    Ok(publisher.run(stop, drained).await?)
+                });
             }
+            let heal = publishing::heal_dead_letters(
+                store.clone(),
+                args.publish.heal_settings(),
+                metrics.clone(),
+                work.clone(),
+                stop_services.clone(),
+            );
+            services.spawn(heal.map(Ok));
         }
     }
 
-    ready.store(true, Ordering::Relaxed);
     let sink: Arc<dyn BatchSink> = applier.clone();
     let source_result = match &args.source {
         SourceSpec::Kafka => {
+            let mut extra = vec![ClientOption::new("fetch.wait.max.ms", args.kafka.kafka_fetch_wait_ms.to_string())];
+            extra.extend(args.kafka.kafka_options.iter().cloned());
             let config = KafkaSourceConfig {
                 brokers: args.kafka.kafka_brokers.clone(),
                 topic: args.kafka.topic.clone(),
@@ -85,10 +103,17 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 batch_size: args.batch_size,
                 batch_max_wait: args.batch_max_wait(),
                 session_timeout: Duration::from_millis(args.kafka.kafka_session_timeout_ms),
-                extra: vec![("fetch.wait.max.ms".to_owned(), args.kafka.kafka_fetch_wait_ms.to_string())],
+                start_without_checkpoint: args.kafka.kafka_start_without_checkpoint.into(),
+                stalled_partition_after: Duration::from_secs(args.kafka.kafka_stalled_partition_secs.max(1)),
+                max_bytes_in_flight: args.max_bytes_in_flight,
+                extra,
             };
-            tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, "consuming");
+            // Option keys only: their values may be secrets.
+            let option_keys: Vec<&str> = args.kafka.kafka_options.iter().map(|option| option.key.as_str()).collect();
+            tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, ?option_keys, "consuming");
             let source = KafkaSource::new(config, sink).context("creating the Kafka consumer")?;
+            readiness.follow_brokers(source.broker_status());
+            readiness.source_running(true);
             source.run(shutdown.clone()).await.context("kafka source")
         }
         SourceSpec::File(path) => {
@@ -96,15 +121,23 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 path: Some(path.clone()),
                 batch_size: args.batch_size,
                 batch_max_wait: args.batch_max_wait(),
+                max_bytes_in_flight: args.max_bytes_in_flight,
             };
+            readiness.source_running(true);
             source.run(sink, shutdown.clone()).await.context("file source")
         }
         SourceSpec::Stdin => {
-            let source = FileSource { path: None, batch_size: args.batch_size, batch_max_wait: args.batch_max_wait() };
+            let source = FileSource {
+                path: None,
+                batch_size: args.batch_size,
+                batch_max_wait: args.batch_max_wait(),
+                max_bytes_in_flight: args.max_bytes_in_flight,
+            };
+            readiness.source_running(true);
             source.run(sink, shutdown.clone()).await.context("stdin source")
         }
     };
-    ready.store(false, Ordering::Relaxed);
+    readiness.source_running(false);
 
     // A finite source ends by itself: publish everything it changed before exiting. After a
     // signal or a failed source, stop publishing now; what is queued stays in the outbox for

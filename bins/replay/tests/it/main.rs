@@ -17,6 +17,7 @@ fn message(n: u64, tenant: &str, supplier: &str, sku: &str, quantity: i64) -> In
     let received_at = format!("2026-06-01T12:00:0{n}Z").parse().expect("time");
     IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at },
+        payload_length: raw.len() as u64,
         raw,
         source: SourceRef { source: "file:fixture".into(), partition: 0, offset: n as i64 },
         traceparent: None,

@@ -256,3 +256,82 @@ async fn killed_between_a_send_and_its_record_the_item_is_still_published_after_
             .collect();
     assert_eq!(latest, expected);
 }
+
+/// An NDJSON line of the contract: event `n`, a snapshot of its own SKU.
+fn event_line(n: u64) -> String {
+    format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"SKU-{n}","quantity":{n},"updated_at":"2026-06-01T12:00:00Z"}}"#
+    )
+}
+
+#[test]
+fn a_line_arriving_on_stdin_in_two_parts_is_one_event() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "-", "--metrics-addr", "off", "--batch-max-wait-ms", "20"])
+        .current_dir(directory.path())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sync-worker");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // A whole line starts a batch (and its timer), then half of the next line arrives.
+    let line = event_line(2);
+    let (first, rest) = line.split_at(line.len() / 2);
+    std::io::Write::write_all(&mut stdin, format!("{}\n{first}", event_line(1)).as_bytes()).expect("write");
+    std::io::Write::flush(&mut stdin).expect("flush");
+    // Far longer than the batch wait: the batch timer fires while half the line is read.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::io::Write::write_all(&mut stdin, format!("{rest}\n").as_bytes()).expect("write the rest");
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("summary: events=2 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 items_changed=2 published=2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("feed.ndjson");
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let write_events = |target: &std::path::Path, events: std::ops::Range<u64>| {
+        let lines: String = events.map(|n| event_line(n) + "\n").collect();
+        std::fs::write(target, lines).expect("write the feed");
+    };
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+
+    write_events(&path, 1..3);
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
+
+    // Rotated: a new, longer file takes the path. Resuming at the old file's byte offset would
+    // start inside one of its lines and skip the lines before.
+    let next = directory.path().join("feed.ndjson.next");
+    write_events(&next, 10..15);
+    std::fs::rename(&next, &path).expect("rotate");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=5 applied=5 "), "{stderr}");
+
+    // Truncated and written again in place (same inode), longer again.
+    write_events(&path, 20..26);
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=6 applied=6 "), "{stderr}");
+
+    // Appended to: the same file resumes after its last applied line.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut file, (event_line(30) + "\n").as_bytes()).expect("append");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
+}

@@ -1,11 +1,12 @@
 //! The worker as a separate process against the real broker: killed with SIGKILL at random
-//! points and restarted, and two members of one group where one stops mid-stream.
+//! points and restarted while a batching producer writes (so restarts resume inside record
+//! batches), and two members of one group where one stops mid-stream.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use catalog_store::prelude::*;
-use catalog_testkit::{create_topic, produce, unique_name, TestDatabase, TestMessage};
+use catalog_testkit::{create_topic, produce, produce_in_batches, unique_name, TestDatabase, TestMessage};
 
 use crate::kafka::{connect, verify, wait_until_applied, worker_args, PARTITIONS};
 use crate::stream::{end_offsets, feed, Lcg};
@@ -43,7 +44,12 @@ impl Drop for Worker {
 }
 
 fn spawn_worker(database: &TestDatabase, topic: &str, group: &str, batch_size: usize) -> Worker {
-    let arguments = worker_args(&database.url, topic, group, batch_size);
+    spawn_worker_with(database, topic, group, batch_size, &[])
+}
+
+fn spawn_worker_with(database: &TestDatabase, topic: &str, group: &str, batch_size: usize, extra: &[&str]) -> Worker {
+    let mut arguments = worker_args(&database.url, topic, group, batch_size);
+    arguments.extend(extra.iter().map(ToString::to_string));
     // Each worker's log goes to a file beside the system temp dir, named after the topic, so a
     // failing run can be read afterwards.
     let log_path = std::env::temp_dir().join(format!("{topic}-{}.log", uuid::Uuid::new_v4().simple()));
@@ -82,6 +88,16 @@ async fn produce_slowly(topic: String, messages: Vec<TestMessage>) -> Vec<(i32, 
     positions
 }
 
+/// The same, as a real producer writes: several records to a record batch.
+async fn produce_slowly_in_batches(topic: String, messages: Vec<TestMessage>) -> Vec<(i32, i64)> {
+    let mut positions = Vec::new();
+    for slice in messages.chunks(150) {
+        positions.extend(produce_in_batches(&topic, slice, 10).await);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    positions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_random_points_and_restarted_it_ends_exact() {
     let database = TestDatabase::create().await;
@@ -89,16 +105,17 @@ async fn killed_at_random_points_and_restarted_it_ends_exact() {
     let group = unique_name("group");
     create_topic(&topic, PARTITIONS).await;
     let feed = feed(23, 4_000);
-    let producing = tokio::spawn(produce_slowly(topic.clone(), feed.messages.clone()));
+    let producing = tokio::spawn(produce_slowly_in_batches(topic.clone(), feed.messages.clone()));
 
     let mut rng = Lcg(5);
-    let mut worker = spawn_worker(&database, &topic, &group, 40);
+    // Batches of 7 events, records in batches of 10: checkpoints fall inside record batches.
+    let mut worker = spawn_worker(&database, &topic, &group, 7);
     let mut kills_mid_stream = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
         kills_mid_stream += usize::from(!producing.is_finished());
         kill(&mut worker);
-        worker = spawn_worker(&database, &topic, &group, 40);
+        worker = spawn_worker(&database, &topic, &group, 7);
     }
     // A kill after the whole stream was applied would prove nothing.
     assert!(kills_mid_stream >= 2, "only {kills_mid_stream} of 4 kills landed while the stream was still arriving");
@@ -110,11 +127,62 @@ async fn killed_at_random_points_and_restarted_it_ends_exact() {
     verify(&store, &feed.messages, &positions).await;
 }
 
+/// Waits until the two workers own every partition between them, each some.
+async fn wait_for_split(first: &Worker, second: &Worker) {
+    let started = std::time::Instant::now();
+    loop {
+        let (owned_first, owned_second) = (first.assigned_partitions(), second.assigned_partitions());
+        if !owned_first.is_empty()
+            && !owned_second.is_empty()
+            && owned_first.len() + owned_second.len() == PARTITIONS as usize
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the group never split: {owned_first:?} / {owned_second:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A member SIGKILLed never leaves the group: tansu 0.6 keeps it, with its partitions, until
+/// a rebalance after its session expired, and nothing starts one. The survivor sees those
+/// partitions' checkpoints stand still while messages wait, rejoins the group, and the
+/// rebalance gives it every partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-/// The member leaves by SIGTERM, not SIGKILL: tansu 0.6 keeps a member that stopped
-/// heartbeating in the group (the rebalance at its session timeout still assigns it its
-/// partitions), so a SIGKILLed member's partitions would never move. SIGKILL recovery is
-/// covered by `killed_at_random_points_and_restarted_it_ends_exact`.
+async fn a_member_killed_without_leaving_has_its_partitions_taken_over() {
+    let database = TestDatabase::create().await;
+    let topic = unique_name("orphan");
+    let group = unique_name("group");
+    create_topic(&topic, PARTITIONS).await;
+    let feed = feed(37, 2_000);
+    let (before, after) = feed.messages.split_at(feed.messages.len() / 2);
+    let quick = ["--kafka-stalled-partition-secs", "4"];
+    let mut first = spawn_worker_with(&database, &topic, &group, 40, &quick);
+    let mut second = spawn_worker_with(&database, &topic, &group, 40, &quick);
+    let store = connect(&database).await;
+    let source = format!("kafka:{group}:{topic}");
+    wait_for_split(&first, &second).await;
+    let mut positions = produce(&topic, before).await;
+    wait_until_applied(&store, &source, &end_offsets(&positions), Duration::from_secs(120)).await;
+    kill(&mut first);
+    let later = produce(&topic, after).await;
+    assert_eq!(end_offsets(&later).len(), PARTITIONS as usize, "the second half covers every partition");
+    positions.extend(later);
+    wait_until_applied(&store, &source, &end_offsets(&positions), Duration::from_secs(90)).await;
+    let log = std::fs::read_to_string(&second.log_path).unwrap_or_default();
+    assert!(
+        log.contains("stalled partitions of another member"),
+        "the survivor rejoined for the dead member's partitions"
+    );
+    stop(&mut second);
+    verify(&store, &feed.messages, &positions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The member leaves by SIGTERM: its partitions move at the rebalance its leaving starts.
+/// (A SIGKILLed member: `a_member_killed_without_leaving_has_its_partitions_taken_over`.)
 async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_stops() {
     let database = TestDatabase::create().await;
     let topic = unique_name("group");
@@ -132,21 +200,7 @@ async fn two_workers_split_the_partitions_and_one_takes_over_when_the_other_stop
     assert!(store.checkpoints(&source).await.expect("checkpoints").len() <= PARTITIONS as usize);
 
     // The group settles with both members owning partitions before one leaves.
-    let started = std::time::Instant::now();
-    loop {
-        let (owned_first, owned_second) = (first.assigned_partitions(), second.assigned_partitions());
-        if !owned_first.is_empty()
-            && !owned_second.is_empty()
-            && owned_first.len() + owned_second.len() == PARTITIONS as usize
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the group never split: {owned_first:?} / {owned_second:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_split(&first, &second).await;
     let mut positions = producing.await.expect("producer task");
     // Both apply what they own of the first half.
     wait_until_applied(&store, &source, &end_offsets(&positions), Duration::from_secs(120)).await;
