@@ -3,6 +3,7 @@
 // A command-line tool talks to its operator on stderr.
 #![allow(clippy::print_stderr)]
 
+mod fuzz;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Everything CI checks: rustfmt, clippy with -D warnings, the tidy checks, all tests.
+    /// Everything CI checks: rustfmt, the tidy checks, clippy with -D warnings, cargo deny,
+    /// doctests, a short fuzz and chaos run, and all tests.
     Ci,
     /// The tidy checks alone: file headers and lengths, and the crate layering of ARCHITECTURE.md.
     Tidy,
@@ -30,6 +32,27 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         measurement_seconds: u32,
     },
+    /// The chaos runs (release build): a broker, PostgreSQL and a flaky storefront of their
+    /// own, workers killed at random, PostgreSQL restarted; first with the broker in memory
+    /// (100,000 messages, 20 kills), then with it on disk and restarted too (20,000 messages,
+    /// 10 kills). Fails on any lost or doubled message. Arguments after `--` run one chaos run
+    /// with them instead (`-- --events 20000 --kills 8`).
+    Chaos {
+        /// The shorter pair CI runs: 20,000 and 5,000 messages.
+        #[arg(long)]
+        short: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        arguments: Vec<String>,
+    },
+    /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of each target in fuzz/, from its
+    /// corpus in the repository; reports executions and fails on any finding.
+    Fuzz {
+        /// How long each target runs, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
+    /// Licenses, banned crates and sources of every dependency (cargo-deny, deny.toml).
+    Deny,
 }
 
 fn main() -> Result<()> {
@@ -39,6 +62,9 @@ fn main() -> Result<()> {
         Task::Ci => ci(&root),
         Task::Tidy => tidy::tidy(&root),
         Task::Bench { measurement_seconds } => bench(&root, measurement_seconds),
+        Task::Chaos { short, arguments } => chaos(&root, short, &arguments),
+        Task::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
+        Task::Deny => deny(&root),
     }
 }
 
@@ -51,10 +77,66 @@ fn ci(root: &Path) -> Result<()> {
     tidy::tidy(root)?;
     run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
         .context("clippy found problems")?;
+    deny(root)?;
     // nextest does not run doctests; the library examples are part of the contract for importers.
     run(root, "cargo", &["test", "--workspace", "--locked", "--doc"]).context("doctests failed")?;
+    // The short forms of the proofs that no input crashes the decoder and no message is lost.
+    fuzz::fuzz(root, 30)?;
+    chaos(root, true, &[])?;
     // Last, so its summary is the run's closing line.
     run(root, "cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]).context("tests failed")?;
+    Ok(())
+}
+
+/// Checks licenses, bans and sources. Advisories need the RustSec database from GitHub,
+/// which this project's machines cannot reach (docs/decisions/0010).
+fn deny(root: &Path) -> Result<()> {
+    run(root, "cargo", &["deny", "--locked", "check", "licenses", "bans", "sources"])
+        .context("cargo deny found problems")
+}
+
+/// Runs the chaos bench target: once with `arguments`, or the standard pair (short for CI).
+fn chaos(root: &Path, short: bool, arguments: &[String]) -> Result<()> {
+    let standard: [&[&str]; 2] = if short {
+        [
+            &[
+                "--broker-storage",
+                "memory",
+                "--events",
+                "20000",
+                "--kills",
+                "8",
+                "--rate",
+                "2000",
+                "--worker-batch-size",
+                "10",
+            ],
+            &["--broker-storage", "sqlite", "--events", "5000", "--kills", "4", "--rate", "500"],
+        ]
+    } else {
+        [
+            &[
+                "--broker-storage",
+                "memory",
+                "--events",
+                "100000",
+                "--kills",
+                "20",
+                "--rate",
+                "2000",
+                "--worker-batch-size",
+                "10",
+            ],
+            &["--broker-storage", "sqlite", "--events", "20000", "--kills", "10", "--rate", "500"],
+        ]
+    };
+    let given: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let runs: Vec<&[&str]> = if given.is_empty() { standard.to_vec() } else { vec![given.as_slice()] };
+    for run_arguments in runs {
+        let mut command = vec!["bench", "--locked", "-p", "sync-worker", "--bench", "chaos", "--"];
+        command.extend_from_slice(run_arguments);
+        run(root, "cargo", &command).context("the chaos run failed")?;
+    }
     Ok(())
 }
 
