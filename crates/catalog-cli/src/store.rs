@@ -1,6 +1,7 @@
 //! The store options every binary takes, and opening the store a `--database-url` names.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use catalog_core::ClockPolicy;
 use catalog_postgres::{PostgresOptions, PostgresStore};
@@ -28,6 +29,22 @@ pub struct StoreArgs {
     /// with several workers: every offer write checks the revision it was planned from.
     #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY)]
     pub offer_cache_size: usize,
+
+    /// PostgreSQL only: the server cancels a statement running longer than this, in
+    /// milliseconds (retried as `transaction_timeout`).
+    #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub db_statement_timeout_ms: u64,
+
+    /// PostgreSQL only: the server stops waiting for a lock after this long, in milliseconds
+    /// (retried as `transaction_timeout`).
+    #[arg(long, env = "CATALOG_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub db_lock_timeout_ms: u64,
+
+    /// PostgreSQL only: the worker gives up on a whole store operation (a batch's transaction,
+    /// a claim, a read) after this long, in milliseconds, even when the database never answers
+    /// (a black-holed connection); retried as `transaction_timeout`.
+    #[arg(long, env = "CATALOG_DB_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000)]
+    pub db_transaction_timeout_ms: u64,
 }
 
 /// On or off.
@@ -55,7 +72,13 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result
     };
     let url = args.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PostgresOptions { offer_cache_capacity: args.offer_cache_size, ..PostgresOptions::default() };
+        let options = PostgresOptions {
+            offer_cache_capacity: args.offer_cache_size,
+            statement_timeout: Duration::from_millis(args.db_statement_timeout_ms),
+            lock_timeout: Duration::from_millis(args.db_lock_timeout_ms),
+            transaction_timeout: Duration::from_millis(args.db_transaction_timeout_ms),
+            ..PostgresOptions::default()
+        };
         let store = PostgresStore::connect(url, config, options)
             .await
             .map_err(|error| OpenError::Store { backend: "PostgreSQL", error })?;
