@@ -21,11 +21,14 @@
 mod decide;
 mod event;
 mod failure;
+mod gate;
 mod ids;
 mod item;
 mod ordering;
 mod plan;
+mod rederive;
 mod reference;
+mod signals;
 mod trace;
 mod wire;
 
@@ -35,6 +38,7 @@ pub use decide::{
 };
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
+pub use gate::{decide_step, green_since, GateFacts, GateSample, GateSettings, GateStep, Refusal, Rollout};
 pub use ids::{EventId, IdError, ItemId, ItemKey, OfferKey, Sku, SupplierId, TenantId, ITEM_ID_NAMESPACE, MAX_ID_LEN};
 pub use item::{CatalogItem, PublishResult};
 pub use ordering::{ClockPolicy, Effective, OrderingKey, DEFAULT_MAX_CLOCK_SKEW};
@@ -42,6 +46,11 @@ pub use plan::{
     event_ids, plan_batch, touched_keys, AllSyncOn, BatchPlan, Decision, Delivery, ItemChange, OfferChange, PlanState,
     PriorEvent, Redelivery, SyncFlags,
 };
+pub use rederive::{check_item, rederive_offer, AppliedChange, OfferTrace, TraceGap};
 pub use reference::ReferenceCatalog;
+pub use signals::{
+    is_stale, judge, PartitionProgress, Signal, SignalFacts, SignalName, SignalSettings, Signals, Status, Target,
+    Threshold, UntracedItem, MAX_NAMED_ITEMS,
+};
 pub use trace::{InvalidTraceParent, TraceParent};
 pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};

@@ -3,7 +3,9 @@
 
 mod cases;
 mod decode;
+mod gate;
 mod horizon;
 mod properties;
 mod scenario;
+mod signals;
 mod trace;
