@@ -19,6 +19,7 @@
 //! ```
 
 mod decide;
+mod drift;
 mod event;
 mod failure;
 mod gate;
@@ -36,6 +37,7 @@ pub use decide::{
     Adjustment, FoldedAdjustments, HeldReason, ItemState, OfferState, Outcome, Snapshot, ADJUSTMENT_HORIZON,
     MAX_LISTED_ADJUSTMENTS,
 };
+pub use drift::{detect as detect_drift, Drift, DriftKind, Expected, Shown};
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
 pub use gate::{decide_step, green_since, GateFacts, GateSample, GateSettings, GateStep, Refusal, Rollout};

@@ -3,6 +3,7 @@
 
 mod cases;
 mod decode;
+mod drift;
 mod gate;
 mod horizon;
 mod properties;
