@@ -55,8 +55,21 @@ fn supplier(value: &str) -> Result<SupplierId, ApiError> {
     SupplierId::parse(value).map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))
 }
 
-async fn audit(state: &AppState, caller: &Caller, action: &str, target: String, before: serde_json::Value, after: serde_json::Value) -> Result<(), ApiError> {
-    let record = AuditRecord { actor: caller.name.clone(), action: action.to_owned(), target, before: Some(before), after: Some(after) };
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: String,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> Result<(), ApiError> {
+    let record = AuditRecord {
+        actor: caller.name.clone(),
+        action: action.to_owned(),
+        target,
+        before: Some(before),
+        after: Some(after),
+    };
     state.store.record_audit(&record).await?;
     tracing::info!(actor = caller.name, action, target = record.target, "audited write");
     Ok(())
@@ -90,7 +103,10 @@ async fn tenant_view(state: &AppState, tenant: &TenantId) -> Result<Option<Tenan
     }))
 }
 
-async fn list_tenants(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Vec<TenantView>>, ApiError> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
     caller.require(Role::Viewer)?;
     let mut tenants = Vec::new();
     for tenant in state.store.tenant_ids().await? {
@@ -117,7 +133,11 @@ pub struct SwitchResult {
     pub items_changed: usize,
 }
 
-async fn apply_held(state: &AppState, tenant: &TenantId, supplier: Option<SupplierId>) -> Result<catalog_app::replay::ReplaySummary, ApiError> {
+async fn apply_held(
+    state: &AppState,
+    tenant: &TenantId,
+    supplier: Option<SupplierId>,
+) -> Result<catalog_app::replay::ReplaySummary, ApiError> {
     let request = HeldRequest {
         tenant: tenant.clone(),
         supplier,
@@ -126,7 +146,11 @@ async fn apply_held(state: &AppState, tenant: &TenantId, supplier: Option<Suppli
     replay_held(&*state.store, &request).await.map_err(|error| ApiError::Internal(anyhow::Error::new(error)))
 }
 
-fn switch_result(before: Option<bool>, after: bool, summary: Option<catalog_app::replay::ReplaySummary>) -> SwitchResult {
+fn switch_result(
+    before: Option<bool>,
+    after: bool,
+    summary: Option<catalog_app::replay::ReplaySummary>,
+) -> SwitchResult {
     let summary = summary.unwrap_or_default();
     SwitchResult {
         before,
@@ -150,7 +174,15 @@ async fn set_tenant_sync(
     let Json(switch) = body?;
     let before = state.store.tenant_flags(&tenant).await?.map(|flags| flags.sync_enabled);
     state.store.set_tenant_sync(&tenant, switch.enabled).await?;
-    audit(&state, &caller, "tenant_sync", format!("tenant/{tenant}"), serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": switch.enabled })).await?;
+    audit(
+        &state,
+        &caller,
+        "tenant_sync",
+        format!("tenant/{tenant}"),
+        serde_json::json!({ "enabled": before }),
+        serde_json::json!({ "enabled": switch.enabled }),
+    )
+    .await?;
     let summary = if switch.enabled { Some(apply_held(&state, &tenant, None).await?) } else { None };
     Ok(Json(switch_result(before, switch.enabled, summary)))
 }
@@ -167,7 +199,15 @@ async fn set_supplier_sync(
     let Json(switch) = body?;
     let before = state.store.tenant_flags(&tenant).await?.and_then(|flags| flags.suppliers.get(&supplier).copied());
     state.store.set_supplier_sync(&tenant, &supplier, switch.enabled).await?;
-    audit(&state, &caller, "supplier_sync", format!("tenant/{tenant}/supplier/{supplier}"), serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": switch.enabled })).await?;
+    audit(
+        &state,
+        &caller,
+        "supplier_sync",
+        format!("tenant/{tenant}/supplier/{supplier}"),
+        serde_json::json!({ "enabled": before }),
+        serde_json::json!({ "enabled": switch.enabled }),
+    )
+    .await?;
     let summary = if switch.enabled { Some(apply_held(&state, &tenant, Some(supplier)).await?) } else { None };
     Ok(Json(switch_result(before, switch.enabled, summary)))
 }
@@ -203,7 +243,8 @@ pub fn sync_state(
     last_applied_at: Option<DateTime<Utc>>,
     settings: &crate::Settings,
 ) -> &'static str {
-    let chrono_duration = |duration: std::time::Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+    let chrono_duration =
+        |duration: std::time::Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
     let Some(received) = last_received_at else { return "stale" };
     if now - received > chrono_duration(settings.stale_after) {
         return "stale";
@@ -230,7 +271,12 @@ async fn tenant_status(
     let midnight = now.date_naive().and_hms_opt(0, 0, 0).map_or(now, |midnight| midnight.and_utc());
     let today = state.store.outcome_counts_since(&tenant, midnight).await?;
     let week = state.store.outcome_counts_since(&tenant, now - chrono::Duration::days(7)).await?;
-    let filter = DeadLetterFilter { tenant: Some(tenant.clone()), open: Some(true), limit: 10_000, ..DeadLetterFilter::default() };
+    let filter = DeadLetterFilter {
+        tenant: Some(tenant.clone()),
+        open: Some(true),
+        limit: 10_000,
+        ..DeadLetterFilter::default()
+    };
     let open_dead_letters = state.store.dead_letters(&filter).await?.len();
     Ok(Json(StatusView {
         tenant_id: tenant.to_string(),
@@ -427,13 +473,27 @@ async fn retry_dead_letter(
     let retry = state.store.retry_dead_letter(dead_letter_id, state.settings.max_retries).await?;
     match &retry {
         DeadLetterRetry::Requeued { .. } => {
-            let after = state.store.dead_letter(dead_letter_id).await?.map_or(serde_json::Value::Null, |letter| letter_state(&letter));
-            audit(&state, &caller, "dead_letter_retry", format!("dead_letter/{dead_letter_id}"), letter_state(&before), after).await?;
+            let after = state
+                .store
+                .dead_letter(dead_letter_id)
+                .await?
+                .map_or(serde_json::Value::Null, |letter| letter_state(&letter));
+            audit(
+                &state,
+                &caller,
+                "dead_letter_retry",
+                format!("dead_letter/{dead_letter_id}"),
+                letter_state(&before),
+                after,
+            )
+            .await?;
             Ok(Json(retry))
         }
         DeadLetterRetry::LoopGuard { heal_rounds } => Err(ApiError::Conflict {
             code: "loop_guard",
-            message: format!("dead letter {dead_letter_id} was retried {heal_rounds} times; resolve it or fix the cause"),
+            message: format!(
+                "dead letter {dead_letter_id} was retried {heal_rounds} times; resolve it or fix the cause"
+            ),
         }),
         DeadLetterRetry::AlreadyResolved => Err(ApiError::Conflict {
             code: "already_resolved",
@@ -441,7 +501,9 @@ async fn retry_dead_letter(
         }),
         DeadLetterRetry::NotRetryable => Err(ApiError::Conflict {
             code: "not_retryable",
-            message: format!("dead letter {dead_letter_id} is not a publish of an item on a channel this service serves"),
+            message: format!(
+                "dead letter {dead_letter_id} is not a publish of an item on a channel this service serves"
+            ),
         }),
         DeadLetterRetry::NotFound => Err(ApiError::not_found(format!("no dead letter {dead_letter_id}"))),
     }
@@ -468,10 +530,25 @@ async fn resolve_dead_letter(
         return Err(ApiError::not_found(format!("no dead letter {dead_letter_id}")));
     };
     if !state.store.resolve_dead_letter(dead_letter_id, body.note.trim()).await? {
-        return Err(ApiError::Conflict { code: "already_resolved", message: format!("dead letter {dead_letter_id} is resolved") });
+        return Err(ApiError::Conflict {
+            code: "already_resolved",
+            message: format!("dead letter {dead_letter_id} is resolved"),
+        });
     }
-    let after = state.store.dead_letter(dead_letter_id).await?.ok_or_else(|| ApiError::not_found(format!("no dead letter {dead_letter_id}")))?;
-    audit(&state, &caller, "dead_letter_resolve", format!("dead_letter/{dead_letter_id}"), letter_state(&before), letter_state(&after)).await?;
+    let after = state
+        .store
+        .dead_letter(dead_letter_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no dead letter {dead_letter_id}")))?;
+    audit(
+        &state,
+        &caller,
+        "dead_letter_resolve",
+        format!("dead_letter/{dead_letter_id}"),
+        letter_state(&before),
+        letter_state(&after),
+    )
+    .await?;
     Ok(Json(after))
 }
 
@@ -493,7 +570,10 @@ async fn audit_log(
     Ok(Json(state.store.audit_log(query.limit.unwrap_or(100).min(MAX_PAGE), query.before).await?))
 }
 
-async fn list_tokens(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(state.store.tokens().await?))
 }
@@ -527,12 +607,24 @@ async fn add_token(
     if !valid_token_name(&body.name) {
         return Err(ApiError::bad_request("invalid_name", "a token name is 1 to 64 letters, digits or -_.@"));
     }
-    let role = Role::parse(&body.role).ok_or_else(|| ApiError::bad_request("invalid_role", "role is viewer, operator or admin"))?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_request("invalid_role", "role is viewer, operator or admin"))?;
     let (token, hash) = auth::new_token().map_err(ApiError::Internal)?;
     if !state.store.add_token(&NewToken { name: body.name.clone(), role, hash }).await? {
-        return Err(ApiError::Conflict { code: "name_taken", message: format!("a live token is named {:?}", body.name) });
+        return Err(ApiError::Conflict {
+            code: "name_taken",
+            message: format!("a live token is named {:?}", body.name),
+        });
     }
-    audit(&state, &caller, "token_add", format!("token/{}", body.name), serde_json::Value::Null, serde_json::json!({ "role": role })).await?;
+    audit(
+        &state,
+        &caller,
+        "token_add",
+        format!("token/{}", body.name),
+        serde_json::Value::Null,
+        serde_json::json!({ "role": role }),
+    )
+    .await?;
     Ok(Json(CreatedToken { name: body.name, role, token }))
 }
 
@@ -546,6 +638,14 @@ async fn revoke_token(
     if !state.store.revoke_token(&name).await? {
         return Err(ApiError::not_found(format!("no live token named {name:?}")));
     }
-    audit(&state, &caller, "token_revoke", format!("token/{name}"), serde_json::json!({ "revoked": false }), serde_json::json!({ "revoked": true })).await?;
+    audit(
+        &state,
+        &caller,
+        "token_revoke",
+        format!("token/{name}"),
+        serde_json::json!({ "revoked": false }),
+        serde_json::json!({ "revoked": true }),
+    )
+    .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

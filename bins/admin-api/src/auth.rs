@@ -78,7 +78,11 @@ pub async fn caller_of(state: &AppState, token: &str) -> Result<Option<Caller>, 
 
 /// Middleware: 401 unless the request carries a live token; otherwise the handler gets the
 /// [`Caller`] as an extension.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let token = presented_token(&request).ok_or(ApiError::Unauthorized)?;
     let caller = caller_of(&state, &token).await?.ok_or(ApiError::Unauthorized)?;
     request.extensions_mut().insert(caller);

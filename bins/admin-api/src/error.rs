@@ -87,7 +87,10 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::PayloadTooLarge;
         }
-        ApiError::bad_request("invalid_body", format!("the body is not the JSON this route takes: {}", rejection.body_text()))
+        ApiError::bad_request(
+            "invalid_body",
+            format!("the body is not the JSON this route takes: {}", rejection.body_text()),
+        )
     }
 }
 

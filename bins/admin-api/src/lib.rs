@@ -132,7 +132,8 @@ async fn tokens(store: &dyn CatalogStore, command: TokensCommand) -> Result<()> 
         TokensCommand::Add { name, role } => {
             anyhow::ensure!(api::valid_token_name(&name), "--name must be 1 to 64 letters, digits or -_.@");
             let (token, hash) = auth::new_token()?;
-            let added = store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;
+            let added =
+                store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;
             anyhow::ensure!(added, "a live token named {name:?} exists; revoke it first");
             audit_cli(store, "token_add", &name, serde_json::Value::Null, serde_json::json!({ "role": role })).await?;
             tracing::info!(name, %role, "token added");

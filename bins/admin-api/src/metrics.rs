@@ -51,8 +51,10 @@ impl HttpMetrics {
 
 /// Middleware: counts and times every request once.
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;

@@ -141,8 +141,12 @@ pub struct HeldRequest {
 /// sync on does. Idempotent: a second run finds nothing held that sync lets through. An
 /// unknown tenant has nothing held.
 pub async fn replay_held(store: &dyn CatalogStore, request: &HeldRequest) -> Result<ReplaySummary, ReplayError> {
-    let window =
-        JournalWindow { tenant: request.tenant.clone(), since: request.since, until: None, supplier: request.supplier.clone() };
+    let window = JournalWindow {
+        tenant: request.tenant.clone(),
+        since: request.since,
+        until: None,
+        supplier: request.supplier.clone(),
+    };
     let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
     let events: Vec<IncomingEvent> = entries
         .iter()
@@ -180,8 +184,7 @@ async fn replay_events(
     let done = AtomicUsize::new(0);
     let report = |n_events: usize| progress(done.fetch_add(n_events, Ordering::Relaxed) + n_events, summary.n_replayed);
     let lane_results =
-        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, &report)))
-            .await?;
+        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, &report))).await?;
     for result in lane_results.iter().flatten() {
         for decision in &result.decisions {
             *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;

@@ -77,11 +77,12 @@ pub(crate) async fn revoke_token(pool: &PgPool, name: &str) -> Result<bool, Stor
 }
 
 pub(crate) async fn token_by_hash(pool: &PgPool, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
-    let row = sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-        .bind(hash.0.as_slice())
-        .fetch_optional(pool)
-        .await
-        .map_err(store_error)?;
+    let row =
+        sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(hash.0.as_slice())
+            .fetch_optional(pool)
+            .await
+            .map_err(store_error)?;
     row.map(|row| {
         let stored: Vec<u8> = column(&row, "token_hash")?;
         let hash = <[u8; 32]>::try_from(stored.as_slice())

@@ -21,7 +21,8 @@ use crate::columns::{column, narrowed, narrowed_int4, saturating_i64};
 use crate::store_error;
 
 /// The columns [`dead_letter_row`] reads.
-pub(crate) const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
      first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
 
 pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {

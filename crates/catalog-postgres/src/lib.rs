@@ -24,12 +24,12 @@ use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
     TokenHash, TokenInfo, TokenMatch,
 };
-use chrono::{DateTime, Utc};
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
     FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
     PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -289,23 +289,6 @@ async fn with_deadline<T>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use catalog_core::{Classify, FailureClass};
-
-    use super::store_error;
-
-    #[test]
-    fn a_tls_failure_needs_an_operator_and_an_outage_is_retried() {
-        // What sqlx answers when the server has no TLS and the URL's sslmode requires it.
-        let no_tls = store_error(sqlx::Error::Tls("server does not support TLS".into()));
-        assert_eq!(no_tls.failure_class(), FailureClass::NeedsOperator);
-        assert_eq!(no_tls.to_string(), "database error: TLS: error occurred while attempting to establish a TLS connection: server does not support TLS");
-        let refused = store_error(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
-        assert_eq!(refused.failure_class(), FailureClass::Retryable);
-    }
-}
-
 #[async_trait]
 impl AdminStore for PostgresStore {
     async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
@@ -367,12 +350,33 @@ impl AdminStore for PostgresStore {
     }
 
     async fn resolve_dead_letter(&self, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
-        with_deadline(self.deadline, "resolve_dead_letter", admin::resolve_dead_letter(&self.pool, dead_letter_id, note))
-            .await
+        with_deadline(
+            self.deadline,
+            "resolve_dead_letter",
+            admin::resolve_dead_letter(&self.pool, dead_letter_id, note),
+        )
+        .await
     }
 
     async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {
         with_deadline(self.deadline, "outcome_counts_since", admin::outcome_counts_since(&self.pool, tenant, since))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{Classify, FailureClass};
+
+    use super::store_error;
+
+    #[test]
+    fn a_tls_failure_needs_an_operator_and_an_outage_is_retried() {
+        // What sqlx answers when the server has no TLS and the URL's sslmode requires it.
+        let no_tls = store_error(sqlx::Error::Tls("server does not support TLS".into()));
+        assert_eq!(no_tls.failure_class(), FailureClass::NeedsOperator);
+        assert_eq!(no_tls.to_string(), "database error: TLS: error occurred while attempting to establish a TLS connection: server does not support TLS");
+        let refused = store_error(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
+        assert_eq!(refused.failure_class(), FailureClass::Retryable);
     }
 }

@@ -78,11 +78,12 @@ pub(crate) async fn revoke_token(pool: &SqlitePool, name: &str) -> Result<bool, 
 }
 
 pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
-    let row = sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
-        .bind(hash.0.as_slice())
-        .fetch_optional(pool)
-        .await
-        .map_err(store_error)?;
+    let row =
+        sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+            .bind(hash.0.as_slice())
+            .fetch_optional(pool)
+            .await
+            .map_err(store_error)?;
     row.map(|row| {
         let stored: Vec<u8> = columns::column(&row, "token_hash")?;
         let hash = <[u8; 32]>::try_from(stored.as_slice())
@@ -313,7 +314,11 @@ pub(crate) async fn retry_dead_letter(
     Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, heal_rounds: heal_rounds + 1 })
 }
 
-pub(crate) async fn resolve_dead_letter(pool: &SqlitePool, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
+pub(crate) async fn resolve_dead_letter(
+    pool: &SqlitePool,
+    dead_letter_id: i64,
+    note: &str,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE dead_letters SET resolved_at = ?3, resolution = 'operator', note = ?2 \
          WHERE dead_letter_id = ?1 AND resolved_at IS NULL",

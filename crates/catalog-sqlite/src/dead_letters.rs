@@ -25,7 +25,8 @@ const PUBLISH_STAGE: &str = "publish";
 const UNKNOWN_REASON: &str = "unknown";
 
 /// The columns [`dead_letter_row`] reads.
-pub(crate) const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
      first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
 
 /// A count or limit as SQLite's signed 64-bit integer, saturating.

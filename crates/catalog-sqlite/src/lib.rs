@@ -27,12 +27,12 @@ use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
     TokenHash, TokenInfo, TokenMatch,
 };
-use chrono::{DateTime, Utc};
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
     FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
     PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
+use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;

@@ -124,9 +124,14 @@ pub struct DeadLetterFilter {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum DeadLetterRetry {
     /// The item's current version waits on the letter's channel again.
-    Requeued { version: u64, heal_rounds: u32 },
+    Requeued {
+        version: u64,
+        heal_rounds: u32,
+    },
     /// The letter was retried (by operators or auto-heal) `max_retries` times already.
-    LoopGuard { heal_rounds: u32 },
+    LoopGuard {
+        heal_rounds: u32,
+    },
     /// The letter is resolved: nothing to retry.
     AlreadyResolved,
     /// Not a publish letter of an item still in the catalog on a channel the store serves.

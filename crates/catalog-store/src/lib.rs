@@ -13,8 +13,8 @@ mod port;
 pub mod rows;
 
 pub use admin::{
-    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, Role, TokenHash,
-    TokenInfo, TokenMatch,
+    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, Role,
+    TokenHash, TokenInfo, TokenMatch,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,

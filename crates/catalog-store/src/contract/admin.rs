@@ -119,7 +119,8 @@ where
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].subject, a.item_key().item_id().to_string());
     let letter = letters[0].dead_letter_id;
-    let other_channel = DeadLetterFilter { channel: Some("marketplace".into()), limit: 10, ..DeadLetterFilter::default() };
+    let other_channel =
+        DeadLetterFilter { channel: Some("marketplace".into()), limit: 10, ..DeadLetterFilter::default() };
     assert!(store.dead_letters(&other_channel).await.expect("list").is_empty());
 
     assert_eq!(
@@ -128,7 +129,8 @@ where
     );
     let waiting = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     assert_eq!(waiting.iter().map(|entry| entry.item_id).collect::<Vec<_>>(), [a.item_key().item_id()]);
-    store.record_publish(&PublishRecord { status: Some(503), ..published(&waiting[0], PublishOutcome::RetryAt(base())) })
+    store
+        .record_publish(&PublishRecord { status: Some(503), ..published(&waiting[0], PublishOutcome::RetryAt(base())) })
         .await
         .expect("record");
     assert_eq!(
