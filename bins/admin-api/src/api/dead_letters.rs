@@ -1,0 +1,148 @@
+//! Dead letters: listed with filters, retried (409 at the loop guard) and resolved with a note; audited.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use catalog_store::{DeadLetter, DeadLetterFilter, DeadLetterRetry, Role};
+use serde::Deserialize;
+
+use super::{audit, tenant, MAX_PAGE};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeadLetterQuery {
+    pub tenant: Option<String>,
+    pub channel: Option<String>,
+    pub stage: Option<String>,
+    /// `open` (the default), `resolved` or `all`.
+    pub state: Option<String>,
+    pub before: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+pub(super) async fn list_dead_letters(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<DeadLetterQuery>, QueryRejection>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Query(query) = query?;
+    let open = match query.state.as_deref().unwrap_or("open") {
+        "open" => Some(true),
+        "resolved" => Some(false),
+        "all" => None,
+        _ => return Err(ApiError::bad_request("invalid_query", "state is open, resolved or all")),
+    };
+    let filter = DeadLetterFilter {
+        tenant: query.tenant.as_deref().map(tenant).transpose()?,
+        channel: query.channel,
+        stage: query.stage,
+        open,
+        before_id: query.before,
+        limit: query.limit.unwrap_or(100).min(MAX_PAGE),
+    };
+    Ok(Json(state.store.dead_letters(&filter).await?))
+}
+
+fn letter_state(letter: &DeadLetter) -> serde_json::Value {
+    serde_json::json!({
+        "heal_rounds": letter.heal_rounds,
+        "resolved": letter.resolved_at.is_some(),
+        "resolution": letter.resolution,
+        "note": letter.note,
+    })
+}
+
+pub(super) async fn retry_dead_letter(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<i64>, PathRejection>,
+) -> Result<Json<DeadLetterRetry>, ApiError> {
+    caller.require(Role::Operator)?;
+    let Path(dead_letter_id) = path?;
+    let Some(before) = state.store.dead_letter(dead_letter_id).await? else {
+        return Err(ApiError::not_found(format!("no dead letter {dead_letter_id}")));
+    };
+    let retry = state.store.retry_dead_letter(dead_letter_id, state.settings.max_retries).await?;
+    match &retry {
+        DeadLetterRetry::Requeued { .. } => {
+            let after = state
+                .store
+                .dead_letter(dead_letter_id)
+                .await?
+                .map_or(serde_json::Value::Null, |letter| letter_state(&letter));
+            audit(
+                &state,
+                &caller,
+                "dead_letter_retry",
+                format!("dead_letter/{dead_letter_id}"),
+                letter_state(&before),
+                after,
+            )
+            .await?;
+            Ok(Json(retry))
+        }
+        DeadLetterRetry::LoopGuard { heal_rounds } => Err(ApiError::Conflict {
+            code: "loop_guard",
+            message: format!(
+                "dead letter {dead_letter_id} was retried {heal_rounds} times; resolve it or fix the cause"
+            ),
+        }),
+        DeadLetterRetry::AlreadyResolved => Err(ApiError::Conflict {
+            code: "already_resolved",
+            message: format!("dead letter {dead_letter_id} is resolved"),
+        }),
+        DeadLetterRetry::NotRetryable => Err(ApiError::Conflict {
+            code: "not_retryable",
+            message: format!(
+                "dead letter {dead_letter_id} is not a publish of an item on a channel this service serves"
+            ),
+        }),
+        DeadLetterRetry::NotFound => Err(ApiError::not_found(format!("no dead letter {dead_letter_id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ResolveBody {
+    pub note: String,
+}
+
+pub(super) async fn resolve_dead_letter(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<ResolveBody>, JsonRejection>,
+) -> Result<Json<DeadLetter>, ApiError> {
+    caller.require(Role::Operator)?;
+    let Path(dead_letter_id) = path?;
+    let Json(body) = body?;
+    if body.note.trim().is_empty() || body.note.len() > 2_000 {
+        return Err(ApiError::bad_request("invalid_note", "a note of 1 to 2000 bytes says why it is resolved"));
+    }
+    let Some(before) = state.store.dead_letter(dead_letter_id).await? else {
+        return Err(ApiError::not_found(format!("no dead letter {dead_letter_id}")));
+    };
+    if !state.store.resolve_dead_letter(dead_letter_id, body.note.trim()).await? {
+        return Err(ApiError::Conflict {
+            code: "already_resolved",
+            message: format!("dead letter {dead_letter_id} is resolved"),
+        });
+    }
+    let after = state
+        .store
+        .dead_letter(dead_letter_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no dead letter {dead_letter_id}")))?;
+    audit(
+        &state,
+        &caller,
+        "dead_letter_resolve",
+        format!("dead_letter/{dead_letter_id}"),
+        letter_state(&before),
+        letter_state(&after),
+    )
+    .await?;
+    Ok(Json(after))
+}
