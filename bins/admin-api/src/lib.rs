@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod page;
 pub mod trace;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(open)
         .merge(api::routes(state.clone()))
+        .merge(page::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))

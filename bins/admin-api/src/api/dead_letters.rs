@@ -60,8 +60,13 @@ pub(super) async fn retry_dead_letter(
     Extension(caller): Extension<Caller>,
     path: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<DeadLetterRetry>, ApiError> {
-    caller.require(Role::Operator)?;
     let Path(dead_letter_id) = path?;
+    Ok(Json(retry(&state, &caller, dead_letter_id).await?))
+}
+
+/// Retries a dead letter, audited; 409 at the loop guard. Shared by the API and the page.
+pub async fn retry(state: &AppState, caller: &Caller, dead_letter_id: i64) -> Result<DeadLetterRetry, ApiError> {
+    caller.require(Role::Operator)?;
     let Some(before) = state.store.dead_letter(dead_letter_id).await? else {
         return Err(ApiError::not_found(format!("no dead letter {dead_letter_id}")));
     };
@@ -74,15 +79,15 @@ pub(super) async fn retry_dead_letter(
                 .await?
                 .map_or(serde_json::Value::Null, |letter| letter_state(&letter));
             audit(
-                &state,
-                &caller,
+                state,
+                caller,
                 "dead_letter_retry",
                 format!("dead_letter/{dead_letter_id}"),
                 letter_state(&before),
                 after,
             )
             .await?;
-            Ok(Json(retry))
+            Ok(retry)
         }
         DeadLetterRetry::LoopGuard { heal_rounds } => Err(ApiError::Conflict {
             code: "loop_guard",
@@ -115,16 +120,26 @@ pub(super) async fn resolve_dead_letter(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<ResolveBody>, JsonRejection>,
 ) -> Result<Json<DeadLetter>, ApiError> {
-    caller.require(Role::Operator)?;
     let Path(dead_letter_id) = path?;
     let Json(body) = body?;
-    if body.note.trim().is_empty() || body.note.len() > 2_000 {
+    Ok(Json(resolve(&state, &caller, dead_letter_id, &body.note).await?))
+}
+
+/// Resolves an open dead letter with a note, audited. Shared by the API and the page.
+pub async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    dead_letter_id: i64,
+    note: &str,
+) -> Result<DeadLetter, ApiError> {
+    caller.require(Role::Operator)?;
+    if note.trim().is_empty() || note.len() > 2_000 {
         return Err(ApiError::bad_request("invalid_note", "a note of 1 to 2000 bytes says why it is resolved"));
     }
     let Some(before) = state.store.dead_letter(dead_letter_id).await? else {
         return Err(ApiError::not_found(format!("no dead letter {dead_letter_id}")));
     };
-    if !state.store.resolve_dead_letter(dead_letter_id, body.note.trim()).await? {
+    if !state.store.resolve_dead_letter(dead_letter_id, note.trim()).await? {
         return Err(ApiError::Conflict {
             code: "already_resolved",
             message: format!("dead letter {dead_letter_id} is resolved"),
@@ -136,13 +151,13 @@ pub(super) async fn resolve_dead_letter(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no dead letter {dead_letter_id}")))?;
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         "dead_letter_resolve",
         format!("dead_letter/{dead_letter_id}"),
         letter_state(&before),
         letter_state(&after),
     )
     .await?;
-    Ok(Json(after))
+    Ok(after)
 }

@@ -107,23 +107,10 @@ pub(super) async fn set_tenant_sync(
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<SyncSwitch>, JsonRejection>,
 ) -> Result<Json<SwitchResult>, ApiError> {
-    caller.require(Role::Operator)?;
     let Path(tenant_id) = path?;
     let tenant = tenant(&tenant_id)?;
     let Json(switch) = body?;
-    let before = state.store.tenant_flags(&tenant).await?.map(|flags| flags.sync_enabled);
-    state.store.set_tenant_sync(&tenant, switch.enabled).await?;
-    audit(
-        &state,
-        &caller,
-        "tenant_sync",
-        format!("tenant/{tenant}"),
-        serde_json::json!({ "enabled": before }),
-        serde_json::json!({ "enabled": switch.enabled }),
-    )
-    .await?;
-    let summary = if switch.enabled { Some(apply_held(&state, &tenant, None).await?) } else { None };
-    Ok(Json(switch_result(before, switch.enabled, summary)))
+    Ok(Json(switch_sync(&state, &caller, &tenant, None, switch.enabled).await?))
 }
 
 pub(super) async fn set_supplier_sync(
@@ -132,21 +119,38 @@ pub(super) async fn set_supplier_sync(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<SyncSwitch>, JsonRejection>,
 ) -> Result<Json<SwitchResult>, ApiError> {
-    caller.require(Role::Operator)?;
     let Path((tenant_id, supplier_id)) = path?;
     let (tenant, supplier) = (tenant(&tenant_id)?, supplier(&supplier_id)?);
     let Json(switch) = body?;
-    let before = state.store.tenant_flags(&tenant).await?.and_then(|flags| flags.suppliers.get(&supplier).copied());
-    state.store.set_supplier_sync(&tenant, &supplier, switch.enabled).await?;
-    audit(
-        &state,
-        &caller,
-        "supplier_sync",
-        format!("tenant/{tenant}/supplier/{supplier}"),
-        serde_json::json!({ "enabled": before }),
-        serde_json::json!({ "enabled": switch.enabled }),
-    )
-    .await?;
-    let summary = if switch.enabled { Some(apply_held(&state, &tenant, Some(supplier)).await?) } else { None };
-    Ok(Json(switch_result(before, switch.enabled, summary)))
+    Ok(Json(switch_sync(&state, &caller, &tenant, Some(supplier), switch.enabled).await?))
+}
+
+/// Switches a tenant's (or one supplier's) sync, audited; switching on applies the held
+/// events. Shared by the API and the support page.
+pub async fn switch_sync(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    supplier: Option<SupplierId>,
+    enabled: bool,
+) -> Result<SwitchResult, ApiError> {
+    caller.require(Role::Operator)?;
+    let flags = state.store.tenant_flags(tenant).await?;
+    let (before, action, target) = match &supplier {
+        None => (flags.map(|flags| flags.sync_enabled), "tenant_sync", format!("tenant/{tenant}")),
+        Some(supplier) => (
+            flags.and_then(|flags| flags.suppliers.get(supplier).copied()),
+            "supplier_sync",
+            format!("tenant/{tenant}/supplier/{supplier}"),
+        ),
+    };
+    match &supplier {
+        None => state.store.set_tenant_sync(tenant, enabled).await?,
+        Some(supplier) => state.store.set_supplier_sync(tenant, supplier, enabled).await?,
+    }
+    let (before_json, after_json) =
+        (serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": enabled }));
+    audit(state, caller, action, target, before_json, after_json).await?;
+    let summary = if enabled { Some(apply_held(state, tenant, supplier).await?) } else { None };
+    Ok(switch_result(before, enabled, summary))
 }

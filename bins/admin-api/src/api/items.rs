@@ -14,12 +14,12 @@ use crate::trace::{self, EventView, TraceView};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct PageQuery {
+pub struct PageQuery {
     pub events_offset: Option<usize>,
     pub events_limit: Option<usize>,
 }
 
-async fn trace_of(state: &AppState, item_id: ItemId, page: &PageQuery) -> Result<TraceView, ApiError> {
+pub async fn trace_of(state: &AppState, item_id: ItemId, page: &PageQuery) -> Result<TraceView, ApiError> {
     let Some(found) = state.store.item_trace(item_id).await? else {
         return Err(ApiError::not_found(format!("no item {item_id}")));
     };
@@ -63,12 +63,12 @@ pub(super) async fn trace_by_id(
 
 /// What a lookup by event id or trace id found: each journal row, and the item it touched.
 #[derive(Debug, Serialize)]
-pub(super) struct LookupView {
+pub struct LookupView {
     pub matches: Vec<LookupMatch>,
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct LookupMatch {
+pub struct LookupMatch {
     /// The item the event names (the item's trace explains the rest), when it names one.
     pub item_id: Option<String>,
     pub tenant_id: Option<String>,
@@ -76,7 +76,7 @@ pub(super) struct LookupMatch {
     pub event: EventView,
 }
 
-fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
+pub fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
     let matches = entries
         .iter()
         .map(|entry| {

@@ -20,11 +20,12 @@ const MAX_PAGE: usize = 500;
 
 mod dead_letters;
 mod flags;
-mod items;
+pub mod items;
 mod status;
 mod tokens;
 
-pub use flags::{SupplierView, SwitchResult, SyncSwitch, TenantView};
+pub use dead_letters::{resolve, retry};
+pub use flags::{switch_sync, SupplierView, SwitchResult, SyncSwitch, TenantView};
 pub use status::{sync_state, StatusView};
 pub use tokens::valid_token_name;
 

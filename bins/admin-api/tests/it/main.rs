@@ -4,6 +4,7 @@
 mod access;
 mod dead_letters;
 mod flags;
+mod page;
 mod trace;
 
 use std::sync::Arc;
