@@ -61,7 +61,15 @@ impl ApiError {
 
 impl From<catalog_store::StoreError> for ApiError {
     fn from(error: catalog_store::StoreError) -> Self {
-        ApiError::Internal(anyhow::Error::new(error))
+        match error {
+            // A lost race (another operator or auto-heal changed the row): the client may
+            // ask again. The store's detail stays in the log.
+            catalog_store::StoreError::Conflict(detail) => {
+                tracing::warn!(detail, "store conflict answered 409");
+                ApiError::Conflict { code: "conflict", message: "the resource changed meanwhile; try again".to_owned() }
+            }
+            error => ApiError::Internal(anyhow::Error::new(error)),
+        }
     }
 }
 

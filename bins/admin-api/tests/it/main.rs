@@ -2,6 +2,7 @@
 //! (a SQLite file, and PostgreSQL through a throwaway database), called with reqwest.
 
 mod access;
+mod cli;
 mod dead_letters;
 mod flags;
 mod page;
