@@ -27,7 +27,7 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `invalid_*`,
     /// `loop_guard`, `body_too_large`, `internal`.

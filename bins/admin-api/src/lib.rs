@@ -72,7 +72,8 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(render_metrics));
+        .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi));
     Router::new()
         .merge(open)
         .merge(api::routes(state.clone()))
@@ -91,6 +92,11 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: store\n")
         }
     }
+}
+
+/// The OpenAPI 3.1 description, open like the probes: it holds no data.
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<api::ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {

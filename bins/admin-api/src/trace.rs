@@ -12,7 +12,7 @@ pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;
 pub const MAX_EVENTS_PER_PAGE: usize = 1_000;
 
 /// Why the storefront shows what it shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TraceView {
     pub item_id: String,
     pub tenant_id: String,
@@ -31,7 +31,7 @@ pub struct TraceView {
 
 /// One supplier's offer and how its quantity comes about: the winning snapshot, plus the
 /// adjustments newer than it (folded ones summed), never below zero.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OfferView {
     pub supplier_id: String,
     pub quantity: i64,
@@ -42,20 +42,23 @@ pub struct OfferView {
     /// Adjustments older than the horizon, summed (decision 0009).
     pub folded_adjustments: Option<FoldedView>,
     /// The greatest applied event still in effect.
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub newest_event_id: Option<EventId>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FoldedView {
     pub delta: i64,
     pub count: u64,
+    #[schema(value_type = String, format = Uuid)]
     pub through_event_id: EventId,
 }
 
 /// One journaled event, with what was decided and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub journal_id: i64,
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub event_id: Option<EventId>,
     /// `inventory.updated`, `inventory.adjusted`, or absent for an undecodable message.
     #[serde(rename = "type")]
@@ -113,7 +116,7 @@ impl From<&JournalEntry> for EventView {
 }
 
 /// A page of an item's events, in ordering-key order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     pub total: usize,
     pub offset: usize,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What a token may do; each role may do everything the ones before it may.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -64,6 +65,7 @@ pub struct NewToken {
 }
 
 /// A stored token, as listed (never its hash).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
     pub name: String,
@@ -94,6 +96,7 @@ pub struct AuditRecord {
 }
 
 /// One entry of the audit log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
     pub audit_id: i64,
@@ -120,6 +123,7 @@ pub struct DeadLetterFilter {
 }
 
 /// What an operator's retry of a dead letter did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum DeadLetterRetry {
@@ -140,6 +144,7 @@ pub enum DeadLetterRetry {
 }
 
 /// The newest version a channel is known to hold.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishedVersion {
     pub channel: String,

@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::{audit, tenant, MAX_PAGE};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct DeadLetterQuery {
     pub tenant: Option<String>,
     pub channel: Option<String>,
@@ -22,6 +22,7 @@ pub(super) struct DeadLetterQuery {
     pub limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/dead-letters", tag = "dead_letters", params(DeadLetterQuery), responses((status = 200, description = "Dead letters, newest first", body = Vec<catalog_store::DeadLetter>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list_dead_letters(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -55,6 +56,7 @@ fn letter_state(letter: &DeadLetter) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(post, path = "/v1/dead-letters/{dead_letter_id}/retry", tag = "dead_letters", params(("dead_letter_id" = i64, Path, description = "Dead letter id")), responses((status = 200, description = "Requeued", body = catalog_store::DeadLetterRetry), (status = 404, description = "No such letter", body = ErrorBody), (status = 409, description = "Loop guard, resolved, or not retryable", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn retry_dead_letter(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -109,11 +111,12 @@ pub async fn retry(state: &AppState, caller: &Caller, dead_letter_id: i64) -> Re
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ResolveBody {
     pub note: String,
 }
 
+#[utoipa::path(post, path = "/v1/dead-letters/{dead_letter_id}/resolve", tag = "dead_letters", params(("dead_letter_id" = i64, Path, description = "Dead letter id")), request_body = ResolveBody, responses((status = 200, description = "Resolved", body = catalog_store::DeadLetter), (status = 404, description = "No such letter", body = ErrorBody), (status = 409, description = "Already resolved", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn resolve_dead_letter(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -13,17 +13,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{audit, supplier, tenant, HELD_LOOKBACK_DAYS};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub tenant_id: String,
     pub sync_enabled: bool,
     pub suppliers: Vec<SupplierView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SupplierView {
     pub supplier_id: String,
     pub sync_enabled: bool,
@@ -42,6 +42,7 @@ async fn tenant_view(state: &AppState, tenant: &TenantId) -> Result<Option<Tenan
     }))
 }
 
+#[utoipa::path(get, path = "/v1/tenants", tag = "flags", responses((status = 200, description = "Every tenant with its flags", body = Vec<TenantView>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list_tenants(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -56,13 +57,13 @@ pub(super) async fn list_tenants(
     Ok(Json(tenants))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SyncSwitch {
     pub enabled: bool,
 }
 
 /// What a switch did: the flag before and after, and the held events applied when it went on.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SwitchResult {
     pub before: Option<bool>,
     pub after: bool,
@@ -101,6 +102,7 @@ fn switch_result(
     }
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn set_tenant_sync(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -113,6 +115,7 @@ pub(super) async fn set_tenant_sync(
     Ok(Json(switch_sync(&state, &caller, &tenant, None, switch.enabled).await?))
 }
 
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn set_supplier_sync(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

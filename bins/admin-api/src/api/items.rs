@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{tenant, MAX_PAGE};
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::trace::{self, EventView, TraceView};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PageQuery {
     pub events_offset: Option<usize>,
     pub events_limit: Option<usize>,
@@ -29,6 +29,7 @@ pub async fn trace_of(state: &AppState, item_id: ItemId, page: &PageQuery) -> Re
     Ok(trace::view(&found, published, letters, page.events_offset.unwrap_or(0), limit))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/items/{sku}/trace", tag = "trace", params(("tenant_id" = String, Path, description = "Tenant id"), ("sku" = String, Path, description = "SKU, normalized like the contract"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn trace_by_sku(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -45,6 +46,7 @@ pub(super) async fn trace_by_sku(
     Ok(Json(trace_of(&state, item_id, &page).await?))
 }
 
+#[utoipa::path(get, path = "/v1/items/{item_id}/trace", tag = "trace", params(("item_id" = String, Path, format = Uuid, description = "Item id"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn trace_by_id(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -62,12 +64,12 @@ pub(super) async fn trace_by_id(
 }
 
 /// What a lookup by event id or trace id found: each journal row, and the item it touched.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LookupView {
     pub matches: Vec<LookupMatch>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LookupMatch {
     /// The item the event names (the item's trace explains the rest), when it names one.
     pub item_id: Option<String>,
@@ -95,6 +97,7 @@ pub fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
     LookupView { matches }
 }
 
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "trace", params(("event_id" = String, Path, format = Uuid, description = "Event id")), responses((status = 200, description = "Journal rows of the event and their items", body = LookupView), (status = 404, description = "Never journaled", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn event_lookup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -113,6 +116,7 @@ pub(super) async fn event_lookup(
     Ok(Json(lookup_view(&entries)))
 }
 
+#[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "trace", params(("trace_id" = String, Path, description = "W3C trace id, 32 hex digits")), responses((status = 200, description = "Journal rows carrying the trace id", body = LookupView), (status = 404, description = "None", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn trace_id_lookup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -81,3 +81,33 @@ async fn audit(
     tracing::info!(actor = caller.name, action, target = record.target, "audited write");
     Ok(())
 }
+
+/// The OpenAPI 3.1 description of every `/v1` route, generated from the handlers' annotations.
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    info(title = "catalog-sync admin API", description = "Support and operator API: traces, flags, dead letters, status, audit, tokens."),
+    paths(
+        flags::list_tenants, flags::set_tenant_sync, flags::set_supplier_sync, status::tenant_status,
+        items::trace_by_sku, items::trace_by_id, items::event_lookup, items::trace_id_lookup,
+        dead_letters::list_dead_letters, dead_letters::retry_dead_letter, dead_letters::resolve_dead_letter,
+        tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,
+    ),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer scheme every `/v1` route names.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("admin-api token")).build(),
+            ),
+        );
+    }
+}

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::tenant;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// A tenant's sync, for support and the launch signals.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub tenant_id: String,
     pub sync_enabled: bool,
@@ -55,6 +55,7 @@ pub fn sync_state(
     }
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/status", tag = "status", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Sync status", body = StatusView), (status = 404, description = "Tenant never seen", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn tenant_status(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

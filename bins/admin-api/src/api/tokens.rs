@@ -8,15 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::{audit, MAX_PAGE};
 use crate::auth::{self, Caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct AuditQuery {
     pub before: Option<i64>,
     pub limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "Audit entries, newest first", body = Vec<catalog_store::AuditEntry>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn audit_log(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -27,6 +28,7 @@ pub(super) async fn audit_log(
     Ok(Json(state.store.audit_log(query.limit.unwrap_or(100).min(MAX_PAGE), query.before).await?))
 }
 
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, description = "Tokens, never their values", body = Vec<catalog_store::TokenInfo>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list_tokens(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -35,14 +37,14 @@ pub(super) async fn list_tokens(
     Ok(Json(state.store.tokens().await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct NewTokenBody {
     pub name: String,
     pub role: String,
 }
 
 /// A token created through the API: shown in this answer only.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct CreatedToken {
     pub name: String,
     pub role: Role,
@@ -54,6 +56,7 @@ pub fn valid_token_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = NewTokenBody, responses((status = 200, description = "Created; the token is shown once", body = CreatedToken), (status = 409, description = "Name taken", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn add_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -85,6 +88,7 @@ pub(super) async fn add_token(
     Ok(Json(CreatedToken { name: body.name, role, token }))
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path, description = "Token name")), responses((status = 204, description = "Revoked"), (status = 404, description = "No live token", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
