@@ -124,19 +124,14 @@ pub struct EventPage {
     pub entries: Vec<EventView>,
 }
 
-/// The event a journal of one item holds with this id, applied.
-fn applied(events: &[JournalEntry], event_id: EventId) -> Option<&JournalEntry> {
-    events.iter().find(|entry| entry.event_id == Some(event_id) && entry.outcome.as_str() == "applied")
-}
+/// The applied journal rows of one item, by event id: each offer's winner and adjustments
+/// are looked up here once, not searched for in the whole journal.
+type Applied<'a> = std::collections::HashMap<EventId, &'a JournalEntry>;
 
-fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, events: &[JournalEntry]) -> OfferView {
-    let winning_event = state.snapshot.and_then(|snapshot| applied(events, snapshot.key.event_id)).map(EventView::from);
-    let adjustments = state
-        .adjustments
-        .iter()
-        .filter_map(|adjustment| applied(events, adjustment.key.event_id))
-        .map(EventView::from)
-        .collect();
+fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &Applied<'_>) -> OfferView {
+    let find = |event_id: EventId| applied.get(&event_id).map(|entry| EventView::from(*entry));
+    let winning_event = state.snapshot.and_then(|snapshot| find(snapshot.key.event_id));
+    let adjustments = state.adjustments.iter().filter_map(|adjustment| find(adjustment.key.event_id)).collect();
     OfferView {
         supplier_id,
         quantity,
@@ -159,10 +154,16 @@ pub fn view(
     offset: usize,
     limit: usize,
 ) -> TraceView {
+    let applied: Applied<'_> = trace
+        .events
+        .iter()
+        .filter(|entry| entry.outcome.as_str() == "applied")
+        .filter_map(|entry| entry.event_id.map(|event_id| (event_id, entry)))
+        .collect();
     let offers = trace
         .offers
         .iter()
-        .map(|offer| offer_view(offer.supplier.to_string(), offer.quantity, &offer.state, &trace.events))
+        .map(|offer| offer_view(offer.supplier.to_string(), offer.quantity, &offer.state, &applied))
         .collect();
     let entries = trace.events.iter().skip(offset).take(limit).map(EventView::from).collect();
     TraceView {
