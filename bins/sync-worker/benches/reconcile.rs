@@ -113,6 +113,7 @@ fn percentile(sorted: &[Duration], share: f64) -> Duration {
     sorted[index]
 }
 
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let items = env_number("CATALOG_BENCH_RECONCILE_ITEMS", 100_000);

@@ -123,8 +123,48 @@ pub async fn replay(
     };
     let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
     let events: Vec<IncomingEvent> = entries.iter().filter_map(|entry| replayable(entry, &request.tenant)).collect();
-    let mut summary =
-        ReplaySummary { n_journaled: entries.len(), n_replayed: events.len(), ..ReplaySummary::default() };
+    replay_events(store, entries.len(), events, request.dry_run, progress).await
+}
+
+/// What [`replay_held`] applies: one tenant's held events (or one supplier's of it) received
+/// in a bounded window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRequest {
+    pub tenant: TenantId,
+    pub supplier: Option<SupplierId>,
+    /// Held events received before this are left as they are.
+    pub since: DateTime<Utc>,
+}
+
+/// Decides afresh, through the same rules and the same lanes as [`replay`], the held events
+/// of a tenant (or of one supplier of it) received since `request.since`: what switching
+/// sync on does. Idempotent: a second run finds nothing held that sync lets through. An
+/// unknown tenant has nothing held.
+pub async fn replay_held(store: &dyn CatalogStore, request: &HeldRequest) -> Result<ReplaySummary, ReplayError> {
+    let window = JournalWindow {
+        tenant: request.tenant.clone(),
+        since: request.since,
+        until: None,
+        supplier: request.supplier.clone(),
+    };
+    let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
+    let events: Vec<IncomingEvent> = entries
+        .iter()
+        .filter(|entry| matches!(entry.outcome, Outcome::Held(_)))
+        .filter_map(|entry| replayable(entry, &request.tenant))
+        .collect();
+    replay_events(store, entries.len(), events, false, &|_, _| {}).await
+}
+
+/// Applies (or previews) `events` in lanes, then queues the touched items' current versions.
+async fn replay_events(
+    store: &dyn CatalogStore,
+    n_journaled: usize,
+    events: Vec<IncomingEvent>,
+    dry_run: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ReplaySummary, ReplayError> {
+    let mut summary = ReplaySummary { n_journaled, n_replayed: events.len(), ..ReplaySummary::default() };
     let mut touched: BTreeMap<ItemKey, ItemId> = BTreeMap::new();
     let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
     for event in events {
@@ -144,15 +184,14 @@ pub async fn replay(
     let done = AtomicUsize::new(0);
     let report = |n_events: usize| progress(done.fetch_add(n_events, Ordering::Relaxed) + n_events, summary.n_replayed);
     let lane_results =
-        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, request.dry_run, &report)))
-            .await?;
+        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, &report))).await?;
     for result in lane_results.iter().flatten() {
         for decision in &result.decisions {
             *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
         }
         for item in &result.changed_items {
             // A preview was rolled back, so the store still holds the quantity before it.
-            let before = if request.dry_run {
+            let before = if dry_run {
                 let stored = store.item(item.item_id).await.map_err(store_failed("reading an item"))?;
                 Some(stored.map_or(0, |stored| stored.quantity))
             } else {
@@ -164,7 +203,7 @@ pub async fn replay(
     // Lanes finish in any order: list the changes by SKU (each item's in the order applied).
     summary.changed.sort_by(|a, b| a.0.cmp(&b.0));
     summary.touched = touched.into_iter().collect();
-    if !request.dry_run {
+    if !dry_run {
         let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
         summary.republished = store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
     }

@@ -21,10 +21,11 @@ use crate::columns::{column, narrowed, narrowed_int4, saturating_i64};
 use crate::store_error;
 
 /// The columns [`dead_letter_row`] reads.
-const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
-     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution";
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
 
-fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
+pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
     Ok(DeadLetter {
         dead_letter_id: column(row, "dead_letter_id")?,
         stage: column(row, "stage")?,
@@ -42,6 +43,7 @@ fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
         quarantined_at: column(row, "quarantined_at")?,
         resolved_at: column(row, "resolved_at")?,
         resolution: column(row, "resolution")?,
+        note: column(row, "note")?,
     })
 }
 

@@ -3,6 +3,7 @@
 //! optimistic first and locking on a retry, with rows locked in one global order so
 //! concurrent workers neither deadlock nor lose an update.
 
+mod admin;
 mod apply;
 mod columns;
 mod copy;
@@ -19,13 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use catalog_store::{
+    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
+    TokenHash, TokenInfo, TokenMatch,
+};
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
     StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -312,6 +318,81 @@ async fn with_deadline<T>(
     match tokio::time::timeout(limit, future).await {
         Ok(result) => result,
         Err(_) => Err(StoreError::Timeout(format!("{operation} took longer than {} ms", limit.as_millis()))),
+    }
+}
+
+#[async_trait]
+impl AdminStore for PostgresStore {
+    async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "add_token", admin::add_token(&self.pool, token)).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        with_deadline(self.deadline, "tokens", admin::tokens(&self.pool)).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "revoke_token", admin::revoke_token(&self.pool, name)).await
+    }
+
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
+        with_deadline(self.deadline, "token_by_hash", admin::token_by_hash(&self.pool, hash)).await
+    }
+
+    async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
+        with_deadline(self.deadline, "record_audit", admin::record_audit(&self.pool, record)).await
+    }
+
+    async fn audit_log(&self, limit: usize, before_id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError> {
+        with_deadline(self.deadline, "audit_log", admin::audit_log(&self.pool, limit, before_id)).await
+    }
+
+    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+        with_deadline(self.deadline, "journal_by_event_id", admin::journal_by_event_id(&self.pool, event_id)).await
+    }
+
+    async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        with_deadline(self.deadline, "journal_by_trace_id", admin::journal_by_trace_id(&self.pool, trace_id, limit))
+            .await
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        with_deadline(self.deadline, "tenant_ids", admin::tenant_ids(&self.pool)).await
+    }
+
+    async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError> {
+        with_deadline(self.deadline, "published_versions", admin::published_versions(&self.pool, item_id)).await
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        with_deadline(self.deadline, "dead_letters", admin::dead_letters(&self.pool, filter)).await
+    }
+
+    async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        with_deadline(self.deadline, "dead_letter", admin::dead_letter(&self.pool, dead_letter_id)).await
+    }
+
+    async fn retry_dead_letter(&self, dead_letter_id: i64, max_retries: u32) -> Result<DeadLetterRetry, StoreError> {
+        with_deadline(
+            self.deadline,
+            "retry_dead_letter",
+            admin::retry_dead_letter(&self.pool, &self.config, dead_letter_id, max_retries),
+        )
+        .await
+    }
+
+    async fn resolve_dead_letter(&self, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
+        with_deadline(
+            self.deadline,
+            "resolve_dead_letter",
+            admin::resolve_dead_letter(&self.pool, dead_letter_id, note),
+        )
+        .await
+    }
+
+    async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {
+        with_deadline(self.deadline, "outcome_counts_since", admin::outcome_counts_since(&self.pool, tenant, since))
+            .await
     }
 }
 

@@ -25,15 +25,16 @@ const PUBLISH_STAGE: &str = "publish";
 const UNKNOWN_REASON: &str = "unknown";
 
 /// The columns [`dead_letter_row`] reads.
-const DEAD_LETTER_COLUMNS: &str = "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
-     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution";
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
+     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
 
 /// A count or limit as SQLite's signed 64-bit integer, saturating.
 fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
-fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
+pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
     let attempts: i64 = columns::column(row, "attempts")?;
     let heal_rounds: i64 = columns::column(row, "heal_rounds")?;
     Ok(DeadLetter {
@@ -53,6 +54,7 @@ fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
         quarantined_at: columns::optional_time_column(row, "quarantined_at")?,
         resolved_at: columns::optional_time_column(row, "resolved_at")?,
         resolution: columns::column(row, "resolution")?,
+        note: columns::column(row, "note")?,
     })
 }
 

@@ -6,6 +6,7 @@
 //! `synchronous = FULL`, so a batch acknowledged as committed survives a power loss.
 //! The decisions themselves come from `catalog-core` through `catalog_store::batch`.
 
+mod admin;
 mod apply;
 mod columns;
 mod dead_letters;
@@ -22,13 +23,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use catalog_store::{
+    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
+    TokenHash, TokenInfo, TokenMatch,
+};
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
     StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
+use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -240,6 +246,69 @@ impl ReadStore for SqliteStore {
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
         read::sync_status(&self.pool, tenant).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
+        admin::add_token(&self.pool, token).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        admin::tokens(&self.pool).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
+        admin::revoke_token(&self.pool, name).await
+    }
+
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
+        admin::token_by_hash(&self.pool, hash).await
+    }
+
+    async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
+        admin::record_audit(&self.pool, record).await
+    }
+
+    async fn audit_log(&self, limit: usize, before_id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError> {
+        admin::audit_log(&self.pool, limit, before_id).await
+    }
+
+    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+        admin::journal_by_event_id(&self.pool, event_id).await
+    }
+
+    async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        admin::journal_by_trace_id(&self.pool, trace_id, limit).await
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        admin::tenant_ids(&self.pool).await
+    }
+
+    async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError> {
+        admin::published_versions(&self.pool, item_id).await
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+        admin::dead_letters(&self.pool, filter).await
+    }
+
+    async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        admin::dead_letter(&self.pool, dead_letter_id).await
+    }
+
+    async fn retry_dead_letter(&self, dead_letter_id: i64, max_retries: u32) -> Result<DeadLetterRetry, StoreError> {
+        admin::retry_dead_letter(&self.pool, &self.config, dead_letter_id, max_retries).await
+    }
+
+    async fn resolve_dead_letter(&self, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
+        admin::resolve_dead_letter(&self.pool, dead_letter_id, note).await
+    }
+
+    async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {
+        admin::outcome_counts_since(&self.pool, tenant, since).await
     }
 }
 

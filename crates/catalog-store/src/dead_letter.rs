@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// Something that failed for good at some stage, kept for an operator.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
     pub dead_letter_id: i64,
@@ -31,8 +32,10 @@ pub struct DeadLetter {
     /// When auto-heal gave up on it: it stays open, for an operator, and is healed no more.
     pub quarantined_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// How it was resolved (`DeadLetterResolution::as_str`), once it was.
+    /// How it was resolved (`DeadLetterResolution::as_str`, or `operator`), once it was.
     pub resolution: Option<String>,
+    /// What the operator who resolved it wrote.
+    pub note: Option<String>,
 }
 
 /// Why a dead letter no longer needs anyone: the channel took the item at the letter's

@@ -2,6 +2,7 @@
 //! store implements, the backend-independent half of batch application, and the contract
 //! suite each implementation must pass.
 
+mod admin;
 pub mod batch;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
@@ -12,6 +13,10 @@ mod port;
 mod reconcile;
 pub mod rows;
 
+pub use admin::{
+    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, Role,
+    TokenHash, TokenInfo, TokenMatch,
+};
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
 };
@@ -22,12 +27,12 @@ pub use model::{
     PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
     RAW_PAYLOAD_PREFIX_BYTES,
 };
-pub use port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftRecord, ReconcileStore};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.
 pub mod prelude {
-    pub use crate::port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+    pub use crate::port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
     pub use crate::reconcile::ReconcileStore;
 }

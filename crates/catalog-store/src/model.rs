@@ -266,6 +266,7 @@ pub struct StoredOffer {
 }
 
 /// One publish attempt of an item version to a channel.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublishAttempt {
     pub channel: String,
@@ -291,6 +292,7 @@ pub struct ItemTrace {
 
 /// An item waiting to be published on a channel: at most one per item and channel, holding
 /// the newest version queued (older unsent versions were replaced by it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingPublish {
     pub channel: String,

@@ -4,7 +4,13 @@
 //! the processes that open a whole store.
 
 use async_trait::async_trait;
-use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use chrono::{DateTime, Utc};
+
+use crate::admin::{
+    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, TokenHash,
+    TokenInfo, TokenMatch,
+};
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
 use crate::error::StoreError;
@@ -124,10 +130,68 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;
 }
 
+/// What the admin service keeps and asks besides the catalog: tokens, the audit log, the
+/// lookups support starts from, and operator actions on dead letters.
+#[async_trait]
+pub trait AdminStore: Send + Sync + std::fmt::Debug {
+    /// Stores a token; `false` when a live token already has that name (a revoked one's
+    /// name is taken over).
+    async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError>;
+
+    /// Every token, live and revoked, by name.
+    async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Revokes the live token with this name; `false` when there is none.
+    async fn revoke_token(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// The live token with this hash, or `None`.
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError>;
+
+    /// Appends to the audit log, returning the entry's id.
+    async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError>;
+
+    /// Audit entries newest first, below `before_id` when given, at most `limit`.
+    async fn audit_log(&self, limit: usize, before_id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The decided journal row of an event id (applied, stale, superseded or held), and any
+    /// rejected rows naming it.
+    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Journal rows whose `traceparent` carries this W3C trace id (32 lowercase hex digits),
+    /// oldest first, at most `limit`.
+    async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Every tenant ever seen, in id order.
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// The newest version each channel is known to hold of an item.
+    async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError>;
+
+    /// Dead letters matching `filter`, newest first.
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// One dead letter by id.
+    async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError>;
+
+    /// An operator's retry: requeues the item's current version on the letter's channel (as
+    /// auto-heal does) and counts a round on the letter, unless it was retried `max_retries`
+    /// times already.
+    async fn retry_dead_letter(&self, dead_letter_id: i64, max_retries: u32) -> Result<DeadLetterRetry, StoreError>;
+
+    /// An operator resolves an open letter with a note (resolution `operator`); `false` when
+    /// there is no open letter with that id.
+    async fn resolve_dead_letter(&self, dead_letter_id: i64, note: &str) -> Result<bool, StoreError>;
+
+    /// A tenant's journal rows received at or after `since`, by outcome.
+    async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError>;
+}
+
 /// A whole catalog store, every role: implemented by `catalog-postgres` and `catalog-sqlite`,
 /// both held to the same contract suite (`catalog_store::contract`).
 #[async_trait]
-pub trait CatalogStore: BatchStore + OutboxStore + FlagStore + ReadStore + crate::reconcile::ReconcileStore {
+pub trait CatalogStore:
+    BatchStore + OutboxStore + FlagStore + ReadStore + AdminStore + crate::reconcile::ReconcileStore
+{
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -9,6 +9,7 @@
 //! list generates both [`Case`] (whose `run` calls each case, so a case function missing from
 //! the list is dead code and fails the build) and the tests a store's binary gets.
 
+mod admin;
 mod batches;
 mod dead_letters;
 mod fixtures;
@@ -95,6 +96,10 @@ macro_rules! store_contract_cases {
             dead_letters::an_older_version_accepted_late_resolves_nothing,
             dead_letters::auto_heal_requeues_the_current_version_and_its_publish_resolves_the_letter,
             dead_letters::auto_heal_quarantines_a_letter_that_keeps_failing,
+            admin::tokens_are_found_by_hash_until_revoked,
+            admin::the_audit_log_pages_newest_first,
+            admin::journal_rows_are_found_by_event_id_and_trace_id,
+            admin::an_operator_retries_and_resolves_dead_letters,
         );
     };
 }

@@ -1,0 +1,159 @@
+//! Tenants and their sync flags: listing, switching (audited), and applying held events when a switch goes on.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use catalog_app::replay::{replay_held, HeldRequest};
+use catalog_core::{SupplierId, TenantId};
+use catalog_store::Role;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{audit, supplier, tenant, HELD_LOOKBACK_DAYS};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub tenant_id: String,
+    pub sync_enabled: bool,
+    pub suppliers: Vec<SupplierView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SupplierView {
+    pub supplier_id: String,
+    pub sync_enabled: bool,
+}
+
+async fn tenant_view(state: &AppState, tenant: &TenantId) -> Result<Option<TenantView>, ApiError> {
+    let flags = state.store.tenant_flags(tenant).await?;
+    Ok(flags.map(|flags| TenantView {
+        tenant_id: flags.tenant.to_string(),
+        sync_enabled: flags.sync_enabled,
+        suppliers: flags
+            .suppliers
+            .iter()
+            .map(|(supplier, enabled)| SupplierView { supplier_id: supplier.to_string(), sync_enabled: *enabled })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/tenants", tag = "flags", responses((status = 200, description = "Every tenant with its flags", body = Vec<TenantView>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn list_tenants(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let mut tenants = Vec::new();
+    for tenant in state.store.tenant_ids().await? {
+        if let Some(view) = tenant_view(&state, &tenant).await? {
+            tenants.push(view);
+        }
+    }
+    Ok(Json(tenants))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SyncSwitch {
+    pub enabled: bool,
+}
+
+/// What a switch did: the flag before and after, and the held events applied when it went on.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SwitchResult {
+    pub before: Option<bool>,
+    pub after: bool,
+    pub events_replayed: usize,
+    pub events_by_outcome: BTreeMap<&'static str, u64>,
+    pub items_touched: usize,
+    pub items_changed: usize,
+}
+
+async fn apply_held(
+    state: &AppState,
+    tenant: &TenantId,
+    supplier: Option<SupplierId>,
+) -> Result<catalog_app::replay::ReplaySummary, ApiError> {
+    let request = HeldRequest {
+        tenant: tenant.clone(),
+        supplier,
+        since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
+    };
+    replay_held(&*state.store, &request).await.map_err(|error| ApiError::Internal(anyhow::Error::new(error)))
+}
+
+fn switch_result(
+    before: Option<bool>,
+    after: bool,
+    summary: Option<catalog_app::replay::ReplaySummary>,
+) -> SwitchResult {
+    let summary = summary.unwrap_or_default();
+    SwitchResult {
+        before,
+        after,
+        events_replayed: summary.n_replayed,
+        events_by_outcome: summary.outcomes,
+        items_touched: summary.touched.len(),
+        items_changed: summary.changed.len(),
+    }
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn set_tenant_sync(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SyncSwitch>, JsonRejection>,
+) -> Result<Json<SwitchResult>, ApiError> {
+    let Path(tenant_id) = path?;
+    let tenant = tenant(&tenant_id)?;
+    let Json(switch) = body?;
+    Ok(Json(switch_sync(&state, &caller, &tenant, None, switch.enabled).await?))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn set_supplier_sync(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<SyncSwitch>, JsonRejection>,
+) -> Result<Json<SwitchResult>, ApiError> {
+    let Path((tenant_id, supplier_id)) = path?;
+    let (tenant, supplier) = (tenant(&tenant_id)?, supplier(&supplier_id)?);
+    let Json(switch) = body?;
+    Ok(Json(switch_sync(&state, &caller, &tenant, Some(supplier), switch.enabled).await?))
+}
+
+/// Switches a tenant's (or one supplier's) sync, audited; switching on applies the held
+/// events. Shared by the API and the support page.
+pub async fn switch_sync(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    supplier: Option<SupplierId>,
+    enabled: bool,
+) -> Result<SwitchResult, ApiError> {
+    caller.require(Role::Operator)?;
+    let flags = state.store.tenant_flags(tenant).await?;
+    let (before, action, target) = match &supplier {
+        None => (flags.map(|flags| flags.sync_enabled), "tenant_sync", format!("tenant/{tenant}")),
+        Some(supplier) => (
+            flags.and_then(|flags| flags.suppliers.get(supplier).copied()),
+            "supplier_sync",
+            format!("tenant/{tenant}/supplier/{supplier}"),
+        ),
+    };
+    match &supplier {
+        None => state.store.set_tenant_sync(tenant, enabled).await?,
+        Some(supplier) => state.store.set_supplier_sync(tenant, supplier, enabled).await?,
+    }
+    let (before_json, after_json) =
+        (serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": enabled }));
+    audit(state, caller, action, target, before_json, after_json).await?;
+    let summary = if enabled { Some(apply_held(state, tenant, supplier).await?) } else { None };
+    Ok(switch_result(before, enabled, summary))
+}

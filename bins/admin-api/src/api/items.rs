@@ -1,0 +1,136 @@
+//! Traces of an item and the lookups that lead to one: by event id and by W3C trace id.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use catalog_core::{EventId, ItemId, ItemKey, Sku, TenantId};
+use catalog_store::Role;
+use serde::{Deserialize, Serialize};
+
+use super::{tenant, MAX_PAGE};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::trace::{self, EventView, TraceView};
+use crate::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    pub events_offset: Option<usize>,
+    pub events_limit: Option<usize>,
+}
+
+pub async fn trace_of(state: &AppState, item_id: ItemId, page: &PageQuery) -> Result<TraceView, ApiError> {
+    let Some(found) = state.store.item_trace(item_id).await? else {
+        return Err(ApiError::not_found(format!("no item {item_id}")));
+    };
+    let published = state.store.published_versions(item_id).await?;
+    let letters = state.store.item_dead_letters(item_id).await?;
+    let limit = page.events_limit.unwrap_or(trace::DEFAULT_EVENTS_PER_PAGE).min(trace::MAX_EVENTS_PER_PAGE);
+    Ok(trace::view(&found, published, letters, page.events_offset.unwrap_or(0), limit))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/items/{sku}/trace", tag = "trace", params(("tenant_id" = String, Path, description = "Tenant id"), ("sku" = String, Path, description = "SKU, normalized like the contract"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn trace_by_sku(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<TraceView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Path((tenant_id, sku)) = path?;
+    let Query(page) = query?;
+    let tenant = tenant(&tenant_id)?;
+    // The contract's normalization: `abc-123` finds `ABC-123`.
+    let sku = Sku::parse(&sku).map_err(|error| ApiError::bad_request("invalid_sku", format!("sku {error}")))?;
+    let item_id = ItemKey { tenant, sku }.item_id();
+    Ok(Json(trace_of(&state, item_id, &page).await?))
+}
+
+#[utoipa::path(get, path = "/v1/items/{item_id}/trace", tag = "trace", params(("item_id" = String, Path, format = Uuid, description = "Item id"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn trace_by_id(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<TraceView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Path(item_id) = path?;
+    let Query(page) = query?;
+    let item_id = item_id
+        .parse()
+        .map(ItemId)
+        .map_err(|_| ApiError::bad_request("invalid_item_id", "the item id is not a UUID"))?;
+    Ok(Json(trace_of(&state, item_id, &page).await?))
+}
+
+/// What a lookup by event id or trace id found: each journal row, and the item it touched.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LookupView {
+    pub matches: Vec<LookupMatch>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LookupMatch {
+    /// The item the event names (the item's trace explains the rest), when it names one.
+    pub item_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub sku: Option<String>,
+    pub event: EventView,
+}
+
+pub fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
+    let matches = entries
+        .iter()
+        .map(|entry| {
+            let key = match (entry.tenant.as_deref(), entry.sku.as_deref()) {
+                (Some(tenant), Some(sku)) => TenantId::parse(tenant).ok().zip(Sku::parse(sku).ok()),
+                _ => None,
+            };
+            LookupMatch {
+                item_id: key.map(|(tenant, sku)| ItemKey { tenant, sku }.item_id().to_string()),
+                tenant_id: entry.tenant.clone(),
+                sku: entry.sku.clone(),
+                event: EventView::from(entry),
+            }
+        })
+        .collect();
+    LookupView { matches }
+}
+
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "trace", params(("event_id" = String, Path, format = Uuid, description = "Event id")), responses((status = 200, description = "Journal rows of the event and their items", body = LookupView), (status = 404, description = "Never journaled", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn event_lookup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<LookupView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Path(event_id) = path?;
+    let event_id = event_id
+        .parse()
+        .map(EventId)
+        .map_err(|_| ApiError::bad_request("invalid_event_id", "the event id is not a UUID"))?;
+    let entries = state.store.journal_by_event_id(event_id).await?;
+    if entries.is_empty() {
+        return Err(ApiError::not_found(format!("no journaled event {event_id}")));
+    }
+    Ok(Json(lookup_view(&entries)))
+}
+
+#[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "trace", params(("trace_id" = String, Path, description = "W3C trace id, 32 hex digits")), responses((status = 200, description = "Journal rows carrying the trace id", body = LookupView), (status = 404, description = "None", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn trace_id_lookup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<LookupView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Path(trace_id) = path?;
+    let trace_id = trace_id.to_ascii_lowercase();
+    if trace_id.len() != 32 || !trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("invalid_trace_id", "a W3C trace id is 32 hexadecimal digits"));
+    }
+    let entries = state.store.journal_by_trace_id(&trace_id, MAX_PAGE).await?;
+    if entries.is_empty() {
+        return Err(ApiError::not_found(format!("no journaled event carries trace id {trace_id}")));
+    }
+    Ok(Json(lookup_view(&entries)))
+}

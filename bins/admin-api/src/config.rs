@@ -1,0 +1,82 @@
+//! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
+
+use catalog_cli::{LogFormat, StoreArgs};
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Role;
+
+/// The support and operator service: item traces, sync flags, dead letters and the support
+/// page. With no subcommand it serves.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "admin-api", version, about)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Log format on standard error.
+    #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// What the server listens on and how it answers.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the API and the support page listen on.
+    #[arg(long, env = "CATALOG_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Largest request body accepted, in bytes; a larger one is answered 413.
+    #[arg(long, env = "CATALOG_ADMIN_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// A tenant whose last applied event is older than this many seconds, while newer events
+    /// were received, is `behind`.
+    #[arg(long, env = "CATALOG_ADMIN_BEHIND_AFTER_SECS", default_value_t = 300)]
+    pub behind_after_secs: u64,
+
+    /// A tenant that received nothing for this many seconds is `stale`.
+    #[arg(long, env = "CATALOG_ADMIN_STALE_AFTER_SECS", default_value_t = 3_600)]
+    pub stale_after_secs: u64,
+
+    /// A dead letter retried by an operator this many times answers 409 to a further retry
+    /// (the loop guard; auto-heal rounds count too).
+    #[arg(long, env = "CATALOG_ADMIN_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
+}
+
+/// Subcommands: token management. Each opens the same store as the server.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the API and the support page (the default).
+    Serve,
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it, once, on standard output; only its hash is stored.
+    Add {
+        /// A unique name for the token's holder, shown in the audit log.
+        #[arg(long)]
+        name: String,
+        /// What the token may do: `viewer` reads, `operator` also changes flags and dead
+        /// letters, `admin` also manages tokens.
+        #[arg(long, value_parser = crate::auth::parse_role)]
+        role: Role,
+    },
+    /// List tokens: name, role, created, revoked.
+    List,
+    /// Revoke the token with this name.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}

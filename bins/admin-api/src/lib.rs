@@ -1,0 +1,185 @@
+//! The admin service: the support and operator API over the application layer. Traces that
+//! explain what an item shows, the sync flags, dead letters, per-tenant status, tokens and
+//! the audit log, and the support page. `run` serves a listener until shutdown, so tests
+//! start the real server on port 0.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod page;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use catalog_app::channels::STOREFRONT_CHANNEL;
+use catalog_store::{CatalogStore, ChannelRoute, NewToken};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AdminArgs, Command, TokensCommand};
+use crate::error::ApiError;
+use crate::metrics::HttpMetrics;
+
+/// Settings the handlers read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// A tenant whose last applied event lags its last received one by more is `behind`.
+    pub behind_after: Duration,
+    /// A tenant that received nothing for this long is `stale`.
+    pub stale_after: Duration,
+    /// Retries of a dead letter before 409 (`loop_guard`).
+    pub max_retries: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024,
+            behind_after: Duration::from_secs(300),
+            stale_after: Duration::from_secs(3_600),
+            max_retries: 5,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn CatalogStore>,
+    pub metrics: HttpMetrics,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn CatalogStore>, settings: Settings) -> Self {
+        Self { store, metrics: HttpMetrics::new(), settings: Arc::new(settings) }
+    }
+}
+
+/// Every route: the open operator endpoints, and `/v1` behind a token.
+pub fn router(state: AppState) -> Router {
+    let open = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .merge(open)
+        .merge(api::routes(state.clone()))
+        .merge(page::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(error) => {
+            tracing::warn!(%error, "store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: store\n")
+        }
+    }
+}
+
+/// The OpenAPI 3.1 description, open like the probes: it holds no data.
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<api::ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// Serves `state` on `listener` until `shutdown`, then finishes the requests in flight.
+pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// The binary: opens the store the options name, then serves or runs a token subcommand.
+pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<()> {
+    // The admin service requeues on the storefront, like `replay`.
+    let store = catalog_cli::open_store(&args.store, vec![ChannelRoute::all(STOREFRONT_CHANNEL)]).await?;
+    match args.command {
+        None | Some(Command::Serve) => {
+            let settings = Settings {
+                max_body_bytes: args.serve.max_body_bytes,
+                behind_after: Duration::from_secs(args.serve.behind_after_secs),
+                stale_after: Duration::from_secs(args.serve.stale_after_secs),
+                max_retries: args.serve.max_retries,
+            };
+            let listener = TcpListener::bind(&args.serve.listen)
+                .await
+                .with_context(|| format!("binding --listen {}", args.serve.listen))?;
+            tracing::info!(address = %listener.local_addr()?, "admin api serving");
+            run(listener, AppState::new(store, settings), shutdown).await.context("serving")?;
+            tracing::info!("admin api stopped");
+            Ok(())
+        }
+        Some(Command::Tokens(command)) => tokens(&*store, command).await,
+    }
+}
+
+/// `tokens add|list|revoke`: `add` prints the token alone on standard output.
+async fn tokens(store: &dyn CatalogStore, command: TokensCommand) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        TokensCommand::Add { name, role } => {
+            anyhow::ensure!(api::valid_token_name(&name), "--name must be 1 to 64 letters, digits or -_.@");
+            let (token, hash) = auth::new_token()?;
+            let added =
+                store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;
+            anyhow::ensure!(added, "a live token named {name:?} exists; revoke it first");
+            audit_cli(store, "token_add", &name, serde_json::Value::Null, serde_json::json!({ "role": role })).await?;
+            tracing::info!(name, %role, "token added");
+            writeln!(stdout, "{token}").context("writing to standard output")?;
+        }
+        TokensCommand::List => {
+            for token in store.tokens().await.context("listing tokens")? {
+                let revoked = token.revoked_at.map_or_else(|| "-".to_owned(), |at| at.to_rfc3339());
+                writeln!(stdout, "{}\t{}\t{}\t{}", token.name, token.role, token.created_at.to_rfc3339(), revoked)
+                    .context("writing to standard output")?;
+            }
+        }
+        TokensCommand::Revoke { name } => {
+            let revoked = store.revoke_token(&name).await.context("revoking the token")?;
+            anyhow::ensure!(revoked, "no live token named {name:?}");
+            let (before, after) = (serde_json::json!({ "revoked": false }), serde_json::json!({ "revoked": true }));
+            audit_cli(store, "token_revoke", &name, before, after).await?;
+            tracing::info!(name, "token revoked");
+        }
+    }
+    stdout.flush().context("writing to standard output")
+}
+
+/// Audits a token change made on the command line: the actor is `cli`.
+async fn audit_cli(
+    store: &dyn CatalogStore,
+    action: &str,
+    name: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> Result<()> {
+    let record = catalog_store::AuditRecord {
+        actor: "cli".to_owned(),
+        action: action.to_owned(),
+        target: format!("token/{name}"),
+        before: Some(before),
+        after: Some(after),
+    };
+    store.record_audit(&record).await.context("writing the audit log")?;
+    Ok(())
+}

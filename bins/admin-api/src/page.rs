@@ -1,0 +1,432 @@
+//! The support page at `/`: server-rendered HTML (maud) over the same functions as the API.
+//! Sign in with a token (kept in an HttpOnly, SameSite=Strict cookie), search by tenant + SKU,
+//! item id, event id or trace id, read an item's timeline; operators get flag switches and
+//! dead-letter actions, each behind a confirmation. A viewer sees no write control.
+
+use axum::extract::{Form, Query, State};
+use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use catalog_core::{EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+
+use crate::api::items::{lookup_view, trace_of, PageQuery};
+use crate::auth::{caller_of, Caller, Role};
+use crate::error::ApiError;
+use crate::trace::{EventView, TraceView};
+use crate::AppState;
+
+const COOKIE_NAME: &str = "admin_token";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/session", post(sign_in))
+        .route("/signout", post(sign_out))
+        .route("/page/sync", post(switch))
+        .route("/page/dead-letters", post(dead_letter_action))
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
+        |pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE_NAME).then(|| value.to_owned())
+        },
+    )
+}
+
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    match cookie_token(headers) {
+        Some(token) => caller_of(state, &token).await,
+        None => Ok(None),
+    }
+}
+
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem;color:#111;background:#fff}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #999;padding:.25rem .5rem;text-align:left;vertical-align:top}\
+th{background:#eee}form.inline{display:inline}fieldset{margin:.5rem 0}label{margin-right:.5rem}\
+button{font:inherit;padding:.2rem .6rem}button:focus,input:focus,a:focus{outline:3px solid #0645ad}\
+.win{background:#e6f4e6}.lose{color:#555}.err{color:#a00;font-weight:bold}code{font-size:.9em}";
+
+/// Writes ask first: a form with `data-confirm` submits only once confirmed.
+const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
+if(m&&!window.confirm(m)){e.preventDefault();}});";
+
+fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · catalog-sync support" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    header {
+                        h1 { a href="/" { "catalog-sync support" } }
+                        @if let Some(caller) = caller {
+                            p {
+                                "Signed in as " strong { (caller.name) } " (" (caller.role) "). "
+                                form.inline method="post" action="/signout" { button type="submit" { "Sign out" } }
+                            }
+                        }
+                    }
+                    main { (body) }
+                    script { (PreEscaped(CONFIRM_JS)) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn sign_in_form(message: Option<&str>) -> Markup {
+    html! {
+        h2 { "Sign in" }
+        @if let Some(message) = message { p.err role="alert" { (message) } }
+        form method="post" action="/session" {
+            label for="token" { "API token" }
+            input #token name="token" type="password" autocomplete="off" required;
+            button type="submit" { "Sign in" }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Search {
+    pub tenant: Option<String>,
+    pub sku: Option<String>,
+    pub item_id: Option<String>,
+    pub event_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub message: Option<String>,
+}
+
+fn search_forms(search: &Search) -> Markup {
+    let value = |field: &Option<String>| field.clone().unwrap_or_default();
+    html! {
+        h2 { "Find an item" }
+        form method="get" action="/" {
+            fieldset {
+                legend { "By tenant and SKU" }
+                label for="tenant" { "Tenant" } input #tenant name="tenant" value=(value(&search.tenant));
+                label for="sku" { "SKU" } input #sku name="sku" value=(value(&search.sku));
+                button type="submit" { "Trace" }
+            }
+        }
+        form method="get" action="/" {
+            fieldset {
+                legend { "By id" }
+                label for="item_id" { "Item id" } input #item_id name="item_id" value=(value(&search.item_id));
+                button type="submit" { "Trace item" }
+                label for="event_id" { "Event id" } input #event_id name="event_id" value=(value(&search.event_id));
+                button type="submit" { "Find event" }
+                label for="trace_id" { "Trace id" } input #trace_id name="trace_id" value=(value(&search.trace_id));
+                button type="submit" { "Find trace" }
+            }
+        }
+    }
+}
+
+fn event_cells(event: &EventView) -> Markup {
+    html! {
+        td { code { (event.event_id.map(|id| id.to_string()).unwrap_or_default()) } }
+        td { (event.event_type.unwrap_or("-")) }
+        td { (event.quantity.map_or_else(|| event.delta.map_or_else(String::new, |d| format!("{d:+}")), |q| q.to_string())) }
+        td { (event.effective_at.map(|at| at.to_rfc3339()).unwrap_or_default()) @if event.clock_drift_clamped { " (clock clamped)" } }
+        td { (event.sequence.map(|s| s.to_string()).unwrap_or_default()) }
+    }
+}
+
+fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
+    html! {
+        h2 { "Item " (trace.tenant_id) " / " (trace.sku) }
+        p { "Quantity " strong { (trace.quantity) } ", version " (trace.version) ", item id " code { (trace.item_id) } }
+        h3 { "What each channel holds" }
+        table {
+            thead { tr { th scope="col" { "Channel" } th scope="col" { "Published version" } th scope="col" { "At" } } }
+            tbody {
+                @for published in &trace.published { tr { td { (published.channel) } td { (published.version) } td { (published.published_at.to_rfc3339()) } } }
+                @for pending in &trace.pending_publishes { tr { td { (pending.channel) } td { "waiting: version " (pending.version) } td { (pending.enqueued_at.to_rfc3339()) } } }
+            }
+        }
+        h3 { "Why this quantity: the winner per offer" }
+        table {
+            thead { tr { th scope="col" { "Supplier" } th scope="col" { "Offer quantity" } th scope="col" { "Counted event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } } }
+            tbody {
+                @for offer in &trace.offers {
+                    @if let Some(winner) = &offer.winning_event {
+                        tr.win { td { (offer.supplier_id) } td { (offer.quantity) } (event_cells(winner)) }
+                    } @else {
+                        tr { td { (offer.supplier_id) } td { (offer.quantity) } td colspan="5" { "no snapshot: adjustments only" } }
+                    }
+                    @if let Some(folded) = &offer.folded_adjustments {
+                        tr { td {} td {} td colspan="5" { (folded.count) " older adjustments folded: " (format!("{:+}", folded.delta)) } }
+                    }
+                    @for adjustment in &offer.adjustments { tr { td {} td { "+ adjustment" } (event_cells(adjustment)) } }
+                }
+            }
+        }
+        h3 { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
+        table {
+            thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } th scope="col" { "Supplier" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Redeliveries" } } }
+            tbody {
+                @for event in &trace.events.entries {
+                    tr class=(if event.outcome == "applied" { "win" } else { "lose" }) {
+                        (event_cells(event))
+                        td { (event.supplier_id.clone().unwrap_or_default()) }
+                        td { (event.outcome) }
+                        td { (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default()) }
+                        td { (event.redelivery_count) }
+                    }
+                }
+            }
+        }
+        h3 { "What each channel was sent and answered" }
+        table {
+            thead { tr { th scope="col" { "Channel" } th scope="col" { "Version" } th scope="col" { "Attempt" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "At" } } }
+            tbody {
+                @for attempt in &trace.publishes {
+                    tr { td { (attempt.channel) } td { (attempt.version) } td { (attempt.attempt) } td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (attempt.attempted_at.to_rfc3339()) } }
+                }
+            }
+        }
+        h3 { "Open dead letters" }
+        @if trace.open_dead_letters.is_empty() { p { "None." } }
+        @for letter in &trace.open_dead_letters {
+            p {
+                "#" (letter.dead_letter_id) " on " (letter.channel.clone().unwrap_or_default()) ": " (letter.reason)
+                ", version " (letter.version) ", " (letter.attempts) " failures, " (letter.heal_rounds) " retries. "
+                @if caller.role >= Role::Operator {
+                    form.inline method="post" action="/page/dead-letters" data-confirm="Retry this dead letter?" {
+                        input type="hidden" name="dead_letter_id" value=(letter.dead_letter_id);
+                        input type="hidden" name="action" value="retry";
+                        button type="submit" { "Retry" }
+                    }
+                    form.inline method="post" action="/page/dead-letters" data-confirm="Resolve this dead letter?" {
+                        input type="hidden" name="dead_letter_id" value=(letter.dead_letter_id);
+                        input type="hidden" name="action" value="resolve";
+                        label for=(format!("note-{}", letter.dead_letter_id)) { "Note" }
+                        input id=(format!("note-{}", letter.dead_letter_id)) name="note" required;
+                        button type="submit" { "Resolve" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn tenants_section(state: &AppState, caller: &Caller) -> Result<Markup, ApiError> {
+    let mut rows = Vec::new();
+    for tenant in state.store.tenant_ids().await? {
+        if let Some(flags) = state.store.tenant_flags(&tenant).await? {
+            rows.push(flags);
+        }
+    }
+    let operator = caller.role >= Role::Operator;
+    let switch = |tenant: &TenantId, supplier: Option<&SupplierId>, enabled: bool| {
+        let what =
+            supplier.map_or_else(|| format!("tenant {tenant}"), |supplier| format!("supplier {supplier} of {tenant}"));
+        let verb = if enabled { "off" } else { "on" };
+        html! {
+            form.inline method="post" action="/page/sync" data-confirm=(format!("Switch sync {verb} for {what}?")) {
+                input type="hidden" name="tenant" value=(tenant);
+                @if let Some(supplier) = supplier { input type="hidden" name="supplier" value=(supplier); }
+                input type="hidden" name="enabled" value=(!enabled);
+                button type="submit" aria-label=(format!("Switch sync {verb} for {what}")) { "Switch " (verb) }
+            }
+        }
+    };
+    Ok(html! {
+        h2 { "Tenants and sync flags" }
+        table {
+            thead { tr { th scope="col" { "Tenant" } th scope="col" { "Sync" } th scope="col" { "Suppliers" } } }
+            tbody {
+                @for flags in &rows {
+                    tr {
+                        td { (flags.tenant) }
+                        td { (if flags.sync_enabled { "on" } else { "off" }) " " @if operator { (switch(&flags.tenant, None, flags.sync_enabled)) } }
+                        td {
+                            @for (supplier, enabled) in &flags.suppliers {
+                                span { (supplier) ": " (if *enabled { "on" } else { "off" }) " " @if operator { (switch(&flags.tenant, Some(supplier), *enabled)) } } br;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    search: Result<Query<Search>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let search = search.map(|Query(search)| search).unwrap_or_default();
+    let page = PageQuery { events_offset: None, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
+    let mut result = html! {};
+    let mut problem: Option<String> = search.message.clone();
+    let item_id = match (&search.tenant, &search.sku, &search.item_id) {
+        (Some(tenant), Some(sku), _) if !tenant.is_empty() && !sku.is_empty() => {
+            match (TenantId::parse(tenant), Sku::parse(sku)) {
+                (Ok(tenant), Ok(sku)) => Some(ItemKey { tenant, sku }.item_id()),
+                _ => {
+                    problem = Some("That tenant or SKU is not valid.".into());
+                    None
+                }
+            }
+        }
+        (_, _, Some(item_id)) if !item_id.is_empty() => match item_id.trim().parse() {
+            Ok(id) => Some(ItemId(id)),
+            Err(_) => {
+                problem = Some("An item id is a UUID.".into());
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(item_id) = item_id {
+        match trace_of(&state, item_id, &page).await {
+            Ok(trace) => result = trace_section(&trace, &caller),
+            Err(ApiError::NotFound(message)) => problem = Some(message),
+            Err(error) => return Err(error),
+        }
+    }
+    let entries = if let Some(event_id) = search.event_id.as_deref().filter(|id| !id.is_empty()) {
+        match event_id.trim().parse() {
+            Ok(id) => Some(state.store.journal_by_event_id(EventId(id)).await?),
+            Err(_) => {
+                problem = Some("An event id is a UUID.".into());
+                None
+            }
+        }
+    } else if let Some(trace_id) = search.trace_id.as_deref().filter(|id| !id.is_empty()) {
+        let trace_id = trace_id.trim().to_ascii_lowercase();
+        if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Some(state.store.journal_by_trace_id(&trace_id, 100).await?)
+        } else {
+            problem = Some("A trace id is 32 hexadecimal digits.".into());
+            None
+        }
+    } else {
+        None
+    };
+    if let Some(entries) = entries {
+        let found = lookup_view(&entries);
+        result = html! {
+            h2 { "Events found (" (found.matches.len()) ")" }
+            ul {
+                @for found in &found.matches {
+                    li {
+                        (found.event.outcome) " " (found.event.reason.clone().unwrap_or_default()) " — "
+                        @if let Some(item_id) = &found.item_id { a href=(format!("/?item_id={item_id}")) { "trace item " (found.tenant_id.clone().unwrap_or_default()) " / " (found.sku.clone().unwrap_or_default()) } }
+                    }
+                }
+            }
+        };
+    }
+    let tenants = tenants_section(&state, &caller).await?;
+    let body = html! {
+        @if let Some(problem) = &problem { p.err role="alert" { (problem) } }
+        (search_forms(&search))
+        (result)
+        (tenants)
+    };
+    Ok(layout("Support", Some(&caller), body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignIn {
+    pub token: String,
+}
+
+async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Result<Response, ApiError> {
+    let token = form.token.trim();
+    if caller_of(&state, token).await?.is_none() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok((StatusCode::UNAUTHORIZED, layout("Sign in", None, sign_in_form(Some("That token is not valid."))))
+            .into_response());
+    }
+    let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/");
+    Ok((StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, "/".to_owned())]).into_response())
+}
+
+async fn sign_out() -> Response {
+    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    (StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, "/".to_owned())]).into_response()
+}
+
+fn back(message: &str) -> Response {
+    let query: String = message
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    (StatusCode::SEE_OTHER, [(LOCATION, format!("/?message={query}"))]).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SwitchForm {
+    pub tenant: String,
+    pub supplier: Option<String>,
+    pub enabled: bool,
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SwitchForm>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    let tenant = TenantId::parse(&form.tenant)
+        .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?;
+    let supplier = form
+        .supplier
+        .as_deref()
+        .map(SupplierId::parse)
+        .transpose()
+        .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?;
+    let result = crate::api::switch_sync(&state, &caller, &tenant, supplier, form.enabled).await?;
+    Ok(back(&format!(
+        "Sync switched {}: {} held events applied, {} items changed.",
+        if result.after { "on" } else { "off" },
+        result.events_replayed,
+        result.items_changed
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeadLetterForm {
+    pub dead_letter_id: i64,
+    pub action: String,
+    pub note: Option<String>,
+}
+
+async fn dead_letter_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<DeadLetterForm>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    let message = match form.action.as_str() {
+        "retry" => match crate::api::retry(&state, &caller, form.dead_letter_id).await {
+            Ok(_) => format!("Dead letter {} requeued.", form.dead_letter_id),
+            Err(ApiError::Conflict { message, .. }) => message,
+            Err(error) => return Err(error),
+        },
+        "resolve" => {
+            crate::api::resolve(&state, &caller, form.dead_letter_id, form.note.as_deref().unwrap_or_default()).await?;
+            format!("Dead letter {} resolved.", form.dead_letter_id)
+        }
+        _ => return Err(ApiError::bad_request("invalid_body", "action is retry or resolve")),
+    };
+    Ok(back(&message))
+}

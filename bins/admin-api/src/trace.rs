@@ -1,0 +1,182 @@
+//! The trace of an item as the API answers it: what it shows, and per offer the winning
+//! event and the adjustments counted on top of it, so the quantity can be checked by hand.
+//! Built from the store's `ItemTrace` alone; nothing here re-decides a rule.
+
+use catalog_core::{EventId, OfferState, StockChange};
+use catalog_store::{DeadLetter, ItemTrace, JournalEntry, PendingPublish, PublishAttempt, PublishedVersion};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Events per page unless asked otherwise, and the most a page holds.
+pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;
+pub const MAX_EVENTS_PER_PAGE: usize = 1_000;
+
+/// Why the storefront shows what it shows.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TraceView {
+    pub item_id: String,
+    pub tenant_id: String,
+    pub sku: String,
+    pub quantity: i64,
+    pub version: u64,
+    /// The newest version each channel is known to hold.
+    pub published: Vec<PublishedVersion>,
+    pub offers: Vec<OfferView>,
+    pub events: EventPage,
+    pub pending_publishes: Vec<PendingPublish>,
+    /// Publish attempts per channel with status and result, oldest first.
+    pub publishes: Vec<PublishAttempt>,
+    pub open_dead_letters: Vec<DeadLetter>,
+}
+
+/// One supplier's offer and how its quantity comes about: the winning snapshot, plus the
+/// adjustments newer than it (folded ones summed), never below zero.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OfferView {
+    pub supplier_id: String,
+    pub quantity: i64,
+    /// The `inventory.updated` in effect (the greatest snapshot by ordering key), if any.
+    pub winning_event: Option<EventView>,
+    /// Applied adjustments newer than the winning event, counted on top of it, oldest first.
+    pub adjustments: Vec<EventView>,
+    /// Adjustments older than the horizon, summed (decision 0009).
+    pub folded_adjustments: Option<FoldedView>,
+    /// The greatest applied event still in effect.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub newest_event_id: Option<EventId>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FoldedView {
+    pub delta: i64,
+    pub count: u64,
+    #[schema(value_type = String, format = Uuid)]
+    pub through_event_id: EventId,
+}
+
+/// One journaled event, with what was decided and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub journal_id: i64,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub event_id: Option<EventId>,
+    /// `inventory.updated`, `inventory.adjusted`, or absent for an undecodable message.
+    #[serde(rename = "type")]
+    pub event_type: Option<&'static str>,
+    pub supplier_id: Option<String>,
+    pub quantity: Option<i64>,
+    pub delta: Option<i64>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The time the ordering key uses: `updated_at`, clamped when the supplier clock ran ahead.
+    pub effective_at: Option<DateTime<Utc>>,
+    pub sequence: Option<u64>,
+    pub clock_drift_clamped: bool,
+    pub received_at: DateTime<Utc>,
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub redelivery_count: u32,
+    pub payload_differs: bool,
+    pub traceparent: Option<String>,
+    pub source: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl From<&JournalEntry> for EventView {
+    fn from(entry: &JournalEntry) -> Self {
+        let (quantity, delta) = match entry.change {
+            Some(StockChange::Updated { quantity }) => (Some(quantity), None),
+            Some(StockChange::Adjusted { delta }) => (None, Some(delta)),
+            None => (None, None),
+        };
+        EventView {
+            journal_id: entry.journal_id,
+            event_id: entry.event_id,
+            event_type: entry.change.map(|change| change.type_name()),
+            supplier_id: entry.supplier.clone(),
+            quantity,
+            delta,
+            updated_at: entry.updated_at,
+            effective_at: entry.effective_at,
+            sequence: entry.sequence,
+            clock_drift_clamped: entry.clock_drift_clamped,
+            received_at: entry.received_at,
+            outcome: entry.outcome.as_str(),
+            reason: entry.reason.clone(),
+            detail: entry.detail.clone(),
+            redelivery_count: entry.redelivery_count,
+            payload_differs: entry.payload_differs,
+            traceparent: entry.traceparent.clone(),
+            source: entry.source.source.to_string(),
+            partition: entry.source.partition,
+            offset: entry.source.offset,
+        }
+    }
+}
+
+/// A page of an item's events, in ordering-key order.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub entries: Vec<EventView>,
+}
+
+/// The applied journal rows of one item, by event id: each offer's winner and adjustments
+/// are looked up here once, not searched for in the whole journal.
+type Applied<'a> = std::collections::HashMap<EventId, &'a JournalEntry>;
+
+fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &Applied<'_>) -> OfferView {
+    let find = |event_id: EventId| applied.get(&event_id).map(|entry| EventView::from(*entry));
+    let winning_event = state.snapshot.and_then(|snapshot| find(snapshot.key.event_id));
+    let adjustments = state.adjustments.iter().filter_map(|adjustment| find(adjustment.key.event_id)).collect();
+    OfferView {
+        supplier_id,
+        quantity,
+        winning_event,
+        adjustments,
+        folded_adjustments: state.folded.map(|folded| FoldedView {
+            delta: folded.delta,
+            count: folded.count,
+            through_event_id: folded.through.event_id,
+        }),
+        newest_event_id: state.winner().map(|key| key.event_id),
+    }
+}
+
+/// The view of a trace, with one page of its events.
+pub fn view(
+    trace: &ItemTrace,
+    published: Vec<PublishedVersion>,
+    dead_letters: Vec<DeadLetter>,
+    offset: usize,
+    limit: usize,
+) -> TraceView {
+    let applied: Applied<'_> = trace
+        .events
+        .iter()
+        .filter(|entry| entry.outcome.as_str() == "applied")
+        .filter_map(|entry| entry.event_id.map(|event_id| (event_id, entry)))
+        .collect();
+    let offers = trace
+        .offers
+        .iter()
+        .map(|offer| offer_view(offer.supplier.to_string(), offer.quantity, &offer.state, &applied))
+        .collect();
+    let entries = trace.events.iter().skip(offset).take(limit).map(EventView::from).collect();
+    TraceView {
+        item_id: trace.item.item_id.to_string(),
+        tenant_id: trace.item.tenant.to_string(),
+        sku: trace.item.sku.to_string(),
+        quantity: trace.item.quantity,
+        version: trace.item.version,
+        published,
+        offers,
+        events: EventPage { total: trace.events.len(), offset, limit, entries },
+        pending_publishes: trace.pending_publishes.clone(),
+        publishes: trace.publish_attempts.clone(),
+        open_dead_letters: dead_letters.into_iter().filter(|letter| letter.resolved_at.is_none()).collect(),
+    }
+}

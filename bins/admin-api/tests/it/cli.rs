@@ -1,0 +1,60 @@
+//! The token subcommands of the real binary: `tokens add` prints the token alone on standard
+//! output, the store keeps only its hash, `list` shows it and `revoke` ends it; each audited.
+
+use std::process::Command;
+
+use catalog_store::StoreConfig;
+
+fn admin_api(database_url: &str, arguments: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_admin-api"))
+        .args(arguments)
+        .env("CATALOG_DATABASE_URL", database_url)
+        .env("CATALOG_LOG_FORMAT", "json")
+        .output()
+        .expect("run admin-api")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_add_prints_only_the_token_and_stores_its_hash() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let url = format!("sqlite://{}", path.display());
+    let added = admin_api(&url, &["tokens", "add", "--name", "alice", "--role", "operator"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let stdout = String::from_utf8(added.stdout).expect("utf-8");
+    let token = stdout.strip_suffix('\n').expect("one line");
+    assert!(token.starts_with("cat_") && token.len() == 68 && !token.contains('\n'), "{stdout:?}");
+    assert!(!String::from_utf8_lossy(&added.stderr).contains(token), "the token is never logged");
+    let again = admin_api(&url, &["tokens", "add", "--name", "alice", "--role", "viewer"]);
+    assert!(!again.status.success(), "a live name is not given twice");
+    let bad_role = admin_api(&url, &["tokens", "add", "--name", "bob", "--role", "root"]);
+    assert!(!bad_role.status.success());
+
+    let store = catalog_sqlite::SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
+    let found = catalog_store::AdminStore::token_by_hash(&store, &admin_api::auth::hash(token)).await.expect("lookup");
+    assert_eq!(found.map(|found| (found.name, found.role)), Some(("alice".to_owned(), catalog_store::Role::Operator)));
+    let raw: Vec<u8> = database_bytes(&path);
+    assert!(
+        !raw.windows(token.len()).any(|window| window == token.as_bytes()),
+        "the token is not in the database file"
+    );
+
+    let listed = admin_api(&url, &["tokens", "list"]);
+    let listed = String::from_utf8(listed.stdout).expect("utf-8");
+    assert!(listed.starts_with("alice\toperator\t") && listed.trim_end().ends_with('-'), "{listed}");
+    assert!(admin_api(&url, &["tokens", "revoke", "alice"]).status.success());
+    assert!(!admin_api(&url, &["tokens", "revoke", "alice"]).status.success(), "revoked once");
+    let audit = catalog_store::AdminStore::audit_log(&store, 10, None).await.expect("audit");
+    let actions: Vec<(&str, &str)> = audit.iter().map(|entry| (entry.actor.as_str(), entry.action.as_str())).collect();
+    assert_eq!(actions, [("cli", "token_revoke"), ("cli", "token_add")]);
+    store.close().await;
+}
+
+/// Every byte of the database and its write-ahead log.
+fn database_bytes(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("database file");
+    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    bytes
+}

@@ -1,0 +1,103 @@
+//! Dead letters through the API: listed with filters, retried (requeues the item's current
+//! version; 409 at the loop guard), resolved with a note; every action audited.
+
+use catalog_core::StockChange;
+use catalog_store::contract::{batch, incoming, offer};
+use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::Server;
+
+async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
+    let operator = server.token("otto", Role::Operator).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let key = offer("canary", "acme", "ABC-1");
+    server
+        .store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    let lease = std::time::Duration::from_secs(30);
+    let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
+    let record = PublishRecord {
+        item_id: claimed[0].item_id,
+        channel: "storefront".into(),
+        version: claimed[0].version,
+        attempt: 1,
+        outcome: PublishOutcome::DeadLettered,
+        status: Some(422),
+        latency_ms: Some(3),
+        error: Some("unprocessable".into()),
+        dead_letter_reason: Some("rejected_4xx".into()),
+        body: Some("{}".into()),
+    };
+    server.store.record_publish(&record).await.expect("record");
+
+    let letters = server.get_json(&viewer, "/v1/dead-letters?tenant=canary&channel=storefront&stage=publish").await;
+    let letters = letters.as_array().expect("list");
+    assert_eq!(letters.len(), 1);
+    let id = letters[0]["dead_letter_id"].as_i64().expect("id");
+    assert!(server.get_json(&viewer, "/v1/dead-letters?tenant=wide").await.as_array().expect("list").is_empty());
+    let trace = server.get_json(&viewer, "/v1/tenants/canary/items/abc-1/trace").await;
+    assert_eq!(trace["open_dead_letters"][0]["dead_letter_id"], id);
+    assert_eq!(trace["publishes"][0]["result"], "dead_lettered");
+
+    let retry = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
+    assert_eq!(retry.status(), 200);
+    let retry: serde_json::Value = retry.json().await.expect("json");
+    assert_eq!(retry, json!({ "result": "requeued", "version": 1, "heal_rounds": 1 }));
+    let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "the item's current version waits again");
+    server.store.record_publish(&PublishRecord { attempt: 1, ..record.clone() }).await.expect("record");
+    let retry = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
+    assert_eq!(retry.status(), 200);
+    let guarded = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
+    assert_eq!(guarded.status(), 409, "the loop guard (2 retries in these tests)");
+    let error: serde_json::Value = guarded.json().await.expect("json");
+    assert_eq!(error["code"], "loop_guard");
+
+    let empty =
+        server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/resolve"), json!({ "note": " " })).await;
+    assert_eq!(empty.status(), 400);
+    let resolved = server
+        .send(
+            Method::POST,
+            &operator,
+            &format!("/v1/dead-letters/{id}/resolve"),
+            json!({ "note": "storefront fixed the SKU" }),
+        )
+        .await;
+    assert_eq!(resolved.status(), 200);
+    let resolved: serde_json::Value = resolved.json().await.expect("json");
+    assert_eq!(resolved["resolution"], "operator");
+    assert_eq!(resolved["note"], "storefront fixed the SKU");
+    let again = server
+        .send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/resolve"), json!({ "note": "again" }))
+        .await;
+    assert_eq!(again.status(), 409);
+    assert!(
+        server.get_json(&viewer, "/v1/dead-letters").await.as_array().expect("list").is_empty(),
+        "open ones by default"
+    );
+    assert_eq!(server.get_json(&viewer, "/v1/dead-letters?state=resolved").await[0]["dead_letter_id"], id);
+
+    let audit = server.get_json(&viewer, "/v1/audit").await;
+    let actions: Vec<&str> =
+        audit.as_array().expect("list").iter().map(|entry| entry["action"].as_str().expect("action")).collect();
+    assert_eq!(actions, ["dead_letter_resolve", "dead_letter_retry", "dead_letter_retry"]);
+    assert_eq!(audit[0]["before"]["resolved"], false);
+    assert_eq!(audit[0]["after"]["resolved"], true);
+    assert_eq!(audit[1]["after"]["heal_rounds"], 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_and_resolves_a_dead_letter_on_sqlite() {
+    an_operator_retries_and_resolves_a_dead_letter(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_and_resolves_a_dead_letter_on_postgres() {
+    an_operator_retries_and_resolves_a_dead_letter(Server::postgres().await).await;
+}

@@ -1,0 +1,100 @@
+//! Integration tests of the admin API: the real server on 127.0.0.1:0 over a real store
+//! (a SQLite file, and PostgreSQL through a throwaway database), called with reqwest.
+
+mod access;
+mod cli;
+mod dead_letters;
+mod flags;
+mod openapi;
+mod page;
+mod trace;
+
+use std::sync::Arc;
+
+use admin_api::{auth, AppState, Settings};
+use catalog_store::{CatalogStore, NewToken, Role, StoreConfig};
+use tokio_util::sync::CancellationToken;
+
+/// A running server and what a test needs to call it.
+#[allow(missing_debug_implementations)]
+pub struct Server {
+    pub base: String,
+    pub store: Arc<dyn CatalogStore>,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl Server {
+    /// A server over a fresh SQLite file.
+    pub async fn sqlite() -> Server {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store =
+            catalog_sqlite::SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default())
+                .await
+                .expect("open store");
+        Server::start(Arc::new(store), Box::new(directory)).await
+    }
+
+    /// A server over a fresh PostgreSQL database.
+    pub async fn postgres() -> Server {
+        let database = catalog_testkit::TestDatabase::create().await;
+        let store = catalog_postgres::PostgresStore::connect(
+            &database.url,
+            StoreConfig::default(),
+            catalog_postgres::PostgresOptions::default(),
+        )
+        .await
+        .expect("connect and migrate");
+        Server::start(Arc::new(store), Box::new(database)).await
+    }
+
+    async fn start(store: Arc<dyn CatalogStore>, guard: Box<dyn std::any::Any + Send>) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(store.clone(), Settings { max_retries: 2, ..Settings::default() });
+        let task = tokio::spawn(admin_api::run(listener, state, shutdown.clone()));
+        Server { base, store, client: reqwest::Client::new(), shutdown, task: Some(task), _guard: guard }
+    }
+
+    /// A live token of `role`, stored as the CLI stores it.
+    pub async fn token(&self, name: &str, role: Role) -> String {
+        let (token, hash) = auth::new_token().expect("randomness");
+        assert!(self.store.add_token(&NewToken { name: name.into(), role, hash }).await.expect("add token"));
+        token
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
+        let response = self.get(token, path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.client.request(method, self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The OpenAPI 3.1 description at `/openapi.json`: every `/v1` route the router serves, with
+//! the bearer scheme, the error schema, and no reference to a schema it does not define.
+
+use crate::Server;
+
+/// Every `/v1` route of the router, as (method, path template).
+const ROUTES: [(&str, &str); 15] = [
+    ("get", "/v1/tenants"),
+    ("get", "/v1/tenants/{tenant_id}/status"),
+    ("put", "/v1/tenants/{tenant_id}/sync"),
+    ("put", "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync"),
+    ("get", "/v1/tenants/{tenant_id}/items/{sku}/trace"),
+    ("get", "/v1/items/{item_id}/trace"),
+    ("get", "/v1/events/{event_id}"),
+    ("get", "/v1/traces/{trace_id}"),
+    ("get", "/v1/dead-letters"),
+    ("post", "/v1/dead-letters/{dead_letter_id}/retry"),
+    ("post", "/v1/dead-letters/{dead_letter_id}/resolve"),
+    ("get", "/v1/audit"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
+];
+
+fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value.as_str()) {
+                    ("$ref", Some(reference)) => found.push(reference.to_owned()),
+                    _ => references(value, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_description_covers_every_route() {
+    let server = Server::sqlite().await;
+    let response = server.client.get(server.url("/openapi.json")).send().await.expect("request");
+    assert_eq!(response.status(), 200, "open like the probes");
+    let spec: serde_json::Value = response.json().await.expect("json");
+    assert!(spec["openapi"].as_str().expect("version").starts_with("3.1"), "{}", spec["openapi"]);
+    let paths = spec["paths"].as_object().expect("paths");
+    let described: usize = paths.values().map(|operations| operations.as_object().expect("operations").len()).sum();
+    assert_eq!(described, ROUTES.len(), "no route the router lacks");
+    for (method, path) in ROUTES {
+        let operation = &spec["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is described");
+        assert_eq!(
+            operation["security"][0]["bearer"],
+            serde_json::json!([]),
+            "{method} {path} names the bearer scheme"
+        );
+        assert!(operation["responses"]["401"].is_object(), "{method} {path} describes 401");
+        // The route answers 401 without a token, as described.
+        let anonymous = server
+            .client
+            .request(method.to_uppercase().parse().expect("method"), server.url(&path.replace(['{', '}'], "")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(anonymous.status(), 401, "{method} {path}");
+    }
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+    for name in ["ErrorBody", "TraceView", "OfferView", "EventView", "DeadLetter", "StatusView", "SwitchResult"] {
+        assert!(schemas.contains_key(name), "schema {name}");
+    }
+    let mut found = Vec::new();
+    references(&spec, &mut found);
+    for reference in found {
+        let name = reference.strip_prefix("#/components/schemas/").expect("a schema reference");
+        assert!(schemas.contains_key(name), "{reference} is defined");
+    }
+    server.stop().await;
+}

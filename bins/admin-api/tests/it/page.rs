@@ -1,0 +1,83 @@
+//! The support page: sign-in, a lookup showing the winner, operator-only write controls
+//! behind a confirmation, and a supplier switched on from the page applying held events.
+
+use catalog_core::StockChange;
+use catalog_store::contract::{batch, incoming, offer};
+use catalog_store::Role;
+
+use crate::Server;
+
+async fn page(server: &Server, token: &str, path: &str) -> String {
+    let response = server
+        .client
+        .get(server.url(path))
+        .header("cookie", format!("admin_token={token}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.text().await.expect("html")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    let anonymous = client.get(server.url("/")).send().await.expect("request").text().await.expect("html");
+    assert!(anonymous.contains(r#"<label for="token">"#), "a labelled sign-in form: {anonymous}");
+    assert!(!anonymous.contains("Tenants and sync flags"));
+    let refused = client.post(server.url("/session")).form(&[("token", "cat_wrong")]).send().await.expect("request");
+    assert_eq!(refused.status(), 401);
+    let accepted =
+        client.post(server.url("/session")).form(&[("token", viewer.as_str())]).send().await.expect("request");
+    assert_eq!(accepted.status(), 303);
+    let cookie = accepted.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+
+    let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    server.store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
+    let now_second = (chrono::Utc::now() - catalog_store::contract::base()).num_seconds();
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 7 }, 0, now_second),
+        incoming(2, &acme, StockChange::Updated { quantity: 5 }, -10, now_second),
+        incoming(3, &globex, StockChange::Updated { quantity: 4 }, 0, now_second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+
+    let html = page(&server, &viewer, "/?tenant=canary&sku=abc-1").await;
+    assert!(html.contains("Quantity <strong>7</strong>"), "{html}");
+    assert!(html.contains(r#"<tr class="win"><td>acme</td><td>7</td>"#), "the winner is shown: {html}");
+    assert!(html.contains("stale"), "the loser and its outcome are shown");
+    assert!(!html.contains("/page/sync") && !html.contains("/page/dead-letters"), "a viewer sees no write control");
+
+    let html = page(&server, &operator, "/?tenant=canary&sku=abc-1").await;
+    assert!(
+        html.contains(r#"action="/page/sync" data-confirm="Switch sync on for supplier globex of canary?""#),
+        "{html}"
+    );
+    let as_viewer = client
+        .post(server.url("/page/sync"))
+        .header("cookie", format!("admin_token={viewer}"))
+        .form(&[("tenant", "canary"), ("supplier", "globex"), ("enabled", "true")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(as_viewer.status(), 403);
+    let switched = client
+        .post(server.url("/page/sync"))
+        .header("cookie", format!("admin_token={operator}"))
+        .form(&[("tenant", "canary"), ("supplier", "globex"), ("enabled", "true")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(switched.status(), 303);
+    let location = switched.headers()["location"].to_str().expect("ascii").to_owned();
+    let html = page(&server, &operator, &location).await;
+    assert!(html.contains("1 held events applied"), "{html}");
+    let html = page(&server, &viewer, "/?tenant=canary&sku=ABC-1").await;
+    assert!(html.contains("Quantity <strong>11</strong>"), "the held event counts now: {html}");
+    server.stop().await;
+}

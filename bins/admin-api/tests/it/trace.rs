@@ -1,0 +1,104 @@
+//! The trace answers "why does the storefront show N?": for every item of a generated
+//! scenario (out-of-order events, duplicates, drifted clocks, poison), the quantity the API
+//! shows is the core reference's, and each offer's winning event and adjustments add up to it.
+
+use std::sync::Arc;
+
+use catalog_core::ItemKey;
+use catalog_store::{BatchInput, CatalogStore, IncomingEvent, Role, SourceRef};
+use chrono::Utc;
+
+use crate::Server;
+
+/// Applies the feed of `seed` in batches of 37, as a source would.
+async fn apply_feed(store: &Arc<dyn CatalogStore>, seed: u64, n_events: usize) -> Vec<catalog_testkit::TestMessage> {
+    let feed = catalog_testkit::feed::feed(seed, n_events);
+    let source: Arc<str> = Arc::from("file:feed");
+    let events: Vec<IncomingEvent> = feed
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(offset, message)| {
+            let reference = SourceRef { source: source.clone(), partition: 0, offset: offset as i64 };
+            let traceparent = message.traceparent.as_deref().and_then(|value| value.parse().ok());
+            IncomingEvent::received(message.payload.clone().unwrap_or_default(), Utc::now(), reference, traceparent)
+        })
+        .collect();
+    for chunk in events.chunks(37) {
+        store.apply_batch(&BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() }).await.expect("apply");
+    }
+    feed.messages
+}
+
+/// An offer's quantity from what the trace shows of it, as support would add it up.
+fn explained_quantity(offer: &serde_json::Value) -> i64 {
+    let snapshot = offer["winning_event"]["quantity"].as_i64().unwrap_or(0);
+    let folded = offer["folded_adjustments"]["delta"].as_i64().unwrap_or(0);
+    let adjustments: i64 =
+        offer["adjustments"].as_array().expect("adjustments").iter().map(|a| a["delta"].as_i64().expect("delta")).sum();
+    (snapshot + folded + adjustments).max(0)
+}
+
+async fn the_trace_explains_every_item_of_a_scenario(server: Server) {
+    let viewer = server.token("vera", Role::Viewer).await;
+    let messages = apply_feed(&server.store, 7, 1_500).await;
+    let expected = catalog_testkit::feed::expected_quantities(&messages);
+    assert!(expected.len() > 20, "the scenario has items");
+    for tenant in catalog_testkit::feed::TENANTS {
+        let tenant_id = catalog_core::TenantId::parse(tenant).expect("valid");
+        for item in server.store.items(&tenant_id).await.expect("items") {
+            let key = ItemKey { tenant: item.tenant.clone(), sku: item.sku.clone() };
+            let want = expected.get(&key).copied().unwrap_or(0);
+            // The SKU as a person types it: lower case finds the item.
+            let path = format!("/v1/tenants/{tenant}/items/{}/trace", item.sku.as_str().to_lowercase());
+            let trace = server.get_json(&viewer, &path).await;
+            assert_eq!(trace["quantity"], want, "{key}: the API shows the reference's quantity");
+            assert_eq!(trace["item_id"], key.item_id().to_string());
+            let offers = trace["offers"].as_array().expect("offers");
+            let mut total = 0;
+            for offer in offers {
+                let quantity = offer["quantity"].as_i64().expect("quantity");
+                assert_eq!(explained_quantity(offer), quantity, "{key}: the winner explains {offer}");
+                if let Some(winner) = offer["winning_event"].as_object() {
+                    assert_eq!(winner["outcome"], "applied");
+                    assert_eq!(winner["type"], "inventory.updated");
+                    assert!(winner["effective_at"].is_string() && winner.contains_key("sequence"));
+                    for adjustment in offer["adjustments"].as_array().expect("adjustments") {
+                        let after = (adjustment["effective_at"].as_str(), adjustment["sequence"].as_u64());
+                        let snapshot = (winner["effective_at"].as_str(), winner["sequence"].as_u64());
+                        assert!(after >= snapshot, "{key}: an adjustment counted is newer than the snapshot");
+                    }
+                }
+                total += quantity;
+            }
+            assert_eq!(total, want, "{key}: the offers add up to the item");
+            let by_id = server.get_json(&viewer, &format!("/v1/items/{}/trace?events_limit=5", key.item_id())).await;
+            assert_eq!(by_id["quantity"], want);
+            assert!(by_id["events"]["entries"].as_array().expect("entries").len() <= 5);
+            assert_eq!(by_id["events"]["total"], trace["events"]["total"]);
+        }
+    }
+
+    // Lookups: an event id and a trace id lead to the item they touched.
+    let message = messages.iter().find(|message| message.traceparent.is_some()).expect("a traced message");
+    let event: serde_json::Value = serde_json::from_slice(message.payload.as_deref().expect("payload")).expect("json");
+    let found = server.get_json(&viewer, &format!("/v1/events/{}", event["event_id"].as_str().expect("id"))).await;
+    let sku = catalog_core::Sku::parse(event["sku"].as_str().expect("sku")).expect("valid");
+    let tenant = catalog_core::TenantId::parse(event["tenant_id"].as_str().expect("tenant")).expect("valid");
+    let item_id = ItemKey { tenant, sku }.item_id().to_string();
+    assert_eq!(found["matches"][0]["item_id"], item_id.as_str());
+    let trace_id = &message.traceparent.as_deref().expect("traceparent")[3..35];
+    let found = server.get_json(&viewer, &format!("/v1/traces/{trace_id}")).await;
+    assert!(found["matches"].as_array().expect("matches").iter().any(|m| m["item_id"] == item_id.as_str()));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_explains_every_item_of_a_scenario_on_sqlite() {
+    the_trace_explains_every_item_of_a_scenario(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_explains_every_item_of_a_scenario_on_postgres() {
+    the_trace_explains_every_item_of_a_scenario(Server::postgres().await).await;
+}

@@ -1,0 +1,357 @@
+//! The admin service's store role on SQLite: tokens (hashes only), the audit log, journal
+//! lookups by event id and trace id, dead-letter lists and operator actions on them.
+
+use catalog_core::{EventId, ItemId, TenantId};
+use catalog_store::batch::OutboxWrite;
+use catalog_store::{
+    rows, AuditEntry, AuditRecord, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
+    OutcomeCounts, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::apply::insert_outbox_rows;
+use crate::columns::{self, micros, JOURNAL_COLUMNS};
+use crate::dead_letters::{dead_letter_row, DEAD_LETTER_COLUMNS};
+use crate::error::store_error;
+
+fn limit(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn role(row: &SqliteRow) -> Result<Role, StoreError> {
+    let name: String = columns::column(row, "role")?;
+    Role::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("stored token role {name:?} is unknown")))
+}
+
+fn json(row: &SqliteRow, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    let text: Option<String> = columns::column(row, name)?;
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|error| StoreError::Corrupt(format!("audit column {name}: {error}")))
+    })
+    .transpose()
+}
+
+pub(crate) async fn add_token(pool: &SqlitePool, token: &NewToken) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO admin_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash, \
+             created_at = excluded.created_at, revoked_at = NULL \
+         WHERE admin_tokens.revoked_at IS NOT NULL",
+    )
+    .bind(&token.name)
+    .bind(token.role.as_str())
+    .bind(token.hash.0.as_slice())
+    .bind(micros(Utc::now()))
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenInfo>, StoreError> {
+    sqlx::query("SELECT name, role, created_at, revoked_at FROM admin_tokens ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| {
+            Ok(TokenInfo {
+                name: columns::column(row, "name")?,
+                role: role(row)?,
+                created_at: columns::time_column(row, "created_at")?,
+                revoked_at: columns::optional_time_column(row, "revoked_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn revoke_token(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE admin_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL")
+        .bind(name)
+        .bind(micros(Utc::now()))
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
+    let row =
+        sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+            .bind(hash.0.as_slice())
+            .fetch_optional(pool)
+            .await
+            .map_err(store_error)?;
+    row.map(|row| {
+        let stored: Vec<u8> = columns::column(&row, "token_hash")?;
+        let hash = <[u8; 32]>::try_from(stored.as_slice())
+            .map_err(|_| StoreError::Corrupt("stored token hash is not 32 bytes".to_owned()))?;
+        Ok(TokenMatch { name: columns::column(&row, "name")?, role: role(&row)?, hash: TokenHash(hash) })
+    })
+    .transpose()
+}
+
+pub(crate) async fn record_audit(pool: &SqlitePool, record: &AuditRecord) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         RETURNING audit_id",
+    )
+    .bind(micros(Utc::now()))
+    .bind(&record.actor)
+    .bind(&record.action)
+    .bind(&record.target)
+    .bind(record.before.as_ref().map(serde_json::Value::to_string))
+    .bind(record.after.as_ref().map(serde_json::Value::to_string))
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)
+}
+
+pub(crate) async fn audit_log(
+    pool: &SqlitePool,
+    max: usize,
+    before_id: Option<i64>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    sqlx::query(
+        "SELECT audit_id, at, actor, action, target, before, after FROM audit_log \
+         WHERE (?1 IS NULL OR audit_id < ?1) ORDER BY audit_id DESC LIMIT ?2",
+    )
+    .bind(before_id)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        Ok(AuditEntry {
+            audit_id: columns::column(row, "audit_id")?,
+            at: columns::time_column(row, "at")?,
+            actor: columns::column(row, "actor")?,
+            action: columns::column(row, "action")?,
+            target: columns::column(row, "target")?,
+            before: json(row, "before")?,
+            after: json(row, "after")?,
+        })
+    })
+    .collect()
+}
+
+fn entries(stored: &[SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {
+    stored.iter().map(|row| columns::journal_row(row)?.into_entry()).collect()
+}
+
+pub(crate) async fn journal_by_event_id(pool: &SqlitePool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+    let id = event_id.0.as_bytes().to_vec();
+    let decided = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = ?1 \
+         AND outcome IN ('applied', 'stale', 'superseded', 'held')"
+    ))
+    .bind(&id)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut found = entries(&decided)?;
+    if let Some(entry) = found.first() {
+        if let (Some(tenant), Some(sku)) = (entry.tenant.clone(), entry.sku.clone()) {
+            let rejected = sqlx::query(&format!(
+                "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 AND event_id = ?3 \
+                 AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
+            ))
+            .bind(tenant)
+            .bind(sku)
+            .bind(&id)
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?;
+            found.extend(entries(&rejected)?);
+        }
+    }
+    Ok(found)
+}
+
+pub(crate) async fn journal_by_trace_id(
+    pool: &SqlitePool,
+    trace_id: &str,
+    max: usize,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    let stored = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE substr(traceparent, 4, 32) = ?1 AND traceparent IS NOT NULL \
+         ORDER BY journal_id LIMIT ?2"
+    ))
+    .bind(trace_id)
+    .bind(limit(max))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    entries(&stored)
+}
+
+pub(crate) async fn tenant_ids(pool: &SqlitePool) -> Result<Vec<TenantId>, StoreError> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    names.iter().map(|name| rows::tenant(name)).collect()
+}
+
+pub(crate) async fn published_versions(
+    pool: &SqlitePool,
+    item_id: ItemId,
+) -> Result<Vec<PublishedVersion>, StoreError> {
+    sqlx::query("SELECT channel, version, published_at FROM published_versions WHERE item_id = ?1 ORDER BY channel")
+        .bind(item_id.0.as_bytes().as_slice())
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| {
+            Ok(PublishedVersion {
+                channel: columns::column(row, "channel")?,
+                version: rows::version(columns::column(row, "version")?)?,
+                published_at: columns::time_column(row, "published_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+    let columns = DEAD_LETTER_COLUMNS.split(", ").map(|name| format!("d.{name}")).collect::<Vec<_>>().join(", ");
+    sqlx::query(&format!(
+        "SELECT {columns} FROM dead_letters AS d \
+         WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = d.item_id AND i.tenant_id = ?1)) \
+           AND (?2 IS NULL OR d.channel = ?2) \
+           AND (?3 IS NULL OR d.stage = ?3) \
+           AND (?4 IS NULL OR (d.resolved_at IS NULL) = ?4) \
+           AND (?5 IS NULL OR d.dead_letter_id < ?5) \
+         ORDER BY d.dead_letter_id DESC LIMIT ?6"
+    ))
+    .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+    .bind(filter.channel.as_deref())
+    .bind(filter.stage.as_deref())
+    .bind(filter.open)
+    .bind(filter.before_id)
+    .bind(limit(filter.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
+pub(crate) async fn dead_letter(pool: &SqlitePool, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
+    sqlx::query(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE dead_letter_id = ?1"))
+        .bind(dead_letter_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(dead_letter_row)
+        .transpose()
+}
+
+pub(crate) async fn retry_dead_letter(
+    pool: &SqlitePool,
+    config: &StoreConfig,
+    dead_letter_id: i64,
+    max_retries: u32,
+) -> Result<DeadLetterRetry, StoreError> {
+    // The write lock first: nothing heals or resolves the letter between its read and write.
+    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let row = sqlx::query(
+        "SELECT d.stage, d.channel, d.heal_rounds, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, \
+         i.version FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = ?1",
+    )
+    .bind(dead_letter_id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    let Some(row) = row else { return Ok(DeadLetterRetry::NotFound) };
+    if columns::optional_time_column(&row, "resolved_at")?.is_some() {
+        return Ok(DeadLetterRetry::AlreadyResolved);
+    }
+    let stored_heal_rounds: i64 = columns::column(&row, "heal_rounds")?;
+    let heal_rounds: u32 = columns::narrowed("heal_rounds", stored_heal_rounds)?;
+    if heal_rounds >= max_retries {
+        return Ok(DeadLetterRetry::LoopGuard { heal_rounds });
+    }
+    let stage: String = columns::column(&row, "stage")?;
+    let channel: Option<String> = columns::column(&row, "channel")?;
+    let item_id = columns::optional_uuid_column(&row, "item_id")?;
+    let (Some(channel), Some(item_id), "publish") = (channel, item_id, stage.as_str()) else {
+        return Ok(DeadLetterRetry::NotRetryable);
+    };
+    let tenant_id: String = columns::column(&row, "tenant_id")?;
+    let tenant = rows::tenant(&tenant_id)?;
+    if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+        return Ok(DeadLetterRetry::NotRetryable);
+    }
+    let version: i64 = columns::column(&row, "version")?;
+    let write = OutboxWrite {
+        item_id: ItemId(item_id),
+        tenant,
+        sku: columns::column(&row, "sku")?,
+        quantity: columns::column(&row, "quantity")?,
+        version,
+        channel,
+        traceparent: None,
+    };
+    let now = micros(Utc::now());
+    insert_outbox_rows(connection, std::slice::from_ref(&write), now).await?;
+    sqlx::query(
+        "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?2, quarantined_at = NULL \
+         WHERE dead_letter_id = ?1",
+    )
+    .bind(dead_letter_id)
+    .bind(now)
+    .execute(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, heal_rounds: heal_rounds + 1 })
+}
+
+pub(crate) async fn resolve_dead_letter(
+    pool: &SqlitePool,
+    dead_letter_id: i64,
+    note: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE dead_letters SET resolved_at = ?3, resolution = 'operator', note = ?2 \
+         WHERE dead_letter_id = ?1 AND resolved_at IS NULL",
+    )
+    .bind(dead_letter_id)
+    .bind(note)
+    .bind(micros(Utc::now()))
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn outcome_counts_since(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+) -> Result<OutcomeCounts, StoreError> {
+    let stored = sqlx::query(
+        "SELECT outcome, count(*) AS n_events, coalesce(sum(redelivery_count), 0) AS redeliveries FROM events \
+         WHERE tenant_id = ?1 AND received_at >= ?2 GROUP BY outcome",
+    )
+    .bind(tenant.as_str())
+    .bind(micros(since))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut counts = OutcomeCounts::default();
+    for row in &stored {
+        let n_events: i64 = columns::column(row, "n_events")?;
+        let redeliveries: i64 = columns::column(row, "redeliveries")?;
+        counts.redeliveries += columns::narrowed::<u64>("redeliveries", redeliveries)?;
+        counts.events_by_outcome.insert(columns::column(row, "outcome")?, columns::narrowed("n_events", n_events)?);
+    }
+    Ok(counts)
+}

@@ -1,0 +1,160 @@
+//! What the admin service keeps and reads besides the catalog: API tokens (only their
+//! hashes) and roles, the audit log of every write an operator made, dead-letter filters and
+//! operator actions on them, and the lookups support starts from (event id, trace id).
+
+use std::collections::BTreeMap;
+
+use catalog_core::TenantId;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What a token may do; each role may do everything the ones before it may.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads: traces, flags, dead letters, status, the audit log.
+    Viewer,
+    /// Also switches sync flags and retries or resolves dead letters.
+    Operator,
+    /// Also manages tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    /// The stable name stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role a name stands for.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SHA-256 digest of a token: the only form a token is stored in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hash is no secret, but it is no use in a log either.
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// A token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub name: String,
+    pub role: Role,
+    pub hash: TokenHash,
+}
+
+/// A stored token, as listed (never its hash).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A live token found by its hash, with the stored hash for a constant-time comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMatch {
+    pub name: String,
+    pub role: Role,
+    pub hash: TokenHash,
+}
+
+/// One write to record in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// The token name that made the change.
+    pub actor: String,
+    /// What was done: `tenant_sync`, `supplier_sync`, `dead_letter_retry`, `dead_letter_resolve`, …
+    pub action: String,
+    /// What it was done to: `tenant/canary`, `dead_letter/17`, …
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// One entry of the audit log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub audit_id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// Publish letters of this tenant's items only.
+    pub tenant: Option<TenantId>,
+    pub channel: Option<String>,
+    pub stage: Option<String>,
+    /// `Some(true)`: open only; `Some(false)`: resolved only; `None`: both.
+    pub open: Option<bool>,
+    /// Only letters with an id below this one (the next page), newest first.
+    pub before_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// What an operator's retry of a dead letter did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum DeadLetterRetry {
+    /// The item's current version waits on the letter's channel again.
+    Requeued {
+        version: u64,
+        heal_rounds: u32,
+    },
+    /// The letter was retried (by operators or auto-heal) `max_retries` times already.
+    LoopGuard {
+        heal_rounds: u32,
+    },
+    /// The letter is resolved: nothing to retry.
+    AlreadyResolved,
+    /// Not a publish letter of an item still in the catalog on a channel the store serves.
+    NotRetryable,
+    NotFound,
+}
+
+/// The newest version a channel is known to hold.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedVersion {
+    pub channel: String,
+    pub version: u64,
+    pub published_at: DateTime<Utc>,
+}
+
+/// A tenant's journal rows received since a time, by outcome, and the redeliveries counted on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutcomeCounts {
+    pub events_by_outcome: BTreeMap<String, u64>,
+    pub redeliveries: u64,
+}
