@@ -153,7 +153,7 @@ pub(crate) fn item_row(row: &SqliteRow) -> Result<ItemRow, StoreError> {
 
 /// The same conventions for rows the writer's connection (rusqlite) reads.
 pub(crate) mod raw {
-    use catalog_store::rows::OfferColumns;
+    use catalog_store::rows::{JournalRow, OfferColumns};
     use catalog_store::StoreError;
     use chrono::{DateTime, Utc};
     use rusqlite::types::FromSql;
@@ -193,6 +193,37 @@ pub(crate) mod raw {
     pub(crate) fn optional_uuid_column(row: &Row<'_>, name: &str) -> Result<Option<Uuid>, StoreError> {
         let stored: Option<Vec<u8>> = column(row, name)?;
         stored.map(|stored| bytes_to_uuid(name, &stored)).transpose()
+    }
+
+    /// Reads `JOURNAL_COLUMNS`.
+    pub(crate) fn journal_row(row: &Row<'_>) -> Result<JournalRow, StoreError> {
+        Ok(JournalRow {
+            journal_id: column(row, "journal_id")?,
+            event_id: optional_uuid_column(row, "event_id")?,
+            tenant: column(row, "tenant_id")?,
+            supplier: column(row, "supplier_id")?,
+            sku: column(row, "sku")?,
+            event_type: column(row, "event_type")?,
+            quantity: column(row, "quantity")?,
+            delta: column(row, "delta")?,
+            updated_at: optional_time_column(row, "updated_at")?,
+            sequence: column(row, "sequence")?,
+            effective_at: optional_time_column(row, "effective_at")?,
+            clock_drift_clamped: column(row, "clock_drift_clamped")?,
+            received_at: time_column(row, "received_at")?,
+            outcome: column(row, "outcome")?,
+            reason: column(row, "reason")?,
+            detail: column(row, "detail")?,
+            redelivery_count: column(row, "redelivery_count")?,
+            payload_differs: column(row, "payload_differs")?,
+            source: column(row, "source")?,
+            source_partition: column(row, "source_partition")?,
+            source_offset: column(row, "source_offset")?,
+            traceparent: column(row, "traceparent")?,
+            raw_payload: column(row, "raw_payload")?,
+            raw_payload_length: column(row, "raw_payload_length")?,
+            decided_at: time_column(row, "decided_at")?,
+        })
     }
 
     /// Reads `OFFER_STATE_COLUMNS`.

@@ -58,6 +58,8 @@ const MAX_READ_CONNECTIONS: u32 = 4;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Writer>,
+    /// The database file, for reads that open a connection of their own.
+    path: Arc<Path>,
     config: Arc<StoreConfig>,
     /// Set for an in-memory URL: the private file that stands in for it, removed when the
     /// last clone of the store is dropped. Declared last, so it outlives the connections.
@@ -108,7 +110,13 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         // The file exists and is migrated (and in WAL mode) before the writer opens it.
         let writer = Writer::start(&path, BUSY_TIMEOUT)?;
-        Ok(SqliteStore { pool, writer: Arc::new(writer), config: Arc::new(config), _temporary: temporary })
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(writer),
+            path: Arc::from(path),
+            config: Arc::new(config),
+            _temporary: temporary,
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
@@ -261,7 +269,7 @@ impl ReadStore for SqliteStore {
     }
 
     async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        read::journal_window(&self.pool, window).await
+        read::journal_window(&self.path, BUSY_TIMEOUT, window).await
     }
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog_store::StoreError;
@@ -133,4 +133,23 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
     connection.busy_timeout(busy_timeout).map_err(write_error)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(connection)
+}
+
+/// Runs a long read (a replay's journal window) on a read-only connection of its own, on a
+/// blocking thread: its rows are read in-process instead of crossing one by one from sqlx's
+/// connection thread, and it never holds up the writer (WAL readers see the last commit).
+pub(crate) async fn read_apart<T, F>(path: &Arc<Path>, busy_timeout: Duration, job: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let path = Arc::clone(path);
+    tokio::task::spawn_blocking(move || {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&*path, flags).map_err(write_error)?;
+        connection.busy_timeout(busy_timeout).map_err(write_error)?;
+        job(&connection)
+    })
+    .await
+    .map_err(|error| StoreError::Unavailable(format!("a sqlite read thread failed: {error}")))?
 }
