@@ -153,3 +153,42 @@ where
     .await
     .map_err(|error| StoreError::Unavailable(format!("a sqlite read thread failed: {error}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_job_runs_on_the_one_writer_thread_in_arrival_order() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("writer.db");
+        Connection::open(&path).expect("create").execute_batch("CREATE TABLE log (n INTEGER)").expect("table");
+        let writer = Arc::new(Writer::start(&path, Duration::ZERO).expect("start"));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..16_i64 {
+            let writer = Arc::clone(&writer);
+            tasks.spawn(async move {
+                writer
+                    .transaction(move |connection| {
+                        connection.execute("INSERT INTO log (n) VALUES (?1)", [n]).map_err(write_error)?;
+                        Ok(std::thread::current().name().map(str::to_owned))
+                    })
+                    .await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let thread = joined.expect("task").expect("job");
+            assert_eq!(thread.as_deref(), Some("catalog-sqlite-writer"));
+        }
+        let count = writer
+            .run(|connection| {
+                connection.query_row("SELECT count(*) FROM log", [], |row| row.get::<_, i64>(0)).map_err(write_error)
+            })
+            .await
+            .expect("count");
+        assert_eq!(count, 16, "with a busy timeout of zero, no job met a lock held by another");
+        writer.close().await;
+        let error = writer.run(|_| Ok(())).await.expect_err("a closed writer takes no job");
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    }
+}
