@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use catalog_app::channels::{PublishSettings, StorefrontSettings};
 use catalog_app::publishing::HealSettings;
+use catalog_app::ReconcileSettings;
 use catalog_cli::{LogFormat, StoreArgs, Switch};
 use catalog_kafka::{ClientOption, StartWithoutCheckpoint};
 use catalog_publish::Secret;
@@ -126,6 +127,23 @@ pub struct PublishArgs {
     /// no more, counted in `catalog_dead_letters_quarantined`) for an operator.
     #[arg(long, env = "CATALOG_DEAD_LETTER_MAX_HEALS", default_value_t = 5)]
     pub dead_letter_max_heals: u32,
+
+    /// Reconciliation: read back what each HTTP channel shows (its list endpoint) and correct
+    /// every drift from what it accepted with a new item version. `off` trusts the channels.
+    #[arg(long = "reconcile", env = "CATALOG_RECONCILE", value_enum, default_value_t = Switch::On)]
+    pub reconcile: Switch,
+
+    /// Milliseconds between the end of one reconciliation sweep and the start of the next.
+    #[arg(long, env = "CATALOG_RECONCILE_INTERVAL_MS", default_value_t = 5_000)]
+    pub reconcile_interval_ms: u64,
+
+    /// Items per read-back page (the contract allows 1 to 1,000).
+    #[arg(long, env = "CATALOG_RECONCILE_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub reconcile_page_size: u64,
+
+    /// Read-back requests per second at most, per channel, on top of the publish rate.
+    #[arg(long, env = "CATALOG_RECONCILE_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reconcile_rate: u32,
 }
 
 impl PublishArgs {
@@ -147,6 +165,15 @@ impl PublishArgs {
     }
 
     /// How dead letters heal on their own.
+    pub fn reconcile_settings(&self) -> ReconcileSettings {
+        ReconcileSettings {
+            interval: Duration::from_millis(self.reconcile_interval_ms),
+            page_size: usize::try_from(self.reconcile_page_size).unwrap_or(1_000),
+            requests_per_second: self.reconcile_rate,
+            ..ReconcileSettings::default()
+        }
+    }
+
     pub fn heal_settings(&self) -> HealSettings {
         HealSettings {
             interval: Duration::from_secs(self.dead_letter_heal_interval_secs),

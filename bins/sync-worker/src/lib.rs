@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use catalog_app::{channels, publishing, Applier, BatchSink, Metrics, Totals};
+use catalog_app::{channels, publishing, reconcile, Applier, BatchSink, Metrics, Totals};
 use catalog_cli::{open_store, Switch};
 use catalog_file::FileSource;
 use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig};
+use catalog_store::ReconcileStore;
 use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +72,13 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         Switch::Off => tracing::info!("--publish off: queuing publishes for other workers, sending none"),
         Switch::On => {
             let work = applier.publish_work();
+            if args.publish.reconcile == Switch::On {
+                let reconcile_store: Arc<dyn ReconcileStore> = store.clone();
+                let settings = args.publish.reconcile_settings();
+                for reconciler in reconcile::reconcilers(&http_channels, reconcile_store, settings, &metrics, work)? {
+                    services.spawn(reconciler.run(stop_services.clone()).map(Ok));
+                }
+            }
             for publisher in publishing::publishers(http_channels, &publish_settings, store.clone(), &metrics, work)? {
                 let (stop, drained) = (stop_services.clone(), drained.clone());
                 let running = readiness.publisher_started();

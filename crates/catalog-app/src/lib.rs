@@ -1,7 +1,8 @@
 //! The application layer of catalog-sync, under every binary: the source port every source
 //! implements (`source`) and how sources cut batches (`batching`), the applier that makes
 //! batches durable (`apply`), replay as a library function (`replay`), the channels items
-//! are published on (`channels`) and the publishers that drain them (`publishing`), and the
+//! are published on (`channels`) and the publishers that drain them (`publishing`),
+//! reconciliation that reads channels back and corrects drift (`reconcile`), and the
 //! Prometheus metrics (`metrics`).
 //!
 //! No clap and no adapter crate here: sources (`catalog-kafka`, `catalog-file`) implement
@@ -13,10 +14,12 @@ pub mod batching;
 pub mod channels;
 pub mod metrics;
 pub mod publishing;
+pub mod reconcile;
 pub mod replay;
 pub mod source;
 
 pub use apply::{Applier, RetryPolicy, Totals};
 pub use batching::{BatchLimits, PendingBatch};
 pub use metrics::Metrics;
+pub use reconcile::{ReconcileSettings, Reconciler, SweepReport};
 pub use source::{BatchSink, SinkError, SourceBatch, SourceError};

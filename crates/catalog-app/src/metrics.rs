@@ -54,6 +54,17 @@ pub struct Metrics {
     pub outbox_oldest_seconds: IntGaugeVec,
     /// Items whose published version on a channel lags their catalog version.
     pub stale_items: IntGaugeVec,
+    /// Drift reconciliation found (a channel showing other than it accepted), by channel and
+    /// kind (`missing`, `quantity_differs`, `version_behind`, `version_ahead`).
+    pub drifts_detected: IntCounterVec,
+    /// Drifts corrected with a new item version, per channel.
+    pub drifts_corrected: IntCounterVec,
+    /// Reconciliation sweeps by channel and result (`complete`, or the failure class).
+    pub reconcile_sweeps: IntCounterVec,
+    /// Time one reconciliation sweep took, per channel.
+    pub reconcile_sweep_seconds: HistogramVec,
+    /// Read-back requests that failed, by channel and kind (`throttled`, `transient`, …).
+    pub reconcile_read_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -158,6 +169,30 @@ impl Metrics {
         );
         let stale_items =
             gauge("catalog_stale_items", "Items whose published version lags their catalog version.", &["channel"]);
+        let drifts_detected = counter(
+            "catalog_drifts_detected_total",
+            "Drift found by reconciliation: a channel showing other than it accepted, by kind.",
+            &["channel", "kind"],
+        );
+        let drifts_corrected =
+            counter("catalog_drifts_corrected_total", "Drifts corrected with a new item version.", &["channel"]);
+        let reconcile_sweeps = counter(
+            "catalog_reconcile_sweeps_total",
+            "Reconciliation sweeps by result: complete, or the class of the failure that stopped one.",
+            &["channel", "result"],
+        );
+        let reconcile_sweep_seconds = HistogramVec::new(
+            HistogramOpts::new("catalog_reconcile_sweep_seconds", "Time one reconciliation sweep took.")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["channel"],
+        )
+        .expect("static metric definition is valid");
+        registry.register(Box::new(reconcile_sweep_seconds.clone())).expect("each metric is registered once");
+        let reconcile_read_errors = counter(
+            "catalog_reconcile_read_errors_total",
+            "Read-back requests that failed, by kind.",
+            &["channel", "kind"],
+        );
         Self {
             registry,
             events,
@@ -182,6 +217,11 @@ impl Metrics {
             outbox_pending,
             outbox_oldest_seconds,
             stale_items,
+            drifts_detected,
+            drifts_corrected,
+            reconcile_sweeps,
+            reconcile_sweep_seconds,
+            reconcile_read_errors,
         }
     }
 

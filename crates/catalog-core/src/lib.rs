@@ -19,13 +19,17 @@
 //! ```
 
 mod decide;
+mod drift;
 mod event;
 mod failure;
+mod gate;
 mod ids;
 mod item;
 mod ordering;
 mod plan;
+mod rederive;
 mod reference;
+mod signals;
 mod trace;
 mod wire;
 
@@ -33,8 +37,10 @@ pub use decide::{
     Adjustment, FoldedAdjustments, HeldReason, ItemState, OfferState, Outcome, Snapshot, ADJUSTMENT_HORIZON,
     MAX_LISTED_ADJUSTMENTS,
 };
+pub use drift::{detect as detect_drift, Drift, DriftKind, Expected, Shown};
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
+pub use gate::{decide_step, green_since, GateFacts, GateSample, GateSettings, GateStep, Refusal, Rollout};
 pub use ids::{EventId, IdError, ItemId, ItemKey, OfferKey, Sku, SupplierId, TenantId, ITEM_ID_NAMESPACE, MAX_ID_LEN};
 pub use item::{CatalogItem, PublishResult};
 pub use ordering::{ClockPolicy, Effective, OrderingKey, DEFAULT_MAX_CLOCK_SKEW};
@@ -42,6 +48,11 @@ pub use plan::{
     event_ids, plan_batch, touched_keys, AllSyncOn, BatchPlan, Decision, Delivery, ItemChange, OfferChange, PlanState,
     PriorEvent, Redelivery, SyncFlags,
 };
+pub use rederive::{check_item, rederive_offer, AppliedChange, OfferTrace, TraceGap};
 pub use reference::ReferenceCatalog;
+pub use signals::{
+    is_stale, judge, PartitionProgress, Signal, SignalFacts, SignalName, SignalSettings, Signals, Status, Target,
+    Threshold, UntracedItem, MAX_NAMED_ITEMS,
+};
 pub use trace::{InvalidTraceParent, TraceParent};
 pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};

@@ -9,6 +9,7 @@ mod adapter;
 mod channel;
 mod log;
 mod publisher;
+mod readback;
 mod response;
 mod round;
 mod storefront;
@@ -18,6 +19,7 @@ pub use adapter::{Attempt, ChannelAdapter};
 pub use channel::{ChannelConfig, Secret};
 pub use log::LogChannel;
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
+pub use readback::{parse_list, ReadBack, ReadBackError, ShownItem, ShownPage, MAX_PAGE};
 pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,
 };

@@ -98,7 +98,7 @@ pub fn classify_response(
 /// (`"7"`, `"1.5"`), or an IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`; a date already
 /// past asks for no wait). Anything else, or no header, waits [`DEFAULT_RETRY_AFTER`]; no
 /// answer waits more than [`MAX_RETRY_AFTER`].
-fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
+pub(crate) fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
     let Some(value) = value.map(str::trim) else {
         return DEFAULT_RETRY_AFTER;
     };

@@ -56,6 +56,14 @@ impl StorefrontChannel {
             .map_err(|error| PublishError::Client(error.to_string()))?;
         Ok(Self { config, client })
     }
+
+    pub(crate) fn config(&self) -> &StorefrontConfig {
+        &self.config
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
 }
 
 #[async_trait]

@@ -19,6 +19,7 @@ mod flags;
 mod migration_tests;
 mod publish;
 mod read;
+mod reconcile;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,9 +31,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use catalog_core::{ItemId, SupplierId, TenantId};
 use catalog_store::{
-    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
-    FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
-    PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
+    DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
+    OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
+    StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -251,6 +253,31 @@ impl FlagStore for SqliteStore {
 
     async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
         flags::tenant_flags(&self.pool, tenant).await
+    }
+}
+
+#[async_trait]
+impl ReconcileStore for SqliteStore {
+    async fn reconcile_tenants(&self, channel: &str) -> Result<Vec<TenantId>, StoreError> {
+        reconcile::tenants(&self.pool, &self.config, channel).await
+    }
+
+    async fn reconcile_page(
+        &self,
+        channel: &str,
+        tenant: &TenantId,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> Result<Vec<ChannelItem>, StoreError> {
+        reconcile::page(&self.pool, channel, tenant, after, limit).await
+    }
+
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
+        reconcile::correct(&self.writer, &self.config, channel, corrections).await
+    }
+
+    async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
+        reconcile::item_drifts(&self.pool, item_id, limit).await
     }
 }
 

@@ -9,6 +9,7 @@ mod dead_letter;
 mod error;
 mod model;
 mod port;
+mod reconcile;
 pub mod rows;
 
 pub use dead_letter::{
@@ -22,9 +23,11 @@ pub use model::{
     RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+pub use reconcile::{ChannelItem, DriftCorrection, DriftRecord, ReconcileStore};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.
 pub mod prelude {
     pub use crate::port::{BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+    pub use crate::reconcile::ReconcileStore;
 }

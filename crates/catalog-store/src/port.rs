@@ -127,7 +127,7 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
 /// A whole catalog store, every role: implemented by `catalog-postgres` and `catalog-sqlite`,
 /// both held to the same contract suite (`catalog_store::contract`).
 #[async_trait]
-pub trait CatalogStore: BatchStore + OutboxStore + FlagStore + ReadStore {
+pub trait CatalogStore: BatchStore + OutboxStore + FlagStore + ReadStore + crate::reconcile::ReconcileStore {
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -31,6 +31,20 @@ pub fn version(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format_args!("stored version {value} is negative")))
 }
 
+/// A journaled drift's kind.
+pub fn drift_kind(value: &str) -> Result<catalog_core::DriftKind, StoreError> {
+    catalog_core::DriftKind::parse(value).ok_or_else(|| corrupt(format_args!("stored drift kind {value:?} is unknown")))
+}
+
+/// A drift's shown quantity and version, both or neither.
+pub fn shown(quantity: Option<i64>, version: Option<i64>) -> Result<Option<catalog_core::Shown>, StoreError> {
+    match (quantity, version) {
+        (Some(quantity), Some(version)) => Ok(Some(catalog_core::Shown { quantity, version: self::version(version)? })),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("a drift's shown quantity and version are stored both or neither")),
+    }
+}
+
 /// The item a publish dead letter's `subject` names.
 pub fn subject_item(value: &str) -> Result<ItemId, StoreError> {
     value.parse().map(ItemId).map_err(|_| corrupt(format_args!("dead letter subject {value:?} is not an item id")))

@@ -8,4 +8,5 @@ mod hostile;
 mod kafka;
 mod processes;
 mod readiness;
+mod reconcile;
 mod stream;

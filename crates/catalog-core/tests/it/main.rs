@@ -3,7 +3,10 @@
 
 mod cases;
 mod decode;
+mod drift;
+mod gate;
 mod horizon;
 mod properties;
 mod scenario;
+mod signals;
 mod trace;

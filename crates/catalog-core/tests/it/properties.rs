@@ -343,3 +343,78 @@ proptest! {
         let _ = decode(object.to_string().as_bytes());
     }
 }
+
+/// The journal's applied events of each offer, as a store records them.
+fn applied_journal(
+    catalog: &mut ReferenceCatalog,
+    batches: &[Vec<Delivery>],
+) -> BTreeMap<OfferKey, Vec<catalog_core::AppliedChange>> {
+    let mut journal: BTreeMap<OfferKey, Vec<catalog_core::AppliedChange>> = BTreeMap::new();
+    for batch in batches {
+        let plan = catalog.apply(batch, &AllSyncOn, ClockPolicy::default());
+        for (delivery, decision) in batch.iter().zip(&plan.decisions) {
+            let (Ok(event), Some(effective)) = (&delivery.decoded, decision.effective) else { continue };
+            if decision.outcome == catalog_core::Outcome::Applied {
+                journal
+                    .entry(event.offer().clone())
+                    .or_default()
+                    .push(catalog_core::AppliedChange { key: effective.key, change: event.change() });
+            }
+        }
+    }
+    journal
+}
+
+/// Every offer of `catalog`'s item `key` with its journal, as trace coverage checks it.
+fn offer_traces(
+    catalog: &ReferenceCatalog,
+    journal: &BTreeMap<OfferKey, Vec<catalog_core::AppliedChange>>,
+    key: &ItemKey,
+) -> Vec<catalog_core::OfferTrace> {
+    catalog
+        .offers
+        .iter()
+        .filter(|(offer, _)| offer.tenant == key.tenant && offer.sku == key.sku)
+        .map(|(offer, state)| catalog_core::OfferTrace {
+            supplier: offer.supplier.clone(),
+            winner: state.winner().map(|winner| winner.event_id),
+            applied: journal.get(offer).cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(Config { cases: CASES, ..Config::default() })]
+
+    /// Trace coverage's claim: whatever the arrival order and batching, every item's stored
+    /// quantity re-derives exactly from the journal's applied events, and every offer's
+    /// winner is one of them.
+    #[test]
+    fn every_item_re_derives_from_its_journal(batches in deliveries().prop_flat_map(shuffled_batches)) {
+        let mut catalog = ReferenceCatalog::default();
+        let journal = applied_journal(&mut catalog, &batches);
+        for (key, item) in &catalog.items {
+            let offers = offer_traces(&catalog, &journal, key);
+            prop_assert_eq!(catalog_core::check_item(item.quantity, &offers), Ok(()), "item {:?}", key);
+        }
+    }
+
+    /// And the check can tell: with an offer's winning journal row missing, the item is named.
+    #[test]
+    fn a_missing_winning_row_is_a_gap(batches in deliveries().prop_flat_map(shuffled_batches)) {
+        let mut catalog = ReferenceCatalog::default();
+        let mut journal = applied_journal(&mut catalog, &batches);
+        let Some((offer, state)) = catalog.offers.iter().find(|(_, state)| state.winner().is_some()) else {
+            return Ok(());
+        };
+        let winner = state.winner().expect("filtered on a winner").event_id;
+        journal.entry(offer.clone()).or_default().retain(|event| event.key.event_id != winner);
+        let key = ItemKey { tenant: offer.tenant.clone(), sku: offer.sku.clone() };
+        let offers = offer_traces(&catalog, &journal, &key);
+        let gap = catalog_core::check_item(catalog.items.get(&key).map_or(0, |item| item.quantity), &offers);
+        prop_assert!(
+            matches!(gap, Err(catalog_core::TraceGap::WinnerNotJournaled { ref event_id, .. }) if *event_id == winner),
+            "got {:?}", gap
+        );
+    }
+}

@@ -15,6 +15,7 @@ mod fixtures;
 mod flags;
 mod outbox;
 mod reads;
+mod reconcile;
 
 pub use fixtures::{
     base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, Fresh, SOURCE,
@@ -75,6 +76,8 @@ macro_rules! store_contract_cases {
             flags::first_sight_uses_the_configured_default_flag,
             flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
             reads::item_trace_explains_the_winner,
+            reconcile::reconcile_pages_follow_item_id_order_with_accepted_versions,
+            reconcile::a_drift_correction_is_a_new_version_queued_and_journaled,
             reads::journal_window_filters_by_time_and_supplier,
             reads::sync_status_counts_outcomes,
             outbox::outbox_holds_one_row_per_item_and_channel_at_its_newest_version,

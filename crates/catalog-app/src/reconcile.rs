@@ -1,0 +1,312 @@
+//! Reconciliation: every few seconds, read back what a channel shows, page by page in item
+//! id order beside the store's own pages, and correct every drift (`catalog_core::detect_drift`)
+//! as a new item version published the normal way. Detection plus the next publish round is
+//! what bounds the time a channel shows something wrong (decision 0016).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use catalog_core::{detect_drift, Classify, Expected, FailureClass, ItemId, TenantId};
+use catalog_publish::{ReadBack, ReadBackError, ShownItem, WorkSignal};
+use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How often and how fast a channel is reconciled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Pause between the end of one sweep and the start of the next.
+    pub interval: Duration,
+    /// Items per page, on both sides (at most the contract's 1,000).
+    pub page_size: usize,
+    /// Read-back requests per second at most: reconciliation must leave the channel's rate
+    /// limit to publishing.
+    pub requests_per_second: u32,
+    /// Throttled or failed requests retried before the sweep is abandoned (it starts again
+    /// after `interval`).
+    pub max_attempts: u32,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(5), page_size: 1_000, requests_per_second: 20, max_attempts: 5 }
+    }
+}
+
+/// What one sweep found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub tenants: u64,
+    pub items_compared: u64,
+    pub drifts: u64,
+    pub corrected: u64,
+    /// Items the channel shows that the catalog does not hold (reported, not corrected).
+    pub unknown: u64,
+    pub requests: u64,
+}
+
+/// Why a sweep stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("reading back the channel: {0}")]
+    ReadBack(#[from] ReadBackError),
+}
+
+impl Classify for SweepError {
+    fn failure_class(&self) -> FailureClass {
+        match self {
+            SweepError::Store(error) => error.failure_class(),
+            SweepError::ReadBack(error) => error.failure_class(),
+        }
+    }
+}
+
+/// Reconciles one channel.
+#[derive(Debug)]
+pub struct Reconciler {
+    channel: String,
+    store: Arc<dyn ReconcileStore>,
+    reader: Arc<dyn ReadBack>,
+    settings: ReconcileSettings,
+    metrics: Metrics,
+    /// Woken when corrections were queued, so the publisher does not wait for its poll.
+    work: Option<WorkSignal>,
+}
+
+/// Paces requests to at most a rate, and counts them.
+struct Pacer {
+    gap: Duration,
+    last: Option<Instant>,
+    requests: u64,
+}
+
+impl Pacer {
+    async fn wait(&mut self) {
+        if let Some(last) = self.last {
+            let due = last + self.gap;
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        self.last = Some(Instant::now());
+        self.requests += 1;
+    }
+}
+
+impl Reconciler {
+    pub fn new(
+        channel: impl Into<String>,
+        store: Arc<dyn ReconcileStore>,
+        reader: Arc<dyn ReadBack>,
+        settings: ReconcileSettings,
+        metrics: Metrics,
+        work: Option<WorkSignal>,
+    ) -> Self {
+        Self { channel: channel.into(), store, reader, settings, metrics, work }
+    }
+
+    /// Sweeps until `shutdown`, pausing `interval` between sweeps. A failed sweep is
+    /// counted and logged by its class and tried again after the pause.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                result = self.sweep() => result,
+                () = shutdown.cancelled() => return,
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.reconcile_sweep_seconds.with_label_values(&[&self.channel]).observe(seconds);
+            match result {
+                Ok(report) => {
+                    self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, "complete"]).inc();
+                    if report.drifts > 0 || report.unknown > 0 {
+                        tracing::info!(
+                            channel = %self.channel,
+                            items = report.items_compared,
+                            drifts = report.drifts,
+                            corrected = report.corrected,
+                            unknown = report.unknown,
+                            seconds,
+                            "reconciliation found drift"
+                        );
+                    }
+                }
+                Err(error) => {
+                    let class = error.failure_class();
+                    self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, class.as_str()]).inc();
+                    tracing::warn!(channel = %self.channel, %error, class = class.as_str(), "reconciliation sweep stopped; trying again");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass over every tenant the channel serves.
+    pub async fn sweep(&self) -> Result<SweepReport, SweepError> {
+        let rate = self.settings.requests_per_second.max(1);
+        let mut pacer = Pacer { gap: Duration::from_secs(1) / rate, last: None, requests: 0 };
+        let mut report = SweepReport::default();
+        for tenant in self.store.reconcile_tenants(&self.channel).await? {
+            report.tenants += 1;
+            self.sweep_tenant(&tenant, &mut pacer, &mut report).await?;
+        }
+        report.requests = pacer.requests;
+        Ok(report)
+    }
+
+    /// Merges the store's pages with the channel's, both in item id order.
+    async fn sweep_tenant(
+        &self,
+        tenant: &TenantId,
+        pacer: &mut Pacer,
+        report: &mut SweepReport,
+    ) -> Result<(), SweepError> {
+        let page_size = self.settings.page_size.clamp(1, catalog_publish::MAX_PAGE);
+        let mut shown: VecDeque<ShownItem> = VecDeque::new();
+        // `Some(cursor)` while the channel has more pages.
+        let mut channel_next: Option<Option<ItemId>> = Some(None);
+        let mut store_after = None;
+        loop {
+            let page = self.store.reconcile_page(&self.channel, tenant, store_after, page_size).await?;
+            let Some(last) = page.last() else { break };
+            store_after = Some(last.item_id);
+            let mut corrections = Vec::new();
+            for item in &page {
+                // Read the channel far enough to know whether it shows this item.
+                while shown.back().is_none_or(|back| back.item_id.0 < item.item_id.0) {
+                    let Some(after) = channel_next else { break };
+                    let next = self.read_page(tenant, after, page_size, pacer).await?;
+                    channel_next = next.next.map(Some);
+                    shown.extend(next.items);
+                }
+                while shown.front().is_some_and(|front| front.item_id.0 < item.item_id.0) {
+                    shown.pop_front();
+                    report.unknown += 1;
+                }
+                let on_channel = shown.front().filter(|front| front.item_id == item.item_id).map(|front| front.shown);
+                if on_channel.is_some() {
+                    shown.pop_front();
+                }
+                report.items_compared += 1;
+                if let Some(correction) = self.compare(item, on_channel) {
+                    corrections.push(correction);
+                }
+            }
+            self.correct(&corrections, report).await?;
+            if page.len() < page_size {
+                break;
+            }
+        }
+        // What the channel shows beyond the catalog's last item is unknown to the catalog.
+        report.unknown += shown.len() as u64;
+        while let Some(after) = channel_next {
+            let next = self.read_page(tenant, after, page_size, pacer).await?;
+            report.unknown += next.items.len() as u64;
+            channel_next = next.next.map(Some);
+        }
+        Ok(())
+    }
+
+    fn compare(&self, item: &ChannelItem, shown: Option<catalog_core::Shown>) -> Option<DriftCorrection> {
+        let expected = Expected { quantity: item.quantity, version: item.version, accepted: item.accepted };
+        let drift = detect_drift(expected, shown)?;
+        self.metrics.drifts_detected.with_label_values(&[&self.channel, drift.kind.as_str()]).inc();
+        Some(DriftCorrection {
+            item_id: item.item_id,
+            seen_version: item.version,
+            kind: drift.kind,
+            shown: drift.shown,
+            corrected_version: drift.corrected_version,
+        })
+    }
+
+    async fn correct(&self, corrections: &[DriftCorrection], report: &mut SweepReport) -> Result<(), SweepError> {
+        if corrections.is_empty() {
+            return Ok(());
+        }
+        report.drifts += corrections.len() as u64;
+        let corrected = self.store.correct_drifts(&self.channel, corrections).await?;
+        report.corrected += corrected;
+        self.metrics.drifts_corrected.with_label_values(&[&self.channel]).inc_by(corrected);
+        for correction in corrections {
+            tracing::info!(
+                channel = %self.channel,
+                item_id = %correction.item_id,
+                kind = correction.kind.as_str(),
+                shown_quantity = correction.shown.map(|shown| shown.quantity),
+                shown_version = correction.shown.map(|shown| shown.version),
+                catalog_version = correction.seen_version,
+                corrected_version = correction.corrected_version,
+                "drift corrected"
+            );
+        }
+        if let Some(work) = &self.work {
+            work.notify();
+        }
+        Ok(())
+    }
+
+    /// One page of the channel, retrying throttling and transient failures a bounded
+    /// number of times.
+    async fn read_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<ItemId>,
+        limit: usize,
+        pacer: &mut Pacer,
+    ) -> Result<catalog_publish::ShownPage, SweepError> {
+        let mut attempt = 0;
+        loop {
+            pacer.wait().await;
+            attempt += 1;
+            match self.reader.list(tenant, after, limit).await {
+                Ok(page) => return Ok(page),
+                Err(error) => {
+                    self.metrics.reconcile_read_errors.with_label_values(&[&self.channel, error.kind()]).inc();
+                    let wait = match &error {
+                        ReadBackError::Throttled(wait) => *wait,
+                        ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
+                        _ => return Err(error.into()),
+                    };
+                    if attempt >= self.settings.max_attempts {
+                        return Err(error.into());
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// One reconciler per HTTP channel (every channel speaks the storefront contract, read-back
+/// endpoints included); none for the log channel, which shows nothing to read back.
+pub fn reconcilers(
+    channels: &[crate::channels::HttpChannel],
+    store: Arc<dyn ReconcileStore>,
+    settings: ReconcileSettings,
+    metrics: &Metrics,
+    work: &WorkSignal,
+) -> Result<Vec<Reconciler>, catalog_publish::PublishError> {
+    channels
+        .iter()
+        .map(|channel| {
+            let reader =
+                catalog_publish::StorefrontChannel::new(channel.storefront.clone(), channel.config.request_timeout, 2)?;
+            Ok(Reconciler::new(
+                channel.config.name.clone(),
+                Arc::clone(&store),
+                Arc::new(reader),
+                settings,
+                metrics.clone(),
+                Some(work.clone()),
+            ))
+        })
+        .collect()
+}

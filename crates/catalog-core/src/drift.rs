@@ -1,0 +1,104 @@
+//! Drift: a sales channel showing something other than what it accepted (a cache reset, a
+//! manual edit, a lost write on its side, a version the catalog never issued). The storefront
+//! contract's read-back endpoints show what it holds; this says whether that is drift and
+//! what the correction is.
+//!
+//! A correction is a new version of the item, with the catalog's quantity, published the
+//! normal way: re-sending an `Idempotency-Key` may be deduplicated by the channel.
+
+use serde::Serialize;
+
+/// What the catalog knows of one item on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The item's current quantity and version.
+    pub quantity: i64,
+    pub version: u64,
+    /// The newest version the channel accepted (202, or said it held on a 409).
+    pub accepted: Option<u64>,
+}
+
+/// What the channel shows for the item: `None` when it holds nothing (404, or absent from
+/// its list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shown {
+    pub quantity: i64,
+    pub version: u64,
+}
+
+/// How a channel's view differs from the catalog's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// It accepted a version and now holds nothing.
+    Missing,
+    /// It shows the accepted version with another quantity (a manual edit).
+    QuantityDiffers,
+    /// It shows an older version than it accepted (a lost write, a cache reset).
+    VersionBehind,
+    /// It shows a version the catalog never issued (the catalog was restored from a backup).
+    VersionAhead,
+}
+
+impl DriftKind {
+    /// The stable name: metric label and journal column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DriftKind::Missing => "missing",
+            DriftKind::QuantityDiffers => "quantity_differs",
+            DriftKind::VersionBehind => "version_behind",
+            DriftKind::VersionAhead => "version_ahead",
+        }
+    }
+
+    /// The kind a stable name names.
+    pub fn parse(name: &str) -> Option<Self> {
+        [DriftKind::Missing, DriftKind::QuantityDiffers, DriftKind::VersionBehind, DriftKind::VersionAhead]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// A drift found, and the version its correction is published as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub kind: DriftKind,
+    pub shown: Option<Shown>,
+    /// Greater than both the catalog's version and any version the channel shows, so the
+    /// channel accepts it and nothing deduplicates it.
+    pub corrected_version: u64,
+}
+
+/// Whether `shown` is drift from `expected`, and its correction.
+///
+/// Only what the channel already accepted is compared: an item with a newer version still
+/// on its way (or never accepted) is not drift, unless the channel shows a version beyond
+/// anything the catalog issued. An item the catalog never versioned (quantity always 0) has
+/// nothing to show.
+pub fn detect(expected: Expected, shown: Option<Shown>) -> Option<Drift> {
+    let corrected = |shown_version: u64| expected.version.max(shown_version).saturating_add(1);
+    if let Some(shown) = shown.filter(|shown| shown.version > expected.version) {
+        return Some(Drift {
+            kind: DriftKind::VersionAhead,
+            shown: Some(shown),
+            corrected_version: corrected(shown.version),
+        });
+    }
+    // A 409 said the channel holds a version the catalog never issued: drift, whatever it
+    // shows now.
+    if let Some(accepted) = expected.accepted.filter(|accepted| *accepted > expected.version) {
+        let highest = accepted.max(shown.map_or(0, |shown| shown.version));
+        return Some(Drift { kind: DriftKind::VersionAhead, shown, corrected_version: corrected(highest) });
+    }
+    // In flight or never accepted: the publisher is still on it.
+    if expected.version == 0 || expected.accepted != Some(expected.version) {
+        return None;
+    }
+    let kind = match shown {
+        None => DriftKind::Missing,
+        Some(shown) if shown.version < expected.version => DriftKind::VersionBehind,
+        Some(shown) if shown.quantity != expected.quantity => DriftKind::QuantityDiffers,
+        Some(_) => return None,
+    };
+    Some(Drift { kind, shown, corrected_version: corrected(shown.map_or(0, |shown| shown.version)) })
+}

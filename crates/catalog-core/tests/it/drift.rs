@@ -1,0 +1,60 @@
+//! Drift between what a channel accepted and what it shows, case by case.
+
+use catalog_core::{detect_drift, DriftKind, Expected, Shown};
+
+fn expected(quantity: i64, version: u64, accepted: Option<u64>) -> Expected {
+    Expected { quantity, version, accepted }
+}
+
+fn shown(quantity: i64, version: u64) -> Option<Shown> {
+    Some(Shown { quantity, version })
+}
+
+/// (kind, corrected version) or "none".
+fn check(expected: Expected, shown: Option<Shown>) -> String {
+    match detect_drift(expected, shown) {
+        Some(drift) => format!("{} -> v{}", drift.kind.as_str(), drift.corrected_version),
+        None => "none".to_owned(),
+    }
+}
+
+#[test]
+fn every_case() {
+    let cases = [
+        // In sync.
+        (expected(12, 7, Some(7)), shown(12, 7), "none"),
+        // A manual edit on the storefront.
+        (expected(12, 7, Some(7)), shown(99, 7), "quantity_differs -> v8"),
+        // A cache reset: the storefront holds nothing.
+        (expected(12, 7, Some(7)), None, "missing -> v8"),
+        // A lost write: an older version shown than accepted.
+        (expected(12, 7, Some(7)), shown(10, 5), "version_behind -> v8"),
+        // The catalog restored from a backup: the storefront shows a version never issued.
+        (expected(12, 7, Some(7)), shown(12, 9), "version_ahead -> v10"),
+        (expected(12, 7, Some(6)), shown(3, 11), "version_ahead -> v12"),
+        // A 409 said it holds version 9, and now it shows nothing.
+        (expected(12, 7, Some(9)), None, "version_ahead -> v10"),
+        // A newer version is on its way: not drift yet.
+        (expected(12, 8, Some(7)), shown(10, 7), "none"),
+        (expected(12, 8, None), None, "none"),
+        // Never versioned: nothing to show.
+        (expected(0, 0, None), None, "none"),
+    ];
+    for (expected, shown, want) in cases {
+        assert_eq!(check(expected, shown), want, "{expected:?} shown {shown:?}");
+    }
+}
+
+#[test]
+fn a_correction_is_always_beyond_both_versions() {
+    for catalog in 1..20u64 {
+        for on_channel in 0..25u64 {
+            let drift = detect_drift(expected(5, catalog, Some(catalog)), shown(6, on_channel));
+            let drift = drift.expect("a different quantity or version is drift");
+            assert!(drift.corrected_version > catalog && drift.corrected_version > on_channel);
+            if on_channel == catalog {
+                assert_eq!(drift.kind, DriftKind::QuantityDiffers);
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Reconciliation on Postgres: pages of what a channel should show, and drift corrections as
+//! new item versions queued on every channel, journaled in `drifts`, in one transaction.
+
+use catalog_core::{ItemId, TenantId};
+use catalog_store::batch::OutboxWrite;
+use catalog_store::{rows, ChannelItem, DriftCorrection, DriftRecord, StoreConfig, StoreError};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::apply::upsert_outbox;
+use crate::columns::{column, saturating_i64};
+use crate::store_error;
+
+pub(crate) async fn tenants(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<Vec<TenantId>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id")
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    let mut tenants = Vec::with_capacity(rows.len());
+    for row in rows {
+        let tenant = rows::tenant(column(&row, "tenant_id")?)?;
+        if config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+            tenants.push(tenant);
+        }
+    }
+    Ok(tenants)
+}
+
+pub(crate) async fn page(
+    pool: &PgPool,
+    channel: &str,
+    tenant: &TenantId,
+    after: Option<ItemId>,
+    limit: usize,
+) -> Result<Vec<ChannelItem>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted
+         FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
+         WHERE i.tenant_id = $2 AND ($3::uuid IS NULL OR i.item_id > $3)
+         ORDER BY i.item_id LIMIT $4",
+    )
+    .bind(channel)
+    .bind(tenant.as_str())
+    .bind(after.map(|id| id.0))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(ChannelItem {
+                item_id: ItemId(column(row, "item_id")?),
+                sku: rows::sku(column(row, "sku")?)?,
+                quantity: column(row, "quantity")?,
+                version: rows::version(column(row, "version")?)?,
+                accepted: column::<Option<i64>>(row, "accepted")?.map(rows::version).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn correct(
+    pool: &PgPool,
+    config: &StoreConfig,
+    channel: &str,
+    corrections: &[DriftCorrection],
+) -> Result<u64, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let mut outbox = Vec::new();
+    let mut corrected = 0;
+    // In item id order, the order batches lock items in.
+    let mut ordered: Vec<&DriftCorrection> = corrections.iter().collect();
+    ordered.sort_by_key(|correction| correction.item_id.0);
+    for correction in ordered {
+        let row = sqlx::query(
+            "UPDATE items SET version = $3, updated_at = now() WHERE item_id = $1 AND version = $2
+             RETURNING tenant_id, sku, quantity",
+        )
+        .bind(correction.item_id.0)
+        .bind(saturating_i64(correction.seen_version))
+        .bind(saturating_i64(correction.corrected_version))
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else { continue };
+        let tenant_text: String = column(&row, "tenant_id")?;
+        let tenant = rows::tenant(&tenant_text)?;
+        let sku: String = column(&row, "sku")?;
+        let quantity: i64 = column(&row, "quantity")?;
+        sqlx::query(
+            "INSERT INTO drifts (item_id, tenant_id, sku, channel, kind, shown_quantity, shown_version,
+                                 catalog_version, corrected_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(correction.item_id.0)
+        .bind(&tenant_text)
+        .bind(&sku)
+        .bind(channel)
+        .bind(correction.kind.as_str())
+        .bind(correction.shown.map(|shown| shown.quantity))
+        .bind(correction.shown.map(|shown| saturating_i64(shown.version)))
+        .bind(saturating_i64(correction.seen_version))
+        .bind(saturating_i64(correction.corrected_version))
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+        rows::sku(&sku)?;
+        for route in config.channels.iter().filter(|route| route.serves(&tenant)) {
+            outbox.push(OutboxWrite {
+                item_id: correction.item_id,
+                tenant: tenant.clone(),
+                sku: sku.clone(),
+                quantity,
+                version: saturating_i64(correction.corrected_version),
+                channel: route.name.clone(),
+                traceparent: None,
+            });
+        }
+        corrected += 1;
+    }
+    upsert_outbox(&mut transaction, &outbox).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(corrected)
+}
+
+pub(crate) async fn item_drifts(pool: &PgPool, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT item_id, tenant_id, sku, channel, kind, shown_quantity, shown_version, catalog_version,
+                corrected_version, detected_at
+         FROM drifts WHERE item_id = $1 ORDER BY detected_at DESC, drift_id DESC LIMIT $2",
+    )
+    .bind(item_id.0)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(DriftRecord {
+                item_id: ItemId(column::<Uuid>(row, "item_id")?),
+                tenant_id: rows::tenant(column(row, "tenant_id")?)?,
+                sku: rows::sku(column(row, "sku")?)?,
+                channel: column(row, "channel")?,
+                kind: rows::drift_kind(column(row, "kind")?)?,
+                shown: rows::shown(column(row, "shown_quantity")?, column(row, "shown_version")?)?,
+                catalog_version: rows::version(column(row, "catalog_version")?)?,
+                corrected_version: rows::version(column(row, "corrected_version")?)?,
+                detected_at: column(row, "detected_at")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,133 @@
+//! Reading back what a channel shows: the storefront contract's list endpoint,
+//! `GET {base_url}/v1/tenants/{tenant}/items?after={item_id}&limit={1..1000}`, for
+//! reconciliation. Same client, token, timeouts and answer classes as publishing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_core::{Classify, FailureClass, ItemId, Shown, TenantId};
+use chrono::Utc;
+use serde::Deserialize;
+
+use crate::response::parse_retry_after;
+use crate::storefront::StorefrontChannel;
+
+/// The most items one list request may ask for (the contract's bound).
+pub const MAX_PAGE: usize = 1_000;
+
+/// One item as the channel shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShownItem {
+    pub item_id: ItemId,
+    pub shown: Shown,
+}
+
+/// One page of the channel's list, in item id order; `next` is the cursor of the following
+/// page, `None` on the last.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShownPage {
+    pub items: Vec<ShownItem>,
+    pub next: Option<ItemId>,
+}
+
+/// Why a read-back request did not give a page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadBackError {
+    #[error("throttled: retry after {0:?}")]
+    Throttled(Duration),
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error("refused with HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("the answer does not follow the contract: {0}")]
+    Malformed(String),
+}
+
+impl ReadBackError {
+    /// The stable name: metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadBackError::Throttled(_) => "throttled",
+            ReadBackError::Transient(_) => "transient",
+            ReadBackError::Refused { .. } => "refused",
+            ReadBackError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+impl Classify for ReadBackError {
+    fn failure_class(&self) -> FailureClass {
+        match self {
+            ReadBackError::Throttled(_) | ReadBackError::Transient(_) => FailureClass::Retryable,
+            // A wrong token or URL, or a storefront that broke its contract: a person must look.
+            ReadBackError::Refused { .. } | ReadBackError::Malformed(_) => FailureClass::NeedsOperator,
+        }
+    }
+}
+
+/// A channel whose state can be read back.
+#[async_trait]
+pub trait ReadBack: Send + Sync + std::fmt::Debug + 'static {
+    /// Up to `limit` items of `tenant` after `after`, in item id order.
+    async fn list(&self, tenant: &TenantId, after: Option<ItemId>, limit: usize) -> Result<ShownPage, ReadBackError>;
+}
+
+#[derive(Deserialize)]
+struct ListBody {
+    items: Vec<ListItem>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListItem {
+    item_id: String,
+    quantity: i64,
+    version: u64,
+}
+
+fn item_id(text: &str) -> Result<ItemId, ReadBackError> {
+    text.parse().map(ItemId).map_err(|_| ReadBackError::Malformed(format!("item_id {text:?} is not a uuid")))
+}
+
+/// Parses a list answer's body.
+pub fn parse_list(body: &str) -> Result<ShownPage, ReadBackError> {
+    let list: ListBody = serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(error.to_string()))?;
+    let items = list
+        .items
+        .iter()
+        .map(|item| {
+            Ok(ShownItem {
+                item_id: item_id(&item.item_id)?,
+                shown: Shown { quantity: item.quantity, version: item.version },
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = list.next.as_deref().map(item_id).transpose()?;
+    Ok(ShownPage { items, next })
+}
+
+#[async_trait]
+impl ReadBack for StorefrontChannel {
+    async fn list(&self, tenant: &TenantId, after: Option<ItemId>, limit: usize) -> Result<ShownPage, ReadBackError> {
+        let url = format!("{}/v1/tenants/{}/items", self.config().base_url, tenant);
+        let mut query = vec![("limit", limit.clamp(1, MAX_PAGE).to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        let mut request = self.client().get(&url).query(&query);
+        if let Some(token) = &self.config().token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let body = response.text().await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
+        match status {
+            200 => parse_list(&body),
+            429 => Err(ReadBackError::Throttled(parse_retry_after(retry_after.as_deref(), Utc::now()))),
+            408 | 500..=599 => Err(ReadBackError::Transient(format!("HTTP {status}"))),
+            _ => Err(ReadBackError::Refused { status, body: body.chars().take(512).collect() }),
+        }
+    }
+}

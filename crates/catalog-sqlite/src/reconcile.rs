@@ -1,0 +1,190 @@
+//! Reconciliation on SQLite: pages of what a channel should show, and drift corrections as
+//! new item versions queued on every channel, journaled in `drifts`, in one transaction on
+//! the writer (decision 0013).
+
+use std::sync::Arc;
+
+use catalog_core::{ItemId, TenantId};
+use catalog_store::batch::OutboxWrite;
+use catalog_store::{rows, ChannelItem, DriftCorrection, DriftRecord, StoreConfig, StoreError};
+use chrono::Utc;
+use rusqlite::{params, Connection, OptionalExtension};
+use sqlx::SqlitePool;
+
+use crate::apply::insert_outbox_rows;
+use crate::columns::{column, micros, time_column, uuid_column};
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
+
+/// A version or count for an INTEGER column, held at the limit rather than wrapped.
+fn stored(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn tenants(
+    pool: &SqlitePool,
+    config: &StoreConfig,
+    channel: &str,
+) -> Result<Vec<TenantId>, StoreError> {
+    let rows = sqlx::query("SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id")
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    let mut tenants = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: String = column(&row, "tenant_id")?;
+        let tenant = rows::tenant(&text)?;
+        if config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+            tenants.push(tenant);
+        }
+    }
+    Ok(tenants)
+}
+
+pub(crate) async fn page(
+    pool: &SqlitePool,
+    channel: &str,
+    tenant: &TenantId,
+    after: Option<ItemId>,
+    limit: usize,
+) -> Result<Vec<ChannelItem>, StoreError> {
+    // BLOB comparison is memcmp, the order of the uuid's bytes: the storefront's order.
+    let rows = sqlx::query(
+        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted
+         FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1
+         WHERE i.tenant_id = ?2 AND (?3 IS NULL OR i.item_id > ?3)
+         ORDER BY i.item_id LIMIT ?4",
+    )
+    .bind(channel)
+    .bind(tenant.as_str())
+    .bind(after.map(|id| id.0.as_bytes().to_vec()))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku: String = column(row, "sku")?;
+            Ok(ChannelItem {
+                item_id: ItemId(uuid_column(row, "item_id")?),
+                sku: rows::sku(&sku)?,
+                quantity: column(row, "quantity")?,
+                version: rows::version(column(row, "version")?)?,
+                accepted: column::<Option<i64>>(row, "accepted")?.map(rows::version).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn correct(
+    writer: &Writer,
+    config: &Arc<StoreConfig>,
+    channel: &str,
+    corrections: &[DriftCorrection],
+) -> Result<u64, StoreError> {
+    let (config, channel, corrections) = (Arc::clone(config), channel.to_owned(), corrections.to_vec());
+    // One job of the one writer, in one transaction, like every other write of the store.
+    writer.transaction(move |connection| correct_in(connection, &config, &channel, &corrections)).await
+}
+
+fn correct_in(
+    connection: &Connection,
+    config: &StoreConfig,
+    channel: &str,
+    corrections: &[DriftCorrection],
+) -> Result<u64, StoreError> {
+    let now = micros(Utc::now());
+    let mut corrected = 0;
+    let mut bump = connection
+        .prepare_cached(
+            "UPDATE items SET version = ?3, updated_at = ?4 WHERE item_id = ?1 AND version = ?2
+             RETURNING tenant_id, sku, quantity",
+        )
+        .map_err(write_error)?;
+    let mut journal = connection
+        .prepare_cached(
+            "INSERT INTO drifts (item_id, tenant_id, sku, channel, kind, shown_quantity, shown_version,
+                                 catalog_version, corrected_version, detected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(write_error)?;
+    for correction in corrections {
+        let item_id = correction.item_id.0.as_bytes().as_slice();
+        let bumped = bump
+            .query_row(
+                params![item_id, stored(correction.seen_version), stored(correction.corrected_version), now],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
+            )
+            .optional()
+            .map_err(write_error)?;
+        let Some((tenant_text, sku_text, quantity)) = bumped else { continue };
+        let tenant = rows::tenant(&tenant_text)?;
+        journal
+            .execute(params![
+                item_id,
+                &tenant_text,
+                &sku_text,
+                channel,
+                correction.kind.as_str(),
+                correction.shown.map(|shown| shown.quantity),
+                correction.shown.map(|shown| stored(shown.version)),
+                stored(correction.seen_version),
+                stored(correction.corrected_version),
+                now,
+            ])
+            .map_err(write_error)?;
+        rows::sku(&sku_text)?;
+        let writes: Vec<OutboxWrite> = config
+            .channels
+            .iter()
+            .filter(|route| route.serves(&tenant))
+            .map(|route| OutboxWrite {
+                item_id: correction.item_id,
+                tenant: tenant.clone(),
+                sku: sku_text.clone(),
+                quantity,
+                version: stored(correction.corrected_version),
+                channel: route.name.clone(),
+                traceparent: None,
+            })
+            .collect();
+        insert_outbox_rows(connection, &writes, now)?;
+        corrected += 1;
+    }
+    Ok(corrected)
+}
+
+pub(crate) async fn item_drifts(
+    pool: &SqlitePool,
+    item_id: ItemId,
+    limit: usize,
+) -> Result<Vec<DriftRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT item_id, tenant_id, sku, channel, kind, shown_quantity, shown_version, catalog_version,
+                corrected_version, detected_at
+         FROM drifts WHERE item_id = ?1 ORDER BY detected_at DESC, drift_id DESC LIMIT ?2",
+    )
+    .bind(item_id.0.as_bytes().as_slice())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let tenant: String = column(row, "tenant_id")?;
+            let sku: String = column(row, "sku")?;
+            let kind: String = column(row, "kind")?;
+            Ok(DriftRecord {
+                item_id: ItemId(uuid_column(row, "item_id")?),
+                tenant_id: rows::tenant(&tenant)?,
+                sku: rows::sku(&sku)?,
+                channel: column(row, "channel")?,
+                kind: rows::drift_kind(&kind)?,
+                shown: rows::shown(column(row, "shown_quantity")?, column(row, "shown_version")?)?,
+                catalog_version: rows::version(column(row, "catalog_version")?)?,
+                corrected_version: rows::version(column(row, "corrected_version")?)?,
+                detected_at: time_column(row, "detected_at")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,118 @@
+//! Contract cases of `ReconcileStore`: pages in the storefront's order with what the channel
+//! accepted, and corrections as new versions queued and journaled.
+
+use catalog_core::{detect_drift, DriftKind, Expected, ItemId, Shown, StockChange};
+
+use super::fixtures::*;
+use crate::{DriftCorrection, PublishOutcome, StoreConfig};
+
+pub(super) async fn reconcile_pages_follow_item_id_order_with_accepted_versions<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events: Vec<_> = (0..7u64)
+        .map(|n| {
+            incoming(
+                n + 1,
+                &offer("canary", "acme", &format!("SKU-{n}")),
+                StockChange::Updated { quantity: 5 },
+                0,
+                n as i64,
+            )
+        })
+        .chain([incoming(99, &offer("other", "acme", "SKU-0"), StockChange::Updated { quantity: 1 }, 0, 99)])
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(3)).await.expect("claim");
+    for entry in &claimed {
+        store.record_publish(&published(entry, PublishOutcome::Published)).await.expect("record");
+    }
+    let tenants = store.reconcile_tenants("storefront").await.expect("tenants");
+    assert_eq!(tenants.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["canary", "other"]);
+    assert!(store.reconcile_tenants("nowhere").await.expect("tenants").is_empty());
+
+    let canary = &tenants[0];
+    let mut seen: Vec<ItemId> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.reconcile_page("storefront", canary, after, 3).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|item| item.item_id);
+        seen.extend(page.iter().map(|item| item.item_id));
+        for item in &page {
+            let accepted = claimed.iter().any(|entry| entry.item_id == item.item_id);
+            assert_eq!(item.accepted, accepted.then_some(1), "{item:?}");
+            assert_eq!((item.quantity, item.version), (5, 1));
+        }
+    }
+    assert_eq!(seen.len(), 7, "every item of the tenant once, none of another tenant");
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|id| id.0);
+    assert_eq!(seen, sorted, "in item id order, as the storefront lists them");
+}
+
+pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let channels = vec![crate::ChannelRoute::all("storefront"), crate::ChannelRoute::all("shopify")];
+    let (store, _guard) = factory(StoreConfig { channels, ..StoreConfig::default() }).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 12 }, 0, 1)]))
+        .await
+        .expect("apply");
+    for channel in ["storefront", "shopify"] {
+        let claimed = store.claim_outbox(channel, &immediate(10)).await.expect("claim");
+        store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
+    }
+    let tenant = key.tenant.clone();
+    let item = store.reconcile_page("storefront", &tenant, None, 10).await.expect("page").remove(0);
+    // Someone set the storefront to 99 by hand.
+    let shown = Some(Shown { quantity: 99, version: 1 });
+    let drift =
+        detect_drift(Expected { quantity: item.quantity, version: item.version, accepted: item.accepted }, shown)
+            .expect("drift");
+    assert_eq!(drift.kind, DriftKind::QuantityDiffers);
+    let correction = DriftCorrection {
+        item_id: item.item_id,
+        seen_version: item.version,
+        kind: drift.kind,
+        shown: drift.shown,
+        corrected_version: drift.corrected_version,
+    };
+    assert_eq!(store.correct_drifts("storefront", std::slice::from_ref(&correction)).await.expect("correct"), 1);
+
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!((trace.item.quantity, trace.item.version), (12, 2), "same quantity, the next version");
+    let mut pending: Vec<_> = trace.pending_publishes.iter().map(|p| (p.channel.clone(), p.version)).collect();
+    pending.sort();
+    assert_eq!(pending, [("shopify".to_owned(), 2), ("storefront".to_owned(), 2)], "queued the normal way");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!((claimed[0].quantity, claimed[0].version), (12, 2));
+
+    let drifts = store.item_drifts(item.item_id, 10).await.expect("drifts");
+    assert_eq!(drifts.len(), 1);
+    assert_eq!(drifts[0].kind, DriftKind::QuantityDiffers);
+    assert_eq!(drifts[0].shown, shown);
+    assert_eq!((drifts[0].catalog_version, drifts[0].corrected_version), (1, 2));
+    assert_eq!(drifts[0].channel, "storefront");
+
+    // The same correction again finds the item moved on: nothing changes, nothing is journaled.
+    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct"), 0);
+    assert_eq!(store.item_drifts(item.item_id, 10).await.expect("drifts").len(), 1);
+
+    // A later batch builds on the corrected version.
+    store
+        .apply_batch(&batch(vec![incoming(2, &key, StockChange::Updated { quantity: 3 }, 1, 2)]))
+        .await
+        .expect("apply");
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!((trace.item.quantity, trace.item.version), (3, 3));
+}

@@ -1,0 +1,70 @@
+//! The reconciliation role: pages of what each channel should show, and corrections of drift
+//! (`catalog_core::detect_drift`) as new item versions, journaled.
+
+use async_trait::async_trait;
+use catalog_core::{DriftKind, ItemId, Shown, Sku, TenantId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// One item as a channel should show it, with what the channel last accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelItem {
+    pub item_id: ItemId,
+    pub sku: Sku,
+    pub quantity: i64,
+    pub version: u64,
+    /// The newest version the channel is known to hold (`published_versions`).
+    pub accepted: Option<u64>,
+}
+
+/// A drift to correct: the item gets `corrected_version` with its current quantity, queued on
+/// every channel serving its tenant, but only if it is still at `seen_version` (a batch that
+/// changed it meanwhile has queued a newer version already).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftCorrection {
+    pub item_id: ItemId,
+    pub seen_version: u64,
+    pub kind: DriftKind,
+    pub shown: Option<Shown>,
+    pub corrected_version: u64,
+}
+
+/// A drift as journaled: for support and for the drift metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftRecord {
+    pub item_id: ItemId,
+    pub tenant_id: TenantId,
+    pub sku: Sku,
+    pub channel: String,
+    pub kind: DriftKind,
+    pub shown: Option<Shown>,
+    pub catalog_version: u64,
+    pub corrected_version: u64,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// Reading what channels should show, and correcting drift.
+#[async_trait]
+pub trait ReconcileStore: Send + Sync + std::fmt::Debug {
+    /// Tenants with at least one item served by `channel`, in order.
+    async fn reconcile_tenants(&self, channel: &str) -> Result<Vec<TenantId>, StoreError>;
+
+    /// Up to `limit` items of `tenant` with an id greater than `after`, ordered by item id
+    /// (the storefront's list order), with what `channel` last accepted.
+    async fn reconcile_page(
+        &self,
+        channel: &str,
+        tenant: &TenantId,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> Result<Vec<ChannelItem>, StoreError>;
+
+    /// Applies the corrections found on `channel` in one transaction and journals each;
+    /// returns how many items got a new version (the others had moved on).
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError>;
+
+    /// The newest journaled drifts of an item, newest first.
+    async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError>;
+}
