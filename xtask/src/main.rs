@@ -154,6 +154,9 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
     // Also needs a Kafka-protocol broker (CATALOG_TEST_KAFKA_BROKERS, default 127.0.0.1:9092).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "kafka_to_postgres"])
         .context("end-to-end Kafka to Postgres benchmark failed")?;
+    // The embedded default (file → SQLite, log publisher on) against plain SQLite; no service.
+    run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "embedded"])
+        .context("embedded file to SQLite benchmark failed")?;
     run(root, "cargo", &["bench", "--locked", "-p", "replay", "--bench", "replay_window"])
         .context("replay benchmark failed")?;
     // Drift healed on a 100,000-item storefront limited to 200 requests/s (needs PostgreSQL).

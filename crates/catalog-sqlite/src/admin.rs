@@ -1,6 +1,8 @@
 //! The admin service's store role on SQLite: tokens (hashes only), the audit log, journal
 //! lookups by event id and trace id, dead-letter lists and operator actions on them.
 
+use std::sync::Arc;
+
 use catalog_core::{EventId, ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::{
@@ -8,13 +10,15 @@ use catalog_store::{
     OutcomeCounts, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
 };
 use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
 use crate::columns::{self, micros, JOURNAL_COLUMNS};
 use crate::dead_letters::{dead_letter_row, DEAD_LETTER_COLUMNS};
-use crate::error::store_error;
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
 
 fn limit(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -33,21 +37,22 @@ fn json(row: &SqliteRow, name: &str) -> Result<Option<serde_json::Value>, StoreE
     .transpose()
 }
 
-pub(crate) async fn add_token(pool: &SqlitePool, token: &NewToken) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO admin_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash, \
-             created_at = excluded.created_at, revoked_at = NULL \
-         WHERE admin_tokens.revoked_at IS NOT NULL",
-    )
-    .bind(&token.name)
-    .bind(token.role.as_str())
-    .bind(token.hash.0.as_slice())
-    .bind(micros(Utc::now()))
-    .execute(pool)
-    .await
-    .map_err(store_error)?;
-    Ok(done.rows_affected() == 1)
+pub(crate) async fn add_token(writer: &Writer, token: &NewToken) -> Result<bool, StoreError> {
+    let token = token.clone();
+    writer
+        .transaction(move |connection| {
+            let changed = connection
+                .execute(
+                    "INSERT INTO admin_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash, \
+                         created_at = excluded.created_at, revoked_at = NULL \
+                     WHERE admin_tokens.revoked_at IS NOT NULL",
+                    params![token.name, token.role.as_str(), token.hash.0.as_slice(), micros(Utc::now())],
+                )
+                .map_err(write_error)?;
+            Ok(changed == 1)
+        })
+        .await
 }
 
 pub(crate) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenInfo>, StoreError> {
@@ -67,14 +72,19 @@ pub(crate) async fn tokens(pool: &SqlitePool) -> Result<Vec<TokenInfo>, StoreErr
         .collect()
 }
 
-pub(crate) async fn revoke_token(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE admin_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL")
-        .bind(name)
-        .bind(micros(Utc::now()))
-        .execute(pool)
+pub(crate) async fn revoke_token(writer: &Writer, name: &str) -> Result<bool, StoreError> {
+    let name = name.to_owned();
+    writer
+        .transaction(move |connection| {
+            let changed = connection
+                .execute(
+                    "UPDATE admin_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                    params![name, micros(Utc::now())],
+                )
+                .map_err(write_error)?;
+            Ok(changed == 1)
+        })
         .await
-        .map_err(store_error)?;
-    Ok(done.rows_affected() == 1)
 }
 
 pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
@@ -93,20 +103,27 @@ pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &TokenHash) -> Result
     .transpose()
 }
 
-pub(crate) async fn record_audit(pool: &SqlitePool, record: &AuditRecord) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         RETURNING audit_id",
-    )
-    .bind(micros(Utc::now()))
-    .bind(&record.actor)
-    .bind(&record.action)
-    .bind(&record.target)
-    .bind(record.before.as_ref().map(serde_json::Value::to_string))
-    .bind(record.after.as_ref().map(serde_json::Value::to_string))
-    .fetch_one(pool)
-    .await
-    .map_err(store_error)
+pub(crate) async fn record_audit(writer: &Writer, record: &AuditRecord) -> Result<i64, StoreError> {
+    let record = record.clone();
+    writer
+        .transaction(move |connection| {
+            connection
+                .query_row(
+                    "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     RETURNING audit_id",
+                    params![
+                        micros(Utc::now()),
+                        record.actor,
+                        record.action,
+                        record.target,
+                        record.before.as_ref().map(serde_json::Value::to_string),
+                        record.after.as_ref().map(serde_json::Value::to_string),
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(write_error)
+        })
+        .await
 }
 
 pub(crate) async fn audit_log(
@@ -253,83 +270,99 @@ pub(crate) async fn dead_letter(pool: &SqlitePool, dead_letter_id: i64) -> Resul
 }
 
 pub(crate) async fn retry_dead_letter(
-    pool: &SqlitePool,
+    writer: &Writer,
+    config: &Arc<StoreConfig>,
+    dead_letter_id: i64,
+    max_retries: u32,
+) -> Result<DeadLetterRetry, StoreError> {
+    let config = Arc::clone(config);
+    // One job of the writer: nothing heals or resolves the letter between its read and write.
+    writer.transaction(move |connection| retry_in(connection, &config, dead_letter_id, max_retries)).await
+}
+
+/// The columns of the letter and its item a retry reads.
+struct RetryRow {
+    stage: String,
+    channel: Option<String>,
+    heal_rounds: i64,
+    resolved: bool,
+    item: Option<(Vec<u8>, String, String, i64, i64)>,
+}
+
+fn retry_in(
+    connection: &Connection,
     config: &StoreConfig,
     dead_letter_id: i64,
     max_retries: u32,
 ) -> Result<DeadLetterRetry, StoreError> {
-    // The write lock first: nothing heals or resolves the letter between its read and write.
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
-    let row = sqlx::query(
-        "SELECT d.stage, d.channel, d.heal_rounds, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, \
-         i.version FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = ?1",
-    )
-    .bind(dead_letter_id)
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    let row = connection
+        .query_row(
+            "SELECT d.stage, d.channel, d.heal_rounds, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, \
+             i.version FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = ?1",
+            params![dead_letter_id],
+            |row| {
+                let item_id: Option<Vec<u8>> = row.get(4)?;
+                let item = match item_id {
+                    Some(id) => Some((id, row.get(5)?, row.get(6)?, row.get(7)?, row.get(8)?)),
+                    None => None,
+                };
+                Ok(RetryRow {
+                    stage: row.get(0)?,
+                    channel: row.get(1)?,
+                    heal_rounds: row.get(2)?,
+                    resolved: row.get::<_, Option<i64>>(3)?.is_some(),
+                    item,
+                })
+            },
+        )
+        .optional()
+        .map_err(write_error)?;
     let Some(row) = row else { return Ok(DeadLetterRetry::NotFound) };
-    if columns::optional_time_column(&row, "resolved_at")?.is_some() {
+    if row.resolved {
         return Ok(DeadLetterRetry::AlreadyResolved);
     }
-    let stored_heal_rounds: i64 = columns::column(&row, "heal_rounds")?;
-    let heal_rounds: u32 = columns::narrowed("heal_rounds", stored_heal_rounds)?;
+    let heal_rounds: u32 = columns::narrowed("heal_rounds", row.heal_rounds)?;
     if heal_rounds >= max_retries {
         return Ok(DeadLetterRetry::LoopGuard { heal_rounds });
     }
-    let stage: String = columns::column(&row, "stage")?;
-    let channel: Option<String> = columns::column(&row, "channel")?;
-    let item_id = columns::optional_uuid_column(&row, "item_id")?;
-    let (Some(channel), Some(item_id), "publish") = (channel, item_id, stage.as_str()) else {
+    let (Some(channel), Some((item_id, tenant_id, sku, quantity, version)), "publish") =
+        (row.channel, row.item, row.stage.as_str())
+    else {
         return Ok(DeadLetterRetry::NotRetryable);
     };
-    let tenant_id: String = columns::column(&row, "tenant_id")?;
     let tenant = rows::tenant(&tenant_id)?;
     if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
         return Ok(DeadLetterRetry::NotRetryable);
     }
-    let version: i64 = columns::column(&row, "version")?;
-    let write = OutboxWrite {
-        item_id: ItemId(item_id),
-        tenant,
-        sku: columns::column(&row, "sku")?,
-        quantity: columns::column(&row, "quantity")?,
-        version,
-        channel,
-        traceparent: None,
-    };
+    let item_id = uuid::Uuid::from_slice(&item_id)
+        .map_err(|_| StoreError::Corrupt(format!("item_id is {} bytes, not a 16-byte uuid", item_id.len())))?;
+    let write = OutboxWrite { item_id: ItemId(item_id), tenant, sku, quantity, version, channel, traceparent: None };
     let now = micros(Utc::now());
-    insert_outbox_rows(connection, std::slice::from_ref(&write), now).await?;
-    sqlx::query(
-        "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?2, quarantined_at = NULL \
-         WHERE dead_letter_id = ?1",
-    )
-    .bind(dead_letter_id)
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)?;
+    insert_outbox_rows(connection, std::slice::from_ref(&write), now)?;
+    connection
+        .execute(
+            "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?2, quarantined_at = NULL \
+             WHERE dead_letter_id = ?1",
+            params![dead_letter_id, now],
+        )
+        .map_err(write_error)?;
     Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, heal_rounds: heal_rounds + 1 })
 }
 
-pub(crate) async fn resolve_dead_letter(
-    pool: &SqlitePool,
-    dead_letter_id: i64,
-    note: &str,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE dead_letters SET resolved_at = ?3, resolution = 'operator', note = ?2 \
-         WHERE dead_letter_id = ?1 AND resolved_at IS NULL",
-    )
-    .bind(dead_letter_id)
-    .bind(note)
-    .bind(micros(Utc::now()))
-    .execute(pool)
-    .await
-    .map_err(store_error)?;
-    Ok(done.rows_affected() == 1)
+pub(crate) async fn resolve_dead_letter(writer: &Writer, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
+    let note = note.to_owned();
+    writer
+        .transaction(move |connection| {
+            let changed = connection
+                .execute(
+                    "UPDATE dead_letters SET resolved_at = ?3, resolution = 'operator', note = ?2 \
+                     WHERE dead_letter_id = ?1 AND resolved_at IS NULL",
+                    params![dead_letter_id, note, micros(Utc::now())],
+                )
+                .map_err(write_error)?;
+            Ok(changed == 1)
+        })
+        .await
 }
 
 pub(crate) async fn outcome_counts_since(

@@ -150,3 +150,91 @@ pub(crate) fn item_row(row: &SqliteRow) -> Result<ItemRow, StoreError> {
         version: column(row, "version")?,
     })
 }
+
+/// The same conventions for rows the writer's connection (rusqlite) reads.
+pub(crate) mod raw {
+    use catalog_store::rows::{JournalRow, OfferColumns};
+    use catalog_store::StoreError;
+    use chrono::{DateTime, Utc};
+    use rusqlite::types::FromSql;
+    use rusqlite::Row;
+    use uuid::Uuid;
+
+    use super::corrupt;
+    use crate::error::write_error;
+
+    pub(crate) fn column<T: FromSql>(row: &Row<'_>, name: &str) -> Result<T, StoreError> {
+        row.get(name).map_err(write_error)
+    }
+
+    fn micros_to_time(name: &str, stored: i64) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_micros(stored).ok_or_else(|| corrupt(format_args!("{name} {stored} is out of range")))
+    }
+
+    pub(crate) fn time_column(row: &Row<'_>, name: &str) -> Result<DateTime<Utc>, StoreError> {
+        micros_to_time(name, column(row, name)?)
+    }
+
+    pub(crate) fn optional_time_column(row: &Row<'_>, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let stored: Option<i64> = column(row, name)?;
+        stored.map(|stored| micros_to_time(name, stored)).transpose()
+    }
+
+    fn bytes_to_uuid(name: &str, stored: &[u8]) -> Result<Uuid, StoreError> {
+        Uuid::from_slice(stored)
+            .map_err(|_| corrupt(format_args!("{name} is {} bytes, not a 16-byte uuid", stored.len())))
+    }
+
+    pub(crate) fn uuid_column(row: &Row<'_>, name: &str) -> Result<Uuid, StoreError> {
+        let stored: Vec<u8> = column(row, name)?;
+        bytes_to_uuid(name, &stored)
+    }
+
+    pub(crate) fn optional_uuid_column(row: &Row<'_>, name: &str) -> Result<Option<Uuid>, StoreError> {
+        let stored: Option<Vec<u8>> = column(row, name)?;
+        stored.map(|stored| bytes_to_uuid(name, &stored)).transpose()
+    }
+
+    /// Reads `JOURNAL_COLUMNS`.
+    pub(crate) fn journal_row(row: &Row<'_>) -> Result<JournalRow, StoreError> {
+        Ok(JournalRow {
+            journal_id: column(row, "journal_id")?,
+            event_id: optional_uuid_column(row, "event_id")?,
+            tenant: column(row, "tenant_id")?,
+            supplier: column(row, "supplier_id")?,
+            sku: column(row, "sku")?,
+            event_type: column(row, "event_type")?,
+            quantity: column(row, "quantity")?,
+            delta: column(row, "delta")?,
+            updated_at: optional_time_column(row, "updated_at")?,
+            sequence: column(row, "sequence")?,
+            effective_at: optional_time_column(row, "effective_at")?,
+            clock_drift_clamped: column(row, "clock_drift_clamped")?,
+            received_at: time_column(row, "received_at")?,
+            outcome: column(row, "outcome")?,
+            reason: column(row, "reason")?,
+            detail: column(row, "detail")?,
+            redelivery_count: column(row, "redelivery_count")?,
+            payload_differs: column(row, "payload_differs")?,
+            source: column(row, "source")?,
+            source_partition: column(row, "source_partition")?,
+            source_offset: column(row, "source_offset")?,
+            traceparent: column(row, "traceparent")?,
+            raw_payload: column(row, "raw_payload")?,
+            raw_payload_length: column(row, "raw_payload_length")?,
+            decided_at: time_column(row, "decided_at")?,
+        })
+    }
+
+    /// Reads `OFFER_STATE_COLUMNS`.
+    pub(crate) fn offer_columns(row: &Row<'_>) -> Result<OfferColumns, StoreError> {
+        Ok(OfferColumns {
+            snapshot_quantity: column(row, "snapshot_quantity")?,
+            snapshot_effective_at: optional_time_column(row, "snapshot_effective_at")?,
+            snapshot_sequence: column(row, "snapshot_sequence")?,
+            snapshot_event_id: optional_uuid_column(row, "snapshot_event_id")?,
+            adjustments: column(row, "adjustments")?,
+            folded: column(row, "folded")?,
+        })
+    }
+}

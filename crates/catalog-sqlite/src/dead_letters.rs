@@ -1,8 +1,11 @@
 //! Dead letters on SQLite (decision 0007): writing them from publish records, resolving
 //! them once the channel takes a version at least as new, one round of auto-heal
 //! (requeue, or quarantine after too many rounds), and the reads operators and gauges use.
-//! Writes run inside the caller's `BEGIN IMMEDIATE` transaction: the write lock is held, so
-//! no letter appears, heals or closes between a read and the write that follows it.
+//! Writes run on the writer thread inside the caller's `BEGIN IMMEDIATE` transaction: the
+//! write lock is held, so no letter appears, heals or closes between a read and the write
+//! that follows it.
+
+use std::sync::Arc;
 
 use catalog_core::ItemId;
 use catalog_store::batch::OutboxWrite;
@@ -11,12 +14,14 @@ use catalog_store::{
     PublishRecord, ResolvedDeadLetter, StoreConfig, StoreError,
 };
 use chrono::Utc;
+use rusqlite::{params, Connection};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
-use crate::columns::{self, micros};
-use crate::error::store_error;
+use crate::columns::{self, micros, raw};
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
 
 /// The `stage` of dead letters written for publishes.
 const PUBLISH_STAGE: &str = "publish";
@@ -60,105 +65,116 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
 
 /// Counts the failure on the item's open dead letter for the channel (which keeps the newest
 /// version that failed), or opens one.
-pub(crate) async fn write(
-    connection: &mut SqliteConnection,
-    record: &PublishRecord,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
     let subject = record.item_id.to_string();
     let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
     // Versions are stored bit for bit in a signed column.
     let version = record.version as i64;
+    let item_id = record.item_id.0.as_bytes().as_slice();
     // The channel term repeats the partial unique index's expression, so SQLite can use it.
-    let updated = sqlx::query(
-        "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, body = ?4, \
-         item_id = ?8, version = max(version, ?9) \
-         WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(record.error.as_deref())
-    .bind(record.body.as_deref())
-    .bind(PUBLISH_STAGE)
-    .bind(subject.as_str())
-    .bind(record.channel.as_str())
-    .bind(record.item_id.0.as_bytes().as_slice())
-    .bind(version)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    if updated.rows_affected() > 0 {
+    let updated = connection
+        .prepare_cached(
+            "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \
+             body = ?4, item_id = ?8, version = max(version, ?9) \
+             WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
+        )
+        .and_then(|mut update| {
+            update.execute(params![
+                now,
+                reason,
+                record.error.as_deref(),
+                record.body.as_deref(),
+                PUBLISH_STAGE,
+                subject.as_str(),
+                record.channel.as_str(),
+                item_id,
+                version,
+            ])
+        })
+        .map_err(write_error)?;
+    if updated > 0 {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
-         last_failed_at, item_id, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?9)",
-    )
-    .bind(PUBLISH_STAGE)
-    .bind(subject.as_str())
-    .bind(record.channel.as_str())
-    .bind(reason)
-    .bind(record.error.as_deref())
-    .bind(record.body.as_deref())
-    .bind(now)
-    .bind(record.item_id.0.as_bytes().as_slice())
-    .bind(version)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
+             last_failed_at, item_id, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?9)",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                PUBLISH_STAGE,
+                subject.as_str(),
+                record.channel.as_str(),
+                reason,
+                record.error.as_deref(),
+                record.body.as_deref(),
+                now,
+                item_id,
+                version,
+            ])
+        })
+        .map_err(write_error)?;
     Ok(())
 }
 
 /// The channel now holds the record's item at `held_version`: its open letter on the
 /// channel is resolved if it failed at that version or an older one.
-pub(crate) async fn resolve(
-    connection: &mut SqliteConnection,
+pub(crate) fn resolve(
+    connection: &Connection,
     record: &PublishRecord,
     held_version: i64,
     resolution: DeadLetterResolution,
     now: i64,
 ) -> Result<Option<ResolvedDeadLetter>, StoreError> {
-    let resolved = sqlx::query(
-        "UPDATE dead_letters SET resolved_at = ?1, resolution = ?2 \
-         WHERE stage = ?3 AND subject = ?4 AND coalesce(channel, '') = ?5 AND resolved_at IS NULL AND version <= ?6 \
-         RETURNING dead_letter_id, heal_rounds",
-    )
-    .bind(now)
-    .bind(resolution.as_str())
-    .bind(PUBLISH_STAGE)
-    .bind(record.item_id.to_string())
-    .bind(record.channel.as_str())
-    .bind(held_version)
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    resolved
-        .map(|row| {
-            let heal_rounds: i64 = columns::column(&row, "heal_rounds")?;
-            Ok(ResolvedDeadLetter {
-                dead_letter_id: columns::column(&row, "dead_letter_id")?,
-                item_id: record.item_id,
-                channel: record.channel.clone(),
-                version: rows::version(held_version)?,
-                resolution,
-                heal_rounds: columns::narrowed("heal_rounds", heal_rounds)?,
-            })
-        })
-        .transpose()
+    let mut update = connection
+        .prepare_cached(
+            "UPDATE dead_letters SET resolved_at = ?1, resolution = ?2 \
+             WHERE stage = ?3 AND subject = ?4 AND coalesce(channel, '') = ?5 AND resolved_at IS NULL \
+             AND version <= ?6 RETURNING dead_letter_id, heal_rounds",
+        )
+        .map_err(write_error)?;
+    let mut resolved = update
+        .query(params![
+            now,
+            resolution.as_str(),
+            PUBLISH_STAGE,
+            record.item_id.to_string(),
+            record.channel.as_str(),
+            held_version,
+        ])
+        .map_err(write_error)?;
+    let Some(row) = resolved.next().map_err(write_error)? else { return Ok(None) };
+    let heal_rounds: i64 = raw::column(row, "heal_rounds")?;
+    let letter = ResolvedDeadLetter {
+        dead_letter_id: raw::column(row, "dead_letter_id")?,
+        item_id: record.item_id,
+        channel: record.channel.clone(),
+        version: rows::version(held_version)?,
+        resolution,
+        heal_rounds: columns::narrowed("heal_rounds", heal_rounds)?,
+    };
+    // At most one open letter per item and channel (a partial unique index); stepping to
+    // the end finishes the statement.
+    while resolved.next().map_err(write_error)?.is_some() {}
+    Ok(Some(letter))
 }
 
-/// One round of auto-heal: see `OutboxStore::heal_dead_letters`. The write lock is taken
-/// before the pick, so two processes never heal one letter in the same round.
+/// One round of auto-heal: see `OutboxStore::heal_dead_letters`. The pick and its writes are
+/// one job of the writer, in one transaction, so two heal loops never heal one letter in the
+/// same round.
 pub(crate) async fn heal(
-    pool: &SqlitePool,
-    config: &StoreConfig,
+    writer: &Writer,
+    config: &Arc<StoreConfig>,
     heal: &DeadLetterHeal,
 ) -> Result<HealRound, StoreError> {
     if config.channels.is_empty() || heal.limit == 0 {
         return Ok(HealRound::default());
     }
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
+    let (config, heal) = (Arc::clone(config), *heal);
+    writer.transaction(move |connection| heal_in(connection, &config, &heal)).await
+}
+
+fn heal_in(connection: &Connection, config: &StoreConfig, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
     let now = micros(Utc::now());
     let placeholders = (0..config.channels.len()).map(|n| format!("?{}", n + 4)).collect::<Vec<_>>().join(", ");
     let sql = format!(
@@ -172,48 +188,45 @@ pub(crate) async fn heal(
          ORDER BY coalesce(d.last_healed_at, d.first_failed_at), d.dead_letter_id \
          LIMIT ?3"
     );
-    let mut query = sqlx::query(&sql)
-        .bind(PUBLISH_STAGE)
-        .bind(now.saturating_sub(saturating_i64(heal.min_interval.as_micros())))
-        .bind(saturating_i64(heal.limit));
-    for route in &config.channels {
-        query = query.bind(route.name.as_str());
-    }
-    let picked = query.fetch_all(&mut *connection).await.map_err(store_error)?;
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+        Box::new(PUBLISH_STAGE),
+        Box::new(now.saturating_sub(saturating_i64(heal.min_interval.as_micros()))),
+        Box::new(saturating_i64(heal.limit)),
+    ];
+    values.extend(config.channels.iter().map(|route| Box::new(route.name.clone()) as Box<dyn rusqlite::ToSql>));
+    let mut pick = connection.prepare_cached(&sql).map_err(write_error)?;
+    let mut picked = pick.query(rusqlite::params_from_iter(values.iter())).map_err(write_error)?;
 
-    let mut round = HealRound { n_examined: picked.len(), ..HealRound::default() };
+    let mut round = HealRound::default();
     let mut writes = Vec::new();
-    for row in &picked {
-        let dead_letter_id: i64 = columns::column(row, "dead_letter_id")?;
-        let stored_heal_rounds: i64 = columns::column(row, "heal_rounds")?;
+    let mut taken_up = Vec::new();
+    while let Some(row) = picked.next().map_err(write_error)? {
+        round.n_examined += 1;
+        let dead_letter_id: i64 = raw::column(row, "dead_letter_id")?;
+        let stored_heal_rounds: i64 = raw::column(row, "heal_rounds")?;
         let heal_rounds: u32 = columns::narrowed("heal_rounds", stored_heal_rounds)?;
-        let channel: String = columns::column(row, "channel")?;
-        let tenant_id: String = columns::column(row, "tenant_id")?;
+        let channel: String = raw::column(row, "channel")?;
+        let tenant_id: String = raw::column(row, "tenant_id")?;
         let tenant = rows::tenant(&tenant_id)?;
-        let item_id = ItemId(columns::uuid_column(row, "item_id")?);
-        let reason: String = columns::column(row, "reason")?;
+        let item_id = ItemId(raw::uuid_column(row, "item_id")?);
+        let reason: String = raw::column(row, "reason")?;
         if heal_rounds >= heal.max_heals {
-            let version = rows::version(columns::column(row, "letter_version")?)?;
+            let version = rows::version(raw::column(row, "letter_version")?)?;
             round.quarantined.push(HealedDeadLetter { dead_letter_id, item_id, channel, reason, version, heal_rounds });
             continue;
         }
         if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
             // A channel that no longer serves the item's tenant: nothing to heal it to. The
             // letter stays open; marking it taken up lets the next rounds move on.
-            sqlx::query("UPDATE dead_letters SET last_healed_at = ?1 WHERE dead_letter_id = ?2")
-                .bind(now)
-                .bind(dead_letter_id)
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
+            taken_up.push(dead_letter_id);
             continue;
         }
-        let version: i64 = columns::column(row, "version")?;
+        let version: i64 = raw::column(row, "version")?;
         writes.push(OutboxWrite {
             item_id,
             tenant,
-            sku: columns::column(row, "sku")?,
-            quantity: columns::column(row, "quantity")?,
+            sku: raw::column(row, "sku")?,
+            quantity: raw::column(row, "quantity")?,
             version,
             channel: channel.clone(),
             traceparent: None,
@@ -227,26 +240,27 @@ pub(crate) async fn heal(
             heal_rounds: heal_rounds + 1,
         });
     }
-    insert_outbox_rows(connection, &writes, now).await?;
+    drop(picked);
+    let mark = |sql: &str, dead_letter_id: i64| -> Result<(), StoreError> {
+        connection
+            .prepare_cached(sql)
+            .and_then(|mut update| update.execute(params![now, dead_letter_id]))
+            .map_err(write_error)?;
+        Ok(())
+    };
+    for dead_letter_id in taken_up {
+        mark("UPDATE dead_letters SET last_healed_at = ?1 WHERE dead_letter_id = ?2", dead_letter_id)?;
+    }
+    insert_outbox_rows(connection, &writes, now)?;
     for letter in &round.requeued {
-        sqlx::query(
+        mark(
             "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?1 WHERE dead_letter_id = ?2",
-        )
-        .bind(now)
-        .bind(letter.dead_letter_id)
-        .execute(&mut *connection)
-        .await
-        .map_err(store_error)?;
+            letter.dead_letter_id,
+        )?;
     }
     for letter in &round.quarantined {
-        sqlx::query("UPDATE dead_letters SET quarantined_at = ?1 WHERE dead_letter_id = ?2")
-            .bind(now)
-            .bind(letter.dead_letter_id)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+        mark("UPDATE dead_letters SET quarantined_at = ?1 WHERE dead_letter_id = ?2", letter.dead_letter_id)?;
     }
-    transaction.commit().await.map_err(store_error)?;
     Ok(round)
 }
 

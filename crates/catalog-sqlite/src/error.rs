@@ -1,4 +1,4 @@
-//! The one place a `sqlx` failure becomes a classified `StoreError`.
+//! The one place a `sqlx` or `rusqlite` failure becomes a classified `StoreError`.
 
 use catalog_store::StoreError;
 
@@ -35,6 +35,29 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         }
         sqlx::Error::RowNotFound => StoreError::NotFound(error.to_string()),
         other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// Classifies a failure of the writer's connection (rusqlite) the same way: busy and
+/// locked are retryable conflicts, values that do not fit their column are corruption, a
+/// missing column is a schema this build did not migrate to.
+pub(crate) fn write_error(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                StoreError::Conflict(error.to_string())
+            }
+            rusqlite::ErrorCode::CannotOpen => StoreError::Unavailable(error.to_string()),
+            _ => StoreError::Database(error.to_string()),
+        },
+        rusqlite::Error::InvalidColumnName(_) | rusqlite::Error::InvalidColumnIndex(_) => {
+            StoreError::Schema(error.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(error.to_string()),
+        _ => StoreError::Database(error.to_string()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Tenant and supplier sync flags: created on first sight with the configured default,
-//! switched by operators, and loaded for a batch's decisions.
+//! switched by operators (through the writer), and loaded for a batch's decisions.
 
 use std::collections::BTreeMap;
 
@@ -7,127 +7,115 @@ use catalog_core::{SupplierId, TenantId};
 use catalog_store::batch::{BatchKeys, FlagTable};
 use catalog_store::{rows, StoreError, TenantFlags};
 use chrono::Utc;
+use rusqlite::{params, Connection};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::columns::{self, micros};
-use crate::error::store_error;
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
 
-async fn insert_tenant_if_missing(
-    connection: &mut SqliteConnection,
+fn insert_tenant_if_missing(
+    connection: &Connection,
     tenant: &TenantId,
     sync_enabled: bool,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (tenant_id) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(sync_enabled)
-    .bind(now)
-    .execute(connection)
-    .await
-    .map_err(store_error)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .and_then(|mut insert| insert.execute(params![tenant.as_str(), sync_enabled, now]))
+        .map_err(write_error)?;
     Ok(())
 }
 
-async fn insert_supplier_if_missing(
-    connection: &mut SqliteConnection,
+fn insert_supplier_if_missing(
+    connection: &Connection,
     tenant: &TenantId,
     supplier: &SupplierId,
     sync_enabled: bool,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(supplier.as_str())
-    .bind(sync_enabled)
-    .bind(now)
-    .execute(connection)
-    .await
-    .map_err(store_error)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
+        )
+        .and_then(|mut insert| insert.execute(params![tenant.as_str(), supplier.as_str(), sync_enabled, now]))
+        .map_err(write_error)?;
     Ok(())
 }
 
 /// Creates the batch's tenants and suppliers not seen before, with the default flag, and
-/// loads every one's flag. Runs inside the batch's write transaction.
-pub(crate) async fn create_and_load(
-    connection: &mut SqliteConnection,
+/// loads every one's flag. Runs inside the batch's write transaction, on the writer.
+pub(crate) fn create_and_load(
+    connection: &Connection,
     keys: &BatchKeys,
     default_sync_enabled: bool,
     now: i64,
 ) -> Result<FlagTable, StoreError> {
     let mut flags = FlagTable { default_enabled: default_sync_enabled, ..FlagTable::default() };
     for tenant in &keys.tenants {
-        insert_tenant_if_missing(connection, tenant, default_sync_enabled, now).await?;
-        let sync_enabled: bool = sqlx::query_scalar("SELECT sync_enabled FROM tenants WHERE tenant_id = ?1")
-            .bind(tenant.as_str())
-            .fetch_one(&mut *connection)
-            .await
-            .map_err(store_error)?;
+        insert_tenant_if_missing(connection, tenant, default_sync_enabled, now)?;
+        let sync_enabled: bool = connection
+            .prepare_cached("SELECT sync_enabled FROM tenants WHERE tenant_id = ?1")
+            .and_then(|mut select| select.query_row([tenant.as_str()], |row| row.get(0)))
+            .map_err(write_error)?;
         flags.tenants.insert(tenant.clone(), sync_enabled);
     }
     for (tenant, supplier) in &keys.suppliers {
-        insert_supplier_if_missing(connection, tenant, supplier, default_sync_enabled, now).await?;
-        let sync_enabled: bool =
-            sqlx::query_scalar("SELECT sync_enabled FROM suppliers WHERE tenant_id = ?1 AND supplier_id = ?2")
-                .bind(tenant.as_str())
-                .bind(supplier.as_str())
-                .fetch_one(&mut *connection)
-                .await
-                .map_err(store_error)?;
+        insert_supplier_if_missing(connection, tenant, supplier, default_sync_enabled, now)?;
+        let sync_enabled: bool = connection
+            .prepare_cached("SELECT sync_enabled FROM suppliers WHERE tenant_id = ?1 AND supplier_id = ?2")
+            .and_then(|mut select| select.query_row([tenant.as_str(), supplier.as_str()], |row| row.get(0)))
+            .map_err(write_error)?;
         flags.set_supplier(tenant.clone(), supplier.clone(), sync_enabled);
     }
     Ok(flags)
 }
 
-pub(crate) async fn set_tenant_sync(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-    sync_enabled: bool,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-         ON CONFLICT (tenant_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, updated_at = excluded.updated_at",
-    )
-    .bind(tenant.as_str())
-    .bind(sync_enabled)
-    .bind(micros(Utc::now()))
-    .execute(pool)
-    .await
-    .map_err(store_error)?;
-    Ok(())
+pub(crate) async fn set_tenant_sync(writer: &Writer, tenant: &TenantId, sync_enabled: bool) -> Result<(), StoreError> {
+    let tenant = tenant.clone();
+    writer
+        .transaction(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
+                     updated_at = excluded.updated_at",
+                )
+                .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), sync_enabled, micros(Utc::now())]))
+                .map_err(write_error)?;
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) async fn set_supplier_sync(
-    pool: &SqlitePool,
+    writer: &Writer,
     tenant: &TenantId,
     supplier: &SupplierId,
     sync_enabled: bool,
     default_sync_enabled: bool,
 ) -> Result<(), StoreError> {
-    // Two writes, so the write lock is taken up front for the same reason as in a batch.
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
-    let now = micros(Utc::now());
-    insert_tenant_if_missing(connection, tenant, default_sync_enabled, now).await?;
-    sqlx::query(
-        "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
-         ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(tenant.as_str())
-    .bind(supplier.as_str())
-    .bind(sync_enabled)
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)
+    let (tenant, supplier) = (tenant.clone(), supplier.clone());
+    writer
+        .transaction(move |connection| {
+            let now = micros(Utc::now());
+            insert_tenant_if_missing(connection, &tenant, default_sync_enabled, now)?;
+            connection
+                .prepare_cached(
+                    "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?4) \
+                     ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
+                     updated_at = excluded.updated_at",
+                )
+                .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), supplier.as_str(), sync_enabled, now]))
+                .map_err(write_error)?;
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) async fn tenant_flags(pool: &SqlitePool, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {

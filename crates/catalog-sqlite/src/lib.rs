@@ -1,10 +1,14 @@
 //! The embedded SQLite implementation of the catalog store: one file, no server, the
 //! default store for a first run and for single-node deployments.
 //!
-//! Every batch is one `BEGIN IMMEDIATE` transaction, so concurrent callers queue on the
-//! write lock instead of failing, and the database runs in WAL mode with
-//! `synchronous = FULL`, so a batch acknowledged as committed survives a power loss.
-//! The decisions themselves come from `catalog-core` through `catalog_store::batch`.
+//! Every write — a batch, a claim, a round of publish records, a heal round, a flag — is a
+//! job of one writer thread (`writer`), which owns the only writing connection and runs each
+//! job as one `BEGIN IMMEDIATE` transaction: a batch costs one crossing between threads,
+//! whatever its size, and the applier and the publishers never contend for SQLite's write
+//! lock. Reads go through a small sqlx pool, beside the writer (WAL lets them). The database
+//! runs in WAL mode with `synchronous = FULL`, so a batch acknowledged as committed survives
+//! a power loss. The decisions themselves come from `catalog-core` through
+//! `catalog_store::batch`.
 
 mod admin;
 mod apply;
@@ -17,9 +21,12 @@ mod migration_tests;
 mod publish;
 mod read;
 mod reconcile;
+mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,72 +47,126 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::error::{migrate_error, store_error};
+use crate::writer::Writer;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How long a connection waits for another's write lock before giving up with
-/// `SQLITE_BUSY`, which becomes a retryable `StoreError::Conflict`.
+/// `SQLITE_BUSY`, which becomes a retryable `StoreError::Conflict`. Within a process only
+/// migrations ever wait: every other write goes through the one writer. Another process on
+/// the same file (an operator's tool, a second worker) does wait on it.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections to a database file. Writes serialize on SQLite's single write lock; the
-/// extra connections let reads (traces, status) proceed while a batch is written.
-const MAX_FILE_CONNECTIONS: u32 = 4;
+/// Reading connections to a database file. Writes go through the one writer; these let
+/// reads (traces, status, journal windows, gauges) proceed while a batch is written.
+const MAX_READ_CONNECTIONS: u32 = 4;
 
-/// The catalog store on one SQLite database. Cloning shares the connection pool.
+/// The catalog store on one SQLite database. Cloning shares the writer and the pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    config: StoreConfig,
+    writer: Arc<Writer>,
+    /// The database file, for reads that open a connection of their own.
+    path: Arc<Path>,
+    config: Arc<StoreConfig>,
+    /// Set for an in-memory URL: the private file that stands in for it, removed when the
+    /// last clone of the store is dropped. Declared last, so it outlives the connections.
+    _temporary: Option<Arc<TemporaryDatabase>>,
 }
 
 impl SqliteStore {
     /// Opens the database at `url` (`sqlite://catalog.db`, `sqlite:///abs/path.db` or
     /// `sqlite::memory:`), creating the file if missing, and runs pending migrations.
+    ///
+    /// An in-memory database lives in a private temporary file instead, removed once the
+    /// store is dropped: the writer and the readers are separate connections, and separate
+    /// connections share an in-memory database only through SQLite's shared cache, whose
+    /// table locks fail at once instead of waiting.
     pub async fn connect(url: &str, config: StoreConfig) -> Result<SqliteStore, StoreError> {
+        if names_an_in_memory_database(url) {
+            let temporary = TemporaryDatabase::new();
+            let options = SqliteConnectOptions::new().filename(&temporary.path);
+            return Self::open(options, Some(Arc::new(temporary)), config).await;
+        }
         let options = SqliteConnectOptions::from_str(url).map_err(store_error)?;
-        Self::open(options, names_an_in_memory_database(url), config).await
+        Self::open(options, None, config).await
     }
 
     /// Opens (creating if missing) the database file at `path` and runs pending migrations.
     pub async fn open_path(path: &Path, config: StoreConfig) -> Result<SqliteStore, StoreError> {
-        Self::open(SqliteConnectOptions::new().filename(path), false, config).await
+        Self::open(SqliteConnectOptions::new().filename(path), None, config).await
     }
 
     async fn open(
         options: SqliteConnectOptions,
-        in_memory: bool,
+        temporary: Option<Arc<TemporaryDatabase>>,
         config: StoreConfig,
     ) -> Result<SqliteStore, StoreError> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL syncs the WAL on every commit: a batch is durable before it is
-            // acknowledged, which is what lets the caller commit its source offsets.
+            // FULL syncs the WAL on every commit; the writer sets it on its own connection too.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool_options = if in_memory {
-            // An in-memory database lives only as long as a connection to it, and extra
-            // connections would share it through SQLite's shared cache, whose table locks
-            // fail at once instead of waiting. One connection, kept open forever, avoids both.
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(MAX_FILE_CONNECTIONS)
-        };
-        let pool = pool_options.connect_with(options).await.map_err(store_error)?;
-        let store = SqliteStore { pool, config };
-        store.run_migrations().await?;
-        Ok(store)
+        let path = options.get_filename().to_path_buf();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_READ_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        // The file exists and is migrated (and in WAL mode) before the writer opens it.
+        let writer = Writer::start(&path, BUSY_TIMEOUT)?;
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(writer),
+            path: Arc::from(path),
+            config: Arc::new(config),
+            _temporary: temporary,
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(migrate_error)
     }
 
-    /// Closes every connection and waits for them to finish, so the WAL is checkpointed
-    /// into the database file before the process exits.
+    /// Stops the writer (after the jobs it was given) and closes every connection, waiting
+    /// for them to finish, so the WAL is checkpointed into the database file before the
+    /// process exits.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
+    }
+}
+
+/// The private file an in-memory URL opens, removed (with its WAL) when dropped.
+#[derive(Debug)]
+struct TemporaryDatabase {
+    path: PathBuf,
+}
+
+impl TemporaryDatabase {
+    fn new() -> TemporaryDatabase {
+        static OPENED: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let name = format!(
+            "catalog-sqlite-memory-{}-{}-{nanos}.db",
+            std::process::id(),
+            OPENED.fetch_add(1, Ordering::Relaxed)
+        );
+        TemporaryDatabase { path: std::env::temp_dir().join(name) }
+    }
+}
+
+impl Drop for TemporaryDatabase {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            // Best effort: a file already gone is what we want.
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -130,11 +191,11 @@ impl CatalogStore for SqliteStore {
 #[async_trait]
 impl BatchStore for SqliteStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
-        apply::apply_batch(&self.pool, &self.config, batch).await
+        apply::apply_batch(&self.writer, &self.config, batch).await
     }
 
     async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
-        apply::preview_batch(&self.pool, &self.config, batch).await
+        apply::preview_batch(&self.writer, &self.config, batch).await
     }
 
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
@@ -145,15 +206,15 @@ impl BatchStore for SqliteStore {
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn claim_outbox(&self, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
-        publish::claim_outbox(&self.pool, channel, claim).await
+        publish::claim_outbox(&self.writer, channel, claim).await
     }
 
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-        publish::record_publishes(&self.pool, records).await
+        publish::record_publishes(&self.writer, records).await
     }
 
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
-        apply::republish(&self.pool, &self.config, items).await
+        apply::republish(&self.writer, &self.config, items).await
     }
 
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError> {
@@ -173,7 +234,7 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn heal_dead_letters(&self, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
-        dead_letters::heal(&self.pool, &self.config, heal).await
+        dead_letters::heal(&self.writer, &self.config, heal).await
     }
 
     async fn dead_letter_counts(&self) -> Result<Vec<DeadLetterCount>, StoreError> {
@@ -184,7 +245,7 @@ impl OutboxStore for SqliteStore {
 #[async_trait]
 impl FlagStore for SqliteStore {
     async fn set_tenant_sync(&self, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
-        flags::set_tenant_sync(&self.pool, tenant, enabled).await
+        flags::set_tenant_sync(&self.writer, tenant, enabled).await
     }
 
     async fn set_supplier_sync(
@@ -193,7 +254,7 @@ impl FlagStore for SqliteStore {
         supplier: &SupplierId,
         enabled: bool,
     ) -> Result<(), StoreError> {
-        flags::set_supplier_sync(&self.pool, tenant, supplier, enabled, self.config.default_sync_enabled).await
+        flags::set_supplier_sync(&self.writer, tenant, supplier, enabled, self.config.default_sync_enabled).await
     }
 
     async fn tenant_flags(&self, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
@@ -218,7 +279,7 @@ impl ReconcileStore for SqliteStore {
     }
 
     async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
-        reconcile::correct(&self.pool, &self.config, channel, corrections).await
+        reconcile::correct(&self.writer, &self.config, channel, corrections).await
     }
 
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
@@ -241,7 +302,7 @@ impl ReadStore for SqliteStore {
     }
 
     async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        read::journal_window(&self.pool, window).await
+        read::journal_window(&self.path, BUSY_TIMEOUT, window).await
     }
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
@@ -252,7 +313,7 @@ impl ReadStore for SqliteStore {
 #[async_trait]
 impl AdminStore for SqliteStore {
     async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
-        admin::add_token(&self.pool, token).await
+        admin::add_token(&self.writer, token).await
     }
 
     async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
@@ -260,7 +321,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
-        admin::revoke_token(&self.pool, name).await
+        admin::revoke_token(&self.writer, name).await
     }
 
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenMatch>, StoreError> {
@@ -268,7 +329,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn record_audit(&self, record: &AuditRecord) -> Result<i64, StoreError> {
-        admin::record_audit(&self.pool, record).await
+        admin::record_audit(&self.writer, record).await
     }
 
     async fn audit_log(&self, limit: usize, before_id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError> {
@@ -300,11 +361,11 @@ impl AdminStore for SqliteStore {
     }
 
     async fn retry_dead_letter(&self, dead_letter_id: i64, max_retries: u32) -> Result<DeadLetterRetry, StoreError> {
-        admin::retry_dead_letter(&self.pool, &self.config, dead_letter_id, max_retries).await
+        admin::retry_dead_letter(&self.writer, &self.config, dead_letter_id, max_retries).await
     }
 
     async fn resolve_dead_letter(&self, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {
-        admin::resolve_dead_letter(&self.pool, dead_letter_id, note).await
+        admin::resolve_dead_letter(&self.writer, dead_letter_id, note).await
     }
 
     async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {

@@ -1,9 +1,9 @@
 //! The publish side of the store: claiming due outbox entries under a lease, recording how
 //! each attempt ended (writing or resolving dead letters through `dead_letters`), and the
 //! outbox views for metrics.
-//! Claims and records are `BEGIN IMMEDIATE` transactions, like batches: they take the write
-//! lock before their first read, so concurrent publishers queue instead of both picking the
-//! same item.
+//! Claims and records are jobs of the writer thread, like batches, each one `BEGIN IMMEDIATE`
+//! transaction: concurrent publishers queue on the writer instead of both picking the same
+//! item, and never wait on SQLite's lock behind a batch.
 
 use catalog_core::ItemId;
 use catalog_store::{
@@ -11,11 +11,13 @@ use catalog_store::{
     ResolvedDeadLetter, StoreError,
 };
 use chrono::Utc;
-use sqlx::{SqliteConnection, SqlitePool};
+use rusqlite::{params, Connection};
+use sqlx::SqlitePool;
 
-use crate::columns::{self, micros};
+use crate::columns::{self, micros, raw};
 use crate::dead_letters;
-use crate::error::store_error;
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
 
 /// A count or limit as SQLite's signed 64-bit integer, saturating.
 fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
@@ -26,122 +28,125 @@ fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
 /// its item's newest waiting version; due once settled or waited long enough), and leases
 /// them until `now + lease`.
 pub(crate) async fn claim_outbox(
-    pool: &SqlitePool,
+    writer: &Writer,
     channel: &str,
     claim: &OutboxClaim,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
-    let OutboxClaim { limit, lease, settle, max_wait } = *claim;
-    if limit == 0 {
+    if claim.limit == 0 {
         return Ok(Vec::new());
     }
-    // The write lock is taken before the pick, so no other claimer can pick (or lease) the
-    // same rows between this pick and its lease.
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let connection: &mut SqliteConnection = &mut transaction;
+    let (channel, claim) = (channel.to_owned(), *claim);
+    // The pick and the lease are one job of the one writer, in one transaction: no other
+    // claimer can pick (or lease) the same rows in between.
+    writer.transaction(move |connection| claim_in(connection, &channel, &claim)).await
+}
+
+fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
+    let OutboxClaim { limit, lease, settle, max_wait } = *claim;
     let now = micros(Utc::now());
     let leased_until = now.saturating_add(saturating_i64(lease.as_micros()));
-
-    let picked = sqlx::query(
-        "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, attempts, enqueued_at \
-         FROM outbox \
-         WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \
-         ORDER BY first_enqueued_at, outbox_id \
-         LIMIT ?3",
-    )
-    .bind(channel)
-    .bind(now)
-    .bind(saturating_i64(limit))
-    .bind(now.saturating_sub(saturating_i64(settle.as_micros())))
-    .bind(now.saturating_sub(saturating_i64(max_wait.as_micros())))
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
-
-    let mut claimed = Vec::with_capacity(picked.len());
-    for row in &picked {
-        let item_id = columns::uuid_column(row, "item_id")?;
-        let tenant: String = columns::column(row, "tenant_id")?;
-        let sku: String = columns::column(row, "sku")?;
-        let attempts: i64 = columns::column(row, "attempts")?;
+    let mut pick = connection
+        .prepare_cached(
+            "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, attempts, \
+             enqueued_at FROM outbox \
+             WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \
+             ORDER BY first_enqueued_at, outbox_id \
+             LIMIT ?3",
+        )
+        .map_err(write_error)?;
+    let mut picked = pick
+        .query(params![
+            channel,
+            now,
+            saturating_i64(limit),
+            now.saturating_sub(saturating_i64(settle.as_micros())),
+            now.saturating_sub(saturating_i64(max_wait.as_micros())),
+        ])
+        .map_err(write_error)?;
+    let mut claimed = Vec::new();
+    let mut outbox_ids = Vec::new();
+    while let Some(row) = picked.next().map_err(write_error)? {
+        let tenant: String = raw::column(row, "tenant_id")?;
+        let sku: String = raw::column(row, "sku")?;
+        let attempts: i64 = raw::column(row, "attempts")?;
+        outbox_ids.push(raw::column::<i64>(row, "outbox_id")?);
         claimed.push(OutboxEntry {
-            item_id: ItemId(item_id),
+            item_id: ItemId(raw::uuid_column(row, "item_id")?),
             tenant: rows::tenant(&tenant)?,
             sku: rows::sku(&sku)?,
-            quantity: columns::column(row, "quantity")?,
-            version: rows::version(columns::column(row, "version")?)?,
-            channel: columns::column(row, "channel")?,
-            traceparent: columns::column(row, "traceparent")?,
+            quantity: raw::column(row, "quantity")?,
+            version: rows::version(raw::column(row, "version")?)?,
+            channel: raw::column(row, "channel")?,
+            traceparent: raw::column(row, "traceparent")?,
             attempts: columns::narrowed("attempts", attempts)?,
-            enqueued_at: columns::time_column(row, "enqueued_at")?,
+            enqueued_at: raw::time_column(row, "enqueued_at")?,
         });
     }
-
-    for row in &picked {
-        let outbox_id: i64 = columns::column(row, "outbox_id")?;
-        sqlx::query("UPDATE outbox SET available_at = ?1 WHERE outbox_id = ?2")
-            .bind(leased_until)
-            .bind(outbox_id)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+    drop(picked);
+    let mut lease_row =
+        connection.prepare_cached("UPDATE outbox SET available_at = ?1 WHERE outbox_id = ?2").map_err(write_error)?;
+    for outbox_id in outbox_ids {
+        lease_row.execute(params![leased_until, outbox_id]).map_err(write_error)?;
     }
-    transaction.commit().await.map_err(store_error)?;
     Ok(claimed)
 }
 
 /// Records finished attempts and what they mean for the outbox, the channel's held version
 /// and the dead letters, in one transaction; returns the dead letters they resolved.
 pub(crate) async fn record_publishes(
-    pool: &SqlitePool,
+    writer: &Writer,
     records: &[PublishRecord],
 ) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
-    let mut resolved = Vec::new();
-    for record in records {
-        resolved.extend(record_in(&mut transaction, record).await?);
-    }
-    transaction.commit().await.map_err(store_error)?;
-    Ok(resolved)
+    let records = records.to_vec();
+    writer
+        .transaction(move |connection| {
+            let mut resolved = Vec::new();
+            for record in &records {
+                resolved.extend(record_in(connection, record)?);
+            }
+            Ok(resolved)
+        })
+        .await
 }
 
-async fn record_in(
-    connection: &mut SqliteConnection,
-    record: &PublishRecord,
-) -> Result<Option<ResolvedDeadLetter>, StoreError> {
+fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<ResolvedDeadLetter>, StoreError> {
     let now = micros(Utc::now());
     let item_id = record.item_id.0.as_bytes().as_slice();
     // Versions are stored bit for bit in a signed column.
     let version = record.version as i64;
 
-    sqlx::query(
-        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error, \
-         attempted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .bind(item_id)
-    .bind(version)
-    .bind(record.channel.as_str())
-    .bind(i64::from(record.attempt))
-    .bind(record.status.map(i64::from))
-    .bind(record.outcome.as_str())
-    .bind(record.latency_ms.map(saturating_i64))
-    .bind(record.error.as_deref())
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error, \
+             attempted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut insert| {
+            insert.execute(params![
+                item_id,
+                version,
+                record.channel.as_str(),
+                i64::from(record.attempt),
+                record.status.map(i64::from),
+                record.outcome.as_str(),
+                record.latency_ms.map(saturating_i64),
+                record.error.as_deref(),
+                now,
+            ])
+        })
+        .map_err(write_error)?;
 
     match record.outcome {
         PublishOutcome::Published => {
-            hold_version(connection, record, version, now).await?;
-            dead_letters::resolve(connection, record, version, DeadLetterResolution::PublishedLater, now).await
+            hold_version(connection, record, version, now)?;
+            dead_letters::resolve(connection, record, version, DeadLetterResolution::PublishedLater, now)
         }
         PublishOutcome::Superseded { current_version } => {
             let held_version = version.max(current_version as i64);
-            hold_version(connection, record, held_version, now).await?;
-            dead_letters::resolve(connection, record, held_version, DeadLetterResolution::SupersededLater, now).await
+            hold_version(connection, record, held_version, now)?;
+            dead_letters::resolve(connection, record, held_version, DeadLetterResolution::SupersededLater, now)
         }
         PublishOutcome::RetryAt(due_at) | PublishOutcome::ThrottledUntil(due_at) => {
             // The item waits out the backoff whatever version it now holds: a newer version
@@ -149,74 +154,62 @@ async fn record_in(
             // A failure counts only while the row still holds the version that failed (a newer
             // one starts with a budget of its own); throttling is no failure at all.
             let failed = matches!(record.outcome, PublishOutcome::RetryAt(_));
-            sqlx::query(
-                "UPDATE outbox SET available_at = ?1, \
-                 attempts = attempts + CASE WHEN ?4 AND version = ?5 THEN 1 ELSE 0 END \
-                 WHERE item_id = ?2 AND channel = ?3",
-            )
-            .bind(micros(due_at))
-            .bind(item_id)
-            .bind(record.channel.as_str())
-            .bind(failed)
-            .bind(version)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
+            connection
+                .prepare_cached(
+                    "UPDATE outbox SET available_at = ?1, \
+                     attempts = attempts + CASE WHEN ?4 AND version = ?5 THEN 1 ELSE 0 END \
+                     WHERE item_id = ?2 AND channel = ?3",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![micros(due_at), item_id, record.channel.as_str(), failed, version])
+                })
+                .map_err(write_error)?;
             Ok(None)
         }
         PublishOutcome::DeadLettered => {
-            done_with(connection, record, version, now).await?;
-            dead_letters::write(connection, record, now).await?;
+            done_with(connection, record, version, now)?;
+            dead_letters::write(connection, record, now)?;
             Ok(None)
         }
     }
 }
 
 /// The channel now holds `held_version` (or newer): remember it, and be done with the row.
-async fn hold_version(
-    connection: &mut SqliteConnection,
+fn hold_version(
+    connection: &Connection,
     record: &PublishRecord,
     held_version: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO published_versions (item_id, channel, version, published_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (item_id, channel) DO UPDATE SET \
-         version = max(published_versions.version, excluded.version), published_at = excluded.published_at",
-    )
-    .bind(record.item_id.0.as_bytes().as_slice())
-    .bind(record.channel.as_str())
-    .bind(held_version)
-    .bind(now)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    done_with(connection, record, held_version, now).await
+    connection
+        .prepare_cached(
+            "INSERT INTO published_versions (item_id, channel, version, published_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (item_id, channel) DO UPDATE SET \
+             version = max(published_versions.version, excluded.version), published_at = excluded.published_at",
+        )
+        .and_then(|mut upsert| {
+            upsert.execute(params![record.item_id.0.as_bytes().as_slice(), record.channel.as_str(), held_version, now])
+        })
+        .map_err(write_error)?;
+    done_with(connection, record, held_version, now)
 }
 
 /// The item's row is done with up to `version`: removed if it still waits at that version
 /// or an older one; if a newer version was queued while this one was out, that one is due
 /// now, as a fresh run that started waiting when it was queued.
-async fn done_with(
-    connection: &mut SqliteConnection,
-    record: &PublishRecord,
-    version: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    for statement in [
-        "DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3",
-        "UPDATE outbox SET available_at = ?4, attempts = 0, first_enqueued_at = enqueued_at \
-         WHERE item_id = ?1 AND channel = ?2 AND version > ?3",
-    ] {
-        sqlx::query(statement)
-            .bind(record.item_id.0.as_bytes().as_slice())
-            .bind(record.channel.as_str())
-            .bind(version)
-            .bind(now)
-            .execute(&mut *connection)
-            .await
-            .map_err(store_error)?;
-    }
+fn done_with(connection: &Connection, record: &PublishRecord, version: i64, now: i64) -> Result<(), StoreError> {
+    let item_id = record.item_id.0.as_bytes().as_slice();
+    connection
+        .prepare_cached("DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3")
+        .and_then(|mut delete| delete.execute(params![item_id, record.channel.as_str(), version]))
+        .map_err(write_error)?;
+    connection
+        .prepare_cached(
+            "UPDATE outbox SET available_at = ?4, attempts = 0, first_enqueued_at = enqueued_at \
+             WHERE item_id = ?1 AND channel = ?2 AND version > ?3",
+        )
+        .and_then(|mut update| update.execute(params![item_id, record.channel.as_str(), version, now]))
+        .map_err(write_error)?;
     Ok(())
 }
 

@@ -1,8 +1,12 @@
 //! The read side of the store: checkpoints, items, traces, journal windows and status.
 //! Queries that read more than one table run in one read transaction, so their parts come
-//! from the same snapshot of the database.
+//! from the same snapshot of the database. A journal window, which a replay reads whole, is
+//! read in-process on a read-only connection of its own.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use catalog_core::{ItemId, TenantId};
 use catalog_store::rows::{self, JournalRow};
@@ -13,7 +17,8 @@ use catalog_store::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::columns::{self, micros, ITEM_COLUMNS, JOURNAL_COLUMNS, OFFER_STATE_COLUMNS};
-use crate::error::store_error;
+use crate::error::{store_error, write_error};
+use crate::writer::read_apart;
 
 pub(crate) async fn checkpoints(pool: &SqlitePool, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
     let stored = sqlx::query(
@@ -139,24 +144,38 @@ fn journal_entries(stored: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<JournalEntr
     stored.iter().map(|row| columns::journal_row(row).and_then(JournalRow::into_entry)).collect()
 }
 
-pub(crate) async fn journal_window(pool: &SqlitePool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-    // Optional bounds are bound as NULL and switched off in SQL, so one statement (and one
-    // prepared plan) serves every shape of window.
-    let sql = format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events \
-         WHERE tenant_id = ?1 AND received_at >= ?2 AND (?3 IS NULL OR received_at < ?3) \
-         AND (?4 IS NULL OR supplier_id = ?4) \
-         ORDER BY received_at, journal_id"
-    );
-    let stored = sqlx::query(&sql)
-        .bind(window.tenant.as_str())
-        .bind(micros(window.since))
-        .bind(window.until.map(micros))
-        .bind(window.supplier.as_ref().map(|supplier| supplier.as_str()))
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
-    journal_entries(&stored)
+pub(crate) async fn journal_window(
+    path: &Arc<Path>,
+    busy_timeout: Duration,
+    window: &JournalWindow,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    let window = window.clone();
+    // A replay reads whole windows: read in-process on a connection of its own.
+    read_apart(path, busy_timeout, move |connection| {
+        // Optional bounds are bound as NULL and switched off in SQL, so one statement (and one
+        // prepared plan) serves every shape of window.
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events \
+             WHERE tenant_id = ?1 AND received_at >= ?2 AND (?3 IS NULL OR received_at < ?3) \
+             AND (?4 IS NULL OR supplier_id = ?4) \
+             ORDER BY received_at, journal_id"
+        );
+        let mut select = connection.prepare(&sql).map_err(write_error)?;
+        let mut stored = select
+            .query(rusqlite::params![
+                window.tenant.as_str(),
+                micros(window.since),
+                window.until.map(micros),
+                window.supplier.as_ref().map(|supplier| supplier.as_str()),
+            ])
+            .map_err(write_error)?;
+        let mut entries = Vec::new();
+        while let Some(row) = stored.next().map_err(write_error)? {
+            entries.push(columns::raw::journal_row(row).and_then(JournalRow::into_entry)?);
+        }
+        Ok(entries)
+    })
+    .await
 }
 
 pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -1,15 +1,20 @@
 //! Reconciliation on SQLite: pages of what a channel should show, and drift corrections as
-//! new item versions queued on every channel, journaled in `drifts`, in one transaction.
+//! new item versions queued on every channel, journaled in `drifts`, in one transaction on
+//! the writer (decision 0013).
+
+use std::sync::Arc;
 
 use catalog_core::{ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::{rows, ChannelItem, DriftCorrection, DriftRecord, StoreConfig, StoreError};
 use chrono::Utc;
+use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
 use crate::columns::{column, micros, time_column, uuid_column};
-use crate::error::store_error;
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
 
 /// A version or count for an INTEGER column, held at the limit rather than wrapped.
 fn stored(value: u64) -> i64 {
@@ -72,50 +77,62 @@ pub(crate) async fn page(
 }
 
 pub(crate) async fn correct(
-    pool: &SqlitePool,
+    writer: &Writer,
+    config: &Arc<StoreConfig>,
+    channel: &str,
+    corrections: &[DriftCorrection],
+) -> Result<u64, StoreError> {
+    let (config, channel, corrections) = (Arc::clone(config), channel.to_owned(), corrections.to_vec());
+    // One job of the one writer, in one transaction, like every other write of the store.
+    writer.transaction(move |connection| correct_in(connection, &config, &channel, &corrections)).await
+}
+
+fn correct_in(
+    connection: &Connection,
     config: &StoreConfig,
     channel: &str,
     corrections: &[DriftCorrection],
 ) -> Result<u64, StoreError> {
-    let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(store_error)?;
     let now = micros(Utc::now());
     let mut corrected = 0;
-    for correction in corrections {
-        let item_id = correction.item_id.0.as_bytes().as_slice();
-        let row = sqlx::query(
+    let mut bump = connection
+        .prepare_cached(
             "UPDATE items SET version = ?3, updated_at = ?4 WHERE item_id = ?1 AND version = ?2
              RETURNING tenant_id, sku, quantity",
         )
-        .bind(item_id)
-        .bind(stored(correction.seen_version))
-        .bind(stored(correction.corrected_version))
-        .bind(now)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else { continue };
-        let tenant_text: String = column(&row, "tenant_id")?;
-        let tenant = rows::tenant(&tenant_text)?;
-        let sku_text: String = column(&row, "sku")?;
-        let quantity: i64 = column(&row, "quantity")?;
-        sqlx::query(
+        .map_err(write_error)?;
+    let mut journal = connection
+        .prepare_cached(
             "INSERT INTO drifts (item_id, tenant_id, sku, channel, kind, shown_quantity, shown_version,
                                  catalog_version, corrected_version, detected_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
-        .bind(item_id)
-        .bind(&tenant_text)
-        .bind(&sku_text)
-        .bind(channel)
-        .bind(correction.kind.as_str())
-        .bind(correction.shown.map(|shown| shown.quantity))
-        .bind(correction.shown.map(|shown| stored(shown.version)))
-        .bind(stored(correction.seen_version))
-        .bind(stored(correction.corrected_version))
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        .map_err(write_error)?;
+    for correction in corrections {
+        let item_id = correction.item_id.0.as_bytes().as_slice();
+        let bumped = bump
+            .query_row(
+                params![item_id, stored(correction.seen_version), stored(correction.corrected_version), now],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
+            )
+            .optional()
+            .map_err(write_error)?;
+        let Some((tenant_text, sku_text, quantity)) = bumped else { continue };
+        let tenant = rows::tenant(&tenant_text)?;
+        journal
+            .execute(params![
+                item_id,
+                &tenant_text,
+                &sku_text,
+                channel,
+                correction.kind.as_str(),
+                correction.shown.map(|shown| shown.quantity),
+                correction.shown.map(|shown| stored(shown.version)),
+                stored(correction.seen_version),
+                stored(correction.corrected_version),
+                now,
+            ])
+            .map_err(write_error)?;
         rows::sku(&sku_text)?;
         let writes: Vec<OutboxWrite> = config
             .channels
@@ -131,10 +148,9 @@ pub(crate) async fn correct(
                 traceparent: None,
             })
             .collect();
-        insert_outbox_rows(&mut transaction, &writes, now).await?;
+        insert_outbox_rows(connection, &writes, now)?;
         corrected += 1;
     }
-    transaction.commit().await.map_err(store_error)?;
     Ok(corrected)
 }
 

@@ -41,6 +41,31 @@ async fn an_in_memory_store_keeps_its_data_across_calls() {
     assert_eq!(item.quantity, 5);
 }
 
+/// The files of this process's in-memory stores in the temporary directory.
+fn in_memory_files() -> Vec<String> {
+    let prefix = format!("catalog-sqlite-memory-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("temporary directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_in_memory_store_leaves_no_file_behind() {
+    let store = SqliteStore::connect("sqlite::memory:", StoreConfig::default()).await.expect("connect");
+    let key = offer("canary", "acme", "ABC-1");
+    store.apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 3 }, 1)])).await.expect("apply");
+    assert!(!in_memory_files().is_empty(), "an in-memory store stands on a private temporary file");
+    let other = SqliteStore::connect("sqlite::memory:", StoreConfig::default()).await.expect("connect another");
+    assert!(other.item(key.item_key().item_id()).await.expect("item").is_none(), "each in-memory store is its own");
+    store.close().await;
+    drop(store);
+    other.close().await;
+    drop(other);
+    assert_eq!(in_memory_files(), Vec::<String>::new(), "dropping the stores removes their files");
+}
+
 #[tokio::test]
 async fn a_large_batch_applies_in_one_call() {
     let directory = tempfile::tempdir().expect("temporary directory");
