@@ -134,7 +134,7 @@ pub struct PublishArgs {
     pub reconcile: Switch,
 
     /// Milliseconds between the end of one reconciliation sweep and the start of the next.
-    #[arg(long, env = "CATALOG_RECONCILE_INTERVAL_MS", default_value_t = 5_000)]
+    #[arg(long, env = "CATALOG_RECONCILE_INTERVAL_MS", default_value_t = 2_000)]
     pub reconcile_interval_ms: u64,
 
     /// Items per read-back page (the contract allows 1 to 1,000).
@@ -142,7 +142,7 @@ pub struct PublishArgs {
     pub reconcile_page_size: u64,
 
     /// Read-back requests per second at most, per channel, on top of the publish rate.
-    #[arg(long, env = "CATALOG_RECONCILE_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "CATALOG_RECONCILE_RATE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub reconcile_rate: u32,
 }
 

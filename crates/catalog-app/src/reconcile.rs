@@ -31,7 +31,7 @@ pub struct ReconcileSettings {
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(5), page_size: 1_000, requests_per_second: 20, max_attempts: 5 }
+        Self { interval: Duration::from_secs(2), page_size: 1_000, requests_per_second: 40, max_attempts: 5 }
     }
 }
 

@@ -52,12 +52,14 @@ pub(crate) async fn page(
     let rows = sqlx::query(
         "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted
          FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1
-         WHERE i.tenant_id = ?2 AND (?3 IS NULL OR i.item_id > ?3)
+         WHERE i.tenant_id = ?2 AND i.item_id > ?3
          ORDER BY i.item_id LIMIT ?4",
     )
     .bind(channel)
     .bind(tenant.as_str())
-    .bind(after.map(|id| id.0.as_bytes().to_vec()))
+    // No item id is the nil uuid (they are v5), so "after nil" is the first page, and the
+    // condition stays a plain range on (tenant_id, item_id) the index serves.
+    .bind(after.map_or(uuid::Uuid::nil(), |id| id.0).as_bytes().to_vec())
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await
