@@ -284,7 +284,7 @@ pub(crate) async fn retry_dead_letter(
         return Ok(DeadLetterRetry::NotRetryable);
     };
     let tenant = rows::tenant(column(&row, "tenant_id")?)?;
-    if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+    if !config.routes(&channel, &tenant) {
         return Ok(DeadLetterRetry::NotRetryable);
     }
     let version: i64 = column(&row, "version")?;

@@ -167,7 +167,7 @@ pub(crate) async fn heal(pool: &PgPool, config: &StoreConfig, heal: &DeadLetterH
             quarantine.push(HealedDeadLetter { dead_letter_id, item_id, channel, reason, version, heal_rounds });
             continue;
         }
-        if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+        if !config.routes(&channel, &tenant) {
             unrouted.push(dead_letter_id);
             continue;
         }

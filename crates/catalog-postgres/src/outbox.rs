@@ -134,17 +134,16 @@ pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[Item
     let mut outbox = Vec::new();
     for row in rows {
         let tenant = rows::tenant(column(&row, "tenant_id")?)?;
-        for channel in config.channels.iter().filter(|channel| channel.serves(&tenant)) {
-            outbox.push(OutboxWrite {
-                item_id: ItemId(column(&row, "item_id")?),
-                tenant: tenant.clone(),
-                sku: column(&row, "sku")?,
-                quantity: column(&row, "quantity")?,
-                version: column(&row, "version")?,
-                channel: channel.name.clone(),
-                traceparent: None,
-            });
-        }
+        let sku: String = column(&row, "sku")?;
+        outbox.extend(OutboxWrite::on_its_channels(
+            config,
+            ItemId(column(&row, "item_id")?),
+            &tenant,
+            &sku,
+            column(&row, "quantity")?,
+            column(&row, "version")?,
+            None,
+        ));
     }
     let queued = outbox.len() as u64;
     upsert_outbox(&mut transaction, &outbox).await?;

@@ -19,7 +19,7 @@ pub(crate) async fn tenants(pool: &PgPool, config: &StoreConfig, channel: &str) 
     let mut tenants = Vec::with_capacity(rows.len());
     for row in rows {
         let tenant = rows::tenant(column(&row, "tenant_id")?)?;
-        if config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+        if config.routes(channel, &tenant) {
             tenants.push(tenant);
         }
     }
@@ -107,17 +107,8 @@ pub(crate) async fn correct(
         .await
         .map_err(store_error)?;
         rows::sku(&sku)?;
-        for route in config.channels.iter().filter(|route| route.serves(&tenant)) {
-            outbox.push(OutboxWrite {
-                item_id: correction.item_id,
-                tenant: tenant.clone(),
-                sku: sku.clone(),
-                quantity,
-                version: saturating_i64(correction.corrected_version),
-                channel: route.name.clone(),
-                traceparent: None,
-            });
-        }
+        let version = saturating_i64(correction.corrected_version);
+        outbox.extend(OutboxWrite::on_its_channels(config, correction.item_id, &tenant, &sku, quantity, version, None));
         corrected += 1;
     }
     upsert_outbox(&mut transaction, &outbox).await?;

@@ -331,7 +331,7 @@ fn retry_in(
         return Ok(DeadLetterRetry::NotRetryable);
     };
     let tenant = rows::tenant(&tenant_id)?;
-    if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+    if !config.routes(&channel, &tenant) {
         return Ok(DeadLetterRetry::NotRetryable);
     }
     let item_id = uuid::Uuid::from_slice(&item_id)

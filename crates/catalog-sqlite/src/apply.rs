@@ -94,15 +94,7 @@ fn republish_in(connection: &Connection, config: &StoreConfig, items: &[ItemId])
             .map_err(write_error)?;
         let Some((tenant, sku, quantity, version)) = stored else { continue };
         let tenant_id = rows::tenant(&tenant)?;
-        writes.extend(config.channels.iter().filter(|channel| channel.serves(&tenant_id)).map(|channel| OutboxWrite {
-            item_id: *item_id,
-            tenant: tenant_id.clone(),
-            sku: sku.clone(),
-            quantity,
-            version,
-            channel: channel.name.clone(),
-            traceparent: None,
-        }));
+        writes.extend(OutboxWrite::on_its_channels(config, *item_id, &tenant_id, &sku, quantity, version, None));
     }
     insert_outbox_rows(connection, &writes, now)?;
     Ok(writes.len() as u64)

@@ -215,7 +215,7 @@ fn heal_in(connection: &Connection, config: &StoreConfig, heal: &DeadLetterHeal)
             round.quarantined.push(HealedDeadLetter { dead_letter_id, item_id, channel, reason, version, heal_rounds });
             continue;
         }
-        if !config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+        if !config.routes(&channel, &tenant) {
             // A channel that no longer serves the item's tenant: nothing to heal it to. The
             // letter stays open; marking it taken up lets the next rounds move on.
             taken_up.push(dead_letter_id);

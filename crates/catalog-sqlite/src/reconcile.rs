@@ -34,7 +34,7 @@ pub(crate) async fn tenants(
     for row in rows {
         let text: String = column(&row, "tenant_id")?;
         let tenant = rows::tenant(&text)?;
-        if config.channels.iter().any(|route| route.name == channel && route.serves(&tenant)) {
+        if config.routes(channel, &tenant) {
             tenants.push(tenant);
         }
     }
@@ -136,20 +136,10 @@ fn correct_in(
             ])
             .map_err(write_error)?;
         rows::sku(&sku_text)?;
-        let writes: Vec<OutboxWrite> = config
-            .channels
-            .iter()
-            .filter(|route| route.serves(&tenant))
-            .map(|route| OutboxWrite {
-                item_id: correction.item_id,
-                tenant: tenant.clone(),
-                sku: sku_text.clone(),
-                quantity,
-                version: stored(correction.corrected_version),
-                channel: route.name.clone(),
-                traceparent: None,
-            })
-            .collect();
+        let version = stored(correction.corrected_version);
+        let writes: Vec<OutboxWrite> =
+            OutboxWrite::on_its_channels(config, correction.item_id, &tenant, &sku_text, quantity, version, None)
+                .collect();
         insert_outbox_rows(connection, &writes, now)?;
         corrected += 1;
     }

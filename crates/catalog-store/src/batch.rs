@@ -161,6 +161,29 @@ pub struct OutboxWrite {
     pub traceparent: Option<String>,
 }
 
+impl OutboxWrite {
+    /// One row per channel of `config` serving `tenant`: an item version queued the normal way.
+    pub fn on_its_channels<'a>(
+        config: &'a StoreConfig,
+        item_id: ItemId,
+        tenant: &'a TenantId,
+        sku: &'a str,
+        quantity: i64,
+        version: i64,
+        traceparent: Option<&'a str>,
+    ) -> impl Iterator<Item = OutboxWrite> + 'a {
+        config.channels.iter().filter(move |channel| channel.serves(tenant)).map(move |channel| OutboxWrite {
+            item_id,
+            tenant: tenant.clone(),
+            sku: sku.to_owned(),
+            quantity,
+            version,
+            channel: channel.name.clone(),
+            traceparent: traceparent.map(str::to_owned),
+        })
+    }
+}
+
 /// Everything one batch writes, derived from the plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PreparedWrites {
@@ -226,15 +249,15 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
         .items
         .iter()
         .flat_map(|item| {
-            config.channels.iter().filter(|channel| channel.serves(&item.tenant)).map(move |channel| OutboxWrite {
-                item_id: item.item_id,
-                tenant: item.tenant.clone(),
-                sku: item.sku.to_string(),
-                quantity: item.quantity,
-                version: item.version as i64,
-                channel: channel.name.clone(),
-                traceparent: item.traceparent.clone(),
-            })
+            OutboxWrite::on_its_channels(
+                config,
+                item.item_id,
+                &item.tenant,
+                item.sku.as_str(),
+                item.quantity,
+                item.version as i64,
+                item.traceparent.as_deref(),
+            )
         })
         .collect();
     writes.checkpoints = furthest_checkpoints(&batch.checkpoints);

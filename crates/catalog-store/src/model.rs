@@ -201,6 +201,13 @@ pub struct StoreConfig {
     pub clock: ClockPolicy,
 }
 
+impl StoreConfig {
+    /// Whether item changes of `tenant` are queued on the channel named `channel`.
+    pub fn routes(&self, channel: &str, tenant: &TenantId) -> bool {
+        self.channels.iter().any(|route| route.name == channel && route.serves(tenant))
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
