@@ -116,6 +116,7 @@ async fn errors_are_json_with_stable_codes_and_bodies_are_limited() {
     let huge = json!({ "enabled": true, "padding": "x".repeat(64 * 1024) });
     let response = server.send(Method::PUT, &operator, "/v1/tenants/canary/sync", huge).await;
     assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["connection"], "close", "an unread body ends the connection");
     let error: serde_json::Value = response.json().await.expect("json error");
     assert_eq!(error["code"], "body_too_large");
 
