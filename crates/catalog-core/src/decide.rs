@@ -11,6 +11,7 @@ use crate::wire::RejectReason;
 /// Why an event was held rather than applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HeldReason {
     /// Sync is switched off for the whole tenant.
     TenantSyncOff,
@@ -19,6 +20,7 @@ pub enum HeldReason {
 }
 
 impl HeldReason {
+    /// The stable name, as journaled: `tenant_sync_off` or `supplier_sync_off`.
     pub fn as_str(&self) -> &'static str {
         match self {
             HeldReason::TenantSyncOff => "tenant_sync_off",
@@ -30,6 +32,7 @@ impl HeldReason {
 /// What happened to one delivered event. Expected outcomes are values, not errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// It changed its offer: a new latest snapshot, or an adjustment newer than the snapshot.
     Applied,
@@ -100,14 +103,18 @@ impl fmt::Display for Outcome {
 /// The latest `inventory.updated` applied to an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// The ordering key of the event that set it.
     pub key: OrderingKey,
+    /// The absolute quantity it set.
     pub quantity: i64,
 }
 
 /// An applied `inventory.adjusted` newer than the offer's snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Adjustment {
+    /// The ordering key of the event that made it.
     pub key: OrderingKey,
+    /// The signed change.
     pub delta: i64,
 }
 
@@ -143,10 +150,12 @@ const FOLD_ABOVE: usize = 64;
 /// is derived, never stored apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OfferState {
+    /// The newest `inventory.updated`, if any arrived.
     pub snapshot: Option<Snapshot>,
     /// Adjustments older than the horizon, summed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded: Option<FoldedAdjustments>,
+    /// Adjustments newer than the snapshot and the fold, each once.
     pub adjustments: Vec<Adjustment>,
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 pub struct Expected {
     /// The item's current quantity and version.
     pub quantity: i64,
+    /// The version that quantity belongs to.
     pub version: u64,
     /// The newest version the channel accepted (202, or said it held on a 409).
     pub accepted: Option<u64>,
@@ -22,13 +23,16 @@ pub struct Expected {
 /// its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Shown {
+    /// The quantity the channel shows.
     pub quantity: i64,
+    /// The version the channel says it shows.
     pub version: u64,
 }
 
 /// How a channel's view differs from the catalog's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DriftKind {
     /// It accepted a version and now holds nothing.
     Missing,
@@ -62,7 +66,9 @@ impl DriftKind {
 /// A drift found, and the version its correction is published as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Drift {
+    /// How it differs.
     pub kind: DriftKind,
+    /// What the channel showed; `None` when it does not list the item.
     pub shown: Option<Shown>,
     /// Greater than both the catalog's version and any version the channel shows, so the
     /// channel accepts it and nothing deduplicates it.
@@ -75,6 +81,17 @@ pub struct Drift {
 /// on its way (or never accepted) is not drift, unless the channel shows a version beyond
 /// anything the catalog issued. An item the catalog never versioned (quantity always 0) has
 /// nothing to show.
+///
+/// ```
+/// use catalog_core::{detect_drift, DriftKind, Expected, Shown};
+///
+/// let expected = Expected { quantity: 12, version: 5, accepted: Some(5) };
+/// assert_eq!(detect_drift(expected, Some(Shown { quantity: 12, version: 5 })), None);
+///
+/// let drift = detect_drift(expected, Some(Shown { quantity: 9, version: 5 })).unwrap();
+/// assert_eq!(drift.kind, DriftKind::QuantityDiffers);
+/// assert!(drift.corrected_version > 5);
+/// ```
 pub fn detect(expected: Expected, shown: Option<Shown>) -> Option<Drift> {
     let corrected = |shown_version: u64| expected.version.max(shown_version).saturating_add(1);
     if let Some(shown) = shown.filter(|shown| shown.version > expected.version) {

@@ -13,9 +13,15 @@ pub const MAX_QUANTITY: i64 = 1_000_000_000;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StockChange {
     /// `inventory.updated`: the absolute on-hand quantity, `0..=MAX_QUANTITY`.
-    Updated { quantity: i64 },
+    Updated {
+        /// The on-hand quantity.
+        quantity: i64,
+    },
     /// `inventory.adjusted`: a signed, non-zero change, `abs <= MAX_QUANTITY`.
-    Adjusted { delta: i64 },
+    Adjusted {
+        /// The change, positive or negative.
+        delta: i64,
+    },
 }
 
 impl StockChange {
@@ -31,11 +37,14 @@ impl StockChange {
 /// The two event types of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
+    /// `inventory.updated`: an absolute quantity.
     Updated,
+    /// `inventory.adjusted`: a signed delta.
     Adjusted,
 }
 
 impl EventType {
+    /// The contract name: `inventory.updated` or `inventory.adjusted`.
     pub fn as_str(&self) -> &'static str {
         match self {
             EventType::Updated => "inventory.updated",
@@ -43,6 +52,7 @@ impl EventType {
         }
     }
 
+    /// The type of a contract name; `None` for any other string.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "inventory.updated" => Some(EventType::Updated),
@@ -67,10 +77,13 @@ pub struct SupplierEvent {
 
 /// Why a producer could not build an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NewEventError {
     #[error("quantity {0} is outside 0..={MAX_QUANTITY}")]
+    /// The quantity of an `inventory.updated` is out of range.
     Quantity(i64),
     #[error("delta {0} is zero or its absolute value exceeds {MAX_QUANTITY}")]
+    /// The delta of an `inventory.adjusted` is zero or out of range.
     Delta(i64),
 }
 
@@ -99,22 +112,27 @@ impl SupplierEvent {
         Ok(Self { event_id, offer, change, updated_at, sequence })
     }
 
+    /// The event's id (`event_id`).
     pub fn event_id(&self) -> EventId {
         self.event_id
     }
 
+    /// The offer it changes: tenant, supplier and normalized SKU.
     pub fn offer(&self) -> &OfferKey {
         &self.offer
     }
 
+    /// What it does to the offer: set a quantity or add a delta.
     pub fn change(&self) -> StockChange {
         self.change
     }
 
+    /// The supplier's clock at the change (`updated_at`).
     pub fn updated_at(&self) -> DateTime<Utc> {
         self.updated_at
     }
 
+    /// The supplier's own sequence number, when it sends one.
     pub fn sequence(&self) -> Option<u64> {
         self.sequence
     }

@@ -20,6 +20,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The four classes, from the most to the least recoverable.
     pub const ALL: [FailureClass; 4] =
         [FailureClass::Retryable, FailureClass::NeedsSupplier, FailureClass::NeedsOperator, FailureClass::Fatal];
 
@@ -47,5 +48,6 @@ impl fmt::Display for FailureClass {
 
 /// Implemented by every error type of the system, so callers decide by class, not by message.
 pub trait Classify {
+    /// Which class this failure is in; it decides retry, dead letter or stop.
     fn failure_class(&self) -> FailureClass;
 }

@@ -25,9 +25,19 @@ use crate::signals::SignalName;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Rollout {
+    /// Nothing of the tenant is applied: every event is journaled `held`.
     Closed,
-    Canary { supplier: SupplierId },
-    Widening { suppliers: BTreeSet<SupplierId> },
+    /// One supplier's events are applied.
+    Canary {
+        /// The canary supplier.
+        supplier: SupplierId,
+    },
+    /// The listed suppliers' events are applied, one added at a time.
+    Widening {
+        /// Every supplier applied so far, the canary included.
+        suppliers: BTreeSet<SupplierId>,
+    },
+    /// Every supplier's events are applied.
     Open,
 }
 
@@ -58,9 +68,15 @@ impl Rollout {
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum GateStep {
     /// Start with one supplier (from closed).
-    Canary { supplier: SupplierId },
+    Canary {
+        /// The supplier to start with.
+        supplier: SupplierId,
+    },
     /// Add a supplier (from canary or widening).
-    Widen { supplier: SupplierId },
+    Widen {
+        /// The supplier to add.
+        supplier: SupplierId,
+    },
     /// Apply every supplier (from canary or widening).
     Open,
     /// Back to closed from anywhere: the tenant's events are held from now on.
@@ -85,6 +101,7 @@ impl GateStep {
 pub struct GateSettings {
     /// One business day: 24 hours by default.
     pub green_for: Duration,
+    /// Traces support must sign off before a rollout widens or opens: 3 by default.
     pub sign_offs: usize,
     /// Two samples further apart than this (or the newest one this old) leave a gap in the
     /// record, and a gap is not green: nobody was looking.
@@ -100,7 +117,9 @@ impl Default for GateSettings {
 /// One sample of a tenant's signals: when, and which were red.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateSample {
+    /// When the signals were judged.
     pub at: DateTime<Utc>,
+    /// The signals that were red then; empty when all four were green.
     pub red: Vec<SignalName>,
 }
 
@@ -116,17 +135,44 @@ pub struct GateFacts {
 /// Why the gate refused a step. Every reason that applies is given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "refusal", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Refusal {
+    /// The step does not start from the rollout's stage (open from closed, say).
     #[error("cannot {step} from {stage}")]
-    NotFromHere { step: &'static str, stage: &'static str },
+    NotFromHere {
+        /// The step asked for ([`GateStep::as_str`]).
+        step: &'static str,
+        /// The stage the rollout is at ([`Rollout::stage`]).
+        stage: &'static str,
+    },
+    /// Widening by a supplier whose events are applied already.
     #[error("supplier {supplier} is already applied")]
-    AlreadyApplied { supplier: SupplierId },
+    AlreadyApplied {
+        /// The supplier asked for.
+        supplier: SupplierId,
+    },
+    /// The newest sample has red signals.
     #[error("signals are red now: {}", names(.red))]
-    RedSignals { red: Vec<SignalName> },
+    RedSignals {
+        /// The red ones.
+        red: Vec<SignalName>,
+    },
+    /// The signals have not been green, without a gap, for [`GateSettings::green_for`].
     #[error("signals green since {}, {needed_hours} hours are needed", since.map_or("never".to_owned(), |at| at.to_rfc3339()))]
-    NotGreenLongEnough { since: Option<DateTime<Utc>>, needed_hours: i64 },
+    NotGreenLongEnough {
+        /// Since when they have been green; `None` when they are not green now.
+        since: Option<DateTime<Utc>>,
+        /// The hours needed ([`GateSettings::green_for`]).
+        needed_hours: i64,
+    },
+    /// Fewer traces signed off than [`GateSettings::sign_offs`].
     #[error("{have} signed-off traces, {need} are needed")]
-    TooFewSignOffs { have: usize, need: usize },
+    TooFewSignOffs {
+        /// Traces signed off since the rollout last changed.
+        have: usize,
+        /// Traces needed.
+        need: usize,
+    },
 }
 
 fn names(red: &[SignalName]) -> String {
@@ -176,6 +222,21 @@ fn widen(mut suppliers: BTreeSet<SupplierId>, supplier: &SupplierId) -> Result<R
 /// Leaving closed needs no signals (nothing of the tenant was applied to measure); widening
 /// and opening need the signals green for `green_for` and enough signed-off traces; a
 /// rollback is always allowed.
+///
+/// ```
+/// use catalog_core::{decide_step, GateFacts, GateSettings, GateStep, Refusal, Rollout, SupplierId};
+///
+/// let acme = SupplierId::parse("acme").unwrap();
+/// let now = "2026-06-01T12:00:00Z".parse().unwrap();
+/// let settings = GateSettings::default();
+/// let canary = decide_step(&Rollout::Closed, &GateStep::Canary { supplier: acme.clone() }, &GateFacts::default(), &settings, now);
+/// assert_eq!(canary, Ok(Rollout::Canary { supplier: acme.clone() }));
+///
+/// // Opening with no samples and no sign-offs is refused, with every reason.
+/// let refused = decide_step(&canary.unwrap(), &GateStep::Open, &GateFacts::default(), &settings, now).unwrap_err();
+/// assert!(refused.contains(&Refusal::TooFewSignOffs { have: 0, need: 3 }));
+/// assert_eq!(decide_step(&Rollout::Open, &GateStep::Rollback, &GateFacts::default(), &settings, now), Ok(Rollout::Closed));
+/// ```
 pub fn decide_step(
     rollout: &Rollout,
     step: &GateStep,

@@ -18,13 +18,25 @@ pub const ITEM_ID_NAMESPACE: Uuid = Uuid::from_u128(0x041d_6cea_8ba0_510e_9792_8
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdError {
+    /// The value is empty (or only whitespace, for a SKU).
     #[error("is empty")]
     Empty,
+    /// The value is longer than [`MAX_ID_LEN`] bytes.
     #[error("is {len} bytes long, more than the {MAX_ID_LEN} allowed")]
-    TooLong { len: usize },
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The value holds a character outside its set.
     #[error("contains {found:?}, outside the allowed characters {allowed}")]
-    BadCharacter { found: char, allowed: &'static str },
+    BadCharacter {
+        /// The first character outside the set.
+        found: char,
+        /// The allowed set, e.g. `[a-z0-9_-]`.
+        allowed: &'static str,
+    },
 }
 
 fn validate(value: &str, allowed: &'static str, is_allowed: impl Fn(u8) -> bool) -> Result<(), IdError> {
@@ -68,6 +80,7 @@ macro_rules! lower_id {
                 Ok(Self(id_text(value)))
             }
 
+            /// The id as given.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -114,6 +127,14 @@ fn is_sku_byte(b: u8) -> bool {
 
 impl Sku {
     /// Normalizes (trim, upper-case) and validates a supplier's SKU.
+    ///
+    /// ```
+    /// use catalog_core::{IdError, Sku};
+    ///
+    /// assert_eq!(Sku::parse(" abc-123 ").unwrap().as_str(), "ABC-123");
+    /// assert!(matches!(Sku::parse("abc 123"), Err(IdError::BadCharacter { found: ' ', .. })));
+    /// assert_eq!(Sku::parse("   "), Err(IdError::Empty));
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let trimmed = raw.trim();
         // The usual case, ASCII: upper-cased in place (inline when short, no allocation).
@@ -128,6 +149,7 @@ impl Sku {
         Ok(Self(normalized))
     }
 
+    /// The normalized SKU: trimmed, upper-cased.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -166,12 +188,16 @@ impl fmt::Display for EventId {
 /// One supplier's stock of one SKU for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OfferKey {
+    /// The offer's tenant.
     pub tenant: TenantId,
+    /// The supplier whose stock it is.
     pub supplier: SupplierId,
+    /// The SKU, normalized.
     pub sku: Sku,
 }
 
 impl OfferKey {
+    /// The item this offer is a part of (same tenant and SKU, every supplier).
     pub fn item_key(&self) -> ItemKey {
         ItemKey { tenant: self.tenant.clone(), sku: self.sku.clone() }
     }
@@ -186,12 +212,22 @@ impl fmt::Display for OfferKey {
 /// One SKU for one tenant: what the storefront shows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ItemKey {
+    /// The item's tenant.
     pub tenant: TenantId,
+    /// The SKU, normalized.
     pub sku: Sku,
 }
 
 impl ItemKey {
     /// The stable id of this item: UUID v5 of `"{tenant}/{sku}"` under [`ITEM_ID_NAMESPACE`].
+    ///
+    /// ```
+    /// use catalog_core::{ItemKey, Sku, TenantId, ITEM_ID_NAMESPACE};
+    ///
+    /// let key = ItemKey { tenant: TenantId::parse("canary").unwrap(), sku: Sku::parse("abc-123").unwrap() };
+    /// let expected = uuid::Uuid::new_v5(&ITEM_ID_NAMESPACE, b"canary/ABC-123");
+    /// assert_eq!(key.item_id().to_string(), expected.to_string());
+    /// ```
     pub fn item_id(&self) -> ItemId {
         // "{tenant}/{sku}", built on the stack: both are at most MAX_ID_LEN bytes.
         let (tenant, sku) = (self.tenant.as_str().as_bytes(), self.sku.as_str().as_bytes());

@@ -2,7 +2,28 @@
 //! which one wins per offer, and planning a batch's state changes.
 //!
 //! Nothing here does I/O, reads a clock or makes a random id: time and ids are passed in,
-//! so every rule is a function that tests can run exhaustively.
+//! so every rule is a function that tests can run exhaustively. Another team can depend on
+//! it to validate supplier events exactly as catalog-sync does, or to compute what a correct
+//! catalog must hold for a set of events.
+//!
+//! # A guide
+//!
+//! **Decode.** [`decode`] checks one message of the supplier-event contract and gives a
+//! [`SupplierEvent`] or a [`Rejection`] with a stable [`RejectReason`] (`malformed_sku`, …) and
+//! a detail for humans. [`SupplierEvent::new`] and [`encode`] go the other way, for producers.
+//! Ids are types that carry their rules: [`TenantId`], [`SupplierId`], [`Sku`] (trimmed and
+//! upper-cased), [`ItemKey::item_id`] (a stable UUID v5).
+//!
+//! **Order.** [`ClockPolicy::effective`] gives an event its [`OrderingKey`]: the supplier's
+//! clock clamped to receive time + 5 minutes, then `sequence`, then `event_id`, so any two
+//! events of an offer have one order whatever order they arrive in.
+//!
+//! **Decide and plan a batch.** [`plan_batch`] decides every delivery of a batch against the
+//! offers' current state ([`PlanState`]) and the sync flags ([`SyncFlags`], or [`AllSyncOn`]):
+//! one [`Decision`] each ([`Outcome::Applied`], `Stale`, `Duplicate`, `Superseded`, `Held`,
+//! `Rejected`) and the net [`OfferChange`]s and [`ItemChange`]s a store writes. An item's
+//! quantity is the sum of its offers, never below zero; its version moves only when the
+//! quantity changes.
 //!
 //! ```
 //! use catalog_core::{decode, plan_batch, AllSyncOn, ClockPolicy, Delivery, PlanState};
@@ -17,6 +38,29 @@
 //! let (key, change) = plan.items.iter().next().unwrap();
 //! assert_eq!((key.sku.as_str(), change.state.quantity, change.state.version), ("ABC-123", 42, 1));
 //! ```
+//!
+//! **Check a system.** [`ReferenceCatalog`] applies batches in memory by the same rules: feed
+//! it the events a system under test received, in any order and batching, and compare its
+//! [`ReferenceCatalog::item_quantities`] with what the system holds. The example program
+//! `examples/decide.rs` does this for NDJSON on standard input.
+//!
+//! **Publish.** A [`CatalogItem`] is what a sales channel is sent (its
+//! [`CatalogItem::idempotency_key`] is the contract's `Idempotency-Key`); a
+//! [`PublishResult`] is what the channel answered.
+//!
+//! **Explain and gate.** [`check_item`] re-derives an item's quantity from its journal,
+//! [`judge`] computes the four launch signals, [`decide_step`] says whether a rollout may
+//! widen, and [`detect_drift`] whether what a channel shows differs from what it accepted.
+//!
+//! # Stability
+//!
+//! The crate follows semantic versioning; `CHANGELOG.md` lists every change, and CI checks
+//! the public API against the last release (`cargo xtask semver`), so a breaking change
+//! cannot land without a new major version (a minor one while the version is 0.x). The stable
+//! names (`as_str` of reasons, outcomes, signals) are part of the API: they are journaled and
+//! used as metric labels.
+
+#![deny(missing_docs)]
 
 mod decide;
 mod drift;
@@ -56,3 +100,8 @@ pub use signals::{
 };
 pub use trace::{InvalidTraceParent, TraceParent};
 pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};
+
+/// The README's example runs as a doctest, so the first thing a newcomer copies works.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -15,7 +15,9 @@ use crate::wire::Rejection;
 /// One message as it reached us: decoded (or rejected) and when it was received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The decoded event, or why it could not be.
     pub decoded: Result<SupplierEvent, Rejection>,
+    /// When catalog-sync received it (the clock allowance is measured from here).
     pub received_at: DateTime<Utc>,
 }
 
@@ -66,6 +68,7 @@ pub struct Redelivery {
 /// The decision for one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// What happened to the delivery.
     pub outcome: Outcome,
     /// The ordering key and clamp, for every delivery that decoded.
     pub effective: Option<Effective>,
@@ -82,15 +85,20 @@ pub struct Decision {
 /// An offer whose state the batch changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferChange {
+    /// The offer's quantity before the batch.
     pub previous_quantity: i64,
+    /// The offer's state after the batch.
     pub state: OfferState,
 }
 
 /// An item whose quantity the batch changed: it gets a new version and needs a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemChange {
+    /// The item's stable id.
     pub item_id: ItemId,
+    /// The item's state before the batch.
     pub previous: ItemState,
+    /// The item's state after the batch.
     pub state: ItemState,
 }
 

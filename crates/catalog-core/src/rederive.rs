@@ -16,7 +16,9 @@ use crate::ordering::OrderingKey;
 /// One journaled `applied` event of an offer: its ordering key and what it said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AppliedChange {
+    /// The event's ordering key.
     pub key: OrderingKey,
+    /// What it did: set a quantity or add a delta.
     pub change: StockChange,
 }
 
@@ -49,21 +51,34 @@ pub fn rederive_offer(applied: &[AppliedChange]) -> i64 {
 /// What the store holds of one offer, and the journal's applied events for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferTrace {
+    /// The supplier of the offer.
     pub supplier: SupplierId,
     /// The event the stored offer names as its winner (the greatest applied event still in
     /// effect), if it has one.
     pub winner: Option<EventId>,
+    /// The journal's applied events of the offer, in any order.
     pub applied: Vec<AppliedChange>,
 }
 
 /// Why an item's stored state is not explained by its journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "gap", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TraceGap {
     /// The journal's applied events give another quantity than the store holds.
-    QuantityDiffers { stored: i64, rederived: i64 },
+    QuantityDiffers {
+        /// The quantity the store holds.
+        stored: i64,
+        /// The quantity the journal gives.
+        rederived: i64,
+    },
     /// An offer's winning event has no `applied` row in the journal.
-    WinnerNotJournaled { supplier: SupplierId, event_id: EventId },
+    WinnerNotJournaled {
+        /// The offer's supplier.
+        supplier: SupplierId,
+        /// The winning event the journal does not hold as applied.
+        event_id: EventId,
+    },
     /// Not checked within the grace period after its last change.
     NotChecked,
 }
@@ -81,6 +96,15 @@ impl TraceGap {
 
 /// Checks that an item's stored quantity re-derives exactly from its journal, and that each
 /// offer's winner is a journaled applied event. The first gap found, else `Ok`.
+///
+/// ```
+/// use catalog_core::{check_item, OfferTrace, TraceGap};
+///
+/// let supplier = catalog_core::SupplierId::parse("acme").unwrap();
+/// let no_events = [OfferTrace { supplier, winner: None, applied: Vec::new() }];
+/// assert_eq!(check_item(0, &no_events), Ok(()));
+/// assert_eq!(check_item(12, &no_events), Err(TraceGap::QuantityDiffers { stored: 12, rederived: 0 }));
+/// ```
 pub fn check_item(stored_quantity: i64, offers: &[OfferTrace]) -> Result<(), TraceGap> {
     for offer in offers {
         if let Some(winner) = offer.winner {

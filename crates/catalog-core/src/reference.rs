@@ -11,13 +11,43 @@ use crate::plan::{plan_batch, touched_keys, BatchPlan, Delivery, PlanState, Prio
 /// The whole catalog in memory: offers, items and the journal's claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReferenceCatalog {
+    /// Every offer, by tenant, supplier and SKU.
     pub offers: BTreeMap<OfferKey, OfferState>,
+    /// Every item, the sum of its offers.
     pub items: BTreeMap<ItemKey, ItemState>,
+    /// Every event decided, by id: whether it claims its id, its payload fingerprint and first reception.
     pub journal: HashMap<EventId, PriorEvent>,
 }
 
 impl ReferenceCatalog {
     /// Plans `deliveries` against the current state and commits the plan, as a store would.
+    ///
+    /// Use it to compute what a correct system must hold for a set of events, whatever order
+    /// and batches they arrive in:
+    ///
+    /// ```
+    /// use catalog_core::{decode, AllSyncOn, ClockPolicy, Delivery, ReferenceCatalog};
+    ///
+    /// let at = "2026-06-01T12:00:00Z".parse().unwrap();
+    /// let message = |id: &str, body: &str| Delivery {
+    ///     decoded: decode(format!(r#"{{"event_id":"{id}","tenant_id":"canary","supplier_id":"acme",
+    ///       "sku":"A-1",{body}}}"#).as_bytes()),
+    ///     received_at: at,
+    /// };
+    /// let snapshot = message("018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10",
+    ///     r#""type":"inventory.updated","quantity":10,"updated_at":"2026-06-01T11:00:00Z""#);
+    /// let adjustment = message("018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b11",
+    ///     r#""type":"inventory.adjusted","delta":-3,"updated_at":"2026-06-01T11:30:00Z""#);
+    ///
+    /// let mut in_order = ReferenceCatalog::default();
+    /// in_order.apply(&[snapshot.clone(), adjustment.clone()], &AllSyncOn, ClockPolicy::default());
+    /// let mut reversed = ReferenceCatalog::default();
+    /// reversed.apply(&[adjustment], &AllSyncOn, ClockPolicy::default());
+    /// reversed.apply(&[snapshot], &AllSyncOn, ClockPolicy::default());
+    ///
+    /// assert_eq!(in_order.item_quantities(), reversed.item_quantities());
+    /// assert_eq!(in_order.item_quantities().values().copied().collect::<Vec<_>>(), [7]);
+    /// ```
     pub fn apply(&mut self, deliveries: &[Delivery], flags: &dyn SyncFlags, clock: ClockPolicy) -> BatchPlan {
         let (offer_keys, item_keys) = touched_keys(deliveries);
         let state = PlanState {

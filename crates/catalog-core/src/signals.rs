@@ -24,10 +24,15 @@ pub const MAX_NAMED_ITEMS: usize = 50;
 /// One of the four launch signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SignalName {
+    /// Share of items some enabled channel has not accepted after the grace period.
     StaleItems,
+    /// Seconds the oldest unapplied message has waited (or a silent partition's silence).
     QueueLag,
+    /// Share of publish attempts in the window that failed for good.
     PublishErrors,
+    /// Share of items due for a trace whose quantity re-derives from the journal.
     TraceCoverage,
 }
 
@@ -99,17 +104,22 @@ impl Serialize for Threshold {
 /// A signal's threshold and the team that answers for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
+    /// What the value must meet to be green.
     pub threshold: Threshold,
+    /// The team that answers for the signal, e.g. `storefront-integration`.
     pub owner: String,
 }
 
 /// Targets, owners and the periods the signals are measured over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignalSettings {
+    /// Below 1 % by default, owned by `storefront-integration`.
     pub stale_items: Target,
-    /// In seconds.
+    /// In seconds: below 90 by default, owned by `catalog-sync-oncall`.
     pub queue_lag: Target,
+    /// Below 0.5 % by default, owned by `storefront-integration`.
     pub publish_errors: Target,
+    /// At least 100 % by default, owned by `catalog-support`.
     pub trace_coverage: Target,
     /// An item changed less than this long ago is not yet stale: publishing takes time.
     pub stale_grace: Duration,
@@ -154,11 +164,14 @@ impl SignalSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// The value meets its target.
     Green,
+    /// It does not.
     Red,
 }
 
 impl Status {
+    /// The stable name: `green` or `red`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Status::Green => "green",
@@ -170,11 +183,17 @@ impl Status {
 /// One judged signal.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
+    /// Which of the four.
     pub name: SignalName,
+    /// The measured value, in [`Signal::unit`].
     pub value: f64,
+    /// `ratio` (0 to 1) or `seconds` ([`SignalName::unit`]).
     pub unit: &'static str,
+    /// The threshold it was judged against.
     pub target: Threshold,
+    /// The team that answers for it.
     pub owner: String,
+    /// Green when the value meets the target.
     pub status: Status,
     /// The counts behind the value, in words: `3 of 1000 items`.
     pub detail: String,
@@ -185,6 +204,7 @@ pub struct Signal {
 pub struct PartitionProgress {
     /// The source, e.g. `kafka:supplier-events` or `file:/feeds/a.ndjson`.
     pub source: String,
+    /// The partition within the source, e.g. `3` for a Kafka partition or `0` for a file.
     pub partition: String,
     /// When the worker last reported on this partition.
     pub reported_at: DateTime<Utc>,
@@ -208,9 +228,13 @@ impl PartitionProgress {
 /// An item whose stored state its journal does not explain, named so someone can look.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UntracedItem {
+    /// The item's tenant.
     pub tenant_id: TenantId,
+    /// The item's SKU, normalized.
     pub sku: Sku,
+    /// The item's stable id ([`ItemKey::item_id`](crate::ItemKey::item_id)).
     pub item_id: ItemId,
+    /// What the journal does not explain.
     #[serde(flatten)]
     pub gap: TraceGap,
 }
@@ -253,14 +277,20 @@ pub fn is_stale(
 /// The four signals of one tenant, or overall when `tenant` is `None`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signals {
+    /// The tenant judged; absent for the whole catalog.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<TenantId>,
+    /// When they were judged (the `now` passed to [`judge`]).
     pub at: DateTime<Utc>,
     /// All four green.
     pub green: bool,
+    /// [`SignalName::StaleItems`].
     pub stale_items: Signal,
+    /// [`SignalName::QueueLag`].
     pub queue_lag: Signal,
+    /// [`SignalName::PublishErrors`].
     pub publish_errors: Signal,
+    /// [`SignalName::TraceCoverage`].
     pub trace_coverage: Signal,
     /// How many items are untraced, whole.
     pub untraced_count: u64,
@@ -290,6 +320,17 @@ fn share(part: u64, whole: u64, empty: f64) -> f64 {
 }
 
 /// Judges `facts` against `settings` at `now`.
+///
+/// ```
+/// use catalog_core::{judge, SignalFacts, SignalName, SignalSettings, Status};
+///
+/// let facts = SignalFacts { items: 1_000, stale_items: 20, publish_attempts: 400, publish_failures: 1, ..Default::default() };
+/// let signals = judge(None, &facts, &SignalSettings::default(), "2026-06-01T12:00:00Z".parse().unwrap());
+/// assert_eq!(signals.stale_items.status, Status::Red); // 2 % is not below 1 %
+/// assert_eq!(signals.publish_errors.status, Status::Green); // 0.25 % is below 0.5 %
+/// assert_eq!(signals.red(), [SignalName::StaleItems]);
+/// assert!(!signals.green);
+/// ```
 pub fn judge(tenant: Option<TenantId>, facts: &SignalFacts, settings: &SignalSettings, now: DateTime<Utc>) -> Signals {
     let signal = |name: SignalName, value: f64, detail: String| {
         let target = settings.target(name);

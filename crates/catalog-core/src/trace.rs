@@ -17,6 +17,7 @@ pub struct TraceParent(String);
 
 /// Why a `traceparent` value was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidTraceParent {
     /// Not the `version-traceid-parentid-flags` shape: wrong length, a missing `-`, or a
     /// character that is not a lowercase hex digit (upper case, a control byte, non-ASCII).
@@ -47,6 +48,17 @@ impl InvalidTraceParent {
 
 impl TraceParent {
     /// Validates a header value as received, bytes and all.
+    ///
+    /// ```
+    /// use catalog_core::{InvalidTraceParent, TraceParent};
+    ///
+    /// let header = TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// assert_eq!(header.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert_eq!(
+    ///     TraceParent::parse(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+    ///     Err(InvalidTraceParent::ZeroTraceId)
+    /// );
+    /// ```
     pub fn parse(value: &[u8]) -> Result<Self, InvalidTraceParent> {
         // Every version has at least the four fields of version 00.
         if value.len() < VERSION_00_LEN {

@@ -21,6 +21,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// The `as_str` names are stable: they are journaled, shown to support and used as metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RejectReason {
     /// Not UTF-8, not a JSON object, a duplicated field, or a required field missing.
     InvalidPayload,
@@ -47,6 +48,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in the order of the contract.
     pub const ALL: [RejectReason; 11] = [
         RejectReason::InvalidPayload,
         RejectReason::PayloadTooLarge,
@@ -61,6 +63,7 @@ impl RejectReason {
         RejectReason::InvalidSequence,
     ];
 
+    /// The stable name, as journaled and counted (`malformed_sku`).
     pub fn as_str(&self) -> &'static str {
         match self {
             RejectReason::InvalidPayload => "invalid_payload",
@@ -77,6 +80,7 @@ impl RejectReason {
         }
     }
 
+    /// The reason of a stable name; `None` for any other string.
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|reason| reason.as_str() == value)
     }
@@ -93,7 +97,9 @@ impl fmt::Display for RejectReason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct Rejection {
+    /// Which rule the message broke.
     pub reason: RejectReason,
+    /// What exactly was wrong, in words, for a human.
     pub detail: String,
     /// The `event_id`, when the message had a valid one. A rejection does not claim it.
     pub event_id: Option<EventId>,
@@ -252,6 +258,21 @@ impl Checker {
 /// Every rule of `supplier-events.md` is checked; the first broken one, in field order
 /// `event_id, type, tenant_id, supplier_id, sku, quantity|delta, updated_at, sequence`,
 /// is the reason. Never panics, whatever the bytes.
+///
+/// ```
+/// use catalog_core::{decode, RejectReason};
+///
+/// let event = decode(br#"{"event_id":"018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10","type":"inventory.adjusted",
+///   "tenant_id":"canary","supplier_id":"acme","sku":"abc-123","delta":-2,
+///   "updated_at":"2026-06-01T12:00:00Z"}"#).unwrap();
+/// assert_eq!(event.offer().sku.as_str(), "ABC-123");
+///
+/// let rejection = decode(br#"{"event_id":"018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10","type":"inventory.updated",
+///   "tenant_id":"canary","supplier_id":"acme","sku":"abc 123","quantity":1,
+///   "updated_at":"2026-06-01T12:00:00Z"}"#).unwrap_err();
+/// assert_eq!(rejection.reason, RejectReason::MalformedSku);
+/// assert_eq!(rejection.reason.as_str(), "malformed_sku");
+/// ```
 pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     let mut checker = Checker { event_id: None, tenant: None };
     if bytes.len() > MAX_PAYLOAD_BYTES {
@@ -381,6 +402,21 @@ struct WireEventOut<'a> {
 
 /// Encodes an event as one contract message (compact JSON, no trailing newline).
 /// `decode(encode(e).as_bytes()) == Ok(e)` for every event.
+///
+/// ```
+/// use catalog_core::{decode, encode, EventId, OfferKey, Sku, StockChange, SupplierEvent, SupplierId, TenantId};
+///
+/// let offer = OfferKey {
+///     tenant: TenantId::parse("canary").unwrap(),
+///     supplier: SupplierId::parse("acme").unwrap(),
+///     sku: Sku::parse("abc-123").unwrap(),
+/// };
+/// let event_id = EventId(uuid::Uuid::parse_str("018f6b1e-6a7b-7c3e-9a51-3f2f0d4c9b10").unwrap());
+/// let updated_at = "2026-06-01T12:00:00Z".parse().unwrap();
+/// let event = SupplierEvent::new(event_id, offer, StockChange::Updated { quantity: 7 }, updated_at, Some(3)).unwrap();
+/// let message = encode(&event);
+/// assert_eq!(decode(message.as_bytes()), Ok(event));
+/// ```
 pub fn encode(event: &SupplierEvent) -> String {
     let (quantity, delta) = match event.change() {
         StockChange::Updated { quantity } => (Some(quantity), None),
