@@ -1,6 +1,9 @@
 //! Prometheus metrics, named after what can go wrong at each handoff. Each is emitted once,
 //! where the thing happens; label values are bounded (outcomes, reasons, partitions, channels).
 
+use std::cell::RefCell;
+
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -8,6 +11,9 @@ use prometheus::{
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Every family registered, sampled or not, so alert rules and dashboards can be checked
+    /// against what the worker really exports.
+    family_names: Vec<String>,
     /// Events by outcome and reason (`rejected`/`malformed_sku`, `applied`/`clock_drift_clamped`…).
     pub events: IntCounterVec,
     /// Redeliveries of an event id already journaled, by whether the payload differed.
@@ -70,14 +76,19 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let family_names = RefCell::new(Vec::new());
+        let register = |metric: Box<dyn Collector>| {
+            family_names.borrow_mut().extend(metric.desc().iter().map(|desc| desc.fq_name.clone()));
+            registry.register(metric).expect("each metric is registered once");
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-            registry.register(Box::new(metric.clone())).expect("each metric is registered once");
+            register(Box::new(metric.clone()));
             metric
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
-            registry.register(Box::new(metric.clone())).expect("each metric is registered once");
+            register(Box::new(metric.clone()));
             metric
         };
         let events = counter("catalog_events_total", "Supplier events by outcome and reason.", &["outcome", "reason"]);
@@ -89,11 +100,11 @@ impl Metrics {
             &["source"],
         )
         .expect("static metric definition is valid");
-        registry.register(Box::new(batch_apply_seconds.clone())).expect("each metric is registered once");
+        register(Box::new(batch_apply_seconds.clone()));
         let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
         let items_changed = IntCounter::new("catalog_items_changed_total", "Items whose quantity changed.")
             .expect("static metric definition is valid");
-        registry.register(Box::new(items_changed.clone())).expect("each metric is registered once");
+        register(Box::new(items_changed.clone()));
         let queue_lag_seconds = gauge(
             "catalog_queue_lag_seconds",
             "Now minus the broker timestamp of the last applied message.",
@@ -132,7 +143,7 @@ impl Metrics {
             &["channel"],
         )
         .expect("static metric definition is valid");
-        registry.register(Box::new(publish_latency_seconds.clone())).expect("each metric is registered once");
+        register(Box::new(publish_latency_seconds.clone()));
         let dead_letters = counter(
             "catalog_dead_letters_total",
             "Item versions dead-lettered, by channel and reason.",
@@ -187,14 +198,16 @@ impl Metrics {
             &["channel"],
         )
         .expect("static metric definition is valid");
-        registry.register(Box::new(reconcile_sweep_seconds.clone())).expect("each metric is registered once");
+        register(Box::new(reconcile_sweep_seconds.clone()));
         let reconcile_read_errors = counter(
             "catalog_reconcile_read_errors_total",
             "Read-back requests that failed, by kind.",
             &["channel", "kind"],
         );
+        let family_names = family_names.into_inner();
         Self {
             registry,
+            family_names,
             events,
             redeliveries,
             batch_apply_seconds,
@@ -223,6 +236,11 @@ impl Metrics {
             reconcile_sweep_seconds,
             reconcile_read_errors,
         }
+    }
+
+    /// The name of every metric family registered, whether or not it has a sample yet.
+    pub fn family_names(&self) -> &[String] {
+        &self.family_names
     }
 
     /// The text exposition format.
