@@ -13,7 +13,7 @@ use catalog_core::{EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
-use crate::api::items::{lookup_view, trace_of, PageQuery};
+use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
 use crate::auth::{caller_of, Caller, Role};
 use crate::error::ApiError;
 use crate::trace::{EventView, TraceView};
@@ -276,10 +276,10 @@ async fn home(
     let page = PageQuery { events_offset: None, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
     let mut result = html! {};
     let mut problem: Option<String> = search.message.clone();
-    let item_id = match (&search.tenant, &search.sku, &search.item_id) {
+    let target = match (&search.tenant, &search.sku, &search.item_id) {
         (Some(tenant), Some(sku), _) if !tenant.is_empty() && !sku.is_empty() => {
             match (TenantId::parse(tenant), Sku::parse(sku)) {
-                (Ok(tenant), Ok(sku)) => Some(ItemKey { tenant, sku }.item_id()),
+                (Ok(tenant), Ok(sku)) => Some(TraceTarget::Key(ItemKey { tenant, sku })),
                 _ => {
                     problem = Some("That tenant or SKU is not valid.".into());
                     None
@@ -287,7 +287,7 @@ async fn home(
             }
         }
         (_, _, Some(item_id)) if !item_id.is_empty() => match item_id.trim().parse() {
-            Ok(id) => Some(ItemId(id)),
+            Ok(id) => Some(TraceTarget::Id(ItemId(id))),
             Err(_) => {
                 problem = Some("An item id is a UUID.".into());
                 None
@@ -295,8 +295,8 @@ async fn home(
         },
         _ => None,
     };
-    if let Some(item_id) = item_id {
-        match trace_of(&state, item_id, &page).await {
+    if let Some(target) = target {
+        match trace_of(&state, target, &page).await {
             Ok(trace) => result = trace_section(&trace, &caller),
             Err(ApiError::NotFound(message)) => problem = Some(message),
             Err(error) => return Err(error),
