@@ -183,13 +183,17 @@ where
             1 => Some(u64::MAX - rng.next(3)),
             _ => Some(rng.next(3)),
         };
-        let event = SupplierEvent::new(event_id(n), key.clone(), change, base() + Duration::seconds(updated_second), sequence)
-            .expect("valid event");
+        let event =
+            SupplierEvent::new(event_id(n), key.clone(), change, base() + Duration::seconds(updated_second), sequence)
+                .expect("valid event");
         let mut raw = encode(&event);
         if n % 17 == 0 {
             // A quantity out of range: rejected, naming the tenant and SKU.
-            raw = encode(&SupplierEvent::new(event_id(n), key.clone(), StockChange::Updated { quantity: 1 }, base(), None).expect("valid"))
-                .replace("\"quantity\":1", "\"quantity\":-1");
+            raw = encode(
+                &SupplierEvent::new(event_id(n), key.clone(), StockChange::Updated { quantity: 1 }, base(), None)
+                    .expect("valid"),
+            )
+            .replace("\"quantity\":1", "\"quantity\":-1");
         }
         events.push(raw_incoming(n, raw.into_bytes(), n as i64));
         if n % 11 == 0 {
@@ -221,7 +225,8 @@ where
         assert_eq!(page.pending_publishes, whole.pending_publishes);
         assert_eq!(page.publish_attempts, whole.publish_attempts);
     }
-    let page = store.item_trace_page(&item_key, EventsPage { offset: 0, limit: 1 }).await.expect("page").expect("exists");
+    let page =
+        store.item_trace_page(&item_key, EventsPage { offset: 0, limit: 1 }).await.expect("page").expect("exists");
     let mut in_effect: Vec<_> = page.in_effect.iter().filter_map(|entry| entry.event_id).collect();
     in_effect.sort();
     assert_eq!(in_effect, crate::event_ids_in_effect(&whole.offers));
