@@ -3,6 +3,7 @@
 // A command-line tool talks to its operator on stderr.
 #![allow(clippy::print_stderr)]
 
+mod api_check;
 mod fuzz;
 mod tidy;
 
@@ -22,7 +23,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Task {
     /// Everything CI checks: rustfmt, the tidy checks, clippy with -D warnings, cargo deny,
-    /// doctests, a short fuzz and chaos run, and all tests.
+    /// doctests, a short fuzz and chaos run, the schema-driven API test, and all tests.
     Ci,
     /// The tidy checks alone: file headers and lengths, and the crate layering of ARCHITECTURE.md.
     Tidy,
@@ -53,6 +54,10 @@ enum Task {
     },
     /// Licenses, banned crates and sources of every dependency (cargo-deny, deny.toml).
     Deny,
+    /// The schema-driven API test: admin-api over a seeded SQLite file, probed by
+    /// schemathesis (pinned; from PATH or CATALOG_SCHEMATHESIS) from its /openapi.json; fails
+    /// on any 5xx or response outside the schema.
+    ApiCheck,
 }
 
 fn main() -> Result<()> {
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
         Task::Chaos { short, arguments } => chaos(&root, short, &arguments),
         Task::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
         Task::Deny => deny(&root),
+        Task::ApiCheck => api_check::api_check(&root),
     }
 }
 
@@ -83,6 +89,7 @@ fn ci(root: &Path) -> Result<()> {
     // The short forms of the proofs that no input crashes the decoder and no message is lost.
     fuzz::fuzz(root, 30)?;
     chaos(root, true, &[])?;
+    api_check::api_check(root)?;
     // Last, so its summary is the run's closing line.
     run(root, "cargo", &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]).context("tests failed")?;
     Ok(())

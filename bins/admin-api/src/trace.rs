@@ -1,17 +1,18 @@
 //! The trace of an item as the API answers it: what it shows, and per offer the winning
 //! event and the adjustments counted on top of it, so the quantity can be checked by hand.
-//! Built from the store's `ItemTrace` alone; nothing here re-decides a rule.
+//! Built from the store's `TracePage` alone; nothing here re-decides a rule.
 
-use catalog_core::{EventId, OfferState, StockChange};
-use catalog_store::{DeadLetter, ItemTrace, JournalEntry, PendingPublish, PublishAttempt, PublishedVersion};
+use catalog_core::{EventId, ItemKey, OfferState, StockChange};
+use catalog_store::{DeadLetter, JournalEntry, PendingPublish, PublishAttempt, PublishedVersion, TracePage};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// Events per page unless asked otherwise, and the most a page holds.
-pub const DEFAULT_EVENTS_PER_PAGE: usize = 100;
-pub const MAX_EVENTS_PER_PAGE: usize = 1_000;
+pub const DEFAULT_EVENTS_PER_PAGE: u64 = 100;
+pub const MAX_EVENTS_PER_PAGE: u64 = 1_000;
 
-/// Why the storefront shows what it shows.
+/// Why the storefront shows what it shows. An item only held or rejected events name (no
+/// event of it was applied yet) shows quantity 0, version 0 and no offers, with its events.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TraceView {
     pub item_id: String,
@@ -118,14 +119,14 @@ impl From<&JournalEntry> for EventView {
 /// A page of an item's events, in ordering-key order.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
-    pub total: usize,
-    pub offset: usize,
-    pub limit: usize,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
     pub entries: Vec<EventView>,
 }
 
-/// The applied journal rows of one item, by event id: each offer's winner and adjustments
-/// are looked up here once, not searched for in the whole journal.
+/// The applied journal rows the offers' states hold in effect, by event id: each offer's
+/// winner and adjustments are looked up here.
 type Applied<'a> = std::collections::HashMap<EventId, &'a JournalEntry>;
 
 fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &Applied<'_>) -> OfferView {
@@ -146,16 +147,17 @@ fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &
     }
 }
 
-/// The view of a trace, with one page of its events.
+/// The view of one trace page of the item `key` names.
 pub fn view(
-    trace: &ItemTrace,
+    key: &ItemKey,
+    trace: &TracePage,
     published: Vec<PublishedVersion>,
     dead_letters: Vec<DeadLetter>,
-    offset: usize,
-    limit: usize,
+    offset: u64,
+    limit: u64,
 ) -> TraceView {
     let applied: Applied<'_> = trace
-        .events
+        .in_effect
         .iter()
         .filter(|entry| entry.outcome.as_str() == "applied")
         .filter_map(|entry| entry.event_id.map(|event_id| (event_id, entry)))
@@ -165,16 +167,20 @@ pub fn view(
         .iter()
         .map(|offer| offer_view(offer.supplier.to_string(), offer.quantity, &offer.state, &applied))
         .collect();
-    let entries = trace.events.iter().skip(offset).take(limit).map(EventView::from).collect();
     TraceView {
-        item_id: trace.item.item_id.to_string(),
-        tenant_id: trace.item.tenant.to_string(),
-        sku: trace.item.sku.to_string(),
-        quantity: trace.item.quantity,
-        version: trace.item.version,
+        item_id: key.item_id().to_string(),
+        tenant_id: key.tenant.to_string(),
+        sku: key.sku.to_string(),
+        quantity: trace.item.as_ref().map_or(0, |item| item.quantity),
+        version: trace.item.as_ref().map_or(0, |item| item.version),
         published,
         offers,
-        events: EventPage { total: trace.events.len(), offset, limit, entries },
+        events: EventPage {
+            total: trace.n_events,
+            offset,
+            limit,
+            entries: trace.events.iter().map(EventView::from).collect(),
+        },
         pending_publishes: trace.pending_publishes.clone(),
         publishes: trace.publish_attempts.clone(),
         open_dead_letters: dead_letters.into_iter().filter(|letter| letter.resolved_at.is_none()).collect(),

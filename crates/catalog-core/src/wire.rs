@@ -105,6 +105,11 @@ pub struct Rejection {
     pub event_id: Option<EventId>,
     /// The tenant, when the message had a valid one; lets a rejection be traced per tenant.
     pub tenant: Option<TenantId>,
+    /// The supplier, when the message had a valid one.
+    pub supplier: Option<SupplierId>,
+    /// The SKU (normalized), when the message had a valid one: with the tenant, a rejection
+    /// shows in the trace of the item it names.
+    pub sku: Option<Sku>,
 }
 
 impl Classify for Rejection {
@@ -212,15 +217,24 @@ struct WireEventIn<'a> {
 }
 
 /// Collects what is known of a message while it is checked, so a rejection
-/// carries the event id and tenant whenever they were valid.
+/// carries the event id, tenant, supplier and SKU whenever they were valid.
 struct Checker {
     event_id: Option<EventId>,
     tenant: Option<TenantId>,
+    supplier: Option<SupplierId>,
+    sku: Option<Sku>,
 }
 
 impl Checker {
     fn reject(&self, reason: RejectReason, detail: impl Into<String>) -> Rejection {
-        Rejection { reason, detail: detail.into(), event_id: self.event_id, tenant: self.tenant.clone() }
+        Rejection {
+            reason,
+            detail: detail.into(),
+            event_id: self.event_id,
+            tenant: self.tenant.clone(),
+            supplier: self.supplier.clone(),
+            sku: self.sku.clone(),
+        }
     }
 
     /// A required field: missing (or null) is `invalid_payload`, as the contract says.
@@ -274,7 +288,7 @@ impl Checker {
 /// assert_eq!(rejection.reason.as_str(), "malformed_sku");
 /// ```
 pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
-    let mut checker = Checker { event_id: None, tenant: None };
+    let mut checker = Checker { event_id: None, tenant: None, supplier: None, sku: None };
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(checker.reject(
             RejectReason::PayloadTooLarge,
@@ -292,12 +306,18 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     })?;
 
     // Whatever identification is valid is kept on any rejection, whichever rule broke first,
-    // so support can find a rejected message by its tenant and event id.
+    // so support can find a rejected message by its tenant and event id, and in its item's trace.
     if let Some(Loose::Str(text)) = &wire.event_id {
         checker.event_id = Uuid::try_parse(text).ok().map(EventId);
     }
     if let Some(Loose::Str(text)) = &wire.tenant_id {
         checker.tenant = TenantId::parse(text).ok();
+    }
+    if let Some(Loose::Str(text)) = &wire.supplier_id {
+        checker.supplier = SupplierId::parse(text).ok();
+    }
+    if let Some(Loose::Str(text)) = &wire.sku {
+        checker.sku = Sku::parse(text).ok();
     }
 
     let event_id_text = checker.string("event_id", &wire.event_id, RejectReason::InvalidEventId)?;

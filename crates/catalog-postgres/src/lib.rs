@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
-    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
-    TokenHash, TokenInfo, TokenMatch,
+    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
+    PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -323,6 +323,10 @@ async fn with_deadline<T>(
 
 #[async_trait]
 impl AdminStore for PostgresStore {
+    async fn item_trace_page(&self, key: &ItemKey, page: EventsPage) -> Result<Option<TracePage>, StoreError> {
+        with_deadline(self.deadline, "item_trace_page", reads::item_trace_page(&self.pool, key, page)).await
+    }
+
     async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
         with_deadline(self.deadline, "add_token", admin::add_token(&self.pool, token)).await
     }

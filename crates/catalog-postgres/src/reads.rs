@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use catalog_core::{ItemId, SupplierId, TenantId};
+use catalog_core::{ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::rows;
 use catalog_store::{
-    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position, PublishAttempt, StoreError,
-    StoredItem, SyncStatus,
+    event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
+    PublishAttempt, StoreError, StoredItem, StoredOffer, SyncStatus, TracePage,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::columns::{
     column, item_row, journal_row, narrowed, narrowed_int4, offer_row, optional_narrowed, ITEM_COLUMNS,
@@ -57,13 +57,19 @@ pub(crate) async fn items(pool: &PgPool, tenant: &TenantId) -> Result<Vec<Stored
         .collect()
 }
 
-pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
-    // One snapshot for every part of the trace: a batch committed meanwhile shows in all or none.
+/// Opens the one snapshot every part of a trace is read in: a batch committed meanwhile
+/// shows in all or none.
+async fn trace_snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
+    Ok(transaction)
+}
+
+pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+    let mut transaction = trace_snapshot(pool).await?;
     let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
         .bind(item_id.0)
         .fetch_optional(&mut *transaction)
@@ -73,18 +79,7 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
         return Ok(None);
     };
     let item = item_row(&row)?.into_item()?;
-    let offers = sqlx::query(&format!(
-        r#"SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS}
-           FROM offers WHERE tenant_id = $1 AND sku = $2 ORDER BY supplier_id COLLATE "C""#
-    ))
-    .bind(item.tenant.as_str())
-    .bind(item.sku.as_str())
-    .fetch_all(&mut *transaction)
-    .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| offer_row(row)?.into_offer())
-    .collect::<Result<Vec<_>, _>>()?;
+    let offers = offers_of(&mut transaction, &item.tenant, &item.sku).await?;
     let mut events = sqlx::query(&format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2"))
         .bind(item.tenant.as_str())
         .bind(item.sku.as_str())
@@ -95,27 +90,120 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
         .map(|row| journal_row(row)?.into_entry())
         .collect::<Result<Vec<_>, _>>()?;
     rows::sort_for_trace(&mut events);
-    let pending_publishes =
-        sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = $1 ORDER BY version, channel")
-            .bind(item_id.0)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(|row| {
-                Ok(PendingPublish {
-                    channel: column(row, "channel")?,
-                    version: rows::version(column(row, "version")?)?,
-                    enqueued_at: column(row, "enqueued_at")?,
-                })
+    let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
+    let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+}
+
+/// The order of `rows::sort_for_trace` in SQL: NULLs first as `None` sorts first, and the
+/// sequence (a `u64` stored bit for bit) unsigned, so the ones stored negative come last.
+/// Index `events_item_trace` (migration 0012) holds the events of an item in this order.
+const TRACE_ORDER: &str = "effective_at NULLS FIRST, (coalesce(sequence, 0) < 0), coalesce(sequence, 0), \
+                           event_id NULLS FIRST, received_at, journal_id";
+
+pub(crate) async fn item_trace_page(
+    pool: &PgPool,
+    key: &ItemKey,
+    page: EventsPage,
+) -> Result<Option<TracePage>, StoreError> {
+    let item_id = key.item_id();
+    let mut transaction = trace_snapshot(pool).await?;
+    let item = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+        .bind(item_id.0)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .map(|row| item_row(&row)?.into_item())
+        .transpose()?;
+    let counted = sqlx::query("SELECT count(*) AS n_events FROM events WHERE tenant_id = $1 AND sku = $2")
+        .bind(key.tenant.as_str())
+        .bind(key.sku.as_str())
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let n_events: u64 = narrowed(&counted, "n_events")?;
+    if item.is_none() && n_events == 0 {
+        return Ok(None);
+    }
+    let offers = offers_of(&mut transaction, &key.tenant, &key.sku).await?;
+    let in_effect_ids: Vec<uuid::Uuid> = event_ids_in_effect(&offers).into_iter().map(|event_id| event_id.0).collect();
+    let in_effect = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events
+         WHERE event_id = ANY($3) AND outcome = 'applied' AND tenant_id = $1 AND sku = $2"
+    ))
+    .bind(key.tenant.as_str())
+    .bind(key.sku.as_str())
+    .bind(&in_effect_ids)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| journal_row(row)?.into_entry())
+    .collect::<Result<Vec<_>, _>>()?;
+    let events = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2
+         ORDER BY {TRACE_ORDER} LIMIT $3 OFFSET $4"
+    ))
+    .bind(key.tenant.as_str())
+    .bind(key.sku.as_str())
+    .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
+    .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| journal_row(row)?.into_entry())
+    .collect::<Result<Vec<_>, _>>()?;
+    let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
+    let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(Some(TracePage { item, offers, in_effect, events, n_events, pending_publishes, publish_attempts }))
+}
+
+async fn offers_of(
+    connection: &mut PgConnection,
+    tenant: &TenantId,
+    sku: &Sku,
+) -> Result<Vec<StoredOffer>, StoreError> {
+    sqlx::query(&format!(
+        r#"SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS}
+           FROM offers WHERE tenant_id = $1 AND sku = $2 ORDER BY supplier_id COLLATE "C""#
+    ))
+    .bind(tenant.as_str())
+    .bind(sku.as_str())
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| offer_row(row)?.into_offer())
+    .collect()
+}
+
+async fn pending_publishes(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PendingPublish>, StoreError> {
+    sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = $1 ORDER BY version, channel")
+        .bind(item_id.0)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| {
+            Ok(PendingPublish {
+                channel: column(row, "channel")?,
+                version: rows::version(column(row, "version")?)?,
+                enqueued_at: column(row, "enqueued_at")?,
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-    let publish_attempts = sqlx::query(
+        })
+        .collect()
+}
+
+async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PublishAttempt>, StoreError> {
+    sqlx::query(
         "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at
          FROM publish_attempts WHERE item_id = $1 ORDER BY attempted_at, attempt_id",
     )
     .bind(item_id.0)
-    .fetch_all(&mut *transaction)
+    .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?
     .iter()
@@ -136,9 +224,7 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
             attempted_at: column(row, "attempted_at")?,
         })
     })
-    .collect::<Result<Vec<_>, StoreError>>()?;
-    transaction.commit().await.map_err(store_error)?;
-    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+    .collect()
 }
 
 pub(crate) async fn journal_window(pool: &PgPool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {

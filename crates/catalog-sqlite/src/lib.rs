@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
-    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
-    TokenHash, TokenInfo, TokenMatch,
+    AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
+    PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -312,6 +312,10 @@ impl ReadStore for SqliteStore {
 
 #[async_trait]
 impl AdminStore for SqliteStore {
+    async fn item_trace_page(&self, key: &ItemKey, page: EventsPage) -> Result<Option<TracePage>, StoreError> {
+        read::item_trace_page(&self.pool, key, page).await
+    }
+
     async fn add_token(&self, token: &NewToken) -> Result<bool, StoreError> {
         admin::add_token(&self.writer, token).await
     }

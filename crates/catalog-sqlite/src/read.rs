@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{ItemId, TenantId};
+use catalog_core::{ItemId, ItemKey, Sku, TenantId};
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
-    Checkpoint, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position, PublishAttempt, StoreError,
-    StoredItem, StoredOffer, SyncStatus,
+    event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
+    PublishAttempt, StoreError, StoredItem, StoredOffer, SyncStatus, TracePage,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -69,20 +69,7 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     let connection: &mut SqliteConnection = &mut transaction;
     let Some(item) = item_on(connection, item_id).await? else { return Ok(None) };
 
-    let sql = format!(
-        "SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS} FROM offers \
-         WHERE tenant_id = ?1 AND sku = ?2 ORDER BY supplier_id"
-    );
-    let offer_rows = sqlx::query(&sql)
-        .bind(item.tenant.as_str())
-        .bind(item.sku.as_str())
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?;
-    let offers = offer_rows
-        .iter()
-        .map(|row| columns::offer_row(row)?.into_offer())
-        .collect::<Result<Vec<StoredOffer>, StoreError>>()?;
+    let offers = offers_of(connection, &item.tenant, &item.sku).await?;
 
     let sql = format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2");
     let journal_rows = sqlx::query(&sql)
@@ -94,13 +81,40 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     let mut events = journal_entries(&journal_rows)?;
     rows::sort_for_trace(&mut events);
 
+    let pending_publishes = pending_publishes(connection, item_id).await?;
+    let publish_attempts = publish_attempts(connection, item_id).await?;
+    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+}
+
+async fn offers_of(
+    connection: &mut SqliteConnection,
+    tenant: &TenantId,
+    sku: &Sku,
+) -> Result<Vec<StoredOffer>, StoreError> {
+    let sql = format!(
+        "SELECT supplier_id, quantity, winner_event_id, {OFFER_STATE_COLUMNS} FROM offers \
+         WHERE tenant_id = ?1 AND sku = ?2 ORDER BY supplier_id"
+    );
+    let offer_rows = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(sku.as_str())
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    offer_rows.iter().map(|row| columns::offer_row(row)?.into_offer()).collect()
+}
+
+async fn pending_publishes(
+    connection: &mut SqliteConnection,
+    item_id: ItemId,
+) -> Result<Vec<PendingPublish>, StoreError> {
     let outbox_rows =
         sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = ?1 ORDER BY version, channel")
             .bind(item_id.0.as_bytes().as_slice())
             .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
-    let pending_publishes = outbox_rows
+    outbox_rows
         .iter()
         .map(|row| {
             Ok(PendingPublish {
@@ -109,8 +123,13 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
                 enqueued_at: columns::time_column(row, "enqueued_at")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect()
+}
 
+async fn publish_attempts(
+    connection: &mut SqliteConnection,
+    item_id: ItemId,
+) -> Result<Vec<PublishAttempt>, StoreError> {
     let attempt_rows = sqlx::query(
         "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at FROM publish_attempts \
          WHERE item_id = ?1 ORDER BY attempted_at, attempt_id",
@@ -119,7 +138,7 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?;
-    let publish_attempts = attempt_rows
+    attempt_rows
         .iter()
         .map(|row| {
             let status: Option<i64> = columns::column(row, "status")?;
@@ -135,9 +154,71 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
                 attempted_at: columns::time_column(row, "attempted_at")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect()
+}
 
-    Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+/// The order of `rows::sort_for_trace` in SQL: SQLite sorts NULLs first as `None` sorts
+/// first, and blobs (event ids) byte by byte as `Uuid` does; the sequence (a `u64` stored bit
+/// for bit) is compared unsigned, so the ones stored negative come last. Index
+/// `events_item_trace` (migration 0012) holds the events of an item in this order.
+const TRACE_ORDER: &str =
+    "effective_at, (coalesce(sequence, 0) < 0), coalesce(sequence, 0), event_id, received_at, journal_id";
+
+/// Event ids bound per statement when reading the journal rows in effect: well below SQLite's
+/// limit on parameters.
+const EVENT_IDS_PER_STATEMENT: usize = 500;
+
+pub(crate) async fn item_trace_page(
+    pool: &SqlitePool,
+    key: &ItemKey,
+    page: EventsPage,
+) -> Result<Option<TracePage>, StoreError> {
+    let item_id = key.item_id();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let item = item_on(connection, item_id).await?;
+    let counted = sqlx::query("SELECT count(*) AS n_events FROM events WHERE tenant_id = ?1 AND sku = ?2")
+        .bind(key.tenant.as_str())
+        .bind(key.sku.as_str())
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let n_events: i64 = columns::column(&counted, "n_events")?;
+    let n_events: u64 = columns::narrowed("n_events", n_events)?;
+    if item.is_none() && n_events == 0 {
+        return Ok(None);
+    }
+    let offers = offers_of(connection, &key.tenant, &key.sku).await?;
+    let mut in_effect = Vec::new();
+    for event_ids in event_ids_in_effect(&offers).chunks(EVENT_IDS_PER_STATEMENT) {
+        let placeholders = (0..event_ids.len()).map(|n| format!("?{}", n + 3)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events \
+             WHERE tenant_id = ?1 AND sku = ?2 AND outcome = 'applied' AND event_id IN ({placeholders})"
+        );
+        let mut query = sqlx::query(&sql).bind(key.tenant.as_str()).bind(key.sku.as_str());
+        for event_id in event_ids {
+            query = query.bind(event_id.0.as_bytes().to_vec());
+        }
+        let journal_rows = query.fetch_all(&mut *connection).await.map_err(store_error)?;
+        in_effect.extend(journal_entries(&journal_rows)?);
+    }
+    let sql = format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 \
+         ORDER BY {TRACE_ORDER} LIMIT ?3 OFFSET ?4"
+    );
+    let journal_rows = sqlx::query(&sql)
+        .bind(key.tenant.as_str())
+        .bind(key.sku.as_str())
+        .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let events = journal_entries(&journal_rows)?;
+    let pending_publishes = pending_publishes(connection, item_id).await?;
+    let publish_attempts = publish_attempts(connection, item_id).await?;
+    Ok(Some(TracePage { item, offers, in_effect, events, n_events, pending_publishes, publish_attempts }))
 }
 
 fn journal_entries(stored: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {

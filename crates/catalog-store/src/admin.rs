@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use catalog_core::TenantId;
+use catalog_core::{EventId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::model::{JournalEntry, PendingPublish, PublishAttempt, StoredItem, StoredOffer};
 
 /// What a token may do; each role may do everything the ones before it may.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -157,4 +159,46 @@ pub struct PublishedVersion {
 pub struct OutcomeCounts {
     pub events_by_outcome: BTreeMap<String, u64>,
     pub redeliveries: u64,
+}
+
+/// Which of an item's journaled events a trace page holds: `limit` of them from `offset`, in
+/// ordering-key order (the order `rows::sort_for_trace` gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsPage {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// One page of an item's trace, read in one snapshot: the item, its offers with the journal
+/// rows their states name, one page of its events and how many there are in all. The store
+/// pages in SQL, so an item with a long journal costs no more to show than a short one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TracePage {
+    /// The item row; `None` when only held or rejected events name the tenant and SKU.
+    pub item: Option<StoredItem>,
+    pub offers: Vec<StoredOffer>,
+    /// The applied journal rows of the events the offers' states hold in effect (each
+    /// snapshot and each listed adjustment; see [`event_ids_in_effect`]), in no order.
+    pub in_effect: Vec<JournalEntry>,
+    /// The page of events asked for, in ordering-key order.
+    pub events: Vec<JournalEntry>,
+    /// Every journaled event naming the tenant and SKU, the page's or not.
+    pub n_events: u64,
+    pub pending_publishes: Vec<PendingPublish>,
+    pub publish_attempts: Vec<PublishAttempt>,
+}
+
+/// The events the offers' states hold in effect, whose journal rows a trace page reads: each
+/// snapshot and each listed adjustment (folded ones are summed in the state and not listed).
+pub fn event_ids_in_effect(offers: &[StoredOffer]) -> Vec<EventId> {
+    let mut event_ids: Vec<EventId> = offers
+        .iter()
+        .flat_map(|offer| {
+            let snapshot = offer.state.snapshot.map(|snapshot| snapshot.key.event_id);
+            snapshot.into_iter().chain(offer.state.adjustments.iter().map(|adjustment| adjustment.key.event_id))
+        })
+        .collect();
+    event_ids.sort();
+    event_ids.dedup();
+    event_ids
 }

@@ -388,6 +388,9 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
         Err(rejection) => {
             row.event_id = rejection.event_id;
             row.tenant = rejection.tenant.clone();
+            // The SKU puts a rejection in its item's trace. The supplier stays unset: a
+            // replay filtered by supplier reads decided rows of that supplier only.
+            row.sku = rejection.sku.clone();
             row.detail = Some(rejection.detail.clone());
             let kept = event.raw.len().min(RAW_PAYLOAD_PREFIX_BYTES);
             row.raw_payload = Some(event.raw[..kept].to_vec());

@@ -14,8 +14,8 @@ mod reconcile;
 pub mod rows;
 
 pub use admin::{
-    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, Role,
-    TokenHash, TokenInfo, TokenMatch,
+    event_ids_in_effect, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken,
+    OutcomeCounts, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,

@@ -4,12 +4,12 @@
 //! the processes that open a whole store.
 
 use async_trait::async_trait;
-use catalog_core::{EventId, ItemId, SupplierId, TenantId};
+use catalog_core::{EventId, ItemId, ItemKey, SupplierId, TenantId};
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
-    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion, TokenHash,
-    TokenInfo, TokenMatch,
+    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts, PublishedVersion,
+    TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
@@ -152,6 +152,10 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
 
     /// Audit entries newest first, below `before_id` when given, at most `limit`.
     async fn audit_log(&self, limit: usize, before_id: Option<i64>) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// One page of the trace of the item `key` names, read in one snapshot and paged in the
+    /// store (see [`TracePage`]); `None` when neither an item row nor a journal row names it.
+    async fn item_trace_page(&self, key: &ItemKey, page: EventsPage) -> Result<Option<TracePage>, StoreError>;
 
     /// The decided journal row of an event id (applied, stale, superseded or held), and any
     /// rejected rows naming it.

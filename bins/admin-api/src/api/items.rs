@@ -4,7 +4,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use catalog_core::{EventId, ItemId, ItemKey, Sku, TenantId};
-use catalog_store::Role;
+use catalog_store::{EventsPage, Role};
 use serde::{Deserialize, Serialize};
 
 use super::{tenant, MAX_PAGE};
@@ -15,18 +15,38 @@ use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PageQuery {
-    pub events_offset: Option<usize>,
-    pub events_limit: Option<usize>,
+    /// Events to skip, in ordering-key order.
+    pub events_offset: Option<u64>,
+    /// Events per page (at most 1,000; 100 unless given).
+    pub events_limit: Option<u64>,
 }
 
-pub async fn trace_of(state: &AppState, item_id: ItemId, page: &PageQuery) -> Result<TraceView, ApiError> {
-    let Some(found) = state.store.item_trace(item_id).await? else {
+/// Which item a trace is asked for.
+#[derive(Debug, Clone)]
+pub enum TraceTarget {
+    /// By tenant and SKU: found even when only held or rejected events name them.
+    Key(ItemKey),
+    /// By item id: found through the item row.
+    Id(ItemId),
+}
+
+pub async fn trace_of(state: &AppState, target: TraceTarget, page: &PageQuery) -> Result<TraceView, ApiError> {
+    let key = match target {
+        TraceTarget::Key(key) => key,
+        TraceTarget::Id(item_id) => match state.store.item(item_id).await? {
+            Some(item) => ItemKey { tenant: item.tenant, sku: item.sku },
+            None => return Err(ApiError::not_found(format!("no item {item_id}"))),
+        },
+    };
+    let item_id = key.item_id();
+    let offset = page.events_offset.unwrap_or(0);
+    let limit = page.events_limit.unwrap_or(trace::DEFAULT_EVENTS_PER_PAGE).min(trace::MAX_EVENTS_PER_PAGE);
+    let Some(found) = state.store.item_trace_page(&key, EventsPage { offset, limit }).await? else {
         return Err(ApiError::not_found(format!("no item {item_id}")));
     };
     let published = state.store.published_versions(item_id).await?;
     let letters = state.store.item_dead_letters(item_id).await?;
-    let limit = page.events_limit.unwrap_or(trace::DEFAULT_EVENTS_PER_PAGE).min(trace::MAX_EVENTS_PER_PAGE);
-    Ok(trace::view(&found, published, letters, page.events_offset.unwrap_or(0), limit))
+    Ok(trace::view(&key, &found, published, letters, offset, limit))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/items/{sku}/trace", tag = "trace", params(("tenant_id" = String, Path, description = "Tenant id"), ("sku" = String, Path, description = "SKU, normalized like the contract"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -42,8 +62,7 @@ pub(super) async fn trace_by_sku(
     let tenant = tenant(&tenant_id)?;
     // The contract's normalization: `abc-123` finds `ABC-123`.
     let sku = Sku::parse(&sku).map_err(|error| ApiError::bad_request("invalid_sku", format!("sku {error}")))?;
-    let item_id = ItemKey { tenant, sku }.item_id();
-    Ok(Json(trace_of(&state, item_id, &page).await?))
+    Ok(Json(trace_of(&state, TraceTarget::Key(ItemKey { tenant, sku }), &page).await?))
 }
 
 #[utoipa::path(get, path = "/v1/items/{item_id}/trace", tag = "trace", params(("item_id" = String, Path, format = Uuid, description = "Item id"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -60,7 +79,7 @@ pub(super) async fn trace_by_id(
         .parse()
         .map(ItemId)
         .map_err(|_| ApiError::bad_request("invalid_item_id", "the item id is not a UUID"))?;
-    Ok(Json(trace_of(&state, item_id, &page).await?))
+    Ok(Json(trace_of(&state, TraceTarget::Id(item_id), &page).await?))
 }
 
 /// What a lookup by event id or trace id found: each journal row, and the item it touched.

@@ -26,7 +26,7 @@ mod tokens;
 
 pub use dead_letters::{resolve, retry};
 pub use flags::{switch_sync, SupplierView, SwitchResult, SyncSwitch, TenantView};
-pub use status::{sync_state, StatusView};
+pub use status::{status_of, sync_state, StatusView};
 pub use tokens::valid_token_name;
 
 use dead_letters::{list_dead_letters, resolve_dead_letter, retry_dead_letter};

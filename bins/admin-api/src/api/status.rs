@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
+use catalog_core::TenantId;
 use catalog_store::{DeadLetterFilter, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -64,6 +65,12 @@ pub(super) async fn tenant_status(
     caller.require(Role::Viewer)?;
     let Path(tenant_id) = path?;
     let tenant = tenant(&tenant_id)?;
+    Ok(Json(status_of(&state, &tenant).await?))
+}
+
+/// A tenant's status, as the API and the support page show it.
+pub async fn status_of(state: &AppState, tenant: &TenantId) -> Result<StatusView, ApiError> {
+    let tenant = tenant.clone();
     let Some(status) = state.store.sync_status(&tenant).await? else {
         return Err(ApiError::not_found(format!("tenant {tenant} was never seen")));
     };
@@ -79,7 +86,7 @@ pub(super) async fn tenant_status(
         ..DeadLetterFilter::default()
     };
     let open_dead_letters = state.store.dead_letters(&filter).await?.len();
-    Ok(Json(StatusView {
+    Ok(StatusView {
         tenant_id: tenant.to_string(),
         sync_enabled: flags.is_some_and(|flags| flags.sync_enabled),
         last_received_at: status.last_received_at,
@@ -92,5 +99,5 @@ pub(super) async fn tenant_status(
         items_waiting_to_publish: status.outbox_pending,
         open_dead_letters,
         state: sync_state(now, status.last_received_at, status.last_applied_at, &state.settings),
-    }))
+    })
 }

@@ -2,12 +2,14 @@
 //! (a SQLite file, and PostgreSQL through a throwaway database), called with reqwest.
 
 mod access;
+mod browser;
 mod cli;
 mod dead_letters;
 mod flags;
 mod openapi;
 mod page;
 mod trace;
+mod webdriver;
 
 use std::sync::Arc;
 

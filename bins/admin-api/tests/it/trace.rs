@@ -102,3 +102,58 @@ async fn the_trace_explains_every_item_of_a_scenario_on_sqlite() {
 async fn the_trace_explains_every_item_of_a_scenario_on_postgres() {
     the_trace_explains_every_item_of_a_scenario(Server::postgres().await).await;
 }
+
+/// An item no event was applied to yet (its supplier is switched off) answers 200 with
+/// quantity 0, version 0, no offers, and its held and rejected events with their reasons; a
+/// tenant and SKU nothing names is still 404. Pages of the events follow `events_offset`.
+async fn an_item_with_only_held_and_rejected_events_has_a_trace(server: Server) {
+    use catalog_core::StockChange;
+    use catalog_store::contract::{batch, incoming, offer, raw_incoming};
+
+    let viewer = server.token("vera", Role::Viewer).await;
+    let key = offer("canary", "acme", "HELD-1");
+    server.store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let rejected = String::from_utf8(incoming(3, &key, StockChange::Updated { quantity: 3 }, 0, 3).raw)
+        .expect("utf-8")
+        .replace("\"quantity\":3", "\"quantity\":-3");
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1),
+        incoming(2, &key, StockChange::Adjusted { delta: 2 }, 1, 2),
+        raw_incoming(3, rejected.into_bytes(), 3),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+
+    let trace = server.get_json(&viewer, "/v1/tenants/canary/items/held-1/trace").await;
+    assert_eq!((trace["quantity"].as_i64(), trace["version"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(trace["item_id"], key.item_key().item_id().to_string());
+    assert_eq!(trace["offers"], serde_json::json!([]));
+    assert_eq!(trace["events"]["total"], 3);
+    let outcomes: Vec<(&str, &str)> = trace["events"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| (entry["outcome"].as_str().expect("outcome"), entry["reason"].as_str().expect("reason")))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("rejected", "invalid_quantity"), ("held", "supplier_sync_off"), ("held", "supplier_sync_off")]
+    );
+    let second = server.get_json(&viewer, "/v1/tenants/canary/items/held-1/trace?events_offset=1&events_limit=1").await;
+    assert_eq!(second["events"]["entries"].as_array().expect("entries").len(), 1);
+    assert_eq!(second["events"]["entries"][0]["type"], "inventory.updated");
+    assert_eq!((second["events"]["offset"].as_u64(), second["events"]["limit"].as_u64()), (Some(1), Some(1)));
+
+    let missing = server.get(&viewer, "/v1/tenants/canary/items/never-1/trace").await;
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_only_held_and_rejected_events_has_a_trace_on_sqlite() {
+    an_item_with_only_held_and_rejected_events_has_a_trace(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_only_held_and_rejected_events_has_a_trace_on_postgres() {
+    an_item_with_only_held_and_rejected_events_has_a_trace(Server::postgres().await).await;
+}

@@ -1,12 +1,13 @@
 //! Contract cases of `AdminStore`: tokens kept as hashes and revoked, the audit log, journal
 //! lookups by event id and trace id, and operator actions on dead letters.
 
-use catalog_core::{StockChange, TenantId};
+use catalog_core::{encode, ItemKey, Sku, StockChange, SupplierEvent, TenantId};
+use chrono::Duration;
 
 use super::fixtures::*;
 use crate::{
-    AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, PublishOutcome, PublishRecord, Role, StoreConfig,
-    TokenHash,
+    AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, PublishOutcome, PublishRecord, Role,
+    StoreConfig, TokenHash,
 };
 
 pub(super) async fn tokens_are_found_by_hash_until_revoked<G, F>(factory: impl FnOnce(StoreConfig) -> F)
@@ -153,4 +154,115 @@ where
     assert_eq!(store.dead_letters(&closed).await.expect("list")[0].dead_letter_id, letter);
     let published = store.published_versions(a.item_key().item_id()).await.expect("versions");
     assert!(published.is_empty(), "nothing was accepted");
+}
+
+/// Every page the store reads is the slice of the whole trace (`item_trace`, sorted in Rust)
+/// at its offset: ordering keys with drifted clocks, equal times, huge sequences (stored
+/// negative), duplicates, stale and rejected rows, on two suppliers; and the journal rows in
+/// effect are each offer's snapshot and listed adjustments.
+pub(super) async fn a_trace_page_is_a_slice_of_the_whole_trace<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let globex = offer("canary", "globex", "abc-1");
+    let mut rng = Lcg(14);
+    let mut events = Vec::new();
+    for n in 1..=120_u64 {
+        let key = if rng.next(3) == 0 { &globex } else { &acme };
+        let change = if rng.next(3) == 0 {
+            StockChange::Adjusted { delta: rng.next(5) as i64 + 1 }
+        } else {
+            StockChange::Updated { quantity: rng.next(40) as i64 }
+        };
+        // Few distinct times, so the sequence and the event id decide many orders.
+        let updated_second = rng.next(6) as i64;
+        let sequence = match rng.next(4) {
+            0 => None,
+            1 => Some(u64::MAX - rng.next(3)),
+            _ => Some(rng.next(3)),
+        };
+        let event =
+            SupplierEvent::new(event_id(n), key.clone(), change, base() + Duration::seconds(updated_second), sequence)
+                .expect("valid event");
+        let mut raw = encode(&event);
+        if n % 17 == 0 {
+            // A quantity out of range: rejected, naming the tenant and SKU.
+            raw = encode(
+                &SupplierEvent::new(event_id(n), key.clone(), StockChange::Updated { quantity: 1 }, base(), None)
+                    .expect("valid"),
+            )
+            .replace("\"quantity\":1", "\"quantity\":-1");
+        }
+        events.push(raw_incoming(n, raw.into_bytes(), n as i64));
+        if n % 11 == 0 {
+            let mut repeat = events[rng.next(events.len() as u64) as usize].clone();
+            repeat.source.offset = n as i64 + 1_000;
+            events.push(repeat);
+        }
+    }
+    for chunk in events.chunks(40) {
+        store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
+    }
+    let item_key = acme.item_key();
+    let whole = store.item_trace(item_key.item_id()).await.expect("trace").expect("exists");
+    assert!(whole.events.iter().any(|entry| entry.outcome.as_str() == "rejected"), "the scenario rejects some");
+    assert!(whole.events.iter().any(|entry| entry.outcome.as_str() == "stale"), "the scenario has stale events");
+    let n_events = whole.events.len() as u64;
+    for (offset, limit) in [(0, 10), (0, 1_000), (7, 13), (100, 50), (n_events - 1, 10), (n_events, 10)] {
+        let page = store
+            .item_trace_page(&item_key, EventsPage { offset, limit })
+            .await
+            .expect("page")
+            .expect("the item exists");
+        let expected: Vec<_> = whole.events.iter().skip(offset as usize).take(limit as usize).collect();
+        let found: Vec<_> = page.events.iter().collect();
+        assert_eq!(found, expected, "the page at offset {offset}, limit {limit}");
+        assert_eq!(page.n_events, n_events);
+        assert_eq!(page.item.as_ref(), Some(&whole.item));
+        assert_eq!(page.offers, whole.offers);
+        assert_eq!(page.pending_publishes, whole.pending_publishes);
+        assert_eq!(page.publish_attempts, whole.publish_attempts);
+    }
+    let page =
+        store.item_trace_page(&item_key, EventsPage { offset: 0, limit: 1 }).await.expect("page").expect("exists");
+    let mut in_effect: Vec<_> = page.in_effect.iter().filter_map(|entry| entry.event_id).collect();
+    in_effect.sort();
+    assert_eq!(in_effect, crate::event_ids_in_effect(&whole.offers));
+    assert!(!in_effect.is_empty());
+    assert!(page.in_effect.iter().all(|entry| entry.outcome.as_str() == "applied"));
+    let none = ItemKey { tenant: acme.tenant.clone(), sku: Sku::parse("NONE").expect("valid") };
+    assert!(store.item_trace_page(&none, EventsPage { offset: 0, limit: 10 }).await.expect("page").is_none());
+}
+
+/// A tenant and SKU that only held and rejected events name has a trace page with no item,
+/// no offers, and those events with their outcomes and reasons.
+pub(super) async fn a_trace_page_of_only_held_and_rejected_events_has_no_item<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "HELD-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let held = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let rejected = String::from_utf8(incoming(2, &key, StockChange::Updated { quantity: 3 }, 0, 2).raw)
+        .expect("utf-8")
+        .replace("\"quantity\":3", "\"quantity\":-3");
+    let rejected = raw_incoming(2, rejected.into_bytes(), 2);
+    store.apply_batch(&batch(vec![held, rejected])).await.expect("apply");
+    let page = store
+        .item_trace_page(&key.item_key(), EventsPage { offset: 0, limit: 10 })
+        .await
+        .expect("page")
+        .expect("journal rows name the item");
+    assert_eq!(page.item, None);
+    assert!(page.offers.is_empty());
+    assert!(page.in_effect.is_empty());
+    assert_eq!(page.n_events, 2);
+    let events: Vec<_> = page.events.iter().map(|entry| (entry.outcome.as_str(), entry.reason.as_deref())).collect();
+    // A rejection has no ordering key: it sorts before every decided event.
+    assert_eq!(events, [("rejected", Some("invalid_quantity")), ("held", Some("supplier_sync_off"))]);
+    assert!(page.events.iter().all(|entry| entry.sku.as_deref() == Some("HELD-1")), "both name the SKU");
 }

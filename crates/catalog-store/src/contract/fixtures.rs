@@ -65,7 +65,8 @@ pub fn incoming(
     raw_incoming(n, encode(&event).into_bytes(), received_second)
 }
 
-pub(super) fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEvent {
+/// A message as it arrives from its bytes (valid or not), at source offset `offset`.
+pub fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> IncomingEvent {
     IncomingEvent {
         delivery: Delivery { decoded: decode(&raw), received_at: base() + Duration::seconds(received_second) },
         payload_length: raw.len() as u64,

@@ -19,7 +19,8 @@ mod reads;
 mod reconcile;
 
 pub use fixtures::{
-    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, Fresh, SOURCE,
+    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, raw_incoming,
+    Fresh, SOURCE,
 };
 
 use crate::StoreConfig;
@@ -100,6 +101,8 @@ macro_rules! store_contract_cases {
             admin::the_audit_log_pages_newest_first,
             admin::journal_rows_are_found_by_event_id_and_trace_id,
             admin::an_operator_retries_and_resolves_dead_letters,
+            admin::a_trace_page_is_a_slice_of_the_whole_trace,
+            admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
         );
     };
 }

@@ -13,17 +13,21 @@ use catalog_core::{EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
-use crate::api::items::{lookup_view, trace_of, PageQuery};
+use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
 use crate::auth::{caller_of, Caller, Role};
 use crate::error::ApiError;
 use crate::trace::{EventView, TraceView};
 use crate::AppState;
+
+mod lists;
 
 const COOKIE_NAME: &str = "admin_token";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
+        .route("/dead-letters", get(lists::dead_letters_page))
+        .route("/status", get(lists::status_page))
         .route("/session", post(sign_in))
         .route("/signout", post(sign_out))
         .route("/page/sync", post(switch))
@@ -46,11 +50,17 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Calle
     }
 }
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem;color:#111;background:#fff}\
-table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #999;padding:.25rem .5rem;text-align:left;vertical-align:top}\
-th{background:#eee}form.inline{display:inline}fieldset{margin:.5rem 0}label{margin-right:.5rem}\
-button{font:inherit;padding:.2rem .6rem}button:focus,input:focus,a:focus{outline:3px solid #0645ad}\
-.win{background:#e6f4e6}.lose{color:#555}.err{color:#a00;font-weight:bold}code{font-size:.9em}";
+/// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
+/// a thick outline, and every text colour keeps at least 7:1 on its background.
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:84rem;margin:1rem auto;padding:0 1rem;color:#111;background:#fff}\
+a{color:#0645ad}a:visited{color:#4b2a85}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #767676;padding:.25rem .5rem;text-align:left;vertical-align:top}\
+th{background:#eee}form.inline{display:inline}fieldset{margin:.5rem 0}label{margin:0 .4rem 0 .8rem}label:first-of-type{margin-left:0}\
+input,button{font:inherit}input{padding:.15rem .3rem;margin-right:.3rem;border:1px solid #767676}button{padding:.2rem .6rem;cursor:pointer}\
+button:focus,input:focus,a:focus{outline:3px solid #0645ad;outline-offset:1px}\
+code,time{white-space:nowrap}code{font-size:.9em}\
+header{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 2rem}header h1{margin:.5rem 0}header p{margin:0}\
+.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}";
 
 /// Writes ask first: a form with `data-confirm` submits only once confirmed.
 const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
@@ -71,6 +81,9 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
                     header {
                         h1 { a href="/" { "catalog-sync support" } }
                         @if let Some(caller) = caller {
+                            nav aria-label="Sections" {
+                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" }
+                            }
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "
                                 form.inline method="post" action="/signout" { button type="submit" { "Sign out" } }
@@ -84,6 +97,13 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
         }
         .into_string(),
     )
+}
+
+/// A time as support reads it (UTC, to the second, finer only when it is finer), whole in
+/// the `datetime` attribute, never broken over two lines.
+fn when(at: chrono::DateTime<chrono::Utc>) -> Markup {
+    let shown = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).replacen('T', " ", 1);
+    html! { time datetime=(at.to_rfc3339()) { (shown) } }
 }
 
 fn sign_in_form(message: Option<&str>) -> Markup {
@@ -139,7 +159,7 @@ fn event_cells(event: &EventView) -> Markup {
         td { code { (event.event_id.map(|id| id.to_string()).unwrap_or_default()) } }
         td { (event.event_type.unwrap_or("-")) }
         td { (event.quantity.map_or_else(|| event.delta.map_or_else(String::new, |d| format!("{d:+}")), |q| q.to_string())) }
-        td { (event.effective_at.map(|at| at.to_rfc3339()).unwrap_or_default()) @if event.clock_drift_clamped { " (clock clamped)" } }
+        td { @if let Some(at) = event.effective_at { (when(at)) } @if event.clock_drift_clamped { " (clock clamped)" } }
         td { (event.sequence.map(|s| s.to_string()).unwrap_or_default()) }
     }
 }
@@ -148,16 +168,16 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
     html! {
         h2 { "Item " (trace.tenant_id) " / " (trace.sku) }
         p { "Quantity " strong { (trace.quantity) } ", version " (trace.version) ", item id " code { (trace.item_id) } }
-        h3 { "What each channel holds" }
-        table {
+        h3 #channels-heading { "What each channel holds" }
+        table aria-labelledby="channels-heading" {
             thead { tr { th scope="col" { "Channel" } th scope="col" { "Published version" } th scope="col" { "At" } } }
             tbody {
-                @for published in &trace.published { tr { td { (published.channel) } td { (published.version) } td { (published.published_at.to_rfc3339()) } } }
-                @for pending in &trace.pending_publishes { tr { td { (pending.channel) } td { "waiting: version " (pending.version) } td { (pending.enqueued_at.to_rfc3339()) } } }
+                @for published in &trace.published { tr { td { (published.channel) } td { (published.version) } td { (when(published.published_at)) } } }
+                @for pending in &trace.pending_publishes { tr { td { (pending.channel) } td { "waiting: version " (pending.version) } td { (when(pending.enqueued_at)) } } }
             }
         }
-        h3 { "Why this quantity: the winner per offer" }
-        table {
+        h3 #offers-heading { "Why this quantity: the winner per offer" }
+        table #offers aria-labelledby="offers-heading" {
             thead { tr { th scope="col" { "Supplier" } th scope="col" { "Offer quantity" } th scope="col" { "Counted event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } } }
             tbody {
                 @for offer in &trace.offers {
@@ -173,8 +193,8 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                 }
             }
         }
-        h3 { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
-        table {
+        h3 #timeline-heading { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
+        table #timeline aria-labelledby="timeline-heading" {
             thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } th scope="col" { "Supplier" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Redeliveries" } } }
             tbody {
                 @for event in &trace.events.entries {
@@ -188,12 +208,12 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                 }
             }
         }
-        h3 { "What each channel was sent and answered" }
-        table {
+        h3 #publishes-heading { "What each channel was sent and answered" }
+        table aria-labelledby="publishes-heading" {
             thead { tr { th scope="col" { "Channel" } th scope="col" { "Version" } th scope="col" { "Attempt" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "At" } } }
             tbody {
                 @for attempt in &trace.publishes {
-                    tr { td { (attempt.channel) } td { (attempt.version) } td { (attempt.attempt) } td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (attempt.attempted_at.to_rfc3339()) } }
+                    tr { td { (attempt.channel) } td { (attempt.version) } td { (attempt.attempt) } td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (when(attempt.attempted_at)) } }
                 }
             }
         }
@@ -203,20 +223,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             p {
                 "#" (letter.dead_letter_id) " on " (letter.channel.clone().unwrap_or_default()) ": " (letter.reason)
                 ", version " (letter.version) ", " (letter.attempts) " failures, " (letter.heal_rounds) " retries. "
-                @if caller.role >= Role::Operator {
-                    form.inline method="post" action="/page/dead-letters" data-confirm="Retry this dead letter?" {
-                        input type="hidden" name="dead_letter_id" value=(letter.dead_letter_id);
-                        input type="hidden" name="action" value="retry";
-                        button type="submit" { "Retry" }
-                    }
-                    form.inline method="post" action="/page/dead-letters" data-confirm="Resolve this dead letter?" {
-                        input type="hidden" name="dead_letter_id" value=(letter.dead_letter_id);
-                        input type="hidden" name="action" value="resolve";
-                        label for=(format!("note-{}", letter.dead_letter_id)) { "Note" }
-                        input id=(format!("note-{}", letter.dead_letter_id)) name="note" required;
-                        button type="submit" { "Resolve" }
-                    }
-                }
+                @if caller.role >= Role::Operator { (lists::dead_letter_actions(letter.dead_letter_id)) }
             }
         }
     }
@@ -250,7 +257,7 @@ async fn tenants_section(state: &AppState, caller: &Caller) -> Result<Markup, Ap
             tbody {
                 @for flags in &rows {
                     tr {
-                        td { (flags.tenant) }
+                        td { (flags.tenant) " " a href=(format!("/status?tenant={}", flags.tenant)) { "status" } }
                         td { (if flags.sync_enabled { "on" } else { "off" }) " " @if operator { (switch(&flags.tenant, None, flags.sync_enabled)) } }
                         td {
                             @for (supplier, enabled) in &flags.suppliers {
@@ -275,11 +282,11 @@ async fn home(
     let search = search.map(|Query(search)| search).unwrap_or_default();
     let page = PageQuery { events_offset: None, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
     let mut result = html! {};
-    let mut problem: Option<String> = search.message.clone();
-    let item_id = match (&search.tenant, &search.sku, &search.item_id) {
+    let mut problem: Option<String> = None;
+    let target = match (&search.tenant, &search.sku, &search.item_id) {
         (Some(tenant), Some(sku), _) if !tenant.is_empty() && !sku.is_empty() => {
             match (TenantId::parse(tenant), Sku::parse(sku)) {
-                (Ok(tenant), Ok(sku)) => Some(ItemKey { tenant, sku }.item_id()),
+                (Ok(tenant), Ok(sku)) => Some(TraceTarget::Key(ItemKey { tenant, sku })),
                 _ => {
                     problem = Some("That tenant or SKU is not valid.".into());
                     None
@@ -287,7 +294,7 @@ async fn home(
             }
         }
         (_, _, Some(item_id)) if !item_id.is_empty() => match item_id.trim().parse() {
-            Ok(id) => Some(ItemId(id)),
+            Ok(id) => Some(TraceTarget::Id(ItemId(id))),
             Err(_) => {
                 problem = Some("An item id is a UUID.".into());
                 None
@@ -295,8 +302,8 @@ async fn home(
         },
         _ => None,
     };
-    if let Some(item_id) = item_id {
-        match trace_of(&state, item_id, &page).await {
+    if let Some(target) = target {
+        match trace_of(&state, target, &page).await {
             Ok(trace) => result = trace_section(&trace, &caller),
             Err(ApiError::NotFound(message)) => problem = Some(message),
             Err(error) => return Err(error),
@@ -337,6 +344,7 @@ async fn home(
     }
     let tenants = tenants_section(&state, &caller).await?;
     let body = html! {
+        @if let Some(message) = &search.message { p.notice role="status" { (message) } }
         @if let Some(problem) = &problem { p.err role="alert" { (problem) } }
         (search_forms(&search))
         (result)

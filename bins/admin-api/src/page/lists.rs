@@ -1,0 +1,117 @@
+//! The support page's lists: open dead letters (with an operator's retry and resolve, each
+//! behind a confirmation) and every tenant's sync status.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use catalog_store::DeadLetterFilter;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::{layout, sign_in_form, signed_in, when};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// An operator's retry and resolve of a dead letter, each behind a confirmation.
+pub(super) fn dead_letter_actions(dead_letter_id: i64) -> Markup {
+    html! {
+        form.inline method="post" action="/page/dead-letters" data-confirm=(format!("Retry dead letter {dead_letter_id}?")) {
+            input type="hidden" name="dead_letter_id" value=(dead_letter_id);
+            input type="hidden" name="action" value="retry";
+            button type="submit" aria-label=(format!("Retry dead letter {dead_letter_id}")) { "Retry" }
+        }
+        " "
+        form.inline method="post" action="/page/dead-letters" data-confirm=(format!("Resolve dead letter {dead_letter_id}?")) {
+            input type="hidden" name="dead_letter_id" value=(dead_letter_id);
+            input type="hidden" name="action" value="resolve";
+            label for=(format!("note-{dead_letter_id}")) { "Note" }
+            input id=(format!("note-{dead_letter_id}")) name="note" required;
+            button type="submit" aria-label=(format!("Resolve dead letter {dead_letter_id}")) { "Resolve" }
+        }
+    }
+}
+
+pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let filter = DeadLetterFilter { open: Some(true), limit: 200, ..DeadLetterFilter::default() };
+    let letters = state.store.dead_letters(&filter).await?;
+    let body = html! {
+        h2 { "Open dead letters (" (letters.len()) ")" }
+        p { "Publishes a channel refused for good, newest first. Retry requeues the item's current version; resolve closes the letter with your note." }
+        @if letters.is_empty() { p { "None." } } @else {
+            table {
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Item" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
+                tbody {
+                    @for letter in &letters {
+                        tr {
+                            td { (letter.dead_letter_id) }
+                            td { a href=(format!("/?item_id={}", letter.subject)) { code { (letter.subject) } } }
+                            td { (letter.channel.clone().unwrap_or_default()) }
+                            td { (letter.reason) @if let Some(error) = &letter.error { br; small { (error) } } @if letter.quarantined_at.is_some() { br; strong { "quarantined" } } }
+                            td { (letter.version) }
+                            td { (letter.attempts) }
+                            td { (letter.heal_rounds) }
+                            td { (when(letter.last_failed_at)) }
+                            @if caller.role >= Role::Operator { td { (dead_letter_actions(letter.dead_letter_id)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Dead letters", Some(&caller), body).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct StatusQuery {
+    pub(super) tenant: Option<String>,
+}
+
+pub(super) async fn status_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let query = query.map(|Query(query)| query).unwrap_or_default();
+    let mut statuses = Vec::new();
+    for tenant in state.store.tenant_ids().await? {
+        if query.tenant.as_deref().is_none_or(|wanted| wanted.is_empty() || wanted == tenant.as_str()) {
+            statuses.push(crate::api::status_of(&state, &tenant).await?);
+        }
+    }
+    let counts = |counts: &std::collections::BTreeMap<String, u64>| {
+        counts.iter().map(|(outcome, n)| format!("{outcome} {n}")).collect::<Vec<_>>().join(", ")
+    };
+    let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
+    let body = html! {
+        h2 { "Sync status per tenant" }
+        p { "Current: what arrived is applied. Behind: applied lags received. Stale: nothing arrived lately." }
+        table {
+            thead { tr { th scope="col" { "Tenant" } th scope="col" { "State" } th scope="col" { "Sync" } th scope="col" { "Last received" } th scope="col" { "Last applied" } th scope="col" { "Today" } th scope="col" { "Last 7 days" } th scope="col" { "Redeliveries (7 days)" } th scope="col" { "Items" } th scope="col" { "Waiting to publish" } th scope="col" { "Open dead letters" } } }
+            tbody {
+                @for status in &statuses {
+                    tr {
+                        td { (status.tenant_id) }
+                        td { strong { (status.state) } }
+                        td { (if status.sync_enabled { "on" } else { "off" }) }
+                        td { (time(status.last_received_at)) }
+                        td { (time(status.last_applied_at)) }
+                        td { (counts(&status.today)) }
+                        td { (counts(&status.last_7_days)) }
+                        td { (status.redeliveries_last_7_days) }
+                        td { (status.items) }
+                        td { (status.items_waiting_to_publish) }
+                        td { (status.open_dead_letters) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Status", Some(&caller), body).into_response())
+}

@@ -1,0 +1,162 @@
+//! The support page driven in headless Chromium (issue 14, item 9): an operator signs in,
+//! looks an item up by tenant and SKU, reads the winner per offer, switches a held supplier
+//! on through the confirmation and sees its held events applied; a viewer finds no write
+//! control anywhere. With `CATALOG_SCREENSHOTS_DIR` set, each page is saved there as a PNG
+//! (docs/screenshots/ holds the committed ones).
+
+use std::path::PathBuf;
+
+use catalog_core::StockChange;
+use catalog_store::contract::{base, batch, incoming, offer};
+use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role};
+
+use crate::webdriver::{Driver, Session};
+use crate::Server;
+
+/// Seeds the scenario: acme's snapshot of 7 wins over an older 5; globex is switched off,
+/// so its snapshot of 4 and adjustment of +1 are held; another item's publish was refused
+/// for good (an open dead letter) and the first item's was accepted.
+async fn seed(server: &Server) {
+    let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    let other = offer("canary", "acme", "XYZ-9");
+    server.store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
+    // Received now: switching a supplier on applies the held events of the last 30 days.
+    let now_second = (chrono::Utc::now() - base()).num_seconds();
+    let events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 7 }, now_second - 60, now_second),
+        incoming(2, &acme, StockChange::Updated { quantity: 5 }, now_second - 120, now_second),
+        incoming(3, &globex, StockChange::Updated { quantity: 4 }, now_second - 90, now_second),
+        incoming(4, &globex, StockChange::Adjusted { delta: 1 }, now_second - 30, now_second),
+        incoming(5, &other, StockChange::Updated { quantity: 2 }, now_second - 60, now_second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    let lease = std::time::Duration::from_secs(1);
+    for entry in server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim") {
+        let refused = entry.sku.as_str() == "XYZ-9";
+        let record = PublishRecord {
+            item_id: entry.item_id,
+            channel: "storefront".into(),
+            version: entry.version,
+            attempt: 1,
+            outcome: if refused { PublishOutcome::DeadLettered } else { PublishOutcome::Published },
+            status: Some(if refused { 422 } else { 202 }),
+            latency_ms: Some(4),
+            error: refused.then(|| "unprocessable: unknown sku".into()),
+            dead_letter_reason: refused.then(|| "rejected_4xx".into()),
+            body: None,
+        };
+        server.store.record_publish(&record).await.expect("record");
+    }
+}
+
+async fn sign_in(session: &Session, server: &Server, token: &str) {
+    session.goto(&server.url("/")).await;
+    let field = session.find("#token").await;
+    session.type_into(&field, token).await;
+    session.submit(&session.find(r#"form[action="/session"] button[type="submit"]"#).await).await;
+}
+
+async fn look_up(session: &Session, tenant: &str, sku: &str) {
+    session.type_into(&session.find("#tenant").await, tenant).await;
+    session.type_into(&session.find("#sku").await, sku).await;
+    session.submit(&session.find("#tenant ~ button[type=submit]").await).await;
+}
+
+/// The cells of the offers table's winning rows, as text.
+async fn winners(session: &Session) -> Vec<String> {
+    let mut rows = Vec::new();
+    for row in session.find_all("#offers tr.win").await {
+        rows.push(session.text(&row).await);
+    }
+    rows
+}
+
+async fn timeline_outcomes(session: &Session) -> Vec<String> {
+    let mut outcomes = Vec::new();
+    for cell in session.find_all("#timeline tbody tr td:nth-child(7)").await {
+        outcomes.push(session.text(&cell).await);
+    }
+    outcomes
+}
+
+/// Every form that writes (POST), but signing out.
+async fn write_controls(session: &Session) -> usize {
+    session.find_all(r#"form[method="post"]:not([action="/signout"])"#).await.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
+    let screenshots = std::env::var_os("CATALOG_SCREENSHOTS_DIR").map(PathBuf::from);
+    let screenshots = screenshots.as_deref();
+    let driver = Driver::start().await;
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    seed(&server).await;
+    let session = driver.session().await;
+
+    session.goto(&server.url("/")).await;
+    session.screenshot(screenshots, "sign-in").await;
+    sign_in(&session, &server, "cat_not_a_token").await;
+    assert!(session.page_text().await.contains("That token is not valid."));
+    sign_in(&session, &server, &operator).await;
+    assert!(session.page_text().await.contains("Signed in as otto (operator)."));
+
+    // The lookup normalizes the SKU like the contract: abc-1 finds ABC-1.
+    look_up(&session, "canary", "abc-1").await;
+    let text = session.page_text().await;
+    assert!(text.contains("Item canary / ABC-1"), "{text}");
+    assert!(text.contains("Quantity 7, version 1"), "{text}");
+    let winners_before = winners(&session).await;
+    assert_eq!(winners_before.len(), 1, "only acme's offer has a winner: {winners_before:?}");
+    assert!(
+        winners_before[0].starts_with(&format!("acme 7 {} inventory.updated 7", catalog_store::contract::event_id(1))),
+        "acme's snapshot of 7 wins: {winners_before:?}"
+    );
+    assert_eq!(timeline_outcomes(&session).await, ["stale", "held", "applied", "held"]);
+    session.screenshot(screenshots, "item-trace").await;
+
+    // Switching globex on asks first, then applies its two held events: 7 + 4 + 1 = 12.
+    let switch = session.find(r#"button[aria-label="Switch sync on for supplier globex of canary"]"#).await;
+    assert_eq!(session.submit_confirmed(&switch).await, "Switch sync on for supplier globex of canary?");
+    let text = session.page_text().await;
+    assert!(text.contains("Sync switched on: 2 held events applied, 1 items changed."), "{text}");
+    session.screenshot(screenshots, "operator-controls").await;
+    look_up(&session, "canary", "ABC-1").await;
+    let text = session.page_text().await;
+    assert!(text.contains("Quantity 12, version 2"), "{text}");
+    assert_eq!(timeline_outcomes(&session).await, ["stale", "applied", "applied", "applied"]);
+    let winners_after = winners(&session).await;
+    assert!(winners_after.iter().any(|row| row.starts_with("globex 5 ")), "{winners_after:?}");
+    assert!(write_controls(&session).await > 0, "an operator has write controls");
+
+    session.goto(&server.url("/dead-letters")).await;
+    let text = session.page_text().await;
+    assert!(text.contains("Open dead letters (1)") && text.contains("rejected_4xx"), "{text}");
+    assert_eq!(session.find_all(r#"button[aria-label^="Retry dead letter"]"#).await.len(), 1);
+    session.screenshot(screenshots, "dead-letters").await;
+    session.goto(&server.url("/status")).await;
+    let text = session.page_text().await;
+    assert!(text.contains("Sync status per tenant") && text.contains("canary current on"), "{text}");
+    session.screenshot(screenshots, "status").await;
+
+    // A viewer: the same pages, no form that writes anywhere.
+    session.submit(&session.find(r#"form[action="/signout"] button"#).await).await;
+    assert!(session.page_text().await.contains("Sign in"));
+    sign_in(&session, &server, &viewer).await;
+    look_up(&session, "canary", "abc-1").await;
+    let text = session.page_text().await;
+    assert!(text.contains("Signed in as vera (viewer).") && text.contains("Quantity 12"), "{text}");
+    assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on the trace");
+    session.screenshot(screenshots, "viewer-view").await;
+    for path in ["/dead-letters", "/status"] {
+        session.goto(&server.url(path)).await;
+        assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on {path}");
+    }
+    let focusable =
+        session.execute("return document.querySelectorAll('input:not([type=hidden]):not([id])').length").await;
+    assert_eq!(focusable, 0, "every visible input has an id its label points at");
+
+    session.close().await;
+    server.stop().await;
+}
