@@ -57,6 +57,7 @@ fn healthy() -> SignalFacts {
         publish_attempts: 1_000,
         publish_failures: 4,
         items_due_for_trace: 1_000,
+        untraced_items: 0,
         untraced: Vec::new(),
     }
 }
