@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(sign_out))
         .route("/page/sync", post(switch))
         .route("/page/dead-letters", post(dead_letter_action))
+        .route("/signals", get(crate::page_signals::signals_page))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -39,7 +40,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
     )
 }
 
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     match cookie_token(headers) {
         Some(token) => caller_of(state, &token).await,
         None => Ok(None),
@@ -56,7 +57,7 @@ button{font:inherit;padding:.2rem .6rem}button:focus,input:focus,a:focus{outline
 const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
 if(m&&!window.confirm(m)){e.preventDefault();}});";
 
-fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
+pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -70,6 +71,7 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
                 body {
                     header {
                         h1 { a href="/" { "catalog-sync support" } }
+                        nav { a href="/signals" { "Launch signals and gates" } }
                         @if let Some(caller) = caller {
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "
@@ -86,7 +88,7 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
     )
 }
 
-fn sign_in_form(message: Option<&str>) -> Markup {
+pub(crate) fn sign_in_form(message: Option<&str>) -> Markup {
     html! {
         h2 { "Sign in" }
         @if let Some(message) = message { p.err role="alert" { (message) } }

@@ -5,6 +5,7 @@ mod access;
 mod cli;
 mod dead_letters;
 mod flags;
+mod gate;
 mod openapi;
 mod page;
 mod trace;

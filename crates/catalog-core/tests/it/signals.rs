@@ -168,6 +168,19 @@ fn many_untraced_items_are_counted_whole_and_the_first_are_named() {
 }
 
 #[test]
+fn a_store_that_names_only_the_first_untraced_items_still_counts_them_all() {
+    let facts = SignalFacts {
+        untraced_items: 400,
+        untraced: (0..MAX_NAMED_ITEMS).map(|n| untraced(&format!("SKU-{n}"), TraceGap::NotChecked)).collect(),
+        ..healthy()
+    };
+    let signals = judge(None, &facts, &SignalSettings::default(), now());
+    assert_eq!(signals.untraced_count, 400);
+    assert_eq!(signals.untraced.len(), MAX_NAMED_ITEMS);
+    assert_eq!(signals.trace_coverage.detail, "600 of 1000 items");
+}
+
+#[test]
 fn the_json_names_the_four_signals_with_value_target_owner_and_status() {
     let signals =
         judge(Some(TenantId::parse("canary").expect("valid tenant")), &healthy(), &SignalSettings::default(), now());
