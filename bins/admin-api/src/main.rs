@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("Error: {error:?}");
+            tracing::error!(error = format!("{error:#}"), "admin-api failed");
             std::process::ExitCode::from(2)
         }
     }

@@ -22,15 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::PartitionProgress;
 use catalog_core::{EventId, ItemId, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
     TokenHash, TokenInfo, TokenMatch,
-};
-use catalog_store::{
-    AppliedItem, FactsQuery, FactsReport, RolloutChange, RolloutChangeRecord, RolloutState, RolloutStore, SignOff,
-    SignOffRecord, SignalSample, SignalStore, TraceCheck,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -317,7 +312,7 @@ impl ReconcileStore for PostgresStore {
 /// timeout can: a connection whose packets vanish never answers, and without a deadline the
 /// caller would wait for it forever. The server rolls an abandoned transaction back when its
 /// session ends or sits idle in it past `idle_in_transaction_session_timeout`.
-async fn with_deadline<T>(
+pub(crate) async fn with_deadline<T>(
     limit: Duration,
     operation: &'static str,
     future: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -417,87 +412,5 @@ mod tests {
         assert_eq!(no_tls.to_string(), "database error: TLS: error occurred while attempting to establish a TLS connection: server does not support TLS");
         let refused = store_error(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
         assert_eq!(refused.failure_class(), FailureClass::Retryable);
-    }
-}
-
-#[async_trait]
-impl SignalStore for PostgresStore {
-    async fn signal_facts(&self, query: &FactsQuery) -> Result<FactsReport, StoreError> {
-        with_deadline(self.deadline, "signal_facts", signals::facts(&self.pool, &self.config, query)).await
-    }
-
-    async fn report_progress(&self, progress: &[PartitionProgress]) -> Result<(), StoreError> {
-        with_deadline(self.deadline, "report_progress", signals::report_progress(&self.pool, progress)).await
-    }
-
-    async fn forget_progress(&self, source: &str, partition: &str) -> Result<(), StoreError> {
-        with_deadline(self.deadline, "forget_progress", signals::forget_progress(&self.pool, source, partition)).await
-    }
-
-    async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
-        with_deadline(self.deadline, "items_to_trace", signals::items_to_trace(&self.pool, limit)).await
-    }
-
-    async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {
-        with_deadline(self.deadline, "sweep_items", signals::sweep_items(&self.pool, after, limit)).await
-    }
-
-    async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
-        with_deadline(self.deadline, "record_trace_checks", signals::record_trace_checks(&self.pool, checks)).await
-    }
-
-    async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {
-        with_deadline(self.deadline, "record_signal_samples", signals::record_samples(&self.pool, samples)).await
-    }
-
-    async fn signal_samples(
-        &self,
-        tenant: Option<&TenantId>,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<SignalSample>, StoreError> {
-        with_deadline(self.deadline, "signal_samples", signals::samples(&self.pool, tenant, since, limit)).await
-    }
-
-    async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        with_deadline(self.deadline, "prune_signal_samples", signals::prune_samples(&self.pool, before)).await
-    }
-}
-
-#[async_trait]
-impl RolloutStore for PostgresStore {
-    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
-        with_deadline(self.deadline, "rollout", rollout::rollout(&self.pool, tenant)).await
-    }
-
-    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
-        let default_enabled = self.config.default_sync_enabled;
-        with_deadline(self.deadline, "change_rollout", rollout::change(&self.pool, default_enabled, change)).await
-    }
-
-    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
-        with_deadline(self.deadline, "rollout_history", rollout::history(&self.pool, tenant, limit)).await
-    }
-
-    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
-        with_deadline(self.deadline, "record_sign_off", rollout::record_sign_off(&self.pool, sign_off)).await
-    }
-
-    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
-        with_deadline(self.deadline, "sign_offs", rollout::sign_offs(&self.pool, tenant, since)).await
-    }
-
-    async fn applied_items_since(
-        &self,
-        tenant: &TenantId,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AppliedItem>, StoreError> {
-        with_deadline(
-            self.deadline,
-            "applied_items_since",
-            rollout::applied_items_since(&self.pool, tenant, since, limit),
-        )
-        .await
     }
 }

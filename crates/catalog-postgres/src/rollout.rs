@@ -11,6 +11,9 @@ use sqlx::PgPool;
 
 use crate::columns::column;
 use crate::store_error;
+use crate::PostgresStore;
+use async_trait::async_trait;
+use catalog_store::RolloutStore;
 
 fn suppliers_json(rollout: &Rollout) -> String {
     let names: Vec<String> = rollout_suppliers(rollout).iter().map(ToString::to_string).collect();
@@ -253,4 +256,42 @@ pub(crate) async fn applied_items_since(
         }
     }
     Ok(items)
+}
+
+#[async_trait]
+impl RolloutStore for PostgresStore {
+    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+        crate::with_deadline(self.deadline, "rollout", rollout(&self.pool, tenant)).await
+    }
+
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+        let default_enabled = self.config.default_sync_enabled;
+        crate::with_deadline(self.deadline, "change_rollout", self::change(&self.pool, default_enabled, change)).await
+    }
+
+    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+        crate::with_deadline(self.deadline, "rollout_history", history(&self.pool, tenant, limit)).await
+    }
+
+    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
+        crate::with_deadline(self.deadline, "record_sign_off", record_sign_off(&self.pool, sign_off)).await
+    }
+
+    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
+        crate::with_deadline(self.deadline, "sign_offs", sign_offs(&self.pool, tenant, since)).await
+    }
+
+    async fn applied_items_since(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AppliedItem>, StoreError> {
+        crate::with_deadline(
+            self.deadline,
+            "applied_items_since",
+            applied_items_since(&self.pool, tenant, since, limit),
+        )
+        .await
+    }
 }

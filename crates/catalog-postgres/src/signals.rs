@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 use crate::columns::column;
 use crate::store_error;
+use crate::PostgresStore;
+use async_trait::async_trait;
+use catalog_store::SignalStore;
 
 /// The tenant id overall samples are kept under: not a valid tenant id, so never a tenant's.
 const OVERALL: &str = "*";
@@ -330,4 +333,48 @@ pub(crate) async fn prune_samples(pool: &PgPool, before: DateTime<Utc>) -> Resul
         .await
         .map_err(store_error)?;
     Ok(done.rows_affected())
+}
+
+#[async_trait]
+impl SignalStore for PostgresStore {
+    async fn signal_facts(&self, query: &FactsQuery) -> Result<FactsReport, StoreError> {
+        crate::with_deadline(self.deadline, "signal_facts", facts(&self.pool, &self.config, query)).await
+    }
+
+    async fn report_progress(&self, progress: &[PartitionProgress]) -> Result<(), StoreError> {
+        crate::with_deadline(self.deadline, "report_progress", report_progress(&self.pool, progress)).await
+    }
+
+    async fn forget_progress(&self, source: &str, partition: &str) -> Result<(), StoreError> {
+        crate::with_deadline(self.deadline, "forget_progress", forget_progress(&self.pool, source, partition)).await
+    }
+
+    async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
+        crate::with_deadline(self.deadline, "items_to_trace", items_to_trace(&self.pool, limit)).await
+    }
+
+    async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {
+        crate::with_deadline(self.deadline, "sweep_items", sweep_items(&self.pool, after, limit)).await
+    }
+
+    async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
+        crate::with_deadline(self.deadline, "record_trace_checks", record_trace_checks(&self.pool, checks)).await
+    }
+
+    async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {
+        crate::with_deadline(self.deadline, "record_signal_samples", record_samples(&self.pool, samples)).await
+    }
+
+    async fn signal_samples(
+        &self,
+        tenant: Option<&TenantId>,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SignalSample>, StoreError> {
+        crate::with_deadline(self.deadline, "signal_samples", samples(&self.pool, tenant, since, limit)).await
+    }
+
+    async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        crate::with_deadline(self.deadline, "prune_signal_samples", prune_samples(&self.pool, before)).await
+    }
 }

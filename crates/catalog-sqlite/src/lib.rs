@@ -32,15 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::PartitionProgress;
 use catalog_core::{EventId, ItemId, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, NewToken, OutcomeCounts, PublishedVersion,
     TokenHash, TokenInfo, TokenMatch,
-};
-use catalog_store::{
-    AppliedItem, FactsQuery, FactsReport, RolloutChange, RolloutChangeRecord, RolloutState, RolloutStore, SignOff,
-    SignOffRecord, SignalSample, SignalStore, TraceCheck,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -391,81 +386,5 @@ mod tests {
         assert!(names_an_in_memory_database("sqlite://?mode=memory"));
         assert!(!names_an_in_memory_database("sqlite://catalog.db"));
         assert!(!names_an_in_memory_database("sqlite:///var/lib/catalog/memory.db?mode=rwc"));
-    }
-}
-
-#[async_trait]
-impl SignalStore for SqliteStore {
-    async fn signal_facts(&self, query: &FactsQuery) -> Result<FactsReport, StoreError> {
-        signals::facts(&self.pool, &self.config, query).await
-    }
-
-    async fn report_progress(&self, progress: &[PartitionProgress]) -> Result<(), StoreError> {
-        signals::report_progress(&self.writer, progress).await
-    }
-
-    async fn forget_progress(&self, source: &str, partition: &str) -> Result<(), StoreError> {
-        signals::forget_progress(&self.writer, source, partition).await
-    }
-
-    async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
-        signals::items_to_trace(&self.pool, limit).await
-    }
-
-    async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {
-        signals::sweep_items(&self.pool, after, limit).await
-    }
-
-    async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
-        signals::record_trace_checks(&self.writer, checks).await
-    }
-
-    async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {
-        signals::record_samples(&self.writer, samples).await
-    }
-
-    async fn signal_samples(
-        &self,
-        tenant: Option<&TenantId>,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<SignalSample>, StoreError> {
-        signals::samples(&self.pool, tenant, since, limit).await
-    }
-
-    async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        signals::prune_samples(&self.writer, before).await
-    }
-}
-
-#[async_trait]
-impl RolloutStore for SqliteStore {
-    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
-        rollout::rollout(&self.pool, tenant).await
-    }
-
-    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
-        rollout::change(&self.writer, self.config.default_sync_enabled, change).await
-    }
-
-    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
-        rollout::history(&self.pool, tenant, limit).await
-    }
-
-    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
-        rollout::record_sign_off(&self.writer, sign_off).await
-    }
-
-    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
-        rollout::sign_offs(&self.pool, tenant, since).await
-    }
-
-    async fn applied_items_since(
-        &self,
-        tenant: &TenantId,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AppliedItem>, StoreError> {
-        rollout::applied_items_since(&self.pool, tenant, since, limit).await
     }
 }

@@ -13,6 +13,9 @@ use sqlx::SqlitePool;
 use crate::columns::{column, micros, time_column, uuid_column};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
+use crate::SqliteStore;
+use async_trait::async_trait;
+use catalog_store::RolloutStore;
 
 fn suppliers_json(rollout: &Rollout) -> String {
     let names: Vec<String> = rollout_suppliers(rollout).iter().map(ToString::to_string).collect();
@@ -245,4 +248,36 @@ pub(crate) async fn applied_items_since(
         }
     }
     Ok(items)
+}
+
+#[async_trait]
+impl RolloutStore for SqliteStore {
+    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+        rollout(&self.pool, tenant).await
+    }
+
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+        self::change(&self.writer, self.config.default_sync_enabled, change).await
+    }
+
+    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+        history(&self.pool, tenant, limit).await
+    }
+
+    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
+        record_sign_off(&self.writer, sign_off).await
+    }
+
+    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
+        sign_offs(&self.pool, tenant, since).await
+    }
+
+    async fn applied_items_since(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AppliedItem>, StoreError> {
+        applied_items_since(&self.pool, tenant, since, limit).await
+    }
 }

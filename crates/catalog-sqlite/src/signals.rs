@@ -16,6 +16,9 @@ use sqlx::SqlitePool;
 use crate::columns::{column, micros, optional_time_column, optional_uuid_column, time_column, uuid_column};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
+use crate::SqliteStore;
+use async_trait::async_trait;
+use catalog_store::SignalStore;
 
 /// The tenant id overall samples are kept under: not a valid tenant id, so never a tenant's.
 const OVERALL: &str = "*";
@@ -346,4 +349,48 @@ pub(crate) async fn prune_samples(writer: &Writer, before: DateTime<Utc>) -> Res
             Ok(deleted as u64)
         })
         .await
+}
+
+#[async_trait]
+impl SignalStore for SqliteStore {
+    async fn signal_facts(&self, query: &FactsQuery) -> Result<FactsReport, StoreError> {
+        facts(&self.pool, &self.config, query).await
+    }
+
+    async fn report_progress(&self, progress: &[PartitionProgress]) -> Result<(), StoreError> {
+        report_progress(&self.writer, progress).await
+    }
+
+    async fn forget_progress(&self, source: &str, partition: &str) -> Result<(), StoreError> {
+        forget_progress(&self.writer, source, partition).await
+    }
+
+    async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
+        items_to_trace(&self.pool, limit).await
+    }
+
+    async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {
+        sweep_items(&self.pool, after, limit).await
+    }
+
+    async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
+        record_trace_checks(&self.writer, checks).await
+    }
+
+    async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {
+        record_samples(&self.writer, samples).await
+    }
+
+    async fn signal_samples(
+        &self,
+        tenant: Option<&TenantId>,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<SignalSample>, StoreError> {
+        samples(&self.pool, tenant, since, limit).await
+    }
+
+    async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        prune_samples(&self.writer, before).await
+    }
 }
