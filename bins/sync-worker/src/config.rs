@@ -192,7 +192,7 @@ pub struct WorkerSignalArgs {
     /// `on`: judge the launch signals every interval (samples, gauges), trace items against
     /// the journal, and report source progress; `off` for workers that only apply.
     #[arg(long = "signals", env = "CATALOG_SIGNALS", value_enum, default_value_t = Switch::On)]
-    pub mode: Switch,
+    pub signals_mode: Switch,
 
     /// Seconds between two judgements of every tenant's signals (each kept as a sample).
     #[arg(long, env = "CATALOG_SIGNALS_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]

@@ -99,7 +99,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         }
     }
 
-    if args.signals.mode == Switch::On {
+    if args.signals.signals_mode == Switch::On {
         let sampler = signals::Sampler::new(store.clone(), args.signals.sampler_settings(), metrics.clone());
         services.spawn(sampler.run(stop_services.clone()).map(Ok));
         let tracer = signals::Tracer::new(store.clone(), args.signals.tracer_settings(), metrics.clone());
