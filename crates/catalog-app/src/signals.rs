@@ -222,11 +222,16 @@ pub async fn report_progress(
             _ = shutdown.cancelled() => true,
         };
         let report = applier.take_progress(Utc::now());
-        let mut result = store.report_progress(&report.partitions).await;
+        // Forgotten first: a partition revoked and assigned back since the last report is
+        // among both, and its report must stand.
+        let mut result = Ok(());
         for (source, partition) in &report.done {
             if result.is_ok() {
                 result = store.forget_progress(source, partition).await;
             }
+        }
+        if result.is_ok() {
+            result = store.report_progress(&report.partitions).await;
         }
         if let Err(error) = result {
             tracing::warn!(%error, "reporting source progress failed; trying again next interval");

@@ -75,7 +75,8 @@ pub trait BatchSink: Send + Sync + 'static {
     /// broker) at `at`. Sources call it for the first message of each pending batch: the
     /// oldest the partition holds unapplied until the batch with it is durable.
     fn message_waiting(&self, source: &str, partition: i32, at: DateTime<Utc>);
-    /// The source read a partition to its end and stops (a file): nothing is waiting on it,
-    /// and its progress is forgotten, so its silence from now on is no lag.
+    /// The source read a partition to its end and stops (a file), or no longer owns it (a
+    /// revoked Kafka partition, whose new owner reports it): its progress is forgotten, so
+    /// this worker's silence on it from now on is no lag.
     fn partition_done(&self, source: &str, partition: i32);
 }

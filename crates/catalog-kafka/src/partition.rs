@@ -134,6 +134,9 @@ impl PartitionWorker {
                 }
                 Some(PartitionInput::Revoked) => {
                     tracing::info!(partition = self.partition, n_dropped = pending.len(), "partition revoked");
+                    // Its new owner reports its progress from now on; this member's last
+                    // report must not stand in for it.
+                    self.sink.partition_done(&self.source, self.partition);
                     return Ok(());
                 }
                 None => {
