@@ -1,6 +1,6 @@
 //! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
 
-use catalog_cli::{LogFormat, StoreArgs};
+use catalog_cli::{GateArgs, LogFormat, SignalArgs, StoreArgs};
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Role;
@@ -18,6 +18,12 @@ pub struct AdminArgs {
 
     #[command(flatten)]
     pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub signals: SignalArgs,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     /// Log format on standard error.
     #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
@@ -50,7 +56,7 @@ pub struct ServeArgs {
     pub max_retries: u32,
 }
 
-/// Subcommands: token management. Each opens the same store as the server.
+/// Subcommands: token management and the gate check. Each opens the same store as the server.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API and the support page (the default).
@@ -58,6 +64,26 @@ pub enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// The launch gate, for release pipelines.
+    #[command(subcommand)]
+    Gate(GateCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GateCommand {
+    /// Whether a step of a tenant's rollout is allowed now: exit code 0 when it is, 1 when
+    /// the gate refuses it (every reason printed), 2 on an error.
+    Check {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// `canary`, `widen`, `open` or `rollback`.
+        #[arg(long)]
+        step: String,
+        /// The supplier of a `canary` or `widen` step.
+        #[arg(long)]
+        supplier: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -7,8 +7,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod metrics;
 pub mod page;
+pub mod page_signals;
 pub mod trace;
 
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use catalog_store::{CatalogStore, ChannelRoute, NewToken};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AdminArgs, Command, TokensCommand};
+use crate::config::{AdminArgs, Command, GateCommand, TokensCommand};
 use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
 
@@ -59,11 +61,24 @@ pub struct AppState {
     pub store: Arc<dyn CatalogStore>,
     pub metrics: HttpMetrics,
     pub settings: Arc<Settings>,
+    /// The launch signals' and the gate's settings (`gate::LaunchSettings`).
+    pub launch: Arc<gate::LaunchSettings>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn CatalogStore>, settings: Settings) -> Self {
-        Self { store, metrics: HttpMetrics::new(), settings: Arc::new(settings) }
+        Self {
+            store,
+            metrics: HttpMetrics::new(),
+            settings: Arc::new(settings),
+            launch: Arc::new(gate::LaunchSettings::default()),
+        }
+    }
+
+    /// The same state judging and gating with `launch`.
+    pub fn with_launch(mut self, launch: gate::LaunchSettings) -> Self {
+        self.launch = Arc::new(launch);
+        self
     }
 }
 
@@ -108,8 +123,9 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
-/// The binary: opens the store the options name, then serves or runs a token subcommand.
-pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<()> {
+/// The binary: opens the store the options name, then serves or runs a subcommand. The exit
+/// code is 0, or 1 when `gate check` finds the step refused; an error is the caller's 2.
+pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::process::ExitCode> {
     // The admin service requeues on the storefront, like `replay`.
     let store = catalog_cli::open_store(&args.store, vec![ChannelRoute::all(STOREFRONT_CHANNEL)]).await?;
     match args.command {
@@ -124,12 +140,53 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<()> {
                 .await
                 .with_context(|| format!("binding --listen {}", args.serve.listen))?;
             tracing::info!(address = %listener.local_addr()?, "admin api serving");
-            run(listener, AppState::new(store, settings), shutdown).await.context("serving")?;
+            let launch = gate::LaunchSettings { signals: args.signals.settings(), gate: args.gate.settings() };
+            let state = AppState::new(store, settings).with_launch(launch);
+            run(listener, state, shutdown).await.context("serving")?;
             tracing::info!("admin api stopped");
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Tokens(command)) => tokens(&*store, command).await,
+        Some(Command::Tokens(command)) => tokens(&*store, command).await.map(|()| std::process::ExitCode::SUCCESS),
+        Some(Command::Gate(GateCommand::Check { tenant, step, supplier })) => {
+            gate_check(&*store, &args.gate.settings(), &tenant, &step, supplier.as_deref()).await
+        }
     }
+}
+
+/// `gate check`: prints whether the step is allowed now (and every reason if not); exit code
+/// 0 when allowed, 1 when refused.
+async fn gate_check(
+    store: &dyn CatalogStore,
+    settings: &catalog_core::GateSettings,
+    tenant: &str,
+    step: &str,
+    supplier: Option<&str>,
+) -> Result<std::process::ExitCode> {
+    use std::io::Write;
+    let tenant = catalog_core::TenantId::parse(tenant).map_err(|error| anyhow::anyhow!("--tenant {error}"))?;
+    let supplier = supplier
+        .map(catalog_core::SupplierId::parse)
+        .transpose()
+        .map_err(|error| anyhow::anyhow!("--supplier {error}"))?;
+    let step = gate::parse_step(step, supplier).map_err(anyhow::Error::msg)?;
+    let context =
+        gate::GateContext::read(store, settings, &tenant, chrono::Utc::now()).await.context("reading the gate")?;
+    let mut stdout = std::io::stdout().lock();
+    let code = match context.decide(&step, settings) {
+        Ok(next) => {
+            writeln!(stdout, "allowed: {} {tenant}: {} -> {next}", step.as_str(), context.state.rollout)?;
+            std::process::ExitCode::SUCCESS
+        }
+        Err(refusals) => {
+            writeln!(stdout, "refused: {} {tenant} at {}", step.as_str(), context.state.rollout)?;
+            for refusal in refusals {
+                writeln!(stdout, "  - {refusal}")?;
+            }
+            std::process::ExitCode::from(1)
+        }
+    };
+    stdout.flush().context("writing to standard output")?;
+    Ok(code)
 }
 
 /// `tokens add|list|revoke`: `add` prints the token alone on standard output.

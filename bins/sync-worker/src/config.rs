@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use catalog_app::channels::{PublishSettings, StorefrontSettings};
 use catalog_app::publishing::HealSettings;
+use catalog_app::signals::{SamplerSettings, TracerSettings};
 use catalog_app::ReconcileSettings;
-use catalog_cli::{LogFormat, StoreArgs, Switch};
+use catalog_cli::{LogFormat, SignalArgs, StoreArgs, Switch};
 use catalog_kafka::{ClientOption, StartWithoutCheckpoint};
 use catalog_publish::Secret;
 use clap::{Args, Parser};
@@ -51,6 +52,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub publish: PublishArgs,
+
+    #[command(flatten)]
+    pub signals: WorkerSignalArgs,
 
     /// Log format on standard error.
     #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -179,6 +183,65 @@ impl PublishArgs {
             interval: Duration::from_secs(self.dead_letter_heal_interval_secs),
             max_heals: self.dead_letter_max_heals,
         }
+    }
+}
+
+/// The launch signals inside the worker: the sampler, the tracer and the progress reports.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSignalArgs {
+    /// `on`: judge the launch signals every interval (samples, gauges), trace items against
+    /// the journal, and report source progress; `off` for workers that only apply.
+    #[arg(long = "signals", env = "CATALOG_SIGNALS", value_enum, default_value_t = Switch::On)]
+    pub signals_mode: Switch,
+
+    /// Seconds between two judgements of every tenant's signals (each kept as a sample).
+    #[arg(long, env = "CATALOG_SIGNALS_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub signals_interval_secs: u64,
+
+    /// Days signal samples are kept.
+    #[arg(long, env = "CATALOG_SIGNALS_KEEP_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub signals_keep_days: u32,
+
+    /// Seconds between two reports of each source partition's progress (queue lag); keep it
+    /// well under `--stall-after-secs`.
+    #[arg(long, env = "CATALOG_PROGRESS_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub progress_interval_secs: u64,
+
+    /// Seconds between two rounds of the tracer.
+    #[arg(long, env = "CATALOG_TRACE_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub trace_interval_secs: u64,
+
+    /// Items changed since their last check that one tracer round re-derives at most.
+    #[arg(long, env = "CATALOG_TRACE_CHANGED_PER_ROUND", default_value_t = 500)]
+    pub trace_changed_per_round: usize,
+
+    /// Items of the rolling sweep of the whole catalog one tracer round re-derives.
+    #[arg(long, env = "CATALOG_TRACE_SWEEP_PER_ROUND", default_value_t = 200)]
+    pub trace_sweep_per_round: usize,
+
+    #[command(flatten)]
+    pub targets: SignalArgs,
+}
+
+impl WorkerSignalArgs {
+    pub fn sampler_settings(&self) -> SamplerSettings {
+        SamplerSettings {
+            interval: Duration::from_secs(self.signals_interval_secs),
+            signals: self.targets.settings(),
+            keep: Duration::from_secs(u64::from(self.signals_keep_days) * 86_400),
+        }
+    }
+
+    pub fn tracer_settings(&self) -> TracerSettings {
+        TracerSettings {
+            interval: Duration::from_secs(self.trace_interval_secs),
+            changed_per_round: self.trace_changed_per_round,
+            sweep_per_round: self.trace_sweep_per_round,
+        }
+    }
+
+    pub fn progress_interval(&self) -> Duration {
+        Duration::from_secs(self.progress_interval_secs)
     }
 }
 

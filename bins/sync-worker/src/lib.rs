@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use catalog_app::{channels, publishing, reconcile, Applier, BatchSink, Metrics, Totals};
+use catalog_app::{channels, publishing, reconcile, signals, Applier, BatchSink, Metrics, Totals};
 use catalog_cli::{open_store, Switch};
 use catalog_file::FileSource;
 use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig};
@@ -97,6 +97,20 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             );
             services.spawn(heal.map(Ok));
         }
+    }
+
+    if args.signals.signals_mode == Switch::On {
+        let sampler = signals::Sampler::new(store.clone(), args.signals.sampler_settings(), metrics.clone());
+        services.spawn(sampler.run(stop_services.clone()).map(Ok));
+        let tracer = signals::Tracer::new(store.clone(), args.signals.tracer_settings(), metrics.clone());
+        services.spawn(tracer.run(stop_services.clone()).map(Ok));
+        let progress = signals::report_progress(
+            applier.clone(),
+            store.clone(),
+            args.signals.progress_interval(),
+            stop_services.clone(),
+        );
+        services.spawn(progress.map(Ok));
     }
 
     let sink: Arc<dyn BatchSink> = applier.clone();

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome};
+use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome, PartitionProgress};
 use catalog_publish::WorkSignal;
 use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef, StoreError};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -48,6 +48,24 @@ pub struct Applier {
     /// Signalled after each batch that queued publishes.
     publish_work: WorkSignal,
     totals: Mutex<Totals>,
+    /// What each source partition read by this worker has waiting, for the progress reports.
+    progress: Mutex<Progress>,
+}
+
+/// The partitions a worker reads and the oldest message each holds unapplied, and the ones
+/// read to their end, to be forgotten by the next report.
+#[derive(Debug, Default)]
+struct Progress {
+    partitions: BTreeMap<(String, i32), Option<DateTime<Utc>>>,
+    done: Vec<(String, i32)>,
+}
+
+/// What a worker reports of its partitions' progress (`SignalStore::report_progress`), and
+/// the partitions it read to their end (`forget_progress`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgressReport {
+    pub partitions: Vec<PartitionProgress>,
+    pub done: Vec<(String, String)>,
 }
 
 impl Applier {
@@ -59,7 +77,33 @@ impl Applier {
             shutdown,
             publish_work: WorkSignal::new(),
             totals: Mutex::default(),
+            progress: Mutex::default(),
         }
+    }
+
+    /// Every partition this worker reads, as of `now`, and the ones read to their end since
+    /// the last report (taken: each is reported done once).
+    pub fn take_progress(&self, now: DateTime<Utc>) -> ProgressReport {
+        let mut progress = self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let partitions = progress
+            .partitions
+            .iter()
+            .map(|((source, partition), oldest)| PartitionProgress {
+                source: source.clone(),
+                partition: partition.to_string(),
+                reported_at: now,
+                oldest_unapplied_at: *oldest,
+            })
+            .collect();
+        let done = std::mem::take(&mut progress.done)
+            .into_iter()
+            .map(|(source, partition)| (source, partition.to_string()))
+            .collect();
+        ProgressReport { partitions, done }
+    }
+
+    fn with_progress(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -205,6 +249,11 @@ impl BatchSink for Applier {
         let input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
         let result = self.with_retries("apply_batch", || self.store.apply_batch(&input)).await?;
         batch.events = input.events;
+        // Sources hand over everything they held with the batch: the partition has nothing
+        // waiting until its next message.
+        self.with_progress(|progress| {
+            progress.partitions.insert((batch.source.to_string(), batch.partition), None);
+        });
         self.record(&batch, &result, started.elapsed());
         if !result.changed_items.is_empty() {
             self.publish_work.notify();
@@ -235,6 +284,26 @@ impl BatchSink for Applier {
             reason = invalid.as_str(),
             "invalid traceparent header dropped; the event is applied without it"
         );
+    }
+
+    fn partition_started(&self, source: &str, partition: i32) {
+        self.with_progress(|progress| {
+            progress.partitions.entry((source.to_owned(), partition)).or_insert(None);
+        });
+    }
+
+    fn message_waiting(&self, source: &str, partition: i32, at: DateTime<Utc>) {
+        self.with_progress(|progress| {
+            let oldest = progress.partitions.entry((source.to_owned(), partition)).or_insert(None);
+            *oldest = Some(oldest.map_or(at, |oldest| oldest.min(at)));
+        });
+    }
+
+    fn partition_done(&self, source: &str, partition: i32) {
+        self.with_progress(|progress| {
+            progress.partitions.remove(&(source.to_owned(), partition));
+            progress.done.push((source.to_owned(), partition));
+        });
     }
 
     fn source_error(&self, error: &SourceError) {

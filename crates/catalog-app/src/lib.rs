@@ -2,8 +2,9 @@
 //! implements (`source`) and how sources cut batches (`batching`), the applier that makes
 //! batches durable (`apply`), replay as a library function (`replay`), the channels items
 //! are published on (`channels`) and the publishers that drain them (`publishing`),
-//! reconciliation that reads channels back and corrects drift (`reconcile`), and the
-//! Prometheus metrics (`metrics`).
+//! reconciliation that reads channels back and corrects drift (`reconcile`), the launch
+//! signals' sampler, tracer and progress reports (`signals`), and the Prometheus metrics
+//! (`metrics`).
 //!
 //! No clap and no adapter crate here: sources (`catalog-kafka`, `catalog-file`) implement
 //! the port, stores (`catalog-postgres`, `catalog-sqlite`) implement `catalog-store`'s, and
@@ -16,9 +17,10 @@ pub mod metrics;
 pub mod publishing;
 pub mod reconcile;
 pub mod replay;
+pub mod signals;
 pub mod source;
 
-pub use apply::{Applier, RetryPolicy, Totals};
+pub use apply::{Applier, ProgressReport, RetryPolicy, Totals};
 pub use batching::{BatchLimits, PendingBatch};
 pub use metrics::Metrics;
 pub use reconcile::{ReconcileSettings, Reconciler, SweepReport};

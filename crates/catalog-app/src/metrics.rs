@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Debug, Clone)]
@@ -71,6 +71,14 @@ pub struct Metrics {
     pub reconcile_sweep_seconds: HistogramVec,
     /// Read-back requests that failed, by channel and kind (`throttled`, `transient`, …).
     pub reconcile_read_errors: IntCounterVec,
+    /// Each launch signal's value per tenant (`all`: overall), as last judged: a ratio for
+    /// `stale_items`, `publish_errors` and `trace_coverage`, seconds for `queue_lag`.
+    pub signal_value: GaugeVec,
+    /// 1 while a launch signal is green, 0 while red, per tenant (`all`: overall).
+    pub signal_green: IntGaugeVec,
+    /// Items the tracer re-derived from the journal, by result (`traced`, or the gap:
+    /// `quantity_differs`, `winner_not_journaled`).
+    pub trace_checks: IntCounterVec,
 }
 
 impl Metrics {
@@ -204,6 +212,25 @@ impl Metrics {
             "Read-back requests that failed, by kind.",
             &["channel", "kind"],
         );
+        let signal_value = GaugeVec::new(
+            Opts::new(
+                "catalog_signal_value",
+                "Each launch signal's value per tenant (all: overall): a ratio, or seconds for queue_lag.",
+            ),
+            &["tenant", "signal"],
+        )
+        .expect("static metric definition is valid");
+        register(Box::new(signal_value.clone()));
+        let signal_green = gauge(
+            "catalog_signal_green",
+            "1 while a launch signal is green, 0 while red, per tenant (all: overall).",
+            &["tenant", "signal"],
+        );
+        let trace_checks = counter(
+            "catalog_trace_checks_total",
+            "Items re-derived from the journal by the tracer, by result (traced or the gap).",
+            &["result"],
+        );
         let family_names = family_names.into_inner();
         Self {
             registry,
@@ -235,6 +262,9 @@ impl Metrics {
             reconcile_sweeps,
             reconcile_sweep_seconds,
             reconcile_read_errors,
+            signal_value,
+            signal_green,
+            trace_checks,
         }
     }
 

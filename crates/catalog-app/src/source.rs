@@ -68,4 +68,15 @@ pub trait BatchSink: Send + Sync + 'static {
     /// The message at `at` carried an invalid `traceparent`: it is applied without one.
     /// Counted and logged.
     fn invalid_traceparent(&self, at: &SourceRef, invalid: InvalidTraceParent);
+    /// The source started reading a partition: its progress is reported from now on
+    /// (queue lag), and its silence counts once the worker stops reporting.
+    fn partition_started(&self, source: &str, partition: i32);
+    /// A message of a partition is waiting to be applied, received (or stamped by the
+    /// broker) at `at`. Sources call it for the first message of each pending batch: the
+    /// oldest the partition holds unapplied until the batch with it is durable.
+    fn message_waiting(&self, source: &str, partition: i32, at: DateTime<Utc>);
+    /// The source read a partition to its end and stops (a file), or no longer owns it (a
+    /// revoked Kafka partition, whose new owner reports it): its progress is forgotten, so
+    /// this worker's silence on it from now on is no lag.
+    fn partition_done(&self, source: &str, partition: i32);
 }

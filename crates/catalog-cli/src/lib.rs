@@ -1,11 +1,13 @@
 //! What every catalog-sync binary shares: the store options and opening the store they name
-//! (`store`), logging set up once (`telemetry`), and stopping cleanly on a signal
+//! (`store`), the launch signals' and the gate's settings (`signals`), logging set up once (`telemetry`), and stopping cleanly on a signal
 //! (`shutdown`). Options are clap types here and in the binaries only; the crates under them
 //! take plain values.
 
 pub mod shutdown;
+pub mod signals;
 pub mod store;
 pub mod telemetry;
 
+pub use signals::{GateArgs, SignalArgs};
 pub use store::{open_store, OpenError, StoreArgs, Switch};
 pub use telemetry::LogFormat;

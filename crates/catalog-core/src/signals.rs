@@ -255,8 +255,11 @@ pub struct SignalFacts {
     pub publish_failures: u64,
     /// Items whose trace is due: checked, or changed more than the trace grace ago.
     pub items_due_for_trace: u64,
-    /// Every item due for a trace that did not re-derive, whole (only the first
-    /// [`MAX_NAMED_ITEMS`] are named in the judgement).
+    /// How many items due for a trace did not re-derive (or were not checked in time), whole.
+    pub untraced_items: u64,
+    /// Items due for a trace that did not re-derive: a store names at most
+    /// [`MAX_NAMED_ITEMS`] and counts the rest in `untraced_items`; the judgement names the
+    /// first [`MAX_NAMED_ITEMS`].
     pub untraced: Vec<UntracedItem>,
 }
 
@@ -359,7 +362,7 @@ pub fn judge(tenant: Option<TenantId>, facts: &SignalFacts, settings: &SignalSet
         share(facts.publish_failures, facts.publish_attempts, 0.0),
         format!("{} of {} attempts", facts.publish_failures, facts.publish_attempts),
     );
-    let untraced_count = facts.untraced.len() as u64;
+    let untraced_count = facts.untraced_items.max(facts.untraced.len() as u64);
     let traced = facts.items_due_for_trace.saturating_sub(untraced_count);
     let trace_coverage = signal(
         SignalName::TraceCoverage,

@@ -144,6 +144,7 @@ impl FileSource {
         let limits = BatchLimits::share(self.batch_size, self.max_bytes_in_flight, 1);
         let mut pending: PendingBatch<Line> = PendingBatch::new(limits);
         let mut deadline: Option<tokio::time::Instant> = None;
+        sink.partition_started(source, 0);
         loop {
             let read = tokio::select! {
                 read = lines.next_line() => read.map_err(FileSourceError::Read)?,
@@ -164,6 +165,7 @@ impl FileSource {
             }
             if pending.is_empty() {
                 deadline = Some(tokio::time::Instant::now() + self.batch_max_wait);
+                sink.message_waiting(source, 0, Utc::now());
             }
             let n_bytes = line.bytes.len();
             if pending.push(line, n_bytes) {
@@ -171,7 +173,12 @@ impl FileSource {
                 deadline = None;
             }
         }
-        self.flush(&mut pending, cursor.as_ref(), source, sink).await
+        self.flush(&mut pending, cursor.as_ref(), source, sink).await?;
+        if !shutdown.is_cancelled() {
+            // Read to its end and applied: nothing waits on this source any more.
+            sink.partition_done(source, 0);
+        }
+        Ok(())
     }
 
     async fn flush(

@@ -64,6 +64,7 @@ impl PartitionWorker {
         // have been lost in a crash): skip it rather than journal it again. Until a fetch is
         // seen to start at or before it, the start is checked (`rewind`).
         let (mut next_offset, mut rewind) = self.start(matches!(input, Feed::Queue(_))).await?;
+        self.sink.partition_started(&self.source, self.partition);
         let mut pending: PendingBatch<OwnedDelivery> = PendingBatch::new(self.limits());
         // One timer per batch, armed by its first message: not one per message received.
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
@@ -120,6 +121,8 @@ impl PartitionWorker {
                         continue;
                     }
                     if pending.is_empty() {
+                        let at = delivery.broker_timestamp.unwrap_or(delivery.received_at);
+                        self.sink.message_waiting(&self.source, self.partition, at);
                         pending.set_limits(self.limits());
                         deadline = Some(Box::pin(tokio::time::sleep(self.batch_max_wait)));
                     }
@@ -131,6 +134,9 @@ impl PartitionWorker {
                 }
                 Some(PartitionInput::Revoked) => {
                     tracing::info!(partition = self.partition, n_dropped = pending.len(), "partition revoked");
+                    // Its new owner reports its progress from now on; this member's last
+                    // report must not stand in for it.
+                    self.sink.partition_done(&self.source, self.partition);
                     return Ok(());
                 }
                 None => {

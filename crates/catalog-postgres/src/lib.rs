@@ -15,6 +15,8 @@ mod offer_cache;
 mod outbox;
 mod reads;
 mod reconcile;
+mod rollout;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,7 +312,7 @@ impl ReconcileStore for PostgresStore {
 /// timeout can: a connection whose packets vanish never answers, and without a deadline the
 /// caller would wait for it forever. The server rolls an abandoned transaction back when its
 /// session ends or sits idle in it past `idle_in_transaction_session_timeout`.
-async fn with_deadline<T>(
+pub(crate) async fn with_deadline<T>(
     limit: Duration,
     operation: &'static str,
     future: impl std::future::Future<Output = Result<T, StoreError>>,

@@ -39,8 +39,11 @@ fn insert_supplier_if_missing(
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
+            // A supplier first seen takes its tenant's flag for new suppliers where the gate
+            // set one (canary and widening hold the suppliers not listed), else the default.
             "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
+             SELECT ?1, ?2, coalesce((SELECT new_suppliers_enabled FROM tenants WHERE tenant_id = ?1), ?3), ?4, ?4 \
+             WHERE true ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
         )
         .and_then(|mut insert| insert.execute(params![tenant.as_str(), supplier.as_str(), sync_enabled, now]))
         .map_err(write_error)?;

@@ -21,6 +21,8 @@ mod migration_tests;
 mod publish;
 mod read;
 mod reconcile;
+mod rollout;
+mod signals;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,9 @@ mod error;
 mod model;
 mod port;
 mod reconcile;
+mod rollout;
 pub mod rows;
+mod signals;
 
 pub use admin::{
     event_ids_in_effect, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken,
@@ -29,10 +31,20 @@ pub use model::{
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftRecord, ReconcileStore};
+pub use rollout::{
+    rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, RolloutStore,
+    SignOff, SignOffRecord,
+};
+pub use signals::{
+    assemble_facts, count, offer_traces, FactsQuery, FactsReport, SampledValue, SignalSample, SignalStore, StoredGap,
+    TenantCounts, TraceCheck, UntracedRow,
+};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.
 pub mod prelude {
     pub use crate::port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
     pub use crate::reconcile::ReconcileStore;
+    pub use crate::rollout::RolloutStore;
+    pub use crate::signals::SignalStore;
 }

@@ -20,7 +20,9 @@ const MAX_PAGE: usize = 500;
 
 mod dead_letters;
 mod flags;
+pub mod gate;
 pub mod items;
+pub mod signals;
 mod status;
 mod tokens;
 
@@ -51,6 +53,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", get(list_tokens).post(add_token))
         .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
+        .route("/v1/signals", get(signals::all_signals))
+        .route("/v1/tenants/{tenant_id}/signals", get(signals::tenant_signals))
+        .route("/v1/tenants/{tenant_id}/gate", get(gate::read_gate))
+        .route("/v1/tenants/{tenant_id}/gate/sign-offs", post(gate::sign_off))
+        .route("/v1/tenants/{tenant_id}/gate/canary", post(gate::canary))
+        .route("/v1/tenants/{tenant_id}/gate/widen", post(gate::widen))
+        .route("/v1/tenants/{tenant_id}/gate/open", post(gate::open))
+        .route("/v1/tenants/{tenant_id}/gate/rollback", post(gate::rollback))
         .route_layer(axum::middleware::from_fn_with_state(state, auth::authenticate))
 }
 
@@ -91,6 +101,8 @@ async fn audit(
         items::trace_by_sku, items::trace_by_id, items::event_lookup, items::trace_id_lookup,
         dead_letters::list_dead_letters, dead_letters::retry_dead_letter, dead_letters::resolve_dead_letter,
         tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,
+        signals::all_signals, signals::tenant_signals,
+        gate::read_gate, gate::sign_off, gate::canary, gate::widen, gate::open, gate::rollback,
     ),
     modifiers(&BearerScheme)
 )]

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(sign_out))
         .route("/page/sync", post(switch))
         .route("/page/dead-letters", post(dead_letter_action))
+        .route("/signals", get(crate::page_signals::signals_page))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -43,7 +44,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
     )
 }
 
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     match cookie_token(headers) {
         Some(token) => caller_of(state, &token).await,
         None => Ok(None),
@@ -66,7 +67,7 @@ header{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 2rem}header h1{mar
 const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
 if(m&&!window.confirm(m)){e.preventDefault();}});";
 
-fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
+pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -82,7 +83,7 @@ fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html<String> {
                         h1 { a href="/" { "catalog-sync support" } }
                         @if let Some(caller) = caller {
                             nav aria-label="Sections" {
-                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" }
+                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" } " · " a href="/signals" { "Launch signals and gates" }
                             }
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "
@@ -106,7 +107,7 @@ fn when(at: chrono::DateTime<chrono::Utc>) -> Markup {
     html! { time datetime=(at.to_rfc3339()) { (shown) } }
 }
 
-fn sign_in_form(message: Option<&str>) -> Markup {
+pub(crate) fn sign_in_form(message: Option<&str>) -> Markup {
     html! {
         h2 { "Sign in" }
         @if let Some(message) = message { p.err role="alert" { (message) } }

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod dead_letters;
 mod flags;
+mod gate;
 mod openapi;
 mod page;
 mod trace;

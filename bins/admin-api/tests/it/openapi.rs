@@ -4,7 +4,7 @@
 use crate::Server;
 
 /// Every `/v1` route of the router, as (method, path template).
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 23] = [
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant_id}/status"),
     ("put", "/v1/tenants/{tenant_id}/sync"),
@@ -20,6 +20,14 @@ const ROUTES: [(&str, &str); 15] = [
     ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
     ("delete", "/v1/tokens/{name}"),
+    ("get", "/v1/signals"),
+    ("get", "/v1/tenants/{tenant_id}/signals"),
+    ("get", "/v1/tenants/{tenant_id}/gate"),
+    ("post", "/v1/tenants/{tenant_id}/gate/sign-offs"),
+    ("post", "/v1/tenants/{tenant_id}/gate/canary"),
+    ("post", "/v1/tenants/{tenant_id}/gate/widen"),
+    ("post", "/v1/tenants/{tenant_id}/gate/open"),
+    ("post", "/v1/tenants/{tenant_id}/gate/rollback"),
 ];
 
 fn references(value: &serde_json::Value, found: &mut Vec<String>) {

@@ -9,4 +9,5 @@ mod kafka;
 mod processes;
 mod readiness;
 mod reconcile;
+mod signals;
 mod stream;

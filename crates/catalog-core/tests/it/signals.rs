@@ -57,6 +57,7 @@ fn healthy() -> SignalFacts {
         publish_attempts: 1_000,
         publish_failures: 4,
         items_due_for_trace: 1_000,
+        untraced_items: 0,
         untraced: Vec::new(),
     }
 }
@@ -164,6 +165,19 @@ fn many_untraced_items_are_counted_whole_and_the_first_are_named() {
     assert_eq!(signals.untraced_count, (MAX_NAMED_ITEMS + 20) as u64);
     assert_eq!(signals.untraced.len(), MAX_NAMED_ITEMS);
     assert_eq!(signals.trace_coverage.detail, "930 of 1000 items");
+}
+
+#[test]
+fn a_store_that_names_only_the_first_untraced_items_still_counts_them_all() {
+    let facts = SignalFacts {
+        untraced_items: 400,
+        untraced: (0..MAX_NAMED_ITEMS).map(|n| untraced(&format!("SKU-{n}"), TraceGap::NotChecked)).collect(),
+        ..healthy()
+    };
+    let signals = judge(None, &facts, &SignalSettings::default(), now());
+    assert_eq!(signals.untraced_count, 400);
+    assert_eq!(signals.untraced.len(), MAX_NAMED_ITEMS);
+    assert_eq!(signals.trace_coverage.detail, "600 of 1000 items");
 }
 
 #[test]

@@ -69,6 +69,12 @@ impl BatchSink for RecordingSink {
     }
 
     fn invalid_traceparent(&self, _at: &catalog_store::SourceRef, _invalid: catalog_core::InvalidTraceParent) {}
+
+    fn partition_started(&self, _source: &str, _partition: i32) {}
+
+    fn message_waiting(&self, _source: &str, _partition: i32, _at: chrono::DateTime<chrono::Utc>) {}
+
+    fn partition_done(&self, _source: &str, _partition: i32) {}
 }
 
 fn config(brokers: &str, group: &str) -> KafkaSourceConfig {

@@ -38,8 +38,11 @@ pub(super) async fn flags(
     let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
     let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
     sqlx::query(
+        // A supplier first seen takes its tenant's flag for new suppliers where the gate set
+        // one (canary and widening hold the suppliers not listed), else the default.
         r#"INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled)
-           SELECT t, s, $3 FROM unnest($1::text[], $2::text[]) AS u(t, s) ORDER BY t COLLATE "C", s COLLATE "C"
+           SELECT t, s, coalesce((SELECT new_suppliers_enabled FROM tenants WHERE tenant_id = t), $3)
+           FROM unnest($1::text[], $2::text[]) AS u(t, s) ORDER BY t COLLATE "C", s COLLATE "C"
            ON CONFLICT DO NOTHING"#,
     )
     .bind(&supplier_tenants)

@@ -17,6 +17,7 @@ mod flags;
 mod outbox;
 mod reads;
 mod reconcile;
+mod signals;
 
 pub use fixtures::{
     base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, raw_incoming,
@@ -103,6 +104,11 @@ macro_rules! store_contract_cases {
             admin::an_operator_retries_and_resolves_dead_letters,
             admin::a_trace_page_is_a_slice_of_the_whole_trace,
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
+            signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
+            signals::the_tracer_gets_changed_items_first_and_sweeps_by_id,
+            signals::signal_samples_are_kept_per_tenant_and_overall,
+            signals::a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed,
+            signals::sign_offs_and_applied_items_are_found_since_a_time,
         );
     };
 }

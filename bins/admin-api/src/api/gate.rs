@@ -1,0 +1,367 @@
+//! The launch gate of a tenant: where its rollout stands, whether each step is allowed now
+//! and why not, the sample of applied items support traces and signs off, and the steps
+//! (canary, widen, open, rollback). A refused step answers 409 `gate_refused` with every
+//! failing condition; every write is audited.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use catalog_core::{GateStep, ItemId, Refusal, Rollout, SupplierId, TenantId};
+use catalog_store::{Role, RolloutChangeRecord, SignOff, SignOffRecord};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{audit, supplier, tenant, HELD_LOOKBACK_DAYS};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::gate::{take_step, GateContext, StepError};
+use crate::AppState;
+
+/// One step and whether it is allowed now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    /// `canary`, `widen`, `open` or `rollback`.
+    pub step: &'static str,
+    /// The supplier a canary or widen step was judged for.
+    pub supplier: Option<String>,
+    pub allowed: bool,
+    /// Every reason it is refused (`not_from_here`, `already_applied`, `red_signals`,
+    /// `not_green_long_enough`, `too_few_sign_offs`).
+    #[schema(value_type = Vec<Object>)]
+    pub refusals: Vec<Refusal>,
+}
+
+/// An item picked for support to trace and sign off.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SampleView {
+    pub item_id: String,
+    pub sku: String,
+    pub first_applied_at: DateTime<Utc>,
+    /// Signed off since the rollout last changed.
+    pub signed_off: bool,
+    /// Where its trace is read.
+    pub trace: String,
+}
+
+/// A tenant's gate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GateView {
+    pub tenant_id: String,
+    /// `{"stage": "closed" | "canary" | "widening" | "open", "supplier" | "suppliers": …}`.
+    #[schema(value_type = Object)]
+    pub rollout: Rollout,
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Whether all four signals were green at the newest sample, and since when without a gap.
+    pub green_now: bool,
+    pub green_since: Option<DateTime<Utc>>,
+    pub green_hours_needed: i64,
+    pub sign_offs_needed: usize,
+    pub signed_off_traces: usize,
+    pub steps: Vec<StepView>,
+    pub samples: Vec<SampleView>,
+    pub sign_offs: Vec<SignOffRecord>,
+    /// The newest changes first.
+    pub history: Vec<RolloutChangeRecord>,
+}
+
+/// The steps judged for the view: canary and widen for the first of the tenant's suppliers
+/// the rollout does not apply yet.
+fn judged_steps(context: &GateContext, state: &AppState, candidate: Option<SupplierId>) -> Vec<StepView> {
+    let mut steps: Vec<GateStep> = Vec::new();
+    if let Some(supplier) = candidate {
+        steps.push(GateStep::Canary { supplier: supplier.clone() });
+        steps.push(GateStep::Widen { supplier });
+    }
+    steps.extend([GateStep::Open, GateStep::Rollback]);
+    steps
+        .into_iter()
+        .map(|step| {
+            let decided = context.decide(&step, &state.launch.gate);
+            let supplier = match &step {
+                GateStep::Canary { supplier } | GateStep::Widen { supplier } => Some(supplier.to_string()),
+                GateStep::Open | GateStep::Rollback => None,
+            };
+            StepView {
+                step: step.as_str(),
+                supplier,
+                allowed: decided.is_ok(),
+                refusals: decided.err().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The gate of `tenant` now, for the API and the support page.
+pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, ApiError> {
+    let settings = &state.launch.gate;
+    let context = GateContext::read(&*state.store, settings, tenant, Utc::now()).await?;
+    let flags = state.store.tenant_flags(tenant).await?;
+    let candidate = flags
+        .iter()
+        .flat_map(|flags| flags.suppliers.keys())
+        .find(|supplier| !context.state.rollout.applies(supplier))
+        .cloned();
+    let facts = context.facts();
+    let green_since = catalog_core::green_since(&facts.samples, context.now, settings.max_sample_gap);
+    let samples = context
+        .picked
+        .iter()
+        .map(|item| SampleView {
+            item_id: item.item_id.to_string(),
+            sku: item.sku.to_string(),
+            first_applied_at: item.first_applied_at,
+            signed_off: context.sign_offs.iter().any(|sign_off| sign_off.item_id == item.item_id),
+            trace: format!("/v1/items/{}/trace", item.item_id),
+        })
+        .collect();
+    Ok(GateView {
+        tenant_id: tenant.to_string(),
+        rollout: context.state.rollout.clone(),
+        changed_at: context.state.changed_at,
+        green_now: facts.samples.last().is_some_and(|sample| sample.red.is_empty()),
+        green_since,
+        green_hours_needed: settings.green_for.num_hours(),
+        sign_offs_needed: settings.sign_offs,
+        signed_off_traces: facts.signed_off_traces,
+        steps: judged_steps(&context, state, candidate),
+        samples,
+        sign_offs: context.sign_offs.clone(),
+        history: state.store.rollout_history(tenant, 50).await?,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant_id}/gate", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "The tenant's gate: stage, steps allowed now and why not, the sample, sign-offs, history", body = GateView), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn read_gate(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<GateView>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let Path(tenant_id) = path?;
+    Ok(Json(gate_view(&state, &tenant(&tenant_id)?).await?))
+}
+
+/// A sign-off of one sampled item's trace.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SignOffRequest {
+    pub item_id: String,
+    /// What support checked.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/sign-offs", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SignOffRequest, responses((status = 200, description = "Signed off; the gate as it is now", body = GateView), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "The item is not in the gate's sample (`not_sampled`)", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn sign_off(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SignOffRequest>, JsonRejection>,
+) -> Result<Json<GateView>, ApiError> {
+    caller.require(Role::Operator)?;
+    let Path(tenant_id) = path?;
+    let tenant = tenant(&tenant_id)?;
+    let Json(request) = body?;
+    let item_id = request
+        .item_id
+        .parse()
+        .map(ItemId)
+        .map_err(|_| ApiError::bad_request("invalid_item_id", "item_id must be a uuid"))?;
+    if request.note.len() > 1_000 {
+        return Err(ApiError::bad_request("invalid_note", "note must be at most 1,000 bytes"));
+    }
+    sign_off_item(&state, &caller, &tenant, item_id, &request.note).await?;
+    Ok(Json(gate_view(&state, &tenant).await?))
+}
+
+/// Signs off a sampled item's trace at its current version, audited. Shared with the page.
+pub async fn sign_off_item(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    item_id: ItemId,
+    note: &str,
+) -> Result<(), ApiError> {
+    caller.require(Role::Operator)?;
+    let context = GateContext::read(&*state.store, &state.launch.gate, tenant, Utc::now()).await?;
+    let Some(picked) = context.picked.iter().find(|item| item.item_id == item_id) else {
+        return Err(ApiError::Conflict {
+            code: "not_sampled",
+            message: "the item is not in the gate's sample; sign off one of the sampled items".to_owned(),
+        });
+    };
+    let item = state.store.item(item_id).await?.ok_or_else(|| ApiError::not_found(format!("no item {item_id}")))?;
+    let record = SignOff {
+        tenant: tenant.clone(),
+        item_id,
+        sku: picked.sku.clone(),
+        version: item.version,
+        signed_by: caller.name.clone(),
+        signed_at: Utc::now(),
+        note: note.to_owned(),
+    };
+    let sign_off_id = state.store.record_sign_off(&record).await?;
+    let after = serde_json::json!({ "sign_off_id": sign_off_id, "item_id": item_id.to_string(), "version": item.version, "note": note });
+    audit(state, caller, "gate_sign_off", format!("tenant/{tenant}/item/{item_id}"), serde_json::Value::Null, after)
+        .await
+}
+
+/// A canary or widen step's supplier.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SupplierStep {
+    pub supplier: String,
+}
+
+/// What a step did: the rollout before and after, and the held events applied when it opened
+/// more of the tenant.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepResult {
+    #[schema(value_type = Object)]
+    pub before: Rollout,
+    #[schema(value_type = Object)]
+    pub after: Rollout,
+    pub events_replayed: usize,
+    pub events_by_outcome: BTreeMap<&'static str, u64>,
+}
+
+/// The 409 of a refused step: every failing condition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RefusedBody {
+    /// `gate_refused`.
+    pub code: &'static str,
+    pub message: String,
+    #[schema(value_type = Vec<Object>)]
+    pub refusals: Vec<Refusal>,
+}
+
+/// A step's failure: refused by the gate, or an API error.
+#[derive(Debug)]
+pub enum GateError {
+    Refused(Vec<Refusal>),
+    Api(ApiError),
+}
+
+impl From<ApiError> for GateError {
+    fn from(error: ApiError) -> Self {
+        GateError::Api(error)
+    }
+}
+
+impl IntoResponse for GateError {
+    fn into_response(self) -> Response {
+        match self {
+            GateError::Refused(refusals) => {
+                let message = refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                (StatusCode::CONFLICT, Json(RefusedBody { code: "gate_refused", message, refusals })).into_response()
+            }
+            GateError::Api(error) => error.into_response(),
+        }
+    }
+}
+
+/// Takes `step` for `tenant` if the gate allows it now, audited; a step that applies more of
+/// the tenant applies its held events (as switching a flag on does). Shared with the page.
+pub async fn step(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    step: GateStep,
+) -> Result<StepResult, GateError> {
+    caller.require(Role::Operator)?;
+    let taken = match take_step(&*state.store, &state.launch.gate, tenant, &step, &caller.name).await {
+        Ok(taken) => taken,
+        Err(StepError::Refused(refusals)) => return Err(GateError::Refused(refusals)),
+        Err(StepError::Moved) => {
+            return Err(GateError::Api(ApiError::Conflict {
+                code: "conflict",
+                message: "the rollout changed meanwhile; read the gate and try again".to_owned(),
+            }))
+        }
+        Err(StepError::Store(error)) => return Err(GateError::Api(error.into())),
+    };
+    let (before, after) = (serde_json::to_value(&taken.before), serde_json::to_value(&taken.after));
+    let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
+    audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after).await?;
+    let held_supplier = match &step {
+        GateStep::Canary { supplier } | GateStep::Widen { supplier } => Some(Some(supplier.clone())),
+        GateStep::Open => Some(None),
+        GateStep::Rollback => None,
+    };
+    let summary = match held_supplier {
+        Some(supplier) => {
+            let request = catalog_app::replay::HeldRequest {
+                tenant: tenant.clone(),
+                supplier,
+                since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
+            };
+            catalog_app::replay::replay_held(&*state.store, &request)
+                .await
+                .map_err(|error| ApiError::Internal(anyhow::Error::new(error)))?
+        }
+        None => Default::default(),
+    };
+    Ok(StepResult {
+        before: taken.before,
+        after: taken.after,
+        events_replayed: summary.n_replayed,
+        events_by_outcome: summary.outcomes,
+    })
+}
+
+async fn run_step(
+    state: AppState,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    make: impl FnOnce() -> Result<GateStep, ApiError>,
+) -> Result<Json<StepResult>, GateError> {
+    let Path(tenant_id) = path.map_err(ApiError::from)?;
+    let tenant = tenant(&tenant_id)?;
+    let gate_step = make()?;
+    Ok(Json(step(&state, &caller, &tenant, gate_step).await?))
+}
+
+fn supplier_body(body: Result<Json<SupplierStep>, JsonRejection>) -> Result<SupplierId, ApiError> {
+    let Json(request) = body?;
+    supplier(&request.supplier)
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/canary", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The tenant applies this supplier's events only; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout moved (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn canary(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SupplierStep>, JsonRejection>,
+) -> Result<Json<StepResult>, GateError> {
+    run_step(state, caller, path, || Ok(GateStep::Canary { supplier: supplier_body(body)? })).await
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/widen", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The supplier's events apply too; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout moved (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn widen(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SupplierStep>, JsonRejection>,
+) -> Result<Json<StepResult>, GateError> {
+    run_step(state, caller, path, || Ok(GateStep::Widen { supplier: supplier_body(body)? })).await
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/open", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Every supplier's events apply; held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn open(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<StepResult>, GateError> {
+    run_step(state, caller, path, || Ok(GateStep::Open)).await
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused (`gate_refused`: already closed) or the rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<StepResult>, GateError> {
+    run_step(state, caller, path, || Ok(GateStep::Rollback)).await
+}

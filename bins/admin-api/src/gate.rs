@@ -1,0 +1,135 @@
+//! The launch gate over the store: what it decides from (the tenant's rollout, its signal
+//! samples, the picked sample of applied items and support's sign-offs), which steps are
+//! allowed now and why not, and taking an allowed step. Shared by the API, the support page
+//! and the `gate check` command.
+
+use catalog_core::{
+    decide_step, GateFacts, GateSettings, GateStep, Refusal, Rollout, SignalSettings, SupplierId, TenantId,
+};
+use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError};
+use chrono::{DateTime, Utc};
+
+/// How many samples the gate reads at most: a day of samples at a 30 s interval.
+pub const MAX_SAMPLES: usize = 3_000;
+
+/// The signals' and the gate's settings, as the worker judges with them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LaunchSettings {
+    pub signals: SignalSettings,
+    pub gate: GateSettings,
+}
+
+/// Everything the gate decides a tenant's next step from, read at `now`.
+#[derive(Debug, Clone)]
+pub struct GateContext {
+    pub tenant: TenantId,
+    pub now: DateTime<Utc>,
+    pub state: RolloutState,
+    /// The samples since `now - green_for - max_sample_gap`, oldest first.
+    pub samples: Vec<catalog_store::SignalSample>,
+    /// The items whose traces support signs off: the first applied since the rollout last
+    /// changed (stable while the stage holds).
+    pub picked: Vec<AppliedItem>,
+    /// Sign-offs since the rollout last changed.
+    pub sign_offs: Vec<SignOffRecord>,
+}
+
+impl GateContext {
+    /// Reads the context of `tenant` at `now`.
+    pub async fn read(
+        store: &dyn CatalogStore,
+        settings: &GateSettings,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let state = store.rollout(tenant).await?;
+        let since_change = state.changed_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let samples =
+            store.signal_samples(Some(tenant), now - settings.green_for - settings.max_sample_gap, MAX_SAMPLES).await?;
+        let picked = store.applied_items_since(tenant, since_change, settings.sign_offs).await?;
+        let sign_offs = store.sign_offs(tenant, since_change).await?;
+        Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs })
+    }
+
+    /// Distinct picked items signed off since the rollout last changed.
+    pub fn signed_off_traces(&self) -> usize {
+        let mut signed: Vec<_> = self
+            .sign_offs
+            .iter()
+            .filter(|sign_off| self.picked.iter().any(|item| item.item_id == sign_off.item_id))
+            .map(|sign_off| sign_off.item_id)
+            .collect();
+        signed.sort_by_key(|id| id.0);
+        signed.dedup();
+        signed.len()
+    }
+
+    pub fn facts(&self) -> GateFacts {
+        GateFacts {
+            samples: self.samples.iter().map(catalog_store::SignalSample::gate_sample).collect(),
+            signed_off_traces: self.signed_off_traces(),
+        }
+    }
+
+    /// The rollout `step` leads to now, or every reason it is refused.
+    pub fn decide(&self, step: &GateStep, settings: &GateSettings) -> Result<Rollout, Vec<Refusal>> {
+        decide_step(&self.state.rollout, step, &self.facts(), settings, self.now)
+    }
+}
+
+/// Why a step was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused(Vec<Refusal>),
+    /// The rollout changed between reading it and writing the step.
+    #[error("the rollout changed meanwhile")]
+    Moved,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A step taken: the rollout before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTaken {
+    pub before: Rollout,
+    pub after: Rollout,
+}
+
+/// Decides `step` for `tenant` now and, when allowed, writes it (the rollout and its flags in
+/// one transaction). Held events are not replayed here: the caller does that.
+pub async fn take_step(
+    store: &dyn CatalogStore,
+    settings: &GateSettings,
+    tenant: &TenantId,
+    step: &GateStep,
+    actor: &str,
+) -> Result<StepTaken, StepError> {
+    let now = Utc::now();
+    let context = GateContext::read(store, settings, tenant, now).await?;
+    let after = context.decide(step, settings).map_err(StepError::Refused)?;
+    let change = RolloutChange {
+        tenant: tenant.clone(),
+        from: context.state.rollout.clone(),
+        to: after.clone(),
+        step: step.as_str().to_owned(),
+        actor: actor.to_owned(),
+        at: now,
+    };
+    if !store.change_rollout(&change).await? {
+        return Err(StepError::Moved);
+    }
+    Ok(StepTaken { before: context.state.rollout, after })
+}
+
+/// The step a name and an optional supplier stand for.
+pub fn parse_step(name: &str, supplier: Option<SupplierId>) -> Result<GateStep, String> {
+    match (name, supplier) {
+        ("canary", Some(supplier)) => Ok(GateStep::Canary { supplier }),
+        ("widen", Some(supplier)) => Ok(GateStep::Widen { supplier }),
+        ("canary" | "widen", None) => Err(format!("step {name} needs a supplier")),
+        ("open", _) => Ok(GateStep::Open),
+        ("rollback", _) => Ok(GateStep::Rollback),
+        _ => Err(format!("unknown step {name:?}: canary, widen, open or rollback")),
+    }
+}

@@ -1,0 +1,231 @@
+//! The signals section of the support page at `/signals`: each signal's value now against
+//! its target, green or red, with its history drawn as a server-rendered SVG line chart (no
+//! script), per tenant and overall, and the tenant's gate: stage, steps, the sample to sign.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use catalog_core::{SignalName, Signals, Status, TenantId};
+use catalog_store::SignalSample;
+use chrono::{DateTime, Duration, Utc};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use crate::api::gate::{gate_view, GateView};
+use crate::api::signals::{judge_now, tenant_signals_view};
+use crate::error::ApiError;
+use crate::gate::MAX_SAMPLES;
+use crate::page::{layout, sign_in_form, signed_in};
+use crate::AppState;
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 120.0;
+const MARGIN: f64 = 4.0;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SignalsQuery {
+    pub tenant: Option<String>,
+    /// Hours of history drawn; 24 by default.
+    pub hours: Option<i64>,
+}
+
+/// The value of `name` in a sample.
+fn sampled(sample: &SignalSample, name: SignalName) -> (f64, bool) {
+    let value = match name {
+        SignalName::StaleItems => sample.stale_items,
+        SignalName::QueueLag => sample.queue_lag,
+        SignalName::PublishErrors => sample.publish_errors,
+        SignalName::TraceCoverage => sample.trace_coverage,
+    };
+    (value.value, value.green)
+}
+
+/// A line chart of one signal's history from `since` to `now`, with its target dashed.
+pub fn chart(
+    name: SignalName,
+    history: &[SignalSample],
+    target: f64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Markup {
+    let values: Vec<(DateTime<Utc>, f64, bool)> = history
+        .iter()
+        .map(|sample| {
+            let (value, green) = sampled(sample, name);
+            (sample.at, value, green)
+        })
+        .collect();
+    let top = values.iter().map(|(_, value, _)| *value).fold(target * 1.5, f64::max).max(f64::EPSILON);
+    let span = (now - since).num_milliseconds().max(1) as f64;
+    let x = |at: DateTime<Utc>| MARGIN + (WIDTH - 2.0 * MARGIN) * ((at - since).num_milliseconds() as f64 / span);
+    let y = |value: f64| HEIGHT - MARGIN - (HEIGHT - 2.0 * MARGIN) * (value / top).clamp(0.0, 1.0);
+    let points: Vec<String> = values.iter().map(|(at, value, _)| format!("{:.1},{:.1}", x(*at), y(*value))).collect();
+    let target_y = format!("{:.1}", y(target));
+    let label = format!(
+        "{} over the last {} hours: {} samples, {} red; target {}",
+        name.as_str(),
+        (now - since).num_hours(),
+        values.len(),
+        values.iter().filter(|(_, _, green)| !green).count(),
+        target
+    );
+    html! {
+        svg width=(WIDTH) height=(HEIGHT) viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) {
+            title { (label) }
+            rect x="0" y="0" width=(WIDTH) height=(HEIGHT) fill="#fafafa" stroke="#999" {}
+            line x1=(MARGIN) x2=(WIDTH - MARGIN) y1=(target_y) y2=(target_y) stroke="#a00" stroke-dasharray="6 4" {}
+            @if !points.is_empty() {
+                polyline points=(points.join(" ")) fill="none" stroke="#0645ad" stroke-width="2" {}
+            }
+            @for (at, value, _) in values.iter().filter(|(_, _, green)| !green) {
+                circle cx=(format!("{:.1}", x(*at))) cy=(format!("{:.1}", y(*value))) r="3" fill="#a00" {
+                    title { (format!("{} red at {}: {value}", name.as_str(), at.to_rfc3339())) }
+                }
+            }
+        }
+    }
+}
+
+fn status_cell(status: Status) -> Markup {
+    html! { td class=(if status == Status::Green { "win" } else { "err" }) { (status.as_str()) } }
+}
+
+fn signals_table(signals: &Signals) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Signal" } th { "Value" } th { "Target" } th { "Status" } th { "Owner" } th { "Detail" } } }
+            tbody {
+                @for signal in signals.each() {
+                    tr {
+                        td { (signal.name.as_str()) }
+                        td { (format!("{:.4}", signal.value)) " " (signal.unit) }
+                        td { (signal.target.to_string()) }
+                        (status_cell(signal.status))
+                        td { (signal.owner) }
+                        td { (signal.detail) }
+                    }
+                }
+            }
+        }
+        @if !signals.untraced.is_empty() {
+            h4 { "Untraced items (" (signals.untraced_count) ")" }
+            ul {
+                @for item in &signals.untraced {
+                    li { a href=(format!("/?item_id={}", item.item_id)) { (item.tenant_id) " / " (item.sku) } " — " (item.gap.as_str()) }
+                }
+            }
+        }
+    }
+}
+
+fn charts(state: &AppState, history: &[SignalSample], since: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
+    html! {
+        @for name in SignalName::ALL {
+            @let target = match state.launch.signals.target(name).threshold {
+                catalog_core::Threshold::Below(limit) | catalog_core::Threshold::AtLeast(limit) => limit,
+            };
+            figure {
+                (chart(name, history, target, since, now))
+                figcaption { (name.as_str()) ": the line is the value, dashed red the target, red dots red samples" }
+            }
+        }
+    }
+}
+
+fn gate_section(gate: &GateView) -> Markup {
+    html! {
+        h3 { "Gate" }
+        p {
+            "Stage: " strong { (gate.rollout.to_string()) }
+            " · green now: " (gate.green_now)
+            " · green since: " (gate.green_since.map_or("never".to_owned(), |at| at.to_rfc3339()))
+            " (" (gate.green_hours_needed) " h needed)"
+            " · sign-offs: " (gate.signed_off_traces) " of " (gate.sign_offs_needed)
+        }
+        table {
+            thead { tr { th { "Step" } th { "Supplier" } th { "Allowed now" } th { "Why not" } } }
+            tbody {
+                @for step in &gate.steps {
+                    tr {
+                        td { (step.step) }
+                        td { (step.supplier.clone().unwrap_or_default()) }
+                        td { (step.allowed) }
+                        td { (step.refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")) }
+                    }
+                }
+            }
+        }
+        h4 { "Sample to trace and sign off" }
+        @if gate.samples.is_empty() {
+            p { "No item applied since the rollout last changed." }
+        }
+        ul {
+            @for sample in &gate.samples {
+                li {
+                    a href=(format!("/?item_id={}", sample.item_id)) { (sample.sku) }
+                    " — " @if sample.signed_off { "signed off" } @else { "not signed off" }
+                }
+            }
+        }
+    }
+}
+
+/// `/signals`: every tenant's signals and the overall history, or one tenant's with its gate.
+pub async fn signals_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<SignalsQuery>,
+) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    caller.require(catalog_store::Role::Viewer)?;
+    let now = Utc::now();
+    let since = now - Duration::hours(query.hours.unwrap_or(24).clamp(1, 24 * 30));
+    let body = match query.tenant.as_deref().map(TenantId::parse) {
+        Some(Ok(tenant)) => match tenant_signals_view(&state, &tenant, since).await? {
+            Some(view) => {
+                let gate = gate_view(&state, &tenant).await?;
+                html! {
+                    h2 { "Signals of " (tenant) }
+                    p { a href="/signals" { "All tenants" } }
+                    (signals_table(&view.current))
+                    (charts(&state, &view.history, since, now))
+                    (gate_section(&gate))
+                }
+            }
+            None => html! { p.err role="alert" { "No tenant " (tenant) "." } },
+        },
+        Some(Err(error)) => html! { p.err role="alert" { "Tenant " (error.to_string()) } },
+        None => {
+            let judged = judge_now(&state).await?;
+            let history = state.store.signal_samples(None, since, MAX_SAMPLES).await?;
+            html! {
+                h2 { "Launch signals" }
+                table {
+                    thead { tr { th { "Tenant" } th { "All green" } @for name in SignalName::ALL { th { (name.as_str()) } } } }
+                    tbody {
+                        @for signals in &judged {
+                            tr {
+                                td {
+                                    @match &signals.tenant_id {
+                                        Some(tenant) => a href=(format!("/signals?tenant={tenant}")) { (tenant) },
+                                        None => strong { "overall" },
+                                    }
+                                }
+                                td { (signals.green) }
+                                @for signal in signals.each() { (status_cell(signal.status)) }
+                            }
+                        }
+                    }
+                }
+                @if let Some(overall) = judged.first() {
+                    h3 { "Overall" }
+                    (signals_table(overall))
+                }
+                (charts(&state, &history, since, now))
+            }
+        }
+    };
+    Ok(layout("Signals", Some(&caller), body).into_response())
+}

@@ -1,0 +1,253 @@
+//! The launch gate through the API on both stores: a step is refused (409 `gate_refused`,
+//! every reason) with too few signed-off traces and with a red signal; a rollback holds the
+//! tenant's events and loses none, and reopening applies them. The signals routes, the
+//! `gate check` command's exit codes, and the dashboard's charts.
+
+use catalog_core::StockChange;
+use catalog_store::contract::{base, batch, incoming, offer};
+use catalog_store::{Role, SampledValue, SignalSample};
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::Server;
+
+/// Seconds after the fixtures' base time that are just past now: events received after the
+/// last step (the gate samples items applied since).
+fn now_second() -> i64 {
+    (Utc::now() - base()).num_seconds() + 1
+}
+
+/// Samples of the tenant every minute from `hours` ago to a minute ago, green.
+async fn green_for_hours(server: &Server, hours: i64) {
+    let value = |value: f64| SampledValue { value, green: true };
+    let now = Utc::now();
+    let samples: Vec<SignalSample> = (1..=hours * 60)
+        .rev()
+        .map(|minutes| SignalSample {
+            tenant_id: Some(catalog_core::TenantId::parse("canary").expect("tenant")),
+            at: now - Duration::minutes(minutes),
+            green: true,
+            stale_items: value(0.0),
+            queue_lag: value(1.0),
+            publish_errors: value(0.0),
+            trace_coverage: value(1.0),
+        })
+        .collect();
+    server.store.record_signal_samples(&samples).await.expect("samples");
+}
+
+fn refusals(body: &Value) -> Vec<String> {
+    body["refusals"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .map(|refusal| refusal["refusal"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+async fn post(server: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
+    server.send(Method::POST, token, path, body).await
+}
+
+async fn outcomes(server: &Server) -> std::collections::BTreeMap<String, u64> {
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    server.store.outcome_counts_since(&tenant, base()).await.expect("counts").events_by_outcome
+}
+
+async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing(server: Server) {
+    let operator = server.token("otto", Role::Operator).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+
+    let forbidden = post(&server, &viewer, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
+    assert_eq!(forbidden.status(), 403, "a viewer may not move the gate");
+    let canary = post(&server, &operator, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
+    assert_eq!(canary.status(), 200, "leaving closed needs nothing");
+    let canary: Value = canary.json().await.expect("json");
+    assert_eq!(canary["after"], json!({ "stage": "canary", "supplier": "acme" }));
+
+    let second = now_second();
+    let events = vec![
+        incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, second),
+        incoming(2, &offer("canary", "acme", "A-2"), StockChange::Updated { quantity: 2 }, 0, second),
+        incoming(3, &offer("canary", "acme", "A-3"), StockChange::Updated { quantity: 3 }, 0, second),
+        incoming(4, &offer("canary", "globex", "A-1"), StockChange::Updated { quantity: 4 }, 0, second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 3), ("held".to_owned(), 1)].into(), "globex held");
+    green_for_hours(&server, 25).await;
+
+    let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
+    assert_eq!(gate["rollout"]["stage"], "canary");
+    assert_eq!(gate["green_now"], true);
+    let sampled: Vec<String> = gate["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| s["item_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(sampled.len(), 3, "the API picks three applied items: {gate}");
+    let widen_view = gate["steps"].as_array().expect("steps").iter().find(|s| s["step"] == "widen").expect("widen");
+    assert_eq!((widen_view["supplier"].clone(), widen_view["allowed"].clone()), (json!("globex"), json!(false)));
+
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    assert_eq!(refused.status(), 409);
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["code"], "gate_refused");
+    assert_eq!(refusals(&refused), ["too_few_sign_offs"], "green long enough, no sign-off: {refused}");
+
+    let not_sampled = catalog_core::ItemKey {
+        tenant: catalog_core::TenantId::parse("canary").expect("tenant"),
+        sku: catalog_core::Sku::parse("ZZZ").expect("sku"),
+    }
+    .item_id();
+    let wrong =
+        post(&server, &operator, "/v1/tenants/canary/gate/sign-offs", json!({ "item_id": not_sampled.to_string() }))
+            .await;
+    assert_eq!(wrong.status(), 409);
+    assert_eq!(wrong.json::<Value>().await.expect("json")["code"], "not_sampled");
+    let by_viewer = post(&server, &viewer, "/v1/tenants/canary/gate/sign-offs", json!({ "item_id": sampled[0] })).await;
+    assert_eq!(by_viewer.status(), 403);
+    for item_id in &sampled[..2] {
+        let signed =
+            post(&server, &operator, "/v1/tenants/canary/gate/sign-offs", json!({ "item_id": item_id, "note": "ok" }))
+                .await;
+        assert_eq!(signed.status(), 200);
+    }
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["refusals"][0], json!({ "refusal": "too_few_sign_offs", "have": 2, "need": 3 }));
+    let signed = post(&server, &operator, "/v1/tenants/canary/gate/sign-offs", json!({ "item_id": sampled[2] })).await;
+    assert_eq!(signed.json::<Value>().await.expect("json")["signed_off_traces"], 3);
+
+    let widened = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    assert_eq!(widened.status(), 200);
+    let widened: Value = widened.json().await.expect("json");
+    assert_eq!(widened["after"], json!({ "stage": "widening", "suppliers": ["acme", "globex"] }));
+    assert_eq!(
+        (widened["events_replayed"].clone(), widened["events_by_outcome"]["applied"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 4)].into(), "globex's held event applied");
+
+    // Rollback: every event of the tenant is held from now on, none lost.
+    let rolled = post(&server, &operator, "/v1/tenants/canary/gate/rollback", json!({})).await;
+    assert_eq!(rolled.status(), 200);
+    let events = vec![
+        incoming(5, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 10 }, 5, now_second()),
+        incoming(6, &offer("canary", "globex", "A-2"), StockChange::Updated { quantity: 20 }, 5, now_second()),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 4), ("held".to_owned(), 2)].into());
+
+    // Reopening at canary applies acme's held event; globex's stays held until it is widened.
+    let reopened = post(&server, &operator, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
+    assert_eq!(reopened.status(), 200);
+    assert_eq!(reopened.json::<Value>().await.expect("json")["events_by_outcome"]["applied"], 1);
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 5), ("held".to_owned(), 1)].into());
+    let trace = server.get_json(&viewer, "/v1/tenants/canary/items/A-1/trace").await;
+    assert_eq!(trace["quantity"], 10 + 4, "acme's 10 and globex's 4");
+
+    // A red signal now: refused for it too, with every other reason.
+    let red = SignalSample {
+        tenant_id: Some(catalog_core::TenantId::parse("canary").expect("tenant")),
+        at: Utc::now(),
+        green: false,
+        stale_items: SampledValue { value: 0.0, green: true },
+        queue_lag: SampledValue { value: 240.0, green: false },
+        publish_errors: SampledValue { value: 0.0, green: true },
+        trace_coverage: SampledValue { value: 1.0, green: true },
+    };
+    server.store.record_signal_samples(&[red]).await.expect("sample");
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    assert_eq!(refused.status(), 409);
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refusals(&refused), ["red_signals", "not_green_long_enough", "too_few_sign_offs"], "{refused}");
+    assert_eq!(refused["refusals"][0]["red"], json!(["queue_lag"]));
+
+    let audit = server.get_json(&operator, "/v1/audit").await;
+    let actions: Vec<&str> =
+        audit.as_array().expect("entries").iter().filter_map(|entry| entry["action"].as_str()).collect();
+    for action in ["gate_canary", "gate_sign_off", "gate_widen", "gate_rollback"] {
+        assert!(actions.contains(&action), "{action} audited: {actions:?}");
+    }
+    let history = server.get_json(&viewer, "/v1/tenants/canary/gate").await["history"].clone();
+    assert_eq!(history.as_array().expect("history").len(), 4);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing() {
+    the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing() {
+    the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing(Server::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signals_routes_judge_now_and_return_the_history() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let events = vec![incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, 0)];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    green_for_hours(&server, 1).await;
+
+    let all = server.get_json(&viewer, "/v1/signals").await;
+    let stale = &all["overall"]["current"]["stale_items"];
+    assert_eq!((stale["target"].clone(), stale["owner"].clone()), (json!("< 0.01"), json!("storefront-integration")));
+    assert_eq!(all["tenants"][0]["tenant_id"], "canary");
+    for name in ["stale_items", "queue_lag", "publish_errors", "trace_coverage"] {
+        assert!(["green", "red"].contains(&all["tenants"][0][name]["status"].as_str().expect("status")), "{name}");
+    }
+    let tenant = server.get_json(&viewer, "/v1/tenants/canary/signals").await;
+    assert_eq!(tenant["history"].as_array().expect("history").len(), 60);
+    let since = (Utc::now() - Duration::seconds(630)).to_rfc3339().replace('+', "%2B");
+    let recent = server.get_json(&viewer, &format!("/v1/tenants/canary/signals?since={since}")).await;
+    assert_eq!(recent["history"].as_array().expect("history").len(), 10);
+    assert_eq!(server.get(&viewer, "/v1/tenants/canary/signals?since=yesterday").await.status(), 400);
+    assert_eq!(server.get(&viewer, "/v1/tenants/nobody/signals").await.status(), 404);
+
+    let page = server
+        .client
+        .get(server.url("/signals?tenant=canary"))
+        .header("cookie", format!("admin_token={viewer}"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert_eq!(html.matches("<svg").count(), 4, "one chart per signal");
+    assert!(html.contains("<polyline"), "the history is drawn");
+    assert!(html.contains("Sample to trace and sign off"));
+    server.stop().await;
+}
+
+fn admin_api(database_url: &str, arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_admin-api"))
+        .args(arguments)
+        .env("CATALOG_DATABASE_URL", database_url)
+        .env("CATALOG_LOG_FORMAT", "json")
+        .output()
+        .expect("run admin-api")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_check_exits_0_when_allowed_1_when_refused_and_2_on_error() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("catalog.db").display());
+    let allowed = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "canary", "--supplier", "acme"]);
+    assert_eq!(allowed.status.code(), Some(0), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(String::from_utf8_lossy(&allowed.stdout).starts_with("allowed: canary canary: closed -> canary(acme)"));
+
+    let refused = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "open"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&refused.stdout);
+    assert!(printed.contains("cannot open from closed"), "{printed}");
+
+    let error = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "widen"]);
+    assert_eq!(error.status.code(), Some(2), "widen needs a supplier");
+    let error = admin_api(&url, &["gate", "check", "--tenant", "Not A Tenant", "--step", "open"]);
+    assert_eq!(error.status.code(), Some(2));
+}

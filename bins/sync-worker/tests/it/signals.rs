@@ -1,0 +1,119 @@
+//! The launch signals in the worker's parts against real PostgreSQL: a worker that stops
+//! reporting turns queue lag red; an item whose winning journal row goes missing lowers trace
+//! coverage and is named; the gauges and the samples follow.
+
+use std::sync::Arc;
+
+use catalog_app::signals::{judge_all, Sampler, SamplerSettings, Tracer, TracerSettings};
+use catalog_app::{Applier, BatchSink, Metrics};
+use catalog_core::{SignalSettings, Status, TenantId};
+use catalog_postgres::{PostgresOptions, PostgresStore};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, StoreConfig};
+use catalog_testkit::{bench_events, incoming, TestDatabase};
+use chrono::{Duration, Utc};
+use tokio_util::sync::CancellationToken;
+
+async fn store(database: &TestDatabase) -> Arc<dyn CatalogStore> {
+    Arc::new(
+        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default()).await.expect("store"),
+    )
+}
+
+/// The gauge line of `metric` for `tenant` and `signal` in the exposition text.
+fn gauge(metrics: &Metrics, metric: &str, tenant: &str, signal: &str) -> Option<f64> {
+    let prefix = format!("{metric}{{signal=\"{signal}\",tenant=\"{tenant}\"}} ");
+    metrics.render().lines().find_map(|line| line.strip_prefix(&prefix).and_then(|value| value.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reporting_turns_queue_lag_red() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let metrics = Metrics::new();
+    let applier = Applier::new(store.clone(), metrics.clone(), CancellationToken::new());
+    let started = Utc::now();
+    applier.partition_started("kafka:g:supplier-events", 3);
+    applier.message_waiting("kafka:g:supplier-events", 3, started - Duration::seconds(5));
+    store.report_progress(&applier.take_progress(started).partitions).await.expect("report");
+
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = Sampler::new(store.clone(), settings, metrics.clone());
+    let judged = sampler.sample_once(started + Duration::seconds(10)).await.expect("sample");
+    assert_eq!(judged[0].queue_lag.status, Status::Green, "15 s waiting, reported 10 s ago");
+    assert_eq!(gauge(&metrics, "catalog_signal_value", "all", "queue_lag"), Some(15.0));
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0));
+
+    // The worker stalls: no report for two minutes. Its last report said 5 s of lag; the
+    // silence counts.
+    let judged = sampler.sample_once(started + Duration::minutes(2)).await.expect("sample");
+    assert_eq!(judged[0].queue_lag.status, Status::Red, "{:?}", judged[0].queue_lag);
+    assert!(judged[0].queue_lag.value >= 120.0);
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(0.0));
+
+    let samples = store.signal_samples(None, started, 10).await.expect("samples");
+    let greens: Vec<bool> = samples.iter().map(|sample| sample.queue_lag.green).collect();
+    assert_eq!(greens, [true, false], "both judgements kept");
+
+    // A partition read to its end is forgotten: its silence is no lag.
+    applier.partition_done("kafka:g:supplier-events", 3);
+    for (source, partition) in applier.take_progress(Utc::now()).done {
+        store.forget_progress(&source, &partition).await.expect("forget");
+    }
+    let judged = sampler.sample_once(started + Duration::minutes(3)).await.expect("sample");
+    assert_eq!(judged[0].queue_lag.status, Status::Green);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_named() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let events = bench_events(300);
+    store
+        .apply_batch(&BatchInput { events: incoming(&events, "test:signals", Utc::now()), checkpoints: Vec::new() })
+        .await
+        .expect("apply");
+    let metrics = Metrics::new();
+    let settings = TracerSettings { changed_per_round: 50, sweep_per_round: 40, ..TracerSettings::default() };
+    let mut tracer = Tracer::new(store.clone(), settings, metrics.clone());
+    let mut checked = 0;
+    for _ in 0..5 {
+        let round = tracer.trace_once().await.expect("trace");
+        assert_eq!(round.gaps, 0, "every item re-derives from its journal");
+        checked += round.checked;
+    }
+    assert!(checked >= 100, "{checked}");
+    let signals = SignalSettings::default();
+    let later = Utc::now() + Duration::minutes(10);
+    let judged = judge_all(&*store, &signals, later).await.expect("judge");
+    assert_eq!(judged[0].trace_coverage.status, Status::Green, "{:?}", judged[0].trace_coverage);
+
+    // Someone deletes the winning journal row of one offer.
+    let item = store.items(&TenantId::parse("canary").expect("tenant")).await.expect("items").remove(0);
+    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    let winner = trace.offers.iter().find_map(|offer| offer.winner).expect("a winner");
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
+    let deleted = sqlx::query("DELETE FROM events WHERE event_id = $1 AND outcome = 'applied'")
+        .bind(winner.0)
+        .execute(&pool)
+        .await
+        .expect("delete");
+    assert_eq!(deleted.rows_affected(), 1);
+
+    // The rolling sweep finds it, though the item did not change.
+    let mut found = false;
+    for _ in 0..10 {
+        found |= tracer.trace_once().await.expect("trace").gaps > 0;
+    }
+    assert!(found, "the sweep re-checks every item");
+    let rendered = metrics.render();
+    assert!(rendered.contains("catalog_trace_checks_total{result=\"winner_not_journaled\"}"), "{rendered}");
+    let judged = judge_all(&*store, &signals, later).await.expect("judge");
+    let canary = judged.iter().find(|signals| signals.tenant_id.is_some()).expect("the tenant");
+    for signals in [&judged[0], canary] {
+        assert_eq!(signals.trace_coverage.status, Status::Red);
+        assert_eq!(signals.untraced_count, 1);
+        assert_eq!(signals.untraced[0].sku, item.sku, "named");
+        assert_eq!(signals.untraced[0].gap.as_str(), "winner_not_journaled");
+    }
+}

@@ -1,0 +1,243 @@
+//! The launch signals inside the long-running worker: the sampler judges every tenant and
+//! overall on an interval (`catalog_core::judge` over the store's facts), keeps each judgement
+//! as a sample and sets the signal gauges; the tracer re-derives items from the journal
+//! (`catalog_core::check_item`) and records each check, so trace coverage is a query; the
+//! progress reporter writes what each source partition has waiting, so queue lag is one too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_core::{check_item, judge, ItemId, SignalSettings, Signals, MAX_NAMED_ITEMS};
+use catalog_store::prelude::*;
+use catalog_store::{offer_traces, FactsQuery, SignalSample, StoreError, TraceCheck};
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::Applier;
+use crate::metrics::Metrics;
+
+/// The label the overall judgement's gauges carry instead of a tenant id.
+pub const OVERALL_LABEL: &str = "all";
+
+/// How the sampler judges and how long its history is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerSettings {
+    /// Time between two judgements (and samples).
+    pub interval: Duration,
+    /// Targets, owners and the periods the signals are measured over.
+    pub signals: SignalSettings,
+    /// Samples older than this are deleted.
+    pub keep: Duration,
+}
+
+impl Default for SamplerSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            signals: SignalSettings::default(),
+            keep: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The facts query of `settings` at `now`.
+pub fn facts_query(settings: &SignalSettings, now: chrono::DateTime<Utc>) -> FactsQuery {
+    FactsQuery {
+        now,
+        stale_grace: settings.stale_grace,
+        publish_window: settings.publish_window,
+        trace_grace: settings.trace_grace,
+        max_named: MAX_NAMED_ITEMS,
+    }
+}
+
+/// Judges every tenant and overall at `now` from the store's facts: overall first, then each
+/// tenant in id order.
+pub async fn judge_all(
+    store: &dyn SignalStore,
+    settings: &SignalSettings,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<Signals>, StoreError> {
+    let facts = store.signal_facts(&facts_query(settings, now)).await?;
+    let mut judged = vec![judge(None, &facts.overall, settings, now)];
+    judged.extend(facts.tenants.iter().map(|(tenant, facts)| judge(Some(tenant.clone()), facts, settings, now)));
+    Ok(judged)
+}
+
+/// Judges, samples and sets the gauges every interval.
+#[derive(Debug)]
+pub struct Sampler {
+    store: Arc<dyn CatalogStore>,
+    settings: SamplerSettings,
+    metrics: Metrics,
+}
+
+impl Sampler {
+    pub fn new(store: Arc<dyn CatalogStore>, settings: SamplerSettings, metrics: Metrics) -> Self {
+        Self { store, settings, metrics }
+    }
+
+    /// One round at `now`: judge, keep the samples, set the gauges, drop samples past their
+    /// keep. Returns the judgements.
+    pub async fn sample_once(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Signals>, StoreError> {
+        let judged = judge_all(&*self.store, &self.settings.signals, now).await?;
+        let samples: Vec<SignalSample> = judged.iter().map(SignalSample::of).collect();
+        self.store.record_signal_samples(&samples).await?;
+        for signals in &judged {
+            let tenant = signals.tenant_id.as_ref().map_or(OVERALL_LABEL, |tenant| tenant.as_str());
+            for signal in signals.each() {
+                let labels = [tenant, signal.name.as_str()];
+                self.metrics.signal_value.with_label_values(&labels).set(signal.value);
+                let green = i64::from(signal.status == catalog_core::Status::Green);
+                self.metrics.signal_green.with_label_values(&labels).set(green);
+            }
+            if !signals.green {
+                tracing::info!(tenant, red = ?signals.red(), untraced = signals.untraced_count, "signals red");
+            }
+        }
+        let keep = chrono::Duration::from_std(self.settings.keep).unwrap_or(chrono::Duration::MAX);
+        self.store
+            .prune_signal_samples(now.checked_sub_signed(keep).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC))
+            .await?;
+        Ok(judged)
+    }
+
+    /// Samples every interval until `shutdown`; a failed round is logged and the next one
+    /// tries again (a gap in the samples is not green for the gate).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = self.sample_once(Utc::now()).await {
+                tracing::warn!(%error, "sampling the signals failed; trying again next interval");
+            }
+        }
+    }
+}
+
+/// How much the tracer checks per round, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracerSettings {
+    pub interval: Duration,
+    /// Items changed since their last check, per round (the longest-waiting first).
+    pub changed_per_round: usize,
+    /// Items of the rolling sweep of the whole catalog, per round.
+    pub sweep_per_round: usize,
+}
+
+impl Default for TracerSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(10), changed_per_round: 500, sweep_per_round: 200 }
+    }
+}
+
+/// What one round of the tracer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceRound {
+    pub checked: usize,
+    pub gaps: usize,
+}
+
+/// Re-derives items from the journal: changed items first, then a bounded page of a
+/// rolling sweep of the whole catalog, so a journal row lost after an item's last change is
+/// found too.
+#[derive(Debug)]
+pub struct Tracer {
+    store: Arc<dyn CatalogStore>,
+    settings: TracerSettings,
+    metrics: Metrics,
+    /// Where the sweep goes on from: the last item id it checked.
+    sweep_after: Option<ItemId>,
+}
+
+impl Tracer {
+    pub fn new(store: Arc<dyn CatalogStore>, settings: TracerSettings, metrics: Metrics) -> Self {
+        Self { store, settings, metrics, sweep_after: None }
+    }
+
+    /// One round: the changed items, then the next page of the sweep (from the start again
+    /// after the last page).
+    pub async fn trace_once(&mut self) -> Result<TraceRound, StoreError> {
+        let mut items = self.store.items_to_trace(self.settings.changed_per_round).await?;
+        let page = self.store.sweep_items(self.sweep_after, self.settings.sweep_per_round).await?;
+        self.sweep_after = if page.len() < self.settings.sweep_per_round { None } else { page.last().copied() };
+        for item in page {
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        }
+        let mut checks = Vec::with_capacity(items.len());
+        let mut round = TraceRound::default();
+        for item_id in items {
+            let Some(trace) = self.store.item_trace(item_id).await? else { continue };
+            let gap = check_item(trace.item.quantity, &offer_traces(&trace)).err();
+            let result = gap.as_ref().map_or("traced", |gap| gap.as_str());
+            self.metrics.trace_checks.with_label_values(&[result]).inc();
+            if let Some(gap) = &gap {
+                round.gaps += 1;
+                tracing::warn!(tenant = %trace.item.tenant, sku = %trace.item.sku, %item_id, gap = gap.as_str(), "item does not re-derive from its journal");
+            }
+            checks.push(TraceCheck { item_id, version: trace.item.version, checked_at: Utc::now(), gap });
+        }
+        round.checked = checks.len();
+        self.store.record_trace_checks(&checks).await?;
+        Ok(round)
+    }
+
+    /// Traces every interval until `shutdown`; a failed round is logged and retried next
+    /// interval (items not checked in time count against coverage).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = self.trace_once().await {
+                tracing::warn!(%error, "tracing items failed; trying again next interval");
+            }
+        }
+    }
+}
+
+/// Writes what each source partition of this worker has waiting to the store every
+/// `interval` (a report older than the signals' `stall_after` counts as lag), forgets the
+/// partitions read to their end, and reports once more when `shutdown` fires.
+pub async fn report_progress(
+    applier: Arc<Applier>,
+    store: Arc<dyn CatalogStore>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
+        let report = applier.take_progress(Utc::now());
+        // Forgotten first: a partition revoked and assigned back since the last report is
+        // among both, and its report must stand.
+        let mut result = Ok(());
+        for (source, partition) in &report.done {
+            if result.is_ok() {
+                result = store.forget_progress(source, partition).await;
+            }
+        }
+        if result.is_ok() {
+            result = store.report_progress(&report.partitions).await;
+        }
+        if let Err(error) = result {
+            tracing::warn!(%error, "reporting source progress failed; trying again next interval");
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The rollout role on Postgres: a tenant's gate stage written with the sync flags it
+//! implies in one transaction, its history, and support's sign-offs.
+
+use catalog_core::{ItemId, ItemKey, Rollout, TenantId};
+use catalog_store::{
+    rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
+    SignOffRecord, StoreError,
+};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::columns::column;
+use crate::store_error;
+use crate::PostgresStore;
+use async_trait::async_trait;
+use catalog_store::RolloutStore;
+
+fn suppliers_json(rollout: &Rollout) -> String {
+    let names: Vec<String> = rollout_suppliers(rollout).iter().map(ToString::to_string).collect();
+    serde_json::to_string(&names).expect("a list of strings serializes")
+}
+
+fn parse_suppliers(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("rollout suppliers {text:?}: {error}")))
+}
+
+pub(crate) async fn rollout(pool: &PgPool, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+    let row = sqlx::query("SELECT stage, suppliers, changed_at FROM tenant_rollouts WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else { return Ok(RolloutState { rollout: Rollout::Closed, changed_at: None }) };
+    let stage: String = column(&row, "stage")?;
+    let suppliers: String = column(&row, "suppliers")?;
+    Ok(RolloutState {
+        rollout: stored_rollout(&stage, &parse_suppliers(&suppliers)?)?,
+        changed_at: Some(column(&row, "changed_at")?),
+    })
+}
+
+pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
+    let tenant = change.tenant.as_str();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    // The tenant row is the lock every change of its rollout and flags takes first.
+    sqlx::query("INSERT INTO tenants (tenant_id, sync_enabled) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(tenant)
+        .bind(default_enabled)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    sqlx::query("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE")
+        .bind(tenant)
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let current = sqlx::query("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let current = match current {
+        None => Rollout::Closed,
+        Some(row) => {
+            let stage: String = column(&row, "stage")?;
+            let suppliers: String = column(&row, "suppliers")?;
+            stored_rollout(&stage, &parse_suppliers(&suppliers)?)?
+        }
+    };
+    if current != change.from {
+        return Ok(false);
+    }
+    let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
+    let (tenant_on, new_suppliers_on) = match change.to {
+        Rollout::Closed => (false, false),
+        Rollout::Canary { .. } | Rollout::Widening { .. } => (true, false),
+        Rollout::Open => (true, true),
+    };
+    sqlx::query(
+        "UPDATE tenants SET sync_enabled = $2, new_suppliers_enabled = $3, updated_at = now() WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .bind(tenant_on)
+    .bind(new_suppliers_on)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    match change.to {
+        // Closed holds every event at the tenant's flag; the suppliers' flags stay as they were.
+        Rollout::Closed => {}
+        Rollout::Open => {
+            sqlx::query("UPDATE suppliers SET sync_enabled = true, updated_at = now() WHERE tenant_id = $1")
+                .bind(tenant)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?;
+        }
+        Rollout::Canary { .. } | Rollout::Widening { .. } => {
+            sqlx::query(
+                r#"INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled)
+                   SELECT $1, s, true FROM unnest($2::text[]) AS u(s) ORDER BY s COLLATE "C"
+                   ON CONFLICT DO NOTHING"#,
+            )
+            .bind(tenant)
+            .bind(&listed)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            sqlx::query(
+                "UPDATE suppliers SET sync_enabled = (supplier_id = ANY($2)), updated_at = now()
+                 WHERE tenant_id = $1 AND sync_enabled <> (supplier_id = ANY($2))",
+            )
+            .bind(tenant)
+            .bind(&listed)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        }
+    }
+    let suppliers = suppliers_json(&change.to);
+    sqlx::query(
+        "INSERT INTO tenant_rollouts (tenant_id, stage, suppliers, changed_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant_id) DO UPDATE SET stage = EXCLUDED.stage, suppliers = EXCLUDED.suppliers,
+             changed_at = EXCLUDED.changed_at",
+    )
+    .bind(tenant)
+    .bind(change.to.stage())
+    .bind(&suppliers)
+    .bind(change.at)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    sqlx::query(
+        "INSERT INTO rollout_changes (tenant_id, at, actor, step, from_stage, to_stage, suppliers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(change.at)
+    .bind(&change.actor)
+    .bind(&change.step)
+    .bind(change.from.stage())
+    .bind(change.to.stage())
+    .bind(&suppliers)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
+    transaction.commit().await.map_err(store_error)?;
+    Ok(true)
+}
+
+pub(crate) async fn history(
+    pool: &PgPool,
+    tenant: &TenantId,
+    limit: usize,
+) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT at, actor, step, from_stage, to_stage, suppliers FROM rollout_changes
+         WHERE tenant_id = $1 ORDER BY change_id DESC LIMIT $2",
+    )
+    .bind(tenant.as_str())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let suppliers: String = column(row, "suppliers")?;
+            Ok(RolloutChangeRecord {
+                at: column(row, "at")?,
+                actor: column(row, "actor")?,
+                step: column(row, "step")?,
+                from_stage: column(row, "from_stage")?,
+                to_stage: column(row, "to_stage")?,
+                suppliers: parse_suppliers(&suppliers)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn record_sign_off(pool: &PgPool, sign_off: &SignOff) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "INSERT INTO gate_sign_offs (tenant_id, item_id, sku, item_version, signed_by, signed_at, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING sign_off_id",
+    )
+    .bind(sign_off.tenant.as_str())
+    .bind(sign_off.item_id.0)
+    .bind(sign_off.sku.as_str())
+    .bind(i64::try_from(sign_off.version).unwrap_or(i64::MAX))
+    .bind(&sign_off.signed_by)
+    .bind(sign_off.signed_at)
+    .bind(&sign_off.note)
+    .fetch_one(pool)
+    .await
+    .map_err(store_error)
+}
+
+pub(crate) async fn sign_offs(
+    pool: &PgPool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+) -> Result<Vec<SignOffRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sign_off_id, item_id, sku, item_version, signed_by, signed_at, note FROM gate_sign_offs
+         WHERE tenant_id = $1 AND signed_at >= $2 ORDER BY signed_at, sign_off_id",
+    )
+    .bind(tenant.as_str())
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku: String = column(row, "sku")?;
+            Ok(SignOffRecord {
+                sign_off_id: column(row, "sign_off_id")?,
+                item_id: ItemId(column(row, "item_id")?),
+                sku: rows::sku(&sku)?,
+                version: rows::version(column(row, "item_version")?)?,
+                signed_by: column(row, "signed_by")?,
+                signed_at: column(row, "signed_at")?,
+                note: column(row, "note")?,
+            })
+        })
+        .collect()
+}
+
+/// How many applied journal rows are read per item wanted: the sample needs distinct items,
+/// and a busy item has many rows.
+const ROWS_PER_ITEM: usize = 20;
+
+pub(crate) async fn applied_items_since(
+    pool: &PgPool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<AppliedItem>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, received_at FROM events
+         WHERE tenant_id = $1 AND received_at >= $2 AND outcome = 'applied'
+         ORDER BY received_at, journal_id LIMIT $3",
+    )
+    .bind(tenant.as_str())
+    .bind(since)
+    .bind(i64::try_from(limit.saturating_mul(ROWS_PER_ITEM)).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut items: Vec<AppliedItem> = Vec::new();
+    for row in &rows {
+        let sku: Option<String> = column(row, "sku")?;
+        let Some(sku) = sku else { continue };
+        let sku = rows::sku(&sku)?;
+        let item_id = ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
+        if items.len() < limit && !items.iter().any(|item| item.item_id == item_id) {
+            items.push(AppliedItem { item_id, sku, first_applied_at: column(row, "received_at")? });
+        }
+    }
+    Ok(items)
+}
+
+#[async_trait]
+impl RolloutStore for PostgresStore {
+    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+        crate::with_deadline(self.deadline, "rollout", rollout(&self.pool, tenant)).await
+    }
+
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+        let default_enabled = self.config.default_sync_enabled;
+        crate::with_deadline(self.deadline, "change_rollout", self::change(&self.pool, default_enabled, change)).await
+    }
+
+    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+        crate::with_deadline(self.deadline, "rollout_history", history(&self.pool, tenant, limit)).await
+    }
+
+    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
+        crate::with_deadline(self.deadline, "record_sign_off", record_sign_off(&self.pool, sign_off)).await
+    }
+
+    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
+        crate::with_deadline(self.deadline, "sign_offs", sign_offs(&self.pool, tenant, since)).await
+    }
+
+    async fn applied_items_since(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AppliedItem>, StoreError> {
+        crate::with_deadline(
+            self.deadline,
+            "applied_items_since",
+            applied_items_since(&self.pool, tenant, since, limit),
+        )
+        .await
+    }
+}

@@ -1,0 +1,283 @@
+//! The rollout role on SQLite: a tenant's gate stage written with the sync flags it implies
+//! in one transaction on the writer, its history, and support's sign-offs.
+
+use catalog_core::{ItemId, ItemKey, Rollout, TenantId};
+use catalog_store::{
+    rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
+    SignOffRecord, StoreError,
+};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use sqlx::SqlitePool;
+
+use crate::columns::{column, micros, time_column, uuid_column};
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
+use crate::SqliteStore;
+use async_trait::async_trait;
+use catalog_store::RolloutStore;
+
+fn suppliers_json(rollout: &Rollout) -> String {
+    let names: Vec<String> = rollout_suppliers(rollout).iter().map(ToString::to_string).collect();
+    serde_json::to_string(&names).expect("a list of strings serializes")
+}
+
+fn parse_suppliers(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("rollout suppliers {text:?}: {error}")))
+}
+
+pub(crate) async fn rollout(pool: &SqlitePool, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+    let row = sqlx::query("SELECT stage, suppliers, changed_at FROM tenant_rollouts WHERE tenant_id = ?1")
+        .bind(tenant.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else { return Ok(RolloutState { rollout: Rollout::Closed, changed_at: None }) };
+    let stage: String = column(&row, "stage")?;
+    let suppliers: String = column(&row, "suppliers")?;
+    Ok(RolloutState {
+        rollout: stored_rollout(&stage, &parse_suppliers(&suppliers)?)?,
+        changed_at: Some(time_column(&row, "changed_at")?),
+    })
+}
+
+pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
+    let change = change.clone();
+    writer
+        .transaction(move |connection| {
+            let tenant = change.tenant.as_str();
+            let now = micros(Utc::now());
+            let current: Option<(String, String)> = connection
+                .query_row("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = ?1", [tenant], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+                .map_err(write_error)?;
+            let current = match current {
+                None => Rollout::Closed,
+                Some((stage, suppliers)) => stored_rollout(&stage, &parse_suppliers(&suppliers)?)?,
+            };
+            if current != change.from {
+                return Ok(false);
+            }
+            let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
+            let listed_json = serde_json::to_string(&listed).expect("a list of strings serializes");
+            let (tenant_on, new_suppliers_on) = match change.to {
+                Rollout::Closed => (false, false),
+                Rollout::Canary { .. } | Rollout::Widening { .. } => (true, false),
+                Rollout::Open => (true, true),
+            };
+            connection
+                .execute(
+                    "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                     ON CONFLICT (tenant_id) DO NOTHING",
+                    params![tenant, default_enabled, now],
+                )
+                .map_err(write_error)?;
+            connection
+                .execute(
+                    "UPDATE tenants SET sync_enabled = ?2, new_suppliers_enabled = ?3, updated_at = ?4
+                     WHERE tenant_id = ?1",
+                    params![tenant, tenant_on, new_suppliers_on, now],
+                )
+                .map_err(write_error)?;
+            match change.to {
+                // Closed holds every event at the tenant's flag; the suppliers' flags stay.
+                Rollout::Closed => {}
+                Rollout::Open => {
+                    connection
+                        .execute(
+                            "UPDATE suppliers SET sync_enabled = 1, updated_at = ?2 WHERE tenant_id = ?1",
+                            params![tenant, now],
+                        )
+                        .map_err(write_error)?;
+                }
+                Rollout::Canary { .. } | Rollout::Widening { .. } => {
+                    connection
+                        .execute(
+                            "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at)
+                             SELECT ?1, value, 1, ?3, ?3 FROM json_each(?2) WHERE true
+                             ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
+                            params![tenant, listed_json, now],
+                        )
+                        .map_err(write_error)?;
+                    connection
+                        .execute(
+                            "UPDATE suppliers
+                             SET sync_enabled = (supplier_id IN (SELECT value FROM json_each(?2))), updated_at = ?3
+                             WHERE tenant_id = ?1",
+                            params![tenant, listed_json, now],
+                        )
+                        .map_err(write_error)?;
+                }
+            }
+            let suppliers = suppliers_json(&change.to);
+            let at = micros(change.at);
+            connection
+                .execute(
+                    "INSERT INTO tenant_rollouts (tenant_id, stage, suppliers, changed_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant_id) DO UPDATE SET stage = excluded.stage, suppliers = excluded.suppliers,
+                         changed_at = excluded.changed_at",
+                    params![tenant, change.to.stage(), suppliers, at],
+                )
+                .map_err(write_error)?;
+            connection
+                .execute(
+                    "INSERT INTO rollout_changes (tenant_id, at, actor, step, from_stage, to_stage, suppliers)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![tenant, at, change.actor, change.step, change.from.stage(), change.to.stage(), suppliers],
+                )
+                .map_err(write_error)?;
+            Ok(true)
+        })
+        .await
+}
+
+pub(crate) async fn history(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    limit: usize,
+) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT at, actor, step, from_stage, to_stage, suppliers FROM rollout_changes
+         WHERE tenant_id = ?1 ORDER BY change_id DESC LIMIT ?2",
+    )
+    .bind(tenant.as_str())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let suppliers: String = column(row, "suppliers")?;
+            Ok(RolloutChangeRecord {
+                at: time_column(row, "at")?,
+                actor: column(row, "actor")?,
+                step: column(row, "step")?,
+                from_stage: column(row, "from_stage")?,
+                to_stage: column(row, "to_stage")?,
+                suppliers: parse_suppliers(&suppliers)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn record_sign_off(writer: &Writer, sign_off: &SignOff) -> Result<i64, StoreError> {
+    let sign_off = sign_off.clone();
+    writer
+        .transaction(move |connection| {
+            connection
+                .query_row(
+                    "INSERT INTO gate_sign_offs (tenant_id, item_id, sku, item_version, signed_by, signed_at, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING sign_off_id",
+                    params![
+                        sign_off.tenant.as_str(),
+                        sign_off.item_id.0.as_bytes().as_slice(),
+                        sign_off.sku.as_str(),
+                        i64::try_from(sign_off.version).unwrap_or(i64::MAX),
+                        sign_off.signed_by,
+                        micros(sign_off.signed_at),
+                        sign_off.note,
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(write_error)
+        })
+        .await
+}
+
+pub(crate) async fn sign_offs(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+) -> Result<Vec<SignOffRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sign_off_id, item_id, sku, item_version, signed_by, signed_at, note FROM gate_sign_offs
+         WHERE tenant_id = ?1 AND signed_at >= ?2 ORDER BY signed_at, sign_off_id",
+    )
+    .bind(tenant.as_str())
+    .bind(micros(since))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku: String = column(row, "sku")?;
+            Ok(SignOffRecord {
+                sign_off_id: column(row, "sign_off_id")?,
+                item_id: ItemId(uuid_column(row, "item_id")?),
+                sku: rows::sku(&sku)?,
+                version: rows::version(column(row, "item_version")?)?,
+                signed_by: column(row, "signed_by")?,
+                signed_at: time_column(row, "signed_at")?,
+                note: column(row, "note")?,
+            })
+        })
+        .collect()
+}
+
+/// How many applied journal rows are read per item wanted: the sample needs distinct items,
+/// and a busy item has many rows.
+const ROWS_PER_ITEM: usize = 20;
+
+pub(crate) async fn applied_items_since(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<AppliedItem>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, received_at FROM events
+         WHERE tenant_id = ?1 AND received_at >= ?2 AND outcome = 'applied'
+         ORDER BY received_at, journal_id LIMIT ?3",
+    )
+    .bind(tenant.as_str())
+    .bind(micros(since))
+    .bind(i64::try_from(limit.saturating_mul(ROWS_PER_ITEM)).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut items: Vec<AppliedItem> = Vec::new();
+    for row in &rows {
+        let sku: Option<String> = column(row, "sku")?;
+        let Some(sku) = sku else { continue };
+        let sku = rows::sku(&sku)?;
+        let item_id = ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
+        if items.len() < limit && !items.iter().any(|item| item.item_id == item_id) {
+            items.push(AppliedItem { item_id, sku, first_applied_at: time_column(row, "received_at")? });
+        }
+    }
+    Ok(items)
+}
+
+#[async_trait]
+impl RolloutStore for SqliteStore {
+    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError> {
+        rollout(&self.pool, tenant).await
+    }
+
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+        self::change(&self.writer, self.config.default_sync_enabled, change).await
+    }
+
+    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {
+        history(&self.pool, tenant, limit).await
+    }
+
+    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError> {
+        record_sign_off(&self.writer, sign_off).await
+    }
+
+    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError> {
+        sign_offs(&self.pool, tenant, since).await
+    }
+
+    async fn applied_items_since(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AppliedItem>, StoreError> {
+        applied_items_since(&self.pool, tenant, since, limit).await
+    }
+}

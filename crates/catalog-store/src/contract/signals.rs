@@ -1,0 +1,357 @@
+//! Contract cases of `SignalStore` and `RolloutStore`: the signals' facts counted as
+//! `catalog_core::signals` defines them, the tracer's work and checks, the sampled history,
+//! and a rollout that drives the sync flags in the same transaction.
+
+use catalog_core::{ItemId, ItemKey, Outcome, PartitionProgress, Rollout, StockChange, SupplierId, TenantId, TraceGap};
+use chrono::{Duration, Utc};
+
+use super::fixtures::*;
+use crate::{FactsQuery, PublishOutcome, RolloutChange, SampledValue, SignOff, SignalSample, StoreConfig, TraceCheck};
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("valid tenant")
+}
+
+fn item_id(tenant_name: &str, sku: &str) -> ItemId {
+    let key = offer(tenant_name, "acme", sku);
+    ItemKey { tenant: key.tenant, sku: key.sku }.item_id()
+}
+
+fn query(now: chrono::DateTime<Utc>, max_named: usize) -> FactsQuery {
+    FactsQuery {
+        now,
+        stale_grace: Duration::seconds(60),
+        publish_window: Duration::minutes(15),
+        trace_grace: Duration::minutes(5),
+        max_named,
+    }
+}
+
+fn progress(partition: &str, reported_at: chrono::DateTime<Utc>) -> PartitionProgress {
+    PartitionProgress {
+        source: "kafka:g:supplier-events".to_owned(),
+        partition: partition.to_owned(),
+        reported_at,
+        oldest_unapplied_at: Some(reported_at - Duration::seconds(3)),
+    }
+}
+
+pub(super) async fn signal_facts_count_stale_items_failed_attempts_and_untraced_items<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let events = ["A-1", "B-1", "C-1"]
+        .iter()
+        .enumerate()
+        .map(|(n, sku)| {
+            incoming(n as u64 + 1, &offer("canary", "acme", sku), StockChange::Updated { quantity: 5 }, 0, n as i64)
+        })
+        .chain([incoming(9, &offer("other", "acme", "Z-1"), StockChange::Updated { quantity: 1 }, 0, 9)])
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    let outcome_of = |item: ItemId| {
+        if item == item_id("canary", "A-1") {
+            Some(PublishOutcome::Published)
+        } else if item == item_id("canary", "B-1") {
+            Some(PublishOutcome::DeadLettered)
+        } else if item == item_id("canary", "C-1") {
+            Some(PublishOutcome::ThrottledUntil(Utc::now() + Duration::hours(1)))
+        } else {
+            None
+        }
+    };
+    for entry in &claimed {
+        if let Some(outcome) = outcome_of(entry.item_id) {
+            store.record_publish(&published(entry, outcome)).await.expect("record");
+        }
+    }
+    let (a, b) = (item_id("canary", "A-1"), item_id("canary", "B-1"));
+    let checked_at = Utc::now();
+    store
+        .record_trace_checks(&[
+            TraceCheck { item_id: a, version: 1, checked_at, gap: None },
+            TraceCheck {
+                item_id: b,
+                version: 1,
+                checked_at,
+                gap: Some(TraceGap::QuantityDiffers { stored: 5, rederived: 4 }),
+            },
+        ])
+        .await
+        .expect("checks");
+    let reported = Utc::now();
+    store.report_progress(&[progress("0", reported), progress("1", reported)]).await.expect("progress");
+    store.report_progress(&[progress("1", reported + Duration::seconds(1))]).await.expect("progress again");
+    store.forget_progress("kafka:g:supplier-events", "0").await.expect("forget");
+
+    // Ten minutes on: every change is past the stale and the trace grace.
+    let later = store.signal_facts(&query(Utc::now() + Duration::minutes(10), 50)).await.expect("facts");
+    let canary = &later.tenants[&tenant("canary")];
+    assert_eq!((canary.items, canary.stale_items), (3, 2), "A was accepted; B dead-lettered, C throttled");
+    assert_eq!(
+        (canary.publish_attempts, canary.publish_failures),
+        (2, 1),
+        "a throttled record is no attempt; a dead letter is a failure"
+    );
+    assert_eq!((canary.items_due_for_trace, canary.untraced_items), (3, 2));
+    let named: Vec<(String, TraceGap)> =
+        canary.untraced.iter().map(|item| (item.sku.to_string(), item.gap.clone())).collect();
+    assert_eq!(
+        named,
+        [
+            ("B-1".to_owned(), TraceGap::QuantityDiffers { stored: 5, rederived: 4 }),
+            ("C-1".to_owned(), TraceGap::NotChecked)
+        ]
+    );
+    assert_eq!(canary.partitions.len(), 1, "the forgotten partition is gone");
+    assert_eq!(canary.partitions[0].partition, "1");
+    assert_eq!(
+        canary.partitions[0].reported_at.timestamp_millis(),
+        (reported + Duration::seconds(1)).timestamp_millis()
+    );
+    let other = &later.tenants[&tenant("other")];
+    assert_eq!((other.items, other.stale_items, other.untraced_items), (1, 1, 1));
+    assert_eq!(other.partitions, canary.partitions, "an unapplied message may be any tenant's");
+    assert_eq!(
+        (later.overall.items, later.overall.stale_items, later.overall.untraced_items),
+        (4, 3, 3),
+        "overall is the sum"
+    );
+    assert_eq!((later.overall.publish_attempts, later.overall.publish_failures), (2, 1));
+
+    // At most `max_named` are named; the count stays whole.
+    let one = store.signal_facts(&query(Utc::now() + Duration::minutes(10), 1)).await.expect("facts");
+    assert_eq!(one.tenants[&tenant("canary")].untraced.len(), 1);
+    assert_eq!(one.tenants[&tenant("canary")].untraced_items, 2);
+    assert_eq!(one.overall.untraced.len(), 1);
+
+    // Now: nothing is past its grace, so nothing is stale, and only checked items are due.
+    let now = store.signal_facts(&query(Utc::now(), 50)).await.expect("facts");
+    let canary = &now.tenants[&tenant("canary")];
+    assert_eq!(canary.stale_items, 0);
+    assert_eq!((canary.items_due_for_trace, canary.untraced_items), (2, 1), "B's gap counts at once");
+
+    // Outside the window no attempt counts.
+    let mut far = query(Utc::now() + Duration::hours(1), 50);
+    far.publish_window = Duration::minutes(15);
+    let far = store.signal_facts(&far).await.expect("facts");
+    assert_eq!(far.overall.publish_attempts, 0);
+}
+
+pub(super) async fn the_tracer_gets_changed_items_first_and_sweeps_by_id<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = |sku: &str| offer("canary", "acme", sku);
+    store
+        .apply_batch(&batch(vec![
+            incoming(1, &key("A-1"), StockChange::Updated { quantity: 5 }, 0, 0),
+            incoming(2, &key("B-1"), StockChange::Updated { quantity: 5 }, 0, 1),
+        ]))
+        .await
+        .expect("apply");
+    let mut due = store.items_to_trace(10).await.expect("due");
+    due.sort_by_key(|id| id.0);
+    let mut both = vec![item_id("canary", "A-1"), item_id("canary", "B-1")];
+    both.sort_by_key(|id| id.0);
+    assert_eq!(due, both, "never checked");
+    assert_eq!(store.items_to_trace(1).await.expect("due").len(), 1, "bounded");
+
+    let now = Utc::now();
+    let checks: Vec<TraceCheck> =
+        both.iter().map(|id| TraceCheck { item_id: *id, version: 1, checked_at: now, gap: None }).collect();
+    store.record_trace_checks(&checks).await.expect("checks");
+    assert!(store.items_to_trace(10).await.expect("due").is_empty(), "checked at their versions");
+
+    store
+        .apply_batch(&batch(vec![incoming(3, &key("B-1"), StockChange::Updated { quantity: 7 }, 1, 3)]))
+        .await
+        .expect("apply");
+    assert_eq!(store.items_to_trace(10).await.expect("due"), [item_id("canary", "B-1")], "changed since its check");
+
+    let first = store.sweep_items(None, 1).await.expect("sweep");
+    let rest = store.sweep_items(first.last().copied(), 10).await.expect("sweep");
+    assert_eq!([first, rest].concat(), both, "the whole catalog in id order, page by page");
+}
+
+pub(super) async fn signal_samples_are_kept_per_tenant_and_overall<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let at = base();
+    let value = |value: f64, green: bool| SampledValue { value, green };
+    let sample = |tenant_id: Option<TenantId>, minute: i64, green: bool| SignalSample {
+        tenant_id,
+        at: at + Duration::minutes(minute),
+        green,
+        stale_items: value(0.001, true),
+        queue_lag: value(if green { 2.5 } else { 120.0 }, green),
+        publish_errors: value(0.0, true),
+        trace_coverage: value(1.0, true),
+    };
+    let canary = Some(tenant("canary"));
+    let samples: Vec<SignalSample> = (0..5)
+        .map(|minute| sample(canary.clone(), minute, minute != 2))
+        .chain([sample(None, 0, true), sample(None, 1, true)])
+        .collect();
+    store.record_signal_samples(&samples).await.expect("record");
+
+    let kept = store.signal_samples(canary.as_ref(), at, 100).await.expect("samples");
+    assert_eq!(kept, samples[..5].to_vec(), "oldest first, as recorded");
+    let newest = store.signal_samples(canary.as_ref(), at, 2).await.expect("samples");
+    assert_eq!(newest, samples[3..5].to_vec(), "the newest, oldest first");
+    let since = store.signal_samples(canary.as_ref(), at + Duration::minutes(3), 100).await.expect("samples");
+    assert_eq!(since.len(), 2);
+    assert_eq!(store.signal_samples(None, at, 100).await.expect("overall").len(), 2);
+    assert!(store.signal_samples(Some(&tenant("all")), at, 100).await.expect("none").is_empty());
+    assert_eq!(kept[2].gate_sample().red, [catalog_core::SignalName::QueueLag]);
+
+    assert_eq!(store.prune_signal_samples(at + Duration::minutes(1)).await.expect("prune"), 2);
+    assert_eq!(store.signal_samples(canary.as_ref(), at, 100).await.expect("samples").len(), 4);
+}
+
+fn supplier(name: &str) -> SupplierId {
+    SupplierId::parse(name).expect("valid supplier")
+}
+
+fn change(from: &Rollout, to: &Rollout, step: &str) -> RolloutChange {
+    RolloutChange {
+        tenant: tenant("canary"),
+        from: from.clone(),
+        to: to.clone(),
+        step: step.to_owned(),
+        actor: "ops".to_owned(),
+        at: Utc::now(),
+    }
+}
+
+pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let canary = tenant("canary");
+    store
+        .apply_batch(&batch(vec![
+            incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 5 }, 0, 0),
+            incoming(2, &offer("canary", "globex", "A-1"), StockChange::Updated { quantity: 2 }, 0, 1),
+        ]))
+        .await
+        .expect("apply");
+    let state = store.rollout(&canary).await.expect("rollout");
+    assert_eq!((state.rollout, state.changed_at), (Rollout::Closed, None), "never moved");
+
+    let first = Rollout::Canary { supplier: supplier("acme") };
+    assert!(store.change_rollout(&change(&Rollout::Closed, &first, "canary")).await.expect("canary"));
+    let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
+    assert!(flags.sync_enabled);
+    assert!(flags.suppliers[&supplier("acme")]);
+    assert!(!flags.suppliers[&supplier("globex")], "a supplier not listed is held");
+    assert!(
+        !store.change_rollout(&change(&Rollout::Closed, &Rollout::Open, "open")).await.expect("stale"),
+        "a step decided on a rollout that moved on changes nothing"
+    );
+    assert_eq!(store.rollout(&canary).await.expect("rollout").rollout, first);
+
+    // A supplier first seen while the tenant is at canary is held too.
+    let result = store
+        .apply_batch(&batch(vec![
+            incoming(3, &offer("canary", "initech", "A-1"), StockChange::Updated { quantity: 1 }, 0, 2),
+            incoming(4, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 6 }, 1, 3),
+        ]))
+        .await
+        .expect("apply");
+    let outcomes: Vec<Outcome> = result.decisions.iter().map(|decision| decision.outcome).collect();
+    assert!(matches!(outcomes[0], Outcome::Held(_)), "{outcomes:?}");
+    assert_eq!(outcomes[1], Outcome::Applied);
+
+    let widened = Rollout::Widening { suppliers: [supplier("acme"), supplier("globex")].into_iter().collect() };
+    assert!(store.change_rollout(&change(&first, &widened, "widen")).await.expect("widen"));
+    let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
+    assert!(flags.suppliers[&supplier("globex")]);
+    assert!(!flags.suppliers[&supplier("initech")]);
+
+    assert!(store.change_rollout(&change(&widened, &Rollout::Closed, "rollback")).await.expect("rollback"));
+    assert!(!store.tenant_flags(&canary).await.expect("flags").expect("known").sync_enabled, "closed holds all");
+
+    assert!(store.change_rollout(&change(&Rollout::Closed, &Rollout::Open, "open")).await.expect("open"));
+    let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
+    assert!(flags.sync_enabled && flags.suppliers.values().all(|on| *on), "{flags:?}");
+    let result = store
+        .apply_batch(&batch(vec![incoming(
+            5,
+            &offer("canary", "umbrella", "A-1"),
+            StockChange::Updated { quantity: 1 },
+            0,
+            5,
+        )]))
+        .await
+        .expect("apply");
+    assert_eq!(result.decisions[0].outcome, Outcome::Applied, "open applies a supplier first seen");
+
+    let history = store.rollout_history(&canary, 10).await.expect("history");
+    let steps: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|change| (change.step.as_str(), change.from_stage.as_str(), change.to_stage.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("open", "closed", "open"),
+            ("rollback", "widening", "closed"),
+            ("widen", "canary", "widening"),
+            ("canary", "closed", "canary")
+        ],
+        "newest first"
+    );
+    assert_eq!(history[2].suppliers, ["acme", "globex"]);
+    assert!(store.rollout(&canary).await.expect("rollout").changed_at.is_some());
+}
+
+pub(super) async fn sign_offs_and_applied_items_are_found_since_a_time<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let canary = tenant("canary");
+    let events = (0..5u64)
+        .map(|n| {
+            let sku = format!("S-{}", n % 3);
+            incoming(
+                n + 1,
+                &offer("canary", "acme", &sku),
+                StockChange::Updated { quantity: n as i64 },
+                n as i64,
+                n as i64,
+            )
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let applied = store.applied_items_since(&canary, base() + Duration::seconds(1), 10).await.expect("applied");
+    let skus: Vec<String> = applied.iter().map(|item| item.sku.to_string()).collect();
+    assert_eq!(skus, ["S-1", "S-2", "S-0"], "distinct items, the first applied first");
+    assert_eq!(applied[0].item_id, item_id("canary", "S-1"));
+    assert_eq!(store.applied_items_since(&canary, base(), 2).await.expect("applied").len(), 2);
+
+    let signed_at = Utc::now();
+    let sign_off = SignOff {
+        tenant: canary.clone(),
+        item_id: applied[0].item_id,
+        sku: applied[0].sku.clone(),
+        version: 2,
+        signed_by: "support-1".to_owned(),
+        signed_at,
+        note: "matches the supplier's feed".to_owned(),
+    };
+    let id = store.record_sign_off(&sign_off).await.expect("sign off");
+    let kept = store.sign_offs(&canary, signed_at - Duration::seconds(1)).await.expect("sign-offs");
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].sign_off_id, kept[0].version, kept[0].signed_by.as_str()), (id, 2, "support-1"));
+    assert!(store.sign_offs(&canary, signed_at + Duration::seconds(1)).await.expect("sign-offs").is_empty());
+}

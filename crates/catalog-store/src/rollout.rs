@@ -1,0 +1,138 @@
+//! The rollout role: each tenant's stage of the launch gate (`catalog_core::Rollout`), which
+//! drives its sync flags in the same transaction, its history, and support's sign-offs of
+//! sampled traces.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use catalog_core::{ItemId, Rollout, Sku, SupplierId, TenantId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// A tenant's rollout and when it last changed (`None`: never, the tenant is closed as far
+/// as the gate knows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutState {
+    pub rollout: Rollout,
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+/// A step the gate allowed, to be written: `from` is the rollout the decision was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutChange {
+    pub tenant: TenantId,
+    pub from: Rollout,
+    pub to: Rollout,
+    /// The step's name (`canary`, `widen`, `open`, `rollback`).
+    pub step: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// One change in a tenant's rollout history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutChangeRecord {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub step: String,
+    pub from_stage: String,
+    pub to_stage: String,
+    /// The suppliers applied after the change (canary and widening).
+    pub suppliers: Vec<String>,
+}
+
+/// Support signed off one sampled trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOff {
+    pub tenant: TenantId,
+    pub item_id: ItemId,
+    pub sku: Sku,
+    /// The item's version when it was traced and signed.
+    pub version: u64,
+    pub signed_by: String,
+    pub signed_at: DateTime<Utc>,
+    pub note: String,
+}
+
+/// A stored sign-off.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignOffRecord {
+    pub sign_off_id: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub item_id: ItemId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub sku: Sku,
+    pub version: u64,
+    pub signed_by: String,
+    pub signed_at: DateTime<Utc>,
+    pub note: String,
+}
+
+/// An item with an event applied since some time: a candidate for the gate's sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedItem {
+    pub item_id: ItemId,
+    pub sku: Sku,
+    /// When its first event since then was applied (received).
+    pub first_applied_at: DateTime<Utc>,
+}
+
+/// The suppliers a rollout applies, for its row (empty for closed and open).
+pub fn rollout_suppliers(rollout: &Rollout) -> BTreeSet<SupplierId> {
+    match rollout {
+        Rollout::Canary { supplier } => BTreeSet::from([supplier.clone()]),
+        Rollout::Widening { suppliers } => suppliers.clone(),
+        Rollout::Closed | Rollout::Open => BTreeSet::new(),
+    }
+}
+
+/// A rollout from its stored stage and suppliers; anything else is corrupt.
+pub fn stored_rollout(stage: &str, suppliers: &[String]) -> Result<Rollout, StoreError> {
+    let parsed = suppliers
+        .iter()
+        .map(|supplier| crate::rows::supplier(supplier))
+        .collect::<Result<BTreeSet<SupplierId>, StoreError>>()?;
+    match (stage, parsed.len()) {
+        ("closed", _) => Ok(Rollout::Closed),
+        ("open", _) => Ok(Rollout::Open),
+        ("canary", 1) => Ok(Rollout::Canary { supplier: parsed.into_iter().next().expect("one supplier") }),
+        ("widening", n) if n > 0 => Ok(Rollout::Widening { suppliers: parsed }),
+        _ => Err(StoreError::Corrupt(format!("rollout stage {stage:?} with suppliers {suppliers:?}"))),
+    }
+}
+
+/// The gate's state per tenant, its history, and sign-offs.
+#[async_trait]
+pub trait RolloutStore: Send + Sync + std::fmt::Debug {
+    /// A tenant's rollout (closed, never changed, for a tenant the gate never moved).
+    async fn rollout(&self, tenant: &TenantId) -> Result<RolloutState, StoreError>;
+
+    /// Writes an allowed step in one transaction: the rollout, its history row, and the sync
+    /// flags it implies (closed: the tenant off, so its events are held; canary and
+    /// widening: the tenant on, the listed suppliers on and every other supplier off, also
+    /// for a supplier first seen later; open: the tenant and every supplier on). Returns
+    /// `false`, changing nothing, when the stored rollout is no longer `change.from`.
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError>;
+
+    /// A tenant's rollout changes, newest first, at most `limit`.
+    async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError>;
+
+    /// Records a sign-off, returning its id.
+    async fn record_sign_off(&self, sign_off: &SignOff) -> Result<i64, StoreError>;
+
+    /// A tenant's sign-offs at or after `since`, oldest first.
+    async fn sign_offs(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<Vec<SignOffRecord>, StoreError>;
+
+    /// Up to `limit` distinct items of `tenant` with an event applied (received) at or after
+    /// `since`, the first applied first.
+    async fn applied_items_since(
+        &self,
+        tenant: &TenantId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AppliedItem>, StoreError>;
+}
