@@ -24,7 +24,6 @@ pub const MAX_NAMED_ITEMS: usize = 50;
 /// One of the four launch signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum SignalName {
     /// Share of items some enabled channel has not accepted after the grace period.
     StaleItems,

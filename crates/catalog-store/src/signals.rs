@@ -163,7 +163,8 @@ impl StoredGap {
                 event_id: Some(event_id.0),
                 ..Self::default()
             },
-            Some(TraceGap::NotChecked) => Self { gap: Some("not_checked".to_owned()), ..Self::default() },
+            // `not_checked`, and any gap a later catalog-core names, by its stable name alone.
+            Some(other) => Self { gap: Some(other.as_str().to_owned()), ..Self::default() },
         }
     }
 
