@@ -1,5 +1,6 @@
 //! Integration tests of the application layer: the channels a worker publishes on, and the
 //! auto-heal of dead letters with its metrics, on a real SQLite store.
 
+mod alerts;
 mod channels;
 mod heal;
