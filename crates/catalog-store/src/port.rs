@@ -190,7 +190,13 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
 /// both held to the same contract suite (`catalog_store::contract`).
 #[async_trait]
 pub trait CatalogStore:
-    BatchStore + OutboxStore + FlagStore + ReadStore + AdminStore + crate::reconcile::ReconcileStore
+    BatchStore
+    + OutboxStore
+    + FlagStore
+    + ReadStore
+    + AdminStore
+    + crate::reconcile::ReconcileStore
+    + crate::feed::FeedStore
 {
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;

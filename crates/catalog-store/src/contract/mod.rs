@@ -12,6 +12,7 @@
 mod admin;
 mod batches;
 mod dead_letters;
+mod feeds;
 mod fixtures;
 mod flags;
 mod outbox;
@@ -100,6 +101,9 @@ macro_rules! store_contract_cases {
             admin::the_audit_log_pages_newest_first,
             admin::journal_rows_are_found_by_event_id_and_trace_id,
             admin::an_operator_retries_and_resolves_dead_letters,
+            feeds::feed_settings_are_bootstrapped_and_state_is_kept,
+            feeds::a_pull_failure_opens_one_dead_letter_until_a_run_completes,
+            feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
         );
     };
 }
