@@ -65,6 +65,19 @@ pub struct Metrics {
     pub reconcile_sweep_seconds: HistogramVec,
     /// Read-back requests that failed, by channel and kind (`throttled`, `transient`, …).
     pub reconcile_read_errors: IntCounterVec,
+    /// Records pulled from supplier feeds, per feed (`tenant/supplier`) and result (`valid`,
+    /// or `rejected` by the rules before the store saw them).
+    pub feed_records: IntCounterVec,
+    /// Pages pulled from supplier feeds, per feed.
+    pub feed_pages: IntCounterVec,
+    /// Feed requests asked again, by reason (`throttled`, `server_error`, `timeout`,
+    /// `connection`, `invalid_page`, `cursor_expired`).
+    pub feed_retries: IntCounterVec,
+    /// Now minus the end of the feed's newest completed window, per feed.
+    pub feed_window_lag_seconds: IntGaugeVec,
+    /// Differences a full refresh found against the supplier's snapshot (each corrected as
+    /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
+    pub feed_drift: IntCounterVec,
 }
 
 impl Metrics {
@@ -193,6 +206,20 @@ impl Metrics {
             "Read-back requests that failed, by kind.",
             &["channel", "kind"],
         );
+        let feed_records =
+            counter("catalog_feed_records_total", "Records pulled from supplier feeds, by result.", &["feed", "result"]);
+        let feed_pages = counter("catalog_feed_pages_total", "Pages pulled from supplier feeds.", &["feed"]);
+        let feed_retries = counter("catalog_feed_retries_total", "Feed requests asked again, by reason.", &["reason"]);
+        let feed_window_lag_seconds = gauge(
+            "catalog_feed_window_lag_seconds",
+            "Now minus the end of the feed's newest completed window.",
+            &["feed"],
+        );
+        let feed_drift = counter(
+            "catalog_feed_drift_total",
+            "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
+            &["feed", "kind"],
+        );
         Self {
             registry,
             events,
@@ -222,6 +249,11 @@ impl Metrics {
             reconcile_sweeps,
             reconcile_sweep_seconds,
             reconcile_read_errors,
+            feed_records,
+            feed_pages,
+            feed_retries,
+            feed_window_lag_seconds,
+            feed_drift,
         }
     }
 

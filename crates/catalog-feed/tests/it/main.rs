@@ -1,0 +1,1 @@
+//! Integration tests of the pull source against a real local feed server.
