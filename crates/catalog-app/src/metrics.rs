@@ -206,8 +206,11 @@ impl Metrics {
             "Read-back requests that failed, by kind.",
             &["channel", "kind"],
         );
-        let feed_records =
-            counter("catalog_feed_records_total", "Records pulled from supplier feeds, by result.", &["feed", "result"]);
+        let feed_records = counter(
+            "catalog_feed_records_total",
+            "Records pulled from supplier feeds, by result.",
+            &["feed", "result"],
+        );
         let feed_pages = counter("catalog_feed_pages_total", "Pages pulled from supplier feeds.", &["feed"]);
         let feed_retries = counter("catalog_feed_retries_total", "Feed requests asked again, by reason.", &["reason"]);
         let feed_window_lag_seconds = gauge(

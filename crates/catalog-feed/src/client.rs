@@ -290,9 +290,11 @@ impl FeedClient {
                 }),
             },
             Verdict::Throttled(wait) => Ok(Attempt::Throttled(wait)),
-            Verdict::Retry => {
-                Ok(Attempt::Failed { reason: "server_error", error: format!("status {status}"), body: Some(prefix(&body)) })
-            }
+            Verdict::Retry => Ok(Attempt::Failed {
+                reason: "server_error",
+                error: format!("status {status}"),
+                body: Some(prefix(&body)),
+            }),
             Verdict::CursorExpired => Err(PullError::CursorExpired),
             Verdict::Refused => Err(PullError::Refused { status, body: prefix(&body) }),
         }
@@ -331,7 +333,9 @@ mod tests {
             (302, None),
         ]
         .iter()
-        .map(|(status, retry_after)| format!("{status} {retry_after:?} -> {:?}\n", classify_response(*status, *retry_after)))
+        .map(|(status, retry_after)| {
+            format!("{status} {retry_after:?} -> {:?}\n", classify_response(*status, *retry_after))
+        })
         .collect();
         insta::assert_snapshot!(table, @r#"
         200 None -> Page

@@ -180,7 +180,11 @@ impl FeedSource {
     /// it is applied: the unfinished window, the incremental window, every backfill chunk,
     /// and with `WithFullRefresh` a full refresh. A failing feed is recorded (a pull dead
     /// letter) and reported; the others go on.
-    pub async fn run_once(&self, scope: OnceScope, shutdown: &CancellationToken) -> Result<OnceReport, FeedSourceError> {
+    pub async fn run_once(
+        &self,
+        scope: OnceScope,
+        shutdown: &CancellationToken,
+    ) -> Result<OnceReport, FeedSourceError> {
         let feeds = self.enabled_feeds().await?;
         let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
         let mut runs: JoinSet<Option<(FeedKey, String)>> = JoinSet::new();
@@ -319,7 +323,9 @@ impl FeedSource {
                 match work {
                     Work::Incremental => run.incremental(now, &shutdown).await.map(drop),
                     Work::FullRefresh => run.full_refresh(&shutdown).await.map(drop),
-                    Work::Backfill => run.backfill_next(now, &shutdown).await.map(|pulled| plan.backfill_pending = pulled),
+                    Work::Backfill => {
+                        run.backfill_next(now, &shutdown).await.map(|pulled| plan.backfill_pending = pulled)
+                    }
                 }
             }
             .await;
@@ -327,7 +333,9 @@ impl FeedSource {
                 Ok(()) => {
                     plan.hold_until = None;
                     match work {
-                        Work::Incremental => plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now),
+                        Work::Incremental => {
+                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                        }
                         Work::FullRefresh => {
                             plan.refreshed_before = true;
                             plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);

@@ -11,7 +11,7 @@ use catalog_core::{Classify, FailureClass};
 use catalog_store::{
     CompletedWindow, FeedKey, FeedStore, IncomingEvent, Position, PullFailure, SourceRef, StoreError, StoredFeed,
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,12 @@ impl RunError {
     }
 }
 
+/// `at` without its fraction of a second: window bounds are stored to the microsecond and
+/// sent to the feed to the second, so a bound finer than both would leave slivers of gaps.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
+}
+
 /// The name a feed's checkpoint and journal rows are kept under.
 pub fn source_name(key: &FeedKey) -> String {
     format!("feed:{key}")
@@ -87,7 +93,10 @@ pub struct FeedRun {
 
 impl std::fmt::Debug for FeedRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeedRun").field("feed", &self.label).field("next_offset", &self.next_offset).finish_non_exhaustive()
+        f.debug_struct("FeedRun")
+            .field("feed", &self.label)
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,9 +161,9 @@ impl FeedRun {
             }
             None => {
                 let completed = self.store.feed_windows(self.key()).await?;
-                let recorded = completed
-                    .iter()
-                    .any(|w| (w.kind, w.since, w.until) == (cursor.window.kind, cursor.window.since, cursor.window.until));
+                let recorded = completed.iter().any(|w| {
+                    (w.kind, w.since, w.until) == (cursor.window.kind, cursor.window.since, cursor.window.until)
+                });
                 if !recorded {
                     self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await?;
                 }
@@ -165,6 +174,7 @@ impl FeedRun {
 
     /// Pulls the incremental window due at `now`, if any.
     pub async fn incremental(&mut self, now: DateTime<Utc>, shutdown: &CancellationToken) -> Result<bool, RunError> {
+        let now = whole_second(now);
         let completed = self.store.feed_windows(self.key()).await?;
         let frequency = Duration::hours(i64::from(self.feed.settings.sync_frequency_hours));
         let Some(window) = incremental_window(self.go_live, frequency, self.overlap, &completed, now) else {
@@ -176,7 +186,12 @@ impl FeedRun {
 
     /// Pulls the next backfill chunk of the oldest gap before `until`; `false` when there is
     /// no gap.
-    pub async fn backfill_next(&mut self, until: DateTime<Utc>, shutdown: &CancellationToken) -> Result<bool, RunError> {
+    pub async fn backfill_next(
+        &mut self,
+        until: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, RunError> {
+        let until = whole_second(until);
         let completed = self.store.feed_windows(self.key()).await?;
         let Some(window) = backfill_window(self.go_live, &completed, until) else { return Ok(false) };
         self.pull_window(window, None, 0, 0, shutdown).await?;
@@ -193,8 +208,12 @@ impl FeedRun {
         };
         let failure = PullFailure { key: self.key().clone(), reason, error: error.to_string(), body };
         match self.store.record_pull_failure(&failure).await {
-            Ok(dead_letter_id) => tracing::error!(feed = %self.label, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run"),
-            Err(store) => tracing::error!(feed = %self.label, error = %error, %store, "feed run failed, and recording the failure failed too"),
+            Ok(dead_letter_id) => {
+                tracing::error!(feed = %self.label, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
+            }
+            Err(store) => {
+                tracing::error!(feed = %self.label, error = %error, %store, "feed run failed, and recording the failure failed too")
+            }
         }
     }
 
@@ -289,10 +308,21 @@ impl FeedRun {
         }
     }
 
-    async fn record_completed(&self, window: Window, n_pages: u64, n_records: u64) -> Result<CompletedWindow, RunError> {
+    async fn record_completed(
+        &self,
+        window: Window,
+        n_pages: u64,
+        n_records: u64,
+    ) -> Result<CompletedWindow, RunError> {
         let completed_at = Utc::now();
-        let completed =
-            CompletedWindow { kind: window.kind, since: window.since, until: window.until, completed_at, n_records, n_pages };
+        let completed = CompletedWindow {
+            kind: window.kind,
+            since: window.since,
+            until: window.until,
+            completed_at,
+            n_records,
+            n_pages,
+        };
         self.store.complete_window(self.key(), &completed).await?;
         if window.kind == catalog_store::WindowKind::Incremental {
             // A backfill window ends in the past by design: the lag is the incremental's.

@@ -127,7 +127,10 @@ mod tests {
     use super::*;
 
     fn key() -> FeedKey {
-        FeedKey { tenant: TenantId::parse("canary").expect("tenant"), supplier: SupplierId::parse("acme").expect("supplier") }
+        FeedKey {
+            tenant: TenantId::parse("canary").expect("tenant"),
+            supplier: SupplierId::parse("acme").expect("supplier"),
+        }
     }
 
     fn record(json: &str) -> Map<String, Value> {
@@ -146,8 +149,10 @@ mod tests {
         let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:catalog-sync:feed-record");
         let expected = Uuid::new_v5(&namespace, b"canary/acme/ABC-123/2026-06-01T12:00:00Z/17/42");
         assert_eq!(id, expected);
-        let without_sequence =
-            record_event_id(&key(), &record(r#"{"sku": "ABC-123", "quantity": 42, "updated_at": "2026-06-01T12:00:00Z"}"#));
+        let without_sequence = record_event_id(
+            &key(),
+            &record(r#"{"sku": "ABC-123", "quantity": 42, "updated_at": "2026-06-01T12:00:00Z"}"#),
+        );
         assert_eq!(without_sequence, Uuid::new_v5(&namespace, b"canary/acme/ABC-123/2026-06-01T12:00:00Z/0/42"));
         let other_offset = record_event_id(
             &key(),
@@ -160,13 +165,16 @@ mod tests {
     fn a_record_decodes_as_the_contract_event_and_a_bad_one_is_rejected() {
         let payload = record_event(
             &key(),
-            record(r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "extra": [1], "delta": 3}"#),
+            record(
+                r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "extra": [1], "delta": 3}"#,
+            ),
         );
         let event = decode(&payload).expect("a valid event");
         assert_eq!(event.change(), StockChange::Updated { quantity: 5 });
         assert_eq!(event.offer().sku.as_str(), "ABC-1");
-        let rejected = decode(&record_event(&key(), record(r#"{"sku": "BAD SKU", "quantity": -1, "updated_at": "x"}"#)))
-            .expect_err("rules apply to records");
+        let rejected =
+            decode(&record_event(&key(), record(r#"{"sku": "BAD SKU", "quantity": -1, "updated_at": "x"}"#)))
+                .expect_err("rules apply to records");
         assert_eq!(rejected.tenant.as_ref().map(TenantId::as_str), Some("canary"));
     }
 

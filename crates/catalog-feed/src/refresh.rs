@@ -65,7 +65,8 @@ impl FeedRun {
             }
         }
         let as_of_text = as_of.unwrap_or_default();
-        let as_of: DateTime<Utc> = DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
+        let as_of: DateTime<Utc> =
+            DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
 
         let stored: BTreeMap<Sku, i64> =
             self.store.feed_offers(self.key()).await?.into_iter().map(|offer| (offer.sku, offer.quantity)).collect();
@@ -75,7 +76,9 @@ impl FeedRun {
         for (sku, quantity) in listed_skus {
             match stored.get(sku) {
                 Some(stored) if stored == quantity => {}
-                Some(stored) => drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*stored), supplier: *quantity, as_of }),
+                Some(stored) => {
+                    drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*stored), supplier: *quantity, as_of })
+                }
                 None if *quantity == 0 => {}
                 None => drifts.push(FeedDrift { sku: sku.clone(), stored: None, supplier: *quantity, as_of }),
             }

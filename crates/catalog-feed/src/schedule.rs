@@ -240,7 +240,11 @@ mod tests {
         let mut lines = String::new();
         for _ in 0..n {
             after = next_run_at(&run_times, berlin(), after);
-            lines.push_str(&format!("{} = {}\n", after.format("%a %F %R UTC"), after.with_timezone(&berlin()).format("%R %Z")));
+            lines.push_str(&format!(
+                "{} = {}\n",
+                after.format("%a %F %R UTC"),
+                after.with_timezone(&berlin()).format("%R %Z")
+            ));
         }
         lines
     }

@@ -87,7 +87,11 @@ pub fn incremental_window(
 }
 
 /// The spans of `[go_live, until)` no completed window covers, oldest first.
-pub fn gaps(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn gaps(
+    go_live: DateTime<Utc>,
+    completed: &[CompletedWindow],
+    until: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = completed.iter().map(|w| (w.since, w.until)).collect();
     covered.sort();
     let mut gaps = Vec::new();
@@ -109,9 +113,11 @@ pub fn gaps(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTi
 
 /// The backfill window to pull next: the first [`BACKFILL_CHUNK`] of the oldest gap.
 pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTime<Utc>) -> Option<Window> {
-    gaps(go_live, completed, until)
-        .first()
-        .map(|(since, end)| Window { kind: WindowKind::Backfill, since: *since, until: (*since + BACKFILL_CHUNK).min(*end) })
+    gaps(go_live, completed, until).first().map(|(since, end)| Window {
+        kind: WindowKind::Backfill,
+        since: *since,
+        until: (*since + BACKFILL_CHUNK).min(*end),
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +151,11 @@ mod tests {
         2026-05-21 12:00:00 UTC .. 2026-05-22 00:00:00 UTC
         ");
         let first = backfill_window(at("2026-05-01T00:00:00Z"), &completed, at("2026-05-22T00:00:00Z")).expect("a gap");
-        assert_eq!((first.since, first.until), (at("2026-05-10T00:00:00Z"), at("2026-05-17T00:00:00Z")), "7-day chunks");
+        assert_eq!(
+            (first.since, first.until),
+            (at("2026-05-10T00:00:00Z"), at("2026-05-17T00:00:00Z")),
+            "7-day chunks"
+        );
         assert!(gaps(at("2026-05-01T00:00:00Z"), &completed[..2], at("2026-05-10T00:00:00Z")).is_empty());
     }
 
@@ -170,7 +180,11 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 6, 1).expect("date");
         assert_eq!(go_live_at(date, berlin), at("2026-05-31T22:00:00Z"));
         let cursor = WindowCursor {
-            window: Window { kind: WindowKind::Backfill, since: at("2026-05-01T00:00:00Z"), until: at("2026-05-08T00:00:00Z") },
+            window: Window {
+                kind: WindowKind::Backfill,
+                since: at("2026-05-01T00:00:00Z"),
+                until: at("2026-05-08T00:00:00Z"),
+            },
             next: Some("opaque/1".to_owned()),
             n_pages: 3,
             n_records: 2_000,

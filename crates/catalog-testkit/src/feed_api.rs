@@ -232,9 +232,11 @@ fn page_body(records: &[FeedRecord], next: Option<String>, as_of: Option<DateTim
 
 fn window_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
     let bound = |name: &str| {
-        query.get(name).and_then(|text| DateTime::parse_from_rfc3339(text).ok()).map(|at| at.to_utc()).ok_or_else(
-            || (StatusCode::BAD_REQUEST, format!(r#"{{"error":"{name}"}}"#)).into_response(),
-        )
+        query
+            .get(name)
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|at| at.to_utc())
+            .ok_or_else(|| (StatusCode::BAD_REQUEST, format!(r#"{{"error":"{name}"}}"#)).into_response())
     };
     let (since, until) = (bound("updated_since")?, bound("updated_until")?);
     let limit = limit(query)?;
