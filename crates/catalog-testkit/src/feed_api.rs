@@ -165,7 +165,16 @@ impl FeedApi {
     }
 }
 
-type Answer = Result<(Vec<(String, String)>, Vec<u8>), Response>;
+/// A request the feed answers with an error status and a small body.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, body: &str) -> Refusal {
+        Refusal(status, body.to_owned())
+    }
+}
+
+type Answer = Result<Vec<u8>, Refusal>;
 
 /// Checks the token, plays the next fault, waits the page delay.
 async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
@@ -198,7 +207,7 @@ async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> 
 }
 
 /// The start index a cursor names, if it is of the current generation.
-fn cursor_index(state: &ApiState, cursor: Option<&String>) -> Result<usize, Response> {
+fn cursor_index(state: &ApiState, cursor: Option<&String>) -> Result<usize, Refusal> {
     let Some(cursor) = cursor else { return Ok(0) };
     let generation = state.generation.load(Ordering::SeqCst);
     let parsed = cursor
@@ -207,15 +216,15 @@ fn cursor_index(state: &ApiState, cursor: Option<&String>) -> Result<usize, Resp
         .and_then(|(g, index)| Some((g.parse::<u64>().ok()?, index.parse::<usize>().ok()?)));
     match parsed {
         Some((g, index)) if g == generation => Ok(index),
-        Some(_) => Err((StatusCode::GONE, r#"{"error":"cursor expired"}"#).into_response()),
-        None => Err((StatusCode::BAD_REQUEST, r#"{"error":"bad cursor"}"#).into_response()),
+        Some(_) => Err(Refusal::new(StatusCode::GONE, r#"{"error":"cursor expired"}"#)),
+        None => Err(Refusal::new(StatusCode::BAD_REQUEST, r#"{"error":"bad cursor"}"#)),
     }
 }
 
-fn limit(query: &HashMap<String, String>) -> Result<usize, Response> {
+fn limit(query: &HashMap<String, String>) -> Result<usize, Refusal> {
     match query.get("limit").and_then(|limit| limit.parse::<usize>().ok()) {
         Some(limit) if (1..=1000).contains(&limit) => Ok(limit),
-        _ => Err((StatusCode::BAD_REQUEST, r#"{"error":"limit"}"#).into_response()),
+        _ => Err(Refusal::new(StatusCode::BAD_REQUEST, r#"{"error":"limit"}"#)),
     }
 }
 
@@ -236,7 +245,7 @@ fn window_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
             .get(name)
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map(|at| at.to_utc())
-            .ok_or_else(|| (StatusCode::BAD_REQUEST, format!(r#"{{"error":"{name}"}}"#)).into_response())
+            .ok_or_else(|| Refusal(StatusCode::BAD_REQUEST, format!(r#"{{"error":"{name}"}}"#)))
     };
     let (since, until) = (bound("updated_since")?, bound("updated_until")?);
     let limit = limit(query)?;
@@ -248,7 +257,7 @@ fn window_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
     let to = (from + limit).min(end);
     let generation = state.generation.load(Ordering::SeqCst);
     let next = (to < end).then(|| format!("g{generation}:{to}"));
-    Ok((Vec::new(), page_body(&records[from..to], next, None)))
+    Ok(page_body(&records[from..to], next, None))
 }
 
 fn snapshot_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
@@ -275,7 +284,7 @@ fn snapshot_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer 
     let to = (from + limit).min(listed.len());
     let generation = state.generation.load(Ordering::SeqCst);
     let next = (to < listed.len()).then(|| format!("g{generation}:{to}"));
-    Ok((Vec::new(), page_body(&listed[from..to], next, Some(Utc::now()))))
+    Ok(page_body(&listed[from..to], next, Some(Utc::now())))
 }
 
 fn log_request(state: &ApiState, snapshot: bool, query: &HashMap<String, String>, status: u16) {
@@ -289,13 +298,14 @@ fn log_request(state: &ApiState, snapshot: bool, query: &HashMap<String, String>
 }
 
 async fn answer(state: Arc<ApiState>, headers: HeaderMap, query: HashMap<String, String>, snapshot: bool) -> Response {
-    let answered = match prelude(&state, &headers).await {
-        Ok(()) if snapshot => snapshot_answer(&state, &query),
-        Ok(()) => window_answer(&state, &query),
-        Err(response) => Err(response),
-    };
-    let response = match answered {
-        Ok((_, body)) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+    let response = match prelude(&state, &headers).await {
+        Ok(()) => {
+            let answered = if snapshot { snapshot_answer(&state, &query) } else { window_answer(&state, &query) };
+            match answered {
+                Ok(body) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+                Err(Refusal(status, body)) => (status, body).into_response(),
+            }
+        }
         Err(response) => response,
     };
     log_request(&state, snapshot, &query, response.status().as_u16());
