@@ -21,8 +21,9 @@ pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
 #[command(name = "sync-worker", version, about)]
 pub struct WorkerArgs {
     /// Where events come from: `kafka`, `file:PATH` (NDJSON, one contract message per line),
-    /// or `-` for NDJSON on standard input. A file source exits once everything is applied
-    /// and published; re-running it resumes where it stopped.
+    /// `-` for NDJSON on standard input, or `pull` for supplier feeds pulled on a schedule
+    /// (`--feeds-file`, `--once`). A file source exits once everything is applied and
+    /// published; re-running it resumes where it stopped.
     #[arg(long, env = "CATALOG_SOURCE", value_parser = parse_source)]
     pub source: SourceSpec,
 
@@ -31,6 +32,9 @@ pub struct WorkerArgs {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub feeds: FeedArgs,
 
     /// A batch is applied when it holds this many events.
     #[arg(long, env = "CATALOG_BATCH_SIZE", default_value_t = 5_000)]
@@ -243,6 +247,79 @@ impl WorkerSignalArgs {
     pub fn progress_interval(&self) -> Duration {
         Duration::from_secs(self.progress_interval_secs)
     }
+/// Supplier feed options, used with `--source pull`.
+#[derive(Debug, Clone, Args)]
+pub struct FeedArgs {
+    /// TOML file of feeds (`[[feed]]` with `tenant`, `supplier`, `base_url`, `token_env`,
+    /// `go_live_date`, and optionally `sync_frequency_hours`, `timezone`, `run_times`,
+    /// `requests_per_second`, `sync_enabled`), stored at start (new feeds created, known
+    /// ones' settings updated). Tokens are read from the named environment variables, never
+    /// from the file. Without it, the feeds already in the store are pulled.
+    #[arg(long, env = "CATALOG_FEEDS_FILE")]
+    pub feeds_file: Option<PathBuf>,
+
+    /// Pull what is due now (the unfinished window, the incremental window, every backfill
+    /// chunk), publish it, and exit: for cron. Without it, feeds are pulled on their
+    /// schedules until a signal.
+    #[arg(long, env = "CATALOG_FEED_ONCE")]
+    pub once: bool,
+
+    /// With `--once`: also run a full refresh of each feed (its snapshot diffed against the
+    /// stored offers, every difference corrected).
+    #[arg(long, env = "CATALOG_FEED_FULL", requires = "once")]
+    pub full: bool,
+
+    /// Records per page asked of a feed (the contract allows 1 to 1,000).
+    #[arg(long, env = "CATALOG_FEED_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub feed_page_size: u32,
+
+    /// Feeds pulled at once at most; one slow feed takes one slot and delays no other.
+    #[arg(long, env = "CATALOG_FEED_PARALLELISM", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_parallelism: u64,
+
+    /// Hours an incremental window reaches back before the end of the last one, so records a
+    /// supplier stamps late are still pulled (as duplicates when they were not late).
+    #[arg(long, env = "CATALOG_FEED_OVERLAP_HOURS", default_value_t = 24)]
+    pub feed_overlap_hours: u32,
+
+    /// Attempts at one page that failed (5xx, timeout, connection, garbage) before the run
+    /// stops; it resumes at its last committed page at the next run.
+    #[arg(long, env = "CATALOG_FEED_MAX_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub feed_max_attempts: u32,
+
+    /// First wait before retrying a failed page, in milliseconds; doubled each time (to 30 s),
+    /// with jitter.
+    #[arg(long, env = "CATALOG_FEED_RETRY_INITIAL_MS", default_value_t = 500)]
+    pub feed_retry_initial_ms: u64,
+
+    /// How long one feed request may take, answer included, in milliseconds.
+    #[arg(long, env = "CATALOG_FEED_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub feed_request_timeout_ms: u64,
+
+    /// Requests per second to a feed that sets no `requests_per_second` of its own; 0 for
+    /// no limit.
+    #[arg(long, env = "CATALOG_FEED_RATE", default_value_t = 0)]
+    pub feed_rate: u32,
+}
+
+impl FeedArgs {
+    /// The plain settings the pull source takes.
+    pub fn settings(&self) -> catalog_feed::PullSettings {
+        let defaults = catalog_feed::PullSettings::default();
+        catalog_feed::PullSettings {
+            page_size: self.feed_page_size,
+            max_parallel_feeds: usize::try_from(self.feed_parallelism).unwrap_or(usize::MAX),
+            overlap: chrono::Duration::hours(i64::from(self.feed_overlap_hours)),
+            retry: catalog_feed::RetrySettings {
+                max_attempts: self.feed_max_attempts,
+                initial_backoff: Duration::from_millis(self.feed_retry_initial_ms),
+                request_timeout: Duration::from_millis(self.feed_request_timeout_ms),
+                ..defaults.retry
+            },
+            default_requests_per_second: (self.feed_rate > 0).then_some(self.feed_rate),
+            ..defaults
+        }
+    }
 }
 
 /// Kafka options, used with `--source kafka`.
@@ -319,6 +396,7 @@ fn parse_kafka_option(value: &str) -> Result<ClientOption, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     Kafka,
+    Pull,
     File(PathBuf),
     Stdin,
 }
@@ -330,10 +408,11 @@ fn parse_secret(value: &str) -> Result<Secret, String> {
 fn parse_source(value: &str) -> Result<SourceSpec, String> {
     match value {
         "kafka" => Ok(SourceSpec::Kafka),
+        "pull" => Ok(SourceSpec::Pull),
         "-" => Ok(SourceSpec::Stdin),
         _ => match value.strip_prefix("file:") {
             Some(path) if !path.is_empty() => Ok(SourceSpec::File(PathBuf::from(path))),
-            _ => Err(format!("expected `kafka`, `file:PATH` or `-`, got {value:?}")),
+            _ => Err(format!("expected `kafka`, `pull`, `file:PATH` or `-`, got {value:?}")),
         },
     }
 }

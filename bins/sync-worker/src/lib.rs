@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use catalog_app::{channels, publishing, reconcile, signals, Applier, BatchSink, Metrics, Totals};
 use catalog_cli::{open_store, Switch};
+use catalog_feed::{FeedSource, OnceScope, SystemClock};
 use catalog_file::FileSource;
 use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig};
 use catalog_store::ReconcileStore;
@@ -37,6 +38,40 @@ impl std::fmt::Display for RunSummary {
             write!(f, " {outcome}={}", self.totals.events_by_outcome.get(outcome).copied().unwrap_or(0))?;
         }
         write!(f, " items_changed={} published={}", self.totals.items_changed, self.published)
+    }
+}
+
+/// The pull source: feeds bootstrapped from `--feeds-file`, then pulled once (`--once`) or
+/// on their schedules until `shutdown`.
+async fn pull(
+    args: &WorkerArgs,
+    store: Arc<dyn catalog_store::CatalogStore>,
+    sink: Arc<dyn BatchSink>,
+    metrics: Metrics,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let source = FeedSource::new(args.feeds.settings(), store, sink, metrics, catalog_feed::tokens_from_environment())?;
+    if let Some(path) = &args.feeds.feeds_file {
+        let feeds = catalog_feed::read_feeds_file(path).with_context(|| format!("reading {}", path.display()))?;
+        source.bootstrap(&feeds).await.context("storing the feeds")?;
+    }
+    if !args.feeds.once {
+        return source.run(Arc::new(SystemClock), shutdown.clone()).await.context("pull source");
+    }
+    let scope = if args.feeds.full { OnceScope::WithFullRefresh } else { OnceScope::Due };
+    let report = source.run_once(scope, shutdown).await.context("pull source")?;
+    tracing::info!(n_feeds = report.n_feeds, n_failed = report.failed.len(), "feeds pulled once");
+    match report.failed.as_slice() {
+        [] => Ok(()),
+        failed => {
+            let names: Vec<String> = failed.iter().map(|(feed, error)| format!("{feed}: {error}")).collect();
+            anyhow::bail!(
+                "{} of {} feeds failed (each has a pull dead letter): {}",
+                failed.len(),
+                report.n_feeds,
+                names.join("; ")
+            )
+        }
     }
 }
 
@@ -147,6 +182,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             };
             readiness.source_running(true);
             source.run(sink, shutdown.clone()).await.context("file source")
+        }
+        SourceSpec::Pull => {
+            readiness.source_running(true);
+            pull(&args, store.clone(), sink, metrics.clone(), &shutdown).await
         }
         SourceSpec::Stdin => {
             let source = FileSource {

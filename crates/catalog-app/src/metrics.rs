@@ -79,6 +79,19 @@ pub struct Metrics {
     /// Items the tracer re-derived from the journal, by result (`traced`, or the gap:
     /// `quantity_differs`, `winner_not_journaled`).
     pub trace_checks: IntCounterVec,
+    /// Records pulled from supplier feeds, per feed (`tenant/supplier`) and result (`valid`,
+    /// or `rejected` by the rules before the store saw them).
+    pub feed_records: IntCounterVec,
+    /// Pages pulled from supplier feeds, per feed.
+    pub feed_pages: IntCounterVec,
+    /// Feed requests asked again, by reason (`throttled`, `server_error`, `timeout`,
+    /// `connection`, `invalid_page`, `cursor_expired`).
+    pub feed_retries: IntCounterVec,
+    /// Now minus the end of the feed's newest completed window, per feed.
+    pub feed_window_lag_seconds: IntGaugeVec,
+    /// Differences a full refresh found against the supplier's snapshot (each corrected as
+    /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
+    pub feed_drift: IntCounterVec,
 }
 
 impl Metrics {
@@ -231,6 +244,23 @@ impl Metrics {
             "Items re-derived from the journal by the tracer, by result (traced or the gap).",
             &["result"],
         );
+        let feed_records = counter(
+            "catalog_feed_records_total",
+            "Records pulled from supplier feeds, by result.",
+            &["feed", "result"],
+        );
+        let feed_pages = counter("catalog_feed_pages_total", "Pages pulled from supplier feeds.", &["feed"]);
+        let feed_retries = counter("catalog_feed_retries_total", "Feed requests asked again, by reason.", &["reason"]);
+        let feed_window_lag_seconds = gauge(
+            "catalog_feed_window_lag_seconds",
+            "Now minus the end of the feed's newest completed window.",
+            &["feed"],
+        );
+        let feed_drift = counter(
+            "catalog_feed_drift_total",
+            "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
+            &["feed", "kind"],
+        );
         let family_names = family_names.into_inner();
         Self {
             registry,
@@ -265,6 +295,11 @@ impl Metrics {
             signal_value,
             signal_green,
             trace_checks,
+            feed_records,
+            feed_pages,
+            feed_retries,
+            feed_window_lag_seconds,
+            feed_drift,
         }
     }
 

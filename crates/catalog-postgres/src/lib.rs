@@ -8,6 +8,7 @@ mod apply;
 mod columns;
 mod copy;
 mod dead_letters;
+mod feeds;
 mod flags;
 #[cfg(test)]
 mod journal_plans;
@@ -32,6 +33,9 @@ use catalog_store::{
     DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
     StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+};
+use catalog_store::{
+    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -304,6 +308,53 @@ impl ReconcileStore for PostgresStore {
 
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
         with_deadline(self.deadline, "item_drifts", reconcile::item_drifts(&self.pool, item_id, limit)).await
+    }
+}
+
+#[async_trait]
+impl FeedStore for PostgresStore {
+    async fn upsert_feed(&self, settings: &FeedSettings) -> Result<(), StoreError> {
+        with_deadline(self.deadline, "upsert_feed", feeds::upsert_feed(&self.pool, settings)).await
+    }
+
+    async fn feeds(&self) -> Result<Vec<StoredFeed>, StoreError> {
+        with_deadline(self.deadline, "feeds", feeds::feeds(&self.pool)).await
+    }
+
+    async fn feed(&self, key: &FeedKey) -> Result<Option<StoredFeed>, StoreError> {
+        with_deadline(self.deadline, "feed", feeds::feed(&self.pool, key)).await
+    }
+
+    async fn set_feed_sync(&self, key: &FeedKey, enabled: bool) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "set_feed_sync", feeds::set_feed_sync(&self.pool, key, enabled)).await
+    }
+
+    async fn complete_window(&self, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError> {
+        with_deadline(self.deadline, "complete_window", feeds::complete_window(&self.pool, key, window)).await
+    }
+
+    async fn feed_windows(&self, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
+        with_deadline(self.deadline, "feed_windows", feeds::feed_windows(&self.pool, key)).await
+    }
+
+    async fn record_pull_failure(&self, failure: &PullFailure) -> Result<i64, StoreError> {
+        with_deadline(self.deadline, "record_pull_failure", feeds::record_pull_failure(&self.pool, failure)).await
+    }
+
+    async fn resolve_pull_failure(&self, key: &FeedKey) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "resolve_pull_failure", feeds::resolve_pull_failure(&self.pool, key)).await
+    }
+
+    async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
+        with_deadline(self.deadline, "feed_offers", feeds::feed_offers(&self.pool, key)).await
+    }
+
+    async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError> {
+        with_deadline(self.deadline, "complete_full_refresh", feeds::complete_full_refresh(&self.pool, refresh)).await
+    }
+
+    async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError> {
+        with_deadline(self.deadline, "feed_drifts", feeds::feed_drifts(&self.pool, key, limit)).await
     }
 }
 

@@ -15,6 +15,7 @@ mod apply;
 mod columns;
 mod dead_letters;
 mod error;
+mod feeds;
 mod flags;
 #[cfg(test)]
 mod migration_tests;
@@ -42,6 +43,9 @@ use catalog_store::{
     DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
     StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+};
+use catalog_store::{
+    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -286,6 +290,53 @@ impl ReconcileStore for SqliteStore {
 
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
         reconcile::item_drifts(&self.pool, item_id, limit).await
+    }
+}
+
+#[async_trait]
+impl FeedStore for SqliteStore {
+    async fn upsert_feed(&self, settings: &FeedSettings) -> Result<(), StoreError> {
+        feeds::upsert_feed(&self.writer, settings).await
+    }
+
+    async fn feeds(&self) -> Result<Vec<StoredFeed>, StoreError> {
+        feeds::feeds(&self.pool).await
+    }
+
+    async fn feed(&self, key: &FeedKey) -> Result<Option<StoredFeed>, StoreError> {
+        feeds::feed(&self.pool, key).await
+    }
+
+    async fn set_feed_sync(&self, key: &FeedKey, enabled: bool) -> Result<bool, StoreError> {
+        feeds::set_feed_sync(&self.writer, key, enabled).await
+    }
+
+    async fn complete_window(&self, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError> {
+        feeds::complete_window(&self.writer, key, window).await
+    }
+
+    async fn feed_windows(&self, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
+        feeds::feed_windows(&self.pool, key).await
+    }
+
+    async fn record_pull_failure(&self, failure: &PullFailure) -> Result<i64, StoreError> {
+        feeds::record_pull_failure(&self.writer, failure).await
+    }
+
+    async fn resolve_pull_failure(&self, key: &FeedKey) -> Result<bool, StoreError> {
+        feeds::resolve_pull_failure(&self.writer, key).await
+    }
+
+    async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
+        feeds::feed_offers(&self.pool, key).await
+    }
+
+    async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError> {
+        feeds::complete_full_refresh(&self.writer, refresh).await
+    }
+
+    async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError> {
+        feeds::feed_drifts(&self.pool, key, limit).await
     }
 }
 

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod contract;
 mod dead_letter;
 mod error;
+mod feed;
 mod model;
 mod port;
 mod reconcile;
@@ -23,6 +24,10 @@ pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
 };
 pub use error::StoreError;
+pub use feed::{
+    parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings,
+    FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
+};
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
@@ -43,6 +48,7 @@ pub use signals::{
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.
 pub mod prelude {
+    pub use crate::feed::FeedStore;
     pub use crate::port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
     pub use crate::reconcile::ReconcileStore;
     pub use crate::rollout::RolloutStore;

@@ -58,6 +58,11 @@ pub enum Provenance {
     Received,
     /// Re-run from the journal by `replay`: a repeat is expected and not counted.
     Replayed,
+    /// A correction a feed's full refresh derived from the supplier's snapshot (decision
+    /// 0015): decided by the same rules, journaled under the source
+    /// `feed-refresh:{tenant}/{supplier}`; a repeat (a second refresh of an unchanged
+    /// snapshot) is expected and not counted as a redelivery.
+    Reconciliation,
 }
 
 /// How many bytes of a rejected message the journal keeps: enough to recognize it, with its

@@ -202,6 +202,7 @@ pub trait CatalogStore:
     + crate::reconcile::ReconcileStore
     + crate::signals::SignalStore
     + crate::rollout::RolloutStore
+    + crate::feed::FeedStore
 {
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;

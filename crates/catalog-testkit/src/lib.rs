@@ -5,6 +5,7 @@
 mod baseline;
 mod database;
 pub mod feed;
+pub mod feed_api;
 mod kafka;
 mod sqlite_baseline;
 

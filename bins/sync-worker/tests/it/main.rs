@@ -7,6 +7,7 @@ mod heal;
 mod hostile;
 mod kafka;
 mod processes;
+mod pull;
 mod readiness;
 mod reconcile;
 mod signals;

@@ -1,0 +1,361 @@
+//! The HTTP client of one feed: requests a page (of a window or of the snapshot), classifies
+//! the answer by the contract's error table (`classify_response`, pure), and retries what
+//! the table says to retry: throttling after its `Retry-After`, 5xx, connection errors,
+//! timeouts and garbage pages with exponential backoff and jitter, up to a bound.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_app::Metrics;
+use chrono::{DateTime, SecondsFormat, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+
+use crate::record::{parse_page, InvalidPage, Page};
+
+/// How much of an answer's body a failure keeps for the operator.
+const BODY_PREFIX_BYTES: usize = 4 * 1024;
+
+/// What to do with an answer, by the contract's error table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// 200: parse the page (a body that is not one is retried like a 5xx).
+    Page,
+    /// 429: ask for the same page again after this long.
+    Throttled(Duration),
+    /// 5xx (and 408): retry the same page with backoff.
+    Retry,
+    /// 410: the cursor expired; start the window again.
+    CursorExpired,
+    /// Any other answer (400, 401, 403, 404, …): the run fails at once, for an operator.
+    Refused,
+}
+
+/// The wait a 429 asks for when it gives no usable `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Classifies a feed's answer: its status and `Retry-After` (seconds) alone decide.
+pub fn classify_response(status: u16, retry_after: Option<&str>) -> Verdict {
+    match status {
+        200 => Verdict::Page,
+        429 => Verdict::Throttled(
+            retry_after
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs),
+        ),
+        410 => Verdict::CursorExpired,
+        408 | 500..=599 => Verdict::Retry,
+        _ => Verdict::Refused,
+    }
+}
+
+/// A bearer token, read from the environment variable a feed names; never shown.
+#[derive(Clone)]
+pub struct FeedToken(String);
+
+impl FeedToken {
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+}
+
+impl std::fmt::Debug for FeedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedToken(***)")
+    }
+}
+
+/// How a feed's requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts at one page that failed (5xx, connection, timeout, garbage), the first included.
+    pub max_attempts: u32,
+    /// Throttled answers one page may get before the run gives up on it (and resumes later).
+    pub max_throttled: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long one request may take, answer included.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            max_throttled: 100,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a page could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// 410: the window has to start again.
+    #[error("the cursor expired (410)")]
+    CursorExpired,
+    /// The feed refused the request (400, 401, 403, 404, …): an operator must look.
+    #[error("the feed refused the request with {status}")]
+    Refused { status: u16, body: String },
+    /// Retries ran out on 5xx, connection errors, timeouts or garbage: the run resumes later.
+    #[error("the feed is unavailable after {attempts} attempts: {error}")]
+    Unavailable { reason: &'static str, attempts: u32, error: String, body: Option<String> },
+    /// The feed's token variable is not set: an operator must set it.
+    #[error("the token variable {0} is not set")]
+    NoToken(String),
+    /// Shutting down.
+    #[error("abandoned at shutdown")]
+    Abandoned,
+}
+
+impl PullError {
+    /// The dead letter's reason (and metric label).
+    pub fn reason(&self) -> String {
+        match self {
+            PullError::CursorExpired => "cursor_expired".to_owned(),
+            PullError::Refused { status, .. } => format!("http_{status}"),
+            PullError::Unavailable { reason, .. } => (*reason).to_owned(),
+            PullError::NoToken(_) => "token_missing".to_owned(),
+            PullError::Abandoned => "abandoned".to_owned(),
+        }
+    }
+
+    /// The feed's answer, when one came with the failure.
+    pub fn body(&self) -> Option<String> {
+        match self {
+            PullError::Refused { body, .. } => Some(body.clone()),
+            PullError::Unavailable { body, .. } => body.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Which page to ask for.
+#[derive(Debug, Clone, Copy)]
+pub enum PageRequest<'a> {
+    Window { since: DateTime<Utc>, until: DateTime<Utc>, cursor: Option<&'a str> },
+    Snapshot { cursor: Option<&'a str> },
+}
+
+/// The client of one feed. Cloning shares its connection pool and rate limiter.
+#[derive(Debug, Clone)]
+pub struct FeedClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: Option<FeedToken>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    retry: RetrySettings,
+    page_size: u32,
+    /// The feed's metric label: `tenant/supplier`.
+    feed: String,
+    metrics: Metrics,
+}
+
+/// One failed attempt, for the retry loop.
+enum Attempt {
+    Page(Page),
+    Throttled(Duration),
+    Failed { reason: &'static str, error: String, body: Option<String> },
+}
+
+impl FeedClient {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        token: Option<FeedToken>,
+        requests_per_second: Option<u32>,
+        retry: RetrySettings,
+        page_size: u32,
+        feed: String,
+        metrics: Metrics,
+    ) -> Self {
+        let limiter = requests_per_second
+            .and_then(NonZeroU32::new)
+            .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token,
+            limiter,
+            retry,
+            page_size: page_size.clamp(1, 1_000),
+            feed,
+            metrics,
+        }
+    }
+
+    fn url(&self, request: PageRequest<'_>) -> (String, Vec<(&'static str, String)>) {
+        let mut query = vec![("limit", self.page_size.to_string())];
+        let (path, cursor) = match request {
+            PageRequest::Window { since, until, cursor } => {
+                query.push(("updated_since", since.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+                query.push(("updated_until", until.to_rfc3339_opts(SecondsFormat::AutoSi, true)));
+                ("/v1/inventory", cursor)
+            }
+            PageRequest::Snapshot { cursor } => ("/v1/inventory/snapshot", cursor),
+        };
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        (format!("{}{path}", self.base_url), query)
+    }
+
+    /// Gets one page, retrying as the contract says; a 410 and a refusal come back at once.
+    pub async fn page(&self, request: PageRequest<'_>, shutdown: &CancellationToken) -> Result<Page, PullError> {
+        let snapshot = matches!(request, PageRequest::Snapshot { .. });
+        let mut failures = 0_u32;
+        let mut throttled = 0_u32;
+        let mut backoff = self.retry.initial_backoff;
+        loop {
+            if let Some(limiter) = &self.limiter {
+                tokio::select! {
+                    _ = limiter.until_ready() => {}
+                    _ = shutdown.cancelled() => return Err(PullError::Abandoned),
+                }
+            }
+            let wait = match self.attempt(request, snapshot).await? {
+                Attempt::Page(page) => {
+                    self.metrics.feed_pages.with_label_values(&[&self.feed]).inc();
+                    return Ok(page);
+                }
+                Attempt::Throttled(wait) => {
+                    self.metrics.feed_retries.with_label_values(&["throttled"]).inc();
+                    throttled += 1;
+                    if throttled > self.retry.max_throttled {
+                        return Err(PullError::Unavailable {
+                            reason: "throttled",
+                            attempts: throttled,
+                            error: "throttled too often".to_owned(),
+                            body: None,
+                        });
+                    }
+                    tracing::debug!(feed = %self.feed, wait_ms = wait.as_millis() as u64, "throttled by the feed");
+                    wait
+                }
+                Attempt::Failed { reason, error, body } => {
+                    failures += 1;
+                    if failures >= self.retry.max_attempts {
+                        return Err(PullError::Unavailable { reason, attempts: failures, error, body });
+                    }
+                    self.metrics.feed_retries.with_label_values(&[reason]).inc();
+                    tracing::warn!(feed = %self.feed, reason, %error, body = body.as_deref().unwrap_or(""), attempt = failures, "feed page failed, retrying");
+                    // Full jitter over the upper half: feeds that failed together do not
+                    // come back together.
+                    let wait = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return Err(PullError::Abandoned),
+            }
+        }
+    }
+
+    async fn attempt(&self, request: PageRequest<'_>, snapshot: bool) -> Result<Attempt, PullError> {
+        let (url, query) = self.url(request);
+        let mut builder = self.http.get(&url).query(&query).timeout(self.retry.request_timeout);
+        if let Some(token) = &self.token {
+            builder = builder.bearer_auth(&token.0);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let reason = if error.is_timeout() { "timeout" } else { "connection" };
+                return Ok(Attempt::Failed { reason, error: error.to_string(), body: None });
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|value| value.to_str().ok());
+        let verdict = classify_response(status, retry_after);
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                let reason = if error.is_timeout() { "timeout" } else { "connection" };
+                return Ok(Attempt::Failed { reason, error: error.to_string(), body: None });
+            }
+        };
+        match verdict {
+            Verdict::Page => match parse_page(&body, snapshot) {
+                Ok(page) => Ok(Attempt::Page(page)),
+                Err(invalid) => Ok(Attempt::Failed {
+                    reason: "invalid_page",
+                    error: invalid_page(&invalid),
+                    body: Some(prefix(&body)),
+                }),
+            },
+            Verdict::Throttled(wait) => Ok(Attempt::Throttled(wait)),
+            Verdict::Retry => Ok(Attempt::Failed {
+                reason: "server_error",
+                error: format!("status {status}"),
+                body: Some(prefix(&body)),
+            }),
+            Verdict::CursorExpired => Err(PullError::CursorExpired),
+            Verdict::Refused => Err(PullError::Refused { status, body: prefix(&body) }),
+        }
+    }
+}
+
+fn invalid_page(invalid: &InvalidPage) -> String {
+    format!("a 200 that is not a page: {invalid}")
+}
+
+/// The first bytes of a body, as text, for an operator.
+fn prefix(body: &[u8]) -> String {
+    let end = body.len().min(BODY_PREFIX_BYTES);
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified_by_the_contract_table() {
+        let table: String = [
+            (200, None),
+            (429, Some("7")),
+            (429, Some("soon")),
+            (429, None),
+            (410, None),
+            (500, None),
+            (503, None),
+            (408, None),
+            (400, None),
+            (401, None),
+            (403, None),
+            (404, None),
+            (302, None),
+        ]
+        .iter()
+        .map(|(status, retry_after)| {
+            format!("{status} {retry_after:?} -> {:?}\n", classify_response(*status, *retry_after))
+        })
+        .collect();
+        insta::assert_snapshot!(table, @r#"
+        200 None -> Page
+        429 Some("7") -> Throttled(7s)
+        429 Some("soon") -> Throttled(1s)
+        429 None -> Throttled(1s)
+        410 None -> CursorExpired
+        500 None -> Retry
+        503 None -> Retry
+        408 None -> Retry
+        400 None -> Refused
+        401 None -> Refused
+        403 None -> Refused
+        404 None -> Refused
+        302 None -> Refused
+        "#);
+    }
+
+    #[test]
+    fn a_token_never_shows() {
+        assert_eq!(format!("{:?}", FeedToken::new("s3cret".to_owned())), "FeedToken(***)");
+    }
+}

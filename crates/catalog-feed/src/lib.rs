@@ -1,0 +1,359 @@
+//! The pull source: supplier inventory feeds (`supplier-feed-api.md`) pulled on a schedule
+//! into the same source port as Kafka and files (`catalog_app::BatchSink`). Each record
+//! becomes an `inventory.updated` event with the contract's deterministic event id
+//! (`record`), each page one batch whose checkpoint is the window's cursor (`pull`, `window`),
+//! fetched by a client that follows the contract's error table (`client`). Feeds come from a
+//! feeds file (`config`) into the store (`catalog_store::FeedStore`); `schedule` says when
+//! each mode is due, with an injected clock; `refresh` is the weekly full refresh.
+
+pub mod client;
+pub mod config;
+pub mod pull;
+pub mod record;
+pub mod refresh;
+pub mod schedule;
+pub mod window;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use catalog_app::{BatchSink, Metrics};
+use catalog_core::Classify;
+use catalog_store::{FeedKey, FeedSettings, FeedStore, StoreError, StoredFeed};
+use chrono::{Duration, NaiveTime};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use client::{classify_response, FeedClient, FeedToken, PullError, RetrySettings, Verdict};
+pub use config::{parse_feeds, read_feeds_file, FeedsFileError};
+pub use pull::{refresh_source_name, source_name, FeedRun, RunError};
+pub use refresh::RefreshReport;
+pub use schedule::{Clock, JumpingClock, Plan, SystemClock, Work};
+pub use window::{Window, WindowCursor};
+
+/// Looks a feed's token up by the name of its variable (the environment, in production).
+pub type TokenLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Tokens from the process environment.
+pub fn tokens_from_environment() -> TokenLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// How the pull source pulls, whatever the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSettings {
+    /// Records per page asked for (the contract allows 1 to 1,000).
+    pub page_size: u32,
+    /// Feeds pulled at once at most; the others wait for a slot, never for one another.
+    pub max_parallel_feeds: usize,
+    /// How far an incremental window reaches back before the end of the last one.
+    pub overlap: Duration,
+    pub retry: RetrySettings,
+    /// Requests per second for feeds that do not set their own; `None`: no limit.
+    pub default_requests_per_second: Option<u32>,
+    /// How long a feed whose run failed waits before it is tried again (scheduled mode).
+    pub failure_hold: Duration,
+    /// Corrections per batch of a full refresh.
+    pub batch_size: usize,
+    /// Local time of the weekly full refresh (on Sunday).
+    pub full_refresh_time: NaiveTime,
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        Self {
+            page_size: 1_000,
+            max_parallel_feeds: 8,
+            overlap: window::DEFAULT_OVERLAP,
+            retry: RetrySettings::default(),
+            default_requests_per_second: None,
+            failure_hold: Duration::minutes(5),
+            batch_size: 1_000,
+            full_refresh_time: NaiveTime::from_hms_opt(2, 0, 0).expect("02:00 exists"),
+        }
+    }
+}
+
+/// Whether `--once` also runs a full refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnceScope {
+    /// Whatever is due: the unfinished window, the incremental, every backfill chunk.
+    Due,
+    /// That, then a full refresh of each feed.
+    WithFullRefresh,
+}
+
+/// What a `--once` run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnceReport {
+    pub n_feeds: usize,
+    /// Feeds whose run failed, with why; each has an open pull dead letter.
+    pub failed: Vec<(FeedKey, String)>,
+}
+
+/// Why the pull source could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedSourceError {
+    #[error("feed store: {0}")]
+    Store(#[from] StoreError),
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The pull source: every enabled feed of the store, pulled into `sink`.
+#[derive(Clone)]
+pub struct FeedSource {
+    settings: PullSettings,
+    store: Arc<dyn FeedStore>,
+    sink: Arc<dyn BatchSink>,
+    metrics: Metrics,
+    tokens: TokenLookup,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for FeedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedSource").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl FeedSource {
+    pub fn new(
+        settings: PullSettings,
+        store: Arc<dyn FeedStore>,
+        sink: Arc<dyn BatchSink>,
+        metrics: Metrics,
+        tokens: TokenLookup,
+    ) -> Result<FeedSource, FeedSourceError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(StdDuration::from_secs(10))
+            .build()
+            .map_err(|error| FeedSourceError::Client(error.to_string()))?;
+        Ok(FeedSource { settings, store, sink, metrics, tokens, http })
+    }
+
+    /// Stores the feeds of a feeds file (new ones created, known ones' settings updated).
+    pub async fn bootstrap(&self, feeds: &[FeedSettings]) -> Result<(), FeedSourceError> {
+        for feed in feeds {
+            self.store.upsert_feed(feed).await?;
+        }
+        tracing::info!(n_feeds = feeds.len(), "feeds bootstrapped from the feeds file");
+        Ok(())
+    }
+
+    async fn enabled_feeds(&self) -> Result<Vec<StoredFeed>, FeedSourceError> {
+        Ok(self.store.feeds().await?.into_iter().filter(|feed| feed.settings.sync_enabled).collect())
+    }
+
+    /// Opens a run of one feed: its token, client and checkpoint.
+    async fn open(&self, feed: StoredFeed) -> Result<FeedRun, RunError> {
+        let settings = &feed.settings;
+        let token = (self.tokens)(&settings.token_env).map(FeedToken::new);
+        let token = match token {
+            Some(token) => Some(token),
+            None => return Err(RunError::Pull(PullError::NoToken(settings.token_env.clone()))),
+        };
+        let client = FeedClient::new(
+            self.http.clone(),
+            &settings.base_url,
+            token,
+            settings.requests_per_second.or(self.settings.default_requests_per_second),
+            self.settings.retry,
+            self.settings.page_size,
+            settings.key.to_string(),
+            self.metrics.clone(),
+        );
+        FeedRun::open(
+            feed,
+            client,
+            Arc::clone(&self.sink),
+            Arc::clone(&self.store),
+            self.metrics.clone(),
+            self.settings.overlap,
+            self.settings.batch_size,
+        )
+        .await
+    }
+
+    /// Runs what is due now for every enabled feed, in parallel (bounded), and returns once
+    /// it is applied: the unfinished window, the incremental window, every backfill chunk,
+    /// and with `WithFullRefresh` a full refresh. A failing feed is recorded (a pull dead
+    /// letter) and reported; the others go on.
+    pub async fn run_once(
+        &self,
+        scope: OnceScope,
+        shutdown: &CancellationToken,
+    ) -> Result<OnceReport, FeedSourceError> {
+        let feeds = self.enabled_feeds().await?;
+        let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
+        let mut runs: JoinSet<Option<(FeedKey, String)>> = JoinSet::new();
+        let n_feeds = feeds.len();
+        for feed in feeds {
+            let (source, permits, shutdown) = (self.clone(), Arc::clone(&permits), shutdown.clone());
+            runs.spawn(async move {
+                let key = feed.settings.key.clone();
+                let _permit = permits.acquire_owned().await.ok()?;
+                let result = source.once(feed, scope, &shutdown).await;
+                match result {
+                    Ok(()) => None,
+                    Err(error) if error.is_shutdown() => None,
+                    Err(error) => Some((key, error.to_string())),
+                }
+            });
+        }
+        let mut report = OnceReport { n_feeds, failed: Vec::new() };
+        while let Some(joined) = runs.join_next().await {
+            match joined {
+                Ok(Some(failure)) => report.failed.push(failure),
+                Ok(None) => {}
+                Err(error) => report.failed.push((
+                    FeedKey {
+                        tenant: catalog_core::TenantId::parse("unknown").expect("a valid id"),
+                        supplier: catalog_core::SupplierId::parse("unknown").expect("a valid id"),
+                    },
+                    format!("a feed task failed: {error}"),
+                )),
+            }
+        }
+        report.failed.sort();
+        Ok(report)
+    }
+
+    async fn once(&self, feed: StoredFeed, scope: OnceScope, shutdown: &CancellationToken) -> Result<(), RunError> {
+        let key = feed.settings.key.clone();
+        let result = async {
+            let mut run = self.open(feed).await?;
+            let outcome = async {
+                run.resume(shutdown).await?;
+                let now = chrono::Utc::now();
+                run.incremental(now, shutdown).await?;
+                while run.backfill_next(now, shutdown).await? {}
+                if scope == OnceScope::WithFullRefresh {
+                    run.full_refresh(shutdown).await?;
+                }
+                run.record_success().await
+            }
+            .await;
+            if let Err(error) = &outcome {
+                if !error.is_shutdown() {
+                    run.record_failure(error).await;
+                }
+            }
+            outcome
+        }
+        .await;
+        if let Err(error) = &result {
+            tracing::warn!(feed = %key, %error, class = error.failure_class().as_str(), "feed run did not complete");
+        }
+        result
+    }
+
+    /// Schedules every enabled feed until `shutdown`: each feed's own loop (`schedule`), its
+    /// work taking one of `max_parallel_feeds` slots at a time, so a slow or failing feed
+    /// holds back no other.
+    pub async fn run(&self, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), FeedSourceError> {
+        let feeds = self.enabled_feeds().await?;
+        tracing::info!(n_feeds = feeds.len(), "scheduling feeds");
+        let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
+        let mut loops: JoinSet<()> = JoinSet::new();
+        for feed in feeds {
+            let (source, permits, clock, shutdown) =
+                (self.clone(), Arc::clone(&permits), Arc::clone(&clock), shutdown.clone());
+            loops.spawn(async move { source.feed_loop(feed, clock, permits, shutdown).await });
+        }
+        while let Some(joined) = loops.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a feed's scheduling task failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// One feed's schedule, until `shutdown`.
+    async fn feed_loop(
+        &self,
+        feed: StoredFeed,
+        clock: Arc<dyn Clock>,
+        permits: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) {
+        let key = feed.settings.key.clone();
+        let mut run = loop {
+            match self.open(feed.clone()).await {
+                Ok(run) => break run,
+                Err(error) => {
+                    tracing::error!(feed = %key, %error, "feed cannot run; trying again later");
+                    let hold = clock.now() + self.settings.failure_hold;
+                    clock.sleep_until(hold, &shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+        };
+        let windows = self.store.feed_windows(&key).await.unwrap_or_default();
+        let last_incremental_until = windows
+            .iter()
+            .filter(|window| window.kind == catalog_store::WindowKind::Incremental)
+            .map(|window| window.until)
+            .max();
+        let refresh_time = self.settings.full_refresh_time;
+        let mut plan = Plan::start(
+            run.run_times(),
+            run.timezone(),
+            refresh_time,
+            last_incremental_until,
+            feed.last_full_refresh_at,
+            clock.now(),
+        );
+        let mut resumed = false;
+        while !shutdown.is_cancelled() {
+            let now = clock.now();
+            let Some(work) = plan.next_work(now) else {
+                clock.sleep_until(plan.wake_at(), &shutdown).await;
+                continue;
+            };
+            let Ok(_permit) = permits.acquire().await else { return };
+            let result = async {
+                if !resumed {
+                    run.resume(&shutdown).await?;
+                    resumed = true;
+                }
+                match work {
+                    Work::Incremental => run.incremental(now, &shutdown).await.map(drop),
+                    Work::FullRefresh => run.full_refresh(&shutdown).await.map(drop),
+                    Work::Backfill => {
+                        run.backfill_next(now, &shutdown).await.map(|pulled| plan.backfill_pending = pulled)
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    plan.hold_until = None;
+                    match work {
+                        Work::Incremental => {
+                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                        }
+                        Work::FullRefresh => {
+                            plan.refreshed_before = true;
+                            plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
+                        }
+                        Work::Backfill => {}
+                    }
+                    if let Err(error) = run.record_success().await {
+                        tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
+                    }
+                }
+                Err(error) if error.is_shutdown() => return,
+                Err(error) => {
+                    run.record_failure(&error).await;
+                    // Anything not durable is pulled again from the checkpoint: resume first.
+                    resumed = false;
+                    plan.hold_until = Some(now + self.settings.failure_hold);
+                }
+            }
+        }
+    }
+}

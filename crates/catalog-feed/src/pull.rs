@@ -1,0 +1,335 @@
+//! One feed's pulls: windows pulled page by page, each page applied as one batch through the
+//! sink with the window's cursor as its checkpoint (committed in the batch's transaction),
+//! the next page fetched while the last one is applied. A run picks up where the last one
+//! stopped: an unfinished window resumes at its last committed page, a finished one is
+//! recorded as completed if the crash came before that.
+
+use std::sync::Arc;
+
+use catalog_app::{BatchSink, Metrics, SinkError, SourceBatch};
+use catalog_core::{Classify, FailureClass};
+use catalog_store::{
+    CompletedWindow, FeedKey, FeedStore, IncomingEvent, Position, PullFailure, SourceRef, StoreError, StoredFeed,
+};
+use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{FeedClient, PageRequest, PullError};
+use crate::record::{record_event, Page};
+use crate::window::{backfill_window, go_live_at, incremental_window, Window, WindowCursor};
+
+/// How often one pass of a window may be restarted by expired cursors before the run gives
+/// up on it (and pulls it again at the next run).
+const MAX_WINDOW_RESTARTS: u32 = 3;
+
+/// Why a feed's run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("pulling: {0}")]
+    Pull(#[from] PullError),
+    #[error("applying a page: {0}")]
+    Sink(#[from] SinkError),
+    #[error("feed store: {0}")]
+    Store(#[from] StoreError),
+    #[error("feed {feed} has an unknown time zone {timezone:?}")]
+    TimeZone { feed: FeedKey, timezone: String },
+}
+
+impl Classify for RunError {
+    fn failure_class(&self) -> FailureClass {
+        match self {
+            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_)) => FailureClass::NeedsSupplier,
+            RunError::Pull(_) => FailureClass::Retryable,
+            RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
+            RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
+            RunError::Store(error) => error.failure_class(),
+            RunError::TimeZone { .. } => FailureClass::NeedsOperator,
+        }
+    }
+}
+
+impl RunError {
+    /// Whether the run ended because the process is shutting down (nothing to record).
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, RunError::Pull(PullError::Abandoned) | RunError::Sink(SinkError::Abandoned))
+    }
+}
+
+/// `at` without its fraction of a second: window bounds are stored to the microsecond and
+/// sent to the feed to the second, so a bound finer than both would leave slivers of gaps.
+fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
+}
+
+/// The name a feed's checkpoint and journal rows are kept under.
+pub fn source_name(key: &FeedKey) -> String {
+    format!("feed:{key}")
+}
+
+/// The name a feed's full-refresh corrections are journaled under.
+pub fn refresh_source_name(key: &FeedKey) -> String {
+    format!("feed-refresh:{key}")
+}
+
+/// What one feed's pulls share: its settings, client, sink and store, and the checkpoint
+/// offset its next page is stored at.
+pub struct FeedRun {
+    pub(crate) feed: StoredFeed,
+    pub(crate) timezone: Tz,
+    pub(crate) go_live: DateTime<Utc>,
+    pub(crate) client: FeedClient,
+    pub(crate) sink: Arc<dyn BatchSink>,
+    pub(crate) store: Arc<dyn FeedStore>,
+    pub(crate) metrics: Metrics,
+    pub(crate) source: Arc<str>,
+    /// `tenant/supplier`: the metric label.
+    pub(crate) label: String,
+    pub(crate) overlap: Duration,
+    /// Records per batch a full refresh's corrections are applied in.
+    pub(crate) batch_size: usize,
+    next_offset: i64,
+}
+
+impl std::fmt::Debug for FeedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedRun")
+            .field("feed", &self.label)
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeedRun {
+    /// Prepares a run of `feed`, reading where its checkpoint stands.
+    pub async fn open(
+        feed: StoredFeed,
+        client: FeedClient,
+        sink: Arc<dyn BatchSink>,
+        store: Arc<dyn FeedStore>,
+        metrics: Metrics,
+        overlap: Duration,
+        batch_size: usize,
+    ) -> Result<FeedRun, RunError> {
+        let key = feed.settings.key.clone();
+        let timezone: Tz = feed
+            .settings
+            .timezone
+            .parse()
+            .map_err(|_| RunError::TimeZone { feed: key.clone(), timezone: feed.settings.timezone.clone() })?;
+        let go_live = go_live_at(feed.settings.go_live_date, timezone);
+        let source: Arc<str> = source_name(&key).into();
+        let stored = sink.checkpoint(&source, 0).await?;
+        Ok(FeedRun {
+            feed,
+            timezone,
+            go_live,
+            client,
+            sink,
+            store,
+            metrics,
+            source,
+            label: key.to_string(),
+            overlap,
+            batch_size: batch_size.max(1),
+            next_offset: stored.map_or(0, |position| position.offset),
+        })
+    }
+
+    pub fn key(&self) -> &FeedKey {
+        &self.feed.settings.key
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    pub fn run_times(&self) -> &[chrono::NaiveTime] {
+        &self.feed.settings.run_times
+    }
+
+    /// Finishes what the last run left: an unfinished window is pulled on from its last
+    /// committed page; a finished one not yet recorded (a crash between its last batch and
+    /// the record) is recorded.
+    pub async fn resume(&mut self, shutdown: &CancellationToken) -> Result<(), RunError> {
+        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(()) };
+        let Some(cursor) = stored.cursor.as_deref().and_then(WindowCursor::parse) else { return Ok(()) };
+        match cursor.next {
+            Some(next) => {
+                tracing::info!(feed = %self.label, kind = cursor.window.kind.as_str(), since = %cursor.window.since, until = %cursor.window.until, "resuming a window at its last committed page");
+                self.pull_window(cursor.window, Some(next), cursor.n_pages, cursor.n_records, shutdown).await?;
+            }
+            None => {
+                let completed = self.store.feed_windows(self.key()).await?;
+                let recorded = completed.iter().any(|w| {
+                    (w.kind, w.since, w.until) == (cursor.window.kind, cursor.window.since, cursor.window.until)
+                });
+                if !recorded {
+                    self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pulls the incremental window due at `now`, if any.
+    pub async fn incremental(&mut self, now: DateTime<Utc>, shutdown: &CancellationToken) -> Result<bool, RunError> {
+        let now = whole_second(now);
+        let completed = self.store.feed_windows(self.key()).await?;
+        let frequency = Duration::hours(i64::from(self.feed.settings.sync_frequency_hours));
+        let Some(window) = incremental_window(self.go_live, frequency, self.overlap, &completed, now) else {
+            return Ok(false);
+        };
+        self.pull_window(window, None, 0, 0, shutdown).await?;
+        Ok(true)
+    }
+
+    /// Pulls the next backfill chunk of the oldest gap before `until`; `false` when there is
+    /// no gap.
+    pub async fn backfill_next(
+        &mut self,
+        until: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, RunError> {
+        let until = whole_second(until);
+        let completed = self.store.feed_windows(self.key()).await?;
+        let Some(window) = backfill_window(self.go_live, &completed, until) else { return Ok(false) };
+        self.pull_window(window, None, 0, 0, shutdown).await?;
+        Ok(true)
+    }
+
+    /// Opens (or counts on) the feed's pull dead letter for a failed run.
+    pub async fn record_failure(&self, error: &RunError) {
+        let (reason, body) = match error {
+            RunError::Pull(pull) => (pull.reason(), pull.body()),
+            RunError::Sink(_) => ("apply".to_owned(), None),
+            RunError::Store(store) => (format!("store_{}", store.kind()), None),
+            RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
+        };
+        let failure = PullFailure { key: self.key().clone(), reason, error: error.to_string(), body };
+        match self.store.record_pull_failure(&failure).await {
+            Ok(dead_letter_id) => {
+                tracing::error!(feed = %self.label, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
+            }
+            Err(store) => {
+                tracing::error!(feed = %self.label, error = %error, %store, "feed run failed, and recording the failure failed too")
+            }
+        }
+    }
+
+    /// Resolves the feed's open pull dead letter after a run that completed.
+    pub async fn record_success(&self) -> Result<(), RunError> {
+        if self.store.resolve_pull_failure(self.key()).await? {
+            tracing::info!(feed = %self.label, "feed pulls again: its dead letter is resolved");
+        }
+        Ok(())
+    }
+
+    /// Pulls `window` to its end, from `cursor` (its start when `None`), with the counts of
+    /// the pass so far.
+    async fn pull_window(
+        &mut self,
+        window: Window,
+        cursor: Option<String>,
+        mut n_pages: u64,
+        mut n_records: u64,
+        shutdown: &CancellationToken,
+    ) -> Result<CompletedWindow, RunError> {
+        fn request<'a>(window: &Window, cursor: Option<&'a str>) -> PageRequest<'a> {
+            PageRequest::Window { since: window.since, until: window.until, cursor }
+        }
+        let mut restarts = 0;
+        let mut fetched = self.client.page(request(&window, cursor.as_deref()), shutdown).await;
+        loop {
+            let page = match fetched {
+                Ok(page) => page,
+                Err(PullError::CursorExpired) if restarts < MAX_WINDOW_RESTARTS => {
+                    restarts += 1;
+                    self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
+                    tracing::warn!(feed = %self.label, since = %window.since, until = %window.until, "cursor expired: pulling the window again from its start");
+                    (n_pages, n_records) = (0, 0);
+                    fetched = self.client.page(request(&window, None), shutdown).await;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let next = page.next_cursor.clone();
+            n_pages += 1;
+            n_records += page.records.len() as u64;
+            let position = WindowCursor { window, next: next.clone(), n_pages, n_records };
+            let batch = self.batch(page, position);
+            match next {
+                None => {
+                    self.sink.apply(batch).await?;
+                    break;
+                }
+                Some(next) => {
+                    // The next page is on its way while this one is made durable.
+                    let (applied, next_page) =
+                        tokio::join!(self.sink.apply(batch), self.client.page(request(&window, Some(&next)), shutdown));
+                    applied?;
+                    fetched = next_page;
+                }
+            }
+        }
+        self.record_completed(window, n_pages, n_records).await
+    }
+
+    /// One page as a batch: its records as events, the window's cursor as its checkpoint at
+    /// the next offset.
+    fn batch(&mut self, page: Page, position: WindowCursor) -> SourceBatch {
+        let received_at = Utc::now();
+        let key = self.key().clone();
+        let offset = self.next_offset;
+        self.next_offset += 1;
+        let mut n_rejected = 0_u64;
+        let events: Vec<IncomingEvent> = page
+            .records
+            .into_iter()
+            .map(|record| {
+                let at = SourceRef { source: Arc::clone(&self.source), partition: 0, offset };
+                let event = IncomingEvent::received(record_event(&key, record), received_at, at, None);
+                n_rejected += u64::from(event.delivery.decoded.is_err());
+                event
+            })
+            .collect();
+        let n_valid = events.len() as u64 - n_rejected;
+        self.metrics.feed_records.with_label_values(&[&self.label, "valid"]).inc_by(n_valid);
+        if n_rejected > 0 {
+            self.metrics.feed_records.with_label_values(&[&self.label, "rejected"]).inc_by(n_rejected);
+        }
+        SourceBatch {
+            source: Arc::clone(&self.source),
+            partition: 0,
+            events,
+            checkpoint: Some(Position { offset: self.next_offset, cursor: Some(position.render()) }),
+            last_message_at: None,
+            high_watermark: None,
+        }
+    }
+
+    async fn record_completed(
+        &self,
+        window: Window,
+        n_pages: u64,
+        n_records: u64,
+    ) -> Result<CompletedWindow, RunError> {
+        let completed_at = Utc::now();
+        let completed = CompletedWindow {
+            kind: window.kind,
+            since: window.since,
+            until: window.until,
+            completed_at,
+            n_records,
+            n_pages,
+        };
+        self.store.complete_window(self.key(), &completed).await?;
+        if window.kind == catalog_store::WindowKind::Incremental {
+            // A backfill window ends in the past by design: the lag is the incremental's.
+            let lag = (completed_at - window.until).num_seconds().max(0);
+            self.metrics.feed_window_lag_seconds.with_label_values(&[&self.label]).set(lag);
+        }
+        tracing::info!(feed = %self.label, kind = window.kind.as_str(), since = %window.since, until = %window.until, n_pages, n_records, "window pulled");
+        Ok(completed)
+    }
+}

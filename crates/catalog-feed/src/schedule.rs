@@ -1,0 +1,310 @@
+//! When a feed's work is due, pure but for the clock, which is injected (`Clock`): run times
+//! in the feed's local time zone (a time a DST change skips runs when the clocks jump; one it
+//! repeats runs once, the first time), the weekly full refresh (Sunday 02:00 local), and the
+//! order work is picked in: a due incremental first, then a due full refresh, then backfill
+//! chunks, so backfill never delays an incremental by more than one chunk.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+/// Where the scheduler reads the time and waits: the system clock in production, a clock
+/// that jumps in tests.
+#[async_trait]
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> DateTime<Utc>;
+    /// Returns at `at` (or at once if it has passed), or when `shutdown` fires.
+    async fn sleep_until(&self, at: DateTime<Utc>, shutdown: &CancellationToken);
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>, shutdown: &CancellationToken) {
+        // In steps of at most a minute, so a wall clock set forward is noticed.
+        loop {
+            let left = at - Utc::now();
+            if left <= Duration::zero() {
+                return;
+            }
+            let step = left.min(Duration::minutes(1)).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(step) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// A clock for tests: sleeping moves it to the wake-up time at once, and it fires `end` once
+/// it would pass `stop_at`, so a week of schedule runs in milliseconds.
+#[derive(Debug)]
+pub struct JumpingClock {
+    now: Mutex<DateTime<Utc>>,
+    stop_at: DateTime<Utc>,
+    end: CancellationToken,
+}
+
+impl JumpingClock {
+    pub fn new(start: DateTime<Utc>, stop_at: DateTime<Utc>, end: CancellationToken) -> Arc<JumpingClock> {
+        Arc::new(JumpingClock { now: Mutex::new(start), stop_at, end })
+    }
+}
+
+#[async_trait]
+impl Clock for JumpingClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>, _shutdown: &CancellationToken) {
+        if at >= self.stop_at {
+            self.end.cancel();
+            return;
+        }
+        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *now = (*now).max(at);
+    }
+}
+
+/// The instant a local time of `date` names in `timezone`: the first of two when the clocks
+/// go back, and the moment they jump when it is skipped.
+pub fn local_instant(timezone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    let mut local = date.and_time(time);
+    for _ in 0..8 {
+        match timezone.from_local_datetime(&local) {
+            LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => return at.with_timezone(&Utc),
+            // Skipped: the first local time that exists after it is when the clocks jumped.
+            LocalResult::None => local += Duration::minutes(30),
+        }
+    }
+    Utc.from_utc_datetime(&date.and_time(time))
+}
+
+/// Instants of `run_times` on the local days around `around`, in order.
+fn runs_around(run_times: &[NaiveTime], timezone: Tz, around: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let today = around.with_timezone(&timezone).date_naive();
+    let mut runs: Vec<DateTime<Utc>> = (-2..=2)
+        .filter_map(|days| today.checked_add_signed(Duration::days(days)))
+        .flat_map(|date| run_times.iter().map(move |time| local_instant(timezone, date, *time)))
+        .collect();
+    runs.sort();
+    runs.dedup();
+    runs
+}
+
+/// The first run time after `after`.
+pub fn next_run_at(run_times: &[NaiveTime], timezone: Tz, after: DateTime<Utc>) -> DateTime<Utc> {
+    runs_around(run_times, timezone, after).into_iter().find(|at| *at > after).unwrap_or(after + Duration::hours(6))
+}
+
+/// The last run time at or before `at`.
+pub fn previous_run_at(run_times: &[NaiveTime], timezone: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    runs_around(run_times, timezone, at).into_iter().rev().find(|run| *run <= at)
+}
+
+/// The weekly full refresh: Sunday at this local time.
+pub const FULL_REFRESH_DAY: Weekday = Weekday::Sun;
+
+fn refreshes_around(timezone: Tz, time: NaiveTime, around: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let today = around.with_timezone(&timezone).date_naive();
+    (-8..=8)
+        .filter_map(|days| today.checked_add_signed(Duration::days(days)))
+        .filter(|date| date.weekday() == FULL_REFRESH_DAY)
+        .map(|date| local_instant(timezone, date, time))
+        .collect()
+}
+
+/// The first weekly full refresh after `after`.
+pub fn next_full_refresh_at(timezone: Tz, time: NaiveTime, after: DateTime<Utc>) -> DateTime<Utc> {
+    refreshes_around(timezone, time, after).into_iter().find(|at| *at > after).unwrap_or(after + Duration::days(7))
+}
+
+/// The last weekly full refresh at or before `at`.
+pub fn previous_full_refresh_at(timezone: Tz, time: NaiveTime, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    refreshes_around(timezone, time, at).into_iter().rev().find(|refresh| *refresh <= at)
+}
+
+/// Work a feed can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    Incremental,
+    FullRefresh,
+    Backfill,
+}
+
+/// What a feed's scheduler knows: when its next incremental and full refresh are due,
+/// whether gaps are left, and how long a failure holds it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub next_incremental: DateTime<Utc>,
+    pub next_full_refresh: DateTime<Utc>,
+    /// Gaps are left since going live (until backfill finds none).
+    pub backfill_pending: bool,
+    /// A full refresh completed once: until then the first one waits for backfill to end,
+    /// so the drift it records is drift, not history not pulled yet.
+    pub refreshed_before: bool,
+    /// After a failed run, nothing is tried before this.
+    pub hold_until: Option<DateTime<Utc>>,
+}
+
+impl Plan {
+    /// The plan at start-up: an incremental is due at once if none covers the last run time,
+    /// a full refresh if none ran since the last weekly slot.
+    pub fn start(
+        run_times: &[NaiveTime],
+        timezone: Tz,
+        refresh_time: NaiveTime,
+        last_incremental_until: Option<DateTime<Utc>>,
+        last_full_refresh_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Plan {
+        let previous_run = previous_run_at(run_times, timezone, now);
+        let next_incremental = match (previous_run, last_incremental_until) {
+            (Some(previous), Some(until)) if until >= previous => next_run_at(run_times, timezone, now),
+            (Some(previous), _) => previous,
+            (None, _) => now,
+        };
+        let previous_refresh = previous_full_refresh_at(timezone, refresh_time, now);
+        let next_full_refresh = match (previous_refresh, last_full_refresh_at) {
+            (Some(previous), Some(done)) if done >= previous => next_full_refresh_at(timezone, refresh_time, now),
+            (Some(previous), _) => previous,
+            (None, _) => now,
+        };
+        Plan {
+            next_incremental,
+            next_full_refresh,
+            backfill_pending: true,
+            refreshed_before: last_full_refresh_at.is_some(),
+            hold_until: None,
+        }
+    }
+
+    /// The work to do at `now`, most urgent first; `None`: sleep until [`Plan::wake_at`].
+    pub fn next_work(&self, now: DateTime<Utc>) -> Option<Work> {
+        if self.hold_until.is_some_and(|hold| now < hold) {
+            None
+        } else if now >= self.next_incremental {
+            Some(Work::Incremental)
+        } else if now >= self.next_full_refresh && (self.refreshed_before || !self.backfill_pending) {
+            Some(Work::FullRefresh)
+        } else if self.backfill_pending {
+            Some(Work::Backfill)
+        } else {
+            None
+        }
+    }
+
+    /// When something is next due.
+    pub fn wake_at(&self) -> DateTime<Utc> {
+        let due = self.next_incremental.min(self.next_full_refresh);
+        match self.hold_until {
+            // Backfill waits only for the hold to pass.
+            Some(hold) if self.backfill_pending => hold,
+            Some(hold) => hold.max(due),
+            None => due,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    fn times(texts: &[&str]) -> Vec<NaiveTime> {
+        texts.iter().map(|text| NaiveTime::parse_from_str(text, "%H:%M").expect("time")).collect()
+    }
+
+    fn berlin() -> Tz {
+        "Europe/Berlin".parse().expect("zone")
+    }
+
+    /// The runs from `start` on, in UTC and in Berlin time.
+    fn runs(run_times: &[&str], start: &str, n: usize) -> String {
+        let run_times = times(run_times);
+        let mut after = at(start);
+        let mut lines = String::new();
+        for _ in 0..n {
+            after = next_run_at(&run_times, berlin(), after);
+            lines.push_str(&format!(
+                "{} = {}\n",
+                after.format("%a %F %R UTC"),
+                after.with_timezone(&berlin()).format("%R %Z")
+            ));
+        }
+        lines
+    }
+
+    #[test]
+    fn run_times_are_local_across_the_spring_change() {
+        // Europe/Berlin skips 02:00..03:00 on Sunday 2026-03-29.
+        insta::assert_snapshot!(runs(&["00:00", "02:30", "12:00"], "2026-03-28T12:00:00Z", 6), @r"
+        Sat 2026-03-28 23:00 UTC = 00:00 CET
+        Sun 2026-03-29 01:00 UTC = 03:00 CEST
+        Sun 2026-03-29 10:00 UTC = 12:00 CEST
+        Sun 2026-03-29 22:00 UTC = 00:00 CEST
+        Mon 2026-03-30 00:30 UTC = 02:30 CEST
+        Mon 2026-03-30 10:00 UTC = 12:00 CEST
+        ");
+    }
+
+    #[test]
+    fn run_times_are_local_across_the_autumn_change() {
+        // Europe/Berlin repeats 02:00..03:00 on Sunday 2026-10-25: the run goes once.
+        insta::assert_snapshot!(runs(&["02:30", "18:00"], "2026-10-24T12:00:00Z", 5), @r"
+        Sat 2026-10-24 16:00 UTC = 18:00 CEST
+        Sun 2026-10-25 00:30 UTC = 02:30 CEST
+        Sun 2026-10-25 17:00 UTC = 18:00 CET
+        Mon 2026-10-26 01:30 UTC = 02:30 CET
+        Mon 2026-10-26 17:00 UTC = 18:00 CET
+        ");
+    }
+
+    #[test]
+    fn the_full_refresh_is_weekly_on_sunday_local_time() {
+        let two = times(&["02:00"])[0];
+        let first = next_full_refresh_at(berlin(), two, at("2026-03-25T12:00:00Z"));
+        let second = next_full_refresh_at(berlin(), two, first);
+        // 02:00 does not exist on 2026-03-29 in Berlin: it runs when the clocks jump.
+        assert_eq!((first, second), (at("2026-03-29T01:00:00Z"), at("2026-04-05T00:00:00Z")));
+        assert_eq!(previous_full_refresh_at(berlin(), two, second), Some(second));
+    }
+
+    #[test]
+    fn a_due_incremental_comes_before_backfill_and_the_first_refresh_waits_for_it() {
+        let run_times = times(&["00:00", "06:00", "12:00", "18:00"]);
+        let two = times(&["02:00"])[0];
+        let now = at("2026-06-03T07:00:00Z");
+        let mut plan = Plan::start(&run_times, berlin(), two, None, None, now);
+        assert_eq!(plan.next_incremental, at("2026-06-03T04:00:00Z"), "06:00 local passed without a run");
+        assert_eq!(plan.next_work(now), Some(Work::Incremental));
+        plan.next_incremental = next_run_at(&run_times, berlin(), now);
+        assert_eq!(plan.next_work(now), Some(Work::Backfill), "the refresh never ran, but gaps are left");
+        plan.backfill_pending = false;
+        assert_eq!(plan.next_work(now), Some(Work::FullRefresh));
+        plan.next_full_refresh = next_full_refresh_at(berlin(), two, now);
+        assert_eq!(plan.next_work(now), None);
+        assert_eq!(plan.wake_at(), at("2026-06-03T10:00:00Z"));
+        plan.hold_until = Some(at("2026-06-03T11:00:00Z"));
+        assert_eq!(plan.next_work(at("2026-06-03T10:30:00Z")), None, "held after a failure");
+        assert_eq!(plan.wake_at(), at("2026-06-03T11:00:00Z"));
+
+        let covered = Plan::start(&run_times, berlin(), two, Some(at("2026-06-03T04:00:00Z")), Some(now), now);
+        assert_eq!(covered.next_incremental, at("2026-06-03T10:00:00Z"));
+        assert_eq!(covered.next_full_refresh, at("2026-06-07T00:00:00Z"));
+    }
+}

@@ -1,0 +1,195 @@
+//! Windows of a feed, pure: the incremental window due at a run, the gaps since
+//! `go_live_date` no completed window covers, the 7-day chunk backfill pulls next, and the
+//! cursor a window's progress is checkpointed as. No clock is read here: `now` is passed in.
+
+use catalog_store::{CompletedWindow, WindowKind};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// How far back of the last completed incremental window the next one starts, by default,
+/// so records a supplier stamps late are still caught.
+pub const DEFAULT_OVERLAP: Duration = Duration::hours(24);
+
+/// How much of a gap one backfill window covers at most.
+pub const BACKFILL_CHUNK: Duration = Duration::days(7);
+
+/// A window of the feed: records with `since <= updated_at < until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Window {
+    #[serde(with = "kind_name")]
+    pub kind: WindowKind,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+mod kind_name {
+    use catalog_store::WindowKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(kind: &WindowKind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(kind.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<WindowKind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        WindowKind::parse(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown window kind {name:?}")))
+    }
+}
+
+/// Where a window stands, stored as the checkpoint's cursor with the batch that got there:
+/// the window, the cursor of its next page (`None`: pulled to its end), and what this pass
+/// of it pulled so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowCursor {
+    pub window: Window,
+    pub next: Option<String>,
+    pub n_pages: u64,
+    pub n_records: u64,
+}
+
+impl WindowCursor {
+    /// The checkpoint's cursor text.
+    pub fn render(&self) -> String {
+        serde_json::to_string(self).expect("a window cursor always serializes")
+    }
+
+    /// A stored cursor, or `None` for one this build does not read (it is then ignored:
+    /// the windows are planned from the completed ones, nothing is lost).
+    pub fn parse(stored: &str) -> Option<WindowCursor> {
+        serde_json::from_str(stored).ok()
+    }
+}
+
+/// The first instant a feed's records count: midnight of `go_live_date` in its time zone.
+pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
+    let midnight = go_live_date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match timezone.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
+        // Midnight skipped by a DST change: the day starts when the clocks jump.
+        chrono::LocalResult::None => Utc.from_utc_datetime(&midnight) - Duration::hours(1),
+    }
+}
+
+/// The incremental window due at `now`: from the end of the last completed incremental
+/// window (or, without one, one sync period back) minus `overlap`, to `now`; never before
+/// going live. `None` when that is empty.
+pub fn incremental_window(
+    go_live: DateTime<Utc>,
+    sync_frequency: Duration,
+    overlap: Duration,
+    completed: &[CompletedWindow],
+    now: DateTime<Utc>,
+) -> Option<Window> {
+    let last_until = completed.iter().filter(|window| window.kind == WindowKind::Incremental).map(|w| w.until).max();
+    let since = (last_until.unwrap_or(now - sync_frequency) - overlap).max(go_live);
+    (since < now).then_some(Window { kind: WindowKind::Incremental, since, until: now })
+}
+
+/// The spans of `[go_live, until)` no completed window covers, oldest first.
+pub fn gaps(
+    go_live: DateTime<Utc>,
+    completed: &[CompletedWindow],
+    until: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = completed.iter().map(|w| (w.since, w.until)).collect();
+    covered.sort();
+    let mut gaps = Vec::new();
+    let mut from = go_live;
+    for (since, end) in covered {
+        if from >= until {
+            break;
+        }
+        if since > from {
+            gaps.push((from, since.min(until)));
+        }
+        from = from.max(end);
+    }
+    if from < until {
+        gaps.push((from, until));
+    }
+    gaps
+}
+
+/// The backfill window to pull next: the first [`BACKFILL_CHUNK`] of the oldest gap.
+pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTime<Utc>) -> Option<Window> {
+    gaps(go_live, completed, until).first().map(|(since, end)| Window {
+        kind: WindowKind::Backfill,
+        since: *since,
+        until: (*since + BACKFILL_CHUNK).min(*end),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    fn done(kind: WindowKind, since: &str, until: &str) -> CompletedWindow {
+        CompletedWindow { kind, since: at(since), until: at(until), completed_at: at(until), n_records: 0, n_pages: 0 }
+    }
+
+    fn show(windows: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {
+        windows.iter().map(|(since, until)| format!("{since} .. {until}\n")).collect()
+    }
+
+    #[test]
+    fn gaps_are_what_no_completed_window_covers() {
+        let completed = [
+            done(WindowKind::Backfill, "2026-05-01T00:00:00Z", "2026-05-08T00:00:00Z"),
+            done(WindowKind::Backfill, "2026-05-08T00:00:00Z", "2026-05-10T00:00:00Z"),
+            done(WindowKind::Incremental, "2026-05-20T00:00:00Z", "2026-05-21T06:00:00Z"),
+            done(WindowKind::Incremental, "2026-05-21T00:00:00Z", "2026-05-21T12:00:00Z"),
+        ];
+        let found = gaps(at("2026-04-28T22:00:00Z"), &completed, at("2026-05-22T00:00:00Z"));
+        insta::assert_snapshot!(show(&found), @r"
+        2026-04-28 22:00:00 UTC .. 2026-05-01 00:00:00 UTC
+        2026-05-10 00:00:00 UTC .. 2026-05-20 00:00:00 UTC
+        2026-05-21 12:00:00 UTC .. 2026-05-22 00:00:00 UTC
+        ");
+        let first = backfill_window(at("2026-05-01T00:00:00Z"), &completed, at("2026-05-22T00:00:00Z")).expect("a gap");
+        assert_eq!(
+            (first.since, first.until),
+            (at("2026-05-10T00:00:00Z"), at("2026-05-17T00:00:00Z")),
+            "7-day chunks"
+        );
+        assert!(gaps(at("2026-05-01T00:00:00Z"), &completed[..2], at("2026-05-10T00:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn an_incremental_window_overlaps_the_last_one_and_never_starts_before_go_live() {
+        let go_live = at("2026-05-01T00:00:00Z");
+        let six_hours = Duration::hours(6);
+        let now = at("2026-05-21T18:00:00Z");
+        let completed = [done(WindowKind::Incremental, "2026-05-20T00:00:00Z", "2026-05-21T12:00:00Z")];
+        let window = incremental_window(go_live, six_hours, DEFAULT_OVERLAP, &completed, now).expect("due");
+        assert_eq!((window.since, window.until), (at("2026-05-20T12:00:00Z"), now));
+        let first = incremental_window(go_live, six_hours, DEFAULT_OVERLAP, &[], now).expect("due");
+        assert_eq!(first.since, at("2026-05-20T12:00:00Z"), "one period and the overlap back");
+        let young = incremental_window(at("2026-05-21T17:00:00Z"), six_hours, DEFAULT_OVERLAP, &[], now).expect("due");
+        assert_eq!(young.since, at("2026-05-21T17:00:00Z"));
+        assert_eq!(incremental_window(now, six_hours, DEFAULT_OVERLAP, &[], now), None);
+    }
+
+    #[test]
+    fn go_live_is_local_midnight_and_cursors_round_trip() {
+        let berlin: Tz = "Europe/Berlin".parse().expect("zone");
+        let date = NaiveDate::from_ymd_opt(2026, 6, 1).expect("date");
+        assert_eq!(go_live_at(date, berlin), at("2026-05-31T22:00:00Z"));
+        let cursor = WindowCursor {
+            window: Window {
+                kind: WindowKind::Backfill,
+                since: at("2026-05-01T00:00:00Z"),
+                until: at("2026-05-08T00:00:00Z"),
+            },
+            next: Some("opaque/1".to_owned()),
+            n_pages: 3,
+            n_records: 2_000,
+        };
+        assert_eq!(WindowCursor::parse(&cursor.render()), Some(cursor));
+        assert_eq!(WindowCursor::parse("c1"), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the pull source against a real local feed API (`catalog_testkit::feed_api`)
+//! on real stores: SQLite, and PostgreSQL where a test says so.
+
+mod harness;
+mod pull;
+mod refresh;
+mod schedule;

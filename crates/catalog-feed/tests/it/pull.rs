@@ -1,0 +1,153 @@
+//! Pulling windows: from go-live to now through every failure the contract lists, resumed,
+//! repeated (duplicates only), refused (a dead letter), and one slow feed beside a fast one.
+
+use std::time::{Duration, Instant};
+
+use catalog_feed::OnceScope;
+use catalog_store::PULL_STAGE;
+use catalog_testkit::feed_api::{Fault, FeedApi};
+use chrono::{Duration as TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+/// After one `--once` run from go-live through throttling, 5xx, garbage, an expired cursor
+/// and a slow answer, the feed's offers are exactly the server's data.
+async fn a_once_run_from_go_live_ends_with_the_server_s_data(fixture: Fixture) {
+    let now = Utc::now();
+    let api = FeedApi::start(records(3_000, 30, now - TimeDelta::minutes(10)), TOKEN).await;
+    let go_live = (now - TimeDelta::days(31)).date_naive();
+    api.inject([
+        Fault::Throttle { retry_after_secs: 1 },
+        Fault::Status(503),
+        Fault::Garbage,
+        Fault::Status(500),
+        Fault::Slow(Duration::from_secs(2)),
+    ]);
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, go_live)]).await.expect("bootstrap");
+    // A cursor expires part way: the window starts again, its records come back as duplicates.
+    let expiring = api.clone();
+    let expire = tokio::spawn(async move {
+        while expiring.requests().len() < 12 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        expiring.inject([Fault::ExpireCursors]);
+    });
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    expire.abort();
+    assert_eq!(report.failed, [], "{report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "the offers are the server's data");
+
+    let statuses: Vec<u16> = api.requests().iter().map(|request| request.status).collect();
+    for status in [429, 503, 500, 410] {
+        assert!(statuses.contains(&status), "{status} was answered: {statuses:?}");
+    }
+    let retries = fixture.metric("catalog_feed_retries_total");
+    for reason in ["throttled", "server_error", "invalid_page", "timeout", "cursor_expired"] {
+        assert!(retries.contains(&format!("reason=\"{reason}\"")), "{reason} retried:\n{retries}");
+    }
+    let rejected = fixture.metric("catalog_feed_records_total{feed=\"canary/acme\",result=\"rejected\"}");
+    assert!(!rejected.is_empty() && !rejected.ends_with(" 0"), "rule-breaking records are counted: {rejected}");
+    let windows = fixture.store.feed_windows(&key("acme")).await.expect("windows");
+    assert!(windows.len() >= 5, "an incremental window and 7-day backfill chunks: {windows:?}");
+    assert!(windows.iter().all(|window| window.until - window.since <= TimeDelta::days(7) + TimeDelta::hours(31)));
+    assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "no run failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_from_go_live_ends_with_the_server_s_data_on_sqlite() {
+    a_once_run_from_go_live_ends_with_the_server_s_data(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_from_go_live_ends_with_the_server_s_data_on_postgres() {
+    a_once_run_from_go_live_ends_with_the_server_s_data(postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulling_again_finds_only_duplicates() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(600, 10, now - TimeDelta::minutes(5)), TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source
+        .bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(11)).date_naive())])
+        .await
+        .expect("bootstrap");
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("first run");
+    assert_eq!(report.failed, []);
+    let first = fixture.store.sync_status(&key("acme").tenant).await.expect("status").expect("seen");
+    // The next run's incremental window overlaps the last by a day: those records are
+    // duplicates, counted as redeliveries, and change nothing.
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("second run");
+    assert_eq!(report.failed, []);
+    let second = fixture.store.sync_status(&key("acme").tenant).await.expect("status").expect("seen");
+    let decided = |status: &catalog_store::SyncStatus| {
+        let mut outcomes = status.events_by_outcome.clone();
+        // A rejected record claims no id: each delivery of one is journaled again.
+        outcomes.remove("rejected");
+        outcomes
+    };
+    assert_eq!(decided(&first), decided(&second), "no record decided twice");
+    assert!(second.redeliveries > first.redeliveries, "the overlap came back as duplicates");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_feed_with_a_dead_letter_and_the_next_run_catches_up() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(300, 5, now - TimeDelta::minutes(5)), TOKEN).await;
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let wrong = fixture.source(quick_settings(), "wrong-token");
+    wrong.bootstrap(&[settings]).await.expect("bootstrap");
+    let report = wrong.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("401"), "{report:?}");
+    assert_eq!(api.requests().len(), 1, "a 401 is not retried");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].stage.as_str(), letters[0].subject.as_str()), (PULL_STAGE, "canary/acme"));
+    assert_eq!(letters[0].reason, "http_401");
+    assert!(letters[0].body.as_deref().unwrap_or_default().contains("unauthorized"), "{letters:?}");
+    assert!(fixture.offers(&key("acme")).await.is_empty());
+
+    let right = fixture.source(quick_settings(), TOKEN);
+    let report = right.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, []);
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
+    assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_feed_delays_no_other() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let slow = FeedApi::start(records(200, 3, now - TimeDelta::minutes(5)), TOKEN).await;
+    let fast = FeedApi::start(records(200, 3, now - TimeDelta::minutes(5)), TOKEN).await;
+    slow.set_page_delay(Duration::from_millis(500));
+    let go_live = (now - TimeDelta::days(4)).date_naive();
+    let mut settings = quick_settings();
+    settings.retry.request_timeout = Duration::from_secs(5);
+    let source = fixture.source(settings, TOKEN);
+    source
+        .bootstrap(&[feed_settings("slow", &slow, go_live), feed_settings("fast", &fast, go_live)])
+        .await
+        .expect("bootstrap");
+    let started = Instant::now();
+    let running = {
+        let source = source.clone();
+        tokio::spawn(async move { source.run_once(OnceScope::Due, &CancellationToken::new()).await })
+    };
+    while fixture.offers(&key("fast")).await != fast.expected_offers() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the fast feed finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fast_done = started.elapsed();
+    assert_ne!(fixture.offers(&key("slow")).await, slow.expected_offers(), "the slow feed is still being pulled");
+    let report = running.await.expect("task").expect("run");
+    assert_eq!(report.failed, []);
+    assert_eq!(fixture.offers(&key("slow")).await, slow.expected_offers());
+    assert!(started.elapsed() > fast_done * 2, "fast {fast_done:?}, all {:?}", started.elapsed());
+}

@@ -1,0 +1,74 @@
+//! The full refresh: drift against the supplier's snapshot is recorded and corrected through
+//! the rules; an offer the snapshot no longer lists goes to 0.
+
+use catalog_feed::OnceScope;
+use catalog_testkit::feed_api::{FeedApi, FeedRecord};
+use chrono::{Duration as TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+async fn a_full_refresh_records_and_corrects_each_difference(fixture: Fixture) {
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record =
+        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
+    let api = FeedApi::start(vec![record("A-1", 5), record("B-2", 7), record("C-3", 9), record("D-4", 0)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    assert!(!fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+
+    // The supplier's truth drifted from what its feed said: A-1 differs, C-3 is gone, E-5 is new.
+    api.set_snapshot(vec![record("A-1", 6), record("B-2", 7), record("D-4", 0), record("E-5", 3)]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers = fixture.offers(&key("acme")).await;
+    let expected: Vec<(&str, i64)> = vec![("A-1", 6), ("B-2", 7), ("C-3", 0), ("D-4", 0), ("E-5", 3)];
+    assert_eq!(offers.iter().map(|(sku, q)| (sku.as_str(), *q)).collect::<Vec<_>>(), expected);
+    let mut drifts: Vec<String> = fixture
+        .store
+        .feed_drifts(&key("acme"), 10)
+        .await
+        .expect("drifts")
+        .iter()
+        .map(|record| format!("{} {:?} -> {}", record.drift.sku, record.drift.stored, record.drift.supplier))
+        .collect();
+    drifts.sort();
+    assert_eq!(drifts, ["A-1 Some(5) -> 6", "C-3 Some(9) -> 0", "E-5 None -> 3"]);
+    let feed = fixture.store.feed(&key("acme")).await.expect("feed").expect("known");
+    assert!(feed.initial_sync_completed && feed.last_full_refresh_at.is_some());
+    let metric = fixture.metric("catalog_feed_drift_total");
+    for kind in ["quantity_differs", "not_listed", "not_stored"] {
+        assert!(metric.contains(&format!("kind=\"{kind}\"}} 1")), "{kind}:\n{metric}");
+    }
+    // The corrections are journaled under the refresh's source name.
+    let trace = fixture
+        .store
+        .item_trace(
+            catalog_core::ItemKey { tenant: key("acme").tenant, sku: catalog_core::Sku::parse("A-1").expect("sku") }
+                .item_id(),
+        )
+        .await
+        .expect("trace")
+        .expect("item");
+    assert!(
+        trace.events.iter().any(|entry| entry.source.source.starts_with("feed-refresh:canary/acme")),
+        "{:?}",
+        trace.events
+    );
+
+    // A second refresh of an unchanged snapshot finds nothing.
+    source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refresh_records_and_corrects_each_difference_on_sqlite() {
+    a_full_refresh_records_and_corrects_each_difference(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refresh_records_and_corrects_each_difference_on_postgres() {
+    a_full_refresh_records_and_corrects_each_difference(postgres().await).await;
+}

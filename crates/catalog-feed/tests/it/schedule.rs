@@ -1,0 +1,69 @@
+//! The scheduler on an injected clock: a week across the spring DST change runs in
+//! milliseconds, with incrementals at the tenant's local run times, backfill chunks only
+//! when no incremental is due, and the weekly full refresh once backfill is done.
+
+use std::sync::Arc;
+
+use catalog_feed::{Clock, JumpingClock};
+use catalog_testkit::feed_api::{FeedApi, FeedRecord};
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_of_schedule_runs_at_local_times_across_dst() {
+    let fixture = sqlite().await;
+    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+    let record = |sku: &str, updated_at: &str| FeedRecord {
+        sku: sku.to_owned(),
+        quantity: 4,
+        updated_at: at(updated_at),
+        sequence: None,
+    };
+    let api =
+        FeedApi::start(vec![record("A-1", "2026-03-10T08:00:00Z"), record("B-2", "2026-03-28T08:00:00Z")], TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+
+    // Friday before the change (Berlin goes from CET to CEST on Sunday 2026-03-29) to the
+    // Tuesday after.
+    let end = CancellationToken::new();
+    let clock = JumpingClock::new(at("2026-03-27T12:00:00Z"), at("2026-03-31T12:00:00Z"), end.clone());
+    let clock: Arc<dyn Clock> = clock;
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("a simulated week takes no real time")
+        .expect("run");
+
+    let requests = api.requests();
+    let shown: String = requests
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .map(|request| match (&request.since, &request.until) {
+            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
+            _ => "snapshot\n".to_owned(),
+        })
+        .collect();
+    // Start (Friday 13:00 CET): the 09:00 run passed without a pull, so an incremental is due
+    // at once; then backfill from go-live in 7-day chunks; then, backfill done, the first full
+    // refresh. After that one incremental a day at 09:00 Berlin time (08:00 UTC in CET, 07:00
+    // UTC in CEST), and the weekly refresh on Sunday at 02:00 local, which the change skips:
+    // it runs when the clocks jump, 03:00 CEST (01:00 UTC), between Saturday's and Sunday's.
+    insta::assert_snapshot!(shown, @r"
+    window 2026-03-26T06:00:00Z .. 2026-03-27T12:00:00Z
+    window 2026-02-28T23:00:00Z .. 2026-03-07T23:00:00Z
+    window 2026-03-07T23:00:00Z .. 2026-03-14T23:00:00Z
+    window 2026-03-14T23:00:00Z .. 2026-03-21T23:00:00Z
+    window 2026-03-21T23:00:00Z .. 2026-03-26T06:00:00Z
+    snapshot
+    window 2026-03-26T12:00:00Z .. 2026-03-28T08:00:00Z
+    snapshot
+    window 2026-03-27T08:00:00Z .. 2026-03-29T07:00:00Z
+    window 2026-03-28T07:00:00Z .. 2026-03-30T07:00:00Z
+    window 2026-03-29T07:00:00Z .. 2026-03-31T07:00:00Z
+    ");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}

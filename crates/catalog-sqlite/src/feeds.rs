@@ -1,0 +1,328 @@
+//! Supplier feeds on SQLite: settings and state, completed windows, pull dead letters and the
+//! drift full refreshes found (`catalog_store::FeedStore`). Every write is a job of the one
+//! writer (decision 0013); reads use the pool.
+
+use catalog_store::{
+    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer,
+    FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
+};
+use chrono::{NaiveDate, Utc};
+use rusqlite::params;
+use sqlx::sqlite::SqliteRow;
+use sqlx::SqlitePool;
+
+use crate::columns::{column, micros, narrowed, optional_time_column, time_column};
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
+
+const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
+    timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn feed_row(row: &SqliteRow) -> Result<StoredFeed, StoreError> {
+    let tenant: String = column(row, "tenant_id")?;
+    let supplier: String = column(row, "supplier_id")?;
+    let go_live_date: String = column(row, "go_live_date")?;
+    let run_times: String = column(row, "run_times")?;
+    let rate: Option<i64> = column(row, "requests_per_second")?;
+    Ok(StoredFeed {
+        settings: FeedSettings {
+            key: FeedKey { tenant: rows::tenant(&tenant)?, supplier: rows::supplier(&supplier)? },
+            base_url: column(row, "base_url")?,
+            token_env: column(row, "token_env")?,
+            go_live_date: NaiveDate::parse_from_str(&go_live_date, "%Y-%m-%d")
+                .map_err(|error| corrupt(format_args!("go_live_date {go_live_date:?}: {error}")))?,
+            sync_frequency_hours: narrowed("sync_frequency_hours", column(row, "sync_frequency_hours")?)?,
+            timezone: column(row, "timezone")?,
+            run_times: parse_run_times(&run_times)?,
+            requests_per_second: rate.map(|rate| narrowed("requests_per_second", rate)).transpose()?,
+            sync_enabled: column(row, "sync_enabled")?,
+        },
+        last_sync_at: optional_time_column(row, "last_sync_at")?,
+        initial_sync_completed: column(row, "initial_sync_completed")?,
+        last_full_refresh_at: optional_time_column(row, "last_full_refresh_at")?,
+    })
+}
+
+fn int8(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) async fn upsert_feed(writer: &Writer, settings: &FeedSettings) -> Result<(), StoreError> {
+    let settings = settings.clone();
+    writer
+        .transaction(move |connection| {
+            let now = micros(Utc::now());
+            connection
+                .prepare_cached(
+                    "INSERT INTO feeds (tenant_id, supplier_id, base_url, token_env, go_live_date, \
+                     sync_frequency_hours, timezone, run_times, requests_per_second, sync_enabled, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+                     ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET \
+                     base_url = excluded.base_url, token_env = excluded.token_env, go_live_date = excluded.go_live_date, \
+                     sync_frequency_hours = excluded.sync_frequency_hours, timezone = excluded.timezone, \
+                     run_times = excluded.run_times, requests_per_second = excluded.requests_per_second, \
+                     updated_at = excluded.updated_at",
+                )
+                .and_then(|mut upsert| {
+                    upsert.execute(params![
+                        settings.key.tenant.as_str(),
+                        settings.key.supplier.as_str(),
+                        settings.base_url,
+                        settings.token_env,
+                        settings.go_live_date.format("%Y-%m-%d").to_string(),
+                        settings.sync_frequency_hours,
+                        settings.timezone,
+                        render_run_times(&settings.run_times),
+                        settings.requests_per_second,
+                        settings.sync_enabled,
+                        now,
+                    ])
+                })
+                .map_err(write_error)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn feeds(pool: &SqlitePool) -> Result<Vec<StoredFeed>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {FEED_COLUMNS} FROM feeds ORDER BY tenant_id, supplier_id"))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    rows.iter().map(feed_row).collect()
+}
+
+pub(crate) async fn feed(pool: &SqlitePool, key: &FeedKey) -> Result<Option<StoredFeed>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {FEED_COLUMNS} FROM feeds WHERE tenant_id = ?1 AND supplier_id = ?2"))
+        .bind(key.tenant.as_str())
+        .bind(key.supplier.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?;
+    row.as_ref().map(feed_row).transpose()
+}
+
+pub(crate) async fn set_feed_sync(writer: &Writer, key: &FeedKey, enabled: bool) -> Result<bool, StoreError> {
+    let key = key.clone();
+    writer
+        .transaction(move |connection| {
+            let changed = connection
+                .prepare_cached(
+                    "UPDATE feeds SET sync_enabled = ?3, updated_at = ?4 WHERE tenant_id = ?1 AND supplier_id = ?2",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![key.tenant.as_str(), key.supplier.as_str(), enabled, micros(Utc::now())])
+                })
+                .map_err(write_error)?;
+            Ok(changed > 0)
+        })
+        .await
+}
+
+pub(crate) async fn complete_window(
+    writer: &Writer,
+    key: &FeedKey,
+    window: &CompletedWindow,
+) -> Result<(), StoreError> {
+    let (key, window) = (key.clone(), window.clone());
+    writer
+        .transaction(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO feed_windows (tenant_id, supplier_id, kind, since_at, until_at, n_records, n_pages, \
+                     completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![
+                        key.tenant.as_str(),
+                        key.supplier.as_str(),
+                        window.kind.as_str(),
+                        micros(window.since),
+                        micros(window.until),
+                        int8(window.n_records),
+                        int8(window.n_pages),
+                        micros(window.completed_at),
+                    ])
+                })
+                .map_err(write_error)?;
+            connection
+                .prepare_cached(
+                    "UPDATE feeds SET last_sync_at = max(coalesce(last_sync_at, ?3), ?3) \
+                     WHERE tenant_id = ?1 AND supplier_id = ?2",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![key.tenant.as_str(), key.supplier.as_str(), micros(window.completed_at)])
+                })
+                .map_err(write_error)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn feed_windows(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, since_at, until_at, n_records, n_pages, completed_at FROM feed_windows
+         WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY since_at, until_at, kind",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let kind: String = column(row, "kind")?;
+            Ok(CompletedWindow {
+                kind: WindowKind::parse(&kind).ok_or_else(|| corrupt(format_args!("window kind {kind:?}")))?,
+                since: time_column(row, "since_at")?,
+                until: time_column(row, "until_at")?,
+                completed_at: time_column(row, "completed_at")?,
+                n_records: narrowed("n_records", column(row, "n_records")?)?,
+                n_pages: narrowed("n_pages", column(row, "n_pages")?)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn record_pull_failure(writer: &Writer, failure: &PullFailure) -> Result<i64, StoreError> {
+    let failure = failure.clone();
+    writer
+        .transaction(move |connection| {
+            let now = micros(Utc::now());
+            let subject = failure.key.to_string();
+            let counted = connection
+                .prepare_cached(
+                    "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \
+                     body = ?4 WHERE stage = ?5 AND subject = ?6 AND channel IS NULL AND resolved_at IS NULL \
+                     RETURNING dead_letter_id",
+                )
+                .and_then(|mut update| {
+                    let mut ids = update.query_map(
+                        params![now, failure.reason, failure.error, failure.body, PULL_STAGE, subject],
+                        |row| row.get::<_, i64>(0),
+                    )?;
+                    ids.next().transpose()
+                })
+                .map_err(write_error)?;
+            if let Some(id) = counted {
+                return Ok(id);
+            }
+            connection
+                .prepare_cached(
+                    "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, \
+                     first_failed_at, last_failed_at) VALUES (?1, ?2, NULL, ?3, ?4, ?5, 1, ?6, ?6)",
+                )
+                .and_then(|mut insert| {
+                    insert.execute(params![PULL_STAGE, subject, failure.reason, failure.error, failure.body, now])
+                })
+                .map_err(write_error)?;
+            Ok(connection.last_insert_rowid())
+        })
+        .await
+}
+
+pub(crate) async fn resolve_pull_failure(writer: &Writer, key: &FeedKey) -> Result<bool, StoreError> {
+    let subject = key.to_string();
+    writer
+        .transaction(move |connection| {
+            let resolved = connection
+                .prepare_cached(
+                    "UPDATE dead_letters SET resolved_at = ?1, resolution = 'pulled' \
+                     WHERE stage = ?2 AND subject = ?3 AND channel IS NULL AND resolved_at IS NULL",
+                )
+                .and_then(|mut update| update.execute(params![micros(Utc::now()), PULL_STAGE, subject]))
+                .map_err(write_error)?;
+            Ok(resolved > 0)
+        })
+        .await
+}
+
+pub(crate) async fn feed_offers(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
+    let rows = sqlx::query("SELECT sku, quantity FROM offers WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY sku")
+        .bind(key.tenant.as_str())
+        .bind(key.supplier.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku: String = column(row, "sku")?;
+            Ok(FeedOffer { sku: rows::sku(&sku)?, quantity: column(row, "quantity")? })
+        })
+        .collect()
+}
+
+pub(crate) async fn complete_full_refresh(writer: &Writer, refresh: &FullRefresh) -> Result<(), StoreError> {
+    let refresh = refresh.clone();
+    writer
+        .transaction(move |connection| {
+            let key = &refresh.key;
+            let completed_at = micros(refresh.completed_at);
+            let mut insert = connection
+                .prepare_cached(
+                    "INSERT INTO feed_drifts (tenant_id, supplier_id, sku, stored_quantity, supplier_quantity, as_of, \
+                     detected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(write_error)?;
+            for drift in &refresh.drifts {
+                insert
+                    .execute(params![
+                        key.tenant.as_str(),
+                        key.supplier.as_str(),
+                        drift.sku.as_str(),
+                        drift.stored,
+                        drift.supplier,
+                        micros(drift.as_of),
+                        completed_at,
+                    ])
+                    .map_err(write_error)?;
+            }
+            connection
+                .prepare_cached(
+                    "UPDATE feeds SET initial_sync_completed = 1, last_full_refresh_at = ?3, \
+                     last_sync_at = max(coalesce(last_sync_at, ?3), ?3) WHERE tenant_id = ?1 AND supplier_id = ?2",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![key.tenant.as_str(), key.supplier.as_str(), completed_at])
+                })
+                .map_err(write_error)?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn feed_drifts(
+    pool: &SqlitePool,
+    key: &FeedKey,
+    limit: usize,
+) -> Result<Vec<FeedDriftRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sku, stored_quantity, supplier_quantity, as_of, detected_at FROM feed_drifts
+         WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY detected_at DESC, feed_drift_id DESC LIMIT ?3",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku: String = column(row, "sku")?;
+            Ok(FeedDriftRecord {
+                key: key.clone(),
+                drift: FeedDrift {
+                    sku: rows::sku(&sku)?,
+                    stored: column(row, "stored_quantity")?,
+                    supplier: column(row, "supplier_quantity")?,
+                    as_of: time_column(row, "as_of")?,
+                },
+                detected_at: time_column(row, "detected_at")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,146 @@
+//! Contract cases of `FeedStore`: settings bootstrapped without touching state, windows
+//! recorded once, pull dead letters opened, counted and resolved, and full refreshes
+//! journaled with their drift.
+
+use catalog_core::{StockChange, SupplierId, TenantId};
+use chrono::{Duration, NaiveDate, NaiveTime};
+
+use super::fixtures::*;
+use crate::{
+    CompletedWindow, FeedDrift, FeedKey, FeedOffer, FeedSettings, FullRefresh, PullFailure, StoreConfig, WindowKind,
+    PULL_STAGE,
+};
+
+fn key(tenant: &str, supplier: &str) -> FeedKey {
+    FeedKey {
+        tenant: TenantId::parse(tenant).expect("valid tenant"),
+        supplier: SupplierId::parse(supplier).expect("valid supplier"),
+    }
+}
+
+fn settings(tenant: &str, supplier: &str) -> FeedSettings {
+    FeedSettings {
+        key: key(tenant, supplier),
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token_env: "ACME_FEED_TOKEN".to_owned(),
+        go_live_date: NaiveDate::from_ymd_opt(2026, 5, 1).expect("date"),
+        sync_frequency_hours: 6,
+        timezone: "Europe/Berlin".to_owned(),
+        run_times: ["00:00", "06:30"]
+            .iter()
+            .map(|time| NaiveTime::parse_from_str(time, "%H:%M").expect("time"))
+            .collect(),
+        requests_per_second: Some(5),
+        sync_enabled: true,
+    }
+}
+
+pub(super) async fn feed_settings_are_bootstrapped_and_state_is_kept<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = settings("canary", "acme");
+    store.upsert_feed(&acme).await.expect("upsert");
+    store.upsert_feed(&settings("canary", "zeta")).await.expect("upsert");
+    let feeds = store.feeds().await.expect("feeds");
+    assert_eq!(feeds.len(), 2);
+    assert_eq!(feeds[0].settings, acme, "every setting comes back as stored");
+    assert_eq!((feeds[0].last_sync_at, feeds[0].initial_sync_completed), (None, false));
+
+    let window = CompletedWindow {
+        kind: WindowKind::Backfill,
+        since: base(),
+        until: base() + Duration::days(7),
+        completed_at: base() + Duration::days(8),
+        n_records: 12,
+        n_pages: 3,
+    };
+    store.complete_window(&acme.key, &window).await.expect("complete");
+    store.complete_window(&acme.key, &window).await.expect("completing again changes nothing");
+    let earlier = CompletedWindow { kind: WindowKind::Incremental, completed_at: base(), ..window.clone() };
+    store.complete_window(&acme.key, &earlier).await.expect("complete");
+    assert_eq!(store.feed_windows(&acme.key).await.expect("windows"), [window.clone(), earlier]);
+
+    // An operator switches it off; the file's next bootstrap changes settings, not that.
+    assert!(store.set_feed_sync(&acme.key, false).await.expect("switch"));
+    assert!(!store.set_feed_sync(&key("canary", "nobody"), false).await.expect("switch"));
+    let changed = FeedSettings { base_url: "http://127.0.0.1:2".to_owned(), ..acme.clone() };
+    store.upsert_feed(&changed).await.expect("upsert");
+    let stored = store.feed(&acme.key).await.expect("feed").expect("known feed");
+    assert_eq!(stored.settings, FeedSettings { sync_enabled: false, ..changed });
+    assert_eq!(stored.last_sync_at, Some(window.completed_at), "the newest completion, never moved back");
+    assert!(store.feed(&key("canary", "nobody")).await.expect("feed").is_none());
+}
+
+pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = settings("canary", "acme");
+    store.upsert_feed(&acme).await.expect("upsert");
+    let failure = PullFailure {
+        key: acme.key.clone(),
+        reason: "http_401".to_owned(),
+        error: "the feed refused the token".to_owned(),
+        body: Some("{\"error\":\"unauthorized\"}".to_owned()),
+    };
+    let first = store.record_pull_failure(&failure).await.expect("record");
+    let again = store.record_pull_failure(&failure).await.expect("record");
+    assert_eq!(first, again, "one open letter per feed");
+    let letter = store.dead_letter(first).await.expect("read").expect("the letter");
+    assert_eq!((letter.stage.as_str(), letter.subject.as_str(), letter.attempts), (PULL_STAGE, "canary/acme", 2));
+    assert_eq!(letter.body, failure.body);
+    assert!(store.resolve_pull_failure(&acme.key).await.expect("resolve"));
+    assert!(!store.resolve_pull_failure(&acme.key).await.expect("resolve"), "nothing left open");
+    let letter = store.dead_letter(first).await.expect("read").expect("the letter");
+    assert_eq!(letter.resolution.as_deref(), Some("pulled"));
+    assert_ne!(store.record_pull_failure(&failure).await.expect("record"), first, "a new failure, a new letter");
+}
+
+pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_sync<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = settings("canary", "acme");
+    store.upsert_feed(&acme).await.expect("upsert");
+    let events = vec![
+        incoming(1, &offer("canary", "acme", "B-2"), StockChange::Updated { quantity: 4 }, 0, 0),
+        incoming(2, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 7 }, 0, 1),
+        incoming(3, &offer("canary", "other", "A-1"), StockChange::Updated { quantity: 1 }, 0, 2),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let offers = store.feed_offers(&acme.key).await.expect("offers");
+    let expected: Vec<FeedOffer> = [("A-1", 7), ("B-2", 4)]
+        .iter()
+        .map(|(sku, quantity)| FeedOffer { sku: catalog_core::Sku::parse(sku).expect("sku"), quantity: *quantity })
+        .collect();
+    assert_eq!(offers, expected, "the feed's own offers, by SKU");
+
+    let drift = |sku: &str, stored: Option<i64>, supplier: i64| FeedDrift {
+        sku: catalog_core::Sku::parse(sku).expect("sku"),
+        stored,
+        supplier,
+        as_of: base() + Duration::hours(1),
+    };
+    let refresh = FullRefresh {
+        key: acme.key.clone(),
+        as_of: base() + Duration::hours(1),
+        completed_at: base() + Duration::hours(2),
+        drifts: vec![drift("A-1", Some(7), 9), drift("C-3", None, 2)],
+    };
+    store.complete_full_refresh(&refresh).await.expect("refresh");
+    let feed = store.feed(&acme.key).await.expect("feed").expect("known");
+    assert!(feed.initial_sync_completed);
+    assert_eq!(feed.last_full_refresh_at, Some(refresh.completed_at));
+    let drifts = store.feed_drifts(&acme.key, 10).await.expect("drifts");
+    let mut found: Vec<FeedDrift> = drifts.iter().map(|record| record.drift.clone()).collect();
+    found.sort_by(|a, b| a.sku.cmp(&b.sku));
+    assert_eq!(found, refresh.drifts);
+    assert!(drifts.iter().all(|record| record.detected_at == refresh.completed_at && record.key == acme.key));
+    assert_eq!(store.feed_drifts(&acme.key, 1).await.expect("drifts").len(), 1);
+}

@@ -1,0 +1,204 @@
+//! The feed role: supplier feeds the pull source reads (settings bootstrapped from a feeds
+//! file, state kept per feed), the windows it completed, the failures it recorded for an
+//! operator, and the drift its full refreshes found. Tokens are kept by reference only: the
+//! name of the environment variable that holds one, never its value.
+
+use async_trait::async_trait;
+use catalog_core::{Sku, SupplierId, TenantId};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// One feed: a supplier's inventory API as one tenant pulls it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FeedKey {
+    pub tenant: TenantId,
+    pub supplier: SupplierId,
+}
+
+impl std::fmt::Display for FeedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.supplier)
+    }
+}
+
+/// A feed's settings, as the feeds file (or an operator) gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedSettings {
+    pub key: FeedKey,
+    /// The feed API's base URL; requests go to `{base_url}/v1/inventory…`.
+    pub base_url: String,
+    /// The environment variable holding the bearer token: the token itself is never stored.
+    pub token_env: String,
+    /// The first day the feed's records count: backfill reaches back to its start.
+    pub go_live_date: NaiveDate,
+    pub sync_frequency_hours: u32,
+    /// An IANA time zone name (`Europe/Berlin`): run times are local to it.
+    pub timezone: String,
+    /// Local times of day an incremental pull runs at.
+    pub run_times: Vec<NaiveTime>,
+    /// Requests per second to the feed at most; `None` leaves it to the pull source's default.
+    pub requests_per_second: Option<u32>,
+    pub sync_enabled: bool,
+}
+
+/// A feed as stored: its settings and what the pull source keeps about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFeed {
+    pub settings: FeedSettings,
+    /// When a window of it last completed.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// Set by the first complete full refresh.
+    pub initial_sync_completed: bool,
+    pub last_full_refresh_at: Option<DateTime<Utc>>,
+}
+
+/// Which mode pulled a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum WindowKind {
+    /// The window since the last completed one, with an overlap, at a run time.
+    Incremental,
+    /// A gap since `go_live_date`, in chunks, at lower priority.
+    Backfill,
+}
+
+impl WindowKind {
+    /// The stored name (and metric label).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WindowKind::Incremental => "incremental",
+            WindowKind::Backfill => "backfill",
+        }
+    }
+
+    /// The kind a stored name stands for.
+    pub fn parse(name: &str) -> Option<WindowKind> {
+        [WindowKind::Incremental, WindowKind::Backfill].into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// A window of a feed pulled to its end: every record with `since <= updated_at < until`
+/// is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompletedWindow {
+    pub kind: WindowKind,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    /// Records and pages its last pass pulled (a pass restarted by an expired cursor counts
+    /// from the restart).
+    pub n_records: u64,
+    pub n_pages: u64,
+}
+
+/// A failed run of a feed, for an operator: a dead letter at stage `pull`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullFailure {
+    pub key: FeedKey,
+    /// A stable reason: `http_401`, `invalid_page`, `unavailable`, …
+    pub reason: String,
+    pub error: String,
+    /// The feed's answer (its first 4 KiB), when it sent one.
+    pub body: Option<String>,
+}
+
+/// The stage of the dead letters pull failures open.
+pub const PULL_STAGE: &str = "pull";
+
+/// An offer of a feed (its tenant and supplier) as stored, for a full refresh to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedOffer {
+    pub sku: Sku,
+    pub quantity: i64,
+}
+
+/// A difference a full refresh found between the stored offer and the supplier's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedDrift {
+    pub sku: Sku,
+    /// `None`: the catalog had no offer the snapshot lists.
+    pub stored: Option<i64>,
+    /// The snapshot's quantity; 0 for an offer the snapshot no longer lists.
+    pub supplier: i64,
+    /// The snapshot's `as_of`.
+    pub as_of: DateTime<Utc>,
+}
+
+/// A full refresh that went through the whole snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullRefresh {
+    pub key: FeedKey,
+    pub as_of: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    /// Every difference found (each was corrected through the rules, as an event).
+    pub drifts: Vec<FeedDrift>,
+}
+
+/// A drift as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedDriftRecord {
+    pub key: FeedKey,
+    pub drift: FeedDrift,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// What the pull source and the admin service keep and ask about feeds.
+#[async_trait]
+pub trait FeedStore: Send + Sync + std::fmt::Debug {
+    /// Stores a feed's settings: a new feed is created with them; a known one takes every
+    /// setting but `sync_enabled`, which belongs to operators once the feed exists. Its
+    /// state (windows, last sync, initial sync) is kept.
+    async fn upsert_feed(&self, settings: &FeedSettings) -> Result<(), StoreError>;
+
+    /// Every feed, by tenant and supplier.
+    async fn feeds(&self) -> Result<Vec<StoredFeed>, StoreError>;
+
+    /// One feed, or `None`.
+    async fn feed(&self, key: &FeedKey) -> Result<Option<StoredFeed>, StoreError>;
+
+    /// Switches pulling a feed on or off; `false` for an unknown feed.
+    async fn set_feed_sync(&self, key: &FeedKey, enabled: bool) -> Result<bool, StoreError>;
+
+    /// Records a completed window (again: no change) and moves `last_sync_at` up to its
+    /// completion.
+    async fn complete_window(&self, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError>;
+
+    /// Every completed window of a feed, by `since`.
+    async fn feed_windows(&self, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError>;
+
+    /// Opens a dead letter at stage `pull` for the feed, or counts the failure on its open
+    /// one; returns the letter's id.
+    async fn record_pull_failure(&self, failure: &PullFailure) -> Result<i64, StoreError>;
+
+    /// Resolves the feed's open pull dead letter (resolution `pulled`) after a run that
+    /// completed; `false` when there was none.
+    async fn resolve_pull_failure(&self, key: &FeedKey) -> Result<bool, StoreError>;
+
+    /// The stored offers of the feed's tenant and supplier, by SKU.
+    async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError>;
+
+    /// Journals a full refresh's drift and marks the feed refreshed (and its initial sync
+    /// completed), in one transaction.
+    async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError>;
+
+    /// The newest drift found on a feed, newest first, at most `limit`.
+    async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError>;
+}
+
+/// `run_times` as stored: `HH:MM` joined by commas.
+pub fn render_run_times(run_times: &[NaiveTime]) -> String {
+    run_times.iter().map(|time| time.format("%H:%M").to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// `run_times` from their stored form.
+pub fn parse_run_times(stored: &str) -> Result<Vec<NaiveTime>, StoreError> {
+    stored
+        .split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            NaiveTime::parse_from_str(part, "%H:%M")
+                .map_err(|error| StoreError::Corrupt(format!("feed run time {part:?}: {error}")))
+        })
+        .collect()
+}

@@ -1,0 +1,49 @@
+-- Supplier feeds the pull source reads (issue 16, decision 0015): settings bootstrapped from
+-- the feeds file and state per feed; the windows pulled to their end; the drift full
+-- refreshes found. A feed's token is kept by reference only (`token_env`), never in clear.
+CREATE TABLE feeds (
+    tenant_id              text NOT NULL,
+    supplier_id            text NOT NULL,
+    base_url               text NOT NULL,
+    token_env              text NOT NULL,
+    go_live_date           text NOT NULL, -- YYYY-MM-DD
+    sync_frequency_hours   integer NOT NULL CHECK (sync_frequency_hours > 0),
+    timezone               text NOT NULL,
+    run_times              text NOT NULL,
+    requests_per_second    integer CHECK (requests_per_second > 0),
+    sync_enabled           integer NOT NULL,
+    last_sync_at           INTEGER,
+    initial_sync_completed integer NOT NULL DEFAULT 0,
+    last_full_refresh_at   INTEGER,
+    created_at             INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)),
+    updated_at             INTEGER NOT NULL DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)),
+    PRIMARY KEY (tenant_id, supplier_id)
+);
+
+-- A window is recorded once pulled to its end; recording it again changes nothing. Gaps are
+-- what lies between go_live_date and now outside every row.
+CREATE TABLE feed_windows (
+    tenant_id    text NOT NULL,
+    supplier_id  text NOT NULL,
+    kind         text NOT NULL CHECK (kind IN ('incremental', 'backfill')),
+    since_at     INTEGER NOT NULL,
+    until_at     INTEGER NOT NULL CHECK (until_at > since_at),
+    n_records    bigint NOT NULL,
+    n_pages      bigint NOT NULL,
+    completed_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, supplier_id, kind, since_at, until_at),
+    FOREIGN KEY (tenant_id, supplier_id) REFERENCES feeds (tenant_id, supplier_id)
+);
+
+-- What a full refresh found different from the supplier's snapshot; only ever inserted.
+CREATE TABLE feed_drifts (
+    feed_drift_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id         text NOT NULL,
+    supplier_id       text NOT NULL,
+    sku               text NOT NULL,
+    stored_quantity   bigint,
+    supplier_quantity bigint NOT NULL,
+    as_of             INTEGER NOT NULL,
+    detected_at       INTEGER NOT NULL
+);
+CREATE INDEX feed_drifts_feed ON feed_drifts (tenant_id, supplier_id, detected_at DESC);
