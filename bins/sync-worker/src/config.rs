@@ -247,6 +247,8 @@ impl WorkerSignalArgs {
     pub fn progress_interval(&self) -> Duration {
         Duration::from_secs(self.progress_interval_secs)
     }
+}
+
 /// Supplier feed options, used with `--source pull`.
 #[derive(Debug, Clone, Args)]
 pub struct FeedArgs {
