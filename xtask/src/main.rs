@@ -5,6 +5,7 @@
 
 mod api_check;
 mod fuzz;
+mod semver;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ struct Args {
 #[derive(Subcommand)]
 enum Task {
     /// Everything CI checks: rustfmt, the tidy checks, clippy with -D warnings, cargo deny,
-    /// doctests, a short fuzz and chaos run, the schema-driven API test, and all tests.
+    /// catalog-core's semver check, doctests, a short fuzz and chaos run, the schema-driven
+    /// API test, and all tests.
     Ci,
     /// The tidy checks alone: file headers and lengths, and the crate layering of ARCHITECTURE.md.
     Tidy,
@@ -58,6 +60,9 @@ enum Task {
     /// schemathesis (pinned; from PATH or CATALOG_SCHEMATHESIS) from its /openapi.json; fails
     /// on any 5xx or response outside the schema.
     ApiCheck,
+    /// catalog-core's public API against its last release (cargo-semver-checks; the release
+    /// is the newest version in crates/catalog-core/CHANGELOG.md).
+    Semver,
 }
 
 fn main() -> Result<()> {
@@ -71,6 +76,7 @@ fn main() -> Result<()> {
         Task::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
         Task::Deny => deny(&root),
         Task::ApiCheck => api_check::api_check(&root),
+        Task::Semver => semver::semver(&root),
     }
 }
 
@@ -84,6 +90,7 @@ fn ci(root: &Path) -> Result<()> {
     run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
         .context("clippy found problems")?;
     deny(root)?;
+    semver::semver(root)?;
     // nextest does not run doctests; the library examples are part of the contract for importers.
     run(root, "cargo", &["test", "--workspace", "--locked", "--doc"]).context("doctests failed")?;
     // The short forms of the proofs that no input crashes the decoder and no message is lost.
