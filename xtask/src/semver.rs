@@ -37,7 +37,11 @@ fn last_release(changelog: &str) -> Option<String> {
 fn release_commit(root: &Path, version: &str) -> Result<String> {
     let shallow = git(root, &["rev-parse", "--is-shallow-repository"])?;
     if shallow.trim() == "true" {
-        bail!("the semver check needs the history back to catalog-core {version}; this clone is shallow (git fetch --unshallow)");
+        // The check needs the history back to the release: fetch it where the clone came from.
+        eprintln!("xtask: this clone is shallow; fetching its history for the semver check");
+        git(root, &["fetch", "--unshallow"]).with_context(|| {
+            format!("the semver check needs the history back to catalog-core {version}, and this clone is shallow")
+        })?;
     }
     let needle = format!("version = \"{version}\"");
     let commits = git(root, &["log", "--format=%H", "--reverse", "-S", &needle, "--", MANIFEST])?;
