@@ -175,7 +175,13 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         .context("replay benchmark failed")?;
     // Drift healed on a 100,000-item storefront limited to 200 requests/s (needs PostgreSQL).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "reconcile"])
-        .context("reconciliation benchmark failed")
+        .context("reconciliation benchmark failed")?;
+    // The trace of an item with 10,000 journaled events through admin-api (needs PostgreSQL).
+    run(root, "cargo", &["bench", "--locked", "-p", "admin-api", "--bench", "trace_10k"])
+        .context("admin-api trace benchmark failed")?;
+    // 1,000,000 records pulled from a local supplier feed into PostgreSQL.
+    run(root, "cargo", &["bench", "--locked", "-p", "catalog-feed", "--bench", "pull_to_postgres"])
+        .context("pull benchmark failed")
 }
 
 pub(crate) fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
