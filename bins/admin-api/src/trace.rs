@@ -131,14 +131,14 @@ type Applied<'a> = std::collections::HashMap<EventId, &'a JournalEntry>;
 
 fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &Applied<'_>) -> OfferView {
     let find = |event_id: EventId| applied.get(&event_id).map(|entry| EventView::from(*entry));
-    let winning_event = state.snapshot.and_then(|snapshot| find(snapshot.key.event_id));
-    let adjustments = state.adjustments.iter().filter_map(|adjustment| find(adjustment.key.event_id)).collect();
+    let winning_event = state.snapshot().and_then(|snapshot| find(snapshot.key.event_id));
+    let adjustments = state.adjustments().iter().filter_map(|adjustment| find(adjustment.key.event_id)).collect();
     OfferView {
         supplier_id,
         quantity,
         winning_event,
         adjustments,
-        folded_adjustments: state.folded.map(|folded| FoldedView {
+        folded_adjustments: state.folded().map(|folded| FoldedView {
             delta: folded.delta,
             count: folded.count,
             through_event_id: folded.through.event_id,
@@ -171,8 +171,8 @@ pub fn view(
         item_id: key.item_id().to_string(),
         tenant_id: key.tenant.to_string(),
         sku: key.sku.to_string(),
-        quantity: trace.item.as_ref().map_or(0, |item| item.quantity),
-        version: trace.item.as_ref().map_or(0, |item| item.version),
+        quantity: trace.item.as_ref().map_or(0, |item| item.quantity()),
+        version: trace.item.as_ref().map_or(0, |item| item.version()),
         published,
         offers,
         events: EventPage {

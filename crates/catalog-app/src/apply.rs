@@ -195,8 +195,15 @@ impl Applier {
         }
         totals.items_changed += result.changed_items.len() as u64;
         self.metrics.items_changed.inc_by(result.changed_items.len() as u64);
-        for item in result.changed_items.iter().filter(|_| debug) {
-            tracing::debug!(tenant = %item.tenant, sku = %item.sku, item_id = %item.item_id, version = item.version, quantity = item.quantity, "item changed");
+        for item in result.changed_items.iter().filter(|_| debug).map(|changed| &changed.item) {
+            tracing::debug!(
+                tenant = %item.tenant(),
+                sku = %item.sku(),
+                item_id = %item.id(),
+                version = item.version(),
+                quantity = item.quantity(),
+                "item changed"
+            );
         }
         let partition = batch.partition.to_string();
         if let Some(last_message_at) = batch.last_message_at {

@@ -72,16 +72,16 @@ impl PublishEvents for PublishMetrics {
             PublishOutcome::DeadLettered => {
                 let reason = record.dead_letter_reason.as_deref().unwrap_or("unknown");
                 self.0.dead_letters.with_label_values(&[&record.channel, reason]).inc();
-                tracing::error!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, reason, error = record.error.as_deref(), "publish dead-lettered");
+                tracing::error!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), reason, error = record.error.as_deref(), "publish dead-lettered");
             }
             PublishOutcome::RetryAt(due_at) => {
-                tracing::warn!(channel = %record.channel, item_id = %entry.item_id, version = entry.version, attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
+                tracing::warn!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
             }
             PublishOutcome::ThrottledUntil(due_at) => {
-                tracing::debug!(channel = %record.channel, item_id = %entry.item_id, version = entry.version, attempt = record.attempt, retry_at = %due_at, "publish throttled, will retry")
+                tracing::debug!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, retry_at = %due_at, "publish throttled, will retry")
             }
             PublishOutcome::Published | PublishOutcome::Superseded { .. } => {
-                tracing::debug!(channel = %record.channel, tenant = %entry.tenant, sku = %entry.sku, item_id = %entry.item_id, version = entry.version, quantity = entry.quantity, result, "item published")
+                tracing::debug!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), quantity = entry.item.quantity(), result, "item published")
             }
         }
     }
@@ -94,7 +94,7 @@ impl PublishEvents for PublishMetrics {
 
     fn lease_ran_out(&self, entry: &OutboxEntry) {
         self.0.publish_lease_ran_out.with_label_values(&[&entry.channel]).inc();
-        tracing::warn!(channel = %entry.channel, item_id = %entry.item_id, version = entry.version, "lease ran out before the send, left for the next claim");
+        tracing::warn!(channel = %entry.channel, item_id = %entry.item.id(), version = entry.item.version(), "lease ran out before the send, left for the next claim");
     }
 }
 

@@ -189,15 +189,15 @@ async fn replay_events(
         for decision in &result.decisions {
             *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
         }
-        for item in &result.changed_items {
+        for item in result.changed_items.iter().map(|changed| &changed.item) {
             // A preview was rolled back, so the store still holds the quantity before it.
             let before = if dry_run {
-                let stored = store.item(item.item_id).await.map_err(store_failed("reading an item"))?;
-                Some(stored.map_or(0, |stored| stored.quantity))
+                let stored = store.item(item.id()).await.map_err(store_failed("reading an item"))?;
+                Some(stored.map_or(0, |stored| stored.quantity()))
             } else {
                 None
             };
-            summary.changed.push((item.sku.to_string(), before, item.quantity));
+            summary.changed.push((item.sku().to_string(), before, item.quantity()));
         }
     }
     // Lanes finish in any order: list the changes by SKU (each item's in the order applied).

@@ -174,14 +174,14 @@ impl Tracer {
         let mut round = TraceRound::default();
         for item_id in items {
             let Some(trace) = self.store.item_trace(item_id).await? else { continue };
-            let gap = check_item(trace.item.quantity, &offer_traces(&trace)).err();
+            let gap = check_item(trace.item.quantity(), &offer_traces(&trace)).err();
             let result = gap.as_ref().map_or("traced", |gap| gap.as_str());
             self.metrics.trace_checks.with_label_values(&[result]).inc();
             if let Some(gap) = &gap {
                 round.gaps += 1;
-                tracing::warn!(tenant = %trace.item.tenant, sku = %trace.item.sku, %item_id, gap = gap.as_str(), "item does not re-derive from its journal");
+                tracing::warn!(tenant = %trace.item.tenant(), sku = %trace.item.sku(), %item_id, gap = gap.as_str(), "item does not re-derive from its journal");
             }
-            checks.push(TraceCheck { item_id, version: trace.item.version, checked_at: Utc::now(), gap });
+            checks.push(TraceCheck { item_id, version: trace.item.version(), checked_at: Utc::now(), gap });
         }
         round.checked = checks.len();
         self.store.record_trace_checks(&checks).await?;

@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Write};
 
-use catalog_core::{decode, AllSyncOn, CatalogItem, ClockPolicy, Delivery, Outcome, ReferenceCatalog};
+use catalog_core::{decode, AllSyncOn, ClockPolicy, Delivery, Outcome, ReferenceCatalog};
 
 const BATCH: usize = 500;
 
@@ -34,14 +34,7 @@ fn main() -> std::io::Result<()> {
         }
     }
     decide(&mut catalog, &mut batch, &mut line_numbers, &mut counts, &mut stdout)?;
-    for (key, state) in &catalog.items {
-        let item = CatalogItem {
-            id: key.item_id(),
-            tenant: key.tenant.clone(),
-            sku: key.sku.clone(),
-            quantity: state.quantity,
-            version: state.version,
-        };
+    for item in catalog.catalog_items() {
         let line = serde_json::json!({ "item": item });
         writeln!(stdout, "{line}")?;
     }

@@ -147,19 +147,107 @@ const FOLD_ABOVE: usize = 64;
 ///
 /// Invariant: `adjustments` is sorted by key, holds no duplicate keys, and every key is
 /// greater than the fold's `through`, which is greater than the snapshot's key. The quantity
-/// is derived, never stored apart.
+/// is derived, never stored apart. No code outside this module can break it: the fields are
+/// private, and parts read back go through [`OfferState::from_parts`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "OfferStateParts")]
 pub struct OfferState {
-    /// The newest `inventory.updated`, if any arrived.
-    pub snapshot: Option<Snapshot>,
-    /// Adjustments older than the horizon, summed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub folded: Option<FoldedAdjustments>,
-    /// Adjustments newer than the snapshot and the fold, each once.
-    pub adjustments: Vec<Adjustment>,
+    snapshot: Option<Snapshot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    folded: Option<FoldedAdjustments>,
+    adjustments: Vec<Adjustment>,
+}
+
+/// An offer state as read back (a store's columns, JSON): checked before it is used.
+#[derive(Deserialize)]
+struct OfferStateParts {
+    snapshot: Option<Snapshot>,
+    #[serde(default)]
+    folded: Option<FoldedAdjustments>,
+    adjustments: Vec<Adjustment>,
+}
+
+impl TryFrom<OfferStateParts> for OfferState {
+    type Error = InvalidOfferState;
+
+    fn try_from(parts: OfferStateParts) -> Result<Self, Self::Error> {
+        OfferState::from_parts(parts.snapshot, parts.folded, parts.adjustments)
+    }
+}
+
+/// Why parts read back do not make an [`OfferState`]: they break its ordering invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidOfferState {
+    /// Two listed adjustments out of order, or one listed twice.
+    #[error("listed adjustments must be in strictly increasing key order")]
+    AdjustmentsUnordered,
+    /// An adjustment or the fold at or below the snapshot, which already contains it.
+    #[error("adjustments must be newer than the snapshot")]
+    OlderThanSnapshot,
+    /// A listed adjustment at or below the fold's greatest key.
+    #[error("listed adjustments must be newer than the fold")]
+    ListedWithinFold,
 }
 
 impl OfferState {
+    /// An offer state from its parts as a store keeps them (see [`OfferState::snapshot`],
+    /// [`OfferState::folded`], [`OfferState::adjustments`]), checked: the snapshot is older
+    /// than the fold, which is older than every listed adjustment, listed in increasing
+    /// key order.
+    ///
+    /// ```
+    /// use catalog_core::{Adjustment, EventId, InvalidOfferState, OfferState, OrderingKey, Snapshot, StockChange};
+    ///
+    /// let at = "2026-06-01T12:00:00Z".parse().unwrap();
+    /// let key = |sequence| OrderingKey { effective_at: at, sequence, event_id: EventId(uuid::Uuid::nil()) };
+    /// let mut offer = OfferState::default();
+    /// offer.apply(StockChange::Updated { quantity: 10 }, key(1));
+    /// offer.apply(StockChange::Adjusted { delta: -3 }, key(2));
+    /// let copy = OfferState::from_parts(offer.snapshot(), offer.folded(), offer.adjustments().to_vec()).unwrap();
+    /// assert_eq!((copy.quantity(), &copy), (7, &offer));
+    ///
+    /// let older = vec![Adjustment { key: key(0), delta: 5 }];
+    /// assert_eq!(OfferState::from_parts(offer.snapshot(), None, older), Err(InvalidOfferState::OlderThanSnapshot));
+    /// ```
+    pub fn from_parts(
+        snapshot: Option<Snapshot>,
+        folded: Option<FoldedAdjustments>,
+        adjustments: Vec<Adjustment>,
+    ) -> Result<Self, InvalidOfferState> {
+        if adjustments.windows(2).any(|pair| pair[0].key >= pair[1].key) {
+            return Err(InvalidOfferState::AdjustmentsUnordered);
+        }
+        let oldest_listed = adjustments.first().map(|adjustment| adjustment.key);
+        if let Some(snapshot) = snapshot {
+            let fold = folded.map(|folded| folded.through);
+            if fold.into_iter().chain(oldest_listed).any(|key| key <= snapshot.key) {
+                return Err(InvalidOfferState::OlderThanSnapshot);
+            }
+        }
+        if let (Some(folded), Some(oldest)) = (folded, oldest_listed) {
+            if oldest <= folded.through {
+                return Err(InvalidOfferState::ListedWithinFold);
+            }
+        }
+        Ok(Self { snapshot, folded, adjustments })
+    }
+
+    /// The newest `inventory.updated` applied, if any arrived.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot
+    }
+
+    /// Adjustments older than the horizon, summed.
+    pub fn folded(&self) -> Option<FoldedAdjustments> {
+        self.folded
+    }
+
+    /// Adjustments newer than the snapshot and the fold, each once, in key order.
+    pub fn adjustments(&self) -> &[Adjustment] {
+        &self.adjustments
+    }
+
     /// Latest snapshot + every adjustment newer than it (folded or listed), never below zero
     /// (an oversold supplier has nothing to offer; it does not eat another supplier's stock).
     pub fn quantity(&self) -> i64 {

@@ -78,15 +78,15 @@ mod trace;
 mod wire;
 
 pub use decide::{
-    Adjustment, FoldedAdjustments, HeldReason, ItemState, OfferState, Outcome, Snapshot, ADJUSTMENT_HORIZON,
-    MAX_LISTED_ADJUSTMENTS,
+    Adjustment, FoldedAdjustments, HeldReason, InvalidOfferState, ItemState, OfferState, Outcome, Snapshot,
+    ADJUSTMENT_HORIZON, MAX_LISTED_ADJUSTMENTS,
 };
 pub use drift::{detect as detect_drift, Drift, DriftKind, Expected, Shown};
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
 pub use gate::{decide_step, green_since, GateFacts, GateSample, GateSettings, GateStep, Refusal, Rollout};
 pub use ids::{EventId, IdError, ItemId, ItemKey, OfferKey, Sku, SupplierId, TenantId, ITEM_ID_NAMESPACE, MAX_ID_LEN};
-pub use item::{CatalogItem, PublishResult};
+pub use item::{CatalogItem, InvalidItem, PublishBody, PublishResult};
 pub use ordering::{ClockPolicy, Effective, OrderingKey, DEFAULT_MAX_CLOCK_SKEW};
 pub use plan::{
     event_ids, plan_batch, touched_keys, AllSyncOn, BatchPlan, Decision, Delivery, ItemChange, OfferChange, PlanState,

@@ -5,18 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::decide::{ItemState, OfferState};
 use crate::ids::{EventId, ItemKey, OfferKey};
+use crate::item::CatalogItem;
 use crate::ordering::ClockPolicy;
 use crate::plan::{plan_batch, touched_keys, BatchPlan, Delivery, PlanState, PriorEvent, SyncFlags};
 
 /// The whole catalog in memory: offers, items and the journal's claims.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReferenceCatalog {
-    /// Every offer, by tenant, supplier and SKU.
-    pub offers: BTreeMap<OfferKey, OfferState>,
-    /// Every item, the sum of its offers.
-    pub items: BTreeMap<ItemKey, ItemState>,
-    /// Every event decided, by id: whether it claims its id, its payload fingerprint and first reception.
-    pub journal: HashMap<EventId, PriorEvent>,
+    offers: BTreeMap<OfferKey, OfferState>,
+    items: BTreeMap<ItemKey, ItemState>,
+    journal: HashMap<EventId, PriorEvent>,
 }
 
 impl ReferenceCatalog {
@@ -79,6 +77,36 @@ impl ReferenceCatalog {
             self.items.insert(key.clone(), change.state);
         }
         plan
+    }
+
+    /// Every offer, by tenant, supplier and SKU.
+    pub fn offers(&self) -> &BTreeMap<OfferKey, OfferState> {
+        &self.offers
+    }
+
+    /// Every item's quantity and version, the sum of its offers.
+    pub fn items(&self) -> &BTreeMap<ItemKey, ItemState> {
+        &self.items
+    }
+
+    /// Every event decided, by id: whether it claims its id, its payload fingerprint and
+    /// first reception.
+    pub fn journal(&self) -> &HashMap<EventId, PriorEvent> {
+        &self.journal
+    }
+
+    /// Every item as a channel would be told it, in key order.
+    ///
+    /// ```
+    /// use catalog_core::ReferenceCatalog;
+    ///
+    /// assert_eq!(ReferenceCatalog::default().catalog_items().count(), 0);
+    /// ```
+    pub fn catalog_items(&self) -> impl Iterator<Item = CatalogItem> + '_ {
+        self.items.iter().map(|(key, item)| {
+            CatalogItem::new(key.clone(), item.quantity, item.version)
+                .expect("a planned item's quantity is the sum of offers, none below zero")
+        })
     }
 
     /// Item quantities alone: what must be order-independent.

@@ -93,9 +93,11 @@ impl fmt::Display for RejectReason {
 }
 
 /// A rejected message: the reason, a human-readable detail, and whatever
-/// identification could be read from it, so support can find it again.
+/// identification could be read from it, so support can find it again. Only `decode` makes
+/// one (`#[non_exhaustive]`: read its fields, never build it), and it may grow fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
+#[non_exhaustive]
 pub struct Rejection {
     /// Which rule the message broke.
     pub reason: RejectReason,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{EventId, ItemId, ItemKey, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
     PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
@@ -32,7 +32,7 @@ use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
-    StoreConfig, StoreError, StoredItem, SyncStatus, TenantFlags,
+    StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed,
@@ -260,11 +260,11 @@ impl FlagStore for PostgresStore {
 
 #[async_trait]
 impl ReadStore for PostgresStore {
-    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+    async fn item(&self, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError> {
         with_deadline(self.deadline, "item", reads::item(&self.pool, item_id)).await
     }
 
-    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<CatalogItem>, StoreError> {
         with_deadline(self.deadline, "items", reads::items(&self.pool, tenant)).await
     }
 

@@ -52,11 +52,13 @@ pub(crate) async fn claim_outbox(
     rows.iter()
         .map(|row| {
             Ok(OutboxEntry {
-                item_id: ItemId(column(row, "item_id")?),
-                tenant: rows::tenant(column(row, "tenant_id")?)?,
-                sku: rows::sku(column(row, "sku")?)?,
-                quantity: column(row, "quantity")?,
-                version: rows::version(column(row, "version")?)?,
+                item: rows::catalog_item(
+                    column(row, "item_id")?,
+                    column(row, "tenant_id")?,
+                    column(row, "sku")?,
+                    column(row, "quantity")?,
+                    column(row, "version")?,
+                )?,
                 channel: column(row, "channel")?,
                 traceparent: column(row, "traceparent")?,
                 attempts: narrowed_int4(row, "attempts")?,

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use catalog_core::{ItemId, ItemKey, Sku, SupplierId, TenantId};
+use catalog_core::{CatalogItem, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::rows;
 use catalog_store::{
     event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
-    PublishAttempt, StoreError, StoredItem, StoredOffer, SyncStatus, TracePage,
+    PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -36,7 +36,7 @@ pub(crate) async fn checkpoints(pool: &PgPool, source: &str) -> Result<Vec<Check
         .collect()
 }
 
-pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError> {
     sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
         .bind(item_id.0)
         .fetch_optional(pool)
@@ -46,7 +46,7 @@ pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<Stored
         .transpose()
 }
 
-pub(crate) async fn items(pool: &PgPool, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+pub(crate) async fn items(pool: &PgPool, tenant: &TenantId) -> Result<Vec<CatalogItem>, StoreError> {
     sqlx::query(&format!(r#"SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = $1 ORDER BY sku COLLATE "C""#))
         .bind(tenant.as_str())
         .fetch_all(pool)
@@ -79,10 +79,10 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
         return Ok(None);
     };
     let item = item_row(&row)?.into_item()?;
-    let offers = offers_of(&mut transaction, &item.tenant, &item.sku).await?;
+    let offers = offers_of(&mut transaction, item.tenant(), item.sku()).await?;
     let mut events = sqlx::query(&format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2"))
-        .bind(item.tenant.as_str())
-        .bind(item.sku.as_str())
+        .bind(item.tenant().as_str())
+        .bind(item.sku().as_str())
         .fetch_all(&mut *transaction)
         .await
         .map_err(store_error)?

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use catalog_core::PublishBody;
 use catalog_store::OutboxEntry;
 use serde::Serialize;
 
@@ -15,10 +16,9 @@ use crate::response::Verdict;
 #[derive(Serialize)]
 struct PublishedLine<'a> {
     tenant_id: &'a str,
-    item_id: String,
-    sku: &'a str,
-    quantity: i64,
-    version: u64,
+    /// The storefront contract's body: `item_id`, `sku`, `quantity`, `version`.
+    #[serde(flatten)]
+    body: PublishBody<'a>,
     channel: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<&'a str>,
@@ -35,11 +35,8 @@ impl ChannelAdapter for LogChannel {
     async fn send(&self, entry: &OutboxEntry) -> Attempt {
         let started = Instant::now();
         let line = PublishedLine {
-            tenant_id: entry.tenant.as_str(),
-            item_id: entry.item_id.to_string(),
-            sku: entry.sku.as_str(),
-            quantity: entry.quantity,
-            version: entry.version,
+            tenant_id: entry.item.tenant().as_str(),
+            body: entry.item.publish_body(),
             channel: &entry.channel,
             traceparent: entry.traceparent.as_deref(),
         };
@@ -50,7 +47,7 @@ impl ChannelAdapter for LogChannel {
             stdout.flush()
         });
         let verdict = match written {
-            Ok(()) => Verdict::Published,
+            Ok(()) => Verdict::Answered(entry.item.accepted()),
             // A closed or full standard output: retried like any failed send.
             Err(error) => Verdict::Retry { reason: "stdout", error: error.to_string() },
         };

@@ -264,9 +264,9 @@ impl ChannelPublisher {
     fn to_record(&self, entry: &OutboxEntry, attempt: Attempt) -> PublishRecord {
         let number = entry.attempts + 1;
         let mut record = PublishRecord {
-            item_id: entry.item_id,
+            item_id: entry.item.id(),
             channel: self.config.name.clone(),
-            version: entry.version,
+            version: entry.item.version(),
             attempt: number,
             outcome: PublishOutcome::Published,
             status: attempt.status,
@@ -276,8 +276,7 @@ impl ChannelPublisher {
             body: None,
         };
         match attempt.verdict {
-            Verdict::Published => {}
-            Verdict::Superseded { current_version } => record.outcome = PublishOutcome::Superseded { current_version },
+            Verdict::Answered(result) => record.outcome = PublishOutcome::from(result),
             // Throttling is the channel pacing us, not the item failing: no failure counted.
             Verdict::Throttled { retry_after } => {
                 record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);

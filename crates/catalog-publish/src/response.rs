@@ -6,17 +6,16 @@
 
 use std::time::Duration;
 
-use catalog_core::{Classify, FailureClass};
+use catalog_core::{CatalogItem, Classify, FailureClass, PublishResult};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 /// How one attempt ended, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The channel now holds this version.
-    Published,
-    /// The channel already holds a newer version: not an error.
-    Superseded { current_version: u64 },
+    /// The channel answered: it accepted this version (202), or holds a newer one (409,
+    /// not an error).
+    Answered(PublishResult),
     /// Throttled: try again after at least this long, and hold the whole channel meanwhile.
     /// Not a failure: it spends none of the channel's failure budget.
     Throttled { retry_after: Duration },
@@ -30,7 +29,7 @@ impl Verdict {
     /// The class of a failed attempt, for counting and alerting.
     pub fn failure_class(&self) -> Option<FailureClass> {
         match self {
-            Verdict::Published | Verdict::Superseded { .. } => None,
+            Verdict::Answered(_) => None,
             Verdict::Throttled { .. } | Verdict::Retry { .. } => Some(FailureClass::Retryable),
             Verdict::DeadLetter { .. } => Some(FailureClass::NeedsOperator),
         }
@@ -62,25 +61,22 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 /// What a 429 without a usable `Retry-After` waits.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Classifies an HTTP answer to a publish of `version`, received at `now`.
+/// Classifies an HTTP answer to a publish of `item`, received at `now`.
 pub fn classify_response(
     status: u16,
     retry_after: Option<&str>,
     body: &str,
-    version: u64,
+    item: &CatalogItem,
     now: DateTime<Utc>,
 ) -> Verdict {
     match status {
-        200..=299 => Verdict::Published,
+        200..=299 => Verdict::Answered(item.accepted()),
         409 => {
-            // The contract says the body names the version the storefront holds; without it we
-            // know at least that it holds this one or newer.
-            let current_version = serde_json::from_str::<ConflictBody>(body)
-                .ok()
-                .and_then(|conflict| conflict.current_version)
-                .unwrap_or(version)
-                .max(version);
-            Verdict::Superseded { current_version }
+            // The contract says the body names the version the storefront holds; without it
+            // the item's own rule applies: it holds this one or newer.
+            let current_version =
+                serde_json::from_str::<ConflictBody>(body).ok().and_then(|conflict| conflict.current_version);
+            Verdict::Answered(item.superseded(current_version))
         }
         429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
         // The server gave up waiting for the request: nothing was decided, send it again.
@@ -144,13 +140,37 @@ fn truncate(body: &str) -> &str {
 mod tests {
     use super::*;
 
+    /// The answers as the snapshot reads them; an answer always names the item sent.
+    fn render(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Answered(result) => {
+                assert_eq!((result.item_id(), result.version()), (item_at_7().id(), 7));
+                match result.current_version() {
+                    None => "Published".to_owned(),
+                    Some(current_version) => format!("Superseded {{ current_version: {current_version} }}"),
+                }
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn item_at_7() -> CatalogItem {
+        let key = catalog_core::ItemKey {
+            tenant: catalog_core::TenantId::parse("canary").expect("valid"),
+            sku: catalog_core::Sku::parse("A-1").expect("valid"),
+        };
+        CatalogItem::new(key, 3, 7).expect("valid item")
+    }
+
     #[test]
     fn every_answer_of_the_contract_has_its_verdict() {
         let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
+        let item = item_at_7();
         let cases = [
             (202, None, r#"{"accepted": true}"#),
             (409, None, r#"{"accepted": false, "current_version": 9}"#),
             (409, None, "not json"),
+            (409, None, r#"{"accepted": false, "current_version": 3}"#),
             (429, None, ""),
             (429, Some("7"), ""),
             (429, Some(" 7 "), ""),
@@ -184,12 +204,13 @@ mod tests {
             .iter()
             .map(|(status, retry_after, body)| {
                 let header = retry_after.map_or_else(String::new, |value| format!(" Retry-After: {value:?}"));
-                format!("{status}{header} -> {:?}", classify_response(*status, *retry_after, body, 7, now))
+                format!("{status}{header} -> {}", render(classify_response(*status, *retry_after, body, &item, now)))
             })
             .collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         202 -> Published
         409 -> Superseded { current_version: 9 }
+        409 -> Superseded { current_version: 7 }
         409 -> Superseded { current_version: 7 }
         429 -> Throttled { retry_after: 1s }
         429 Retry-After: "7" -> Throttled { retry_after: 7s }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_store::OutboxEntry;
 use chrono::Utc;
-use serde::Serialize;
 
 use crate::adapter::{Attempt, ChannelAdapter};
 use crate::channel::Secret;
@@ -27,14 +26,6 @@ impl StorefrontConfig {
     pub fn new(base_url: impl Into<String>, token: Option<Secret>) -> Self {
         Self { base_url: base_url.into().trim_end_matches('/').to_owned(), token }
     }
-}
-
-#[derive(Serialize)]
-struct InvalidateBody<'a> {
-    item_id: String,
-    sku: &'a str,
-    quantity: i64,
-    version: u64,
 }
 
 /// A storefront channel over HTTP.
@@ -69,18 +60,10 @@ impl StorefrontChannel {
 #[async_trait]
 impl ChannelAdapter for StorefrontChannel {
     async fn send(&self, entry: &OutboxEntry) -> Attempt {
-        let url = format!("{}/v1/tenants/{}/items/{}/invalidate", self.config.base_url, entry.tenant, entry.item_id);
-        let body = InvalidateBody {
-            item_id: entry.item_id.to_string(),
-            sku: entry.sku.as_str(),
-            quantity: entry.quantity,
-            version: entry.version,
-        };
-        let mut request = self
-            .client
-            .post(&url)
-            .header("Idempotency-Key", format!("{}:{}", entry.item_id, entry.version))
-            .json(&body);
+        let item = &entry.item;
+        let url = format!("{}/v1/tenants/{}/items/{}/invalidate", self.config.base_url, item.tenant(), item.id());
+        let mut request =
+            self.client.post(&url).header("Idempotency-Key", item.idempotency_key()).json(&item.publish_body());
         if let Some(token) = &self.config.token {
             request = request.bearer_auth(token.expose());
         }
@@ -95,7 +78,7 @@ impl ChannelAdapter for StorefrontChannel {
                     response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
                 // A body that cannot be read still leaves the status to decide by.
                 let text = response.text().await.unwrap_or_default();
-                let verdict = classify_response(status, retry_after.as_deref(), &text, entry.version, Utc::now());
+                let verdict = classify_response(status, retry_after.as_deref(), &text, item, Utc::now());
                 (verdict, Some(status))
             }
             Err(error) => {

@@ -318,15 +318,15 @@ fn upsert_items(connection: &Connection, items: &[ChangedItem], now: i64) -> Res
              updated_at = excluded.updated_at",
         )
         .map_err(write_error)?;
-    for item in items {
+    for item in items.iter().map(|changed| &changed.item) {
         upsert
             .execute(params![
-                item.item_id.0.as_bytes().as_slice(),
-                item.tenant.as_str(),
-                item.sku.as_str(),
-                item.quantity,
+                item.id().0.as_bytes().as_slice(),
+                item.tenant().as_str(),
+                item.sku().as_str(),
+                item.quantity(),
                 // Stored bit for bit in a signed column.
-                item.version as i64,
+                item.version() as i64,
                 now,
             ])
             .map_err(write_error)?;

@@ -5,7 +5,6 @@
 //! transaction: concurrent publishers queue on the writer instead of both picking the same
 //! item, and never wait on SQLite's lock behind a batch.
 
-use catalog_core::ItemId;
 use catalog_store::{
     rows, DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord,
     ResolvedDeadLetter, StoreError,
@@ -71,11 +70,13 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
         let attempts: i64 = raw::column(row, "attempts")?;
         outbox_ids.push(raw::column::<i64>(row, "outbox_id")?);
         claimed.push(OutboxEntry {
-            item_id: ItemId(raw::uuid_column(row, "item_id")?),
-            tenant: rows::tenant(&tenant)?,
-            sku: rows::sku(&sku)?,
-            quantity: raw::column(row, "quantity")?,
-            version: rows::version(raw::column(row, "version")?)?,
+            item: rows::catalog_item(
+                raw::uuid_column(row, "item_id")?,
+                &tenant,
+                &sku,
+                raw::column(row, "quantity")?,
+                raw::column(row, "version")?,
+            )?,
             channel: raw::column(row, "channel")?,
             traceparent: raw::column(row, "traceparent")?,
             attempts: columns::narrowed("attempts", attempts)?,

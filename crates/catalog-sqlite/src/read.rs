@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{ItemId, ItemKey, Sku, TenantId};
+use catalog_core::{CatalogItem, ItemId, ItemKey, Sku, TenantId};
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
     event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
-    PublishAttempt, StoreError, StoredItem, StoredOffer, SyncStatus, TracePage,
+    PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -43,7 +43,7 @@ pub(crate) async fn checkpoints(pool: &SqlitePool, source: &str) -> Result<Vec<C
         .collect()
 }
 
-async fn item_on(connection: &mut SqliteConnection, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+async fn item_on(connection: &mut SqliteConnection, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError> {
     let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ?1");
     let row = sqlx::query(&sql)
         .bind(item_id.0.as_bytes().as_slice())
@@ -53,12 +53,12 @@ async fn item_on(connection: &mut SqliteConnection, item_id: ItemId) -> Result<O
     row.map(|row| columns::item_row(&row)?.into_item()).transpose()
 }
 
-pub(crate) async fn item(pool: &SqlitePool, item_id: ItemId) -> Result<Option<StoredItem>, StoreError> {
+pub(crate) async fn item(pool: &SqlitePool, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError> {
     let mut connection = pool.acquire().await.map_err(store_error)?;
     item_on(&mut connection, item_id).await
 }
 
-pub(crate) async fn items(pool: &SqlitePool, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError> {
+pub(crate) async fn items(pool: &SqlitePool, tenant: &TenantId) -> Result<Vec<CatalogItem>, StoreError> {
     let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = ?1 ORDER BY sku");
     let stored = sqlx::query(&sql).bind(tenant.as_str()).fetch_all(pool).await.map_err(store_error)?;
     stored.iter().map(|row| columns::item_row(row)?.into_item()).collect()
@@ -69,12 +69,12 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     let connection: &mut SqliteConnection = &mut transaction;
     let Some(item) = item_on(connection, item_id).await? else { return Ok(None) };
 
-    let offers = offers_of(connection, &item.tenant, &item.sku).await?;
+    let offers = offers_of(connection, item.tenant(), item.sku()).await?;
 
     let sql = format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2");
     let journal_rows = sqlx::query(&sql)
-        .bind(item.tenant.as_str())
-        .bind(item.sku.as_str())
+        .bind(item.tenant().as_str())
+        .bind(item.sku().as_str())
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use catalog_core::{EventId, TenantId};
+use catalog_core::{CatalogItem, EventId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{JournalEntry, PendingPublish, PublishAttempt, StoredItem, StoredOffer};
+use crate::model::{JournalEntry, PendingPublish, PublishAttempt, StoredOffer};
 
 /// What a token may do; each role may do everything the ones before it may.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -175,7 +175,7 @@ pub struct EventsPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TracePage {
     /// The item row; `None` when only held or rejected events name the tenant and SKU.
-    pub item: Option<StoredItem>,
+    pub item: Option<CatalogItem>,
     pub offers: Vec<StoredOffer>,
     /// The applied journal rows of the events the offers' states hold in effect (each
     /// snapshot and each listed adjustment; see [`event_ids_in_effect`]), in no order.
@@ -194,8 +194,8 @@ pub fn event_ids_in_effect(offers: &[StoredOffer]) -> Vec<EventId> {
     let mut event_ids: Vec<EventId> = offers
         .iter()
         .flat_map(|offer| {
-            let snapshot = offer.state.snapshot.map(|snapshot| snapshot.key.event_id);
-            snapshot.into_iter().chain(offer.state.adjustments.iter().map(|adjustment| adjustment.key.event_id))
+            let snapshot = offer.state.snapshot().map(|snapshot| snapshot.key.event_id);
+            snapshot.into_iter().chain(offer.state.adjustments().iter().map(|adjustment| adjustment.key.event_id))
         })
         .collect();
     event_ids.sort();

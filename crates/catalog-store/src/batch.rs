@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use catalog_core::{
-    event_ids, plan_batch, touched_keys, BatchPlan, Decision, EventId, HeldReason, ItemId, ItemKey, OfferKey,
-    OfferState, Outcome, PlanState, Sku, StockChange, SupplierEvent, SupplierId, SyncFlags, TenantId,
+    event_ids, plan_batch, touched_keys, BatchPlan, CatalogItem, Decision, EventId, HeldReason, ItemId, ItemKey,
+    OfferKey, OfferState, Outcome, PlanState, Sku, StockChange, SupplierEvent, SupplierId, SyncFlags, TenantId,
 };
 use chrono::{DateTime, Utc};
 
@@ -237,26 +237,24 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
         .items
         .iter()
         .map(|(key, change)| ChangedItem {
-            item_id: change.item_id,
-            tenant: key.tenant.clone(),
-            sku: key.sku.clone(),
-            quantity: change.state.quantity,
-            version: change.state.version,
+            item: CatalogItem::new(key.clone(), change.state.quantity, change.state.version)
+                .expect("a planned item's quantity is the sum of offers, none below zero"),
             traceparent: traceparents.get(key).cloned(),
         })
         .collect();
     writes.outbox = writes
         .items
         .iter()
-        .flat_map(|item| {
+        .flat_map(|changed| {
+            let item = &changed.item;
             OutboxWrite::on_its_channels(
                 config,
-                item.item_id,
-                &item.tenant,
-                item.sku.as_str(),
-                item.quantity,
-                item.version as i64,
-                item.traceparent.as_deref(),
+                item.id(),
+                item.tenant(),
+                item.sku().as_str(),
+                item.quantity(),
+                item.version() as i64,
+                changed.traceparent.as_deref(),
             )
         })
         .collect();

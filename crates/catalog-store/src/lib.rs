@@ -31,7 +31,7 @@ pub use feed::{
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
-    PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredItem, StoredOffer, SyncStatus, TenantFlags,
+    PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
     RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use catalog_core::{
-    ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, Sku, StockChange, SupplierId, TenantId,
-    TraceParent,
+    CatalogItem, ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, PublishResult, StockChange,
+    SupplierId, TenantId, TraceParent,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -145,11 +145,8 @@ pub struct BatchInput {
 /// An item whose quantity the batch changed, at its new version, queued for publishing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChangedItem {
-    pub item_id: ItemId,
-    pub tenant: TenantId,
-    pub sku: Sku,
-    pub quantity: i64,
-    pub version: u64,
+    pub item: CatalogItem,
+    /// The `traceparent` of the event that made this version, sent along with it.
     pub traceparent: Option<String>,
 }
 
@@ -257,16 +254,6 @@ pub struct JournalEntry {
     pub decided_at: DateTime<Utc>,
 }
 
-/// A catalog item as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredItem {
-    pub item_id: ItemId,
-    pub tenant: TenantId,
-    pub sku: Sku,
-    pub quantity: i64,
-    pub version: u64,
-}
-
 /// One supplier's offer of an item, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredOffer {
@@ -294,7 +281,7 @@ pub struct PublishAttempt {
 /// Everything known about one item: why it shows what it shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemTrace {
-    pub item: StoredItem,
+    pub item: CatalogItem,
     pub offers: Vec<StoredOffer>,
     /// Every journaled event of the item's offers, in ordering-key order, with outcome and reason.
     pub events: Vec<JournalEntry>,
@@ -371,11 +358,9 @@ impl OutboxClaim {
 /// A pending publish claimed from the outbox: the newest waiting version of one item for one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxEntry {
-    pub item_id: ItemId,
-    pub tenant: TenantId,
-    pub sku: Sku,
-    pub quantity: i64,
-    pub version: u64,
+    /// The item at the version to send: every channel's request and idempotency key come
+    /// from it.
+    pub item: CatalogItem,
     pub channel: String,
     pub traceparent: Option<String>,
     /// Failures counted against the channel's budget for this version, before this claim:
@@ -399,6 +384,17 @@ pub enum PublishOutcome {
     ThrottledUntil(DateTime<Utc>),
     /// Will not succeed by retrying (4xx, attempts exhausted): dead-lettered.
     DeadLettered,
+}
+
+impl From<PublishResult> for PublishOutcome {
+    /// A channel's answer: accepted is published, refused as older is superseded by the
+    /// version it holds.
+    fn from(result: PublishResult) -> Self {
+        match result.current_version() {
+            None => PublishOutcome::Published,
+            Some(current_version) => PublishOutcome::Superseded { current_version },
+        }
+    }
 }
 
 impl PublishOutcome {

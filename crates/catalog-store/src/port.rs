@@ -4,7 +4,7 @@
 //! the processes that open a whole store.
 
 use async_trait::async_trait;
-use catalog_core::{EventId, ItemId, ItemKey, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
@@ -16,7 +16,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound,
 use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
-    PublishRecord, StoredItem, SyncStatus, TenantFlags,
+    PublishRecord, SyncStatus, TenantFlags,
 };
 
 /// Applying source batches: the write path of the worker and of replay.
@@ -114,10 +114,10 @@ pub trait FlagStore: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// A catalog item as stored, or `None`.
-    async fn item(&self, item_id: ItemId) -> Result<Option<StoredItem>, StoreError>;
+    async fn item(&self, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError>;
 
     /// Every item of a tenant, in SKU order.
-    async fn items(&self, tenant: &TenantId) -> Result<Vec<StoredItem>, StoreError>;
+    async fn items(&self, tenant: &TenantId) -> Result<Vec<CatalogItem>, StoreError>;
 
     /// Everything known about an item: offers, all their events with outcomes, publishes.
     async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError>;

@@ -2,14 +2,14 @@
 //! values, so both stores read the same columns the same way.
 
 use catalog_core::{
-    Adjustment, EventId, FoldedAdjustments, ItemId, OfferKey, OfferState, OrderingKey, Outcome, Sku, Snapshot,
-    StockChange, SupplierEvent, SupplierId, TenantId,
+    Adjustment, CatalogItem, EventId, FoldedAdjustments, ItemId, ItemKey, OfferKey, OfferState, OrderingKey, Outcome,
+    Sku, Snapshot, StockChange, SupplierEvent, SupplierId, TenantId,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::model::{JournalEntry, SourceRef, StoredItem, StoredOffer};
+use crate::model::{JournalEntry, SourceRef, StoredOffer};
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -73,7 +73,7 @@ pub struct OfferColumns {
 impl OfferColumns {
     pub fn from_state(state: &OfferState) -> Self {
         let adjustments: Vec<(i64, i64, Uuid, i64)> = state
-            .adjustments
+            .adjustments()
             .iter()
             .map(|adjustment| {
                 let key = adjustment.key;
@@ -81,12 +81,12 @@ impl OfferColumns {
             })
             .collect();
         Self {
-            snapshot_quantity: state.snapshot.map(|snapshot| snapshot.quantity),
-            snapshot_effective_at: state.snapshot.map(|snapshot| snapshot.key.effective_at),
-            snapshot_sequence: state.snapshot.map(|snapshot| snapshot.key.sequence as i64),
-            snapshot_event_id: state.snapshot.map(|snapshot| snapshot.key.event_id.0),
+            snapshot_quantity: state.snapshot().map(|snapshot| snapshot.quantity),
+            snapshot_effective_at: state.snapshot().map(|snapshot| snapshot.key.effective_at),
+            snapshot_sequence: state.snapshot().map(|snapshot| snapshot.key.sequence as i64),
+            snapshot_event_id: state.snapshot().map(|snapshot| snapshot.key.event_id.0),
             adjustments: serde_json::to_string(&adjustments).expect("tuples of integers and uuids always serialize"),
-            folded: state.folded.map(|folded| {
+            folded: state.folded().map(|folded| {
                 let through = folded.through;
                 let row = (
                     through.effective_at.timestamp_micros(),
@@ -141,7 +141,8 @@ impl OfferColumns {
                 })
             })
             .transpose()?;
-        Ok(OfferState { snapshot, folded, adjustments })
+        OfferState::from_parts(snapshot, folded, adjustments)
+            .map_err(|error| corrupt(format_args!("stored offer state: {error}")))
     }
 }
 
@@ -156,15 +157,27 @@ pub struct ItemRow {
 }
 
 impl ItemRow {
-    pub fn into_item(self) -> Result<StoredItem, StoreError> {
-        Ok(StoredItem {
-            item_id: ItemId(self.item_id),
-            tenant: tenant(&self.tenant)?,
-            sku: sku(&self.sku)?,
-            quantity: self.quantity,
-            version: version(self.version)?,
-        })
+    pub fn into_item(self) -> Result<CatalogItem, StoreError> {
+        catalog_item(self.item_id, &self.tenant, &self.sku, self.quantity, self.version)
     }
+}
+
+/// An item's columns as a [`CatalogItem`], checked: its stored id is the one its key
+/// derives, its quantity never below zero.
+pub fn catalog_item(
+    item_id: Uuid,
+    tenant_id: &str,
+    sku_value: &str,
+    quantity: i64,
+    version_value: i64,
+) -> Result<CatalogItem, StoreError> {
+    let key = ItemKey { tenant: tenant(tenant_id)?, sku: sku(sku_value)? };
+    let item = CatalogItem::new(key, quantity, version(version_value)?)
+        .map_err(|error| corrupt(format_args!("stored item {item_id}: {error}")))?;
+    if item.id().0 != item_id {
+        return Err(corrupt(format_args!("stored item id {item_id} is not the id of {}", item.key())));
+    }
+    Ok(item)
 }
 
 /// An offer row with its supplier.
@@ -321,4 +334,26 @@ pub fn sort_for_trace(entries: &mut [JournalEntry]) {
         };
         key(a).cmp(&key(b))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_row_is_checked_against_its_key() {
+        let key = ItemKey { tenant: tenant("canary").unwrap(), sku: sku("A-1").unwrap() };
+        let id = key.item_id().0;
+        let item = catalog_item(id, "canary", "a-1", 5, 2).expect("a sound row");
+        assert_eq!((item.key(), item.quantity(), item.version()), (key, 5, 2));
+
+        let cases = [
+            ("another item's id", catalog_item(Uuid::nil(), "canary", "A-1", 5, 2)),
+            ("a quantity below zero", catalog_item(id, "canary", "A-1", -1, 2)),
+            ("a negative version", catalog_item(id, "canary", "A-1", 5, -2)),
+        ];
+        for (what, result) in cases {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{what}: {result:?}");
+        }
+    }
 }

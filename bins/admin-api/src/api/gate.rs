@@ -198,13 +198,13 @@ pub async fn sign_off_item(
         tenant: tenant.clone(),
         item_id,
         sku: picked.sku.clone(),
-        version: item.version,
+        version: item.version(),
         signed_by: caller.name.clone(),
         signed_at: Utc::now(),
         note: note.to_owned(),
     };
     let sign_off_id = state.store.record_sign_off(&record).await?;
-    let after = serde_json::json!({ "sign_off_id": sign_off_id, "item_id": item_id.to_string(), "version": item.version, "note": note });
+    let after = serde_json::json!({ "sign_off_id": sign_off_id, "item_id": item_id.to_string(), "version": item.version(), "note": note });
     audit(state, caller, "gate_sign_off", format!("tenant/{tenant}/item/{item_id}"), serde_json::Value::Null, after)
         .await
 }

@@ -34,7 +34,7 @@ pub async fn trace_of(state: &AppState, target: TraceTarget, page: &PageQuery) -
     let key = match target {
         TraceTarget::Key(key) => key,
         TraceTarget::Id(item_id) => match state.store.item(item_id).await? {
-            Some(item) => ItemKey { tenant: item.tenant, sku: item.sku },
+            Some(item) => item.key(),
             None => return Err(ApiError::not_found(format!("no item {item_id}"))),
         },
     };

@@ -32,11 +32,11 @@ async fn seed(server: &Server) {
     server.store.apply_batch(&batch(events)).await.expect("apply");
     let lease = std::time::Duration::from_secs(1);
     for entry in server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim") {
-        let refused = entry.sku.as_str() == "XYZ-9";
+        let refused = entry.item.sku().as_str() == "XYZ-9";
         let record = PublishRecord {
-            item_id: entry.item_id,
+            item_id: entry.item.id(),
             channel: "storefront".into(),
-            version: entry.version,
+            version: entry.item.version(),
             attempt: 1,
             outcome: if refused { PublishOutcome::DeadLettered } else { PublishOutcome::Published },
             status: Some(if refused { 422 } else { 202 }),

@@ -21,9 +21,9 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
     let lease = std::time::Duration::from_secs(30);
     let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
     let record = PublishRecord {
-        item_id: claimed[0].item_id,
+        item_id: claimed[0].item.id(),
         channel: "storefront".into(),
-        version: claimed[0].version,
+        version: claimed[0].item.version(),
         attempt: 1,
         outcome: PublishOutcome::DeadLettered,
         status: Some(422),

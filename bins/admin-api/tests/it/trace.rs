@@ -47,10 +47,10 @@ async fn the_trace_explains_every_item_of_a_scenario(server: Server) {
     for tenant in catalog_testkit::feed::TENANTS {
         let tenant_id = catalog_core::TenantId::parse(tenant).expect("valid");
         for item in server.store.items(&tenant_id).await.expect("items") {
-            let key = ItemKey { tenant: item.tenant.clone(), sku: item.sku.clone() };
+            let key = ItemKey { tenant: item.tenant().clone(), sku: item.sku().clone() };
             let want = expected.get(&key).copied().unwrap_or(0);
             // The SKU as a person types it: lower case finds the item.
-            let path = format!("/v1/tenants/{tenant}/items/{}/trace", item.sku.as_str().to_lowercase());
+            let path = format!("/v1/tenants/{tenant}/items/{}/trace", item.sku().as_str().to_lowercase());
             let trace = server.get_json(&viewer, &path).await;
             assert_eq!(trace["quantity"], want, "{key}: the API shows the reference's quantity");
             assert_eq!(trace["item_id"], key.item_id().to_string());

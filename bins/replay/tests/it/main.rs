@@ -61,7 +61,7 @@ fn replay(directory: &Path, arguments: &[&str]) -> String {
 
 async fn quantity(store: &SqliteStore, sku: &str) -> Option<i64> {
     let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
-    store.item(key.item_id()).await.expect("item").map(|item| item.quantity)
+    store.item(key.item_id()).await.expect("item").map(|item| item.quantity())
 }
 
 const WINDOW: [&str; 4] = ["--tenant", "canary", "--since", "2026-06-01T00:00:00Z"];

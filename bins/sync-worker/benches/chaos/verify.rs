@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use catalog_core::{decode, ItemKey, TenantId};
+use catalog_core::{decode, TenantId};
 use catalog_postgres::PostgresStore;
 use catalog_store::prelude::*;
 use catalog_testkit::feed::{expected_quantities, TENANTS};
@@ -51,9 +51,9 @@ pub(crate) async fn verify(
     let mut versions = HashMap::new();
     for tenant in TENANTS {
         for item in store.items(&TenantId::parse(tenant).expect("valid")).await.expect("items") {
-            versions.insert(item.item_id.to_string(), (item.quantity, item.version));
-            if item.quantity != 0 {
-                quantities.insert(ItemKey { tenant: item.tenant, sku: item.sku }, item.quantity);
+            versions.insert(item.id().to_string(), (item.quantity(), item.version()));
+            if item.quantity() != 0 {
+                quantities.insert(item.key(), item.quantity());
             }
         }
     }

@@ -100,9 +100,9 @@ async fn items_dead_lettered_during_an_outage_are_published_once_the_storefront_
     accepted.sort();
     assert_eq!(accepted, [("ABC-1".to_owned(), 1), ("ABC-2".to_owned(), 2), ("ABC-3".to_owned(), 3)]);
     for item in store.items(&catalog_core::TenantId::parse("canary").expect("valid")).await.expect("items") {
-        let letters = store.item_dead_letters(item.item_id).await.expect("letters");
+        let letters = store.item_dead_letters(item.id()).await.expect("letters");
         let states: Vec<_> = letters.iter().map(|l| (l.resolution.as_deref(), l.heal_rounds)).collect();
-        assert_eq!(states, [(Some("published_later"), 1)], "{}", item.sku);
+        assert_eq!(states, [(Some("published_later"), 1)], "{}", item.sku());
     }
     assert_eq!(store.stale_items("storefront").await.expect("stale"), 0);
 }

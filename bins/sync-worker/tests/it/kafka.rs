@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use catalog_core::{decode, ItemKey, TenantId};
+use catalog_core::{decode, TenantId};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::prelude::*;
 use catalog_store::StoreConfig;
@@ -95,8 +95,8 @@ pub(crate) async fn verify(store: &PostgresStore, messages: &[TestMessage], posi
     let mut quantities = BTreeMap::new();
     for tenant in TENANTS {
         for item in store.items(&TenantId::parse(tenant).expect("valid")).await.expect("items") {
-            if item.quantity != 0 {
-                quantities.insert(ItemKey { tenant: item.tenant, sku: item.sku }, item.quantity);
+            if item.quantity() != 0 {
+                quantities.insert(item.key(), item.quantity());
             }
         }
     }

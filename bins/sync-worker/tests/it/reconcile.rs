@@ -89,7 +89,7 @@ async fn catalog(store: &PostgresStore) -> BTreeMap<String, (i64, u64)> {
         .await
         .expect("items")
         .into_iter()
-        .map(|item| (item.item_id.to_string(), (item.quantity, item.version)))
+        .map(|item| (item.id().to_string(), (item.quantity(), item.version())))
         .collect()
 }
 

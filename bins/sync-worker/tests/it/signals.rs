@@ -90,7 +90,7 @@ async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_na
 
     // Someone deletes the winning journal row of one offer.
     let item = store.items(&TenantId::parse("canary").expect("tenant")).await.expect("items").remove(0);
-    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    let trace = store.item_trace(item.id()).await.expect("trace").expect("exists");
     let winner = trace.offers.iter().find_map(|offer| offer.winner).expect("a winner");
     let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
     let deleted = sqlx::query("DELETE FROM events WHERE event_id = $1 AND outcome = 'applied'")
@@ -113,7 +113,7 @@ async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_na
     for signals in [&judged[0], canary] {
         assert_eq!(signals.trace_coverage.status, Status::Red);
         assert_eq!(signals.untraced_count, 1);
-        assert_eq!(signals.untraced[0].sku, item.sku, "named");
+        assert_eq!(&signals.untraced[0].sku, item.sku(), "named");
         assert_eq!(signals.untraced[0].gap.as_str(), "winner_not_journaled");
     }
 }

@@ -37,9 +37,9 @@ async fn refuse_all_due(store: &dyn CatalogStore) -> usize {
         .expect("claim")
         .iter()
         .map(|entry| PublishRecord {
-            item_id: entry.item_id,
+            item_id: entry.item.id(),
             channel: entry.channel.clone(),
-            version: entry.version,
+            version: entry.item.version(),
             attempt: entry.attempts + 1,
             outcome: PublishOutcome::DeadLettered,
             status: Some(422),

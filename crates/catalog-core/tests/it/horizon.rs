@@ -2,7 +2,8 @@
 //! a bounded state, and any arrival order within the horizon ends at the same quantity.
 
 use catalog_core::{
-    EventId, OfferState, OrderingKey, Outcome, StockChange, ADJUSTMENT_HORIZON, MAX_LISTED_ADJUSTMENTS,
+    Adjustment, EventId, FoldedAdjustments, OfferState, OrderingKey, Outcome, StockChange, ADJUSTMENT_HORIZON,
+    MAX_LISTED_ADJUSTMENTS,
 };
 use chrono::Duration;
 use proptest::prelude::*;
@@ -26,14 +27,14 @@ fn an_offer_of_adjustments_only_keeps_a_bounded_list() {
     // Ten thousand adjustments, one a minute for a week: a week of +1.
     for n in 0..10_000 {
         assert_eq!(offer.apply(adjusted(1), key(n, n as u64)), Outcome::Applied);
-        assert!(offer.adjustments.len() <= MAX_LISTED_ADJUSTMENTS, "at {n}: {} listed", offer.adjustments.len());
+        assert!(offer.adjustments().len() <= MAX_LISTED_ADJUSTMENTS, "at {n}: {} listed", offer.adjustments().len());
     }
     assert_eq!(offer.quantity(), 10_000);
-    let folded = offer.folded.expect("old adjustments are folded");
-    assert_eq!(folded.count as usize + offer.adjustments.len(), 10_000);
+    let folded = offer.folded().expect("old adjustments are folded");
+    assert_eq!(folded.count as usize + offer.adjustments().len(), 10_000);
     let horizon_minutes = ADJUSTMENT_HORIZON.num_minutes();
     let newest = 9_999;
-    assert!(offer.adjustments.iter().all(|adjustment| adjustment.key >= key(newest - horizon_minutes, 0)));
+    assert!(offer.adjustments().iter().all(|adjustment| adjustment.key >= key(newest - horizon_minutes, 0)));
     assert_eq!(offer.winner(), Some(key(newest, newest as u64)));
 }
 
@@ -43,7 +44,7 @@ fn a_late_adjustment_within_the_fold_adds_to_it() {
     for n in 0..3_000 {
         offer.apply(adjusted(1), key(n, n as u64));
     }
-    let through = offer.folded.expect("folded").through;
+    let through = offer.folded().expect("folded").through;
     let late = key(100, 99_999);
     assert!(late < through);
     assert_eq!(offer.apply(adjusted(5), late), Outcome::Applied);
@@ -57,7 +58,7 @@ fn a_snapshot_older_than_the_fold_is_stale_and_a_newer_one_replaces_it() {
     for n in 0..3_000 {
         offer.apply(adjusted(-1), key(n, n as u64));
     }
-    let through = offer.folded.expect("folded").through;
+    let through = offer.folded().expect("folded").through;
     assert_eq!(offer.quantity(), 0, "never below zero");
 
     let beyond = key(10, 60_000);
@@ -67,7 +68,7 @@ fn a_snapshot_older_than_the_fold_is_stale_and_a_newer_one_replaces_it() {
     let newer = key(2_500, 60_001);
     assert!(newer > through && !offer.is_beyond_horizon(newer));
     assert_eq!(offer.apply(StockChange::Updated { quantity: 7_000 }, newer), Outcome::Applied);
-    assert_eq!(offer.folded, None, "the fold is older than the new snapshot, which contains it");
+    assert_eq!(offer.folded(), None, "the fold is older than the new snapshot, which contains it");
     // Adjustments newer than the snapshot still count: minutes 2,501..2,999.
     assert_eq!(offer.quantity(), 7_000 - 499);
 }
@@ -126,8 +127,71 @@ proptest! {
         for index in order {
             let (change, key) = events[index];
             offer.apply(change, key);
-            prop_assert!(offer.adjustments.len() <= MAX_LISTED_ADJUSTMENTS);
+            prop_assert!(offer.adjustments().len() <= MAX_LISTED_ADJUSTMENTS);
         }
         prop_assert_eq!(offer.quantity(), oracle(&events));
+    }
+}
+
+/// Parts out of order never make an offer state, from a store's columns or from JSON.
+#[test]
+fn parts_that_break_the_ordering_are_refused() {
+    let mut offer = OfferState::default();
+    offer.apply(StockChange::Updated { quantity: 10 }, key(10, 0));
+    offer.apply(StockChange::Adjusted { delta: 1 }, key(20, 0));
+    offer.apply(StockChange::Adjusted { delta: 2 }, key(30, 0));
+    let snapshot = offer.snapshot();
+    let listed = offer.adjustments().to_vec();
+    let reversed: Vec<Adjustment> = listed.iter().rev().copied().collect();
+    let fold = FoldedAdjustments { through: key(25, 0), delta: 1, count: 1 };
+    let cases = [
+        ("reversed", OfferState::from_parts(snapshot, None, reversed)),
+        ("twice", OfferState::from_parts(snapshot, None, vec![listed[0], listed[0]])),
+        ("before the snapshot", OfferState::from_parts(snapshot, None, vec![Adjustment { key: key(5, 0), delta: 1 }])),
+        (
+            "fold before the snapshot",
+            OfferState::from_parts(snapshot, Some(FoldedAdjustments { through: key(5, 0), ..fold }), vec![]),
+        ),
+        ("listed within the fold", OfferState::from_parts(snapshot, Some(fold), listed.clone())),
+        ("whole", OfferState::from_parts(snapshot, None, listed)),
+    ];
+    let rendered: Vec<String> =
+        cases.iter().map(|(name, result)| format!("{name}: {:?}", result.as_ref().map(OfferState::quantity))).collect();
+    insta::assert_snapshot!(rendered.join("\n"), @r"
+    reversed: Err(AdjustmentsUnordered)
+    twice: Err(AdjustmentsUnordered)
+    before the snapshot: Err(OlderThanSnapshot)
+    fold before the snapshot: Err(OlderThanSnapshot)
+    listed within the fold: Err(ListedWithinFold)
+    whole: Ok(13)
+    ");
+    let json = r#"{"snapshot":null,"adjustments":[{"key":{"effective_at":"2026-06-01T12:00:00Z","sequence":0,"event_id":"00000000-0000-0000-0000-000000000002"},"delta":1},{"key":{"effective_at":"2026-06-01T11:00:00Z","sequence":0,"event_id":"00000000-0000-0000-0000-000000000001"},"delta":1}]}"#;
+    assert!(serde_json::from_str::<OfferState>(json).is_err(), "JSON goes through the same check");
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(40))]
+
+    /// Every state the rules reach, folded or not, reads back whole from its parts and from
+    /// JSON (what a store keeps): the check refuses no state the rules make.
+    #[test]
+    fn every_reached_offer_state_reads_back_as_itself(
+        (events, order) in events().prop_flat_map(|events| {
+            let n = events.len();
+            (Just(events), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        })
+    ) {
+        let mut offer = OfferState::default();
+        for (step, index) in order.into_iter().enumerate() {
+            let (change, key) = events[index];
+            offer.apply(change, key);
+            // Every 50th state and the last: each of them checked is O(listed adjustments).
+            if step % 50 == 0 || step + 1 == events.len() {
+                let parts = OfferState::from_parts(offer.snapshot(), offer.folded(), offer.adjustments().to_vec());
+                prop_assert_eq!(parts.as_ref(), Ok(&offer));
+                let json = serde_json::to_string(&offer).expect("serializes");
+                prop_assert_eq!(serde_json::from_str::<OfferState>(&json).expect("reads back"), offer.clone());
+            }
+        }
     }
 }

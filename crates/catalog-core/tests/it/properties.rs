@@ -178,10 +178,10 @@ fn without_zeros(items: BTreeMap<ItemKey, i64>) -> BTreeMap<ItemKey, i64> {
 /// Applies batches in turn, checking per batch that a version moves exactly when the quantity does.
 fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &dyn SyncFlags) {
     for batch in batches {
-        let before = catalog.items.clone();
+        let before = catalog.items().clone();
         let plan = catalog.apply(batch, flags, ClockPolicy::default());
         assert_eq!(plan.decisions.len(), batch.len(), "one decision per delivery");
-        for (key, item) in &catalog.items {
+        for (key, item) in catalog.items() {
             let previous = before.get(key).copied().unwrap_or_default();
             let expected_version = previous.version + u64::from(previous.quantity != item.quantity);
             assert_eq!(item.version, expected_version, "version of {key}");
@@ -236,11 +236,11 @@ proptest! {
         let mut shuffled = ReferenceCatalog::default();
         apply_all(&mut shuffled, &batches, &AllSyncOn);
 
-        prop_assert_eq!(&shuffled.offers, &in_order.offers);
+        prop_assert_eq!(shuffled.offers(), in_order.offers());
         prop_assert_eq!(without_zeros(shuffled.item_quantities()), oracle(&deliveries));
         prop_assert_eq!(without_zeros(in_order.item_quantities()), oracle(&deliveries));
-        for (key, item) in &shuffled.items {
-            let offers_sum: i64 = shuffled.offers.iter().filter(|(offer, _)| offer.item_key() == *key).map(|(_, offer)| offer.quantity()).sum();
+        for (key, item) in shuffled.items() {
+            let offers_sum: i64 = shuffled.offers().iter().filter(|(offer, _)| offer.item_key() == *key).map(|(_, offer)| offer.quantity()).sum();
             prop_assert_eq!(item.quantity, offers_sum);
         }
     }
@@ -372,7 +372,7 @@ fn offer_traces(
     key: &ItemKey,
 ) -> Vec<catalog_core::OfferTrace> {
     catalog
-        .offers
+        .offers()
         .iter()
         .filter(|(offer, _)| offer.tenant == key.tenant && offer.sku == key.sku)
         .map(|(offer, state)| catalog_core::OfferTrace {
@@ -393,7 +393,7 @@ proptest! {
     fn every_item_re_derives_from_its_journal(batches in deliveries().prop_flat_map(shuffled_batches)) {
         let mut catalog = ReferenceCatalog::default();
         let journal = applied_journal(&mut catalog, &batches);
-        for (key, item) in &catalog.items {
+        for (key, item) in catalog.items() {
             let offers = offer_traces(&catalog, &journal, key);
             prop_assert_eq!(catalog_core::check_item(item.quantity, &offers), Ok(()), "item {:?}", key);
         }
@@ -404,14 +404,14 @@ proptest! {
     fn a_missing_winning_row_is_a_gap(batches in deliveries().prop_flat_map(shuffled_batches)) {
         let mut catalog = ReferenceCatalog::default();
         let mut journal = applied_journal(&mut catalog, &batches);
-        let Some((offer, state)) = catalog.offers.iter().find(|(_, state)| state.winner().is_some()) else {
+        let Some((offer, state)) = catalog.offers().iter().find(|(_, state)| state.winner().is_some()) else {
             return Ok(());
         };
         let winner = state.winner().expect("filtered on a winner").event_id;
         journal.entry(offer.clone()).or_default().retain(|event| event.key.event_id != winner);
         let key = ItemKey { tenant: offer.tenant.clone(), sku: offer.sku.clone() };
         let offers = offer_traces(&catalog, &journal, &key);
-        let gap = catalog_core::check_item(catalog.items.get(&key).map_or(0, |item| item.quantity), &offers);
+        let gap = catalog_core::check_item(catalog.items().get(&key).map_or(0, |item| item.quantity), &offers);
         prop_assert!(
             matches!(gap, Err(catalog_core::TraceGap::WinnerNotJournaled { ref event_id, .. }) if *event_id == winner),
             "got {:?}", gap

@@ -141,11 +141,11 @@ pub(crate) fn run(script: &str) -> String {
     }
     flush(&mut batch, &mut catalog, &flags, &mut out);
     writeln!(out, "final:").expect("write to string");
-    for (key, offer) in &catalog.offers {
+    for (key, offer) in catalog.offers() {
         let winner = offer.winner().map_or("none".to_owned(), |winner| format!("e{}", winner.event_id.0.as_u128()));
         writeln!(out, "  offer {key} quantity {} winner {winner}", offer.quantity()).expect("write to string");
     }
-    for (key, item) in &catalog.items {
+    for (key, item) in catalog.items() {
         writeln!(out, "  item {key} quantity {} version {}", item.quantity, item.version).expect("write to string");
     }
     out

@@ -83,11 +83,11 @@ pub(super) async fn items(connection: &mut PgConnection, writes: &PreparedWrites
     if items.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = items.iter().map(|item| item.item_id.0).collect();
-    let tenants: Vec<&str> = items.iter().map(|item| item.tenant.as_str()).collect();
-    let skus: Vec<&str> = items.iter().map(|item| item.sku.as_str()).collect();
-    let quantities: Vec<i64> = items.iter().map(|item| item.quantity).collect();
-    let versions: Vec<i64> = items.iter().map(|item| saturating_i64(item.version)).collect();
+    let ids: Vec<Uuid> = items.iter().map(|changed| changed.item.id().0).collect();
+    let tenants: Vec<&str> = items.iter().map(|changed| changed.item.tenant().as_str()).collect();
+    let skus: Vec<&str> = items.iter().map(|changed| changed.item.sku().as_str()).collect();
+    let quantities: Vec<i64> = items.iter().map(|changed| changed.item.quantity()).collect();
+    let versions: Vec<i64> = items.iter().map(|item| saturating_i64(item.item.version())).collect();
     let written = sqlx::query(
         r#"INSERT INTO items AS i (item_id, tenant_id, sku, quantity, version)
            SELECT id, t, k, q, v

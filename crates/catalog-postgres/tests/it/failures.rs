@@ -62,7 +62,7 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
         ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("ABC-1").expect("valid") }
             .item_id();
     let item = store.item(item_id).await.expect("item").expect("exists");
-    assert_eq!((item.quantity, item.version), (5, 1));
+    assert_eq!((item.quantity(), item.version()), (5, 1));
     let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
     assert_eq!(trace.events.len(), 1);
     assert_eq!(store.checkpoints("test").await.expect("checkpoints")[0].position, Position::at(2));
@@ -70,7 +70,7 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     // The store still applies the next batch normally.
     let result =
         store.apply_batch(&BatchInput { events: vec![event(2, 8)], checkpoints: vec![] }).await.expect("next batch");
-    assert_eq!(result.changed_items[0].quantity, 8);
+    assert_eq!(result.changed_items[0].item.quantity(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

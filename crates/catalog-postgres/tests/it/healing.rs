@@ -25,9 +25,9 @@ async fn stores_healing_at_once_count_each_round_once() {
     let records: Vec<PublishRecord> = claimed
         .iter()
         .map(|entry| PublishRecord {
-            item_id: entry.item_id,
+            item_id: entry.item.id(),
             channel: entry.channel.clone(),
-            version: entry.version,
+            version: entry.item.version(),
             attempt: 1,
             outcome: PublishOutcome::DeadLettered,
             status: Some(503),

@@ -20,7 +20,7 @@ async fn a_file_url_creates_the_database() {
     let key = offer("canary", "acme", "ABC-1");
     store.apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 3 }, 1)])).await.expect("apply");
     let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!(item.quantity, 3);
+    assert_eq!(item.quantity(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,7 @@ async fn an_in_memory_store_keeps_its_data_across_calls() {
     left_result.expect("task").expect("left apply");
     right_result.expect("task").expect("right apply");
     let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!(item.quantity, 5);
+    assert_eq!(item.quantity(), 5);
 }
 
 /// The files of this process's in-memory stores in the temporary directory.

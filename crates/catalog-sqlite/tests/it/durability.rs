@@ -51,7 +51,7 @@ async fn a_batch_that_fails_midway_leaves_nothing_visible() {
     assert!(matches!(error, StoreError::Database(_)), "{error:?}");
 
     let item = store.item(canary.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!((item.quantity, item.version), (5, 1));
+    assert_eq!((item.quantity(), item.version()), (5, 1));
     let journal = store.journal_window(&whole_journal("canary")).await.expect("journal");
     assert_eq!(journal.iter().map(|entry| entry.event_id).collect::<Vec<_>>(), [Some(event_id(1))]);
     assert!(store.tenant_flags(&newcomer.tenant).await.expect("flags").is_none(), "the tenant insert rolled back");
@@ -66,7 +66,7 @@ async fn a_batch_that_fails_midway_leaves_nothing_visible() {
     let outcomes: Vec<_> = retried.decisions.iter().map(|decision| decision.outcome.as_str()).collect();
     assert_eq!(outcomes, ["applied", "applied"]);
     let item = store.item(canary.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!((item.quantity, item.version), (9, 2));
+    assert_eq!((item.quantity(), item.version()), (9, 2));
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn an_uncommitted_transaction_is_never_visible() {
     let journal = store.journal_window(&whole_journal("canary")).await.expect("journal");
     assert_eq!(journal.iter().map(|entry| entry.event_id).collect::<Vec<_>>(), [Some(event_id(1))]);
     let item = store.item(canary.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!((item.quantity, item.version), (5, 1));
+    assert_eq!((item.quantity(), item.version()), (5, 1));
     let applied = store
         .apply_batch(&batch(vec![incoming(2, &canary, StockChange::Updated { quantity: 6 }, 2)]))
         .await
@@ -134,7 +134,7 @@ async fn committed_data_survives_reopening_the_file() {
     let store = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("reopen");
     store.migrate().await.expect("migrations stay idempotent on a reopened file");
     let trace = store.item_trace(canary.item_key().item_id()).await.expect("trace").expect("exists");
-    assert_eq!((trace.item.quantity, trace.item.version), (7, 1));
+    assert_eq!((trace.item.quantity(), trace.item.version()), (7, 1));
     assert_eq!(trace.events.len(), 3);
     assert_eq!(trace.offers.len(), 1, "the held supplier's offer was never written");
     assert_eq!(trace.pending_publishes.len(), 1);

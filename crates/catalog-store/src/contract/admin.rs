@@ -129,7 +129,7 @@ where
         DeadLetterRetry::Requeued { version: 1, heal_rounds: 1 }
     );
     let waiting = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    assert_eq!(waiting.iter().map(|entry| entry.item_id).collect::<Vec<_>>(), [a.item_key().item_id()]);
+    assert_eq!(waiting.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a.item_key().item_id()]);
     store
         .record_publish(&PublishRecord { status: Some(503), ..published(&waiting[0], PublishOutcome::RetryAt(base())) })
         .await

@@ -24,7 +24,11 @@ where
         ClockPolicy::default(),
     );
     assert_eq!(result.decisions, plan.decisions);
-    let changed: Vec<_> = result.changed_items.iter().map(|item| (item.item_id, item.quantity, item.version)).collect();
+    let changed: Vec<_> = result
+        .changed_items
+        .iter()
+        .map(|changed| (changed.item.id(), changed.item.quantity(), changed.item.version()))
+        .collect();
     let expected: Vec<_> =
         plan.items.values().map(|change| (change.item_id, change.state.quantity, change.state.version)).collect();
     assert_eq!(changed, expected);
@@ -102,8 +106,8 @@ where
     assert_eq!(result.decisions[0].reason(), Some("payload_differs"));
 
     let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!(item.quantity, 10, "the first accepted payload counts");
-    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!(item.quantity(), 10, "the first accepted payload counts");
+    let trace = store.item_trace(item.id()).await.expect("trace").expect("exists");
     assert_eq!(trace.events.len(), 1);
     assert!(trace.events[0].payload_differs);
     assert_eq!(trace.events[0].redelivery_count, 1);
@@ -271,7 +275,7 @@ pub(super) async fn an_offer_of_adjustments_only_is_folded_and_stored_like_the_r
     }
     let (offers, items) = snapshot(&*store, &["canary"]).await;
     let stored = offers.get(&key).expect("the offer is stored");
-    assert!(stored.folded.is_some(), "three days of adjustments are folded beyond the horizon");
+    assert!(stored.folded().is_some(), "three days of adjustments are folded beyond the horizon");
     assert_eq!(store_offers(offers), reference_offers(&reference));
     assert_eq!(items, reference_items(&reference));
 }

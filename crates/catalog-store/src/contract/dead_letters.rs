@@ -15,7 +15,7 @@ fn dead_lettered(entry: &OutboxEntry, reason: &str) -> PublishRecord {
     PublishRecord {
         status: None,
         dead_letter_reason: Some(reason.to_owned()),
-        error: Some(format!("{reason} at version {}", entry.version)),
+        error: Some(format!("{reason} at version {}", entry.item.version())),
         ..published(entry, PublishOutcome::DeadLettered)
     }
 }
@@ -39,7 +39,7 @@ fn summary(round: &HealRound) -> HealSummary {
 /// Claims everything due on the storefront, by SKU.
 async fn claim_all(store: &dyn CatalogStore) -> Vec<OutboxEntry> {
     let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    claimed.sort_by_key(|entry| entry.sku.to_string());
+    claimed.sort_by_key(|entry| entry.item.sku().to_string());
     claimed
 }
 
@@ -125,7 +125,7 @@ where
         .expect("record");
     store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
     let second = claim_all(&*store).await;
-    assert_eq!(second[0].version, 2);
+    assert_eq!(second[0].item.version(), 2);
     store.record_publish(&dead_lettered(&second[0], "rejected_422")).await.expect("record");
     // A record of version 1 arriving this late (a round whose lease ran out) says nothing
     // about version 2.
@@ -162,7 +162,7 @@ pub(super) async fn auto_heal_requeues_the_current_version_and_its_publish_resol
     assert_eq!((summary(&again), again.n_examined), ((vec![], vec![]), 0), "A's requeued publish is under way");
 
     let claimed = claim_all(&*store).await;
-    let due: Vec<_> = claimed.iter().map(|e| (e.item_id, e.version, e.attempts)).collect();
+    let due: Vec<_> = claimed.iter().map(|e| (e.item.id(), e.item.version(), e.attempts)).collect();
     assert_eq!(due, [(a_id, 1, 0), (b_id, 2, 0)], "the requeued version is due at once, with a fresh budget");
     let round = [published(&claimed[0], PublishOutcome::Published), dead_lettered(&claimed[1], "retries_exhausted")];
     let resolved = store.record_publishes(&round).await.expect("record");
@@ -178,7 +178,10 @@ pub(super) async fn auto_heal_requeues_the_current_version_and_its_publish_resol
     let b_letter = &store.item_dead_letters(b_id).await.expect("letters")[0];
     assert_eq!((b_letter.version, b_letter.attempts), (2, 2), "both failures counted on the one open letter");
     let claimed = claim_all(&*store).await;
-    assert_eq!(claimed.iter().map(|e| (e.item_id, e.version, e.quantity)).collect::<Vec<_>>(), [(b_id, 2, 7)]);
+    assert_eq!(
+        claimed.iter().map(|e| (e.item.id(), e.item.version(), e.item.quantity())).collect::<Vec<_>>(),
+        [(b_id, 2, 7)]
+    );
 }
 
 pub(super) async fn auto_heal_quarantines_a_letter_that_keeps_failing<G, F>(factory: impl FnOnce(StoreConfig) -> F)

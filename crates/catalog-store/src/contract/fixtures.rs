@@ -141,29 +141,30 @@ pub(super) async fn snapshot(
     for tenant in tenants {
         let tenant = TenantId::parse(tenant).expect("valid tenant");
         for item in store.items(&tenant).await.expect("items") {
-            let trace = store.item_trace(item.item_id).await.expect("trace").expect("item exists");
+            let trace = store.item_trace(item.id()).await.expect("trace").expect("item exists");
             for stored in trace.offers {
                 assert_eq!(stored.quantity, stored.state.quantity(), "stored offer quantity is derived from its state");
                 offers.insert(
-                    OfferKey { tenant: tenant.clone(), supplier: stored.supplier, sku: item.sku.clone() },
+                    OfferKey { tenant: tenant.clone(), supplier: stored.supplier, sku: item.sku().clone() },
                     stored.state,
                 );
             }
-            items.insert(ItemKey { tenant: tenant.clone(), sku: item.sku.clone() }, (item.quantity, item.version));
+            items
+                .insert(ItemKey { tenant: tenant.clone(), sku: item.sku().clone() }, (item.quantity(), item.version()));
         }
     }
     (offers, items)
 }
 
 pub(super) fn reference_items(reference: &ReferenceCatalog) -> BTreeMap<ItemKey, (i64, u64)> {
-    reference.items.iter().map(|(key, item)| (key.clone(), (item.quantity, item.version))).collect()
+    reference.items().iter().map(|(key, item)| (key.clone(), (item.quantity, item.version))).collect()
 }
 
 /// Offers the reference holds that have a non-empty state (the store creates an offer row
 /// only when a change is written).
 pub(super) fn reference_offers(reference: &ReferenceCatalog) -> BTreeMap<OfferKey, OfferState> {
     reference
-        .offers
+        .offers()
         .iter()
         .filter(|(_, state)| **state != OfferState::default())
         .map(|(k, s)| (k.clone(), s.clone()))
@@ -264,7 +265,7 @@ pub(super) async fn assert_matches_the_reference(store: &dyn CatalogStore, event
         .map(|(key, (quantity, _))| (key.clone(), *quantity))
         .collect();
     let expected: BTreeMap<_, _> = reference
-        .items
+        .items()
         .iter()
         .filter(|(_, item)| item.quantity != 0)
         .map(|(key, item)| (key.clone(), item.quantity))
@@ -274,9 +275,9 @@ pub(super) async fn assert_matches_the_reference(store: &dyn CatalogStore, event
 
 pub(super) fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> PublishRecord {
     PublishRecord {
-        item_id: entry.item_id,
+        item_id: entry.item.id(),
         channel: entry.channel.clone(),
-        version: entry.version,
+        version: entry.item.version(),
         attempt: entry.attempts + 1,
         outcome,
         status: Some(202),

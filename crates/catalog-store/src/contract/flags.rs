@@ -68,8 +68,8 @@ pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_
     assert_eq!(decided.decisions[0].outcome.as_str(), "applied");
     assert_eq!(decided.decisions[0].reason(), Some("payload_differs"));
     let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
-    assert_eq!(item.quantity, 9, "the first accepted payload counts, not the redelivery's");
-    let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
+    assert_eq!(item.quantity(), 9, "the first accepted payload counts, not the redelivery's");
+    let trace = store.item_trace(item.id()).await.expect("trace").expect("exists");
     assert_eq!(trace.events.len(), 1, "the held row is decided in place");
     assert_eq!(trace.events[0].change, Some(StockChange::Updated { quantity: 9 }));
     assert!(trace.events[0].payload_differs);

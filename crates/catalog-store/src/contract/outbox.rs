@@ -38,7 +38,7 @@ pub(super) async fn outbox_holds_one_row_per_item_and_channel_at_its_newest_vers
         [("shopify".to_owned(), 2), ("storefront".to_owned(), 2)],
         "version 2 replaced version 1 while it waited"
     );
-    assert_eq!(trace.item.version, 2, "an applied event that leaves the quantity alone makes no version");
+    assert_eq!(trace.item.version(), 2, "an applied event that leaves the quantity alone makes no version");
 }
 
 pub(super) async fn outbox_claims_the_newest_version_and_coalesces_older_ones<G, F>(
@@ -60,8 +60,9 @@ pub(super) async fn outbox_claims_the_newest_version_and_coalesces_older_ones<G,
     );
 
     let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    claimed.sort_by_key(|entry| entry.sku.to_string());
-    let summary: Vec<_> = claimed.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
+    claimed.sort_by_key(|entry| entry.item.sku().to_string());
+    let summary: Vec<_> =
+        claimed.iter().map(|e| (e.item.sku().to_string(), e.item.quantity(), e.item.version(), e.attempts)).collect();
     assert_eq!(summary, [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 1, 0)]);
     assert!(claimed.iter().all(|entry| entry.traceparent.is_some()), "the winning event's traceparent travels along");
     assert!(
@@ -97,7 +98,7 @@ pub(super) async fn a_version_queued_while_one_is_out_goes_once_that_one_is_reco
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
     let mut out = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    out.sort_by_key(|entry| entry.sku.to_string());
+    out.sort_by_key(|entry| entry.item.sku().to_string());
     let events = vec![
         incoming(3, &a, StockChange::Updated { quantity: 5 }, 1, 2),
         incoming(4, &b, StockChange::Updated { quantity: 6 }, 1, 2),
@@ -112,8 +113,9 @@ pub(super) async fn a_version_queued_while_one_is_out_goes_once_that_one_is_reco
     store.record_publishes(&[published(&out[0], PublishOutcome::Published), failed]).await.expect("record");
 
     let mut next = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    next.sort_by_key(|entry| entry.sku.to_string());
-    let next_summary: Vec<_> = next.iter().map(|e| (e.sku.to_string(), e.quantity, e.version, e.attempts)).collect();
+    next.sort_by_key(|entry| entry.item.sku().to_string());
+    let next_summary: Vec<_> =
+        next.iter().map(|e| (e.item.sku().to_string(), e.item.quantity(), e.item.version(), e.attempts)).collect();
     assert_eq!(
         next_summary,
         [("A-1".to_owned(), 5, 2, 0), ("B-1".to_owned(), 6, 2, 0)],
@@ -221,7 +223,7 @@ pub(super) async fn a_newer_version_starts_with_no_failures_and_keeps_the_backof
     store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
     let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     assert_eq!(
-        claimed.iter().map(|e| (e.version, e.attempts)).collect::<Vec<_>>(),
+        claimed.iter().map(|e| (e.item.version(), e.attempts)).collect::<Vec<_>>(),
         [(2, 0)],
         "version 2 does not inherit version 1's two failures"
     );
@@ -287,7 +289,7 @@ where
         .collect();
     store.apply_batch(&batch(events)).await.expect("apply");
     let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    claimed.sort_by_key(|entry| entry.sku.to_string());
+    claimed.sort_by_key(|entry| entry.item.sku().to_string());
     assert_eq!(claimed.len(), 5);
     let mut dead = published(&claimed[3], PublishOutcome::DeadLettered);
     dead.dead_letter_reason = Some("rejected_4xx".into());
@@ -307,7 +309,7 @@ where
     store.record_publishes(&twice).await.expect("record the same item twice");
 
     let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    let again: Vec<_> = again.iter().map(|entry| (entry.sku.to_string(), entry.attempts)).collect();
+    let again: Vec<_> = again.iter().map(|entry| (entry.item.sku().to_string(), entry.attempts)).collect();
     assert_eq!(again, [("C-1".to_owned(), 1)], "only the retried item is due again, with its attempt counted");
     let letters = store.open_dead_letters(10).await.expect("dead letters");
     let letters: Vec<_> = letters.iter().map(|l| (l.subject.clone(), l.reason.clone(), l.body.clone())).collect();
@@ -356,7 +358,7 @@ where
                 if claimed.is_empty() {
                     return mine;
                 }
-                mine.extend(claimed.into_iter().map(|entry| entry.item_id));
+                mine.extend(claimed.into_iter().map(|entry| entry.item.id()));
             }
         });
     }
@@ -408,7 +410,7 @@ pub(super) async fn a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved
     store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
     let claimed = store.claim_outbox("storefront", &starving).await.expect("claim");
     assert_eq!(
-        claimed.iter().map(|e| e.version).collect::<Vec<_>>(),
+        claimed.iter().map(|e| e.item.version()).collect::<Vec<_>>(),
         [2],
         "waited long enough: the newest version goes"
     );
@@ -437,5 +439,8 @@ where
         1
     );
     let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    assert_eq!(claimed.iter().map(|e| (e.item_id, e.version, e.quantity)).collect::<Vec<_>>(), [(item_id, 2, 6)]);
+    assert_eq!(
+        claimed.iter().map(|e| (e.item.id(), e.item.version(), e.item.quantity())).collect::<Vec<_>>(),
+        [(item_id, 2, 6)]
+    );
 }

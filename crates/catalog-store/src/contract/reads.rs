@@ -21,7 +21,7 @@ where
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
     let trace = store.item_trace(acme.item_key().item_id()).await.expect("trace").expect("exists");
-    assert_eq!((trace.item.quantity, trace.item.version), (10, 1));
+    assert_eq!((trace.item.quantity(), trace.item.version()), (10, 1));
     let offers: Vec<_> = trace.offers.iter().map(|o| (o.supplier.to_string(), o.quantity, o.winner)).collect();
     assert_eq!(offers, [("acme".to_owned(), 5, Some(event_id(3))), ("globex".to_owned(), 5, Some(event_id(4)))]);
     let events: Vec<_> =

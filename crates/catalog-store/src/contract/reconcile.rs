@@ -45,7 +45,7 @@ pub(super) async fn reconcile_pages_follow_item_id_order_with_accepted_versions<
         after = page.last().map(|item| item.item_id);
         seen.extend(page.iter().map(|item| item.item_id));
         for item in &page {
-            let accepted = claimed.iter().any(|entry| entry.item_id == item.item_id);
+            let accepted = claimed.iter().any(|entry| entry.item.id() == item.item_id);
             assert_eq!(item.accepted, accepted.then_some(1), "{item:?}");
             assert_eq!((item.quantity, item.version), (5, 1));
         }
@@ -90,12 +90,12 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
     assert_eq!(store.correct_drifts("storefront", std::slice::from_ref(&correction)).await.expect("correct"), 1);
 
     let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
-    assert_eq!((trace.item.quantity, trace.item.version), (12, 2), "same quantity, the next version");
+    assert_eq!((trace.item.quantity(), trace.item.version()), (12, 2), "same quantity, the next version");
     let mut pending: Vec<_> = trace.pending_publishes.iter().map(|p| (p.channel.clone(), p.version)).collect();
     pending.sort();
     assert_eq!(pending, [("shopify".to_owned(), 2), ("storefront".to_owned(), 2)], "queued the normal way");
     let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    assert_eq!((claimed[0].quantity, claimed[0].version), (12, 2));
+    assert_eq!((claimed[0].item.quantity(), claimed[0].item.version()), (12, 2));
 
     let drifts = store.item_drifts(item.item_id, 10).await.expect("drifts");
     assert_eq!(drifts.len(), 1);
@@ -114,5 +114,5 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
         .await
         .expect("apply");
     let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
-    assert_eq!((trace.item.quantity, trace.item.version), (3, 3));
+    assert_eq!((trace.item.quantity(), trace.item.version()), (3, 3));
 }

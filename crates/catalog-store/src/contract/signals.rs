@@ -64,7 +64,7 @@ pub(super) async fn signal_facts_count_stale_items_failed_attempts_and_untraced_
         }
     };
     for entry in &claimed {
-        if let Some(outcome) = outcome_of(entry.item_id) {
+        if let Some(outcome) = outcome_of(entry.item.id()) {
             store.record_publish(&published(entry, outcome)).await.expect("record");
         }
     }
