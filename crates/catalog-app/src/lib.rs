@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod batching;
 pub mod channels;
+pub mod feeds;
 pub mod metrics;
 pub mod publishing;
 pub mod reconcile;

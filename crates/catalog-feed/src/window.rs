@@ -2,9 +2,9 @@
 //! `go_live_date` no completed window covers, the 7-day chunk backfill pulls next, and the
 //! cursor a window's progress is checkpointed as. No clock is read here: `now` is passed in.
 
+pub use catalog_app::feeds::{gaps, go_live_at};
 use catalog_store::{CompletedWindow, WindowKind};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How far back of the last completed incremental window the next one starts, by default,
@@ -61,16 +61,6 @@ impl WindowCursor {
     }
 }
 
-/// The first instant a feed's records count: midnight of `go_live_date` in its time zone.
-pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
-    let midnight = go_live_date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    match timezone.from_local_datetime(&midnight) {
-        chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
-        // Midnight skipped by a DST change: the day starts when the clocks jump.
-        chrono::LocalResult::None => Utc.from_utc_datetime(&midnight) - Duration::hours(1),
-    }
-}
-
 /// The incremental window due at `now`: from the end of the last completed incremental
 /// window (or, without one, one sync period back) minus `overlap`, to `now`; never before
 /// going live. `None` when that is empty.
@@ -86,31 +76,6 @@ pub fn incremental_window(
     (since < now).then_some(Window { kind: WindowKind::Incremental, since, until: now })
 }
 
-/// The spans of `[go_live, until)` no completed window covers, oldest first.
-pub fn gaps(
-    go_live: DateTime<Utc>,
-    completed: &[CompletedWindow],
-    until: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = completed.iter().map(|w| (w.since, w.until)).collect();
-    covered.sort();
-    let mut gaps = Vec::new();
-    let mut from = go_live;
-    for (since, end) in covered {
-        if from >= until {
-            break;
-        }
-        if since > from {
-            gaps.push((from, since.min(until)));
-        }
-        from = from.max(end);
-    }
-    if from < until {
-        gaps.push((from, until));
-    }
-    gaps
-}
-
 /// The backfill window to pull next: the first [`BACKFILL_CHUNK`] of the oldest gap.
 pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTime<Utc>) -> Option<Window> {
     gaps(go_live, completed, until).first().map(|(since, end)| Window {
@@ -122,6 +87,9 @@ pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], un
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+    use chrono_tz::Tz;
+
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {

@@ -1,5 +1,5 @@
-//! The `/v1` routes: traces and lookups, tenants and their flags, status, dead letters, the
-//! audit log and tokens. Every route needs a token (`auth::authenticate`); reads need a
+//! The `/v1` routes: traces and lookups, tenants and their flags, status, dead letters,
+//! supplier feeds, the audit log and tokens. Every route needs a token (`auth::authenticate`); reads need a
 //! viewer, flag and dead-letter writes an operator, token management an admin. Every write
 //! is audited with its before and after.
 
@@ -19,6 +19,7 @@ pub const HELD_LOOKBACK_DAYS: i64 = 30;
 const MAX_PAGE: usize = 500;
 
 mod dead_letters;
+pub mod feeds;
 mod flags;
 pub mod gate;
 pub mod items;
@@ -50,6 +51,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/dead-letters", get(list_dead_letters))
         .route("/v1/dead-letters/{dead_letter_id}/retry", post(retry_dead_letter))
         .route("/v1/dead-letters/{dead_letter_id}/resolve", post(resolve_dead_letter))
+        .route("/v1/feeds", get(feeds::list_feeds))
+        .route("/v1/tenants/{tenant_id}/feeds/{supplier_id}", get(feeds::read_feed))
+        .route("/v1/tenants/{tenant_id}/feeds/{supplier_id}/sync", put(feeds::set_feed_sync))
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", get(list_tokens).post(add_token))
         .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
@@ -103,6 +107,7 @@ async fn audit(
         tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,
         signals::all_signals, signals::tenant_signals,
         gate::read_gate, gate::sign_off, gate::canary, gate::widen, gate::open, gate::rollback,
+        feeds::list_feeds, feeds::read_feed, feeds::set_feed_sync,
     ),
     modifiers(&BearerScheme)
 )]

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::trace::{EventView, TraceView};
 use crate::AppState;
 
+mod feeds;
 mod lists;
 
 const COOKIE_NAME: &str = "admin_token";
@@ -28,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/dead-letters", get(lists::dead_letters_page))
         .route("/status", get(lists::status_page))
+        .route("/feeds", get(feeds::feeds_page))
+        .route("/page/feeds", post(feeds::switch))
         .route("/session", post(sign_in))
         .route("/signout", post(sign_out))
         .route("/page/sync", post(switch))
@@ -83,7 +86,7 @@ pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html
                         h1 { a href="/" { "catalog-sync support" } }
                         @if let Some(caller) = caller {
                             nav aria-label="Sections" {
-                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" } " · " a href="/signals" { "Launch signals and gates" }
+                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" } " · " a href="/feeds" { "Feeds" } " · " a href="/signals" { "Launch signals and gates" }
                             }
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "

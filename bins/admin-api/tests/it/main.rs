@@ -5,6 +5,7 @@ mod access;
 mod browser;
 mod cli;
 mod dead_letters;
+mod feeds;
 mod flags;
 mod gate;
 mod openapi;

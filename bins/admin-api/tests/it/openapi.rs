@@ -4,7 +4,7 @@
 use crate::Server;
 
 /// Every `/v1` route of the router, as (method, path template).
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 26] = [
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant_id}/status"),
     ("put", "/v1/tenants/{tenant_id}/sync"),
@@ -28,6 +28,9 @@ const ROUTES: [(&str, &str); 23] = [
     ("post", "/v1/tenants/{tenant_id}/gate/widen"),
     ("post", "/v1/tenants/{tenant_id}/gate/open"),
     ("post", "/v1/tenants/{tenant_id}/gate/rollback"),
+    ("get", "/v1/feeds"),
+    ("get", "/v1/tenants/{tenant_id}/feeds/{supplier_id}"),
+    ("put", "/v1/tenants/{tenant_id}/feeds/{supplier_id}/sync"),
 ];
 
 fn references(value: &serde_json::Value, found: &mut Vec<String>) {
@@ -75,7 +78,7 @@ async fn the_openapi_description_covers_every_route() {
     }
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let schemas = spec["components"]["schemas"].as_object().expect("schemas");
-    for name in ["ErrorBody", "TraceView", "OfferView", "EventView", "DeadLetter", "StatusView", "SwitchResult"] {
+    for name in ["ErrorBody", "TraceView", "OfferView", "EventView", "DeadLetter", "StatusView", "SwitchResult", "FeedView"] {
         assert!(schemas.contains_key(name), "schema {name}");
     }
     let mut found = Vec::new();

@@ -1,0 +1,133 @@
+//! The support page's feeds: each supplier feed's status (current, behind or stale by its
+//! frequency, gaps with days behind, what was pulled per day, the last full refresh's drift)
+//! and, for operators, its switch behind a confirmation.
+
+use axum::extract::{Form, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use catalog_core::{SupplierId, TenantId};
+use catalog_store::FeedKey;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::{back, layout, sign_in_form, signed_in, when};
+use crate::api::feeds::{all_feeds, switch_feed, FeedView};
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::AppState;
+
+fn feed_switch(feed: &FeedView) -> Markup {
+    let verb = if feed.sync_enabled { "off" } else { "on" };
+    let what = format!("feed {} of {}", feed.supplier_id, feed.tenant_id);
+    html! {
+        form.inline method="post" action="/page/feeds" data-confirm=(format!("Switch pulling {verb} for {what}?")) {
+            input type="hidden" name="tenant" value=(feed.tenant_id);
+            input type="hidden" name="supplier" value=(feed.supplier_id);
+            input type="hidden" name="enabled" value=(!feed.sync_enabled);
+            button type="submit" aria-label=(format!("Switch pulling {verb} for {what}")) { "Switch " (verb) }
+        }
+    }
+}
+
+fn feed_details(feed: &FeedView) -> Markup {
+    html! {
+        section aria-labelledby=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) {
+            h3 id=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) { "Feed " (feed.supplier_id) " of " (feed.tenant_id) }
+            p {
+                "Pulled from " code { (feed.base_url) } " with the token in " code { (feed.token_env) } ", every "
+                (feed.sync_frequency_hours) " h at " (feed.run_times.join(", ")) " " (feed.timezone) ", live since " (feed.go_live_date) "."
+            }
+            @if feed.gaps.is_empty() { p { "No gaps: every window since going live is pulled." } } @else {
+                table {
+                    caption { "Open gaps (backfill pulls them, oldest first)" }
+                    thead { tr { th scope="col" { "From" } th scope="col" { "Until" } th scope="col" { "Days behind" } } }
+                    tbody { @for gap in &feed.gaps { tr { td { (when(gap.since)) } td { (when(gap.until)) } td { (gap.days_behind) } } } }
+                }
+            }
+            @if !feed.pulled_by_day.is_empty() {
+                table {
+                    caption { "Pulled per day (windows completed that day)" }
+                    thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Windows" } th scope="col" { "Records" } th scope="col" { "Pages" } } }
+                    tbody { @for day in &feed.pulled_by_day { tr { td { (day.date) } td { (day.windows) } td { (day.records) } td { (day.pages) } } } }
+                }
+            }
+            @if let Some(refreshed_at) = feed.last_full_refresh_at {
+                @if feed.last_refresh_drift.is_empty() { p { "The last full refresh (" (when(refreshed_at)) ") found no drift." } } @else {
+                    table {
+                        caption { "Drift the last full refresh found (" (when(refreshed_at)) "), each corrected" }
+                        thead { tr { th scope="col" { "SKU" } th scope="col" { "Catalog had" } th scope="col" { "Supplier has" } th scope="col" { "As of" } } }
+                        tbody {
+                            @for drift in &feed.last_refresh_drift {
+                                tr {
+                                    td { a href=(format!("/?tenant={}&sku={}", feed.tenant_id, drift.sku)) { (drift.sku) } }
+                                    td { (drift.stored.map_or_else(|| "no offer".to_owned(), |quantity| quantity.to_string())) }
+                                    td { (drift.supplier) }
+                                    td { (when(drift.as_of)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            } @else { p { "No full refresh has completed yet: the initial sync is not done." } }
+        }
+    }
+}
+
+pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let feeds = all_feeds(&state).await?;
+    let operator = caller.role >= Role::Operator;
+    let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
+    let body = html! {
+        h2 { "Supplier feeds (" (feeds.len()) ")" }
+        p { "Current: a window completed within one sync period. Behind: within two. Stale: longer, or never." }
+        @if feeds.is_empty() { p { "No feeds: the worker's --feeds-file adds them." } } @else {
+            table {
+                thead { tr { th scope="col" { "Tenant" } th scope="col" { "Supplier" } th scope="col" { "State" } th scope="col" { "Pulling" } th scope="col" { "Last sync" } th scope="col" { "Windows" } th scope="col" { "Gaps" } th scope="col" { "Initial sync" } th scope="col" { "Last full refresh" } th scope="col" { "Drift found" } } }
+                tbody {
+                    @for feed in &feeds {
+                        tr {
+                            td { (feed.tenant_id) }
+                            td { a href=(format!("#feed-{}-{}", feed.tenant_id, feed.supplier_id)) { (feed.supplier_id) } }
+                            td { strong { (feed.state) } }
+                            td { (if feed.sync_enabled { "on" } else { "off" }) " " @if operator { (feed_switch(feed)) } }
+                            td { (time(feed.last_sync_at)) }
+                            td { (feed.windows_completed) }
+                            td { (feed.gaps.len()) @if feed.days_behind > 0 { " (" (feed.days_behind) " days behind)" } }
+                            td { (if feed.initial_sync_completed { "done" } else { "not yet" }) }
+                            td { (time(feed.last_full_refresh_at)) }
+                            td { (feed.last_refresh_drift.len()) }
+                        }
+                    }
+                }
+            }
+            @for feed in &feeds { (feed_details(feed)) }
+        }
+    };
+    Ok(layout("Feeds", Some(&caller), body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct FeedSwitchForm {
+    tenant: String,
+    supplier: String,
+    enabled: bool,
+}
+
+pub(super) async fn switch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<FeedSwitchForm>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    let key = FeedKey {
+        tenant: TenantId::parse(&form.tenant)
+            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
+        supplier: SupplierId::parse(&form.supplier)
+            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
+    };
+    let result = switch_feed(&state, &caller, &key, form.enabled).await?;
+    Ok(back(&format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" })))
+}

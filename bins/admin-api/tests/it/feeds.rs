@@ -1,0 +1,131 @@
+//! Supplier feeds through the admin API: status with gaps, pulls per day and the last full
+//! refresh's drift; the switch for operators only, audited, and what the worker then reads.
+
+use catalog_core::{Sku, SupplierId, TenantId};
+use catalog_store::{CompletedWindow, FeedDrift, FeedKey, FeedSettings, FullRefresh, Role, WindowKind};
+use chrono::{Duration, NaiveTime, Utc};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::Server;
+
+fn key() -> FeedKey {
+    FeedKey { tenant: TenantId::parse("canary").expect("valid"), supplier: SupplierId::parse("acme").expect("valid") }
+}
+
+async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
+    let viewer = server.token("vera", Role::Viewer).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let now = Utc::now();
+    let go_live_date = (now - Duration::days(20)).date_naive();
+    let settings = FeedSettings {
+        key: key(),
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token_env: "ACME_FEED_TOKEN".to_owned(),
+        go_live_date,
+        sync_frequency_hours: 6,
+        timezone: "UTC".to_owned(),
+        run_times: vec![
+            NaiveTime::from_hms_opt(0, 0, 0).expect("valid"),
+            NaiveTime::from_hms_opt(12, 0, 0).expect("valid"),
+        ],
+        requests_per_second: None,
+        sync_enabled: true,
+    };
+    server.store.upsert_feed(&settings).await.expect("feed");
+    let never = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!((never["state"].clone(), never["gaps"].as_array().map(Vec::len)), (json!("stale"), Some(1)));
+    assert_eq!(never["days_behind"], 20);
+
+    // The first week backfilled, the last two days pulled incrementally: one gap between.
+    let go_live = go_live_date.and_hms_opt(0, 0, 0).expect("valid").and_utc();
+    let windows = [
+        (WindowKind::Backfill, go_live, go_live + Duration::days(7), 1_200),
+        (WindowKind::Incremental, now - Duration::days(2), now - Duration::hours(1), 300),
+    ];
+    for (kind, since, until, n_records) in windows {
+        let window = CompletedWindow { kind, since, until, completed_at: until, n_records, n_pages: 2 };
+        server.store.complete_window(&key(), &window).await.expect("window");
+    }
+    let refresh = FullRefresh {
+        key: key(),
+        as_of: now - Duration::minutes(30),
+        completed_at: now - Duration::minutes(30),
+        drifts: vec![FeedDrift {
+            sku: Sku::parse("ABC-1").expect("valid"),
+            stored: Some(12),
+            supplier: 7,
+            as_of: now - Duration::minutes(30),
+        }],
+    };
+    server.store.complete_full_refresh(&refresh).await.expect("refresh");
+
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!(feed["state"], "current");
+    assert_eq!(feed["token_env"], "ACME_FEED_TOKEN");
+    assert_eq!(feed["run_times"], json!(["00:00", "12:00"]));
+    assert_eq!(feed["windows_completed"], 2);
+    let gaps = feed["gaps"].as_array().expect("gaps");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["days_behind"], 13);
+    assert_eq!(feed["initial_sync_completed"], true);
+    assert_eq!(feed["last_refresh_drift"][0]["sku"], "ABC-1");
+    assert_eq!(
+        (feed["last_refresh_drift"][0]["stored"].clone(), feed["last_refresh_drift"][0]["supplier"].clone()),
+        (json!(12), json!(7))
+    );
+    let records: u64 =
+        feed["pulled_by_day"].as_array().expect("days").iter().map(|day| day["records"].as_u64().expect("valid")).sum();
+    assert_eq!(records, 1_500);
+    assert_eq!(server.get_json(&viewer, "/v1/feeds").await.as_array().map(Vec::len), Some(1));
+    assert_eq!(server.get(&viewer, "/v1/tenants/canary/feeds/zeta").await.status(), 404);
+    assert_eq!(server.get(&viewer, "/v1/tenants/canary/feeds/not%20valid").await.status(), 400);
+
+    let switch = json!({ "enabled": false });
+    let refused = server.send(Method::PUT, &viewer, "/v1/tenants/canary/feeds/acme/sync", switch.clone()).await;
+    assert_eq!(refused.status(), 403, "a viewer may not switch a feed");
+    let missing = server.send(Method::PUT, &operator, "/v1/tenants/canary/feeds/zeta/sync", switch.clone()).await;
+    assert_eq!(missing.status(), 404);
+    let off = server.send(Method::PUT, &operator, "/v1/tenants/canary/feeds/acme/sync", switch).await;
+    assert_eq!(off.status(), 200);
+    assert_eq!(off.json::<serde_json::Value>().await.expect("json"), json!({ "before": true, "after": false }));
+    let stored = server.store.feed(&key()).await.expect("read").expect("feed");
+    assert!(!stored.settings.sync_enabled, "the worker reads the switch from the store");
+    let audit = server.get_json(&viewer, "/v1/audit").await;
+    assert_eq!(audit[0]["action"], "feed.sync");
+    assert_eq!(audit[0]["target"], "feed/canary/acme");
+    assert_eq!(
+        (audit[0]["before"].clone(), audit[0]["after"].clone()),
+        (json!({ "sync_enabled": true }), json!({ "sync_enabled": false }))
+    );
+
+    let page = server
+        .client
+        .get(server.url("/feeds"))
+        .header("cookie", format!("admin_token={viewer}"))
+        .send()
+        .await
+        .expect("page");
+    let page = page.text().await.expect("html");
+    assert!(page.contains("Feed acme of canary") && page.contains("ABC-1"), "the page shows the feed and its drift");
+    assert!(!page.contains("Switch pulling"), "a viewer sees no switch");
+    let page = server
+        .client
+        .get(server.url("/feeds"))
+        .header("cookie", format!("admin_token={operator}"))
+        .send()
+        .await
+        .expect("page");
+    assert!(page.text().await.expect("html").contains("Switch pulling on for feed acme of canary"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_show_their_status_and_operators_switch_them_on_sqlite() {
+    feeds_show_their_status_and_operators_switch_them(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_show_their_status_and_operators_switch_them_on_postgres() {
+    feeds_show_their_status_and_operators_switch_them(Server::postgres().await).await;
+}

@@ -1,0 +1,302 @@
+//! Supplier feeds as support and operators see them (issue 16): the seed's monitoring
+//! queries over the feed store, pure apart from the reads. Whether a feed is current, behind
+//! or stale by its sync frequency, the gaps since `go_live_date` no completed window covers
+//! (with how many days behind each is), what was pulled per day, and the drift its last full
+//! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
+
+use catalog_store::{CompletedWindow, FeedDriftRecord, FeedKey, FeedStore, StoreError, StoredFeed};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+/// The first instant a feed's records count: midnight of `go_live_date` in its time zone.
+pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
+    let midnight = go_live_date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match timezone.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
+        // Midnight skipped by a DST change: the day starts when the clocks jump.
+        chrono::LocalResult::None => Utc.from_utc_datetime(&midnight) - Duration::hours(1),
+    }
+}
+
+/// The spans of `[go_live, until)` no completed window covers, oldest first.
+pub fn gaps(
+    go_live: DateTime<Utc>,
+    completed: &[CompletedWindow],
+    until: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = completed.iter().map(|w| (w.since, w.until)).collect();
+    covered.sort();
+    let mut gaps = Vec::new();
+    let mut from = go_live;
+    for (since, end) in covered {
+        if from >= until {
+            break;
+        }
+        if since > from {
+            gaps.push((from, since.min(until)));
+        }
+        from = from.max(end);
+    }
+    if from < until {
+        gaps.push((from, until));
+    }
+    gaps
+}
+
+/// How a feed keeps up, by its own sync frequency (decision 0018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// A window completed within the last sync period.
+    Current,
+    /// The last completed window is one to two sync periods old: a run was missed.
+    Behind,
+    /// Nothing completed for two sync periods or more, or never.
+    Stale,
+}
+
+impl FeedState {
+    /// The name shown and used as a label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FeedState::Current => "current",
+            FeedState::Behind => "behind",
+            FeedState::Stale => "stale",
+        }
+    }
+}
+
+/// The seed's status query for a feed: current within one sync period of its last completed
+/// window, behind within two, stale beyond or when no window ever completed.
+pub fn feed_state(last_sync_at: Option<DateTime<Utc>>, sync_frequency_hours: u32, now: DateTime<Utc>) -> FeedState {
+    let period = Duration::hours(i64::from(sync_frequency_hours));
+    match last_sync_at {
+        Some(at) if now - at <= period => FeedState::Current,
+        Some(at) if now - at <= period * 2 => FeedState::Behind,
+        _ => FeedState::Stale,
+    }
+}
+
+/// A span since going live that no completed window covers: backfill pulls it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedGap {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// Whole days from the gap's start to now.
+    pub days_behind: i64,
+}
+
+/// What one day's completed windows pulled (by the day, UTC, they completed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayPulled {
+    pub date: NaiveDate,
+    pub windows: u64,
+    pub records: u64,
+    pub pages: u64,
+}
+
+/// One feed's status: its settings and state, whether it keeps up, its gaps, what it pulled,
+/// and the drift its last full refresh found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedStatus {
+    pub feed: StoredFeed,
+    pub state: FeedState,
+    pub windows_completed: usize,
+    /// Oldest first; the time since the newest completed window is not a gap (the next
+    /// incremental covers it).
+    pub gaps: Vec<FeedGap>,
+    /// The oldest gap's days behind; 0 without gaps.
+    pub days_behind: i64,
+    /// Newest day first, the last [`PULLED_DAYS`] days that completed a window.
+    pub pulled_by_day: Vec<DayPulled>,
+    /// The differences the last full refresh found (each corrected as an event).
+    pub last_refresh_drift: Vec<FeedDriftRecord>,
+}
+
+/// How many days of pulls a status lists.
+pub const PULLED_DAYS: usize = 14;
+
+/// Most drift records a status lists.
+pub const MAX_DRIFT_SHOWN: usize = 500;
+
+/// The status of `feed` at `now` from its completed windows and its newest drift records.
+pub fn status(
+    feed: StoredFeed,
+    windows: &[CompletedWindow],
+    newest_drift: Vec<FeedDriftRecord>,
+    now: DateTime<Utc>,
+) -> Result<FeedStatus, StoreError> {
+    let timezone: Tz = feed.settings.timezone.parse().map_err(|_| {
+        StoreError::Corrupt(format!("feed {} has an unknown time zone {:?}", feed.settings.key, feed.settings.timezone))
+    })?;
+    let go_live = go_live_at(feed.settings.go_live_date, timezone);
+    let covered_until = windows.iter().map(|window| window.until).max().unwrap_or(now).min(now);
+    let gaps: Vec<FeedGap> = gaps(go_live, windows, covered_until)
+        .into_iter()
+        .map(|(since, until)| FeedGap { since, until, days_behind: (now - since).num_days().max(0) })
+        .collect();
+    let mut by_day: std::collections::BTreeMap<NaiveDate, DayPulled> = std::collections::BTreeMap::new();
+    for window in windows {
+        let date = window.completed_at.date_naive();
+        let day = by_day.entry(date).or_insert(DayPulled { date, windows: 0, records: 0, pages: 0 });
+        day.windows += 1;
+        day.records += window.n_records;
+        day.pages += window.n_pages;
+    }
+    let last_refresh_drift = match feed.last_full_refresh_at {
+        Some(refreshed_at) => newest_drift.into_iter().filter(|drift| drift.detected_at >= refreshed_at).collect(),
+        None => Vec::new(),
+    };
+    Ok(FeedStatus {
+        state: feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
+        windows_completed: windows.len(),
+        days_behind: gaps.first().map_or(0, |gap| gap.days_behind),
+        gaps,
+        pulled_by_day: by_day.into_values().rev().take(PULLED_DAYS).collect(),
+        last_refresh_drift,
+        feed,
+    })
+}
+
+/// The status of one feed, or `None` for a feed the store does not know.
+pub async fn feed_status(
+    store: &dyn FeedStore,
+    key: &FeedKey,
+    now: DateTime<Utc>,
+) -> Result<Option<FeedStatus>, StoreError> {
+    let Some(feed) = store.feed(key).await? else { return Ok(None) };
+    let windows = store.feed_windows(key).await?;
+    let drift = store.feed_drifts(key, MAX_DRIFT_SHOWN).await?;
+    status(feed, &windows, drift, now).map(Some)
+}
+
+/// The status of every feed, by tenant and supplier.
+pub async fn feed_statuses(store: &dyn FeedStore, now: DateTime<Utc>) -> Result<Vec<FeedStatus>, StoreError> {
+    let mut statuses = Vec::new();
+    for feed in store.feeds().await? {
+        let key = feed.settings.key.clone();
+        let windows = store.feed_windows(&key).await?;
+        let drift = store.feed_drifts(&key, MAX_DRIFT_SHOWN).await?;
+        statuses.push(status(feed, &windows, drift, now)?);
+    }
+    Ok(statuses)
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{Sku, SupplierId, TenantId};
+    use catalog_store::{FeedDrift, FeedSettings, WindowKind};
+    use chrono::NaiveTime;
+
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    fn key() -> FeedKey {
+        FeedKey { tenant: TenantId::parse("canary").unwrap(), supplier: SupplierId::parse("acme").unwrap() }
+    }
+
+    fn feed(last_sync_at: Option<&str>, last_full_refresh_at: Option<&str>) -> StoredFeed {
+        StoredFeed {
+            settings: FeedSettings {
+                key: key(),
+                base_url: "http://127.0.0.1:1".to_owned(),
+                token_env: "ACME_TOKEN".to_owned(),
+                go_live_date: NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+                sync_frequency_hours: 6,
+                timezone: "Europe/Berlin".to_owned(),
+                run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).unwrap()],
+                requests_per_second: None,
+                sync_enabled: true,
+            },
+            last_sync_at: last_sync_at.map(at),
+            initial_sync_completed: last_full_refresh_at.is_some(),
+            last_full_refresh_at: last_full_refresh_at.map(at),
+        }
+    }
+
+    fn window(kind: WindowKind, since: &str, until: &str, completed_at: &str, n_records: u64) -> CompletedWindow {
+        CompletedWindow {
+            kind,
+            since: at(since),
+            until: at(until),
+            completed_at: at(completed_at),
+            n_records,
+            n_pages: n_records.div_ceil(1_000),
+        }
+    }
+
+    #[test]
+    fn a_feed_is_current_within_one_period_behind_within_two_and_stale_after() {
+        let now = at("2026-06-01T12:00:00Z");
+        let cases = [
+            (Some("2026-06-01T06:00:00Z"), FeedState::Current),
+            (Some("2026-06-01T05:59:59Z"), FeedState::Behind),
+            (Some("2026-06-01T00:00:00Z"), FeedState::Behind),
+            (Some("2026-05-31T23:59:59Z"), FeedState::Stale),
+            (None, FeedState::Stale),
+        ];
+        for (last_sync_at, expected) in cases {
+            assert_eq!(feed_state(last_sync_at.map(at), 6, now), expected, "{last_sync_at:?}");
+        }
+    }
+
+    #[test]
+    fn status_lists_gaps_pulls_per_day_and_the_last_refresh_drift() {
+        let now = at("2026-06-01T12:00:00Z");
+        // Going live 2026-05-01 in Berlin is 2026-04-30T22:00Z. Backfilled: the first week;
+        // incremental: the last day. Left: 2026-05-07T22:00Z .. 2026-05-31T06:00Z.
+        let windows = [
+            window(WindowKind::Backfill, "2026-04-30T22:00:00Z", "2026-05-07T22:00:00Z", "2026-05-31T08:00:00Z", 2_500),
+            window(
+                WindowKind::Incremental,
+                "2026-05-31T06:00:00Z",
+                "2026-06-01T06:00:00Z",
+                "2026-06-01T06:00:05Z",
+                700,
+            ),
+            window(
+                WindowKind::Incremental,
+                "2026-05-30T06:00:00Z",
+                "2026-05-31T06:00:00Z",
+                "2026-05-31T06:00:04Z",
+                300,
+            ),
+        ];
+        let drift = |sku: &str, detected_at: &str| FeedDriftRecord {
+            key: key(),
+            drift: FeedDrift { sku: Sku::parse(sku).unwrap(), stored: Some(3), supplier: 5, as_of: at(detected_at) },
+            detected_at: at(detected_at),
+        };
+        let newest_drift = vec![drift("A-2", "2026-05-31T02:00:00Z"), drift("A-1", "2026-05-24T02:00:00Z")];
+        let status =
+            status(feed(Some("2026-06-01T06:00:05Z"), Some("2026-05-31T02:00:00Z")), &windows, newest_drift, now)
+                .expect("valid feed");
+
+        assert_eq!(status.state, FeedState::Current);
+        assert_eq!(status.windows_completed, 3);
+        assert_eq!(
+            status.gaps,
+            [FeedGap { since: at("2026-05-07T22:00:00Z"), until: at("2026-05-30T06:00:00Z"), days_behind: 24 }]
+        );
+        assert_eq!(status.days_behind, 24);
+        let days: Vec<(String, u64, u64)> =
+            status.pulled_by_day.iter().map(|day| (day.date.to_string(), day.windows, day.records)).collect();
+        assert_eq!(days, [("2026-06-01".to_owned(), 1, 700), ("2026-05-31".to_owned(), 2, 2_800)]);
+        let skus: Vec<&str> = status.last_refresh_drift.iter().map(|record| record.drift.sku.as_str()).collect();
+        assert_eq!(skus, ["A-2"], "only the last refresh's drift");
+    }
+
+    #[test]
+    fn a_feed_never_pulled_is_stale_with_one_gap_since_going_live() {
+        let now = at("2026-06-01T12:00:00Z");
+        let status = status(feed(None, None), &[], Vec::new(), now).expect("valid feed");
+        assert_eq!(status.state, FeedState::Stale);
+        assert_eq!(status.gaps.len(), 1);
+        assert_eq!((status.gaps[0].since, status.gaps[0].until), (at("2026-04-30T22:00:00Z"), now));
+        assert!(status.last_refresh_drift.is_empty());
+    }
+}
