@@ -302,6 +302,12 @@ pub struct FeedArgs {
     /// no limit.
     #[arg(long, env = "CATALOG_FEED_RATE", default_value_t = 0)]
     pub feed_rate: u32,
+
+    /// How often a feed switched off (through the admin API) is looked at again, in
+    /// seconds: a switch takes effect within this long (scheduled mode; a feed switched off
+    /// is also not pulled from its next piece of work on).
+    #[arg(long, env = "CATALOG_FEED_SWITCH_POLL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub feed_switch_poll_seconds: u32,
 }
 
 impl FeedArgs {
@@ -319,6 +325,7 @@ impl FeedArgs {
                 ..defaults.retry
             },
             default_requests_per_second: (self.feed_rate > 0).then_some(self.feed_rate),
+            switch_poll: chrono::Duration::seconds(i64::from(self.feed_switch_poll_seconds)),
             ..defaults
         }
     }

@@ -54,6 +54,9 @@ pub struct PullSettings {
     pub default_requests_per_second: Option<u32>,
     /// How long a feed whose run failed waits before it is tried again (scheduled mode).
     pub failure_hold: Duration,
+    /// How often a feed switched off (or not readable) is looked at again (scheduled mode):
+    /// an operator's switch takes effect within this long.
+    pub switch_poll: Duration,
     /// Corrections per batch of a full refresh.
     pub batch_size: usize,
     /// Local time of the weekly full refresh (on Sunday).
@@ -69,6 +72,7 @@ impl Default for PullSettings {
             retry: RetrySettings::default(),
             default_requests_per_second: None,
             failure_hold: Duration::minutes(5),
+            switch_poll: Duration::minutes(1),
             batch_size: 1_000,
             full_refresh_time: NaiveTime::from_hms_opt(2, 0, 0).expect("02:00 exists"),
         }
@@ -249,12 +253,15 @@ impl FeedSource {
         result
     }
 
-    /// Schedules every enabled feed until `shutdown`: each feed's own loop (`schedule`), its
-    /// work taking one of `max_parallel_feeds` slots at a time, so a slow or failing feed
-    /// holds back no other.
+    /// Schedules every feed until `shutdown`: each feed's own loop (`schedule`), its work
+    /// taking one of `max_parallel_feeds` slots at a time, so a slow or failing feed holds
+    /// back no other. A feed switched off (by an operator, through the admin API) does no
+    /// work until it is switched on again: its loop reads the switch before each piece of
+    /// work, and every `switch_poll` while it is off.
     pub async fn run(&self, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), FeedSourceError> {
-        let feeds = self.enabled_feeds().await?;
-        tracing::info!(n_feeds = feeds.len(), "scheduling feeds");
+        let feeds = self.store.feeds().await?;
+        let n_enabled = feeds.iter().filter(|feed| feed.settings.sync_enabled).count();
+        tracing::info!(n_feeds = feeds.len(), n_enabled, "scheduling feeds");
         let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
         let mut loops: JoinSet<()> = JoinSet::new();
         for feed in feeds {
@@ -270,6 +277,36 @@ impl FeedSource {
         Ok(())
     }
 
+    /// Whether the feed is switched on now, as the store says: `None` once `shutdown` came
+    /// while waiting for it to be. A feed off (or unreadable) is looked at again every
+    /// `switch_poll`.
+    async fn wait_until_enabled(
+        &self,
+        key: &FeedKey,
+        clock: &Arc<dyn Clock>,
+        shutdown: &CancellationToken,
+    ) -> Option<StoredFeed> {
+        let mut said_off = false;
+        while !shutdown.is_cancelled() {
+            match self.store.feed(key).await {
+                Ok(Some(feed)) if feed.settings.sync_enabled => {
+                    if said_off {
+                        tracing::info!(feed = %key, "feed switched on: pulling it again");
+                    }
+                    return Some(feed);
+                }
+                Ok(_) if !said_off => {
+                    tracing::info!(feed = %key, "feed switched off: no pulls until it is switched on");
+                    said_off = true;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(feed = %key, %error, "reading the feed's switch failed; trying again"),
+            }
+            clock.sleep_until(clock.now() + self.settings.switch_poll, shutdown).await;
+        }
+        None
+    }
+
     /// One feed's schedule, until `shutdown`.
     async fn feed_loop(
         &self,
@@ -279,6 +316,7 @@ impl FeedSource {
         shutdown: CancellationToken,
     ) {
         let key = feed.settings.key.clone();
+        let Some(feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return };
         let mut run = loop {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
@@ -314,6 +352,18 @@ impl FeedSource {
                 clock.sleep_until(plan.wake_at(), &shutdown).await;
                 continue;
             };
+            let switched_off = match self.store.feed(&key).await {
+                Ok(current) => current.is_none_or(|current| !current.settings.sync_enabled),
+                // Unreadable: the work itself reads the store too, and fails and is held.
+                Err(_) => false,
+            };
+            if switched_off {
+                // Switched off since: wait (holding no slot) until it is on again.
+                if self.wait_until_enabled(&key, &clock, &shutdown).await.is_none() {
+                    return;
+                }
+                continue;
+            }
             let Ok(_permit) = permits.acquire().await else { return };
             let result = async {
                 if !resumed {

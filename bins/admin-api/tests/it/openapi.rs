@@ -78,7 +78,9 @@ async fn the_openapi_description_covers_every_route() {
     }
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let schemas = spec["components"]["schemas"].as_object().expect("schemas");
-    for name in ["ErrorBody", "TraceView", "OfferView", "EventView", "DeadLetter", "StatusView", "SwitchResult", "FeedView"] {
+    for name in
+        ["ErrorBody", "TraceView", "OfferView", "EventView", "DeadLetter", "StatusView", "SwitchResult", "FeedView"]
+    {
         assert!(schemas.contains_key(name), "schema {name}");
     }
     let mut found = Vec::new();

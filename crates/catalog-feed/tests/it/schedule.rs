@@ -67,3 +67,84 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     ");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
+
+/// A jumping clock that switches the feed off and on through the store when simulated time
+/// passes the given instants, as an operator would through the admin API.
+#[derive(Debug)]
+struct SwitchingClock {
+    inner: Arc<JumpingClock>,
+    store: Arc<dyn catalog_store::CatalogStore>,
+    key: catalog_store::FeedKey,
+    switches: std::sync::Mutex<Vec<(DateTime<Utc>, bool)>>,
+}
+
+#[async_trait::async_trait]
+impl Clock for SwitchingClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>, shutdown: &CancellationToken) {
+        // The next switch due by `at` happens at its own time: the clock stops there first.
+        let due = {
+            let mut switches = self.switches.lock().expect("lock");
+            match switches.first() {
+                Some((when, _)) if *when <= at => Some(switches.remove(0)),
+                _ => None,
+            }
+        };
+        match due {
+            Some((when, enabled)) => {
+                self.inner.sleep_until(when, shutdown).await;
+                assert!(self.store.set_feed_sync(&self.key, enabled).await.expect("switch"));
+            }
+            None => self.inner.sleep_until(at, shutdown).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
+    let fixture = sqlite().await;
+    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+    let api = FeedApi::start(
+        vec![FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-06-01T08:00:00Z"), sequence: None }],
+        TOKEN,
+    )
+    .await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 6, 1).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings.clone()]).await.expect("bootstrap");
+
+    // Monday 2026-06-01 12:00 UTC to Friday 12:00; off from Tuesday 00:00 to Thursday 00:00.
+    let end = CancellationToken::new();
+    let clock = Arc::new(SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-05T12:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: settings.key.clone(),
+        switches: std::sync::Mutex::new(vec![(at("2026-06-02T00:00:00Z"), false), (at("2026-06-04T00:00:00Z"), true)]),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated days take no real time")
+        .expect("run");
+
+    let windows: String = api
+        .requests()
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .filter_map(|request| Some(format!("window {} .. {}\n", request.since.as_ref()?, request.until.as_ref()?)))
+        .collect();
+    // Monday's catch-up (back to going live, midnight Berlin); nothing on Tuesday or
+    // Wednesday; switched on at Thursday 00:00, the runs it missed are caught up at once,
+    // reaching back over the days it was off (24 h before the end of Monday's window, never
+    // before going live); then Thursday's and Friday's at 09:00 Berlin (07:00 UTC).
+    insta::assert_snapshot!(windows, @r"
+    window 2026-05-31T22:00:00Z .. 2026-06-01T12:00:00Z
+    window 2026-05-31T22:00:00Z .. 2026-06-04T00:00:00Z
+    window 2026-06-03T00:00:00Z .. 2026-06-04T07:00:00Z
+    window 2026-06-03T07:00:00Z .. 2026-06-05T07:00:00Z
+    ");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
