@@ -64,7 +64,7 @@ input,button{font:inherit}input{padding:.15rem .3rem;margin-right:.3rem;border:1
 button:focus,input:focus,a:focus{outline:3px solid #0645ad;outline-offset:1px}\
 code,time{white-space:nowrap}code{font-size:.9em}\
 header{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 2rem}header h1{margin:.5rem 0}header p{margin:0}\
-.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}";
+.scroll{overflow-x:auto;margin:.5rem 0}.scroll table{margin:0}.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}";
 
 /// Writes ask first: a form with `data-confirm` submits only once confirmed.
 const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
@@ -198,16 +198,19 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             }
         }
         h3 #timeline-heading { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
-        table #timeline aria-labelledby="timeline-heading" {
-            thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } th scope="col" { "Supplier" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Redeliveries" } } }
-            tbody {
-                @for event in &trace.events.entries {
-                    tr class=(if event.outcome == "applied" { "win" } else { "lose" }) {
-                        (event_cells(event))
-                        td { (event.supplier_id.clone().unwrap_or_default()) }
-                        td { (event.outcome) }
-                        td { (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default()) }
-                        td { (event.redelivery_count) }
+        // A wide timeline scrolls in its own box (keyboard-reachable), never the page.
+        div.scroll role="region" aria-labelledby="timeline-heading" tabindex="0" {
+            table #timeline aria-labelledby="timeline-heading" {
+                thead { tr { th scope="col" { "Event" } th scope="col" { "Type" } th scope="col" { "Quantity / delta" } th scope="col" { "Effective at" } th scope="col" { "Sequence" } th scope="col" { "Supplier" } th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Redeliveries" } } }
+                tbody {
+                    @for event in &trace.events.entries {
+                        tr class=(if event.outcome == "applied" { "win" } else { "lose" }) {
+                            (event_cells(event))
+                            td { (event.supplier_id.clone().unwrap_or_default()) }
+                            td { (event.outcome) }
+                            td { (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default()) }
+                            td { (event.redelivery_count) }
+                        }
                     }
                 }
             }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 
 use catalog_core::StockChange;
 use catalog_store::contract::{base, batch, incoming, offer};
-use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role};
+use catalog_store::{
+    CompletedWindow, FeedDrift, FeedKey, FeedSettings, FullRefresh, OutboxClaim, PublishOutcome, PublishRecord, Role,
+    WindowKind,
+};
 
 use crate::webdriver::{Driver, Session};
 use crate::Server;
@@ -47,6 +50,43 @@ async fn seed(server: &Server) {
         };
         server.store.record_publish(&record).await.expect("record");
     }
+    // A pulled feed: the last day pulled, a gap before it, and a full refresh that found the
+    // catalog's ABC-1 at 7 where the supplier says 9.
+    let now = chrono::Utc::now();
+    let feed = FeedSettings {
+        key: FeedKey { tenant: acme.tenant.clone(), supplier: acme.supplier.clone() },
+        base_url: "https://feeds.acme.example".into(),
+        token_env: "ACME_FEED_TOKEN".into(),
+        go_live_date: (now - chrono::Duration::days(10)).date_naive(),
+        sync_frequency_hours: 6,
+        timezone: "Europe/Berlin".into(),
+        run_times: ["00:00", "06:00", "12:00", "18:00"]
+            .iter()
+            .map(|time| chrono::NaiveTime::parse_from_str(time, "%H:%M").expect("time"))
+            .collect(),
+        requests_per_second: Some(5),
+        sync_enabled: true,
+    };
+    server.store.upsert_feed(&feed).await.expect("feed");
+    let window = CompletedWindow {
+        kind: WindowKind::Incremental,
+        since: now - chrono::Duration::days(1),
+        until: now - chrono::Duration::hours(2),
+        completed_at: now - chrono::Duration::hours(2),
+        n_records: 1_840,
+        n_pages: 2,
+    };
+    server.store.complete_window(&feed.key, &window).await.expect("window");
+    let drift =
+        FeedDrift { sku: acme.sku.clone(), stored: Some(7), supplier: 9, as_of: now - chrono::Duration::hours(1) };
+    let refresh =
+        FullRefresh { key: feed.key.clone(), as_of: drift.as_of, completed_at: drift.as_of, drifts: vec![drift] };
+    server.store.complete_full_refresh(&refresh).await.expect("refresh");
+}
+
+/// Whether the page is wider than the window: a laptop user would scroll sideways.
+async fn overflows(session: &Session) -> bool {
+    session.execute("return document.documentElement.scrollWidth > window.innerWidth").await == serde_json::json!(true)
 }
 
 async fn sign_in(session: &Session, server: &Server, token: &str) {
@@ -114,6 +154,7 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
         "acme's snapshot of 7 wins: {winners_before:?}"
     );
     assert_eq!(timeline_outcomes(&session).await, ["stale", "held", "applied", "held"]);
+    assert!(!overflows(&session).await, "the trace fits a laptop's width; a wide timeline scrolls in its box");
     session.screenshot(screenshots, "item-trace").await;
 
     // Switching globex on asks first, then applies its two held events: 7 + 4 + 1 = 12.
@@ -139,6 +180,16 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     let text = session.page_text().await;
     assert!(text.contains("Sync status per tenant") && text.contains("canary current on"), "{text}");
     session.screenshot(screenshots, "status").await;
+    session.goto(&server.url("/feeds")).await;
+    let text = session.page_text().await;
+    assert!(text.contains("Supplier feeds (1)") && text.contains("Feed acme of canary"), "{text}");
+    assert!(
+        text.contains("1 (9 days behind)") || text.contains("1 (10 days behind)"),
+        "the gap since going live: {text}"
+    );
+    assert_eq!(session.find_all(r#"button[aria-label="Switch pulling off for feed acme of canary"]"#).await.len(), 1);
+    assert!(!overflows(&session).await, "the feeds page fits a laptop's width");
+    session.screenshot(screenshots, "feeds").await;
 
     // A viewer: the same pages, no form that writes anywhere.
     session.submit(&session.find(r#"form[action="/signout"] button"#).await).await;
@@ -149,7 +200,7 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     assert!(text.contains("Signed in as vera (viewer).") && text.contains("Quantity 12"), "{text}");
     assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on the trace");
     session.screenshot(screenshots, "viewer-view").await;
-    for path in ["/dead-letters", "/status"] {
+    for path in ["/dead-letters", "/status", "/feeds"] {
         session.goto(&server.url(path)).await;
         assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on {path}");
     }
