@@ -271,6 +271,12 @@ pub struct FeedArgs {
     #[arg(long, env = "CATALOG_FEED_FULL", requires = "once")]
     pub full: bool,
 
+    /// With `--once`: only these feeds, `TENANT` (its feeds) or `TENANT/SUPPLIER` (one feed);
+    /// repeat it or separate with commas. A manual run: `--once --feed canary/acme` pulls what
+    /// is due of that feed now, `--once --full --feed canary/acme` forces its full refresh.
+    #[arg(long = "feed", env = "CATALOG_FEED_ONLY", requires = "once", value_delimiter = ',')]
+    pub only: Vec<catalog_feed::FeedSelector>,
+
     /// Records per page asked of a feed (the contract allows 1 to 1,000).
     #[arg(long, env = "CATALOG_FEED_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub feed_page_size: u32,

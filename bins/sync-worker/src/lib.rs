@@ -59,7 +59,7 @@ async fn pull(
         return source.run(Arc::new(SystemClock), shutdown.clone()).await.context("pull source");
     }
     let scope = if args.feeds.full { OnceScope::WithFullRefresh } else { OnceScope::Due };
-    let report = source.run_once(scope, shutdown).await.context("pull source")?;
+    let report = source.run_once_for(scope, &args.feeds.only, shutdown).await.context("pull source")?;
     tracing::info!(n_feeds = report.n_feeds, n_failed = report.failed.len(), "feeds pulled once");
     match report.failed.as_slice() {
         [] => Ok(()),

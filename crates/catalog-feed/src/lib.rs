@@ -57,7 +57,9 @@ pub struct PullSettings {
     /// How often a feed switched off (or not readable) is looked at again (scheduled mode):
     /// an operator's switch takes effect within this long.
     pub switch_poll: Duration,
-    /// Corrections per batch of a full refresh.
+    /// Records per applied batch at most: the pages fetched while one batch is made durable
+    /// are applied next as one (at least one page each); also a full refresh's corrections
+    /// per batch.
     pub batch_size: usize,
     /// Local time of the weekly full refresh (on Sunday).
     pub full_refresh_time: NaiveTime,
@@ -73,7 +75,7 @@ impl Default for PullSettings {
             default_requests_per_second: None,
             failure_hold: Duration::minutes(5),
             switch_poll: Duration::minutes(1),
-            batch_size: 1_000,
+            batch_size: 5_000,
             full_refresh_time: NaiveTime::from_hms_opt(2, 0, 0).expect("02:00 exists"),
         }
     }
@@ -103,6 +105,46 @@ pub enum FeedSourceError {
     Store(#[from] StoreError),
     #[error("building the HTTP client: {0}")]
     Client(String),
+    #[error("no enabled feed matches {0} (see GET /v1/feeds; a feed switched off is not pulled)")]
+    NoSuchFeed(String),
+}
+
+/// A tenant's feeds, or one feed: `TENANT` or `TENANT/SUPPLIER`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSelector {
+    pub tenant: catalog_core::TenantId,
+    pub supplier: Option<catalog_core::SupplierId>,
+}
+
+impl FeedSelector {
+    /// Whether the feed `key` names is selected.
+    pub fn selects(&self, key: &FeedKey) -> bool {
+        key.tenant == self.tenant && self.supplier.as_ref().is_none_or(|supplier| *supplier == key.supplier)
+    }
+}
+
+impl std::str::FromStr for FeedSelector {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (tenant, supplier) = match value.split_once('/') {
+            Some((tenant, supplier)) => (tenant, Some(supplier)),
+            None => (value, None),
+        };
+        let tenant = catalog_core::TenantId::parse(tenant).map_err(|error| format!("tenant {error}"))?;
+        let supplier =
+            supplier.map(catalog_core::SupplierId::parse).transpose().map_err(|error| format!("supplier {error}"))?;
+        Ok(FeedSelector { tenant, supplier })
+    }
+}
+
+impl std::fmt::Display for FeedSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.supplier {
+            Some(supplier) => write!(f, "{}/{supplier}", self.tenant),
+            None => write!(f, "{}", self.tenant),
+        }
+    }
 }
 
 /// The pull source: every enabled feed of the store, pulled into `sink`.
@@ -189,7 +231,27 @@ impl FeedSource {
         scope: OnceScope,
         shutdown: &CancellationToken,
     ) -> Result<OnceReport, FeedSourceError> {
-        let feeds = self.enabled_feeds().await?;
+        self.run_once_for(scope, &[], shutdown).await
+    }
+
+    /// [`FeedSource::run_once`] for the enabled feeds `only` selects (all when empty): a
+    /// manual run of one tenant's feeds or of one feed. A selection no enabled feed matches
+    /// is an error, so a typo never passes for "nothing was due".
+    pub async fn run_once_for(
+        &self,
+        scope: OnceScope,
+        only: &[FeedSelector],
+        shutdown: &CancellationToken,
+    ) -> Result<OnceReport, FeedSourceError> {
+        let mut feeds = self.enabled_feeds().await?;
+        if !only.is_empty() {
+            if let Some(unmatched) =
+                only.iter().find(|selector| !feeds.iter().any(|feed| selector.selects(&feed.settings.key)))
+            {
+                return Err(FeedSourceError::NoSuchFeed(unmatched.to_string()));
+            }
+            feeds.retain(|feed| only.iter().any(|selector| selector.selects(&feed.settings.key)));
+        }
         let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
         let mut runs: JoinSet<Option<(FeedKey, String)>> = JoinSet::new();
         let n_feeds = feeds.len();

@@ -19,6 +19,10 @@ use crate::client::{FeedClient, PageRequest, PullError};
 use crate::record::{record_event, Page};
 use crate::window::{backfill_window, go_live_at, incremental_window, Window, WindowCursor};
 
+/// Pages fetched ahead of the applier at most: what arrives while a batch is applied waits
+/// here, and is applied next as one batch.
+const PAGES_AHEAD: usize = 8;
+
 /// How often one pass of a window may be restarted by expired cursors before the run gives
 /// up on it (and pulls it again at the next run).
 const MAX_WINDOW_RESTARTS: u32 = 3;
@@ -86,7 +90,8 @@ pub struct FeedRun {
     /// `tenant/supplier`: the metric label.
     pub(crate) label: String,
     pub(crate) overlap: Duration,
-    /// Records per batch a full refresh's corrections are applied in.
+    /// Records per applied batch at most (pages merged), and a full refresh's corrections
+    /// per batch.
     pub(crate) batch_size: usize,
     next_offset: i64,
 }
@@ -231,57 +236,105 @@ impl FeedRun {
         &mut self,
         window: Window,
         cursor: Option<String>,
-        mut n_pages: u64,
-        mut n_records: u64,
+        n_pages: u64,
+        n_records: u64,
         shutdown: &CancellationToken,
     ) -> Result<CompletedWindow, RunError> {
+        // Pages are fetched one after another (each needs the cursor of the one before) while
+        // batches are made durable: whatever arrived while a batch was applied is applied
+        // next as one batch, up to `batch_size` records, checkpointed at its last page.
+        let (pages, mut arrived) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let fetching = self.fetch_pages(window, cursor, (n_pages, n_records), self.next_offset, pages, shutdown);
+        let applying = async {
+            let mut applied: Option<WindowCursor> = None;
+            while let Some(first) = arrived.recv().await {
+                let (mut batch, mut position): (SourceBatch, WindowCursor) = first?;
+                let mut failed = None;
+                while batch.events.len() < self.batch_size {
+                    match arrived.try_recv() {
+                        Ok(Ok((more, more_position))) => {
+                            batch.events.extend(more.events);
+                            batch.checkpoint = more.checkpoint;
+                            position = more_position;
+                        }
+                        Ok(Err(error)) => {
+                            failed = Some(error);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // What arrived before a failure is made durable before the failure is told.
+                self.sink.apply(batch).await?;
+                applied = Some(position);
+                if let Some(error) = failed {
+                    return Err(error);
+                }
+            }
+            Ok::<_, RunError>(applied)
+        };
+        let (next_offset, applied) = tokio::join!(fetching, applying);
+        self.next_offset = self.next_offset.max(next_offset);
+        let last = applied?.expect("the fetcher sends at least one page or its error");
+        self.record_completed(window, last.n_pages, last.n_records).await
+    }
+
+    /// Fetches the window's pages from `cursor` on into `pages`, each as a batch checkpointed
+    /// at the offset after `first_offset`'s; an expired cursor restarts the window (its
+    /// counts with it). Ends after the last page or the first error (sent too), or when the
+    /// applier is gone; returns the offset the next page would take.
+    async fn fetch_pages(
+        &self,
+        window: Window,
+        cursor: Option<String>,
+        (mut n_pages, mut n_records): (u64, u64),
+        first_offset: i64,
+        pages: tokio::sync::mpsc::Sender<Result<(SourceBatch, WindowCursor), RunError>>,
+        shutdown: &CancellationToken,
+    ) -> i64 {
         fn request<'a>(window: &Window, cursor: Option<&'a str>) -> PageRequest<'a> {
             PageRequest::Window { since: window.since, until: window.until, cursor }
         }
+        let mut offset = first_offset;
         let mut restarts = 0;
-        let mut fetched = self.client.page(request(&window, cursor.as_deref()), shutdown).await;
+        let mut cursor = cursor;
         loop {
-            let page = match fetched {
+            let page = match self.client.page(request(&window, cursor.as_deref()), shutdown).await {
                 Ok(page) => page,
                 Err(PullError::CursorExpired) if restarts < MAX_WINDOW_RESTARTS => {
                     restarts += 1;
                     self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
                     tracing::warn!(feed = %self.label, since = %window.since, until = %window.until, "cursor expired: pulling the window again from its start");
-                    (n_pages, n_records) = (0, 0);
-                    fetched = self.client.page(request(&window, None), shutdown).await;
+                    (n_pages, n_records, cursor) = (0, 0, None);
                     continue;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    // The applier may be gone already (it failed): nothing is left to tell.
+                    let _ = pages.send(Err(error.into())).await;
+                    return offset;
+                }
             };
             let next = page.next_cursor.clone();
             n_pages += 1;
             n_records += page.records.len() as u64;
             let position = WindowCursor { window, next: next.clone(), n_pages, n_records };
-            let batch = self.batch(page, position);
+            let batch = self.batch(page, &position, offset);
+            offset += 1;
+            if pages.send(Ok((batch, position))).await.is_err() {
+                return offset;
+            }
             match next {
-                None => {
-                    self.sink.apply(batch).await?;
-                    break;
-                }
-                Some(next) => {
-                    // The next page is on its way while this one is made durable.
-                    let (applied, next_page) =
-                        tokio::join!(self.sink.apply(batch), self.client.page(request(&window, Some(&next)), shutdown));
-                    applied?;
-                    fetched = next_page;
-                }
+                Some(next) => cursor = Some(next),
+                None => return offset,
             }
         }
-        self.record_completed(window, n_pages, n_records).await
     }
 
-    /// One page as a batch: its records as events, the window's cursor as its checkpoint at
-    /// the next offset.
-    fn batch(&mut self, page: Page, position: WindowCursor) -> SourceBatch {
+    /// One page as a batch: its records as events at `offset`, the window's cursor as its
+    /// checkpoint at the offset after it.
+    fn batch(&self, page: Page, position: &WindowCursor, offset: i64) -> SourceBatch {
         let received_at = Utc::now();
         let key = self.key().clone();
-        let offset = self.next_offset;
-        self.next_offset += 1;
         let mut n_rejected = 0_u64;
         let events: Vec<IncomingEvent> = page
             .records
@@ -302,7 +355,7 @@ impl FeedRun {
             source: Arc::clone(&self.source),
             partition: 0,
             events,
-            checkpoint: Some(Position { offset: self.next_offset, cursor: Some(position.render()) }),
+            checkpoint: Some(Position { offset: offset + 1, cursor: Some(position.render()) }),
             last_message_at: None,
             high_watermark: None,
         }

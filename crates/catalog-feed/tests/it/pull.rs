@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use catalog_feed::OnceScope;
+use catalog_feed::{FeedSelector, FeedSourceError, OnceScope};
 use catalog_store::PULL_STAGE;
 use catalog_testkit::feed_api::{Fault, FeedApi};
 use chrono::{Duration as TimeDelta, Utc};
@@ -150,4 +150,33 @@ async fn a_slow_feed_delays_no_other() {
     assert_eq!(report.failed, []);
     assert_eq!(fixture.offers(&key("slow")).await, slow.expected_offers());
     assert!(started.elapsed() > fast_done * 2, "fast {fast_done:?}, all {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_pulls_only_the_feeds_it_names() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let acme = FeedApi::start(records(30, 2, now - TimeDelta::minutes(5)), TOKEN).await;
+    let zeta = FeedApi::start(records(30, 2, now - TimeDelta::minutes(5)), TOKEN).await;
+    let go_live = (now - TimeDelta::days(2)).date_naive();
+    let source = fixture.source(quick_settings(), TOKEN);
+    source
+        .bootstrap(&[feed_settings("acme", &acme, go_live), feed_settings("zeta", &zeta, go_live)])
+        .await
+        .expect("bootstrap");
+    let only: Vec<FeedSelector> = vec!["canary/acme".parse().expect("selector")];
+    let report = source.run_once_for(OnceScope::Due, &only, &CancellationToken::new()).await.expect("run");
+    assert_eq!((report.n_feeds, report.failed.len()), (1, 0));
+    assert_eq!(fixture.offers(&key("acme")).await, acme.expected_offers());
+    assert!(zeta.requests().is_empty(), "the feed not named is not asked");
+
+    let typo: Vec<FeedSelector> =
+        vec!["canary/acme".parse().expect("selector"), "canary/acmee".parse().expect("selector")];
+    let refused = source.run_once_for(OnceScope::Due, &typo, &CancellationToken::new()).await;
+    assert!(matches!(&refused, Err(FeedSourceError::NoSuchFeed(name)) if name == "canary/acmee"), "{refused:?}");
+    let tenant: Vec<FeedSelector> = vec!["canary".parse().expect("selector")];
+    let report = source.run_once_for(OnceScope::Due, &tenant, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.n_feeds, 2, "a tenant selects all its feeds");
+    assert_eq!(fixture.offers(&key("zeta")).await, zeta.expected_offers());
+    assert!("canary/not valid".parse::<FeedSelector>().is_err());
 }
