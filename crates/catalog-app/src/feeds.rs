@@ -215,6 +215,7 @@ mod tests {
             last_sync_at: last_sync_at.map(at),
             initial_sync_completed: last_full_refresh_at.is_some(),
             last_full_refresh_at: last_full_refresh_at.map(at),
+            run_request: None,
         }
     }
 

@@ -288,11 +288,16 @@ impl FeedSource {
 
     async fn once(&self, feed: StoredFeed, scope: OnceScope, shutdown: &CancellationToken) -> Result<(), RunError> {
         let key = feed.settings.key.clone();
+        let request = feed.run_request.clone();
         let result = async {
             let mut run = self.open(feed).await?;
             let outcome = async {
                 run.resume(shutdown).await?;
                 let now = chrono::Utc::now();
+                if let Some(request) = &request {
+                    run.run_requested(request.kind, now, shutdown).await?;
+                    self.store.clear_feed_run(&key, request.requested_at).await?;
+                }
                 run.incremental(now, shutdown).await?;
                 while run.backfill_next(now, shutdown).await? {}
                 if scope == OnceScope::WithFullRefresh {
@@ -410,12 +415,9 @@ impl FeedSource {
         let mut resumed = false;
         while !shutdown.is_cancelled() {
             let now = clock.now();
-            let Some(work) = plan.next_work(now) else {
-                clock.sleep_until(plan.wake_at(), &shutdown).await;
-                continue;
-            };
-            let switched_off = match self.store.feed(&key).await {
-                Ok(current) => current.is_none_or(|current| !current.settings.sync_enabled),
+            let current = self.store.feed(&key).await;
+            let switched_off = match &current {
+                Ok(current) => current.as_ref().is_none_or(|current| !current.settings.sync_enabled),
                 // Unreadable: the work itself reads the store too, and fails and is held.
                 Err(_) => false,
             };
@@ -426,6 +428,44 @@ impl FeedSource {
                 }
                 continue;
             }
+            // A manual run an operator asked for goes first (unless the feed's last run
+            // failed moments ago: it waits out the hold like any work).
+            let requested = current.ok().flatten().and_then(|current| current.run_request);
+            if let Some(request) = requested.filter(|_| plan.hold_until.is_none_or(|hold| hold <= now)) {
+                let Ok(_permit) = permits.acquire().await else { return };
+                let result = async {
+                    if !resumed {
+                        run.resume(&shutdown).await?;
+                        resumed = true;
+                    }
+                    run.run_requested(request.kind, now, &shutdown).await?;
+                    self.store.clear_feed_run(&key, request.requested_at).await?;
+                    Ok::<_, RunError>(())
+                }
+                .await;
+                match result {
+                    Ok(()) => {
+                        plan.hold_until = None;
+                        if let Err(error) = run.record_success().await {
+                            tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
+                        }
+                    }
+                    Err(error) if error.is_shutdown() => return,
+                    Err(error) => {
+                        // The request stays: it is run again once the hold has passed.
+                        run.record_failure(&error).await;
+                        resumed = false;
+                        plan.hold_until = Some(now + self.settings.failure_hold);
+                    }
+                }
+                continue;
+            }
+            let Some(work) = plan.next_work(now) else {
+                // Woken at least every `switch_poll`, so a switch or a manual run asked for
+                // is seen within that long.
+                clock.sleep_until(plan.wake_at().min(now + self.settings.switch_poll), &shutdown).await;
+                continue;
+            };
             let Ok(_permit) = permits.acquire().await else { return };
             let result = async {
                 if !resumed {

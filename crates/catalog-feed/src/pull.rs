@@ -9,7 +9,8 @@ use std::sync::Arc;
 use catalog_app::{BatchSink, Metrics, SinkError, SourceBatch};
 use catalog_core::{Classify, FailureClass};
 use catalog_store::{
-    CompletedWindow, FeedKey, FeedStore, IncomingEvent, Position, PullFailure, SourceRef, StoreError, StoredFeed,
+    CompletedWindow, FeedKey, FeedRunKind, FeedStore, IncomingEvent, Position, PullFailure, SourceRef, StoreError,
+    StoredFeed, WindowKind,
 };
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
@@ -187,6 +188,42 @@ impl FeedRun {
         };
         self.pull_window(window, None, 0, 0, shutdown).await?;
         Ok(true)
+    }
+
+    /// Pulls `[since, until)` again in backfill chunks, completed before or not (a manual
+    /// backfill: records pulled again are duplicates); never before going live nor after
+    /// `now`.
+    pub async fn backfill_range(
+        &mut self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunError> {
+        let mut from = whole_second(since.max(self.go_live));
+        let until = whole_second(until.min(now));
+        while from < until {
+            let end = (from + crate::window::BACKFILL_CHUNK).min(until);
+            self.pull_window(Window { kind: WindowKind::Backfill, since: from, until: end }, None, 0, 0, shutdown)
+                .await?;
+            from = end;
+        }
+        Ok(())
+    }
+
+    /// Runs the manual run `kind` an operator asked for, at `now`.
+    pub async fn run_requested(
+        &mut self,
+        kind: FeedRunKind,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RunError> {
+        tracing::info!(feed = %self.label, kind = kind.as_str(), "running the manual run an operator asked for");
+        match kind {
+            FeedRunKind::Incremental => self.incremental(now, shutdown).await.map(drop),
+            FeedRunKind::FullRefresh => self.full_refresh(shutdown).await.map(drop),
+            FeedRunKind::Backfill { since, until } => self.backfill_range(since, until, now, shutdown).await,
+        }
     }
 
     /// Pulls the next backfill chunk of the oldest gap before `until`; `false` when there is

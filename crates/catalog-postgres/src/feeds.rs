@@ -3,7 +3,8 @@
 
 use catalog_store::{
     parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer,
-    FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
+    FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
+    PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
@@ -13,7 +14,8 @@ use crate::columns::{column, narrowed};
 use crate::store_error;
 
 const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
-    timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at";
+    timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at, \
+    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at";
 
 fn feed_row(row: &PgRow) -> Result<StoredFeed, StoreError> {
     let frequency: i32 = column(row, "sync_frequency_hours")?;
@@ -39,7 +41,62 @@ fn feed_row(row: &PgRow) -> Result<StoredFeed, StoreError> {
         last_sync_at: column(row, "last_sync_at")?,
         initial_sync_completed: column(row, "initial_sync_completed")?,
         last_full_refresh_at: column(row, "last_full_refresh_at")?,
+        run_request: run_request(row)?,
     })
+}
+
+fn run_request(row: &PgRow) -> Result<Option<FeedRunRequest>, StoreError> {
+    let kind: Option<String> = column(row, "run_request_kind")?;
+    let (Some(kind), Some(requested_by), Some(requested_at)) =
+        (kind, column(row, "run_request_by")?, column(row, "run_request_at")?)
+    else {
+        return Ok(None);
+    };
+    let kind = FeedRunKind::from_stored(&kind, column(row, "run_request_since")?, column(row, "run_request_until")?)?;
+    Ok(Some(FeedRunRequest { kind, requested_by, requested_at }))
+}
+
+pub(crate) async fn request_feed_run(
+    pool: &PgPool,
+    key: &FeedKey,
+    request: &FeedRunRequest,
+) -> Result<bool, StoreError> {
+    let (since, until) = request.kind.range();
+    let done = sqlx::query(
+        "UPDATE feeds SET run_request_kind = $3, run_request_since = $4, run_request_until = $5,
+                run_request_by = $6, run_request_at = $7, updated_at = now()
+         WHERE tenant_id = $1 AND supplier_id = $2",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .bind(request.kind.as_str())
+    .bind(since)
+    .bind(until)
+    .bind(&request.requested_by)
+    .bind(request.requested_at)
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(crate) async fn clear_feed_run(
+    pool: &PgPool,
+    key: &FeedKey,
+    requested_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE feeds SET run_request_kind = NULL, run_request_since = NULL, run_request_until = NULL,
+                run_request_by = NULL, run_request_at = NULL, updated_at = now()
+         WHERE tenant_id = $1 AND supplier_id = $2 AND run_request_at = $3",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .bind(requested_at)
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() > 0)
 }
 
 fn int4(value: u32) -> i32 {

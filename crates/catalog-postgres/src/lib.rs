@@ -35,7 +35,8 @@ use catalog_store::{
     StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
-    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed,
+    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore, FullRefresh,
+    PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -355,6 +356,14 @@ impl FeedStore for PostgresStore {
 
     async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError> {
         with_deadline(self.deadline, "feed_drifts", feeds::feed_drifts(&self.pool, key, limit)).await
+    }
+
+    async fn request_feed_run(&self, key: &FeedKey, request: &FeedRunRequest) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "request_feed_run", feeds::request_feed_run(&self.pool, key, request)).await
+    }
+
+    async fn clear_feed_run(&self, key: &FeedKey, requested_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        with_deadline(self.deadline, "clear_feed_run", feeds::clear_feed_run(&self.pool, key, requested_at)).await
     }
 }
 

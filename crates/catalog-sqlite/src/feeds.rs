@@ -4,9 +4,10 @@
 
 use catalog_store::{
     parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer,
-    FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
+    FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
+    PULL_STAGE,
 };
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqlitePool;
@@ -16,7 +17,8 @@ use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 
 const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
-    timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at";
+    timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at, \
+    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -44,7 +46,83 @@ fn feed_row(row: &SqliteRow) -> Result<StoredFeed, StoreError> {
         last_sync_at: optional_time_column(row, "last_sync_at")?,
         initial_sync_completed: column(row, "initial_sync_completed")?,
         last_full_refresh_at: optional_time_column(row, "last_full_refresh_at")?,
+        run_request: run_request(row)?,
     })
+}
+
+fn run_request(row: &SqliteRow) -> Result<Option<FeedRunRequest>, StoreError> {
+    let kind: Option<String> = column(row, "run_request_kind")?;
+    let (Some(kind), Some(requested_by), Some(requested_at)) =
+        (kind, column::<Option<String>>(row, "run_request_by")?, optional_time_column(row, "run_request_at")?)
+    else {
+        return Ok(None);
+    };
+    let kind = FeedRunKind::from_stored(
+        &kind,
+        optional_time_column(row, "run_request_since")?,
+        optional_time_column(row, "run_request_until")?,
+    )?;
+    Ok(Some(FeedRunRequest { kind, requested_by, requested_at }))
+}
+
+pub(crate) async fn request_feed_run(
+    writer: &Writer,
+    key: &FeedKey,
+    request: &FeedRunRequest,
+) -> Result<bool, StoreError> {
+    let (key, request) = (key.clone(), request.clone());
+    writer
+        .transaction(move |connection| {
+            let (since, until) = request.kind.range();
+            let changed = connection
+                .prepare_cached(
+                    "UPDATE feeds SET run_request_kind = ?3, run_request_since = ?4, run_request_until = ?5, \
+                     run_request_by = ?6, run_request_at = ?7, updated_at = ?8 WHERE tenant_id = ?1 AND supplier_id = ?2",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![
+                        key.tenant.as_str(),
+                        key.supplier.as_str(),
+                        request.kind.as_str(),
+                        since.map(micros),
+                        until.map(micros),
+                        request.requested_by,
+                        micros(request.requested_at),
+                        micros(Utc::now()),
+                    ])
+                })
+                .map_err(write_error)?;
+            Ok(changed > 0)
+        })
+        .await
+}
+
+pub(crate) async fn clear_feed_run(
+    writer: &Writer,
+    key: &FeedKey,
+    requested_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let key = key.clone();
+    writer
+        .transaction(move |connection| {
+            let changed = connection
+                .prepare_cached(
+                    "UPDATE feeds SET run_request_kind = NULL, run_request_since = NULL, run_request_until = NULL, \
+                     run_request_by = NULL, run_request_at = NULL, updated_at = ?4 \
+                     WHERE tenant_id = ?1 AND supplier_id = ?2 AND run_request_at = ?3",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![
+                        key.tenant.as_str(),
+                        key.supplier.as_str(),
+                        micros(requested_at),
+                        micros(Utc::now())
+                    ])
+                })
+                .map_err(write_error)?;
+            Ok(changed > 0)
+        })
+        .await
 }
 
 fn int8(value: u64) -> i64 {

@@ -45,7 +45,8 @@ use catalog_store::{
     StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
-    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed,
+    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore, FullRefresh,
+    PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -337,6 +338,14 @@ impl FeedStore for SqliteStore {
 
     async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError> {
         feeds::feed_drifts(&self.pool, key, limit).await
+    }
+
+    async fn request_feed_run(&self, key: &FeedKey, request: &FeedRunRequest) -> Result<bool, StoreError> {
+        feeds::request_feed_run(&self.writer, key, request).await
+    }
+
+    async fn clear_feed_run(&self, key: &FeedKey, requested_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        feeds::clear_feed_run(&self.writer, key, requested_at).await
     }
 }
 

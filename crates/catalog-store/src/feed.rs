@@ -52,6 +52,61 @@ pub struct StoredFeed {
     /// Set by the first complete full refresh.
     pub initial_sync_completed: bool,
     pub last_full_refresh_at: Option<DateTime<Utc>>,
+    /// The manual run an operator asked for and the worker has not run yet.
+    pub run_request: Option<FeedRunRequest>,
+}
+
+/// What a manual run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum FeedRunKind {
+    /// The incremental window due now, whatever the schedule says.
+    Incremental,
+    /// A full refresh now, whatever the week's schedule says.
+    FullRefresh,
+    /// The range `[since, until)` pulled again in backfill chunks, completed or not.
+    Backfill { since: DateTime<Utc>, until: DateTime<Utc> },
+}
+
+impl FeedRunKind {
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FeedRunKind::Incremental => "incremental",
+            FeedRunKind::FullRefresh => "full_refresh",
+            FeedRunKind::Backfill { .. } => "backfill",
+        }
+    }
+
+    /// The kind a stored name and range stand for.
+    pub fn from_stored(
+        name: &str,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<FeedRunKind, StoreError> {
+        match (name, since, until) {
+            ("incremental", None, None) => Ok(FeedRunKind::Incremental),
+            ("full_refresh", None, None) => Ok(FeedRunKind::FullRefresh),
+            ("backfill", Some(since), Some(until)) if since < until => Ok(FeedRunKind::Backfill { since, until }),
+            _ => Err(StoreError::Corrupt(format!("stored feed run request {name:?} {since:?}..{until:?}"))),
+        }
+    }
+
+    /// The backfill range, if it is one.
+    pub fn range(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match self {
+            FeedRunKind::Backfill { since, until } => (Some(*since), Some(*until)),
+            _ => (None, None),
+        }
+    }
+}
+
+/// A manual run asked for, by whom and when (the time also names the request: the worker
+/// clears only the one it ran).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedRunRequest {
+    pub kind: FeedRunKind,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
 }
 
 /// Which mode pulled a window.
@@ -184,6 +239,14 @@ pub trait FeedStore: Send + Sync + std::fmt::Debug {
 
     /// The newest drift found on a feed, newest first, at most `limit`.
     async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError>;
+
+    /// Asks for a manual run of the feed, replacing one still waiting; `false` for an
+    /// unknown feed.
+    async fn request_feed_run(&self, key: &FeedKey, request: &FeedRunRequest) -> Result<bool, StoreError>;
+
+    /// Clears the feed's run request made at `requested_at` once it ran; `false` when the
+    /// waiting request is another (asked for meanwhile) or there is none.
+    async fn clear_feed_run(&self, key: &FeedKey, requested_at: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// `run_times` as stored: `HH:MM` joined by commas.

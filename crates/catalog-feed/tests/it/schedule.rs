@@ -68,14 +68,21 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
 
-/// A jumping clock that switches the feed off and on through the store when simulated time
-/// passes the given instants, as an operator would through the admin API.
+/// What an operator does through the admin API, at a simulated instant.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Switch(bool),
+    Request(catalog_store::FeedRunKind),
+}
+
+/// A jumping clock that acts on the feed through the store when simulated time passes the
+/// given instants, as an operator would through the admin API.
 #[derive(Debug)]
 struct SwitchingClock {
     inner: Arc<JumpingClock>,
     store: Arc<dyn catalog_store::CatalogStore>,
     key: catalog_store::FeedKey,
-    switches: std::sync::Mutex<Vec<(DateTime<Utc>, bool)>>,
+    switches: std::sync::Mutex<Vec<(DateTime<Utc>, Action)>>,
 }
 
 #[async_trait::async_trait]
@@ -94,9 +101,18 @@ impl Clock for SwitchingClock {
             }
         };
         match due {
-            Some((when, enabled)) => {
+            Some((when, action)) => {
                 self.inner.sleep_until(when, shutdown).await;
-                assert!(self.store.set_feed_sync(&self.key, enabled).await.expect("switch"));
+                match action {
+                    Action::Switch(enabled) => {
+                        assert!(self.store.set_feed_sync(&self.key, enabled).await.expect("switch"));
+                    }
+                    Action::Request(kind) => {
+                        let request =
+                            catalog_store::FeedRunRequest { kind, requested_by: "otto".to_owned(), requested_at: when };
+                        assert!(self.store.request_feed_run(&self.key, &request).await.expect("request"));
+                    }
+                }
             }
             None => self.inner.sleep_until(at, shutdown).await,
         }
@@ -123,7 +139,10 @@ async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
         inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-05T12:00:00Z"), end.clone()),
         store: Arc::clone(&fixture.store),
         key: settings.key.clone(),
-        switches: std::sync::Mutex::new(vec![(at("2026-06-02T00:00:00Z"), false), (at("2026-06-04T00:00:00Z"), true)]),
+        switches: std::sync::Mutex::new(vec![
+            (at("2026-06-02T00:00:00Z"), Action::Switch(false)),
+            (at("2026-06-04T00:00:00Z"), Action::Switch(true)),
+        ]),
     });
     tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
         .await
@@ -146,5 +165,67 @@ async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
     window 2026-06-03T00:00:00Z .. 2026-06-04T07:00:00Z
     window 2026-06-03T07:00:00Z .. 2026-06-05T07:00:00Z
     ");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
+    let fixture = sqlite().await;
+    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+    let api = FeedApi::start(
+        vec![FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-05-20T08:00:00Z"), sequence: None }],
+        TOKEN,
+    )
+    .await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 18).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings.clone()]).await.expect("bootstrap");
+
+    // Monday 2026-06-01 12:00 UTC to Wednesday 12:00. Tuesday 10:00:30 an operator forces a
+    // full refresh (the weekly one is on Sunday); at 14:00:30 a backfill of the already
+    // pulled May 18-21 again.
+    let end = CancellationToken::new();
+    let backfill =
+        catalog_store::FeedRunKind::Backfill { since: at("2026-05-18T00:00:00Z"), until: at("2026-05-21T00:00:00Z") };
+    let clock = Arc::new(SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-03T12:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: settings.key.clone(),
+        switches: std::sync::Mutex::new(vec![
+            (at("2026-06-02T10:00:30Z"), Action::Request(catalog_store::FeedRunKind::FullRefresh)),
+            (at("2026-06-02T14:00:30Z"), Action::Request(backfill)),
+        ]),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated days take no real time")
+        .expect("run");
+
+    let shown: String = api
+        .requests()
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .map(|request| match (&request.since, &request.until) {
+            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
+            _ => "snapshot\n".to_owned(),
+        })
+        .collect();
+    // Monday: the catch-up, the backfill since going live (two chunks), the first full
+    // refresh. Tuesday 07:00 UTC the scheduled run; then the forced refresh and the backfill
+    // of exactly the range asked for (pulled before, pulled again), each within a poll of
+    // being asked; Wednesday's run.
+    insta::assert_snapshot!(shown, @r"
+    window 2026-05-31T06:00:00Z .. 2026-06-01T12:00:00Z
+    window 2026-05-17T22:00:00Z .. 2026-05-24T22:00:00Z
+    window 2026-05-24T22:00:00Z .. 2026-05-31T06:00:00Z
+    snapshot
+    window 2026-05-31T12:00:00Z .. 2026-06-02T07:00:00Z
+    snapshot
+    window 2026-05-18T00:00:00Z .. 2026-05-21T00:00:00Z
+    window 2026-06-01T07:00:00Z .. 2026-06-03T07:00:00Z
+    ");
+    let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
+    assert_eq!(feed.run_request, None, "each request is cleared once it ran");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }

@@ -7,8 +7,8 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 
 use super::fixtures::*;
 use crate::{
-    CompletedWindow, FeedDrift, FeedKey, FeedOffer, FeedSettings, FullRefresh, PullFailure, StoreConfig, WindowKind,
-    PULL_STAGE,
+    CompletedWindow, FeedDrift, FeedKey, FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh,
+    PullFailure, StoreConfig, WindowKind, PULL_STAGE,
 };
 
 fn key(tenant: &str, supplier: &str) -> FeedKey {
@@ -71,6 +71,34 @@ where
     assert_eq!(stored.settings, FeedSettings { sync_enabled: false, ..changed });
     assert_eq!(stored.last_sync_at, Some(window.completed_at), "the newest completion, never moved back");
     assert!(store.feed(&key("canary", "nobody")).await.expect("feed").is_none());
+}
+
+pub(super) async fn a_manual_run_request_waits_until_the_worker_clears_it<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = settings("canary", "acme");
+    store.upsert_feed(&acme).await.expect("upsert");
+    assert_eq!(store.feed(&acme.key).await.expect("feed").expect("known").run_request, None);
+    let first =
+        FeedRunRequest { kind: FeedRunKind::FullRefresh, requested_by: "otto".to_owned(), requested_at: base() };
+    assert!(store.request_feed_run(&acme.key, &first).await.expect("request"));
+    assert!(!store.request_feed_run(&key("canary", "nobody"), &first).await.expect("request"), "an unknown feed");
+    assert_eq!(store.feed(&acme.key).await.expect("feed").expect("known").run_request.as_ref(), Some(&first));
+
+    // A newer request replaces the waiting one; clearing the one that ran leaves it.
+    let range = FeedRunKind::Backfill { since: base() - Duration::days(14), until: base() - Duration::days(7) };
+    let second =
+        FeedRunRequest { kind: range, requested_by: "olga".to_owned(), requested_at: base() + Duration::seconds(5) };
+    assert!(store.request_feed_run(&acme.key, &second).await.expect("request"));
+    assert!(!store.clear_feed_run(&acme.key, first.requested_at).await.expect("clear"), "not the waiting one");
+    let stored = store.feed(&acme.key).await.expect("feed").expect("known");
+    assert_eq!(stored.run_request.as_ref(), Some(&second), "the range comes back as asked");
+    assert!(store.clear_feed_run(&acme.key, second.requested_at).await.expect("clear"));
+    assert_eq!(store.feed(&acme.key).await.expect("feed").expect("known").run_request, None);
+    assert!(!store.clear_feed_run(&acme.key, second.requested_at).await.expect("clear"), "nothing waits");
+    assert_eq!(store.feed(&acme.key).await.expect("feed").expect("known").settings, acme, "settings untouched");
 }
 
 pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G, F>(
