@@ -7,9 +7,9 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use catalog_app::feeds::{feed_status, feed_statuses, FeedStatus};
-use catalog_store::{FeedKey, Role};
+use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest, Role};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::flags::SyncSwitch;
 use super::{audit, supplier, tenant};
@@ -46,6 +46,32 @@ pub struct FeedView {
     pub pulled_by_day: Vec<DayView>,
     /// What the last full refresh found different (each corrected as an event).
     pub last_refresh_drift: Vec<DriftView>,
+    /// The manual run asked for and not yet run by the worker.
+    pub run_request: Option<RunRequestView>,
+}
+
+/// A manual run asked for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunRequestView {
+    /// `incremental`, `full_refresh` or `backfill`.
+    pub kind: &'static str,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+impl From<FeedRunRequest> for RunRequestView {
+    fn from(request: FeedRunRequest) -> Self {
+        let (since, until) = request.kind.range();
+        RunRequestView {
+            kind: request.kind.as_str(),
+            since,
+            until,
+            requested_by: request.requested_by,
+            requested_at: request.requested_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -87,6 +113,7 @@ impl From<FeedStatus> for FeedView {
             timezone: settings.timezone,
             run_times: settings.run_times.iter().map(|time| time.format("%H:%M").to_string()).collect(),
             go_live_date: settings.go_live_date,
+            run_request: status.feed.run_request.map(RunRequestView::from),
             last_sync_at: status.feed.last_sync_at,
             initial_sync_completed: status.feed.initial_sync_completed,
             last_full_refresh_at: status.feed.last_full_refresh_at,
@@ -194,4 +221,83 @@ pub async fn switch_feed(
     )
     .await?;
     Ok(FeedSwitchResult { before, after: enabled })
+}
+
+/// A manual run to ask for: `incremental` (the window due now), `full_refresh`, or
+/// `backfill` of `[since, until)` (pulled again, completed or not).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct RunAsk {
+    pub kind: String,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A manual run asked for: the worker runs it within `--feed-switch-poll-seconds`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunAsked {
+    pub request: RunRequestView,
+    /// A request still waiting that this one replaced.
+    pub replaced: Option<RunRequestView>,
+}
+
+/// The run `ask` names, checked: a backfill needs `since < until`, neither in the future;
+/// the others take no range.
+pub fn run_kind(ask: &RunAsk, now: DateTime<Utc>) -> Result<FeedRunKind, ApiError> {
+    let invalid = |message: &str| ApiError::bad_request("invalid_run", message.to_owned());
+    match (ask.kind.as_str(), ask.since, ask.until) {
+        ("incremental", None, None) => Ok(FeedRunKind::Incremental),
+        ("full_refresh", None, None) => Ok(FeedRunKind::FullRefresh),
+        ("incremental" | "full_refresh", _, _) => Err(invalid("only a backfill takes since and until")),
+        ("backfill", Some(since), Some(until)) if since < until && until <= now => {
+            Ok(FeedRunKind::Backfill { since, until })
+        }
+        ("backfill", Some(_), Some(_)) => {
+            Err(invalid("a backfill needs since before until, and until not in the future"))
+        }
+        ("backfill", _, _) => Err(invalid("a backfill needs since and until")),
+        _ => Err(invalid("kind is incremental, full_refresh or backfill")),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", tag = "feeds", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = RunAsk, responses((status = 202, description = "Asked for: the worker runs it within a poll (or its next --once run)", body = RunAsked), (status = 404, description = "No such feed", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn ask_feed_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<RunAsk>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<RunAsked>), ApiError> {
+    let Path((tenant_id, supplier_id)) = path?;
+    let key = feed_key(&tenant_id, &supplier_id)?;
+    let Json(ask) = body?;
+    let kind = run_kind(&ask, Utc::now())?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(ask_run(&state, &caller, &key, kind).await?)))
+}
+
+/// Asks for a manual run of a feed, audited; shared by the API and the support page.
+pub async fn ask_run(
+    state: &AppState,
+    caller: &Caller,
+    key: &FeedKey,
+    kind: FeedRunKind,
+) -> Result<RunAsked, ApiError> {
+    caller.require(Role::Operator)?;
+    let Some(feed) = state.store.feed(key).await? else {
+        return Err(ApiError::not_found(format!("no feed {key}")));
+    };
+    let request = FeedRunRequest { kind, requested_by: caller.name.clone(), requested_at: Utc::now() };
+    if !state.store.request_feed_run(key, &request).await? {
+        return Err(ApiError::not_found(format!("no feed {key}")));
+    }
+    let replaced = feed.run_request.map(RunRequestView::from);
+    let asked = RunRequestView::from(request);
+    audit(
+        state,
+        caller,
+        "feed.run",
+        format!("feed/{key}"),
+        serde_json::json!({ "run_request": replaced.as_ref().map(|view| view.kind) }),
+        serde_json::json!({ "run_request": asked.kind, "since": asked.since, "until": asked.until }),
+    )
+    .await?;
+    Ok(RunAsked { request: asked, replaced })
 }

@@ -54,6 +54,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/feeds", get(feeds::list_feeds))
         .route("/v1/tenants/{tenant_id}/feeds/{supplier_id}", get(feeds::read_feed))
         .route("/v1/tenants/{tenant_id}/feeds/{supplier_id}/sync", put(feeds::set_feed_sync))
+        .route("/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", post(feeds::ask_feed_run))
         .route("/v1/audit", get(audit_log))
         .route("/v1/tokens", get(list_tokens).post(add_token))
         .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
@@ -107,7 +108,7 @@ async fn audit(
         tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,
         signals::all_signals, signals::tenant_signals,
         gate::read_gate, gate::sign_off, gate::canary, gate::widen, gate::open, gate::rollback,
-        feeds::list_feeds, feeds::read_feed, feeds::set_feed_sync,
+        feeds::list_feeds, feeds::read_feed, feeds::set_feed_sync, feeds::ask_feed_run,
     ),
     modifiers(&BearerScheme)
 )]

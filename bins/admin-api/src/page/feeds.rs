@@ -11,7 +11,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{back, layout, sign_in_form, signed_in, when};
-use crate::api::feeds::{all_feeds, switch_feed, FeedView};
+use crate::api::feeds::{all_feeds, run_kind, switch_feed, FeedView, RunAsk};
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::AppState;
@@ -29,7 +29,34 @@ fn feed_switch(feed: &FeedView) -> Markup {
     }
 }
 
-fn feed_details(feed: &FeedView) -> Markup {
+/// An operator's manual runs of a feed, each behind a confirmation.
+fn run_controls(feed: &FeedView) -> Markup {
+    let what = format!("feed {} of {}", feed.supplier_id, feed.tenant_id);
+    let id = format!("{}-{}", feed.tenant_id, feed.supplier_id);
+    html! {
+        @for (kind, label) in [("incremental", "Pull now"), ("full_refresh", "Full refresh now")] {
+            form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("{label} for {what}?")) {
+                input type="hidden" name="tenant" value=(feed.tenant_id);
+                input type="hidden" name="supplier" value=(feed.supplier_id);
+                input type="hidden" name="kind" value=(kind);
+                button type="submit" aria-label=(format!("{label} for {what}")) { (label) }
+            }
+            " "
+        }
+        form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Backfill {what} again over the dates given?")) {
+            input type="hidden" name="tenant" value=(feed.tenant_id);
+            input type="hidden" name="supplier" value=(feed.supplier_id);
+            input type="hidden" name="kind" value="backfill";
+            label for=(format!("since-{id}")) { "From (UTC day)" }
+            input id=(format!("since-{id}")) name="since" type="date" required;
+            label for=(format!("until-{id}")) { "until" }
+            input id=(format!("until-{id}")) name="until" type="date" required;
+            button type="submit" aria-label=(format!("Backfill {what}")) { "Backfill" }
+        }
+    }
+}
+
+fn feed_details(feed: &FeedView, operator: bool) -> Markup {
     html! {
         section aria-labelledby=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) {
             h3 id=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) { "Feed " (feed.supplier_id) " of " (feed.tenant_id) }
@@ -37,6 +64,11 @@ fn feed_details(feed: &FeedView) -> Markup {
                 "Pulled from " code { (feed.base_url) } " with the token in " code { (feed.token_env) } ", every "
                 (feed.sync_frequency_hours) " h at " (feed.run_times.join(", ")) " " (feed.timezone) ", live since " (feed.go_live_date) "."
             }
+            @if let Some(request) = &feed.run_request {
+                p.notice { "Asked for by " (request.requested_by) " at " (when(request.requested_at)) ", not yet run: " (request.kind)
+                    @if let (Some(since), Some(until)) = (request.since, request.until) { " from " (when(since)) " until " (when(until)) } "." }
+            }
+            @if operator { p { (run_controls(feed)) } }
             @if feed.gaps.is_empty() { p { "No gaps: every window since going live is pulled." } } @else {
                 table {
                     caption { "Open gaps (backfill pulls them, oldest first)" }
@@ -103,7 +135,7 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
                     }
                 }
             }
-            @for feed in &feeds { (feed_details(feed)) }
+            @for feed in &feeds { (feed_details(feed, operator)) }
         }
     };
     Ok(layout("Feeds", Some(&caller), body).into_response())
@@ -130,4 +162,44 @@ pub(super) async fn switch(
     };
     let result = switch_feed(&state, &caller, &key, form.enabled).await?;
     Ok(back(&format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunForm {
+    tenant: String,
+    supplier: String,
+    kind: String,
+    /// `YYYY-MM-DD`, the first UTC day of a backfill.
+    since: Option<String>,
+    /// `YYYY-MM-DD`, the UTC day a backfill stops before.
+    until: Option<String>,
+}
+
+pub(super) async fn ask_run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RunForm>,
+) -> Result<Response, ApiError> {
+    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    let key = FeedKey {
+        tenant: TenantId::parse(&form.tenant)
+            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
+        supplier: SupplierId::parse(&form.supplier)
+            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
+    };
+    let day = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        value
+            .as_deref()
+            .filter(|value| !value.is_empty())
+            .map(|value| {
+                chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+                    .map_err(|_| ApiError::bad_request("invalid_run", format!("{value:?} is not a date (YYYY-MM-DD)")))
+            })
+            .transpose()
+    };
+    let ask = RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until: day(&form.until)? };
+    let kind = run_kind(&ask, chrono::Utc::now())?;
+    let asked = crate::api::feeds::ask_run(&state, &caller, &key, kind).await?;
+    Ok(back(&format!("Asked for a {} run of feed {key}: the worker runs it within a minute.", asked.request.kind)))
 }

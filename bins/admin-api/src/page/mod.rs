@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status", get(lists::status_page))
         .route("/feeds", get(feeds::feeds_page))
         .route("/page/feeds", post(feeds::switch))
+        .route("/page/feeds/runs", post(feeds::ask_run))
         .route("/session", post(sign_in))
         .route("/signout", post(sign_out))
         .route("/page/sync", post(switch))

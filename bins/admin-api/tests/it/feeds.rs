@@ -99,6 +99,49 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         (json!({ "sync_enabled": true }), json!({ "sync_enabled": false }))
     );
 
+    // Manual runs: operators only, checked, the newest replaces one waiting, audited.
+    let runs = "/v1/tenants/canary/feeds/acme/runs";
+    let full = json!({ "kind": "full_refresh" });
+    assert_eq!(server.send(Method::POST, &viewer, runs, full.clone()).await.status(), 403);
+    let unknown = server.send(Method::POST, &operator, "/v1/tenants/canary/feeds/zeta/runs", full.clone()).await;
+    assert_eq!(unknown.status(), 404);
+    for (bad, why) in [
+        (json!({ "kind": "backfill" }), "a backfill without a range"),
+        (
+            json!({ "kind": "backfill", "since": "2026-05-10T00:00:00Z", "until": "2026-05-01T00:00:00Z" }),
+            "a range backwards",
+        ),
+        (
+            json!({ "kind": "backfill", "since": "2026-05-10T00:00:00Z", "until": "2999-01-01T00:00:00Z" }),
+            "a range into the future",
+        ),
+        (json!({ "kind": "incremental", "since": "2026-05-10T00:00:00Z" }), "a range on an incremental"),
+        (json!({ "kind": "everything" }), "an unknown kind"),
+    ] {
+        let answer = server.send(Method::POST, &operator, runs, bad).await;
+        assert_eq!(answer.status(), 400, "{why}");
+        assert_eq!(answer.json::<serde_json::Value>().await.expect("json")["code"], "invalid_run", "{why}");
+    }
+    let asked = server.send(Method::POST, &operator, runs, full).await;
+    assert_eq!(asked.status(), 202);
+    let asked: serde_json::Value = asked.json().await.expect("json");
+    assert_eq!((asked["request"]["kind"].clone(), asked["replaced"].clone()), (json!("full_refresh"), json!(null)));
+    let range = json!({ "kind": "backfill", "since": "2026-05-01T00:00:00Z", "until": "2026-05-08T00:00:00Z" });
+    let replaced: serde_json::Value =
+        server.send(Method::POST, &operator, runs, range).await.json().await.expect("json");
+    assert_eq!(replaced["replaced"]["kind"], "full_refresh", "the waiting request is replaced, and says so");
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!(feed["run_request"]["kind"], "backfill");
+    assert_eq!(feed["run_request"]["since"], "2026-05-01T00:00:00Z");
+    assert_eq!(feed["run_request"]["requested_by"], "otto");
+    let stored = server.store.feed(&key()).await.expect("read").expect("feed").run_request.expect("waiting");
+    assert!(matches!(stored.kind, catalog_store::FeedRunKind::Backfill { .. }), "the worker reads it from the store");
+    let audit = server.get_json(&viewer, "/v1/audit").await;
+    assert_eq!(
+        (audit[0]["action"].clone(), audit[0]["target"].clone()),
+        (json!("feed.run"), json!("feed/canary/acme"))
+    );
+
     let page = server
         .client
         .get(server.url("/feeds"))
@@ -109,6 +152,8 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     let page = page.text().await.expect("html");
     assert!(page.contains("Feed acme of canary") && page.contains("ABC-1"), "the page shows the feed and its drift");
     assert!(!page.contains("Switch pulling"), "a viewer sees no switch");
+    assert!(page.contains("not yet run: backfill"), "the waiting request shows");
+    assert!(!page.contains("/page/feeds/runs"), "a viewer asks for no run");
     let page = server
         .client
         .get(server.url("/feeds"))

@@ -4,7 +4,7 @@
 use crate::Server;
 
 /// Every `/v1` route of the router, as (method, path template).
-const ROUTES: [(&str, &str); 26] = [
+const ROUTES: [(&str, &str); 27] = [
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant_id}/status"),
     ("put", "/v1/tenants/{tenant_id}/sync"),
@@ -31,6 +31,7 @@ const ROUTES: [(&str, &str); 26] = [
     ("get", "/v1/feeds"),
     ("get", "/v1/tenants/{tenant_id}/feeds/{supplier_id}"),
     ("put", "/v1/tenants/{tenant_id}/feeds/{supplier_id}/sync"),
+    ("post", "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs"),
 ];
 
 fn references(value: &serde_json::Value, found: &mut Vec<String>) {
