@@ -141,6 +141,16 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
     Ok(layout("Feeds", Some(&caller), body).into_response())
 }
 
+/// The feed a form names.
+fn form_key(tenant: &str, supplier: &str) -> Result<FeedKey, ApiError> {
+    Ok(FeedKey {
+        tenant: TenantId::parse(tenant)
+            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
+        supplier: SupplierId::parse(supplier)
+            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
+    })
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct FeedSwitchForm {
     tenant: String,
@@ -154,12 +164,7 @@ pub(super) async fn switch(
     Form(form): Form<FeedSwitchForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    let key = FeedKey {
-        tenant: TenantId::parse(&form.tenant)
-            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
-        supplier: SupplierId::parse(&form.supplier)
-            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
-    };
+    let key = form_key(&form.tenant, &form.supplier)?;
     let result = switch_feed(&state, &caller, &key, form.enabled).await?;
     Ok(back(&format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" })))
 }
@@ -181,12 +186,7 @@ pub(super) async fn ask_run(
     Form(form): Form<RunForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    let key = FeedKey {
-        tenant: TenantId::parse(&form.tenant)
-            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
-        supplier: SupplierId::parse(&form.supplier)
-            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
-    };
+    let key = form_key(&form.tenant, &form.supplier)?;
     let day = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
         value
             .as_deref()

@@ -11,6 +11,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
 
+/// What the feed was asked for, one line per pass (a window or a full refresh's snapshot),
+/// pages after the first left out.
+fn pulls(api: &FeedApi) -> String {
+    api.requests()
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .map(|request| match (&request.since, &request.until) {
+            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
+            _ => "snapshot\n".to_owned(),
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     let fixture = sqlite().await;
@@ -38,15 +51,7 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
         .expect("a simulated week takes no real time")
         .expect("run");
 
-    let requests = api.requests();
-    let shown: String = requests
-        .iter()
-        .filter(|request| request.cursor.is_none())
-        .map(|request| match (&request.since, &request.until) {
-            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
-            _ => "snapshot\n".to_owned(),
-        })
-        .collect();
+    let shown = pulls(&api);
     // Start (Friday 13:00 CET): the 09:00 run passed without a pull, so an incremental is due
     // at once; then backfill from go-live in 7-day chunks; then, backfill done, the first full
     // refresh. After that one incremental a day at 09:00 Berlin time (08:00 UTC in CET, 07:00
@@ -149,18 +154,15 @@ async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
         .expect("simulated days take no real time")
         .expect("run");
 
-    let windows: String = api
-        .requests()
-        .iter()
-        .filter(|request| request.cursor.is_none())
-        .filter_map(|request| Some(format!("window {} .. {}\n", request.since.as_ref()?, request.until.as_ref()?)))
-        .collect();
-    // Monday's catch-up (back to going live, midnight Berlin); nothing on Tuesday or
-    // Wednesday; switched on at Thursday 00:00, the runs it missed are caught up at once,
-    // reaching back over the days it was off (24 h before the end of Monday's window, never
-    // before going live); then Thursday's and Friday's at 09:00 Berlin (07:00 UTC).
+    let windows = pulls(&api);
+    // Monday's catch-up (back to going live, midnight Berlin) and the first full refresh;
+    // nothing on Tuesday or Wednesday; switched on at Thursday 00:00, the runs it missed are
+    // caught up at once, reaching back over the days it was off (24 h before the end of
+    // Monday's window, never before going live); then Thursday's and Friday's at 09:00
+    // Berlin (07:00 UTC).
     insta::assert_snapshot!(windows, @r"
     window 2026-05-31T22:00:00Z .. 2026-06-01T12:00:00Z
+    snapshot
     window 2026-05-31T22:00:00Z .. 2026-06-04T00:00:00Z
     window 2026-06-03T00:00:00Z .. 2026-06-04T07:00:00Z
     window 2026-06-03T07:00:00Z .. 2026-06-05T07:00:00Z
@@ -202,15 +204,7 @@ async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
         .expect("simulated days take no real time")
         .expect("run");
 
-    let shown: String = api
-        .requests()
-        .iter()
-        .filter(|request| request.cursor.is_none())
-        .map(|request| match (&request.since, &request.until) {
-            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
-            _ => "snapshot\n".to_owned(),
-        })
-        .collect();
+    let shown = pulls(&api);
     // Monday: the catch-up, the backfill since going live (two chunks), the first full
     // refresh. Tuesday 07:00 UTC the scheduled run; then the forced refresh and the backfill
     // of exactly the range asked for (pulled before, pulled again), each within a poll of

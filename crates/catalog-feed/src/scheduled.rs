@@ -1,0 +1,171 @@
+//! The scheduled mode's loop of one feed: it waits while the feed is switched off, runs a
+//! manual run an operator asked for before scheduled work, then the schedule's work
+//! (`Plan::next_work`), each taking one of the source's slots, and holds the feed after a
+//! failure (decision 0018).
+
+use std::sync::Arc;
+
+use catalog_store::{FeedKey, StoredFeed};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::pull::RunError;
+use crate::schedule::{self, Clock, Plan, Work};
+use crate::FeedSource;
+
+/// What a feed's loop does next: the manual run an operator asked for, or scheduled work.
+#[derive(Debug)]
+enum Job {
+    Requested(catalog_store::FeedRunRequest),
+    Scheduled(Work),
+}
+
+impl FeedSource {
+    /// Whether the feed is switched on now, as the store says: `None` once `shutdown` came
+    /// while waiting for it to be. A feed off (or unreadable) is looked at again every
+    /// `switch_poll`.
+    async fn wait_until_enabled(
+        &self,
+        key: &FeedKey,
+        clock: &Arc<dyn Clock>,
+        shutdown: &CancellationToken,
+    ) -> Option<StoredFeed> {
+        let mut said_off = false;
+        while !shutdown.is_cancelled() {
+            match self.store.feed(key).await {
+                Ok(Some(feed)) if feed.settings.sync_enabled => {
+                    if said_off {
+                        tracing::info!(feed = %key, "feed switched on: pulling it again");
+                    }
+                    return Some(feed);
+                }
+                Ok(_) if !said_off => {
+                    tracing::info!(feed = %key, "feed switched off: no pulls until it is switched on");
+                    said_off = true;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(feed = %key, %error, "reading the feed's switch failed; trying again"),
+            }
+            clock.sleep_until(clock.now() + self.settings.switch_poll, shutdown).await;
+        }
+        None
+    }
+
+    /// One feed's schedule, until `shutdown`.
+    pub(crate) async fn feed_loop(
+        &self,
+        feed: StoredFeed,
+        clock: Arc<dyn Clock>,
+        permits: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) {
+        let key = feed.settings.key.clone();
+        let Some(feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return };
+        let mut run = loop {
+            match self.open(feed.clone()).await {
+                Ok(run) => break run,
+                Err(error) => {
+                    tracing::error!(feed = %key, %error, "feed cannot run; trying again later");
+                    let hold = clock.now() + self.settings.failure_hold;
+                    clock.sleep_until(hold, &shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+            }
+        };
+        let windows = self.store.feed_windows(&key).await.unwrap_or_default();
+        let last_incremental_until = windows
+            .iter()
+            .filter(|window| window.kind == catalog_store::WindowKind::Incremental)
+            .map(|window| window.until)
+            .max();
+        let refresh_time = self.settings.full_refresh_time;
+        let mut plan = Plan::start(
+            run.run_times(),
+            run.timezone(),
+            refresh_time,
+            last_incremental_until,
+            feed.last_full_refresh_at,
+            clock.now(),
+        );
+        let mut resumed = false;
+        while !shutdown.is_cancelled() {
+            let now = clock.now();
+            let current = self.store.feed(&key).await;
+            let switched_off = match &current {
+                Ok(current) => current.as_ref().is_none_or(|current| !current.settings.sync_enabled),
+                // Unreadable: the work itself reads the store too, and fails and is held.
+                Err(_) => false,
+            };
+            if switched_off {
+                // Switched off since: wait (holding no slot) until it is on again.
+                if self.wait_until_enabled(&key, &clock, &shutdown).await.is_none() {
+                    return;
+                }
+                continue;
+            }
+            // A manual run an operator asked for goes first (unless the feed's last run
+            // failed moments ago: it waits out the hold like any work).
+            let requested = current.ok().flatten().and_then(|current| current.run_request);
+            let job = match requested.filter(|_| plan.hold_until.is_none_or(|hold| hold <= now)) {
+                Some(request) => Job::Requested(request),
+                None => match plan.next_work(now) {
+                    Some(work) => Job::Scheduled(work),
+                    None => {
+                        // Woken at least every `switch_poll`, so a switch or a manual run
+                        // asked for is seen within that long.
+                        clock.sleep_until(plan.wake_at().min(now + self.settings.switch_poll), &shutdown).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(_permit) = permits.acquire().await else { return };
+            let result = async {
+                if !resumed {
+                    run.resume(&shutdown).await?;
+                    resumed = true;
+                }
+                match &job {
+                    Job::Requested(request) => {
+                        run.run_requested(request.kind, now, &shutdown).await?;
+                        // Only this request: one asked for meanwhile waits its turn.
+                        self.store.clear_feed_run(&key, request.requested_at).await.map(drop).map_err(RunError::from)
+                    }
+                    Job::Scheduled(Work::Incremental) => run.incremental(now, &shutdown).await.map(drop),
+                    Job::Scheduled(Work::FullRefresh) => run.full_refresh(&shutdown).await.map(drop),
+                    Job::Scheduled(Work::Backfill) => {
+                        run.backfill_next(now, &shutdown).await.map(|pulled| plan.backfill_pending = pulled)
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    plan.hold_until = None;
+                    match job {
+                        Job::Scheduled(Work::Incremental) => {
+                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                        }
+                        Job::Scheduled(Work::FullRefresh) => {
+                            plan.refreshed_before = true;
+                            plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
+                        }
+                        Job::Scheduled(Work::Backfill) | Job::Requested(_) => {}
+                    }
+                    if let Err(error) = run.record_success().await {
+                        tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
+                    }
+                }
+                Err(error) if error.is_shutdown() => return,
+                Err(error) => {
+                    // Anything not durable is pulled again from the checkpoint: resume first.
+                    // A manual run's request stays, and is run again once the hold has passed.
+                    run.record_failure(&error).await;
+                    resumed = false;
+                    plan.hold_until = Some(now + self.settings.failure_hold);
+                }
+            }
+        }
+    }
+}
