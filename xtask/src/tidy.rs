@@ -81,6 +81,9 @@ fn file_problems(root: &Path) -> Result<Vec<String>> {
                 problems.push(format!("{shown} does not start with a `//!` line saying what it is for"));
             }
             let in_tests = path.components().any(|part| matches!(part.as_os_str().to_str(), Some("tests" | "benches")));
+            if shown.starts_with("crates/catalog-sqlite/src") {
+                problems.extend(sqlite_read_problems(&shown, &text));
+            }
             let n_lines = text.lines().count();
             if !in_tests && n_lines > MAX_LINES {
                 problems
@@ -124,6 +127,23 @@ pub(crate) fn layering_problems(root: &Path, packages: &[Package]) -> Vec<String
 }
 
 /// `replay` links neither the Kafka client nor the HTTP server, nor another binary.
+/// The SQLite store reads every statement to its end: sqlx's `fetch_optional` and
+/// `fetch_one` can leave a statement un-reset on the connection's worker thread, and an
+/// un-reset statement holds that connection's read snapshot, so later reads on it miss
+/// newer commits (launchbadge/sqlx#2543; seen here as a stale audit log).
+fn sqlite_read_problems(shown: &str, text: &str) -> Vec<String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains(".fetch_optional(") || line.contains(".fetch_one("))
+        .map(|(index, _)| {
+            format!(
+                "{shown}:{}: a partial fetch keeps a stale read snapshot; use fetch_all and take the first row",
+                index + 1
+            )
+        })
+        .collect()
+}
+
 fn replay_problems(root: &Path) -> Result<Vec<String>> {
     let tree = std::process::Command::new("cargo")
         .args(["tree", "--locked", "-p", "replay", "-e", "normal", "--prefix", "none"])
@@ -184,5 +204,10 @@ mod tests {
         the adapter catalog-file depends on the adapter catalog-sqlite: adapters meet in a binary
         replay depends on the binary sync-worker: move what it needs into a library crate
         "#);
+        let read = "let row = query.fetch_optional(pool).await?;\nlet n = count.fetch_one(pool).await?;\nlet all = q.fetch_all(pool);";
+        insta::assert_snapshot!(sqlite_read_problems("crates/catalog-sqlite/src/read.rs", read).join("\n"), @r"
+        crates/catalog-sqlite/src/read.rs:1: a partial fetch keeps a stale read snapshot; use fetch_all and take the first row
+        crates/catalog-sqlite/src/read.rs:2: a partial fetch keeps a stale read snapshot; use fetch_all and take the first row
+        ");
     }
 }

@@ -277,6 +277,16 @@ pub struct FeedArgs {
     #[arg(long = "feed", env = "CATALOG_FEED_ONLY", requires = "once", value_delimiter = ',')]
     pub only: Vec<catalog_feed::FeedSelector>,
 
+    /// With `--once` and `--backfill-until`: pull `[SINCE, UNTIL)` again (RFC 3339 times) for
+    /// the selected feeds, completed before or not, in 7-day chunks; records pulled again are
+    /// duplicates. Asked for like a manual run through the admin API, then run.
+    #[arg(long, env = "CATALOG_FEED_BACKFILL_SINCE", requires_all = ["once", "backfill_until"])]
+    pub backfill_since: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// The end (exclusive) of `--backfill-since`'s range.
+    #[arg(long, env = "CATALOG_FEED_BACKFILL_UNTIL", requires = "backfill_since")]
+    pub backfill_until: Option<chrono::DateTime<chrono::Utc>>,
+
     /// Records per page asked of a feed (the contract allows 1 to 1,000).
     #[arg(long, env = "CATALOG_FEED_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub feed_page_size: u32,

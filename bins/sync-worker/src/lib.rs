@@ -58,6 +58,10 @@ async fn pull(
     if !args.feeds.once {
         return source.run(Arc::new(SystemClock), shutdown.clone()).await.context("pull source");
     }
+    if let (Some(since), Some(until)) = (args.feeds.backfill_since, args.feeds.backfill_until) {
+        let asked = source.request_backfill(&args.feeds.only, since, until, "sync-worker --backfill-since").await?;
+        tracing::info!(n_feeds = asked.len(), "backfill asked for; running it now");
+    }
     let scope = if args.feeds.full { OnceScope::WithFullRefresh } else { OnceScope::Due };
     let report = source.run_once_for(scope, &args.feeds.only, shutdown).await.context("pull source")?;
     tracing::info!(n_feeds = report.n_feeds, n_failed = report.failed.len(), "feeds pulled once");

@@ -4,7 +4,7 @@
 //! (with how many days behind each is), what was pulled per day, and the drift its last full
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
-use catalog_store::{CompletedWindow, FeedDriftRecord, FeedKey, FeedStore, StoreError, StoredFeed};
+use catalog_store::{CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -112,6 +112,10 @@ pub struct FeedStatus {
     pub pulled_by_day: Vec<DayPulled>,
     /// The differences the last full refresh found (each corrected as an event).
     pub last_refresh_drift: Vec<FeedDriftRecord>,
+    /// The feed's records as the journal decided them, per day of first reception (the last
+    /// [`PULLED_DAYS`] days, newest first): applied, stale, rejected…, and duplicates (records
+    /// pulled again).
+    pub journal_by_day: Vec<FeedJournalDay>,
 }
 
 /// How many days of pulls a status lists.
@@ -120,11 +124,13 @@ pub const PULLED_DAYS: usize = 14;
 /// Most drift records a status lists.
 pub const MAX_DRIFT_SHOWN: usize = 500;
 
-/// The status of `feed` at `now` from its completed windows and its newest drift records.
+/// The status of `feed` at `now` from its completed windows, its newest drift records and its
+/// journal per day.
 pub fn status(
     feed: StoredFeed,
     windows: &[CompletedWindow],
     newest_drift: Vec<FeedDriftRecord>,
+    journal_by_day: Vec<FeedJournalDay>,
     now: DateTime<Utc>,
 ) -> Result<FeedStatus, StoreError> {
     let timezone: Tz = feed.settings.timezone.parse().map_err(|_| {
@@ -155,6 +161,7 @@ pub fn status(
         gaps,
         pulled_by_day: by_day.into_values().rev().take(PULLED_DAYS).collect(),
         last_refresh_drift,
+        journal_by_day,
         feed,
     })
 }
@@ -166,21 +173,24 @@ pub async fn feed_status(
     now: DateTime<Utc>,
 ) -> Result<Option<FeedStatus>, StoreError> {
     let Some(feed) = store.feed(key).await? else { return Ok(None) };
-    let windows = store.feed_windows(key).await?;
-    let drift = store.feed_drifts(key, MAX_DRIFT_SHOWN).await?;
-    status(feed, &windows, drift, now).map(Some)
+    read_status(store, feed, now).await.map(Some)
 }
 
 /// The status of every feed, by tenant and supplier.
 pub async fn feed_statuses(store: &dyn FeedStore, now: DateTime<Utc>) -> Result<Vec<FeedStatus>, StoreError> {
     let mut statuses = Vec::new();
     for feed in store.feeds().await? {
-        let key = feed.settings.key.clone();
-        let windows = store.feed_windows(&key).await?;
-        let drift = store.feed_drifts(&key, MAX_DRIFT_SHOWN).await?;
-        statuses.push(status(feed, &windows, drift, now)?);
+        statuses.push(read_status(store, feed, now).await?);
     }
     Ok(statuses)
+}
+
+async fn read_status(store: &dyn FeedStore, feed: StoredFeed, now: DateTime<Utc>) -> Result<FeedStatus, StoreError> {
+    let key = &feed.settings.key;
+    let windows = store.feed_windows(key).await?;
+    let drift = store.feed_drifts(key, MAX_DRIFT_SHOWN).await?;
+    let journal = store.feed_journal_by_day(key, now - Duration::days(PULLED_DAYS as i64)).await?;
+    status(feed, &windows, drift, journal, now)
 }
 
 #[cfg(test)]
@@ -273,9 +283,14 @@ mod tests {
             detected_at: at(detected_at),
         };
         let newest_drift = vec![drift("A-2", "2026-05-31T02:00:00Z"), drift("A-1", "2026-05-24T02:00:00Z")];
-        let status =
-            status(feed(Some("2026-06-01T06:00:05Z"), Some("2026-05-31T02:00:00Z")), &windows, newest_drift, now)
-                .expect("valid feed");
+        let status = status(
+            feed(Some("2026-06-01T06:00:05Z"), Some("2026-05-31T02:00:00Z")),
+            &windows,
+            newest_drift,
+            Vec::new(),
+            now,
+        )
+        .expect("valid feed");
 
         assert_eq!(status.state, FeedState::Current);
         assert_eq!(status.windows_completed, 3);
@@ -294,7 +309,7 @@ mod tests {
     #[test]
     fn a_feed_never_pulled_is_stale_with_one_gap_since_going_live() {
         let now = at("2026-06-01T12:00:00Z");
-        let status = status(feed(None, None), &[], Vec::new(), now).expect("valid feed");
+        let status = status(feed(None, None), &[], Vec::new(), Vec::new(), now).expect("valid feed");
         assert_eq!(status.state, FeedState::Stale);
         assert_eq!(status.gaps.len(), 1);
         assert_eq!((status.gaps[0].since, status.gaps[0].until), (at("2026-04-30T22:00:00Z"), now));

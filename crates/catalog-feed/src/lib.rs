@@ -108,6 +108,8 @@ pub enum FeedSourceError {
     Client(String),
     #[error("no enabled feed matches {0} (see GET /v1/feeds; a feed switched off is not pulled)")]
     NoSuchFeed(String),
+    #[error("invalid backfill range: {0}")]
+    InvalidRange(String),
 }
 
 /// A tenant's feeds, or one feed: `TENANT` or `TENANT/SUPPLIER`.
@@ -233,6 +235,40 @@ impl FeedSource {
         shutdown: &CancellationToken,
     ) -> Result<OnceReport, FeedSourceError> {
         self.run_once_for(scope, &[], shutdown).await
+    }
+
+    /// Asks for a backfill of `[since, until)` on every enabled feed `only` selects (all when
+    /// empty), as an operator would through the admin API: the next run (or this process's
+    /// `run_once`) pulls the range again. Returns the feeds asked.
+    pub async fn request_backfill(
+        &self,
+        only: &[FeedSelector],
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        requested_by: &str,
+    ) -> Result<Vec<FeedKey>, FeedSourceError> {
+        if since >= until {
+            return Err(FeedSourceError::InvalidRange(format!("{since} is not before {until}")));
+        }
+        let feeds = self.enabled_feeds().await?;
+        let selected: Vec<FeedKey> = feeds
+            .into_iter()
+            .map(|feed| feed.settings.key)
+            .filter(|key| only.is_empty() || only.iter().any(|selector| selector.selects(key)))
+            .collect();
+        if let Some(unmatched) = only.iter().find(|selector| !selected.iter().any(|key| selector.selects(key))) {
+            return Err(FeedSourceError::NoSuchFeed(unmatched.to_string()));
+        }
+        let request = catalog_store::FeedRunRequest {
+            kind: catalog_store::FeedRunKind::Backfill { since, until },
+            requested_by: requested_by.to_owned(),
+            requested_at: chrono::Utc::now(),
+        };
+        for key in &selected {
+            self.store.request_feed_run(key, &request).await?;
+        }
+        tracing::info!(n_feeds = selected.len(), %since, %until, "backfill asked for");
+        Ok(selected)
     }
 
     /// [`FeedSource::run_once`] for the enabled feeds `only` selects (all when empty): a

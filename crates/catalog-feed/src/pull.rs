@@ -69,7 +69,7 @@ fn whole_second(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// The name a feed's checkpoint and journal rows are kept under.
 pub fn source_name(key: &FeedKey) -> String {
-    format!("feed:{key}")
+    key.source_name()
 }
 
 /// The name a feed's full-refresh corrections are journaled under.

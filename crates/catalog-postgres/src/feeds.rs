@@ -2,8 +2,8 @@
 //! the drift full refreshes found (`catalog_store::FeedStore`).
 
 use catalog_store::{
-    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer,
-    FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
+    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
+    FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
     PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -326,4 +326,35 @@ pub(crate) async fn feed_drifts(
             })
         })
         .collect()
+}
+
+pub(crate) async fn feed_journal_by_day(
+    pool: &PgPool,
+    key: &FeedKey,
+    since: DateTime<Utc>,
+) -> Result<Vec<FeedJournalDay>, StoreError> {
+    // The tenant's reception index bounds the scan; the source picks the feed's rows.
+    let rows = sqlx::query(
+        "SELECT (received_at AT TIME ZONE 'UTC')::date AS day, outcome, count(*) AS n_events,
+                coalesce(sum(redelivery_count), 0)::bigint AS redeliveries
+         FROM events WHERE tenant_id = $1 AND received_at >= $2 AND source = $3
+         GROUP BY 1, 2 ORDER BY 1 DESC, 2",
+    )
+    .bind(key.tenant.as_str())
+    .bind(since)
+    .bind(key.source_name())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut days: Vec<FeedJournalDay> = Vec::new();
+    for row in &rows {
+        let date: NaiveDate = column(row, "day")?;
+        if days.last().is_none_or(|day| day.date != date) {
+            days.push(FeedJournalDay { date, by_outcome: Default::default(), redeliveries: 0 });
+        }
+        let day = days.last_mut().expect("pushed above");
+        day.by_outcome.insert(column(row, "outcome")?, narrowed(row, "n_events")?);
+        day.redeliveries += narrowed::<u64>(row, "redeliveries")?;
+    }
+    Ok(days)
 }

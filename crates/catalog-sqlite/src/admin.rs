@@ -91,9 +91,11 @@ pub(crate) async fn token_by_hash(pool: &SqlitePool, hash: &TokenHash) -> Result
     let row =
         sqlx::query("SELECT name, role, token_hash FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
             .bind(hash.0.as_slice())
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+            .into_iter()
+            .next();
     row.map(|row| {
         let stored: Vec<u8> = columns::column(&row, "token_hash")?;
         let hash = <[u8; 32]>::try_from(stored.as_slice())
@@ -261,9 +263,11 @@ pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -
 pub(crate) async fn dead_letter(pool: &SqlitePool, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
     sqlx::query(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE dead_letter_id = ?1"))
         .bind(dead_letter_id)
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await
         .map_err(store_error)?
+        .into_iter()
+        .next()
         .as_ref()
         .map(dead_letter_row)
         .transpose()

@@ -3,8 +3,8 @@
 //! writer (decision 0013); reads use the pool.
 
 use catalog_store::{
-    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer,
-    FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
+    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
+    FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
     PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
@@ -178,9 +178,11 @@ pub(crate) async fn feed(pool: &SqlitePool, key: &FeedKey) -> Result<Option<Stor
     let row = sqlx::query(&format!("SELECT {FEED_COLUMNS} FROM feeds WHERE tenant_id = ?1 AND supplier_id = ?2"))
         .bind(key.tenant.as_str())
         .bind(key.supplier.as_str())
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next();
     row.as_ref().map(feed_row).transpose()
 }
 
@@ -403,4 +405,39 @@ pub(crate) async fn feed_drifts(
             })
         })
         .collect()
+}
+
+pub(crate) async fn feed_journal_by_day(
+    pool: &SqlitePool,
+    key: &FeedKey,
+    since: DateTime<Utc>,
+) -> Result<Vec<FeedJournalDay>, StoreError> {
+    // The tenant's reception index bounds the scan; the source picks the feed's rows.
+    let rows = sqlx::query(
+        "SELECT date(received_at / 1000000, 'unixepoch') AS day, outcome, count(*) AS n_events, \
+         coalesce(sum(redelivery_count), 0) AS redeliveries \
+         FROM events WHERE tenant_id = ?1 AND received_at >= ?2 AND source = ?3 \
+         GROUP BY 1, 2 ORDER BY 1 DESC, 2",
+    )
+    .bind(key.tenant.as_str())
+    .bind(micros(since))
+    .bind(key.source_name())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    let mut days: Vec<FeedJournalDay> = Vec::new();
+    for row in &rows {
+        let day: String = column(row, "day")?;
+        let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+            .map_err(|error| corrupt(format_args!("day {day:?}: {error}")))?;
+        let n_events: i64 = column(row, "n_events")?;
+        let redeliveries: i64 = column(row, "redeliveries")?;
+        if days.last().is_none_or(|day| day.date != date) {
+            days.push(FeedJournalDay { date, by_outcome: Default::default(), redeliveries: 0 });
+        }
+        let day = days.last_mut().expect("pushed above");
+        day.by_outcome.insert(column(row, "outcome")?, narrowed("n_events", n_events)?);
+        day.redeliveries += narrowed::<u64>("redeliveries", redeliveries)?;
+    }
+    Ok(days)
 }

@@ -127,9 +127,11 @@ pub(crate) async fn tenant_flags(pool: &SqlitePool, tenant: &TenantId) -> Result
     let connection: &mut SqliteConnection = &mut transaction;
     let sync_enabled: Option<bool> = sqlx::query_scalar("SELECT sync_enabled FROM tenants WHERE tenant_id = ?1")
         .bind(tenant.as_str())
-        .fetch_optional(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next();
     let Some(sync_enabled) = sync_enabled else { return Ok(None) };
     let supplier_rows =
         sqlx::query("SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = ?1 ORDER BY supplier_id")

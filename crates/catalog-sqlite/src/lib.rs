@@ -45,8 +45,8 @@ use catalog_store::{
     StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
-    CompletedWindow, FeedDriftRecord, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore, FullRefresh,
-    PullFailure, StoredFeed,
+    CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
+    FullRefresh, PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -338,6 +338,14 @@ impl FeedStore for SqliteStore {
 
     async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError> {
         feeds::feed_drifts(&self.pool, key, limit).await
+    }
+
+    async fn feed_journal_by_day(
+        &self,
+        key: &FeedKey,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FeedJournalDay>, StoreError> {
+        feeds::feed_journal_by_day(&self.pool, key, since).await
     }
 
     async fn request_feed_run(&self, key: &FeedKey, request: &FeedRunRequest) -> Result<bool, StoreError> {

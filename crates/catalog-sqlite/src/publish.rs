@@ -243,8 +243,11 @@ pub(crate) async fn stale_items(pool: &SqlitePool, channel: &str) -> Result<u64,
          WHERE i.version > coalesce(p.version, 0)",
     )
     .bind(channel)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await
-    .map_err(store_error)?;
+    .map_err(store_error)?
+    .into_iter()
+    .next()
+    .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
     Ok(u64::try_from(stale).unwrap_or(0))
 }

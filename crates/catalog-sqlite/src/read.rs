@@ -47,9 +47,11 @@ async fn item_on(connection: &mut SqliteConnection, item_id: ItemId) -> Result<O
     let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ?1");
     let row = sqlx::query(&sql)
         .bind(item_id.0.as_bytes().as_slice())
-        .fetch_optional(connection)
+        .fetch_all(connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next();
     row.map(|row| columns::item_row(&row)?.into_item()).transpose()
 }
 
@@ -180,9 +182,12 @@ pub(crate) async fn item_trace_page(
     let counted = sqlx::query("SELECT count(*) AS n_events FROM events WHERE tenant_id = ?1 AND sku = ?2")
         .bind(key.tenant.as_str())
         .bind(key.sku.as_str())
-        .fetch_one(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
     let n_events: i64 = columns::column(&counted, "n_events")?;
     let n_events: u64 = columns::narrowed("n_events", n_events)?;
     if item.is_none() && n_events == 0 {
@@ -264,9 +269,11 @@ pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<
     let connection: &mut SqliteConnection = &mut transaction;
     let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?1")
         .bind(tenant.as_str())
-        .fetch_optional(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next();
     if known.is_none() {
         return Ok(None);
     }
@@ -278,9 +285,12 @@ pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<
          FROM events WHERE tenant_id = ?1",
     )
     .bind(tenant.as_str())
-    .fetch_one(&mut *connection)
+    .fetch_all(&mut *connection)
     .await
-    .map_err(store_error)?;
+    .map_err(store_error)?
+    .into_iter()
+    .next()
+    .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
     let redeliveries: i64 = columns::column(&totals, "redeliveries")?;
 
     let outcome_rows =
@@ -297,14 +307,20 @@ pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<
 
     let n_items: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE tenant_id = ?1")
         .bind(tenant.as_str())
-        .fetch_one(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
     let outbox_pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE tenant_id = ?1")
         .bind(tenant.as_str())
-        .fetch_one(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
 
     Ok(Some(SyncStatus {
         tenant: tenant.clone(),

@@ -29,9 +29,11 @@ fn parse_suppliers(text: &str) -> Result<Vec<String>, StoreError> {
 pub(crate) async fn rollout(pool: &SqlitePool, tenant: &TenantId) -> Result<RolloutState, StoreError> {
     let row = sqlx::query("SELECT stage, suppliers, changed_at FROM tenant_rollouts WHERE tenant_id = ?1")
         .bind(tenant.as_str())
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .next();
     let Some(row) = row else { return Ok(RolloutState { rollout: Rollout::Closed, changed_at: None }) };
     let stage: String = column(&row, "stage")?;
     let suppliers: String = column(&row, "suppliers")?;

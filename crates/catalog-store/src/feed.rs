@@ -17,6 +17,14 @@ pub struct FeedKey {
     pub supplier: SupplierId,
 }
 
+impl FeedKey {
+    /// The source a feed's records are journaled and checkpointed under:
+    /// `feed:{tenant}/{supplier}`.
+    pub fn source_name(&self) -> String {
+        format!("feed:{self}")
+    }
+}
+
 impl std::fmt::Display for FeedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.tenant, self.supplier)
@@ -190,6 +198,15 @@ pub struct FullRefresh {
     pub drifts: Vec<FeedDrift>,
 }
 
+/// A feed's journaled records of one UTC day (of first reception): how each was decided,
+/// and how often records were pulled again (duplicates, counted on the first row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FeedJournalDay {
+    pub date: NaiveDate,
+    pub by_outcome: std::collections::BTreeMap<String, u64>,
+    pub redeliveries: u64,
+}
+
 /// A drift as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedDriftRecord {
@@ -239,6 +256,11 @@ pub trait FeedStore: Send + Sync + std::fmt::Debug {
 
     /// The newest drift found on a feed, newest first, at most `limit`.
     async fn feed_drifts(&self, key: &FeedKey, limit: usize) -> Result<Vec<FeedDriftRecord>, StoreError>;
+
+    /// The feed's journal rows (source [`FeedKey::source_name`]) first received since
+    /// `since`, per UTC day, newest first.
+    async fn feed_journal_by_day(&self, key: &FeedKey, since: DateTime<Utc>)
+        -> Result<Vec<FeedJournalDay>, StoreError>;
 
     /// Asks for a manual run of the feed, replacing one still waiting; `false` for an
     /// unknown feed.

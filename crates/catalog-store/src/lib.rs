@@ -25,8 +25,8 @@ pub use dead_letter::{
 };
 pub use error::StoreError;
 pub use feed::{
-    parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedKey, FeedOffer, FeedRunKind,
-    FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
+    parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
+    FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,

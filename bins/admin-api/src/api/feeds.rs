@@ -48,6 +48,20 @@ pub struct FeedView {
     pub last_refresh_drift: Vec<DriftView>,
     /// The manual run asked for and not yet run by the worker.
     pub run_request: Option<RunRequestView>,
+    /// The feed's records as the journal decided them, per day of first reception, newest
+    /// first (the last 14 days).
+    pub records_by_day: Vec<RecordsDayView>,
+}
+
+/// One day of a feed's journaled records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordsDayView {
+    pub date: NaiveDate,
+    /// Records by outcome: `applied`, `stale`, `rejected`, …
+    pub by_outcome: std::collections::BTreeMap<String, u64>,
+    pub rejected: u64,
+    /// Records pulled again (each a duplicate, counted on its first journal row).
+    pub duplicates: u64,
 }
 
 /// A manual run asked for.
@@ -114,6 +128,16 @@ impl From<FeedStatus> for FeedView {
             run_times: settings.run_times.iter().map(|time| time.format("%H:%M").to_string()).collect(),
             go_live_date: settings.go_live_date,
             run_request: status.feed.run_request.map(RunRequestView::from),
+            records_by_day: status
+                .journal_by_day
+                .into_iter()
+                .map(|day| RecordsDayView {
+                    date: day.date,
+                    rejected: day.by_outcome.get("rejected").copied().unwrap_or(0),
+                    duplicates: day.redeliveries + day.by_outcome.get("duplicate").copied().unwrap_or(0),
+                    by_outcome: day.by_outcome,
+                })
+                .collect(),
             last_sync_at: status.feed.last_sync_at,
             initial_sync_completed: status.feed.initial_sync_completed,
             last_full_refresh_at: status.feed.last_full_refresh_at,

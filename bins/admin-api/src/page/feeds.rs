@@ -83,6 +83,22 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
                     tbody { @for day in &feed.pulled_by_day { tr { td { (day.date) } td { (day.windows) } td { (day.records) } td { (day.pages) } } } }
                 }
             }
+            @if !feed.records_by_day.is_empty() {
+                table {
+                    caption { "Records per day of first reception (as the journal decided them)" }
+                    thead { tr { th scope="col" { "Day (UTC)" } th scope="col" { "Decided" } th scope="col" { "Rejected" } th scope="col" { "Duplicates" } } }
+                    tbody {
+                        @for day in &feed.records_by_day {
+                            tr {
+                                td { (day.date) }
+                                td { (day.by_outcome.iter().map(|(outcome, n)| format!("{outcome} {n}")).collect::<Vec<_>>().join(", ")) }
+                                td { (day.rejected) }
+                                td { (day.duplicates) }
+                            }
+                        }
+                    }
+                }
+            }
             @if let Some(refreshed_at) = feed.last_full_refresh_at {
                 @if feed.last_refresh_drift.is_empty() { p { "The last full refresh (" (when(refreshed_at)) ") found no drift." } } @else {
                     table {

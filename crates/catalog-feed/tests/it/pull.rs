@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use catalog_feed::{FeedSelector, FeedSourceError, OnceScope};
 use catalog_store::PULL_STAGE;
 use catalog_testkit::feed_api::{Fault, FeedApi};
-use chrono::{Duration as TimeDelta, Utc};
+use chrono::{Duration as TimeDelta, Timelike, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
@@ -179,4 +179,28 @@ async fn a_manual_run_pulls_only_the_feeds_it_names() {
     assert_eq!(report.n_feeds, 2, "a tenant selects all its feeds");
     assert_eq!(fixture.offers(&key("zeta")).await, zeta.expected_offers());
     assert!("canary/not valid".parse::<FeedSelector>().is_err());
+
+    // A backfill of a range already pulled, from the command line: asked, then run once.
+    let since = (now - TimeDelta::days(1)).with_nanosecond(0).expect("valid");
+    let until = since + TimeDelta::hours(6);
+    let before = acme.requests().len();
+    let asked = source.request_backfill(&only, since, until, "cli").await.expect("asked");
+    assert_eq!(asked, [key("acme")]);
+    assert!(matches!(source.request_backfill(&only, until, since, "cli").await, Err(FeedSourceError::InvalidRange(_))));
+    source.run_once_for(OnceScope::Due, &only, &CancellationToken::new()).await.expect("run");
+    let windows: Vec<(String, String)> = acme.requests()[before..]
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .filter_map(|request| Some((request.since.clone()?, request.until.clone()?)))
+        .collect();
+    assert!(
+        windows.contains(&(
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        "{windows:?}"
+    );
+    let stored = fixture.store.feed(&key("acme")).await.expect("feed").expect("known");
+    assert_eq!(stored.run_request, None, "cleared once it ran");
+    assert_eq!(fixture.offers(&key("acme")).await, acme.expected_offers(), "pulled again: nothing counted twice");
 }

@@ -150,3 +150,34 @@ async fn committed_data_survives_reopening_the_file() {
         .expect("apply");
     assert_eq!(again.decisions[0].outcome.as_str(), "duplicate");
 }
+
+/// Another process (here another store on the same file, as `admin-api tokens revoke` is
+/// beside a running `admin-api`) commits between two reads: every read sees every commit
+/// made before it, even on a connection whose last read took one row only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sees_what_another_process_committed_before_it() {
+    use catalog_store::{AdminStore, AuditRecord, NewToken, Role, TokenHash};
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = database_path(directory.path());
+    let reader = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open reader");
+    let writer = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open writer");
+    for round in 0..20_u8 {
+        let hash = TokenHash([round; 32]);
+        let token = NewToken { name: format!("token-{round}"), role: Role::Viewer, hash };
+        assert!(writer.add_token(&token).await.expect("add"));
+        // A one-row read: it once left its statement open, pinning the connection's snapshot.
+        assert!(reader.token_by_hash(&hash).await.expect("lookup").is_some(), "round {round}");
+        let record = AuditRecord {
+            actor: "cli".to_owned(),
+            action: format!("round_{round}"),
+            target: format!("token/token-{round}"),
+            before: None,
+            after: None,
+        };
+        writer.record_audit(&record).await.expect("audit");
+        let log = reader.audit_log(100, None).await.expect("audit log");
+        assert_eq!(log.len(), usize::from(round) + 1, "round {round}: the reader sees every committed audit row");
+    }
+    reader.close().await;
+    writer.close().await;
+}

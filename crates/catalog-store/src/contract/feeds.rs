@@ -101,6 +101,48 @@ where
     assert_eq!(store.feed(&acme.key).await.expect("feed").expect("known").settings, acme, "settings untouched");
 }
 
+pub(super) async fn a_feeds_journal_is_counted_per_day_of_reception<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = key("canary", "acme");
+    let abc = offer("canary", "acme", "ABC-1");
+    let from_feed = |mut event: crate::IncomingEvent| {
+        event.source.source = acme.source_name().into();
+        event
+    };
+    // Day one (base): two records, one stale behind the newer; a record with a quantity
+    // below zero (rejected, naming the tenant);
+    // an event of another source. Day two: the first record pulled again (a duplicate).
+    let day = Duration::days(1).num_seconds();
+    let events = vec![
+        from_feed(incoming(1, &abc, StockChange::Updated { quantity: 5 }, 10, 0)),
+        from_feed(incoming(2, &abc, StockChange::Updated { quantity: 3 }, 5, 1)),
+        from_feed(raw_incoming(3, br#"{"event_id":"00000000-0000-0000-0000-000000000003","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":-4,"updated_at":"2026-06-01T00:00:00Z"}"#.to_vec(), 2)),
+        incoming(4, &offer("canary", "acme", "XYZ-9"), StockChange::Updated { quantity: 1 }, 0, 3),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let again = vec![from_feed(incoming(1, &abc, StockChange::Updated { quantity: 5 }, 10, day + 60))];
+    store.apply_batch(&batch(again)).await.expect("apply");
+
+    let days = store.feed_journal_by_day(&acme, base() - Duration::days(1)).await.expect("days");
+    let shown: Vec<String> =
+        days.iter().map(|day| format!("{} {:?} redeliveries {}", day.date, day.by_outcome, day.redeliveries)).collect();
+    let first = base().date_naive();
+    assert_eq!(
+        shown,
+        [format!("{first} {{\"applied\": 1, \"rejected\": 1, \"stale\": 1}} redeliveries 1")],
+        "one day of first receptions; the redelivery counts on the first row, not as a day"
+    );
+    assert!(store.feed_journal_by_day(&acme, base() + Duration::days(1)).await.expect("days").is_empty());
+    assert!(store
+        .feed_journal_by_day(&key("canary", "zeta"), base() - Duration::days(1))
+        .await
+        .expect("days")
+        .is_empty());
+}
+
 pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where

@@ -112,6 +112,7 @@ macro_rules! store_contract_cases {
             signals::sign_offs_and_applied_items_are_found_since_a_time,
             feeds::feed_settings_are_bootstrapped_and_state_is_kept,
             feeds::a_manual_run_request_waits_until_the_worker_clears_it,
+            feeds::a_feeds_journal_is_counted_per_day_of_reception,
             feeds::a_pull_failure_opens_one_dead_letter_until_a_run_completes,
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
         );
