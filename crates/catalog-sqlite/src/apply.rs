@@ -54,7 +54,7 @@ fn write_batch(connection: &Connection, config: &StoreConfig, batch: &BatchInput
         prior: load_prior_rows(connection, &keys.event_ids)?,
         flags,
     };
-    let writes = batch::prepare(batch, loaded, config);
+    let writes = batch::prepare(batch, loaded, config)?;
 
     insert_journal_rows(connection, &writes.journal_inserts, now)?;
     update_journal_rows(connection, &writes.journal_updates, now)?;

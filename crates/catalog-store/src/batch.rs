@@ -9,6 +9,7 @@ use catalog_core::{
 };
 use chrono::{DateTime, Utc};
 
+use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, Provenance, SourceRef, StoreConfig,
     RAW_PAYLOAD_PREFIX_BYTES,
@@ -202,7 +203,11 @@ pub struct PreparedWrites {
 }
 
 /// Plans the batch with `catalog-core` against what the backend loaded, and derives the rows.
-pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) -> PreparedWrites {
+///
+/// A planned item below zero means the loaded offers and item were not read at one moment
+/// (a backend's offer cache behind the item row): that is a [`StoreError::Conflict`], and
+/// the backend plans the batch again with what it reads under locks. Nothing is written.
+pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) -> Result<PreparedWrites, StoreError> {
     let LoadedState { offers, items, prior: prior_rows, flags } = loaded;
     let state = PlanState {
         offers,
@@ -236,12 +241,13 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
     writes.items = plan
         .items
         .iter()
-        .map(|(key, change)| ChangedItem {
-            item: CatalogItem::new(key.clone(), change.state.quantity, change.state.version)
-                .expect("a planned item's quantity is the sum of offers, none below zero"),
-            traceparent: traceparents.get(key).cloned(),
+        .map(|(key, change)| {
+            let item = CatalogItem::new(key.clone(), change.state.quantity, change.state.version).map_err(|error| {
+                StoreError::Conflict(format!("item {key} planned from rows read at different moments: {error}"))
+            })?;
+            Ok(ChangedItem { item, traceparent: traceparents.get(key).cloned() })
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     writes.outbox = writes
         .items
         .iter()
@@ -260,7 +266,7 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
         .collect();
     writes.checkpoints = furthest_checkpoints(&batch.checkpoints);
     writes.result = BatchResult { decisions: plan.decisions, changed_items: writes.items.clone() };
-    writes
+    Ok(writes)
 }
 
 /// The traceparent of the last applied event of each changed item, for its publish call.
@@ -396,4 +402,54 @@ fn new_row(event: &IncomingEvent, decision: &Decision) -> JournalInsert {
         }
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{encode, ItemState, StockChange};
+
+    use super::*;
+
+    /// An offer cache behind the item row (offer at 10, item still at 0): a snapshot of 0
+    /// plans the item at -10. That is a conflict to plan again under locks, never a write.
+    #[test]
+    fn offers_and_an_item_read_at_different_moments_are_a_conflict() {
+        let at: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("time");
+        let key = OfferKey {
+            tenant: TenantId::parse("canary").expect("tenant"),
+            supplier: SupplierId::parse("acme").expect("supplier"),
+            sku: Sku::parse("ABC-1").expect("sku"),
+        };
+        let earlier = catalog_core::OrderingKey {
+            effective_at: at - chrono::Duration::hours(1),
+            sequence: 0,
+            event_id: EventId(uuid::Uuid::nil()),
+        };
+        let snapshot = catalog_core::Snapshot { key: earlier, quantity: 10 };
+        let offer_at_10 = OfferState::from_parts(Some(snapshot), None, Vec::new()).expect("valid state");
+        let loaded = |item_quantity| LoadedState {
+            offers: HashMap::from([(key.clone(), offer_at_10.clone())]),
+            items: HashMap::from([(key.item_key(), ItemState { quantity: item_quantity, version: 3 })]),
+            prior: Vec::new(),
+            flags: FlagTable { default_enabled: true, ..FlagTable::default() },
+        };
+        let event = SupplierEvent::new(
+            EventId(uuid::Uuid::from_u128(2)),
+            key.clone(),
+            StockChange::Updated { quantity: 0 },
+            at,
+            None,
+        )
+        .expect("valid event");
+        let source = SourceRef { source: "test".into(), partition: 0, offset: 0 };
+        let later = BatchInput {
+            events: vec![IncomingEvent::received(encode(&event).into_bytes(), at, source, None)],
+            checkpoints: Vec::new(),
+        };
+        let config = StoreConfig::default();
+        let consistent = prepare(&later, loaded(10), &config).expect("planned");
+        assert_eq!((consistent.items[0].item.quantity(), consistent.items[0].item.version()), (0, 4));
+        let refused = prepare(&later, loaded(0), &config);
+        assert!(matches!(&refused, Err(StoreError::Conflict(reason)) if reason.contains("ABC-1")), "{refused:?}");
+    }
 }

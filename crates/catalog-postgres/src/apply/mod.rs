@@ -188,7 +188,7 @@ async fn write_batch(
     let prior = journal::load_prior(connection, &keys.event_ids).await?;
     steps.done("load_prior");
     let loaded = LoadedState { offers, items, prior, flags };
-    let mut writes = prepare(batch, loaded, config);
+    let mut writes = prepare(batch, loaded, config)?;
     steps.done("plan");
     write::offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");
