@@ -54,6 +54,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::error::{migrate_error, store_error};
+
+/// Runs pending migrations on a connection of their own, closed afterwards. sqlx's migrator
+/// reads with partial fetches; on a pooled read connection that can leave the connection's
+/// read snapshot pinned at migration time (launchbadge/sqlx#2543), so a later read on it
+/// would miss what other processes committed since (seen as a stale audit log in CI).
+async fn migrate_on_own_connection(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+    let own = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(store_error)?;
+    let migrated = MIGRATOR.run(&own).await.map_err(migrate_error);
+    own.close().await;
+    migrated
+}
 use crate::writer::Writer;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -117,12 +128,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let path = options.get_filename().to_path_buf();
+        migrate_on_own_connection(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_READ_CONNECTIONS)
             .connect_with(options)
             .await
             .map_err(store_error)?;
-        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
         // The file exists and is migrated (and in WAL mode) before the writer opens it.
         let writer = Writer::start(&path, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
@@ -135,7 +146,12 @@ impl SqliteStore {
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+        let options = SqliteConnectOptions::new()
+            .filename(&*self.path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        migrate_on_own_connection(&options).await
     }
 
     /// Stops the writer (after the jobs it was given) and closes every connection, waiting

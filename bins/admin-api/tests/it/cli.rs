@@ -44,6 +44,9 @@ async fn tokens_add_prints_only_the_token_and_stores_its_hash() {
     assert!(listed.starts_with("alice\toperator\t") && listed.trim_end().ends_with('-'), "{listed}");
     assert!(admin_api(&url, &["tokens", "revoke", "alice"]).status.success());
     assert!(!admin_api(&url, &["tokens", "revoke", "alice"]).status.success(), "revoked once");
+    // What the CLI processes recorded, read by a store opened after they ran.
+    store.close().await;
+    let store = catalog_sqlite::SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
     let audit = catalog_store::AdminStore::audit_log(&store, 10, None).await.expect("audit");
     let actions: Vec<(&str, &str)> = audit.iter().map(|entry| (entry.actor.as_str(), entry.action.as_str())).collect();
     assert_eq!(actions, [("cli", "token_revoke"), ("cli", "token_add")]);
