@@ -195,6 +195,21 @@ impl FeedSource {
         Ok(self.store.feeds().await?.into_iter().filter(|feed| feed.settings.sync_enabled).collect())
     }
 
+    /// The enabled feeds `only` selects (all when empty); a selector no enabled feed matches
+    /// is an error, so a typo never passes for "nothing to do".
+    async fn selected_feeds(&self, only: &[FeedSelector]) -> Result<Vec<StoredFeed>, FeedSourceError> {
+        let mut feeds = self.enabled_feeds().await?;
+        if let Some(unmatched) =
+            only.iter().find(|selector| !feeds.iter().any(|feed| selector.selects(&feed.settings.key)))
+        {
+            return Err(FeedSourceError::NoSuchFeed(unmatched.to_string()));
+        }
+        if !only.is_empty() {
+            feeds.retain(|feed| only.iter().any(|selector| selector.selects(&feed.settings.key)));
+        }
+        Ok(feeds)
+    }
+
     /// Opens a run of one feed: its token, client and checkpoint.
     async fn open(&self, feed: StoredFeed) -> Result<FeedRun, RunError> {
         let settings = &feed.settings;
@@ -250,15 +265,8 @@ impl FeedSource {
         if since >= until {
             return Err(FeedSourceError::InvalidRange(format!("{since} is not before {until}")));
         }
-        let feeds = self.enabled_feeds().await?;
-        let selected: Vec<FeedKey> = feeds
-            .into_iter()
-            .map(|feed| feed.settings.key)
-            .filter(|key| only.is_empty() || only.iter().any(|selector| selector.selects(key)))
-            .collect();
-        if let Some(unmatched) = only.iter().find(|selector| !selected.iter().any(|key| selector.selects(key))) {
-            return Err(FeedSourceError::NoSuchFeed(unmatched.to_string()));
-        }
+        let selected: Vec<FeedKey> =
+            self.selected_feeds(only).await?.into_iter().map(|feed| feed.settings.key).collect();
         let request = catalog_store::FeedRunRequest {
             kind: catalog_store::FeedRunKind::Backfill { since, until },
             requested_by: requested_by.to_owned(),
@@ -280,15 +288,7 @@ impl FeedSource {
         only: &[FeedSelector],
         shutdown: &CancellationToken,
     ) -> Result<OnceReport, FeedSourceError> {
-        let mut feeds = self.enabled_feeds().await?;
-        if !only.is_empty() {
-            if let Some(unmatched) =
-                only.iter().find(|selector| !feeds.iter().any(|feed| selector.selects(&feed.settings.key)))
-            {
-                return Err(FeedSourceError::NoSuchFeed(unmatched.to_string()));
-            }
-            feeds.retain(|feed| only.iter().any(|selector| selector.selects(&feed.settings.key)));
-        }
+        let feeds = self.selected_feeds(only).await?;
         let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
         let mut runs: JoinSet<Option<(FeedKey, String)>> = JoinSet::new();
         let n_feeds = feeds.len();

@@ -3,8 +3,7 @@
 
 use catalog_store::{
     parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
-    FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
-    PULL_STAGE,
+    FeedOffer, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
@@ -46,14 +45,13 @@ fn feed_row(row: &PgRow) -> Result<StoredFeed, StoreError> {
 }
 
 fn run_request(row: &PgRow) -> Result<Option<FeedRunRequest>, StoreError> {
-    let kind: Option<String> = column(row, "run_request_kind")?;
-    let (Some(kind), Some(requested_by), Some(requested_at)) =
-        (kind, column(row, "run_request_by")?, column(row, "run_request_at")?)
-    else {
-        return Ok(None);
-    };
-    let kind = FeedRunKind::from_stored(&kind, column(row, "run_request_since")?, column(row, "run_request_until")?)?;
-    Ok(Some(FeedRunRequest { kind, requested_by, requested_at }))
+    rows::run_request(
+        column(row, "run_request_kind")?,
+        column(row, "run_request_since")?,
+        column(row, "run_request_until")?,
+        column(row, "run_request_by")?,
+        column(row, "run_request_at")?,
+    )
 }
 
 pub(crate) async fn request_feed_run(
@@ -346,15 +344,12 @@ pub(crate) async fn feed_journal_by_day(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    let mut days: Vec<FeedJournalDay> = Vec::new();
-    for row in &rows {
-        let date: NaiveDate = column(row, "day")?;
-        if days.last().is_none_or(|day| day.date != date) {
-            days.push(FeedJournalDay { date, by_outcome: Default::default(), redeliveries: 0 });
-        }
-        let day = days.last_mut().expect("pushed above");
-        day.by_outcome.insert(column(row, "outcome")?, narrowed(row, "n_events")?);
-        day.redeliveries += narrowed::<u64>(row, "redeliveries")?;
-    }
-    Ok(days)
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let date: NaiveDate = column(row, "day")?;
+            Ok((date, column(row, "outcome")?, narrowed(row, "n_events")?, narrowed(row, "redeliveries")?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(rows::journal_days(rows))
 }

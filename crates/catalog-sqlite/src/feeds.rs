@@ -4,8 +4,7 @@
 
 use catalog_store::{
     parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
-    FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind,
-    PULL_STAGE,
+    FeedOffer, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
@@ -51,18 +50,13 @@ fn feed_row(row: &SqliteRow) -> Result<StoredFeed, StoreError> {
 }
 
 fn run_request(row: &SqliteRow) -> Result<Option<FeedRunRequest>, StoreError> {
-    let kind: Option<String> = column(row, "run_request_kind")?;
-    let (Some(kind), Some(requested_by), Some(requested_at)) =
-        (kind, column::<Option<String>>(row, "run_request_by")?, optional_time_column(row, "run_request_at")?)
-    else {
-        return Ok(None);
-    };
-    let kind = FeedRunKind::from_stored(
-        &kind,
+    rows::run_request(
+        column(row, "run_request_kind")?,
         optional_time_column(row, "run_request_since")?,
         optional_time_column(row, "run_request_until")?,
-    )?;
-    Ok(Some(FeedRunRequest { kind, requested_by, requested_at }))
+        column(row, "run_request_by")?,
+        optional_time_column(row, "run_request_at")?,
+    )
 }
 
 pub(crate) async fn request_feed_run(
@@ -425,19 +419,21 @@ pub(crate) async fn feed_journal_by_day(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    let mut days: Vec<FeedJournalDay> = Vec::new();
-    for row in &rows {
-        let day: String = column(row, "day")?;
-        let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
-            .map_err(|error| corrupt(format_args!("day {day:?}: {error}")))?;
-        let n_events: i64 = column(row, "n_events")?;
-        let redeliveries: i64 = column(row, "redeliveries")?;
-        if days.last().is_none_or(|day| day.date != date) {
-            days.push(FeedJournalDay { date, by_outcome: Default::default(), redeliveries: 0 });
-        }
-        let day = days.last_mut().expect("pushed above");
-        day.by_outcome.insert(column(row, "outcome")?, narrowed("n_events", n_events)?);
-        day.redeliveries += narrowed::<u64>("redeliveries", redeliveries)?;
-    }
-    Ok(days)
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let day: String = column(row, "day")?;
+            let date = NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                .map_err(|error| corrupt(format_args!("day {day:?}: {error}")))?;
+            let n_events: i64 = column(row, "n_events")?;
+            let redeliveries: i64 = column(row, "redeliveries")?;
+            Ok((
+                date,
+                column(row, "outcome")?,
+                narrowed("n_events", n_events)?,
+                narrowed("redeliveries", redeliveries)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(rows::journal_days(rows))
 }

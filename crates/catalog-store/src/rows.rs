@@ -336,6 +336,44 @@ pub fn sort_for_trace(entries: &mut [JournalEntry]) {
     });
 }
 
+/// A feed's waiting manual run from its columns: none unless kind, requester and time are
+/// all stored; a backfill's range checked by [`crate::FeedRunKind::from_stored`].
+pub fn run_request(
+    kind: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    requested_by: Option<String>,
+    requested_at: Option<DateTime<Utc>>,
+) -> Result<Option<crate::FeedRunRequest>, StoreError> {
+    let (Some(kind), Some(requested_by), Some(requested_at)) = (kind, requested_by, requested_at) else {
+        return Ok(None);
+    };
+    let kind = crate::FeedRunKind::from_stored(&kind, since, until)?;
+    Ok(Some(crate::FeedRunRequest { kind, requested_by, requested_at }))
+}
+
+/// Rows of `(day, outcome, events, redeliveries)`, ordered by day, as one
+/// [`crate::FeedJournalDay`] per day in that order.
+pub fn journal_days(
+    rows: impl IntoIterator<Item = (chrono::NaiveDate, String, u64, u64)>,
+) -> Vec<crate::FeedJournalDay> {
+    let mut days: Vec<crate::FeedJournalDay> = Vec::new();
+    for (date, outcome, n_events, redeliveries) in rows {
+        match days.last_mut() {
+            Some(day) if day.date == date => {
+                day.by_outcome.insert(outcome, n_events);
+                day.redeliveries += redeliveries;
+            }
+            _ => days.push(crate::FeedJournalDay {
+                date,
+                by_outcome: std::collections::BTreeMap::from([(outcome, n_events)]),
+                redeliveries,
+            }),
+        }
+    }
+    days
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
