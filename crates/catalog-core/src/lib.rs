@@ -90,7 +90,7 @@ pub use item::{CatalogItem, InvalidItem, PublishBody, PublishResult};
 pub use ordering::{ClockPolicy, Effective, OrderingKey, DEFAULT_MAX_CLOCK_SKEW};
 pub use plan::{
     event_ids, plan_batch, touched_keys, AllSyncOn, BatchPlan, Decision, Delivery, ItemChange, OfferChange, PlanState,
-    PriorEvent, Redelivery, SyncFlags,
+    PriorEvent, Redelivery, SyncFlags, DEDUPE_HORIZON,
 };
 pub use rederive::{check_item, rederive_offer, AppliedChange, OfferTrace, TraceGap};
 pub use reference::ReferenceCatalog;

@@ -67,6 +67,7 @@ pub struct Redelivery {
 
 /// The decision for one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Decision {
     /// What happened to the delivery.
     pub outcome: Outcome,
@@ -80,6 +81,42 @@ pub struct Decision {
     /// A snapshot decided `stale` because it is older than adjustments its offer folded
     /// beyond the horizon ([`crate::ADJUSTMENT_HORIZON`]), not older than its snapshot.
     pub beyond_horizon: bool,
+    /// An adjustment decided `stale` because it lies within its offer's fold and is older
+    /// than [`DEDUPE_HORIZON`] behind its receipt: a store keeps an event id's claim only that
+    /// long, so whether it was applied before can no longer be told (decision 0019).
+    pub beyond_dedupe_horizon: bool,
+}
+
+/// How long a store keeps an event id's claim, counted from the event's effective time, and
+/// how old an adjustment within its offer's fold may be when it arrives. A redelivery of an
+/// event whose claim is gone is never applied twice: a snapshot is recognised by its offer's
+/// state (equal key: duplicate; older: stale), a listed adjustment by its key, a superseded one
+/// by the snapshot, and one within the fold is older than this and decided `stale`
+/// (`beyond_dedupe_horizon`). Stores keep claims at least [`ClockPolicy::claim_retention`].
+pub const DEDUPE_HORIZON: chrono::Duration = chrono::Duration::days(30);
+
+impl ClockPolicy {
+    /// The least time a store keeps an event id's claim after the event was received, so a
+    /// redelivery whose claim is gone is [`DEDUPE_HORIZON`] old by its effective time: the
+    /// horizon, plus the clock allowance (an effective time is at most that far past its
+    /// receipt), plus a day for clocks between the store and the worker.
+    pub fn claim_retention(&self) -> chrono::Duration {
+        DEDUPE_HORIZON + self.max_skew.max(chrono::Duration::zero()) + chrono::Duration::days(1)
+    }
+}
+
+/// Whether `change` with `key`, received (first) at `received_at`, is an adjustment that
+/// would join its offer's fold and is older than [`DEDUPE_HORIZON`]: its claim may be gone.
+fn beyond_dedupe_horizon(
+    offer: &OfferState,
+    change: crate::StockChange,
+    key: crate::OrderingKey,
+    received_at: DateTime<Utc>,
+) -> bool {
+    matches!(change, crate::StockChange::Adjusted { .. })
+        && offer.folded().is_some_and(|folded| key <= folded.through)
+        && offer.snapshot().is_none_or(|snapshot| snapshot.key < key)
+        && key.effective_at < received_at - DEDUPE_HORIZON
 }
 
 /// An offer whose state the batch changed.
@@ -193,6 +230,7 @@ pub fn plan_batch<D: AsRef<Delivery>>(
                     first_received_at: delivery.received_at,
                     redelivery: None,
                     beyond_horizon: false,
+                    beyond_dedupe_horizon: false,
                 });
                 continue;
             }
@@ -210,6 +248,7 @@ pub fn plan_batch<D: AsRef<Delivery>>(
             first_received_at,
             redelivery: None,
             beyond_horizon: false,
+            beyond_dedupe_horizon: false,
         };
 
         if let Some(first_fingerprint) = seen_in_batch.get(&event.event_id()) {
@@ -236,9 +275,14 @@ pub fn plan_batch<D: AsRef<Delivery>>(
             Ok(()) => {
                 let offer =
                     offers.entry(offer_key).or_insert_with(|| state.offers.get(offer_key).cloned().unwrap_or_default());
-                let outcome = offer.apply(event.change(), effective.key);
-                decision.beyond_horizon = outcome == Outcome::Stale && offer.is_beyond_horizon(effective.key);
-                outcome
+                if beyond_dedupe_horizon(offer, event.change(), effective.key, first_received_at) {
+                    decision.beyond_dedupe_horizon = true;
+                    Outcome::Stale
+                } else {
+                    let outcome = offer.apply(event.change(), effective.key);
+                    decision.beyond_horizon = outcome == Outcome::Stale && offer.is_beyond_horizon(effective.key);
+                    outcome
+                }
             }
         };
         decisions.push(decision);
@@ -279,6 +323,7 @@ impl Decision {
     /// The one reason recorded with this decision in the journal, if any:
     /// the held or rejection reason, `payload_differs` for a redelivery whose content
     /// changed, `beyond_adjustment_horizon` for a snapshot older than folded adjustments,
+    /// `beyond_dedupe_horizon` for an adjustment within the fold older than [`DEDUPE_HORIZON`],
     /// else `clock_drift_clamped` when the supplier clock was clamped.
     pub fn reason(&self) -> Option<&'static str> {
         if let Some(reason) = self.outcome.reason() {
@@ -289,6 +334,9 @@ impl Decision {
         }
         if self.beyond_horizon {
             return Some("beyond_adjustment_horizon");
+        }
+        if self.beyond_dedupe_horizon {
+            return Some("beyond_dedupe_horizon");
         }
         if self.effective.is_some_and(|effective| effective.clock_drift_clamped) {
             return Some("clock_drift_clamped");

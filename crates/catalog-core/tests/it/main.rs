@@ -3,6 +3,7 @@
 
 mod cases;
 mod decode;
+mod dedupe;
 mod drift;
 mod gate;
 mod horizon;

@@ -1,0 +1,124 @@
+//! The dedupe horizon (decision 0019): a store keeps an event id's claim for
+//! `ClockPolicy::claim_retention`, then forgets it. A redelivery after that is decided from the
+//! offers' state alone, and must never be applied twice: whatever was applied, in whatever
+//! batches and order, delivering any of it again past the horizon changes no quantity.
+
+use std::collections::HashMap;
+
+use catalog_core::{
+    plan_batch, AllSyncOn, ClockPolicy, Delivery, EventId, OfferKey, Outcome, PlanState, ReferenceCatalog, Sku,
+    StockChange, SupplierEvent, SupplierId, TenantId, DEDUPE_HORIZON,
+};
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+fn offer(sku: usize) -> OfferKey {
+    OfferKey {
+        tenant: TenantId::parse("canary").expect("tenant"),
+        supplier: SupplierId::parse("erp").expect("supplier"),
+        sku: Sku::parse(["ABC-1", "XYZ-9"][sku]).expect("sku"),
+    }
+}
+
+fn start() -> DateTime<Utc> {
+    crate::scenario::time("00:00:00")
+}
+
+/// An event `minutes` after the start, received `lag_minutes` after its own time.
+fn delivery(index: usize, sku: usize, change: StockChange, minutes: i64, lag_minutes: i64) -> Delivery {
+    let updated_at = start() + Duration::minutes(minutes);
+    let id = EventId(uuid::Uuid::from_u128((index as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)));
+    let event = SupplierEvent::new(id, offer(sku), change, updated_at, None).expect("in range");
+    Delivery { decoded: Ok(event), received_at: updated_at + Duration::minutes(lag_minutes) }
+}
+
+/// Many adjustments over four days (enough that offers fold), some snapshots, arriving late by
+/// up to two days, so some land within a fold.
+fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
+    let change = prop_oneof![
+        1 => (0i64..500).prop_map(|quantity| StockChange::Updated { quantity }),
+        12 => (1i64..20).prop_map(|delta| StockChange::Adjusted { delta: if delta % 3 == 0 { -delta } else { delta } }),
+    ];
+    proptest::collection::vec((0..2usize, change, 0i64..4 * 24 * 60, prop_oneof![4 => Just(0i64), 1 => 0i64..2 * 24 * 60]), 80..300)
+        .prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(index, (sku, change, minutes, lag))| delivery(index, sku, change, minutes, lag))
+                .collect()
+        })
+}
+
+fn batches(deliveries: Vec<Delivery>, size: usize) -> Vec<Vec<Delivery>> {
+    deliveries.chunks(size.max(1)).map(<[Delivery]>::to_vec).collect()
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 200, ..Config::default() })]
+
+    #[test]
+    fn a_redelivery_after_its_claim_is_forgotten_is_never_applied_twice(
+        deliveries in deliveries().prop_shuffle(),
+        size in 1..60usize,
+        redelivered in proptest::collection::vec(any::<prop::sample::Index>(), 1..40),
+        late_days in 0i64..400,
+    ) {
+        let clock = ClockPolicy::default();
+        let mut catalog = ReferenceCatalog::default();
+        for batch in batches(deliveries.clone(), size) {
+            catalog.apply(&batch, &AllSyncOn, clock);
+        }
+        let quantities = catalog.item_quantities();
+
+        // The store has forgotten every claim: the latest receipt is further back than the
+        // claim retention.
+        let last_received = deliveries.iter().map(|delivery| delivery.received_at).max().expect("some");
+        let now = last_received + clock.claim_retention() + Duration::days(late_days);
+        let again: Vec<Delivery> = redelivered
+            .iter()
+            .map(|index| Delivery { received_at: now, ..index.get(&deliveries).clone() })
+            .collect();
+        let state = PlanState {
+            offers: catalog.offers().iter().map(|(key, state)| (key.clone(), state.clone())).collect(),
+            items: catalog.items().iter().map(|(key, state)| (key.clone(), *state)).collect(),
+            prior: HashMap::new(),
+        };
+        let plan = plan_batch(&again, &state, &AllSyncOn, clock);
+        for (delivery, decision) in again.iter().zip(&plan.decisions) {
+            prop_assert_ne!(decision.outcome, Outcome::Applied, "{:?} applied twice", delivery.decoded);
+        }
+        prop_assert!(plan.items.is_empty(), "quantities moved: {:?} (before {:?})", plan.items, quantities);
+    }
+}
+
+#[test]
+fn an_adjustment_within_the_fold_older_than_the_horizon_is_stale_with_its_reason() {
+    let clock = ClockPolicy::default();
+    let mut catalog = ReferenceCatalog::default();
+    // 200 adjustments a minute apart, then 200 more a day later: the first ones are folded.
+    let first: Vec<Delivery> = (0..200).map(|n| delivery(n, 0, StockChange::Adjusted { delta: 1 }, n as i64, 0)).collect();
+    let later: Vec<Delivery> =
+        (200..400).map(|n| delivery(n, 0, StockChange::Adjusted { delta: 1 }, 2 * 24 * 60 + n as i64, 0)).collect();
+    catalog.apply(&first, &AllSyncOn, clock);
+    catalog.apply(&later, &AllSyncOn, clock);
+    assert!(catalog.offers()[&offer(0)].folded().is_some(), "the first adjustments are folded");
+    let before = catalog.item_quantities();
+
+    // A new adjustment (an unseen id) inside the fold, received within the horizon: it counts.
+    let within = delivery(1_000, 0, StockChange::Adjusted { delta: 5 }, 10, 24 * 60);
+    let plan = catalog.apply(std::slice::from_ref(&within), &AllSyncOn, clock);
+    assert_eq!(plan.decisions[0].outcome, Outcome::Applied);
+    assert_eq!(plan.decisions[0].reason(), None);
+
+    // The same kind of event received past the horizon: whether it was applied cannot be told.
+    let beyond = Delivery {
+        received_at: start() + DEDUPE_HORIZON + Duration::minutes(11),
+        ..delivery(1_001, 0, StockChange::Adjusted { delta: 7 }, 10, 0)
+    };
+    let plan = catalog.apply(std::slice::from_ref(&beyond), &AllSyncOn, clock);
+    assert_eq!(plan.decisions[0].outcome, Outcome::Stale);
+    assert_eq!(plan.decisions[0].reason(), Some("beyond_dedupe_horizon"));
+    let quantity = |quantities: &std::collections::BTreeMap<_, i64>| quantities.values().sum::<i64>();
+    assert_eq!(quantity(&catalog.item_quantities()), quantity(&before) + 5);
+}
