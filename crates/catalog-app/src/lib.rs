@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod publishing;
 pub mod reconcile;
 pub mod replay;
+pub mod retention;
 pub mod signals;
 pub mod source;
 

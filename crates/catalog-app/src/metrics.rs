@@ -92,6 +92,16 @@ pub struct Metrics {
     /// Differences a full refresh found against the supplier's snapshot (each corrected as
     /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
     pub feed_drift: IntCounterVec,
+    /// Journal segments (Postgres partitions, SQLite days) archived and dropped by retention.
+    pub journal_segments_dropped: IntCounterVec,
+    /// Journal rows archived before they were dropped.
+    pub journal_rows_archived: IntCounterVec,
+    /// Journal segments past the retention kept because they hold held events, by reason.
+    pub journal_segments_kept: IntGaugeVec,
+    /// Event id claims forgotten past the dedupe horizon.
+    pub claims_pruned: IntCounterVec,
+    /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
+    pub retention_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -261,6 +271,22 @@ impl Metrics {
             "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
             &["feed", "kind"],
         );
+        let journal_segments_dropped = counter(
+            "catalog_journal_segments_dropped_total",
+            "Journal segments (partitions, days) archived and dropped by retention.",
+            &[],
+        );
+        let journal_rows_archived =
+            counter("catalog_journal_rows_archived_total", "Journal rows archived before they were dropped.", &[]);
+        let journal_segments_kept = gauge(
+            "catalog_journal_segments_kept_past_retention",
+            "Journal segments past the retention kept because they hold pending work, by reason.",
+            &["reason"],
+        );
+        let claims_pruned =
+            counter("catalog_claims_pruned_total", "Event id claims forgotten past the dedupe horizon.", &[]);
+        let retention_failures =
+            counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
         let family_names = family_names.into_inner();
         Self {
             registry,
@@ -300,6 +326,11 @@ impl Metrics {
             feed_retries,
             feed_window_lag_seconds,
             feed_drift,
+            journal_segments_dropped,
+            journal_rows_archived,
+            journal_segments_kept,
+            claims_pruned,
+            retention_failures,
         }
     }
 

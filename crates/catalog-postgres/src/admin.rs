@@ -140,11 +140,11 @@ fn entries(stored: &[PgRow]) -> Result<Vec<JournalEntry>, StoreError> {
 }
 
 pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
-    // The decided row through the claim index (its predicate stated), then rejected rows
-    // that name the id, found through the item they name.
+    // The decided row through its claim (by its key, one partition), then the other rows that
+    // name the id (rejected, or redeliveries after retention), found through the item they name.
     let decided = sqlx::query(&format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = $1
-         AND outcome IN ('applied', 'stale', 'superseded', 'held')"
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE (journal_id, received_at) IN
+         (SELECT journal_id, received_at FROM event_claims WHERE event_id = $1)"
     ))
     .bind(event_id.0)
     .fetch_all(pool)

@@ -16,6 +16,7 @@ mod offer_cache;
 mod outbox;
 mod reads;
 mod reconcile;
+mod retention;
 mod rollout;
 mod signals;
 

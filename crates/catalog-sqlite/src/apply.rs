@@ -137,15 +137,35 @@ fn load_prior_rows(connection: &Connection, event_ids: &[EventId]) -> Result<Vec
     // which is what lets SQLite use that index for the lookup.
     let mut select = connection
         .prepare_cached(
-            "SELECT outcome, fingerprint, received_at, tenant_id, supplier_id, sku, event_type, quantity, delta, \
+            "SELECT journal_id, outcome, fingerprint, received_at, tenant_id, supplier_id, sku, event_type, quantity, delta, \
              updated_at, sequence FROM events \
              WHERE event_id = ?1 AND outcome IN ('applied', 'stale', 'superseded', 'held')",
         )
         .map_err(write_error)?;
+    // Claims whose journal rows retention archived (decision 0019), looked up only for ids
+    // the journal does not have.
+    let mut archived = connection
+        .prepare_cached("SELECT fingerprint, received_at FROM event_claims WHERE event_id = ?1")
+        .map_err(write_error)?;
     let mut prior = Vec::new();
     for event_id in event_ids {
-        let mut found = select.query([event_id.0.as_bytes().as_slice()]).map_err(write_error)?;
-        let Some(row) = found.next().map_err(write_error)? else { continue };
+        let id = event_id.0.as_bytes().as_slice();
+        let mut found = select.query([id]).map_err(write_error)?;
+        let Some(row) = found.next().map_err(write_error)? else {
+            let mut claimed = archived.query([id]).map_err(write_error)?;
+            if let Some(row) = claimed.next().map_err(write_error)? {
+                let fingerprint: i64 = raw::column(row, "fingerprint")?;
+                prior.push(PriorRow {
+                    event_id: *event_id,
+                    held_event: None,
+                    fingerprint: fingerprint as u64,
+                    received_at: raw::time_column(row, "received_at")?,
+                    journal_id: 0,
+                    journaled: false,
+                });
+            }
+            continue;
+        };
         let outcome: String = raw::column(row, "outcome")?;
         let fingerprint: Option<i64> = raw::column(row, "fingerprint")?;
         let fingerprint = fingerprint.ok_or_else(|| {
@@ -173,6 +193,8 @@ fn load_prior_rows(connection: &Connection, event_ids: &[EventId]) -> Result<Vec
             // Stored bit for bit in a signed column.
             fingerprint: fingerprint as u64,
             received_at: raw::time_column(row, "received_at")?,
+            journal_id: raw::column(row, "journal_id")?,
+            journaled: true,
         });
     }
     Ok(prior)

@@ -22,6 +22,7 @@ mod migration_tests;
 mod publish;
 mod read;
 mod reconcile;
+mod retention;
 mod rollout;
 mod signals;
 mod writer;

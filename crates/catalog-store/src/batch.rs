@@ -51,7 +51,16 @@ pub struct PriorRow {
     pub held_event: Option<SupplierEvent>,
     pub fingerprint: u64,
     pub received_at: DateTime<Utc>,
+    /// The journal row's id: with `received_at`, where a redelivery is counted.
+    pub journal_id: i64,
+    /// `false` when only the claim is left: retention archived and dropped the row (decision
+    /// 0019). A redelivery then gets a journal row of its own, `duplicate`
+    /// (`journal_row_archived`).
+    pub journaled: bool,
 }
+
+/// The reason on the journal row of a redelivery whose first row retention archived.
+pub const JOURNAL_ROW_ARCHIVED: &str = "journal_row_archived";
 
 /// Sync flags as loaded for a batch; tenants and suppliers not found use the default.
 #[derive(Debug, Clone, Default)]
@@ -126,6 +135,9 @@ pub struct JournalInsert {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalUpdate {
     pub event_id: EventId,
+    /// The row's id and receive time (the journal's partition key), as loaded.
+    pub journal_id: i64,
+    pub received_at: DateTime<Utc>,
     /// The new decision for a held row; `None` leaves the decision as it was.
     pub redecided: Option<Redecided>,
     pub redeliveries_added: i64,
@@ -325,7 +337,16 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                 updates[*index].redeliveries_added += counted;
                 updates[*index].payload_differs |= payload_differs;
             }
+            None if prior.get(&event_id).is_some_and(|row| !row.journaled) => {
+                // The claim outlived its row: this delivery is journaled on its own.
+                targets.insert(event_id, JournalTarget::Insert(inserts.len()));
+                let mut row = new_row(event, decision);
+                row.reason = Some(JOURNAL_ROW_ARCHIVED);
+                row.received_at = event.delivery.received_at;
+                inserts.push(row);
+            }
             None if prior.contains_key(&event_id) => {
+                let row = prior[&event_id];
                 let redecided = (decision.outcome != Outcome::Duplicate).then(|| Redecided {
                     outcome: decision.outcome.as_str(),
                     reason: decision.reason(),
@@ -333,7 +354,14 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                     clock_drift_clamped: decision.effective.is_some_and(|e| e.clock_drift_clamped),
                 });
                 targets.insert(event_id, JournalTarget::Update(updates.len()));
-                updates.push(JournalUpdate { event_id, redecided, redeliveries_added: counted, payload_differs });
+                updates.push(JournalUpdate {
+                    event_id,
+                    journal_id: row.journal_id,
+                    received_at: row.received_at,
+                    redecided,
+                    redeliveries_added: counted,
+                    payload_differs,
+                });
             }
             None => {
                 targets.insert(event_id, JournalTarget::Insert(inserts.len()));

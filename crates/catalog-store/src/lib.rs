@@ -12,6 +12,7 @@ mod feed;
 mod model;
 mod port;
 mod reconcile;
+mod retention;
 mod rollout;
 pub mod rows;
 mod signals;
@@ -36,6 +37,9 @@ pub use model::{
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftRecord, ReconcileStore};
+pub use retention::{
+    ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
+};
 pub use rollout::{
     rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, RolloutStore,
     SignOff, SignOffRecord,

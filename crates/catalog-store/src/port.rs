@@ -203,6 +203,7 @@ pub trait CatalogStore:
     + crate::signals::SignalStore
     + crate::rollout::RolloutStore
     + crate::feed::FeedStore
+    + crate::retention::RetentionStore
 {
     /// Applies pending schema migrations. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;

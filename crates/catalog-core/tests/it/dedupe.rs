@@ -28,7 +28,8 @@ fn start() -> DateTime<Utc> {
 /// An event `minutes` after the start, received `lag_minutes` after its own time.
 fn delivery(index: usize, sku: usize, change: StockChange, minutes: i64, lag_minutes: i64) -> Delivery {
     let updated_at = start() + Duration::minutes(minutes);
-    let id = EventId(uuid::Uuid::from_u128((index as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)));
+    let id =
+        EventId(uuid::Uuid::from_u128((index as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)));
     let event = SupplierEvent::new(id, offer(sku), change, updated_at, None).expect("in range");
     Delivery { decoded: Ok(event), received_at: updated_at + Duration::minutes(lag_minutes) }
 }
@@ -40,14 +41,17 @@ fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
         1 => (0i64..500).prop_map(|quantity| StockChange::Updated { quantity }),
         12 => (1i64..20).prop_map(|delta| StockChange::Adjusted { delta: if delta % 3 == 0 { -delta } else { delta } }),
     ];
-    proptest::collection::vec((0..2usize, change, 0i64..4 * 24 * 60, prop_oneof![4 => Just(0i64), 1 => 0i64..2 * 24 * 60]), 80..300)
-        .prop_map(|specs| {
-            specs
-                .into_iter()
-                .enumerate()
-                .map(|(index, (sku, change, minutes, lag))| delivery(index, sku, change, minutes, lag))
-                .collect()
-        })
+    proptest::collection::vec(
+        (0..2usize, change, 0i64..4 * 24 * 60, prop_oneof![4 => Just(0i64), 1 => 0i64..2 * 24 * 60]),
+        80..300,
+    )
+    .prop_map(|specs| {
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, (sku, change, minutes, lag))| delivery(index, sku, change, minutes, lag))
+            .collect()
+    })
 }
 
 fn batches(deliveries: Vec<Delivery>, size: usize) -> Vec<Vec<Delivery>> {
@@ -97,7 +101,8 @@ fn an_adjustment_within_the_fold_older_than_the_horizon_is_stale_with_its_reason
     let clock = ClockPolicy::default();
     let mut catalog = ReferenceCatalog::default();
     // 200 adjustments a minute apart, then 200 more a day later: the first ones are folded.
-    let first: Vec<Delivery> = (0..200).map(|n| delivery(n, 0, StockChange::Adjusted { delta: 1 }, n as i64, 0)).collect();
+    let first: Vec<Delivery> =
+        (0..200).map(|n| delivery(n, 0, StockChange::Adjusted { delta: 1 }, n as i64, 0)).collect();
     let later: Vec<Delivery> =
         (200..400).map(|n| delivery(n, 0, StockChange::Adjusted { delta: 1 }, 2 * 24 * 60 + n as i64, 0)).collect();
     catalog.apply(&first, &AllSyncOn, clock);

@@ -10,8 +10,8 @@
 //! cannot lose twice to the same rows.
 //!
 //! Lock order, the same in every transaction so none can wait on another in a cycle: new
-//! tenants and suppliers, offers, items (each by key, byte order), journal rows by event
-//! id, then outbox rows by (item id, channel), the order publish records lock them in.
+//! tenants and suppliers, offers, items (each by key, byte order), journal rows and claims by
+//! event id, then outbox rows by (item id, channel), the order publish records lock them in.
 //!
 //! `load` reads what a batch plans against, `journal` reads and writes the journal, `write`
 //! writes offers, items, outbox rows and checkpoints.
@@ -59,6 +59,16 @@ pub(crate) async fn apply_batch(
                 locking = Locking::Pessimistic;
                 reason
             }
+            // A day without a journal partition (retention's maintenance has not made it yet):
+            // make the batch's days, then write it again.
+            Err(Failure::NoPartition(error)) if attempt < MAX_CONFLICT_RETRIES => {
+                let received = batch.events.iter().map(|event| event.delivery.received_at);
+                let (Some(from), Some(until)) = (received.clone().min(), received.max()) else {
+                    return Err(error);
+                };
+                crate::retention::prepare(pool, from, until).await?;
+                error.to_string()
+            }
             Err(failure) => return Err(failure.into()),
         };
         attempt += 1;
@@ -84,6 +94,8 @@ pub(crate) enum Failure {
     /// items the batch read, and the offer cache, are still good, so the batch is planned
     /// again the same way and this time finds the claim.
     ClaimTaken(StoreError),
+    /// A journal row fell on a day no partition covers: nothing was written.
+    NoPartition(StoreError),
     /// Anything else; a `StoreError::Conflict` means rows the batch read have moved.
     Store(StoreError),
 }
@@ -97,7 +109,7 @@ impl From<StoreError> for Failure {
 impl From<Failure> for StoreError {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::ClaimTaken(error) | Failure::Store(error) => error,
+            Failure::ClaimTaken(error) | Failure::NoPartition(error) | Failure::Store(error) => error,
         }
     }
 }
@@ -122,7 +134,7 @@ async fn apply_once(
             cache.remember(committed);
             Ok(result)
         }
-        Err(failure @ Failure::ClaimTaken(_)) => Err(failure),
+        Err(failure @ (Failure::ClaimTaken(_) | Failure::NoPartition(_))) => Err(failure),
         Err(failure) => {
             // A lost race, or a commit that may or may not have happened: read them afresh.
             cache.forget(&keys.offers);

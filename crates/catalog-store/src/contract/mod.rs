@@ -18,6 +18,7 @@ mod flags;
 mod outbox;
 mod reads;
 mod reconcile;
+mod retention;
 mod signals;
 
 pub use fixtures::{
@@ -115,6 +116,7 @@ macro_rules! store_contract_cases {
             feeds::a_feeds_journal_is_counted_per_day_of_reception,
             feeds::a_pull_failure_opens_one_dead_letter_until_a_run_completes,
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
+            retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
         );
     };
 }

@@ -1,0 +1,156 @@
+//! Journal retention as the worker runs it (decision 0019): on a timer, make the journal's
+//! next days ahead of need, archive and drop what was received before the retention, and
+//! forget claims past the dedupe horizon. Archives are gzip-compressed NDJSON files, one per
+//! day of the journal, one `JournalEntry` per line, written to a temporary name, synced and
+//! renamed before the store drops a row they hold.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use catalog_core::{Classify, ClockPolicy};
+use catalog_store::{ArchiveSink, JournalEntry, RetentionPolicy, RetentionReport, RetentionStore, StoreError};
+use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use tokio_util::sync::CancellationToken;
+
+use crate::Metrics;
+
+/// How the worker keeps its journal bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Journal rows received longer ago than this are archived and dropped.
+    pub retention: chrono::Duration,
+    /// Where archives go (created if missing).
+    pub archive_dir: PathBuf,
+    /// How often retention runs.
+    pub interval: Duration,
+    /// How many days of journal to make ahead of need (Postgres partitions).
+    pub days_ahead: u32,
+    /// Rows per statement and per transaction.
+    pub chunk: usize,
+    /// The clock allowance the worker decides with: claims are kept long enough for it.
+    pub clock: ClockPolicy,
+}
+
+impl RetentionSettings {
+    /// What one pass at `now` drops: rows past the retention; claims past both the retention
+    /// and the claim retention (a claim outlives its row when the retention is shorter).
+    pub fn policy(&self, now: DateTime<Utc>) -> RetentionPolicy {
+        let journal_cutoff = now - self.retention;
+        let claim_cutoff = journal_cutoff.min(now - self.clock.claim_retention());
+        RetentionPolicy { journal_cutoff, claim_cutoff, chunk: self.chunk }
+    }
+}
+
+/// Writes each segment to `DIR/<segment>.ndjson.gz`.
+#[derive(Debug)]
+pub struct NdjsonArchive {
+    directory: PathBuf,
+    open: Option<(String, GzEncoder<BufWriter<File>>)>,
+}
+
+impl NdjsonArchive {
+    pub fn new(directory: impl Into<PathBuf>) -> Self {
+        Self { directory: directory.into(), open: None }
+    }
+
+    fn paths(&self, name: &str) -> (PathBuf, PathBuf) {
+        (self.directory.join(format!("{name}.ndjson.gz.partial")), self.directory.join(format!("{name}.ndjson.gz")))
+    }
+}
+
+impl ArchiveSink for NdjsonArchive {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.directory)?;
+        // A day archived by an earlier pass that died before its drop: its rows are written
+        // again under a new name beside it, so nothing archived is overwritten.
+        let name = if self.paths(name).1.exists() {
+            format!("{name}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6f"))
+        } else {
+            name.to_owned()
+        };
+        let file = File::create(self.paths(&name).0)?;
+        self.open = Some((name, GzEncoder::new(BufWriter::new(file), Compression::fast())));
+        Ok(())
+    }
+
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
+        let (_, encoder) = self.open.as_mut().ok_or_else(|| std::io::Error::other("no archive begun"))?;
+        for entry in entries {
+            serde_json::to_writer(&mut *encoder, entry)?;
+            encoder.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        let (name, encoder) = self.open.take().ok_or_else(|| std::io::Error::other("no archive begun"))?;
+        let file = encoder.finish()?.into_inner().map_err(|error| error.into_error())?;
+        file.sync_all()?;
+        let (partial, finished) = self.paths(&name);
+        std::fs::rename(&partial, &finished)?;
+        sync_directory(&self.directory)?;
+        Ok(finished.display().to_string())
+    }
+}
+
+fn sync_directory(directory: &Path) -> std::io::Result<()> {
+    File::open(directory)?.sync_all()
+}
+
+/// One retention pass at `now`: days made ahead, old days archived and dropped, claims pruned.
+pub async fn run_once(
+    store: &dyn RetentionStore,
+    settings: &RetentionSettings,
+    metrics: &Metrics,
+    now: DateTime<Utc>,
+) -> Result<RetentionReport, StoreError> {
+    store.prepare_journal(now + chrono::Duration::days(i64::from(settings.days_ahead))).await?;
+    let mut archive = NdjsonArchive::new(&settings.archive_dir);
+    let report = store.expire_journal(&settings.policy(now), &mut archive).await?;
+    metrics.journal_segments_dropped.with_label_values(&[] as &[&str]).inc_by(report.dropped.len() as u64);
+    metrics
+        .journal_rows_archived
+        .with_label_values(&[] as &[&str])
+        .inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
+    metrics.journal_segments_kept.with_label_values(&["held_events"]).set(report.kept.len() as i64);
+    metrics.claims_pruned.with_label_values(&[] as &[&str]).inc_by(report.claims_pruned);
+    for kept in &report.kept {
+        tracing::warn!(
+            segment = %kept.name,
+            held_events = kept.held_events,
+            "journal segment past the retention kept: it holds held events (switch their tenant or supplier on, or replay them)"
+        );
+    }
+    Ok(report)
+}
+
+/// Runs retention every `settings.interval` until cancelled. A failed pass is logged with its
+/// class, counted, and tried again at the next interval: retention never stops the worker.
+pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metrics: Metrics, cancel: CancellationToken) {
+    loop {
+        match run_once(store, &settings, &metrics, Utc::now()).await {
+            Ok(report) if !report.dropped.is_empty() || report.claims_pruned > 0 => {
+                tracing::info!(
+                    dropped = report.dropped.len(),
+                    rows = report.dropped.iter().map(|segment| segment.rows).sum::<u64>(),
+                    claims_pruned = report.claims_pruned,
+                    "journal retention pass"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let class = error.failure_class();
+                metrics.retention_failures.with_label_values(&[class.as_str()]).inc();
+                tracing::error!(%error, class = class.as_str(), "journal retention pass failed; trying again next interval");
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(settings.interval) => {}
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Journal retention on SQLite (decision 0019): rows received before the cutoff are archived
+//! a day at a time through an [`ArchiveSink`], then deleted in bounded chunks, one writer
+//! transaction each, so a running worker's batches wait at most one chunk. A deleted decided
+//! row's claim moves to `event_claims`; held rows stay (pending work).
+
+use async_trait::async_trait;
+use catalog_store::{
+    ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
+    StoreError,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::params;
+use sqlx::SqlitePool;
+
+use crate::columns::{journal_row, micros, JOURNAL_COLUMNS};
+use crate::error::{store_error, write_error};
+use crate::writer::Writer;
+use crate::SqliteStore;
+
+#[async_trait]
+impl RetentionStore for SqliteStore {
+    /// SQLite's journal is one table: nothing to make ahead.
+    async fn prepare_journal(&self, _until: DateTime<Utc>) -> Result<u32, StoreError> {
+        Ok(0)
+    }
+
+    async fn expire_journal(
+        &self,
+        policy: &RetentionPolicy,
+        sink: &mut dyn ArchiveSink,
+    ) -> Result<RetentionReport, StoreError> {
+        expire(&self.pool, &self.writer, policy, sink).await
+    }
+
+    async fn journal_horizon(&self) -> Result<Option<JournalHorizon>, StoreError> {
+        let stored: Vec<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT kept_since, archive FROM journal_retention")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        let Some((Some(kept_since), archive)) = stored.into_iter().next() else { return Ok(None) };
+        let kept_since = DateTime::from_timestamp_micros(kept_since)
+            .ok_or_else(|| StoreError::Corrupt(format!("journal_retention.kept_since {kept_since} out of range")))?;
+        Ok(Some(JournalHorizon { kept_since, archive }))
+    }
+}
+
+/// The day being archived: its name, the journal ids it spans, and what it holds.
+struct Day {
+    date: NaiveDate,
+    first_id: i64,
+    last_id: i64,
+    rows: u64,
+}
+
+async fn expire(
+    pool: &SqlitePool,
+    writer: &Writer,
+    policy: &RetentionPolicy,
+    sink: &mut dyn ArchiveSink,
+) -> Result<RetentionReport, StoreError> {
+    let mut report = RetentionReport::default();
+    let chunk = policy.chunk.max(1);
+    let mut day: Option<Day> = None;
+    let mut held: Vec<(NaiveDate, u64)> = Vec::new();
+    let mut after = 0i64;
+    'read: loop {
+        let stored = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events WHERE journal_id > ?1 ORDER BY journal_id LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(chunk as i64)
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        if stored.is_empty() {
+            break;
+        }
+        let mut entries = Vec::with_capacity(stored.len());
+        for row in &stored {
+            let row = journal_row(row)?;
+            after = row.journal_id;
+            // Rows are read in journal order, which is receive order but for a few
+            // stragglers: the first row inside the retention ends the pass.
+            if row.received_at >= policy.journal_cutoff {
+                if let Some(current) = &day {
+                    sink.write(&entries).map_err(io(current.date))?;
+                }
+                break 'read;
+            }
+            let date = row.received_at.date_naive();
+            if row.outcome == "held" {
+                match held.last_mut() {
+                    Some((held_date, count)) if *held_date == date => *count += 1,
+                    _ => held.push((date, 1)),
+                }
+                continue;
+            }
+            if day.as_ref().is_some_and(|current| current.date != date) {
+                let finished = day.take().expect("checked");
+                sink.write(&entries).map_err(io(finished.date))?;
+                entries.clear();
+                report.dropped.push(drop_day(writer, sink, finished, policy).await?);
+            }
+            let current = match &mut day {
+                Some(current) => current,
+                None => {
+                    sink.begin(&day_name(date)).map_err(io(date))?;
+                    day.insert(Day { date, first_id: row.journal_id, last_id: row.journal_id, rows: 0 })
+                }
+            };
+            current.last_id = row.journal_id;
+            current.rows += 1;
+            entries.push(row.into_entry()?);
+        }
+        if let Some(current) = &day {
+            sink.write(&entries).map_err(io(current.date))?;
+        }
+    }
+    if let Some(finished) = day.take() {
+        report.dropped.push(drop_day(writer, sink, finished, policy).await?);
+    }
+    report.kept =
+        held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
+    report.claims_pruned = prune_claims(writer, policy).await?;
+    Ok(report)
+}
+
+fn day_name(date: NaiveDate) -> String {
+    format!("events_{}", date.format("%Y%m%d"))
+}
+
+fn io(date: NaiveDate) -> impl Fn(std::io::Error) -> StoreError {
+    move |error| StoreError::Database(format!("archiving {}: {error}", day_name(date)))
+}
+
+/// Finishes a day's archive, then deletes what it holds in chunks of journal ids, moving the
+/// claims of decided rows to `event_claims` in the same transaction as their rows' deletion.
+async fn drop_day(
+    writer: &Writer,
+    sink: &mut dyn ArchiveSink,
+    day: Day,
+    policy: &RetentionPolicy,
+) -> Result<DroppedSegment, StoreError> {
+    let archive = sink.finish().map_err(io(day.date))?;
+    let cutoff = micros(policy.journal_cutoff);
+    let claim_cutoff = micros(policy.claim_cutoff);
+    let step = policy.chunk.max(1) as i64;
+    let mut from = day.first_id - 1;
+    let mut deleted = 0;
+    while from < day.last_id {
+        let to = (from + step).min(day.last_id);
+        deleted += writer
+            .transaction(move |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO event_claims (event_id, fingerprint, received_at) \
+                         SELECT event_id, fingerprint, received_at FROM events \
+                         WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 AND received_at >= ?4 \
+                         AND outcome IN ('applied', 'stale', 'superseded') AND event_id IS NOT NULL",
+                    )
+                    .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff]))
+                    .map_err(write_error)?;
+                connection
+                    .prepare_cached(
+                        "DELETE FROM events WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
+                         AND outcome <> 'held'",
+                    )
+                    .and_then(|mut delete| delete.execute(params![from, to, cutoff]))
+                    .map_err(write_error)
+            })
+            .await? as u64;
+        from = to;
+    }
+    let kept_since = micros(
+        day.date.succ_opt().unwrap_or(day.date).and_time(chrono::NaiveTime::MIN).and_utc().min(policy.journal_cutoff),
+    );
+    let location = archive.clone();
+    writer
+        .transaction(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO journal_retention (only_row, kept_since, archive, updated_at) VALUES (1, ?1, ?2, ?3) \
+                     ON CONFLICT (only_row) DO UPDATE SET kept_since = max(coalesce(kept_since, 0), excluded.kept_since), \
+                     archive = excluded.archive, updated_at = excluded.updated_at",
+                )
+                .and_then(|mut upsert| upsert.execute(params![kept_since, location, micros(Utc::now())]))
+                .map_err(write_error)
+        })
+        .await?;
+    tracing::info!(day = %day.date, rows = day.rows, deleted, %archive, "journal day archived and deleted");
+    Ok(DroppedSegment { name: day_name(day.date), rows: deleted, archive })
+}
+
+/// Forgets claims received before the cutoff, a chunk per transaction.
+async fn prune_claims(writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+    let cutoff = micros(policy.claim_cutoff);
+    let chunk = policy.chunk.max(1) as i64;
+    let mut pruned = 0;
+    loop {
+        let deleted = writer
+            .transaction(move |connection| {
+                connection
+                    .prepare_cached(
+                        "DELETE FROM event_claims WHERE event_id IN \
+                         (SELECT event_id FROM event_claims WHERE received_at < ?1 LIMIT ?2)",
+                    )
+                    .and_then(|mut delete| delete.execute(params![cutoff, chunk]))
+                    .map_err(write_error)
+            })
+            .await? as u64;
+        pruned += deleted;
+        if deleted == 0 {
+            return Ok(pruned);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Contract cases of `RetentionStore` (decision 0019): old journal days are archived, then
+//! dropped; a day holding held events is kept; an archive that fails drops nothing; and a
+//! redelivery of an event whose row is gone, or whose claim is gone too, is never applied
+//! twice.
+
+use catalog_core::{StockChange, DEDUPE_HORIZON};
+use chrono::{DateTime, Days, NaiveTime, Utc};
+
+use super::fixtures::*;
+use crate::{ArchiveSink, JournalEntry, Provenance, RetentionPolicy, StoreConfig};
+
+/// An archive that keeps what it is given, by segment.
+#[derive(Debug, Default)]
+struct Recorded {
+    finished: Vec<(String, Vec<JournalEntry>)>,
+    open: Option<(String, Vec<JournalEntry>)>,
+    fail_on_finish: bool,
+}
+
+impl ArchiveSink for Recorded {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.open = Some((name.to_owned(), Vec::new()));
+        Ok(())
+    }
+
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
+        self.open.as_mut().expect("begun").1.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        if self.fail_on_finish {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let segment = self.open.take().expect("begun");
+        let name = segment.0.clone();
+        self.finished.push(segment);
+        Ok(format!("memory:{name}"))
+    }
+}
+
+/// Seconds from the fixtures' base time to the start of the day `days` from today.
+fn day_from_today(days: u64) -> DateTime<Utc> {
+    Utc::now().date_naive().and_time(NaiveTime::MIN).and_utc().checked_add_days(Days::new(days)).expect("in range")
+}
+
+fn received_second(at: DateTime<Utc>) -> i64 {
+    (at - base()).num_seconds()
+}
+
+pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let held_key = offer("canary", "globex", "ABC-1");
+    let snapshot = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1);
+    let adjustment = incoming(2, &key, StockChange::Adjusted { delta: 5 }, 10, 11);
+    store.apply_batch(&batch(vec![snapshot.clone(), adjustment.clone()])).await.expect("apply");
+    // A held event on a later day, and the live stream further on.
+    store.set_supplier_sync(&held_key.tenant, &held_key.supplier, false).await.expect("flag");
+    let held_day = received_second(day_from_today(2) + chrono::Duration::hours(1));
+    let held = incoming(3, &held_key, StockChange::Updated { quantity: 7 }, 20, held_day);
+    let live_day = received_second(day_from_today(5) + chrono::Duration::hours(1));
+    let live = incoming(4, &offer("canary", "acme", "XYZ-9"), StockChange::Updated { quantity: 1 }, 30, live_day);
+    store.apply_batch(&batch(vec![held, live])).await.expect("apply");
+    let item_id = key.item_key().item_id();
+    let quantity = || async { store.item(item_id).await.expect("item").expect("exists").quantity() };
+    assert_eq!(quantity().await, 15);
+
+    // An archive that fails drops nothing.
+    let cutoff = day_from_today(3);
+    let keep_claims = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk: 1 };
+    let mut failing = Recorded { fail_on_finish: true, ..Recorded::default() };
+    store.expire_journal(&keep_claims, &mut failing).await.expect_err("the archive failed");
+    let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 3, "nothing dropped without its archive");
+    assert_eq!(store.journal_horizon().await.expect("horizon"), None);
+
+    let mut archive = Recorded::default();
+    let report = store.expire_journal(&keep_claims, &mut archive).await.expect("expire");
+    let archived: Vec<_> =
+        archive.finished.iter().flat_map(|(_, entries)| entries).map(|entry| entry.event_id).collect();
+    assert_eq!(archived, vec![Some(event_id(1)), Some(event_id(2))], "the old day's rows, archived in journal order");
+    assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 2);
+    assert_eq!(report.kept.len(), 1, "the held event's day is kept: {report:?}");
+    assert_eq!(report.kept[0].held_events, 1);
+    assert_eq!(report.claims_pruned, 0);
+    let horizon = store.journal_horizon().await.expect("horizon").expect("retention ran");
+    assert!(horizon.kept_since > base() && horizon.kept_since <= cutoff, "{horizon:?}");
+    assert!(horizon.archive.is_some_and(|archive| archive.starts_with("memory:")));
+    let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1, "only the held event is left: {:?}", trace.events);
+
+    // The claims outlive the rows: a redelivery is a duplicate, journaled on its own.
+    let redelivered_at = live_day + 60;
+    let again = |event: &crate::IncomingEvent, offset: i64| {
+        let mut event = event.clone();
+        event.delivery.received_at = base() + chrono::Duration::seconds(redelivered_at);
+        event.source.offset = offset;
+        event
+    };
+    let result = store.apply_batch(&batch(vec![again(&snapshot, 10), again(&adjustment, 11)])).await.expect("apply");
+    for decision in &result.decisions {
+        assert_eq!(decision.outcome.as_str(), "duplicate");
+    }
+    assert!(result.changed_items.is_empty());
+    assert_eq!(quantity().await, 15);
+    let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+    let archived_again: Vec<_> =
+        trace.events.iter().filter(|entry| entry.reason.as_deref() == Some("journal_row_archived")).collect();
+    assert_eq!(archived_again.len(), 2, "each redelivery has a row saying why: {:?}", trace.events);
+
+    // Past the dedupe horizon the claims go too; the offer's state still knows both events.
+    let forget_claims = RetentionPolicy { claim_cutoff: cutoff, ..keep_claims };
+    let report = store.expire_journal(&forget_claims, &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.claims_pruned, 2, "the two old claims, not the held one nor the live one");
+    let result = store.apply_batch(&batch(vec![again(&snapshot, 12), again(&adjustment, 13)])).await.expect("apply");
+    for decision in &result.decisions {
+        assert_ne!(decision.outcome.as_str(), "applied", "{decision:?}");
+    }
+    assert!(result.changed_items.is_empty());
+    assert_eq!(quantity().await, 15);
+
+    // The held event was kept, and is decided once its supplier is on.
+    store.set_supplier_sync(&held_key.tenant, &held_key.supplier, true).await.expect("flag");
+    let mut replayed = incoming(3, &held_key, StockChange::Updated { quantity: 7 }, 20, held_day);
+    replayed.provenance = Provenance::Replayed;
+    let result = store.apply_batch(&batch(vec![replayed])).await.expect("apply");
+    assert_eq!(result.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(quantity().await, 22);
+}

@@ -1,0 +1,87 @@
+//! Journal retention (decision 0019): the journal keeps what was received within the
+//! retention; older rows are archived, then dropped, day by day. Claims are kept apart for
+//! the dedupe horizon (`catalog_core::ClockPolicy::claim_retention`), so a redelivery of an
+//! event whose row is gone is still never applied twice. Held events are pending work: a day
+//! that holds one is never dropped (Postgres) or keeps them (SQLite).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::StoreError;
+use crate::model::JournalEntry;
+
+/// Where retention writes the rows it is about to drop, one segment (a day of the journal)
+/// at a time. A store drops a segment's rows only after [`ArchiveSink::finish`] returned.
+pub trait ArchiveSink: Send {
+    /// Starts the archive of segment `name` (the same name again starts it afresh).
+    fn begin(&mut self, name: &str) -> std::io::Result<()>;
+    /// Adds rows, in journal order.
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()>;
+    /// Makes the segment's archive durable and says where it is.
+    fn finish(&mut self) -> std::io::Result<String>;
+}
+
+/// What one retention pass drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Journal rows received before this are archived and dropped.
+    pub journal_cutoff: DateTime<Utc>,
+    /// Claims of events received before this are forgotten. Never later than
+    /// `now - claim_retention`: the dedupe horizon depends on it.
+    pub claim_cutoff: DateTime<Utc>,
+    /// Rows read, deleted or archived per statement and per transaction.
+    pub chunk: usize,
+}
+
+/// One segment retention archived and dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DroppedSegment {
+    pub name: String,
+    pub rows: u64,
+    pub archive: String,
+}
+
+/// A segment past the retention that was kept, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeptSegment {
+    pub name: String,
+    /// Held events in it: pending work, decided once their tenant or supplier is switched on.
+    pub held_events: u64,
+}
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    pub dropped: Vec<DroppedSegment>,
+    pub kept: Vec<KeptSegment>,
+    pub claims_pruned: u64,
+}
+
+/// How far back the journal reaches, for trace and replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalHorizon {
+    /// Rows received before this were archived and dropped (held events excepted).
+    pub kept_since: DateTime<Utc>,
+    /// Where the last archive went.
+    pub archive: Option<String>,
+}
+
+#[async_trait]
+pub trait RetentionStore: Send + Sync + std::fmt::Debug {
+    /// Makes room for rows received until `until` (Postgres creates daily partitions ahead);
+    /// idempotent. Returns how many segments it created.
+    async fn prepare_journal(&self, until: DateTime<Utc>) -> Result<u32, StoreError>;
+
+    /// Archives through `sink`, then drops, every journal segment received before
+    /// `policy.journal_cutoff`, oldest first, and forgets claims older than
+    /// `policy.claim_cutoff`. Safe beside a running worker.
+    async fn expire_journal(
+        &self,
+        policy: &RetentionPolicy,
+        sink: &mut dyn ArchiveSink,
+    ) -> Result<RetentionReport, StoreError>;
+
+    /// `None` until retention first dropped something.
+    async fn journal_horizon(&self) -> Result<Option<JournalHorizon>, StoreError>;
+}
