@@ -3,7 +3,9 @@
 //! Built from the store's `TracePage` alone; nothing here re-decides a rule.
 
 use catalog_core::{EventId, ItemKey, OfferState, StockChange};
-use catalog_store::{DeadLetter, JournalEntry, PendingPublish, PublishAttempt, PublishedVersion, TracePage};
+use catalog_store::{
+    DeadLetter, JournalEntry, JournalHorizon, PendingPublish, PublishAttempt, PublishedVersion, TracePage,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -28,6 +30,31 @@ pub struct TraceView {
     /// Publish attempts per channel with status and result, oldest first.
     pub publishes: Vec<PublishAttempt>,
     pub open_dead_letters: Vec<DeadLetter>,
+    /// Set once retention has dropped journal days: events received before `kept_since` are
+    /// not in `events` (they are in the archive), so an offer's counted event may be missing.
+    pub journal_retention: Option<JournalReach>,
+}
+
+/// How far back the journal reaches (decision 0019).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JournalReach {
+    /// Events received before this were archived and dropped from the journal.
+    pub kept_since: DateTime<Utc>,
+    /// Where the last archive went.
+    pub archive: Option<String>,
+    /// The same, in one sentence for people.
+    pub note: String,
+}
+
+impl From<JournalHorizon> for JournalReach {
+    fn from(horizon: JournalHorizon) -> Self {
+        let note = format!(
+            "The journal keeps events received since {}; older events were archived{} and are not listed here.",
+            horizon.kept_since.format("%Y-%m-%d %H:%M UTC"),
+            horizon.archive.as_deref().map(|archive| format!(" (the last archive: {archive})")).unwrap_or_default()
+        );
+        JournalReach { kept_since: horizon.kept_since, archive: horizon.archive, note }
+    }
 }
 
 /// One supplier's offer and how its quantity comes about: the winning snapshot, plus the
@@ -153,6 +180,7 @@ pub fn view(
     trace: &TracePage,
     published: Vec<PublishedVersion>,
     dead_letters: Vec<DeadLetter>,
+    horizon: Option<JournalHorizon>,
     offset: u64,
     limit: u64,
 ) -> TraceView {
@@ -184,5 +212,6 @@ pub fn view(
         pending_publishes: trace.pending_publishes.clone(),
         publishes: trace.publish_attempts.clone(),
         open_dead_letters: dead_letters.into_iter().filter(|letter| letter.resolved_at.is_none()).collect(),
+        journal_retention: horizon.map(JournalReach::from),
     }
 }

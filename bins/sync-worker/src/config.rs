@@ -60,6 +60,9 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub signals: WorkerSignalArgs,
 
+    #[command(flatten)]
+    pub retention: crate::retention::RetentionArgs,
+
     /// Log format on standard error.
     #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod http;
 pub mod ready;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,6 +151,18 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             stop_services.clone(),
         );
         services.spawn(progress.map(Ok));
+    }
+
+    if args.retention.mode == Switch::On {
+        let clock = catalog_core::ClockPolicy {
+            max_skew: chrono::Duration::seconds(i64::from(args.store.max_clock_skew_secs)),
+        };
+        let settings = args.retention.settings(clock);
+        let (store, metrics, stop) = (store.clone(), metrics.clone(), stop_services.clone());
+        services.spawn(async move {
+            catalog_app::retention::run(&*store, settings, metrics, stop).await;
+            Ok(())
+        });
     }
 
     let sink: Arc<dyn BatchSink> = applier.clone();

@@ -40,6 +40,11 @@ pub struct ReplayRequest {
 pub enum ReplayError {
     #[error("--since {since} is not before --until {until}")]
     EmptyWindow { since: String, until: String },
+    #[error(
+        "--since {since} reaches past the journal's retention: it keeps events received since {kept_since} \
+         (older ones were archived{archive}); replay from {kept_since} or later"
+    )]
+    PastRetention { since: String, kept_since: String, archive: String },
     #[error("unknown tenant {0:?}: no event of it was ever received")]
     UnknownTenant(String),
     #[error("{what}: {error}")]
@@ -110,6 +115,15 @@ pub async fn replay(
     if let Some(until) = request.until {
         if request.since >= until {
             return Err(ReplayError::EmptyWindow { since: request.since.to_rfc3339(), until: until.to_rfc3339() });
+        }
+    }
+    if let Some(horizon) = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))? {
+        if request.since < horizon.kept_since {
+            return Err(ReplayError::PastRetention {
+                since: request.since.to_rfc3339(),
+                kept_since: horizon.kept_since.to_rfc3339(),
+                archive: horizon.archive.map(|archive| format!(", the last to {archive}")).unwrap_or_default(),
+            });
         }
     }
     if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use catalog_core::{Classify, ClockPolicy};
+use catalog_core::{Classify, ClockPolicy, StockChange};
 use catalog_store::{ArchiveSink, JournalEntry, RetentionPolicy, RetentionReport, RetentionStore, StoreError};
 use chrono::{DateTime, Utc};
 use flate2::write::GzEncoder;
@@ -80,7 +80,7 @@ impl ArchiveSink for NdjsonArchive {
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
         let (_, encoder) = self.open.as_mut().ok_or_else(|| std::io::Error::other("no archive begun"))?;
         for entry in entries {
-            serde_json::to_writer(&mut *encoder, entry)?;
+            serde_json::to_writer(&mut *encoder, &ArchivedRow::from(entry))?;
             encoder.write_all(b"\n")?;
         }
         Ok(())
@@ -94,6 +94,77 @@ impl ArchiveSink for NdjsonArchive {
         std::fs::rename(&partial, &finished)?;
         sync_directory(&self.directory)?;
         Ok(finished.display().to_string())
+    }
+}
+
+/// One line of an archive: a journal row column for column, as `events` holds it (decision
+/// 0019 documents the format). A rejected message's kept bytes are hex.
+#[derive(Debug, serde::Serialize)]
+struct ArchivedRow<'a> {
+    journal_id: i64,
+    event_id: Option<uuid::Uuid>,
+    tenant_id: Option<&'a str>,
+    supplier_id: Option<&'a str>,
+    sku: Option<&'a str>,
+    event_type: Option<&'static str>,
+    quantity: Option<i64>,
+    delta: Option<i64>,
+    updated_at: Option<DateTime<Utc>>,
+    sequence: Option<u64>,
+    effective_at: Option<DateTime<Utc>>,
+    clock_drift_clamped: bool,
+    received_at: DateTime<Utc>,
+    outcome: &'static str,
+    reason: Option<&'a str>,
+    detail: Option<&'a str>,
+    redelivery_count: u32,
+    payload_differs: bool,
+    source: &'a str,
+    source_partition: i32,
+    source_offset: i64,
+    traceparent: Option<&'a str>,
+    raw_payload_hex: Option<String>,
+    raw_payload_length: Option<u64>,
+    decided_at: DateTime<Utc>,
+}
+
+impl<'a> From<&'a JournalEntry> for ArchivedRow<'a> {
+    fn from(entry: &'a JournalEntry) -> Self {
+        let (event_type, quantity, delta) = match entry.change {
+            Some(change @ StockChange::Updated { quantity }) => (Some(change.type_name()), Some(quantity), None),
+            Some(change @ StockChange::Adjusted { delta }) => (Some(change.type_name()), None, Some(delta)),
+            None => (None, None, None),
+        };
+        ArchivedRow {
+            journal_id: entry.journal_id,
+            event_id: entry.event_id.map(|id| id.0),
+            tenant_id: entry.tenant.as_deref(),
+            supplier_id: entry.supplier.as_deref(),
+            sku: entry.sku.as_deref(),
+            event_type,
+            quantity,
+            delta,
+            updated_at: entry.updated_at,
+            sequence: entry.sequence,
+            effective_at: entry.effective_at,
+            clock_drift_clamped: entry.clock_drift_clamped,
+            received_at: entry.received_at,
+            outcome: entry.outcome.as_str(),
+            reason: entry.reason.as_deref(),
+            detail: entry.detail.as_deref(),
+            redelivery_count: entry.redelivery_count,
+            payload_differs: entry.payload_differs,
+            source: &entry.source.source,
+            source_partition: entry.source.partition,
+            source_offset: entry.source.offset,
+            traceparent: entry.traceparent.as_deref(),
+            raw_payload_hex: entry
+                .raw_payload
+                .as_ref()
+                .map(|bytes| bytes.iter().map(|byte| format!("{byte:02x}")).collect()),
+            raw_payload_length: entry.raw_payload_length,
+            decided_at: entry.decided_at,
+        }
     }
 }
 

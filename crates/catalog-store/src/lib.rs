@@ -55,6 +55,7 @@ pub mod prelude {
     pub use crate::feed::FeedStore;
     pub use crate::port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
     pub use crate::reconcile::ReconcileStore;
+    pub use crate::retention::RetentionStore;
     pub use crate::rollout::RolloutStore;
     pub use crate::signals::SignalStore;
 }

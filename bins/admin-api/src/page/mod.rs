@@ -199,6 +199,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             }
         }
         h3 #timeline-heading { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
+        @if let Some(reach) = &trace.journal_retention { p.notice role="note" { (reach.note) } }
         // A wide timeline scrolls in its own box (keyboard-reachable), never the page.
         div.scroll role="region" aria-labelledby="timeline-heading" tabindex="0" {
             table #timeline aria-labelledby="timeline-heading" {

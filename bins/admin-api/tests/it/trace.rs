@@ -157,3 +157,44 @@ async fn an_item_with_only_held_and_rejected_events_has_a_trace_on_sqlite() {
 async fn an_item_with_only_held_and_rejected_events_has_a_trace_on_postgres() {
     an_item_with_only_held_and_rejected_events_has_a_trace(Server::postgres().await).await;
 }
+
+/// An archive that keeps nothing: only what the store records of retention matters here.
+struct Discard;
+
+impl catalog_store::ArchiveSink for Discard {
+    fn begin(&mut self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, _: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> std::io::Result<String> {
+        Ok("/var/lib/catalog/journal-archive/events_20261101.ndjson.gz".into())
+    }
+}
+
+#[tokio::test]
+async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_days() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let messages = apply_feed(&server.store, 3, 50).await;
+    let key = catalog_testkit::feed::expected_quantities(&messages).into_keys().next().expect("an item");
+    let path = format!("/v1/tenants/{}/items/{}/trace", key.tenant, key.sku);
+    assert_eq!(server.get_json(&viewer, &path).await["journal_retention"], serde_json::Value::Null);
+
+    let cutoff = Utc::now() - chrono::Duration::days(30);
+    let policy = catalog_store::RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
+    // Nothing received that long ago: no day dropped yet, so nothing to say.
+    server.store.expire_journal(&policy, &mut Discard).await.expect("retention");
+    assert_eq!(server.get_json(&viewer, &path).await["journal_retention"], serde_json::Value::Null);
+
+    let policy = catalog_store::RetentionPolicy { journal_cutoff: Utc::now() + chrono::Duration::days(1), ..policy };
+    server.store.expire_journal(&policy, &mut Discard).await.expect("retention");
+    let trace = server.get_json(&viewer, &path).await;
+    let note = trace["journal_retention"]["note"].as_str().expect("a note once days were dropped");
+    assert!(note.starts_with("The journal keeps events received since "), "{note}");
+    assert!(note.contains("events_20261101.ndjson.gz"), "{note}");
+    assert_eq!(trace["events"]["total"], 0, "every event was received before the cutoff: {trace}");
+    assert!(trace["quantity"].as_i64().is_some(), "the item itself is still there");
+    server.stop().await;
+}

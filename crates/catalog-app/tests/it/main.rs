@@ -4,3 +4,4 @@
 mod alerts;
 mod channels;
 mod heal;
+mod retention;

@@ -1,0 +1,58 @@
+//! The worker's journal retention options (decision 0019).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use catalog_app::retention::RetentionSettings;
+use catalog_cli::Switch;
+use catalog_core::ClockPolicy;
+use clap::Args;
+
+/// Journal retention: archive, then drop, what was received longer ago than the retention.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// `on`: keep the journal bounded (archive and drop old days, make the next days ahead,
+    /// forget claims past the dedupe horizon); `off` leaves it to another worker.
+    #[arg(long = "journal-retention", env = "CATALOG_JOURNAL_RETENTION", value_enum, default_value_t = Switch::On)]
+    pub mode: Switch,
+
+    /// Days of journal kept; older rows are archived, then dropped. Event id claims are kept
+    /// at least 32 days whatever this says, so a late redelivery is never applied twice.
+    #[arg(long = "journal-retention-days", env = "CATALOG_JOURNAL_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
+
+    /// Directory the archives go to: one gzip-compressed NDJSON file per day of journal
+    /// (`events_YYYYMMDD.ndjson.gz`, one journal entry per line), synced before anything is
+    /// dropped.
+    #[arg(long = "journal-archive-dir", env = "CATALOG_JOURNAL_ARCHIVE_DIR", default_value = "journal-archive")]
+    pub archive_dir: PathBuf,
+
+    /// Seconds between two retention passes.
+    #[arg(long = "journal-retention-interval-secs", env = "CATALOG_JOURNAL_RETENTION_INTERVAL_SECS",
+          default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_secs: u64,
+
+    /// Days of journal partitions made ahead of need (PostgreSQL).
+    #[arg(long = "journal-days-ahead", env = "CATALOG_JOURNAL_DAYS_AHEAD", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub days_ahead: u32,
+
+    /// Rows archived, deleted or forgotten per statement and per transaction.
+    #[arg(long = "journal-retention-chunk", env = "CATALOG_JOURNAL_RETENTION_CHUNK", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk: u64,
+}
+
+impl RetentionArgs {
+    pub fn settings(&self, clock: ClockPolicy) -> RetentionSettings {
+        RetentionSettings {
+            retention: chrono::Duration::days(i64::from(self.days)),
+            archive_dir: self.archive_dir.clone(),
+            interval: Duration::from_secs(self.interval_secs),
+            days_ahead: self.days_ahead,
+            chunk: usize::try_from(self.chunk).unwrap_or(10_000),
+            clock,
+        }
+    }
+}
