@@ -153,7 +153,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         services.spawn(progress.map(Ok));
     }
 
-    if args.retention.mode == Switch::On {
+    if args.retention.journal_retention == Switch::On {
         let clock = catalog_core::ClockPolicy {
             max_skew: chrono::Duration::seconds(i64::from(args.store.max_clock_skew_secs)),
         };
