@@ -4,6 +4,7 @@
 #![allow(clippy::print_stderr)]
 
 mod api_check;
+mod charts;
 mod fuzz;
 mod semver;
 mod tidy;
@@ -35,6 +36,9 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         measurement_seconds: u32,
     },
+    /// SVG charts of the benchmark results in docs/bench-data/*.json, written to docs/charts/;
+    /// a missing result file skips its charts, a malformed one is an error.
+    Charts,
     /// The chaos runs (release build): a broker, PostgreSQL and a flaky storefront of their
     /// own, workers killed at random, PostgreSQL restarted; first with the broker in memory
     /// (100,000 messages, 20 kills), then with it on disk and restarted too (20,000 messages,
@@ -72,6 +76,7 @@ fn main() -> Result<()> {
         Task::Ci => ci(&root),
         Task::Tidy => tidy::tidy(&root),
         Task::Bench { measurement_seconds } => bench(&root, measurement_seconds),
+        Task::Charts => charts::draw_all(&root).map(drop),
         Task::Chaos { short, arguments } => chaos(&root, short, &arguments),
         Task::Fuzz { seconds } => fuzz::fuzz(&root, seconds),
         Task::Deny => deny(&root),
@@ -181,7 +186,12 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         .context("admin-api trace benchmark failed")?;
     // 1,000,000 records pulled from a local supplier feed into PostgreSQL.
     run(root, "cargo", &["bench", "--locked", "-p", "catalog-feed", "--bench", "pull_to_postgres"])
-        .context("pull benchmark failed")
+        .context("pull benchmark failed")?;
+    // 20 million events end to end, as the journal grows (CATALOG_SOAK_EVENTS for fewer).
+    run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "soak"])
+        .context("soak benchmark failed")?;
+    // The results above as SVG charts in docs/charts.
+    charts::draw_all(root).map(drop)
 }
 
 pub(crate) fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {

@@ -1,74 +1,41 @@
 //! End-to-end benchmarks: Kafka → sync-worker (release build, its own process) → PostgreSQL,
-//! against the raw-SQL baseline of the same events in the same invocation, with the worker's
+//! against the SQL-only baseline of the same events (`staging_sql_baseline`) and a naive
+//! worker committing one transaction per event, in the same invocation, with the worker's
 //! peak resident memory (applying only, as the baseline does, and again with the log
 //! publisher draining the outbox meanwhile); and event → storefront-accepted latency at a steady 5k events/s,
 //! with a real HTTP storefront in this process. Needs PostgreSQL and a Kafka-protocol broker (`CATALOG_TEST_KAFKA_BROKERS`,
 //! default 127.0.0.1:9092); run through `cargo xtask bench`. The worker runs with its default
-//! settings; `CATALOG_BENCH_WORKER_ARGS` adds flags (for example `--batch-size 2500`) to try others.
+//! settings; `CATALOG_BENCH_WORKER_ARGS` adds flags (for example `--batch-size 2500`) to try others,
+//! `CATALOG_BENCH_LATENCY_ARGS` replaces the latency run's worker flags (`LATENCY_ARGS`).
 //! `CATALOG_BENCH_COMPARE_WORKER=/path/to/sync-worker` runs another build of the worker (an
 //! earlier commit's, say) in every round too, right after this one, and reports the ratio.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catalog_core::{encode, SupplierEvent};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::StoreConfig;
-use catalog_testkit::{create_topic, produce_batched, raw_sql_baseline, unique_name, TestDatabase, TestMessage};
+use catalog_testkit::{
+    create_topic, naive_per_event, produce_batched, staging_sql_baseline, unique_name, write_bench_data, TestDatabase,
+    TestMessage,
+};
 use chrono::Utc;
 
+mod support;
+
+use support::{peak_rss_mib, storefront, worker_log_filter, WorkerProcess};
+
 const N_EVENTS: usize = 200_000;
+/// Events the naive worker (one transaction each) writes per round: its rate is steady.
+const N_NAIVE: usize = 20_000;
 const PARTITIONS: i32 = 4;
 const BATCH: usize = 5_000;
 /// Baseline and worker runs, alternated.
 const ROUNDS: usize = 3;
 /// The worker binary of this build.
 const THIS_WORKER: &str = env!("CARGO_BIN_EXE_sync-worker");
-
-/// A worker process that is killed if the benchmark panics before stopping it, so a failed
-/// run never leaves a worker behind to load the machine.
-struct WorkerProcess(std::process::Child);
-
-impl WorkerProcess {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
-    }
-
-    /// Asks the worker to stop (SIGTERM) and waits for it.
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// The worker's log filter: `warn`, or `CATALOG_BENCH_WORKER_LOG` (for example
-/// `catalog_postgres=debug` to see each batch's step timings on the benchmark's stderr).
-fn worker_log_filter() -> String {
-    std::env::var("CATALOG_BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".to_owned())
-}
-
-/// Peak resident set of a process, from /proc, in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
 
 /// The worker's run: from its start until every partition's end is durable, the part of
 /// that before its first batch was durable (start-up and group join), and its peak RSS.
@@ -136,45 +103,34 @@ async fn bench_worker(program: &str, messages: &[TestMessage], publish: &str) ->
     WorkerRun { elapsed, first_batch, peak_rss_mib: rss }
 }
 
+/// The SQL-only baseline (staging table, `INSERT … SELECT`) on a fresh database migrated to
+/// this build's schema.
 async fn bench_baseline(events: &[SupplierEvent]) -> Duration {
+    let database = migrated_database().await;
+    let incoming = catalog_testkit::incoming(events, "raw", Utc::now());
+    staging_sql_baseline(&database.url, &incoming, BATCH).await
+}
+
+/// The naive worker, one transaction per event, over the first `N_NAIVE` events.
+async fn bench_naive(events: &[SupplierEvent]) -> Duration {
+    let database = migrated_database().await;
+    let incoming = catalog_testkit::incoming(&events[..N_NAIVE], "naive", Utc::now());
+    naive_per_event(&database.url, &incoming).await
+}
+
+async fn migrated_database() -> TestDatabase {
     let database = TestDatabase::create().await;
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
         .await
-        .expect("connect");
-    let incoming = catalog_testkit::incoming(events, "raw", Utc::now());
-    let elapsed = raw_sql_baseline(store.pool(), &incoming, BATCH).await;
+        .expect("connect and migrate");
     store.pool().close().await;
-    elapsed
-}
-
-/// What the storefront accepted: per item id, (quantity, when), in arrival order.
-type Accepted = Arc<Mutex<HashMap<String, Vec<(i64, Instant)>>>>;
-
-async fn storefront() -> (String, Accepted) {
-    use axum::routing::post;
-    let accepted: Accepted = Arc::default();
-    let sink = Arc::clone(&accepted);
-    let app = axum::Router::new().route(
-        "/v1/tenants/{tenant}/items/{item}/invalidate",
-        post(
-            move |axum::extract::Path((_tenant, item)): axum::extract::Path<(String, String)>,
-                  axum::Json(body): axum::Json<serde_json::Value>| {
-                let sink = Arc::clone(&sink);
-                async move {
-                    let quantity = body["quantity"].as_i64().unwrap_or(-1);
-                    sink.lock().expect("storefront state").entry(item).or_default().push((quantity, Instant::now()));
-                    (axum::http::StatusCode::ACCEPTED, axum::Json(serde_json::json!({"accepted": true})))
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, accepted)
+    database
 }
 
 const STEADY_RATE: u64 = 5_000;
+/// The latency run's worker flags (`CATALOG_BENCH_LATENCY_ARGS` replaces them): the
+/// storefront allows what the feed needs, and nothing reads it back.
+const LATENCY_ARGS: &str = "--storefront-rate 5000 --storefront-concurrency 32 --reconcile off";
 const STEADY_SECONDS: u64 = 20;
 const STEADY_ITEMS: u64 = 1_000;
 
@@ -202,7 +158,9 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     let worker = Command::new(THIS_WORKER)
         .args(["--source", "kafka", "--database-url", &database.url, "--kafka-brokers", &catalog_testkit::brokers()])
         .args(["--topic", &topic, "--group", &group, "--metrics-addr", "off", "--storefront-url", &url])
-        .args(["--storefront-rate", "5000", "--storefront-concurrency", "32"])
+        .args(
+            std::env::var("CATALOG_BENCH_LATENCY_ARGS").unwrap_or_else(|_| LATENCY_ARGS.to_owned()).split_whitespace(),
+        )
         .env("RUST_LOG", worker_log_filter())
         .stdout(Stdio::null())
         .spawn()
@@ -304,6 +262,10 @@ async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     (latencies, n_calls as f64 / STEADY_SECONDS as f64, stages)
 }
 
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -353,16 +315,22 @@ async fn throughput() {
     let mut peak_rss: Option<f64> = None;
     let compare = std::env::var("CATALOG_BENCH_COMPARE_WORKER").ok();
     let mut compared = Vec::new();
+    let mut naive_ratios = Vec::new();
+    let mut rounds = Vec::new();
     for round in 1..=ROUNDS {
         let baseline = rate(bench_baseline(&events).await);
         let run = bench_worker(THIS_WORKER, &messages, "off").await;
         let worker = rate(run.elapsed);
+        let naive = N_NAIVE as f64 / bench_naive(&events).await.as_secs_f64();
         println!(
-            "e2e/round {round}: raw_sql_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, peak RSS {}",
+            "e2e/round {round}: sql_only_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, peak RSS {}; naive one transaction per event {naive:>6.0} events/s, worker / naive {:.1}",
             worker / baseline,
             run.first_batch.unwrap_or_default(),
             run.peak_rss_mib.map_or("unavailable".to_owned(), |rss| format!("{rss:.0} MiB")),
+            worker / naive,
         );
+        rounds.push(serde_json::json!({"round": round, "worker": worker, "sql_baseline": baseline, "naive": naive}));
+        naive_ratios.push(worker / naive);
         ratios.push(worker / baseline);
         rates.push(worker);
         peak_rss = run.peak_rss_mib.map(|rss| peak_rss.map_or(rss, |peak: f64| peak.max(rss)));
@@ -381,6 +349,18 @@ async fn throughput() {
             median(&mut compared)
         );
     }
+    write_bench_data(
+        "baselines",
+        &serde_json::json!({
+            "title": format!("Kafka → PostgreSQL, {N_EVENTS} events per round, events/s (naive: {N_NAIVE})"),
+            "rounds": rounds,
+        }),
+    );
+    println!(
+        "e2e/worker / naive one transaction per event, median of {ROUNDS}: {:.1} (lowest {:.1})",
+        median(&mut naive_ratios.clone()),
+        naive_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+    );
     let with_publisher = bench_worker(THIS_WORKER, &messages, "on").await;
     println!(
         "e2e/kafka_to_postgres {N_EVENTS} events, median of {ROUNDS}: {:.0} events/s; ratio to the baseline: median {:.2}, lowest {:.2}",
@@ -409,11 +389,45 @@ async fn latency() {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
     );
+    let mean = |sorted: &[Duration]| sorted.iter().map(Duration::as_secs_f64).sum::<f64>() / sorted.len() as f64;
+    let total: f64 = [&stages.fetched, &stages.batched, &stages.published].iter().map(|sorted| mean(sorted)).sum();
+    let mut stage_data = Vec::new();
     for (stage, sorted) in [
         ("produced -> fetched", &stages.fetched),
         ("fetched -> batch transaction began", &stages.batched),
         ("transaction began -> storefront accepted", &stages.published),
     ] {
-        println!("publish/stage {stage}: p50 {:?} p99 {:?}", percentile(sorted, 0.50), percentile(sorted, 0.99));
+        let share = mean(sorted) / total;
+        println!(
+            "publish/stage {stage}: p50 {:?} p99 {:?}, {:.0} % of the mean latency",
+            percentile(sorted, 0.50),
+            percentile(sorted, 0.99),
+            share * 100.0
+        );
+        stage_data.push(serde_json::json!({
+            "stage": stage, "p50_ms": ms(percentile(sorted, 0.50)), "p99_ms": ms(percentile(sorted, 0.99)), "share": share,
+        }));
     }
+    let bounds = [5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 150.0, 200.0, 300.0, 500.0, 1_000.0, f64::MAX];
+    let buckets: Vec<serde_json::Value> = bounds
+        .iter()
+        .enumerate()
+        .map(|(index, upper)| {
+            let lower = if index == 0 { 0.0 } else { bounds[index - 1] };
+            let count = latencies.iter().filter(|latency| (lower..*upper).contains(&ms(**latency))).count();
+            let upper = if *upper == f64::MAX { ms(percentile(&latencies, 1.0)).max(lower) } else { *upper };
+            serde_json::json!({"upper_ms": upper, "count": count})
+        })
+        .collect();
+    write_bench_data(
+        "latency",
+        &serde_json::json!({
+            "title": format!("Event → storefront accepted at a steady {STEADY_RATE} events/s ({} events)", latencies.len()),
+            "buckets": buckets,
+            "p50_ms": ms(percentile(&latencies, 0.50)),
+            "p99_ms": ms(percentile(&latencies, 0.99)),
+            "max_ms": ms(percentile(&latencies, 1.0)),
+            "stages": stage_data,
+        }),
+    );
 }

@@ -18,24 +18,24 @@ pub fn bench_events(n_events: usize) -> Vec<SupplierEvent> {
     let tenant = TenantId::parse("canary").expect("valid tenant");
     let suppliers: Vec<SupplierId> =
         (0..3).map(|n| SupplierId::parse(&format!("supplier-{n}")).expect("valid supplier")).collect();
-    (0..n_events)
-        .map(|n| {
-            let id = if n % 100 == 99 { n - 1 } else { n };
-            let offer = OfferKey {
-                tenant: tenant.clone(),
-                supplier: suppliers[n % 3].clone(),
-                sku: Sku::parse(&format!("SKU-{:06}", (n / 3) % 10_000)).expect("valid sku"),
-            };
-            let change = if n % 4 == 0 {
-                StockChange::Adjusted { delta: (n % 5) as i64 + 1 }
-            } else {
-                StockChange::Updated { quantity: (n % 1000) as i64 }
-            };
-            let updated_at = base + chrono::Duration::milliseconds(n as i64);
-            SupplierEvent::new(EventId(Uuid::from_u128(id as u128 + 1)), offer, change, updated_at, Some(n as u64))
-                .expect("valid event")
-        })
-        .collect()
+    (0..n_events).map(|n| bench_event_of(n, base, &tenant, &suppliers)).collect()
+}
+
+fn bench_event_of(n: usize, base: DateTime<Utc>, tenant: &TenantId, suppliers: &[SupplierId]) -> SupplierEvent {
+    let id = if n % 100 == 99 { n - 1 } else { n };
+    let offer = OfferKey {
+        tenant: tenant.clone(),
+        supplier: suppliers[n % 3].clone(),
+        sku: Sku::parse(&format!("SKU-{:06}", (n / 3) % 10_000)).expect("valid sku"),
+    };
+    let change = if n % 4 == 0 {
+        StockChange::Adjusted { delta: (n % 5) as i64 + 1 }
+    } else {
+        StockChange::Updated { quantity: (n % 1000) as i64 }
+    };
+    let updated_at = base + chrono::Duration::milliseconds(n as i64);
+    SupplierEvent::new(EventId(Uuid::from_u128(id as u128 + 1)), offer, change, updated_at, Some(n as u64))
+        .expect("valid event")
 }
 
 /// The events as they would reach the store from `source`, received at `received_at`.

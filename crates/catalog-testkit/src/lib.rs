@@ -7,6 +7,7 @@ mod database;
 pub mod feed;
 pub mod feed_api;
 mod kafka;
+mod sql_baselines;
 mod sqlite_baseline;
 
 pub use baseline::{bench_events, incoming, raw_sql_baseline};
@@ -15,4 +16,14 @@ pub use kafka::{
     brokers, commit_group_offsets, create_topic, first_offset_fetched_from, produce, produce_batched,
     produce_in_batches, unique_name, TestMessage,
 };
+pub use sql_baselines::{naive_per_event, staging_sql_baseline};
 pub use sqlite_baseline::plain_sqlite_baseline;
+
+/// Writes a benchmark's results to `docs/bench-data/NAME.json`, where `cargo xtask charts`
+/// draws them from.
+pub fn write_bench_data(name: &str, data: &serde_json::Value) {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench-data");
+    std::fs::create_dir_all(&directory).expect("docs/bench-data");
+    let text = serde_json::to_string_pretty(data).expect("JSON") + "\n";
+    std::fs::write(directory.join(format!("{name}.json")), text).expect("write bench data");
+}
