@@ -27,3 +27,22 @@ pub fn write_bench_data(name: &str, data: &serde_json::Value) {
     let text = serde_json::to_string_pretty(data).expect("JSON") + "\n";
     std::fs::write(directory.join(format!("{name}.json")), text).expect("write bench data");
 }
+
+/// An archive that keeps nothing and says it went to its location: for tests of what a store
+/// records of retention, not of the archive.
+#[derive(Debug, Clone)]
+pub struct DiscardArchive(pub String);
+
+impl catalog_store::ArchiveSink for DiscardArchive {
+    fn begin(&mut self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&mut self, _: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        Ok(self.0.clone())
+    }
+}

@@ -158,21 +158,6 @@ async fn an_item_with_only_held_and_rejected_events_has_a_trace_on_postgres() {
     an_item_with_only_held_and_rejected_events_has_a_trace(Server::postgres().await).await;
 }
 
-/// An archive that keeps nothing: only what the store records of retention matters here.
-struct Discard;
-
-impl catalog_store::ArchiveSink for Discard {
-    fn begin(&mut self, _: &str) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn write(&mut self, _: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self) -> std::io::Result<String> {
-        Ok("/var/lib/catalog/journal-archive/events_20261101.ndjson.gz".into())
-    }
-}
-
 #[tokio::test]
 async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_days() {
     let server = Server::sqlite().await;
@@ -182,14 +167,16 @@ async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_da
     let path = format!("/v1/tenants/{}/items/{}/trace", key.tenant, key.sku);
     assert_eq!(server.get_json(&viewer, &path).await["journal_retention"], serde_json::Value::Null);
 
+    let mut archive =
+        catalog_testkit::DiscardArchive("/var/lib/catalog/journal-archive/events_20261101.ndjson.gz".into());
     let cutoff = Utc::now() - chrono::Duration::days(30);
     let policy = catalog_store::RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
     // Nothing received that long ago: no day dropped yet, so nothing to say.
-    server.store.expire_journal(&policy, &mut Discard).await.expect("retention");
+    server.store.expire_journal(&policy, &mut archive).await.expect("retention");
     assert_eq!(server.get_json(&viewer, &path).await["journal_retention"], serde_json::Value::Null);
 
     let policy = catalog_store::RetentionPolicy { journal_cutoff: Utc::now() + chrono::Duration::days(1), ..policy };
-    server.store.expire_journal(&policy, &mut Discard).await.expect("retention");
+    server.store.expire_journal(&policy, &mut archive).await.expect("retention");
     let trace = server.get_json(&viewer, &path).await;
     let note = trace["journal_retention"]["note"].as_str().expect("a note once days were dropped");
     assert!(note.starts_with("The journal keeps events received since "), "{note}");

@@ -192,28 +192,16 @@ async fn errors_are_clear_and_exit_non_zero() {
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("opening the PostgreSQL store"));
 }
 
-/// An archive that discards what it is given: only the store's side of retention matters here.
-struct Discard;
-
-impl catalog_store::ArchiveSink for Discard {
-    fn begin(&mut self, _: &str) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn write(&mut self, _: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self) -> std::io::Result<String> {
-        Ok("/archive/events_20260601.ndjson.gz".into())
-    }
-}
-
 #[tokio::test]
 async fn a_window_reaching_past_the_retention_is_refused_with_where_the_journal_starts() {
     let directory = tempfile::tempdir().expect("temp dir");
     let store = fixture(directory.path()).await;
     let cutoff = "2026-06-02T00:00:00Z".parse().expect("time");
     let policy = catalog_store::RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 2 };
-    store.expire_journal(&policy, &mut Discard).await.expect("retention");
+    store
+        .expire_journal(&policy, &mut catalog_testkit::DiscardArchive("/archive/events_20260601.ndjson.gz".into()))
+        .await
+        .expect("retention");
     insta::assert_snapshot!(replay(directory.path(), &WINDOW), @"
     exit: 1
     stdout:
