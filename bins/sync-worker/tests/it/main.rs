@@ -10,5 +10,6 @@ mod processes;
 mod pull;
 mod readiness;
 mod reconcile;
+mod retention;
 mod signals;
 mod stream;
