@@ -2,7 +2,7 @@
 //! schema: the strongest SQL-only path Postgres allows (a batch of 5,000 copied into a typed
 //! staging table, then the journal rows with their claims and the offer upserts written
 //! server-side with `INSERT … SELECT`, one transaction per batch, nothing read or decided
-//! client-side), and a naive worker that commits one transaction per event.
+//! client-side), and a naive worker that writes the worker's rows one transaction per event.
 
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,9 @@ pub async fn staging_sql_baseline(url: &str, events: &[IncomingEvent], batch_siz
     elapsed
 }
 
-/// Writes `events` one transaction each, as a naive worker would: the journal row and its
-/// claim, the offer upsert, commit. A redelivery's claim is already there: its transaction
+/// Writes `events` one transaction each, as a naive worker would, the same rows the worker
+/// writes: the journal row and its claim, the offer, the item (a new version), its outbox row
+/// and the source's checkpoint, commit. A redelivery's claim is already there: its transaction
 /// rolls back, as a naive worker's would on the unique violation.
 pub async fn naive_per_event(url: &str, events: &[IncomingEvent]) -> Duration {
     let mut connection = PgConnection::connect(url).await.expect("connect");
@@ -152,6 +153,38 @@ pub async fn naive_per_event(url: &str, events: &[IncomingEvent]) -> Duration {
         .execute(&mut *transaction)
         .await
         .expect("offer");
+        let item = event.offer().item_key();
+        sqlx::query(
+            "INSERT INTO items (item_id, tenant_id, sku, quantity, version) VALUES ($1, $2, $3, $4, 1)
+             ON CONFLICT (item_id) DO UPDATE SET quantity = EXCLUDED.quantity, version = items.version + 1,
+                 updated_at = now()",
+        )
+        .bind(item.item_id().0)
+        .bind(item.tenant.as_str())
+        .bind(item.sku.as_str())
+        .bind(quantity.or(delta).unwrap_or(0))
+        .execute(&mut *transaction)
+        .await
+        .expect("item");
+        sqlx::query(
+            "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel)
+             SELECT item_id, tenant_id, sku, quantity, version, 'storefront' FROM items WHERE item_id = $1
+             ON CONFLICT (item_id, channel) DO UPDATE SET quantity = EXCLUDED.quantity, version = EXCLUDED.version,
+                 enqueued_at = now()",
+        )
+        .bind(item.item_id().0)
+        .execute(&mut *transaction)
+        .await
+        .expect("outbox");
+        sqlx::query(
+            "INSERT INTO source_checkpoints (source, partition, next_offset) VALUES ($1, 0, $2)
+             ON CONFLICT (source, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        )
+        .bind(&*incoming.source.source)
+        .bind(incoming.source.offset + 1)
+        .execute(&mut *transaction)
+        .await
+        .expect("checkpoint");
         transaction.commit().await.expect("commit");
     }
     let elapsed = started.elapsed();
