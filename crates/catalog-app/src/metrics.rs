@@ -93,13 +93,13 @@ pub struct Metrics {
     /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
     pub feed_drift: IntCounterVec,
     /// Journal segments (Postgres partitions, SQLite days) archived and dropped by retention.
-    pub journal_segments_dropped: IntCounterVec,
+    pub journal_segments_dropped: IntCounter,
     /// Journal rows archived before they were dropped.
-    pub journal_rows_archived: IntCounterVec,
+    pub journal_rows_archived: IntCounter,
     /// Journal segments past the retention kept because they hold held events, by reason.
     pub journal_segments_kept: IntGaugeVec,
     /// Event id claims forgotten past the dedupe horizon.
-    pub claims_pruned: IntCounterVec,
+    pub claims_pruned: IntCounter,
     /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
     pub retention_failures: IntCounterVec,
 }
@@ -114,6 +114,11 @@ impl Metrics {
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid");
+            register(Box::new(metric.clone()));
+            metric
+        };
+        let unlabelled = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("static metric definition is valid");
             register(Box::new(metric.clone()));
             metric
         };
@@ -133,9 +138,7 @@ impl Metrics {
         .expect("static metric definition is valid");
         register(Box::new(batch_apply_seconds.clone()));
         let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
-        let items_changed = IntCounter::new("catalog_items_changed_total", "Items whose quantity changed.")
-            .expect("static metric definition is valid");
-        register(Box::new(items_changed.clone()));
+        let items_changed = unlabelled("catalog_items_changed_total", "Items whose quantity changed.");
         let queue_lag_seconds = gauge(
             "catalog_queue_lag_seconds",
             "Now minus the broker timestamp of the last applied message.",
@@ -271,20 +274,19 @@ impl Metrics {
             "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
             &["feed", "kind"],
         );
-        let journal_segments_dropped = counter(
+        let journal_segments_dropped = unlabelled(
             "catalog_journal_segments_dropped_total",
             "Journal segments (partitions, days) archived and dropped by retention.",
-            &[],
         );
         let journal_rows_archived =
-            counter("catalog_journal_rows_archived_total", "Journal rows archived before they were dropped.", &[]);
+            unlabelled("catalog_journal_rows_archived_total", "Journal rows archived before they were dropped.");
         let journal_segments_kept = gauge(
             "catalog_journal_segments_kept_past_retention",
             "Journal segments past the retention kept because they hold pending work, by reason.",
             &["reason"],
         );
         let claims_pruned =
-            counter("catalog_claims_pruned_total", "Event id claims forgotten past the dedupe horizon.", &[]);
+            unlabelled("catalog_claims_pruned_total", "Event id claims forgotten past the dedupe horizon.");
         let retention_failures =
             counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
         let family_names = family_names.into_inner();

@@ -182,13 +182,10 @@ pub async fn run_once(
     store.prepare_journal(now + chrono::Duration::days(i64::from(settings.days_ahead))).await?;
     let mut archive = NdjsonArchive::new(&settings.archive_dir);
     let report = store.expire_journal(&settings.policy(now), &mut archive).await?;
-    metrics.journal_segments_dropped.with_label_values(&[] as &[&str]).inc_by(report.dropped.len() as u64);
-    metrics
-        .journal_rows_archived
-        .with_label_values(&[] as &[&str])
-        .inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
+    metrics.journal_segments_dropped.inc_by(report.dropped.len() as u64);
+    metrics.journal_rows_archived.inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
     metrics.journal_segments_kept.with_label_values(&["held_events"]).set(report.kept.len() as i64);
-    metrics.claims_pruned.with_label_values(&[] as &[&str]).inc_by(report.claims_pruned);
+    metrics.claims_pruned.inc_by(report.claims_pruned);
     for kept in &report.kept {
         tracing::warn!(
             segment = %kept.name,

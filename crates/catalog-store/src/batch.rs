@@ -327,17 +327,17 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
         };
         let event_id = decoded.event_id();
         let payload_differs = decision.redelivery.is_some_and(|redelivery| redelivery.payload_differs);
-        match targets.get(&event_id) {
+        match (targets.get(&event_id), prior.get(&event_id)) {
             // A repeat within the batch: count it on the record of its first delivery.
-            Some(JournalTarget::Insert(index)) => {
+            (Some(JournalTarget::Insert(index)), _) => {
                 inserts[*index].redelivery_count += counted;
                 inserts[*index].payload_differs |= payload_differs;
             }
-            Some(JournalTarget::Update(index)) => {
+            (Some(JournalTarget::Update(index)), _) => {
                 updates[*index].redeliveries_added += counted;
                 updates[*index].payload_differs |= payload_differs;
             }
-            None if prior.get(&event_id).is_some_and(|row| !row.journaled) => {
+            (None, Some(row)) if !row.journaled => {
                 // The claim outlived its row: this delivery is journaled on its own.
                 targets.insert(event_id, JournalTarget::Insert(inserts.len()));
                 let mut row = new_row(event, decision);
@@ -345,8 +345,7 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                 row.received_at = event.delivery.received_at;
                 inserts.push(row);
             }
-            None if prior.contains_key(&event_id) => {
-                let row = prior[&event_id];
+            (None, Some(row)) => {
                 let redecided = (decision.outcome != Outcome::Duplicate).then(|| Redecided {
                     outcome: decision.outcome.as_str(),
                     reason: decision.reason(),
@@ -363,7 +362,7 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                     payload_differs,
                 });
             }
-            None => {
+            (None, None) => {
                 targets.insert(event_id, JournalTarget::Insert(inserts.len()));
                 inserts.push(new_row(event, decision));
             }
