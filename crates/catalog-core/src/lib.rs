@@ -46,7 +46,9 @@
 //!
 //! **Publish.** A [`CatalogItem`] is what a sales channel is sent (its
 //! [`CatalogItem::idempotency_key`] is the contract's `Idempotency-Key`); a
-//! [`PublishResult`] is what the channel answered.
+//! [`PublishResult`] is what the channel answered. [`ChannelRules`] say what one sales channel
+//! is offered of it (buffer held back, share, cap, zero below a threshold) and under which
+//! listing; an unmapped SKU is [`ChannelQuantity::Unmapped`], skipped rather than sent.
 //!
 //! **Explain and gate.** [`check_item`] re-derives an item's quantity from its journal,
 //! [`judge`] computes the four launch signals, [`decide_step`] says whether a rollout may
@@ -74,6 +76,7 @@ mod plan;
 mod rederive;
 mod reference;
 mod signals;
+mod stock_rules;
 mod trace;
 mod wire;
 
@@ -98,6 +101,7 @@ pub use signals::{
     is_stale, judge, PartitionProgress, Signal, SignalFacts, SignalName, SignalSettings, Signals, Status, Target,
     Threshold, UntracedItem, MAX_NAMED_ITEMS,
 };
+pub use stock_rules::{ChannelQuantity, ChannelRules, InvalidStockRule, Listings, StockRules};
 pub use trace::{InvalidTraceParent, TraceParent};
 pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};
 

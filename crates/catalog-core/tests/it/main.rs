@@ -10,4 +10,5 @@ mod horizon;
 mod properties;
 mod scenario;
 mod signals;
+mod stock_rules;
 mod trace;
