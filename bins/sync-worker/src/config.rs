@@ -121,10 +121,12 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_PUBLISH_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_max_attempts: u32,
 
-    /// JSON file of further sales channels: `[{"name": "shopify", "base_url": "https://…",
-    /// "token_env": "SHOPIFY_TOKEN", "requests_per_second": 5, "concurrency": 2,
-    /// "max_attempts": 8}]`. Tokens are read from the named environment variables, never
-    /// from the file.
+    /// JSON file of further sales channels, storefronts and marketplaces: `[{"name":
+    /// "amazon-us", "adapter": {"kind": "amazon", "seller_id": "…", …, "refresh_token_env":
+    /// "AMAZON_REFRESH_TOKEN"}, "stock": {"buffer": 2, "share_percent": 50}, "listings_file":
+    /// "amazon.csv", "requests_per_second": 5}]` (README, "Sales channels"). Credentials are
+    /// read from the named environment variables, never from the file; the file is checked
+    /// whole at start.
     #[arg(long, env = "CATALOG_CHANNELS_FILE")]
     pub channels_file: Option<PathBuf>,
 

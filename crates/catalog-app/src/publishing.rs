@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::Classify;
-use catalog_publish::{
-    ChannelConfig, ChannelPublisher, LogChannel, PublishError, PublishEvents, StorefrontChannel, WorkSignal,
-};
+use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishError, PublishEvents, WorkSignal};
 use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
@@ -47,11 +45,9 @@ pub fn publishers(
     channels
         .into_iter()
         .map(|channel| {
-            tracing::info!(channel = %channel.config.name, base_url = %channel.storefront.base_url, "publishing over HTTP");
-            let adapter =
-                StorefrontChannel::new(channel.storefront, channel.config.request_timeout, channel.config.concurrency)?;
-            let publisher =
-                ChannelPublisher::new(channel.config, Arc::new(adapter), Arc::clone(&store), Arc::clone(&events));
+            tracing::info!(channel = %channel.config.name, adapter = channel.adapter.kind(), base_url = %channel.adapter.base_url(), "publishing over HTTP");
+            let adapter = channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
+            let publisher = ChannelPublisher::new(channel.config, adapter, Arc::clone(&store), Arc::clone(&events));
             Ok(publisher.woken_by(work.clone()))
         })
         .collect()
@@ -81,7 +77,13 @@ impl PublishEvents for PublishMetrics {
                 tracing::debug!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, retry_at = %due_at, "publish throttled, will retry")
             }
             PublishOutcome::Published | PublishOutcome::Superseded { .. } => {
-                tracing::debug!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), quantity = entry.item.quantity(), result, "item published")
+                let sent = record.sent.as_ref();
+                tracing::debug!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), quantity = entry.item.quantity(), sent_quantity = sent.map(|sent| sent.quantity), listing = sent.map(|sent| sent.listing.as_str()), result, "item published")
+            }
+            // Counted by result above; one debug line each, not a warning per SKU: a channel
+            // that lists a few of many SKUs is normal, and its health page shows the count.
+            PublishOutcome::Skipped => {
+                tracing::debug!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), reason = catalog_core::ChannelQuantity::UNMAPPED, "publish skipped: sku not listed on the channel")
             }
         }
     }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_core::{detect_drift, Classify, Expected, FailureClass, ItemId, TenantId};
+use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, ItemId, Listings, TenantId};
 use catalog_publish::{ReadBack, ReadBackError, ShownItem, WorkSignal};
 use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,8 @@ pub struct Reconciler {
     metrics: Metrics,
     /// Woken when corrections were queued, so the publisher does not wait for its poll.
     work: Option<WorkSignal>,
+    /// The channel's listings and stock rules: what it should show.
+    rules: ChannelRules,
 }
 
 /// Paces requests to at most a rate, and counts them.
@@ -106,7 +108,14 @@ impl Reconciler {
         metrics: Metrics,
         work: Option<WorkSignal>,
     ) -> Self {
-        Self { channel: channel.into(), store, reader, settings, metrics, work }
+        Self { channel: channel.into(), store, reader, settings, metrics, work, rules: ChannelRules::default() }
+    }
+
+    /// Compares what the channel shows with what its stock rules offer it, not the catalog
+    /// quantity, and leaves alone the SKUs it does not list.
+    pub fn with_rules(mut self, rules: ChannelRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Sweeps until `shutdown`, pausing `interval` between sweeps. A failed sweep is
@@ -215,7 +224,11 @@ impl Reconciler {
     }
 
     fn compare(&self, item: &ChannelItem, shown: Option<catalog_core::Shown>) -> Option<DriftCorrection> {
-        let expected = Expected { quantity: item.quantity, version: item.version, accepted: item.accepted };
+        let quantity = match &self.rules.listings {
+            Listings::Mapped(listings) if !listings.contains_key(&item.sku) => return None,
+            _ => self.rules.stock.apply(item.quantity).0,
+        };
+        let expected = Expected { quantity, version: item.version, accepted: item.accepted };
         let drift = detect_drift(expected, shown)?;
         self.metrics.drifts_detected.with_label_values(&[&self.channel, drift.kind.as_str()]).inc();
         Some(DriftCorrection {
@@ -285,8 +298,10 @@ impl Reconciler {
     }
 }
 
-/// One reconciler per HTTP channel (every channel speaks the storefront contract, read-back
-/// endpoints included); none for the log channel, which shows nothing to read back.
+/// One reconciler per channel that speaks the storefront contract (read-back endpoints
+/// included), comparing against what the channel's stock rules offer it; none for the log
+/// channel, which shows nothing to read back, nor yet for marketplaces (their adapters have
+/// no read-back).
 pub fn reconcilers(
     channels: &[crate::channels::HttpChannel],
     store: Arc<dyn ReconcileStore>,
@@ -296,16 +311,23 @@ pub fn reconcilers(
 ) -> Result<Vec<Reconciler>, catalog_publish::PublishError> {
     channels
         .iter()
-        .map(|channel| {
-            let reader =
-                catalog_publish::StorefrontChannel::new(channel.storefront.clone(), channel.config.request_timeout, 2)?;
-            Ok(Reconciler::new(
-                channel.config.name.clone(),
-                Arc::clone(&store),
-                Arc::new(reader),
-                settings,
-                metrics.clone(),
-                Some(work.clone()),
+        .filter_map(|channel| {
+            let Some(storefront) = channel.adapter.storefront() else {
+                tracing::info!(channel = %channel.config.name, adapter = channel.adapter.kind(), "not reconciled: the adapter cannot read the channel back");
+                return None;
+            };
+            Some(catalog_publish::StorefrontChannel::new(storefront.clone(), channel.config.request_timeout, 2).map(
+                |reader| {
+                    Reconciler::new(
+                        channel.config.name.clone(),
+                        Arc::clone(&store),
+                        Arc::new(reader),
+                        settings,
+                        metrics.clone(),
+                        Some(work.clone()),
+                    )
+                    .with_rules(channel.config.rules.clone())
+                },
             ))
         })
         .collect()

@@ -6,7 +6,7 @@ use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
     AuditEntry, AuditRecord, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken, OutcomeCounts,
-    PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
+    PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -209,6 +209,31 @@ pub(crate) async fn published_versions(pool: &PgPool, item_id: ItemId) -> Result
             })
         })
         .collect()
+}
+
+pub(crate) async fn publish_attempt_counts(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<PublishAttemptCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, result, count(*) AS attempts, max(attempted_at) AS last_at FROM publish_attempts
+         WHERE attempted_at >= $1 GROUP BY channel, result ORDER BY channel, result",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let attempts: i64 = column(row, "attempts")?;
+        Ok(PublishAttemptCount {
+            channel: column(row, "channel")?,
+            result: column(row, "result")?,
+            attempts: attempts.max(0) as u64,
+            last_at: column(row, "last_at")?,
+        })
+    })
+    .collect()
 }
 
 pub(crate) async fn dead_letters(pool: &PgPool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
-    PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
+    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -437,6 +437,10 @@ impl AdminStore for PostgresStore {
 
     async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError> {
         with_deadline(self.deadline, "published_versions", admin::published_versions(&self.pool, item_id)).await
+    }
+
+    async fn publish_attempt_counts(&self, since: DateTime<Utc>) -> Result<Vec<PublishAttemptCount>, StoreError> {
+        with_deadline(self.deadline, "publish_attempt_counts", admin::publish_attempt_counts(&self.pool, since)).await
     }
 
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

@@ -7,7 +7,7 @@ use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
     DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, ResolvedDeadLetter,
-    StoreConfig, StoreError,
+    SentQuantity, StoreConfig, StoreError,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -159,7 +159,10 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     match record.outcome {
         PublishOutcome::Published => Some(version),
         PublishOutcome::Superseded { current_version } => Some(version.max(saturating_i64(current_version))),
-        PublishOutcome::RetryAt(_) | PublishOutcome::ThrottledUntil(_) | PublishOutcome::DeadLettered => None,
+        PublishOutcome::RetryAt(_)
+        | PublishOutcome::ThrottledUntil(_)
+        | PublishOutcome::DeadLettered
+        | PublishOutcome::Skipped => None,
     }
 }
 
@@ -181,6 +184,10 @@ async fn record_round(
     let results: Vec<&str> = records.iter().map(|record| record.outcome.as_str()).collect();
     let latencies: Vec<Option<i64>> = records.iter().map(|record| record.latency_ms.map(saturating_i64)).collect();
     let errors: Vec<Option<&str>> = records.iter().map(|record| record.error.as_deref()).collect();
+    let sent: Vec<Option<&SentQuantity>> = records.iter().map(|record| record.sent.as_ref()).collect();
+    let listings: Vec<Option<&str>> = sent.iter().map(|sent| sent.map(|sent| sent.listing.as_str())).collect();
+    let sent_quantities: Vec<Option<i64>> = sent.iter().map(|sent| sent.map(|sent| sent.quantity)).collect();
+    let rules: Vec<Option<&str>> = sent.iter().map(|sent| sent.map(|sent| sent.rule.as_str())).collect();
     sqlx::query(
         "SELECT 1 FROM outbox AS o
          JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
@@ -193,9 +200,10 @@ async fn record_round(
     .await
     .map_err(store_error)?;
     sqlx::query(
-        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error)
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error,
+                                       listing, sent_quantity, rule)
          SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
-                              $8::text[])",
+                              $8::text[], $9::text[], $10::int8[], $11::text[])",
     )
     .bind(&ids)
     .bind(&versions)
@@ -205,6 +213,9 @@ async fn record_round(
     .bind(&results)
     .bind(&latencies)
     .bind(&errors)
+    .bind(&listings)
+    .bind(&sent_quantities)
+    .bind(&rules)
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
@@ -225,7 +236,10 @@ async fn record_round(
                 // Throttling is not a failure: it leaves the budget alone.
                 failed.push(matches!(record.outcome, PublishOutcome::RetryAt(_)));
             }
-            PublishOutcome::Published | PublishOutcome::Superseded { .. } | PublishOutcome::DeadLettered => {
+            PublishOutcome::Published
+            | PublishOutcome::Superseded { .. }
+            | PublishOutcome::DeadLettered
+            | PublishOutcome::Skipped => {
                 done_ids.push(record.item_id.0);
                 done_channels.push(record.channel.as_str());
                 done_versions.push(held_version(record).unwrap_or(saturating_i64(record.version)));
@@ -235,7 +249,10 @@ async fn record_round(
         let resolution = match record.outcome {
             PublishOutcome::Published => Some(DeadLetterResolution::PublishedLater),
             PublishOutcome::Superseded { .. } => Some(DeadLetterResolution::SupersededLater),
-            PublishOutcome::RetryAt(_) | PublishOutcome::ThrottledUntil(_) | PublishOutcome::DeadLettered => None,
+            PublishOutcome::RetryAt(_)
+            | PublishOutcome::ThrottledUntil(_)
+            | PublishOutcome::DeadLettered
+            | PublishOutcome::Skipped => None,
         };
         if let (Some(resolution), Some(held_version)) = (resolution, held_version(record)) {
             accepted.push(dead_letters::Accepted { record, held_version, resolution });

@@ -199,7 +199,7 @@ async fn pending_publishes(connection: &mut PgConnection, item_id: ItemId) -> Re
 
 async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PublishAttempt>, StoreError> {
     sqlx::query(
-        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at
+        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity, rule
          FROM publish_attempts WHERE item_id = $1 ORDER BY attempted_at, attempt_id",
     )
     .bind(item_id.0)
@@ -222,6 +222,7 @@ async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Res
             latency_ms: optional_narrowed(row, "latency_ms")?,
             error: column(row, "error")?,
             attempted_at: column(row, "attempted_at")?,
+            sent: rows::sent_quantity(column(row, "listing")?, column(row, "sent_quantity")?, column(row, "rule")?)?,
         })
     })
     .collect()

@@ -1,6 +1,7 @@
 //! The channel adapter interface: what a channel speaks. The drain loop (`ChannelPublisher`)
-//! claims, paces, retries and records; an adapter only turns one item version into the
-//! platform's request and its answer into a [`Verdict`].
+//! claims, applies the channel's stock rules, paces, batches, retries and records; an adapter
+//! only turns item versions into the platform's request and its answer into one [`Verdict`]
+//! per item version.
 
 use std::time::Duration;
 
@@ -8,6 +9,19 @@ use async_trait::async_trait;
 use catalog_store::OutboxEntry;
 
 use crate::response::Verdict;
+
+/// One item version as its channel is sent it: the outbox entry, and the listing and
+/// quantity the channel's rules give (`catalog_core::ChannelRules::quantity_for`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub entry: OutboxEntry,
+    /// The channel's id of the listing: the SKU, or what the channel's listing map says.
+    pub listing: String,
+    /// The quantity the channel is offered: what the adapter sends.
+    pub quantity: i64,
+    /// How the rules reached it, recorded with the attempt (`catalog 12; buffer 2: 10`).
+    pub rule: String,
+}
 
 /// How one send ended, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +32,36 @@ pub struct Attempt {
     pub latency: Duration,
 }
 
+/// What one request told about the channel's budget besides its answers: a platform that
+/// reports its remaining budget (a cost bucket, a token count) asks the channel to wait
+/// before the next request, although this one went through.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sent {
+    /// One attempt per item version sent, in the order given.
+    pub attempts: Vec<Attempt>,
+    /// Hold the whole channel this long before its next request (a budget running low).
+    pub pause: Option<Duration>,
+}
+
+impl Sent {
+    /// Every item version of a request ended the same way (one answer for the request).
+    pub fn each(n_publishes: usize, attempt: Attempt) -> Self {
+        Self { attempts: vec![attempt; n_publishes], pause: None }
+    }
+}
+
 /// One channel's protocol.
 #[async_trait]
 pub trait ChannelAdapter: Send + Sync + std::fmt::Debug + 'static {
-    /// Sends one item version and classifies the answer. Never fails: a transport failure
-    /// is a `Verdict::Retry` like a 5xx. The drain loop bounds the call by the channel's
-    /// request timeout.
-    async fn send(&self, entry: &OutboxEntry) -> Attempt;
+    /// The most item versions one request may carry: 1 for a platform that sets one
+    /// listing per request, its documented bound for one with a batch endpoint.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Sends up to [`ChannelAdapter::max_batch`] item versions (of distinct items) in one
+    /// request, or as few as the platform allows, and classifies the answer for each. Never
+    /// fails: a transport failure is a `Verdict::Retry` like a 5xx. The drain loop bounds
+    /// the call by the channel's request timeout and takes one rate-limit permit for it.
+    async fn send(&self, batch: &[Publish]) -> Sent;
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use catalog_core::ChannelRules;
+
 /// A credential that never reaches `Debug`, `Display` or a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -55,6 +57,9 @@ pub struct ChannelConfig {
     pub lease: Duration,
     /// How often an idle channel looks at the outbox when no batch says there is work.
     pub idle_poll: Duration,
+    /// Which listing each SKU is on this channel and how much of its stock the channel is
+    /// offered; by default every SKU as it is, at the catalog quantity.
+    pub rules: ChannelRules,
 }
 
 impl ChannelConfig {
@@ -73,6 +78,7 @@ impl ChannelConfig {
             max_wait: Duration::from_millis(250),
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(50),
+            rules: ChannelRules::default(),
         }
     }
 

@@ -2,12 +2,16 @@
 //! `shared/contracts/storefront-api.md`: the outbox written by `apply_batch` is drained per
 //! channel by one loop (`ChannelPublisher`), bursts coalesce into the newest version,
 //! throttling and failures are retried, and what cannot succeed is dead-lettered with the
-//! answer that said so. What each channel speaks is its `ChannelAdapter`: the storefront
-//! contract over HTTP (`StorefrontChannel`) or JSON lines on standard output (`LogChannel`).
+//! answer that said so. Each channel's stock rules (`catalog_core::ChannelRules`) give every
+//! item version its listing and quantity there. What each channel speaks is its
+//! `ChannelAdapter`: the storefront contract over HTTP (`StorefrontChannel`), a
+//! marketplace's API (`marketplace`), or JSON lines on standard output (`LogChannel`).
 
 mod adapter;
 mod channel;
 mod log;
+pub mod marketplace;
+mod oauth;
 mod publisher;
 mod readback;
 mod response;
@@ -15,9 +19,10 @@ mod round;
 mod storefront;
 mod work;
 
-pub use adapter::{Attempt, ChannelAdapter};
+pub use adapter::{Attempt, ChannelAdapter, Publish, Sent};
 pub use channel::{ChannelConfig, Secret};
 pub use log::LogChannel;
+pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
 pub use readback::{parse_list, ReadBack, ReadBackError, ShownItem, ShownPage, MAX_PAGE};
 pub use response::{

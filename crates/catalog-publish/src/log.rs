@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use catalog_core::PublishBody;
-use catalog_store::OutboxEntry;
 use serde::Serialize;
 
-use crate::adapter::{Attempt, ChannelAdapter};
+use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::response::Verdict;
 
 #[derive(Serialize)]
@@ -32,25 +31,31 @@ pub struct LogChannel;
 
 #[async_trait]
 impl ChannelAdapter for LogChannel {
-    async fn send(&self, entry: &OutboxEntry) -> Attempt {
-        let started = Instant::now();
-        let line = PublishedLine {
-            tenant_id: entry.item.tenant().as_str(),
-            body: entry.item.publish_body(),
-            channel: &entry.channel,
-            traceparent: entry.traceparent.as_deref(),
-        };
-        let written = serde_json::to_vec(&line).map_err(std::io::Error::other).and_then(|mut bytes| {
-            bytes.push(b'\n');
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&bytes)?;
-            stdout.flush()
-        });
-        let verdict = match written {
-            Ok(()) => Verdict::Answered(entry.item.accepted()),
-            // A closed or full standard output: retried like any failed send.
-            Err(error) => Verdict::Retry { reason: "stdout", error: error.to_string() },
-        };
-        Attempt { verdict, status: None, latency: started.elapsed() }
+    async fn send(&self, batch: &[Publish]) -> Sent {
+        Sent { attempts: batch.iter().map(write_line).collect(), pause: None }
     }
+}
+
+/// Writes one item version's line, with the quantity its channel rules give.
+fn write_line(publish: &Publish) -> Attempt {
+    let entry = &publish.entry;
+    let started = Instant::now();
+    let line = PublishedLine {
+        tenant_id: entry.item.tenant().as_str(),
+        body: PublishBody { quantity: publish.quantity, ..entry.item.publish_body() },
+        channel: &entry.channel,
+        traceparent: entry.traceparent.as_deref(),
+    };
+    let written = serde_json::to_vec(&line).map_err(std::io::Error::other).and_then(|mut bytes| {
+        bytes.push(b'\n');
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&bytes)?;
+        stdout.flush()
+    });
+    let verdict = match written {
+        Ok(()) => Verdict::Answered(entry.item.accepted()),
+        // A closed or full standard output: retried like any failed send.
+        Err(error) => Verdict::Retry { reason: "stdout", error: error.to_string() },
+    };
+    Attempt { verdict, status: None, latency: started.elapsed() }
 }

@@ -1,21 +1,24 @@
 //! The one drain loop every channel runs: claim due item versions from the outbox (a round
-//! sized to fit its lease, `round`), send each through the channel's adapter under its
-//! concurrency and rate limit while the lease lasts, hold the channel on throttling, and
-//! record how every attempt ended, one transaction per round.
+//! sized to fit its lease, `round`), give each the listing and quantity the channel's stock
+//! rules say (skipping a SKU the channel does not list), send them through the channel's
+//! adapter in batches as large as it takes, under its concurrency and rate limit while the
+//! lease lasts, hold the channel on throttling or a budget running low, and record how every
+//! attempt ended, with the quantity sent and its rule, one transaction per round.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use catalog_core::ChannelQuantity;
 use catalog_store::{
-    OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
+    OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, SentQuantity, StoreError,
 };
 use chrono::Utc;
 use futures::StreamExt as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::adapter::{Attempt, ChannelAdapter};
+use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
 use crate::response::{classify_transport, TransportError, Verdict};
 use crate::round::{plan_round, RoundPlan};
@@ -156,23 +159,59 @@ impl ChannelPublisher {
             // The store leased the round from a moment after this one: a send that starts a
             // request timeout before this deadline ends while no other lane can hold the item.
             let deadline = round_started + lease;
-            let attempts: Vec<(OutboxEntry, Option<Attempt>)> =
-                futures::stream::iter(entries.into_iter().map(|entry| self.attempt(entry, deadline)))
+            let mut records = Vec::with_capacity(entries.len());
+            let mut publishes = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match self.config.rules.quantity_for(&entry.item) {
+                    ChannelQuantity::Send { listing, quantity, rule } => {
+                        publishes.push(Publish { entry, listing, quantity, rule });
+                    }
+                    ChannelQuantity::Unmapped => records.push((self.skipped(&entry), entry)),
+                }
+            }
+            let batch_size = self.adapter.max_batch().max(1);
+            let mut batches = Vec::with_capacity(publishes.len().div_ceil(batch_size));
+            while !publishes.is_empty() {
+                let rest = publishes.split_off(batch_size.min(publishes.len()));
+                batches.push(std::mem::replace(&mut publishes, rest));
+            }
+            let sent: Vec<(Vec<Publish>, Option<Sent>)> =
+                futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline)))
                     .buffer_unordered(concurrency)
                     .collect()
                     .await;
-            let mut records = Vec::with_capacity(attempts.len());
-            for (entry, attempt) in attempts {
-                let Some(attempt) = attempt else {
-                    self.events.lease_ran_out(&entry);
+            for (batch, sent) in sent {
+                let Some(Sent { attempts, pause }) = sent else {
+                    for publish in &batch {
+                        self.events.lease_ran_out(&publish.entry);
+                    }
                     continue;
                 };
-                if let Verdict::Throttled { retry_after } = &attempt.verdict {
-                    let until = Instant::now() + *retry_after;
+                let throttled = attempts.iter().find_map(|attempt| match &attempt.verdict {
+                    Verdict::Throttled { retry_after } => Some(*retry_after),
+                    _ => None,
+                });
+                if let Some(wait) = throttled.into_iter().chain(pause).max() {
+                    let until = Instant::now() + wait;
                     let mut held = hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     *held = Some(held.map_or(until, |current| current.max(until)));
                 }
-                records.push((self.to_record(&entry, attempt), entry));
+                let n_answered = attempts.len();
+                let mut attempts = attempts.into_iter();
+                for publish in batch {
+                    // An adapter that answers for fewer item versions than it was given leaves the
+                    // rest failed for now, never silently done.
+                    let attempt = attempts.next().unwrap_or_else(|| Attempt {
+                        verdict: Verdict::Retry {
+                            reason: "no_answer",
+                            error: format!("the adapter answered for {n_answered} item versions of a larger batch"),
+                        },
+                        status: None,
+                        latency: Duration::ZERO,
+                    });
+                    let record = self.to_record(&publish, attempt);
+                    records.push((record, publish.entry));
+                }
             }
             // One transaction for the round: one commit, however many items went out. A store
             // failure is retried (the transaction left nothing behind); giving up would stop the
@@ -227,41 +266,67 @@ impl ChannelPublisher {
         Ok(depths.iter().filter(|depth| depth.channel == self.config.name).all(|depth| depth.pending == 0))
     }
 
-    /// Sends one item version through the adapter, waiting for the channel's rate limit
-    /// first and giving up on it after the request timeout. Sends nothing (`None`) when the
-    /// claim's lease would run out before the request timeout: by then another lane may
-    /// hold the item at a newer version, and this older one must not reach the channel
-    /// after it.
-    async fn attempt(&self, entry: OutboxEntry, deadline: Instant) -> (OutboxEntry, Option<Attempt>) {
+    /// Sends one batch of item versions through the adapter, waiting for the channel's rate
+    /// limit first (one permit per request) and giving up on it after the request timeout.
+    /// Sends nothing (`None`) when the claim's lease would run out before the request
+    /// timeout: by then another lane may hold the items at newer versions, and these older
+    /// ones must not reach the channel after them.
+    async fn attempt(&self, batch: Vec<Publish>, deadline: Instant) -> (Vec<Publish>, Option<Sent>) {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
-            return (entry, None);
+            return (batch, None);
         };
         if let Some(limiter) = &self.limiter {
             // A permit that comes too late is not taken: it would be spent on nothing.
             if tokio::time::timeout_at(latest_start.into(), limiter.until_ready()).await.is_err() {
-                return (entry, None);
+                return (batch, None);
             }
         }
         let started = Instant::now();
         if started > latest_start {
-            return (entry, None);
+            return (batch, None);
         }
-        let attempt = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&entry)).await {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt {
-                verdict: classify_transport(&TransportError {
-                    kind: "timeout",
-                    message: format!("no answer within {} ms", self.config.request_timeout.as_millis()),
-                }),
-                status: None,
-                latency: started.elapsed(),
-            },
+        let sent = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&batch)).await {
+            Ok(sent) => sent,
+            Err(_) => Sent::each(
+                batch.len(),
+                Attempt {
+                    verdict: classify_transport(&TransportError {
+                        kind: "timeout",
+                        message: format!("no answer within {} ms", self.config.request_timeout.as_millis()),
+                    }),
+                    status: None,
+                    latency: started.elapsed(),
+                },
+            ),
         };
-        (entry, Some(attempt))
+        (batch, Some(sent))
+    }
+
+    /// What the store keeps for an item version the channel does not list: done, not sent.
+    fn skipped(&self, entry: &OutboxEntry) -> PublishRecord {
+        PublishRecord {
+            item_id: entry.item.id(),
+            channel: self.config.name.clone(),
+            version: entry.item.version(),
+            attempt: entry.attempts + 1,
+            outcome: PublishOutcome::Skipped,
+            status: None,
+            latency_ms: None,
+            error: Some(format!(
+                "{}: SKU {} has no listing on channel {}",
+                ChannelQuantity::UNMAPPED,
+                entry.item.sku(),
+                self.config.name
+            )),
+            dead_letter_reason: None,
+            body: None,
+            sent: None,
+        }
     }
 
     /// Turns an attempt into what the store keeps.
-    fn to_record(&self, entry: &OutboxEntry, attempt: Attempt) -> PublishRecord {
+    fn to_record(&self, publish: &Publish, attempt: Attempt) -> PublishRecord {
+        let entry = &publish.entry;
         let number = entry.attempts + 1;
         let mut record = PublishRecord {
             item_id: entry.item.id(),
@@ -274,6 +339,11 @@ impl ChannelPublisher {
             error: None,
             dead_letter_reason: None,
             body: None,
+            sent: Some(SentQuantity {
+                listing: publish.listing.clone(),
+                quantity: publish.quantity,
+                rule: publish.rule.clone(),
+            }),
         };
         match attempt.verdict {
             Verdict::Answered(result) => record.outcome = PublishOutcome::from(result),

@@ -45,6 +45,20 @@ pub struct TransportError {
     pub message: String,
 }
 
+impl TransportError {
+    /// What an HTTP client failure was: `timeout`, `connect` or `connection`.
+    pub fn from_reqwest(error: &reqwest::Error) -> Self {
+        let kind = if error.is_timeout() {
+            "timeout"
+        } else if error.is_connect() {
+            "connect"
+        } else {
+            "connection"
+        };
+        Self { kind, message: error.to_string() }
+    }
+}
+
 impl Classify for TransportError {
     fn failure_class(&self) -> FailureClass {
         FailureClass::Retryable
@@ -125,7 +139,7 @@ pub fn classify_transport(error: &TransportError) -> Verdict {
 /// Bodies kept with attempts and dead letters are cut to this many bytes.
 const MAX_BODY_BYTES: usize = 4_096;
 
-fn truncate(body: &str) -> &str {
+pub(crate) fn truncate(body: &str) -> &str {
     if body.len() <= MAX_BODY_BYTES {
         return body;
     }

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_store::OutboxEntry;
+use catalog_core::PublishBody;
 use chrono::Utc;
 
-use crate::adapter::{Attempt, ChannelAdapter};
+use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::publisher::PublishError;
 use crate::response::{classify_response, classify_transport, TransportError};
@@ -59,11 +59,24 @@ impl StorefrontChannel {
 
 #[async_trait]
 impl ChannelAdapter for StorefrontChannel {
-    async fn send(&self, entry: &OutboxEntry) -> Attempt {
+    async fn send(&self, batch: &[Publish]) -> Sent {
+        let mut sent = Sent::default();
+        // One item per request: the contract has no batch endpoint.
+        for publish in batch {
+            sent.attempts.push(self.invalidate(publish).await);
+        }
+        sent
+    }
+}
+
+impl StorefrontChannel {
+    /// `POST …/invalidate` for one item version, with the quantity its channel rules give.
+    async fn invalidate(&self, publish: &Publish) -> Attempt {
+        let entry = &publish.entry;
         let item = &entry.item;
         let url = format!("{}/v1/tenants/{}/items/{}/invalidate", self.config.base_url, item.tenant(), item.id());
-        let mut request =
-            self.client.post(&url).header("Idempotency-Key", item.idempotency_key()).json(&item.publish_body());
+        let body = PublishBody { quantity: publish.quantity, ..item.publish_body() };
+        let mut request = self.client.post(&url).header("Idempotency-Key", item.idempotency_key()).json(&body);
         if let Some(token) = &self.config.token {
             request = request.bearer_auth(token.expose());
         }
@@ -81,16 +94,7 @@ impl ChannelAdapter for StorefrontChannel {
                 let verdict = classify_response(status, retry_after.as_deref(), &text, item, Utc::now());
                 (verdict, Some(status))
             }
-            Err(error) => {
-                let kind = if error.is_timeout() {
-                    "timeout"
-                } else if error.is_connect() {
-                    "connect"
-                } else {
-                    "connection"
-                };
-                (classify_transport(&TransportError { kind, message: error.to_string() }), None)
-            }
+            Err(error) => (classify_transport(&TransportError::from_reqwest(&error)), None),
         };
         Attempt { verdict, status, latency: started.elapsed() }
     }

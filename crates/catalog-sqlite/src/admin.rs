@@ -7,7 +7,8 @@ use catalog_core::{EventId, ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::{
     rows, AuditEntry, AuditRecord, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
-    OutcomeCounts, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
+    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo,
+    TokenMatch,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -233,6 +234,31 @@ pub(crate) async fn published_versions(
             })
         })
         .collect()
+}
+
+pub(crate) async fn publish_attempt_counts(
+    pool: &SqlitePool,
+    since: DateTime<Utc>,
+) -> Result<Vec<PublishAttemptCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, result, count(*) AS attempts, max(attempted_at) AS last_at FROM publish_attempts \
+         WHERE attempted_at >= ?1 GROUP BY channel, result ORDER BY channel, result",
+    )
+    .bind(micros(since))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let attempts: i64 = columns::column(row, "attempts")?;
+        Ok(PublishAttemptCount {
+            channel: columns::column(row, "channel")?,
+            result: columns::column(row, "result")?,
+            attempts: attempts.max(0) as u64,
+            last_at: columns::time_column(row, "last_at")?,
+        })
+    })
+    .collect()
 }
 
 pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
-    PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
+    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -441,6 +441,10 @@ impl AdminStore for SqliteStore {
 
     async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError> {
         admin::published_versions(&self.pool, item_id).await
+    }
+
+    async fn publish_attempt_counts(&self, since: DateTime<Utc>) -> Result<Vec<PublishAttemptCount>, StoreError> {
+        admin::publish_attempt_counts(&self.pool, since).await
     }
 
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

@@ -122,7 +122,7 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
     connection
         .prepare_cached(
             "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error, \
-             attempted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             attempted_at, listing, sent_quantity, rule) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .and_then(|mut insert| {
             insert.execute(params![
@@ -135,6 +135,9 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
                 record.latency_ms.map(saturating_i64),
                 record.error.as_deref(),
                 now,
+                record.sent.as_ref().map(|sent| sent.listing.as_str()),
+                record.sent.as_ref().map(|sent| sent.quantity),
+                record.sent.as_ref().map(|sent| sent.rule.as_str()),
             ])
         })
         .map_err(write_error)?;
@@ -170,6 +173,11 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
         PublishOutcome::DeadLettered => {
             done_with(connection, record, version, now)?;
             dead_letters::write(connection, record, now)?;
+            Ok(None)
+        }
+        // Not listed on the channel: done with this version, nothing held, nothing failed.
+        PublishOutcome::Skipped => {
+            done_with(connection, record, version, now)?;
             Ok(None)
         }
     }

@@ -133,7 +133,8 @@ async fn publish_attempts(
     item_id: ItemId,
 ) -> Result<Vec<PublishAttempt>, StoreError> {
     let attempt_rows = sqlx::query(
-        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at FROM publish_attempts \
+        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity, rule \
+         FROM publish_attempts \
          WHERE item_id = ?1 ORDER BY attempted_at, attempt_id",
     )
     .bind(item_id.0.as_bytes().as_slice())
@@ -154,6 +155,11 @@ async fn publish_attempts(
                 latency_ms: latency_ms.map(|latency_ms| columns::narrowed("latency_ms", latency_ms)).transpose()?,
                 error: columns::column(row, "error")?,
                 attempted_at: columns::time_column(row, "attempted_at")?,
+                sent: rows::sent_quantity(
+                    columns::column(row, "listing")?,
+                    columns::column(row, "sent_quantity")?,
+                    columns::column(row, "rule")?,
+                )?,
             })
         })
         .collect()

@@ -154,6 +154,19 @@ pub struct PublishedVersion {
     pub published_at: DateTime<Utc>,
 }
 
+/// A channel's publish attempts of one result since a time: its recent health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishAttemptCount {
+    pub channel: String,
+    /// The attempt's result: `published`, `superseded`, `retry`, `throttled`,
+    /// `dead_lettered`, `skipped`.
+    pub result: String,
+    pub attempts: u64,
+    /// The latest of them.
+    pub last_at: DateTime<Utc>,
+}
+
 /// A tenant's journal rows received since a time, by outcome, and the redeliveries counted on them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OutcomeCounts {

@@ -19,7 +19,7 @@ mod signals;
 
 pub use admin::{
     event_ids_in_effect, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken,
-    OutcomeCounts, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
+    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
@@ -32,7 +32,7 @@ pub use feed::{
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
-    PublishOutcome, PublishRecord, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
+    PublishOutcome, PublishRecord, SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
     RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};

@@ -276,6 +276,22 @@ pub struct PublishAttempt {
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
     pub attempted_at: DateTime<Utc>,
+    /// What the channel was sent: its listing, the quantity its stock rules gave and the rule
+    /// text; absent for an attempt that sent nothing (skipped) or recorded before rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentQuantity>,
+}
+
+/// What one publish attempt sent a channel, by the channel's rules.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentQuantity {
+    /// The channel's id of the listing.
+    pub listing: String,
+    /// The quantity sent.
+    pub quantity: i64,
+    /// How the channel's stock rules reached it, e.g. `catalog 12; buffer 2: 10`.
+    pub rule: String,
 }
 
 /// Everything known about one item: why it shows what it shows.
@@ -384,6 +400,9 @@ pub enum PublishOutcome {
     ThrottledUntil(DateTime<Utc>),
     /// Will not succeed by retrying (4xx, attempts exhausted): dead-lettered.
     DeadLettered,
+    /// Not sent: the channel does not list the item's SKU (`unmapped_sku`). Done for this
+    /// version, like a publish; nothing is accepted, and nothing fails.
+    Skipped,
 }
 
 impl From<PublishResult> for PublishOutcome {
@@ -406,6 +425,7 @@ impl PublishOutcome {
             PublishOutcome::RetryAt(_) => "retry",
             PublishOutcome::ThrottledUntil(_) => "throttled",
             PublishOutcome::DeadLettered => "dead_lettered",
+            PublishOutcome::Skipped => "skipped",
         }
     }
 }
@@ -427,6 +447,8 @@ pub struct PublishRecord {
     pub dead_letter_reason: Option<String>,
     /// The response body kept with a dead letter.
     pub body: Option<String>,
+    /// What was sent, by the channel's rules; `None` when nothing was.
+    pub sent: Option<SentQuantity>,
 }
 
 /// Pending publishes of one channel.

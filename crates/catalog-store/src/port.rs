@@ -8,8 +8,8 @@ use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
-    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts, PublishedVersion,
-    TokenHash, TokenInfo, TokenMatch, TracePage,
+    AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
+    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
@@ -170,6 +170,9 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
 
     /// The newest version each channel is known to hold of an item.
     async fn published_versions(&self, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError>;
+
+    /// Publish attempts since `since` per channel and result, in that order.
+    async fn publish_attempt_counts(&self, since: DateTime<Utc>) -> Result<Vec<PublishAttemptCount>, StoreError>;
 
     /// Dead letters matching `filter`, newest first.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;

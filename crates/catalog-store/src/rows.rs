@@ -31,6 +31,19 @@ pub fn version(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format_args!("stored version {value} is negative")))
 }
 
+/// What a publish attempt sent: listing, quantity and rule, all three or none.
+pub fn sent_quantity(
+    listing: Option<String>,
+    quantity: Option<i64>,
+    rule: Option<String>,
+) -> Result<Option<crate::SentQuantity>, StoreError> {
+    match (listing, quantity, rule) {
+        (Some(listing), Some(quantity), Some(rule)) => Ok(Some(crate::SentQuantity { listing, quantity, rule })),
+        (None, None, None) => Ok(None),
+        _ => Err(corrupt(format_args!("a publish attempt's listing, sent quantity and rule are only partly stored"))),
+    }
+}
+
 /// A journaled drift's kind.
 pub fn drift_kind(value: &str) -> Result<catalog_core::DriftKind, StoreError> {
     catalog_core::DriftKind::parse(value).ok_or_else(|| corrupt(format_args!("stored drift kind {value:?} is unknown")))

@@ -1,4 +1,4 @@
-//! The `/v1` routes: traces and lookups, tenants and their flags, status, dead letters,
+//! The `/v1` routes: traces and lookups, tenants and their flags, status, channel health, dead letters,
 //! supplier feeds, the audit log and tokens. Every route needs a token (`auth::authenticate`); reads need a
 //! viewer, flag and dead-letter writes an operator, token management an admin. Every write
 //! is audited with its before and after.
@@ -18,6 +18,7 @@ pub const HELD_LOOKBACK_DAYS: i64 = 30;
 /// Most rows a list answers at once.
 const MAX_PAGE: usize = 500;
 
+pub mod channels;
 mod dead_letters;
 pub mod feeds;
 mod flags;
@@ -48,6 +49,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/items/{item_id}/trace", get(trace_by_id))
         .route("/v1/events/{event_id}", get(event_lookup))
         .route("/v1/traces/{trace_id}", get(trace_id_lookup))
+        .route("/v1/channels", get(channels::list_channels))
         .route("/v1/dead-letters", get(list_dead_letters))
         .route("/v1/dead-letters/{dead_letter_id}/retry", post(retry_dead_letter))
         .route("/v1/dead-letters/{dead_letter_id}/resolve", post(resolve_dead_letter))
@@ -104,6 +106,7 @@ async fn audit(
     paths(
         flags::list_tenants, flags::set_tenant_sync, flags::set_supplier_sync, status::tenant_status,
         items::trace_by_sku, items::trace_by_id, items::event_lookup, items::trace_id_lookup,
+        channels::list_channels,
         dead_letters::list_dead_letters, dead_letters::retry_dead_letter, dead_letters::resolve_dead_letter,
         tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,
         signals::all_signals, signals::tenant_signals,

@@ -1,5 +1,5 @@
 //! The support page's lists: open dead letters (with an operator's retry and resolve, each
-//! behind a confirmation) and every tenant's sync status.
+//! behind a confirmation), every sales channel's health, and every tenant's sync status.
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -63,6 +63,51 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
         }
     };
     Ok(layout("Dead letters", Some(&caller), body).into_response())
+}
+
+pub(super) async fn channels_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let Some(caller) = signed_in(&state, &headers).await? else {
+        return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::minutes(crate::api::channels::WINDOW_MINUTES);
+    let channels = crate::api::channels::channel_health(
+        &state.store.publish_attempt_counts(since).await?,
+        &state.store.outbox_depth().await?,
+        &state.store.dead_letter_counts().await?,
+        now,
+    );
+    let count =
+        |health: &crate::api::channels::ChannelHealth, result: &str| health.attempts.get(result).copied().unwrap_or(0);
+    let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
+    let body = html! {
+        h2 { "Sales channels" }
+        p { "Each channel's publishes in the last " (crate::api::channels::WINDOW_MINUTES) " minutes. Failing: dead letters open or failed sends. Throttled: the platform asked to wait in the last 5 minutes. Skipped: SKUs the channel does not list (no request, no failure)." }
+        @if channels.is_empty() { p { "No channel has published yet." } } @else {
+            table {
+                thead { tr { th scope="col" { "Channel" } th scope="col" { "Health" } th scope="col" { "Published" } th scope="col" { "Superseded" } th scope="col" { "Throttled" } th scope="col" { "Retried" } th scope="col" { "Dead-lettered" } th scope="col" { "Skipped" } th scope="col" { "Last attempt" } th scope="col" { "Last throttled" } th scope="col" { "Waiting" } th scope="col" { "Open dead letters" } } }
+                tbody {
+                    @for health in &channels {
+                        tr {
+                            td { (health.channel) }
+                            td { strong { (health.health) } }
+                            td { (count(health, "published")) }
+                            td { (count(health, "superseded")) }
+                            td { (count(health, "throttled")) }
+                            td { (count(health, "retry")) }
+                            td { (count(health, "dead_lettered")) }
+                            td { (count(health, "skipped")) }
+                            td { (time(health.last_attempt_at)) }
+                            td { (time(health.last_throttled_at)) }
+                            td { (health.pending) @if let Some(seconds) = health.oldest_waiting_seconds { br; small { "oldest " (seconds) " s" } } }
+                            td { a href="/dead-letters" { (health.dead_letters_open) } @if health.dead_letters_quarantined > 0 { br; strong { (health.dead_letters_quarantined) " quarantined" } } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Channels", Some(&caller), body).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/dead-letters", get(lists::dead_letters_page))
         .route("/status", get(lists::status_page))
+        .route("/channels", get(lists::channels_page))
         .route("/feeds", get(feeds::feeds_page))
         .route("/page/feeds", post(feeds::switch))
         .route("/page/feeds/runs", post(feeds::ask_run))
@@ -87,7 +88,7 @@ pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html
                         h1 { a href="/" { "catalog-sync support" } }
                         @if let Some(caller) = caller {
                             nav aria-label="Sections" {
-                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/status" { "Status" } " · " a href="/feeds" { "Feeds" } " · " a href="/signals" { "Launch signals and gates" }
+                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/channels" { "Channels" } " · " a href="/status" { "Status" } " · " a href="/feeds" { "Feeds" } " · " a href="/signals" { "Launch signals and gates" }
                             }
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "
@@ -219,10 +220,18 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
         }
         h3 #publishes-heading { "What each channel was sent and answered" }
         table aria-labelledby="publishes-heading" {
-            thead { tr { th scope="col" { "Channel" } th scope="col" { "Version" } th scope="col" { "Attempt" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "At" } } }
+            thead { tr { th scope="col" { "Channel" } th scope="col" { "Version" } th scope="col" { "Attempt" } th scope="col" { "Listing" } th scope="col" { "Quantity sent" } th scope="col" { "By the rule" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "At" } } }
             tbody {
                 @for attempt in &trace.publishes {
-                    tr { td { (attempt.channel) } td { (attempt.version) } td { (attempt.attempt) } td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (when(attempt.attempted_at)) } }
+                    tr {
+                        td { (attempt.channel) } td { (attempt.version) } td { (attempt.attempt) }
+                        @if let Some(sent) = &attempt.sent {
+                            td { code { (sent.listing) } } td { strong { (sent.quantity) } } td { small { (sent.rule) } }
+                        } @else {
+                            td colspan="3" { small { (attempt.error.clone().unwrap_or_default()) } }
+                        }
+                        td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (when(attempt.attempted_at)) }
+                    }
                 }
             }
         }

@@ -47,6 +47,7 @@ async fn seed(server: &Server) {
             error: refused.then(|| "unprocessable: unknown sku".into()),
             dead_letter_reason: refused.then(|| "rejected_4xx".into()),
             body: None,
+            sent: None,
         };
         server.store.record_publish(&record).await.expect("record");
     }

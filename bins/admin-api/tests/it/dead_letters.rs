@@ -31,6 +31,7 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
         error: Some("unprocessable".into()),
         dead_letter_reason: Some("rejected_4xx".into()),
         body: Some("{}".into()),
+        sent: None,
     };
     server.store.record_publish(&record).await.expect("record");
 

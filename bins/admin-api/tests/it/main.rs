@@ -3,6 +3,7 @@
 
 mod access;
 mod browser;
+mod channels;
 mod cli;
 mod dead_letters;
 mod feeds;

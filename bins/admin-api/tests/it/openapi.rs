@@ -4,7 +4,7 @@
 use crate::Server;
 
 /// Every `/v1` route of the router, as (method, path template).
-const ROUTES: [(&str, &str); 27] = [
+const ROUTES: [(&str, &str); 28] = [
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant_id}/status"),
     ("put", "/v1/tenants/{tenant_id}/sync"),
@@ -13,6 +13,7 @@ const ROUTES: [(&str, &str); 27] = [
     ("get", "/v1/items/{item_id}/trace"),
     ("get", "/v1/events/{event_id}"),
     ("get", "/v1/traces/{trace_id}"),
+    ("get", "/v1/channels"),
     ("get", "/v1/dead-letters"),
     ("post", "/v1/dead-letters/{dead_letter_id}/retry"),
     ("post", "/v1/dead-letters/{dead_letter_id}/resolve"),

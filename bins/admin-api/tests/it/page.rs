@@ -7,7 +7,7 @@ use catalog_store::Role;
 
 use crate::Server;
 
-async fn page(server: &Server, token: &str, path: &str) -> String {
+pub(crate) async fn page(server: &Server, token: &str, path: &str) -> String {
     let response = server
         .client
         .get(server.url(path))

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use catalog_app::channels::{http_channels, ChannelsError, PublishSettings, StorefrontSettings};
+use catalog_app::channels::{http_channels, http_channels_with, ChannelsError, PublishSettings, StorefrontSettings};
+use catalog_core::Listings;
 
 fn settings(channels_file: Option<std::path::PathBuf>) -> PublishSettings {
     PublishSettings {
@@ -47,4 +48,106 @@ fn a_budget_of_no_attempts_is_refused() {
     let error = http_channels(&settings(Some(path))).expect_err("refused");
     assert!(matches!(&error, ChannelsError::MaxAttempts(name) if name == "shopify"), "{error:?}");
     assert_eq!(error.to_string(), "channel shopify: max_attempts must be at least 1");
+}
+
+/// Each kind of adapter from the file, with credentials from the environment (a map here),
+/// rules and listings; and a storefront the short way still works.
+#[test]
+fn every_adapter_kind_is_read_with_its_credentials_rules_and_listings() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    std::fs::write(directory.path().join("ml.csv"), "sku,listing\nabc-1,MLA111\n\nXYZ-9, MLA999\n").expect("write csv");
+    let path = directory.path().join("channels.json");
+    std::fs::write(
+        &path,
+        r#"[
+          {"name": "shopify", "adapter": {"kind": "shopify", "base_url": "http://127.0.0.1:9/", "location_id": "gid://shopify/Location/1", "access_token_env": "SHOP_TOKEN"},
+           "stock": {"buffer": 2, "cap": 100}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}},
+          {"name": "amazon", "adapter": {"kind": "amazon", "seller_id": "A1", "marketplace_id": "ATVPDKIKX0DER", "client_id": "c", "client_secret_env": "AMZ_SECRET", "refresh_token_env": "AMZ_REFRESH"},
+           "stock": {"share_percent": 50, "zero_below": 3}},
+          {"name": "walmart", "adapter": {"kind": "walmart", "client_id": "c", "client_secret_env": "WM_SECRET"}},
+          {"name": "ebay", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}},
+          {"name": "mercadolibre", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"},
+           "listings_file": "ml.csv"},
+          {"name": "eu-store", "base_url": "http://127.0.0.1:8", "tenants": ["acme"]},
+          {"name": "off", "base_url": "http://127.0.0.1:7", "enabled": false}
+        ]"#,
+    )
+    .expect("write the channels file");
+    let env = |name: &str| Some(format!("value of {name}"));
+    let channels = http_channels_with(&settings(Some(path)), &env).expect("channels");
+    let rendered: Vec<String> = channels
+        .iter()
+        .map(|channel| {
+            let listings = match &channel.config.rules.listings {
+                Listings::BySku => "by sku".to_owned(),
+                Listings::Mapped(map) => {
+                    map.iter().map(|(sku, listing)| format!("{sku}={listing}")).collect::<Vec<_>>().join(" ")
+                }
+            };
+            format!(
+                "{} {} {} [{}] rules {}",
+                channel.config.name,
+                channel.adapter.kind(),
+                channel.adapter.base_url(),
+                listings,
+                serde_json::to_string(&channel.config.rules.stock).expect("serializes")
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(rendered.join("\n"), @r#"
+    storefront storefront http://127.0.0.1:1 [by sku] rules {"buffer":0}
+    shopify shopify http://127.0.0.1:9 [ABC-1=gid://shopify/InventoryItem/1] rules {"buffer":2,"cap":100}
+    amazon amazon https://sellingpartnerapi-na.amazon.com [by sku] rules {"buffer":0,"share_percent":50,"zero_below":3}
+    walmart walmart https://marketplace.walmartapis.com [by sku] rules {"buffer":0}
+    ebay ebay https://api.ebay.com [by sku] rules {"buffer":0}
+    mercadolibre mercadolibre https://api.mercadolibre.com [ABC-1=MLA111 XYZ-9=MLA999] rules {"buffer":0}
+    eu-store storefront http://127.0.0.1:8 [by sku] rules {"buffer":0}
+    "#);
+    let debug = format!("{channels:?}");
+    assert!(!debug.contains("value of"), "no credential reaches Debug: {debug}");
+}
+
+/// Everything the file can get wrong stops the start with the channel and field named.
+#[test]
+fn a_channels_file_that_cannot_be_used_says_where() {
+    let cases = [
+        r#"[{"name": "x", "adapter": {"kind": "amazn"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "UNSET"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "walmart", "client_id": "c", "client_secret_env": "SET", "colour": "red"}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "stock": {"share_percent": 150}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"abc-1": "A", "ABC-1": "B"}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": " "}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings_file": "missing.csv"}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {}, "listings_file": "a.csv"}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "adapter": {"kind": "storefront", "base_url": "http://127.0.0.1:1"}}]"#,
+        r#"[{"name": "x"}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings_file": "bad.csv"}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": "A", "ABC-2": "A"}}]"#,
+    ];
+    let directory = tempfile::tempdir().expect("temp dir");
+    std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
+    let env = |name: &str| (name == "SET").then(|| "secret".to_owned());
+    let rendered: Vec<String> = cases
+        .iter()
+        .map(|text| {
+            let path = directory.path().join("channels.json");
+            std::fs::write(&path, text).expect("write the channels file");
+            let error = http_channels_with(&settings(Some(path)), &env).expect_err("refused");
+            error.to_string().replace(&directory.path().display().to_string(), "DIR")
+        })
+        .collect();
+    insta::assert_snapshot!(rendered.join("\n"), @r#"
+    channel x: adapter: unknown variant `amazn`, expected one of `storefront`, `shopify`, `amazon`, `walmart`, `ebay`, `mercadolibre`
+    channel x: environment variable UNSET (its refresh token) is not set
+    channel x: adapter: unknown field `colour`, expected one of `base_url`, `token_url`, `ship_node`, `client_id`, `client_secret_env`
+    channel x: stock: share_percent must be 0 to 100, not 150
+    channel x: listings at "listings": sku ABC-1 is listed twice ("B" and "A")
+    channel x: listings at "listings": sku ABC-1 has an empty listing id
+    channel x: listings at DIR/missing.csv: reading it: No such file or directory (os error 2)
+    channel x: give either "listings" or "listings_file", not both
+    channel x: give either "adapter" or a storefront's "base_url", not both
+    channel x: no "adapter" (or storefront "base_url") says what it speaks
+    channel x: listings at DIR/bad.csv line 2: expected "sku,listing", got "ABC-1 MLA1"
+    channel x: listings at "listings": listing "A" is given to two skus (ABC-1 and ABC-2)
+    "#);
 }

@@ -47,6 +47,7 @@ async fn refuse_all_due(store: &dyn CatalogStore) -> usize {
             error: Some("HTTP 422".into()),
             dead_letter_reason: Some("rejected_422".into()),
             body: Some("unknown sku".into()),
+            sent: None,
         })
         .collect();
     store.record_publishes(&records).await.expect("record");

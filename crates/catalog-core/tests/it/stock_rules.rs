@@ -151,9 +151,8 @@ fn rules_that_cannot_apply_are_refused_with_their_reason() {
 }
 
 fn rules() -> impl Strategy<Value = StockRules> {
-    (0_i64..200, 0_u8..=100, proptest::option::of(0_i64..500), proptest::option::of(1_i64..50)).prop_map(
-        |(buffer, share, cap, zero_below)| StockRules::new(buffer, share, cap, zero_below).expect("in range"),
-    )
+    (0_i64..200, 0_u8..=100, proptest::option::of(0_i64..500), proptest::option::of(1_i64..50))
+        .prop_map(|(buffer, share, cap, zero_below)| StockRules::new(buffer, share, cap, zero_below).expect("in range"))
 }
 
 proptest! {

@@ -35,6 +35,7 @@ async fn stores_healing_at_once_count_each_round_once() {
             error: Some("HTTP 503".into()),
             dead_letter_reason: Some("retries_exhausted".into()),
             body: None,
+            sent: None,
         })
         .collect();
     stores[0].record_publishes(&records).await.expect("record");

@@ -2,10 +2,16 @@
 //! that plays the storefront contract: failures, throttling, conflicts, rejections, slow and
 //! dropped connections; with a real store (SQLite in a temp dir) behind the outbox.
 
+mod amazon;
 mod budget;
+mod ebay;
 mod heal;
+mod mercadolibre;
 mod ordering;
+mod rules;
+mod shopify;
 mod storefront;
+mod walmart;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -285,6 +285,7 @@ pub(super) fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> 
         error: None,
         dead_letter_reason: None,
         body: None,
+        sent: None,
     }
 }
 

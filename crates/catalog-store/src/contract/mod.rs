@@ -11,6 +11,7 @@
 
 mod admin;
 mod batches;
+mod channels;
 mod dead_letters;
 mod feeds;
 mod fixtures;
@@ -96,6 +97,7 @@ macro_rules! store_contract_cases {
             outbox::concurrent_claims_never_hand_out_the_same_item,
             outbox::a_burst_settles_into_one_claim_and_a_hot_item_is_not_starved,
             outbox::republish_queues_the_current_version_again,
+            channels::attempts_keep_what_they_sent_and_a_skip_is_done_with_its_version,
             dead_letters::an_accepted_later_version_resolves_the_open_dead_letter,
             dead_letters::an_older_version_accepted_late_resolves_nothing,
             dead_letters::auto_heal_requeues_the_current_version_and_its_publish_resolves_the_letter,

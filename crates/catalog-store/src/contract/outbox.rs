@@ -384,6 +384,7 @@ where
             error: None,
             dead_letter_reason: None,
             body: None,
+            sent: None,
         })
         .collect();
     store.record_publishes(&records).await.expect("record a round");

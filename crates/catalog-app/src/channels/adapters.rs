@@ -1,0 +1,151 @@
+//! A channel's `adapter` object in the channels file: `kind` and that platform's settings,
+//! credentials named by environment variable (`*_env`) and read at start. Hosts default to
+//! each platform's production endpoints and may be pointed elsewhere (a sandbox, a test).
+
+use catalog_publish::marketplace::{amazon, ebay, mercadolibre, shopify, walmart};
+use catalog_publish::StorefrontConfig;
+use serde::Deserialize;
+
+use super::file::{credential, ChannelsError};
+use super::AdapterSettings;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum AdapterEntry {
+    Storefront {
+        base_url: String,
+        token_env: Option<String>,
+    },
+    Shopify {
+        /// The shop's origin, `https://{shop}.myshopify.com`.
+        base_url: String,
+        api_version: Option<String>,
+        /// The location whose available quantity is set, a GID.
+        location_id: String,
+        access_token_env: String,
+    },
+    Amazon {
+        /// The region's endpoint; North America's by default.
+        base_url: Option<String>,
+        token_url: Option<String>,
+        seller_id: String,
+        marketplace_id: String,
+        /// The listing's product type for the patch; `PRODUCT` by default.
+        product_type: Option<String>,
+        client_id: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+    Walmart {
+        base_url: Option<String>,
+        token_url: Option<String>,
+        /// The ship node (fulfillment center) whose quantity is set; the seller's default
+        /// when absent.
+        ship_node: Option<String>,
+        client_id: String,
+        client_secret_env: String,
+    },
+    Ebay {
+        base_url: Option<String>,
+        token_url: Option<String>,
+        client_id: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+    #[serde(rename = "mercadolibre")]
+    MercadoLibre {
+        base_url: Option<String>,
+        token_url: Option<String>,
+        client_id: String,
+        client_secret_env: String,
+        refresh_token_env: String,
+    },
+}
+
+/// The adapter settings of channel `channel` from its `adapter` object.
+pub(super) fn adapter_settings(
+    channel: &str,
+    adapter: serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AdapterSettings, ChannelsError> {
+    let entry: AdapterEntry = serde_json::from_value(adapter)
+        .map_err(|error| ChannelsError::Adapter { channel: channel.to_owned(), error: format!("adapter: {error}") })?;
+    let secret = |what, variable: &str| credential(channel, what, variable, env);
+    let url = |value: Option<String>, default: &str| value.unwrap_or_else(|| default.to_owned());
+    Ok(match entry {
+        AdapterEntry::Storefront { base_url, token_env } => {
+            let token = token_env.as_deref().map(|variable| secret("token", variable)).transpose()?;
+            AdapterSettings::Storefront(StorefrontConfig::new(base_url, token))
+        }
+        AdapterEntry::Shopify { base_url, api_version, location_id, access_token_env } => {
+            AdapterSettings::Shopify(shopify::ShopifyConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                api_version: url(api_version, shopify::DEFAULT_API_VERSION),
+                location_id,
+                access_token: secret("access token", &access_token_env)?,
+            })
+        }
+        AdapterEntry::Amazon {
+            base_url,
+            token_url,
+            seller_id,
+            marketplace_id,
+            product_type,
+            client_id,
+            client_secret_env,
+            refresh_token_env,
+        } => AdapterSettings::Amazon(amazon::AmazonConfig {
+            base_url: url(base_url, amazon::DEFAULT_BASE_URL),
+            token_url: url(token_url, amazon::DEFAULT_TOKEN_URL),
+            seller_id,
+            marketplace_id,
+            product_type: url(product_type, amazon::DEFAULT_PRODUCT_TYPE),
+            client_id,
+            client_secret: secret("client secret", &client_secret_env)?,
+            refresh_token: secret("refresh token", &refresh_token_env)?,
+        }),
+        AdapterEntry::Walmart { base_url, token_url, ship_node, client_id, client_secret_env } => {
+            let token_url = on_host(token_url, base_url.as_deref(), "/v3/token", walmart::DEFAULT_TOKEN_URL);
+            AdapterSettings::Walmart(walmart::WalmartConfig {
+                base_url: url(base_url, walmart::DEFAULT_BASE_URL),
+                ship_node,
+                token_url,
+                client_id,
+                client_secret: secret("client secret", &client_secret_env)?,
+            })
+        }
+        AdapterEntry::Ebay { base_url, token_url, client_id, client_secret_env, refresh_token_env } => {
+            AdapterSettings::Ebay(ebay::EbayConfig {
+                token_url: on_host(
+                    token_url,
+                    base_url.as_deref(),
+                    "/identity/v1/oauth2/token",
+                    ebay::DEFAULT_TOKEN_URL,
+                ),
+                base_url: url(base_url, ebay::DEFAULT_BASE_URL),
+                client_id,
+                client_secret: secret("client secret", &client_secret_env)?,
+                refresh_token: secret("refresh token", &refresh_token_env)?,
+            })
+        }
+        AdapterEntry::MercadoLibre { base_url, token_url, client_id, client_secret_env, refresh_token_env } => {
+            AdapterSettings::MercadoLibre(mercadolibre::MercadoLibreConfig {
+                token_url: on_host(token_url, base_url.as_deref(), "/oauth/token", mercadolibre::DEFAULT_TOKEN_URL),
+                base_url: url(base_url, mercadolibre::DEFAULT_BASE_URL),
+                client_id,
+                client_secret: secret("client secret", &client_secret_env)?,
+                refresh_token: secret("refresh token", &refresh_token_env)?,
+            })
+        }
+    })
+}
+
+/// A token endpoint served by the API host itself (Walmart, eBay, Mercado Libre): the one
+/// given, or `path` on the API host given (a sandbox, a test), or the platform's default.
+fn on_host(token_url: Option<String>, base_url: Option<&str>, path: &str, default: &str) -> String {
+    match (token_url, base_url) {
+        (Some(token_url), _) => token_url,
+        (None, Some(base_url)) => format!("{}{path}", base_url.trim_end_matches('/')),
+        (None, None) => default.to_owned(),
+    }
+}

@@ -1,0 +1,187 @@
+//! The channels file: a JSON list of channels, each with its adapter (`"adapter": {"kind":
+//! "amazon", …}`; a storefront may still be written as top-level `base_url` and `token_env`),
+//! credentials by the name of the environment variable that holds them (`*_env`), stock rules
+//! (`stock`), listings (`listings` or `listings_file`), pace and tenants. Read and checked
+//! whole at start; every error names the channel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
+use catalog_publish::{ChannelConfig, Secret, StorefrontConfig};
+use catalog_store::ChannelRoute;
+use serde::Deserialize;
+
+use super::adapters::adapter_settings;
+use super::{listings, AdapterSettings, HttpChannel};
+
+/// A channels file or setting that cannot be used, said plainly.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelsError {
+    #[error("reading the channels file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("parsing the channels file {path}: {error}")]
+    Parse { path: PathBuf, error: serde_json::Error },
+    #[error("channel name {0:?} must be 1 or more of [a-z0-9_-]")]
+    Name(String),
+    #[error("channel {channel}: environment variable {variable} (its {what}) is not set")]
+    MissingCredential { channel: String, what: &'static str, variable: String },
+    #[error("channel {channel}: tenant {tenant:?} {error}")]
+    Tenant { channel: String, tenant: String, error: catalog_core::IdError },
+    #[error("channel {0:?} is configured twice")]
+    Duplicate(String),
+    #[error("channel {0}: max_attempts must be at least 1")]
+    MaxAttempts(String),
+    #[error("channel {channel}: {error}")]
+    Adapter { channel: String, error: String },
+    #[error("channel {channel}: listings at {at}: {error}")]
+    Listing { channel: String, at: String, error: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelEntry {
+    name: String,
+    /// What the channel speaks and where; absent for a storefront written the short way.
+    adapter: Option<serde_json::Value>,
+    /// A storefront's URL, the short way (no `adapter`).
+    base_url: Option<String>,
+    /// Name of the environment variable that holds a storefront's bearer token, the short way.
+    token_env: Option<String>,
+    requests_per_second: Option<u32>,
+    concurrency: Option<usize>,
+    /// Failures before an item version is dead-lettered; the worker's default when absent.
+    max_attempts: Option<u32>,
+    /// Only these tenants' items are published on this channel; all when absent.
+    tenants: Option<Vec<String>>,
+    #[serde(default = "enabled")]
+    enabled: bool,
+    /// How much of each item's stock the channel is offered; all of it when absent. Read
+    /// apart, so an error names the channel.
+    stock: Option<serde_json::Value>,
+    /// SKU → the channel's listing id; every SKU as it is when neither this nor
+    /// `listings_file` is given.
+    listings: Option<BTreeMap<String, String>>,
+    /// A `sku,listing` CSV file, relative to the channels file.
+    listings_file: Option<PathBuf>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// The enabled channels of the file at `path`, credentials read through `env`.
+pub(super) fn read(
+    path: &Path,
+    default_max_attempts: u32,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<HttpChannel>, ChannelsError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| ChannelsError::Read { path: path.to_path_buf(), error })?;
+    let entries: Vec<ChannelEntry> =
+        serde_json::from_str(&text).map_err(|error| ChannelsError::Parse { path: path.to_path_buf(), error })?;
+    let directory = path.parent().unwrap_or(Path::new("."));
+    entries
+        .into_iter()
+        .filter(|entry| entry.enabled)
+        .map(|entry| channel(entry, directory, default_max_attempts, env))
+        .collect()
+}
+
+fn channel(
+    entry: ChannelEntry,
+    directory: &Path,
+    default_max_attempts: u32,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HttpChannel, ChannelsError> {
+    let name = entry.name;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(ChannelsError::Name(name));
+    }
+    let adapter = match (entry.adapter, entry.base_url) {
+        (Some(_), Some(_)) => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "give either \"adapter\" or a storefront's \"base_url\", not both".to_owned(),
+            })
+        }
+        (Some(adapter), None) => adapter_settings(&name, adapter, env)?,
+        (None, Some(base_url)) => {
+            let token =
+                entry.token_env.as_deref().map(|variable| credential(&name, "token", variable, env)).transpose()?;
+            AdapterSettings::Storefront(StorefrontConfig::new(base_url, token))
+        }
+        (None, None) => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "no \"adapter\" (or storefront \"base_url\") says what it speaks".to_owned(),
+            })
+        }
+    };
+    let route = match &entry.tenants {
+        None => ChannelRoute::all(&name),
+        Some(tenants) => {
+            let tenants = tenants
+                .iter()
+                .map(|tenant| {
+                    TenantId::parse(tenant).map_err(|error| ChannelsError::Tenant {
+                        channel: name.clone(),
+                        tenant: tenant.clone(),
+                        error,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            ChannelRoute::for_tenants(&name, tenants)
+        }
+    };
+    let listings = match (entry.listings, entry.listings_file) {
+        (Some(_), Some(_)) => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "give either \"listings\" or \"listings_file\", not both".to_owned(),
+            })
+        }
+        (Some(map), None) => Listings::Mapped(listings::from_pairs(
+            &name,
+            map.iter().map(|(sku, listing)| (sku.as_str(), listing.as_str())),
+            &|_| "\"listings\"".to_owned(),
+        )?),
+        (None, Some(file)) => Listings::Mapped(listings::read_csv(&name, &directory.join(file))?),
+        (None, None) => Listings::BySku,
+    };
+    let mut config = ChannelConfig::new(&name);
+    if let Some(rate) = entry.requests_per_second {
+        config = config.with_rate(rate.max(1));
+    }
+    if let Some(concurrency) = entry.concurrency {
+        config.concurrency = concurrency.max(1);
+    }
+    config.max_attempts = match entry.max_attempts {
+        Some(0) => return Err(ChannelsError::MaxAttempts(name)),
+        Some(max_attempts) => max_attempts,
+        None => default_max_attempts,
+    };
+    let stock = match entry.stock {
+        None => StockRules::default(),
+        Some(stock) => serde_json::from_value(stock)
+            .map_err(|error| ChannelsError::Adapter { channel: name.clone(), error: format!("stock: {error}") })?,
+    };
+    config.rules = ChannelRules { listings, stock };
+    Ok(HttpChannel { config, adapter, route })
+}
+
+/// The credential in environment variable `variable`: set and not empty.
+pub(super) fn credential(
+    channel: &str,
+    what: &'static str,
+    variable: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ChannelsError> {
+    match env(variable).filter(|value| !value.is_empty()) {
+        Some(value) => Ok(Secret::new(value)),
+        None => {
+            Err(ChannelsError::MissingCredential { channel: channel.to_owned(), what, variable: variable.to_owned() })
+        }
+    }
+}

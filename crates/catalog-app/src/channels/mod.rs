@@ -1,0 +1,181 @@
+//! Which channels items are published on: the storefront from its settings, further
+//! channels (storefronts and marketplaces) from a channels file, each with its adapter, its
+//! stock rules and listings, its pace and the tenants it serves; credentials read from the
+//! environment by reference. Everything is checked at start, with errors that name the
+//! channel and the field. No credential is ever logged.
+
+mod adapters;
+mod file;
+mod listings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_publish::marketplace::{
+    amazon::{AmazonChannel, AmazonConfig},
+    ebay::{EbayChannel, EbayConfig},
+    mercadolibre::{MercadoLibreChannel, MercadoLibreConfig},
+    shopify::{ShopifyChannel, ShopifyConfig},
+    walmart::{WalmartChannel, WalmartConfig},
+};
+use catalog_publish::{ChannelAdapter, ChannelConfig, PublishError, Secret, StorefrontChannel, StorefrontConfig};
+use catalog_store::ChannelRoute;
+
+pub use file::ChannelsError;
+
+/// The channel the outbox is filled for when no channel is configured, drained by the log.
+pub const STOREFRONT_CHANNEL: &str = "storefront";
+
+/// Where the storefront is, from the worker's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorefrontSettings {
+    pub base_url: String,
+    pub token: Option<Secret>,
+    pub requests_per_second: u32,
+    pub concurrency: usize,
+}
+
+/// Everything that decides where changed items go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishSettings {
+    /// The storefront, when a URL was given.
+    pub storefront: Option<StorefrontSettings>,
+    /// JSON list of further channels.
+    pub channels_file: Option<PathBuf>,
+    pub lease: Duration,
+    pub settle: Duration,
+    pub max_wait: Duration,
+    /// Failures before an item version is dead-lettered, on every channel the channels
+    /// file gives no `max_attempts` of its own.
+    pub max_attempts: u32,
+}
+
+/// What a channel speaks, with its settings and resolved credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterSettings {
+    /// The storefront contract (`shared/contracts/storefront-api.md`).
+    Storefront(StorefrontConfig),
+    /// Shopify Admin GraphQL `inventorySetQuantities`.
+    Shopify(ShopifyConfig),
+    /// Amazon Selling Partner API, Listings Items `patchListingsItem`.
+    Amazon(AmazonConfig),
+    /// Walmart Marketplace inventory update.
+    Walmart(WalmartConfig),
+    /// eBay Sell Inventory `bulkUpdatePriceQuantity`.
+    Ebay(EbayConfig),
+    /// Mercado Libre item update.
+    MercadoLibre(MercadoLibreConfig),
+}
+
+impl AdapterSettings {
+    /// The adapter's kind as the channels file names it: a log field and metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdapterSettings::Storefront(_) => "storefront",
+            AdapterSettings::Shopify(_) => "shopify",
+            AdapterSettings::Amazon(_) => "amazon",
+            AdapterSettings::Walmart(_) => "walmart",
+            AdapterSettings::Ebay(_) => "ebay",
+            AdapterSettings::MercadoLibre(_) => "mercadolibre",
+        }
+    }
+
+    /// Where its requests go (no credential in it).
+    pub fn base_url(&self) -> &str {
+        match self {
+            AdapterSettings::Storefront(config) => &config.base_url,
+            AdapterSettings::Shopify(config) => &config.base_url,
+            AdapterSettings::Amazon(config) => &config.base_url,
+            AdapterSettings::Walmart(config) => &config.base_url,
+            AdapterSettings::Ebay(config) => &config.base_url,
+            AdapterSettings::MercadoLibre(config) => &config.base_url,
+        }
+    }
+
+    /// The storefront contract's settings, for reading the channel back (reconciliation);
+    /// `None` for a marketplace.
+    pub fn storefront(&self) -> Option<&StorefrontConfig> {
+        match self {
+            AdapterSettings::Storefront(config) => Some(config),
+            _ => None,
+        }
+    }
+
+    /// The adapter, with a client that gives up after `request_timeout` and keeps up to
+    /// `connections` connections open.
+    pub fn build(
+        &self,
+        request_timeout: Duration,
+        connections: usize,
+    ) -> Result<Arc<dyn ChannelAdapter>, PublishError> {
+        Ok(match self.clone() {
+            AdapterSettings::Storefront(config) => {
+                Arc::new(StorefrontChannel::new(config, request_timeout, connections)?)
+            }
+            AdapterSettings::Shopify(config) => Arc::new(ShopifyChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Amazon(config) => Arc::new(AmazonChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Walmart(config) => Arc::new(WalmartChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Ebay(config) => Arc::new(EbayChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::MercadoLibre(config) => {
+                Arc::new(MercadoLibreChannel::new(config, request_timeout, connections)?)
+            }
+        })
+    }
+}
+
+/// One HTTP channel: how it is drained (with its stock rules), what it speaks, which tenants
+/// it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpChannel {
+    pub config: ChannelConfig,
+    pub adapter: AdapterSettings,
+    pub route: ChannelRoute,
+}
+
+/// The HTTP channels to publish to; empty means the `log` channel.
+pub fn http_channels(settings: &PublishSettings) -> Result<Vec<HttpChannel>, ChannelsError> {
+    http_channels_with(settings, &|name| std::env::var(name).ok())
+}
+
+/// [`http_channels`], reading credentials through `env` (tests pass their own).
+pub fn http_channels_with(
+    settings: &PublishSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<HttpChannel>, ChannelsError> {
+    let mut channels = Vec::new();
+    if let Some(storefront) = &settings.storefront {
+        // An HTTP channel always has a limit: at least one request per second.
+        let mut config = ChannelConfig::new(STOREFRONT_CHANNEL).with_rate(storefront.requests_per_second.max(1));
+        config.concurrency = storefront.concurrency.max(1);
+        config.max_attempts = settings.max_attempts.max(1);
+        channels.push(HttpChannel {
+            config,
+            adapter: AdapterSettings::Storefront(StorefrontConfig::new(&storefront.base_url, storefront.token.clone())),
+            route: ChannelRoute::all(STOREFRONT_CHANNEL),
+        });
+    }
+    if let Some(path) = &settings.channels_file {
+        channels.extend(file::read(path, settings.max_attempts.max(1), env)?);
+    }
+    for channel in &mut channels {
+        channel.config.lease = settings.lease;
+        channel.config.settle = settings.settle;
+        channel.config.max_wait = settings.max_wait.max(settings.settle);
+    }
+    let mut names: Vec<&str> = channels.iter().map(|channel| channel.config.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(ChannelsError::Duplicate(pair[0].to_owned()));
+    }
+    Ok(channels)
+}
+
+/// The routes the store queues item changes for: the HTTP channels', or the storefront alone
+/// (drained by the log) when there are none.
+pub fn routes(channels: &[HttpChannel]) -> Vec<ChannelRoute> {
+    if channels.is_empty() {
+        return vec![ChannelRoute::all(STOREFRONT_CHANNEL)];
+    }
+    channels.iter().map(|channel| channel.route.clone()).collect()
+}

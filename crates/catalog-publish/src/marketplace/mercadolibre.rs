@@ -1,0 +1,279 @@
+//! Mercado Libre's Items API as a channel adapter (`docs/channels/mercadolibre.md`):
+//! `PUT /items/{item_id}` with `{"available_quantity": N}`, one listing per request, with an
+//! access token from Mercado Libre's OAuth endpoint (refresh-token grant, client id and secret
+//! in the form) fetched again once when Mercado Libre says it expired. Its refresh tokens are
+//! single-use: each refresh answers a new one, which the token cache keeps for the next.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use catalog_core::CatalogItem;
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{common_verdict, exchange, rejected, with_token, Answer};
+use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
+use crate::channel::Secret;
+use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
+use crate::publisher::PublishError;
+use crate::response::{parse_retry_after, truncate, Verdict};
+
+/// Mercado Libre's API host, the same for every site (MLA, MLB, MLM, …).
+pub const DEFAULT_BASE_URL: &str = "https://api.mercadolibre.com";
+/// Mercado Libre's OAuth token endpoint.
+pub const DEFAULT_TOKEN_URL: &str = "https://api.mercadolibre.com/oauth/token";
+
+/// Where Mercado Libre is and the seller's OAuth grant for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MercadoLibreConfig {
+    /// The API host, [`DEFAULT_BASE_URL`] in production; requests go to
+    /// `{base_url}/items/{item_id}`.
+    pub base_url: String,
+    /// The OAuth token endpoint, [`DEFAULT_TOKEN_URL`] in production.
+    pub token_url: String,
+    /// The application's id (`client_id`).
+    pub client_id: String,
+    /// The application's secret key (`client_secret`).
+    pub client_secret: Secret,
+    /// The seller's refresh token (`TG-…`, granted with `offline_access`). Single-use: the
+    /// first refresh replaces it in memory only, so after a restart this one is spent.
+    pub refresh_token: Secret,
+}
+
+/// A Mercado Libre seller's listings as a channel: the listing of an item version is the
+/// item id the channel's listing map gives its SKU (`MLA123456789`).
+#[derive(Debug)]
+pub struct MercadoLibreChannel {
+    config: MercadoLibreConfig,
+    client: reqwest::Client,
+    tokens: TokenCache,
+}
+
+impl MercadoLibreChannel {
+    /// A client that keeps up to `connections` connections open and gives up on a request
+    /// after `request_timeout`; the token endpoint is asked through the same client.
+    pub fn new(
+        config: MercadoLibreConfig,
+        request_timeout: Duration,
+        connections: usize,
+    ) -> Result<Self, PublishError> {
+        let client = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .pool_max_idle_per_host(connections)
+            .build()
+            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let endpoint = TokenEndpoint {
+            url: config.token_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            grant: Grant::RefreshToken(config.refresh_token.clone()),
+            client_auth: ClientAuth::Form,
+            extra_form: vec![],
+            extra_headers: vec![],
+        };
+        let tokens = TokenCache::new(endpoint, client.clone());
+        Ok(Self { config, client, tokens })
+    }
+
+    /// Access tokens fetched so far.
+    pub async fn tokens_fetched(&self) -> u64 {
+        self.tokens.n_fetched().await
+    }
+}
+
+/// The request body for an item without variations.
+#[derive(Serialize)]
+struct AvailableQuantity {
+    available_quantity: i64,
+}
+
+/// Mercado Libre's error envelope: `{"message", "error", "status", "cause": [...]}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    error: Option<String>,
+    #[serde(default)]
+    cause: Vec<Value>,
+}
+
+#[async_trait]
+impl ChannelAdapter for MercadoLibreChannel {
+    async fn send(&self, batch: &[Publish]) -> Sent {
+        let mut sent = Sent::default();
+        // One listing per request: no batch endpoint for writes was found (the multiget
+        // `GET /items?ids=` only reads).
+        for publish in batch {
+            sent.attempts.push(self.set_available_quantity(publish).await);
+        }
+        sent
+    }
+}
+
+impl MercadoLibreChannel {
+    /// `PUT /items/{item_id}` for one item version, with the quantity its channel rules give.
+    /// Mercado Libre has no idempotency key for it; setting an absolute quantity again is
+    /// harmless.
+    async fn set_available_quantity(&self, publish: &Publish) -> Attempt {
+        let started = Instant::now();
+        let item_id = &publish.listing;
+        // The id becomes a path segment: anything but letters and digits (`MLA123456789`) is a
+        // listing map mistake, and must not address another resource.
+        if item_id.is_empty() || !item_id.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
+            let verdict = Verdict::DeadLetter {
+                reason: "invalid_listing".to_owned(),
+                error: format!("{item_id:?} is not a Mercado Libre item id such as MLA123456789"),
+                body: None,
+            };
+            return Attempt { verdict, status: None, latency: started.elapsed() };
+        }
+        let url = format!("{}/items/{item_id}", self.config.base_url.trim_end_matches('/'));
+        let body = AvailableQuantity { available_quantity: publish.quantity };
+        let traceparent = publish.entry.traceparent.as_deref();
+        // Mercado Libre answers 401 for an expired or invalid access token.
+        let expired = |answer: &Answer| answer.status == 401;
+        let answer = with_token(&self.tokens, expired, |token| {
+            let mut request =
+                self.client.put(&url).bearer_auth(token.expose()).header("Accept", "application/json").json(&body);
+            if let Some(traceparent) = traceparent {
+                request = request.header("traceparent", traceparent);
+            }
+            exchange(request)
+        })
+        .await;
+        let (verdict, status) = match answer {
+            Ok(answer) => {
+                let verdict = classify_mercadolibre(
+                    answer.status,
+                    answer.header("retry-after"),
+                    &answer.body,
+                    &publish.entry.item,
+                    Utc::now(),
+                );
+                (verdict, Some(answer.status))
+            }
+            Err(verdict) => (verdict, None),
+        };
+        Attempt { verdict, status, latency: started.elapsed() }
+    }
+}
+
+/// Classifies Mercado Libre's answer to `PUT /items/{item_id}` for `item`, received at `now`:
+/// 2xx accepted; 429 (`local_rate_limited`) waits `Retry-After`, or a second (Mercado Libre
+/// documents no throttling header); 401 still, after a new token, is an operator's credential
+/// problem that heals once fixed; 408 and 5xx retry; any other 4xx (`validation_error`,
+/// `item.available_quantity.not_modifiable` on Full listings, an unknown item) is
+/// dead-lettered with Mercado Libre's message and body.
+pub fn classify_mercadolibre(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+    item: &CatalogItem,
+    now: DateTime<Utc>,
+) -> Verdict {
+    match status {
+        200..=299 => Verdict::Answered(item.accepted()),
+        429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
+        401 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 401: {}", describe(status, body)) },
+        _ => common_verdict(&Answer { status, headers: HeaderMap::new(), body: body.to_owned() })
+            .unwrap_or_else(|| rejected(status, describe(status, body), body)),
+    }
+}
+
+/// `message (error): cause code: cause message; …` from Mercado Libre's error envelope, or
+/// the body itself when it is not one.
+fn describe(status: u16, body: &str) -> String {
+    let Ok(answer) = serde_json::from_str::<ErrorBody>(body) else {
+        return format!("HTTP {status}: {}", truncate(body));
+    };
+    let mut described = match (answer.message, answer.error) {
+        (Some(message), Some(error)) => format!("{message} ({error})"),
+        (Some(text), None) | (None, Some(text)) => text,
+        (None, None) => format!("HTTP {status}"),
+    };
+    for cause in &answer.cause {
+        let text = |name: &str| cause.get(name).and_then(Value::as_str);
+        match (cause.as_str(), text("code"), text("message")) {
+            (Some(cause), _, _) => described.push_str(&format!("; {cause}")),
+            (None, Some(code), Some(message)) => described.push_str(&format!("; {code}: {message}")),
+            (None, Some(text), None) | (None, None, Some(text)) => described.push_str(&format!("; {text}")),
+            (None, None, None) => {}
+        }
+    }
+    described
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{ItemKey, Sku, TenantId};
+
+    use super::*;
+
+    #[test]
+    fn every_documented_mercadolibre_answer_has_its_verdict() {
+        let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
+        let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("A-1").expect("valid") };
+        let item = CatalogItem::new(key, 12, 3).expect("valid item");
+        let cases = [
+            (200, None, r#"{"id":"MLA123456789","available_quantity":7,"status":"active"}"#),
+            (
+                400,
+                None,
+                r#"{"message":"Validation error","error":"validation_error","status":400,"cause":[{"code":"item.available_quantity.not_modifiable","type":"error","message":"available_quantity is not modifiable for this item"}]}"#,
+            ),
+            (
+                400,
+                None,
+                r#"{"message":"body invalid","error":"bad_request","status":400,"cause":["available_quantity must be a number"]}"#,
+            ),
+            (
+                403,
+                None,
+                r#"{"message":"caller.id does not match item owner","error":"forbidden","status":403,"cause":[]}"#,
+            ),
+            (404, None, r#"{"message":"Item with id MLA1 not found","error":"not_found","status":404,"cause":[]}"#),
+            (404, None, "<html>not found</html>"),
+            (401, None, r#"{"message":"invalid access token","error":"not_found","status":401,"cause":[]}"#),
+            (
+                401,
+                None,
+                r#"{"message":"user not authorized","error":"unauthorized_request_error","status":401,"cause":[]}"#,
+            ),
+            (429, None, r#"{"error":"local_rate_limited","message":"Too many requests","status":429,"cause":[]}"#),
+            (429, Some("3"), r#"{"error":"too_many_requests","message":"Too many requests","status":429}"#),
+            (429, Some("Mon, 01 Jun 2026 12:00:30 GMT"), ""),
+            (408, None, ""),
+            (500, None, r#"{"message":"Internal server error","error":"internal_error","status":500,"cause":[]}"#),
+            (503, None, "busy"),
+        ];
+        let rendered: Vec<String> = cases
+            .iter()
+            .map(|(status, retry_after, body)| {
+                let header = retry_after.map_or_else(String::new, |value| format!(" Retry-After: {value:?}"));
+                let verdict = match classify_mercadolibre(*status, *retry_after, body, &item, now) {
+                    Verdict::Answered(result) if result == item.accepted() => "Published".to_owned(),
+                    other => format!("{other:?}"),
+                };
+                format!("{status}{header} -> {verdict}")
+            })
+            .collect();
+        insta::assert_snapshot!(rendered.join("\n"), @r#"
+        200 -> Published
+        400 -> DeadLetter { reason: "rejected_400", error: "Validation error (validation_error); item.available_quantity.not_modifiable: available_quantity is not modifiable for this item", body: Some("{\"message\":\"Validation error\",\"error\":\"validation_error\",\"status\":400,\"cause\":[{\"code\":\"item.available_quantity.not_modifiable\",\"type\":\"error\",\"message\":\"available_quantity is not modifiable for this item\"}]}") }
+        400 -> DeadLetter { reason: "rejected_400", error: "body invalid (bad_request); available_quantity must be a number", body: Some("{\"message\":\"body invalid\",\"error\":\"bad_request\",\"status\":400,\"cause\":[\"available_quantity must be a number\"]}") }
+        403 -> DeadLetter { reason: "rejected_403", error: "caller.id does not match item owner (forbidden)", body: Some("{\"message\":\"caller.id does not match item owner\",\"error\":\"forbidden\",\"status\":403,\"cause\":[]}") }
+        404 -> DeadLetter { reason: "rejected_404", error: "Item with id MLA1 not found (not_found)", body: Some("{\"message\":\"Item with id MLA1 not found\",\"error\":\"not_found\",\"status\":404,\"cause\":[]}") }
+        404 -> DeadLetter { reason: "rejected_404", error: "HTTP 404: <html>not found</html>", body: Some("<html>not found</html>") }
+        401 -> Retry { reason: "unauthorized", error: "HTTP 401: invalid access token (not_found)" }
+        401 -> Retry { reason: "unauthorized", error: "HTTP 401: user not authorized (unauthorized_request_error)" }
+        429 -> Throttled { retry_after: 1s }
+        429 Retry-After: "3" -> Throttled { retry_after: 3s }
+        429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }
+        408 -> Retry { reason: "request_timeout", error: "HTTP 408: " }
+        500 -> Retry { reason: "server_error", error: "HTTP 500: {\"message\":\"Internal server error\",\"error\":\"internal_error\",\"status\":500,\"cause\":[]}" }
+        503 -> Retry { reason: "server_error", error: "HTTP 503: busy" }
+        "#);
+    }
+}

@@ -1,0 +1,130 @@
+//! The marketplaces' adapters and what they share: one HTTP exchange, the answers every
+//! platform means alike (429 wait, 408 and 5xx retry, other 4xx dead-letter with the body),
+//! and a request made again once with a new access token when the platform says the one it
+//! was sent has expired.
+
+pub mod amazon;
+pub mod ebay;
+pub mod mercadolibre;
+pub mod shopify;
+pub mod walmart;
+
+use std::future::Future;
+use std::time::Instant;
+
+use chrono::Utc;
+use reqwest::header::HeaderMap;
+
+use crate::adapter::{Attempt, Publish, Sent};
+use crate::channel::Secret;
+use crate::oauth::TokenCache;
+use crate::response::{classify_transport, parse_retry_after, truncate, TransportError, Verdict};
+
+/// A platform's answer, read whole.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+}
+
+impl Answer {
+    /// A header's value as text, if present and readable.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// A header's value among `headers` (as pure classifiers take them), by name in any case.
+pub(crate) fn header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(candidate, _)| candidate.eq_ignore_ascii_case(name)).map(|(_, value)| *value)
+}
+
+/// An answer's headers as name and text pairs (headers that are not text are left out).
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect()
+}
+
+/// A path segment or query value with every byte but RFC 3986's unreserved characters as
+/// `%XX`: a seller SKU may hold `/`, spaces, `#` or `&`, which must not change what the
+/// platform reads (Amazon's path, Walmart's query).
+pub(crate) fn percent_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Sends `request` and reads the whole answer.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, TransportError> {
+    let response = request.send().await.map_err(|error| TransportError::from_reqwest(&error))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.map_err(|error| TransportError::from_reqwest(&error))?;
+    Ok(Answer { status, headers, body })
+}
+
+/// What the statuses every platform means alike say: 429 wait (`Retry-After`, or a second),
+/// 408 and 5xx retry; `None` for the others, which each platform reads its own way.
+pub(crate) fn common_verdict(answer: &Answer) -> Option<Verdict> {
+    match answer.status {
+        429 => Some(Verdict::Throttled { retry_after: parse_retry_after(answer.header("retry-after"), Utc::now()) }),
+        408 => {
+            Some(Verdict::Retry { reason: "request_timeout", error: format!("HTTP 408: {}", truncate(&answer.body)) })
+        }
+        500..=599 => Some(Verdict::Retry {
+            reason: "server_error",
+            error: format!("HTTP {}: {}", answer.status, truncate(&answer.body)),
+        }),
+        _ => None,
+    }
+}
+
+/// A refusal that retrying will not change: dead-lettered as `rejected_{status}` with the
+/// platform's body.
+pub(crate) fn rejected(status: u16, error: impl Into<String>, body: &str) -> Verdict {
+    Verdict::DeadLetter {
+        reason: format!("rejected_{status}"),
+        error: error.into(),
+        body: Some(truncate(body).to_owned()),
+    }
+}
+
+/// Every publish of a request ended as `verdict`.
+pub(crate) fn all(batch: &[Publish], verdict: Verdict, status: Option<u16>, started: Instant) -> Sent {
+    Sent::each(batch.len(), Attempt { verdict, status, latency: started.elapsed() })
+}
+
+/// Makes a request with the channel's access token (`send` builds and sends it), and once
+/// more with a new token when `expired` says the platform refused the token it was sent.
+/// A token that cannot be had, or a transport failure, is the verdict for the request.
+pub(crate) async fn with_token<F, Fut>(
+    tokens: &TokenCache,
+    expired: impl Fn(&Answer) -> bool,
+    send: F,
+) -> Result<Answer, Verdict>
+where
+    F: Fn(Secret) -> Fut,
+    Fut: Future<Output = Result<Answer, TransportError>>,
+{
+    let mut retried = false;
+    loop {
+        let token = tokens
+            .access_token()
+            .await
+            .map_err(|error| Verdict::Retry { reason: error.reason(), error: error.to_string() })?;
+        let answer = send(token.clone()).await.map_err(|error| classify_transport(&error))?;
+        if expired(&answer) && !retried {
+            tracing::info!(status = answer.status, "access token expired, fetching a new one");
+            tokens.expired(&token).await;
+            retried = true;
+            continue;
+        }
+        return Ok(answer);
+    }
+}

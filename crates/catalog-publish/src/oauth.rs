@@ -1,0 +1,189 @@
+//! OAuth2 access tokens for the channels that use them (Amazon's Login with Amazon, eBay,
+//! Walmart, Mercado Libre): fetched from the platform's token endpoint with a refresh token
+//! or client credentials, kept until shortly before they expire, and fetched again at once
+//! when the platform answers that the token expired. No token or secret reaches a log.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::channel::Secret;
+use crate::response::TransportError;
+
+/// How the token endpoint is asked for an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `grant_type=refresh_token&refresh_token=…` (Amazon, eBay, Mercado Libre). A platform
+    /// that rotates refresh tokens (Mercado Libre) answers with a new one, kept for the next
+    /// refresh.
+    RefreshToken(Secret),
+    /// `grant_type=client_credentials` (Walmart).
+    ClientCredentials,
+}
+
+/// Where the client id and secret go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(id:secret)` (eBay, Walmart).
+    Basic,
+    /// `client_id` and `client_secret` form fields (Amazon, Mercado Libre).
+    Form,
+}
+
+/// A platform's token endpoint and the credentials it is asked with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEndpoint {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub grant: Grant,
+    pub client_auth: ClientAuth,
+    /// Further form fields, e.g. eBay's `scope`.
+    pub extra_form: Vec<(String, String)>,
+    /// Further headers, e.g. Walmart's `WM_SVC.NAME`.
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// Why no access token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint refused the credentials (4xx): an operator must renew them.
+    #[error("the token endpoint refused the credentials: HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    /// The endpoint could not be reached or failed (5xx, timeout): try again later.
+    #[error("the token endpoint is unavailable: {0}")]
+    Unavailable(String),
+    /// The endpoint answered something that is not a token.
+    #[error("the token endpoint answered no token: {0}")]
+    Malformed(String),
+}
+
+impl TokenError {
+    /// The recorded reason of a publish that had no token.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Refused { .. } => "token_refused",
+            TokenError::Unavailable(_) => "token_unavailable",
+            TokenError::Malformed(_) => "token_malformed",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<u64>,
+    refresh_token: Option<String>,
+}
+
+/// What an answer without `expires_in` is assumed to last.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// A token is fetched again this long before it expires (or at half its life, if shorter).
+const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Cached {
+    access_token: Secret,
+    renew_at: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    cached: Option<Cached>,
+    /// The refresh token to use next: rotated by platforms that rotate it.
+    refresh_token: Option<Secret>,
+    /// How many access tokens were fetched, for tests and metrics.
+    n_fetched: u64,
+}
+
+/// One channel's access token, shared by its requests: at most one fetch at a time.
+#[derive(Debug)]
+pub struct TokenCache {
+    endpoint: TokenEndpoint,
+    client: reqwest::Client,
+    state: Mutex<State>,
+}
+
+impl TokenCache {
+    pub fn new(endpoint: TokenEndpoint, client: reqwest::Client) -> Self {
+        let refresh_token = match &endpoint.grant {
+            Grant::RefreshToken(token) => Some(token.clone()),
+            Grant::ClientCredentials => None,
+        };
+        Self { endpoint, client, state: Mutex::new(State { cached: None, refresh_token, n_fetched: 0 }) }
+    }
+
+    /// A valid access token: the cached one, or a new one when there is none or it is about
+    /// to expire.
+    pub async fn access_token(&self) -> Result<Secret, TokenError> {
+        let mut state = self.state.lock().await;
+        if let Some(cached) = state.cached.as_ref().filter(|cached| cached.renew_at > Instant::now()) {
+            return Ok(cached.access_token.clone());
+        }
+        let (access_token, lifetime, rotated) = self.fetch(state.refresh_token.as_ref()).await?;
+        let ahead = REFRESH_AHEAD.min(lifetime / 2);
+        state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
+        if let Some(rotated) = rotated {
+            state.refresh_token = Some(rotated);
+        }
+        state.n_fetched += 1;
+        Ok(access_token)
+    }
+
+    /// The platform said `used` has expired or is invalid: the next call fetches a new one.
+    /// A token already replaced by a concurrent request is left alone, so a burst of such
+    /// answers fetches once.
+    pub async fn expired(&self, used: &Secret) {
+        let mut state = self.state.lock().await;
+        if state.cached.as_ref().is_some_and(|cached| &cached.access_token == used) {
+            state.cached = None;
+        }
+    }
+
+    /// Access tokens fetched so far.
+    pub async fn n_fetched(&self) -> u64 {
+        self.state.lock().await.n_fetched
+    }
+
+    async fn fetch(&self, refresh_token: Option<&Secret>) -> Result<(Secret, Duration, Option<Secret>), TokenError> {
+        let endpoint = &self.endpoint;
+        let mut form: Vec<(&str, &str)> = Vec::new();
+        match refresh_token {
+            Some(token) => form.extend([("grant_type", "refresh_token"), ("refresh_token", token.expose())]),
+            None => form.push(("grant_type", "client_credentials")),
+        }
+        if endpoint.client_auth == ClientAuth::Form {
+            form.extend([
+                ("client_id", endpoint.client_id.as_str()),
+                ("client_secret", endpoint.client_secret.expose()),
+            ]);
+        }
+        form.extend(endpoint.extra_form.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+        let mut request = self.client.post(&endpoint.url).header("Accept", "application/json").form(&form);
+        if endpoint.client_auth == ClientAuth::Basic {
+            request = request.basic_auth(&endpoint.client_id, Some(endpoint.client_secret.expose()));
+        }
+        for (name, value) in &endpoint.extra_headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| TokenError::Unavailable(TransportError::from_reqwest(&error).to_string()))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|error| TokenError::Unavailable(error.to_string()))?;
+        match status {
+            200..=299 => {}
+            408 | 429 | 500..=599 => return Err(TokenError::Unavailable(format!("HTTP {status}"))),
+            _ => return Err(TokenError::Refused { status, body: body.chars().take(512).collect() }),
+        }
+        let answer: TokenAnswer =
+            serde_json::from_str(&body).map_err(|error| TokenError::Malformed(error.to_string()))?;
+        if answer.access_token.is_empty() {
+            return Err(TokenError::Malformed("empty access_token".to_owned()));
+        }
+        let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        Ok((Secret::new(answer.access_token), lifetime, answer.refresh_token.map(Secret::new)))
+    }
+}

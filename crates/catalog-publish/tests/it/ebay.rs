@@ -1,0 +1,425 @@
+//! The eBay adapter against an eBay played over real HTTP (axum on 127.0.0.1:0): the Sell
+//! Inventory API's `bulk_update_price_quantity` and the OAuth token endpoint, with the request
+//! and answer shapes of `docs/channels/ebay.md`. The server records every request and answers
+//! each by the next scripted behavior, else with success.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
+use catalog_publish::marketplace::ebay::{EbayChannel, EbayConfig, THROTTLED_WAIT};
+use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
+use catalog_store::OutboxEntry;
+use serde_json::{json, Value};
+
+const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
+const TOKEN_PATH: &str = "/identity/v1/oauth2/token";
+/// `Basic base64("ebay-client:ebay-secret")`.
+const BASIC_AUTHORIZATION: &str = "Basic ZWJheS1jbGllbnQ6ZWJheS1zZWNyZXQ=";
+const SCOPE: &str = "https://api.ebay.com/oauth/api_scope/sell.inventory";
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// How the API answers one request.
+#[derive(Debug, Clone)]
+enum Api {
+    /// 207 with `statusCode` 400 (errorId 25709) for this SKU and 200 for the others, the
+    /// entries in the reverse of request order.
+    RejectSku(&'static str),
+    /// 429 with eBay's errorId 2001 body, and `Retry-After` when given.
+    Throttle(Option<&'static str>),
+    /// 401 errorId 1001: the access token expired.
+    Expired,
+    /// 400 for the whole request (errorId 25709).
+    RejectRequest,
+    /// 500 errorId 25001.
+    ServerError,
+}
+
+/// How the token endpoint answers one request.
+#[derive(Debug, Clone)]
+enum Token {
+    /// 400 `invalid_grant`: the refresh token is no longer good.
+    Refuse,
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    traceparent: Option<String>,
+    body: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    api: VecDeque<Api>,
+    token: VecDeque<Token>,
+    requests: Vec<Recorded>,
+    n_issued: u64,
+}
+
+struct Ebay {
+    address: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+fn error_body(error_id: u64, domain: &str, message: &str) -> Value {
+    json!({"errors": [{"errorId": error_id, "domain": domain, "category": "REQUEST", "message": message,
+                       "longMessage": message}]})
+}
+
+/// Every request lands here, recorded whatever its method and path, so a wrong one shows in
+/// the test's assertion rather than as a bare 404.
+async fn answer(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+    let mut shared = shared.lock().expect("eBay state");
+    shared.requests.push(Recorded {
+        method: method.clone(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        authorization: header(&headers, "authorization"),
+        content_type: header(&headers, "content-type"),
+        traceparent: header(&headers, "traceparent"),
+        body: body.clone(),
+    });
+    match (method, uri.path()) {
+        (Method::POST, TOKEN_PATH) => match shared.token.pop_front() {
+            Some(Token::Refuse) => (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_grant", "error_description": "the provided authorization refresh token is invalid or was issued to another client"})),
+            )
+                .into_response(),
+            None => {
+                shared.n_issued += 1;
+                let access_token = format!("v^1.1#i^1#token-{}", shared.n_issued);
+                axum::Json(json!({"access_token": access_token, "expires_in": 7200, "token_type": "User Access Token"}))
+                    .into_response()
+            }
+        },
+        (Method::POST, BULK_UPDATE_PATH) => {
+            let skus: Vec<String> = serde_json::from_str::<Value>(&body).expect("a JSON body")["requests"]
+                .as_array()
+                .expect("requests[]")
+                .iter()
+                .map(|request| request["sku"].as_str().expect("a sku").to_owned())
+                .collect();
+            match shared.api.pop_front() {
+                None => {
+                    let responses: Vec<Value> = skus.iter().map(|sku| json!({"statusCode": 200, "sku": sku})).collect();
+                    axum::Json(json!({"responses": responses})).into_response()
+                }
+                Some(Api::RejectSku(rejected)) => {
+                    let responses: Vec<Value> = skus
+                        .iter()
+                        .rev()
+                        .map(|sku| {
+                            if sku != rejected {
+                                return json!({"statusCode": 200, "sku": sku});
+                            }
+                            json!({"statusCode": 400, "sku": sku,
+                                "errors": [{"errorId": 25709, "domain": "API_INVENTORY", "category": "REQUEST",
+                                    "message": "Invalid value for shipToLocationAvailability.quantity.",
+                                    "parameters": [{"name": "fieldName", "value": "shipToLocationAvailability.quantity"}]}]})
+                        })
+                        .collect();
+                    (StatusCode::MULTI_STATUS, axum::Json(json!({"responses": responses}))).into_response()
+                }
+                Some(Api::Throttle(retry_after)) => {
+                    let body = axum::Json(error_body(2001, "ACCESS", "Too many requests."));
+                    match retry_after {
+                        Some(value) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", value)], body).into_response(),
+                        None => (StatusCode::TOO_MANY_REQUESTS, body).into_response(),
+                    }
+                }
+                Some(Api::Expired) => {
+                    (StatusCode::UNAUTHORIZED, axum::Json(error_body(1001, "OAuth", "Invalid access token")))
+                        .into_response()
+                }
+                Some(Api::RejectRequest) => (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(error_body(25709, "API_INVENTORY", "Invalid value for requests.")),
+                )
+                    .into_response(),
+                Some(Api::ServerError) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(error_body(25001, "API_INVENTORY", "A system error has occurred.")),
+                )
+                    .into_response(),
+            }
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+impl Ebay {
+    async fn start(api: Vec<Api>, token: Vec<Token>) -> Self {
+        let shared = Arc::new(Mutex::new(Shared { api: api.into(), token: token.into(), ..Shared::default() }));
+        let app = Router::new().fallback(answer).with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind eBay");
+        let address = listener.local_addr().expect("address");
+        // The server lives as long as the test's runtime.
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, shared }
+    }
+
+    fn channel(&self) -> EbayChannel {
+        let config = EbayConfig {
+            base_url: format!("http://{}", self.address),
+            token_url: format!("http://{}{TOKEN_PATH}", self.address),
+            client_id: "ebay-client".to_owned(),
+            client_secret: Secret::new("ebay-secret"),
+            refresh_token: Secret::new("v^1.1#i^1#refresh"),
+        };
+        EbayChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+    }
+
+    fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        let shared = self.shared.lock().expect("eBay state");
+        shared.requests.iter().filter(|request| request.path == path).cloned().collect()
+    }
+
+    fn n_requests(&self) -> usize {
+        self.shared.lock().expect("eBay state").requests.len()
+    }
+}
+
+/// An item version of `sku` at catalog quantity 12, offered to eBay as `quantity` by the rules.
+fn publish(sku: &str, quantity: i64, traceparent: Option<&str>) -> Publish {
+    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
+    let item = CatalogItem::new(key, 12, 3).expect("valid item");
+    let entry = OutboxEntry {
+        item,
+        channel: "ebay".into(),
+        traceparent: traceparent.map(str::to_owned),
+        attempts: 0,
+        enqueued_at: chrono::Utc::now(),
+    };
+    Publish { entry, listing: sku.to_owned(), quantity, rule: format!("catalog 12; cap {quantity}: {quantity}") }
+}
+
+fn accepted(publish: &Publish) -> Verdict {
+    Verdict::Answered(publish.entry.item.accepted())
+}
+
+/// A form body's fields, percent-decoded, in order.
+fn form_fields(body: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut index = 0;
+        while index < bytes.len() {
+            match bytes[index] {
+                b'+' => decoded.push(b' '),
+                b'%' => {
+                    decoded.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("a percent escape"));
+                    index += 2;
+                }
+                byte => decoded.push(byte),
+            }
+            index += 1;
+        }
+        String::from_utf8(decoded).expect("UTF-8 form")
+    };
+    body.split('&')
+        .map(|field| {
+            let (name, value) = field.split_once('=').expect("name=value");
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// The token request is eBay's refresh-token grant: a form with the refresh token and the
+/// sell.inventory scope, the client authenticated by HTTP Basic.
+fn assert_token_request(request: &Recorded) {
+    assert_eq!((&request.method, request.query.as_deref()), (&Method::POST, None));
+    assert_eq!(request.authorization.as_deref(), Some(BASIC_AUTHORIZATION));
+    assert_eq!(request.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    let expected = [("grant_type", "refresh_token"), ("refresh_token", "v^1.1#i^1#refresh"), ("scope", SCOPE)];
+    let expected: Vec<(String, String)> =
+        expected.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    assert_eq!(form_fields(&request.body), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_request_follows_the_documentation() {
+    let ebay = Ebay::start(vec![], vec![]).await;
+    let channel = ebay.channel();
+    assert_eq!(channel.max_batch(), 25);
+    let sent = publish("ABC-1", 7, Some(TRACEPARENT));
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts.len(), 1);
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    assert_eq!(answer.pause, None);
+
+    let tokens = ebay.requests_to(TOKEN_PATH);
+    assert_eq!(tokens.len(), 1);
+    assert_token_request(&tokens[0]);
+    let updates = ebay.requests_to(BULK_UPDATE_PATH);
+    assert_eq!(updates.len(), 1);
+    let update = &updates[0];
+    assert_eq!((&update.method, update.query.as_deref()), (&Method::POST, None));
+    assert_eq!(update.authorization.as_deref(), Some("Bearer v^1.1#i^1#token-1"));
+    assert_eq!(update.content_type.as_deref(), Some("application/json"));
+    assert_eq!(update.traceparent.as_deref(), Some(TRACEPARENT));
+    // The rules' quantity (7), not the catalog's (12).
+    let body: Value = serde_json::from_str(&update.body).expect("JSON body");
+    assert_eq!(body, json!({"requests": [{"sku": "ABC-1", "shipToLocationAvailability": {"quantity": 7}}]}));
+
+    // The access token is kept for the next request.
+    channel.send(&[publish("ABC-1", 6, None)]).await;
+    assert_eq!(channel.tokens_fetched().await, 1);
+    assert_eq!(ebay.requests_to(BULK_UPDATE_PATH)[1].traceparent, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_batch_is_one_request_and_a_rejected_sku_fails_alone() {
+    let ebay = Ebay::start(vec![Api::RejectSku("SKU-2")], vec![]).await;
+    let batch = [publish("SKU-1", 5, None), publish("SKU-2", 0, None), publish("SKU-3", 2, Some(TRACEPARENT))];
+    let answer = ebay.channel().send(&batch).await;
+
+    let updates = ebay.requests_to(BULK_UPDATE_PATH);
+    assert_eq!(updates.len(), 1, "one request for the batch");
+    let body: Value = serde_json::from_str(&updates[0].body).expect("JSON body");
+    let quantity = |quantity: i64| json!({"quantity": quantity});
+    assert_eq!(
+        body,
+        json!({"requests": [
+            {"sku": "SKU-1", "shipToLocationAvailability": quantity(5)},
+            {"sku": "SKU-2", "shipToLocationAvailability": quantity(0)},
+            {"sku": "SKU-3", "shipToLocationAvailability": quantity(2)},
+        ]})
+    );
+    assert_eq!(updates[0].traceparent.as_deref(), Some(TRACEPARENT), "the first trace in the batch");
+
+    // Answered in reverse order: matched by SKU, one attempt per publish in request order.
+    let attempts: Vec<_> = answer.attempts.iter().map(|attempt| (&attempt.verdict, attempt.status)).collect();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[0], (&accepted(&batch[0]), Some(200)));
+    assert_eq!(attempts[2], (&accepted(&batch[2]), Some(200)));
+    let Verdict::DeadLetter { reason, error, body } = attempts[1].0 else {
+        panic!("SKU-2 is dead-lettered, not {:?}", attempts[1]);
+    };
+    assert_eq!(attempts[1].1, Some(400));
+    assert_eq!(
+        (reason.as_str(), error.as_str()),
+        ("rejected_400", "errorId 25709: Invalid value for shipToLocationAvailability.quantity.")
+    );
+    let body: Value = serde_json::from_str(body.as_deref().expect("a body")).expect("the entry as JSON");
+    assert_eq!(
+        (&body["sku"], &body["statusCode"], &body["errors"][0]["errorId"]),
+        (&json!("SKU-2"), &json!(400), &json!(25709))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_throttling_waits_as_told() {
+    let ebay = Ebay::start(vec![Api::Throttle(Some("7")), Api::Throttle(None)], vec![]).await;
+    let channel = ebay.channel();
+    let batch = [publish("SKU-1", 5, None), publish("SKU-2", 4, None)];
+    for expected in [Duration::from_secs(7), THROTTLED_WAIT] {
+        let answer = channel.send(&batch).await;
+        let verdicts: Vec<_> = answer.attempts.iter().map(|attempt| (&attempt.verdict, attempt.status)).collect();
+        let throttled = (&Verdict::Throttled { retry_after: expected }, Some(429));
+        assert_eq!(verdicts, [throttled, throttled]);
+    }
+    assert_eq!(THROTTLED_WAIT, Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_expired_token_is_refreshed_once_and_the_request_sent_again() {
+    let ebay = Ebay::start(vec![Api::Expired], vec![]).await;
+    let channel = ebay.channel();
+    let sent = publish("ABC-1", 7, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    assert_eq!(channel.tokens_fetched().await, 2);
+    let tokens = ebay.requests_to(TOKEN_PATH);
+    assert_eq!(tokens.len(), 2);
+    // eBay does not rotate refresh tokens: both refreshes present the configured one.
+    tokens.iter().for_each(assert_token_request);
+    let updates = ebay.requests_to(BULK_UPDATE_PATH);
+    let authorizations: Vec<_> = updates.iter().map(|update| update.authorization.as_deref()).collect();
+    assert_eq!(authorizations, [Some("Bearer v^1.1#i^1#token-1"), Some("Bearer v^1.1#i^1#token-2")]);
+    assert_eq!(updates[0].body, updates[1].body, "the same request sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_still_expired_after_a_refresh_is_unauthorized() {
+    let ebay = Ebay::start(vec![Api::Expired, Api::Expired], vec![]).await;
+    let channel = ebay.channel();
+    let answer = channel.send(&[publish("ABC-1", 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(401));
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unauthorized", error } if error.contains("errorId 1001")),
+        "{:?}",
+        answer.attempts[0]
+    );
+    assert_eq!((channel.tokens_fetched().await, ebay.requests_to(BULK_UPDATE_PATH).len()), (2, 2), "refreshed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_refused_refresh_is_retried_as_token_refused() {
+    let ebay = Ebay::start(vec![], vec![Token::Refuse]).await;
+    let channel = ebay.channel();
+    let answer = channel.send(&[publish("SKU-1", 7, None), publish("SKU-2", 3, None)]).await;
+    assert_eq!(answer.attempts.len(), 2);
+    for attempt in &answer.attempts {
+        assert_eq!(attempt.status, None);
+        assert!(
+            matches!(&attempt.verdict, Verdict::Retry { reason: "token_refused", error } if error.contains("invalid_grant")),
+            "{attempt:?}"
+        );
+    }
+    assert_eq!(ebay.requests_to(BULK_UPDATE_PATH).len(), 0, "nothing sent without a token");
+    assert_eq!(ebay.n_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_rejected_request_is_dead_lettered_with_message_and_body() {
+    let ebay = Ebay::start(vec![Api::RejectRequest], vec![]).await;
+    let answer = ebay.channel().send(&[publish("ABC-1", 7, None)]).await;
+    let expected_body = error_body(25709, "API_INVENTORY", "Invalid value for requests.");
+    let Verdict::DeadLetter { reason, error, body } = &answer.attempts[0].verdict else {
+        panic!("dead-lettered, not {:?}", answer.attempts[0]);
+    };
+    assert_eq!((reason.as_str(), error.as_str()), ("rejected_400", "errorId 25709: Invalid value for requests."));
+    let body: Value = serde_json::from_str(body.as_deref().expect("a body")).expect("eBay's body");
+    assert_eq!((body, answer.attempts[0].status), (expected_body, Some(400)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_server_error_is_retried() {
+    let ebay = Ebay::start(vec![Api::ServerError], vec![]).await;
+    let channel = ebay.channel();
+    let answer = channel.send(&[publish("ABC-1", 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(500));
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "server_error", error } if error.contains("25001")),
+        "{:?}",
+        answer.attempts[0]
+    );
+    // And the next attempt goes through with the same token.
+    let sent = publish("ABC-1", 7, None);
+    assert_eq!(channel.send(std::slice::from_ref(&sent)).await.attempts[0].verdict, accepted(&sent));
+    assert_eq!(channel.tokens_fetched().await, 1);
+}

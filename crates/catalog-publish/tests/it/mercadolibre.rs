@@ -1,0 +1,436 @@
+//! The Mercado Libre adapter against a Mercado Libre played over real HTTP (axum on
+//! 127.0.0.1:0): `PUT /items/{item_id}` and the OAuth token endpoint, with the request and
+//! answer shapes of `docs/channels/mercadolibre.md`. The token endpoint rotates refresh tokens
+//! as Mercado Libre does: each is good for one refresh, which answers the next. The server
+//! records every request and answers each by the next scripted behavior, else with success.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
+use catalog_publish::marketplace::mercadolibre::{MercadoLibreChannel, MercadoLibreConfig};
+use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict, DEFAULT_RETRY_AFTER};
+use catalog_store::OutboxEntry;
+use serde_json::{json, Value};
+
+const TOKEN_PATH: &str = "/oauth/token";
+const ITEM_ID: &str = "MLA123456789";
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// How the items API answers one request.
+#[derive(Debug, Clone)]
+enum Api {
+    /// 200 with the updated item.
+    Accept,
+    /// 400 `validation_error` with the `not_modifiable` cause of a Full listing.
+    Reject,
+    /// 429 `local_rate_limited`, with `Retry-After` when given.
+    Throttle(Option<&'static str>),
+    /// 401: the access token expired.
+    Expired,
+    /// 500.
+    ServerError,
+}
+
+/// How the token endpoint answers one request, whatever refresh token it was given.
+#[derive(Debug, Clone)]
+enum Token {
+    /// 400 `invalid_grant`.
+    Refuse,
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    accept: Option<String>,
+    traceparent: Option<String>,
+    body: String,
+}
+
+struct Shared {
+    api: VecDeque<Api>,
+    token: VecDeque<Token>,
+    requests: Vec<Recorded>,
+    n_issued: u64,
+    /// The one refresh token the endpoint takes next: each refresh spends it.
+    refresh_token: String,
+}
+
+struct MercadoLibre {
+    address: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+fn error(status: StatusCode, error: &str, message: &str, cause: Value) -> Response {
+    let body = json!({"message": message, "error": error, "status": status.as_u16(), "cause": cause});
+    (status, axum::Json(body)).into_response()
+}
+
+fn invalid_grant() -> Response {
+    let body = json!({"error": "invalid_grant", "error_description": "Error validating grant. Your authorization code or refresh token may be expired or it was already used", "status": 400, "cause": []});
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// Every request lands here, recorded whatever its method and path, so a wrong one shows in
+/// the test's assertion rather than as a bare 404.
+async fn answer(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+    let mut shared = shared.lock().expect("Mercado Libre state");
+    shared.requests.push(Recorded {
+        method: method.clone(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        authorization: header(&headers, "authorization"),
+        content_type: header(&headers, "content-type"),
+        accept: header(&headers, "accept"),
+        traceparent: header(&headers, "traceparent"),
+        body: body.clone(),
+    });
+    if (&method, uri.path()) == (&Method::POST, TOKEN_PATH) {
+        if let Some(Token::Refuse) = shared.token.pop_front() {
+            return invalid_grant();
+        }
+        let presented = form_fields(&body).into_iter().find(|(name, _)| name == "refresh_token");
+        if presented.map(|(_, value)| value) != Some(shared.refresh_token.clone()) {
+            return invalid_grant();
+        }
+        shared.n_issued += 1;
+        let n = shared.n_issued;
+        shared.refresh_token = format!("TG-{n}-241983636");
+        return axum::Json(json!({"access_token": format!("APP_USR-{n}-241983636"), "token_type": "bearer",
+            "expires_in": 21600, "scope": "offline_access read write", "user_id": 241983636,
+            "refresh_token": shared.refresh_token}))
+        .into_response();
+    }
+    let Some(item_id) = uri.path().strip_prefix("/items/").filter(|_| method == Method::PUT) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match shared.api.pop_front() {
+        None | Some(Api::Accept) => {
+            let quantity = serde_json::from_str::<Value>(&body).expect("a JSON body")["available_quantity"].clone();
+            axum::Json(json!({"id": item_id, "available_quantity": quantity, "status": "active"})).into_response()
+        }
+        Some(Api::Reject) => error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Validation error",
+            json!([{"code": "item.available_quantity.not_modifiable", "type": "error",
+                    "message": "available_quantity is not modifiable for this item"}]),
+        ),
+        Some(Api::Throttle(retry_after)) => {
+            let mut answer = error(StatusCode::TOO_MANY_REQUESTS, "local_rate_limited", "Too many requests", json!([]));
+            if let Some(value) = retry_after {
+                answer.headers_mut().insert("retry-after", value.parse().expect("a header value"));
+            }
+            answer
+        }
+        Some(Api::Expired) => error(StatusCode::UNAUTHORIZED, "not_found", "invalid access token", json!([])),
+        Some(Api::ServerError) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", json!([]))
+        }
+    }
+}
+
+impl MercadoLibre {
+    async fn start(api: Vec<Api>, token: Vec<Token>) -> Self {
+        let shared = Arc::new(Mutex::new(Shared {
+            api: api.into(),
+            token: token.into(),
+            requests: vec![],
+            n_issued: 0,
+            refresh_token: "TG-initial-241983636".to_owned(),
+        }));
+        let app = Router::new().fallback(answer).with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind Mercado Libre");
+        let address = listener.local_addr().expect("address");
+        // The server lives as long as the test's runtime.
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, shared }
+    }
+
+    fn channel(&self) -> MercadoLibreChannel {
+        let config = MercadoLibreConfig {
+            base_url: format!("http://{}", self.address),
+            token_url: format!("http://{}{TOKEN_PATH}", self.address),
+            client_id: "4934588586838432".to_owned(),
+            client_secret: Secret::new("meli-secret"),
+            refresh_token: Secret::new("TG-initial-241983636"),
+        };
+        MercadoLibreChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+    }
+
+    fn token_requests(&self) -> Vec<Recorded> {
+        let shared = self.shared.lock().expect("Mercado Libre state");
+        shared.requests.iter().filter(|request| request.path == TOKEN_PATH).cloned().collect()
+    }
+
+    fn item_requests(&self) -> Vec<Recorded> {
+        let shared = self.shared.lock().expect("Mercado Libre state");
+        shared.requests.iter().filter(|request| request.path != TOKEN_PATH).cloned().collect()
+    }
+}
+
+/// An item version of SKU `ABC-1` at catalog quantity 12, offered on listing `item_id` as
+/// `quantity` by the rules.
+fn publish(item_id: &str, quantity: i64, traceparent: Option<&str>) -> Publish {
+    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("ABC-1").expect("valid") };
+    let item = CatalogItem::new(key, 12, 3).expect("valid item");
+    let entry = OutboxEntry {
+        item,
+        channel: "mercadolibre".into(),
+        traceparent: traceparent.map(str::to_owned),
+        attempts: 0,
+        enqueued_at: chrono::Utc::now(),
+    };
+    Publish { entry, listing: item_id.to_owned(), quantity, rule: format!("catalog 12; cap {quantity}: {quantity}") }
+}
+
+fn accepted(publish: &Publish) -> Verdict {
+    Verdict::Answered(publish.entry.item.accepted())
+}
+
+/// A form body's fields, percent-decoded, in order.
+fn form_fields(body: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut index = 0;
+        while index < bytes.len() {
+            match bytes[index] {
+                b'+' => decoded.push(b' '),
+                b'%' => {
+                    decoded.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("a percent escape"));
+                    index += 2;
+                }
+                byte => decoded.push(byte),
+            }
+            index += 1;
+        }
+        String::from_utf8(decoded).expect("UTF-8 form")
+    };
+    body.split('&')
+        .filter(|field| !field.is_empty())
+        .map(|field| {
+            let (name, value) = field.split_once('=').expect("name=value");
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+/// The token request is Mercado Libre's refresh-token grant with the client's id and secret in
+/// the form body (no query, no Basic authentication), presenting `refresh_token`.
+fn assert_token_request(request: &Recorded, refresh_token: &str) {
+    assert_eq!((&request.method, request.query.as_deref()), (&Method::POST, None));
+    assert_eq!(request.authorization, None);
+    assert_eq!(request.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(request.accept.as_deref(), Some("application/json"));
+    let mut fields = form_fields(&request.body);
+    fields.sort();
+    let expected = [
+        ("client_id", "4934588586838432"),
+        ("client_secret", "meli-secret"),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    let expected: Vec<(String, String)> =
+        expected.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    assert_eq!(fields, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_request_follows_the_documentation() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    assert_eq!(channel.max_batch(), 1);
+    let sent = publish(ITEM_ID, 7, Some(TRACEPARENT));
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts.len(), 1);
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    assert_eq!(answer.pause, None);
+
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 1);
+    assert_token_request(&tokens[0], "TG-initial-241983636");
+    let updates = meli.item_requests();
+    assert_eq!(updates.len(), 1);
+    let update = &updates[0];
+    assert_eq!(
+        (&update.method, update.path.as_str(), update.query.as_deref()),
+        (&Method::PUT, "/items/MLA123456789", None)
+    );
+    assert_eq!(update.authorization.as_deref(), Some("Bearer APP_USR-1-241983636"));
+    assert_eq!(update.content_type.as_deref(), Some("application/json"));
+    assert_eq!(update.accept.as_deref(), Some("application/json"));
+    assert_eq!(update.traceparent.as_deref(), Some(TRACEPARENT));
+    // The rules' quantity (7), not the catalog's (12).
+    assert_eq!(serde_json::from_str::<Value>(&update.body).expect("JSON body"), json!({"available_quantity": 7}));
+
+    // The access token is kept for the next request.
+    channel.send(&[publish(ITEM_ID, 6, None)]).await;
+    assert_eq!(channel.tokens_fetched().await, 1);
+    assert_eq!(meli.item_requests()[1].traceparent, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_refresh_uses_the_refresh_token_the_last_refresh_returned() {
+    let meli = MercadoLibre::start(vec![Api::Expired, Api::Accept, Api::Expired], vec![]).await;
+    let channel = meli.channel();
+    let sent = publish(ITEM_ID, 7, None);
+    for _ in 0..2 {
+        let answer = channel.send(std::slice::from_ref(&sent)).await;
+        assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    }
+    assert_eq!(channel.tokens_fetched().await, 3);
+    // Each refresh presents the refresh token the one before answered: the endpoint takes each
+    // once only, so presenting the configured one again would have been refused.
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 3);
+    for (request, refresh_token) in tokens.iter().zip(["TG-initial-241983636", "TG-1-241983636", "TG-2-241983636"]) {
+        assert_token_request(request, refresh_token);
+    }
+    let authorizations: Vec<_> =
+        meli.item_requests().iter().map(|request| request.authorization.clone().expect("a token")).collect();
+    assert_eq!(
+        authorizations,
+        [
+            "Bearer APP_USR-1-241983636",
+            "Bearer APP_USR-2-241983636",
+            "Bearer APP_USR-2-241983636",
+            "Bearer APP_USR-3-241983636"
+        ],
+        "each expired answer is followed by the same request with the new token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_batch_is_one_request_per_listing_and_a_rejection_fails_alone() {
+    let meli = MercadoLibre::start(vec![Api::Accept, Api::Reject, Api::Accept], vec![]).await;
+    let batch = [publish("MLA1", 5, None), publish("MLB2", 0, None), publish("MLM3", 2, None)];
+    let answer = meli.channel().send(&batch).await;
+    let updates: Vec<_> = meli
+        .item_requests()
+        .into_iter()
+        .map(|request| (request.path, serde_json::from_str::<Value>(&request.body).expect("JSON")))
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            ("/items/MLA1".to_owned(), json!({"available_quantity": 5})),
+            ("/items/MLB2".to_owned(), json!({"available_quantity": 0})),
+            ("/items/MLM3".to_owned(), json!({"available_quantity": 2})),
+        ]
+    );
+    assert_eq!(answer.attempts.len(), 3);
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&batch[0]), Some(200)));
+    assert!(matches!(&answer.attempts[1].verdict, Verdict::DeadLetter { reason, .. } if reason == "rejected_400"));
+    assert_eq!((&answer.attempts[2].verdict, answer.attempts[2].status), (&accepted(&batch[2]), Some(200)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_throttling_waits_as_told() {
+    let meli = MercadoLibre::start(vec![Api::Throttle(Some("3")), Api::Throttle(None)], vec![]).await;
+    let channel = meli.channel();
+    for expected in [Duration::from_secs(3), DEFAULT_RETRY_AFTER] {
+        let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
+        assert_eq!(
+            (&answer.attempts[0].verdict, answer.attempts[0].status),
+            (&Verdict::Throttled { retry_after: expected }, Some(429))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_refused_refresh_is_retried_as_token_refused() {
+    let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
+    let answer = meli.channel().send(&[publish(ITEM_ID, 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, None);
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "token_refused", error } if error.contains("invalid_grant")),
+        "{:?}",
+        answer.attempts[0]
+    );
+    assert!(meli.item_requests().is_empty(), "nothing sent without a token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_still_expired_after_a_refresh_is_unauthorized() {
+    let meli = MercadoLibre::start(vec![Api::Expired, Api::Expired], vec![]).await;
+    let channel = meli.channel();
+    let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(401));
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unauthorized", error } if error.contains("invalid access token")),
+        "{:?}",
+        answer.attempts[0]
+    );
+    assert_eq!((channel.tokens_fetched().await, meli.item_requests().len()), (2, 2), "refreshed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_validation_error_is_dead_lettered_with_message_and_body() {
+    let meli = MercadoLibre::start(vec![Api::Reject], vec![]).await;
+    let answer = meli.channel().send(&[publish(ITEM_ID, 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(400));
+    let Verdict::DeadLetter { reason, error, body } = &answer.attempts[0].verdict else {
+        panic!("dead-lettered, not {:?}", answer.attempts[0]);
+    };
+    assert_eq!(
+        (reason.as_str(), error.as_str()),
+        (
+            "rejected_400",
+            "Validation error (validation_error); item.available_quantity.not_modifiable: available_quantity is not modifiable for this item"
+        )
+    );
+    let body: Value = serde_json::from_str(body.as_deref().expect("a body")).expect("Mercado Libre's body");
+    assert_eq!(
+        (&body["error"], &body["cause"][0]["code"]),
+        (&json!("validation_error"), &json!("item.available_quantity.not_modifiable"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_server_error_is_retried() {
+    let meli = MercadoLibre::start(vec![Api::ServerError], vec![]).await;
+    let answer = meli.channel().send(&[publish(ITEM_ID, 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(500));
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "server_error", error } if error.contains("internal_error")),
+        "{:?}",
+        answer.attempts[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_listing_that_is_no_item_id_is_dead_lettered_unsent() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let answer = meli.channel().send(&[publish("../users/me", 7, None), publish("", 7, None)]).await;
+    for attempt in &answer.attempts {
+        assert!(
+            matches!(&attempt.verdict, Verdict::DeadLetter { reason, body: None, .. } if reason == "invalid_listing"),
+            "{attempt:?}"
+        );
+    }
+    assert_eq!(answer.attempts.len(), 2);
+    assert!(meli.shared.lock().expect("Mercado Libre state").requests.is_empty(), "nothing sent, not even for a token");
+}

@@ -1,0 +1,55 @@
+//! Contract cases of what sales channels were sent: each attempt keeps the listing, quantity
+//! and rule it sent (shown in the item trace), a skipped publish is done with its version
+//! without holding or failing anything, and attempts are counted per channel and result.
+
+use catalog_core::StockChange;
+use chrono::{Duration, Utc};
+
+use super::fixtures::*;
+use crate::{PublishOutcome, PublishRecord, SentQuantity, StoreConfig};
+
+pub(super) async fn attempts_keep_what_they_sent_and_a_skip_is_done_with_its_version<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let config = StoreConfig {
+        channels: vec![crate::ChannelRoute::all("ebay"), crate::ChannelRoute::all("mercadolibre")],
+        ..StoreConfig::default()
+    };
+    let (store, _guard) = factory(config).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 12 }, 0, 1)])).await.expect("apply");
+    let before = Utc::now() - Duration::seconds(1);
+
+    let ebay = store.claim_outbox("ebay", &immediate(10)).await.expect("claim");
+    let sent =
+        SentQuantity { listing: "A-1".into(), quantity: 5, rule: "catalog 12; buffer 2: 10; share 50%: 5".into() };
+    let record =
+        PublishRecord { sent: Some(sent.clone()), status: Some(200), ..published(&ebay[0], PublishOutcome::Published) };
+    store.record_publish(&record).await.expect("record");
+
+    let mercadolibre = store.claim_outbox("mercadolibre", &immediate(10)).await.expect("claim");
+    let skipped = PublishRecord {
+        status: None,
+        error: Some("unmapped_sku: SKU A-1 has no listing on channel mercadolibre".into()),
+        ..published(&mercadolibre[0], PublishOutcome::Skipped)
+    };
+    store.record_publish(&skipped).await.expect("record");
+
+    let depths = store.outbox_depth().await.expect("depth");
+    assert_eq!(depths.iter().map(|depth| depth.pending).sum::<u64>(), 0, "a skip is done with its version: {depths:?}");
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    let attempts: Vec<_> =
+        trace.publish_attempts.iter().map(|p| (p.channel.as_str(), p.result.as_str(), p.sent.clone())).collect();
+    assert_eq!(attempts, [("ebay", "published", Some(sent)), ("mercadolibre", "skipped", None)]);
+    let held = store.published_versions(a.item_key().item_id()).await.expect("versions");
+    let held: Vec<_> = held.iter().map(|version| (version.channel.as_str(), version.version)).collect();
+    assert_eq!(held, [("ebay", 1)], "a skipped channel holds nothing");
+
+    let counts = store.publish_attempt_counts(before).await.expect("counts");
+    let counts: Vec<_> =
+        counts.iter().map(|count| (count.channel.as_str(), count.result.as_str(), count.attempts)).collect();
+    assert_eq!(counts, [("ebay", "published", 1), ("mercadolibre", "skipped", 1)]);
+    assert!(store.publish_attempt_counts(Utc::now() + Duration::minutes(1)).await.expect("counts").is_empty());
+}

@@ -1,0 +1,6 @@
+-- What each publish attempt sent its channel by the channel's stock rules (issue #18): the
+-- listing, the quantity and the rule text that explains it. NULL for attempts that sent
+-- nothing (a SKU the channel does not list) and for attempts recorded before.
+ALTER TABLE publish_attempts ADD COLUMN listing TEXT;
+ALTER TABLE publish_attempts ADD COLUMN sent_quantity INTEGER;
+ALTER TABLE publish_attempts ADD COLUMN rule TEXT;
