@@ -3,6 +3,8 @@
 //! or client credentials, kept until shortly before they expire, and fetched again at once
 //! when the platform answers that the token expired. No token or secret reaches a log.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -103,6 +105,8 @@ pub struct TokenCache {
     endpoint: TokenEndpoint,
     client: reqwest::Client,
     state: Mutex<State>,
+    /// Where a rotated refresh token is written before it is relied on.
+    refresh_token_file: Option<PathBuf>,
 }
 
 impl TokenCache {
@@ -111,7 +115,29 @@ impl TokenCache {
             Grant::RefreshToken(token) => Some(token.clone()),
             Grant::ClientCredentials => None,
         };
-        Self { endpoint, client, state: Mutex::new(State { cached: None, refresh_token, n_fetched: 0 }) }
+        Self {
+            endpoint,
+            client,
+            state: Mutex::new(State { cached: None, refresh_token, n_fetched: 0 }),
+            refresh_token_file: None,
+        }
+    }
+
+    /// Keeps the refresh token in the file at `path`, for platforms that rotate it (Mercado
+    /// Libre spends a refresh token on its first use): a token already there replaces the
+    /// configured one, and each rotated token is written there (owner-only, replaced whole)
+    /// before the access token that came with it is used.
+    pub fn keeping_refresh_token_in(mut self, path: PathBuf) -> std::io::Result<Self> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => {
+                self.state.get_mut().refresh_token = Some(Secret::new(text.trim()));
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        self.refresh_token_file = Some(path);
+        Ok(self)
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
@@ -125,6 +151,12 @@ impl TokenCache {
         let ahead = REFRESH_AHEAD.min(lifetime / 2);
         state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
         if let Some(rotated) = rotated {
+            if let Some(path) = &self.refresh_token_file {
+                if let Err(error) = write_secret_file(path, &rotated) {
+                    // The token works now; after a restart the spent one in the file would not.
+                    tracing::error!(path = %path.display(), %error, "keeping the rotated refresh token failed: renew the grant before the next restart");
+                }
+            }
             state.refresh_token = Some(rotated);
         }
         state.n_fetched += 1;
@@ -186,4 +218,18 @@ impl TokenCache {
         let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
         Ok((Secret::new(answer.access_token), lifetime, answer.refresh_token.map(Secret::new)))
     }
+}
+
+/// Replaces the file at `path` with `secret`, readable by its owner only: written beside it,
+/// synced, then renamed over it, so a crash leaves the old token or the new one, never half.
+fn write_secret_file(path: &Path, secret: &Secret) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&partial)?;
+    file.write_all(secret.expose().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
 }

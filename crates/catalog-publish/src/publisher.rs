@@ -43,6 +43,8 @@ pub trait PublishEvents: Send + Sync + 'static {
 pub enum PublishError {
     #[error("building the HTTP client: {0}")]
     Client(String),
+    #[error("credentials: {0}")]
+    Credentials(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
 }

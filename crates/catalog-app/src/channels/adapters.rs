@@ -59,6 +59,9 @@ enum AdapterEntry {
         client_id: String,
         client_secret_env: String,
         refresh_token_env: String,
+        /// Where the rotated refresh token is kept across restarts (Mercado Libre spends a
+        /// refresh token on its first use).
+        refresh_token_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -128,15 +131,21 @@ pub(super) fn adapter_settings(
                 refresh_token: secret("refresh token", &refresh_token_env)?,
             })
         }
-        AdapterEntry::MercadoLibre { base_url, token_url, client_id, client_secret_env, refresh_token_env } => {
-            AdapterSettings::MercadoLibre(mercadolibre::MercadoLibreConfig {
-                token_url: on_host(token_url, base_url.as_deref(), "/oauth/token", mercadolibre::DEFAULT_TOKEN_URL),
-                base_url: url(base_url, mercadolibre::DEFAULT_BASE_URL),
-                client_id,
-                client_secret: secret("client secret", &client_secret_env)?,
-                refresh_token: secret("refresh token", &refresh_token_env)?,
-            })
-        }
+        AdapterEntry::MercadoLibre {
+            base_url,
+            token_url,
+            client_id,
+            client_secret_env,
+            refresh_token_env,
+            refresh_token_file,
+        } => AdapterSettings::MercadoLibre(mercadolibre::MercadoLibreConfig {
+            token_url: on_host(token_url, base_url.as_deref(), "/oauth/token", mercadolibre::DEFAULT_TOKEN_URL),
+            base_url: url(base_url, mercadolibre::DEFAULT_BASE_URL),
+            client_id,
+            client_secret: secret("client secret", &client_secret_env)?,
+            refresh_token: secret("refresh token", &refresh_token_env)?,
+            refresh_token_file,
+        }),
     })
 }
 

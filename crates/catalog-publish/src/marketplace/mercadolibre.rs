@@ -37,9 +37,13 @@ pub struct MercadoLibreConfig {
     pub client_id: String,
     /// The application's secret key (`client_secret`).
     pub client_secret: Secret,
-    /// The seller's refresh token (`TG-…`, granted with `offline_access`). Single-use: the
-    /// first refresh replaces it in memory only, so after a restart this one is spent.
+    /// The seller's refresh token (`TG-…`, granted with `offline_access`). Single-use: each
+    /// refresh answers with the next one.
     pub refresh_token: Secret,
+    /// Where the rotated refresh token is kept across restarts (written before its access
+    /// token is used; read at start in place of `refresh_token` once it exists). Without it a
+    /// restart uses `refresh_token` again, which the first refresh has spent.
+    pub refresh_token_file: Option<std::path::PathBuf>,
 }
 
 /// A Mercado Libre seller's listings as a channel: the listing of an item version is the
@@ -74,7 +78,12 @@ impl MercadoLibreChannel {
             extra_form: vec![],
             extra_headers: vec![],
         };
-        let tokens = TokenCache::new(endpoint, client.clone());
+        let mut tokens = TokenCache::new(endpoint, client.clone());
+        if let Some(path) = &config.refresh_token_file {
+            tokens = tokens.keeping_refresh_token_in(path.clone()).map_err(|error| {
+                PublishError::Credentials(format!("reading the refresh token file {}: {error}", path.display()))
+            })?;
+        }
         Ok(Self { config, client, tokens })
     }
 

@@ -170,12 +170,18 @@ impl MercadoLibre {
     }
 
     fn channel(&self) -> MercadoLibreChannel {
+        self.channel_keeping(None)
+    }
+
+    /// A channel that keeps its rotated refresh token in `refresh_token_file`.
+    fn channel_keeping(&self, refresh_token_file: Option<std::path::PathBuf>) -> MercadoLibreChannel {
         let config = MercadoLibreConfig {
             base_url: format!("http://{}", self.address),
             token_url: format!("http://{}{TOKEN_PATH}", self.address),
             client_id: "4934588586838432".to_owned(),
             client_secret: Secret::new("meli-secret"),
             refresh_token: Secret::new("TG-initial-241983636"),
+            refresh_token_file,
         };
         MercadoLibreChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
     }
@@ -321,6 +327,35 @@ async fn mercadolibre_refresh_uses_the_refresh_token_the_last_refresh_returned()
         ],
         "each expired answer is followed by the same request with the new token"
     );
+}
+
+/// A restart must not present the spent refresh token: the rotated one is kept in the file
+/// before it is relied on, and a channel built afterwards starts from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_rotated_refresh_token_survives_a_restart_in_its_file() {
+    let meli = MercadoLibre::start(vec![Api::Accept, Api::Accept], vec![]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    let sent = publish(ITEM_ID, 7, None);
+    let before_restart = meli.channel_keeping(Some(file.clone()));
+    let answer = before_restart.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].status, Some(200));
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-1-241983636");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the owner's only");
+    }
+    drop(before_restart);
+    let after_restart = meli.channel_keeping(Some(file.clone()));
+    let answer = after_restart.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].status, Some(200), "the kept token is accepted: {answer:?}");
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 2);
+    assert_token_request(&tokens[0], "TG-initial-241983636");
+    assert_token_request(&tokens[1], "TG-1-241983636");
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-2-241983636");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
