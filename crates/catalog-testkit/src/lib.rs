@@ -1,5 +1,5 @@
 //! Test and benchmark support: a throwaway PostgreSQL database per test, Kafka topics on
-//! the local broker, and the raw-SQL baselines (PostgreSQL and plain SQLite) the benchmarks compare with. A missing service fails the test loudly; nothing
+//! the local broker, sales channels on local ports (`marketplaces`), and the raw-SQL baselines (PostgreSQL and plain SQLite) the benchmarks compare with. A missing service fails the test loudly; nothing
 //! here ever skips.
 
 mod baseline;
@@ -7,6 +7,7 @@ mod database;
 pub mod feed;
 pub mod feed_api;
 mod kafka;
+pub mod marketplaces;
 mod sql_baselines;
 mod sqlite_baseline;
 

@@ -5,3 +5,4 @@ mod alerts;
 mod channels;
 mod heal;
 mod retention;
+mod sales_channels;

@@ -1,0 +1,244 @@
+//! Sales channels served on local ports for scenarios and benchmarks: the storefront contract
+//! and the five marketplaces, each answering its platform's documented success shape (and
+//! token endpoint), holding the quantity set per listing, and, on demand, throttling or
+//! failing every n-th request the way that platform does. The adapters' own tests
+//! (`catalog-publish`) check every request field against the documentation; these check
+//! what a whole run leaves on each channel.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// Which platform a [`Marketplace`] plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Storefront,
+    Shopify,
+    Amazon,
+    Walmart,
+    Ebay,
+    MercadoLibre,
+}
+
+/// Misbehaviour on demand, by request number (1-based, token requests not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Every n-th request is throttled (the platform's way: 429, or Shopify's `THROTTLED`).
+    pub throttle_every: Option<u64>,
+    /// Every n-th request (not throttled) fails with 503.
+    pub fail_every: Option<u64>,
+}
+
+/// What a listing was set to, each time, and when.
+pub type Held = Arc<Mutex<HashMap<String, Vec<(i64, Instant)>>>>;
+
+#[derive(Clone)]
+struct Shared {
+    platform: Platform,
+    faults: Faults,
+    n_requests: Arc<AtomicU64>,
+    held: Held,
+}
+
+/// One platform on a local port.
+pub struct Marketplace {
+    pub platform: Platform,
+    /// `http://127.0.0.1:PORT`: the API host, and the token host.
+    pub base_url: String,
+    held: Held,
+    n_requests: Arc<AtomicU64>,
+}
+
+impl Marketplace {
+    /// Serves `platform` on a free local port until the runtime ends.
+    pub async fn start(platform: Platform, faults: Faults) -> Marketplace {
+        let held: Held = Arc::default();
+        let n_requests = Arc::new(AtomicU64::new(0));
+        let shared = Shared { platform, faults, n_requests: Arc::clone(&n_requests), held: Arc::clone(&held) };
+        let app = Router::new()
+            .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(storefront))
+            .route("/admin/api/{version}/graphql.json", post(shopify))
+            .route("/listings/2021-08-01/items/{seller}/{sku}", patch(amazon))
+            .route("/v3/inventory", put(walmart))
+            .route("/sell/inventory/v1/bulk_update_price_quantity", post(ebay))
+            .route("/items/{item}", put(mercadolibre))
+            .route("/auth/o2/token", post(token))
+            .route("/v3/token", post(token))
+            .route("/identity/v1/oauth2/token", post(token))
+            .route("/oauth/token", post(token))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a marketplace");
+        let base_url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Marketplace { platform, base_url, held, n_requests }
+    }
+
+    /// The quantity a listing holds now (the last one set), if it was ever set.
+    pub fn quantity(&self, listing: &str) -> Option<i64> {
+        self.held.lock().expect("marketplace state").get(listing).and_then(|sets| sets.last()).map(|(q, _)| *q)
+    }
+
+    /// Every listing's current quantity.
+    pub fn quantities(&self) -> HashMap<String, i64> {
+        let held = self.held.lock().expect("marketplace state");
+        held.iter().filter_map(|(listing, sets)| Some((listing.clone(), sets.last()?.0))).collect()
+    }
+
+    /// Every quantity set per listing, with when: for latency measurements.
+    pub fn history(&self) -> Held {
+        Arc::clone(&self.held)
+    }
+
+    /// Requests answered so far, token requests not counted.
+    pub fn n_requests(&self) -> u64 {
+        self.n_requests.load(Ordering::Relaxed)
+    }
+}
+
+/// What the fault plan says for the next request.
+enum Fate {
+    Throttle,
+    Fail,
+    Serve,
+}
+
+impl Shared {
+    fn fate(&self) -> Fate {
+        let n = self.n_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.faults.throttle_every.is_some_and(|every| n % every == 0) {
+            Fate::Throttle
+        } else if self.faults.fail_every.is_some_and(|every| n % every == 0) {
+            Fate::Fail
+        } else {
+            Fate::Serve
+        }
+    }
+
+    fn set(&self, listing: &str, quantity: i64) {
+        self.held
+            .lock()
+            .expect("marketplace state")
+            .entry(listing.to_owned())
+            .or_default()
+            .push((quantity, Instant::now()));
+    }
+
+    /// A throttled or failed answer, when the plan says so.
+    fn misbehave(&self) -> Option<Response> {
+        match self.fate() {
+            Fate::Serve => None,
+            Fate::Fail => Some((StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response()),
+            Fate::Throttle if self.platform == Platform::Shopify => Some(
+                Json(json!({
+                    "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+                    "extensions": { "cost": { "requestedQueryCost": 10, "actualQueryCost": null,
+                        "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 5, "restoreRate": 100.0 } } }
+                }))
+                .into_response(),
+            ),
+            Fate::Throttle => Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.05")], "{}").into_response()),
+        }
+    }
+}
+
+async fn storefront(
+    State(shared): State<Shared>,
+    Path((_, item)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    shared.set(&item, body["quantity"].as_i64().unwrap_or(-1));
+    (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+}
+
+async fn shopify(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let input = &body["variables"]["input"];
+    let mut changes = Vec::new();
+    for quantity in input["quantities"].as_array().into_iter().flatten() {
+        let item = quantity["inventoryItemId"].as_str().unwrap_or_default();
+        let after = quantity["quantity"].as_i64().unwrap_or(-1);
+        shared.set(item, after);
+        changes.push(json!({ "name": "available", "delta": 0, "quantityAfterChange": after }));
+    }
+    Json(json!({
+        "data": { "inventorySetQuantities": {
+            "inventoryAdjustmentGroup": { "createdAt": "2026-06-01T12:00:00Z", "reason": input["reason"],
+                "referenceDocumentUri": input["referenceDocumentUri"], "changes": changes },
+            "userErrors": [] } },
+        "extensions": { "cost": { "requestedQueryCost": 10, "actualQueryCost": 10,
+            "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 990, "restoreRate": 100.0 } } }
+    }))
+    .into_response()
+}
+
+async fn amazon(
+    State(shared): State<Shared>,
+    Path((_, sku)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    shared.set(&sku, body["patches"][0]["value"][0]["quantity"].as_i64().unwrap_or(-1));
+    Json(json!({ "sku": sku, "status": "ACCEPTED", "submissionId": "f1dc2914-75dd-11ea-bc55-0242ac130003", "issues": [] }))
+        .into_response()
+}
+
+async fn walmart(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let sku = query.get("sku").cloned().unwrap_or_default();
+    let amount = body["quantity"]["amount"].as_i64().unwrap_or(-1);
+    shared.set(&sku, amount);
+    Json(json!({ "sku": sku, "quantity": { "unit": "EACH", "amount": amount } })).into_response()
+}
+
+async fn ebay(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let mut responses = Vec::new();
+    for request in body["requests"].as_array().into_iter().flatten() {
+        let sku = request["sku"].as_str().unwrap_or_default();
+        shared.set(sku, request["shipToLocationAvailability"]["quantity"].as_i64().unwrap_or(-1));
+        responses.push(json!({ "statusCode": 200, "sku": sku }));
+    }
+    Json(json!({ "responses": responses })).into_response()
+}
+
+async fn mercadolibre(State(shared): State<Shared>, Path(item): Path<String>, Json(body): Json<Value>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let quantity = body["available_quantity"].as_i64().unwrap_or(-1);
+    shared.set(&item, quantity);
+    Json(json!({ "id": item, "available_quantity": quantity })).into_response()
+}
+
+/// Every platform's token endpoint: a token for an hour, and (as Mercado Libre does) the
+/// refresh token to use next.
+async fn token() -> Response {
+    Json(json!({
+        "access_token": "local-access-token", "token_type": "bearer", "expires_in": 3600,
+        "refresh_token": "local-refresh-token"
+    }))
+    .into_response()
+}
