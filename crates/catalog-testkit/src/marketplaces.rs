@@ -49,6 +49,7 @@ struct Shared {
 }
 
 /// One platform on a local port.
+#[derive(Debug)]
 pub struct Marketplace {
     pub platform: Platform,
     /// `http://127.0.0.1:PORT`: the API host, and the token host.
