@@ -178,6 +178,9 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
         .context("embedded file to SQLite benchmark failed")?;
     run(root, "cargo", &["bench", "--locked", "-p", "replay", "--bench", "replay_window"])
         .context("replay benchmark failed")?;
+    // 5,000 events/s fanned out to five local marketplaces (issue #18; needs PostgreSQL and Kafka).
+    run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "fanout"])
+        .context("fan-out benchmark failed")?;
     // Drift healed on a 100,000-item storefront limited to 200 requests/s (needs PostgreSQL).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "reconcile"])
         .context("reconciliation benchmark failed")?;
