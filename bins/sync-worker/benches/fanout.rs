@@ -179,7 +179,8 @@ async fn main() {
             })
             .collect();
         latencies.sort();
-        let (p50, p99, max) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99), *latencies.last().expect("some"));
+        let (p50, p99, max) =
+            (percentile(&latencies, 0.5), percentile(&latencies, 0.99), *latencies.last().expect("some"));
         let name = format!("{:?}", market.platform).to_lowercase();
         println!(
             "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {} | {:.0} |",

@@ -10,7 +10,7 @@ use catalog_core::StockChange;
 use catalog_store::contract::{base, batch, incoming, offer};
 use catalog_store::{
     CompletedWindow, FeedDrift, FeedKey, FeedSettings, FullRefresh, OutboxClaim, PublishOutcome, PublishRecord, Role,
-    WindowKind,
+    SentQuantity, WindowKind,
 };
 
 use crate::webdriver::{Driver, Session};
@@ -47,7 +47,11 @@ async fn seed(server: &Server) {
             error: refused.then(|| "unprocessable: unknown sku".into()),
             dead_letter_reason: refused.then(|| "rejected_4xx".into()),
             body: None,
-            sent: None,
+            sent: Some(SentQuantity {
+                listing: entry.item.sku().to_string(),
+                quantity: entry.item.quantity(),
+                rule: format!("catalog {}", entry.item.quantity()),
+            }),
         };
         server.store.record_publish(&record).await.expect("record");
     }
@@ -181,6 +185,11 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     let text = session.page_text().await;
     assert!(text.contains("Sync status per tenant") && text.contains("canary current on"), "{text}");
     session.screenshot(screenshots, "status").await;
+    session.goto(&server.url("/channels")).await;
+    let text = session.page_text().await;
+    assert!(text.contains("Sales channels") && text.contains("storefront failing"), "{text}");
+    assert!(!overflows(&session).await, "the channels page fits a laptop's width");
+    session.screenshot(screenshots, "channels").await;
     session.goto(&server.url("/feeds")).await;
     let text = session.page_text().await;
     assert!(text.contains("Supplier feeds (1)") && text.contains("Feed acme of canary"), "{text}");
@@ -201,7 +210,7 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     assert!(text.contains("Signed in as vera (viewer).") && text.contains("Quantity 12"), "{text}");
     assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on the trace");
     session.screenshot(screenshots, "viewer-view").await;
-    for path in ["/dead-letters", "/status", "/feeds"] {
+    for path in ["/dead-letters", "/status", "/channels", "/feeds"] {
         session.goto(&server.url(path)).await;
         assert_eq!(write_controls(&session).await, 0, "a viewer sees no write control on {path}");
     }
