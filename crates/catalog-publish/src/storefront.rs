@@ -39,12 +39,7 @@ impl StorefrontChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`.
     pub fn new(config: StorefrontConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = crate::marketplace::http_client(request_timeout, connections, None)?;
         Ok(Self { config, client })
     }
 

@@ -12,7 +12,10 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{common_verdict, exchange, header, header_pairs, percent_encode, rejected, with_token, Answer};
+use super::{
+    common_verdict, exchange, header, header_pairs, http_client, one_at_a_time, percent_encode, rejected, with_token,
+    Answer,
+};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -73,13 +76,7 @@ impl AmazonChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
     pub fn new(config: AmazonConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = http_client(request_timeout, connections, Some(USER_AGENT))?;
         let endpoint = TokenEndpoint {
             url: config.token_url.clone(),
             client_id: config.client_id.clone(),
@@ -102,23 +99,7 @@ impl AmazonChannel {
 #[async_trait]
 impl ChannelAdapter for AmazonChannel {
     async fn send(&self, batch: &[Publish]) -> Sent {
-        let mut sent = Sent::default();
-        // Once Amazon throttles, the rest of the batch waits as long without spending requests
-        // on an empty bucket.
-        let mut throttled = None;
-        for publish in batch {
-            let attempt = match throttled {
-                Some(retry_after) => {
-                    Attempt { verdict: Verdict::Throttled { retry_after }, status: None, latency: Duration::ZERO }
-                }
-                None => self.patch(publish).await,
-            };
-            if let Verdict::Throttled { retry_after } = attempt.verdict {
-                throttled = Some(retry_after);
-            }
-            sent.attempts.push(attempt);
-        }
-        sent
+        one_at_a_time(batch, |publish| async move { (self.patch(publish).await, None) }).await
     }
 }
 

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{all, common_verdict, exchange, rejected, with_token, Answer};
+use super::{all, common_verdict, exchange, http_client, rejected, with_token, Answer};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -70,12 +70,7 @@ impl EbayChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
     pub fn new(config: EbayConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = http_client(request_timeout, connections, None)?;
         let endpoint = TokenEndpoint {
             url: config.token_url.clone(),
             client_id: config.client_id.clone(),

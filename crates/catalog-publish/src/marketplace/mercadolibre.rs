@@ -13,7 +13,7 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{common_verdict, exchange, rejected, with_token, Answer};
+use super::{common_verdict, exchange, http_client, one_at_a_time, rejected, with_token, Answer};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -63,12 +63,7 @@ impl MercadoLibreChannel {
         request_timeout: Duration,
         connections: usize,
     ) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = http_client(request_timeout, connections, None)?;
         let endpoint = TokenEndpoint {
             url: config.token_url.clone(),
             client_id: config.client_id.clone(),
@@ -111,13 +106,9 @@ struct ErrorBody {
 #[async_trait]
 impl ChannelAdapter for MercadoLibreChannel {
     async fn send(&self, batch: &[Publish]) -> Sent {
-        let mut sent = Sent::default();
         // One listing per request: no batch endpoint for writes was found (the multiget
         // `GET /items?ids=` only reads).
-        for publish in batch {
-            sent.attempts.push(self.set_available_quantity(publish).await);
-        }
-        sent
+        one_at_a_time(batch, |publish| async move { (self.set_available_quantity(publish).await, None) }).await
     }
 }
 

@@ -10,7 +10,7 @@ pub mod shopify;
 pub mod walmart;
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::header::HeaderMap;
@@ -18,6 +18,7 @@ use reqwest::header::HeaderMap;
 use crate::adapter::{Attempt, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::TokenCache;
+use crate::publisher::PublishError;
 use crate::response::{classify_transport, parse_retry_after, truncate, TransportError, Verdict};
 
 /// A platform's answer, read whole.
@@ -33,6 +34,52 @@ impl Answer {
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+}
+
+/// The HTTP client of a channel: keeps up to `connections` connections open, gives up on a
+/// request (and a connection attempt) after `request_timeout`, and names itself when asked to.
+pub(crate) fn http_client(
+    request_timeout: Duration,
+    connections: usize,
+    user_agent: Option<&str>,
+) -> Result<reqwest::Client, PublishError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout)
+        .pool_max_idle_per_host(connections);
+    if let Some(user_agent) = user_agent {
+        builder = builder.user_agent(user_agent);
+    }
+    builder.build().map_err(|error| PublishError::Client(error.to_string()))
+}
+
+/// Sends a batch one item version per request (`send_one` gives its attempt and any pause
+/// the platform's budget asks for), in order. Once the platform throttles, the rest of the
+/// batch waits as long, without spending requests on an empty bucket.
+pub(crate) async fn one_at_a_time<'a, F, Fut>(batch: &'a [Publish], send_one: F) -> Sent
+where
+    F: Fn(&'a Publish) -> Fut,
+    Fut: Future<Output = (Attempt, Option<Duration>)> + 'a,
+{
+    let mut sent = Sent::default();
+    let mut throttled = None;
+    for publish in batch {
+        let attempt = match throttled {
+            Some(retry_after) => {
+                Attempt { verdict: Verdict::Throttled { retry_after }, status: None, latency: Duration::ZERO }
+            }
+            None => {
+                let (attempt, pause) = send_one(publish).await;
+                sent.pause = sent.pause.max(pause);
+                attempt
+            }
+        };
+        if let Verdict::Throttled { retry_after } = attempt.verdict {
+            throttled = Some(retry_after);
+        }
+        sent.attempts.push(attempt);
+    }
+    sent
 }
 
 /// A header's value among `headers` (as pure classifiers take them), by name in any case.

@@ -3,6 +3,7 @@
 //! per request, with a static access token. Validation errors and throttling come in HTTP 200
 //! answers; `extensions.cost.throttleStatus` tells how long to wait before the bucket runs dry.
 
+use super::http_client;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -59,12 +60,7 @@ impl ShopifyChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`.
     pub fn new(config: ShopifyConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = http_client(request_timeout, connections, None)?;
         let url = format!("{}/admin/api/{}/graphql.json", config.base_url.trim_end_matches('/'), config.api_version);
         Ok(Self { config, client, url })
     }

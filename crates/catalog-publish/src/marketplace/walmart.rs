@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-use super::{common_verdict, exchange, header, header_pairs, percent_encode, rejected, with_token, Answer};
+use super::{
+    common_verdict, exchange, header, header_pairs, http_client, one_at_a_time, percent_encode, rejected, with_token,
+    Answer,
+};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -51,12 +54,7 @@ impl WalmartChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
     pub fn new(config: WalmartConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()
-            .map_err(|error| PublishError::Client(error.to_string()))?;
+        let client = http_client(request_timeout, connections, None)?;
         // The token endpoint's headers are fixed when it is built: every token request of this
         // channel carries the one correlation id drawn here.
         let token_correlation_id = correlation_id();
@@ -85,27 +83,7 @@ impl WalmartChannel {
 #[async_trait]
 impl ChannelAdapter for WalmartChannel {
     async fn send(&self, batch: &[Publish]) -> Sent {
-        let mut sent = Sent::default();
-        // Once Walmart throttles, the rest of the batch waits as long without spending requests
-        // on an empty bucket.
-        let mut throttled = None;
-        for publish in batch {
-            let attempt = match throttled {
-                Some(retry_after) => {
-                    Attempt { verdict: Verdict::Throttled { retry_after }, status: None, latency: Duration::ZERO }
-                }
-                None => {
-                    let (attempt, pause) = self.update(publish).await;
-                    sent.pause = sent.pause.max(pause);
-                    attempt
-                }
-            };
-            if let Verdict::Throttled { retry_after } = attempt.verdict {
-                throttled = Some(retry_after);
-            }
-            sent.attempts.push(attempt);
-        }
-        sent
+        one_at_a_time(batch, |publish| self.update(publish)).await
     }
 }
 
