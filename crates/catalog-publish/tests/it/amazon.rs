@@ -8,16 +8,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::marketplace_support::{accepted, header, publish_on};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::marketplace::amazon::{AmazonChannel, AmazonConfig};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
-use catalog_store::OutboxEntry;
 use serde_json::{json, Value};
 
 const EXPIRED: &str = r#"{"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied.","details":"The access token you provided has expired."}]}"#;
@@ -64,15 +63,11 @@ struct SellingPartnerApi {
     shared: Arc<Mutex<Shared>>,
 }
 
-fn text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
-}
-
 async fn token(State(shared): State<Arc<Mutex<Shared>>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut shared = shared.lock().expect("api state");
     shared.token_requests.push(TokenRequest {
-        content_type: text(&headers, "content-type"),
-        accept: text(&headers, "accept"),
+        content_type: header(&headers, "content-type"),
+        accept: header(&headers, "accept"),
         form: String::from_utf8_lossy(&body).into_owned(),
     });
     let n = shared.token_requests.len();
@@ -178,20 +173,7 @@ impl SellingPartnerApi {
 
 /// Item `ABC-1` of tenant `canary` at version 3 holding 12, offered as `listing` at `quantity`.
 fn publish(listing: &str, quantity: i64) -> Publish {
-    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("ABC-1").expect("valid") };
-    let item = CatalogItem::new(key, 12, 3).expect("valid item");
-    let entry = OutboxEntry {
-        item,
-        channel: "amazon".into(),
-        traceparent: Some(TRACEPARENT.into()),
-        attempts: 0,
-        enqueued_at: chrono::Utc::now(),
-    };
-    Publish { entry, listing: listing.into(), quantity, rule: format!("catalog 12; rules: {quantity}") }
-}
-
-fn accepted(publish: &Publish) -> Verdict {
-    Verdict::Answered(publish.entry.item.accepted())
+    publish_on("amazon", "ABC-1", listing, quantity, Some(TRACEPARENT))
 }
 
 #[tokio::test]
@@ -211,11 +193,11 @@ async fn amazon_request_follows_the_listings_items_reference() {
     assert_eq!(request.method, Method::PATCH);
     assert_eq!(request.path, "/listings/2021-08-01/items/A2SELLER01/ABC-1%20red%2FL");
     assert_eq!(request.query.as_deref(), Some("marketplaceIds=ATVPDKIKX0DER"));
-    assert_eq!(text(&request.headers, "x-amz-access-token").as_deref(), Some("Atza|token-1"));
-    assert_eq!(text(&request.headers, "content-type").as_deref(), Some("application/json"));
-    assert_eq!(text(&request.headers, "accept").as_deref(), Some("application/json"));
-    assert_eq!(text(&request.headers, "traceparent").as_deref(), Some(TRACEPARENT));
-    assert!(text(&request.headers, "user-agent").is_some_and(|agent| agent.ends_with("(Language=Rust)")));
+    assert_eq!(header(&request.headers, "x-amz-access-token").as_deref(), Some("Atza|token-1"));
+    assert_eq!(header(&request.headers, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(header(&request.headers, "accept").as_deref(), Some("application/json"));
+    assert_eq!(header(&request.headers, "traceparent").as_deref(), Some(TRACEPARENT));
+    assert!(header(&request.headers, "user-agent").is_some_and(|agent| agent.ends_with("(Language=Rust)")));
     assert!(request.headers.get("authorization").is_none(), "LWA only: no AWS signature");
     assert_eq!(
         request.body,
@@ -242,7 +224,7 @@ async fn amazon_request_follows_the_listings_items_reference() {
     let again = channel.send(std::slice::from_ref(&publish)).await;
     assert_eq!(again.attempts[0].verdict, accepted(&publish));
     assert_eq!(channel.tokens_fetched().await, 1);
-    assert_eq!(text(&api.requests()[1].headers, "x-amz-access-token").as_deref(), Some("Atza|token-1"));
+    assert_eq!(header(&api.requests()[1].headers, "x-amz-access-token").as_deref(), Some("Atza|token-1"));
 }
 
 #[tokio::test]
@@ -261,8 +243,11 @@ async fn amazon_expired_access_token_is_fetched_again_and_the_request_resent() {
     let publish = publish("ABC-1", 7);
     let sent = channel.send(std::slice::from_ref(&publish)).await;
     assert_eq!((&sent.attempts[0].verdict, sent.attempts[0].status), (&accepted(&publish), Some(200)));
-    let tokens: Vec<_> =
-        api.requests().iter().map(|request| text(&request.headers, "x-amz-access-token").unwrap_or_default()).collect();
+    let tokens: Vec<_> = api
+        .requests()
+        .iter()
+        .map(|request| header(&request.headers, "x-amz-access-token").unwrap_or_default())
+        .collect();
     assert_eq!(tokens, ["Atza|token-1", "Atza|token-2"]);
     assert_eq!(api.requests()[0].body, api.requests()[1].body, "the same patch is resent");
     let token_requests = api.token_requests();

@@ -8,15 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::marketplace_support::{accepted, form_fields, header, publish_on};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::marketplace::ebay::{EbayChannel, EbayConfig, THROTTLED_WAIT};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
-use catalog_store::OutboxEntry;
 use serde_json::{json, Value};
 
 const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
@@ -71,10 +70,6 @@ struct Shared {
 struct Ebay {
     address: SocketAddr,
     shared: Arc<Mutex<Shared>>,
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
 fn error_body(error_id: u64, domain: &str, message: &str) -> Value {
@@ -205,47 +200,7 @@ impl Ebay {
 
 /// An item version of `sku` at catalog quantity 12, offered to eBay as `quantity` by the rules.
 fn publish(sku: &str, quantity: i64, traceparent: Option<&str>) -> Publish {
-    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
-    let item = CatalogItem::new(key, 12, 3).expect("valid item");
-    let entry = OutboxEntry {
-        item,
-        channel: "ebay".into(),
-        traceparent: traceparent.map(str::to_owned),
-        attempts: 0,
-        enqueued_at: chrono::Utc::now(),
-    };
-    Publish { entry, listing: sku.to_owned(), quantity, rule: format!("catalog 12; cap {quantity}: {quantity}") }
-}
-
-fn accepted(publish: &Publish) -> Verdict {
-    Verdict::Answered(publish.entry.item.accepted())
-}
-
-/// A form body's fields, percent-decoded, in order.
-fn form_fields(body: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| {
-        let bytes = text.as_bytes();
-        let mut decoded = Vec::with_capacity(bytes.len());
-        let mut index = 0;
-        while index < bytes.len() {
-            match bytes[index] {
-                b'+' => decoded.push(b' '),
-                b'%' => {
-                    decoded.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("a percent escape"));
-                    index += 2;
-                }
-                byte => decoded.push(byte),
-            }
-            index += 1;
-        }
-        String::from_utf8(decoded).expect("UTF-8 form")
-    };
-    body.split('&')
-        .map(|field| {
-            let (name, value) = field.split_once('=').expect("name=value");
-            (decode(name), decode(value))
-        })
-        .collect()
+    publish_on("ebay", sku, sku, quantity, traceparent)
 }
 
 /// The token request is eBay's refresh-token grant: a form with the refresh token and the

@@ -6,6 +6,7 @@ mod amazon;
 mod budget;
 mod ebay;
 mod heal;
+mod marketplace_support;
 mod mercadolibre;
 mod ordering;
 mod rules;

@@ -9,15 +9,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::marketplace_support::{accepted, form_fields, header, publish_on};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::marketplace::mercadolibre::{MercadoLibreChannel, MercadoLibreConfig};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict, DEFAULT_RETRY_AFTER};
-use catalog_store::OutboxEntry;
 use serde_json::{json, Value};
 
 const TOKEN_PATH: &str = "/oauth/token";
@@ -70,10 +69,6 @@ struct Shared {
 struct MercadoLibre {
     address: SocketAddr,
     shared: Arc<Mutex<Shared>>,
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
 fn error(status: StatusCode, error: &str, message: &str, cause: Value) -> Response {
@@ -200,48 +195,7 @@ impl MercadoLibre {
 /// An item version of SKU `ABC-1` at catalog quantity 12, offered on listing `item_id` as
 /// `quantity` by the rules.
 fn publish(item_id: &str, quantity: i64, traceparent: Option<&str>) -> Publish {
-    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("ABC-1").expect("valid") };
-    let item = CatalogItem::new(key, 12, 3).expect("valid item");
-    let entry = OutboxEntry {
-        item,
-        channel: "mercadolibre".into(),
-        traceparent: traceparent.map(str::to_owned),
-        attempts: 0,
-        enqueued_at: chrono::Utc::now(),
-    };
-    Publish { entry, listing: item_id.to_owned(), quantity, rule: format!("catalog 12; cap {quantity}: {quantity}") }
-}
-
-fn accepted(publish: &Publish) -> Verdict {
-    Verdict::Answered(publish.entry.item.accepted())
-}
-
-/// A form body's fields, percent-decoded, in order.
-fn form_fields(body: &str) -> Vec<(String, String)> {
-    let decode = |text: &str| {
-        let bytes = text.as_bytes();
-        let mut decoded = Vec::with_capacity(bytes.len());
-        let mut index = 0;
-        while index < bytes.len() {
-            match bytes[index] {
-                b'+' => decoded.push(b' '),
-                b'%' => {
-                    decoded.push(u8::from_str_radix(&text[index + 1..index + 3], 16).expect("a percent escape"));
-                    index += 2;
-                }
-                byte => decoded.push(byte),
-            }
-            index += 1;
-        }
-        String::from_utf8(decoded).expect("UTF-8 form")
-    };
-    body.split('&')
-        .filter(|field| !field.is_empty())
-        .map(|field| {
-            let (name, value) = field.split_once('=').expect("name=value");
-            (decode(name), decode(value))
-        })
-        .collect()
+    publish_on("mercadolibre", "ABC-1", item_id, quantity, traceparent)
 }
 
 /// The token request is Mercado Libre's refresh-token grant with the client's id and secret in

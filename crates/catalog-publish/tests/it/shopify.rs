@@ -10,16 +10,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::marketplace_support::{header, publish_on};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::marketplace::shopify::{ShopifyChannel, ShopifyConfig, DEFAULT_API_VERSION};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
-use catalog_store::OutboxEntry;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "shpat_0123456789abcdef";
@@ -64,10 +63,6 @@ struct Shop {
     requests: Vec<Recorded>,
     /// inventory item GID → the `available` quantity set at `LOCATION`.
     available: HashMap<String, i64>,
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
 fn cost(requested: u32, actual: Value, available: u32, restore_rate: f64) -> Value {
@@ -180,26 +175,9 @@ impl FakeShop {
     }
 }
 
-fn item(sku: &str) -> CatalogItem {
-    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
-    CatalogItem::new(key, 12, 3).expect("valid item")
-}
-
 /// `sku` at catalog quantity 12, offered `quantity` by the channel's rules, on `listing`.
 fn publish(sku: &str, listing: &str, quantity: i64) -> Publish {
-    let entry = OutboxEntry {
-        item: item(sku),
-        channel: "shopify".into(),
-        traceparent: None,
-        attempts: 0,
-        enqueued_at: chrono::Utc::now(),
-    };
-    Publish {
-        entry,
-        listing: listing.to_owned(),
-        quantity,
-        rule: format!("catalog 12; buffer {}: {quantity}", 12 - quantity),
-    }
+    publish_on("shopify", sku, listing, quantity, None)
 }
 
 fn inventory_item(n: u32) -> String {

@@ -9,16 +9,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::marketplace_support::{accepted, header, publish_on};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::marketplace::walmart::{WalmartChannel, WalmartConfig};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
-use catalog_store::OutboxEntry;
 use serde_json::{json, Value};
 
 const INVALID: &str = r#"{"errors":[{"code":"INVALID_REQUEST_CONTENT","message":"The value provided for 'quantity' is invalid.","category":"DATA","severity":"ERROR","field":"quantity"}]}"#;
@@ -61,10 +60,6 @@ struct Shared {
 struct MarketplaceApi {
     address: SocketAddr,
     shared: Arc<Mutex<Shared>>,
-}
-
-fn text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
 fn replenished_in(wait: Duration) -> String {
@@ -168,20 +163,7 @@ impl MarketplaceApi {
 
 /// Item `ABC-1` of tenant `canary` at version 3 holding 12, offered as `listing` at `quantity`.
 fn publish(listing: &str, quantity: i64) -> Publish {
-    let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("ABC-1").expect("valid") };
-    let item = CatalogItem::new(key, 12, 3).expect("valid item");
-    let entry = OutboxEntry {
-        item,
-        channel: "walmart".into(),
-        traceparent: Some(TRACEPARENT.into()),
-        attempts: 0,
-        enqueued_at: chrono::Utc::now(),
-    };
-    Publish { entry, listing: listing.into(), quantity, rule: format!("catalog 12; rules: {quantity}") }
-}
-
-fn accepted(publish: &Publish) -> Verdict {
-    Verdict::Answered(publish.entry.item.accepted())
+    publish_on("walmart", "ABC-1", listing, quantity, Some(TRACEPARENT))
 }
 
 /// `8-4-4-4-12` lowercase hex digits, version 7, RFC 9562 variant.
@@ -211,13 +193,13 @@ async fn walmart_request_follows_the_inventory_reference() {
     assert_eq!(request.method, Method::PUT);
     assert_eq!(request.path, "/v3/inventory");
     assert_eq!(request.query.as_deref(), Some("sku=ABC-1%20red%2FL&shipNode=012345"));
-    assert_eq!(text(&request.headers, "wm_sec.access_token").as_deref(), Some("eyJ-token-1"));
-    assert_eq!(text(&request.headers, "wm_svc.name").as_deref(), Some("Walmart Marketplace"));
-    let correlation_id = text(&request.headers, "wm_qos.correlation_id").unwrap_or_default();
+    assert_eq!(header(&request.headers, "wm_sec.access_token").as_deref(), Some("eyJ-token-1"));
+    assert_eq!(header(&request.headers, "wm_svc.name").as_deref(), Some("Walmart Marketplace"));
+    let correlation_id = header(&request.headers, "wm_qos.correlation_id").unwrap_or_default();
     assert!(is_uuid(&correlation_id), "{correlation_id:?}");
-    assert_eq!(text(&request.headers, "content-type").as_deref(), Some("application/json"));
-    assert_eq!(text(&request.headers, "accept").as_deref(), Some("application/json"));
-    assert_eq!(text(&request.headers, "traceparent").as_deref(), Some(TRACEPARENT));
+    assert_eq!(header(&request.headers, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(header(&request.headers, "accept").as_deref(), Some("application/json"));
+    assert_eq!(header(&request.headers, "traceparent").as_deref(), Some(TRACEPARENT));
     assert!(request.headers.get("authorization").is_none(), "the access token header alone authorizes");
     assert_eq!(request.body, json!({"sku": "ABC-1 red/L", "quantity": {"unit": "EACH", "amount": 7}}));
 
@@ -225,19 +207,19 @@ async fn walmart_request_follows_the_inventory_reference() {
     assert_eq!(token_requests.len(), 1);
     let (token_headers, form) = &token_requests[0];
     assert_eq!(form, "grant_type=client_credentials");
-    assert_eq!(text(token_headers, "authorization").as_deref(), Some(BASIC));
-    assert_eq!(text(token_headers, "content-type").as_deref(), Some("application/x-www-form-urlencoded"));
-    assert_eq!(text(token_headers, "accept").as_deref(), Some("application/json"));
-    assert_eq!(text(token_headers, "wm_svc.name").as_deref(), Some("Walmart Marketplace"));
-    assert!(text(token_headers, "wm_qos.correlation_id").is_some_and(|id| is_uuid(&id)));
+    assert_eq!(header(token_headers, "authorization").as_deref(), Some(BASIC));
+    assert_eq!(header(token_headers, "content-type").as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(header(token_headers, "accept").as_deref(), Some("application/json"));
+    assert_eq!(header(token_headers, "wm_svc.name").as_deref(), Some("Walmart Marketplace"));
+    assert!(header(token_headers, "wm_qos.correlation_id").is_some_and(|id| is_uuid(&id)));
 
     // The token lives 15 minutes: the next update reuses it, with a correlation id of its own.
     let again = channel.send(std::slice::from_ref(&publish)).await;
     assert_eq!(again.attempts[0].verdict, accepted(&publish));
     assert_eq!(channel.tokens_fetched().await, 1);
     let second = &api.requests()[1];
-    assert_eq!(text(&second.headers, "wm_sec.access_token").as_deref(), Some("eyJ-token-1"));
-    assert_ne!(text(&second.headers, "wm_qos.correlation_id"), Some(correlation_id));
+    assert_eq!(header(&second.headers, "wm_sec.access_token").as_deref(), Some("eyJ-token-1"));
+    assert_ne!(header(&second.headers, "wm_qos.correlation_id"), Some(correlation_id));
 }
 
 #[tokio::test]
@@ -278,18 +260,18 @@ async fn walmart_expired_access_token_is_fetched_again_and_the_request_resent() 
     assert_eq!((&sent.attempts[0].verdict, sent.attempts[0].status), (&accepted(&publish), Some(200)));
     let requests = api.requests();
     let tokens: Vec<_> =
-        requests.iter().map(|request| text(&request.headers, "wm_sec.access_token").unwrap_or_default()).collect();
+        requests.iter().map(|request| header(&request.headers, "wm_sec.access_token").unwrap_or_default()).collect();
     assert_eq!(tokens, ["eyJ-token-1", "eyJ-token-2"]);
     assert_eq!(requests[0].body, requests[1].body, "the same update is resent");
     assert_ne!(
-        text(&requests[0].headers, "wm_qos.correlation_id"),
-        text(&requests[1].headers, "wm_qos.correlation_id"),
+        header(&requests[0].headers, "wm_qos.correlation_id"),
+        header(&requests[1].headers, "wm_qos.correlation_id"),
         "each request has its own correlation id"
     );
     let token_requests = api.token_requests();
     assert_eq!(token_requests.len(), 2);
     assert!(token_requests.iter().all(|(headers, form)| form == "grant_type=client_credentials"
-        && text(headers, "authorization").as_deref() == Some(BASIC)));
+        && header(headers, "authorization").as_deref() == Some(BASIC)));
     assert_eq!(channel.tokens_fetched().await, 2);
 }
 
