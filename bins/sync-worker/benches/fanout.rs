@@ -80,6 +80,7 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
