@@ -125,7 +125,8 @@ pub fn offer_traces(trace: &ItemTrace) -> Vec<OfferTrace> {
                     Some(AppliedChange {
                         key: OrderingKey {
                             effective_at: entry.effective_at?,
-                            sequence: entry.sequence?,
+                            // No sequence orders as 0, as the ordering key has it.
+                            sequence: entry.sequence.unwrap_or(0),
                             event_id: entry.event_id?,
                         },
                         change: entry.change?,

@@ -104,3 +104,35 @@ where
     assert_eq!(status.last_applied_at, Some(base() + Duration::seconds(10)));
     assert!(store.sync_status(&TenantId::parse("nobody").expect("valid")).await.expect("status").is_none());
 }
+
+/// An item whose winning events carry no `sequence` (the contract makes it optional) is
+/// traced like any other: its journal rows count as applied with sequence 0, the ordering
+/// key's, so trace coverage does not report a gap where there is none.
+pub(super) async fn events_without_a_sequence_re_derive_from_the_journal<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let without_sequence = |n: u64, change: StockChange, second: i64| {
+        let event = catalog_core::SupplierEvent::new(
+            event_id(n),
+            acme.clone(),
+            change,
+            base() + Duration::seconds(second),
+            None,
+        )
+        .expect("valid event");
+        raw_incoming(n, catalog_core::encode(&event).into_bytes(), second + 1)
+    };
+    let events = vec![
+        without_sequence(1, StockChange::Updated { quantity: 7 }, 5),
+        without_sequence(2, StockChange::Adjusted { delta: 3 }, 6),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let trace = store.item_trace(acme.item_key().item_id()).await.expect("trace").expect("item");
+    assert_eq!(trace.item.quantity(), 10);
+    assert_eq!(trace.events.iter().map(|event| event.sequence).collect::<Vec<_>>(), [None, None]);
+    let offers = crate::offer_traces(&trace);
+    assert_eq!(catalog_core::check_item(trace.item.quantity(), &offers), Ok(()));
+}
