@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::CatalogItem;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -202,10 +201,9 @@ pub fn classify_amazon(
         // Expired, revoked or lacking the listings role: an operator renews the authorization
         // and the item heals, so it is retried rather than dead-lettered.
         403 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 403: {}", error_text(status, body)) },
+        // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
-            // 408 and 5xx read the same on every platform and need none of the headers.
-            let answer = Answer { status, headers: HeaderMap::new(), body: body.to_owned() };
-            common_verdict(&answer).unwrap_or_else(|| rejected(status, error_text(status, body), body))
+            common_verdict(status, None, body, now).unwrap_or_else(|| rejected(status, error_text(status, body), body))
         }
     }
 }
@@ -382,7 +380,8 @@ mod tests {
 
     #[test]
     fn only_a_403_unauthorized_asks_for_a_new_access_token() {
-        let answer = |status, body: &str| Answer { status, headers: HeaderMap::new(), body: body.to_owned() };
+        let answer =
+            |status, body: &str| Answer { status, headers: reqwest::header::HeaderMap::new(), body: body.to_owned() };
         assert!(access_token_refused(&answer(403, EXPIRED)));
         assert!(access_token_refused(&answer(
             403,

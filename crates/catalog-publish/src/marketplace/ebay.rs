@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::CatalogItem;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -242,7 +241,7 @@ fn shared_verdict(status: u16, retry_after: Option<&str>, body: &str, now: DateT
         // a token's expiry time, and the token cache renews tokens before then.
         401 => Some(unauthorized(status, body)),
         403 if access_denied() => Some(unauthorized(status, body)),
-        _ => common_verdict(&Answer { status, headers: HeaderMap::new(), body: body.to_owned() }),
+        _ => common_verdict(status, retry_after, body, now),
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::CatalogItem;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,7 +17,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
 use crate::publisher::PublishError;
-use crate::response::{parse_retry_after, truncate, Verdict};
+use crate::response::{truncate, Verdict};
 
 /// Mercado Libre's API host, the same for every site (MLA, MLB, MLM, …).
 pub const DEFAULT_BASE_URL: &str = "https://api.mercadolibre.com";
@@ -175,9 +174,8 @@ pub fn classify_mercadolibre(
 ) -> Verdict {
     match status {
         200..=299 => Verdict::Answered(item.accepted()),
-        429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
         401 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 401: {}", describe(status, body)) },
-        _ => common_verdict(&Answer { status, headers: HeaderMap::new(), body: body.to_owned() })
+        _ => common_verdict(status, retry_after, body, now)
             .unwrap_or_else(|| rejected(status, describe(status, body), body)),
     }
 }

@@ -12,7 +12,7 @@ pub mod walmart;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 
 use crate::adapter::{Attempt, Publish, Sent};
@@ -116,18 +116,21 @@ pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer,
     Ok(Answer { status, headers, body })
 }
 
-/// What the statuses every platform means alike say: 429 wait (`Retry-After`, or a second),
-/// 408 and 5xx retry; `None` for the others, which each platform reads its own way.
-pub(crate) fn common_verdict(answer: &Answer) -> Option<Verdict> {
-    match answer.status {
-        429 => Some(Verdict::Throttled { retry_after: parse_retry_after(answer.header("retry-after"), Utc::now()) }),
-        408 => {
-            Some(Verdict::Retry { reason: "request_timeout", error: format!("HTTP 408: {}", truncate(&answer.body)) })
+/// What the statuses every platform means alike say, received at `now`: 429 wait
+/// (`retry_after`, or a second), 408 and 5xx retry; `None` for the others, which each
+/// platform reads its own way. Pure, so each platform's pure classifier asks it.
+pub(crate) fn common_verdict(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+    now: DateTime<Utc>,
+) -> Option<Verdict> {
+    match status {
+        429 => Some(Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) }),
+        408 => Some(Verdict::Retry { reason: "request_timeout", error: format!("HTTP 408: {}", truncate(body)) }),
+        500..=599 => {
+            Some(Verdict::Retry { reason: "server_error", error: format!("HTTP {status}: {}", truncate(body)) })
         }
-        500..=599 => Some(Verdict::Retry {
-            reason: "server_error",
-            error: format!("HTTP {}: {}", answer.status, truncate(&answer.body)),
-        }),
         _ => None,
     }
 }

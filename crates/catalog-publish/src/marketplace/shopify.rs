@@ -15,7 +15,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::marketplace::{all, common_verdict, exchange, rejected};
 use crate::publisher::PublishError;
-use crate::response::{classify_transport, parse_retry_after, truncate, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
+use crate::response::{classify_transport, truncate, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 
 /// The Admin API version asked for: the first stable version in which `@idempotent` is
 /// required at runtime. The request also suits 2026-01 (where `@idempotent` and
@@ -95,9 +95,6 @@ impl ShopifyChannel {
             Ok(answer) => answer,
             Err(error) => return all(batch, classify_transport(&error), None, started),
         };
-        if let Some(verdict) = common_verdict(&answer) {
-            return all(batch, verdict, Some(answer.status), started);
-        }
         let items: Vec<&CatalogItem> = batch.iter().map(|publish| &publish.entry.item).collect();
         let reading = classify_shopify(answer.status, answer.header("retry-after"), &answer.body, &items, Utc::now());
         let latency = started.elapsed();
@@ -189,7 +186,7 @@ pub struct ShopifyReading {
 /// (`field: ["input", "quantities", "{index}", …]`), that item dead-lettered and the others,
 /// not applied, sent again; errors naming no quantity, every item. A 401 is a token an
 /// operator must replace, retried so the items heal once it is. 429, 408 and 5xx read as on
-/// every platform (`common_verdict`, which `send` asks first); other statuses are rejections.
+/// every platform (`common_verdict`); other statuses are rejections.
 pub fn classify_shopify(
     status: u16,
     retry_after: Option<&str>,
@@ -198,15 +195,14 @@ pub fn classify_shopify(
     now: DateTime<Utc>,
 ) -> ShopifyReading {
     let each = |verdict: Verdict| ShopifyReading { verdicts: vec![verdict; items.len()], pause: None };
-    let retry = |reason| Verdict::Retry { reason, error: format!("HTTP {status}: {}", truncate(body)) };
     let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     match status {
         200..=299 => read_graphql(&answer, body, items),
         401 => each(Verdict::Retry { reason: "unauthorized", error: http_error(401, &answer, body) }),
-        429 => each(Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) }),
-        408 => each(retry("request_timeout")),
-        500..=599 => each(retry("server_error")),
-        _ => each(rejected(status, http_error(status, &answer, body), body)),
+        _ => each(
+            common_verdict(status, retry_after, body, now)
+                .unwrap_or_else(|| rejected(status, http_error(status, &answer, body), body)),
+        ),
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::CatalogItem;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
 use super::{
@@ -161,10 +160,9 @@ pub fn classify_walmart(
         // heals, so it is retried rather than dead-lettered.
         401 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 401: {}", error_text(status, body)) },
         423 => Verdict::Retry { reason: "resource_locked", error: format!("HTTP 423: {}", error_text(status, body)) },
+        // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
-            // 408 and 5xx read the same on every platform and need none of the headers.
-            let answer = Answer { status, headers: HeaderMap::new(), body: body.to_owned() };
-            common_verdict(&answer).unwrap_or_else(|| rejected(status, error_text(status, body), body))
+            common_verdict(status, None, body, now).unwrap_or_else(|| rejected(status, error_text(status, body), body))
         }
     }
 }
