@@ -10,8 +10,8 @@ use catalog_core::ItemId;
 use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
-    DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, PublishRecord,
-    ResolvedDeadLetter, StoreConfig, StoreError,
+    DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, HealedDeadLetter, PublishRecord, ResolvedDeadLetter,
+    StoreConfig, StoreError,
 };
 use sqlx::postgres::PgRow;
 use sqlx::PgPool;
@@ -71,53 +71,16 @@ pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishR
     Ok(())
 }
 
-/// A channel now holds an item at a version: the item's open letter on that channel is
-/// resolved if it failed at that version or an older one.
-pub(crate) struct Accepted<'a> {
-    pub(crate) record: &'a PublishRecord,
-    pub(crate) held_version: i64,
-    pub(crate) resolution: DeadLetterResolution,
-}
-
-/// Resolves the open letters `accepted` settles, in one statement, and says which.
-pub(crate) async fn resolve(
-    connection: &mut sqlx::PgConnection,
-    accepted: &[Accepted<'_>],
-) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-    if accepted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let subjects: Vec<String> = accepted.iter().map(|a| a.record.item_id.to_string()).collect();
-    let channels: Vec<&str> = accepted.iter().map(|a| a.record.channel.as_str()).collect();
-    let versions: Vec<i64> = accepted.iter().map(|a| a.held_version).collect();
-    let resolutions: Vec<&str> = accepted.iter().map(|a| a.resolution.as_str()).collect();
-    // The subject and channel terms repeat the open-letter index's, so it finds each letter.
-    let rows = sqlx::query(
-        "UPDATE dead_letters AS d SET resolved_at = now(), resolution = u.r
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS u(s, c, v, r)
-         WHERE d.stage = 'publish' AND d.subject = u.s AND coalesce(d.channel, '') = u.c
-           AND d.resolved_at IS NULL AND d.version <= u.v
-         RETURNING d.dead_letter_id, d.subject, u.c AS channel, u.v AS version, u.r AS resolution, d.heal_rounds",
-    )
-    .bind(&subjects)
-    .bind(&channels)
-    .bind(&versions)
-    .bind(&resolutions)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok(ResolvedDeadLetter {
-                dead_letter_id: column(row, "dead_letter_id")?,
-                item_id: rows::subject_item(&column::<String>(row, "subject")?)?,
-                channel: column(row, "channel")?,
-                version: rows::version(column(row, "version")?)?,
-                resolution: rows::resolution(&column::<String>(row, "resolution")?)?,
-                heal_rounds: narrowed_int4(row, "heal_rounds")?,
-            })
-        })
-        .collect()
+/// A dead letter a recorded round resolved, as `outbox::RECORD_ROUND` returns it.
+pub(crate) fn resolved_row(row: &PgRow) -> Result<ResolvedDeadLetter, StoreError> {
+    Ok(ResolvedDeadLetter {
+        dead_letter_id: column(row, "dead_letter_id")?,
+        item_id: rows::subject_item(&column::<String>(row, "subject")?)?,
+        channel: column(row, "channel")?,
+        version: rows::version(column(row, "version")?)?,
+        resolution: rows::resolution(&column::<String>(row, "resolution")?)?,
+        heal_rounds: narrowed_int4(row, "heal_rounds")?,
+    })
 }
 
 /// A letter a heal round took up, with its item as it is now.

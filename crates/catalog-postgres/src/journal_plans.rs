@@ -7,7 +7,7 @@
 //! that cannot name a row's key would scan every partition. These tests read the plans
 //! PostgreSQL picks on a journal of realistic size spread over several partitions, both the
 //! custom plan of a fresh statement and the generic plan a long-lived connection's prepared
-//! statement ends up with.
+//! statement ends up with (`plans`).
 
 use catalog_testkit::TestDatabase;
 use chrono::Utc;
@@ -18,6 +18,7 @@ use catalog_core::EventId;
 use catalog_store::batch::{JournalUpdate, Redecided};
 
 use crate::apply::{journal_update_query, LOAD_PRIOR, UPDATE_JOURNAL};
+use crate::plans::{custom_plan, generic_plan};
 
 /// Journal rows in the test table. A journal holds far more rows than one batch touches, so
 /// a statement that can use the index does, and one that cannot scans: a batch looks up
@@ -84,38 +85,20 @@ async fn row_keys(connection: &mut PgConnection, n: i64) -> Vec<(Uuid, i64, chro
     .expect("keys")
 }
 
-type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// The plan lines of an `EXPLAIN` query.
-async fn plan(connection: &mut PgConnection, explain: Query<'_>) -> Vec<String> {
-    explain
-        .fetch_all(&mut *connection)
-        .await
-        .expect("explain")
-        .iter()
-        .map(|row| sqlx::Row::get::<String, _>(row, 0))
-        .collect()
-}
-
-fn assert_uses(index: &str, statement: &str, mode: &str, lines: &[String]) {
-    // The plan's nodes (each carries its cost), without their long condition lines.
-    let text = lines.iter().filter(|line| line.contains("(cost=")).cloned().collect::<Vec<_>>().join("\n");
+fn assert_uses(index: &str, statement: &str, mode: &str, text: &str) {
     assert!(!text.contains("Seq Scan on event"), "{statement} scans the journal or the claims ({mode} plan):\n{text}");
     assert!(text.contains(index), "{statement} does not use {index} ({mode} plan):\n{text}");
 }
-
-/// Both plans a statement can get: custom (the first executions) and generic (later ones).
-const PLAN_MODES: [&str; 2] = ["force_custom_plan", "force_generic_plan"];
 
 #[tokio::test]
 async fn looking_up_prior_journal_rows_uses_the_claims_key() {
     let (_database, mut connection) = journal_database().await;
     let ids = event_ids(&mut connection, N_LOOKED_UP).await;
     let explain = format!("EXPLAIN {LOAD_PRIOR}");
-    for mode in PLAN_MODES {
-        sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut connection).await.expect("set mode");
-        let lines = plan(&mut connection, sqlx::query(&explain).bind(&ids)).await;
-        assert_uses("event_claims_pkey", "LOAD_PRIOR", mode, &lines);
+    let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids)).await;
+    let generic = generic_plan(&mut connection, LOAD_PRIOR, &["uuid[]"], &["NULL"]).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert_uses("event_claims_pkey", "LOAD_PRIOR", mode, &text);
     }
 }
 
@@ -145,9 +128,16 @@ async fn counting_redeliveries_and_redeciding_held_rows_uses_the_partition_keys(
         })
         .collect();
     let explain = format!("EXPLAIN {UPDATE_JOURNAL}");
-    for mode in PLAN_MODES {
-        sqlx::query(&format!("SET plan_cache_mode = {mode}")).execute(&mut connection).await.expect("set mode");
-        let lines = plan(&mut connection, journal_update_query(&explain, &updates)).await;
-        assert_uses("_pkey", "UPDATE_JOURNAL", mode, &lines);
+    let custom = custom_plan(&mut connection, journal_update_query(&explain, &updates)).await;
+    // The receive times bound the partitions read: those of the rows updated.
+    let received = keys.iter().map(|(_, _, received_at)| *received_at);
+    let (earliest, latest) = (received.clone().min().expect("rows"), received.max().expect("rows"));
+    let bounds =
+        [format!("'{}'::timestamptz", earliest.to_rfc3339()), format!("'{}'::timestamptz", latest.to_rfc3339())];
+    let mut arguments = vec!["NULL"; 9];
+    arguments.extend(bounds.iter().map(String::as_str));
+    let generic = generic_plan(&mut connection, UPDATE_JOURNAL, &[], &arguments).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert_uses("_pkey", "UPDATE_JOURNAL", mode, &text);
     }
 }

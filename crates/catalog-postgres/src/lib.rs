@@ -14,6 +14,10 @@ mod flags;
 mod journal_plans;
 mod offer_cache;
 mod outbox;
+#[cfg(test)]
+mod outbox_plans;
+#[cfg(test)]
+mod plans;
 mod reads;
 mod reconcile;
 mod retention;

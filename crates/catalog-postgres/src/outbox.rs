@@ -7,8 +7,9 @@ use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
     DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord, ResolvedDeadLetter,
-    SentQuantity, StoreConfig, StoreError,
+    StoreConfig, StoreError,
 };
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -17,38 +18,41 @@ use crate::columns::{column, narrowed, narrowed_int4, saturating_i64, ITEM_COLUM
 use crate::dead_letters;
 use crate::store_error;
 
+/// Claims a channel's due rows (`$1` channel, `$2` limit, `$3` lease, `$4` settle and `$5`
+/// maximum wait in seconds). One row per item and channel, holding its newest waiting
+/// version: the claim walks the channel's rows longest-waiting first and stops at the limit.
+/// SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due test
+/// is on the locked row itself, so a lease committed meanwhile is seen and skipped. The
+/// picked ids are an array the update finds by primary key: joined to a CTE instead, the
+/// planner hashed them and scanned the whole table, dead row versions too, on every claim
+/// (`outbox_plans`).
+pub(crate) const CLAIM: &str = "UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+     WHERE o.outbox_id = ANY(ARRAY(
+         SELECT outbox_id FROM outbox
+         WHERE channel = $1 AND available_at <= now()
+           AND (enqueued_at <= now() - make_interval(secs => $4)
+                OR first_enqueued_at <= now() - make_interval(secs => $5))
+         ORDER BY first_enqueued_at, outbox_id
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+     ))
+     RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
+               o.enqueued_at";
+
 pub(crate) async fn claim_outbox(
     pool: &PgPool,
     channel: &str,
     claim: &OutboxClaim,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
-    // One row per item and channel, holding its newest waiting version: the claim walks
-    // the channel's rows longest-waiting first and stops at the limit. SKIP LOCKED lets
-    // concurrent publishers take disjoint items without waiting; the due test is on the
-    // locked row itself, so a lease committed meanwhile is seen and skipped.
-    let rows = sqlx::query(
-        "WITH picked AS (
-                 SELECT outbox_id FROM outbox
-                 WHERE channel = $1 AND available_at <= now()
-                   AND (enqueued_at <= now() - make_interval(secs => $4)
-                        OR first_enqueued_at <= now() - make_interval(secs => $5))
-                 ORDER BY first_enqueued_at, outbox_id
-                 LIMIT $2
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
-             FROM picked WHERE o.outbox_id = picked.outbox_id
-             RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
-                       o.enqueued_at",
-    )
-    .bind(channel)
-    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
-    .bind(claim.lease.as_secs_f64())
-    .bind(claim.settle.as_secs_f64())
-    .bind(claim.max_wait.as_secs_f64())
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
+    let rows = sqlx::query(CLAIM)
+        .bind(channel)
+        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+        .bind(claim.lease.as_secs_f64())
+        .bind(claim.settle.as_secs_f64())
+        .bind(claim.max_wait.as_secs_f64())
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
     rows.iter()
         .map(|row| {
             Ok(OutboxEntry {
@@ -166,152 +170,160 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     }
 }
 
+/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given.
+pub(crate) const LOCK_ROUND: &str = "SELECT 1 FROM outbox AS o
+     JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
+     ORDER BY u.n
+     FOR UPDATE OF o";
+
+/// Records a round's attempts once its rows are locked, in one statement (the arrays of
+/// `RoundArrays::bind`, one element per record): the attempts; the version each channel now
+/// holds; the rows that are done with; the rows that now wait for a version queued while
+/// this one was out; the retries and throttled ones; and, returned, the dead letters the
+/// accepted versions resolve. The rows were locked by an earlier statement, so this one's
+/// snapshot holds every version the applier committed to them.
+pub(crate) const RECORD_ROUND: &str = "WITH u AS (
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
+                              $8::text[], $9::text[], $10::int8[], $11::text[], $12::bool[], $13::int8[],
+                              $14::timestamptz[], $15::bool[], $16::text[])
+             AS u(i, c, v, attempt, status, result, latency_ms, error, listing, sent_quantity, rule,
+                  done, held, due, failed, resolution)
+     ), attempts AS (
+         INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error,
+                                       listing, sent_quantity, rule)
+         SELECT i, v, c, attempt, status, result, latency_ms, error, listing, sent_quantity, rule FROM u
+     ), held AS (
+         INSERT INTO published_versions (item_id, channel, version)
+         SELECT i, c, held FROM u WHERE held IS NOT NULL
+         ON CONFLICT (item_id, channel) DO UPDATE
+         SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()
+     ), finished AS (
+         DELETE FROM outbox AS o USING u
+         WHERE u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)
+     ), requeued AS (
+         UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
+         FROM u WHERE u.done AND o.item_id = u.i AND o.channel = u.c AND o.version > coalesce(u.held, u.v)
+     ), retried AS (
+         UPDATE outbox AS o SET available_at = u.due,
+             attempts = o.attempts + CASE WHEN u.failed AND o.version = u.v THEN 1 ELSE 0 END
+         FROM u WHERE NOT u.done AND o.item_id = u.i AND o.channel = u.c
+     )
+     UPDATE dead_letters AS d SET resolved_at = now(), resolution = u.resolution
+     FROM u
+     WHERE u.resolution IS NOT NULL AND d.stage = 'publish' AND d.subject = u.i::text
+       AND coalesce(d.channel, '') = u.c AND d.resolved_at IS NULL AND d.version <= u.held
+     RETURNING d.dead_letter_id, d.subject, u.c AS channel, u.held AS version, u.resolution, d.heal_rounds";
+
+/// A round's records as the columns `RECORD_ROUND` takes.
+#[derive(Default)]
+pub(crate) struct RoundArrays<'a> {
+    ids: Vec<Uuid>,
+    channels: Vec<&'a str>,
+    versions: Vec<i64>,
+    attempts: Vec<i32>,
+    statuses: Vec<Option<i32>>,
+    results: Vec<&'a str>,
+    latencies: Vec<Option<i64>>,
+    errors: Vec<Option<&'a str>>,
+    listings: Vec<Option<&'a str>>,
+    sent_quantities: Vec<Option<i64>>,
+    rules: Vec<Option<&'a str>>,
+    /// Published, superseded, dead-lettered or skipped: the row is done with this version.
+    done: Vec<bool>,
+    /// The version the channel now holds, if the record says one.
+    held: Vec<Option<i64>>,
+    /// When a retried or throttled item is due again.
+    dues: Vec<Option<DateTime<Utc>>>,
+    /// A retry counts against the version's budget; throttling does not.
+    failed: Vec<bool>,
+    /// The resolution of the open dead letter an accepted version settles.
+    resolutions: Vec<Option<&'static str>>,
+}
+
+impl<'a> RoundArrays<'a> {
+    pub(crate) fn new(records: &[&'a PublishRecord]) -> Self {
+        let mut arrays = Self::default();
+        for record in records {
+            let sent = record.sent.as_ref();
+            arrays.ids.push(record.item_id.0);
+            arrays.channels.push(record.channel.as_str());
+            arrays.versions.push(saturating_i64(record.version));
+            arrays.attempts.push(i32::try_from(record.attempt).unwrap_or(i32::MAX));
+            arrays.statuses.push(record.status.map(i32::from));
+            arrays.results.push(record.outcome.as_str());
+            arrays.latencies.push(record.latency_ms.map(saturating_i64));
+            arrays.errors.push(record.error.as_deref());
+            arrays.listings.push(sent.map(|sent| sent.listing.as_str()));
+            arrays.sent_quantities.push(sent.map(|sent| sent.quantity));
+            arrays.rules.push(sent.map(|sent| sent.rule.as_str()));
+            arrays.held.push(held_version(record));
+            let (done, due, failed, resolution) = match record.outcome {
+                // The item waits out the backoff whatever version it now holds: a newer version
+                // queued meanwhile goes out at the retry, not at once to a channel that just
+                // failed. A failure counts only while the row still holds the version that
+                // failed: a newer one starts with a budget of its own.
+                PublishOutcome::RetryAt(due_at) => (false, Some(due_at), true, None),
+                // Throttling is not a failure: it leaves the budget alone.
+                PublishOutcome::ThrottledUntil(due_at) => (false, Some(due_at), false, None),
+                PublishOutcome::Published => (true, None, false, Some(DeadLetterResolution::PublishedLater)),
+                PublishOutcome::Superseded { .. } => (true, None, false, Some(DeadLetterResolution::SupersededLater)),
+                PublishOutcome::DeadLettered | PublishOutcome::Skipped => (true, None, false, None),
+            };
+            arrays.done.push(done);
+            arrays.dues.push(due);
+            arrays.failed.push(failed);
+            arrays.resolutions.push(resolution.map(|resolution| resolution.as_str()));
+        }
+        arrays
+    }
+
+    pub(crate) fn bind(&'a self, query: Query<'a>) -> Query<'a> {
+        query
+            .bind(&self.ids)
+            .bind(&self.channels)
+            .bind(&self.versions)
+            .bind(&self.attempts)
+            .bind(&self.statuses)
+            .bind(&self.results)
+            .bind(&self.latencies)
+            .bind(&self.errors)
+            .bind(&self.listings)
+            .bind(&self.sent_quantities)
+            .bind(&self.rules)
+            .bind(&self.done)
+            .bind(&self.held)
+            .bind(&self.dues)
+            .bind(&self.failed)
+            .bind(&self.resolutions)
+    }
+}
+
+pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 /// Records a round of attempts, at most one per item and channel and sorted by (item id,
-/// channel), with one statement per kind of effect: the outbox rows locked, in that order
-/// (the order `apply_batch` writes them in, so neither waits on the other in a cycle); the
-/// attempts; the version each channel now holds; the rows that are done with; the rows
-/// that now wait for a version queued while this one was out; the retries and throttled
-/// ones; the dead letters the accepted versions resolve; the new dead letters.
+/// channel): the outbox rows locked, in that order (the order `apply_batch` writes them in,
+/// so neither waits on the other in a cycle), then everything else in one statement
+/// (`RECORD_ROUND`), so the locks are held for two round trips and a commit; then the new
+/// dead letters, if any.
 async fn record_round(
     connection: &mut sqlx::PgConnection,
     records: &[&PublishRecord],
 ) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-    let ids: Vec<Uuid> = records.iter().map(|record| record.item_id.0).collect();
-    let channels: Vec<&str> = records.iter().map(|record| record.channel.as_str()).collect();
-    let versions: Vec<i64> = records.iter().map(|record| saturating_i64(record.version)).collect();
-    let attempts: Vec<i32> = records.iter().map(|record| i32::try_from(record.attempt).unwrap_or(i32::MAX)).collect();
-    let statuses: Vec<Option<i32>> = records.iter().map(|record| record.status.map(i32::from)).collect();
-    let results: Vec<&str> = records.iter().map(|record| record.outcome.as_str()).collect();
-    let latencies: Vec<Option<i64>> = records.iter().map(|record| record.latency_ms.map(saturating_i64)).collect();
-    let errors: Vec<Option<&str>> = records.iter().map(|record| record.error.as_deref()).collect();
-    let sent: Vec<Option<&SentQuantity>> = records.iter().map(|record| record.sent.as_ref()).collect();
-    let listings: Vec<Option<&str>> = sent.iter().map(|sent| sent.map(|sent| sent.listing.as_str())).collect();
-    let sent_quantities: Vec<Option<i64>> = sent.iter().map(|sent| sent.map(|sent| sent.quantity)).collect();
-    let rules: Vec<Option<&str>> = sent.iter().map(|sent| sent.map(|sent| sent.rule.as_str())).collect();
-    sqlx::query(
-        "SELECT 1 FROM outbox AS o
-         JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
-         ORDER BY u.n
-         FOR UPDATE OF o",
-    )
-    .bind(&ids)
-    .bind(&channels)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-    sqlx::query(
-        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error,
-                                       listing, sent_quantity, rule)
-         SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
-                              $8::text[], $9::text[], $10::int8[], $11::text[])",
-    )
-    .bind(&ids)
-    .bind(&versions)
-    .bind(&channels)
-    .bind(&attempts)
-    .bind(&statuses)
-    .bind(&results)
-    .bind(&latencies)
-    .bind(&errors)
-    .bind(&listings)
-    .bind(&sent_quantities)
-    .bind(&rules)
-    .execute(&mut *connection)
-    .await
-    .map_err(store_error)?;
-
-    // Published and superseded: the channel holds a version; dead-lettered: done with too.
-    let (mut done_ids, mut done_channels, mut done_versions, mut held) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut retry_ids, mut retry_channels, mut retry_versions, mut retry_dues, mut failed) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut accepted = Vec::new();
-    for record in records {
-        match record.outcome {
-            PublishOutcome::RetryAt(due_at) | PublishOutcome::ThrottledUntil(due_at) => {
-                retry_ids.push(record.item_id.0);
-                retry_channels.push(record.channel.as_str());
-                retry_versions.push(saturating_i64(record.version));
-                retry_dues.push(due_at);
-                // Throttling is not a failure: it leaves the budget alone.
-                failed.push(matches!(record.outcome, PublishOutcome::RetryAt(_)));
-            }
-            PublishOutcome::Published
-            | PublishOutcome::Superseded { .. }
-            | PublishOutcome::DeadLettered
-            | PublishOutcome::Skipped => {
-                done_ids.push(record.item_id.0);
-                done_channels.push(record.channel.as_str());
-                done_versions.push(held_version(record).unwrap_or(saturating_i64(record.version)));
-                held.push(held_version(record).is_some());
-            }
-        }
-        let resolution = match record.outcome {
-            PublishOutcome::Published => Some(DeadLetterResolution::PublishedLater),
-            PublishOutcome::Superseded { .. } => Some(DeadLetterResolution::SupersededLater),
-            PublishOutcome::RetryAt(_)
-            | PublishOutcome::ThrottledUntil(_)
-            | PublishOutcome::DeadLettered
-            | PublishOutcome::Skipped => None,
-        };
-        if let (Some(resolution), Some(held_version)) = (resolution, held_version(record)) {
-            accepted.push(dead_letters::Accepted { record, held_version, resolution });
-        }
-    }
-    if !done_ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO published_versions (item_id, channel, version)
-             SELECT i, c, v FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::bool[]) AS u(i, c, v, held) WHERE held
-             ON CONFLICT (item_id, channel) DO UPDATE
-             SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()",
-        )
-        .bind(&done_ids)
-        .bind(&done_channels)
-        .bind(&done_versions)
-        .bind(&held)
+    let arrays = RoundArrays::new(records);
+    sqlx::query(LOCK_ROUND)
+        .bind(&arrays.ids)
+        .bind(&arrays.channels)
         .execute(&mut *connection)
         .await
         .map_err(store_error)?;
-        // A row still waiting at the version the channel holds (or an older one) is done
-        // with; a row a newer version was queued into while this one was out is due now, as
-        // a fresh run that started waiting when that version was queued.
-        for statement in [
-            "DELETE FROM outbox AS o USING unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
-             WHERE o.item_id = u.i AND o.channel = u.c AND o.version <= u.v",
-            "UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
-             FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u(i, c, v)
-             WHERE o.item_id = u.i AND o.channel = u.c AND o.version > u.v",
-        ] {
-            sqlx::query(statement)
-                .bind(&done_ids)
-                .bind(&done_channels)
-                .bind(&done_versions)
-                .execute(&mut *connection)
-                .await
-                .map_err(store_error)?;
-        }
-    }
-    if !retry_ids.is_empty() {
-        // The item waits out the backoff whatever version it now holds: a newer version
-        // queued meanwhile goes out at the retry, not at once to a channel that just failed.
-        // A failure counts only while the row still holds the version that failed: a newer
-        // one starts with a budget of its own.
-        sqlx::query(
-            "UPDATE outbox AS o SET available_at = u.due,
-                 attempts = o.attempts + CASE WHEN u.failed AND o.version = u.v THEN 1 ELSE 0 END
-             FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[], $5::bool[]) AS u(i, c, v, due, failed)
-             WHERE o.item_id = u.i AND o.channel = u.c",
-        )
-        .bind(&retry_ids)
-        .bind(&retry_channels)
-        .bind(&retry_versions)
-        .bind(&retry_dues)
-        .bind(&failed)
-        .execute(&mut *connection)
+    let resolved = arrays
+        .bind(sqlx::query(RECORD_ROUND))
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
-    }
-    let resolved = dead_letters::resolve(connection, &accepted).await?;
+        .map_err(store_error)?
+        .iter()
+        .map(dead_letters::resolved_row)
+        .collect::<Result<Vec<_>, _>>()?;
     for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
         dead_letters::write(connection, record).await?;
     }

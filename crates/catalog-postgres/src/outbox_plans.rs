@@ -1,0 +1,131 @@
+//! Plan checks of the outbox statements every publish round runs: each must find its rows
+//! through an index, never by scanning the outbox. The outbox holds one live row per item
+//! and channel, but every batch and every round rewrites rows, so between vacuums it holds
+//! many more row versions than live rows, and a scan reads them all.
+//!
+//! The claim once joined the rows it picked back to the outbox through a CTE; PostgreSQL
+//! hashed the picked ids and scanned the whole table for every claim, the publishers' main
+//! cost under load (issue #18's fan-out benchmark). These tests read the plans PostgreSQL
+//! picks, custom and generic, on an outbox of realistic size.
+
+use catalog_testkit::TestDatabase;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use catalog_core::ItemId;
+use catalog_store::{PublishOutcome, PublishRecord};
+
+use crate::outbox::{RoundArrays, CLAIM, LOCK_ROUND, RECORD_ROUND};
+use crate::plans::{custom_plan, generic_plan};
+
+const CHANNELS: [&str; 5] = ["storefront", "shopify", "amazon", "walmart", "ebay"];
+/// Items with a row waiting on every channel.
+const N_ITEMS: i64 = 4_000;
+/// Items one round claims and records.
+const ROUND: i64 = 64;
+
+async fn outbox_database() -> (TestDatabase, PgConnection) {
+    let database = TestDatabase::create().await;
+    let mut connection = PgConnection::connect(&database.url).await.expect("connect");
+    crate::MIGRATOR.run(&mut connection).await.expect("migrate");
+    sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, enqueued_at, first_enqueued_at)
+         SELECT md5(n::text)::uuid, 'canary', 'SKU-' || n, n, 1, c,
+                now() - (n % 100) * interval '10 ms', now() - (n % 100) * interval '20 ms'
+         FROM generate_series(1, $1) AS n, unnest($2::text[]) AS c",
+    )
+    .bind(N_ITEMS)
+    .bind(&CHANNELS[..])
+    .execute(&mut connection)
+    .await
+    .expect("fill the outbox");
+    sqlx::query("ANALYZE outbox").execute(&mut connection).await.expect("analyze");
+    (database, connection)
+}
+
+#[tokio::test]
+async fn claiming_walks_the_channel_index_and_updates_by_key() {
+    let (_database, mut connection) = outbox_database().await;
+    let explain = format!("EXPLAIN {CLAIM}");
+    let query = sqlx::query(&explain).bind("amazon").bind(ROUND).bind(60.0_f64).bind(0.05_f64).bind(0.25_f64);
+    let custom = custom_plan(&mut connection, query).await;
+    let generic = generic_plan(&mut connection, CLAIM, &[], &["NULL"; 5]).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert!(!text.contains("Seq Scan"), "the claim scans the outbox ({mode} plan):\n{text}");
+        assert!(
+            text.contains("outbox_channel_first_enqueued"),
+            "the claim does not walk the channel index ({mode} plan):\n{text}"
+        );
+        assert!(text.contains("outbox_pkey"), "the claim does not update by key ({mode} plan):\n{text}");
+    }
+}
+
+/// The item ids of a round.
+async fn round_ids(connection: &mut PgConnection) -> Vec<Uuid> {
+    sqlx::query_scalar("SELECT md5(n::text)::uuid FROM generate_series(1, $1) AS n")
+        .bind(ROUND)
+        .fetch_all(connection)
+        .await
+        .expect("ids")
+}
+
+#[tokio::test]
+async fn locking_a_round_finds_each_row_by_key() {
+    let (_database, mut connection) = outbox_database().await;
+    let ids = round_ids(&mut connection).await;
+    let channels = vec!["walmart"; ids.len()];
+    let explain = format!("EXPLAIN {LOCK_ROUND}");
+    let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels)).await;
+    let generic = generic_plan(&mut connection, LOCK_ROUND, &[], &["NULL"; 2]).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert!(!text.contains("Seq Scan"), "locking a round scans the outbox ({mode} plan):\n{text}");
+        assert!(
+            text.contains("outbox_item_id_channel_key"),
+            "locking a round does not use the key ({mode} plan):\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn recording_a_round_finds_each_row_by_key() {
+    let (_database, mut connection) = outbox_database().await;
+    let ids = round_ids(&mut connection).await;
+    // Every kind of outcome, so every part of the statement has rows to find.
+    let outcomes = [
+        PublishOutcome::Published,
+        PublishOutcome::Superseded { current_version: 2 },
+        PublishOutcome::RetryAt(chrono::Utc::now()),
+        PublishOutcome::ThrottledUntil(chrono::Utc::now()),
+        PublishOutcome::DeadLettered,
+        PublishOutcome::Skipped,
+    ];
+    let records: Vec<PublishRecord> = ids
+        .iter()
+        .zip(outcomes.iter().cycle())
+        .map(|(id, outcome)| PublishRecord {
+            item_id: ItemId(*id),
+            channel: "walmart".to_owned(),
+            version: 1,
+            attempt: 1,
+            outcome: *outcome,
+            status: Some(200),
+            latency_ms: Some(3),
+            error: None,
+            dead_letter_reason: None,
+            body: None,
+            sent: None,
+        })
+        .collect();
+    let round: Vec<&PublishRecord> = records.iter().collect();
+    let arrays = RoundArrays::new(&round);
+    let explain = format!("EXPLAIN {RECORD_ROUND}");
+    let custom = custom_plan(&mut connection, arrays.bind(sqlx::query(&explain))).await;
+    let generic = generic_plan(&mut connection, RECORD_ROUND, &[], &["NULL"; 16]).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert!(!text.contains("Seq Scan on outbox"), "recording a round scans the outbox ({mode} plan):\n{text}");
+        assert!(
+            text.contains("outbox_item_id_channel_key"),
+            "recording a round does not use the key ({mode} plan):\n{text}"
+        );
+    }
+}
