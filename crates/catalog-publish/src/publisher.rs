@@ -102,7 +102,7 @@ impl ChannelPublisher {
         // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
-        let plan = plan_round(&self.config, n_lanes, concurrency);
+        let plan = plan_round(&self.config, n_lanes, concurrency, self.adapter.max_batch());
         if plan.lease > self.config.lease {
             tracing::warn!(channel = %self.config.name, lease_ms = plan.lease.as_millis() as u64, configured_ms = self.config.lease.as_millis() as u64, "a round of one item outlasts the configured lease at this rate limit and timeout: leasing longer");
         }

@@ -17,37 +17,52 @@ pub(crate) struct RoundPlan {
     pub(crate) lease: Duration,
 }
 
-/// Items a lane claims at most per round, per send it may have in flight: enough to keep
-/// its sends busy while another lane claims or records.
-const ITEMS_PER_SEND: usize = 4;
+/// Sends a lane's round holds at most per send it may have in flight. Every round costs a
+/// claim and a record, each a transaction that locks its rows, whatever its size; small
+/// rounds spend the publisher's time (and the database's) on them rather than on sending.
+const SENDS_PER_SLOT: usize = 16;
+
+/// Items one round claims at most, however large the channel's batches: a claim and a
+/// record of this many rows stay a few milliseconds each.
+const MAX_ROUND_ITEMS: usize = 1_000;
 
 /// The longest a round of `n_items` can take until its last send has ended, when every
 /// one of `n_lanes` lanes has a round as large waiting at the channel's shared rate limit:
-/// the permits for all of them at `requests_per_second`, plus one request timeout for
-/// each wave of `concurrency` sends.
+/// the permits for all of them at `requests_per_second` (one per send of up to `max_batch`
+/// items), plus one request timeout for each wave of `concurrency` sends.
 fn longest_round(
     n_items: usize,
     n_lanes: usize,
     concurrency: usize,
+    max_batch: usize,
     requests_per_second: Option<u32>,
     request_timeout: Duration,
 ) -> Duration {
+    let n_sends = n_items.div_ceil(max_batch.max(1));
     let waiting = requests_per_second.map_or(Duration::ZERO, |per_second| {
-        Duration::from_secs_f64((n_lanes * n_items) as f64 / f64::from(per_second))
+        Duration::from_secs_f64((n_lanes * n_sends) as f64 / f64::from(per_second))
     });
-    let waves = u32::try_from(n_items.div_ceil(concurrency.max(1))).unwrap_or(u32::MAX);
+    let waves = u32::try_from(n_sends.div_ceil(concurrency.max(1))).unwrap_or(u32::MAX);
     waiting + request_timeout.saturating_mul(waves)
 }
 
 /// The largest round whose longest duration fits the configured lease (at least two
 /// request timeouts), and that lease; a channel so slow that one item does not fit gets
-/// rounds of one and a lease as long as such a round can take.
-pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: usize) -> RoundPlan {
+/// rounds of one and a lease as long as such a round can take. `max_batch` is how many
+/// items the channel's adapter takes in one send.
+pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: usize, max_batch: usize) -> RoundPlan {
     let lease = config.lease.max(config.request_timeout * 2);
     let longest = |n_items| {
-        longest_round(n_items, n_lanes, concurrency, config.requests_per_second.map(u32::from), config.request_timeout)
+        longest_round(
+            n_items,
+            n_lanes,
+            concurrency,
+            max_batch,
+            config.requests_per_second.map(u32::from),
+            config.request_timeout,
+        )
     };
-    let most = concurrency.max(1) * ITEMS_PER_SEND;
+    let most = (concurrency.max(1) * SENDS_PER_SLOT).saturating_mul(max_batch.max(1)).min(MAX_ROUND_ITEMS);
     match (1..=most).rev().find(|n_items| longest(*n_items) <= lease) {
         Some(limit) => RoundPlan { limit, lease },
         None => RoundPlan { limit: 1, lease: longest(1) },
@@ -61,27 +76,31 @@ mod tests {
     #[test]
     fn a_round_fits_its_lease() {
         let cases = [
-            // name, rate, concurrency in all, request timeout ms, lease ms
-            ("defaults", 50, 16, 5_000, 60_000),
-            ("one per second", 1, 16, 5_000, 60_000),
-            ("one per second, short lease", 1, 16, 5_000, 10_000),
-            ("slow and tiny lease", 1, 2, 500, 100),
-            ("log: no limit", 0, 256, 5_000, 30_000),
-            ("no limit, timeouts only", 0, 4, 5_000, 12_000),
+            // name, rate, concurrency in all, items per send, request timeout ms, lease ms
+            ("defaults", 50, 16, 1, 5_000, 60_000),
+            ("one per second", 1, 16, 1, 5_000, 60_000),
+            ("one per second, short lease", 1, 16, 1, 5_000, 10_000),
+            ("slow and tiny lease", 1, 2, 1, 500, 100),
+            ("log: no limit", 0, 256, 1, 5_000, 30_000),
+            ("no limit, timeouts only", 0, 4, 1, 5_000, 12_000),
+            ("fast, one item per send", 20_000, 32, 1, 5_000, 60_000),
+            ("fast, 25 items per send", 20_000, 32, 25, 5_000, 60_000),
+            ("two per second, 250 items per send", 2, 4, 250, 5_000, 60_000),
         ];
         let rendered: Vec<String> = cases
             .iter()
-            .map(|(name, rate, concurrency, timeout_ms, lease_ms)| {
+            .map(|(name, rate, concurrency, max_batch, timeout_ms, lease_ms)| {
                 let mut config = ChannelConfig::new("storefront").with_rate(*rate);
                 config.concurrency = *concurrency;
                 config.request_timeout = Duration::from_millis(*timeout_ms);
                 config.lease = Duration::from_millis(*lease_ms);
                 let n_lanes = 2.min(*concurrency);
-                let plan = plan_round(&config, n_lanes, concurrency / n_lanes);
+                let plan = plan_round(&config, n_lanes, concurrency / n_lanes, *max_batch);
                 let longest = longest_round(
                     plan.limit,
                     n_lanes,
                     concurrency / n_lanes,
+                    *max_batch,
                     config.requests_per_second.map(u32::from),
                     config.request_timeout,
                 );
@@ -90,12 +109,15 @@ mod tests {
             })
             .collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
-        defaults: 32 items, lease 60s (longest round 21.28s)
+        defaults: 88 items, lease 60s (longest round 58.52s)
         one per second: 22 items, lease 60s (longest round 59s)
         one per second, short lease: 2 items, lease 10s (longest round 9s)
         slow and tiny lease: 1 items, lease 2.5s (longest round 2.5s)
-        log: no limit: 512 items, lease 30s (longest round 20s)
+        log: no limit: 768 items, lease 30s (longest round 30s)
         no limit, timeouts only: 4 items, lease 12s (longest round 10s)
+        fast, one item per send: 176 items, lease 60s (longest round 55.0176s)
+        fast, 25 items per send: 1000 items, lease 60s (longest round 15.004s)
+        two per second, 250 items per send: 1000 items, lease 60s (longest round 14s)
         "#);
     }
 }
