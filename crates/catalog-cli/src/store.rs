@@ -30,6 +30,12 @@ pub struct StoreArgs {
     #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY)]
     pub offer_cache_size: usize,
 
+    /// PostgreSQL only: connections the process keeps to the database at most. By default 8
+    /// (batches, reads, housekeeping) plus 2 per sales channel (each channel's publisher
+    /// claims and records in two lanes); an operation waits for a free one.
+    #[arg(long, env = "CATALOG_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_max_connections: Option<u32>,
+
     /// PostgreSQL only: the server cancels a statement running longer than this, in
     /// milliseconds (retried as `transaction_timeout`).
     #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
@@ -63,6 +69,12 @@ pub enum OpenError {
     Store { backend: &'static str, error: StoreError },
 }
 
+/// Connections for batches, reads and housekeeping, and for each channel's publisher lanes.
+fn default_max_connections(n_channels: usize) -> u32 {
+    let per_channel = u32::try_from(n_channels).unwrap_or(u32::MAX).saturating_mul(2);
+    PostgresOptions::default().max_connections.saturating_add(per_channel)
+}
+
 /// Opens the store `args` names, applying migrations, queuing item changes for `channels`.
 pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result<Arc<dyn CatalogStore>, OpenError> {
     let config = StoreConfig {
@@ -73,6 +85,7 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result
     let url = args.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PostgresOptions {
+            max_connections: args.db_max_connections.unwrap_or_else(|| default_max_connections(config.channels.len())),
             offer_cache_capacity: args.offer_cache_size,
             statement_timeout: Duration::from_millis(args.db_statement_timeout_ms),
             lock_timeout: Duration::from_millis(args.db_lock_timeout_ms),
@@ -89,5 +102,27 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result
         Ok(Arc::new(store))
     } else {
         Err(OpenError::Url(url.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    #[test]
+    fn each_channel_adds_its_publisher_lanes_to_the_pool_unless_told() {
+        assert_eq!(default_max_connections(0), 8);
+        assert_eq!(default_max_connections(5), 18);
+        let told = Cli::try_parse_from(["worker", "--db-max-connections", "40"]).expect("valid");
+        assert_eq!(told.store.db_max_connections, Some(40));
+        let error = Cli::try_parse_from(["worker", "--db-max-connections", "0"]).expect_err("no connections");
+        assert!(error.to_string().contains("--db-max-connections"), "{error}");
     }
 }
