@@ -72,6 +72,12 @@ pub(crate) async fn claim_outbox(
         .collect()
 }
 
+/// Records a round in two steps, so that a round never holds rows while it waits for
+/// another transaction's, and a batch never waits behind a round that waits for another
+/// batch. First, in one transaction, everything: the attempts, the held versions, the dead
+/// letters, and the outbox rows no batch holds at that moment (`SKIP LOCKED`). Then the outbox
+/// rows that were held, once their batches commit. A crash between the two leaves those rows
+/// leased: they are sent again once the lease passes, as after a crash before recording.
 pub(crate) async fn record_publishes(
     pool: &PgPool,
     records: &[PublishRecord],
@@ -79,21 +85,47 @@ pub(crate) async fn record_publishes(
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    let mut keys = std::collections::HashSet::with_capacity(records.len());
+    let records: Vec<&PublishRecord> = records.iter().collect();
     let mut resolved = Vec::new();
-    if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
-        let mut round: Vec<&PublishRecord> = records.iter().collect();
-        round.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
-        resolved = record_round(&mut transaction, &round).await?;
-    } else {
-        // The same item and channel twice: their effects depend on order, record one by one.
-        for record in records {
-            resolved.extend(record_round(&mut transaction, &[record]).await?);
-        }
+    let mut held_by_batches = Vec::new();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    for pass in passes(&records) {
+        let (pass_resolved, pass_held) = record_round(&mut transaction, &pass, Step::Record).await?;
+        resolved.extend(pass_resolved);
+        held_by_batches.extend(pass_held);
     }
     transaction.commit().await.map_err(store_error)?;
+    if !held_by_batches.is_empty() {
+        let mut transaction = pool.begin().await.map_err(store_error)?;
+        for pass in passes(&held_by_batches) {
+            record_round(&mut transaction, &pass, Step::Release).await?;
+        }
+        transaction.commit().await.map_err(store_error)?;
+    }
     Ok(resolved)
+}
+
+/// A round's records in the passes that record them: one, sorted by (item id, channel), the
+/// order `apply_batch` writes rows in; or, with the same item and channel twice (their effects
+/// depend on order), one per record.
+fn passes<'a>(records: &[&'a PublishRecord]) -> Vec<Vec<&'a PublishRecord>> {
+    let mut keys = std::collections::HashSet::with_capacity(records.len());
+    if records.iter().all(|record| keys.insert((record.item_id, record.channel.as_str()))) {
+        let mut round = records.to_vec();
+        round.sort_by(|a, b| (a.item_id.0, a.channel.as_bytes()).cmp(&(b.item_id.0, b.channel.as_bytes())));
+        vec![round]
+    } else {
+        records.iter().map(|record| vec![*record]).collect()
+    }
+}
+
+/// Which step of `record_publishes` a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Everything, with the outbox rows no batch holds.
+    Record,
+    /// Only the outbox rows, waiting for the batches that held them.
+    Release,
 }
 
 pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, StoreError> {
@@ -170,47 +202,57 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     }
 }
 
-/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given.
-pub(crate) const LOCK_ROUND: &str = "SELECT 1 FROM outbox AS o
+/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given, waiting
+/// for any a batch holds.
+pub(crate) const LOCK_ROUND: &str = "SELECT o.item_id, o.channel FROM outbox AS o
      JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
      ORDER BY u.n
      FOR UPDATE OF o";
+
+/// Locks the round's outbox rows no batch holds, and says which.
+pub(crate) const LOCK_ROUND_UNHELD: &str = "SELECT o.item_id, o.channel FROM outbox AS o
+     JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
+     ORDER BY u.n
+     FOR UPDATE OF o SKIP LOCKED";
 
 /// Records a round's attempts once its rows are locked, in one statement (the arrays of
 /// `RoundArrays::bind`, one element per record): the attempts; the version each channel now
 /// holds; the rows that are done with; the rows that now wait for a version queued while
 /// this one was out; the retries and throttled ones; and, returned, the dead letters the
-/// accepted versions resolve. The rows were locked by an earlier statement, so this one's
-/// snapshot holds every version the applier committed to them.
+/// accepted versions resolve. `recording` says a record's first step (everything but the
+/// outbox row), `locked` that its outbox row is locked by this transaction (its effect on
+/// the row). A row is changed only once locked, so this statement's snapshot holds every
+/// version a batch committed to it.
 pub(crate) const RECORD_ROUND: &str = "WITH u AS (
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::int4[], $6::text[], $7::int8[],
                               $8::text[], $9::text[], $10::int8[], $11::text[], $12::bool[], $13::int8[],
-                              $14::timestamptz[], $15::bool[], $16::text[])
+                              $14::timestamptz[], $15::bool[], $16::text[], $17::bool[], $18::bool[])
              AS u(i, c, v, attempt, status, result, latency_ms, error, listing, sent_quantity, rule,
-                  done, held, due, failed, resolution)
+                  done, held, due, failed, resolution, recording, locked)
      ), attempts AS (
          INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, latency_ms, error,
                                        listing, sent_quantity, rule)
          SELECT i, v, c, attempt, status, result, latency_ms, error, listing, sent_quantity, rule FROM u
+         WHERE recording
      ), held AS (
          INSERT INTO published_versions (item_id, channel, version)
-         SELECT i, c, held FROM u WHERE held IS NOT NULL
+         SELECT i, c, held FROM u WHERE recording AND held IS NOT NULL
          ON CONFLICT (item_id, channel) DO UPDATE
          SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()
      ), finished AS (
          DELETE FROM outbox AS o USING u
-         WHERE u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)
+         WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)
      ), requeued AS (
          UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
-         FROM u WHERE u.done AND o.item_id = u.i AND o.channel = u.c AND o.version > coalesce(u.held, u.v)
+         FROM u WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version > coalesce(u.held, u.v)
      ), retried AS (
          UPDATE outbox AS o SET available_at = u.due,
              attempts = o.attempts + CASE WHEN u.failed AND o.version = u.v THEN 1 ELSE 0 END
-         FROM u WHERE NOT u.done AND o.item_id = u.i AND o.channel = u.c
+         FROM u WHERE u.locked AND NOT u.done AND o.item_id = u.i AND o.channel = u.c
      )
      UPDATE dead_letters AS d SET resolved_at = now(), resolution = u.resolution
      FROM u
-     WHERE u.resolution IS NOT NULL AND d.stage = 'publish' AND d.subject = u.i::text
+     WHERE u.recording AND u.resolution IS NOT NULL AND d.stage = 'publish' AND d.subject = u.i::text
        AND coalesce(d.channel, '') = u.c AND d.resolved_at IS NULL AND d.version <= u.held
      RETURNING d.dead_letter_id, d.subject, u.c AS channel, u.held AS version, u.resolution, d.heal_rounds";
 
@@ -238,10 +280,14 @@ pub(crate) struct RoundArrays<'a> {
     failed: Vec<bool>,
     /// The resolution of the open dead letter an accepted version settles.
     resolutions: Vec<Option<&'static str>>,
+    /// The record's first step: everything but its outbox row.
+    recording: Vec<bool>,
+    /// Its outbox row is locked by this transaction.
+    locked: Vec<bool>,
 }
 
 impl<'a> RoundArrays<'a> {
-    pub(crate) fn new(records: &[&'a PublishRecord]) -> Self {
+    pub(crate) fn new(records: &[&'a PublishRecord], step: Step) -> Self {
         let mut arrays = Self::default();
         for record in records {
             let sent = record.sent.as_ref();
@@ -273,6 +319,8 @@ impl<'a> RoundArrays<'a> {
             arrays.dues.push(due);
             arrays.failed.push(failed);
             arrays.resolutions.push(resolution.map(|resolution| resolution.as_str()));
+            arrays.recording.push(step == Step::Record);
+            arrays.locked.push(false);
         }
         arrays
     }
@@ -295,27 +343,45 @@ impl<'a> RoundArrays<'a> {
             .bind(&self.dues)
             .bind(&self.failed)
             .bind(&self.resolutions)
+            .bind(&self.recording)
+            .bind(&self.locked)
     }
 }
 
 pub(crate) type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// Records a round of attempts, at most one per item and channel and sorted by (item id,
-/// channel): the outbox rows locked, in that order (the order `apply_batch` writes them in,
-/// so neither waits on the other in a cycle), then everything else in one statement
-/// (`RECORD_ROUND`), so the locks are held for two round trips and a commit; then the new
-/// dead letters, if any.
-async fn record_round(
+/// Runs one step of recording a pass of records, at most one per item and channel, sorted
+/// by (item id, channel): the outbox rows locked, in that order (the order `apply_batch`
+/// writes them in, so neither waits on the other in a cycle), skipping those a batch holds
+/// in the first step and waiting for them in the second; then everything else in one
+/// statement (`RECORD_ROUND`); then the new dead letters, if any. Returns the dead letters
+/// resolved and the records whose rows a batch held.
+async fn record_round<'a>(
     connection: &mut sqlx::PgConnection,
-    records: &[&PublishRecord],
-) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-    let arrays = RoundArrays::new(records);
-    sqlx::query(LOCK_ROUND)
+    records: &[&'a PublishRecord],
+    step: Step,
+) -> Result<(Vec<ResolvedDeadLetter>, Vec<&'a PublishRecord>), StoreError> {
+    let mut arrays = RoundArrays::new(records, step);
+    let lock = match step {
+        Step::Record => LOCK_ROUND_UNHELD,
+        Step::Release => LOCK_ROUND,
+    };
+    let locked: std::collections::HashSet<(Uuid, String)> = sqlx::query_as(lock)
         .bind(&arrays.ids)
         .bind(&arrays.channels)
-        .execute(&mut *connection)
+        .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .into_iter()
+        .collect();
+    let mut held_by_batches = Vec::new();
+    for (n, record) in records.iter().enumerate() {
+        arrays.locked[n] = locked.contains(&(record.item_id.0, record.channel.clone()));
+        // A row not locked in the first step is held by a batch, or gone (nothing to do).
+        if !arrays.locked[n] && step == Step::Record {
+            held_by_batches.push(*record);
+        }
+    }
     let resolved = arrays
         .bind(sqlx::query(RECORD_ROUND))
         .fetch_all(&mut *connection)
@@ -324,8 +390,10 @@ async fn record_round(
         .iter()
         .map(dead_letters::resolved_row)
         .collect::<Result<Vec<_>, _>>()?;
-    for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
-        dead_letters::write(connection, record).await?;
+    if step == Step::Record {
+        for record in records.iter().filter(|record| record.outcome == PublishOutcome::DeadLettered) {
+            dead_letters::write(connection, record).await?;
+        }
     }
-    Ok(resolved)
+    Ok((resolved, held_by_batches))
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use catalog_core::ItemId;
 use catalog_store::{PublishOutcome, PublishRecord};
 
-use crate::outbox::{RoundArrays, CLAIM, LOCK_ROUND, RECORD_ROUND};
+use crate::outbox::{RoundArrays, CLAIM, LOCK_ROUND, LOCK_ROUND_UNHELD, RECORD_ROUND};
 use crate::plans::{custom_plan, generic_plan};
 
 const CHANNELS: [&str; 5] = ["storefront", "shopify", "amazon", "walmart", "ebay"];
@@ -74,15 +74,17 @@ async fn locking_a_round_finds_each_row_by_key() {
     let (_database, mut connection) = outbox_database().await;
     let ids = round_ids(&mut connection).await;
     let channels = vec!["walmart"; ids.len()];
-    let explain = format!("EXPLAIN {LOCK_ROUND}");
-    let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels)).await;
-    let generic = generic_plan(&mut connection, LOCK_ROUND, &[], &["NULL"; 2]).await;
-    for (mode, text) in [("custom", custom), ("generic", generic)] {
-        assert!(!text.contains("Seq Scan"), "locking a round scans the outbox ({mode} plan):\n{text}");
-        assert!(
-            text.contains("outbox_item_id_channel_key"),
-            "locking a round does not use the key ({mode} plan):\n{text}"
-        );
+    for statement in [LOCK_ROUND_UNHELD, LOCK_ROUND] {
+        let explain = format!("EXPLAIN {statement}");
+        let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels)).await;
+        let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 2]).await;
+        for (mode, text) in [("custom", custom), ("generic", generic)] {
+            assert!(!text.contains("Seq Scan"), "locking a round scans the outbox ({mode} plan):\n{text}");
+            assert!(
+                text.contains("outbox_item_id_channel_key"),
+                "locking a round does not use the key ({mode} plan):\n{text}"
+            );
+        }
     }
 }
 
@@ -117,10 +119,10 @@ async fn recording_a_round_finds_each_row_by_key() {
         })
         .collect();
     let round: Vec<&PublishRecord> = records.iter().collect();
-    let arrays = RoundArrays::new(&round);
+    let arrays = RoundArrays::new(&round, crate::outbox::Step::Record);
     let explain = format!("EXPLAIN {RECORD_ROUND}");
     let custom = custom_plan(&mut connection, arrays.bind(sqlx::query(&explain))).await;
-    let generic = generic_plan(&mut connection, RECORD_ROUND, &[], &["NULL"; 16]).await;
+    let generic = generic_plan(&mut connection, RECORD_ROUND, &[], &["NULL"; 18]).await;
     for (mode, text) in [("custom", custom), ("generic", generic)] {
         assert!(!text.contains("Seq Scan on outbox"), "recording a round scans the outbox ({mode} plan):\n{text}");
         assert!(

@@ -26,12 +26,14 @@ pub(crate) async fn generic_plan(
 ) -> String {
     let types = if declared.is_empty() { String::new() } else { format!("({})", declared.join(", ")) };
     let prepare = format!("PREPARE checked{types} AS {statement}");
-    for setup in ["SET plan_cache_mode = force_generic_plan", "DEALLOCATE ALL", &prepare] {
+    for setup in ["SET plan_cache_mode = force_generic_plan", &prepare] {
         sqlx::query(setup).execute(&mut *connection).await.expect("prepare the statement");
     }
     let explain = format!("EXPLAIN EXECUTE checked({})", arguments.join(", "));
     let lines = sqlx::query(&explain).fetch_all(&mut *connection).await.expect("explain");
-    sqlx::query("RESET plan_cache_mode").execute(&mut *connection).await.expect("reset");
+    for reset in ["DEALLOCATE checked", "RESET plan_cache_mode"] {
+        sqlx::query(reset).execute(&mut *connection).await.expect("reset");
+    }
     plan_nodes(lines)
 }
 

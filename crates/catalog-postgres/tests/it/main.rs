@@ -5,6 +5,7 @@
 mod failures;
 mod healing;
 mod migrations;
+mod recording;
 mod timeouts;
 mod tls;
 
