@@ -41,7 +41,7 @@ pub struct WorkerArgs {
     pub batch_size: usize,
 
     /// A batch is applied when its oldest event has waited this long, in milliseconds.
-    #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 50)]
+    #[arg(long, env = "CATALOG_BATCH_MAX_WAIT_MS", default_value_t = 20)]
     pub batch_max_wait_ms: u64,
 
     /// Message bytes the worker holds in pending batches at most, shared evenly by the
@@ -107,7 +107,7 @@ pub struct PublishArgs {
 
     /// An item is published once its newest version has waited this long, in milliseconds,
     /// so a burst of updates to it becomes one call; 0 publishes at once.
-    #[arg(long, env = "CATALOG_PUBLISH_SETTLE_MS", default_value_t = 50)]
+    #[arg(long, env = "CATALOG_PUBLISH_SETTLE_MS", default_value_t = 10)]
     pub publish_settle_ms: u64,
 
     /// …but never later than this after its oldest unpublished version was queued, in

@@ -64,7 +64,7 @@ pub struct ChannelConfig {
 
 impl ChannelConfig {
     /// Defaults that suit a storefront: 16 in flight, 50 requests/s, 5 s timeout, 8 failures,
-    /// bursts settle for 50 ms and no item waits more than 250 ms.
+    /// bursts settle for 10 ms and no item waits more than 250 ms.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -74,7 +74,7 @@ impl ChannelConfig {
             max_attempts: 8,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(60),
-            settle: Duration::from_millis(50),
+            settle: Duration::from_millis(10),
             max_wait: Duration::from_millis(250),
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(50),
