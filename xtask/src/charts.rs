@@ -75,6 +75,25 @@ struct Round {
     naive: f64,
 }
 
+/// `docs/bench-data/fanout.json`: event → accepted on each channel of the fan-out benchmark.
+#[derive(Debug, Deserialize)]
+struct Fanout {
+    channels: Vec<FanoutChannel>,
+    events_per_second: f64,
+    items: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct FanoutChannel {
+    channel: String,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Issue #18's target for every channel not throttled.
+const FANOUT_TARGET_P99_MS: f64 = 500.0;
+
 /// What parses but cannot be drawn: each check with the problem it finds.
 trait Check {
     fn checks(&self) -> Vec<(bool, &'static str)>;
@@ -100,6 +119,16 @@ impl Check for Latency {
             (bounds, "`upper_ms` must be above 0 and never decrease from bucket to bucket"),
             (self.p50_ms <= self.p99_ms && self.p99_ms <= self.max_ms, "`p50_ms` ≤ `p99_ms` ≤ `max_ms` does not hold"),
             (stages.iter().all(|stage| stage.share <= 1.0), "a stage's `share` is above 1"),
+        ]
+    }
+}
+
+impl Check for Fanout {
+    fn checks(&self) -> Vec<(bool, &'static str)> {
+        let ordered = self.channels.iter().all(|c| c.p50_ms <= c.p99_ms && c.p99_ms <= c.max_ms);
+        vec![
+            (!self.channels.is_empty(), "`channels` is empty"),
+            (ordered, "`p50_ms` ≤ `p99_ms` ≤ `max_ms` does not hold for a channel"),
         ]
     }
 }
@@ -136,6 +165,9 @@ pub(crate) fn draw_all(root: &Path) -> Result<Vec<PathBuf>> {
     }
     if let Some(data) = load::<Baselines>(&input.join("baselines.json"), "baselines.svg")? {
         charts.push(("baselines.svg", baselines(&data)));
+    }
+    if let Some(data) = load::<Fanout>(&input.join("fanout.json"), "fanout.svg")? {
+        charts.push(("fanout.svg", fanout(&data)));
     }
     let output = root.join("docs").join("charts");
     let mut written = Vec::new();
@@ -330,6 +362,41 @@ fn baselines(data: &Baselines) -> String {
     svg.finish()
 }
 
+fn fanout(data: &Fanout) -> String {
+    const NAMES: [&str; 3] = ["p50", "p99", "max"];
+    let title = format!(
+        "event → accepted per channel, {} events/s over {} items",
+        thousands(data.events_per_second),
+        thousands(data.items)
+    );
+    let mut svg = Svg::new(WIDTH, HEIGHT, &title);
+    let area = Area { left: 72.0, top: 70.0, right: WIDTH - 28.0, bottom: HEIGHT - 44.0 };
+    svg.legend(area.right, 50.0, &NAMES);
+    let max = data.channels.iter().map(|c| c.max_ms).fold(FANOUT_TARGET_P99_MS, f64::max);
+    let top = svg.y_axis(area, max * 1.08, 5.0);
+    let group = area.width() / data.channels.len() as f64;
+    let bar = group * 0.8 / 3.0;
+    for (index, channel) in data.channels.iter().enumerate() {
+        let start = area.left + index as f64 * group + group * 0.1;
+        for (series, value) in [channel.p50_ms, channel.p99_ms, channel.max_ms].into_iter().enumerate() {
+            let (x, y) = (start + series as f64 * bar, area.y(value, top));
+            svg.rect(x + 1.0, y, bar - 2.0, area.bottom - y, COLOURS[series]);
+            svg.text(x + bar / 2.0, y - 4.0, "middle", "font-size=\"11\"", &thousands(value));
+        }
+        svg.text(start + 1.5 * bar, area.bottom + 18.0, "middle", "", &channel.channel);
+    }
+    let target = area.y(FANOUT_TARGET_P99_MS, top);
+    // The target line, named beside the legend, where no bar's label can be.
+    const TARGET: &str = "stroke=\"#d55e00\" stroke-dasharray=\"6 4\"";
+    svg.line((area.left, target), (area.right, target), TARGET);
+    svg.line((area.left, 46.0), (area.left + 24.0, 46.0), TARGET);
+    let label = format!("target: p99 < {} ms", thousands(FANOUT_TARGET_P99_MS));
+    svg.text(area.left + 30.0, 50.0, "start", "fill=\"#d55e00\"", &label);
+    svg.axes(area);
+    svg.y_title(area, "milliseconds");
+    svg.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +415,7 @@ mod tests {
         insta::assert_snapshot!("latency_histogram", latency_histogram(&latency));
         insta::assert_snapshot!("latency_stages", latency_stages(&latency));
         insta::assert_snapshot!("baselines", baselines(&sample("baselines.json")));
+        insta::assert_snapshot!("fanout", fanout(&sample("fanout.json")));
     }
 
     #[test]
@@ -364,6 +432,10 @@ mod tests {
             format!(r#"{{"title": "t", {buckets}, "p50_ms": 1, "p99_ms": 2, "max_ms": 3, "stages": [{stage}]}}"#);
         insta::assert_snapshot!(error(latency(&text)), @"docs/bench-data/latency.json is malformed: `upper_ms` must be above 0 and never decrease from bucket to bucket");
         insta::assert_snapshot!(error(baselines("{\"title\": ")), @"docs/bench-data/baselines.json is malformed: EOF while parsing a value at line 1 column 10");
+        let fanout = |text| parse::<Fanout>(Path::new("docs/bench-data/fanout.json"), text).map(drop);
+        let channel = r#"{"channel": "ebay", "p50_ms": 300, "p99_ms": 200, "max_ms": 400}"#;
+        let text = format!(r#"{{"channels": [{channel}], "events_per_second": 5000, "items": 1000}}"#);
+        insta::assert_snapshot!(error(fanout(&text)), @"docs/bench-data/fanout.json is malformed: `p50_ms` ≤ `p99_ms` ≤ `max_ms` does not hold for a channel");
     }
 
     #[test]
