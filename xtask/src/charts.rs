@@ -344,22 +344,34 @@ fn baselines(data: &Baselines) -> String {
     svg.legend(area.right, 50.0, &NAMES);
     let max = data.rounds.iter().flat_map(|r| [r.worker, r.sql_baseline, r.naive]).fold(0.0, f64::max);
     let top = svg.y_axis(area, max * 1.08, 5.0);
-    let group = area.width() / data.rounds.len() as f64;
-    let bar = group * 0.8 / 3.0;
-    for (index, round) in data.rounds.iter().enumerate() {
+    let groups: Vec<(String, Vec<f64>)> = data
+        .rounds
+        .iter()
+        .map(|round| (format!("round {}", round.round), vec![round.worker, round.sql_baseline, round.naive]))
+        .collect();
+    grouped_bars(&mut svg, area, top, &groups);
+    svg.axes(area);
+    svg.y_title(area, "events/s");
+    svg.finish()
+}
+
+/// A bar per value side by side in each group, in the series' colours, each labelled with
+/// its value (shortened when the full number is wider than its bar), the group's name below.
+fn grouped_bars(svg: &mut Svg, area: Area, top: f64, groups: &[(String, Vec<f64>)]) {
+    let n_series = groups.iter().map(|(_, values)| values.len()).max().unwrap_or(1).max(1) as f64;
+    let group = area.width() / groups.len().max(1) as f64;
+    let bar = group * 0.8 / n_series;
+    for (index, (name, values)) in groups.iter().enumerate() {
         let start = area.left + index as f64 * group + group * 0.1;
-        for (series, value) in [round.worker, round.sql_baseline, round.naive].into_iter().enumerate() {
+        for (series, value) in values.iter().copied().enumerate() {
             let (x, y) = (start + series as f64 * bar, area.y(value, top));
-            svg.rect(x + 1.0, y, bar - 2.0, area.bottom - y, COLOURS[series]);
+            svg.rect(x + 1.0, y, bar - 2.0, area.bottom - y, COLOURS[series % COLOURS.len()]);
             let full = thousands(value);
             let label = if text_width(&full, 11.0) <= bar + 2.0 { full } else { compact(value) };
             svg.text(x + bar / 2.0, y - 4.0, "middle", "font-size=\"11\"", &label);
         }
-        svg.text(start + 1.5 * bar, area.bottom + 18.0, "middle", "", &format!("round {}", round.round));
+        svg.text(start + n_series / 2.0 * bar, area.bottom + 18.0, "middle", "", name);
     }
-    svg.axes(area);
-    svg.y_title(area, "events/s");
-    svg.finish()
 }
 
 fn fanout(data: &Fanout) -> String {
@@ -374,17 +386,9 @@ fn fanout(data: &Fanout) -> String {
     svg.legend(area.right, 50.0, &NAMES);
     let max = data.channels.iter().map(|c| c.max_ms).fold(FANOUT_TARGET_P99_MS, f64::max);
     let top = svg.y_axis(area, max * 1.08, 5.0);
-    let group = area.width() / data.channels.len() as f64;
-    let bar = group * 0.8 / 3.0;
-    for (index, channel) in data.channels.iter().enumerate() {
-        let start = area.left + index as f64 * group + group * 0.1;
-        for (series, value) in [channel.p50_ms, channel.p99_ms, channel.max_ms].into_iter().enumerate() {
-            let (x, y) = (start + series as f64 * bar, area.y(value, top));
-            svg.rect(x + 1.0, y, bar - 2.0, area.bottom - y, COLOURS[series]);
-            svg.text(x + bar / 2.0, y - 4.0, "middle", "font-size=\"11\"", &thousands(value));
-        }
-        svg.text(start + 1.5 * bar, area.bottom + 18.0, "middle", "", &channel.channel);
-    }
+    let groups: Vec<(String, Vec<f64>)> =
+        data.channels.iter().map(|c| (c.channel.clone(), vec![c.p50_ms, c.p99_ms, c.max_ms])).collect();
+    grouped_bars(&mut svg, area, top, &groups);
     let target = area.y(FANOUT_TARGET_P99_MS, top);
     // The target line, named beside the legend, where no bar's label can be.
     const TARGET: &str = "stroke=\"#d55e00\" stroke-dasharray=\"6 4\"";

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use catalog_core::StockChange;
-use catalog_store::contract::{batch, incoming, offer};
+use catalog_store::contract::{batch, incoming, offer, published};
 use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord};
 use catalog_testkit::TestDatabase;
 use sqlx::{Connection, PgConnection};
@@ -33,22 +33,7 @@ async fn a_round_records_at_once_and_releases_a_row_a_batch_holds_once_it_commit
     let claimed =
         store.claim_outbox("storefront", &OutboxClaim::immediate(10, Duration::from_secs(60))).await.expect("claim");
     assert_eq!(claimed.len(), 2);
-    let records: Vec<PublishRecord> = claimed
-        .iter()
-        .map(|entry| PublishRecord {
-            item_id: entry.item.id(),
-            channel: entry.channel.clone(),
-            version: entry.item.version(),
-            attempt: 1,
-            outcome: PublishOutcome::Published,
-            status: Some(200),
-            latency_ms: Some(1),
-            error: None,
-            dead_letter_reason: None,
-            body: None,
-            sent: None,
-        })
-        .collect();
+    let records: Vec<PublishRecord> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
     let (held, free) = (records[0].item_id.0, records[1].item_id.0);
 
     // A batch queues a newer version of the first item and has not committed yet.

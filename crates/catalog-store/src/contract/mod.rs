@@ -23,8 +23,8 @@ mod retention;
 mod signals;
 
 pub use fixtures::{
-    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, raw_incoming,
-    Fresh, SOURCE,
+    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, published,
+    raw_incoming, Fresh, SOURCE,
 };
 
 use crate::StoreConfig;
