@@ -49,6 +49,20 @@ pub enum PublishError {
     Store(#[from] StoreError),
 }
 
+/// `publishes` in order, in batches of `max_batch` (at least 1), moving each once. Splitting
+/// the rest off after each batch instead copied the rest every time: for a round of 512
+/// one-item sends, 130,000 moves and 500 allocations of falling sizes, which raised the
+/// worker's peak RSS by about 50 MiB with the log channel draining a backlog.
+fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> {
+    let max_batch = max_batch.max(1);
+    let mut batches = Vec::with_capacity(publishes.len().div_ceil(max_batch));
+    let mut publishes = publishes.into_iter().peekable();
+    while publishes.peek().is_some() {
+        batches.push(publishes.by_ref().take(max_batch).collect());
+    }
+    batches
+}
+
 /// Rounds (claim, send, record) a channel runs at once, at most one per send allowed in
 /// flight.
 const LANES: usize = 2;
@@ -171,12 +185,7 @@ impl ChannelPublisher {
                     ChannelQuantity::Unmapped => records.push((self.skipped(&entry), entry)),
                 }
             }
-            let batch_size = self.adapter.max_batch().max(1);
-            let mut batches = Vec::with_capacity(publishes.len().div_ceil(batch_size));
-            while !publishes.is_empty() {
-                let rest = publishes.split_off(batch_size.min(publishes.len()));
-                batches.push(std::mem::replace(&mut publishes, rest));
-            }
+            let batches = in_batches(publishes, self.adapter.max_batch());
             let sent: Vec<(Vec<Publish>, Option<Sent>)> =
                 futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline)))
                     .buffer_unordered(concurrency)
@@ -383,5 +392,18 @@ impl ChannelPublisher {
             .build()
             .nth(attempt.saturating_sub(1) as usize)
             .unwrap_or(self.config.backoff_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_batches;
+
+    #[test]
+    fn batches_keep_the_order_and_hold_at_most_max_batch() {
+        let batches = in_batches((1..=7).collect(), 3);
+        assert_eq!(batches, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+        assert_eq!(in_batches((1..=2).collect(), 0), vec![vec![1], vec![2]], "a batch holds at least one");
+        assert!(in_batches(Vec::<u8>::new(), 25).is_empty());
     }
 }
