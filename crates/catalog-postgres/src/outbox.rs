@@ -202,18 +202,22 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     }
 }
 
-/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given, waiting
-/// for any a batch holds.
-pub(crate) const LOCK_ROUND: &str = "SELECT o.item_id, o.channel FROM outbox AS o
+/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given and returns
+/// the position (from 1) of each record whose row it locked.
+macro_rules! lock_round {
+    () => {
+        "SELECT u.n FROM outbox AS o
      JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
      ORDER BY u.n
-     FOR UPDATE OF o";
+     FOR UPDATE OF o"
+    };
+}
 
-/// Locks the round's outbox rows no batch holds, and says which.
-pub(crate) const LOCK_ROUND_UNHELD: &str = "SELECT o.item_id, o.channel FROM outbox AS o
-     JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
-     ORDER BY u.n
-     FOR UPDATE OF o SKIP LOCKED";
+/// `lock_round!`, waiting for any row a batch holds.
+pub(crate) const LOCK_ROUND: &str = lock_round!();
+
+/// `lock_round!`, skipping the rows a batch holds.
+pub(crate) const LOCK_ROUND_UNHELD: &str = concat!(lock_round!(), " SKIP LOCKED");
 
 /// Records a round's attempts once its rows are locked, in one statement (the arrays of
 /// `RoundArrays::bind`, one element per record): the attempts; the version each channel now
@@ -366,22 +370,23 @@ async fn record_round<'a>(
         Step::Record => LOCK_ROUND_UNHELD,
         Step::Release => LOCK_ROUND,
     };
-    let locked: std::collections::HashSet<(Uuid, String)> = sqlx::query_as(lock)
+    let positions: Vec<i64> = sqlx::query_scalar(lock)
         .bind(&arrays.ids)
         .bind(&arrays.channels)
         .fetch_all(&mut *connection)
         .await
-        .map_err(store_error)?
-        .into_iter()
-        .collect();
-    let mut held_by_batches = Vec::new();
-    for (n, record) in records.iter().enumerate() {
-        arrays.locked[n] = locked.contains(&(record.item_id.0, record.channel.clone()));
-        // A row not locked in the first step is held by a batch, or gone (nothing to do).
-        if !arrays.locked[n] && step == Step::Record {
-            held_by_batches.push(*record);
-        }
+        .map_err(store_error)?;
+    for position in positions {
+        let index = usize::try_from(position - 1).ok().filter(|index| *index < records.len());
+        let index =
+            index.ok_or_else(|| StoreError::Corrupt(format!("a round of {} locked row {position}", records.len())))?;
+        arrays.locked[index] = true;
     }
+    // A row not locked in the first step is held by a batch, or gone (nothing to do).
+    let held_by_batches = match step {
+        Step::Record => records.iter().zip(&arrays.locked).filter(|(_, locked)| !**locked).map(|(r, _)| *r).collect(),
+        Step::Release => Vec::new(),
+    };
     let resolved = arrays
         .bind(sqlx::query(RECORD_ROUND))
         .fetch_all(&mut *connection)

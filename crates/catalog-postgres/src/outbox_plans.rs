@@ -43,6 +43,17 @@ async fn outbox_database() -> (TestDatabase, PgConnection) {
     (database, connection)
 }
 
+/// Neither the custom nor the generic plan of `what` holds `scan`, and both use every one of
+/// `indexes`.
+fn assert_finds_by_index(what: &str, [custom, generic]: [String; 2], scan: &str, indexes: &[&str]) {
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert!(!text.contains(scan), "{what} scans the outbox ({mode} plan):\n{text}");
+        for index in indexes {
+            assert!(text.contains(index), "{what} does not use {index} ({mode} plan):\n{text}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn claiming_walks_the_channel_index_and_updates_by_key() {
     let (_database, mut connection) = outbox_database().await;
@@ -50,14 +61,12 @@ async fn claiming_walks_the_channel_index_and_updates_by_key() {
     let query = sqlx::query(&explain).bind("amazon").bind(ROUND).bind(60.0_f64).bind(0.05_f64).bind(0.25_f64);
     let custom = custom_plan(&mut connection, query).await;
     let generic = generic_plan(&mut connection, CLAIM, &[], &["NULL"; 5]).await;
-    for (mode, text) in [("custom", custom), ("generic", generic)] {
-        assert!(!text.contains("Seq Scan"), "the claim scans the outbox ({mode} plan):\n{text}");
-        assert!(
-            text.contains("outbox_channel_first_enqueued"),
-            "the claim does not walk the channel index ({mode} plan):\n{text}"
-        );
-        assert!(text.contains("outbox_pkey"), "the claim does not update by key ({mode} plan):\n{text}");
-    }
+    assert_finds_by_index(
+        "the claim",
+        [custom, generic],
+        "Seq Scan",
+        &["outbox_channel_first_enqueued", "outbox_pkey"],
+    );
 }
 
 /// The item ids of a round.
@@ -78,13 +87,7 @@ async fn locking_a_round_finds_each_row_by_key() {
         let explain = format!("EXPLAIN {statement}");
         let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels)).await;
         let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 2]).await;
-        for (mode, text) in [("custom", custom), ("generic", generic)] {
-            assert!(!text.contains("Seq Scan"), "locking a round scans the outbox ({mode} plan):\n{text}");
-            assert!(
-                text.contains("outbox_item_id_channel_key"),
-                "locking a round does not use the key ({mode} plan):\n{text}"
-            );
-        }
+        assert_finds_by_index("locking a round", [custom, generic], "Seq Scan", &["outbox_item_id_channel_key"]);
     }
 }
 
@@ -123,11 +126,10 @@ async fn recording_a_round_finds_each_row_by_key() {
     let explain = format!("EXPLAIN {RECORD_ROUND}");
     let custom = custom_plan(&mut connection, arrays.bind(sqlx::query(&explain))).await;
     let generic = generic_plan(&mut connection, RECORD_ROUND, &[], &["NULL"; 18]).await;
-    for (mode, text) in [("custom", custom), ("generic", generic)] {
-        assert!(!text.contains("Seq Scan on outbox"), "recording a round scans the outbox ({mode} plan):\n{text}");
-        assert!(
-            text.contains("outbox_item_id_channel_key"),
-            "recording a round does not use the key ({mode} plan):\n{text}"
-        );
-    }
+    assert_finds_by_index(
+        "recording a round",
+        [custom, generic],
+        "Seq Scan on outbox",
+        &["outbox_item_id_channel_key"],
+    );
 }
