@@ -230,6 +230,15 @@ impl ChannelQuantity {
 }
 
 impl ChannelRules {
+    /// The channel's id of the listing of `sku`: the SKU itself, or what the listing map says;
+    /// `None` when the SKU is not listed there.
+    pub fn listing_of<'a>(&'a self, sku: &'a Sku) -> Option<&'a str> {
+        match &self.listings {
+            Listings::BySku => Some(sku.as_str()),
+            Listings::Mapped(map) => map.get(sku).map(String::as_str),
+        }
+    }
+
     /// What the channel is sent for `item`: its listing and quantity by these rules, or
     /// nothing when the SKU has no listing there.
     ///
@@ -248,13 +257,10 @@ impl ChannelRules {
     /// assert_eq!(rules.quantity_for(&other), ChannelQuantity::Unmapped);
     /// ```
     pub fn quantity_for(&self, item: &CatalogItem) -> ChannelQuantity {
-        let listing = match &self.listings {
-            Listings::BySku => item.sku().as_str().to_owned(),
-            Listings::Mapped(map) => match map.get(item.sku()) {
-                Some(listing) => listing.clone(),
-                None => return ChannelQuantity::Unmapped,
-            },
+        let Some(listing) = self.listing_of(item.sku()) else {
+            return ChannelQuantity::Unmapped;
         };
+        let listing = listing.to_owned();
         let (quantity, rule) = self.stock.apply(item.quantity());
         ChannelQuantity::Send { listing, quantity, rule }
     }

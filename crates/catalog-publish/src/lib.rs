@@ -24,7 +24,9 @@ pub use channel::{ChannelConfig, Secret};
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
-pub use readback::{parse_list, ReadBack, ReadBackError, ShownItem, ShownPage, MAX_PAGE};
+pub use readback::{
+    parse_list, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage, ShownQuantities, MAX_PAGE,
+};
 pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,
 };

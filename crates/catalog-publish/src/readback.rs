@@ -1,6 +1,8 @@
-//! Reading back what a channel shows: the storefront contract's list endpoint,
-//! `GET {base_url}/v1/tenants/{tenant}/items?after={item_id}&limit={1..1000}`, for
-//! reconciliation. Same client, token, timeouts and answer classes as publishing.
+//! Reading back what a channel shows, for reconciliation, in one of two ways: the storefront
+//! contract's list endpoint, `GET {base_url}/v1/tenants/{tenant}/items?after={item_id}&limit={1..1000}`
+//! ([`ReadBack`], every item in item id order, with its version), or a marketplace's own
+//! read of the quantities of the listings it is asked about ([`LookupReadBack`], no version).
+//! Same client, token, timeouts and answer classes as publishing.
 
 use std::time::Duration;
 
@@ -72,6 +74,57 @@ pub trait ReadBack: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, tenant: &TenantId, after: Option<ItemId>, limit: usize) -> Result<ShownPage, ReadBackError>;
 }
 
+/// The quantities a marketplace shows, by listing: a listing it does not hold is absent.
+pub type ShownQuantities = std::collections::HashMap<String, i64>;
+
+/// A channel that shows the quantity of the listings it is asked about, not a list in item id
+/// order and no version: the marketplaces. What it shows is compared only for items whose
+/// current version it accepted (decision 0022).
+#[async_trait]
+pub trait LookupReadBack: Send + Sync + std::fmt::Debug + 'static {
+    /// The most listings one read request asks about: 1 for a platform that reads one
+    /// listing per request, its documented bound for one with a batch read.
+    fn max_lookup(&self) -> usize {
+        1
+    }
+
+    /// The least time between two read requests: the platform's documented rate for the
+    /// call, when it is lower than reconciliation's own (`--reconcile-rate`).
+    fn read_interval(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// How long after accepting a quantity the platform may still show the one before (it
+    /// applies updates asynchronously): a difference is corrected only once it is seen again
+    /// at least this much later on the same version.
+    fn settle(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// What the platform shows for `listings` (at most [`LookupReadBack::max_lookup`]).
+    async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError>;
+}
+
+/// How a channel can be read back.
+#[derive(Debug, Clone)]
+pub enum ChannelReader {
+    /// Every item in item id order, with its version (the storefront contract).
+    List(std::sync::Arc<dyn ReadBack>),
+    /// The quantities of the listings asked about (a marketplace).
+    Lookup(std::sync::Arc<dyn LookupReadBack>),
+}
+
+/// What the statuses every platform means alike say of a read that did not succeed: 429
+/// wait (`Retry-After`, or a second), 408 and 5xx retry, any other a refusal an operator must
+/// look at (a wrong credential, scope or URL).
+pub(crate) fn read_error(status: u16, retry_after: Option<&str>, body: &str) -> ReadBackError {
+    match status {
+        429 => ReadBackError::Throttled(parse_retry_after(retry_after, Utc::now())),
+        408 | 500..=599 => ReadBackError::Transient(format!("HTTP {status}")),
+        _ => ReadBackError::Refused { status, body: body.chars().take(512).collect() },
+    }
+}
+
 #[derive(Deserialize)]
 struct ListBody {
     items: Vec<ListItem>,
@@ -125,9 +178,7 @@ impl ReadBack for StorefrontChannel {
         let body = response.text().await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
         match status {
             200 => parse_list(&body),
-            429 => Err(ReadBackError::Throttled(parse_retry_after(retry_after.as_deref(), Utc::now()))),
-            408 | 500..=599 => Err(ReadBackError::Transient(format!("HTTP {status}"))),
-            _ => Err(ReadBackError::Refused { status, body: body.chars().take(512).collect() }),
+            _ => Err(read_error(status, retry_after.as_deref(), &body)),
         }
     }
 }

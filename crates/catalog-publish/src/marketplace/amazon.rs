@@ -3,6 +3,8 @@
 //! seller SKU per request (the API has no batch form), with a Login with Amazon access token
 //! fetched from the seller's refresh token and fetched again when Amazon says it expired.
 
+mod read;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -39,6 +41,8 @@ const FULFILLMENT_CHANNEL_CODE: &str = "DEFAULT";
 const PATCH_OPERATION: &str = "merge";
 /// SP-API asks integrations to name themselves as `AppName/Version (Language=…)`.
 const USER_AGENT: &str = concat!("catalog-sync/", env!("CARGO_PKG_VERSION"), " (Language=Rust)");
+
+pub use read::{parse_listing_quantity, READ_INTERVAL, READ_SETTLE};
 
 /// Which seller's listings, in which marketplace, and the credentials of the application the
 /// seller authorized.

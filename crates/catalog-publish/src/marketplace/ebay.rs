@@ -3,6 +3,8 @@
 //! is answered SKU by SKU, with a user access token from eBay's OAuth endpoint (refresh-token
 //! grant, Basic client authentication) fetched again once when eBay says it expired.
 
+mod read;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -40,6 +42,8 @@ const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
 /// `403 Access denied`: seen from eBay when the access token has expired (hendt/ebay-api#148),
 /// otherwise an access token without the scope the call needs.
 const ACCESS_DENIED_ERROR_ID: u64 = 1100;
+
+pub use read::{parse_bulk_get, MAX_READS_PER_REQUEST};
 
 /// Where eBay is and the seller's OAuth grant for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! in the form) fetched again once when Mercado Libre says it expired. Its refresh tokens are
 //! single-use: each refresh answers a new one, which the token cache keeps for the next.
 
+mod read;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,6 +20,8 @@ use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
 use crate::publisher::PublishError;
 use crate::response::{truncate, Verdict};
+
+pub use read::{parse_multiget, MAX_READS_PER_REQUEST};
 
 /// Mercado Libre's API host, the same for every site (MLA, MLB, MLM, …).
 pub const DEFAULT_BASE_URL: &str = "https://api.mercadolibre.com";

@@ -19,6 +19,7 @@ use crate::adapter::{Attempt, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::TokenCache;
 use crate::publisher::PublishError;
+use crate::readback::{read_error, ReadBackError};
 use crate::response::{classify_transport, parse_retry_after, truncate, TransportError, Verdict};
 
 /// A platform's answer, read whole.
@@ -177,4 +178,28 @@ where
         }
         return Ok(answer);
     }
+}
+
+/// Makes a read with the channel's access token, once more with a new token when `expired`
+/// says so, like [`with_token`]; a token that cannot be had, or a transport failure, is a
+/// transient failure of the read.
+pub(crate) async fn read_with_token<F, Fut>(
+    tokens: &TokenCache,
+    expired: impl Fn(&Answer) -> bool,
+    send: F,
+) -> Result<Answer, ReadBackError>
+where
+    F: Fn(Secret) -> Fut,
+    Fut: Future<Output = Result<Answer, TransportError>>,
+{
+    with_token(tokens, expired, send).await.map_err(|verdict| match verdict {
+        Verdict::Throttled { retry_after } => ReadBackError::Throttled(retry_after),
+        Verdict::Retry { error, .. } | Verdict::DeadLetter { error, .. } => ReadBackError::Transient(error),
+        Verdict::Answered(_) => ReadBackError::Transient("no answer".into()),
+    })
+}
+
+/// A read's answer that is not a success, as what every platform means alike by its status.
+pub(crate) fn read_refusal(answer: &Answer) -> ReadBackError {
+    read_error(answer.status, answer.header("retry-after"), &answer.body)
 }

@@ -3,8 +3,12 @@
 //! per request, with a static access token. Validation errors and throttling come in HTTP 200
 //! answers; `extensions.cost.throttleStatus` tells how long to wait before the bucket runs dry.
 
+mod read;
+
 use super::http_client;
 use std::time::{Duration, Instant};
+
+pub use read::{parse_available, MAX_READS_PER_REQUEST};
 
 use async_trait::async_trait;
 use catalog_core::CatalogItem;

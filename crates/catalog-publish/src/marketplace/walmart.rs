@@ -3,6 +3,8 @@
 //! asynchronous feed), with a client-credentials access token from `/v3/token`, fetched again
 //! when Walmart answers 401, and a pause when Walmart says the seller's request budget is spent.
 
+mod read;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,6 +28,8 @@ pub const DEFAULT_BASE_URL: &str = "https://marketplace.walmartapis.com";
 pub const DEFAULT_TOKEN_URL: &str = "https://marketplace.walmartapis.com/v3/token";
 /// The `WM_SVC.NAME` every Marketplace request carries.
 pub const SERVICE_NAME: &str = "Walmart Marketplace";
+
+pub use read::{parse_inventory, READ_INTERVAL};
 
 /// Which seller's inventory, and the API credentials Walmart issued the seller.
 #[derive(Debug, Clone, PartialEq, Eq)]

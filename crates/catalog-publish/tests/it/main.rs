@@ -9,6 +9,7 @@ mod heal;
 mod marketplace_support;
 mod mercadolibre;
 mod ordering;
+mod read_back;
 mod rules;
 mod shopify;
 mod storefront;

@@ -1,0 +1,119 @@
+//! Reading Mercado Libre back: the multiget `GET /items?ids=…&attributes=id,available_quantity`
+//! reads up to [`MAX_READS_PER_REQUEST`] items, answered item by item (`code` and `body`); an
+//! item Mercado Libre does not know (`code` 404) shows nothing.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::MercadoLibreChannel;
+use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
+use crate::readback::{LookupReadBack, ReadBackError, ShownQuantities};
+use crate::response::truncate;
+
+/// The multiget reads up to 20 items per request.
+pub const MAX_READS_PER_REQUEST: usize = 20;
+
+#[async_trait]
+impl LookupReadBack for MercadoLibreChannel {
+    fn max_lookup(&self) -> usize {
+        MAX_READS_PER_REQUEST
+    }
+
+    async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
+        // Only item ids (letters and digits) are asked about: anything else would change the
+        // list the query names, and is never published either.
+        let ids: Vec<&str> = listings
+            .iter()
+            .copied()
+            .filter(|id| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+            .collect();
+        if ids.is_empty() {
+            return Ok(ShownQuantities::new());
+        }
+        let url = format!("{}/items", self.config.base_url.trim_end_matches('/'));
+        let ids = ids.join(",");
+        let expired = |answer: &Answer| answer.status == 401;
+        let answer = read_with_token(&self.tokens, expired, |token| {
+            let request = self
+                .client
+                .get(&url)
+                .query(&[("ids", ids.as_str()), ("attributes", "id,available_quantity")])
+                .bearer_auth(token.expose())
+                .header("Accept", "application/json");
+            exchange(request)
+        })
+        .await?;
+        if answer.status != 200 {
+            return Err(read_refusal(&answer));
+        }
+        parse_multiget(&answer.body)
+    }
+}
+
+/// Reads a 200 answer to the multiget: each entry with `code` 200 shows its
+/// `body.available_quantity`, 404 nothing; any other entry fails the read.
+pub fn parse_multiget(body: &str) -> Result<ShownQuantities, ReadBackError> {
+    let answer: Value =
+        serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+    let entries =
+        answer.as_array().ok_or_else(|| ReadBackError::Malformed(format!("not a list: {}", truncate(body))))?;
+    let mut shown = ShownQuantities::new();
+    for entry in entries {
+        match entry["code"].as_u64() {
+            Some(200) => {
+                let item = &entry["body"];
+                let id = item["id"]
+                    .as_str()
+                    .ok_or_else(|| ReadBackError::Malformed(format!("an item without an id: {entry}")))?;
+                let quantity = item["available_quantity"].as_i64().ok_or_else(|| {
+                    ReadBackError::Malformed(format!("item {id} without an integer available_quantity"))
+                })?;
+                shown.insert(id.to_owned(), quantity);
+            }
+            Some(404) => {}
+            Some(code @ (429 | 500..=599)) => {
+                return Err(ReadBackError::Transient(format!("code {code}: {}", truncate(&entry.to_string()))));
+            }
+            code => {
+                let status = code.and_then(|code| u16::try_from(code).ok()).unwrap_or(200);
+                return Err(ReadBackError::Refused { status, body: truncate(&entry.to_string()).to_owned() });
+            }
+        }
+    }
+    Ok(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(result: Result<ShownQuantities, ReadBackError>) -> String {
+        match result {
+            Ok(shown) => {
+                let mut shown: Vec<String> = shown.iter().map(|(id, quantity)| format!("{id}={quantity}")).collect();
+                shown.sort();
+                format!("shows [{}]", shown.join(", "))
+            }
+            Err(error) => format!("{error:?}"),
+        }
+    }
+
+    #[test]
+    fn every_documented_answer_to_the_read_has_its_reading() {
+        let cases = [
+            r#"[{"code":200,"body":{"id":"MLA1","available_quantity":7}},{"code":404,"body":{"message":"Item with id MLA2 not found","error":"not_found","status":404,"cause":[]}}]"#,
+            r#"[{"code":403,"body":{"message":"Invalid caller.id","error":"forbidden","status":403,"cause":[]}}]"#,
+            r#"[{"code":500,"body":{"message":"Internal server error","error":"internal_error","status":500,"cause":[]}}]"#,
+            r#"[{"code":200,"body":{"id":"MLA1"}}]"#,
+            r#"{"message":"invalid ids","error":"bad_request","status":400}"#,
+        ];
+        let rendered: Vec<String> = cases.iter().map(|body| render(parse_multiget(body))).collect();
+        insta::assert_snapshot!(rendered.join("\n"), @r#"
+        shows [MLA1=7]
+        Refused { status: 403, body: "{\"body\":{\"cause\":[],\"error\":\"forbidden\",\"message\":\"Invalid caller.id\",\"status\":403},\"code\":403}" }
+        Transient("code 500: {\"body\":{\"cause\":[],\"error\":\"internal_error\",\"message\":\"Internal server error\",\"status\":500},\"code\":500}")
+        Malformed("item MLA1 without an integer available_quantity")
+        Malformed("not a list: {\"message\":\"invalid ids\",\"error\":\"bad_request\",\"status\":400}")
+        "#);
+    }
+}
