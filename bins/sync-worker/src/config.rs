@@ -141,8 +141,9 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_DEAD_LETTER_MAX_HEALS", default_value_t = 5)]
     pub dead_letter_max_heals: u32,
 
-    /// Reconciliation: read back what each HTTP channel shows (its list endpoint) and correct
-    /// every drift from what it accepted with a new item version. `off` trusts the channels.
+    /// Reconciliation: read back what each HTTP channel shows (a storefront's list endpoint, a
+    /// marketplace's read of the listings asked about) and correct every drift from what it
+    /// accepted with a new item version. `off` trusts the channels.
     #[arg(long = "reconcile", env = "CATALOG_RECONCILE", value_enum, default_value_t = Switch::On)]
     pub reconcile: Switch,
 
@@ -154,7 +155,8 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_RECONCILE_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub reconcile_page_size: u64,
 
-    /// Read-back requests per second at most, per channel, on top of the publish rate.
+    /// Read-back requests per second at most, per channel, on top of the publish rate (a
+    /// marketplace with a lower documented read rate is read slower).
     #[arg(long, env = "CATALOG_RECONCILE_RATE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub reconcile_rate: u32,
 }

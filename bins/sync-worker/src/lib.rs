@@ -112,14 +112,15 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         Switch::Off => tracing::info!("--publish off: queuing publishes for other workers, sending none"),
         Switch::On => {
             let work = applier.publish_work();
+            let built = channels::build_channels(http_channels)?;
             if args.publish.reconcile == Switch::On {
                 let reconcile_store: Arc<dyn ReconcileStore> = store.clone();
                 let settings = args.publish.reconcile_settings();
-                for reconciler in reconcile::reconcilers(&http_channels, reconcile_store, settings, &metrics, work)? {
+                for reconciler in reconcile::reconcilers(&built, reconcile_store, settings, &metrics, work) {
                     services.spawn(reconciler.run(stop_services.clone()).map(Ok));
                 }
             }
-            for publisher in publishing::publishers(http_channels, &publish_settings, store.clone(), &metrics, work)? {
+            for publisher in publishing::publishers(built, &publish_settings, store.clone(), &metrics, work) {
                 let (stop, drained) = (stop_services.clone(), drained.clone());
                 let running = readiness.publisher_started();
                 publishers.spawn(async move {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::Classify;
-use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishError, PublishEvents, WorkSignal};
+use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, WorkSignal};
 use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{HttpChannel, PublishSettings, STOREFRONT_CHANNEL};
+use crate::channels::{BuiltChannel, PublishSettings, STOREFRONT_CHANNEL};
 use crate::metrics::Metrics;
 
 /// How the log channel drains: everything due at once (nothing to coalesce for a reader of
@@ -31,24 +31,23 @@ fn log_channel_config(settings: &PublishSettings) -> ChannelConfig {
 /// The publishers for `channels` (from `settings`): one per HTTP channel, or the log channel
 /// when there is none. Each is woken by `work` and counted in `metrics`.
 pub fn publishers(
-    channels: Vec<HttpChannel>,
+    channels: Vec<BuiltChannel>,
     settings: &PublishSettings,
     store: Arc<dyn OutboxStore>,
     metrics: &Metrics,
     work: &WorkSignal,
-) -> Result<Vec<ChannelPublisher>, PublishError> {
+) -> Vec<ChannelPublisher> {
     let events: Arc<dyn PublishEvents> = Arc::new(PublishMetrics(metrics.clone()));
     if channels.is_empty() {
         let publisher = ChannelPublisher::new(log_channel_config(settings), Arc::new(LogChannel), store, events);
-        return Ok(vec![publisher.woken_by(work.clone())]);
+        return vec![publisher.woken_by(work.clone())];
     }
     channels
         .into_iter()
-        .map(|channel| {
+        .map(|BuiltChannel { channel, adapter, .. }| {
             tracing::info!(channel = %channel.config.name, adapter = channel.adapter.kind(), base_url = %channel.adapter.base_url(), "publishing over HTTP");
-            let adapter = channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
             let publisher = ChannelPublisher::new(channel.config, adapter, Arc::clone(&store), Arc::clone(&events));
-            Ok(publisher.woken_by(work.clone()))
+            publisher.woken_by(work.clone())
         })
         .collect()
 }

@@ -1,7 +1,9 @@
 //! Sales channels served on local ports for scenarios and benchmarks: the storefront contract
 //! and the five marketplaces, each answering its platform's documented success shape (and
 //! token endpoint), holding the quantity set per listing, and, on demand, throttling or
-//! failing every n-th request the way that platform does. The adapters' own tests
+//! failing every n-th request the way that platform does. Each also answers its platform's
+//! read of those quantities (for reconciliation), and a test can change or remove a listing
+//! behind the channel's back (drift). The adapters' own tests
 //! (`catalog-publish`) check every request field against the documentation; these check
 //! what a whole run leaves on each channel.
 
@@ -13,7 +15,7 @@ use std::time::Instant;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -67,10 +69,12 @@ impl Marketplace {
         let app = Router::new()
             .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(storefront))
             .route("/admin/api/{version}/graphql.json", post(shopify))
-            .route("/listings/2021-08-01/items/{seller}/{sku}", patch(amazon))
-            .route("/v3/inventory", put(walmart))
+            .route("/listings/2021-08-01/items/{seller}/{sku}", patch(amazon).get(amazon_read))
+            .route("/v3/inventory", put(walmart).get(walmart_read))
             .route("/sell/inventory/v1/bulk_update_price_quantity", post(ebay))
+            .route("/sell/inventory/v1/bulk_get_inventory_item", post(ebay_read))
             .route("/items/{item}", put(mercadolibre))
+            .route("/items", get(mercadolibre_read))
             .route("/auth/o2/token", post(token))
             .route("/v3/token", post(token))
             .route("/identity/v1/oauth2/token", post(token))
@@ -98,6 +102,22 @@ impl Marketplace {
         Arc::clone(&self.held)
     }
 
+    /// Changes what a listing shows behind the channel's back (a manual edit on the
+    /// platform): drift.
+    pub fn edit(&self, listing: &str, quantity: i64) {
+        self.held
+            .lock()
+            .expect("marketplace state")
+            .entry(listing.to_owned())
+            .or_default()
+            .push((quantity, Instant::now()));
+    }
+
+    /// Removes a listing behind the channel's back: the platform no longer shows it.
+    pub fn remove(&self, listing: &str) {
+        self.held.lock().expect("marketplace state").remove(listing);
+    }
+
     /// Requests answered so far, token requests not counted.
     pub fn n_requests(&self) -> u64 {
         self.n_requests.load(Ordering::Relaxed)
@@ -121,6 +141,11 @@ impl Shared {
         } else {
             Fate::Serve
         }
+    }
+
+    /// What a listing shows now, if anything.
+    fn shown(&self, listing: &str) -> Option<i64> {
+        self.held.lock().expect("marketplace state").get(listing).and_then(|sets| sets.last()).map(|(q, _)| *q)
     }
 
     fn set(&self, listing: &str, quantity: i64) {
@@ -165,6 +190,9 @@ async fn storefront(
 async fn shopify(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
     if let Some(answer) = shared.misbehave() {
         return answer;
+    }
+    if let Some(ids) = body["variables"]["ids"].as_array() {
+        return shopify_read(&shared, ids);
     }
     let input = &body["variables"]["input"];
     let mut changes = Vec::new();
@@ -242,4 +270,103 @@ async fn token() -> Response {
         "refresh_token": "local-refresh-token"
     }))
     .into_response()
+}
+
+/// The `nodes(ids:)` read of the inventory items' `available` quantity: `inventoryLevel: null`
+/// for an item not stocked at the location.
+fn shopify_read(shared: &Shared, ids: &[Value]) -> Response {
+    let nodes: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let id = id.as_str().unwrap_or_default();
+            let level = shared
+                .shown(id)
+                .map(|quantity| json!({ "quantities": [{ "name": "available", "quantity": quantity }] }));
+            json!({ "id": id, "inventoryLevel": level })
+        })
+        .collect();
+    Json(json!({
+        "data": { "nodes": nodes },
+        "extensions": { "cost": { "requestedQueryCost": 3 * nodes.len(), "actualQueryCost": 3 * nodes.len(),
+            "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 990, "restoreRate": 100.0 } } }
+    }))
+    .into_response()
+}
+
+/// `getListingsItem` with `includedData=fulfillmentAvailability`.
+async fn amazon_read(State(shared): State<Shared>, Path((_, sku)): Path<(String, String)>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    match shared.shown(&sku) {
+        Some(quantity) => Json(json!({ "sku": sku,
+            "fulfillmentAvailability": [{ "fulfillmentChannelCode": "DEFAULT", "quantity": quantity }] }))
+        .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "errors": [{ "code": "NOT_FOUND",
+            "message": format!("SKU '{sku}' not found in marketplace ATVPDKIKX0DER") }] })),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /v3/inventory?sku=`.
+async fn walmart_read(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let sku = query.get("sku").cloned().unwrap_or_default();
+    match shared.shown(&sku) {
+        Some(amount) => Json(json!({ "sku": sku, "quantity": { "unit": "EACH", "amount": amount } })).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "errors": [{ "code": "CONTENT_NOT_FOUND.GMP_INVENTORY_API",
+            "description": "Item not found", "info": "Requested content could not be found.", "severity": "ERROR",
+            "category": "APPLICATION" }] })),
+        )
+            .into_response(),
+    }
+}
+
+/// `bulkGetInventoryItem`: per SKU, the inventory item or a 404 entry.
+async fn ebay_read(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let responses: Vec<Value> = body["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|request| {
+            let sku = request["sku"].as_str().unwrap_or_default();
+            match shared.shown(sku) {
+                Some(quantity) => json!({ "statusCode": 200, "sku": sku, "inventoryItem": { "sku": sku,
+                    "availability": { "shipToLocationAvailability": { "quantity": quantity } } } }),
+                None => {
+                    json!({ "statusCode": 404, "sku": sku, "errors": [{ "errorId": 25702, "domain": "API_INVENTORY",
+                    "category": "REQUEST", "message": "The SKU could not be found." }] })
+                }
+            }
+        })
+        .collect();
+    Json(json!({ "responses": responses })).into_response()
+}
+
+/// The multiget `GET /items?ids=…&attributes=id,available_quantity`.
+async fn mercadolibre_read(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let ids = query.get("ids").cloned().unwrap_or_default();
+    let answers: Vec<Value> = ids
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| match shared.shown(id) {
+            Some(quantity) => json!({ "code": 200, "body": { "id": id, "available_quantity": quantity } }),
+            None => json!({ "code": 404, "body": { "message": format!("Item with id {id} not found"),
+                "error": "not_found", "status": 404, "cause": [] } }),
+        })
+        .collect();
+    Json(Value::Array(answers)).into_response()
 }

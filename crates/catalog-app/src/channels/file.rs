@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
 use catalog_publish::{ChannelConfig, Secret, StorefrontConfig};
@@ -64,6 +65,9 @@ struct ChannelEntry {
     listings: Option<BTreeMap<String, String>>,
     /// A `sku,listing` CSV file, relative to the channels file.
     listings_file: Option<PathBuf>,
+    /// How long a difference read back from the channel must last before it is corrected;
+    /// the adapter's documented processing delay when absent (decision 0022).
+    read_back_settle_ms: Option<u64>,
 }
 
 fn enabled() -> bool {
@@ -168,7 +172,8 @@ fn channel(
             .map_err(|error| ChannelsError::Adapter { channel: name.clone(), error: format!("stock: {error}") })?,
     };
     config.rules = ChannelRules { listings, stock };
-    Ok(HttpChannel { config, adapter, route })
+    let read_back_settle = entry.read_back_settle_ms.map(Duration::from_millis);
+    Ok(HttpChannel { config, adapter, route, read_back_settle })
 }
 
 /// The credential in environment variable `variable`: set and not empty.

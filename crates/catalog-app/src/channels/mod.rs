@@ -19,7 +19,10 @@ use catalog_publish::marketplace::{
     shopify::{ShopifyChannel, ShopifyConfig},
     walmart::{WalmartChannel, WalmartConfig},
 };
-use catalog_publish::{ChannelAdapter, ChannelConfig, PublishError, Secret, StorefrontChannel, StorefrontConfig};
+use catalog_publish::{
+    ChannelAdapter, ChannelConfig, ChannelReader, LookupReadBack, PublishError, Secret, StorefrontChannel,
+    StorefrontConfig,
+};
 use catalog_store::ChannelRoute;
 
 pub use file::ChannelsError;
@@ -93,32 +96,31 @@ impl AdapterSettings {
         }
     }
 
-    /// The storefront contract's settings, for reading the channel back (reconciliation);
-    /// `None` for a marketplace.
-    pub fn storefront(&self) -> Option<&StorefrontConfig> {
-        match self {
-            AdapterSettings::Storefront(config) => Some(config),
-            _ => None,
-        }
-    }
-
     /// The adapter, with a client that gives up after `request_timeout` and keeps up to
-    /// `connections` connections open.
+    /// `connections` connections open, and how the same adapter (one client, one access
+    /// token cache: Mercado Libre's refresh tokens are single-use) reads the channel back.
     pub fn build(
         &self,
         request_timeout: Duration,
         connections: usize,
-    ) -> Result<Arc<dyn ChannelAdapter>, PublishError> {
+    ) -> Result<(Arc<dyn ChannelAdapter>, Option<ChannelReader>), PublishError> {
+        fn looked_up<T: ChannelAdapter + LookupReadBack>(
+            channel: T,
+        ) -> (Arc<dyn ChannelAdapter>, Option<ChannelReader>) {
+            let channel = Arc::new(channel);
+            (Arc::clone(&channel) as Arc<dyn ChannelAdapter>, Some(ChannelReader::Lookup(channel)))
+        }
         Ok(match self.clone() {
             AdapterSettings::Storefront(config) => {
-                Arc::new(StorefrontChannel::new(config, request_timeout, connections)?)
+                let channel = Arc::new(StorefrontChannel::new(config, request_timeout, connections)?);
+                (Arc::clone(&channel) as Arc<dyn ChannelAdapter>, Some(ChannelReader::List(channel)))
             }
-            AdapterSettings::Shopify(config) => Arc::new(ShopifyChannel::new(config, request_timeout, connections)?),
-            AdapterSettings::Amazon(config) => Arc::new(AmazonChannel::new(config, request_timeout, connections)?),
-            AdapterSettings::Walmart(config) => Arc::new(WalmartChannel::new(config, request_timeout, connections)?),
-            AdapterSettings::Ebay(config) => Arc::new(EbayChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Shopify(config) => looked_up(ShopifyChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Amazon(config) => looked_up(AmazonChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Walmart(config) => looked_up(WalmartChannel::new(config, request_timeout, connections)?),
+            AdapterSettings::Ebay(config) => looked_up(EbayChannel::new(config, request_timeout, connections)?),
             AdapterSettings::MercadoLibre(config) => {
-                Arc::new(MercadoLibreChannel::new(config, request_timeout, connections)?)
+                looked_up(MercadoLibreChannel::new(config, request_timeout, connections)?)
             }
         })
     }
@@ -131,6 +133,9 @@ pub struct HttpChannel {
     pub config: ChannelConfig,
     pub adapter: AdapterSettings,
     pub route: ChannelRoute,
+    /// How long a difference read back must last before reconciliation corrects it; `None`
+    /// for the adapter's own (`LookupReadBack::settle`).
+    pub read_back_settle: Option<Duration>,
 }
 
 /// The HTTP channels to publish to; empty means the `log` channel.
@@ -153,6 +158,7 @@ pub fn http_channels_with(
             config,
             adapter: AdapterSettings::Storefront(StorefrontConfig::new(&storefront.base_url, storefront.token.clone())),
             route: ChannelRoute::all(STOREFRONT_CHANNEL),
+            read_back_settle: None,
         });
     }
     if let Some(path) = &settings.channels_file {
@@ -169,6 +175,27 @@ pub fn http_channels_with(
         return Err(ChannelsError::Duplicate(pair[0].to_owned()));
     }
     Ok(channels)
+}
+
+/// An HTTP channel with its adapter built: what publishes to it and, when it can be read
+/// back, what reconciles it, over one client.
+#[derive(Debug, Clone)]
+pub struct BuiltChannel {
+    pub channel: HttpChannel,
+    pub adapter: Arc<dyn ChannelAdapter>,
+    pub reader: Option<ChannelReader>,
+}
+
+/// Builds each channel's adapter once, for its publisher and its reconciler.
+pub fn build_channels(channels: Vec<HttpChannel>) -> Result<Vec<BuiltChannel>, PublishError> {
+    channels
+        .into_iter()
+        .map(|channel| {
+            let (adapter, reader) =
+                channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
+            Ok(BuiltChannel { channel, adapter, reader })
+        })
+        .collect()
 }
 
 /// The routes the store queues item changes for: the HTTP channels', or the storefront alone

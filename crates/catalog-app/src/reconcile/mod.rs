@@ -1,18 +1,25 @@
-//! Reconciliation: every few seconds, read back what a channel shows, page by page in item
-//! id order beside the store's own pages, and correct every drift (`catalog_core::detect_drift`)
-//! as a new item version published the normal way. Detection plus the next publish round is
-//! what bounds the time a channel shows something wrong (decision 0016).
+//! Reconciliation: every few seconds, read back what a channel shows beside the store's own
+//! pages in item id order (the storefront's list, page by page; a marketplace's quantities,
+//! asked for the listings of each page, `lookup`), and correct every drift
+//! (`catalog_core::detect_drift`) as a new item version published the normal way. Detection
+//! plus the next publish round is what bounds the time a channel shows something wrong
+//! (decisions 0016 and 0022).
+
+mod lookup;
+mod suspects;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, ItemId, Listings, TenantId};
-use catalog_publish::{ReadBack, ReadBackError, ShownItem, WorkSignal};
+use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, ItemId, Shown, TenantId};
+use catalog_publish::{ChannelReader, ReadBack, ReadBackError, ShownItem, WorkSignal};
 use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::BuiltChannel;
 use crate::metrics::Metrics;
+use suspects::Suspects;
 
 /// How often and how fast a channel is reconciled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,9 @@ pub struct SweepReport {
     pub corrected: u64,
     /// Items the channel shows that the catalog does not hold (reported, not corrected).
     pub unknown: u64,
+    /// Differences seen on a channel that applies updates asynchronously, not corrected
+    /// until seen again after its settle time.
+    pub waiting: u64,
     pub requests: u64,
 }
 
@@ -70,13 +80,17 @@ impl Classify for SweepError {
 pub struct Reconciler {
     channel: String,
     store: Arc<dyn ReconcileStore>,
-    reader: Arc<dyn ReadBack>,
+    reader: ChannelReader,
     settings: ReconcileSettings,
     metrics: Metrics,
     /// Woken when corrections were queued, so the publisher does not wait for its poll.
     work: Option<WorkSignal>,
     /// The channel's listings and stock rules: what it should show.
     rules: ChannelRules,
+    /// Differences waiting for their confirmation (a channel with a settle time).
+    suspects: Mutex<Suspects>,
+    /// The settle time the channels file gives, in place of the adapter's.
+    settle: Option<Duration>,
 }
 
 /// Paces requests to at most a rate, and counts them.
@@ -103,12 +117,28 @@ impl Reconciler {
     pub fn new(
         channel: impl Into<String>,
         store: Arc<dyn ReconcileStore>,
-        reader: Arc<dyn ReadBack>,
+        reader: ChannelReader,
         settings: ReconcileSettings,
         metrics: Metrics,
         work: Option<WorkSignal>,
     ) -> Self {
-        Self { channel: channel.into(), store, reader, settings, metrics, work, rules: ChannelRules::default() }
+        Self {
+            channel: channel.into(),
+            store,
+            reader,
+            settings,
+            metrics,
+            work,
+            rules: ChannelRules::default(),
+            suspects: Mutex::default(),
+            settle: None,
+        }
+    }
+
+    /// Corrects a difference only once it lasted `settle` (`None`: the adapter's own).
+    pub fn with_settle(mut self, settle: Option<Duration>) -> Self {
+        self.settle = settle;
+        self
     }
 
     /// Compares what the channel shows with what its stock rules offer it, not the catalog
@@ -132,13 +162,14 @@ impl Reconciler {
             match result {
                 Ok(report) => {
                     self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, "complete"]).inc();
-                    if report.drifts > 0 || report.unknown > 0 {
+                    if report.drifts > 0 || report.unknown > 0 || report.waiting > 0 {
                         tracing::info!(
                             channel = %self.channel,
                             items = report.items_compared,
                             drifts = report.drifts,
                             corrected = report.corrected,
                             unknown = report.unknown,
+                            waiting = report.waiting,
                             seconds,
                             "reconciliation found drift"
                         );
@@ -160,12 +191,26 @@ impl Reconciler {
     /// One pass over every tenant the channel serves.
     pub async fn sweep(&self) -> Result<SweepReport, SweepError> {
         let rate = self.settings.requests_per_second.max(1);
-        let mut pacer = Pacer { gap: Duration::from_secs(1) / rate, last: None, requests: 0 };
+        let mut gap = Duration::from_secs(1) / rate;
+        if let ChannelReader::Lookup(reader) = &self.reader {
+            gap = gap.max(reader.read_interval());
+        }
+        let mut pacer = Pacer { gap, last: None, requests: 0 };
         let mut report = SweepReport::default();
         for tenant in self.store.reconcile_tenants(&self.channel).await? {
             report.tenants += 1;
-            self.sweep_tenant(&tenant, &mut pacer, &mut report).await?;
+            match &self.reader {
+                ChannelReader::List(reader) => {
+                    self.sweep_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await?
+                }
+                ChannelReader::Lookup(reader) => {
+                    self.look_up_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await?
+                }
+            }
         }
+        let mut suspects = self.suspects.lock().expect("suspects");
+        suspects.end_sweep();
+        report.waiting = suspects.waiting() as u64;
         report.requests = pacer.requests;
         Ok(report)
     }
@@ -173,6 +218,7 @@ impl Reconciler {
     /// Merges the store's pages with the channel's, both in item id order.
     async fn sweep_tenant(
         &self,
+        reader: &dyn ReadBack,
         tenant: &TenantId,
         pacer: &mut Pacer,
         report: &mut SweepReport,
@@ -191,7 +237,7 @@ impl Reconciler {
                 // Read the channel far enough to know whether it shows this item.
                 while shown.back().is_none_or(|back| back.item_id.0 < item.item_id.0) {
                     let Some(after) = channel_next else { break };
-                    let next = self.read_page(tenant, after, page_size, pacer).await?;
+                    let next = self.read_page(reader, tenant, after, page_size, pacer).await?;
                     channel_next = next.next.map(Some);
                     shown.extend(next.items);
                 }
@@ -216,21 +262,20 @@ impl Reconciler {
         // What the channel shows beyond the catalog's last item is unknown to the catalog.
         report.unknown += shown.len() as u64;
         while let Some(after) = channel_next {
-            let next = self.read_page(tenant, after, page_size, pacer).await?;
+            let next = self.read_page(reader, tenant, after, page_size, pacer).await?;
             report.unknown += next.items.len() as u64;
             channel_next = next.next.map(Some);
         }
         Ok(())
     }
 
-    fn compare(&self, item: &ChannelItem, shown: Option<catalog_core::Shown>) -> Option<DriftCorrection> {
-        let quantity = match &self.rules.listings {
-            Listings::Mapped(listings) if !listings.contains_key(&item.sku) => return None,
-            _ => self.rules.stock.apply(item.quantity).0,
-        };
+    /// The drift `shown` is from what the channel's rules offer it of `item`, if any. A SKU
+    /// the channel does not list is never drift.
+    fn compare(&self, item: &ChannelItem, shown: Option<Shown>) -> Option<DriftCorrection> {
+        self.rules.listing_of(&item.sku)?;
+        let quantity = self.rules.stock.apply(item.quantity).0;
         let expected = Expected { quantity, version: item.version, accepted: item.accepted };
         let drift = detect_drift(expected, shown)?;
-        self.metrics.drifts_detected.with_label_values(&[&self.channel, drift.kind.as_str()]).inc();
         Some(DriftCorrection {
             item_id: item.item_id,
             seen_version: item.version,
@@ -249,6 +294,7 @@ impl Reconciler {
         report.corrected += corrected;
         self.metrics.drifts_corrected.with_label_values(&[&self.channel]).inc_by(corrected);
         for correction in corrections {
+            self.metrics.drifts_detected.with_label_values(&[&self.channel, correction.kind.as_str()]).inc();
             tracing::info!(
                 channel = %self.channel,
                 item_id = %correction.item_id,
@@ -270,6 +316,7 @@ impl Reconciler {
     /// number of times.
     async fn read_page(
         &self,
+        reader: &dyn ReadBack,
         tenant: &TenantId,
         after: Option<ItemId>,
         limit: usize,
@@ -279,56 +326,52 @@ impl Reconciler {
         loop {
             pacer.wait().await;
             attempt += 1;
-            match self.reader.list(tenant, after, limit).await {
+            match reader.list(tenant, after, limit).await {
                 Ok(page) => return Ok(page),
-                Err(error) => {
-                    self.metrics.reconcile_read_errors.with_label_values(&[&self.channel, error.kind()]).inc();
-                    let wait = match &error {
-                        ReadBackError::Throttled(wait) => *wait,
-                        ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
-                        _ => return Err(error.into()),
-                    };
-                    if attempt >= self.settings.max_attempts {
-                        return Err(error.into());
-                    }
-                    tokio::time::sleep(wait).await;
-                }
+                Err(error) => self.wait_to_retry(error, attempt).await?,
             }
         }
     }
+
+    /// Counts a failed read and waits before the next attempt, or gives the error up when
+    /// it is not worth retrying or the attempts are spent.
+    async fn wait_to_retry(&self, error: ReadBackError, attempt: u32) -> Result<(), SweepError> {
+        self.metrics.reconcile_read_errors.with_label_values(&[&self.channel, error.kind()]).inc();
+        let wait = match &error {
+            ReadBackError::Throttled(wait) => *wait,
+            ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
+            _ => return Err(error.into()),
+        };
+        if attempt >= self.settings.max_attempts {
+            return Err(error.into());
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
 }
 
-/// One reconciler per channel that speaks the storefront contract (read-back endpoints
-/// included), comparing against what the channel's stock rules offer it; none for the log
-/// channel, which shows nothing to read back, nor yet for marketplaces (their adapters have
-/// no read-back).
+/// One reconciler per channel that can be read back (the storefront contract's list, a
+/// marketplace's quantities), sharing the channel's adapter (its client and access tokens),
+/// comparing against what the channel's stock rules offer it; none for the log channel,
+/// which shows nothing to read back.
 pub fn reconcilers(
-    channels: &[crate::channels::HttpChannel],
+    channels: &[BuiltChannel],
     store: Arc<dyn ReconcileStore>,
     settings: ReconcileSettings,
     metrics: &Metrics,
     work: &WorkSignal,
-) -> Result<Vec<Reconciler>, catalog_publish::PublishError> {
+) -> Vec<Reconciler> {
     channels
         .iter()
-        .filter_map(|channel| {
-            let Some(storefront) = channel.adapter.storefront() else {
-                tracing::info!(channel = %channel.config.name, adapter = channel.adapter.kind(), "not reconciled: the adapter cannot read the channel back");
+        .filter_map(|built| {
+            let config = &built.channel.config;
+            let Some(reader) = built.reader.clone() else {
+                tracing::info!(channel = %config.name, adapter = built.channel.adapter.kind(), "not reconciled: the adapter cannot read the channel back");
                 return None;
             };
-            Some(catalog_publish::StorefrontChannel::new(storefront.clone(), channel.config.request_timeout, 2).map(
-                |reader| {
-                    Reconciler::new(
-                        channel.config.name.clone(),
-                        Arc::clone(&store),
-                        Arc::new(reader),
-                        settings,
-                        metrics.clone(),
-                        Some(work.clone()),
-                    )
-                    .with_rules(channel.config.rules.clone())
-                },
-            ))
+            let reconciler =
+                Reconciler::new(config.name.clone(), Arc::clone(&store), reader, settings, metrics.clone(), Some(work.clone()));
+            Some(reconciler.with_rules(config.rules.clone()).with_settle(built.channel.read_back_settle))
         })
         .collect()
 }

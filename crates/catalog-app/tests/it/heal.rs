@@ -110,7 +110,6 @@ async fn passes_requeue_then_quarantine_and_a_later_version_resolves() {
     };
     let publisher =
         publishers(Vec::new(), &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &WorkSignal::new())
-            .expect("the log publisher")
             .pop()
             .expect("one publisher");
     let drained = CancellationToken::new();

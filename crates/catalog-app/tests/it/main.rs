@@ -4,5 +4,6 @@
 mod alerts;
 mod channels;
 mod heal;
+mod reconcile_marketplaces;
 mod retention;
 mod sales_channels;

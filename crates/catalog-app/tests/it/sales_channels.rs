@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_app::channels::{http_channels_with, routes, PublishSettings};
+use catalog_app::channels::{build_channels, http_channels_with, routes, PublishSettings};
 use catalog_app::publishing::publishers;
 use catalog_app::Metrics;
 use catalog_core::{ItemKey, Sku, TenantId};
@@ -108,7 +108,8 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
     let metrics = Metrics::new();
     let work = WorkSignal::new();
     let outbox = Arc::clone(&store) as Arc<dyn OutboxStore>;
-    let publishers = publishers(channels, &settings, outbox, &metrics, &work).expect("publishers");
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, &settings, outbox, &metrics, &work);
     let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
     let running: Vec<_> = publishers
         .into_iter()
