@@ -114,6 +114,45 @@ pub enum ChannelReader {
     Lookup(std::sync::Arc<dyn LookupReadBack>),
 }
 
+/// A read answer's body as JSON, or why it is not.
+pub(crate) fn json_of(body: &str) -> Result<serde_json::Value, ReadBackError> {
+    serde_json::from_str(body)
+        .map_err(|error| ReadBackError::Malformed(format!("{error}: {}", crate::response::truncate(body))))
+}
+
+/// Reads listings one request each (`read_one` gives a listing's quantity, `None` when the
+/// platform does not hold it), in order, stopping at the first failure.
+pub(crate) async fn one_listing_at_a_time<'a, F, Fut>(
+    listings: &[&'a str],
+    read_one: F,
+) -> Result<ShownQuantities, ReadBackError>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<i64>, ReadBackError>>,
+{
+    let mut shown = ShownQuantities::new();
+    for listing in listings {
+        if let Some(quantity) = read_one(listing).await? {
+            shown.insert((*listing).to_owned(), quantity);
+        }
+    }
+    Ok(shown)
+}
+
+/// A read's outcome as one line, listings sorted: what the parsers' snapshot tests show.
+#[cfg(test)]
+pub(crate) fn render_shown(result: Result<ShownQuantities, ReadBackError>) -> String {
+    match result {
+        Ok(shown) => {
+            let mut shown: Vec<String> =
+                shown.iter().map(|(listing, quantity)| format!("{listing}={quantity}")).collect();
+            shown.sort();
+            format!("shows [{}]", shown.join(", "))
+        }
+        Err(error) => format!("{error:?}"),
+    }
+}
+
 /// What the statuses every platform means alike say of a read that did not succeed: 429
 /// wait (`Retry-After`, or a second), 408 and 5xx retry, any other a refusal an operator must
 /// look at (a wrong credential, scope or URL).

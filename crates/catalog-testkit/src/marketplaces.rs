@@ -105,12 +105,7 @@ impl Marketplace {
     /// Changes what a listing shows behind the channel's back (a manual edit on the
     /// platform): drift.
     pub fn edit(&self, listing: &str, quantity: i64) {
-        self.held
-            .lock()
-            .expect("marketplace state")
-            .entry(listing.to_owned())
-            .or_default()
-            .push((quantity, Instant::now()));
+        set(&self.held, listing, quantity);
     }
 
     /// Removes a listing behind the channel's back: the platform no longer shows it.
@@ -122,6 +117,11 @@ impl Marketplace {
     pub fn n_requests(&self) -> u64 {
         self.n_requests.load(Ordering::Relaxed)
     }
+}
+
+/// Sets a listing's quantity now.
+fn set(held: &Held, listing: &str, quantity: i64) {
+    held.lock().expect("marketplace state").entry(listing.to_owned()).or_default().push((quantity, Instant::now()));
 }
 
 /// What the fault plan says for the next request.
@@ -149,12 +149,7 @@ impl Shared {
     }
 
     fn set(&self, listing: &str, quantity: i64) {
-        self.held
-            .lock()
-            .expect("marketplace state")
-            .entry(listing.to_owned())
-            .or_default()
-            .push((quantity, Instant::now()));
+        set(&self.held, listing, quantity);
     }
 
     /// A throttled or failed answer, when the plan says so.

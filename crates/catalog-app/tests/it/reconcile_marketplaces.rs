@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_app::channels::{build_channels, http_channels_with, routes, PublishSettings};
+use catalog_app::channels::{build_channels, routes};
 use catalog_app::publishing::publishers;
 use catalog_app::reconcile::{reconcilers, ReconcileSettings};
 use catalog_app::Metrics;
@@ -20,6 +20,8 @@ use catalog_store::prelude::*;
 use catalog_store::{BatchInput, IncomingEvent, ReconcileStore, SourceRef, StoreConfig};
 use catalog_testkit::marketplaces::{Faults, Marketplace, Platform};
 use tokio_util::sync::CancellationToken;
+
+use crate::sales_channels::channels_in;
 
 const N_SKUS: u64 = 8;
 
@@ -71,7 +73,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     let meli_listings: Vec<String> = (0..N_SKUS).map(|n| format!(r#""{}": "{}""#, sku(n), mla(n))).collect();
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("channels.json");
-    std::fs::write(
+    let (channels, settings) = channels_in(
         &path,
         format!(
             r#"[
@@ -98,22 +100,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
             shopify_listings = shopify_listings.join(", "),
             meli_listings = meli_listings.join(", "),
         ),
-    )
-    .expect("write the channels file");
-    let settings = PublishSettings {
-        storefront: None,
-        channels_file: Some(path),
-        lease: Duration::from_secs(30),
-        settle: Duration::ZERO,
-        max_wait: Duration::ZERO,
-        max_attempts: 20,
-    };
-    let env = |name: &str| Some(format!("{name} value"));
-    let mut channels = http_channels_with(&settings, &env).expect("channels");
-    for channel in &mut channels {
-        channel.config.backoff_min = Duration::from_millis(10);
-        channel.config.backoff_max = Duration::from_millis(50);
-    }
+    );
     let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
     let sqlite = Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
     let store: Arc<dyn CatalogStore> = sqlite.clone();

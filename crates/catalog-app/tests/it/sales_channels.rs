@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_app::channels::{build_channels, http_channels_with, routes, PublishSettings};
+use catalog_app::channels::{build_channels, http_channels_with, routes, HttpChannel, PublishSettings};
 use catalog_app::publishing::publishers;
 use catalog_app::Metrics;
 use catalog_core::{ItemKey, Sku, TenantId};
@@ -47,6 +47,27 @@ fn events(round: u64) -> BatchInput {
     BatchInput { events, checkpoints: vec![] }
 }
 
+/// Writes `text` as the channels file at `path` and reads it as the worker does, credentials
+/// from a fake environment, retries fast (the failures are what is tested, not the waits).
+pub(crate) fn channels_in(path: &std::path::Path, text: String) -> (Vec<HttpChannel>, PublishSettings) {
+    std::fs::write(path, text).expect("write the channels file");
+    let settings = PublishSettings {
+        storefront: None,
+        channels_file: Some(path.to_path_buf()),
+        lease: Duration::from_secs(30),
+        settle: Duration::ZERO,
+        max_wait: Duration::ZERO,
+        max_attempts: 20,
+    };
+    let env = |name: &str| Some(format!("{name} value"));
+    let mut channels = http_channels_with(&settings, &env).expect("channels");
+    for channel in &mut channels {
+        channel.config.backoff_min = Duration::from_millis(10);
+        channel.config.backoff_max = Duration::from_millis(50);
+    }
+    (channels, settings)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling() {
     let storefront =
@@ -62,7 +83,7 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
         (0..N_SKUS).step_by(2).map(|n| format!(r#""{}": "MLA{}""#, sku(n), 500_000 + n)).collect();
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("channels.json");
-    std::fs::write(
+    let (channels, settings) = channels_in(
         &path,
         format!(
             r#"[
@@ -84,23 +105,7 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
             shopify_listings = shopify_listings.join(", "),
             meli_listings = meli_listings.join(", "),
         ),
-    )
-    .expect("write the channels file");
-    let settings = PublishSettings {
-        storefront: None,
-        channels_file: Some(path),
-        lease: Duration::from_secs(30),
-        settle: Duration::ZERO,
-        max_wait: Duration::ZERO,
-        max_attempts: 20,
-    };
-    let env = |name: &str| Some(format!("{name} value"));
-    let mut channels = http_channels_with(&settings, &env).expect("channels");
-    for channel in &mut channels {
-        // Retries within the test's time: the failures are what is tested, not the waits.
-        channel.config.backoff_min = Duration::from_millis(10);
-        channel.config.backoff_max = Duration::from_millis(50);
-    }
+    );
     let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
     let store: Arc<dyn CatalogStore> =
         Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));

@@ -113,6 +113,16 @@ fn sorted(shown: &ShownQuantities) -> Vec<(String, i64)> {
     shown
 }
 
+fn shopify(platform: &Platform) -> ShopifyChannel {
+    let config = ShopifyConfig {
+        base_url: platform.base_url.clone(),
+        api_version: "2026-04".into(),
+        access_token: Secret::new("shpat_local"),
+        location_id: "gid://shopify/Location/7".into(),
+    };
+    ShopifyChannel::new(config, TIMEOUT, 2).expect("client")
+}
+
 #[tokio::test]
 async fn shopify_reads_the_available_quantity_of_many_inventory_items_at_its_location_in_one_query() {
     let nodes = json!({ "data": { "nodes": [
@@ -121,13 +131,7 @@ async fn shopify_reads_the_available_quantity_of_many_inventory_items_at_its_loc
         null
     ] } });
     let platform = Platform::start(vec![ok(nodes)]).await;
-    let config = ShopifyConfig {
-        base_url: platform.base_url.clone(),
-        api_version: "2026-04".into(),
-        access_token: Secret::new("shpat_local"),
-        location_id: "gid://shopify/Location/7".into(),
-    };
-    let channel = ShopifyChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = shopify(&platform);
     let listings =
         ["gid://shopify/InventoryItem/11", "gid://shopify/InventoryItem/12", "gid://shopify/InventoryItem/13", "SKU-1"];
     let shown = channel.shown_quantities(&listings).await.expect("read");
@@ -158,13 +162,7 @@ async fn shopify_throttling_waits_until_the_bucket_holds_the_query() {
         "extensions": { "cost": { "requestedQueryCost": 302, "actualQueryCost": null,
             "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 2, "restoreRate": 100.0 } } } });
     let platform = Platform::start(vec![ok(throttled)]).await;
-    let config = ShopifyConfig {
-        base_url: platform.base_url.clone(),
-        api_version: "2026-04".into(),
-        access_token: Secret::new("shpat_local"),
-        location_id: "gid://shopify/Location/7".into(),
-    };
-    let channel = ShopifyChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = shopify(&platform);
     let read = channel.shown_quantities(&["gid://shopify/InventoryItem/11"]).await;
     assert_eq!(read, Err(ReadBackError::Throttled(Duration::from_secs(3))));
 }

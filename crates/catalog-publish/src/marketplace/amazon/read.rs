@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{access_token_refused, error_text, throttle_wait, AmazonChannel, FULFILLMENT_CHANNEL_CODE};
 use crate::marketplace::{exchange, header_pairs, percent_encode, read_with_token};
-use crate::readback::{read_error, LookupReadBack, ReadBackError, ShownQuantities};
+use crate::readback::{json_of, one_listing_at_a_time, read_error, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
 /// `getListingsItem`'s documented usage plan: 5 requests per second (burst 10).
@@ -34,13 +34,7 @@ impl LookupReadBack for AmazonChannel {
     }
 
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
-        let mut shown = ShownQuantities::new();
-        for listing in listings {
-            if let Some(quantity) = self.listing_quantity(listing).await? {
-                shown.insert((*listing).to_owned(), quantity);
-            }
-        }
-        Ok(shown)
+        one_listing_at_a_time(listings, |listing| self.listing_quantity(listing)).await
     }
 }
 
@@ -83,8 +77,7 @@ pub fn parse_listing_quantity(
 ) -> Result<Option<i64>, ReadBackError> {
     match status {
         200 => {
-            let listing: Value = serde_json::from_str(body)
-                .map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+            let listing = json_of(body)?;
             let entries = listing["fulfillmentAvailability"].as_array().map(Vec::as_slice).unwrap_or_default();
             let merchant = entries.iter().find(|entry| entry["fulfillmentChannelCode"] == FULFILLMENT_CHANNEL_CODE);
             match merchant.map(|entry| &entry["quantity"]) {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{describe_errors, EbayChannel};
 use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
-use crate::readback::{LookupReadBack, ReadBackError, ShownQuantities};
+use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
 /// `bulkGetInventoryItem` reads up to 25 SKUs per request.
@@ -49,8 +49,7 @@ impl LookupReadBack for EbayChannel {
 /// is not available" or 25710 "We didn't find the entity": eBay's reference does not say which
 /// a bulk entry carries); any other entry fails the read (`errors` say why).
 pub fn parse_bulk_get(body: &str) -> Result<ShownQuantities, ReadBackError> {
-    let answer: Value =
-        serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+    let answer = json_of(body)?;
     let entries = answer["responses"]
         .as_array()
         .ok_or_else(|| ReadBackError::Malformed(format!("no responses[] array: {}", truncate(body))))?;
@@ -84,17 +83,7 @@ pub fn parse_bulk_get(body: &str) -> Result<ShownQuantities, ReadBackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn render(result: Result<ShownQuantities, ReadBackError>) -> String {
-        match result {
-            Ok(shown) => {
-                let mut shown: Vec<String> = shown.iter().map(|(sku, quantity)| format!("{sku}={quantity}")).collect();
-                shown.sort();
-                format!("shows [{}]", shown.join(", "))
-            }
-            Err(error) => format!("{error:?}"),
-        }
-    }
+    use crate::readback::render_shown;
 
     #[test]
     fn every_documented_answer_to_the_read_has_its_reading() {
@@ -106,7 +95,7 @@ mod tests {
             r#"{"responses":[{"statusCode":200}]}"#,
             "<html>",
         ];
-        let rendered: Vec<String> = cases.iter().map(|body| render(parse_bulk_get(body))).collect();
+        let rendered: Vec<String> = cases.iter().map(|body| render_shown(parse_bulk_get(body))).collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         shows [SKU-1=7, SKU-3=0]
         Refused { status: 400, body: "SKU SKU-1: errorId 25707: This is an invalid value for a SKU." }

@@ -3,11 +3,10 @@
 //! item Mercado Libre does not know (`code` 404) shows nothing.
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use super::MercadoLibreChannel;
 use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
-use crate::readback::{LookupReadBack, ReadBackError, ShownQuantities};
+use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
 /// The multiget reads up to 20 items per request.
@@ -53,8 +52,7 @@ impl LookupReadBack for MercadoLibreChannel {
 /// Reads a 200 answer to the multiget: each entry with `code` 200 shows its
 /// `body.available_quantity`, 404 nothing; any other entry fails the read.
 pub fn parse_multiget(body: &str) -> Result<ShownQuantities, ReadBackError> {
-    let answer: Value =
-        serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+    let answer = json_of(body)?;
     let entries =
         answer.as_array().ok_or_else(|| ReadBackError::Malformed(format!("not a list: {}", truncate(body))))?;
     let mut shown = ShownQuantities::new();
@@ -86,17 +84,7 @@ pub fn parse_multiget(body: &str) -> Result<ShownQuantities, ReadBackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn render(result: Result<ShownQuantities, ReadBackError>) -> String {
-        match result {
-            Ok(shown) => {
-                let mut shown: Vec<String> = shown.iter().map(|(id, quantity)| format!("{id}={quantity}")).collect();
-                shown.sort();
-                format!("shows [{}]", shown.join(", "))
-            }
-            Err(error) => format!("{error:?}"),
-        }
-    }
+    use crate::readback::render_shown;
 
     #[test]
     fn every_documented_answer_to_the_read_has_its_reading() {
@@ -107,7 +95,7 @@ mod tests {
             r#"[{"code":200,"body":{"id":"MLA1"}}]"#,
             r#"{"message":"invalid ids","error":"bad_request","status":400}"#,
         ];
-        let rendered: Vec<String> = cases.iter().map(|body| render(parse_multiget(body))).collect();
+        let rendered: Vec<String> = cases.iter().map(|body| render_shown(parse_multiget(body))).collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         shows [MLA1=7]
         Refused { status: 403, body: "{\"body\":{\"cause\":[],\"error\":\"forbidden\",\"message\":\"Invalid caller.id\",\"status\":403},\"code\":403}" }

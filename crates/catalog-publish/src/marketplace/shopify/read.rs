@@ -4,11 +4,11 @@
 //! (`inventoryLevel: null`), shows nothing.
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{is_inventory_item_gid, message, Budget, ShopifyChannel};
 use crate::marketplace::{exchange, read_refusal};
-use crate::readback::{LookupReadBack, ReadBackError, ShownQuantities};
+use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::{truncate, DEFAULT_RETRY_AFTER};
 
 /// Inventory items per read. `nodes` takes up to 250 ids; each item costs about three points
@@ -46,8 +46,7 @@ impl LookupReadBack for ShopifyChannel {
 /// Reads the answer to the `AvailableAt` query: each inventory item's `available` quantity
 /// at the location, by its GID. `THROTTLED` waits until the bucket holds the query's cost.
 pub fn parse_available(body: &str) -> Result<ShownQuantities, ReadBackError> {
-    let answer: Value =
-        serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+    let answer = json_of(body)?;
     if let Some(errors) = answer.get("errors").filter(|errors| !errors.is_null()) {
         let throttled = errors
             .as_array()
@@ -77,17 +76,7 @@ pub fn parse_available(body: &str) -> Result<ShownQuantities, ReadBackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn render(result: Result<ShownQuantities, ReadBackError>) -> String {
-        match result {
-            Ok(shown) => {
-                let mut shown: Vec<String> = shown.iter().map(|(id, quantity)| format!("{id}={quantity}")).collect();
-                shown.sort();
-                format!("shows [{}]", shown.join(", "))
-            }
-            Err(error) => format!("{error:?}"),
-        }
-    }
+    use crate::readback::render_shown;
 
     #[test]
     fn every_documented_answer_to_the_read_has_its_reading() {
@@ -99,7 +88,7 @@ mod tests {
             r#"{"data":null}"#.to_owned(),
             "<html>".to_owned(),
         ];
-        let rendered: Vec<String> = cases.iter().map(|body| render(parse_available(body))).collect();
+        let rendered: Vec<String> = cases.iter().map(|body| render_shown(parse_available(body))).collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         shows [gid://shopify/InventoryItem/1=10]
         Throttled(100ms)

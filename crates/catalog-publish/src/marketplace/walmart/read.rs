@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use super::{access_token_expired, correlation_id, error_text, throttle_wait, WalmartChannel, SERVICE_NAME};
 use crate::marketplace::{exchange, header_pairs, percent_encode, read_with_token};
-use crate::readback::{read_error, LookupReadBack, ReadBackError, ShownQuantities};
+use crate::readback::{json_of, one_listing_at_a_time, read_error, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
 /// At most about three reads a second. Walmart publishes no number for `GET /v3/inventory`
@@ -25,13 +24,7 @@ impl LookupReadBack for WalmartChannel {
     }
 
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
-        let mut shown = ShownQuantities::new();
-        for listing in listings {
-            if let Some(quantity) = self.inventory(listing).await? {
-                shown.insert((*listing).to_owned(), quantity);
-            }
-        }
-        Ok(shown)
+        one_listing_at_a_time(listings, |listing| self.inventory(listing)).await
     }
 }
 
@@ -70,8 +63,7 @@ pub fn parse_inventory(
 ) -> Result<Option<i64>, ReadBackError> {
     match status {
         200 => {
-            let inventory: Value = serde_json::from_str(body)
-                .map_err(|error| ReadBackError::Malformed(format!("{error}: {}", truncate(body))))?;
+            let inventory = json_of(body)?;
             let amount = &inventory["quantity"]["amount"];
             amount
                 .as_i64()
