@@ -3,7 +3,8 @@
 
 use catalog_core::{ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
-use catalog_store::{rows, ChannelItem, DriftCorrection, DriftRecord, StoreConfig, StoreError};
+use catalog_store::{rows, ChannelItem, DriftCorrection, DriftCount, DriftRecord, StoreConfig, StoreError};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -142,4 +143,26 @@ pub(crate) async fn item_drifts(pool: &PgPool, item_id: ItemId, limit: usize) ->
             })
         })
         .collect()
+}
+
+pub(crate) async fn drift_counts(pool: &PgPool, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, kind, count(*) AS drifts, max(detected_at) AS last_at FROM drifts
+         WHERE detected_at >= $1 GROUP BY channel, kind ORDER BY channel, kind",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let drifts: i64 = column(row, "drifts")?;
+        Ok(DriftCount {
+            channel: column(row, "channel")?,
+            kind: column(row, "kind")?,
+            drifts: drifts.max(0) as u64,
+            last_at: column(row, "last_at")?,
+        })
+    })
+    .collect()
 }

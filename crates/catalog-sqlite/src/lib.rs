@@ -41,9 +41,9 @@ use catalog_store::{
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
-    DeadLetterHeal, DriftCorrection, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow,
-    OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore, ResolvedDeadLetter,
-    StoreConfig, StoreError, SyncStatus, TenantFlags,
+    DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore,
+    ResolvedDeadLetter, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -308,6 +308,10 @@ impl ReconcileStore for SqliteStore {
 
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
         reconcile::item_drifts(&self.pool, item_id, limit).await
+    }
+
+    async fn drift_counts(&self, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
+        reconcile::drift_counts(&self.pool, since).await
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use catalog_core::{ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
-use catalog_store::{rows, ChannelItem, DriftCorrection, DriftRecord, StoreConfig, StoreError};
-use chrono::Utc;
+use catalog_store::{rows, ChannelItem, DriftCorrection, DriftCount, DriftRecord, StoreConfig, StoreError};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::SqlitePool;
 
@@ -179,4 +179,26 @@ pub(crate) async fn item_drifts(
             })
         })
         .collect()
+}
+
+pub(crate) async fn drift_counts(pool: &SqlitePool, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
+    sqlx::query(
+        "SELECT channel, kind, count(*) AS drifts, max(detected_at) AS last_at FROM drifts \
+         WHERE detected_at >= ?1 GROUP BY channel, kind ORDER BY channel, kind",
+    )
+    .bind(micros(since))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        let drifts: i64 = column(row, "drifts")?;
+        Ok(DriftCount {
+            channel: column(row, "channel")?,
+            kind: column(row, "kind")?,
+            drifts: drifts.max(0) as u64,
+            last_at: time_column(row, "last_at")?,
+        })
+    })
+    .collect()
 }

@@ -36,7 +36,7 @@ pub use model::{
     RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
-pub use reconcile::{ChannelItem, DriftCorrection, DriftRecord, ReconcileStore};
+pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};
 pub use retention::{
     ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
 };

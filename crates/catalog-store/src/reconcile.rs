@@ -67,4 +67,19 @@ pub trait ReconcileStore: Send + Sync + std::fmt::Debug {
 
     /// The newest journaled drifts of an item, newest first.
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError>;
+
+    /// Drifts corrected since `since` per channel and kind, in that order: a channel's health.
+    async fn drift_counts(&self, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError>;
+}
+
+/// A channel's drifts of one kind corrected since a time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftCount {
+    pub channel: String,
+    /// `missing`, `quantity_differs`, `version_behind`, `version_ahead`.
+    pub kind: String,
+    pub drifts: u64,
+    /// The latest of them.
+    pub last_at: DateTime<Utc>,
 }

@@ -1,13 +1,14 @@
 //! Channel health (`GET /v1/channels`): for every sales channel the store knows, its publish
 //! attempts of the last hour by result (published, throttled, retried, dead-lettered,
 //! skipped for an unmapped SKU), when it was last throttled, what waits in its outbox, its
-//! open and quarantined dead letters, and one word for the whole.
+//! open and quarantined dead letters, the drifts reconciliation corrected on it, and one word
+//! for the whole.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use catalog_store::{DeadLetterCount, OutboxDepth, PublishAttemptCount, Role};
+use catalog_store::{DeadLetterCount, DriftCount, OutboxDepth, PublishAttemptCount, Role};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -39,15 +40,44 @@ pub struct ChannelHealth {
     pub oldest_waiting_seconds: Option<i64>,
     pub dead_letters_open: u64,
     pub dead_letters_quarantined: u64,
+    /// Drifts reconciliation corrected on the channel in the last `window_minutes`, by kind
+    /// (`missing`, `quantity_differs`, `version_behind`, `version_ahead`): what the channel
+    /// showed that it had not been sent.
+    pub drifts: BTreeMap<String, u64>,
+    pub last_drift_at: Option<DateTime<Utc>>,
+}
+
+/// What a channel's health is read from: the store's counts since the window's start.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthFacts<'a> {
+    pub attempts: &'a [PublishAttemptCount],
+    pub depths: &'a [OutboxDepth],
+    pub dead_letters: &'a [DeadLetterCount],
+    pub drifts: &'a [DriftCount],
+}
+
+impl HealthFacts<'_> {
+    /// Every channel's health at `now`.
+    pub fn judge(&self, now: DateTime<Utc>) -> Vec<ChannelHealth> {
+        channel_health(self, now)
+    }
+}
+
+/// Reads the facts of the last `WINDOW_MINUTES` from the store and judges every channel.
+pub async fn read_health(
+    store: &dyn catalog_store::CatalogStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<ChannelHealth>, catalog_store::StoreError> {
+    let since = now - Duration::minutes(WINDOW_MINUTES);
+    let attempts = store.publish_attempt_counts(since).await?;
+    let depths = store.outbox_depth().await?;
+    let dead_letters = store.dead_letter_counts().await?;
+    let drifts = store.drift_counts(since).await?;
+    Ok(HealthFacts { attempts: &attempts, depths: &depths, dead_letters: &dead_letters, drifts: &drifts }.judge(now))
 }
 
 /// Every channel's health, from the store's counts, at `now`.
-pub fn channel_health(
-    attempts: &[PublishAttemptCount],
-    depths: &[OutboxDepth],
-    dead_letters: &[DeadLetterCount],
-    now: DateTime<Utc>,
-) -> Vec<ChannelHealth> {
+fn channel_health(facts: &HealthFacts<'_>, now: DateTime<Utc>) -> Vec<ChannelHealth> {
     let mut channels: BTreeMap<String, ChannelHealth> = BTreeMap::new();
     fn entry<'a>(channels: &'a mut BTreeMap<String, ChannelHealth>, channel: &str) -> &'a mut ChannelHealth {
         channels.entry(channel.to_owned()).or_insert_with(|| ChannelHealth {
@@ -61,9 +91,11 @@ pub fn channel_health(
             oldest_waiting_seconds: None,
             dead_letters_open: 0,
             dead_letters_quarantined: 0,
+            drifts: BTreeMap::new(),
+            last_drift_at: None,
         })
     }
-    for count in attempts {
+    for count in facts.attempts {
         let health = entry(&mut channels, &count.channel);
         health.attempts.insert(count.result.clone(), count.attempts);
         health.last_attempt_at = health.last_attempt_at.max(Some(count.last_at));
@@ -71,15 +103,20 @@ pub fn channel_health(
             health.last_throttled_at = Some(count.last_at);
         }
     }
-    for depth in depths {
+    for depth in facts.depths {
         let health = entry(&mut channels, &depth.channel);
         health.pending = depth.pending;
         health.oldest_waiting_seconds = depth.oldest_enqueued_at.map(|at| (now - at).num_seconds().max(0));
     }
-    for count in dead_letters {
+    for count in facts.dead_letters {
         let health = entry(&mut channels, &count.channel);
         health.dead_letters_open = count.open;
         health.dead_letters_quarantined = count.quarantined;
+    }
+    for count in facts.drifts {
+        let health = entry(&mut channels, &count.channel);
+        health.drifts.insert(count.kind.clone(), count.drifts);
+        health.last_drift_at = health.last_drift_at.max(Some(count.last_at));
     }
     channels
         .into_values()
@@ -109,9 +146,5 @@ pub(super) async fn list_channels(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<ChannelHealth>>, ApiError> {
     caller.require(Role::Viewer)?;
-    let now = Utc::now();
-    let attempts = state.store.publish_attempt_counts(now - Duration::minutes(WINDOW_MINUTES)).await?;
-    let depths = state.store.outbox_depth().await?;
-    let dead_letters = state.store.dead_letter_counts().await?;
-    Ok(Json(channel_health(&attempts, &depths, &dead_letters, now)))
+    Ok(Json(read_health(state.store.as_ref(), Utc::now()).await?))
 }

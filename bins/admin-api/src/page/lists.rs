@@ -69,23 +69,16 @@ pub(super) async fn channels_page(State(state): State<AppState>, headers: Header
     let Some(caller) = signed_in(&state, &headers).await? else {
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
     };
-    let now = chrono::Utc::now();
-    let since = now - chrono::Duration::minutes(crate::api::channels::WINDOW_MINUTES);
-    let channels = crate::api::channels::channel_health(
-        &state.store.publish_attempt_counts(since).await?,
-        &state.store.outbox_depth().await?,
-        &state.store.dead_letter_counts().await?,
-        now,
-    );
+    let channels = crate::api::channels::read_health(state.store.as_ref(), chrono::Utc::now()).await?;
     let count =
         |health: &crate::api::channels::ChannelHealth, result: &str| health.attempts.get(result).copied().unwrap_or(0);
     let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
     let body = html! {
         h2 { "Sales channels" }
-        p { "Each channel's publishes in the last " (crate::api::channels::WINDOW_MINUTES) " minutes. Failing: dead letters open or failed sends. Throttled: the platform asked to wait in the last 5 minutes. Skipped: SKUs the channel does not list (no request, no failure)." }
+        p { "Each channel's publishes in the last " (crate::api::channels::WINDOW_MINUTES) " minutes. Failing: dead letters open or failed sends. Throttled: the platform asked to wait in the last 5 minutes. Skipped: SKUs the channel does not list (no request, no failure). Drift corrected: what reconciliation read back that the channel had not been sent (a manual edit, a lost listing), already republished." }
         @if channels.is_empty() { p { "No channel has published yet." } } @else {
             table {
-                thead { tr { th scope="col" { "Channel" } th scope="col" { "Health" } th scope="col" { "Published" } th scope="col" { "Superseded" } th scope="col" { "Throttled" } th scope="col" { "Retried" } th scope="col" { "Dead-lettered" } th scope="col" { "Skipped" } th scope="col" { "Last attempt" } th scope="col" { "Last throttled" } th scope="col" { "Waiting" } th scope="col" { "Open dead letters" } } }
+                thead { tr { th scope="col" { "Channel" } th scope="col" { "Health" } th scope="col" { "Published" } th scope="col" { "Superseded" } th scope="col" { "Throttled" } th scope="col" { "Retried" } th scope="col" { "Dead-lettered" } th scope="col" { "Skipped" } th scope="col" { "Last attempt" } th scope="col" { "Waiting" } th scope="col" { "Open dead letters" } th scope="col" { "Drift corrected" } } }
                 tbody {
                     @for health in &channels {
                         tr {
@@ -97,10 +90,10 @@ pub(super) async fn channels_page(State(state): State<AppState>, headers: Header
                             td { (count(health, "retry")) }
                             td { (count(health, "dead_lettered")) }
                             td { (count(health, "skipped")) }
-                            td { (time(health.last_attempt_at)) }
-                            td { (time(health.last_throttled_at)) }
+                            td { (time(health.last_attempt_at)) @if let Some(at) = health.last_throttled_at { br; small { "throttled " (when(at)) } } }
                             td { (health.pending) @if let Some(seconds) = health.oldest_waiting_seconds { br; small { "oldest " (seconds) " s" } } }
                             td { a href="/dead-letters" { (health.dead_letters_open) } @if health.dead_letters_quarantined > 0 { br; strong { (health.dead_letters_quarantined) " quarantined" } } }
+                            td { (health.drifts.values().sum::<u64>()) @for (kind, n) in &health.drifts { br; small { (n) " " (kind) } } @if let Some(at) = health.last_drift_at { br; small { "last " (when(at)) } } }
                         }
                     }
                 }

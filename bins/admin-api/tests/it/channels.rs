@@ -1,10 +1,10 @@
 //! Channel health through the API and the support page: attempts of the last hour by result,
 //! throttling, what waits, dead letters, and one word for the whole; and what each attempt
-//! sent, by the channel's rules, in the item trace.
+//! sent, by the channel's rules, in the item trace; the drifts reconciliation corrected.
 
-use catalog_core::StockChange;
+use catalog_core::{DriftKind, Shown, StockChange};
 use catalog_store::contract::{batch, incoming, offer};
-use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role, SentQuantity};
+use catalog_store::{DriftCorrection, OutboxClaim, PublishOutcome, PublishRecord, Role, SentQuantity};
 use chrono::{Duration, Utc};
 
 use crate::Server;
@@ -73,8 +73,23 @@ async fn a_channel_s_health_follows_its_attempts(server: Server) {
     assert_eq!(sent, [serde_json::json!(5), serde_json::json!(5)], "each attempt says what it sent");
     assert_eq!(trace["publishes"][1]["sent"]["rule"], "catalog 12; buffer 2: 10; share 50%: 5");
 
+    // Reconciliation found the storefront showing 99 of version 1, and corrected it.
+    let correction = DriftCorrection {
+        item_id: again[0].item.id(),
+        seen_version: 1,
+        kind: DriftKind::QuantityDiffers,
+        shown: Some(Shown { quantity: 99, version: 1 }),
+        corrected_version: 2,
+    };
+    assert_eq!(server.store.correct_drifts("storefront", &[correction]).await.expect("correct"), 1);
+    let health = server.get_json(&viewer, "/v1/channels").await;
+    assert_eq!(health[0]["drifts"], serde_json::json!({ "quantity_differs": 1 }), "{health}");
+    assert!(health[0]["last_drift_at"].is_string());
+
     let page = crate::page::page(&server, &viewer, "/channels").await;
     assert!(page.contains("<td>storefront</td><td><strong>throttled</strong></td>"), "{page}");
+    assert!(page.contains("<th scope=\"col\">Drift corrected</th>"), "{page}");
+    assert!(page.contains("<small>1 quantity_differs</small>"), "the page shows the drift by kind: {page}");
     let item_page = crate::page::page(&server, &viewer, "/?tenant=canary&sku=ABC-1").await;
     assert!(item_page.contains("catalog 12; buffer 2: 10; share 50%: 5"), "the trace shows the rule");
     server.stop().await;

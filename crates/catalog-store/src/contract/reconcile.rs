@@ -103,6 +103,12 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
     assert_eq!(drifts[0].shown, shown);
     assert_eq!((drifts[0].catalog_version, drifts[0].corrected_version), (1, 2));
     assert_eq!(drifts[0].channel, "storefront");
+    let counts = store.drift_counts(chrono::Utc::now() - chrono::Duration::minutes(1)).await.expect("counts");
+    let counts: Vec<_> =
+        counts.iter().map(|count| (count.channel.as_str(), count.kind.as_str(), count.drifts)).collect();
+    assert_eq!(counts, [("storefront", "quantity_differs", 1)], "a channel's health counts its drifts");
+    let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert!(store.drift_counts(later).await.expect("counts").is_empty(), "only drifts since the time asked");
 
     // The same correction again finds the item moved on: nothing changes, nothing is journaled.
     assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct"), 0);
