@@ -34,10 +34,9 @@ use catalog_store::{
     PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
-    BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
-    DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore,
-    ResolvedDeadLetter, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
+    FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
+    PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -284,40 +283,6 @@ impl ReadStore for PostgresStore {
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
         with_deadline(self.deadline, "sync_status", reads::sync_status(&self.pool, tenant)).await
-    }
-}
-
-#[async_trait]
-impl ReconcileStore for PostgresStore {
-    async fn reconcile_tenants(&self, channel: &str) -> Result<Vec<TenantId>, StoreError> {
-        with_deadline(self.deadline, "reconcile_tenants", reconcile::tenants(&self.pool, &self.config, channel)).await
-    }
-
-    async fn reconcile_page(
-        &self,
-        channel: &str,
-        tenant: &TenantId,
-        after: Option<ItemId>,
-        limit: usize,
-    ) -> Result<Vec<ChannelItem>, StoreError> {
-        with_deadline(self.deadline, "reconcile_page", reconcile::page(&self.pool, channel, tenant, after, limit)).await
-    }
-
-    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
-        with_deadline(
-            self.deadline,
-            "correct_drifts",
-            reconcile::correct(&self.pool, &self.config, channel, corrections),
-        )
-        .await
-    }
-
-    async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
-        with_deadline(self.deadline, "item_drifts", reconcile::item_drifts(&self.pool, item_id, limit)).await
-    }
-
-    async fn drift_counts(&self, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
-        with_deadline(self.deadline, "drift_counts", reconcile::drift_counts(&self.pool, since)).await
     }
 }
 

@@ -8,9 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use async_trait::async_trait;
+use catalog_store::ReconcileStore;
+
 use crate::apply::upsert_outbox;
 use crate::columns::{column, saturating_i64};
-use crate::store_error;
+use crate::{store_error, with_deadline, PostgresStore};
 
 pub(crate) async fn tenants(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<Vec<TenantId>, StoreError> {
     let rows = sqlx::query("SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id")
@@ -165,4 +168,33 @@ pub(crate) async fn drift_counts(pool: &PgPool, since: DateTime<Utc>) -> Result<
         })
     })
     .collect()
+}
+
+#[async_trait]
+impl ReconcileStore for PostgresStore {
+    async fn reconcile_tenants(&self, channel: &str) -> Result<Vec<TenantId>, StoreError> {
+        with_deadline(self.deadline, "reconcile_tenants", tenants(&self.pool, &self.config, channel)).await
+    }
+
+    async fn reconcile_page(
+        &self,
+        channel: &str,
+        tenant: &TenantId,
+        after: Option<ItemId>,
+        limit: usize,
+    ) -> Result<Vec<ChannelItem>, StoreError> {
+        with_deadline(self.deadline, "reconcile_page", page(&self.pool, channel, tenant, after, limit)).await
+    }
+
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
+        with_deadline(self.deadline, "correct_drifts", correct(&self.pool, &self.config, channel, corrections)).await
+    }
+
+    async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError> {
+        with_deadline(self.deadline, "item_drifts", self::item_drifts(&self.pool, item_id, limit)).await
+    }
+
+    async fn drift_counts(&self, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
+        with_deadline(self.deadline, "drift_counts", self::drift_counts(&self.pool, since)).await
+    }
 }
