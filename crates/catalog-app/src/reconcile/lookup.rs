@@ -4,8 +4,6 @@
 //! a listing it does not hold is `missing`, another quantity `quantity_differs` (decision
 //! 0022). What it shows is taken as the version it last accepted.
 
-use std::time::Instant;
-
 use catalog_core::{Shown, TenantId};
 use catalog_publish::{LookupReadBack, ShownQuantities};
 use catalog_store::ChannelItem;
@@ -43,14 +41,7 @@ impl Reconciler {
                     report.items_compared += 1;
                     let shown =
                         shown.get(*listing).map(|quantity| Shown { quantity: *quantity, version: item.version });
-                    let Some(correction) = self.compare(item, shown) else { continue };
-                    let confirmed = self.suspects.lock().expect("suspects").confirm(
-                        item.item_id,
-                        item.version,
-                        Instant::now(),
-                        settle,
-                    );
-                    if confirmed {
+                    if let Some(correction) = self.compare(item, shown).filter(|_| self.confirmed(item, settle)) {
                         corrections.push(correction);
                     }
                 }

@@ -250,7 +250,10 @@ impl Reconciler {
                     shown.pop_front();
                 }
                 report.items_compared += 1;
-                if let Some(correction) = self.compare(item, on_channel) {
+                // A storefront applies what it accepts at once: no settle unless the channels
+                // file gives one.
+                let settle = self.settle.unwrap_or(Duration::ZERO);
+                if let Some(correction) = self.compare(item, on_channel).filter(|_| self.confirmed(item, settle)) {
                     corrections.push(correction);
                 }
             }
@@ -283,6 +286,12 @@ impl Reconciler {
             shown: drift.shown,
             corrected_version: drift.corrected_version,
         })
+    }
+
+    /// Whether a difference of `item` is to be corrected now, or waits for its confirmation
+    /// after `settle` (`Suspects`).
+    fn confirmed(&self, item: &ChannelItem, settle: Duration) -> bool {
+        self.suspects.lock().expect("suspects").confirm(item.item_id, item.version, Instant::now(), settle)
     }
 
     async fn correct(&self, corrections: &[DriftCorrection], report: &mut SweepReport) -> Result<(), SweepError> {
