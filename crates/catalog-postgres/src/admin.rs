@@ -215,23 +215,35 @@ pub(crate) async fn publish_attempt_counts(
     pool: &PgPool,
     since: DateTime<Utc>,
 ) -> Result<Vec<PublishAttemptCount>, StoreError> {
-    sqlx::query(
-        "SELECT channel, result, count(*) AS attempts, max(attempted_at) AS last_at FROM publish_attempts
-         WHERE attempted_at >= $1 GROUP BY channel, result ORDER BY channel, result",
-    )
+    let counts = counts_per_channel(pool, "publish_attempts", "result", "attempted_at", since).await?;
+    Ok(counts
+        .into_iter()
+        .map(|(channel, result, attempts, last_at)| PublishAttemptCount { channel, result, attempts, last_at })
+        .collect())
+}
+
+/// The rows of `table` at `at` or after `since`, counted per channel and `key`, with the
+/// latest `at` of each, in channel and key order (`table`, `key` and `at` are this crate's
+/// own identifiers, never input).
+pub(crate) async fn counts_per_channel(
+    pool: &PgPool,
+    table: &str,
+    key: &str,
+    at: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<(String, String, u64, DateTime<Utc>)>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT channel, {key} AS key, count(*) AS n, max({at}) AS last_at FROM {table}
+         WHERE {at} >= $1 GROUP BY channel, {key} ORDER BY channel, {key}"
+    ))
     .bind(since)
     .fetch_all(pool)
     .await
     .map_err(store_error)?
     .iter()
     .map(|row| {
-        let attempts: i64 = column(row, "attempts")?;
-        Ok(PublishAttemptCount {
-            channel: column(row, "channel")?,
-            result: column(row, "result")?,
-            attempts: attempts.max(0) as u64,
-            last_at: column(row, "last_at")?,
-        })
+        let n: i64 = column(row, "n")?;
+        Ok((column(row, "channel")?, column(row, "key")?, n.max(0) as u64, column(row, "last_at")?))
     })
     .collect()
 }

@@ -240,23 +240,40 @@ pub(crate) async fn publish_attempt_counts(
     pool: &SqlitePool,
     since: DateTime<Utc>,
 ) -> Result<Vec<PublishAttemptCount>, StoreError> {
-    sqlx::query(
-        "SELECT channel, result, count(*) AS attempts, max(attempted_at) AS last_at FROM publish_attempts \
-         WHERE attempted_at >= ?1 GROUP BY channel, result ORDER BY channel, result",
-    )
+    let counts = counts_per_channel(pool, "publish_attempts", "result", "attempted_at", since).await?;
+    Ok(counts
+        .into_iter()
+        .map(|(channel, result, attempts, last_at)| PublishAttemptCount { channel, result, attempts, last_at })
+        .collect())
+}
+
+/// The rows of `table` at `at` or after `since`, counted per channel and `key`, with the
+/// latest `at` of each, in channel and key order (`table`, `key` and `at` are this crate's
+/// own identifiers, never input).
+pub(crate) async fn counts_per_channel(
+    pool: &SqlitePool,
+    table: &str,
+    key: &str,
+    at: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<(String, String, u64, DateTime<Utc>)>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT channel, {key} AS key, count(*) AS n, max({at}) AS last_at FROM {table} \
+         WHERE {at} >= ?1 GROUP BY channel, {key} ORDER BY channel, {key}"
+    ))
     .bind(micros(since))
     .fetch_all(pool)
     .await
     .map_err(store_error)?
     .iter()
     .map(|row| {
-        let attempts: i64 = columns::column(row, "attempts")?;
-        Ok(PublishAttemptCount {
-            channel: columns::column(row, "channel")?,
-            result: columns::column(row, "result")?,
-            attempts: attempts.max(0) as u64,
-            last_at: columns::time_column(row, "last_at")?,
-        })
+        let n: i64 = columns::column(row, "n")?;
+        Ok((
+            columns::column(row, "channel")?,
+            columns::column(row, "key")?,
+            n.max(0) as u64,
+            columns::time_column(row, "last_at")?,
+        ))
     })
     .collect()
 }

@@ -182,23 +182,9 @@ pub(crate) async fn item_drifts(
 }
 
 pub(crate) async fn drift_counts(pool: &SqlitePool, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
-    sqlx::query(
-        "SELECT channel, kind, count(*) AS drifts, max(detected_at) AS last_at FROM drifts \
-         WHERE detected_at >= ?1 GROUP BY channel, kind ORDER BY channel, kind",
-    )
-    .bind(micros(since))
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| {
-        let drifts: i64 = column(row, "drifts")?;
-        Ok(DriftCount {
-            channel: column(row, "channel")?,
-            kind: column(row, "kind")?,
-            drifts: drifts.max(0) as u64,
-            last_at: time_column(row, "last_at")?,
-        })
-    })
-    .collect()
+    let counts = crate::admin::counts_per_channel(pool, "drifts", "kind", "detected_at", since).await?;
+    Ok(counts
+        .into_iter()
+        .map(|(channel, kind, drifts, last_at)| DriftCount { channel, kind, drifts, last_at })
+        .collect())
 }
