@@ -70,6 +70,7 @@ impl Marketplace {
             .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(storefront))
             .route("/admin/api/{version}/graphql.json", post(shopify))
             .route("/listings/2021-08-01/items/{seller}/{sku}", patch(amazon).get(amazon_read))
+            .route("/listings/2021-08-01/items/{seller}", get(amazon_search))
             .route("/v3/inventory", put(walmart).get(walmart_read))
             .route("/sell/inventory/v1/bulk_update_price_quantity", post(ebay))
             .route("/sell/inventory/v1/bulk_get_inventory_item", post(ebay_read))
@@ -304,6 +305,24 @@ async fn amazon_read(State(shared): State<Shared>, Path((_, sku)): Path<(String,
         )
             .into_response(),
     }
+}
+
+/// `searchListingsItems` by SKU `identifiers`: the listings it holds (a SKU it does not hold is
+/// left out).
+async fn amazon_search(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let identifiers = query.get("identifiers").cloned().unwrap_or_default();
+    let items: Vec<Value> = identifiers
+        .split(',')
+        .filter_map(|sku| {
+            let quantity = shared.shown(sku)?;
+            Some(json!({ "sku": sku,
+                "fulfillmentAvailability": [{ "fulfillmentChannelCode": "DEFAULT", "quantity": quantity }] }))
+        })
+        .collect();
+    Json(json!({ "numberOfResults": items.len(), "pagination": {}, "items": items })).into_response()
 }
 
 /// `GET /v3/inventory?sku=`.

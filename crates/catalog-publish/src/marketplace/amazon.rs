@@ -42,7 +42,7 @@ const PATCH_OPERATION: &str = "merge";
 /// SP-API asks integrations to name themselves as `AppName/Version (Language=…)`.
 const USER_AGENT: &str = concat!("catalog-sync/", env!("CARGO_PKG_VERSION"), " (Language=Rust)");
 
-pub use read::{parse_listing_quantity, READ_INTERVAL, READ_SETTLE};
+pub use read::{parse_listing_quantity, parse_search, SearchFound, MAX_READS_PER_REQUEST, READ_INTERVAL, READ_SETTLE};
 
 /// Which seller's listings, in which marketplace, and the credentials of the application the
 /// seller authorized.

@@ -26,6 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Recorded {
+    at: std::time::Instant,
     method: Method,
     path: String,
     query: Option<String>,
@@ -67,6 +68,7 @@ async fn serve(
     }
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     shared.requests.push(Recorded {
+        at: std::time::Instant::now(),
         method,
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
@@ -182,35 +184,56 @@ fn amazon(platform: &Platform) -> AmazonChannel {
 }
 
 #[tokio::test]
-async fn amazon_reads_each_listings_merchant_fulfilled_quantity_and_fetches_a_new_token_once() {
+async fn amazon_searches_twenty_skus_at_once_and_asks_alone_about_the_rest() {
     let unauthorized = (403, vec![], r#"{"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied.","details":"The access token you provided has expired."}]}"#.to_owned());
-    let listing = ok(json!({ "sku": "SKU/1 A", "fulfillmentAvailability": [
-        { "fulfillmentChannelCode": "AMAZON_NA", "quantity": 30 }, { "fulfillmentChannelCode": "DEFAULT", "quantity": 9 } ] }));
+    let found = ok(json!({ "numberOfResults": 2, "pagination": {}, "items": [
+        { "sku": "SKU-1", "fulfillmentAvailability": [{ "fulfillmentChannelCode": "DEFAULT", "quantity": 4 }] },
+        { "sku": "SKU/1 A", "fulfillmentAvailability": [
+            { "fulfillmentChannelCode": "AMAZON_NA", "quantity": 30 }, { "fulfillmentChannelCode": "DEFAULT", "quantity": 9 } ] } ] }));
+    let with_comma = ok(
+        json!({ "sku": "A,B", "fulfillmentAvailability": [{ "fulfillmentChannelCode": "DEFAULT", "quantity": 2 }] }),
+    );
     let not_found = (
         404,
         vec![],
         r#"{"errors":[{"code":"NOT_FOUND","message":"SKU 'SKU-2' not found in marketplace ATVPDKIKX0DER"}]}"#
             .to_owned(),
     );
-    let platform = Platform::start(vec![unauthorized, listing, not_found]).await;
+    let platform = Platform::start(vec![unauthorized, found, with_comma, not_found]).await;
     let channel = amazon(&platform);
-    let shown = channel.shown_quantities(&["SKU/1 A", "SKU-2"]).await.expect("read");
-    assert_eq!(sorted(&shown), [("SKU/1 A".to_owned(), 9)], "an unknown SKU shows nothing");
+    assert_eq!(channel.max_lookup(), 20);
+    let shown = channel.shown_quantities(&["SKU-1", "SKU/1 A", "SKU-2", "A,B"]).await.expect("read");
+    assert_eq!(
+        sorted(&shown),
+        [("A,B".to_owned(), 2), ("SKU-1".to_owned(), 4), ("SKU/1 A".to_owned(), 9)],
+        "a SKU the search leaves out and Amazon does not know shows nothing"
+    );
     assert_eq!(platform.tokens_issued(), 2, "the expired token was replaced once");
     let requests = platform.requests();
     let seen: Vec<(&str, &str, Option<&str>)> =
         requests.iter().map(|r| (r.method.as_str(), r.path.as_str(), r.query.as_deref())).collect();
-    let query = Some("marketplaceIds=ATVPDKIKX0DER&includedData=fulfillmentAvailability");
+    let search = Some("marketplaceIds=ATVPDKIKX0DER&identifiers=SKU-1,SKU%2F1%20A,SKU-2&identifiersType=SKU&includedData=fulfillmentAvailability&pageSize=3");
+    let alone = Some("marketplaceIds=ATVPDKIKX0DER&includedData=fulfillmentAvailability");
     assert_eq!(
         seen,
         [
-            ("GET", "/listings/2021-08-01/items/A2SELLER/SKU%2F1%20A", query),
-            ("GET", "/listings/2021-08-01/items/A2SELLER/SKU%2F1%20A", query),
-            ("GET", "/listings/2021-08-01/items/A2SELLER/SKU-2", query),
+            ("GET", "/listings/2021-08-01/items/A2SELLER", search),
+            ("GET", "/listings/2021-08-01/items/A2SELLER", search),
+            ("GET", "/listings/2021-08-01/items/A2SELLER/A%2CB", alone),
+            ("GET", "/listings/2021-08-01/items/A2SELLER/SKU-2", alone),
         ]
     );
     let tokens: Vec<Option<String>> = requests.iter().map(|r| header(&r.headers, "x-amz-access-token")).collect();
-    assert_eq!(tokens, [Some("token-1".into()), Some("token-2".into()), Some("token-2".into())]);
+    assert_eq!(
+        tokens,
+        [Some("token-1".into()), Some("token-2".into()), Some("token-2".into()), Some("token-2".into())]
+    );
+    let gaps: Vec<std::time::Duration> =
+        requests.windows(2).skip(1).map(|pair| pair[1].at.duration_since(pair[0].at)).collect();
+    assert!(
+        gaps.iter().all(|gap| *gap >= std::time::Duration::from_millis(190)),
+        "the reads alone keep Amazon's pace: {gaps:?}"
+    );
     assert!(requests
         .iter()
         .all(|r| header(&r.headers, "user-agent").is_some_and(|agent| agent.starts_with("catalog-sync/"))));
