@@ -89,7 +89,7 @@ impl Marketplace {
 
     /// The quantity a listing holds now (the last one set), if it was ever set.
     pub fn quantity(&self, listing: &str) -> Option<i64> {
-        self.held.lock().expect("marketplace state").get(listing).and_then(|sets| sets.last()).map(|(q, _)| *q)
+        shown(&self.held, listing)
     }
 
     /// Every listing's current quantity.
@@ -120,6 +120,11 @@ impl Marketplace {
     }
 }
 
+/// What a listing shows now (the last quantity set), if it was ever set.
+fn shown(held: &Held, listing: &str) -> Option<i64> {
+    held.lock().expect("marketplace state").get(listing).and_then(|sets| sets.last()).map(|(q, _)| *q)
+}
+
 /// Sets a listing's quantity now.
 fn set(held: &Held, listing: &str, quantity: i64) {
     held.lock().expect("marketplace state").entry(listing.to_owned()).or_default().push((quantity, Instant::now()));
@@ -146,7 +151,7 @@ impl Shared {
 
     /// What a listing shows now, if anything.
     fn shown(&self, listing: &str) -> Option<i64> {
-        self.held.lock().expect("marketplace state").get(listing).and_then(|sets| sets.last()).map(|(q, _)| *q)
+        shown(&self.held, listing)
     }
 
     fn set(&self, listing: &str, quantity: i64) {

@@ -48,19 +48,11 @@ pub struct ChannelHealth {
 }
 
 /// What a channel's health is read from: the store's counts since the window's start.
-#[derive(Debug, Clone, Copy)]
-pub struct HealthFacts<'a> {
-    pub attempts: &'a [PublishAttemptCount],
-    pub depths: &'a [OutboxDepth],
-    pub dead_letters: &'a [DeadLetterCount],
-    pub drifts: &'a [DriftCount],
-}
-
-impl HealthFacts<'_> {
-    /// Every channel's health at `now`.
-    pub fn judge(&self, now: DateTime<Utc>) -> Vec<ChannelHealth> {
-        channel_health(self, now)
-    }
+struct HealthFacts<'a> {
+    attempts: &'a [PublishAttemptCount],
+    depths: &'a [OutboxDepth],
+    dead_letters: &'a [DeadLetterCount],
+    drifts: &'a [DriftCount],
 }
 
 /// Reads the facts of the last `WINDOW_MINUTES` from the store and judges every channel.
@@ -73,7 +65,8 @@ pub async fn read_health(
     let depths = store.outbox_depth().await?;
     let dead_letters = store.dead_letter_counts().await?;
     let drifts = store.drift_counts(since).await?;
-    Ok(HealthFacts { attempts: &attempts, depths: &depths, dead_letters: &dead_letters, drifts: &drifts }.judge(now))
+    let facts = HealthFacts { attempts: &attempts, depths: &depths, dead_letters: &dead_letters, drifts: &drifts };
+    Ok(channel_health(&facts, now))
 }
 
 /// Every channel's health, from the store's counts, at `now`.

@@ -256,8 +256,13 @@ fn unauthorized(status: u16, body: &str) -> Verdict {
 
 /// The `errorId`s of a body's `errors[]`.
 fn error_ids(body: &str) -> Vec<u64> {
-    let errors = serde_json::from_str::<Value>(body).ok().and_then(|body| body.get("errors").cloned());
-    let errors = errors.as_ref().and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let body = serde_json::from_str::<Value>(body).ok();
+    error_id_list(body.as_ref().and_then(|body| body.get("errors")))
+}
+
+/// The `errorId`s of an `errors[]` list.
+fn error_id_list(errors: Option<&Value>) -> Vec<u64> {
+    let errors = errors.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     errors.iter().filter_map(|error| error.get("errorId").and_then(Value::as_u64)).collect()
 }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{describe_errors, EbayChannel};
+use super::{describe_error_list, error_id_list, EbayChannel};
 use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
@@ -65,13 +65,13 @@ pub fn parse_bulk_get(body: &str) -> Result<ShownQuantities, ReadBackError> {
                 shown.insert(sku.to_owned(), quantity.as_i64().unwrap_or(0));
             }
             Some(404) => {}
-            Some(400) if super::error_ids(&entry.to_string()).iter().any(|id| NOT_FOUND_ERROR_IDS.contains(id)) => {}
+            Some(400) if error_id_list(entry.get("errors")).iter().any(|id| NOT_FOUND_ERROR_IDS.contains(id)) => {}
             Some(status @ (429 | 500..=599)) => {
                 return Err(ReadBackError::Transient(format!("SKU {sku}: statusCode {status}")));
             }
             status => {
-                let text = entry.to_string();
-                let error = describe_errors(&text).unwrap_or_else(|| truncate(&text).to_owned());
+                let error =
+                    describe_error_list(entry.get("errors")).unwrap_or_else(|| truncate(&entry.to_string()).to_owned());
                 let status = status.and_then(|status| u16::try_from(status).ok()).unwrap_or(200);
                 return Err(ReadBackError::Refused { status, body: format!("SKU {sku}: {error}") });
             }
