@@ -25,7 +25,8 @@ pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
 pub use readback::{
-    parse_list, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage, ShownQuantities, MAX_PAGE,
+    parse_list, CatalogList, CatalogPage, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage,
+    ShownQuantities, MAX_PAGE,
 };
 pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,

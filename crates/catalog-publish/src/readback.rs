@@ -103,6 +103,31 @@ pub trait LookupReadBack: Send + Sync + std::fmt::Debug + 'static {
 
     /// What the platform shows for `listings` (at most [`LookupReadBack::max_lookup`]).
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError>;
+
+    /// The platform's list of every listing it holds, when it has one that is cheaper to walk
+    /// than asking about each listing (Walmart: 50 SKUs per page against one per lookup).
+    fn catalog_list(&self) -> Option<&dyn CatalogList> {
+        None
+    }
+}
+
+/// One page of a platform's list of every listing it holds: the quantities it shows for
+/// the channel (a listing whose quantity for the channel the page cannot tell is left out),
+/// and the cursor of the next page, `None` on the last.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogPage {
+    pub shown: ShownQuantities,
+    pub next: Option<String>,
+}
+
+/// A platform's list of every listing it holds, page by page. Reconciliation walks it once
+/// per sweep to find the differences, and confirms each with
+/// [`LookupReadBack::shown_quantities`] before correcting it: the list is read before the
+/// store, so an update accepted meanwhile would look like drift (decision 0023).
+#[async_trait]
+pub trait CatalogList: Send + Sync {
+    /// The page after `cursor` (`None`: the first).
+    async fn catalog_page(&self, cursor: Option<&str>) -> Result<CatalogPage, ReadBackError>;
 }
 
 /// How a channel can be read back.

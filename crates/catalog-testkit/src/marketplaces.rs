@@ -72,6 +72,7 @@ impl Marketplace {
             .route("/listings/2021-08-01/items/{seller}/{sku}", patch(amazon).get(amazon_read))
             .route("/listings/2021-08-01/items/{seller}", get(amazon_search))
             .route("/v3/inventory", put(walmart).get(walmart_read))
+            .route("/v3/inventories", get(walmart_list))
             .route("/sell/inventory/v1/bulk_update_price_quantity", post(ebay))
             .route("/sell/inventory/v1/bulk_get_inventory_item", post(ebay_read))
             .route("/items/{item}", put(mercadolibre))
@@ -346,6 +347,40 @@ async fn walmart_read(State(shared): State<Shared>, Query(query): Query<HashMap<
         )
             .into_response(),
     }
+}
+
+/// `GET /v3/inventories?limit=&nextCursor=`: every SKU in SKU order at the seller's one ship
+/// node, `limit` a page (10 unless given, at most 50); the cursor is the page's last SKU.
+async fn walmart_list(State(shared): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let limit = query.get("limit").and_then(|limit| limit.parse().ok()).unwrap_or(10_usize).min(50);
+    let after = query.get("nextCursor");
+    let mut skus: Vec<(String, i64)> = shared
+        .held
+        .lock()
+        .expect("marketplace state")
+        .iter()
+        .filter_map(|(sku, sets)| Some((sku.clone(), sets.last()?.0)))
+        .collect();
+    let total = skus.len();
+    skus.sort();
+    let page: Vec<&(String, i64)> =
+        skus.iter().filter(|(sku, _)| after.is_none_or(|after| sku > after)).take(limit).collect();
+    let more = page.last().is_some_and(|(last, _)| skus.last().is_some_and(|(end, _)| end > last));
+    let inventories: Vec<Value> = page
+        .iter()
+        .map(|(sku, amount)| {
+            json!({ "sku": sku, "nodes": [{ "shipNode": "NODE-1", "inputQty": { "unit": "EACH", "amount": amount },
+                "availToSellQty": { "unit": "EACH", "amount": amount }, "reservedQty": { "unit": "EACH", "amount": 0 } }] })
+        })
+        .collect();
+    let mut meta = json!({ "totalCount": total });
+    if more {
+        meta["nextCursor"] = json!(page.last().map(|(sku, _)| sku));
+    }
+    Json(json!({ "meta": meta, "elements": { "inventories": inventories } })).into_response()
 }
 
 /// `bulkGetInventoryItem`: per SKU, the inventory item or a 404 entry.

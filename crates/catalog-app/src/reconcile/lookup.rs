@@ -2,10 +2,12 @@
 //! quantity of the listings it is asked about. Each store page's items whose current version
 //! the channel accepted are asked about, as many per request as the platform reads at once;
 //! a listing it does not hold is `missing`, another quantity `quantity_differs` (decision
-//! 0022). What it shows is taken as the version it last accepted.
+//! 0022). What it shows is taken as the version it last accepted. A platform with a list of
+//! its whole catalog (Walmart) has it read once per sweep, before the store's pages, and only
+//! the listings it does not show as expected are asked about (decision 0023).
 
 use catalog_core::{Shown, TenantId};
-use catalog_publish::{LookupReadBack, ShownQuantities};
+use catalog_publish::{CatalogList, LookupReadBack, ReadBackError, ShownQuantities};
 use catalog_store::ChannelItem;
 
 use super::{Pacer, Reconciler, SweepError, SweepReport};
@@ -16,6 +18,7 @@ impl Reconciler {
     pub(super) async fn look_up_tenant(
         &self,
         reader: &dyn LookupReadBack,
+        listed: Option<&ShownQuantities>,
         tenant: &TenantId,
         pacer: &mut Pacer,
         report: &mut SweepReport,
@@ -32,6 +35,15 @@ impl Reconciler {
                 .iter()
                 .filter(|item| item.version > 0 && item.accepted == Some(item.version))
                 .filter_map(|item| Some((item, self.rules.listing_of(&item.sku)?)))
+                .filter(|(item, listing)| {
+                    // What the catalog list shows as expected is compared already; the rest
+                    // is asked about now: the list was read before this page.
+                    let agrees = listed.and_then(|listed| listed.get(*listing)).is_some_and(|quantity| {
+                        self.compare(item, Some(Shown { quantity: *quantity, version: item.version })).is_none()
+                    });
+                    report.items_compared += u64::from(agrees);
+                    !agrees
+                })
                 .collect();
             let mut corrections = Vec::new();
             for chunk in asked.chunks(per_request) {
@@ -54,22 +66,39 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The quantities the channel shows for `listings`, retrying throttling and transient
-    /// failures a bounded number of times.
+    /// The quantities the channel shows for `listings`.
     async fn read_quantities(
         &self,
         reader: &dyn LookupReadBack,
         listings: &[&str],
         pacer: &mut Pacer,
     ) -> Result<ShownQuantities, SweepError> {
-        let mut attempt = 0;
+        self.paced_read(pacer, || reader.shown_quantities(listings)).await
+    }
+
+    /// Every listing the platform's list of its whole catalog shows, page by page. A cursor
+    /// given twice in a row would never end: the sweep stops on it.
+    pub(super) async fn read_catalog(
+        &self,
+        list: &dyn CatalogList,
+        pacer: &mut Pacer,
+        report: &mut SweepReport,
+    ) -> Result<ShownQuantities, SweepError> {
+        let mut listed = ShownQuantities::new();
+        let mut cursor: Option<String> = None;
         loop {
-            pacer.wait().await;
-            attempt += 1;
-            match reader.shown_quantities(listings).await {
-                Ok(shown) => return Ok(shown),
-                Err(error) => self.wait_to_retry(error, attempt).await?,
+            let page = self.paced_read(pacer, || list.catalog_page(cursor.as_deref())).await?;
+            listed.extend(page.shown);
+            match page.next {
+                Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+                    let error = format!("the catalog list gave the cursor {next:?} twice in a row");
+                    return Err(ReadBackError::Malformed(error).into());
+                }
+                Some(next) => cursor = Some(next),
+                None => break,
             }
         }
+        report.listed = listed.len() as u64;
+        Ok(listed)
     }
 }

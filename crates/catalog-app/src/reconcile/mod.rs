@@ -1,6 +1,7 @@
 //! Reconciliation: every few seconds, read back what a channel shows beside the store's own
 //! pages in item id order (the storefront's list, page by page; a marketplace's quantities,
-//! asked for the listings of each page, `lookup`), and correct every drift
+//! asked for the listings of each page, or first read from its catalog list and asked only
+//! where they differ, `lookup`), and correct every drift
 //! (`catalog_core::detect_drift`) as a new item version published the normal way. Detection
 //! plus the next publish round is what bounds the time a channel shows something wrong
 //! (decisions 0016 and 0022).
@@ -54,6 +55,8 @@ pub struct SweepReport {
     /// Differences seen on a channel that applies updates asynchronously, not corrected
     /// until seen again after its settle time.
     pub waiting: u64,
+    /// Listings read from the platform's list of its whole catalog, when it has one.
+    pub listed: u64,
     pub requests: u64,
 }
 
@@ -170,6 +173,7 @@ impl Reconciler {
                             corrected = report.corrected,
                             unknown = report.unknown,
                             waiting = report.waiting,
+                            listed = report.listed,
                             seconds,
                             "reconciliation found drift"
                         );
@@ -197,14 +201,23 @@ impl Reconciler {
         }
         let mut pacer = Pacer { gap, last: None, requests: 0 };
         let mut report = SweepReport::default();
-        for tenant in self.store.reconcile_tenants(&self.channel).await? {
+        let tenants = self.store.reconcile_tenants(&self.channel).await?;
+        // A platform's list of its whole catalog is read once for all the tenants it serves.
+        let listed = match &self.reader {
+            ChannelReader::Lookup(reader) if !tenants.is_empty() => match reader.catalog_list() {
+                Some(list) => Some(self.read_catalog(list, &mut pacer, &mut report).await?),
+                None => None,
+            },
+            _ => None,
+        };
+        for tenant in tenants {
             report.tenants += 1;
             match &self.reader {
                 ChannelReader::List(reader) => {
                     self.sweep_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await?
                 }
                 ChannelReader::Lookup(reader) => {
-                    self.look_up_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await?
+                    self.look_up_tenant(reader.as_ref(), listed.as_ref(), &tenant, &mut pacer, &mut report).await?
                 }
             }
         }
@@ -321,8 +334,7 @@ impl Reconciler {
         Ok(())
     }
 
-    /// One page of the channel, retrying throttling and transient failures a bounded
-    /// number of times.
+    /// One page of the channel.
     async fn read_page(
         &self,
         reader: &dyn ReadBack,
@@ -331,12 +343,22 @@ impl Reconciler {
         limit: usize,
         pacer: &mut Pacer,
     ) -> Result<catalog_publish::ShownPage, SweepError> {
+        self.paced_read(pacer, || reader.list(tenant, after, limit)).await
+    }
+
+    /// One read request, paced, retrying throttling and transient failures a bounded number
+    /// of times.
+    async fn paced_read<T, F, Fut>(&self, pacer: &mut Pacer, read: F) -> Result<T, SweepError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ReadBackError>>,
+    {
         let mut attempt = 0;
         loop {
             pacer.wait().await;
             attempt += 1;
-            match reader.list(tenant, after, limit).await {
-                Ok(page) => return Ok(page),
+            match read().await {
+                Ok(answer) => return Ok(answer),
                 Err(error) => self.wait_to_retry(error, attempt).await?,
             }
         }

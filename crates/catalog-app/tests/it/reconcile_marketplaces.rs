@@ -3,7 +3,8 @@
 //! local platforms that answer their documented reads. Once every channel holds what its
 //! rules give, sweeps find nothing to correct; then a quantity edited or a listing removed
 //! on each platform behind the channel's back is read back, corrected as a new item version
-//! and republished, on Amazon only once the difference outlasted its settle time.
+//! and republished, on Amazon only once the difference outlasted its settle time. Walmart
+//! is swept through its catalog list, and asked SKU by SKU only where the list differs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,8 +34,8 @@ fn quantity(n: u64) -> i64 {
     10 + n as i64 * 3
 }
 
-fn events() -> BatchInput {
-    let events = (0..N_SKUS)
+fn events(n_skus: u64) -> BatchInput {
+    let events = (0..n_skus)
         .map(|n| {
             let raw = format!(
                 r#"{{"event_id":"00000000-0000-0000-0000-{:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"{}","quantity":{},"updated_at":"2026-06-01T12:00:00Z"}}"#,
@@ -128,7 +129,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     for reconciler in sweeping {
         tasks.push(tokio::spawn(reconciler.run(shutdown.clone())));
     }
-    store.apply_batch(&events()).await.expect("apply");
+    store.apply_batch(&events(N_SKUS)).await.expect("apply");
     work.notify();
 
     // What each platform should hold of SKU n, by its channel's rules.
@@ -158,19 +159,24 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     // Several sweeps over channels that hold the truth: nothing is drift, though reads were
     // throttled and failed.
     let sweeps = |channel: &str| metrics.reconcile_sweeps.with_label_values(&[channel, "complete"]).get();
+    let read_errors =
+        |channel: &str, kind: &str| metrics.reconcile_read_errors.with_label_values(&[channel, kind]).get();
     let before: Vec<u64> = platforms.iter().map(|(name, _)| sweeps(name)).collect();
-    eventually(Duration::from_secs(30), "two more complete sweeps of every channel", || {
-        platforms.iter().zip(&before).all(|((name, _), before)| sweeps(name) >= before + 2)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "two more complete sweeps of every channel, reads throttled and failed",
+        || {
+            platforms.iter().zip(&before).all(|((name, _), before)| sweeps(name) >= before + 2)
+                && read_errors("shopify", "throttled") > 0
+                && read_errors("ebay", "throttled") > 0
+                && read_errors("walmart", "transient") > 0
+        },
+    )
     .await;
     let corrected = |channel: &str| metrics.drifts_corrected.with_label_values(&[channel]).get();
     for (name, _) in &platforms {
         assert_eq!(corrected(name), 0, "{name}: a channel that holds the truth has no drift");
     }
-    let read_errors =
-        |channel: &str, kind: &str| metrics.reconcile_read_errors.with_label_values(&[channel, kind]).get();
-    assert!(read_errors("shopify", "throttled") + read_errors("ebay", "throttled") > 0, "reads were throttled");
-    assert!(read_errors("walmart", "transient") > 0, "reads failed");
 
     // Behind the channels' backs: edits on four platforms, a listing removed on eBay.
     shopify.edit(&gid(1), 99);
@@ -209,4 +215,76 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     for task in tasks {
         tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops").expect("task");
     }
+}
+
+/// Walmart reads one SKU per request but lists its whole catalog 50 SKUs a page: a sweep
+/// reads the list, then asks about each SKU the list does not show as expected (an edit, a
+/// removal) before correcting it, and about nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walmart_is_swept_through_its_catalog_list_and_asked_only_about_the_differences() {
+    const SKUS: u64 = 120;
+    let walmart = Marketplace::start(Platform::Walmart, Faults::default()).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[{{"name": "walmart", "requests_per_second": 1000,
+                  "adapter": {{"kind": "walmart", "base_url": "{walmart}", "token_url": "{walmart}/v3/token", "client_id": "c", "client_secret_env": "WALMART_SECRET"}}}}]"#,
+            walmart = walmart.base_url
+        ),
+    );
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let sqlite = Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
+    let store: Arc<dyn CatalogStore> = sqlite.clone();
+    let metrics = Metrics::new();
+    let work = WorkSignal::new();
+    let built = build_channels(channels).expect("adapters");
+    let settings_of_sweeps = ReconcileSettings {
+        interval: Duration::from_secs(60),
+        page_size: 1_000,
+        requests_per_second: 1_000,
+        max_attempts: 3,
+    };
+    let reconciler = reconcilers(&built, sqlite.clone(), settings_of_sweeps, &metrics, &work).remove(0);
+    let publish = |built| {
+        let shutdown = CancellationToken::new();
+        let publisher =
+            publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work).remove(0);
+        let (stop, never) = (shutdown.clone(), CancellationToken::new());
+        (shutdown, tokio::spawn(async move { publisher.run(stop, never).await.expect("publisher") }))
+    };
+    let (stop_publishing, publishing) = publish(built);
+    store.apply_batch(&events(SKUS)).await.expect("apply");
+    work.notify();
+    let all_hold = || (0..SKUS).all(|n| walmart.quantity(&sku(n)) == Some(quantity(n)));
+    eventually(Duration::from_secs(30), "Walmart holds every SKU", all_hold).await;
+    stop_publishing.cancel();
+    publishing.await.expect("publisher stops");
+
+    // A sweep over a channel that holds the truth: three pages of the list and nothing else.
+    let before = walmart.n_requests();
+    let report = reconciler.sweep().await.expect("sweep");
+    assert_eq!(walmart.n_requests() - before, 3, "ceil(120 / 50) list pages, no SKU asked about: {report:?}");
+    assert_eq!((report.listed, report.items_compared, report.drifts), (SKUS, SKUS, 0));
+
+    // Two edits and a removal behind the channel's back: each asked about, then corrected.
+    walmart.edit(&sku(7), 1);
+    walmart.edit(&sku(99), 1_000);
+    walmart.remove(&sku(64));
+    let before = walmart.n_requests();
+    let report = reconciler.sweep().await.expect("sweep");
+    assert_eq!(walmart.n_requests() - before, 3 + 3, "the list, then one read per difference: {report:?}");
+    assert_eq!((report.items_compared, report.drifts, report.corrected), (SKUS, 3, 3));
+    let drift_kinds = |n: u64| {
+        let key =
+            ItemKey { tenant: TenantId::parse("canary").expect("tenant"), sku: Sku::parse(&sku(n)).expect("sku") };
+        let sqlite = Arc::clone(&sqlite);
+        async move {
+            let drifts = sqlite.item_drifts(key.item_id(), 10).await.expect("drifts");
+            drifts.into_iter().map(|drift| (drift.kind, drift.shown.map(|shown| shown.quantity))).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(drift_kinds(7).await, [(DriftKind::QuantityDiffers, Some(1))]);
+    assert_eq!(drift_kinds(99).await, [(DriftKind::QuantityDiffers, Some(1_000))]);
+    assert_eq!(drift_kinds(64).await, [(DriftKind::Missing, None)]);
 }

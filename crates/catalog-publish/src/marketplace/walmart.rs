@@ -29,7 +29,7 @@ pub const DEFAULT_TOKEN_URL: &str = "https://marketplace.walmartapis.com/v3/toke
 /// The `WM_SVC.NAME` every Marketplace request carries.
 pub const SERVICE_NAME: &str = "Walmart Marketplace";
 
-pub use read::{parse_inventory, READ_INTERVAL};
+pub use read::{parse_inventories, parse_inventory, CATALOG_PAGE, READ_INTERVAL};
 
 /// Which seller's inventory, and the API credentials Walmart issued the seller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -290,6 +290,64 @@ async fn walmart_reads_each_skus_inventory_at_its_ship_node() {
 }
 
 #[tokio::test]
+async fn walmart_lists_its_catalog_50_skus_a_page_following_the_cursor_with_a_new_token_once_expired() {
+    let expired = (
+        401,
+        vec![],
+        r#"{"errors":[{"code":"UNAUTHORIZED.GMP_GATEWAY_API","description":"Unauthorized"}]}"#.to_owned(),
+    );
+    let first = ok(json!({
+        "meta": { "totalCount": 3, "nextCursor": "c/1 2" },
+        "elements": { "inventories": [
+            { "sku": "SKU-1", "nodes": [{ "shipNode": "79111", "inputQty": { "unit": "EACH", "amount": 4 } },
+                                        { "shipNode": "80222", "inputQty": { "unit": "EACH", "amount": 9 } }] },
+            { "sku": "SKU-2", "nodes": [{ "shipNode": "80222", "inputQty": { "unit": "EACH", "amount": 1 } }] }
+        ] }
+    }));
+    let last = ok(json!({
+        "meta": { "totalCount": 3 },
+        "elements": { "inventories": [
+            { "sku": "SKU 3", "nodes": [{ "shipNode": "79111", "inputQty": { "unit": "EACH", "amount": 0 } }] }
+        ] }
+    }));
+    let platform = Platform::start(vec![expired, first, last]).await;
+    let config = WalmartConfig {
+        base_url: platform.base_url.clone(),
+        ship_node: Some("79111".into()),
+        token_url: format!("{}/v3/token", platform.base_url),
+        client_id: "walmart-client".into(),
+        client_secret: Secret::new("walmart-secret"),
+    };
+    let channel = WalmartChannel::new(config, TIMEOUT, 2).expect("client");
+    let list = channel.catalog_list().expect("Walmart lists its catalog");
+    let page = list.catalog_page(None).await.expect("first page");
+    assert_eq!(sorted(&page.shown), [("SKU-1".to_owned(), 4)], "SKU-2 is not at the channel's node");
+    assert_eq!(page.next.as_deref(), Some("c/1 2"));
+    let page = list.catalog_page(page.next.as_deref()).await.expect("last page");
+    assert_eq!(sorted(&page.shown), [("SKU 3".to_owned(), 0)]);
+    assert_eq!(page.next, None);
+    let requests = platform.requests();
+    let seen: Vec<(&str, &str, Option<&str>)> =
+        requests.iter().map(|r| (r.method.as_str(), r.path.as_str(), r.query.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("GET", "/v3/inventories", Some("limit=50")),
+            ("GET", "/v3/inventories", Some("limit=50")),
+            ("GET", "/v3/inventories", Some("limit=50&nextCursor=c%2F1%202"))
+        ]
+    );
+    let tokens: Vec<Option<String>> =
+        requests.iter().map(|request| header(&request.headers, "wm_sec.access_token")).collect();
+    assert_eq!(tokens, [Some("token-1".to_owned()), Some("token-2".to_owned()), Some("token-2".to_owned())]);
+    for request in &requests {
+        assert_eq!(header(&request.headers, "wm_svc.name").as_deref(), Some("Walmart Marketplace"));
+        assert_eq!(header(&request.headers, "accept").as_deref(), Some("application/json"));
+        assert!(header(&request.headers, "wm_qos.correlation_id").is_some_and(|id| id.len() == 36));
+    }
+}
+
+#[tokio::test]
 async fn ebay_reads_up_to_25_skus_per_request_and_fetches_a_new_token_once() {
     let expired = (
         401,
