@@ -50,6 +50,11 @@ fn soak_event(n: usize) -> SupplierEvent {
         .expect("valid event")
 }
 
+/// The partition of event `n`: by SKU, 2,500 SKUs each.
+fn soak_partition(n: usize) -> i32 {
+    ((n / 3) % 10_000 % PARTITIONS as usize) as i32
+}
+
 /// One million's figures, as `docs/bench-data/soak.json` holds them.
 #[derive(serde::Serialize)]
 struct Point {
@@ -60,6 +65,22 @@ struct Point {
     journal_mib: f64,
     claims_mib: f64,
     indexes_mib: f64,
+    /// WAL PostgreSQL wrote over this million.
+    wal_mib: f64,
+    /// Checkpoints PostgreSQL began over this million (timed or requested).
+    checkpoints: i64,
+}
+
+/// PostgreSQL's WAL position (bytes) and checkpoints so far: what a million cost the server
+/// beyond the tables, and whether its first checkpoint fell in it.
+async fn wal_and_checkpoints(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8,
+                (checkpoints_timed + checkpoints_req)::int8 FROM pg_stat_bgwriter",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("WAL position and checkpoints")
 }
 
 /// The worker's batch-apply histogram, cumulative per bucket (seconds → count), summed over labels.
@@ -134,7 +155,9 @@ async fn soak(n_events: u64) {
                     key: Some(format!("{}/{}", event.offer().tenant, event.offer().sku)),
                     payload: Some(encode(&event).into_bytes()),
                     traceparent: None,
-                    partition: None,
+                    // Every partition gets the same share (a SKU's events stay in one), so
+                    // the partitions end together and the last million is not a drain of one.
+                    partition: Some(soak_partition(n)),
                 }
             })
             .collect();
@@ -167,6 +190,7 @@ async fn soak(n_events: u64) {
     let mut points: Vec<Point> = Vec::new();
     let mut last_mark = Instant::now();
     let mut histogram_before = Vec::new();
+    let mut wal_before = wal_and_checkpoints(&pool).await;
     let mut peak_rss: f64 = 0.0;
     loop {
         let stored: HashMap<i32, i64> =
@@ -186,6 +210,7 @@ async fn soak(n_events: u64) {
             let now = Instant::now();
             let histogram = apply_histogram(&client, &metrics_url).await;
             let (journal_mib, claims_mib, indexes_mib) = sizes_mib(&pool).await;
+            let wal = wal_and_checkpoints(&pool).await;
             let in_this = next.min(total as u64) - (points.len() as u64 * MILLION);
             let point = Point {
                 million: points.len() as u64 + 1,
@@ -195,11 +220,14 @@ async fn soak(n_events: u64) {
                 journal_mib,
                 claims_mib,
                 indexes_mib,
+                wal_mib: (wal.0 - wal_before.0) as f64 / (1024.0 * 1024.0),
+                checkpoints: wal.1 - wal_before.1,
             };
             println!(
-                "soak/million {:>2}: {:>6.0} events/s, batch apply p99 <= {:>5.0} ms, RSS {:>4.0} MiB, journal {:>6.0} MiB, claims {:>5.0} MiB, indexes {:>6.0} MiB",
-                point.million, point.events_per_second, point.batch_apply_p99_ms, point.rss_mib, point.journal_mib, point.claims_mib, point.indexes_mib
+                "soak/million {:>2}: {:>6.0} events/s, batch apply p99 <= {:>5.0} ms, RSS {:>4.0} MiB, journal {:>6.0} MiB, claims {:>5.0} MiB, indexes {:>6.0} MiB, WAL {:>5.0} MiB, checkpoints {}",
+                point.million, point.events_per_second, point.batch_apply_p99_ms, point.rss_mib, point.journal_mib, point.claims_mib, point.indexes_mib, point.wal_mib, point.checkpoints
             );
+            wal_before = wal;
             points.push(point);
             last_mark = now;
             histogram_before = histogram;
