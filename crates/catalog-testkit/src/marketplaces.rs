@@ -76,6 +76,7 @@ impl Marketplace {
             .route("/sell/inventory/v1/bulk_update_price_quantity", post(ebay))
             .route("/sell/inventory/v1/bulk_get_inventory_item", post(ebay_read))
             .route("/items/{item}", put(mercadolibre))
+            .route("/items/{item}/variations/{variation}", put(mercadolibre_variation))
             .route("/items", get(mercadolibre_read))
             .route("/auth/o2/token", post(token))
             .route("/v3/token", post(token))
@@ -264,6 +265,20 @@ async fn mercadolibre(State(shared): State<Shared>, Path(item): Path<String>, Js
     Json(json!({ "id": item, "available_quantity": quantity })).into_response()
 }
 
+/// `PUT /items/{item}/variations/{variation}`: the variation's listing is `{item}/{variation}`.
+async fn mercadolibre_variation(
+    State(shared): State<Shared>,
+    Path((item, variation)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let quantity = body["available_quantity"].as_i64().unwrap_or(-1);
+    shared.set(&format!("{item}/{variation}"), quantity);
+    Json(json!({ "id": variation.parse::<u64>().unwrap_or(0), "available_quantity": quantity })).into_response()
+}
+
 /// Every platform's token endpoint: a token for an hour, and (as Mercado Libre does) the
 /// refresh token to use next.
 async fn token() -> Response {
@@ -416,10 +431,27 @@ async fn mercadolibre_read(State(shared): State<Shared>, Query(query): Query<Has
     let answers: Vec<Value> = ids
         .split(',')
         .filter(|id| !id.is_empty())
-        .map(|id| match shared.shown(id) {
-            Some(quantity) => json!({ "code": 200, "body": { "id": id, "available_quantity": quantity } }),
-            None => json!({ "code": 404, "body": { "message": format!("Item with id {id} not found"),
-                "error": "not_found", "status": 404, "cause": [] } }),
+        .map(|id| {
+            // An item with variations shows each, and their sum as its own quantity.
+            let variations: Vec<Value> = shared
+                .held
+                .lock()
+                .expect("marketplace state")
+                .iter()
+                .filter_map(|(listing, sets)| {
+                    let variation: u64 = listing.strip_prefix(&format!("{id}/"))?.parse().ok()?;
+                    Some(json!({ "id": variation, "available_quantity": sets.last()?.0 }))
+                })
+                .collect();
+            let total: i64 = variations.iter().filter_map(|variation| variation["available_quantity"].as_i64()).sum();
+            match (shared.shown(id), variations.is_empty()) {
+                (Some(quantity), true) => json!({ "code": 200, "body": { "id": id, "available_quantity": quantity } }),
+                (_, false) => {
+                    json!({ "code": 200, "body": { "id": id, "available_quantity": total, "variations": variations } })
+                }
+                (None, true) => json!({ "code": 404, "body": { "message": format!("Item with id {id} not found"),
+                    "error": "not_found", "status": 404, "cause": [] } }),
+            }
         })
         .collect();
     Json(Value::Array(answers)).into_response()

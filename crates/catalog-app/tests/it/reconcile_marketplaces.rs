@@ -4,7 +4,8 @@
 //! rules give, sweeps find nothing to correct; then a quantity edited or a listing removed
 //! on each platform behind the channel's back is read back, corrected as a new item version
 //! and republished, on Amazon only once the difference outlasted its settle time. Walmart
-//! is swept through its catalog list, and asked SKU by SKU only where the list differs.
+//! is swept through its catalog list, and asked SKU by SKU only where the list differs; two
+//! SKUs are variations of one Mercado Libre item.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +70,11 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     let ebay = Marketplace::start(Platform::Ebay, Faults { throttle_every: Some(5), fail_every: None }).await;
     let meli = Marketplace::start(Platform::MercadoLibre, quiet).await;
     let gid = |n: u64| format!("gid://shopify/InventoryItem/{}", 1_000 + n);
-    let mla = |n: u64| format!("MLA{}", 500_000 + n);
+    // The last two SKUs are variations of one Mercado Libre item (decision 0024).
+    let mla = |n: u64| match n {
+        6 | 7 => format!("MLA600000/{}", 174_997_747_223 + n),
+        _ => format!("MLA{}", 500_000 + n),
+    };
     let shopify_listings: Vec<String> = (0..N_SKUS).map(|n| format!(r#""{}": "{}""#, sku(n), gid(n))).collect();
     let meli_listings: Vec<String> = (0..N_SKUS).map(|n| format!(r#""{}": "{}""#, sku(n), mla(n))).collect();
     let directory = tempfile::tempdir().expect("temp dir");
@@ -184,6 +189,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     walmart.edit(&sku(3), 50);
     ebay.remove(&sku(4));
     meli.edit(&mla(5), 77);
+    meli.edit(&mla(7), 2);
     let edited_at = chrono::Utc::now();
     eventually(Duration::from_secs(30), "every drift is corrected", all_hold).await;
     for (name, _) in &platforms {
@@ -209,6 +215,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     assert_eq!(drifts[1], [("shopify".to_owned(), DriftKind::QuantityDiffers, Some(99))]);
     assert_eq!(drifts[2], [("amazon".to_owned(), DriftKind::QuantityDiffers, Some(0))]);
     assert_eq!(drifts[4], [("ebay".to_owned(), DriftKind::Missing, None)]);
+    assert_eq!(drifts[7], [("mercadolibre".to_owned(), DriftKind::QuantityDiffers, Some(2))]);
     assert!(drifts[0].is_empty(), "an item nobody touched has no drift");
 
     shutdown.cancel();

@@ -1,6 +1,7 @@
 //! Mercado Libre's Items API as a channel adapter (`docs/channels/mercadolibre.md`):
-//! `PUT /items/{item_id}` with `{"available_quantity": N}`, one listing per request, with an
-//! access token from Mercado Libre's OAuth endpoint (refresh-token grant, client id and secret
+//! `PUT /items/{item_id}` with `{"available_quantity": N}`, or for one variation of an item
+//! (listing `MLA123456789/174997747229`) `PUT /items/{item_id}/variations/{variation_id}` with
+//! the same body (decision 0024), one listing per request, with an access token from Mercado Libre's OAuth endpoint (refresh-token grant, client id and secret
 //! in the form) fetched again once when Mercado Libre says it expired. Its refresh tokens are
 //! single-use: each refresh answers a new one, which the token cache keeps for the next.
 
@@ -50,7 +51,8 @@ pub struct MercadoLibreConfig {
 }
 
 /// A Mercado Libre seller's listings as a channel: the listing of an item version is the
-/// item id the channel's listing map gives its SKU (`MLA123456789`).
+/// item id the channel's listing map gives its SKU (`MLA123456789`), or the item id and one
+/// of its variation ids (`MLA123456789/174997747229`).
 #[derive(Debug)]
 pub struct MercadoLibreChannel {
     config: MercadoLibreConfig,
@@ -91,7 +93,40 @@ impl MercadoLibreChannel {
     }
 }
 
-/// The request body for an item without variations.
+/// A listing on Mercado Libre: an item, or one variation of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MercadoLibreListing<'a> {
+    /// The item id, letters and digits (`MLA123456789`).
+    pub item: &'a str,
+    /// The variation id, digits (`174997747229`), for an item with variations.
+    pub variation: Option<&'a str>,
+}
+
+impl<'a> MercadoLibreListing<'a> {
+    /// Reads `MLA123456789` or `MLA123456789/174997747229`; `None` for anything else. Both ids
+    /// become path segments: anything else is a listing map mistake, and must not address
+    /// another resource.
+    pub fn parse(listing: &'a str) -> Option<Self> {
+        let (item, variation) = match listing.split_once('/') {
+            Some((item, variation)) => (item, Some(variation)),
+            None => (listing, None),
+        };
+        let item_id = !item.is_empty() && item.bytes().all(|byte| byte.is_ascii_alphanumeric());
+        let variation_id = variation
+            .is_none_or(|variation| !variation.is_empty() && variation.bytes().all(|byte| byte.is_ascii_digit()));
+        (item_id && variation_id).then_some(Self { item, variation })
+    }
+
+    /// The path a quantity is written to.
+    fn path(&self) -> String {
+        match self.variation {
+            Some(variation) => format!("/items/{}/variations/{variation}", self.item),
+            None => format!("/items/{}", self.item),
+        }
+    }
+}
+
+/// The request body, for an item or a variation alike.
 #[derive(Serialize)]
 struct AvailableQuantity {
     available_quantity: i64,
@@ -116,23 +151,23 @@ impl ChannelAdapter for MercadoLibreChannel {
 }
 
 impl MercadoLibreChannel {
-    /// `PUT /items/{item_id}` for one item version, with the quantity its channel rules give.
-    /// Mercado Libre has no idempotency key for it; setting an absolute quantity again is
-    /// harmless.
+    /// `PUT /items/{item_id}` (or `…/variations/{variation_id}`) for one item version, with
+    /// the quantity its channel rules give. Mercado Libre has no idempotency key for it;
+    /// setting an absolute quantity again is harmless.
     async fn set_available_quantity(&self, publish: &Publish) -> Attempt {
         let started = Instant::now();
-        let item_id = &publish.listing;
-        // The id becomes a path segment: anything but letters and digits (`MLA123456789`) is a
-        // listing map mistake, and must not address another resource.
-        if item_id.is_empty() || !item_id.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
+        let Some(listing) = MercadoLibreListing::parse(&publish.listing) else {
             let verdict = Verdict::DeadLetter {
                 reason: "invalid_listing".to_owned(),
-                error: format!("{item_id:?} is not a Mercado Libre item id such as MLA123456789"),
+                error: format!(
+                    "{:?} is not a Mercado Libre item id such as MLA123456789, nor one with a variation id such as MLA123456789/174997747229",
+                    publish.listing
+                ),
                 body: None,
             };
             return Attempt { verdict, status: None, latency: started.elapsed() };
-        }
-        let url = format!("{}/items/{item_id}", self.config.base_url.trim_end_matches('/'));
+        };
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), listing.path());
         let body = AvailableQuantity { available_quantity: publish.quantity };
         let traceparent = publish.entry.traceparent.as_deref();
         // Mercado Libre answers 401 for an expired or invalid access token.

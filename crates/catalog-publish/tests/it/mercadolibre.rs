@@ -252,6 +252,28 @@ async fn mercadolibre_request_follows_the_documentation() {
     assert_eq!(meli.item_requests()[1].traceparent, None);
 }
 
+/// A listing naming a variation (decision 0024) writes that variation alone, with the same
+/// body, headers and token as an item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_variation_is_written_alone_on_its_own_path() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    let sent = publish("MLA123456789/174997747229", 4, Some(TRACEPARENT));
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    let updates = meli.item_requests();
+    assert_eq!(updates.len(), 1);
+    let update = &updates[0];
+    assert_eq!(
+        (&update.method, update.path.as_str(), update.query.as_deref()),
+        (&Method::PUT, "/items/MLA123456789/variations/174997747229", None)
+    );
+    assert_eq!(update.authorization.as_deref(), Some("Bearer APP_USR-1-241983636"));
+    assert_eq!(update.content_type.as_deref(), Some("application/json"));
+    assert_eq!(update.traceparent.as_deref(), Some(TRACEPARENT));
+    assert_eq!(serde_json::from_str::<Value>(&update.body).expect("JSON body"), json!({"available_quantity": 4}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mercadolibre_refresh_uses_the_refresh_token_the_last_refresh_returned() {
     let meli = MercadoLibre::start(vec![Api::Expired, Api::Accept, Api::Expired], vec![]).await;
@@ -413,13 +435,15 @@ async fn mercadolibre_server_error_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mercadolibre_listing_that_is_no_item_id_is_dead_lettered_unsent() {
     let meli = MercadoLibre::start(vec![], vec![]).await;
-    let answer = meli.channel().send(&[publish("../users/me", 7, None), publish("", 7, None)]).await;
+    let listings = ["../users/me", "", "MLA1/", "MLA1/abc", "/174997747229", "MLA1/1/2", "MLA1/../../users/me"];
+    let batch: Vec<Publish> = listings.iter().map(|listing| publish(listing, 7, None)).collect();
+    let answer = meli.channel().send(&batch).await;
     for attempt in &answer.attempts {
         assert!(
             matches!(&attempt.verdict, Verdict::DeadLetter { reason, body: None, .. } if reason == "invalid_listing"),
             "{attempt:?}"
         );
     }
-    assert_eq!(answer.attempts.len(), 2);
+    assert_eq!(answer.attempts.len(), listings.len());
     assert!(meli.shared.lock().expect("Mercado Libre state").requests.is_empty(), "nothing sent, not even for a token");
 }

@@ -411,3 +411,36 @@ async fn mercadolibre_reads_up_to_20_items_per_multiget() {
     );
     assert_eq!(header(&request.headers, "authorization").as_deref(), Some("Bearer token-1"));
 }
+
+/// Listings naming variations ask for their item once, with its `variations`.
+#[tokio::test]
+async fn mercadolibre_reads_variations_through_their_item() {
+    let answer = ok(json!([
+        { "code": 200, "body": { "id": "MLA1", "available_quantity": 9, "variations": [
+            { "id": 174997747229_u64, "available_quantity": 4 }, { "id": 174997747230_u64, "available_quantity": 5 }
+        ] } },
+        { "code": 200, "body": { "id": "MLA2", "available_quantity": 1 } }
+    ]));
+    let platform = Platform::start(vec![answer]).await;
+    let config = MercadoLibreConfig {
+        base_url: platform.base_url.clone(),
+        token_url: format!("{}/oauth/token", platform.base_url),
+        client_id: "meli-app".into(),
+        client_secret: Secret::new("meli-secret"),
+        refresh_token: Secret::new("TG-local"),
+        refresh_token_file: None,
+    };
+    let channel = MercadoLibreChannel::new(config, TIMEOUT, 2).expect("client");
+    let asked = ["MLA1/174997747229", "MLA1/174997747231", "MLA2"];
+    let shown = channel.shown_quantities(&asked).await.expect("read");
+    assert_eq!(shown.get("MLA1/174997747229"), Some(&4));
+    assert_eq!(shown.get("MLA1/174997747231"), None, "a variation the item no longer has shows nothing");
+    assert_eq!(shown.get("MLA2"), Some(&1));
+    let requests = platform.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].query.as_deref(),
+        Some("ids=MLA1%2CMLA2&attributes=id%2Cavailable_quantity%2Cvariations"),
+        "each item once, with its variations"
+    );
+}
