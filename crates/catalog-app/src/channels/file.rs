@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
+use catalog_publish::marketplace::mercadolibre::MercadoLibreListing;
 use catalog_publish::{ChannelConfig, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
 use serde::Deserialize;
@@ -154,6 +155,19 @@ fn channel(
         (None, Some(file)) => Listings::Mapped(listings::read_csv(&name, &directory.join(file))?),
         (None, None) => Listings::BySku,
     };
+    if let (AdapterSettings::MercadoLibre(_), Listings::Mapped(map)) = (&adapter, &listings) {
+        // Mercado Libre's ids become path segments: a mistake is refused here, not at its
+        // first publish.
+        if let Some((sku, listing)) = map.iter().find(|(_, listing)| MercadoLibreListing::parse(listing).is_none()) {
+            return Err(ChannelsError::Listing {
+                channel: name,
+                at: "the listing map".to_owned(),
+                error: format!(
+                    "sku {sku}: {listing:?} is not a Mercado Libre item id (MLA123456789) nor one with a variation id (MLA123456789/174997747229)"
+                ),
+            });
+        }
+    }
     let mut config = ChannelConfig::new(&name);
     if let Some(rate) = entry.requests_per_second {
         config = config.with_rate(rate.max(1));

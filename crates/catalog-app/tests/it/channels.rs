@@ -123,6 +123,7 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x"}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings_file": "bad.csv"}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": "A", "ABC-2": "A"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "MLA1/174997747229", "ABC-2": "MLA2/red"}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -149,5 +150,6 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: no "adapter" (or storefront "base_url") says what it speaks
     channel x: listings at DIR/bad.csv line 2: expected "sku,listing", got "ABC-1 MLA1"
     channel x: listings at "listings": listing "A" is given to two skus (ABC-1 and ABC-2)
+    channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789) nor one with a variation id (MLA123456789/174997747229)
     "#);
 }
