@@ -8,12 +8,13 @@
 //! SKUs are variations of one Mercado Libre item.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_app::channels::{build_channels, routes};
+use catalog_app::channels::{build_channels, routes, BuiltChannel, HttpChannel};
 use catalog_app::publishing::publishers;
-use catalog_app::reconcile::{reconcilers, ReconcileSettings};
+use catalog_app::reconcile::{reconcilers, ReconcileSettings, Reconciler};
 use catalog_app::Metrics;
 use catalog_core::{DriftKind, ItemKey, Sku, TenantId};
 use catalog_publish::WorkSignal;
@@ -50,6 +51,31 @@ fn events(n_skus: u64) -> BatchInput {
         })
         .collect();
     BatchInput { events, checkpoints: vec![] }
+}
+
+/// A SQLite store in a directory routing to `channels`, their adapters built once, and a
+/// reconciler per channel sweeping every `interval`, retrying a read `max_attempts` times.
+struct Harness {
+    sqlite: Arc<SqliteStore>,
+    store: Arc<dyn CatalogStore>,
+    metrics: Metrics,
+    work: WorkSignal,
+    built: Vec<BuiltChannel>,
+    reconcilers: Vec<Reconciler>,
+}
+
+impl Harness {
+    async fn start(directory: &Path, channels: Vec<HttpChannel>, interval: Duration, max_attempts: u32) -> Harness {
+        let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+        let sqlite = Arc::new(SqliteStore::open_path(&directory.join("catalog.db"), config).await.expect("open"));
+        let metrics = Metrics::new();
+        let work = WorkSignal::new();
+        let built = build_channels(channels).expect("adapters");
+        let settings = ReconcileSettings { interval, page_size: 1_000, requests_per_second: 1_000, max_attempts };
+        let reconcile_store: Arc<dyn ReconcileStore> = sqlite.clone();
+        let reconcilers = reconcilers(&built, reconcile_store, settings, &metrics, &work);
+        Harness { store: sqlite.clone(), sqlite, metrics, work, built, reconcilers }
+    }
 }
 
 /// Polls `check` until it holds or `within` passes.
@@ -107,21 +133,8 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
             meli_listings = meli_listings.join(", "),
         ),
     );
-    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
-    let sqlite = Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
-    let store: Arc<dyn CatalogStore> = sqlite.clone();
-
-    let metrics = Metrics::new();
-    let work = WorkSignal::new();
-    let built = build_channels(channels).expect("adapters");
-    let reconcile_settings = ReconcileSettings {
-        interval: Duration::from_millis(100),
-        page_size: 1_000,
-        requests_per_second: 1_000,
-        max_attempts: 10,
-    };
-    let reconcile_store: Arc<dyn ReconcileStore> = sqlite.clone();
-    let sweeping = reconcilers(&built, reconcile_store, reconcile_settings, &metrics, &work);
+    let Harness { sqlite, store, metrics, work, built, reconcilers: sweeping } =
+        Harness::start(directory.path(), channels, Duration::from_millis(100), 10).await;
     assert_eq!(sweeping.len(), 5, "every marketplace can be read back");
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -240,19 +253,9 @@ async fn walmart_is_swept_through_its_catalog_list_and_asked_only_about_the_diff
             walmart = walmart.base_url
         ),
     );
-    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
-    let sqlite = Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
-    let store: Arc<dyn CatalogStore> = sqlite.clone();
-    let metrics = Metrics::new();
-    let work = WorkSignal::new();
-    let built = build_channels(channels).expect("adapters");
-    let settings_of_sweeps = ReconcileSettings {
-        interval: Duration::from_secs(60),
-        page_size: 1_000,
-        requests_per_second: 1_000,
-        max_attempts: 3,
-    };
-    let reconciler = reconcilers(&built, sqlite.clone(), settings_of_sweeps, &metrics, &work).remove(0);
+    let Harness { sqlite, store, metrics, work, built, mut reconcilers } =
+        Harness::start(directory.path(), channels, Duration::from_secs(60), 3).await;
+    let reconciler = reconcilers.remove(0);
     let publish = |built| {
         let shutdown = CancellationToken::new();
         let publisher =

@@ -252,6 +252,30 @@ async fn amazon_throttling_waits_for_the_rate_it_reports() {
     assert_eq!(read, Err(ReadBackError::Throttled(Duration::from_millis(500))));
 }
 
+/// Walmart, publishing to ship node 79111.
+fn walmart(platform: &Platform) -> WalmartChannel {
+    let config = WalmartConfig {
+        base_url: platform.base_url.clone(),
+        ship_node: Some("79111".into()),
+        token_url: format!("{}/v3/token", platform.base_url),
+        client_id: "walmart-client".into(),
+        client_secret: Secret::new("walmart-secret"),
+    };
+    WalmartChannel::new(config, TIMEOUT, 2).expect("client")
+}
+
+fn mercadolibre(platform: &Platform) -> MercadoLibreChannel {
+    let config = MercadoLibreConfig {
+        base_url: platform.base_url.clone(),
+        token_url: format!("{}/oauth/token", platform.base_url),
+        client_id: "meli-app".into(),
+        client_secret: Secret::new("meli-secret"),
+        refresh_token: Secret::new("TG-local"),
+        refresh_token_file: None,
+    };
+    MercadoLibreChannel::new(config, TIMEOUT, 2).expect("client")
+}
+
 #[tokio::test]
 async fn walmart_reads_each_skus_inventory_at_its_ship_node() {
     let inventory = ok(json!({ "sku": "SKU 1", "quantity": { "unit": "EACH", "amount": 6 } }));
@@ -261,14 +285,7 @@ async fn walmart_reads_each_skus_inventory_at_its_ship_node() {
         r#"{"errors":[{"code":"CONTENT_NOT_FOUND.GMP_INVENTORY_API","description":"Item not found"}]}"#.to_owned(),
     );
     let platform = Platform::start(vec![inventory, not_found]).await;
-    let config = WalmartConfig {
-        base_url: platform.base_url.clone(),
-        ship_node: Some("79111".into()),
-        token_url: format!("{}/v3/token", platform.base_url),
-        client_id: "walmart-client".into(),
-        client_secret: Secret::new("walmart-secret"),
-    };
-    let channel = WalmartChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = walmart(&platform);
     let shown = channel.shown_quantities(&["SKU 1", "SKU-2"]).await.expect("read");
     assert_eq!(sorted(&shown), [("SKU 1".to_owned(), 6)]);
     let requests = platform.requests();
@@ -311,14 +328,7 @@ async fn walmart_lists_its_catalog_50_skus_a_page_following_the_cursor_with_a_ne
         ] }
     }));
     let platform = Platform::start(vec![expired, first, last]).await;
-    let config = WalmartConfig {
-        base_url: platform.base_url.clone(),
-        ship_node: Some("79111".into()),
-        token_url: format!("{}/v3/token", platform.base_url),
-        client_id: "walmart-client".into(),
-        client_secret: Secret::new("walmart-secret"),
-    };
-    let channel = WalmartChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = walmart(&platform);
     let list = channel.catalog_list().expect("Walmart lists its catalog");
     let page = list.catalog_page(None).await.expect("first page");
     assert_eq!(sorted(&page.shown), [("SKU-1".to_owned(), 4)], "SKU-2 is not at the channel's node");
@@ -390,15 +400,7 @@ async fn mercadolibre_reads_up_to_20_items_per_multiget() {
         { "code": 404, "body": { "message": "Item with id MLA2 not found", "error": "not_found", "status": 404, "cause": [] } }
     ]));
     let platform = Platform::start(vec![answer]).await;
-    let config = MercadoLibreConfig {
-        base_url: platform.base_url.clone(),
-        token_url: format!("{}/oauth/token", platform.base_url),
-        client_id: "meli-app".into(),
-        client_secret: Secret::new("meli-secret"),
-        refresh_token: Secret::new("TG-local"),
-        refresh_token_file: None,
-    };
-    let channel = MercadoLibreChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = mercadolibre(&platform);
     assert_eq!(channel.max_lookup(), 20);
     let shown = channel.shown_quantities(&["MLA1", "MLA2", "not/an-id"]).await.expect("read");
     assert_eq!(sorted(&shown), [("MLA1".to_owned(), 3)]);
@@ -422,15 +424,7 @@ async fn mercadolibre_reads_variations_through_their_item() {
         { "code": 200, "body": { "id": "MLA2", "available_quantity": 1 } }
     ]));
     let platform = Platform::start(vec![answer]).await;
-    let config = MercadoLibreConfig {
-        base_url: platform.base_url.clone(),
-        token_url: format!("{}/oauth/token", platform.base_url),
-        client_id: "meli-app".into(),
-        client_secret: Secret::new("meli-secret"),
-        refresh_token: Secret::new("TG-local"),
-        refresh_token_file: None,
-    };
-    let channel = MercadoLibreChannel::new(config, TIMEOUT, 2).expect("client");
+    let channel = mercadolibre(&platform);
     let asked = ["MLA1/174997747229", "MLA1/174997747231", "MLA2"];
     let shown = channel.shown_quantities(&asked).await.expect("read");
     assert_eq!(shown.get("MLA1/174997747229"), Some(&4));
