@@ -71,6 +71,50 @@ struct Point {
     checkpoints: i64,
 }
 
+/// Blocks each table (heap and TOAST) and each index of the soak's database read from outside
+/// PostgreSQL's buffer cache so far: where growth costs reads.
+async fn blocks_read(pool: &sqlx::PgPool) -> HashMap<String, i64> {
+    sqlx::query_as(
+        "SELECT relname::text || ' heap', (coalesce(heap_blks_read, 0) + coalesce(toast_blks_read, 0)
+                                          + coalesce(tidx_blks_read, 0))::int8
+         FROM pg_statio_user_tables
+         UNION ALL
+         SELECT indexrelname::text, coalesce(idx_blks_read, 0)::int8 FROM pg_statio_user_indexes",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("block reads")
+    .into_iter()
+    .collect()
+}
+
+/// MiB read from the machine's disks so far (`/proc/diskstats`, whole disks): reads the
+/// operating system's page cache did not serve.
+fn disk_read_mib() -> f64 {
+    let text = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+    let sectors: u64 = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let name = fields.get(2)?;
+            let whole_disk = !name.starts_with("loop") && !name.chars().last()?.is_ascii_digit();
+            whole_disk.then(|| fields.get(5)?.parse::<u64>().ok()).flatten()
+        })
+        .sum();
+    sectors as f64 * 512.0 / (1024.0 * 1024.0)
+}
+
+/// The relations that read the most blocks between two samples, most first.
+fn most_read(before: &HashMap<String, i64>, after: &HashMap<String, i64>) -> String {
+    let mut reads: Vec<(i64, &str)> = after
+        .iter()
+        .map(|(relation, read)| (read - before.get(relation).copied().unwrap_or(0), relation.as_str()))
+        .filter(|(read, _)| *read > 0)
+        .collect();
+    reads.sort_by(|a, b| b.cmp(a));
+    reads.iter().take(5).map(|(read, relation)| format!("{relation} {read}")).collect::<Vec<_>>().join(", ")
+}
+
 /// PostgreSQL's WAL position (bytes) and checkpoints so far: what a million cost the server
 /// beyond the tables, and whether its first checkpoint fell in it.
 async fn wal_and_checkpoints(pool: &sqlx::PgPool) -> (i64, i64) {
@@ -191,6 +235,8 @@ async fn soak(n_events: u64) {
     let mut last_mark = Instant::now();
     let mut histogram_before = Vec::new();
     let mut wal_before = wal_and_checkpoints(&pool).await;
+    let mut reads_before = blocks_read(&pool).await;
+    let mut disk_before = disk_read_mib();
     let mut peak_rss: f64 = 0.0;
     loop {
         let stored: HashMap<i32, i64> =
@@ -228,6 +274,16 @@ async fn soak(n_events: u64) {
                 point.million, point.events_per_second, point.batch_apply_p99_ms, point.rss_mib, point.journal_mib, point.claims_mib, point.indexes_mib, point.wal_mib, point.checkpoints
             );
             wal_before = wal;
+            let reads = blocks_read(&pool).await;
+            let disk = disk_read_mib();
+            println!(
+                "soak/million {:>2}: disk read {:.0} MiB; blocks read past the buffer cache: {}",
+                point.million,
+                disk - disk_before,
+                most_read(&reads_before, &reads)
+            );
+            reads_before = reads;
+            disk_before = disk;
             points.push(point);
             last_mark = now;
             histogram_before = histogram;
