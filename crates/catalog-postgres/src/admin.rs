@@ -5,8 +5,9 @@ use catalog_core::{EventId, ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
-    AuditEntry, AuditRecord, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken, OutcomeCounts,
-    PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo, TokenMatch,
+    AuditEntry, AuditRecord, ChannelCount, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
+    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo,
+    TokenMatch,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -216,10 +217,7 @@ pub(crate) async fn publish_attempt_counts(
     since: DateTime<Utc>,
 ) -> Result<Vec<PublishAttemptCount>, StoreError> {
     let counts = counts_per_channel(pool, "publish_attempts", "result", "attempted_at", since).await?;
-    Ok(counts
-        .into_iter()
-        .map(|(channel, result, attempts, last_at)| PublishAttemptCount { channel, result, attempts, last_at })
-        .collect())
+    Ok(counts.into_iter().map(PublishAttemptCount::from).collect())
 }
 
 /// The rows of `table` at `at` or after `since`, counted per channel and `key`, with the
@@ -231,7 +229,7 @@ pub(crate) async fn counts_per_channel(
     key: &str,
     at: &str,
     since: DateTime<Utc>,
-) -> Result<Vec<(String, String, u64, DateTime<Utc>)>, StoreError> {
+) -> Result<Vec<ChannelCount>, StoreError> {
     sqlx::query(&format!(
         "SELECT channel, {key} AS key, count(*) AS n, max({at}) AS last_at FROM {table}
          WHERE {at} >= $1 GROUP BY channel, {key} ORDER BY channel, {key}"
@@ -243,7 +241,12 @@ pub(crate) async fn counts_per_channel(
     .iter()
     .map(|row| {
         let n: i64 = column(row, "n")?;
-        Ok((column(row, "channel")?, column(row, "key")?, n.max(0) as u64, column(row, "last_at")?))
+        Ok(ChannelCount {
+            channel: column(row, "channel")?,
+            key: column(row, "key")?,
+            n: n.max(0) as u64,
+            last_at: column(row, "last_at")?,
+        })
     })
     .collect()
 }

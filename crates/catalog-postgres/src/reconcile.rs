@@ -150,10 +150,7 @@ pub(crate) async fn item_drifts(pool: &PgPool, item_id: ItemId, limit: usize) ->
 
 pub(crate) async fn drift_counts(pool: &PgPool, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
     let counts = crate::admin::counts_per_channel(pool, "drifts", "kind", "detected_at", since).await?;
-    Ok(counts
-        .into_iter()
-        .map(|(channel, kind, drifts, last_at)| DriftCount { channel, kind, drifts, last_at })
-        .collect())
+    Ok(counts.into_iter().map(DriftCount::from).collect())
 }
 
 #[async_trait]

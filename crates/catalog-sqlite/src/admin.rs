@@ -6,7 +6,7 @@ use std::sync::Arc;
 use catalog_core::{EventId, ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::{
-    rows, AuditEntry, AuditRecord, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
+    rows, AuditEntry, AuditRecord, ChannelCount, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
     OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo,
     TokenMatch,
 };
@@ -241,10 +241,7 @@ pub(crate) async fn publish_attempt_counts(
     since: DateTime<Utc>,
 ) -> Result<Vec<PublishAttemptCount>, StoreError> {
     let counts = counts_per_channel(pool, "publish_attempts", "result", "attempted_at", since).await?;
-    Ok(counts
-        .into_iter()
-        .map(|(channel, result, attempts, last_at)| PublishAttemptCount { channel, result, attempts, last_at })
-        .collect())
+    Ok(counts.into_iter().map(PublishAttemptCount::from).collect())
 }
 
 /// The rows of `table` at `at` or after `since`, counted per channel and `key`, with the
@@ -256,7 +253,7 @@ pub(crate) async fn counts_per_channel(
     key: &str,
     at: &str,
     since: DateTime<Utc>,
-) -> Result<Vec<(String, String, u64, DateTime<Utc>)>, StoreError> {
+) -> Result<Vec<ChannelCount>, StoreError> {
     sqlx::query(&format!(
         "SELECT channel, {key} AS key, count(*) AS n, max({at}) AS last_at FROM {table} \
          WHERE {at} >= ?1 GROUP BY channel, {key} ORDER BY channel, {key}"
@@ -268,12 +265,12 @@ pub(crate) async fn counts_per_channel(
     .iter()
     .map(|row| {
         let n: i64 = columns::column(row, "n")?;
-        Ok((
-            columns::column(row, "channel")?,
-            columns::column(row, "key")?,
-            n.max(0) as u64,
-            columns::time_column(row, "last_at")?,
-        ))
+        Ok(ChannelCount {
+            channel: columns::column(row, "channel")?,
+            key: columns::column(row, "key")?,
+            n: n.max(0) as u64,
+            last_at: columns::time_column(row, "last_at")?,
+        })
     })
     .collect()
 }

@@ -183,8 +183,5 @@ pub(crate) async fn item_drifts(
 
 pub(crate) async fn drift_counts(pool: &SqlitePool, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError> {
     let counts = crate::admin::counts_per_channel(pool, "drifts", "kind", "detected_at", since).await?;
-    Ok(counts
-        .into_iter()
-        .map(|(channel, kind, drifts, last_at)| DriftCount { channel, kind, drifts, last_at })
-        .collect())
+    Ok(counts.into_iter().map(DriftCount::from).collect())
 }

@@ -154,6 +154,23 @@ pub struct PublishedVersion {
     pub published_at: DateTime<Utc>,
 }
 
+/// Rows of one channel and one key (a result, a drift kind) since a time, counted, with the
+/// time of the latest: what each store's one query per table reads, and what
+/// [`PublishAttemptCount`] and [`crate::DriftCount`] are made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelCount {
+    pub channel: String,
+    pub key: String,
+    pub n: u64,
+    pub last_at: DateTime<Utc>,
+}
+
+impl From<ChannelCount> for PublishAttemptCount {
+    fn from(count: ChannelCount) -> Self {
+        Self { channel: count.channel, result: count.key, attempts: count.n, last_at: count.last_at }
+    }
+}
+
 /// A channel's publish attempts of one result since a time: its recent health.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -18,8 +18,8 @@ pub mod rows;
 mod signals;
 
 pub use admin::{
-    event_ids_in_effect, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken,
-    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
+    event_ids_in_effect, AuditEntry, AuditRecord, ChannelCount, DeadLetterFilter, DeadLetterRetry, EventsPage,
+    NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,

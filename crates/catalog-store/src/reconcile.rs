@@ -72,6 +72,12 @@ pub trait ReconcileStore: Send + Sync + std::fmt::Debug {
     async fn drift_counts(&self, since: DateTime<Utc>) -> Result<Vec<DriftCount>, StoreError>;
 }
 
+impl From<crate::ChannelCount> for DriftCount {
+    fn from(count: crate::ChannelCount) -> Self {
+        Self { channel: count.channel, kind: count.key, drifts: count.n, last_at: count.last_at }
+    }
+}
+
 /// A channel's drifts of one kind corrected since a time.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
