@@ -120,3 +120,25 @@ pub fn check_item(stored_quantity: i64, offers: &[OfferTrace]) -> Result<(), Tra
         Err(TraceGap::QuantityDiffers { stored: stored_quantity, rederived })
     }
 }
+
+/// Whether the newest events of an item's journal are enough to check it: every offer has an
+/// applied snapshot among them. An offer's quantity depends only on its latest snapshot and
+/// the adjustments newer than it, so when `offers` hold a newest cut of the journal (every
+/// event newer than one of them is there too) that passes this test, [`check_item`] gives
+/// what the whole journal would, however long it is: a tracer reads a bounded tail, not
+/// an item's whole history. Older applied events added to the cut (an offer's winner looked
+/// up by id) do not change the answer.
+///
+/// ```
+/// use catalog_core::{tail_settles, AppliedChange, OfferTrace, OrderingKey, StockChange};
+///
+/// let supplier = catalog_core::SupplierId::parse("acme").unwrap();
+/// let key = OrderingKey { effective_at: chrono::Utc::now(), sequence: 1, event_id: catalog_core::EventId(uuid::Uuid::nil()) };
+/// let adjusted = AppliedChange { key, change: StockChange::Adjusted { delta: 2 } };
+/// let updated = AppliedChange { key, change: StockChange::Updated { quantity: 5 } };
+/// assert!(!tail_settles(&[OfferTrace { supplier: supplier.clone(), winner: None, applied: vec![adjusted] }]));
+/// assert!(tail_settles(&[OfferTrace { supplier, winner: None, applied: vec![adjusted, updated] }]));
+/// ```
+pub fn tail_settles(offers: &[OfferTrace]) -> bool {
+    offers.iter().all(|offer| offer.applied.iter().any(|event| matches!(event.change, StockChange::Updated { .. })))
+}

@@ -399,6 +399,53 @@ proptest! {
         }
     }
 
+    /// The tracer's bound: any newest cut of an item's journal (across its offers, in
+    /// ordering-key order) that `tail_settles` accepts, with each offer's winner looked up by
+    /// id when the cut lacks it, checks exactly as the whole journal does, for the stored
+    /// quantity and for a wrong one.
+    #[test]
+    fn a_settled_tail_checks_as_the_whole_journal(batches in deliveries().prop_flat_map(shuffled_batches)) {
+        let mut catalog = ReferenceCatalog::default();
+        let journal = applied_journal(&mut catalog, &batches);
+        for (key, item) in catalog.items() {
+            let whole = offer_traces(&catalog, &journal, key);
+            let mut keys: Vec<catalog_core::OrderingKey> =
+                whole.iter().flat_map(|offer| offer.applied.iter().map(|event| event.key)).collect();
+            keys.sort_unstable();
+            for cut in 0..=keys.len() {
+                let newest = &keys[cut..];
+                let tail: Vec<catalog_core::OfferTrace> = whole
+                    .iter()
+                    .map(|offer| catalog_core::OfferTrace {
+                        applied: offer.applied.iter().filter(|event| newest.contains(&event.key)).copied().collect(),
+                        ..offer.clone()
+                    })
+                    .collect();
+                if !catalog_core::tail_settles(&tail) {
+                    continue;
+                }
+                let looked_up: Vec<catalog_core::OfferTrace> = tail
+                    .into_iter()
+                    .zip(&whole)
+                    .map(|(mut offer, all)| {
+                        let winner = all.applied.iter().find(|event| Some(event.key.event_id) == offer.winner);
+                        if let Some(winner) = winner.filter(|winner| !offer.applied.contains(winner)) {
+                            offer.applied.push(*winner);
+                        }
+                        offer
+                    })
+                    .collect();
+                for stored in [item.quantity, item.quantity + 1] {
+                    prop_assert_eq!(
+                        catalog_core::check_item(stored, &looked_up),
+                        catalog_core::check_item(stored, &whole),
+                        "item {:?} cut at {} of {}", key, cut, keys.len()
+                    );
+                }
+            }
+        }
+    }
+
     /// And the check can tell: with an offer's winning journal row missing, the item is named.
     #[test]
     fn a_missing_winning_row_is_a_gap(batches in deliveries().prop_flat_map(shuffled_batches)) {
