@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use catalog_core::{CatalogItem, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::rows;
 use catalog_store::{
-    event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
-    PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
+    event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -159,6 +159,65 @@ pub(crate) async fn item_trace_page(
     let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
     transaction.commit().await.map_err(store_error)?;
     Ok(Some(TracePage { item, offers, in_effect, events, n_events, pending_publishes, publish_attempts }))
+}
+
+pub(crate) async fn journal_tail(
+    pool: &PgPool,
+    item_id: ItemId,
+    newest: usize,
+) -> Result<Option<JournalTail>, StoreError> {
+    let mut transaction = trace_snapshot(pool).await?;
+    let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+        .bind(item_id.0)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
+    let item = item_row(&row)?.into_item()?;
+    let offers = offers_of(&mut transaction, item.tenant(), item.sku()).await?;
+    // Newest first: a backward scan of index `events_item_trace` (migration 0015), stopped
+    // after `newest` rows, however long the item's history.
+    let mut rows = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events
+         WHERE tenant_id = $1 AND sku = $2 AND effective_at IS NOT NULL
+         ORDER BY effective_at DESC NULLS LAST, (coalesce(sequence, 0) < 0) DESC, coalesce(sequence, 0) DESC,
+                  event_id DESC NULLS LAST, received_at DESC, journal_id DESC
+         LIMIT $3"
+    ))
+    .bind(item.tenant().as_str())
+    .bind(item.sku().as_str())
+    .bind(i64::try_from(newest).unwrap_or(i64::MAX))
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| journal_row(row)?.into_entry())
+    .collect::<Result<Vec<_>, _>>()?;
+    rows.reverse();
+    let beyond: Vec<uuid::Uuid> = winners_beyond(&offers, &rows).into_iter().map(|event_id| event_id.0).collect();
+    let winners = if beyond.is_empty() {
+        Vec::new()
+    } else {
+        // Each through its claim, by the journal row's key (as `apply::journal::LOAD_PRIOR`
+        // does), so no partition is scanned.
+        sqlx::query(&format!(
+            "SELECT e.* FROM event_claims AS c CROSS JOIN LATERAL (
+                 SELECT {JOURNAL_COLUMNS} FROM events
+                 WHERE journal_id = c.journal_id AND received_at = c.received_at AND outcome = 'applied' LIMIT 1) AS e
+             WHERE c.event_id = ANY($1)"
+        ))
+        .bind(&beyond)
+        .fetch_all(&mut *transaction)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| journal_row(row)?.into_entry())
+        .collect::<Result<Vec<_>, _>>()?
+    };
+    transaction.commit().await.map_err(store_error)?;
+    Ok(Some(JournalTail { item, offers, whole: rows.len() < newest, newest: rows, winners }))
 }
 
 async fn offers_of(

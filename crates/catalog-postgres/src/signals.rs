@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use catalog_core::{ItemId, PartitionProgress, TenantId};
 use catalog_store::{
-    assemble_facts, count, FactsQuery, FactsReport, SampledValue, SignalSample, StoreConfig, StoreError, StoredGap,
-    TenantCounts, TraceCheck, UntracedRow,
+    assemble_facts, count, FactsQuery, FactsReport, JournalTail, SampledValue, SignalSample, StoreConfig, StoreError,
+    StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -351,6 +351,11 @@ impl SignalStore for PostgresStore {
 
     async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
         crate::with_deadline(self.deadline, "items_to_trace", items_to_trace(&self.pool, limit)).await
+    }
+
+    async fn journal_tail(&self, item_id: ItemId, newest: usize) -> Result<Option<JournalTail>, StoreError> {
+        crate::with_deadline(self.deadline, "journal_tail", crate::reads::journal_tail(&self.pool, item_id, newest))
+            .await
     }
 
     async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {

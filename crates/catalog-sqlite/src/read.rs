@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{CatalogItem, ItemId, ItemKey, Sku, TenantId};
+use catalog_core::{CatalogItem, ItemId, ItemKey, Outcome, Sku, TenantId};
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
-    event_ids_in_effect, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalWindow, PendingPublish, Position,
-    PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
+    event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -86,6 +86,52 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     let pending_publishes = pending_publishes(connection, item_id).await?;
     let publish_attempts = publish_attempts(connection, item_id).await?;
     Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
+}
+
+pub(crate) async fn journal_tail(
+    pool: &SqlitePool,
+    item_id: ItemId,
+    newest: usize,
+) -> Result<Option<JournalTail>, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    let connection: &mut SqliteConnection = &mut transaction;
+    let Some(item) = item_on(connection, item_id).await? else { return Ok(None) };
+    let offers = offers_of(connection, item.tenant(), item.sku()).await?;
+    // Newest first: index `events_item_trace` (migration 0012) read backwards, stopped after
+    // `newest` rows, however long the item's history.
+    let sql = format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events
+         WHERE tenant_id = ?1 AND sku = ?2 AND effective_at IS NOT NULL
+         ORDER BY effective_at DESC, (coalesce(sequence, 0) < 0) DESC, coalesce(sequence, 0) DESC, event_id DESC,
+                  received_at DESC, journal_id DESC
+         LIMIT ?3"
+    );
+    let journal_rows = sqlx::query(&sql)
+        .bind(item.tenant().as_str())
+        .bind(item.sku().as_str())
+        .bind(i64::try_from(newest).unwrap_or(i64::MAX))
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    let mut rows = journal_entries(&journal_rows)?;
+    rows.reverse();
+    let mut winners = Vec::new();
+    for event_ids in winners_beyond(&offers, &rows).chunks(EVENT_IDS_PER_STATEMENT) {
+        // The decided rows, through index `events_event_id_decided` (its predicate repeated so
+        // SQLite uses it); a winner's decided row that is not applied is no applied row.
+        let placeholders = (0..event_ids.len()).map(|n| format!("?{}", n + 1)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events \
+             WHERE event_id IN ({placeholders}) AND outcome IN ('applied', 'stale', 'superseded', 'held')"
+        );
+        let mut query = sqlx::query(&sql);
+        for event_id in event_ids {
+            query = query.bind(event_id.0.as_bytes().to_vec());
+        }
+        let journal_rows = query.fetch_all(&mut *connection).await.map_err(store_error)?;
+        winners.extend(journal_entries(&journal_rows)?.into_iter().filter(|entry| entry.outcome == Outcome::Applied));
+    }
+    Ok(Some(JournalTail { item, offers, whole: rows.len() < newest, newest: rows, winners }))
 }
 
 async fn offers_of(

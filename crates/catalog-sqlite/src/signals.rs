@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use catalog_core::{ItemId, PartitionProgress, TenantId};
 use catalog_store::{
-    assemble_facts, count, FactsQuery, FactsReport, SampledValue, SignalSample, StoreConfig, StoreError, StoredGap,
-    TenantCounts, TraceCheck, UntracedRow,
+    assemble_facts, count, FactsQuery, FactsReport, JournalTail, SampledValue, SignalSample, StoreConfig, StoreError,
+    StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -367,6 +367,10 @@ impl SignalStore for SqliteStore {
 
     async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError> {
         items_to_trace(&self.pool, limit).await
+    }
+
+    async fn journal_tail(&self, item_id: ItemId, newest: usize) -> Result<Option<JournalTail>, StoreError> {
+        crate::read::journal_tail(&self.pool, item_id, newest).await
     }
 
     async fn sweep_items(&self, after: Option<ItemId>, limit: usize) -> Result<Vec<ItemId>, StoreError> {

@@ -45,8 +45,8 @@ pub use rollout::{
     SignOff, SignOffRecord,
 };
 pub use signals::{
-    assemble_facts, count, offer_traces, FactsQuery, FactsReport, SampledValue, SignalSample, SignalStore, StoredGap,
-    TenantCounts, TraceCheck, UntracedRow,
+    assemble_facts, count, offer_traces, winners_beyond, FactsQuery, FactsReport, JournalTail, SampledValue,
+    SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
 
 /// Every store role in one import, for code that calls a whole store:

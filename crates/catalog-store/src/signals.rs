@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use catalog_core::{
-    AppliedChange, ItemId, OfferTrace, OrderingKey, Outcome, PartitionProgress, SignalFacts, Signals, SupplierId,
-    TenantId, TraceGap,
+    AppliedChange, CatalogItem, EventId, ItemId, OfferTrace, OrderingKey, Outcome, PartitionProgress, SignalFacts,
+    Signals, SupplierId, TenantId, TraceGap,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::model::ItemTrace;
+use crate::model::{ItemTrace, JournalEntry, StoredOffer};
 
 /// What `SignalStore::signal_facts` counts, as of `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,15 +110,22 @@ impl SignalSample {
 /// The offers of an item trace as `catalog_core::check_item` reads them: each offer's stored
 /// winner and the journal's applied events of that offer, nothing else of its stored state.
 pub fn offer_traces(trace: &ItemTrace) -> Vec<OfferTrace> {
-    trace
-        .offers
+    offer_traces_of(&trace.offers, &trace.events)
+}
+
+/// Each offer's stored winner with the applied events of that offer among `events`.
+fn offer_traces_of<'a>(
+    offers: &[StoredOffer],
+    events: impl IntoIterator<Item = &'a JournalEntry> + Clone,
+) -> Vec<OfferTrace> {
+    offers
         .iter()
         .map(|offer| OfferTrace {
             supplier: offer.supplier.clone(),
             winner: offer.winner,
-            applied: trace
-                .events
-                .iter()
+            applied: events
+                .clone()
+                .into_iter()
                 .filter(|entry| entry.outcome == Outcome::Applied)
                 .filter(|entry| entry.supplier.as_deref() == Some(offer.supplier.as_str()))
                 .filter_map(|entry| {
@@ -133,6 +140,47 @@ pub fn offer_traces(trace: &ItemTrace) -> Vec<OfferTrace> {
                     })
                 })
                 .collect(),
+        })
+        .collect()
+}
+
+/// What the tracer checks an item from ([`SignalStore::journal_tail`]): the item, its
+/// offers, the newest rows of its journal, and the applied rows of winners older than those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalTail {
+    pub item: CatalogItem,
+    pub offers: Vec<StoredOffer>,
+    /// The newest journal rows naming the item that carry an ordering key (at most the number
+    /// asked), in ordering-key order: every such row newer than one of them is among them.
+    pub newest: Vec<JournalEntry>,
+    /// `newest` holds every row with an ordering key (fewer than asked were found).
+    pub whole: bool,
+    /// The applied rows of offers' winners that `newest` does not hold, found by event id.
+    pub winners: Vec<JournalEntry>,
+}
+
+impl JournalTail {
+    /// The check's answer when it stands for the whole journal (`whole`, or
+    /// `catalog_core::tail_settles`): `None` when older rows must be read first.
+    pub fn check(&self) -> Option<Result<(), TraceGap>> {
+        let settles = self.whole || catalog_core::tail_settles(&offer_traces_of(&self.offers, &self.newest));
+        settles.then(|| {
+            catalog_core::check_item(
+                self.item.quantity(),
+                &offer_traces_of(&self.offers, self.newest.iter().chain(&self.winners)),
+            )
+        })
+    }
+}
+
+/// The offers' winners with no applied row among `newest`: what a store looks up by event id
+/// for [`JournalTail::winners`].
+pub fn winners_beyond(offers: &[StoredOffer], newest: &[JournalEntry]) -> Vec<EventId> {
+    offers
+        .iter()
+        .filter_map(|offer| offer.winner)
+        .filter(|winner| {
+            !newest.iter().any(|entry| entry.event_id == Some(*winner) && entry.outcome == Outcome::Applied)
         })
         .collect()
 }
@@ -213,6 +261,12 @@ pub trait SignalStore: Send + Sync + std::fmt::Debug {
     /// Up to `limit` items (version > 0) changed since their last check or never checked,
     /// the longest-waiting change first: the tracer's first work.
     async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError>;
+
+    /// The item `item_id` names (`None` without an item row), its offers, the newest `newest`
+    /// rows of its journal that carry an ordering key, and the applied rows of offers' winners
+    /// older than those, read in one snapshot: what the tracer checks, at a cost bounded by
+    /// `newest` however long the item's history.
+    async fn journal_tail(&self, item_id: ItemId, newest: usize) -> Result<Option<JournalTail>, StoreError>;
 
     /// Up to `limit` items (version > 0) with an id greater than `after`, in id order: the
     /// tracer's rolling sweep of the whole catalog.

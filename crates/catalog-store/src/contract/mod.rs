@@ -111,6 +111,7 @@ macro_rules! store_contract_cases {
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
             signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
             signals::the_tracer_gets_changed_items_first_and_sweeps_by_id,
+            signals::a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id,
             signals::signal_samples_are_kept_per_tenant_and_overall,
             signals::a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed,
             signals::sign_offs_and_applied_items_are_found_since_a_time,

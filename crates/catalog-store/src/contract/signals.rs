@@ -178,6 +178,50 @@ where
     assert_eq!([first, rest].concat(), both, "the whole catalog in id order, page by page");
 }
 
+pub(super) async fn a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    // acme's one snapshot is the oldest row; beta sends ten newer ones, then acme adjusts.
+    let acme = offer("canary", "acme", "A-1");
+    let beta = offer("canary", "beta", "A-1");
+    let mut events = vec![incoming(1, &acme, StockChange::Updated { quantity: 5 }, 0, 0)];
+    events
+        .extend((2..=11).map(|n| incoming(n, &beta, StockChange::Updated { quantity: n as i64 }, n as i64, n as i64)));
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let item = item_id("canary", "A-1");
+    let ids = |entries: &[crate::JournalEntry]| entries.iter().map(|entry| entry.event_id).collect::<Vec<_>>();
+
+    let tail = store.journal_tail(item, 4).await.expect("tail").expect("the item");
+    assert_eq!(ids(&tail.newest), (8..=11).map(|n| Some(event_id(n))).collect::<Vec<_>>(), "the newest, in key order");
+    assert!(!tail.whole);
+    assert_eq!(ids(&tail.winners), [Some(event_id(1))], "acme's winner, older than the tail");
+    assert_eq!(tail.check(), None, "acme has no snapshot in the tail: older rows are needed");
+
+    let whole = store.journal_tail(item, 11).await.expect("tail").expect("the item");
+    assert_eq!(ids(&whole.newest), (1..=11).map(|n| Some(event_id(n))).collect::<Vec<_>>());
+    assert!(!whole.whole, "as many rows as asked: there may be more");
+    assert!(whole.winners.is_empty(), "every winner is in the tail");
+    assert_eq!(whole.check(), Some(Ok(())), "5 + 11 re-derived");
+    let more = store.journal_tail(item, 100).await.expect("tail").expect("the item");
+    assert!(more.whole);
+
+    // acme adjusts: a tail of two holds beta's snapshot and acme's adjustment, not acme's
+    // snapshot, so it does not settle.
+    store
+        .apply_batch(&batch(vec![incoming(12, &acme, StockChange::Adjusted { delta: 3 }, 12, 12)]))
+        .await
+        .expect("apply");
+    let tail = store.journal_tail(item, 2).await.expect("tail").expect("the item");
+    assert_eq!(ids(&tail.newest), [Some(event_id(11)), Some(event_id(12))]);
+    assert_eq!(tail.check(), None);
+    let tail = store.journal_tail(item, 100).await.expect("tail").expect("the item");
+    assert_eq!(tail.check(), Some(Ok(())), "5 + 3 + 11");
+    assert!(store.journal_tail(item_id("canary", "NONE"), 4).await.expect("tail").is_none());
+}
+
 pub(super) async fn signal_samples_are_kept_per_tenant_and_overall<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
