@@ -79,6 +79,9 @@ pub struct Metrics {
     /// Items the tracer re-derived from the journal, by result (`traced`, or the gap:
     /// `quantity_differs`, `winner_not_journaled`).
     pub trace_checks: IntCounterVec,
+    /// Journal rows the tracer read to check items: what its checks cost, bounded by how far
+    /// back each offer's latest snapshot lies, not by the journal's size.
+    pub trace_rows_read: IntCounter,
     /// Records pulled from supplier feeds, per feed (`tenant/supplier`) and result (`valid`,
     /// or `rejected` by the rules before the store saw them).
     pub feed_records: IntCounterVec,
@@ -257,6 +260,10 @@ impl Metrics {
             "Items re-derived from the journal by the tracer, by result (traced or the gap).",
             &["result"],
         );
+        let trace_rows_read = unlabelled(
+            "catalog_trace_rows_read_total",
+            "Journal rows the tracer read to re-derive items (the newest rows of each, enough to settle it).",
+        );
         let feed_records = counter(
             "catalog_feed_records_total",
             "Records pulled from supplier feeds, by result.",
@@ -323,6 +330,7 @@ impl Metrics {
             signal_value,
             signal_green,
             trace_checks,
+            trace_rows_read,
             feed_records,
             feed_pages,
             feed_retries,

@@ -1,15 +1,16 @@
 //! The launch signals inside the long-running worker: the sampler judges every tenant and
 //! overall on an interval (`catalog_core::judge` over the store's facts), keeps each judgement
 //! as a sample and sets the signal gauges; the tracer re-derives items from the journal
-//! (`catalog_core::check_item`) and records each check, so trace coverage is a query; the
-//! progress reporter writes what each source partition has waiting, so queue lag is one too.
+//! (`catalog_core::check_item`, over the newest rows of each item's journal that settle it)
+//! and records each check, so trace coverage is a query; the progress reporter writes what
+//! each source partition has waiting, so queue lag is one too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{check_item, judge, ItemId, SignalSettings, Signals, MAX_NAMED_ITEMS};
+use catalog_core::{judge, CatalogItem, ItemId, SignalSettings, Signals, TraceGap, MAX_NAMED_ITEMS};
 use catalog_store::prelude::*;
-use catalog_store::{offer_traces, FactsQuery, SignalSample, StoreError, TraceCheck};
+use catalog_store::{FactsQuery, SignalSample, StoreError, TraceCheck};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
@@ -119,6 +120,10 @@ impl Sampler {
     }
 }
 
+/// Journal rows the tracer reads of an item first: in a feed of snapshots, enough to hold the
+/// latest snapshot of each of a few suppliers' offers.
+pub const TAIL_ROWS: usize = 64;
+
 /// How much the tracer checks per round, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TracerSettings {
@@ -173,19 +178,34 @@ impl Tracer {
         let mut checks = Vec::with_capacity(items.len());
         let mut round = TraceRound::default();
         for item_id in items {
-            let Some(trace) = self.store.item_trace(item_id).await? else { continue };
-            let gap = check_item(trace.item.quantity(), &offer_traces(&trace)).err();
+            let Some((item, checked)) = self.check(item_id).await? else { continue };
+            let gap = checked.err();
             let result = gap.as_ref().map_or("traced", |gap| gap.as_str());
             self.metrics.trace_checks.with_label_values(&[result]).inc();
             if let Some(gap) = &gap {
                 round.gaps += 1;
-                tracing::warn!(tenant = %trace.item.tenant(), sku = %trace.item.sku(), %item_id, gap = gap.as_str(), "item does not re-derive from its journal");
+                tracing::warn!(tenant = %item.tenant(), sku = %item.sku(), %item_id, gap = gap.as_str(), "item does not re-derive from its journal");
             }
-            checks.push(TraceCheck { item_id, version: trace.item.version(), checked_at: Utc::now(), gap });
+            checks.push(TraceCheck { item_id, version: item.version(), checked_at: Utc::now(), gap });
         }
         round.checked = checks.len();
         self.store.record_trace_checks(&checks).await?;
         Ok(round)
+    }
+
+    /// Checks one item from the newest rows of its journal, reading [`TAIL_ROWS`] first and
+    /// eight times more each time they do not settle it (`catalog_core::tail_settles`): the
+    /// cost follows how far back each offer's latest snapshot lies, not the item's history.
+    async fn check(&self, item_id: ItemId) -> Result<Option<(CatalogItem, Result<(), TraceGap>)>, StoreError> {
+        let mut newest = TAIL_ROWS;
+        loop {
+            let Some(tail) = self.store.journal_tail(item_id, newest).await? else { return Ok(None) };
+            self.metrics.trace_rows_read.inc_by((tail.newest.len() + tail.winners.len()) as u64);
+            if let Some(checked) = tail.check() {
+                return Ok(Some((tail.item, checked)));
+            }
+            newest = newest.saturating_mul(8);
+        }
     }
 
     /// Traces every interval until `shutdown`; a failed round is logged and retried next

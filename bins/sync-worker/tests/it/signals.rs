@@ -1,12 +1,13 @@
 //! The launch signals in the worker's parts against real PostgreSQL: a worker that stops
 //! reporting turns queue lag red; an item whose winning journal row goes missing lowers trace
-//! coverage and is named; the gauges and the samples follow.
+//! coverage and is named; the gauges and the samples follow; the tracer reads each item back only
+//! as far as its offers' latest snapshots.
 
 use std::sync::Arc;
 
 use catalog_app::signals::{judge_all, Sampler, SamplerSettings, Tracer, TracerSettings};
 use catalog_app::{Applier, BatchSink, Metrics};
-use catalog_core::{SignalSettings, Status, TenantId};
+use catalog_core::{EventId, OfferKey, SignalSettings, Sku, Status, StockChange, SupplierEvent, SupplierId, TenantId};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::prelude::*;
 use catalog_store::{BatchInput, StoreConfig};
@@ -116,4 +117,54 @@ async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_na
         assert_eq!(&signals.untraced[0].sku, item.sku(), "named");
         assert_eq!(signals.untraced[0].gap.as_str(), "winner_not_journaled");
     }
+}
+
+/// The tracer reads an item's newest journal rows, not its history: an item whose suppliers
+/// all sent a snapshot lately costs one short read however many events it has; one whose
+/// oldest offer last sent a snapshot long ago is read back that far, and is still traced; a
+/// stored quantity its journal does not explain is still a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracer_reads_back_only_as_far_as_each_offers_latest_snapshot() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let start = Utc::now() - Duration::hours(1);
+    let event = |n: u64, supplier: &str, sku: &str, quantity: i64| {
+        let offer = OfferKey {
+            tenant: TenantId::parse("canary").expect("tenant"),
+            supplier: SupplierId::parse(supplier).expect("supplier"),
+            sku: Sku::parse(sku).expect("sku"),
+        };
+        let id = EventId(uuid::Uuid::from_u128(u128::from(n) + 1));
+        let change = StockChange::Updated { quantity };
+        SupplierEvent::new(id, offer, change, start + Duration::seconds(n as i64), Some(n)).expect("valid event")
+    };
+    // BUSY-1: acme and beta take turns, 1,000 snapshots. OLD-1: acme's one snapshot, then
+    // 1,000 of beta's.
+    let mut events: Vec<SupplierEvent> =
+        (0..1000).map(|n| event(n, if n % 2 == 0 { "acme" } else { "beta" }, "BUSY-1", n as i64 % 40)).collect();
+    events.push(event(1000, "acme", "OLD-1", 7));
+    events.extend((1001..2001).map(|n| event(n, "beta", "OLD-1", n as i64 % 50)));
+    store
+        .apply_batch(&BatchInput { events: incoming(&events, "test:signals", Utc::now()), checkpoints: Vec::new() })
+        .await
+        .expect("apply");
+    let metrics = Metrics::new();
+    let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), metrics.clone());
+    let round = tracer.trace_once().await.expect("trace");
+    assert_eq!((round.checked, round.gaps), (2, 0), "both re-derive from their journals");
+    let rows_read = || {
+        metrics
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix("catalog_trace_rows_read_total ")?.parse::<u64>().ok())
+    };
+    // BUSY-1: its newest 64 rows hold a snapshot of each offer. OLD-1: 64 rows and acme's
+    // winner found by id, 512 and the winner again, then 4,096 asked, its whole 1,001 found.
+    assert_eq!(rows_read(), Some(64 + (64 + 1) + (512 + 1) + 1001));
+
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
+    sqlx::query("UPDATE items SET quantity = quantity + 1 WHERE sku = 'BUSY-1'").execute(&pool).await.expect("corrupt");
+    let round = tracer.trace_once().await.expect("trace");
+    assert_eq!(round.gaps, 1, "a quantity the newest rows do not explain is a gap");
+    assert!(metrics.render().contains("catalog_trace_checks_total{result=\"quantity_differs\"} 1"));
 }
