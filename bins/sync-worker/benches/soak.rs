@@ -115,6 +115,55 @@ fn most_read(before: &HashMap<String, i64>, after: &HashMap<String, i64>) -> Str
     reads.iter().take(5).map(|(read, relation)| format!("{relation} {read}")).collect::<Vec<_>>().join(", ")
 }
 
+/// What PostgreSQL's backends of the soak's database were doing, sampled every 50 ms: each
+/// active statement (or autovacuum) with its wait, and how many samples found it so. Taken
+/// and reset at each million, it shows which statement a slowing million spends its time in.
+type Activity = std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>;
+
+fn sample_activity(pool: sqlx::PgPool, database: String) -> Activity {
+    let activity = Activity::default();
+    let samples = activity.clone();
+    tokio::spawn(async move {
+        loop {
+            let active: Vec<(String,)> = sqlx::query_as(
+                "SELECT CASE WHEN backend_type = 'client backend'
+                             THEN left(regexp_replace(query, '\\s+', ' ', 'g'), 48)
+                             ELSE backend_type || ' ' || left(query, 40) END
+                        || coalesce(' [' || wait_event || ']', '')
+                 FROM pg_stat_activity
+                 WHERE datname = $1 AND state <> 'idle' AND pid <> pg_backend_pid()",
+            )
+            .bind(&database)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            {
+                let mut counts = samples.lock().expect("activity samples");
+                *counts.entry(String::from("(samples)")).or_default() += 1;
+                for (what,) in active {
+                    *counts.entry(what).or_default() += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    activity
+}
+
+/// The statements most often found active since the last call, with the share of samples.
+fn busiest(activity: &Activity) -> String {
+    let counts = std::mem::take(&mut *activity.lock().expect("activity samples"));
+    let samples = counts.get("(samples)").copied().unwrap_or(1).max(1) as f64;
+    let mut busy: Vec<(u64, &String)> =
+        counts.iter().filter(|(what, _)| what.as_str() != "(samples)").map(|(what, n)| (*n, what)).collect();
+    busy.sort_by(|a, b| b.cmp(a));
+    busy.iter()
+        .take(6)
+        .map(|(n, what)| format!("{:.0} % {what}", 100.0 * *n as f64 / samples))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// PostgreSQL's WAL position (bytes) and checkpoints so far: what a million cost the server
 /// beyond the tables, and whether its first checkpoint fell in it.
 async fn wal_and_checkpoints(pool: &sqlx::PgPool) -> (i64, i64) {
@@ -237,6 +286,7 @@ async fn soak(n_events: u64) {
     let mut wal_before = wal_and_checkpoints(&pool).await;
     let mut reads_before = blocks_read(&pool).await;
     let mut disk_before = disk_read_mib();
+    let activity = sample_activity(pool.clone(), database.name.clone());
     let mut peak_rss: f64 = 0.0;
     loop {
         let stored: HashMap<i32, i64> =
@@ -282,6 +332,7 @@ async fn soak(n_events: u64) {
                 disk - disk_before,
                 most_read(&reads_before, &reads)
             );
+            println!("soak/million {:>2}: active in PostgreSQL: {}", point.million, busiest(&activity));
             reads_before = reads;
             disk_before = disk;
             points.push(point);
