@@ -68,18 +68,27 @@ async fn trace_snapshot(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx
     Ok(transaction)
 }
 
-pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
-    let mut transaction = trace_snapshot(pool).await?;
+/// The item `item_id` names and its offers, or `None` without an item row.
+async fn item_and_offers(
+    connection: &mut PgConnection,
+    item_id: ItemId,
+) -> Result<Option<(CatalogItem, Vec<StoredOffer>)>, StoreError> {
     let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
         .bind(item_id.0)
-        .fetch_optional(&mut *transaction)
+        .fetch_optional(&mut *connection)
         .await
         .map_err(store_error)?
     else {
         return Ok(None);
     };
     let item = item_row(&row)?.into_item()?;
-    let offers = offers_of(&mut transaction, item.tenant(), item.sku()).await?;
+    let offers = offers_of(connection, item.tenant(), item.sku()).await?;
+    Ok(Some((item, offers)))
+}
+
+pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError> {
+    let mut transaction = trace_snapshot(pool).await?;
+    let Some((item, offers)) = item_and_offers(&mut transaction, item_id).await? else { return Ok(None) };
     let mut events = sqlx::query(&format!("SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2"))
         .bind(item.tenant().as_str())
         .bind(item.sku().as_str())
@@ -167,16 +176,7 @@ pub(crate) async fn journal_tail(
     newest: usize,
 ) -> Result<Option<JournalTail>, StoreError> {
     let mut transaction = trace_snapshot(pool).await?;
-    let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
-        .bind(item_id.0)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?
-    else {
-        return Ok(None);
-    };
-    let item = item_row(&row)?.into_item()?;
-    let offers = offers_of(&mut transaction, item.tenant(), item.sku()).await?;
+    let Some((item, offers)) = item_and_offers(&mut transaction, item_id).await? else { return Ok(None) };
     // Newest first: a backward scan of index `events_item_trace` (migration 0015), stopped
     // after `newest` rows, however long the item's history.
     let mut rows = sqlx::query(&format!(
