@@ -38,11 +38,22 @@ const ROUNDS: usize = 3;
 const THIS_WORKER: &str = env!("CARGO_BIN_EXE_sync-worker");
 
 /// The worker's run: from its start until every partition's end is durable, the part of
-/// that before its first batch was durable (start-up and group join), and its peak RSS.
+/// that before its first batch was durable (start-up, migrations and group join) with the
+/// messages that batch made durable, and its peak RSS.
 struct WorkerRun {
     elapsed: Duration,
-    first_batch: Option<Duration>,
+    first_batch: Option<(Duration, i64)>,
     peak_rss_mib: Option<f64>,
+}
+
+impl WorkerRun {
+    /// Events per second after the first durable batch: the worker's pace once started,
+    /// what a long-running worker keeps up (the baseline's clock too starts connected).
+    fn steady_rate(&self, n_events: usize) -> Option<f64> {
+        let (at, durable) = self.first_batch?;
+        let rest = self.elapsed.checked_sub(at).filter(|rest| !rest.is_zero())?;
+        Some((n_events as f64 - durable as f64) / rest.as_secs_f64())
+    }
 }
 
 /// One run of the worker binary `program` over `messages`, with `--publish` set to
@@ -75,7 +86,7 @@ async fn bench_worker(program: &str, messages: &[TestMessage], publish: &str) ->
         .map(WorkerProcess)
         .expect("start sync-worker");
     let source = format!("kafka:{group}:{topic}");
-    let mut first_batch: Option<Duration> = None;
+    let mut first_batch: Option<(Duration, i64)> = None;
     loop {
         // Until the worker has migrated the database, the table is missing: nothing stored yet.
         let stored: HashMap<i32, i64> =
@@ -87,7 +98,7 @@ async fn bench_worker(program: &str, messages: &[TestMessage], publish: &str) ->
                 .into_iter()
                 .collect();
         if first_batch.is_none() && !stored.is_empty() {
-            first_batch = Some(started.elapsed());
+            first_batch = Some((started.elapsed(), stored.values().sum()));
         }
         if ends.iter().all(|(partition, end)| stored.get(partition).is_some_and(|next| next >= end)) {
             break;
@@ -322,14 +333,16 @@ async fn throughput() {
         let run = bench_worker(THIS_WORKER, &messages, "off").await;
         let worker = rate(run.elapsed);
         let naive = N_NAIVE as f64 / bench_naive(&events).await.as_secs_f64();
+        let steady = run.steady_rate(N_EVENTS).unwrap_or(worker);
         println!(
-            "e2e/round {round}: sql_only_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, peak RSS {}; naive one transaction per event {naive:>6.0} events/s, worker / naive {:.1}",
+            "e2e/round {round}: sql_only_baseline {baseline:>7.0} events/s, kafka_to_postgres {worker:>7.0} events/s (worker start to last checkpoint, --publish off), ratio {:.2}, first durable batch after {:.2?}, {steady:>7.0} events/s after it (ratio {:.2}), peak RSS {}; naive one transaction per event {naive:>6.0} events/s, worker / naive {:.1}",
             worker / baseline,
-            run.first_batch.unwrap_or_default(),
+            run.first_batch.unwrap_or_default().0,
+            steady / baseline,
             run.peak_rss_mib.map_or("unavailable".to_owned(), |rss| format!("{rss:.0} MiB")),
             worker / naive,
         );
-        rounds.push(serde_json::json!({"round": round, "worker": worker, "sql_baseline": baseline, "naive": naive}));
+        rounds.push(serde_json::json!({"round": round, "worker": worker, "worker_after_first_batch": steady, "sql_baseline": baseline, "naive": naive}));
         naive_ratios.push(worker / naive);
         ratios.push(worker / baseline);
         rates.push(worker);
