@@ -14,7 +14,7 @@ use sqlx::postgres::PgRow;
 use sqlx::PgPool;
 
 use crate::apply::upsert_outbox;
-use crate::columns::{column, journal_row, narrowed, JOURNAL_COLUMNS};
+use crate::columns::{column, journal_entries, narrowed, JOURNAL_COLUMNS};
 use crate::dead_letters::{dead_letter_row, DEAD_LETTER_COLUMNS};
 use crate::store_error;
 
@@ -136,10 +136,6 @@ pub(crate) async fn audit_log(
     .collect()
 }
 
-fn entries(stored: &[PgRow]) -> Result<Vec<JournalEntry>, StoreError> {
-    stored.iter().map(|row| journal_row(row)?.into_entry()).collect()
-}
-
 pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
     // The decided row through its claim (by its key, one partition), then the other rows that
     // name the id (rejected, or redeliveries after retention), found through the item they name.
@@ -151,7 +147,7 @@ pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Res
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    let mut found = entries(&decided)?;
+    let mut found = journal_entries(&decided)?;
     if let Some(entry) = found.first() {
         if let (Some(tenant), Some(sku)) = (entry.tenant.clone(), entry.sku.clone()) {
             let rejected = sqlx::query(&format!(
@@ -164,7 +160,7 @@ pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Res
             .fetch_all(pool)
             .await
             .map_err(store_error)?;
-            found.extend(entries(&rejected)?);
+            found.extend(journal_entries(&rejected)?);
         }
     }
     Ok(found)
@@ -184,7 +180,7 @@ pub(crate) async fn journal_by_trace_id(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    entries(&stored)
+    journal_entries(&stored)
 }
 
 pub(crate) async fn tenant_ids(pool: &PgPool) -> Result<Vec<TenantId>, StoreError> {

@@ -4,7 +4,7 @@
 //! as in the SQLite store. The journal's columns are listed once, here.
 
 use catalog_store::rows::{ItemRow, JournalRow, OfferColumns, OfferRow};
-use catalog_store::StoreError;
+use catalog_store::{JournalEntry, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -65,6 +65,11 @@ pub(crate) fn narrowed_int4<T: TryFrom<i32>>(row: &PgRow, name: &str) -> Result<
 /// and one that did would be held at it rather than wrap to a negative number.
 pub(crate) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Journal rows read with [`JOURNAL_COLUMNS`], as entries.
+pub(crate) fn journal_entries(rows: &[PgRow]) -> Result<Vec<JournalEntry>, StoreError> {
+    rows.iter().map(|row| journal_row(row)?.into_entry()).collect()
 }
 
 /// Reads [`JOURNAL_COLUMNS`].

@@ -12,7 +12,7 @@ use catalog_store::{
 use sqlx::{PgConnection, PgPool};
 
 use crate::columns::{
-    column, item_row, journal_row, narrowed, narrowed_int4, offer_row, optional_narrowed, ITEM_COLUMNS,
+    column, item_row, journal_entries, narrowed, narrowed_int4, offer_row, optional_narrowed, ITEM_COLUMNS,
     JOURNAL_COLUMNS, OFFER_STATE_COLUMNS,
 };
 use crate::store_error;
@@ -94,10 +94,8 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
         .bind(item.sku().as_str())
         .fetch_all(&mut *transaction)
         .await
-        .map_err(store_error)?
-        .iter()
-        .map(|row| journal_row(row)?.into_entry())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map_err(store_error)
+        .and_then(|rows| journal_entries(&rows))?;
     rows::sort_for_trace(&mut events);
     let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
     let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
@@ -146,10 +144,8 @@ pub(crate) async fn item_trace_page(
     .bind(&in_effect_ids)
     .fetch_all(&mut *transaction)
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| journal_row(row)?.into_entry())
-    .collect::<Result<Vec<_>, _>>()?;
+    .map_err(store_error)
+    .and_then(|rows| journal_entries(&rows))?;
     let events = sqlx::query(&format!(
         "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2
          ORDER BY {TRACE_ORDER} LIMIT $3 OFFSET $4"
@@ -160,10 +156,8 @@ pub(crate) async fn item_trace_page(
     .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
     .fetch_all(&mut *transaction)
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| journal_row(row)?.into_entry())
-    .collect::<Result<Vec<_>, _>>()?;
+    .map_err(store_error)
+    .and_then(|rows| journal_entries(&rows))?;
     let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
     let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
     transaction.commit().await.map_err(store_error)?;
@@ -191,10 +185,8 @@ pub(crate) async fn journal_tail(
     .bind(i64::try_from(newest).unwrap_or(i64::MAX))
     .fetch_all(&mut *transaction)
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| journal_row(row)?.into_entry())
-    .collect::<Result<Vec<_>, _>>()?;
+    .map_err(store_error)
+    .and_then(|rows| journal_entries(&rows))?;
     rows.reverse();
     let beyond: Vec<uuid::Uuid> = winners_beyond(&offers, &rows).into_iter().map(|event_id| event_id.0).collect();
     let winners = if beyond.is_empty() {
@@ -211,10 +203,8 @@ pub(crate) async fn journal_tail(
         .bind(&beyond)
         .fetch_all(&mut *transaction)
         .await
-        .map_err(store_error)?
-        .iter()
-        .map(|row| journal_row(row)?.into_entry())
-        .collect::<Result<Vec<_>, _>>()?
+        .map_err(store_error)
+        .and_then(|rows| journal_entries(&rows))?
     };
     transaction.commit().await.map_err(store_error)?;
     Ok(Some(JournalTail { item, offers, whole: rows.len() < newest, newest: rows, winners }))
@@ -300,10 +290,8 @@ pub(crate) async fn journal_window(pool: &PgPool, window: &JournalWindow) -> Res
     .bind(window.supplier.as_ref().map(SupplierId::as_str))
     .fetch_all(pool)
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(|row| journal_row(row)?.into_entry())
-    .collect()
+    .map_err(store_error)
+    .and_then(|rows| journal_entries(&rows))
 }
 
 pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -12,7 +12,7 @@ use catalog_store::{
 use chrono::{DateTime, Days, NaiveTime, Utc};
 use sqlx::PgPool;
 
-use crate::columns::{journal_row, JOURNAL_COLUMNS};
+use crate::columns::{journal_entries, journal_row, JOURNAL_COLUMNS};
 use crate::{store_error, PostgresStore};
 
 #[async_trait]
@@ -174,7 +174,7 @@ async fn archive(
         .map_err(store_error)?;
         let Some(last) = stored.last() else { break };
         after = journal_row(last)?.journal_id;
-        let entries = stored.iter().map(|row| journal_row(row)?.into_entry()).collect::<Result<Vec<_>, _>>()?;
+        let entries = journal_entries(&stored)?;
         sink.write(&entries).map_err(io)?;
         rows += entries.len() as u64;
     }
