@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use catalog_core::{CatalogItem, ItemId, ItemKey, Sku, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::rows;
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
@@ -134,18 +134,7 @@ pub(crate) async fn item_trace_page(
         return Ok(None);
     }
     let offers = offers_of(&mut transaction, &key.tenant, &key.sku).await?;
-    let in_effect_ids: Vec<uuid::Uuid> = event_ids_in_effect(&offers).into_iter().map(|event_id| event_id.0).collect();
-    let in_effect = sqlx::query(&format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events
-         WHERE event_id = ANY($3) AND outcome = 'applied' AND tenant_id = $1 AND sku = $2"
-    ))
-    .bind(key.tenant.as_str())
-    .bind(key.sku.as_str())
-    .bind(&in_effect_ids)
-    .fetch_all(&mut *transaction)
-    .await
-    .map_err(store_error)
-    .and_then(|rows| journal_entries(&rows))?;
+    let in_effect = applied_rows(&mut transaction, &event_ids_in_effect(&offers)).await?;
     let events = sqlx::query(&format!(
         "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2
          ORDER BY {TRACE_ORDER} LIMIT $3 OFFSET $4"
@@ -188,26 +177,31 @@ pub(crate) async fn journal_tail(
     .map_err(store_error)
     .and_then(|rows| journal_entries(&rows))?;
     rows.reverse();
-    let beyond: Vec<uuid::Uuid> = winners_beyond(&offers, &rows).into_iter().map(|event_id| event_id.0).collect();
-    let winners = if beyond.is_empty() {
-        Vec::new()
-    } else {
-        // Each through its claim, by the journal row's key (as `apply::journal::LOAD_PRIOR`
-        // does), so no partition is scanned.
-        sqlx::query(&format!(
-            "SELECT e.* FROM event_claims AS c CROSS JOIN LATERAL (
-                 SELECT {JOURNAL_COLUMNS} FROM events
-                 WHERE journal_id = c.journal_id AND received_at = c.received_at AND outcome = 'applied' LIMIT 1) AS e
-             WHERE c.event_id = ANY($1)"
-        ))
-        .bind(&beyond)
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)
-        .and_then(|rows| journal_entries(&rows))?
-    };
+    let winners = applied_rows(&mut transaction, &winners_beyond(&offers, &rows)).await?;
     transaction.commit().await.map_err(store_error)?;
     Ok(Some(JournalTail { item, offers, whole: rows.len() < newest, newest: rows, winners }))
+}
+
+/// The applied journal rows of `event_ids`, in no order: the rows in effect of a trace page and
+/// the winners older than a journal tail. Each through its claim, by the journal row's key (as
+/// `apply::journal::LOAD_PRIOR` does), so no partition is scanned; claims outlive their rows
+/// (decision 0019), and a claimed row that is not applied is left out.
+async fn applied_rows(connection: &mut PgConnection, event_ids: &[EventId]) -> Result<Vec<JournalEntry>, StoreError> {
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let event_ids: Vec<uuid::Uuid> = event_ids.iter().map(|event_id| event_id.0).collect();
+    sqlx::query(&format!(
+        "SELECT e.* FROM event_claims AS c CROSS JOIN LATERAL (
+             SELECT {JOURNAL_COLUMNS} FROM events
+             WHERE journal_id = c.journal_id AND received_at = c.received_at AND outcome = 'applied' LIMIT 1) AS e
+         WHERE c.event_id = ANY($1)"
+    ))
+    .bind(&event_ids)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)
+    .and_then(|rows| journal_entries(&rows))
 }
 
 async fn offers_of(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{CatalogItem, ItemId, ItemKey, Outcome, Sku, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Outcome, Sku, TenantId};
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
@@ -115,22 +115,7 @@ pub(crate) async fn journal_tail(
         .map_err(store_error)?;
     let mut rows = journal_entries(&journal_rows)?;
     rows.reverse();
-    let mut winners = Vec::new();
-    for event_ids in winners_beyond(&offers, &rows).chunks(EVENT_IDS_PER_STATEMENT) {
-        // The decided rows, through index `events_event_id_decided` (its predicate repeated so
-        // SQLite uses it); a winner's decided row that is not applied is no applied row.
-        let placeholders = (0..event_ids.len()).map(|n| format!("?{}", n + 1)).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT {JOURNAL_COLUMNS} FROM events \
-             WHERE event_id IN ({placeholders}) AND outcome IN ('applied', 'stale', 'superseded', 'held')"
-        );
-        let mut query = sqlx::query(&sql);
-        for event_id in event_ids {
-            query = query.bind(event_id.0.as_bytes().to_vec());
-        }
-        let journal_rows = query.fetch_all(&mut *connection).await.map_err(store_error)?;
-        winners.extend(journal_entries(&journal_rows)?.into_iter().filter(|entry| entry.outcome == Outcome::Applied));
-    }
+    let winners = applied_rows(connection, &winners_beyond(&offers, &rows)).await?;
     Ok(Some(JournalTail { item, offers, whole: rows.len() < newest, newest: rows, winners }))
 }
 
@@ -218,9 +203,33 @@ async fn publish_attempts(
 const TRACE_ORDER: &str =
     "effective_at, (coalesce(sequence, 0) < 0), coalesce(sequence, 0), event_id, received_at, journal_id";
 
-/// Event ids bound per statement when reading the journal rows in effect: well below SQLite's
-/// limit on parameters.
+/// Event ids bound per statement by [`applied_rows`]: well below SQLite's limit on parameters.
 const EVENT_IDS_PER_STATEMENT: usize = 500;
+
+/// The applied journal rows of `event_ids`, in no order: the rows in effect of a trace page and
+/// the winners older than a journal tail. Each is found through index `events_event_id_decided`
+/// (its predicate repeated so SQLite uses it), one row per event id at most; a decided row that
+/// is not applied is left out.
+async fn applied_rows(
+    connection: &mut SqliteConnection,
+    event_ids: &[EventId],
+) -> Result<Vec<JournalEntry>, StoreError> {
+    let mut applied = Vec::new();
+    for event_ids in event_ids.chunks(EVENT_IDS_PER_STATEMENT) {
+        let placeholders = (0..event_ids.len()).map(|n| format!("?{}", n + 1)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events \
+             WHERE event_id IN ({placeholders}) AND outcome IN ('applied', 'stale', 'superseded', 'held')"
+        );
+        let mut query = sqlx::query(&sql);
+        for event_id in event_ids {
+            query = query.bind(event_id.0.as_bytes().to_vec());
+        }
+        let journal_rows = query.fetch_all(&mut *connection).await.map_err(store_error)?;
+        applied.extend(journal_entries(&journal_rows)?.into_iter().filter(|entry| entry.outcome == Outcome::Applied));
+    }
+    Ok(applied)
+}
 
 pub(crate) async fn item_trace_page(
     pool: &SqlitePool,
@@ -246,20 +255,7 @@ pub(crate) async fn item_trace_page(
         return Ok(None);
     }
     let offers = offers_of(connection, &key.tenant, &key.sku).await?;
-    let mut in_effect = Vec::new();
-    for event_ids in event_ids_in_effect(&offers).chunks(EVENT_IDS_PER_STATEMENT) {
-        let placeholders = (0..event_ids.len()).map(|n| format!("?{}", n + 3)).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT {JOURNAL_COLUMNS} FROM events \
-             WHERE tenant_id = ?1 AND sku = ?2 AND outcome = 'applied' AND event_id IN ({placeholders})"
-        );
-        let mut query = sqlx::query(&sql).bind(key.tenant.as_str()).bind(key.sku.as_str());
-        for event_id in event_ids {
-            query = query.bind(event_id.0.as_bytes().to_vec());
-        }
-        let journal_rows = query.fetch_all(&mut *connection).await.map_err(store_error)?;
-        in_effect.extend(journal_entries(&journal_rows)?);
-    }
+    let in_effect = applied_rows(connection, &event_ids_in_effect(&offers)).await?;
     let sql = format!(
         "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 \
          ORDER BY {TRACE_ORDER} LIMIT ?3 OFFSET ?4"
