@@ -33,10 +33,14 @@ pub struct RunSummary {
 
 impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n_events: u64 = self.totals.events_by_outcome.values().sum();
+        let n_events: u64 = self.totals.events_by_outcome.values().sum::<u64>() + self.totals.events_unconfirmed;
         write!(f, "summary: events={n_events}")?;
         for outcome in ["applied", "stale", "superseded", "duplicate", "held", "rejected"] {
             write!(f, " {outcome}={}", self.totals.events_by_outcome.get(outcome).copied().unwrap_or(0))?;
+        }
+        // Only after a commit that failed to confirm: those events' outcomes are in the journal.
+        if self.totals.events_unconfirmed > 0 {
+            write!(f, " commit_unconfirmed={}", self.totals.events_unconfirmed)?;
         }
         write!(f, " items_changed={} published={}", self.totals.items_changed, self.published)
     }
@@ -235,4 +239,26 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     }
     source_result?;
     Ok(RunSummary { totals: applier.totals(), published })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_events_of_unconfirmed_commits_and_names_them_only_when_there_are_some() {
+        let mut totals = Totals { items_changed: 1, ..Totals::default() };
+        totals.events_by_outcome.insert("applied", 2);
+        let summary = RunSummary { totals: totals.clone(), published: 1 };
+        assert_eq!(
+            summary.to_string(),
+            "summary: events=2 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 items_changed=1 published=1"
+        );
+        totals.events_unconfirmed = 3;
+        let summary = RunSummary { totals, published: 1 };
+        assert_eq!(
+            summary.to_string(),
+            "summary: events=5 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 commit_unconfirmed=3 items_changed=1 published=1"
+        );
+    }
 }

@@ -21,6 +21,9 @@ use crate::source::{BatchSink, SinkError, SourceBatch, SourceError};
 pub struct Totals {
     pub events_by_outcome: BTreeMap<&'static str, u64>,
     pub items_changed: u64,
+    /// Events of batches found durable after their commit failed to confirm: decided, with
+    /// their outcomes in the journal but not in `events_by_outcome`.
+    pub events_unconfirmed: u64,
 }
 
 /// How the applier retries a store operation that failed: exponential backoff between these
@@ -129,29 +132,108 @@ impl Applier {
     {
         let mut backoff = self.retry.first_backoff;
         loop {
-            let error = match operation().await {
+            match operation().await {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
-            match error.failure_class() {
-                FailureClass::Fatal => {
-                    tracing::error!(%error, operation = what, "store failure the worker cannot go on with");
-                    return Err(SinkError::Fatal(format!("{what}: {error}")));
-                }
-                FailureClass::NeedsOperator => {
-                    tracing::error!(%error, operation = what, retry_in_ms = backoff.as_millis() as u64, "store refuses the batch; an operator must act, retrying");
-                }
-                FailureClass::Retryable | FailureClass::NeedsSupplier => {
-                    tracing::warn!(%error, operation = what, retry_in_ms = backoff.as_millis() as u64, "store unavailable, retrying");
-                }
+                Err(error) => self.wait_after(what, &error, &mut backoff).await?,
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),
-            }
-            backoff = (backoff * 2).min(self.retry.max_backoff);
         }
+    }
+
+    /// Applies a batch until it is durable. A failed attempt may still have committed (the
+    /// connection lost during `COMMIT`, or a transaction timeout that fired as it landed):
+    /// before applying the batch again, the stored checkpoints say whether it is durable
+    /// already. Applied again, a committed batch would count each of its events as its own
+    /// redelivery and journal its rejected messages twice.
+    async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
+        let mut backoff = self.retry.first_backoff;
+        let mut failed = false;
+        loop {
+            if failed {
+                match self.checkpoints_reached(&input.checkpoints).await {
+                    Ok(true) => return Ok(Applied::Unconfirmed),
+                    Ok(false) => {}
+                    Err(error) => {
+                        self.wait_after("checkpoints", &error, &mut backoff).await?;
+                        continue;
+                    }
+                }
+            }
+            match self.store.apply_batch(input).await {
+                Ok(result) => return Ok(Applied::Confirmed(result)),
+                Err(error) => {
+                    failed = true;
+                    self.wait_after("apply_batch", &error, &mut backoff).await?;
+                }
+            }
+        }
+    }
+
+    /// Whether the store holds each of `checkpoints` at or past its position: the batch that
+    /// carries them is durable (this worker committed it, or another one that read the same
+    /// messages did). `false` for a batch without checkpoints (stdin, a feed's refresh),
+    /// which cannot tell and is applied again.
+    async fn checkpoints_reached(&self, checkpoints: &[Checkpoint]) -> Result<bool, StoreError> {
+        if checkpoints.is_empty() {
+            return Ok(false);
+        }
+        for checkpoint in checkpoints {
+            let stored = self.store.checkpoints(&checkpoint.source).await?;
+            let reached = stored.iter().any(|stored| {
+                stored.partition == checkpoint.partition && stored.position.offset >= checkpoint.position.offset
+            });
+            if !reached {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
+    /// A fatal failure stops the worker; shutdown abandons the attempt.
+    async fn wait_after(
+        &self,
+        what: &'static str,
+        error: &StoreError,
+        backoff: &mut Duration,
+    ) -> Result<(), SinkError> {
+        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
+        let retry_in_ms = backoff.as_millis() as u64;
+        match error.failure_class() {
+            FailureClass::Fatal => {
+                tracing::error!(%error, operation = what, "store failure the worker cannot go on with");
+                return Err(SinkError::Fatal(format!("{what}: {error}")));
+            }
+            FailureClass::NeedsOperator => {
+                tracing::error!(%error, operation = what, retry_in_ms, "store refuses the batch; an operator must act, retrying");
+            }
+            FailureClass::Retryable | FailureClass::NeedsSupplier => {
+                tracing::warn!(%error, operation = what, retry_in_ms, "store unavailable, retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff) => {}
+            _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),
+        }
+        *backoff = (*backoff * 2).min(self.retry.max_backoff);
+        Ok(())
+    }
+
+    /// A batch found durable after its own commit failed: its decisions are in the journal
+    /// but were never returned, so its events are counted apart from the outcomes.
+    fn record_unconfirmed(&self, batch: &SourceBatch, n_events: usize, elapsed: Duration) {
+        let kind = source_kind(&batch.source);
+        self.metrics.batch_apply_seconds.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+        self.metrics.batches_commit_unconfirmed.with_label_values(&[kind]).inc();
+        self.metrics.events_commit_unconfirmed.with_label_values(&[kind]).inc_by(n_events as u64);
+        self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).events_unconfirmed += n_events as u64;
+        tracing::warn!(
+            source = &*batch.source,
+            partition = batch.partition,
+            n_events,
+            next_offset = batch.checkpoint.as_ref().map(|position| position.offset),
+            "the batch's commit failed to confirm, but its checkpoint is stored: it is durable and not applied again; \
+             its events' outcomes are in the journal"
+        );
     }
 
     fn record(&self, batch: &SourceBatch, result: &BatchResult, elapsed: Duration) {
@@ -224,6 +306,14 @@ impl Applier {
     }
 }
 
+/// How a batch became durable.
+enum Applied {
+    /// The store committed it and said what it decided.
+    Confirmed(BatchResult),
+    /// An attempt failed, yet the store's checkpoints show the batch durable.
+    Unconfirmed,
+}
+
 /// The metric label of a source name: `kafka`, `file`, `stdin`, `feed`, or `other`.
 fn source_kind(source: &str) -> &'static str {
     match source.split(':').next() {
@@ -254,16 +344,25 @@ impl BatchSink for Applier {
             })
             .collect();
         let input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
-        let result = self.with_retries("apply_batch", || self.store.apply_batch(&input)).await?;
+        let applied = self.apply_until_durable(&input).await?;
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
         // waiting until its next message.
         self.with_progress(|progress| {
             progress.partitions.insert((batch.source.to_string(), batch.partition), None);
         });
-        self.record(&batch, &result, started.elapsed());
-        if !result.changed_items.is_empty() {
-            self.publish_work.notify();
+        match applied {
+            Applied::Confirmed(result) => {
+                self.record(&batch, &result, started.elapsed());
+                if !result.changed_items.is_empty() {
+                    self.publish_work.notify();
+                }
+            }
+            Applied::Unconfirmed => {
+                self.record_unconfirmed(&batch, batch.events.len(), started.elapsed());
+                // Whatever it queued waits in the outbox.
+                self.publish_work.notify();
+            }
         }
         Ok(())
     }

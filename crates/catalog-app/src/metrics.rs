@@ -20,6 +20,11 @@ pub struct Metrics {
     pub redeliveries: IntCounterVec,
     /// Time to make one batch durable, retries included.
     pub batch_apply_seconds: HistogramVec,
+    /// Batches whose commit failed to confirm but which the stored checkpoints showed
+    /// durable, by kind of source: not applied again.
+    pub batches_commit_unconfirmed: IntCounterVec,
+    /// The events of those batches: decided, but counted here rather than in `events`.
+    pub events_commit_unconfirmed: IntCounterVec,
     /// Store failures that were retried, by kind (`unavailable`, `conflict`, …).
     pub store_retries: IntCounterVec,
     /// Items whose quantity changed (each gets a new version and a publish).
@@ -141,6 +146,16 @@ impl Metrics {
         .expect("static metric definition is valid");
         register(Box::new(batch_apply_seconds.clone()));
         let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
+        let batches_commit_unconfirmed = counter(
+            "catalog_batches_commit_unconfirmed_total",
+            "Batches whose commit failed to confirm but whose checkpoint the store holds: durable, not applied again.",
+            &["source"],
+        );
+        let events_commit_unconfirmed = counter(
+            "catalog_events_commit_unconfirmed_total",
+            "Events of batches whose commit failed to confirm: decided (outcomes in the journal), not in catalog_events_total.",
+            &["source"],
+        );
         let items_changed = unlabelled("catalog_items_changed_total", "Items whose quantity changed.");
         let queue_lag_seconds = gauge(
             "catalog_queue_lag_seconds",
@@ -303,6 +318,8 @@ impl Metrics {
             events,
             redeliveries,
             batch_apply_seconds,
+            batches_commit_unconfirmed,
+            events_commit_unconfirmed,
             store_retries,
             items_changed,
             queue_lag_seconds,

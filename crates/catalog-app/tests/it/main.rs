@@ -1,7 +1,8 @@
-//! Integration tests of the application layer: the channels a worker publishes on, and the
-//! auto-heal of dead letters with its metrics, on a real SQLite store.
+//! Integration tests of the application layer: the channels a worker publishes on, the
+//! auto-heal of dead letters with its metrics, and the applier's retries, on a real SQLite store.
 
 mod alerts;
+mod apply;
 mod channels;
 mod heal;
 mod reconcile_marketplaces;

@@ -1,0 +1,164 @@
+//! The applier's retries, on a real SQLite store behind a wrapper that fails on cue: a batch
+//! whose commit landed but failed to confirm is found durable and not applied again (its
+//! events are not their own redeliveries, its rejected message is journaled once), and a
+//! batch that failed before its commit is applied again.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_app::{Applier, BatchSink, Metrics, RetryPolicy, SourceBatch};
+use catalog_core::{StockChange, TenantId};
+use catalog_sqlite::SqliteStore;
+use catalog_store::contract::{base, incoming, offer, raw_incoming, SOURCE};
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, BatchResult, Checkpoint, JournalWindow, Position, StoreConfig, StoreError};
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+/// A real store whose next calls fail as told: `lost_commits` applies commit and then report
+/// the connection lost; `refused` applies fail before touching the store; `down_reads`
+/// checkpoint reads fail (the database is still down when the applier looks).
+#[derive(Debug)]
+struct FailingStore {
+    inner: SqliteStore,
+    lost_commits: AtomicUsize,
+    refused: AtomicUsize,
+    down_reads: AtomicUsize,
+    applies: AtomicUsize,
+}
+
+/// Takes one from `counter` if it is above zero.
+fn take(counter: &AtomicUsize) -> bool {
+    counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+}
+
+fn connection_lost() -> StoreError {
+    StoreError::Unavailable("connection reset by peer".into())
+}
+
+#[async_trait]
+impl BatchStore for FailingStore {
+    async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        if take(&self.refused) {
+            return Err(connection_lost());
+        }
+        let result = self.inner.apply_batch(batch).await?;
+        if take(&self.lost_commits) {
+            return Err(connection_lost());
+        }
+        Ok(result)
+    }
+
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        self.inner.preview_batch(batch).await
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        if take(&self.down_reads) {
+            return Err(connection_lost());
+        }
+        self.inner.checkpoints(source).await
+    }
+}
+
+struct Run {
+    store: Arc<FailingStore>,
+    applier: Applier,
+    metrics: Metrics,
+    _directory: tempfile::TempDir,
+}
+
+async fn run(lost_commits: usize, refused: usize, down_reads: usize) -> Run {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let inner =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let store = Arc::new(FailingStore {
+        inner,
+        lost_commits: AtomicUsize::new(lost_commits),
+        refused: AtomicUsize::new(refused),
+        down_reads: AtomicUsize::new(down_reads),
+        applies: AtomicUsize::new(0),
+    });
+    let metrics = Metrics::new();
+    let retry = RetryPolicy { first_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(5) };
+    let applier = Applier::new(store.clone(), metrics.clone(), CancellationToken::new()).with_retry(retry);
+    Run { store, applier, metrics, _directory: directory }
+}
+
+/// Three events of tenant `canary` and, between them, one it sends with a malformed SKU.
+fn source_batch() -> SourceBatch {
+    let key = offer("canary", "acme", "SKU-1");
+    let malformed = format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-00000000000b","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"not a sku!","quantity":1,"updated_at":"{}"}}"#,
+        base().to_rfc3339()
+    );
+    let events = vec![
+        incoming(0, &key, StockChange::Updated { quantity: 5 }, 0, 0),
+        incoming(1, &key, StockChange::Updated { quantity: 6 }, 1, 0),
+        raw_incoming(2, malformed.into_bytes(), 0),
+        incoming(3, &offer("canary", "acme", "SKU-2"), StockChange::Updated { quantity: 7 }, 0, 0),
+    ];
+    SourceBatch {
+        source: SOURCE.into(),
+        partition: 0,
+        events,
+        checkpoint: Some(Position::at(4)),
+        last_message_at: None,
+        high_watermark: None,
+    }
+}
+
+/// The journal of tenant `canary`: (outcome, redelivery count) per row, sorted.
+async fn journal(store: &FailingStore) -> Vec<(String, u32)> {
+    let window =
+        JournalWindow { tenant: TenantId::parse("canary").expect("valid"), since: base(), until: None, supplier: None };
+    let entries = store.inner.journal_window(&window).await.expect("journal window");
+    let mut rows: Vec<_> =
+        entries.iter().map(|entry| (entry.outcome.as_str().to_owned(), entry.redelivery_count)).collect();
+    rows.sort();
+    rows
+}
+
+fn owned(rows: &[(&str, u32)]) -> Vec<(String, u32)> {
+    rows.iter().map(|(outcome, count)| ((*outcome).to_owned(), *count)).collect()
+}
+
+#[tokio::test]
+async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
+    // The commit lands and the connection drops; the first look at the checkpoints fails too.
+    let run = run(1, 0, 1).await;
+    let mut publishers = run.applier.publish_work().subscribe();
+    run.applier.apply(source_batch()).await.expect("durable");
+
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 1, "applied once");
+    assert_eq!(
+        journal(&run.store).await,
+        owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
+        "one row per message, none its own redelivery"
+    );
+    let metrics = &run.metrics;
+    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["other"]).get(), 1);
+    assert_eq!(metrics.events_commit_unconfirmed.with_label_values(&["other"]).get(), 4);
+    assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 2);
+    assert_eq!(metrics.redeliveries.with_label_values(&["false"]).get(), 0);
+    let totals = run.applier.totals();
+    assert_eq!((totals.events_unconfirmed, totals.events_by_outcome.values().sum::<u64>()), (4, 0));
+    assert!(publishers.notified().now_or_never().is_some(), "publishers wake for what the batch queued");
+}
+
+#[tokio::test]
+async fn a_batch_refused_before_its_commit_is_applied_again() {
+    let run = run(0, 2, 0).await;
+    run.applier.apply(source_batch()).await.expect("durable");
+
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 3);
+    assert_eq!(journal(&run.store).await, owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]));
+    let metrics = &run.metrics;
+    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["other"]).get(), 0);
+    assert_eq!(metrics.events.with_label_values(&["applied", ""]).get(), 3);
+    assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 2);
+    assert_eq!(run.applier.totals().events_unconfirmed, 0);
+}
