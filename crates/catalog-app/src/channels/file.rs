@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
-use catalog_publish::marketplace::mercadolibre::MercadoLibreListing;
+use catalog_publish::marketplace::mercadolibre::{MercadoLibreListing, UserProductListing};
 use catalog_publish::{ChannelConfig, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
 use serde::Deserialize;
@@ -158,12 +158,15 @@ fn channel(
     if let (AdapterSettings::MercadoLibre(_), Listings::Mapped(map)) = (&adapter, &listings) {
         // Mercado Libre's ids become path segments: a mistake is refused here, not at its
         // first publish.
-        if let Some((sku, listing)) = map.iter().find(|(_, listing)| MercadoLibreListing::parse(listing).is_none()) {
+        let valid = |listing: &str| {
+            MercadoLibreListing::parse(listing).is_some() || UserProductListing::parse(listing).is_some()
+        };
+        if let Some((sku, listing)) = map.iter().find(|(_, listing)| !valid(listing)) {
             return Err(ChannelsError::Listing {
                 channel: name,
                 at: "the listing map".to_owned(),
                 error: format!(
-                    "sku {sku}: {listing:?} is not a Mercado Libre item id (MLA123456789) nor one with a variation id (MLA123456789/174997747229)"
+                    "sku {sku}: {listing:?} is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), nor a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)"
                 ),
             });
         }

@@ -55,7 +55,11 @@ fn a_budget_of_no_attempts_is_refused() {
 #[test]
 fn every_adapter_kind_is_read_with_its_credentials_rules_and_listings() {
     let directory = tempfile::tempdir().expect("temp dir");
-    std::fs::write(directory.path().join("ml.csv"), "sku,listing\nabc-1,MLA111\n\nXYZ-9, MLA999\n").expect("write csv");
+    std::fs::write(
+        directory.path().join("ml.csv"),
+        "sku,listing\nabc-1,MLA111\n\nXYZ-9, MLA999\nUP-1,up:MLBU1\nUP-2,up:MLBU2@9876543/MXP1\n",
+    )
+    .expect("write csv");
     let path = directory.path().join("channels.json");
     std::fs::write(
         &path,
@@ -100,7 +104,7 @@ fn every_adapter_kind_is_read_with_its_credentials_rules_and_listings() {
     amazon amazon https://sellingpartnerapi-na.amazon.com [by sku] rules {"buffer":0,"share_percent":50,"zero_below":3}
     walmart walmart https://marketplace.walmartapis.com [by sku] rules {"buffer":0}
     ebay ebay https://api.ebay.com [by sku] rules {"buffer":0}
-    mercadolibre mercadolibre https://api.mercadolibre.com [ABC-1=MLA111 XYZ-9=MLA999] rules {"buffer":0}
+    mercadolibre mercadolibre https://api.mercadolibre.com [ABC-1=MLA111 UP-1=up:MLBU1 UP-2=up:MLBU2@9876543/MXP1 XYZ-9=MLA999] rules {"buffer":0}
     eu-store storefront http://127.0.0.1:8 [by sku] rules {"buffer":0}
     "#);
     let debug = format!("{channels:?}");
@@ -150,6 +154,6 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: no "adapter" (or storefront "base_url") says what it speaks
     channel x: listings at DIR/bad.csv line 2: expected "sku,listing", got "ABC-1 MLA1"
     channel x: listings at "listings": listing "A" is given to two skus (ABC-1 and ABC-2)
-    channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789) nor one with a variation id (MLA123456789/174997747229)
+    channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), nor a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)
     "#);
 }

@@ -1,11 +1,13 @@
 //! Mercado Libre's Items API as a channel adapter (`docs/channels/mercadolibre.md`):
 //! `PUT /items/{item_id}` with `{"available_quantity": N}`, or for one variation of an item
 //! (listing `MLA123456789/174997747229`) `PUT /items/{item_id}/variations/{variation_id}` with
-//! the same body (decision 0024), one listing per request, with an access token from Mercado Libre's OAuth endpoint (refresh-token grant, client id and secret
+//! the same body (decision 0024), or a user product's stock at one location (`up:…`, decision
+//! 0027: its version read, then written), one listing per request, with an access token from Mercado Libre's OAuth endpoint (refresh-token grant, client id and secret
 //! in the form) fetched again once when Mercado Libre says it expired. Its refresh tokens are
 //! single-use: each refresh answers a new one, which the token cache keeps for the next.
 
 mod read;
+mod stock;
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use crate::publisher::PublishError;
 use crate::response::{truncate, Verdict};
 
 pub use read::{parse_multiget, MAX_READS_PER_REQUEST};
+pub use stock::{UserProductListing, Warehouse, USER_PRODUCT_PREFIX};
 
 /// Mercado Libre's API host, the same for every site (MLA, MLB, MLM, …).
 pub const DEFAULT_BASE_URL: &str = "https://api.mercadolibre.com";
@@ -51,8 +54,9 @@ pub struct MercadoLibreConfig {
 }
 
 /// A Mercado Libre seller's listings as a channel: the listing of an item version is the
-/// item id the channel's listing map gives its SKU (`MLA123456789`), or the item id and one
-/// of its variation ids (`MLA123456789/174997747229`).
+/// item id the channel's listing map gives its SKU (`MLA123456789`), the item id and one
+/// of its variation ids (`MLA123456789/174997747229`), or a user product's stock at the
+/// selling address (`up:MLBU206642488`) or at one warehouse (`up:MLBU206642488@9876543/MXP123451`).
 #[derive(Debug)]
 pub struct MercadoLibreChannel {
     config: MercadoLibreConfig,
@@ -156,11 +160,14 @@ impl MercadoLibreChannel {
     /// setting an absolute quantity again is harmless.
     async fn set_available_quantity(&self, publish: &Publish) -> Attempt {
         let started = Instant::now();
+        if let Some(listing) = UserProductListing::parse(&publish.listing) {
+            return self.set_location_stock(publish, listing).await;
+        }
         let Some(listing) = MercadoLibreListing::parse(&publish.listing) else {
             let verdict = Verdict::DeadLetter {
                 reason: "invalid_listing".to_owned(),
                 error: format!(
-                    "{:?} is not a Mercado Libre item id such as MLA123456789, nor one with a variation id such as MLA123456789/174997747229",
+                    "{:?} is not a Mercado Libre item id such as MLA123456789, nor one with a variation id such as MLA123456789/174997747229, nor a user product's stock such as up:MLBU206642488 or up:MLBU206642488@9876543/MXP123451",
                     publish.listing
                 ),
                 body: None,

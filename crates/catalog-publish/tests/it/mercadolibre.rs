@@ -1,5 +1,7 @@
 //! The Mercado Libre adapter against a Mercado Libre played over real HTTP (axum on
-//! 127.0.0.1:0): `PUT /items/{item_id}` and the OAuth token endpoint, with the request and
+//! 127.0.0.1:0): `PUT /items/{item_id}`, a user product's stock (`GET` it with its
+//! `x-version`, `PUT` it by location type with that version: 400 without one, 409 with a
+//! stale one) and the OAuth token endpoint, with the request and
 //! answer shapes of `docs/channels/mercadolibre.md`. The token endpoint rotates refresh tokens
 //! as Mercado Libre does: each is good for one refresh, which answers the next. The server
 //! records every request and answers each by the next scripted behavior, else with success.
@@ -54,6 +56,7 @@ struct Recorded {
     content_type: Option<String>,
     accept: Option<String>,
     traceparent: Option<String>,
+    version: Option<String>,
     body: String,
 }
 
@@ -64,6 +67,11 @@ struct Shared {
     n_issued: u64,
     /// The one refresh token the endpoint takes next: each refresh spends it.
     refresh_token: String,
+    /// Each user product's stock: its version and its locations.
+    stocks: std::collections::HashMap<String, (u64, Vec<Value>)>,
+    /// Writes of a user product's stock that another writer gets in first (the version moves
+    /// on between the adapter's read and its write).
+    overtaken: usize,
 }
 
 struct MercadoLibre {
@@ -100,6 +108,7 @@ async fn answer(
         content_type: header(&headers, "content-type"),
         accept: header(&headers, "accept"),
         traceparent: header(&headers, "traceparent"),
+        version: header(&headers, "x-version"),
         body: body.clone(),
     });
     if (&method, uri.path()) == (&Method::POST, TOKEN_PATH) {
@@ -117,6 +126,9 @@ async fn answer(
             "expires_in": 21600, "scope": "offline_access read write", "user_id": 241983636,
             "refresh_token": shared.refresh_token}))
         .into_response();
+    }
+    if let Some(rest) = uri.path().strip_prefix("/user-products/") {
+        return user_product_stock(&mut shared, &method, rest, &headers, &body);
     }
     let Some(item_id) = uri.path().strip_prefix("/items/").filter(|_| method == Method::PUT) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -147,6 +159,63 @@ async fn answer(
     }
 }
 
+/// `GET /user-products/{id}/stock` answers the locations and the stock's `x-version`;
+/// `PUT /user-products/{id}/stock/type/{type}` needs that version (400 without, 409 when
+/// stale), replaces the quantity at the locations it names and answers 204.
+fn user_product_stock(shared: &mut Shared, method: &Method, rest: &str, headers: &HeaderMap, body: &str) -> Response {
+    let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some((version, locations)) = shared.stocks.get(id).cloned() else {
+        let message = format!("user product {id} not found");
+        return error(StatusCode::NOT_FOUND, "not_found", &message, json!([]));
+    };
+    match (method, path) {
+        (&Method::GET, "stock") => {
+            let mut answer =
+                axum::Json(json!({"locations": locations, "user_id": 241983636, "id": id})).into_response();
+            answer.headers_mut().insert("x-version", version.to_string().parse().expect("a header value"));
+            answer
+        }
+        (&Method::PUT, path) if path.starts_with("stock/type/") => {
+            let location_type = path.trim_start_matches("stock/type/");
+            let Some(presented) = header(headers, "x-version") else {
+                return error(StatusCode::BAD_REQUEST, "bad_request", "x-version header is required", json!([]));
+            };
+            let mut version = version;
+            if shared.overtaken > 0 {
+                shared.overtaken -= 1;
+                version += 1;
+                shared.stocks.get_mut(id).expect("known").0 = version;
+            }
+            if presented != version.to_string() {
+                return error(StatusCode::CONFLICT, "conflict", "version mismatch", json!([]));
+            }
+            let body: Value = serde_json::from_str(body).expect("a JSON body");
+            let written: Vec<Value> = match location_type {
+                "selling_address" => vec![json!({"type": "selling_address", "quantity": body["quantity"]})],
+                _ => body["locations"]
+                    .as_array()
+                    .expect("locations")
+                    .iter()
+                    .map(|location| {
+                        let mut location = location.clone();
+                        location["type"] = json!(location_type);
+                        location
+                    })
+                    .collect(),
+            };
+            let (stored_version, stored) = shared.stocks.get_mut(id).expect("known");
+            for new in written {
+                let same = |old: &Value| old["type"] == new["type"] && old["store_id"] == new["store_id"];
+                stored.retain(|old| !same(old));
+                stored.push(new);
+            }
+            *stored_version += 1;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 impl MercadoLibre {
     async fn start(api: Vec<Api>, token: Vec<Token>) -> Self {
         let shared = Arc::new(Mutex::new(Shared {
@@ -155,6 +224,19 @@ impl MercadoLibre {
             requests: vec![],
             n_issued: 0,
             refresh_token: "TG-initial-241983636".to_owned(),
+            stocks: std::collections::HashMap::from([(
+                "MLBU206642488".to_owned(),
+                (
+                    41,
+                    vec![
+                        json!({"type": "selling_address", "quantity": 5}),
+                        json!({"type": "meli_facility", "quantity": 40}),
+                        json!({"type": "seller_warehouse", "store_id": "9876543", "network_node_id": "MXP123451", "quantity": 10}),
+                        json!({"type": "seller_warehouse", "store_id": "9876544", "network_node_id": "MXP123452", "quantity": 3}),
+                    ],
+                ),
+            )]),
+            overtaken: 0,
         }));
         let app = Router::new().fallback(answer).with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind Mercado Libre");
@@ -179,6 +261,25 @@ impl MercadoLibre {
             refresh_token_file,
         };
         MercadoLibreChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+    }
+
+    /// What the user product's stock holds at each location (type, or store id).
+    fn stock(&self, id: &str) -> Vec<(String, i64)> {
+        let shared = self.shared.lock().expect("Mercado Libre state");
+        let mut held: Vec<(String, i64)> = shared.stocks[id]
+            .1
+            .iter()
+            .map(|location| {
+                let place = location["store_id"].as_str().or(location["type"].as_str()).expect("a location");
+                (place.to_owned(), location["quantity"].as_i64().expect("a quantity"))
+            })
+            .collect();
+        held.sort();
+        held
+    }
+
+    fn overtake(&self, writes: usize) {
+        self.shared.lock().expect("Mercado Libre state").overtaken = writes;
     }
 
     fn token_requests(&self) -> Vec<Recorded> {
@@ -446,4 +547,140 @@ async fn mercadolibre_listing_that_is_no_item_id_is_dead_lettered_unsent() {
     }
     assert_eq!(answer.attempts.len(), listings.len());
     assert!(meli.shared.lock().expect("Mercado Libre state").requests.is_empty(), "nothing sent, not even for a token");
+}
+
+/// A user product's stock at the selling address (decision 0027): its version read, then
+/// written with it, as the User Products documentation says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_user_product_stock_is_written_with_the_version_it_read() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    let sent = publish("up:MLBU206642488", 7, Some(TRACEPARENT));
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(204)));
+
+    let requests = meli.item_requests();
+    let shape: Vec<(&Method, &str, Option<&str>, Option<&str>)> = requests
+        .iter()
+        .map(|request| (&request.method, request.path.as_str(), request.query.as_deref(), request.version.as_deref()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (&Method::GET, "/user-products/MLBU206642488/stock", None, None),
+            (&Method::PUT, "/user-products/MLBU206642488/stock/type/selling_address", None, Some("41")),
+        ]
+    );
+    for request in &requests {
+        assert_eq!(request.authorization.as_deref(), Some("Bearer APP_USR-1-241983636"));
+        assert_eq!(request.accept.as_deref(), Some("application/json"));
+    }
+    let write = &requests[1];
+    assert_eq!(write.content_type.as_deref(), Some("application/json"));
+    assert_eq!(write.traceparent.as_deref(), Some(TRACEPARENT));
+    assert_eq!(serde_json::from_str::<Value>(&write.body).expect("JSON body"), json!({"quantity": 7}));
+    assert_eq!(
+        meli.stock("MLBU206642488"),
+        [("9876543".into(), 10), ("9876544".into(), 3), ("meli_facility".into(), 40), ("selling_address".into(), 7)]
+    );
+}
+
+/// A multi-warehouse seller's listing names the store and network node its quantity is kept
+/// at; the seller's other warehouses and Mercado Libre's own (Full) stock are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_warehouse_stock_is_written_at_its_store_alone() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    let sent = publish("up:MLBU206642488@9876543/MXP123451", 8, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(204)));
+    let write = &meli.item_requests()[1];
+    assert_eq!(
+        (&write.method, write.path.as_str(), write.version.as_deref()),
+        (&Method::PUT, "/user-products/MLBU206642488/stock/type/seller_warehouse", Some("41"))
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&write.body).expect("JSON body"),
+        json!({"locations": [{"store_id": "9876543", "network_node_id": "MXP123451", "quantity": 8}]})
+    );
+    assert_eq!(
+        meli.stock("MLBU206642488"),
+        [("9876543".into(), 8), ("9876544".into(), 3), ("meli_facility".into(), 40), ("selling_address".into(), 5)]
+    );
+}
+
+/// A version that moved on between the read and the write (409) is read again; one that keeps
+/// moving leaves the attempt to be retried, never written blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_stale_stock_version_is_read_again_then_retried() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    meli.overtake(1);
+    let sent = publish("up:MLBU206642488", 6, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(204)));
+    let versions: Vec<(Method, Option<String>)> =
+        meli.item_requests().into_iter().map(|request| (request.method, request.version)).collect();
+    assert_eq!(
+        versions,
+        [(Method::GET, None), (Method::PUT, Some("41".into())), (Method::GET, None), (Method::PUT, Some("42".into()))]
+    );
+    assert!(meli.stock("MLBU206642488").contains(&("selling_address".into(), 6)));
+
+    meli.overtake(3);
+    let answer = channel.send(&[publish("up:MLBU206642488", 2, None)]).await;
+    match &answer.attempts[0].verdict {
+        Verdict::Retry { reason, error } => {
+            assert_eq!(*reason, "stock_version_conflict");
+            assert!(error.contains("409"), "{error}");
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    assert_eq!(meli.item_requests().len(), 4 + 6, "three reads and three writes");
+    assert!(meli.stock("MLBU206642488").contains(&("selling_address".into(), 6)), "nothing written blind");
+}
+
+/// A user product Mercado Libre does not know is dead-lettered with its answer; a malformed
+/// `up:` listing is dead-lettered before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_unknown_user_product_and_malformed_listing_are_dead_lettered() {
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    let answer = channel.send(&[publish("up:MLBU1", 6, None)]).await;
+    match &answer.attempts[0].verdict {
+        Verdict::DeadLetter { reason, error, .. } => {
+            assert_eq!((reason.as_str(), answer.attempts[0].status), ("rejected_404", Some(404)));
+            assert!(error.contains("user product MLBU1 not found"), "{error}");
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    let answer = channel.send(&[publish("up:MLBU206642488@9876543", 6, None)]).await;
+    match &answer.attempts[0].verdict {
+        Verdict::DeadLetter { reason, .. } => assert_eq!(reason, "invalid_listing"),
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    assert_eq!(meli.item_requests().len(), 1, "the malformed listing sent nothing");
+}
+
+/// Reconciliation reads a user product's stock at the listing's location, beside the items of
+/// the multiget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_reads_back_user_product_stock_at_each_listing_s_location() {
+    use catalog_publish::LookupReadBack;
+    let meli = MercadoLibre::start(vec![], vec![]).await;
+    let channel = meli.channel();
+    let listings = ["up:MLBU206642488", "up:MLBU206642488@9876544/MXP123452", "up:MLBU206642488@1/MXP1", "up:MLBU1"];
+    let shown = channel.shown_quantities(&listings).await.expect("read back");
+    let mut shown: Vec<(String, i64)> = shown.into_iter().collect();
+    shown.sort();
+    assert_eq!(shown, [("up:MLBU206642488".into(), 5), ("up:MLBU206642488@9876544/MXP123452".into(), 3)]);
+    let reads: Vec<String> =
+        meli.item_requests().iter().map(|request| format!("{} {}", request.method, request.path)).collect();
+    assert_eq!(
+        reads,
+        vec!["GET /user-products/MLBU206642488/stock".to_owned(); 3]
+            .into_iter()
+            .chain(["GET /user-products/MLBU1/stock".to_owned()])
+            .collect::<Vec<_>>()
+    );
 }

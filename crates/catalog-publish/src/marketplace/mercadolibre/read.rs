@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::{MercadoLibreChannel, MercadoLibreListing};
+use super::{MercadoLibreChannel, MercadoLibreListing, UserProductListing};
 use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
@@ -21,6 +21,15 @@ impl LookupReadBack for MercadoLibreChannel {
     }
 
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
+        let mut shown = ShownQuantities::new();
+        // A user product's stock is read on its own, one request each.
+        for listing in listings {
+            if let Some(user_product) = UserProductListing::parse(listing) {
+                if let Some(quantity) = self.read_location_stock(user_product).await? {
+                    shown.insert((*listing).to_owned(), quantity);
+                }
+            }
+        }
         // Only listings that are item ids (letters and digits), or item and variation ids, are
         // asked about: anything else would change the list the query names, and is never
         // published either. Variations of one item are one id.
@@ -33,7 +42,7 @@ impl LookupReadBack for MercadoLibreChannel {
             }
         }
         if ids.is_empty() {
-            return Ok(ShownQuantities::new());
+            return Ok(shown);
         }
         let attributes = match parsed.iter().any(|listing| listing.variation.is_some()) {
             true => "id,available_quantity,variations",
@@ -55,7 +64,8 @@ impl LookupReadBack for MercadoLibreChannel {
         if answer.status != 200 {
             return Err(read_refusal(&answer));
         }
-        parse_multiget(&answer.body)
+        shown.extend(parse_multiget(&answer.body)?);
+        Ok(shown)
     }
 }
 
