@@ -189,20 +189,16 @@ impl MercadoLibreChannel {
         })
         .await;
         let (verdict, status) = match answer {
-            Ok(answer) => {
-                let verdict = classify_mercadolibre(
-                    answer.status,
-                    answer.header("retry-after"),
-                    &answer.body,
-                    &publish.entry.item,
-                    Utc::now(),
-                );
-                (verdict, Some(answer.status))
-            }
+            Ok(answer) => (verdict_of(&answer, publish), Some(answer.status)),
             Err(verdict) => (verdict, None),
         };
         Attempt { verdict, status, latency: started.elapsed() }
     }
+}
+
+/// What Mercado Libre's answer to a write of `publish` says, as of now.
+fn verdict_of(answer: &Answer, publish: &Publish) -> Verdict {
+    classify_mercadolibre(answer.status, answer.header("retry-after"), &answer.body, &publish.entry.item, Utc::now())
 }
 
 /// Classifies Mercado Libre's answer to `PUT /items/{item_id}` for `item`, received at `now`:

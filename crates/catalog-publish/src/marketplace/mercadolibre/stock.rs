@@ -8,10 +8,9 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{classify_mercadolibre, MercadoLibreChannel};
+use super::{verdict_of, MercadoLibreChannel};
 use crate::adapter::{Attempt, Publish};
 use crate::marketplace::{exchange, read_refusal, read_with_token, with_token, Answer};
 use crate::readback::{json_of, ReadBackError};
@@ -125,16 +124,7 @@ impl MercadoLibreChannel {
         let write_url = format!("{stock_url}/type/{}", listing.location_type());
         let body = listing.body(publish.quantity);
         let traceparent = publish.entry.traceparent.as_deref();
-        let classify = |answer: &Answer| {
-            let verdict = classify_mercadolibre(
-                answer.status,
-                answer.header("retry-after"),
-                &answer.body,
-                &publish.entry.item,
-                Utc::now(),
-            );
-            done(verdict, Some(answer.status))
-        };
+        let classify = |answer: &Answer| done(verdict_of(answer, publish), Some(answer.status));
         for _ in 0..VERSION_READS {
             let read = with_token(&self.tokens, expired, |token| {
                 exchange(self.client.get(&stock_url).bearer_auth(token.expose()).header("Accept", "application/json"))
