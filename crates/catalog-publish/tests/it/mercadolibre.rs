@@ -127,36 +127,45 @@ async fn answer(
             "refresh_token": shared.refresh_token}))
         .into_response();
     }
+    let scripted = shared.api.pop_front();
+    if let Some(failure) = scripted.as_ref().and_then(failed) {
+        return failure;
+    }
     if let Some(rest) = uri.path().strip_prefix("/user-products/") {
         return user_product_stock(&mut shared, &method, rest, &headers, &body);
     }
     let Some(item_id) = uri.path().strip_prefix("/items/").filter(|_| method == Method::PUT) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match shared.api.pop_front() {
-        None | Some(Api::Accept) => {
-            let quantity = serde_json::from_str::<Value>(&body).expect("a JSON body")["available_quantity"].clone();
-            axum::Json(json!({"id": item_id, "available_quantity": quantity, "status": "active"})).into_response()
-        }
-        Some(Api::Reject) => error(
+    let quantity = serde_json::from_str::<Value>(&body).expect("a JSON body")["available_quantity"].clone();
+    axum::Json(json!({"id": item_id, "available_quantity": quantity, "status": "active"})).into_response()
+}
+
+/// The answer of a scripted failure, of the items and user products APIs alike; `None` for
+/// `Accept`.
+fn failed(api: &Api) -> Option<Response> {
+    let answer = match api {
+        Api::Accept => return None,
+        Api::Reject => error(
             StatusCode::BAD_REQUEST,
             "validation_error",
             "Validation error",
             json!([{"code": "item.available_quantity.not_modifiable", "type": "error",
                     "message": "available_quantity is not modifiable for this item"}]),
         ),
-        Some(Api::Throttle(retry_after)) => {
+        Api::Throttle(retry_after) => {
             let mut answer = error(StatusCode::TOO_MANY_REQUESTS, "local_rate_limited", "Too many requests", json!([]));
             if let Some(value) = retry_after {
                 answer.headers_mut().insert("retry-after", value.parse().expect("a header value"));
             }
             answer
         }
-        Some(Api::Expired) => error(StatusCode::UNAUTHORIZED, "not_found", "invalid access token", json!([])),
-        Some(Api::ServerError) => {
+        Api::Expired => error(StatusCode::UNAUTHORIZED, "not_found", "invalid access token", json!([])),
+        Api::ServerError => {
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", json!([]))
         }
-    }
+    };
+    Some(answer)
 }
 
 /// `GET /user-products/{id}/stock` answers the locations and the stock's `x-version`;
@@ -682,5 +691,37 @@ async fn mercadolibre_reads_back_user_product_stock_at_each_listing_s_location()
             .into_iter()
             .chain(["GET /user-products/MLBU1/stock".to_owned()])
             .collect::<Vec<_>>()
+    );
+}
+
+/// The stock endpoints answer an expired token and throttling as the items API does: the read
+/// is made again with a new token, and a 429 on the write holds the channel as told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_user_product_stock_renews_its_token_and_waits_when_throttled() {
+    let meli = MercadoLibre::start(vec![Api::Expired, Api::Accept, Api::Throttle(Some("4"))], vec![]).await;
+    let channel = meli.channel();
+    let sent = publish("up:MLBU206642488", 9, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(
+        (&answer.attempts[0].verdict, answer.attempts[0].status),
+        (&Verdict::Throttled { retry_after: Duration::from_secs(4) }, Some(429))
+    );
+    let requests: Vec<(Method, String, Option<String>)> = meli
+        .item_requests()
+        .into_iter()
+        .map(|request| (request.method, request.authorization.unwrap_or_default(), request.version))
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            (Method::GET, "Bearer APP_USR-1-241983636".to_owned(), None),
+            (Method::GET, "Bearer APP_USR-2-241983636".to_owned(), None),
+            (Method::PUT, "Bearer APP_USR-2-241983636".to_owned(), Some("41".to_owned())),
+        ]
+    );
+    assert_eq!(meli.token_requests().len(), 2);
+    assert!(
+        meli.stock("MLBU206642488").contains(&("selling_address".into(), 5)),
+        "the throttled write changed nothing"
     );
 }
