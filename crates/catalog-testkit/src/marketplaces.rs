@@ -48,6 +48,8 @@ struct Shared {
     faults: Faults,
     n_requests: Arc<AtomicU64>,
     held: Held,
+    /// Mercado Libre: each user product's stock version (`x-version`).
+    stock_versions: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// One platform on a local port.
@@ -65,7 +67,13 @@ impl Marketplace {
     pub async fn start(platform: Platform, faults: Faults) -> Marketplace {
         let held: Held = Arc::default();
         let n_requests = Arc::new(AtomicU64::new(0));
-        let shared = Shared { platform, faults, n_requests: Arc::clone(&n_requests), held: Arc::clone(&held) };
+        let shared = Shared {
+            platform,
+            faults,
+            n_requests: Arc::clone(&n_requests),
+            held: Arc::clone(&held),
+            stock_versions: Arc::default(),
+        };
         let app = Router::new()
             .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(storefront))
             .route("/admin/api/{version}/graphql.json", post(shopify))
@@ -78,6 +86,8 @@ impl Marketplace {
             .route("/items/{item}", put(mercadolibre))
             .route("/items/{item}/variations/{variation}", put(mercadolibre_variation))
             .route("/items", get(mercadolibre_read))
+            .route("/user-products/{id}/stock", get(mercadolibre_stock))
+            .route("/user-products/{id}/stock/type/{location_type}", put(mercadolibre_set_stock))
             .route("/auth/o2/token", post(token))
             .route("/v3/token", post(token))
             .route("/identity/v1/oauth2/token", post(token))
@@ -277,6 +287,71 @@ async fn mercadolibre_variation(
     let quantity = body["available_quantity"].as_i64().unwrap_or(-1);
     shared.set(&format!("{item}/{variation}"), quantity);
     Json(json!({ "id": variation.parse::<u64>().unwrap_or(0), "available_quantity": quantity })).into_response()
+}
+
+/// `GET /user-products/{id}/stock`: the user product's locations, listings `up:{id}` (the
+/// selling address) and `up:{id}@{store}/{node}` (a warehouse), with the stock's `x-version`.
+/// Any user product exists, with no locations until one is set.
+async fn mercadolibre_stock(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let selling_address = format!("up:{id}");
+    let warehouse_prefix = format!("up:{id}@");
+    let locations: Vec<Value> = shared
+        .held
+        .lock()
+        .expect("marketplace state")
+        .iter()
+        .filter_map(|(listing, sets)| {
+            let quantity = sets.last()?.0;
+            if *listing == selling_address {
+                return Some(json!({ "type": "selling_address", "quantity": quantity }));
+            }
+            let (store_id, node) = listing.strip_prefix(&warehouse_prefix)?.split_once('/')?;
+            Some(json!({ "type": "seller_warehouse", "store_id": store_id, "network_node_id": node, "quantity": quantity }))
+        })
+        .collect();
+    let version = shared.stock_versions.lock().expect("marketplace state").get(&id).copied().unwrap_or(1);
+    ([("x-version", version.to_string())], Json(json!({ "locations": locations, "user_id": 241983636, "id": id })))
+        .into_response()
+}
+
+/// `PUT /user-products/{id}/stock/type/{type}` with the `x-version` read: 400 without it,
+/// 409 when it is not the stock's version; else each location is set and the version moves on.
+async fn mercadolibre_set_stock(
+    State(shared): State<Shared>,
+    Path((id, location_type)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = shared.misbehave() {
+        return answer;
+    }
+    let mercadolibre_error = |status: StatusCode, error: &str, message: &str| {
+        (status, Json(json!({ "message": message, "error": error, "status": status.as_u16(), "cause": [] })))
+            .into_response()
+    };
+    let Some(presented) = headers.get("x-version").and_then(|value| value.to_str().ok()) else {
+        return mercadolibre_error(StatusCode::BAD_REQUEST, "bad_request", "x-version header is required");
+    };
+    let mut versions = shared.stock_versions.lock().expect("marketplace state");
+    let version = versions.entry(id.clone()).or_insert(1);
+    if presented != version.to_string() {
+        return mercadolibre_error(StatusCode::CONFLICT, "conflict", "version mismatch");
+    }
+    *version += 1;
+    match location_type.as_str() {
+        "selling_address" => shared.set(&format!("up:{id}"), body["quantity"].as_i64().unwrap_or(-1)),
+        _ => {
+            for location in body["locations"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let text = |name: &str| location[name].as_str().unwrap_or_default().to_owned();
+                let listing = format!("up:{id}@{}/{}", text("store_id"), text("network_node_id"));
+                shared.set(&listing, location["quantity"].as_i64().unwrap_or(-1));
+            }
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// Every platform's token endpoint: a token for an hour, and (as Mercado Libre does) the

@@ -5,7 +5,7 @@
 //! on each platform behind the channel's back is read back, corrected as a new item version
 //! and republished, on Amazon only once the difference outlasted its settle time. Walmart
 //! is swept through its catalog list, and asked SKU by SKU only where the list differs; two
-//! SKUs are variations of one Mercado Libre item.
+//! SKUs are variations of one Mercado Libre item, two keep their stock on user products.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,8 +96,11 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     let ebay = Marketplace::start(Platform::Ebay, Faults { throttle_every: Some(5), fail_every: None }).await;
     let meli = Marketplace::start(Platform::MercadoLibre, quiet).await;
     let gid = |n: u64| format!("gid://shopify/InventoryItem/{}", 1_000 + n);
-    // The last two SKUs are variations of one Mercado Libre item (decision 0024).
+    // The last two SKUs are variations of one Mercado Libre item (decision 0024); two keep
+    // their stock on a user product, at the selling address and at one warehouse (0027).
     let mla = |n: u64| match n {
+        4 => "up:MLAU400000".to_owned(),
+        5 => "up:MLAU500000@9876543/MXP123451".to_owned(),
         6 | 7 => format!("MLA600000/{}", 174_997_747_223 + n),
         _ => format!("MLA{}", 500_000 + n),
     };
@@ -228,6 +231,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
     assert_eq!(drifts[1], [("shopify".to_owned(), DriftKind::QuantityDiffers, Some(99))]);
     assert_eq!(drifts[2], [("amazon".to_owned(), DriftKind::QuantityDiffers, Some(0))]);
     assert_eq!(drifts[4], [("ebay".to_owned(), DriftKind::Missing, None)]);
+    assert_eq!(drifts[5], [("mercadolibre".to_owned(), DriftKind::QuantityDiffers, Some(77))]);
     assert_eq!(drifts[7], [("mercadolibre".to_owned(), DriftKind::QuantityDiffers, Some(2))]);
     assert!(drifts[0].is_empty(), "an item nobody touched has no drift");
 
