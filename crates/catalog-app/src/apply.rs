@@ -139,24 +139,43 @@ impl Applier {
         }
     }
 
-    /// Applies a batch until it is durable. A failed attempt may still have committed (the
-    /// connection lost during `COMMIT`, or a transaction timeout that fired as it landed):
-    /// before applying the batch again, the stored checkpoints say whether it is durable
-    /// already. Applied again, a committed batch would count each of its events as its own
-    /// redelivery and journal its rejected messages twice.
-    async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
+    /// Applies a batch until it is durable. Before each attempt, a Kafka batch drops the
+    /// messages the store's checkpoint shows applied already (decision 0026):
+    /// - before the first attempt, another member of the group applied them (a broker that
+    ///   hands a partition to a new member before the old one lets go of it, as tansu does
+    ///   during a rebalance): counted as skipped below the checkpoint;
+    /// - after a failed attempt, the attempt itself may have committed (the connection lost
+    ///   during `COMMIT`): a batch found applied whole is durable, and not applied again.
+    ///
+    /// Applied again, those messages would count each event as its own redelivery and
+    /// journal their rejected messages twice.
+    async fn apply_until_durable(&self, input: &mut BatchInput) -> Result<Applied, SinkError> {
         let mut backoff = self.retry.first_backoff;
         let mut failed = false;
+        let n_events = input.events.len();
         loop {
-            if failed {
-                match self.checkpoints_reached(&input.checkpoints).await {
-                    Ok(true) => return Ok(Applied::Unconfirmed),
-                    Ok(false) => {}
-                    Err(error) => {
-                        self.wait_after("checkpoints", &error, &mut backoff).await?;
-                        continue;
-                    }
+            let applied_already = match self.drop_applied(input).await {
+                Ok(dropped) => dropped,
+                Err(error) => {
+                    self.wait_after("checkpoints", &error, &mut backoff).await?;
+                    continue;
                 }
+            };
+            if applied_already.whole && failed {
+                return Ok(Applied::Unconfirmed(n_events));
+            }
+            for &(partition, n_messages, next_offset) in &applied_already.dropped {
+                self.skipped_below_checkpoint(partition, n_messages);
+                tracing::warn!(
+                    source = %input.checkpoints.first().map(|checkpoint| checkpoint.source.as_str()).unwrap_or_default(),
+                    partition,
+                    n_messages,
+                    next_offset,
+                    "messages applied already by another member of the group (a partition held by two members during a rebalance): skipped"
+                );
+            }
+            if applied_already.whole {
+                return Ok(Applied::Confirmed(BatchResult::default()));
             }
             match self.store.apply_batch(input).await {
                 Ok(result) => return Ok(Applied::Confirmed(result)),
@@ -168,24 +187,39 @@ impl Applier {
         }
     }
 
-    /// Whether the store holds each of `checkpoints` at or past its position: the batch that
-    /// carries them is durable (this worker committed it, or another one that read the same
-    /// messages did). `false` for a batch without checkpoints (stdin, a feed's refresh),
-    /// which cannot tell and is applied again.
-    async fn checkpoints_reached(&self, checkpoints: &[Checkpoint]) -> Result<bool, StoreError> {
-        if checkpoints.is_empty() {
-            return Ok(false);
-        }
-        for checkpoint in checkpoints {
+    /// Drops from a Kafka batch the messages below its partition's stored checkpoint, and says
+    /// whether the store holds the batch's own checkpoint (the batch is applied whole). Other
+    /// sources' event offsets are not their checkpoints' (a file's carry no base, a feed's are
+    /// records in pages): they are left as they are, and the batch is applied again.
+    async fn drop_applied(&self, input: &mut BatchInput) -> Result<AppliedAlready, StoreError> {
+        let mut applied = AppliedAlready { whole: !input.checkpoints.is_empty(), dropped: Vec::new() };
+        let checkpoints = input.checkpoints.clone();
+        for checkpoint in &checkpoints {
+            if source_kind(&checkpoint.source) != "kafka" {
+                applied.whole = false;
+                continue;
+            }
             let stored = self.store.checkpoints(&checkpoint.source).await?;
-            let reached = stored.iter().any(|stored| {
-                stored.partition == checkpoint.partition && stored.position.offset >= checkpoint.position.offset
+            let Some(next_offset) = stored
+                .iter()
+                .find(|stored| stored.partition == checkpoint.partition)
+                .map(|stored| stored.position.offset)
+            else {
+                applied.whole = false;
+                continue;
+            };
+            applied.whole &= next_offset >= checkpoint.position.offset;
+            let before = input.events.len();
+            input.events.retain(|event| {
+                let at = &event.source;
+                !(*at.source == checkpoint.source && at.partition == checkpoint.partition && at.offset < next_offset)
             });
-            if !reached {
-                return Ok(false);
+            let dropped = (before - input.events.len()) as u64;
+            if dropped > 0 {
+                applied.dropped.push((checkpoint.partition, dropped, next_offset));
             }
         }
-        Ok(true)
+        Ok(applied)
     }
 
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
@@ -306,12 +340,21 @@ impl Applier {
     }
 }
 
+/// What the store's checkpoints said of a batch before an attempt.
+struct AppliedAlready {
+    /// The store holds every checkpoint of the batch: nothing of it is left to apply.
+    whole: bool,
+    /// Per partition, the messages dropped as applied, and the stored next offset.
+    dropped: Vec<(i32, u64, i64)>,
+}
+
 /// How a batch became durable.
 enum Applied {
     /// The store committed it and said what it decided.
     Confirmed(BatchResult),
-    /// An attempt failed, yet the store's checkpoints show the batch durable.
-    Unconfirmed,
+    /// An attempt failed, yet the store's checkpoints show the batch (of this many events)
+    /// durable.
+    Unconfirmed(usize),
 }
 
 /// The metric label of a source name: `kafka`, `file`, `stdin`, `feed`, or `other`.
@@ -343,8 +386,9 @@ impl BatchSink for Applier {
                 position: position.clone(),
             })
             .collect();
-        let input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
-        let applied = self.apply_until_durable(&input).await?;
+        let mut input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
+        let applied = self.apply_until_durable(&mut input).await?;
+        // Without the messages applied already, if any: the decisions are of the rest.
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
         // waiting until its next message.
@@ -358,8 +402,8 @@ impl BatchSink for Applier {
                     self.publish_work.notify();
                 }
             }
-            Applied::Unconfirmed => {
-                self.record_unconfirmed(&batch, batch.events.len(), started.elapsed());
+            Applied::Unconfirmed(n_events) => {
+                self.record_unconfirmed(&batch, n_events, started.elapsed());
                 // Whatever it queued waits in the outbox.
                 self.publish_work.notify();
             }

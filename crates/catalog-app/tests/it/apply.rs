@@ -11,9 +11,13 @@ use async_trait::async_trait;
 use catalog_app::{Applier, BatchSink, Metrics, RetryPolicy, SourceBatch};
 use catalog_core::{StockChange, TenantId};
 use catalog_sqlite::SqliteStore;
-use catalog_store::contract::{base, incoming, offer, raw_incoming, SOURCE};
+use catalog_store::contract::{base, incoming, offer, raw_incoming};
 use catalog_store::prelude::*;
-use catalog_store::{BatchInput, BatchResult, Checkpoint, JournalWindow, Position, StoreConfig, StoreError};
+use catalog_store::{
+    BatchInput, BatchResult, Checkpoint, IncomingEvent, JournalWindow, Position, StoreConfig, StoreError,
+};
+
+const KAFKA: &str = "kafka:catalog-sync:supplier.inventory.v1";
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
@@ -101,11 +105,19 @@ fn source_batch() -> SourceBatch {
         raw_incoming(2, malformed.into_bytes(), 0),
         incoming(3, &offer("canary", "acme", "SKU-2"), StockChange::Updated { quantity: 7 }, 0, 0),
     ];
+    in_kafka(events, Position::at(4))
+}
+
+/// `events` as a batch of partition 0 of a Kafka topic, up to `checkpoint`.
+fn in_kafka(mut events: Vec<IncomingEvent>, checkpoint: Position) -> SourceBatch {
+    for event in &mut events {
+        event.source.source = KAFKA.into();
+    }
     SourceBatch {
-        source: SOURCE.into(),
+        source: KAFKA.into(),
         partition: 0,
         events,
-        checkpoint: Some(Position::at(4)),
+        checkpoint: Some(checkpoint),
         last_message_at: None,
         high_watermark: None,
     }
@@ -140,8 +152,8 @@ async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
         "one row per message, none its own redelivery"
     );
     let metrics = &run.metrics;
-    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["other"]).get(), 1);
-    assert_eq!(metrics.events_commit_unconfirmed.with_label_values(&["other"]).get(), 4);
+    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 1);
+    assert_eq!(metrics.events_commit_unconfirmed.with_label_values(&["kafka"]).get(), 4);
     assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 2);
     assert_eq!(metrics.redeliveries.with_label_values(&["false"]).get(), 0);
     let totals = run.applier.totals();
@@ -157,8 +169,36 @@ async fn a_batch_refused_before_its_commit_is_applied_again() {
     assert_eq!(run.store.applies.load(Ordering::SeqCst), 3);
     assert_eq!(journal(&run.store).await, owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]));
     let metrics = &run.metrics;
-    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["other"]).get(), 0);
+    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 0);
     assert_eq!(metrics.events.with_label_values(&["applied", ""]).get(), 3);
     assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 2);
     assert_eq!(run.applier.totals().events_unconfirmed, 0);
+}
+
+/// A partition held by two members of the group at once (tansu hands it to a new member
+/// before the old one lets go): the second applies a batch that starts below the checkpoint
+/// the first stored. The messages applied already are skipped, not journaled again.
+#[tokio::test]
+async fn messages_another_member_applied_are_skipped_not_journaled_again() {
+    let run = run(0, 0, 0).await;
+    run.applier.apply(source_batch()).await.expect("the first member's batch");
+    let mut overlapping = source_batch().events;
+    overlapping.drain(..2);
+    let key = offer("canary", "acme", "SKU-3");
+    overlapping.push(incoming(4, &key, StockChange::Updated { quantity: 8 }, 0, 0));
+    overlapping.push(incoming(5, &key, StockChange::Updated { quantity: 9 }, 1, 0));
+    run.applier.apply(in_kafka(overlapping, Position::at(6))).await.expect("the second member's batch");
+    // And a batch the first member applied whole, delivered again.
+    run.applier.apply(source_batch()).await.expect("a batch applied whole");
+
+    assert_eq!(
+        journal(&run.store).await,
+        owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
+        "one row per message, none counted twice"
+    );
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "the batch applied whole is not sent to the store");
+    assert_eq!(run.metrics.skipped_below_checkpoint.with_label_values(&["0"]).get(), 2 + 4);
+    assert_eq!(run.metrics.redeliveries.with_label_values(&["false"]).get(), 0);
+    assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 3 + 2);
+    assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 0);
 }
