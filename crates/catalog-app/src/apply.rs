@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome, PartitionProgress};
 use catalog_publish::WorkSignal;
-use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef, StoreError};
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, IncomingEvent, Position, SourceRef, StoreError};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -149,33 +149,28 @@ impl Applier {
     ///
     /// Applied again, those messages would count each event as its own redelivery and
     /// journal their rejected messages twice.
-    async fn apply_until_durable(&self, input: &mut BatchInput) -> Result<Applied, SinkError> {
+    async fn apply_until_durable(&self, batch: &SourceBatch, input: &mut BatchInput) -> Result<Applied, SinkError> {
         let mut backoff = self.retry.first_backoff;
         let mut failed = false;
         let n_events = input.events.len();
         loop {
-            let applied_already = match self.drop_applied(input).await {
-                Ok(dropped) => dropped,
-                Err(error) => {
-                    self.wait_after("checkpoints", &error, &mut backoff).await?;
-                    continue;
+            if let Some(applied) = self.drop_applied(batch, &mut input.events).await? {
+                if applied.whole && failed {
+                    return Ok(Applied::Unconfirmed(n_events));
                 }
-            };
-            if applied_already.whole && failed {
-                return Ok(Applied::Unconfirmed(n_events));
-            }
-            for &(partition, n_messages, next_offset) in &applied_already.dropped {
-                self.skipped_below_checkpoint(partition, n_messages);
-                tracing::warn!(
-                    source = %input.checkpoints.first().map(|checkpoint| checkpoint.source.as_str()).unwrap_or_default(),
-                    partition,
-                    n_messages,
-                    next_offset,
-                    "messages applied already by another member of the group (a partition held by two members during a rebalance): skipped"
-                );
-            }
-            if applied_already.whole {
-                return Ok(Applied::Confirmed(BatchResult::default()));
+                if applied.dropped > 0 {
+                    self.skipped_below_checkpoint(batch.partition, applied.dropped);
+                    tracing::warn!(
+                        source = &*batch.source,
+                        partition = batch.partition,
+                        n_messages = applied.dropped,
+                        next_offset = applied.next_offset,
+                        "messages applied already by another member of the group (a partition held by two members during a rebalance): skipped"
+                    );
+                }
+                if applied.whole {
+                    return Ok(Applied::Confirmed(BatchResult::default()));
+                }
             }
             match self.store.apply_batch(input).await {
                 Ok(result) => return Ok(Applied::Confirmed(result)),
@@ -187,39 +182,31 @@ impl Applier {
         }
     }
 
-    /// Drops from a Kafka batch the messages below its partition's stored checkpoint, and says
-    /// whether the store holds the batch's own checkpoint (the batch is applied whole). Other
-    /// sources' event offsets are not their checkpoints' (a file's carry no base, a feed's are
-    /// records in pages): they are left as they are, and the batch is applied again.
-    async fn drop_applied(&self, input: &mut BatchInput) -> Result<AppliedAlready, StoreError> {
-        let mut applied = AppliedAlready { whole: !input.checkpoints.is_empty(), dropped: Vec::new() };
-        let checkpoints = input.checkpoints.clone();
-        for checkpoint in &checkpoints {
-            if source_kind(&checkpoint.source) != "kafka" {
-                applied.whole = false;
-                continue;
-            }
-            let stored = self.store.checkpoints(&checkpoint.source).await?;
-            let Some(next_offset) = stored
-                .iter()
-                .find(|stored| stored.partition == checkpoint.partition)
-                .map(|stored| stored.position.offset)
-            else {
-                applied.whole = false;
-                continue;
-            };
-            applied.whole &= next_offset >= checkpoint.position.offset;
-            let before = input.events.len();
-            input.events.retain(|event| {
-                let at = &event.source;
-                !(*at.source == checkpoint.source && at.partition == checkpoint.partition && at.offset < next_offset)
-            });
-            let dropped = (before - input.events.len()) as u64;
-            if dropped > 0 {
-                applied.dropped.push((checkpoint.partition, dropped, next_offset));
-            }
-        }
-        Ok(applied)
+    /// Drops from a Kafka batch's `events` the messages below its partition's stored
+    /// checkpoint; `None` when the store holds none, or for other sources, whose event offsets
+    /// are not their checkpoints' (a file's carry no base, a feed's are records in pages):
+    /// their batches are applied again as they are.
+    async fn drop_applied(
+        &self,
+        batch: &SourceBatch,
+        events: &mut Vec<IncomingEvent>,
+    ) -> Result<Option<AppliedAlready>, SinkError> {
+        let Some(checkpoint) = batch.checkpoint.as_ref().filter(|_| source_kind(&batch.source) == "kafka") else {
+            return Ok(None);
+        };
+        let Some(stored) = self.checkpoint(&batch.source, batch.partition).await? else {
+            return Ok(None);
+        };
+        let before = events.len();
+        events.retain(|event| {
+            let at = &event.source;
+            !(at.source == batch.source && at.partition == batch.partition && at.offset < stored.offset)
+        });
+        Ok(Some(AppliedAlready {
+            next_offset: stored.offset,
+            dropped: (before - events.len()) as u64,
+            whole: stored.offset >= checkpoint.offset,
+        }))
     }
 
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
@@ -340,12 +327,14 @@ impl Applier {
     }
 }
 
-/// What the store's checkpoints said of a batch before an attempt.
+/// What the store's checkpoint said of a Kafka batch before an attempt.
 struct AppliedAlready {
-    /// The store holds every checkpoint of the batch: nothing of it is left to apply.
+    /// The partition's stored next offset.
+    next_offset: i64,
+    /// The batch's messages below it, dropped.
+    dropped: u64,
+    /// The store holds the batch's own checkpoint: nothing of it is left to apply.
     whole: bool,
-    /// Per partition, the messages dropped as applied, and the stored next offset.
-    dropped: Vec<(i32, u64, i64)>,
 }
 
 /// How a batch became durable.
@@ -387,7 +376,7 @@ impl BatchSink for Applier {
             })
             .collect();
         let mut input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
-        let applied = self.apply_until_durable(&mut input).await?;
+        let applied = self.apply_until_durable(&batch, &mut input).await?;
         // Without the messages applied already, if any: the decisions are of the rest.
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
