@@ -115,7 +115,7 @@ impl<'a> MercadoLibreListing<'a> {
             Some((item, variation)) => (item, Some(variation)),
             None => (listing, None),
         };
-        let item_id = !item.is_empty() && item.bytes().all(|byte| byte.is_ascii_alphanumeric());
+        let item_id = id_like(item);
         let variation_id = variation
             .is_none_or(|variation| !variation.is_empty() && variation.bytes().all(|byte| byte.is_ascii_digit()));
         (item_id && variation_id).then_some(Self { item, variation })
@@ -128,6 +128,16 @@ impl<'a> MercadoLibreListing<'a> {
             None => format!("/items/{}", self.item),
         }
     }
+}
+
+/// An id that may stand in a path segment or a body field: letters and digits, at least one.
+fn id_like(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric())
+}
+
+/// Mercado Libre answers 401 for an expired or invalid access token.
+fn expired(answer: &Answer) -> bool {
+    answer.status == 401
 }
 
 /// The request body, for an item or a variation alike.
@@ -177,8 +187,6 @@ impl MercadoLibreChannel {
         let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), listing.path());
         let body = AvailableQuantity { available_quantity: publish.quantity };
         let traceparent = publish.entry.traceparent.as_deref();
-        // Mercado Libre answers 401 for an expired or invalid access token.
-        let expired = |answer: &Answer| answer.status == 401;
         let answer = with_token(&self.tokens, expired, |token| {
             let mut request =
                 self.client.put(&url).bearer_auth(token.expose()).header("Accept", "application/json").json(&body);

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 
-use super::{MercadoLibreChannel, MercadoLibreListing, UserProductListing};
-use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
+use super::{expired, MercadoLibreChannel, MercadoLibreListing, UserProductListing};
+use crate::marketplace::{exchange, read_refusal, read_with_token};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
@@ -50,7 +50,6 @@ impl LookupReadBack for MercadoLibreChannel {
         };
         let url = format!("{}/items", self.config.base_url.trim_end_matches('/'));
         let ids = ids.join(",");
-        let expired = |answer: &Answer| answer.status == 401;
         let answer = read_with_token(&self.tokens, expired, |token| {
             let request = self
                 .client

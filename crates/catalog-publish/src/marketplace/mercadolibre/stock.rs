@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{verdict_of, MercadoLibreChannel};
+use super::{expired, id_like, verdict_of, MercadoLibreChannel};
 use crate::adapter::{Attempt, Publish};
 use crate::marketplace::{exchange, read_refusal, read_with_token, with_token, Answer};
 use crate::readback::{json_of, ReadBackError};
@@ -36,10 +36,6 @@ pub struct UserProductListing<'a> {
 pub struct Warehouse<'a> {
     pub store_id: &'a str,
     pub network_node_id: &'a str,
-}
-
-fn id_like(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric())
 }
 
 impl<'a> UserProductListing<'a> {
@@ -103,11 +99,6 @@ impl<'a> UserProductListing<'a> {
             }),
         }
     }
-}
-
-/// Mercado Libre answers 401 for an expired or invalid access token.
-fn expired(answer: &Answer) -> bool {
-    answer.status == 401
 }
 
 impl MercadoLibreChannel {
