@@ -168,6 +168,14 @@ impl Shared {
         shown(&self.held, listing)
     }
 
+    /// Every listing that starts with `prefix`, as the rest of its name and its quantity now.
+    fn shown_under(&self, prefix: &str) -> Vec<(String, i64)> {
+        let held = self.held.lock().expect("marketplace state");
+        held.iter()
+            .filter_map(|(listing, sets)| Some((listing.strip_prefix(prefix)?.to_owned(), sets.last()?.0)))
+            .collect()
+    }
+
     fn set(&self, listing: &str, quantity: i64) {
         set(&self.held, listing, quantity);
     }

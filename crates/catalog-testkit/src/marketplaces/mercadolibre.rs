@@ -41,19 +41,14 @@ pub(super) async fn stock(State(shared): State<Shared>, Path(id): Path<String>) 
     if let Some(answer) = shared.misbehave() {
         return answer;
     }
-    let selling_address = format!("up:{id}");
-    let warehouse_prefix = format!("up:{id}@");
     let locations: Vec<Value> = shared
-        .held
-        .lock()
-        .expect("marketplace state")
-        .iter()
-        .filter_map(|(listing, sets)| {
-            let quantity = sets.last()?.0;
-            if *listing == selling_address {
+        .shown_under(&format!("up:{id}"))
+        .into_iter()
+        .filter_map(|(rest, quantity)| {
+            if rest.is_empty() {
                 return Some(json!({ "type": "selling_address", "quantity": quantity }));
             }
-            let (store_id, node) = listing.strip_prefix(&warehouse_prefix)?.split_once('/')?;
+            let (store_id, node) = rest.strip_prefix('@')?.split_once('/')?;
             Some(json!({ "type": "seller_warehouse", "store_id": store_id, "network_node_id": node, "quantity": quantity }))
         })
         .collect();
@@ -111,13 +106,11 @@ pub(super) async fn read(State(shared): State<Shared>, Query(query): Query<HashM
         .map(|id| {
             // An item with variations shows each, and their sum as its own quantity.
             let variations: Vec<Value> = shared
-                .held
-                .lock()
-                .expect("marketplace state")
-                .iter()
-                .filter_map(|(listing, sets)| {
-                    let variation: u64 = listing.strip_prefix(&format!("{id}/"))?.parse().ok()?;
-                    Some(json!({ "id": variation, "available_quantity": sets.last()?.0 }))
+                .shown_under(&format!("{id}/"))
+                .into_iter()
+                .filter_map(|(variation, quantity)| {
+                    let variation: u64 = variation.parse().ok()?;
+                    Some(json!({ "id": variation, "available_quantity": quantity }))
                 })
                 .collect();
             let total: i64 = variations.iter().filter_map(|variation| variation["available_quantity"].as_i64()).sum();
