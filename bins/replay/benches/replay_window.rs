@@ -38,7 +38,7 @@ fn main() {
         let events = incoming(&bench_events(N_EVENTS), "kafka:bench:replay", Utc::now());
         let started = Instant::now();
         for chunk in events.chunks(BATCH) {
-            store.apply_batch(&BatchInput { events: chunk.to_vec(), checkpoints: vec![] }).await.expect("apply");
+            store.apply_batch(&BatchInput::new(chunk.to_vec(), vec![])).await.expect("apply");
         }
         let apply = started.elapsed();
         store.set_supplier_sync(&tenant, &held_supplier, true).await.expect("flag");

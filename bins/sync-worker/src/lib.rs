@@ -42,6 +42,10 @@ impl std::fmt::Display for RunSummary {
         if self.totals.events_unconfirmed > 0 {
             write!(f, " commit_unconfirmed={}", self.totals.events_unconfirmed)?;
         }
+        // Only when another worker applied some of what this one read: not decided here.
+        if self.totals.events_applied_elsewhere > 0 {
+            write!(f, " applied_by_another_worker={}", self.totals.events_applied_elsewhere)?;
+        }
         write!(f, " items_changed={} published={}", self.totals.items_changed, self.published)
     }
 }
@@ -259,6 +263,15 @@ mod tests {
         assert_eq!(
             summary.to_string(),
             "summary: events=5 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 commit_unconfirmed=3 items_changed=1 published=1"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_messages_another_worker_applied_only_when_there_are_some() {
+        let totals = Totals { events_applied_elsewhere: 7_520, ..Totals::default() };
+        assert_eq!(
+            RunSummary { totals, published: 0 }.to_string(),
+            "summary: events=0 applied=0 stale=0 superseded=0 duplicate=0 held=0 rejected=0 applied_by_another_worker=7520 items_changed=0 published=0"
         );
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome, PartitionProgress};
 use catalog_publish::WorkSignal;
-use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, IncomingEvent, Position, SourceRef, StoreError};
+use catalog_store::fence::not_applied_before;
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef, StoreError};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,9 @@ pub struct Totals {
     /// Events of batches found durable after their commit failed to confirm: decided, with
     /// their outcomes in the journal but not in `events_by_outcome`.
     pub events_unconfirmed: u64,
+    /// Messages another worker had applied (a partition held by two members of the group, a
+    /// file read by two workers): skipped by the store's fence, not decided here.
+    pub events_applied_elsewhere: u64,
 }
 
 /// How the applier retries a store operation that failed: exponential backoff between these
@@ -139,40 +143,27 @@ impl Applier {
         }
     }
 
-    /// Applies a batch until it is durable. Before each attempt, a Kafka batch drops the
-    /// messages the store's checkpoint shows applied already (decision 0026):
-    /// - before the first attempt, another member of the group applied them (a broker that
-    ///   hands a partition to a new member before the old one lets go of it, as tansu does
-    ///   during a rebalance): counted as skipped below the checkpoint;
-    /// - after a failed attempt, the attempt itself may have committed (the connection lost
-    ///   during `COMMIT`): a batch found applied whole is durable, and not applied again.
+    /// Applies a batch until it is durable. A Kafka or file batch skips, in the store and
+    /// under the lock on its checkpoint row, the messages its partition's stored position has
+    /// passed (decision 0028):
+    /// - on a first attempt, another worker applied them (a broker that hands a partition to a
+    ///   new member before the old one lets go of it, as tansu does during a rebalance; two
+    ///   workers reading one file): counted as skipped below the checkpoint by [`Applier::apply`];
+    /// - after a failed attempt, found applied whole, the attempt itself committed (the
+    ///   connection lost during `COMMIT`): the batch is durable, its decisions unconfirmed.
     ///
     /// Applied again, those messages would count each event as its own redelivery and
     /// journal their rejected messages twice.
-    async fn apply_until_durable(&self, batch: &SourceBatch, input: &mut BatchInput) -> Result<Applied, SinkError> {
+    async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
         let mut backoff = self.retry.first_backoff;
         let mut failed = false;
-        let n_events = input.events.len();
         loop {
-            if let Some(applied) = self.drop_applied(batch, &mut input.events).await? {
-                if applied.whole && failed {
-                    return Ok(Applied::Unconfirmed(n_events));
-                }
-                if applied.dropped > 0 {
-                    self.skipped_below_checkpoint(batch.partition, applied.dropped);
-                    tracing::warn!(
-                        source = &*batch.source,
-                        partition = batch.partition,
-                        n_messages = applied.dropped,
-                        next_offset = applied.next_offset,
-                        "messages applied already by another member of the group (a partition held by two members during a rebalance): skipped"
-                    );
-                }
-                if applied.whole {
-                    return Ok(Applied::Confirmed(BatchResult::default()));
-                }
-            }
             match self.store.apply_batch(input).await {
+                Ok(result)
+                    if failed && !input.events.is_empty() && result.applied_before.len() == input.events.len() =>
+                {
+                    return Ok(Applied::Unconfirmed(input.events.len()))
+                }
                 Ok(result) => return Ok(Applied::Confirmed(result)),
                 Err(error) => {
                     failed = true;
@@ -182,31 +173,25 @@ impl Applier {
         }
     }
 
-    /// Drops from a Kafka batch's `events` the messages below its partition's stored
-    /// checkpoint; `None` when the store holds none, or for other sources, whose event offsets
-    /// are not their checkpoints' (a file's carry no base, a feed's are records in pages):
-    /// their batches are applied again as they are.
-    async fn drop_applied(
-        &self,
-        batch: &SourceBatch,
-        events: &mut Vec<IncomingEvent>,
-    ) -> Result<Option<AppliedAlready>, SinkError> {
-        let Some(checkpoint) = batch.checkpoint.as_ref().filter(|_| source_kind(&batch.source) == "kafka") else {
-            return Ok(None);
+    /// Takes out of a confirmed batch's events the ones the store found applied already,
+    /// counting and logging them: the decisions are of the rest.
+    fn skip_applied_before(&self, batch: &mut SourceBatch, applied_before: &[usize]) {
+        let (Some(first), Some(last)) = (applied_before.first(), applied_before.last()) else {
+            return;
         };
-        let Some(stored) = self.checkpoint(&batch.source, batch.partition).await? else {
-            return Ok(None);
-        };
-        let before = events.len();
-        events.retain(|event| {
-            let at = &event.source;
-            !(at.source == batch.source && at.partition == batch.partition && at.offset < stored.offset)
-        });
-        Ok(Some(AppliedAlready {
-            next_offset: stored.offset,
-            dropped: (before - events.len()) as u64,
-            whole: stored.offset >= checkpoint.offset,
-        }))
+        let (from, to) = (batch.events[*first].source.offset, batch.events[*last].source.offset);
+        self.skipped_below_checkpoint(batch.partition, applied_before.len() as u64);
+        self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).events_applied_elsewhere +=
+            applied_before.len() as u64;
+        tracing::warn!(
+            source = &*batch.source,
+            partition = batch.partition,
+            n_messages = applied_before.len(),
+            from_offset = from,
+            to_offset = to,
+            "messages applied already by another worker (a partition held by two members of the group during a rebalance, or a file read by two workers): skipped"
+        );
+        batch.events.retain(not_applied_before(applied_before));
     }
 
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
@@ -252,8 +237,8 @@ impl Applier {
             partition = batch.partition,
             n_events,
             next_offset = batch.checkpoint.as_ref().map(|position| position.offset),
-            "the batch's commit failed to confirm, but its checkpoint is stored: it is durable and not applied again; \
-             its events' outcomes are in the journal"
+            "the batch's commit failed to confirm, but the store's checkpoint has passed it: it is durable and not \
+             applied again; its events' outcomes are in the journal"
         );
     }
 
@@ -327,16 +312,6 @@ impl Applier {
     }
 }
 
-/// What the store's checkpoint said of a Kafka batch before an attempt.
-struct AppliedAlready {
-    /// The partition's stored next offset.
-    next_offset: i64,
-    /// The batch's messages below it, dropped.
-    dropped: u64,
-    /// The store holds the batch's own checkpoint: nothing of it is left to apply.
-    whole: bool,
-}
-
 /// How a batch became durable.
 enum Applied {
     /// The store committed it and said what it decided.
@@ -375,9 +350,12 @@ impl BatchSink for Applier {
                 position: position.clone(),
             })
             .collect();
-        let mut input = BatchInput { events: std::mem::take(&mut batch.events), checkpoints };
-        let applied = self.apply_until_durable(&batch, &mut input).await?;
-        // Without the messages applied already, if any: the decisions are of the rest.
+        let mut input = BatchInput::new(std::mem::take(&mut batch.events), checkpoints);
+        // A Kafka message's offset and a file line's position (counted across the files read
+        // at its path) are their checkpoint's units: what the stored position has passed is
+        // applied already. A feed's checkpoint counts pages, not its records (decision 0028).
+        input.skip_applied = matches!(source_kind(&batch.source), "kafka" | "file");
+        let applied = self.apply_until_durable(&input).await?;
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
         // waiting until its next message.
@@ -386,6 +364,7 @@ impl BatchSink for Applier {
         });
         match applied {
             Applied::Confirmed(result) => {
+                self.skip_applied_before(&mut batch, &result.applied_before);
                 self.record(&batch, &result, started.elapsed());
                 if !result.changed_items.is_empty() {
                     self.publish_work.notify();

@@ -233,7 +233,7 @@ async fn replay_lane(
 ) -> Result<Vec<BatchResult>, ReplayError> {
     let mut results = Vec::new();
     for chunk in events.chunks(BATCH) {
-        let batch = BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() };
+        let batch = BatchInput::new(chunk.to_vec(), Vec::new());
         let result = if dry_run {
             store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
         } else {

@@ -35,14 +35,14 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
     let started = Instant::now();
     for chunk in events.chunks(BATCH) {
         let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
-        let input = BatchInput {
-            events: chunk.to_vec(),
-            checkpoints: vec![Checkpoint {
+        let input = BatchInput::new(
+            chunk.to_vec(),
+            vec![Checkpoint {
                 source: chunk[0].source.source.to_string(),
                 partition: 0,
                 position: Position::at(next_offset),
             }],
-        };
+        );
         store.apply_batch(&input).await.expect("apply");
     }
     let elapsed = started.elapsed();

@@ -11,8 +11,9 @@ use catalog_core::{EventId, ItemId, ItemKey, ItemState, OfferKey, OfferState};
 use catalog_store::batch::{
     self, BatchKeys, JournalInsert, JournalUpdate, LoadedState, OfferWrite, OutboxWrite, PriorRow,
 };
+use catalog_store::fence::{checkpoint_rows, fence};
 use catalog_store::rows::{self, JournaledEventRow, OfferColumns};
-use catalog_store::{BatchInput, BatchResult, ChangedItem, Checkpoint, StoreConfig, StoreError};
+use catalog_store::{BatchInput, BatchResult, ChangedItem, Checkpoint, Position, StoreConfig, StoreError};
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -45,6 +46,11 @@ pub(crate) async fn preview_batch(
 }
 
 fn write_batch(connection: &Connection, config: &StoreConfig, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+    // The writer's immediate transaction holds the only write lock: the stored positions read
+    // here cannot move before the batch commits (decision 0028).
+    let stored = if batch.skip_applied { stored_checkpoints(connection, batch)? } else { Vec::new() };
+    let fenced = fence(batch, &stored);
+    let batch = &*fenced.batch;
     let keys = BatchKeys::of(batch);
     let now = micros(Utc::now());
     let flags = flags::create_and_load(connection, &keys, config.default_sync_enabled, now)?;
@@ -54,7 +60,8 @@ fn write_batch(connection: &Connection, config: &StoreConfig, batch: &BatchInput
         prior: load_prior_rows(connection, &keys.event_ids)?,
         flags,
     };
-    let writes = batch::prepare(batch, loaded, config)?;
+    let mut writes = batch::prepare(batch, loaded, config)?;
+    writes.result.applied_before = fenced.applied_before;
 
     insert_journal_rows(connection, &writes.journal_inserts, now)?;
     update_journal_rows(connection, &writes.journal_updates, now)?;
@@ -396,6 +403,22 @@ pub(crate) fn insert_outbox_rows(connection: &Connection, outbox: &[OutboxWrite]
             .map_err(write_error)?;
     }
     Ok(())
+}
+
+/// The stored positions of the batch's checkpoint rows.
+fn stored_checkpoints(connection: &Connection, batch: &BatchInput) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut select = connection
+        .prepare_cached("SELECT next_offset, cursor FROM source_checkpoints WHERE source = ?1 AND partition = ?2")
+        .map_err(write_error)?;
+    let mut stored = Vec::new();
+    for (source, partition) in checkpoint_rows(batch) {
+        let position = select
+            .query_row(params![source, partition], |row| Ok(Position { offset: row.get(0)?, cursor: row.get(1)? }))
+            .optional()
+            .map_err(write_error)?;
+        stored.extend(position.map(|position| Checkpoint { source: source.to_owned(), partition, position }));
+    }
+    Ok(stored)
 }
 
 /// Stores each source position, keeping the greater of the stored and the new one so a

@@ -277,7 +277,8 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
         })
         .collect();
     writes.checkpoints = furthest_checkpoints(&batch.checkpoints);
-    writes.result = BatchResult { decisions: plan.decisions, changed_items: writes.items.clone() };
+    writes.result =
+        BatchResult { decisions: plan.decisions, changed_items: writes.items.clone(), applied_before: Vec::new() };
     Ok(writes)
 }
 
@@ -469,10 +470,8 @@ mod tests {
         )
         .expect("valid event");
         let source = SourceRef { source: "test".into(), partition: 0, offset: 0 };
-        let later = BatchInput {
-            events: vec![IncomingEvent::received(encode(&event).into_bytes(), at, source, None)],
-            checkpoints: Vec::new(),
-        };
+        let later =
+            BatchInput::new(vec![IncomingEvent::received(encode(&event).into_bytes(), at, source, None)], Vec::new());
         let config = StoreConfig::default();
         let consistent = prepare(&later, loaded(10), &config).expect("planned");
         assert_eq!((consistent.items[0].item.quantity(), consistent.items[0].item.version()), (0, 4));

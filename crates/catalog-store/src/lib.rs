@@ -9,6 +9,7 @@ pub mod contract;
 mod dead_letter;
 mod error;
 mod feed;
+pub mod fence;
 mod model;
 mod port;
 mod reconcile;

@@ -138,8 +138,29 @@ impl AsRef<Delivery> for IncomingEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchInput {
     pub events: Vec<IncomingEvent>,
-    /// Written in the same transaction; a position never moves backwards.
+    /// Written in the same transaction; a position never moves backwards. Every store locks
+    /// a batch's checkpoint rows before anything else it writes.
     pub checkpoints: Vec<Checkpoint>,
+    /// The events' offsets are their checkpoints' own units (a Kafka partition's offsets, a
+    /// file's positions): under the lock on its checkpoint row, an event whose offset is below
+    /// its partition's stored position is skipped, not applied again, and listed in
+    /// [`BatchResult::applied_before`] (decision 0028). `false` for a feed (its checkpoint
+    /// counts pages) and replay: their events are applied whatever the checkpoint says, and a
+    /// repeat is a redelivery.
+    pub skip_applied: bool,
+}
+
+impl BatchInput {
+    /// A batch applied whatever its checkpoints hold.
+    pub fn new(events: Vec<IncomingEvent>, checkpoints: Vec<Checkpoint>) -> Self {
+        Self { events, checkpoints, skip_applied: false }
+    }
+
+    /// A batch whose events below their partition's stored position are skipped: see
+    /// [`BatchInput::skip_applied`].
+    pub fn skipping_applied(self) -> Self {
+        Self { skip_applied: true, ..self }
+    }
 }
 
 /// An item whose quantity the batch changed, at its new version, queued for publishing.
@@ -153,10 +174,15 @@ pub struct ChangedItem {
 /// What a committed batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchResult {
-    /// One per event, in delivery order.
+    /// One per event applied (every event not in `applied_before`), in delivery order.
     pub decisions: Vec<Decision>,
     /// In item key order.
     pub changed_items: Vec<ChangedItem>,
+    /// The indices, ascending, of the events of a [`BatchInput::skip_applied`] batch that
+    /// were not applied: their partition's stored position had passed them (another member
+    /// of the group committed them, or an earlier attempt at this batch did). Always empty
+    /// for other batches.
+    pub applied_before: Vec<usize>,
 }
 
 impl BatchResult {

@@ -25,7 +25,7 @@ async fn apply_feed(store: &Arc<dyn CatalogStore>, seed: u64, n_events: usize) -
         })
         .collect();
     for chunk in events.chunks(37) {
-        store.apply_batch(&BatchInput { events: chunk.to_vec(), checkpoints: Vec::new() }).await.expect("apply");
+        store.apply_batch(&BatchInput::new(chunk.to_vec(), Vec::new())).await.expect("apply");
     }
     feed.messages
 }

@@ -37,7 +37,7 @@ async fn fixture(directory: &Path) -> SqliteStore {
         message(4, "wide", "acme", "ABC-1", 1),
         message(5, "canary", "acme", "BAD SKU", 1),
     ];
-    store.apply_batch(&BatchInput { events, checkpoints: vec![] }).await.expect("apply");
+    store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
     store
 }
 

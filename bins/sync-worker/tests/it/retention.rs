@@ -24,7 +24,7 @@ async fn the_worker_archives_and_drops_journal_days_past_its_retention() {
         let store =
             SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("store");
         let old = catalog_testkit::incoming(&events, "file:old", received);
-        store.apply_batch(&BatchInput { events: old, checkpoints: Vec::new() }).await.expect("apply");
+        store.apply_batch(&BatchInput::new(old, Vec::new())).await.expect("apply");
         assert_eq!(journaled(&store, &tenant).await, 297, "300 events, 3 exact redeliveries");
     }
     std::fs::write(directory.path().join("empty.ndjson"), "").expect("an empty feed");

@@ -71,7 +71,7 @@ async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_na
     let store = store(&database).await;
     let events = bench_events(300);
     store
-        .apply_batch(&BatchInput { events: incoming(&events, "test:signals", Utc::now()), checkpoints: Vec::new() })
+        .apply_batch(&BatchInput::new(incoming(&events, "test:signals", Utc::now()), Vec::new()))
         .await
         .expect("apply");
     let metrics = Metrics::new();
@@ -145,7 +145,7 @@ async fn the_tracer_reads_back_only_as_far_as_each_offers_latest_snapshot() {
     events.push(event(1000, "acme", "OLD-1", 7));
     events.extend((1001..2001).map(|n| event(n, "beta", "OLD-1", n as i64 % 50)));
     store
-        .apply_batch(&BatchInput { events: incoming(&events, "test:signals", Utc::now()), checkpoints: Vec::new() })
+        .apply_batch(&BatchInput::new(incoming(&events, "test:signals", Utc::now()), Vec::new()))
         .await
         .expect("apply");
     let metrics = Metrics::new();

@@ -1,7 +1,7 @@
 //! The applier's retries, on a real SQLite store behind a wrapper that fails on cue: a batch
-//! whose commit landed but failed to confirm is found durable and not applied again (its
-//! events are not their own redeliveries, its rejected message is journaled once), and a
-//! batch that failed before its commit is applied again.
+//! whose commit landed but failed to confirm is found durable by the store's fence and not
+//! applied again (its events are not their own redeliveries, its rejected message is
+//! journaled once), and a batch that failed before its commit is applied again.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,18 +18,17 @@ use catalog_store::{
 };
 
 const KAFKA: &str = "kafka:catalog-sync:supplier.inventory.v1";
+const FILE: &str = "file:/var/lib/catalog-sync/inbox/events.ndjson";
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 /// A real store whose next calls fail as told: `lost_commits` applies commit and then report
-/// the connection lost; `refused` applies fail before touching the store; `down_reads`
-/// checkpoint reads fail (the database is still down when the applier looks).
+/// the connection lost; `refused` applies fail before touching the store.
 #[derive(Debug)]
 struct FailingStore {
     inner: SqliteStore,
     lost_commits: AtomicUsize,
     refused: AtomicUsize,
-    down_reads: AtomicUsize,
     applies: AtomicUsize,
 }
 
@@ -61,9 +60,6 @@ impl BatchStore for FailingStore {
     }
 
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
-        if take(&self.down_reads) {
-            return Err(connection_lost());
-        }
         self.inner.checkpoints(source).await
     }
 }
@@ -75,7 +71,7 @@ struct Run {
     _directory: tempfile::TempDir,
 }
 
-async fn run(lost_commits: usize, refused: usize, down_reads: usize) -> Run {
+async fn run(lost_commits: usize, refused: usize) -> Run {
     let directory = tempfile::tempdir().expect("temp dir");
     let inner =
         SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
@@ -83,7 +79,6 @@ async fn run(lost_commits: usize, refused: usize, down_reads: usize) -> Run {
         inner,
         lost_commits: AtomicUsize::new(lost_commits),
         refused: AtomicUsize::new(refused),
-        down_reads: AtomicUsize::new(down_reads),
         applies: AtomicUsize::new(0),
     });
     let metrics = Metrics::new();
@@ -92,8 +87,14 @@ async fn run(lost_commits: usize, refused: usize, down_reads: usize) -> Run {
     Run { store, applier, metrics, _directory: directory }
 }
 
-/// Three events of tenant `canary` and, between them, one it sends with a malformed SKU.
+/// Three events of tenant `canary` and, between them, one it sends with a malformed SKU, from
+/// partition 0 of a Kafka topic.
 fn source_batch() -> SourceBatch {
+    from_source(KAFKA)
+}
+
+/// The same messages, from `source`.
+fn from_source(source: &str) -> SourceBatch {
     let key = offer("canary", "acme", "SKU-1");
     let malformed = format!(
         r#"{{"event_id":"00000000-0000-0000-0000-00000000000b","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"not a sku!","quantity":1,"updated_at":"{}"}}"#,
@@ -105,16 +106,16 @@ fn source_batch() -> SourceBatch {
         raw_incoming(2, malformed.into_bytes(), 0),
         incoming(3, &offer("canary", "acme", "SKU-2"), StockChange::Updated { quantity: 7 }, 0, 0),
     ];
-    in_kafka(events, Position::at(4))
+    in_source(source, events, Position::at(4))
 }
 
-/// `events` as a batch of partition 0 of a Kafka topic, up to `checkpoint`.
-fn in_kafka(mut events: Vec<IncomingEvent>, checkpoint: Position) -> SourceBatch {
+/// `events` as a batch of partition 0 of `source`, up to `checkpoint`.
+fn in_source(source: &str, mut events: Vec<IncomingEvent>, checkpoint: Position) -> SourceBatch {
     for event in &mut events {
-        event.source.source = KAFKA.into();
+        event.source.source = source.into();
     }
     SourceBatch {
-        source: KAFKA.into(),
+        source: source.into(),
         partition: 0,
         events,
         checkpoint: Some(checkpoint),
@@ -140,22 +141,29 @@ fn owned(rows: &[(&str, u32)]) -> Vec<(String, u32)> {
 
 #[tokio::test]
 async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
-    // The commit lands and the connection drops; the first look at the checkpoints fails too.
-    let run = run(1, 0, 1).await;
-    let mut publishers = run.applier.publish_work().subscribe();
-    run.applier.apply(source_batch()).await.expect("durable");
+    for (source, kind) in [(KAFKA, "kafka"), (FILE, "file")] {
+        a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(source, kind).await;
+    }
+}
 
-    assert_eq!(run.store.applies.load(Ordering::SeqCst), 1, "applied once");
+async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(source: &str, kind: &str) {
+    // The commit lands and the connection drops; the retry finds the batch applied whole.
+    let run = run(1, 0).await;
+    let mut publishers = run.applier.publish_work().subscribe();
+    run.applier.apply(from_source(source)).await.expect("durable");
+
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "tried again, and found applied");
     assert_eq!(
         journal(&run.store).await,
         owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
         "one row per message, none its own redelivery"
     );
     let metrics = &run.metrics;
-    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 1);
-    assert_eq!(metrics.events_commit_unconfirmed.with_label_values(&["kafka"]).get(), 4);
-    assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 2);
+    assert_eq!(metrics.batches_commit_unconfirmed.with_label_values(&[kind]).get(), 1);
+    assert_eq!(metrics.events_commit_unconfirmed.with_label_values(&[kind]).get(), 4);
+    assert_eq!(metrics.store_retries.with_label_values(&["unavailable"]).get(), 1);
     assert_eq!(metrics.redeliveries.with_label_values(&["false"]).get(), 0);
+    assert_eq!(metrics.skipped_below_checkpoint.with_label_values(&["0"]).get(), 0, "not another member's");
     let totals = run.applier.totals();
     assert_eq!((totals.events_unconfirmed, totals.events_by_outcome.values().sum::<u64>()), (4, 0));
     assert!(publishers.notified().now_or_never().is_some(), "publishers wake for what the batch queued");
@@ -163,7 +171,7 @@ async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
 
 #[tokio::test]
 async fn a_batch_refused_before_its_commit_is_applied_again() {
-    let run = run(0, 2, 0).await;
+    let run = run(0, 2).await;
     run.applier.apply(source_batch()).await.expect("durable");
 
     assert_eq!(run.store.applies.load(Ordering::SeqCst), 3);
@@ -180,14 +188,14 @@ async fn a_batch_refused_before_its_commit_is_applied_again() {
 /// the first stored. The messages applied already are skipped, not journaled again.
 #[tokio::test]
 async fn messages_another_member_applied_are_skipped_not_journaled_again() {
-    let run = run(0, 0, 0).await;
+    let run = run(0, 0).await;
     run.applier.apply(source_batch()).await.expect("the first member's batch");
     let mut overlapping = source_batch().events;
     overlapping.drain(..2);
     let key = offer("canary", "acme", "SKU-3");
     overlapping.push(incoming(4, &key, StockChange::Updated { quantity: 8 }, 0, 0));
     overlapping.push(incoming(5, &key, StockChange::Updated { quantity: 9 }, 1, 0));
-    run.applier.apply(in_kafka(overlapping, Position::at(6))).await.expect("the second member's batch");
+    run.applier.apply(in_source(KAFKA, overlapping, Position::at(6))).await.expect("the second member's batch");
     // And a batch the first member applied whole, delivered again.
     run.applier.apply(source_batch()).await.expect("a batch applied whole");
 
@@ -196,8 +204,8 @@ async fn messages_another_member_applied_are_skipped_not_journaled_again() {
         owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
         "one row per message, none counted twice"
     );
-    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "the batch applied whole is not sent to the store");
     assert_eq!(run.metrics.skipped_below_checkpoint.with_label_values(&["0"]).get(), 2 + 4);
+    assert_eq!(run.applier.totals().events_applied_elsewhere, 2 + 4, "named in the run's summary");
     assert_eq!(run.metrics.redeliveries.with_label_values(&["false"]).get(), 0);
     assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 3 + 2);
     assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 0);

@@ -26,7 +26,7 @@ async fn set(store: &dyn CatalogStore, n: u64, sku: &str, quantity: i64) {
         SourceRef { source: "test".into(), partition: 0, offset: n as i64 },
         None,
     );
-    store.apply_batch(&BatchInput { events: vec![event], checkpoints: vec![] }).await.expect("apply");
+    store.apply_batch(&BatchInput::new(vec![event], vec![])).await.expect("apply");
 }
 
 /// Claims what is due on the storefront and records each as dead-lettered: the channel

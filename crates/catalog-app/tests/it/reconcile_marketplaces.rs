@@ -50,7 +50,7 @@ fn events(n_skus: u64) -> BatchInput {
             IncomingEvent::received(raw, chrono::Utc::now(), source, None)
         })
         .collect();
-    BatchInput { events, checkpoints: vec![] }
+    BatchInput::new(events, vec![])
 }
 
 /// A SQLite store in a directory routing to `channels`, their adapters built once, and a

@@ -44,7 +44,7 @@ fn events(round: u64) -> BatchInput {
             IncomingEvent::received(raw, chrono::Utc::now(), source, None)
         })
         .collect();
-    BatchInput { events, checkpoints: vec![] }
+    BatchInput::new(events, vec![])
 }
 
 /// Writes `text` as the channels file at `path` and reads it as the worker does, credentials

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use catalog_core::{ItemId, ItemKey, ItemState, OfferKey, OfferState, TenantId};
 use catalog_store::batch::{BatchKeys, FlagTable};
+use catalog_store::fence::checkpoint_rows;
 use catalog_store::rows;
-use catalog_store::StoreError;
+use catalog_store::{BatchInput, Checkpoint, Position, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -14,6 +15,43 @@ use uuid::Uuid;
 use super::Locking;
 use crate::columns::{column, offer_columns};
 use crate::store_error;
+
+/// Locks the batch's checkpoint rows, first of all its rows, and returns their stored
+/// positions: two members applying the same partition's messages take turns, and the second
+/// finds the first one's position (decision 0028). A row not stored yet is made at offset 0
+/// (nothing is below it), which no other transaction sees: the batch's own checkpoint write
+/// moves it before its commit, and a rollback takes it away.
+pub(super) async fn lock_checkpoints(
+    connection: &mut PgConnection,
+    batch: &BatchInput,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    let rows = checkpoint_rows(batch);
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (sources, partitions): (Vec<&str>, Vec<i32>) = rows.into_iter().unzip();
+    let rows = sqlx::query(
+        // Rows in the order given (byte order), so batches never wait on each other in a cycle.
+        "INSERT INTO source_checkpoints AS c (source, partition, next_offset)
+         SELECT s, p, 0 FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS u(s, p, n) ORDER BY n
+         ON CONFLICT (source, partition) DO UPDATE SET next_offset = c.next_offset
+         RETURNING source, partition, next_offset, cursor",
+    )
+    .bind(&sources)
+    .bind(&partitions)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(Checkpoint {
+                source: column(row, "source")?,
+                partition: column(row, "partition")?,
+                position: Position { offset: column(row, "next_offset")?, cursor: column(row, "cursor")? },
+            })
+        })
+        .collect()
+}
 
 pub(super) async fn flags(
     connection: &mut PgConnection,

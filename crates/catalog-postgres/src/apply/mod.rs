@@ -9,9 +9,11 @@
 //! offers and items before reading them ([`Locking::Pessimistic`]), so a contended batch
 //! cannot lose twice to the same rows.
 //!
-//! Lock order, the same in every transaction so none can wait on another in a cycle: new
-//! tenants and suppliers, offers, items (each by key, byte order), journal rows and claims by
-//! event id, then outbox rows by (item id, channel), the order publish records lock them in.
+//! Lock order, the same in every transaction so none can wait on another in a cycle: the
+//! batch's checkpoint rows (read under that lock: a batch that skips applied events drops
+//! those its partition's stored position has passed, decision 0028), new tenants and
+//! suppliers, offers, items (each by key, byte order), journal rows and claims by event id,
+//! then outbox rows by (item id, channel), the order publish records lock them in.
 //!
 //! `load` reads what a batch plans against, `journal` reads and writes the journal, `write`
 //! writes offers, items, outbox rows and checkpoints.
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use catalog_core::OfferKey;
 use catalog_store::batch::{prepare, BatchKeys, LoadedState};
+use catalog_store::fence::fence;
 use catalog_store::{BatchInput, BatchResult, StoreConfig, StoreError};
 use sqlx::{PgConnection, PgPool};
 
@@ -173,8 +176,13 @@ async fn write_batch(
     batch: &BatchInput,
     locking: Locking,
 ) -> Result<Written, Failure> {
-    // Writes go in lock order: offers, items, journal; then outbox and checkpoints.
+    // Locks and writes go in lock order: checkpoint rows (locked and read), offers, items,
+    // journal; then outbox and the checkpoints' new positions.
     let mut steps = Steps::start();
+    let stored = load::lock_checkpoints(connection, batch).await?;
+    // The keys stay the whole batch's: reading an offer a skipped event names changes nothing.
+    let fenced = fence(batch, &stored);
+    steps.done("lock_checkpoints");
     let flags = load::flags(connection, keys, config.default_sync_enabled).await?;
     steps.done("flags");
     // A batch that lost a race reads (and locks) every offer; otherwise the cache answers first.
@@ -200,7 +208,8 @@ async fn write_batch(
     let prior = journal::load_prior(connection, &keys.event_ids).await?;
     steps.done("load_prior");
     let loaded = LoadedState { offers, items, prior, flags };
-    let mut writes = prepare(batch, loaded, config)?;
+    let mut writes = prepare(&fenced.batch, loaded, config)?;
+    writes.result.applied_before = fenced.applied_before;
     steps.done("plan");
     write::offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");

@@ -31,10 +31,10 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     let database = TestDatabase::create().await;
     let store = Arc::new(connect(&database, StoreConfig::default()).await);
     store
-        .apply_batch(&BatchInput {
-            events: vec![event(1, 5)],
-            checkpoints: vec![Checkpoint { source: "test".into(), partition: 0, position: Position::at(2) }],
-        })
+        .apply_batch(&BatchInput::new(
+            vec![event(1, 5)],
+            vec![Checkpoint { source: "test".into(), partition: 0, position: Position::at(2) }],
+        ))
         .await
         .expect("first batch");
 
@@ -68,8 +68,7 @@ async fn a_transaction_cut_off_midway_leaves_nothing_visible() {
     assert_eq!(store.checkpoints("test").await.expect("checkpoints")[0].position, Position::at(2));
 
     // The store still applies the next batch normally.
-    let result =
-        store.apply_batch(&BatchInput { events: vec![event(2, 8)], checkpoints: vec![] }).await.expect("next batch");
+    let result = store.apply_batch(&BatchInput::new(vec![event(2, 8)], vec![])).await.expect("next batch");
     assert_eq!(result.changed_items[0].item.quantity(), 8);
 }
 

@@ -46,6 +46,15 @@ async fn separate_stores_with_their_own_offer_caches_are_exact_together() {
     catalog_store::contract::concurrent_callers_are_exact(&separate_stores(&database).await).await;
 }
 
+/// Two members of a group handed the same partition (separate processes: separate caches and
+/// connections) apply the same messages at once: the checkpoint row's lock makes them take
+/// turns, and the second finds them applied (decision 0028).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_stores_applying_the_same_partition_apply_it_once() {
+    let database = TestDatabase::create().await;
+    catalog_store::contract::copies_of_a_batch_apply_once(&separate_stores(&database).await).await;
+}
+
 /// Each store plans the same new offers as new and inserts them; all but the first must lose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_stores_creating_the_same_offers_are_exact_together() {

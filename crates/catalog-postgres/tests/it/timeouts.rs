@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::failures::event;
 
 fn batch(n: u64, quantity: i64) -> BatchInput {
-    BatchInput { events: vec![event(n, quantity)], checkpoints: vec![] }
+    BatchInput::new(vec![event(n, quantity)], vec![])
 }
 
 fn assert_timeout(result: Result<catalog_store::BatchResult, StoreError>) {

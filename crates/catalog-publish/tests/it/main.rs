@@ -56,7 +56,7 @@ async fn set(store: &dyn CatalogStore, n: u64, sku: &str, quantity: i64) {
 /// Sets several SKUs in one batch, as events `first_n`, `first_n + 1`, …
 async fn set_many(store: &dyn CatalogStore, first_n: u64, changes: &[(&str, i64)]) {
     let events = (first_n..).zip(changes).map(|(n, (sku, quantity))| event(n, sku, *quantity)).collect();
-    store.apply_batch(&BatchInput { events, checkpoints: vec![] }).await.expect("apply");
+    store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
 }
 
 fn event(n: u64, sku: &str, quantity: i64) -> IncomingEvent {

@@ -76,19 +76,7 @@ where
 
     // Every delivery is accounted for once: journal rows plus redeliveries counted on them.
     let tenant = TenantId::parse("canary").expect("valid");
-    let rows = store
-        .journal_window(&JournalWindow {
-            tenant: tenant.clone(),
-            since: base() - Duration::days(1),
-            until: None,
-            supplier: None,
-        })
-        .await
-        .expect("journal");
-    let canary_deliveries =
-        events.iter().filter(|event| event.delivery.decoded.as_ref().is_ok_and(|e| e.offer().tenant == tenant)).count();
-    let accounted: u64 = rows.iter().map(|row| 1 + u64::from(row.redelivery_count)).sum();
-    assert_eq!(accounted, 2 * canary_deliveries as u64);
+    assert_eq!(journal_accounted(&*store, &tenant).await, 2 * messages_of(&events, &tenant));
 }
 
 pub(super) async fn redelivery_with_a_different_payload_is_flagged<G, F>(factory: impl FnOnce(StoreConfig) -> F)
@@ -200,22 +188,13 @@ where
         position: Position { offset, cursor: Some(cursor.to_owned()) },
         ..at(partition, offset)
     };
-    store
-        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 10), at(1, 5), at(0, 12)] })
-        .await
-        .expect("apply");
-    store
-        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![at(0, 3), with_cursor(1, 7, "page-7")] })
-        .await
-        .expect("apply");
+    store.apply_batch(&BatchInput::new(vec![], vec![at(0, 10), at(1, 5), at(0, 12)])).await.expect("apply");
+    store.apply_batch(&BatchInput::new(vec![], vec![at(0, 3), with_cursor(1, 7, "page-7")])).await.expect("apply");
     let mut stored = store.checkpoints("kafka:g:t").await.expect("checkpoints");
     stored.sort();
     assert_eq!(stored, [at(0, 12), with_cursor(1, 7, "page-7")]);
     // A cursor travels with the furthest offset: an older position does not replace it.
-    store
-        .apply_batch(&BatchInput { events: vec![], checkpoints: vec![with_cursor(1, 6, "page-6")] })
-        .await
-        .expect("apply");
+    store.apply_batch(&BatchInput::new(vec![], vec![with_cursor(1, 6, "page-6")])).await.expect("apply");
     let mut stored = store.checkpoints("kafka:g:t").await.expect("checkpoints");
     stored.sort();
     assert_eq!(stored, [at(0, 12), with_cursor(1, 7, "page-7")]);

@@ -12,7 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::FlagTable;
 use crate::{
-    BatchInput, CatalogStore, Checkpoint, IncomingEvent, Position, Provenance, PublishOutcome, PublishRecord, SourceRef,
+    BatchInput, CatalogStore, Checkpoint, IncomingEvent, JournalWindow, Position, Provenance, PublishOutcome,
+    PublishRecord, SourceRef,
 };
 
 /// What a factory returns: the store, and whatever must live as long as it (a temp dir,
@@ -82,10 +83,10 @@ pub fn raw_incoming(offset: u64, raw: Vec<u8>, received_second: i64) -> Incoming
 /// A batch of `events` that completes [`SOURCE`] up to its last offset.
 pub fn batch(events: Vec<IncomingEvent>) -> BatchInput {
     let next_offset = events.iter().map(|event| event.source.offset + 1).max().unwrap_or(0);
-    BatchInput {
+    BatchInput::new(
         events,
-        checkpoints: vec![Checkpoint { source: SOURCE.to_owned(), partition: 0, position: Position::at(next_offset) }],
-    }
+        vec![Checkpoint { source: SOURCE.to_owned(), partition: 0, position: Position::at(next_offset) }],
+    )
 }
 
 /// A mixed stream: three suppliers, four SKUs (two spellings of one), both kinds,
@@ -129,6 +130,21 @@ pub(super) fn stream(seed: u64, first: u64, n_events: u64) -> Vec<IncomingEvent>
 
 pub(super) fn deliveries(events: &[IncomingEvent]) -> Vec<Delivery> {
     events.iter().map(|event| event.delivery.clone()).collect()
+}
+
+/// How many deliveries of `tenant` the store's journal accounts for: its rows plus the
+/// redeliveries counted on them.
+pub(super) async fn journal_accounted(store: &dyn CatalogStore, tenant: &TenantId) -> u64 {
+    let window =
+        JournalWindow { tenant: tenant.clone(), since: base() - Duration::days(1), until: None, supplier: None };
+    let rows = store.journal_window(&window).await.expect("journal");
+    rows.iter().map(|row| 1 + u64::from(row.redelivery_count)).sum()
+}
+
+/// The messages of `events` that decode as `tenant`'s.
+pub(super) fn messages_of(events: &[IncomingEvent], tenant: &TenantId) -> u64 {
+    events.iter().filter(|event| event.delivery.decoded.as_ref().is_ok_and(|e| e.offer().tenant == *tenant)).count()
+        as u64
 }
 
 /// The store's offers and items of the given tenants, in the reference catalog's shape.

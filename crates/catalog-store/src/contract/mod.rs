@@ -14,6 +14,7 @@ mod batches;
 mod channels;
 mod dead_letters;
 mod feeds;
+mod fence;
 mod fixtures;
 mod flags;
 mod outbox;
@@ -22,6 +23,7 @@ mod reconcile;
 mod retention;
 mod signals;
 
+pub use fence::copies_of_a_batch_apply_once;
 pub use fixtures::{
     base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, published,
     raw_incoming, Fresh, SOURCE,
@@ -78,6 +80,8 @@ macro_rules! store_contract_cases {
             batches::concurrent_first_writes_of_new_offers_are_exact,
             batches::a_preview_decides_like_apply_and_leaves_nothing,
             batches::an_offer_of_adjustments_only_is_folded_and_stored_like_the_reference,
+            fence::overlapping_deliveries_of_a_partition_apply_each_message_once,
+            fence::copies_of_a_batch_applied_at_once_apply_it_once,
             flags::held_events_are_decided_afresh_once_sync_is_on,
             flags::first_sight_uses_the_configured_default_flag,
             flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
