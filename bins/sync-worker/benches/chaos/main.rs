@@ -299,15 +299,15 @@ async fn run(args: &ChaosArgs, postgres: &OwnPostgres, broker: &mut OwnBroker, d
     let calls = calls.lock().expect("storefront state").clone();
     let mut calls: Vec<_> = calls.into_iter().collect();
     calls.sort();
-    // A batch whose commit landed while its connection died is found durable by its
-    // checkpoint and not applied again (decision 0026): the workers log each one.
+    // A batch whose commit landed while its connection died is found durable by the store's
+    // fence and not applied again (decisions 0026, 0028): the workers log each one.
     // Messages a member found applied by another (a partition held by two members during a
     // rebalance) are skipped, not journaled again.
     let logs: Vec<String> = (0..args.workers)
         .map(|n| std::fs::read_to_string(directory.join(format!("worker-{n}.log"))).unwrap_or_default())
         .collect();
     let unconfirmed: usize = logs.iter().map(|log| log.matches("commit failed to confirm").count()).sum();
-    let taken_over: usize = logs.iter().map(|log| log.matches("applied already by another member").count()).sum();
+    let taken_over: usize = logs.iter().map(|log| log.matches("applied already by another worker").count()).sum();
     Report {
         lines: vec![
             format!(
