@@ -20,7 +20,7 @@ fn log_channel_config(settings: &PublishSettings) -> ChannelConfig {
     let mut config = ChannelConfig::new(STOREFRONT_CHANNEL);
     config.max_attempts = settings.max_attempts.max(1);
     config.concurrency = 256;
-    config.requests_per_second = None;
+    config.rate = None;
     config.settle = Duration::ZERO;
     config.max_wait = Duration::ZERO;
     config.lease = Duration::from_secs(30);

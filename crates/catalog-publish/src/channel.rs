@@ -36,8 +36,8 @@ pub struct ChannelConfig {
     pub name: String,
     /// Sends in flight at once.
     pub concurrency: usize,
-    /// Sends started per second at most; `None` for a channel with no limit (the log).
-    pub requests_per_second: Option<NonZeroU32>,
+    /// How fast sends may start; `None` for a channel with no limit (the log).
+    pub rate: Option<Rate>,
     /// A send without an answer by then counts as failed (and is retried).
     pub request_timeout: Duration,
     /// Failures (5xx, 408, timeouts, dropped connections) before an item version is
@@ -69,7 +69,7 @@ impl ChannelConfig {
         Self {
             name: name.into(),
             concurrency: 16,
-            requests_per_second: NonZeroU32::new(50),
+            rate: NonZeroU32::new(50).map(Rate::per_second),
             request_timeout: Duration::from_secs(5),
             max_attempts: 8,
             backoff_min: Duration::from_millis(200),
@@ -82,9 +82,112 @@ impl ChannelConfig {
         }
     }
 
-    /// Sets the rate limit; 0 means none.
+    /// Sets the rate limit in whole requests per second; 0 means none.
     pub fn with_rate(mut self, requests_per_second: u32) -> Self {
-        self.requests_per_second = NonZeroU32::new(requests_per_second);
+        self.rate = NonZeroU32::new(requests_per_second).map(Rate::per_second);
         self
+    }
+}
+
+/// How fast a channel may start sends: one every `interval`, and up to `burst` at once after
+/// a quiet spell (a token bucket, as the platforms document their usage plans). Amazon's
+/// `createFeed` allows 0.0083 requests per second with a burst of 15: one feed every two
+/// minutes, fifteen at once after half an hour without any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub interval: Duration,
+    pub burst: NonZeroU32,
+}
+
+/// The longest interval a rate may have: one request a day.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(86_400);
+
+impl Rate {
+    /// `n` requests per second, `n` at once.
+    pub fn per_second(n: NonZeroU32) -> Self {
+        Self { interval: Duration::from_secs(1) / n.get(), burst: n }
+    }
+
+    /// A platform's usage plan: `per_second` requests per second (below 1 for a slow
+    /// operation) and the burst; the burst is the rate rounded up (at least 1) when not
+    /// given. Refuses a rate that is not a number above zero, slower than one a day, or
+    /// faster than one a nanosecond.
+    pub fn from_plan(per_second: f64, burst: Option<u32>) -> Result<Self, String> {
+        if !per_second.is_finite() || per_second <= 0.0 {
+            return Err(format!("requests_per_second must be a number above 0, not {per_second}"));
+        }
+        let interval = Duration::from_secs_f64(1.0 / per_second);
+        if interval > LONGEST_INTERVAL || interval.is_zero() {
+            return Err(format!("requests_per_second {per_second} is outside one a day to one a nanosecond"));
+        }
+        let burst = match burst {
+            Some(burst) => NonZeroU32::new(burst).ok_or("burst must be at least 1")?,
+            None => NonZeroU32::new(per_second.ceil().min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN),
+        };
+        Ok(Self { interval, burst })
+    }
+
+    /// Requests per second, for logs.
+    pub fn per_second_f64(&self) -> f64 {
+        1.0 / self.interval.as_secs_f64()
+    }
+
+    /// The governor quota of this rate.
+    pub(crate) fn quota(&self) -> governor::Quota {
+        governor::Quota::with_period(self.interval)
+            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(self.burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usage_plan_becomes_an_interval_and_a_burst() {
+        let shown = |per_second: f64, burst: Option<u32>| match Rate::from_plan(per_second, burst) {
+            Ok(rate) => format!("{per_second} burst {burst:?} -> every {:?}, burst {}", rate.interval, rate.burst),
+            Err(error) => format!("{per_second} burst {burst:?} -> {error}"),
+        };
+        let rendered: Vec<String> = [
+            (50.0, None),
+            (0.0083, Some(15)),
+            (0.0083, None),
+            (2.5, None),
+            (5.0, Some(10)),
+            (0.0, None),
+            (-1.0, None),
+            (f64::NAN, None),
+            (f64::INFINITY, None),
+            (0.00001, None),
+            (2e9, None),
+            (1.0, Some(0)),
+        ]
+        .into_iter()
+        .map(|(per_second, burst)| shown(per_second, burst))
+        .collect();
+        insta::assert_snapshot!(rendered.join("\n"), @r"
+        50 burst None -> every 20ms, burst 50
+        0.0083 burst Some(15) -> every 120.481927711s, burst 15
+        0.0083 burst None -> every 120.481927711s, burst 1
+        2.5 burst None -> every 400ms, burst 3
+        5 burst Some(10) -> every 200ms, burst 10
+        0 burst None -> requests_per_second must be a number above 0, not 0
+        -1 burst None -> requests_per_second must be a number above 0, not -1
+        NaN burst None -> requests_per_second must be a number above 0, not NaN
+        inf burst None -> requests_per_second must be a number above 0, not inf
+        0.00001 burst None -> requests_per_second 0.00001 is outside one a day to one a nanosecond
+        2000000000 burst None -> every 1ns, burst 2000000000
+        1 burst Some(0) -> burst must be at least 1
+        ");
+    }
+
+    #[test]
+    fn whole_requests_per_second_keep_their_meaning() {
+        let rate = Rate::per_second(NonZeroU32::new(50).expect("not zero"));
+        assert_eq!((rate.interval, rate.burst.get()), (Duration::from_millis(20), 50));
+        assert_eq!(Rate::from_plan(50.0, None), Ok(rate));
+        assert_eq!(ChannelConfig::new("storefront").with_rate(0).rate, None);
     }
 }

@@ -20,7 +20,7 @@ mod storefront;
 mod work;
 
 pub use adapter::{Attempt, ChannelAdapter, Publish, Sent};
-pub use channel::{ChannelConfig, Secret};
+pub use channel::{ChannelConfig, Rate, Secret};
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents};

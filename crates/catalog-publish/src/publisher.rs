@@ -15,7 +15,7 @@ use catalog_store::{
 };
 use chrono::Utc;
 use futures::StreamExt as _;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
@@ -93,7 +93,7 @@ impl ChannelPublisher {
         store: Arc<dyn OutboxStore>,
         events: Arc<dyn PublishEvents>,
     ) -> Self {
-        let limiter = config.requests_per_second.map(|per_second| RateLimiter::direct(Quota::per_second(per_second)));
+        let limiter = config.rate.map(|rate| RateLimiter::direct(rate.quota()));
         Self { config, adapter, store, limiter, events, work: None }
     }
 

@@ -22,35 +22,36 @@ pub(crate) struct RoundPlan {
 /// rounds spend the publisher's time (and the database's) on them rather than on sending.
 const SENDS_PER_SLOT: usize = 16;
 
-/// Items one round claims at most, however large the channel's batches: a claim and a
-/// record of this many rows stay a few milliseconds each, and in the fan-out benchmark the
-/// batching channels' rounds held about 250 items even when 1,000 were allowed.
+/// Items one round claims at most, unless one send takes more (a feed of up to 10,000
+/// messages is one round): a claim and a record of this many rows stay a few milliseconds
+/// each, and in the fan-out benchmark the batching channels' rounds held about 250 items
+/// even when 1,000 were allowed.
 const MAX_ROUND_ITEMS: usize = 512;
 
 /// The longest a round of `n_items` can take until its last send has ended, when every
 /// one of `n_lanes` lanes has a round as large waiting at the channel's shared rate limit:
-/// the permits for all of them at `requests_per_second` (one per send of up to `max_batch`
+/// the permits for all of them, one every `interval` (one per send of up to `max_batch`
 /// items), plus one request timeout for each wave of `concurrency` sends.
 fn longest_round(
     n_items: usize,
     n_lanes: usize,
     concurrency: usize,
     max_batch: usize,
-    requests_per_second: Option<u32>,
+    interval: Option<Duration>,
     request_timeout: Duration,
 ) -> Duration {
     let n_sends = n_items.div_ceil(max_batch.max(1));
-    let waiting = requests_per_second.map_or(Duration::ZERO, |per_second| {
-        Duration::from_secs_f64((n_lanes * n_sends) as f64 / f64::from(per_second))
+    let waiting = interval.map_or(Duration::ZERO, |interval| {
+        interval.saturating_mul(u32::try_from(n_lanes * n_sends).unwrap_or(u32::MAX))
     });
     let waves = u32::try_from(n_sends.div_ceil(concurrency.max(1))).unwrap_or(u32::MAX);
     waiting + request_timeout.saturating_mul(waves)
 }
 
 /// The largest round whose longest duration fits the configured lease (at least two
-/// request timeouts), and that lease; a channel so slow that one item does not fit gets
-/// rounds of one and a lease as long as such a round can take. `max_batch` is how many
-/// items the channel's adapter takes in one send.
+/// request timeouts), and that lease; a channel so slow that one send does not fit gets
+/// rounds of one send (as many items as it takes) and a lease as long as such a round can
+/// take. `max_batch` is how many items the channel's adapter takes in one send.
 pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: usize, max_batch: usize) -> RoundPlan {
     let lease = config.lease.max(config.request_timeout * 2);
     let longest = |n_items| {
@@ -59,14 +60,20 @@ pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: us
             n_lanes,
             concurrency,
             max_batch,
-            config.requests_per_second.map(u32::from),
+            config.rate.map(|rate| rate.interval),
             config.request_timeout,
         )
     };
-    let most = (concurrency.max(1) * SENDS_PER_SLOT).saturating_mul(max_batch.max(1)).min(MAX_ROUND_ITEMS);
-    match (1..=most).rev().find(|n_items| longest(*n_items) <= lease) {
+    let most =
+        (concurrency.max(1) * SENDS_PER_SLOT).saturating_mul(max_batch.max(1)).min(MAX_ROUND_ITEMS.max(max_batch));
+    let fitting = |lease| (1..=most).rev().find(|n_items| longest(*n_items) <= lease);
+    match fitting(lease) {
         Some(limit) => RoundPlan { limit, lease },
-        None => RoundPlan { limit: 1, lease: longest(1) },
+        // One send's round, as large as one send takes: a feed's whole batch, not one item.
+        None => {
+            let lease = longest(1);
+            RoundPlan { limit: fitting(lease).unwrap_or(1), lease }
+        }
     }
 }
 
@@ -102,7 +109,7 @@ mod tests {
                     n_lanes,
                     concurrency / n_lanes,
                     *max_batch,
-                    config.requests_per_second.map(u32::from),
+                    config.rate.map(|rate| rate.interval),
                     config.request_timeout,
                 );
                 assert!(longest <= plan.lease, "{name}: a round of {} may take {longest:?}", plan.limit);
@@ -120,5 +127,25 @@ mod tests {
         fast, 25 items per send: 512 items, lease 60s (longest round 10.0021s)
         two per second, 250 items per send: 512 items, lease 60s (longest round 13s)
         "#);
+    }
+
+    #[test]
+    fn a_feed_round_is_one_feed() {
+        // Amazon's JSON_LISTINGS_FEED: one feed of up to 10,000 messages every two minutes,
+        // each waited for up to 20 minutes.
+        let mut config = ChannelConfig::new("amazon");
+        config.rate = Some(crate::Rate::from_plan(0.0083, Some(15)).expect("valid plan"));
+        config.concurrency = 4;
+        config.request_timeout = Duration::from_secs(20 * 60);
+        let plan = plan_round(&config, 2, 2, 10_000);
+        assert_eq!(plan.limit, 10_000, "a round fills a feed, not 512 items of it");
+        assert!(plan.lease >= Duration::from_secs(20 * 60 + 240), "the lease covers a permit and the wait: {plan:?}");
+
+        // A feed waited for one minute does not fit the lease with its permits: the lease
+        // grows to one send's round, and the round is still a whole feed.
+        config.request_timeout = Duration::from_secs(60);
+        let plan = plan_round(&config, 2, 2, 10_000);
+        assert_eq!(plan.limit, 10_000, "{plan:?}");
+        assert!(plan.lease >= Duration::from_secs(60 + 240), "{plan:?}");
     }
 }
