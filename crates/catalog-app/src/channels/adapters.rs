@@ -2,6 +2,8 @@
 //! credentials named by environment variable (`*_env`) and read at start. Hosts default to
 //! each platform's production endpoints and may be pointed elsewhere (a sandbox, a test).
 
+use std::time::Duration;
+
 use catalog_publish::marketplace::{amazon, ebay, mercadolibre, shopify, walmart};
 use catalog_publish::StorefrontConfig;
 use serde::Deserialize;
@@ -35,6 +37,8 @@ enum AdapterEntry {
         client_id: String,
         client_secret_env: String,
         refresh_token_env: String,
+        /// Quantities go in `JSON_LISTINGS_FEED` feeds instead of one patch per listing.
+        feed: Option<AmazonFeedEntry>,
     },
     Walmart {
         base_url: Option<String>,
@@ -63,6 +67,16 @@ enum AdapterEntry {
         /// refresh token on its first use).
         refresh_token_file: Option<std::path::PathBuf>,
     },
+}
+
+/// How an Amazon channel of feeds waits for each feed; Amazon's usual pace when empty.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmazonFeedEntry {
+    /// How often a submitted feed's status is read; 30 s by default.
+    poll_interval_ms: Option<u64>,
+    /// How long a feed is waited for before its messages go in a new one; 20 min by default.
+    timeout_s: Option<u64>,
 }
 
 /// The adapter settings of channel `channel` from its `adapter` object.
@@ -97,6 +111,7 @@ pub(super) fn adapter_settings(
             client_id,
             client_secret_env,
             refresh_token_env,
+            feed,
         } => AdapterSettings::Amazon(amazon::AmazonConfig {
             base_url: url(base_url, amazon::DEFAULT_BASE_URL),
             token_url: url(token_url, amazon::DEFAULT_TOKEN_URL),
@@ -106,6 +121,13 @@ pub(super) fn adapter_settings(
             client_id,
             client_secret: secret("client secret", &client_secret_env)?,
             refresh_token: secret("refresh token", &refresh_token_env)?,
+            feed: feed.map(|feed| {
+                let defaults = amazon::FeedSettings::default();
+                amazon::FeedSettings {
+                    poll_interval: feed.poll_interval_ms.map_or(defaults.poll_interval, Duration::from_millis),
+                    timeout: feed.timeout_s.map_or(defaults.timeout, Duration::from_secs),
+                }
+            }),
         }),
         AdapterEntry::Walmart { base_url, token_url, ship_node, client_id, client_secret_env } => {
             let token_url = on_host(token_url, base_url.as_deref(), "/v3/token", walmart::DEFAULT_TOKEN_URL);

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
+use catalog_publish::marketplace::amazon::{self, AmazonConfig};
 use catalog_publish::marketplace::mercadolibre::{MercadoLibreListing, UserProductListing};
-use catalog_publish::{ChannelConfig, Secret, StorefrontConfig};
+use catalog_publish::{ChannelConfig, Rate, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
 use serde::Deserialize;
 
@@ -50,7 +51,11 @@ struct ChannelEntry {
     base_url: Option<String>,
     /// Name of the environment variable that holds a storefront's bearer token, the short way.
     token_env: Option<String>,
-    requests_per_second: Option<u32>,
+    /// Sends started per second at most, below 1 for a slow operation (Amazon's `createFeed`:
+    /// 0.0083); as the platform's usage plan documents it.
+    requests_per_second: Option<f64>,
+    /// Sends allowed at once after a quiet spell; the rate rounded up when absent.
+    burst: Option<u32>,
     concurrency: Option<usize>,
     /// Failures before an item version is dead-lettered; the worker's default when absent.
     max_attempts: Option<u32>,
@@ -172,8 +177,25 @@ fn channel(
         }
     }
     let mut config = ChannelConfig::new(&name);
-    if let Some(rate) = entry.requests_per_second {
-        config = config.with_rate(rate.max(1));
+    if let AdapterSettings::Amazon(AmazonConfig { feed: Some(feed), .. }) = &adapter {
+        // A send is a whole feed, waited for; it starts at Amazon's `createFeed` pace.
+        config.request_timeout = feed.timeout + amazon::CALL_TIMEOUT;
+        config.rate = Some(amazon::CREATE_FEED_RATE);
+    }
+    match (entry.requests_per_second, entry.burst) {
+        (Some(per_second), burst) => {
+            config.rate = Some(
+                Rate::from_plan(per_second, burst)
+                    .map_err(|error| ChannelsError::Adapter { channel: name.clone(), error })?,
+            );
+        }
+        (None, Some(_)) => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "\"burst\" needs the \"requests_per_second\" it bursts above".to_owned(),
+            })
+        }
+        (None, None) => {}
     }
     if let Some(concurrency) = entry.concurrency {
         config.concurrency = concurrency.max(1);

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use catalog_app::channels::{http_channels, http_channels_with, ChannelsError, PublishSettings, StorefrontSettings};
+use catalog_app::channels::{
+    http_channels, http_channels_with, AdapterSettings, ChannelsError, PublishSettings, StorefrontSettings,
+};
 use catalog_core::Listings;
 
 fn settings(channels_file: Option<std::path::PathBuf>) -> PublishSettings {
@@ -111,6 +113,48 @@ fn every_adapter_kind_is_read_with_its_credentials_rules_and_listings() {
     assert!(!debug.contains("value of"), "no credential reaches Debug: {debug}");
 }
 
+/// A channel's pace as its platform documents it (below one request per second, a burst),
+/// and an Amazon channel of feeds at `createFeed`'s, each send a whole feed waited for.
+#[test]
+fn a_channel_keeps_its_usage_plan_and_a_feed_channel_amazon_s() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("channels.json");
+    let amazon = r#""kind": "amazon", "seller_id": "A1", "marketplace_id": "ATVPDKIKX0DER", "client_id": "c", "client_secret_env": "S", "refresh_token_env": "R""#;
+    std::fs::write(
+        &path,
+        format!(
+            r#"[{{"name": "slow", "base_url": "http://127.0.0.1:2", "requests_per_second": 0.5, "burst": 2}},
+                {{"name": "listings", "adapter": {{{amazon}}}}},
+                {{"name": "feeds", "adapter": {{{amazon}, "feed": {{}}}}}},
+                {{"name": "feeds-tuned", "requests_per_second": 0.0167, "adapter": {{{amazon}, "feed": {{"poll_interval_ms": 5000, "timeout_s": 600}}}}}}]"#
+        ),
+    )
+    .expect("write the channels file");
+    let env = |name: &str| Some(format!("value of {name}"));
+    let rendered: Vec<String> = http_channels_with(&settings(Some(path)), &env)
+        .expect("channels")
+        .iter()
+        .map(|channel| {
+            let rate = channel.config.rate.expect("an HTTP channel has a rate");
+            let feed = match &channel.adapter {
+                AdapterSettings::Amazon(config) => format!(", feed {:?}", config.feed),
+                _ => String::new(),
+            };
+            format!(
+                "{}: one every {:?}, burst {}, timeout {:?}{feed}",
+                channel.config.name, rate.interval, rate.burst, channel.config.request_timeout
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(rendered.join("\n"), @r"
+    storefront: one every 20ms, burst 50, timeout 5s
+    slow: one every 2s, burst 2, timeout 5s
+    listings: one every 20ms, burst 50, timeout 5s, feed None
+    feeds: one every 120.482s, burst 15, timeout 1260s, feed Some(FeedSettings { poll_interval: 30s, timeout: 1200s })
+    feeds-tuned: one every 59.880239521s, burst 1, timeout 660s, feed Some(FeedSettings { poll_interval: 5s, timeout: 600s })
+    ");
+}
+
 /// Everything the file can get wrong stops the start with the channel and field named.
 #[test]
 fn a_channels_file_that_cannot_be_used_says_where() {
@@ -128,6 +172,9 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings_file": "bad.csv"}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": "A", "ABC-2": "A"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "MLA1/174997747229", "ABC-2": "MLA2/red"}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "requests_per_second": 0}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "burst": 15}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "amazon", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "feed": {"poll_ms": 1}}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -155,5 +202,8 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: listings at DIR/bad.csv line 2: expected "sku,listing", got "ABC-1 MLA1"
     channel x: listings at "listings": listing "A" is given to two skus (ABC-1 and ABC-2)
     channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), nor a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)
+    channel x: requests_per_second must be a number above 0, not 0
+    channel x: "burst" needs the "requests_per_second" it bursts above
+    channel x: adapter: unknown field `poll_ms`, expected `poll_interval_ms` or `timeout_s`
     "#);
 }

@@ -3,6 +3,7 @@
 //! seller SKU per request (the API has no batch form), with a Login with Amazon access token
 //! fetched from the seller's refresh token and fetched again when Amazon says it expired.
 
+mod feed;
 mod read;
 
 use std::time::{Duration, Instant};
@@ -42,6 +43,10 @@ const PATCH_OPERATION: &str = "merge";
 /// SP-API asks integrations to name themselves as `AppName/Version (Language=…)`.
 const USER_AGENT: &str = concat!("catalog-sync/", env!("CARGO_PKG_VERSION"), " (Language=Rust)");
 
+pub use feed::{
+    feed_document, read_feed_state, read_report, FeedSettings, FeedState, MessageOutcome, CALL_TIMEOUT,
+    CREATE_FEED_RATE, FEED_CONTENT_TYPE, FEED_TYPE, MAX_FEED_MESSAGES,
+};
 pub use read::{parse_listing_quantity, parse_search, SearchFound, MAX_READS_PER_REQUEST, READ_INTERVAL, READ_SETTLE};
 
 /// Which seller's listings, in which marketplace, and the credentials of the application the
@@ -65,6 +70,9 @@ pub struct AmazonConfig {
     pub client_secret: Secret,
     /// The seller's long-lived refresh token (`Atzr|…`).
     pub refresh_token: Secret,
+    /// Quantities go in `JSON_LISTINGS_FEED` feeds of up to 10,000, waited for as set here,
+    /// instead of one `patchListingsItem` per listing.
+    pub feed: Option<FeedSettings>,
 }
 
 /// An Amazon seller's merchant-fulfilled quantities over SP-API.
@@ -78,8 +86,11 @@ pub struct AmazonChannel {
 impl AmazonChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
+    /// A channel of feeds gives each call [`CALL_TIMEOUT`] at most: its `request_timeout` is
+    /// the whole feed's.
     pub fn new(config: AmazonConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = http_client(request_timeout, connections, Some(USER_AGENT))?;
+        let call_timeout = if config.feed.is_some() { request_timeout.min(CALL_TIMEOUT) } else { request_timeout };
+        let client = http_client(call_timeout, connections, Some(USER_AGENT))?;
         let endpoint = TokenEndpoint {
             url: config.token_url.clone(),
             client_id: config.client_id.clone(),
@@ -101,7 +112,18 @@ impl AmazonChannel {
 
 #[async_trait]
 impl ChannelAdapter for AmazonChannel {
+    fn max_batch(&self) -> usize {
+        if self.config.feed.is_some() {
+            MAX_FEED_MESSAGES
+        } else {
+            1
+        }
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
+        if let Some(settings) = self.config.feed {
+            return self.send_feed(settings, batch).await;
+        }
         one_at_a_time(batch, |publish| async move { (self.patch(publish).await, None) }).await
     }
 }
@@ -201,6 +223,15 @@ pub fn classify_amazon(
 ) -> Verdict {
     match status {
         200..=299 => classify_submission(status, body, item),
+        _ => refusal(status, headers, body, now),
+    }
+}
+
+/// What an SP-API answer that is not a success means: 429 waits for the bucket's next token;
+/// 403 is a token Amazon still refused after a new one was fetched; 408 and 5xx are retried;
+/// other 4xx are dead-lettered with Amazon's errors.
+fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>) -> Verdict {
+    match status {
         429 => Verdict::Throttled { retry_after: throttle_wait(headers, now) },
         // Expired, revoked or lacking the listings role: an operator renews the authorization
         // and the item heals, so it is retried rather than dead-lettered.

@@ -166,6 +166,7 @@ impl SellingPartnerApi {
             client_id: "amzn1.application-oa2-client.test".into(),
             client_secret: Secret::new("lwa-secret"),
             refresh_token: Secret::new("Atzr|refresh"),
+            feed: None,
         };
         AmazonChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
     }

@@ -3,6 +3,7 @@
 //! dropped connections; with a real store (SQLite in a temp dir) behind the outbox.
 
 mod amazon;
+mod amazon_feed;
 mod budget;
 mod ebay;
 mod heal;

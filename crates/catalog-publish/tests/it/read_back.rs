@@ -179,6 +179,7 @@ fn amazon(platform: &Platform) -> AmazonChannel {
         client_id: "amzn1.application-oa2-client.local".into(),
         client_secret: Secret::new("lwa-secret"),
         refresh_token: Secret::new("Atzr|local"),
+        feed: None,
     };
     AmazonChannel::new(config, TIMEOUT, 2).expect("client")
 }

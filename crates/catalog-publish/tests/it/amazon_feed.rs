@@ -1,0 +1,494 @@
+//! The Amazon adapter's feeds against a local SP-API over real HTTP: the Feeds API 2021-06-30
+//! (`createFeedDocument`, the presigned upload, `createFeed`, `getFeed`, `getFeedDocument`
+//! and the GZIP processing report it points to) and a Login with Amazon token endpoint,
+//! answering as `docs/channels/amazon.md` ("Feeds") documents: the listings feed schema's
+//! messages processed into the report schema's issues and summary, 429 `QuotaExceeded`, 403
+//! for an expired token, 503, `FATAL`, and a feed that is never done. Every request is
+//! recorded.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::marketplace_support::{accepted, header, publish_on};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use catalog_publish::marketplace::amazon::{AmazonChannel, AmazonConfig, FeedSettings, FEED_CONTENT_TYPE};
+use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
+use serde_json::{json, Value};
+
+const EXPIRED: &str = r#"{"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied.","details":"The access token you provided has expired."}]}"#;
+const QUOTA: &str = r#"{"errors":[{"code":"QuotaExceeded","message":"You exceeded your quota for the requested resource.","details":""}]}"#;
+
+/// Which call of the Feeds API a scripted reply answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    CreateDocument,
+    GetFeed,
+}
+
+/// How the API answers one call of the Feeds API; after its script it behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// 403 `Unauthorized` to the first access token.
+    Expired,
+    /// 429 `QuotaExceeded` with `x-amzn-RateLimit-Limit: 0.0083`.
+    Throttled,
+    Status(u16),
+}
+
+/// How each created feed ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Processed after two reads (`IN_QUEUE`, `IN_PROGRESS`), then `DONE`.
+    Done,
+    Fatal,
+    /// `IN_PROGRESS` forever.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+struct Shared {
+    address: SocketAddr,
+    script: VecDeque<(Call, Reply)>,
+    ending: Ending,
+    requests: Vec<Recorded>,
+    n_tokens: usize,
+    uploads: HashMap<String, Bytes>,
+    /// Feed id → its document and the status reads it has had.
+    feeds: HashMap<String, (String, usize)>,
+    reports: HashMap<String, Vec<u8>>,
+    /// Listings the platform holds, with their quantities.
+    held: HashMap<String, i64>,
+    /// SKUs whose messages the report refuses (a required attribute missing).
+    invalid: HashSet<String>,
+}
+
+type Api = Arc<Mutex<Shared>>;
+
+struct FeedsApi {
+    address: SocketAddr,
+    shared: Api,
+}
+
+fn record(shared: &mut Shared, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) {
+    let recorded =
+        Recorded { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
+    shared.requests.push(recorded);
+}
+
+async fn token(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers, body);
+    shared.n_tokens += 1;
+    let n = shared.n_tokens;
+    axum::Json(json!({"access_token": format!("Atza|token-{n}"), "token_type": "bearer", "expires_in": 3600}))
+        .into_response()
+}
+
+/// The scripted answer to `call`, if the script's next reply is for it: `Expired` holds until
+/// a second token.
+fn scripted(shared: &mut Shared, headers: &HeaderMap, call: Call) -> Option<Response> {
+    let (to, reply) = *shared.script.front()?;
+    if to != call {
+        return None;
+    }
+    if reply == Reply::Expired && header(headers, "x-amz-access-token").as_deref() != Some("Atza|token-1") {
+        shared.script.pop_front();
+        return scripted(shared, headers, call);
+    }
+    shared.script.pop_front();
+    let request_id = [("x-amzn-RequestId", "b7c1f0a2-0000-4000-8000-000000000002")];
+    Some(match reply {
+        Reply::Expired => {
+            (StatusCode::FORBIDDEN, request_id, [("content-type", "application/json")], EXPIRED).into_response()
+        }
+        Reply::Throttled => (
+            StatusCode::TOO_MANY_REQUESTS,
+            request_id,
+            [("x-amzn-RateLimit-Limit", "0.0083"), ("content-type", "application/json")],
+            QUOTA,
+        )
+            .into_response(),
+        Reply::Status(status) => StatusCode::from_u16(status).expect("valid status").into_response(),
+    })
+}
+
+async fn create_document(
+    State(api): State<Api>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers.clone(), body);
+    if let Some(response) = scripted(&mut shared, &headers, Call::CreateDocument) {
+        return response;
+    }
+    let id = format!("amzn1.tortuga.4.na.doc-{}", shared.requests.len());
+    let url = format!("http://{}/uploads/{id}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=5f1c", shared.address);
+    (StatusCode::CREATED, axum::Json(json!({"feedDocumentId": id, "url": url}))).into_response()
+}
+
+async fn upload(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers, body.clone());
+    shared.uploads.insert(id, body);
+    StatusCode::OK.into_response()
+}
+
+async fn create_feed(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers.clone(), body.clone());
+    let specification: Value = serde_json::from_slice(&body).expect("createFeed body");
+    let document = specification["inputFeedDocumentId"].as_str().expect("inputFeedDocumentId").to_owned();
+    if !shared.uploads.contains_key(&document) {
+        let error = json!({"errors": [{"code": "InvalidInput", "message": "The feed document was not uploaded."}]});
+        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
+    }
+    let id = format!("5039{}", shared.feeds.len() + 1);
+    shared.feeds.insert(id.clone(), (document, 0));
+    (StatusCode::ACCEPTED, axum::Json(json!({"feedId": id}))).into_response()
+}
+
+async fn feed_status(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers.clone(), Bytes::new());
+    if let Some(response) = scripted(&mut shared, &headers, Call::GetFeed) {
+        return response;
+    }
+    let ending = shared.ending;
+    let (document, reads) = shared.feeds.get_mut(&id).expect("a created feed");
+    *reads += 1;
+    let (reads, document) = (*reads, document.clone());
+    let status = match (reads, ending) {
+        (1, _) => "IN_QUEUE",
+        (_, Ending::Never) | (2, _) => "IN_PROGRESS",
+        (_, Ending::Fatal) => "FATAL",
+        (_, Ending::Done) => "DONE",
+    };
+    let mut feed = json!({"feedId": id, "feedType": "JSON_LISTINGS_FEED", "marketplaceIds": ["ATVPDKIKX0DER"],
+        "createdTime": "2026-12-04T10:00:00Z", "processingStatus": status});
+    if status == "DONE" {
+        let report = process(&mut shared, &id, &document);
+        let report_id = format!("amzn1.tortuga.4.na.report-{id}");
+        shared.reports.insert(report_id.clone(), report);
+        feed["resultFeedDocumentId"] = json!(report_id);
+    }
+    axum::Json(feed).into_response()
+}
+
+/// Applies a feed's messages as Amazon would and writes its processing report, GZIP'd.
+fn process(shared: &mut Shared, feed_id: &str, document: &str) -> Vec<u8> {
+    let feed: Value = serde_json::from_slice(&shared.uploads[document]).expect("an uploaded feed");
+    let mut issues = Vec::new();
+    let messages = feed["messages"].as_array().expect("messages");
+    for message in messages {
+        let sku = message["sku"].as_str().expect("sku").to_owned();
+        if shared.invalid.contains(&sku) {
+            issues.push(json!({"messageId": message["messageId"], "sku": sku, "code": "90220", "severity": "ERROR",
+                "message": "'[batteries_required]' is required but not supplied."}));
+            continue;
+        }
+        let quantity = message["patches"][0]["value"][0]["quantity"].as_i64().expect("quantity");
+        shared.held.insert(sku, quantity);
+    }
+    let report = json!({
+        "header": {"sellerId": feed["header"]["sellerId"], "version": "2.0", "feedId": feed_id},
+        "issues": issues,
+        "summary": {"errors": issues.len(), "warnings": 0, "messagesProcessed": messages.len(),
+            "messagesAccepted": messages.len() - issues.len(), "messagesInvalid": issues.len()},
+    });
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(report.to_string().as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+async fn get_document(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers, Bytes::new());
+    let url = format!("http://{}/reports/{id}?X-Amz-Signature=9a2e", shared.address);
+    axum::Json(json!({"feedDocumentId": id, "url": url, "compressionAlgorithm": "GZIP"})).into_response()
+}
+
+async fn download(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut shared = api.lock().expect("api state");
+    record(&mut shared, method, &uri, headers, Bytes::new());
+    shared.reports[&id].clone().into_response()
+}
+
+impl FeedsApi {
+    async fn start(script: Vec<(Call, Reply)>, ending: Ending) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind api");
+        let address = listener.local_addr().expect("address");
+        let shared = Arc::new(Mutex::new(Shared {
+            address,
+            script: script.into(),
+            ending,
+            requests: Vec::new(),
+            n_tokens: 0,
+            uploads: HashMap::new(),
+            feeds: HashMap::new(),
+            reports: HashMap::new(),
+            held: HashMap::new(),
+            invalid: HashSet::new(),
+        }));
+        let app = Router::new()
+            .route("/auth/o2/token", post(token))
+            .route("/feeds/2021-06-30/documents", post(create_document))
+            .route("/feeds/2021-06-30/documents/{id}", get(get_document))
+            .route("/feeds/2021-06-30/feeds", post(create_feed))
+            .route("/feeds/2021-06-30/feeds/{id}", get(feed_status))
+            .route("/uploads/{id}", put(upload))
+            .route("/reports/{id}", get(download))
+            .with_state(Arc::clone(&shared));
+        // The server lives as long as the test's runtime.
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, shared }
+    }
+
+    fn channel(&self, timeout: Duration) -> AmazonChannel {
+        let config = AmazonConfig {
+            base_url: format!("http://{}", self.address),
+            seller_id: "A2SELLER01".into(),
+            marketplace_id: "ATVPDKIKX0DER".into(),
+            product_type: "SHIRT".into(),
+            token_url: format!("http://{}/auth/o2/token", self.address),
+            client_id: "amzn1.application-oa2-client.test".into(),
+            client_secret: Secret::new("lwa-secret"),
+            refresh_token: Secret::new("Atzr|refresh"),
+            feed: Some(FeedSettings { poll_interval: Duration::from_millis(20), timeout }),
+        };
+        AmazonChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.shared.lock().expect("api state").requests.clone()
+    }
+
+    fn held(&self) -> HashMap<String, i64> {
+        self.shared.lock().expect("api state").held.clone()
+    }
+}
+
+fn publishes() -> Vec<Publish> {
+    vec![
+        publish_on("amazon", "ABC-1", "ABC-1 red/L", 7, None),
+        publish_on("amazon", "ABC-2", "ABC-2", 0, None),
+        publish_on("amazon", "ABC-3", "NO-BATTERY", 12, None),
+    ]
+}
+
+/// Each request as `METHOD path`, the token it carried and its content type.
+fn calls(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|request| {
+            let token = header(&request.headers, "x-amz-access-token").unwrap_or_else(|| "no token".into());
+            let content_type = header(&request.headers, "content-type").unwrap_or_else(|| "-".into());
+            format!("{} {} ({token}; {content_type})", request.method, request.path)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn amazon_feed_follows_the_feeds_api_reference() {
+    let api = FeedsApi::start(vec![], Ending::Done).await;
+    api.shared.lock().expect("api state").invalid.insert("NO-BATTERY".into());
+    let batch = publishes();
+    let sent = api.channel(Duration::from_secs(10)).send(&batch).await;
+
+    let verdicts: Vec<&Verdict> = sent.attempts.iter().map(|attempt| &attempt.verdict).collect();
+    assert_eq!(verdicts[..2], [&accepted(&batch[0]), &accepted(&batch[1])]);
+    match verdicts[2] {
+        Verdict::DeadLetter { reason, error, body } => {
+            assert_eq!(reason, "rejected_invalid");
+            assert_eq!(error, "90220: '[batteries_required]' is required but not supplied.");
+            assert!(body.as_deref().is_some_and(|body| body.contains(r#""sku":"NO-BATTERY""#)), "{body:?}");
+        }
+        other => panic!("the refused message is dead-lettered, not {other:?}"),
+    }
+    assert_eq!(sent.attempts.iter().map(|attempt| attempt.status).collect::<Vec<_>>(), [Some(200); 3]);
+    assert_eq!(api.held(), HashMap::from([("ABC-1 red/L".to_owned(), 7), ("ABC-2".to_owned(), 0)]));
+
+    let requests = api.requests();
+    let json = "application/json";
+    assert_eq!(
+        calls(&requests),
+        [
+            "POST /auth/o2/token (no token; application/x-www-form-urlencoded)".to_owned(),
+            format!("POST /feeds/2021-06-30/documents (Atza|token-1; {json})"),
+            format!("PUT /uploads/amzn1.tortuga.4.na.doc-2 (no token; {FEED_CONTENT_TYPE})"),
+            format!("POST /feeds/2021-06-30/feeds (Atza|token-1; {json})"),
+            "GET /feeds/2021-06-30/feeds/50391 (Atza|token-1; -)".to_owned(),
+            "GET /feeds/2021-06-30/feeds/50391 (Atza|token-1; -)".to_owned(),
+            "GET /feeds/2021-06-30/feeds/50391 (Atza|token-1; -)".to_owned(),
+            "GET /feeds/2021-06-30/documents/amzn1.tortuga.4.na.report-50391 (Atza|token-1; -)".to_owned(),
+            "GET /reports/amzn1.tortuga.4.na.report-50391 (no token; -)".to_owned(),
+        ]
+    );
+    let body = |index: usize| serde_json::from_slice::<Value>(&requests[index].body).expect("a JSON body");
+    assert_eq!(body(1), json!({"contentType": "application/json; charset=UTF-8"}));
+    assert_eq!(requests[2].query.as_deref(), Some("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=5f1c"));
+    let message = |id: usize, sku: &str, quantity: i64| {
+        json!({"messageId": id, "sku": sku, "operationType": "PATCH", "productType": "SHIRT", "patches": [{
+            "op": "merge", "path": "/attributes/fulfillment_availability",
+            "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": quantity}]}]})
+    };
+    assert_eq!(
+        body(2),
+        json!({"header": {"sellerId": "A2SELLER01", "version": "2.0"},
+            "messages": [message(1, "ABC-1 red/L", 7), message(2, "ABC-2", 0), message(3, "NO-BATTERY", 12)]})
+    );
+    assert_eq!(
+        body(3),
+        json!({"feedType": "JSON_LISTINGS_FEED", "marketplaceIds": ["ATVPDKIKX0DER"],
+            "inputFeedDocumentId": "amzn1.tortuga.4.na.doc-2"})
+    );
+    for request in requests.iter().filter(|request| request.path.starts_with("/feeds/")) {
+        assert_eq!(header(&request.headers, "accept").as_deref(), Some(json), "{}", request.path);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_and_a_throttled_feed_submits_nothing() {
+    let api = FeedsApi::start(
+        vec![(Call::CreateDocument, Reply::Expired), (Call::CreateDocument, Reply::Throttled)],
+        Ending::Done,
+    )
+    .await;
+    let batch = publishes();
+    let sent = api.channel(Duration::from_secs(10)).send(&batch).await;
+    // 0.0083 requests per second: the next token in 120.48 s.
+    let wait = Duration::from_secs_f64(1.0 / 0.0083);
+    for attempt in &sent.attempts {
+        assert_eq!((&attempt.verdict, attempt.status), (&Verdict::Throttled { retry_after: wait }, Some(429)));
+    }
+    assert_eq!(sent.attempts.len(), 3);
+    assert_eq!(
+        calls(&api.requests()),
+        [
+            "POST /auth/o2/token (no token; application/x-www-form-urlencoded)",
+            "POST /feeds/2021-06-30/documents (Atza|token-1; application/json)",
+            "POST /auth/o2/token (no token; application/x-www-form-urlencoded)",
+            "POST /feeds/2021-06-30/documents (Atza|token-2; application/json)",
+        ],
+        "nothing is uploaded or created once Amazon throttles"
+    );
+    assert!(api.held().is_empty());
+
+    // The next send goes through with the renewed token.
+    let sent = api.channel(Duration::from_secs(10)).send(&batch[..1]).await;
+    assert_eq!(sent.attempts[0].verdict, accepted(&batch[0]));
+}
+
+#[tokio::test]
+async fn a_status_read_that_fails_is_read_again_and_a_fatal_feed_is_sent_again() {
+    // The first status read answers 503; the feed then ends FATAL.
+    let api = FeedsApi::start(vec![(Call::GetFeed, Reply::Status(503))], Ending::Fatal).await;
+    let batch = publishes();
+    let sent = api.channel(Duration::from_secs(10)).send(&batch).await;
+    for attempt in &sent.attempts {
+        match &attempt.verdict {
+            Verdict::Retry { reason: "feed_fatal", error } => assert!(error.contains("aborted (FATAL)"), "{error}"),
+            other => panic!("a FATAL feed's messages are sent again, not {other:?}"),
+        }
+    }
+    let reads = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds/50391").count();
+    assert_eq!(reads, 4, "503, IN_QUEUE, IN_PROGRESS, FATAL");
+}
+
+#[tokio::test]
+async fn a_feed_not_done_in_time_is_sent_again_not_taken_as_accepted() {
+    let api = FeedsApi::start(vec![], Ending::Never).await;
+    let batch = publishes();
+    let sent = api.channel(Duration::from_millis(300)).send(&batch).await;
+    for attempt in &sent.attempts {
+        assert!(matches!(&attempt.verdict, Verdict::Retry { reason: "feed_not_done", .. }), "{:?}", attempt.verdict);
+    }
+    assert_eq!(sent.attempts.len(), 3);
+}
+
+/// The drain loop over the feed adapter and a real store: 700 items go out in feeds as large
+/// as the backlog (not rounds of 512), Amazon ends up holding each quantity, the one message
+/// its report refuses is dead-lettered with Amazon's issue, and nothing is left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_loop_sends_a_backlog_in_feeds_and_records_each_message_s_fate() {
+    let api = FeedsApi::start(vec![], Ending::Done).await;
+    api.shared.lock().expect("api state").invalid.insert("NO-BATTERY".into());
+    let (store, _dir) = crate::store(&["amazon"]).await;
+    let skus: Vec<String> = (0..700).map(|n| format!("SKU-{n:03}")).collect();
+    let mut changes: Vec<(&str, i64)> = skus.iter().map(|sku| (sku.as_str(), 5)).collect();
+    changes.push(("NO-BATTERY", 3));
+    crate::set_many(&*store, 1, &changes).await;
+
+    let channel = api.channel(Duration::from_secs(10));
+    let mut config = catalog_publish::ChannelConfig::new("amazon");
+    config.rate = Some(catalog_publish::Rate::from_plan(0.0083, Some(15)).expect("createFeed's plan"));
+    config.request_timeout = Duration::from_secs(20);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let outbox: Arc<dyn catalog_store::prelude::CatalogStore> = Arc::clone(&store);
+    let publisher = catalog_publish::ChannelPublisher::new(config, Arc::new(channel), outbox, Arc::new(crate::Quiet));
+    let drained = tokio_util::sync::CancellationToken::new();
+    drained.cancel();
+    let published = tokio::time::timeout(
+        Duration::from_secs(30),
+        publisher.run(tokio_util::sync::CancellationToken::new(), drained),
+    )
+    .await
+    .expect("drained within 30 s")
+    .expect("publisher run");
+
+    assert_eq!(published, 700);
+    let held = api.held();
+    assert_eq!(held.len(), 700);
+    assert!(held.values().all(|quantity| *quantity == 5));
+    let n_feeds = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds").count();
+    assert!(n_feeds <= 2, "701 item versions in at most two feeds (one per lane), not {n_feeds}");
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].reason, "rejected_invalid");
+    let depths = store.outbox_depth().await.expect("depth");
+    assert_eq!(depths.iter().map(|depth| depth.pending).sum::<u64>(), 0, "nothing left waiting: {depths:?}");
+}
