@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use catalog_publish::marketplace::feeds::FeedSettings;
 use catalog_publish::marketplace::{amazon, ebay, mercadolibre, shopify, walmart};
 use catalog_publish::StorefrontConfig;
 use serde::Deserialize;
@@ -38,7 +39,7 @@ enum AdapterEntry {
         client_secret_env: String,
         refresh_token_env: String,
         /// Quantities go in `JSON_LISTINGS_FEED` feeds instead of one patch per listing.
-        feed: Option<AmazonFeedEntry>,
+        feed: Option<FeedEntry>,
     },
     Walmart {
         base_url: Option<String>,
@@ -48,6 +49,8 @@ enum AdapterEntry {
         ship_node: Option<String>,
         client_id: String,
         client_secret_env: String,
+        /// Quantities go in bulk inventory feeds instead of one update per SKU.
+        feed: Option<FeedEntry>,
     },
     Ebay {
         base_url: Option<String>,
@@ -69,14 +72,25 @@ enum AdapterEntry {
     },
 }
 
-/// How an Amazon channel of feeds waits for each feed; Amazon's usual pace when empty.
+/// How a channel of feeds (Amazon, Walmart) waits for each feed; the platform's usual pace
+/// when empty.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AmazonFeedEntry {
+struct FeedEntry {
     /// How often a submitted feed's status is read; 30 s by default.
     poll_interval_ms: Option<u64>,
-    /// How long a feed is waited for before its messages go in a new one; 20 min by default.
+    /// How long a feed is waited for before its items go in a new one; 20 min (Amazon) or
+    /// 40 min (Walmart) by default.
     timeout_s: Option<u64>,
+}
+
+impl FeedEntry {
+    fn settings(&self, default_timeout: Duration) -> FeedSettings {
+        FeedSettings {
+            poll_interval: self.poll_interval_ms.map_or(FeedSettings::DEFAULT_POLL_INTERVAL, Duration::from_millis),
+            timeout: self.timeout_s.map_or(default_timeout, Duration::from_secs),
+        }
+    }
 }
 
 /// The adapter settings of channel `channel` from its `adapter` object.
@@ -121,15 +135,9 @@ pub(super) fn adapter_settings(
             client_id,
             client_secret: secret("client secret", &client_secret_env)?,
             refresh_token: secret("refresh token", &refresh_token_env)?,
-            feed: feed.map(|feed| {
-                let defaults = amazon::FeedSettings::default();
-                amazon::FeedSettings {
-                    poll_interval: feed.poll_interval_ms.map_or(defaults.poll_interval, Duration::from_millis),
-                    timeout: feed.timeout_s.map_or(defaults.timeout, Duration::from_secs),
-                }
-            }),
+            feed: feed.map(|feed| feed.settings(FeedSettings::DEFAULT_TIMEOUT)),
         }),
-        AdapterEntry::Walmart { base_url, token_url, ship_node, client_id, client_secret_env } => {
+        AdapterEntry::Walmart { base_url, token_url, ship_node, client_id, client_secret_env, feed } => {
             let token_url = on_host(token_url, base_url.as_deref(), "/v3/token", walmart::DEFAULT_TOKEN_URL);
             AdapterSettings::Walmart(walmart::WalmartConfig {
                 base_url: url(base_url, walmart::DEFAULT_BASE_URL),
@@ -137,6 +145,7 @@ pub(super) fn adapter_settings(
                 token_url,
                 client_id,
                 client_secret: secret("client secret", &client_secret_env)?,
+                feed: feed.map(|feed| feed.settings(walmart::DEFAULT_FEED_TIMEOUT)),
             })
         }
         AdapterEntry::Ebay { base_url, token_url, client_id, client_secret_env, refresh_token_env } => {

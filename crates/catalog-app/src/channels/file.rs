@@ -11,6 +11,7 @@ use std::time::Duration;
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
 use catalog_publish::marketplace::amazon::{self, AmazonConfig};
 use catalog_publish::marketplace::mercadolibre::{MercadoLibreListing, UserProductListing};
+use catalog_publish::marketplace::walmart::{self, WalmartConfig};
 use catalog_publish::{ChannelConfig, Rate, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
 use serde::Deserialize;
@@ -177,10 +178,16 @@ fn channel(
         }
     }
     let mut config = ChannelConfig::new(&name);
-    if let AdapterSettings::Amazon(AmazonConfig { feed: Some(feed), .. }) = &adapter {
-        // A send is a whole feed, waited for; it starts at Amazon's `createFeed` pace.
+    // A send of a channel of feeds is a whole feed, waited for; it starts at the pace the
+    // platform allows feeds.
+    let feed = match &adapter {
+        AdapterSettings::Amazon(AmazonConfig { feed: Some(feed), .. }) => Some((feed, amazon::CREATE_FEED_RATE)),
+        AdapterSettings::Walmart(WalmartConfig { feed: Some(feed), .. }) => Some((feed, walmart::FEED_RATE)),
+        _ => None,
+    };
+    if let Some((feed, rate)) = feed {
         config.request_timeout = feed.timeout + amazon::CALL_TIMEOUT;
-        config.rate = Some(amazon::CREATE_FEED_RATE);
+        config.rate = Some(rate);
     }
     match (entry.requests_per_second, entry.burst) {
         (Some(per_second), burst) => {

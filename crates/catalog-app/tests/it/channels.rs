@@ -126,7 +126,8 @@ fn a_channel_keeps_its_usage_plan_and_a_feed_channel_amazon_s() {
             r#"[{{"name": "slow", "base_url": "http://127.0.0.1:2", "requests_per_second": 0.5, "burst": 2}},
                 {{"name": "listings", "adapter": {{{amazon}}}}},
                 {{"name": "feeds", "adapter": {{{amazon}, "feed": {{}}}}}},
-                {{"name": "feeds-tuned", "requests_per_second": 0.0167, "adapter": {{{amazon}, "feed": {{"poll_interval_ms": 5000, "timeout_s": 600}}}}}}]"#
+                {{"name": "feeds-tuned", "requests_per_second": 0.0167, "adapter": {{{amazon}, "feed": {{"poll_interval_ms": 5000, "timeout_s": 600}}}}}},
+                {{"name": "walmart-feeds", "adapter": {{"kind": "walmart", "client_id": "c", "client_secret_env": "S", "feed": {{}}}}}}]"#
         ),
     )
     .expect("write the channels file");
@@ -138,6 +139,7 @@ fn a_channel_keeps_its_usage_plan_and_a_feed_channel_amazon_s() {
             let rate = channel.config.rate.expect("an HTTP channel has a rate");
             let feed = match &channel.adapter {
                 AdapterSettings::Amazon(config) => format!(", feed {:?}", config.feed),
+                AdapterSettings::Walmart(config) => format!(", feed {:?}", config.feed),
                 _ => String::new(),
             };
             format!(
@@ -152,6 +154,7 @@ fn a_channel_keeps_its_usage_plan_and_a_feed_channel_amazon_s() {
     listings: one every 20ms, burst 50, timeout 5s, feed None
     feeds: one every 120.482s, burst 15, timeout 1260s, feed Some(FeedSettings { poll_interval: 30s, timeout: 1200s })
     feeds-tuned: one every 59.880239521s, burst 1, timeout 660s, feed Some(FeedSettings { poll_interval: 5s, timeout: 600s })
+    walmart-feeds: one every 360s, burst 10, timeout 2460s, feed Some(FeedSettings { poll_interval: 30s, timeout: 2400s })
     ");
 }
 
@@ -191,7 +194,7 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     insta::assert_snapshot!(rendered.join("\n"), @r#"
     channel x: adapter: unknown variant `amazn`, expected one of `storefront`, `shopify`, `amazon`, `walmart`, `ebay`, `mercadolibre`
     channel x: environment variable UNSET (its refresh token) is not set
-    channel x: adapter: unknown field `colour`, expected one of `base_url`, `token_url`, `ship_node`, `client_id`, `client_secret_env`
+    channel x: adapter: unknown field `colour`, expected one of `base_url`, `token_url`, `ship_node`, `client_id`, `client_secret_env`, `feed`
     channel x: stock: share_percent must be 0 to 100, not 150
     channel x: listings at "listings": sku ABC-1 is listed twice ("B" and "A")
     channel x: listings at "listings": sku ABC-1 has an empty listing id

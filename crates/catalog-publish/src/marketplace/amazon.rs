@@ -43,9 +43,10 @@ const PATCH_OPERATION: &str = "merge";
 /// SP-API asks integrations to name themselves as `AppName/Version (Language=…)`.
 const USER_AGENT: &str = concat!("catalog-sync/", env!("CARGO_PKG_VERSION"), " (Language=Rust)");
 
+pub use super::feeds::FeedSettings;
 pub use feed::{
-    feed_document, read_feed_state, read_report, FeedSettings, FeedState, MessageOutcome, CALL_TIMEOUT,
-    CREATE_FEED_RATE, FEED_CONTENT_TYPE, FEED_TYPE, MAX_FEED_MESSAGES,
+    feed_document, read_feed_state, read_report, FeedState, MessageOutcome, CALL_TIMEOUT, CREATE_FEED_RATE,
+    FEED_CONTENT_TYPE, FEED_TYPE, MAX_FEED_MESSAGES,
 };
 pub use read::{parse_listing_quantity, parse_search, SearchFound, MAX_READS_PER_REQUEST, READ_INTERVAL, READ_SETTLE};
 

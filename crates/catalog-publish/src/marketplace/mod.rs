@@ -5,6 +5,7 @@
 
 pub mod amazon;
 pub mod ebay;
+pub mod feeds;
 pub mod mercadolibre;
 pub mod shopify;
 pub mod walmart;

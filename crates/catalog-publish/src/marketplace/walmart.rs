@@ -3,6 +3,7 @@
 //! asynchronous feed), with a client-credentials access token from `/v3/token`, fetched again
 //! when Walmart answers 401, and a pause when Walmart says the seller's request budget is spent.
 
+mod feed;
 mod read;
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use catalog_core::CatalogItem;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::feeds::FeedSettings;
 use super::{
     common_verdict, exchange, header, header_pairs, http_client, one_at_a_time, percent_encode, rejected, with_token,
     Answer,
@@ -29,6 +31,9 @@ pub const DEFAULT_TOKEN_URL: &str = "https://marketplace.walmartapis.com/v3/toke
 /// The `WM_SVC.NAME` every Marketplace request carries.
 pub const SERVICE_NAME: &str = "Walmart Marketplace";
 
+pub use feed::{
+    inventory_feed, item_outcomes, read_feed_page, FeedPage, ItemOutcome, FEED_RATE, MAX_FEED_ITEMS, STATUS_PAGE,
+};
 pub use read::{parse_inventories, parse_inventory, CATALOG_PAGE, READ_INTERVAL};
 
 /// Which seller's inventory, and the API credentials Walmart issued the seller.
@@ -43,7 +48,14 @@ pub struct WalmartConfig {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: Secret,
+    /// Quantities go in bulk inventory feeds of up to 10,000, waited for as set here, instead
+    /// of one `PUT /v3/inventory` per SKU.
+    pub feed: Option<FeedSettings>,
 }
+
+/// How long a Walmart feed is waited for by default: Walmart allows 30 minutes to process
+/// one.
+pub const DEFAULT_FEED_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
 /// A Walmart seller's inventory over the Marketplace API.
 #[derive(Debug)]
@@ -56,8 +68,12 @@ pub struct WalmartChannel {
 impl WalmartChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
+    /// A channel of feeds gives each call [`super::amazon::CALL_TIMEOUT`] at most: its
+    /// `request_timeout` is the whole feed's.
     pub fn new(config: WalmartConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let client = http_client(request_timeout, connections, None)?;
+        let call_timeout =
+            if config.feed.is_some() { request_timeout.min(super::amazon::CALL_TIMEOUT) } else { request_timeout };
+        let client = http_client(call_timeout, connections, None)?;
         // The token endpoint's headers are fixed when it is built: every token request of this
         // channel carries the one correlation id drawn here.
         let token_correlation_id = correlation_id();
@@ -85,7 +101,18 @@ impl WalmartChannel {
 
 #[async_trait]
 impl ChannelAdapter for WalmartChannel {
+    fn max_batch(&self) -> usize {
+        if self.config.feed.is_some() {
+            MAX_FEED_ITEMS
+        } else {
+            1
+        }
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
+        if let Some(settings) = self.config.feed {
+            return self.send_feed(settings, batch).await;
+        }
         one_at_a_time(batch, |publish| self.update(publish)).await
     }
 }
@@ -159,6 +186,13 @@ pub fn classify_walmart(
 ) -> Verdict {
     match status {
         200..=299 => Verdict::Answered(item.accepted()),
+        _ => refusal(status, headers, body, now),
+    }
+}
+
+/// What a Marketplace answer that is not a success means (see [`classify_walmart`]).
+fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>) -> Verdict {
+    match status {
         429 => Verdict::Throttled { retry_after: throttle_wait(headers, now) },
         // Credentials revoked or the API not granted: an operator fixes them and the item
         // heals, so it is retried rather than dead-lettered.

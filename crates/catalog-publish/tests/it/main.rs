@@ -15,6 +15,7 @@ mod rules;
 mod shopify;
 mod storefront;
 mod walmart;
+mod walmart_feed;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

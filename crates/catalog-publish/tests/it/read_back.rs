@@ -261,6 +261,7 @@ fn walmart(platform: &Platform) -> WalmartChannel {
         token_url: format!("{}/v3/token", platform.base_url),
         client_id: "walmart-client".into(),
         client_secret: Secret::new("walmart-secret"),
+        feed: None,
     };
     WalmartChannel::new(config, TIMEOUT, 2).expect("client")
 }

@@ -156,6 +156,7 @@ impl MarketplaceApi {
             token_url: format!("http://{}/v3/token", self.address),
             client_id: "walmart-client".into(),
             client_secret: Secret::new("walmart-secret"),
+            feed: None,
         };
         WalmartChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
     }

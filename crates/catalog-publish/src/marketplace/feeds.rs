@@ -1,0 +1,81 @@
+//! What the marketplaces' feeds share (Amazon's `JSON_LISTINGS_FEED`, Walmart's bulk
+//! inventory feed): how long a submitted feed is waited for, and reading it patiently once
+//! it is submitted, so that one failed read never abandons a feed.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::response::Verdict;
+
+/// A step that failed: the verdict for every message, and the status that said so.
+pub(crate) type Refused = (Verdict, Option<u16>);
+
+/// How a submitted feed is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedSettings {
+    /// How often its processing status is read (`getFeed` allows 2 requests per second).
+    pub poll_interval: Duration,
+    /// How long it is waited for before its messages are sent again in a new feed.
+    pub timeout: Duration,
+}
+
+impl FeedSettings {
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self { poll_interval: Self::DEFAULT_POLL_INTERVAL, timeout: Self::DEFAULT_TIMEOUT }
+    }
+}
+
+/// Calls `call` until it answers, once the feed has been submitted: a throttled call waits as
+/// long as Amazon says, a failed one (a 5xx, a dropped connection) `pause`, and the call is
+/// made again, up to `deadline`; `wait_first` waits `pause` before the first call. A refusal
+/// that waiting cannot change sends the messages again; so does the deadline, with the last
+/// failure named.
+pub(crate) async fn patiently<T, F, Fut>(
+    deadline: Instant,
+    pause: Duration,
+    wait_first: bool,
+    call: F,
+) -> Result<T, Refused>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, Refused>>,
+{
+    let mut wait = wait_first.then_some(pause);
+    let mut last = None;
+    loop {
+        if let Some(wait) = wait {
+            if Instant::now() + wait > deadline {
+                let error = match last {
+                    Some(last) => format!("the feed was not done before its timeout; the last read failed: {last}"),
+                    None => "the feed was not done before its timeout; its messages are sent again".to_owned(),
+                };
+                return Err((Verdict::Retry { reason: "feed_not_done", error }, None));
+            }
+            tokio::time::sleep(wait).await;
+        }
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err((Verdict::Throttled { retry_after }, _)) => {
+                last = Some(format!("throttled for {} ms", retry_after.as_millis()));
+                wait = Some(retry_after);
+            }
+            Err((Verdict::Retry { reason, error }, _)) => {
+                tracing::warn!(reason, %error, "reading a submitted feed failed, reading it again");
+                last = Some(format!("{reason}: {error}"));
+                wait = Some(pause);
+            }
+            // A refusal of a feed already submitted says nothing against its messages
+            // (a 404 for its id, say): they are sent again, never dead-lettered for it.
+            Err((Verdict::DeadLetter { reason, error, .. }, status)) => {
+                let error = format!("reading the submitted feed: {reason}: {error}");
+                return Err((Verdict::Retry { reason: "feed_unreadable", error }, status));
+            }
+            Err(refused) => return Err(refused),
+        }
+    }
+}
