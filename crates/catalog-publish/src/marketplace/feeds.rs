@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::adapter::{Attempt, Publish, Sent};
+use crate::marketplace::all;
 use crate::response::Verdict;
 
 /// A step that failed: the verdict for every message, and the status that said so.
@@ -77,5 +79,31 @@ where
             }
             Err(refused) => return Err(refused),
         }
+    }
+}
+
+/// What a feed's send answers: each item version's verdict (`verdict` of its outcome in the
+/// platform's report, in the batch's order), or the one verdict of a step that failed for
+/// all of them. The platform's report was read with a 200.
+pub(crate) fn feed_sent<O>(
+    batch: &[Publish],
+    outcomes: Result<Vec<O>, Refused>,
+    started: Instant,
+    verdict: impl Fn(O, &Publish) -> Verdict,
+) -> Sent {
+    match outcomes {
+        Ok(outcomes) => Sent {
+            attempts: outcomes
+                .into_iter()
+                .zip(batch)
+                .map(|(outcome, publish)| Attempt {
+                    verdict: verdict(outcome, publish),
+                    status: Some(200),
+                    latency: started.elapsed(),
+                })
+                .collect(),
+            pause: None,
+        },
+        Err((verdict, status)) => all(batch, verdict, status, started),
     }
 }

@@ -17,10 +17,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{access_token_refused, refusal, AmazonChannel, FULFILLMENT_CHANNEL_CODE, PATCH_OPERATION};
-use crate::adapter::{Attempt, Publish, Sent};
+use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{patiently, FeedSettings, Refused};
-use crate::marketplace::{all, exchange, header_pairs, with_token, Answer};
+use crate::marketplace::feeds::{feed_sent, patiently, FeedSettings, Refused};
+use crate::marketplace::{exchange, header_pairs, with_token, Answer};
 use crate::response::{classify_transport, truncate, TransportError, Verdict};
 
 /// The most messages one `JSON_LISTINGS_FEED` holds (the listings feed schema's `maxItems`).
@@ -232,29 +232,14 @@ impl AmazonChannel {
     /// Sends `batch` as one feed and waits for its report (see the module's comment).
     pub(super) async fn send_feed(&self, settings: FeedSettings, batch: &[Publish]) -> Sent {
         let started = Instant::now();
-        match self.submit_and_wait(settings, batch, started + settings.timeout).await {
-            Ok(outcomes) => Sent {
-                attempts: outcomes
-                    .into_iter()
-                    .zip(batch)
-                    .map(|(outcome, publish)| Attempt {
-                        verdict: match outcome {
-                            MessageOutcome::Accepted => Verdict::Answered(publish.entry.item.accepted()),
-                            MessageOutcome::Invalid { reason, error, issues } => {
-                                Verdict::DeadLetter { reason: reason.to_owned(), error, body: Some(issues) }
-                            }
-                            MessageOutcome::Unconfirmed { error } => {
-                                Verdict::Retry { reason: "feed_report_unclear", error }
-                            }
-                        },
-                        status: Some(200),
-                        latency: started.elapsed(),
-                    })
-                    .collect(),
-                pause: None,
-            },
-            Err((verdict, status)) => all(batch, verdict, status, started),
-        }
+        let outcomes = self.submit_and_wait(settings, batch, started + settings.timeout).await;
+        feed_sent(batch, outcomes, started, |outcome, publish| match outcome {
+            MessageOutcome::Accepted => Verdict::Answered(publish.entry.item.accepted()),
+            MessageOutcome::Invalid { reason, error, issues } => {
+                Verdict::DeadLetter { reason: reason.to_owned(), error, body: Some(issues) }
+            }
+            MessageOutcome::Unconfirmed { error } => Verdict::Retry { reason: "feed_report_unclear", error },
+        })
     }
 
     async fn submit_and_wait(

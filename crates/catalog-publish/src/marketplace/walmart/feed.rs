@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{access_token_expired, correlation_id, refusal, WalmartChannel, SERVICE_NAME};
-use crate::adapter::{Attempt, Publish, Sent};
+use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{patiently, FeedSettings, Refused};
-use crate::marketplace::{all, exchange, header_pairs, percent_encode, with_token, Answer};
+use crate::marketplace::feeds::{feed_sent, patiently, FeedSettings, Refused};
+use crate::marketplace::{exchange, header_pairs, percent_encode, with_token, Answer};
 use crate::response::{truncate, Verdict};
 
 /// The most items one feed holds (Walmart's bulk feeds take up to 10,000; the file stays far
@@ -192,29 +192,14 @@ impl WalmartChannel {
     /// Sends `batch` as one bulk inventory feed and waits until Walmart has processed it.
     pub(super) async fn send_feed(&self, settings: FeedSettings, batch: &[Publish]) -> Sent {
         let started = Instant::now();
-        match self.submit_and_wait(settings, batch, started + settings.timeout).await {
-            Ok(outcomes) => Sent {
-                attempts: outcomes
-                    .into_iter()
-                    .zip(batch)
-                    .map(|(outcome, publish)| Attempt {
-                        verdict: match outcome {
-                            ItemOutcome::Accepted => Verdict::Answered(publish.entry.item.accepted()),
-                            ItemOutcome::Refused { error, errors } => Verdict::DeadLetter {
-                                reason: "rejected_data_error".to_owned(),
-                                error,
-                                body: Some(errors),
-                            },
-                            ItemOutcome::Unconfirmed { reason, error } => Verdict::Retry { reason, error },
-                        },
-                        status: Some(200),
-                        latency: started.elapsed(),
-                    })
-                    .collect(),
-                pause: None,
-            },
-            Err((verdict, status)) => all(batch, verdict, status, started),
-        }
+        let outcomes = self.submit_and_wait(settings, batch, started + settings.timeout).await;
+        feed_sent(batch, outcomes, started, |outcome, publish| match outcome {
+            ItemOutcome::Accepted => Verdict::Answered(publish.entry.item.accepted()),
+            ItemOutcome::Refused { error, errors } => {
+                Verdict::DeadLetter { reason: "rejected_data_error".to_owned(), error, body: Some(errors) }
+            }
+            ItemOutcome::Unconfirmed { reason, error } => Verdict::Retry { reason, error },
+        })
     }
 
     async fn submit_and_wait(
