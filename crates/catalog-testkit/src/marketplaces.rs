@@ -3,7 +3,8 @@
 //! token endpoint), holding the quantity set per listing, and, on demand, throttling or
 //! failing every n-th request the way that platform does. Each also answers its platform's
 //! read of those quantities (for reconciliation), and a test can change or remove a listing
-//! behind the channel's back (drift). The adapters' own tests
+//! behind the channel's back (drift). Amazon and Walmart also take feeds (`feeds`). The
+//! adapters' own tests
 //! (`catalog-publish`) check every request field against the documentation; these check
 //! what a whole run leaves on each channel.
 
@@ -19,6 +20,7 @@ use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+mod feeds;
 mod mercadolibre;
 
 /// Which platform a [`Marketplace`] plays.
@@ -52,6 +54,8 @@ struct Shared {
     held: Held,
     /// Mercado Libre: each user product's stock version (`x-version`).
     stock_versions: Arc<Mutex<HashMap<String, u64>>>,
+    /// Amazon's and Walmart's feeds.
+    feeds: feeds::SharedFeeds,
 }
 
 /// One platform on a local port.
@@ -75,6 +79,7 @@ impl Marketplace {
             n_requests: Arc::clone(&n_requests),
             held: Arc::clone(&held),
             stock_versions: Arc::default(),
+            feeds: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/tenants/{tenant}/items/{item}/invalidate", post(storefront))
@@ -90,6 +95,14 @@ impl Marketplace {
             .route("/items", get(mercadolibre::read))
             .route("/user-products/{id}/stock", get(mercadolibre::stock))
             .route("/user-products/{id}/stock/type/{location_type}", put(mercadolibre::set_stock))
+            .route("/feeds/2021-06-30/documents", post(feeds::amazon_create_document))
+            .route("/feeds/2021-06-30/documents/{id}", get(feeds::amazon_document))
+            .route("/feeds/2021-06-30/feeds", post(feeds::amazon_create_feed))
+            .route("/feeds/2021-06-30/feeds/{id}", get(feeds::amazon_feed))
+            .route("/feed-uploads/{id}", put(feeds::amazon_upload))
+            .route("/feed-reports/{id}", get(feeds::amazon_report))
+            .route("/v3/feeds", post(feeds::walmart_submit))
+            .route("/v3/feeds/{id}", get(feeds::walmart_feed))
             .route("/auth/o2/token", post(token))
             .route("/v3/token", post(token))
             .route("/identity/v1/oauth2/token", post(token))

@@ -1,8 +1,9 @@
 //! The sales channels end to end: a channels file with a storefront and three marketplaces,
 //! each with its own buffer, cap, share, threshold and listings, read as the worker reads it,
 //! drained by the worker's publishers over real HTTP while the storefront fails and throttles
-//! and the marketplaces throttle. Each channel ends holding exactly what its rules give the
-//! catalog's final quantities, and nothing is dead-lettered.
+//! and the marketplaces throttle; and Amazon and Walmart in their bulk forms (feeds). Each
+//! channel ends holding exactly what its rules give the catalog's final quantities, and
+//! nothing is dead-lettered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,4 +166,61 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
     );
     assert!(attempts("mercadolibre", "skipped") >= N_SKUS / 2, "odd SKUs are skipped there");
     assert_eq!(attempts("mercadolibre", "dead_lettered") + attempts("storefront", "dead_lettered"), 0);
+}
+
+/// Amazon and Walmart in their bulk forms, read from the channels file as the worker reads
+/// it: each round of changes goes out in feeds, submissions throttled and failing now and
+/// then, and each marketplace ends holding what its rules give, with nothing dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_channels_end_at_what_their_rules_give_after_throttling_and_failures() {
+    let amazon = Marketplace::start(Platform::Amazon, Faults { throttle_every: Some(3), fail_every: None }).await;
+    let walmart = Marketplace::start(Platform::Walmart, Faults { throttle_every: None, fail_every: Some(2) }).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[
+              {{"name": "amazon", "requests_per_second": 50, "burst": 5, "stock": {{"share_percent": 50}},
+                "adapter": {{"kind": "amazon", "base_url": "{amazon}", "token_url": "{amazon}/auth/o2/token", "seller_id": "A1", "marketplace_id": "ATVPDKIKX0DER", "client_id": "c", "client_secret_env": "S", "refresh_token_env": "R", "feed": {{"poll_interval_ms": 20, "timeout_s": 10}}}}}},
+              {{"name": "walmart", "requests_per_second": 50, "stock": {{"buffer": 3, "cap": 10}},
+                "adapter": {{"kind": "walmart", "base_url": "{walmart}", "client_id": "c", "client_secret_env": "S", "feed": {{"poll_interval_ms": 20, "timeout_s": 10}}}}}}
+            ]"#,
+            amazon = amazon.base_url,
+            walmart = walmart.base_url,
+        ),
+    );
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let store: Arc<dyn CatalogStore> =
+        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
+    let metrics = Metrics::new();
+    let work = WorkSignal::new();
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
+    let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
+    let running: Vec<_> = publishers
+        .into_iter()
+        .map(|publisher| tokio::spawn(publisher.run(shutdown.clone(), drained.clone())))
+        .collect();
+    for round in 0..3 {
+        store.apply_batch(&events(round)).await.expect("apply");
+        work.notify();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drained.cancel();
+    for publisher in running {
+        tokio::time::timeout(Duration::from_secs(60), publisher)
+            .await
+            .expect("every channel drains within a minute")
+            .expect("publisher task")
+            .expect("publisher");
+    }
+    for n in 0..N_SKUS {
+        let catalog = quantity(n, 2);
+        assert_eq!(amazon.quantity(&sku(n)), Some(catalog / 2), "amazon, {}", sku(n));
+        assert_eq!(walmart.quantity(&sku(n)), Some((catalog - 3).clamp(0, 10)), "walmart, {}", sku(n));
+    }
+    assert!(store.open_dead_letters(100).await.expect("dead letters").is_empty(), "nothing was given up");
+    let attempts = |channel: &str, result: &str| metrics.publish_attempts.with_label_values(&[channel, result]).get();
+    assert!(attempts("amazon", "throttled") > 0, "Amazon throttled some feeds");
+    assert!(attempts("walmart", "retry") > 0, "Walmart failed some feeds");
 }
