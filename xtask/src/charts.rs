@@ -81,6 +81,9 @@ struct Fanout {
     channels: Vec<FanoutChannel>,
     events_per_second: f64,
     items: f64,
+    /// Amazon and Walmart took feeds in this run.
+    #[serde(default)]
+    feeds: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +171,9 @@ pub(crate) fn draw_all(root: &Path) -> Result<Vec<PathBuf>> {
     }
     if let Some(data) = load::<Fanout>(&input.join("fanout.json"), "fanout.svg")? {
         charts.push(("fanout.svg", fanout(&data)));
+    }
+    if let Some(data) = load::<Fanout>(&input.join("fanout-feeds.json"), "fanout-feeds.svg")? {
+        charts.push(("fanout-feeds.svg", fanout(&data)));
     }
     let output = root.join("docs").join("charts");
     let mut written = Vec::new();
@@ -377,9 +383,10 @@ fn grouped_bars(svg: &mut Svg, area: Area, top: f64, groups: &[(String, Vec<f64>
 fn fanout(data: &Fanout) -> String {
     const NAMES: [&str; 3] = ["p50", "p99", "max"];
     let title = format!(
-        "event → accepted per channel, {} events/s over {} items",
+        "event → accepted per channel, {} events/s over {} items{}",
         thousands(data.events_per_second),
-        thousands(data.items)
+        thousands(data.items),
+        if data.feeds { ", Amazon and Walmart in feeds" } else { "" }
     );
     let mut svg = Svg::new(WIDTH, HEIGHT, &title);
     let area = Area { left: 72.0, top: 70.0, right: WIDTH - 28.0, bottom: HEIGHT - 44.0 };

@@ -181,6 +181,10 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
     // 5,000 events/s fanned out to five local marketplaces (issue #18; needs PostgreSQL and Kafka).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "fanout"])
         .context("fan-out benchmark failed")?;
+    // The same with Amazon and Walmart in feeds (decision 0029), as a seller at that rate runs them.
+    let fanout = ["bench", "--locked", "-p", "sync-worker", "--bench", "fanout"];
+    run_with(root, "cargo", &fanout, &[("CATALOG_BENCH_FANOUT_FEEDS", "1")])
+        .context("fan-out benchmark with feeds failed")?;
     // Drift healed on a 100,000-item storefront limited to 200 requests/s (needs PostgreSQL).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "reconcile"])
         .context("reconciliation benchmark failed")?;
@@ -216,9 +220,19 @@ pub(crate) fn visit(directory: &Path, on_file: &mut dyn FnMut(&Path) -> Result<(
 }
 
 pub(crate) fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
-    eprintln!("xtask: {program} {}", args.join(" "));
-    let status =
-        Command::new(program).args(args).current_dir(root).status().with_context(|| format!("starting {program}"))?;
+    run_with(root, program, args, &[])
+}
+
+/// [`run`] with environment variables set for the command.
+pub(crate) fn run_with(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let shown: Vec<String> = envs.iter().map(|(name, value)| format!("{name}={value} ")).collect();
+    eprintln!("xtask: {}{program} {}", shown.concat(), args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("starting {program}"))?;
     if !status.success() {
         bail!("{program} {} exited with {status}", args.join(" "));
     }

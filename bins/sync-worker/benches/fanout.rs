@@ -4,7 +4,9 @@
 //! (`catalog_testkit::marketplaces`), none throttling. Reports, per channel, the latency from
 //! an event's production until that channel holds its quantity (or a newer one), and the
 //! requests it answered. Needs PostgreSQL and a Kafka-protocol broker; run through
-//! `cargo xtask bench`. `CATALOG_BENCH_FANOUT_ARGS` adds worker flags.
+//! `cargo xtask bench`. `CATALOG_BENCH_FANOUT_ARGS` adds worker flags;
+//! `CATALOG_BENCH_FANOUT_FEEDS=1` sends Amazon's and Walmart's quantities in feeds (decision
+//! 0029), as a seller at this rate would, instead of one request per listing.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -31,8 +33,15 @@ fn sku(item: u64) -> String {
     format!("FAN-{item:05}")
 }
 
+/// Whether Amazon and Walmart take feeds in this run.
+fn feeds() -> bool {
+    std::env::var("CATALOG_BENCH_FANOUT_FEEDS").is_ok_and(|value| value == "1")
+}
+
 /// The channels file: the five marketplaces at their local addresses, every SKU listed.
 fn channels_file(marketplaces: &[Marketplace], path: &std::path::Path) {
+    // A feed's status is read every 100 ms here (Amazon's own pace is minutes).
+    let feed = if feeds() { r#", "feed": {"poll_interval_ms": 100}"# } else { "" };
     let listings = |prefix: &str| {
         (0..ITEMS).map(|item| format!(r#""{}": "{prefix}{}""#, sku(item), 10_000 + item)).collect::<Vec<_>>().join(", ")
     };
@@ -44,9 +53,9 @@ fn channels_file(marketplaces: &[Marketplace], path: &std::path::Path) {
           {{"name": "shopify", {CHANNEL}, "listings": {{{shopify_listings}}},
             "adapter": {{"kind": "shopify", "base_url": "{shopify}", "location_id": "gid://shopify/Location/1", "access_token_env": "FANOUT_SECRET"}}}},
           {{"name": "amazon", {CHANNEL},
-            "adapter": {{"kind": "amazon", "base_url": "{amazon}", "token_url": "{amazon}/auth/o2/token", "seller_id": "A1", "marketplace_id": "ATVPDKIKX0DER", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET"}}}},
+            "adapter": {{"kind": "amazon", "base_url": "{amazon}", "token_url": "{amazon}/auth/o2/token", "seller_id": "A1", "marketplace_id": "ATVPDKIKX0DER", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET"{feed}}}}},
           {{"name": "walmart", {CHANNEL},
-            "adapter": {{"kind": "walmart", "base_url": "{walmart}", "client_id": "c", "client_secret_env": "FANOUT_SECRET"}}}},
+            "adapter": {{"kind": "walmart", "base_url": "{walmart}", "client_id": "c", "client_secret_env": "FANOUT_SECRET"{feed}}}}},
           {{"name": "ebay", {CHANNEL},
             "adapter": {{"kind": "ebay", "base_url": "{ebay}", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET"}}}},
           {{"name": "mercadolibre", {CHANNEL}, "listings": {{{meli_listings}}},
@@ -165,7 +174,8 @@ async fn main() {
     worker.stop();
 
     let mut rows = Vec::new();
-    println!("fan-out: {RATE} events/s for {SECONDS} s over {ITEMS} items to five marketplaces");
+    let form = if feeds() { "Amazon and Walmart in feeds" } else { "one request per listing on Amazon and Walmart" };
+    println!("fan-out: {RATE} events/s for {SECONDS} s over {ITEMS} items to five marketplaces ({form})");
     println!("| channel | p50 | p99 | max | requests | requests/s |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for market in &marketplaces {
@@ -199,7 +209,7 @@ async fn main() {
         println!("worker peak RSS {peak:.0} MiB");
     }
     write_bench_data(
-        "fanout",
-        &serde_json::json!({ "events_per_second": RATE, "seconds": SECONDS, "items": ITEMS, "channels": rows, "peak_rss_mib": peak_rss }),
+        if feeds() { "fanout-feeds" } else { "fanout" },
+        &serde_json::json!({ "events_per_second": RATE, "seconds": SECONDS, "items": ITEMS, "feeds": feeds(), "channels": rows, "peak_rss_mib": peak_rss }),
     );
 }
