@@ -209,6 +209,10 @@ impl OutboxStore for PostgresStore {
         with_deadline(self.deadline, "record_publishes", outbox::record_publishes(&self.pool, records)).await
     }
 
+    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
+        outbox::release_claims(&self.pool, channel, items).await
+    }
+
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
         with_deadline(self.deadline, "republish", outbox::republish(&self.pool, &self.config, items)).await
     }

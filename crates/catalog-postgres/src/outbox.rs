@@ -161,6 +161,20 @@ pub(crate) async fn stale_items(pool: &PgPool, channel: &str) -> Result<u64, Sto
 }
 
 /// Queues a publish of each item's current version on every channel serving its tenant.
+/// Makes the still-leased rows of `items` on `channel` due now.
+pub(crate) async fn release_claims(pool: &PgPool, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+    let released = sqlx::query(
+        "UPDATE outbox SET available_at = now() WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
+    )
+    .bind(channel)
+    .bind(&ids)
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(released.rows_affected())
+}
+
 pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let mut transaction = pool.begin().await.map_err(store_error)?;

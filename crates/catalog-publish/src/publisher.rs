@@ -3,13 +3,14 @@
 //! rules say (skipping a SKU the channel does not list), send them through the channel's
 //! adapter in batches as large as it takes, under its concurrency and rate limit while the
 //! lease lasts, hold the channel on throttling or a budget running low, and record how every
-//! attempt ended, with the quantity sent and its rule, one transaction per round.
+//! attempt ended, with the quantity sent and its rule, one transaction per round. Shutdown
+//! cuts a round short and gives its claims back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use catalog_core::ChannelQuantity;
+use catalog_core::{ChannelQuantity, ItemId};
 use catalog_store::{
     OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, SentQuantity, StoreError,
 };
@@ -175,6 +176,7 @@ impl ChannelPublisher {
             // The store leased the round from a moment after this one: a send that starts a
             // request timeout before this deadline ends while no other lane can hold the item.
             let deadline = round_started + lease;
+            let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());
             for entry in entries {
@@ -186,11 +188,19 @@ impl ChannelPublisher {
                 }
             }
             let batches = in_batches(publishes, self.adapter.max_batch());
-            let sent: Vec<(Vec<Publish>, Option<Sent>)> =
-                futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline)))
-                    .buffer_unordered(concurrency)
-                    .collect()
-                    .await;
+            let sending = futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline)))
+                .buffer_unordered(concurrency)
+                .collect::<Vec<(Vec<Publish>, Option<Sent>)>>();
+            // Shutdown cuts a round short rather than wait for it: a feed is waited for
+            // minutes. Nothing of it is recorded, and its claims are given back, so the next
+            // publisher sends them at once instead of after the lease.
+            let sent = tokio::select! {
+                sent = sending => sent,
+                _ = shutdown.cancelled() => {
+                    self.give_back(&round_items).await;
+                    return Ok(n_done);
+                }
+            };
             for (batch, sent) in sent {
                 let Some(Sent { attempts, pause }) = sent else {
                     for publish in &batch {
@@ -259,6 +269,19 @@ impl ChannelPublisher {
             }
             for letter in &resolved {
                 self.events.resolved(letter);
+            }
+        }
+    }
+
+    /// Gives back the claims of a round cut short; if the store cannot take them now, they
+    /// are due again when their lease ends.
+    async fn give_back(&self, items: &[ItemId]) {
+        match self.store.release_claims(&self.config.name, items).await {
+            Ok(n_released) => {
+                tracing::info!(channel = %self.config.name, n_released, "shutting down: gave back the claims of a round not finished");
+            }
+            Err(error) => {
+                tracing::warn!(channel = %self.config.name, %error, n_items = items.len(), "shutting down: could not give back a round's claims; they are due again when their lease ends");
             }
         }
     }

@@ -237,6 +237,10 @@ impl OutboxStore for SqliteStore {
         publish::record_publishes(&self.writer, records).await
     }
 
+    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
+        publish::release_claims(&self.writer, channel, items).await
+    }
+
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
         apply::republish(&self.writer, &self.config, items).await
     }

@@ -5,6 +5,7 @@
 //! transaction: concurrent publishers queue on the writer instead of both picking the same
 //! item, and never wait on SQLite's lock behind a batch.
 
+use catalog_core::ItemId;
 use catalog_store::{
     rows, DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord,
     ResolvedDeadLetter, StoreError,
@@ -90,6 +91,30 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
         lease_row.execute(params![leased_until, outbox_id]).map_err(write_error)?;
     }
     Ok(claimed)
+}
+
+/// Makes the still-leased rows of `items` on `channel` due now.
+pub(crate) async fn release_claims(writer: &Writer, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let (channel, items) = (channel.to_owned(), items.to_vec());
+    writer
+        .transaction(move |connection| {
+            let now = micros(Utc::now());
+            let mut release = connection
+                .prepare_cached(
+                    "UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3 AND available_at > ?1",
+                )
+                .map_err(write_error)?;
+            let mut released = 0;
+            for item in &items {
+                released +=
+                    release.execute(params![now, channel, item.0.as_bytes().as_slice()]).map_err(write_error)?;
+            }
+            Ok(released as u64)
+        })
+        .await
 }
 
 /// Records finished attempts and what they mean for the outbox, the channel's held version

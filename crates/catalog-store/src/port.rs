@@ -63,6 +63,11 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// sends), returning the dead letters they resolved.
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError>;
 
+    /// Gives back claims of `channel` that were not recorded (a round cut short by shutdown):
+    /// each of `items` that is still leased becomes due now instead of when its lease ends,
+    /// so another publisher sends it at once. Returns the rows given back.
+    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError>;
+
     /// Queues a publish of each item's current version on every channel serving its tenant
     /// (a cache bust after a replay), returning the outbox rows queued.
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;

@@ -492,3 +492,39 @@ async fn the_drain_loop_sends_a_backlog_in_feeds_and_records_each_message_s_fate
     let depths = store.outbox_depth().await.expect("depth");
     assert_eq!(depths.iter().map(|depth| depth.pending).sum::<u64>(), 0, "nothing left waiting: {depths:?}");
 }
+
+/// Shutdown while a feed is waited for: the publisher stops at once instead of after the
+/// feed's timeout, records nothing of the round, and gives its claims back, so the items
+/// are due now rather than after their lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_feed_stops_at_once_and_gives_the_claims_back() {
+    let api = FeedsApi::start(vec![], Ending::Never).await;
+    let (store, _dir) = crate::store(&["amazon"]).await;
+    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
+    let mut config = catalog_publish::ChannelConfig::new("amazon");
+    config.request_timeout = Duration::from_secs(600);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let outbox: Arc<dyn catalog_store::prelude::CatalogStore> = Arc::clone(&store);
+    let channel = api.channel(Duration::from_secs(540));
+    let publisher = catalog_publish::ChannelPublisher::new(config, Arc::new(channel), outbox, Arc::new(crate::Quiet));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(publisher.run(shutdown.clone(), tokio_util::sync::CancellationToken::new()));
+    let submitted = async {
+        while !api.requests().iter().any(|request| request.path == "/feeds/2021-06-30/feeds") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
+    shutdown.cancel();
+    let published = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the publisher stops at once, not after the feed's timeout")
+        .expect("publisher task")
+        .expect("publisher run");
+    assert_eq!(published, 0);
+    let claim = catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30));
+    let due = store.claim_outbox("amazon", &claim).await.expect("claim");
+    assert_eq!(due.len(), 2, "both items are due at once, not leased for the feed's 20 minutes");
+    assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
+}
