@@ -69,6 +69,42 @@ pub(crate) fn channels_in(path: &std::path::Path, text: String) -> (Vec<HttpChan
     (channels, settings)
 }
 
+/// A SQLite store in `directory` queuing for `channels`, and the worker's publishers draining
+/// it while three rounds of changes are applied (the last one wins everywhere), until
+/// everything is published or given up.
+async fn publish_three_rounds(
+    channels: Vec<HttpChannel>,
+    settings: &PublishSettings,
+    directory: &std::path::Path,
+) -> (Arc<dyn CatalogStore>, Metrics) {
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let store: Arc<dyn CatalogStore> =
+        Arc::new(SqliteStore::open_path(&directory.join("catalog.db"), config).await.expect("open"));
+    let metrics = Metrics::new();
+    let work = WorkSignal::new();
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
+    let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
+    let running: Vec<_> = publishers
+        .into_iter()
+        .map(|publisher| tokio::spawn(publisher.run(shutdown.clone(), drained.clone())))
+        .collect();
+    for round in 0..3 {
+        store.apply_batch(&events(round)).await.expect("apply");
+        work.notify();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drained.cancel();
+    for publisher in running {
+        tokio::time::timeout(Duration::from_secs(60), publisher)
+            .await
+            .expect("every channel drains within a minute")
+            .expect("publisher task")
+            .expect("publisher");
+    }
+    (store, metrics)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling() {
     let storefront =
@@ -107,34 +143,7 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
             meli_listings = meli_listings.join(", "),
         ),
     );
-    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
-    let store: Arc<dyn CatalogStore> =
-        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
-
-    let metrics = Metrics::new();
-    let work = WorkSignal::new();
-    let outbox = Arc::clone(&store) as Arc<dyn OutboxStore>;
-    let built = build_channels(channels).expect("adapters");
-    let publishers = publishers(built, &settings, outbox, &metrics, &work);
-    let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
-    let running: Vec<_> = publishers
-        .into_iter()
-        .map(|publisher| tokio::spawn(publisher.run(shutdown.clone(), drained.clone())))
-        .collect();
-    // Three rounds of changes while the channels publish; the last one wins everywhere.
-    for round in 0..3 {
-        store.apply_batch(&events(round)).await.expect("apply");
-        work.notify();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drained.cancel();
-    for publisher in running {
-        tokio::time::timeout(Duration::from_secs(60), publisher)
-            .await
-            .expect("every channel drains within a minute")
-            .expect("publisher task")
-            .expect("publisher");
-    }
+    let (store, metrics) = publish_three_rounds(channels, &settings, directory.path()).await;
 
     let item_id = |n: u64| {
         let key =
@@ -189,31 +198,7 @@ async fn feed_channels_end_at_what_their_rules_give_after_throttling_and_failure
             walmart = walmart.base_url,
         ),
     );
-    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
-    let store: Arc<dyn CatalogStore> =
-        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
-    let metrics = Metrics::new();
-    let work = WorkSignal::new();
-    let built = build_channels(channels).expect("adapters");
-    let publishers = publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
-    let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
-    let running: Vec<_> = publishers
-        .into_iter()
-        .map(|publisher| tokio::spawn(publisher.run(shutdown.clone(), drained.clone())))
-        .collect();
-    for round in 0..3 {
-        store.apply_batch(&events(round)).await.expect("apply");
-        work.notify();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drained.cancel();
-    for publisher in running {
-        tokio::time::timeout(Duration::from_secs(60), publisher)
-            .await
-            .expect("every channel drains within a minute")
-            .expect("publisher task")
-            .expect("publisher");
-    }
+    let (store, metrics) = publish_three_rounds(channels, &settings, directory.path()).await;
     for n in 0..N_SKUS {
         let catalog = quantity(n, 2);
         assert_eq!(amazon.quantity(&sku(n)), Some(catalog / 2), "amazon, {}", sku(n));
