@@ -351,10 +351,12 @@ impl BatchSink for Applier {
             })
             .collect();
         let mut input = BatchInput::new(std::mem::take(&mut batch.events), checkpoints);
-        // A Kafka message's offset and a file line's position (counted across the files read
-        // at its path) are their checkpoint's units: what the stored position has passed is
-        // applied already. A feed's checkpoint counts pages, not its records (decision 0028).
-        input.skip_applied = matches!(source_kind(&batch.source), "kafka" | "file");
+        // A Kafka message's offset, a file line's position (counted across the files read at
+        // its path) and a feed record's page (every record of a page carries the page's number,
+        // and the checkpoint the next page's) are their checkpoint's units: what the stored
+        // position has passed is applied already (decision 0028). Standard input keeps no
+        // checkpoint, and a full refresh's corrections none either.
+        input.skip_applied = matches!(source_kind(&batch.source), "kafka" | "file" | "feed");
         let applied = self.apply_until_durable(&input).await?;
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing

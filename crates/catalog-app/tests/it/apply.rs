@@ -19,6 +19,7 @@ use catalog_store::{
 
 const KAFKA: &str = "kafka:catalog-sync:supplier.inventory.v1";
 const FILE: &str = "file:/var/lib/catalog-sync/inbox/events.ndjson";
+const FEED: &str = "feed:canary/acme";
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
@@ -141,16 +142,22 @@ fn owned(rows: &[(&str, u32)]) -> Vec<(String, u32)> {
 
 #[tokio::test]
 async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
-    for (source, kind) in [(KAFKA, "kafka"), (FILE, "file")] {
-        a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(source, kind).await;
+    // A feed's page: every record at the page's number, checkpointed at the next page.
+    let mut page = from_source(FEED);
+    for event in &mut page.events {
+        event.source.offset = 7;
+    }
+    page.checkpoint = Some(Position::at(8));
+    for (batch, kind) in [(from_source(KAFKA), "kafka"), (from_source(FILE), "file"), (page, "feed")] {
+        a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch, kind).await;
     }
 }
 
-async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(source: &str, kind: &str) {
+async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: SourceBatch, kind: &str) {
     // The commit lands and the connection drops; the retry finds the batch applied whole.
     let run = run(1, 0).await;
     let mut publishers = run.applier.publish_work().subscribe();
-    run.applier.apply(from_source(source)).await.expect("durable");
+    run.applier.apply(batch).await.expect("durable");
 
     assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "tried again, and found applied");
     assert_eq!(
