@@ -210,3 +210,35 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: adapter: unknown field `poll_ms`, expected `poll_interval_ms` or `timeout_s`
     "#);
 }
+
+/// The README's channels file example is one the worker reads: every channel in it parses,
+/// with its adapter, rules and listings, as documented.
+#[test]
+fn the_readme_s_channels_file_example_is_read_as_documented() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let section = readme.split("### Sales channels").nth(1).expect("the README's sales channels section");
+    let example = section.split("```json").nth(1).and_then(|rest| rest.split("```").next()).expect("a JSON example");
+    let directory = tempfile::tempdir().expect("temp dir");
+    std::fs::write(directory.path().join("shopify-listings.csv"), "sku,listing\nABC-1,gid://shopify/InventoryItem/1\n")
+        .expect("write the listings file");
+    let path = directory.path().join("channels.json");
+    std::fs::write(&path, example).expect("write the channels file");
+    let env = |name: &str| Some(format!("value of {name}"));
+    let rendered: Vec<String> = http_channels_with(&settings(Some(path)), &env)
+        .expect("the README's example is a valid channels file")
+        .iter()
+        .map(|channel| format!("{} {}", channel.config.name, channel.adapter.kind()))
+        .collect();
+    assert_eq!(
+        rendered,
+        [
+            "storefront storefront",
+            "shopify shopify",
+            "amazon-us amazon",
+            "amazon-bulk amazon",
+            "ebay ebay",
+            "walmart walmart",
+            "mercadolibre mercadolibre"
+        ]
+    );
+}
