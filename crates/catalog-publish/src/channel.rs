@@ -103,6 +103,16 @@ pub struct Rate {
 const LONGEST_INTERVAL: Duration = Duration::from_secs(86_400);
 
 impl Rate {
+    /// One request every `interval`, `burst` at once (at least one): a platform's documented
+    /// plan as a constant.
+    pub const fn every(interval: Duration, burst: u32) -> Self {
+        let burst = match NonZeroU32::new(burst) {
+            Some(burst) => burst,
+            None => NonZeroU32::MIN,
+        };
+        Self { interval, burst }
+    }
+
     /// `n` requests per second, `n` at once.
     pub fn per_second(n: NonZeroU32) -> Self {
         Self { interval: Duration::from_secs(1) / n.get(), burst: n }

@@ -186,7 +186,7 @@ fn channel(
         _ => None,
     };
     if let Some((feed, rate)) = feed {
-        config.request_timeout = feed.timeout + amazon::CALL_TIMEOUT;
+        config.request_timeout = feed.send_timeout();
         config.rate = Some(rate);
     }
     match (entry.requests_per_second, entry.burst) {

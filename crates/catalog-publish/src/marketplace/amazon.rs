@@ -45,8 +45,8 @@ const USER_AGENT: &str = concat!("catalog-sync/", env!("CARGO_PKG_VERSION"), " (
 
 pub use super::feeds::FeedSettings;
 pub use feed::{
-    feed_document, read_feed_state, read_report, FeedState, MessageOutcome, CALL_TIMEOUT, CREATE_FEED_RATE,
-    FEED_CONTENT_TYPE, FEED_TYPE, MAX_FEED_MESSAGES,
+    feed_document, read_feed_state, read_report, FeedState, MessageOutcome, CREATE_FEED_RATE, FEED_CONTENT_TYPE,
+    FEED_TYPE, MAX_FEED_MESSAGES,
 };
 pub use read::{parse_listing_quantity, parse_search, SearchFound, MAX_READS_PER_REQUEST, READ_INTERVAL, READ_SETTLE};
 
@@ -87,10 +87,10 @@ pub struct AmazonChannel {
 impl AmazonChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
-    /// A channel of feeds gives each call [`CALL_TIMEOUT`] at most: its `request_timeout` is
-    /// the whole feed's.
+    /// A channel of feeds gives each call [`super::feeds::CALL_TIMEOUT`] at most: its
+    /// `request_timeout` is the whole feed's.
     pub fn new(config: AmazonConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let call_timeout = if config.feed.is_some() { request_timeout.min(CALL_TIMEOUT) } else { request_timeout };
+        let call_timeout = super::feeds::call_timeout(config.feed, request_timeout);
         let client = http_client(call_timeout, connections, Some(USER_AGENT))?;
         let endpoint = TokenEndpoint {
             url: config.token_url.clone(),

@@ -5,9 +5,14 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use crate::adapter::{Attempt, Publish, Sent};
-use crate::marketplace::all;
+use crate::marketplace::{all, header_pairs, Answer};
 use crate::response::Verdict;
+
+/// What each call of a feed may take; the whole feed has [`FeedSettings::timeout`].
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A step that failed: the verdict for every message, and the status that said so.
 pub(crate) type Refused = (Verdict, Option<u16>);
@@ -24,6 +29,34 @@ pub struct FeedSettings {
 impl FeedSettings {
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+    /// How long the drain loop gives one send of a channel of feeds: the feed's timeout,
+    /// and one call to end on, so the adapter's own deadline is the one that fires.
+    pub fn send_timeout(&self) -> Duration {
+        self.timeout + CALL_TIMEOUT
+    }
+}
+
+/// What the HTTP client of a channel whose sends take `request_timeout` gives one call: all
+/// of it, or for a channel of feeds (`feed`), [`CALL_TIMEOUT`] at most.
+pub(crate) fn call_timeout(feed: Option<FeedSettings>, request_timeout: Duration) -> Duration {
+    match feed {
+        Some(_) => request_timeout.min(CALL_TIMEOUT),
+        None => request_timeout,
+    }
+}
+
+/// What a platform's answer that is not a success means.
+pub(crate) type Refusal = fn(u16, &[(&str, &str)], &str, DateTime<Utc>) -> Verdict;
+
+/// A feed call's answer if it succeeded (2xx); otherwise what `refusal`, the platform's
+/// reading of an answer that is not a success, says of it, for every item of the feed.
+pub(crate) fn succeeded(answer: Answer, refusal: Refusal) -> Result<Answer, Refused> {
+    if (200..300).contains(&answer.status) {
+        return Ok(answer);
+    }
+    let headers = header_pairs(&answer.headers);
+    Err((refusal(answer.status, &headers, &answer.body, Utc::now()), Some(answer.status)))
 }
 
 impl Default for FeedSettings {
@@ -33,7 +66,7 @@ impl Default for FeedSettings {
 }
 
 /// Calls `call` until it answers, once the feed has been submitted: a throttled call waits as
-/// long as Amazon says, a failed one (a 5xx, a dropped connection) `pause`, and the call is
+/// long as the platform says, a failed one (a 5xx, a dropped connection) `pause`, and the call is
 /// made again, up to `deadline`; `wait_first` waits `pause` before the first call. A refusal
 /// that waiting cannot change sends the messages again; so does the deadline, with the last
 /// failure named.

@@ -68,11 +68,10 @@ pub struct WalmartChannel {
 impl WalmartChannel {
     /// A client that keeps up to `connections` connections open and gives up on a request
     /// after `request_timeout`; the token endpoint is asked through the same client.
-    /// A channel of feeds gives each call [`super::amazon::CALL_TIMEOUT`] at most: its
+    /// A channel of feeds gives each call [`super::feeds::CALL_TIMEOUT`] at most: its
     /// `request_timeout` is the whole feed's.
     pub fn new(config: WalmartConfig, request_timeout: Duration, connections: usize) -> Result<Self, PublishError> {
-        let call_timeout =
-            if config.feed.is_some() { request_timeout.min(super::amazon::CALL_TIMEOUT) } else { request_timeout };
+        let call_timeout = super::feeds::call_timeout(config.feed, request_timeout);
         let client = http_client(call_timeout, connections, None)?;
         // The token endpoint's headers are fixed when it is built: every token request of this
         // channel carries the one correlation id drawn here.

@@ -8,10 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,8 +17,8 @@ use serde_json::{json, Value};
 use super::{access_token_refused, refusal, AmazonChannel, FULFILLMENT_CHANNEL_CODE, PATCH_OPERATION};
 use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{feed_sent, patiently, FeedSettings, Refused};
-use crate::marketplace::{exchange, header_pairs, with_token, Answer};
+use crate::marketplace::feeds::{feed_sent, patiently, succeeded, FeedSettings, Refused};
+use crate::marketplace::{exchange, with_token, Answer};
 use crate::response::{classify_transport, truncate, TransportError, Verdict};
 
 /// The most messages one `JSON_LISTINGS_FEED` holds (the listings feed schema's `maxItems`).
@@ -30,15 +28,7 @@ pub const FEED_TYPE: &str = "JSON_LISTINGS_FEED";
 pub const FEED_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 /// `createFeed`'s usage plan, and `createFeedDocument`'s: 0.0083 requests per second (one
 /// every 120.48 s), a burst of 15. One send of a feed channel makes one of each.
-pub const CREATE_FEED_RATE: Rate = Rate {
-    interval: Duration::from_millis(120_482),
-    burst: match NonZeroU32::new(15) {
-        Some(burst) => burst,
-        None => NonZeroU32::MIN,
-    },
-};
-/// What each call of a feed may take; the whole feed has [`FeedSettings::timeout`].
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CREATE_FEED_RATE: Rate = Rate::every(Duration::from_millis(120_482), 15);
 
 /// The feed that sets each listing of `batch` to its quantity: message `i + 1` is
 /// `batch[i]`, a `PATCH` merging the merchant-fulfilled quantity, as the single-listing
@@ -314,11 +304,7 @@ impl AmazonChannel {
         })
         .await
         .map_err(|verdict| (verdict, None))?;
-        if !(200..300).contains(&answer.status) {
-            let headers = header_pairs(&answer.headers);
-            return Err((refusal(answer.status, &headers, &answer.body, Utc::now()), Some(answer.status)));
-        }
-        Ok(answer)
+        succeeded(answer, refusal)
     }
 
     async fn feeds_call<T: DeserializeOwned>(

@@ -7,31 +7,23 @@
 //! 0029).
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{access_token_expired, correlation_id, refusal, WalmartChannel, SERVICE_NAME};
 use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{feed_sent, patiently, FeedSettings, Refused};
-use crate::marketplace::{exchange, header_pairs, percent_encode, with_token, Answer};
+use crate::marketplace::feeds::{feed_sent, patiently, succeeded, FeedSettings, Refused};
+use crate::marketplace::{exchange, percent_encode, with_token, Answer};
 use crate::response::{truncate, Verdict};
 
 /// The most items one feed holds (Walmart's bulk feeds take up to 10,000; the file stays far
 /// under its 5 MB).
 pub const MAX_FEED_ITEMS: usize = 10_000;
 /// Bulk inventory feeds: 10 per hour (Walmart's bulk inventory guide), all ten at once.
-pub const FEED_RATE: Rate = Rate {
-    interval: Duration::from_secs(360),
-    burst: match NonZeroU32::new(10) {
-        Some(burst) => burst,
-        None => NonZeroU32::MIN,
-    },
-};
+pub const FEED_RATE: Rate = Rate::every(Duration::from_secs(360), 10);
 /// Items per page of the feed item status API, its maximum.
 pub const STATUS_PAGE: usize = 1_000;
 
@@ -292,11 +284,7 @@ impl WalmartChannel {
         })
         .await
         .map_err(|verdict| (verdict, None))?;
-        if !(200..300).contains(&answer.status) {
-            let headers = header_pairs(&answer.headers);
-            return Err((refusal(answer.status, &headers, &answer.body, Utc::now()), Some(answer.status)));
-        }
-        Ok(answer)
+        succeeded(answer, refusal)
     }
 }
 
