@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::marketplace_support::{accepted, header, publish_on};
+use crate::marketplace_support::{accepted, header, publish_on, Received};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -53,20 +53,11 @@ enum Ending {
     Never,
 }
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: Method,
-    path: String,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 struct Shared {
     address: SocketAddr,
     script: VecDeque<(Call, Reply)>,
     ending: Ending,
-    requests: Vec<Recorded>,
+    requests: Vec<Received>,
     n_tokens: usize,
     uploads: HashMap<String, Bytes>,
     /// Feed id → its document and the status reads it has had.
@@ -86,9 +77,7 @@ struct FeedsApi {
 }
 
 fn record(shared: &mut Shared, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) {
-    let recorded =
-        Recorded { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body };
-    shared.requests.push(recorded);
+    shared.requests.push(Received::new(method, uri, headers, body));
 }
 
 async fn token(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -302,7 +291,7 @@ impl FeedsApi {
         AmazonChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
     }
 
-    fn requests(&self) -> Vec<Recorded> {
+    fn requests(&self) -> Vec<Received> {
         self.shared.lock().expect("api state").requests.clone()
     }
 
@@ -320,7 +309,7 @@ fn publishes() -> Vec<Publish> {
 }
 
 /// Each request as `METHOD path`, the token it carried and its content type.
-fn calls(requests: &[Recorded]) -> Vec<String> {
+fn calls(requests: &[Received]) -> Vec<String> {
     requests
         .iter()
         .map(|request| {

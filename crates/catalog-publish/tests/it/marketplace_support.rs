@@ -1,10 +1,27 @@
 //! What the marketplace adapters' tests share: an item version as a channel is sent it, the
 //! verdict of an accepted one, and reading what a test server received (headers, form bodies).
 
-use axum::http::HeaderMap;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
 use catalog_core::{CatalogItem, ItemKey, Sku, TenantId};
 use catalog_publish::{Publish, Verdict};
 use catalog_store::OutboxEntry;
+
+/// A request a local platform received, its body as it came.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Received {
+    pub(crate) fn new(method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Self {
+        Self { method, path: uri.path().to_owned(), query: uri.query().map(str::to_owned), headers, body }
+    }
+}
 
 /// Item `sku` of tenant `canary` at catalog quantity 12, version 3, claimed for `channel` and
 /// offered `quantity` on `listing` by the channel's rules.

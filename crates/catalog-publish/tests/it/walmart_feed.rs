@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::marketplace_support::{accepted, header, publish_on};
+use crate::marketplace_support::{accepted, header, publish_on, Received};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -31,20 +31,11 @@ enum Submission {
     Expire,
 }
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: Method,
-    path: String,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 struct Shared {
     submissions: Vec<Submission>,
     /// The feed fails whole (`ERROR`) instead of being processed.
     fail: bool,
-    requests: Vec<Recorded>,
+    requests: Vec<Received>,
     n_tokens: usize,
     /// Feed id → its items (SKU, amount) and the status reads it has had.
     feeds: HashMap<String, (Vec<(String, i64)>, usize)>,
@@ -55,7 +46,7 @@ type Api = Arc<Mutex<Shared>>;
 
 async fn token(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut shared = api.lock().expect("api state");
-    let recorded = Recorded { method, path: uri.path().to_owned(), query: None, headers, body };
+    let recorded = Received::new(method, &uri, headers, body);
     shared.requests.push(recorded);
     shared.n_tokens += 1;
     let n = shared.n_tokens;
@@ -75,13 +66,7 @@ fn file_part(content_type: &str, body: &[u8]) -> Value {
 
 async fn submit(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut shared = api.lock().expect("api state");
-    let recorded = Recorded {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: headers.clone(),
-        body: body.clone(),
-    };
+    let recorded = Received::new(method, &uri, headers.clone(), body.clone());
     shared.requests.push(recorded);
     let token = header(&headers, "wm_sec.access_token");
     // An `Expire` holds until a second token comes; then the script goes on.
@@ -128,13 +113,7 @@ async fn status(
     headers: HeaderMap,
 ) -> Response {
     let mut shared = api.lock().expect("api state");
-    let recorded = Recorded {
-        method,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers,
-        body: Bytes::new(),
-    };
+    let recorded = Received::new(method, &uri, headers, Bytes::new());
     shared.requests.push(recorded);
     let fail = shared.fail;
     let (items, reads) = shared.feeds.get_mut(&id).expect("a submitted feed");
@@ -214,7 +193,7 @@ impl MarketplaceApi {
         WalmartChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
     }
 
-    fn requests(&self) -> Vec<Recorded> {
+    fn requests(&self) -> Vec<Received> {
         self.shared.lock().expect("api state").requests.clone()
     }
 }
