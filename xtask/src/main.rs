@@ -170,6 +170,8 @@ fn bench(root: &Path, measurement_seconds: u32) -> Result<()> {
     // Needs PostgreSQL on 127.0.0.1:5432 (or CATALOG_TEST_DATABASE_URL); creates and drops its own databases.
     run(root, "cargo", &["bench", "--locked", "-p", "catalog-postgres", "--bench", "apply_batch"])
         .context("Postgres apply_batch benchmark failed")?;
+    run(root, "cargo", &["bench", "--locked", "-p", "catalog-postgres", "--bench", "publish_cycle"])
+        .context("Postgres publish cycle benchmark failed")?;
     // Also needs a Kafka-protocol broker (CATALOG_TEST_KAFKA_BROKERS, default 127.0.0.1:9092).
     run(root, "cargo", &["bench", "--locked", "-p", "sync-worker", "--bench", "kafka_to_postgres"])
         .context("end-to-end Kafka to Postgres benchmark failed")?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use catalog_core::{encode, SupplierEvent};
 use catalog_testkit::marketplaces::{Faults, Marketplace, Platform};
-use catalog_testkit::{create_topic, unique_name, write_bench_data, TestDatabase};
+use catalog_testkit::{create_topic, unique_name, write_bench_data, PostgresCpu, TestDatabase};
 
 mod support;
 
@@ -127,6 +127,8 @@ async fn main() {
     let base: chrono::DateTime<chrono::Utc> = "2026-06-01T12:00:00Z".parse().expect("time");
     let mut produced: Vec<(u64, i64, Instant)> = Vec::new();
     let mut deliveries = Vec::new();
+    let commits_before = commits(&database).await;
+    let cpu = PostgresCpu::now();
     let started = Instant::now();
     for n in 0..RATE * SECONDS {
         let due = started + Duration::from_micros(n * 1_000_000 / RATE);
@@ -170,6 +172,8 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    let (pg_cpu, elapsed) = (cpu.spent_since(), started.elapsed());
+    let n_commits = commits(&database).await - commits_before;
     let peak_rss = peak_rss_mib(worker.id());
     worker.stop();
 
@@ -208,8 +212,29 @@ async fn main() {
     if let Some(peak) = peak_rss {
         println!("worker peak RSS {peak:.0} MiB");
     }
+    let pg_share = pg_cpu.as_secs_f64() / elapsed.as_secs_f64();
+    println!(
+        "PostgreSQL: {:.1} s of CPU in {:.1} s until every channel held its last quantities ({:.0} % of one core); {n_commits} transactions committed ({:.0}/s)",
+        pg_cpu.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        pg_share * 100.0,
+        n_commits as f64 / elapsed.as_secs_f64()
+    );
     write_bench_data(
         if feeds() { "fanout-feeds" } else { "fanout" },
-        &serde_json::json!({ "events_per_second": RATE, "seconds": SECONDS, "items": ITEMS, "feeds": feeds(), "channels": rows, "peak_rss_mib": peak_rss }),
+        &serde_json::json!({ "events_per_second": RATE, "seconds": SECONDS, "items": ITEMS, "feeds": feeds(), "channels": rows, "peak_rss_mib": peak_rss,
+            "postgres_cpu_share": pg_share, "postgres_commits": n_commits }),
     );
+}
+
+/// Transactions committed in the benchmark's database so far (PostgreSQL's statistics, which
+/// its backends report within a second).
+async fn commits(database: &TestDatabase) -> i64 {
+    use sqlx::Connection;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(&mut connection)
+        .await
+        .expect("pg_stat_database")
 }

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod feed_api;
 mod kafka;
 pub mod marketplaces;
+mod postgres_cpu;
 mod sql_baselines;
 mod sqlite_baseline;
 
@@ -17,6 +18,7 @@ pub use kafka::{
     brokers, commit_group_offsets, create_topic, first_offset_fetched_from, produce, produce_batched,
     produce_in_batches, unique_name, TestMessage,
 };
+pub use postgres_cpu::PostgresCpu;
 pub use sql_baselines::{naive_per_event, staging_sql_baseline};
 pub use sqlite_baseline::plain_sqlite_baseline;
 
