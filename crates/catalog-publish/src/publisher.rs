@@ -286,10 +286,17 @@ impl ChannelPublisher {
         }
     }
 
-    /// Waits for work, the next poll, or shutdown.
+    /// Waits for work, the next poll, or shutdown. Signalled work is claimed once it has
+    /// settled: the versions a batch just queued are due a settle time after their batch
+    /// began, so a claim at the signal may find none of them and leave them to the next
+    /// signal or poll (the last batch before a quiet spell waited a whole poll).
     async fn idle(&self, work: &mut WorkWaiter, shutdown: &CancellationToken) {
+        let settled = async {
+            work.notified().await;
+            tokio::time::sleep(self.config.settle).await;
+        };
         tokio::select! {
-            _ = work.notified() => {}
+            () = settled => {}
             _ = tokio::time::sleep(self.config.idle_poll) => {}
             _ = shutdown.cancelled() => {}
         }

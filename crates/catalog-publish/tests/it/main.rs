@@ -16,6 +16,7 @@ mod shopify;
 mod storefront;
 mod walmart;
 mod walmart_feed;
+mod work_signal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
