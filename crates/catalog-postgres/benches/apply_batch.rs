@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::prelude::*;
-use catalog_store::{BatchInput, Checkpoint, IncomingEvent, Position, StoreConfig};
+use catalog_store::{IncomingEvent, StoreConfig};
 use catalog_testkit::TestDatabase;
 use chrono::{DateTime, Utc};
 
@@ -34,15 +34,7 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
         .expect("connect");
     let started = Instant::now();
     for chunk in events.chunks(BATCH) {
-        let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
-        let input = BatchInput::new(
-            chunk.to_vec(),
-            vec![Checkpoint {
-                source: chunk[0].source.source.to_string(),
-                partition: 0,
-                position: Position::at(next_offset),
-            }],
-        );
+        let input = catalog_testkit::batch_of(chunk);
         store.apply_batch(&input).await.expect("apply");
     }
     let elapsed = started.elapsed();

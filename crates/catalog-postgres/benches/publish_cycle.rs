@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::prelude::*;
 use catalog_store::{
-    BatchInput, ChannelRoute, Checkpoint, IncomingEvent, OutboxClaim, OutboxEntry, Position, PublishOutcome,
-    PublishRecord, SentQuantity, StoreConfig,
+    ChannelRoute, IncomingEvent, OutboxClaim, OutboxEntry, PublishOutcome, PublishRecord, SentQuantity, StoreConfig,
 };
 use catalog_testkit::{PostgresCpu, TestDatabase};
 use chrono::{DateTime, Utc};
@@ -98,15 +97,7 @@ async fn run(events: &[IncomingEvent], round: usize) -> Spent {
     }
     let mut spent = Spent::default();
     for chunk in events.chunks(BATCH) {
-        let next_offset = chunk.last().expect("non-empty chunk").source.offset + 1;
-        let input = BatchInput::new(
-            chunk.to_vec(),
-            vec![Checkpoint {
-                source: chunk[0].source.source.to_string(),
-                partition: 0,
-                position: Position::at(next_offset),
-            }],
-        );
+        let input = catalog_testkit::batch_of(chunk);
         let cpu = PostgresCpu::now();
         let started = Instant::now();
         store.apply_batch(&input).await.expect("apply");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use catalog_core::{
     decode, encode, Delivery, EventId, OfferKey, Sku, StockChange, SupplierEvent, SupplierId, TenantId,
 };
-use catalog_store::{IncomingEvent, Provenance, SourceRef};
+use catalog_store::{BatchInput, Checkpoint, IncomingEvent, Position, Provenance, SourceRef};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,6 +36,18 @@ fn bench_event_of(n: usize, base: DateTime<Utc>, tenant: &TenantId, suppliers: &
     let updated_at = base + chrono::Duration::milliseconds(n as i64);
     SupplierEvent::new(EventId(Uuid::from_u128(id as u128 + 1)), offer, change, updated_at, Some(n as u64))
         .expect("valid event")
+}
+
+/// A run of `incoming` events (partition 0 of one source) as one batch, with the checkpoint
+/// after its last event.
+pub fn batch_of(events: &[IncomingEvent]) -> BatchInput {
+    let last = events.last().expect("a batch of at least one event");
+    let checkpoint = Checkpoint {
+        source: last.source.source.to_string(),
+        partition: last.source.partition,
+        position: Position::at(last.source.offset + 1),
+    };
+    BatchInput::new(events.to_vec(), vec![checkpoint])
 }
 
 /// The events as they would reach the store from `source`, received at `received_at`.

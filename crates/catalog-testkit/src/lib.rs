@@ -12,7 +12,7 @@ mod postgres_cpu;
 mod sql_baselines;
 mod sqlite_baseline;
 
-pub use baseline::{bench_events, incoming, raw_sql_baseline};
+pub use baseline::{batch_of, bench_events, incoming, raw_sql_baseline};
 pub use database::{server_url, TestDatabase};
 pub use kafka::{
     brokers, commit_group_offsets, create_topic, first_offset_fetched_from, produce, produce_batched,
