@@ -59,6 +59,11 @@ pub struct Metrics {
     /// Claimed item versions not sent because their lease had run too short (a channel
     /// slower than its rounds were sized for), per channel; each is claimed again.
     pub publish_lease_ran_out: IntCounterVec,
+    /// Publish rounds recorded, by channel and whether their claim came back `full` (more was
+    /// due than a round holds: the channel is behind) or `partial`.
+    pub publish_rounds: IntCounterVec,
+    /// Where each round's time went, by channel and step (`claim`, `send`, `record`).
+    pub publish_round_seconds: HistogramVec,
     /// Items waiting in the outbox (each once, at its newest version), per channel.
     pub outbox_pending: IntGaugeVec,
     /// Seconds since the longest-waiting item's oldest unsent version was queued, per channel.
@@ -223,6 +228,21 @@ impl Metrics {
             "Claimed item versions not sent because their lease had run too short.",
             &["channel"],
         );
+        let publish_rounds = counter(
+            "catalog_publish_rounds_total",
+            "Publish rounds recorded, by channel and whether their claim came back full (the channel is behind) or partial.",
+            &["channel", "claim"],
+        );
+        let publish_round_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "catalog_publish_round_seconds",
+                "Time each publish round spent claiming, sending and recording, by step.",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 1800.0]),
+            &["channel", "step"],
+        )
+        .expect("static metric definition is valid");
+        register(Box::new(publish_round_seconds.clone()));
         let outbox_pending =
             gauge("catalog_outbox_pending", "Items waiting to be published, each at its newest version.", &["channel"]);
         let outbox_oldest_seconds = gauge(
@@ -336,6 +356,8 @@ impl Metrics {
             dead_letters_open,
             dead_letters_quarantined,
             publish_lease_ran_out,
+            publish_rounds,
+            publish_round_seconds,
             outbox_pending,
             outbox_oldest_seconds,
             stale_items,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::Classify;
-use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, WorkSignal};
+use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, WorkSignal};
 use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +91,14 @@ impl PublishEvents for PublishMetrics {
         let resolution = letter.resolution.as_str();
         self.0.dead_letters_resolved.with_label_values(&[&letter.channel, resolution]).inc();
         tracing::info!(channel = %letter.channel, item_id = %letter.item_id, version = letter.version, dead_letter_id = letter.dead_letter_id, heal_rounds = letter.heal_rounds, resolution, "dead letter resolved");
+    }
+
+    fn round(&self, round: &PublishRound) {
+        let claim = if round.n_items >= round.limit { "full" } else { "partial" };
+        self.0.publish_rounds.with_label_values(&[&round.channel, claim]).inc();
+        for (step, spent) in [("claim", round.claim), ("send", round.send), ("record", round.record)] {
+            self.0.publish_round_seconds.with_label_values(&[&round.channel, step]).observe(spent.as_secs_f64());
+        }
     }
 
     fn lease_ran_out(&self, entry: &OutboxEntry) {
@@ -220,5 +228,37 @@ async fn heal_pass(
     }
     if n_requeued + n_quarantined > 0 {
         tracing::info!(n_requeued, n_quarantined, "auto-heal pass over dead letters");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_round_counts_by_its_claim_and_times_each_step() {
+        let metrics = Metrics::new();
+        let events = PublishMetrics(metrics.clone());
+        let round = |n_items| PublishRound {
+            channel: "amazon".to_owned(),
+            n_items,
+            limit: 176,
+            claim: Duration::from_millis(20),
+            send: Duration::from_millis(3),
+            record: Duration::from_millis(60),
+        };
+        events.round(&round(176));
+        events.round(&round(176));
+        events.round(&round(12));
+        assert_eq!(metrics.publish_rounds.with_label_values(&["amazon", "full"]).get(), 2);
+        assert_eq!(metrics.publish_rounds.with_label_values(&["amazon", "partial"]).get(), 1);
+        let record = metrics.publish_round_seconds.with_label_values(&["amazon", "record"]);
+        assert_eq!(record.get_sample_count(), 3);
+        assert!((record.get_sample_sum() - 0.18).abs() < 1e-9, "{}", record.get_sample_sum());
+        let rendered = metrics.render();
+        assert!(rendered.contains(r#"catalog_publish_rounds_total{channel="amazon",claim="full"} 2"#), "{rendered}");
+        assert!(rendered.contains(r#"catalog_publish_round_seconds_count{channel="amazon",step="send"} 3"#));
     }
 }

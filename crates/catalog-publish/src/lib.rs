@@ -23,7 +23,7 @@ pub use adapter::{Attempt, ChannelAdapter, Publish, Sent};
 pub use channel::{ChannelConfig, Rate, Secret};
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
-pub use publisher::{ChannelPublisher, PublishError, PublishEvents};
+pub use publisher::{ChannelPublisher, PublishError, PublishEvents, PublishRound};
 pub use readback::{
     parse_list, CatalogList, CatalogPage, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage,
     ShownQuantities, MAX_PAGE,

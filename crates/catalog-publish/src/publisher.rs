@@ -37,6 +37,25 @@ pub trait PublishEvents: Send + Sync + 'static {
     /// timeout left (the rate limit held it too long); it is claimed again once the lease
     /// has passed.
     fn lease_ran_out(&self, entry: &OutboxEntry);
+    /// A round, once recorded: how full its claim came back and where its time went.
+    fn round(&self, _round: &PublishRound) {}
+}
+
+/// One recorded round of a channel's lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRound {
+    pub channel: String,
+    /// Item versions claimed…
+    pub n_items: usize,
+    /// …of at most this many: a claim that comes back full says more were due than a round
+    /// holds, so the channel is behind (at capacity, or catching up).
+    pub limit: usize,
+    /// Claiming from the outbox.
+    pub claim: Duration,
+    /// Sending (rate limit waits included) until the last answer.
+    pub send: Duration,
+    /// Recording every attempt in the store.
+    pub record: Duration,
 }
 
 /// Why a channel's publisher stopped.
@@ -253,14 +272,23 @@ impl ChannelPublisher {
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             };
+            let round = PublishRound {
+                channel: self.config.name.clone(),
+                n_items: round_items.len(),
+                limit,
+                claim: claimed,
+                send: sent - claimed,
+                record: round_started.elapsed() - sent,
+            };
             tracing::debug!(
                 channel = %self.config.name,
-                n_items = rows.len(),
-                claim_ms = claimed.as_millis() as u64,
-                send_ms = (sent - claimed).as_millis() as u64,
-                record_ms = (round_started.elapsed() - sent).as_millis() as u64,
+                n_items = round.n_items,
+                claim_ms = round.claim.as_millis() as u64,
+                send_ms = round.send.as_millis() as u64,
+                record_ms = round.record.as_millis() as u64,
                 "publish round"
             );
+            self.events.round(&round);
             for (record, entry) in &records {
                 self.events.attempted(entry, record);
                 if matches!(record.outcome, PublishOutcome::Published | PublishOutcome::Superseded { .. }) {

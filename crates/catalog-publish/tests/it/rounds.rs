@@ -1,0 +1,59 @@
+//! Every recorded round is told to the caller (for the round metrics): the item versions it
+//! claimed, its claim's limit, and where its time went.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog_publish::{ChannelPublisher, PublishEvents, PublishRound, StorefrontChannel};
+use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
+use tokio_util::sync::CancellationToken;
+
+use crate::storefront::Storefront;
+use crate::{channel, set_many, store};
+
+#[derive(Default, Clone)]
+struct Rounds(Arc<Mutex<Vec<PublishRound>>>);
+
+impl PublishEvents for Rounds {
+    fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+    fn resolved(&self, _: &ResolvedDeadLetter) {}
+    fn lease_ran_out(&self, _: &OutboxEntry) {}
+    fn round(&self, round: &PublishRound) {
+        self.0.lock().expect("rounds").push(round.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_round_is_told_with_its_claim() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    let skus: Vec<String> = (0..40).map(|n| format!("ROUND-{n}")).collect();
+    let changes: Vec<(&str, i64)> = skus.iter().map(|sku| (sku.as_str(), 3)).collect();
+    set_many(&*store, 0, &changes).await;
+
+    // One send in flight per lane: rounds of at most 16 items, so 40 take at least three.
+    let mut config = channel("storefront", &storefront);
+    config.config.concurrency = 2;
+    let adapter = StorefrontChannel::new(config.storefront, config.config.request_timeout, config.config.concurrency)
+        .expect("HTTP client");
+    let rounds = Rounds::default();
+    let publisher = ChannelPublisher::new(config.config, Arc::new(adapter), store, Arc::new(rounds.clone()));
+    let drained = CancellationToken::new();
+    drained.cancel();
+    let published = tokio::time::timeout(Duration::from_secs(30), publisher.run(CancellationToken::new(), drained))
+        .await
+        .expect("drained within 30 s")
+        .expect("publisher run");
+    assert_eq!(published, 40);
+
+    let rounds = rounds.0.lock().expect("rounds").clone();
+    assert!(rounds.len() >= 3, "40 items in rounds of at most 16: {rounds:?}");
+    assert_eq!(rounds.iter().map(|round| round.n_items).sum::<usize>(), 40, "each claimed version in one round");
+    for round in &rounds {
+        assert_eq!(round.channel, "storefront");
+        assert_eq!(round.limit, 16, "one send per lane, sixteen sends per slot");
+        assert!((1..=round.limit).contains(&round.n_items), "{round:?}");
+    }
+    assert!(rounds.iter().any(|round| round.n_items == round.limit), "a round that found more due came back full");
+    assert_eq!(storefront.requests().len(), 40);
+}
