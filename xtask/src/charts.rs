@@ -9,8 +9,10 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use publish_cycle::{publish_cycle, PublishCycle};
 use svg::{amount, compact, line_panel, n, text_width, thousands, Area, Svg, COLOURS, GRID, HALO, INK, MUTED};
 
+mod publish_cycle;
 mod svg;
 
 const WIDTH: f64 = 720.0;
@@ -174,6 +176,9 @@ pub(crate) fn draw_all(root: &Path) -> Result<Vec<PathBuf>> {
     }
     if let Some(data) = load::<Fanout>(&input.join("fanout-feeds.json"), "fanout-feeds.svg")? {
         charts.push(("fanout-feeds.svg", fanout(&data)));
+    }
+    if let Some(data) = load::<PublishCycle>(&input.join("publish-cycle.json"), "publish-cycle.svg")? {
+        charts.push(("publish-cycle.svg", publish_cycle(&data)));
     }
     let output = root.join("docs").join("charts");
     let mut written = Vec::new();
@@ -427,6 +432,7 @@ mod tests {
         insta::assert_snapshot!("latency_stages", latency_stages(&latency));
         insta::assert_snapshot!("baselines", baselines(&sample("baselines.json")));
         insta::assert_snapshot!("fanout", fanout(&sample("fanout.json")));
+        insta::assert_snapshot!("publish_cycle", publish_cycle(&sample("publish-cycle.json")));
     }
 
     #[test]
@@ -447,6 +453,9 @@ mod tests {
         let channel = r#"{"channel": "ebay", "p50_ms": 300, "p99_ms": 200, "max_ms": 400}"#;
         let text = format!(r#"{{"channels": [{channel}], "events_per_second": 5000, "items": 1000}}"#);
         insta::assert_snapshot!(error(fanout(&text)), @"docs/bench-data/fanout.json is malformed: `p50_ms` ≤ `p99_ms` ≤ `max_ms` does not hold for a channel");
+        let cycle = |text| parse::<PublishCycle>(Path::new("docs/bench-data/publish-cycle.json"), text).map(drop);
+        let run = r#"{"round_limit": 32, "rounds": 0, "published": 10, "publish_cpu_us_per_version": 40, "apply_cpu_us_per_event": 30}"#;
+        insta::assert_snapshot!(error(cycle(&format!(r#"{{"runs": [{run}]}}"#))), @"docs/bench-data/publish-cycle.json is malformed: a run has no rounds, or more rounds than versions");
     }
 
     #[test]
