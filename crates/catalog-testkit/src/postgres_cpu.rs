@@ -39,7 +39,14 @@ impl PostgresCpu {
     }
 }
 
+/// The kernel's clock ticks per second, asked once: every snapshot needs it, and a process
+/// spawned between two snapshots is work in the middle of what they measure.
 fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(ask_clock_ticks_per_second)
+}
+
+fn ask_clock_ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
