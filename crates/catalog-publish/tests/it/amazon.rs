@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use catalog_publish::marketplace::amazon::{AmazonChannel, AmazonConfig};
+use catalog_publish::marketplace::amazon::{AmazonChannel, AmazonConfig, FeedSettings};
 use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
 use serde_json::{json, Value};
 
@@ -157,18 +157,23 @@ impl SellingPartnerApi {
     }
 
     fn channel(&self) -> AmazonChannel {
-        let config = AmazonConfig {
-            base_url: format!("http://{}", self.address),
-            seller_id: "A2SELLER01".into(),
-            marketplace_id: "ATVPDKIKX0DER".into(),
-            product_type: "SHIRT".into(),
-            token_url: format!("http://{}/auth/o2/token", self.address),
-            client_id: "amzn1.application-oa2-client.test".into(),
-            client_secret: Secret::new("lwa-secret"),
-            refresh_token: Secret::new("Atzr|refresh"),
-            feed: None,
-        };
-        AmazonChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+        AmazonChannel::new(config(self.address, None), Duration::from_secs(5), 4).expect("HTTP client")
+    }
+}
+
+/// The test seller's channel on a local Selling Partner API at `address` (its token
+/// endpoint too), in feeds when `feed` says so.
+pub(crate) fn config(address: SocketAddr, feed: Option<FeedSettings>) -> AmazonConfig {
+    AmazonConfig {
+        base_url: format!("http://{address}"),
+        seller_id: "A2SELLER01".into(),
+        marketplace_id: "ATVPDKIKX0DER".into(),
+        product_type: "SHIRT".into(),
+        token_url: format!("http://{address}/auth/o2/token"),
+        client_id: "amzn1.application-oa2-client.test".into(),
+        client_secret: Secret::new("lwa-secret"),
+        refresh_token: Secret::new("Atzr|refresh"),
+        feed,
     }
 }
 

@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use catalog_publish::marketplace::amazon::{AmazonChannel, AmazonConfig, FeedSettings, FEED_CONTENT_TYPE};
-use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
+use catalog_publish::marketplace::amazon::{AmazonChannel, FeedSettings, FEED_CONTENT_TYPE};
+use catalog_publish::{ChannelAdapter, Publish, Verdict};
 use serde_json::{json, Value};
 
 const EXPIRED: &str = r#"{"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied.","details":"The access token you provided has expired."}]}"#;
@@ -277,18 +277,9 @@ impl FeedsApi {
     }
 
     fn channel(&self, timeout: Duration) -> AmazonChannel {
-        let config = AmazonConfig {
-            base_url: format!("http://{}", self.address),
-            seller_id: "A2SELLER01".into(),
-            marketplace_id: "ATVPDKIKX0DER".into(),
-            product_type: "SHIRT".into(),
-            token_url: format!("http://{}/auth/o2/token", self.address),
-            client_id: "amzn1.application-oa2-client.test".into(),
-            client_secret: Secret::new("lwa-secret"),
-            refresh_token: Secret::new("Atzr|refresh"),
-            feed: Some(FeedSettings { poll_interval: Duration::from_millis(20), timeout }),
-        };
-        AmazonChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+        let feed = FeedSettings { poll_interval: Duration::from_millis(20), timeout };
+        AmazonChannel::new(crate::amazon::config(self.address, Some(feed)), Duration::from_secs(5), 4)
+            .expect("HTTP client")
     }
 
     fn requests(&self) -> Vec<Received> {
