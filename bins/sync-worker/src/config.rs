@@ -101,7 +101,8 @@ pub struct PublishArgs {
     pub storefront_concurrency: usize,
 
     /// How long claimed publishes stay reserved for this worker, in milliseconds; after a
-    /// crash, they are sent again once it has passed.
+    /// crash, they are sent again once it has passed. A round that takes longer (a
+    /// marketplace feed, waited for minutes) renews its claims every third of this.
     #[arg(long, env = "CATALOG_PUBLISH_LEASE_MS", default_value_t = 60_000)]
     pub publish_lease_ms: u64,
 

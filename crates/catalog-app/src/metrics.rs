@@ -59,6 +59,10 @@ pub struct Metrics {
     /// Claimed item versions not sent because their lease had run too short (a channel
     /// slower than its rounds were sized for), per channel; each is claimed again.
     pub publish_lease_ran_out: IntCounterVec,
+    /// Renewals of the claims of rounds that outlast the configured lease (marketplace
+    /// feeds), by channel and result: `held`, `lapsed` (some claims had passed their lease,
+    /// another worker may be sending them), `failed` (the store did not answer).
+    pub publish_lease_renewals: IntCounterVec,
     /// Publish rounds recorded, by channel and whether their claim came back `full` (more was
     /// due than a round holds: the channel is behind) or `partial`.
     pub publish_rounds: IntCounterVec,
@@ -228,6 +232,11 @@ impl Metrics {
             "Claimed item versions not sent because their lease had run too short.",
             &["channel"],
         );
+        let publish_lease_renewals = counter(
+            "catalog_publish_lease_renewals_total",
+            "Renewals of the claims of publish rounds that outlast the lease (marketplace feeds), by result: held, lapsed, failed.",
+            &["channel", "result"],
+        );
         let publish_rounds = counter(
             "catalog_publish_rounds_total",
             "Publish rounds recorded, by channel and whether their claim came back full (the channel is behind) or partial.",
@@ -356,6 +365,7 @@ impl Metrics {
             dead_letters_open,
             dead_letters_quarantined,
             publish_lease_ran_out,
+            publish_lease_renewals,
             publish_rounds,
             publish_round_seconds,
             outbox_pending,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::Classify;
-use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, WorkSignal};
+use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, Renewal, WorkSignal};
 use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +99,10 @@ impl PublishEvents for PublishMetrics {
         for (step, spent) in [("claim", round.claim), ("send", round.send), ("record", round.record)] {
             self.0.publish_round_seconds.with_label_values(&[&round.channel, step]).observe(spent.as_secs_f64());
         }
+    }
+
+    fn lease_renewed(&self, channel: &str, renewal: Renewal) {
+        self.0.publish_lease_renewals.with_label_values(&[channel, renewal.as_str()]).inc();
     }
 
     fn lease_ran_out(&self, entry: &OutboxEntry) {
@@ -260,5 +264,22 @@ mod tests {
         let rendered = metrics.render();
         assert!(rendered.contains(r#"catalog_publish_rounds_total{channel="amazon",claim="full"} 2"#), "{rendered}");
         assert!(rendered.contains(r#"catalog_publish_round_seconds_count{channel="amazon",step="send"} 3"#));
+    }
+
+    #[test]
+    fn renewals_count_by_result() {
+        let metrics = Metrics::new();
+        let events = PublishMetrics(metrics.clone());
+        for renewal in [Renewal::Held, Renewal::Held, Renewal::Failed, Renewal::Lapsed] {
+            events.lease_renewed("amazon", renewal);
+        }
+        let rendered = metrics.render();
+        for expected in [
+            r#"catalog_publish_lease_renewals_total{channel="amazon",result="held"} 2"#,
+            r#"catalog_publish_lease_renewals_total{channel="amazon",result="failed"} 1"#,
+            r#"catalog_publish_lease_renewals_total{channel="amazon",result="lapsed"} 1"#,
+        ] {
+            assert!(rendered.contains(expected), "{expected} in {rendered}");
+        }
     }
 }

@@ -213,6 +213,10 @@ impl OutboxStore for PostgresStore {
         outbox::release_claims(&self.pool, channel, items).await
     }
 
+    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError> {
+        with_deadline(self.deadline, "extend_claims", outbox::extend_claims(&self.pool, channel, items, lease)).await
+    }
+
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
         with_deadline(self.deadline, "republish", outbox::republish(&self.pool, &self.config, items)).await
     }

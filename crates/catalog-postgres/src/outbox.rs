@@ -175,6 +175,28 @@ pub(crate) async fn release_claims(pool: &PgPool, channel: &str, items: &[ItemId
     Ok(released.rows_affected())
 }
 
+/// Keeps the still-leased rows of `items` on `channel` leased until `lease` from now, or
+/// longer if they already were.
+pub(crate) async fn extend_claims(
+    pool: &PgPool,
+    channel: &str,
+    items: &[ItemId],
+    lease: std::time::Duration,
+) -> Result<u64, StoreError> {
+    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+    let held = sqlx::query(
+        "UPDATE outbox SET available_at = greatest(available_at, now() + make_interval(secs => $3))
+         WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
+    )
+    .bind(channel)
+    .bind(&ids)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(held.rows_affected())
+}
+
 pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let mut transaction = pool.begin().await.map_err(store_error)?;

@@ -9,6 +9,7 @@
 
 mod adapter;
 mod channel;
+mod holding;
 mod log;
 pub mod marketplace;
 mod oauth;
@@ -21,6 +22,7 @@ mod work;
 
 pub use adapter::{Attempt, ChannelAdapter, Publish, Sent};
 pub use channel::{ChannelConfig, Rate, Secret};
+pub use holding::Renewal;
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents, PublishRound};

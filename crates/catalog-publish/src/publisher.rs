@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
+use crate::holding::{keep_held, Holding, Renewal};
 use crate::response::{classify_transport, TransportError, Verdict};
 use crate::round::{plan_round, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
@@ -39,6 +40,8 @@ pub trait PublishEvents: Send + Sync + 'static {
     fn lease_ran_out(&self, entry: &OutboxEntry);
     /// A round, once recorded: how full its claim came back and where its time went.
     fn round(&self, _round: &PublishRound) {}
+    /// A renewal of the claims of a round that outlasts the configured lease.
+    fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
 }
 
 /// One recorded round of a channel's lane.
@@ -137,10 +140,10 @@ impl ChannelPublisher {
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
         let plan = plan_round(&self.config, n_lanes, concurrency, self.adapter.max_batch());
-        if plan.lease > self.config.lease {
-            tracing::warn!(channel = %self.config.name, lease_ms = plan.lease.as_millis() as u64, configured_ms = self.config.lease.as_millis() as u64, "a round of one item outlasts the configured lease at this rate limit and timeout: leasing longer");
-        }
-        tracing::info!(channel = %self.config.name, n_lanes, round_items = plan.limit, lease_ms = plan.lease.as_millis() as u64, "publishing");
+        // A round may take longer than the configured lease (one send outlasts it at this
+        // rate limit and timeout: a feed): its claims are renewed while it runs.
+        let renewed_every_ms = (plan.lease > self.config.lease).then(|| (self.config.lease / 3).as_millis() as u64);
+        tracing::info!(channel = %self.config.name, n_lanes, round_items = plan.limit, round_ms = plan.lease.as_millis() as u64, lease_ms = self.config.lease.as_millis() as u64, renewed_every_ms, "publishing");
         let lanes = (0..n_lanes).map(|_| {
             let waiter = self.work.as_ref().map_or_else(WorkWaiter::never, WorkSignal::subscribe);
             self.lane(concurrency, plan, waiter, &shutdown, &until_drained, &hold)
@@ -161,7 +164,12 @@ impl ChannelPublisher {
         until_drained: &CancellationToken,
         hold: &std::sync::Mutex<Option<Instant>>,
     ) -> Result<u64, PublishError> {
-        let claim = OutboxClaim { limit, lease, settle: self.config.settle, max_wait: self.config.max_wait };
+        // A round that outlasts the configured lease claims for that lease and renews it
+        // while it runs (`Holding`); the round's own budget stays `lease`.
+        let renewed = lease > self.config.lease;
+        let claimed_for = if renewed { self.config.lease } else { lease };
+        let claim =
+            OutboxClaim { limit, lease: claimed_for, settle: self.config.settle, max_wait: self.config.max_wait };
         let mut n_done = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -193,8 +201,10 @@ impl ChannelPublisher {
             }
             let claimed = round_started.elapsed();
             // The store leased the round from a moment after this one: a send that starts a
-            // request timeout before this deadline ends while no other lane can hold the item.
+            // request timeout before this deadline ends while no other lane can hold the item
+            // (as long as a renewed round's renewals answer).
             let deadline = round_started + lease;
+            let holding = renewed.then(|| Holding::new(round_started, self.config.lease));
             let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());
@@ -207,9 +217,10 @@ impl ChannelPublisher {
                 }
             }
             let batches = in_batches(publishes, self.adapter.max_batch());
-            let sending = futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline)))
-                .buffer_unordered(concurrency)
-                .collect::<Vec<(Vec<Publish>, Option<Sent>)>>();
+            let sending =
+                futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline, holding.as_ref())))
+                    .buffer_unordered(concurrency)
+                    .collect::<Vec<(Vec<Publish>, Option<Sent>)>>();
             // Shutdown cuts a round short rather than wait for it: a feed is waited for
             // minutes. Nothing of it is recorded, and its claims are given back, so the next
             // publisher sends them at once instead of after the lease.
@@ -219,6 +230,7 @@ impl ChannelPublisher {
                     self.give_back(&round_items).await;
                     return Ok(n_done);
                 }
+                never = keep_held(holding.as_ref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
             };
             for (batch, sent) in sent {
                 let Some(Sent { attempts, pause }) = sent else {
@@ -339,8 +351,14 @@ impl ChannelPublisher {
     /// limit first (one permit per request) and giving up on it after the request timeout.
     /// Sends nothing (`None`) when the claim's lease would run out before the request
     /// timeout: by then another lane may hold the items at newer versions, and these older
-    /// ones must not reach the channel after them.
-    async fn attempt(&self, batch: Vec<Publish>, deadline: Instant) -> (Vec<Publish>, Option<Sent>) {
+    /// ones must not reach the channel after them. A renewed round's send starts only while
+    /// its renewals answer.
+    async fn attempt(
+        &self,
+        batch: Vec<Publish>,
+        deadline: Instant,
+        holding: Option<&Holding>,
+    ) -> (Vec<Publish>, Option<Sent>) {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
             return (batch, None);
         };
@@ -351,7 +369,7 @@ impl ChannelPublisher {
             }
         }
         let started = Instant::now();
-        if started > latest_start {
+        if started > latest_start || holding.is_some_and(|holding| !holding.still_held()) {
             return (batch, None);
         }
         let sent = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&batch)).await {

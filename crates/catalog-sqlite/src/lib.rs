@@ -241,6 +241,10 @@ impl OutboxStore for SqliteStore {
         publish::release_claims(&self.writer, channel, items).await
     }
 
+    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError> {
+        publish::extend_claims(&self.writer, channel, items, lease).await
+    }
+
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {
         apply::republish(&self.writer, &self.config, items).await
     }

@@ -117,6 +117,38 @@ pub(crate) async fn release_claims(writer: &Writer, channel: &str, items: &[Item
         .await
 }
 
+/// Keeps the still-leased rows of `items` on `channel` leased until `lease` from now, or
+/// longer if they already were.
+pub(crate) async fn extend_claims(
+    writer: &Writer,
+    channel: &str,
+    items: &[ItemId],
+    lease: std::time::Duration,
+) -> Result<u64, StoreError> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let (channel, items) = (channel.to_owned(), items.to_vec());
+    writer
+        .transaction(move |connection| {
+            let now = micros(Utc::now());
+            let until = now.saturating_add(saturating_i64(lease.as_micros()));
+            let mut extend = connection
+                .prepare_cached(
+                    "UPDATE outbox SET available_at = max(available_at, ?1)
+                     WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4",
+                )
+                .map_err(write_error)?;
+            let mut held = 0;
+            for item in &items {
+                held +=
+                    extend.execute(params![until, channel, item.0.as_bytes().as_slice(), now]).map_err(write_error)?;
+            }
+            Ok(held as u64)
+        })
+        .await
+}
+
 /// Records finished attempts and what they mean for the outbox, the channel's held version
 /// and the dead letters, in one transaction; returns the dead letters they resolved.
 pub(crate) async fn record_publishes(

@@ -3,6 +3,8 @@
 //! needs (`&dyn ReadStore` for a read-only service), and `CatalogStore` is all of them, for
 //! the processes that open a whole store.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use chrono::{DateTime, Utc};
@@ -67,6 +69,12 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// each of `items` that is still leased becomes due now instead of when its lease ends,
     /// so another publisher sends it at once. Returns the rows given back.
     async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError>;
+
+    /// Holds claims of `channel` that are still being sent (a round that outlasts the lease it
+    /// claimed with, such as a marketplace feed waited for): each of `items` that is still
+    /// leased stays leased until `lease` from now, or longer if it already was. A row whose
+    /// lease has passed is not taken back. Returns the rows still held.
+    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError>;
 
     /// Queues a publish of each item's current version on every channel serving its tenant
     /// (a cache bust after a replay), returning the outbox rows queued.

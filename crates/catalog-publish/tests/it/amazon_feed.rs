@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::marketplace_support::{accepted, header, publish_on, Received};
 use axum::body::Bytes;
@@ -22,6 +22,7 @@ use axum::Router;
 use catalog_publish::marketplace::amazon::{AmazonChannel, FeedSettings, FEED_CONTENT_TYPE};
 use catalog_publish::{ChannelAdapter, Publish, Verdict};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 const EXPIRED: &str = r#"{"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied.","details":"The access token you provided has expired."}]}"#;
 const QUOTA: &str = r#"{"errors":[{"code":"QuotaExceeded","message":"You exceeded your quota for the requested resource.","details":""}]}"#;
@@ -507,4 +508,55 @@ async fn shutdown_during_a_feed_stops_at_once_and_gives_the_claims_back() {
     let due = store.claim_outbox("amazon", &claim).await.expect("claim");
     assert_eq!(due.len(), 2, "both items are due at once, not leased for the feed's 20 minutes");
     assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
+}
+
+/// A feed's round is leased for the feed's whole wait (42 minutes with Amazon's defaults), but
+/// its claims are taken for the configured lease and renewed while the round runs: another
+/// publisher never takes them while the feed is waited for, and a worker killed outright (no
+/// shutdown, nothing given back) leaves them claimed one lease, not the round's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_a_feed_leaves_its_claims_held_one_lease_not_the_feed_s() {
+    let api = FeedsApi::start(vec![], Ending::Never).await;
+    let (store, _dir) = crate::store(&["amazon"]).await;
+    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
+    let mut config = catalog_publish::ChannelConfig::new("amazon");
+    config.request_timeout = Duration::from_secs(600);
+    config.lease = Duration::from_millis(1_500);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let outbox: Arc<dyn catalog_store::prelude::CatalogStore> = Arc::clone(&store);
+    let publisher = catalog_publish::ChannelPublisher::new(
+        config,
+        Arc::new(api.channel(Duration::from_secs(540))),
+        outbox,
+        Arc::new(crate::Quiet),
+    );
+    let running = tokio::spawn(publisher.run(CancellationToken::new(), CancellationToken::new()));
+    let submitted = async {
+        while !api.requests().iter().any(|request| request.path == "/feeds/2021-06-30/feeds") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
+    let claim = catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30));
+    // Three leases long, the feed in flight keeps its items.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(4_500) {
+        let taken = store.claim_outbox("amazon", &claim).await.expect("claim");
+        assert!(taken.is_empty(), "claimed by another publisher while the feed is waited for: {taken:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.abort();
+    let killed = Instant::now();
+    let due = loop {
+        let due = store.claim_outbox("amazon", &claim).await.expect("claim");
+        if !due.is_empty() || killed.elapsed() > Duration::from_secs(15) {
+            break due;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(due.len(), 2, "both items are due within a lease of the kill, not after the feed's 20 minutes");
+    assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
+    let feeds = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds").count();
+    assert_eq!(feeds, 1, "the round sent its feed once");
 }

@@ -159,32 +159,6 @@ where
     assert_eq!(attempts, [(1, "retry", Some("service unavailable".to_owned())), (2, "retry", None)]);
 }
 
-pub(super) async fn a_released_claim_is_due_at_once_and_only_the_items_named<G, F>(
-    factory: impl FnOnce(StoreConfig) -> F,
-) where
-    F: std::future::Future<Output = Fresh<G>>,
-{
-    let (store, _guard) = factory(StoreConfig::default()).await;
-    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
-    let changes = vec![
-        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
-        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
-    ];
-    store.apply_batch(&batch(changes)).await.expect("apply");
-    // Leased for an hour: a round cut short by shutdown gives A back, keeps B.
-    let long = crate::OutboxClaim { lease: std::time::Duration::from_secs(3_600), ..immediate(10) };
-    let claimed = store.claim_outbox("storefront", &long).await.expect("claim");
-    assert_eq!(claimed.len(), 2);
-    assert!(store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(), "both leased");
-    let a_id = a.item_key().item_id();
-    assert_eq!(store.release_claims("other-channel", &[a_id]).await.expect("release"), 0, "another channel's row");
-    assert_eq!(store.release_claims("storefront", &[a_id]).await.expect("release"), 1);
-    let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    assert_eq!(again.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a_id], "A at once, B still leased");
-    assert_eq!(again[0].attempts, 0, "giving a claim back spends no attempt");
-    assert_eq!(store.release_claims("storefront", &[]).await.expect("release"), 0);
-}
-
 pub(super) async fn a_throttled_publish_is_due_again_and_spends_no_attempt<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,

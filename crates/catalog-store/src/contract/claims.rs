@@ -1,0 +1,66 @@
+//! Contract cases of claims that outlive their round's plan: given back by a round cut short
+//! (`release_claims`), held by a round still sending (`extend_claims`).
+
+use catalog_core::StockChange;
+
+use super::fixtures::*;
+use crate::StoreConfig;
+
+pub(super) async fn a_released_claim_is_due_at_once_and_only_the_items_named<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    let changes = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
+    ];
+    store.apply_batch(&batch(changes)).await.expect("apply");
+    // Leased for an hour: a round cut short by shutdown gives A back, keeps B.
+    let long = crate::OutboxClaim { lease: std::time::Duration::from_secs(3_600), ..immediate(10) };
+    let claimed = store.claim_outbox("storefront", &long).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert!(store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(), "both leased");
+    let a_id = a.item_key().item_id();
+    assert_eq!(store.release_claims("other-channel", &[a_id]).await.expect("release"), 0, "another channel's row");
+    assert_eq!(store.release_claims("storefront", &[a_id]).await.expect("release"), 1);
+    let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(again.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a_id], "A at once, B still leased");
+    assert_eq!(again[0].attempts, 0, "giving a claim back spends no attempt");
+    assert_eq!(store.release_claims("storefront", &[]).await.expect("release"), 0);
+}
+
+pub(super) async fn an_extended_claim_stays_leased_and_a_lapsed_one_is_not_taken_back<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    let changes = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
+    ];
+    store.apply_batch(&batch(changes)).await.expect("apply");
+    let (a_id, b_id) = (a.item_key().item_id(), b.item_key().item_id());
+    // Both leased briefly; A is held for an hour while it is still being sent, B is not.
+    let brief = crate::OutboxClaim { lease: std::time::Duration::from_millis(200), ..immediate(10) };
+    assert_eq!(store.claim_outbox("storefront", &brief).await.expect("claim").len(), 2);
+    let hour = std::time::Duration::from_secs(3_600);
+    assert_eq!(store.extend_claims("other-channel", &[a_id], hour).await.expect("extend"), 0, "another channel's row");
+    assert_eq!(store.extend_claims("storefront", &[a_id], hour).await.expect("extend"), 1);
+    // A shorter extension never shortens the lease.
+    assert_eq!(store.extend_claims("storefront", &[a_id], std::time::Duration::ZERO).await.expect("extend"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(again.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [b_id], "B's lease passed, A is held");
+    // A claim given back (or lapsed) is not taken back by a late extension.
+    assert_eq!(store.release_claims("storefront", &[a_id]).await.expect("release"), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(store.extend_claims("storefront", &[a_id], hour).await.expect("extend"), 0, "A is due, not leased");
+    let due = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(due.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a_id]);
+    assert_eq!(store.extend_claims("storefront", &[], hour).await.expect("extend"), 0);
+}
