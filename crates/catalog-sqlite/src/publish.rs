@@ -95,26 +95,8 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
 
 /// Makes the still-leased rows of `items` on `channel` due now.
 pub(crate) async fn release_claims(writer: &Writer, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
-    if items.is_empty() {
-        return Ok(0);
-    }
-    let (channel, items) = (channel.to_owned(), items.to_vec());
-    writer
-        .transaction(move |connection| {
-            let now = micros(Utc::now());
-            let mut release = connection
-                .prepare_cached(
-                    "UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3 AND available_at > ?1",
-                )
-                .map_err(write_error)?;
-            let mut released = 0;
-            for item in &items {
-                released +=
-                    release.execute(params![now, channel, item.0.as_bytes().as_slice()]).map_err(write_error)?;
-            }
-            Ok(released as u64)
-        })
-        .await
+    let release = "UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
+    set_leases(writer, channel, items, release, |now| now).await
 }
 
 /// Keeps the still-leased rows of `items` on `channel` leased until `lease` from now, or
@@ -125,6 +107,21 @@ pub(crate) async fn extend_claims(
     items: &[ItemId],
     lease: std::time::Duration,
 ) -> Result<u64, StoreError> {
+    let extend = "UPDATE outbox SET available_at = max(available_at, ?1)
+                  WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
+    let lease = saturating_i64(lease.as_micros());
+    set_leases(writer, channel, items, extend, move |now| now.saturating_add(lease)).await
+}
+
+/// Runs `statement` (`?1` the lease's end from `until(now)`, `?2` the channel, `?3` an item
+/// id, `?4` now) for each of `items` in one transaction; returns the rows it changed.
+async fn set_leases(
+    writer: &Writer,
+    channel: &str,
+    items: &[ItemId],
+    statement: &'static str,
+    until: impl Fn(i64) -> i64 + Send + 'static,
+) -> Result<u64, StoreError> {
     if items.is_empty() {
         return Ok(0);
     }
@@ -132,19 +129,14 @@ pub(crate) async fn extend_claims(
     writer
         .transaction(move |connection| {
             let now = micros(Utc::now());
-            let until = now.saturating_add(saturating_i64(lease.as_micros()));
-            let mut extend = connection
-                .prepare_cached(
-                    "UPDATE outbox SET available_at = max(available_at, ?1)
-                     WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4",
-                )
-                .map_err(write_error)?;
-            let mut held = 0;
+            let mut set = connection.prepare_cached(statement).map_err(write_error)?;
+            let mut changed = 0;
             for item in &items {
-                held +=
-                    extend.execute(params![until, channel, item.0.as_bytes().as_slice(), now]).map_err(write_error)?;
+                changed += set
+                    .execute(params![until(now), channel, item.0.as_bytes().as_slice(), now])
+                    .map_err(write_error)?;
             }
-            Ok(held as u64)
+            Ok(changed as u64)
         })
         .await
 }

@@ -1,10 +1,21 @@
 //! Contract cases of claims that outlive their round's plan: given back by a round cut short
 //! (`release_claims`), held by a round still sending (`extend_claims`).
 
-use catalog_core::StockChange;
+use catalog_core::{ItemId, StockChange};
 
 use super::fixtures::*;
-use crate::StoreConfig;
+use crate::{CatalogStore, StoreConfig};
+
+/// Items A-1 and B-1 of tenant canary, each waiting on the storefront channel.
+async fn two_items(store: &dyn CatalogStore) -> (ItemId, ItemId) {
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    let changes = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
+    ];
+    store.apply_batch(&batch(changes)).await.expect("apply");
+    (a.item_key().item_id(), b.item_key().item_id())
+}
 
 pub(super) async fn a_released_claim_is_due_at_once_and_only_the_items_named<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
@@ -12,18 +23,12 @@ pub(super) async fn a_released_claim_is_due_at_once_and_only_the_items_named<G, 
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
-    let changes = vec![
-        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
-        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
-    ];
-    store.apply_batch(&batch(changes)).await.expect("apply");
+    let (a_id, _) = two_items(&*store).await;
     // Leased for an hour: a round cut short by shutdown gives A back, keeps B.
     let long = crate::OutboxClaim { lease: std::time::Duration::from_secs(3_600), ..immediate(10) };
     let claimed = store.claim_outbox("storefront", &long).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     assert!(store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(), "both leased");
-    let a_id = a.item_key().item_id();
     assert_eq!(store.release_claims("other-channel", &[a_id]).await.expect("release"), 0, "another channel's row");
     assert_eq!(store.release_claims("storefront", &[a_id]).await.expect("release"), 1);
     let again = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
@@ -38,13 +43,7 @@ pub(super) async fn an_extended_claim_stays_leased_and_a_lapsed_one_is_not_taken
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
-    let changes = vec![
-        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
-        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 2),
-    ];
-    store.apply_batch(&batch(changes)).await.expect("apply");
-    let (a_id, b_id) = (a.item_key().item_id(), b.item_key().item_id());
+    let (a_id, b_id) = two_items(&*store).await;
     // Both leased briefly; A is held for an hour while it is still being sent, B is not.
     let brief = crate::OutboxClaim { lease: std::time::Duration::from_millis(200), ..immediate(10) };
     assert_eq!(store.claim_outbox("storefront", &brief).await.expect("claim").len(), 2);
