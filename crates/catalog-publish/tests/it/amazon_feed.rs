@@ -479,24 +479,8 @@ async fn the_drain_loop_sends_a_backlog_in_feeds_and_records_each_message_s_fate
 /// are due now rather than after their lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_during_a_feed_stops_at_once_and_gives_the_claims_back() {
-    let api = FeedsApi::start(vec![], Ending::Never).await;
-    let (store, _dir) = crate::store(&["amazon"]).await;
-    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
-    let mut config = catalog_publish::ChannelConfig::new("amazon");
-    config.request_timeout = Duration::from_secs(600);
-    config.settle = Duration::ZERO;
-    config.max_wait = Duration::ZERO;
-    let outbox: Arc<dyn catalog_store::prelude::CatalogStore> = Arc::clone(&store);
-    let channel = api.channel(Duration::from_secs(540));
-    let publisher = catalog_publish::ChannelPublisher::new(config, Arc::new(channel), outbox, Arc::new(crate::Quiet));
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(publisher.run(shutdown.clone(), tokio_util::sync::CancellationToken::new()));
-    let submitted = async {
-        while !api.requests().iter().any(|request| request.path == "/feeds/2021-06-30/feeds") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
+    let shutdown = CancellationToken::new();
+    let (_api, store, _dir, running) = a_feed_in_flight(Duration::from_secs(60), shutdown.clone()).await;
     shutdown.cancel();
     let published = tokio::time::timeout(Duration::from_secs(5), running)
         .await
@@ -516,28 +500,7 @@ async fn shutdown_during_a_feed_stops_at_once_and_gives_the_claims_back() {
 /// shutdown, nothing given back) leaves them claimed one lease, not the round's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_a_feed_leaves_its_claims_held_one_lease_not_the_feed_s() {
-    let api = FeedsApi::start(vec![], Ending::Never).await;
-    let (store, _dir) = crate::store(&["amazon"]).await;
-    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
-    let mut config = catalog_publish::ChannelConfig::new("amazon");
-    config.request_timeout = Duration::from_secs(600);
-    config.lease = Duration::from_millis(1_500);
-    config.settle = Duration::ZERO;
-    config.max_wait = Duration::ZERO;
-    let outbox: Arc<dyn catalog_store::prelude::CatalogStore> = Arc::clone(&store);
-    let publisher = catalog_publish::ChannelPublisher::new(
-        config,
-        Arc::new(api.channel(Duration::from_secs(540))),
-        outbox,
-        Arc::new(crate::Quiet),
-    );
-    let running = tokio::spawn(publisher.run(CancellationToken::new(), CancellationToken::new()));
-    let submitted = async {
-        while !api.requests().iter().any(|request| request.path == "/feeds/2021-06-30/feeds") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
+    let (api, store, _dir, running) = a_feed_in_flight(Duration::from_millis(1_500), CancellationToken::new()).await;
     let claim = catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30));
     // Three leases long, the feed in flight keeps its items.
     let watched = Instant::now();
@@ -559,4 +522,36 @@ async fn a_worker_killed_during_a_feed_leaves_its_claims_held_one_lease_not_the_
     assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
     let feeds = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds").count();
     assert_eq!(feeds, 1, "the round sent its feed once");
+}
+
+/// A publisher of channel `amazon` (claims leased for `lease`) sending items ABC-1 and ABC-2
+/// in a feed that is never done, once the feed is created; it runs until `shutdown`.
+async fn a_feed_in_flight(
+    lease: Duration,
+    shutdown: CancellationToken,
+) -> (
+    FeedsApi,
+    Arc<dyn catalog_store::prelude::CatalogStore>,
+    tempfile::TempDir,
+    tokio::task::JoinHandle<Result<u64, catalog_publish::PublishError>>,
+) {
+    let api = FeedsApi::start(vec![], Ending::Never).await;
+    let (store, dir) = crate::store(&["amazon"]).await;
+    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
+    let mut config = catalog_publish::ChannelConfig::new("amazon");
+    config.request_timeout = Duration::from_secs(600);
+    config.lease = lease;
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let channel = Arc::new(api.channel(Duration::from_secs(540)));
+    let outbox: Arc<dyn catalog_store::OutboxStore> = Arc::clone(&store) as _;
+    let publisher = catalog_publish::ChannelPublisher::new(config, channel, outbox, Arc::new(crate::Quiet));
+    let running = tokio::spawn(publisher.run(shutdown, CancellationToken::new()));
+    let submitted = async {
+        while !api.requests().iter().any(|request| request.path == "/feeds/2021-06-30/feeds") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
+    (api, store, dir, running)
 }
