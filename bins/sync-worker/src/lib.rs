@@ -234,8 +234,19 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     }
     drained.cancel();
     let mut published = 0;
-    while let Some(publisher) = publishers.join_next().await {
-        published += publisher.context("publisher task")??;
+    loop {
+        tokio::select! {
+            publisher = publishers.join_next() => match publisher {
+                Some(publisher) => published += publisher.context("publisher task")??,
+                None => break,
+            },
+            // A signal while a finished source's changes are being published stops the
+            // publishing too, however long the channels would take.
+            () = shutdown.cancelled(), if !stop_services.is_cancelled() => {
+                tracing::info!("stopping publishing; what is not published stays queued for the next run");
+                stop_services.cancel();
+            }
+        }
     }
     stop_services.cancel();
     while let Some(service) = services.join_next().await {

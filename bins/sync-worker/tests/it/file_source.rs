@@ -257,6 +257,53 @@ async fn killed_between_a_send_and_its_record_the_item_is_still_published_after_
     assert_eq!(latest, expected);
 }
 
+/// The file is applied and the worker is publishing what it changed when SIGTERM comes: it
+/// stops at once (the storefront here never answers), exits 0, and leaves the items queued
+/// for the next run, instead of waiting out every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_publishing_a_finished_file_stops_the_worker_at_once() {
+    use axum::routing::post;
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&asked);
+    let app = axum::Router::new().route(
+        "/v1/tenants/{tenant}/items/{item}/invalidate",
+        post(move || {
+            let notify = std::sync::Arc::clone(&notify);
+            async move {
+                notify.notify_one();
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    let source = format!("file:{}", sample().display());
+    let worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", &source, "--metrics-addr", "off", "--storefront-url", &url])
+        .env("RUST_LOG", "info")
+        .current_dir(directory.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sync-worker");
+    tokio::time::timeout(std::time::Duration::from_secs(30), asked.notified()).await.expect("a publish was sent");
+    let pid = worker.id().expect("worker pid").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("send SIGTERM");
+    assert!(status.success());
+    let output = tokio::time::timeout(std::time::Duration::from_secs(15), worker.wait_with_output())
+        .await
+        .expect("the worker stops on SIGTERM, not after the storefront's retries")
+        .expect("wait for sync-worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("published=0"), "nothing was published: {stderr}");
+}
+
 /// An NDJSON line of the contract: event `n`, a snapshot of its own SKU.
 fn event_line(n: u64) -> String {
     format!(
