@@ -25,9 +25,10 @@ const THROTTLED_RECENTLY_MINUTES: i64 = 5;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChannelHealth {
     pub channel: String,
-    /// `failing` (dead letters open, or failed attempts in the window), `throttled` (the
-    /// platform asked to wait in the last 5 minutes), `ok`, or `idle` (nothing in the window
-    /// and nothing waiting).
+    /// `failing` (dead letters open, or failed attempts in the window), `stalled` (items have
+    /// waited longer than the window and none was attempted in it: no worker publishes the
+    /// channel), `throttled` (the platform asked to wait in the last 5 minutes), `ok`, or
+    /// `idle` (nothing in the window and nothing waiting).
     pub health: &'static str,
     /// Attempts in the last `window_minutes` by result.
     pub attempts: BTreeMap<String, u64>,
@@ -122,8 +123,15 @@ fn channel_health(facts: &HealthFacts<'_>, now: DateTime<Utc>) -> Vec<ChannelHea
 
 fn judge(health: &ChannelHealth, now: DateTime<Utc>) -> &'static str {
     let failed = ["retry", "dead_lettered"].iter().any(|result| health.attempts.get(*result).is_some_and(|n| *n > 0));
+    // Longer than any send takes (a marketplace feed is waited for up to 40 minutes), so a
+    // channel this quiet while items wait has no publisher: every worker runs with
+    // `--publish off`, or none has the channel in its channels file.
+    let stalled = health.attempts.is_empty()
+        && health.oldest_waiting_seconds.is_some_and(|seconds| seconds > WINDOW_MINUTES * 60);
     if health.dead_letters_open > 0 || failed {
         "failing"
+    } else if stalled {
+        "stalled"
     } else if health.last_throttled_at.is_some_and(|at| now - at < Duration::minutes(THROTTLED_RECENTLY_MINUTES)) {
         "throttled"
     } else if health.attempts.is_empty() && health.pending == 0 {
@@ -140,4 +148,45 @@ pub(super) async fn list_channels(
 ) -> Result<Json<Vec<ChannelHealth>>, ApiError> {
     caller.require(Role::Viewer)?;
     Ok(Json(read_health(state.store.as_ref(), Utc::now()).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth(pending: u64, waited_minutes: i64, now: DateTime<Utc>) -> OutboxDepth {
+        OutboxDepth {
+            channel: "amazon".into(),
+            pending,
+            oldest_enqueued_at: (pending > 0).then(|| now - Duration::minutes(waited_minutes)),
+        }
+    }
+
+    fn attempt(result: &str, minutes_ago: i64, now: DateTime<Utc>) -> PublishAttemptCount {
+        PublishAttemptCount {
+            channel: "amazon".into(),
+            result: result.into(),
+            attempts: 1,
+            last_at: now - Duration::minutes(minutes_ago),
+        }
+    }
+
+    #[test]
+    fn one_word_for_a_channel() {
+        let now = Utc::now();
+        let judged = |attempts: &[PublishAttemptCount], depths: &[OutboxDepth]| {
+            let facts = HealthFacts { attempts, depths, dead_letters: &[], drifts: &[] };
+            channel_health(&facts, now).first().map(|health| health.health)
+        };
+        assert_eq!(judged(&[], &[]), None, "a channel the store has never seen");
+        assert_eq!(judged(&[], &[depth(0, 0, now)]), Some("idle"));
+        assert_eq!(judged(&[], &[depth(3, 8, now)]), Some("ok"), "a feed waited for: minutes without an attempt");
+        assert_eq!(judged(&[], &[depth(3, 61, now)]), Some("stalled"), "waiting longer than the window, no attempt");
+        let published = [attempt("published", 2, now)];
+        assert_eq!(judged(&published, &[depth(3, 61, now)]), Some("ok"), "a channel behind, but publishing");
+        let throttled = [attempt("throttled", 2, now)];
+        assert_eq!(judged(&throttled, &[depth(3, 61, now)]), Some("throttled"));
+        let retried = [attempt("retry", 30, now)];
+        assert_eq!(judged(&retried, &[depth(3, 61, now)]), Some("failing"));
+    }
 }

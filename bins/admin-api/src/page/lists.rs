@@ -75,7 +75,7 @@ pub(super) async fn channels_page(State(state): State<AppState>, headers: Header
     let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
     let body = html! {
         h2 { "Sales channels" }
-        p { "Each channel's publishes in the last " (crate::api::channels::WINDOW_MINUTES) " minutes. Failing: dead letters open or failed sends. Throttled: the platform asked to wait in the last 5 minutes. Skipped: SKUs the channel does not list (no request, no failure). Drift corrected: what reconciliation read back that the channel had not been sent (a manual edit, a lost listing), already republished." }
+        p { "Each channel's publishes in the last " (crate::api::channels::WINDOW_MINUTES) " minutes. Failing: dead letters open or failed sends. Stalled: items have waited longer than that and none was attempted: no worker publishes the channel. Throttled: the platform asked to wait in the last 5 minutes. Skipped: SKUs the channel does not list (no request, no failure). Drift corrected: what reconciliation read back that the channel had not been sent (a manual edit, a lost listing), already republished." }
         @if channels.is_empty() { p { "No channel has published yet." } } @else {
             table {
                 thead { tr { th scope="col" { "Channel" } th scope="col" { "Health" } th scope="col" { "Published" } th scope="col" { "Superseded" } th scope="col" { "Throttled" } th scope="col" { "Retried" } th scope="col" { "Dead-lettered" } th scope="col" { "Skipped" } th scope="col" { "Last attempt" } th scope="col" { "Waiting" } th scope="col" { "Open dead letters" } th scope="col" { "Drift corrected" } } }
