@@ -224,20 +224,25 @@ async fn offers_of(
 }
 
 async fn pending_publishes(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PendingPublish>, StoreError> {
-    sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = $1 ORDER BY version, channel")
-        .bind(item_id.0)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(|row| {
-            Ok(PendingPublish {
-                channel: column(row, "channel")?,
-                version: rows::version(column(row, "version")?)?,
-                enqueued_at: column(row, "enqueued_at")?,
-            })
+    sqlx::query(
+        "SELECT channel, version, enqueued_at, available_at, attempts FROM outbox WHERE item_id = $1
+         ORDER BY version, channel",
+    )
+    .bind(item_id.0)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| {
+        Ok(PendingPublish {
+            channel: column(row, "channel")?,
+            version: rows::version(column(row, "version")?)?,
+            enqueued_at: column(row, "enqueued_at")?,
+            not_before: column(row, "available_at")?,
+            failed_attempts: narrowed_int4(row, "attempts")?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PublishAttempt>, StoreError> {

@@ -141,12 +141,14 @@ async fn pending_publishes(
     connection: &mut SqliteConnection,
     item_id: ItemId,
 ) -> Result<Vec<PendingPublish>, StoreError> {
-    let outbox_rows =
-        sqlx::query("SELECT channel, version, enqueued_at FROM outbox WHERE item_id = ?1 ORDER BY version, channel")
-            .bind(item_id.0.as_bytes().as_slice())
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(store_error)?;
+    let outbox_rows = sqlx::query(
+        "SELECT channel, version, enqueued_at, available_at, attempts FROM outbox WHERE item_id = ?1
+             ORDER BY version, channel",
+    )
+    .bind(item_id.0.as_bytes().as_slice())
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
     outbox_rows
         .iter()
         .map(|row| {
@@ -154,6 +156,8 @@ async fn pending_publishes(
                 channel: columns::column(row, "channel")?,
                 version: rows::version(columns::column(row, "version")?)?,
                 enqueued_at: columns::time_column(row, "enqueued_at")?,
+                not_before: columns::time_column(row, "available_at")?,
+                failed_attempts: columns::narrowed("attempts", columns::column(row, "attempts")?)?,
             })
         })
         .collect()

@@ -340,6 +340,13 @@ pub struct PendingPublish {
     pub version: u64,
     /// When this version was queued.
     pub enqueued_at: DateTime<Utc>,
+    /// No publisher sends it before then: a time to come means a publisher has claimed it
+    /// and is sending it (a marketplace feed is waited for minutes), or it waits out a
+    /// retry's backoff or the channel's throttling.
+    pub not_before: DateTime<Utc>,
+    /// Failed sends of this item on this channel since it was last published (throttling
+    /// is not a failure); it is dead-lettered when they reach the channel's `max_attempts`.
+    pub failed_attempts: u32,
 }
 
 /// A tenant's sync flags.

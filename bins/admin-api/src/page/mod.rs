@@ -179,7 +179,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             thead { tr { th scope="col" { "Channel" } th scope="col" { "Published version" } th scope="col" { "At" } } }
             tbody {
                 @for published in &trace.published { tr { td { (published.channel) } td { (published.version) } td { (when(published.published_at)) } } }
-                @for pending in &trace.pending_publishes { tr { td { (pending.channel) } td { "waiting: version " (pending.version) } td { (when(pending.enqueued_at)) } } }
+                @for pending in &trace.pending_publishes { tr { td { (pending.channel) } td { "waiting: version " (pending.version) @if pending.not_before > chrono::Utc::now() { br; small { "not sent before " (when(pending.not_before)) ": being sent, or waiting out a retry or throttling" } } @if pending.failed_attempts > 0 { br; small { (pending.failed_attempts) " failed sends so far" } } } td { (when(pending.enqueued_at)) } } }
             }
         }
         h3 #offers-heading { "Why this quantity: the winner per offer" }

@@ -61,6 +61,12 @@ async fn a_channel_s_health_follows_its_attempts(server: Server) {
     assert!(health[0]["last_throttled_at"].is_string());
 
     let again = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
+    // Claimed, not yet answered: the trace says when it may go again.
+    let trace = server.get_json(&viewer, "/v1/tenants/canary/items/abc-1/trace").await;
+    assert_eq!(trace["pending_publishes"][0]["failed_attempts"], 0, "a throttle is not a failure: {trace}");
+    assert!(trace["pending_publishes"][0]["not_before"].is_string(), "{trace}");
+    let item_page = crate::page::page(&server, &viewer, "/?tenant=canary&sku=ABC-1").await;
+    assert!(item_page.contains("not sent before"), "a claimed item shows its lease: {item_page}");
     let published = PublishRecord { status: Some(202), ..record(&again[0], PublishOutcome::Published) };
     server.store.record_publish(&published).await.expect("record");
     let trace = server.get_json(&viewer, "/v1/tenants/canary/items/abc-1/trace").await;

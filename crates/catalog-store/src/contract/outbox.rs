@@ -147,13 +147,18 @@ where
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
 
-    let later = published(&again[0], PublishOutcome::RetryAt(Utc::now() + Duration::hours(1)));
+    let retry_at = Utc::now() + Duration::hours(1);
+    let later = published(&again[0], PublishOutcome::RetryAt(retry_at));
     store.record_publish(&later).await.expect("record");
     assert!(
         store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
         "not due before its time"
     );
     let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    // Support sees when it goes again and how many sends failed.
+    let pending = &trace.pending_publishes[0];
+    assert_eq!(pending.failed_attempts, 2);
+    assert!((pending.not_before - retry_at).num_milliseconds().abs() <= 1, "{pending:?} at {retry_at}");
     let attempts: Vec<_> =
         trace.publish_attempts.iter().map(|p| (p.attempt, p.result.as_str(), p.error.clone())).collect();
     assert_eq!(attempts, [(1, "retry", Some("service unavailable".to_owned())), (2, "retry", None)]);
