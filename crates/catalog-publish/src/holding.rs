@@ -4,6 +4,7 @@
 //! most (decision 0029).
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use catalog_core::ItemId;
@@ -17,7 +18,7 @@ pub enum Renewal {
     /// Every claim of the round is held for another lease.
     Held,
     /// Some claims had passed their lease (the store was out of reach for longer than it):
-    /// another publisher may be sending those items.
+    /// another publisher may be sending those items, and the round starts no more sends.
     Lapsed,
     /// The store could not be asked; the claims run out unless the next renewal succeeds.
     Failed,
@@ -42,11 +43,14 @@ pub(crate) struct Holding {
     lease: Duration,
     /// Until when the store holds the claims, as of the last renewal that answered.
     until: std::sync::Mutex<Instant>,
+    /// A renewal found claims past their lease: for good, even if a later renewal finds
+    /// them leased again (by another publisher).
+    lapsed: AtomicBool,
 }
 
 impl Holding {
     pub(crate) fn new(claimed_at: Instant, lease: Duration) -> Self {
-        Self { lease, until: std::sync::Mutex::new(claimed_at + lease) }
+        Self { lease, until: std::sync::Mutex::new(claimed_at + lease), lapsed: AtomicBool::new(false) }
     }
 
     pub(crate) fn renewed(&self, asked_at: Instant) {
@@ -57,7 +61,8 @@ impl Holding {
     /// at least, long enough to start a send (a feed is created within a call's timeout,
     /// and a seller's feeds are processed in the order they were created).
     pub(crate) fn still_held(&self) -> bool {
-        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) >= Instant::now() + self.lease / 3
+        !self.lapsed.load(Ordering::Relaxed)
+            && *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) >= Instant::now() + self.lease / 3
     }
 }
 
@@ -81,9 +86,12 @@ pub(crate) async fn keep_held(
                 holding.renewed(asked_at);
                 Renewal::Held
             }
+            // Not renewed: another publisher may hold some of the items now, at newer
+            // versions, so the round starts no more sends (what it has not sent is due again
+            // once the claims just extended pass).
             Ok(n_held) => {
-                holding.renewed(asked_at);
-                tracing::warn!(channel = %channel, n_held, n_items = items.len(), "some claims of a round in flight had passed their lease: another publisher may be sending those items");
+                holding.lapsed.store(true, Ordering::Relaxed);
+                tracing::warn!(channel = %channel, n_held, n_items = items.len(), "some claims of a round in flight had passed their lease: another publisher may be sending those items; this round sends nothing more");
                 Renewal::Lapsed
             }
             Err(error) => {

@@ -11,6 +11,7 @@ mod marketplace_support;
 mod mercadolibre;
 mod ordering;
 mod read_back;
+mod renewals;
 mod rounds;
 mod rules;
 mod shopify;
