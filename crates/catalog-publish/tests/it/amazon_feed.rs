@@ -500,11 +500,11 @@ async fn shutdown_during_a_feed_stops_at_once_and_gives_the_claims_back() {
 /// shutdown, nothing given back) leaves them claimed one lease, not the round's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_a_feed_leaves_its_claims_held_one_lease_not_the_feed_s() {
-    let (api, store, _dir, running) = a_feed_in_flight(Duration::from_millis(1_500), CancellationToken::new()).await;
+    let (api, store, _dir, running) = a_feed_in_flight(Duration::from_millis(2_400), CancellationToken::new()).await;
     let claim = catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30));
     // Three leases long, the feed in flight keeps its items.
     let watched = Instant::now();
-    while watched.elapsed() < Duration::from_millis(4_500) {
+    while watched.elapsed() < Duration::from_millis(7_200) {
         let taken = store.claim_outbox("amazon", &claim).await.expect("claim");
         assert!(taken.is_empty(), "claimed by another publisher while the feed is waited for: {taken:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;

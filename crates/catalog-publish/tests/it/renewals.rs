@@ -52,16 +52,15 @@ impl PublishEvents for RanOut {
 async fn a_round_whose_claims_lapsed_starts_no_more_sends() {
     let (store, _dir) = store(&["slow"]).await;
     set_many(&*store, 0, &[("LAPSE-A", 1), ("LAPSE-B", 2)]).await;
-    // One lane, one send at a time, no rate limit: a send may take 3.3 s, so a round of two
-    // sends is planned 6.6 s and its claims, taken for the configured 3 s, renewed every 1 s.
+    // One lane, one send at a time, no rate limit: a send may take 4.5 s, so a round of two
+    // sends is planned 9 s and its claims, taken for the configured 3 s, renewed every 1 s.
     let mut config = ChannelConfig::new("slow").with_rate(0);
     config.concurrency = 1;
-    config.request_timeout = Duration::from_millis(3_300);
+    config.request_timeout = Duration::from_millis(4_500);
     config.lease = Duration::from_secs(3);
     config.settle = Duration::ZERO;
     config.max_wait = Duration::ZERO;
-    let channel =
-        Arc::new(SlowChannel { delay: Duration::from_millis(2_500), sent: Mutex::default(), first: Notify::new() });
+    let channel = Arc::new(SlowChannel { delay: Duration::from_secs(4), sent: Mutex::default(), first: Notify::new() });
     let ran_out = RanOut::default();
     let publisher =
         ChannelPublisher::new(config, Arc::clone(&channel) as _, Arc::clone(&store) as _, Arc::new(ran_out.clone()));
@@ -79,7 +78,7 @@ async fn a_round_whose_claims_lapsed_starts_no_more_sends() {
         })
         .collect();
     assert_eq!(store.release_claims("slow", &items).await.expect("release"), 2);
-    // The second send of the round would start 2.5 s in: it does not, and its item is sent
+    // The second send of the round would start 4 s in: it does not, and its item is sent
     // in a round of its own, claimed afresh.
     let sent_twice = async {
         while channel.sent.lock().expect("sent").len() < 2 {
