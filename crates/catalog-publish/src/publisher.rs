@@ -142,7 +142,7 @@ impl ChannelPublisher {
         let plan = plan_round(&self.config, n_lanes, concurrency, self.adapter.max_batch());
         // A round may take longer than the configured lease (one send outlasts it at this
         // rate limit and timeout: a feed): its claims are renewed while it runs.
-        let renewed_every_ms = (plan.lease > self.config.lease).then(|| (self.config.lease / 3).as_millis() as u64);
+        let renewed_every_ms = plan.renewed.map(|lease| (lease / 3).as_millis() as u64);
         tracing::info!(channel = %self.config.name, n_lanes, round_items = plan.limit, round_ms = plan.lease.as_millis() as u64, lease_ms = self.config.lease.as_millis() as u64, renewed_every_ms, "publishing");
         let lanes = (0..n_lanes).map(|_| {
             let waiter = self.work.as_ref().map_or_else(WorkWaiter::never, WorkSignal::subscribe);
@@ -158,7 +158,7 @@ impl ChannelPublisher {
     async fn lane(
         &self,
         concurrency: usize,
-        RoundPlan { limit, lease }: RoundPlan,
+        RoundPlan { limit, lease, renewed }: RoundPlan,
         mut work: WorkWaiter,
         shutdown: &CancellationToken,
         until_drained: &CancellationToken,
@@ -166,10 +166,12 @@ impl ChannelPublisher {
     ) -> Result<u64, PublishError> {
         // A round that outlasts the configured lease claims for that lease and renews it
         // while it runs (`Holding`); the round's own budget stays `lease`.
-        let renewed = lease > self.config.lease;
-        let claimed_for = if renewed { self.config.lease } else { lease };
-        let claim =
-            OutboxClaim { limit, lease: claimed_for, settle: self.config.settle, max_wait: self.config.max_wait };
+        let claim = OutboxClaim {
+            limit,
+            lease: renewed.unwrap_or(lease),
+            settle: self.config.settle,
+            max_wait: self.config.max_wait,
+        };
         let mut n_done = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -204,7 +206,7 @@ impl ChannelPublisher {
             // request timeout before this deadline ends while no other lane can hold the item
             // (as long as a renewed round's renewals answer).
             let deadline = round_started + lease;
-            let holding = renewed.then(|| Holding::new(round_started, self.config.lease));
+            let holding = renewed.map(|held_for| Holding::new(round_started, held_for));
             let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());

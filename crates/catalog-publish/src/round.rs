@@ -15,6 +15,10 @@ pub(crate) struct RoundPlan {
     pub(crate) limit: usize,
     /// How long they stay reserved for the lane.
     pub(crate) lease: Duration,
+    /// For a round longer than the configured lease (a feed): that lease, which the claims
+    /// are taken for and renewed by while the round runs (`holding`), so a killed worker's
+    /// claims pass within it rather than within `lease`.
+    pub(crate) renewed: Option<Duration>,
 }
 
 /// Sends a lane's round holds at most per send it may have in flight. Every round costs a
@@ -67,14 +71,15 @@ pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: us
     let most =
         (concurrency.max(1) * SENDS_PER_SLOT).saturating_mul(max_batch.max(1)).min(MAX_ROUND_ITEMS.max(max_batch));
     let fitting = |lease| (1..=most).rev().find(|n_items| longest(*n_items) <= lease);
-    match fitting(lease) {
-        Some(limit) => RoundPlan { limit, lease },
+    let (limit, lease) = match fitting(lease) {
+        Some(limit) => (limit, lease),
         // One send's round, as large as one send takes: a feed's whole batch, not one item.
         None => {
             let lease = longest(1);
-            RoundPlan { limit: fitting(lease).unwrap_or(1), lease }
+            (fitting(lease).unwrap_or(1), lease)
         }
-    }
+    };
+    RoundPlan { limit, lease, renewed: (lease > config.lease).then_some(config.lease) }
 }
 
 #[cfg(test)]
@@ -140,6 +145,7 @@ mod tests {
         let plan = plan_round(&config, 2, 2, 10_000);
         assert_eq!(plan.limit, 10_000, "a round fills a feed, not 512 items of it");
         assert!(plan.lease >= Duration::from_secs(20 * 60 + 240), "the lease covers a permit and the wait: {plan:?}");
+        assert_eq!(plan.renewed, Some(config.lease), "claims taken for the configured lease and renewed");
 
         // A feed waited for one minute does not fit the lease with its permits: the lease
         // grows to one send's round, and the round is still a whole feed.
