@@ -30,30 +30,48 @@ pub struct TraceView {
     /// Publish attempts per channel with status and result, oldest first.
     pub publishes: Vec<PublishAttempt>,
     pub open_dead_letters: Vec<DeadLetter>,
-    /// Set once retention has dropped journal days: events received before `kept_since` are
-    /// not in `events` (they are in the archive), so an offer's counted event may be missing.
+    /// Set once retention has dropped journal days or publish attempts: events received
+    /// before `kept_since` are not in `events` (they are in the archive), so an offer's counted
+    /// event may be missing; attempts made before `attempts_kept_since` are not in `publishes`.
     pub journal_retention: Option<JournalReach>,
 }
 
-/// How far back the journal reaches (decision 0019).
+/// How far back the journal and the publish attempts reach (decisions 0019 and 0030).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JournalReach {
     /// Events received before this were archived and dropped from the journal.
-    pub kept_since: DateTime<Utc>,
+    pub kept_since: Option<DateTime<Utc>>,
     /// Where the last archive went.
     pub archive: Option<String>,
-    /// The same, in one sentence for people.
+    /// Publish attempts made before this were dropped (they are not archived).
+    pub attempts_kept_since: Option<DateTime<Utc>>,
+    /// The same, in one or two sentences for people.
     pub note: String,
 }
 
 impl From<JournalHorizon> for JournalReach {
     fn from(horizon: JournalHorizon) -> Self {
-        let note = format!(
-            "The journal keeps events received since {}; older events were archived{} and are not listed here.",
-            horizon.kept_since.format("%Y-%m-%d %H:%M UTC"),
-            horizon.archive.as_deref().map(|archive| format!(" (the last archive: {archive})")).unwrap_or_default()
-        );
-        JournalReach { kept_since: horizon.kept_since, archive: horizon.archive, note }
+        let when = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M UTC").to_string();
+        let journal = horizon.kept_since.map(|kept_since| {
+            format!(
+                "The journal keeps events received since {}; older events were archived{} and are not listed here.",
+                when(kept_since),
+                horizon.archive.as_deref().map(|archive| format!(" (the last archive: {archive})")).unwrap_or_default()
+            )
+        });
+        let attempts = horizon.attempts_kept_since.map(|kept_since| {
+            format!(
+                "Publish attempts are kept since {}; older attempts were dropped without an archive.",
+                when(kept_since)
+            )
+        });
+        let note = journal.into_iter().chain(attempts).collect::<Vec<_>>().join(" ");
+        JournalReach {
+            kept_since: horizon.kept_since,
+            archive: horizon.archive,
+            attempts_kept_since: horizon.attempts_kept_since,
+            note,
+        }
     }
 }
 

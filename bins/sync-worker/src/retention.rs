@@ -12,12 +12,14 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct RetentionArgs {
     /// `on`: keep the journal bounded (archive and drop old days, make the next days ahead,
-    /// forget claims past the dedupe horizon); `off` leaves it to another worker.
+    /// forget claims past the dedupe horizon, drop old publish attempts and drifts); `off`
+    /// leaves it to another worker.
     #[arg(long = "journal-retention", env = "CATALOG_JOURNAL_RETENTION", value_enum, default_value_t = Switch::On)]
     pub journal_retention: Switch,
 
-    /// Days of journal kept; older rows are archived, then dropped. Event id claims are kept
-    /// at least 32 days whatever this says, so a late redelivery is never applied twice.
+    /// Days of journal kept; older rows are archived, then dropped. Publish attempts and drifts
+    /// are kept as long, then dropped without an archive. Event id claims are kept at least 32
+    /// days whatever this says, so a late redelivery is never applied twice.
     #[arg(long = "journal-retention-days", env = "CATALOG_JOURNAL_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub journal_retention_days: u32,
@@ -33,7 +35,7 @@ pub struct RetentionArgs {
           default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..))]
     pub journal_retention_interval_secs: u64,
 
-    /// Days of journal partitions made ahead of need (PostgreSQL).
+    /// Days of journal and publish attempt partitions made ahead of need (PostgreSQL).
     #[arg(long = "journal-days-ahead", env = "CATALOG_JOURNAL_DAYS_AHEAD", default_value_t = 7,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub journal_days_ahead: u32,

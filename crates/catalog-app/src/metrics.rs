@@ -117,6 +117,10 @@ pub struct Metrics {
     pub journal_segments_kept: IntGaugeVec,
     /// Event id claims forgotten past the dedupe horizon.
     pub claims_pruned: IntCounter,
+    /// Days of publish attempts dropped past the retention (decision 0030).
+    pub attempt_days_dropped: IntCounter,
+    /// Drifts deleted past the retention.
+    pub drifts_pruned: IntCounter,
     /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
     pub retention_failures: IntCounterVec,
 }
@@ -338,6 +342,11 @@ impl Metrics {
         );
         let claims_pruned =
             unlabelled("catalog_claims_pruned_total", "Event id claims forgotten past the dedupe horizon.");
+        let attempt_days_dropped = unlabelled(
+            "catalog_publish_attempt_days_dropped_total",
+            "Days of publish attempts dropped past the retention (not archived).",
+        );
+        let drifts_pruned = unlabelled("catalog_drifts_pruned_total", "Drifts deleted past the retention.");
         let retention_failures =
             counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
         let family_names = family_names.into_inner();
@@ -389,6 +398,8 @@ impl Metrics {
             journal_rows_archived,
             journal_segments_kept,
             claims_pruned,
+            attempt_days_dropped,
+            drifts_pruned,
             retention_failures,
         }
     }

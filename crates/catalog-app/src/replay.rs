@@ -117,11 +117,12 @@ pub async fn replay(
             return Err(ReplayError::EmptyWindow { since: request.since.to_rfc3339(), until: until.to_rfc3339() });
         }
     }
-    if let Some(horizon) = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))? {
-        if request.since < horizon.kept_since {
+    let horizon = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))?;
+    if let Some((kept_since, horizon)) = horizon.and_then(|horizon| Some((horizon.kept_since?, horizon))) {
+        if request.since < kept_since {
             return Err(ReplayError::PastRetention {
                 since: request.since.to_rfc3339(),
-                kept_since: horizon.kept_since.to_rfc3339(),
+                kept_since: kept_since.to_rfc3339(),
                 archive: horizon.archive.map(|archive| format!(", the last to {archive}")).unwrap_or_default(),
             });
         }

@@ -1,6 +1,7 @@
 //! Journal retention as the worker runs it (decision 0019): on a timer, make the journal's
 //! next days ahead of need, archive and drop what was received before the retention, and
-//! forget claims past the dedupe horizon. Archives are gzip-compressed NDJSON files, one per
+//! forget claims past the dedupe horizon; publish attempts and drifts past the retention are
+//! dropped without an archive (decision 0030). Archives are gzip-compressed NDJSON files, one per
 //! day of the journal, one `JournalEntry` per line, written to a temporary name, synced and
 //! renamed before the store drops a row they hold.
 
@@ -172,7 +173,8 @@ fn sync_directory(directory: &Path) -> std::io::Result<()> {
     File::open(directory)?.sync_all()
 }
 
-/// One retention pass at `now`: days made ahead, old days archived and dropped, claims pruned.
+/// One retention pass at `now`: days made ahead, old days archived and dropped, claims pruned,
+/// old publish attempts and drifts dropped.
 pub async fn run_once(
     store: &dyn RetentionStore,
     settings: &RetentionSettings,
@@ -186,6 +188,8 @@ pub async fn run_once(
     metrics.journal_rows_archived.inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
     metrics.journal_segments_kept.with_label_values(&["held_events"]).set(report.kept.len() as i64);
     metrics.claims_pruned.inc_by(report.claims_pruned);
+    metrics.attempt_days_dropped.inc_by(report.attempt_days_dropped);
+    metrics.drifts_pruned.inc_by(report.drifts_pruned);
     for kept in &report.kept {
         tracing::warn!(
             segment = %kept.name,
@@ -201,11 +205,18 @@ pub async fn run_once(
 pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metrics: Metrics, cancel: CancellationToken) {
     loop {
         match run_once(store, &settings, &metrics, Utc::now()).await {
-            Ok(report) if !report.dropped.is_empty() || report.claims_pruned > 0 => {
+            Ok(report)
+                if !report.dropped.is_empty()
+                    || report.claims_pruned > 0
+                    || report.attempt_days_dropped > 0
+                    || report.drifts_pruned > 0 =>
+            {
                 tracing::info!(
                     dropped = report.dropped.len(),
                     rows = report.dropped.iter().map(|segment| segment.rows).sum::<u64>(),
                     claims_pruned = report.claims_pruned,
+                    attempt_days_dropped = report.attempt_days_dropped,
+                    drifts_pruned = report.drifts_pruned,
                     "journal retention pass"
                 );
             }

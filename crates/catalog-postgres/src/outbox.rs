@@ -86,15 +86,18 @@ pub(crate) async fn record_publishes(
         return Ok(Vec::new());
     }
     let records: Vec<&PublishRecord> = records.iter().collect();
-    let mut resolved = Vec::new();
-    let mut held_by_batches = Vec::new();
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    for pass in passes(&records) {
-        let (pass_resolved, pass_held) = record_round(&mut transaction, &pass, Step::Record).await?;
-        resolved.extend(pass_resolved);
-        held_by_batches.extend(pass_held);
-    }
-    transaction.commit().await.map_err(store_error)?;
+    let (resolved, held_by_batches) = match record_first_step(pool, &records).await {
+        // Today has no attempts partition (retention's maintenance has not made it, or not
+        // yet): nothing was written; make the days around now, then record again.
+        Err(StoreError::Database(message)) if message.starts_with("no partition of relation \"publish_attempts\"") => {
+            let now = chrono::Utc::now();
+            crate::retention::ATTEMPTS
+                .prepare(pool, now - chrono::Duration::days(1), now + chrono::Duration::days(1))
+                .await?;
+            record_first_step(pool, &records).await?
+        }
+        outcome => outcome?,
+    };
     if !held_by_batches.is_empty() {
         let mut transaction = pool.begin().await.map_err(store_error)?;
         for pass in passes(&held_by_batches) {
@@ -103,6 +106,24 @@ pub(crate) async fn record_publishes(
         transaction.commit().await.map_err(store_error)?;
     }
     Ok(resolved)
+}
+
+/// `record_publishes`' first transaction: the dead letters it resolved and the records whose
+/// outbox rows a batch held.
+async fn record_first_step<'a>(
+    pool: &PgPool,
+    records: &[&'a PublishRecord],
+) -> Result<(Vec<ResolvedDeadLetter>, Vec<&'a PublishRecord>), StoreError> {
+    let mut resolved = Vec::new();
+    let mut held_by_batches = Vec::new();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    for pass in passes(records) {
+        let (pass_resolved, pass_held) = record_round(&mut transaction, &pass, Step::Record).await?;
+        resolved.extend(pass_resolved);
+        held_by_batches.extend(pass_held);
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok((resolved, held_by_batches))
 }
 
 /// A round's records in the passes that record them: one, sorted by (item id, channel), the

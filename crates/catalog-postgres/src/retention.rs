@@ -2,7 +2,9 @@
 //! each row was received. Partitions are created ahead of need; a partition past the
 //! retention is archived row by row through an [`ArchiveSink`], detached `CONCURRENTLY` (a
 //! running worker's batches never wait on it) and dropped. A partition that still holds held
-//! events is kept. Claims (`event_claims`) are pruned apart, in bounded chunks.
+//! events is kept. Claims (`event_claims`) are pruned apart, in bounded chunks. Publish
+//! attempts are partitioned by the day they were made and their days past the retention are
+//! dropped the same way, without an archive; drifts are deleted in chunks (decision 0030).
 
 use async_trait::async_trait;
 use catalog_store::{
@@ -34,77 +36,142 @@ impl RetentionStore for PostgresStore {
     }
 }
 
-/// A partition of `events` and the receive times it holds: `[from, until)`.
+/// A table partitioned by day: the journal, by the day each row was received; the publish
+/// attempts, by the day each was made (decision 0030).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Daily {
+    parent: &'static str,
+}
+
+pub(crate) const JOURNAL: Daily = Daily { parent: "events" };
+pub(crate) const ATTEMPTS: Daily = Daily { parent: "publish_attempts" };
+
+/// A partition of a [`Daily`] table and the times it holds: `[from, until)`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct Partition {
     pub(crate) name: String,
-    /// `None` for the partition that starts at `MINVALUE` (the rows journaled before the
-    /// journal was partitioned).
+    /// `None` for the partition that starts at `MINVALUE` (the rows written before the table
+    /// was partitioned).
     pub(crate) from: Option<DateTime<Utc>>,
     pub(crate) until: DateTime<Utc>,
 }
 
-/// Every partition of the journal, oldest first, with its bounds as Postgres reads them.
+/// Every partition of a table (`$1`), oldest first, with its bounds as Postgres reads them.
 const PARTITIONS: &str = r#"
     SELECT c.relname::text AS name,
            (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)'))[1]::timestamptz AS "from",
            (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)'))[1]::timestamptz AS until
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'events'::regclass
+    WHERE i.inhparent = $1::regclass
     ORDER BY until"#;
 
-pub(crate) async fn partitions(pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
-    sqlx::query_as(PARTITIONS).fetch_all(pool).await.map_err(store_error)
-}
+impl Daily {
+    pub(crate) async fn partitions(self, pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
+        sqlx::query_as(PARTITIONS).bind(self.parent).fetch_all(pool).await.map_err(store_error)
+    }
 
-/// The partition name of the day starting at `day`.
-fn day_name(day: DateTime<Utc>) -> String {
-    format!("events_{}", day.format("%Y%m%d"))
+    /// The partition name of the day starting at `day`.
+    fn day_name(self, day: DateTime<Utc>) -> String {
+        format!("{}_{}", self.parent, day.format("%Y%m%d"))
+    }
+
+    /// A partition name from the catalog, checked before it is put into a statement.
+    fn quoted(self, name: &str) -> Result<String, StoreError> {
+        let own = name.strip_prefix(self.parent).is_some_and(|rest| rest.starts_with('_'));
+        if own && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_') {
+            Ok(format!("\"{name}\""))
+        } else {
+            Err(StoreError::Corrupt(format!("unexpected {} partition name {name:?}", self.parent)))
+        }
+    }
+
+    /// Creates a partition for every day from `from`'s through `until`'s that no partition
+    /// covers. Returns how many it created.
+    pub(crate) async fn prepare(
+        self,
+        pool: &PgPool,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let existing = self.partitions(pool).await?;
+        let covered = |day: DateTime<Utc>| {
+            existing.iter().any(|partition| partition.from.is_none_or(|from| from <= day) && day < partition.until)
+        };
+        let mut created = 0;
+        let mut day = start_of_day(from);
+        while day <= until {
+            let next =
+                day.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
+            if !covered(day) {
+                let statement = format!(
+                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{}') TO ('{}')",
+                    self.quoted(&self.day_name(day))?,
+                    self.parent,
+                    day.to_rfc3339(),
+                    next.to_rfc3339()
+                );
+                match sqlx::raw_sql(&statement).execute(pool).await {
+                    Ok(_) => created += 1,
+                    // Another process created it (or one overlapping it) first.
+                    Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P17") => {}
+                    Err(error) => return Err(store_error(error)),
+                }
+            }
+            day = next;
+        }
+        Ok(created)
+    }
+
+    /// Detaches a partition without blocking writers of the others, then drops it. A detach
+    /// interrupted earlier (the process died) left the partition pending: that one is
+    /// finalized.
+    async fn detach_and_drop(self, pool: &PgPool, table: &str) -> Result<(), StoreError> {
+        let parent = self.parent;
+        match sqlx::raw_sql(&format!("ALTER TABLE {parent} DETACH PARTITION {table} CONCURRENTLY")).execute(pool).await
+        {
+            Ok(_) => {}
+            // object_not_in_prerequisite_state: a concurrent detach of it is pending.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55000") => {
+                sqlx::raw_sql(&format!("ALTER TABLE {parent} DETACH PARTITION {table} FINALIZE"))
+                    .execute(pool)
+                    .await
+                    .map_err(store_error)?;
+            }
+            Err(error) => return Err(store_error(error)),
+        }
+        sqlx::raw_sql(&format!("DROP TABLE {table}")).execute(pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Day tables detached but not dropped (the process died in between): a journal day's rows
+    /// were archived before its detach, an attempts day is not archived, so they go.
+    async fn drop_leftovers(self, pool: &PgPool) -> Result<(), StoreError> {
+        let leftovers: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class
+             WHERE relkind = 'r' AND NOT relispartition AND relname ~ ('^' || $1 || '_[0-9]{8}$')",
+        )
+        .bind(self.parent)
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        for name in leftovers {
+            tracing::warn!(table = %name, "dropping a day partition detached earlier");
+            sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", self.quoted(&name)?))
+                .execute(pool)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
 }
 
 fn start_of_day(time: DateTime<Utc>) -> DateTime<Utc> {
     time.date_naive().and_time(NaiveTime::MIN).and_utc()
 }
 
-/// A partition name from the catalog, checked before it is put into a statement.
-fn quoted(name: &str) -> Result<String, StoreError> {
-    if name.starts_with("events_")
-        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
-    {
-        Ok(format!("\"{name}\""))
-    } else {
-        Err(StoreError::Corrupt(format!("unexpected journal partition name {name:?}")))
-    }
-}
-
-/// Creates a partition for every day from `from`'s through `until`'s that no partition
-/// covers. Returns how many it created.
+/// Makes both tables' days from `from` through `until`.
 pub(crate) async fn prepare(pool: &PgPool, from: DateTime<Utc>, until: DateTime<Utc>) -> Result<u32, StoreError> {
-    let existing = partitions(pool).await?;
-    let covered = |day: DateTime<Utc>| {
-        existing.iter().any(|partition| partition.from.is_none_or(|from| from <= day) && day < partition.until)
-    };
-    let mut created = 0;
-    let mut day = start_of_day(from);
-    while day <= until {
-        let next = day.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
-        if !covered(day) {
-            let statement = format!(
-                "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
-                quoted(&day_name(day))?,
-                day.to_rfc3339(),
-                next.to_rfc3339()
-            );
-            match sqlx::raw_sql(&statement).execute(pool).await {
-                Ok(_) => created += 1,
-                // Another process created it (or one overlapping it) first.
-                Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P17") => {}
-                Err(error) => return Err(store_error(error)),
-            }
-        }
-        day = next;
-    }
-    Ok(created)
+    Ok(JOURNAL.prepare(pool, from, until).await? + ATTEMPTS.prepare(pool, from, until).await?)
 }
 
 pub(crate) async fn expire(
@@ -113,8 +180,8 @@ pub(crate) async fn expire(
     sink: &mut dyn ArchiveSink,
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
-    drop_leftovers(pool).await?;
-    for partition in partitions(pool).await? {
+    JOURNAL.drop_leftovers(pool).await?;
+    for partition in JOURNAL.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {
             break;
         }
@@ -131,9 +198,7 @@ pub(crate) async fn expire(
             continue;
         }
         let (rows, archive) = archive(pool, &partition, policy.chunk, sink).await?;
-        let table = quoted(&partition.name)?;
-        detach(pool, &table).await?;
-        sqlx::raw_sql(&format!("DROP TABLE {table}")).execute(pool).await.map_err(store_error)?;
+        JOURNAL.detach_and_drop(pool, &JOURNAL.quoted(&partition.name)?).await?;
         sqlx::query(
             "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())
              ON CONFLICT (only_row) DO UPDATE SET kept_since = greatest(journal_retention.kept_since, EXCLUDED.kept_since),
@@ -148,7 +213,70 @@ pub(crate) async fn expire(
         report.dropped.push(DroppedSegment { name: partition.name, rows, archive });
     }
     report.claims_pruned = prune_claims(pool, policy).await?;
+    report.attempt_days_dropped = expire_attempts(pool, policy).await?;
+    report.drifts_pruned = prune_drifts(pool, policy).await?;
     Ok(report)
+}
+
+/// Drops every day of publish attempts made before the cutoff, without an archive (decision
+/// 0030), and says so for trace. Returns how many days it dropped.
+async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+    ATTEMPTS.drop_leftovers(pool).await?;
+    let mut dropped = 0;
+    for partition in ATTEMPTS.partitions(pool).await? {
+        if partition.until > policy.journal_cutoff {
+            break;
+        }
+        ATTEMPTS.detach_and_drop(pool, &ATTEMPTS.quoted(&partition.name)?).await?;
+        sqlx::query(
+            "INSERT INTO journal_retention (attempts_kept_since, updated_at) VALUES ($1, now())
+             ON CONFLICT (only_row) DO UPDATE
+             SET attempts_kept_since = greatest(journal_retention.attempts_kept_since, EXCLUDED.attempts_kept_since),
+                 updated_at = now()",
+        )
+        .bind(partition.until)
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
+        tracing::info!(partition = %partition.name, "publish attempts partition dropped");
+        dropped += 1;
+    }
+    Ok(dropped)
+}
+
+/// Forgets drifts detected before the cutoff, a chunk per statement.
+async fn prune_drifts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+    chunked_delete(
+        pool,
+        "DELETE FROM drifts WHERE drift_id = ANY(ARRAY(
+             SELECT drift_id FROM drifts WHERE detected_at < $1 LIMIT $2))",
+        policy.journal_cutoff,
+        policy.chunk,
+    )
+    .await
+}
+
+/// Runs a `DELETE` of at most `$2` rows older than `$1` until it deletes none.
+async fn chunked_delete(
+    pool: &PgPool,
+    statement: &str,
+    cutoff: DateTime<Utc>,
+    chunk: usize,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(statement)
+            .bind(cutoff)
+            .bind(chunk.max(1) as i64)
+            .execute(pool)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        deleted += done;
+        if done == 0 {
+            return Ok(deleted);
+        }
+    }
 }
 
 /// Writes every row of `partition` to the sink, in journal order, and finishes its archive.
@@ -158,7 +286,7 @@ async fn archive(
     chunk: usize,
     sink: &mut dyn ArchiveSink,
 ) -> Result<(u64, String), StoreError> {
-    let table = quoted(&partition.name)?;
+    let table = JOURNAL.quoted(&partition.name)?;
     let io = |error: std::io::Error| StoreError::Database(format!("archiving {}: {error}", partition.name));
     sink.begin(&partition.name).map_err(io)?;
     let mut after = i64::MIN;
@@ -182,66 +310,28 @@ async fn archive(
     Ok((rows, archive))
 }
 
-/// Detaches a partition without blocking writers of the others. A detach interrupted earlier
-/// (the process died) left the partition pending: that one is finalized.
-async fn detach(pool: &PgPool, table: &str) -> Result<(), StoreError> {
-    match sqlx::raw_sql(&format!("ALTER TABLE events DETACH PARTITION {table} CONCURRENTLY")).execute(pool).await {
-        Ok(_) => Ok(()),
-        // object_not_in_prerequisite_state: a concurrent detach of it is pending.
-        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55000") => {
-            sqlx::raw_sql(&format!("ALTER TABLE events DETACH PARTITION {table} FINALIZE"))
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(store_error)
-        }
-        Err(error) => Err(store_error(error)),
-    }
-}
-
-/// Day tables detached but not dropped (the process died in between): their rows were
-/// archived before the detach, so they go.
-async fn drop_leftovers(pool: &PgPool) -> Result<(), StoreError> {
-    let leftovers: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_class
-         WHERE relkind = 'r' AND NOT relispartition AND relname ~ '^events_[0-9]{8}$'",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    for name in leftovers {
-        tracing::warn!(table = %name, "dropping a journal partition detached earlier (archived before its detach)");
-        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", quoted(&name)?)).execute(pool).await.map_err(store_error)?;
-    }
-    Ok(())
-}
-
 /// Forgets claims received before the cutoff, a chunk per statement; held ones stay.
 async fn prune_claims(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
-    let mut pruned = 0;
-    loop {
-        let deleted = sqlx::query(
-            "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM event_claims WHERE received_at < $1 AND NOT held LIMIT $2))",
-        )
-        .bind(policy.claim_cutoff)
-        .bind(policy.chunk.max(1) as i64)
-        .execute(pool)
-        .await
-        .map_err(store_error)?
-        .rows_affected();
-        pruned += deleted;
-        if deleted == 0 {
-            return Ok(pruned);
-        }
-    }
+    chunked_delete(
+        pool,
+        "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM event_claims WHERE received_at < $1 AND NOT held LIMIT $2))",
+        policy.claim_cutoff,
+        policy.chunk,
+    )
+    .await
 }
 
+/// `journal_retention`'s `kept_since`, `archive` and `attempts_kept_since`.
+type HorizonRow = (Option<DateTime<Utc>>, Option<String>, Option<DateTime<Utc>>);
+
 pub(crate) async fn horizon(pool: &PgPool) -> Result<Option<JournalHorizon>, StoreError> {
-    let row: Option<(Option<DateTime<Utc>>, Option<String>)> =
-        sqlx::query_as("SELECT kept_since, archive FROM journal_retention")
+    let row: Option<HorizonRow> =
+        sqlx::query_as("SELECT kept_since, archive, attempts_kept_since FROM journal_retention")
             .fetch_optional(pool)
             .await
             .map_err(store_error)?;
-    Ok(row.and_then(|(kept_since, archive)| kept_since.map(|kept_since| JournalHorizon { kept_since, archive })))
+    Ok(row
+        .filter(|(kept_since, _, attempts_kept_since)| kept_since.is_some() || attempts_kept_since.is_some())
+        .map(|(kept_since, archive, attempts_kept_since)| JournalHorizon { kept_since, archive, attempts_kept_since }))
 }

@@ -1,14 +1,16 @@
 //! Journal retention on SQLite (decision 0019): rows received before the cutoff are archived
 //! a day at a time through an [`ArchiveSink`], then deleted in bounded chunks, one writer
 //! transaction each, so a running worker's batches wait at most one chunk. A deleted decided
-//! row's claim moves to `event_claims`; held rows stay (pending work).
+//! row's claim moves to `event_claims`; held rows stay (pending work). Publish attempts and
+//! drifts past the retention are deleted the same way, in chunks, without an archive
+//! (decision 0030).
 
 use async_trait::async_trait;
 use catalog_store::{
     ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
     StoreError,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rusqlite::params;
 use sqlx::SqlitePool;
 
@@ -33,15 +35,26 @@ impl RetentionStore for SqliteStore {
     }
 
     async fn journal_horizon(&self) -> Result<Option<JournalHorizon>, StoreError> {
-        let stored: Vec<(Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT kept_since, archive FROM journal_retention")
+        let stored: Vec<(Option<i64>, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT kept_since, archive, attempts_kept_since FROM journal_retention")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(store_error)?;
-        let Some((Some(kept_since), archive)) = stored.into_iter().next() else { return Ok(None) };
-        let kept_since = DateTime::from_timestamp_micros(kept_since)
-            .ok_or_else(|| StoreError::Corrupt(format!("journal_retention.kept_since {kept_since} out of range")))?;
-        Ok(Some(JournalHorizon { kept_since, archive }))
+        let Some((kept_since, archive, attempts_kept_since)) = stored.into_iter().next() else { return Ok(None) };
+        let time = |column: &str, micros: Option<i64>| {
+            micros
+                .map(|micros| {
+                    DateTime::from_timestamp_micros(micros)
+                        .ok_or_else(|| StoreError::Corrupt(format!("journal_retention.{column} {micros} out of range")))
+                })
+                .transpose()
+        };
+        let horizon = JournalHorizon {
+            kept_since: time("kept_since", kept_since)?,
+            archive,
+            attempts_kept_since: time("attempts_kept_since", attempts_kept_since)?,
+        };
+        Ok((horizon.kept_since.is_some() || horizon.attempts_kept_since.is_some()).then_some(horizon))
     }
 }
 
@@ -123,7 +136,86 @@ async fn expire(
     report.kept =
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
     report.claims_pruned = prune_claims(writer, policy).await?;
+    report.attempt_days_dropped = expire_attempts(pool, writer, policy).await?;
+    report.drifts_pruned = chunked_delete(
+        writer,
+        "DELETE FROM drifts WHERE drift_id IN (SELECT drift_id FROM drifts WHERE detected_at < ?1 LIMIT ?2)",
+        policy.journal_cutoff,
+        policy.chunk,
+    )
+    .await?;
     Ok(report)
+}
+
+/// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, and says
+/// so for trace. Returns how many days it deleted from.
+async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+    let mut days = 0;
+    loop {
+        let oldest: Vec<Option<i64>> = sqlx::query_scalar("SELECT min(attempted_at) FROM publish_attempts")
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?;
+        let Some(oldest) = oldest.into_iter().flatten().next().and_then(DateTime::from_timestamp_micros) else {
+            return Ok(days);
+        };
+        if oldest >= policy.journal_cutoff {
+            return Ok(days);
+        }
+        let next_day = oldest.date_naive().succ_opt().unwrap_or(oldest.date_naive()).and_time(NaiveTime::MIN).and_utc();
+        let until = next_day.min(policy.journal_cutoff);
+        let deleted = chunked_delete(
+            writer,
+            "DELETE FROM publish_attempts WHERE attempt_id IN \
+             (SELECT attempt_id FROM publish_attempts WHERE attempted_at < ?1 LIMIT ?2)",
+            until,
+            policy.chunk,
+        )
+        .await?;
+        let kept_since = micros(until);
+        writer
+            .transaction(move |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO journal_retention (only_row, attempts_kept_since, updated_at) VALUES (1, ?1, ?2) \
+                         ON CONFLICT (only_row) DO UPDATE \
+                         SET attempts_kept_since = max(coalesce(attempts_kept_since, 0), excluded.attempts_kept_since), \
+                         updated_at = excluded.updated_at",
+                    )
+                    .and_then(|mut upsert| upsert.execute(params![kept_since, micros(Utc::now())]))
+                    .map_err(write_error)
+            })
+            .await?;
+        tracing::info!(day = %oldest.date_naive(), deleted, "publish attempts of a day deleted");
+        days += 1;
+    }
+}
+
+/// Runs a `DELETE` of at most `?2` rows older than `?1`, one writer transaction each, until
+/// it deletes none.
+async fn chunked_delete(
+    writer: &Writer,
+    statement: &'static str,
+    cutoff: DateTime<Utc>,
+    chunk: usize,
+) -> Result<u64, StoreError> {
+    let cutoff = micros(cutoff);
+    let chunk = chunk.max(1) as i64;
+    let mut deleted = 0;
+    loop {
+        let done = writer
+            .transaction(move |connection| {
+                connection
+                    .prepare_cached(statement)
+                    .and_then(|mut delete| delete.execute(params![cutoff, chunk]))
+                    .map_err(write_error)
+            })
+            .await? as u64;
+        deleted += done;
+        if done == 0 {
+            return Ok(deleted);
+        }
+    }
 }
 
 fn day_name(date: NaiveDate) -> String {
@@ -194,24 +286,11 @@ async fn drop_day(
 
 /// Forgets claims received before the cutoff, a chunk per transaction.
 async fn prune_claims(writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
-    let cutoff = micros(policy.claim_cutoff);
-    let chunk = policy.chunk.max(1) as i64;
-    let mut pruned = 0;
-    loop {
-        let deleted = writer
-            .transaction(move |connection| {
-                connection
-                    .prepare_cached(
-                        "DELETE FROM event_claims WHERE event_id IN \
-                         (SELECT event_id FROM event_claims WHERE received_at < ?1 LIMIT ?2)",
-                    )
-                    .and_then(|mut delete| delete.execute(params![cutoff, chunk]))
-                    .map_err(write_error)
-            })
-            .await? as u64;
-        pruned += deleted;
-        if deleted == 0 {
-            return Ok(pruned);
-        }
-    }
+    chunked_delete(
+        writer,
+        "DELETE FROM event_claims WHERE event_id IN (SELECT event_id FROM event_claims WHERE received_at < ?1 LIMIT ?2)",
+        policy.claim_cutoff,
+        policy.chunk,
+    )
+    .await
 }

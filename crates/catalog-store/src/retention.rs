@@ -2,7 +2,8 @@
 //! retention; older rows are archived, then dropped, day by day. Claims are kept apart for
 //! the dedupe horizon (`catalog_core::ClockPolicy::claim_retention`), so a redelivery of an
 //! event whose row is gone is still never applied twice. Held events are pending work: a day
-//! that holds one is never dropped (Postgres) or keeps them (SQLite).
+//! that holds one is never dropped (Postgres) or keeps them (SQLite). Publish attempts and
+//! drifts are kept for the journal's retention and dropped without an archive (decision 0030).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -25,7 +26,8 @@ pub trait ArchiveSink: Send {
 /// What one retention pass drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Journal rows received before this are archived and dropped.
+    /// Journal rows received before this are archived and dropped; publish attempts made and
+    /// drifts detected before it are dropped.
     pub journal_cutoff: DateTime<Utc>,
     /// Claims of events received before this are forgotten. Never later than
     /// `now - claim_retention`: the dedupe horizon depends on it.
@@ -56,32 +58,40 @@ pub struct RetentionReport {
     pub dropped: Vec<DroppedSegment>,
     pub kept: Vec<KeptSegment>,
     pub claims_pruned: u64,
+    /// Days of publish attempts dropped (Postgres partitions; SQLite days deleted from).
+    pub attempt_days_dropped: u64,
+    /// Drifts deleted (reconciliation's findings of the past).
+    pub drifts_pruned: u64,
 }
 
-/// How far back the journal reaches, for trace and replay.
+/// How far back the journal and the publish attempts reach, for trace and replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JournalHorizon {
-    /// Rows received before this were archived and dropped (held events excepted).
-    pub kept_since: DateTime<Utc>,
+    /// Rows received before this were archived and dropped (held events excepted); `None`
+    /// while no journal day was dropped.
+    pub kept_since: Option<DateTime<Utc>>,
     /// Where the last archive went.
     pub archive: Option<String>,
+    /// Publish attempts made before this were dropped (not archived); `None` while none was.
+    pub attempts_kept_since: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
 pub trait RetentionStore: Send + Sync + std::fmt::Debug {
-    /// Makes room for rows received until `until` (Postgres creates daily partitions ahead);
-    /// idempotent. Returns how many segments it created.
+    /// Makes room for journal rows received and publish attempts made until `until` (Postgres
+    /// creates daily partitions of both ahead); idempotent. Returns how many segments it created.
     async fn prepare_journal(&self, until: DateTime<Utc>) -> Result<u32, StoreError>;
 
     /// Archives through `sink`, then drops, every journal segment received before
-    /// `policy.journal_cutoff`, oldest first, and forgets claims older than
-    /// `policy.claim_cutoff`. Safe beside a running worker.
+    /// `policy.journal_cutoff`, oldest first; drops the publish attempts and drifts older
+    /// than it; and forgets claims older than `policy.claim_cutoff`. Safe beside a running
+    /// worker.
     async fn expire_journal(
         &self,
         policy: &RetentionPolicy,
         sink: &mut dyn ArchiveSink,
     ) -> Result<RetentionReport, StoreError>;
 
-    /// `None` until retention first dropped something.
+    /// `None` until retention first dropped journal rows or publish attempts.
     async fn journal_horizon(&self) -> Result<Option<JournalHorizon>, StoreError>;
 }

@@ -166,6 +166,15 @@ async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_da
     let key = catalog_testkit::feed::expected_quantities(&messages).into_keys().next().expect("an item");
     let path = format!("/v1/tenants/{}/items/{}/trace", key.tenant, key.sku);
     assert_eq!(server.get_json(&viewer, &path).await["journal_retention"], serde_json::Value::Null);
+    // The item was published once: one attempt, until retention drops its day.
+    let claim = catalog_store::OutboxClaim::immediate(1_000, std::time::Duration::from_secs(60));
+    let claimed = server.store.claim_outbox("storefront", &claim).await.expect("claim");
+    let records: Vec<_> = claimed
+        .iter()
+        .map(|entry| catalog_store::contract::published(entry, catalog_store::PublishOutcome::Published))
+        .collect();
+    server.store.record_publishes(&records).await.expect("record");
+    assert_eq!(server.get_json(&viewer, &path).await["publishes"].as_array().map(Vec::len), Some(1));
 
     let mut archive =
         catalog_testkit::DiscardArchive("/var/lib/catalog/journal-archive/events_20261101.ndjson.gz".into());
@@ -183,5 +192,8 @@ async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_da
     assert!(note.contains("events_20261101.ndjson.gz"), "{note}");
     assert_eq!(trace["events"]["total"], 0, "every event was received before the cutoff: {trace}");
     assert!(trace["quantity"].as_i64().is_some(), "the item itself is still there");
+    assert!(note.contains("Publish attempts are kept since "), "{note}");
+    assert_eq!(trace["publishes"], serde_json::json!([]), "the attempt was dropped: {trace}");
+    assert!(trace["journal_retention"]["attempts_kept_since"].is_string(), "{trace}");
     server.stop().await;
 }

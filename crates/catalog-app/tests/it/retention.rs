@@ -1,6 +1,7 @@
 //! Journal retention as the worker runs it, on PostgreSQL: a day of journal is archived to a
 //! gzip NDJSON file and its partition dropped while two callers keep applying batches, and an
-//! archived event delivered again is still a duplicate.
+//! archived event delivered again is still a duplicate. The day's publish attempts go with it
+//! while a publisher records, and recording goes on.
 
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use catalog_app::retention::{run_once, RetentionSettings};
 use catalog_app::Metrics;
 use catalog_core::{ClockPolicy, StockChange};
 use catalog_postgres::{PostgresOptions, PostgresStore};
-use catalog_store::contract::{base, batch, incoming, offer};
+use catalog_store::contract::{base, batch, incoming, offer, published};
 use catalog_store::prelude::*;
 use catalog_store::{IncomingEvent, StoreConfig};
 use catalog_testkit::TestDatabase;
@@ -41,6 +42,16 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
         let events = chunk.iter().map(|n| event(*n, 1_000, today)).collect();
         store.apply_batch(&batch(events)).await.expect("apply today's events");
     }
+    // Today's 1,000 items published: 1,000 attempts, in today's attempts partition.
+    let claim = catalog_store::OutboxClaim::immediate(10_000, Duration::from_secs(60));
+    let publish_all = || async {
+        let claimed = store.claim_outbox("storefront", &claim).await.expect("claim");
+        let records: Vec<_> =
+            claimed.iter().map(|entry| published(entry, catalog_store::PublishOutcome::Published)).collect();
+        store.record_publishes(&records).await.expect("record beside retention");
+        records.len()
+    };
+    assert_eq!(publish_all().await, 1_000);
 
     // Three days on, two callers apply the live stream while retention runs.
     let later = start_of_day_from_today(3) + chrono::Duration::hours(2);
@@ -66,10 +77,15 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
         clock: ClockPolicy::default(),
     };
     let metrics = Metrics::new();
+    let before_retention = Utc::now();
     let report = run_once(&*store, &settings, &metrics, later).await.expect("retention pass");
     for writer in writers {
         writer.await.expect("writer finished");
     }
+    // The live stream's items are published today, after today's attempts were dropped ahead
+    // of time: the day's partition is made again and every record lands (4,000 of the items
+    // are new).
+    assert!(publish_all().await >= 4_000);
 
     assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 2_000, "{report:?}");
     assert!(report.kept.is_empty());
@@ -88,7 +104,20 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     let journaled: u64 = status.events_by_outcome.values().sum();
     assert_eq!(journaled, 10_000, "every live event journaled, the archived day gone: {status:?}");
     let horizon = store.journal_horizon().await.expect("horizon").expect("retention dropped a day");
-    assert!(horizon.kept_since <= later - settings.retention);
+    assert!(horizon.kept_since.is_some_and(|kept_since| kept_since <= later - settings.retention), "{horizon:?}");
+    assert!(report.attempt_days_dropped >= 1, "today's attempts are past a cutoff two days on: {report:?}");
+    assert!(horizon.attempts_kept_since.is_some_and(|kept_since| kept_since > today), "{horizon:?}");
+    let attempts = |sku: &str| {
+        let item_id = offer("canary", "acme", sku).item_key().item_id();
+        let store = store.clone();
+        async move { store.item_trace(item_id).await.expect("trace").expect("exists").publish_attempts }
+    };
+    let published_today = attempts("SKU-7").await;
+    assert!(
+        published_today.iter().all(|attempt| attempt.attempted_at > before_retention),
+        "the attempt made before retention was dropped: {published_today:?}"
+    );
+    assert_eq!(attempts("SKU-4321").await.len(), 1, "a new item's attempt, recorded after the drop");
 
     // An archived event delivered again is a duplicate: its claim outlived its row.
     let mut again = event(7, 1_000, later);
@@ -98,4 +127,6 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     assert!(result.changed_items.is_empty());
     let metrics_text = metrics.render();
     assert!(metrics_text.contains("catalog_journal_rows_archived_total 2000"), "{metrics_text}");
+    let days = format!("catalog_publish_attempt_days_dropped_total {}", report.attempt_days_dropped);
+    assert!(metrics_text.contains(&days), "{metrics_text}");
 }

@@ -69,7 +69,7 @@ pub(crate) async fn apply_batch(
                 let (Some(from), Some(until)) = (received.clone().min(), received.max()) else {
                     return Err(error);
                 };
-                crate::retention::prepare(pool, from, until).await?;
+                crate::retention::JOURNAL.prepare(pool, from, until).await?;
                 error.to_string()
             }
             Err(failure) => return Err(failure.into()),

@@ -128,6 +128,7 @@ macro_rules! store_contract_cases {
             feeds::a_pull_failure_opens_one_dead_letter_until_a_run_completes,
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
+            retention::publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on,
         );
     };
 }

@@ -1,13 +1,14 @@
 //! Contract cases of `RetentionStore` (decision 0019): old journal days are archived, then
 //! dropped; a day holding held events is kept; an archive that fails drops nothing; and a
 //! redelivery of an event whose row is gone, or whose claim is gone too, is never applied
-//! twice.
+//! twice. Publish attempts and drifts past the retention are dropped (decision 0030) and
+//! publishing goes on.
 
-use catalog_core::{StockChange, DEDUPE_HORIZON};
+use catalog_core::{detect_drift, Expected, Shown, StockChange, DEDUPE_HORIZON};
 use chrono::{DateTime, Days, NaiveTime, Utc};
 
 use super::fixtures::*;
-use crate::{ArchiveSink, JournalEntry, Provenance, RetentionPolicy, StoreConfig};
+use crate::{ArchiveSink, DriftCorrection, JournalEntry, Provenance, PublishOutcome, RetentionPolicy, StoreConfig};
 
 /// An archive that keeps what it is given, by segment.
 #[derive(Debug, Default)]
@@ -89,7 +90,8 @@ pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_du
     assert_eq!(report.kept[0].held_events, 1);
     assert_eq!(report.claims_pruned, 0);
     let horizon = store.journal_horizon().await.expect("horizon").expect("retention ran");
-    assert!(horizon.kept_since > base() && horizon.kept_since <= cutoff, "{horizon:?}");
+    let kept_since = horizon.kept_since.expect("a journal day was dropped");
+    assert!(kept_since > base() && kept_since <= cutoff, "{horizon:?}");
     assert!(horizon.archive.is_some_and(|archive| archive.starts_with("memory:")));
     let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
     assert_eq!(trace.events.len(), 1, "only the held event is left: {:?}", trace.events);
@@ -131,4 +133,73 @@ pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_du
     let result = store.apply_batch(&batch(vec![replayed])).await.expect("apply");
     assert_eq!(result.decisions[0].outcome.as_str(), "applied");
     assert_eq!(quantity().await, 22);
+}
+
+pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let item_id = key.item_key().item_id();
+    let publish = || async {
+        let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
+        claimed[0].item.clone()
+    };
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    let item = publish().await;
+    // The storefront showed 9: a drift, corrected by version 2, published in turn.
+    let shown = Some(Shown { quantity: 9, version: 1 });
+    let expected = Expected { quantity: item.quantity(), version: item.version(), accepted: Some(item.version()) };
+    let drift = detect_drift(expected, shown).expect("a drift");
+    let correction = DriftCorrection {
+        item_id,
+        seen_version: item.version(),
+        kind: drift.kind,
+        shown: drift.shown,
+        corrected_version: drift.corrected_version,
+    };
+    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct"), 1);
+    publish().await;
+    let attempts = || async {
+        let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+        trace.publish_attempts.iter().map(|attempt| attempt.version).collect::<Vec<_>>()
+    };
+    let drifts = || async { store.item_drifts(item_id, 10).await.expect("drifts").len() };
+    assert_eq!((attempts().await, drifts().await), (vec![1, 2], 1));
+
+    // A cutoff at the start of today keeps today's attempts and drifts.
+    let policy = |cutoff| RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk: 1 };
+    let report = store.expire_journal(&policy(day_from_today(0)), &mut Recorded::default()).await.expect("expire");
+    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (0, 0), "{report:?}");
+    assert_eq!((attempts().await, drifts().await), (vec![1, 2], 1));
+    let horizon = store.journal_horizon().await.expect("horizon");
+    assert_eq!(horizon.and_then(|horizon| horizon.attempts_kept_since), None);
+
+    // Past today: they go, and the trace says since when attempts are kept. The item and what
+    // the storefront holds stay.
+    let tomorrow = day_from_today(1);
+    let report = store.expire_journal(&policy(tomorrow), &mut Recorded::default()).await.expect("expire");
+    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (1, 1), "{report:?}");
+    assert_eq!((attempts().await, drifts().await), (vec![], 0));
+    let horizon = store.journal_horizon().await.expect("horizon").expect("attempts were dropped");
+    assert_eq!(horizon.attempts_kept_since, Some(tomorrow));
+    let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+    assert_eq!((trace.item.quantity(), trace.item.version()), (4, 2));
+    assert!(trace.pending_publishes.is_empty());
+
+    // Publishing goes on today, though retention dropped today's attempts ahead of time (on
+    // PostgreSQL the day's partition is made again).
+    store
+        .apply_batch(&batch(vec![incoming(2, &key, StockChange::Updated { quantity: 6 }, 2, 3)]))
+        .await
+        .expect("apply");
+    publish().await;
+    assert_eq!(attempts().await, [3]);
 }
