@@ -100,3 +100,67 @@ async fn dead_letters_written_before_versions_were_kept_name_their_item_and_vers
     );
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_recorded_before_partitioning_stay_until_their_partition_passes_the_retention() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    migrator_up_to(17).run(&pool).await.expect("migrations 1-17");
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, attempted_at)
+         VALUES ('00000000-0000-0000-0000-00000000000a', 1, 'storefront', 1, 202, 'published', '2026-01-01T00:00:01Z'),
+                ('00000000-0000-0000-0000-00000000000a', 2, 'storefront', 1, 202, 'published', now())",
+    )
+    .execute(&pool)
+    .await
+    .expect("attempts under the old schema");
+
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+    // Recorded since, today: into the old rows' partition, which reaches to the end of the
+    // migration's day (the day partitions start tomorrow).
+    sqlx::query(
+        "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result)
+         VALUES ('00000000-0000-0000-0000-00000000000a', 3, 'storefront', 1, 202, 'published')",
+    )
+    .execute(&pool)
+    .await
+    .expect("an attempt after the migration");
+    let listed = || async {
+        let listed: Vec<String> = sqlx::query_scalar(
+            "SELECT concat_ws(' ', tableoid::regclass, version, attempt_id)
+             FROM publish_attempts WHERE item_id = '00000000-0000-0000-0000-00000000000a'
+             ORDER BY attempted_at, attempt_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("attempts");
+        listed
+    };
+    assert_eq!(
+        listed().await,
+        [
+            "publish_attempts_unpartitioned 1 1",
+            "publish_attempts_unpartitioned 2 2",
+            "publish_attempts_unpartitioned 3 3",
+        ],
+        "old rows kept with their ids; the sequence goes on"
+    );
+
+    // A retention whose cutoff is past the migration's day drops the old rows' partition.
+    let store = catalog_postgres::PostgresStore::connect(&database.url, Default::default(), Default::default())
+        .await
+        .expect("store");
+    let tomorrow =
+        chrono::Utc::now().date_naive().succ_opt().expect("a day").and_time(chrono::NaiveTime::MIN).and_utc();
+    let policy = catalog_store::RetentionPolicy { journal_cutoff: tomorrow, claim_cutoff: tomorrow, chunk: 100 };
+    let report = catalog_store::RetentionStore::expire_journal(
+        &store,
+        &policy,
+        &mut catalog_testkit::DiscardArchive("nowhere".into()),
+    )
+    .await
+    .expect("retention");
+    assert_eq!(report.attempt_days_dropped, 1, "{report:?}");
+    assert_eq!(listed().await, Vec::<String>::new());
+    pool.close().await;
+}
