@@ -244,16 +244,26 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
     Ok(dropped)
 }
 
-/// Forgets drifts detected before the cutoff, a chunk per statement.
+/// Forgets drifts (reconciliation's and full refreshes') detected before the cutoff, a chunk
+/// per statement.
 async fn prune_drifts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
-    chunked_delete(
+    let reconciled = chunked_delete(
         pool,
         "DELETE FROM drifts WHERE drift_id = ANY(ARRAY(
              SELECT drift_id FROM drifts WHERE detected_at < $1 LIMIT $2))",
         policy.journal_cutoff,
         policy.chunk,
     )
-    .await
+    .await?;
+    let refreshed = chunked_delete(
+        pool,
+        "DELETE FROM feed_drifts WHERE feed_drift_id = ANY(ARRAY(
+             SELECT feed_drift_id FROM feed_drifts WHERE detected_at < $1 LIMIT $2))",
+        policy.journal_cutoff,
+        policy.chunk,
+    )
+    .await?;
+    Ok(reconciled + refreshed)
 }
 
 /// Runs a `DELETE` of at most `$2` rows older than `$1` until it deletes none.

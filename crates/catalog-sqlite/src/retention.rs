@@ -143,7 +143,15 @@ async fn expire(
         policy.journal_cutoff,
         policy.chunk,
     )
-    .await?;
+    .await?
+        + chunked_delete(
+            writer,
+            "DELETE FROM feed_drifts WHERE feed_drift_id IN \
+             (SELECT feed_drift_id FROM feed_drifts WHERE detected_at < ?1 LIMIT ?2)",
+            policy.journal_cutoff,
+            policy.chunk,
+        )
+        .await?;
     Ok(report)
 }
 

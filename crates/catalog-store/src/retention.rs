@@ -60,7 +60,7 @@ pub struct RetentionReport {
     pub claims_pruned: u64,
     /// Days of publish attempts dropped (Postgres partitions; SQLite days deleted from).
     pub attempt_days_dropped: u64,
-    /// Drifts deleted (reconciliation's findings of the past).
+    /// Drifts deleted: reconciliation's and full refreshes' findings of the past.
     pub drifts_pruned: u64,
 }
 

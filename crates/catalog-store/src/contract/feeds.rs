@@ -18,7 +18,7 @@ fn key(tenant: &str, supplier: &str) -> FeedKey {
     }
 }
 
-fn settings(tenant: &str, supplier: &str) -> FeedSettings {
+pub(super) fn settings(tenant: &str, supplier: &str) -> FeedSettings {
     FeedSettings {
         key: key(tenant, supplier),
         base_url: "http://127.0.0.1:1".to_owned(),

@@ -8,7 +8,10 @@ use catalog_core::{detect_drift, Expected, Shown, StockChange, DEDUPE_HORIZON};
 use chrono::{DateTime, Days, NaiveTime, Utc};
 
 use super::fixtures::*;
-use crate::{ArchiveSink, DriftCorrection, JournalEntry, Provenance, PublishOutcome, RetentionPolicy, StoreConfig};
+use crate::{
+    ArchiveSink, DriftCorrection, FeedDrift, FullRefresh, JournalEntry, Provenance, PublishOutcome, RetentionPolicy,
+    StoreConfig,
+};
 
 /// An archive that keeps what it is given, by segment.
 #[derive(Debug, Default)]
@@ -141,6 +144,21 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
+    // A full refresh long ago found one difference.
+    let feed = super::feeds::settings("canary", "acme");
+    store.upsert_feed(&feed).await.expect("feed");
+    let refresh = FullRefresh {
+        key: feed.key.clone(),
+        as_of: base(),
+        completed_at: base() + chrono::Duration::hours(1),
+        drifts: vec![FeedDrift {
+            sku: catalog_core::Sku::parse("ABC-1").expect("sku"),
+            stored: None,
+            supplier: 3,
+            as_of: base(),
+        }],
+    };
+    store.complete_full_refresh(&refresh).await.expect("refresh");
     let key = offer("canary", "acme", "ABC-1");
     let item_id = key.item_key().item_id();
     let publish = || async {
@@ -174,10 +192,12 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
     let drifts = || async { store.item_drifts(item_id, 10).await.expect("drifts").len() };
     assert_eq!((attempts().await, drifts().await), (vec![1, 2], 1));
 
-    // A cutoff at the start of today keeps today's attempts and drifts.
+    // A cutoff at the start of today keeps today's attempts and drifts; the refresh's drift
+    // goes.
     let policy = |cutoff| RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk: 1 };
     let report = store.expire_journal(&policy(day_from_today(0)), &mut Recorded::default()).await.expect("expire");
-    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (0, 0), "{report:?}");
+    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (0, 1), "{report:?}");
+    assert!(store.feed_drifts(&feed.key, 10).await.expect("feed drifts").is_empty());
     assert_eq!((attempts().await, drifts().await), (vec![1, 2], 1));
     let horizon = store.journal_horizon().await.expect("horizon");
     assert_eq!(horizon.and_then(|horizon| horizon.attempts_kept_since), None);
