@@ -244,26 +244,21 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
     Ok(dropped)
 }
 
+/// Deletes a chunk of reconciliation's drifts, then of full refreshes' feed drifts.
+const DRIFT_DELETES: [&str; 2] = [
+    "DELETE FROM drifts WHERE drift_id = ANY(ARRAY(SELECT drift_id FROM drifts WHERE detected_at < $1 LIMIT $2))",
+    "DELETE FROM feed_drifts WHERE feed_drift_id = ANY(ARRAY(
+         SELECT feed_drift_id FROM feed_drifts WHERE detected_at < $1 LIMIT $2))",
+];
+
 /// Forgets drifts (reconciliation's and full refreshes') detected before the cutoff, a chunk
 /// per statement.
 async fn prune_drifts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
-    let reconciled = chunked_delete(
-        pool,
-        "DELETE FROM drifts WHERE drift_id = ANY(ARRAY(
-             SELECT drift_id FROM drifts WHERE detected_at < $1 LIMIT $2))",
-        policy.journal_cutoff,
-        policy.chunk,
-    )
-    .await?;
-    let refreshed = chunked_delete(
-        pool,
-        "DELETE FROM feed_drifts WHERE feed_drift_id = ANY(ARRAY(
-             SELECT feed_drift_id FROM feed_drifts WHERE detected_at < $1 LIMIT $2))",
-        policy.journal_cutoff,
-        policy.chunk,
-    )
-    .await?;
-    Ok(reconciled + refreshed)
+    let mut deleted = 0;
+    for statement in DRIFT_DELETES {
+        deleted += chunked_delete(pool, statement, policy.journal_cutoff, policy.chunk).await?;
+    }
+    Ok(deleted)
 }
 
 /// Runs a `DELETE` of at most `$2` rows older than `$1` until it deletes none.

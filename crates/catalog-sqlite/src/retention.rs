@@ -137,23 +137,18 @@ async fn expire(
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
     report.claims_pruned = prune_claims(writer, policy).await?;
     report.attempt_days_dropped = expire_attempts(pool, writer, policy).await?;
-    report.drifts_pruned = chunked_delete(
-        writer,
-        "DELETE FROM drifts WHERE drift_id IN (SELECT drift_id FROM drifts WHERE detected_at < ?1 LIMIT ?2)",
-        policy.journal_cutoff,
-        policy.chunk,
-    )
-    .await?
-        + chunked_delete(
-            writer,
-            "DELETE FROM feed_drifts WHERE feed_drift_id IN \
-             (SELECT feed_drift_id FROM feed_drifts WHERE detected_at < ?1 LIMIT ?2)",
-            policy.journal_cutoff,
-            policy.chunk,
-        )
-        .await?;
+    for statement in DRIFT_DELETES {
+        report.drifts_pruned += chunked_delete(writer, statement, policy.journal_cutoff, policy.chunk).await?;
+    }
     Ok(report)
 }
+
+/// Deletes a chunk of reconciliation's drifts, then of full refreshes' feed drifts.
+const DRIFT_DELETES: [&str; 2] = [
+    "DELETE FROM drifts WHERE drift_id IN (SELECT drift_id FROM drifts WHERE detected_at < ?1 LIMIT ?2)",
+    "DELETE FROM feed_drifts WHERE feed_drift_id IN \
+     (SELECT feed_drift_id FROM feed_drifts WHERE detected_at < ?1 LIMIT ?2)",
+];
 
 /// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, and says
 /// so for trace. Returns how many days it deleted from.
