@@ -90,6 +90,9 @@ fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> {
 /// flight.
 const LANES: usize = 2;
 
+/// How often an idle lane looks again once its channel is draining (a finished source).
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 /// Drains one channel's outbox rows through its adapter.
 pub struct ChannelPublisher {
     config: ChannelConfig,
@@ -190,7 +193,7 @@ impl ChannelPublisher {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(channel = %self.config.name, %error, "claiming publishes failed, retrying");
-                    self.idle(&mut work, shutdown).await;
+                    self.idle(&mut work, shutdown, until_drained).await;
                     continue;
                 }
             };
@@ -198,7 +201,7 @@ impl ChannelPublisher {
                 if until_drained.is_cancelled() && self.nothing_waiting().await? {
                     return Ok(n_done);
                 }
-                self.idle(&mut work, shutdown).await;
+                self.idle(&mut work, shutdown, until_drained).await;
                 continue;
             }
             let claimed = round_started.elapsed();
@@ -332,15 +335,22 @@ impl ChannelPublisher {
     /// settled: the versions a batch just queued are due a settle time after their batch
     /// began, so a claim at the signal may find none of them and leave them to the next
     /// signal or poll (the last batch before a quiet spell waited a whole poll).
-    async fn idle(&self, work: &mut WorkWaiter, shutdown: &CancellationToken) {
+    /// Waits for the work signal (then the settle time), the next poll, shutdown, or the
+    /// start of draining. While draining, polls at most every `DRAIN_POLL` (another lane's
+    /// round may be all that is left): a finished source's run ends when its last changes are
+    /// recorded, not at a lane's next poll (half a second on the log channel).
+    async fn idle(&self, work: &mut WorkWaiter, shutdown: &CancellationToken, until_drained: &CancellationToken) {
         let settled = async {
             work.notified().await;
             tokio::time::sleep(self.config.settle).await;
         };
+        let draining = until_drained.is_cancelled();
+        let poll = if draining { self.config.idle_poll.min(DRAIN_POLL) } else { self.config.idle_poll };
         tokio::select! {
             () = settled => {}
-            _ = tokio::time::sleep(self.config.idle_poll) => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = shutdown.cancelled() => {}
+            _ = until_drained.cancelled(), if !draining => {}
         }
     }
 

@@ -1,5 +1,5 @@
 //! A lane woken by the work signal claims what the signal announced: versions that become
-//! due only once they have settled.
+//! due only once they have settled. A lane waiting for work is woken when draining begins.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,4 +41,26 @@ async fn a_signalled_version_is_published_once_it_has_settled() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("stopped").expect("task").expect("run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_lane_returns_when_draining_begins_not_at_its_next_poll() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    let mut config = channel("storefront", &storefront);
+    config.config.idle_poll = Duration::from_secs(3_600);
+    let drained = CancellationToken::new();
+    let running = tokio::spawn(publisher(config, Arc::clone(&store)).run(CancellationToken::new(), drained.clone()));
+    // The lanes have found the outbox empty and wait for an hour's poll.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!running.is_finished());
+
+    // The source finished: the lanes find nothing waiting and return.
+    drained.cancel();
+    let published = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("returned once draining began, not after the hour's poll")
+        .expect("task")
+        .expect("run");
+    assert_eq!(published, 0);
 }
