@@ -122,11 +122,11 @@ impl Daily {
         Ok(created)
     }
 
-    /// Detaches a partition without blocking writers of the others, then drops it. A detach
-    /// interrupted earlier (the process died) left the partition pending: that one is
+    /// Detaches partition `name` without blocking writers of the others, then drops it. A
+    /// detach interrupted earlier (the process died) left the partition pending: that one is
     /// finalized.
-    async fn detach_and_drop(self, pool: &PgPool, table: &str) -> Result<(), StoreError> {
-        let parent = self.parent;
+    async fn detach_and_drop(self, pool: &PgPool, name: &str) -> Result<(), StoreError> {
+        let (parent, table) = (self.parent, self.quoted(name)?);
         match sqlx::raw_sql(&format!("ALTER TABLE {parent} DETACH PARTITION {table} CONCURRENTLY")).execute(pool).await
         {
             Ok(_) => {}
@@ -198,7 +198,7 @@ pub(crate) async fn expire(
             continue;
         }
         let (rows, archive) = archive(pool, &partition, policy.chunk, sink).await?;
-        JOURNAL.detach_and_drop(pool, &JOURNAL.quoted(&partition.name)?).await?;
+        JOURNAL.detach_and_drop(pool, &partition.name).await?;
         sqlx::query(
             "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())
              ON CONFLICT (only_row) DO UPDATE SET kept_since = greatest(journal_retention.kept_since, EXCLUDED.kept_since),
@@ -227,7 +227,7 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
         if partition.until > policy.journal_cutoff {
             break;
         }
-        ATTEMPTS.detach_and_drop(pool, &ATTEMPTS.quoted(&partition.name)?).await?;
+        ATTEMPTS.detach_and_drop(pool, &partition.name).await?;
         sqlx::query(
             "INSERT INTO journal_retention (attempts_kept_since, updated_at) VALUES ($1, now())
              ON CONFLICT (only_row) DO UPDATE

@@ -331,14 +331,13 @@ impl ChannelPublisher {
         }
     }
 
-    /// Waits for work, the next poll, or shutdown. Signalled work is claimed once it has
-    /// settled: the versions a batch just queued are due a settle time after their batch
-    /// began, so a claim at the signal may find none of them and leave them to the next
-    /// signal or poll (the last batch before a quiet spell waited a whole poll).
-    /// Waits for the work signal (then the settle time), the next poll, shutdown, or the
-    /// start of draining. While draining, polls at most every `DRAIN_POLL` (another lane's
-    /// round may be all that is left): a finished source's run ends when its last changes are
-    /// recorded, not at a lane's next poll (half a second on the log channel).
+    /// Waits for work, the next poll, shutdown, or the start of draining. Signalled work is
+    /// claimed once it has settled: the versions a batch just queued are due a settle time
+    /// after their batch began, so a claim at the signal may find none of them and leave them
+    /// to the next signal or poll (the last batch before a quiet spell waited a whole poll).
+    /// While draining, polls at most every `DRAIN_POLL` (another lane's round may be all that
+    /// is left): a finished source's run ends when its last changes are recorded, not at a
+    /// lane's next poll (half a second on the log channel).
     async fn idle(&self, work: &mut WorkWaiter, shutdown: &CancellationToken, until_drained: &CancellationToken) {
         let settled = async {
             work.notified().await;
