@@ -121,6 +121,7 @@ pub struct Metrics {
     pub attempt_days_dropped: IntCounter,
     /// Drifts deleted past the retention.
     pub drifts_pruned: IntCounter,
+    pub dead_letters_pruned: IntCounter,
     /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
     pub retention_failures: IntCounterVec,
 }
@@ -347,6 +348,10 @@ impl Metrics {
             "Days of publish attempts dropped past the retention (not archived).",
         );
         let drifts_pruned = unlabelled("catalog_drifts_pruned_total", "Drifts deleted past the retention.");
+        let dead_letters_pruned = unlabelled(
+            "catalog_dead_letters_pruned_total",
+            "Dead letters resolved before the retention's cutoff, deleted (open ones are kept).",
+        );
         let retention_failures =
             counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
         let family_names = family_names.into_inner();
@@ -400,6 +405,7 @@ impl Metrics {
             claims_pruned,
             attempt_days_dropped,
             drifts_pruned,
+            dead_letters_pruned,
             retention_failures,
         }
     }

@@ -190,6 +190,7 @@ pub async fn run_once(
     metrics.claims_pruned.inc_by(report.claims_pruned);
     metrics.attempt_days_dropped.inc_by(report.attempt_days_dropped);
     metrics.drifts_pruned.inc_by(report.drifts_pruned);
+    metrics.dead_letters_pruned.inc_by(report.dead_letters_pruned);
     for kept in &report.kept {
         tracing::warn!(
             segment = %kept.name,
@@ -209,7 +210,8 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
                 if !report.dropped.is_empty()
                     || report.claims_pruned > 0
                     || report.attempt_days_dropped > 0
-                    || report.drifts_pruned > 0 =>
+                    || report.drifts_pruned > 0
+                    || report.dead_letters_pruned > 0 =>
             {
                 tracing::info!(
                     dropped = report.dropped.len(),
@@ -217,6 +219,7 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
                     claims_pruned = report.claims_pruned,
                     attempt_days_dropped = report.attempt_days_dropped,
                     drifts_pruned = report.drifts_pruned,
+                    dead_letters_pruned = report.dead_letters_pruned,
                     "journal retention pass"
                 );
             }

@@ -215,6 +215,8 @@ pub(crate) async fn expire(
     report.claims_pruned = prune_claims(pool, policy).await?;
     report.attempt_days_dropped = expire_attempts(pool, policy).await?;
     report.drifts_pruned = prune_drifts(pool, policy).await?;
+    report.dead_letters_pruned =
+        chunked_delete(pool, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
     Ok(report)
 }
 
@@ -250,6 +252,11 @@ const DRIFT_DELETES: [&str; 2] = [
     "DELETE FROM feed_drifts WHERE feed_drift_id = ANY(ARRAY(
          SELECT feed_drift_id FROM feed_drifts WHERE detected_at < $1 LIMIT $2))",
 ];
+
+/// Deletes a chunk of the dead letters resolved before the cutoff (decision 0031); an open
+/// one is never deleted, however old.
+const RESOLVED_DEAD_LETTERS: &str = "DELETE FROM dead_letters WHERE dead_letter_id = ANY(ARRAY(
+     SELECT dead_letter_id FROM dead_letters WHERE resolved_at < $1 LIMIT $2))";
 
 /// Forgets drifts (reconciliation's and full refreshes') detected before the cutoff, a chunk
 /// per statement.

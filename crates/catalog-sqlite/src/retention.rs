@@ -140,6 +140,8 @@ async fn expire(
     for statement in DRIFT_DELETES {
         report.drifts_pruned += chunked_delete(writer, statement, policy.journal_cutoff, policy.chunk).await?;
     }
+    report.dead_letters_pruned =
+        chunked_delete(writer, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
     Ok(report)
 }
 
@@ -149,6 +151,11 @@ const DRIFT_DELETES: [&str; 2] = [
     "DELETE FROM feed_drifts WHERE feed_drift_id IN \
      (SELECT feed_drift_id FROM feed_drifts WHERE detected_at < ?1 LIMIT ?2)",
 ];
+
+/// Deletes a chunk of the dead letters resolved before the cutoff (decision 0031); an open
+/// one is never deleted, however old.
+const RESOLVED_DEAD_LETTERS: &str = "DELETE FROM dead_letters WHERE dead_letter_id IN \
+     (SELECT dead_letter_id FROM dead_letters WHERE resolved_at < ?1 LIMIT ?2)";
 
 /// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, and says
 /// so for trace. Returns how many days it deleted from.

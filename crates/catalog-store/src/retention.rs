@@ -62,6 +62,8 @@ pub struct RetentionReport {
     pub attempt_days_dropped: u64,
     /// Drifts deleted: reconciliation's and full refreshes' findings of the past.
     pub drifts_pruned: u64,
+    /// Dead letters resolved before the cutoff, deleted (open ones stay, whatever their age).
+    pub dead_letters_pruned: u64,
 }
 
 /// How far back the journal and the publish attempts reach, for trace and replay.
@@ -84,8 +86,8 @@ pub trait RetentionStore: Send + Sync + std::fmt::Debug {
 
     /// Archives through `sink`, then drops, every journal segment received before
     /// `policy.journal_cutoff`, oldest first; drops the publish attempts and drifts older
-    /// than it; and forgets claims older than `policy.claim_cutoff`. Safe beside a running
-    /// worker.
+    /// than it, and the dead letters resolved before it; and forgets claims older than
+    /// `policy.claim_cutoff`. Safe beside a running worker.
     async fn expire_journal(
         &self,
         policy: &RetentionPolicy,

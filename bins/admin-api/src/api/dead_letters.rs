@@ -16,7 +16,7 @@ pub(super) struct DeadLetterQuery {
     pub tenant: Option<String>,
     pub channel: Option<String>,
     pub stage: Option<String>,
-    /// `open` (the default), `resolved` or `all`.
+    /// `open` (the default), `resolved` (kept for the journal's retention, then deleted) or `all`.
     pub state: Option<String>,
     pub before: Option<i64>,
     pub limit: Option<usize>,

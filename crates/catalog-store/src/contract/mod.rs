@@ -129,6 +129,7 @@ macro_rules! store_contract_cases {
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
             retention::publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on,
+            retention::resolved_dead_letters_past_the_retention_are_deleted_and_open_ones_stay,
         );
     };
 }

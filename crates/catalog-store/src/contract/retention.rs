@@ -2,15 +2,16 @@
 //! dropped; a day holding held events is kept; an archive that fails drops nothing; and a
 //! redelivery of an event whose row is gone, or whose claim is gone too, is never applied
 //! twice. Publish attempts and drifts past the retention are dropped (decision 0030) and
-//! publishing goes on.
+//! publishing goes on; dead letters resolved before the cutoff are deleted, open ones stay
+//! (decision 0031).
 
 use catalog_core::{detect_drift, Expected, Shown, StockChange, DEDUPE_HORIZON};
 use chrono::{DateTime, Days, NaiveTime, Utc};
 
 use super::fixtures::*;
 use crate::{
-    ArchiveSink, DriftCorrection, FeedDrift, FullRefresh, JournalEntry, Provenance, PublishOutcome, RetentionPolicy,
-    StoreConfig,
+    ArchiveSink, DeadLetterFilter, DriftCorrection, FeedDrift, FullRefresh, JournalEntry, Provenance, PublishOutcome,
+    PublishRecord, RetentionPolicy, StoreConfig,
 };
 
 /// An archive that keeps what it is given, by segment.
@@ -222,4 +223,61 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
         .expect("apply");
     publish().await;
     assert_eq!(attempts().await, [3]);
+}
+
+pub(super) async fn resolved_dead_letters_past_the_retention_are_deleted_and_open_ones_stay<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    let events = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 4 }, 0, 1),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    // Both items' first versions are rejected: two open letters.
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    let rejected: Vec<PublishRecord> = claimed
+        .iter()
+        .map(|entry| PublishRecord {
+            dead_letter_reason: Some("rejected_422".into()),
+            status: Some(422),
+            ..published(entry, PublishOutcome::DeadLettered)
+        })
+        .collect();
+    store.record_publishes(&rejected).await.expect("record");
+    // A's second version is accepted, which resolves A's letter; B's stays open.
+    store.apply_batch(&batch(vec![incoming(3, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    store.record_publish(&published(&claimed[0], PublishOutcome::Published)).await.expect("record");
+    let letters = |open| {
+        let store = &store;
+        async move {
+            let filter = DeadLetterFilter { open: Some(open), limit: 10, ..DeadLetterFilter::default() };
+            let mut subjects: Vec<String> =
+                store.dead_letters(&filter).await.expect("list").into_iter().map(|letter| letter.subject).collect();
+            subjects.sort();
+            subjects
+        }
+    };
+    let (a_subject, b_subject) = (a.item_key().item_id().to_string(), b.item_key().item_id().to_string());
+    assert_eq!((letters(true).await, letters(false).await), (vec![b_subject.clone()], vec![a_subject.clone()]));
+
+    // A cutoff at the start of today: A was resolved after it, and stays.
+    let policy = |cutoff| RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk: 1 };
+    let report = store.expire_journal(&policy(day_from_today(0)), &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.dead_letters_pruned, 0, "{report:?}");
+    assert_eq!(letters(false).await, [a_subject]);
+
+    // Past today: A's resolved letter goes; B's, open and as old, stays, with the item's
+    // failure still on record.
+    let report = store.expire_journal(&policy(day_from_today(1)), &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.dead_letters_pruned, 1, "{report:?}");
+    assert!(letters(false).await.is_empty());
+    assert_eq!(letters(true).await, [b_subject]);
+    let open = store.item_dead_letters(b.item_key().item_id()).await.expect("letters");
+    assert_eq!(open.iter().map(|letter| letter.version).collect::<Vec<_>>(), [1]);
 }
