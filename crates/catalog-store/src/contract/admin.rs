@@ -102,16 +102,7 @@ where
         incoming(2, &b, StockChange::Updated { quantity: 4 }, 0, 1),
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
-    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    let records: Vec<PublishRecord> = claimed
-        .iter()
-        .map(|entry| PublishRecord {
-            dead_letter_reason: Some("rejected_422".into()),
-            status: Some(422),
-            ..published(entry, PublishOutcome::DeadLettered)
-        })
-        .collect();
-    store.record_publishes(&records).await.expect("record");
+    dead_letter_every_due(&*store).await;
 
     let all = store.dead_letters(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.expect("list");
     assert_eq!(all.len(), 2);

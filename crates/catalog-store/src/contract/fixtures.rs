@@ -306,6 +306,21 @@ pub fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> Publish
     }
 }
 
+/// Claims everything due on the storefront and records each as refused for good (422,
+/// dead-lettered): an open dead letter per item.
+pub(super) async fn dead_letter_every_due(store: &dyn CatalogStore) {
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    let records: Vec<PublishRecord> = claimed
+        .iter()
+        .map(|entry| PublishRecord {
+            dead_letter_reason: Some("rejected_422".into()),
+            status: Some(422),
+            ..published(entry, PublishOutcome::DeadLettered)
+        })
+        .collect();
+    store.record_publishes(&records).await.expect("record");
+}
+
 pub(super) const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) fn immediate(limit: usize) -> crate::OutboxClaim {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Days, NaiveTime, Utc};
 use super::fixtures::*;
 use crate::{
     ArchiveSink, DeadLetterFilter, DriftCorrection, FeedDrift, FullRefresh, JournalEntry, Provenance, PublishOutcome,
-    PublishRecord, RetentionPolicy, StoreConfig,
+    RetentionPolicy, StoreConfig,
 };
 
 /// An archive that keeps what it is given, by segment.
@@ -238,16 +238,7 @@ pub(super) async fn resolved_dead_letters_past_the_retention_are_deleted_and_ope
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
     // Both items' first versions are rejected: two open letters.
-    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
-    let rejected: Vec<PublishRecord> = claimed
-        .iter()
-        .map(|entry| PublishRecord {
-            dead_letter_reason: Some("rejected_422".into()),
-            status: Some(422),
-            ..published(entry, PublishOutcome::DeadLettered)
-        })
-        .collect();
-    store.record_publishes(&rejected).await.expect("record");
+    dead_letter_every_due(&*store).await;
     // A's second version is accepted, which resolves A's letter; B's stays open.
     store.apply_batch(&batch(vec![incoming(3, &a, StockChange::Updated { quantity: 5 }, 1, 2)])).await.expect("apply");
     let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
