@@ -15,19 +15,15 @@ use catalog_sqlite::SqliteStore;
 use catalog_store::StoreConfig;
 use chrono::Utc;
 
+mod support;
+
+use support::peak_rss_mib;
+
 const N_EVENTS: usize = 200_000;
 const BATCH: usize = 5_000;
 /// Baseline and worker runs, alternated.
 const ROUNDS: usize = 3;
 const THIS_WORKER: &str = env!("CARGO_BIN_EXE_sync-worker");
-
-/// Peak resident set of a process, from /proc, in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
 
 /// The worker's run over the file: from its start until it exited (every line applied and
 /// every changed item published), its peak RSS (sampled until it exits), and its summary.

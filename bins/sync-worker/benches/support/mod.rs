@@ -44,16 +44,18 @@ pub(crate) fn worker_log_filter() -> String {
 
 /// Peak resident set of a process, from /proc, in MiB.
 pub(crate) fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    proc_status_mib(pid, "VmHWM:")
 }
 
 /// Current resident set of a process, from /proc, in MiB.
 pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+/// A memory line of `/proc/{pid}/status` (`VmHWM:`, `VmRSS:`), in MiB.
+fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
