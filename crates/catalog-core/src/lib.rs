@@ -103,7 +103,7 @@ pub use signals::{
 };
 pub use stock_rules::{ChannelQuantity, ChannelRules, InvalidStockRule, Listings, StockRules};
 pub use trace::{InvalidTraceParent, TraceParent};
-pub use wire::{decode, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};
+pub use wire::{decode, decode_prefix, encode, RejectReason, Rejection, MAX_PAYLOAD_BYTES};
 
 /// The README's example runs as a doctest, so the first thing a newcomer copies works.
 #[cfg(doctest)]

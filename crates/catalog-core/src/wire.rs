@@ -228,6 +228,13 @@ struct Checker {
 }
 
 impl Checker {
+    fn too_large(&self, length: u64) -> Rejection {
+        self.reject(
+            RejectReason::PayloadTooLarge,
+            format!("message is {length} bytes, more than the {MAX_PAYLOAD_BYTES} allowed"),
+        )
+    }
+
     fn reject(&self, reason: RejectReason, detail: impl Into<String>) -> Rejection {
         Rejection {
             reason,
@@ -269,6 +276,25 @@ impl Checker {
     }
 }
 
+/// Decodes a message of `length` bytes of which a source kept only the first ones,
+/// `prefix` (a line too long to hold whole): longer than [`MAX_PAYLOAD_BYTES`], it is
+/// `payload_too_large` with its whole length in the detail; otherwise `prefix` is decoded.
+///
+/// ```
+/// use catalog_core::{decode_prefix, RejectReason, MAX_PAYLOAD_BYTES};
+///
+/// let prefix = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+/// let rejection = decode_prefix(&prefix, 2_000_000).unwrap_err();
+/// assert_eq!(rejection.reason, RejectReason::PayloadTooLarge);
+/// assert_eq!(rejection.detail, "message is 2000000 bytes, more than the 65536 allowed");
+/// ```
+pub fn decode_prefix(prefix: &[u8], length: u64) -> Result<SupplierEvent, Rejection> {
+    if length > MAX_PAYLOAD_BYTES as u64 {
+        return Err(Checker { event_id: None, tenant: None, supplier: None, sku: None }.too_large(length));
+    }
+    decode(prefix)
+}
+
 /// Decodes one message of the contract into a validated event.
 ///
 /// Every rule of `supplier-events.md` is checked; the first broken one, in field order
@@ -292,16 +318,18 @@ impl Checker {
 pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     let mut checker = Checker { event_id: None, tenant: None, supplier: None, sku: None };
     if bytes.len() > MAX_PAYLOAD_BYTES {
-        return Err(checker.reject(
-            RejectReason::PayloadTooLarge,
-            format!("message is {} bytes, more than the {MAX_PAYLOAD_BYTES} allowed", bytes.len()),
-        ));
+        return Err(checker.too_large(bytes.len() as u64));
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|error| checker.reject(RejectReason::InvalidPayload, format!("message is not UTF-8: {error}")))?;
     // A derived struct also accepts a JSON array of positional fields: the contract says object.
     if !text.trim_start().starts_with('{') {
-        return Err(checker.reject(RejectReason::InvalidPayload, "message is not a JSON object"));
+        let detail = if text.starts_with('\u{FEFF}') {
+            "message starts with a byte order mark (U+FEFF), not a JSON object"
+        } else {
+            "message is not a JSON object"
+        };
+        return Err(checker.reject(RejectReason::InvalidPayload, detail));
     }
     let wire: WireEventIn<'_> = serde_json::from_str(text).map_err(|error| {
         checker.reject(RejectReason::InvalidPayload, format!("message is not a valid JSON object: {error}"))

@@ -156,7 +156,9 @@ impl FileSource {
                 }
             };
             let Some(line) = read else { break };
-            if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            // Only a line held whole can be told blank: one cut short is too large, whatever
+            // its first bytes are.
+            if line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace) {
                 // A blank line carries no event; its bytes still count towards the position.
                 if let Some(last) = pending.last_mut() {
                     last.next_offset = line.next_offset;

@@ -1,13 +1,17 @@
 //! Reading NDJSON lines with their byte positions, so that a line is never cut in two: what
 //! has been read of a line is held by the reader, not by a future, so a batch timer may win a
 //! `select!` while half a line is in (bytes arriving in two reads, on a pipe) and the line is
-//! still whole at the next call.
+//! still whole at the next call. A UTF-8 byte order mark at the very start of the input is
+//! the file's encoding signature, not part of its first line (decision 0032).
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// A line longer than this is not read into memory whole: its first bytes are kept (enough
 /// to be rejected as `payload_too_large` with a recognizable prefix) and the rest skipped.
 pub(crate) const MAX_LINE_BYTES: usize = catalog_core::MAX_PAYLOAD_BYTES + 1;
+
+/// The UTF-8 byte order mark some tools write at the start of a text file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One line as read: where it started, where the next one starts, its bytes (at most
 /// [`MAX_LINE_BYTES`] of them) and its whole length without the end of line (more than
@@ -51,7 +55,8 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         loop {
             let buffer = self.reader.fill_buf().await?;
             if buffer.is_empty() {
-                if self.consumed == 0 {
+                // Nothing left, or only the input's byte order mark: no line.
+                if self.consumed == 0 || (self.offset == 0 && self.partial == BOM) {
                     return Ok(None);
                 }
                 return Ok(Some(self.take_line(0)));
@@ -60,7 +65,9 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 Some(position) => (&buffer[..position], true),
                 None => (buffer, false),
             };
-            let room = MAX_LINE_BYTES.saturating_sub(self.partial.len());
+            // The input's first line may hold a byte order mark besides its bytes.
+            let limit = if self.offset == 0 { MAX_LINE_BYTES + BOM.len() } else { MAX_LINE_BYTES };
+            let room = limit.saturating_sub(self.partial.len());
             self.partial.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if let Some(last) = chunk.last() {
                 self.ends_in_cr = *last == b'\r';
@@ -82,8 +89,16 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             length -= 1;
             bytes.truncate(bytes.len().min(length as usize));
         }
-        let line = Line { offset: self.offset, next_offset: self.offset + self.consumed, bytes, length };
-        self.offset = line.next_offset;
+        let next_offset = self.offset + self.consumed;
+        let mut offset = self.offset;
+        if offset == 0 && bytes.starts_with(BOM) {
+            bytes.drain(..BOM.len());
+            offset = BOM.len() as u64;
+            length -= BOM.len() as u64;
+        }
+        bytes.truncate(MAX_LINE_BYTES);
+        let line = Line { offset, next_offset, bytes, length };
+        self.offset = next_offset;
         self.consumed = 0;
         self.ends_in_cr = false;
         line
@@ -129,6 +144,34 @@ mod tests {
         assert_eq!((next.bytes.as_slice(), next.length), (b"next".as_slice(), 4));
     }
 
+    /// A byte order mark at the start of the input is the file's encoding, not part of the
+    /// first line, however the reads split it; one anywhere else is the line's own.
+    #[tokio::test]
+    async fn a_byte_order_mark_at_the_start_is_not_part_of_the_first_line() {
+        let input = b"\xEF\xBB\xBF{\"a\": 1}\r\n\xEF\xBB\xBF{\"b\": 2}\n";
+        for capacity in [1, 2, 4, 64] {
+            let read: Vec<_> = all_lines(input, capacity)
+                .await
+                .into_iter()
+                .map(|line| (line.offset, line.next_offset, line.bytes, line.length))
+                .collect();
+            assert_eq!(
+                read,
+                [(3, 13, b"{\"a\": 1}".to_vec(), 8), (13, 25, b"\xEF\xBB\xBF{\"b\": 2}".to_vec(), 11)],
+                "reads of {capacity} bytes"
+            );
+        }
+        // A first line too long keeps its first bytes after the mark.
+        let mut huge = BOM.to_vec();
+        huge.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES * 2));
+        let lines = all_lines(&huge, 7).await;
+        assert_eq!((lines[0].offset, lines[0].length), (3, (MAX_LINE_BYTES * 2) as u64));
+        assert_eq!(lines[0].bytes, vec![b'x'; MAX_LINE_BYTES]);
+        // Read from a later offset, the same bytes are a line's own.
+        let mut reader = LineReader::new(BufReader::new(&input[13..]), 13);
+        assert!(reader.next_line().await.expect("read").expect("a line").bytes.starts_with(BOM));
+    }
+
     /// Half a line arrives, a timer wins the `select!` (as the batch timer does), the rest
     /// arrives: the line is read whole.
     #[tokio::test(start_paused = true)]
@@ -170,6 +213,7 @@ mod tests {
         let piece = prop_oneof![
             8 => proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'x'), any::<u8>()], 0..40),
             1 => (MAX_LINE_BYTES - 2..MAX_LINE_BYTES + 3).prop_map(|length| vec![b'y'; length]),
+            1 => Just(BOM.to_vec()),
         ];
         proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
     }
@@ -178,14 +222,15 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
         /// Whatever the bytes and however the reads split them: the lines tile the input
-        /// from its first byte to its last with no gap or overlap, each holds exactly its
+        /// from its first byte (after a byte order mark) to its last with no gap or overlap, each holds exactly its
         /// bytes (without `\n` or `\r\n`, cut at [`MAX_LINE_BYTES`]) and its whole length,
         /// and reading again from any line's offset gives the same lines from there.
         #[test]
         fn lines_tile_the_input_whatever_the_reads(input in ndjson_like(), capacity in 1usize..64) {
             let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
             let lines = runtime.block_on(all_lines(&input, capacity));
-            let mut at = 0u64;
+            // A byte order mark at the start belongs to no line.
+            let mut at = if input.starts_with(BOM) { BOM.len() as u64 } else { 0 };
             for line in &lines {
                 proptest::prop_assert_eq!(line.offset, at);
                 let end = input[at as usize..].iter().position(|byte| *byte == b'\n').map(|p| at as usize + p);

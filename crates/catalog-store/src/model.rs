@@ -109,7 +109,7 @@ impl IncomingEvent {
         source: SourceRef,
         traceparent: Option<TraceParent>,
     ) -> Self {
-        let decoded = catalog_core::decode(&payload);
+        let decoded = catalog_core::decode_prefix(&payload, payload_length);
         let raw = if decoded.is_ok() {
             Vec::new()
         } else {

@@ -382,3 +382,29 @@ fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
     assert!(success, "{stderr}");
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
 }
+
+/// A file as other tools write it: a byte order mark first, Windows line endings, blank
+/// lines, and a line too long whose first 64 KiB are spaces. The mark is not part of the first
+/// event; the long line is rejected with its whole length, not skipped as blank.
+#[test]
+fn a_byte_order_mark_is_not_an_event_and_a_long_line_of_spaces_is_not_blank() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("export.ndjson");
+    let long = format!("{}{}", " ".repeat(70_000), event_line(3));
+    let text = format!("\u{FEFF}{}\r\n\r\n  \r\n{long}\r\n{}", event_line(1), event_line(2));
+    std::fs::write(&path, &text).expect("write the feed");
+    let source = format!("file:{}", path.display());
+    let (_, stderr, success) =
+        run_worker(&["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"], directory.path());
+    assert!(success, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("summary: events=3 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=1 "),
+        "{stderr}"
+    );
+    let expected = format!("message is {} bytes, more than the 65536 allowed", long.len());
+    assert!(stderr.contains(&expected), "the rejection gives the line's whole length: {stderr}");
+}

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use catalog_core::{decode, encode, RejectReason, MAX_PAYLOAD_BYTES};
+use catalog_core::{decode, decode_prefix, encode, RejectReason, MAX_PAYLOAD_BYTES};
 
 use crate::scenario::message;
 
@@ -37,6 +37,7 @@ fn every_rule_has_its_reason() {
         ("not utf-8", b"\xff\xfe".to_vec()),
         ("not json", b"quantity=4".to_vec()),
         ("json array", b"[1,2]".to_vec()),
+        ("byte order mark first", [b"\xEF\xBB\xBF".as_slice(), &json("{}")].concat()),
         ("duplicated field", br#"{"sku":"A","sku":"B"}"#.to_vec()),
         ("missing event_id", json(r#"{"event_id": null}"#)),
         ("event_id not a uuid", json(r#"{"event_id": "42"}"#)),
@@ -76,6 +77,7 @@ fn every_rule_has_its_reason() {
     not utf-8: invalid_payload (event_id -, tenant -): message is not UTF-8: invalid utf-8 sequence of 1 bytes from index 0
     not json: invalid_payload (event_id -, tenant -): message is not a JSON object
     json array: invalid_payload (event_id -, tenant -): message is not a JSON object
+    byte order mark first: invalid_payload (event_id -, tenant -): message starts with a byte order mark (U+FEFF), not a JSON object
     duplicated field: invalid_payload (event_id -, tenant -): message is not a valid JSON object: duplicate field `sku` at line 1 column 16
     missing event_id: invalid_payload (event_id -, tenant canary): missing required field `event_id`
     event_id not a uuid: invalid_event_id (event_id -, tenant canary): `event_id` "42" is not a UUID: failed to parse a UUID
@@ -103,6 +105,17 @@ fn every_rule_has_its_reason() {
     sequence too large: invalid_sequence (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sequence` must be an integer, found a number that is not a 64-bit integer
     too large: payload_too_large (event_id -, tenant -): message is 65732 bytes, more than the 65536 allowed
     "#);
+}
+
+/// A message a source held only the first bytes of is judged by its whole length.
+#[test]
+fn a_message_held_in_part_is_too_large_by_its_whole_length() {
+    let whole = json("{}");
+    assert_eq!(decode_prefix(&whole, whole.len() as u64), decode(&whole));
+    let prefix = json(&format!(r#"{{"padding": "{}"}}"#, "x".repeat(MAX_PAYLOAD_BYTES)))[..=MAX_PAYLOAD_BYTES].to_vec();
+    let rejection = decode_prefix(&prefix, 2_097_168).expect_err("too large");
+    assert_eq!(rejection.reason, RejectReason::PayloadTooLarge);
+    assert_eq!(rejection.detail, "message is 2097168 bytes, more than the 65536 allowed");
 }
 
 #[test]
