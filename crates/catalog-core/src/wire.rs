@@ -324,7 +324,9 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
         .map_err(|error| checker.reject(RejectReason::InvalidPayload, format!("message is not UTF-8: {error}")))?;
     // A derived struct also accepts a JSON array of positional fields: the contract says object.
     if !text.trim_start().starts_with('{') {
-        let detail = if text.starts_with('\u{FEFF}') {
+        let detail = if text.trim_start().is_empty() {
+            "message is empty (a Kafka message with no value, or a line of blanks)"
+        } else if text.starts_with('\u{FEFF}') {
             "message starts with a byte order mark (U+FEFF), not a JSON object"
         } else {
             "message is not a JSON object"

@@ -38,6 +38,7 @@ fn every_rule_has_its_reason() {
         ("not json", b"quantity=4".to_vec()),
         ("json array", b"[1,2]".to_vec()),
         ("byte order mark first", [b"\xEF\xBB\xBF".as_slice(), &json("{}")].concat()),
+        ("empty", Vec::new()),
         ("duplicated field", br#"{"sku":"A","sku":"B"}"#.to_vec()),
         ("missing event_id", json(r#"{"event_id": null}"#)),
         ("event_id not a uuid", json(r#"{"event_id": "42"}"#)),
@@ -78,6 +79,7 @@ fn every_rule_has_its_reason() {
     not json: invalid_payload (event_id -, tenant -): message is not a JSON object
     json array: invalid_payload (event_id -, tenant -): message is not a JSON object
     byte order mark first: invalid_payload (event_id -, tenant -): message starts with a byte order mark (U+FEFF), not a JSON object
+    empty: invalid_payload (event_id -, tenant -): message is empty (a Kafka message with no value, or a line of blanks)
     duplicated field: invalid_payload (event_id -, tenant -): message is not a valid JSON object: duplicate field `sku` at line 1 column 16
     missing event_id: invalid_payload (event_id -, tenant canary): missing required field `event_id`
     event_id not a uuid: invalid_event_id (event_id -, tenant canary): `event_id` "42" is not a UUID: failed to parse a UUID
