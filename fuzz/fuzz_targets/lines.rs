@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(line.bytes, &text[..text.len().min(lines::MAX_LINE_BYTES)], "the bytes of the line");
         at = newline.map_or(input.len(), |newline| newline + 1);
         assert_eq!(line.next_offset, at as u64, "the next line starts after the newline");
+        assert_eq!(line.terminated, newline.is_some(), "a newline ended the line");
     }
     assert_eq!(at, input.len(), "every byte belongs to a line");
 });

@@ -165,6 +165,16 @@ impl FileSource {
                 }
                 continue;
             }
+            if let (false, Some(cursor)) = (line.terminated, &cursor) {
+                // The file ends in half a line: a writer may still be appending to it. An
+                // event already whole is applied (its newline may follow); anything else is
+                // left, unjournaled and before the checkpoint, for the next run to read whole
+                // (decision 0033).
+                if catalog_core::decode(&line.bytes).is_err() {
+                    sink.source_error(&unterminated_line(cursor.base, &line));
+                    break;
+                }
+            }
             if pending.is_empty() {
                 deadline = Some(tokio::time::Instant::now() + self.batch_max_wait);
                 sink.message_waiting(source, 0, Utc::now());
@@ -210,6 +220,22 @@ impl FileSource {
         let batch =
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
         Ok(sink.apply(batch).await?)
+    }
+}
+
+/// What the source tells of a file that ends in a line without a newline that is no event.
+fn unterminated_line(base: u64, line: &Line) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "unterminated_line",
+        class: FailureClass::Retryable,
+        message: format!(
+            "the file ends in a line without a newline that is not a valid event ({} bytes at offset {}): \
+             left for the next run, which reads it again from its start (a writer may still be appending \
+             to it); if the file is complete, end it with a newline and the line is journaled",
+            line.length,
+            base + line.offset
+        ),
     }
 }
 

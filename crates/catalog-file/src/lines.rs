@@ -14,14 +14,16 @@ pub(crate) const MAX_LINE_BYTES: usize = catalog_core::MAX_PAYLOAD_BYTES + 1;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One line as read: where it started, where the next one starts, its bytes (at most
-/// [`MAX_LINE_BYTES`] of them) and its whole length without the end of line (more than
-/// `bytes` holds for a line cut short).
+/// [`MAX_LINE_BYTES`] of them), its whole length without the end of line (more than
+/// `bytes` holds for a line cut short), and whether a newline ended it (the input's last
+/// line may have none: a file a writer is still appending to ends in half a line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Line {
     pub(crate) offset: u64,
     pub(crate) next_offset: u64,
     pub(crate) bytes: Vec<u8>,
     pub(crate) length: u64,
+    pub(crate) terminated: bool,
 }
 
 /// Lines of `reader`, from byte `offset` on.
@@ -97,7 +99,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             length -= BOM.len() as u64;
         }
         bytes.truncate(MAX_LINE_BYTES);
-        let line = Line { offset, next_offset, bytes, length };
+        let line = Line { offset, next_offset, bytes, length, terminated: n_newline > 0 };
         self.offset = next_offset;
         self.consumed = 0;
         self.ends_in_cr = false;
@@ -243,6 +245,7 @@ mod tests {
                 proptest::prop_assert_eq!(&line.bytes[..], &text[..text.len().min(MAX_LINE_BYTES)]);
                 at = end.map_or(input.len(), |newline| newline + 1) as u64;
                 proptest::prop_assert_eq!(line.next_offset, at);
+                proptest::prop_assert_eq!(line.terminated, end.is_some(), "a newline ended the line");
             }
             proptest::prop_assert_eq!(at, input.len() as u64, "every byte belongs to a line");
             if let Some(middle) = lines.get(lines.len() / 2) {

@@ -408,3 +408,38 @@ fn a_byte_order_mark_is_not_an_event_and_a_long_line_of_spaces_is_not_blank() {
     let expected = format!("message is {} bytes, more than the 65536 allowed", long.len());
     assert!(stderr.contains(&expected), "the rejection gives the line's whole length: {stderr}");
 }
+
+/// A file a writer is still appending to ends in half a line. That half is not an event and
+/// is not journaled as one: the next run reads the line again from its start, whole, and
+/// applies it. (Journaled as a rejection, it would be lost: the checkpoint would pass it, and
+/// its second half would be rejected alone.)
+#[test]
+fn half_a_line_at_the_end_of_a_file_is_read_whole_by_the_next_run() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("growing.ndjson");
+    let second = event_line(2);
+    let (first_half, second_half) = second.split_at(second.len() / 2);
+    std::fs::write(&path, format!("{}\n{first_half}", event_line(1))).expect("write the feed");
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
+    assert!(stderr.contains("ends in a line without a newline that is not a valid event"), "{stderr}");
+
+    // The writer finishes the line (and writes no newline after the next one).
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut file, format!("{second_half}\n{}", event_line(3)).as_bytes()).expect("append");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
+    assert!(summary(&stderr).contains(" rejected=0 "), "{stderr}");
+
+    // The last event had no newline but was whole: applied, and its newline changes nothing.
+    std::io::Write::write_all(&mut file, b"\n").expect("append");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=0 "), "{stderr}");
+}
