@@ -138,7 +138,8 @@ pub(crate) async fn audit_log(
 
 pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
     // The decided row through its claim (by its key, one partition), then the other rows that
-    // name the id (rejected, or redeliveries after retention), found through the item they name.
+    // name the id (rejected, or redeliveries after retention) through their own index: an
+    // event only ever rejected has no claim (decision 0034).
     let decided = sqlx::query(&format!(
         "SELECT {JOURNAL_COLUMNS} FROM events WHERE (journal_id, received_at) IN
          (SELECT journal_id, received_at FROM event_claims WHERE event_id = $1)"
@@ -147,22 +148,16 @@ pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Res
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
+    let undecided = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = $1
+         AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
+    ))
+    .bind(event_id.0)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
     let mut found = journal_entries(&decided)?;
-    if let Some(entry) = found.first() {
-        if let (Some(tenant), Some(sku)) = (entry.tenant.clone(), entry.sku.clone()) {
-            let rejected = sqlx::query(&format!(
-                "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2 AND event_id = $3
-                 AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
-            ))
-            .bind(tenant)
-            .bind(sku)
-            .bind(event_id.0)
-            .fetch_all(pool)
-            .await
-            .map_err(store_error)?;
-            found.extend(journal_entries(&rejected)?);
-        }
-    }
+    found.extend(journal_entries(&undecided)?);
     Ok(found)
 }
 

@@ -163,30 +163,21 @@ fn entries(stored: &[SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {
 }
 
 pub(crate) async fn journal_by_event_id(pool: &SqlitePool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+    // The decided row, then the other rows that name the id (rejected, or redeliveries after
+    // retention), each through its own partial index: an event only ever rejected has no
+    // decided row (decision 0034).
     let id = event_id.0.as_bytes().to_vec();
-    let decided = sqlx::query(&format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = ?1 \
-         AND outcome IN ('applied', 'stale', 'superseded', 'held')"
-    ))
-    .bind(&id)
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    let mut found = entries(&decided)?;
-    if let Some(entry) = found.first() {
-        if let (Some(tenant), Some(sku)) = (entry.tenant.clone(), entry.sku.clone()) {
-            let rejected = sqlx::query(&format!(
-                "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 AND event_id = ?3 \
-                 AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
-            ))
-            .bind(tenant)
-            .bind(sku)
-            .bind(&id)
-            .fetch_all(pool)
-            .await
-            .map_err(store_error)?;
-            found.extend(entries(&rejected)?);
-        }
+    let mut found = Vec::new();
+    for outcomes in ["IN", "NOT IN"] {
+        let stored = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = ?1 \
+             AND outcome {outcomes} ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
+        ))
+        .bind(&id)
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+        found.extend(entries(&stored)?);
     }
     Ok(found)
 }

@@ -170,8 +170,9 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
     /// store (see [`TracePage`]); `None` when neither an item row nor a journal row names it.
     async fn item_trace_page(&self, key: &ItemKey, page: EventsPage) -> Result<Option<TracePage>, StoreError>;
 
-    /// The decided journal row of an event id (applied, stale, superseded or held), and any
-    /// rejected rows naming it.
+    /// The decided journal row of an event id (applied, stale, superseded or held), then the
+    /// other rows naming it (rejected, or redeliveries journaled after retention), oldest
+    /// first; an event only ever rejected has only those (decision 0034).
     async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Journal rows whose `traceparent` carries this W3C trace id (32 lowercase hex digits),

@@ -77,6 +77,24 @@ where
     assert_eq!(found[0].event_id, Some(event_id(2)));
     assert_eq!(found[0].outcome.as_str(), "applied");
     assert!(store.journal_by_event_id(event_id(3)).await.expect("lookup").is_empty());
+    // An event only ever rejected (a valid id, an invalid quantity) is found by its id too;
+    // one applied, then delivered again invalid, is found with its rejection after it.
+    let invalid = |n: u64, offset: u64| {
+        let valid = incoming(n, &key, StockChange::Updated { quantity: 4 }, 2, 2);
+        let text = String::from_utf8(valid.raw).expect("utf-8").replace(r#""quantity":4"#, r#""quantity":-4"#);
+        raw_incoming(offset, text.into_bytes(), 2)
+    };
+    store.apply_batch(&batch(vec![invalid(4, 4), invalid(2, 5)])).await.expect("apply");
+    let outcomes = |found: Vec<crate::JournalEntry>| {
+        found.iter().map(|entry| (entry.event_id, entry.outcome.as_str().to_owned())).collect::<Vec<_>>()
+    };
+    let found = store.journal_by_event_id(event_id(4)).await.expect("lookup");
+    assert_eq!(outcomes(found), [(Some(event_id(4)), "rejected".to_owned())]);
+    let found = store.journal_by_event_id(event_id(2)).await.expect("lookup");
+    assert_eq!(
+        outcomes(found),
+        [(Some(event_id(2)), "applied".to_owned()), (Some(event_id(2)), "rejected".to_owned())]
+    );
 
     // The fixtures give the event at offset n the trace id n + 1.
     let trace_id = format!("{:032x}", 2);
