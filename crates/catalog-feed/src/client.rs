@@ -106,6 +106,10 @@ pub enum PullError {
     /// The feed's token variable is not set: an operator must set it.
     #[error("the token variable {0} is not set")]
     NoToken(String),
+    /// The feed named a cursor it had already named in this pass: following it would page
+    /// for ever. The feed's paging is broken; its supplier must fix it.
+    #[error("the feed returned a cursor it had already returned in this pass, after {pages} pages: following it would never end")]
+    CursorLoop { pages: u64 },
     /// Shutting down.
     #[error("abandoned at shutdown")]
     Abandoned,
@@ -119,6 +123,7 @@ impl PullError {
             PullError::Refused { status, .. } => format!("http_{status}"),
             PullError::Unavailable { reason, .. } => (*reason).to_owned(),
             PullError::NoToken(_) => "token_missing".to_owned(),
+            PullError::CursorLoop { .. } => "cursor_loop".to_owned(),
             PullError::Abandoned => "abandoned".to_owned(),
         }
     }
@@ -129,6 +134,25 @@ impl PullError {
             PullError::Refused { body, .. } => Some(body.clone()),
             PullError::Unavailable { body, .. } => body.clone(),
             _ => None,
+        }
+    }
+}
+
+/// The cursors a pass over a window or a snapshot was given, to stop at the first that
+/// comes back: a feed whose paging loops would otherwise be followed for ever.
+#[derive(Debug, Default)]
+pub(crate) struct SeenCursors {
+    seen: std::collections::HashSet<String>,
+    pages: u64,
+}
+
+impl SeenCursors {
+    /// Counts a page whose next cursor is `next`; `Err` when that cursor came before.
+    pub(crate) fn next(&mut self, next: Option<&str>) -> Result<(), PullError> {
+        self.pages += 1;
+        match next {
+            Some(next) if !self.seen.insert(next.to_owned()) => Err(PullError::CursorLoop { pages: self.pages }),
+            _ => Ok(()),
         }
     }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{FeedClient, PageRequest, PullError};
+use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
 use crate::record::{record_event, Page};
 use crate::window::{backfill_window, go_live_at, incremental_window, Window, WindowCursor};
 
@@ -44,7 +44,8 @@ pub enum RunError {
 impl Classify for RunError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_)) => FailureClass::NeedsSupplier,
+            RunError::Pull(PullError::Refused { .. } | PullError::CursorLoop { .. }) => FailureClass::NeedsSupplier,
+            RunError::Pull(PullError::NoToken(_)) => FailureClass::NeedsSupplier,
             RunError::Pull(_) => FailureClass::Retryable,
             RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
             RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
@@ -335,6 +336,7 @@ impl FeedRun {
         let mut offset = first_offset;
         let mut restarts = 0;
         let mut cursor = cursor;
+        let mut seen = SeenCursors::default();
         loop {
             let page = match self.client.page(request(&window, cursor.as_deref()), shutdown).await {
                 Ok(page) => page,
@@ -342,7 +344,7 @@ impl FeedRun {
                     restarts += 1;
                     self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
                     tracing::warn!(feed = %self.label, since = %window.since, until = %window.until, "cursor expired: pulling the window again from its start");
-                    (n_pages, n_records, cursor) = (0, 0, None);
+                    (n_pages, n_records, cursor, seen) = (0, 0, None, SeenCursors::default());
                     continue;
                 }
                 Err(error) => {
@@ -351,6 +353,11 @@ impl FeedRun {
                     return offset;
                 }
             };
+            if let Err(error) = seen.next(page.next_cursor.as_deref()) {
+                // This page's records come again when the run resumes at its cursor.
+                let _ = pages.send(Err(error.into())).await;
+                return offset;
+            }
             let next = page.next_cursor.clone();
             n_pages += 1;
             n_records += page.records.len() as u64;

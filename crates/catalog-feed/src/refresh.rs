@@ -13,7 +13,7 @@ use catalog_store::{FeedDrift, FullRefresh, IncomingEvent, Provenance, SourceRef
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::PageRequest;
+use crate::client::{PageRequest, SeenCursors};
 use crate::pull::{refresh_source_name, FeedRun, RunError};
 use crate::record::{correction_event, record_event};
 
@@ -40,8 +40,10 @@ impl FeedRun {
         let mut listed: HashMap<Sku, i64> = HashMap::new();
         let mut as_of: Option<String> = None;
         let mut cursor: Option<String> = None;
+        let mut seen = SeenCursors::default();
         loop {
             let page = self.client.page(PageRequest::Snapshot { cursor: cursor.as_deref() }, shutdown).await?;
+            seen.next(page.next_cursor.as_deref())?;
             if as_of.is_none() {
                 as_of.clone_from(&page.as_of);
             }

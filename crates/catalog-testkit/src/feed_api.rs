@@ -73,6 +73,8 @@ struct ApiState {
     faults: Mutex<VecDeque<Fault>>,
     page_delay: Mutex<Duration>,
     generation: AtomicU64,
+    /// A broken feed: every page names its own cursor as the next one, so paging never ends.
+    stuck_cursor: std::sync::atomic::AtomicBool,
     log: Mutex<Vec<LoggedRequest>>,
 }
 
@@ -96,6 +98,7 @@ impl FeedApi {
             snapshot: RwLock::new(None),
             token: token.to_owned(),
             faults: Mutex::new(VecDeque::new()),
+            stuck_cursor: std::sync::atomic::AtomicBool::new(false),
             page_delay: Mutex::new(Duration::ZERO),
             generation: AtomicU64::new(1),
             log: Mutex::new(Vec::new()),
@@ -136,6 +139,13 @@ impl FeedApi {
     /// Every page is answered after this long.
     pub fn set_page_delay(&self, delay: Duration) {
         *lock(&self.state.page_delay) = delay;
+    }
+
+    /// Breaks (or mends) the feed's paging: while stuck, a page that is not the last names
+    /// its own cursor as the next one, as a feed with a paging bug does, so following the
+    /// cursors never ends.
+    pub fn set_stuck_cursor(&self, stuck: bool) {
+        self.state.stuck_cursor.store(stuck, Ordering::SeqCst);
     }
 
     /// The requests answered so far.
@@ -255,9 +265,16 @@ fn window_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
     let end = records.partition_point(|record| record.updated_at < until).max(start);
     let from = from.max(start).min(end);
     let to = (from + limit).min(end);
-    let generation = state.generation.load(Ordering::SeqCst);
-    let next = (to < end).then(|| format!("g{generation}:{to}"));
+    let next = next_cursor(state, from, to, end);
     Ok(page_body(&records[from..to], next, None))
+}
+
+/// The cursor of the page after `from..to` of `end` records, if any: the one of `to`, or
+/// while the feed is stuck the page's own (`from`).
+fn next_cursor(state: &ApiState, from: usize, to: usize, end: usize) -> Option<String> {
+    let generation = state.generation.load(Ordering::SeqCst);
+    let next = if state.stuck_cursor.load(Ordering::SeqCst) { from } else { to };
+    (to < end).then(|| format!("g{generation}:{next}"))
 }
 
 fn snapshot_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer {
@@ -282,8 +299,7 @@ fn snapshot_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer 
     };
     let from = from.min(listed.len());
     let to = (from + limit).min(listed.len());
-    let generation = state.generation.load(Ordering::SeqCst);
-    let next = (to < listed.len()).then(|| format!("g{generation}:{to}"));
+    let next = next_cursor(state, from, to, listed.len());
     Ok(page_body(&listed[from..to], next, Some(Utc::now())))
 }
 

@@ -204,3 +204,30 @@ async fn a_manual_run_pulls_only_the_feeds_it_names() {
     assert_eq!(stored.run_request, None, "cleared once it ran");
     assert_eq!(fixture.offers(&key("acme")).await, acme.expected_offers(), "pulled again: nothing counted twice");
 }
+
+/// A feed whose paging loops (every page names its own cursor as the next) stops the run with
+/// a dead letter that says so, instead of paging for ever; once the feed is mended, the next
+/// run brings every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_cursors_loop_stops_the_run_with_a_dead_letter() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(3_000, 5, now - TimeDelta::minutes(5)), TOKEN).await;
+    api.set_stuck_cursor(true);
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+    let shutdown = CancellationToken::new();
+    let run = source.run_once(OnceScope::Due, &shutdown);
+    let report = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the run ends").expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("already returned"), "{report:?}");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "cursor_loop"), "{letters:?}");
+
+    api.set_stuck_cursor(false);
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, []);
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
+    assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
+}

@@ -72,3 +72,34 @@ async fn a_full_refresh_records_and_corrects_each_difference_on_sqlite() {
 async fn a_full_refresh_records_and_corrects_each_difference_on_postgres() {
     a_full_refresh_records_and_corrects_each_difference(postgres().await).await;
 }
+
+/// A snapshot whose paging loops stops the refresh with a dead letter, correcting nothing
+/// (half a snapshot is no truth to correct against); mended, the next refresh completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_whose_cursors_loop_corrects_nothing() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    // Windows of one page (30 records), a snapshot of six pages (300 SKUs): only the
+    // snapshot's paging can loop.
+    let api = FeedApi::start(records(30, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let at = now - TimeDelta::minutes(5);
+    api.set_snapshot(
+        (0..300).map(|n| FeedRecord { sku: format!("S-{n}"), quantity: n, updated_at: at, sequence: None }).collect(),
+    );
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    api.set_stuck_cursor(true);
+    let shutdown = CancellationToken::new();
+    let refresh = source.run_once(OnceScope::WithFullRefresh, &shutdown);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), refresh).await.expect("ends").expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("already returned"), "{report:?}");
+    assert!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts").is_empty());
+    assert!(!fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+
+    api.set_stuck_cursor(false);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+}
