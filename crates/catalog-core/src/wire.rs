@@ -220,6 +220,7 @@ struct WireEventIn<'a> {
 
 /// Collects what is known of a message while it is checked, so a rejection
 /// carries the event id, tenant, supplier and SKU whenever they were valid.
+#[derive(Default)]
 struct Checker {
     event_id: Option<EventId>,
     tenant: Option<TenantId>,
@@ -290,7 +291,7 @@ impl Checker {
 /// ```
 pub fn decode_prefix(prefix: &[u8], length: u64) -> Result<SupplierEvent, Rejection> {
     if length > MAX_PAYLOAD_BYTES as u64 {
-        return Err(Checker { event_id: None, tenant: None, supplier: None, sku: None }.too_large(length));
+        return Err(Checker::default().too_large(length));
     }
     decode(prefix)
 }
@@ -316,7 +317,7 @@ pub fn decode_prefix(prefix: &[u8], length: u64) -> Result<SupplierEvent, Reject
 /// assert_eq!(rejection.reason.as_str(), "malformed_sku");
 /// ```
 pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
-    let mut checker = Checker { event_id: None, tenant: None, supplier: None, sku: None };
+    let mut checker = Checker::default();
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(checker.too_large(bytes.len() as u64));
     }
