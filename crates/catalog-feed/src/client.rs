@@ -141,17 +141,16 @@ impl PullError {
 /// The cursors a pass over a window or a snapshot was given, to stop at the first that
 /// comes back: a feed whose paging loops would otherwise be followed for ever.
 #[derive(Debug, Default)]
-pub(crate) struct SeenCursors {
-    seen: std::collections::HashSet<String>,
-    pages: u64,
-}
+pub(crate) struct SeenCursors(std::collections::HashSet<String>);
 
 impl SeenCursors {
-    /// Counts a page whose next cursor is `next`; `Err` when that cursor came before.
+    /// Takes in a page whose next cursor is `next`; `Err` when that cursor came before. Every
+    /// page before it named a new cursor, so the pages of the pass are those cursors and it.
     pub(crate) fn next(&mut self, next: Option<&str>) -> Result<(), PullError> {
-        self.pages += 1;
         match next {
-            Some(next) if !self.seen.insert(next.to_owned()) => Err(PullError::CursorLoop { pages: self.pages }),
+            Some(next) if !self.0.insert(next.to_owned()) => {
+                Err(PullError::CursorLoop { pages: self.0.len() as u64 + 1 })
+            }
             _ => Ok(()),
         }
     }

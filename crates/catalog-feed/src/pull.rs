@@ -44,8 +44,9 @@ pub enum RunError {
 impl Classify for RunError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            RunError::Pull(PullError::Refused { .. } | PullError::CursorLoop { .. }) => FailureClass::NeedsSupplier,
-            RunError::Pull(PullError::NoToken(_)) => FailureClass::NeedsSupplier,
+            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_) | PullError::CursorLoop { .. }) => {
+                FailureClass::NeedsSupplier
+            }
             RunError::Pull(_) => FailureClass::Retryable,
             RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
             RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
