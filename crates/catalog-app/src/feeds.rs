@@ -4,6 +4,7 @@
 //! (with how many days behind each is), what was pulled per day, and the drift its last full
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
+pub use catalog_store::gaps;
 use catalog_store::{CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -17,31 +18,6 @@ pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
         // Midnight skipped by a DST change: the day starts when the clocks jump.
         chrono::LocalResult::None => Utc.from_utc_datetime(&midnight) - Duration::hours(1),
     }
-}
-
-/// The spans of `[go_live, until)` no completed window covers, oldest first.
-pub fn gaps(
-    go_live: DateTime<Utc>,
-    completed: &[CompletedWindow],
-    until: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let mut covered: Vec<(DateTime<Utc>, DateTime<Utc>)> = completed.iter().map(|w| (w.since, w.until)).collect();
-    covered.sort();
-    let mut gaps = Vec::new();
-    let mut from = go_live;
-    for (since, end) in covered {
-        if from >= until {
-            break;
-        }
-        if since > from {
-            gaps.push((from, since.min(until)));
-        }
-        from = from.max(end);
-    }
-    if from < until {
-        gaps.push((from, until));
-    }
-    gaps
 }
 
 /// How a feed keeps up, by its own sync frequency (decision 0018).
@@ -102,7 +78,8 @@ pub struct DayPulled {
 pub struct FeedStatus {
     pub feed: StoredFeed,
     pub state: FeedState,
-    pub windows_completed: usize,
+    /// Every window pulled to its end, merged ones included.
+    pub windows_completed: u64,
     /// Oldest first; the time since the newest completed window is not a gap (the next
     /// incremental covers it).
     pub gaps: Vec<FeedGap>,
@@ -143,7 +120,9 @@ pub fn status(
         .map(|(since, until)| FeedGap { since, until, days_behind: (now - since).num_days().max(0) })
         .collect();
     let mut by_day: std::collections::BTreeMap<NaiveDate, DayPulled> = std::collections::BTreeMap::new();
-    for window in windows {
+    // A row compaction merged stands for windows of many days (decision 0035): counted in
+    // `windows_completed`, not per day.
+    for window in windows.iter().filter(|window| window.n_windows == 1) {
         let date = window.completed_at.date_naive();
         let day = by_day.entry(date).or_insert(DayPulled { date, windows: 0, records: 0, pages: 0 });
         day.windows += 1;
@@ -156,7 +135,7 @@ pub fn status(
     };
     Ok(FeedStatus {
         state: feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
-        windows_completed: windows.len(),
+        windows_completed: windows.iter().map(|window| window.n_windows).sum(),
         days_behind: gaps.first().map_or(0, |gap| gap.days_behind),
         gaps,
         pulled_by_day: by_day.into_values().rev().take(PULLED_DAYS).collect(),
@@ -237,6 +216,7 @@ mod tests {
             completed_at: at(completed_at),
             n_records,
             n_pages: n_records.div_ceil(1_000),
+            n_windows: 1,
         }
     }
 

@@ -122,6 +122,7 @@ pub struct Metrics {
     /// Drifts deleted past the retention.
     pub drifts_pruned: IntCounter,
     pub dead_letters_pruned: IntCounter,
+    pub feed_windows_compacted: IntCounter,
     /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
     pub retention_failures: IntCounterVec,
 }
@@ -352,6 +353,10 @@ impl Metrics {
             "catalog_dead_letters_pruned_total",
             "Dead letters resolved before the retention's cutoff, deleted (open ones are kept).",
         );
+        let feed_windows_compacted = unlabelled(
+            "catalog_feed_windows_compacted_total",
+            "Feed window rows merged away: old windows that overlap or touch kept as one row.",
+        );
         let retention_failures =
             counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
         let family_names = family_names.into_inner();
@@ -406,6 +411,7 @@ impl Metrics {
             attempt_days_dropped,
             drifts_pruned,
             dead_letters_pruned,
+            feed_windows_compacted,
             retention_failures,
         }
     }

@@ -191,6 +191,7 @@ pub async fn run_once(
     metrics.attempt_days_dropped.inc_by(report.attempt_days_dropped);
     metrics.drifts_pruned.inc_by(report.drifts_pruned);
     metrics.dead_letters_pruned.inc_by(report.dead_letters_pruned);
+    metrics.feed_windows_compacted.inc_by(report.feed_windows_compacted);
     for kept in &report.kept {
         tracing::warn!(
             segment = %kept.name,
@@ -211,7 +212,8 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
                     || report.claims_pruned > 0
                     || report.attempt_days_dropped > 0
                     || report.drifts_pruned > 0
-                    || report.dead_letters_pruned > 0 =>
+                    || report.dead_letters_pruned > 0
+                    || report.feed_windows_compacted > 0 =>
             {
                 tracing::info!(
                     dropped = report.dropped.len(),
@@ -220,6 +222,7 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
                     attempt_days_dropped = report.attempt_days_dropped,
                     drifts_pruned = report.drifts_pruned,
                     dead_letters_pruned = report.dead_letters_pruned,
+                    feed_windows_compacted = report.feed_windows_compacted,
                     "journal retention pass"
                 );
             }

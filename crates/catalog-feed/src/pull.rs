@@ -420,6 +420,7 @@ impl FeedRun {
             completed_at,
             n_records,
             n_pages,
+            n_windows: 1,
         };
         self.store.complete_window(self.key(), &completed).await?;
         if window.kind == catalog_store::WindowKind::Incremental {

@@ -97,7 +97,15 @@ mod tests {
     }
 
     fn done(kind: WindowKind, since: &str, until: &str) -> CompletedWindow {
-        CompletedWindow { kind, since: at(since), until: at(until), completed_at: at(until), n_records: 0, n_pages: 0 }
+        CompletedWindow {
+            kind,
+            since: at(since),
+            until: at(until),
+            completed_at: at(until),
+            n_records: 0,
+            n_pages: 0,
+            n_windows: 1,
+        }
     }
 
     fn show(windows: &[(DateTime<Utc>, DateTime<Utc>)]) -> String {

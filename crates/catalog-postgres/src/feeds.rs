@@ -2,8 +2,8 @@
 //! the drift full refreshes found (`catalog_store::FeedStore`).
 
 use catalog_store::{
-    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
-    FeedOffer, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
+    parse_run_times, render_run_times, rows, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
+    FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
@@ -101,7 +101,7 @@ fn int4(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-fn int8(value: u64) -> i64 {
+pub(crate) fn int8(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -159,58 +159,6 @@ pub(crate) async fn set_feed_sync(pool: &PgPool, key: &FeedKey, enabled: bool) -
             .await
             .map_err(store_error)?;
     Ok(done.rows_affected() > 0)
-}
-
-pub(crate) async fn complete_window(pool: &PgPool, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError> {
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    sqlx::query(
-        "INSERT INTO feed_windows (tenant_id, supplier_id, kind, since_at, until_at, n_records, n_pages, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    )
-    .bind(key.tenant.as_str())
-    .bind(key.supplier.as_str())
-    .bind(window.kind.as_str())
-    .bind(window.since)
-    .bind(window.until)
-    .bind(int8(window.n_records))
-    .bind(int8(window.n_pages))
-    .bind(window.completed_at)
-    .execute(&mut *transaction)
-    .await
-    .map_err(store_error)?;
-    sqlx::query("UPDATE feeds SET last_sync_at = GREATEST(last_sync_at, $3) WHERE tenant_id = $1 AND supplier_id = $2")
-        .bind(key.tenant.as_str())
-        .bind(key.supplier.as_str())
-        .bind(window.completed_at)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)
-}
-
-pub(crate) async fn feed_windows(pool: &PgPool, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT kind, since_at, until_at, n_records, n_pages, completed_at FROM feed_windows
-         WHERE tenant_id = $1 AND supplier_id = $2 ORDER BY since_at, until_at, kind",
-    )
-    .bind(key.tenant.as_str())
-    .bind(key.supplier.as_str())
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            let kind: String = column(row, "kind")?;
-            Ok(CompletedWindow {
-                kind: WindowKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("window kind {kind:?}")))?,
-                since: column(row, "since_at")?,
-                until: column(row, "until_at")?,
-                completed_at: column(row, "completed_at")?,
-                n_records: narrowed(row, "n_records")?,
-                n_pages: narrowed(row, "n_pages")?,
-            })
-        })
-        .collect()
 }
 
 pub(crate) async fn record_pull_failure(pool: &PgPool, failure: &PullFailure) -> Result<i64, StoreError> {

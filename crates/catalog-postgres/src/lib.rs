@@ -8,6 +8,7 @@ mod apply;
 mod columns;
 mod copy;
 mod dead_letters;
+mod feed_windows;
 mod feeds;
 mod flags;
 #[cfg(test)]
@@ -313,11 +314,11 @@ impl FeedStore for PostgresStore {
     }
 
     async fn complete_window(&self, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError> {
-        with_deadline(self.deadline, "complete_window", feeds::complete_window(&self.pool, key, window)).await
+        with_deadline(self.deadline, "complete_window", feed_windows::complete_window(&self.pool, key, window)).await
     }
 
     async fn feed_windows(&self, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
-        with_deadline(self.deadline, "feed_windows", feeds::feed_windows(&self.pool, key)).await
+        with_deadline(self.deadline, "feed_windows", feed_windows::feed_windows(&self.pool, key)).await
     }
 
     async fn record_pull_failure(&self, failure: &PullFailure) -> Result<i64, StoreError> {

@@ -217,6 +217,7 @@ pub(crate) async fn expire(
     report.drifts_pruned = prune_drifts(pool, policy).await?;
     report.dead_letters_pruned =
         chunked_delete(pool, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
+    report.feed_windows_compacted = crate::feed_windows::compact_feed_windows(pool, policy.journal_cutoff).await?;
     Ok(report)
 }
 

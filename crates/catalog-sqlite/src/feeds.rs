@@ -3,8 +3,8 @@
 //! writer (decision 0013); reads use the pool.
 
 use catalog_store::{
-    parse_run_times, render_run_times, rows, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey,
-    FeedOffer, FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, WindowKind, PULL_STAGE,
+    parse_run_times, render_run_times, rows, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
+    FeedRunRequest, FeedSettings, FullRefresh, PullFailure, StoreError, StoredFeed, PULL_STAGE,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::params;
@@ -119,7 +119,7 @@ pub(crate) async fn clear_feed_run(
         .await
 }
 
-fn int8(value: u64) -> i64 {
+pub(crate) fn int8(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -195,71 +195,6 @@ pub(crate) async fn set_feed_sync(writer: &Writer, key: &FeedKey, enabled: bool)
             Ok(changed > 0)
         })
         .await
-}
-
-pub(crate) async fn complete_window(
-    writer: &Writer,
-    key: &FeedKey,
-    window: &CompletedWindow,
-) -> Result<(), StoreError> {
-    let (key, window) = (key.clone(), window.clone());
-    writer
-        .transaction(move |connection| {
-            connection
-                .prepare_cached(
-                    "INSERT INTO feed_windows (tenant_id, supplier_id, kind, since_at, until_at, n_records, n_pages, \
-                     completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-                )
-                .and_then(|mut insert| {
-                    insert.execute(params![
-                        key.tenant.as_str(),
-                        key.supplier.as_str(),
-                        window.kind.as_str(),
-                        micros(window.since),
-                        micros(window.until),
-                        int8(window.n_records),
-                        int8(window.n_pages),
-                        micros(window.completed_at),
-                    ])
-                })
-                .map_err(write_error)?;
-            connection
-                .prepare_cached(
-                    "UPDATE feeds SET last_sync_at = max(coalesce(last_sync_at, ?3), ?3) \
-                     WHERE tenant_id = ?1 AND supplier_id = ?2",
-                )
-                .and_then(|mut update| {
-                    update.execute(params![key.tenant.as_str(), key.supplier.as_str(), micros(window.completed_at)])
-                })
-                .map_err(write_error)?;
-            Ok(())
-        })
-        .await
-}
-
-pub(crate) async fn feed_windows(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT kind, since_at, until_at, n_records, n_pages, completed_at FROM feed_windows
-         WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY since_at, until_at, kind",
-    )
-    .bind(key.tenant.as_str())
-    .bind(key.supplier.as_str())
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            let kind: String = column(row, "kind")?;
-            Ok(CompletedWindow {
-                kind: WindowKind::parse(&kind).ok_or_else(|| corrupt(format_args!("window kind {kind:?}")))?,
-                since: time_column(row, "since_at")?,
-                until: time_column(row, "until_at")?,
-                completed_at: time_column(row, "completed_at")?,
-                n_records: narrowed("n_records", column(row, "n_records")?)?,
-                n_pages: narrowed("n_pages", column(row, "n_pages")?)?,
-            })
-        })
-        .collect()
 }
 
 pub(crate) async fn record_pull_failure(writer: &Writer, failure: &PullFailure) -> Result<i64, StoreError> {

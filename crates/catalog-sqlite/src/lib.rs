@@ -15,6 +15,7 @@ mod apply;
 mod columns;
 mod dead_letters;
 mod error;
+mod feed_windows;
 mod feeds;
 mod flags;
 #[cfg(test)]
@@ -342,11 +343,11 @@ impl FeedStore for SqliteStore {
     }
 
     async fn complete_window(&self, key: &FeedKey, window: &CompletedWindow) -> Result<(), StoreError> {
-        feeds::complete_window(&self.writer, key, window).await
+        feed_windows::complete_window(&self.writer, key, window).await
     }
 
     async fn feed_windows(&self, key: &FeedKey) -> Result<Vec<CompletedWindow>, StoreError> {
-        feeds::feed_windows(&self.pool, key).await
+        feed_windows::feed_windows(&self.pool, key).await
     }
 
     async fn record_pull_failure(&self, failure: &PullFailure) -> Result<i64, StoreError> {

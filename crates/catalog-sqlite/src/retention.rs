@@ -142,6 +142,8 @@ async fn expire(
     }
     report.dead_letters_pruned =
         chunked_delete(writer, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
+    report.feed_windows_compacted =
+        crate::feed_windows::compact_feed_windows(pool, writer, policy.journal_cutoff).await?;
     Ok(report)
 }
 

@@ -153,6 +153,9 @@ pub struct CompletedWindow {
     /// from the restart).
     pub n_records: u64,
     pub n_pages: u64,
+    /// Windows this row stands for: 1 as pulled; more once compaction merged old ones
+    /// (decision 0035), whose counts are then the sums.
+    pub n_windows: u64,
 }
 
 /// A failed run of a feed, for an operator: a dead letter at stage `pull`.

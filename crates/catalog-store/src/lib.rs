@@ -17,6 +17,7 @@ mod retention;
 mod rollout;
 pub mod rows;
 mod signals;
+mod windows;
 
 pub use admin::{
     event_ids_in_effect, AuditEntry, AuditRecord, ChannelCount, DeadLetterFilter, DeadLetterRetry, EventsPage,
@@ -49,6 +50,7 @@ pub use signals::{
     assemble_facts, count, offer_traces, winners_beyond, FactsQuery, FactsReport, JournalTail, SampledValue,
     SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
+pub use windows::{apply_merges, compact_windows, gaps, WindowMerge};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.

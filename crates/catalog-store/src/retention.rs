@@ -64,6 +64,9 @@ pub struct RetentionReport {
     pub drifts_pruned: u64,
     /// Dead letters resolved before the cutoff, deleted (open ones stay, whatever their age).
     pub dead_letters_pruned: u64,
+    /// Rows fewer in `feed_windows`: old windows that overlap or touch merged into one
+    /// (decision 0035).
+    pub feed_windows_compacted: u64,
 }
 
 /// How far back the journal and the publish attempts reach, for trace and replay.
@@ -86,8 +89,9 @@ pub trait RetentionStore: Send + Sync + std::fmt::Debug {
 
     /// Archives through `sink`, then drops, every journal segment received before
     /// `policy.journal_cutoff`, oldest first; drops the publish attempts and drifts older
-    /// than it, and the dead letters resolved before it; and forgets claims older than
-    /// `policy.claim_cutoff`. Safe beside a running worker.
+    /// than it, and the dead letters resolved before it; merges the feed windows completed
+    /// before it that overlap or touch; and forgets claims older than `policy.claim_cutoff`.
+    /// Safe beside a running worker.
     async fn expire_journal(
         &self,
         policy: &RetentionPolicy,

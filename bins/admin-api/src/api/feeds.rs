@@ -37,7 +37,7 @@ pub struct FeedView {
     /// `current` (a window completed within one sync period), `behind` (within two) or
     /// `stale`.
     pub state: &'static str,
-    pub windows_completed: usize,
+    pub windows_completed: u64,
     /// Spans since going live no completed window covers, oldest first.
     pub gaps: Vec<GapView>,
     /// The oldest gap's days behind; 0 without gaps.

@@ -80,6 +80,7 @@ async fn seed(server: &Server) {
         completed_at: now - chrono::Duration::hours(2),
         n_records: 1_840,
         n_pages: 2,
+        n_windows: 1,
     };
     server.store.complete_window(&feed.key, &window).await.expect("window");
     let drift =

@@ -55,6 +55,7 @@ where
         completed_at: base() + Duration::days(8),
         n_records: 12,
         n_pages: 3,
+        n_windows: 1,
     };
     store.complete_window(&acme.key, &window).await.expect("complete");
     store.complete_window(&acme.key, &window).await.expect("completing again changes nothing");

@@ -130,6 +130,7 @@ macro_rules! store_contract_cases {
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
             retention::publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on,
             retention::resolved_dead_letters_past_the_retention_are_deleted_and_open_ones_stay,
+            retention::old_feed_windows_that_overlap_or_touch_are_merged_and_their_coverage_kept,
         );
     };
 }

@@ -3,7 +3,7 @@
 //! redelivery of an event whose row is gone, or whose claim is gone too, is never applied
 //! twice. Publish attempts and drifts past the retention are dropped (decision 0030) and
 //! publishing goes on; dead letters resolved before the cutoff are deleted, open ones stay
-//! (decision 0031).
+//! (decision 0031); old feed windows that overlap or touch are merged (decision 0035).
 
 use catalog_core::{detect_drift, Expected, Shown, StockChange, DEDUPE_HORIZON};
 use chrono::{DateTime, Days, NaiveTime, Utc};
@@ -271,4 +271,45 @@ pub(super) async fn resolved_dead_letters_past_the_retention_are_deleted_and_ope
     assert_eq!(letters(true).await, [b_subject]);
     let open = store.item_dead_letters(b.item_key().item_id()).await.expect("letters");
     assert_eq!(open.iter().map(|letter| letter.version).collect::<Vec<_>>(), [1]);
+}
+
+pub(super) async fn old_feed_windows_that_overlap_or_touch_are_merged_and_their_coverage_kept<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    use crate::{CompletedWindow, WindowKind};
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = super::feeds::settings("canary", "acme");
+    store.upsert_feed(&acme).await.expect("upsert");
+    let hours = |hours| base() + chrono::Duration::hours(hours);
+    let window = |kind, since, until, completed| CompletedWindow {
+        kind,
+        since: hours(since),
+        until: hours(until),
+        completed_at: hours(completed),
+        n_records: 100,
+        n_pages: 1,
+        n_windows: 1,
+    };
+    // Four six-hourly incrementals overlapping by an hour, a backfill beside them, and one
+    // incremental completed after the cutoff.
+    let pulled = [
+        window(WindowKind::Backfill, -48, -24, 1),
+        window(WindowKind::Incremental, -24, -12, 2),
+        window(WindowKind::Incremental, -13, -6, 3),
+        window(WindowKind::Incremental, -7, 0, 4),
+        window(WindowKind::Incremental, -1, 6, 30),
+    ];
+    for completed in &pulled {
+        store.complete_window(&acme.key, completed).await.expect("complete");
+    }
+    let policy = RetentionPolicy { journal_cutoff: hours(10), claim_cutoff: base() - DEDUPE_HORIZON, chunk: 2 };
+    let report = store.expire_journal(&policy, &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.feed_windows_compacted, 3, "{report:?}");
+    let merged =
+        CompletedWindow { n_records: 400, n_pages: 4, n_windows: 4, ..window(WindowKind::Backfill, -48, 0, 4) };
+    assert_eq!(store.feed_windows(&acme.key).await.expect("windows"), [merged, pulled[4].clone()]);
+    let report = store.expire_journal(&policy, &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.feed_windows_compacted, 0, "merged once: {report:?}");
 }
