@@ -327,7 +327,13 @@ impl FeedSource {
         let key = feed.settings.key.clone();
         let request = feed.run_request.clone();
         let result = async {
-            let mut run = self.open(feed).await?;
+            let mut run = match self.open(feed).await {
+                Ok(run) => run,
+                Err(error) => {
+                    pull::record_failure(&*self.store, &key, &error).await;
+                    return Err(error);
+                }
+            };
             let outcome = async {
                 run.resume(shutdown).await?;
                 let now = chrono::Utc::now();

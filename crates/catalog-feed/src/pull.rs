@@ -39,6 +39,14 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("feed {feed} has an unknown time zone {timezone:?}")]
     TimeZone { feed: FeedKey, timezone: String },
+    /// Another run of the same feed (another worker, a manual `--once`) moved the feed's
+    /// checkpoint past this run's pages while it pulled: some of them may have been fenced
+    /// off as applied. The window is not recorded, so the next run pulls it again.
+    #[error(
+        "another run of this feed moved its checkpoint to page {stored} while this run applied up to page {ours}; \
+         the window is not recorded and is pulled again at the next run"
+    )]
+    ConcurrentRun { ours: i64, stored: i64 },
 }
 
 impl Classify for RunError {
@@ -52,6 +60,7 @@ impl Classify for RunError {
             RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
             RunError::Store(error) => error.failure_class(),
             RunError::TimeZone { .. } => FailureClass::NeedsOperator,
+            RunError::ConcurrentRun { .. } => FailureClass::Retryable,
         }
     }
 }
@@ -244,21 +253,7 @@ impl FeedRun {
 
     /// Opens (or counts on) the feed's pull dead letter for a failed run.
     pub async fn record_failure(&self, error: &RunError) {
-        let (reason, body) = match error {
-            RunError::Pull(pull) => (pull.reason(), pull.body()),
-            RunError::Sink(_) => ("apply".to_owned(), None),
-            RunError::Store(store) => (format!("store_{}", store.kind()), None),
-            RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
-        };
-        let failure = PullFailure { key: self.key().clone(), reason, error: error.to_string(), body };
-        match self.store.record_pull_failure(&failure).await {
-            Ok(dead_letter_id) => {
-                tracing::error!(feed = %self.label, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
-            }
-            Err(store) => {
-                tracing::error!(feed = %self.label, error = %error, %store, "feed run failed, and recording the failure failed too")
-            }
-        }
+        record_failure(&*self.store, self.key(), error).await;
     }
 
     /// Resolves the feed's open pull dead letter after a run that completed.
@@ -282,9 +277,19 @@ impl FeedRun {
         // Pages are fetched one after another (each needs the cursor of the one before) while
         // batches are made durable: whatever arrived while a batch was applied is applied
         // next as one batch, up to `batch_size` records, checkpointed at its last page.
-        let (pages, mut arrived) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        // Pages are numbered on from the stored checkpoint as it stands now, not as it stood
+        // when this run opened: another run of the feed (a manual `--once` beside the
+        // scheduled worker) may have moved it since, and a page numbered below it would be
+        // fenced off as applied already (decision 0028): lost.
+        if let Some(stored) = self.sink.checkpoint(&self.source, 0).await? {
+            self.next_offset = self.next_offset.max(stored.offset);
+        }
+        let (pages, arrived) = tokio::sync::mpsc::channel(PAGES_AHEAD);
         let fetching = self.fetch_pages(window, cursor, (n_pages, n_records), self.next_offset, pages, shutdown);
         let applying = async {
+            // Owned here, so that a failed apply drops it and the fetcher, blocked on a full
+            // channel, is told the applier is gone instead of waiting for ever.
+            let mut arrived = arrived;
             let mut applied: Option<WindowCursor> = None;
             while let Some(first) = arrived.recv().await {
                 let (mut batch, mut position): (SourceBatch, WindowCursor) = first?;
@@ -304,7 +309,15 @@ impl FeedRun {
                     }
                 }
                 // What arrived before a failure is made durable before the failure is told.
+                let ours = batch.checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.offset);
                 self.sink.apply(batch).await?;
+                // A checkpoint never moves back: one past this batch's was written by another
+                // run, which may have fenced off pages of this one.
+                if let Some(stored) = self.sink.checkpoint(&self.source, 0).await? {
+                    if stored.offset > ours {
+                        return Err(RunError::ConcurrentRun { ours, stored: stored.offset });
+                    }
+                }
                 applied = Some(position);
                 if let Some(error) = failed {
                     return Err(error);
@@ -430,5 +443,26 @@ impl FeedRun {
         }
         tracing::info!(feed = %self.label, kind = window.kind.as_str(), since = %window.since, until = %window.until, n_pages, n_records, "window pulled");
         Ok(completed)
+    }
+}
+
+/// Opens (or counts on) `key`'s pull dead letter for a failed run, or for a run that could
+/// not start (no token, an unknown time zone, an unreadable checkpoint).
+pub async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: &RunError) {
+    let (reason, body) = match error {
+        RunError::Pull(pull) => (pull.reason(), pull.body()),
+        RunError::Sink(_) => ("apply".to_owned(), None),
+        RunError::Store(store) => (format!("store_{}", store.kind()), None),
+        RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
+        RunError::ConcurrentRun { .. } => ("concurrent_run".to_owned(), None),
+    };
+    let failure = PullFailure { key: key.clone(), reason, error: error.to_string(), body };
+    match store.record_pull_failure(&failure).await {
+        Ok(dead_letter_id) => {
+            tracing::error!(feed = %key, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
+        }
+        Err(store) => {
+            tracing::error!(feed = %key, error = %error, %store, "feed run failed, and recording the failure failed too")
+        }
     }
 }

@@ -65,7 +65,7 @@ impl FeedSource {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
                 Err(error) => {
-                    tracing::error!(feed = %key, %error, "feed cannot run; trying again later");
+                    crate::pull::record_failure(&*self.store, &key, &error).await;
                     let hold = clock.now() + self.settings.failure_hold;
                     clock.sleep_until(hold, &shutdown).await;
                     if shutdown.is_cancelled() {

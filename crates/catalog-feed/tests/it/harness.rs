@@ -87,9 +87,13 @@ pub(crate) fn tokens(token: &'static str) -> TokenLookup {
 
 impl Fixture {
     pub(crate) fn source(&self, settings: PullSettings, token: &'static str) -> FeedSource {
+        self.source_with_tokens(settings, tokens(token))
+    }
+
+    pub(crate) fn source_with_tokens(&self, settings: PullSettings, tokens: TokenLookup) -> FeedSource {
         let sink: Arc<dyn BatchSink> =
             Arc::new(Applier::new(self.store.clone(), self.metrics.clone(), CancellationToken::new()));
-        FeedSource::new(settings, self.store.clone(), sink, self.metrics.clone(), tokens(token)).expect("source")
+        FeedSource::new(settings, self.store.clone(), sink, self.metrics.clone(), tokens).expect("source")
     }
 
     /// The feed's offers as stored, by SKU.

@@ -4,4 +4,5 @@
 mod harness;
 mod pull;
 mod refresh;
+mod runs;
 mod schedule;

@@ -121,6 +121,22 @@ async fn a_refused_token_stops_the_feed_with_a_dead_letter_and_the_next_run_catc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_token_is_missing_gets_a_dead_letter_and_asks_nothing() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(100, 2, now - TimeDelta::minutes(5)), TOKEN).await;
+    let source = fixture.source_with_tokens(quick_settings(), std::sync::Arc::new(|_| None));
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(3)).date_naive())]).await.expect("boot");
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("TEST_FEED_TOKEN"), "names the variable: {report:?}");
+    assert_eq!(api.requests().len(), 0, "nothing asked without a token");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!(letters.len(), 1, "the failure is on the dead letter page: {letters:?}");
+    assert_eq!((letters[0].subject.as_str(), letters[0].reason.as_str()), ("canary/acme", "token_missing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_feed_delays_no_other() {
     let fixture = sqlite().await;
     let now = Utc::now();

@@ -1,0 +1,178 @@
+//! A feed's runs beside each other and beside a failing store: a run opened before another
+//! run of the same feed moved its checkpoint still applies every record it pulls, and a
+//! window whose apply fails ends with the failure instead of waiting for ever on its fetcher.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_app::{Applier, BatchSink, SinkError, SourceBatch, SourceError};
+use catalog_core::InvalidTraceParent;
+use catalog_feed::{FeedClient, FeedRun, OnceScope, RunError};
+use catalog_store::{Position, SourceRef};
+use catalog_testkit::feed_api::FeedApi;
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+/// The scheduled worker's run of `acme`, opened as the worker opens it (before any manual run).
+async fn open_run(fixture: &Fixture, api: &FeedApi, sink: Arc<dyn BatchSink>) -> FeedRun {
+    let feed = fixture.store.feed(&key("acme")).await.expect("read").expect("bootstrapped");
+    let settings = quick_settings();
+    let client = FeedClient::new(
+        reqwest::Client::new(),
+        &api.base_url(),
+        Some(catalog_feed::FeedToken::new(TOKEN.to_owned())),
+        None,
+        settings.retry,
+        settings.page_size,
+        "canary/acme".to_owned(),
+        fixture.metrics.clone(),
+    );
+    FeedRun::open(feed, client, sink, fixture.store.clone(), fixture.metrics.clone(), settings.overlap, 100)
+        .await
+        .expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_opened_before_a_manual_run_still_applies_every_record_it_pulls() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(1_200, 3, now - TimeDelta::hours(2)), TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(4)).date_naive())]).await.expect("boot");
+    let sink: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let mut scheduled = open_run(&fixture, &api, sink).await;
+
+    // An operator's `--once` pulls everything due meanwhile: dozens of pages, checkpointed.
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("manual run");
+    assert_eq!(report.failed, [], "{report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+
+    // New records arrive; the scheduled worker's next window pulls them.
+    let mut changed = records(1_200, 3, now - TimeDelta::hours(2));
+    changed.extend(records(300, 1, Utc::now()).into_iter().map(|mut record| {
+        record.quantity = 7;
+        record
+    }));
+    api.set_records(changed);
+    let shutdown = CancellationToken::new();
+    assert!(scheduled.incremental(Utc::now() + TimeDelta::seconds(1), &shutdown).await.expect("window"));
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "no page was fenced off as applied");
+}
+
+/// What happens to the batches after the first `healthy`.
+#[derive(Debug, Clone, Copy)]
+enum Meddling {
+    /// Refused for good.
+    Fail,
+    /// Another run of the feed checkpoints far ahead just before each is applied.
+    RunAhead,
+}
+
+/// The applier, with something happening to every batch after the first `healthy`.
+struct MeddlingSink {
+    inner: Arc<dyn BatchSink>,
+    healthy: usize,
+    applied: AtomicUsize,
+    meddling: Meddling,
+}
+
+#[async_trait]
+impl BatchSink for MeddlingSink {
+    async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
+        self.inner.checkpoint(source, partition).await
+    }
+
+    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError> {
+        if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
+            match self.meddling {
+                Meddling::Fail => return Err(SinkError::Fatal("the store refuses the batch".to_owned())),
+                Meddling::RunAhead => {
+                    let stored = self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset);
+                    let ahead = SourceBatch {
+                        source: Arc::clone(&batch.source),
+                        partition: 0,
+                        events: Vec::new(),
+                        checkpoint: Some(Position { offset: stored + 1_000, cursor: None }),
+                        last_message_at: None,
+                        high_watermark: None,
+                    };
+                    self.inner.apply(ahead).await?;
+                }
+            }
+        }
+        self.inner.apply(batch).await
+    }
+
+    fn skipped_below_checkpoint(&self, partition: i32, count: u64) {
+        self.inner.skipped_below_checkpoint(partition, count);
+    }
+
+    fn source_error(&self, error: &SourceError) {
+        self.inner.source_error(error);
+    }
+
+    fn offset_gap(&self, partition: i32, from: i64, to: i64) {
+        self.inner.offset_gap(partition, from, to);
+    }
+
+    fn invalid_traceparent(&self, at: &SourceRef, invalid: InvalidTraceParent) {
+        self.inner.invalid_traceparent(at, invalid);
+    }
+
+    fn partition_started(&self, source: &str, partition: i32) {
+        self.inner.partition_started(source, partition);
+    }
+
+    fn message_waiting(&self, source: &str, partition: i32, at: DateTime<Utc>) {
+        self.inner.message_waiting(source, partition, at);
+    }
+
+    fn partition_done(&self, source: &str, partition: i32) {
+        self.inner.partition_done(source, partition);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    // Forty pages of 50 in one window: far more than the fetcher may hold ahead.
+    let api = FeedApi::start(records(2_000, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
+    let inner: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let sink = Arc::new(MeddlingSink { inner, healthy: 1, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
+    let mut run = open_run(&fixture, &api, sink).await;
+    // The bound only turns a hang into a failure; the window fails at its second batch.
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run.incremental(now, &CancellationToken::new()))
+        .await
+        .expect("the window ends instead of waiting on its fetcher for ever");
+    assert!(matches!(outcome, Err(RunError::Sink(SinkError::Fatal(_)))), "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_another_run_overtook_is_not_recorded_and_the_next_run_pulls_it_whole() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(1_000, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
+    let inner: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let sink = Arc::new(MeddlingSink { inner, healthy: 1, applied: AtomicUsize::new(0), meddling: Meddling::RunAhead });
+    let mut run = open_run(&fixture, &api, sink).await;
+    let outcome = run.incremental(now, &CancellationToken::new()).await;
+    assert!(matches!(outcome, Err(RunError::ConcurrentRun { .. })), "{outcome:?}");
+    assert_eq!(fixture.store.feed_windows(&key("acme")).await.expect("windows"), [], "not recorded as pulled");
+    assert_ne!(fixture.offers(&key("acme")).await, api.expected_offers(), "pages were fenced off");
+
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("next run");
+    assert_eq!(report.failed, [], "{report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
