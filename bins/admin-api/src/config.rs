@@ -1,6 +1,6 @@
 //! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
 
-use catalog_cli::{GateArgs, LogFormat, SignalArgs, StoreArgs};
+use catalog_cli::{ChannelArgs, GateArgs, LogFormat, SignalArgs, StoreArgs};
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Role;
@@ -15,6 +15,9 @@ pub struct AdminArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub channels: ChannelArgs,
 
     #[command(flatten)]
     pub serve: ServeArgs,

@@ -22,8 +22,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use catalog_app::channels::STOREFRONT_CHANNEL;
-use catalog_store::{CatalogStore, ChannelRoute, NewToken};
+use catalog_store::{CatalogStore, NewToken};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -126,8 +125,10 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
 /// The binary: opens the store the options name, then serves or runs a subcommand. The exit
 /// code is 0, or 1 when `gate check` finds the step refused; an error is the caller's 2.
 pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::process::ExitCode> {
-    // The admin service requeues on the storefront, like `replay`.
-    let store = catalog_cli::open_store(&args.store, vec![ChannelRoute::all(STOREFRONT_CHANNEL)]).await?;
+    // What the service queues (held events released, dead letters retried) goes to the
+    // worker's channels.
+    let routes = args.channels.routes().context("reading the worker's channels (--channels-file)")?;
+    let store = catalog_cli::open_store(&args.store, routes).await?;
     match args.command {
         None | Some(Command::Serve) => {
             let settings = Settings {

@@ -6,11 +6,9 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use catalog_app::channels::STOREFRONT_CHANNEL;
 use catalog_app::replay::{replay, ReplayRequest};
-use catalog_cli::StoreArgs;
+use catalog_cli::{ChannelArgs, StoreArgs};
 use catalog_core::{SupplierId, TenantId};
-use catalog_store::ChannelRoute;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
@@ -40,6 +38,9 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub channels: ChannelArgs,
 }
 
 impl ReplayArgs {
@@ -71,7 +72,8 @@ fn parse_supplier(value: &str) -> Result<SupplierId, String> {
 
 /// The binary: open the store, replay, print ids on stdout and the summary on stderr.
 pub async fn run(args: ReplayArgs) -> Result<()> {
-    let store = catalog_cli::open_store(&args.store, vec![ChannelRoute::all(STOREFRONT_CHANNEL)]).await?;
+    let routes = args.channels.routes().context("reading the worker's channels (--channels-file)")?;
+    let store = catalog_cli::open_store(&args.store, routes).await?;
     let terminal = std::io::stderr().is_terminal();
     // Best effort, so a closed stderr is ignored.
     let progress = |done: usize, total: usize| {

@@ -61,3 +61,23 @@ fn database_bytes(path: &std::path::Path) -> Vec<u8> {
     }
     bytes
 }
+
+/// The service queues what it releases (held events, retried dead letters) for the worker's
+/// channels, so it reads the worker's channels file, and refuses one the worker would refuse.
+#[test]
+fn the_worker_s_channels_file_is_read_and_checked() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("catalog.db").display());
+    let channels = directory.path().join("channels.json");
+    std::fs::write(&channels, r#"[{"name": "shop-eu", "base_url": "http://127.0.0.1:1", "token_env": "UNSET_TOKEN"}]"#)
+        .expect("file");
+    let channels = channels.display().to_string();
+    let listed = admin_api(&url, &["--channels-file", &channels, "tokens", "list"]);
+    assert!(listed.status.success(), "no credential is read: {}", String::from_utf8_lossy(&listed.stderr));
+    let broken = directory.path().join("broken.json");
+    std::fs::write(&broken, r#"[{"name": "Shop EU", "base_url": "http://127.0.0.1:1"}]"#).expect("file");
+    let broken = broken.display().to_string();
+    let refused = admin_api(&url, &["--channels-file", &broken, "tokens", "list"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("Shop EU"), "{stderr}");
+}

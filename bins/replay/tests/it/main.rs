@@ -209,3 +209,36 @@ async fn a_window_reaching_past_the_retention_is_refused_with_where_the_journal_
     Error: --since 2026-06-01T00:00:00+00:00 reaches past the journal's retention: it keeps events received since 2026-06-02T00:00:00+00:00 (older ones were archived, the last to /archive/events_20260601.ndjson.gz); replay from 2026-06-02T00:00:00+00:00 or later
     ");
 }
+
+#[tokio::test]
+async fn replayed_items_are_queued_for_every_channel_of_the_worker_s_channels_file() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), true).await.expect("flag");
+    let channels = directory.path().join("channels.json");
+    std::fs::write(
+        &channels,
+        r#"[{"name": "shop-eu", "base_url": "http://127.0.0.1:1", "token_env": "SHOP_EU_TOKEN"},
+            {"name": "shop-wide", "base_url": "http://127.0.0.1:1", "tenants": ["wide"]}]"#,
+    )
+    .expect("channels file");
+    let mut arguments = WINDOW.to_vec();
+    let channels = channels.display().to_string();
+    arguments.extend(["--channels-file", &channels]);
+    let output = replay(directory.path(), &arguments);
+    assert!(output.starts_with("exit: 0"), "no credential is needed to queue: {output}");
+    let depth: Vec<(String, u64)> =
+        store.outbox_depth().await.expect("depth").into_iter().map(|depth| (depth.channel, depth.pending)).collect();
+    // The fixture's first batch queued on the storefront; the replay on the channels the
+    // worker publishes the tenant to, and on no other.
+    assert_eq!(depth, [("shop-eu".to_owned(), 2), ("storefront".to_owned(), 2)]);
+
+    let broken = directory.path().join("broken.json");
+    std::fs::write(&broken, r#"[{"name": "Shop EU", "base_url": "http://127.0.0.1:1"}]"#).expect("file");
+    let mut arguments = WINDOW.to_vec();
+    let broken = broken.display().to_string();
+    arguments.extend(["--channels-file", &broken]);
+    let output = replay(directory.path(), &arguments);
+    assert!(output.starts_with("exit: 1") && output.contains("Shop EU"), "a bad channels file is refused: {output}");
+}

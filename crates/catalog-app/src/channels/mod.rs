@@ -8,7 +8,7 @@ mod adapters;
 mod file;
 mod listings;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,6 +196,32 @@ pub fn build_channels(channels: Vec<HttpChannel>) -> Result<Vec<BuiltChannel>, P
             Ok(BuiltChannel { channel, adapter, reader })
         })
         .collect()
+}
+
+/// The routes of the worker's channels, for a process that queues item changes but sends
+/// none (`admin-api` releasing held events or retrying a dead letter, `replay`): the same
+/// storefront setting and channels file give the same routes, so what it queues reaches every
+/// channel the worker publishes to. The channels file is read and checked as the worker reads
+/// it, but no credential is read: nothing is sent from here.
+pub fn routes_of(
+    storefront_url: Option<&str>,
+    channels_file: Option<&Path>,
+) -> Result<Vec<ChannelRoute>, ChannelsError> {
+    let settings = PublishSettings {
+        storefront: storefront_url.map(|base_url| StorefrontSettings {
+            base_url: base_url.to_owned(),
+            token: None,
+            requests_per_second: 1,
+            concurrency: 1,
+        }),
+        channels_file: channels_file.map(Path::to_path_buf),
+        lease: Duration::ZERO,
+        settle: Duration::ZERO,
+        max_wait: Duration::ZERO,
+        max_attempts: 1,
+    };
+    let unread = |_: &str| Some("not read: nothing is sent from here".to_owned());
+    Ok(routes(&http_channels_with(&settings, &unread)?))
 }
 
 /// The routes the store queues item changes for: the HTTP channels', or the storefront alone
