@@ -288,9 +288,9 @@ pub(crate) async fn retry_dead_letter(
     let mut transaction = pool.begin().await.map_err(store_error)?;
     // The item's outbox row is written before the letter, the lock order of a round of
     // records; the letter is read first without a lock and its update is guarded by the
-    // heal count read, as auto-heal does.
+    // retry count read, as auto-heal's is by its round count.
     let row = sqlx::query(
-        "SELECT d.stage, d.channel, d.heal_rounds, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, i.version
+        "SELECT d.stage, d.channel, d.operator_retries, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, i.version
          FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = $1",
     )
     .bind(dead_letter_id)
@@ -302,11 +302,12 @@ pub(crate) async fn retry_dead_letter(
     if resolved_at.is_some() {
         return Ok(DeadLetterRetry::AlreadyResolved);
     }
-    let seen_heal_rounds: i32 = column(&row, "heal_rounds")?;
-    let heal_rounds = u32::try_from(seen_heal_rounds)
-        .map_err(|_| StoreError::Corrupt(format!("dead letter {dead_letter_id} has {seen_heal_rounds} heal rounds")))?;
-    if heal_rounds >= max_retries {
-        return Ok(DeadLetterRetry::LoopGuard { heal_rounds });
+    let seen_retries: i32 = column(&row, "operator_retries")?;
+    let retries = u32::try_from(seen_retries).map_err(|_| {
+        StoreError::Corrupt(format!("dead letter {dead_letter_id} has {seen_retries} operator retries"))
+    })?;
+    if retries >= max_retries {
+        return Ok(DeadLetterRetry::LoopGuard { retries });
     }
     let stage: String = column(&row, "stage")?;
     let channel: Option<String> = column(&row, "channel")?;
@@ -330,11 +331,12 @@ pub(crate) async fn retry_dead_letter(
     };
     upsert_outbox(&mut transaction, std::slice::from_ref(&write)).await?;
     let counted = sqlx::query(
-        "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = now(), quarantined_at = NULL
-         WHERE dead_letter_id = $1 AND heal_rounds = $2 AND resolved_at IS NULL",
+        "UPDATE dead_letters SET operator_retries = operator_retries + 1, heal_rounds = 0, last_healed_at = now(),
+                                 quarantined_at = NULL
+         WHERE dead_letter_id = $1 AND operator_retries = $2 AND resolved_at IS NULL",
     )
     .bind(dead_letter_id)
-    .bind(seen_heal_rounds)
+    .bind(seen_retries)
     .execute(&mut *transaction)
     .await
     .map_err(store_error)?;
@@ -343,7 +345,7 @@ pub(crate) async fn retry_dead_letter(
         return Err(StoreError::Conflict(format!("dead letter {dead_letter_id} changed while it was retried")));
     }
     transaction.commit().await.map_err(store_error)?;
-    Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, heal_rounds: heal_rounds + 1 })
+    Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, retries: retries + 1 })
 }
 
 pub(crate) async fn resolve_dead_letter(pool: &PgPool, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {

@@ -23,7 +23,8 @@ use crate::store_error;
 /// The columns [`dead_letter_row`] reads.
 pub(crate) const DEAD_LETTER_COLUMNS: &str =
     "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
-     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
+     first_failed_at, last_failed_at, heal_rounds, operator_retries, last_healed_at, quarantined_at, resolved_at, \
+     resolution, note";
 
 pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
     Ok(DeadLetter {
@@ -39,6 +40,7 @@ pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
         first_failed_at: column(row, "first_failed_at")?,
         last_failed_at: column(row, "last_failed_at")?,
         heal_rounds: narrowed_int4(row, "heal_rounds")?,
+        operator_retries: narrowed_int4(row, "operator_retries")?,
         last_healed_at: column(row, "last_healed_at")?,
         quarantined_at: column(row, "quarantined_at")?,
         resolved_at: column(row, "resolved_at")?,

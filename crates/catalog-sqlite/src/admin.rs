@@ -319,7 +319,7 @@ pub(crate) async fn retry_dead_letter(
 struct RetryRow {
     stage: String,
     channel: Option<String>,
-    heal_rounds: i64,
+    operator_retries: i64,
     resolved: bool,
     item: Option<(Vec<u8>, String, String, i64, i64)>,
 }
@@ -332,7 +332,7 @@ fn retry_in(
 ) -> Result<DeadLetterRetry, StoreError> {
     let row = connection
         .query_row(
-            "SELECT d.stage, d.channel, d.heal_rounds, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, \
+            "SELECT d.stage, d.channel, d.operator_retries, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, \
              i.version FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = ?1",
             params![dead_letter_id],
             |row| {
@@ -344,7 +344,7 @@ fn retry_in(
                 Ok(RetryRow {
                     stage: row.get(0)?,
                     channel: row.get(1)?,
-                    heal_rounds: row.get(2)?,
+                    operator_retries: row.get(2)?,
                     resolved: row.get::<_, Option<i64>>(3)?.is_some(),
                     item,
                 })
@@ -356,9 +356,9 @@ fn retry_in(
     if row.resolved {
         return Ok(DeadLetterRetry::AlreadyResolved);
     }
-    let heal_rounds: u32 = columns::narrowed("heal_rounds", row.heal_rounds)?;
-    if heal_rounds >= max_retries {
-        return Ok(DeadLetterRetry::LoopGuard { heal_rounds });
+    let retries: u32 = columns::narrowed("operator_retries", row.operator_retries)?;
+    if retries >= max_retries {
+        return Ok(DeadLetterRetry::LoopGuard { retries });
     }
     let (Some(channel), Some((item_id, tenant_id, sku, quantity, version)), "publish") =
         (row.channel, row.item, row.stage.as_str())
@@ -376,12 +376,12 @@ fn retry_in(
     insert_outbox_rows(connection, std::slice::from_ref(&write), now)?;
     connection
         .execute(
-            "UPDATE dead_letters SET heal_rounds = heal_rounds + 1, last_healed_at = ?2, quarantined_at = NULL \
-             WHERE dead_letter_id = ?1",
+            "UPDATE dead_letters SET operator_retries = operator_retries + 1, heal_rounds = 0, last_healed_at = ?2, \
+             quarantined_at = NULL WHERE dead_letter_id = ?1",
             params![dead_letter_id, now],
         )
         .map_err(write_error)?;
-    Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, heal_rounds: heal_rounds + 1 })
+    Ok(DeadLetterRetry::Requeued { version: rows::version(version)?, retries: retries + 1 })
 }
 
 pub(crate) async fn resolve_dead_letter(writer: &Writer, dead_letter_id: i64, note: &str) -> Result<bool, StoreError> {

@@ -32,7 +32,8 @@ const UNKNOWN_REASON: &str = "unknown";
 /// The columns [`dead_letter_row`] reads.
 pub(crate) const DEAD_LETTER_COLUMNS: &str =
     "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
-     first_failed_at, last_failed_at, heal_rounds, last_healed_at, quarantined_at, resolved_at, resolution, note";
+     first_failed_at, last_failed_at, heal_rounds, operator_retries, last_healed_at, quarantined_at, resolved_at, \
+     resolution, note";
 
 /// A count or limit as SQLite's signed 64-bit integer, saturating.
 fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
@@ -42,6 +43,7 @@ fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
 pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
     let attempts: i64 = columns::column(row, "attempts")?;
     let heal_rounds: i64 = columns::column(row, "heal_rounds")?;
+    let operator_retries: i64 = columns::column(row, "operator_retries")?;
     Ok(DeadLetter {
         dead_letter_id: columns::column(row, "dead_letter_id")?,
         stage: columns::column(row, "stage")?,
@@ -55,6 +57,7 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
         first_failed_at: columns::time_column(row, "first_failed_at")?,
         last_failed_at: columns::time_column(row, "last_failed_at")?,
         heal_rounds: columns::narrowed("heal_rounds", heal_rounds)?,
+        operator_retries: columns::narrowed("operator_retries", operator_retries)?,
         last_healed_at: columns::optional_time_column(row, "last_healed_at")?,
         quarantined_at: columns::optional_time_column(row, "quarantined_at")?,
         resolved_at: columns::optional_time_column(row, "resolved_at")?,

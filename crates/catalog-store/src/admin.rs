@@ -129,14 +129,17 @@ pub struct DeadLetterFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum DeadLetterRetry {
-    /// The item's current version waits on the letter's channel again.
+    /// The item's current version waits on the letter's channel again; auto-heal has its
+    /// rounds again, and the letter is out of quarantine.
     Requeued {
         version: u64,
-        heal_rounds: u32,
+        /// Operator retries of the letter so far, this one included.
+        retries: u32,
     },
-    /// The letter was retried (by operators or auto-heal) `max_retries` times already.
+    /// Operators retried the letter `max_retries` times already (auto-heal's rounds do not
+    /// count): its cause must be fixed, or the letter resolved.
     LoopGuard {
-        heal_rounds: u32,
+        retries: u32,
     },
     /// The letter is resolved: nothing to retry.
     AlreadyResolved,

@@ -28,6 +28,9 @@ pub struct DeadLetter {
     /// Rounds of auto-heal that requeued the item; a letter still open after
     /// `max_heals` of them is quarantined.
     pub heal_rounds: u32,
+    /// Operators' retries (`admin-api`): each takes the letter out of quarantine and gives
+    /// auto-heal its rounds again; the loop guard counts these.
+    pub operator_retries: u32,
     pub last_healed_at: Option<DateTime<Utc>>,
     /// When auto-heal gave up on it: it stays open, for an operator, and is healed no more.
     pub quarantined_at: Option<DateTime<Utc>>,

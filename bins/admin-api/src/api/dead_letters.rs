@@ -50,6 +50,8 @@ pub(super) async fn list_dead_letters(
 fn letter_state(letter: &DeadLetter) -> serde_json::Value {
     serde_json::json!({
         "heal_rounds": letter.heal_rounds,
+        "operator_retries": letter.operator_retries,
+        "quarantined": letter.quarantined_at.is_some(),
         "resolved": letter.resolved_at.is_some(),
         "resolution": letter.resolution,
         "note": letter.note,
@@ -91,10 +93,10 @@ pub async fn retry(state: &AppState, caller: &Caller, dead_letter_id: i64) -> Re
             .await?;
             Ok(retry)
         }
-        DeadLetterRetry::LoopGuard { heal_rounds } => Err(ApiError::Conflict {
+        DeadLetterRetry::LoopGuard { retries } => Err(ApiError::Conflict {
             code: "loop_guard",
             message: format!(
-                "dead letter {dead_letter_id} was retried {heal_rounds} times; resolve it or fix the cause"
+                "dead letter {dead_letter_id} was retried {retries} times by operators and still fails; fix the cause, or resolve it"
             ),
         }),
         DeadLetterRetry::AlreadyResolved => Err(ApiError::Conflict {

@@ -43,7 +43,7 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
         p { "Publishes a channel refused for good, newest first. Retry requeues the item's current version; resolve closes the letter with your note." }
         @if letters.is_empty() { p { "None." } } @else {
             table {
-                thead { tr { th scope="col" { "Id" } th scope="col" { "Item" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Item" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Heal rounds" } th scope="col" { "Operator retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
                 tbody {
                     @for letter in &letters {
                         tr {
@@ -54,6 +54,7 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
                             td { (letter.version) }
                             td { (letter.attempts) }
                             td { (letter.heal_rounds) }
+                            td { (letter.operator_retries) }
                             td { (when(letter.last_failed_at)) }
                             @if caller.role >= Role::Operator { td { (dead_letter_actions(letter.dead_letter_id)) } }
                         }

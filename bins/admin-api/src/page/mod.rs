@@ -240,7 +240,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
         @for letter in &trace.open_dead_letters {
             p {
                 "#" (letter.dead_letter_id) " on " (letter.channel.clone().unwrap_or_default()) ": " (letter.reason)
-                ", version " (letter.version) ", " (letter.attempts) " failures, " (letter.heal_rounds) " retries. "
+                ", version " (letter.version) ", " (letter.attempts) " failures, " (letter.heal_rounds) " heal rounds, " (letter.operator_retries) " operator retries. "
                 @if caller.role >= Role::Operator { (lists::dead_letter_actions(letter.dead_letter_id)) }
             }
         }

@@ -47,7 +47,7 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
     let retry = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
     assert_eq!(retry.status(), 200);
     let retry: serde_json::Value = retry.json().await.expect("json");
-    assert_eq!(retry, json!({ "result": "requeued", "version": 1, "heal_rounds": 1 }));
+    assert_eq!(retry, json!({ "result": "requeued", "version": 1, "retries": 1 }));
     let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
     assert_eq!(claimed.len(), 1, "the item's current version waits again");
     server.store.record_publish(&PublishRecord { attempt: 1, ..record.clone() }).await.expect("record");
@@ -89,7 +89,7 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
     assert_eq!(actions, ["dead_letter_resolve", "dead_letter_retry", "dead_letter_retry"]);
     assert_eq!(audit[0]["before"]["resolved"], false);
     assert_eq!(audit[0]["after"]["resolved"], true);
-    assert_eq!(audit[1]["after"]["heal_rounds"], 2);
+    assert_eq!(audit[1]["after"]["operator_retries"], 2);
     server.stop().await;
 }
 

@@ -133,10 +133,22 @@ where
         DeadLetterFilter { channel: Some("marketplace".into()), limit: 10, ..DeadLetterFilter::default() };
     assert!(store.dead_letters(&other_channel).await.expect("list").is_empty());
 
+    // Auto-heal gives up on it: two rounds, then quarantine.
+    let heal = crate::DeadLetterHeal { limit: 10, max_heals: 2, min_interval: std::time::Duration::ZERO };
+    for _ in 0..3 {
+        store.heal_dead_letters(&heal).await.expect("heal");
+        dead_letter_every_due(&*store).await;
+    }
+    let quarantined = store.dead_letter(letter).await.expect("read").expect("exists");
+    assert!(quarantined.quarantined_at.is_some(), "{quarantined:?}");
+    // An operator who fixed the cause retries it anyway: auto-heal's rounds are not the
+    // operator's, and the letter is out of quarantine with its rounds to go again.
     assert_eq!(
         store.retry_dead_letter(letter, 2).await.expect("retry"),
-        DeadLetterRetry::Requeued { version: 1, heal_rounds: 1 }
+        DeadLetterRetry::Requeued { version: 1, retries: 1 }
     );
+    let retried = store.dead_letter(letter).await.expect("read").expect("exists");
+    assert_eq!((retried.quarantined_at, retried.heal_rounds), (None, 0));
     let waiting = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     assert_eq!(waiting.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a.item_key().item_id()]);
     store
@@ -145,9 +157,9 @@ where
         .expect("record");
     assert_eq!(
         store.retry_dead_letter(letter, 2).await.expect("retry"),
-        DeadLetterRetry::Requeued { version: 1, heal_rounds: 2 }
+        DeadLetterRetry::Requeued { version: 1, retries: 2 }
     );
-    assert_eq!(store.retry_dead_letter(letter, 2).await.expect("retry"), DeadLetterRetry::LoopGuard { heal_rounds: 2 });
+    assert_eq!(store.retry_dead_letter(letter, 2).await.expect("retry"), DeadLetterRetry::LoopGuard { retries: 2 });
     assert_eq!(store.retry_dead_letter(999_999, 2).await.expect("retry"), DeadLetterRetry::NotFound);
 
     assert!(store.resolve_dead_letter(letter, "fixed by hand").await.expect("resolve"));
