@@ -6,18 +6,28 @@
 
 pub use catalog_store::gaps;
 use catalog_store::{CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-/// The first instant a feed's records count: midnight of `go_live_date` in its time zone.
+/// The first instant a feed's records count: midnight of `go_live_date` in its time zone, or
+/// when the clocks jump on a day whose midnight a DST change skips.
 pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
-    let midnight = go_live_date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    match timezone.from_local_datetime(&midnight) {
-        chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
-        // Midnight skipped by a DST change: the day starts when the clocks jump.
-        chrono::LocalResult::None => Utc.from_utc_datetime(&midnight) - Duration::hours(1),
+    local_instant(timezone, go_live_date, NaiveTime::MIN)
+}
+
+/// `time` on `date` in `timezone`; a local time a DST change skips is when the clocks jumped
+/// (the first local time after it that exists), and one it repeats is its first occurrence.
+pub fn local_instant(timezone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    let mut local = date.and_time(time);
+    for _ in 0..8 {
+        match timezone.from_local_datetime(&local) {
+            chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => return at.with_timezone(&Utc),
+            // Skipped: the first local time that exists after it is when the clocks jumped.
+            chrono::LocalResult::None => local += Duration::minutes(30),
+        }
     }
+    Utc.from_utc_datetime(&date.and_time(time))
 }
 
 /// How a feed keeps up, by its own sync frequency (decision 0018).
@@ -217,6 +227,22 @@ mod tests {
             n_records,
             n_pages: n_records.div_ceil(1_000),
             n_windows: 1,
+        }
+    }
+
+    #[test]
+    fn going_live_is_local_midnight_or_when_the_clocks_jump_past_it() {
+        let cases = [
+            ("Europe/Berlin", (2026, 6, 1), "2026-05-31T22:00:00Z"),
+            // Egypt: clocks jump from 00:00 to 01:00 on the last Friday of April.
+            ("Africa/Cairo", (2026, 4, 24), "2026-04-23T22:00:00Z"),
+            // Chile: clocks jump from 00:00 to 01:00 on the first Sunday of September.
+            ("America/Santiago", (2026, 9, 6), "2026-09-06T04:00:00Z"),
+        ];
+        for (zone, (year, month, day), expected) in cases {
+            let timezone: Tz = zone.parse().expect("zone");
+            let date = NaiveDate::from_ymd_opt(year, month, day).expect("date");
+            assert_eq!(go_live_at(date, timezone), at(expected), "{zone} {date}");
         }
     }
 

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
@@ -77,19 +77,7 @@ impl Clock for JumpingClock {
     }
 }
 
-/// The instant a local time of `date` names in `timezone`: the first of two when the clocks
-/// go back, and the moment they jump when it is skipped.
-pub fn local_instant(timezone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-    let mut local = date.and_time(time);
-    for _ in 0..8 {
-        match timezone.from_local_datetime(&local) {
-            LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => return at.with_timezone(&Utc),
-            // Skipped: the first local time that exists after it is when the clocks jumped.
-            LocalResult::None => local += Duration::minutes(30),
-        }
-    }
-    Utc.from_utc_datetime(&date.and_time(time))
-}
+pub use catalog_app::feeds::local_instant;
 
 /// Instants of `run_times` on the local days around `around`, in order.
 fn runs_around(run_times: &[NaiveTime], timezone: Tz, around: DateTime<Utc>) -> Vec<DateTime<Utc>> {
