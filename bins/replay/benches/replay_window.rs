@@ -43,7 +43,8 @@ fn main() {
         let apply = started.elapsed();
         store.set_supplier_sync(&tenant, &held_supplier, true).await.expect("flag");
 
-        let request = ReplayRequest { tenant, since: started_at, until: None, supplier: None, dry_run: false };
+        let request =
+            ReplayRequest { tenant, since: started_at, until: None, supplier: None, dry_run: false, held_only: false };
         let started = Instant::now();
         let first = replay(&store, &request, &|_, _| {}).await.expect("replay");
         let replay_held = started.elapsed();

@@ -36,6 +36,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Replay only the window's held events. They are never dropped by retention (a day that
+    /// holds one is kept), so the window may start before the journal's retention: how the
+    /// held events of days kept past it are decided.
+    #[arg(long, env = "CATALOG_REPLAY_HELD_ONLY")]
+    pub held_only: bool,
+
     #[command(flatten)]
     pub store: StoreArgs,
 
@@ -52,6 +58,7 @@ impl ReplayArgs {
             until: self.until,
             supplier: self.supplier.clone(),
             dry_run: self.dry_run,
+            held_only: self.held_only,
         }
     }
 }

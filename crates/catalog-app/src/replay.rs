@@ -33,6 +33,9 @@ pub struct ReplayRequest {
     pub supplier: Option<SupplierId>,
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// Only the window's held events: they are never dropped (retention keeps a day that
+    /// holds one), so the window may reach past the journal's retention.
+    pub held_only: bool,
 }
 
 /// Why a replay could not run.
@@ -42,7 +45,8 @@ pub enum ReplayError {
     EmptyWindow { since: String, until: String },
     #[error(
         "--since {since} reaches past the journal's retention: it keeps events received since {kept_since} \
-         (older ones were archived{archive}); replay from {kept_since} or later"
+         (older ones were archived{archive}); replay from {kept_since} or later, or with --held-only for the \
+         held events retention keeps past it"
     )]
     PastRetention { since: String, kept_since: String, archive: String },
     #[error("unknown tenant {0:?}: no event of it was ever received")]
@@ -119,7 +123,7 @@ pub async fn replay(
     }
     let horizon = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))?;
     if let Some((kept_since, horizon)) = horizon.and_then(|horizon| Some((horizon.kept_since?, horizon))) {
-        if request.since < kept_since {
+        if request.since < kept_since && !request.held_only {
             return Err(ReplayError::PastRetention {
                 since: request.since.to_rfc3339(),
                 kept_since: kept_since.to_rfc3339(),
@@ -137,7 +141,11 @@ pub async fn replay(
         supplier: request.supplier.clone(),
     };
     let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
-    let events: Vec<IncomingEvent> = entries.iter().filter_map(|entry| replayable(entry, &request.tenant)).collect();
+    let events: Vec<IncomingEvent> = entries
+        .iter()
+        .filter(|entry| !request.held_only || matches!(entry.outcome, Outcome::Held(_)))
+        .filter_map(|entry| replayable(entry, &request.tenant))
+        .collect();
     replay_events(store, entries.len(), events, request.dry_run, progress).await
 }
 

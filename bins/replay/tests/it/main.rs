@@ -193,7 +193,7 @@ async fn errors_are_clear_and_exit_non_zero() {
 }
 
 #[tokio::test]
-async fn a_window_reaching_past_the_retention_is_refused_with_where_the_journal_starts() {
+async fn a_window_reaching_past_the_retention_is_refused_and_its_held_events_still_replay() {
     let directory = tempfile::tempdir().expect("temp dir");
     let store = fixture(directory.path()).await;
     let cutoff = "2026-06-02T00:00:00Z".parse().expect("time");
@@ -206,8 +206,23 @@ async fn a_window_reaching_past_the_retention_is_refused_with_where_the_journal_
     exit: 1
     stdout:
     stderr:
-    Error: --since 2026-06-01T00:00:00+00:00 reaches past the journal's retention: it keeps events received since 2026-06-02T00:00:00+00:00 (older ones were archived, the last to /archive/events_20260601.ndjson.gz); replay from 2026-06-02T00:00:00+00:00 or later
+    Error: --since 2026-06-01T00:00:00+00:00 reaches past the journal's retention: it keeps events received since 2026-06-02T00:00:00+00:00 (older ones were archived, the last to /archive/events_20260601.ndjson.gz); replay from 2026-06-02T00:00:00+00:00 or later, or with --held-only for the held events retention keeps past it
     ");
+
+    // The held events of that day were kept: once their supplier is on, they are decided.
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), true).await.expect("flag");
+    let mut arguments = WINDOW.to_vec();
+    arguments.push("--held-only");
+    insta::assert_snapshot!(replay(directory.path(), &arguments), @"
+    exit: 0
+    stdout:
+    9f52ba6c-efde-599e-a237-2a0d77b4925d
+    36e20b17-5e18-573a-bbdf-137bfab1b131
+    stderr:
+    replay: tenant=canary journaled=2 replayed=2 applied=2 items_touched=2 items_changed=2 republished=2
+    ");
+    assert_eq!((quantity(&store, "ABC-1").await, quantity(&store, "XYZ-2").await), (Some(15), Some(7)));
 }
 
 #[tokio::test]
