@@ -23,7 +23,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
 use crate::holding::{keep_held, Holding, Renewal};
 use crate::response::{classify_transport, TransportError, Verdict};
-use crate::round::{plan_round, RoundPlan};
+use crate::round::{in_batches, plan_round, ChannelHold, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
 /// Told about every finished attempt and what recording it did, for metrics and logs kept
@@ -72,18 +72,13 @@ pub enum PublishError {
     Store(#[from] StoreError),
 }
 
-/// `publishes` in order, in batches of `max_batch` (at least 1), moving each once. Splitting
-/// the rest off after each batch instead copied the rest every time: for a round of 512
-/// one-item sends, 130,000 moves and 500 allocations of falling sizes, which raised the
-/// worker's peak RSS by about 50 MiB with the log channel draining a backlog.
-fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> {
-    let max_batch = max_batch.max(1);
-    let mut batches = Vec::with_capacity(publishes.len().div_ceil(max_batch));
-    let mut publishes = publishes.into_iter().peekable();
-    while publishes.peek().is_some() {
-        batches.push(publishes.by_ref().take(max_batch).collect());
-    }
-    batches
+/// Why a batch of a round was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsent {
+    /// Its lease would run out before its answer could come: left to the lease.
+    LeaseRanOut,
+    /// The channel throttled meanwhile: given back, sent once the hold has passed.
+    Held,
 }
 
 /// Rounds (claim, send, record) a channel runs at once, at most one per send allowed in
@@ -137,8 +132,8 @@ impl ChannelPublisher {
     /// has nothing left waiting (everything published or dead-lettered). Returns the number of
     /// item versions the channel accepted or already held.
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
-        // A 429 holds the whole channel, every lane.
-        let hold = std::sync::Mutex::new(None);
+        // A 429 holds the whole channel, every lane, from the moment it is answered.
+        let hold = ChannelHold::default();
         // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
@@ -165,7 +160,7 @@ impl ChannelPublisher {
         mut work: WorkWaiter,
         shutdown: &CancellationToken,
         until_drained: &CancellationToken,
-        hold: &std::sync::Mutex<Option<Instant>>,
+        hold: &ChannelHold,
     ) -> Result<u64, PublishError> {
         // A round that outlasts the configured lease claims for that lease and renews it
         // while it runs (`Holding`); the round's own budget stays `lease`.
@@ -180,8 +175,7 @@ impl ChannelPublisher {
             if shutdown.is_cancelled() {
                 return Ok(n_done);
             }
-            let held = *hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(until) = held.filter(|until| *until > Instant::now()) {
+            if let Some(until) = hold.until() {
                 tracing::info!(channel = %self.config.name, wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "channel throttled, holding its publishes");
                 tokio::select! {
                     _ = tokio::time::sleep_until(until.into()) => {}
@@ -222,37 +216,37 @@ impl ChannelPublisher {
                 }
             }
             let batches = in_batches(publishes, self.adapter.max_batch());
-            let sending =
-                futures::stream::iter(batches.into_iter().map(|batch| self.attempt(batch, deadline, holding.as_ref())))
-                    .buffer_unordered(concurrency)
-                    .collect::<Vec<(Vec<Publish>, Option<Sent>)>>();
+            let sending = futures::stream::iter(
+                batches.into_iter().map(|batch| self.attempt(batch, deadline, holding.as_ref(), hold)),
+            )
+            .buffer_unordered(concurrency)
+            .collect::<Vec<(Vec<Publish>, Result<Sent, Unsent>)>>();
             // Shutdown cuts a round short rather than wait for it: a feed is waited for
             // minutes. Nothing of it is recorded, and its claims are given back, so the next
             // publisher sends them at once instead of after the lease.
             let sent = tokio::select! {
                 sent = sending => sent,
                 _ = shutdown.cancelled() => {
-                    self.give_back(&round_items).await;
+                    self.give_back(&round_items, "shutting down before the round was recorded").await;
                     return Ok(n_done);
                 }
                 never = keep_held(holding.as_ref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
             };
+            let mut held_back = Vec::new();
             for (batch, sent) in sent {
-                let Some(Sent { attempts, pause }) = sent else {
-                    for publish in &batch {
-                        self.events.lease_ran_out(&publish.entry);
+                let attempts = match sent {
+                    Ok(Sent { attempts, .. }) => attempts,
+                    Err(Unsent::LeaseRanOut) => {
+                        for publish in &batch {
+                            self.events.lease_ran_out(&publish.entry);
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(Unsent::Held) => {
+                        held_back.extend(batch.iter().map(|publish| publish.entry.item.id()));
+                        continue;
+                    }
                 };
-                let throttled = attempts.iter().find_map(|attempt| match &attempt.verdict {
-                    Verdict::Throttled { retry_after } => Some(*retry_after),
-                    _ => None,
-                });
-                if let Some(wait) = throttled.into_iter().chain(pause).max() {
-                    let until = Instant::now() + wait;
-                    let mut held = hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *held = Some(held.map_or(until, |current| current.max(until)));
-                }
                 let n_answered = attempts.len();
                 let mut attempts = attempts.into_iter();
                 for publish in batch {
@@ -269,6 +263,11 @@ impl ChannelPublisher {
                     let record = self.to_record(&publish, attempt);
                     records.push((record, publish.entry));
                 }
+            }
+            if !held_back.is_empty() {
+                // Not sent: the channel throttled meanwhile. Due again at once, so the next
+                // claim (after the hold) takes them, not a lease later.
+                self.give_back(&held_back, "the channel throttled while the round was sending").await;
             }
             // One transaction for the round: one commit, however many items went out. A store
             // failure is retried (the transaction left nothing behind); giving up would stop the
@@ -320,13 +319,13 @@ impl ChannelPublisher {
 
     /// Gives back the claims of a round cut short; if the store cannot take them now, they
     /// are due again when their lease ends.
-    async fn give_back(&self, items: &[ItemId]) {
+    async fn give_back(&self, items: &[ItemId], why: &'static str) {
         match self.store.release_claims(&self.config.name, items).await {
             Ok(n_released) => {
-                tracing::info!(channel = %self.config.name, n_released, "shutting down: gave back the claims of a round not finished");
+                tracing::info!(channel = %self.config.name, n_released, why, "gave back the claims of items not sent");
             }
             Err(error) => {
-                tracing::warn!(channel = %self.config.name, %error, n_items = items.len(), "shutting down: could not give back a round's claims; they are due again when their lease ends");
+                tracing::warn!(channel = %self.config.name, %error, n_items = items.len(), why, "could not give back the claims of items not sent; they are due again when their lease ends");
             }
         }
     }
@@ -369,19 +368,26 @@ impl ChannelPublisher {
         batch: Vec<Publish>,
         deadline: Instant,
         holding: Option<&Holding>,
-    ) -> (Vec<Publish>, Option<Sent>) {
+        hold: &ChannelHold,
+    ) -> (Vec<Publish>, Result<Sent, Unsent>) {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
-            return (batch, None);
+            return (batch, Err(Unsent::LeaseRanOut));
         };
         if let Some(limiter) = &self.limiter {
             // A permit that comes too late is not taken: it would be spent on nothing.
             if tokio::time::timeout_at(latest_start.into(), limiter.until_ready()).await.is_err() {
-                return (batch, None);
+                return (batch, Err(Unsent::LeaseRanOut));
             }
+        }
+        // A 429 answered to another send of this round (or another lane's) holds this one:
+        // the contract says to wait at least that long, and the rest of a round is not sent
+        // into it.
+        if hold.until().is_some() {
+            return (batch, Err(Unsent::Held));
         }
         let started = Instant::now();
         if started > latest_start || holding.is_some_and(|holding| !holding.still_held()) {
-            return (batch, None);
+            return (batch, Err(Unsent::LeaseRanOut));
         }
         let sent = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&batch)).await {
             Ok(sent) => sent,
@@ -397,7 +403,14 @@ impl ChannelPublisher {
                 },
             ),
         };
-        (batch, Some(sent))
+        let throttled = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
+            Verdict::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
+        });
+        if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
+            hold.extend(wait);
+        }
+        (batch, Ok(sent))
     }
 
     /// What the store keeps for an item version the channel does not list: done, not sent.
@@ -479,18 +492,5 @@ impl ChannelPublisher {
             .build()
             .nth(attempt.saturating_sub(1) as usize)
             .unwrap_or(self.config.backoff_max)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_batches;
-
-    #[test]
-    fn batches_keep_the_order_and_hold_at_most_max_batch() {
-        let batches = in_batches((1..=7).collect(), 3);
-        assert_eq!(batches, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
-        assert_eq!(in_batches((1..=2).collect(), 0), vec![vec![1], vec![2]], "a batch holds at least one");
-        assert!(in_batches(Vec::<u8>::new(), 25).is_empty());
     }
 }

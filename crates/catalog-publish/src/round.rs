@@ -4,7 +4,7 @@
 //! a round is sized to fit its lease (and the lease grown when even one item does not
 //! fit), and the drain loop sends nothing whose lease has less than a request timeout left.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::channel::ChannelConfig;
 
@@ -82,9 +82,62 @@ pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: us
     RoundPlan { limit, lease, renewed: (lease > config.lease).then_some(config.lease) }
 }
 
+/// `publishes` in order, in batches of `max_batch` (at least 1), moving each once. Splitting
+/// the rest off after each batch instead copied the rest every time: for a round of 512
+/// one-item sends, 130,000 moves and 500 allocations of falling sizes, which raised the
+/// worker's peak RSS by about 50 MiB with the log channel draining a backlog.
+pub(crate) fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> {
+    let max_batch = max_batch.max(1);
+    let mut batches = Vec::with_capacity(publishes.len().div_ceil(max_batch));
+    let mut publishes = publishes.into_iter().peekable();
+    while publishes.peek().is_some() {
+        batches.push(publishes.by_ref().take(max_batch).collect());
+    }
+    batches
+}
+
+/// The hold a throttling answer (a 429's `Retry-After`, a budget running low) puts on the
+/// whole channel, every lane, from the moment it is answered: no send starts before it has
+/// passed, in the round that met it or any other.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelHold(std::sync::Mutex<Option<Instant>>);
+
+impl ChannelHold {
+    /// When the hold ends, while it has not.
+    pub(crate) fn until(&self) -> Option<Instant> {
+        let held = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.filter(|until| *until > Instant::now())
+    }
+
+    /// Holds the channel for `wait` from now, or longer if it is held longer already.
+    pub(crate) fn extend(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = Some(held.map_or(until, |current| current.max(until)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_keep_the_order_and_hold_at_most_max_batch() {
+        let batches = in_batches((1..=7).collect(), 3);
+        assert_eq!(batches, vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+        assert_eq!(in_batches((1..=2).collect(), 0), vec![vec![1], vec![2]], "a batch holds at least one");
+        assert!(in_batches(Vec::<u8>::new(), 25).is_empty());
+    }
+
+    #[test]
+    fn a_hold_lasts_its_longest_wait() {
+        let hold = ChannelHold::default();
+        assert_eq!(hold.until(), None);
+        hold.extend(Duration::from_secs(30));
+        let until = hold.until().expect("held");
+        hold.extend(Duration::from_secs(1));
+        assert_eq!(hold.until(), Some(until), "a shorter wait does not shorten it");
+    }
 
     #[test]
     fn a_round_fits_its_lease() {

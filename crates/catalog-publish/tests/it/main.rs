@@ -198,6 +198,28 @@ async fn throttling_honours_retry_after_and_conflicts_are_not_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_holds_the_rest_of_the_round_it_was_answered_in() {
+    let storefront = Storefront::start(vec![Behavior::Throttle(1)]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    let skus: Vec<String> = (0..20).map(|n| format!("SKU-{n:02}")).collect();
+    let changes: Vec<(&str, i64)> = skus.iter().map(|sku| (sku.as_str(), 5)).collect();
+    set_many(&*store, 1, &changes).await;
+    // One send at a time: the whole backlog is one round, sent in order.
+    let mut config = channel("storefront", &storefront);
+    config.config.concurrency = 1;
+    assert_eq!(drain(config, Arc::clone(&store)).await, 20);
+    let requests = storefront.requests();
+    assert_eq!(requests.len(), 21, "each item once, and the throttled one again");
+    let throttled_at = requests[0].at;
+    let early: Vec<&str> = requests[1..]
+        .iter()
+        .filter(|request| request.at.duration_since(throttled_at) < Duration::from_secs(1))
+        .map(|request| request.path.as_str())
+        .collect();
+    assert_eq!(early, Vec::<&str>::new(), "nothing was sent into the Retry-After");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejection_goes_to_the_dead_letter_journal_with_its_body() {
     let storefront = Storefront::start(vec![Behavior::Reject(422, r#"{"error":"unknown sku"}"#)]).await;
     let (store, _dir) = store(&["storefront"]).await;
