@@ -32,14 +32,22 @@ pub(super) fn dead_letter_actions(dead_letter_id: i64) -> Markup {
     }
 }
 
+/// Open dead letters the page lists at most.
+const MAX_LETTERS_SHOWN: usize = 200;
+
 pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let Some(caller) = signed_in(&state, &headers).await? else {
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
     };
-    let filter = DeadLetterFilter { open: Some(true), limit: 200, ..DeadLetterFilter::default() };
-    let letters = state.store.dead_letters(&filter).await?;
+    let filter = DeadLetterFilter { open: Some(true), limit: MAX_LETTERS_SHOWN + 1, ..DeadLetterFilter::default() };
+    let mut letters = state.store.dead_letters(&filter).await?;
+    let more = letters.len() > MAX_LETTERS_SHOWN;
+    letters.truncate(MAX_LETTERS_SHOWN);
     let body = html! {
-        h2 { "Open dead letters (" (letters.len()) ")" }
+        h2 { "Open dead letters (" (letters.len()) @if more { "+" } ")" }
+        @if more {
+            p.notice role="note" { "More than " (MAX_LETTERS_SHOWN) " are open: the newest are shown. Every one, with filters by tenant, channel and stage: " code { "GET /v1/dead-letters" } "." }
+        }
         p { "Publishes a channel refused for good, newest first. Retry requeues the item's current version; resolve closes the letter with your note." }
         @if letters.is_empty() { p { "None." } } @else {
             table {

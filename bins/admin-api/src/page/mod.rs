@@ -132,6 +132,8 @@ pub struct Search {
     pub event_id: Option<String>,
     pub trace_id: Option<String>,
     pub message: Option<String>,
+    /// Where the timeline page starts, for an item with more events than one page shows.
+    pub events_offset: Option<u64>,
 }
 
 fn search_forms(search: &Search) -> Markup {
@@ -170,6 +172,20 @@ fn event_cells(event: &EventView) -> Markup {
     }
 }
 
+/// Which events of a long timeline this page shows, and links to the pages either side.
+fn timeline_pages(trace: &TraceView) -> Markup {
+    let events = &trace.events;
+    let shown = events.entries.len() as u64;
+    let link = |offset: u64| format!("/?item_id={}&events_offset={offset}#timeline-heading", trace.item_id);
+    html! {
+        p.notice role="note" {
+            "Events " (events.offset + 1) "–" (events.offset + shown) " of " (events.total) ", oldest first. "
+            @if events.offset > 0 { a href=(link(events.offset.saturating_sub(events.limit))) { "Earlier events" } " " }
+            @if events.offset + shown < events.total { a href=(link(events.offset + shown)) { "Later events" } }
+        }
+    }
+}
+
 fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
     html! {
         h2 { "Item " (trace.tenant_id) " / " (trace.sku) }
@@ -200,6 +216,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             }
         }
         h3 #timeline-heading { "Timeline: every event, with its outcome (" (trace.events.total) ")" }
+        @if trace.events.total > trace.events.entries.len() as u64 { (timeline_pages(trace)) }
         @if let Some(reach) = &trace.journal_retention { p.notice role="note" { (reach.note) } }
         // A wide timeline scrolls in its own box (keyboard-reachable), never the page.
         div.scroll role="region" aria-labelledby="timeline-heading" tabindex="0" {
@@ -298,7 +315,7 @@ async fn home(
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
     };
     let search = search.map(|Query(search)| search).unwrap_or_default();
-    let page = PageQuery { events_offset: None, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
+    let page = PageQuery { events_offset: search.events_offset, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
     let mut result = html! {};
     let mut problem: Option<String> = None;
     let target = match (&search.tenant, &search.sku, &search.item_id) {

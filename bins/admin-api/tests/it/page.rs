@@ -81,3 +81,23 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     assert!(html.contains("Quantity <strong>11</strong>"), "the held event counts now: {html}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_longer_than_a_page_says_which_events_it_shows_and_pages_on() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    let now_second = (chrono::Utc::now() - catalog_store::contract::base()).num_seconds();
+    let events = (1..=1_005)
+        .map(|n| incoming(n, &acme, StockChange::Updated { quantity: n as i64 }, n as i64 - 2_000, now_second))
+        .collect();
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+
+    let html = page(&server, &viewer, "/?tenant=canary&sku=abc-1").await;
+    assert!(html.contains("Events 1–1000 of 1005, oldest first."), "{html}");
+    assert!(html.contains("Later events") && !html.contains("Earlier events"));
+    let item_id = acme.item_key().item_id();
+    let html = page(&server, &viewer, &format!("/?item_id={item_id}&events_offset=1000")).await;
+    assert!(html.contains("Events 1001–1005 of 1005, oldest first."), "{html}");
+    assert!(html.contains("Earlier events") && !html.contains("Later events"));
+}
