@@ -1,0 +1,96 @@
+//! What the store keeps of each item version a round handled: sent (by its verdict),
+//! skipped (no listing on the channel), and the backoff a failure waits.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use catalog_core::ChannelQuantity;
+use catalog_store::{OutboxEntry, PublishOutcome, PublishRecord, SentQuantity};
+use chrono::Utc;
+
+use super::ChannelPublisher;
+use crate::adapter::{Attempt, Publish};
+use crate::response::Verdict;
+
+impl ChannelPublisher {
+    /// What the store keeps for an item version the channel does not list: done, not sent.
+    pub(super) fn skipped(&self, entry: &OutboxEntry) -> PublishRecord {
+        PublishRecord {
+            item_id: entry.item.id(),
+            channel: self.config.name.clone(),
+            version: entry.item.version(),
+            attempt: entry.attempts + 1,
+            outcome: PublishOutcome::Skipped,
+            status: None,
+            latency_ms: None,
+            error: Some(format!(
+                "{}: SKU {} has no listing on channel {}",
+                ChannelQuantity::UNMAPPED,
+                entry.item.sku(),
+                self.config.name
+            )),
+            dead_letter_reason: None,
+            body: None,
+            sent: None,
+        }
+    }
+
+    /// Turns an attempt into what the store keeps.
+    pub(super) fn to_record(&self, publish: &Publish, attempt: Attempt) -> PublishRecord {
+        let entry = &publish.entry;
+        let number = entry.attempts + 1;
+        let mut record = PublishRecord {
+            item_id: entry.item.id(),
+            channel: self.config.name.clone(),
+            version: entry.item.version(),
+            attempt: number,
+            outcome: PublishOutcome::Published,
+            status: attempt.status,
+            latency_ms: Some(attempt.latency.as_millis() as u64),
+            error: None,
+            dead_letter_reason: None,
+            body: None,
+            sent: Some(SentQuantity {
+                listing: publish.listing.clone(),
+                quantity: publish.quantity,
+                rule: publish.rule.clone(),
+            }),
+        };
+        match attempt.verdict {
+            Verdict::Answered(result) => record.outcome = PublishOutcome::from(result),
+            // Throttling is the channel pacing us, not the item failing: no failure counted.
+            Verdict::Throttled { retry_after } => {
+                record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
+                record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
+            }
+            Verdict::Retry { reason, error } if number >= self.config.max_attempts => {
+                record.outcome = PublishOutcome::DeadLettered;
+                record.dead_letter_reason = Some("retries_exhausted".to_owned());
+                record.error = Some(format!("{reason}: {error}"));
+            }
+            Verdict::Retry { reason, error } => {
+                record.outcome = PublishOutcome::RetryAt(Utc::now() + self.backoff(number));
+                record.error = Some(format!("{reason}: {error}"));
+            }
+            Verdict::DeadLetter { reason, error, body } => {
+                record.outcome = PublishOutcome::DeadLettered;
+                record.dead_letter_reason = Some(reason);
+                record.error = Some(error);
+                record.body = body;
+            }
+        }
+        record
+    }
+
+    /// Exponential backoff with jitter for the `attempt`-th failure.
+    fn backoff(&self, attempt: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.config.backoff_min)
+            .with_max_delay(self.config.backoff_max)
+            .with_jitter()
+            .with_max_times(attempt as usize)
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.config.backoff_max)
+    }
+}
