@@ -137,18 +137,26 @@ impl BatchSink for MeddlingSink {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
+/// A feed of `n_records` over the last day, bootstrapped, and a run of it whose batches after
+/// the first meet `meddling`.
+async fn meddled_run(n_records: usize, meddling: Meddling) -> (Fixture, FeedApi, catalog_feed::FeedSource, FeedRun) {
     let fixture = sqlite().await;
     let now = Utc::now();
-    // Forty pages of 50 in one window: far more than the fetcher may hold ahead.
-    let api = FeedApi::start(records(2_000, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let api = FeedApi::start(records(n_records, 1, now - TimeDelta::minutes(5)), TOKEN).await;
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
     let inner: Arc<dyn BatchSink> =
         Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink = Arc::new(MeddlingSink { inner, healthy: 1, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
-    let mut run = open_run(&fixture, &api, sink).await;
+    let sink = Arc::new(MeddlingSink { inner, healthy: 1, applied: AtomicUsize::new(0), meddling });
+    let run = open_run(&fixture, &api, sink).await;
+    (fixture, api, source, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
+    // Forty pages of 50 in one window: far more than the fetcher may hold ahead.
+    let (fixture, _api, _source, mut run) = meddled_run(2_000, Meddling::Fail).await;
+    let now = Utc::now();
     // The bound only turns a hang into a failure; the window fails at its second batch.
     let outcome = tokio::time::timeout(Duration::from_secs(60), run.incremental(now, &CancellationToken::new()))
         .await
@@ -158,15 +166,8 @@ async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_another_run_overtook_is_not_recorded_and_the_next_run_pulls_it_whole() {
-    let fixture = sqlite().await;
+    let (fixture, api, source, mut run) = meddled_run(1_000, Meddling::RunAhead).await;
     let now = Utc::now();
-    let api = FeedApi::start(records(1_000, 1, now - TimeDelta::minutes(5)), TOKEN).await;
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
-    let inner: Arc<dyn BatchSink> =
-        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink = Arc::new(MeddlingSink { inner, healthy: 1, applied: AtomicUsize::new(0), meddling: Meddling::RunAhead });
-    let mut run = open_run(&fixture, &api, sink).await;
     let outcome = run.incremental(now, &CancellationToken::new()).await;
     assert!(matches!(outcome, Err(RunError::ConcurrentRun { .. })), "{outcome:?}");
     assert_eq!(fixture.store.feed_windows(&key("acme")).await.expect("windows"), [], "not recorded as pulled");
