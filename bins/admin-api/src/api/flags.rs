@@ -6,7 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use catalog_app::replay::{replay_held, HeldRequest};
-use catalog_core::{SupplierId, TenantId};
+use catalog_core::{Rollout, SupplierId, TenantId};
 use catalog_store::Role;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,26 @@ pub async fn switch_sync(
     enabled: bool,
 ) -> Result<SwitchResult, ApiError> {
     caller.require(Role::Operator)?;
+    if enabled {
+        // A tenant the gate rolls out is switched on by its steps alone (signals green,
+        // traces signed off); off is always allowed: it is the kill switch.
+        let rollout = state.store.rollout(tenant).await?;
+        let gated = match &rollout.rollout {
+            Rollout::Canary { .. } | Rollout::Widening { .. } => true,
+            Rollout::Closed => rollout.changed_at.is_some(),
+            Rollout::Open => false,
+        };
+        if gated {
+            return Err(ApiError::Conflict {
+                code: "gate_managed",
+                message: format!(
+                    "tenant {tenant} is rolled out through the gate (stage {}): switch suppliers on with its steps \
+                     (canary, widen, open), which check the launch signals and the sign-offs",
+                    rollout.rollout.stage()
+                ),
+            });
+        }
+    }
     let flags = state.store.tenant_flags(tenant).await?;
     let (before, action, target) = match &supplier {
         None => (flags.map(|flags| flags.sync_enabled), "tenant_sync", format!("tenant/{tenant}")),

@@ -140,6 +140,18 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     server.store.apply_batch(&batch(events)).await.expect("apply");
     assert_eq!(outcomes(&server).await, [("applied".to_owned(), 4), ("held".to_owned(), 2)].into());
 
+    // The sync switch does not go round the gate: on is refused (off stays the kill switch).
+    let switched = server
+        .send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/globex/sync", json!({ "enabled": true }))
+        .await;
+    assert_eq!(switched.status(), 409);
+    assert_eq!(switched.json::<Value>().await.expect("json")["code"], "gate_managed");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 4), ("held".to_owned(), 2)].into(), "still held");
+    let off = server
+        .send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/globex/sync", json!({ "enabled": false }))
+        .await;
+    assert_eq!(off.status(), 200);
+
     // Reopening at canary applies acme's held event; globex's stays held until it is widened.
     let reopened = post(&server, &operator, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
     assert_eq!(reopened.status(), 200);
