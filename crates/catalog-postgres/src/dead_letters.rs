@@ -50,14 +50,16 @@ pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
 }
 
 /// Writes, or counts on, the open dead letter of a publish that will not succeed: the open
-/// letter keeps the newest version that failed.
+/// letter keeps the newest version that failed, and the newest answer body any of its
+/// failures came with (a later failure without one, retries run out on 503s, keeps it).
 pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, item_id, version)
          VALUES ('publish', $1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
          DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                       error = EXCLUDED.error, body = EXCLUDED.body, item_id = EXCLUDED.item_id,
+                       error = EXCLUDED.error, body = coalesce(EXCLUDED.body, dead_letters.body),
+                       item_id = EXCLUDED.item_id,
                        version = GREATEST(dead_letters.version, EXCLUDED.version)",
     )
     .bind(record.item_id.to_string())

@@ -166,7 +166,7 @@ pub(crate) async fn record_pull_failure(pool: &PgPool, failure: &PullFailure) ->
         "INSERT INTO dead_letters (stage, subject, channel, reason, error, body) VALUES ($1, $2, NULL, $3, $4, $5)
          ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
          DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                       error = EXCLUDED.error, body = EXCLUDED.body
+                       error = EXCLUDED.error, body = coalesce(EXCLUDED.body, dead_letters.body)
          RETURNING dead_letter_id",
     )
     .bind(PULL_STAGE)

@@ -67,7 +67,8 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
 }
 
 /// Counts the failure on the item's open dead letter for the channel (which keeps the newest
-/// version that failed), or opens one.
+/// version that failed, and the newest answer body any of its failures came with), or opens
+/// one.
 pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
     let subject = record.item_id.to_string();
     let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
@@ -78,7 +79,7 @@ pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -
     let updated = connection
         .prepare_cached(
             "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \
-             body = ?4, item_id = ?8, version = max(version, ?9) \
+             body = coalesce(?4, body), item_id = ?8, version = max(version, ?9) \
              WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
         )
         .and_then(|mut update| {

@@ -16,8 +16,12 @@ pub struct DeadLetter {
     /// What failed: an item id for publishes.
     pub subject: String,
     pub channel: Option<String>,
+    /// Of the newest failure, as is `error`.
     pub reason: String,
     pub error: Option<String>,
+    /// The newest answer body any failure on this letter came with: a later failure without
+    /// one (retries run out on 503s, a dropped connection) keeps it, so the platform's own
+    /// explanation (`{"error":"sku unknown"}`) is not lost to a later outage.
     pub body: Option<String>,
     /// Failures counted on this letter: the first, and every one after it while it was open.
     pub attempts: u32,

@@ -105,10 +105,26 @@ pub(super) async fn an_accepted_later_version_resolves_the_open_dead_letter<G, F
     // A fails for good again later: a new letter opens, the resolved one stays resolved.
     store.apply_batch(&batch(vec![incoming(5, &a, StockChange::Updated { quantity: 6 }, 2, 3)])).await.expect("apply");
     let claimed = claim_all(&*store).await;
-    store.record_publish(&dead_lettered(&claimed[0], "rejected_422")).await.expect("record");
+    let rejected = PublishRecord {
+        body: Some(r#"{"error":"sku unknown"}"#.to_owned()),
+        ..dead_lettered(&claimed[0], "rejected_422")
+    };
+    store.record_publish(&rejected).await.expect("record");
     let letters = store.item_dead_letters(a_id).await.expect("letters");
     let states: Vec<_> = letters.iter().map(|l| (l.version, l.resolution.clone())).collect();
     assert_eq!(states, [(1, Some("published_later".to_owned())), (3, None)]);
+
+    // Its next version runs out of retries on 503s: the same letter tells the newest failure
+    // and keeps the platform's explanation of the one before.
+    store.apply_batch(&batch(vec![incoming(6, &a, StockChange::Updated { quantity: 7 }, 3, 4)])).await.expect("apply");
+    let claimed = claim_all(&*store).await;
+    store.record_publish(&dead_lettered(&claimed[0], "retries_exhausted")).await.expect("record");
+    let letters = store.item_dead_letters(a_id).await.expect("letters");
+    let open = letters.iter().find(|letter| letter.resolved_at.is_none()).expect("open");
+    assert_eq!(
+        (open.version, open.reason.as_str(), open.body.as_deref()),
+        (4, "retries_exhausted", Some(r#"{"error":"sku unknown"}"#))
+    );
 }
 
 pub(super) async fn an_older_version_accepted_late_resolves_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
