@@ -155,7 +155,7 @@ async fn meddled_run(n_records: usize, meddling: Meddling) -> (Fixture, FeedApi,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
     // Forty pages of 50 in one window: far more than the fetcher may hold ahead.
-    let (fixture, _api, _source, mut run) = meddled_run(2_000, Meddling::Fail).await;
+    let (_fixture, _api, _source, mut run) = meddled_run(2_000, Meddling::Fail).await;
     let now = Utc::now();
     // The bound only turns a hang into a failure; the window fails at its second batch.
     let outcome = tokio::time::timeout(Duration::from_secs(60), run.incremental(now, &CancellationToken::new()))
