@@ -233,7 +233,28 @@ async fn replay_events(
     Ok(summary)
 }
 
-/// Applies (or previews) one lane's events in batches, in journal order.
+/// `events` (in journal order) in batches of about `size`, each item's events in one batch, in
+/// journal order: a preview is rolled back after each batch, so an item's events split over
+/// two would be previewed each against the state before both (a snapshot to 5, then a delta
+/// of -2 shown as from 10 to 8 where the replay ends at 3). A batch holds more than `size`
+/// only for an item with more events than that.
+fn item_chunks(events: &[IncomingEvent], size: usize) -> Vec<Vec<IncomingEvent>> {
+    let item = |event: &IncomingEvent| event.delivery.decoded.as_ref().ok().map(|d| d.offer().item_key().item_id());
+    let mut by_item: Vec<&IncomingEvent> = events.iter().collect();
+    // Stable: each item's events stay in journal order.
+    by_item.sort_by_key(|event| item(event));
+    let mut chunks: Vec<Vec<IncomingEvent>> = Vec::new();
+    for event in by_item {
+        let next_item = item(event);
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < size || chunk.last().map(item) == Some(next_item) => chunk.push(event.clone()),
+            _ => chunks.push(vec![event.clone()]),
+        }
+    }
+    chunks
+}
+
+/// Applies (or previews) one lane's events in batches, each item's events in one batch.
 async fn replay_lane(
     store: &dyn CatalogStore,
     events: &[IncomingEvent],
@@ -241,15 +262,55 @@ async fn replay_lane(
     report: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<BatchResult>, ReplayError> {
     let mut results = Vec::new();
-    for chunk in events.chunks(BATCH) {
-        let batch = BatchInput::new(chunk.to_vec(), Vec::new());
+    for chunk in item_chunks(events, BATCH) {
+        let n_events = chunk.len();
+        let batch = BatchInput::new(chunk, Vec::new());
         let result = if dry_run {
             store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
         } else {
             store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?
         };
-        report(chunk.len());
+        report(n_events);
         results.push(result);
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::StockChange;
+    use catalog_store::contract::{incoming, offer};
+
+    use super::*;
+
+    #[test]
+    fn an_item_s_events_are_never_split_over_two_batches_and_keep_their_order() {
+        let offers = [offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"), offer("canary", "globex", "C-1")];
+        // Interleaved as the journal holds them: A B C A B C A.
+        let events: Vec<IncomingEvent> = (0..7_u64)
+            .map(|n| incoming(n + 1, &offers[n as usize % 3], StockChange::Updated { quantity: n as i64 }, 0, 1))
+            .collect();
+        let item = |event: &IncomingEvent| event.delivery.decoded.as_ref().expect("decoded").offer().item_key();
+        let chunks = item_chunks(&events, 2);
+        let mut seen: Vec<ItemKey> = Vec::new();
+        for chunk in &chunks {
+            let keys: std::collections::BTreeSet<ItemKey> = chunk.iter().map(item).collect();
+            for key in &keys {
+                assert!(!seen.contains(key), "{key:?} is in two batches: {chunks:?}");
+            }
+            seen.extend(keys);
+        }
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), events.len(), "every event once");
+        for key in seen {
+            let order: Vec<u64> = chunks
+                .iter()
+                .flatten()
+                .filter(|event| item(event) == key)
+                .map(|event| event.source.offset as u64)
+                .collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(order, sorted, "journal order kept for {key:?}");
+        }
+    }
 }
