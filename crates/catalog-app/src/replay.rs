@@ -139,6 +139,7 @@ pub async fn replay(
         since: request.since,
         until: request.until,
         supplier: request.supplier.clone(),
+        held_only: request.held_only,
     };
     let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
     let events: Vec<IncomingEvent> = entries
@@ -169,6 +170,7 @@ pub async fn replay_held(store: &dyn CatalogStore, request: &HeldRequest) -> Res
         since: request.since,
         until: None,
         supplier: request.supplier.clone(),
+        held_only: true,
     };
     let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
     let events: Vec<IncomingEvent> = entries

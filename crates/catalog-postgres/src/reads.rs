@@ -277,10 +277,13 @@ async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Res
 }
 
 pub(crate) async fn journal_window(pool: &PgPool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+    // Held rows alone are read through their partial index (`events_held`), which the
+    // literal predicate lets the planner use.
+    let held = if window.held_only { "AND outcome = 'held'" } else { "" };
     sqlx::query(&format!(
         "SELECT {JOURNAL_COLUMNS} FROM events
          WHERE tenant_id = $1 AND received_at >= $2 AND ($3::timestamptz IS NULL OR received_at < $3)
-           AND ($4::text IS NULL OR supplier_id = $4)
+           AND ($4::text IS NULL OR supplier_id = $4) {held}
          ORDER BY received_at, journal_id"
     ))
     .bind(window.tenant.as_str())

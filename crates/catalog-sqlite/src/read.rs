@@ -292,10 +292,12 @@ pub(crate) async fn journal_window(
     read_apart(path, busy_timeout, move |connection| {
         // Optional bounds are bound as NULL and switched off in SQL, so one statement (and one
         // prepared plan) serves every shape of window.
+        // Held rows alone are read through their partial index (`events_held`).
+        let held = if window.held_only { "AND outcome = 'held'" } else { "" };
         let sql = format!(
             "SELECT {JOURNAL_COLUMNS} FROM events \
              WHERE tenant_id = ?1 AND received_at >= ?2 AND (?3 IS NULL OR received_at < ?3) \
-             AND (?4 IS NULL OR supplier_id = ?4) \
+             AND (?4 IS NULL OR supplier_id = ?4) {held} \
              ORDER BY received_at, journal_id"
         );
         let mut select = connection.prepare(&sql).map_err(write_error)?;

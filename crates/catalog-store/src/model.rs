@@ -380,6 +380,9 @@ pub struct JournalWindow {
     /// Exclusive upper bound on received time; open when `None`.
     pub until: Option<DateTime<Utc>>,
     pub supplier: Option<SupplierId>,
+    /// Only the rows journaled `held` (read through their own index: switching sync on reads
+    /// these, not the tenant's whole window).
+    pub held_only: bool,
 }
 
 /// What a publisher asks of `CatalogStore::claim_outbox`.

@@ -127,8 +127,13 @@ fn in_source(source: &str, mut events: Vec<IncomingEvent>, checkpoint: Position)
 
 /// The journal of tenant `canary`: (outcome, redelivery count) per row, sorted.
 async fn journal(store: &FailingStore) -> Vec<(String, u32)> {
-    let window =
-        JournalWindow { tenant: TenantId::parse("canary").expect("valid"), since: base(), until: None, supplier: None };
+    let window = JournalWindow {
+        tenant: TenantId::parse("canary").expect("valid"),
+        since: base(),
+        until: None,
+        supplier: None,
+        held_only: false,
+    };
     let entries = store.inner.journal_window(&window).await.expect("journal window");
     let mut rows: Vec<_> =
         entries.iter().map(|entry| (entry.outcome.as_str().to_owned(), entry.redelivery_count)).collect();

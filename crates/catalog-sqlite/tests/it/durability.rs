@@ -22,6 +22,7 @@ fn whole_journal(tenant: &str) -> JournalWindow {
         since: base() - Duration::days(1),
         until: None,
         supplier: None,
+        held_only: false,
     }
 }
 

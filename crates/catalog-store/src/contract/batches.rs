@@ -121,6 +121,7 @@ pub(super) async fn rejected_messages_keep_their_bytes_and_do_not_claim_the_id<G
             since: base() - Duration::days(1),
             until: None,
             supplier: None,
+            held_only: false,
         })
         .await
         .expect("journal");
@@ -156,7 +157,8 @@ pub(super) async fn a_rejected_message_keeps_a_prefix_of_its_bytes_and_its_lengt
         .expect("apply");
     assert!(result.decisions.iter().all(|decision| decision.outcome.as_str() == "rejected"));
 
-    let window = JournalWindow { tenant, since: base() - Duration::days(1), until: None, supplier: None };
+    let window =
+        JournalWindow { tenant, since: base() - Duration::days(1), until: None, supplier: None, held_only: false };
     let mut rows = store.journal_window(&window).await.expect("journal");
     rows.sort_by_key(|row| row.source.offset);
     let kept: Vec<(Option<usize>, Option<u64>)> =

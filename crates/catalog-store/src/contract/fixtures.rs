@@ -135,8 +135,13 @@ pub(super) fn deliveries(events: &[IncomingEvent]) -> Vec<Delivery> {
 /// How many deliveries of `tenant` the store's journal accounts for: its rows plus the
 /// redeliveries counted on them.
 pub(super) async fn journal_accounted(store: &dyn CatalogStore, tenant: &TenantId) -> u64 {
-    let window =
-        JournalWindow { tenant: tenant.clone(), since: base() - Duration::days(1), until: None, supplier: None };
+    let window = JournalWindow {
+        tenant: tenant.clone(),
+        since: base() - Duration::days(1),
+        until: None,
+        supplier: None,
+        held_only: false,
+    };
     let rows = store.journal_window(&window).await.expect("journal");
     rows.iter().map(|row| 1 + u64::from(row.redelivery_count)).sum()
 }

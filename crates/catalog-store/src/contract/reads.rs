@@ -63,6 +63,7 @@ where
         since: base() + Duration::seconds(since),
         until: until.map(|until| base() + Duration::seconds(until)),
         supplier: supplier.cloned(),
+        held_only: false,
     };
     let ids = |rows: Vec<crate::JournalEntry>| rows.into_iter().map(|row| row.event_id).collect::<Vec<_>>();
     assert_eq!(
@@ -78,6 +79,19 @@ where
         [Some(event_id(1)), Some(event_id(3))]
     );
     assert!(store.journal_window(&window(31, None, None)).await.expect("journal").is_empty());
+
+    // Globex switched off: its next event is held, and a held-only window has it alone.
+    store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
+    store
+        .apply_batch(&batch(vec![incoming(5, &globex, StockChange::Updated { quantity: 5 }, 1, 40)]))
+        .await
+        .expect("apply");
+    let held = JournalWindow { held_only: true, ..window(0, None, None) };
+    let rows = store.journal_window(&held).await.expect("journal");
+    assert_eq!(
+        rows.iter().map(|row| (row.event_id, row.outcome.to_string())).collect::<Vec<_>>(),
+        [(Some(event_id(5)), "held(supplier_sync_off)".to_owned())]
+    );
 }
 
 pub(super) async fn sync_status_counts_outcomes<G, F>(factory: impl FnOnce(StoreConfig) -> F)
