@@ -50,7 +50,7 @@ pub use signals::{
     assemble_facts, count, offer_traces, winners_beyond, FactsQuery, FactsReport, JournalTail, SampledValue,
     SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
-pub use windows::{apply_merges, compact_windows, gaps, WindowMerge};
+pub use windows::{compact_windows, gaps, WindowMerge};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.

@@ -100,21 +100,22 @@ fn merge(run: &[CompletedWindow]) -> CompletedWindow {
     }
 }
 
-/// `windows` with `merges` made: what the store holds after a compaction.
-pub fn apply_merges(windows: &[CompletedWindow], merges: &[WindowMerge]) -> Vec<CompletedWindow> {
-    let replaced: Vec<&CompletedWindow> = merges.iter().flat_map(|merge| &merge.replaced).collect();
-    let mut kept: Vec<CompletedWindow> = windows.iter().filter(|window| !replaced.contains(window)).cloned().collect();
-    kept.extend(merges.iter().map(|merge| merge.merged.clone()));
-    kept.sort_by_key(|window| (window.since, window.until, window.kind));
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `windows` with `merges` made: what the store holds after a compaction.
+    fn apply_merges(windows: &[CompletedWindow], merges: &[WindowMerge]) -> Vec<CompletedWindow> {
+        let replaced: Vec<&CompletedWindow> = merges.iter().flat_map(|merge| &merge.replaced).collect();
+        let mut kept: Vec<CompletedWindow> =
+            windows.iter().filter(|window| !replaced.contains(window)).cloned().collect();
+        kept.extend(merges.iter().map(|merge| merge.merged.clone()));
+        kept.sort_by_key(|window| (window.since, window.until, window.kind));
+        kept
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("time")
