@@ -373,16 +373,21 @@ impl ChannelPublisher {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
             return (batch, Err(Unsent::LeaseRanOut));
         };
+        // A 429 answered to another send of this round (or another lane's) holds this one:
+        // the contract says to wait at least that long, and the rest of a round is not sent
+        // into it. Asked before a rate permit is taken (a held send spends none) and again
+        // after (a 429 may have come while it waited for one).
+        let held = || hold.until().is_some();
+        if held() {
+            return (batch, Err(Unsent::Held));
+        }
         if let Some(limiter) = &self.limiter {
             // A permit that comes too late is not taken: it would be spent on nothing.
             if tokio::time::timeout_at(latest_start.into(), limiter.until_ready()).await.is_err() {
                 return (batch, Err(Unsent::LeaseRanOut));
             }
         }
-        // A 429 answered to another send of this round (or another lane's) holds this one:
-        // the contract says to wait at least that long, and the rest of a round is not sent
-        // into it.
-        if hold.until().is_some() {
+        if held() {
             return (batch, Err(Unsent::Held));
         }
         let at = Instant::now();
