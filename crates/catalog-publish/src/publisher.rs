@@ -4,7 +4,8 @@
 //! adapter in batches as large as it takes, under its concurrency and rate limit while the
 //! lease lasts, hold the channel on throttling or a budget running low, and record how every
 //! attempt ended, with the quantity sent and its rule, one transaction per round. Shutdown
-//! cuts a round short and gives its claims back.
+//! starts no more sends: the requests already sent are waited for and recorded, the rest of
+//! the round given back (a feed, waited for minutes, is cut short and given back whole).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ enum Unsent {
     LeaseRanOut,
     /// The channel throttled meanwhile: given back, sent once the hold has passed.
     Held,
+    /// The publisher is stopping: given back, for the next publisher to send at once.
+    Stopping,
 }
 
 /// Rounds (claim, send, record) a channel runs at once, at most one per send allowed in
@@ -87,6 +90,13 @@ const LANES: usize = 2;
 
 /// How often an idle lane looks again once its channel is draining (a finished source).
 const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// The longest request timeout whose sends a stopping publisher waits for (decision 0037):
+/// a request cut off after it was sent may still be applied by the platform, later than a
+/// newer version another publisher sends meanwhile. Beyond it (a feed, waited for up to
+/// tens of minutes) the round is cut short; a platform applies a seller's feeds in the
+/// order they were created.
+const LONGEST_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(30);
 
 /// Drains one channel's outbox rows through its adapter.
 pub struct ChannelPublisher {
@@ -217,22 +227,24 @@ impl ChannelPublisher {
             }
             let batches = in_batches(publishes, self.adapter.max_batch());
             let sending = futures::stream::iter(
-                batches.into_iter().map(|batch| self.attempt(batch, deadline, holding.as_ref(), hold)),
+                batches.into_iter().map(|batch| self.attempt(batch, deadline, holding.as_ref(), hold, shutdown)),
             )
             .buffer_unordered(concurrency)
             .collect::<Vec<(Vec<Publish>, Result<Sent, Unsent>)>>();
-            // Shutdown cuts a round short rather than wait for it: a feed is waited for
-            // minutes. Nothing of it is recorded, and its claims are given back, so the next
-            // publisher sends them at once instead of after the lease.
+            // At shutdown a round of requests starts no more sends (`Unsent::Stopping`) and
+            // waits for those in flight, each within its request timeout, to record them. A
+            // feed's round is cut short rather than waited for minutes: nothing of it is
+            // recorded, and its claims are given back, so the next publisher sends them at
+            // once instead of after the lease.
             let sent = tokio::select! {
                 sent = sending => sent,
-                _ = shutdown.cancelled() => {
+                _ = shutdown.cancelled(), if self.config.request_timeout > LONGEST_WAIT_AT_SHUTDOWN => {
                     self.give_back(&round_items, "shutting down before the round was recorded").await;
                     return Ok(n_done);
                 }
                 never = keep_held(holding.as_ref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
             };
-            let mut held_back = Vec::new();
+            let (mut held_back, mut not_started) = (Vec::new(), Vec::new());
             for (batch, sent) in sent {
                 let attempts = match sent {
                     Ok(Sent { attempts, .. }) => attempts,
@@ -244,6 +256,10 @@ impl ChannelPublisher {
                     }
                     Err(Unsent::Held) => {
                         held_back.extend(batch.iter().map(|publish| publish.entry.item.id()));
+                        continue;
+                    }
+                    Err(Unsent::Stopping) => {
+                        not_started.extend(batch.iter().map(|publish| publish.entry.item.id()));
                         continue;
                     }
                 };
@@ -268,6 +284,9 @@ impl ChannelPublisher {
                 // Not sent: the channel throttled meanwhile. Due again at once, so the next
                 // claim (after the hold) takes them, not a lease later.
                 self.give_back(&held_back, "the channel throttled while the round was sending").await;
+            }
+            if !not_started.is_empty() {
+                self.give_back(&not_started, "shutting down before they were sent").await;
             }
             // One transaction for the round: one commit, however many items went out. A store
             // failure is retried (the transaction left nothing behind); giving up would stop the
@@ -359,20 +378,26 @@ impl ChannelPublisher {
 
     /// Sends one batch of item versions through the adapter, waiting for the channel's rate
     /// limit first (one permit per request) and giving up on it after the request timeout.
-    /// Sends nothing (`None`) when the claim's lease would run out before the request
-    /// timeout: by then another lane may hold the items at newer versions, and these older
-    /// ones must not reach the channel after them. A renewed round's send starts only while
-    /// its renewals answer.
+    /// Sends nothing (`LeaseRanOut`) when the claim's lease would run out before the
+    /// request timeout: by then another lane may hold the items at newer versions, and these
+    /// older ones must not reach the channel after them. A renewed round's send starts only
+    /// while its renewals answer. Nothing starts once the channel is held (`Held`) or the
+    /// publisher is stopping (`Stopping`); a send once started runs to its answer or its
+    /// timeout.
     async fn attempt(
         &self,
         batch: Vec<Publish>,
         deadline: Instant,
         holding: Option<&Holding>,
         hold: &ChannelHold,
+        shutdown: &CancellationToken,
     ) -> (Vec<Publish>, Result<Sent, Unsent>) {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
             return (batch, Err(Unsent::LeaseRanOut));
         };
+        if shutdown.is_cancelled() {
+            return (batch, Err(Unsent::Stopping));
+        }
         // A 429 answered to another send of this round (or another lane's) holds this one:
         // the contract says to wait at least that long, and the rest of a round is not sent
         // into it. Asked before a rate permit is taken (a held send spends none) and again
@@ -383,12 +408,20 @@ impl ChannelPublisher {
         }
         if let Some(limiter) = &self.limiter {
             // A permit that comes too late is not taken: it would be spent on nothing.
-            if tokio::time::timeout_at(latest_start.into(), limiter.until_ready()).await.is_err() {
-                return (batch, Err(Unsent::LeaseRanOut));
+            tokio::select! {
+                ready = tokio::time::timeout_at(latest_start.into(), limiter.until_ready()) => {
+                    if ready.is_err() {
+                        return (batch, Err(Unsent::LeaseRanOut));
+                    }
+                }
+                _ = shutdown.cancelled() => return (batch, Err(Unsent::Stopping)),
             }
         }
         if held() {
             return (batch, Err(Unsent::Held));
+        }
+        if shutdown.is_cancelled() {
+            return (batch, Err(Unsent::Stopping));
         }
         let at = Instant::now();
         if at > latest_start || holding.is_some_and(|holding| !holding.still_held()) {

@@ -288,3 +288,42 @@ async fn a_dead_channel_does_not_delay_another() {
     shutdown.cancel();
     slow.await.expect("task").expect("run");
 }
+
+/// Shutdown while a request is in flight: the publisher waits for its answer and records it,
+/// and gives back the round's items not sent yet (decision 0037). Dropped unanswered, the
+/// request could still be applied by the platform after a newer version another publisher
+/// sent meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_request_in_flight_and_gives_back_the_rest() {
+    let storefront = Storefront::start(vec![Behavior::Slow(Duration::from_millis(300))]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set_many(&*store, 1, &[("SKU-1", 1), ("SKU-2", 2), ("SKU-3", 3)]).await;
+    // One send at a time: the three items are one round, sent in order.
+    let mut config = channel("storefront", &storefront);
+    config.config.concurrency = 1;
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(publisher(config, Arc::clone(&store)).run(shutdown.clone(), CancellationToken::new()));
+    let first_sent = async {
+        while storefront.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), first_sent).await.expect("the first request is sent");
+    shutdown.cancel();
+    let published = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stopped within the request timeout")
+        .expect("publisher task")
+        .expect("publisher run");
+
+    assert_eq!(published, 1, "the request in flight was answered and recorded");
+    assert_eq!(storefront.requests().len(), 1, "nothing was sent after the shutdown");
+    assert_eq!(storefront.held_quantity(&item_id("SKU-1")), Some(1));
+    let claim = catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30));
+    let due = store.claim_outbox("storefront", &claim).await.expect("claim");
+    let mut due: Vec<String> = due.iter().map(|entry| entry.item.id().to_string()).collect();
+    due.sort();
+    let mut not_sent = [item_id("SKU-2"), item_id("SKU-3")];
+    not_sent.sort();
+    assert_eq!(due, not_sent, "the items not sent are due at once, the one sent is not");
+}
