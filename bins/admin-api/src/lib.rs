@@ -127,8 +127,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
 pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::process::ExitCode> {
     // What the service queues (held events released, dead letters retried) goes to the
     // worker's channels.
-    let routes = args.channels.routes().context("reading the worker's channels (--channels-file)")?;
-    let store = catalog_cli::open_store(&args.store, routes).await?;
+    let store = args.channels.open_store(&args.store).await?;
     match args.command {
         None | Some(Command::Serve) => {
             let settings = Settings {

@@ -79,8 +79,7 @@ fn parse_supplier(value: &str) -> Result<SupplierId, String> {
 
 /// The binary: open the store, replay, print ids on stdout and the summary on stderr.
 pub async fn run(args: ReplayArgs) -> Result<()> {
-    let routes = args.channels.routes().context("reading the worker's channels (--channels-file)")?;
-    let store = catalog_cli::open_store(&args.store, routes).await?;
+    let store = args.channels.open_store(&args.store).await?;
     let terminal = std::io::stderr().is_terminal();
     // Best effort, so a closed stderr is ignored.
     let progress = |done: usize, total: usize| {

@@ -3,9 +3,13 @@
 //! same variables, so every process writing to the catalog routes alike.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use catalog_store::prelude::CatalogStore;
 use catalog_store::ChannelRoute;
 use clap::Args;
+
+use crate::store::{open_store, OpenError, StoreArgs};
 
 /// Where the worker publishes, as far as queueing needs it.
 #[derive(Debug, Clone, Default, Args)]
@@ -28,5 +32,10 @@ impl ChannelArgs {
     /// The routes the worker's channels give.
     pub fn routes(&self) -> Result<Vec<ChannelRoute>, catalog_app::channels::ChannelsError> {
         catalog_app::channels::routes_of(self.storefront_url.as_deref(), self.channels_file.as_deref())
+    }
+
+    /// Opens the store `store` names, queuing item changes for the worker's channels.
+    pub async fn open_store(&self, store: &StoreArgs) -> Result<Arc<dyn CatalogStore>, OpenError> {
+        open_store(store, self.routes()?).await
     }
 }

@@ -67,6 +67,8 @@ pub enum OpenError {
     Url(String),
     #[error("opening the {backend} store: {error}")]
     Store { backend: &'static str, error: StoreError },
+    #[error("reading the worker's channels (--channels-file): {0}")]
+    Channels(#[from] catalog_app::channels::ChannelsError),
 }
 
 /// Connections for batches, reads and housekeeping, and for each channel's publisher lanes.
