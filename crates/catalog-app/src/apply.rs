@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::source::{BatchSink, SinkError, SourceBatch, SourceError};
+use crate::source::{BatchSink, Durable, SinkError, SourceBatch, SourceError};
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,7 +189,7 @@ impl Applier {
             n_messages = applied_before.len(),
             from_offset = from,
             to_offset = to,
-            "messages applied already by another worker (a partition held by two members of the group during a rebalance, or a file read by two workers): skipped"
+            "messages applied already by another worker (a partition held by two members of the group during a rebalance, a file read by two workers, two runs of one feed): skipped"
         );
         batch.events.retain(not_applied_before(applied_before));
     }
@@ -339,7 +339,7 @@ impl BatchSink for Applier {
         Ok(checkpoints.into_iter().find(|checkpoint| checkpoint.partition == partition).map(|c| c.position))
     }
 
-    async fn apply(&self, mut batch: SourceBatch) -> Result<(), SinkError> {
+    async fn apply(&self, mut batch: SourceBatch) -> Result<Durable, SinkError> {
         let started = Instant::now();
         let checkpoints = batch
             .checkpoint
@@ -371,14 +371,15 @@ impl BatchSink for Applier {
                 if !result.changed_items.is_empty() {
                     self.publish_work.notify();
                 }
+                Ok(Durable { applied_elsewhere: result.applied_before.len() })
             }
             Applied::Unconfirmed(n_events) => {
                 self.record_unconfirmed(&batch, n_events, started.elapsed());
                 // Whatever it queued waits in the outbox.
                 self.publish_work.notify();
+                Ok(Durable::default())
             }
         }
-        Ok(())
     }
 
     fn skipped_below_checkpoint(&self, partition: i32, count: u64) {

@@ -27,6 +27,16 @@ pub struct SourceBatch {
     pub high_watermark: Option<i64>,
 }
 
+/// What a sink found once a batch was durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Messages of the batch its partition's stored position had passed when the batch was
+    /// applied: applied already by another worker (or another run of a feed), so not by this
+    /// batch (decision 0028). A batch found committed after its own failed attempt counts
+    /// none: it applied them itself.
+    pub applied_elsewhere: usize,
+}
+
 /// Why a sink gave up on a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -56,7 +66,7 @@ pub trait BatchSink: Send + Sync + 'static {
     /// The stored position of a source's partition, if any.
     async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError>;
     /// Makes a batch durable (retrying transient failures itself), or says why not.
-    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError>;
+    async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError>;
     /// Messages below the stored checkpoint were skipped (already applied).
     fn skipped_below_checkpoint(&self, partition: i32, count: u64);
     /// A source reported a failure; counted and logged.

@@ -39,14 +39,15 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("feed {feed} has an unknown time zone {timezone:?}")]
     TimeZone { feed: FeedKey, timezone: String },
-    /// Another run of the same feed (another worker, a manual `--once`) moved the feed's
-    /// checkpoint past this run's pages while it pulled: some of them may have been fenced
-    /// off as applied. The window is not recorded, so the next run pulls it again.
+    /// Another run of the same feed (another worker, a manual `--once`) checkpointed pages
+    /// numbered as this run's first: the store fenced this run's records of them off as
+    /// applied, though they may be records of another window. The window is not recorded,
+    /// so the next run pulls it again.
     #[error(
-        "another run of this feed moved its checkpoint to page {stored} while this run applied up to page {ours}; \
-         the window is not recorded and is pulled again at the next run"
+        "another run of this feed applied its pages up to page {stored} first, so {n_records} records of this run's \
+         pages up to {ours} were taken for applied; the window is not recorded and is pulled again at the next run"
     )]
-    ConcurrentRun { ours: i64, stored: i64 },
+    ConcurrentRun { ours: i64, stored: i64, n_records: usize },
 }
 
 impl Classify for RunError {
@@ -310,13 +311,12 @@ impl FeedRun {
                 }
                 // What arrived before a failure is made durable before the failure is told.
                 let ours = batch.checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.offset);
-                self.sink.apply(batch).await?;
-                // A checkpoint never moves back: one past this batch's was written by another
-                // run, which may have fenced off pages of this one.
-                if let Some(stored) = self.sink.checkpoint(&self.source, 0).await? {
-                    if stored.offset > ours {
-                        return Err(RunError::ConcurrentRun { ours, stored: stored.offset });
-                    }
+                let durable = self.sink.apply(batch).await?;
+                // Records the store took for applied were numbered as another run's pages
+                // (the checkpoint had passed them): that run's records, not necessarily these.
+                if durable.applied_elsewhere > 0 {
+                    let stored = self.sink.checkpoint(&self.source, 0).await?.map_or(ours, |stored| stored.offset);
+                    return Err(RunError::ConcurrentRun { ours, stored, n_records: durable.applied_elsewhere });
                 }
                 applied = Some(position);
                 if let Some(error) = failed {

@@ -219,7 +219,8 @@ impl FileSource {
             .collect();
         let batch =
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
-        Ok(sink.apply(batch).await?)
+        sink.apply(batch).await?;
+        Ok(())
     }
 }
 

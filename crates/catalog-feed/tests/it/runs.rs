@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_app::{Applier, BatchSink, SinkError, SourceBatch, SourceError};
+use catalog_app::{Applier, BatchSink, Durable, SinkError, SourceBatch, SourceError};
 use catalog_core::InvalidTraceParent;
 use catalog_feed::{FeedClient, FeedRun, OnceScope, RunError};
 use catalog_store::{Position, SourceRef};
@@ -71,6 +71,9 @@ enum Meddling {
     Fail,
     /// Another run of the feed checkpoints far ahead just before each is applied.
     RunAhead,
+    /// Another run of the feed, at the same page numbers, checkpoints exactly where each
+    /// batch does just before it is applied: the checkpoint never moves past this run's.
+    RunAlongside,
 }
 
 /// The applier, with something happening to every batch after the first `healthy`.
@@ -87,21 +90,26 @@ impl BatchSink for MeddlingSink {
         self.inner.checkpoint(source, partition).await
     }
 
-    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError> {
+    async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
         if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             match self.meddling {
                 Meddling::Fail => return Err(SinkError::Fatal("the store refuses the batch".to_owned())),
-                Meddling::RunAhead => {
-                    let stored = self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset);
-                    let ahead = SourceBatch {
+                Meddling::RunAhead | Meddling::RunAlongside => {
+                    let offset = match self.meddling {
+                        Meddling::RunAhead => {
+                            self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset) + 1_000
+                        }
+                        _ => batch.checkpoint.as_ref().expect("a feed batch has a position").offset,
+                    };
+                    let other_run = SourceBatch {
                         source: Arc::clone(&batch.source),
                         partition: 0,
                         events: Vec::new(),
-                        checkpoint: Some(Position { offset: stored + 1_000, cursor: None }),
+                        checkpoint: Some(Position { offset, cursor: None }),
                         last_message_at: None,
                         high_watermark: None,
                     };
-                    self.inner.apply(ahead).await?;
+                    self.inner.apply(other_run).await?;
                 }
             }
         }
@@ -166,7 +174,18 @@ async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_another_run_overtook_is_not_recorded_and_the_next_run_pulls_it_whole() {
-    let (fixture, api, source, mut run) = meddled_run(1_000, Meddling::RunAhead).await;
+    a_window_another_run_fenced_is_pulled_again(Meddling::RunAhead).await;
+}
+
+/// Two runs whose pages carry the same numbers: the checkpoint never moves past this run's,
+/// yet the store took this run's records for the other run's pages (decision 0015).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_another_run_pulled_at_the_same_pages_is_not_recorded_and_the_next_run_pulls_it_whole() {
+    a_window_another_run_fenced_is_pulled_again(Meddling::RunAlongside).await;
+}
+
+async fn a_window_another_run_fenced_is_pulled_again(meddling: Meddling) {
+    let (fixture, api, source, mut run) = meddled_run(1_000, meddling).await;
     let now = Utc::now();
     let outcome = run.incremental(now, &CancellationToken::new()).await;
     assert!(matches!(outcome, Err(RunError::ConcurrentRun { .. })), "{outcome:?}");

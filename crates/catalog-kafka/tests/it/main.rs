@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_app::{BatchSink, SinkError, SourceBatch, SourceError};
+use catalog_app::{BatchSink, Durable, SinkError, SourceBatch, SourceError};
 use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig, StartWithoutCheckpoint};
 use catalog_store::Position;
 use rdkafka::mocking::MockCluster;
@@ -48,7 +48,7 @@ impl BatchSink for RecordingSink {
         Ok(self.checkpoints.lock().expect("sink state").get(&partition).copied().map(Position::at))
     }
 
-    async fn apply(&self, batch: SourceBatch) -> Result<(), SinkError> {
+    async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
         let partition = batch.partition;
         let next_offset = batch.checkpoint.expect("a Kafka batch always has a position").offset;
         let offsets: Vec<i64> = batch.events.iter().map(|event| event.source.offset).collect();
@@ -57,7 +57,7 @@ impl BatchSink for RecordingSink {
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
         let next = checkpoints.entry(partition).or_insert(0);
         *next = (*next).max(next_offset);
-        Ok(())
+        Ok(Durable::default())
     }
 
     fn skipped_below_checkpoint(&self, _partition: i32, _count: u64) {}
