@@ -7,12 +7,13 @@ use catalog_core::{InvalidTraceParent, TraceParent};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::MessageStream;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{source_error, SourceContext};
+use crate::headers::first_header;
 
 /// A message copied out of librdkafka's buffer, with its reception time.
 #[derive(Debug)]
@@ -27,13 +28,7 @@ pub(crate) struct OwnedDelivery {
 
 impl OwnedDelivery {
     pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let traceparent = message.headers().and_then(|headers| {
-            headers
-                .iter()
-                .find(|header| header.key.eq_ignore_ascii_case("traceparent"))
-                .and_then(|header| header.value)
-                .map(TraceParent::parse)
-        });
+        let traceparent = first_header(message, b"traceparent").map(TraceParent::parse);
         Self {
             offset: message.offset(),
             // A message without a value (a tombstone) is an empty payload: rejected as

@@ -22,6 +22,7 @@
 mod config;
 mod context;
 mod feed;
+mod headers;
 mod partition;
 mod rewind;
 mod source;

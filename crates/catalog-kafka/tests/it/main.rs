@@ -30,6 +30,8 @@ struct RecordingSink {
     /// Per partition, the offsets of every batch applied, in the order applied.
     applied: Mutex<BTreeMap<i32, Vec<i64>>>,
     gaps: Mutex<Vec<(i32, i64, i64)>>,
+    /// The `traceparent` of every message applied, by offset (partition 0 only).
+    traceparents: Mutex<BTreeMap<i64, Option<String>>>,
 }
 
 impl RecordingSink {
@@ -53,6 +55,12 @@ impl BatchSink for RecordingSink {
         let next_offset = batch.checkpoint.expect("a Kafka batch always has a position").offset;
         let offsets: Vec<i64> = batch.events.iter().map(|event| event.source.offset).collect();
         assert!(offsets.iter().all(|offset| *offset < next_offset));
+        if partition == 0 {
+            let mut traceparents = self.traceparents.lock().expect("sink state");
+            for event in &batch.events {
+                traceparents.insert(event.source.offset, event.traceparent.as_ref().map(ToString::to_string));
+            }
+        }
         self.applied.lock().expect("sink state").entry(partition).or_default().extend(offsets);
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
         let next = checkpoints.entry(partition).or_insert(0);
@@ -251,4 +259,48 @@ async fn tls_and_sasl_settings_are_accepted_and_an_unknown_one_is_refused() {
         error.to_string(),
         "creating the kafka client: Client creation error: Unsupported SASL mechanism: <redacted>"
     );
+}
+
+/// A header name Kafka takes but that is not UTF-8 (rdkafka's header reader panicked on it,
+/// stopping the partition at that message for good): the message is read like any other, and
+/// a `traceparent` after such a header is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code)]
+async fn a_header_name_that_is_not_utf_8_stops_nothing() {
+    use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t};
+    use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
+
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    for n in 0..3 {
+        // Safe rdkafka only adds names that are `&str`: the invalid one goes in through the
+        // C API, on the list `OwnedHeaders` owns (a `BorrowedHeaders` is that list's address).
+        let headers = OwnedHeaders::new_with_capacity(2);
+        if n < 2 {
+            let list =
+                std::ptr::from_ref::<BorrowedHeaders>(headers.as_borrowed()).cast_mut().cast::<rd_kafka_headers_t>();
+            let (name, value) = (b"\xff\xfe", b"binary");
+            // SAFETY: `list` is the live header list `headers` owns; name and value are copied.
+            let added =
+                unsafe { rd_kafka_header_add(list, name.as_ptr().cast(), 2, value.as_ptr().cast_mut().cast(), 6) };
+            assert_eq!(added, rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+        let headers =
+            if n == 1 { headers.insert(Header { key: "traceparent", value: Some(TRACEPARENT) }) } else { headers };
+        let payload = format!("message {n}");
+        let record: BaseRecord<'_, str, str> =
+            BaseRecord::to(TOPIC).partition(0).payload(payload.as_str()).headers(headers);
+        producer.send(record).map_err(|(error, _)| error).expect("queued");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "bytes", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&3)).await;
+    member.stop().await;
+    let traceparents = sink.traceparents.lock().expect("sink state").clone();
+    assert_eq!(traceparents, BTreeMap::from([(0, None), (1, Some(TRACEPARENT.to_owned())), (2, None)]));
 }
