@@ -20,20 +20,22 @@ use crate::context::{lock, source_error};
 use crate::source::SourceConsumer;
 
 /// Where a partition stands: the store's next offset to apply (`None`: no checkpoint) and the
-/// broker's high watermark.
+/// broker's low and high watermarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PartitionPosition {
     pub(crate) partition: i32,
     pub(crate) checkpoint: Option<i64>,
+    pub(crate) low_watermark: i64,
     pub(crate) high_watermark: i64,
 }
 
 impl PartitionPosition {
-    /// Whether messages wait beyond the checkpoint. (tansu's high watermark may lag the end
-    /// of the partition, never lead it: a partition it calls caught up may not be, one it
-    /// calls behind is.)
+    /// Whether messages wait beyond the checkpoint. Nothing below the low watermark can be
+    /// read: a partition retention emptied, never applied here, waits for nothing. (tansu's
+    /// high watermark may lag the end of the partition, never lead it: a partition it calls
+    /// caught up may not be, one it calls behind is.)
     fn is_behind(&self) -> bool {
-        self.checkpoint.unwrap_or(0) < self.high_watermark
+        self.checkpoint.unwrap_or(0).max(self.low_watermark) < self.high_watermark
     }
 }
 
@@ -153,7 +155,9 @@ impl StallCheck {
             partitions
                 .into_iter()
                 .map(|partition| {
-                    consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT).map(|(_, high)| (partition, high))
+                    consumer
+                        .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
+                        .map(|(low, high)| (partition, low, high))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -161,11 +165,12 @@ impl StallCheck {
         .ok()?
         .ok()?;
         let mut positions = Vec::with_capacity(watermarks.len());
-        for (partition, high_watermark) in watermarks {
+        for (partition, low_watermark, high_watermark) in watermarks {
             let checkpoint = self.sink.checkpoint(&self.source, partition).await.ok()?;
             positions.push(PartitionPosition {
                 partition,
                 checkpoint: checkpoint.map(|position| position.offset),
+                low_watermark,
                 high_watermark,
             });
         }
@@ -178,7 +183,7 @@ mod tests {
     use super::*;
 
     fn at(checkpoint: i64, high_watermark: i64, partition: i32) -> PartitionPosition {
-        PartitionPosition { partition, checkpoint: Some(checkpoint), high_watermark }
+        PartitionPosition { partition, checkpoint: Some(checkpoint), low_watermark: 0, high_watermark }
     }
 
     const AFTER: Duration = Duration::from_secs(30);
@@ -222,8 +227,25 @@ mod tests {
     fn a_partition_never_applied_counts_as_behind() {
         let start = Instant::now();
         let mut watch = StallWatch::new(AFTER);
-        let never = PartitionPosition { partition: 3, checkpoint: None, high_watermark: 4 };
+        let never = PartitionPosition { partition: 3, checkpoint: None, low_watermark: 0, high_watermark: 4 };
         watch.observe(start, &HashSet::new(), &[never]);
         assert_eq!(watch.observe(start + AFTER, &HashSet::new(), &[never]), [3]);
+    }
+
+    /// Retention deleted every message of a partition never applied here (a new database),
+    /// or the messages below a checkpoint left behind: nothing can be read, nobody is late,
+    /// and rejoining every `stalled_after` would only cost every member its pending batches.
+    #[test]
+    fn a_partition_with_nothing_readable_beyond_its_checkpoint_is_not_stalled() {
+        let start = Instant::now();
+        let emptied = PartitionPosition { partition: 3, checkpoint: None, low_watermark: 4, high_watermark: 4 };
+        let left_behind = PartitionPosition { partition: 4, checkpoint: Some(2), low_watermark: 9, high_watermark: 9 };
+        let mut watch = StallWatch::new(AFTER);
+        watch.observe(start, &HashSet::new(), &[emptied, left_behind]);
+        assert!(watch.observe(start + AFTER * 2, &HashSet::new(), &[emptied, left_behind]).is_empty());
+        // Readable messages beyond the low watermark still count.
+        let readable = PartitionPosition { low_watermark: 4, high_watermark: 6, ..emptied };
+        watch.observe(start + AFTER * 2, &HashSet::new(), &[readable]);
+        assert_eq!(watch.observe(start + AFTER * 3, &HashSet::new(), &[readable]), [3]);
     }
 }
