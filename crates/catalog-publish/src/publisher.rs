@@ -395,16 +395,19 @@ impl ChannelPublisher {
         let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
             return (batch, Err(Unsent::LeaseRanOut));
         };
-        if shutdown.is_cancelled() {
-            return (batch, Err(Unsent::Stopping));
-        }
-        // A 429 answered to another send of this round (or another lane's) holds this one:
-        // the contract says to wait at least that long, and the rest of a round is not sent
-        // into it. Asked before a rate permit is taken (a held send spends none) and again
-        // after (a 429 may have come while it waited for one).
-        let held = || hold.until().is_some();
-        if held() {
-            return (batch, Err(Unsent::Held));
+        // A stopping publisher starts nothing. A 429 answered to another send of this round (or
+        // another lane's) holds this one: the contract says to wait at least that long, and
+        // the rest of a round is not sent into it. Asked before a rate permit is taken (a held
+        // send spends none) and again after (a 429, or shutdown, may have come meanwhile).
+        let not_now = || {
+            if shutdown.is_cancelled() {
+                Some(Unsent::Stopping)
+            } else {
+                hold.until().map(|_| Unsent::Held)
+            }
+        };
+        if let Some(unsent) = not_now() {
+            return (batch, Err(unsent));
         }
         if let Some(limiter) = &self.limiter {
             // A permit that comes too late is not taken: it would be spent on nothing.
@@ -417,11 +420,8 @@ impl ChannelPublisher {
                 _ = shutdown.cancelled() => return (batch, Err(Unsent::Stopping)),
             }
         }
-        if held() {
-            return (batch, Err(Unsent::Held));
-        }
-        if shutdown.is_cancelled() {
-            return (batch, Err(Unsent::Stopping));
+        if let Some(unsent) = not_now() {
+            return (batch, Err(unsent));
         }
         let at = Instant::now();
         if at > latest_start || holding.is_some_and(|holding| !holding.still_held()) {

@@ -92,26 +92,21 @@ impl BatchSink for MeddlingSink {
 
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
         if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
-            match self.meddling {
+            // Where the other run checkpoints.
+            let offset = match self.meddling {
                 Meddling::Fail => return Err(SinkError::Fatal("the store refuses the batch".to_owned())),
-                Meddling::RunAhead | Meddling::RunAlongside => {
-                    let offset = match self.meddling {
-                        Meddling::RunAhead => {
-                            self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset) + 1_000
-                        }
-                        _ => batch.checkpoint.as_ref().expect("a feed batch has a position").offset,
-                    };
-                    let other_run = SourceBatch {
-                        source: Arc::clone(&batch.source),
-                        partition: 0,
-                        events: Vec::new(),
-                        checkpoint: Some(Position { offset, cursor: None }),
-                        last_message_at: None,
-                        high_watermark: None,
-                    };
-                    self.inner.apply(other_run).await?;
-                }
-            }
+                Meddling::RunAhead => self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset) + 1_000,
+                Meddling::RunAlongside => batch.checkpoint.as_ref().expect("a feed batch has a position").offset,
+            };
+            let other_run = SourceBatch {
+                source: Arc::clone(&batch.source),
+                partition: 0,
+                events: Vec::new(),
+                checkpoint: Some(Position { offset, cursor: None }),
+                last_message_at: None,
+                high_watermark: None,
+            };
+            self.inner.apply(other_run).await?;
         }
         self.inner.apply(batch).await
     }
