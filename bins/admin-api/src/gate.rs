@@ -9,8 +9,13 @@ use catalog_core::{
 use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError};
 use chrono::{DateTime, Utc};
 
-/// How many samples the gate reads at most: a day of samples at a 30 s interval.
+/// How many samples the signals history reads at most: a day of samples at a 30 s interval.
 pub const MAX_SAMPLES: usize = 3_000;
+
+/// The spans of time the gate reads one sample each of, as a share of the allowed gap: every
+/// worker samples every tenant, so the store merges the samples of a span (red if any was)
+/// and the gate reads a day of them whatever the number of workers (1,152 at the defaults).
+const SPANS_PER_GAP: i32 = 4;
 
 /// The signals' and the gate's settings, as the worker judges with them.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -25,8 +30,9 @@ pub struct GateContext {
     pub tenant: TenantId,
     pub now: DateTime<Utc>,
     pub state: RolloutState,
-    /// The samples since `now - green_for - max_sample_gap`, oldest first.
-    pub samples: Vec<catalog_store::SignalSample>,
+    /// The samples since `now - green_for - max_sample_gap`, oldest first, one per span of a
+    /// quarter of the allowed gap (`SignalStore::gate_samples`).
+    pub samples: Vec<catalog_core::GateSample>,
     /// The items whose traces support signs off: the first applied since the rollout last
     /// changed (stable while the stage holds).
     pub picked: Vec<AppliedItem>,
@@ -44,8 +50,8 @@ impl GateContext {
     ) -> Result<Self, StoreError> {
         let state = store.rollout(tenant).await?;
         let since_change = state.changed_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let samples =
-            store.signal_samples(Some(tenant), now - settings.green_for - settings.max_sample_gap, MAX_SAMPLES).await?;
+        let since = now - settings.green_for - settings.max_sample_gap;
+        let samples = store.gate_samples(Some(tenant), since, settings.max_sample_gap / SPANS_PER_GAP).await?;
         let picked = store.applied_items_since(tenant, since_change, settings.sign_offs).await?;
         let sign_offs = store.sign_offs(tenant, since_change).await?;
         Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs })
@@ -66,8 +72,9 @@ impl GateContext {
 
     pub fn facts(&self) -> GateFacts {
         GateFacts {
-            samples: self.samples.iter().map(catalog_store::SignalSample::gate_sample).collect(),
+            samples: self.samples.clone(),
             signed_off_traces: self.signed_off_traces(),
+            stage_since: self.state.changed_at,
         }
     }
 

@@ -130,6 +130,11 @@ pub struct GateFacts {
     pub samples: Vec<GateSample>,
     /// Traces support signed off since the rollout last changed.
     pub signed_off_traces: usize,
+    /// When the rollout last changed (reached its stage); `None` when it never did. A stage
+    /// is judged on what it did: its signals count only from this time on, so a stage
+    /// younger than [`GateSettings::green_for`] never widens or opens, however green the
+    /// samples before it (a closed tenant's are trivially green).
+    pub stage_since: Option<DateTime<Utc>>,
 }
 
 /// Why the gate refused a step. Every reason that applies is given.
@@ -162,6 +167,15 @@ pub enum Refusal {
     NotGreenLongEnough {
         /// Since when they have been green; `None` when they are not green now.
         since: Option<DateTime<Utc>>,
+        /// The hours needed ([`GateSettings::green_for`]).
+        needed_hours: i64,
+    },
+    /// The rollout reached its stage less than [`GateSettings::green_for`] ago: the signals
+    /// have not yet been measured on a business day of it.
+    #[error("the rollout reached this stage at {}, it must run {needed_hours} hours first", since.to_rfc3339())]
+    StageTooNew {
+        /// When the rollout reached its stage ([`GateFacts::stage_since`]).
+        since: DateTime<Utc>,
         /// The hours needed ([`GateSettings::green_for`]).
         needed_hours: i64,
     },
@@ -220,8 +234,8 @@ fn widen(mut suppliers: BTreeSet<SupplierId>, supplier: &SupplierId) -> Result<R
 
 /// Decides `step` for a rollout at `rollout`: the next rollout, or every reason it is refused.
 /// Leaving closed needs no signals (nothing of the tenant was applied to measure); widening
-/// and opening need the signals green for `green_for` and enough signed-off traces; a
-/// rollback is always allowed.
+/// and opening need the signals green for `green_for`, the stage itself at least that old,
+/// and enough signed-off traces; a rollback is always allowed.
 ///
 /// ```
 /// use catalog_core::{decide_step, GateFacts, GateSettings, GateStep, Refusal, Rollout, SupplierId};
@@ -262,6 +276,9 @@ pub fn decide_step(
     let since = green_since(&facts.samples, now, settings.max_sample_gap);
     if since.is_none_or(|since| now - since < settings.green_for) {
         refusals.push(Refusal::NotGreenLongEnough { since, needed_hours: settings.green_for.num_hours() });
+    }
+    if let Some(since) = facts.stage_since.filter(|since| now - *since < settings.green_for) {
+        refusals.push(Refusal::StageTooNew { since, needed_hours: settings.green_for.num_hours() });
     }
     if facts.signed_off_traces < settings.sign_offs {
         refusals.push(Refusal::TooFewSignOffs { have: facts.signed_off_traces, need: settings.sign_offs });

@@ -326,6 +326,45 @@ pub(crate) async fn samples(
     rows.iter().map(|row| sample(row, tenant)).collect()
 }
 
+pub(crate) async fn gate_samples(
+    pool: &PgPool,
+    tenant: Option<&TenantId>,
+    since: DateTime<Utc>,
+    span: chrono::Duration,
+) -> Result<Vec<catalog_core::GateSample>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT max(at) AS at, bool_and(stale_items_green) AS stale_items_green,
+                bool_and(queue_lag_green) AS queue_lag_green,
+                bool_and(publish_errors_green) AS publish_errors_green,
+                bool_and(trace_coverage_green) AS trace_coverage_green
+         FROM signal_samples WHERE tenant_id = $1 AND at >= $2
+         GROUP BY date_bin(make_interval(secs => $3), at, $2)
+         ORDER BY 1",
+    )
+    .bind(scope(tenant))
+    .bind(since)
+    .bind(span_seconds(span))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let greens = [
+                column(row, "stale_items_green")?,
+                column(row, "queue_lag_green")?,
+                column(row, "publish_errors_green")?,
+                column(row, "trace_coverage_green")?,
+            ];
+            Ok(catalog_store::gate_sample(column(row, "at")?, greens))
+        })
+        .collect()
+}
+
+/// A span in seconds, at least a millisecond.
+fn span_seconds(span: chrono::Duration) -> f64 {
+    (span.num_milliseconds().max(1) as f64) / 1_000.0
+}
+
 pub(crate) async fn prune_samples(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM signal_samples WHERE at < $1")
         .bind(before)
@@ -377,6 +416,15 @@ impl SignalStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<SignalSample>, StoreError> {
         crate::with_deadline(self.deadline, "signal_samples", samples(&self.pool, tenant, since, limit)).await
+    }
+
+    async fn gate_samples(
+        &self,
+        tenant: Option<&TenantId>,
+        since: DateTime<Utc>,
+        span: chrono::Duration,
+    ) -> Result<Vec<catalog_core::GateSample>, StoreError> {
+        crate::with_deadline(self.deadline, "gate_samples", gate_samples(&self.pool, tenant, since, span)).await
     }
 
     async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

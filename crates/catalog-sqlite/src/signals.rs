@@ -340,6 +340,39 @@ pub(crate) async fn samples(
     rows.iter().map(|row| sample(row, tenant)).collect()
 }
 
+pub(crate) async fn gate_samples(
+    pool: &SqlitePool,
+    tenant: Option<&TenantId>,
+    since: DateTime<Utc>,
+    span: chrono::Duration,
+) -> Result<Vec<catalog_core::GateSample>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT max(at) AS at, min(stale_items_green) AS stale_items_green,
+                min(queue_lag_green) AS queue_lag_green, min(publish_errors_green) AS publish_errors_green,
+                min(trace_coverage_green) AS trace_coverage_green
+         FROM signal_samples WHERE tenant_id = ?1 AND at >= ?2
+         GROUP BY (at - ?2) / ?3
+         ORDER BY 1",
+    )
+    .bind(scope(tenant))
+    .bind(micros(since))
+    .bind(span.num_microseconds().unwrap_or(i64::MAX).max(1_000))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let greens = [
+                column(row, "stale_items_green")?,
+                column(row, "queue_lag_green")?,
+                column(row, "publish_errors_green")?,
+                column(row, "trace_coverage_green")?,
+            ];
+            Ok(catalog_store::gate_sample(time_column(row, "at")?, greens))
+        })
+        .collect()
+}
+
 pub(crate) async fn prune_samples(writer: &Writer, before: DateTime<Utc>) -> Result<u64, StoreError> {
     writer
         .transaction(move |connection| {
@@ -392,6 +425,15 @@ impl SignalStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<SignalSample>, StoreError> {
         samples(&self.pool, tenant, since, limit).await
+    }
+
+    async fn gate_samples(
+        &self,
+        tenant: Option<&TenantId>,
+        since: DateTime<Utc>,
+        span: chrono::Duration,
+    ) -> Result<Vec<catalog_core::GateSample>, StoreError> {
+        gate_samples(&self.pool, tenant, since, span).await
     }
 
     async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -100,10 +100,18 @@ impl SignalSample {
 
     /// What the gate decides from: when, and which were red.
     pub fn gate_sample(&self) -> catalog_core::GateSample {
-        catalog_core::GateSample {
-            at: self.at,
-            red: self.each().into_iter().filter(|(_, sampled)| !sampled.green).map(|(name, _)| name).collect(),
-        }
+        gate_sample(self.at, self.each().map(|(_, sampled)| sampled.green))
+    }
+}
+
+/// A gate sample at `at` from the four signals' greens in the seed's order
+/// ([`SignalSample::each`]).
+pub fn gate_sample(at: DateTime<Utc>, greens: [bool; 4]) -> catalog_core::GateSample {
+    use catalog_core::SignalName;
+    let names = [SignalName::StaleItems, SignalName::QueueLag, SignalName::PublishErrors, SignalName::TraceCoverage];
+    catalog_core::GateSample {
+        at,
+        red: names.into_iter().zip(greens).filter(|(_, green)| !green).map(|(name, _)| name).collect(),
     }
 }
 
@@ -286,6 +294,17 @@ pub trait SignalStore: Send + Sync + std::fmt::Debug {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<SignalSample>, StoreError>;
+
+    /// What the gate decides from: a tenant's samples (overall for `None`) taken at or after
+    /// `since`, one per `span` of time however many workers sampled in it (each samples every
+    /// tenant), oldest first. A span's sample is at its last time, red by every signal red in
+    /// any sample within it. The rows grow with the window over `span`, never with workers.
+    async fn gate_samples(
+        &self,
+        tenant: Option<&TenantId>,
+        since: DateTime<Utc>,
+        span: chrono::Duration,
+    ) -> Result<Vec<catalog_core::GateSample>, StoreError>;
 
     /// Deletes samples taken before `before`, returning how many.
     async fn prune_signal_samples(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;

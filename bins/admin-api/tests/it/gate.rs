@@ -5,7 +5,7 @@
 
 use catalog_core::StockChange;
 use catalog_store::contract::{base, batch, incoming, offer};
-use catalog_store::{Role, SampledValue, SignalSample};
+use catalog_store::{Role, RolloutChange, SampledValue, SignalSample};
 use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -18,15 +18,16 @@ fn now_second() -> i64 {
     (Utc::now() - base()).num_seconds() + 1
 }
 
-/// Samples of the tenant every minute from `hours` ago to a minute ago, green.
+/// Samples of the tenant from `hours` ago to a minute ago, green, as three workers take them
+/// (each every minute, 20 s apart): more than a day of them than the signals history reads.
 async fn green_for_hours(server: &Server, hours: i64) {
     let value = |value: f64| SampledValue { value, green: true };
     let now = Utc::now();
-    let samples: Vec<SignalSample> = (1..=hours * 60)
+    let samples: Vec<SignalSample> = (1..=hours * 60 * 3)
         .rev()
-        .map(|minutes| SignalSample {
+        .map(|thirds| SignalSample {
             tenant_id: Some(catalog_core::TenantId::parse("canary").expect("tenant")),
-            at: now - Duration::minutes(minutes),
+            at: now - Duration::seconds(thirds * 20),
             green: true,
             stale_items: value(0.0),
             queue_lag: value(1.0),
@@ -34,7 +35,24 @@ async fn green_for_hours(server: &Server, hours: i64) {
             trace_coverage: value(1.0),
         })
         .collect();
+    assert!(samples.len() > admin_api::gate::MAX_SAMPLES || hours < 24, "more than the history reads");
     server.store.record_signal_samples(&samples).await.expect("samples");
+}
+
+/// Moves the tenant's last rollout change `hours` back, as if its stage had run that long
+/// (a change from the rollout to itself, at that time).
+async fn backdate_stage(server: &Server, hours: i64) {
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    let state = server.store.rollout(&tenant).await.expect("rollout");
+    let change = RolloutChange {
+        tenant,
+        from: state.rollout.clone(),
+        to: state.rollout,
+        step: "canary".to_owned(),
+        actor: "test".to_owned(),
+        at: Utc::now() - Duration::hours(hours),
+    };
+    assert!(server.store.change_rollout(&change).await.expect("backdate"), "the rollout did not move");
 }
 
 fn refusals(body: &Value) -> Vec<String> {
@@ -76,6 +94,12 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     server.store.apply_batch(&batch(events)).await.expect("apply");
     assert_eq!(outcomes(&server).await, [("applied".to_owned(), 3), ("held".to_owned(), 1)].into(), "globex held");
     green_for_hours(&server, 25).await;
+
+    // A day of green samples, but the canary started a moment ago: it has not run a day.
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refusals(&refused), ["stage_too_new", "too_few_sign_offs"], "{refused}");
+    backdate_stage(&server, 25).await;
 
     let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
     assert_eq!(gate["rollout"]["stage"], "canary");
@@ -174,7 +198,11 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
     assert_eq!(refused.status(), 409);
     let refused: Value = refused.json().await.expect("json");
-    assert_eq!(refusals(&refused), ["red_signals", "not_green_long_enough", "too_few_sign_offs"], "{refused}");
+    assert_eq!(
+        refusals(&refused),
+        ["red_signals", "not_green_long_enough", "stage_too_new", "too_few_sign_offs"],
+        "{refused}"
+    );
     assert_eq!(refused["refusals"][0]["red"], json!(["queue_lag"]));
 
     let audit = server.get_json(&operator, "/v1/audit").await;
@@ -184,7 +212,7 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
         assert!(actions.contains(&action), "{action} audited: {actions:?}");
     }
     let history = server.get_json(&viewer, "/v1/tenants/canary/gate").await["history"].clone();
-    assert_eq!(history.as_array().expect("history").len(), 4);
+    assert_eq!(history.as_array().expect("history").len(), 5, "four steps and the test's backdating");
     server.stop().await;
 }
 
@@ -214,10 +242,10 @@ async fn the_signals_routes_judge_now_and_return_the_history() {
         assert!(["green", "red"].contains(&all["tenants"][0][name]["status"].as_str().expect("status")), "{name}");
     }
     let tenant = server.get_json(&viewer, "/v1/tenants/canary/signals").await;
-    assert_eq!(tenant["history"].as_array().expect("history").len(), 60);
+    assert_eq!(tenant["history"].as_array().expect("history").len(), 180, "three workers for an hour");
     let since = (Utc::now() - Duration::seconds(630)).to_rfc3339().replace('+', "%2B");
     let recent = server.get_json(&viewer, &format!("/v1/tenants/canary/signals?since={since}")).await;
-    assert_eq!(recent["history"].as_array().expect("history").len(), 10);
+    assert_eq!(recent["history"].as_array().expect("history").len(), 31, "the last 630 s, a sample every 20 s");
     assert_eq!(server.get(&viewer, "/v1/tenants/canary/signals?since=yesterday").await.status(), 400);
     assert_eq!(server.get(&viewer, "/v1/tenants/nobody/signals").await.status(), 404);
 

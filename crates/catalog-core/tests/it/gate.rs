@@ -43,7 +43,7 @@ fn a_closed_tenant_starts_a_canary_without_signals() {
 
 #[test]
 fn a_day_green_with_three_sign_offs_widens_then_opens() {
-    let facts = GateFacts { samples: green_for(24), signed_off_traces: 3 };
+    let facts = GateFacts { samples: green_for(24), signed_off_traces: 3, stage_since: None };
     let now = start() + Duration::hours(24);
     assert_eq!(decide(&canary(), &widen("globex"), &facts, now), Ok("widening(acme, globex)".to_owned()));
     let widening = Rollout::Widening { suppliers: [supplier("acme"), supplier("globex")].into() };
@@ -55,7 +55,7 @@ fn a_day_green_with_three_sign_offs_widens_then_opens() {
 fn any_red_signal_refuses() {
     let mut samples = green_for(24);
     samples.last_mut().expect("samples").red = vec![SignalName::QueueLag];
-    let facts = GateFacts { samples, signed_off_traces: 3 };
+    let facts = GateFacts { samples, signed_off_traces: 3, stage_since: None };
     let refused = decide(&canary(), &widen("globex"), &facts, start() + Duration::hours(24));
     assert_eq!(
         refused,
@@ -72,14 +72,14 @@ fn a_red_sample_within_the_day_restarts_the_clock() {
     samples[600].red = vec![SignalName::StaleItems];
     let since = green_since(&samples, start() + Duration::hours(24), Duration::minutes(5));
     assert_eq!(since, Some(samples[601].at));
-    let facts = GateFacts { samples, signed_off_traces: 3 };
+    let facts = GateFacts { samples, signed_off_traces: 3, stage_since: None };
     let refused = decide(&canary(), &GateStep::Open, &facts, start() + Duration::hours(24));
     assert_eq!(refused, Err(vec!["signals green since 2026-06-01T19:01:00+00:00, 24 hours are needed".to_owned()]));
 }
 
 #[test]
 fn fewer_than_three_sign_offs_refuses() {
-    let facts = GateFacts { samples: green_for(24), signed_off_traces: 2 };
+    let facts = GateFacts { samples: green_for(24), signed_off_traces: 2, stage_since: None };
     let refused = decide(&canary(), &widen("globex"), &facts, start() + Duration::hours(24));
     assert_eq!(refused, Err(vec!["2 signed-off traces, 3 are needed".to_owned()]));
 }
@@ -91,10 +91,10 @@ fn a_gap_in_the_samples_is_not_green() {
     samples.retain(|sample| {
         sample.at < start() + Duration::hours(3) || sample.at > start() + Duration::hours(3) + Duration::minutes(10)
     });
-    let facts = GateFacts { samples, signed_off_traces: 3 };
+    let facts = GateFacts { samples, signed_off_traces: 3, stage_since: None };
     assert!(decide(&canary(), &GateStep::Open, &facts, start() + Duration::hours(24)).is_err());
     // And samples that stopped coming are not green now.
-    let stopped = GateFacts { samples: green_for(24), signed_off_traces: 3 };
+    let stopped = GateFacts { samples: green_for(24), signed_off_traces: 3, stage_since: None };
     assert!(decide(&canary(), &GateStep::Open, &stopped, start() + Duration::hours(25)).is_err());
 }
 
@@ -113,7 +113,7 @@ fn rollback_is_always_allowed_and_only_steps_forward_otherwise() {
         decide(&canary(), &GateStep::Canary { supplier: supplier("x") }, &nothing, start()),
         Err(vec!["cannot canary from canary".to_owned()])
     );
-    let facts = GateFacts { samples: green_for(24), signed_off_traces: 3 };
+    let facts = GateFacts { samples: green_for(24), signed_off_traces: 3, stage_since: None };
     assert_eq!(
         decide(&canary(), &widen("acme"), &facts, start() + Duration::hours(24)),
         Err(vec!["supplier acme is already applied".to_owned()])
@@ -127,4 +127,24 @@ fn the_rollout_decides_which_suppliers_apply() {
     assert!(canary().applies(&supplier("acme")) && !canary().applies(&supplier("globex")));
     assert!(widening.applies(&supplier("globex")) && !widening.applies(&supplier("initech")));
     assert!(Rollout::Open.applies(&supplier("initech")));
+}
+
+#[test]
+fn a_stage_younger_than_a_day_neither_widens_nor_opens_however_green_before_it() {
+    // A day of green samples while the tenant was closed (nothing of it applied), then a
+    // canary started ten minutes ago, with three traces signed off.
+    let now = start() + Duration::hours(24);
+    let changed = now - Duration::minutes(10);
+    let facts = GateFacts { samples: green_for(24), signed_off_traces: 3, stage_since: Some(changed) };
+    let refusal = "the rollout reached this stage at 2026-06-02T08:50:00+00:00, it must run 24 hours first".to_owned();
+    assert_eq!(decide(&canary(), &widen("globex"), &facts, now), Err(vec![refusal.clone()]));
+    assert_eq!(decide(&canary(), &GateStep::Open, &facts, now), Err(vec![refusal]));
+    // More than a day after the change, green all along: allowed.
+    let later = GateFacts { samples: green_for(48), ..facts };
+    assert_eq!(
+        decide(&canary(), &widen("globex"), &later, start() + Duration::hours(48)),
+        Ok("widening(acme, globex)".to_owned())
+    );
+    // Rollback is never held back by it.
+    assert_eq!(decide(&canary(), &GateStep::Rollback, &later, now), Ok("closed".to_owned()));
 }

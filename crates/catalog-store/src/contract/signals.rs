@@ -259,6 +259,52 @@ where
     assert_eq!(store.signal_samples(canary.as_ref(), at, 100).await.expect("samples").len(), 4);
 }
 
+/// Three workers sample every tenant every 30 s for a day: the gate reads one sample per span,
+/// red where any worker saw red, and finds the run green since the span after the red one.
+pub(super) async fn gate_samples_merge_every_worker_s_samples_of_a_span<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let start = base();
+    let canary = Some(tenant("canary"));
+    let green = SampledValue { value: 0.0, green: true };
+    let at = |worker: i64, n: i64| start + Duration::seconds(30 * n + 7 * worker);
+    let mut samples: Vec<SignalSample> = (0..3)
+        .flat_map(|worker| (0..2_880).map(move |n| (worker, n)))
+        .map(|(worker, n)| SignalSample {
+            tenant_id: canary.clone(),
+            at: at(worker, n),
+            green: true,
+            stale_items: green,
+            queue_lag: green,
+            publish_errors: green,
+            trace_coverage: green,
+        })
+        .collect();
+    samples.sort_by_key(|sample| sample.at);
+    // One worker saw the queue lag red once, twelve hours in.
+    let red_at = at(1, 1_440);
+    let red = samples.iter_mut().find(|sample| sample.at == red_at).expect("the red sample");
+    (red.green, red.queue_lag) = (false, SampledValue { value: 240.0, green: false });
+    store.record_signal_samples(&samples).await.expect("record");
+
+    let span = Duration::seconds(75);
+    let gate = store.gate_samples(canary.as_ref(), start, span).await.expect("gate samples");
+    assert!(gate.len() <= 24 * 60 * 60 / 75 + 1, "one per span, not per worker: {}", gate.len());
+    assert_eq!(gate.last().expect("some").at, at(2, 2_879), "the newest span ends at the newest sample");
+    let reds: Vec<&catalog_core::GateSample> = gate.iter().filter(|sample| !sample.red.is_empty()).collect();
+    assert_eq!(reds.len(), 1, "only the red sample's span is red");
+    assert_eq!(reds[0].red, [catalog_core::SignalName::QueueLag]);
+    let since = catalog_core::green_since(&gate, at(2, 2_879), Duration::minutes(5)).expect("green now");
+    assert!(since > red_at && since <= red_at + span * 2, "green since {since}, red at {red_at}");
+
+    let after_red = store.gate_samples(canary.as_ref(), red_at + span, span).await.expect("gate samples");
+    let since = catalog_core::green_since(&after_red, at(2, 2_879), Duration::minutes(5)).expect("green now");
+    assert!(since <= red_at + span * 2, "green since the first span read: {since}");
+    assert!(store.gate_samples(None, start, span).await.expect("overall").is_empty());
+}
+
 fn supplier(name: &str) -> SupplierId {
     SupplierId::parse(name).expect("valid supplier")
 }
