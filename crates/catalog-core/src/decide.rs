@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::StockChange;
@@ -156,6 +157,9 @@ pub struct OfferState {
     #[serde(skip_serializing_if = "Option::is_none")]
     folded: Option<FoldedAdjustments>,
     adjustments: Vec<Adjustment>,
+    /// The latest supplier time (`updated_at`) of a clamped event decided on this offer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clamped_until: Option<DateTime<Utc>>,
 }
 
 /// An offer state as read back (a store's columns, JSON): checked before it is used.
@@ -165,13 +169,16 @@ struct OfferStateParts {
     #[serde(default)]
     folded: Option<FoldedAdjustments>,
     adjustments: Vec<Adjustment>,
+    #[serde(default)]
+    clamped_until: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<OfferStateParts> for OfferState {
     type Error = InvalidOfferState;
 
     fn try_from(parts: OfferStateParts) -> Result<Self, Self::Error> {
-        OfferState::from_parts(parts.snapshot, parts.folded, parts.adjustments)
+        Ok(OfferState::from_parts(parts.snapshot, parts.folded, parts.adjustments)?
+            .with_clamped_until(parts.clamped_until))
     }
 }
 
@@ -230,7 +237,33 @@ impl OfferState {
                 return Err(InvalidOfferState::ListedWithinFold);
             }
         }
-        Ok(Self { snapshot, folded, adjustments })
+        Ok(Self { snapshot, folded, adjustments, clamped_until: None })
+    }
+
+    /// This state, remembering `clamped_until` ([`OfferState::clamped_until`]) as a store
+    /// kept it.
+    pub fn with_clamped_until(self, clamped_until: Option<DateTime<Utc>>) -> Self {
+        Self { clamped_until, ..self }
+    }
+
+    /// The latest supplier time (`updated_at`) of an event whose clock was clamped when it was
+    /// decided on this offer. Its ordering key was its receipt plus the clock allowance; once
+    /// its claim is forgotten, a redelivery's key is its own time, later than that. Below
+    /// this time a redelivery past the claim retention cannot be placed, so it never counts
+    /// (decision 0019, "A clamped clock").
+    pub fn clamped_until(&self) -> Option<DateTime<Utc>> {
+        self.clamped_until
+    }
+
+    /// Remembers that an event with supplier time `updated_at`, clamped, was decided here.
+    pub(crate) fn remember_clamped(&mut self, updated_at: DateTime<Utc>) {
+        self.clamped_until = self.clamped_until.max(Some(updated_at));
+    }
+
+    /// Whether the event `event_id` is this offer's snapshot or one of its listed adjustments.
+    pub(crate) fn holds(&self, event_id: crate::EventId) -> bool {
+        self.snapshot.is_some_and(|snapshot| snapshot.key.event_id == event_id)
+            || self.adjustments.iter().any(|adjustment| adjustment.key.event_id == event_id)
     }
 
     /// The newest `inventory.updated` applied, if any arrived.

@@ -81,24 +81,28 @@ pub struct Decision {
     /// A snapshot decided `stale` because it is older than adjustments its offer folded
     /// beyond the horizon ([`crate::ADJUSTMENT_HORIZON`]), not older than its snapshot.
     pub beyond_horizon: bool,
-    /// An adjustment decided `stale` because it lies within its offer's fold and is older
-    /// than [`DEDUPE_HORIZON`] behind its receipt: a store keeps an event id's claim only that
-    /// long, so whether it was applied before can no longer be told (decision 0019).
+    /// An event decided `stale` because it is older than [`DEDUPE_HORIZON`] behind its
+    /// receipt, so its claim may be gone, and it is an adjustment within its offer's fold or
+    /// would count at or below its offer's [`OfferState::clamped_until`]: whether it was
+    /// applied before can no longer be told (decision 0019).
     pub beyond_dedupe_horizon: bool,
 }
 
-/// How long a store keeps an event id's claim, counted from the event's effective time, and
-/// how old an adjustment within its offer's fold may be when it arrives. A redelivery of an
-/// event whose claim is gone is never applied twice: a snapshot is recognised by its offer's
-/// state (equal key: duplicate; older: stale), a listed adjustment by its key, a superseded one
-/// by the snapshot, and one within the fold is older than this and decided `stale`
-/// (`beyond_dedupe_horizon`). Stores keep claims at least [`ClockPolicy::claim_retention`].
+/// How old an event may be, by its effective time at receipt, before its claim may be gone,
+/// and how old an adjustment within its offer's fold may be when it arrives. A redelivery of
+/// an event whose claim is gone is never applied twice: a snapshot is recognised by its
+/// offer's state (equal key: duplicate; older: stale), a listed adjustment by its key, a
+/// superseded one by the snapshot, one within the fold is older than this and decided `stale`
+/// (`beyond_dedupe_horizon`), and so is anything that would count at or below the latest
+/// clamped supplier time its offer saw ([`OfferState::clamped_until`]). Stores keep claims
+/// at least [`ClockPolicy::claim_retention`].
 pub const DEDUPE_HORIZON: chrono::Duration = chrono::Duration::days(30);
 
 impl ClockPolicy {
-    /// The least time a store keeps an event id's claim after the event was received, so a
-    /// redelivery whose claim is gone is [`DEDUPE_HORIZON`] old by its effective time: the
-    /// horizon, plus the clock allowance (an effective time is at most that far past its
+    /// The least time a store keeps an event id's claim after the later of the event's
+    /// receipt and its own time (`updated_at`), so a redelivery whose claim is gone is
+    /// [`DEDUPE_HORIZON`] old by its effective time, and that time is its own, not clamped:
+    /// the horizon, plus the clock allowance (an effective time is at most that far past its
     /// receipt), plus a day for clocks between the store and the worker.
     pub fn claim_retention(&self) -> chrono::Duration {
         DEDUPE_HORIZON + self.max_skew.max(chrono::Duration::zero()) + chrono::Duration::days(1)
@@ -117,6 +121,57 @@ fn beyond_dedupe_horizon(
         && offer.folded().is_some_and(|folded| key <= folded.through)
         && offer.snapshot().is_none_or(|snapshot| snapshot.key < key)
         && key.effective_at < received_at - DEDUPE_HORIZON
+}
+
+/// Decides `event`, with `effective` from its first receipt `received_at`, on `offer`.
+fn decide_on(
+    offer: &mut OfferState,
+    event: &SupplierEvent,
+    effective: Effective,
+    received_at: DateTime<Utc>,
+    decision: &mut Decision,
+) -> Outcome {
+    let key = effective.key;
+    let outcome = if beyond_dedupe_horizon(offer, event.change(), key, received_at) {
+        decision.beyond_dedupe_horizon = true;
+        Outcome::Stale
+    } else if cannot_be_placed(offer, event, key, received_at) {
+        // Its claim may be gone, and if it was decided here before, its key was earlier.
+        if offer.holds(event.event_id()) {
+            return Outcome::Duplicate;
+        }
+        let before = offer.clone();
+        match offer.apply(event.change(), key) {
+            Outcome::Applied => {
+                *offer = before;
+                decision.beyond_dedupe_horizon = true;
+                Outcome::Stale
+            }
+            outcome => outcome,
+        }
+    } else {
+        let outcome = offer.apply(event.change(), key);
+        decision.beyond_horizon = outcome == Outcome::Stale && offer.is_beyond_horizon(key);
+        outcome
+    };
+    if effective.clock_drift_clamped && outcome.claims_event_id() {
+        offer.remember_clamped(event.updated_at());
+    }
+    outcome
+}
+
+/// Whether `event`, with `key` from its first receipt `received_at`, is older than
+/// [`DEDUPE_HORIZON`] (its claim may be gone) and no later than a clamped event decided on
+/// `offer` ([`OfferState::clamped_until`]): it may be that event again, first placed at its
+/// receipt, earlier than its own time, so where it would go now says nothing (decision 0019).
+fn cannot_be_placed(
+    offer: &OfferState,
+    event: &SupplierEvent,
+    key: crate::OrderingKey,
+    received_at: DateTime<Utc>,
+) -> bool {
+    key.effective_at < received_at - DEDUPE_HORIZON
+        && offer.clamped_until().is_some_and(|clamped_until| event.updated_at() <= clamped_until)
 }
 
 /// An offer whose state the batch changed.
@@ -275,14 +330,7 @@ pub fn plan_batch<D: AsRef<Delivery>>(
             Ok(()) => {
                 let offer =
                     offers.entry(offer_key).or_insert_with(|| state.offers.get(offer_key).cloned().unwrap_or_default());
-                if beyond_dedupe_horizon(offer, event.change(), effective.key, first_received_at) {
-                    decision.beyond_dedupe_horizon = true;
-                    Outcome::Stale
-                } else {
-                    let outcome = offer.apply(event.change(), effective.key);
-                    decision.beyond_horizon = outcome == Outcome::Stale && offer.is_beyond_horizon(effective.key);
-                    outcome
-                }
+                decide_on(offer, event, effective, first_received_at, &mut decision)
             }
         };
         decisions.push(decision);
@@ -323,7 +371,8 @@ impl Decision {
     /// The one reason recorded with this decision in the journal, if any:
     /// the held or rejection reason, `payload_differs` for a redelivery whose content
     /// changed, `beyond_adjustment_horizon` for a snapshot older than folded adjustments,
-    /// `beyond_dedupe_horizon` for an adjustment within the fold older than [`DEDUPE_HORIZON`],
+    /// `beyond_dedupe_horizon` for an event older than [`DEDUPE_HORIZON`] that cannot be told
+    /// from one applied before (within the fold, or at or below a clamped time),
     /// else `clock_drift_clamped` when the supplier clock was clamped.
     pub fn reason(&self) -> Option<&'static str> {
         if let Some(reason) = self.outcome.reason() {

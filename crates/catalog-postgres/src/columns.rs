@@ -28,7 +28,7 @@ pub(crate) const JOURNAL_INSERT_COLUMNS: &str = concat!(journal_event_columns!()
 
 /// The offer state columns [`offer_columns`] reads.
 pub(crate) const OFFER_STATE_COLUMNS: &str =
-    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded";
+    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, clamped_until";
 
 /// The columns [`item_row`] reads.
 pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, version";
@@ -112,6 +112,7 @@ pub(crate) fn offer_columns(row: &PgRow) -> Result<OfferColumns, StoreError> {
         snapshot_event_id: column(row, "snapshot_event_id")?,
         adjustments: column(row, "adjustments")?,
         folded: column(row, "folded")?,
+        clamped_until: column(row, "clamped_until")?,
     })
 }
 

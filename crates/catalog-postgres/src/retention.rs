@@ -323,12 +323,14 @@ async fn archive(
     Ok((rows, archive))
 }
 
-/// Forgets claims received before the cutoff, a chunk per statement; held ones stay.
+/// Forgets claims whose retention started before the cutoff (the later of their receipt and
+/// their event's own time), a chunk per statement; held ones stay.
 async fn prune_claims(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
     chunked_delete(
         pool,
         "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM event_claims WHERE received_at < $1 AND NOT held LIMIT $2))",
+             SELECT ctid FROM event_claims
+             WHERE received_at < $1 AND (kept_from IS NULL OR kept_from < $1) AND NOT held LIMIT $2))",
         policy.claim_cutoff,
         policy.chunk,
     )

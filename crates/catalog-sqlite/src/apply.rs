@@ -315,13 +315,14 @@ fn upsert_offers(connection: &Connection, offers: &[OfferWrite], now: i64) -> Re
     let mut upsert = connection
         .prepare_cached(
             "INSERT INTO offers (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity, \
-             snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?11) \
+             snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, updated_at, \
+             clamped_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?11, ?13) \
              ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET quantity = excluded.quantity, \
              winner_event_id = excluded.winner_event_id, snapshot_quantity = excluded.snapshot_quantity, \
              snapshot_effective_at = excluded.snapshot_effective_at, snapshot_sequence = excluded.snapshot_sequence, \
              snapshot_event_id = excluded.snapshot_event_id, adjustments = excluded.adjustments, \
-             folded = excluded.folded, revision = offers.revision + 1, updated_at = excluded.updated_at",
+             folded = excluded.folded, revision = offers.revision + 1, updated_at = excluded.updated_at, \
+             clamped_until = excluded.clamped_until",
         )
         .map_err(write_error)?;
     for offer in offers {
@@ -340,6 +341,7 @@ fn upsert_offers(connection: &Connection, offers: &[OfferWrite], now: i64) -> Re
                 state_columns.adjustments.as_str(),
                 now,
                 state_columns.folded.as_deref(),
+                state_columns.clamped_until.map(micros),
             ])
             .map_err(write_error)?;
     }

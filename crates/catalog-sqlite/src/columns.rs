@@ -30,7 +30,7 @@ pub(crate) const JOURNAL_INSERT_COLUMNS: &str =
 
 /// The offer state columns that `OfferColumns` maps, shared by the load and the trace query.
 pub(crate) const OFFER_STATE_COLUMNS: &str =
-    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded";
+    "snapshot_quantity, snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, clamped_until";
 
 pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, version";
 
@@ -127,6 +127,7 @@ pub(crate) fn offer_columns(row: &SqliteRow) -> Result<OfferColumns, StoreError>
         snapshot_event_id: optional_uuid_column(row, "snapshot_event_id")?,
         adjustments: column(row, "adjustments")?,
         folded: column(row, "folded")?,
+        clamped_until: optional_time_column(row, "clamped_until")?,
     })
 }
 
@@ -235,6 +236,7 @@ pub(crate) mod raw {
             snapshot_event_id: optional_uuid_column(row, "snapshot_event_id")?,
             adjustments: column(row, "adjustments")?,
             folded: column(row, "folded")?,
+            clamped_until: optional_time_column(row, "clamped_until")?,
         })
     }
 }

@@ -258,9 +258,11 @@ async fn drop_day(
             .transaction(move |connection| {
                 connection
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO event_claims (event_id, fingerprint, received_at) \
-                         SELECT event_id, fingerprint, received_at FROM events \
-                         WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 AND received_at >= ?4 \
+                        "INSERT OR IGNORE INTO event_claims (event_id, fingerprint, received_at, kept_from) \
+                         SELECT event_id, fingerprint, received_at, \
+                         CASE WHEN updated_at > received_at THEN updated_at END FROM events \
+                         WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
+                         AND max(received_at, coalesce(updated_at, received_at)) >= ?4 \
                          AND outcome IN ('applied', 'stale', 'superseded') AND event_id IS NOT NULL",
                     )
                     .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff]))
@@ -296,11 +298,13 @@ async fn drop_day(
     Ok(DroppedSegment { name: day_name(day.date), rows: deleted, archive })
 }
 
-/// Forgets claims received before the cutoff, a chunk per transaction.
+/// Forgets claims whose retention started before the cutoff (the later of their receipt and
+/// their event's own time), a chunk per transaction.
 async fn prune_claims(writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
     chunked_delete(
         writer,
-        "DELETE FROM event_claims WHERE event_id IN (SELECT event_id FROM event_claims WHERE received_at < ?1 LIMIT ?2)",
+        "DELETE FROM event_claims WHERE event_id IN (SELECT event_id FROM event_claims \
+         WHERE received_at < ?1 AND coalesce(kept_from, received_at) < ?1 LIMIT ?2)",
         policy.claim_cutoff,
         policy.chunk,
     )

@@ -81,6 +81,8 @@ pub struct OfferColumns {
     /// Adjustments folded beyond the horizon: JSON `[through_effective_at_micros,
     /// through_sequence, through_event_id, delta, count]`, or `None`.
     pub folded: Option<String>,
+    /// [`OfferState::clamped_until`].
+    pub clamped_until: Option<DateTime<Utc>>,
 }
 
 impl OfferColumns {
@@ -110,6 +112,7 @@ impl OfferColumns {
                 );
                 serde_json::to_string(&row).expect("a tuple of integers and a uuid always serializes")
             }),
+            clamped_until: state.clamped_until(),
         }
     }
 
@@ -155,6 +158,7 @@ impl OfferColumns {
             })
             .transpose()?;
         OfferState::from_parts(snapshot, folded, adjustments)
+            .map(|state| state.with_clamped_until(self.clamped_until))
             .map_err(|error| corrupt(format_args!("stored offer state: {error}")))
     }
 }

@@ -24,9 +24,10 @@ const JOURNAL: &str = "WITH journaled AS (
     SELECT DISTINCT ON (event_id) event_id, tenant_id, supplier_id, sku, event_type, quantity, delta, updated_at,
            sequence, updated_at, false, received_at, 'applied', fingerprint, 0, false, source, 0, source_offset
     FROM staging ORDER BY event_id, source_offset
-    RETURNING event_id, journal_id, received_at, fingerprint)
-INSERT INTO event_claims (event_id, journal_id, received_at, fingerprint, held)
-SELECT event_id, journal_id, received_at, fingerprint, false FROM journaled";
+    RETURNING event_id, journal_id, received_at, fingerprint, updated_at)
+INSERT INTO event_claims (event_id, journal_id, received_at, fingerprint, held, kept_from)
+SELECT event_id, journal_id, received_at, fingerprint, false, CASE WHEN updated_at > received_at THEN updated_at END
+FROM journaled";
 
 /// Each offer of the batch set to its last event's value.
 const OFFERS: &str = "INSERT INTO offers (tenant_id, supplier_id, sku, quantity, winner_event_id)

@@ -35,14 +35,20 @@ fn delivery(index: usize, sku: usize, change: StockChange, minutes: i64, lag_min
 }
 
 /// Many adjustments over four days (enough that offers fold), some snapshots, arriving late by
-/// up to two days, so some land within a fold.
+/// up to two days, so some land within a fold, and some from a clock up to three days ahead
+/// (clamped: ordered at their receipt plus the allowance, earlier than their own time).
 fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
     let change = prop_oneof![
         1 => (0i64..500).prop_map(|quantity| StockChange::Updated { quantity }),
         12 => (1i64..20).prop_map(|delta| StockChange::Adjusted { delta: if delta % 3 == 0 { -delta } else { delta } }),
     ];
     proptest::collection::vec(
-        (0..2usize, change, 0i64..4 * 24 * 60, prop_oneof![4 => Just(0i64), 1 => 0i64..2 * 24 * 60]),
+        (
+            0..2usize,
+            change,
+            0i64..4 * 24 * 60,
+            prop_oneof![4 => Just(0i64), 1 => 0i64..2 * 24 * 60, 1 => -3 * 24 * 60..0i64],
+        ),
         80..300,
     )
     .prop_map(|specs| {
@@ -52,6 +58,15 @@ fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
             .map(|(index, (sku, change, minutes, lag))| delivery(index, sku, change, minutes, lag))
             .collect()
     })
+}
+
+/// The catalog's state as a store that forgot every claim loads it.
+fn forgetting(catalog: &ReferenceCatalog) -> PlanState {
+    PlanState {
+        offers: catalog.offers().iter().map(|(key, state)| (key.clone(), state.clone())).collect(),
+        items: catalog.items().iter().map(|(key, state)| (key.clone(), *state)).collect(),
+        prior: HashMap::new(),
+    }
 }
 
 fn batches(deliveries: Vec<Delivery>, size: usize) -> Vec<Vec<Delivery>> {
@@ -75,20 +90,20 @@ proptest! {
         }
         let quantities = catalog.item_quantities();
 
-        // The store has forgotten every claim: the latest receipt is further back than the
-        // claim retention.
-        let last_received = deliveries.iter().map(|delivery| delivery.received_at).max().expect("some");
-        let now = last_received + clock.claim_retention() + Duration::days(late_days);
+        // The store has forgotten every claim: the latest receipt, and the latest supplier time
+        // (a claim is kept from the later of the two), are further back than the claim
+        // retention.
+        let latest = deliveries
+            .iter()
+            .map(|delivery| delivery.received_at.max(delivery.decoded.as_ref().expect("valid").updated_at()))
+            .max()
+            .expect("some");
+        let now = latest + clock.claim_retention() + Duration::days(late_days);
         let again: Vec<Delivery> = redelivered
             .iter()
             .map(|index| Delivery { received_at: now, ..index.get(&deliveries).clone() })
             .collect();
-        let state = PlanState {
-            offers: catalog.offers().iter().map(|(key, state)| (key.clone(), state.clone())).collect(),
-            items: catalog.items().iter().map(|(key, state)| (key.clone(), *state)).collect(),
-            prior: HashMap::new(),
-        };
-        let plan = plan_batch(&again, &state, &AllSyncOn, clock);
+        let plan = plan_batch(&again, &forgetting(&catalog), &AllSyncOn, clock);
         for (delivery, decision) in again.iter().zip(&plan.decisions) {
             prop_assert_ne!(decision.outcome, Outcome::Applied, "{:?} applied twice", delivery.decoded);
         }
@@ -126,4 +141,30 @@ fn an_adjustment_within_the_fold_older_than_the_horizon_is_stale_with_its_reason
     assert_eq!(plan.decisions[0].reason(), Some("beyond_dedupe_horizon"));
     let quantity = |quantities: &std::collections::BTreeMap<_, i64>| quantities.values().sum::<i64>();
     assert_eq!(quantity(&catalog.item_quantities()), quantity(&before) + 5);
+}
+
+#[test]
+fn a_clamped_adjustment_redelivered_after_its_claim_is_gone_is_not_counted_again() {
+    let clock = ClockPolicy::default();
+    let mut catalog = ReferenceCatalog::default();
+    // A supplier whose clock runs an hour ahead: each event is ordered at its receipt plus
+    // the five minutes allowed, an hour earlier than its own time.
+    let ahead = |index, change, minute: i64| delivery(index, 0, change, 60 + minute, -60);
+    let counted = ahead(2, StockChange::Adjusted { delta: 5 }, 1);
+    catalog.apply(&[ahead(1, StockChange::Updated { quantity: 10 }, 0), counted.clone()], &AllSyncOn, clock);
+    catalog.apply(&[ahead(3, StockChange::Updated { quantity: 7 }, 2)], &AllSyncOn, clock);
+    let quantity = |catalog: &ReferenceCatalog| catalog.item_quantities().values().sum::<i64>();
+    assert_eq!(quantity(&catalog), 7, "the newer snapshot supersedes the adjustment");
+    assert_eq!(catalog.offers()[&offer(0)].clamped_until(), Some(start() + Duration::minutes(62)));
+
+    // Past the claim retention from its own time the adjustment comes again. Its key is now
+    // its own time, later than the snapshot that superseded it: it would be counted on top.
+    let again = Delivery {
+        received_at: start() + Duration::minutes(61) + clock.claim_retention() + Duration::days(1),
+        ..counted
+    };
+    let plan = plan_batch(std::slice::from_ref(&again), &forgetting(&catalog), &AllSyncOn, clock);
+    assert_eq!(plan.decisions[0].outcome, Outcome::Stale);
+    assert_eq!(plan.decisions[0].reason(), Some("beyond_dedupe_horizon"));
+    assert!(plan.items.is_empty(), "no quantity moves: {:?}", plan.items);
 }

@@ -120,7 +120,7 @@ pub(super) async fn insert(connection: &mut PgConnection, writes: &PreparedWrite
         return Err(StoreError::Database(format!("{} journal ids for {} rows", ids.len(), rows.len())).into());
     }
     let mut copy = BinaryRows::new(26, rows.len(), 328);
-    let mut claims = BinaryRows::new(5, rows.len(), 64);
+    let mut claims = BinaryRows::new(6, rows.len(), 72);
     let mut n_claims = 0;
     for (row, journal_id) in rows.iter().zip(&ids) {
         if let (Some(event_id), Some(fingerprint)) = (row.event_id, row.fingerprint) {
@@ -132,7 +132,8 @@ pub(super) async fn insert(connection: &mut PgConnection, writes: &PreparedWrite
                     .int8(Some(*journal_id))
                     .timestamptz(Some(row.received_at))
                     .int8(Some(fingerprint))
-                    .bool(held);
+                    .bool(held)
+                    .timestamptz(kept_from(row.updated_at, row.received_at));
                 n_claims += 1;
             }
         }
@@ -176,11 +177,18 @@ pub(super) async fn insert(connection: &mut PgConnection, writes: &PreparedWrite
     }
     copy_in(
         connection,
-        "COPY event_claims (event_id, journal_id, received_at, fingerprint, held) FROM STDIN (FORMAT binary)",
+        "COPY event_claims (event_id, journal_id, received_at, fingerprint, held, kept_from) FROM STDIN (FORMAT binary)",
         claims,
         n_claims,
     )
     .await
+}
+
+/// When a claim's retention starts, if not at its receipt: at the event's own time when that
+/// is later (a clock that runs ahead, decision 0019), so a redelivery finds the claim for as
+/// long as the event would still be clamped.
+fn kept_from(updated_at: Option<DateTime<Utc>>, received_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    updated_at.filter(|updated_at| *updated_at > received_at)
 }
 
 /// A unique violation of the claim index is a lost race, not a broken database: the batch

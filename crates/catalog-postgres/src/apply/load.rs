@@ -124,7 +124,7 @@ pub(super) const ABSENT: i64 = -1;
 
 /// What a batch reads of each offer: its key, its state and the revision its write is guarded by.
 const OFFER_STATE: &str = "tenant_id, supplier_id, sku, snapshot_quantity, snapshot_effective_at, \
-                           snapshot_sequence, snapshot_event_id, adjustments, folded, revision";
+                           snapshot_sequence, snapshot_event_id, adjustments, folded, clamped_until, revision";
 
 /// Reads the touched offers that exist. Pessimistically it creates the missing ones and
 /// locks them all first (a batch that lost a race takes every row it plans against);

@@ -35,6 +35,7 @@ pub(super) async fn offers(
     let snapshot_event_ids: Vec<Option<Uuid>> = columns.iter().map(|c| c.snapshot_event_id).collect();
     let adjustments: Vec<&str> = columns.iter().map(|c| c.adjustments.as_str()).collect();
     let folded: Vec<Option<&str>> = columns.iter().map(|c| c.folded.as_deref()).collect();
+    let clamped_until: Vec<Option<DateTime<Utc>>> = columns.iter().map(|c| c.clamped_until).collect();
     // The new revision travels as EXCLUDED.revision; the guard is the one before it.
     let new_revisions: Vec<i64> =
         offers.iter().map(|offer| revisions.get(&offer.key).copied().unwrap_or(ABSENT) + 1).collect();
@@ -43,18 +44,19 @@ pub(super) async fn offers(
     // transaction created it meanwhile, the guard (revision -1) fails and the batch conflicts.
     let written = sqlx::query(
         r#"INSERT INTO offers AS o (tenant_id, supplier_id, sku, quantity, winner_event_id, snapshot_quantity,
-               snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, revision)
-           SELECT t, s, k, q, w, sq, se, ss, si, a, f, r
+               snapshot_effective_at, snapshot_sequence, snapshot_event_id, adjustments, folded, revision,
+               clamped_until)
+           SELECT t, s, k, q, w, sq, se, ss, si, a, f, r, c
            FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::uuid[], $6::int8[], $7::timestamptz[],
-                       $8::int8[], $9::uuid[], $10::text[], $11::text[], $12::int8[]) WITH ORDINALITY
-                AS u(t, s, k, q, w, sq, se, ss, si, a, f, r, n)
+                       $8::int8[], $9::uuid[], $10::text[], $11::text[], $12::int8[], $13::timestamptz[])
+                WITH ORDINALITY AS u(t, s, k, q, w, sq, se, ss, si, a, f, r, c, n)
            ORDER BY n
            ON CONFLICT (tenant_id, supplier_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity,
                winner_event_id = EXCLUDED.winner_event_id, snapshot_quantity = EXCLUDED.snapshot_quantity,
                snapshot_effective_at = EXCLUDED.snapshot_effective_at,
                snapshot_sequence = EXCLUDED.snapshot_sequence, snapshot_event_id = EXCLUDED.snapshot_event_id,
                adjustments = EXCLUDED.adjustments, folded = EXCLUDED.folded, revision = EXCLUDED.revision,
-               updated_at = now()
+               clamped_until = EXCLUDED.clamped_until, updated_at = now()
            WHERE o.revision = EXCLUDED.revision - 1"#,
     )
     .bind(&tenants)
@@ -69,6 +71,7 @@ pub(super) async fn offers(
     .bind(&adjustments)
     .bind(&folded)
     .bind(&new_revisions)
+    .bind(&clamped_until)
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;

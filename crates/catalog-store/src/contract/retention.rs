@@ -139,6 +139,59 @@ pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_du
     assert_eq!(quantity().await, 22);
 }
 
+/// A supplier clock ten days ahead (decision 0019, "A clamped clock"): its adjustment is
+/// ordered at its receipt, and its claim is kept from its own time, so a redelivery while that
+/// time is still ahead finds the claim. Once the claim is gone too, the offer remembers the
+/// clamped time and the redelivery still counts nothing.
+pub(super) async fn a_clamped_event_s_claim_is_kept_from_its_own_time<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let ahead = received_second(day_from_today(10));
+    let snapshot = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1);
+    let adjustment = incoming(2, &key, StockChange::Adjusted { delta: 5 }, ahead, 2);
+    let result = store.apply_batch(&batch(vec![snapshot, adjustment.clone()])).await.expect("apply");
+    assert_eq!(result.decisions[1].reason(), Some("clock_drift_clamped"));
+    let item_id = key.item_key().item_id();
+    let quantity = || async { store.item(item_id).await.expect("item").expect("exists").quantity() };
+    assert_eq!(quantity().await, 15);
+    let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
+    let stored = trace.offers[0].state.clamped_until();
+    assert_eq!(stored, Some(day_from_today(10)), "the offer keeps the clamped time as read back");
+
+    // Three days on, retention forgets every claim received before then: the snapshot's, not
+    // the adjustment's, whose own time is still a week ahead.
+    let cutoff = day_from_today(3);
+    let forget = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 1 };
+    store.expire_journal(&forget, &mut Recorded::default()).await.expect("expire");
+    let again = |event: &crate::IncomingEvent, at: DateTime<Utc>, offset: i64| {
+        let mut event = event.clone();
+        event.delivery.received_at = at;
+        event.source.offset = offset;
+        event
+    };
+    let result = store.apply_batch(&batch(vec![again(&adjustment, day_from_today(4), 10)])).await.expect("redelivery");
+    assert_eq!(result.decisions[0].outcome.as_str(), "duplicate", "found by its claim: {:?}", result.decisions);
+    assert_eq!(quantity().await, 15);
+
+    // Past the claim retention from its own time the claim goes; the offer still knows.
+    let past = day_from_today(11);
+    let report = store
+        .expire_journal(
+            &RetentionPolicy { journal_cutoff: past, claim_cutoff: past, chunk: 1 },
+            &mut Recorded::default(),
+        )
+        .await
+        .expect("expire");
+    assert_eq!(report.claims_pruned, 1, "{report:?}");
+    let late = past + catalog_core::ClockPolicy::default().claim_retention() + chrono::Duration::days(1);
+    let result = store.apply_batch(&batch(vec![again(&adjustment, late, 11)])).await.expect("redelivery");
+    assert_ne!(result.decisions[0].outcome.as_str(), "applied", "{:?}", result.decisions);
+    assert_eq!(quantity().await, 15);
+}
+
 pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where
