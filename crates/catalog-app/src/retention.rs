@@ -50,7 +50,7 @@ impl RetentionSettings {
 #[derive(Debug)]
 pub struct NdjsonArchive {
     directory: PathBuf,
-    open: Option<(String, GzEncoder<BufWriter<File>>)>,
+    open: Option<OpenArchive>,
 }
 
 impl NdjsonArchive {
@@ -58,41 +58,62 @@ impl NdjsonArchive {
         Self { directory: directory.into(), open: None }
     }
 
-    fn paths(&self, name: &str) -> (PathBuf, PathBuf) {
-        (self.directory.join(format!("{name}.ndjson.gz.partial")), self.directory.join(format!("{name}.ndjson.gz")))
+    fn finished(&self, name: &str) -> PathBuf {
+        self.directory.join(format!("{name}.ndjson.gz"))
     }
+}
+
+/// What a pass is writing: the day's name, and the partial file only this pass writes.
+#[derive(Debug)]
+struct OpenArchive {
+    name: String,
+    partial: PathBuf,
+    encoder: GzEncoder<BufWriter<File>>,
 }
 
 impl ArchiveSink for NdjsonArchive {
     fn begin(&mut self, name: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.directory)?;
-        // A day archived by an earlier pass that died before its drop: its rows are written
-        // again under a new name beside it, so nothing archived is overwritten.
-        let name = if self.paths(name).1.exists() {
-            format!("{name}-{}", Utc::now().format("%Y%m%dT%H%M%S%.6f"))
-        } else {
-            name.to_owned()
-        };
-        let file = File::create(self.paths(&name).0)?;
-        self.open = Some((name, GzEncoder::new(BufWriter::new(file), Compression::fast())));
+        // A partial file of this pass alone (two workers' passes, or a pass beside the
+        // leftovers of one that died, never write into one file).
+        let partial = self.directory.join(format!(
+            "{name}.{}-{}.ndjson.gz.partial",
+            std::process::id(),
+            Utc::now().format("%Y%m%dT%H%M%S%.6f")
+        ));
+        let file = File::options().write(true).create_new(true).open(&partial)?;
+        let encoder = GzEncoder::new(BufWriter::new(file), Compression::fast());
+        self.open = Some(OpenArchive { name: name.to_owned(), partial, encoder });
         Ok(())
     }
 
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
-        let (_, encoder) = self.open.as_mut().ok_or_else(|| std::io::Error::other("no archive begun"))?;
+        let open = self.open.as_mut().ok_or_else(|| std::io::Error::other("no archive begun"))?;
         for entry in entries {
-            serde_json::to_writer(&mut *encoder, &ArchivedRow::from(entry))?;
-            encoder.write_all(b"\n")?;
+            serde_json::to_writer(&mut open.encoder, &ArchivedRow::from(entry))?;
+            open.encoder.write_all(b"\n")?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> std::io::Result<String> {
-        let (name, encoder) = self.open.take().ok_or_else(|| std::io::Error::other("no archive begun"))?;
+        let OpenArchive { name, partial, encoder } =
+            self.open.take().ok_or_else(|| std::io::Error::other("no archive begun"))?;
         let file = encoder.finish()?.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
-        let (partial, finished) = self.paths(&name);
-        std::fs::rename(&partial, &finished)?;
+        // Linked under its day's name, or beside it when that is taken (a day archived by a
+        // pass that died before its drop, or by another worker's pass): a link never
+        // replaces a file, so nothing archived is overwritten.
+        let mut finished = self.finished(&name);
+        if let Err(error) = std::fs::hard_link(&partial, &finished) {
+            if error.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(error);
+            }
+            let unique = partial.file_name().and_then(|file| file.to_str()).unwrap_or(&name);
+            finished = self.finished(unique.trim_end_matches(".ndjson.gz.partial"));
+            std::fs::hard_link(&partial, &finished)?;
+        }
+        std::fs::remove_file(&partial)?;
         sync_directory(&self.directory)?;
         Ok(finished.display().to_string())
     }

@@ -25,6 +25,8 @@ mod retention;
 mod rollout;
 mod signals;
 
+pub use retention::RETENTION_LOCK;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -174,7 +174,41 @@ pub(crate) async fn prepare(pool: &PgPool, from: DateTime<Utc>, until: DateTime<
     Ok(JOURNAL.prepare(pool, from, until).await? + ATTEMPTS.prepare(pool, from, until).await?)
 }
 
+/// The session advisory lock one retention pass at a time holds: every worker runs
+/// retention, and two passes archiving and dropping one day at once would each archive it and
+/// one would fail its drop.
+pub const RETENTION_LOCK: i64 = 0x6361_7461_6c6f_6701;
+
+/// One retention pass, unless another process's pass holds [`RETENTION_LOCK`]: then nothing,
+/// said in the report. The lock is a session lock on one connection of the pool, released at
+/// the end, or by Postgres if this process dies.
 pub(crate) async fn expire(
+    pool: &PgPool,
+    policy: &RetentionPolicy,
+    sink: &mut dyn ArchiveSink,
+) -> Result<RetentionReport, StoreError> {
+    let mut lock = pool.acquire().await.map_err(store_error)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RETENTION_LOCK)
+        .fetch_one(&mut *lock)
+        .await
+        .map_err(store_error)?;
+    if !locked {
+        tracing::info!("another worker's retention pass is running; this one does nothing");
+        return Ok(RetentionReport { another_pass_running: true, ..RetentionReport::default() });
+    }
+    let report = expire_locked(pool, policy, sink).await;
+    let released: Result<bool, _> =
+        sqlx::query_scalar("SELECT pg_advisory_unlock($1)").bind(RETENTION_LOCK).fetch_one(&mut *lock).await;
+    if !matches!(released, Ok(true)) {
+        // The connection is closed instead of going back: Postgres releases the lock with it.
+        lock.close_on_drop();
+        tracing::warn!(?released, "releasing the retention lock failed; its connection is closed instead");
+    }
+    report
+}
+
+async fn expire_locked(
     pool: &PgPool,
     policy: &RetentionPolicy,
     sink: &mut dyn ArchiveSink,

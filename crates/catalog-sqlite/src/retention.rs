@@ -74,6 +74,9 @@ async fn expire(
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
     let chunk = policy.chunk.max(1);
+    // A row decided from here on (a held event switched on while its day is archived) was
+    // read, if at all, as held and not archived: no drop deletes it, the next pass archives it.
+    let pass_started = micros(Utc::now());
     let mut day: Option<Day> = None;
     let mut held: Vec<(NaiveDate, u64)> = Vec::new();
     let mut after = 0i64;
@@ -113,7 +116,7 @@ async fn expire(
                 let finished = day.take().expect("checked");
                 sink.write(&entries).map_err(io(finished.date))?;
                 entries.clear();
-                report.dropped.push(drop_day(writer, sink, finished, policy).await?);
+                report.dropped.push(drop_day(writer, sink, finished, policy, pass_started).await?);
             }
             let current = match &mut day {
                 Some(current) => current,
@@ -131,7 +134,7 @@ async fn expire(
         }
     }
     if let Some(finished) = day.take() {
-        report.dropped.push(drop_day(writer, sink, finished, policy).await?);
+        report.dropped.push(drop_day(writer, sink, finished, policy, pass_started).await?);
     }
     report.kept =
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
@@ -240,11 +243,13 @@ fn io(date: NaiveDate) -> impl Fn(std::io::Error) -> StoreError {
 
 /// Finishes a day's archive, then deletes what it holds in chunks of journal ids, moving the
 /// claims of decided rows to `event_claims` in the same transaction as their rows' deletion.
+/// Only rows decided before the pass started are deleted: they are the ones archived.
 async fn drop_day(
     writer: &Writer,
     sink: &mut dyn ArchiveSink,
     day: Day,
     policy: &RetentionPolicy,
+    pass_started: i64,
 ) -> Result<DroppedSegment, StoreError> {
     let archive = sink.finish().map_err(io(day.date))?;
     let cutoff = micros(policy.journal_cutoff);
@@ -262,17 +267,17 @@ async fn drop_day(
                          SELECT event_id, fingerprint, received_at, \
                          CASE WHEN updated_at > received_at THEN updated_at END FROM events \
                          WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
-                         AND max(received_at, coalesce(updated_at, received_at)) >= ?4 \
+                         AND max(received_at, coalesce(updated_at, received_at)) >= ?4 AND decided_at < ?5 \
                          AND outcome IN ('applied', 'stale', 'superseded') AND event_id IS NOT NULL",
                     )
-                    .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff]))
+                    .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff, pass_started]))
                     .map_err(write_error)?;
                 connection
                     .prepare_cached(
                         "DELETE FROM events WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
-                         AND outcome <> 'held'",
+                         AND outcome <> 'held' AND decided_at < ?4",
                     )
-                    .and_then(|mut delete| delete.execute(params![from, to, cutoff]))
+                    .and_then(|mut delete| delete.execute(params![from, to, cutoff, pass_started]))
                     .map_err(write_error)
             })
             .await? as u64;

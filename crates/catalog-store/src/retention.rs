@@ -55,6 +55,9 @@ pub struct KeptSegment {
 /// What one retention pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RetentionReport {
+    /// Another process's pass held the store's retention lock: this one did nothing (every
+    /// worker runs retention; one at a time archives and drops, decision 0019).
+    pub another_pass_running: bool,
     pub dropped: Vec<DroppedSegment>,
     pub kept: Vec<KeptSegment>,
     pub claims_pruned: u64,

@@ -16,6 +16,7 @@ use catalog_store::prelude::*;
 use catalog_store::{IncomingEvent, StoreConfig};
 use catalog_testkit::TestDatabase;
 use chrono::{DateTime, Days, NaiveTime, Utc};
+use sqlx::Connection;
 
 fn start_of_day_from_today(days: u64) -> DateTime<Utc> {
     Utc::now().date_naive().and_time(NaiveTime::MIN).and_utc().checked_add_days(Days::new(days)).expect("in range")
@@ -129,4 +130,85 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     assert!(metrics_text.contains("catalog_journal_rows_archived_total 2000"), "{metrics_text}");
     let days = format!("catalog_publish_attempt_days_dropped_total {}", report.attempt_days_dropped);
     assert!(metrics_text.contains(&days), "{metrics_text}");
+}
+
+/// Every worker runs retention: while one pass holds the store's retention lock, another does
+/// nothing (no archive written, no day dropped), and runs in full once it is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_does_nothing_while_another_worker_s_pass_holds_the_retention_lock() {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
+    let today = Utc::now();
+    store.apply_batch(&batch((0..300u64).map(|n| event(n, 100, today)).collect())).await.expect("apply");
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let settings = RetentionSettings {
+        retention: chrono::Duration::days(1),
+        archive_dir: archive_dir.path().to_owned(),
+        interval: Duration::from_secs(3_600),
+        days_ahead: 7,
+        chunk: 100,
+        clock: ClockPolicy::default(),
+    };
+    let later = start_of_day_from_today(3);
+
+    // Another worker's pass, holding the lock on its own connection.
+    let mut other = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(catalog_postgres::RETENTION_LOCK)
+        .fetch_one(&mut other)
+        .await
+        .expect("lock");
+    assert!(locked);
+    let report = run_once(&store, &settings, &Metrics::new(), later).await.expect("retention pass");
+    assert!(report.another_pass_running, "{report:?}");
+    assert!(report.dropped.is_empty());
+    assert_eq!(std::fs::read_dir(archive_dir.path()).map_or(0, Iterator::count), 0, "nothing archived");
+
+    other.close().await.expect("the other pass ends");
+    let report = run_once(&store, &settings, &Metrics::new(), later).await.expect("retention pass");
+    assert!(!report.another_pass_running);
+    assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 300, "{report:?}");
+}
+
+/// Two passes archiving one day into one directory at once (two workers before the lock, or
+/// a pass beside a dead one's leftovers) each write a file of their own, and neither replaces
+/// the other's: both archives hold the day whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_archives_of_one_day_in_one_directory_never_share_or_replace_a_file() {
+    use catalog_app::retention::NdjsonArchive;
+    use catalog_store::ArchiveSink;
+
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
+    store.apply_batch(&batch((1..=40u64).map(|n| event(n, 100, Utc::now())).collect())).await.expect("apply");
+    let mut entries = Vec::new();
+    for n in 1..=40 {
+        let item_id = offer("canary", "acme", &format!("SKU-{n}")).item_key().item_id();
+        entries.extend(store.item_trace(item_id).await.expect("trace").expect("exists").events);
+    }
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (mut first, mut second) = (NdjsonArchive::new(directory.path()), NdjsonArchive::new(directory.path()));
+    first.begin("events_20261201").expect("begin");
+    second.begin("events_20261201").expect("begin");
+    for chunk in entries.chunks(10) {
+        first.write(chunk).expect("write");
+        second.write(chunk).expect("write");
+    }
+    let archives = [first.finish().expect("finish"), second.finish().expect("finish")];
+    assert_ne!(archives[0], archives[1]);
+    assert!(archives[0].ends_with("events_20261201.ndjson.gz"), "{archives:?}");
+    for archive in &archives {
+        let file = std::fs::File::open(archive).expect("archive exists");
+        let lines = BufReader::new(flate2::read::GzDecoder::new(file)).lines().count();
+        assert_eq!(lines, 40, "{archive} holds the day whole");
+    }
+    let names: Vec<String> = std::fs::read_dir(directory.path())
+        .expect("list")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "two archives, no partial file left: {names:?}");
 }

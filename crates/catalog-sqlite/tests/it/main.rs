@@ -3,6 +3,7 @@
 
 mod connect;
 mod durability;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

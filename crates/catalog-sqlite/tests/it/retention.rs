@@ -1,0 +1,92 @@
+//! SQLite retention deletes only what it archived (decision 0019): a held event decided
+//! while its day is being archived is neither deleted nor lost. (Postgres keeps a partition
+//! that holds a held event whole, so the race cannot arise there.)
+
+use std::sync::Arc;
+
+use catalog_core::{StockChange, DEDUPE_HORIZON};
+use catalog_sqlite::SqliteStore;
+use catalog_store::contract::{base, batch, event_id, incoming, offer};
+use catalog_store::prelude::*;
+use catalog_store::{ArchiveSink, IncomingEvent, JournalEntry, Provenance, RetentionPolicy, StoreConfig};
+
+/// An archive during whose finishing the held event's supplier is switched on and the event
+/// replayed, as an operator may do while a worker's retention pass runs.
+struct SwitchedOnWhileArchiving {
+    store: Arc<SqliteStore>,
+    replay: Option<IncomingEvent>,
+    archived: Vec<JournalEntry>,
+}
+
+impl ArchiveSink for SwitchedOnWhileArchiving {
+    fn begin(&mut self, _name: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
+        self.archived.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        if let Some(event) = self.replay.take() {
+            let store = self.store.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    let key = event.delivery.decoded.as_ref().expect("valid").offer().clone();
+                    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("switch on");
+                    store.apply_batch(&batch(vec![event])).await.expect("replay")
+                })
+            })
+            .join()
+            .expect("the replay finished");
+        }
+        Ok("memory:day".to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_event_decided_while_its_day_is_archived_is_kept() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = Arc::new(
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open"),
+    );
+    let (key, held_key) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    store.set_supplier_sync(&held_key.tenant, &held_key.supplier, false).await.expect("switch off");
+    let held = incoming(2, &held_key, StockChange::Updated { quantity: 7 }, 0, 2);
+    // The held row lies between two rows of its day, inside the ids the day's drop deletes.
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1),
+        held.clone(),
+        incoming(3, &key, StockChange::Adjusted { delta: 1 }, 3, 3),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+
+    let mut replay = held;
+    replay.provenance = Provenance::Replayed;
+    let mut sink = SwitchedOnWhileArchiving { store: store.clone(), replay: Some(replay), archived: Vec::new() };
+    let policy = RetentionPolicy {
+        journal_cutoff: base() + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 10,
+    };
+    store.expire_journal(&policy, &mut sink).await.expect("retention pass");
+    let archived: Vec<_> = sink.archived.iter().map(|entry| entry.event_id).collect();
+    assert_eq!(
+        archived,
+        [Some(event_id(1)), Some(event_id(3))],
+        "the held row was not archived: it was held when read"
+    );
+
+    let item_id = held_key.item_key().item_id();
+    let trace = store.item_trace(item_id).await.expect("trace").expect("the item exists");
+    let row = trace.events.iter().find(|entry| entry.event_id == Some(event_id(2)));
+    assert_eq!(row.map(|entry| entry.outcome.as_str()), Some("applied"), "its decided row is kept: {:?}", trace.events);
+
+    // The next pass archives it, under a name of its own.
+    let mut next = SwitchedOnWhileArchiving { store: store.clone(), replay: None, archived: Vec::new() };
+    store.expire_journal(&policy, &mut next).await.expect("retention pass");
+    let archived: Vec<_> = next.archived.iter().map(|entry| (entry.event_id, entry.outcome.as_str())).collect();
+    assert_eq!(archived, [(Some(event_id(2)), "applied")]);
+}
