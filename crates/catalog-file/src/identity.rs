@@ -80,6 +80,32 @@ impl FileIdentity {
     }
 }
 
+/// The file in `directory` this identity was taken of, if it is still there: a rotation
+/// renames the file beside the path it was read at (`feed.ndjson` to `feed.ndjson.1`), and a
+/// writer may still finish its last line there. Matched by device and inode, then by its
+/// first bytes. Without inodes nothing is found.
+pub(crate) async fn find_in(
+    directory: &std::path::Path,
+    identity: &FileIdentity,
+) -> std::io::Result<Option<std::path::PathBuf>> {
+    if !cfg!(unix) {
+        return Ok(None);
+    }
+    let mut entries = tokio::fs::read_dir(directory).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let Ok(metadata) = entry.metadata().await else { continue };
+        if !metadata.is_file() || device_and_inode(&metadata) != (identity.device, identity.inode) {
+            continue;
+        }
+        let path = entry.path();
+        let mut file = tokio::fs::File::open(&path).await?;
+        if identity.same_file(&FileIdentity::of(&mut file, identity.head_length).await?) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(unix)]
 fn device_and_inode(metadata: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;

@@ -17,7 +17,7 @@ use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{FileCursor, FileIdentity, HEAD_BYTES};
+use crate::identity::{find_in, FileCursor, FileIdentity, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
 
 /// Why the file source stopped.
@@ -74,36 +74,88 @@ impl FileSource {
         match &self.path {
             None => {
                 let lines = LineReader::new(BufReader::new(tokio::io::stdin()), 0);
-                self.read_all(lines, None, &source, &*sink, &shutdown).await
+                self.read_all(lines, None, &source, &*sink, &shutdown).await.map(drop)
             }
             Some(path) => {
                 let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;
-                let (start, cursor) = self.resume(&mut file, path, &source, &*sink).await?;
+                let (start, cursor) = match self.resume(&mut file, path, &source, &*sink).await? {
+                    Resume::Here(start, cursor) => (start, cursor),
+                    Resume::Rotated { previous, offset } => {
+                        if !self.finish_rotated(path, previous, offset, &source, &*sink, &shutdown).await? {
+                            return Ok(());
+                        }
+                        // The new file's positions start where the rotated one was left.
+                        let identity =
+                            FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
+                        let stored = sink.checkpoint(&source, 0).await?;
+                        let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
+                        (0, FileCursor { identity, base })
+                    }
+                };
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(file_error("seeking in", path))?;
                 if start > 0 {
                     tracing::info!(%source, offset = start, "resuming after the last applied line");
                 }
                 let lines = LineReader::new(BufReader::new(file), start);
-                self.read_all(lines, Some(cursor), &source, &*sink, &shutdown).await
+                self.read_all(lines, Some(cursor), &source, &*sink, &shutdown).await.map(drop)
             }
         }
+    }
+
+    /// Reads the rest of the file the checkpoint was taken on, rotated away from `path`, when
+    /// it is still in its directory (a writer may have finished its last line there); says so
+    /// when it is not, since what it held past the checkpoint cannot be read (decision 0039).
+    /// Returns whether the run goes on to the file at `path`: not when the rotated file ends
+    /// in half a line (read again, whole, by the next run) nor at shutdown.
+    async fn finish_rotated(
+        &self,
+        path: &Path,
+        previous: FileCursor,
+        offset: u64,
+        source: &str,
+        sink: &dyn BatchSink,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, FileSourceError> {
+        let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let rotated = match find_in(directory, &previous.identity).await {
+            Ok(Some(rotated)) => rotated,
+            Ok(None) => {
+                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));
+                return Ok(true);
+            }
+            Err(error) => {
+                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, Some(error)));
+                return Ok(true);
+            }
+        };
+        let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
+        let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
+        if offset > length {
+            tracing::warn!(%source, rotated = %rotated.display(), offset, length, "the rotated file is shorter than the stored position; reading the new file");
+            return Ok(true);
+        }
+        tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
+        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error("seeking in", &rotated))?;
+        let lines = LineReader::new(BufReader::new(file), offset);
+        Ok(self.read_all(lines, Some(previous), source, sink, shutdown).await? == Stopped::End)
     }
 
     /// Where to start reading the open `file`, and the cursor its checkpoints carry. The
     /// stored checkpoint's offset counts positions across every file read at this path; its
     /// cursor says which file it was taken on. The same file resumes after its last applied
-    /// line; another one (rotated, or truncated and written again) is read from its start.
+    /// line; one truncated and written again is read from its start; another one means the
+    /// checkpoint's file was rotated away.
     async fn resume(
         &self,
         file: &mut tokio::fs::File,
         path: &Path,
         source: &str,
         sink: &dyn BatchSink,
-    ) -> Result<(u64, FileCursor), FileSourceError> {
+    ) -> Result<Resume, FileSourceError> {
         let stored = sink.checkpoint(source, 0).await?;
         let identity = FileIdentity::of(file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
         let length = file.metadata().await.map_err(file_error("reading", path))?.len();
-        let Some(stored) = stored else { return Ok((0, FileCursor { identity, base: 0 })) };
+        let Some(stored) = stored else { return Ok(Resume::Here(0, FileCursor { identity, base: 0 })) };
         let position = u64::try_from(stored.offset).unwrap_or(0);
         // A new file's positions start where the last one was left: the checkpoint only moves on.
         let from_the_start = FileCursor { identity, base: position };
@@ -112,21 +164,22 @@ impl FileSource {
                 let current =
                     FileIdentity::of(file, cursor.identity.head_length).await.map_err(file_error("reading", path))?;
                 let offset = position.saturating_sub(cursor.base);
-                if !cursor.identity.same_file(&current) {
-                    tracing::info!(%source, "a different file than the one last read at this path (rotated or rewritten): reading it from the start");
-                    Ok((0, from_the_start))
-                } else if offset > length {
-                    tracing::warn!(%source, stored_offset = offset, length, "file is shorter than the stored position (truncated); reading it from the start");
-                    Ok((0, from_the_start))
+                let same_inode = (cursor.identity.device, cursor.identity.inode) == (current.device, current.inode);
+                if cursor.identity.same_file(&current) && offset <= length {
+                    Ok(Resume::Here(offset, FileCursor { identity, base: cursor.base }))
+                } else if same_inode {
+                    tracing::warn!(%source, stored_offset = offset, length, "the file at this path was truncated or rewritten in place: reading it from the start");
+                    Ok(Resume::Here(0, from_the_start))
                 } else {
-                    Ok((offset, FileCursor { identity, base: cursor.base }))
+                    tracing::info!(%source, "a different file than the one last read at this path: the last one was rotated away");
+                    Ok(Resume::Rotated { previous: cursor, offset })
                 }
             }
             // A checkpoint from before files were identified: its offset is a byte offset.
-            None if position <= length => Ok((position, FileCursor { identity, base: 0 })),
+            None if position <= length => Ok(Resume::Here(position, FileCursor { identity, base: 0 })),
             None => {
                 tracing::warn!(%source, stored_offset = position, length, "file is shorter than the stored position; reading it from the start");
-                Ok((0, from_the_start))
+                Ok(Resume::Here(0, from_the_start))
             }
         }
     }
@@ -140,11 +193,12 @@ impl FileSource {
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
-    ) -> Result<(), FileSourceError> {
+    ) -> Result<Stopped, FileSourceError> {
         let limits = BatchLimits::share(self.batch_size, self.max_bytes_in_flight, 1);
         let mut pending: PendingBatch<Line> = PendingBatch::new(limits);
         let mut deadline: Option<tokio::time::Instant> = None;
         sink.partition_started(source, 0);
+        let mut stopped = Stopped::End;
         loop {
             let read = tokio::select! {
                 read = lines.next_line() => read.map_err(FileSourceError::Read)?,
@@ -172,6 +226,7 @@ impl FileSource {
                 // (decision 0033).
                 if catalog_core::decode(&line.bytes).is_err() {
                     sink.source_error(&unterminated_line(cursor.base, &line));
+                    stopped = Stopped::HalfALine;
                     break;
                 }
             }
@@ -186,11 +241,12 @@ impl FileSource {
             }
         }
         self.flush(&mut pending, cursor.as_ref(), source, sink).await?;
-        if !shutdown.is_cancelled() {
-            // Read to its end and applied: nothing waits on this source any more.
-            sink.partition_done(source, 0);
+        if shutdown.is_cancelled() {
+            return Ok(Stopped::Shutdown);
         }
-        Ok(())
+        // Read to its end and applied: nothing waits on this source any more.
+        sink.partition_done(source, 0);
+        Ok(stopped)
     }
 
     async fn flush(
@@ -221,6 +277,48 @@ impl FileSource {
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
         sink.apply(batch).await?;
         Ok(())
+    }
+}
+
+/// Where a run starts on the file at its path.
+enum Resume {
+    /// At this offset of it, with this cursor.
+    Here(u64, FileCursor),
+    /// It is another file than the checkpoint's, which was rotated away: that one is read to
+    /// its end first, from `offset`, then this one from its start.
+    Rotated { previous: FileCursor, offset: u64 },
+}
+
+/// Why reading a file stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    End,
+    /// At half a line, left for the next run (decision 0033).
+    HalfALine,
+    Shutdown,
+}
+
+/// What the source tells when the file last read at a path was replaced and is not in its
+/// directory any more: whatever it held past the checkpoint cannot be read here.
+fn rotated_file_gone(
+    source: &str,
+    directory: &Path,
+    position: u64,
+    error: Option<std::io::Error>,
+) -> catalog_app::SourceError {
+    let looked = match error {
+        None => format!("it is not in {} any more", directory.display()),
+        Some(error) => format!("{} could not be searched for it ({error})", directory.display()),
+    };
+    catalog_app::SourceError {
+        source: "file",
+        operation: "rotated_file_gone",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: the file last read at this path was replaced, and {looked}: lines it held after position \
+             {position}, if any, are not read by this source; read that file by its own path if it had more, \
+             and rotate by renaming within the directory so the worker finishes it"
+        ),
     }
 }
 

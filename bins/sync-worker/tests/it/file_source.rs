@@ -443,3 +443,47 @@ fn half_a_line_at_the_end_of_a_file_is_read_whole_by_the_next_run() {
     assert!(success, "{stderr}");
     assert!(summary(&stderr).starts_with("summary: events=0 "), "{stderr}");
 }
+
+/// A file rotated (renamed within its directory) while its writer was in the middle of a line:
+/// the writer finishes the line in the rotated file, and a new file takes the path. The next
+/// run reads the rest of the rotated file first, then the new one, and loses nothing. A file
+/// rotated out of the directory cannot be finished: the run says so (decision 0039).
+#[test]
+fn a_file_rotated_in_the_middle_of_a_line_is_finished_before_the_new_one_is_read() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("feed.ndjson");
+    let second = event_line(2);
+    let (first_half, second_half) = second.split_at(second.len() / 2);
+    std::fs::write(&path, format!("{}\n{first_half}", event_line(1))).expect("write the feed");
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
+
+    // Rotated beside itself; its writer, still holding it open, finishes the line and writes
+    // one more; a new file takes the path.
+    let rotated = directory.path().join("feed.ndjson.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    let mut old = std::fs::OpenOptions::new().append(true).open(&rotated).expect("open");
+    std::io::Write::write_all(&mut old, format!("{second_half}\n{}\n", event_line(3)).as_bytes()).expect("append");
+    std::fs::write(&path, format!("{}\n", event_line(4))).expect("the new file");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=3 applied=3 "), "{stderr}");
+    assert!(summary(&stderr).contains(" rejected=0 "), "{stderr}");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=0 "), "the new file is resumed: {stderr}");
+
+    // Rotated out of the directory: what it held past the checkpoint cannot be read, and the
+    // run says so before it reads the new file.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    std::fs::rename(&path, elsewhere.path().join("feed.ndjson")).expect("move away");
+    std::fs::write(&path, format!("{}\n", event_line(5))).expect("the new file");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
+    assert!(stderr.contains("rotated_file_gone"), "{stderr}");
+}
