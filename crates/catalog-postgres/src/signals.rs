@@ -347,17 +347,7 @@ pub(crate) async fn gate_samples(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            let greens = [
-                column(row, "stale_items_green")?,
-                column(row, "queue_lag_green")?,
-                column(row, "publish_errors_green")?,
-                column(row, "trace_coverage_green")?,
-            ];
-            Ok(catalog_store::gate_sample(column(row, "at")?, greens))
-        })
-        .collect()
+    rows.iter().map(|row| catalog_store::gate_sample_of_row(column(row, "at")?, |name| column(row, name))).collect()
 }
 
 /// A span in seconds, at least a millisecond.

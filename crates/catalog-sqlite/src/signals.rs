@@ -361,15 +361,7 @@ pub(crate) async fn gate_samples(
     .await
     .map_err(store_error)?;
     rows.iter()
-        .map(|row| {
-            let greens = [
-                column(row, "stale_items_green")?,
-                column(row, "queue_lag_green")?,
-                column(row, "publish_errors_green")?,
-                column(row, "trace_coverage_green")?,
-            ];
-            Ok(catalog_store::gate_sample(time_column(row, "at")?, greens))
-        })
+        .map(|row| catalog_store::gate_sample_of_row(time_column(row, "at")?, |name| column(row, name)))
         .collect()
 }
 

@@ -47,8 +47,8 @@ pub use rollout::{
     SignOff, SignOffRecord,
 };
 pub use signals::{
-    assemble_facts, count, gate_sample, offer_traces, winners_beyond, FactsQuery, FactsReport, JournalTail,
-    SampledValue, SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
+    assemble_facts, count, gate_sample, gate_sample_of_row, offer_traces, winners_beyond, FactsQuery, FactsReport,
+    JournalTail, SampledValue, SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
 pub use windows::{compact_windows, gaps, WindowMerge};
 

@@ -104,6 +104,19 @@ impl SignalSample {
     }
 }
 
+/// The columns saying whether each signal was green, in the seed's order.
+pub(crate) const GREEN_COLUMNS: [&str; 4] =
+    ["stale_items_green", "queue_lag_green", "publish_errors_green", "trace_coverage_green"];
+
+/// A gate sample at `at` from a row's [`GREEN_COLUMNS`], read by `green`.
+pub fn gate_sample_of_row<E>(
+    at: DateTime<Utc>,
+    green: impl Fn(&str) -> Result<bool, E>,
+) -> Result<catalog_core::GateSample, E> {
+    let [stale, lag, errors, coverage] = GREEN_COLUMNS;
+    Ok(gate_sample(at, [green(stale)?, green(lag)?, green(errors)?, green(coverage)?]))
+}
+
 /// A gate sample at `at` from the four signals' greens in the seed's order
 /// ([`SignalSample::each`]).
 pub fn gate_sample(at: DateTime<Utc>, greens: [bool; 4]) -> catalog_core::GateSample {

@@ -29,6 +29,18 @@ fn event(n: u64, skus: u64, received_at: DateTime<Utc>) -> IncomingEvent {
     incoming(n, &key, StockChange::Updated { quantity: (n % 97) as i64 }, n as i64, received_second)
 }
 
+/// Retention of one day, archiving to `archive_dir`, `chunk` rows at a time.
+fn a_day_s_retention(archive_dir: &std::path::Path, chunk: usize) -> RetentionSettings {
+    RetentionSettings {
+        retention: chrono::Duration::days(1),
+        archive_dir: archive_dir.to_owned(),
+        interval: Duration::from_secs(3_600),
+        days_ahead: 7,
+        chunk,
+        clock: ClockPolicy::default(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     let database = TestDatabase::create().await;
@@ -69,14 +81,7 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
         })
         .collect();
     let archive_dir = tempfile::tempdir().expect("temp dir");
-    let settings = RetentionSettings {
-        retention: chrono::Duration::days(1),
-        archive_dir: archive_dir.path().to_owned(),
-        interval: Duration::from_secs(3_600),
-        days_ahead: 7,
-        chunk: 300,
-        clock: ClockPolicy::default(),
-    };
+    let settings = a_day_s_retention(archive_dir.path(), 300);
     let metrics = Metrics::new();
     let before_retention = Utc::now();
     let report = run_once(&*store, &settings, &metrics, later).await.expect("retention pass");
@@ -143,14 +148,7 @@ async fn a_pass_does_nothing_while_another_worker_s_pass_holds_the_retention_loc
     let today = Utc::now();
     store.apply_batch(&batch((0..300u64).map(|n| event(n, 100, today)).collect())).await.expect("apply");
     let archive_dir = tempfile::tempdir().expect("temp dir");
-    let settings = RetentionSettings {
-        retention: chrono::Duration::days(1),
-        archive_dir: archive_dir.path().to_owned(),
-        interval: Duration::from_secs(3_600),
-        days_ahead: 7,
-        chunk: 100,
-        clock: ClockPolicy::default(),
-    };
+    let settings = a_day_s_retention(archive_dir.path(), 100);
     let later = start_of_day_from_today(3);
 
     // Another worker's pass, holding the lock on its own connection.
