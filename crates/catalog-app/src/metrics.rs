@@ -79,6 +79,9 @@ pub struct Metrics {
     pub drifts_detected: IntCounterVec,
     /// Drifts corrected with a new item version, per channel.
     pub drifts_corrected: IntCounterVec,
+    /// Differences not corrected because the item had moved on since the sweep read it (a
+    /// version in flight, not drift), per channel.
+    pub drift_corrections_moved_on: IntCounterVec,
     /// Reconciliation sweeps by channel and result (`complete`, or the failure class).
     pub reconcile_sweeps: IntCounterVec,
     /// Time one reconciliation sweep took, per channel.
@@ -274,6 +277,11 @@ impl Metrics {
         );
         let drifts_corrected =
             counter("catalog_drifts_corrected_total", "Drifts corrected with a new item version.", &["channel"]);
+        let drift_corrections_moved_on = counter(
+            "catalog_drift_corrections_moved_on_total",
+            "Differences not corrected: the item had a newer version than the sweep read (one in flight, not drift).",
+            &["channel"],
+        );
         let reconcile_sweeps = counter(
             "catalog_reconcile_sweeps_total",
             "Reconciliation sweeps by result: complete, or the class of the failure that stopped one.",
@@ -392,6 +400,7 @@ impl Metrics {
             stale_items,
             drifts_detected,
             drifts_corrected,
+            drift_corrections_moved_on,
             reconcile_sweeps,
             reconcile_sweep_seconds,
             reconcile_read_errors,

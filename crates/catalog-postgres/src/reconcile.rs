@@ -70,10 +70,10 @@ pub(crate) async fn correct(
     config: &StoreConfig,
     channel: &str,
     corrections: &[DriftCorrection],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<ItemId>, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
     let mut outbox = Vec::new();
-    let mut corrected = 0;
+    let mut corrected = Vec::new();
     // In item id order, the order batches lock items in.
     let mut ordered: Vec<&DriftCorrection> = corrections.iter().collect();
     ordered.sort_by_key(|correction| correction.item_id.0);
@@ -113,7 +113,7 @@ pub(crate) async fn correct(
         rows::sku(&sku)?;
         let version = saturating_i64(correction.corrected_version);
         outbox.extend(OutboxWrite::on_its_channels(config, correction.item_id, &tenant, &sku, quantity, version, None));
-        corrected += 1;
+        corrected.push(correction.item_id);
     }
     upsert_outbox(&mut transaction, &outbox).await?;
     transaction.commit().await.map_err(store_error)?;
@@ -169,7 +169,7 @@ impl ReconcileStore for PostgresStore {
         with_deadline(self.deadline, "reconcile_page", page(&self.pool, channel, tenant, after, limit)).await
     }
 
-    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<Vec<ItemId>, StoreError> {
         with_deadline(self.deadline, "correct_drifts", correct(&self.pool, &self.config, channel, corrections)).await
     }
 

@@ -311,7 +311,7 @@ impl ReconcileStore for SqliteStore {
         reconcile::page(&self.pool, channel, tenant, after, limit).await
     }
 
-    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError> {
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<Vec<ItemId>, StoreError> {
         reconcile::correct(&self.writer, &self.config, channel, corrections).await
     }
 

@@ -83,7 +83,7 @@ pub(crate) async fn correct(
     config: &Arc<StoreConfig>,
     channel: &str,
     corrections: &[DriftCorrection],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<ItemId>, StoreError> {
     let (config, channel, corrections) = (Arc::clone(config), channel.to_owned(), corrections.to_vec());
     // One job of the one writer, in one transaction, like every other write of the store.
     writer.transaction(move |connection| correct_in(connection, &config, &channel, &corrections)).await
@@ -94,9 +94,9 @@ fn correct_in(
     config: &StoreConfig,
     channel: &str,
     corrections: &[DriftCorrection],
-) -> Result<u64, StoreError> {
+) -> Result<Vec<ItemId>, StoreError> {
     let now = micros(Utc::now());
-    let mut corrected = 0;
+    let mut corrected = Vec::new();
     let mut bump = connection
         .prepare_cached(
             "UPDATE items SET version = ?3, updated_at = ?4 WHERE item_id = ?1 AND version = ?2
@@ -141,8 +141,9 @@ fn correct_in(
             OutboxWrite::on_its_channels(config, correction.item_id, &tenant, &sku_text, quantity, version, None)
                 .collect();
         insert_outbox_rows(connection, &writes, now)?;
-        corrected += 1;
+        corrected.push(correction.item_id);
     }
+    corrected.sort_by_key(|item_id| item_id.0);
     Ok(corrected)
 }
 

@@ -62,8 +62,9 @@ pub trait ReconcileStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<ChannelItem>, StoreError>;
 
     /// Applies the corrections found on `channel` in one transaction and journals each;
-    /// returns how many items got a new version (the others had moved on).
-    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<u64, StoreError>;
+    /// returns the items that got a new version, in item id order (the others had moved on
+    /// since they were read: what the channel showed was a version in flight, not drift).
+    async fn correct_drifts(&self, channel: &str, corrections: &[DriftCorrection]) -> Result<Vec<ItemId>, StoreError>;
 
     /// The newest journaled drifts of an item, newest first.
     async fn item_drifts(&self, item_id: ItemId, limit: usize) -> Result<Vec<DriftRecord>, StoreError>;

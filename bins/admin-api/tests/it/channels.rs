@@ -87,7 +87,7 @@ async fn a_channel_s_health_follows_its_attempts(server: Server) {
         shown: Some(Shown { quantity: 99, version: 1 }),
         corrected_version: 2,
     };
-    assert_eq!(server.store.correct_drifts("storefront", &[correction]).await.expect("correct"), 1);
+    assert_eq!(server.store.correct_drifts("storefront", &[correction]).await.expect("correct").len(), 1);
     let health = server.get_json(&viewer, "/v1/channels").await;
     assert_eq!(health[0]["drifts"], serde_json::json!({ "quantity_differs": 1 }), "{health}");
     assert!(health[0]["last_drift_at"].is_string());

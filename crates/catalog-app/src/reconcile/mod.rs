@@ -32,8 +32,8 @@ pub struct ReconcileSettings {
     /// Read-back requests per second at most: reconciliation must leave the channel's rate
     /// limit to publishing.
     pub requests_per_second: u32,
-    /// Throttled or failed requests retried before the sweep is abandoned (it starts again
-    /// after `interval`).
+    /// Attempts at a throttled or failed request, the first included, before the sweep is
+    /// abandoned (it starts again after `interval`).
     pub max_attempts: u32,
 }
 
@@ -48,8 +48,12 @@ impl Default for ReconcileSettings {
 pub struct SweepReport {
     pub tenants: u64,
     pub items_compared: u64,
+    /// Differences corrected: the item got a new version, queued on its channels.
     pub drifts: u64,
     pub corrected: u64,
+    /// Differences not corrected because the item had moved on since the sweep read it: the
+    /// channel showed a version in flight, not drift (counted, never alerted on).
+    pub moved_on: u64,
     /// Items the channel shows that the catalog does not hold (reported, not corrected).
     pub unknown: u64,
     /// Differences seen on a channel that applies updates asynchronously, not corrected
@@ -244,6 +248,13 @@ impl Reconciler {
         loop {
             let page = self.store.reconcile_page(&self.channel, tenant, store_after, page_size).await?;
             let Some(last) = page.last() else { break };
+            if let (Some(after), false) = (store_after, shown.is_empty()) {
+                // What the channel showed beyond the last page was read before this page of
+                // the store: compared with it, an item published in between would look
+                // behind. It is read again, after the store.
+                shown.clear();
+                channel_next = Some(Some(after));
+            }
             store_after = Some(last.item_id);
             let mut corrections = Vec::new();
             for item in &page {
@@ -311,11 +322,18 @@ impl Reconciler {
         if corrections.is_empty() {
             return Ok(());
         }
-        report.drifts += corrections.len() as u64;
         let corrected = self.store.correct_drifts(&self.channel, corrections).await?;
-        report.corrected += corrected;
-        self.metrics.drifts_corrected.with_label_values(&[&self.channel]).inc_by(corrected);
-        for correction in corrections {
+        let applied =
+            |correction: &&DriftCorrection| corrected.binary_search_by_key(&correction.item_id.0, |id| id.0).is_ok();
+        report.drifts += corrected.len() as u64;
+        report.corrected += corrected.len() as u64;
+        report.moved_on += (corrections.len() - corrected.len()) as u64;
+        self.metrics.drifts_corrected.with_label_values(&[&self.channel]).inc_by(corrected.len() as u64);
+        self.metrics
+            .drift_corrections_moved_on
+            .with_label_values(&[&self.channel])
+            .inc_by((corrections.len() - corrected.len()) as u64);
+        for correction in corrections.iter().filter(applied) {
             self.metrics.drifts_detected.with_label_values(&[&self.channel, correction.kind.as_str()]).inc();
             tracing::info!(
                 channel = %self.channel,

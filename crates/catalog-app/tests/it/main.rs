@@ -6,5 +6,6 @@ mod apply;
 mod channels;
 mod heal;
 mod reconcile_marketplaces;
+mod reconcile_storefront;
 mod retention;
 mod sales_channels;

@@ -87,7 +87,10 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
         shown: drift.shown,
         corrected_version: drift.corrected_version,
     };
-    assert_eq!(store.correct_drifts("storefront", std::slice::from_ref(&correction)).await.expect("correct"), 1);
+    assert_eq!(
+        store.correct_drifts("storefront", std::slice::from_ref(&correction)).await.expect("correct"),
+        [correction.item_id]
+    );
 
     let trace = store.item_trace(item.item_id).await.expect("trace").expect("exists");
     assert_eq!((trace.item.quantity(), trace.item.version()), (12, 2), "same quantity, the next version");
@@ -111,7 +114,7 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
     assert!(store.drift_counts(later).await.expect("counts").is_empty(), "only drifts since the time asked");
 
     // The same correction again finds the item moved on: nothing changes, nothing is journaled.
-    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct"), 0);
+    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct").len(), 0);
     assert_eq!(store.item_drifts(item.item_id, 10).await.expect("drifts").len(), 1);
 
     // A later batch builds on the corrected version.

@@ -237,7 +237,7 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
         shown: drift.shown,
         corrected_version: drift.corrected_version,
     };
-    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct"), 1);
+    assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct").len(), 1);
     publish().await;
     let attempts = || async {
         let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
