@@ -352,7 +352,8 @@ impl Reconciler {
         Ok(())
     }
 
-    /// One page of the channel.
+    /// One page of the channel. A `next` that does not move past `after` would have the sweep
+    /// read the same pages for ever: it breaks the contract's order, and stops the sweep.
     async fn read_page(
         &self,
         reader: &dyn ReadBack,
@@ -361,7 +362,14 @@ impl Reconciler {
         limit: usize,
         pacer: &mut Pacer,
     ) -> Result<catalog_publish::ShownPage, SweepError> {
-        self.paced_read(pacer, || reader.list(tenant, after, limit)).await
+        let page = self.paced_read(pacer, || reader.list(tenant, after, limit)).await?;
+        if let (Some(next), Some(after)) = (page.next, after) {
+            if next.0 <= after.0 {
+                let message = format!("the page after {after} says the next starts after {next}, not past it");
+                return Err(ReadBackError::Malformed(message).into());
+            }
+        }
+        Ok(page)
     }
 
     /// One read request, paced, retrying throttling and transient failures a bounded number

@@ -63,6 +63,8 @@ struct Storefront {
     move_on_call: usize,
     moved: String,
     answer_after_move: bool,
+    /// Answers every read with no items and a `next` that never moves on.
+    stuck: bool,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +93,10 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> axum::Json<Value> {
     let call = storefront.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if storefront.stuck {
+        let next = query.after.clone().unwrap_or_else(|| item_id("SKU-000").to_string());
+        return axum::Json(json!({"items": [], "next": next}));
+    }
     let before = page(&storefront.shown.lock().expect("shown"), &query);
     if call == storefront.move_on_call {
         storefront.store.apply_batch(&update(100, &storefront.moved, 99)).await.expect("move");
@@ -110,6 +116,36 @@ async fn sweep_while_moving(
     unknown: Option<&str>,
     page_size: usize,
 ) -> (SweepReport, Metrics, Arc<SqliteStore>, tempfile::TempDir) {
+    let (report, metrics, store, directory) =
+        sweep_against(Storefront::moving(moved, move_on_call, answer_after_move), unknown, page_size).await;
+    (report.expect("sweep"), metrics, store, directory)
+}
+
+impl Storefront {
+    fn moving(
+        moved: &str,
+        move_on_call: usize,
+        answer_after_move: bool,
+    ) -> impl FnOnce(Arc<Mutex<Shown>>, Arc<SqliteStore>) -> Storefront {
+        let moved = moved.to_owned();
+        move |shown, store| Storefront {
+            shown,
+            store,
+            calls: Arc::new(AtomicUsize::new(0)),
+            move_on_call,
+            moved,
+            answer_after_move,
+            stuck: false,
+        }
+    }
+}
+
+/// One sweep against the storefront `make` builds over the store's four items.
+async fn sweep_against(
+    make: impl FnOnce(Arc<Mutex<Shown>>, Arc<SqliteStore>) -> Storefront,
+    unknown: Option<&str>,
+    page_size: usize,
+) -> (Result<SweepReport, catalog_app::reconcile::SweepError>, Metrics, Arc<SqliteStore>, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base_url = format!("http://{}", listener.local_addr().expect("address"));
     let settings = PublishSettings {
@@ -132,14 +168,7 @@ async fn sweep_while_moving(
     if let Some(unknown) = unknown {
         shown.lock().expect("shown").insert(item_id(unknown).to_string(), (unknown.to_owned(), 1, 1));
     }
-    let storefront = Storefront {
-        shown,
-        store: store.clone(),
-        calls: Arc::new(AtomicUsize::new(0)),
-        move_on_call,
-        moved: moved.to_owned(),
-        answer_after_move,
-    };
+    let storefront = make(shown, store.clone());
     let app = axum::Router::new().route("/v1/tenants/{tenant}/items", get(list)).with_state(storefront);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
@@ -152,7 +181,7 @@ async fn sweep_while_moving(
         max_attempts: 3,
     };
     let reconcilers = reconcilers(&built, store.clone(), reconcile, &metrics, &WorkSignal::new());
-    let report = reconcilers[0].sweep().await.expect("sweep");
+    let report = tokio::time::timeout(Duration::from_secs(20), reconcilers[0].sweep()).await.expect("the sweep ends");
     (report, metrics, store, directory)
 }
 
@@ -193,4 +222,12 @@ async fn a_channel_page_read_before_the_store_s_next_page_is_read_again() {
     assert!(store.item_drifts(item_id(order[2]), 10).await.expect("drifts").is_empty(), "no drift journaled");
     let item = store.item(item_id(order[2])).await.expect("item").expect("exists");
     assert_eq!(item.version(), 2, "not bumped by a correction");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_list_whose_next_never_moves_on_stops_the_sweep() {
+    let stuck = |shown, store| Storefront { stuck: true, ..Storefront::moving("SKU-000", 0, false)(shown, store) };
+    let (report, _, _, _directory) = sweep_against(stuck, None, 2).await;
+    let error = report.expect_err("a list that never ends is no answer");
+    assert!(error.to_string().contains("not past it"), "{error}");
 }
