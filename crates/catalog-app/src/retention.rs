@@ -2,8 +2,9 @@
 //! next days ahead of need, archive and drop what was received before the retention, and
 //! forget claims past the dedupe horizon; publish attempts and drifts past the retention are
 //! dropped without an archive (decision 0030). Archives are gzip-compressed NDJSON files, one per
-//! day of the journal, one `JournalEntry` per line, written to a temporary name, synced and
-//! renamed before the store drops a row they hold.
+//! day of the journal, one `JournalEntry` per line, written to a partial file of the pass's
+//! own, synced and linked under the day's name before the store drops a row they hold; an
+//! unfinished partial file is removed.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -67,8 +68,28 @@ impl NdjsonArchive {
 #[derive(Debug)]
 struct OpenArchive {
     name: String,
-    partial: PathBuf,
+    partial: Partial,
     encoder: GzEncoder<BufWriter<File>>,
+}
+
+/// A partial archive file, removed when dropped: a pass that fails or stops before its
+/// archive is linked under its day's name leaves no file behind (its rows are still in the
+/// journal, and the next pass archives them again).
+#[derive(Debug)]
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(
+                partial = %self.0.display(),
+                %error,
+                "an unfinished journal archive could not be removed: it may be deleted by hand"
+            ),
+        }
+    }
 }
 
 impl ArchiveSink for NdjsonArchive {
@@ -82,7 +103,7 @@ impl ArchiveSink for NdjsonArchive {
             Utc::now().format("%Y%m%dT%H%M%S%.6f")
         ));
         let file = File::options().write(true).create_new(true).open(&partial)?;
-        let encoder = GzEncoder::new(BufWriter::new(file), Compression::fast());
+        let (partial, encoder) = (Partial(partial), GzEncoder::new(BufWriter::new(file), Compression::fast()));
         self.open = Some(OpenArchive { name: name.to_owned(), partial, encoder });
         Ok(())
     }
@@ -97,23 +118,25 @@ impl ArchiveSink for NdjsonArchive {
     }
 
     fn finish(&mut self) -> std::io::Result<String> {
-        let OpenArchive { name, partial, encoder } =
+        let OpenArchive { name, partial: unfinished, encoder } =
             self.open.take().ok_or_else(|| std::io::Error::other("no archive begun"))?;
+        // On any error below, `unfinished` is dropped and its file removed.
+        let partial = &unfinished.0;
         let file = encoder.finish()?.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
         // Linked under its day's name, or beside it when that is taken (a day archived by a
         // pass that died before its drop, or by another worker's pass): a link never
         // replaces a file, so nothing archived is overwritten.
         let mut finished = self.finished(&name);
-        if let Err(error) = std::fs::hard_link(&partial, &finished) {
+        if let Err(error) = std::fs::hard_link(partial, &finished) {
             if error.kind() != std::io::ErrorKind::AlreadyExists {
                 return Err(error);
             }
             let unique = partial.file_name().and_then(|file| file.to_str()).unwrap_or(&name);
             finished = self.finished(unique.trim_end_matches(".ndjson.gz.partial"));
-            std::fs::hard_link(&partial, &finished)?;
+            std::fs::hard_link(partial, &finished)?;
         }
-        std::fs::remove_file(&partial)?;
+        std::fs::remove_file(partial)?;
         sync_directory(&self.directory)?;
         Ok(finished.display().to_string())
     }

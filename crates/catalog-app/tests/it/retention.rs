@@ -210,3 +210,28 @@ async fn two_archives_of_one_day_in_one_directory_never_share_or_replace_a_file(
         .collect();
     assert_eq!(names.len(), 2, "two archives, no partial file left: {names:?}");
 }
+
+/// A pass that fails or stops between beginning a day's archive and finishing it (a store
+/// error, a shutdown) leaves no partial file: its rows are still in the journal, and the next
+/// pass archives them again.
+#[test]
+fn an_archive_a_pass_never_finished_leaves_no_file_behind() {
+    use catalog_app::retention::NdjsonArchive;
+    use catalog_store::ArchiveSink;
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut archive = NdjsonArchive::new(directory.path());
+    archive.begin("events_20261201").expect("begin");
+    archive.write(&[]).expect("write");
+    // A second day begun replaces the first without finishing it.
+    archive.begin("events_20261202").expect("begin");
+    let listed = |directory: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(directory)
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(listed(directory.path()).len(), 1, "only the open day's partial: {:?}", listed(directory.path()));
+    drop(archive);
+    assert_eq!(listed(directory.path()), Vec::<String>::new(), "no unfinished archive is left");
+}
