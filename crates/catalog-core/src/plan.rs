@@ -263,6 +263,13 @@ pub fn event_ids<D: AsRef<Delivery>>(deliveries: &[D]) -> Vec<EventId> {
 /// Order independence: for any permutation of the same deliveries, and any split into
 /// batches applied in turn, the final offer states and item quantities are the same.
 /// Decisions and item versions describe the path taken, so they may differ.
+///
+/// The one exception is an event more than [`DEDUPE_HORIZON`] older than its receipt, whose
+/// claim may be gone: it counts only when its offer's fold and clamped time
+/// ([`OfferState::clamped_until`]) do not cover it (else `beyond_dedupe_horizon`), and
+/// whether they do depends on what the offer saw before it. Refusing it is what keeps a
+/// redelivery from counting twice (decision 0019); the property tests draw events within
+/// the horizon.
 pub fn plan_batch<D: AsRef<Delivery>>(
     deliveries: &[D],
     state: &PlanState,

@@ -164,3 +164,68 @@ async fn attempts_recorded_before_partitioning_stay_until_their_partition_passes
     assert_eq!(listed().await, Vec::<String>::new());
     pool.close().await;
 }
+
+/// Migration 0026 gives the clamped events decided before 0025 what `apply` records for new
+/// ones since 0025: their claim kept from their own time, and their offer's latest clamped
+/// time. Checked against what `apply` itself writes: the columns are cleared as a database
+/// from before 0025 has them, and the migration runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clamped_events_decided_before_0025_get_the_claim_time_and_offer_time_apply_gives() {
+    use catalog_core::StockChange;
+    use catalog_store::contract::{batch, incoming, offer};
+    use catalog_store::prelude::*;
+
+    let database = TestDatabase::create().await;
+    let store = catalog_postgres::PostgresStore::connect(&database.url, Default::default(), Default::default())
+        .await
+        .expect("store");
+    let (clamped, plain) = (offer("canary", "acme", "ABC-1"), offer("canary", "acme", "ABC-2"));
+    let ten_days_ahead = 10 * 24 * 3600;
+    store
+        .apply_batch(&batch(vec![
+            incoming(1, &clamped, StockChange::Updated { quantity: 10 }, 0, 1),
+            incoming(2, &clamped, StockChange::Adjusted { delta: 5 }, ten_days_ahead, 2),
+            incoming(3, &clamped, StockChange::Adjusted { delta: 1 }, ten_days_ahead - 60, 3),
+            incoming(4, &plain, StockChange::Updated { quantity: 3 }, 0, 4),
+        ]))
+        .await
+        .expect("apply");
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    let recorded = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT 'offer ' || sku || ' ' || coalesce(to_char(clamped_until AT TIME ZONE 'UTC', 'MM-DD HH24:MI'), '-')
+             FROM offers
+             UNION ALL
+             SELECT 'claim ' || journal_id || ' ' || coalesce(to_char(kept_from AT TIME ZONE 'UTC', 'MM-DD HH24:MI'), '-')
+             FROM event_claims
+             ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("recorded times")
+    };
+    let written = recorded().await;
+    assert_eq!(
+        written,
+        [
+            "claim 1 -",
+            "claim 2 06-11 12:00",
+            "claim 3 06-11 11:59",
+            "claim 4 -",
+            "offer ABC-1 06-11 12:00",
+            "offer ABC-2 -"
+        ],
+        "as apply writes them"
+    );
+
+    for statement in [
+        "UPDATE event_claims SET kept_from = NULL",
+        "UPDATE offers SET clamped_until = NULL",
+        "DELETE FROM _sqlx_migrations WHERE version = 26",
+    ] {
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+    catalog_postgres::MIGRATOR.run(&pool).await.expect("migration 0026 again");
+    assert_eq!(recorded().await, written, "the backfill gives what apply gave");
+    pool.close().await;
+}

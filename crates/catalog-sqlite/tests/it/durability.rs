@@ -182,3 +182,43 @@ async fn a_read_sees_what_another_process_committed_before_it() {
     reader.close().await;
     writer.close().await;
 }
+
+/// Migration 0026 gives the offers of clamped events decided before 0025 the latest clamped
+/// time `apply` records since 0025. Checked against what `apply` itself writes: the column
+/// is cleared as a file from before 0025 has it, and the migration runs again.
+#[tokio::test]
+async fn clamped_events_decided_before_0025_get_the_offer_time_apply_gives() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = database_path(directory.path());
+    let store = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
+    let (clamped, plain) = (offer("canary", "acme", "ABC-1"), offer("canary", "acme", "ABC-2"));
+    let ten_days_ahead = 10 * 24 * 3600;
+    let at = catalog_store::contract::incoming;
+    store
+        .apply_batch(&batch(vec![
+            at(1, &clamped, StockChange::Updated { quantity: 10 }, 0, 1),
+            at(2, &clamped, StockChange::Adjusted { delta: 5 }, ten_days_ahead, 2),
+            at(3, &clamped, StockChange::Adjusted { delta: 1 }, ten_days_ahead - 60, 3),
+            at(4, &plain, StockChange::Updated { quantity: 3 }, 0, 4),
+        ]))
+        .await
+        .expect("apply");
+    let mut connection =
+        SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path)).await.expect("connect");
+    let mut recorded = async |connection: &mut SqliteConnection| -> Vec<(String, Option<i64>)> {
+        sqlx::query_as("SELECT sku, clamped_until FROM offers ORDER BY sku")
+            .fetch_all(&mut *connection)
+            .await
+            .expect("offers")
+    };
+    let written = recorded(&mut connection).await;
+    let ahead = (base() + Duration::seconds(ten_days_ahead)).timestamp_micros();
+    assert_eq!(written, [("ABC-1".to_owned(), Some(ahead)), ("ABC-2".to_owned(), None)], "as apply writes them");
+
+    for statement in ["UPDATE offers SET clamped_until = NULL", "DELETE FROM _sqlx_migrations WHERE version = 26"] {
+        sqlx::query(statement).execute(&mut connection).await.expect(statement);
+    }
+    store.migrate().await.expect("migration 0026 again");
+    assert_eq!(recorded(&mut connection).await, written, "the backfill gives what apply gave");
+    store.close().await;
+}
