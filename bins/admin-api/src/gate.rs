@@ -30,8 +30,9 @@ pub struct GateContext {
     pub tenant: TenantId,
     pub now: DateTime<Utc>,
     pub state: RolloutState,
-    /// The samples since `now - green_for - max_sample_gap`, oldest first, one per span of a
-    /// quarter of the allowed gap (`SignalStore::gate_samples`).
+    /// The samples since `now - green_for - max_sample_gap`, oldest first, merged per span
+    /// of a quarter of the allowed gap, at each span's first and last time
+    /// (`SignalStore::gate_samples`).
     pub samples: Vec<catalog_core::GateSample>,
     /// The items whose traces support signs off: the first applied since the rollout last
     /// changed (stable while the stage holds).

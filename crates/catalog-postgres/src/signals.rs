@@ -333,7 +333,7 @@ pub(crate) async fn gate_samples(
     span: chrono::Duration,
 ) -> Result<Vec<catalog_core::GateSample>, StoreError> {
     let rows = sqlx::query(
-        "SELECT max(at) AS at, bool_and(stale_items_green) AS stale_items_green,
+        "SELECT min(at) AS first_at, max(at) AS at, bool_and(stale_items_green) AS stale_items_green,
                 bool_and(queue_lag_green) AS queue_lag_green,
                 bool_and(publish_errors_green) AS publish_errors_green,
                 bool_and(trace_coverage_green) AS trace_coverage_green
@@ -347,7 +347,13 @@ pub(crate) async fn gate_samples(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    rows.iter().map(|row| catalog_store::gate_sample_of_row(column(row, "at")?, |name| column(row, name))).collect()
+    let mut samples = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        samples.extend(catalog_store::gate_samples_of_span(column(row, "first_at")?, column(row, "at")?, |name| {
+            column(row, name)
+        })?);
+    }
+    Ok(samples)
 }
 
 /// A span in seconds, at least a millisecond.

@@ -347,7 +347,7 @@ pub(crate) async fn gate_samples(
     span: chrono::Duration,
 ) -> Result<Vec<catalog_core::GateSample>, StoreError> {
     let rows = sqlx::query(
-        "SELECT max(at) AS at, min(stale_items_green) AS stale_items_green,
+        "SELECT min(at) AS first_at, max(at) AS at, min(stale_items_green) AS stale_items_green,
                 min(queue_lag_green) AS queue_lag_green, min(publish_errors_green) AS publish_errors_green,
                 min(trace_coverage_green) AS trace_coverage_green
          FROM signal_samples WHERE tenant_id = ?1 AND at >= ?2
@@ -360,9 +360,15 @@ pub(crate) async fn gate_samples(
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
-    rows.iter()
-        .map(|row| catalog_store::gate_sample_of_row(time_column(row, "at")?, |name| column(row, name)))
-        .collect()
+    let mut samples = Vec::with_capacity(rows.len() * 2);
+    for row in &rows {
+        samples.extend(catalog_store::gate_samples_of_span(
+            time_column(row, "first_at")?,
+            time_column(row, "at")?,
+            |name| column(row, name),
+        )?);
+    }
+    Ok(samples)
 }
 
 pub(crate) async fn prune_samples(writer: &Writer, before: DateTime<Utc>) -> Result<u64, StoreError> {

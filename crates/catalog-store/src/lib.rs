@@ -47,7 +47,7 @@ pub use rollout::{
     SignOff, SignOffRecord,
 };
 pub use signals::{
-    assemble_facts, count, gate_sample, gate_sample_of_row, offer_traces, winners_beyond, FactsQuery, FactsReport,
+    assemble_facts, count, gate_sample, gate_samples_of_span, offer_traces, winners_beyond, FactsQuery, FactsReport,
     JournalTail, SampledValue, SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
 pub use windows::{compact_windows, gaps, WindowMerge};

@@ -108,13 +108,18 @@ impl SignalSample {
 pub(crate) const GREEN_COLUMNS: [&str; 4] =
     ["stale_items_green", "queue_lag_green", "publish_errors_green", "trace_coverage_green"];
 
-/// A gate sample at `at` from a row's [`GREEN_COLUMNS`], read by `green`.
-pub fn gate_sample_of_row<E>(
-    at: DateTime<Utc>,
+/// The gate samples of one merged span from its row's [`GREEN_COLUMNS`], read by `green`: one
+/// at the span's first sample time and one at its last (one when they are the same), so the
+/// gap between two spans' samples is the gap between samples taken, never a span wider.
+pub fn gate_samples_of_span<E>(
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
     green: impl Fn(&str) -> Result<bool, E>,
-) -> Result<catalog_core::GateSample, E> {
+) -> Result<impl Iterator<Item = catalog_core::GateSample>, E> {
     let [stale, lag, errors, coverage] = GREEN_COLUMNS;
-    Ok(gate_sample(at, [green(stale)?, green(lag)?, green(errors)?, green(coverage)?]))
+    let greens = [green(stale)?, green(lag)?, green(errors)?, green(coverage)?];
+    let first = (first < last).then(|| gate_sample(first, greens));
+    Ok(first.into_iter().chain([gate_sample(last, greens)]))
 }
 
 /// A gate sample at `at` from the four signals' greens in the seed's order
@@ -309,9 +314,11 @@ pub trait SignalStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<SignalSample>, StoreError>;
 
     /// What the gate decides from: a tenant's samples (overall for `None`) taken at or after
-    /// `since`, one per `span` of time however many workers sampled in it (each samples every
-    /// tenant), oldest first. A span's sample is at its last time, red by every signal red in
-    /// any sample within it. The rows grow with the window over `span`, never with workers.
+    /// `since`, merged per `span` of time however many workers sampled in it (each samples
+    /// every tenant), oldest first. A span gives a sample at its first and at its last sample
+    /// time (one when they are the same), both red by every signal red in any sample within
+    /// it: the gap between spans is the gap between samples taken. The rows grow with the
+    /// window over `span`, never with workers.
     async fn gate_samples(
         &self,
         tenant: Option<&TenantId>,

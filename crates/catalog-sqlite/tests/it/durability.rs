@@ -205,7 +205,7 @@ async fn clamped_events_decided_before_0025_get_the_offer_time_apply_gives() {
         .expect("apply");
     let mut connection =
         SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path)).await.expect("connect");
-    let mut recorded = async |connection: &mut SqliteConnection| -> Vec<(String, Option<i64>)> {
+    let recorded = async |connection: &mut SqliteConnection| -> Vec<(String, Option<i64>)> {
         sqlx::query_as("SELECT sku, clamped_until FROM offers ORDER BY sku")
             .fetch_all(&mut *connection)
             .await

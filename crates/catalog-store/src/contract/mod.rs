@@ -121,6 +121,7 @@ macro_rules! store_contract_cases {
             signals::a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id,
             signals::signal_samples_are_kept_per_tenant_and_overall,
             signals::gate_samples_merge_every_worker_s_samples_of_a_span,
+            signals::merged_gate_spans_show_no_gap_the_samples_do_not_have,
             signals::a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed,
             signals::sign_offs_and_applied_items_are_found_since_a_time,
             feeds::feed_settings_are_bootstrapped_and_state_is_kept,

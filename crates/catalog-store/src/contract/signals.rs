@@ -3,7 +3,7 @@
 //! and a rollout that drives the sync flags in the same transaction.
 
 use catalog_core::{ItemId, ItemKey, Outcome, PartitionProgress, Rollout, StockChange, SupplierId, TenantId, TraceGap};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::fixtures::*;
 use crate::{FactsQuery, PublishOutcome, RolloutChange, SampledValue, SignOff, SignalSample, StoreConfig, TraceCheck};
@@ -291,10 +291,10 @@ where
 
     let span = Duration::seconds(75);
     let gate = store.gate_samples(canary.as_ref(), start, span).await.expect("gate samples");
-    assert!(gate.len() <= 24 * 60 * 60 / 75 + 1, "one per span, not per worker: {}", gate.len());
+    assert!(gate.len() <= 2 * (24 * 60 * 60 / 75 + 1), "two per span, not one per worker: {}", gate.len());
     assert_eq!(gate.last().expect("some").at, at(2, 2_879), "the newest span ends at the newest sample");
     let reds: Vec<&catalog_core::GateSample> = gate.iter().filter(|sample| !sample.red.is_empty()).collect();
-    assert_eq!(reds.len(), 1, "only the red sample's span is red");
+    assert_eq!(reds.len(), 2, "only the red sample's span is red, at its first and last time");
     assert_eq!(reds[0].red, [catalog_core::SignalName::QueueLag]);
     let since = catalog_core::green_since(&gate, at(2, 2_879), Duration::minutes(5)).expect("green now");
     assert!(since > red_at && since <= red_at + span * 2, "green since {since}, red at {red_at}");
@@ -303,6 +303,38 @@ where
     let since = catalog_core::green_since(&after_red, at(2, 2_879), Duration::minutes(5)).expect("green now");
     assert!(since <= red_at + span * 2, "green since the first span read: {since}");
     assert!(store.gate_samples(None, start, span).await.expect("overall").is_empty());
+}
+
+/// Merging spans adds no gap the samples do not have: samples 4 min 55 s apart, the later one
+/// first in a span that runs on past it, are green all along under a five-minute gap.
+pub(super) async fn merged_gate_spans_show_no_gap_the_samples_do_not_have<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let start = base();
+    let canary = Some(tenant("canary"));
+    let green = SampledValue { value: 0.0, green: true };
+    let at = |second: i64| start + Duration::seconds(second);
+    let samples: Vec<SignalSample> = [10, 305, 370]
+        .into_iter()
+        .map(|second| SignalSample {
+            tenant_id: canary.clone(),
+            at: at(second),
+            green: true,
+            stale_items: green,
+            queue_lag: green,
+            publish_errors: green,
+            trace_coverage: green,
+        })
+        .collect();
+    store.record_signal_samples(&samples).await.expect("record");
+
+    // Spans of 75 s from the start: 10 s alone in the first, 305 s and 370 s in the fifth.
+    let gate = store.gate_samples(canary.as_ref(), start, Duration::seconds(75)).await.expect("gate samples");
+    let times: Vec<DateTime<Utc>> = gate.iter().map(|sample| sample.at).collect();
+    assert_eq!(times, [at(10), at(305), at(370)]);
+    assert_eq!(catalog_core::green_since(&gate, at(370), Duration::minutes(5)), Some(at(10)));
 }
 
 fn supplier(name: &str) -> SupplierId {
