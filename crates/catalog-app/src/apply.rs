@@ -339,6 +339,25 @@ impl BatchSink for Applier {
         Ok(checkpoints.into_iter().find(|checkpoint| checkpoint.partition == partition).map(|c| c.position))
     }
 
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+        let rewound = self
+            .with_retries("rewind_checkpoint", || self.store.rewind_checkpoint(source, partition, from, to))
+            .await?;
+        if rewound {
+            self.metrics.checkpoints_beyond_end.with_label_values(&[&partition.to_string()]).inc();
+            tracing::error!(
+                source,
+                partition,
+                checkpoint = from,
+                low_watermark = to,
+                class = FailureClass::NeedsOperator.as_str(),
+                "the partition ends below the stored checkpoint (topic recreated or truncated): reading it again \
+                 from its low watermark; what the store holds already is a duplicate"
+            );
+        }
+        Ok(rewound)
+    }
+
     async fn apply(&self, mut batch: SourceBatch) -> Result<Durable, SinkError> {
         let started = Instant::now();
         let checkpoints = batch

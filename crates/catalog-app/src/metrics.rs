@@ -39,6 +39,7 @@ pub struct Metrics {
     pub source_errors: IntCounterVec,
     /// Positions deleted from a source (retention) before they were applied, per partition.
     pub offset_gaps: IntCounterVec,
+    pub checkpoints_beyond_end: IntCounterVec,
     /// `traceparent` headers dropped as invalid, by reason (`malformed`, `version_ff`, …).
     pub traceparent_invalid: IntCounterVec,
     /// Publish attempts by channel and result.
@@ -195,6 +196,12 @@ impl Metrics {
         let offset_gaps = counter(
             "catalog_offset_gaps_total",
             "Positions deleted from a source (retention) before they were applied.",
+            &["partition"],
+        );
+        let checkpoints_beyond_end = counter(
+            "catalog_checkpoints_beyond_partition_end_total",
+            "Stored checkpoints found beyond their partition's end (a topic recreated or truncated) \
+             and moved back to its low watermark, by partition.",
             &["partition"],
         );
         let traceparent_invalid = counter(
@@ -383,6 +390,7 @@ impl Metrics {
             skipped_below_checkpoint,
             source_errors,
             offset_gaps,
+            checkpoints_beyond_end,
             traceparent_invalid,
             publish_attempts,
             publish_latency_seconds,

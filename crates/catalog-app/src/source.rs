@@ -67,6 +67,12 @@ pub trait BatchSink: Send + Sync + 'static {
     async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError>;
     /// Makes a batch durable (retrying transient failures itself), or says why not.
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError>;
+    /// A partition ends below its stored checkpoint `from`: the broker no longer holds what
+    /// was applied there (a topic recreated or truncated, decision 0040). Moves the checkpoint
+    /// back to `to` (the partition's low watermark), so what the partition holds now is read
+    /// and applied (what the store holds already is a duplicate); counted and logged.
+    /// `false`: the checkpoint had moved on from `from`, and was left alone.
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError>;
     /// Messages below the stored checkpoint were skipped (already applied).
     fn skipped_below_checkpoint(&self, partition: i32, count: u64);
     /// A source reported a failure; counted and logged.

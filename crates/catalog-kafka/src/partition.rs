@@ -28,6 +28,12 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_IDLE_CHECK: Duration = Duration::from_millis(500);
 const MAX_IDLE_CHECK: Duration = Duration::from_secs(5);
 
+/// How long the check of a checkpoint beyond the partition's reported end reads the
+/// partition's last records at most (decision 0040)…
+const END_CHECK: Duration = Duration::from_secs(5);
+/// …and how long a fetch that delivered something stays quiet once it has read to the end.
+const END_QUIET: Duration = Duration::from_millis(500);
+
 pub(crate) struct PartitionWorker {
     pub(crate) topic: String,
     pub(crate) source: String,
@@ -47,6 +53,17 @@ pub(crate) struct PartitionWorker {
     pub(crate) stop: CancellationToken,
 }
 
+/// What the check of a stored checkpoint against the partition's end found.
+enum End {
+    /// The partition holds the checkpoint's last message (or the check could not tell).
+    Holds,
+    /// The partition ends below the checkpoint, which was moved back to this offset, the
+    /// partition's low watermark.
+    Rewound(i64),
+    /// The feed ended (shutdown) or the partition was revoked during the check.
+    Ended,
+}
+
 /// What the start check looks at.
 #[derive(Debug, Clone, Copy)]
 enum Seen {
@@ -63,7 +80,7 @@ impl PartitionWorker {
         // Anything below the wanted offset was applied already (the Kafka commit after it may
         // have been lost in a crash): skip it rather than journal it again. Until a fetch is
         // seen to start at or before it, the start is checked (`rewind`).
-        let (mut next_offset, mut rewind) = self.start(matches!(input, Feed::Queue(_))).await?;
+        let Some((mut next_offset, mut rewind)) = self.start(&mut input).await? else { return Ok(()) };
         self.sink.partition_started(&self.source, self.partition);
         let mut pending: PendingBatch<OwnedDelivery> = PendingBatch::new(self.limits());
         // One timer per batch, armed by its first message: not one per message received.
@@ -157,22 +174,27 @@ impl PartitionWorker {
 
     /// Where this assignment starts reading, and the check of it (`None`: from wherever the
     /// group's committed offset says, unchecked). A partition read from its own queue seeks
-    /// there before reading anything (`seek_first`); one fed by the dispatcher already holds
-    /// a message, and checks that.
-    async fn start(&self, seek_first: bool) -> Result<(i64, Option<Rewind>), SinkError> {
+    /// there before reading anything; one fed by the dispatcher already holds a message, and
+    /// checks that. `None`: the source stopped, or lost the partition, before it started.
+    async fn start(&self, input: &mut Feed<'_>) -> Result<Option<(i64, Option<Rewind>)>, SinkError> {
+        let seek_first = matches!(input, Feed::Queue(_));
         let stored = self.sink.checkpoint(&self.source, self.partition).await?;
         let (want, low_watermark) = match (stored, self.start_without_checkpoint) {
-            (Some(position), _) => (position.offset, None),
+            (Some(position), _) => match self.check_end(input, position.offset).await? {
+                End::Holds => (position.offset, None),
+                End::Rewound(low) => (low, Some(low)),
+                End::Ended => return Ok(None),
+            },
             (None, StartWithoutCheckpoint::Committed) => {
                 tracing::info!(
                     partition = self.partition,
                     "no stored checkpoint: starting from the group's committed offset"
                 );
-                return Ok((0, None));
+                return Ok(Some((0, None)));
             }
             (None, choice) => {
                 // `None`: the source is stopping, or lost the partition, before the broker answered.
-                let Some((low, high)) = self.watermarks().await else { return Ok((0, None)) };
+                let Some((low, high)) = self.watermarks().await else { return Ok(Some((0, None))) };
                 let want = if choice == StartWithoutCheckpoint::Latest { high } else { low };
                 tracing::info!(
                     partition = self.partition,
@@ -190,7 +212,55 @@ impl PartitionWorker {
             // Read just now, and the wanted offset is not below it: no gap.
             let _ = rewind.low_watermark(low);
         }
-        Ok((want, Some(rewind)))
+        Ok(Some((want, Some(rewind))))
+    }
+
+    /// Checks a stored checkpoint against the partition's end (decision 0040). A partition
+    /// that ends below it (a topic recreated, or truncated) holds messages the store never
+    /// applied at offsets it takes for applied: the checkpoint is moved back to the low
+    /// watermark. Kafka reports the end exactly; tansu reports its last record batch's first
+    /// offset plus one, so an end below the checkpoint is read from there: a record at or past
+    /// the checkpoint's last message says the partition holds it. Records delivered, none that
+    /// far, then a quiet fetch: it ends below. Nothing delivered: the end read again decides.
+    async fn check_end(&self, input: &mut Feed<'_>, want: i64) -> Result<End, SinkError> {
+        let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
+        if want <= high {
+            return Ok(End::Holds);
+        }
+        if !self.seek((high - 1).max(low)).await {
+            return Ok(End::Ended);
+        }
+        let began = std::time::Instant::now();
+        let mut delivered = None;
+        loop {
+            let quiet = if delivered.is_some() { END_QUIET } else { END_CHECK };
+            let left = END_CHECK.saturating_sub(began.elapsed());
+            let received = tokio::select! {
+                received = input.next() => received,
+                () = tokio::time::sleep(quiet.min(left)) => break,
+            };
+            match received {
+                Some(PartitionInput::Message(delivery)) if delivery.offset >= want - 1 => return Ok(End::Holds),
+                Some(PartitionInput::Message(delivery)) => delivered = Some(delivery.offset),
+                Some(PartitionInput::Revoked) | None => return Ok(End::Ended),
+            }
+        }
+        let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
+        if delivered.is_none() && want <= high {
+            return Ok(End::Holds);
+        }
+        tracing::warn!(
+            partition = self.partition,
+            checkpoint = want,
+            high_watermark = high,
+            last_offset_read = delivered,
+            "the partition ends below the stored checkpoint"
+        );
+        if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
+            Ok(End::Rewound(low))
+        } else {
+            Ok(End::Holds)
+        }
     }
 
     /// Checks what was seen against the start, and does what the check asks: a seek back, or

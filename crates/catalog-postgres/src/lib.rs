@@ -200,6 +200,24 @@ impl BatchStore for PostgresStore {
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
         with_deadline(self.deadline, "checkpoints", reads::checkpoints(&self.pool, source)).await
     }
+
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+        let rewind = async {
+            let done = sqlx::query(
+                "UPDATE source_checkpoints SET next_offset = $4, cursor = NULL, updated_at = now()
+                 WHERE source = $1 AND partition = $2 AND next_offset = $3",
+            )
+            .bind(source)
+            .bind(partition)
+            .bind(from)
+            .bind(to)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+            Ok(done.rows_affected() == 1)
+        };
+        with_deadline(self.deadline, "rewind_checkpoint", rewind).await
+    }
 }
 
 #[async_trait]

@@ -63,6 +63,10 @@ impl BatchStore for FailingStore {
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
         self.inner.checkpoints(source).await
     }
+
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+        self.inner.rewind_checkpoint(source, partition, from, to).await
+    }
 }
 
 struct Run {

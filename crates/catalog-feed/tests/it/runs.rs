@@ -90,6 +90,10 @@ impl BatchSink for MeddlingSink {
         self.inner.checkpoint(source, partition).await
     }
 
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+        self.inner.rewind_checkpoint(source, partition, from, to).await
+    }
+
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
         if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             // Where the other run checkpoints.

@@ -102,6 +102,29 @@ async fn a_checkpoint_inside_a_record_batch_loses_nothing() {
     assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "no offset is a gap: all of them are still there");
 }
 
+/// A stored checkpoint beyond the partition's end (a topic recreated under the same name, or
+/// truncated) is moved back to the low watermark, and everything the partition holds now is
+/// applied (decision 0040). A checkpoint at or inside the partition's last record batch, which
+/// tansu reports as ending at that batch's first offset plus one, is left where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_beyond_the_partition_s_end_is_moved_back_and_nothing_is_lost() {
+    let topic = batched_topic(3).await;
+    let group = unique_name("group");
+    let sink = Arc::new(RecordingSink::default());
+    // Partition 0: the store applied 1,000 messages of a topic since deleted and created
+    // again. Partition 1: applied to the end. Partition 2: applied to inside the last batch.
+    sink.checkpoints.lock().expect("sink state").extend([(0, 1_000), (1, PER_PARTITION), (2, 95)]);
+
+    consume_to_the_end(&topic, &group, &sink, 3).await;
+
+    let applied = sink.applied();
+    assert_eq!(applied.get(&0), Some(&(0..PER_PARTITION).collect::<Vec<_>>()), "partition 0 read again whole");
+    assert_eq!(applied.get(&1), None, "partition 1 holds its checkpoint: nothing to apply");
+    assert_eq!(applied.get(&2), Some(&(95..PER_PARTITION).collect::<Vec<_>>()), "partition 2 from its checkpoint");
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, 1_000, 0)]);
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_checkpoint_the_topic_is_read_from_the_start_whatever_the_group_committed() {
     let topic = batched_topic(2).await;

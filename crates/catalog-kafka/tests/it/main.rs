@@ -30,6 +30,8 @@ struct RecordingSink {
     /// Per partition, the offsets of every batch applied, in the order applied.
     applied: Mutex<BTreeMap<i32, Vec<i64>>>,
     gaps: Mutex<Vec<(i32, i64, i64)>>,
+    /// Checkpoints moved back: partition, from, to.
+    rewinds: Mutex<Vec<(i32, i64, i64)>>,
     /// The `traceparent` of every message applied, by offset (partition 0 only).
     traceparents: Mutex<BTreeMap<i64, Option<String>>>,
 }
@@ -66,6 +68,15 @@ impl BatchSink for RecordingSink {
         let next = checkpoints.entry(partition).or_insert(0);
         *next = (*next).max(next_offset);
         Ok(Durable::default())
+    }
+
+    async fn rewind_checkpoint(&self, _source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+        let mut checkpoints = self.checkpoints.lock().expect("sink state");
+        let stored = checkpoints.get_mut(&partition).filter(|stored| **stored == from);
+        let Some(stored) = stored else { return Ok(false) };
+        *stored = to;
+        self.rewinds.lock().expect("sink state").push((partition, from, to));
+        Ok(true)
     }
 
     fn skipped_below_checkpoint(&self, _partition: i32, _count: u64) {}

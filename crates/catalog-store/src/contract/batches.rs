@@ -203,6 +203,36 @@ where
     assert!(store.checkpoints("kafka:other:t").await.expect("checkpoints").is_empty());
 }
 
+/// A checkpoint moves back only when rewound, and only from where it stands (decision 0040):
+/// then what lies below its old position is applied, no longer taken for applied.
+pub(super) async fn a_checkpoint_moves_back_only_when_rewound_from_where_it_stands<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let at = |offset| Checkpoint { source: SOURCE.to_owned(), partition: 0, position: Position::at(offset) };
+    let beyond = Checkpoint { position: Position { offset: 1_000, cursor: Some("old".to_owned()) }, ..at(1_000) };
+    store.apply_batch(&BatchInput::new(vec![], vec![beyond.clone()])).await.expect("apply");
+    let key = offer("canary", "acme", "ABC-1");
+    let event = incoming(5, &key, StockChange::Updated { quantity: 4 }, 0, 1);
+    let fenced = store.apply_batch(&batch(vec![event.clone()]).skipping_applied()).await.expect("apply");
+    assert_eq!(fenced.applied_before, [0], "below the checkpoint: taken for applied");
+
+    assert!(!store.rewind_checkpoint(SOURCE, 0, 999, 0).await.expect("rewind"), "not where it stands");
+    assert!(!store.rewind_checkpoint(SOURCE, 1, 1_000, 0).await.expect("rewind"), "no such partition");
+    assert!(!store.rewind_checkpoint("kafka:other:t", 0, 1_000, 0).await.expect("rewind"), "no such source");
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), [beyond]);
+    assert!(store.rewind_checkpoint(SOURCE, 0, 1_000, 2).await.expect("rewind"));
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), [at(2)], "moved back, cursor cleared");
+    assert!(!store.rewind_checkpoint(SOURCE, 0, 1_000, 2).await.expect("rewind"), "once");
+
+    let applied = store.apply_batch(&batch(vec![event]).skipping_applied()).await.expect("apply");
+    assert!(applied.applied_before.is_empty(), "{:?}", applied.applied_before);
+    assert_eq!(applied.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), [at(6)]);
+}
+
 pub(super) async fn concurrent_batches_on_overlapping_keys_are_exact<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,

@@ -77,6 +77,7 @@ macro_rules! store_contract_cases {
             batches::rejected_messages_keep_their_bytes_and_do_not_claim_the_id,
             batches::a_rejected_message_keeps_a_prefix_of_its_bytes_and_its_length,
             batches::checkpoints_never_move_backwards,
+            batches::a_checkpoint_moves_back_only_when_rewound_from_where_it_stands,
             batches::concurrent_batches_on_overlapping_keys_are_exact,
             batches::concurrent_first_writes_of_new_offers_are_exact,
             batches::a_preview_decides_like_apply_and_leaves_nothing,
