@@ -6,6 +6,8 @@
 //! its whole catalog (Walmart) has it read once per sweep, before the store's pages, and only
 //! the listings it does not show as expected are asked about (decision 0023).
 
+use std::collections::HashSet;
+
 use catalog_core::{Shown, TenantId};
 use catalog_publish::{CatalogList, LookupReadBack, ReadBackError, ShownQuantities};
 use catalog_store::ChannelItem;
@@ -77,7 +79,7 @@ impl Reconciler {
     }
 
     /// Every listing the platform's list of its whole catalog shows, page by page. A cursor
-    /// given twice in a row would never end: the sweep stops on it.
+    /// given again would never end: the sweep stops on it.
     pub(super) async fn read_catalog(
         &self,
         list: &dyn CatalogList,
@@ -85,20 +87,74 @@ impl Reconciler {
         report: &mut SweepReport,
     ) -> Result<ShownQuantities, SweepError> {
         let mut listed = ShownQuantities::new();
-        let mut cursor: Option<String> = None;
+        let mut cursors = Cursors::default();
         loop {
-            let page = self.paced_read(pacer, || list.catalog_page(cursor.as_deref())).await?;
+            let page = self.paced_read(pacer, || list.catalog_page(cursors.current())).await?;
             listed.extend(page.shown);
-            match page.next {
-                Some(next) if cursor.as_deref() == Some(next.as_str()) => {
-                    let error = format!("the catalog list gave the cursor {next:?} twice in a row");
-                    return Err(ReadBackError::Malformed(error).into());
-                }
-                Some(next) => cursor = Some(next),
-                None => break,
+            if !cursors.move_to(page.next)? {
+                break;
             }
         }
         report.listed = listed.len() as u64;
         Ok(listed)
+    }
+}
+
+/// The cursors of one walk through a catalog list: the current one, and every one given so
+/// far, so a list whose cursors run in a cycle (not only one given twice in a row) is
+/// stopped instead of read for ever.
+#[derive(Debug, Default)]
+struct Cursors {
+    current: Option<String>,
+    seen: HashSet<String>,
+}
+
+impl Cursors {
+    /// The cursor of the page to read (`None`: the first page).
+    fn current(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// Moves to the page after this one: `false` on the last page, an error when the list
+    /// gives a cursor it gave before.
+    fn move_to(&mut self, next: Option<String>) -> Result<bool, ReadBackError> {
+        let Some(next) = next else { return Ok(false) };
+        if !self.seen.insert(next.clone()) {
+            let pages = self.seen.len() + 1;
+            let error = format!("the catalog list gave the cursor {next:?} again, after {pages} pages");
+            return Err(ReadBackError::Malformed(error));
+        }
+        self.current = Some(next);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(cursors: &mut Cursors, given: &[Option<&str>]) -> Result<Vec<Option<String>>, ReadBackError> {
+        let mut read = vec![cursors.current().map(str::to_owned)];
+        for next in given {
+            if !cursors.move_to(next.map(str::to_owned))? {
+                break;
+            }
+            read.push(cursors.current().map(str::to_owned));
+        }
+        Ok(read)
+    }
+
+    #[test]
+    fn a_list_is_walked_to_its_last_page() {
+        let read = walk(&mut Cursors::default(), &[Some("a"), Some("b"), None]).expect("ends");
+        assert_eq!(read, [None, Some("a".to_owned()), Some("b".to_owned())]);
+    }
+
+    #[test]
+    fn a_cursor_given_again_stops_the_walk_in_a_row_or_in_a_cycle() {
+        for given in [&[Some("a"), Some("a")][..], &[Some("a"), Some("b"), Some("c"), Some("a")][..]] {
+            let error = walk(&mut Cursors::default(), given).expect_err("a cycle");
+            assert!(matches!(&error, ReadBackError::Malformed(text) if text.contains("\"a\" again")), "{error:?}");
+        }
     }
 }
