@@ -15,17 +15,16 @@ use catalog_store::{ArchiveSink, IncomingEvent, JournalEntry, Provenance, Retent
 struct SwitchedOnWhileArchiving {
     store: Arc<SqliteStore>,
     replay: Option<IncomingEvent>,
-    archived: Vec<JournalEntry>,
+    kept: Kept,
 }
 
 impl ArchiveSink for SwitchedOnWhileArchiving {
-    fn begin(&mut self, _name: &str) -> std::io::Result<()> {
-        Ok(())
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.kept.begin(name)
     }
 
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
-        self.archived.extend_from_slice(entries);
-        Ok(())
+        self.kept.write(entries)
     }
 
     fn finish(&mut self) -> std::io::Result<String> {
@@ -42,7 +41,7 @@ impl ArchiveSink for SwitchedOnWhileArchiving {
             .join()
             .expect("the replay finished");
         }
-        Ok("memory:day".to_owned())
+        self.kept.finish()
     }
 }
 
@@ -65,14 +64,14 @@ async fn a_held_event_decided_while_its_day_is_archived_is_kept() {
 
     let mut replay = held;
     replay.provenance = Provenance::Replayed;
-    let mut sink = SwitchedOnWhileArchiving { store: store.clone(), replay: Some(replay), archived: Vec::new() };
+    let mut sink = SwitchedOnWhileArchiving { store: store.clone(), replay: Some(replay), kept: Kept::default() };
     let policy = RetentionPolicy {
         journal_cutoff: base() + chrono::Duration::days(1),
         claim_cutoff: base() - DEDUPE_HORIZON,
         chunk: 10,
     };
     store.expire_journal(&policy, &mut sink).await.expect("retention pass");
-    let archived: Vec<_> = sink.archived.iter().map(|entry| entry.event_id).collect();
+    let archived: Vec<_> = sink.kept.archived.iter().map(|entry| entry.event_id).collect();
     assert_eq!(
         archived,
         [Some(event_id(1)), Some(event_id(3))],
@@ -85,9 +84,9 @@ async fn a_held_event_decided_while_its_day_is_archived_is_kept() {
     assert_eq!(row.map(|entry| entry.outcome.as_str()), Some("applied"), "its decided row is kept: {:?}", trace.events);
 
     // The next pass archives it, under a name of its own.
-    let mut next = SwitchedOnWhileArchiving { store: store.clone(), replay: None, archived: Vec::new() };
+    let mut next = SwitchedOnWhileArchiving { store: store.clone(), replay: None, kept: Kept::default() };
     store.expire_journal(&policy, &mut next).await.expect("retention pass");
-    let archived: Vec<_> = next.archived.iter().map(|entry| (entry.event_id, entry.outcome.as_str())).collect();
+    let archived: Vec<_> = next.kept.archived.iter().map(|entry| (entry.event_id, entry.outcome.as_str())).collect();
     assert_eq!(archived, [(Some(event_id(2)), "applied")]);
 }
 

@@ -268,19 +268,10 @@ where
     let (store, _guard) = factory(StoreConfig::default()).await;
     let start = base();
     let canary = Some(tenant("canary"));
-    let green = SampledValue { value: 0.0, green: true };
     let at = |worker: i64, n: i64| start + Duration::seconds(30 * n + 7 * worker);
     let mut samples: Vec<SignalSample> = (0..3)
         .flat_map(|worker| (0..2_880).map(move |n| (worker, n)))
-        .map(|(worker, n)| SignalSample {
-            tenant_id: canary.clone(),
-            at: at(worker, n),
-            green: true,
-            stale_items: green,
-            queue_lag: green,
-            publish_errors: green,
-            trace_coverage: green,
-        })
+        .map(|(worker, n)| all_green(&canary, at(worker, n)))
         .collect();
     samples.sort_by_key(|sample| sample.at);
     // One worker saw the queue lag red once, twelve hours in.
@@ -314,20 +305,8 @@ where
     let (store, _guard) = factory(StoreConfig::default()).await;
     let start = base();
     let canary = Some(tenant("canary"));
-    let green = SampledValue { value: 0.0, green: true };
     let at = |second: i64| start + Duration::seconds(second);
-    let samples: Vec<SignalSample> = [10, 305, 370]
-        .into_iter()
-        .map(|second| SignalSample {
-            tenant_id: canary.clone(),
-            at: at(second),
-            green: true,
-            stale_items: green,
-            queue_lag: green,
-            publish_errors: green,
-            trace_coverage: green,
-        })
-        .collect();
+    let samples: Vec<SignalSample> = [10, 305, 370].into_iter().map(|second| all_green(&canary, at(second))).collect();
     store.record_signal_samples(&samples).await.expect("record");
 
     // Spans of 75 s from the start: 10 s alone in the first, 305 s and 370 s in the fifth.
@@ -335,6 +314,20 @@ where
     let times: Vec<DateTime<Utc>> = gate.iter().map(|sample| sample.at).collect();
     assert_eq!(times, [at(10), at(305), at(370)]);
     assert_eq!(catalog_core::green_since(&gate, at(370), Duration::minutes(5)), Some(at(10)));
+}
+
+/// A sample of `tenant` at `at` with every signal green.
+fn all_green(tenant: &Option<TenantId>, at: DateTime<Utc>) -> SignalSample {
+    let green = SampledValue { value: 0.0, green: true };
+    SignalSample {
+        tenant_id: tenant.clone(),
+        at,
+        green: true,
+        stale_items: green,
+        queue_lag: green,
+        publish_errors: green,
+        trace_coverage: green,
+    }
 }
 
 fn supplier(name: &str) -> SupplierId {
