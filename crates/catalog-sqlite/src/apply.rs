@@ -451,3 +451,27 @@ fn advance_checkpoints(connection: &Connection, checkpoints: &[Checkpoint], now:
     }
     Ok(())
 }
+
+/// Moves a partition's checkpoint back from `from` to `to` if it is still at `from`
+/// (`BatchStore::rewind_checkpoint`, decision 0040).
+pub(crate) async fn rewind_checkpoint(
+    writer: &Writer,
+    source: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+) -> Result<bool, StoreError> {
+    let source = source.to_owned();
+    writer
+        .transaction(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE source_checkpoints SET next_offset = ?4, cursor = NULL, updated_at = ?5 \
+                     WHERE source = ?1 AND partition = ?2 AND next_offset = ?3",
+                )
+                .and_then(|mut update| update.execute(params![source, partition, from, to, micros(Utc::now())]))
+                .map(|changed| changed == 1)
+                .map_err(write_error)
+        })
+        .await
+}

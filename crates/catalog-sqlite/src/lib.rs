@@ -228,27 +228,7 @@ impl BatchStore for SqliteStore {
     }
 
     async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
-        let source = source.to_owned();
-        self.writer
-            .transaction(move |connection| {
-                connection
-                    .prepare_cached(
-                        "UPDATE source_checkpoints SET next_offset = ?4, cursor = NULL, updated_at = ?5 \
-                         WHERE source = ?1 AND partition = ?2 AND next_offset = ?3",
-                    )
-                    .and_then(|mut update| {
-                        update.execute(rusqlite::params![
-                            source,
-                            partition,
-                            from,
-                            to,
-                            columns::micros(chrono::Utc::now())
-                        ])
-                    })
-                    .map(|changed| changed == 1)
-                    .map_err(error::write_error)
-            })
-            .await
+        apply::rewind_checkpoint(&self.writer, source, partition, from, to).await
     }
 }
 
