@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{source_error, SourceContext};
-use crate::headers::first_header;
+use crate::native::first_header;
 
 /// A message copied out of librdkafka's buffer, with its reception time.
 #[derive(Debug)]

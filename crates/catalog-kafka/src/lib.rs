@@ -15,14 +15,15 @@
 //!
 //! `config` holds the settings and the librdkafka configuration, `context` the callbacks
 //! (ownership, statistics, commits), `source` the member and its dispatcher, `feed` where a
-//! partition's messages come from, `partition` the worker of one partition, `rewind` the
+//! partition's messages come from, `native` librdkafka's C API where rdkafka falls short,
+//! `partition` the worker of one partition, `rewind` the
 //! check that its fetch starts where the store stopped (stepping back when it does not), and
 //! `stall` the watch for partitions a dead member still holds (the source rejoins the group).
 
 mod config;
 mod context;
 mod feed;
-mod headers;
+mod native;
 mod partition;
 mod rewind;
 mod source;

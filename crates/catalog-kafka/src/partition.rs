@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::StartWithoutCheckpoint;
 use crate::context::{lock, source_error};
 use crate::feed::{Feed, OwnedDelivery, PartitionInput};
+use crate::native;
 use crate::rewind::{Check, Rewind};
 use crate::source::SourceConsumer;
 
@@ -86,6 +87,9 @@ impl PartitionWorker {
         // One timer per batch, armed by its first message: not one per message received.
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut idle_check = FIRST_IDLE_CHECK;
+        // Whether a message past the start was read: from then on, offsets jumped over are
+        // checked (the start check accounts for those before the first).
+        let mut reading = false;
         loop {
             let received = match (deadline.as_mut(), rewind.as_mut()) {
                 (Some(timer), _) => tokio::select! {
@@ -131,12 +135,15 @@ impl PartitionWorker {
                     }
                     // Below the checkpoint, or at or below a message the pending batch holds
                     // (a broker that resets its fetch delivers messages again): held already.
-                    if delivery.offset < next_offset
-                        || pending.last().is_some_and(|last| delivery.offset <= last.offset)
-                    {
+                    let expected = pending.last().map_or(next_offset, |last| last.offset + 1);
+                    if delivery.offset < expected {
                         self.sink.skipped_below_checkpoint(self.partition, 1);
                         continue;
                     }
+                    if reading && delivery.offset > expected {
+                        self.check_jump(expected, delivery.offset);
+                    }
+                    reading = true;
                     if pending.is_empty() {
                         let at = delivery.broker_timestamp.unwrap_or(delivery.received_at);
                         self.sink.message_waiting(&self.source, self.partition, at);
@@ -304,6 +311,18 @@ impl PartitionWorker {
                 }
                 (Check::Stale | Check::Started | Check::NoRecordsBetween { .. }, _) => return false,
             }
+        }
+    }
+
+    /// Offsets jumped over between two messages: none held a record of this partition's
+    /// (a compacted topic, a transaction's marker), or retention deleted them before they
+    /// were fetched, and librdkafka started the fetch again at the partition's new start
+    /// (`auto.offset.reset`, decision 0041). The low watermark librdkafka read with the fetch
+    /// that brought `offset` tells: offsets below it that were never delivered are a gap.
+    fn check_jump(&self, expected: i64, offset: i64) {
+        let Some((low, _)) = native::cached_watermarks(&self.consumer, &self.topic, self.partition) else { return };
+        if low > expected {
+            self.sink.offset_gap(self.partition, expected, low.min(offset));
         }
     }
 

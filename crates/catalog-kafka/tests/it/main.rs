@@ -6,7 +6,7 @@
 
 mod broker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ struct RecordingSink {
     rewinds: Mutex<Vec<(i32, i64, i64)>>,
     /// The `traceparent` of every message applied, by offset (partition 0 only).
     traceparents: Mutex<BTreeMap<i64, Option<String>>>,
+    /// When set, each batch takes a permit before it is applied: a test holds the member
+    /// in the middle of a batch.
+    permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl RecordingSink {
@@ -53,6 +56,9 @@ impl BatchSink for RecordingSink {
     }
 
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
+        if let Some(permits) = &self.permits {
+            permits.acquire().await.expect("permits are never closed").forget();
+        }
         let partition = batch.partition;
         let next_offset = batch.checkpoint.expect("a Kafka batch always has a position").offset;
         let offsets: Vec<i64> = batch.events.iter().map(|event| event.source.offset).collect();
@@ -314,4 +320,66 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
     member.stop().await;
     let traceparents = sink.traceparents.lock().expect("sink state").clone();
     assert_eq!(traceparents, BTreeMap::from([(0, None), (1, Some(TRACEPARENT.to_owned())), (2, None)]));
+}
+
+/// Produces `count` messages of `size` bytes to partition 0.
+fn produce_large(brokers: &str, count: usize, size: usize) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("producer");
+    let payload = vec![b'x'; size];
+    for _ in 0..count {
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(TOPIC).partition(0).payload(payload.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// The broker's retention deletes offsets the member has not fetched yet, while it applies
+/// a batch (it lags): librdkafka's next fetch is out of range and starts again at the
+/// partition's new start (`auto.offset.reset`). The offsets it jumped over are lost upstream,
+/// and reported as a gap, never skipped silently: every offset of the partition is either
+/// applied or in a gap, never both. (The mock cluster keeps 5 MB of a partition, dropping
+/// its oldest record batches beyond that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_skip() {
+    const SIZE: usize = 100_000;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce_large(&brokers, 30, SIZE);
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let sink = Arc::new(RecordingSink { permits: Some(Arc::clone(&permits)), ..RecordingSink::default() });
+    let member = Member::start(&brokers, "lagging", &sink);
+    // The first batch is applied, the second waits: the member reads mid-partition, and its
+    // fetches stop at librdkafka's prefetch limit (1 MB, about ten messages ahead).
+    wait_for(Duration::from_secs(30), || sink.checkpoints().contains_key(&0)).await;
+    let applied_first = sink.checkpoints()[&0];
+    // 10 MB in all: the first half is deleted, beyond what the member has fetched.
+    produce_large(&brokers, 70, SIZE);
+    permits.add_permits(10_000);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&100)).await;
+    member.stop().await;
+
+    let applied: Vec<i64> = sink.applied().get(&0).cloned().unwrap_or_default();
+    let gaps = sink.gaps.lock().expect("sink state").clone();
+    assert!(!gaps.is_empty(), "no gap reported; applied {applied:?}");
+    let mut accounted = BTreeSet::new();
+    for offset in &applied {
+        assert!(accounted.insert(*offset), "offset {offset} applied twice");
+    }
+    for &(partition, from, to) in &gaps {
+        assert_eq!(partition, 0);
+        assert!(from >= applied_first, "gap {from}..{to} below what the first batch applied");
+        for offset in from..to {
+            assert!(accounted.insert(offset), "offset {offset} both applied and in the gap {from}..{to}");
+        }
+    }
+    assert_eq!(accounted, (0..100).collect::<BTreeSet<_>>(), "every offset applied or reported lost");
 }

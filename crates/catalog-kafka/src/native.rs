@@ -1,0 +1,79 @@
+//! What the rdkafka crate does not wrap, or wraps wrongly, read through librdkafka's C API.
+//!
+//! `first_header`: a message's header found by its name's bytes. rdkafka's `Headers` turns
+//! every header name into a `&str` with an `unwrap`, so one header whose name is not UTF-8
+//! (Kafka takes any bytes) panicked the partition's worker at that message, on every restart
+//! and on every member the partition moved to: the partition stopped for good. Here the names
+//! are read through librdkafka's own accessors and compared as bytes; a header is never
+//! turned into text (decision 0038).
+//!
+//! `cached_watermarks`: a partition's watermarks as librdkafka last saw them in a fetch
+//! response, without asking the broker (rdkafka wraps only the query): read whenever a
+//! partition's offsets jump, to tell a jump over offsets retention deleted (decision 0041).
+
+// The one module of the workspace with `unsafe`: calls into librdkafka's C API, each with
+// the pointer rules its documentation states.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr;
+
+use rdkafka::bindings::{
+    rd_kafka_get_watermark_offsets, rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers,
+    rd_kafka_resp_err_t,
+};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
+
+use crate::source::SourceConsumer;
+
+/// The value of the message's first header named `name` (ASCII case ignored); `None` when it
+/// has none, or its first such header has no value.
+pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) -> Option<&'m [u8]> {
+    let mut headers: *mut rd_kafka_headers_t = ptr::null_mut();
+    // SAFETY: `message.ptr()` is the live message `message` borrows. librdkafka parses the
+    // headers into a list owned by the message ("must not be freed by the application"), valid
+    // as long as the message is: at least `'m`.
+    let found = unsafe { rd_kafka_message_headers(message.ptr(), &mut headers) };
+    if found != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+        return None;
+    }
+    for index in 0.. {
+        let (mut name_ptr, mut value_ptr, mut size): (*const c_char, *const c_void, usize) =
+            (ptr::null(), ptr::null(), 0);
+        // SAFETY: `headers` is the message's list (above); the out-pointers are valid locals.
+        // Past the last header it answers an error and writes nothing.
+        let read = unsafe { rd_kafka_header_get_all(headers, index, &mut name_ptr, &mut value_ptr, &mut size) };
+        if read != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name_ptr.is_null() {
+            return None;
+        }
+        // SAFETY: librdkafka stores each name NUL-terminated in the list, which lives for 'm.
+        let key = unsafe { CStr::from_ptr(name_ptr) }.to_bytes();
+        if key.eq_ignore_ascii_case(name) {
+            if value_ptr.is_null() {
+                return None;
+            }
+            // SAFETY: `size` bytes at `value_ptr`, owned by the list, which lives for 'm.
+            return Some(unsafe { std::slice::from_raw_parts(value_ptr.cast::<u8>(), size) });
+        }
+    }
+    None
+}
+
+/// The partition's low and high watermarks as librdkafka last read them from a fetch
+/// response (the partition's log start and its high watermark), with no request to the
+/// broker; `None` while it has read none. librdkafka takes both from every fetch response
+/// before it queues the response's messages, so once a message is delivered they are at
+/// least as new as the fetch that brought it.
+pub(crate) fn cached_watermarks(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client handle is live as long as `consumer` is; `topic` is NUL-terminated
+    // and outlives the call, which only reads it; the out-pointers are valid locals, written
+    // under librdkafka's partition lock.
+    let read = unsafe {
+        rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
+    };
+    // An offset librdkafka has not seen is `RD_KAFKA_OFFSET_INVALID` (-1001).
+    (read == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
+}
