@@ -16,7 +16,7 @@
 //! `config` holds the settings and the librdkafka configuration, `context` the callbacks
 //! (ownership, statistics, commits), `source` the member and its dispatcher, `feed` where a
 //! partition's messages come from, `native` librdkafka's C API where rdkafka falls short,
-//! `partition` the worker of one partition, `rewind` the
+//! `partition` the worker of one partition, `start` where its reading starts, `rewind` the
 //! check that its fetch starts where the store stopped (stepping back when it does not), and
 //! `stall` the watch for partitions a dead member still holds (the source rejoins the group).
 
@@ -28,6 +28,7 @@ mod partition;
 mod rewind;
 mod source;
 mod stall;
+mod start;
 
 use catalog_core::{Classify, FailureClass};
 use rdkafka::error::KafkaError;

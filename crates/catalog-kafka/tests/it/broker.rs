@@ -186,3 +186,27 @@ async fn a_topic_recreated_under_the_same_name_is_read_from_its_start() {
     assert_eq!(sink.applied()[&0][100..], (0..20).collect::<Vec<_>>());
     assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
 }
+
+/// The same on the real broker: a partition of 100 messages in batches of ten with a commit
+/// marker after them is read to its end, the marker passed (decision 0042).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_ending_in_a_transaction_marker_is_read_to_its_end_on_the_broker() {
+    let topic = batched_topic(1).await;
+    let broker = catalog_testkit::brokers();
+    let marker = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || crate::marker::produce_commit_marker(&broker, &topic, 0)
+    })
+    .await
+    .expect("producer task");
+    assert_eq!(marker, PER_PARTITION);
+    let group = unique_name("group");
+    let sink = Arc::new(RecordingSink::default());
+    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(source.run(shutdown.clone()));
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&(PER_PARTITION + 1))).await;
+    shutdown.cancel();
+    running.await.expect("source task").expect("source run");
+    assert_eq!(sink.applied()[&0], (0..PER_PARTITION).collect::<Vec<_>>(), "every message once, no marker");
+}

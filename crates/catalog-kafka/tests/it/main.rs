@@ -5,6 +5,7 @@
 //! `broker` runs it against the real Kafka-protocol broker, where producers batch records.
 
 mod broker;
+mod marker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -382,4 +383,30 @@ async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_
         }
     }
     assert_eq!(accounted, (0..100).collect::<BTreeSet<_>>(), "every offset applied or reported lost");
+}
+
+/// A partition whose last record is a transaction's commit marker, which librdkafka reads and
+/// never hands to the application: once the partition is quiet, the checkpoint passes the
+/// marker (decision 0042), so the partition shows no lag and no other member takes it for
+/// stalled. A marker between messages is no gap (decision 0041).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_ending_in_a_transaction_marker_is_read_to_its_end() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    // Partition 0: messages 0-9, a marker at 10, messages 11-20, a marker at 21.
+    produce(&brokers, 10);
+    assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 10);
+    produce(&brokers, 10);
+    assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 21);
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "transactions", &sink);
+    let ends = HashMap::from([(0, 22), (1, 20), (2, 20)]);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == ends).await;
+    member.stop().await;
+
+    let applied = sink.applied();
+    assert_eq!(applied[&0], (0..10).chain(11..21).collect::<Vec<_>>(), "every message once, no marker");
+    assert_eq!(applied[&1], (0..20).collect::<Vec<_>>());
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
 }

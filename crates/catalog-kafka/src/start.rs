@@ -1,0 +1,271 @@
+//! Where one assignment of a partition starts reading: the store's checkpoint checked against
+//! the partition's end (decision 0040), or without one the partition's earliest or latest
+//! offset; then the fetch checked to start at or before it, stepping back while it does not
+//! (`rewind`, decision 8). The broker's answers (seeks, watermarks) are waited for here, and
+//! given up on once the source stops or loses the partition.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_app::{SinkError, SourceError};
+use catalog_core::FailureClass;
+use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
+
+use crate::config::StartWithoutCheckpoint;
+use crate::context::{lock, source_error};
+use crate::feed::{Feed, PartitionInput};
+use crate::partition::PartitionWorker;
+use crate::rewind::{Check, Rewind};
+
+/// How long one seek, or one read of a partition's watermarks, may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the check of a checkpoint beyond the partition's reported end reads the
+/// partition's last records at most (decision 0040)…
+const END_CHECK: Duration = Duration::from_secs(5);
+/// …and how long a fetch that delivered something stays quiet once it has read to the end.
+const END_QUIET: Duration = Duration::from_millis(500);
+
+/// What the check of a stored checkpoint against the partition's end found.
+enum End {
+    /// The partition holds the checkpoint's last message (or the check could not tell).
+    Holds,
+    /// The partition ends below the checkpoint, which was moved back to this offset, the
+    /// partition's low watermark.
+    Rewound(i64),
+    /// The feed ended (shutdown) or the partition was revoked during the check.
+    Ended,
+}
+
+/// What the start check looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seen {
+    /// A message at this offset.
+    Message(i64),
+    /// Nothing for a while since the last seek.
+    Nothing,
+}
+
+impl PartitionWorker {
+    /// Where this assignment starts reading, and the check of it (`None`: from wherever the
+    /// group's committed offset says, unchecked). A partition read from its own queue seeks
+    /// there before reading anything; one fed by the dispatcher already holds a message, and
+    /// checks that. `None`: the source stopped, or lost the partition, before it started.
+    pub(crate) async fn start(&self, input: &mut Feed<'_>) -> Result<Option<(i64, Option<Rewind>)>, SinkError> {
+        let seek_first = matches!(input, Feed::Queue(_));
+        let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let (want, low_watermark) = match (stored, self.start_without_checkpoint) {
+            (Some(position), _) => match self.check_end(input, position.offset).await? {
+                End::Holds => (position.offset, None),
+                End::Rewound(low) => (low, Some(low)),
+                End::Ended => return Ok(None),
+            },
+            (None, StartWithoutCheckpoint::Committed) => {
+                tracing::info!(
+                    partition = self.partition,
+                    "no stored checkpoint: starting from the group's committed offset"
+                );
+                return Ok(Some((0, None)));
+            }
+            (None, choice) => {
+                // `None`: the source is stopping, or lost the partition, before the broker answered.
+                let Some((low, high)) = self.watermarks().await else { return Ok(Some((0, None))) };
+                let want = if choice == StartWithoutCheckpoint::Latest { high } else { low };
+                tracing::info!(
+                    partition = self.partition,
+                    offset = want,
+                    start = choice.as_str(),
+                    "no stored checkpoint: reading from the partition's {} offset, not the group's committed one",
+                    choice.as_str()
+                );
+                (want, Some(low))
+            }
+        };
+        let mut rewind =
+            if seek_first && self.seek(want).await { Rewind::sought_at_start(want) } else { Rewind::new(want) };
+        if let Some(low) = low_watermark {
+            // Read just now, and the wanted offset is not below it: no gap.
+            let _ = rewind.low_watermark(low);
+        }
+        Ok(Some((want, Some(rewind))))
+    }
+
+    /// Checks a stored checkpoint against the partition's end (decision 0040). A partition
+    /// that ends below it (a topic recreated, or truncated) holds messages the store never
+    /// applied at offsets it takes for applied: the checkpoint is moved back to the low
+    /// watermark. Kafka reports the end exactly; tansu reports its last record batch's first
+    /// offset plus one, so an end below the checkpoint is read from there: a record at or past
+    /// the checkpoint's last message says the partition holds it. Records delivered, none that
+    /// far, then a quiet fetch: it ends below. Nothing delivered: the end read again decides.
+    async fn check_end(&self, input: &mut Feed<'_>, want: i64) -> Result<End, SinkError> {
+        let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
+        if want <= high {
+            return Ok(End::Holds);
+        }
+        if !self.seek((high - 1).max(low)).await {
+            return Ok(End::Ended);
+        }
+        let began = std::time::Instant::now();
+        let mut delivered = None;
+        loop {
+            let quiet = if delivered.is_some() { END_QUIET } else { END_CHECK };
+            let left = END_CHECK.saturating_sub(began.elapsed());
+            let received = tokio::select! {
+                received = input.next() => received,
+                () = tokio::time::sleep(quiet.min(left)) => break,
+            };
+            match received {
+                Some(PartitionInput::Message(delivery)) if delivery.offset >= want - 1 => return Ok(End::Holds),
+                Some(PartitionInput::Message(delivery)) => delivered = Some(delivery.offset),
+                Some(PartitionInput::Revoked) | None => return Ok(End::Ended),
+            }
+        }
+        let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
+        if delivered.is_none() && want <= high {
+            return Ok(End::Holds);
+        }
+        tracing::warn!(
+            partition = self.partition,
+            checkpoint = want,
+            high_watermark = high,
+            last_offset_read = delivered,
+            "the partition ends below the stored checkpoint"
+        );
+        if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
+            Ok(End::Rewound(low))
+        } else {
+            Ok(End::Holds)
+        }
+    }
+
+    /// Checks what was seen against the start, and does what the check asks: a seek back, or
+    /// reading the low watermark (offsets below it the store lacks are a gap, reported once)
+    /// and checking again. `true`: read on from the message seen.
+    pub(crate) async fn check_start(&self, rewind: &mut Rewind, seen: Seen) -> bool {
+        loop {
+            let check = match seen {
+                Seen::Message(offset) => rewind.check(offset),
+                Seen::Nothing => match rewind.idle() {
+                    Some(check) => check,
+                    None => return false,
+                },
+            };
+            match (check, seen) {
+                (Check::Started, Seen::Message(_)) => return true,
+                (Check::NoRecordsBetween { from, to }, Seen::Message(_)) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        from,
+                        to,
+                        "the broker holds no records between these offsets, even from its low watermark; reading on"
+                    );
+                    return true;
+                }
+                (Check::SeekTo(position), _) => {
+                    tracing::info!(
+                        partition = self.partition,
+                        wanted = rewind.want(),
+                        position,
+                        "fetch began beyond the wanted offset, stepping back"
+                    );
+                    self.seek(position).await;
+                    return false;
+                }
+                (Check::NeedsLowWatermark, _) => {
+                    let Some((low, _)) = self.watermarks().await else { return false };
+                    if let Some((from, to)) = rewind.low_watermark(low) {
+                        self.sink.offset_gap(self.partition, from, to);
+                    }
+                }
+                (Check::Stale | Check::Started | Check::NoRecordsBetween { .. }, _) => return false,
+            }
+        }
+    }
+
+    /// Whether the source runs and this member still owns the partition: waits on the broker
+    /// end otherwise.
+    fn still_reading(&self) -> bool {
+        !self.stop.is_cancelled() && lock(&self.assigned).contains(&self.partition)
+    }
+
+    /// Seeks the partition's fetch to `offset` and waits until librdkafka has done it,
+    /// retrying while the fetch has not started yet (right after an assignment, a seek fails
+    /// until the group's committed offset is read); `false` if the source stopped or lost the
+    /// partition first.
+    async fn seek(&self, offset: i64) -> bool {
+        let mut backoff = Duration::from_millis(20);
+        let mut failing_since: Option<std::time::Instant> = None;
+        while self.still_reading() {
+            let consumer = Arc::clone(&self.consumer);
+            let topic = self.topic.clone();
+            let partition = self.partition;
+            let sought = tokio::task::spawn_blocking(move || {
+                consumer.seek(&topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)
+            })
+            .await;
+            let error = match sought {
+                Ok(Ok(())) => return true,
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            // Failing for a moment after an assignment is normal; for long, it is reported.
+            let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > BROKER_TIMEOUT {
+                self.sink.source_error(&SourceError {
+                    source: "kafka",
+                    operation: "seek",
+                    class: FailureClass::Retryable,
+                    message: error,
+                });
+                failing_since = Some(std::time::Instant::now());
+            } else {
+                tracing::debug!(partition, offset, %error, "seek not done yet, retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        false
+    }
+
+    /// The partition's low and high watermarks, asked of the broker until it answers; `None`
+    /// if the source stopped or lost the partition first.
+    async fn watermarks(&self) -> Option<(i64, i64)> {
+        let mut backoff = Duration::from_millis(100);
+        while self.still_reading() {
+            if let Some(watermarks) = self.watermarks_once().await {
+                return Some(watermarks);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        None
+    }
+
+    /// The partition's low and high watermarks, asked of the broker once (a failure is
+    /// reported).
+    async fn watermarks_once(&self) -> Option<(i64, i64)> {
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let partition = self.partition;
+        let fetched =
+            tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)).await;
+        match fetched {
+            Ok(Ok(watermarks)) => Some(watermarks),
+            Ok(Err(error)) => {
+                self.sink.source_error(&source_error("watermarks", &error));
+                None
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "reading the partition's watermarks failed");
+                None
+            }
+        }
+    }
+}
