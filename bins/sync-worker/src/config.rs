@@ -102,7 +102,9 @@ pub struct PublishArgs {
 
     /// How long claimed publishes stay reserved for this worker, in milliseconds; after a
     /// crash, they are sent again once it has passed. A round that takes longer (a
-    /// marketplace feed, waited for minutes) renews its claims every third of this.
+    /// marketplace feed, waited for minutes) renews its claims every third of this. An item
+    /// whose marketplace request went unanswered (a timeout, a lost connection) waits this
+    /// long before it is sent again: the platform may still apply that request.
     #[arg(long, env = "CATALOG_PUBLISH_LEASE_MS", default_value_t = 60_000)]
     pub publish_lease_ms: u64,
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use catalog_core::Classify;
 use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, Renewal, WorkSignal};
-use catalog_store::{DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter};
+use catalog_store::{
+    DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::{BuiltChannel, PublishSettings, STOREFRONT_CHANNEL};
@@ -99,6 +101,10 @@ impl PublishEvents for PublishMetrics {
         for (step, spent) in [("claim", round.claim), ("send", round.send), ("record", round.record)] {
             self.0.publish_round_seconds.with_label_values(&[&round.channel, step]).observe(spent.as_secs_f64());
         }
+    }
+
+    fn record_failed(&self, _channel: &str, error: &StoreError) {
+        self.0.store_retries.with_label_values(&[error.kind()]).inc();
     }
 
     fn lease_renewed(&self, channel: &str, renewal: Renewal) {

@@ -59,6 +59,14 @@ pub trait ChannelAdapter: Send + Sync + std::fmt::Debug + 'static {
         1
     }
 
+    /// Whether the platform refuses a version older than the one it holds (the storefront
+    /// contract's 409). A platform that takes the last write may still apply a request the
+    /// worker gave up on after a newer one: an item whose request went unanswered waits a
+    /// lease before it is sent again (decision 0043).
+    fn refuses_older_versions(&self) -> bool {
+        false
+    }
+
     /// Sends up to [`ChannelAdapter::max_batch`] item versions (of distinct items) in one
     /// request, or as few as the platform allows, and classifies the answer for each. Never
     /// fails: a transport failure is a `Verdict::Retry` like a 5xx. The drain loop bounds

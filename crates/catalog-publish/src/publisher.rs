@@ -43,6 +43,8 @@ pub trait PublishEvents: Send + Sync + 'static {
     fn round(&self, _round: &PublishRound) {}
     /// A renewal of the claims of a round that outlasts the configured lease.
     fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
+    /// Recording a round failed; the lane retries it until it is recorded.
+    fn record_failed(&self, _channel: &str, _error: &StoreError) {}
 }
 
 /// One recorded round of a channel's lane.
@@ -298,6 +300,7 @@ impl ChannelPublisher {
                 match self.store.record_publishes(&rows).await {
                     Ok(resolved) => break resolved,
                     Err(error) => {
+                        self.events.record_failed(&self.config.name, &error);
                         tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
                     }
                 }

@@ -136,6 +136,25 @@ pub fn classify_transport(error: &TransportError) -> Verdict {
     Verdict::Retry { reason: error.kind, error: error.message.clone() }
 }
 
+/// Whether a failure's reason says the request may have reached the platform without an
+/// answer coming back: the worker's timeout, or the connection lost after it was open. A
+/// platform may still apply such a request (decision 0043).
+pub(crate) fn unanswered(reason: &str) -> bool {
+    matches!(reason, "timeout" | "connection")
+}
+
+/// Text as every store can keep it: PostgreSQL's `text` refuses the NUL character, which a
+/// platform's answer may hold (a raw byte in a body, `\u0000` in a JSON string); it becomes
+/// U+FFFD, the rest is kept as it is. A record PostgreSQL refused would stop the channel's
+/// lane, retrying it for good.
+pub(crate) fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 /// Bodies kept with attempts and dead letters are cut to this many bytes.
 const MAX_BODY_BYTES: usize = 4_096;
 

@@ -54,6 +54,11 @@ impl StorefrontChannel {
 
 #[async_trait]
 impl ChannelAdapter for StorefrontChannel {
+    /// A version older than the storefront's is answered 409, never applied.
+    fn refuses_older_versions(&self) -> bool {
+        true
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
         let mut sent = Sent::default();
         // One item per request: the contract has no batch endpoint.

@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::ChannelPublisher;
 use crate::adapter::{Attempt, Publish};
-use crate::response::Verdict;
+use crate::response::{storable, unanswered, Verdict};
 
 impl ChannelPublisher {
     /// What the store keeps for an item version the channel does not list: done, not sent.
@@ -69,7 +69,15 @@ impl ChannelPublisher {
                 record.error = Some(format!("{reason}: {error}"));
             }
             Verdict::Retry { reason, error } => {
-                record.outcome = PublishOutcome::RetryAt(Utc::now() + self.backoff(number));
+                let mut wait = self.backoff(number);
+                // A request that went unanswered may still be applied by the platform; one that
+                // takes the last write would then apply it over a newer version sent after the
+                // backoff. The item waits a lease, the bound the drain loop sets on a claim's
+                // requests (decision 0043); reconciliation corrects a later one.
+                if unanswered(reason) && !self.adapter.refuses_older_versions() {
+                    wait = wait.max(self.config.lease);
+                }
+                record.outcome = PublishOutcome::RetryAt(Utc::now() + wait);
                 record.error = Some(format!("{reason}: {error}"));
             }
             Verdict::DeadLetter { reason, error, body } => {
@@ -79,6 +87,10 @@ impl ChannelPublisher {
                 record.body = body;
             }
         }
+        // The platform's words, as a store can keep them.
+        record.error = record.error.map(storable);
+        record.body = record.body.map(storable);
+        record.dead_letter_reason = record.dead_letter_reason.map(storable);
         record
     }
 

@@ -7,6 +7,7 @@ mod amazon_feed;
 mod budget;
 mod ebay;
 mod heal;
+mod late_apply;
 mod marketplace_support;
 mod mercadolibre;
 mod ordering;
@@ -232,6 +233,21 @@ async fn a_rejection_goes_to_the_dead_letter_journal_with_its_body() {
         ("rejected_422", Some(r#"{"error":"unknown sku"}"#))
     );
     assert_eq!(storefront.requests().len(), 1, "a rejection is not retried");
+}
+
+/// A platform's answer holding the NUL character (a raw byte in a body, `\u0000` in a JSON
+/// string) is kept with U+FFFD in its place: PostgreSQL's `text` refuses NUL, and a round it
+/// refused to record stopped the channel's lane for good, retrying the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_holding_a_nul_character_is_recorded_without_it() {
+    let storefront = Storefront::start(vec![Behavior::Reject(422, "{\"error\":\"unknown\u{0}sku\"}")]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "ABC-123", 42).await;
+    assert_eq!(drain(channel("storefront", &storefront), Arc::clone(&store)).await, 0);
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].body.as_deref(), Some("{\"error\":\"unknown\u{FFFD}sku\"}"));
+    assert!(!letters[0].error.as_deref().unwrap_or_default().contains('\0'), "{:?}", letters[0].error);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
