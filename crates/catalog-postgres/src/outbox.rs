@@ -172,7 +172,8 @@ pub(crate) async fn stale_items(pool: &PgPool, channel: &str) -> Result<u64, Sto
     let stale: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM items AS i
          LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
-         WHERE i.version > coalesce(p.version, 0)",
+         LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = $1
+         WHERE i.version > GREATEST(coalesce(p.version, 0), coalesce(s.version, 0))",
     )
     .bind(channel)
     .fetch_one(pool)
@@ -300,6 +301,11 @@ pub(crate) const RECORD_ROUND: &str = "WITH u AS (
          SELECT i, c, held FROM u WHERE recording AND held IS NOT NULL
          ON CONFLICT (item_id, channel) DO UPDATE
          SET version = GREATEST(published_versions.version, EXCLUDED.version), published_at = now()
+     ), unlisted AS (
+         INSERT INTO unlisted_versions (item_id, channel, version)
+         SELECT i, c, v FROM u WHERE recording AND result = 'skipped'
+         ON CONFLICT (item_id, channel) DO UPDATE
+         SET version = GREATEST(unlisted_versions.version, EXCLUDED.version), skipped_at = now()
      ), finished AS (
          DELETE FROM outbox AS o USING u
          WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)

@@ -65,7 +65,9 @@ pub(crate) async fn facts(pool: &PgPool, config: &StoreConfig, query: &FactsQuer
                 count(*) FILTER (WHERE i.updated_at < $2 AND EXISTS (
                     SELECT 1 FROM routes AS r
                     LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = r.channel
-                    WHERE (r.tenant_id IS NULL OR r.tenant_id = i.tenant_id) AND coalesce(p.version, 0) < i.version
+                    LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = r.channel
+                    WHERE (r.tenant_id IS NULL OR r.tenant_id = i.tenant_id)
+                      AND GREATEST(coalesce(p.version, 0), coalesce(s.version, 0)) < i.version
                 )) AS stale,
                 count(*) FILTER (WHERE c.item_id IS NOT NULL OR i.updated_at <= $1) AS due,
                 count(*) FILTER (WHERE {UNTRACED}) AS untraced

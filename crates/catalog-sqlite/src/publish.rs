@@ -224,8 +224,24 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
             dead_letters::write(connection, record, now)?;
             Ok(None)
         }
-        // Not listed on the channel: done with this version, nothing held, nothing failed.
+        // Not listed on the channel: done with this version, nothing held, nothing failed; not
+        // stale there either (decision 0044).
         PublishOutcome::Skipped => {
+            connection
+                .prepare_cached(
+                    "INSERT INTO unlisted_versions (item_id, channel, version, skipped_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (item_id, channel) DO UPDATE SET \
+                     version = max(unlisted_versions.version, excluded.version), skipped_at = excluded.skipped_at",
+                )
+                .and_then(|mut upsert| {
+                    upsert.execute(params![
+                        record.item_id.0.as_bytes().as_slice(),
+                        record.channel.as_str(),
+                        version,
+                        now
+                    ])
+                })
+                .map_err(write_error)?;
             done_with(connection, record, version, now)?;
             Ok(None)
         }
@@ -292,12 +308,14 @@ pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, 
         .collect()
 }
 
-/// Items whose published version on `channel` lags their catalog version.
+/// Items whose published version on `channel` lags their catalog version (a version the
+/// channel skipped, not listing the SKU, counts as done: decision 0044).
 pub(crate) async fn stale_items(pool: &SqlitePool, channel: &str) -> Result<u64, StoreError> {
     let stale: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM items AS i \
          LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1 \
-         WHERE i.version > coalesce(p.version, 0)",
+         LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = ?1 \
+         WHERE i.version > max(coalesce(p.version, 0), coalesce(s.version, 0))",
     )
     .bind(channel)
     .fetch_all(pool)

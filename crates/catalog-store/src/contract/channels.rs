@@ -46,10 +46,36 @@ pub(super) async fn attempts_keep_what_they_sent_and_a_skip_is_done_with_its_ver
     let held = store.published_versions(a.item_key().item_id()).await.expect("versions");
     let held: Vec<_> = held.iter().map(|version| (version.channel.as_str(), version.version)).collect();
     assert_eq!(held, [("ebay", 1)], "a skipped channel holds nothing");
+    // Nor is the item stale there (decision 0044), in the gauge or in the signals' facts.
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 0, "a SKU not listed is not stale");
+    assert_eq!(stale_in_facts(&*store).await, 0);
 
     let counts = store.publish_attempt_counts(before).await.expect("counts");
     let counts: Vec<_> =
         counts.iter().map(|count| (count.channel.as_str(), count.result.as_str(), count.attempts)).collect();
     assert_eq!(counts, [("ebay", "published", 1), ("mercadolibre", "skipped", 1)]);
     assert!(store.publish_attempt_counts(Utc::now() + Duration::minutes(1)).await.expect("counts").is_empty());
+
+    // A newer version is stale on the channel until it too is skipped.
+    store.apply_batch(&batch(vec![incoming(2, &a, StockChange::Updated { quantity: 7 }, 1, 2)])).await.expect("apply");
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 1);
+    assert_eq!(stale_in_facts(&*store).await, 1);
+    let mercadolibre = store.claim_outbox("mercadolibre", &immediate(10)).await.expect("claim");
+    store
+        .record_publish(&PublishRecord { status: None, ..published(&mercadolibre[0], PublishOutcome::Skipped) })
+        .await
+        .expect("record");
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 0);
+}
+
+/// The signals' count of stale items overall, ten minutes on (past the stale grace).
+async fn stale_in_facts(store: &dyn crate::CatalogStore) -> u64 {
+    let query = crate::FactsQuery {
+        now: Utc::now() + Duration::minutes(10),
+        stale_grace: Duration::seconds(60),
+        publish_window: Duration::minutes(15),
+        trace_grace: Duration::minutes(5),
+        max_named: 10,
+    };
+    store.signal_facts(&query).await.expect("facts").overall.stale_items
 }
