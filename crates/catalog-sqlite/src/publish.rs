@@ -227,21 +227,7 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
         // Not listed on the channel: done with this version, nothing held, nothing failed; not
         // stale there either (decision 0044).
         PublishOutcome::Skipped => {
-            connection
-                .prepare_cached(
-                    "INSERT INTO unlisted_versions (item_id, channel, version, skipped_at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (item_id, channel) DO UPDATE SET \
-                     version = max(unlisted_versions.version, excluded.version), skipped_at = excluded.skipped_at",
-                )
-                .and_then(|mut upsert| {
-                    upsert.execute(params![
-                        record.item_id.0.as_bytes().as_slice(),
-                        record.channel.as_str(),
-                        version,
-                        now
-                    ])
-                })
-                .map_err(write_error)?;
+            keep_version(connection, UNLISTED, record, version, now)?;
             done_with(connection, record, version, now)?;
             Ok(None)
         }
@@ -255,17 +241,34 @@ fn hold_version(
     held_version: i64,
     now: i64,
 ) -> Result<(), StoreError> {
+    keep_version(connection, PUBLISHED, record, held_version, now)?;
+    done_with(connection, record, held_version, now)
+}
+
+/// The version a channel holds of an item, the newest kept.
+const PUBLISHED: &str = "INSERT INTO published_versions (item_id, channel, version, published_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (item_id, channel) DO UPDATE SET \
+     version = max(published_versions.version, excluded.version), published_at = excluded.published_at";
+/// The version of an item a channel skipped, not listing its SKU (decision 0044), the newest kept.
+const UNLISTED: &str = "INSERT INTO unlisted_versions (item_id, channel, version, skipped_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (item_id, channel) DO UPDATE SET \
+     version = max(unlisted_versions.version, excluded.version), skipped_at = excluded.skipped_at";
+
+/// Keeps `version` of the record's item and channel with `upsert` (`PUBLISHED`, `UNLISTED`).
+fn keep_version(
+    connection: &Connection,
+    upsert: &str,
+    record: &PublishRecord,
+    version: i64,
+    now: i64,
+) -> Result<(), StoreError> {
     connection
-        .prepare_cached(
-            "INSERT INTO published_versions (item_id, channel, version, published_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (item_id, channel) DO UPDATE SET \
-             version = max(published_versions.version, excluded.version), published_at = excluded.published_at",
-        )
+        .prepare_cached(upsert)
         .and_then(|mut upsert| {
-            upsert.execute(params![record.item_id.0.as_bytes().as_slice(), record.channel.as_str(), held_version, now])
+            upsert.execute(params![record.item_id.0.as_bytes().as_slice(), record.channel.as_str(), version, now])
         })
         .map_err(write_error)?;
-    done_with(connection, record, held_version, now)
+    Ok(())
 }
 
 /// The item's row is done with up to `version`: removed if it still waits at that version

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use catalog_app::{BatchSink, Durable, SinkError, SourceBatch, SourceError};
 use catalog_kafka::{ClientOption, KafkaSource, KafkaSourceConfig, StartWithoutCheckpoint};
 use catalog_store::Position;
+use rdkafka::message::ToBytes;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -126,19 +127,23 @@ fn produce(brokers: &str, per_partition: i64) {
     for partition in 0..PARTITIONS {
         for n in 0..per_partition {
             let payload = format!("message {n} of partition {partition}");
-            let mut record: BaseRecord<'_, str, str> = BaseRecord::to(TOPIC).partition(partition).payload(&payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, returned)) => {
-                        record = returned;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            send(&producer, BaseRecord::<'_, str, str>::to(TOPIC).partition(partition).payload(&payload));
         }
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Queues `record`, serving the producer's events while its queue is full.
+fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, returned)) => {
+                record = returned;
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 /// One group member: a source running until stopped.
@@ -328,16 +333,7 @@ fn produce_large(brokers: &str, count: usize, size: usize) {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("producer");
     let payload = vec![b'x'; size];
     for _ in 0..count {
-        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(TOPIC).partition(0).payload(payload.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send(&producer, BaseRecord::<'_, str, [u8]>::to(TOPIC).partition(0).payload(payload.as_slice()));
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
