@@ -205,18 +205,30 @@ impl PartitionWorker {
                 IncomingEvent::received(delivery.payload, delivery.received_at, position, traceparent)
             })
             .collect();
+        self.apply_up_to(source, events, new_next_offset, last_message_at).await
+    }
+
+    /// Hands `events` to the sink as one batch whose checkpoint is `next_offset`, then
+    /// commits that offset to Kafka. Returns it.
+    async fn apply_up_to(
+        &self,
+        source: Arc<str>,
+        events: Vec<IncomingEvent>,
+        next_offset: i64,
+        last_message_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<i64, SinkError> {
         let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();
         let batch = SourceBatch {
             source,
             partition: self.partition,
             events,
-            checkpoint: Some(Position::at(new_next_offset)),
+            checkpoint: Some(Position::at(next_offset)),
             last_message_at,
             high_watermark,
         };
         self.sink.apply(batch).await?;
-        self.commit(new_next_offset);
-        Ok(new_next_offset)
+        self.commit(next_offset);
+        Ok(next_offset)
     }
 
     /// Commits `next_offset` to Kafka, once the store has what lies below it, and only while
@@ -254,18 +266,7 @@ impl PartitionWorker {
             to = position,
             "checkpoint moved past offsets that hold no message (transaction markers)"
         );
-        let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();
-        let batch = SourceBatch {
-            source: self.source.as_str().into(),
-            partition: self.partition,
-            events: Vec::new(),
-            checkpoint: Some(Position::at(position)),
-            last_message_at: None,
-            high_watermark,
-        };
-        self.sink.apply(batch).await?;
-        self.commit(position);
-        Ok(position)
+        self.apply_up_to(self.source.as_str().into(), Vec::new(), position, None).await
     }
 
     /// librdkafka's position in the partition: past the last message or marker the
