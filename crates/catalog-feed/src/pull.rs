@@ -24,9 +24,9 @@ use crate::window::{backfill_window, go_live_at, incremental_window, Window, Win
 /// here, and is applied next as one batch.
 const PAGES_AHEAD: usize = 8;
 
-/// How often one pass of a window may be restarted by expired cursors before the run gives
-/// up on it (and pulls it again at the next run).
-const MAX_WINDOW_RESTARTS: u32 = 3;
+/// How often one pass of a window (or of the snapshot) may be restarted by expired cursors
+/// before the run gives up on it (and pulls it again at the next run).
+pub(crate) const MAX_PASS_RESTARTS: u32 = 3;
 
 /// Why a feed's run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -354,7 +354,7 @@ impl FeedRun {
         loop {
             let page = match self.client.page(request(&window, cursor.as_deref()), shutdown).await {
                 Ok(page) => page,
-                Err(PullError::CursorExpired) if restarts < MAX_WINDOW_RESTARTS => {
+                Err(PullError::CursorExpired) if restarts < MAX_PASS_RESTARTS => {
                     restarts += 1;
                     self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
                     tracing::warn!(feed = %self.label, since = %window.since, until = %window.until, "cursor expired: pulling the window again from its start");

@@ -2,25 +2,30 @@
 //! stored offers. Each difference is drift: recorded, and corrected through the rules as an
 //! `inventory.updated` event as of the snapshot's `as_of` (provenance `Reconciliation`,
 //! journaled under `feed-refresh:{tenant}/{supplier}`); an offer the snapshot no longer
-//! lists goes to 0. A complete pass marks the feed's initial sync completed (decision 0015).
+//! lists goes to 0. A snapshot record the rules reject is journaled there too, with its
+//! reason (at its page's number; the corrections follow the last page's), and its SKU's
+//! offer is left alone: listed, with no quantity to trust (decision 0045). A complete pass
+//! marks the feed's initial sync completed (decision 0015).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use catalog_app::SourceBatch;
-use catalog_core::{decode, Sku, StockChange};
+use catalog_core::{Sku, StockChange};
 use catalog_store::{FeedDrift, FullRefresh, IncomingEvent, Provenance, SourceRef};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{PageRequest, SeenCursors};
-use crate::pull::{refresh_source_name, FeedRun, RunError};
+use crate::client::{PageRequest, PullError, SeenCursors};
+use crate::pull::{refresh_source_name, FeedRun, RunError, MAX_PASS_RESTARTS};
 use crate::record::{correction_event, record_event};
 
 /// What a full refresh found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshReport {
     pub n_listed: usize,
+    /// Records the rules rejected (journaled with their reasons; their SKUs left alone).
+    pub n_rejected: u64,
     pub drifts: Vec<FeedDrift>,
 }
 
@@ -33,39 +38,97 @@ fn drift_kind(drift: &FeedDrift) -> &'static str {
     }
 }
 
+/// A batch of the refresh's journal source, without a checkpoint: a refresh interrupted
+/// midway is run again whole, and the corrections it already applied come back as duplicates.
+fn uncheckpointed(source: &Arc<str>, events: Vec<IncomingEvent>) -> SourceBatch {
+    SourceBatch {
+        source: Arc::clone(source),
+        partition: 0,
+        events,
+        checkpoint: None,
+        last_message_at: None,
+        high_watermark: None,
+    }
+}
+
+/// The snapshot as one complete pass read it.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// The quantity of each SKU a valid record lists.
+    listed: HashMap<Sku, i64>,
+    /// The SKUs of records the rules rejected: listed, with no quantity to trust. Their
+    /// offers are left as they are (not corrected to 0 as unlisted).
+    rejected: HashSet<Sku>,
+    /// Records the rules rejected, over the complete pass.
+    n_rejected: u64,
+    /// The first page's `as_of`, as sent.
+    as_of: Option<String>,
+    /// Pages read, over every pass (restarts included): the journal offsets they took.
+    n_pages: i64,
+}
+
 impl FeedRun {
-    /// Pulls the whole snapshot, then corrects every difference and records it.
-    pub async fn full_refresh(&mut self, shutdown: &CancellationToken) -> Result<RefreshReport, RunError> {
-        // The snapshot's quantity per SKU; a record the rules reject is counted, not used.
-        let mut listed: HashMap<Sku, i64> = HashMap::new();
-        let mut as_of: Option<String> = None;
+    /// Reads the whole snapshot. A record the rules reject is journaled with its reason (and
+    /// counted) as the page arrives; an expired cursor restarts the pass from its first page,
+    /// up to [`MAX_PASS_RESTARTS`] times, as a window's would.
+    async fn read_snapshot(&self, shutdown: &CancellationToken) -> Result<Snapshot, RunError> {
+        let source: Arc<str> = refresh_source_name(self.key()).into();
+        let mut snapshot = Snapshot::default();
         let mut cursor: Option<String> = None;
         let mut seen = SeenCursors::default();
+        let mut restarts = 0;
         loop {
-            let page = self.client.page(PageRequest::Snapshot { cursor: cursor.as_deref() }, shutdown).await?;
+            let page = match self.client.page(PageRequest::Snapshot { cursor: cursor.as_deref() }, shutdown).await {
+                Ok(page) => page,
+                Err(PullError::CursorExpired) if restarts < MAX_PASS_RESTARTS => {
+                    restarts += 1;
+                    self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
+                    tracing::warn!(feed = %self.label, "cursor expired: reading the snapshot again from its first page");
+                    let n_pages = snapshot.n_pages;
+                    (snapshot, cursor, seen) =
+                        (Snapshot { n_pages, ..Snapshot::default() }, None, SeenCursors::default());
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             seen.next(page.next_cursor.as_deref())?;
-            if as_of.is_none() {
-                as_of.clone_from(&page.as_of);
+            if snapshot.as_of.is_none() {
+                snapshot.as_of.clone_from(&page.as_of);
             }
-            let mut n_rejected = 0;
+            let at = SourceRef { source: Arc::clone(&source), partition: 0, offset: snapshot.n_pages };
+            snapshot.n_pages += 1;
+            let received_at = Utc::now();
+            let mut rejected = Vec::new();
             for record in page.records {
-                match decode(&record_event(self.key(), record)) {
-                    Ok(event) => {
-                        if let StockChange::Updated { quantity } = event.change() {
-                            listed.insert(event.offer().sku.clone(), quantity);
+                let event = IncomingEvent::received(record_event(self.key(), record), received_at, at.clone(), None);
+                match &event.delivery.decoded {
+                    Ok(decoded) => {
+                        if let StockChange::Updated { quantity } = decoded.change() {
+                            snapshot.listed.insert(decoded.offer().sku.clone(), quantity);
                         }
                     }
-                    Err(_) => n_rejected += 1,
+                    Err(rejection) => {
+                        snapshot.rejected.extend(rejection.sku.clone());
+                        rejected.push(event);
+                    }
                 }
             }
-            if n_rejected > 0 {
-                self.metrics.feed_records.with_label_values(&[&self.label, "rejected"]).inc_by(n_rejected);
+            if !rejected.is_empty() {
+                snapshot.n_rejected += rejected.len() as u64;
+                self.metrics.feed_records.with_label_values(&[&self.label, "rejected"]).inc_by(rejected.len() as u64);
+                self.sink.apply(uncheckpointed(&source, rejected)).await?;
             }
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
-                None => break,
+                None => return Ok(snapshot),
             }
         }
+    }
+
+    /// Pulls the whole snapshot, then corrects every difference and records it. A SKU whose
+    /// only records the rules rejected is neither corrected nor counted as drift.
+    pub async fn full_refresh(&mut self, shutdown: &CancellationToken) -> Result<RefreshReport, RunError> {
+        let Snapshot { listed, rejected, n_rejected, as_of, n_pages } = self.read_snapshot(shutdown).await?;
         let as_of_text = as_of.unwrap_or_default();
         let as_of: DateTime<Utc> =
             DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
@@ -86,7 +149,7 @@ impl FeedRun {
             }
         }
         for (sku, quantity) in &stored {
-            if !listed.contains_key(sku) && *quantity != 0 {
+            if !listed.contains_key(sku) && !rejected.contains(sku) && *quantity != 0 {
                 drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*quantity), supplier: 0, as_of });
             }
         }
@@ -102,31 +165,21 @@ impl FeedRun {
                     let at = SourceRef {
                         source: Arc::clone(&source),
                         partition: 0,
-                        offset: (chunk_index * self.batch_size + index) as i64,
+                        offset: n_pages + (chunk_index * self.batch_size + index) as i64,
                     };
                     let mut event = IncomingEvent::received(payload, received_at, at, None);
                     event.provenance = Provenance::Reconciliation;
                     event
                 })
                 .collect();
-            // No checkpoint: a refresh interrupted here is run again whole, and the
-            // corrections it already applied come back as duplicates.
-            let batch = SourceBatch {
-                source: Arc::clone(&source),
-                partition: 0,
-                events,
-                checkpoint: None,
-                last_message_at: None,
-                high_watermark: None,
-            };
-            self.sink.apply(batch).await?;
+            self.sink.apply(uncheckpointed(&source, events)).await?;
         }
         for drift in &drifts {
             self.metrics.feed_drift.with_label_values(&[&self.label, drift_kind(drift)]).inc();
         }
         let refresh = FullRefresh { key: self.key().clone(), as_of, completed_at: Utc::now(), drifts };
         self.store.complete_full_refresh(&refresh).await?;
-        tracing::info!(feed = %self.label, %as_of, n_listed = listed.len(), n_drifts = refresh.drifts.len(), "full refresh complete");
-        Ok(RefreshReport { n_listed: listed.len(), drifts: refresh.drifts })
+        tracing::info!(feed = %self.label, %as_of, n_listed = listed.len(), n_rejected, n_drifts = refresh.drifts.len(), "full refresh complete");
+        Ok(RefreshReport { n_listed: listed.len(), n_rejected, drifts: refresh.drifts })
     }
 }

@@ -1,8 +1,9 @@
 //! The full refresh: drift against the supplier's snapshot is recorded and corrected through
 //! the rules; an offer the snapshot no longer lists goes to 0.
 
+use catalog_core::{ItemKey, Outcome, Sku};
 use catalog_feed::OnceScope;
-use catalog_testkit::feed_api::{FeedApi, FeedRecord};
+use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord};
 use chrono::{Duration as TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -102,4 +103,86 @@ async fn a_snapshot_whose_cursors_loop_corrects_nothing() {
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
     assert_eq!(report.failed, []);
     assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+}
+
+/// A snapshot record the rules reject says nothing true of its SKU: the refresh journals it
+/// with its reason and leaves the stored offer alone, neither corrected to 0 as unlisted nor
+/// counted as drift.
+async fn a_rejected_snapshot_record_leaves_its_offer_alone(fixture: Fixture) {
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record =
+        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
+    let api = FeedApi::start(vec![record("A-1", 40), record("B-2", 7)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    api.set_snapshot(vec![record("A-1", 1_000_000_001), record("B-2", 7)]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("A-1".to_owned(), 40), ("B-2".to_owned(), 7)]);
+    assert_eq!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts"), []);
+    assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+    let rejected = fixture.metric("catalog_feed_records_total{feed=\"canary/acme\",result=\"rejected\"}");
+    assert!(rejected.ends_with(" 1"), "{rejected}");
+
+    let item = ItemKey { tenant: key("acme").tenant, sku: Sku::parse("A-1").expect("sku") }.item_id();
+    let trace = fixture.store.item_trace(item).await.expect("trace").expect("item");
+    let rejection = trace
+        .events
+        .iter()
+        .find(|entry| matches!(entry.outcome, Outcome::Rejected(_)))
+        .unwrap_or_else(|| panic!("the rejected record is in the item's trace: {:?}", trace.events));
+    assert!(rejection.source.source.starts_with("feed-refresh:canary/acme"), "{rejection:?}");
+    assert!(rejection.detail.as_deref().unwrap_or_default().contains("1000000001"), "{rejection:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_snapshot_record_leaves_its_offer_alone_on_sqlite() {
+    a_rejected_snapshot_record_leaves_its_offer_alone(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_snapshot_record_leaves_its_offer_alone_on_postgres() {
+    a_rejected_snapshot_record_leaves_its_offer_alone(postgres().await).await;
+}
+
+/// An expired cursor (410) midway through the snapshot restarts its pass from the first page,
+/// as a window's would (`supplier-feed-api.md`): the refresh completes and corrects against
+/// the whole snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_cursor_restarts_the_snapshot_pass() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::minutes(5);
+    let api = FeedApi::start(records(30, 1, at), TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    // Six pages of 50; the cursors expire once the third has been asked for.
+    api.set_snapshot(
+        (0..300)
+            .map(|n| FeedRecord { sku: format!("S-{n}"), quantity: n + 1, updated_at: at, sequence: None })
+            .collect(),
+    );
+    let expiring = api.clone();
+    let expire = tokio::spawn(async move {
+        while expiring.requests().iter().filter(|request| request.snapshot).count() < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        expiring.inject([Fault::ExpireCursors]);
+    });
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    expire.abort();
+    assert_eq!(report.failed, [], "{report:?}");
+    let statuses: Vec<u16> = api.requests().iter().filter(|request| request.snapshot).map(|r| r.status).collect();
+    assert!(statuses.contains(&410), "a cursor expired: {statuses:?}");
+    let offers = fixture.offers(&key("acme")).await;
+    for n in 0..300 {
+        assert_eq!(offers.get(&format!("S-{n}")), Some(&(n + 1)), "S-{n}");
+    }
+    assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+    assert!(fixture.metric("catalog_feed_retries_total").contains("reason=\"cursor_expired\""));
 }
