@@ -19,16 +19,21 @@ pub fn go_live_at(go_live_date: NaiveDate, timezone: Tz) -> DateTime<Utc> {
 /// `time` on `date` in `timezone`; a local time a DST change skips is when the clocks jumped
 /// (the first local time after it that exists), and one it repeats is its first occurrence.
 pub fn local_instant(timezone: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-    let mut local = date.and_time(time);
-    for _ in 0..8 {
-        match timezone.from_local_datetime(&local) {
+    let wanted = date.and_time(time);
+    // Skipped: the first whole local minute that exists after it is when the clocks jumped
+    // (gaps are 30 minutes to a day; tz transitions fall on whole minutes).
+    for minutes in 0..=MAX_SKIPPED_MINUTES {
+        match timezone.from_local_datetime(&(wanted + Duration::minutes(minutes))) {
             chrono::LocalResult::Single(at) | chrono::LocalResult::Ambiguous(at, _) => return at.with_timezone(&Utc),
-            // Skipped: the first local time that exists after it is when the clocks jumped.
-            chrono::LocalResult::None => local += Duration::minutes(30),
+            chrono::LocalResult::None => {}
         }
     }
-    Utc.from_utc_datetime(&date.and_time(time))
+    Utc.from_utc_datetime(&wanted)
 }
+
+/// The longest run of local time a zone has ever skipped, in minutes, with room: a whole day
+/// (Samoa, 2011-12-30).
+const MAX_SKIPPED_MINUTES: i64 = 2 * 24 * 60;
 
 /// How a feed keeps up, by its own sync frequency (decision 0018).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -243,6 +248,28 @@ mod tests {
             let timezone: Tz = zone.parse().expect("zone");
             let date = NaiveDate::from_ymd_opt(year, month, day).expect("date");
             assert_eq!(go_live_at(date, timezone), at(expected), "{zone} {date}");
+        }
+    }
+
+    #[test]
+    fn a_local_time_the_clocks_skip_is_when_they_jump() {
+        let cases = [
+            // Berlin jumps from 02:00 to 03:00 CEST (01:00 UTC): every skipped minute runs then.
+            ("Europe/Berlin", (2026, 3, 29), (2, 0), "2026-03-29T01:00:00Z"),
+            ("Europe/Berlin", (2026, 3, 29), (2, 15), "2026-03-29T01:00:00Z"),
+            ("Europe/Berlin", (2026, 3, 29), (2, 59), "2026-03-29T01:00:00Z"),
+            ("Europe/Berlin", (2026, 3, 29), (3, 0), "2026-03-29T01:00:00Z"),
+            ("Europe/Berlin", (2026, 3, 29), (1, 59), "2026-03-29T00:59:00Z"),
+            // Lord Howe Island jumps half an hour, from 02:00 to 02:30 (+11:00).
+            ("Australia/Lord_Howe", (2026, 10, 4), (2, 10), "2026-10-03T15:30:00Z"),
+            // Samoa skipped the whole of 2011-12-30.
+            ("Pacific/Apia", (2011, 12, 30), (12, 0), "2011-12-30T10:00:00Z"),
+        ];
+        for (zone, (year, month, day), (hour, minute), expected) in cases {
+            let timezone: Tz = zone.parse().expect("zone");
+            let date = NaiveDate::from_ymd_opt(year, month, day).expect("date");
+            let time = NaiveTime::from_hms_opt(hour, minute, 0).expect("time");
+            assert_eq!(local_instant(timezone, date, time), at(expected), "{zone} {date} {time}");
         }
     }
 
