@@ -53,16 +53,28 @@ impl Holding {
         Self { lease, until: std::sync::Mutex::new(claimed_at + lease), lapsed: AtomicBool::new(false) }
     }
 
-    pub(crate) fn renewed(&self, asked_at: Instant) {
+    fn until(&self) -> Instant {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What a renewal asked at `asked_at` that held `n_held` of `n_items` claims means, and
+    /// the claims' new end when they are still ours. A renewal asked once the claims had
+    /// passed their lease has lapsed whatever it counts: the store cannot tell this round's
+    /// claims from another publisher's that took the items since (decision 0046).
+    fn judge(&self, asked_at: Instant, n_held: u64, n_items: usize) -> Renewal {
+        if self.lapsed.load(Ordering::Relaxed) || asked_at >= self.until() || (n_held as usize) < n_items {
+            self.lapsed.store(true, Ordering::Relaxed);
+            return Renewal::Lapsed;
+        }
         *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = asked_at + self.lease;
+        Renewal::Held
     }
 
     /// At most one renewal has been missed: the claims are held a third of a lease longer
     /// at least, long enough to start a send (a feed is created within a call's timeout,
     /// and a seller's feeds are processed in the order they were created).
     pub(crate) fn still_held(&self) -> bool {
-        !self.lapsed.load(Ordering::Relaxed)
-            && *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) >= Instant::now() + self.lease / 3
+        !self.lapsed.load(Ordering::Relaxed) && self.until() >= Instant::now() + self.lease / 3
     }
 }
 
@@ -82,23 +94,59 @@ pub(crate) async fn keep_held(
         tokio::time::sleep(holding.lease / 3).await;
         let asked_at = Instant::now();
         let renewal = match store.extend_claims(channel, items, holding.lease).await {
-            Ok(n_held) if n_held as usize >= items.len() => {
-                holding.renewed(asked_at);
-                Renewal::Held
-            }
-            // Not renewed: another publisher may hold some of the items now, at newer
-            // versions, so the round starts no more sends (what it has not sent is due again
-            // once the claims just extended pass).
-            Ok(n_held) => {
-                holding.lapsed.store(true, Ordering::Relaxed);
-                tracing::warn!(channel = %channel, n_held, n_items = items.len(), "some claims of a round in flight had passed their lease: another publisher may be sending those items; this round sends nothing more");
-                Renewal::Lapsed
-            }
+            // Lapsed: another publisher may hold some of the items now, at newer versions,
+            // so the round starts no more sends (what it has not sent is due again once the
+            // claims just extended pass).
+            Ok(n_held) => match holding.judge(asked_at, n_held, items.len()) {
+                Renewal::Lapsed => {
+                    tracing::warn!(channel = %channel, n_held, n_items = items.len(), "claims of a round in flight had passed their lease: another publisher may be sending those items; this round sends nothing more");
+                    Renewal::Lapsed
+                }
+                renewal => renewal,
+            },
             Err(error) => {
                 tracing::warn!(channel = %channel, %error, n_items = items.len(), "renewing the claims of a round in flight failed; retrying at the next renewal");
                 Renewal::Failed
             }
         };
         events.lease_renewed(channel, renewal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_renewal_holds_the_claims_while_they_are_ours() {
+        let claimed_at = Instant::now();
+        let holding = Holding::new(claimed_at, LEASE);
+        assert_eq!(holding.judge(claimed_at + LEASE / 3, 2, 2), Renewal::Held);
+        assert_eq!(holding.until(), claimed_at + LEASE / 3 + LEASE);
+        // Two renewals missed (the store out of reach), the third in time: still ours.
+        assert_eq!(holding.judge(claimed_at + LEASE * 4 / 3 - Duration::from_millis(1), 2, 2), Renewal::Held);
+        assert!(!holding.lapsed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_renewal_missing_claims_has_lapsed_for_good() {
+        let claimed_at = Instant::now();
+        let holding = Holding::new(claimed_at, LEASE);
+        assert_eq!(holding.judge(claimed_at + LEASE / 3, 1, 2), Renewal::Lapsed);
+        assert_eq!(holding.judge(claimed_at + LEASE * 2 / 3, 2, 2), Renewal::Lapsed, "lapsed for good");
+        assert!(!holding.still_held());
+    }
+
+    /// The store out of reach for a whole lease: another publisher may have claimed the items
+    /// since, and the renewal that then answers counts its claims as held. It has lapsed.
+    #[test]
+    fn a_renewal_asked_after_the_lease_passed_has_lapsed_whatever_it_counts() {
+        let claimed_at = Instant::now();
+        let holding = Holding::new(claimed_at, LEASE);
+        assert_eq!(holding.judge(claimed_at + LEASE, 2, 2), Renewal::Lapsed);
+        assert_eq!(holding.until(), claimed_at + LEASE, "not moved on by a renewal that was not ours");
+        assert!(!holding.still_held());
     }
 }
