@@ -290,7 +290,7 @@ pub(crate) async fn retry_dead_letter(
     // records; the letter is read first without a lock and its update is guarded by the
     // retry count read, as auto-heal's is by its round count.
     let row = sqlx::query(
-        "SELECT d.stage, d.channel, d.operator_retries, d.resolved_at, i.item_id, i.tenant_id, i.sku, i.quantity, i.version
+        "SELECT d.stage, d.channel, d.operator_retries, d.resolved_at, i.item_id, i.tenant_id
          FROM dead_letters AS d LEFT JOIN items AS i ON i.item_id = d.item_id WHERE d.dead_letter_id = $1",
     )
     .bind(dead_letter_id)
@@ -319,12 +319,19 @@ pub(crate) async fn retry_dead_letter(
     if !config.routes(&channel, &tenant) {
         return Ok(DeadLetterRetry::NotRetryable);
     }
-    let version: i64 = column(&row, "version")?;
+    // The item as it is now, held `FOR SHARE`: no batch commits a newer version, published
+    // before the version read here is queued (decision 0047).
+    let item = sqlx::query("SELECT sku, quantity, version FROM items WHERE item_id = $1 FOR SHARE")
+        .bind(item_id)
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(store_error)?;
+    let version: i64 = column(&item, "version")?;
     let write = OutboxWrite {
         item_id: ItemId(item_id),
         tenant,
-        sku: column(&row, "sku")?,
-        quantity: column(&row, "quantity")?,
+        sku: column(&item, "sku")?,
+        quantity: column(&item, "quantity")?,
         version,
         channel,
         traceparent: None,

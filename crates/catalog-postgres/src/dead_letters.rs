@@ -4,7 +4,8 @@
 //!
 //! Lock order: a statement here that changes dead letters runs after the outbox rows of the
 //! same items were locked (a round of records locks them first; a heal round upserts them
-//! first), so no transaction waits on another in a cycle.
+//! first), so no transaction waits on another in a cycle. A heal round also holds its items'
+//! rows `FOR SHARE`, taken without waiting (`SKIP LOCKED`).
 
 use catalog_core::ItemId;
 use catalog_store::batch::OutboxWrite;
@@ -98,8 +99,12 @@ struct Candidate {
 pub(crate) async fn heal(pool: &PgPool, config: &StoreConfig, heal: &DeadLetterHeal) -> Result<HealRound, StoreError> {
     let channels: Vec<&str> = config.channels.iter().map(|route| route.name.as_str()).collect();
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    // Nothing is locked yet: the writes below are guarded by what was read, so two
-    // processes healing at once count each round once.
+    // The letters are not locked: the writes below are guarded by what was read, so two
+    // processes healing at once count each round once. Their items are (`FOR SHARE`): no
+    // batch commits a newer version, to be published and its outbox row deleted, before
+    // this round queues the version it read, which would then be sent after it. An item a
+    // batch is writing is skipped (`SKIP LOCKED`), for the next round: the round waits for
+    // no lock on items, whatever order a batch takes them in (decision 0047).
     let rows = sqlx::query(
         "SELECT d.dead_letter_id, d.item_id, d.channel, d.reason, d.version AS letter_version, d.heal_rounds,
                 i.tenant_id, i.sku, i.quantity, i.version
@@ -109,7 +114,8 @@ pub(crate) async fn heal(pool: &PgPool, config: &StoreConfig, heal: &DeadLetterH
            AND (d.last_healed_at IS NULL OR d.last_healed_at <= now() - make_interval(secs => $2))
            AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = d.item_id AND o.channel = d.channel)
          ORDER BY coalesce(d.last_healed_at, d.first_failed_at), d.dead_letter_id
-         LIMIT $3",
+         LIMIT $3
+         FOR SHARE OF i SKIP LOCKED",
     )
     .bind(&channels)
     .bind(heal.min_interval.as_secs_f64())

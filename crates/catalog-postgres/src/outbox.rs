@@ -222,11 +222,17 @@ pub(crate) async fn extend_claims(
 pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    let rows = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ANY($1)"))
-        .bind(&ids)
-        .fetch_all(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+    // The items are held `FOR SHARE` (in the batches' lock order, by key in byte order), so
+    // no batch commits a newer version, published before the version read here is queued
+    // (decision 0047).
+    let rows = sqlx::query(&format!(
+        "SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ANY($1)
+         ORDER BY tenant_id COLLATE \"C\", sku COLLATE \"C\" FOR SHARE"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(store_error)?;
     let mut outbox = Vec::new();
     for row in rows {
         let tenant = rows::tenant(column(&row, "tenant_id")?)?;

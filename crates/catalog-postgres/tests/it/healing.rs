@@ -1,4 +1,5 @@
-//! Auto-heal from several processes at once: each letter's round is counted once.
+//! Auto-heal from several processes at once: each letter's round is counted once, and an
+//! item a batch is writing is left to the next round.
 
 use std::time::Duration;
 
@@ -9,19 +10,14 @@ use catalog_testkit::TestDatabase;
 
 use crate::separate_stores;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stores_healing_at_once_count_each_round_once() {
-    const N_ITEMS: u64 = 40;
-    let database = TestDatabase::create().await;
-    let stores = separate_stores(&database).await;
-    let events = (0..N_ITEMS)
+/// `n_items` items applied and dead-lettered on the storefront by `store`.
+async fn dead_lettered(store: &dyn catalog_store::CatalogStore, n_items: u64) {
+    let events = (0..n_items)
         .map(|n| incoming(n, &offer("canary", "acme", &format!("SKU-{n}")), StockChange::Updated { quantity: 1 }, 0, 0))
         .collect();
-    stores[0].apply_batch(&batch(events)).await.expect("apply");
-    let claimed = stores[0]
-        .claim_outbox("storefront", &OutboxClaim::immediate(100, Duration::from_secs(30)))
-        .await
-        .expect("claim");
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let claimed =
+        store.claim_outbox("storefront", &OutboxClaim::immediate(100, Duration::from_secs(30))).await.expect("claim");
     let records: Vec<PublishRecord> = claimed
         .iter()
         .map(|entry| PublishRecord {
@@ -38,7 +34,15 @@ async fn stores_healing_at_once_count_each_round_once() {
             sent: None,
         })
         .collect();
-    stores[0].record_publishes(&records).await.expect("record");
+    store.record_publishes(&records).await.expect("record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_healing_at_once_count_each_round_once() {
+    const N_ITEMS: u64 = 40;
+    let database = TestDatabase::create().await;
+    let stores = separate_stores(&database).await;
+    dead_lettered(&*stores[0], N_ITEMS).await;
 
     let heal = DeadLetterHeal { limit: 100, max_heals: 5, min_interval: Duration::ZERO };
     let mut healing = tokio::task::JoinSet::new();
@@ -58,4 +62,35 @@ async fn stores_healing_at_once_count_each_round_once() {
     assert!(letters.iter().all(|letter| letter.heal_rounds == 1), "{letters:?}");
     let depth: u64 = stores[0].outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum();
     assert_eq!(depth, N_ITEMS);
+}
+
+/// A heal round reads an item and queues it: had it read the item unlocked, a batch could
+/// commit a newer version, that version be published and its outbox row deleted, and then
+/// the round queue the older version it read, sent after the newer one. The round takes the
+/// items it queues `FOR SHARE SKIP LOCKED`: one a batch is writing waits for the next round,
+/// and no batch commits a newer version under a round that holds its item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_a_batch_is_writing_is_healed_by_the_next_round() {
+    let database = TestDatabase::create().await;
+    let stores = separate_stores(&database).await;
+    dead_lettered(&*stores[0], 1).await;
+    let heal = DeadLetterHeal { limit: 10, max_heals: 5, min_interval: Duration::ZERO };
+
+    // A batch holds the item's row, as while it writes a newer version.
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    let mut writing = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM items FOR UPDATE").execute(&mut *writing).await.expect("lock the item");
+    let round = tokio::time::timeout(Duration::from_secs(10), stores[1].heal_dead_letters(&heal))
+        .await
+        .expect("a round waits for no batch")
+        .expect("heal round");
+    assert_eq!(round.requeued, [], "the item a batch is writing is not queued");
+    let depth: u64 = stores[0].outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum();
+    assert_eq!(depth, 0);
+
+    writing.rollback().await.expect("rollback");
+    let round = stores[1].heal_dead_letters(&heal).await.expect("heal round");
+    assert_eq!(round.requeued.len(), 1, "{round:?}");
+    let depth: u64 = stores[0].outbox_depth().await.expect("depth").iter().map(|d| d.pending).sum();
+    assert_eq!(depth, 1);
 }
