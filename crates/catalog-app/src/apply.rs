@@ -294,13 +294,20 @@ impl Applier {
             );
         }
         let partition = batch.partition.to_string();
-        if let Some(last_message_at) = batch.last_message_at {
-            let lag = (Utc::now() - last_message_at).num_seconds().max(0);
-            self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
-        }
-        if let (Some(high_watermark), Some(position)) = (batch.high_watermark, &batch.checkpoint) {
-            let lag = (high_watermark - position.offset).max(0);
+        // A batch that reaches its partition's end leaves nothing waiting: no lag, however
+        // old its last message (a partition gone quiet read 5 minutes of lag for good).
+        let messages_behind =
+            batch.high_watermark.zip(batch.checkpoint.as_ref()).map(|(end, position)| (end - position.offset).max(0));
+        if let Some(lag) = messages_behind {
             self.metrics.queue_lag_messages.with_label_values(&[&partition]).set(lag);
+        }
+        let seconds_behind = match (messages_behind, batch.last_message_at) {
+            (Some(0), _) => Some(0),
+            (_, Some(last_message_at)) => Some((Utc::now() - last_message_at).num_seconds().max(0)),
+            (_, None) => None,
+        };
+        if let Some(lag) = seconds_behind {
+            self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
         }
         tracing::debug!(
             source,

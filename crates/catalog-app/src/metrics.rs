@@ -178,7 +178,7 @@ impl Metrics {
         let items_changed = unlabelled("catalog_items_changed_total", "Items whose quantity changed.");
         let queue_lag_seconds = gauge(
             "catalog_queue_lag_seconds",
-            "Now minus the broker timestamp of the last applied message.",
+            "Now minus the broker timestamp of the last applied message; 0 once a batch reaches the partition's end.",
             &["partition"],
         );
         let queue_lag_messages =

@@ -226,3 +226,33 @@ async fn messages_another_member_applied_are_skipped_not_journaled_again() {
     assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 3 + 2);
     assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 0);
 }
+
+/// Queue lag is how long what is still waiting has waited: a batch behind the partition's end
+/// reads the age of its last message; one that reaches the end reads 0, however old its last
+/// message (a partition gone quiet is caught up, not minutes behind).
+#[tokio::test]
+async fn queue_lag_is_zero_once_a_batch_reaches_the_partition_s_end() {
+    let run = run(0, 0).await;
+    let lag = |metrics: &Metrics| {
+        (
+            metrics.queue_lag_seconds.with_label_values(&["0"]).get(),
+            metrics.queue_lag_messages.with_label_values(&["0"]).get(),
+        )
+    };
+    let mut behind = source_batch();
+    behind.last_message_at = Some(chrono::Utc::now() - chrono::Duration::minutes(5));
+    behind.high_watermark = Some(10);
+    run.applier.apply(behind).await.expect("apply");
+    let (seconds, messages) = lag(&run.metrics);
+    assert!((299..=310).contains(&seconds), "{seconds}");
+    assert_eq!(messages, 6);
+
+    let key = offer("canary", "acme", "SKU-4");
+    let events =
+        (4..10_u64).map(|n| incoming(n, &key, StockChange::Updated { quantity: n as i64 }, n as i64, 0)).collect();
+    let mut caught_up = in_source(KAFKA, events, Position::at(10));
+    caught_up.last_message_at = Some(chrono::Utc::now() - chrono::Duration::minutes(5));
+    caught_up.high_watermark = Some(10);
+    run.applier.apply(caught_up).await.expect("apply");
+    assert_eq!(lag(&run.metrics), (0, 0));
+}
