@@ -7,11 +7,12 @@
 //! offer is left alone: listed, with no quantity to trust (decision 0045). A complete pass
 //! marks the feed's initial sync completed (decision 0015).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use catalog_app::SourceBatch;
-use catalog_core::{Sku, StockChange};
+use catalog_core::{EventId, Sku, StockChange};
 use catalog_store::{FeedDrift, FullRefresh, IncomingEvent, Provenance, SourceRef};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -51,11 +52,17 @@ fn uncheckpointed(source: &Arc<str>, events: Vec<IncomingEvent>) -> SourceBatch 
     }
 }
 
+/// Where a record sorts among the snapshot's records of its SKU, as an event among its
+/// offer's: (updated_at, sequence or 0, event id).
+type RecordOrder = (DateTime<Utc>, u64, EventId);
+
 /// The snapshot as one complete pass read it.
 #[derive(Debug, Default)]
 struct Snapshot {
-    /// The quantity of each SKU a valid record lists.
-    listed: HashMap<Sku, i64>,
+    /// The quantity of each SKU a valid record lists; of a SKU listed more than once, the
+    /// record the rules would take for the newest (updated_at, sequence, event id), wherever
+    /// it came in the snapshot.
+    listed: HashMap<Sku, (RecordOrder, i64)>,
     /// The SKUs of records the rules rejected: listed, with no quantity to trust. Their
     /// offers are left as they are (not corrected to 0 as unlisted).
     rejected: HashSet<Sku>,
@@ -104,7 +111,16 @@ impl FeedRun {
                 match &event.delivery.decoded {
                     Ok(decoded) => {
                         if let StockChange::Updated { quantity } = decoded.change() {
-                            snapshot.listed.insert(decoded.offer().sku.clone(), quantity);
+                            let order = (decoded.updated_at(), decoded.sequence().unwrap_or(0), decoded.event_id());
+                            match snapshot.listed.entry(decoded.offer().sku.clone()) {
+                                Entry::Occupied(mut listed) if listed.get().0 < order => {
+                                    listed.insert((order, quantity));
+                                }
+                                Entry::Occupied(_) => {}
+                                Entry::Vacant(listed) => {
+                                    listed.insert((order, quantity));
+                                }
+                            }
                         }
                     }
                     Err(rejection) => {
@@ -136,7 +152,7 @@ impl FeedRun {
         let stored: BTreeMap<Sku, i64> =
             self.store.feed_offers(self.key()).await?.into_iter().map(|offer| (offer.sku, offer.quantity)).collect();
         let mut drifts: Vec<FeedDrift> = Vec::new();
-        let mut listed_skus: Vec<(&Sku, &i64)> = listed.iter().collect();
+        let mut listed_skus: Vec<(&Sku, &i64)> = listed.iter().map(|(sku, (_, quantity))| (sku, quantity)).collect();
         listed_skus.sort();
         for (sku, quantity) in listed_skus {
             match stored.get(sku) {

@@ -186,3 +186,34 @@ async fn an_expired_cursor_restarts_the_snapshot_pass() {
     assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
     assert!(fixture.metric("catalog_feed_retries_total").contains("reason=\"cursor_expired\""));
 }
+
+/// A snapshot that lists a SKU twice is read as the rules read two events of one offer: the
+/// newer record (updated_at, then sequence) gives the quantity, wherever it comes in the pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_the_snapshot_lists_twice_takes_its_newer_record() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record = |sku: &str, quantity: i64, minutes: i64, sequence: Option<u64>| FeedRecord {
+        sku: sku.to_owned(),
+        quantity,
+        updated_at: at + TimeDelta::minutes(minutes),
+        sequence,
+    };
+    let api = FeedApi::start(vec![record("A-1", 5, 0, None), record("B-2", 5, 0, None)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    // The newer record first, the older after it: A-1 by time, B-2 by sequence.
+    api.set_snapshot(vec![
+        record("A-1", 9, 30, None),
+        record("B-2", 8, 10, Some(2)),
+        record("A-1", 3, 10, None),
+        record("B-2", 4, 10, Some(1)),
+    ]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("A-1".to_owned(), 9), ("B-2".to_owned(), 8)]);
+}
