@@ -106,6 +106,98 @@ pub(crate) async fn find_in(
     Ok(None)
 }
 
+/// When a file came to be: its birth time where the file system keeps one (a rename keeps
+/// it), else its last modification.
+fn born(metadata: &std::fs::Metadata) -> Option<std::time::SystemTime> {
+    metadata.created().or_else(|_| metadata.modified()).ok()
+}
+
+/// Files a rotation left in `directory` after the one this identity was taken of: named after
+/// `name` (`feed.ndjson.1`, `feed.ndjson-20261205`), born after it, oldest first, neither it
+/// nor `current` (the file at the path now). A path rotated twice between two runs leaves one
+/// such file, which holds lines no other file does. Those a compression tool wrote
+/// (`.gz`, …) cannot be read as lines: they come back apart, to be reported.
+pub(crate) async fn rotated_after(
+    directory: &std::path::Path,
+    name: &std::ffi::OsStr,
+    previous: &std::path::Path,
+    current: &FileIdentity,
+) -> std::io::Result<Rotations> {
+    let mut rotations = Rotations::default();
+    if !cfg!(unix) {
+        return Ok(rotations);
+    }
+    let previous_metadata = tokio::fs::metadata(previous).await?;
+    let Some(previous_born) = born(&previous_metadata) else { return Ok(rotations) };
+    let skip = [device_and_inode(&previous_metadata), (current.device, current.inode)];
+    let name = name.to_string_lossy();
+    let mut found = Vec::new();
+    let mut entries = tokio::fs::read_dir(directory).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = file_name.strip_prefix(name.as_ref()) else { continue };
+        if !(suffix.starts_with('.') || suffix.starts_with('-')) || suffix.len() < 2 {
+            continue;
+        }
+        let Ok(metadata) = entry.metadata().await else { continue };
+        if !metadata.is_file() || skip.contains(&device_and_inode(&metadata)) {
+            continue;
+        }
+        match born(&metadata) {
+            Some(at) if at > previous_born => found.push((at, entry.path(), suffix.to_owned())),
+            _ => {}
+        }
+    }
+    found.sort();
+    for (_, path, suffix) in found {
+        if COMPRESSED.iter().any(|extension| suffix.ends_with(extension)) {
+            rotations.compressed.push(path);
+        } else {
+            rotations.plain.push(path);
+        }
+    }
+    Ok(rotations)
+}
+
+/// What a compression tool names its files.
+const COMPRESSED: [&str; 6] = [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"];
+
+/// Files rotated away after the checkpoint's file, oldest first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rotations {
+    /// Read as lines, in this order, before the file at the path.
+    pub(crate) plain: Vec<std::path::PathBuf>,
+    /// Compressed: not readable here, reported.
+    pub(crate) compressed: Vec<std::path::PathBuf>,
+}
+
+/// The identity of a file being read at `head_length` bytes, read with `pread` (the reader's
+/// position is left alone): a file opened while it held fewer than [`HEAD_BYTES`] bytes is
+/// known by more of them once they are written.
+#[cfg(unix)]
+pub(crate) fn grown(file: &std::fs::File, identity: &FileIdentity, head_length: u64) -> std::io::Result<FileIdentity> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0; head_length.min(HEAD_BYTES) as usize];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    head.truncate(filled);
+    Ok(FileIdentity { head_length: head.len() as u64, head_hash: fnv1a(&head), ..*identity })
+}
+
+#[cfg(not(unix))]
+pub(crate) fn grown(
+    _file: &std::fs::File,
+    identity: &FileIdentity,
+    _head_length: u64,
+) -> std::io::Result<FileIdentity> {
+    Ok(*identity)
+}
+
 #[cfg(unix)]
 fn device_and_inode(metadata: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;

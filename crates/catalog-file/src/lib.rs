@@ -17,7 +17,7 @@ use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{find_in, FileCursor, FileIdentity, HEAD_BYTES};
+use crate::identity::{find_in, grown, rotated_after, FileCursor, FileIdentity, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
 
 /// Why the file source stopped.
@@ -81,12 +81,12 @@ impl FileSource {
                 let (start, cursor) = match self.resume(&mut file, path, &source, &*sink).await? {
                     Resume::Here(start, cursor) => (start, cursor),
                     Resume::Rotated { previous, offset } => {
-                        if !self.finish_rotated(path, previous, offset, &source, &*sink, &shutdown).await? {
-                            return Ok(());
-                        }
-                        // The new file's positions start where the rotated one was left.
                         let identity =
                             FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
+                        if !self.finish_rotated(path, previous, offset, &identity, &source, &*sink, &shutdown).await? {
+                            return Ok(());
+                        }
+                        // The new file's positions start where the rotated ones were left.
                         let stored = sink.checkpoint(&source, 0).await?;
                         let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
                         (0, FileCursor { identity, base })
@@ -96,8 +96,9 @@ impl FileSource {
                 if start > 0 {
                     tracing::info!(%source, offset = start, "resuming after the last applied line");
                 }
+                let tracked = Tracked::new(&file, cursor, path).await?;
                 let lines = LineReader::new(BufReader::new(file), start);
-                self.read_all(lines, Some(cursor), &source, &*sink, &shutdown).await.map(drop)
+                self.read_all(lines, Some(tracked), &source, &*sink, &shutdown).await.map(drop)
             }
         }
     }
@@ -107,11 +108,13 @@ impl FileSource {
     /// when it is not, since what it held past the checkpoint cannot be read (decision 0039).
     /// Returns whether the run goes on to the file at `path`: not when the rotated file ends
     /// in half a line (read again, whole, by the next run) nor at shutdown.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_rotated(
         &self,
         path: &Path,
         previous: FileCursor,
         offset: u64,
+        current: &FileIdentity,
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
@@ -135,9 +138,37 @@ impl FileSource {
             return Ok(true);
         }
         tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
+        let tracked = Tracked::new(&file, previous, &rotated).await?;
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error("seeking in", &rotated))?;
         let lines = LineReader::new(BufReader::new(file), offset);
-        Ok(self.read_all(lines, Some(previous), source, sink, shutdown).await? == Stopped::End)
+        if self.read_all(lines, Some(tracked), source, sink, shutdown).await? != Stopped::End {
+            return Ok(false);
+        }
+        // Rotated more than once since: the files between hold lines no other file does.
+        let name = path.file_name().unwrap_or_default();
+        let rotations = match rotated_after(directory, name, &rotated, current).await {
+            Ok(rotations) => rotations,
+            Err(error) => {
+                sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
+                return Ok(true);
+            }
+        };
+        if !rotations.compressed.is_empty() {
+            sink.source_error(&rotations_unread(source, directory, &rotations.compressed, None));
+        }
+        for between in rotations.plain {
+            tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
+            let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
+            let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
+            let stored = sink.checkpoint(source, 0).await?;
+            let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
+            let tracked = Tracked::new(&file, FileCursor { identity, base }, &between).await?;
+            let lines = LineReader::new(BufReader::new(file), 0);
+            if self.read_all(lines, Some(tracked), source, sink, shutdown).await? != Stopped::End {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Where to start reading the open `file`, and the cursor its checkpoints carry. The
@@ -168,7 +199,7 @@ impl FileSource {
                 if cursor.identity.same_file(&current) && offset <= length {
                     Ok(Resume::Here(offset, FileCursor { identity, base: cursor.base }))
                 } else if same_inode {
-                    tracing::warn!(%source, stored_offset = offset, length, "the file at this path was truncated or rewritten in place: reading it from the start");
+                    sink.source_error(&rewritten_in_place(source, offset, length));
                     Ok(Resume::Here(0, from_the_start))
                 } else {
                     tracing::info!(%source, "a different file than the one last read at this path: the last one was rotated away");
@@ -178,7 +209,7 @@ impl FileSource {
             // A checkpoint from before files were identified: its offset is a byte offset.
             None if position <= length => Ok(Resume::Here(position, FileCursor { identity, base: 0 })),
             None => {
-                tracing::warn!(%source, stored_offset = position, length, "file is shorter than the stored position; reading it from the start");
+                sink.source_error(&rewritten_in_place(source, position, length));
                 Ok(Resume::Here(0, from_the_start))
             }
         }
@@ -189,7 +220,7 @@ impl FileSource {
     async fn read_all<R: AsyncBufRead + Unpin>(
         &self,
         mut lines: LineReader<R>,
-        cursor: Option<FileCursor>,
+        mut cursor: Option<Tracked>,
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
@@ -204,7 +235,7 @@ impl FileSource {
                 read = lines.next_line() => read.map_err(FileSourceError::Read)?,
                 _ = shutdown.cancelled() => None,
                 _ = sleep_until(deadline) => {
-                    self.flush(&mut pending, cursor.as_ref(), source, sink).await?;
+                    self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
                     deadline = None;
                     continue;
                 }
@@ -219,13 +250,13 @@ impl FileSource {
                 }
                 continue;
             }
-            if let (false, Some(cursor)) = (line.terminated, &cursor) {
+            if let (false, Some(tracked)) = (line.terminated, &cursor) {
                 // The file ends in half a line: a writer may still be appending to it. An
                 // event already whole is applied (its newline may follow); anything else is
                 // left, unjournaled and before the checkpoint, for the next run to read whole
                 // (decision 0033).
                 if catalog_core::decode(&line.bytes).is_err() {
-                    sink.source_error(&unterminated_line(cursor.base, &line));
+                    sink.source_error(&unterminated_line(tracked.cursor.base, &line));
                     stopped = Stopped::HalfALine;
                     break;
                 }
@@ -236,11 +267,11 @@ impl FileSource {
             }
             let n_bytes = line.bytes.len();
             if pending.push(line, n_bytes) {
-                self.flush(&mut pending, cursor.as_ref(), source, sink).await?;
+                self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
                 deadline = None;
             }
         }
-        self.flush(&mut pending, cursor.as_ref(), source, sink).await?;
+        self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
         if shutdown.is_cancelled() {
             return Ok(Stopped::Shutdown);
         }
@@ -252,15 +283,20 @@ impl FileSource {
     async fn flush(
         &self,
         pending: &mut PendingBatch<Line>,
-        cursor: Option<&FileCursor>,
+        cursor: Option<&mut Tracked>,
         source: &str,
         sink: &dyn BatchSink,
     ) -> Result<(), FileSourceError> {
         let Some(last) = pending.last() else { return Ok(()) };
-        let base = cursor.map_or(0, |cursor| cursor.base);
+        let base = cursor.as_ref().map_or(0, |tracked| tracked.cursor.base);
         // Stdin has no position to resume from: its lines are journaled, but no checkpoint kept.
-        let checkpoint =
-            cursor.map(|cursor| Position { offset: (base + last.next_offset) as i64, cursor: Some(cursor.render()) });
+        let checkpoint = match cursor {
+            Some(tracked) => {
+                tracked.grow(last.next_offset);
+                Some(Position { offset: (base + last.next_offset) as i64, cursor: Some(tracked.cursor.render()) })
+            }
+            None => None,
+        };
         let received_at = Utc::now();
         // One name for the whole batch, shared by its events.
         let name: Arc<str> = source.into();
@@ -277,6 +313,43 @@ impl FileSource {
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
         sink.apply(batch).await?;
         Ok(())
+    }
+}
+
+/// The cursor of a file being read, and a handle on it that reads its first bytes without
+/// moving the reader: a file opened while it held fewer than [`HEAD_BYTES`] bytes is known by
+/// more of them as they are read, so that one rewritten in place later is not taken for it.
+struct Tracked {
+    cursor: FileCursor,
+    head: Option<std::fs::File>,
+}
+
+impl Tracked {
+    async fn new(file: &tokio::fs::File, cursor: FileCursor, path: &Path) -> Result<Self, FileSourceError> {
+        let head = match cursor.identity.head_length < HEAD_BYTES {
+            true => Some(file.try_clone().await.map_err(file_error("reading", path))?.into_std().await),
+            false => None,
+        };
+        Ok(Self { cursor, head })
+    }
+
+    /// Takes the file's first bytes up to `read_to` (at most [`HEAD_BYTES`]) into its identity,
+    /// where it holds fewer; a failed read keeps the identity it has.
+    fn grow(&mut self, read_to: u64) {
+        let Some(file) = &self.head else { return };
+        let wanted = read_to.min(HEAD_BYTES);
+        if wanted <= self.cursor.identity.head_length {
+            return;
+        }
+        match grown(file, &self.cursor.identity, wanted) {
+            Ok(identity) => self.cursor.identity = identity,
+            Err(error) => {
+                tracing::warn!(%error, "reading the file's first bytes again failed; its identity keeps fewer")
+            }
+        }
+        if self.cursor.identity.head_length >= HEAD_BYTES {
+            self.head = None;
+        }
     }
 }
 
@@ -318,6 +391,47 @@ fn rotated_file_gone(
             "{source}: the file last read at this path was replaced, and {looked}: lines it held after position \
              {position}, if any, are not read by this source; read that file by its own path if it had more, \
              and rotate by renaming within the directory so the worker finishes it"
+        ),
+    }
+}
+
+/// What the source tells when the file at the path is the checkpoint's file truncated, or
+/// written again in place (same inode, other first bytes): it is read from its start, and
+/// whatever the old content held past the checkpoint was not read.
+fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "file_rewritten",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: the file was truncated or written again in place (the stored position {offset} is past its              {length} bytes, or its first bytes changed): it is read from its start; lines its old content held              after that position, if any, were not read. Write a new file and rename it into place (or rotate by              renaming) so the worker finishes the old one"
+        ),
+    }
+}
+
+/// What the source tells of rotated files it cannot read (compressed), or of a directory it
+/// could not search for files rotated since the last run.
+fn rotations_unread(
+    source: &str,
+    directory: &Path,
+    files: &[PathBuf],
+    error: Option<std::io::Error>,
+) -> catalog_app::SourceError {
+    let what = match error {
+        None => format!(
+            "files rotated since the last run are compressed and cannot be read as lines: {}",
+            files.iter().map(|file| file.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+        Some(error) => {
+            format!("{} could not be searched for files rotated since the last run ({error})", directory.display())
+        }
+    };
+    catalog_app::SourceError {
+        source: "file",
+        operation: "rotated_files_unread",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: {what}; their lines are not read by this source: read them by their own paths (after              decompressing), and delay compression (logrotate `delaycompress`) so the worker finishes each file"
         ),
     }
 }
