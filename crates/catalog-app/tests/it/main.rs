@@ -5,6 +5,7 @@ mod alerts;
 mod apply;
 mod channels;
 mod heal;
+mod held;
 mod reconcile_marketplaces;
 mod reconcile_storefront;
 mod retention;

@@ -90,19 +90,54 @@ pub(super) async fn flags(
     .await
     .map_err(store_error)?;
 
-    let rows = sqlx::query("SELECT tenant_id, sync_enabled FROM tenants WHERE tenant_id = ANY($1)")
-        .bind(&tenants)
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?;
+    read_flags(connection, keys, &mut flags, false).await?;
+    Ok(flags)
+}
+
+/// The batch's flags read again under a share lock, in key order: a batch that held events
+/// on flags read without one makes a switch in flight wait for its commit (decision 0049).
+pub(super) async fn locked_flags(
+    connection: &mut PgConnection,
+    keys: &BatchKeys,
+    default_enabled: bool,
+) -> Result<FlagTable, StoreError> {
+    let mut flags = FlagTable { default_enabled, ..FlagTable::default() };
+    read_flags(connection, keys, &mut flags, true).await?;
+    Ok(flags)
+}
+
+/// Reads the batch's tenants' and suppliers' flags into `flags`; `locked`: under a share
+/// lock, taken in key order (byte order, as a batch takes every lock).
+async fn read_flags(
+    connection: &mut PgConnection,
+    keys: &BatchKeys,
+    flags: &mut FlagTable,
+    locked: bool,
+) -> Result<(), StoreError> {
+    let (tenants_tail, suppliers_tail) = match locked {
+        true => (
+            r#"ORDER BY tenant_id COLLATE "C" FOR SHARE"#,
+            r#"ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C" FOR SHARE"#,
+        ),
+        false => ("", ""),
+    };
+    let tenants: Vec<&str> = keys.tenants.iter().map(TenantId::as_str).collect();
+    let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
+    let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
+    let rows =
+        sqlx::query(&format!("SELECT tenant_id, sync_enabled FROM tenants WHERE tenant_id = ANY($1) {tenants_tail}"))
+            .bind(&tenants)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(store_error)?;
     for row in rows {
         let tenant: String = column(&row, "tenant_id")?;
         flags.tenants.insert(rows::tenant(&tenant)?, column(&row, "sync_enabled")?);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT tenant_id, supplier_id, sync_enabled FROM suppliers
-         WHERE (tenant_id, supplier_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-    )
+         WHERE (tenant_id, supplier_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) {suppliers_tail}"
+    ))
     .bind(&supplier_tenants)
     .bind(&suppliers)
     .fetch_all(&mut *connection)
@@ -113,7 +148,7 @@ pub(super) async fn flags(
         let supplier: String = column(&row, "supplier_id")?;
         flags.set_supplier(rows::tenant(&tenant)?, rows::supplier(&supplier)?, column(&row, "sync_enabled")?);
     }
-    Ok(flags)
+    Ok(())
 }
 
 /// An offer's `revision` as read, or `ABSENT` when it did not exist for this transaction.

@@ -207,10 +207,22 @@ async fn write_batch(
     steps.done("load_items");
     let prior = journal::load_prior(connection, &keys.event_ids).await?;
     steps.done("load_prior");
+    let read_flags = (flags.tenants.clone(), flags.suppliers.clone());
     let loaded = LoadedState { offers, items, prior, flags };
     let mut writes = prepare(&fenced.batch, loaded, config)?;
     writes.result.applied_before = fenced.applied_before;
     steps.done("plan");
+    // Held on flags read without a lock: a switch committed since would replay the journal
+    // before these held rows are visible, and leave them held for good. Read under a share
+    // lock, the flags make a switch in flight wait for this batch (whose held rows its replay
+    // then finds); flags that moved meanwhile plan the batch again (decision 0049).
+    if writes.result.decisions.iter().any(|decision| matches!(decision.outcome, catalog_core::Outcome::Held(_))) {
+        let locked = load::locked_flags(connection, keys, config.default_sync_enabled).await?;
+        if (locked.tenants, locked.suppliers) != read_flags {
+            return Err(StoreError::Conflict("sync flags changed while the batch was planned".to_owned()).into());
+        }
+        steps.done("lock_flags");
+    }
     write::offers(connection, &writes, &revisions).await?;
     steps.done("write_offers");
     if cache.is_some() {
