@@ -90,6 +90,27 @@ pub struct OfferView {
     /// The greatest applied event still in effect.
     #[schema(value_type = Option<String>, format = Uuid)]
     pub newest_event_id: Option<EventId>,
+    /// The snapshot in effect as the offer itself keeps it, whether or not the journal still
+    /// holds its row (`winning_event` is absent once retention dropped that).
+    pub snapshot: Option<CountedChange>,
+    /// Every adjustment counted on top of the snapshot, as the offer keeps it, oldest first:
+    /// `snapshot` + these + `folded_adjustments` is the offer's quantity, even after retention.
+    pub counted_adjustments: Vec<CountedChange>,
+}
+
+/// A change the offer counts, from its own state (decision 0050).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CountedChange {
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: EventId,
+    /// The quantity a snapshot set; absent for an adjustment.
+    pub quantity: Option<i64>,
+    /// An adjustment's change; absent for a snapshot.
+    pub delta: Option<i64>,
+    pub effective_at: DateTime<Utc>,
+    pub sequence: u64,
+    /// Its journal row was dropped by retention (archived): the offer still counts it.
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -178,7 +199,20 @@ fn offer_view(supplier_id: String, quantity: i64, state: &OfferState, applied: &
     let find = |event_id: EventId| applied.get(&event_id).map(|entry| EventView::from(*entry));
     let winning_event = state.snapshot().and_then(|snapshot| find(snapshot.key.event_id));
     let adjustments = state.adjustments().iter().filter_map(|adjustment| find(adjustment.key.event_id)).collect();
+    let counted = |key: catalog_core::OrderingKey, quantity: Option<i64>, delta: Option<i64>| CountedChange {
+        event_id: key.event_id,
+        quantity,
+        delta,
+        effective_at: key.effective_at,
+        sequence: key.sequence,
+        archived: !applied.contains_key(&key.event_id),
+    };
+    let snapshot = state.snapshot().map(|snapshot| counted(snapshot.key, Some(snapshot.quantity), None));
+    let counted_adjustments =
+        state.adjustments().iter().map(|adjustment| counted(adjustment.key, None, Some(adjustment.delta))).collect();
     OfferView {
+        snapshot,
+        counted_adjustments,
         supplier_id,
         quantity,
         winning_event,

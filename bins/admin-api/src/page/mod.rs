@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
 use crate::auth::{caller_of, Caller, Role};
 use crate::error::ApiError;
-use crate::trace::{EventView, TraceView};
+use crate::trace::{CountedChange, EventView, TraceView};
 use crate::AppState;
 
 mod feeds;
@@ -172,11 +172,25 @@ fn event_cells(event: &EventView) -> Markup {
     }
 }
 
+/// A change the offer counts whose journal row retention dropped: what the offer keeps of it.
+fn counted_cells(change: &CountedChange) -> Markup {
+    html! {
+        td { code { (change.event_id) } br; small { "journal row archived by retention" } }
+        td { (if change.quantity.is_some() { "inventory.updated" } else { "inventory.adjusted" }) }
+        td { (change.quantity.map_or_else(|| change.delta.map_or_else(String::new, |d| format!("{d:+}")), |q| q.to_string())) }
+        td { (when(change.effective_at)) }
+        td { (change.sequence) }
+    }
+}
+
 /// Which events of a long timeline this page shows, and links to the pages either side.
 fn timeline_pages(trace: &TraceView) -> Markup {
     let events = &trace.events;
     let shown = events.entries.len() as u64;
-    let link = |offset: u64| format!("/?item_id={}&events_offset={offset}#timeline-heading", trace.item_id);
+    // By tenant and SKU (both URL-safe by their rules): an item whose events were all held
+    // or rejected has no row to be found by its id.
+    let link =
+        |offset: u64| format!("/?tenant={}&sku={}&events_offset={offset}#timeline-heading", trace.tenant_id, trace.sku);
     html! {
         p.notice role="note" {
             "Events " (events.offset + 1) "–" (events.offset + shown) " of " (events.total) ", oldest first. "
@@ -205,6 +219,8 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                 @for offer in &trace.offers {
                     @if let Some(winner) = &offer.winning_event {
                         tr.win { td { (offer.supplier_id) } td { (offer.quantity) } (event_cells(winner)) }
+                    } @else if let Some(snapshot) = &offer.snapshot {
+                        tr.win { td { (offer.supplier_id) } td { (offer.quantity) } (counted_cells(snapshot)) }
                     } @else {
                         tr { td { (offer.supplier_id) } td { (offer.quantity) } td colspan="5" { "no snapshot: adjustments only" } }
                     }
@@ -212,6 +228,9 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                         tr { td {} td {} td colspan="5" { (folded.count) " older adjustments folded: " (format!("{:+}", folded.delta)) } }
                     }
                     @for adjustment in &offer.adjustments { tr { td {} td { "+ adjustment" } (event_cells(adjustment)) } }
+                    @for adjustment in offer.counted_adjustments.iter().filter(|adjustment| adjustment.archived) {
+                        tr { td {} td { "+ adjustment" } (counted_cells(adjustment)) }
+                    }
                 }
             }
         }

@@ -195,5 +195,23 @@ async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_da
     assert!(note.contains("Publish attempts are kept since "), "{note}");
     assert_eq!(trace["publishes"], serde_json::json!([]), "the attempt was dropped: {trace}");
     assert!(trace["journal_retention"]["attempts_kept_since"].is_string(), "{trace}");
+    // Why the quantity still adds up: the offers keep what they count, archived rows included.
+    let offers = trace["offers"].as_array().expect("offers");
+    assert!(!offers.is_empty(), "{trace}");
+    for offer in offers {
+        let snapshot = offer["snapshot"]["quantity"].as_i64().unwrap_or(0);
+        let counted: i64 = offer["counted_adjustments"]
+            .as_array()
+            .expect("counted adjustments")
+            .iter()
+            .map(|adjustment| adjustment["delta"].as_i64().expect("a delta"))
+            .sum();
+        let folded = offer["folded_adjustments"]["delta"].as_i64().unwrap_or(0);
+        assert_eq!(snapshot + counted + folded, offer["quantity"].as_i64().expect("quantity"), "{offer}");
+        if !offer["snapshot"].is_null() {
+            assert_eq!(offer["winning_event"], serde_json::Value::Null, "its row was dropped: {offer}");
+            assert_eq!(offer["snapshot"]["archived"], true, "{offer}");
+        }
+    }
     server.stop().await;
 }
