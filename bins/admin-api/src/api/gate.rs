@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use catalog_core::{GateStep, ItemId, Refusal, Rollout, SupplierId, TenantId};
-use catalog_store::{Role, RolloutChangeRecord, SignOff, SignOffRecord};
+use catalog_store::{Role, RolloutChangeRecord, SignOff, SignOffRecord, TenantFlags};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -271,6 +271,7 @@ pub async fn step(
     step: GateStep,
 ) -> Result<StepResult, GateError> {
     caller.require(Role::Operator)?;
+    let flags_before = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
     let taken = match take_step(&*state.store, &state.launch.gate, tenant, &step, &caller.name).await {
         Ok(taken) => taken,
         Err(StepError::Refused(refusals)) => return Err(GateError::Refused(refusals)),
@@ -285,30 +286,40 @@ pub async fn step(
     let (before, after) = (serde_json::to_value(&taken.before), serde_json::to_value(&taken.after));
     let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
     audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after).await?;
-    let held_supplier = match &step {
-        GateStep::Canary { supplier } | GateStep::Widen { supplier } => Some(Some(supplier.clone())),
-        GateStep::Open => Some(None),
-        GateStep::Rollback => None,
-    };
-    let summary = match held_supplier {
-        Some(supplier) => {
-            let request = catalog_app::replay::HeldRequest {
-                tenant: tenant.clone(),
-                supplier,
-                since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
-            };
-            catalog_app::replay::replay_held(&*state.store, &request)
-                .await
-                .map_err(|error| ApiError::Internal(anyhow::Error::new(error)))?
+    // Every supplier the step turned on gets its held events applied, the one it names and
+    // any other it set on (one an operator had switched off, listed again by a widen).
+    let flags_after = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    let (mut events_replayed, mut events_by_outcome) = (0, BTreeMap::new());
+    for supplier in turned_on(flags_before.as_ref(), flags_after.as_ref()) {
+        let request = catalog_app::replay::HeldRequest {
+            tenant: tenant.clone(),
+            supplier: Some(supplier),
+            since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
+        };
+        let summary = catalog_app::replay::replay_held(&*state.store, &request)
+            .await
+            .map_err(|error| ApiError::Internal(anyhow::Error::new(error)))?;
+        events_replayed += summary.n_replayed;
+        for (outcome, n) in summary.outcomes {
+            *events_by_outcome.entry(outcome).or_insert(0) += n;
         }
-        None => Default::default(),
+    }
+    Ok(StepResult { before: taken.before, after: taken.after, events_replayed, events_by_outcome })
+}
+
+/// The suppliers whose events sync now applies and did not before: on, under a tenant that
+/// is on, after; not both before (or not known then).
+fn turned_on(before: Option<&TenantFlags>, after: Option<&TenantFlags>) -> Vec<SupplierId> {
+    let Some(after) = after.filter(|after| after.sync_enabled) else { return Vec::new() };
+    let was_on = |supplier: &SupplierId| {
+        before.is_some_and(|before| before.sync_enabled && before.suppliers.get(supplier).copied().unwrap_or(false))
     };
-    Ok(StepResult {
-        before: taken.before,
-        after: taken.after,
-        events_replayed: summary.n_replayed,
-        events_by_outcome: summary.outcomes,
-    })
+    after
+        .suppliers
+        .iter()
+        .filter(|(supplier, on)| **on && !was_on(supplier))
+        .map(|(supplier, _)| supplier.clone())
+        .collect()
 }
 
 async fn run_step(
