@@ -139,13 +139,18 @@ pub async fn switch_sync(
 ) -> Result<SwitchResult, ApiError> {
     caller.require(Role::Operator)?;
     if enabled {
-        // A tenant the gate rolls out is switched on by its steps alone (signals green,
-        // traces signed off); off is always allowed: it is the kill switch.
+        // A tenant the gate rolls out is switched on past its stage by its steps alone
+        // (signals green, traces signed off); off is always allowed: it is the kill switch.
         let rollout = state.store.rollout(tenant).await?;
-        let gated = match &rollout.rollout {
-            Rollout::Canary { .. } | Rollout::Widening { .. } => true,
-            Rollout::Closed => rollout.changed_at.is_some(),
-            Rollout::Open => false,
+        // Within the stage (the tenant, or a supplier the stage lists) it goes round nothing:
+        // a supplier switched off by hand comes back, and a step whose replay failed after it
+        // committed can have its held events applied again.
+        let gated = match (&rollout.rollout, &supplier) {
+            (Rollout::Canary { .. } | Rollout::Widening { .. }, None) => false,
+            (Rollout::Canary { supplier: listed }, Some(supplier)) => listed != supplier,
+            (Rollout::Widening { suppliers }, Some(supplier)) => !suppliers.contains(supplier),
+            (Rollout::Closed, _) => rollout.changed_at.is_some(),
+            (Rollout::Open, _) => false,
         };
         if gated {
             return Err(ApiError::Conflict {

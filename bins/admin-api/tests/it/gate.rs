@@ -162,6 +162,18 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
         (json!(2), json!(2))
     );
     assert_eq!(outcomes(&server).await, [("applied".to_owned(), 5)].into(), "globex's and acme's held events applied");
+    // Off and on again by hand, within the stage: allowed, and what it held is applied.
+    let off = server
+        .send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", json!({ "enabled": false }))
+        .await;
+    assert_eq!(off.status(), 200);
+    let acme_held = incoming(8, &offer("canary", "acme", "A-5"), StockChange::Updated { quantity: 8 }, 0, now_second());
+    server.store.apply_batch(&batch(vec![acme_held])).await.expect("apply");
+    let on =
+        server.send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", json!({ "enabled": true })).await;
+    assert_eq!(on.status(), 200, "acme is listed by the stage");
+    assert_eq!(on.json::<Value>().await.expect("json")["events_replayed"], 1);
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 6)].into());
 
     // Rollback: every event of the tenant is held from now on, none lost.
     let rolled = post(&server, &operator, "/v1/tenants/canary/gate/rollback", json!({})).await;
@@ -171,7 +183,7 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
         incoming(6, &offer("canary", "globex", "A-2"), StockChange::Updated { quantity: 20 }, 5, now_second()),
     ];
     server.store.apply_batch(&batch(events)).await.expect("apply");
-    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 5), ("held".to_owned(), 2)].into());
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 6), ("held".to_owned(), 2)].into());
 
     // The sync switch does not go round the gate: on is refused (off stays the kill switch).
     let switched = server
@@ -179,7 +191,7 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
         .await;
     assert_eq!(switched.status(), 409);
     assert_eq!(switched.json::<Value>().await.expect("json")["code"], "gate_managed");
-    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 5), ("held".to_owned(), 2)].into(), "still held");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 6), ("held".to_owned(), 2)].into(), "still held");
     let off = server
         .send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/globex/sync", json!({ "enabled": false }))
         .await;
@@ -189,7 +201,7 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     let reopened = post(&server, &operator, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
     assert_eq!(reopened.status(), 200);
     assert_eq!(reopened.json::<Value>().await.expect("json")["events_by_outcome"]["applied"], 1);
-    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 6), ("held".to_owned(), 1)].into());
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 7), ("held".to_owned(), 1)].into());
     let trace = server.get_json(&viewer, "/v1/tenants/canary/items/A-1/trace").await;
     assert_eq!(trace["quantity"], 10 + 4, "acme's 10 and globex's 4");
 
