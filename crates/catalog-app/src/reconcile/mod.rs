@@ -205,6 +205,7 @@ impl Reconciler {
         }
         let mut pacer = Pacer { gap, last: None, requests: 0 };
         let mut report = SweepReport::default();
+        self.suspects.lock().expect("suspects").start_sweep();
         let tenants = self.store.reconcile_tenants(&self.channel).await?;
         // A platform's list of its whole catalog is read once for all the tenants it serves.
         let listed = match &self.reader {

@@ -36,6 +36,12 @@ impl Suspects {
         false
     }
 
+    /// Starts a sweep: what a sweep that failed midway saw counts for nothing (a difference it
+    /// saw, not seen by this one, has healed and is forgotten at this one's end).
+    pub(crate) fn start_sweep(&mut self) {
+        self.seen_this_sweep.clear();
+    }
+
     /// Ends a complete sweep: a difference it did not see again is forgotten.
     pub(crate) fn end_sweep(&mut self) {
         let seen = std::mem::take(&mut self.seen_this_sweep);
@@ -63,6 +69,21 @@ mod tests {
         let mut suspects = Suspects::default();
         assert!(suspects.confirm(item(1), 3, Instant::now(), Duration::ZERO));
         assert_eq!(suspects.waiting(), 0);
+    }
+
+    #[test]
+    fn a_difference_seen_only_by_a_failed_sweep_is_forgotten_by_the_next_complete_one() {
+        let mut suspects = Suspects::default();
+        let start = Instant::now();
+        suspects.start_sweep();
+        assert!(!suspects.confirm(item(1), 3, start, SETTLE), "first seen: wait");
+        // That sweep failed midway (no end); the next one does not see the difference.
+        suspects.start_sweep();
+        suspects.end_sweep();
+        assert_eq!(suspects.waiting(), 0, "healed: forgotten");
+        // Seen again later on the same version: its wait starts again.
+        suspects.start_sweep();
+        assert!(!suspects.confirm(item(1), 3, start + SETTLE, SETTLE), "a new difference waits its settle time");
     }
 
     #[test]
