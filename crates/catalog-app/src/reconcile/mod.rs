@@ -249,10 +249,10 @@ impl Reconciler {
         loop {
             let page = self.store.reconcile_page(&self.channel, tenant, store_after, page_size).await?;
             let Some(last) = page.last() else { break };
-            if let (Some(after), false) = (store_after, shown.is_empty()) {
-                // What the channel showed beyond the last page was read before this page of
-                // the store: compared with it, an item published in between would look
-                // behind. It is read again, after the store.
+            if let Some(after) = store_after.filter(|_| !shown.is_empty() || channel_next.is_none()) {
+                // What the channel showed beyond the last page (or that its list ended) was
+                // read before this page of the store: compared with it, an item published in
+                // between would look behind, or missing. It is read again, after the store.
                 shown.clear();
                 channel_next = Some(Some(after));
             }

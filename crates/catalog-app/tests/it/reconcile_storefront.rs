@@ -231,3 +231,26 @@ async fn a_channel_list_whose_next_never_moves_on_stops_the_sweep() {
     let error = report.expect_err("a list that never ends is no answer");
     assert!(error.to_string().contains("not past it"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_list_that_ended_before_the_store_s_next_page_is_read_again() {
+    // Pages of two; the storefront shows only the store's first page, and its list ends there.
+    // Right after that read, the third store item is published (version 2) and shown: the
+    // store's second page must be compared with the channel read after it, not with the end
+    // of a list read before it. The fourth item is missing indeed.
+    let order = in_id_order();
+    let (third, fourth) = (order[2].to_owned(), order[3].to_owned());
+    let make = move |shown: Arc<Mutex<Shown>>, store| {
+        {
+            let mut shown = shown.lock().expect("shown");
+            shown.remove(&item_id(&third).to_string());
+            shown.remove(&item_id(&fourth).to_string());
+        }
+        Storefront::moving(&third, 1, false)(shown, store)
+    };
+    let (report, _, store, _directory) = sweep_against(make, None, 2).await;
+    let report = report.expect("sweep");
+    assert_eq!((report.drifts, report.corrected), (1, 1), "only the fourth item is missing: {report:?}");
+    assert!(store.item_drifts(item_id(order[2]), 10).await.expect("drifts").is_empty(), "no drift journaled");
+    assert_eq!(store.item_drifts(item_id(order[3]), 10).await.expect("drifts").len(), 1);
+}
