@@ -74,6 +74,10 @@ struct ConflictBody {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 /// What a 429 without a usable `Retry-After` waits.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The shortest wait a throttling answer gets: `Retry-After: 0`, or a date already past (a
+/// clock behind the platform's), would send the item again at once, for good, at the
+/// channel's whole rate; a throttled send counts no failed attempt, so nothing would end it.
+pub(crate) const MIN_RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// Classifies an HTTP answer to a publish of `item`, received at `now`.
 pub fn classify_response(
@@ -105,9 +109,9 @@ pub fn classify_response(
 }
 
 /// How long a `Retry-After` header asks to wait: delta-seconds, with a fraction allowed
-/// (`"7"`, `"1.5"`), or an IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`; a date already
-/// past asks for no wait). Anything else, or no header, waits [`DEFAULT_RETRY_AFTER`]; no
-/// answer waits more than [`MAX_RETRY_AFTER`].
+/// (`"7"`, `"1.5"`), or an IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`). Anything else,
+/// or no header, waits [`DEFAULT_RETRY_AFTER`]; no answer waits less than
+/// [`MIN_RETRY_AFTER`] (`0`, a date already past) or more than [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
     let Some(value) = value.map(str::trim) else {
         return DEFAULT_RETRY_AFTER;
@@ -116,7 +120,7 @@ pub(crate) fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Dura
         let date = NaiveDateTime::parse_from_str(value, "%a, %d %b %Y %H:%M:%S GMT").ok()?.and_utc();
         Some((date - now).to_std().unwrap_or(Duration::ZERO))
     });
-    wait.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER)
+    wait.unwrap_or(DEFAULT_RETRY_AFTER).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
 }
 
 /// `digits[.digits]`, nothing else: no sign, exponent, `inf` or `NaN`.
@@ -250,7 +254,7 @@ mod tests {
         429 Retry-After: " 7 " -> Throttled { retry_after: 7s }
         429 Retry-After: "1.5" -> Throttled { retry_after: 1.5s }
         429 Retry-After: "0.25" -> Throttled { retry_after: 250ms }
-        429 Retry-After: "0" -> Throttled { retry_after: 0ns }
+        429 Retry-After: "0" -> Throttled { retry_after: 250ms }
         429 Retry-After: "soon" -> Throttled { retry_after: 1s }
         429 Retry-After: "-1" -> Throttled { retry_after: 1s }
         429 Retry-After: "1e3" -> Throttled { retry_after: 1s }
@@ -260,7 +264,7 @@ mod tests {
         429 Retry-After: "999999" -> Throttled { retry_after: 3600s }
         429 Retry-After: "99999999999999999999999.5" -> Throttled { retry_after: 3600s }
         429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }
-        429 Retry-After: "Mon, 01 Jun 2026 11:59:00 GMT" -> Throttled { retry_after: 0ns }
+        429 Retry-After: "Mon, 01 Jun 2026 11:59:00 GMT" -> Throttled { retry_after: 250ms }
         429 Retry-After: "Fri, 01 Jan 2027 00:00:00 GMT" -> Throttled { retry_after: 3600s }
         429 Retry-After: "Monday, 01-Jun-26 12:00:30 GMT" -> Throttled { retry_after: 1s }
         429 Retry-After: "Mon, 01 Jun 2026 12:00:30 +0000" -> Throttled { retry_after: 1s }
