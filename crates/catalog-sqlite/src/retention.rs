@@ -77,8 +77,10 @@ async fn expire(
     // A row decided from here on (a held event switched on while its day is archived) was
     // read, if at all, as held and not archived: no drop deletes it, the next pass archives it.
     // The time is taken on the writer, which takes every decision's time inside its own
-    // transaction: a decision timed before it has committed, so the reads below see it.
-    let pass_started = writer.run(|_| Ok(micros(Utc::now()))).await?;
+    // transaction, and inside a write transaction of its own (`BEGIN IMMEDIATE`), which waits
+    // for another process's (the admin API, `replay`) on the same file: a decision timed
+    // before it has committed, so the reads below see it.
+    let pass_started = writer.transaction(|_| Ok(micros(Utc::now()))).await?;
     let mut day: Option<Day> = None;
     let mut held: Vec<(NaiveDate, u64)> = Vec::new();
     let mut after = 0i64;

@@ -116,11 +116,26 @@ impl ArchiveSink for Kept {
 /// the pass deletes, it archived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_started_during_a_batch_deletes_nothing_it_did_not_archive() {
+    a_pass_started_during_a_replay_deletes_nothing_it_did_not_archive(false).await;
+}
+
+/// The same, with the replay run by another process on the same file (the admin API switching
+/// a supplier on, or `replay`): its batch takes its time in its own transaction, which the
+/// pass's start waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_started_during_another_process_s_batch_deletes_nothing_it_did_not_archive() {
+    a_pass_started_during_a_replay_deletes_nothing_it_did_not_archive(true).await;
+}
+
+async fn a_pass_started_during_a_replay_deletes_nothing_it_did_not_archive(other_process: bool) {
     const HELD: u64 = 3_000;
     let directory = tempfile::tempdir().expect("temporary directory");
-    let store = Arc::new(
-        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open"),
-    );
+    let path = directory.path().join("catalog.db");
+    let store = Arc::new(SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open"));
+    let replayer = match other_process {
+        true => Arc::new(SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open again")),
+        false => store.clone(),
+    };
     let (key, held_supplier) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
     store.set_supplier_sync(&held_supplier.tenant, &held_supplier.supplier, false).await.expect("switch off");
     let held_key = |n: u64| offer("canary", "globex", &format!("HELD-{n}"));
@@ -140,7 +155,7 @@ async fn a_pass_started_during_a_batch_deletes_nothing_it_did_not_archive() {
         })
         .collect();
     let replaying = tokio::spawn({
-        let store = store.clone();
+        let store = replayer.clone();
         async move { store.apply_batch(&batch(replay)).await.expect("replay") }
     });
     // The replay's writer job has taken its time and is writing (about half a second for
