@@ -61,8 +61,13 @@ impl Writer {
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |connection| {
+            // A job that panics (a bug) fails alone: its transaction is rolled back as the
+            // panic unwinds through it, and the thread goes on with the next job. Uncaught,
+            // the thread would end, and every write after it fail as "closed" for good.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(connection)))
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
             // The caller may have gone (a cancelled future); the work is done either way.
-            let _ = reply.send(job(connection));
+            let _ = reply.send(result);
         });
         let sender = self.jobs.lock().map_err(|_| stopped())?.clone().ok_or_else(stopped)?;
         sender.send(job).map_err(|_| stopped())?;
@@ -116,6 +121,17 @@ impl Writer {
     }
 }
 
+/// What a job that panicked answers: a bug, for an operator (its message is in the log).
+fn panicked(panic: &(dyn std::any::Any + Send)) -> StoreError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned());
+    tracing::error!(%message, "a sqlite write panicked: rolled back; the writer goes on");
+    StoreError::Database(format!("a write panicked (rolled back): {message}"))
+}
+
 fn stopped() -> StoreError {
     StoreError::Unavailable("the sqlite writer is closed".to_owned())
 }
@@ -157,6 +173,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_panics_is_rolled_back_and_the_writer_goes_on() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("writer.db");
+        Connection::open(&path).expect("create").execute_batch("CREATE TABLE log (n INTEGER)").expect("table");
+        let writer = Writer::start(&path, Duration::ZERO).expect("start");
+        let failed = writer
+            .transaction(|connection| -> Result<(), StoreError> {
+                connection.execute("INSERT INTO log (n) VALUES (1)", []).map_err(write_error)?;
+                panic!("a bug");
+            })
+            .await
+            .expect_err("the job failed");
+        assert!(matches!(&failed, StoreError::Database(message) if message.contains("a bug")), "{failed:?}");
+        writer
+            .transaction(|connection| connection.execute("INSERT INTO log (n) VALUES (2)", []).map_err(write_error))
+            .await
+            .expect("the next job runs");
+        let rows: Vec<i64> = writer
+            .run(|connection| {
+                let mut statement = connection.prepare("SELECT n FROM log ORDER BY n").map_err(write_error)?;
+                let rows = statement.query_map([], |row| row.get(0)).map_err(write_error)?;
+                rows.collect::<Result<_, _>>().map_err(write_error)
+            })
+            .await
+            .expect("rows");
+        assert_eq!(rows, [2], "the panicked job's insert was rolled back");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_job_runs_on_the_one_writer_thread_in_arrival_order() {
