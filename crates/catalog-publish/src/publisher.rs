@@ -204,7 +204,7 @@ impl ChannelPublisher {
                 }
             };
             if entries.is_empty() {
-                if until_drained.is_cancelled() && self.nothing_waiting().await? {
+                if until_drained.is_cancelled() && self.nothing_waiting().await {
                     return Ok(n_done);
                 }
                 self.idle(&mut work, shutdown, until_drained).await;
@@ -374,9 +374,18 @@ impl ChannelPublisher {
         }
     }
 
-    async fn nothing_waiting(&self) -> Result<bool, PublishError> {
-        let depths = self.store.outbox_depth().await?;
-        Ok(depths.iter().filter(|depth| depth.channel == self.config.name).all(|depth| depth.pending == 0))
+    /// Whether nothing waits on the channel; a store that cannot say now is asked again at
+    /// the next idle turn (as a failed claim is), not taken for the channel's end.
+    async fn nothing_waiting(&self) -> bool {
+        match self.store.outbox_depth().await {
+            Ok(depths) => {
+                depths.iter().filter(|depth| depth.channel == self.config.name).all(|depth| depth.pending == 0)
+            }
+            Err(error) => {
+                tracing::warn!(channel = %self.config.name, %error, "reading what waits to be published failed, retrying");
+                false
+            }
+        }
     }
 
     /// Sends one batch of item versions through the adapter, waiting for the channel's rate
