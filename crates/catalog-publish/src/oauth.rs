@@ -5,6 +5,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -102,9 +103,15 @@ struct State {
 /// One channel's access token, shared by its requests: at most one fetch at a time.
 #[derive(Debug)]
 pub struct TokenCache {
+    fetcher: Arc<Fetcher>,
+    state: Arc<Mutex<State>>,
+}
+
+/// How a token is fetched, shared with the task that fetches it.
+#[derive(Debug)]
+struct Fetcher {
     endpoint: TokenEndpoint,
     client: reqwest::Client,
-    state: Mutex<State>,
     /// Where a rotated refresh token is written before it is relied on.
     refresh_token_file: Option<PathBuf>,
 }
@@ -116,10 +123,8 @@ impl TokenCache {
             Grant::ClientCredentials => None,
         };
         Self {
-            endpoint,
-            client,
-            state: Mutex::new(State { cached: None, refresh_token, n_fetched: 0 }),
-            refresh_token_file: None,
+            fetcher: Arc::new(Fetcher { endpoint, client, refresh_token_file: None }),
+            state: Arc::new(Mutex::new(State { cached: None, refresh_token, n_fetched: 0 })),
         }
     }
 
@@ -127,40 +132,37 @@ impl TokenCache {
     /// Libre spends a refresh token on its first use): a token already there replaces the
     /// configured one, and each rotated token is written there (owner-only, replaced whole)
     /// before the access token that came with it is used.
-    pub fn keeping_refresh_token_in(mut self, path: PathBuf) -> std::io::Result<Self> {
+    pub fn keeping_refresh_token_in(self, path: PathBuf) -> std::io::Result<Self> {
+        let mut refresh_token = self.state.try_lock().map_err(std::io::Error::other)?.refresh_token.take();
         match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => {
-                self.state.get_mut().refresh_token = Some(Secret::new(text.trim()));
-            }
+            Ok(text) if !text.trim().is_empty() => refresh_token = Some(Secret::new(text.trim())),
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
-        self.refresh_token_file = Some(path);
-        Ok(self)
+        let Fetcher { endpoint, client, .. } = &*self.fetcher;
+        let fetcher = Fetcher { endpoint: endpoint.clone(), client: client.clone(), refresh_token_file: Some(path) };
+        Ok(Self {
+            fetcher: Arc::new(fetcher),
+            state: Arc::new(Mutex::new(State { cached: None, refresh_token, n_fetched: 0 })),
+        })
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
     /// to expire.
     pub async fn access_token(&self) -> Result<Secret, TokenError> {
-        let mut state = self.state.lock().await;
+        let mut state = Arc::clone(&self.state).lock_owned().await;
         if let Some(cached) = state.cached.as_ref().filter(|cached| cached.renew_at > Instant::now()) {
             return Ok(cached.access_token.clone());
         }
-        let (access_token, lifetime, rotated) = self.fetch(state.refresh_token.as_ref()).await?;
-        let ahead = REFRESH_AHEAD.min(lifetime / 2);
-        state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
-        if let Some(rotated) = rotated {
-            if let Some(path) = &self.refresh_token_file {
-                if let Err(error) = write_secret_file(path, &rotated) {
-                    // The token works now; after a restart the spent one in the file would not.
-                    tracing::error!(path = %path.display(), %error, "keeping the rotated refresh token failed: renew the grant before the next restart");
-                }
-            }
-            state.refresh_token = Some(rotated);
-        }
-        state.n_fetched += 1;
-        Ok(access_token)
+        // The fetch, and keeping what it rotates, run to their end in a task of their own,
+        // even when the request that wanted the token is cancelled (its timeout, a shutdown):
+        // a platform that rotates refresh tokens spent the old one once it answered, and the
+        // new one, dropped with the caller, would leave nothing to refresh with.
+        let fetcher = Arc::clone(&self.fetcher);
+        tokio::spawn(async move { fetcher.refresh(&mut state).await })
+            .await
+            .unwrap_or_else(|error| Err(TokenError::Unavailable(format!("the token fetch failed: {error}"))))
     }
 
     /// The platform said `used` has expired or is invalid: the next call fetches a new one.
@@ -176,6 +178,26 @@ impl TokenCache {
     /// Access tokens fetched so far.
     pub async fn n_fetched(&self) -> u64 {
         self.state.lock().await.n_fetched
+    }
+}
+
+impl Fetcher {
+    /// Fetches a new access token into `state`, keeping a rotated refresh token.
+    async fn refresh(&self, state: &mut State) -> Result<Secret, TokenError> {
+        let (access_token, lifetime, rotated) = self.fetch(state.refresh_token.as_ref()).await?;
+        let ahead = REFRESH_AHEAD.min(lifetime / 2);
+        state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
+        if let Some(rotated) = rotated {
+            if let Some(path) = &self.refresh_token_file {
+                if let Err(error) = write_secret_file(path, &rotated) {
+                    // The token works now; after a restart the spent one in the file would not.
+                    tracing::error!(path = %path.display(), %error, "keeping the rotated refresh token failed: renew the grant before the next restart");
+                }
+            }
+            state.refresh_token = Some(rotated);
+        }
+        state.n_fetched += 1;
+        Ok(access_token)
     }
 
     async fn fetch(&self, refresh_token: Option<&Secret>) -> Result<(Secret, Duration, Option<Secret>), TokenError> {

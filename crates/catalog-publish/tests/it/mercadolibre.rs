@@ -45,6 +45,8 @@ enum Api {
 enum Token {
     /// 400 `invalid_grant`.
     Refuse,
+    /// The refresh is done (the refresh token presented is spent), the answer sent this late.
+    Slow(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +74,8 @@ struct Shared {
     /// Writes of a user product's stock that another writer gets in first (the version moves
     /// on between the adapter's read and its write).
     overtaken: usize,
+    /// How late the answer being made is sent.
+    delay_answer: Duration,
 }
 
 struct MercadoLibre {
@@ -98,6 +102,13 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let response = answer_now(&shared, method, uri, headers, body);
+    let delay = std::mem::take(&mut shared.lock().expect("Mercado Libre state").delay_answer);
+    tokio::time::sleep(delay).await;
+    response
+}
+
+fn answer_now(shared: &Mutex<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
     let mut shared = shared.lock().expect("Mercado Libre state");
     shared.requests.push(Recorded {
@@ -112,8 +123,10 @@ async fn answer(
         body: body.clone(),
     });
     if (&method, uri.path()) == (&Method::POST, TOKEN_PATH) {
-        if let Some(Token::Refuse) = shared.token.pop_front() {
-            return invalid_grant();
+        match shared.token.pop_front() {
+            Some(Token::Refuse) => return invalid_grant(),
+            Some(Token::Slow(delay)) => shared.delay_answer = delay,
+            None => {}
         }
         let presented = form_fields(&body).into_iter().find(|(name, _)| name == "refresh_token");
         if presented.map(|(_, value)| value) != Some(shared.refresh_token.clone()) {
@@ -233,6 +246,7 @@ impl MercadoLibre {
             requests: vec![],
             n_issued: 0,
             refresh_token: "TG-initial-241983636".to_owned(),
+            delay_answer: Duration::ZERO,
             stocks: std::collections::HashMap::from([(
                 "MLBU206642488".to_owned(),
                 (
@@ -442,6 +456,26 @@ async fn mercadolibre_rotated_refresh_token_survives_a_restart_in_its_file() {
     assert_token_request(&tokens[0], "TG-initial-241983636");
     assert_token_request(&tokens[1], "TG-1-241983636");
     assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-2-241983636");
+}
+
+/// A send cancelled while its token is fetched (its timeout, a shutdown) does not lose the
+/// refresh token the platform rotated: the fetch ends in a task of its own and keeps it, in
+/// memory and in the file, and the next send uses the access token it brought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_rotated_refresh_token_is_kept_when_its_send_is_cancelled() {
+    let meli = MercadoLibre::start(vec![Api::Accept], vec![Token::Slow(Duration::from_millis(400))]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    let channel = meli.channel_keeping(Some(file.clone()));
+    let sent = publish(ITEM_ID, 7, None);
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), channel.send(std::slice::from_ref(&sent))).await;
+    assert!(cancelled.is_err(), "the send was cut off while its token was fetched");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-1-241983636");
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 1, "the token the cancelled fetch brought is used: {tokens:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
