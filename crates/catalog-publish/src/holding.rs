@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog_core::ItemId;
@@ -76,6 +77,27 @@ impl Holding {
     pub(crate) fn still_held(&self) -> bool {
         !self.lapsed.load(Ordering::Relaxed) && self.until() >= Instant::now() + self.lease / 3
     }
+}
+
+tokio::task_local! {
+    /// The claims of the round whose send runs in this task, if it is renewed.
+    static ROUND_CLAIMS: Option<Arc<Holding>>;
+}
+
+/// Runs `send` knowing the claims of its round (`holding`, for a renewed round): an adapter
+/// that makes several calls before its send takes effect asks [`claims_still_held`] before
+/// the call that does.
+pub(crate) async fn sending_under<F: std::future::Future>(holding: Option<Arc<Holding>>, send: F) -> F::Output {
+    ROUND_CLAIMS.scope(holding, send).await
+}
+
+/// Whether the claims of the round sending in this task are still held, as before a send
+/// starts (`Holding::still_held`): a marketplace feed asks before it creates the feed, after
+/// its document was made and uploaded (minutes, if the upload is slow), since a feed created
+/// once another publisher holds the items at newer versions would be applied after theirs
+/// (decision 0046). True outside a renewed round.
+pub(crate) fn claims_still_held() -> bool {
+    ROUND_CLAIMS.try_with(|claims| claims.as_ref().is_none_or(|holding| holding.still_held())).unwrap_or(true)
 }
 
 /// Renews the claims of a round that outlasts the configured lease every third of it,

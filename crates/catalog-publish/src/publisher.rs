@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
-use crate::holding::{keep_held, Holding, Renewal};
+use crate::holding::{keep_held, sending_under, Holding, Renewal};
 use crate::response::{classify_transport, TransportError, Verdict};
 use crate::round::{in_batches, plan_round, ChannelHold, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
@@ -99,6 +99,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 /// tens of minutes) the round is cut short; a platform applies a seller's feeds in the
 /// order they were created.
 const LONGEST_WAIT_AT_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// The reason of an adapter's answer for a send it did not make because its round's claims
+/// had passed (a marketplace feed not created): taken as a send that never started.
+pub(crate) const LEASE_RAN_OUT: &str = "lease_ran_out";
 
 /// Drains one channel's outbox rows through its adapter.
 pub struct ChannelPublisher {
@@ -215,7 +219,7 @@ impl ChannelPublisher {
             // request timeout before this deadline ends while no other lane can hold the item
             // (as long as a renewed round's renewals answer).
             let deadline = round_started + lease;
-            let holding = renewed.map(|held_for| Holding::new(round_started, held_for));
+            let holding = renewed.map(|held_for| Arc::new(Holding::new(round_started, held_for)));
             let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());
@@ -244,7 +248,7 @@ impl ChannelPublisher {
                     self.give_back(&round_items, "shutting down before the round was recorded").await;
                     return Ok(n_done);
                 }
-                never = keep_held(holding.as_ref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
+                never = keep_held(holding.as_deref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
             };
             let (mut held_back, mut not_started) = (Vec::new(), Vec::new());
             for (batch, sent) in sent {
@@ -400,7 +404,7 @@ impl ChannelPublisher {
         &self,
         batch: Vec<Publish>,
         deadline: Instant,
-        holding: Option<&Holding>,
+        holding: Option<&Arc<Holding>>,
         hold: &ChannelHold,
         shutdown: &CancellationToken,
     ) -> (Vec<Publish>, Result<Sent, Unsent>) {
@@ -439,7 +443,8 @@ impl ChannelPublisher {
         if at > latest_start || holding.is_some_and(|holding| !holding.still_held()) {
             return (batch, Err(Unsent::LeaseRanOut));
         }
-        let sent = match tokio::time::timeout(self.config.request_timeout, self.adapter.send(&batch)).await {
+        let send = sending_under(holding.cloned(), self.adapter.send(&batch));
+        let sent = match tokio::time::timeout(self.config.request_timeout, send).await {
             Ok(sent) => sent,
             Err(_) => Sent::each(
                 batch.len(),
@@ -453,6 +458,16 @@ impl ChannelPublisher {
                 },
             ),
         };
+        // A feed not created because the round's claims had passed (`claims_still_held`):
+        // nothing reached the platform, and the items may be another publisher's by now, so
+        // nothing is recorded for them, as for a send that never started.
+        if sent
+            .attempts
+            .iter()
+            .all(|attempt| matches!(&attempt.verdict, Verdict::Retry { reason, .. } if *reason == LEASE_RAN_OUT))
+        {
+            return (batch, Err(Unsent::LeaseRanOut));
+        }
         let throttled = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
             Verdict::Throttled { retry_after } => Some(*retry_after),
             _ => None,

@@ -17,6 +17,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// A step that failed: the verdict for every message, and the status that said so.
 pub(crate) type Refused = (Verdict, Option<u16>);
 
+/// What a feed not created answers when its round's claims passed their lease before it
+/// could be (`claims_still_held`): nothing reached the platform; sent again in a later round.
+pub(crate) fn lapsed() -> Verdict {
+    Verdict::Retry {
+        reason: crate::publisher::LEASE_RAN_OUT,
+        error: "the round's claims passed their lease before the feed was created: not created".to_owned(),
+    }
+}
+
 /// How a submitted feed is waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedSettings {

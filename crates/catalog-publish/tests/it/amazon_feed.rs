@@ -68,6 +68,8 @@ struct Shared {
     held: HashMap<String, i64>,
     /// SKUs whose messages the report refuses (a required attribute missing).
     invalid: HashSet<String>,
+    /// How long an upload takes to be answered.
+    upload_delay: Duration,
 }
 
 type Api = Arc<Mutex<Shared>>;
@@ -143,9 +145,13 @@ async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut shared = api.lock().expect("api state");
-    record(&mut shared, method, &uri, headers, body.clone());
-    shared.uploads.insert(id, body);
+    let delay = {
+        let mut shared = api.lock().expect("api state");
+        record(&mut shared, method, &uri, headers, body.clone());
+        shared.uploads.insert(id, body);
+        shared.upload_delay
+    };
+    tokio::time::sleep(delay).await;
     StatusCode::OK.into_response()
 }
 
@@ -262,6 +268,7 @@ impl FeedsApi {
             reports: HashMap::new(),
             held: HashMap::new(),
             invalid: HashSet::new(),
+            upload_delay: Duration::ZERO,
         }));
         let app = Router::new()
             .route("/auth/o2/token", post(token))
@@ -554,4 +561,43 @@ async fn a_feed_in_flight(
     };
     tokio::time::timeout(Duration::from_secs(10), submitted).await.expect("the feed is submitted");
     (api, store, dir, running)
+}
+
+/// The store out of reach while a feed's document is uploaded (slowly): the round's renewals
+/// fail, its claims pass, and another publisher may hold the items at newer versions. The
+/// feed is not created (it would be applied after theirs); nothing is recorded for the items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_claims_passed_during_its_upload_is_not_created() {
+    let api = FeedsApi::start(vec![], Ending::Done).await;
+    api.shared.lock().expect("api state").upload_delay = Duration::from_millis(2_000);
+    let (store, _dir) = crate::store(&["amazon"]).await;
+    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
+    let flaky = Arc::new(crate::Flaky::new(Arc::clone(&store)));
+    flaky.extend_fails.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut config = catalog_publish::ChannelConfig::new("amazon");
+    config.request_timeout = Duration::from_secs(600);
+    config.lease = Duration::from_millis(900);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let channel = Arc::new(api.channel(Duration::from_secs(540)));
+    let publisher = catalog_publish::ChannelPublisher::new(config, channel, flaky, Arc::new(crate::Quiet));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(publisher.run(shutdown.clone(), CancellationToken::new()));
+    let uploaded = async {
+        while !api.requests().iter().any(|request| request.path.starts_with("/uploads/")) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), uploaded).await.expect("the document is uploaded");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    shutdown.cancel();
+    running.await.expect("task").expect("publisher run");
+    let feeds = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds").count();
+    assert_eq!(feeds, 0, "no feed created once the claims had passed");
+    let due = store
+        .claim_outbox("amazon", &catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30)))
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 2, "both items are due again");
+    assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
 }

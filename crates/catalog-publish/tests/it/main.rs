@@ -28,6 +28,7 @@ use catalog_core::{decode, Delivery, ItemKey, Sku, TenantId};
 use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents, Secret, StorefrontChannel, StorefrontConfig};
 use catalog_sqlite::SqliteStore;
 use catalog_store::prelude::*;
+use catalog_store::StoreError;
 use catalog_store::{
     BatchInput, IncomingEvent, OutboxEntry, Provenance, PublishRecord, ResolvedDeadLetter, SourceRef, StoreConfig,
 };
@@ -342,4 +343,82 @@ async fn shutdown_waits_for_the_request_in_flight_and_gives_back_the_rest() {
     let mut not_sent = [item_id("SKU-2"), item_id("SKU-3")];
     not_sent.sort();
     assert_eq!(due, not_sent, "the items not sent are due at once, the one sent is not");
+}
+
+/// The store of `inner`, as a database that answers nothing for a moment: its `outbox_depth`
+/// fails `depth_failures` times first, its `extend_claims` fails while `extend_fails`.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn CatalogStore>,
+    depth_failures: std::sync::atomic::AtomicUsize,
+    extend_fails: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn CatalogStore>) -> Self {
+        Self { inner, depth_failures: 0.into(), extend_fails: false.into() }
+    }
+}
+
+#[async_trait::async_trait]
+impl catalog_store::OutboxStore for Flaky {
+    async fn claim_outbox(
+        &self,
+        channel: &str,
+        claim: &catalog_store::OutboxClaim,
+    ) -> Result<Vec<catalog_store::OutboxEntry>, StoreError> {
+        self.inner.claim_outbox(channel, claim).await
+    }
+    async fn record_publishes(
+        &self,
+        records: &[catalog_store::PublishRecord],
+    ) -> Result<Vec<catalog_store::ResolvedDeadLetter>, StoreError> {
+        self.inner.record_publishes(records).await
+    }
+    async fn release_claims(&self, channel: &str, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
+        self.inner.release_claims(channel, items).await
+    }
+    async fn extend_claims(
+        &self,
+        channel: &str,
+        items: &[catalog_core::ItemId],
+        lease: Duration,
+    ) -> Result<u64, StoreError> {
+        if self.extend_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("connection reset".to_owned()));
+        }
+        self.inner.extend_claims(channel, items, lease).await
+    }
+    async fn republish(&self, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
+        self.inner.republish(items).await
+    }
+    async fn outbox_depth(&self) -> Result<Vec<catalog_store::OutboxDepth>, StoreError> {
+        let left = self.depth_failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.depth_failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Unavailable("connection reset".to_owned()));
+        }
+        self.inner.outbox_depth().await
+    }
+    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
+        self.inner.stale_items(channel).await
+    }
+    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
+        self.inner.open_dead_letters(limit).await
+    }
+    async fn item_dead_letters(
+        &self,
+        item_id: catalog_core::ItemId,
+    ) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
+        self.inner.item_dead_letters(item_id).await
+    }
+    async fn heal_dead_letters(
+        &self,
+        heal: &catalog_store::DeadLetterHeal,
+    ) -> Result<catalog_store::HealRound, StoreError> {
+        self.inner.heal_dead_letters(heal).await
+    }
+    async fn dead_letter_counts(&self) -> Result<Vec<catalog_store::DeadLetterCount>, StoreError> {
+        self.inner.dead_letter_counts().await
+    }
 }

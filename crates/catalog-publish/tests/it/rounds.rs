@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog_publish::{ChannelPublisher, PublishEvents, PublishRound, StorefrontChannel};
-use catalog_store::{CatalogStore, OutboxEntry, PublishRecord, ResolvedDeadLetter, StoreError};
+use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
 use tokio_util::sync::CancellationToken;
 
 use crate::storefront::Storefront;
-use crate::{channel, set, set_many, store, Quiet};
+use crate::{channel, set, set_many, store, Flaky, Quiet};
 
 #[derive(Default, Clone)]
 struct Rounds(Arc<Mutex<Vec<PublishRound>>>);
@@ -58,74 +58,6 @@ async fn every_round_is_told_with_its_claim() {
     assert_eq!(storefront.requests().len(), 40);
 }
 
-/// The store of `inner` whose `outbox_depth` fails `failures` times first (a database that
-/// answers nothing for a moment).
-#[derive(Debug)]
-struct DepthFails {
-    inner: Arc<dyn CatalogStore>,
-    failures: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl catalog_store::OutboxStore for DepthFails {
-    async fn claim_outbox(
-        &self,
-        channel: &str,
-        claim: &catalog_store::OutboxClaim,
-    ) -> Result<Vec<catalog_store::OutboxEntry>, StoreError> {
-        self.inner.claim_outbox(channel, claim).await
-    }
-    async fn record_publishes(
-        &self,
-        records: &[catalog_store::PublishRecord],
-    ) -> Result<Vec<catalog_store::ResolvedDeadLetter>, StoreError> {
-        self.inner.record_publishes(records).await
-    }
-    async fn release_claims(&self, channel: &str, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
-        self.inner.release_claims(channel, items).await
-    }
-    async fn extend_claims(
-        &self,
-        channel: &str,
-        items: &[catalog_core::ItemId],
-        lease: Duration,
-    ) -> Result<u64, StoreError> {
-        self.inner.extend_claims(channel, items, lease).await
-    }
-    async fn republish(&self, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
-        self.inner.republish(items).await
-    }
-    async fn outbox_depth(&self) -> Result<Vec<catalog_store::OutboxDepth>, StoreError> {
-        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
-            return Err(StoreError::Unavailable("connection reset".to_owned()));
-        }
-        self.inner.outbox_depth().await
-    }
-    async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
-        self.inner.stale_items(channel).await
-    }
-    async fn open_dead_letters(&self, limit: usize) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
-        self.inner.open_dead_letters(limit).await
-    }
-    async fn item_dead_letters(
-        &self,
-        item_id: catalog_core::ItemId,
-    ) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
-        self.inner.item_dead_letters(item_id).await
-    }
-    async fn heal_dead_letters(
-        &self,
-        heal: &catalog_store::DeadLetterHeal,
-    ) -> Result<catalog_store::HealRound, StoreError> {
-        self.inner.heal_dead_letters(heal).await
-    }
-    async fn dead_letter_counts(&self) -> Result<Vec<catalog_store::DeadLetterCount>, StoreError> {
-        self.inner.dead_letter_counts().await
-    }
-}
-
 /// Draining (a replay, a finished file): a store that cannot say for a moment what waits is
 /// asked again, as a failed claim is; the channel's run ends once the store says nothing
 /// waits, not with the store's passing error.
@@ -134,7 +66,8 @@ async fn a_store_error_while_draining_is_retried_not_the_end_of_the_channel() {
     let storefront = Storefront::start(vec![]).await;
     let (store, _dir) = store(&["storefront"]).await;
     set(&*store, 1, "ABC-123", 42).await;
-    let flaky = Arc::new(DepthFails { inner: Arc::clone(&store), failures: 1.into() });
+    let flaky = Arc::new(Flaky::new(Arc::clone(&store)));
+    flaky.depth_failures.store(1, std::sync::atomic::Ordering::SeqCst);
     let channel = channel("storefront", &storefront);
     let adapter =
         StorefrontChannel::new(channel.storefront, channel.config.request_timeout, channel.config.concurrency)
@@ -146,5 +79,5 @@ async fn a_store_error_while_draining_is_retried_not_the_end_of_the_channel() {
         .await
         .expect("drained within 30 s");
     assert_eq!(run.expect("the run ends well"), 1);
-    assert_eq!(flaky.failures.load(std::sync::atomic::Ordering::SeqCst), 0, "the failure was met");
+    assert_eq!(flaky.depth_failures.load(std::sync::atomic::Ordering::SeqCst), 0, "the failure was met");
 }

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use super::{access_token_refused, refusal, AmazonChannel, FULFILLMENT_CHANNEL_CODE, PATCH_OPERATION};
 use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{feed_sent, patiently, succeeded, FeedSettings, Refused};
+use crate::holding::claims_still_held;
+use crate::marketplace::feeds::{feed_sent, lapsed, patiently, succeeded, FeedSettings, Refused};
 use crate::marketplace::{exchange, with_token, Answer};
 use crate::response::{classify_transport, truncate, TransportError, Verdict};
 
@@ -247,6 +248,12 @@ impl AmazonChannel {
             )
             .await?;
         self.upload(&document.url, feed).await?;
+        // The feed is created only while the round's claims are still held: after a slow
+        // upload another publisher may hold the items at newer versions, and this feed,
+        // created after theirs, would be applied after it (decision 0046).
+        if !claims_still_held() {
+            return Err((lapsed(), None));
+        }
         let created: CreatedFeed = self
             .feeds_call(
                 reqwest::Method::POST,

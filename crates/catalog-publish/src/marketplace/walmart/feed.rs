@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use super::{access_token_expired, correlation_id, refusal, WalmartChannel, SERVICE_NAME};
 use crate::adapter::{Publish, Sent};
 use crate::channel::Rate;
-use crate::marketplace::feeds::{feed_sent, patiently, succeeded, FeedSettings, Refused};
+use crate::holding::claims_still_held;
+use crate::marketplace::feeds::{feed_sent, lapsed, patiently, succeeded, FeedSettings, Refused};
 use crate::marketplace::{exchange, percent_encode, with_token, Answer};
 use crate::response::{truncate, Verdict};
 
@@ -210,6 +211,9 @@ impl WalmartChannel {
             inventory_feed(batch)
         );
         let content_type = format!("multipart/form-data; boundary={boundary}");
+        if !claims_still_held() {
+            return Err((lapsed(), None));
+        }
         let submitted = self.call(reqwest::Method::POST, &url, Some((content_type.as_str(), body.as_str()))).await?;
         let feed_id = serde_json::from_str::<Submitted>(&submitted.body)
             .map_err(|error| {
