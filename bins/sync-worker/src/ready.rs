@@ -71,18 +71,21 @@ impl Readiness {
 
     /// Asks the store whether it answers, now and every few seconds, until `shutdown`.
     pub async fn watch_store(self, store: Arc<dyn CatalogStore>, shutdown: CancellationToken) {
+        // The first check says only what is wrong: a store that answers from the start has
+        // not come back from anything.
+        let mut first = true;
         loop {
             let answers = matches!(tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await, Ok(Ok(())));
-            if self.0.store_answers.swap(answers, Ordering::Relaxed) != answers {
-                if answers {
-                    tracing::info!("the store answers again");
-                } else {
-                    tracing::warn!(
-                        timeout_ms = STORE_CHECK_TIMEOUT.as_millis() as u64,
-                        "the store does not answer: not ready"
-                    );
-                }
+            let changed = self.0.store_answers.swap(answers, Ordering::Relaxed) != answers;
+            match (answers, changed || first) {
+                (true, true) if !first => tracing::info!("the store answers again"),
+                (false, true) => tracing::warn!(
+                    timeout_ms = STORE_CHECK_TIMEOUT.as_millis() as u64,
+                    "the store does not answer: not ready"
+                ),
+                _ => {}
             }
+            first = false;
             tokio::select! {
                 () = tokio::time::sleep(STORE_CHECK_INTERVAL) => {}
                 () = shutdown.cancelled() => return,
