@@ -449,6 +449,10 @@ impl AdminStore for PostgresStore {
         with_deadline(self.deadline, "dead_letters", admin::dead_letters(&self.pool, filter)).await
     }
 
+    async fn count_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64, StoreError> {
+        with_deadline(self.deadline, "count_dead_letters", admin::count_dead_letters(&self.pool, filter)).await
+    }
+
     async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
         with_deadline(self.deadline, "dead_letter", admin::dead_letter(&self.pool, dead_letter_id)).await
     }

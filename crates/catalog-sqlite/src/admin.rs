@@ -266,16 +266,32 @@ pub(crate) async fn counts_per_channel(
     .collect()
 }
 
-pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
-    let columns = DEAD_LETTER_COLUMNS.split(", ").map(|name| format!("d.{name}")).collect::<Vec<_>>().join(", ");
-    sqlx::query(&format!(
-        "SELECT {columns} FROM dead_letters AS d \
-         WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = d.item_id AND i.tenant_id = ?1)) \
+/// The conditions of a `DeadLetterFilter` on `dead_letters AS d`, bound as ?1 to ?5 (tenant,
+/// channel, stage, open, before id); an absent one is bound as NULL and switched off.
+const DEAD_LETTER_FILTER: &str =
+    "(?1 IS NULL OR EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = d.item_id AND i.tenant_id = ?1)) \
            AND (?2 IS NULL OR d.channel = ?2) \
            AND (?3 IS NULL OR d.stage = ?3) \
            AND (?4 IS NULL OR (d.resolved_at IS NULL) = ?4) \
-           AND (?5 IS NULL OR d.dead_letter_id < ?5) \
-         ORDER BY d.dead_letter_id DESC LIMIT ?6"
+           AND (?5 IS NULL OR d.dead_letter_id < ?5)";
+
+pub(crate) async fn count_dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER}"))
+        .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+        .bind(filter.channel.as_deref())
+        .bind(filter.stage.as_deref())
+        .bind(filter.open)
+        .bind(filter.before_id)
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)?;
+    Ok(n.max(0) as u64)
+}
+
+pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+    let columns = DEAD_LETTER_COLUMNS.split(", ").map(|name| format!("d.{name}")).collect::<Vec<_>>().join(", ");
+    sqlx::query(&format!(
+        "SELECT {columns} FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER} ORDER BY d.dead_letter_id DESC LIMIT ?6"
     ))
     .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
     .bind(filter.channel.as_deref())

@@ -468,6 +468,10 @@ impl AdminStore for SqliteStore {
         admin::dead_letters(&self.pool, filter).await
     }
 
+    async fn count_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64, StoreError> {
+        admin::count_dead_letters(&self.pool, filter).await
+    }
+
     async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {
         admin::dead_letter(&self.pool, dead_letter_id).await
     }

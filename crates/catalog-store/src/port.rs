@@ -198,6 +198,9 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
     /// Dead letters matching `filter`, newest first.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError>;
 
+    /// How many dead letters match `filter` (its `limit` aside), counted in the database.
+    async fn count_dead_letters(&self, filter: &DeadLetterFilter) -> Result<u64, StoreError>;
+
     /// One dead letter by id.
     async fn dead_letter(&self, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError>;
 

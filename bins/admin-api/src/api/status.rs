@@ -30,7 +30,7 @@ pub struct StatusView {
     pub redeliveries_last_7_days: u64,
     pub items: u64,
     pub items_waiting_to_publish: u64,
-    pub open_dead_letters: usize,
+    pub open_dead_letters: u64,
     /// `current`, `behind` (applied lags received by more than the threshold) or `stale`
     /// (nothing received for longer than the threshold).
     pub state: &'static str,
@@ -79,13 +79,8 @@ pub async fn status_of(state: &AppState, tenant: &TenantId) -> Result<StatusView
     let midnight = now.date_naive().and_hms_opt(0, 0, 0).map_or(now, |midnight| midnight.and_utc());
     let today = state.store.outcome_counts_since(&tenant, midnight).await?;
     let week = state.store.outcome_counts_since(&tenant, now - chrono::Duration::days(7)).await?;
-    let filter = DeadLetterFilter {
-        tenant: Some(tenant.clone()),
-        open: Some(true),
-        limit: 10_000,
-        ..DeadLetterFilter::default()
-    };
-    let open_dead_letters = state.store.dead_letters(&filter).await?.len();
+    let filter = DeadLetterFilter { tenant: Some(tenant.clone()), open: Some(true), ..DeadLetterFilter::default() };
+    let open_dead_letters = state.store.count_dead_letters(&filter).await?;
     Ok(StatusView {
         tenant_id: tenant.to_string(),
         sync_enabled: flags.is_some_and(|flags| flags.sync_enabled),

@@ -124,14 +124,22 @@ where
 
     let all = store.dead_letters(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.expect("list");
     assert_eq!(all.len(), 2);
+    let count = |filter: DeadLetterFilter| {
+        let store = &store;
+        async move { store.count_dead_letters(&filter).await.expect("count") }
+    };
+    // Counted whatever the page size: a count is not a page.
+    assert_eq!(count(DeadLetterFilter { limit: 1, ..DeadLetterFilter::default() }).await, 2);
     let canary = DeadLetterFilter { tenant: Some(a.tenant.clone()), limit: 10, ..DeadLetterFilter::default() };
     let letters = store.dead_letters(&canary).await.expect("list");
     assert_eq!(letters.len(), 1);
+    assert_eq!(count(canary.clone()).await, 1);
     assert_eq!(letters[0].subject, a.item_key().item_id().to_string());
     let letter = letters[0].dead_letter_id;
     let other_channel =
         DeadLetterFilter { channel: Some("marketplace".into()), limit: 10, ..DeadLetterFilter::default() };
     assert!(store.dead_letters(&other_channel).await.expect("list").is_empty());
+    assert_eq!(count(other_channel).await, 0);
 
     // Auto-heal gives up on it: two rounds, then quarantine.
     let heal = crate::DeadLetterHeal { limit: 10, max_heals: 2, min_interval: std::time::Duration::ZERO };
@@ -173,6 +181,7 @@ where
     assert_eq!(store.dead_letters(&open).await.expect("list").len(), 1);
     let closed = DeadLetterFilter { open: Some(false), limit: 10, ..DeadLetterFilter::default() };
     assert_eq!(store.dead_letters(&closed).await.expect("list")[0].dead_letter_id, letter);
+    assert_eq!((count(open).await, count(closed).await), (1, 1));
     let published = store.published_versions(a.item_key().item_id()).await.expect("versions");
     assert!(published.is_empty(), "nothing was accepted");
 }
