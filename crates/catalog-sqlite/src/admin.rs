@@ -276,16 +276,17 @@ const DEAD_LETTER_FILTER: &str =
            AND (?5 IS NULL OR d.dead_letter_id < ?5)";
 
 pub(crate) async fn count_dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER}"))
-        .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
-        .bind(filter.channel.as_deref())
-        .bind(filter.stage.as_deref())
-        .bind(filter.open)
-        .bind(filter.before_id)
-        .fetch_one(pool)
-        .await
-        .map_err(store_error)?;
-    Ok(n.max(0) as u64)
+    let counted: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER}"))
+            .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+            .bind(filter.channel.as_deref())
+            .bind(filter.stage.as_deref())
+            .bind(filter.open)
+            .bind(filter.before_id)
+            .fetch_all(pool)
+            .await
+            .map_err(store_error)?;
+    Ok(counted.first().copied().unwrap_or(0).max(0) as u64)
 }
 
 pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {

@@ -18,6 +18,7 @@ mod error;
 mod feed_windows;
 mod feeds;
 mod flags;
+mod memory;
 #[cfg(test)]
 mod migration_tests;
 mod publish;
@@ -28,9 +29,8 @@ mod rollout;
 mod signals;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::error::{migrate_error, store_error};
+use crate::memory::{names_an_in_memory_database, TemporaryDatabase};
 
 /// Runs pending migrations on a connection of their own, closed afterwards. sqlx's migrator
 /// reads with partial fetches; on a pooled read connection that can leave the connection's
@@ -163,43 +164,6 @@ impl SqliteStore {
         self.writer.close().await;
         self.pool.close().await;
     }
-}
-
-/// The private file an in-memory URL opens, removed (with its WAL) when dropped.
-#[derive(Debug)]
-struct TemporaryDatabase {
-    path: PathBuf,
-}
-
-impl TemporaryDatabase {
-    fn new() -> TemporaryDatabase {
-        static OPENED: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let name = format!(
-            "catalog-sqlite-memory-{}-{}-{nanos}.db",
-            std::process::id(),
-            OPENED.fetch_add(1, Ordering::Relaxed)
-        );
-        TemporaryDatabase { path: std::env::temp_dir().join(name) }
-    }
-}
-
-impl Drop for TemporaryDatabase {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            // Best effort: a file already gone is what we want.
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Whether a `sqlite:` URL names a database that lives in memory rather than in a file.
-fn names_an_in_memory_database(url: &str) -> bool {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let (database, parameters) = rest.split_once('?').unwrap_or((rest, ""));
-    database == ":memory:" || parameters.split('&').any(|parameter| parameter == "mode=memory")
 }
 
 #[async_trait]
@@ -486,19 +450,5 @@ impl AdminStore for SqliteStore {
 
     async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {
         admin::outcome_counts_since(&self.pool, tenant, since).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn in_memory_urls_are_recognised() {
-        assert!(names_an_in_memory_database("sqlite::memory:"));
-        assert!(names_an_in_memory_database("sqlite://:memory:"));
-        assert!(names_an_in_memory_database("sqlite://?mode=memory"));
-        assert!(!names_an_in_memory_database("sqlite://catalog.db"));
-        assert!(!names_an_in_memory_database("sqlite:///var/lib/catalog/memory.db?mode=rwc"));
     }
 }
