@@ -247,7 +247,8 @@ fn io(date: NaiveDate) -> impl Fn(std::io::Error) -> StoreError {
 
 /// Finishes a day's archive, then deletes what it holds in chunks of journal ids, moving the
 /// claims of decided rows to `event_claims` in the same transaction as their rows' deletion.
-/// Only rows decided before the pass started are deleted: they are the ones archived.
+/// Only rows decided, and not redelivered, before the pass started are deleted: they are the
+/// ones archived as they are.
 async fn drop_day(
     writer: &Writer,
     sink: &mut dyn ArchiveSink,
@@ -272,6 +273,7 @@ async fn drop_day(
                          CASE WHEN updated_at > received_at THEN updated_at END FROM events \
                          WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
                          AND max(received_at, coalesce(updated_at, received_at)) >= ?4 AND decided_at < ?5 \
+                         AND coalesce(last_redelivered_at, 0) < ?5 \
                          AND outcome IN ('applied', 'stale', 'superseded') AND event_id IS NOT NULL",
                     )
                     .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff, pass_started]))
@@ -279,7 +281,7 @@ async fn drop_day(
                 connection
                     .prepare_cached(
                         "DELETE FROM events WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
-                         AND outcome <> 'held' AND decided_at < ?4",
+                         AND outcome <> 'held' AND decided_at < ?4 AND coalesce(last_redelivered_at, 0) < ?4",
                     )
                     .and_then(|mut delete| delete.execute(params![from, to, cutoff, pass_started]))
                     .map_err(write_error)

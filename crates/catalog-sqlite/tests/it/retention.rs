@@ -90,6 +90,38 @@ async fn a_held_event_decided_while_its_day_is_archived_is_kept() {
     assert_eq!(archived, [(Some(event_id(2)), "applied")]);
 }
 
+/// A redelivery counted on a row after the pass read it, while its archive is finished: the
+/// row is not deleted with the count the archive lacks, but kept, and archived again by the
+/// next pass. Whichever way, the delivery is on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_counted_while_its_day_is_archived_is_not_lost() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = Arc::new(
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open"),
+    );
+    let key = offer("canary", "acme", "ABC-1");
+    let first = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1);
+    let events = vec![first.clone(), incoming(3, &key, StockChange::Adjusted { delta: 1 }, 3, 3)];
+    store.apply_batch(&batch(events)).await.expect("apply");
+
+    // The same event delivered again while the archive is finished: a duplicate, counted.
+    let mut sink = SwitchedOnWhileArchiving { store: store.clone(), replay: Some(first), kept: Kept::default() };
+    let policy = RetentionPolicy {
+        journal_cutoff: base() + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 10,
+    };
+    store.expire_journal(&policy, &mut sink).await.expect("retention pass");
+    let archived =
+        sink.kept.archived.iter().find(|entry| entry.event_id == Some(event_id(1))).map(|e| e.redelivery_count);
+    let trace = store.item_trace(key.item_key().item_id()).await.expect("trace").expect("the item exists");
+    let kept = trace.events.iter().find(|entry| entry.event_id == Some(event_id(1))).map(|e| e.redelivery_count);
+    assert!(
+        archived == Some(1) || kept == Some(1),
+        "the redelivery is neither archived ({archived:?}) nor in the journal ({kept:?})"
+    );
+}
+
 /// An archive that keeps what it is given.
 #[derive(Default)]
 struct Kept {
