@@ -77,13 +77,13 @@ impl Readiness {
         loop {
             let answers = matches!(tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await, Ok(Ok(())));
             let changed = self.0.store_answers.swap(answers, Ordering::Relaxed) != answers;
-            match (answers, changed || first) {
-                (true, true) if !first => tracing::info!("the store answers again"),
-                (false, true) => tracing::warn!(
+            if answers && changed && !first {
+                tracing::info!("the store answers again");
+            } else if !answers && (changed || first) {
+                tracing::warn!(
                     timeout_ms = STORE_CHECK_TIMEOUT.as_millis() as u64,
                     "the store does not answer: not ready"
-                ),
-                _ => {}
+                );
             }
             first = false;
             tokio::select! {

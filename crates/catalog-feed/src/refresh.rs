@@ -7,7 +7,6 @@
 //! offer is left alone: listed, with no quantity to trust (decision 0045). A complete pass
 //! marks the feed's initial sync completed (decision 0015).
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -112,15 +111,15 @@ impl FeedRun {
                     Ok(decoded) => {
                         if let StockChange::Updated { quantity } = decoded.change() {
                             let order = (decoded.updated_at(), decoded.sequence().unwrap_or(0), decoded.event_id());
-                            match snapshot.listed.entry(decoded.offer().sku.clone()) {
-                                Entry::Occupied(mut listed) if listed.get().0 < order => {
-                                    listed.insert((order, quantity));
-                                }
-                                Entry::Occupied(_) => {}
-                                Entry::Vacant(listed) => {
-                                    listed.insert((order, quantity));
-                                }
-                            }
+                            snapshot
+                                .listed
+                                .entry(decoded.offer().sku.clone())
+                                .and_modify(|listed| {
+                                    if listed.0 < order {
+                                        *listed = (order, quantity);
+                                    }
+                                })
+                                .or_insert((order, quantity));
                         }
                     }
                     Err(rejection) => {

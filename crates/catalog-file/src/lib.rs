@@ -86,10 +86,7 @@ impl FileSource {
                         if !self.finish_rotated(path, previous, offset, &identity, &source, &*sink, &shutdown).await? {
                             return Ok(());
                         }
-                        // The new file's positions start where the rotated ones were left.
-                        let stored = sink.checkpoint(&source, 0).await?;
-                        let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
-                        (0, FileCursor { identity, base })
+                        (0, continuing(identity, &source, &*sink).await?)
                     }
                 };
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(file_error("seeking in", path))?;
@@ -160,9 +157,7 @@ impl FileSource {
             tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
             let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
             let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
-            let stored = sink.checkpoint(source, 0).await?;
-            let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
-            let tracked = Tracked::new(&file, FileCursor { identity, base }, &between).await?;
+            let tracked = Tracked::new(&file, continuing(identity, source, sink).await?, &between).await?;
             let lines = LineReader::new(BufReader::new(file), 0);
             if self.read_all(lines, Some(tracked), source, sink, shutdown).await? != Stopped::End {
                 return Ok(false);
@@ -314,6 +309,14 @@ impl FileSource {
         sink.apply(batch).await?;
         Ok(())
     }
+}
+
+/// The cursor of a new file read at the path from its start: its positions start where the
+/// files before it were left (the stored checkpoint), so the checkpoint only moves on.
+async fn continuing(identity: FileIdentity, source: &str, sink: &dyn BatchSink) -> Result<FileCursor, FileSourceError> {
+    let stored = sink.checkpoint(source, 0).await?;
+    let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
+    Ok(FileCursor { identity, base })
 }
 
 /// The cursor of a file being read, and a handle on it that reads its first bytes without

@@ -118,12 +118,13 @@ struct Fetcher {
 
 impl TokenCache {
     pub fn new(endpoint: TokenEndpoint, client: reqwest::Client) -> Self {
-        let refresh_token = match &endpoint.grant {
-            Grant::RefreshToken(token) => Some(token.clone()),
-            Grant::ClientCredentials => None,
-        };
+        let refresh_token = configured_refresh_token(&endpoint);
+        Self::starting(Fetcher { endpoint, client, refresh_token_file: None }, refresh_token)
+    }
+
+    fn starting(fetcher: Fetcher, refresh_token: Option<Secret>) -> Self {
         Self {
-            fetcher: Arc::new(Fetcher { endpoint, client, refresh_token_file: None }),
+            fetcher: Arc::new(fetcher),
             state: Arc::new(Mutex::new(State { cached: None, refresh_token, n_fetched: 0 })),
         }
     }
@@ -133,19 +134,16 @@ impl TokenCache {
     /// configured one, and each rotated token is written there (owner-only, replaced whole)
     /// before the access token that came with it is used.
     pub fn keeping_refresh_token_in(self, path: PathBuf) -> std::io::Result<Self> {
-        let mut refresh_token = self.state.try_lock().map_err(std::io::Error::other)?.refresh_token.take();
-        match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => refresh_token = Some(Secret::new(text.trim())),
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        let kept = match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
+            Ok(_) => None,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
-        }
+        };
         let Fetcher { endpoint, client, .. } = &*self.fetcher;
+        let refresh_token = kept.or_else(|| configured_refresh_token(endpoint));
         let fetcher = Fetcher { endpoint: endpoint.clone(), client: client.clone(), refresh_token_file: Some(path) };
-        Ok(Self {
-            fetcher: Arc::new(fetcher),
-            state: Arc::new(Mutex::new(State { cached: None, refresh_token, n_fetched: 0 })),
-        })
+        Ok(Self::starting(fetcher, refresh_token))
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
@@ -239,6 +237,14 @@ impl Fetcher {
         }
         let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
         Ok((Secret::new(answer.access_token), lifetime, answer.refresh_token.map(Secret::new)))
+    }
+}
+
+/// The refresh token the endpoint's grant was configured with, if it uses one.
+fn configured_refresh_token(endpoint: &TokenEndpoint) -> Option<Secret> {
+    match &endpoint.grant {
+        Grant::RefreshToken(token) => Some(token.clone()),
+        Grant::ClientCredentials => None,
     }
 }
 

@@ -461,11 +461,9 @@ impl ChannelPublisher {
         // A feed not created because the round's claims had passed (`claims_still_held`):
         // nothing reached the platform, and the items may be another publisher's by now, so
         // nothing is recorded for them, as for a send that never started.
-        if sent
-            .attempts
-            .iter()
-            .all(|attempt| matches!(&attempt.verdict, Verdict::Retry { reason, .. } if *reason == LEASE_RAN_OUT))
-        {
+        let lapsed =
+            |attempt: &Attempt| matches!(&attempt.verdict, Verdict::Retry { reason, .. } if *reason == LEASE_RAN_OUT);
+        if !sent.attempts.is_empty() && sent.attempts.iter().all(lapsed) {
             return (batch, Err(Unsent::LeaseRanOut));
         }
         let throttled = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {

@@ -106,6 +106,25 @@ pub(super) async fn locked_flags(
     Ok(flags)
 }
 
+macro_rules! tenant_flags {
+    () => {
+        "SELECT tenant_id, sync_enabled FROM tenants WHERE tenant_id = ANY($1)"
+    };
+}
+macro_rules! supplier_flags {
+    () => {
+        "SELECT tenant_id, supplier_id, sync_enabled FROM suppliers
+         WHERE (tenant_id, supplier_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    };
+}
+/// The flags a batch plans against, read without a lock; and read again under a share lock,
+/// in key order (byte order), by a batch that holds events (decision 0049).
+const TENANT_FLAGS: &str = tenant_flags!();
+const TENANT_FLAGS_LOCKED: &str = concat!(tenant_flags!(), r#" ORDER BY tenant_id COLLATE "C" FOR SHARE"#);
+const SUPPLIER_FLAGS: &str = supplier_flags!();
+const SUPPLIER_FLAGS_LOCKED: &str =
+    concat!(supplier_flags!(), r#" ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C" FOR SHARE"#);
+
 /// Reads the batch's tenants' and suppliers' flags into `flags`; `locked`: under a share
 /// lock, taken in key order (byte order, as a batch takes every lock).
 async fn read_flags(
@@ -114,35 +133,24 @@ async fn read_flags(
     flags: &mut FlagTable,
     locked: bool,
 ) -> Result<(), StoreError> {
-    let (tenants_tail, suppliers_tail) = match locked {
-        true => (
-            r#"ORDER BY tenant_id COLLATE "C" FOR SHARE"#,
-            r#"ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C" FOR SHARE"#,
-        ),
-        false => ("", ""),
+    let (tenants_sql, suppliers_sql) = match locked {
+        true => (TENANT_FLAGS_LOCKED, SUPPLIER_FLAGS_LOCKED),
+        false => (TENANT_FLAGS, SUPPLIER_FLAGS),
     };
     let tenants: Vec<&str> = keys.tenants.iter().map(TenantId::as_str).collect();
     let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
     let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
-    let rows =
-        sqlx::query(&format!("SELECT tenant_id, sync_enabled FROM tenants WHERE tenant_id = ANY($1) {tenants_tail}"))
-            .bind(&tenants)
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(store_error)?;
+    let rows = sqlx::query(tenants_sql).bind(&tenants).fetch_all(&mut *connection).await.map_err(store_error)?;
     for row in rows {
         let tenant: String = column(&row, "tenant_id")?;
         flags.tenants.insert(rows::tenant(&tenant)?, column(&row, "sync_enabled")?);
     }
-    let rows = sqlx::query(&format!(
-        "SELECT tenant_id, supplier_id, sync_enabled FROM suppliers
-         WHERE (tenant_id, supplier_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) {suppliers_tail}"
-    ))
-    .bind(&supplier_tenants)
-    .bind(&suppliers)
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(store_error)?;
+    let rows = sqlx::query(suppliers_sql)
+        .bind(&supplier_tenants)
+        .bind(&suppliers)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_error)?;
     for row in rows {
         let tenant: String = column(&row, "tenant_id")?;
         let supplier: String = column(&row, "supplier_id")?;
