@@ -13,12 +13,14 @@ use catalog_core::{EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
+use self::cells::{counted_cells, event_cells};
 use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
 use crate::auth::{caller_of, Caller, Role};
 use crate::error::ApiError;
-use crate::trace::{CountedChange, EventView, TraceView};
+use crate::trace::TraceView;
 use crate::AppState;
 
+mod cells;
 mod feeds;
 mod lists;
 
@@ -159,32 +161,6 @@ fn search_forms(search: &Search) -> Markup {
                 button type="submit" { "Find trace" }
             }
         }
-    }
-}
-
-fn event_cells(event: &EventView) -> Markup {
-    html! {
-        td { code { (event.event_id.map(|id| id.to_string()).unwrap_or_default()) } }
-        td { (event.event_type.unwrap_or("-")) }
-        td { (change_text(event.quantity, event.delta)) }
-        td { @if let Some(at) = event.effective_at { (when(at)) } @if event.clock_drift_clamped { " (clock clamped)" } }
-        td { (event.sequence.map(|s| s.to_string()).unwrap_or_default()) }
-    }
-}
-
-/// A snapshot's quantity, or an adjustment's signed delta.
-fn change_text(quantity: Option<i64>, delta: Option<i64>) -> String {
-    quantity.map_or_else(|| delta.map_or_else(String::new, |d| format!("{d:+}")), |q| q.to_string())
-}
-
-/// A change the offer counts whose journal row retention dropped: what the offer keeps of it.
-fn counted_cells(change: &CountedChange) -> Markup {
-    html! {
-        td { code { (change.event_id) } br; small { "journal row archived by retention" } }
-        td { (if change.quantity.is_some() { "inventory.updated" } else { "inventory.adjusted" }) }
-        td { (change_text(change.quantity, change.delta)) }
-        td { (when(change.effective_at)) }
-        td { (change.sequence) }
     }
 }
 
