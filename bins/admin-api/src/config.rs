@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// (the loop guard; auto-heal rounds count too).
     #[arg(long, env = "CATALOG_ADMIN_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,
+
+    /// Mark the support page's sign-in cookie `Secure` on every sign-in, for a TLS proxy that
+    /// does not send `X-Forwarded-Proto` or `Forwarded`; without it the cookie is `Secure`
+    /// when one of those says the request came over HTTPS.
+    #[arg(long, env = "CATALOG_ADMIN_SECURE_COOKIE")]
+    pub secure_cookie: bool,
 }
 
 /// Subcommands: token management and the gate check. Each opens the same store as the server.

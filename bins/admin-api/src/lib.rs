@@ -41,6 +41,9 @@ pub struct Settings {
     pub stale_after: Duration,
     /// Retries of a dead letter before 409 (`loop_guard`).
     pub max_retries: u32,
+    /// The sign-in cookie is always `Secure`, not only for a request a proxy says came over
+    /// HTTPS.
+    pub secure_cookie: bool,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             behind_after: Duration::from_secs(300),
             stale_after: Duration::from_secs(3_600),
             max_retries: 5,
+            secure_cookie: false,
         }
     }
 }
@@ -135,6 +139,7 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
                 behind_after: Duration::from_secs(args.serve.behind_after_secs),
                 stale_after: Duration::from_secs(args.serve.stale_after_secs),
                 max_retries: args.serve.max_retries,
+                secure_cookie: args.serve.secure_cookie,
             };
             let listener = TcpListener::bind(&args.serve.listen)
                 .await

@@ -4,7 +4,7 @@
 //! dead-letter actions, each behind a confirmation. A viewer sees no write control.
 
 use axum::extract::{Form, Query, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use self::cells::{counted_cells, event_cells};
 use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
-use crate::auth::{caller_of, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::trace::TraceView;
 use crate::AppState;
@@ -23,8 +23,9 @@ use crate::AppState;
 mod cells;
 mod feeds;
 mod lists;
+mod session;
 
-const COOKIE_NAME: &str = "admin_token";
+pub(crate) use self::session::{sign_in_form, signed_in};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,27 +36,11 @@ pub fn routes() -> Router<AppState> {
         .route("/feeds", get(feeds::feeds_page))
         .route("/page/feeds", post(feeds::switch))
         .route("/page/feeds/runs", post(feeds::ask_run))
-        .route("/session", post(sign_in))
-        .route("/signout", post(sign_out))
+        .route("/session", post(session::sign_in))
+        .route("/signout", post(session::sign_out))
         .route("/page/sync", post(switch))
         .route("/page/dead-letters", post(dead_letter_action))
         .route("/signals", get(crate::page_signals::signals_page))
-}
-
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(';')).find_map(
-        |pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME).then(|| value.to_owned())
-        },
-    )
-}
-
-pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
-    match cookie_token(headers) {
-        Some(token) => caller_of(state, &token).await,
-        None => Ok(None),
-    }
 }
 
 /// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
@@ -112,18 +97,6 @@ pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html
 fn when(at: chrono::DateTime<chrono::Utc>) -> Markup {
     let shown = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).replacen('T', " ", 1);
     html! { time datetime=(at.to_rfc3339()) { (shown) } }
-}
-
-pub(crate) fn sign_in_form(message: Option<&str>) -> Markup {
-    html! {
-        h2 { "Sign in" }
-        @if let Some(message) = message { p.err role="alert" { (message) } }
-        form method="post" action="/session" {
-            label for="token" { "API token" }
-            input #token name="token" type="password" autocomplete="off" required;
-            button type="submit" { "Sign in" }
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,26 +359,6 @@ async fn home(
         (tenants)
     };
     Ok(layout("Support", Some(&caller), body).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SignIn {
-    pub token: String,
-}
-
-async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Result<Response, ApiError> {
-    let token = form.token.trim();
-    if caller_of(&state, token).await?.is_none() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Ok((StatusCode::UNAUTHORIZED, layout("Sign in", None, sign_in_form(Some("That token is not valid."))))
-            .into_response());
-    }
-    let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/");
-    Ok((StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, "/".to_owned())]).into_response())
-}
-
-async fn sign_out() -> Response {
-    let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    (StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, "/".to_owned())]).into_response()
 }
 
 fn back(message: &str) -> Response {

@@ -36,6 +36,16 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     assert_eq!(accepted.status(), 303);
     let cookie = accepted.headers()["set-cookie"].to_str().expect("ascii");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains("Secure"), "plain HTTP to the server itself: {cookie}");
+    let behind_tls = client
+        .post(server.url("/session"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", viewer.as_str())])
+        .send()
+        .await
+        .expect("request");
+    let cookie = behind_tls.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(cookie.ends_with("; Secure"), "a proxy says the browser came over HTTPS: {cookie}");
 
     let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
     server.store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
