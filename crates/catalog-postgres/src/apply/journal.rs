@@ -217,8 +217,13 @@ pub(super) async fn update(connection: &mut PgConnection, writes: &PreparedWrite
     }
     let updated = journal_update_query(UPDATE_JOURNAL, updates).execute(&mut *connection).await.map_err(store_error)?;
     guard("journal rows", updated.rows_affected(), updates.len())?;
-    let released: Vec<Uuid> =
-        updates.iter().filter(|update| update.redecided.is_some()).map(|update| update.event_id.0).collect();
+    // A held row decided afresh is released, unless it is held again (its supplier still
+    // off): its claim stays held, or the replay that applies it later finds it claimed.
+    let released: Vec<Uuid> = updates
+        .iter()
+        .filter(|update| update.redecided.as_ref().is_some_and(|redecided| redecided.outcome != "held"))
+        .map(|update| update.event_id.0)
+        .collect();
     if released.is_empty() {
         return Ok(());
     }

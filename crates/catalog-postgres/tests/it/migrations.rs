@@ -229,3 +229,49 @@ async fn clamped_events_decided_before_0025_get_the_claim_time_and_offer_time_ap
     assert_eq!(recorded().await, written, "the backfill gives what apply gave");
     pool.close().await;
 }
+
+/// Migration 0028 holds again the claims of held rows that a redelivery released while their
+/// supplier was still off: the replay that follows the switch then applies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_held_rows_released_by_a_redelivery_are_held_again() {
+    use catalog_core::StockChange;
+    use catalog_store::contract::{batch, incoming, offer};
+    use catalog_store::prelude::*;
+    use catalog_store::Provenance;
+
+    let database = TestDatabase::create().await;
+    let store = catalog_postgres::PostgresStore::connect(&database.url, Default::default(), Default::default())
+        .await
+        .expect("store");
+    let (released, kept) = (offer("canary", "acme", "ABC-1"), offer("canary", "acme", "ABC-2"));
+    store.set_supplier_sync(&released.tenant, &released.supplier, false).await.expect("flag");
+    let events = [
+        incoming(1, &released, StockChange::Updated { quantity: 9 }, 0, 1),
+        incoming(2, &kept, StockChange::Updated { quantity: 4 }, 0, 2),
+    ];
+    store.apply_batch(&batch(events.to_vec())).await.expect("held");
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    // What a redelivery did to the first event's claim before the fix.
+    for statement in
+        ["UPDATE event_claims SET held = false WHERE journal_id = 1", "DELETE FROM _sqlx_migrations WHERE version = 28"]
+    {
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+    catalog_postgres::MIGRATOR.run(&pool).await.expect("migration 0028 again");
+    let held: Vec<bool> =
+        sqlx::query_scalar("SELECT held FROM event_claims ORDER BY journal_id").fetch_all(&pool).await.expect("claims");
+    assert_eq!(held, [true, true]);
+
+    store.set_supplier_sync(&released.tenant, &released.supplier, true).await.expect("flag");
+    let replayed: Vec<_> = events
+        .into_iter()
+        .map(|mut event| {
+            event.provenance = Provenance::Replayed;
+            event
+        })
+        .collect();
+    let result = store.apply_batch(&batch(replayed)).await.expect("replay");
+    let outcomes: Vec<&str> = result.decisions.iter().map(|decision| decision.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["applied", "applied"]);
+    pool.close().await;
+}

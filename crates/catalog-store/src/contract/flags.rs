@@ -32,6 +32,33 @@ where
     assert_eq!(trace.events[0].redelivery_count, 0, "a replay is not a redelivery");
 }
 
+/// A held event delivered again while its supplier is still off (a redelivery, or a tenant's
+/// replay that holds other suppliers' events again) stays pending: once the supplier is on,
+/// its replay applies it. PostgreSQL used to release its claim when holding it again, and the
+/// replay then found it claimed: `duplicate`, never applied.
+pub(super) async fn a_held_event_held_again_is_applied_once_its_supplier_is_on<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let event = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let mut replayed = event.clone();
+    replayed.provenance = Provenance::Replayed;
+    for (delivery, what) in [(&event, "first"), (&event, "redelivered"), (&replayed, "replayed while off")] {
+        let result = store.apply_batch(&batch(vec![delivery.clone()])).await.expect("apply");
+        assert_eq!(result.decisions[0].outcome.to_string(), "held(supplier_sync_off)", "{what}");
+    }
+
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let applied = store.apply_batch(&batch(vec![replayed])).await.expect("apply");
+    assert_eq!(applied.decisions[0].outcome.as_str(), "applied");
+    let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
+    assert_eq!(item.quantity(), 9);
+}
+
 pub(super) async fn first_sight_uses_the_configured_default_flag<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
