@@ -1,8 +1,9 @@
 //! Journal retention on Postgres (decision 0019): the journal is partitioned by the day (UTC)
 //! each row was received. Partitions are created ahead of need; a partition past the
-//! retention is archived row by row through an [`ArchiveSink`], detached `CONCURRENTLY` (a
-//! running worker's batches never wait on it) and dropped. A partition that still holds held
-//! events is kept. Claims (`event_claims`) are pruned apart, in bounded chunks. Publish
+//! retention is detached `CONCURRENTLY` (a running worker's batches never wait on it), so no
+//! batch writes it any more, then archived row by row through an [`ArchiveSink`] and dropped.
+//! A partition that still holds held events is kept (attached again if one was written while
+//! it was detached). Claims (`event_claims`) are pruned apart, in bounded chunks. Publish
 //! attempts are partitioned by the day they were made and their days past the retention are
 //! dropped the same way, without an archive; drifts are deleted in chunks (decision 0030).
 
@@ -122,10 +123,16 @@ impl Daily {
         Ok(created)
     }
 
-    /// Detaches partition `name` without blocking writers of the others, then drops it. A
-    /// detach interrupted earlier (the process died) left the partition pending: that one is
-    /// finalized.
+    /// Detaches partition `name` without blocking writers of the others, then drops it.
     async fn detach_and_drop(self, pool: &PgPool, name: &str) -> Result<(), StoreError> {
+        self.detach(pool, name).await?;
+        self.drop(pool, name).await
+    }
+
+    /// Detaches partition `name` without blocking writers of the others: it returns once every
+    /// transaction that could write the partition has ended. A detach interrupted earlier (the
+    /// process died) left the partition pending: that one is finalized.
+    async fn detach(self, pool: &PgPool, name: &str) -> Result<(), StoreError> {
         let (parent, table) = (self.parent, self.quoted(name)?);
         match sqlx::raw_sql(&format!("ALTER TABLE {parent} DETACH PARTITION {table} CONCURRENTLY")).execute(pool).await
         {
@@ -139,14 +146,33 @@ impl Daily {
             }
             Err(error) => return Err(store_error(error)),
         }
-        sqlx::raw_sql(&format!("DROP TABLE {table}")).execute(pool).await.map_err(store_error)?;
         Ok(())
     }
 
-    /// Day tables detached but not dropped (the process died in between): a journal day's rows
-    /// were archived before its detach, an attempts day is not archived, so they go.
-    async fn drop_leftovers(self, pool: &PgPool) -> Result<(), StoreError> {
-        let leftovers: Vec<String> = sqlx::query_scalar(
+    async fn drop(self, pool: &PgPool, name: &str) -> Result<(), StoreError> {
+        let table = self.quoted(name)?;
+        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table}")).execute(pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Attaches the detached table `name` again as `partition`'s days. It keeps the check
+    /// constraint of its bounds the detach added, so its rows are not scanned.
+    async fn attach(self, pool: &PgPool, partition: &Partition) -> Result<(), StoreError> {
+        let from = partition.from.map_or("MINVALUE".to_owned(), |from| format!("'{}'", from.to_rfc3339()));
+        let statement = format!(
+            "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({from}) TO ('{}')",
+            self.parent,
+            self.quoted(&partition.name)?,
+            partition.until.to_rfc3339()
+        );
+        sqlx::raw_sql(&statement).execute(pool).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Day tables detached but not dropped (the process died in between), as the partitions
+    /// they were.
+    async fn leftovers(self, pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
             "SELECT relname::text FROM pg_class
              WHERE relkind = 'r' AND NOT relispartition AND relname ~ ('^' || $1 || '_[0-9]{8}$')",
         )
@@ -154,14 +180,20 @@ impl Daily {
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
-        for name in leftovers {
-            tracing::warn!(table = %name, "dropping a day partition detached earlier");
-            sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {}", self.quoted(&name)?))
-                .execute(pool)
-                .await
-                .map_err(store_error)?;
-        }
-        Ok(())
+        names
+            .into_iter()
+            .map(|name| {
+                let day = name
+                    .rsplit('_')
+                    .next()
+                    .and_then(|digits| chrono::NaiveDate::parse_from_str(digits, "%Y%m%d").ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("unexpected {} table name {name:?}", self.parent)))?;
+                let from = day.and_time(NaiveTime::MIN).and_utc();
+                let until =
+                    from.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
+                Ok(Partition { name, from: Some(from), until })
+            })
+            .collect()
     }
 }
 
@@ -214,10 +246,17 @@ async fn expire_locked(
     sink: &mut dyn ArchiveSink,
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
-    JOURNAL.drop_leftovers(pool).await?;
+    // A day detached by a pass that died before dropping it may not be archived whole.
+    for leftover in JOURNAL.leftovers(pool).await? {
+        tracing::warn!(table = %leftover.name, "archiving a journal day detached by an earlier pass");
+        expire_detached(pool, leftover, policy.chunk, sink, &mut report).await?;
+    }
     for partition in JOURNAL.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {
             break;
+        }
+        if report.kept.iter().any(|kept| kept.name == partition.name) {
+            continue; // a leftover attached again above
         }
         let held: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM event_claims WHERE held AND received_at < $2 AND ($1::timestamptz IS NULL OR received_at >= $1)",
@@ -231,20 +270,11 @@ async fn expire_locked(
             report.kept.push(KeptSegment { name: partition.name, held_events: held as u64 });
             continue;
         }
-        let (rows, archive) = archive(pool, &partition, policy.chunk, sink).await?;
-        JOURNAL.detach_and_drop(pool, &partition.name).await?;
-        sqlx::query(
-            "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())
-             ON CONFLICT (only_row) DO UPDATE SET kept_since = greatest(journal_retention.kept_since, EXCLUDED.kept_since),
-                                                  archive = EXCLUDED.archive, updated_at = now()",
-        )
-        .bind(partition.until)
-        .bind(&archive)
-        .execute(pool)
-        .await
-        .map_err(store_error)?;
-        tracing::info!(partition = %partition.name, rows, %archive, "journal partition archived and dropped");
-        report.dropped.push(DroppedSegment { name: partition.name, rows, archive });
+        // Detached first: a redelivery counted on one of its rows, or a replayed event received
+        // that day, lands in the journal (a row of today's) or fails, never in the archived
+        // partition after its rows were read.
+        JOURNAL.detach(pool, &partition.name).await?;
+        expire_detached(pool, partition, policy.chunk, sink, &mut report).await?;
     }
     report.claims_pruned = prune_claims(pool, policy).await?;
     report.attempt_days_dropped = expire_attempts(pool, policy).await?;
@@ -255,10 +285,51 @@ async fn expire_locked(
     Ok(report)
 }
 
+/// A detached journal day: archived and dropped; or, when it holds a held event (written
+/// after the check before its detach), attached again and kept.
+async fn expire_detached(
+    pool: &PgPool,
+    partition: Partition,
+    chunk: usize,
+    sink: &mut dyn ArchiveSink,
+    report: &mut RetentionReport,
+) -> Result<(), StoreError> {
+    let table = JOURNAL.quoted(&partition.name)?;
+    let held: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE outcome = 'held'"))
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)?;
+    if held > 0 {
+        JOURNAL.attach(pool, &partition).await?;
+        tracing::warn!(partition = %partition.name, held, "a held event was written to a day being expired: kept");
+        report.kept.push(KeptSegment { name: partition.name, held_events: held as u64 });
+        return Ok(());
+    }
+    let (rows, archive) = archive(pool, &partition, chunk, sink).await?;
+    JOURNAL.drop(pool, &partition.name).await?;
+    sqlx::query(
+            "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (only_row) DO UPDATE SET kept_since = greatest(journal_retention.kept_since, EXCLUDED.kept_since),
+                                                  archive = EXCLUDED.archive, updated_at = now()",
+        )
+        .bind(partition.until)
+        .bind(&archive)
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(partition = %partition.name, rows, %archive, "journal partition archived and dropped");
+    report.dropped.push(DroppedSegment { name: partition.name, rows, archive });
+    Ok(())
+}
+
 /// Drops every day of publish attempts made before the cutoff, without an archive (decision
 /// 0030), and says so for trace. Returns how many days it dropped.
 async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
-    ATTEMPTS.drop_leftovers(pool).await?;
+    // A day detached by a pass that died before dropping it: attempts are not archived.
+    for leftover in ATTEMPTS.leftovers(pool).await? {
+        tracing::warn!(table = %leftover.name, "dropping a publish attempts day detached earlier");
+        ATTEMPTS.drop(pool, &leftover.name).await?;
+    }
     let mut dropped = 0;
     for partition in ATTEMPTS.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {

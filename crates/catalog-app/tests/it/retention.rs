@@ -235,3 +235,135 @@ fn an_archive_a_pass_never_finished_leaves_no_file_behind() {
     drop(archive);
     assert_eq!(listed(directory.path()), Vec::<String>::new(), "no unfinished archive is left");
 }
+
+/// Writes into a day while its archive is being finished, as a worker and a replay may: a
+/// redelivery counted on one of the day's rows, and a replayed event received that day whose
+/// supplier is off (held).
+struct WritesWhileFinishing {
+    archive: catalog_app::retention::NdjsonArchive,
+    store: Arc<PostgresStore>,
+    writes: Vec<IncomingEvent>,
+    results: Vec<Result<String, catalog_store::StoreError>>,
+}
+
+impl catalog_store::ArchiveSink for WritesWhileFinishing {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.archive.begin(name)
+    }
+
+    fn write(&mut self, entries: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
+        self.archive.write(entries)
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        let handle = tokio::runtime::Handle::current();
+        for event in std::mem::take(&mut self.writes) {
+            let result = tokio::task::block_in_place(|| handle.block_on(self.store.apply_batch(&batch(vec![event]))));
+            self.results.push(result.map(|applied| applied.decisions[0].outcome.to_string()));
+        }
+        self.archive.finish()
+    }
+}
+
+/// PostgreSQL's twin of SQLite's `a_redelivery_counted_while_its_day_is_archived_is_not_lost`:
+/// what is written to a day while its archive is finished is in the archive or in the journal,
+/// never dropped with the day. Before, the day was detached after its archive: the redelivery's
+/// count was dropped with it, and the held row too while its claim stayed held, so the event's
+/// next delivery found a held claim without a row and stopped the worker (`Corrupt`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_written_to_a_day_while_it_is_archived_is_not_lost() {
+    use catalog_store::Provenance;
+
+    let database = TestDatabase::create().await;
+    let store = Arc::new(
+        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+            .await
+            .expect("connect"),
+    );
+    let today = Utc::now();
+    store.apply_batch(&batch((0..20u64).map(|n| event(n, 20, today)).collect())).await.expect("today's events");
+    let held = offer("canary", "globex", "HELD-1");
+    store.set_supplier_sync(&held.tenant, &held.supplier, false).await.expect("flag");
+    let later = start_of_day_from_today(3) + chrono::Duration::hours(2);
+    let mut redelivered = event(7, 20, later);
+    redelivered.source.offset = 1_000;
+    let received_today = (today - base()).num_seconds();
+    let mut replayed = incoming(500, &held, StockChange::Updated { quantity: 3 }, 0, received_today);
+    replayed.provenance = Provenance::Replayed;
+
+    store.prepare_journal(later + chrono::Duration::days(7)).await.expect("days ahead");
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let mut sink = WritesWhileFinishing {
+        archive: catalog_app::retention::NdjsonArchive::new(archive_dir.path()),
+        store: store.clone(),
+        writes: vec![redelivered, replayed.clone()],
+        results: Vec::new(),
+    };
+    let report =
+        store.expire_journal(&a_day_s_retention(archive_dir.path(), 300).policy(later), &mut sink).await.expect("pass");
+    assert_eq!(sink.results[0].as_deref().ok(), Some("duplicate"), "{:?}", sink.results);
+
+    // The redelivery is counted once: on the archived row, or on a row of its own.
+    let mut counted = 0;
+    for segment in &report.dropped {
+        let file = std::fs::File::open(&segment.archive).expect("archive exists");
+        for line in BufReader::new(flate2::read::GzDecoder::new(file)).lines() {
+            let entry: serde_json::Value = serde_json::from_str(&line.expect("line")).expect("a JSON entry");
+            counted += entry["redelivery_count"].as_i64().unwrap_or(0);
+        }
+    }
+    let journaled = store.sync_status(&held.tenant).await.expect("status").expect("tenant");
+    counted += journaled.events_by_outcome.get("duplicate").copied().unwrap_or(0) as i64;
+    assert_eq!(counted, 1, "{report:?} {journaled:?}");
+
+    // The replayed event was journaled held (and kept), or refused: either way it is delivered
+    // again without error.
+    let again = store.apply_batch(&batch(vec![replayed])).await;
+    assert!(again.is_ok(), "{again:?} after {:?}", sink.results);
+}
+
+/// A pass that died after detaching days (before archiving them) leaves them as tables: the
+/// next pass archives and drops a day without held events, and attaches again a day that
+/// holds one (written after the check before its detach), whose event its replay then applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_a_dead_pass_detached_are_archived_or_attached_again() {
+    use catalog_store::Provenance;
+
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
+    let (first_day, second_day) = (start_of_day_from_today(1), start_of_day_from_today(2));
+    store.apply_batch(&batch(vec![event(1, 10, first_day + chrono::Duration::hours(1))])).await.expect("apply");
+    let held = offer("canary", "globex", "HELD-1");
+    store.set_supplier_sync(&held.tenant, &held.supplier, false).await.expect("flag");
+    let held_event = incoming(2, &held, StockChange::Updated { quantity: 3 }, 0, (second_day - base()).num_seconds());
+    let result = store.apply_batch(&batch(vec![held_event.clone()])).await.expect("apply");
+    assert_eq!(result.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    for day in [first_day, second_day] {
+        let statement = format!("ALTER TABLE events DETACH PARTITION events_{} CONCURRENTLY", day.format("%Y%m%d"));
+        sqlx::raw_sql(&statement).execute(&mut connection).await.expect("detach");
+    }
+
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let settings = a_day_s_retention(archive_dir.path(), 300);
+    let report = run_once(&store, &settings, &Metrics::new(), start_of_day_from_today(4)).await.expect("pass");
+    let first_name = format!("events_{}", first_day.format("%Y%m%d"));
+    let dropped: Vec<(&str, u64)> = report
+        .dropped
+        .iter()
+        .filter(|segment| segment.rows > 0)
+        .map(|segment| (segment.name.as_str(), segment.rows))
+        .collect();
+    assert_eq!(dropped, [(first_name.as_str(), 1)], "{report:?}");
+    let kept: Vec<(String, u64)> =
+        report.kept.iter().map(|segment| (segment.name.clone(), segment.held_events)).collect();
+    assert_eq!(kept, [(format!("events_{}", second_day.format("%Y%m%d")), 1)], "{report:?}");
+
+    store.set_supplier_sync(&held.tenant, &held.supplier, true).await.expect("flag");
+    let mut replayed = held_event;
+    replayed.provenance = Provenance::Replayed;
+    let result = store.apply_batch(&batch(vec![replayed])).await.expect("the held row is journaled again");
+    assert_eq!(result.decisions[0].outcome.as_str(), "applied");
+}
