@@ -42,10 +42,12 @@ impl RetentionStore for PostgresStore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Daily {
     parent: &'static str,
+    /// The partition key: the time a row's day is the day of.
+    key: &'static str,
 }
 
-pub(crate) const JOURNAL: Daily = Daily { parent: "events" };
-pub(crate) const ATTEMPTS: Daily = Daily { parent: "publish_attempts" };
+pub(crate) const JOURNAL: Daily = Daily { parent: "events", key: "received_at" };
+pub(crate) const ATTEMPTS: Daily = Daily { parent: "publish_attempts", key: "attempted_at" };
 
 /// A partition of a [`Daily`] table and the times it holds: `[from, until)`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -88,6 +90,12 @@ impl Daily {
 
     /// Creates a partition for every day from `from`'s through `until`'s that no partition
     /// covers. Returns how many it created.
+    ///
+    /// A day is made as a table of its own, checked to hold only its day, then attached: an
+    /// attach locks the parent `SHARE UPDATE EXCLUSIVE`, which no batch, read or record waits
+    /// on, where `CREATE TABLE … PARTITION OF` locks it `ACCESS EXCLUSIVE`, waiting behind any
+    /// transaction reading the table (a trace, a replay's window) with every batch queued
+    /// behind it.
     pub(crate) async fn prepare(
         self,
         pool: &PgPool,
@@ -104,17 +112,21 @@ impl Daily {
             let next =
                 day.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
             if !covered(day) {
-                let statement = format!(
-                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ('{}') TO ('{}')",
-                    self.quoted(&self.day_name(day))?,
-                    self.parent,
-                    day.to_rfc3339(),
-                    next.to_rfc3339()
-                );
-                match sqlx::raw_sql(&statement).execute(pool).await {
+                let (parent, key, table) = (self.parent, self.key, self.quoted(&self.day_name(day))?);
+                let (from, until) = (day.to_rfc3339(), next.to_rfc3339());
+                let statements = [
+                    format!("CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"),
+                    format!(
+                        "ALTER TABLE {table} ADD CHECK ({key} IS NOT NULL AND {key} >= '{from}' AND {key} < '{until}')"
+                    ),
+                    format!("ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES FROM ('{from}') TO ('{until}')"),
+                ];
+                match attached(pool, statements).await {
                     Ok(_) => created += 1,
-                    // Another process created it (or one overlapping it) first.
-                    Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P17") => {}
+                    // Another process made it first (42P07; 23505 when both created the table at
+                    // once), or one overlapping it (42P17); or retention holds it detached.
+                    Err(sqlx::Error::Database(error))
+                        if matches!(error.code().as_deref(), Some("42P07" | "23505" | "42P17")) => {}
                     Err(error) => return Err(store_error(error)),
                 }
             }
@@ -195,6 +207,15 @@ impl Daily {
             })
             .collect()
     }
+}
+
+/// Runs `statements` in one transaction.
+async fn attached(pool: &PgPool, statements: [String; 3]) -> Result<(), sqlx::Error> {
+    let mut transaction = pool.begin().await?;
+    for statement in statements {
+        sqlx::query(&statement).execute(&mut *transaction).await?;
+    }
+    transaction.commit().await
 }
 
 fn start_of_day(time: DateTime<Utc>) -> DateTime<Utc> {
@@ -305,7 +326,15 @@ async fn expire_detached(
         report.kept.push(KeptSegment { name: partition.name, held_events: held as u64 });
         return Ok(());
     }
-    let (rows, archive) = archive(pool, &partition, chunk, sink).await?;
+    let (rows, archive) = match archive(pool, &partition, chunk, sink).await {
+        Ok(archived) => archived,
+        Err(error) => {
+            // Nothing is dropped, and the day is read in the journal again until a pass
+            // archives it.
+            JOURNAL.attach(pool, &partition).await?;
+            return Err(error);
+        }
+    };
     JOURNAL.drop(pool, &partition.name).await?;
     sqlx::query(
             "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())

@@ -133,3 +133,32 @@ async fn a_black_holed_connection_is_a_retryable_timeout_not_a_hang() {
         "a read is retryable too: {result:?}"
     );
 }
+
+/// Days are made ahead without waiting on a reader of the journal or the attempts (a trace, a
+/// replay's window): a new day is attached, which no reader or writer blocks, where `CREATE
+/// TABLE … PARTITION OF` waited behind them for the whole table, every batch queued behind
+/// it, and failed at the lock timeout. Two processes making the same days at once both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn days_are_made_ahead_beside_a_reader_and_by_two_processes_at_once() {
+    use catalog_store::RetentionStore;
+
+    let database = TestDatabase::create().await;
+    let options = PostgresOptions { lock_timeout: Duration::from_millis(300), ..PostgresOptions::default() };
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), options.clone()).await.expect("connect");
+    let other = PostgresStore::connect(&database.url, StoreConfig::default(), options).await.expect("connect");
+    let mut reader = PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::raw_sql("BEGIN; SELECT 1 FROM events LIMIT 1; SELECT 1 FROM publish_attempts LIMIT 1")
+        .execute(&mut reader)
+        .await
+        .expect("a reader's open transaction");
+
+    let created = store.prepare_journal(chrono::Utc::now() + chrono::Duration::days(9)).await.expect("beside a reader");
+    assert!(created >= 2, "the journal's and the attempts' day nine at least: {created}");
+    store.apply_batch(&batch(1, 5)).await.expect("a batch beside the reader");
+
+    let until = chrono::Utc::now() + chrono::Duration::days(30);
+    let (first, second) = tokio::join!(store.prepare_journal(until), other.prepare_journal(until));
+    let (first, second) = (first.expect("first maker"), second.expect("second maker"));
+    assert_eq!(first + second, 2 * 21, "each of the 21 new days of both tables made once: {first} + {second}");
+    sqlx::raw_sql("COMMIT").execute(&mut reader).await.expect("commit");
+}
