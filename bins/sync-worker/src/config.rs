@@ -246,11 +246,12 @@ impl WorkerSignalArgs {
         }
     }
 
-    pub fn tracer_settings(&self) -> TracerSettings {
+    pub fn tracer_settings(&self, clock: catalog_core::ClockPolicy) -> TracerSettings {
         TracerSettings {
             interval: Duration::from_secs(self.trace_interval_secs),
             changed_per_round: self.trace_changed_per_round,
             sweep_per_round: self.trace_sweep_per_round,
+            clock,
         }
     }
 

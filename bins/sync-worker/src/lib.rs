@@ -151,7 +151,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     if args.signals.signals_mode == Switch::On {
         let sampler = signals::Sampler::new(store.clone(), args.signals.sampler_settings(), metrics.clone());
         services.spawn(sampler.run(stop_services.clone()).map(Ok));
-        let tracer = signals::Tracer::new(store.clone(), args.signals.tracer_settings(), metrics.clone());
+        let tracer =
+            signals::Tracer::new(store.clone(), args.signals.tracer_settings(args.store.clock()), metrics.clone());
         services.spawn(tracer.run(stop_services.clone()).map(Ok));
         let progress = signals::report_progress(
             applier.clone(),
@@ -163,10 +164,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     }
 
     if args.retention.journal_retention == Switch::On {
-        let clock = catalog_core::ClockPolicy {
-            max_skew: chrono::Duration::seconds(i64::from(args.store.max_clock_skew_secs)),
-        };
-        let settings = args.retention.settings(clock);
+        let settings = args.retention.settings(args.store.clock());
         let (store, metrics, stop) = (store.clone(), metrics.clone(), stop_services.clone());
         services.spawn(async move {
             catalog_app::retention::run(&*store, settings, metrics, stop).await;

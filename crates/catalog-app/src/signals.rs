@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{judge, CatalogItem, ItemId, SignalSettings, Signals, TraceGap, MAX_NAMED_ITEMS};
+use catalog_core::{
+    judge, CatalogItem, ClockPolicy, ItemId, JournalReach, SignalSettings, Signals, TraceGap, MAX_NAMED_ITEMS,
+};
 use catalog_store::prelude::*;
 use catalog_store::{FactsQuery, SignalSample, StoreError, TraceCheck};
 use chrono::Utc;
@@ -132,11 +134,19 @@ pub struct TracerSettings {
     pub changed_per_round: usize,
     /// Items of the rolling sweep of the whole catalog, per round.
     pub sweep_per_round: usize,
+    /// How far a supplier's clock may run ahead of receipt: which rows retention may have
+    /// dropped (`catalog_core::JournalReach`).
+    pub clock: ClockPolicy,
 }
 
 impl Default for TracerSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(10), changed_per_round: 500, sweep_per_round: 200 }
+        Self {
+            interval: Duration::from_secs(10),
+            changed_per_round: 500,
+            sweep_per_round: 200,
+            clock: ClockPolicy::default(),
+        }
     }
 }
 
@@ -175,10 +185,18 @@ impl Tracer {
                 items.push(item);
             }
         }
+        // Once retention dropped rows, what an offer's state counts from them is made up from
+        // the state: the item was checked while they were kept, and the archive holds them.
+        let reach = self
+            .store
+            .journal_horizon()
+            .await?
+            .and_then(|horizon| horizon.kept_since)
+            .map(|kept_since| JournalReach { kept_since, max_skew: self.settings.clock.max_skew });
         let mut checks = Vec::with_capacity(items.len());
         let mut round = TraceRound::default();
         for item_id in items {
-            let Some((item, checked)) = self.check(item_id).await? else { continue };
+            let Some((item, checked)) = self.check(item_id, reach.as_ref()).await? else { continue };
             let gap = checked.err();
             let result = gap.as_ref().map_or("traced", |gap| gap.as_str());
             self.metrics.trace_checks.with_label_values(&[result]).inc();
@@ -196,12 +214,16 @@ impl Tracer {
     /// Checks one item from the newest rows of its journal, reading [`TAIL_ROWS`] first and
     /// eight times more each time they do not settle it (`catalog_core::tail_settles`): the
     /// cost follows how far back each offer's latest snapshot lies, not the item's history.
-    async fn check(&self, item_id: ItemId) -> Result<Option<(CatalogItem, Result<(), TraceGap>)>, StoreError> {
+    async fn check(
+        &self,
+        item_id: ItemId,
+        reach: Option<&JournalReach>,
+    ) -> Result<Option<(CatalogItem, Result<(), TraceGap>)>, StoreError> {
         let mut newest = TAIL_ROWS;
         loop {
             let Some(tail) = self.store.journal_tail(item_id, newest).await? else { return Ok(None) };
             self.metrics.trace_rows_read.inc_by((tail.newest.len() + tail.winners.len()) as u64);
-            if let Some(checked) = tail.check() {
+            if let Some(checked) = tail.check_within(reach) {
                 return Ok(Some((tail.item, checked)));
             }
             newest = newest.saturating_mul(8);

@@ -53,6 +53,13 @@ pub struct StoreArgs {
     pub db_transaction_timeout_ms: u64,
 }
 
+impl StoreArgs {
+    /// How far a supplier's clock may run ahead of receipt (`--max-clock-skew-secs`).
+    pub fn clock(&self) -> ClockPolicy {
+        ClockPolicy { max_skew: chrono::Duration::seconds(i64::from(self.max_clock_skew_secs)) }
+    }
+}
+
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
@@ -79,11 +86,7 @@ fn default_max_connections(n_channels: usize) -> u32 {
 
 /// Opens the store `args` names, applying migrations, queuing item changes for `channels`.
 pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result<Arc<dyn CatalogStore>, OpenError> {
-    let config = StoreConfig {
-        default_sync_enabled: args.default_sync == Switch::On,
-        channels,
-        clock: ClockPolicy { max_skew: chrono::Duration::seconds(i64::from(args.max_clock_skew_secs)) },
-    };
+    let config = StoreConfig { default_sync_enabled: args.default_sync == Switch::On, channels, clock: args.clock() };
     let url = args.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PostgresOptions {

@@ -95,7 +95,7 @@ pub use plan::{
     event_ids, plan_batch, touched_keys, AllSyncOn, BatchPlan, Decision, Delivery, ItemChange, OfferChange, PlanState,
     PriorEvent, Redelivery, SyncFlags, DEDUPE_HORIZON,
 };
-pub use rederive::{check_item, rederive_offer, tail_settles, AppliedChange, OfferTrace, TraceGap};
+pub use rederive::{check_item, rederive_offer, tail_settles, AppliedChange, JournalReach, OfferTrace, TraceGap};
 pub use reference::ReferenceCatalog;
 pub use signals::{
     is_stale, judge, PartitionProgress, Signal, SignalFacts, SignalName, SignalSettings, Signals, Status, Target,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use catalog_core::{
-    AppliedChange, CatalogItem, EventId, ItemId, OfferTrace, OrderingKey, Outcome, PartitionProgress, SignalFacts,
-    Signals, SupplierId, TenantId, TraceGap,
+    AppliedChange, CatalogItem, EventId, ItemId, JournalReach, OfferTrace, OrderingKey, Outcome, PartitionProgress,
+    SignalFacts, Signals, SupplierId, TenantId, TraceGap,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -154,20 +154,20 @@ fn offer_traces_of<'a>(
                 .into_iter()
                 .filter(|entry| entry.outcome == Outcome::Applied)
                 .filter(|entry| entry.supplier.as_deref() == Some(offer.supplier.as_str()))
-                .filter_map(|entry| {
-                    Some(AppliedChange {
-                        key: OrderingKey {
-                            effective_at: entry.effective_at?,
-                            // No sequence orders as 0, as the ordering key has it.
-                            sequence: entry.sequence.unwrap_or(0),
-                            event_id: entry.event_id?,
-                        },
-                        change: entry.change?,
-                    })
-                })
+                .filter_map(|entry| Some(AppliedChange { key: ordering_key(entry)?, change: entry.change? }))
                 .collect(),
         })
         .collect()
+}
+
+/// A journal row's ordering key, when it has one (a rejected row has none).
+fn ordering_key(entry: &JournalEntry) -> Option<OrderingKey> {
+    Some(OrderingKey {
+        effective_at: entry.effective_at?,
+        // No sequence orders as 0, as the ordering key has it.
+        sequence: entry.sequence.unwrap_or(0),
+        event_id: entry.event_id?,
+    })
 }
 
 /// What the tracer checks an item from ([`SignalStore::journal_tail`]): the item, its
@@ -189,12 +189,40 @@ impl JournalTail {
     /// The check's answer when it stands for the whole journal (`whole`, or
     /// `catalog_core::tail_settles`): `None` when older rows must be read first.
     pub fn check(&self) -> Option<Result<(), TraceGap>> {
-        let settles = self.whole || catalog_core::tail_settles(&offer_traces_of(&self.offers, &self.newest));
+        self.check_within(None)
+    }
+
+    /// [`JournalTail::check`] of a journal retention has cut at `reach` (decision 0050): what
+    /// each offer's state counts whose row may have been dropped is made up from the state
+    /// (`JournalReach::archived_changes`). Rows reaching back past an offer's dropped
+    /// snapshot settle it (every kept row newer than the snapshot is among them), and so do rows
+    /// reaching back to what may have been dropped (every older row is made up from the state):
+    /// the read is bounded by the retention, not the item's history.
+    pub fn check_within(&self, reach: Option<&JournalReach>) -> Option<Result<(), TraceGap>> {
+        let cut = offer_traces_of(&self.offers, &self.newest);
+        let oldest = self.newest.iter().filter_map(ordering_key).min();
+        let reaches_back = |offer: &StoredOffer| {
+            let (Some(reach), Some(oldest)) = (reach, oldest) else { return false };
+            reach.may_have_dropped(&oldest)
+                || offer
+                    .state
+                    .snapshot()
+                    .is_some_and(|snapshot| reach.may_have_dropped(&snapshot.key) && oldest <= snapshot.key)
+        };
+        let settles =
+            self.whole
+                || self.offers.iter().zip(&cut).all(|(offer, trace)| {
+                    catalog_core::tail_settles(std::slice::from_ref(trace)) || reaches_back(offer)
+                });
         settles.then(|| {
-            catalog_core::check_item(
-                self.item.quantity(),
-                &offer_traces_of(&self.offers, self.newest.iter().chain(&self.winners)),
-            )
+            let mut traces = offer_traces_of(&self.offers, self.newest.iter().chain(&self.winners));
+            if let Some(reach) = reach {
+                for (trace, offer) in traces.iter_mut().zip(&self.offers) {
+                    let archived = reach.archived_changes(&offer.state, &trace.applied);
+                    trace.applied.extend(archived);
+                }
+            }
+            catalog_core::check_item(self.item.quantity(), &traces)
         })
     }
 }

@@ -367,3 +367,64 @@ async fn days_a_dead_pass_detached_are_archived_or_attached_again() {
     let result = store.apply_batch(&batch(vec![replayed])).await.expect("the held row is journaled again");
     assert_eq!(result.decisions[0].outcome.as_str(), "applied");
 }
+
+/// Trace coverage after retention (decision 0050): an item whose snapshots were received on
+/// days retention dropped still re-derives (its offers' states make up what the archive
+/// holds), however many kept rows follow them, on both stores. Before, it was named
+/// `winner_not_journaled` (or `quantity_differs`) for good, and trace coverage, whose target
+/// is 100 %, held the gate shut. A kept row lost is still a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_whose_snapshots_retention_dropped_are_still_traced() {
+    use catalog_app::signals::{Tracer, TracerSettings};
+    use catalog_store::{CatalogStore, RetentionPolicy};
+
+    let database = TestDatabase::create().await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let postgres: Arc<dyn CatalogStore> = Arc::new(
+        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+            .await
+            .expect("connect"),
+    );
+    let sqlite: Arc<dyn CatalogStore> = Arc::new(
+        catalog_sqlite::SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default())
+            .await
+            .expect("open"),
+    );
+    // Snapshots received tomorrow; a hundred adjustments of one of them the day after next,
+    // more than the tracer's first read; retention keeps from the day between.
+    let second = |at: DateTime<Utc>| (at - base()).num_seconds();
+    let (snapshots_at, adjusted_at) = (second(start_of_day_from_today(1)), second(start_of_day_from_today(3)));
+    let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    for store in [&postgres, &sqlite] {
+        let mut events = vec![
+            incoming(1, &acme, StockChange::Updated { quantity: 10 }, snapshots_at, snapshots_at),
+            incoming(2, &globex, StockChange::Updated { quantity: 7 }, snapshots_at, snapshots_at),
+        ];
+        events.extend((0..100).map(|n| {
+            incoming(10 + n, &acme, StockChange::Adjusted { delta: 1 }, adjusted_at + n as i64, adjusted_at + n as i64)
+        }));
+        store.apply_batch(&batch(events)).await.expect("apply");
+        let policy = RetentionPolicy {
+            journal_cutoff: start_of_day_from_today(2),
+            claim_cutoff: base() - catalog_core::DEDUPE_HORIZON,
+            chunk: 500,
+        };
+        let archive_dir = tempfile::tempdir().expect("temp dir");
+        let mut archive = catalog_app::retention::NdjsonArchive::new(archive_dir.path());
+        let report = store.expire_journal(&policy, &mut archive).await.expect("expire");
+        assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 2, "{report:?}");
+
+        let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), Metrics::new());
+        let round = tracer.trace_once().await.expect("trace");
+        assert_eq!((round.checked, round.gaps), (1, 0), "{:?}", store.item_trace(acme.item_key().item_id()).await);
+    }
+
+    // A kept adjustment's row lost: the quantity no longer re-derives.
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
+    let lost_id = catalog_store::contract::event_id(50).0;
+    let deleted =
+        sqlx::query("DELETE FROM events WHERE event_id = $1").bind(lost_id).execute(&pool).await.expect("delete");
+    assert_eq!(deleted.rows_affected(), 1);
+    let mut tracer = Tracer::new(postgres.clone(), TracerSettings::default(), Metrics::new());
+    assert_eq!(tracer.trace_once().await.expect("trace").gaps, 1);
+}

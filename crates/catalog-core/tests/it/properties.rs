@@ -465,3 +465,73 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(Config { cases: CASES, ..Config::default() })]
+
+    /// Trace coverage after retention: whatever the arrival order and batching, once the rows
+    /// received before any horizon are dropped, every item still re-derives from the rows
+    /// kept and what each offer's state counts that retention explains
+    /// (`JournalReach::archived_changes`); and with a kept winning row missing, it does not.
+    #[test]
+    fn every_item_re_derives_from_its_kept_journal_and_what_retention_explains(
+        batches in deliveries().prop_flat_map(shuffled_batches),
+        horizon_pick in any::<prop::sample::Index>(),
+    ) {
+        let mut catalog = ReferenceCatalog::default();
+        let mut journal: BTreeMap<OfferKey, Vec<(catalog_core::AppliedChange, DateTime<Utc>)>> = BTreeMap::new();
+        for batch in &batches {
+            let plan = catalog.apply(batch, &AllSyncOn, ClockPolicy::default());
+            for (delivery, decision) in batch.iter().zip(&plan.decisions) {
+                let (Ok(event), Some(effective)) = (&delivery.decoded, decision.effective) else { continue };
+                if decision.outcome == catalog_core::Outcome::Applied {
+                    let change = catalog_core::AppliedChange { key: effective.key, change: event.change() };
+                    journal.entry(event.offer().clone()).or_default().push((change, delivery.received_at));
+                }
+            }
+        }
+        let mut receipts: Vec<DateTime<Utc>> = journal.values().flatten().map(|(_, received)| *received).collect();
+        receipts.sort_unstable();
+        receipts.push(receipts.last().copied().unwrap_or_else(base_time) + Duration::seconds(1));
+        let kept_since = receipts[horizon_pick.index(receipts.len())];
+        let reach = catalog_core::JournalReach { kept_since, max_skew: ClockPolicy::default().max_skew };
+        let traces = |key: &ItemKey, lose: Option<catalog_core::EventId>| -> Vec<catalog_core::OfferTrace> {
+            catalog
+                .offers()
+                .iter()
+                .filter(|(offer, _)| offer.tenant == key.tenant && offer.sku == key.sku)
+                .map(|(offer, state)| {
+                    let kept: Vec<catalog_core::AppliedChange> = journal
+                        .get(offer)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(change, received)| *received >= kept_since && Some(change.key.event_id) != lose)
+                        .map(|(change, _)| *change)
+                        .collect();
+                    let mut applied = reach.archived_changes(state, &kept);
+                    applied.extend(kept);
+                    catalog_core::OfferTrace {
+                        supplier: offer.supplier.clone(),
+                        winner: state.winner().map(|winner| winner.event_id),
+                        applied,
+                    }
+                })
+                .collect()
+        };
+        for (key, item) in catalog.items() {
+            prop_assert_eq!(catalog_core::check_item(item.quantity, &traces(key, None)), Ok(()), "item {:?}", key);
+        }
+        // A winner whose row retention kept, lost: named.
+        let kept_winner = catalog.offers().iter().find_map(|(offer, state)| {
+            let winner = state.winner()?;
+            let (_, received) = journal.get(offer)?.iter().find(|(change, _)| change.key == winner)?;
+            (*received >= kept_since && !reach.may_have_dropped(&winner)).then_some((offer, winner.event_id))
+        });
+        if let Some((offer, winner)) = kept_winner {
+            let key = ItemKey { tenant: offer.tenant.clone(), sku: offer.sku.clone() };
+            let quantity = catalog.items().get(&key).map_or(0, |item| item.quantity);
+            let gap = catalog_core::check_item(quantity, &traces(&key, Some(winner)));
+            prop_assert!(matches!(gap, Err(catalog_core::TraceGap::WinnerNotJournaled { .. })), "got {:?}", gap);
+        }
+    }
+}
