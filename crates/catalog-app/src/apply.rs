@@ -454,7 +454,7 @@ impl BatchSink for Applier {
     }
 
     fn source_error(&self, error: &SourceError) {
-        self.metrics.source_errors.with_label_values(&[error.source, error.operation]).inc();
+        self.metrics.source_errors.with_label_values(&[error.source, error.operation, error.class.as_str()]).inc();
         match error.class {
             FailureClass::Retryable => {
                 tracing::warn!(source = error.source, operation = error.operation, error = %error.message, "source error, retrying")

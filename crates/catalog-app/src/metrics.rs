@@ -190,8 +190,8 @@ impl Metrics {
         );
         let source_errors = counter(
             "catalog_source_errors_total",
-            "Failures inside a source, by kind of source and where they happened.",
-            &["source", "operation"],
+            "Failures inside a source, by kind of source, where they happened and their class (retryable, needs_supplier, needs_operator, fatal).",
+            &["source", "operation", "class"],
         );
         let offset_gaps = counter(
             "catalog_offset_gaps_total",

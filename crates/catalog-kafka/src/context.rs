@@ -16,15 +16,39 @@ use tokio::sync::{mpsc, watch};
 use crate::feed::Ownership;
 
 /// A Kafka client error as the source port reports it: `operation` says where it happened.
-/// Configuration errors need an operator; everything else librdkafka retries itself.
+/// Configuration errors need an operator, and so do the consume errors no retry mends: a
+/// batch this build cannot decompress or read, a topic or group the credentials may not read,
+/// a topic or partition that does not exist. librdkafka retries everything else itself.
 pub(crate) fn source_error(operation: &'static str, error: &KafkaError) -> SourceError {
     let class = match error {
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) | KafkaError::Subscription(_) => {
             FailureClass::NeedsOperator
         }
+        KafkaError::MessageConsumption(code) if needs_operator(*code) => FailureClass::NeedsOperator,
+        KafkaError::MessageConsumptionFatal(_) => FailureClass::Fatal,
         _ => FailureClass::Retryable,
     };
     SourceError { source: "kafka", operation, class, message: error.to_string() }
+}
+
+/// A consume error that stays until someone changes the build, the topic or the credentials.
+fn needs_operator(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        NotImplemented
+            | BadCompression
+            | UnsupportedCompressionType
+            | BadMessage
+            | InvalidMessage
+            | InvalidRecord
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+    )
 }
 
 /// Whether the source's connection to the brokers is up, as librdkafka last said: a broker
@@ -145,4 +169,30 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another thread panicked while holding it; the set inside
     // is still a valid set of partitions.
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::FailureClass;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::source_error;
+
+    #[test]
+    fn a_consume_error_no_retry_mends_needs_an_operator() {
+        let class = |error: KafkaError| source_error("consume", &error).class;
+        for code in [
+            RDKafkaErrorCode::NotImplemented,
+            RDKafkaErrorCode::BadCompression,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert_eq!(class(KafkaError::MessageConsumption(code)), FailureClass::NeedsOperator, "{code:?}");
+        }
+        for code in [RDKafkaErrorCode::BrokerTransportFailure, RDKafkaErrorCode::AllBrokersDown] {
+            assert_eq!(class(KafkaError::MessageConsumption(code)), FailureClass::Retryable, "{code:?}");
+        }
+        assert_eq!(class(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal)), FailureClass::Fatal);
+    }
 }

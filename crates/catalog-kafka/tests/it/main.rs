@@ -210,6 +210,36 @@ async fn every_partition_split_at_start_is_read_once_and_in_order() {
     assert!(sink.gaps.lock().expect("sink state").is_empty());
 }
 
+/// A supplier's producer may compress its batches with zstd, lz4 or gzip: each is read.
+/// zstd was not built in, and a zstd batch stopped its partition for good (retried forever as
+/// `__NOT_IMPLEMENTED`, a log line at warn), with queue lag green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_compressed_with_every_codec_are_read() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let codecs = ["zstd", "lz4", "gzip"];
+    for (partition, codec) in codecs.into_iter().enumerate() {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("compression.type", codec)
+            .set("linger.ms", "50")
+            .create()
+            .unwrap_or_else(|error| panic!("a {codec} producer: {error}"));
+        for n in 0..200 {
+            let payload = format!("message {n} of partition {partition}, compressed with {codec} {}", "x".repeat(100));
+            send(&producer, BaseRecord::<'_, str, str>::to(TOPIC).partition(partition as i32).payload(&payload));
+        }
+        producer.flush(Duration::from_secs(10)).expect("flush");
+    }
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "codecs", &sink);
+    assert_eq!(codecs.len(), PARTITIONS as usize, "one codec per partition");
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(200)).await;
+    member.stop().await;
+    assert_each_offset_once_in_order(&sink.applied(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_after_start_is_read_through_the_shared_queue() {
     let cluster = MockCluster::new(1).expect("mock cluster");
