@@ -89,12 +89,13 @@ pub(crate) async fn facts(pool: &PgPool, config: &StoreConfig, query: &FactsQuer
         counted.items_due_for_trace = count("items due for a trace", column(&row, "due")?)?;
         counted.untraced_items = count("untraced items", column(&row, "untraced")?)?;
     }
-    // A throttled record is a wait, not an attempt (decision 0007); a 409 is recorded as
+    // A throttled record is a wait, not an attempt (decision 0007); a skipped one (a SKU the
+    // channel does not list) sent nothing, so it is no attempt either; a 409 is recorded as
     // `superseded`, an attempt that did not fail.
     let rows = sqlx::query(
         "SELECT i.tenant_id, count(*) AS attempts, count(*) FILTER (WHERE a.result = 'dead_lettered') AS failures
          FROM publish_attempts AS a JOIN items AS i ON i.item_id = a.item_id
-         WHERE a.attempted_at >= $1 AND a.result <> 'throttled'
+         WHERE a.attempted_at >= $1 AND a.result NOT IN ('throttled', 'skipped')
          GROUP BY i.tenant_id",
     )
     .bind(query.now - query.publish_window)

@@ -49,6 +49,10 @@ pub(super) async fn attempts_keep_what_they_sent_and_a_skip_is_done_with_its_ver
     // Nor is the item stale there (decision 0044), in the gauge or in the signals' facts.
     assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 0, "a SKU not listed is not stale");
     assert_eq!(stale_in_facts(&*store).await, 0);
+    // Nor is a skip a publish attempt: nothing was sent, so it neither fails nor dilutes the
+    // publish errors signal (decision 0017).
+    let overall = facts(&*store).await.overall;
+    assert_eq!((overall.publish_attempts, overall.publish_failures), (1, 0), "only ebay's publish is an attempt");
 
     let counts = store.publish_attempt_counts(before).await.expect("counts");
     let counts: Vec<_> =
@@ -70,6 +74,11 @@ pub(super) async fn attempts_keep_what_they_sent_and_a_skip_is_done_with_its_ver
 
 /// The signals' count of stale items overall, ten minutes on (past the stale grace).
 async fn stale_in_facts(store: &dyn crate::CatalogStore) -> u64 {
+    facts(store).await.overall.stale_items
+}
+
+/// The signals' facts ten minutes on (past the stale grace, within the publish window).
+async fn facts(store: &dyn crate::CatalogStore) -> crate::FactsReport {
     let query = crate::FactsQuery {
         now: Utc::now() + Duration::minutes(10),
         stale_grace: Duration::seconds(60),
@@ -77,5 +86,5 @@ async fn stale_in_facts(store: &dyn crate::CatalogStore) -> u64 {
         trace_grace: Duration::minutes(5),
         max_named: 10,
     };
-    store.signal_facts(&query).await.expect("facts").overall.stale_items
+    store.signal_facts(&query).await.expect("facts")
 }
