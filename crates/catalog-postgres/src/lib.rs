@@ -247,7 +247,7 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
-        with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, channel)).await
+        with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, &self.config, channel)).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {

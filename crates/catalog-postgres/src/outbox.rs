@@ -168,14 +168,23 @@ pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, Stor
     .collect()
 }
 
-pub(crate) async fn stale_items(pool: &PgPool, channel: &str) -> Result<u64, StoreError> {
+/// Items of the tenants `channel` serves whose published version there lags their catalog
+/// version (a version the channel skipped counts as done: decision 0044). The routes are the
+/// signals' (`signals::routes`): an item no route of the channel serves is never queued there,
+/// so it is not stale there.
+pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<u64, StoreError> {
+    let (channels, route_tenants) = crate::signals::routes(config);
     let stale: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM items AS i
          LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
          LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = $1
-         WHERE i.version > GREATEST(coalesce(p.version, 0), coalesce(s.version, 0))",
+         WHERE i.version > GREATEST(coalesce(p.version, 0), coalesce(s.version, 0))
+           AND EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS r (channel, tenant_id)
+                       WHERE r.channel = $1 AND (r.tenant_id IS NULL OR r.tenant_id = i.tenant_id))",
     )
     .bind(channel)
+    .bind(&channels)
+    .bind(&route_tenants)
     .fetch_one(pool)
     .await
     .map_err(store_error)?;

@@ -23,7 +23,7 @@ use catalog_store::SignalStore;
 const OVERALL: &str = "*";
 
 /// The channel routes as two arrays: channel names, and the tenant each serves (NULL: all).
-fn routes(config: &StoreConfig) -> (Vec<String>, Vec<Option<String>>) {
+pub(crate) fn routes(config: &StoreConfig) -> (Vec<String>, Vec<Option<String>>) {
     let mut channels = Vec::new();
     let mut tenants = Vec::new();
     for route in &config.channels {

@@ -223,7 +223,7 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
-        publish::stale_items(&self.pool, channel).await
+        publish::stale_items(&self.pool, &self.config, channel).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {

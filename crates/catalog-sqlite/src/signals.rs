@@ -24,7 +24,7 @@ use catalog_store::SignalStore;
 const OVERALL: &str = "*";
 
 /// The channel routes as a JSON array of `[channel, tenant or null]`.
-fn routes(config: &StoreConfig) -> String {
+pub(crate) fn routes(config: &StoreConfig) -> String {
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
     for route in &config.channels {
         match &route.tenants {

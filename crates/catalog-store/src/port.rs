@@ -90,8 +90,9 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
-    /// Items whose published version on `channel` lags their catalog version: what the
-    /// channel shows is stale (waiting, retrying, or dead-lettered).
+    /// Items of the tenants `channel` serves (the store's routes) whose published version
+    /// there lags their catalog version: what the channel shows is stale (waiting, retrying,
+    /// or dead-lettered).
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError>;
 
     /// Dead letters not yet resolved (quarantined ones included), newest failure first.

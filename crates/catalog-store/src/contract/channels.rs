@@ -1,8 +1,9 @@
 //! Contract cases of what sales channels were sent: each attempt keeps the listing, quantity
 //! and rule it sent (shown in the item trace), a skipped publish is done with its version
-//! without holding or failing anything, and attempts are counted per channel and result.
+//! without holding or failing anything, attempts are counted per channel and result, and a
+//! channel's stale items are those of the tenants it serves.
 
-use catalog_core::StockChange;
+use catalog_core::{StockChange, TenantId};
 use chrono::{Duration, Utc};
 
 use super::fixtures::*;
@@ -70,6 +71,40 @@ pub(super) async fn attempts_keep_what_they_sent_and_a_skip_is_done_with_its_ver
         .await
         .expect("record");
     assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 0);
+}
+
+pub(super) async fn a_channel_routed_to_some_tenants_counts_only_their_items_stale<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let canary = TenantId::parse("canary").expect("valid tenant");
+    let config = StoreConfig {
+        channels: vec![crate::ChannelRoute::all("storefront"), crate::ChannelRoute::for_tenants("ebay", [canary])],
+        ..StoreConfig::default()
+    };
+    let (store, _guard) = factory(config).await;
+    let ours = offer("canary", "acme", "A-1");
+    let theirs = offer("other", "acme", "Z-1");
+    let events = vec![
+        incoming(1, &ours, StockChange::Updated { quantity: 3 }, 0, 1),
+        incoming(2, &theirs, StockChange::Updated { quantity: 4 }, 0, 2),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    assert_eq!(store.stale_items("storefront").await.expect("stale"), 2, "the storefront serves both tenants");
+    assert_eq!(store.stale_items("ebay").await.expect("stale"), 1, "ebay never gets other's item: not stale there");
+    assert_eq!(store.stale_items("walmart").await.expect("stale"), 0, "a channel no route names holds nothing");
+
+    // Both published on the storefront: canary's item is still stale on ebay, other's nowhere,
+    // in the gauge and in the signals' facts (past the stale grace) alike.
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    let records: Vec<PublishRecord> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    store.record_publishes(&records).await.expect("record");
+    assert_eq!(store.stale_items("storefront").await.expect("stale"), 0);
+    assert_eq!(store.stale_items("ebay").await.expect("stale"), 1, "canary's item past the grace is counted");
+    let facts = facts(&*store).await;
+    let stale_of = |name: &str| facts.tenants[&TenantId::parse(name).expect("valid tenant")].stale_items;
+    assert_eq!((stale_of("canary"), stale_of("other")), (1, 0));
 }
 
 /// The signals' count of stale items overall, ten minutes on (past the stale grace).
