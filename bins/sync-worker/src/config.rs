@@ -200,11 +200,13 @@ impl PublishArgs {
     }
 }
 
-/// The launch signals inside the worker: the sampler, the tracer and the progress reports.
+/// The launch signals inside the worker: the sampler, the tracer and the progress reports
+/// (which every worker sends, whatever `--signals` says).
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSignalArgs {
-    /// `on`: judge the launch signals every interval (samples, gauges), trace items against
-    /// the journal, and report source progress; `off` for workers that only apply.
+    /// `on`: judge the launch signals every interval (samples, gauges) and trace items against
+    /// the journal; `off` for workers that only apply. Source progress (queue lag) is
+    /// reported either way.
     #[arg(long = "signals", env = "CATALOG_SIGNALS", value_enum, default_value_t = Switch::On)]
     pub signals_mode: Switch,
 

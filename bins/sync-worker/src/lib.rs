@@ -148,19 +148,21 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
         }
     }
 
+    // Every worker reports its source's progress, `--signals off` too: queue lag, judged by
+    // the workers that sample, must see the partitions that workers only applying hold.
+    let progress = signals::report_progress(
+        applier.clone(),
+        store.clone(),
+        args.signals.progress_interval(),
+        stop_services.clone(),
+    );
+    services.spawn(progress.map(Ok));
     if args.signals.signals_mode == Switch::On {
         let sampler = signals::Sampler::new(store.clone(), args.signals.sampler_settings(), metrics.clone());
         services.spawn(sampler.run(stop_services.clone()).map(Ok));
         let tracer =
             signals::Tracer::new(store.clone(), args.signals.tracer_settings(args.store.clock()), metrics.clone());
         services.spawn(tracer.run(stop_services.clone()).map(Ok));
-        let progress = signals::report_progress(
-            applier.clone(),
-            store.clone(),
-            args.signals.progress_interval(),
-            stop_services.clone(),
-        );
-        services.spawn(progress.map(Ok));
     }
 
     if args.retention.journal_retention == Switch::On {

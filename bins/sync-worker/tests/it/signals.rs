@@ -1,7 +1,8 @@
 //! The launch signals in the worker's parts against real PostgreSQL: a worker that stops
 //! reporting turns queue lag red; an item whose winning journal row goes missing lowers trace
 //! coverage and is named; the gauges and the samples follow; the tracer reads each item back only
-//! as far as its offers' latest snapshots.
+//! as far as its offers' latest snapshots; a worker with `--signals off` still reports its
+//! source's progress.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use catalog_app::{Applier, BatchSink, Metrics};
 use catalog_core::{EventId, OfferKey, SignalSettings, Sku, Status, StockChange, SupplierEvent, SupplierId, TenantId};
 use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_store::prelude::*;
-use catalog_store::{BatchInput, StoreConfig};
+use catalog_store::{BatchInput, FactsQuery, StoreConfig};
 use catalog_testkit::{bench_events, incoming, TestDatabase};
 use chrono::{Duration, Utc};
 use tokio_util::sync::CancellationToken;
@@ -167,4 +168,64 @@ async fn the_tracer_reads_back_only_as_far_as_each_offers_latest_snapshot() {
     let round = tracer.trace_once().await.expect("trace");
     assert_eq!(round.gaps, 1, "a quantity the newest rows do not explain is a gap");
     assert!(metrics.render().contains("catalog_trace_checks_total{result=\"quantity_differs\"} 1"));
+}
+
+/// A worker that only applies (`--signals off`, as the option's help recommends) still reports
+/// its source's progress, or queue lag could not see the partitions it reads: while standard
+/// input stays open, its partition is in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_signals_off_still_reports_its_source_progress() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "-", "--metrics-addr", "off", "--signals", "off", "--progress-interval-secs", "1"])
+        .args(["--batch-max-wait-ms", "20"])
+        .env("RUST_LOG", "warn")
+        .current_dir(directory.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sync-worker");
+    let mut stdin = worker.stdin.take().expect("stdin");
+    let line = r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"SKU-1","quantity":4,"updated_at":"2026-06-01T12:00:00Z"}"#;
+    stdin.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+    stdin.flush().await.expect("flush");
+    // The log channel prints the item once it is applied: the store is migrated, the source
+    // is reading.
+    let mut published = tokio::io::BufReader::new(worker.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(std::time::Duration::from_secs(30), published.next_line())
+        .await
+        .expect("the event is applied and published")
+        .expect("read stdout")
+        .expect("a published line");
+
+    let path = directory.path().join("catalog.db");
+    let store = catalog_sqlite::SqliteStore::open_path(&path, StoreConfig::default()).await.expect("store");
+    let query = FactsQuery {
+        now: Utc::now(),
+        stale_grace: Duration::seconds(60),
+        publish_window: Duration::minutes(15),
+        trace_grace: Duration::minutes(5),
+        max_named: 10,
+    };
+    // Reports go out every second: ten seconds is plenty.
+    let mut partitions = Vec::new();
+    for _ in 0..100 {
+        partitions = store.signal_facts(&query).await.expect("facts").overall.partitions;
+        if !partitions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let reported: Vec<&str> = partitions.iter().map(|partition| partition.partition.as_str()).collect();
+    assert_eq!(reported, ["0"], "standard input's one partition is reported");
+
+    drop(stdin);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), worker.wait_with_output())
+        .await
+        .expect("the worker ends with its input")
+        .expect("wait for sync-worker");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
