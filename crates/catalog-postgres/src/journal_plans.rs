@@ -1,6 +1,7 @@
-//! Plan checks of the journal statements every batch runs: each must find its rows through
-//! an index (the claims' key, a journal partition's key), never by scanning the journal or
-//! the claims, which hold weeks of events.
+//! Plan checks of the journal statements every batch runs, and of the gate's sample: each
+//! must find its rows through an index (the claims' key, a journal partition's key, the
+//! tenant's receive order), never by scanning the journal or the claims, which hold weeks of
+//! events.
 //!
 //! An update that phrased the outcome test as a `CASE` once scanned the whole journal for
 //! every batch with a redelivery; with the journal partitioned by day (decision 0019) a lookup
@@ -19,6 +20,7 @@ use catalog_store::batch::{JournalUpdate, Redecided};
 
 use crate::apply::{journal_update_query, LOAD_PRIOR, UPDATE_JOURNAL};
 use crate::plans::{custom_plan, generic_plan};
+use crate::rollout::APPLIED_ITEMS;
 
 /// Journal rows in the test table. A journal holds far more rows than one batch touches, so
 /// a statement that can use the index does, and one that cannot scans: a batch looks up
@@ -139,5 +141,23 @@ async fn counting_redeliveries_and_redeciding_held_rows_uses_the_partition_keys(
     let generic = generic_plan(&mut connection, UPDATE_JOURNAL, &[], &arguments).await;
     for (mode, text) in [("custom", custom), ("generic", generic)] {
         assert_uses("_pkey", "UPDATE_JOURNAL", mode, &text);
+    }
+}
+
+/// The gate's sample walks the tenant's journal in receive order from one pick to the next,
+/// each step stopping at its first row (an ordered append of the partitions' indexes).
+#[tokio::test]
+async fn the_gate_sample_walks_the_tenant_s_receive_index() {
+    let (_database, mut connection) = journal_database().await;
+    let since = Utc::now() - chrono::Duration::days(1);
+    let explain = format!("EXPLAIN {APPLIED_ITEMS}");
+    let query = sqlx::query(&explain).bind("canary").bind(since).bind(3_i64);
+    let custom = custom_plan(&mut connection, query).await;
+    let since = format!("'{}'::timestamptz", since.to_rfc3339());
+    let generic =
+        generic_plan(&mut connection, APPLIED_ITEMS, &["text", "timestamptz", "int8"], &["'canary'", &since, "3"])
+            .await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert_uses("tenant_received", "APPLIED_ITEMS", mode, &text);
     }
 }

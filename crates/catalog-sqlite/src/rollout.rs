@@ -218,9 +218,29 @@ pub(crate) async fn sign_offs(
         .collect()
 }
 
-/// How many applied journal rows are read per item wanted: the sample needs distinct items,
-/// and a busy item has many rows.
-const ROWS_PER_ITEM: usize = 20;
+/// The gate's sample: the first `?3` distinct items applied since `?2`, each at its first
+/// applied row. Each step walks the tenant's journal by `events_tenant_received` from the
+/// previous pick to the next applied row of an item not yet picked (those picked kept as a
+/// JSON array), so it reads the rows up to the last pick and no further, however busy a hot
+/// item is.
+const APPLIED_ITEMS: &str = "WITH RECURSIVE picked (n, skus, sku, received_at, journal_id) AS (
+         SELECT * FROM (
+             SELECT 1, json_array(sku), sku, received_at, journal_id FROM events
+             WHERE tenant_id = ?1 AND received_at >= ?2 AND outcome = 'applied' AND sku IS NOT NULL
+             ORDER BY received_at, journal_id LIMIT 1
+         )
+         UNION ALL
+         SELECT p.n + 1, json_insert(p.skus, '$[#]', e.sku), e.sku, e.received_at, e.journal_id
+         FROM picked AS p JOIN events AS e ON e.journal_id = (
+             SELECT journal_id FROM events
+             WHERE tenant_id = ?1 AND received_at >= p.received_at AND outcome = 'applied'
+               AND sku IS NOT NULL AND sku NOT IN (SELECT value FROM json_each(p.skus))
+               AND (received_at, journal_id) > (p.received_at, p.journal_id)
+             ORDER BY received_at, journal_id LIMIT 1
+         )
+         WHERE p.n < ?3
+     )
+     SELECT sku, received_at FROM picked ORDER BY n";
 
 pub(crate) async fn applied_items_since(
     pool: &SqlitePool,
@@ -228,28 +248,23 @@ pub(crate) async fn applied_items_since(
     since: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<AppliedItem>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT sku, received_at FROM events
-         WHERE tenant_id = ?1 AND received_at >= ?2 AND outcome = 'applied'
-         ORDER BY received_at, journal_id LIMIT ?3",
-    )
-    .bind(tenant.as_str())
-    .bind(micros(since))
-    .bind(i64::try_from(limit.saturating_mul(ROWS_PER_ITEM)).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)?;
-    let mut items: Vec<AppliedItem> = Vec::new();
-    for row in &rows {
-        let sku: Option<String> = column(row, "sku")?;
-        let Some(sku) = sku else { continue };
-        let sku = rows::sku(&sku)?;
-        let item_id = ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
-        if items.len() < limit && !items.iter().any(|item| item.item_id == item_id) {
-            items.push(AppliedItem { item_id, sku, first_applied_at: time_column(row, "received_at")? });
-        }
+    if limit == 0 {
+        return Ok(Vec::new());
     }
-    Ok(items)
+    let rows = sqlx::query(APPLIED_ITEMS)
+        .bind(tenant.as_str())
+        .bind(micros(since))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let sku = rows::sku(&column::<String>(row, "sku")?)?;
+            let item_id = ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
+            Ok(AppliedItem { item_id, sku, first_applied_at: time_column(row, "received_at")? })
+        })
+        .collect()
 }
 
 #[async_trait]

@@ -453,6 +453,15 @@ where
     assert_eq!(skus, ["S-1", "S-2", "S-0"], "distinct items, the first applied first");
     assert_eq!(applied[0].item_id, item_id("canary", "S-1"));
     assert_eq!(store.applied_items_since(&canary, base(), 2).await.expect("applied").len(), 2);
+    // A hot item's many rows do not crowd the others out of the sample: 61 applied events of
+    // A-1, then one each of B-1 and C-1.
+    let hot = (0..61u64).map(|n| (n, "A-1")).chain([(61, "B-1"), (62, "C-1")]).map(|(n, sku)| {
+        incoming(100 + n, &offer("hot", "acme", sku), StockChange::Updated { quantity: n as i64 }, n as i64, n as i64)
+    });
+    store.apply_batch(&batch(hot.collect())).await.expect("apply");
+    let applied = store.applied_items_since(&tenant("hot"), base(), 3).await.expect("applied");
+    let skus: Vec<String> = applied.iter().map(|item| item.sku.to_string()).collect();
+    assert_eq!(skus, ["A-1", "B-1", "C-1"], "three distinct items, the first applied first");
 
     let signed_at = Utc::now();
     let sign_off = SignOff {
