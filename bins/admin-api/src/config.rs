@@ -84,13 +84,13 @@ pub enum GateCommand {
     /// the gate refuses it (every reason printed), 2 on an error.
     Check {
         /// The tenant.
-        #[arg(long)]
+        #[arg(long, env = "CATALOG_GATE_TENANT")]
         tenant: String,
         /// `canary`, `widen`, `open` or `rollback`.
-        #[arg(long)]
+        #[arg(long, env = "CATALOG_GATE_STEP")]
         step: String,
         /// The supplier of a `canary` or `widen` step.
-        #[arg(long)]
+        #[arg(long, env = "CATALOG_GATE_SUPPLIER")]
         supplier: Option<String>,
     },
 }
@@ -100,11 +100,11 @@ pub enum TokensCommand {
     /// Create a token and print it, once, on standard output; only its hash is stored.
     Add {
         /// A unique name for the token's holder, shown in the audit log.
-        #[arg(long)]
+        #[arg(long, env = "CATALOG_TOKEN_NAME")]
         name: String,
         /// What the token may do: `viewer` reads, `operator` also changes flags and dead
         /// letters, `admin` also manages tokens.
-        #[arg(long, value_parser = crate::auth::parse_role)]
+        #[arg(long, env = "CATALOG_TOKEN_ROLE", value_parser = crate::auth::parse_role)]
         role: Role,
     },
     /// List tokens: name, role, created, revoked.
@@ -112,6 +112,26 @@ pub enum TokensCommand {
     /// Revoke the token with this name.
     Revoke {
         /// The token's name.
+        #[arg(env = "CATALOG_TOKEN_NAME")]
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::AdminArgs;
+
+    #[test]
+    fn the_admin_options_are_well_formed() {
+        AdminArgs::command().debug_assert();
+    }
+
+    /// Every option, in every subcommand (`tokens add`, `gate check`, …), is a flag and a
+    /// `CATALOG_*` variable with help text.
+    #[test]
+    fn every_admin_option_has_an_environment_variable_and_help() {
+        assert_eq!(catalog_cli::options::lacking_env_or_help(&AdminArgs::command()), Vec::<String>::new());
+    }
 }

@@ -33,7 +33,7 @@ pub struct ReplayArgs {
     pub supplier: Option<SupplierId>,
 
     /// Print the item ids and what would change, and write nothing.
-    #[arg(long)]
+    #[arg(long, env = "CATALOG_REPLAY_DRY_RUN")]
     pub dry_run: bool,
 
     /// Replay only the window's held events. They are never dropped by retention (a day that
@@ -118,4 +118,22 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     )
     .context("writing to standard error")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::ReplayArgs;
+
+    #[test]
+    fn the_replay_options_are_well_formed() {
+        ReplayArgs::command().debug_assert();
+    }
+
+    /// Every option is a flag and a `CATALOG_*` variable with help text.
+    #[test]
+    fn every_replay_option_has_an_environment_variable_and_help() {
+        assert_eq!(catalog_cli::options::lacking_env_or_help(&ReplayArgs::command()), Vec::<String>::new());
+    }
 }

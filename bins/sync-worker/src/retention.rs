@@ -72,4 +72,10 @@ mod tests {
     fn the_worker_options_are_well_formed() {
         WorkerArgs::command().debug_assert();
     }
+
+    /// Every option is a flag and a `CATALOG_*` variable with help text.
+    #[test]
+    fn every_worker_option_has_an_environment_variable_and_help() {
+        assert_eq!(catalog_cli::options::lacking_env_or_help(&WorkerArgs::command()), Vec::<String>::new());
+    }
 }
