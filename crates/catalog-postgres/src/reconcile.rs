@@ -72,9 +72,21 @@ pub(crate) async fn correct(
     corrections: &[DriftCorrection],
 ) -> Result<Vec<ItemId>, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
+    // Locked first, in the order batches lock items (`BatchKeys`: (tenant, sku) in byte order,
+    // `COLLATE "C"`), so a round of corrections and a batch never wait on each other in a
+    // cycle; the updates below then find their rows locked, whatever their order.
+    let ids: Vec<Uuid> = corrections.iter().map(|correction| correction.item_id.0).collect();
+    sqlx::query(
+        r#"SELECT item_id FROM items WHERE item_id = ANY($1)
+           ORDER BY tenant_id COLLATE "C", sku COLLATE "C" FOR UPDATE"#,
+    )
+    .bind(&ids)
+    .execute(&mut *transaction)
+    .await
+    .map_err(store_error)?;
     let mut outbox = Vec::new();
     let mut corrected = Vec::new();
-    // In item id order, the order batches lock items in.
+    // In item id order, so `corrected` is in the order the port promises.
     let mut ordered: Vec<&DriftCorrection> = corrections.iter().collect();
     ordered.sort_by_key(|correction| correction.item_id.0);
     for correction in ordered {

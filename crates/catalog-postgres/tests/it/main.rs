@@ -1,10 +1,12 @@
 //! Integration tests of the Postgres store: the shared contract suite on a fresh database
 //! per test, plus what only a server can show (a transaction cut off midway, separate
-//! stores on one database healing dead letters at once, timeouts, TLS).
+//! stores on one database healing dead letters at once, drift corrections beside a batch's
+//! locks, timeouts, TLS).
 
 mod failures;
 mod healing;
 mod migrations;
+mod reconcile;
 mod recording;
 mod timeouts;
 mod tls;
