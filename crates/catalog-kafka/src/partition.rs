@@ -26,7 +26,8 @@ const FIRST_IDLE_CHECK: Duration = Duration::from_millis(500);
 const MAX_IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// How long a partition read from its own queue stays quiet, nothing pending, before its
-/// checkpoint is moved past offsets that held no message (decision 0042).
+/// checkpoint is moved past offsets that held no message (decision 0042); doubling up to
+/// [`MAX_IDLE_CHECK`] while it stays quiet and nothing moves.
 const PASS_MARKERS_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct PartitionWorker {
@@ -64,9 +65,9 @@ impl PartitionWorker {
         // Whether a message past the start was read: from then on, offsets jumped over are
         // checked (the start check accounts for those before the first).
         let mut reading = false;
-        // Whether messages were read past the start since the checkpoint was last compared
-        // with librdkafka's position (`pass_markers`).
-        let mut markers_unchecked = false;
+        // How long to stay quiet before comparing the checkpoint with librdkafka's position
+        // (`pass_markers`): a stretch of aborted records and markers moves it without a message.
+        let mut markers_check = PASS_MARKERS_AFTER;
         loop {
             let received = match (deadline.as_mut(), rewind.as_mut()) {
                 (Some(timer), _) => tokio::select! {
@@ -86,16 +87,28 @@ impl PartitionWorker {
                     () = tokio::time::sleep(idle_check) => {
                         idle_check = (idle_check * 2).min(MAX_IDLE_CHECK);
                         self.check_start(unchecked, Seen::Nothing).await;
+                        // Read from the log's start, nothing came, yet librdkafka's position
+                        // passed the wanted offset: what lies between held no message for
+                        // this worker (aborted records, markers), and nothing else comes.
+                        if matches!(input, Feed::Queue(_)) && unchecked.sought_the_floor() {
+                            let passed = self.pass_markers(unchecked.want()).await?;
+                            if passed > unchecked.want() {
+                                next_offset = passed;
+                                rewind = None;
+                            }
+                        }
                         continue;
                     }
                 },
-                // Quiet, nothing pending: a transaction's marker may follow the last message.
-                (None, None) if markers_unchecked && matches!(input, Feed::Queue(_)) => tokio::select! {
+                // Quiet, nothing pending: a transaction's marker may follow the last message,
+                // or a stretch of aborted records and markers may have arrived alone.
+                (None, None) if matches!(input, Feed::Queue(_)) => tokio::select! {
                     biased;
                     received = input.next() => received,
-                    () = tokio::time::sleep(PASS_MARKERS_AFTER) => {
-                        markers_unchecked = false;
-                        next_offset = self.pass_markers(next_offset).await?;
+                    () = tokio::time::sleep(markers_check) => {
+                        let passed = self.pass_markers(next_offset).await?;
+                        markers_check = if passed > next_offset { PASS_MARKERS_AFTER } else { (markers_check * 2).min(MAX_IDLE_CHECK) };
+                        next_offset = passed;
                         continue;
                     }
                 },
@@ -120,7 +133,7 @@ impl PartitionWorker {
                         }
                         rewind = None;
                     }
-                    markers_unchecked = true;
+                    markers_check = PASS_MARKERS_AFTER;
                     // Below the checkpoint, or at or below a message the pending batch holds
                     // (a broker that resets its fetch delivers messages again): held already.
                     let expected = pending.last().map_or(next_offset, |last| last.offset + 1);
@@ -260,6 +273,9 @@ impl PartitionWorker {
         if position <= next_offset {
             return Ok(next_offset);
         }
+        // Retention may have deleted offsets the member had not read, the next record read
+        // being a marker: a gap, as between two messages.
+        self.check_jump(next_offset, position);
         tracing::debug!(
             partition = self.partition,
             from = next_offset,

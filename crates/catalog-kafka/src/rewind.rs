@@ -67,6 +67,12 @@ impl Rewind {
         self.n_seeks
     }
 
+    /// Whether the fetch was last sought to the partition's low watermark: it reads every
+    /// record from there, none skipped by a fetch starting inside a record batch.
+    pub(crate) fn sought_the_floor(&self) -> bool {
+        self.floor.is_some() && self.sought == self.floor
+    }
+
     /// The partition's low watermark. Offsets below it were deleted: when it lies beyond the
     /// wanted offset, the offsets in between are a gap (returned), and reading starts at it.
     pub(crate) fn low_watermark(&mut self, low_watermark: i64) -> Option<(i64, i64)> {

@@ -436,3 +436,37 @@ async fn a_partition_ending_in_a_transaction_marker_is_read_to_its_end() {
     assert_eq!(applied[&1], (0..20).collect::<Vec<_>>());
     assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
 }
+
+/// A stretch that delivers no message at all (a lone marker; aborted records and their
+/// marker, which `read_committed` keeps from the application) still moves the checkpoint to
+/// the partition's end: after a quiet spell with nothing delivered, and in a partition that
+/// never held a message. Before, only a delivered message armed the check: the checkpoint
+/// stayed below the end for good, every other member took the partition for stalled and
+/// rejoined the group every minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stretch_that_delivers_no_message_is_passed() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    // Partition 0 holds only a marker; partitions 1 and 2 ten messages each.
+    assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 0);
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    for partition in 1..PARTITIONS {
+        for n in 0..10 {
+            send(&producer, BaseRecord::<'_, str, str>::to(TOPIC).partition(partition).payload(&format!("m{n}")));
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "no-message", &sink);
+    let ends = HashMap::from([(0, 1), (1, 10), (2, 10)]);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == ends).await;
+
+    // Quiet, caught up: a marker alone after the last message of partition 1.
+    assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 1), 10);
+    let ends = HashMap::from([(0, 1), (1, 11), (2, 10)]);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == ends).await;
+    member.stop().await;
+    assert!(sink.applied().get(&0).is_none_or(Vec::is_empty), "nothing applied of a marker");
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
+}
