@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rdkafka::consumer::MessageStream;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::Message;
+use rdkafka::{Message, Timestamp};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,9 @@ pub(crate) struct OwnedDelivery {
     pub(crate) payload: Vec<u8>,
     /// The `traceparent` header, validated; an invalid one is reported when the batch is cut.
     pub(crate) traceparent: Option<Result<TraceParent, InvalidTraceParent>>,
+    /// When the broker appended it, on a topic that keeps `LogAppendTime`; `None` on one that
+    /// keeps the producer's `CreateTime`, the supplier's clock, which may run behind or ahead:
+    /// waiting is then timed from `received_at`.
     pub(crate) broker_timestamp: Option<DateTime<Utc>>,
     pub(crate) received_at: DateTime<Utc>,
 }
@@ -35,7 +38,10 @@ impl OwnedDelivery {
             // invalid_payload and journaled like any other bad message.
             payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             traceparent,
-            broker_timestamp: message.timestamp().to_millis().and_then(DateTime::from_timestamp_millis),
+            broker_timestamp: match message.timestamp() {
+                Timestamp::LogAppendTime(millis) => DateTime::from_timestamp_millis(millis),
+                Timestamp::CreateTime(_) | Timestamp::NotAvailable => None,
+            },
             received_at: Utc::now(),
         }
     }

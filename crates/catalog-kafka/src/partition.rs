@@ -197,7 +197,7 @@ impl PartitionWorker {
     async fn flush(&self, pending: &mut PendingBatch<OwnedDelivery>, next_offset: i64) -> Result<i64, SinkError> {
         let Some(last) = pending.last() else { return Ok(next_offset) };
         let new_next_offset = last.offset + 1;
-        let last_message_at = last.broker_timestamp;
+        let last_message_at = Some(last.broker_timestamp.unwrap_or(last.received_at));
         // One name for the whole batch, shared by its events.
         let source: Arc<str> = self.source.as_str().into();
         let events = pending

@@ -39,6 +39,8 @@ struct RecordingSink {
     /// When set, each batch takes a permit before it is applied: a test holds the member
     /// in the middle of a batch.
     permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// Every time a partition was said to have a message waiting since.
+    waiting_since: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl RecordingSink {
@@ -99,7 +101,9 @@ impl BatchSink for RecordingSink {
 
     fn partition_started(&self, _source: &str, _partition: i32) {}
 
-    fn message_waiting(&self, _source: &str, _partition: i32, _at: chrono::DateTime<chrono::Utc>) {}
+    fn message_waiting(&self, _source: &str, _partition: i32, at: chrono::DateTime<chrono::Utc>) {
+        self.waiting_since.lock().expect("sink state").push(at);
+    }
 
     fn partition_done(&self, _source: &str, _partition: i32) {}
 }
@@ -469,4 +473,32 @@ async fn a_stretch_that_delivers_no_message_is_passed() {
     member.stop().await;
     assert!(sink.applied().get(&0).is_none_or(Vec::is_empty), "nothing applied of a marker");
     assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
+}
+
+/// Queue lag is timed from when the worker received a message, not from the producer's
+/// `CreateTime`: a supplier whose clock runs ten minutes behind does not turn the signal red
+/// for every tenant (nor one ahead hide a real backlog).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_clock_behind_is_no_queue_lag() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let ten_minutes_ago = (started - chrono::Duration::minutes(10)).timestamp_millis();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    for n in 0..10 {
+        let payload = format!("m{n}");
+        send(
+            &producer,
+            BaseRecord::<'_, str, str>::to(TOPIC).partition(0).payload(&payload).timestamp(ten_minutes_ago),
+        );
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "clock-behind", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&10)).await;
+    member.stop().await;
+    let waiting = sink.waiting_since.lock().expect("sink state").clone();
+    assert!(!waiting.is_empty());
+    assert!(waiting.iter().all(|at| *at >= started), "timed from receipt: {waiting:?}, started {started}");
 }
