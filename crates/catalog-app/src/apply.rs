@@ -451,6 +451,11 @@ impl BatchSink for Applier {
             progress.partitions.remove(&(source.to_owned(), partition));
             progress.done.push((source.to_owned(), partition));
         });
+        // Its new owner reports its lag: this worker's last value must not stand for it on a
+        // dashboard's max. (A series never set has nothing to remove.)
+        let label = partition.to_string();
+        let _ = self.metrics.queue_lag_seconds.remove_label_values(&[&label]);
+        let _ = self.metrics.queue_lag_messages.remove_label_values(&[&label]);
     }
 
     fn source_error(&self, error: &SourceError) {

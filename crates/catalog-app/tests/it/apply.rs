@@ -255,4 +255,18 @@ async fn queue_lag_is_zero_once_a_batch_reaches_the_partition_s_end() {
     caught_up.high_watermark = Some(10);
     run.applier.apply(caught_up).await.expect("apply");
     assert_eq!(lag(&run.metrics), (0, 0));
+
+    // Revoked (or read to its end): its series go, so a worker's last value never stands for
+    // a partition another member now reads.
+    let mut behind = source_batch();
+    behind.high_watermark = Some(50);
+    run.applier.apply(behind).await.expect("apply");
+    assert!(run.metrics.render().contains("catalog_queue_lag_messages{partition=\"0\"}"));
+    catalog_app::BatchSink::partition_done(&run.applier, KAFKA, 0);
+    let rendered = run.metrics.render();
+    assert!(
+        !rendered.contains("catalog_queue_lag_messages{partition=")
+            && !rendered.contains("catalog_queue_lag_seconds{partition="),
+        "{rendered}"
+    );
 }
