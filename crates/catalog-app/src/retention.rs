@@ -94,7 +94,7 @@ impl Drop for Partial {
 
 impl ArchiveSink for NdjsonArchive {
     fn begin(&mut self, name: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.directory)?;
+        create_durably(&self.directory)?;
         // A partial file of this pass alone (two workers' passes, or a pass beside the
         // leftovers of one that died, never write into one file).
         let partial = self.directory.join(format!(
@@ -211,6 +211,26 @@ impl<'a> From<&'a JournalEntry> for ArchivedRow<'a> {
             decided_at: entry.decided_at,
         }
     }
+}
+
+/// Creates `directory` and the missing directories above it, each made durable in its parent
+/// (a crash must not lose the directory an archive was linked into, after its rows were
+/// dropped).
+fn create_durably(directory: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> =
+        directory.ancestors().take_while(|path| !path.as_os_str().is_empty() && !path.exists()).collect();
+    for path in missing.into_iter().rev() {
+        match std::fs::create_dir(path) {
+            Ok(()) => {}
+            // Another worker's pass made it meanwhile.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            sync_directory(parent)?;
+        }
+    }
+    Ok(())
 }
 
 fn sync_directory(directory: &Path) -> std::io::Result<()> {

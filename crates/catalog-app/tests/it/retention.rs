@@ -347,8 +347,11 @@ async fn days_a_dead_pass_detached_are_archived_or_attached_again() {
     }
 
     let archive_dir = tempfile::tempdir().expect("temp dir");
-    let settings = a_day_s_retention(archive_dir.path(), 300);
+    // A directory that does not exist yet, two levels deep: made by the pass.
+    let nested = archive_dir.path().join("journal").join("archive");
+    let settings = a_day_s_retention(&nested, 300);
     let report = run_once(&store, &settings, &Metrics::new(), start_of_day_from_today(4)).await.expect("pass");
+    assert!(report.dropped.iter().all(|segment| std::path::Path::new(&segment.archive).starts_with(&nested)));
     let first_name = format!("events_{}", first_day.format("%Y%m%d"));
     let dropped: Vec<(&str, u64)> = report
         .dropped
