@@ -9,14 +9,18 @@ use sqlx::PgPool;
 use crate::columns::column;
 use crate::store_error;
 
-pub(crate) async fn set_tenant_sync(pool: &PgPool, tenant: &TenantId, enabled: bool) -> Result<(), StoreError> {
+pub(crate) async fn set_tenant_sync<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    tenant: &TenantId,
+    enabled: bool,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO tenants (tenant_id, sync_enabled) VALUES ($1, $2)
          ON CONFLICT (tenant_id) DO UPDATE SET sync_enabled = EXCLUDED.sync_enabled, updated_at = now()",
     )
     .bind(tenant.as_str())
     .bind(enabled)
-    .execute(pool)
+    .execute(executor)
     .await
     .map_err(store_error)?;
     Ok(())
@@ -36,6 +40,17 @@ pub(crate) async fn set_supplier_sync(
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
+    upsert_supplier_sync(&mut transaction, tenant, supplier, enabled).await?;
+    transaction.commit().await.map_err(store_error)
+}
+
+/// Sets one supplier's flag, in a transaction that made its tenant's row.
+pub(crate) async fn upsert_supplier_sync(
+    transaction: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    supplier: &SupplierId,
+    enabled: bool,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled) VALUES ($1, $2, $3)
          ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET sync_enabled = EXCLUDED.sync_enabled, updated_at = now()",
@@ -43,10 +58,10 @@ pub(crate) async fn set_supplier_sync(
     .bind(tenant.as_str())
     .bind(supplier.as_str())
     .bind(enabled)
-    .execute(&mut *transaction)
+    .execute(transaction)
     .await
     .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)
+    Ok(())
 }
 
 pub(crate) async fn tenant_flags(pool: &PgPool, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {

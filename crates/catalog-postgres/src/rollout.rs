@@ -1,7 +1,7 @@
 //! The rollout role on Postgres: a tenant's gate stage written with the sync flags it
 //! implies in one transaction, its history, and support's sign-offs.
 
-use catalog_core::{ItemId, ItemKey, Rollout, TenantId};
+use catalog_core::{ItemId, ItemKey, Rollout, SupplierId, TenantId};
 use catalog_store::{
     rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
     SignOffRecord, StoreError,
@@ -39,10 +39,13 @@ pub(crate) async fn rollout(pool: &PgPool, tenant: &TenantId) -> Result<RolloutS
     })
 }
 
-pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
-    let tenant = change.tenant.as_str();
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    // The tenant row is the lock every change of its rollout and flags takes first.
+/// Takes the tenant row's lock, the one every change of its rollout and flags takes first
+/// (making the row if need be), and reads its rollout under it.
+async fn lock_rollout(
+    transaction: &mut sqlx::PgConnection,
+    tenant: &str,
+    default_enabled: bool,
+) -> Result<Rollout, StoreError> {
     sqlx::query("INSERT INTO tenants (tenant_id, sync_enabled) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(tenant)
         .bind(default_enabled)
@@ -59,15 +62,39 @@ pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &Rollou
         .fetch_optional(&mut *transaction)
         .await
         .map_err(store_error)?;
-    let current = match current {
-        None => Rollout::Closed,
+    match current {
+        None => Ok(Rollout::Closed),
         Some(row) => {
             let stage: String = column(&row, "stage")?;
             let suppliers: String = column(&row, "suppliers")?;
-            stored_rollout(&stage, &parse_suppliers(&suppliers)?)?
+            stored_rollout(&stage, &parse_suppliers(&suppliers)?)
         }
-    };
-    if current != change.from {
+    }
+}
+
+pub(crate) async fn switch_on_within(
+    pool: &PgPool,
+    default_enabled: bool,
+    tenant: &TenantId,
+    supplier: Option<&SupplierId>,
+    stage: &Rollout,
+) -> Result<bool, StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await? != *stage {
+        return Ok(false);
+    }
+    match supplier {
+        None => crate::flags::set_tenant_sync(&mut *transaction, tenant, true).await?,
+        Some(supplier) => crate::flags::upsert_supplier_sync(&mut transaction, tenant, supplier, true).await?,
+    }
+    transaction.commit().await.map_err(store_error)?;
+    Ok(true)
+}
+
+pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
+    let tenant = change.tenant.as_str();
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    if lock_rollout(&mut transaction, tenant, default_enabled).await? != change.from {
         return Ok(false);
     }
     let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
@@ -281,6 +308,17 @@ impl RolloutStore for PostgresStore {
     async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
         let default_enabled = self.config.default_sync_enabled;
         crate::with_deadline(self.deadline, "change_rollout", self::change(&self.pool, default_enabled, change)).await
+    }
+
+    async fn switch_on_within(
+        &self,
+        tenant: &TenantId,
+        supplier: Option<&SupplierId>,
+        stage: &Rollout,
+    ) -> Result<bool, StoreError> {
+        let default_enabled = self.config.default_sync_enabled;
+        let switch = switch_on_within(&self.pool, default_enabled, tenant, supplier, stage);
+        crate::with_deadline(self.deadline, "switch_on_within", switch).await
     }
 
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {

@@ -80,19 +80,24 @@ pub(crate) fn create_and_load(
 
 pub(crate) async fn set_tenant_sync(writer: &Writer, tenant: &TenantId, sync_enabled: bool) -> Result<(), StoreError> {
     let tenant = tenant.clone();
-    writer
-        .transaction(move |connection| {
-            connection
-                .prepare_cached(
-                    "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-                     ON CONFLICT (tenant_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
-                     updated_at = excluded.updated_at",
-                )
-                .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), sync_enabled, micros(Utc::now())]))
-                .map_err(write_error)?;
-            Ok(())
-        })
-        .await
+    writer.transaction(move |connection| upsert_tenant_sync(connection, &tenant, sync_enabled)).await
+}
+
+/// Sets a tenant's flag, making its row if need be, in the writer's transaction.
+pub(crate) fn upsert_tenant_sync(
+    connection: &Connection,
+    tenant: &TenantId,
+    sync_enabled: bool,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO tenants (tenant_id, sync_enabled, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
+             updated_at = excluded.updated_at",
+        )
+        .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), sync_enabled, micros(Utc::now())]))
+        .map_err(write_error)?;
+    Ok(())
 }
 
 pub(crate) async fn set_supplier_sync(
@@ -105,20 +110,31 @@ pub(crate) async fn set_supplier_sync(
     let (tenant, supplier) = (tenant.clone(), supplier.clone());
     writer
         .transaction(move |connection| {
-            let now = micros(Utc::now());
-            insert_tenant_if_missing(connection, &tenant, default_sync_enabled, now)?;
-            connection
-                .prepare_cached(
-                    "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?4) \
-                     ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
-                     updated_at = excluded.updated_at",
-                )
-                .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), supplier.as_str(), sync_enabled, now]))
-                .map_err(write_error)?;
-            Ok(())
+            upsert_supplier_sync(connection, &tenant, &supplier, sync_enabled, default_sync_enabled)
         })
         .await
+}
+
+/// Sets one supplier's flag, making its tenant's row if need be, in the writer's transaction.
+pub(crate) fn upsert_supplier_sync(
+    connection: &Connection,
+    tenant: &TenantId,
+    supplier: &SupplierId,
+    sync_enabled: bool,
+    default_sync_enabled: bool,
+) -> Result<(), StoreError> {
+    let now = micros(Utc::now());
+    insert_tenant_if_missing(connection, tenant, default_sync_enabled, now)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (tenant_id, supplier_id) DO UPDATE SET sync_enabled = excluded.sync_enabled, \
+             updated_at = excluded.updated_at",
+        )
+        .and_then(|mut upsert| upsert.execute(params![tenant.as_str(), supplier.as_str(), sync_enabled, now]))
+        .map_err(write_error)?;
+    Ok(())
 }
 
 pub(crate) async fn tenant_flags(pool: &SqlitePool, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {

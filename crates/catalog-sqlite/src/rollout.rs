@@ -1,7 +1,7 @@
 //! The rollout role on SQLite: a tenant's gate stage written with the sync flags it implies
 //! in one transaction on the writer, its history, and support's sign-offs.
 
-use catalog_core::{ItemId, ItemKey, Rollout, TenantId};
+use catalog_core::{ItemId, ItemKey, Rollout, SupplierId, TenantId};
 use catalog_store::{
     rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
     SignOffRecord, StoreError,
@@ -43,23 +43,51 @@ pub(crate) async fn rollout(pool: &SqlitePool, tenant: &TenantId) -> Result<Roll
     })
 }
 
+/// A tenant's rollout as the writer's transaction reads it.
+fn current_rollout(connection: &rusqlite::Connection, tenant: &str) -> Result<Rollout, StoreError> {
+    let current: Option<(String, String)> = connection
+        .query_row("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = ?1", [tenant], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .map_err(write_error)?;
+    match current {
+        None => Ok(Rollout::Closed),
+        Some((stage, suppliers)) => stored_rollout(&stage, &parse_suppliers(&suppliers)?),
+    }
+}
+
+pub(crate) async fn switch_on_within(
+    writer: &Writer,
+    default_enabled: bool,
+    tenant: &TenantId,
+    supplier: Option<&SupplierId>,
+    stage: &Rollout,
+) -> Result<bool, StoreError> {
+    let (tenant, supplier, stage) = (tenant.clone(), supplier.cloned(), stage.clone());
+    writer
+        .transaction(move |connection| {
+            if current_rollout(connection, tenant.as_str())? != stage {
+                return Ok(false);
+            }
+            match &supplier {
+                None => crate::flags::upsert_tenant_sync(connection, &tenant, true)?,
+                Some(supplier) => {
+                    crate::flags::upsert_supplier_sync(connection, &tenant, supplier, true, default_enabled)?
+                }
+            }
+            Ok(true)
+        })
+        .await
+}
+
 pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
     let change = change.clone();
     writer
         .transaction(move |connection| {
             let tenant = change.tenant.as_str();
             let now = micros(Utc::now());
-            let current: Option<(String, String)> = connection
-                .query_row("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = ?1", [tenant], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()
-                .map_err(write_error)?;
-            let current = match current {
-                None => Rollout::Closed,
-                Some((stage, suppliers)) => stored_rollout(&stage, &parse_suppliers(&suppliers)?)?,
-            };
-            if current != change.from {
+            if current_rollout(connection, tenant)? != change.from {
                 return Ok(false);
             }
             let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
@@ -275,6 +303,15 @@ impl RolloutStore for SqliteStore {
 
     async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
         self::change(&self.writer, self.config.default_sync_enabled, change).await
+    }
+
+    async fn switch_on_within(
+        &self,
+        tenant: &TenantId,
+        supplier: Option<&SupplierId>,
+        stage: &Rollout,
+    ) -> Result<bool, StoreError> {
+        switch_on_within(&self.writer, self.config.default_sync_enabled, tenant, supplier, stage).await
     }
 
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {

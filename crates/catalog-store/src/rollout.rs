@@ -118,6 +118,17 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
     /// `false`, changing nothing, when the stored rollout is no longer `change.from`.
     async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError>;
 
+    /// Switches sync on for `tenant` (or for one supplier of it) while its rollout is still
+    /// `stage`, the one the caller allowed the switch by, in one transaction under the lock
+    /// every rollout change takes. Returns `false`, switching nothing, when the rollout moved
+    /// meanwhile: a rollback committed between the check and the switch is never undone.
+    async fn switch_on_within(
+        &self,
+        tenant: &TenantId,
+        supplier: Option<&SupplierId>,
+        stage: &Rollout,
+    ) -> Result<bool, StoreError>;
+
     /// A tenant's rollout changes, newest first, at most `limit`.
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError>;
 

@@ -138,6 +138,8 @@ pub async fn switch_sync(
     enabled: bool,
 ) -> Result<SwitchResult, ApiError> {
     caller.require(Role::Operator)?;
+    // The rollout a switch on was allowed by; none for a switch off.
+    let mut stage_allowed = None;
     if enabled {
         // A tenant the gate rolls out is switched on past its stage by its steps alone
         // (signals green, traces signed off); off is always allowed: it is the kill switch.
@@ -152,6 +154,7 @@ pub async fn switch_sync(
             (Rollout::Closed, _) => rollout.changed_at.is_some(),
             (Rollout::Open, _) => false,
         };
+        stage_allowed = Some(rollout.rollout.clone());
         if gated {
             return Err(ApiError::Conflict {
                 code: "gate_managed",
@@ -172,9 +175,22 @@ pub async fn switch_sync(
             format!("tenant/{tenant}/supplier/{supplier}"),
         ),
     };
-    match &supplier {
-        None => state.store.set_tenant_sync(tenant, enabled).await?,
-        Some(supplier) => state.store.set_supplier_sync(tenant, supplier, enabled).await?,
+    match (&supplier, &stage_allowed) {
+        // On, while the rollout is still the one judged above: a rollback committed meanwhile
+        // is never undone by a switch decided before it.
+        (_, Some(stage)) => {
+            if !state.store.switch_on_within(tenant, supplier.as_ref(), stage).await? {
+                return Err(ApiError::Conflict {
+                    code: "rollout_changed",
+                    message: format!(
+                        "tenant {tenant}'s rollout changed while sync was being switched on (a gate step or a \
+                         rollback); nothing was switched: look at its gate and try again"
+                    ),
+                });
+            }
+        }
+        (None, None) => state.store.set_tenant_sync(tenant, enabled).await?,
+        (Some(supplier), None) => state.store.set_supplier_sync(tenant, supplier, enabled).await?,
     }
     let (before_json, after_json) =
         (serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": enabled }));

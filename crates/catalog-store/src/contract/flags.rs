@@ -1,9 +1,10 @@
-//! Contract cases of `FlagStore`: held events and the default flag of a first sighting.
+//! Contract cases of `FlagStore`: held events, the default flag of a first sighting, and a
+//! switch on guarded by the rollout it was allowed by.
 
-use catalog_core::{StockChange, TenantId};
+use catalog_core::{Rollout, StockChange, SupplierId, TenantId};
 
 use super::fixtures::*;
-use crate::{Provenance, StoreConfig};
+use crate::{Provenance, RolloutChange, StoreConfig};
 
 pub(super) async fn held_events_are_decided_afresh_once_sync_is_on<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
@@ -101,4 +102,39 @@ pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_
     assert_eq!(trace.events[0].change, Some(StockChange::Updated { quantity: 9 }));
     assert!(trace.events[0].payload_differs);
     assert_eq!(trace.offers[0].quantity, 9);
+}
+
+/// A switch on decided while the tenant was at canary, written after a rollback committed,
+/// switches nothing: the rollback is never undone (the admin API answers 409). While the
+/// rollout is still the one judged, it switches the tenant or the supplier on.
+pub(super) async fn a_switch_on_decided_before_a_rollback_switches_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let tenant = TenantId::parse("canary").expect("tenant");
+    let (acme, globex) = (SupplierId::parse("acme").expect("supplier"), SupplierId::parse("globex").expect("supplier"));
+    let step = |from: &Rollout, to: &Rollout| RolloutChange {
+        tenant: tenant.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        step: "step".to_owned(),
+        actor: "ops".to_owned(),
+        at: chrono::Utc::now(),
+    };
+    let canary = Rollout::Canary { supplier: acme.clone() };
+    assert!(store.change_rollout(&step(&Rollout::Closed, &canary)).await.expect("canary"));
+    store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
+    assert!(flags.suppliers[&acme], "on again within its stage");
+
+    // Rolled back after the switch was judged, before it was written.
+    assert!(store.change_rollout(&step(&canary, &Rollout::Closed)).await.expect("rollback"));
+    for supplier in [None, Some(&acme), Some(&globex)] {
+        assert!(!store.switch_on_within(&tenant, supplier, &canary).await.expect("switch"), "{supplier:?}");
+    }
+    let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
+    assert!(!flags.sync_enabled, "the rollback stands");
+    assert!(!flags.suppliers.get(&globex).copied().unwrap_or(false));
 }
