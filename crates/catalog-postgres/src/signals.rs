@@ -248,7 +248,8 @@ pub(crate) async fn record_trace_checks(pool: &PgPool, checks: &[TraceCheck]) ->
          ON CONFLICT (item_id) DO UPDATE SET checked_version = EXCLUDED.checked_version,
              checked_at = EXCLUDED.checked_at, gap = EXCLUDED.gap, gap_stored = EXCLUDED.gap_stored,
              gap_rederived = EXCLUDED.gap_rederived, gap_supplier = EXCLUDED.gap_supplier,
-             gap_event_id = EXCLUDED.gap_event_id",
+             gap_event_id = EXCLUDED.gap_event_id
+         WHERE item_trace_checks.checked_version <= EXCLUDED.checked_version",
     )
     .bind(&ids)
     .bind(&versions)

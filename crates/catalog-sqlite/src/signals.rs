@@ -248,7 +248,8 @@ pub(crate) async fn record_trace_checks(writer: &Writer, checks: &[TraceCheck]) 
                      ON CONFLICT (item_id) DO UPDATE SET checked_version = excluded.checked_version,
                          checked_at = excluded.checked_at, gap = excluded.gap, gap_stored = excluded.gap_stored,
                          gap_rederived = excluded.gap_rederived, gap_supplier = excluded.gap_supplier,
-                         gap_event_id = excluded.gap_event_id",
+                         gap_event_id = excluded.gap_event_id
+                     WHERE item_trace_checks.checked_version <= excluded.checked_version",
                 )
                 .map_err(write_error)?;
             for check in &checks {

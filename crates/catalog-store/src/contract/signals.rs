@@ -172,6 +172,12 @@ where
         .await
         .expect("apply");
     assert_eq!(store.items_to_trace(10).await.expect("due"), [item_id("canary", "B-1")], "changed since its check");
+    // Another worker's slower round, which checked version 1, records after this one's check
+    // of version 2: the newer check stands.
+    let b = item_id("canary", "B-1");
+    store.record_trace_checks(&[TraceCheck { item_id: b, version: 2, checked_at: now, gap: None }]).await.expect("new");
+    store.record_trace_checks(&[TraceCheck { item_id: b, version: 1, checked_at: now, gap: None }]).await.expect("old");
+    assert!(store.items_to_trace(10).await.expect("due").is_empty(), "an older check never replaces a newer one");
 
     let first = store.sweep_items(None, 1).await.expect("sweep");
     let rest = store.sweep_items(first.last().copied(), 10).await.expect("sweep");
