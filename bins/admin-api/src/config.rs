@@ -111,8 +111,9 @@ pub enum TokensCommand {
     List,
     /// Revoke the token with this name.
     Revoke {
-        /// The token's name.
-        #[arg(env = "CATALOG_TOKEN_NAME")]
+        /// The token's name. Its variable is its own, not `tokens add`'s: a revoke run where
+        /// a bootstrap job set `CATALOG_TOKEN_NAME` must not revoke that token unasked.
+        #[arg(env = "CATALOG_TOKEN_TO_REVOKE")]
         name: String,
     },
 }
@@ -133,5 +134,24 @@ mod tests {
     #[test]
     fn every_admin_option_has_an_environment_variable_and_help() {
         assert_eq!(catalog_cli::options::lacking_env_or_help(&AdminArgs::command()), Vec::<String>::new());
+    }
+
+    /// `tokens revoke` with no name given, where `tokens add`'s variable is set, revokes
+    /// nothing: it asks for the name.
+    #[test]
+    fn a_revoke_never_takes_its_name_from_another_command_s_variable() {
+        use clap::Parser;
+
+        let command = AdminArgs::command();
+        let variable = |path: &[&str], id: &str| {
+            let mut command = &command;
+            for name in path {
+                command = command.find_subcommand(name).expect("subcommand");
+            }
+            let argument = command.get_arguments().find(|argument| argument.get_id() == id).expect("argument");
+            argument.get_env().map(|env| env.to_string_lossy().into_owned())
+        };
+        assert_ne!(variable(&["tokens", "revoke"], "name"), variable(&["tokens", "add"], "name"));
+        assert!(AdminArgs::try_parse_from(["admin-api", "tokens", "revoke"]).is_err(), "the name is asked for");
     }
 }

@@ -18,8 +18,12 @@ fn walk(command: &Command, path: &str, lacking: &mut Vec<String>) {
         if matches!(id, "help" | "version") {
             continue;
         }
-        if argument.get_env().is_none() {
-            lacking.push(format!("{path} {id}: no environment variable"));
+        match argument.get_env().map(|env| env.to_string_lossy()) {
+            None => lacking.push(format!("{path} {id}: no environment variable")),
+            Some(env) if !env.starts_with("CATALOG_") => {
+                lacking.push(format!("{path} {id}: variable {env} is not CATALOG_*"))
+            }
+            Some(_) => {}
         }
         if argument.get_help().is_none_or(|help| help.to_string().trim().is_empty()) {
             lacking.push(format!("{path} {id}: no help text"));
@@ -43,11 +47,16 @@ mod tests {
             .subcommand(
                 Command::new("check")
                     .arg(Arg::new("tenant").long("tenant").help("The tenant."))
-                    .arg(Arg::new("step").long("step").env("CATALOG_STEP")),
+                    .arg(Arg::new("step").long("step").env("CATALOG_STEP"))
+                    .arg(Arg::new("port").long("port").env("PORT").help("The port.")),
             );
         assert_eq!(
             lacking_env_or_help(&command),
-            ["tool check tenant: no environment variable", "tool check step: no help text"]
+            [
+                "tool check tenant: no environment variable",
+                "tool check step: no help text",
+                "tool check port: variable PORT is not CATALOG_*"
+            ]
         );
         assert!(lacking_env_or_help(
             &Command::new("tool").arg(Arg::new("listen").long("listen").env("CATALOG_LISTEN").help("Where to listen."))
