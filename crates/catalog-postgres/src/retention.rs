@@ -57,13 +57,30 @@ pub(crate) struct Partition {
     /// was partitioned).
     pub(crate) from: Option<DateTime<Utc>>,
     pub(crate) until: DateTime<Utc>,
+    /// A detach of it is pending (a pass died inside `DETACH … CONCURRENTLY`): its rows are
+    /// no longer read through the parent.
+    pub(crate) detaching: bool,
 }
+
+/// Tables named as day partitions of a table (`$1`) in this schema, the rows from before
+/// partitioning included, that are no partition: detached by a pass, with the bounds of the
+/// check constraint the detach added.
+const LEFTOVERS: &str = r#"
+    SELECT c.relname::text AS name,
+           min((regexp_match(pg_get_constraintdef(k.oid), '>= ''([^'']*)''::timestamp'))[1]::timestamptz) AS "from",
+           max((regexp_match(pg_get_constraintdef(k.oid), '< ''([^'']*)''::timestamp'))[1]::timestamptz) AS until
+    FROM pg_class c LEFT JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'c'
+    WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relnamespace = current_schema()::regnamespace
+      AND c.relname ~ ('^' || $1 || '_([0-9]{8}|unpartitioned)$')
+    GROUP BY c.relname
+    ORDER BY until NULLS FIRST"#;
 
 /// Every partition of a table (`$1`), oldest first, with its bounds as Postgres reads them.
 const PARTITIONS: &str = r#"
     SELECT c.relname::text AS name,
            (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)'))[1]::timestamptz AS "from",
-           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)'))[1]::timestamptz AS until
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)'))[1]::timestamptz AS until,
+           i.inhdetachpending AS detaching
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
     WHERE i.inhparent = $1::regclass
     ORDER BY until"#;
@@ -102,7 +119,9 @@ impl Daily {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let existing = self.partitions(pool).await?;
+        // A day a retention pass holds detached is left to it: made again once it is dropped.
+        let mut existing = self.partitions(pool).await?;
+        existing.extend(self.leftovers(pool).await?);
         let covered = |day: DateTime<Utc>| {
             existing.iter().any(|partition| partition.from.is_none_or(|from| from <= day) && day < partition.until)
         };
@@ -124,7 +143,7 @@ impl Daily {
                 match attached(pool, statements).await {
                     Ok(_) => created += 1,
                     // Another process made it first (42P07; 23505 when both created the table at
-                    // once), or one overlapping it (42P17); or retention holds it detached.
+                    // once), or one overlapping it (42P17).
                     Err(sqlx::Error::Database(error))
                         if matches!(error.code().as_deref(), Some("42P07" | "23505" | "42P17")) => {}
                     Err(error) => return Err(store_error(error)),
@@ -181,31 +200,59 @@ impl Daily {
         Ok(())
     }
 
-    /// Day tables detached but not dropped (the process died in between), as the partitions
-    /// they were.
-    async fn leftovers(self, pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT relname::text FROM pg_class
-             WHERE relkind = 'r' AND NOT relispartition AND relname ~ ('^' || $1 || '_[0-9]{8}$')",
-        )
-        .bind(self.parent)
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
-        names
+    /// A retryable error when a day from `from`'s through `until`'s is held detached by a
+    /// retention pass (a row for it waits for the pass: its day is made again once dropped).
+    pub(crate) async fn check_not_detached(
+        self,
+        pool: &PgPool,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let held = self
+            .leftovers(pool)
+            .await?
             .into_iter()
-            .map(|name| {
-                let day = name
-                    .rsplit('_')
-                    .next()
-                    .and_then(|digits| chrono::NaiveDate::parse_from_str(digits, "%Y%m%d").ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("unexpected {} table name {name:?}", self.parent)))?;
-                let from = day.and_time(NaiveTime::MIN).and_utc();
-                let until =
-                    from.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
-                Ok(Partition { name, from: Some(from), until })
-            })
-            .collect()
+            .find(|leftover| leftover.from.is_none_or(|start| start <= until) && from < leftover.until);
+        match held {
+            Some(leftover) => Err(StoreError::Unavailable(format!(
+                "{} is being archived by a retention pass: rows received on its days are written once it ends",
+                leftover.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Tables of this parent detached but not dropped (a pass died in between, or one is
+    /// archiving them now), as the partitions they were: their bounds from the check
+    /// constraint the detach left, else from the day in their name.
+    async fn leftovers(self, pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
+        let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+            sqlx::query_as(LEFTOVERS).bind(self.parent).fetch_all(pool).await.map_err(store_error)?;
+        let mut leftovers = Vec::with_capacity(rows.len());
+        for (name, from, until) in rows {
+            let day = name
+                .rsplit('_')
+                .next()
+                .and_then(|digits| chrono::NaiveDate::parse_from_str(digits, "%Y%m%d").ok())
+                .map(|day| day.and_time(NaiveTime::MIN).and_utc());
+            let (from, until) = match (from, until, day) {
+                (from, Some(until), _) => (from, until),
+                (_, None, Some(day)) => {
+                    let next = day
+                        .checked_add_days(Days::new(1))
+                        .ok_or_else(|| StoreError::Database("date overflow".into()))?;
+                    (Some(day), next)
+                }
+                // The rows from before partitioning, their bound lost: archived and dropped
+                // all the same, the horizon left where it was.
+                (_, None, None) => {
+                    tracing::warn!(table = %name, "a detached journal table without its bounds");
+                    (None, DateTime::<Utc>::MIN_UTC)
+                }
+            };
+            leftovers.push(Partition { name, from, until, detaching: true });
+        }
+        Ok(leftovers)
     }
 }
 
@@ -287,6 +334,9 @@ async fn expire_locked(
         .fetch_one(pool)
         .await
         .map_err(store_error)?;
+        // A held row whose claim is gone (pruned before its fix, migration 0028) is held all
+        // the same: the rows decide, the claims find them cheaply.
+        let held = if held > 0 { held } else { held_rows(pool, &partition.name).await? };
         if held > 0 {
             report.kept.push(KeptSegment { name: partition.name, held_events: held as u64 });
             continue;
@@ -315,11 +365,7 @@ async fn expire_detached(
     sink: &mut dyn ArchiveSink,
     report: &mut RetentionReport,
 ) -> Result<(), StoreError> {
-    let table = JOURNAL.quoted(&partition.name)?;
-    let held: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE outcome = 'held'"))
-        .fetch_one(pool)
-        .await
-        .map_err(store_error)?;
+    let held = held_rows(pool, &partition.name).await?;
     if held > 0 {
         JOURNAL.attach(pool, &partition).await?;
         tracing::warn!(partition = %partition.name, held, "a held event was written to a day being expired: kept");
@@ -349,6 +395,15 @@ async fn expire_detached(
     tracing::info!(partition = %partition.name, rows, %archive, "journal partition archived and dropped");
     report.dropped.push(DroppedSegment { name: partition.name, rows, archive });
     Ok(())
+}
+
+/// How many held rows a journal day (attached or not) holds.
+async fn held_rows(pool: &PgPool, name: &str) -> Result<i64, StoreError> {
+    let table = JOURNAL.quoted(name)?;
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE outcome = 'held'"))
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)
 }
 
 /// Drops every day of publish attempts made before the cutoff, without an archive (decision
@@ -480,7 +535,20 @@ pub(crate) async fn horizon(pool: &PgPool) -> Result<Option<JournalHorizon>, Sto
             .fetch_optional(pool)
             .await
             .map_err(store_error)?;
-    Ok(row
-        .filter(|(kept_since, _, attempts_kept_since)| kept_since.is_some() || attempts_kept_since.is_some())
-        .map(|(kept_since, archive, attempts_kept_since)| JournalHorizon { kept_since, archive, attempts_kept_since }))
+    let (kept_since, archive, attempts_kept_since) = row.unwrap_or((None, None, None));
+    // A day detached for its archive is no longer read: the journal reaches back to its end
+    // already (the tracer makes up what it held, replay refuses it), until it is attached again.
+    let detached = JOURNAL
+        .leftovers(pool)
+        .await?
+        .into_iter()
+        .chain(JOURNAL.partitions(pool).await?.into_iter().filter(|partition| partition.detaching))
+        .map(|partition| partition.until)
+        .max();
+    let kept_since = kept_since.max(detached).filter(|kept_since| *kept_since > DateTime::<Utc>::MIN_UTC);
+    Ok((kept_since.is_some() || attempts_kept_since.is_some()).then_some(JournalHorizon {
+        kept_since,
+        archive,
+        attempts_kept_since,
+    }))
 }

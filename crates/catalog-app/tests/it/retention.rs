@@ -431,3 +431,103 @@ async fn items_whose_snapshots_retention_dropped_are_still_traced() {
     let mut tracer = Tracer::new(postgres.clone(), TracerSettings::default(), Metrics::new());
     assert_eq!(tracer.trace_once().await.expect("trace").gaps, 1);
 }
+
+/// Runs one tracer round while a day's archive is being written (the day detached).
+struct TracesWhileWriting {
+    archive: catalog_app::retention::NdjsonArchive,
+    tracer: catalog_app::signals::Tracer,
+    gaps: Vec<usize>,
+}
+
+impl catalog_store::ArchiveSink for TracesWhileWriting {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.archive.begin(name)
+    }
+
+    fn write(&mut self, entries: &[catalog_store::JournalEntry]) -> std::io::Result<()> {
+        let handle = tokio::runtime::Handle::current();
+        let round = tokio::task::block_in_place(|| handle.block_on(self.tracer.trace_once())).expect("trace");
+        self.gaps.push(round.gaps);
+        self.archive.write(entries)
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        self.archive.finish()
+    }
+}
+
+/// While a day is detached for its archive (minutes, for a big day), the journal's horizon
+/// is already its end: the tracer makes up what it held instead of naming its items
+/// untraced until the sweep comes round again, and a replayed event received that day is
+/// refused as retryable. A day a dead pass left detached (the rows from before
+/// partitioning too) counts the same, and the next pass archives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_detached_for_its_archive_is_past_the_horizon() {
+    use catalog_app::signals::{Tracer, TracerSettings};
+    use catalog_core::{Classify, FailureClass};
+    use catalog_store::{Provenance, RetentionPolicy};
+
+    let database = TestDatabase::create().await;
+    let store: Arc<PostgresStore> = Arc::new(
+        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+            .await
+            .expect("connect"),
+    );
+    let second = |at: DateTime<Utc>| (at - base()).num_seconds();
+    let (today, tomorrow, later) =
+        (second(Utc::now()), second(start_of_day_from_today(1)), second(start_of_day_from_today(3)));
+    let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    let mut events = vec![
+        incoming(1, &acme, StockChange::Updated { quantity: 10 }, today, today),
+        incoming(2, &globex, StockChange::Updated { quantity: 7 }, tomorrow, tomorrow),
+    ];
+    events.extend(
+        (0..5).map(|n| incoming(10 + n, &acme, StockChange::Adjusted { delta: 1 }, later + n as i64, later + n as i64)),
+    );
+    store.apply_batch(&batch(events)).await.expect("apply");
+
+    // A pass died after detaching the rows from before partitioning (today's) and tomorrow.
+    let mut connection = sqlx::PgConnection::connect(&database.url).await.expect("connect");
+    let tomorrow_table = format!("events_{}", start_of_day_from_today(1).format("%Y%m%d"));
+    for table in ["events_unpartitioned", tomorrow_table.as_str()] {
+        let statement = format!("ALTER TABLE events DETACH PARTITION {table} CONCURRENTLY");
+        sqlx::raw_sql(&statement).execute(&mut connection).await.expect("detach");
+    }
+    let horizon = store.journal_horizon().await.expect("horizon").expect("days detached");
+    assert_eq!(horizon.kept_since, Some(start_of_day_from_today(2)), "{horizon:?}");
+    let mut replayed = incoming(
+        99,
+        &offer("canary", "initech", "ABC-1"),
+        StockChange::Updated { quantity: 1 },
+        tomorrow,
+        tomorrow + 60,
+    );
+    replayed.provenance = Provenance::Replayed;
+    match store.apply_batch(&batch(vec![replayed])).await {
+        Err(error) => assert_eq!(error.failure_class(), FailureClass::Retryable, "{error}"),
+        Ok(result) => panic!("written into a day being archived: {result:?}"),
+    }
+
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let settings = TracerSettings { sweep_per_round: 10, ..TracerSettings::default() };
+    let mut sink = TracesWhileWriting {
+        archive: catalog_app::retention::NdjsonArchive::new(archive_dir.path()),
+        tracer: Tracer::new(store.clone(), settings, Metrics::new()),
+        gaps: Vec::new(),
+    };
+    let policy = RetentionPolicy {
+        journal_cutoff: start_of_day_from_today(2),
+        claim_cutoff: base() - catalog_core::DEDUPE_HORIZON,
+        chunk: 500,
+    };
+    let report = store.expire_journal(&policy, &mut sink).await.expect("pass");
+    let dropped: std::collections::BTreeMap<&str, u64> =
+        report.dropped.iter().map(|segment| (segment.name.as_str(), segment.rows)).collect();
+    assert_eq!(dropped.get("events_unpartitioned"), Some(&1), "{report:?}");
+    assert_eq!(dropped.get(tomorrow_table.as_str()), Some(&1), "{report:?}");
+    assert!(
+        !sink.gaps.is_empty() && sink.gaps.iter().all(|gaps| *gaps == 0),
+        "traced while archiving: {:?}",
+        sink.gaps
+    );
+}

@@ -69,6 +69,7 @@ pub(crate) async fn apply_batch(
                 let (Some(from), Some(until)) = (received.clone().min(), received.max()) else {
                     return Err(error);
                 };
+                crate::retention::JOURNAL.check_not_detached(pool, from, until).await?;
                 crate::retention::JOURNAL.prepare(pool, from, until).await?;
                 error.to_string()
             }
