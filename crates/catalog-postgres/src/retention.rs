@@ -62,6 +62,9 @@ pub(crate) struct Partition {
     pub(crate) detaching: bool,
 }
 
+/// A detached table's name and the bounds its check constraints give.
+type LeftoverRow = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Tables named as day partitions of a table (`$1`) in this schema, the rows from before
 /// partitioning included, that are no partition: detached by a pass, with the bounds of the
 /// check constraint the detach added.
@@ -226,7 +229,7 @@ impl Daily {
     /// archiving them now), as the partitions they were: their bounds from the check
     /// constraint the detach left, else from the day in their name.
     async fn leftovers(self, pool: &PgPool) -> Result<Vec<Partition>, StoreError> {
-        let rows: Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+        let rows: Vec<LeftoverRow> =
             sqlx::query_as(LEFTOVERS).bind(self.parent).fetch_all(pool).await.map_err(store_error)?;
         let mut leftovers = Vec::with_capacity(rows.len());
         for (name, from, until) in rows {
