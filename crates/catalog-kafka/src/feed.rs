@@ -23,9 +23,11 @@ pub(crate) struct OwnedDelivery {
     /// The `traceparent` header, validated; an invalid one is reported when the batch is cut.
     pub(crate) traceparent: Option<Result<TraceParent, InvalidTraceParent>>,
     /// When the broker appended it, on a topic that keeps `LogAppendTime`; `None` on one that
-    /// keeps the producer's `CreateTime`, the supplier's clock, which may run behind or ahead:
-    /// waiting is then timed from `received_at`.
+    /// keeps the producer's `CreateTime`, the supplier's clock, which may run behind or ahead.
     pub(crate) broker_timestamp: Option<DateTime<Utc>>,
+    /// The producer's `CreateTime`, on a topic that keeps it: the only word of when a message
+    /// of a backlog was written (`PartitionWorker::waiting_since`).
+    pub(crate) create_time: Option<DateTime<Utc>>,
     pub(crate) received_at: DateTime<Utc>,
 }
 
@@ -41,6 +43,10 @@ impl OwnedDelivery {
             broker_timestamp: match message.timestamp() {
                 Timestamp::LogAppendTime(millis) => DateTime::from_timestamp_millis(millis),
                 Timestamp::CreateTime(_) | Timestamp::NotAvailable => None,
+            },
+            create_time: match message.timestamp() {
+                Timestamp::CreateTime(millis) => DateTime::from_timestamp_millis(millis),
+                Timestamp::LogAppendTime(_) | Timestamp::NotAvailable => None,
             },
             received_at: Utc::now(),
         }

@@ -146,8 +146,7 @@ impl PartitionWorker {
                     }
                     reading = true;
                     if pending.is_empty() {
-                        let at = delivery.broker_timestamp.unwrap_or(delivery.received_at);
-                        self.sink.message_waiting(&self.source, self.partition, at);
+                        self.sink.message_waiting(&self.source, self.partition, self.waiting_since(&delivery));
                         pending.set_limits(self.limits());
                         deadline = Some(Box::pin(tokio::time::sleep(self.batch_max_wait)));
                     }
@@ -175,6 +174,23 @@ impl PartitionWorker {
         }
     }
 
+    /// Since when `delivery` waits: the broker's append time on a topic that keeps it. On one
+    /// that keeps the producer's `CreateTime` (the supplier's clock), the time it was received
+    /// while the partition is caught up, so a clock running behind is no lag; the producer's
+    /// time while a backlog lies beyond it (more than a batch to the partition's end), the
+    /// only word of how old the backlog is.
+    fn waiting_since(&self, delivery: &OwnedDelivery) -> chrono::DateTime<chrono::Utc> {
+        if let Some(appended) = delivery.broker_timestamp {
+            return appended;
+        }
+        let backlog = native::cached_watermarks(&self.consumer, &self.topic, self.partition)
+            .is_some_and(|(_, high)| high - delivery.offset > self.batch_size as i64);
+        match delivery.create_time {
+            Some(created) if backlog => created.min(delivery.received_at),
+            _ => delivery.received_at,
+        }
+    }
+
     /// This partition's share of the bytes in flight.
     fn limits(&self) -> BatchLimits {
         BatchLimits::share(self.batch_size, self.max_bytes_in_flight, self.n_partitions.load(Ordering::Relaxed))
@@ -197,7 +213,7 @@ impl PartitionWorker {
     async fn flush(&self, pending: &mut PendingBatch<OwnedDelivery>, next_offset: i64) -> Result<i64, SinkError> {
         let Some(last) = pending.last() else { return Ok(next_offset) };
         let new_next_offset = last.offset + 1;
-        let last_message_at = Some(last.broker_timestamp.unwrap_or(last.received_at));
+        let last_message_at = Some(self.waiting_since(last));
         // One name for the whole batch, shared by its events.
         let source: Arc<str> = self.source.as_str().into();
         let events = pending

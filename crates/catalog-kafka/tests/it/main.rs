@@ -475,9 +475,10 @@ async fn a_stretch_that_delivers_no_message_is_passed() {
     assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
 }
 
-/// Queue lag is timed from when the worker received a message, not from the producer's
-/// `CreateTime`: a supplier whose clock runs ten minutes behind does not turn the signal red
-/// for every tenant (nor one ahead hide a real backlog).
+/// On a topic that keeps the producer's `CreateTime`, a caught-up partition's queue lag is
+/// timed from when the worker received a message: a supplier whose clock runs ten minutes
+/// behind does not turn the signal red for every tenant. A backlog (more than a batch to the
+/// partition's end) is timed from the producer's time, the only word of how old it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_clock_behind_is_no_queue_lag() {
     let cluster = MockCluster::new(1).expect("mock cluster");
@@ -498,7 +499,23 @@ async fn a_producer_clock_behind_is_no_queue_lag() {
     let member = Member::start(&brokers, "clock-behind", &sink);
     wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&10)).await;
     member.stop().await;
-    let waiting = sink.waiting_since.lock().expect("sink state").clone();
+    let waiting = std::mem::take(&mut *sink.waiting_since.lock().expect("sink state"));
     assert!(!waiting.is_empty());
     assert!(waiting.iter().all(|at| *at >= started), "timed from receipt: {waiting:?}, started {started}");
+
+    // A backlog of 500 written ten minutes ago, read by a new member: ten minutes behind.
+    for n in 0..500 {
+        let payload = format!("b{n}");
+        send(
+            &producer,
+            BaseRecord::<'_, str, str>::to(TOPIC).partition(1).payload(&payload).timestamp(ten_minutes_ago),
+        );
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let member = Member::start(&brokers, "clock-behind", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&1) == Some(&500)).await;
+    member.stop().await;
+    let waiting = sink.waiting_since.lock().expect("sink state").clone();
+    let oldest = waiting.iter().min().copied().expect("a backlog waited");
+    assert!(oldest <= started - chrono::Duration::minutes(9), "a backlog's age: {waiting:?}, started {started}");
 }
