@@ -17,8 +17,9 @@ use crate::feed::Ownership;
 
 /// A Kafka client error as the source port reports it: `operation` says where it happened.
 /// Configuration errors need an operator, and so do the consume errors no retry mends: a
-/// batch this build cannot decompress or read, a topic or group the credentials may not read,
-/// a topic or partition that does not exist. librdkafka retries everything else itself.
+/// batch this build cannot decompress or read, a topic or group the credentials may not read.
+/// librdkafka retries everything else itself (an unknown topic or partition, too: it is often
+/// a leader moving, and a topic deleted for good shows as lag).
 pub(crate) fn source_error(operation: &'static str, error: &KafkaError) -> SourceError {
     let class = match error {
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) | KafkaError::Subscription(_) => {
@@ -45,9 +46,6 @@ fn needs_operator(code: RDKafkaErrorCode) -> bool {
             | TopicAuthorizationFailed
             | GroupAuthorizationFailed
             | ClusterAuthorizationFailed
-            | UnknownTopicOrPartition
-            | UnknownTopic
-            | UnknownPartition
     )
 }
 
@@ -186,11 +184,14 @@ mod tests {
             RDKafkaErrorCode::BadCompression,
             RDKafkaErrorCode::TopicAuthorizationFailed,
             RDKafkaErrorCode::GroupAuthorizationFailed,
-            RDKafkaErrorCode::UnknownTopicOrPartition,
         ] {
             assert_eq!(class(KafkaError::MessageConsumption(code)), FailureClass::NeedsOperator, "{code:?}");
         }
-        for code in [RDKafkaErrorCode::BrokerTransportFailure, RDKafkaErrorCode::AllBrokersDown] {
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
             assert_eq!(class(KafkaError::MessageConsumption(code)), FailureClass::Retryable, "{code:?}");
         }
         assert_eq!(class(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal)), FailureClass::Fatal);

@@ -68,6 +68,9 @@ impl PartitionWorker {
         // How long to stay quiet before comparing the checkpoint with librdkafka's position
         // (`pass_markers`): a stretch of aborted records and markers moves it without a message.
         let mut markers_check = PASS_MARKERS_AFTER;
+        // The seek count of the start check when a message last came while it ran: a pass to
+        // librdkafka's position is only for a fetch that delivered nothing since its seek.
+        let mut delivered_at_seek: Option<u32> = None;
         loop {
             let received = match (deadline.as_mut(), rewind.as_mut()) {
                 (Some(timer), _) => tokio::select! {
@@ -90,7 +93,8 @@ impl PartitionWorker {
                         // Read from the log's start, nothing came, yet librdkafka's position
                         // passed the wanted offset: what lies between held no message for
                         // this worker (aborted records, markers), and nothing else comes.
-                        if matches!(input, Feed::Queue(_)) && unchecked.sought_the_floor() {
+                        let quiet_since_seek = delivered_at_seek != Some(unchecked.n_seeks());
+                        if matches!(input, Feed::Queue(_)) && unchecked.sought_the_floor() && quiet_since_seek {
                             let passed = self.pass_markers(unchecked.want()).await?;
                             if passed > unchecked.want() {
                                 next_offset = passed;
@@ -118,6 +122,7 @@ impl PartitionWorker {
                 Some(PartitionInput::Message(delivery)) => {
                     if let Some(unchecked) = rewind.as_mut() {
                         idle_check = FIRST_IDLE_CHECK;
+                        delivered_at_seek = Some(unchecked.n_seeks());
                         if !self.check_start(unchecked, Seen::Message(delivery.offset)).await {
                             continue;
                         }
