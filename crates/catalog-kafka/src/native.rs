@@ -10,6 +10,11 @@
 //! `cached_watermarks`: a partition's watermarks as librdkafka last saw them in a fetch
 //! response, without asking the broker (rdkafka wraps only the query): read whenever a
 //! partition's offsets jump, to tell a jump over offsets retention deleted (decision 0041).
+//!
+//! `position`: librdkafka's position in one partition. rdkafka's `Consumer::position` first
+//! asks librdkafka's main thread for the whole assignment and waits for its answer; a quiet
+//! partition reads its own position every few seconds (decision 0042), so each read is of one
+//! partition, local.
 
 // The one module of the workspace with `unsafe`: calls into librdkafka's C API, each with
 // the pointer rules its documentation states.
@@ -20,10 +25,11 @@ use std::ptr;
 
 use rdkafka::bindings::{
     rd_kafka_get_watermark_offsets, rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers,
-    rd_kafka_resp_err_t,
+    rd_kafka_position, rd_kafka_resp_err_t,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::source::SourceConsumer;
 
@@ -76,4 +82,22 @@ pub(crate) fn cached_watermarks(consumer: &SourceConsumer, topic: &str, partitio
     };
     // An offset librdkafka has not seen is `RD_KAFKA_OFFSET_INVALID` (-1001).
     (read == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
+}
+
+/// librdkafka's position in `partition`: the offset after the last message or marker the
+/// application's reads went by, read without asking the broker or librdkafka's main thread;
+/// `None` before anything was read there.
+pub(crate) fn position(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let mut list = TopicPartitionList::with_capacity(1);
+    list.add_partition(topic, partition);
+    // SAFETY: the client handle is live as long as `consumer` is; `list` is a live list of one
+    // partition that librdkafka only writes the offset of, under its partition lock.
+    let read = unsafe { rd_kafka_position(consumer.client().native_ptr(), list.ptr()) };
+    if read != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
 }

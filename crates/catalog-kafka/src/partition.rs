@@ -309,16 +309,6 @@ impl PartitionWorker {
     /// librdkafka's position in the partition: past the last message or marker the
     /// application's reads went by.
     fn position(&self) -> Option<i64> {
-        let positions = match self.consumer.position() {
-            Ok(positions) => positions,
-            Err(error) => {
-                self.sink.source_error(&source_error("position", &error));
-                return None;
-            }
-        };
-        match positions.find_partition(&self.topic, self.partition)?.offset() {
-            Offset::Offset(offset) => Some(offset),
-            _ => None,
-        }
+        native::position(&self.consumer, &self.topic, self.partition)
     }
 }
