@@ -252,27 +252,39 @@ pub(crate) async fn sign_offs(
 }
 
 /// The gate's sample: the first `$3` distinct items applied since `$2`, each at its first
-/// applied row. Each step walks the tenant's journal by `events_tenant_received` from the
-/// previous pick to the next applied row of an item not yet picked, so it reads the rows up
-/// to the last pick and no further, however busy a hot item is and however long the journal
-/// since the rollout changed.
-pub(crate) const APPLIED_ITEMS: &str = "WITH RECURSIVE picked (n, skus, sku, received_at, journal_id) AS (
-         (SELECT 1, ARRAY[sku], sku, received_at, journal_id FROM events
+/// applied row. The walk reads the tenant's journal by `events_tenant_received` in windows of
+/// 5,000 rows from its cursor: a window that holds an item not yet picked picks the first
+/// such row and moves the cursor there, one that holds none moves the cursor to its end. At
+/// most 40 windows (200,000 rows), however few items the canary has (a walk to the end of its
+/// journal on every gate read) and however busy a hot item is; an item first applied further
+/// on is left out (the sample is smaller, and the gate says so).
+pub(crate) const APPLIED_ITEMS: &str =
+    "WITH RECURSIVE walk (n, skus, sku, received_at, journal_id, picked, windows) AS (
+         (SELECT 1, ARRAY[sku], sku, received_at, journal_id, true, 0 FROM events
           WHERE tenant_id = $1 AND received_at >= $2 AND outcome = 'applied' AND sku IS NOT NULL
           ORDER BY received_at, journal_id LIMIT 1)
          UNION ALL
-         SELECT p.n + 1, p.skus || e.sku, e.sku, e.received_at, e.journal_id
-         FROM picked AS p
+         SELECT w.n + f.new::int, CASE WHEN f.new THEN w.skus || f.sku ELSE w.skus END,
+                f.sku, f.received_at, f.journal_id, f.new, w.windows + 1
+         FROM walk AS w
          CROSS JOIN LATERAL (
-             SELECT sku, received_at, journal_id FROM events
-             WHERE tenant_id = $1 AND received_at >= p.received_at AND outcome = 'applied'
-               AND sku IS NOT NULL AND sku <> ALL (p.skus)
-               AND (received_at, journal_id) > (p.received_at, p.journal_id)
-             ORDER BY received_at, journal_id LIMIT 1
-         ) AS e
-         WHERE p.n < $3
+             SELECT win.sku, win.received_at, win.journal_id, NOT (win.sku = ANY (w.skus)) AS new
+             FROM (
+                 SELECT sku, received_at, journal_id, row_number() OVER (ORDER BY received_at, journal_id) AS at
+                 FROM (
+                     SELECT sku, received_at, journal_id FROM events
+                     WHERE tenant_id = $1 AND received_at >= w.received_at AND outcome = 'applied'
+                       AND sku IS NOT NULL AND (received_at, journal_id) > (w.received_at, w.journal_id)
+                     ORDER BY received_at, journal_id LIMIT 5000
+                 ) AS rows
+             ) AS win
+             -- The first new item's row, else the window's last row.
+             ORDER BY win.sku = ANY (w.skus), CASE WHEN win.sku = ANY (w.skus) THEN -win.at ELSE win.at END
+             LIMIT 1
+         ) AS f
+         WHERE w.n < $3 AND w.windows < 40
      )
-     SELECT sku, received_at FROM picked ORDER BY n";
+     SELECT sku, received_at FROM walk WHERE picked ORDER BY n";
 
 pub(crate) async fn applied_items_since(
     pool: &PgPool,

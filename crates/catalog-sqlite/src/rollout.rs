@@ -247,28 +247,38 @@ pub(crate) async fn sign_offs(
 }
 
 /// The gate's sample: the first `?3` distinct items applied since `?2`, each at its first
-/// applied row. Each step walks the tenant's journal by `events_tenant_received` from the
-/// previous pick to the next applied row of an item not yet picked (those picked kept as a
-/// JSON array), so it reads the rows up to the last pick and no further, however busy a hot
-/// item is.
-const APPLIED_ITEMS: &str = "WITH RECURSIVE picked (n, skus, sku, received_at, journal_id) AS (
+/// applied row, by the walk PostgreSQL's takes (windows of 5,000 rows of the tenant's journal
+/// by `events_tenant_received`, the first new item's row or the window's last, at most 40
+/// windows); the items picked are kept as a JSON array.
+const APPLIED_ITEMS: &str = "WITH RECURSIVE walk (n, skus, sku, received_at, journal_id, picked, windows) AS (
          SELECT * FROM (
-             SELECT 1, json_array(sku), sku, received_at, journal_id FROM events
+             SELECT 1, json_array(sku), sku, received_at, journal_id, 1, 0 FROM events
              WHERE tenant_id = ?1 AND received_at >= ?2 AND outcome = 'applied' AND sku IS NOT NULL
              ORDER BY received_at, journal_id LIMIT 1
          )
          UNION ALL
-         SELECT p.n + 1, json_insert(p.skus, '$[#]', e.sku), e.sku, e.received_at, e.journal_id
-         FROM picked AS p JOIN events AS e ON e.journal_id = (
-             SELECT journal_id FROM events
-             WHERE tenant_id = ?1 AND received_at >= p.received_at AND outcome = 'applied'
-               AND sku IS NOT NULL AND sku NOT IN (SELECT value FROM json_each(p.skus))
-               AND (received_at, journal_id) > (p.received_at, p.journal_id)
-             ORDER BY received_at, journal_id LIMIT 1
-         )
-         WHERE p.n < ?3
+         SELECT w.n + (e.sku NOT IN (SELECT value FROM json_each(w.skus))),
+                CASE WHEN e.sku NOT IN (SELECT value FROM json_each(w.skus))
+                     THEN json_insert(w.skus, '$[#]', e.sku) ELSE w.skus END,
+                e.sku, e.received_at, e.journal_id, e.sku NOT IN (SELECT value FROM json_each(w.skus)),
+                w.windows + 1
+         FROM walk AS w JOIN events AS e ON e.journal_id = coalesce(
+             (SELECT journal_id FROM (
+                  SELECT sku, received_at, journal_id FROM events
+                  WHERE tenant_id = ?1 AND received_at >= w.received_at AND outcome = 'applied'
+                    AND sku IS NOT NULL AND (received_at, journal_id) > (w.received_at, w.journal_id)
+                  ORDER BY received_at, journal_id LIMIT 5000)
+              WHERE sku NOT IN (SELECT value FROM json_each(w.skus))
+              ORDER BY received_at, journal_id LIMIT 1),
+             (SELECT journal_id FROM (
+                  SELECT received_at, journal_id FROM events
+                  WHERE tenant_id = ?1 AND received_at >= w.received_at AND outcome = 'applied'
+                    AND sku IS NOT NULL AND (received_at, journal_id) > (w.received_at, w.journal_id)
+                  ORDER BY received_at, journal_id LIMIT 5000)
+              ORDER BY received_at DESC, journal_id DESC LIMIT 1))
+         WHERE w.n < ?3 AND w.windows < 40
      )
-     SELECT sku, received_at FROM picked ORDER BY n";
+     SELECT sku, received_at FROM walk WHERE picked ORDER BY n";
 
 pub(crate) async fn applied_items_since(
     pool: &SqlitePool,

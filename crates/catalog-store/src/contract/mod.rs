@@ -18,6 +18,7 @@ mod feeds;
 mod fence;
 mod fixtures;
 mod flags;
+mod gate_sample;
 mod outbox;
 mod reads;
 mod reconcile;
@@ -128,6 +129,7 @@ macro_rules! store_contract_cases {
             signals::merged_gate_spans_show_no_gap_the_samples_do_not_have,
             signals::a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed,
             signals::sign_offs_and_applied_items_are_found_since_a_time,
+            gate_sample::a_gate_sample_walks_past_a_hot_item_in_windows,
             feeds::feed_settings_are_bootstrapped_and_state_is_kept,
             feeds::a_manual_run_request_waits_until_the_worker_clears_it,
             feeds::a_feeds_journal_is_counted_per_day_of_reception,
