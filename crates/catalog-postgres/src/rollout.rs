@@ -1,7 +1,7 @@
 //! The rollout role on Postgres: a tenant's gate stage written with the sync flags it
 //! implies in one transaction, its history, and support's sign-offs.
 
-use catalog_core::{ItemId, ItemKey, Rollout, SupplierId, TenantId};
+use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
     rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
     SignOffRecord, StoreError,
@@ -303,11 +303,7 @@ pub(crate) async fn applied_items_since(
         .await
         .map_err(store_error)?;
     rows.iter()
-        .map(|row| {
-            let sku = rows::sku(&column::<String>(row, "sku")?)?;
-            let item_id = ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
-            Ok(AppliedItem { item_id, sku, first_applied_at: column(row, "received_at")? })
-        })
+        .map(|row| AppliedItem::read(tenant, &column::<String>(row, "sku")?, column(row, "received_at")?))
         .collect()
 }
 

@@ -81,6 +81,15 @@ pub struct AppliedItem {
     pub first_applied_at: DateTime<Utc>,
 }
 
+impl AppliedItem {
+    /// An applied item as a store reads it: its SKU checked, its id that of the tenant's key.
+    pub fn read(tenant: &TenantId, sku: &str, first_applied_at: DateTime<Utc>) -> Result<Self, StoreError> {
+        let sku = crate::rows::sku(sku)?;
+        let item_id = catalog_core::ItemKey { tenant: tenant.clone(), sku: sku.clone() }.item_id();
+        Ok(Self { item_id, sku, first_applied_at })
+    }
+}
+
 /// The suppliers a rollout applies, for its row (empty for closed and open).
 pub fn rollout_suppliers(rollout: &Rollout) -> BTreeSet<SupplierId> {
     match rollout {

@@ -29,6 +29,15 @@ fn event(n: u64, skus: u64, received_at: DateTime<Utc>) -> IncomingEvent {
     incoming(n, &key, StockChange::Updated { quantity: (n % 97) as i64 }, n as i64, received_second)
 }
 
+/// A store over `database`.
+async fn postgres(database: &TestDatabase) -> Arc<PostgresStore> {
+    Arc::new(
+        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+            .await
+            .expect("connect"),
+    )
+}
+
 /// Retention of one day, archiving to `archive_dir`, `chunk` rows at a time.
 fn a_day_s_retention(archive_dir: &std::path::Path, chunk: usize) -> RetentionSettings {
     RetentionSettings {
@@ -44,11 +53,7 @@ fn a_day_s_retention(archive_dir: &std::path::Path, chunk: usize) -> RetentionSe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     let database = TestDatabase::create().await;
-    let store = Arc::new(
-        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
-            .await
-            .expect("connect"),
-    );
+    let store = postgres(&database).await;
     // 2,000 events received today: the journal's first partition, which ends tonight.
     let today = Utc::now();
     for chunk in (0..2_000u64).collect::<Vec<_>>().chunks(500) {
@@ -275,11 +280,7 @@ async fn what_is_written_to_a_day_while_it_is_archived_is_not_lost() {
     use catalog_store::Provenance;
 
     let database = TestDatabase::create().await;
-    let store = Arc::new(
-        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
-            .await
-            .expect("connect"),
-    );
+    let store = postgres(&database).await;
     let today = Utc::now();
     store.apply_batch(&batch((0..20u64).map(|n| event(n, 20, today)).collect())).await.expect("today's events");
     let held = offer("canary", "globex", "HELD-1");
@@ -468,11 +469,7 @@ async fn a_day_detached_for_its_archive_is_past_the_horizon() {
     use catalog_store::{Provenance, RetentionPolicy};
 
     let database = TestDatabase::create().await;
-    let store: Arc<PostgresStore> = Arc::new(
-        PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
-            .await
-            .expect("connect"),
-    );
+    let store = postgres(&database).await;
     let second = |at: DateTime<Utc>| (at - base()).num_seconds();
     let (today, tomorrow, later) =
         (second(Utc::now()), second(start_of_day_from_today(1)), second(start_of_day_from_today(3)));
