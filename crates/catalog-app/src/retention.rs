@@ -226,9 +226,9 @@ fn create_durably(directory: &Path) -> std::io::Result<()> {
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(error) => return Err(error),
         }
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            sync_directory(parent)?;
-        }
+        // A relative directory's top level lives in the working directory.
+        let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_directory(parent)?;
     }
     Ok(())
 }
