@@ -257,6 +257,25 @@ async fn drop_day(
     pass_started: i64,
 ) -> Result<DroppedSegment, StoreError> {
     let archive = sink.finish().map_err(io(day.date))?;
+    // The horizon moves first: once the archive is durable its rows may be gone, and a tracer
+    // reading the day while its chunks are deleted makes up what they held instead of naming
+    // their items untraced (decision 0050).
+    let kept_since = micros(
+        day.date.succ_opt().unwrap_or(day.date).and_time(chrono::NaiveTime::MIN).and_utc().min(policy.journal_cutoff),
+    );
+    let location = archive.clone();
+    writer
+        .transaction(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO journal_retention (only_row, kept_since, archive, updated_at) VALUES (1, ?1, ?2, ?3) \
+                     ON CONFLICT (only_row) DO UPDATE SET kept_since = max(coalesce(kept_since, 0), excluded.kept_since), \
+                     archive = excluded.archive, updated_at = excluded.updated_at",
+                )
+                .and_then(|mut upsert| upsert.execute(params![kept_since, location, micros(Utc::now())]))
+                .map_err(write_error)
+        })
+        .await?;
     let cutoff = micros(policy.journal_cutoff);
     let claim_cutoff = micros(policy.claim_cutoff);
     let step = policy.chunk.max(1) as i64;
@@ -289,22 +308,6 @@ async fn drop_day(
             .await? as u64;
         from = to;
     }
-    let kept_since = micros(
-        day.date.succ_opt().unwrap_or(day.date).and_time(chrono::NaiveTime::MIN).and_utc().min(policy.journal_cutoff),
-    );
-    let location = archive.clone();
-    writer
-        .transaction(move |connection| {
-            connection
-                .prepare_cached(
-                    "INSERT INTO journal_retention (only_row, kept_since, archive, updated_at) VALUES (1, ?1, ?2, ?3) \
-                     ON CONFLICT (only_row) DO UPDATE SET kept_since = max(coalesce(kept_since, 0), excluded.kept_since), \
-                     archive = excluded.archive, updated_at = excluded.updated_at",
-                )
-                .and_then(|mut upsert| upsert.execute(params![kept_since, location, micros(Utc::now())]))
-                .map_err(write_error)
-        })
-        .await?;
     tracing::info!(day = %day.date, rows = day.rows, deleted, %archive, "journal day archived and deleted");
     Ok(DroppedSegment { name: day_name(day.date), rows: deleted, archive })
 }
