@@ -213,3 +213,46 @@ async fn a_pass_started_during_a_replay_deletes_nothing_it_did_not_archive(other
     }
     assert!(lost.is_empty(), "{} journal rows deleted unarchived, first {:?}", lost.len(), lost.first());
 }
+
+/// The journal's horizon moves past a day before its rows are deleted, chunk by chunk: a
+/// reader (the tracer) that sees the day partly deleted sees the horizon past it already, and
+/// makes up what the gone rows held instead of naming their items untraced. Before, the
+/// horizon moved after the last chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_partly_deleted_is_already_past_the_horizon() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = Arc::new(
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open"),
+    );
+    let key = offer("canary", "acme", "ABC-1");
+    let events: Vec<_> =
+        (0..2_000u64).map(|n| incoming(n + 1, &key, StockChange::Adjusted { delta: 1 }, n as i64, n as i64)).collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let policy = RetentionPolicy {
+        journal_cutoff: base() + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 1,
+    };
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..100_000 {
+                let rows =
+                    store.item_trace(key.item_key().item_id()).await.expect("trace").map_or(0, |t| t.events.len());
+                let horizon = store.journal_horizon().await.expect("horizon").and_then(|h| h.kept_since);
+                seen.push((rows, horizon.is_some()));
+                if rows == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    store.expire_journal(&policy, &mut Kept::default()).await.expect("retention pass");
+    let seen = watcher.await.expect("watcher");
+    let partly: Vec<_> = seen.iter().filter(|(rows, _)| (1..2_000).contains(rows)).collect();
+    assert!(!partly.is_empty(), "the day was seen partly deleted: {seen:?}");
+    assert!(partly.iter().all(|(_, past)| *past), "partly deleted before the horizon moved: {partly:?}");
+}
