@@ -138,9 +138,8 @@ pub async fn switch_sync(
     enabled: bool,
 ) -> Result<SwitchResult, ApiError> {
     caller.require(Role::Operator)?;
-    // The rollout a switch on was allowed by; none for a switch off.
-    let mut stage_allowed = None;
-    if enabled {
+    // The rollout a switch on is allowed by; none for a switch off.
+    let allowed_by = if enabled {
         // A tenant the gate rolls out is switched on past its stage by its steps alone
         // (signals green, traces signed off); off is always allowed: it is the kill switch.
         let rollout = state.store.rollout(tenant).await?;
@@ -154,7 +153,6 @@ pub async fn switch_sync(
             (Rollout::Closed, _) => rollout.changed_at.is_some(),
             (Rollout::Open, _) => false,
         };
-        stage_allowed = Some(rollout.rollout.clone());
         if gated {
             return Err(ApiError::Conflict {
                 code: "gate_managed",
@@ -165,7 +163,10 @@ pub async fn switch_sync(
                 ),
             });
         }
-    }
+        Some(rollout.rollout)
+    } else {
+        None
+    };
     let flags = state.store.tenant_flags(tenant).await?;
     let (before, action, target) = match &supplier {
         None => (flags.map(|flags| flags.sync_enabled), "tenant_sync", format!("tenant/{tenant}")),
@@ -175,7 +176,7 @@ pub async fn switch_sync(
             format!("tenant/{tenant}/supplier/{supplier}"),
         ),
     };
-    match (&supplier, &stage_allowed) {
+    match (&supplier, &allowed_by) {
         // On, while the rollout is still the one judged above: a rollback committed meanwhile
         // is never undone by a switch decided before it.
         (_, Some(stage)) => {

@@ -102,8 +102,7 @@ impl Daily {
         let mut created = 0;
         let mut day = start_of_day(from);
         while day <= until {
-            let next =
-                day.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))?;
+            let next = next_day(day)?;
             if !covered(day) {
                 let (parent, key, table) = (self.parent, self.key, self.quoted(&self.day_name(day))?);
                 let (from, until) = (day.to_rfc3339(), next.to_rfc3339());
@@ -211,12 +210,7 @@ impl Daily {
                 .map(|day| day.and_time(NaiveTime::MIN).and_utc());
             let (from, until) = match (from, until, day) {
                 (from, Some(until), _) => (from, until),
-                (_, None, Some(day)) => {
-                    let next = day
-                        .checked_add_days(Days::new(1))
-                        .ok_or_else(|| StoreError::Database("date overflow".into()))?;
-                    (Some(day), next)
-                }
+                (_, None, Some(day)) => (Some(day), next_day(day)?),
                 // The rows from before partitioning, their bound lost: archived and dropped
                 // all the same, the horizon left where it was.
                 (_, None, None) => {
@@ -237,6 +231,11 @@ async fn attached(pool: &PgPool, statements: [String; 3]) -> Result<(), sqlx::Er
         sqlx::query(&statement).execute(&mut *transaction).await?;
     }
     transaction.commit().await
+}
+
+/// The start of the day after the one starting at `day`.
+fn next_day(day: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+    day.checked_add_days(Days::new(1)).ok_or_else(|| StoreError::Database("date overflow".into()))
 }
 
 fn start_of_day(time: DateTime<Utc>) -> DateTime<Utc> {
