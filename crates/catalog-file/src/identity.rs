@@ -7,7 +7,9 @@
 //! inode whose first bytes changed. The checkpoint's offset must never move backwards, so
 //! positions are counted across the files read at one path: each file's byte offsets start
 //! at `base`, the position where the previous one was left. Both travel in the checkpoint's
-//! cursor: `file-v1 dev=… ino=… head=LEN:HASH base=…`.
+//! cursor: `file-v1 dev=… ino=… head=LEN:HASH base=…`, followed, once a file rotated away
+//! was finished before this one, by that file and how far it was read: ` prev-dev=…
+//! prev-ino=… prev-head=LEN:HASH prev-to=…` (its writer may still append to it, decision 0052).
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -25,34 +27,73 @@ pub(crate) struct FileIdentity {
     pub(crate) head_hash: u64,
 }
 
-/// The position a checkpoint of a file source is taken at: the file, and where its byte 0
-/// lies among the positions of every file read at the path.
+/// The position a checkpoint of a file source is taken at: the file, where its byte 0 lies
+/// among the positions of every file read at the path, and the file rotated away that was
+/// finished before it, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileCursor {
     pub(crate) identity: FileIdentity,
     pub(crate) base: u64,
+    pub(crate) previous: Option<PreviousFile>,
+}
+
+/// A file rotated away from the path and read to its end before the cursor's file: its writer
+/// may append to it until it reopens the path, and the next run reads what it did (decision
+/// 0052).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PreviousFile {
+    pub(crate) identity: FileIdentity,
+    /// The byte offset it was read to.
+    pub(crate) read_to: u64,
 }
 
 impl FileCursor {
     /// The checkpoint cursor's text.
     pub(crate) fn render(&self) -> String {
         let FileIdentity { device, inode, head_length, head_hash } = self.identity;
-        format!("file-v1 dev={device} ino={inode} head={head_length}:{head_hash:016x} base={}", self.base)
+        let mut text =
+            format!("file-v1 dev={device} ino={inode} head={head_length}:{head_hash:016x} base={}", self.base);
+        if let Some(PreviousFile { identity, read_to }) = self.previous {
+            let FileIdentity { device, inode, head_length, head_hash } = identity;
+            text.push_str(&format!(
+                " prev-dev={device} prev-ino={inode} prev-head={head_length}:{head_hash:016x} prev-to={read_to}"
+            ));
+        }
+        text
     }
 
     /// A cursor written by [`FileCursor::render`]; `None` for anything else (a checkpoint
-    /// written before files were identified holds none).
+    /// written before files were identified holds none). A cursor without a previous file,
+    /// as earlier versions wrote it, has none.
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        let mut fields = text.strip_prefix("file-v1 ")?.split(' ');
-        let mut field = |name: &str| fields.next()?.strip_prefix(name)?.strip_prefix('=');
-        let device = field("dev")?.parse().ok()?;
-        let inode = field("ino")?.parse().ok()?;
-        let (head_length, head_hash) = field("head")?.split_once(':')?;
-        let head_length = head_length.parse().ok()?;
-        let head_hash = u64::from_str_radix(head_hash, 16).ok()?;
-        let base = field("base")?.parse().ok()?;
-        Some(Self { identity: FileIdentity { device, inode, head_length, head_hash }, base })
+        let mut fields = text.strip_prefix("file-v1 ")?.split(' ').peekable();
+        let identity = identity_fields(&mut fields, "")?;
+        let base = field(&mut fields, "base")?.parse().ok()?;
+        let previous = match fields.peek() {
+            None => None,
+            Some(_) => {
+                let identity = identity_fields(&mut fields, "prev-")?;
+                let read_to = field(&mut fields, "prev-to")?.parse().ok()?;
+                Some(PreviousFile { identity, read_to })
+            }
+        };
+        fields.next().is_none().then_some(Self { identity, base, previous })
     }
+}
+
+/// The value of the next field, `name=value`.
+fn field<'a>(fields: &mut impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    fields.next()?.strip_prefix(name)?.strip_prefix('=')
+}
+
+/// A file's identity, in the fields `dev`, `ino` and `head` after `prefix`.
+fn identity_fields<'a>(fields: &mut impl Iterator<Item = &'a str>, prefix: &str) -> Option<FileIdentity> {
+    let device = field(fields, &format!("{prefix}dev"))?.parse().ok()?;
+    let inode = field(fields, &format!("{prefix}ino"))?.parse().ok()?;
+    let (head_length, head_hash) = field(fields, &format!("{prefix}head"))?.split_once(':')?;
+    let head_length = head_length.parse().ok()?;
+    let head_hash = u64::from_str_radix(head_hash, 16).ok()?;
+    Some(FileIdentity { device, inode, head_length, head_hash })
 }
 
 /// FNV-1a, 64 bits.
@@ -216,16 +257,34 @@ mod tests {
 
     #[test]
     fn a_cursor_reads_back_as_written() {
-        let cursor = FileCursor {
+        let mut cursor = FileCursor {
             identity: FileIdentity { device: 64_769, inode: 1_234_567, head_length: 4096, head_hash: 0xdead_beef },
             base: 987,
+            previous: None,
         };
         let text = cursor.render();
         assert_eq!(text, "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987");
         assert_eq!(FileCursor::parse(&text), Some(cursor));
-        for other in
-            ["", "page-7", "file-v1 dev=1", "file-v1 dev=1 ino=2 head=3 base=4", "file-v2 dev=1 ino=2 head=3:0 base=4"]
-        {
+        cursor.previous = Some(PreviousFile {
+            identity: FileIdentity { device: 64_769, inode: 1_234_500, head_length: 12, head_hash: 0xbeef },
+            read_to: 654,
+        });
+        let text = cursor.render();
+        assert_eq!(
+            text,
+            "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987 \
+             prev-dev=64769 prev-ino=1234500 prev-head=12:000000000000beef prev-to=654"
+        );
+        assert_eq!(FileCursor::parse(&text), Some(cursor));
+        for other in [
+            "",
+            "page-7",
+            "file-v1 dev=1",
+            "file-v1 dev=1 ino=2 head=3 base=4",
+            "file-v2 dev=1 ino=2 head=3:0 base=4",
+            "file-v1 dev=1 ino=2 head=3:0 base=4 prev-dev=1",
+            "file-v1 dev=1 ino=2 head=3:0 base=4 prev-dev=1 prev-ino=2 prev-head=3:0 prev-to=5 more=6",
+        ] {
             assert_eq!(FileCursor::parse(other), None, "{other:?}");
         }
     }

@@ -5,6 +5,7 @@
 
 mod identity;
 mod lines;
+mod rotation;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{find_in, grown, rotated_after, FileCursor, FileIdentity, HEAD_BYTES};
+use crate::identity::{grown, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
+use crate::rotation::Onward;
 
 /// Why the file source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -77,93 +79,34 @@ impl FileSource {
                 self.read_all(lines, None, &source, &*sink, &shutdown).await.map(drop)
             }
             Some(path) => {
+                if self.catch_up(path, &source, &*sink, &shutdown).await? == Onward::Stop {
+                    return Ok(());
+                }
                 let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;
                 let (start, cursor) = match self.resume(&mut file, path, &source, &*sink).await? {
                     Resume::Here(start, cursor) => (start, cursor),
                     Resume::Rotated { previous, offset } => {
                         let identity =
                             FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
-                        if !self.finish_rotated(path, previous, offset, &identity, &source, &*sink, &shutdown).await? {
-                            return Ok(());
-                        }
-                        (0, continuing(identity, &source, &*sink).await?)
+                        let finished = match self
+                            .finish_rotated(path, previous, offset, &identity, &source, &*sink, &shutdown)
+                            .await?
+                        {
+                            Onward::Go(finished) => finished,
+                            Onward::Stop => return Ok(()),
+                        };
+                        (0, continuing(identity, finished, &source, &*sink).await?)
                     }
                 };
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(file_error("seeking in", path))?;
                 if start > 0 {
                     tracing::info!(%source, offset = start, "resuming after the last applied line");
                 }
-                let tracked = Tracked::new(&file, cursor, path).await?;
+                let mut tracked = Tracked::new(&file, cursor, path).await?;
                 let lines = LineReader::new(BufReader::new(file), start);
-                self.read_all(lines, Some(tracked), &source, &*sink, &shutdown).await.map(drop)
+                self.read_all(lines, Some(&mut tracked), &source, &*sink, &shutdown).await.map(drop)
             }
         }
-    }
-
-    /// Reads the rest of the file the checkpoint was taken on, rotated away from `path`, when
-    /// it is still in its directory (a writer may have finished its last line there); says so
-    /// when it is not, since what it held past the checkpoint cannot be read (decision 0039).
-    /// Returns whether the run goes on to the file at `path`: not when the rotated file ends
-    /// in half a line (read again, whole, by the next run) nor at shutdown.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_rotated(
-        &self,
-        path: &Path,
-        previous: FileCursor,
-        offset: u64,
-        current: &FileIdentity,
-        source: &str,
-        sink: &dyn BatchSink,
-        shutdown: &CancellationToken,
-    ) -> Result<bool, FileSourceError> {
-        let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let rotated = match find_in(directory, &previous.identity).await {
-            Ok(Some(rotated)) => rotated,
-            Ok(None) => {
-                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));
-                return Ok(true);
-            }
-            Err(error) => {
-                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, Some(error)));
-                return Ok(true);
-            }
-        };
-        let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
-        let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
-        if offset > length {
-            tracing::warn!(%source, rotated = %rotated.display(), offset, length, "the rotated file is shorter than the stored position; reading the new file");
-            return Ok(true);
-        }
-        tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
-        let tracked = Tracked::new(&file, previous, &rotated).await?;
-        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error("seeking in", &rotated))?;
-        let lines = LineReader::new(BufReader::new(file), offset);
-        if self.read_all(lines, Some(tracked), source, sink, shutdown).await? != Stopped::End {
-            return Ok(false);
-        }
-        // Rotated more than once since: the files between hold lines no other file does.
-        let name = path.file_name().unwrap_or_default();
-        let rotations = match rotated_after(directory, name, &rotated, current).await {
-            Ok(rotations) => rotations,
-            Err(error) => {
-                sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
-                return Ok(true);
-            }
-        };
-        if !rotations.compressed.is_empty() {
-            sink.source_error(&rotations_unread(source, directory, &rotations.compressed, None));
-        }
-        for between in rotations.plain {
-            tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
-            let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
-            let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
-            let tracked = Tracked::new(&file, continuing(identity, source, sink).await?, &between).await?;
-            let lines = LineReader::new(BufReader::new(file), 0);
-            if self.read_all(lines, Some(tracked), source, sink, shutdown).await? != Stopped::End {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 
     /// Where to start reading the open `file`, and the cursor its checkpoints carry. The
@@ -181,18 +124,20 @@ impl FileSource {
         let stored = sink.checkpoint(source, 0).await?;
         let identity = FileIdentity::of(file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
         let length = file.metadata().await.map_err(file_error("reading", path))?.len();
-        let Some(stored) = stored else { return Ok(Resume::Here(0, FileCursor { identity, base: 0 })) };
+        let Some(stored) = stored else { return Ok(Resume::Here(0, FileCursor { identity, base: 0, previous: None })) };
         let position = u64::try_from(stored.offset).unwrap_or(0);
+        let cursor = stored.cursor.as_deref().and_then(FileCursor::parse);
         // A new file's positions start where the last one was left: the checkpoint only moves on.
-        let from_the_start = FileCursor { identity, base: position };
-        match stored.cursor.as_deref().and_then(FileCursor::parse) {
+        let from_the_start =
+            FileCursor { identity, base: position, previous: cursor.and_then(|cursor| cursor.previous) };
+        match cursor {
             Some(cursor) => {
                 let current =
                     FileIdentity::of(file, cursor.identity.head_length).await.map_err(file_error("reading", path))?;
                 let offset = position.saturating_sub(cursor.base);
                 let same_inode = (cursor.identity.device, cursor.identity.inode) == (current.device, current.inode);
                 if cursor.identity.same_file(&current) && offset <= length {
-                    Ok(Resume::Here(offset, FileCursor { identity, base: cursor.base }))
+                    Ok(Resume::Here(offset, FileCursor { identity, ..cursor }))
                 } else if same_inode {
                     sink.source_error(&rewritten_in_place(source, offset, length));
                     Ok(Resume::Here(0, from_the_start))
@@ -202,7 +147,7 @@ impl FileSource {
                 }
             }
             // A checkpoint from before files were identified: its offset is a byte offset.
-            None if position <= length => Ok(Resume::Here(position, FileCursor { identity, base: 0 })),
+            None if position <= length => Ok(Resume::Here(position, FileCursor { identity, base: 0, previous: None })),
             None => {
                 sink.source_error(&rewritten_in_place(source, position, length));
                 Ok(Resume::Here(0, from_the_start))
@@ -210,16 +155,17 @@ impl FileSource {
         }
     }
 
-    /// Reads every line into batches until the end of input or `shutdown`. The batch timer
-    /// may fire while half a line is read: `lines` keeps it for the next read.
+    /// Reads every line into batches until the end of input or `shutdown`, and says why it
+    /// stopped and the byte offset it read to. The batch timer may fire while half a line is
+    /// read: `lines` keeps it for the next read.
     async fn read_all<R: AsyncBufRead + Unpin>(
         &self,
         mut lines: LineReader<R>,
-        mut cursor: Option<Tracked>,
+        mut cursor: Option<&mut Tracked>,
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
-    ) -> Result<Stopped, FileSourceError> {
+    ) -> Result<(Stopped, u64), FileSourceError> {
         let limits = BatchLimits::share(self.batch_size, self.max_bytes_in_flight, 1);
         let mut pending: PendingBatch<Line> = PendingBatch::new(limits);
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -230,7 +176,7 @@ impl FileSource {
                 read = lines.next_line() => read.map_err(FileSourceError::Read)?,
                 _ = shutdown.cancelled() => None,
                 _ = sleep_until(deadline) => {
-                    self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
+                    self.flush(&mut pending, cursor.as_deref_mut(), source, sink).await?;
                     deadline = None;
                     continue;
                 }
@@ -245,13 +191,13 @@ impl FileSource {
                 }
                 continue;
             }
-            if let (false, Some(tracked)) = (line.terminated, &cursor) {
+            if let (false, Some(tracked)) = (line.terminated, cursor.as_deref()) {
                 // The file ends in half a line: a writer may still be appending to it. An
                 // event already whole is applied (its newline may follow); anything else is
                 // left, unjournaled and before the checkpoint, for the next run to read whole
                 // (decision 0033).
                 if catalog_core::decode(&line.bytes).is_err() {
-                    sink.source_error(&unterminated_line(tracked.cursor.base, &line));
+                    sink.source_error(&unterminated_line(tracked.position(line.offset), &line));
                     stopped = Stopped::HalfALine;
                     break;
                 }
@@ -262,17 +208,17 @@ impl FileSource {
             }
             let n_bytes = line.bytes.len();
             if pending.push(line, n_bytes) {
-                self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
+                self.flush(&mut pending, cursor.as_deref_mut(), source, sink).await?;
                 deadline = None;
             }
         }
-        self.flush(&mut pending, cursor.as_mut(), source, sink).await?;
+        self.flush(&mut pending, cursor, source, sink).await?;
         if shutdown.is_cancelled() {
-            return Ok(Stopped::Shutdown);
+            return Ok((Stopped::Shutdown, lines.offset()));
         }
         // Read to its end and applied: nothing waits on this source any more.
         sink.partition_done(source, 0);
-        Ok(stopped)
+        Ok((stopped, lines.offset()))
     }
 
     async fn flush(
@@ -283,15 +229,13 @@ impl FileSource {
         sink: &dyn BatchSink,
     ) -> Result<(), FileSourceError> {
         let Some(last) = pending.last() else { return Ok(()) };
-        let base = cursor.as_ref().map_or(0, |tracked| tracked.cursor.base);
+        let read_to = last.next_offset;
+        let tracked = cursor.map(|tracked| {
+            tracked.grow(read_to);
+            &*tracked
+        });
         // Stdin has no position to resume from: its lines are journaled, but no checkpoint kept.
-        let checkpoint = match cursor {
-            Some(tracked) => {
-                tracked.grow(last.next_offset);
-                Some(Position { offset: (base + last.next_offset) as i64, cursor: Some(tracked.cursor.render()) })
-            }
-            None => None,
-        };
+        let checkpoint = tracked.map(|tracked| tracked.checkpoint(read_to));
         let received_at = Utc::now();
         // One name for the whole batch, shared by its events.
         let name: Arc<str> = source.into();
@@ -299,8 +243,8 @@ impl FileSource {
             .take()
             .into_iter()
             .map(|line| {
-                let position =
-                    SourceRef { source: Arc::clone(&name), partition: 0, offset: (base + line.offset) as i64 };
+                let offset = tracked.map_or(line.offset, |tracked| tracked.position(line.offset));
+                let position = SourceRef { source: Arc::clone(&name), partition: 0, offset: offset as i64 };
                 IncomingEvent::received_in_part(line.bytes, line.length, received_at, position, None)
             })
             .collect();
@@ -313,10 +257,16 @@ impl FileSource {
 
 /// The cursor of a new file read at the path from its start: its positions start where the
 /// files before it were left (the stored checkpoint), so the checkpoint only moves on.
-async fn continuing(identity: FileIdentity, source: &str, sink: &dyn BatchSink) -> Result<FileCursor, FileSourceError> {
+/// `previous` is the file read to its end just before it, rotated away from the path.
+async fn continuing(
+    identity: FileIdentity,
+    previous: Option<PreviousFile>,
+    source: &str,
+    sink: &dyn BatchSink,
+) -> Result<FileCursor, FileSourceError> {
     let stored = sink.checkpoint(source, 0).await?;
     let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
-    Ok(FileCursor { identity, base })
+    Ok(FileCursor { identity, base, previous })
 }
 
 /// The cursor of a file being read, and a handle on it that reads its first bytes without
@@ -325,6 +275,16 @@ async fn continuing(identity: FileIdentity, source: &str, sink: &dyn BatchSink) 
 struct Tracked {
     cursor: FileCursor,
     head: Option<std::fs::File>,
+    /// Set while the file read is the cursor's previous one, appended to after it was read.
+    appended: Option<Appended>,
+}
+
+/// Lines appended to the cursor's previous file, read from its byte `from` (where it was read
+/// to) at the positions from `start` (the stored checkpoint) on.
+#[derive(Debug, Clone, Copy)]
+struct Appended {
+    from: u64,
+    start: u64,
 }
 
 impl Tracked {
@@ -333,7 +293,37 @@ impl Tracked {
             true => Some(file.try_clone().await.map_err(file_error("reading", path))?.into_std().await),
             false => None,
         };
-        Ok(Self { cursor, head })
+        Ok(Self { cursor, head, appended: None })
+    }
+
+    /// Reading what was appended to `cursor`'s previous file since it was read to `from`, the
+    /// stored checkpoint being `start`.
+    fn appended(cursor: FileCursor, from: u64, start: u64) -> Self {
+        Self { cursor, head: None, appended: Some(Appended { from, start }) }
+    }
+
+    /// The position of the file's byte `offset` among every file read at the path.
+    fn position(&self, offset: u64) -> u64 {
+        match self.appended {
+            None => self.cursor.base + offset,
+            Some(Appended { from, start }) => start + offset.saturating_sub(from),
+        }
+    }
+
+    /// The checkpoint once the file is applied up to its byte `read_to`. Reading the previous
+    /// file's appended lines, the cursor stays on the checkpoint's own file, whose `base` moves
+    /// on by what was read (its own offset, the position less its base, stays), and the
+    /// previous file's `read_to` with it.
+    fn checkpoint(&self, read_to: u64) -> Position {
+        let cursor = match self.appended {
+            None => self.cursor,
+            Some(Appended { from, .. }) => FileCursor {
+                base: self.cursor.base + read_to.saturating_sub(from),
+                previous: self.cursor.previous.map(|previous| PreviousFile { read_to, ..previous }),
+                ..self.cursor
+            },
+        };
+        Position { offset: self.position(read_to) as i64, cursor: Some(cursor.render()) }
     }
 
     /// Takes the file's first bytes up to `read_to` (at most [`HEAD_BYTES`]) into its identity,
@@ -374,30 +364,6 @@ enum Stopped {
     Shutdown,
 }
 
-/// What the source tells when the file last read at a path was replaced and is not in its
-/// directory any more: whatever it held past the checkpoint cannot be read here.
-fn rotated_file_gone(
-    source: &str,
-    directory: &Path,
-    position: u64,
-    error: Option<std::io::Error>,
-) -> catalog_app::SourceError {
-    let looked = match error {
-        None => format!("it is not in {} any more", directory.display()),
-        Some(error) => format!("{} could not be searched for it ({error})", directory.display()),
-    };
-    catalog_app::SourceError {
-        source: "file",
-        operation: "rotated_file_gone",
-        class: FailureClass::NeedsOperator,
-        message: format!(
-            "{source}: the file last read at this path was replaced, and {looked}: lines it held after position \
-             {position}, if any, are not read by this source; read that file by its own path if it had more, \
-             and rotate by renaming within the directory so the worker finishes it"
-        ),
-    }
-}
-
 /// What the source tells when the file at the path is the checkpoint's file truncated, or
 /// written again in place (same inode, other first bytes): it is read from its start, and
 /// whatever the old content held past the checkpoint was not read.
@@ -407,40 +373,16 @@ fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::So
         operation: "file_rewritten",
         class: FailureClass::NeedsOperator,
         message: format!(
-            "{source}: the file was truncated or written again in place (the stored position {offset} is past its              {length} bytes, or its first bytes changed): it is read from its start; lines its old content held              after that position, if any, were not read. Write a new file and rename it into place (or rotate by              renaming) so the worker finishes the old one"
-        ),
-    }
-}
-
-/// What the source tells of rotated files it cannot read (compressed), or of a directory it
-/// could not search for files rotated since the last run.
-fn rotations_unread(
-    source: &str,
-    directory: &Path,
-    files: &[PathBuf],
-    error: Option<std::io::Error>,
-) -> catalog_app::SourceError {
-    let what = match error {
-        None => format!(
-            "files rotated since the last run are compressed and cannot be read as lines: {}",
-            files.iter().map(|file| file.display().to_string()).collect::<Vec<_>>().join(", ")
-        ),
-        Some(error) => {
-            format!("{} could not be searched for files rotated since the last run ({error})", directory.display())
-        }
-    };
-    catalog_app::SourceError {
-        source: "file",
-        operation: "rotated_files_unread",
-        class: FailureClass::NeedsOperator,
-        message: format!(
-            "{source}: {what}; their lines are not read by this source: read them by their own paths (after              decompressing), and delay compression (logrotate `delaycompress`) so the worker finishes each file"
+            "{source}: the file was truncated or written again in place (the stored position {offset} is past its \
+             {length} bytes, or its first bytes changed): it is read from its start; lines its old content held \
+             after that position, if any, were not read. Write a new file and rename it into place (or rotate by \
+             renaming) so the worker finishes the old one"
         ),
     }
 }
 
 /// What the source tells of a file that ends in a line without a newline that is no event.
-fn unterminated_line(base: u64, line: &Line) -> catalog_app::SourceError {
+fn unterminated_line(position: u64, line: &Line) -> catalog_app::SourceError {
     catalog_app::SourceError {
         source: "file",
         operation: "unterminated_line",
@@ -449,8 +391,7 @@ fn unterminated_line(base: u64, line: &Line) -> catalog_app::SourceError {
             "the file ends in a line without a newline that is not a valid event ({} bytes at offset {}): \
              left for the next run, which reads it again from its start (a writer may still be appending \
              to it); if the file is complete, end it with a newline and the line is journaled",
-            line.length,
-            base + line.offset
+            line.length, position
         ),
     }
 }

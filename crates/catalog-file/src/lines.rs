@@ -46,6 +46,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         Self { reader, offset, partial: Vec::new(), consumed: 0, ends_in_cr: false }
     }
 
+    /// Where the next line starts: past every line returned so far.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The next line (without its `\n` or `\r\n`); `None` at the end of input. A last line
     /// without a newline is still a line (and a `\r` ending it is dropped too: the `\r\n`
     /// whose `\n` never came).

@@ -574,3 +574,67 @@ fn a_file_first_read_short_and_rewritten_in_place_is_read_from_its_start() {
     );
     assert!(stderr.contains("file_rewritten"), "{stderr}");
 }
+
+/// A writer that still holds the file rotated away from the path appends to it after a run
+/// read it to its end and went on to the new file (its writer had not reopened the path yet):
+/// the next run reads those lines before the rest of the new file, and resumes both where it
+/// left them, also after stopping at half a line in the old one (decision 0052).
+#[test]
+fn lines_appended_to_a_rotated_file_after_a_run_finished_it_are_read() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let at = |name: &str| directory.path().join(name);
+    let path = at("feed.ndjson");
+    let lines = |events: &[u64]| events.iter().map(|n| event_line(*n) + "\n").collect::<String>();
+    let append = |target: &std::path::Path, text: &str| {
+        let mut file = std::fs::OpenOptions::new().append(true).open(target).expect("open");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("append");
+    };
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+    let run = |expected: &str| {
+        let (_, stderr, success) = run_worker(&arguments, directory.path());
+        assert!(success, "{stderr}");
+        assert!(summary(&stderr).starts_with(expected), "expected {expected}: {stderr}");
+        stderr
+    };
+
+    std::fs::write(&path, lines(&[1, 2])).expect("write the feed");
+    run("summary: events=2 applied=2 ");
+    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
+    std::fs::write(&path, lines(&[3])).expect("the new file");
+    run("summary: events=1 applied=1 ");
+
+    // The writer appends to the rotated file once more before it reopens the path.
+    append(&at("feed.ndjson.1"), &lines(&[4, 5]));
+    append(&path, &lines(&[6]));
+    run("summary: events=3 applied=3 stale=0 superseded=0 duplicate=0 held=0 rejected=0 ");
+    run("summary: events=0 ");
+
+    // Half a line there: the run stops at it, and the next one finishes it, then goes on.
+    let eight = event_line(8);
+    let (first_half, second_half) = eight.split_at(eight.len() / 2);
+    append(&at("feed.ndjson.1"), &format!("{}{first_half}", lines(&[7])));
+    append(&path, &lines(&[9]));
+    let stderr = run("summary: events=1 applied=1 ");
+    assert!(stderr.contains("unterminated_line"), "{stderr}");
+    append(&at("feed.ndjson.1"), &format!("{second_half}\n"));
+    run("summary: events=2 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 ");
+    run("summary: events=0 ");
+
+    // Rotated on, the old file renamed again: still found by its identity, and read first.
+    std::fs::rename(at("feed.ndjson.1"), at("feed.ndjson.2")).expect("rotate");
+    append(&at("feed.ndjson.2"), &lines(&[10]));
+    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
+    std::fs::write(&path, lines(&[11])).expect("the new file");
+    run("summary: events=2 applied=2 stale=0 superseded=0 duplicate=0 held=0 rejected=0 ");
+    run("summary: events=0 ");
+
+    // The files rotated away deleted: nothing to read, nothing to say.
+    std::fs::remove_file(at("feed.ndjson.2")).expect("remove");
+    std::fs::remove_file(at("feed.ndjson.1")).expect("remove");
+    append(&path, &lines(&[12]));
+    let stderr = run("summary: events=1 applied=1 ");
+    assert!(!stderr.contains("source_error") && !stderr.contains("rotated_file_gone"), "{stderr}");
+    run("summary: events=0 ");
+}

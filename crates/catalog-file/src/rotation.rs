@@ -1,0 +1,219 @@
+//! Files rotated away from the path: the one the checkpoint was taken on is finished first,
+//! then every file rotated after it (decisions 0039, 0048); and what a writer appended to the last
+//! one after a run had read it to its end is read before anything else (decision 0052).
+
+use std::path::{Path, PathBuf};
+
+use catalog_app::{BatchSink, SourceBatch};
+use catalog_core::FailureClass;
+use catalog_store::Position;
+use tokio::io::{AsyncSeekExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::{find_in, rotated_after, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
+use crate::lines::LineReader;
+use crate::{continuing, file_error, FileSource, FileSourceError, Stopped, Tracked};
+
+impl FileSource {
+    /// Reads what a writer appended to the file last rotated away from `path` after a run had
+    /// read it to its end (the writer had not reopened the path yet), before anything else:
+    /// that file is the stored cursor's `previous` (decision 0052). Its new lines take the
+    /// positions after the checkpoint, and the checkpoint's own file moves its `base` on by as
+    /// many, so every checkpoint taken meanwhile is one a run resumes from. A previous file
+    /// gone from the directory is forgotten: it was read whole.
+    pub(crate) async fn catch_up(
+        &self,
+        path: &Path,
+        source: &str,
+        sink: &dyn BatchSink,
+        shutdown: &CancellationToken,
+    ) -> Result<Onward, FileSourceError> {
+        let Some(stored) = sink.checkpoint(source, 0).await? else { return Ok(Onward::Go(None)) };
+        let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(Onward::Go(None)) };
+        let Some(previous) = cursor.previous else { return Ok(Onward::Go(None)) };
+        let directory = directory_of(path);
+        let rotated = match find_in(directory, &previous.identity).await {
+            Ok(Some(rotated)) => rotated,
+            Ok(None) => {
+                tracing::debug!(%source, "the file rotated away before this one is gone from its directory");
+                let forgotten = FileCursor { previous: None, ..cursor };
+                let checkpoint = Position { offset: stored.offset, cursor: Some(forgotten.render()) };
+                sink.apply(SourceBatch {
+                    source: source.into(),
+                    partition: 0,
+                    events: Vec::new(),
+                    checkpoint: Some(checkpoint),
+                    last_message_at: None,
+                    high_watermark: None,
+                })
+                .await?;
+                return Ok(Onward::Go(None));
+            }
+            Err(error) => {
+                // Looked for again by the next run.
+                tracing::warn!(%source, %error, directory = %directory.display(), "searching for the file rotated away before this one failed");
+                return Ok(Onward::Go(None));
+            }
+        };
+        // Moved back to the path: the run reads it there.
+        if rotated.file_name() == path.file_name() {
+            return Ok(Onward::Go(None));
+        }
+        let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
+        let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
+        if length <= previous.read_to {
+            return Ok(Onward::Go(None));
+        }
+        tracing::info!(
+            %source,
+            rotated = %rotated.display(),
+            offset = previous.read_to,
+            "lines were appended to the file rotated away from this path after it was read: reading them first"
+        );
+        let start = u64::try_from(stored.offset).unwrap_or(0);
+        let mut tracked = Tracked::appended(cursor, previous.read_to, start);
+        file.seek(std::io::SeekFrom::Start(previous.read_to)).await.map_err(file_error("seeking in", &rotated))?;
+        let lines = LineReader::new(BufReader::new(file), previous.read_to);
+        let (stopped, _) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
+        Ok(match stopped {
+            Stopped::End => Onward::Go(None),
+            Stopped::HalfALine | Stopped::Shutdown => Onward::Stop,
+        })
+    }
+
+    /// Reads the rest of the file the checkpoint was taken on, rotated away from `path`, when
+    /// it is still in its directory (a writer may have finished its last line there); says so
+    /// when it is not, since what it held past the checkpoint cannot be read (decision 0039).
+    /// Returns whether the run goes on to the file at `path`, with the last file read to its
+    /// end before it: not when a rotated file ends in half a line (read again, whole, by the
+    /// next run) nor at shutdown.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn finish_rotated(
+        &self,
+        path: &Path,
+        previous: FileCursor,
+        offset: u64,
+        current: &FileIdentity,
+        source: &str,
+        sink: &dyn BatchSink,
+        shutdown: &CancellationToken,
+    ) -> Result<Onward, FileSourceError> {
+        let directory = directory_of(path);
+        let rotated = match find_in(directory, &previous.identity).await {
+            Ok(Some(rotated)) => rotated,
+            Ok(None) => {
+                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));
+                return Ok(Onward::Go(None));
+            }
+            Err(error) => {
+                sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, Some(error)));
+                return Ok(Onward::Go(None));
+            }
+        };
+        let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
+        let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
+        if offset > length {
+            tracing::warn!(%source, rotated = %rotated.display(), offset, length, "the rotated file is shorter than the stored position; reading the new file");
+            return Ok(Onward::Go(None));
+        }
+        tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
+        let mut tracked = Tracked::new(&file, previous, &rotated).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error("seeking in", &rotated))?;
+        let lines = LineReader::new(BufReader::new(file), offset);
+        let (stopped, read_to) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
+        if stopped != Stopped::End {
+            return Ok(Onward::Stop);
+        }
+        let mut finished = PreviousFile { identity: tracked.cursor.identity, read_to };
+        // Rotated more than once since: the files between hold lines no other file does.
+        let name = path.file_name().unwrap_or_default();
+        let rotations = match rotated_after(directory, name, &rotated, current).await {
+            Ok(rotations) => rotations,
+            Err(error) => {
+                sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
+                return Ok(Onward::Go(Some(finished)));
+            }
+        };
+        if !rotations.compressed.is_empty() {
+            sink.source_error(&rotations_unread(source, directory, &rotations.compressed, None));
+        }
+        for between in rotations.plain {
+            tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
+            let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
+            let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
+            let mut tracked = Tracked::new(&file, continuing(identity, None, source, sink).await?, &between).await?;
+            let lines = LineReader::new(BufReader::new(file), 0);
+            let (stopped, read_to) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
+            if stopped != Stopped::End {
+                return Ok(Onward::Stop);
+            }
+            finished = PreviousFile { identity: tracked.cursor.identity, read_to };
+        }
+        Ok(Onward::Go(Some(finished)))
+    }
+}
+
+/// Whether a run goes on after the files rotated away from its path, with the last one it
+/// read to its end, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Onward {
+    Go(Option<PreviousFile>),
+    Stop,
+}
+
+/// The directory a path's rotations are looked for in.
+pub(crate) fn directory_of(path: &Path) -> &Path {
+    path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// What the source tells when the file last read at a path was replaced and is not in its
+/// directory any more: whatever it held past the checkpoint cannot be read here.
+fn rotated_file_gone(
+    source: &str,
+    directory: &Path,
+    position: u64,
+    error: Option<std::io::Error>,
+) -> catalog_app::SourceError {
+    let looked = match error {
+        None => format!("it is not in {} any more", directory.display()),
+        Some(error) => format!("{} could not be searched for it ({error})", directory.display()),
+    };
+    catalog_app::SourceError {
+        source: "file",
+        operation: "rotated_file_gone",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: the file last read at this path was replaced, and {looked}: lines it held after position \
+             {position}, if any, are not read by this source; read that file by its own path if it had more, \
+             and rotate by renaming within the directory so the worker finishes it"
+        ),
+    }
+}
+
+/// What the source tells of rotated files it cannot read (compressed), or of a directory it
+/// could not search for files rotated since the last run.
+fn rotations_unread(
+    source: &str,
+    directory: &Path,
+    files: &[PathBuf],
+    error: Option<std::io::Error>,
+) -> catalog_app::SourceError {
+    let what = match error {
+        None => format!(
+            "files rotated since the last run are compressed and cannot be read as lines: {}",
+            files.iter().map(|file| file.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+        Some(error) => {
+            format!("{} could not be searched for files rotated since the last run ({error})", directory.display())
+        }
+    };
+    catalog_app::SourceError {
+        source: "file",
+        operation: "rotated_files_unread",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: {what}; their lines are not read by this source: read them by their own paths (after \
+             decompressing), and delay compression (logrotate `delaycompress`) so the worker finishes each file"
+        ),
+    }
+}
