@@ -55,7 +55,19 @@ impl TransportError {
         } else {
             "connection"
         };
-        Self { kind, message: error.to_string() }
+        Self { kind, message: without_query(error) }
+    }
+}
+
+/// The error's text without its URL's query: a presigned URL's query is its credential (an
+/// Amazon feed document's upload and download URLs, valid for minutes), and the query of no
+/// platform's request is needed to tell what failed. The text is stored with the publish
+/// attempt, shown in the trace and logged.
+fn without_query(error: &reqwest::Error) -> String {
+    let text = error.to_string();
+    match error.url().and_then(|url| url.query()) {
+        Some(query) if !query.is_empty() => text.replace(query, "<query redacted>"),
+        _ => text,
     }
 }
 
@@ -175,6 +187,17 @@ pub(crate) fn truncate(body: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_transport_error_tells_the_url_without_its_query() {
+        // Nothing listens on port 1 of the loopback address: the connection is refused.
+        let url = "http://127.0.0.1:1/feeds/doc-7?X-Amz-Credential=AKIA1234&X-Amz-Signature=5f1c";
+        let error = reqwest::Client::new().put(url).send().await.expect_err("nothing listens there");
+        let transport = super::TransportError::from_reqwest(&error);
+        assert_eq!(transport.kind, "connect");
+        assert!(transport.message.contains("127.0.0.1:1/feeds/doc-7?<query redacted>"), "{transport}");
+        assert!(!transport.message.contains("AKIA1234") && !transport.message.contains("5f1c"), "{transport}");
+    }
+
     use super::*;
 
     /// The answers as the snapshot reads them; an answer always names the item sent.
