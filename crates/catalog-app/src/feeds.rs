@@ -4,7 +4,7 @@
 //! (with how many days behind each is), what was pulled per day, and the drift its last full
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
-pub use catalog_store::gaps;
+pub use catalog_store::{gaps, gaps_at};
 use catalog_store::{CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -129,8 +129,7 @@ pub fn status(
         StoreError::Corrupt(format!("feed {} has an unknown time zone {:?}", feed.settings.key, feed.settings.timezone))
     })?;
     let go_live = go_live_at(feed.settings.go_live_date, timezone);
-    let covered_until = windows.iter().map(|window| window.until).max().unwrap_or(now).min(now);
-    let gaps: Vec<FeedGap> = gaps(go_live, windows, covered_until)
+    let gaps: Vec<FeedGap> = gaps_at(go_live, windows, now)
         .into_iter()
         .map(|(since, until)| FeedGap { since, until, days_behind: (now - since).num_days().max(0) })
         .collect();

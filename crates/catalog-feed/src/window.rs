@@ -2,7 +2,7 @@
 //! `go_live_date` no completed window covers, the 7-day chunk backfill pulls next, and the
 //! cursor a window's progress is checkpointed as. No clock is read here: `now` is passed in.
 
-pub use catalog_app::feeds::{gaps, go_live_at};
+pub use catalog_app::feeds::{gaps, gaps_at, go_live_at};
 use catalog_store::{CompletedWindow, WindowKind};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -76,9 +76,10 @@ pub fn incremental_window(
     (since < now).then_some(Window { kind: WindowKind::Incremental, since, until: now })
 }
 
-/// The backfill window to pull next: the first [`BACKFILL_CHUNK`] of the oldest gap.
-pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], until: DateTime<Utc>) -> Option<Window> {
-    gaps(go_live, completed, until).first().map(|(since, end)| Window {
+/// The backfill window to pull next at `now`: the first [`BACKFILL_CHUNK`] of the oldest gap,
+/// gaps ending at the newest completed window ([`gaps_at`]).
+pub fn backfill_window(go_live: DateTime<Utc>, completed: &[CompletedWindow], now: DateTime<Utc>) -> Option<Window> {
+    gaps_at(go_live, completed, now).first().map(|(since, end)| Window {
         kind: WindowKind::Backfill,
         since: *since,
         until: (*since + BACKFILL_CHUNK).min(*end),
@@ -133,6 +134,22 @@ mod tests {
             "7-day chunks"
         );
         assert!(gaps(at("2026-05-01T00:00:00Z"), &completed[..2], at("2026-05-10T00:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn the_time_since_the_newest_window_is_no_gap_to_backfill() {
+        let go_live = at("2026-05-01T00:00:00Z");
+        let completed = [
+            done(WindowKind::Backfill, "2026-05-01T00:00:00Z", "2026-05-08T00:00:00Z"),
+            done(WindowKind::Incremental, "2026-05-07T00:00:00Z", "2026-05-08T12:00:00Z"),
+        ];
+        // A second after the incremental ended (the time the pull took), and a day after.
+        for now in [at("2026-05-08T12:00:01Z"), at("2026-05-09T12:00:00Z")] {
+            assert_eq!(backfill_window(go_live, &completed, now), None, "at {now}");
+        }
+        // Before any window completed, going live to now is the one gap.
+        let first = backfill_window(go_live, &[], at("2026-05-03T00:00:00Z")).expect("a gap");
+        assert_eq!((first.since, first.until), (go_live, at("2026-05-03T00:00:00Z")));
     }
 
     #[test]

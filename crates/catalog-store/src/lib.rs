@@ -50,7 +50,7 @@ pub use signals::{
     assemble_facts, count, gate_sample, gate_samples_of_span, offer_traces, winners_beyond, FactsQuery, FactsReport,
     JournalTail, SampledValue, SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,
 };
-pub use windows::{compact_windows, gaps, WindowMerge};
+pub use windows::{compact_windows, gaps, gaps_at, WindowMerge};
 
 /// Every store role in one import, for code that calls a whole store:
 /// `use catalog_store::prelude::*;`.

@@ -33,6 +33,19 @@ pub fn gaps(
     gaps
 }
 
+/// The gaps a feed has at `now`: those of `[go_live, until)`, where `until` is the end of its
+/// newest completed window (or `now`, when none completed). The time since the newest window
+/// is no gap: the next incremental run covers it (decision 0018). Backfilling up to `now`
+/// instead would pull the seconds a pull itself took as a gap after every pull, for good.
+pub fn gaps_at(
+    go_live: DateTime<Utc>,
+    completed: &[CompletedWindow],
+    now: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let until = completed.iter().map(|window| window.until).max().unwrap_or(now).min(now);
+    gaps(go_live, completed, until)
+}
+
 /// One merge a compaction makes: the rows it replaces and the row that replaces them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowMerge {

@@ -223,3 +223,67 @@ async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
     assert_eq!(feed.run_request, None, "each request is cleared once it ran");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
+
+/// A simulated clock that moves on a second each time it is read, as real time passes while
+/// a worker pulls; jumps when asked to sleep, like `JumpingClock`.
+#[derive(Debug)]
+struct TickingClock {
+    now: std::sync::Mutex<DateTime<Utc>>,
+    stop_at: DateTime<Utc>,
+    end: CancellationToken,
+}
+
+#[async_trait::async_trait]
+impl Clock for TickingClock {
+    fn now(&self) -> DateTime<Utc> {
+        let mut now = self.now.lock().expect("lock");
+        *now += chrono::Duration::seconds(1);
+        *now
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>, _shutdown: &CancellationToken) {
+        if at >= self.stop_at {
+            self.end.cancel();
+            return;
+        }
+        let mut now = self.now.lock().expect("lock");
+        *now = (*now).max(at);
+    }
+}
+
+/// The seconds a pull takes are no gap: backfill stops at the newest completed window, so it
+/// ends, and the first full refresh runs (decision 0018).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
+    let fixture = sqlite().await;
+    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+    let record = |sku: &str, updated_at: &str| FeedRecord {
+        sku: sku.to_owned(),
+        quantity: 4,
+        updated_at: at(updated_at),
+        sequence: None,
+    };
+    let api = FeedApi::start(vec![record("A-1", "2026-03-10T08:00:00Z")], TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+
+    let end = CancellationToken::new();
+    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
+        now: std::sync::Mutex::new(at("2026-03-27T12:00:00Z")),
+        stop_at: at("2026-03-28T12:00:00Z"),
+        end: end.clone(),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("a simulated day takes no real time")
+        .expect("run");
+
+    let shown = pulls(&api);
+    let windows: Vec<&str> = shown.lines().filter(|line| line.starts_with("window")).collect();
+    // The first incremental, four backfill chunks from going live, the next day's incremental.
+    assert!(windows.len() <= 6, "backfill ends: {shown}");
+    assert!(shown.lines().any(|line| line == "snapshot"), "the first full refresh runs once backfill is done: {shown}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
