@@ -96,17 +96,22 @@ pub fn record_event_id(key: &FeedKey, record: &Map<String, Value>) -> Uuid {
     Uuid::new_v5(&FEED_RECORD_NAMESPACE, name.as_bytes())
 }
 
-/// The contract's event for a record: the record's own fields (unknown ones ride along and
-/// are ignored by `decode`), with the event id, type, tenant and supplier the feed gives it.
+/// The fields of a record the contract knows; the others are ignored.
+const RECORD_FIELDS: [&str; 4] = ["sku", "quantity", "updated_at", "sequence"];
+
+/// The contract's event for a record: the record's fields the contract knows, with the event
+/// id, type, tenant and supplier the feed gives it. Unknown fields are ignored, as the feed
+/// contract says: carried along, a large one made a valid record `too_large` for the event
+/// contract's 64 KiB, rejected with no SKU (which a full refresh then took for not listed).
+/// An adjustment's `delta` has no meaning in a feed record either: no record decodes as
+/// anything but an absolute quantity.
 pub fn record_event(key: &FeedKey, mut record: Map<String, Value>) -> Vec<u8> {
     let event_id = record_event_id(key, &record);
+    record.retain(|name, _| RECORD_FIELDS.contains(&name.as_str()));
     record.insert("event_id".to_owned(), Value::String(event_id.to_string()));
     record.insert("type".to_owned(), Value::String("inventory.updated".to_owned()));
     record.insert("tenant_id".to_owned(), Value::String(key.tenant.to_string()));
     record.insert("supplier_id".to_owned(), Value::String(key.supplier.to_string()));
-    // An adjustment's field has no meaning in a feed record: drop it, so no record decodes
-    // as anything but an absolute quantity.
-    record.remove("delta");
     serde_json::to_vec(&Value::Object(record)).expect("a JSON object always serializes")
 }
 
@@ -176,6 +181,18 @@ mod tests {
             decode(&record_event(&key(), record(r#"{"sku": "BAD SKU", "quantity": -1, "updated_at": "x"}"#)))
                 .expect_err("rules apply to records");
         assert_eq!(rejected.tenant.as_ref().map(TenantId::as_str), Some("canary"));
+    }
+
+    #[test]
+    fn a_large_unknown_field_does_not_make_a_record_too_large() {
+        let mut large =
+            record(r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "sequence": 3}"#);
+        large.insert("notes".to_owned(), Value::String("x".repeat(70_000)));
+        let payload = record_event(&key(), large.clone());
+        let event = decode(&payload).expect("a valid event, its unknown field ignored");
+        assert_eq!(event.change(), StockChange::Updated { quantity: 5 });
+        assert_eq!(event.event_id().0, record_event_id(&key(), &large), "the id is the contract's formula");
+        assert!(payload.len() < 1_000, "{} bytes", payload.len());
     }
 
     #[test]
