@@ -53,9 +53,10 @@ pub enum RunError {
 impl Classify for RunError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_) | PullError::CursorLoop { .. }) => {
-                FailureClass::NeedsSupplier
-            }
+            // Refused (400, 401, 403, 404): the contract records it "for an operator", whose
+            // token, base URL or settings it is; so is a token variable left unset.
+            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_)) => FailureClass::NeedsOperator,
+            RunError::Pull(PullError::CursorLoop { .. }) => FailureClass::NeedsSupplier,
             RunError::Pull(_) => FailureClass::Retryable,
             RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
             RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
@@ -464,5 +465,25 @@ pub async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: &RunErr
         Err(store) => {
             tracing::error!(feed = %key, error = %error, %store, "feed run failed, and recording the failure failed too")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::{Classify, FailureClass};
+
+    use super::{PullError, RunError};
+
+    #[test]
+    fn a_refused_request_or_a_missing_token_needs_an_operator_and_a_cursor_loop_the_supplier() {
+        for status in [400, 401, 403, 404] {
+            let refused = RunError::Pull(PullError::Refused { status, body: String::new() });
+            assert_eq!(refused.failure_class(), FailureClass::NeedsOperator, "{status}");
+        }
+        assert_eq!(
+            RunError::Pull(PullError::NoToken("ACME_TOKEN".into())).failure_class(),
+            FailureClass::NeedsOperator
+        );
+        assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).failure_class(), FailureClass::NeedsSupplier);
     }
 }
