@@ -35,6 +35,14 @@ pub enum Verdict {
 /// The wait a 429 asks for when it gives no usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The longest `Retry-After` a run waits out itself. A longer one ends the run (`HeldOff`),
+/// which frees its slot for other feeds; the feed is held at least that long and resumes at
+/// its last committed page.
+pub const MAX_WAIT_IN_RUN: Duration = Duration::from_secs(60);
+
+/// The longest hold a `Retry-After` gets: a broken header must not park a feed for years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3_600);
+
 /// Classifies a feed's answer: its status and `Retry-After` (seconds) alone decide.
 pub fn classify_response(status: u16, retry_after: Option<&str>) -> Verdict {
     match status {
@@ -106,6 +114,10 @@ pub enum PullError {
     /// The feed's token variable is not set: an operator must set it.
     #[error("the token variable {0} is not set")]
     NoToken(String),
+    /// A 429 asked for a longer wait than a run waits out ([`MAX_WAIT_IN_RUN`]): the run ends,
+    /// and the feed is held that long (at most [`MAX_RETRY_AFTER`]).
+    #[error("the feed asked to wait {} s before the next request (429 Retry-After): the feed is held that long", wait.as_secs())]
+    HeldOff { wait: Duration },
     /// The feed named a cursor it had already named in this pass: following it would page
     /// for ever. The feed's paging is broken; its supplier must fix it.
     #[error("the feed returned a cursor it had already returned in this pass, after {pages} pages: following it would never end")]
@@ -122,6 +134,7 @@ impl PullError {
             PullError::CursorExpired => "cursor_expired".to_owned(),
             PullError::Refused { status, .. } => format!("http_{status}"),
             PullError::Unavailable { reason, .. } => (*reason).to_owned(),
+            PullError::HeldOff { .. } => "throttled".to_owned(),
             PullError::NoToken(_) => "token_missing".to_owned(),
             PullError::CursorLoop { .. } => "cursor_loop".to_owned(),
             PullError::Abandoned => "abandoned".to_owned(),
@@ -244,6 +257,9 @@ impl FeedClient {
                 Attempt::Page(page) => {
                     self.metrics.feed_pages.with_label_values(&[&self.feed]).inc();
                     return Ok(page);
+                }
+                Attempt::Throttled(wait) if wait > MAX_WAIT_IN_RUN => {
+                    return Err(PullError::HeldOff { wait: wait.min(MAX_RETRY_AFTER) });
                 }
                 Attempt::Throttled(wait) => {
                     self.metrics.feed_retries.with_label_values(&["throttled"]).inc();

@@ -68,6 +68,17 @@ impl Classify for RunError {
 }
 
 impl RunError {
+    /// How long the feed waits before its next run: the failure hold, or longer when the feed
+    /// asked for longer (a 429's `Retry-After`).
+    pub fn hold(&self, failure_hold: chrono::Duration) -> chrono::Duration {
+        match self {
+            RunError::Pull(PullError::HeldOff { wait }) => {
+                chrono::Duration::from_std(*wait).map_or(failure_hold, |wait| wait.max(failure_hold))
+            }
+            _ => failure_hold,
+        }
+    }
+
     /// Whether the run ended because the process is shutting down (nothing to record).
     pub fn is_shutdown(&self) -> bool {
         matches!(self, RunError::Pull(PullError::Abandoned) | RunError::Sink(SinkError::Abandoned))
@@ -485,5 +496,14 @@ mod tests {
             FailureClass::NeedsOperator
         );
         assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).failure_class(), FailureClass::NeedsSupplier);
+    }
+
+    #[test]
+    fn a_feed_is_held_for_the_failure_hold_or_as_long_as_it_asked_if_longer() {
+        let hold = chrono::Duration::minutes(5);
+        let held_off = |secs| RunError::Pull(PullError::HeldOff { wait: std::time::Duration::from_secs(secs) });
+        assert_eq!(held_off(3_600).hold(hold), chrono::Duration::hours(1));
+        assert_eq!(held_off(90).hold(hold), hold);
+        assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).hold(hold), hold);
     }
 }

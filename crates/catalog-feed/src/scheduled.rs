@@ -163,7 +163,7 @@ impl FeedSource {
                     // A manual run's request stays, and is run again once the hold has passed.
                     run.record_failure(&error).await;
                     resumed = false;
-                    plan.hold_until = Some(now + self.settings.failure_hold);
+                    plan.hold_until = Some(now + error.hold(self.settings.failure_hold));
                 }
             }
         }

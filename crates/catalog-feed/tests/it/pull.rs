@@ -247,3 +247,29 @@ async fn a_feed_whose_cursors_loop_stops_the_run_with_a_dead_letter() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
     assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
 }
+
+/// A 429 asking for an hour is not waited out inside the run, holding its slot (and a
+/// `--once` run) that long: the run ends with a dead letter that says so, and the next run
+/// brings every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_asking_for_an_hour_s_wait_ends_the_run_instead_of_holding_it() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(300, 5, now - TimeDelta::minutes(5)), TOKEN).await;
+    api.inject([Fault::Throttle { retry_after_secs: 3_600 }]);
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+    let shutdown = CancellationToken::new();
+    let run = source.run_once(OnceScope::Due, &shutdown);
+    let report = tokio::time::timeout(Duration::from_secs(20), run).await.expect("the run ends").expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("3600 s"), "says how long the feed asked for: {report:?}");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "throttled"), "{letters:?}");
+
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, []);
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
+    assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
+}
