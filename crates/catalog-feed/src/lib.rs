@@ -337,16 +337,27 @@ impl FeedSource {
             let outcome = async {
                 run.resume(shutdown).await?;
                 let now = chrono::Utc::now();
+                let mut request_failed = None;
                 if let Some(request) = &request {
-                    run.run_requested(request.kind, now, shutdown).await?;
-                    self.store.clear_feed_run(&key, request.requested_at).await?;
+                    match run.run_requested(request.kind, now, shutdown).await {
+                        Ok(()) => drop(self.store.clear_feed_run(&key, request.requested_at).await?),
+                        Err(error) if error.is_shutdown() => return Err(error),
+                        // Asked again by the next run; it holds back none of this run's work.
+                        Err(error) => {
+                            run.resume(shutdown).await?;
+                            request_failed = Some(error);
+                        }
+                    }
                 }
                 run.incremental(now, shutdown).await?;
                 while run.backfill_next(now, shutdown).await? {}
                 if scope == OnceScope::WithFullRefresh {
                     run.full_refresh(shutdown).await?;
                 }
-                run.record_success().await
+                match request_failed {
+                    Some(error) => Err(error),
+                    None => run.record_success().await,
+                }
             }
             .await;
             if let Err(error) = &outcome {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use catalog_store::{FeedKey, StoredFeed};
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +91,10 @@ impl FeedSource {
             clock.now(),
         );
         let mut resumed = false;
+        // When the manual run asked for at this time failed: it is run again after the hold,
+        // but no longer before scheduled work that is due, which it would hold back for as
+        // long as it keeps failing.
+        let mut failed_request: Option<DateTime<Utc>> = None;
         while !shutdown.is_cancelled() {
             let now = clock.now();
             let current = self.store.feed(&key).await;
@@ -106,19 +111,20 @@ impl FeedSource {
                 continue;
             }
             // A manual run an operator asked for goes first (unless the feed's last run
-            // failed moments ago: it waits out the hold like any work).
+            // failed moments ago: it waits out the hold like any work), and once it failed,
+            // after the scheduled work due.
             let requested = current.ok().flatten().and_then(|current| current.run_request);
-            let job = match requested.filter(|_| plan.hold_until.is_none_or(|hold| hold <= now)) {
-                Some(request) => Job::Requested(request),
-                None => match plan.next_work(now) {
-                    Some(work) => Job::Scheduled(work),
-                    None => {
-                        // Woken at least every `switch_poll`, so a switch or a manual run
-                        // asked for is seen within that long.
-                        clock.sleep_until(plan.wake_at().min(now + self.settings.switch_poll), &shutdown).await;
-                        continue;
-                    }
-                },
+            let requested = requested.filter(|_| plan.hold_until.is_none_or(|hold| hold <= now));
+            let job = match (requested, plan.next_work(now)) {
+                (Some(request), Some(work)) if failed_request == Some(request.requested_at) => Job::Scheduled(work),
+                (Some(request), _) => Job::Requested(request),
+                (None, Some(work)) => Job::Scheduled(work),
+                (None, None) => {
+                    // Woken at least every `switch_poll`, so a switch or a manual run asked
+                    // for is seen within that long.
+                    clock.sleep_until(plan.wake_at().min(now + self.settings.switch_poll), &shutdown).await;
+                    continue;
+                }
             };
             let Ok(_permit) = permits.acquire().await else { return };
             let result = async {
@@ -161,6 +167,9 @@ impl FeedSource {
                 Err(error) => {
                     // Anything not durable is pulled again from the checkpoint: resume first.
                     // A manual run's request stays, and is run again once the hold has passed.
+                    if let Job::Requested(request) = &job {
+                        failed_request = Some(request.requested_at);
+                    }
                     run.record_failure(&error).await;
                     resumed = false;
                     plan.hold_until = Some(now + error.hold(self.settings.failure_hold));

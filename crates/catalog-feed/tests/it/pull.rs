@@ -273,3 +273,31 @@ async fn a_feed_asking_for_an_hour_s_wait_ends_the_run_instead_of_holding_it() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
     assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
 }
+
+/// A `--once` run whose manual run keeps failing (a full refresh whose snapshot pages loop)
+/// still pulls the windows due: the request stays for the next run, and the run fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_manual_run_holds_back_no_window_of_a_once_run() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(40, 5, now - TimeDelta::minutes(5)), TOKEN).await;
+    api.set_snapshot(records(120, 1, now - TimeDelta::minutes(5)));
+    api.set_stuck_cursor(true);
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let request = catalog_store::FeedRunRequest {
+        kind: catalog_store::FeedRunKind::FullRefresh,
+        requested_by: "otto".to_owned(),
+        requested_at: now,
+    };
+    assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+    let shutdown = CancellationToken::new();
+    let run = source.run_once(OnceScope::Due, &shutdown);
+    let report = tokio::time::timeout(Duration::from_secs(30), run).await.expect("the run ends").expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("already returned"), "{report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "the windows were pulled");
+    let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
+    assert!(feed.run_request.is_some(), "the request stays for the next run");
+}

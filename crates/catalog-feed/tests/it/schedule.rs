@@ -78,6 +78,8 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
 enum Action {
     Switch(bool),
     Request(catalog_store::FeedRunKind),
+    /// Breaks (or mends) the feed's paging, as its supplier's bug would.
+    StuckCursor(bool),
 }
 
 /// A jumping clock that acts on the feed through the store when simulated time passes the
@@ -88,6 +90,7 @@ struct SwitchingClock {
     store: Arc<dyn catalog_store::CatalogStore>,
     key: catalog_store::FeedKey,
     switches: std::sync::Mutex<Vec<(DateTime<Utc>, Action)>>,
+    api: Option<FeedApi>,
 }
 
 #[async_trait::async_trait]
@@ -117,6 +120,7 @@ impl Clock for SwitchingClock {
                             catalog_store::FeedRunRequest { kind, requested_by: "otto".to_owned(), requested_at: when };
                         assert!(self.store.request_feed_run(&self.key, &request).await.expect("request"));
                     }
+                    Action::StuckCursor(stuck) => self.api.as_ref().expect("the feed's API").set_stuck_cursor(stuck),
                 }
             }
             None => self.inner.sleep_until(at, shutdown).await,
@@ -148,6 +152,7 @@ async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
             (at("2026-06-02T00:00:00Z"), Action::Switch(false)),
             (at("2026-06-04T00:00:00Z"), Action::Switch(true)),
         ]),
+        api: None,
     });
     tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
         .await
@@ -198,6 +203,7 @@ async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
             (at("2026-06-02T10:00:30Z"), Action::Request(catalog_store::FeedRunKind::FullRefresh)),
             (at("2026-06-02T14:00:30Z"), Action::Request(backfill)),
         ]),
+        api: None,
     });
     tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
         .await
@@ -222,6 +228,54 @@ async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
     let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
     assert_eq!(feed.run_request, None, "each request is cleared once it ran");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
+
+/// A manual run that keeps failing (a full refresh whose snapshot pages loop) is run again
+/// after each failure's hold, but holds back none of the feed's scheduled incrementals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_that_keeps_failing_holds_back_no_scheduled_run() {
+    let fixture = sqlite().await;
+    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
+    let record = |sku: &str| FeedRecord {
+        sku: sku.to_owned(),
+        quantity: 4,
+        updated_at: at("2026-05-20T08:00:00Z"),
+        sequence: None,
+    };
+    let api = FeedApi::start(vec![record("A-1")], TOKEN).await;
+    // Three pages of snapshot (pages of 50): a stuck cursor makes its paging loop.
+    api.set_snapshot((0..120).map(|n| record(&format!("S-{n}"))).collect());
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 18).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings.clone()]).await.expect("bootstrap");
+
+    // Monday 12:00 UTC to Thursday 12:00; the paging breaks on Tuesday at 10:00, and an
+    // operator forces a full refresh at 10:00:30.
+    let end = CancellationToken::new();
+    let clock = Arc::new(SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-04T12:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: settings.key.clone(),
+        switches: std::sync::Mutex::new(vec![
+            (at("2026-06-02T10:00:00Z"), Action::StuckCursor(true)),
+            (at("2026-06-02T10:00:30Z"), Action::Request(catalog_store::FeedRunKind::FullRefresh)),
+        ]),
+        api: Some(api.clone()),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated days take no real time")
+        .expect("run");
+
+    let shown = pulls(&api);
+    // Each incremental due runs once the hold of the request's last failure has passed.
+    for day in ["2026-06-03T07:0", "2026-06-04T07:0"] {
+        let ran = shown.lines().any(|line| line.starts_with("window") && line.contains(&format!(".. {day}")));
+        assert!(ran, "the run due at {day}0: {shown}");
+    }
+    let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
+    assert!(feed.run_request.is_some(), "the failing request stays, to be run again");
 }
 
 /// A simulated clock that moves on a second each time it is read, as real time passes while
