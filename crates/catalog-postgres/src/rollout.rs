@@ -3,8 +3,8 @@
 
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
-    rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
-    SignOffRecord, StoreError,
+    restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
+    RolloutState, SignOff, SignOffRecord, StoreError,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -83,9 +83,31 @@ pub(crate) async fn switch_on_within(
     if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await? != *stage {
         return Ok(false);
     }
+    let was_off: Option<bool> = match supplier {
+        None => sqlx::query_scalar("SELECT NOT sync_enabled FROM tenants WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?,
+        Some(supplier) => {
+            sqlx::query_scalar("SELECT NOT sync_enabled FROM suppliers WHERE tenant_id = $1 AND supplier_id = $2")
+                .bind(tenant.as_str())
+                .bind(supplier.as_str())
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(store_error)?
+        }
+    };
     match supplier {
         None => crate::flags::set_tenant_sync(&mut *transaction, tenant, true).await?,
         Some(supplier) => crate::flags::upsert_supplier_sync(&mut transaction, tenant, supplier, true).await?,
+    }
+    if restarts_stage(stage, was_off == Some(true)) {
+        sqlx::query("UPDATE tenant_rollouts SET changed_at = now() WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
     }
     transaction.commit().await.map_err(store_error)?;
     Ok(true)

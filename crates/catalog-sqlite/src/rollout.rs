@@ -3,8 +3,8 @@
 
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
-    rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, SignOff,
-    SignOffRecord, StoreError,
+    restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
+    RolloutState, SignOff, SignOffRecord, StoreError,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -70,11 +70,34 @@ pub(crate) async fn switch_on_within(
             if current_rollout(connection, tenant.as_str())? != stage {
                 return Ok(false);
             }
+            let was_off: Option<bool> = match &supplier {
+                None => connection
+                    .query_row("SELECT NOT sync_enabled FROM tenants WHERE tenant_id = ?1", [tenant.as_str()], |row| {
+                        row.get(0)
+                    })
+                    .optional(),
+                Some(supplier) => connection
+                    .query_row(
+                        "SELECT NOT sync_enabled FROM suppliers WHERE tenant_id = ?1 AND supplier_id = ?2",
+                        [tenant.as_str(), supplier.as_str()],
+                        |row| row.get(0),
+                    )
+                    .optional(),
+            }
+            .map_err(write_error)?;
             match &supplier {
                 None => crate::flags::upsert_tenant_sync(connection, &tenant, true)?,
                 Some(supplier) => {
                     crate::flags::upsert_supplier_sync(connection, &tenant, supplier, true, default_enabled)?
                 }
+            }
+            if restarts_stage(&stage, was_off == Some(true)) {
+                connection
+                    .execute(
+                        "UPDATE tenant_rollouts SET changed_at = ?2 WHERE tenant_id = ?1",
+                        params![tenant.as_str(), micros(Utc::now())],
+                    )
+                    .map_err(write_error)?;
             }
             Ok(true)
         })

@@ -43,8 +43,8 @@ pub use retention::{
     ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
 };
 pub use rollout::{
-    rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState, RolloutStore,
-    SignOff, SignOffRecord,
+    restarts_stage, rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState,
+    RolloutStore, SignOff, SignOffRecord,
 };
 pub use signals::{
     assemble_facts, count, gate_sample, gate_samples_of_span, offer_traces, winners_beyond, FactsQuery, FactsReport,

@@ -90,6 +90,14 @@ impl AppliedItem {
     }
 }
 
+/// Whether switching sync on within `stage` starts the stage's day again: in a canary or a
+/// widening stage, when what is switched on (the tenant, or a supplier of the stage) was off.
+/// While it was off nothing of it applied, so its signals were green by having nothing to
+/// measure, and a day the gate counts must measure the stage (decision 0017).
+pub fn restarts_stage(stage: &Rollout, was_off: bool) -> bool {
+    was_off && matches!(stage, Rollout::Canary { .. } | Rollout::Widening { .. })
+}
+
 /// The suppliers a rollout applies, for its row (empty for closed and open).
 pub fn rollout_suppliers(rollout: &Rollout) -> BTreeSet<SupplierId> {
     match rollout {
@@ -131,6 +139,8 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
     /// `stage`, the one the caller allowed the switch by, in one transaction under the lock
     /// every rollout change takes. Returns `false`, switching nothing, when the rollout moved
     /// meanwhile: a rollback committed between the check and the switch is never undone.
+    /// Switching on what was off in a canary or widening stage starts the stage's day again
+    /// (`changed_at` is now; [`restarts_stage`]).
     async fn switch_on_within(
         &self,
         tenant: &TenantId,

@@ -4,7 +4,7 @@
 use catalog_core::{Rollout, StockChange, SupplierId, TenantId};
 
 use super::fixtures::*;
-use crate::{Provenance, RolloutChange, StoreConfig};
+use crate::{Provenance, RolloutChange, RolloutState, StoreConfig};
 
 pub(super) async fn held_events_are_decided_afresh_once_sync_is_on<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
@@ -137,4 +137,49 @@ where
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(!flags.sync_enabled, "the rollback stands");
     assert!(!flags.suppliers.get(&globex).copied().unwrap_or(false));
+}
+
+/// Switching on what was switched off inside a canary or widening stage starts the stage's
+/// day again: while it was off nothing applied, and its signals were green by measuring
+/// nothing (decision 0017). Switching on what is already on, or a switch whose rollout moved,
+/// leaves the stage's time alone.
+pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let tenant = TenantId::parse("canary").expect("tenant");
+    let acme = SupplierId::parse("acme").expect("supplier");
+    let canary = Rollout::Canary { supplier: acme.clone() };
+    let change = RolloutChange {
+        tenant: tenant.clone(),
+        from: Rollout::Closed,
+        to: canary.clone(),
+        step: "canary".to_owned(),
+        actor: "ops".to_owned(),
+        at: chrono::Utc::now(),
+    };
+    assert!(store.change_rollout(&change).await.expect("canary"));
+    let since = |state: RolloutState| state.changed_at.expect("changed");
+    let started = since(store.rollout(&tenant).await.expect("rollout"));
+
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(store.switch_on_within(&tenant, None, &canary).await.expect("switch"));
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    assert_eq!(since(store.rollout(&tenant).await.expect("rollout")), started, "already on: the day goes on");
+
+    for supplier in [None, Some(&acme)] {
+        let before = since(store.rollout(&tenant).await.expect("rollout"));
+        match supplier {
+            None => store.set_tenant_sync(&tenant, false).await.expect("the kill switch"),
+            Some(supplier) => store.set_supplier_sync(&tenant, supplier, false).await.expect("off by hand"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(store.switch_on_within(&tenant, supplier, &canary).await.expect("switch"));
+        let restarted = since(store.rollout(&tenant).await.expect("rollout"));
+        assert!(restarted > before, "{supplier:?}: the stage's day starts again at the switch on");
+        let state = store.rollout(&tenant).await.expect("rollout");
+        assert_eq!(state.rollout, canary, "the stage itself stays");
+    }
 }
