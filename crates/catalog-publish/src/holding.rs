@@ -92,9 +92,10 @@ pub(crate) async fn sending_under<F: std::future::Future>(holding: Option<Arc<Ho
 }
 
 /// Whether the claims of the round sending in this task are still held, as before a send
-/// starts (`Holding::still_held`): a marketplace feed asks before it creates the feed, after
-/// its document was made and uploaded (minutes, if the upload is slow), since a feed created
-/// once another publisher holds the items at newer versions would be applied after theirs
+/// starts (`Holding::still_held`): a marketplace feed asks just before the call that creates
+/// the feed goes out (`feeds::exchange_while_held`), after its document was made and uploaded
+/// and its access token fetched (minutes, if they are slow), since a feed created once
+/// another publisher holds the items at newer versions would be applied after theirs
 /// (decision 0046). True outside a renewed round.
 pub(crate) fn claims_still_held() -> bool {
     ROUND_CLAIMS.try_with(|claims| claims.as_ref().is_none_or(|holding| holding.still_held())).unwrap_or(true)

@@ -152,6 +152,13 @@ pub fn classify_transport(error: &TransportError) -> Verdict {
     Verdict::Retry { reason: error.kind, error: error.message.clone() }
 }
 
+impl From<TransportError> for Verdict {
+    /// What [`classify_transport`] says of the failure.
+    fn from(error: TransportError) -> Self {
+        classify_transport(&error)
+    }
+}
+
 /// Whether a failure's reason says the request may have reached the platform without an
 /// answer coming back: the worker's timeout, or the connection lost after it was open. A
 /// platform may still apply such a request (decision 0043).

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::adapter::{Attempt, Publish, Sent};
-use crate::marketplace::{all, header_pairs, Answer};
+use crate::holding::claims_still_held;
+use crate::marketplace::{all, exchange, header_pairs, Answer};
 use crate::response::Verdict;
 
 /// What each call of a feed may take; the whole feed has [`FeedSettings::timeout`].
@@ -19,11 +20,23 @@ pub(crate) type Refused = (Verdict, Option<u16>);
 
 /// What a feed not created answers when its round's claims passed their lease before it
 /// could be (`claims_still_held`): nothing reached the platform; sent again in a later round.
-pub(crate) fn lapsed() -> Verdict {
+fn lapsed() -> Verdict {
     Verdict::Retry {
         reason: crate::publisher::LEASE_RAN_OUT,
         error: "the round's claims passed their lease before the feed was created: not created".to_owned(),
     }
+}
+
+/// Sends `request`, the call that creates a feed, only while the round's claims are still
+/// held (`claims_still_held`), else answers [`lapsed`] (decision 0046). It is the send of
+/// `with_token`, so the claims are checked just before the call goes out: after the access
+/// token was fetched (a slow token endpoint takes up to a call's timeout), and again before
+/// the call is sent again with a new token.
+pub(crate) async fn exchange_while_held(request: reqwest::RequestBuilder) -> Result<Answer, Verdict> {
+    if !claims_still_held() {
+        return Err(lapsed());
+    }
+    exchange(request).await.map_err(Verdict::from)
 }
 
 /// How a submitted feed is waited for.

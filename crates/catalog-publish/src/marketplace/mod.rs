@@ -21,7 +21,7 @@ use crate::channel::Secret;
 use crate::oauth::TokenCache;
 use crate::publisher::PublishError;
 use crate::readback::{read_error, ReadBackError};
-use crate::response::{classify_transport, parse_retry_after, truncate, TransportError, Verdict};
+use crate::response::{parse_retry_after, truncate, TransportError, Verdict};
 
 /// A platform's answer, read whole.
 #[derive(Debug, Clone)]
@@ -154,15 +154,18 @@ pub(crate) fn all(batch: &[Publish], verdict: Verdict, status: Option<u16>, star
 
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
 /// more with a new token when `expired` says the platform refused the token it was sent.
-/// A token that cannot be had, or a transport failure, is the verdict for the request.
-pub(crate) async fn with_token<F, Fut>(
+/// A token that cannot be had, a transport failure, or a verdict `send` gives instead of
+/// sending (a feed whose round's claims passed, `feeds::exchange_while_held`) is the verdict
+/// for the request.
+pub(crate) async fn with_token<F, Fut, E>(
     tokens: &TokenCache,
     expired: impl Fn(&Answer) -> bool,
     send: F,
 ) -> Result<Answer, Verdict>
 where
     F: Fn(Secret) -> Fut,
-    Fut: Future<Output = Result<Answer, TransportError>>,
+    Fut: Future<Output = Result<Answer, E>>,
+    E: Into<Verdict>,
 {
     let mut retried = false;
     loop {
@@ -170,7 +173,7 @@ where
             .access_token()
             .await
             .map_err(|error| Verdict::Retry { reason: error.reason(), error: error.to_string() })?;
-        let answer = send(token.clone()).await.map_err(|error| classify_transport(&error))?;
+        let answer = send(token.clone()).await.map_err(Into::into)?;
         if expired(&answer) && !retried {
             tracing::info!(status = answer.status, "access token expired, fetching a new one");
             tokens.expired(&token).await;

@@ -44,6 +44,49 @@ impl PublishEvents for Quiet {
     fn lease_ran_out(&self, _: &OutboxEntry) {}
 }
 
+/// Stops its publisher (the token) the first time a round's claims ran out before it sent.
+struct StopOnLapse(CancellationToken);
+
+impl PublishEvents for StopOnLapse {
+    fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+    fn resolved(&self, _: &ResolvedDeadLetter) {}
+    fn lease_ran_out(&self, _: &OutboxEntry) {
+        self.0.cancel();
+    }
+}
+
+/// Runs a publisher of the feed channel `name` over `adapter` while the store cannot renew
+/// claims (out of reach): claims leased 900 ms, one round at a time, until a round's claims
+/// run out before it sends or `created` says the platform has a feed (10 s at most).
+async fn run_until_lapsed_or_created(
+    name: &str,
+    adapter: Arc<dyn catalog_publish::ChannelAdapter>,
+    store: Arc<dyn CatalogStore>,
+    created: impl Fn() -> bool,
+) {
+    let flaky = Arc::new(Flaky::new(store));
+    flaky.extend_fails.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut config = ChannelConfig::new(name);
+    // One lane: another would claim the items once this round's claims pass, as another
+    // publisher may, and legitimately send them.
+    config.concurrency = 1;
+    config.request_timeout = Duration::from_secs(600);
+    config.lease = Duration::from_millis(900);
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let shutdown = CancellationToken::new();
+    let publisher = ChannelPublisher::new(config, adapter, flaky, Arc::new(StopOnLapse(shutdown.clone())));
+    let running = tokio::spawn(publisher.run(shutdown.clone(), CancellationToken::new()));
+    let lapsed_or_created = async {
+        while !shutdown.is_cancelled() && !created() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), lapsed_or_created).await.expect("the round lapsed or sent its feed");
+    shutdown.cancel();
+    running.await.expect("task").expect("publisher run");
+}
+
 async fn store(channels: &[&str]) -> (Arc<dyn CatalogStore>, tempfile::TempDir) {
     let directory = tempfile::tempdir().expect("temp dir");
     let config = StoreConfig {

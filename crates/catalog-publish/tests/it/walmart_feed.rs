@@ -5,7 +5,7 @@
 //! ("Bulk inventory feed") documents: `RECEIVED`, `INPROGRESS`, `PROCESSED` with per-item
 //! `ingestionStatus`, `ERROR`, 429 with `Retry-After`, 401 for an expired token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +37,8 @@ struct Shared {
     fail: bool,
     requests: Vec<Received>,
     n_tokens: usize,
+    /// How long each token request waits for its answer, in turn; the rest answer at once.
+    token_delays: VecDeque<Duration>,
     /// Feed id → its items (SKU, amount) and the status reads it has had.
     feeds: HashMap<String, (Vec<(String, i64)>, usize)>,
     held: HashMap<String, i64>,
@@ -45,11 +47,14 @@ struct Shared {
 type Api = Arc<Mutex<Shared>>;
 
 async fn token(State(api): State<Api>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let mut shared = api.lock().expect("api state");
-    let recorded = Received::new(method, &uri, headers, body);
-    shared.requests.push(recorded);
-    shared.n_tokens += 1;
-    let n = shared.n_tokens;
+    let (n, delay) = {
+        let mut shared = api.lock().expect("api state");
+        let recorded = Received::new(method, &uri, headers, body);
+        shared.requests.push(recorded);
+        shared.n_tokens += 1;
+        (shared.n_tokens, shared.token_delays.pop_front().unwrap_or_default())
+    };
+    tokio::time::sleep(delay).await;
     axum::Json(json!({"access_token": format!("eyJ-token-{n}"), "token_type": "Bearer", "expires_in": 900}))
         .into_response()
 }
@@ -166,6 +171,7 @@ impl MarketplaceApi {
             fail,
             requests: Vec::new(),
             n_tokens: 0,
+            token_delays: VecDeque::new(),
             feeds: HashMap::new(),
             held: HashMap::new(),
         }));
@@ -283,4 +289,27 @@ async fn a_feed_that_fails_whole_is_sent_again() {
         }
         other => panic!("a feed in ERROR is sent again, not {other:?}"),
     }
+}
+
+/// Walmart's token endpoint slow to answer (it may take up to a call's timeout) while the
+/// store is out of reach: the round's claims pass while the token is fetched, after the round
+/// was checked before sending. The feed is not created, as another publisher may hold the
+/// items at newer versions by then (decision 0046); nothing is recorded for the items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_claims_passed_while_its_token_was_fetched_is_not_created() {
+    let api = MarketplaceApi::start(vec![], false).await;
+    api.shared.lock().expect("api state").token_delays.push_back(Duration::from_millis(2_000));
+    let (store, _dir) = crate::store(&["walmart"]).await;
+    crate::set_many(&*store, 1, &[("ABC-1", 5), ("ABC-2", 6)]).await;
+    let submissions = || api.requests().iter().filter(|request| request.path == "/v3/feeds").count();
+    crate::run_until_lapsed_or_created("walmart", Arc::new(api.channel()), Arc::clone(&store), || submissions() > 0)
+        .await;
+    assert_eq!(api.shared.lock().expect("api state").n_tokens, 1, "the token was fetched");
+    assert_eq!(submissions(), 0, "no feed created once the claims had passed");
+    let due = store
+        .claim_outbox("walmart", &catalog_store::OutboxClaim::immediate(10, Duration::from_secs(30)))
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 2, "both items are due again");
+    assert!(due.iter().all(|entry| entry.attempts == 0), "nothing was recorded: {due:?}");
 }

@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 
 use super::{access_token_refused, refusal, AmazonChannel, FULFILLMENT_CHANNEL_CODE, PATCH_OPERATION};
 use crate::adapter::{Publish, Sent};
-use crate::channel::Rate;
-use crate::holding::claims_still_held;
-use crate::marketplace::feeds::{feed_sent, lapsed, patiently, succeeded, FeedSettings, Refused};
+use crate::channel::{Rate, Secret};
+use crate::marketplace::feeds::{exchange_while_held, feed_sent, patiently, succeeded, FeedSettings, Refused};
 use crate::marketplace::{exchange, with_token, Answer};
 use crate::response::{classify_transport, truncate, TransportError, Verdict};
 
@@ -248,24 +247,7 @@ impl AmazonChannel {
             )
             .await?;
         self.upload(&document.url, feed).await?;
-        // The feed is created only while the round's claims are still held: after a slow
-        // upload another publisher may hold the items at newer versions, and this feed,
-        // created after theirs, would be applied after it (decision 0046).
-        if !claims_still_held() {
-            return Err((lapsed(), None));
-        }
-        let created: CreatedFeed = self
-            .feeds_call(
-                reqwest::Method::POST,
-                "/feeds/2021-06-30/feeds",
-                Some(json!({
-                    "feedType": FEED_TYPE,
-                    "marketplaceIds": [self.config.marketplace_id],
-                    "inputFeedDocumentId": document.feed_document_id,
-                })),
-            )
-            .await?;
-        let feed_id = created.feed_id;
+        let feed_id = self.create_feed(&document.feed_document_id).await?.feed_id;
         tracing::info!(feed_id, n_messages = batch.len(), "feed submitted");
         // A feed is never done at once: the first read waits one interval.
         let status_path = format!("/feeds/2021-06-30/feeds/{}", super::percent_encode(&feed_id));
@@ -297,17 +279,8 @@ impl AmazonChannel {
     /// A Feeds API call with the channel's access token: its answer if it succeeded,
     /// otherwise what Amazon's refusal means for every message.
     async fn feeds_answer(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Answer, Refused> {
-        let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
         let answer = with_token(&self.tokens, access_token_refused, |token| {
-            let mut request = self
-                .client
-                .request(method.clone(), &url)
-                .header("x-amz-access-token", token.expose())
-                .header("Accept", "application/json");
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
-            exchange(request)
+            exchange(self.feeds_request(&token, method.clone(), path, body.as_ref()))
         })
         .await
         .map_err(|verdict| (verdict, None))?;
@@ -320,11 +293,46 @@ impl AmazonChannel {
         path: &str,
         body: Option<Value>,
     ) -> Result<T, Refused> {
-        let answer = self.feeds_answer(method, path, body).await?;
-        serde_json::from_str(&answer.body).map_err(|error| {
-            let error = format!("HTTP {} from {path}: {error}: {}", answer.status, truncate(&answer.body));
-            (Verdict::Retry { reason: "unexpected_answer", error }, Some(answer.status))
+        read_answer(self.feeds_answer(method, path, body).await?, path)
+    }
+
+    /// `createFeed` of the uploaded document, as [`Self::feeds_call`], sent only while the
+    /// round's claims are held: after a slow upload or token fetch another publisher may hold
+    /// the items at newer versions, and this feed, created after theirs, would be applied
+    /// after it. The claims are checked just before the call goes out (decision 0046).
+    async fn create_feed(&self, document_id: &str) -> Result<CreatedFeed, Refused> {
+        let path = "/feeds/2021-06-30/feeds";
+        let body = json!({
+            "feedType": FEED_TYPE,
+            "marketplaceIds": [self.config.marketplace_id],
+            "inputFeedDocumentId": document_id,
+        });
+        let answer = with_token(&self.tokens, access_token_refused, |token| {
+            exchange_while_held(self.feeds_request(&token, reqwest::Method::POST, path, Some(&body)))
         })
+        .await
+        .map_err(|verdict| (verdict, None))?;
+        read_answer(succeeded(answer, refusal)?, path)
+    }
+
+    /// A Feeds API request with `token`.
+    fn feeds_request(
+        &self,
+        token: &Secret,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
+        let request = self
+            .client
+            .request(method, url)
+            .header("x-amz-access-token", token.expose())
+            .header("Accept", "application/json");
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
     }
 
     /// The feed, uploaded to the presigned URL as it was declared; the URL is its own
@@ -365,6 +373,14 @@ impl AmazonChannel {
             Some(other) => Err(unreadable(format!("processing report compressed as {other}, which is not GZIP"))),
         }
     }
+}
+
+/// The body of a Feeds API answer to `path` that succeeded, read as `T`.
+fn read_answer<T: DeserializeOwned>(answer: Answer, path: &str) -> Result<T, Refused> {
+    serde_json::from_str(&answer.body).map_err(|error| {
+        let error = format!("HTTP {} from {path}: {error}: {}", answer.status, truncate(&answer.body));
+        (Verdict::Retry { reason: "unexpected_answer", error }, Some(answer.status))
+    })
 }
 
 #[cfg(test)]

@@ -14,9 +14,8 @@ use serde_json::{json, Value};
 
 use super::{access_token_expired, correlation_id, refusal, WalmartChannel, SERVICE_NAME};
 use crate::adapter::{Publish, Sent};
-use crate::channel::Rate;
-use crate::holding::claims_still_held;
-use crate::marketplace::feeds::{feed_sent, lapsed, patiently, succeeded, FeedSettings, Refused};
+use crate::channel::{Rate, Secret};
+use crate::marketplace::feeds::{exchange_while_held, feed_sent, patiently, succeeded, FeedSettings, Refused};
 use crate::marketplace::{exchange, percent_encode, with_token, Answer};
 use crate::response::{truncate, Verdict};
 
@@ -211,10 +210,7 @@ impl WalmartChannel {
             inventory_feed(batch)
         );
         let content_type = format!("multipart/form-data; boundary={boundary}");
-        if !claims_still_held() {
-            return Err((lapsed(), None));
-        }
-        let submitted = self.call(reqwest::Method::POST, &url, Some((content_type.as_str(), body.as_str()))).await?;
+        let submitted = self.create_feed(&url, (content_type.as_str(), body.as_str())).await?;
         let feed_id = serde_json::from_str::<Submitted>(&submitted.body)
             .map_err(|error| {
                 let error =
@@ -233,7 +229,7 @@ impl WalmartChannel {
         let read = |offset: usize| {
             let url = status_url(offset);
             async move {
-                let answer = self.call(reqwest::Method::GET, &url, None).await?;
+                let answer = self.call(reqwest::Method::GET, &url).await?;
                 read_feed_page(&answer.body)
                     .map_err(|error| (Verdict::Retry { reason: "unexpected_answer", error }, Some(answer.status)))
             }
@@ -272,23 +268,35 @@ impl WalmartChannel {
 
     /// A Marketplace call with the channel's access token and Walmart's headers: its answer
     /// if it succeeded, otherwise what Walmart's refusal means for every item.
-    async fn call(&self, method: reqwest::Method, url: &str, body: Option<(&str, &str)>) -> Result<Answer, Refused> {
+    async fn call(&self, method: reqwest::Method, url: &str) -> Result<Answer, Refused> {
+        let answer =
+            with_token(&self.tokens, access_token_expired, |token| exchange(self.request(&token, method.clone(), url)))
+                .await
+                .map_err(|verdict| (verdict, None))?;
+        succeeded(answer, refusal)
+    }
+
+    /// `POST /v3/feeds` with the feed's file (`content_type` and `body`), as [`Self::call`],
+    /// sent only while the round's claims are held: checked after any token fetch, just
+    /// before the call that creates the feed (decision 0046).
+    async fn create_feed(&self, url: &str, (content_type, body): (&str, &str)) -> Result<Answer, Refused> {
         let answer = with_token(&self.tokens, access_token_expired, |token| {
-            let mut request = self
-                .client
-                .request(method.clone(), url)
-                .header("WM_SEC.ACCESS_TOKEN", token.expose())
-                .header("WM_QOS.CORRELATION_ID", correlation_id())
-                .header("WM_SVC.NAME", SERVICE_NAME)
-                .header("Accept", "application/json");
-            if let Some((content_type, body)) = body {
-                request = request.header("Content-Type", content_type).body(body.to_owned());
-            }
-            exchange(request)
+            let request = self.request(&token, reqwest::Method::POST, url);
+            exchange_while_held(request.header("Content-Type", content_type).body(body.to_owned()))
         })
         .await
         .map_err(|verdict| (verdict, None))?;
         succeeded(answer, refusal)
+    }
+
+    /// A Marketplace request with `token` and Walmart's headers.
+    fn request(&self, token: &Secret, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .header("WM_SEC.ACCESS_TOKEN", token.expose())
+            .header("WM_QOS.CORRELATION_ID", correlation_id())
+            .header("WM_SVC.NAME", SERVICE_NAME)
+            .header("Accept", "application/json")
     }
 }
 
