@@ -96,6 +96,11 @@ struct State {
     cached: Option<Cached>,
     /// The refresh token to use next: rotated by platforms that rotate it.
     refresh_token: Option<Secret>,
+    /// What the refresh token file held when this cache last read or wrote it: a token found
+    /// there that differs was written since by another process sharing the file. A write
+    /// that failed leaves it as it was, so the token this cache spent, still in the file, is
+    /// not taken back for a newer one.
+    kept: Option<Secret>,
     /// How many access tokens were fetched, for tests and metrics.
     n_fetched: u64,
 }
@@ -119,31 +124,28 @@ struct Fetcher {
 impl TokenCache {
     pub fn new(endpoint: TokenEndpoint, client: reqwest::Client) -> Self {
         let refresh_token = configured_refresh_token(&endpoint);
-        Self::starting(Fetcher { endpoint, client, refresh_token_file: None }, refresh_token)
+        Self::starting(Fetcher { endpoint, client, refresh_token_file: None }, refresh_token, None)
     }
 
-    fn starting(fetcher: Fetcher, refresh_token: Option<Secret>) -> Self {
+    fn starting(fetcher: Fetcher, refresh_token: Option<Secret>, kept: Option<Secret>) -> Self {
         Self {
             fetcher: Arc::new(fetcher),
-            state: Arc::new(Mutex::new(State { cached: None, refresh_token, n_fetched: 0 })),
+            state: Arc::new(Mutex::new(State { cached: None, refresh_token, kept, n_fetched: 0 })),
         }
     }
 
     /// Keeps the refresh token in the file at `path`, for platforms that rotate it (Mercado
     /// Libre spends a refresh token on its first use): a token already there replaces the
     /// configured one, and each rotated token is written there (owner-only, replaced whole)
-    /// before the access token that came with it is used.
+    /// before the access token that came with it is used. Processes may share the file (two
+    /// workers draining one channel, the old and the new one of a deploy): each refresh reads
+    /// it first, and takes the token another process rotated since (see `Fetcher::refresh`).
     pub fn keeping_refresh_token_in(self, path: PathBuf) -> std::io::Result<Self> {
-        let kept = match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim())),
-            Ok(_) => None,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => return Err(error),
-        };
+        let kept = read_secret_file(&path)?;
         let Fetcher { endpoint, client, .. } = &*self.fetcher;
-        let refresh_token = kept.or_else(|| configured_refresh_token(endpoint));
+        let refresh_token = kept.clone().or_else(|| configured_refresh_token(endpoint));
         let fetcher = Fetcher { endpoint: endpoint.clone(), client: client.clone(), refresh_token_file: Some(path) };
-        Ok(Self::starting(fetcher, refresh_token))
+        Ok(Self::starting(fetcher, refresh_token, kept))
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
@@ -180,22 +182,66 @@ impl TokenCache {
 }
 
 impl Fetcher {
-    /// Fetches a new access token into `state`, keeping a rotated refresh token.
+    /// Fetches a new access token into `state`, keeping a rotated refresh token. With a
+    /// refresh token file, the token another process kept there since this one last read it
+    /// is the one presented: that process spent the one held here. Two refreshing at once
+    /// may both read the file before either keeps its new token; the one refused reads the
+    /// file again once, and refreshes again if the other has kept a new token meanwhile (a
+    /// spent token is refused with `invalid_grant`; whatever the refusal, a newer token is
+    /// worth its one try).
     async fn refresh(&self, state: &mut State) -> Result<Secret, TokenError> {
-        let (access_token, lifetime, rotated) = self.fetch(state.refresh_token.as_ref()).await?;
+        self.take_newer_kept(state);
+        let fetched = match self.fetch(state.refresh_token.as_ref()).await {
+            Err(TokenError::Refused { .. }) if self.take_newer_kept(state) => {
+                self.fetch(state.refresh_token.as_ref()).await
+            }
+            fetched => fetched,
+        };
+        let (access_token, lifetime, rotated) = fetched?;
         let ahead = REFRESH_AHEAD.min(lifetime / 2);
         state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
         if let Some(rotated) = rotated {
             if let Some(path) = &self.refresh_token_file {
-                if let Err(error) = write_secret_file(path, &rotated) {
+                match write_secret_file(path, &rotated) {
+                    Ok(()) => state.kept = Some(rotated.clone()),
                     // The token works now; after a restart the spent one in the file would not.
-                    tracing::error!(path = %path.display(), %error, "keeping the rotated refresh token failed: renew the grant before the next restart");
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "keeping the rotated refresh token failed: renew the grant before the next restart");
+                    }
                 }
             }
             state.refresh_token = Some(rotated);
         }
         state.n_fetched += 1;
         Ok(access_token)
+    }
+
+    /// Takes the refresh token in the file when another process rotated the grant since this
+    /// one last read or wrote the file (`State::kept`). Whether it did; a file that cannot be
+    /// read leaves the token held.
+    fn take_newer_kept(&self, state: &mut State) -> bool {
+        let Some(path) = &self.refresh_token_file else {
+            return false;
+        };
+        let kept = match read_secret_file(path) {
+            Ok(kept) => kept,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "reading the refresh token file failed: refreshing with the token held");
+                return false;
+            }
+        };
+        if kept == state.kept {
+            return false;
+        }
+        state.kept.clone_from(&kept);
+        match kept {
+            Some(kept) if state.refresh_token.as_ref() != Some(&kept) => {
+                tracing::info!(path = %path.display(), "another process rotated the refresh token: refreshing with the one it kept");
+                state.refresh_token = Some(kept);
+                true
+            }
+            _ => false,
+        }
     }
 
     async fn fetch(&self, refresh_token: Option<&Secret>) -> Result<(Secret, Duration, Option<Secret>), TokenError> {
@@ -248,8 +294,20 @@ fn configured_refresh_token(endpoint: &TokenEndpoint) -> Option<Secret> {
     }
 }
 
+/// The secret in the file at `path`, if it holds one (no file, or an empty one, holds none).
+fn read_secret_file(path: &Path) -> std::io::Result<Option<Secret>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(Secret::new(text.trim()))),
+        Ok(_) => Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Replaces the file at `path` with `secret`, readable by its owner only: written beside it,
-/// synced, then renamed over it, so a crash leaves the old token or the new one, never half.
+/// synced, renamed over it, and the rename synced with its directory, so a crash leaves the
+/// old token or the new one, never half, and once this returns (the new token is relied on)
+/// never the old one.
 fn write_secret_file(path: &Path, secret: &Secret) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     let mut options = std::fs::OpenOptions::new();
@@ -259,5 +317,19 @@ fn write_secret_file(path: &Path, secret: &Secret) -> std::io::Result<()> {
     let mut file = options.open(&partial)?;
     file.write_all(secret.expose().as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&partial, path)
+    std::fs::rename(&partial, path)?;
+    sync_directory_of(path)
+}
+
+/// Syncs the directory holding `path`, which makes a rename into it durable.
+#[cfg(unix)]
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(directory)?.sync_all()
+}
+
+/// Elsewhere a directory cannot be opened to sync it; the rename is left to the system.
+#[cfg(not(unix))]
+fn sync_directory_of(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }

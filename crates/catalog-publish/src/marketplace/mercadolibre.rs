@@ -48,8 +48,9 @@ pub struct MercadoLibreConfig {
     /// refresh answers with the next one.
     pub refresh_token: Secret,
     /// Where the rotated refresh token is kept across restarts (written before its access
-    /// token is used; read at start in place of `refresh_token` once it exists). Without it a
-    /// restart uses `refresh_token` again, which the first refresh has spent.
+    /// token is used; read at start in place of `refresh_token` once it exists, and before
+    /// each refresh, as the workers draining the channel share it). Without it a restart uses
+    /// `refresh_token` again, which the first refresh has spent.
     pub refresh_token_file: Option<std::path::PathBuf>,
 }
 

@@ -478,6 +478,89 @@ async fn mercadolibre_rotated_refresh_token_is_kept_when_its_send_is_cancelled()
     assert_eq!(tokens.len(), 1, "the token the cancelled fetch brought is used: {tokens:?}");
 }
 
+/// Two workers draining the same channel (or the old and the new one of a deploy) share its
+/// refresh token file. Each refresh spends the token the other holds, so each reads the file
+/// again before it refreshes and presents the newest token there, not the spent one it held
+/// since it started (which Mercado Libre refused with `invalid_grant` until a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_workers_sharing_a_refresh_token_file_each_refresh_with_the_newest_token() {
+    let meli = MercadoLibre::start(vec![Api::Accept, Api::Accept, Api::Expired], vec![]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    let first = meli.channel_keeping(Some(file.clone()));
+    let second = meli.channel_keeping(Some(file.clone()));
+    let sent = publish(ITEM_ID, 7, None);
+    let answer = first.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
+    let answer = second.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].verdict, accepted(&sent), "the second worker publishes: {answer:?}");
+    // The first's access token expires: it refreshes with the token the second kept.
+    let answer = first.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].verdict, accepted(&sent), "the first worker publishes again: {answer:?}");
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 3, "no refresh refused: {tokens:?}");
+    for (request, refresh_token) in tokens.iter().zip(["TG-initial-241983636", "TG-1-241983636", "TG-2-241983636"]) {
+        assert_token_request(request, refresh_token);
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-3-241983636");
+}
+
+/// Two workers sharing the file refresh at once: the second reads the file before the first
+/// has kept the token its refresh rotated, and presents the one the first is spending.
+/// Refused with `invalid_grant`, it reads the file once more and refreshes with the token the
+/// first kept there meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_refresh_refused_as_spent_is_made_again_with_the_token_another_worker_kept() {
+    // The first refresh is answered after 300 ms, the refusal of the second after a second.
+    let slow = vec![Token::Slow(Duration::from_millis(300)), Token::Slow(Duration::from_millis(1_000))];
+    let meli = MercadoLibre::start(vec![], slow).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    let first = meli.channel_keeping(Some(file.clone()));
+    let second = meli.channel_keeping(Some(file.clone()));
+    let sent = publish(ITEM_ID, 7, None);
+    let second_send = async {
+        while meli.token_requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        second.send(std::slice::from_ref(&sent)).await
+    };
+    let (first_answer, second_answer) = tokio::join!(first.send(std::slice::from_ref(&sent)), second_send);
+    assert_eq!(first_answer.attempts[0].verdict, accepted(&sent), "{first_answer:?}");
+    assert_eq!(second_answer.attempts[0].verdict, accepted(&sent), "the second worker publishes: {second_answer:?}");
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    for (request, refresh_token) in
+        tokens.iter().zip(["TG-initial-241983636", "TG-initial-241983636", "TG-1-241983636"])
+    {
+        assert_token_request(request, refresh_token);
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-2-241983636");
+}
+
+/// A rotated refresh token that could not be written to the file works until a restart, as
+/// the error logged says: the spent one left in the file is not taken for another process's
+/// newer token at the next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_refresh_token_that_could_not_be_kept_is_used_until_a_restart() {
+    let meli = MercadoLibre::start(vec![Api::Accept, Api::Expired], vec![]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    std::fs::write(&file, "TG-initial-241983636").expect("the configured token, kept");
+    // The new token is written beside the file first: a directory there fails the write.
+    std::fs::create_dir(file.with_extension("partial")).expect("a directory in the way");
+    let channel = meli.channel_keeping(Some(file.clone()));
+    let sent = publish(ITEM_ID, 7, None);
+    for _ in 0..2 {
+        let answer = channel.send(std::slice::from_ref(&sent)).await;
+        assert_eq!(answer.attempts[0].verdict, accepted(&sent), "{answer:?}");
+    }
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_token_request(&tokens[1], "TG-1-241983636");
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-initial-241983636", "never written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mercadolibre_batch_is_one_request_per_listing_and_a_rejection_fails_alone() {
     let meli = MercadoLibre::start(vec![Api::Accept, Api::Reject, Api::Accept], vec![]).await;
