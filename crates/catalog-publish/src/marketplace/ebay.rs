@@ -40,7 +40,8 @@ pub const THROTTLED_WAIT: Duration = Duration::from_secs(60);
 
 const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
 /// `403 Access denied`: seen from eBay when the access token has expired (hendt/ebay-api#148),
-/// otherwise an access token without the scope the call needs.
+/// otherwise an access token without the scope the call needs. Either way a new token is
+/// fetched once (`expired`).
 const ACCESS_DENIED_ERROR_ID: u64 = 1100;
 
 pub use read::{parse_bulk_get, MAX_READS_PER_REQUEST};
@@ -144,8 +145,6 @@ impl ChannelAdapter for EbayChannel {
         // One request has one parent span: the first item version that carries a trace. eBay
         // has no idempotency key for this call; setting an absolute quantity again is harmless.
         let traceparent = batch.iter().find_map(|publish| publish.entry.traceparent.as_deref());
-        // eBay answers 401 (errorId 1001, "Invalid access token") for an expired token.
-        let expired = |answer: &Answer| answer.status == 401;
         let answer = with_token(&self.tokens, expired, |token| {
             let mut request = self.client.post(&url).bearer_auth(token.expose()).json(&body);
             if let Some(traceparent) = traceparent {
@@ -166,6 +165,23 @@ impl ChannelAdapter for EbayChannel {
             verdicts.into_iter().map(|(status, verdict)| Attempt { verdict, status: Some(status), latency }).collect();
         // eBay's answers say nothing of the quota left (that is the Analytics API's), so no pause.
         Sent { attempts, pause: None }
+    }
+}
+
+/// Whether eBay refused the access token `answer` was sent with, so that a new one is worth
+/// one more try: 401 (errorId 1001, "Invalid access token"), or 403 errorId 1100 "Access
+/// denied", which eBay was seen to answer for an expired token (hendt/ebay-api#148). A token
+/// denied for the scope it lacks is denied again with the new one, and then `unauthorized`.
+fn expired(answer: &Answer) -> bool {
+    access_token_refused(answer.status, &answer.body)
+}
+
+/// [`expired`], of a status and body: pure, so its table is tested.
+fn access_token_refused(status: u16, body: &str) -> bool {
+    match status {
+        401 => true,
+        403 => error_ids(body).contains(&ACCESS_DENIED_ERROR_ID),
+        _ => false,
     }
 }
 
@@ -232,8 +248,8 @@ fn classify_entry(entry: &Value, http_status: u16, item: &CatalogItem, now: Date
     (status, rejected(status, error, &text))
 }
 
-/// What a status means alike for the request and for one SKU: 429 wait, 401 (still, after a
-/// new token) or 403 errorId 1100 an operator's credential problem that heals once fixed,
+/// What a status means alike for the request and for one SKU: 429 wait, 401 or 403 errorId
+/// 1100 (still, after a new token) an operator's credential problem that heals once fixed,
 /// 408 and 5xx retry.
 fn shared_verdict(status: u16, retry_after: Option<&str>, body: &str, now: DateTime<Utc>) -> Option<Verdict> {
     let access_denied = || error_ids(body).contains(&ACCESS_DENIED_ERROR_ID);
@@ -241,8 +257,6 @@ fn shared_verdict(status: u16, retry_after: Option<&str>, body: &str, now: DateT
         429 => Some(Verdict::Throttled {
             retry_after: retry_after.map_or(THROTTLED_WAIT, |value| parse_retry_after(Some(value), now)),
         }),
-        // A 403 errorId 1100 is not taken as an expired token: eBay was seen to answer it past
-        // a token's expiry time, and the token cache renews tokens before then.
         401 => Some(unauthorized(status, body)),
         403 if access_denied() => Some(unauthorized(status, body)),
         _ => common_verdict(status, retry_after, body, now),
@@ -303,6 +317,38 @@ mod tests {
             Verdict::Answered(result) if result.accepted() => "Published".to_owned(),
             other => format!("{other:?}"),
         }
+    }
+
+    /// 401 and 403 errorId 1100 ask for a new token; no other answer does.
+    #[test]
+    fn only_a_401_or_a_403_access_denied_asks_for_a_new_access_token() {
+        let cases = [
+            (
+                401,
+                r#"{"errors":[{"errorId":1001,"domain":"OAuth","category":"REQUEST","message":"Invalid access token"}]}"#,
+            ),
+            (401, ""),
+            (403, r#"{"errors":[{"errorId":1100,"domain":"ACCESS","category":"REQUEST","message":"Access denied"}]}"#),
+            (403, r#"{"errors":[{"errorId":1234,"message":"Forbidden"},{"errorId":1100,"message":"Access denied"}]}"#),
+            (403, r#"{"errors":[{"errorId":1234,"message":"Forbidden"}]}"#),
+            (403, "<html>Forbidden</html>"),
+            (400, r#"{"errors":[{"errorId":1100,"message":"Access denied"}]}"#),
+            (200, r#"{"responses":[]}"#),
+        ];
+        let rendered: Vec<String> = cases
+            .iter()
+            .map(|(status, body)| format!("{status} {body} -> {}", access_token_refused(*status, body)))
+            .collect();
+        insta::assert_snapshot!(rendered.join("\n"), @r#"
+        401 {"errors":[{"errorId":1001,"domain":"OAuth","category":"REQUEST","message":"Invalid access token"}]} -> true
+        401  -> true
+        403 {"errors":[{"errorId":1100,"domain":"ACCESS","category":"REQUEST","message":"Access denied"}]} -> true
+        403 {"errors":[{"errorId":1234,"message":"Forbidden"},{"errorId":1100,"message":"Access denied"}]} -> true
+        403 {"errors":[{"errorId":1234,"message":"Forbidden"}]} -> false
+        403 <html>Forbidden</html> -> false
+        400 {"errors":[{"errorId":1100,"message":"Access denied"}]} -> false
+        200 {"responses":[]} -> false
+        "#);
     }
 
     #[test]

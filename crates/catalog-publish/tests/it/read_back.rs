@@ -395,6 +395,35 @@ async fn ebay_reads_up_to_25_skus_per_request_and_fetches_a_new_token_once() {
     assert_eq!(request.body, json!({ "requests": [{ "sku": "SKU-1" }, { "sku": "SKU-2" }] }));
 }
 
+/// A read answered 403 errorId 1100 "Access denied", as eBay was seen to answer an expired
+/// token, fetches a new token once and reads again, as a publish does.
+#[tokio::test]
+async fn ebay_read_denied_to_its_token_fetches_a_new_token_once() {
+    let denied = (
+        403,
+        vec![],
+        r#"{"errors":[{"errorId":1100,"domain":"ACCESS","category":"REQUEST","message":"Access denied"}]}"#.to_owned(),
+    );
+    let answer = ok(json!({ "responses": [
+        { "statusCode": 200, "sku": "SKU-1", "inventoryItem": { "sku": "SKU-1", "availability": { "shipToLocationAvailability": { "quantity": 5 } } } }
+    ] }));
+    let platform = Platform::start(vec![denied, answer]).await;
+    let config = EbayConfig {
+        base_url: platform.base_url.clone(),
+        token_url: format!("{}/identity/v1/oauth2/token", platform.base_url),
+        client_id: "ebay-app".into(),
+        client_secret: Secret::new("ebay-cert"),
+        refresh_token: Secret::new("v^1.1#refresh"),
+    };
+    let channel = EbayChannel::new(config, TIMEOUT, 2).expect("client");
+    let shown = channel.shown_quantities(&["SKU-1"]).await.expect("read");
+    assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 5)]);
+    assert_eq!(platform.tokens_issued(), 2);
+    let authorizations: Vec<Option<String>> =
+        platform.requests().iter().map(|request| header(&request.headers, "authorization")).collect();
+    assert_eq!(authorizations, [Some("Bearer token-1".to_owned()), Some("Bearer token-2".to_owned())]);
+}
+
 #[tokio::test]
 async fn mercadolibre_reads_up_to_20_items_per_multiget() {
     let answer = ok(json!([

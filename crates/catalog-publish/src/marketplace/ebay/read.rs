@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{describe_error_list, error_id_list, EbayChannel};
-use crate::marketplace::{exchange, read_refusal, read_with_token, Answer};
+use super::{describe_error_list, error_id_list, expired, EbayChannel};
+use crate::marketplace::{exchange, read_refusal, read_with_token};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
@@ -29,7 +29,6 @@ impl LookupReadBack for EbayChannel {
         let url = format!("{}{BULK_GET_PATH}", self.config.base_url.trim_end_matches('/'));
         let requests: Vec<Value> = listings.iter().map(|sku| json!({ "sku": sku })).collect();
         let body = json!({ "requests": requests });
-        let expired = |answer: &Answer| answer.status == 401;
         let answer = read_with_token(&self.tokens, expired, |token| {
             exchange(self.client.post(&url).bearer_auth(token.expose()).json(&body))
         })
