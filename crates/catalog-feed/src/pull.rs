@@ -478,32 +478,3 @@ pub async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: &RunErr
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use catalog_core::{Classify, FailureClass};
-
-    use super::{PullError, RunError};
-
-    #[test]
-    fn a_refused_request_or_a_missing_token_needs_an_operator_and_a_cursor_loop_the_supplier() {
-        for status in [400, 401, 403, 404] {
-            let refused = RunError::Pull(PullError::Refused { status, body: String::new() });
-            assert_eq!(refused.failure_class(), FailureClass::NeedsOperator, "{status}");
-        }
-        assert_eq!(
-            RunError::Pull(PullError::NoToken("ACME_TOKEN".into())).failure_class(),
-            FailureClass::NeedsOperator
-        );
-        assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).failure_class(), FailureClass::NeedsSupplier);
-    }
-
-    #[test]
-    fn a_feed_is_held_for_the_failure_hold_or_as_long_as_it_asked_if_longer() {
-        let hold = chrono::Duration::minutes(5);
-        let held_off = |secs| RunError::Pull(PullError::HeldOff { wait: std::time::Duration::from_secs(secs) });
-        assert_eq!(held_off(3_600).hold(hold), chrono::Duration::hours(1));
-        assert_eq!(held_off(90).hold(hold), hold);
-        assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).hold(hold), hold);
-    }
-}

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use catalog_feed::{FeedSelector, FeedSourceError, OnceScope};
+use catalog_core::{Classify, FailureClass};
+use catalog_feed::{FeedSelector, FeedSourceError, OnceScope, PullError, RunError};
 use catalog_store::PULL_STAGE;
 use catalog_testkit::feed_api::{Fault, FeedApi};
 use chrono::{Duration as TimeDelta, Timelike, Utc};
@@ -300,4 +301,23 @@ async fn a_failing_manual_run_holds_back_no_window_of_a_once_run() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "the windows were pulled");
     let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
     assert!(feed.run_request.is_some(), "the request stays for the next run");
+}
+
+#[test]
+fn a_refused_request_or_a_missing_token_needs_an_operator_and_a_cursor_loop_the_supplier() {
+    for status in [400, 401, 403, 404] {
+        let refused = RunError::Pull(PullError::Refused { status, body: String::new() });
+        assert_eq!(refused.failure_class(), FailureClass::NeedsOperator, "{status}");
+    }
+    assert_eq!(RunError::Pull(PullError::NoToken("ACME_TOKEN".into())).failure_class(), FailureClass::NeedsOperator);
+    assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).failure_class(), FailureClass::NeedsSupplier);
+}
+
+#[test]
+fn a_feed_is_held_for_the_failure_hold_or_as_long_as_it_asked_if_longer() {
+    let hold = chrono::Duration::minutes(5);
+    let held_off = |secs| RunError::Pull(PullError::HeldOff { wait: std::time::Duration::from_secs(secs) });
+    assert_eq!(held_off(3_600).hold(hold), chrono::Duration::hours(1));
+    assert_eq!(held_off(90).hold(hold), hold);
+    assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).hold(hold), hold);
 }
