@@ -39,6 +39,12 @@ pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
+/// A count, limit or version as SQLite's signed 64-bit integer: one past `i64::MAX` is held
+/// there rather than wrapped to a negative number (a negative `LIMIT` is no limit at all).
+pub(crate) fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rusqlite::params;
 use sqlx::SqlitePool;
 
-use crate::columns::{journal_row, micros, JOURNAL_COLUMNS};
+use crate::columns::{journal_row, micros, saturating_i64, JOURNAL_COLUMNS};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 use crate::SqliteStore;
@@ -73,7 +73,7 @@ async fn expire(
     sink: &mut dyn ArchiveSink,
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
-    let chunk = policy.chunk.max(1);
+    let chunk = saturating_i64(policy.chunk.max(1));
     // A row decided from here on (a held event switched on while its day is archived) was
     // read, if at all, as held and not archived: no drop deletes it, the next pass archives it.
     // The time is taken on the writer, which takes every decision's time inside its own
@@ -89,7 +89,7 @@ async fn expire(
             "SELECT {JOURNAL_COLUMNS} FROM events WHERE journal_id > ?1 ORDER BY journal_id LIMIT ?2"
         ))
         .bind(after)
-        .bind(chunk as i64)
+        .bind(chunk)
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
@@ -219,7 +219,7 @@ async fn chunked_delete(
     chunk: usize,
 ) -> Result<u64, StoreError> {
     let cutoff = micros(cutoff);
-    let chunk = chunk.max(1) as i64;
+    let chunk = saturating_i64(chunk.max(1));
     let mut deleted = 0;
     loop {
         let done = writer
@@ -278,11 +278,14 @@ async fn drop_day(
         .await?;
     let cutoff = micros(policy.journal_cutoff);
     let claim_cutoff = micros(policy.claim_cutoff);
-    let step = policy.chunk.max(1) as i64;
+    // `--journal-retention-chunk` takes any count up to `u64::MAX`: the step is held at
+    // `i64::MAX` and added saturating, so every chunk moves forward (a step wrapped to -1
+    // walked backwards for ever).
+    let step = saturating_i64(policy.chunk.max(1));
     let mut from = day.first_id - 1;
     let mut deleted = 0;
     while from < day.last_id {
-        let to = (from + step).min(day.last_id);
+        let to = from.saturating_add(step).min(day.last_id);
         deleted += writer
             .transaction(move |connection| {
                 connection

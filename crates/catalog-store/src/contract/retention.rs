@@ -192,6 +192,39 @@ where
     assert_eq!(quantity().await, 15);
 }
 
+/// `--journal-retention-chunk` takes any count up to `u64::MAX`: a chunk larger than a
+/// database's signed 64-bit integer is held at its largest, not wrapped to -1 (on SQLite the
+/// pass stepped backwards through the journal ids, a writer job each, for ever; PostgreSQL
+/// refused the negative `LIMIT`).
+pub(super) async fn a_pass_with_the_largest_chunk_ends_and_drops_the_old_day<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    // The day's end is past on both stores (PostgreSQL's journal starts with one partition to
+    // the end of the day it was made).
+    let cutoff = day_from_today(1);
+    let largest = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: usize::MAX };
+    let mut archive = Recorded::default();
+    let pass = store.expire_journal(&largest, &mut archive);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(10), pass)
+        .await
+        .expect("the pass ends within ten seconds")
+        .expect("expire");
+    assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 1, "{report:?}");
+    let archived: Vec<_> =
+        archive.finished.iter().flat_map(|(_, entries)| entries).map(|entry| entry.event_id).collect();
+    assert_eq!(archived, [Some(event_id(1))]);
+    let trace = store.item_trace(key.item_key().item_id()).await.expect("trace").expect("exists");
+    assert!(trace.events.is_empty(), "the old day is dropped: {:?}", trace.events);
+}
+
 pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where
