@@ -166,8 +166,8 @@ const DRIFT_DELETES: [&str; 2] = [
 const RESOLVED_DEAD_LETTERS: &str = "DELETE FROM dead_letters WHERE dead_letter_id IN \
      (SELECT dead_letter_id FROM dead_letters WHERE resolved_at < ?1 LIMIT ?2)";
 
-/// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, and says
-/// so for trace. Returns how many days it deleted from.
+/// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, once it
+/// has said so for trace. Returns how many days it deleted from.
 async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
     let mut days = 0;
     loop {
@@ -183,14 +183,9 @@ async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionP
         }
         let next_day = oldest.date_naive().succ_opt().unwrap_or(oldest.date_naive()).and_time(NaiveTime::MIN).and_utc();
         let until = next_day.min(policy.journal_cutoff);
-        let deleted = chunked_delete(
-            writer,
-            "DELETE FROM publish_attempts WHERE attempt_id IN \
-             (SELECT attempt_id FROM publish_attempts WHERE attempted_at < ?1 LIMIT ?2)",
-            until,
-            policy.chunk,
-        )
-        .await?;
+        // The horizon moves first, as the journal's does (decision 0050): each chunk commits
+        // on its own, and a trace read between two, or after a pass that failed midway, would
+        // show the day's attempts gone with no "kept since" saying why.
         let kept_since = micros(until);
         writer
             .transaction(move |connection| {
@@ -205,6 +200,14 @@ async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionP
                     .map_err(write_error)
             })
             .await?;
+        let deleted = chunked_delete(
+            writer,
+            "DELETE FROM publish_attempts WHERE attempt_id IN \
+             (SELECT attempt_id FROM publish_attempts WHERE attempted_at < ?1 LIMIT ?2)",
+            until,
+            policy.chunk,
+        )
+        .await?;
         tracing::info!(day = %oldest.date_naive(), deleted, "publish attempts of a day deleted");
         days += 1;
     }

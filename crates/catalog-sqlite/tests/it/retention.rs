@@ -1,14 +1,18 @@
 //! SQLite retention deletes only what it archived (decision 0019): a held event decided
 //! while its day is being archived is neither deleted nor lost. (Postgres keeps a partition
-//! that holds a held event whole, so the race cannot arise there.)
+//! that holds a held event whole, so the race cannot arise there.) The journal's and the
+//! publish attempts' horizons move before the chunks they explain are deleted.
 
 use std::sync::Arc;
 
 use catalog_core::{StockChange, DEDUPE_HORIZON};
 use catalog_sqlite::SqliteStore;
-use catalog_store::contract::{base, batch, event_id, incoming, offer};
+use catalog_store::contract::{base, batch, event_id, incoming, offer, published};
 use catalog_store::prelude::*;
-use catalog_store::{ArchiveSink, IncomingEvent, JournalEntry, Provenance, RetentionPolicy, StoreConfig};
+use catalog_store::{
+    ArchiveSink, IncomingEvent, JournalEntry, OutboxClaim, Provenance, PublishOutcome, RetentionPolicy, StoreConfig,
+};
+use sqlx::Connection;
 
 /// An archive during whose finishing the held event's supplier is switched on and the event
 /// replayed, as an operator may do while a worker's retention pass runs.
@@ -255,4 +259,59 @@ async fn a_day_partly_deleted_is_already_past_the_horizon() {
     let partly: Vec<_> = seen.iter().filter(|(rows, _)| (1..2_000).contains(rows)).collect();
     assert!(!partly.is_empty(), "the day was seen partly deleted: {seen:?}");
     assert!(partly.iter().all(|(_, past)| *past), "partly deleted before the horizon moved: {partly:?}");
+}
+
+/// The publish attempts' horizon moves past a day before its attempts are deleted, chunk by
+/// chunk: a pass that fails after a chunk was deleted (here, a trigger refusing the second
+/// one) leaves no attempt gone that the horizon does not count. Before, the horizon moved
+/// after the last chunk, and a trace read then showed attempts gone with no "kept since".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_deleted_by_a_pass_that_failed_are_already_past_the_horizon() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let store = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    let events = vec![
+        incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1),
+        incoming(2, &b, StockChange::Updated { quantity: 5 }, 0, 1),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let claim = OutboxClaim::immediate(10, std::time::Duration::from_secs(30));
+    let claimed = store.claim_outbox("storefront", &claim).await.expect("claim");
+    let records: Vec<_> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    store.record_publishes(&records).await.expect("record");
+
+    // Both attempts made on the fixtures' day; the second delete of the pass is refused (the
+    // counting table's row of a refused delete rolls back with it).
+    let attempted_at = base() + chrono::Duration::hours(1);
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.expect("raw connection");
+    sqlx::query("UPDATE publish_attempts SET attempted_at = ?1")
+        .bind(attempted_at.timestamp_micros())
+        .execute(&mut connection)
+        .await
+        .expect("backdate");
+    for statement in [
+        "CREATE TABLE attempts_deleted (attempt_id INTEGER)",
+        "CREATE TRIGGER second_delete_refused BEFORE DELETE ON publish_attempts BEGIN \
+         SELECT RAISE(ABORT, 'injected') WHERE (SELECT count(*) FROM attempts_deleted) >= 1; \
+         INSERT INTO attempts_deleted VALUES (old.attempt_id); END",
+    ] {
+        sqlx::query(statement).execute(&mut connection).await.expect(statement);
+    }
+
+    let policy = RetentionPolicy {
+        journal_cutoff: base() + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 1,
+    };
+    store.expire_journal(&policy, &mut Kept::default()).await.expect_err("the second delete is refused");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM publish_attempts").fetch_one(&mut connection).await.expect("count");
+    assert_eq!(kept, 1, "the first chunk was deleted, the second refused");
+    let horizon = store.journal_horizon().await.expect("horizon").and_then(|horizon| horizon.attempts_kept_since);
+    assert!(
+        horizon.is_some_and(|kept_since| kept_since > attempted_at),
+        "an attempt is gone, but the horizon ({horizon:?}) does not count it"
+    );
 }
