@@ -17,7 +17,7 @@ use catalog_store::{BatchInput, BatchResult, ChangedItem, Checkpoint, Position, 
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::columns::{micros, raw, JOURNAL_INSERT_COLUMNS, OFFER_STATE_COLUMNS};
+use crate::columns::{micros, raw, saturating_i64, JOURNAL_INSERT_COLUMNS, OFFER_STATE_COLUMNS};
 use crate::error::write_error;
 use crate::flags;
 use crate::writer::Writer;
@@ -364,8 +364,8 @@ fn upsert_items(connection: &Connection, items: &[ChangedItem], now: i64) -> Res
                 item.tenant().as_str(),
                 item.sku().as_str(),
                 item.quantity(),
-                // Stored bit for bit in a signed column.
-                item.version() as i64,
+                // Held at the signed column's largest, never wrapped, as the outbox holds it.
+                saturating_i64(item.version()),
                 now,
             ])
             .map_err(write_error)?;

@@ -19,7 +19,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
-use crate::columns::{self, micros, raw};
+use crate::columns::{self, micros, raw, saturating_i64};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 
@@ -34,11 +34,6 @@ pub(crate) const DEAD_LETTER_COLUMNS: &str =
     "dead_letter_id, stage, subject, channel, reason, error, body, attempts, version, \
      first_failed_at, last_failed_at, heal_rounds, operator_retries, last_healed_at, quarantined_at, resolved_at, \
      resolution, note";
-
-/// A count or limit as SQLite's signed 64-bit integer, saturating.
-fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
-    value.try_into().unwrap_or(i64::MAX)
-}
 
 pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
     let attempts: i64 = columns::column(row, "attempts")?;
@@ -72,8 +67,8 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
 pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
     let subject = record.item_id.to_string();
     let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
-    // Versions are stored bit for bit in a signed column.
-    let version = record.version as i64;
+    // A version past the signed column's range is held at its largest, as PostgreSQL holds it.
+    let version = saturating_i64(record.version);
     let item_id = record.item_id.0.as_bytes().as_slice();
     // The channel term repeats the partial unique index's expression, so SQLite can use it.
     let updated = connection

@@ -14,15 +14,10 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 use sqlx::SqlitePool;
 
-use crate::columns::{self, micros, raw};
+use crate::columns::{self, micros, raw, saturating_i64};
 use crate::dead_letters;
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
-
-/// A count or limit as SQLite's signed 64-bit integer, saturating.
-fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
-    value.try_into().unwrap_or(i64::MAX)
-}
 
 /// Claims up to `claim.limit` due items of `channel`, longest-waiting first (each row holds
 /// its item's newest waiting version; due once settled or waited long enough), and leases
@@ -165,8 +160,8 @@ pub(crate) async fn record_publishes(
 fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<ResolvedDeadLetter>, StoreError> {
     let now = micros(Utc::now());
     let item_id = record.item_id.0.as_bytes().as_slice();
-    // Versions are stored bit for bit in a signed column.
-    let version = record.version as i64;
+    // A version past the signed column's range is held at its largest, as PostgreSQL holds it.
+    let version = saturating_i64(record.version);
 
     connection
         .prepare_cached(
@@ -197,7 +192,7 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
             dead_letters::resolve(connection, record, version, DeadLetterResolution::PublishedLater, now)
         }
         PublishOutcome::Superseded { current_version } => {
-            let held_version = version.max(current_version as i64);
+            let held_version = version.max(saturating_i64(current_version));
             hold_version(connection, record, held_version, now)?;
             dead_letters::resolve(connection, record, held_version, DeadLetterResolution::SupersededLater, now)
         }

@@ -12,14 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
-use crate::columns::{column, micros, time_column, uuid_column};
+use crate::columns::{column, micros, saturating_i64, time_column, uuid_column};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
-
-/// A version or count for an INTEGER column, held at the limit rather than wrapped.
-fn stored(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
 
 pub(crate) async fn tenants(
     pool: &SqlitePool,
@@ -114,7 +109,12 @@ fn correct_in(
         let item_id = correction.item_id.0.as_bytes().as_slice();
         let bumped = bump
             .query_row(
-                params![item_id, stored(correction.seen_version), stored(correction.corrected_version), now],
+                params![
+                    item_id,
+                    saturating_i64(correction.seen_version),
+                    saturating_i64(correction.corrected_version),
+                    now
+                ],
                 |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)),
             )
             .optional()
@@ -129,14 +129,14 @@ fn correct_in(
                 channel,
                 correction.kind.as_str(),
                 correction.shown.map(|shown| shown.quantity),
-                correction.shown.map(|shown| stored(shown.version)),
-                stored(correction.seen_version),
-                stored(correction.corrected_version),
+                correction.shown.map(|shown| saturating_i64(shown.version)),
+                saturating_i64(correction.seen_version),
+                saturating_i64(correction.corrected_version),
                 now,
             ])
             .map_err(write_error)?;
         rows::sku(&sku_text)?;
-        let version = stored(correction.corrected_version);
+        let version = saturating_i64(correction.corrected_version);
         let writes: Vec<OutboxWrite> =
             OutboxWrite::on_its_channels(config, correction.item_id, &tenant, &sku_text, quantity, version, None)
                 .collect();

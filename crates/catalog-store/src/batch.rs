@@ -271,7 +271,8 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
                 item.tenant(),
                 item.sku().as_str(),
                 item.quantity(),
-                item.version() as i64,
+                // Held at a signed column's largest, never wrapped to a negative version.
+                i64::try_from(item.version()).unwrap_or(i64::MAX),
                 changed.traceparent.as_deref(),
             )
         })

@@ -1,7 +1,8 @@
 //! Contract cases of what sales channels were sent: each attempt keeps the listing, quantity
 //! and rule it sent (shown in the item trace), a skipped publish is done with its version
-//! without holding or failing anything, attempts are counted per channel and result, and a
-//! channel's stale items are those of the tenants it serves.
+//! without holding or failing anything, attempts are counted per channel and result, a
+//! channel's stale items are those of the tenants it serves, and a version a channel holds
+//! past the signed range is kept at its largest.
 
 use catalog_core::{StockChange, TenantId};
 use chrono::{Duration, Utc};
@@ -122,4 +123,27 @@ async fn facts(store: &dyn crate::CatalogStore) -> crate::FactsReport {
         max_named: 10,
     };
     store.signal_facts(&query).await.expect("facts")
+}
+
+/// A 409 names the version the channel holds, any `u64`: one past `i64::MAX` is held at
+/// `i64::MAX`, the signed column's largest, on both stores (SQLite wrapped it to a negative
+/// number, which the attempt's own version 1 outranked).
+pub(super) async fn a_channel_s_version_past_the_signed_range_is_held_at_the_largest<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    let claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(claimed.iter().map(|entry| entry.item.version()).collect::<Vec<_>>(), [1]);
+    let superseded = PublishOutcome::Superseded { current_version: u64::MAX };
+    store.record_publish(&published(&claimed[0], superseded)).await.expect("record");
+    let held = store.published_versions(key.item_key().item_id()).await.expect("published versions");
+    let held: Vec<_> = held.iter().map(|version| (version.channel.as_str(), version.version)).collect();
+    assert_eq!(held, [("storefront", i64::MAX as u64)]);
 }
