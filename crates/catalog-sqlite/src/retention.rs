@@ -120,7 +120,7 @@ async fn expire(
                 let finished = day.take().expect("checked");
                 sink.write(&entries).map_err(io(finished.date))?;
                 entries.clear();
-                report.dropped.push(drop_day(writer, sink, finished, policy, pass_started).await?);
+                drop_day(writer, sink, finished, policy, pass_started, &mut report).await?;
             }
             let current = match &mut day {
                 Some(current) => current,
@@ -138,11 +138,11 @@ async fn expire(
         }
     }
     if let Some(finished) = day.take() {
-        report.dropped.push(drop_day(writer, sink, finished, policy, pass_started).await?);
+        drop_day(writer, sink, finished, policy, pass_started, &mut report).await?;
     }
     report.kept =
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
-    report.claims_pruned = prune_claims(writer, policy).await?;
+    report.claims_pruned += prune_claims(writer, policy).await?;
     report.attempt_days_dropped = expire_attempts(pool, writer, policy).await?;
     for statement in DRIFT_DELETES {
         report.drifts_pruned += chunked_delete(writer, statement, policy.journal_cutoff, policy.chunk).await?;
@@ -251,14 +251,17 @@ fn io(date: NaiveDate) -> impl Fn(std::io::Error) -> StoreError {
 /// Finishes a day's archive, then deletes what it holds in chunks of journal ids, moving the
 /// claims of decided rows to `event_claims` in the same transaction as their rows' deletion.
 /// Only rows decided, and not redelivered, before the pass started are deleted: they are the
-/// ones archived as they are.
+/// ones archived as they are. A claim already past the claim horizon is not moved but goes
+/// with its row, and is counted in `claims_pruned`, as PostgreSQL counts it when it prunes
+/// `event_claims`.
 async fn drop_day(
     writer: &Writer,
     sink: &mut dyn ArchiveSink,
     day: Day,
     policy: &RetentionPolicy,
     pass_started: i64,
-) -> Result<DroppedSegment, StoreError> {
+    report: &mut RetentionReport,
+) -> Result<(), StoreError> {
     let archive = sink.finish().map_err(io(day.date))?;
     // The horizon moves first: once the archive is durable its rows may be gone, and a tracer
     // reading the day while its chunks are deleted makes up what they held instead of naming
@@ -286,10 +289,10 @@ async fn drop_day(
     // walked backwards for ever).
     let step = saturating_i64(policy.chunk.max(1));
     let mut from = day.first_id - 1;
-    let mut deleted = 0;
+    let (mut deleted, mut claims_dropped) = (0, 0);
     while from < day.last_id {
         let to = from.saturating_add(step).min(day.last_id);
-        deleted += writer
+        let (rows, claims) = writer
             .transaction(move |connection| {
                 connection
                     .prepare_cached(
@@ -303,19 +306,36 @@ async fn drop_day(
                     )
                     .and_then(|mut insert| insert.execute(params![from, to, cutoff, claim_cutoff, pass_started]))
                     .map_err(write_error)?;
-                connection
+                // Each deleted row says whether it held a claim not moved above (the same
+                // terms, past the claim horizon): that claim is gone with it.
+                let mut delete = connection
                     .prepare_cached(
                         "DELETE FROM events WHERE journal_id > ?1 AND journal_id <= ?2 AND received_at < ?3 \
-                         AND outcome <> 'held' AND decided_at < ?4 AND coalesce(last_redelivered_at, 0) < ?4",
+                         AND outcome <> 'held' AND decided_at < ?4 AND coalesce(last_redelivered_at, 0) < ?4 \
+                         RETURNING outcome IN ('applied', 'stale', 'superseded') AND event_id IS NOT NULL \
+                         AND max(received_at, coalesce(updated_at, received_at)) < ?5",
                     )
-                    .and_then(|mut delete| delete.execute(params![from, to, cutoff, pass_started]))
-                    .map_err(write_error)
+                    .map_err(write_error)?;
+                let mut returned =
+                    delete.query(params![from, to, cutoff, pass_started, claim_cutoff]).map_err(write_error)?;
+                let (mut rows, mut claims) = (0u64, 0u64);
+                while let Some(row) = returned.next().map_err(write_error)? {
+                    rows += 1;
+                    claims += u64::from(row.get::<_, bool>(0).map_err(write_error)?);
+                }
+                Ok((rows, claims))
             })
-            .await? as u64;
+            .await?;
+        deleted += rows;
+        claims_dropped += claims;
         from = to;
     }
-    tracing::info!(day = %day.date, rows = day.rows, deleted, %archive, "journal day archived and deleted");
-    Ok(DroppedSegment { name: day_name(day.date), rows: deleted, archive })
+    tracing::info!(
+        day = %day.date, rows = day.rows, deleted, claims_dropped, %archive, "journal day archived and deleted"
+    );
+    report.dropped.push(DroppedSegment { name: day_name(day.date), rows: deleted, archive });
+    report.claims_pruned += claims_dropped;
+    Ok(())
 }
 
 /// Forgets claims whose retention started before the cutoff (the later of their receipt and

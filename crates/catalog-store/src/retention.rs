@@ -60,6 +60,8 @@ pub struct RetentionReport {
     pub another_pass_running: bool,
     pub dropped: Vec<DroppedSegment>,
     pub kept: Vec<KeptSegment>,
+    /// Event id claims forgotten past the dedupe horizon, whether pruned apart or (SQLite)
+    /// gone with their journal rows because they were past it already.
     pub claims_pruned: u64,
     /// Days of publish attempts dropped (Postgres partitions; SQLite days deleted from).
     pub attempt_days_dropped: u64,

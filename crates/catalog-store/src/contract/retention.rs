@@ -165,7 +165,8 @@ where
     // the adjustment's, whose own time is still a week ahead.
     let cutoff = day_from_today(3);
     let forget = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 1 };
-    store.expire_journal(&forget, &mut Recorded::default()).await.expect("expire");
+    let report = store.expire_journal(&forget, &mut Recorded::default()).await.expect("expire");
+    assert_eq!(report.claims_pruned, 1, "the snapshot's claim, dropped with its day or apart: {report:?}");
     let again = |event: &crate::IncomingEvent, at: DateTime<Utc>, offset: i64| {
         let mut event = event.clone();
         event.delivery.received_at = at;
