@@ -245,6 +245,9 @@ impl FeedClient {
         let snapshot = matches!(request, PageRequest::Snapshot { .. });
         let mut failures = 0_u32;
         let mut throttled = 0_u32;
+        // The body of the last answer that was not a page: kept for the dead letter when the
+        // attempts run out on one without an answer (a timeout after garbage pages).
+        let mut last_body: Option<String> = None;
         let mut backoff = self.retry.initial_backoff;
         loop {
             if let Some(limiter) = &self.limiter {
@@ -277,8 +280,11 @@ impl FeedClient {
                 }
                 Attempt::Failed { reason, error, body } => {
                     failures += 1;
+                    if body.is_some() {
+                        last_body.clone_from(&body);
+                    }
                     if failures >= self.retry.max_attempts {
-                        return Err(PullError::Unavailable { reason, attempts: failures, error, body });
+                        return Err(PullError::Unavailable { reason, attempts: failures, error, body: last_body });
                     }
                     self.metrics.feed_retries.with_label_values(&[reason]).inc();
                     tracing::warn!(feed = %self.feed, reason, %error, body = body.as_deref().unwrap_or(""), attempt = failures, "feed page failed, retrying");

@@ -166,7 +166,9 @@ pub(crate) async fn record_pull_failure(pool: &PgPool, failure: &PullFailure) ->
         "INSERT INTO dead_letters (stage, subject, channel, reason, error, body) VALUES ($1, $2, NULL, $3, $4, $5)
          ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
          DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
-                       error = EXCLUDED.error, body = coalesce(EXCLUDED.body, dead_letters.body)
+                       error = EXCLUDED.error,
+                       body = CASE WHEN EXCLUDED.reason = dead_letters.reason
+                                   THEN coalesce(EXCLUDED.body, dead_letters.body) ELSE EXCLUDED.body END
          RETURNING dead_letter_id",
     )
     .bind(PULL_STAGE)

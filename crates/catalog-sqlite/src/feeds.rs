@@ -206,7 +206,7 @@ pub(crate) async fn record_pull_failure(writer: &Writer, failure: &PullFailure) 
             let counted = connection
                 .prepare_cached(
                     "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \
-                     body = coalesce(?4, body) WHERE stage = ?5 AND subject = ?6 AND channel IS NULL AND resolved_at IS NULL \
+                     body = CASE WHEN ?2 = reason THEN coalesce(?4, body) ELSE ?4 END WHERE stage = ?5 AND subject = ?6 AND channel IS NULL AND resolved_at IS NULL \
                      RETURNING dead_letter_id",
                 )
                 .and_then(|mut update| {

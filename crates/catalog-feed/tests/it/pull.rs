@@ -321,3 +321,22 @@ fn a_feed_is_held_for_the_failure_hold_or_as_long_as_it_asked_if_longer() {
     assert_eq!(held_off(90).hold(hold), hold);
     assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).hold(hold), hold);
 }
+
+/// Garbage pages, then a timeout: the dead letter keeps the body of the last garbage page
+/// (decision 0015), not the timeout's none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_the_last_garbage_body_when_the_attempts_end_without_one() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(30, 5, now - TimeDelta::minutes(5)), TOKEN).await;
+    api.inject([Fault::Garbage, Fault::Garbage, Fault::Garbage, Fault::Garbage, Fault::Garbage]);
+    api.inject([Fault::Slow(Duration::from_secs(2))]);
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "timeout"), "{letters:?}");
+    assert!(letters[0].body.as_deref().unwrap_or_default().contains("upstream proxy error"), "{letters:?}");
+}

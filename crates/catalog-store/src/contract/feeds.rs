@@ -159,11 +159,21 @@ pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G
         body: Some("{\"error\":\"unauthorized\"}".to_owned()),
     };
     let first = store.record_pull_failure(&failure).await.expect("record");
-    let again = store.record_pull_failure(&failure).await.expect("record");
+    let again = store.record_pull_failure(&PullFailure { body: None, ..failure.clone() }).await.expect("record");
     assert_eq!(first, again, "one open letter per feed");
     let letter = store.dead_letter(first).await.expect("read").expect("the letter");
     assert_eq!((letter.stage.as_str(), letter.subject.as_str(), letter.attempts), (PULL_STAGE, "canary/acme", 2));
-    assert_eq!(letter.body, failure.body);
+    assert_eq!(letter.body, failure.body, "the same failure without a body keeps the one it had");
+    // Another failure: the letter tells it, and no body of the one before stays beside it.
+    let timeout = PullFailure {
+        reason: "timeout".to_owned(),
+        error: "the feed did not answer".to_owned(),
+        body: None,
+        ..failure.clone()
+    };
+    assert_eq!(store.record_pull_failure(&timeout).await.expect("record"), first);
+    let letter = store.dead_letter(first).await.expect("read").expect("the letter");
+    assert_eq!((letter.reason.as_str(), letter.body.as_deref(), letter.attempts), ("timeout", None, 3));
     assert!(store.resolve_pull_failure(&acme.key).await.expect("resolve"));
     assert!(!store.resolve_pull_failure(&acme.key).await.expect("resolve"), "nothing left open");
     let letter = store.dead_letter(first).await.expect("read").expect("the letter");
