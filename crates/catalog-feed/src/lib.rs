@@ -110,6 +110,10 @@ pub enum FeedSourceError {
     NoSuchFeed(String),
     #[error("invalid backfill range: {0}")]
     InvalidRange(String),
+    /// A feed's run failed in a way no retry mends (its batch refused for good): every feed
+    /// stops, and the worker with them.
+    #[error("feed {feed}: {error}")]
+    Fatal { feed: String, error: RunError },
 }
 
 /// A tenant's feeds, or one feed: `TENANT` or `TENANT/SUPPLIER`.
@@ -384,17 +388,31 @@ impl FeedSource {
         let n_enabled = feeds.iter().filter(|feed| feed.settings.sync_enabled).count();
         tracing::info!(n_feeds = feeds.len(), n_enabled, "scheduling feeds");
         let permits = Arc::new(Semaphore::new(self.settings.max_parallel_feeds.max(1)));
-        let mut loops: JoinSet<()> = JoinSet::new();
+        // Stops every feed once one fails fatally.
+        let stop = shutdown.child_token();
+        let mut loops: JoinSet<Result<(), FeedSourceError>> = JoinSet::new();
         for feed in feeds {
-            let (source, permits, clock, shutdown) =
-                (self.clone(), Arc::clone(&permits), Arc::clone(&clock), shutdown.clone());
-            loops.spawn(async move { source.feed_loop(feed, clock, permits, shutdown).await });
+            let (source, permits, clock, stop) = (self.clone(), Arc::clone(&permits), Arc::clone(&clock), stop.clone());
+            let name = feed.settings.key.to_string();
+            loops.spawn(async move {
+                source
+                    .feed_loop(feed, clock, permits, stop)
+                    .await
+                    .map_err(|error| FeedSourceError::Fatal { feed: name, error })
+            });
         }
+        let mut outcome = Ok(());
         while let Some(joined) = loops.join_next().await {
-            if let Err(error) = joined {
-                tracing::error!(%error, "a feed's scheduling task failed");
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "a feed failed fatally: stopping every feed");
+                    stop.cancel();
+                    outcome = outcome.and(Err(error));
+                }
+                Err(error) => tracing::error!(%error, "a feed's scheduling task failed"),
             }
         }
-        Ok(())
+        outcome
     }
 }

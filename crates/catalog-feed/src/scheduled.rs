@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use catalog_core::{Classify, FailureClass};
 use catalog_store::{FeedKey, StoredFeed};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
@@ -59,9 +60,9 @@ impl FeedSource {
         clock: Arc<dyn Clock>,
         permits: Arc<Semaphore>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), RunError> {
         let key = feed.settings.key.clone();
-        let Some(feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return };
+        let Some(feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return Ok(()) };
         let mut run = loop {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
@@ -70,7 +71,7 @@ impl FeedSource {
                     let hold = clock.now() + self.settings.failure_hold;
                     clock.sleep_until(hold, &shutdown).await;
                     if shutdown.is_cancelled() {
-                        return;
+                        return Ok(());
                     }
                 }
             }
@@ -106,7 +107,7 @@ impl FeedSource {
             if switched_off {
                 // Switched off since: wait (holding no slot) until it is on again.
                 if self.wait_until_enabled(&key, &clock, &shutdown).await.is_none() {
-                    return;
+                    return Ok(());
                 }
                 continue;
             }
@@ -126,7 +127,7 @@ impl FeedSource {
                     continue;
                 }
             };
-            let Ok(_permit) = permits.acquire().await else { return };
+            let Ok(_permit) = permits.acquire().await else { return Ok(()) };
             let result = async {
                 if !resumed {
                     run.resume(&shutdown).await?;
@@ -163,7 +164,7 @@ impl FeedSource {
                         tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
                     }
                 }
-                Err(error) if error.is_shutdown() => return,
+                Err(error) if error.is_shutdown() => return Ok(()),
                 Err(error) => {
                     // Anything not durable is pulled again from the checkpoint: resume first.
                     // A manual run's request stays, and is run again once the hold has passed.
@@ -171,10 +172,17 @@ impl FeedSource {
                         failed_request = Some(request.requested_at);
                     }
                     run.record_failure(&error).await;
+                    // A failure no retry mends (the store refuses for good) stops the worker,
+                    // as it stops the Kafka and file sources: held and retried, it would only
+                    // fail again every hold, unseen by a supervisor.
+                    if error.failure_class() == FailureClass::Fatal {
+                        return Err(error);
+                    }
                     resumed = false;
                     plan.hold_until = Some(now + error.hold(self.settings.failure_hold));
                 }
             }
         }
+        Ok(())
     }
 }

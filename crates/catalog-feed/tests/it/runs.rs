@@ -195,3 +195,38 @@ async fn a_window_another_run_fenced_is_pulled_again(meddling: Meddling) {
     assert_eq!(report.failed, [], "{report:?}");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
+
+/// A batch the store refuses for good (a fatal sink error) stops the scheduled source, and the
+/// worker with it, as it stops the Kafka and file sources; it is not held and retried every
+/// hold, unseen by a supervisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_failure_stops_the_scheduled_source() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(20, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let inner: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
+    let source = catalog_feed::FeedSource::new(
+        quick_settings(),
+        fixture.store.clone(),
+        sink,
+        fixture.metrics.clone(),
+        tokens(TOKEN),
+    )
+    .expect("source");
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
+    let end = CancellationToken::new();
+    let clock: Arc<dyn catalog_feed::Clock> =
+        catalog_feed::JumpingClock::new(now, now + TimeDelta::days(2), end.clone());
+    let outcome = tokio::time::timeout(Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated days take no real time");
+    assert!(
+        matches!(&outcome, Err(catalog_feed::FeedSourceError::Fatal { feed, error: RunError::Sink(SinkError::Fatal(_)) }) if feed == "canary/acme"),
+        "{outcome:?}"
+    );
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!(letters.len(), 1, "the failure is recorded before the worker stops: {letters:?}");
+    assert_eq!(api.requests().iter().filter(|request| request.cursor.is_none()).count(), 1, "not retried");
+}
