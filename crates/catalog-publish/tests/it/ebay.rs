@@ -1,9 +1,11 @@
 //! The eBay adapter against an eBay played over real HTTP (axum on 127.0.0.1:0): the Sell
-//! Inventory API's `bulk_update_price_quantity` and the OAuth token endpoint, with the request
-//! and answer shapes of `docs/channels/ebay.md`. The server records every request and answers
-//! each by the next scripted behavior, else with success.
+//! Inventory API's `bulk_update_price_quantity` and `getOffers`, and the OAuth token endpoint,
+//! with the request and answer shapes of `docs/channels/ebay.md`. The server records every
+//! request and answers each by the next scripted behavior, else with success. It keeps per SKU
+//! an inventory item's ship-to quantity and one offer (published, `availableQuantity` 10 unless
+//! seeded otherwise), and shows a buyer their minimum, as eBay does.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +21,9 @@ use catalog_publish::{ChannelAdapter, Publish, Secret, Verdict};
 use serde_json::{json, Value};
 
 const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
+const OFFERS_PATH: &str = "/sell/inventory/v1/offer";
+/// What a SKU's offer and its inventory item hold before anything is sent.
+const SEEDED_QUANTITY: i64 = 10;
 const TOKEN_PATH: &str = "/identity/v1/oauth2/token";
 /// `Basic base64("ebay-client:ebay-secret")`.
 const BASIC_AUTHORIZATION: &str = "Basic ZWJheS1jbGllbnQ6ZWJheS1zZWNyZXQ=";
@@ -61,12 +66,72 @@ struct Recorded {
     body: String,
 }
 
+/// How `getOffers` answers one request.
+#[derive(Debug, Clone)]
+enum Lookup {
+    /// 500 errorId 25001 for this SKU's lookup.
+    ServerError(&'static str),
+}
+
+/// A SKU's one offer on eBay.
+#[derive(Debug, Clone)]
+struct Offer {
+    offer_id: String,
+    status: &'static str,
+    available_quantity: i64,
+}
+
 #[derive(Default)]
 struct Shared {
     api: VecDeque<Api>,
     token: VecDeque<Token>,
+    lookups: VecDeque<Lookup>,
     requests: Vec<Recorded>,
     n_issued: u64,
+    /// Per SKU: its inventory item's `shipToLocationAvailability.quantity` and its offer.
+    items: HashMap<String, (i64, Offer)>,
+}
+
+impl Shared {
+    /// A SKU's item, seeded on first sight with a published offer capped at 10.
+    fn item(&mut self, sku: &str) -> &mut (i64, Offer) {
+        self.items.entry(sku.to_owned()).or_insert_with(|| {
+            let offer =
+                Offer { offer_id: format!("offer-{sku}"), status: "PUBLISHED", available_quantity: SEEDED_QUANTITY };
+            (SEEDED_QUANTITY, offer)
+        })
+    }
+
+    /// Sets one request's quantities, as eBay would, and answers its entries: one for the
+    /// inventory item, one per offer. An offer that is not the SKU's published one is refused.
+    fn update(&mut self, request: &Value) -> Vec<Value> {
+        let sku = request["sku"].as_str().expect("a sku").to_owned();
+        let quantity = request["shipToLocationAvailability"]["quantity"].as_i64().expect("an integer quantity");
+        let offers = request.get("offers").map(|offers| offers.as_array().expect("offers[]").clone());
+        let item = self.item(&sku);
+        item.0 = quantity;
+        let mut entries = vec![json!({"statusCode": 200, "sku": sku})];
+        for offer in offers.unwrap_or_default() {
+            let offer_id = offer["offerId"].as_str().expect("an offerId");
+            let available = offer["availableQuantity"].as_i64().expect("an integer availableQuantity");
+            assert_eq!(offer.as_object().expect("an offer").len(), 2, "offerId and availableQuantity only: {offer}");
+            if item.1.offer_id == offer_id && item.1.status == "PUBLISHED" {
+                item.1.available_quantity = available;
+                entries.push(json!({"statusCode": 200, "sku": sku, "offerId": offer_id}));
+            } else {
+                entries.push(json!({"statusCode": 404, "sku": sku, "offerId": offer_id,
+                    "errors": [{"errorId": 25713, "domain": "API_INVENTORY", "category": "REQUEST",
+                        "message": "This Offer is not available."}]}));
+            }
+        }
+        entries
+    }
+
+    /// What a buyer sees: the lower of the item's quantity and its published offer's.
+    fn listing(&mut self, sku: &str) -> i64 {
+        let (ship_to, offer) = self.item(sku);
+        (*ship_to).min(offer.available_quantity)
+    }
 }
 
 struct Ebay {
@@ -113,30 +178,49 @@ async fn answer(
                     .into_response()
             }
         },
+        (Method::GET, OFFERS_PATH) => {
+            let query = uri.query().unwrap_or_default();
+            let sku = query.strip_prefix("sku=").expect("getOffers asks by sku").to_owned();
+            assert!(!sku.contains('&'), "only sku is asked: {query}");
+            if let Some(Lookup::ServerError(failing)) = shared.lookups.front().cloned() {
+                if failing == sku {
+                    shared.lookups.pop_front();
+                    let body = axum::Json(error_body(25001, "API_INVENTORY", "A system error has occurred."));
+                    return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+                }
+            }
+            let (_, offer) = shared.item(&sku).clone();
+            let offers = json!([{"offerId": offer.offer_id, "sku": sku, "marketplaceId": "EBAY_US",
+                "format": "FIXED_PRICE", "status": offer.status, "availableQuantity": offer.available_quantity}]);
+            axum::Json(json!({"href": format!("{OFFERS_PATH}?{query}"), "limit": 25, "offers": offers, "size": 1,
+                "total": 1}))
+            .into_response()
+        }
         (Method::POST, BULK_UPDATE_PATH) => {
-            let skus: Vec<String> = serde_json::from_str::<Value>(&body).expect("a JSON body")["requests"]
+            let requests = serde_json::from_str::<Value>(&body).expect("a JSON body")["requests"]
                 .as_array()
                 .expect("requests[]")
-                .iter()
-                .map(|request| request["sku"].as_str().expect("a sku").to_owned())
-                .collect();
+                .clone();
+            let skus: Vec<String> =
+                requests.iter().map(|request| request["sku"].as_str().expect("a sku").to_owned()).collect();
             match shared.api.pop_front() {
                 None => {
-                    let responses: Vec<Value> = skus.iter().map(|sku| json!({"statusCode": 200, "sku": sku})).collect();
+                    let responses: Vec<Value> = requests.iter().flat_map(|request| shared.update(request)).collect();
                     axum::Json(json!({"responses": responses})).into_response()
                 }
                 Some(Api::RejectSku(rejected)) => {
-                    let responses: Vec<Value> = skus
+                    let responses: Vec<Value> = requests
                         .iter()
+                        .zip(&skus)
                         .rev()
-                        .map(|sku| {
+                        .flat_map(|(request, sku)| {
                             if sku != rejected {
-                                return json!({"statusCode": 200, "sku": sku});
+                                return shared.update(request);
                             }
-                            json!({"statusCode": 400, "sku": sku,
+                            vec![json!({"statusCode": 400, "sku": sku,
                                 "errors": [{"errorId": 25709, "domain": "API_INVENTORY", "category": "REQUEST",
                                     "message": "Invalid value for shipToLocationAvailability.quantity.",
-                                    "parameters": [{"name": "fieldName", "value": "shipToLocationAvailability.quantity"}]}]})
+                                    "parameters": [{"name": "fieldName", "value": "shipToLocationAvailability.quantity"}]}]})]
                         })
                         .collect();
                     (StatusCode::MULTI_STATUS, axum::Json(json!({"responses": responses}))).into_response()
@@ -203,6 +287,20 @@ impl Ebay {
     fn n_requests(&self) -> usize {
         self.shared.lock().expect("eBay state").requests.len()
     }
+
+    /// What a buyer sees of `sku` on eBay.
+    fn listing(&self, sku: &str) -> i64 {
+        self.shared.lock().expect("eBay state").listing(sku)
+    }
+
+    /// `sku`'s offer is not published: eBay's `offers[]` cannot address it.
+    fn unpublish(&self, sku: &str) {
+        self.shared.lock().expect("eBay state").item(sku).1.status = "UNPUBLISHED";
+    }
+
+    fn fail_lookup(&self, sku: &'static str) {
+        self.shared.lock().expect("eBay state").lookups.push_back(Lookup::ServerError(sku));
+    }
 }
 
 /// An item version of `sku` at catalog quantity 12, offered to eBay as `quantity` by the rules.
@@ -245,12 +343,75 @@ async fn ebay_request_follows_the_documentation() {
     assert_eq!(update.traceparent.as_deref(), Some(TRACEPARENT));
     // The rules' quantity (7), not the catalog's (12).
     let body: Value = serde_json::from_str(&update.body).expect("JSON body");
-    assert_eq!(body, json!({"requests": [{"sku": "ABC-1", "shipToLocationAvailability": {"quantity": 7}}]}));
+    assert_eq!(
+        body,
+        json!({"requests": [{"sku": "ABC-1", "shipToLocationAvailability": {"quantity": 7},
+                             "offers": [{"offerId": "offer-ABC-1", "availableQuantity": 7}]}]})
+    );
+    // The published offer's id was read first, with the same token.
+    let lookups = ebay.requests_to(OFFERS_PATH);
+    assert_eq!(lookups.len(), 1);
+    assert_eq!((&lookups[0].method, lookups[0].query.as_deref()), (&Method::GET, Some("sku=ABC-1")));
+    assert_eq!(lookups[0].authorization.as_deref(), Some("Bearer v^1.1#i^1#token-1"));
+    assert_eq!(ebay.listing("ABC-1"), 7);
 
-    // The access token is kept for the next request.
+    // The access token and the offer's id are kept for the next request.
     channel.send(&[publish("ABC-1", 6, None)]).await;
     assert_eq!(channel.tokens_fetched().await, 1);
     assert_eq!(ebay.requests_to(BULK_UPDATE_PATH)[1].traceparent, None);
+    assert_eq!(ebay.requests_to(OFFERS_PATH).len(), 1, "the offer ids are cached");
+}
+
+/// eBay shows a buyer the lower of the inventory item's quantity and the published offer's
+/// `availableQuantity`: an offer capped at 10 must be raised with the item, or 50 shows as 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_published_offer_is_raised_with_the_inventory_item() {
+    let ebay = Ebay::start(vec![], vec![]).await;
+    let channel = ebay.channel();
+    assert_eq!(ebay.listing("CAP-1"), 10, "the offer starts capped at 10");
+    let sent = publish("CAP-1", 50, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!((&answer.attempts[0].verdict, answer.attempts[0].status), (&accepted(&sent), Some(200)));
+    assert_eq!(ebay.listing("CAP-1"), 50, "the buyer sees what was published");
+    let sent = publish("CAP-1", 3, None);
+    assert_eq!(channel.send(std::slice::from_ref(&sent)).await.attempts[0].verdict, accepted(&sent));
+    assert_eq!(ebay.listing("CAP-1"), 3);
+}
+
+/// A SKU without a published offer sends only its inventory item; a SKU whose offer lookup
+/// fails is retried alone, and the others go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_unpublished_offer_is_left_alone_and_a_failed_lookup_fails_its_sku_alone() {
+    let ebay = Ebay::start(vec![], vec![]).await;
+    ebay.unpublish("DRAFT-1");
+    ebay.fail_lookup("DOWN-1");
+    let channel = ebay.channel();
+    let batch = [publish("DRAFT-1", 4, None), publish("DOWN-1", 5, None), publish("LIVE-1", 6, None)];
+    let answer = channel.send(&batch).await;
+    let updates = ebay.requests_to(BULK_UPDATE_PATH);
+    assert_eq!(updates.len(), 1);
+    let body: Value = serde_json::from_str(&updates[0].body).expect("JSON body");
+    assert_eq!(
+        body,
+        json!({"requests": [
+            {"sku": "DRAFT-1", "shipToLocationAvailability": {"quantity": 4}},
+            {"sku": "LIVE-1", "shipToLocationAvailability": {"quantity": 6},
+             "offers": [{"offerId": "offer-LIVE-1", "availableQuantity": 6}]},
+        ]})
+    );
+    assert_eq!(answer.attempts[0].verdict, accepted(&batch[0]));
+    assert_eq!(answer.attempts[2].verdict, accepted(&batch[2]));
+    assert_eq!(answer.attempts[1].status, Some(500));
+    assert!(
+        matches!(&answer.attempts[1].verdict, Verdict::Retry { reason: "server_error", error } if error.contains("25001")),
+        "{:?}",
+        answer.attempts[1]
+    );
+    assert_eq!(ebay.listing("LIVE-1"), 6);
+    // The next send reads DOWN-1's offers again and raises its listing.
+    let sent = publish("DOWN-1", 5, None);
+    assert_eq!(channel.send(std::slice::from_ref(&sent)).await.attempts[0].verdict, accepted(&sent));
+    assert_eq!(ebay.listing("DOWN-1"), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,15 +423,11 @@ async fn ebay_batch_is_one_request_and_a_rejected_sku_fails_alone() {
     let updates = ebay.requests_to(BULK_UPDATE_PATH);
     assert_eq!(updates.len(), 1, "one request for the batch");
     let body: Value = serde_json::from_str(&updates[0].body).expect("JSON body");
-    let quantity = |quantity: i64| json!({"quantity": quantity});
-    assert_eq!(
-        body,
-        json!({"requests": [
-            {"sku": "SKU-1", "shipToLocationAvailability": quantity(5)},
-            {"sku": "SKU-2", "shipToLocationAvailability": quantity(0)},
-            {"sku": "SKU-3", "shipToLocationAvailability": quantity(2)},
-        ]})
-    );
+    let request = |sku: &str, quantity: i64| {
+        json!({"sku": sku, "shipToLocationAvailability": {"quantity": quantity},
+               "offers": [{"offerId": format!("offer-{sku}"), "availableQuantity": quantity}]})
+    };
+    assert_eq!(body, json!({"requests": [request("SKU-1", 5), request("SKU-2", 0), request("SKU-3", 2)]}));
     assert_eq!(updates[0].traceparent.as_deref(), Some(TRACEPARENT), "the first trace in the batch");
 
     // Answered in reverse order: matched by SKU, one attempt per publish in request order.

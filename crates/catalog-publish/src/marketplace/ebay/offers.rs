@@ -1,0 +1,140 @@
+//! The published offers of a seller SKU, read with `getOffers` and kept for [`OFFER_IDS_TTL`]:
+//! eBay shows a buyer the lower of an inventory item's quantity and each published offer's
+//! `availableQuantity`, so `bulkUpdatePriceQuantity` must set both, and addresses an offer
+//! only by its id.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::classify::{describe_errors, shared_verdict};
+use super::{expired, EbayChannel};
+use crate::marketplace::{exchange, percent_encode, rejected, with_token};
+use crate::response::{truncate, Verdict};
+
+/// How long a SKU's offer ids are kept. An offer published meanwhile is set only once they
+/// are read again; an offer eBay no longer knows is dropped at once (`forget`).
+pub const OFFER_IDS_TTL: Duration = Duration::from_secs(3600);
+/// The pages of offers read for one SKU at most: eBay lists a SKU's offers (one per
+/// marketplace and format, a handful) 25 to a page.
+const MAX_OFFER_PAGES: usize = 8;
+const OFFERS_PATH: &str = "/sell/inventory/v1/offer";
+
+/// A SKU's lookup that failed: the status eBay answered, if any, and the SKU's verdict.
+pub(super) type LookupFailure = (Option<u16>, Verdict);
+
+/// The published offers' ids of each SKU read so far, and when.
+#[derive(Debug, Default)]
+pub(super) struct OfferIds {
+    known: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+impl OfferIds {
+    fn cached(&self, sku: &str, now: Instant) -> Option<Vec<String>> {
+        let known = self.known.lock().expect("the offer ids lock is never poisoned: no panic holds it");
+        known.get(sku).filter(|(read_at, _)| now.duration_since(*read_at) < OFFER_IDS_TTL).map(|(_, ids)| ids.clone())
+    }
+
+    fn remember(&self, sku: &str, offer_ids: Vec<String>, now: Instant) {
+        let mut known = self.known.lock().expect("the offer ids lock is never poisoned: no panic holds it");
+        known.retain(|_, (read_at, _)| now.duration_since(*read_at) < OFFER_IDS_TTL);
+        known.insert(sku.to_owned(), (now, offer_ids));
+    }
+
+    /// The next send reads `sku`'s offers again.
+    pub(super) fn forget(&self, sku: &str) {
+        self.known.lock().expect("the offer ids lock is never poisoned: no panic holds it").remove(sku);
+    }
+}
+
+/// `getOffers`' answer: one page of the SKU's offers.
+#[derive(Deserialize)]
+struct Offers {
+    #[serde(default)]
+    offers: Vec<OfferSummary>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OfferSummary {
+    offer_id: String,
+    #[serde(default)]
+    status: String,
+}
+
+impl EbayChannel {
+    /// The published offers' ids of each of `listings`, from the cache or `getOffers`, in
+    /// order. A lookup that fails fails its SKU alone, unless it says the whole channel must
+    /// wait or lacks a token (429, a refused token or credentials): then every SKU still to be
+    /// read fails alike, without asking eBay.
+    pub(super) async fn published_offers(&self, listings: &[&str]) -> Vec<Result<Vec<String>, LookupFailure>> {
+        let mut looked_up = Vec::with_capacity(listings.len());
+        let mut channel_failure: Option<LookupFailure> = None;
+        for listing in listings {
+            if let Some(offer_ids) = self.offer_ids.cached(listing, Instant::now()) {
+                looked_up.push(Ok(offer_ids));
+                continue;
+            }
+            if let Some(failure) = &channel_failure {
+                looked_up.push(Err(failure.clone()));
+                continue;
+            }
+            let result = self.read_published_offers(listing).await;
+            match &result {
+                Ok(offer_ids) => self.offer_ids.remember(listing, offer_ids.clone(), Instant::now()),
+                Err(failure) if fails_the_channel(&failure.1) => channel_failure = Some(failure.clone()),
+                Err(_) => {}
+            }
+            looked_up.push(result);
+        }
+        looked_up
+    }
+
+    /// `getOffers` for `listing`, page after page: the ids of its `PUBLISHED` offers. A 404 is
+    /// a SKU without offers.
+    async fn read_published_offers(&self, listing: &str) -> Result<Vec<String>, LookupFailure> {
+        let base_url = self.config.base_url.trim_end_matches('/');
+        let mut url = format!("{base_url}{OFFERS_PATH}?sku={}", percent_encode(listing));
+        let mut offer_ids = Vec::new();
+        for _ in 0..MAX_OFFER_PAGES {
+            let answer =
+                with_token(&self.tokens, expired, |token| exchange(self.client.get(&url).bearer_auth(token.expose())))
+                    .await
+                    .map_err(|verdict| (None, verdict))?;
+            let status = answer.status;
+            if status == 404 {
+                return Ok(offer_ids);
+            }
+            if !(200..=299).contains(&status) {
+                let verdict = shared_verdict(status, answer.header("retry-after"), &answer.body, Utc::now())
+                    .unwrap_or_else(|| {
+                        let error = describe_errors(&answer.body).unwrap_or_else(|| format!("HTTP {status}"));
+                        rejected(status, format!("reading the offers of SKU {listing}: {error}"), &answer.body)
+                    });
+                return Err((Some(status), verdict));
+            }
+            let Ok(page) = serde_json::from_str::<Offers>(&answer.body) else {
+                let error = format!("getOffers answered without an offers[] page: {}", truncate(&answer.body));
+                return Err((Some(status), Verdict::Retry { reason: "unreadable_answer", error }));
+            };
+            let published = page.offers.into_iter().filter(|offer| offer.status == "PUBLISHED");
+            offer_ids.extend(published.map(|offer| offer.offer_id));
+            match page.next {
+                Some(next) if next.starts_with("http") => url = next,
+                Some(next) => url = format!("{base_url}{next}"),
+                None => return Ok(offer_ids),
+            }
+        }
+        tracing::warn!(sku = listing, pages = MAX_OFFER_PAGES, "more pages of offers than read, the rest left alone");
+        Ok(offer_ids)
+    }
+}
+
+/// A lookup's failure that every other lookup would meet alike.
+fn fails_the_channel(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Throttled { .. } | Verdict::Retry { reason: "token_refused" | "unauthorized", .. })
+}
