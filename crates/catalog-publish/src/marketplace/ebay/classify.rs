@@ -41,8 +41,11 @@ pub(super) fn access_token_refused(status: u16, body: &str) -> bool {
 /// decided it (an entry's `statusCode` when eBay answered one, else the HTTP status). A 200 or
 /// 207 answers an entry per inventory item (`sku`, no `offerId`) and one per offer (`offerId`),
 /// matched by those: eBay does not promise to answer in request order. A SKU is published only
-/// when its item's entry and each of its offers' entries succeeded; otherwise its worst entry
-/// decides (a dead letter before a retry before a wait). An offer eBay no longer knows (404)
+/// when every entry naming it (its item's, its offers') succeeded; otherwise its worst entry
+/// decides (a dead letter before a retry before a wait). Whether eBay answers the item apart
+/// when offers are sent with it is not confirmed (its docs say an entry "for each
+/// offer/inventory item being updated"), so no one kind of entry is required: only a SKU no
+/// entry names is unanswered. An offer eBay no longer knows (404)
 /// is retried as `stale_offer`: the channel reads the SKU's offers again before the retry.
 pub fn classify_ebay(
     status: u16,
@@ -70,19 +73,17 @@ pub fn classify_ebay(
     let mut entries: Vec<Option<Value>> = answer.responses.into_iter().map(Some).collect();
     sent.iter()
         .map(|sku| {
-            let item_entry = take_entry(&mut entries, sku.listing, None);
-            let mut verdicts = vec![match item_entry {
-                Some(entry) => classify_entry(&entry, status, sku.item, now),
-                None => (status, no_answer(format!("eBay answered nothing for SKU {}", sku.listing))),
-            }];
+            let mut verdicts = Vec::new();
+            if let Some(entry) = take_entry(&mut entries, sku.listing, None) {
+                verdicts.push(classify_entry(&entry, status, sku.item, now));
+            }
             for offer_id in sku.offer_ids {
-                verdicts.push(match take_entry(&mut entries, sku.listing, Some(offer_id)) {
-                    Some(entry) => classify_offer_entry(&entry, status, sku.item, now),
-                    None => (
-                        status,
-                        no_answer(format!("eBay answered nothing for offer {offer_id} of SKU {}", sku.listing)),
-                    ),
-                });
+                if let Some(entry) = take_entry(&mut entries, sku.listing, Some(offer_id)) {
+                    verdicts.push(classify_offer_entry(&entry, status, sku.item, now));
+                }
+            }
+            if verdicts.is_empty() {
+                return (status, no_answer(format!("eBay answered nothing for SKU {}", sku.listing)));
             }
             worst(verdicts)
         })
@@ -279,6 +280,7 @@ mod tests {
             (207, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2"},{"statusCode":404,"sku":"SKU-2","offerId":"5678901234","errors":[{"errorId":25713,"message":"This Offer is not available."}]}]}"#.to_owned()),
             (207, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":500,"sku":"SKU-2","errors":[{"errorId":25001,"message":"A system error has occurred."}]},{"statusCode":400,"sku":"SKU-2","offerId":"5678901234","errors":[{"errorId":25006,"message":"Invalid value for availableQuantity."}]}]}"#.to_owned()),
             (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2"},{"statusCode":200,"sku":"SKU-2","offerId":"9999"}]}"#.to_owned()),
+            (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2","offerId":"5678901234"}]}"#.to_owned()),
             (200, None, "<html>".to_owned()),
             (400, None, format!(r#"{{"errors":[{invalid}]}}"#)),
             (401, None, r#"{"errors":[{"errorId":1001,"domain":"OAuth","category":"REQUEST","message":"Invalid access token"}]}"#.to_owned()),
@@ -325,7 +327,10 @@ mod tests {
           SKU-2 400 DeadLetter { reason: "rejected_400", error: "errorId 25006: Invalid value for availableQuantity.", body: Some("{\"errors\":[{\"errorId\":25006,\"message\":\"Invalid value for availableQuantity.\"}],\"offerId\":\"5678901234\",\"sku\":\"SKU-2\",\"statusCode\":400}") }
         200
           SKU-1 200 Published
-          SKU-2 200 Retry { reason: "no_answer", error: "eBay answered nothing for offer 5678901234 of SKU SKU-2" }
+          SKU-2 200 Published
+        200
+          SKU-1 200 Published
+          SKU-2 200 Published
         200
           SKU-1 200 Retry { reason: "unreadable_answer", error: "HTTP 200 without a responses[] array: <html>" }
           SKU-2 200 Retry { reason: "unreadable_answer", error: "HTTP 200 without a responses[] array: <html>" }
