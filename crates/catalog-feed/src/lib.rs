@@ -344,7 +344,9 @@ impl FeedSource {
                 let mut request_failed = None;
                 if let Some(request) = &request {
                     match run.run_requested(request.kind, now, shutdown).await {
-                        Ok(()) => drop(self.store.clear_feed_run(&key, request.requested_at).await?),
+                        Ok(()) => {
+                            self.store.clear_feed_run(&key, request.requested_at).await?;
+                        }
                         Err(error) if error.is_shutdown() => return Err(error),
                         // Asked again by the next run; it holds back none of this run's work.
                         Err(error) => {
