@@ -71,6 +71,8 @@ struct Recorded {
 enum Lookup {
     /// 500 errorId 25001 for this SKU's lookup.
     ServerError(&'static str),
+    /// This SKU's page names a next page on another host (where nothing listens).
+    NextElsewhere(&'static str),
 }
 
 /// A SKU's one offer on eBay.
@@ -189,6 +191,13 @@ async fn answer(
                     return (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
                 }
             }
+            if let Some(Lookup::NextElsewhere(elsewhere)) = shared.lookups.front().cloned() {
+                if elsewhere == sku {
+                    shared.lookups.pop_front();
+                    let next = format!("http://127.0.0.2:9{OFFERS_PATH}?{query}&offset=25");
+                    return axum::Json(json!({"offers": [], "limit": 25, "next": next, "total": 30})).into_response();
+                }
+            }
             let (_, offer) = shared.item(&sku).clone();
             let offers = json!([{"offerId": offer.offer_id, "sku": sku, "marketplaceId": "EBAY_US",
                 "format": "FIXED_PRICE", "status": offer.status, "availableQuantity": offer.available_quantity}]);
@@ -300,6 +309,10 @@ impl Ebay {
 
     fn fail_lookup(&self, sku: &'static str) {
         self.shared.lock().expect("eBay state").lookups.push_back(Lookup::ServerError(sku));
+    }
+
+    fn next_page_elsewhere(&self, sku: &'static str) {
+        self.shared.lock().expect("eBay state").lookups.push_back(Lookup::NextElsewhere(sku));
     }
 }
 
@@ -573,4 +586,22 @@ async fn ebay_server_error_is_retried() {
     let sent = publish("ABC-1", 7, None);
     assert_eq!(channel.send(std::slice::from_ref(&sent)).await.attempts[0].verdict, accepted(&sent));
     assert_eq!(channel.tokens_fetched().await, 1);
+}
+
+/// The access token goes with a next page's request: a `getOffers` page naming its next page
+/// on another host is not followed there, and its SKU is retried alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_next_page_of_offers_on_another_host_is_not_followed() {
+    let ebay = Ebay::start(vec![], vec![]).await;
+    ebay.next_page_elsewhere("AWAY-1");
+    let channel = ebay.channel();
+    let batch = [publish("AWAY-1", 4, None), publish("HOME-1", 6, None)];
+    let answer = channel.send(&batch).await;
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unexpected_answer", error } if error.contains("127.0.0.2")),
+        "{:?}",
+        answer.attempts[0]
+    );
+    assert_eq!(answer.attempts[1].verdict, accepted(&batch[1]));
+    assert_eq!(ebay.listing("HOME-1"), 6);
 }

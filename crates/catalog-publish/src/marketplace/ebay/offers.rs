@@ -123,9 +123,15 @@ impl EbayChannel {
             };
             let published = page.offers.into_iter().filter(|offer| offer.status == "PUBLISHED");
             offer_ids.extend(published.map(|offer| offer.offer_id));
+            // The access token goes with the next page's request: only to eBay's own host,
+            // whatever the answer names.
             match page.next {
-                Some(next) if next.starts_with("http") => url = next,
-                Some(next) => url = format!("{base_url}{next}"),
+                Some(next) if next.starts_with(&format!("{base_url}/")) => url = next,
+                Some(next) if next.starts_with('/') => url = format!("{base_url}{next}"),
+                Some(next) => {
+                    let error = format!("getOffers named a next page off {base_url}: {}", truncate(&next));
+                    return Err((Some(status), Verdict::Retry { reason: "unexpected_answer", error }));
+                }
                 None => return Ok(offer_ids),
             }
         }
