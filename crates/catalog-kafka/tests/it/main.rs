@@ -362,6 +362,15 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
     assert_eq!(traceparents, BTreeMap::from([(0, None), (1, Some(TRACEPARENT.to_owned())), (2, None)]));
 }
 
+/// Partition 0's first offset the broker still holds.
+fn low_watermark(brokers: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    let (low, _) =
+        rdkafka::consumer::Consumer::fetch_watermarks(&consumer, TOPIC, 0, Duration::from_secs(5)).expect("watermarks");
+    low
+}
+
 /// Produces `count` messages of `size` bytes to partition 0.
 fn produce_large(brokers: &str, count: usize, size: usize) {
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("producer");
@@ -392,8 +401,12 @@ async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_
     // fetches stop at librdkafka's prefetch limit (1 MB, about ten messages ahead).
     wait_for(Duration::from_secs(30), || sink.checkpoints().contains_key(&0)).await;
     let applied_first = sink.checkpoints()[&0];
-    // 10 MB in all: the first half is deleted, beyond what the member has fetched.
+    // 10 MB in all: the first half is deleted, beyond what the member has fetched. The
+    // member resumes only once the broker has deleted it: on a loaded machine the deletion
+    // could come after the member had caught up, and there would be no gap to find.
     produce_large(&brokers, 70, SIZE);
+    let prefetched = applied_first + 10;
+    wait_for(Duration::from_secs(30), || low_watermark(&brokers) > prefetched).await;
     permits.add_permits(10_000);
     wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&100)).await;
     member.stop().await;
