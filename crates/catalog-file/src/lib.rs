@@ -79,7 +79,7 @@ impl FileSource {
                 self.read_all(lines, None, &source, &*sink, &shutdown).await.map(drop)
             }
             Some(path) => {
-                if self.catch_up(path, &source, &*sink, &shutdown).await? == Onward::Stop {
+                if !self.catch_up(path, &source, &*sink, &shutdown).await? {
                     return Ok(());
                 }
                 let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;

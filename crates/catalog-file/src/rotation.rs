@@ -20,17 +20,18 @@ impl FileSource {
     /// that file is the stored cursor's `previous` (decision 0052). Its new lines take the
     /// positions after the checkpoint, and the checkpoint's own file moves its `base` on by as
     /// many, so every checkpoint taken meanwhile is one a run resumes from. A previous file
-    /// gone from the directory is forgotten: it was read whole.
+    /// gone from the directory is forgotten: it was read whole. Returns whether the run goes
+    /// on: not when that file ends in half a line (decision 0033) nor at shutdown.
     pub(crate) async fn catch_up(
         &self,
         path: &Path,
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
-    ) -> Result<Onward, FileSourceError> {
-        let Some(stored) = sink.checkpoint(source, 0).await? else { return Ok(Onward::Go(None)) };
-        let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(Onward::Go(None)) };
-        let Some(previous) = cursor.previous else { return Ok(Onward::Go(None)) };
+    ) -> Result<bool, FileSourceError> {
+        let Some(stored) = sink.checkpoint(source, 0).await? else { return Ok(true) };
+        let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(true) };
+        let Some(previous) = cursor.previous else { return Ok(true) };
         let directory = directory_of(path);
         let rotated = match find_in(directory, &previous.identity).await {
             Ok(Some(rotated)) => rotated,
@@ -47,22 +48,22 @@ impl FileSource {
                     high_watermark: None,
                 })
                 .await?;
-                return Ok(Onward::Go(None));
+                return Ok(true);
             }
             Err(error) => {
                 // Looked for again by the next run.
                 tracing::warn!(%source, %error, directory = %directory.display(), "searching for the file rotated away before this one failed");
-                return Ok(Onward::Go(None));
+                return Ok(true);
             }
         };
         // Moved back to the path: the run reads it there.
         if rotated.file_name() == path.file_name() {
-            return Ok(Onward::Go(None));
+            return Ok(true);
         }
         let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
         let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
         if length <= previous.read_to {
-            return Ok(Onward::Go(None));
+            return Ok(true);
         }
         tracing::info!(
             %source,
@@ -75,10 +76,7 @@ impl FileSource {
         file.seek(std::io::SeekFrom::Start(previous.read_to)).await.map_err(file_error("seeking in", &rotated))?;
         let lines = LineReader::new(BufReader::new(file), previous.read_to);
         let (stopped, _) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
-        Ok(match stopped {
-            Stopped::End => Onward::Go(None),
-            Stopped::HalfALine | Stopped::Shutdown => Onward::Stop,
-        })
+        Ok(stopped == Stopped::End)
     }
 
     /// Reads the rest of the file the checkpoint was taken on, rotated away from `path`, when
