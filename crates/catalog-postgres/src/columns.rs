@@ -3,6 +3,7 @@
 //! holds, is a classified `StoreError` (corrupt data, or a schema this build does not know),
 //! as in the SQLite store. The journal's columns are listed once, here.
 
+pub(crate) use catalog_store::rows::saturating_i64;
 use catalog_store::rows::{ItemRow, JournalRow, OfferColumns, OfferRow};
 use catalog_store::{JournalEntry, StoreError};
 use sqlx::postgres::PgRow;
@@ -59,12 +60,6 @@ pub(crate) fn optional_narrowed<T: TryFrom<i64>>(row: &PgRow, name: &str) -> Res
 pub(crate) fn narrowed_int4<T: TryFrom<i32>>(row: &PgRow, name: &str) -> Result<T, StoreError> {
     let stored: i32 = column(row, name)?;
     T::try_from(stored).map_err(|_| StoreError::Corrupt(format!("{name} {stored} is out of range")))
-}
-
-/// A count or version for a signed 64-bit column; none this store writes comes near the limit,
-/// and one that did would be held at it rather than wrap to a negative number.
-pub(crate) fn saturating_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Journal rows read with [`JOURNAL_COLUMNS`], as entries.

@@ -2,6 +2,7 @@
 //! Unix epoch (UTC), UUIDs as 16-byte BLOBs, booleans as 0/1, and rows into the shared
 //! `catalog_store::rows` shapes so both SQL backends read columns the same way.
 
+pub(crate) use catalog_store::rows::saturating_i64;
 use catalog_store::rows::{ItemRow, JournalRow, OfferColumns, OfferRow};
 use catalog_store::StoreError;
 use chrono::{DateTime, Utc};
@@ -37,12 +38,6 @@ pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, versio
 /// A timestamp as stored: whole microseconds since the Unix epoch, UTC.
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
-}
-
-/// A count, limit or version as SQLite's signed 64-bit integer: one past `i64::MAX` is held
-/// there rather than wrapped to a negative number (a negative `LIMIT` is no limit at all).
-pub(crate) fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
-    value.try_into().unwrap_or(i64::MAX)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {

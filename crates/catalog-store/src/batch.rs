@@ -271,8 +271,7 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
                 item.tenant(),
                 item.sku().as_str(),
                 item.quantity(),
-                // Held at a signed column's largest, never wrapped to a negative version.
-                i64::try_from(item.version()).unwrap_or(i64::MAX),
+                crate::rows::saturating_i64(item.version()),
                 changed.traceparent.as_deref(),
             )
         })

@@ -15,6 +15,13 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A count, limit or version for a signed 64-bit column: one past `i64::MAX` is held there
+/// rather than wrapped to a negative number (a negative `LIMIT` is no limit on SQLite and
+/// refused by PostgreSQL; a negative version is outranked by every real one).
+pub fn saturating_i64<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
 pub fn tenant(value: &str) -> Result<TenantId, StoreError> {
     TenantId::parse(value).map_err(|error| corrupt(format_args!("stored tenant {value:?} {error}")))
 }

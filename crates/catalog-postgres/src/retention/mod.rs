@@ -15,7 +15,7 @@ use catalog_store::{
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::columns::{journal_entries, journal_row, JOURNAL_COLUMNS};
+use crate::columns::{journal_entries, journal_row, saturating_i64, JOURNAL_COLUMNS};
 use crate::{store_error, PostgresStore};
 
 mod daily;
@@ -236,7 +236,7 @@ async fn chunked_delete(
     loop {
         let done = sqlx::query(statement)
             .bind(cutoff)
-            .bind(chunk_limit(chunk))
+            .bind(saturating_i64(chunk.max(1)))
             .execute(pool)
             .await
             .map_err(store_error)?
@@ -246,12 +246,6 @@ async fn chunked_delete(
             return Ok(deleted);
         }
     }
-}
-
-/// A chunk as a `LIMIT`: at least one row, and a count past `i64::MAX` (the option takes any
-/// up to `u64::MAX`) held there rather than wrapped to a negative one, which PostgreSQL refuses.
-fn chunk_limit(chunk: usize) -> i64 {
-    i64::try_from(chunk.max(1)).unwrap_or(i64::MAX)
 }
 
 /// Writes every row of `partition` to the sink, in journal order, and finishes its archive.
@@ -271,7 +265,7 @@ async fn archive(
             "SELECT {JOURNAL_COLUMNS} FROM {table} WHERE journal_id > $1 ORDER BY journal_id LIMIT $2"
         ))
         .bind(after)
-        .bind(chunk_limit(chunk))
+        .bind(saturating_i64(chunk.max(1)))
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
