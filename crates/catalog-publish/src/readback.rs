@@ -94,6 +94,14 @@ pub trait LookupReadBack: Send + Sync + std::fmt::Debug + 'static {
         Duration::ZERO
     }
 
+    /// The requests one read of `n_listings` may make at most, against the platform's quota:
+    /// reconciliation spaces its reads by as many of its requests (`--reconcile-rate`). One
+    /// for a platform that answers a read with one request.
+    fn requests_per_read(&self, n_listings: usize) -> usize {
+        let _ = n_listings;
+        1
+    }
+
     /// How long after accepting a quantity the platform may still show the one before (it
     /// applies updates asynchronously): a difference is corrected only once it is seen again
     /// at least this much later on the same version.

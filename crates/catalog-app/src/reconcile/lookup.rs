@@ -75,7 +75,8 @@ impl Reconciler {
         listings: &[&str],
         pacer: &mut Pacer,
     ) -> Result<ShownQuantities, SweepError> {
-        self.paced_read(pacer, || reader.shown_quantities(listings)).await
+        let n_requests = reader.requests_per_read(listings.len());
+        self.paced_read(pacer, n_requests, || reader.shown_quantities(listings)).await
     }
 
     /// Every listing the platform's list of its whole catalog shows, page by page. A cursor
@@ -89,7 +90,7 @@ impl Reconciler {
         let mut listed = ShownQuantities::new();
         let mut cursors = Cursors::default();
         loop {
-            let page = self.paced_read(pacer, || list.catalog_page(cursors.current())).await?;
+            let page = self.paced_read(pacer, 1, || list.catalog_page(cursors.current())).await?;
             listed.extend(page.shown);
             if !cursors.move_to(page.next)? {
                 break;

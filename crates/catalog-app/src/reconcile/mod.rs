@@ -61,6 +61,8 @@ pub struct SweepReport {
     pub waiting: u64,
     /// Listings read from the platform's list of its whole catalog, when it has one.
     pub listed: u64,
+    /// Read requests paced: for a platform whose read takes more than one request, the most
+    /// it may take (`LookupReadBack::requests_per_read`).
     pub requests: u64,
 }
 
@@ -103,20 +105,20 @@ pub struct Reconciler {
 /// Paces requests to at most a rate, and counts them.
 struct Pacer {
     gap: Duration,
-    last: Option<Instant>,
+    /// When the next read may start: a read of n requests keeps the next n gaps away.
+    due: Option<tokio::time::Instant>,
     requests: u64,
 }
 
 impl Pacer {
-    async fn wait(&mut self) {
-        if let Some(last) = self.last {
-            let due = last + self.gap;
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-            }
+    /// Waits until a read of up to `n_requests` requests may start, and counts them.
+    async fn wait(&mut self, n_requests: usize) {
+        if let Some(due) = self.due {
+            tokio::time::sleep_until(due).await;
         }
-        self.last = Some(Instant::now());
-        self.requests += 1;
+        let n_requests = u32::try_from(n_requests.max(1)).unwrap_or(u32::MAX);
+        self.due = Some(tokio::time::Instant::now() + self.gap.saturating_mul(n_requests));
+        self.requests += u64::from(n_requests);
     }
 }
 
@@ -203,7 +205,7 @@ impl Reconciler {
         if let ChannelReader::Lookup(reader) = &self.reader {
             gap = gap.max(reader.read_interval());
         }
-        let mut pacer = Pacer { gap, last: None, requests: 0 };
+        let mut pacer = Pacer { gap, due: None, requests: 0 };
         let mut report = SweepReport::default();
         self.suspects.lock().expect("suspects").start_sweep();
         let tenants = self.store.reconcile_tenants(&self.channel).await?;
@@ -363,7 +365,7 @@ impl Reconciler {
         limit: usize,
         pacer: &mut Pacer,
     ) -> Result<catalog_publish::ShownPage, SweepError> {
-        let page = self.paced_read(pacer, || reader.list(tenant, after, limit)).await?;
+        let page = self.paced_read(pacer, 1, || reader.list(tenant, after, limit)).await?;
         if let (Some(next), Some(after)) = (page.next, after) {
             if next.0 <= after.0 {
                 let message = format!("the page after {after} says the next starts after {next}, not past it");
@@ -373,16 +375,16 @@ impl Reconciler {
         Ok(page)
     }
 
-    /// One read request, paced, retrying throttling and transient failures a bounded number
-    /// of times.
-    async fn paced_read<T, F, Fut>(&self, pacer: &mut Pacer, read: F) -> Result<T, SweepError>
+    /// One read of up to `n_requests` requests, paced, retrying throttling and transient
+    /// failures a bounded number of times.
+    async fn paced_read<T, F, Fut>(&self, pacer: &mut Pacer, n_requests: usize, read: F) -> Result<T, SweepError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ReadBackError>>,
     {
         let mut attempt = 0;
         loop {
-            pacer.wait().await;
+            pacer.wait(n_requests).await;
             attempt += 1;
             match read().await {
                 Ok(answer) => return Ok(answer),
@@ -432,4 +434,24 @@ pub fn reconcilers(
             Some(reconciler.with_rules(config.rules.clone()).with_settle(built.channel.read_back_settle))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read of n requests keeps the next read n gaps away, so a platform whose read takes
+    /// several requests is held to the same rate of requests as the others.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_of_several_requests_spaces_the_next_by_as_many_gaps() {
+        let start = tokio::time::Instant::now();
+        let mut pacer = Pacer { gap: Duration::from_millis(100), due: None, requests: 0 };
+        let mut started = Vec::new();
+        for n_requests in [1, 3, 1, 0] {
+            pacer.wait(n_requests).await;
+            started.push(start.elapsed().as_millis());
+        }
+        assert_eq!(started, [0, 100, 400, 500]);
+        assert_eq!(pacer.requests, 6, "a read counts as one request at least");
+    }
 }

@@ -371,21 +371,14 @@ async fn ebay_reads_up_to_25_skus_per_request_and_fetches_a_new_token_once() {
         { "statusCode": 200, "sku": "SKU-1", "inventoryItem": { "sku": "SKU-1", "availability": { "shipToLocationAvailability": { "quantity": 5 } } } },
         { "statusCode": 404, "sku": "SKU-2", "errors": [{ "errorId": 25702, "message": "The SKU could not be found." }] }
     ] }));
-    let platform = Platform::start(vec![expired, answer]).await;
-    let config = EbayConfig {
-        base_url: platform.base_url.clone(),
-        token_url: format!("{}/identity/v1/oauth2/token", platform.base_url),
-        client_id: "ebay-app".into(),
-        client_secret: Secret::new("ebay-cert"),
-        refresh_token: Secret::new("v^1.1#refresh"),
-    };
-    let channel = EbayChannel::new(config, TIMEOUT, 2).expect("client");
+    let platform = Platform::start(vec![expired, answer, no_offers()]).await;
+    let channel = ebay(&platform);
     assert_eq!(channel.max_lookup(), 25);
     let shown = channel.shown_quantities(&["SKU-1", "SKU-2"]).await.expect("read");
     assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 5)]);
     assert_eq!(platform.tokens_issued(), 2);
     let requests = platform.requests();
-    assert_eq!(requests.len(), 2);
+    assert_eq!(requests.len(), 3, "the item read twice, then SKU-1's offers");
     let request = &requests[1];
     assert_eq!(
         (request.method.as_str(), request.path.as_str()),
@@ -407,7 +400,26 @@ async fn ebay_read_denied_to_its_token_fetches_a_new_token_once() {
     let answer = ok(json!({ "responses": [
         { "statusCode": 200, "sku": "SKU-1", "inventoryItem": { "sku": "SKU-1", "availability": { "shipToLocationAvailability": { "quantity": 5 } } } }
     ] }));
-    let platform = Platform::start(vec![denied, answer]).await;
+    let platform = Platform::start(vec![denied, answer, no_offers()]).await;
+    let channel = ebay(&platform);
+    let shown = channel.shown_quantities(&["SKU-1"]).await.expect("read");
+    assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 5)]);
+    assert_eq!(platform.tokens_issued(), 2);
+    let authorizations: Vec<Option<String>> =
+        platform.requests().iter().map(|request| header(&request.headers, "authorization")).collect();
+    assert_eq!(
+        authorizations,
+        [Some("Bearer token-1".to_owned()), Some("Bearer token-2".to_owned()), Some("Bearer token-2".to_owned())]
+    );
+}
+
+/// `getOffers`' answer for a SKU without offers.
+fn no_offers() -> Answer {
+    let body = json!({ "errors": [{ "errorId": 25713, "domain": "API_INVENTORY", "category": "REQUEST", "message": "This Offer is not available." }] });
+    (404, vec![], body.to_string())
+}
+
+fn ebay(platform: &Platform) -> EbayChannel {
     let config = EbayConfig {
         base_url: platform.base_url.clone(),
         token_url: format!("{}/identity/v1/oauth2/token", platform.base_url),
@@ -415,13 +427,71 @@ async fn ebay_read_denied_to_its_token_fetches_a_new_token_once() {
         client_secret: Secret::new("ebay-cert"),
         refresh_token: Secret::new("v^1.1#refresh"),
     };
-    let channel = EbayChannel::new(config, TIMEOUT, 2).expect("client");
-    let shown = channel.shown_quantities(&["SKU-1"]).await.expect("read");
-    assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 5)]);
-    assert_eq!(platform.tokens_issued(), 2);
-    let authorizations: Vec<Option<String>> =
-        platform.requests().iter().map(|request| header(&request.headers, "authorization")).collect();
-    assert_eq!(authorizations, [Some("Bearer token-1".to_owned()), Some("Bearer token-2".to_owned())]);
+    EbayChannel::new(config, TIMEOUT, 2).expect("client")
+}
+
+/// A buyer sees the lower of an inventory item's quantity and each published offer's
+/// `availableQuantity`: an offer lowered on eBay's side is what the SKU shows, an unpublished
+/// offer caps nothing, and an item that offers nothing is not asked about.
+#[tokio::test]
+async fn ebay_read_shows_the_lower_of_the_item_and_its_published_offers() {
+    let items = ok(json!({ "responses": [
+        { "statusCode": 200, "sku": "SKU-1", "inventoryItem": { "sku": "SKU-1", "availability": { "shipToLocationAvailability": { "quantity": 5 } } } },
+        { "statusCode": 200, "sku": "SKU-2", "inventoryItem": { "sku": "SKU-2", "availability": { "shipToLocationAvailability": { "quantity": 8 } } } },
+        { "statusCode": 200, "sku": "SKU-3", "inventoryItem": { "sku": "SKU-3", "availability": { "shipToLocationAvailability": { "quantity": 0 } } } },
+        { "statusCode": 404, "sku": "SKU-4", "errors": [{ "errorId": 25702, "message": "The SKU could not be found." }] }
+    ] }));
+    let offers = |sku: &str, entries: Value| {
+        ok(
+            json!({ "href": format!("/sell/inventory/v1/offer?sku={sku}"), "limit": 25, "offers": entries, "size": 2, "total": 2 }),
+        )
+    };
+    let sku_1 = offers(
+        "SKU-1",
+        json!([
+            { "offerId": "1001", "sku": "SKU-1", "marketplaceId": "EBAY_US", "format": "FIXED_PRICE", "status": "PUBLISHED", "availableQuantity": 3 },
+            { "offerId": "1002", "sku": "SKU-1", "marketplaceId": "EBAY_GB", "format": "FIXED_PRICE", "status": "UNPUBLISHED", "availableQuantity": 1 }
+        ]),
+    );
+    let sku_2 = offers(
+        "SKU-2",
+        json!([
+            { "offerId": "2001", "sku": "SKU-2", "marketplaceId": "EBAY_US", "format": "FIXED_PRICE", "status": "PUBLISHED", "availableQuantity": 12 },
+            { "offerId": "2002", "sku": "SKU-2", "marketplaceId": "EBAY_DE", "format": "FIXED_PRICE", "status": "PUBLISHED" }
+        ]),
+    );
+    let platform = Platform::start(vec![items, sku_1, sku_2]).await;
+    let channel = ebay(&platform);
+    assert_eq!(channel.requests_per_read(4), 5, "the items' read and a getOffers per SKU at most");
+    let shown = channel.shown_quantities(&["SKU-1", "SKU-2", "SKU-3", "SKU-4"]).await.expect("read");
+    assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 3), ("SKU-2".to_owned(), 8), ("SKU-3".to_owned(), 0)]);
+    let seen: Vec<(String, String, Option<String>)> = platform
+        .requests()
+        .into_iter()
+        .map(|request| (request.method.to_string(), request.path, request.query))
+        .collect();
+    let offers_path = "/sell/inventory/v1/offer".to_owned();
+    assert_eq!(
+        seen,
+        [
+            ("POST".to_owned(), "/sell/inventory/v1/bulk_get_inventory_item".to_owned(), None),
+            ("GET".to_owned(), offers_path.clone(), Some("sku=SKU-1".to_owned())),
+            ("GET".to_owned(), offers_path, Some("sku=SKU-2".to_owned())),
+        ]
+    );
+}
+
+/// A SKU whose offers cannot be read fails the read as eBay's answer says: the listing's
+/// quantity is not known without them.
+#[tokio::test]
+async fn ebay_read_fails_when_a_sku_s_offers_cannot_be_read() {
+    let items = ok(json!({ "responses": [
+        { "statusCode": 200, "sku": "SKU-1", "inventoryItem": { "sku": "SKU-1", "availability": { "shipToLocationAvailability": { "quantity": 5 } } } }
+    ] }));
+    let failure = json!({ "errors": [{ "errorId": 25001, "domain": "API_INVENTORY", "category": "APPLICATION", "message": "A system error has occurred." }] });
+    let platform = Platform::start(vec![items, (500, vec![], failure.to_string())]).await;
+    let error = ebay(&platform).shown_quantities(&["SKU-1"]).await.expect_err("no reading without the offers");
+    assert!(matches!(error, ReadBackError::Transient(_)), "{error:?}");
 }
 
 #[tokio::test]

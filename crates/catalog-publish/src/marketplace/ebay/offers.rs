@@ -1,7 +1,7 @@
-//! The published offers of a seller SKU, read with `getOffers` and kept for [`OFFER_IDS_TTL`]:
-//! eBay shows a buyer the lower of an inventory item's quantity and each published offer's
-//! `availableQuantity`, so `bulkUpdatePriceQuantity` must set both, and addresses an offer
-//! only by its id.
+//! The published offers of a seller SKU, read with `getOffers`: eBay shows a buyer the lower
+//! of an inventory item's quantity and each published offer's `availableQuantity`, so
+//! `bulkUpdatePriceQuantity` must set both, and addresses an offer only by its id (kept for
+//! [`OFFER_IDS_TTL`]); and reading a listing back must read both.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,6 +64,15 @@ struct OfferSummary {
     offer_id: String,
     #[serde(default)]
     status: String,
+    available_quantity: Option<i64>,
+}
+
+/// A published offer: its id, and the quantity it caps its listing at, when it sets one (an
+/// offer without `availableQuantity` shows the inventory item's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PublishedOffer {
+    pub(super) offer_id: String,
+    pub(super) available_quantity: Option<i64>,
 }
 
 impl EbayChannel {
@@ -83,23 +92,37 @@ impl EbayChannel {
                 looked_up.push(Err(failure.clone()));
                 continue;
             }
-            let result = self.read_published_offers(listing).await;
-            match &result {
-                Ok(offer_ids) => self.offer_ids.remember(listing, offer_ids.clone(), Instant::now()),
-                Err(failure) if fails_the_channel(&failure.1) => channel_failure = Some(failure.clone()),
-                Err(_) => {}
+            let result = self.read_published_offers(listing).await.map(|offers| offer_ids_of(&offers));
+            if let Err(failure) = &result {
+                if fails_the_channel(&failure.1) {
+                    channel_failure = Some(failure.clone());
+                }
             }
             looked_up.push(result);
         }
         looked_up
     }
 
-    /// `getOffers` for `listing`, page after page: the ids of its `PUBLISHED` offers. A 404 is
-    /// a SKU without offers.
-    async fn read_published_offers(&self, listing: &str) -> Result<Vec<String>, LookupFailure> {
+    /// The lowest `availableQuantity` of `listing`'s published offers, read now (not from the
+    /// cache: an offer changed on eBay is what reading back looks for), or `None` when no
+    /// published offer sets one. The ids read are kept for the next send.
+    pub(super) async fn offer_cap(&self, listing: &str) -> Result<Option<i64>, LookupFailure> {
+        let offers = self.read_published_offers(listing).await?;
+        Ok(offers.iter().filter_map(|offer| offer.available_quantity).min())
+    }
+
+    /// `getOffers` for `listing`, page after page: its `PUBLISHED` offers, whose ids are kept.
+    /// A 404 is a SKU without offers.
+    async fn read_published_offers(&self, listing: &str) -> Result<Vec<PublishedOffer>, LookupFailure> {
+        let offers = self.read_offer_pages(listing).await?;
+        self.offer_ids.remember(listing, offer_ids_of(&offers), Instant::now());
+        Ok(offers)
+    }
+
+    async fn read_offer_pages(&self, listing: &str) -> Result<Vec<PublishedOffer>, LookupFailure> {
         let base_url = self.config.base_url.trim_end_matches('/');
         let mut url = format!("{base_url}{OFFERS_PATH}?sku={}", percent_encode(listing));
-        let mut offer_ids = Vec::new();
+        let mut published = Vec::new();
         for _ in 0..MAX_OFFER_PAGES {
             let answer =
                 with_token(&self.tokens, expired, |token| exchange(self.client.get(&url).bearer_auth(token.expose())))
@@ -107,7 +130,7 @@ impl EbayChannel {
                     .map_err(|verdict| (None, verdict))?;
             let status = answer.status;
             if status == 404 {
-                return Ok(offer_ids);
+                return Ok(published);
             }
             if !(200..=299).contains(&status) {
                 let verdict = shared_verdict(status, answer.header("retry-after"), &answer.body, Utc::now())
@@ -121,8 +144,9 @@ impl EbayChannel {
                 let error = format!("getOffers answered without an offers[] page: {}", truncate(&answer.body));
                 return Err((Some(status), Verdict::Retry { reason: "unreadable_answer", error }));
             };
-            let published = page.offers.into_iter().filter(|offer| offer.status == "PUBLISHED");
-            offer_ids.extend(published.map(|offer| offer.offer_id));
+            published.extend(page.offers.into_iter().filter(|offer| offer.status == "PUBLISHED").map(|offer| {
+                PublishedOffer { offer_id: offer.offer_id, available_quantity: offer.available_quantity }
+            }));
             // The access token goes with the next page's request: only to eBay's own host,
             // whatever the answer names.
             match page.next {
@@ -132,12 +156,16 @@ impl EbayChannel {
                     let error = format!("getOffers named a next page off {base_url}: {}", truncate(&next));
                     return Err((Some(status), Verdict::Retry { reason: "unexpected_answer", error }));
                 }
-                None => return Ok(offer_ids),
+                None => return Ok(published),
             }
         }
         tracing::warn!(sku = listing, pages = MAX_OFFER_PAGES, "more pages of offers than read, the rest left alone");
-        Ok(offer_ids)
+        Ok(published)
     }
+}
+
+fn offer_ids_of(offers: &[PublishedOffer]) -> Vec<String> {
+    offers.iter().map(|offer| offer.offer_id.clone()).collect()
 }
 
 /// A lookup's failure that every other lookup would meet alike.

@@ -1,15 +1,18 @@
 //! Reading eBay back: one `bulkGetInventoryItem` request reads up to
-//! [`MAX_READS_PER_REQUEST`] seller SKUs' inventory items, answered SKU by SKU; a SKU's
-//! `availability.shipToLocationAvailability.quantity` is what it shows. A SKU eBay does not
-//! know (its entry's `statusCode` 404) shows nothing.
+//! [`MAX_READS_PER_REQUEST`] seller SKUs' inventory items, answered SKU by SKU, and one
+//! `getOffers` per SKU whose item offers any reads its published offers. A buyer sees the
+//! lower of the item's `availability.shipToLocationAvailability.quantity` and each published
+//! offer's `availableQuantity`, so that is what the SKU shows: an offer changed on eBay's
+//! side is drift too. A SKU eBay does not know (its entry's `statusCode` 404) shows nothing.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::offers::LookupFailure;
 use super::{describe_error_list, error_id_list, expired, EbayChannel};
 use crate::marketplace::{exchange, read_refusal, read_with_token};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
-use crate::response::truncate;
+use crate::response::{truncate, Verdict};
 
 /// `bulkGetInventoryItem` reads up to 25 SKUs per request.
 pub const MAX_READS_PER_REQUEST: usize = 25;
@@ -23,6 +26,11 @@ const NOT_FOUND_ERROR_IDS: [u64; 2] = [25702, 25710];
 impl LookupReadBack for EbayChannel {
     fn max_lookup(&self) -> usize {
         MAX_READS_PER_REQUEST
+    }
+
+    /// The `bulkGetInventoryItem`, and at most one `getOffers` per listing.
+    fn requests_per_read(&self, n_listings: usize) -> usize {
+        1 + n_listings
     }
 
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
@@ -39,7 +47,25 @@ impl LookupReadBack for EbayChannel {
                 _ => read_refusal(&answer),
             });
         }
-        parse_bulk_get(&answer.body)
+        let mut shown = parse_bulk_get(&answer.body)?;
+        // An item that offers nothing shows nothing whatever its offers say: no need to ask.
+        for listing in listings {
+            let Some(quantity) = shown.get_mut(*listing).filter(|quantity| **quantity > 0) else { continue };
+            if let Some(cap) = self.offer_cap(listing).await.map_err(offers_failure)? {
+                *quantity = (*quantity).min(cap);
+            }
+        }
+        Ok(shown)
+    }
+}
+
+/// A `getOffers` that failed, as the read's failure: the same classes as publishing's.
+fn offers_failure((status, verdict): LookupFailure) -> ReadBackError {
+    match verdict {
+        Verdict::Throttled { retry_after } => ReadBackError::Throttled(retry_after),
+        Verdict::Retry { error, .. } => ReadBackError::Transient(error),
+        Verdict::DeadLetter { error, .. } => ReadBackError::Refused { status: status.unwrap_or(0), body: error },
+        Verdict::Answered(result) => ReadBackError::Malformed(format!("getOffers answered a publish: {result:?}")),
     }
 }
 
