@@ -8,6 +8,7 @@ mod drift;
 mod gate;
 mod horizon;
 mod properties;
+mod redelivery;
 mod scenario;
 mod signals;
 mod stock_rules;

@@ -10,15 +10,15 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-const CASES: u32 = 1_000;
+pub(crate) const CASES: u32 = 1_000;
 
-fn base_time() -> DateTime<Utc> {
+pub(crate) fn base_time() -> DateTime<Utc> {
     crate::scenario::time("12:00:00")
 }
 
 /// A generated event before it gets its unique id.
 #[derive(Debug, Clone)]
-struct EventSpec {
+pub(crate) struct EventSpec {
     tenant: usize,
     supplier: usize,
     sku: usize,
@@ -35,7 +35,7 @@ const SUPPLIERS: [&str; 2] = ["acme", "globex"];
 // The same SKU in two spellings: normalization must make them one offer.
 const SKUS: [&str; 3] = ["ABC-1", " abc-1", "XYZ.9"];
 
-fn event_spec() -> impl Strategy<Value = EventSpec> {
+pub(crate) fn event_spec() -> impl Strategy<Value = EventSpec> {
     let change = prop_oneof![
         (0i64..50).prop_map(|quantity| StockChange::Updated { quantity }),
         (-20i64..20)
@@ -68,7 +68,7 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
         )
 }
 
-fn build(index: usize, spec: &EventSpec) -> Delivery {
+pub(crate) fn build(index: usize, spec: &EventSpec) -> Delivery {
     let offer = OfferKey {
         tenant: TenantId::parse(TENANTS[spec.tenant]).expect("valid tenant"),
         supplier: SupplierId::parse(SUPPLIERS[spec.supplier]).expect("valid supplier"),
@@ -82,13 +82,13 @@ fn build(index: usize, spec: &EventSpec) -> Delivery {
     Delivery { decoded, received_at: base_time() + Duration::seconds(spec.received_second) }
 }
 
-fn uuid_for(index: usize) -> uuid::Uuid {
+pub(crate) fn uuid_for(index: usize) -> uuid::Uuid {
     // Spread ids so their order is unrelated to generation order.
     uuid::Uuid::from_u128((index as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
 }
 
 /// Unique events, some delivered several times (exact redeliveries), plus poison messages.
-fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
+pub(crate) fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
     (
         proptest::collection::vec(event_spec(), 1..30),
         proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
@@ -110,13 +110,13 @@ fn deliveries() -> impl Strategy<Value = Vec<Delivery>> {
 }
 
 /// Deliveries shuffled and cut into batches.
-fn shuffled_batches(deliveries: Vec<Delivery>) -> impl Strategy<Value = Vec<Vec<Delivery>>> {
+pub(crate) fn shuffled_batches(deliveries: Vec<Delivery>) -> impl Strategy<Value = Vec<Vec<Delivery>>> {
     let n = deliveries.len();
     (Just(deliveries).prop_shuffle(), proptest::collection::vec(1..=n.max(1), 1..6))
         .prop_map(|(shuffled, sizes)| split(shuffled, &sizes))
 }
 
-fn split(deliveries: Vec<Delivery>, sizes: &[usize]) -> Vec<Vec<Delivery>> {
+pub(crate) fn split(deliveries: Vec<Delivery>, sizes: &[usize]) -> Vec<Vec<Delivery>> {
     let mut batches = Vec::new();
     let mut rest = deliveries.as_slice();
     for size in sizes.iter().cycle() {
@@ -132,7 +132,7 @@ fn split(deliveries: Vec<Delivery>, sizes: &[usize]) -> Vec<Vec<Delivery>> {
 
 /// The contract's formula, computed directly from the distinct events: for each offer,
 /// latest snapshot + every adjustment newer than it, never below zero; items sum offers.
-fn oracle(deliveries: &[Delivery]) -> BTreeMap<ItemKey, i64> {
+pub(crate) fn oracle(deliveries: &[Delivery]) -> BTreeMap<ItemKey, i64> {
     let clock = ClockPolicy::default();
     let mut distinct: BTreeMap<EventId, (SupplierEvent, OrderingKey)> = BTreeMap::new();
     for delivery in deliveries {
@@ -171,12 +171,12 @@ fn oracle(deliveries: &[Delivery]) -> BTreeMap<ItemKey, i64> {
 }
 
 /// An item that never left zero has no row; one that went back to zero has: compare the rest.
-fn without_zeros(items: BTreeMap<ItemKey, i64>) -> BTreeMap<ItemKey, i64> {
+pub(crate) fn without_zeros(items: BTreeMap<ItemKey, i64>) -> BTreeMap<ItemKey, i64> {
     items.into_iter().filter(|(_, quantity)| *quantity != 0).collect()
 }
 
 /// Applies batches in turn, checking per batch that a version moves exactly when the quantity does.
-fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &dyn SyncFlags) {
+pub(crate) fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &dyn SyncFlags) {
     for batch in batches {
         let before = catalog.items().clone();
         let plan = catalog.apply(batch, flags, ClockPolicy::default());
@@ -191,7 +191,7 @@ fn apply_all(catalog: &mut ReferenceCatalog, batches: &[Vec<Delivery>], flags: &
 }
 
 /// The same event id with another payload: another quantity or delta, an hour later.
-fn tampered(delivery: &Delivery) -> Delivery {
+pub(crate) fn tampered(delivery: &Delivery) -> Delivery {
     let Ok(event) = &delivery.decoded else { return delivery.clone() };
     let change = match event.change() {
         StockChange::Updated { quantity } => StockChange::Updated { quantity: quantity + 100 },
@@ -208,7 +208,7 @@ fn tampered(delivery: &Delivery) -> Delivery {
     Delivery { decoded: Ok(other), received_at: delivery.received_at }
 }
 
-struct OffFor(BTreeSet<(usize, usize)>);
+pub(crate) struct OffFor(pub(crate) BTreeSet<(usize, usize)>);
 
 impl SyncFlags for OffFor {
     fn check(&self, tenant: &TenantId, supplier: &SupplierId) -> Result<(), HeldReason> {
