@@ -4,6 +4,7 @@
 mod cases;
 mod decode;
 mod dedupe;
+mod determinism;
 mod drift;
 mod gate;
 mod horizon;
