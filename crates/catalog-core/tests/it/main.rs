@@ -10,6 +10,7 @@ mod gate;
 mod horizon;
 mod properties;
 mod redelivery;
+mod round_trip;
 mod scenario;
 mod signals;
 mod stock_rules;
