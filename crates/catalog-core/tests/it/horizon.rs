@@ -2,7 +2,8 @@
 //! a bounded state, and any arrival order within the horizon ends at the same quantity.
 
 use catalog_core::{
-    Adjustment, EventId, FoldedAdjustments, OfferState, OrderingKey, Outcome, StockChange, ADJUSTMENT_HORIZON,
+    Adjustment, AllSyncOn, ClockPolicy, Delivery, EventId, FoldedAdjustments, OfferKey, OfferState, OrderingKey,
+    Outcome, ReferenceCatalog, Sku, StockChange, SupplierEvent, SupplierId, TenantId, ADJUSTMENT_HORIZON,
     MAX_LISTED_ADJUSTMENTS,
 };
 use chrono::Duration;
@@ -193,5 +194,53 @@ proptest! {
                 prop_assert_eq!(serde_json::from_str::<OfferState>(&json).expect("reads back"), offer.clone());
             }
         }
+    }
+}
+
+/// `events` as deliveries of one offer, each received at its own time (no clock clamped,
+/// well within the dedupe horizon).
+fn as_deliveries(events: &[(StockChange, OrderingKey)]) -> Vec<Delivery> {
+    let offer = OfferKey {
+        tenant: TenantId::parse("canary").expect("tenant"),
+        supplier: SupplierId::parse("erp").expect("supplier"),
+        sku: Sku::parse("ABC-1").expect("sku"),
+    };
+    events
+        .iter()
+        .map(|(change, key)| {
+            let event =
+                SupplierEvent::new(key.event_id, offer.clone(), *change, key.effective_at, None).expect("in range");
+            Delivery { decoded: Ok(event), received_at: key.effective_at }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(100))]
+
+    /// The same through the batch planner and the journal's claims: any arrival order, any
+    /// redeliveries and any split into batches of events within the horizon end at the
+    /// contract's quantity, however many adjustments were folded on the way.
+    #[test]
+    fn any_order_redelivery_and_batching_within_the_horizon_give_the_contract_quantity(
+        (events, shuffled) in events().prop_flat_map(|events| {
+            let deliveries = as_deliveries(&events);
+            (Just(events), Just(deliveries).prop_shuffle())
+        }),
+        repeats in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+        sizes in proptest::collection::vec(1usize..80, 1..4),
+    ) {
+        let mut arriving = shuffled.clone();
+        for repeat in &repeats {
+            let position = repeat.index(arriving.len() + 1);
+            arriving.insert(position, repeat.get(&shuffled).clone());
+        }
+        let mut catalog = ReferenceCatalog::default();
+        for batch in crate::properties::split(arriving, &sizes) {
+            catalog.apply(&batch, &AllSyncOn, ClockPolicy::default());
+        }
+        let offer = catalog.offers().values().next().expect("one offer");
+        prop_assert!(offer.adjustments().len() <= MAX_LISTED_ADJUSTMENTS);
+        prop_assert_eq!(catalog.item_quantities().values().sum::<i64>(), oracle(&events));
     }
 }
