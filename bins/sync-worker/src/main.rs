@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
     let args = WorkerArgs::parse();
     catalog_cli::telemetry::init(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(catalog_cli::shutdown::cancel_on_signal(shutdown.clone()));
         let summary = sync_worker::run(args, shutdown).await?;
@@ -24,5 +24,10 @@ fn main() -> anyhow::Result<()> {
             eprintln!("{summary}");
         }
         Ok(())
-    })
+    });
+    // Everything read is durable once `run` returns. What may be left is a read of standard
+    // input blocked in its thread, which never ends while the input stays open (a pipe whose
+    // writer lives on, a terminal): dropping the runtime would wait for it, so it is left.
+    runtime.shutdown_background();
+    outcome
 }

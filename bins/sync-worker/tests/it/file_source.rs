@@ -343,6 +343,48 @@ fn a_line_arriving_on_stdin_in_two_parts_is_one_event() {
     );
 }
 
+/// Standard input left open (a pipe whose writer stays, a terminal) does not keep the worker
+/// alive after SIGTERM: the read blocked on it is abandoned once everything read is durable.
+#[test]
+fn sigterm_stops_a_worker_whose_standard_input_stays_open() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "-", "--metrics-addr", "off", "--batch-max-wait-ms", "20"])
+        .current_dir(directory.path())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sync-worker");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, format!("{}\n", event_line(1)).as_bytes()).expect("write");
+    std::io::Write::flush(&mut stdin).expect("flush");
+    // The published line says the event is applied and the worker is waiting for more.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut published = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut published).expect("read the published line");
+    assert!(published.contains("SKU-1"), "{published}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("send SIGTERM");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("poll the worker") {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill the worker");
+            panic!("the worker still runs 15 s after SIGTERM, its standard input open");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert!(exit.success(), "{exit}: {stderr}");
+    assert!(stderr.contains("summary: events=1 applied=1"), "{stderr}");
+}
+
 #[test]
 fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
     let directory = tempfile::tempdir().expect("temp dir");
