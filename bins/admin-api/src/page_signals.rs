@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use catalog_core::{SignalName, Signals, Status, TenantId};
+use catalog_core::{Rollout, SignalName, Signals, Status, TenantId};
 use catalog_store::SignalSample;
 use chrono::{DateTime, Duration, Utc};
 use maud::{html, Markup};
@@ -141,6 +141,12 @@ fn gate_section(gate: &GateView) -> Markup {
             " · green since: " (gate.green_since.map_or("never".to_owned(), |at| at.to_rfc3339()))
             " (" (gate.green_hours_needed) " h needed)"
             " · sign-offs: " (gate.signed_off_traces) " of " (gate.sign_offs_needed)
+        }
+        @if gate.rollout == Rollout::Closed && gate.sync_enabled == Some(true) {
+            p.notice role="note" {
+                "Closed by its rollout, but its sync is on, so its events apply: it was never put through the gate, or was switched on by hand. "
+                "Roll it back to hold its events, or start a canary to apply one supplier's only."
+            }
         }
         table {
             thead { tr { th { "Step" } th { "Supplier" } th { "Allowed now" } th { "Why not" } } }

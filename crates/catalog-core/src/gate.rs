@@ -260,7 +260,9 @@ pub fn decide_step(
 ) -> Result<Rollout, Vec<Refusal>> {
     let not_from_here = || vec![Refusal::NotFromHere { step: step.as_str(), stage: rollout.stage() }];
     let next = match (rollout, step) {
-        (_, GateStep::Rollback) if *rollout != Rollout::Closed => return Ok(Rollout::Closed),
+        // From closed too: a tenant never put through the gate, or switched on by hand, is
+        // closed by its rollout while its events apply, and a rollback must hold them.
+        (_, GateStep::Rollback) => return Ok(Rollout::Closed),
         (Rollout::Closed, GateStep::Canary { supplier }) => return Ok(Rollout::Canary { supplier: supplier.clone() }),
         (Rollout::Canary { supplier: first }, GateStep::Widen { supplier }) => {
             widen(BTreeSet::from([first.clone()]), supplier)?

@@ -55,6 +55,11 @@ pub struct GateView {
     #[schema(value_type = Object)]
     pub rollout: Rollout,
     pub changed_at: Option<DateTime<Utc>>,
+    /// The tenant's sync switch: whether its events apply now (`null` for a tenant not seen
+    /// yet, whose first event takes the worker's `--default-sync`). A tenant never put
+    /// through the gate is `closed` by its rollout and applies its events all the same
+    /// while its sync is on; a rollback holds them, a canary narrows them to one supplier.
+    pub sync_enabled: Option<bool>,
     /// Whether all four signals were green at the newest sample, and since when without a gap.
     pub green_now: bool,
     pub green_since: Option<DateTime<Utc>>,
@@ -122,6 +127,7 @@ pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, 
         tenant_id: tenant.to_string(),
         rollout: context.state.rollout.clone(),
         changed_at: context.state.changed_at,
+        sync_enabled: flags.as_ref().map(|flags| flags.sync_enabled),
         green_now: facts.samples.last().is_some_and(|sample| sample.red.is_empty()),
         green_since,
         green_hours_needed: settings.green_for.num_hours(),
@@ -368,7 +374,7 @@ pub(super) async fn open(
     run_step(state, caller, path, || Ok(GateStep::Open)).await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused (`gate_refused`: already closed) or the rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "The rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -247,6 +247,47 @@ async fn postgres_the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_r
     the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_loses_nothing(Server::postgres().await).await;
 }
 
+/// A tenant never put through the gate is closed by its rollout, yet its events apply while
+/// its sync is on (the default): the gate says so, and a rollback holds them.
+async fn a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(server: Server) {
+    let operator = server.token("otto", Role::Operator).await;
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    let unseen = server.get_json(&operator, "/v1/tenants/canary/gate").await;
+    assert_eq!(unseen["sync_enabled"], Value::Null, "not seen yet: {unseen}");
+    let first =
+        vec![incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, now_second())];
+    server.store.apply_batch(&batch(first)).await.expect("apply");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 1)].into());
+
+    let gate = server.get_json(&operator, "/v1/tenants/canary/gate").await;
+    assert_eq!((gate["rollout"]["stage"].clone(), gate["sync_enabled"].clone()), (json!("closed"), json!(true)));
+    let rollback = gate["steps"].as_array().expect("steps").iter().find(|s| s["step"] == "rollback").expect("rollback");
+    assert_eq!(rollback["allowed"], true, "{gate}");
+    let page = crate::page::page(&server, &operator, "/signals?tenant=canary").await;
+    assert!(page.contains("its sync is on, so its events apply"), "{page}");
+
+    let rolled = post(&server, &operator, "/v1/tenants/canary/gate/rollback", json!({})).await;
+    assert_eq!(rolled.status(), 200, "{}", rolled.text().await.unwrap_or_default());
+    let second =
+        vec![incoming(2, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 2 }, 1, now_second())];
+    server.store.apply_batch(&batch(second)).await.expect("apply");
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 1), ("held".to_owned(), 1)].into(), "held now");
+    assert!(!server.store.tenant_flags(&tenant).await.expect("flags").expect("known").sync_enabled);
+    let gate = server.get_json(&operator, "/v1/tenants/canary/gate").await;
+    assert_eq!((gate["rollout"]["stage"].clone(), gate["sync_enabled"].clone()), (json!("closed"), json!(false)));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them() {
+    a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them() {
+    a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(Server::postgres().await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signals_routes_judge_now_and_return_the_history() {
     let server = Server::sqlite().await;
