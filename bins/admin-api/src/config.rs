@@ -33,39 +33,41 @@ pub struct AdminArgs {
     pub log_format: LogFormat,
 }
 
-/// What the server listens on and how it answers.
+/// What the server listens on and how it answers. Global, as every option here is, so
+/// `admin-api serve --listen …` works as `admin-api --listen …` does.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address the API and the support page listen on.
-    #[arg(long, env = "CATALOG_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CATALOG_ADMIN_LISTEN", default_value = "127.0.0.1:8080", global = true)]
     pub listen: String,
 
     /// Largest request body accepted, in bytes; a larger one is answered 413.
-    #[arg(long, env = "CATALOG_ADMIN_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "CATALOG_ADMIN_MAX_BODY_BYTES", default_value_t = 16 * 1024, global = true)]
     pub max_body_bytes: usize,
 
     /// A tenant whose last applied event is older than this many seconds, while newer events
     /// were received, is `behind`.
-    #[arg(long, env = "CATALOG_ADMIN_BEHIND_AFTER_SECS", default_value_t = 300)]
+    #[arg(long, env = "CATALOG_ADMIN_BEHIND_AFTER_SECS", default_value_t = 300, global = true)]
     pub behind_after_secs: u64,
 
     /// A tenant that received nothing for this many seconds is `stale`.
-    #[arg(long, env = "CATALOG_ADMIN_STALE_AFTER_SECS", default_value_t = 3_600)]
+    #[arg(long, env = "CATALOG_ADMIN_STALE_AFTER_SECS", default_value_t = 3_600, global = true)]
     pub stale_after_secs: u64,
 
     /// A dead letter retried by an operator this many times answers 409 to a further retry
     /// (the loop guard; auto-heal rounds count too).
-    #[arg(long, env = "CATALOG_ADMIN_MAX_RETRIES", default_value_t = 5)]
+    #[arg(long, env = "CATALOG_ADMIN_MAX_RETRIES", default_value_t = 5, global = true)]
     pub max_retries: u32,
 
     /// Mark the support page's sign-in cookie `Secure` on every sign-in, for a TLS proxy that
     /// does not send `X-Forwarded-Proto` or `Forwarded`; without it the cookie is `Secure`
     /// when one of those says the request came over HTTPS.
-    #[arg(long, env = "CATALOG_ADMIN_SECURE_COOKIE")]
+    #[arg(long, env = "CATALOG_ADMIN_SECURE_COOKIE", global = true)]
     pub secure_cookie: bool,
 }
 
-/// Subcommands: token management and the gate check. Each opens the same store as the server.
+/// Subcommands: token management and the gate check. Each opens the same store as the server;
+/// every option of the service is taken before or after the subcommand.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API and the support page (the default).

@@ -11,20 +11,20 @@ use clap::Args;
 
 use crate::store::{open_store, OpenError, StoreArgs};
 
-/// Where the worker publishes, as far as queueing needs it.
+/// Where the worker publishes, as far as queueing needs it. Global, as the store options are.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ChannelArgs {
     /// The storefront's base URL, as the worker is given it (only whether it is set counts
     /// here): item changes this process queues (held events released, dead letters retried,
     /// events replayed) go to the storefront, as the worker's do.
-    #[arg(long, env = "CATALOG_STOREFRONT_URL")]
+    #[arg(long, env = "CATALOG_STOREFRONT_URL", global = true)]
     pub storefront_url: Option<String>,
 
     /// The worker's channels file: item changes this process queues go to its channels too.
     /// Read and checked as the worker reads it; credentials are not read. Without it and
     /// without a storefront URL, changes are queued for the storefront alone (the worker's
     /// log channel), as the worker does.
-    #[arg(long, env = "CATALOG_CHANNELS_FILE")]
+    #[arg(long, env = "CATALOG_CHANNELS_FILE", global = true)]
     pub channels_file: Option<PathBuf>,
 }
 

@@ -9,47 +9,48 @@ use catalog_sqlite::SqliteStore;
 use catalog_store::{CatalogStore, ChannelRoute, StoreConfig, StoreError};
 use clap::{Args, ValueEnum};
 
-/// Store options, shared by every binary that opens the catalog.
+/// Store options, shared by every binary that opens the catalog. Global: a binary with
+/// subcommands (`admin-api tokens list`) takes them after the subcommand as well as before it.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// `postgres://…` for PostgreSQL, or `sqlite://PATH` for the embedded store (created if missing).
-    #[arg(long, env = "CATALOG_DATABASE_URL", default_value = "sqlite://catalog.db")]
+    #[arg(long, env = "CATALOG_DATABASE_URL", default_value = "sqlite://catalog.db", global = true)]
     pub database_url: String,
 
     /// Whether sync starts on or off for a tenant or supplier seen for the first time.
-    #[arg(long, env = "CATALOG_DEFAULT_SYNC", value_enum, default_value_t = Switch::On)]
+    #[arg(long, env = "CATALOG_DEFAULT_SYNC", value_enum, default_value_t = Switch::On, global = true)]
     pub default_sync: Switch,
 
     /// How far a supplier clock may run ahead before its timestamps are clamped, in seconds.
-    #[arg(long, env = "CATALOG_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
+    #[arg(long, env = "CATALOG_MAX_CLOCK_SKEW_SECS", default_value_t = 300, global = true)]
     pub max_clock_skew_secs: u32,
 
     /// PostgreSQL only: how many offers (about 0.5 KB each) the process remembers
     /// between batches instead of reading them again; 0 reads every batch's offers. Safe
     /// with several workers: every offer write checks the revision it was planned from.
-    #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY)]
+    #[arg(long, env = "CATALOG_OFFER_CACHE_SIZE", default_value_t = catalog_postgres::DEFAULT_OFFER_CACHE_CAPACITY, global = true)]
     pub offer_cache_size: usize,
 
     /// PostgreSQL only: connections the process keeps to the database at most. By default 8
     /// (batches, reads, housekeeping) plus 2 per sales channel (each channel's publisher
     /// claims and records in two lanes); an operation waits for a free one.
-    #[arg(long, env = "CATALOG_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "CATALOG_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub db_max_connections: Option<u32>,
 
     /// PostgreSQL only: the server cancels a statement running longer than this, in
     /// milliseconds (retried as `transaction_timeout`).
-    #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, global = true)]
     pub db_statement_timeout_ms: u64,
 
     /// PostgreSQL only: the server stops waiting for a lock after this long, in milliseconds
     /// (retried as `transaction_timeout`).
-    #[arg(long, env = "CATALOG_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CATALOG_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000, global = true)]
     pub db_lock_timeout_ms: u64,
 
     /// PostgreSQL only: the worker gives up on a whole store operation (a batch's transaction,
     /// a claim, a read) after this long, in milliseconds, even when the database never answers
     /// (a black-holed connection); retried as `transaction_timeout`.
-    #[arg(long, env = "CATALOG_DB_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(long, env = "CATALOG_DB_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000, global = true)]
     pub db_transaction_timeout_ms: u64,
 }
 

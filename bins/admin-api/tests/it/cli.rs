@@ -81,3 +81,42 @@ fn the_worker_s_channels_file_is_read_and_checked() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("Shop EU"), "{stderr}");
 }
+
+/// The store flags go before or after the subcommand, as the README says ("for serving and
+/// for every subcommand"), and a subcommand's help lists them.
+#[test]
+fn the_store_flags_are_taken_after_a_subcommand() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("catalog.db").display());
+    let unused = format!("sqlite://{}", directory.path().join("unused.db").display());
+    let run = |arguments: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_admin-api"))
+            .args(arguments)
+            .env_remove("CATALOG_DATABASE_URL")
+            .env("CATALOG_LOG_FORMAT", "json")
+            .current_dir(directory.path())
+            .output()
+            .expect("run admin-api")
+    };
+    let added = run(&["tokens", "add", "--name", "alice", "--role", "viewer", "--database-url", &url]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let listed = run(&["tokens", "list", "--database-url", &url, "--default-sync", "off"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("alice\tviewer\t"), "the token went to --database-url");
+    // After the subcommand wins over before it, as clap takes the last value given.
+    let listed = run(&["--database-url", &unused, "tokens", "list", "--database-url", &url]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).starts_with("alice\t"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    let help = run(&["tokens", "list", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--database-url", "--channels-file", "--db-max-connections"] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+    let help = run(&["gate", "check", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--database-url") && help.contains("--gate-green-hours"), "{help}");
+}
