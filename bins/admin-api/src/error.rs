@@ -29,7 +29,8 @@ pub enum ApiError {
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `invalid_*`,
+    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `invalid_*` (each
+    /// listed in docs/support.md),
     /// `loop_guard`, `body_too_large`, `internal`.
     pub code: &'static str,
     /// For people; never internal detail.
@@ -115,8 +116,22 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
     }
 }
 
+/// Every path parameter is taken as text and parsed by its handler into its own code
+/// (`invalid_tenant`, `invalid_dead_letter_id`, …), so what is left here is a segment that is
+/// not text at all.
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
-        ApiError::bad_request("invalid_path", rejection.body_text())
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+
+        match &rejection {
+            PathRejection::FailedToDeserializePathParams(failed) => match failed.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } => {
+                    ApiError::bad_request("invalid_path", format!("the path's {key} is not UTF-8 once percent-decoded"))
+                }
+                _ => ApiError::bad_request("invalid_path", "the path does not fit this route"),
+            },
+            _ => ApiError::Internal(anyhow::anyhow!("path parameters: {}", rejection.body_text())),
+        }
     }
 }

@@ -47,6 +47,17 @@ pub(super) async fn list_dead_letters(
     Ok(Json(state.store.dead_letters(&filter).await?))
 }
 
+/// The dead letter id a path names: a whole number, as `GET /v1/dead-letters` lists them;
+/// anything else is `invalid_dead_letter_id`, never serde's words.
+fn dead_letter_id(Path(text): Path<String>) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_dead_letter_id",
+            format!("{text:?} is not a dead letter id: ids are the whole numbers GET /v1/dead-letters lists"),
+        )
+    })
+}
+
 fn letter_state(letter: &DeadLetter) -> serde_json::Value {
     serde_json::json!({
         "heal_rounds": letter.heal_rounds,
@@ -62,9 +73,9 @@ fn letter_state(letter: &DeadLetter) -> serde_json::Value {
 pub(super) async fn retry_dead_letter(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    path: Result<Path<i64>, PathRejection>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeadLetterRetry>, ApiError> {
-    let Path(dead_letter_id) = path?;
+    let dead_letter_id = dead_letter_id(path?)?;
     Ok(Json(retry(&state, &caller, dead_letter_id).await?))
 }
 
@@ -122,10 +133,10 @@ pub(super) struct ResolveBody {
 pub(super) async fn resolve_dead_letter(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    path: Result<Path<i64>, PathRejection>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Json<ResolveBody>, JsonRejection>,
 ) -> Result<Json<DeadLetter>, ApiError> {
-    let Path(dead_letter_id) = path?;
+    let dead_letter_id = dead_letter_id(path?)?;
     let Json(body) = body?;
     Ok(Json(resolve(&state, &caller, dead_letter_id, &body.note).await?))
 }

@@ -102,3 +102,39 @@ async fn an_operator_retries_and_resolves_a_dead_letter_on_sqlite() {
 async fn an_operator_retries_and_resolves_a_dead_letter_on_postgres() {
     an_operator_retries_and_resolves_a_dead_letter(Server::postgres().await).await;
 }
+
+/// The stable error codes docs/support.md lists under "Errors".
+fn documented_error_codes() -> Vec<String> {
+    let support = include_str!("../../../../docs/support.md");
+    let errors = support.split("## Errors").nth(1).expect("an Errors section");
+    let list = errors.split("\n\n").find(|paragraph| paragraph.contains("stable code")).expect("the list");
+    list.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// A path segment that is not a dead letter id, or not text at all, is answered 400 with a
+/// documented code and a message that says what was wrong (the code was `invalid_path`, not
+/// in the list, with serde's "Cannot parse `abc` to a `i64`").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_path_is_answered_with_a_documented_code() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let documented = documented_error_codes();
+    for (path, code) in [
+        ("/v1/dead-letters/abc/retry", "invalid_dead_letter_id"),
+        ("/v1/dead-letters/1.5/resolve", "invalid_dead_letter_id"),
+        ("/v1/dead-letters/99999999999999999999/retry", "invalid_dead_letter_id"),
+        ("/v1/tenants/%FF/sync", "invalid_path"),
+    ] {
+        let method = if path.ends_with("/sync") { Method::PUT } else { Method::POST };
+        let answer = server.send(method, &operator, path, json!({ "note": "n", "enabled": true })).await;
+        assert_eq!(answer.status(), 400, "{path}");
+        let error: serde_json::Value = answer.json().await.expect("json");
+        assert_eq!(error["code"], code, "{path}: {error}");
+        assert!(documented.iter().any(|documented| documented == code), "{code} in {documented:?}");
+        let message = error["message"].as_str().expect("message");
+        assert!(!message.contains("i64") && !message.contains("Cannot parse"), "{message}");
+    }
+    let missing = server.send(Method::POST, &operator, "/v1/dead-letters/12345/retry", json!(null)).await;
+    assert_eq!(missing.status(), 404, "a well-formed id no letter has");
+    server.stop().await;
+}
