@@ -55,7 +55,8 @@ pub struct ServeArgs {
     pub stale_after_secs: u64,
 
     /// A dead letter retried by an operator this many times answers 409 to a further retry
-    /// (the loop guard; auto-heal rounds count too).
+    /// (the loop guard). Auto-heal's rounds are not counted: a retry takes a letter out of
+    /// quarantine and gives auto-heal its rounds again.
     #[arg(long, env = "CATALOG_ADMIN_MAX_RETRIES", default_value_t = 5, global = true)]
     pub max_retries: u32,
 

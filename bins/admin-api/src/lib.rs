@@ -39,7 +39,7 @@ pub struct Settings {
     pub behind_after: Duration,
     /// A tenant that received nothing for this long is `stale`.
     pub stale_after: Duration,
-    /// Retries of a dead letter before 409 (`loop_guard`).
+    /// Operator retries of a dead letter before 409 (`loop_guard`); auto-heal's rounds are not counted.
     pub max_retries: u32,
     /// The sign-in cookie is always `Secure`, not only for a request a proxy says came over
     /// HTTPS.

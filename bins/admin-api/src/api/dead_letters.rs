@@ -107,7 +107,7 @@ pub async fn retry(state: &AppState, caller: &Caller, dead_letter_id: i64) -> Re
         DeadLetterRetry::LoopGuard { retries } => Err(ApiError::Conflict {
             code: "loop_guard",
             message: format!(
-                "dead letter {dead_letter_id} was retried {retries} times by operators and still fails; fix the cause, or resolve it"
+                "dead letter {dead_letter_id} was retried {retries} times by an operator without a success since (the limit, --max-retries); fix the cause, or resolve it"
             ),
         }),
         DeadLetterRetry::AlreadyResolved => Err(ApiError::Conflict {

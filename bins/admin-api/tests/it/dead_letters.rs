@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::Server;
 
-async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
-    let operator = server.token("otto", Role::Operator).await;
-    let viewer = server.token("vera", Role::Viewer).await;
+/// Applies one event for `ABC-1` and dead-letters its publish on the storefront; the record
+/// it dead-lettered with.
+async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
     let key = offer("canary", "acme", "ABC-1");
     server
         .store
@@ -34,6 +34,14 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
         sent: None,
     };
     server.store.record_publish(&record).await.expect("record");
+    record
+}
+
+async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
+    let operator = server.token("otto", Role::Operator).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let record = dead_letter_a_publish(&server).await;
+    let lease = std::time::Duration::from_secs(30);
 
     let letters = server.get_json(&viewer, "/v1/dead-letters?tenant=canary&channel=storefront&stage=publish").await;
     let letters = letters.as_array().expect("list");
@@ -137,4 +145,33 @@ async fn a_malformed_path_is_answered_with_a_documented_code() {
     let missing = server.send(Method::POST, &operator, "/v1/dead-letters/12345/retry", json!(null)).await;
     assert_eq!(missing.status(), 404, "a well-formed id no letter has");
     server.stop().await;
+}
+
+/// The loop guard counts operator retries alone, as the code does, and says so: its 409 does
+/// not claim failures when nothing was sent since (no worker ran), and the help text and
+/// docs/support.md say auto-heal's rounds are not counted (both said they were).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_guard_counts_operator_retries_and_claims_no_failure_it_did_not_see() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    dead_letter_a_publish(&server).await;
+    let letters = server.get_json(&operator, "/v1/dead-letters").await;
+    let id = letters[0]["dead_letter_id"].as_i64().expect("id");
+    for _ in 0..2 {
+        let retry = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
+        assert_eq!(retry.status(), 200);
+    }
+    let guarded = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{id}/retry"), json!(null)).await;
+    assert_eq!(guarded.status(), 409);
+    let error: serde_json::Value = guarded.json().await.expect("json");
+    let message = error["message"].as_str().expect("message");
+    assert!(!message.contains("fails"), "nothing was sent after the retries: {message}");
+    assert!(message.contains("2 times by an operator") && message.contains("without a success since"), "{message}");
+    server.stop().await;
+
+    let help = <admin_api::config::AdminArgs as clap::CommandFactory>::command().render_long_help().to_string();
+    let max_retries = help.split("--max-retries").nth(1).expect("the option").split("\n\n").next().expect("help");
+    assert!(max_retries.contains("not counted") && !max_retries.contains("count too"), "{max_retries}");
+    let support = include_str!("../../../../docs/support.md");
+    assert!(!support.contains("auto-heal's included"), "docs/support.md counts auto-heal's rounds");
 }
