@@ -202,7 +202,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                             td { (event.supplier_id.clone().unwrap_or_default()) }
                             td { (event.outcome) }
                             td { (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default()) }
-                            td { (event.redelivery_count) }
+                            td { (event.redelivery_count) @if event.payload_differs { br; strong.err { "another payload" } br; small { "redelivered with other values; the first journaled counts" } } }
                         }
                     }
                 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use catalog_core::StockChange;
-use catalog_store::contract::{base, batch, incoming, offer};
+use catalog_store::contract::{base, batch, event_id, incoming, offer, raw_incoming};
 use catalog_store::{
     CompletedWindow, FeedDrift, FeedKey, FeedSettings, FullRefresh, OutboxClaim, PublishOutcome, PublishRecord, Role,
     SentQuantity, WindowKind,
@@ -17,8 +17,9 @@ use crate::webdriver::{Driver, Session};
 use crate::Server;
 
 /// Seeds the scenario: acme's snapshot of 7 wins over an older 5; globex is switched off,
-/// so its snapshot of 4 and adjustment of +1 are held; another item's publish was refused
-/// for good (an open dead letter) and the first item's was accepted.
+/// so its snapshot of 4 and adjustment of +1 are held; acme's winning event is redelivered
+/// with another quantity (a duplicate whose payload differs); another item's publish was
+/// refused for good (an open dead letter) and the first item's was accepted.
 async fn seed(server: &Server) {
     let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
     let other = offer("canary", "acme", "XYZ-9");
@@ -33,6 +34,16 @@ async fn seed(server: &Server) {
         incoming(5, &other, StockChange::Updated { quantity: 2 }, now_second - 60, now_second),
     ];
     server.store.apply_batch(&batch(events)).await.expect("apply");
+    let changed = catalog_core::SupplierEvent::new(
+        event_id(1),
+        acme.clone(),
+        StockChange::Updated { quantity: 70 },
+        base() + chrono::Duration::seconds(now_second - 60),
+        Some(1),
+    )
+    .expect("valid event");
+    let redelivery = raw_incoming(6, catalog_core::encode(&changed).into_bytes(), now_second);
+    server.store.apply_batch(&batch(vec![redelivery])).await.expect("apply");
     let lease = std::time::Duration::from_secs(1);
     for entry in server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim") {
         let refused = entry.item.sku().as_str() == "XYZ-9";
@@ -118,11 +129,16 @@ async fn winners(session: &Session) -> Vec<String> {
 }
 
 async fn timeline_outcomes(session: &Session) -> Vec<String> {
-    let mut outcomes = Vec::new();
-    for cell in session.find_all("#timeline tbody tr td:nth-child(7)").await {
-        outcomes.push(session.text(&cell).await);
+    timeline_column(session, 7).await
+}
+
+/// The text of one column of the timeline, row by row.
+async fn timeline_column(session: &Session, column: usize) -> Vec<String> {
+    let mut cells = Vec::new();
+    for cell in session.find_all(&format!("#timeline tbody tr td:nth-child({column})")).await {
+        cells.push(session.text(&cell).await);
     }
-    outcomes
+    cells
 }
 
 /// Every form that writes (POST), but signing out.
@@ -160,6 +176,13 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
         "acme's snapshot of 7 wins: {winners_before:?}"
     );
     assert_eq!(timeline_outcomes(&session).await, ["stale", "held", "applied", "held"]);
+    // The redelivery of acme's winner carried 70, not 7: the page says so, not only "1".
+    let redeliveries = timeline_column(&session, 9).await;
+    assert_eq!(redeliveries[0..2], ["0", "0"], "{redeliveries:?}");
+    assert!(
+        redeliveries[2].starts_with("1") && redeliveries[2].contains("another payload"),
+        "the applied event's redelivery differs: {redeliveries:?}"
+    );
     assert!(!overflows(&session).await, "the trace fits a laptop's width; a wide timeline scrolls in its box");
     session.screenshot(screenshots, "item-trace").await;
 
