@@ -2,6 +2,8 @@
 //! event and the adjustments counted on top of it, so the quantity can be checked by hand.
 //! Built from the store's `TracePage` alone; nothing here re-decides a rule.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use catalog_core::{EventId, ItemKey, OfferState, StockChange};
 use catalog_store::{
     DeadLetter, JournalEntry, JournalHorizon, PendingPublish, PublishAttempt, PublishedVersion, TracePage,
@@ -148,6 +150,14 @@ pub struct EventView {
     pub source: String,
     pub partition: i32,
     pub offset: i64,
+    /// A rejected message's first bytes (at most 4 KiB) as text, any byte that is not UTF-8
+    /// shown as U+FFFD; absent for a message that was not rejected.
+    pub raw_payload: Option<String>,
+    /// The same bytes exactly, in base64.
+    pub raw_payload_base64: Option<String>,
+    /// The whole message's length in bytes: more than the bytes kept when only its first
+    /// 4 KiB were.
+    pub raw_payload_length: Option<u64>,
 }
 
 impl From<&JournalEntry> for EventView {
@@ -178,6 +188,9 @@ impl From<&JournalEntry> for EventView {
             source: entry.source.source.to_string(),
             partition: entry.source.partition,
             offset: entry.source.offset,
+            raw_payload: entry.raw_payload.as_deref().map(|raw| String::from_utf8_lossy(raw).into_owned()),
+            raw_payload_base64: entry.raw_payload.as_deref().map(|raw| BASE64.encode(raw)),
+            raw_payload_length: entry.raw_payload_length,
         }
     }
 }

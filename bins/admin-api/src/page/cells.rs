@@ -6,6 +6,23 @@ use maud::{html, Markup};
 use super::when;
 use crate::trace::{CountedChange, EventView};
 
+/// Why an event was decided as it was: its reason and a rejection's detail, and for a
+/// rejected message the bytes the journal kept of it, folded away until asked for.
+pub(super) fn reason_and_message(event: &EventView) -> Markup {
+    html! {
+        (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default())
+        @if let (Some(raw), Some(length)) = (&event.raw_payload, event.raw_payload_length) {
+            details {
+                summary {
+                    "The message: " (length) " bytes"
+                    @if length > catalog_store::RAW_PAYLOAD_PREFIX_BYTES as u64 { ", first " (catalog_store::RAW_PAYLOAD_PREFIX_BYTES) " shown" }
+                }
+                pre.raw { (raw) }
+            }
+        }
+    }
+}
+
 /// An event's cells in the offer and timeline tables: id, type, quantity or delta, effective
 /// time, sequence.
 pub(super) fn event_cells(event: &EventView) -> Markup {

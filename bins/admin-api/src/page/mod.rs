@@ -13,7 +13,7 @@ use catalog_core::{EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
-use self::cells::{counted_cells, event_cells};
+use self::cells::{counted_cells, event_cells, reason_and_message};
 use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -53,7 +53,8 @@ input,button{font:inherit}input{padding:.15rem .3rem;margin-right:.3rem;border:1
 button:focus,input:focus,a:focus{outline:3px solid #0645ad;outline-offset:1px}\
 code,time{white-space:nowrap}code{font-size:.9em}\
 header{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 2rem}header h1{margin:.5rem 0}header p{margin:0}\
-.scroll{overflow-x:auto;margin:.5rem 0}.scroll table{margin:0}.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}";
+.scroll{overflow-x:auto;margin:.5rem 0}.scroll table{margin:0}.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}\
+.raw{white-space:pre-wrap;overflow-wrap:anywhere;max-height:12rem;overflow-y:auto;margin:.25rem 0}";
 
 /// Writes ask first: a form with `data-confirm` submits only once confirmed.
 const CONFIRM_JS: &str = "document.addEventListener('submit',function(e){var m=e.target.getAttribute('data-confirm');\
@@ -201,7 +202,7 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                             (event_cells(event))
                             td { (event.supplier_id.clone().unwrap_or_default()) }
                             td { (event.outcome) }
-                            td { (event.reason.clone().unwrap_or_default()) " " (event.detail.clone().unwrap_or_default()) }
+                            td { (reason_and_message(event)) }
                             td { (event.redelivery_count) @if event.payload_differs { br; strong.err { "another payload" } br; small { "redelivered with other values; the first journaled counts" } } }
                         }
                     }
@@ -343,8 +344,8 @@ async fn home(
             ul {
                 @for found in &found.matches {
                     li {
-                        (found.event.outcome) " " (found.event.reason.clone().unwrap_or_default()) " — "
-                        @if let Some(item_id) = &found.item_id { a href=(format!("/?item_id={item_id}")) { "trace item " (found.tenant_id.clone().unwrap_or_default()) " / " (found.sku.clone().unwrap_or_default()) } }
+                        (found.event.outcome) " " (reason_and_message(&found.event))
+                        @if let Some(item_id) = &found.item_id { " — " a href=(format!("/?item_id={item_id}")) { "trace item " (found.tenant_id.clone().unwrap_or_default()) " / " (found.sku.clone().unwrap_or_default()) } }
                     }
                 }
             }

@@ -11,6 +11,7 @@ mod flags;
 mod gate;
 mod openapi;
 mod page;
+mod rejected;
 mod trace;
 mod webdriver;
 
