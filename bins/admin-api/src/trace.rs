@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use catalog_core::{EventId, ItemKey, OfferState, StockChange};
 use catalog_store::{
-    DeadLetter, JournalEntry, JournalHorizon, PendingPublish, PublishAttempt, PublishedVersion, TracePage,
+    DeadLetter, DriftRecord, JournalEntry, JournalHorizon, PendingPublish, PublishAttempt, PublishedVersion, TracePage,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,6 +36,43 @@ pub struct TraceView {
     /// before `kept_since` are not in `events` (they are in the archive), so an offer's counted
     /// event may be missing; attempts made before `attempts_kept_since` are not in `publishes`.
     pub journal_retention: Option<JournalReach>,
+    /// Reconciliation's corrections of what a channel showed of the item, newest first (at
+    /// most [`MAX_DRIFT_CORRECTIONS`]).
+    pub drift_corrections: Vec<DriftView>,
+}
+
+/// Drift corrections a trace lists at most, newest first.
+pub const MAX_DRIFT_CORRECTIONS: usize = 50;
+
+/// A drift reconciliation found on a channel and corrected by publishing a new version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DriftView {
+    pub channel: String,
+    /// `missing`, `quantity_differs`, `version_behind` or `version_ahead`.
+    pub kind: &'static str,
+    /// The quantity the channel showed; absent when it showed nothing (`missing`).
+    pub shown_quantity: Option<i64>,
+    /// The version the channel said it showed; absent when it showed nothing.
+    pub shown_version: Option<u64>,
+    /// The catalog's version when the drift was found.
+    pub catalog_version: u64,
+    /// The version the correction was published as.
+    pub corrected_version: u64,
+    pub detected_at: DateTime<Utc>,
+}
+
+impl From<&DriftRecord> for DriftView {
+    fn from(drift: &DriftRecord) -> Self {
+        DriftView {
+            channel: drift.channel.clone(),
+            kind: drift.kind.as_str(),
+            shown_quantity: drift.shown.map(|shown| shown.quantity),
+            shown_version: drift.shown.map(|shown| shown.version),
+            catalog_version: drift.catalog_version,
+            corrected_version: drift.corrected_version,
+            detected_at: drift.detected_at,
+        }
+    }
 }
 
 /// How far back the journal and the publish attempts reach (decisions 0019 and 0030).
@@ -278,5 +315,6 @@ pub fn view(
         publishes: trace.publish_attempts.clone(),
         open_dead_letters: dead_letters.into_iter().filter(|letter| letter.resolved_at.is_none()).collect(),
         journal_retention: horizon.map(JournalReach::from),
+        drift_corrections: Vec::new(),
     }
 }

@@ -47,7 +47,11 @@ pub async fn trace_of(state: &AppState, target: TraceTarget, page: &PageQuery) -
     let published = state.store.published_versions(item_id).await?;
     let letters = state.store.item_dead_letters(item_id).await?;
     let horizon = state.store.journal_horizon().await?;
-    Ok(trace::view(&key, &found, published, letters, horizon, offset, limit))
+    let drifts = state.store.item_drifts(item_id, trace::MAX_DRIFT_CORRECTIONS).await?;
+    Ok(TraceView {
+        drift_corrections: drifts.iter().map(trace::DriftView::from).collect(),
+        ..trace::view(&key, &found, published, letters, horizon, offset, limit)
+    })
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/items/{sku}/trace", tag = "trace", params(("tenant_id" = String, Path, description = "Tenant id"), ("sku" = String, Path, description = "SKU, normalized like the contract"), PageQuery), responses((status = 200, description = "The trace", body = TraceView), (status = 404, description = "No such item", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]

@@ -226,6 +226,17 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                 }
             }
         }
+        h3 #drifts-heading { "Drift corrected by reconciliation" }
+        @if trace.drift_corrections.is_empty() { p { "None." } } @else {
+            table aria-labelledby="drifts-heading" {
+                thead { tr { th scope="col" { "Channel" } th scope="col" { "Found" } th scope="col" { "It showed" } th scope="col" { "Catalog version" } th scope="col" { "Corrected as version" } th scope="col" { "At" } } }
+                tbody {
+                    @for drift in &trace.drift_corrections {
+                        tr { td { (drift.channel) } td { (drift.kind) } td { @if let (Some(quantity), Some(version)) = (drift.shown_quantity, drift.shown_version) { "showed " (quantity) " (version " (version) ")" } @else { "nothing" } } td { (drift.catalog_version) } td { (drift.corrected_version) } td { (when(drift.detected_at)) } }
+                    }
+                }
+            }
+        }
         h3 { "Open dead letters" }
         @if trace.open_dead_letters.is_empty() { p { "None." } }
         @for letter in &trace.open_dead_letters {

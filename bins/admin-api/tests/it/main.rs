@@ -6,6 +6,7 @@ mod browser;
 mod channels;
 mod cli;
 mod dead_letters;
+mod drift;
 mod feeds;
 mod flags;
 mod gate;
