@@ -53,12 +53,20 @@ pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
 /// Writes, or counts on, the open dead letter of a publish that will not succeed: the open
 /// letter keeps the newest version that failed, and the newest answer body any of its
 /// failures came with (a later failure without one, retries run out on 503s, keeps it).
+/// Every failed attempt of the version counts (the record's attempt is its number among
+/// them), and a new letter starts at the first of them: the newest attempt 1 of that version
+/// that failed, or now if retention has dropped it.
 pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishRecord) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, item_id, version)
-         VALUES ('publish', $1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, item_id, version, attempts,
+                                   first_failed_at)
+         VALUES ('publish', $1, $2, $3, $4, $5, $6, $7, $8,
+                 coalesce((SELECT max(attempted_at) FROM publish_attempts
+                           WHERE item_id = $6 AND channel = $2 AND version = $7 AND attempt = 1
+                             AND result IN ('retry', 'dead_lettered')), now()))
          ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
-         DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
+         DO UPDATE SET attempts = dead_letters.attempts + EXCLUDED.attempts, last_failed_at = now(),
+                       reason = EXCLUDED.reason,
                        error = EXCLUDED.error, body = coalesce(EXCLUDED.body, dead_letters.body),
                        item_id = EXCLUDED.item_id,
                        version = GREATEST(dead_letters.version, EXCLUDED.version)",
@@ -70,6 +78,7 @@ pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishR
     .bind(&record.body)
     .bind(record.item_id.0)
     .bind(saturating_i64(record.version))
+    .bind(i32::try_from(record.attempt.max(1)).unwrap_or(i32::MAX))
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;

@@ -61,19 +61,22 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
     })
 }
 
-/// Counts the failure on the item's open dead letter for the channel (which keeps the newest
+/// Counts the failures on the item's open dead letter for the channel (which keeps the newest
 /// version that failed, and the newest answer body any of its failures came with), or opens
-/// one.
+/// one. Every failed attempt of the version counts (the record's attempt is its number among
+/// them), and a new letter starts at the first of them: the newest attempt 1 of that version
+/// that failed, or now if retention has dropped it.
 pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -> Result<(), StoreError> {
     let subject = record.item_id.to_string();
     let reason = record.dead_letter_reason.as_deref().unwrap_or(UNKNOWN_REASON);
     // A version past the signed column's range is held at its largest, as PostgreSQL holds it.
     let version = saturating_i64(record.version);
     let item_id = record.item_id.0.as_bytes().as_slice();
+    let failures = i64::from(record.attempt.max(1));
     // The channel term repeats the partial unique index's expression, so SQLite can use it.
     let updated = connection
         .prepare_cached(
-            "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \
+            "UPDATE dead_letters SET attempts = attempts + ?10, last_failed_at = ?1, reason = ?2, error = ?3, \
              body = coalesce(?4, body), item_id = ?8, version = max(version, ?9) \
              WHERE stage = ?5 AND subject = ?6 AND coalesce(channel, '') = ?7 AND resolved_at IS NULL",
         )
@@ -88,6 +91,7 @@ pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -
                 record.channel.as_str(),
                 item_id,
                 version,
+                failures,
             ])
         })
         .map_err(write_error)?;
@@ -97,7 +101,10 @@ pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -
     connection
         .prepare_cached(
             "INSERT INTO dead_letters (stage, subject, channel, reason, error, body, attempts, first_failed_at, \
-             last_failed_at, item_id, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?9)",
+             last_failed_at, item_id, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, \
+             coalesce((SELECT max(attempted_at) FROM publish_attempts WHERE item_id = ?8 AND channel = ?3 \
+                       AND version = ?9 AND attempt = 1 AND result IN ('retry', 'dead_lettered')), ?7), \
+             ?7, ?8, ?9)",
         )
         .and_then(|mut insert| {
             insert.execute(params![
@@ -110,6 +117,7 @@ pub(crate) fn write(connection: &Connection, record: &PublishRecord, now: i64) -
                 now,
                 item_id,
                 version,
+                failures,
             ])
         })
         .map_err(write_error)?;

@@ -305,6 +305,13 @@ async fn exhausted_retries_are_dead_lettered() {
     assert_eq!(storefront.requests().len(), 3);
     let letters = store.open_dead_letters(10).await.expect("dead letters");
     assert_eq!(letters[0].reason, "retries_exhausted");
+    // The letter counts the three failures and starts at the first, not the last.
+    let item = catalog_core::ItemId(letters[0].subject.parse().expect("an item id"));
+    let trace = store.item_trace(item).await.expect("trace").expect("item");
+    let first_attempt = trace.publish_attempts.iter().map(|attempt| attempt.attempted_at).min();
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(Some(letters[0].first_failed_at), first_attempt);
+    assert!(letters[0].first_failed_at < letters[0].last_failed_at, "{:?}", letters[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

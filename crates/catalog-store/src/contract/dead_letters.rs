@@ -241,3 +241,51 @@ where
     assert_eq!(resolved.iter().map(|r| (r.item_id, r.version)).collect::<Vec<_>>(), [(a_id, 2)]);
     assert!(store.dead_letter_counts().await.expect("counts").is_empty());
 }
+
+pub(super) async fn a_dead_letter_counts_every_failed_attempt_from_the_first<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    let a_id = a.item_key().item_id();
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    // Throttled first (no failure), then a 500 retried, then the last attempt's 500.
+    let claimed = claim_all(&*store).await;
+    let throttled = PublishOutcome::ThrottledUntil(Utc::now() - Duration::seconds(1));
+    store.record_publish(&published(&claimed[0], throttled)).await.expect("record");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let claimed = claim_all(&*store).await;
+    let retry = PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1));
+    store.record_publish(&PublishRecord { status: Some(500), ..published(&claimed[0], retry) }).await.expect("record");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let claimed = claim_all(&*store).await;
+    assert_eq!(claimed[0].attempts, 1, "one failure so far");
+    store.record_publish(&dead_lettered(&claimed[0], "retries_exhausted")).await.expect("record");
+
+    let trace = store.item_trace(a_id).await.expect("trace").expect("item exists");
+    let mut attempted: Vec<_> = trace.publish_attempts.iter().map(|a| (a.attempted_at, a.result.clone())).collect();
+    attempted.sort();
+    let results: Vec<&str> = attempted.iter().map(|(_, result)| result.as_str()).collect();
+    assert_eq!(results, ["throttled", "retry", "dead_lettered"]);
+    let letter = &store.item_dead_letters(a_id).await.expect("letters")[0];
+    assert_eq!(letter.attempts, 2, "both failures counted, the throttling not: {letter:?}");
+    assert_eq!(
+        (letter.first_failed_at, letter.last_failed_at),
+        (attempted[1].0, attempted[2].0),
+        "the letter spans the failures, from the first"
+    );
+
+    // Healed and failing twice more (a rejection, then its retry's 503): four failures in all,
+    // still from the first.
+    let first_failed_at = letter.first_failed_at;
+    store.heal_dead_letters(&heal(5, std::time::Duration::ZERO)).await.expect("heal");
+    let claimed = claim_all(&*store).await;
+    let retry = PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1));
+    store.record_publish(&published(&claimed[0], retry)).await.expect("record");
+    let claimed = claim_all(&*store).await;
+    store.record_publish(&dead_lettered(&claimed[0], "retries_exhausted")).await.expect("record");
+    let letter = &store.item_dead_letters(a_id).await.expect("letters")[0];
+    assert_eq!((letter.attempts, letter.first_failed_at), (4, first_failed_at), "{letter:?}");
+}

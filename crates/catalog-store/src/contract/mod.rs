@@ -116,6 +116,7 @@ macro_rules! store_contract_cases {
             dead_letters::an_older_version_accepted_late_resolves_nothing,
             dead_letters::auto_heal_requeues_the_current_version_and_its_publish_resolves_the_letter,
             dead_letters::auto_heal_quarantines_a_letter_that_keeps_failing,
+            dead_letters::a_dead_letter_counts_every_failed_attempt_from_the_first,
             reads::events_without_a_sequence_re_derive_from_the_journal,
             admin::tokens_are_found_by_hash_until_revoked,
             admin::the_audit_log_pages_newest_first,
