@@ -28,6 +28,20 @@ impl StorefrontConfig {
     }
 }
 
+/// Whether `base_url` can be a channel's base URL: an `http` or `https` URL with a host. Checked
+/// at start: the HTTP client would refuse anything else on every request, each a failure
+/// retried until dead-lettered (`connection: builder error`).
+pub fn check_base_url(base_url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|error| format!("{base_url:?} is not a URL ({error})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{base_url:?} is not an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{base_url:?} has no host"));
+    }
+    Ok(())
+}
+
 /// A storefront channel over HTTP.
 #[derive(Debug)]
 pub struct StorefrontChannel {

@@ -40,6 +40,8 @@ pub enum ChannelsError {
     Adapter { channel: String, error: String },
     #[error("channel {channel}: listings at {at}: {error}")]
     Listing { channel: String, at: String, error: String },
+    #[error("--storefront-url (CATALOG_STOREFRONT_URL): {0}, e.g. https://storefront.example.com")]
+    StorefrontUrl(String),
 }
 
 #[derive(Debug, Deserialize)]

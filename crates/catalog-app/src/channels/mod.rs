@@ -150,6 +150,7 @@ pub fn http_channels_with(
 ) -> Result<Vec<HttpChannel>, ChannelsError> {
     let mut channels = Vec::new();
     if let Some(storefront) = &settings.storefront {
+        catalog_publish::check_base_url(&storefront.base_url).map_err(ChannelsError::StorefrontUrl)?;
         // An HTTP channel always has a limit: at least one request per second.
         let mut config = ChannelConfig::new(STOREFRONT_CHANNEL).with_rate(storefront.requests_per_second.max(1));
         config.concurrency = storefront.concurrency.max(1);
@@ -162,7 +163,13 @@ pub fn http_channels_with(
         });
     }
     if let Some(path) = &settings.channels_file {
-        channels.extend(file::read(path, settings.max_attempts.max(1), env)?);
+        for channel in file::read(path, settings.max_attempts.max(1), env)? {
+            catalog_publish::check_base_url(channel.adapter.base_url()).map_err(|error| ChannelsError::Adapter {
+                channel: channel.config.name.clone(),
+                error: format!("base_url {error}"),
+            })?;
+            channels.push(channel);
+        }
     }
     for channel in &mut channels {
         channel.config.lease = settings.lease;

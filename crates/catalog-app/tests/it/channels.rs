@@ -242,3 +242,27 @@ fn the_readme_s_channels_file_example_is_read_as_documented() {
         ]
     );
 }
+
+#[test]
+fn a_storefront_url_that_is_not_http_with_a_host_is_refused_at_start() {
+    for url in ["notaurl", "ftp://storefront.example", "http://", "storefront.example:8080"] {
+        let mut settings = settings(None);
+        settings.storefront.as_mut().expect("a storefront").base_url = url.to_owned();
+        let error = http_channels(&settings).expect_err(url).to_string();
+        assert!(
+            error.contains("--storefront-url") && error.contains("CATALOG_STOREFRONT_URL") && error.contains(url),
+            "{url}: {error}"
+        );
+    }
+    // The same check for a channel in the channels file, naming the channel.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("channels.json");
+    std::fs::write(&path, r#"[{"name": "eu-store", "base_url": "notaurl"}]"#).expect("write the channels file");
+    let error = http_channels(&settings(Some(path))).expect_err("a bad base_url").to_string();
+    assert!(error.starts_with("channel eu-store: base_url") && error.contains("notaurl"), "{error}");
+    for url in ["http://127.0.0.1:1", "https://storefront.example/prefix/"] {
+        let mut settings = settings(None);
+        settings.storefront.as_mut().expect("a storefront").base_url = url.to_owned();
+        assert_eq!(http_channels(&settings).expect(url).len(), 1);
+    }
+}
