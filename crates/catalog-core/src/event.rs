@@ -85,6 +85,10 @@ pub enum NewEventError {
     #[error("delta {0} is zero or its absolute value exceeds {MAX_QUANTITY}")]
     /// The delta of an `inventory.adjusted` is zero or out of range.
     Delta(i64),
+    #[error("updated_at {0} is outside the years 0000 to 9999, which RFC 3339 can write")]
+    /// `updated_at` is outside the years an RFC 3339 timestamp can write (`encode` could not
+    /// write it so that `decode` reads it back).
+    UpdatedAt(DateTime<Utc>),
 }
 
 impl SupplierEvent {
@@ -105,6 +109,9 @@ impl SupplierEvent {
                 return Err(NewEventError::Delta(delta))
             }
             _ => {}
+        }
+        if !writable_in_rfc3339(updated_at) {
+            return Err(NewEventError::UpdatedAt(updated_at));
         }
         // The wire format carries microseconds at most; truncating here keeps
         // encode/decode a lossless round trip.
@@ -187,6 +194,11 @@ impl Fnv1a64 {
             self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
     }
+}
+
+/// Whether an instant falls in the years an RFC 3339 timestamp writes in UTC (four digits).
+pub(crate) fn writable_in_rfc3339(at: DateTime<Utc>) -> bool {
+    (0..=9999).contains(&chrono::Datelike::year(&at))
 }
 
 #[cfg(test)]

@@ -269,7 +269,11 @@ pub fn event_ids<D: AsRef<Delivery>>(deliveries: &[D]) -> Vec<EventId> {
 /// ([`OfferState::clamped_until`]) do not cover it (else `beyond_dedupe_horizon`), and
 /// whether they do depends on what the offer saw before it. Refusing it is what keeps a
 /// redelivery from counting twice (decision 0019); the property tests draw events within
-/// the horizon.
+/// the horizon. Within it, two rules chosen elsewhere make order matter too (decision 0053):
+/// a snapshot older than its offer's fold of adjustments is `stale`
+/// (`beyond_adjustment_horizon`, decision 0009), where in time order it came before the fold
+/// and won; and a clamped event's key is its first decided copy's receipt + 5 minutes, so
+/// copies received at different times may place it differently.
 pub fn plan_batch<D: AsRef<Delivery>>(
     deliveries: &[D],
     state: &PlanState,
@@ -277,7 +281,8 @@ pub fn plan_batch<D: AsRef<Delivery>>(
     clock: ClockPolicy,
 ) -> BatchPlan {
     let mut offers: HashMap<&OfferKey, OfferState> = HashMap::new();
-    // Ids decided earlier in this batch, with the fingerprint of the first one.
+    // Ids decided earlier in this batch, with the fingerprint of the payload that counts: the
+    // journaled one's, else the batch's first copy's.
     let mut seen_in_batch: HashMap<EventId, u64> = HashMap::new();
     let mut decisions = Vec::with_capacity(deliveries.len());
 
@@ -318,7 +323,7 @@ pub fn plan_batch<D: AsRef<Delivery>>(
             decisions.push(decision);
             continue;
         }
-        seen_in_batch.insert(event.event_id(), fingerprint);
+        seen_in_batch.insert(event.event_id(), prior.map_or(fingerprint, |prior| prior.fingerprint));
         if let Some(prior) = prior {
             decision.redelivery = Some(Redelivery { payload_differs: prior.fingerprint != fingerprint });
             // A redelivery naming another offer than the journaled event cannot decide it here

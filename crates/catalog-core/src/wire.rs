@@ -417,6 +417,12 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
         )
     })?;
     let updated_at = truncate_to_micros(updated_at.with_timezone(&Utc));
+    if !crate::event::writable_in_rfc3339(updated_at) {
+        return Err(checker.reject(
+            RejectReason::InvalidUpdatedAt,
+            format!("`updated_at` {updated_at_text:?} is outside the years 0000 to 9999 in UTC"),
+        ));
+    }
 
     let sequence = match &wire.sequence {
         None | Some(Loose::Null) => None,

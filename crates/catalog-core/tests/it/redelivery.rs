@@ -111,3 +111,29 @@ proptest! {
         prop_assert!(held.is_empty(), "still held: {:?}", held);
     }
 }
+
+proptest! {
+    #![proptest_config(Config::with_cases(CASES))]
+
+    /// Every copy carrying another payload than the journaled original says so
+    /// (`payload_differs`), the second such copy in one batch too: it was compared with the
+    /// first copy of the batch, not with the original.
+    #[test]
+    fn every_copy_with_another_payload_than_the_original_is_flagged(
+        originals in deliveries(),
+        copies in proptest::collection::vec(any::<prop::sample::Index>(), 1..10),
+        sizes in proptest::collection::vec(1usize..10, 1..4),
+    ) {
+        let valid: Vec<Delivery> = originals.iter().filter(|delivery| delivery.decoded.is_ok()).cloned().collect();
+        prop_assume!(!valid.is_empty());
+        let again: Vec<Delivery> = copies.iter().map(|index| tampered(index.get(&valid))).collect();
+        let mut catalog = ReferenceCatalog::default();
+        let mut decided = Vec::new();
+        for batch in split([originals.clone(), again].concat(), &sizes) {
+            decided.extend(catalog.apply(&batch, &AllSyncOn, ClockPolicy::default()).decisions);
+        }
+        for decision in &decided[originals.len()..] {
+            prop_assert_eq!(decision.redelivery.map(|redelivery| redelivery.payload_differs), Some(true), "{:?}", decision);
+        }
+    }
+}
