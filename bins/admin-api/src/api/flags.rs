@@ -60,6 +60,29 @@ pub(super) async fn list_tenants(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SyncSwitch {
     pub enabled: bool,
+    /// Switch a tenant or supplier with no event seen yet, making it (say, to hold its
+    /// events from the first): without it, such an id is refused 404 as a likely typo.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// What a switch of a tenant or supplier with no event seen yet does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unseen {
+    /// Refused 404: most likely a typo, and a switch of it would leave the one meant alone.
+    Refuse,
+    /// Made, with the switch: its first event finds it.
+    Create,
+}
+
+impl Unseen {
+    fn of(switch: &SyncSwitch) -> Unseen {
+        if switch.create {
+            Unseen::Create
+        } else {
+            Unseen::Refuse
+        }
+    }
 }
 
 /// What a switch did: the flag before and after, and the held events applied when it went on.
@@ -102,7 +125,7 @@ fn switch_result(
     }
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 404, description = "No event of the tenant or supplier seen yet, and no `create`", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn set_tenant_sync(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -112,10 +135,10 @@ pub(super) async fn set_tenant_sync(
     let Path(tenant_id) = path?;
     let tenant = tenant(&tenant_id)?;
     let Json(switch) = body?;
-    Ok(Json(switch_sync(&state, &caller, &tenant, None, switch.enabled).await?))
+    Ok(Json(switch_sync(&state, &caller, &tenant, None, switch.enabled, Unseen::of(&switch)).await?))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync", tag = "flags", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = SyncSwitch, responses((status = 200, description = "Switched; held events applied when on", body = SwitchResult), (status = 404, description = "No event of the tenant or supplier seen yet, and no `create`", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn set_supplier_sync(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -125,7 +148,7 @@ pub(super) async fn set_supplier_sync(
     let Path((tenant_id, supplier_id)) = path?;
     let (tenant, supplier) = (tenant(&tenant_id)?, supplier(&supplier_id)?);
     let Json(switch) = body?;
-    Ok(Json(switch_sync(&state, &caller, &tenant, Some(supplier), switch.enabled).await?))
+    Ok(Json(switch_sync(&state, &caller, &tenant, Some(supplier), switch.enabled, Unseen::of(&switch)).await?))
 }
 
 /// Switches a tenant's (or one supplier's) sync, audited; switching on applies the held
@@ -136,8 +159,23 @@ pub async fn switch_sync(
     tenant: &TenantId,
     supplier: Option<SupplierId>,
     enabled: bool,
+    unseen: Unseen,
 ) -> Result<SwitchResult, ApiError> {
     caller.require(Role::Operator)?;
+    if unseen == Unseen::Refuse {
+        let flags = state.store.tenant_flags(tenant).await?;
+        let hint = "check its spelling (GET /v1/tenants lists every one seen), or send \"create\": true to switch it \
+                    before its first event";
+        match (&flags, &supplier) {
+            (None, _) => return Err(ApiError::not_found(format!("tenant {tenant} has no event seen yet: {hint}"))),
+            (Some(flags), Some(supplier)) if !flags.suppliers.contains_key(supplier) => {
+                return Err(ApiError::not_found(format!(
+                    "supplier {supplier} of tenant {tenant} has no event seen yet: {hint}"
+                )))
+            }
+            _ => {}
+        }
+    }
     // The rollout a switch on is allowed by; none for a switch off.
     let allowed_by = if enabled {
         // A tenant the gate rolls out is switched on past its stage by its steps alone

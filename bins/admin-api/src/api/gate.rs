@@ -337,6 +337,17 @@ async fn run_step(
     let Path(tenant_id) = path.map_err(ApiError::from)?;
     let tenant = tenant(&tenant_id)?;
     let gate_step = make()?;
+    // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
+    // not answer success while the tenant meant goes on syncing. A canary may come before the
+    // first event (it holds every other supplier's from the start).
+    if gate_step == GateStep::Rollback && state.store.tenant_flags(&tenant).await.map_err(ApiError::from)?.is_none() {
+        let message = format!(
+            "tenant {tenant} has no event seen yet, so there is nothing to roll back: check its spelling (GET \
+             /v1/tenants lists every one seen), or hold its first events with PUT /v1/tenants/{tenant}/sync \
+             {{\"enabled\": false, \"create\": true}}"
+        );
+        return Err(ApiError::not_found(message).into());
+    }
     Ok(Json(step(&state, &caller, &tenant, gate_step).await?))
 }
 
@@ -374,7 +385,7 @@ pub(super) async fn open(
     run_step(state, caller, path, || Ok(GateStep::Open)).await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "The rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 404, description = "No event of the tenant seen yet", body = ErrorBody), (status = 409, description = "The rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -29,7 +29,7 @@ mod status;
 mod tokens;
 
 pub use dead_letters::{resolve, retry};
-pub use flags::{switch_sync, SupplierView, SwitchResult, SyncSwitch, TenantView};
+pub use flags::{switch_sync, SupplierView, SwitchResult, SyncSwitch, TenantView, Unseen};
 pub use status::{status_of, sync_state, StatusView};
 pub use tokens::valid_token_name;
 

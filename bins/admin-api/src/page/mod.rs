@@ -402,12 +402,15 @@ async fn switch(
         .map(SupplierId::parse)
         .transpose()
         .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?;
-    let result = match crate::api::switch_sync(&state, &caller, &tenant, supplier, form.enabled).await {
-        Ok(result) => result,
-        // The gate's tenant: said on the page, as the API says it.
-        Err(ApiError::Conflict { message, .. }) => return Ok(back(&message)),
-        Err(error) => return Err(error),
-    };
+    let result =
+        match crate::api::switch_sync(&state, &caller, &tenant, supplier, form.enabled, crate::api::Unseen::Refuse)
+            .await
+        {
+            Ok(result) => result,
+            // The gate's tenant: said on the page, as the API says it.
+            Err(ApiError::Conflict { message, .. }) => return Ok(back(&message)),
+            Err(error) => return Err(error),
+        };
     Ok(back(&format!(
         "Sync switched {}: {} held events applied, {} items changed.",
         if result.after { "on" } else { "off" },

@@ -13,8 +13,22 @@ async fn switching_a_supplier_on_applies_its_held_events(server: Server) {
     let operator = server.token("otto", Role::Operator).await;
     let viewer = server.token("vera", Role::Viewer).await;
     let key = offer("canary", "acme", "ABC-1");
+    // Nothing of the tenant or the supplier seen yet: most likely a typo, refused.
+    for path in ["/v1/tenants/canary/sync", "/v1/tenants/canary/suppliers/acme/sync"] {
+        let typo = server.send(Method::PUT, &operator, path, json!({ "enabled": false })).await;
+        assert_eq!(typo.status(), 404, "{path}");
+        let typo: serde_json::Value = typo.json().await.expect("json");
+        assert!(typo["message"].as_str().expect("message").contains("\"create\": true"), "{typo}");
+    }
+    assert!(server.get_json(&viewer, "/v1/tenants").await.as_array().expect("list").is_empty(), "nothing made");
+    // Held from its first event, on purpose.
     let off = server
-        .send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", json!({ "enabled": false }))
+        .send(
+            Method::PUT,
+            &operator,
+            "/v1/tenants/canary/suppliers/acme/sync",
+            json!({ "enabled": false, "create": true }),
+        )
         .await;
     assert_eq!(off.status(), 200);
     let off: serde_json::Value = off.json().await.expect("json");

@@ -254,6 +254,8 @@ async fn a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(serve
     let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
     let unseen = server.get_json(&operator, "/v1/tenants/canary/gate").await;
     assert_eq!(unseen["sync_enabled"], Value::Null, "not seen yet: {unseen}");
+    let typo = post(&server, &operator, "/v1/tenants/canary/gate/rollback", json!({})).await;
+    assert_eq!(typo.status(), 404, "nothing seen to roll back: most likely a typo");
     let first =
         vec![incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, now_second())];
     server.store.apply_batch(&batch(first)).await.expect("apply");
