@@ -36,8 +36,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub feeds: FeedArgs,
 
-    /// A batch is applied when it holds this many events.
-    #[arg(long, env = "CATALOG_BATCH_SIZE", default_value_t = 5_000)]
+    /// A batch is applied when it holds this many events (at least 1).
+    #[arg(long, env = "CATALOG_BATCH_SIZE", default_value_t = 5_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_size: usize,
 
     /// A batch is applied when its oldest event has waited this long, in milliseconds.

@@ -12,4 +12,5 @@ mod readiness;
 mod reconcile;
 mod retention;
 mod signals;
+mod start;
 mod stream;
