@@ -311,18 +311,23 @@ fn event_line(n: u64) -> String {
     )
 }
 
-#[test]
-fn a_line_arriving_on_stdin_in_two_parts_is_one_event() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+/// The worker reading standard input through pipes, its store in `directory`.
+fn worker_on_stdin(directory: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", "-", "--metrics-addr", "off", "--batch-max-wait-ms", "20"])
-        .current_dir(directory.path())
+        .current_dir(directory)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("start sync-worker");
+        .expect("start sync-worker")
+}
+
+#[test]
+fn a_line_arriving_on_stdin_in_two_parts_is_one_event() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut child = worker_on_stdin(directory.path());
     let mut stdin = child.stdin.take().expect("stdin");
     // A whole line starts a batch (and its timer), then half of the next line arrives.
     let line = event_line(2);
@@ -348,15 +353,7 @@ fn a_line_arriving_on_stdin_in_two_parts_is_one_event() {
 #[test]
 fn sigterm_stops_a_worker_whose_standard_input_stays_open() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
-        .args(["--source", "-", "--metrics-addr", "off", "--batch-max-wait-ms", "20"])
-        .current_dir(directory.path())
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start sync-worker");
+    let mut child = worker_on_stdin(directory.path());
     let mut stdin = child.stdin.take().expect("stdin");
     std::io::Write::write_all(&mut stdin, format!("{}\n", event_line(1)).as_bytes()).expect("write");
     std::io::Write::flush(&mut stdin).expect("flush");
