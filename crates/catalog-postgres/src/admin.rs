@@ -6,8 +6,8 @@ use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
     AuditEntry, AuditRecord, ChannelCount, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
-    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo,
-    TokenMatch,
+    OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, StoreConfig, StoreError, TokenHash,
+    TokenInfo, TokenMatch,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -172,6 +172,26 @@ pub(crate) async fn journal_by_trace_id(
     ))
     .bind(trace_id)
     .bind(limit(max))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    journal_entries(&stored)
+}
+
+pub(crate) async fn rejections(pool: &PgPool, filter: &RejectionFilter) -> Result<Vec<JournalEntry>, StoreError> {
+    // Optional filters are bound as NULL and switched off in SQL; `events_rejected` finds the
+    // window's rejected rows.
+    let stored = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events
+         WHERE outcome = 'rejected' AND received_at >= $1 AND ($2::text IS NULL OR tenant_id = $2)
+           AND ($3::text IS NULL OR source = $3) AND ($4::bigint IS NULL OR journal_id < $4)
+         ORDER BY journal_id DESC LIMIT $5"
+    ))
+    .bind(filter.since)
+    .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+    .bind(filter.source.as_deref())
+    .bind(filter.before_journal_id)
+    .bind(limit(filter.limit))
     .fetch_all(pool)
     .await
     .map_err(store_error)?;

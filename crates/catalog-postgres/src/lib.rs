@@ -8,6 +8,7 @@ mod apply;
 mod columns;
 mod copy;
 mod dead_letters;
+mod deadline;
 mod feed_windows;
 mod feeds;
 mod flags;
@@ -27,6 +28,8 @@ mod signals;
 
 pub use retention::RETENTION_LOCK;
 
+pub(crate) use deadline::with_deadline;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +37,7 @@ use async_trait::async_trait;
 use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
-    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
+    PublishAttemptCount, PublishedVersion, RejectionFilter, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
@@ -378,22 +381,6 @@ impl FeedStore for PostgresStore {
     }
 }
 
-/// Runs a store operation with a deadline: past `limit` it is abandoned and reported as a
-/// retryable [`StoreError::Timeout`] naming `operation`. This bounds what no server-side
-/// timeout can: a connection whose packets vanish never answers, and without a deadline the
-/// caller would wait for it forever. The server rolls an abandoned transaction back when its
-/// session ends or sits idle in it past `idle_in_transaction_session_timeout`.
-pub(crate) async fn with_deadline<T>(
-    limit: Duration,
-    operation: &'static str,
-    future: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, future).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::Timeout(format!("{operation} took longer than {} ms", limit.as_millis()))),
-    }
-}
-
 #[async_trait]
 impl AdminStore for PostgresStore {
     async fn item_trace_page(&self, key: &ItemKey, page: EventsPage) -> Result<Option<TracePage>, StoreError> {
@@ -431,6 +418,10 @@ impl AdminStore for PostgresStore {
     async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
         with_deadline(self.deadline, "journal_by_trace_id", admin::journal_by_trace_id(&self.pool, trace_id, limit))
             .await
+    }
+
+    async fn rejections(&self, filter: &RejectionFilter) -> Result<Vec<JournalEntry>, StoreError> {
+        with_deadline(self.deadline, "rejections", admin::rejections(&self.pool, filter)).await
     }
 
     async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {

@@ -7,8 +7,8 @@ use catalog_core::{EventId, ItemId, TenantId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::{
     rows, AuditEntry, AuditRecord, ChannelCount, DeadLetter, DeadLetterFilter, DeadLetterRetry, JournalEntry, NewToken,
-    OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, StoreConfig, StoreError, TokenHash, TokenInfo,
-    TokenMatch,
+    OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, StoreConfig, StoreError, TokenHash,
+    TokenInfo, TokenMatch,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -193,6 +193,26 @@ pub(crate) async fn journal_by_trace_id(
     ))
     .bind(trace_id)
     .bind(limit(max))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    entries(&stored)
+}
+
+pub(crate) async fn rejections(pool: &SqlitePool, filter: &RejectionFilter) -> Result<Vec<JournalEntry>, StoreError> {
+    // Optional filters are bound as NULL and switched off in SQL; `events_rejected` finds the
+    // window's rejected rows.
+    let stored = sqlx::query(&format!(
+        "SELECT {JOURNAL_COLUMNS} FROM events \
+         WHERE outcome = 'rejected' AND received_at >= ?1 AND (?2 IS NULL OR tenant_id = ?2) \
+           AND (?3 IS NULL OR source = ?3) AND (?4 IS NULL OR journal_id < ?4) \
+         ORDER BY journal_id DESC LIMIT ?5"
+    ))
+    .bind(micros(filter.since))
+    .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+    .bind(filter.source.as_deref())
+    .bind(filter.before_journal_id)
+    .bind(limit(filter.limit))
     .fetch_all(pool)
     .await
     .map_err(store_error)?;

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
-    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
+    PublishAttemptCount, PublishedVersion, RejectionFilter, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
@@ -414,6 +414,10 @@ impl AdminStore for SqliteStore {
 
     async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
         admin::journal_by_trace_id(&self.pool, trace_id, limit).await
+    }
+
+    async fn rejections(&self, filter: &RejectionFilter) -> Result<Vec<JournalEntry>, StoreError> {
+        admin::rejections(&self.pool, filter).await
     }
 
     async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {

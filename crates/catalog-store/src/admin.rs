@@ -110,6 +110,19 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
 }
 
+/// Which rejected messages to list: received at or after `since`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionFilter {
+    /// Rejections naming this tenant only (a message whose tenant could not be read names none).
+    pub tenant: Option<TenantId>,
+    /// Rejections from this source only (`file:…`, a Kafka topic, `feed:…`).
+    pub source: Option<String>,
+    pub since: DateTime<Utc>,
+    /// Only rows journaled before this one (the next page).
+    pub before_journal_id: Option<i64>,
+    pub limit: usize,
+}
+
 /// Which dead letters to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeadLetterFilter {

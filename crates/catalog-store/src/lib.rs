@@ -21,7 +21,8 @@ mod windows;
 
 pub use admin::{
     event_ids_in_effect, AuditEntry, AuditRecord, ChannelCount, DeadLetterFilter, DeadLetterRetry, EventsPage,
-    NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, Role, TokenHash, TokenInfo, TokenMatch, TracePage,
+    NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, TokenHash, TokenInfo,
+    TokenMatch, TracePage,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,

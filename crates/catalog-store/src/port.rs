@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::admin::{
     AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
-    PublishAttemptCount, PublishedVersion, TokenHash, TokenInfo, TokenMatch, TracePage,
+    PublishAttemptCount, PublishedVersion, RejectionFilter, TokenHash, TokenInfo, TokenMatch, TracePage,
 };
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
@@ -186,6 +186,10 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
     /// Journal rows whose `traceparent` carries this W3C trace id (32 lowercase hex digits),
     /// oldest first, at most `limit`.
     async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// The journal's rejected rows `filter` picks, newest first (by journal id): messages the
+    /// rules refused, most with no event id or tenant to be found by otherwise.
+    async fn rejections(&self, filter: &RejectionFilter) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Every tenant ever seen, in id order.
     async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;

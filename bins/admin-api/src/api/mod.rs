@@ -24,6 +24,7 @@ pub mod feeds;
 mod flags;
 pub mod gate;
 pub mod items;
+pub mod rejections;
 pub mod signals;
 mod status;
 mod tokens;
@@ -49,6 +50,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/items/{item_id}/trace", get(trace_by_id))
         .route("/v1/events/{event_id}", get(event_lookup))
         .route("/v1/traces/{trace_id}", get(trace_id_lookup))
+        .route("/v1/rejections", get(rejections::list_rejections))
         .route("/v1/channels", get(channels::list_channels))
         .route("/v1/dead-letters", get(list_dead_letters))
         .route("/v1/dead-letters/{dead_letter_id}/retry", post(retry_dead_letter))
@@ -106,6 +108,7 @@ async fn audit(
     paths(
         flags::list_tenants, flags::set_tenant_sync, flags::set_supplier_sync, status::tenant_status,
         items::trace_by_sku, items::trace_by_id, items::event_lookup, items::trace_id_lookup,
+        rejections::list_rejections,
         channels::list_channels,
         dead_letters::list_dead_letters, dead_letters::retry_dead_letter, dead_letters::resolve_dead_letter,
         tokens::audit_log, tokens::list_tokens, tokens::add_token, tokens::revoke_token,

@@ -23,6 +23,7 @@ use crate::AppState;
 mod cells;
 mod feeds;
 mod lists;
+mod rejections;
 mod session;
 
 pub(crate) use self::session::{sign_in_form, signed_in};
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/dead-letters", get(lists::dead_letters_page))
+        .route("/rejections", get(rejections::rejections_page))
         .route("/status", get(lists::status_page))
         .route("/channels", get(lists::channels_page))
         .route("/feeds", get(feeds::feeds_page))
@@ -76,7 +78,7 @@ pub(crate) fn layout(title: &str, caller: Option<&Caller>, body: Markup) -> Html
                         h1 { a href="/" { "catalog-sync support" } }
                         @if let Some(caller) = caller {
                             nav aria-label="Sections" {
-                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/channels" { "Channels" } " · " a href="/status" { "Status" } " · " a href="/feeds" { "Feeds" } " · " a href="/signals" { "Launch signals and gates" }
+                                a href="/" { "Find an item" } " · " a href="/dead-letters" { "Dead letters" } " · " a href="/rejections" { "Rejected messages" } " · " a href="/channels" { "Channels" } " · " a href="/status" { "Status" } " · " a href="/feeds" { "Feeds" } " · " a href="/signals" { "Launch signals and gates" }
                             }
                             p {
                                 "Signed in as " strong { (caller.name) } " (" (caller.role) "). "

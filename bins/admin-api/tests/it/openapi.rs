@@ -4,12 +4,13 @@
 use crate::Server;
 
 /// Every `/v1` route of the router, as (method, path template).
-const ROUTES: [(&str, &str); 28] = [
+const ROUTES: [(&str, &str); 29] = [
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant_id}/status"),
     ("put", "/v1/tenants/{tenant_id}/sync"),
     ("put", "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync"),
     ("get", "/v1/tenants/{tenant_id}/items/{sku}/trace"),
+    ("get", "/v1/rejections"),
     ("get", "/v1/items/{item_id}/trace"),
     ("get", "/v1/events/{event_id}"),
     ("get", "/v1/traces/{trace_id}"),

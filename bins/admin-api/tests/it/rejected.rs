@@ -6,6 +6,7 @@ use base64::Engine;
 use catalog_core::StockChange;
 use catalog_store::contract::{batch, event_id, incoming, offer, raw_incoming};
 use catalog_store::Role;
+use serde_json::Value;
 
 use crate::page::page;
 use crate::Server;
@@ -51,4 +52,60 @@ async fn a_rejected_message_shows_its_detail_and_bytes_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_message_shows_its_detail_and_bytes_on_postgres() {
     a_rejected_message_shows_its_detail_and_bytes(Server::postgres().await).await;
+}
+
+/// A message with no event id or tenant to look it up by (a line that is not JSON) is found
+/// in the list of rejected messages, API and page, with its bytes; filters narrow the list,
+/// and a page that is full links to the next.
+async fn rejected_messages_are_listed_without_an_id_to_find_them_by(server: Server) {
+    let viewer = server.token("vera", Role::Viewer).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 3 }, 0, 1),
+        raw_incoming(2, b"this line is not JSON".to_vec(), 2),
+        raw_incoming(3, long_message_with_a_malformed_sku(), 3),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    let since = catalog_store::contract::base().to_rfc3339().replace('+', "%2B");
+
+    let listed = server.get_json(&viewer, &format!("/v1/rejections?since={since}")).await;
+    let rejections = listed["rejections"].as_array().expect("rejections");
+    let offsets: Vec<u64> = rejections.iter().map(|row| row["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(offsets, [3, 2], "newest first, the applied event left out: {listed}");
+    assert_eq!(rejections[1]["raw_payload"], "this line is not JSON");
+    assert_eq!(
+        (rejections[1]["tenant_id"].clone(), rejections[1]["reason"].clone()),
+        (Value::Null, "invalid_payload".into())
+    );
+    assert_eq!(
+        (rejections[0]["tenant_id"].as_str(), rejections[0]["reason"].as_str()),
+        (Some("canary"), Some("malformed_sku"))
+    );
+    assert_eq!(listed["next_before"], Value::Null);
+
+    let first = server.get_json(&viewer, &format!("/v1/rejections?since={since}&limit=1")).await;
+    let next = first["next_before"].as_i64().expect("a full page links to the next");
+    let second = server.get_json(&viewer, &format!("/v1/rejections?since={since}&limit=1&before={next}")).await;
+    assert_eq!(second["rejections"][0]["offset"], 2);
+    let canary = server.get_json(&viewer, &format!("/v1/rejections?since={since}&tenant=canary")).await;
+    assert_eq!(canary["rejections"].as_array().expect("rejections").len(), 1);
+    let by_default = server.get_json(&viewer, "/v1/rejections").await;
+    assert!(by_default["rejections"].as_array().expect("rejections").is_empty(), "the last 24 hours by default");
+    let refused = server.get(&viewer, "/v1/rejections?since=yesterday").await;
+    assert_eq!(refused.status(), 400);
+
+    let html = page(&server, &viewer, &format!("/rejections?since={since}&tenant=")).await;
+    assert!(html.contains("this line is not JSON") && html.contains("invalid_payload"), "{html}");
+    assert!(html.contains("Rejected messages (2)"), "{html}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_messages_are_listed_without_an_id_to_find_them_by_on_sqlite() {
+    rejected_messages_are_listed_without_an_id_to_find_them_by(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_messages_are_listed_without_an_id_to_find_them_by_on_postgres() {
+    rejected_messages_are_listed_without_an_id_to_find_them_by(Server::postgres().await).await;
 }

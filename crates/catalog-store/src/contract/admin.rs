@@ -1,13 +1,14 @@
 //! Contract cases of `AdminStore`: tokens kept as hashes and revoked, the audit log, journal
-//! lookups by event id and trace id, and operator actions on dead letters.
+//! lookups by event id and trace id, rejected messages listed, and operator actions on dead
+//! letters.
 
 use catalog_core::{encode, ItemKey, Sku, StockChange, SupplierEvent, TenantId};
 use chrono::Duration;
 
 use super::fixtures::*;
 use crate::{
-    AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, PublishOutcome, PublishRecord, Role,
-    StoreConfig, TokenHash,
+    AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, PublishOutcome, PublishRecord,
+    RejectionFilter, Role, StoreConfig, TokenHash,
 };
 
 pub(super) async fn tokens_are_found_by_hash_until_revoked<G, F>(factory: impl FnOnce(StoreConfig) -> F)
@@ -295,4 +296,54 @@ pub(super) async fn a_trace_page_of_only_held_and_rejected_events_has_no_item<G,
     // A rejection has no ordering key: it sorts before every decided event.
     assert_eq!(events, [("rejected", Some("invalid_quantity")), ("held", Some("supplier_sync_off"))]);
     assert!(page.events.iter().all(|entry| entry.sku.as_deref() == Some("HELD-1")), "both name the SKU");
+}
+
+/// Rejected messages are listed newest first, with their bytes and detail, by tenant (one
+/// whose tenant could not be read names none), source and reception time, page by page; the
+/// messages that were decided are not listed.
+pub(super) async fn rejected_messages_are_listed_newest_first<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "A-1");
+    let negative = |n: u64, key: &catalog_core::OfferKey, second: i64| {
+        let text = String::from_utf8(incoming(n, key, StockChange::Updated { quantity: 3 }, 0, second).raw)
+            .expect("utf-8")
+            .replace("\"quantity\":3", "\"quantity\":-3");
+        raw_incoming(n, text.into_bytes(), second)
+    };
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 5 }, 0, 1),
+        raw_incoming(2, b"this line is not JSON".to_vec(), 2),
+        negative(3, &key, 3),
+        negative(4, &offer("t2", "acme", "B-1"), 10),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let listed = |filter: RejectionFilter| {
+        let store = &store;
+        async move {
+            let rows = store.rejections(&filter).await.expect("rejections");
+            assert!(rows.iter().all(|row| row.outcome.as_str() == "rejected" && row.detail.is_some()), "{rows:?}");
+            rows.iter().map(|row| (row.source.offset, row.journal_id)).collect::<Vec<_>>()
+        }
+    };
+    let all = RejectionFilter { tenant: None, source: None, since: base(), before_journal_id: None, limit: 10 };
+    let offsets = |rows: &[(i64, i64)]| rows.iter().map(|(offset, _)| *offset).collect::<Vec<_>>();
+    let every = listed(all.clone()).await;
+    assert_eq!(offsets(&every), [4, 3, 2], "newest first, the applied one left out");
+    let rows = store.rejections(&all).await.expect("rejections");
+    assert_eq!(rows[2].raw_payload.as_deref(), Some(&b"this line is not JSON"[..]));
+    assert_eq!((rows[2].tenant.as_deref(), rows[2].raw_payload_length), (None, Some(21)));
+    let canary = RejectionFilter { tenant: Some(key.tenant.clone()), ..all.clone() };
+    assert_eq!(offsets(&listed(canary).await), [3]);
+    let later = RejectionFilter { since: base() + Duration::seconds(5), ..all.clone() };
+    assert_eq!(offsets(&listed(later).await), [4]);
+    let first_page = listed(RejectionFilter { limit: 2, ..all.clone() }).await;
+    assert_eq!(offsets(&first_page), [4, 3]);
+    let next = RejectionFilter { before_journal_id: Some(first_page[1].1), ..all.clone() };
+    assert_eq!(offsets(&listed(next).await), [2]);
+    let elsewhere = RejectionFilter { source: Some("file:/elsewhere.ndjson".to_owned()), ..all.clone() };
+    assert!(listed(elsewhere).await.is_empty());
+    assert_eq!(offsets(&listed(RejectionFilter { source: Some(SOURCE.to_owned()), ..all }).await), [4, 3, 2]);
 }

@@ -124,6 +124,7 @@ macro_rules! store_contract_cases {
             admin::an_operator_retries_and_resolves_dead_letters,
             admin::a_trace_page_is_a_slice_of_the_whole_trace,
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
+            admin::rejected_messages_are_listed_newest_first,
             signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
             signals::the_tracer_gets_changed_items_first_and_sweeps_by_id,
             signals::a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id,
