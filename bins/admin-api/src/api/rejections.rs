@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use catalog_store::{RejectionFilter, Role};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{tenant, MAX_PAGE};
@@ -55,7 +55,7 @@ pub struct RejectionsView {
 /// The rejections `query` asks for, for the API and the support page.
 pub async fn list(state: &AppState, query: RejectionQuery) -> Result<RejectionsView, ApiError> {
     let since = match query.since.as_deref() {
-        None => Utc::now() - Duration::hours(DEFAULT_LOOKBACK_HOURS),
+        None => (Utc::now() - Duration::hours(DEFAULT_LOOKBACK_HOURS)).trunc_subsecs(0),
         Some(text) => DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|error| {
             ApiError::bad_request("invalid_query", format!("since {text:?} is not an RFC 3339 time: {error}"))
         })?,

@@ -18,9 +18,9 @@ pub(super) async fn rejections_page(
     headers: HeaderMap,
     Query(query): Query<RejectionQuery>,
 ) -> Result<Response, ApiError> {
-    if signed_in(&state, &headers).await?.is_none() {
+    let Some(caller) = signed_in(&state, &headers).await? else {
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
-    }
+    };
     let tenant = query.tenant.clone().unwrap_or_default();
     let source = query.source.clone().unwrap_or_default();
     let body = match list(&state, query).await {
@@ -28,7 +28,7 @@ pub(super) async fn rejections_page(
         Err(ApiError::BadRequest { message, .. }) => html! { p.error role="alert" { (message) } },
         Err(error) => return Err(error),
     };
-    Ok(layout("Rejected messages", None, body).into_response())
+    Ok(layout("Rejected messages", Some(&caller), body).into_response())
 }
 
 fn listing(view: &RejectionsView, tenant: &str, source: &str) -> Markup {

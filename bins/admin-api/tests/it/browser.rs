@@ -19,7 +19,8 @@ use crate::Server;
 /// Seeds the scenario: acme's snapshot of 7 wins over an older 5; globex is switched off,
 /// so its snapshot of 4 and adjustment of +1 are held; acme's winning event is redelivered
 /// with another quantity (a duplicate whose payload differs); another item's publish was
-/// refused for good (an open dead letter) and the first item's was accepted.
+/// refused for good (an open dead letter) and the first item's was accepted; and a line that
+/// is not an event was rejected.
 async fn seed(server: &Server) {
     let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
     let other = offer("canary", "acme", "XYZ-9");
@@ -43,7 +44,9 @@ async fn seed(server: &Server) {
     )
     .expect("valid event");
     let redelivery = raw_incoming(6, catalog_core::encode(&changed).into_bytes(), now_second);
-    server.store.apply_batch(&batch(vec![redelivery])).await.expect("apply");
+    // A supplier's line that is not an event at all: rejected, with no id or tenant to find it by.
+    let garbage = raw_incoming(7, br#"{"event_id": "ABC-1", "quantity": "twelve"#.to_vec(), now_second);
+    server.store.apply_batch(&batch(vec![redelivery, garbage])).await.expect("apply");
     let lease = std::time::Duration::from_secs(1);
     for entry in server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim") {
         let refused = entry.item.sku().as_str() == "XYZ-9";
@@ -205,6 +208,11 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     assert!(text.contains("Open dead letters (1)") && text.contains("rejected_4xx"), "{text}");
     assert_eq!(session.find_all(r#"button[aria-label^="Retry dead letter"]"#).await.len(), 1);
     session.screenshot(screenshots, "dead-letters").await;
+    session.goto(&server.url("/rejections")).await;
+    let text = session.page_text().await;
+    assert!(text.contains("Rejected messages (1)") && text.contains("invalid_payload"), "{text}");
+    assert!(!overflows(&session).await, "the rejected messages fit a laptop's width");
+    session.screenshot(screenshots, "rejections").await;
     session.goto(&server.url("/status")).await;
     let text = session.page_text().await;
     assert!(text.contains("Sync status per tenant") && text.contains("canary current on"), "{text}");
