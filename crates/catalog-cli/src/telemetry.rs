@@ -10,9 +10,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// What is logged when `RUST_LOG` says nothing: info and above, except PostgreSQL's notices
+/// below a warning (`relation "_sqlx_migrations" already exists, skipping` at every start),
+/// which tell an operator nothing to act on.
+pub const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
 /// Installs the global subscriber; a second call (tests) leaves the first in place.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _already_set = match format {

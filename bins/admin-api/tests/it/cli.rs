@@ -120,3 +120,25 @@ fn the_store_flags_are_taken_after_a_subcommand() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--database-url") && help.contains("--gate-green-hours"), "{help}");
 }
+
+/// A subcommand on PostgreSQL logs nothing by default but what an operator needs: the
+/// server's notice that the migrations table already exists is not one of them (every
+/// command printed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subcommand_on_postgres_logs_no_server_notice() {
+    let database = catalog_testkit::TestDatabase::create().await;
+    let run = |arguments: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_admin-api"))
+            .args(arguments)
+            .env("CATALOG_DATABASE_URL", &database.url)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run admin-api")
+    };
+    for _ in 0..2 {
+        let listed = run(&["tokens", "list"]);
+        let stderr = String::from_utf8_lossy(&listed.stderr);
+        assert!(listed.status.success(), "{stderr}");
+        assert!(!stderr.contains("already exists"), "the server's notice is not logged: {stderr}");
+    }
+}
