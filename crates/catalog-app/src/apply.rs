@@ -462,7 +462,9 @@ impl BatchSink for Applier {
         self.metrics.source_errors.with_label_values(&[error.source, error.operation, error.class.as_str()]).inc();
         match error.class {
             FailureClass::Retryable => {
-                tracing::warn!(source = error.source, operation = error.operation, error = %error.message, "source error, retrying")
+                // Retryable, but not always retried at once: a file's half line waits for the
+                // next run. The error says what happens to it.
+                tracing::warn!(source = error.source, operation = error.operation, class = error.class.as_str(), error = %error.message, "source error")
             }
             class => {
                 tracing::error!(source = error.source, operation = error.operation, class = class.as_str(), error = %error.message, "source error")
