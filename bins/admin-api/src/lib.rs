@@ -151,7 +151,9 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
             tracing::info!("admin api stopped");
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Tokens(command)) => tokens(&*store, command).await.map(|()| std::process::ExitCode::SUCCESS),
+        Some(Command::Tokens(command)) => {
+            tokens(&*store, &args.store.shown_url(), command).await.map(|()| std::process::ExitCode::SUCCESS)
+        }
         Some(Command::Gate(GateCommand::Check { tenant, step, supplier })) => {
             gate_check(&*store, &args.gate.settings(), &tenant, &step, supplier.as_deref()).await
         }
@@ -194,8 +196,10 @@ async fn gate_check(
     Ok(code)
 }
 
-/// `tokens add|list|revoke`: `add` prints the token alone on standard output.
-async fn tokens(store: &dyn CatalogStore, command: TokensCommand) -> Result<()> {
+/// `tokens add|list|revoke` on the store `shown` names: `add` prints the token alone on
+/// standard output. A refusal names the store, which may not be the one meant (the default
+/// is `./catalog.db`).
+async fn tokens(store: &dyn CatalogStore, shown: &str, command: TokensCommand) -> Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match command {
@@ -204,7 +208,7 @@ async fn tokens(store: &dyn CatalogStore, command: TokensCommand) -> Result<()> 
             let (token, hash) = auth::new_token()?;
             let added =
                 store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;
-            anyhow::ensure!(added, "a live token named {name:?} exists; revoke it first");
+            anyhow::ensure!(added, "a live token named {name:?} exists in {shown}; revoke it first");
             audit_cli(store, "token_add", &name, serde_json::Value::Null, serde_json::json!({ "role": role })).await?;
             tracing::info!(name, %role, "token added");
             writeln!(stdout, "{token}").context("writing to standard output")?;
@@ -218,7 +222,7 @@ async fn tokens(store: &dyn CatalogStore, command: TokensCommand) -> Result<()> 
         }
         TokensCommand::Revoke { name } => {
             let revoked = store.revoke_token(&name).await.context("revoking the token")?;
-            anyhow::ensure!(revoked, "no live token named {name:?}");
+            anyhow::ensure!(revoked, "no live token named {name:?} in {shown} (--database-url, CATALOG_DATABASE_URL)");
             let (before, after) = (serde_json::json!({ "revoked": false }), serde_json::json!({ "revoked": true }));
             audit_cli(store, "token_revoke", &name, before, after).await?;
             tracing::info!(name, "token revoked");

@@ -54,7 +54,32 @@ pub struct StoreArgs {
     pub db_transaction_timeout_ms: u64,
 }
 
+/// The store `url` names, for logs and messages: without a password (`user:***@`) and without
+/// its query, which may carry one (`?…`).
+pub fn shown_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, _)) => (url, "?…"),
+        None => (url, ""),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else { return format!("{url}{query}") };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(authority, path)| (authority, Some(path)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{user}:***@{host}")
+        }
+        _ => authority.to_owned(),
+    };
+    let path = path.map(|path| format!("/{path}")).unwrap_or_default();
+    format!("{scheme}://{authority}{path}{query}")
+}
+
 impl StoreArgs {
+    /// The store `--database-url` names, without a password ([`shown_url`]).
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.database_url)
+    }
+
     /// How far a supplier's clock may run ahead of receipt (`--max-clock-skew-secs`).
     pub fn clock(&self) -> ClockPolicy {
         ClockPolicy { max_skew: chrono::Duration::seconds(i64::from(self.max_clock_skew_secs)) }
@@ -101,13 +126,15 @@ pub async fn open_store(args: &StoreArgs, channels: Vec<ChannelRoute>) -> Result
         let store = PostgresStore::connect(url, config, options)
             .await
             .map_err(|error| OpenError::Store { backend: "PostgreSQL", error })?;
+        tracing::info!(store = %shown_url(url), "store opened");
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
         let store =
             SqliteStore::connect(url, config).await.map_err(|error| OpenError::Store { backend: "SQLite", error })?;
+        tracing::info!(store = %shown_url(url), "store opened");
         Ok(Arc::new(store))
     } else {
-        Err(OpenError::Url(url.to_owned()))
+        Err(OpenError::Url(shown_url(url)))
     }
 }
 
@@ -120,6 +147,32 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         store: StoreArgs,
+    }
+
+    #[test]
+    fn a_store_is_shown_without_its_password() {
+        let shown: Vec<String> = [
+            "postgres://catalog:s3cr3t@db.internal:5432/catalog?sslmode=require&password=again",
+            "postgresql://catalog@127.0.0.1/test",
+            "postgres://:only-a-password@host/db",
+            "sqlite://catalog.db",
+            "sqlite:///var/lib/catalog/catalog.db",
+            "mysql:/wrong",
+        ]
+        .iter()
+        .map(|url| shown_url(url))
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "postgres://catalog:***@db.internal:5432/catalog?…",
+                "postgresql://catalog@127.0.0.1/test",
+                "postgres://:***@host/db",
+                "sqlite://catalog.db",
+                "sqlite:///var/lib/catalog/catalog.db",
+                "mysql:/wrong",
+            ]
+        );
     }
 
     #[test]

@@ -43,7 +43,11 @@ async fn tokens_add_prints_only_the_token_and_stores_its_hash() {
     let listed = String::from_utf8(listed.stdout).expect("utf-8");
     assert!(listed.starts_with("alice\toperator\t") && listed.trim_end().ends_with('-'), "{listed}");
     assert!(admin_api(&url, &["tokens", "revoke", "alice"]).status.success());
-    assert!(!admin_api(&url, &["tokens", "revoke", "alice"]).status.success(), "revoked once");
+    let again = admin_api(&url, &["tokens", "revoke", "alice"]);
+    assert!(!again.status.success(), "revoked once");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    let refusal = stderr.lines().find(|line| line.contains("no live token named")).expect("the refusal");
+    assert!(refusal.contains(&format!(" in {url} ")), "names the store it read: {stderr}");
     // What the CLI processes recorded, read by a store opened after they ran.
     store.close().await;
     let store = catalog_sqlite::SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
