@@ -39,6 +39,9 @@ pub struct GateContext {
     pub picked: Vec<AppliedItem>,
     /// Sign-offs since the rollout last changed.
     pub sign_offs: Vec<SignOffRecord>,
+    /// Whether any event of the tenant was seen (it has sync flags): one never seen has
+    /// nothing to roll back.
+    pub seen: bool,
 }
 
 impl GateContext {
@@ -55,7 +58,8 @@ impl GateContext {
         let samples = store.gate_samples(Some(tenant), since, settings.max_sample_gap / SPANS_PER_GAP).await?;
         let picked = store.applied_items_since(tenant, since_change, settings.sign_offs).await?;
         let sign_offs = store.sign_offs(tenant, since_change).await?;
-        Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs })
+        let seen = store.tenant_flags(tenant).await?.is_some();
+        Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs, seen })
     }
 
     /// Distinct picked items signed off since the rollout last changed.
@@ -79,9 +83,19 @@ impl GateContext {
         }
     }
 
-    /// The rollout `step` leads to now, or every reason it is refused.
+    /// The rollout `step` leads to now, or every reason it is refused. A tenant never seen has
+    /// nothing to roll back (most likely its id is mistyped): refused as not from its stage.
     pub fn decide(&self, step: &GateStep, settings: &GateSettings) -> Result<Rollout, Vec<Refusal>> {
+        if *step == GateStep::Rollback && !self.seen {
+            return Err(vec![Refusal::NotFromHere { step: step.as_str(), stage: self.state.rollout.stage() }]);
+        }
         decide_step(&self.state.rollout, step, &self.facts(), settings, self.now)
+    }
+
+    /// Whether the gate never moved the tenant: closed by no step, its sync set by hand (or
+    /// by `--default-sync`) alone.
+    pub fn never_gated(&self) -> bool {
+        self.state.changed_at.is_none()
     }
 }
 
@@ -116,6 +130,13 @@ pub async fn take_step(
     let now = Utc::now();
     let context = GateContext::read(store, settings, tenant, now).await?;
     let after = context.decide(step, settings).map_err(StepError::Refused)?;
+    if *step == GateStep::Rollback && context.never_gated() {
+        // A tenant the gate never moved is held by its sync switch alone, as `PUT …/sync`
+        // does: switching it on again by hand stays possible, where a rollout written now
+        // would put it behind the gate (a canary and a day of green signals to reopen).
+        store.set_tenant_sync(tenant, false).await?;
+        return Ok(StepTaken { before: context.state.rollout, after });
+    }
     let change = RolloutChange {
         tenant: tenant.clone(),
         from: context.state.rollout.clone(),

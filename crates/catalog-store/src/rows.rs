@@ -344,10 +344,29 @@ impl JournaledEventRow {
         let change = stock_change(self.event_type.as_deref(), self.quantity, self.delta)
             .map_err(|error| corrupt(format_args!("decided journal row of event {event_id}: {error}")))?
             .ok_or_else(|| missing("type"))?;
-        let updated_at = self.updated_at.ok_or_else(|| missing("updated_at"))?;
+        let updated_at = writable(self.updated_at.ok_or_else(|| missing("updated_at"))?);
         SupplierEvent::new(EventId(event_id), offer, change, updated_at, self.sequence.map(|sequence| sequence as u64))
             .map_err(|error| corrupt(format_args!("decided journal row of event {event_id}: {error}")))
     }
+}
+
+/// A journaled `updated_at` held within the years `SupplierEvent::new` takes (0000 to 9999).
+/// Rows journaled before catalog-core refused the others may lie outside: one of a later year
+/// was clamped to its receipt + 5 minutes when decided, and is again once held at 9999; one
+/// before the year 0000 is older than anything it meets either way. A held row must load,
+/// not be corrupt and stop every batch of its offer.
+fn writable(updated_at: DateTime<Utc>) -> DateTime<Utc> {
+    let first = DateTime::<Utc>::from_naive_utc_and_offset(
+        chrono::NaiveDate::from_ymd_opt(0, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0)).expect("a valid date"),
+        Utc,
+    );
+    let last = DateTime::<Utc>::from_naive_utc_and_offset(
+        chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|day| day.and_hms_micro_opt(23, 59, 59, 999_999))
+            .expect("a valid date"),
+        Utc,
+    );
+    updated_at.clamp(first, last)
 }
 
 /// Journal entries of an item in the order that explains it: by ordering key, then received.
@@ -417,5 +436,26 @@ mod tests {
         for (what, result) in cases {
             assert!(matches!(result, Err(StoreError::Corrupt(_))), "{what}: {result:?}");
         }
+    }
+
+    /// A row journaled before catalog-core refused years past 9999 (or before 0000) still
+    /// loads, at the nearest instant an event can hold.
+    #[test]
+    fn a_journaled_event_of_a_year_rfc_3339_cannot_write_loads_at_the_nearest_it_can() {
+        let row = |updated_at: &str| JournaledEventRow {
+            event_id: Uuid::from_u128(1),
+            tenant: Some("canary".into()),
+            supplier: Some("acme".into()),
+            sku: Some("A-1".into()),
+            event_type: Some("inventory.updated".into()),
+            quantity: Some(3),
+            delta: None,
+            updated_at: Some(updated_at.parse().expect("a time")),
+            sequence: None,
+        };
+        let loaded = |updated_at: &str| row(updated_at).into_event().expect("loads").updated_at().to_rfc3339();
+        assert_eq!(loaded("+10000-01-01T00:59:59Z"), "9999-12-31T23:59:59.999999+00:00");
+        assert_eq!(loaded("-0001-12-31T23:00:00Z"), "0000-01-01T00:00:00+00:00");
+        assert_eq!(loaded("2026-06-01T12:00:00Z"), "2026-06-01T12:00:00+00:00");
     }
 }

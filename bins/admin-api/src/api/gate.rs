@@ -278,6 +278,17 @@ pub async fn step(
 ) -> Result<StepResult, GateError> {
     caller.require(Role::Operator)?;
     let flags_before = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
+    // not answer success while the tenant meant goes on syncing. A canary may come before the
+    // first event (it holds every other supplier's from the start).
+    if step == GateStep::Rollback && flags_before.is_none() {
+        let message = format!(
+            "tenant {tenant} has no event seen yet, so there is nothing to roll back: check its spelling (GET \
+             /v1/tenants lists every one seen), or hold its first events with PUT /v1/tenants/{tenant}/sync \
+             {{\"enabled\": false, \"create\": true}}"
+        );
+        return Err(ApiError::not_found(message).into());
+    }
     let taken = match take_step(&*state.store, &state.launch.gate, tenant, &step, &caller.name).await {
         Ok(taken) => taken,
         Err(StepError::Refused(refusals)) => return Err(GateError::Refused(refusals)),
@@ -337,17 +348,6 @@ async fn run_step(
     let Path(tenant_id) = path.map_err(ApiError::from)?;
     let tenant = tenant(&tenant_id)?;
     let gate_step = make()?;
-    // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
-    // not answer success while the tenant meant goes on syncing. A canary may come before the
-    // first event (it holds every other supplier's from the start).
-    if gate_step == GateStep::Rollback && state.store.tenant_flags(&tenant).await.map_err(ApiError::from)?.is_none() {
-        let message = format!(
-            "tenant {tenant} has no event seen yet, so there is nothing to roll back: check its spelling (GET \
-             /v1/tenants lists every one seen), or hold its first events with PUT /v1/tenants/{tenant}/sync \
-             {{\"enabled\": false, \"create\": true}}"
-        );
-        return Err(ApiError::not_found(message).into());
-    }
     Ok(Json(step(&state, &caller, &tenant, gate_step).await?))
 }
 

@@ -2,6 +2,7 @@
 //! the reason, the detail and the kept bytes, filtered by tenant and source. The answer to
 //! "the supplier says they sent it" when nothing about it can be traced.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -16,10 +17,16 @@ use crate::AppState;
 pub(super) async fn rejections_page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<RejectionQuery>,
+    query: Result<Query<RejectionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Some(caller) = signed_in(&state, &headers).await? else {
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
+    };
+    let Ok(Query(query)) = query else {
+        let message = "the filters could not be read: before is a journal id, limit a number";
+        return Ok(
+            layout("Rejected messages", Some(&caller), html! { p.error role="alert" { (message) } }).into_response()
+        );
     };
     let tenant = query.tenant.clone().unwrap_or_default();
     let source = query.source.clone().unwrap_or_default();

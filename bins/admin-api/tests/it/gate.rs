@@ -252,10 +252,16 @@ async fn postgres_the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_r
 async fn a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(server: Server) {
     let operator = server.token("otto", Role::Operator).await;
     let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    let viewer = server.token("vera", Role::Viewer).await;
     let unseen = server.get_json(&operator, "/v1/tenants/canary/gate").await;
     assert_eq!(unseen["sync_enabled"], Value::Null, "not seen yet: {unseen}");
+    let rollback =
+        unseen["steps"].as_array().expect("steps").iter().find(|s| s["step"] == "rollback").expect("rollback");
+    assert_eq!(rollback["allowed"], false, "nothing seen to roll back: {unseen}");
     let typo = post(&server, &operator, "/v1/tenants/canary/gate/rollback", json!({})).await;
     assert_eq!(typo.status(), 404, "nothing seen to roll back: most likely a typo");
+    let by_viewer = post(&server, &viewer, "/v1/tenants/canary/gate/rollback", json!({})).await;
+    assert_eq!(by_viewer.status(), 403, "the role is checked first");
     let first =
         vec![incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, now_second())];
     server.store.apply_batch(&batch(first)).await.expect("apply");
@@ -277,6 +283,12 @@ async fn a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(serve
     assert!(!server.store.tenant_flags(&tenant).await.expect("flags").expect("known").sync_enabled);
     let gate = server.get_json(&operator, "/v1/tenants/canary/gate").await;
     assert_eq!((gate["rollout"]["stage"].clone(), gate["sync_enabled"].clone()), (json!("closed"), json!(false)));
+    assert_eq!(gate["changed_at"], Value::Null, "held by its sync switch alone, not put behind the gate: {gate}");
+
+    // So switching it on by hand undoes the rollback, as for the sync switch it stands for.
+    let on = server.send(Method::PUT, &operator, "/v1/tenants/canary/sync", json!({ "enabled": true })).await;
+    assert_eq!(on.status(), 200, "{}", on.text().await.unwrap_or_default());
+    assert_eq!(outcomes(&server).await, [("applied".to_owned(), 2)].into(), "the held event applied");
     server.stop().await;
 }
 

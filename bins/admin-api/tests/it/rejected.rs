@@ -97,6 +97,8 @@ async fn rejected_messages_are_listed_without_an_id_to_find_them_by(server: Serv
     let html = page(&server, &viewer, &format!("/rejections?since={since}&tenant=")).await;
     assert!(html.contains("this line is not JSON") && html.contains("invalid_payload"), "{html}");
     assert!(html.contains("Rejected messages (2)"), "{html}");
+    let html = page(&server, &viewer, "/rejections?before=abc").await;
+    assert!(html.contains("the filters could not be read"), "the page's own error line: {html}");
     server.stop().await;
 }
 

@@ -277,7 +277,7 @@ pub(super) async fn a_dead_letter_counts_every_failed_attempt_from_the_first<G, 
         "the letter spans the failures, from the first"
     );
 
-    // Healed and failing twice more (a rejection, then its retry's 503): four failures in all,
+    // Healed and failing twice more (a retry, then its retries run out): four failures in all,
     // still from the first.
     let first_failed_at = letter.first_failed_at;
     store.heal_dead_letters(&heal(5, std::time::Duration::ZERO)).await.expect("heal");

@@ -59,13 +59,17 @@ impl LookupReadBack for EbayChannel {
     }
 }
 
-/// A `getOffers` that failed, as the read's failure: the same classes as publishing's.
+/// A `getOffers` that failed, as the read's failure: the same classes as publishing's. One
+/// without an answer from eBay (no token to be had, the connection) is transient, as the
+/// items' read takes it (`read_with_token`).
 fn offers_failure((status, verdict): LookupFailure) -> ReadBackError {
-    match verdict {
-        Verdict::Throttled { retry_after } => ReadBackError::Throttled(retry_after),
-        Verdict::Retry { error, .. } => ReadBackError::Transient(error),
-        Verdict::DeadLetter { error, .. } => ReadBackError::Refused { status: status.unwrap_or(0), body: error },
-        Verdict::Answered(result) => ReadBackError::Malformed(format!("getOffers answered a publish: {result:?}")),
+    match (status, verdict) {
+        (_, Verdict::Throttled { retry_after }) => ReadBackError::Throttled(retry_after),
+        (_, Verdict::Retry { error, .. }) | (None, Verdict::DeadLetter { error, .. }) => {
+            ReadBackError::Transient(error)
+        }
+        (Some(status), Verdict::DeadLetter { error, .. }) => ReadBackError::Refused { status, body: error },
+        (_, Verdict::Answered(result)) => ReadBackError::Malformed(format!("getOffers answered a publish: {result:?}")),
     }
 }
 
@@ -109,6 +113,17 @@ pub fn parse_bulk_get(body: &str) -> Result<ShownQuantities, ReadBackError> {
 mod tests {
     use super::*;
     use crate::readback::render_shown;
+
+    #[test]
+    fn a_failed_offers_read_is_refused_only_when_ebay_refused_it() {
+        let dead =
+            |error: &str| Verdict::DeadLetter { reason: "token_refused".into(), error: error.into(), body: None };
+        assert_eq!(offers_failure((None, dead("no token"))), ReadBackError::Transient("no token".into()));
+        assert_eq!(
+            offers_failure((Some(403), dead("denied"))),
+            ReadBackError::Refused { status: 403, body: "denied".into() }
+        );
+    }
 
     #[test]
     fn every_documented_answer_to_the_read_has_its_reading() {
