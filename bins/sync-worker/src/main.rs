@@ -6,28 +6,61 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use std::io::Write;
+use std::process::ExitCode;
+
+use catalog_cli::LogFormat;
 use clap::Parser;
 use sync_worker::config::WorkerArgs;
 use tokio_util::sync::CancellationToken;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = WorkerArgs::parse();
-    catalog_cli::telemetry::init(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let format = args.log_format;
+    catalog_cli::telemetry::init(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return failed(format, &anyhow::Error::new(error).context("starting the runtime")),
+    };
     let outcome = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(catalog_cli::shutdown::cancel_on_signal(shutdown.clone()));
-        let summary = sync_worker::run(args, shutdown).await?;
-        // The run's result, for the operator: one plain line on standard error, after the logs.
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("{summary}");
-        }
-        Ok(())
+        sync_worker::run(args, shutdown).await
     });
     // Everything read is durable once `run` returns. What may be left is a read of standard
     // input blocked in its thread, which never ends while the input stays open (a pipe whose
     // writer lives on, a terminal): dropping the runtime would wait for it, so it is left.
     runtime.shutdown_background();
-    outcome
+    match outcome {
+        Ok(summary) => {
+            // The run's result, for the operator: one line on standard error after the logs,
+            // whatever RUST_LOG filters (a JSON object shaped like the logs with `--log-format
+            // json`). Standard error gone, it goes unsaid.
+            let line = match format {
+                LogFormat::Text => summary.to_string(),
+                LogFormat::Json => serde_json::json!({
+                    "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    "level": "INFO",
+                    "message": "run finished",
+                    "summary": summary.to_string(),
+                    "target": "sync_worker",
+                })
+                .to_string(),
+            };
+            let _ = writeln!(std::io::stderr(), "{line}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => failed(format, &error),
+    }
+}
+
+/// Says why the worker stopped, as the logs are written, and exits 1.
+fn failed(format: LogFormat, error: &anyhow::Error) -> ExitCode {
+    match format {
+        LogFormat::Text => {
+            let _ = writeln!(std::io::stderr(), "Error: {error:?}");
+        }
+        LogFormat::Json => tracing::error!(error = format!("{error:#}"), "worker stopped"),
+    }
+    ExitCode::FAILURE
 }

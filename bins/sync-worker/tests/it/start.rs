@@ -38,3 +38,64 @@ fn a_batch_size_of_zero_is_refused_at_start() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("--batch-size"), "{stderr}");
 }
+
+/// A log collector gone (standard error a pipe nobody reads) stops neither the run nor the
+/// exit: the worker applies, publishes and exits 0 whatever it could not log, in text and in
+/// JSON. Writing the logs or the summary panicked on the broken pipe, and a panic in a
+/// thread of librdkafka's left a Kafka worker hanging in its close.
+#[test]
+fn a_broken_standard_error_neither_stops_the_run_nor_the_exit() {
+    for format in ["text", "json"] {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/supplier-events.ndjson");
+        let source = format!("file:{}", events.display());
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+            .args(["--source", &source, "--metrics-addr", "off", "--log-format", format])
+            .current_dir(directory.path())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(writer)
+            .spawn()
+            .expect("start sync-worker");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = worker.try_wait().expect("poll the worker") {
+                break exit;
+            }
+            if std::time::Instant::now() > deadline {
+                worker.kill().expect("kill the worker");
+                panic!("{format}: the worker still runs 30 s on with its standard error broken");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{format}: {exit}");
+        let mut published = String::new();
+        std::io::Read::read_to_string(&mut worker.stdout.take().expect("stdout"), &mut published).expect("stdout");
+        assert_eq!(published.lines().count(), 3, "{format}: every item published: {published}");
+    }
+}
+
+/// With `--log-format json` every line on standard error is JSON, the summary too, whatever
+/// RUST_LOG filters.
+#[test]
+fn every_line_on_standard_error_is_json_with_log_format_json() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/supplier-events.ndjson");
+    let source = format!("file:{}", events.display());
+    let output = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", &source, "--metrics-addr", "off", "--log-format", "json"])
+        .current_dir(directory.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sync-worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+        .collect();
+    let summary = lines.last().expect("a summary")["summary"].as_str().expect("the summary").to_owned();
+    assert!(summary.starts_with("summary: events="), "{summary}");
+}
