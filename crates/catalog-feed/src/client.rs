@@ -312,7 +312,7 @@ impl FeedClient {
             Ok(response) => response,
             Err(error) => {
                 let reason = if error.is_timeout() { "timeout" } else { "connection" };
-                return Ok(Attempt::Failed { reason, error: error.to_string(), body: None });
+                return Ok(Attempt::Failed { reason, error: with_causes(&error), body: None });
             }
         };
         let status = response.status().as_u16();
@@ -322,7 +322,7 @@ impl FeedClient {
             Ok(body) => body,
             Err(error) => {
                 let reason = if error.is_timeout() { "timeout" } else { "connection" };
-                return Ok(Attempt::Failed { reason, error: error.to_string(), body: None });
+                return Ok(Attempt::Failed { reason, error: with_causes(&error), body: None });
             }
         };
         match verdict {
@@ -356,9 +356,31 @@ fn prefix(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..end]).into_owned()
 }
 
+/// An error's text and its causes', `: ` apart: reqwest's own says "error sending request
+/// for url (…)", and only its causes tell a refused connection from a name that does not
+/// resolve or a certificate refused.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text = format!("{text}: {next}");
+        cause = next.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failed connection tells why: reqwest's own text names only the URL.
+    #[tokio::test]
+    async fn a_connection_failure_tells_its_cause() {
+        // Nothing listens on port 1 of the loopback address: the connection is refused.
+        let error = reqwest::Client::new().get("http://127.0.0.1:1/v1/inventory").send().await.expect_err("refused");
+        let text = with_causes(&error);
+        assert!(text.contains("127.0.0.1:1") && text.to_lowercase().contains("connection refused"), "{text}");
+    }
 
     #[test]
     fn answers_are_classified_by_the_contract_table() {

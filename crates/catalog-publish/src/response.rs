@@ -64,11 +64,24 @@ impl TransportError {
 /// platform's request is needed to tell what failed. The text is stored with the publish
 /// attempt, shown in the trace and logged.
 fn without_query(error: &reqwest::Error) -> String {
-    let text = error.to_string();
+    let text = with_causes(error);
     match error.url().and_then(|url| url.query()) {
         Some(query) if !query.is_empty() => text.replace(query, "<query redacted>"),
         _ => text,
     }
+}
+
+/// An error's text and its causes', `: ` apart: reqwest's own says "error sending request
+/// for url (…)", and only its causes tell a refused connection from a name that does not
+/// resolve or a certificate refused.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text = format!("{text}: {next}");
+        cause = next.source();
+    }
+    text
 }
 
 impl Classify for TransportError {
@@ -203,6 +216,7 @@ mod tests {
         assert_eq!(transport.kind, "connect");
         assert!(transport.message.contains("127.0.0.1:1/feeds/doc-7?<query redacted>"), "{transport}");
         assert!(!transport.message.contains("AKIA1234") && !transport.message.contains("5f1c"), "{transport}");
+        assert!(transport.message.to_lowercase().contains("connection refused"), "the cause is told: {transport}");
     }
 
     use super::*;
