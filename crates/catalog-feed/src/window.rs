@@ -62,8 +62,8 @@ impl WindowCursor {
 }
 
 /// The incremental window due at `now`: from the end of the last completed incremental
-/// window (or, without one, one sync period back) minus `overlap`, to `now`; never before
-/// going live. `None` when that is empty.
+/// window (or, without one, one sync period back), minus `overlap` either way, to `now`;
+/// never before going live. `None` when that is empty.
 pub fn incremental_window(
     go_live: DateTime<Utc>,
     sync_frequency: Duration,
