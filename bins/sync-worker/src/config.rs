@@ -334,7 +334,8 @@ pub struct FeedArgs {
 
     /// How often a feed switched off (through the admin API) is looked at again, in
     /// seconds: a switch takes effect within this long (scheduled mode; a feed switched off
-    /// is also not pulled from its next piece of work on).
+    /// is also not pulled from its next piece of work on). The store's feeds are read again
+    /// as often: a feed created meanwhile (another process's --feeds-file) is scheduled.
     #[arg(long, env = "CATALOG_FEED_SWITCH_POLL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub feed_switch_poll_seconds: u32,
 }

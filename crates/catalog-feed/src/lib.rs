@@ -15,6 +15,7 @@ pub mod schedule;
 mod scheduled;
 pub mod window;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -384,7 +385,9 @@ impl FeedSource {
     /// taking one of `max_parallel_feeds` slots at a time, so a slow or failing feed holds
     /// back no other. A feed switched off (by an operator, through the admin API) does no
     /// work until it is switched on again: its loop reads the switch before each piece of
-    /// work, and every `switch_poll` while it is off.
+    /// work, and every `switch_poll` while it is off. The store's feeds are read again every
+    /// `switch_poll` of wall time: a feed created meanwhile (another process's `--feeds-file`)
+    /// is scheduled, with a manual run asked for it, without a restart.
     pub async fn run(&self, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), FeedSourceError> {
         let feeds = self.store.feeds().await?;
         let n_enabled = feeds.iter().filter(|feed| feed.settings.sync_enabled).count();
@@ -393,28 +396,72 @@ impl FeedSource {
         // Stops every feed once one fails fatally.
         let stop = shutdown.child_token();
         let mut loops: JoinSet<Result<(), FeedSourceError>> = JoinSet::new();
-        for feed in feeds {
-            let (source, permits, clock, stop) = (self.clone(), Arc::clone(&permits), Arc::clone(&clock), stop.clone());
-            let name = feed.settings.key.to_string();
-            loops.spawn(async move {
-                source
-                    .feed_loop(feed, clock, permits, stop)
-                    .await
-                    .map_err(|error| FeedSourceError::Fatal { feed: name, error })
-            });
-        }
+        let mut scheduled: HashSet<FeedKey> = HashSet::new();
+        let reread =
+            self.settings.switch_poll.to_std().unwrap_or(StdDuration::from_secs(60)).max(StdDuration::from_millis(50));
+        let mut feeds = Some(feeds);
+        let mut first_read = true;
         let mut outcome = Ok(());
-        while let Some(joined) = loops.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "a feed failed fatally: stopping every feed");
-                    stop.cancel();
-                    outcome = outcome.and(Err(error));
+        while !stop.is_cancelled() {
+            let known = match feeds.take() {
+                Some(feeds) => feeds,
+                None => match self.store.feeds().await {
+                    Ok(feeds) => feeds,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the feeds again failed; the scheduled ones go on");
+                        Vec::new()
+                    }
+                },
+            };
+            for feed in known {
+                if !scheduled.insert(feed.settings.key.clone()) {
+                    continue;
                 }
-                Err(error) => tracing::error!(%error, "a feed's scheduling task failed"),
+                if !first_read {
+                    tracing::info!(feed = %feed.settings.key, "a feed created meanwhile is scheduled");
+                }
+                let (source, permits, clock, stop) =
+                    (self.clone(), Arc::clone(&permits), Arc::clone(&clock), stop.clone());
+                let name = feed.settings.key.to_string();
+                loops.spawn(async move {
+                    source
+                        .feed_loop(feed, clock, permits, stop)
+                        .await
+                        .map_err(|error| FeedSourceError::Fatal { feed: name, error })
+                });
+            }
+            first_read = false;
+            tokio::select! {
+                Some(joined) = loops.join_next() => {
+                    if let Err(error) = feed_loop_ended(joined) {
+                        stop.cancel();
+                        outcome = outcome.and(Err(error));
+                    }
+                }
+                () = tokio::time::sleep(reread) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        while let Some(joined) = loops.join_next().await {
+            if let Err(error) = feed_loop_ended(joined) {
+                outcome = outcome.and(Err(error));
             }
         }
         outcome
+    }
+}
+
+/// How a feed's loop ended: a fatal failure stops every feed.
+fn feed_loop_ended(joined: Result<Result<(), FeedSourceError>, tokio::task::JoinError>) -> Result<(), FeedSourceError> {
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "a feed failed fatally: stopping every feed");
+            Err(error)
+        }
+        Err(error) => {
+            tracing::error!(%error, "a feed's scheduling task failed");
+            Ok(())
+        }
     }
 }

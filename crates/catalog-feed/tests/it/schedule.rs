@@ -341,3 +341,54 @@ async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
     assert!(shown.lines().any(|line| line == "snapshot"), "the first full refresh runs once backfill is done: {shown}");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
+
+/// A feed created while the scheduled source runs (another process's `--feeds-file`) is
+/// scheduled within a poll, and a manual run asked for it runs, without a restart: the feeds
+/// were read once, at start, and the run request waited for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_created_while_scheduled_is_picked_up_with_its_manual_run() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let record = |sku: &str| FeedRecord {
+        sku: sku.to_owned(),
+        quantity: 4,
+        updated_at: now - chrono::TimeDelta::hours(1),
+        sequence: None,
+    };
+    let (first_api, later_api) =
+        (FeedApi::start(vec![record("A-1")], TOKEN).await, FeedApi::start(vec![record("B-1")], TOKEN).await);
+    let go_live = (now - chrono::TimeDelta::days(2)).date_naive();
+    let first = feed_settings("acme", &first_api, go_live);
+    let later = feed_settings("globex", &later_api, go_live);
+    let mut settings = quick_settings();
+    settings.switch_poll = chrono::TimeDelta::milliseconds(100);
+    let source = fixture.source(settings, TOKEN);
+    source.bootstrap(std::slice::from_ref(&first)).await.expect("bootstrap");
+
+    let end = CancellationToken::new();
+    let running = tokio::spawn({
+        let (source, end) = (source.clone(), end.clone());
+        async move { source.run(Arc::new(catalog_feed::SystemClock), end).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    source.bootstrap(std::slice::from_ref(&later)).await.expect("a feed created meanwhile");
+    let request = catalog_store::FeedRunRequest {
+        kind: catalog_store::FeedRunKind::FullRefresh,
+        requested_by: "otto".to_owned(),
+        requested_at: Utc::now(),
+    };
+    assert!(fixture.store.request_feed_run(&later.key, &request).await.expect("request"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let feed = fixture.store.feed(&later.key).await.expect("feed").expect("known");
+        if feed.run_request.is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the manual run of the later feed never ran: {feed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    end.cancel();
+    running.await.expect("the source's task").expect("run");
+    assert!(pulls(&later_api).contains("snapshot"), "{}", pulls(&later_api));
+    assert_eq!(fixture.offers(&key("globex")).await, later_api.expected_offers());
+}
