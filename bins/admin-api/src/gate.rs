@@ -6,7 +6,7 @@
 use catalog_core::{
     decide_step, GateFacts, GateSettings, GateStep, Refusal, Rollout, SignalSettings, SupplierId, TenantId,
 };
-use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError};
+use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError, TenantFlags};
 use chrono::{DateTime, Utc};
 
 /// How many samples the signals history reads at most: a day of samples at a 30 s interval.
@@ -39,9 +39,9 @@ pub struct GateContext {
     pub picked: Vec<AppliedItem>,
     /// Sign-offs since the rollout last changed.
     pub sign_offs: Vec<SignOffRecord>,
-    /// Whether any event of the tenant was seen (it has sync flags): one never seen has
-    /// nothing to roll back.
-    pub seen: bool,
+    /// The tenant's sync flags; `None` for a tenant no event of which was seen yet, which
+    /// has nothing to roll back.
+    pub flags: Option<TenantFlags>,
 }
 
 impl GateContext {
@@ -58,8 +58,8 @@ impl GateContext {
         let samples = store.gate_samples(Some(tenant), since, settings.max_sample_gap / SPANS_PER_GAP).await?;
         let picked = store.applied_items_since(tenant, since_change, settings.sign_offs).await?;
         let sign_offs = store.sign_offs(tenant, since_change).await?;
-        let seen = store.tenant_flags(tenant).await?.is_some();
-        Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs, seen })
+        let flags = store.tenant_flags(tenant).await?;
+        Ok(Self { tenant: tenant.clone(), now, state, samples, picked, sign_offs, flags })
     }
 
     /// Distinct picked items signed off since the rollout last changed.
@@ -86,7 +86,7 @@ impl GateContext {
     /// The rollout `step` leads to now, or every reason it is refused. A tenant never seen has
     /// nothing to roll back (most likely its id is mistyped): refused as not from its stage.
     pub fn decide(&self, step: &GateStep, settings: &GateSettings) -> Result<Rollout, Vec<Refusal>> {
-        if *step == GateStep::Rollback && !self.seen {
+        if *step == GateStep::Rollback && self.flags.is_none() {
             return Err(vec![Refusal::NotFromHere { step: step.as_str(), stage: self.state.rollout.stage() }]);
         }
         decide_step(&self.state.rollout, step, &self.facts(), settings, self.now)

@@ -104,8 +104,8 @@ fn judged_steps(context: &GateContext, state: &AppState, candidate: Option<Suppl
 pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, ApiError> {
     let settings = &state.launch.gate;
     let context = GateContext::read(&*state.store, settings, tenant, Utc::now()).await?;
-    let flags = state.store.tenant_flags(tenant).await?;
-    let candidate = flags
+    let candidate = context
+        .flags
         .iter()
         .flat_map(|flags| flags.suppliers.keys())
         .find(|supplier| !context.state.rollout.applies(supplier))
@@ -127,7 +127,7 @@ pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, 
         tenant_id: tenant.to_string(),
         rollout: context.state.rollout.clone(),
         changed_at: context.state.changed_at,
-        sync_enabled: flags.as_ref().map(|flags| flags.sync_enabled),
+        sync_enabled: context.flags.as_ref().map(|flags| flags.sync_enabled),
         green_now: facts.samples.last().is_some_and(|sample| sample.red.is_empty()),
         green_since,
         green_hours_needed: settings.green_for.num_hours(),
