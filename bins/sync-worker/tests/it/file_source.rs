@@ -364,17 +364,8 @@ fn sigterm_stops_a_worker_whose_standard_input_stays_open() {
     assert!(published.contains("SKU-1"), "{published}");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("send SIGTERM");
     assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("poll the worker") {
-            break exit;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().expect("kill the worker");
-            panic!("the worker still runs 15 s after SIGTERM, its standard input open");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let exit =
+        crate::exit_within(&mut child, std::time::Duration::from_secs(15), "SIGTERM was sent, its standard input open");
     drop(stdin);
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");

@@ -59,17 +59,8 @@ fn a_broken_standard_error_neither_stops_the_run_nor_the_exit() {
             .stderr(writer)
             .spawn()
             .expect("start sync-worker");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let exit = loop {
-            if let Some(exit) = worker.try_wait().expect("poll the worker") {
-                break exit;
-            }
-            if std::time::Instant::now() > deadline {
-                worker.kill().expect("kill the worker");
-                panic!("{format}: the worker still runs 30 s on with its standard error broken");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        };
+        let broken = format!("{format}: its standard error broken");
+        let exit = crate::exit_within(&mut worker, std::time::Duration::from_secs(30), &broken);
         assert!(exit.success(), "{format}: {exit}");
         let mut published = String::new();
         std::io::Read::read_to_string(&mut worker.stdout.take().expect("stdout"), &mut published).expect("stdout");
