@@ -50,6 +50,9 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
+/// How often a pulling worker reports its feeds' state gauges from the store.
+const FEED_REPORT_INTERVAL: Duration = Duration::from_secs(15);
+
 /// The pull source: feeds bootstrapped from `--feeds-file`, then pulled once (`--once`) or
 /// on their schedules until `shutdown`.
 async fn pull(
@@ -210,6 +213,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             source.run(sink, shutdown.clone()).await.context("file source")
         }
         SourceSpec::Pull => {
+            let feeds: Arc<dyn catalog_store::FeedStore> = store.clone();
+            let report =
+                catalog_app::feeds::report_feeds(feeds, metrics.clone(), FEED_REPORT_INTERVAL, stop_services.clone());
+            services.spawn(report.map(Ok));
             readiness.source_running(true);
             pull(&args, store.clone(), sink, metrics.clone(), &shutdown).await
         }

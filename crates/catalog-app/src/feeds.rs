@@ -5,7 +5,9 @@
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
 pub use catalog_store::{gaps, gaps_at};
-use catalog_store::{CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed};
+use catalog_store::{
+    CompletedWindow, DeadLetter, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed,
+};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -108,6 +110,11 @@ pub struct FeedStatus {
     /// [`PULLED_DAYS`] days, newest first): applied, stale, rejected…, and duplicates (records
     /// pulled again).
     pub journal_by_day: Vec<FeedJournalDay>,
+    /// The feed's open pull dead letter: its last run failed (why, since when, how often),
+    /// and the worker tries again after the failure hold. `None` once a run completes. The
+    /// `state` above is the seed's, by completed windows alone: a feed can be `current` and
+    /// failing since.
+    pub failing: Option<DeadLetter>,
 }
 
 /// How many days of pulls a status lists.
@@ -156,6 +163,7 @@ pub fn status(
         last_refresh_drift,
         journal_by_day,
         feed,
+        failing: None,
     })
 }
 
@@ -166,24 +174,81 @@ pub async fn feed_status(
     now: DateTime<Utc>,
 ) -> Result<Option<FeedStatus>, StoreError> {
     let Some(feed) = store.feed(key).await? else { return Ok(None) };
-    read_status(store, feed, now).await.map(Some)
+    let open = store.open_pull_dead_letters().await?;
+    read_status(store, feed, &open, now).await.map(Some)
 }
 
 /// The status of every feed, by tenant and supplier.
 pub async fn feed_statuses(store: &dyn FeedStore, now: DateTime<Utc>) -> Result<Vec<FeedStatus>, StoreError> {
     let mut statuses = Vec::new();
+    let open = store.open_pull_dead_letters().await?;
     for feed in store.feeds().await? {
-        statuses.push(read_status(store, feed, now).await?);
+        statuses.push(read_status(store, feed, &open, now).await?);
     }
     Ok(statuses)
 }
 
-async fn read_status(store: &dyn FeedStore, feed: StoredFeed, now: DateTime<Utc>) -> Result<FeedStatus, StoreError> {
+async fn read_status(
+    store: &dyn FeedStore,
+    feed: StoredFeed,
+    open_pull_dead_letters: &[DeadLetter],
+    now: DateTime<Utc>,
+) -> Result<FeedStatus, StoreError> {
     let key = &feed.settings.key;
     let windows = store.feed_windows(key).await?;
     let drift = store.feed_drifts(key, MAX_DRIFT_SHOWN).await?;
     let journal = store.feed_journal_by_day(key, now - Duration::days(PULLED_DAYS as i64)).await?;
-    status(feed, &windows, drift, journal, now)
+    let failing = pull_dead_letter(open_pull_dead_letters, key).cloned();
+    Ok(FeedStatus { failing, ..status(feed, &windows, drift, journal, now)? })
+}
+
+/// `key`'s letter among the open pull dead letters.
+pub fn pull_dead_letter<'a>(open_pull_dead_letters: &'a [DeadLetter], key: &FeedKey) -> Option<&'a DeadLetter> {
+    let subject = key.to_string();
+    open_pull_dead_letters.iter().find(|letter| letter.subject == subject)
+}
+
+/// Every `interval` until `shutdown`: each feed's state, whether it is failing and whether
+/// it is switched on, as gauges (`catalog_feed_state`, `catalog_feed_failing`,
+/// `catalog_feed_sync_enabled`) read from the store, so they move while no run completes
+/// and agree across workers. A read that fails leaves the gauges as they were until the
+/// next.
+pub async fn report_feeds(
+    store: std::sync::Arc<dyn FeedStore>,
+    metrics: crate::Metrics,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Err(error) = report_feeds_once(&*store, &metrics, Utc::now()).await {
+            tracing::warn!(%error, "reading the feeds for their metrics failed; trying again");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One pass of [`report_feeds`] at `now`.
+pub async fn report_feeds_once(
+    store: &dyn FeedStore,
+    metrics: &crate::Metrics,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let open = store.open_pull_dead_letters().await?;
+    for feed in store.feeds().await? {
+        let key = &feed.settings.key;
+        let label = key.to_string();
+        let failing = pull_dead_letter(&open, key).is_some();
+        metrics.feed_failing.with_label_values(&[&label]).set(i64::from(failing));
+        metrics.feed_sync_enabled.with_label_values(&[&label]).set(i64::from(feed.settings.sync_enabled));
+        let state = feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now);
+        for each in [FeedState::Current, FeedState::Behind, FeedState::Stale] {
+            metrics.feed_state.with_label_values(&[&label, each.as_str()]).set(i64::from(each == state));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -110,6 +110,15 @@ pub struct Metrics {
     pub feed_retries: IntCounterVec,
     /// Now minus the end of the feed's newest completed window, per feed.
     pub feed_window_lag_seconds: IntGaugeVec,
+    /// 1 while a feed's last run failed (its pull dead letter is open), else 0, per feed;
+    /// read from the store, so every worker reports every feed.
+    pub feed_failing: IntGaugeVec,
+    /// 1 for a feed's state by its sync frequency (`current`, `behind`, `stale`), 0 for the
+    /// other two, per feed and state.
+    pub feed_state: IntGaugeVec,
+    /// 1 while a feed is switched on, else 0, per feed: a feed switched off goes stale by
+    /// design.
+    pub feed_sync_enabled: IntGaugeVec,
     /// Differences a full refresh found against the supplier's snapshot (each corrected as
     /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
     pub feed_drift: IntCounterVec,
@@ -341,6 +350,18 @@ impl Metrics {
             "Now minus the end of the feed's newest completed window.",
             &["feed"],
         );
+        let feed_failing = gauge(
+            "catalog_feed_failing",
+            "1 while the feed's last run failed (a pull dead letter is open), else 0.",
+            &["feed"],
+        );
+        let feed_state = gauge(
+            "catalog_feed_state",
+            "1 for the feed's state by its sync frequency (current, behind, stale), 0 for the others.",
+            &["feed", "state"],
+        );
+        let feed_sync_enabled =
+            gauge("catalog_feed_sync_enabled", "1 while the feed is switched on, else 0.", &["feed"]);
         let feed_drift = counter(
             "catalog_feed_drift_total",
             "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
@@ -420,6 +441,9 @@ impl Metrics {
             feed_pages,
             feed_retries,
             feed_window_lag_seconds,
+            feed_failing,
+            feed_state,
+            feed_sync_enabled,
             feed_drift,
             journal_segments_dropped,
             journal_rows_archived,

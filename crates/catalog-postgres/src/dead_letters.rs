@@ -253,6 +253,20 @@ pub(crate) async fn item_dead_letters(pool: &PgPool, item_id: ItemId) -> Result<
     .collect()
 }
 
+pub(crate) async fn open_pull_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = $1 AND resolved_at IS NULL
+         ORDER BY subject, dead_letter_id"
+    ))
+    .bind(catalog_store::PULL_STAGE)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
 pub(crate) async fn dead_letter_counts(pool: &PgPool) -> Result<Vec<DeadLetterCount>, StoreError> {
     sqlx::query(
         "SELECT channel, count(*) AS open, count(quarantined_at) AS quarantined FROM dead_letters

@@ -352,6 +352,10 @@ impl FeedStore for PostgresStore {
         with_deadline(self.deadline, "resolve_pull_failure", feeds::resolve_pull_failure(&self.pool, key)).await
     }
 
+    async fn open_pull_dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        with_deadline(self.deadline, "open_pull_dead_letters", dead_letters::open_pull_dead_letters(&self.pool)).await
+    }
+
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
         with_deadline(self.deadline, "feed_offers", feeds::feed_offers(&self.pool, key)).await
     }

@@ -299,6 +299,20 @@ pub(crate) async fn item_dead_letters(pool: &SqlitePool, item_id: ItemId) -> Res
     .collect()
 }
 
+pub(crate) async fn open_pull_dead_letters(pool: &SqlitePool) -> Result<Vec<DeadLetter>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND resolved_at IS NULL
+         ORDER BY subject, dead_letter_id"
+    ))
+    .bind(catalog_store::PULL_STAGE)
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(dead_letter_row)
+    .collect()
+}
+
 pub(crate) async fn dead_letter_counts(pool: &SqlitePool) -> Result<Vec<DeadLetterCount>, StoreError> {
     sqlx::query(
         "SELECT channel, count(*) AS open, count(quarantined_at) AS quarantined FROM dead_letters \

@@ -326,6 +326,10 @@ impl FeedStore for SqliteStore {
         feeds::resolve_pull_failure(&self.writer, key).await
     }
 
+    async fn open_pull_dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::open_pull_dead_letters(&self.pool).await
+    }
+
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
         feeds::feed_offers(&self.pool, key).await
     }

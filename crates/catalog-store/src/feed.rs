@@ -250,6 +250,10 @@ pub trait FeedStore: Send + Sync + std::fmt::Debug {
     /// completed; `false` when there was none.
     async fn resolve_pull_failure(&self, key: &FeedKey) -> Result<bool, StoreError>;
 
+    /// Every open pull dead letter (at most one per feed: its last run failed), by subject
+    /// (`tenant/supplier`).
+    async fn open_pull_dead_letters(&self) -> Result<Vec<crate::DeadLetter>, StoreError>;
+
     /// The stored offers of the feed's tenant and supplier, by SKU.
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError>;
 

@@ -51,6 +51,11 @@ pub struct FeedView {
     /// The feed's records as the journal decided them, per day of first reception, newest
     /// first (the last 14 days).
     pub records_by_day: Vec<RecordsDayView>,
+    /// The feed's open pull dead letter: its last run failed (the reason, the error, the
+    /// feed's answer, how many runs failed since when), and the worker tries again after its
+    /// failure hold. `null` once a run completes. `state` counts completed windows alone, so
+    /// a feed can be `current` and failing since.
+    pub failing: Option<catalog_store::DeadLetter>,
 }
 
 /// One day of a feed's journaled records.
@@ -128,6 +133,7 @@ impl From<FeedStatus> for FeedView {
             run_times: settings.run_times.iter().map(|time| time.format("%H:%M").to_string()).collect(),
             go_live_date: settings.go_live_date,
             run_request: status.feed.run_request.map(RunRequestView::from),
+            failing: status.failing,
             records_by_day: status
                 .journal_by_day
                 .into_iter()

@@ -64,6 +64,16 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
                 "Pulled from " code { (feed.base_url) } " with the token in " code { (feed.token_env) } ", every "
                 (feed.sync_frequency_hours) " h at " (feed.run_times.join(", ")) " " (feed.timezone) ", live since " (feed.go_live_date) "."
             }
+            @if let Some(letter) = &feed.failing {
+                p.error role="alert" {
+                    "Failing: " (letter.attempts) " run(s) failed since " (when(letter.first_failed_at)) ", the last at "
+                    (when(letter.last_failed_at)) ": " strong { (letter.reason) }
+                    @if let Some(error) = &letter.error { " (" (error) ")" }
+                    ". The worker tries again after its failure hold; the first run that completes resolves "
+                    a href="/dead-letters" { "dead letter " (letter.dead_letter_id) } "."
+                    @if let Some(body) = &letter.body { br; small { "The feed answered: " code { (body) } } }
+                }
+            }
             @if let Some(request) = &feed.run_request {
                 p.notice { "Asked for by " (request.requested_by) " at " (when(request.requested_at)) ", not yet run: " (request.kind)
                     @if let (Some(since), Some(until)) = (request.since, request.until) { " from " (when(since)) " until " (when(until)) } "." }
@@ -130,7 +140,7 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
     let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
     let body = html! {
         h2 { "Supplier feeds (" (feeds.len()) ")" }
-        p { "Current: a window completed within one sync period. Behind: within two. Stale: longer, or never." }
+        p { "Current: a window completed within one sync period. Behind: within two. Stale: longer, or never. Failing: the feed's last run failed (a pull dead letter is open)." }
         @if feeds.is_empty() { p { "No feeds: the worker's --feeds-file adds them." } } @else {
             table {
                 thead { tr { th scope="col" { "Tenant" } th scope="col" { "Supplier" } th scope="col" { "State" } th scope="col" { "Pulling" } th scope="col" { "Last sync" } th scope="col" { "Windows" } th scope="col" { "Gaps" } th scope="col" { "Initial sync" } th scope="col" { "Last full refresh" } th scope="col" { "Drift found" } } }
@@ -139,7 +149,7 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
                         tr {
                             td { (feed.tenant_id) }
                             td { a href=(format!("#feed-{}-{}", feed.tenant_id, feed.supplier_id)) { (feed.supplier_id) } }
-                            td { strong { (feed.state) } }
+                            td { strong { (feed.state) } @if feed.failing.is_some() { br; strong.err { "failing" } } }
                             td { (if feed.sync_enabled { "on" } else { "off" }) " " @if operator { (feed_switch(feed)) } }
                             td { (time(feed.last_sync_at)) }
                             td { (feed.windows_completed) }

@@ -56,6 +56,7 @@ button:focus,input:focus,a:focus{outline:3px solid #0645ad;outline-offset:1px}\
 code,time{white-space:nowrap}code{font-size:.9em}\
 header{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 2rem}header h1{margin:.5rem 0}header p{margin:0}\
 .scroll{overflow-x:auto;margin:.5rem 0}.scroll table{margin:0}.win{background:#e6f4e6}.lose{color:#444}.err{color:#a00;font-weight:bold}.notice{background:#eef4ff;border-left:4px solid #0645ad;padding:.4rem .8rem}\
+.error{background:#fff0f0;border-left:4px solid #a00;padding:.4rem .8rem}\
 .raw{white-space:pre-wrap;overflow-wrap:anywhere;max-height:12rem;overflow-y:auto;margin:.25rem 0}";
 
 /// Writes ask first: a form with `data-confirm` submits only once confirmed.

@@ -7,6 +7,7 @@ use chrono::{Duration, NaiveTime, Utc};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::page::page;
 use crate::Server;
 
 fn key() -> FeedKey {
@@ -78,6 +79,35 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         feed["pulled_by_day"].as_array().expect("days").iter().map(|day| day["records"].as_u64().expect("valid")).sum();
     assert_eq!(records, 1_500);
     assert_eq!(server.get_json(&viewer, "/v1/feeds").await.as_array().map(Vec::len), Some(1));
+    assert_eq!(feed["failing"], json!(null), "no run failed");
+
+    // A run fails after the window above: the feed is still `current` by its windows, and
+    // says it is failing, with why, until a run completes.
+    let failure = catalog_store::PullFailure {
+        key: key(),
+        reason: "http_401".to_owned(),
+        error: "the feed refused the token".to_owned(),
+        body: Some("{\"error\":\"unauthorized\"}".to_owned()),
+    };
+    let letter = server.store.record_pull_failure(&failure).await.expect("record");
+    server.store.record_pull_failure(&failure).await.expect("record");
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!(feed["state"], "current");
+    assert_eq!(
+        (
+            feed["failing"]["dead_letter_id"].clone(),
+            feed["failing"]["reason"].clone(),
+            feed["failing"]["attempts"].clone()
+        ),
+        (json!(letter), json!("http_401"), json!(2))
+    );
+    assert_eq!(server.get_json(&viewer, "/v1/feeds").await[0]["failing"]["reason"], "http_401");
+    let html = page(&server, &viewer, "/feeds").await;
+    assert!(html.contains("Failing: 2 run(s) failed since"), "the page says the feed fails: {html}");
+    assert!(html.contains("unauthorized"), "with the feed's answer");
+    assert!(server.store.resolve_pull_failure(&key()).await.expect("resolve"));
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!(feed["failing"], json!(null), "a run that completes resolves it");
     assert_eq!(server.get(&viewer, "/v1/tenants/canary/feeds/zeta").await.status(), 404);
     assert_eq!(server.get(&viewer, "/v1/tenants/canary/feeds/not%20valid").await.status(), 400);
 
@@ -142,26 +172,12 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         (json!("feed.run"), json!("feed/canary/acme"))
     );
 
-    let page = server
-        .client
-        .get(server.url("/feeds"))
-        .header("cookie", format!("admin_token={viewer}"))
-        .send()
-        .await
-        .expect("page");
-    let page = page.text().await.expect("html");
-    assert!(page.contains("Feed acme of canary") && page.contains("ABC-1"), "the page shows the feed and its drift");
-    assert!(!page.contains("Switch pulling"), "a viewer sees no switch");
-    assert!(page.contains("not yet run: backfill"), "the waiting request shows");
-    assert!(!page.contains("/page/feeds/runs"), "a viewer asks for no run");
-    let page = server
-        .client
-        .get(server.url("/feeds"))
-        .header("cookie", format!("admin_token={operator}"))
-        .send()
-        .await
-        .expect("page");
-    assert!(page.text().await.expect("html").contains("Switch pulling on for feed acme of canary"));
+    let html = page(&server, &viewer, "/feeds").await;
+    assert!(html.contains("Feed acme of canary") && html.contains("ABC-1"), "the page shows the feed and its drift");
+    assert!(!html.contains("Switch pulling"), "a viewer sees no switch");
+    assert!(html.contains("not yet run: backfill"), "the waiting request shows");
+    assert!(!html.contains("/page/feeds/runs"), "a viewer asks for no run");
+    assert!(page(&server, &operator, "/feeds").await.contains("Switch pulling on for feed acme of canary"));
     server.stop().await;
 }
 

@@ -325,15 +325,7 @@ async fn the_signals_routes_judge_now_and_return_the_history() {
     assert_eq!(server.get(&viewer, "/v1/tenants/canary/signals?since=yesterday").await.status(), 400);
     assert_eq!(server.get(&viewer, "/v1/tenants/nobody/signals").await.status(), 404);
 
-    let page = server
-        .client
-        .get(server.url("/signals?tenant=canary"))
-        .header("cookie", format!("admin_token={viewer}"))
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
+    let html = crate::page::page(&server, &viewer, "/signals?tenant=canary").await;
     assert_eq!(html.matches("<svg").count(), 4, "one chart per signal");
     assert!(html.contains("<polyline"), "the history is drawn");
     assert!(html.contains("Sample to trace and sign off"));

@@ -4,6 +4,7 @@
 mod alerts;
 mod apply;
 mod channels;
+mod feed_metrics;
 mod heal;
 mod held;
 mod reconcile_marketplaces;

@@ -174,7 +174,18 @@ pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G
     assert_eq!(store.record_pull_failure(&timeout).await.expect("record"), first);
     let letter = store.dead_letter(first).await.expect("read").expect("the letter");
     assert_eq!((letter.reason.as_str(), letter.body.as_deref(), letter.attempts), ("timeout", None, 3));
+    let zeta = settings("canary", "zeta");
+    store.upsert_feed(&zeta).await.expect("upsert");
+    let zeta_letter = store.record_pull_failure(&PullFailure { key: zeta.key.clone(), ..timeout.clone() }).await;
+    let open_ids = |letters: Vec<crate::DeadLetter>| -> Vec<(i64, String)> {
+        letters.into_iter().map(|letter| (letter.dead_letter_id, letter.subject)).collect()
+    };
+    let open = open_ids(store.open_pull_dead_letters().await.expect("open letters"));
+    let zeta_letter = zeta_letter.expect("record");
+    assert_eq!(open, vec![(first, "canary/acme".to_owned()), (zeta_letter, "canary/zeta".to_owned())]);
     assert!(store.resolve_pull_failure(&acme.key).await.expect("resolve"));
+    let open = open_ids(store.open_pull_dead_letters().await.expect("open letters"));
+    assert_eq!(open, vec![(zeta_letter, "canary/zeta".to_owned())], "a resolved letter is not open");
     assert!(!store.resolve_pull_failure(&acme.key).await.expect("resolve"), "nothing left open");
     let letter = store.dead_letter(first).await.expect("read").expect("the letter");
     assert_eq!(letter.resolution.as_deref(), Some("pulled"));

@@ -1,0 +1,74 @@
+//! The feeds' gauges as the worker reports them from the store: a feed whose last run failed
+//! is failing until a run completes, whatever its state by completed windows, and a feed
+//! switched off says so.
+
+use catalog_app::feeds::report_feeds_once;
+use catalog_app::Metrics;
+use catalog_core::{SupplierId, TenantId};
+use catalog_sqlite::SqliteStore;
+use catalog_store::{CompletedWindow, FeedKey, FeedSettings, FeedStore, PullFailure, StoreConfig, WindowKind};
+use chrono::{Duration, NaiveTime, Utc};
+
+fn settings(supplier: &str) -> FeedSettings {
+    FeedSettings {
+        key: FeedKey {
+            tenant: TenantId::parse("canary").expect("valid"),
+            supplier: SupplierId::parse(supplier).expect("valid"),
+        },
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token_env: "FEED_TOKEN".to_owned(),
+        go_live_date: (Utc::now() - Duration::days(3)).date_naive(),
+        sync_frequency_hours: 6,
+        timezone: "UTC".to_owned(),
+        run_times: vec![NaiveTime::MIN],
+        requests_per_second: None,
+        sync_enabled: true,
+    }
+}
+
+fn gauges(metrics: &Metrics, feed: &str) -> (i64, i64, [i64; 3]) {
+    let state = |state: &str| metrics.feed_state.with_label_values(&[feed, state]).get();
+    (
+        metrics.feed_failing.with_label_values(&[feed]).get(),
+        metrics.feed_sync_enabled.with_label_values(&[feed]).get(),
+        [state("current"), state("behind"), state("stale")],
+    )
+}
+
+#[tokio::test]
+async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let (acme, zeta) = (settings("acme"), settings("zeta"));
+    store.upsert_feed(&acme).await.expect("feed");
+    store.upsert_feed(&zeta).await.expect("feed");
+    let now = Utc::now();
+    let window = CompletedWindow {
+        kind: WindowKind::Incremental,
+        since: now - Duration::hours(7),
+        until: now - Duration::hours(1),
+        completed_at: now - Duration::hours(1),
+        n_records: 10,
+        n_pages: 1,
+        n_windows: 1,
+    };
+    store.complete_window(&acme.key, &window).await.expect("window");
+    let failure = PullFailure {
+        key: acme.key.clone(),
+        reason: "http_401".to_owned(),
+        error: "the feed refused the token".to_owned(),
+        body: None,
+    };
+    store.record_pull_failure(&failure).await.expect("record");
+    store.set_feed_sync(&zeta.key, false).await.expect("switch");
+
+    let metrics = Metrics::new();
+    report_feeds_once(&store, &metrics, now).await.expect("report");
+    assert_eq!(gauges(&metrics, "canary/acme"), (1, 1, [1, 0, 0]), "current by its windows, and failing since");
+    assert_eq!(gauges(&metrics, "canary/zeta"), (0, 0, [0, 0, 1]), "never pulled, and switched off");
+
+    assert!(store.resolve_pull_failure(&acme.key).await.expect("resolve"));
+    report_feeds_once(&store, &metrics, now + Duration::hours(8)).await.expect("report");
+    assert_eq!(gauges(&metrics, "canary/acme"), (0, 1, [0, 1, 0]), "a run completed; no window for 9 hours");
+}
