@@ -66,8 +66,9 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
             }
             @if let Some(letter) = &feed.failing {
                 p.error role="alert" {
-                    "Failing: " (letter.attempts) " run(s) failed since " (when(letter.first_failed_at)) ", the last at "
-                    (when(letter.last_failed_at)) ": " strong { (letter.reason) }
+                    "Failing: " (letter.attempts) @if letter.attempts == 1 { " run failed at " (when(letter.first_failed_at)) } @else {
+                        " runs failed since " (when(letter.first_failed_at)) ", the last at " (when(letter.last_failed_at)) }
+                    ": " strong { (letter.reason) }
                     @if let Some(error) = &letter.error { " (" (error) ")" }
                     ". The worker tries again after its failure hold; the first run that completes resolves "
                     a href="/dead-letters" { "dead letter " (letter.dead_letter_id) } "."

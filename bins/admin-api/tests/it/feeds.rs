@@ -103,7 +103,7 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     );
     assert_eq!(server.get_json(&viewer, "/v1/feeds").await[0]["failing"]["reason"], "http_401");
     let html = page(&server, &viewer, "/feeds").await;
-    assert!(html.contains("Failing: 2 run(s) failed since"), "the page says the feed fails: {html}");
+    assert!(html.contains("Failing: 2 runs failed since"), "the page says the feed fails: {html}");
     assert!(html.contains("unauthorized"), "with the feed's answer");
     assert!(server.store.resolve_pull_failure(&key()).await.expect("resolve"));
     let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
