@@ -15,7 +15,7 @@ use sqlx::PgPool;
 
 use crate::apply::upsert_outbox;
 use crate::columns::{column, journal_entries, narrowed, JOURNAL_COLUMNS};
-use crate::dead_letters::{dead_letter_row, DEAD_LETTER_COLUMNS};
+use crate::dead_letters::{dead_letter_row, fetch_dead_letters, DEAD_LETTER_COLUMNS};
 use crate::store_error;
 
 fn limit(value: usize) -> i64 {
@@ -287,21 +287,19 @@ pub(crate) async fn count_dead_letters(pool: &PgPool, filter: &DeadLetterFilter)
 pub(crate) async fn dead_letters(pool: &PgPool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
     // Optional filters are bound as NULL and switched off in SQL: one statement for all.
     let columns = DEAD_LETTER_COLUMNS.split(", ").map(|name| format!("d.{name}")).collect::<Vec<_>>().join(", ");
-    sqlx::query(&format!(
-        "SELECT {columns} FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER} ORDER BY d.dead_letter_id DESC LIMIT $6"
-    ))
-    .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
-    .bind(filter.channel.as_deref())
-    .bind(filter.stage.as_deref())
-    .bind(filter.open)
-    .bind(filter.before_id)
-    .bind(limit(filter.limit))
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {columns} FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER} ORDER BY d.dead_letter_id DESC LIMIT $6"
+        ))
+        .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+        .bind(filter.channel.as_deref())
+        .bind(filter.stage.as_deref())
+        .bind(filter.open)
+        .bind(filter.before_id)
+        .bind(limit(filter.limit)),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn dead_letter(pool: &PgPool, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {

@@ -50,6 +50,14 @@ pub(crate) fn dead_letter_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
     })
 }
 
+/// The letters `query` (a `SELECT` of `DEAD_LETTER_COLUMNS`) finds, in its order.
+pub(crate) async fn fetch_dead_letters(
+    pool: &PgPool,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    query.fetch_all(pool).await.map_err(store_error)?.iter().map(dead_letter_row).collect()
+}
+
 /// Writes, or counts on, the open dead letter of a publish that will not succeed: the open
 /// letter keeps the newest version that failed, and the newest answer body any of its
 /// failures came with (a later failure without one, retries run out on 503s, keeps it).
@@ -226,45 +234,39 @@ pub(crate) async fn heal(pool: &PgPool, config: &StoreConfig, heal: &DeadLetterH
 }
 
 pub(crate) async fn open_dead_letters(pool: &PgPool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL
-         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1"
-    ))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL
+             ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT $1"
+        ))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn item_dead_letters(pool: &PgPool, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = 'publish' AND subject = $1
-         ORDER BY dead_letter_id"
-    ))
-    .bind(item_id.to_string())
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = 'publish' AND subject = $1
+             ORDER BY dead_letter_id"
+        ))
+        .bind(item_id.to_string()),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn open_pull_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = $1 AND resolved_at IS NULL
-         ORDER BY subject, dead_letter_id"
-    ))
-    .bind(catalog_store::PULL_STAGE)
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = $1 AND resolved_at IS NULL
+             ORDER BY subject, dead_letter_id"
+        ))
+        .bind(catalog_store::PULL_STAGE),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn dead_letter_counts(pool: &PgPool) -> Result<Vec<DeadLetterCount>, StoreError> {

@@ -17,7 +17,7 @@ use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
 use crate::columns::{self, micros, JOURNAL_COLUMNS};
-use crate::dead_letters::{dead_letter_row, DEAD_LETTER_COLUMNS};
+use crate::dead_letters::{dead_letter_row, fetch_dead_letters, DEAD_LETTER_COLUMNS};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 
@@ -311,21 +311,19 @@ pub(crate) async fn count_dead_letters(pool: &SqlitePool, filter: &DeadLetterFil
 
 pub(crate) async fn dead_letters(pool: &SqlitePool, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
     let columns = DEAD_LETTER_COLUMNS.split(", ").map(|name| format!("d.{name}")).collect::<Vec<_>>().join(", ");
-    sqlx::query(&format!(
-        "SELECT {columns} FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER} ORDER BY d.dead_letter_id DESC LIMIT ?6"
-    ))
-    .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
-    .bind(filter.channel.as_deref())
-    .bind(filter.stage.as_deref())
-    .bind(filter.open)
-    .bind(filter.before_id)
-    .bind(limit(filter.limit))
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {columns} FROM dead_letters AS d WHERE {DEAD_LETTER_FILTER} ORDER BY d.dead_letter_id DESC LIMIT ?6"
+        ))
+        .bind(filter.tenant.as_ref().map(|tenant| tenant.as_str()))
+        .bind(filter.channel.as_deref())
+        .bind(filter.stage.as_deref())
+        .bind(filter.open)
+        .bind(filter.before_id)
+        .bind(limit(filter.limit)),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn dead_letter(pool: &SqlitePool, dead_letter_id: i64) -> Result<Option<DeadLetter>, StoreError> {

@@ -61,6 +61,14 @@ pub(crate) fn dead_letter_row(row: &SqliteRow) -> Result<DeadLetter, StoreError>
     })
 }
 
+/// The letters `query` (a `SELECT` of `DEAD_LETTER_COLUMNS`) finds, in its order.
+pub(crate) async fn fetch_dead_letters<'q>(
+    pool: &SqlitePool,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    query.fetch_all(pool).await.map_err(store_error)?.iter().map(dead_letter_row).collect()
+}
+
 /// Counts the failures on the item's open dead letter for the channel (which keeps the newest
 /// version that failed, and the newest answer body any of its failures came with), or opens
 /// one. Every failed attempt of the version counts (the record's attempt is its number among
@@ -272,45 +280,39 @@ fn heal_in(connection: &Connection, config: &StoreConfig, heal: &DeadLetterHeal)
 }
 
 pub(crate) async fn open_dead_letters(pool: &SqlitePool, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
-         ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT ?1"
-    ))
-    .bind(saturating_i64(limit))
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
+             ORDER BY last_failed_at DESC, dead_letter_id DESC LIMIT ?1"
+        ))
+        .bind(saturating_i64(limit)),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn item_dead_letters(pool: &SqlitePool, item_id: ItemId) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND subject = ?2 ORDER BY dead_letter_id"
-    ))
-    .bind(PUBLISH_STAGE)
-    .bind(item_id.to_string())
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND subject = ?2 ORDER BY dead_letter_id"
+        ))
+        .bind(PUBLISH_STAGE)
+        .bind(item_id.to_string()),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn open_pull_dead_letters(pool: &SqlitePool) -> Result<Vec<DeadLetter>, StoreError> {
-    sqlx::query(&format!(
-        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND resolved_at IS NULL
-         ORDER BY subject, dead_letter_id"
-    ))
-    .bind(catalog_store::PULL_STAGE)
-    .fetch_all(pool)
+    fetch_dead_letters(
+        pool,
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = ?1 AND resolved_at IS NULL
+             ORDER BY subject, dead_letter_id"
+        ))
+        .bind(catalog_store::PULL_STAGE),
+    )
     .await
-    .map_err(store_error)?
-    .iter()
-    .map(dead_letter_row)
-    .collect()
 }
 
 pub(crate) async fn dead_letter_counts(pool: &SqlitePool) -> Result<Vec<DeadLetterCount>, StoreError> {
