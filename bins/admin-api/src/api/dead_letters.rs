@@ -114,6 +114,15 @@ pub async fn retry(state: &AppState, caller: &Caller, dead_letter_id: i64) -> Re
             code: "already_resolved",
             message: format!("dead letter {dead_letter_id} is resolved"),
         }),
+        DeadLetterRetry::NotRetryable if before.stage == catalog_store::PULL_STAGE => Err(ApiError::Conflict {
+            code: "not_retryable",
+            message: format!(
+                "dead letter {dead_letter_id} is a failed run of feed {}: ask for a run of the feed \
+                 (POST /v1/tenants/{{tenant}}/feeds/{{supplier}}/runs) or wait for its next; the first run that \
+                 completes resolves it",
+                before.subject
+            ),
+        }),
         DeadLetterRetry::NotRetryable => Err(ApiError::Conflict {
             code: "not_retryable",
             message: format!(

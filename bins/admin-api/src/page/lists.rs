@@ -4,7 +4,8 @@
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use catalog_store::DeadLetterFilter;
+use catalog_core::{SupplierId, TenantId};
+use catalog_store::{DeadLetterFilter, FeedKey};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -22,6 +23,13 @@ pub(super) fn dead_letter_actions(dead_letter_id: i64) -> Markup {
             button type="submit" aria-label=(format!("Retry dead letter {dead_letter_id}")) { "Retry" }
         }
         " "
+        (resolve_form(dead_letter_id))
+    }
+}
+
+/// An operator's resolve of a dead letter with a note, behind a confirmation.
+fn resolve_form(dead_letter_id: i64) -> Markup {
+    html! {
         form.inline method="post" action="/page/dead-letters" data-confirm=(format!("Resolve dead letter {dead_letter_id}?")) {
             input type="hidden" name="dead_letter_id" value=(dead_letter_id);
             input type="hidden" name="action" value="resolve";
@@ -30,6 +38,31 @@ pub(super) fn dead_letter_actions(dead_letter_id: i64) -> Markup {
             button type="submit" aria-label=(format!("Resolve dead letter {dead_letter_id}")) { "Resolve" }
         }
     }
+}
+
+/// An operator's manual run of the feed a pull dead letter is about (its retry: the first
+/// run that completes resolves the letter), and its resolve, each behind a confirmation.
+fn pull_letter_actions(dead_letter_id: i64, feed: &FeedKey) -> Markup {
+    let what = format!("feed {} of {}", feed.supplier, feed.tenant);
+    html! {
+        form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Pull now for {what}?")) {
+            input type="hidden" name="tenant" value=(feed.tenant);
+            input type="hidden" name="supplier" value=(feed.supplier);
+            input type="hidden" name="kind" value="incremental";
+            button type="submit" aria-label=(format!("Pull now for {what}")) { "Pull now" }
+        }
+        " "
+        (resolve_form(dead_letter_id))
+    }
+}
+
+/// The feed a pull dead letter is about (its subject is `tenant/supplier`).
+fn pull_letter_feed(letter: &catalog_store::DeadLetter) -> Option<FeedKey> {
+    if letter.stage != catalog_store::PULL_STAGE {
+        return None;
+    }
+    let (tenant, supplier) = letter.subject.split_once('/')?;
+    Some(FeedKey { tenant: TenantId::parse(tenant).ok()?, supplier: SupplierId::parse(supplier).ok()? })
 }
 
 /// Open dead letters the page lists at most.
@@ -48,23 +81,34 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
         @if more {
             p.notice role="note" { "More than " (MAX_LETTERS_SHOWN) " are open: the newest are shown. Every one, with filters by tenant, channel and stage: " code { "GET /v1/dead-letters" } "." }
         }
-        p { "Publishes a channel refused for good, newest first. Retry requeues the item's current version; resolve closes the letter with your note." }
+        p { "Publishes a channel refused for good, and supplier feeds' failed runs (stage pull), newest first. Retry requeues the item's current version; Pull now asks for a run of the feed, and the first run that completes resolves its letter; resolve closes the letter with your note." }
         @if letters.is_empty() { p { "None." } } @else {
             table {
-                thead { tr { th scope="col" { "Id" } th scope="col" { "Item" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Heal rounds" } th scope="col" { "Operator retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Item or feed" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Heal rounds" } th scope="col" { "Operator retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
                 tbody {
                     @for letter in &letters {
+                        @let feed = pull_letter_feed(letter);
                         tr {
                             td { (letter.dead_letter_id) }
-                            td { a href=(format!("/?item_id={}", letter.subject)) { code { (letter.subject) } } }
-                            td { (letter.channel.clone().unwrap_or_default()) }
+                            @if let Some(feed) = &feed {
+                                td { "feed " a href=(format!("/feeds#feed-{}-{}", feed.tenant, feed.supplier)) { code { (letter.subject) } } }
+                                td { em { "pull" } }
+                            } @else {
+                                td { a href=(format!("/?item_id={}", letter.subject)) { code { (letter.subject) } } }
+                                td { (letter.channel.clone().unwrap_or_default()) }
+                            }
                             td { (letter.reason) @if let Some(error) = &letter.error { br; small { (error) } } @if letter.quarantined_at.is_some() { br; strong { "quarantined" } } }
                             td { (letter.version) }
                             td { (letter.attempts) }
                             td { (letter.heal_rounds) }
                             td { (letter.operator_retries) }
                             td { (when(letter.last_failed_at)) }
-                            @if caller.role >= Role::Operator { td { (dead_letter_actions(letter.dead_letter_id)) } }
+                            @if caller.role >= Role::Operator {
+                                td {
+                                    @if let Some(feed) = &feed { (pull_letter_actions(letter.dead_letter_id, feed)) }
+                                    @else { (dead_letter_actions(letter.dead_letter_id)) }
+                                }
+                            }
                         }
                     }
                 }

@@ -105,6 +105,18 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     let html = page(&server, &viewer, "/feeds").await;
     assert!(html.contains("Failing: 2 runs failed since"), "the page says the feed fails: {html}");
     assert!(html.contains("unauthorized"), "with the feed's answer");
+    // The dead letters' list names the feed, and an operator's retry of it is a run of the feed.
+    let html = page(&server, &operator, "/dead-letters").await;
+    assert!(html.contains(r#"href="/feeds#feed-canary-acme""#), "the letter links to its feed: {html}");
+    assert!(html.contains("Pull now for feed acme of canary"), "its retry is a run of the feed: {html}");
+    assert!(!html.contains(&format!("Retry dead letter {letter}")), "no item to requeue: {html}");
+    let retry = server.send(Method::POST, &operator, &format!("/v1/dead-letters/{letter}/retry"), json!({})).await;
+    assert_eq!(retry.status(), 409);
+    let refusal: serde_json::Value = retry.json().await.expect("json");
+    assert!(
+        refusal["message"].as_str().is_some_and(|message| message.contains("failed run of feed canary/acme")),
+        "{refusal}"
+    );
     assert!(server.store.resolve_pull_failure(&key()).await.expect("resolve"));
     let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
     assert_eq!(feed["failing"], json!(null), "a run that completes resolves it");
