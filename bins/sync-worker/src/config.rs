@@ -338,6 +338,12 @@ pub struct FeedArgs {
     /// as often: a feed created meanwhile (another process's --feeds-file) is scheduled.
     #[arg(long, env = "CATALOG_FEED_SWITCH_POLL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub feed_switch_poll_seconds: u32,
+
+    /// How long a feed whose run failed waits before it is tried again, in seconds
+    /// (scheduled mode), or as long as its supplier asked if that is longer (a 429 whose
+    /// Retry-After ended the run). The failure is a pull dead letter meanwhile.
+    #[arg(long, env = "CATALOG_FEED_FAILURE_HOLD_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub feed_failure_hold_seconds: u32,
 }
 
 impl FeedArgs {
@@ -356,6 +362,7 @@ impl FeedArgs {
             },
             default_requests_per_second: (self.feed_rate > 0).then_some(self.feed_rate),
             switch_poll: chrono::Duration::seconds(i64::from(self.feed_switch_poll_seconds)),
+            failure_hold: chrono::Duration::seconds(i64::from(self.feed_failure_hold_seconds)),
             ..defaults
         }
     }

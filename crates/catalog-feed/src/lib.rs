@@ -54,7 +54,8 @@ pub struct PullSettings {
     pub retry: RetrySettings,
     /// Requests per second for feeds that do not set their own; `None`: no limit.
     pub default_requests_per_second: Option<u32>,
-    /// How long a feed whose run failed waits before it is tried again (scheduled mode).
+    /// How long a feed whose run failed waits before it is tried again (scheduled mode;
+    /// `--feed-failure-hold-seconds`), or longer if its supplier asked (`RunError::hold`).
     pub failure_hold: Duration,
     /// How often a feed switched off (or not readable) is looked at again (scheduled mode):
     /// an operator's switch takes effect within this long.

@@ -90,3 +90,36 @@ fn every_line_on_standard_error_is_json_with_log_format_json() {
     let summary = lines.last().expect("a summary")["summary"].as_str().expect("the summary").to_owned();
     assert!(summary.starts_with("summary: events="), "{summary}");
 }
+
+/// The failure hold of the pull source is `--feed-failure-hold-seconds` and
+/// `CATALOG_FEED_FAILURE_HOLD_SECONDS` (300 by default); 0 is refused at start, as it would
+/// try a failing feed again at once, for ever.
+#[test]
+fn the_feed_failure_hold_is_a_flag_and_a_variable_and_zero_is_refused() {
+    use clap::Parser;
+    use sync_worker::config::WorkerArgs;
+
+    let parsed = |extra: &[&str]| {
+        let args = [&["sync-worker", "--source", "pull"][..], extra].concat();
+        WorkerArgs::try_parse_from(args).expect("valid options").feeds.settings().failure_hold
+    };
+    assert_eq!(parsed(&[]), chrono::Duration::seconds(300));
+    assert_eq!(parsed(&["--feed-failure-hold-seconds", "30"]), chrono::Duration::seconds(30));
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    for (flag, env) in [(Some("0"), None), (None, Some("0"))] {
+        let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"));
+        worker.args(["--source", "pull", "--once", "--metrics-addr", "off"]).current_dir(directory.path());
+        worker.env_remove("CATALOG_FEED_FAILURE_HOLD_SECONDS").env("RUST_LOG", "warn");
+        if let Some(seconds) = flag {
+            worker.args(["--feed-failure-hold-seconds", seconds]);
+        }
+        if let Some(seconds) = env {
+            worker.env("CATALOG_FEED_FAILURE_HOLD_SECONDS", seconds);
+        }
+        let output = worker.output().expect("start sync-worker");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "started with {flag:?} {env:?}: {stderr}");
+        assert!(stderr.contains("--feed-failure-hold-seconds"), "{stderr}");
+    }
+}
