@@ -2,12 +2,14 @@
 //! into the same source port as Kafka and files (`catalog_app::BatchSink`). Each record
 //! becomes an `inventory.updated` event with the contract's deterministic event id
 //! (`record`), each page one batch whose checkpoint is the window's cursor (`pull`, `window`),
-//! fetched by a client that follows the contract's error table (`client`). Feeds come from a
+//! fetched by a client that follows the contract's error table (`client`), a failed run
+//! classed, held and recorded as a pull dead letter (`failure`). Feeds come from a
 //! feeds file (`config`) into the store (`catalog_store::FeedStore`); `schedule` says when
 //! each mode is due, with an injected clock; `refresh` is the weekly full refresh.
 
 pub mod client;
 pub mod config;
+mod failure;
 pub mod pull;
 pub mod record;
 pub mod refresh;
@@ -29,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::{classify_response, FeedClient, FeedToken, PullError, RetrySettings, Verdict};
 pub use config::{parse_feeds, read_feeds_file, FeedsFileError};
-pub use pull::{refresh_source_name, source_name, FeedRun, RunError};
+pub use failure::RunError;
+pub use pull::{refresh_source_name, source_name, FeedRun};
 pub use refresh::RefreshReport;
 pub use schedule::{Clock, JumpingClock, Plan, SystemClock, Work};
 pub use window::{Window, WindowCursor};
@@ -336,7 +339,7 @@ impl FeedSource {
             let mut run = match self.open(feed).await {
                 Ok(run) => run,
                 Err(error) => {
-                    pull::record_failure(&*self.store, &key, &error).await;
+                    failure::record_failure(&*self.store, &key, &error).await;
                     return Err(error);
                 }
             };

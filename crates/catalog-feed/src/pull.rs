@@ -6,17 +6,16 @@
 
 use std::sync::Arc;
 
-use catalog_app::{BatchSink, Metrics, SinkError, SourceBatch};
-use catalog_core::{Classify, FailureClass};
+use catalog_app::{BatchSink, Metrics, SourceBatch};
 use catalog_store::{
-    CompletedWindow, FeedKey, FeedRunKind, FeedStore, IncomingEvent, Position, PullFailure, SourceRef, StoreError,
-    StoredFeed, WindowKind,
+    CompletedWindow, FeedKey, FeedRunKind, FeedStore, IncomingEvent, Position, SourceRef, StoredFeed, WindowKind,
 };
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
+use crate::failure::{record_failure, RunError};
 use crate::record::{record_event, Page};
 use crate::window::{backfill_window, go_live_at, incremental_window, Window, WindowCursor};
 
@@ -27,63 +26,6 @@ const PAGES_AHEAD: usize = 8;
 /// How often one pass of a window (or of the snapshot) may be restarted by expired cursors
 /// before the run gives up on it (and pulls it again at the next run).
 pub(crate) const MAX_PASS_RESTARTS: u32 = 3;
-
-/// Why a feed's run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("pulling: {0}")]
-    Pull(#[from] PullError),
-    #[error("applying a page: {0}")]
-    Sink(#[from] SinkError),
-    #[error("feed store: {0}")]
-    Store(#[from] StoreError),
-    #[error("feed {feed} has an unknown time zone {timezone:?}")]
-    TimeZone { feed: FeedKey, timezone: String },
-    /// Another run of the same feed (another worker, a manual `--once`) checkpointed pages
-    /// numbered as this run's first: the store fenced this run's records of them off as
-    /// applied, though they may be records of another window. The window is not recorded,
-    /// so the next run pulls it again.
-    #[error(
-        "another run of this feed applied its pages up to page {stored} first, so {n_records} records of this run's \
-         pages up to {ours} were taken for applied; the window is not recorded and is pulled again at the next run"
-    )]
-    ConcurrentRun { ours: i64, stored: i64, n_records: usize },
-}
-
-impl Classify for RunError {
-    fn failure_class(&self) -> FailureClass {
-        match self {
-            // Refused (400, 401, 403, 404): the contract records it "for an operator", whose
-            // token, base URL or settings it is; so is a token variable left unset.
-            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_)) => FailureClass::NeedsOperator,
-            RunError::Pull(PullError::CursorLoop { .. }) => FailureClass::NeedsSupplier,
-            RunError::Pull(_) => FailureClass::Retryable,
-            RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
-            RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
-            RunError::Store(error) => error.failure_class(),
-            RunError::TimeZone { .. } => FailureClass::NeedsOperator,
-            RunError::ConcurrentRun { .. } => FailureClass::Retryable,
-        }
-    }
-}
-
-impl RunError {
-    /// How long the feed waits before its next run: the failure hold, or longer when the feed
-    /// asked for longer (a 429's `Retry-After`).
-    pub fn hold(&self, failure_hold: chrono::Duration) -> chrono::Duration {
-        match self {
-            RunError::Pull(PullError::HeldOff { wait }) => {
-                chrono::Duration::from_std(*wait).map_or(failure_hold, |wait| wait.max(failure_hold))
-            }
-            _ => failure_hold,
-        }
-    }
-
-    /// Whether the run ended because the process is shutting down (nothing to record).
-    pub fn is_shutdown(&self) -> bool {
-        matches!(self, RunError::Pull(PullError::Abandoned) | RunError::Sink(SinkError::Abandoned))
-    }
-}
 
 /// `at` without its fraction of a second: window bounds are stored to the microsecond and
 /// sent to the feed to the second, so a bound finer than both would leave slivers of gaps.
@@ -455,26 +397,5 @@ impl FeedRun {
         }
         tracing::info!(feed = %self.label, kind = window.kind.as_str(), since = %window.since, until = %window.until, n_pages, n_records, "window pulled");
         Ok(completed)
-    }
-}
-
-/// Opens (or counts on) `key`'s pull dead letter for a failed run, or for a run that could
-/// not start (no token, an unknown time zone, an unreadable checkpoint).
-pub async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: &RunError) {
-    let (reason, body) = match error {
-        RunError::Pull(pull) => (pull.reason(), pull.body()),
-        RunError::Sink(_) => ("apply".to_owned(), None),
-        RunError::Store(store) => (format!("store_{}", store.kind()), None),
-        RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
-        RunError::ConcurrentRun { .. } => ("concurrent_run".to_owned(), None),
-    };
-    let failure = PullFailure { key: key.clone(), reason, error: error.to_string(), body };
-    match store.record_pull_failure(&failure).await {
-        Ok(dead_letter_id) => {
-            tracing::error!(feed = %key, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
-        }
-        Err(store) => {
-            tracing::error!(feed = %key, error = %error, %store, "feed run failed, and recording the failure failed too")
-        }
     }
 }

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{PageRequest, PullError, SeenCursors};
-use crate::pull::{refresh_source_name, FeedRun, RunError, MAX_PASS_RESTARTS};
+use crate::failure::RunError;
+use crate::pull::{refresh_source_name, FeedRun, MAX_PASS_RESTARTS};
 use crate::record::{correction_event, record_event};
 
 /// What a full refresh found.

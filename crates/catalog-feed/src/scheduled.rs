@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::pull::RunError;
+use crate::failure::RunError;
 use crate::schedule::{self, Clock, Plan, Work};
 use crate::FeedSource;
 
@@ -67,7 +67,7 @@ impl FeedSource {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
                 Err(error) => {
-                    crate::pull::record_failure(&*self.store, &key, &error).await;
+                    crate::failure::record_failure(&*self.store, &key, &error).await;
                     let hold = clock.now() + self.settings.failure_hold;
                     clock.sleep_until(hold, &shutdown).await;
                     if shutdown.is_cancelled() {
