@@ -340,8 +340,10 @@ pub struct FeedArgs {
     pub feed_switch_poll_seconds: u32,
 
     /// How long a feed whose run failed waits before it is tried again, in seconds
-    /// (scheduled mode), or as long as its supplier asked if that is longer (a 429 whose
-    /// Retry-After ended the run). The failure is a pull dead letter meanwhile.
+    /// (scheduled mode), counted from the failure, or as long as its supplier asked if that is
+    /// longer (a 429 whose Retry-After ended the run). The failure is a pull dead letter
+    /// meanwhile. A manual run asked for after the failure does not wait for the hold, only
+    /// for a supplier's Retry-After still in force.
     #[arg(long, env = "CATALOG_FEED_FAILURE_HOLD_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub feed_failure_hold_seconds: u32,
 }

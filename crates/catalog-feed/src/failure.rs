@@ -50,11 +50,15 @@ impl RunError {
     /// How long the feed waits before its next run: the failure hold, or longer when the feed
     /// asked for longer (a 429's `Retry-After`).
     pub fn hold(&self, failure_hold: chrono::Duration) -> chrono::Duration {
+        self.supplier_wait().map_or(failure_hold, |wait| wait.max(failure_hold))
+    }
+
+    /// How long the feed's supplier asked not to be asked again, when that ended the run (a
+    /// 429's `Retry-After` longer than a run waits out): even a manual run waits for it.
+    pub fn supplier_wait(&self) -> Option<chrono::Duration> {
         match self {
-            RunError::Pull(PullError::HeldOff { wait }) => {
-                chrono::Duration::from_std(*wait).map_or(failure_hold, |wait| wait.max(failure_hold))
-            }
-            _ => failure_hold,
+            RunError::Pull(PullError::HeldOff { wait }) => chrono::Duration::from_std(*wait).ok(),
+            _ => None,
         }
     }
 

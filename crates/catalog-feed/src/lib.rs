@@ -34,7 +34,7 @@ pub use config::{parse_feeds, read_feeds_file, FeedsFileError};
 pub use failure::RunError;
 pub use pull::{refresh_source_name, source_name, FeedRun};
 pub use refresh::RefreshReport;
-pub use schedule::{Clock, JumpingClock, Plan, SystemClock, Work};
+pub use schedule::{Clock, Hold, JumpingClock, Plan, SystemClock, Work};
 pub use window::{Window, WindowCursor};
 
 /// Looks a feed's token up by the name of its variable (the environment, in production).

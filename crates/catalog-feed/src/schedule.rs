@@ -131,6 +131,18 @@ pub enum Work {
     Backfill,
 }
 
+/// How a failed run holds its feed back (decision 0018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// When the run failed.
+    pub failed_at: DateTime<Utc>,
+    /// No scheduled work is tried before this.
+    pub until: DateTime<Utc>,
+    /// The supplier asked for no request before this (a 429 whose `Retry-After` ended the
+    /// run): a manual run waits for it too.
+    pub supplier_until: Option<DateTime<Utc>>,
+}
+
 /// What a feed's scheduler knows: when its next incremental and full refresh are due,
 /// whether gaps are left, and how long a failure holds it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +154,8 @@ pub struct Plan {
     /// A full refresh completed once: until then the first one waits for backfill to end,
     /// so the drift it records is drift, not history not pulled yet.
     pub refreshed_before: bool,
-    /// After a failed run, nothing is tried before this.
-    pub hold_until: Option<DateTime<Utc>>,
+    /// After a failed run, until one succeeds.
+    pub hold: Option<Hold>,
 }
 
 impl Plan {
@@ -174,13 +186,25 @@ impl Plan {
             next_full_refresh,
             backfill_pending: true,
             refreshed_before: last_full_refresh_at.is_some(),
-            hold_until: None,
+            hold: None,
+        }
+    }
+
+    /// When a manual run asked for at `requested_at` may run; `None`: now. One asked for
+    /// after the last run failed (an operator who mended the cause) waits only for a
+    /// supplier's `Retry-After`; one asked for before waits out the hold, like scheduled work.
+    pub fn manual_run_from(&self, requested_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let hold = self.hold?;
+        if requested_at > hold.failed_at {
+            hold.supplier_until
+        } else {
+            Some(hold.until)
         }
     }
 
     /// The work to do at `now`, most urgent first; `None`: sleep until [`Plan::wake_at`].
     pub fn next_work(&self, now: DateTime<Utc>) -> Option<Work> {
-        if self.hold_until.is_some_and(|hold| now < hold) {
+        if self.hold.is_some_and(|hold| now < hold.until) {
             None
         } else if now >= self.next_incremental {
             Some(Work::Incremental)
@@ -196,10 +220,10 @@ impl Plan {
     /// When something is next due.
     pub fn wake_at(&self) -> DateTime<Utc> {
         let due = self.next_incremental.min(self.next_full_refresh);
-        match self.hold_until {
+        match self.hold {
             // Backfill waits only for the hold to pass.
-            Some(hold) if self.backfill_pending => hold,
-            Some(hold) => hold.max(due),
+            Some(hold) if self.backfill_pending => hold.until,
+            Some(hold) => hold.until.max(due),
             None => due,
         }
     }
@@ -287,9 +311,15 @@ mod tests {
         plan.next_full_refresh = next_full_refresh_at(berlin(), two, now);
         assert_eq!(plan.next_work(now), None);
         assert_eq!(plan.wake_at(), at("2026-06-03T10:00:00Z"));
-        plan.hold_until = Some(at("2026-06-03T11:00:00Z"));
+        let hold =
+            Hold { failed_at: at("2026-06-03T10:00:00Z"), until: at("2026-06-03T11:00:00Z"), supplier_until: None };
+        plan.hold = Some(hold);
         assert_eq!(plan.next_work(at("2026-06-03T10:30:00Z")), None, "held after a failure");
         assert_eq!(plan.wake_at(), at("2026-06-03T11:00:00Z"));
+        assert_eq!(plan.manual_run_from(at("2026-06-03T09:59:00Z")), Some(hold.until), "asked before the failure");
+        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), None, "asked after it: at once");
+        plan.hold = Some(Hold { supplier_until: Some(at("2026-06-03T10:20:00Z")), ..hold });
+        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), Some(at("2026-06-03T10:20:00Z")), "Retry-After");
 
         let covered = Plan::start(&run_times, berlin(), two, Some(at("2026-06-03T04:00:00Z")), Some(now), now);
         assert_eq!(covered.next_incremental, at("2026-06-03T10:00:00Z"));

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::RunError;
-use crate::schedule::{self, Clock, Plan, Work};
+use crate::schedule::{self, Clock, Hold, Plan, Work};
 use crate::FeedSource;
 
 /// What a feed's loop does next: the manual run an operator asked for, or scheduled work.
@@ -111,19 +111,22 @@ impl FeedSource {
                 }
                 continue;
             }
-            // A manual run an operator asked for goes first (unless the feed's last run
-            // failed moments ago: it waits out the hold like any work), and once it failed,
-            // after the scheduled work due.
+            // A manual run an operator asked for goes first, and once it failed, after the
+            // scheduled work due. After a failed run it waits out the hold like any work,
+            // unless it was asked for after the failure: then only a supplier's Retry-After
+            // still in force holds it (decision 0018).
             let requested = current.ok().flatten().and_then(|current| current.run_request);
-            let requested = requested.filter(|_| plan.hold_until.is_none_or(|hold| hold <= now));
+            let request_from = requested.as_ref().and_then(|request| plan.manual_run_from(request.requested_at));
+            let requested = requested.filter(|_| request_from.is_none_or(|from| from <= now));
             let job = match (requested, plan.next_work(now)) {
                 (Some(request), Some(work)) if failed_request == Some(request.requested_at) => Job::Scheduled(work),
                 (Some(request), _) => Job::Requested(request),
                 (None, Some(work)) => Job::Scheduled(work),
                 (None, None) => {
                     // Woken at least every `switch_poll`, so a switch or a manual run asked
-                    // for is seen within that long.
-                    clock.sleep_until(plan.wake_at().min(now + self.settings.switch_poll), &shutdown).await;
+                    // for is seen within that long, and when a waiting manual run may run.
+                    let wake = plan.wake_at().min(now + self.settings.switch_poll);
+                    clock.sleep_until(request_from.map_or(wake, |from| wake.min(from)), &shutdown).await;
                     continue;
                 }
             };
@@ -149,7 +152,7 @@ impl FeedSource {
             .await;
             match result {
                 Ok(()) => {
-                    plan.hold_until = None;
+                    plan.hold = None;
                     match job {
                         Job::Scheduled(Work::Incremental) => {
                             plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
@@ -179,7 +182,14 @@ impl FeedSource {
                         return Err(error);
                     }
                     resumed = false;
-                    plan.hold_until = Some(now + error.hold(self.settings.failure_hold));
+                    // Counted from the failure, not from the start of the run that failed: a
+                    // supplier's Retry-After counts from its answer.
+                    let failed_at = clock.now();
+                    plan.hold = Some(Hold {
+                        failed_at,
+                        until: failed_at + error.hold(self.settings.failure_hold),
+                        supplier_until: error.supplier_wait().map(|wait| failed_at + wait),
+                    });
                 }
             }
         }

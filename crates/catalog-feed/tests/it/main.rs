@@ -2,6 +2,7 @@
 //! on real stores: SQLite, and PostgreSQL where a test says so.
 
 mod harness;
+mod holds;
 mod pull;
 mod refresh;
 mod runs;

@@ -75,7 +75,7 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
 
 /// What an operator does through the admin API, at a simulated instant.
 #[derive(Debug, Clone, Copy)]
-enum Action {
+pub(crate) enum Action {
     Switch(bool),
     Request(catalog_store::FeedRunKind),
     /// Breaks (or mends) the feed's paging, as its supplier's bug would.
@@ -85,12 +85,12 @@ enum Action {
 /// A jumping clock that acts on the feed through the store when simulated time passes the
 /// given instants, as an operator would through the admin API.
 #[derive(Debug)]
-struct SwitchingClock {
-    inner: Arc<JumpingClock>,
-    store: Arc<dyn catalog_store::CatalogStore>,
-    key: catalog_store::FeedKey,
-    switches: std::sync::Mutex<Vec<(DateTime<Utc>, Action)>>,
-    api: Option<FeedApi>,
+pub(crate) struct SwitchingClock {
+    pub(crate) inner: Arc<JumpingClock>,
+    pub(crate) store: Arc<dyn catalog_store::CatalogStore>,
+    pub(crate) key: catalog_store::FeedKey,
+    pub(crate) switches: std::sync::Mutex<Vec<(DateTime<Utc>, Action)>>,
+    pub(crate) api: Option<FeedApi>,
 }
 
 #[async_trait::async_trait]
@@ -278,20 +278,21 @@ async fn a_manual_run_that_keeps_failing_holds_back_no_scheduled_run() {
     assert!(feed.run_request.is_some(), "the failing request stays, to be run again");
 }
 
-/// A simulated clock that moves on a second each time it is read, as real time passes while
+/// A simulated clock that moves on a `tick` each time it is read, as real time passes while
 /// a worker pulls; jumps when asked to sleep, like `JumpingClock`.
 #[derive(Debug)]
-struct TickingClock {
-    now: std::sync::Mutex<DateTime<Utc>>,
-    stop_at: DateTime<Utc>,
-    end: CancellationToken,
+pub(crate) struct TickingClock {
+    pub(crate) now: std::sync::Mutex<DateTime<Utc>>,
+    pub(crate) tick: chrono::Duration,
+    pub(crate) stop_at: DateTime<Utc>,
+    pub(crate) end: CancellationToken,
 }
 
 #[async_trait::async_trait]
 impl Clock for TickingClock {
     fn now(&self) -> DateTime<Utc> {
         let mut now = self.now.lock().expect("lock");
-        *now += chrono::Duration::seconds(1);
+        *now += self.tick;
         *now
     }
 
@@ -326,6 +327,7 @@ async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
     let end = CancellationToken::new();
     let clock: Arc<dyn Clock> = Arc::new(TickingClock {
         now: std::sync::Mutex::new(at("2026-03-27T12:00:00Z")),
+        tick: chrono::Duration::seconds(1),
         stop_at: at("2026-03-28T12:00:00Z"),
         end: end.clone(),
     });

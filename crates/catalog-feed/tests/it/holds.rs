@@ -1,0 +1,113 @@
+//! The failure hold of the scheduled source (decision 0018): a failed run holds its feed for
+//! `failure_hold`, or for as long as its supplier's `Retry-After` asked if longer, counted
+//! from the failure; a manual run an operator asks for after the failure runs at once, but
+//! never inside a `Retry-After` still in force.
+
+use std::sync::Arc;
+
+use catalog_feed::{Clock, JumpingClock};
+use catalog_store::FeedRunKind;
+use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+use crate::schedule::{Action, SwitchingClock, TickingClock};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("time")
+}
+
+/// Each window's first request as `until status`: an incremental window ends when it was
+/// pulled.
+fn window_requests(api: &FeedApi) -> Vec<String> {
+    api.requests()
+        .iter()
+        .filter(|request| request.cursor.is_none() && !request.snapshot)
+        .map(|request| format!("{} {}", request.until.as_deref().unwrap_or("-"), request.status))
+        .collect()
+}
+
+/// A feed pulled daily at 09:00 Berlin time, gone live two days before.
+async fn feed(fixture: &Fixture) -> (FeedApi, catalog_feed::FeedSource, catalog_store::FeedKey) {
+    let record =
+        FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-05-31T08:00:00Z"), sequence: None };
+    let api = FeedApi::start(vec![record], TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 30).expect("date"));
+    settings.run_times = vec![NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    (api, source, settings.key)
+}
+
+/// The windows asked for when the feed's first request (its catch-up incremental, Monday
+/// 2026-06-01 at 12:00 UTC) meets `fault` and an operator asks for an incremental run at
+/// 12:00:30.
+async fn manual_run_asked_after(fault: Fault) -> Vec<String> {
+    let fixture = sqlite().await;
+    let (api, source, key) = feed(&fixture).await;
+    api.inject([fault]);
+    let end = CancellationToken::new();
+    let clock = Arc::new(SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-01T14:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: key.clone(),
+        switches: std::sync::Mutex::new(vec![(at("2026-06-01T12:00:30Z"), Action::Request(FeedRunKind::Incremental))]),
+        api: None,
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+    let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
+    assert_eq!(feed.run_request, None, "the manual run ran");
+    window_requests(&api)
+}
+
+/// A refusal (a token the supplier revoked, then restored): the operator's run asked for
+/// after it runs at once, not when the 5-minute hold ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_asked_after_a_failure_runs_at_once() {
+    let windows = manual_run_asked_after(Fault::Status(401)).await;
+    assert_eq!(windows[..2], ["2026-06-01T12:00:00Z 401", "2026-06-01T12:00:30Z 200"], "{windows:?}");
+}
+
+/// A 429 whose `Retry-After` (2 minutes) ended the run: the operator's run waits for it,
+/// and only for it, not for the rest of the 5-minute hold; one of an hour is waited out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_asked_after_a_failure_waits_only_for_the_supplier_s_retry_after() {
+    let windows = manual_run_asked_after(Fault::Throttle { retry_after_secs: 120 }).await;
+    assert_eq!(windows[..2], ["2026-06-01T12:00:00Z 429", "2026-06-01T12:02:00Z 200"], "{windows:?}");
+    let windows = manual_run_asked_after(Fault::Throttle { retry_after_secs: 3_600 }).await;
+    assert_eq!(windows[..2], ["2026-06-01T12:00:00Z 429", "2026-06-01T13:00:00Z 200"], "{windows:?}");
+}
+
+/// A run takes time: here every read of the clock is ten minutes after the one before, so
+/// the run that met the 429 ended ten minutes after it began (its window ends where it
+/// began). The supplier's hour counts from its answer: the feed is asked again no sooner
+/// than an hour after the run ended, not an hour after it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hold_counts_from_the_failure_not_from_the_start_of_the_run() {
+    let fixture = sqlite().await;
+    let (api, source, _key) = feed(&fixture).await;
+    api.inject([Fault::Throttle { retry_after_secs: 3_600 }]);
+    let end = CancellationToken::new();
+    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
+        now: std::sync::Mutex::new(at("2026-06-01T12:00:00Z")),
+        tick: chrono::Duration::minutes(10),
+        stop_at: at("2026-06-01T16:00:00Z"),
+        end: end.clone(),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+    let windows = window_requests(&api);
+    let until = |line: &str| at(line.split(' ').next().expect("until"));
+    assert!(windows.len() >= 2 && windows[0].ends_with(" 429"), "{windows:?}");
+    let (began, next) = (until(&windows[0]), until(&windows[1]));
+    assert!(
+        next >= began + chrono::Duration::minutes(70),
+        "asked again at {next}, the run began at {began}: {windows:?}"
+    );
+}
