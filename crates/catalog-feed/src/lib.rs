@@ -344,11 +344,16 @@ impl FeedSource {
                 }
             };
             let outcome = async {
-                run.resume(shutdown).await?;
+                let resumed = run.resume(shutdown).await?;
                 let now = chrono::Utc::now();
                 let mut request_failed = None;
                 if let Some(request) = &request {
-                    match run.run_requested(request.kind, now, shutdown).await {
+                    // A window of the request left unfinished is not pulled again.
+                    let ran = match window::left_of_request(request, resumed.as_ref()) {
+                        Some(left) => run.run_requested(&left, now, shutdown).await,
+                        None => Ok(()),
+                    };
+                    match ran {
                         Ok(()) => {
                             self.store.clear_feed_run(&key, request.requested_at).await?;
                         }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use catalog_app::{BatchSink, Metrics, SourceBatch};
 use catalog_store::{
-    CompletedWindow, FeedKey, FeedRunKind, FeedStore, IncomingEvent, Position, SourceRef, StoredFeed, WindowKind,
+    CompletedWindow, FeedKey, FeedRunKind, FeedRunRequest, FeedStore, IncomingEvent, Position, SourceRef, StoredFeed,
+    WindowKind,
 };
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
@@ -61,6 +62,8 @@ pub struct FeedRun {
     /// per batch.
     pub(crate) batch_size: usize,
     next_offset: i64,
+    /// The `requested_at` of the manual run being run, stamped on its windows' checkpoints.
+    pulling_for: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for FeedRun {
@@ -105,6 +108,7 @@ impl FeedRun {
             overlap,
             batch_size: batch_size.max(1),
             next_offset: stored.map_or(0, |position| position.offset),
+            pulling_for: None,
         })
     }
 
@@ -122,14 +126,20 @@ impl FeedRun {
 
     /// Finishes what the last run left: an unfinished window is pulled on from its last
     /// committed page; a finished one not yet recorded (a crash between its last batch and
-    /// the record) is recorded.
-    pub async fn resume(&mut self, shutdown: &CancellationToken) -> Result<(), RunError> {
-        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(()) };
-        let Some(cursor) = stored.cursor.as_deref().and_then(WindowCursor::parse) else { return Ok(()) };
-        match cursor.next {
+    /// the record) is recorded. Returns the checkpoint's window, pulled to its end now, so
+    /// that what follows does not pull it again (`None`: no checkpoint this build reads).
+    pub async fn resume(&mut self, shutdown: &CancellationToken) -> Result<Option<WindowCursor>, RunError> {
+        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(None) };
+        let Some(cursor) = stored.cursor.as_deref().and_then(WindowCursor::parse) else { return Ok(None) };
+        match &cursor.next {
             Some(next) => {
                 tracing::info!(feed = %self.label, kind = cursor.window.kind.as_str(), since = %cursor.window.since, until = %cursor.window.until, "resuming a window at its last committed page");
-                self.pull_window(cursor.window, Some(next), cursor.n_pages, cursor.n_records, shutdown).await?;
+                self.pulling_for = cursor.request;
+                let pulled = self
+                    .pull_window(cursor.window, Some(next.clone()), cursor.n_pages, cursor.n_records, shutdown)
+                    .await;
+                self.pulling_for = None;
+                pulled?;
             }
             None => {
                 let completed = self.store.feed_windows(self.key()).await?;
@@ -141,7 +151,7 @@ impl FeedRun {
                 }
             }
         }
-        Ok(())
+        Ok(Some(cursor))
     }
 
     /// Pulls the incremental window due at `now`, if any.
@@ -177,19 +187,23 @@ impl FeedRun {
         Ok(())
     }
 
-    /// Runs the manual run `kind` an operator asked for, at `now`.
+    /// Runs the manual run an operator asked for, at `now`; its windows' checkpoints name it,
+    /// so that a run resuming one of them goes on with it (`window::left_of_request`).
     pub async fn run_requested(
         &mut self,
-        kind: FeedRunKind,
+        request: &FeedRunRequest,
         now: DateTime<Utc>,
         shutdown: &CancellationToken,
     ) -> Result<(), RunError> {
-        tracing::info!(feed = %self.label, kind = kind.as_str(), "running the manual run an operator asked for");
-        match kind {
+        tracing::info!(feed = %self.label, kind = request.kind.as_str(), "running the manual run an operator asked for");
+        self.pulling_for = Some(request.requested_at);
+        let ran = match request.kind {
             FeedRunKind::Incremental => self.incremental(now, shutdown).await.map(drop),
             FeedRunKind::FullRefresh => self.full_refresh(shutdown).await.map(drop),
             FeedRunKind::Backfill { since, until } => self.backfill_range(since, until, now, shutdown).await,
-        }
+        };
+        self.pulling_for = None;
+        ran
     }
 
     /// Pulls the next backfill chunk of the oldest gap before `until`; `false` when there is
@@ -329,7 +343,7 @@ impl FeedRun {
             let next = page.next_cursor.clone();
             n_pages += 1;
             n_records += page.records.len() as u64;
-            let position = WindowCursor { window, next: next.clone(), n_pages, n_records };
+            let position = WindowCursor { window, next: next.clone(), n_pages, n_records, request: self.pulling_for };
             let batch = self.batch(page, &position, offset);
             offset += 1;
             if pages.send(Ok((batch, position))).await.is_err() {

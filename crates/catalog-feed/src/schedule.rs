@@ -123,6 +123,21 @@ pub fn previous_full_refresh_at(timezone: Tz, time: NaiveTime, at: DateTime<Utc>
     refreshes_around(timezone, time, at).into_iter().rev().find(|refresh| *refresh <= at)
 }
 
+/// When an incremental is next due, seen at `now`: at once (at the last run time) if no
+/// incremental window reaches it, else at the next run time.
+pub fn next_incremental_at(
+    run_times: &[NaiveTime],
+    timezone: Tz,
+    last_incremental_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match (previous_run_at(run_times, timezone, now), last_incremental_until) {
+        (Some(previous), Some(until)) if until >= previous => next_run_at(run_times, timezone, now),
+        (Some(previous), _) => previous,
+        (None, _) => now,
+    }
+}
+
 /// Work a feed can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
@@ -169,12 +184,7 @@ impl Plan {
         last_full_refresh_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Plan {
-        let previous_run = previous_run_at(run_times, timezone, now);
-        let next_incremental = match (previous_run, last_incremental_until) {
-            (Some(previous), Some(until)) if until >= previous => next_run_at(run_times, timezone, now),
-            (Some(previous), _) => previous,
-            (None, _) => now,
-        };
+        let next_incremental = next_incremental_at(run_times, timezone, last_incremental_until, now);
         let previous_refresh = previous_full_refresh_at(timezone, refresh_time, now);
         let next_full_refresh = match (previous_refresh, last_full_refresh_at) {
             (Some(previous), Some(done)) if done >= previous => next_full_refresh_at(timezone, refresh_time, now),

@@ -6,18 +6,22 @@
 use std::sync::Arc;
 
 use catalog_core::{Classify, FailureClass};
-use catalog_store::{FeedKey, StoredFeed};
+use catalog_store::{FeedKey, StoredFeed, WindowKind};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::failure::RunError;
 use crate::schedule::{self, Clock, Hold, Plan, Work};
+use crate::window::{left_of_request, WindowCursor};
 use crate::FeedSource;
 
-/// What a feed's loop does next: the manual run an operator asked for, or scheduled work.
+/// What a feed's loop does next: the window the last run left unfinished (before anything
+/// else, at start and after a failure), the manual run an operator asked for, or scheduled
+/// work.
 #[derive(Debug)]
 enum Job {
+    Resume,
     Requested(catalog_store::FeedRunRequest),
     Scheduled(Work),
 }
@@ -92,6 +96,9 @@ impl FeedSource {
             clock.now(),
         );
         let mut resumed = false;
+        // The window the last resume found on the checkpoint: a manual run it was part of
+        // goes on after it instead of pulling it again.
+        let mut resumed_window: Option<WindowCursor> = None;
         // When the manual run asked for at this time failed: it is run again after the hold,
         // but no longer before scheduled work that is due, which it would hold back for as
         // long as it keeps failing.
@@ -130,15 +137,18 @@ impl FeedSource {
                     continue;
                 }
             };
+            // Something is due: first what the last run left unfinished, then (the loop
+            // choosing again) the work, which then does not pull that window a second time.
+            let job = if resumed { job } else { Job::Resume };
             let Ok(_permit) = permits.acquire().await else { return Ok(()) };
             let result = async {
-                if !resumed {
-                    run.resume(&shutdown).await?;
-                    resumed = true;
-                }
                 match &job {
+                    Job::Resume => run.resume(&shutdown).await.map(|window| resumed_window = window),
                     Job::Requested(request) => {
-                        run.run_requested(request.kind, now, &shutdown).await?;
+                        match left_of_request(request, resumed_window.take().as_ref()) {
+                            Some(left) => run.run_requested(&left, now, &shutdown).await?,
+                            None => tracing::info!(feed = %key, "the manual run was finished by resuming its window"),
+                        }
                         // Only this request: one asked for meanwhile waits its turn.
                         self.store.clear_feed_run(&key, request.requested_at).await.map(drop).map_err(RunError::from)
                     }
@@ -151,6 +161,21 @@ impl FeedSource {
             }
             .await;
             match result {
+                Ok(()) if matches!(job, Job::Resume) => {
+                    resumed = true;
+                    // The incremental due may be the window just resumed.
+                    let incremental =
+                        resumed_window.as_ref().filter(|cursor| cursor.window.kind == WindowKind::Incremental);
+                    if let Some(cursor) = incremental {
+                        let due = schedule::next_incremental_at(
+                            run.run_times(),
+                            run.timezone(),
+                            Some(cursor.window.until),
+                            now,
+                        );
+                        plan.next_incremental = plan.next_incremental.max(due);
+                    }
+                }
                 Ok(()) => {
                     plan.hold = None;
                     match job {
@@ -161,7 +186,7 @@ impl FeedSource {
                             plan.refreshed_before = true;
                             plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
                         }
-                        Job::Scheduled(Work::Backfill) | Job::Requested(_) => {}
+                        Job::Scheduled(Work::Backfill) | Job::Requested(_) | Job::Resume => {}
                     }
                     if let Err(error) = run.record_success().await {
                         tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");

@@ -3,7 +3,7 @@
 //! cursor a window's progress is checkpointed as. No clock is read here: `now` is passed in.
 
 pub use catalog_app::feeds::{gaps, gaps_at, go_live_at};
-use catalog_store::{CompletedWindow, WindowKind};
+use catalog_store::{CompletedWindow, FeedRunKind, FeedRunRequest, WindowKind};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -38,14 +38,19 @@ mod kind_name {
 }
 
 /// Where a window stands, stored as the checkpoint's cursor with the batch that got there:
-/// the window, the cursor of its next page (`None`: pulled to its end), and what this pass
-/// of it pulled so far.
+/// the window, the cursor of its next page (`None`: pulled to its end), what this pass of it
+/// pulled so far, and the manual run it is pulled for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowCursor {
     pub window: Window,
     pub next: Option<String>,
     pub n_pages: u64,
     pub n_records: u64,
+    /// The `requested_at` of the manual run the window is pulled for, if any: a run that
+    /// finds the window on the checkpoint knows what is left of the request
+    /// ([`left_of_request`]). Absent from cursors stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<DateTime<Utc>>,
 }
 
 impl WindowCursor {
@@ -59,6 +64,26 @@ impl WindowCursor {
     pub fn parse(stored: &str) -> Option<WindowCursor> {
         serde_json::from_str(stored).ok()
     }
+}
+
+/// What is left of the manual run `request` once `resumed`, the window on the checkpoint, is
+/// pulled to its end: nothing when that window was the request's incremental or its last
+/// backfill chunk; the rest of its range after one of its chunks (they are pulled in order,
+/// so the chunks before it were pulled too); all of it when the window was not the
+/// request's (another run's, or another request's). `None`: the request is done.
+pub fn left_of_request(request: &FeedRunRequest, resumed: Option<&WindowCursor>) -> Option<FeedRunRequest> {
+    let Some(resumed) = resumed.filter(|resumed| resumed.request == Some(request.requested_at)) else {
+        return Some(request.clone());
+    };
+    let kind = match request.kind {
+        FeedRunKind::Backfill { until, .. } if resumed.window.until < until => {
+            FeedRunKind::Backfill { since: resumed.window.until, until }
+        }
+        FeedRunKind::Backfill { .. } | FeedRunKind::Incremental => return None,
+        // A full refresh keeps no cursor: it runs again whole.
+        FeedRunKind::FullRefresh => FeedRunKind::FullRefresh,
+    };
+    Some(FeedRunRequest { kind, ..request.clone() })
 }
 
 /// The incremental window due at `now`: from the end of the last completed incremental
@@ -181,8 +206,49 @@ mod tests {
             next: Some("opaque/1".to_owned()),
             n_pages: 3,
             n_records: 2_000,
+            request: Some(at("2026-06-01T09:00:00Z")),
         };
-        assert_eq!(WindowCursor::parse(&cursor.render()), Some(cursor));
+        assert_eq!(WindowCursor::parse(&cursor.render()), Some(cursor.clone()));
         assert_eq!(WindowCursor::parse("c1"), None);
+        // A cursor stored before the request was kept reads as no request's.
+        let older = r#"{"window":{"kind":"backfill","since":"2026-05-01T00:00:00Z","until":"2026-05-08T00:00:00Z"},"next":null,"n_pages":3,"n_records":2000}"#;
+        assert_eq!(WindowCursor::parse(older).map(|cursor| cursor.request), Some(None));
+    }
+
+    #[test]
+    fn a_request_whose_window_was_resumed_goes_on_after_it() {
+        let request =
+            |kind| FeedRunRequest { kind, requested_by: "otto".to_owned(), requested_at: at("2026-06-01T09:00:00Z") };
+        let cursor = |kind, since: &str, until: &str, request: Option<&str>| WindowCursor {
+            window: Window { kind, since: at(since), until: at(until) },
+            next: None,
+            n_pages: 1,
+            n_records: 1,
+            request: request.map(at),
+        };
+        let backfill =
+            request(FeedRunKind::Backfill { since: at("2026-05-01T00:00:00Z"), until: at("2026-05-20T00:00:00Z") });
+        let chunk = |request| cursor(WindowKind::Backfill, "2026-05-08T00:00:00Z", "2026-05-15T00:00:00Z", request);
+        let ours = chunk(Some("2026-06-01T09:00:00Z"));
+        let left = left_of_request(&backfill, Some(&ours)).expect("a chunk is left");
+        assert_eq!(
+            left.kind,
+            FeedRunKind::Backfill { since: at("2026-05-15T00:00:00Z"), until: at("2026-05-20T00:00:00Z") }
+        );
+        assert_eq!(left.requested_at, backfill.requested_at, "the same request, cleared by its time");
+        let last =
+            cursor(WindowKind::Backfill, "2026-05-15T00:00:00Z", "2026-05-20T00:00:00Z", Some("2026-06-01T09:00:00Z"));
+        assert_eq!(left_of_request(&backfill, Some(&last)), None, "its last chunk: done");
+        for other in [None, Some(&chunk(None)), Some(&chunk(Some("2026-06-01T08:00:00Z")))] {
+            assert_eq!(left_of_request(&backfill, other), Some(backfill.clone()), "not its window: {other:?}");
+        }
+        let incremental = request(FeedRunKind::Incremental);
+        let window = cursor(
+            WindowKind::Incremental,
+            "2026-05-31T06:00:00Z",
+            "2026-06-01T09:00:00Z",
+            Some("2026-06-01T09:00:00Z"),
+        );
+        assert_eq!(left_of_request(&incremental, Some(&window)), None);
     }
 }

@@ -5,5 +5,6 @@ mod harness;
 mod holds;
 mod pull;
 mod refresh;
+mod resume;
 mod runs;
 mod schedule;

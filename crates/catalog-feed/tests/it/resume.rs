@@ -1,0 +1,131 @@
+//! A window a run left unfinished is pulled once: resumed at its last committed page, and
+//! not pulled again by the work that follows, whether that is the incremental it was or the
+//! manual run it was part of (decision 0015).
+
+use std::sync::Arc;
+
+use catalog_feed::{Clock, FeedSource, JumpingClock, OnceScope};
+use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest};
+use catalog_testkit::feed_api::{Fault, FeedApi, LoggedRequest};
+use chrono::{DateTime, Duration as TimeDelta, DurationRound, NaiveDate, NaiveTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("time")
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The requests for pages of the window starting at `since`.
+fn pages_of(api: &FeedApi, since: DateTime<Utc>) -> Vec<LoggedRequest> {
+    api.requests().into_iter().filter(|request| request.since.as_deref() == Some(rfc3339(since).as_str())).collect()
+}
+
+/// Its first page asked for, with the answer: a window is pulled from its start once per line.
+fn starts_of(api: &FeedApi, since: DateTime<Utc>) -> Vec<u16> {
+    pages_of(api, since).iter().filter(|request| request.cursor.is_none()).map(|request| request.status).collect()
+}
+
+/// The feed's scheduled source run on a jumping clock from `start` until `stop_at`.
+async fn run_scheduled(source: &FeedSource, start: DateTime<Utc>, stop_at: DateTime<Utc>) {
+    let end = CancellationToken::new();
+    let clock: Arc<dyn Clock> = JumpingClock::new(start, stop_at, end.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+}
+
+/// The third page of the next window is refused: the window is left with two pages
+/// committed, as a crash would leave it.
+fn refuse_the_third_page(api: &FeedApi) {
+    api.inject([Fault::Slow(std::time::Duration::ZERO), Fault::Slow(std::time::Duration::ZERO), Fault::Status(400)]);
+}
+
+/// The scheduled source, started again after its incremental broke off (Monday 12:00 UTC):
+/// the window resumed is the incremental that was due, and it is not pulled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_resumed_is_not_pulled_again_by_the_scheduled_source() {
+    let fixture = sqlite().await;
+    let start = at("2026-06-01T12:00:00Z");
+    // Six pages of 50 in the first incremental window (from 2026-05-31T06:00Z).
+    let api = FeedApi::start(records(300, 1, at("2026-06-01T11:00:00Z")), TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 31).expect("date"));
+    settings.run_times = vec![NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+    refuse_the_third_page(&api);
+    run_scheduled(&source, start, start + TimeDelta::minutes(1)).await;
+
+    // Started again ten minutes later, until the evening (the next run is Tuesday 07:00 UTC).
+    run_scheduled(&source, start + TimeDelta::minutes(10), start + TimeDelta::hours(6)).await;
+    let window = at("2026-05-31T06:00:00Z");
+    assert_eq!(starts_of(&api, window), [200], "the window is pulled from its start once");
+    let statuses: Vec<u16> = pages_of(&api, window).iter().map(|request| request.status).collect();
+    assert_eq!(statuses, [200, 200, 400, 200, 200, 200, 200], "each page once, the refused one again");
+    let incrementals: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|request| request.cursor.is_none() && request.until.as_deref() >= Some("2026-06-01"))
+        .map(|request| {
+            format!("{} .. {}", request.since.as_deref().unwrap_or("-"), request.until.as_deref().unwrap_or("-"))
+        })
+        .collect();
+    assert_eq!(incrementals, ["2026-05-31T06:00:00Z .. 2026-06-01T12:00:00Z"], "no second incremental");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
+
+/// A feed whose manual backfill of two 7-day chunks broke off in the middle of the first
+/// (the scheduled source ended there, as a crash would end it), with the request waiting.
+async fn a_backfill_broken_off_mid_chunk() -> (Fixture, FeedApi, FeedSource, FeedKey, DateTime<Utc>) {
+    let fixture = sqlite().await;
+    let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
+    let api = FeedApi::start(records(600, 20, now - TimeDelta::minutes(5)), TOKEN).await;
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(30)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let since = now - TimeDelta::days(20);
+    let request = FeedRunRequest {
+        kind: FeedRunKind::Backfill { since, until: now - TimeDelta::days(6) },
+        requested_by: "otto".to_owned(),
+        requested_at: now - TimeDelta::minutes(1),
+    };
+    assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+    refuse_the_third_page(&api);
+    run_scheduled(&source, now, now + TimeDelta::minutes(1)).await;
+    assert_eq!(starts_of(&api, since), [200], "the request ran first");
+    assert!(fixture.store.feed(&settings.key).await.expect("feed").expect("known").run_request.is_some());
+    (fixture, api, source, settings.key, since)
+}
+
+/// What the run after the break did with the request: its first chunk finished from its
+/// last committed page, its second pulled, neither from its start twice; cleared.
+async fn the_request_was_finished_once(fixture: &Fixture, api: &FeedApi, key: &FeedKey, since: DateTime<Utc>) {
+    assert_eq!(starts_of(api, since), [200], "the first chunk is pulled from its start once");
+    let refused = pages_of(api, since).iter().filter(|request| request.status == 400).count();
+    let pulled = pages_of(api, since).iter().filter(|request| request.status == 200).count();
+    assert_eq!((refused, pulled), (1, 5), "each of its five pages once");
+    assert_eq!(starts_of(api, since + TimeDelta::days(7)), [200], "the second chunk once");
+    assert_eq!(fixture.store.feed(key).await.expect("feed").expect("known").run_request, None, "cleared");
+    assert_eq!(fixture.offers(key).await, api.expected_offers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backfill_resumed_goes_on_from_its_chunk_in_the_scheduled_source() {
+    let (fixture, api, source, key, since) = a_backfill_broken_off_mid_chunk().await;
+    let now = Utc::now();
+    run_scheduled(&source, now, now + TimeDelta::hours(2)).await;
+    the_request_was_finished_once(&fixture, &api, &key, since).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backfill_resumed_goes_on_from_its_chunk_in_a_once_run() {
+    let (fixture, api, source, key, since) = a_backfill_broken_off_mid_chunk().await;
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, [], "{report:?}");
+    the_request_was_finished_once(&fixture, &api, &key, since).await;
+}
