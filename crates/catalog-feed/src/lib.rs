@@ -365,7 +365,12 @@ impl FeedSource {
                         }
                     }
                 }
-                run.incremental(now, shutdown).await?;
+                // A manual incremental that ran is this run's incremental: not pulled twice.
+                let incremental_ran = request_failed.is_none()
+                    && request.as_ref().is_some_and(|request| request.kind == catalog_store::FeedRunKind::Incremental);
+                if !incremental_ran {
+                    run.incremental(now, shutdown).await?;
+                }
                 while run.backfill_next(now, shutdown).await? {}
                 if scope == OnceScope::WithFullRefresh {
                     run.full_refresh(shutdown).await?;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use catalog_core::{Classify, FailureClass};
-use catalog_store::{FeedKey, StoredFeed, WindowKind};
+use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest, StoredFeed, WindowKind};
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ use crate::FeedSource;
 #[derive(Debug)]
 enum Job {
     Resume,
-    Requested(catalog_store::FeedRunRequest),
+    Requested(FeedRunRequest),
     Scheduled(Work),
 }
 
@@ -179,7 +179,9 @@ impl FeedSource {
                 Ok(()) => {
                     plan.hold = None;
                     match job {
-                        Job::Scheduled(Work::Incremental) => {
+                        // A manual incremental is the incremental due, if one is.
+                        Job::Scheduled(Work::Incremental)
+                        | Job::Requested(FeedRunRequest { kind: FeedRunKind::Incremental, .. }) => {
                             plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
                         }
                         Job::Scheduled(Work::FullRefresh) => {

@@ -1,12 +1,13 @@
 //! A window a run left unfinished is pulled once: resumed at its last committed page, and
 //! not pulled again by the work that follows, whether that is the incremental it was or the
-//! manual run it was part of (decision 0015).
+//! manual run it was part of (decision 0015); nor is a manual incremental pulled again by
+//! the incremental due at the same time (decision 0018).
 
 use std::sync::Arc;
 
 use catalog_feed::{Clock, FeedSource, JumpingClock, OnceScope};
 use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest};
-use catalog_testkit::feed_api::{Fault, FeedApi, LoggedRequest};
+use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord, LoggedRequest};
 use chrono::{DateTime, Duration as TimeDelta, DurationRound, NaiveDate, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -128,4 +129,39 @@ async fn a_manual_backfill_resumed_goes_on_from_its_chunk_in_a_once_run() {
     let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
     assert_eq!(report.failed, [], "{report:?}");
     the_request_was_finished_once(&fixture, &api, &key, since).await;
+}
+/// A manual incremental asked for while the scheduled one is due (or in a `--once` run,
+/// which pulls the incremental due too) is that incremental: the window is pulled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_incremental_is_the_incremental_due() {
+    for once in [false, true] {
+        let fixture = sqlite().await;
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
+        let record =
+            FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
+        let api = FeedApi::start(vec![record], TOKEN).await;
+        let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
+        let source = fixture.source(quick_settings(), TOKEN);
+        source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+        let request = FeedRunRequest {
+            kind: FeedRunKind::Incremental,
+            requested_by: "otto".to_owned(),
+            requested_at: now - TimeDelta::minutes(1),
+        };
+        assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+        if once {
+            source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+        } else {
+            run_scheduled(&source, now, now + TimeDelta::minutes(30)).await;
+        }
+        let ends: Vec<String> = api
+            .requests()
+            .iter()
+            .filter(|request| request.cursor.is_none() && !request.snapshot)
+            .filter_map(|request| request.until.clone())
+            .filter(|until| at(until) >= now)
+            .collect();
+        assert_eq!(ends.len(), 1, "once: {once}: one window up to now, not two: {ends:?}");
+        assert_eq!(fixture.store.feed(&settings.key).await.expect("feed").expect("known").run_request, None);
+    }
 }
