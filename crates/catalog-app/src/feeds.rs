@@ -1,12 +1,13 @@
 //! Supplier feeds as support and operators see them (issue 16): the seed's monitoring
 //! queries over the feed store, pure apart from the reads. Whether a feed is current, behind
-//! or stale by its sync frequency, the gaps since `go_live_date` no completed window covers
+//! or stale by its sync frequency (or not live yet), the gaps since `go_live_date` no completed window covers
 //! (with how many days behind each is), what was pulled per day, and the drift its last full
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
 pub use catalog_store::{gaps, gaps_at};
 use catalog_store::{
-    CompletedWindow, DeadLetter, FeedDriftRecord, FeedJournalDay, FeedKey, FeedStore, StoreError, StoredFeed,
+    CompletedWindow, DeadLetter, FeedDriftRecord, FeedJournalDay, FeedKey, FeedSettings, FeedStore, StoreError,
+    StoredFeed,
 };
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -47,6 +48,8 @@ pub enum FeedState {
     Behind,
     /// Nothing completed for two sync periods or more, or never.
     Stale,
+    /// Its `go_live_date` has not come: nothing of it is pulled before (decision 0054).
+    NotLive,
 }
 
 impl FeedState {
@@ -56,6 +59,7 @@ impl FeedState {
             FeedState::Current => "current",
             FeedState::Behind => "behind",
             FeedState::Stale => "stale",
+            FeedState::NotLive => "not_live",
         }
     }
 }
@@ -69,6 +73,14 @@ pub fn feed_state(last_sync_at: Option<DateTime<Utc>>, sync_frequency_hours: u32
         Some(at) if now - at <= period * 2 => FeedState::Behind,
         _ => FeedState::Stale,
     }
+}
+
+/// When the feed `settings` describe goes live, if that is after `now`: nothing of it is
+/// pulled before, and no manual run is asked for it (decision 0054). `None` too for a time
+/// zone not known (its status says so).
+pub fn goes_live_after(settings: &FeedSettings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let timezone: Tz = settings.timezone.parse().ok()?;
+    Some(go_live_at(settings.go_live_date, timezone)).filter(|go_live| now < *go_live)
 }
 
 /// A span since going live that no completed window covers: backfill pulls it.
@@ -155,7 +167,11 @@ pub fn status(
         None => Vec::new(),
     };
     Ok(FeedStatus {
-        state: feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
+        state: if now < go_live {
+            FeedState::NotLive
+        } else {
+            feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now)
+        },
         windows_completed: windows.iter().map(|window| window.n_windows).sum(),
         days_behind: gaps.first().map_or(0, |gap| gap.days_behind),
         gaps,
@@ -243,8 +259,11 @@ pub async fn report_feeds_once(
         let failing = pull_dead_letter(&open, key).is_some();
         metrics.feed_failing.with_label_values(&[&label]).set(i64::from(failing));
         metrics.feed_sync_enabled.with_label_values(&[&label]).set(i64::from(feed.settings.sync_enabled));
-        let state = feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now);
-        for each in [FeedState::Current, FeedState::Behind, FeedState::Stale] {
+        let state = match goes_live_after(&feed.settings, now) {
+            Some(_) => FeedState::NotLive,
+            None => feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
+        };
+        for each in [FeedState::Current, FeedState::Behind, FeedState::Stale, FeedState::NotLive] {
             metrics.feed_state.with_label_values(&[&label, each.as_str()]).set(i64::from(each == state));
         }
     }
@@ -401,6 +420,15 @@ mod tests {
         assert_eq!(days, [("2026-06-01".to_owned(), 1, 700), ("2026-05-31".to_owned(), 2, 2_800)]);
         let skus: Vec<&str> = status.last_refresh_drift.iter().map(|record| record.drift.sku.as_str()).collect();
         assert_eq!(skus, ["A-2"], "only the last refresh's drift");
+    }
+
+    #[test]
+    fn a_feed_before_its_go_live_is_not_live_with_no_gap() {
+        // Going live 2026-05-01 in Berlin is 2026-04-30T22:00Z.
+        for (now, expected) in [("2026-04-30T21:59:59Z", "not_live"), ("2026-04-30T22:00:00Z", "stale")] {
+            let status = status(feed(None, None), &[], Vec::new(), Vec::new(), at(now)).expect("valid feed");
+            assert_eq!((status.state.as_str(), status.gaps.len(), status.days_behind), (expected, 0, 0), "at {now}");
+        }
     }
 
     #[test]

@@ -113,8 +113,8 @@ pub struct Metrics {
     /// 1 while a feed's last run failed (its pull dead letter is open), else 0, per feed;
     /// read from the store, so every worker reports every feed.
     pub feed_failing: IntGaugeVec,
-    /// 1 for a feed's state by its sync frequency (`current`, `behind`, `stale`), 0 for the
-    /// other two, per feed and state.
+    /// 1 for a feed's state by its sync frequency (`current`, `behind`, `stale`, or
+    /// `not_live` before its go-live date), 0 for the others, per feed and state.
     pub feed_state: IntGaugeVec,
     /// 1 while a feed is switched on, else 0, per feed: a feed switched off goes stale by
     /// design.
@@ -357,7 +357,7 @@ impl Metrics {
         );
         let feed_state = gauge(
             "catalog_feed_state",
-            "1 for the feed's state by its sync frequency (current, behind, stale), 0 for the others.",
+            "1 for the feed's state by its sync frequency (current, behind, stale; not_live before its go-live date), 0 for the others.",
             &["feed", "state"],
         );
         let feed_sync_enabled =

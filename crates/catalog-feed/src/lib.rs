@@ -343,6 +343,11 @@ impl FeedSource {
                     return Err(error);
                 }
             };
+            if chrono::Utc::now() < run.go_live() {
+                // Configured ahead: nothing of it is pulled before (decision 0054).
+                tracing::info!(feed = %key, go_live = %run.go_live(), "feed not live yet: nothing is pulled before it goes live");
+                return Ok(());
+            }
             let outcome = async {
                 let resumed = run.resume(shutdown).await?;
                 let now = chrono::Utc::now();

@@ -124,6 +124,12 @@ impl FeedRun {
         &self.feed.settings.run_times
     }
 
+    /// When the feed goes live: local midnight of its `go_live_date`. Nothing is pulled
+    /// before (decision 0054).
+    pub fn go_live(&self) -> DateTime<Utc> {
+        self.go_live
+    }
+
     /// Finishes what the last run left: an unfinished window is pulled on from its last
     /// committed page; a finished one not yet recorded (a crash between its last batch and
     /// the record) is recorded. Returns the checkpoint's window, pulled to its end now, so

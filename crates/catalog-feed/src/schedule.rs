@@ -171,19 +171,24 @@ pub struct Plan {
     pub refreshed_before: bool,
     /// After a failed run, until one succeeds.
     pub hold: Option<Hold>,
+    /// When the feed goes live: nothing is due before (decision 0054).
+    pub live_at: DateTime<Utc>,
 }
 
 impl Plan {
     /// The plan at start-up: an incremental is due at once if none covers the last run time,
-    /// a full refresh if none ran since the last weekly slot.
+    /// a full refresh if none ran since the last weekly slot. A feed that goes live after
+    /// `now` is planned as it would be at `go_live`: nothing is due before.
     pub fn start(
         run_times: &[NaiveTime],
         timezone: Tz,
         refresh_time: NaiveTime,
         last_incremental_until: Option<DateTime<Utc>>,
         last_full_refresh_at: Option<DateTime<Utc>>,
+        go_live: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Plan {
+        let now = now.max(go_live);
         let next_incremental = next_incremental_at(run_times, timezone, last_incremental_until, now);
         let previous_refresh = previous_full_refresh_at(timezone, refresh_time, now);
         let next_full_refresh = match (previous_refresh, last_full_refresh_at) {
@@ -197,24 +202,26 @@ impl Plan {
             backfill_pending: true,
             refreshed_before: last_full_refresh_at.is_some(),
             hold: None,
+            live_at: go_live,
         }
     }
 
-    /// When a manual run asked for at `requested_at` may run; `None`: now. One asked for
-    /// after the last run failed (an operator who mended the cause) waits only for a
-    /// supplier's `Retry-After`; one asked for before waits out the hold, like scheduled work.
-    pub fn manual_run_from(&self, requested_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let hold = self.hold?;
-        if requested_at > hold.failed_at {
-            hold.supplier_until
-        } else {
-            Some(hold.until)
-        }
+    /// When a manual run asked for at `requested_at` may run (at once if that has passed):
+    /// not before going live. One asked for after the last run failed (an operator who
+    /// mended the cause) waits only for a supplier's `Retry-After`; one asked for before
+    /// waits out the hold, like scheduled work.
+    pub fn manual_run_from(&self, requested_at: DateTime<Utc>) -> DateTime<Utc> {
+        let held = match self.hold {
+            Some(hold) if requested_at > hold.failed_at => hold.supplier_until,
+            Some(hold) => Some(hold.until),
+            None => None,
+        };
+        held.map_or(self.live_at, |held| held.max(self.live_at))
     }
 
     /// The work to do at `now`, most urgent first; `None`: sleep until [`Plan::wake_at`].
     pub fn next_work(&self, now: DateTime<Utc>) -> Option<Work> {
-        if self.hold.is_some_and(|hold| now < hold.until) {
+        if now < self.live_at || self.hold.is_some_and(|hold| now < hold.until) {
             None
         } else if now >= self.next_incremental {
             Some(Work::Incremental)
@@ -230,12 +237,13 @@ impl Plan {
     /// When something is next due.
     pub fn wake_at(&self) -> DateTime<Utc> {
         let due = self.next_incremental.min(self.next_full_refresh);
-        match self.hold {
+        let wake = match self.hold {
             // Backfill waits only for the hold to pass.
             Some(hold) if self.backfill_pending => hold.until,
             Some(hold) => hold.until.max(due),
             None => due,
-        }
+        };
+        wake.max(self.live_at)
     }
 }
 
@@ -311,7 +319,8 @@ mod tests {
         let run_times = times(&["00:00", "06:00", "12:00", "18:00"]);
         let two = times(&["02:00"])[0];
         let now = at("2026-06-03T07:00:00Z");
-        let mut plan = Plan::start(&run_times, berlin(), two, None, None, now);
+        let go_live = at("2026-05-31T22:00:00Z");
+        let mut plan = Plan::start(&run_times, berlin(), two, None, None, go_live, now);
         assert_eq!(plan.next_incremental, at("2026-06-03T04:00:00Z"), "06:00 local passed without a run");
         assert_eq!(plan.next_work(now), Some(Work::Incremental));
         plan.next_incremental = next_run_at(&run_times, berlin(), now);
@@ -326,13 +335,31 @@ mod tests {
         plan.hold = Some(hold);
         assert_eq!(plan.next_work(at("2026-06-03T10:30:00Z")), None, "held after a failure");
         assert_eq!(plan.wake_at(), at("2026-06-03T11:00:00Z"));
-        assert_eq!(plan.manual_run_from(at("2026-06-03T09:59:00Z")), Some(hold.until), "asked before the failure");
-        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), None, "asked after it: at once");
+        assert_eq!(plan.manual_run_from(at("2026-06-03T09:59:00Z")), hold.until, "asked before the failure");
+        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), go_live, "asked after it: at once");
         plan.hold = Some(Hold { supplier_until: Some(at("2026-06-03T10:20:00Z")), ..hold });
-        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), Some(at("2026-06-03T10:20:00Z")), "Retry-After");
+        assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), at("2026-06-03T10:20:00Z"), "Retry-After");
 
-        let covered = Plan::start(&run_times, berlin(), two, Some(at("2026-06-03T04:00:00Z")), Some(now), now);
+        let covered = Plan::start(&run_times, berlin(), two, Some(at("2026-06-03T04:00:00Z")), Some(now), go_live, now);
         assert_eq!(covered.next_incremental, at("2026-06-03T10:00:00Z"));
         assert_eq!(covered.next_full_refresh, at("2026-06-07T00:00:00Z"));
+    }
+
+    #[test]
+    fn nothing_is_due_before_going_live_and_the_plan_starts_there() {
+        let run_times = times(&["09:00"]);
+        let two = times(&["02:00"])[0];
+        // Configured on Monday to go live on Thursday 2026-06-04 (Berlin).
+        let (now, go_live) = (at("2026-06-01T12:00:00Z"), at("2026-06-03T22:00:00Z"));
+        let plan = Plan::start(&run_times, berlin(), two, None, None, go_live, now);
+        assert_eq!(plan.next_work(now), None);
+        assert_eq!(plan.next_work(at("2026-06-03T21:59:59Z")), None, "not even backfill");
+        assert_eq!(plan.wake_at(), go_live);
+        assert_eq!(plan.manual_run_from(now), go_live, "a manual run waits for going live too");
+        // At going live: the incremental of the last run time (Wednesday 09:00, an empty
+        // window), and the weekly refresh never run.
+        assert_eq!(plan.next_incremental, at("2026-06-03T07:00:00Z"));
+        assert_eq!(plan.next_full_refresh, at("2026-05-31T00:00:00Z"));
+        assert_eq!(plan.next_work(go_live), Some(Work::Incremental));
     }
 }

@@ -87,14 +87,19 @@ impl FeedSource {
             .map(|window| window.until)
             .max();
         let refresh_time = self.settings.full_refresh_time;
+        let started = clock.now();
         let mut plan = Plan::start(
             run.run_times(),
             run.timezone(),
             refresh_time,
             last_incremental_until,
             feed.last_full_refresh_at,
-            clock.now(),
+            run.go_live(),
+            started,
         );
+        if started < plan.live_at {
+            tracing::info!(feed = %key, go_live = %plan.live_at, "feed not live yet: nothing is pulled before it goes live");
+        }
         let mut resumed = false;
         // The window the last resume found on the checkpoint: a manual run it was part of
         // goes on after it instead of pulling it again.
@@ -121,9 +126,9 @@ impl FeedSource {
             // A manual run an operator asked for goes first, and once it failed, after the
             // scheduled work due. After a failed run it waits out the hold like any work,
             // unless it was asked for after the failure: then only a supplier's Retry-After
-            // still in force holds it (decision 0018).
+            // still in force holds it (decision 0018). Nothing runs before going live.
             let requested = current.ok().flatten().and_then(|current| current.run_request);
-            let request_from = requested.as_ref().and_then(|request| plan.manual_run_from(request.requested_at));
+            let request_from = requested.as_ref().map(|request| plan.manual_run_from(request.requested_at));
             let requested = requested.filter(|_| request_from.is_none_or(|from| from <= now));
             let job = match (requested, plan.next_work(now)) {
                 (Some(request), Some(work)) if failed_request == Some(request.requested_at) => Job::Scheduled(work),

@@ -1,12 +1,12 @@
 //! Supplier feeds (issue 16): their status (the seed's monitoring queries: current, behind
 //! or stale by frequency, windows completed, open gaps with days behind, what was pulled per
 //! day, the last full refresh's drift) and the operator's switch (audited). The worker's
-//! pull source reads the switch at each run.
+//! pull source reads the switch at each run. A manual run of a feed not live yet is refused.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
-use catalog_app::feeds::{feed_status, feed_statuses, FeedStatus};
+use catalog_app::feeds::{feed_status, feed_statuses, goes_live_after, FeedStatus};
 use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest, Role};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,8 @@ pub struct FeedView {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub initial_sync_completed: bool,
     pub last_full_refresh_at: Option<DateTime<Utc>>,
-    /// `current` (a window completed within one sync period), `behind` (within two) or
-    /// `stale`.
+    /// `current` (a window completed within one sync period), `behind` (within two),
+    /// `stale`, or `not_live` (its `go_live_date` has not come: nothing of it is pulled before).
     pub state: &'static str,
     pub windows_completed: u64,
     /// Spans since going live no completed window covers, oldest first.
@@ -289,7 +289,7 @@ pub fn run_kind(ask: &RunAsk, now: DateTime<Utc>) -> Result<FeedRunKind, ApiErro
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", tag = "feeds", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = RunAsk, responses((status = 202, description = "Asked for: the worker runs it within a poll (or its next --once run)", body = RunAsked), (status = 404, description = "No such feed", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", tag = "feeds", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = RunAsk, responses((status = 202, description = "Asked for: the worker runs it within a poll (or its next --once run)", body = RunAsked), (status = 404, description = "No such feed", body = ErrorBody), (status = 409, description = "The feed is not live yet (not_live): nothing of it is pulled before its go-live date", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn ask_feed_run(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -314,6 +314,10 @@ pub async fn ask_run(
     let Some(feed) = state.store.feed(key).await? else {
         return Err(ApiError::not_found(format!("no feed {key}")));
     };
+    if let Some(go_live) = goes_live_after(&feed.settings, Utc::now()) {
+        let message = format!("feed {key} goes live at {go_live}: nothing of it is pulled before, and no manual run");
+        return Err(ApiError::Conflict { code: "not_live", message });
+    }
     let request = FeedRunRequest { kind, requested_by: caller.name.clone(), requested_at: Utc::now() };
     if !state.store.request_feed_run(key, &request).await? {
         return Err(ApiError::not_found(format!("no feed {key}")));

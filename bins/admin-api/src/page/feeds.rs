@@ -141,7 +141,7 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
     let time = |at: Option<chrono::DateTime<chrono::Utc>>| at.map_or_else(|| html! { "never" }, when);
     let body = html! {
         h2 { "Supplier feeds (" (feeds.len()) ")" }
-        p { "Current: a window completed within one sync period. Behind: within two. Stale: longer, or never. Failing: the feed's last run failed (a pull dead letter is open)." }
+        p { "Current: a window completed within one sync period. Behind: within two. Stale: longer, or never. Not live: its go-live date has not come; nothing of it is pulled before. Failing: the feed's last run failed (a pull dead letter is open)." }
         @if feeds.is_empty() { p { "No feeds: the worker's --feeds-file adds them." } } @else {
             table {
                 thead { tr { th scope="col" { "Tenant" } th scope="col" { "Supplier" } th scope="col" { "State" } th scope="col" { "Pulling" } th scope="col" { "Last sync" } th scope="col" { "Windows" } th scope="col" { "Gaps" } th scope="col" { "Initial sync" } th scope="col" { "Last full refresh" } th scope="col" { "Drift found" } } }

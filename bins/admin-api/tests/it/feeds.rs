@@ -202,3 +202,43 @@ async fn feeds_show_their_status_and_operators_switch_them_on_sqlite() {
 async fn feeds_show_their_status_and_operators_switch_them_on_postgres() {
     feeds_show_their_status_and_operators_switch_them(Server::postgres().await).await;
 }
+
+/// A feed configured ahead of its go-live date (decision 0054) is `not_live`, with no gap, on
+/// the API and the page; a manual run asked for it is refused, 409 `not_live`, since the
+/// worker pulls nothing of it before it goes live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let settings = FeedSettings {
+        key: key(),
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token_env: "ACME_FEED_TOKEN".to_owned(),
+        go_live_date: (Utc::now() + Duration::days(3)).date_naive(),
+        sync_frequency_hours: 6,
+        timezone: "UTC".to_owned(),
+        run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).expect("valid")],
+        requests_per_second: None,
+        sync_enabled: true,
+    };
+    server.store.upsert_feed(&settings).await.expect("feed");
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    assert_eq!((feed["state"].clone(), feed["gaps"].as_array().map(Vec::len)), (json!("not_live"), Some(0)));
+    let runs = "/v1/tenants/canary/feeds/acme/runs";
+    let refused = server.send(Method::POST, &operator, runs, json!({ "kind": "full_refresh" })).await;
+    assert_eq!(refused.status(), 409);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(refused["code"], "not_live", "{refused}");
+    assert!(refused["message"].as_str().expect("message").contains("goes live"), "{refused}");
+    assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "nothing asked");
+    let page = server
+        .client
+        .get(server.url("/feeds"))
+        .header("cookie", format!("admin_token={viewer}"))
+        .send()
+        .await
+        .expect("page");
+    assert!(page.text().await.expect("html").contains("not_live"), "the page shows the state");
+    server.stop().await;
+}

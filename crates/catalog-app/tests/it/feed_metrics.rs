@@ -72,3 +72,18 @@ async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes() {
     report_feeds_once(&store, &metrics, now + Duration::hours(8)).await.expect("report");
     assert_eq!(gauges(&metrics, "canary/acme"), (0, 1, [0, 1, 0]), "a run completed; no window for 9 hours");
 }
+
+/// A feed configured ahead of its go-live date is `not_live`, not `stale` (decision 0054):
+/// `CatalogFeedStale` does not fire for a feed nothing is to be pulled of yet.
+#[tokio::test]
+async fn a_feed_not_live_yet_is_not_stale() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let ahead = FeedSettings { go_live_date: (Utc::now() + Duration::days(3)).date_naive(), ..settings("acme") };
+    store.upsert_feed(&ahead).await.expect("feed");
+    let metrics = Metrics::new();
+    report_feeds_once(&store, &metrics, Utc::now()).await.expect("report");
+    assert_eq!(gauges(&metrics, "canary/acme"), (0, 1, [0, 0, 0]), "neither current, behind nor stale");
+    assert_eq!(metrics.feed_state.with_label_values(&["canary/acme", "not_live"]).get(), 1);
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the pull source against a real local feed API (`catalog_testkit::feed_api`)
 //! on real stores: SQLite, and PostgreSQL where a test says so.
 
+mod golive;
 mod harness;
 mod holds;
 mod pull;
