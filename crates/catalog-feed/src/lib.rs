@@ -370,14 +370,13 @@ impl FeedSource {
                         }
                     }
                 }
-                // A manual incremental that ran is this run's incremental: not pulled twice.
-                let incremental_ran = request_failed.is_none()
-                    && request.as_ref().is_some_and(|request| request.kind == catalog_store::FeedRunKind::Incremental);
-                if !incremental_ran {
+                // A manual incremental or full refresh that ran is this run's: not run twice.
+                let ran = |kind| request_failed.is_none() && request.as_ref().is_some_and(|asked| asked.kind == kind);
+                if !ran(catalog_store::FeedRunKind::Incremental) {
                     run.incremental(now, shutdown).await?;
                 }
                 while run.backfill_next(now, shutdown).await? {}
-                if scope == OnceScope::WithFullRefresh {
+                if scope == OnceScope::WithFullRefresh && !ran(catalog_store::FeedRunKind::FullRefresh) {
                     run.full_refresh(shutdown).await?;
                 }
                 match request_failed {

@@ -189,7 +189,9 @@ impl FeedSource {
                         | Job::Requested(FeedRunRequest { kind: FeedRunKind::Incremental, .. }) => {
                             plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
                         }
-                        Job::Scheduled(Work::FullRefresh) => {
+                        // A manual full refresh is the full refresh due, if one is.
+                        Job::Scheduled(Work::FullRefresh)
+                        | Job::Requested(FeedRunRequest { kind: FeedRunKind::FullRefresh, .. }) => {
                             plan.refreshed_before = true;
                             plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
                         }

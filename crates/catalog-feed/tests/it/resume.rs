@@ -1,7 +1,7 @@
 //! A window a run left unfinished is pulled once: resumed at its last committed page, and
 //! not pulled again by the work that follows, whether that is the incremental it was or the
-//! manual run it was part of (decision 0015); nor is a manual incremental pulled again by
-//! the incremental due at the same time (decision 0018).
+//! manual run it was part of (decision 0015); nor is a manual incremental or full refresh
+//! pulled again by the scheduled one due at the same time (decision 0018).
 
 use std::sync::Arc;
 
@@ -163,5 +163,36 @@ async fn a_manual_incremental_is_the_incremental_due() {
             .collect();
         assert_eq!(ends.len(), 1, "once: {once}: one window up to now, not two: {ends:?}");
         assert_eq!(fixture.store.feed(&settings.key).await.expect("feed").expect("known").run_request, None);
+    }
+}
+
+/// A manual full refresh asked for while the weekly one is due (here the first, never run),
+/// or in a `--once --full` run, is that refresh: the snapshot is read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_full_refresh_is_the_full_refresh_due() {
+    for once in [false, true] {
+        let fixture = sqlite().await;
+        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
+        let record =
+            FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
+        let api = FeedApi::start(vec![record], TOKEN).await;
+        let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
+        let source = fixture.source(quick_settings(), TOKEN);
+        source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+        let request = FeedRunRequest {
+            kind: FeedRunKind::FullRefresh,
+            requested_by: "otto".to_owned(),
+            requested_at: now - TimeDelta::minutes(1),
+        };
+        assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+        if once {
+            source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("run");
+        } else {
+            run_scheduled(&source, now, now + TimeDelta::minutes(30)).await;
+        }
+        let snapshots = api.requests().iter().filter(|request| request.snapshot && request.cursor.is_none()).count();
+        assert_eq!(snapshots, 1, "once: {once}: one full refresh, not two");
+        let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
+        assert!(feed.run_request.is_none() && feed.initial_sync_completed, "{feed:?}");
     }
 }
