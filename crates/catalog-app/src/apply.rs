@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::source::{BatchSink, Durable, SinkError, SourceBatch, SourceError};
+use crate::source::{BatchSink, Durable, Reread, SinkError, SourceBatch, SourceError};
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,7 +180,10 @@ impl Applier {
             return;
         };
         let (from, to) = (batch.events[*first].source.offset, batch.events[*last].source.offset);
-        self.skipped_below_checkpoint(batch.partition, applied_before.len() as u64);
+        self.metrics
+            .skipped_below_checkpoint
+            .with_label_values(&[&batch.partition.to_string()])
+            .inc_by(applied_before.len() as u64);
         self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).events_applied_elsewhere +=
             applied_before.len() as u64;
         tracing::warn!(
@@ -408,8 +411,8 @@ impl BatchSink for Applier {
         }
     }
 
-    fn skipped_below_checkpoint(&self, partition: i32, count: u64) {
-        self.metrics.skipped_below_checkpoint.with_label_values(&[&partition.to_string()]).inc_by(count);
+    fn reread(&self, partition: i32, reason: Reread) {
+        self.metrics.rereads.with_label_values(&[&partition.to_string(), reason.as_str()]).inc();
     }
 
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {

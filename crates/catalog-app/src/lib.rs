@@ -26,4 +26,4 @@ pub use apply::{Applier, ProgressReport, RetryPolicy, Totals};
 pub use batching::{BatchLimits, PendingBatch};
 pub use metrics::Metrics;
 pub use reconcile::{ReconcileSettings, Reconciler, SweepReport};
-pub use source::{BatchSink, Durable, SinkError, SourceBatch, SourceError};
+pub use source::{BatchSink, Durable, Reread, SinkError, SourceBatch, SourceError};

@@ -33,8 +33,12 @@ pub struct Metrics {
     pub queue_lag_seconds: IntGaugeVec,
     /// High watermark minus the next offset to apply, per partition.
     pub queue_lag_messages: IntGaugeVec,
-    /// Messages skipped because the store had applied them already (after a crash).
+    /// Messages of a batch that another worker (or another run of a feed) applied first,
+    /// skipped by the store's fence, per partition.
     pub skipped_below_checkpoint: IntCounterVec,
+    /// Messages a source read again below where its reading stands and skipped (the store
+    /// holds them), per partition and `Reread` reason.
+    pub rereads: IntCounterVec,
     /// Failures inside a source, by kind of source and where they happened (`kafka`/`commit`…).
     pub source_errors: IntCounterVec,
     /// Positions deleted from a source (retention) before they were applied, per partition.
@@ -194,8 +198,13 @@ impl Metrics {
             gauge("catalog_queue_lag_messages", "High watermark minus the next offset to apply.", &["partition"]);
         let skipped_below_checkpoint = counter(
             "catalog_skipped_below_checkpoint_total",
-            "Messages skipped because the store had already applied them.",
+            "Messages another worker (or another run of a feed) applied first: skipped by the store's fence.",
             &["partition"],
+        );
+        let rereads = counter(
+            "catalog_rereads_total",
+            "Messages a source read again below where its reading stands and skipped, by reason: start_check (stepping back to check where a fetch starts, or a group offset behind the checkpoint), refetch (delivered again while reading).",
+            &["partition", "reason"],
         );
         let source_errors = counter(
             "catalog_source_errors_total",
@@ -409,6 +418,7 @@ impl Metrics {
             queue_lag_seconds,
             queue_lag_messages,
             skipped_below_checkpoint,
+            rereads,
             source_errors,
             offset_gaps,
             checkpoints_beyond_end,

@@ -37,6 +37,27 @@ pub struct Durable {
     pub applied_elsewhere: usize,
 }
 
+/// Why a source read a message again that the store holds: a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reread {
+    /// Read while checking where a partition's reading starts: stepping back until a fetch
+    /// starts at or before the store's checkpoint (decision 8), or a fetch from the group's
+    /// committed offset, behind the checkpoint.
+    StartCheck,
+    /// Delivered again while the partition was being read (a broker that resets its fetch):
+    /// at or below a message read already.
+    Refetch,
+}
+
+impl Reread {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reread::StartCheck => "start_check",
+            Reread::Refetch => "refetch",
+        }
+    }
+}
+
 /// Why a sink gave up on a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -73,8 +94,10 @@ pub trait BatchSink: Send + Sync + 'static {
     /// and applied (what the store holds already is a duplicate); counted and logged.
     /// `false`: the checkpoint had moved on from `from`, and was left alone.
     async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError>;
-    /// Messages below the stored checkpoint were skipped (already applied).
-    fn skipped_below_checkpoint(&self, partition: i32, count: u64);
+    /// The source read a message of a partition again, below where its reading stands, and
+    /// skipped it: the store holds it. Counted by why; no other worker applied it (what the
+    /// store's fence finds another worker applied is counted by the sink itself).
+    fn reread(&self, partition: i32, reason: Reread);
     /// A source reported a failure; counted and logged.
     fn source_error(&self, error: &SourceError);
     /// Positions `from..to` of a partition, never applied, are gone from the source (a

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use catalog_app::{BatchLimits, BatchSink, PendingBatch, SinkError, SourceBatch};
+use catalog_app::{BatchLimits, BatchSink, PendingBatch, Reread, SinkError, SourceBatch};
 use catalog_store::{IncomingEvent, Position, SourceRef};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -141,9 +141,13 @@ impl PartitionWorker {
                     markers_check = PASS_MARKERS_AFTER;
                     // Below the checkpoint, or at or below a message the pending batch holds
                     // (a broker that resets its fetch delivers messages again): held already.
+                    // Either way it was read again: the store held it when this assignment
+                    // started, or this worker read it before. Not the store fence's "applied
+                    // by another worker", which counts what another member applied meanwhile.
                     let expected = pending.last().map_or(next_offset, |last| last.offset + 1);
                     if delivery.offset < expected {
-                        self.sink.skipped_below_checkpoint(self.partition, 1);
+                        let reason = if reading { Reread::Refetch } else { Reread::StartCheck };
+                        self.sink.reread(self.partition, reason);
                         continue;
                     }
                     if reading && delivery.offset > expected {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_app::{Applier, BatchSink, Metrics, RetryPolicy, SourceBatch};
+use catalog_app::{Applier, BatchSink, Metrics, Reread, RetryPolicy, SourceBatch};
 use catalog_core::{StockChange, TenantId};
 use catalog_sqlite::SqliteStore;
 use catalog_store::contract::{base, incoming, offer, raw_incoming};
@@ -269,4 +269,22 @@ async fn queue_lag_is_zero_once_a_batch_reaches_the_partition_s_end() {
             && !rendered.contains("catalog_queue_lag_seconds{partition="),
         "{rendered}"
     );
+}
+
+/// A source's re-reads (a Kafka worker stepping back to check where its fetch starts, a
+/// broker delivering a message again) are counted by why, apart from the messages the store's
+/// fence finds another worker applied: those alone are `catalog_skipped_below_checkpoint_total`
+/// and `applied_by_another_worker` in the run's summary.
+#[tokio::test]
+async fn a_source_s_rereads_are_not_counted_as_another_worker_s() {
+    let run = run(0, 0).await;
+    run.applier.reread(0, Reread::StartCheck);
+    run.applier.reread(0, Reread::StartCheck);
+    run.applier.reread(0, Reread::Refetch);
+
+    let metrics = &run.metrics;
+    assert_eq!(metrics.rereads.with_label_values(&["0", "start_check"]).get(), 2);
+    assert_eq!(metrics.rereads.with_label_values(&["0", "refetch"]).get(), 1);
+    assert!(!metrics.render().contains("catalog_skipped_below_checkpoint_total{"), "no other worker's");
+    assert_eq!(run.applier.totals().events_applied_elsewhere, 0);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_app::{Applier, BatchSink, Durable, SinkError, SourceBatch, SourceError};
+use catalog_app::{Applier, BatchSink, Durable, Reread, SinkError, SourceBatch, SourceError};
 use catalog_core::InvalidTraceParent;
 use catalog_feed::{FeedClient, FeedRun, OnceScope, RunError};
 use catalog_store::{Position, SourceRef};
@@ -115,8 +115,8 @@ impl BatchSink for MeddlingSink {
         self.inner.apply(batch).await
     }
 
-    fn skipped_below_checkpoint(&self, partition: i32, count: u64) {
-        self.inner.skipped_below_checkpoint(partition, count);
+    fn reread(&self, partition: i32, reason: Reread) {
+        self.inner.reread(partition, reason);
     }
 
     fn source_error(&self, error: &SourceError) {

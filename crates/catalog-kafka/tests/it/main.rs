@@ -6,6 +6,7 @@
 
 mod broker;
 mod marker;
+mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,7 @@ impl BatchSink for RecordingSink {
         Ok(true)
     }
 
-    fn skipped_below_checkpoint(&self, _partition: i32, _count: u64) {}
+    fn reread(&self, _partition: i32, _reason: catalog_app::Reread) {}
 
     fn source_error(&self, _error: &SourceError) {}
 
