@@ -296,22 +296,9 @@ impl Applier {
                 "item changed"
             );
         }
-        let partition = batch.partition.to_string();
-        // A batch that reaches its partition's end leaves nothing waiting: no lag, however
-        // old its last message (a partition gone quiet read 5 minutes of lag for good).
         let messages_behind =
             batch.high_watermark.zip(batch.checkpoint.as_ref()).map(|(end, position)| (end - position.offset).max(0));
-        if let Some(lag) = messages_behind {
-            self.metrics.queue_lag_messages.with_label_values(&[&partition]).set(lag);
-        }
-        let seconds_behind = match (messages_behind, batch.last_message_at) {
-            (Some(0), _) => Some(0),
-            (_, Some(last_message_at)) => Some((Utc::now() - last_message_at).num_seconds().max(0)),
-            (_, None) => None,
-        };
-        if let Some(lag) = seconds_behind {
-            self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
-        }
+        self.set_queue_lag(batch.partition, messages_behind, batch.last_message_at);
         tracing::debug!(
             source,
             n_events = batch.events.len(),
@@ -319,6 +306,25 @@ impl Applier {
             next_offset = batch.checkpoint.as_ref().map(|position| position.offset),
             "batch applied"
         );
+    }
+
+    /// Sets a partition's queue lag as far as it is known: in messages when its end is
+    /// known; in seconds 0 when nothing waits, however old the last message (a partition gone
+    /// quiet read 5 minutes of lag for good), else since the last message applied, when that
+    /// is known. Nothing is set for what is not known: an absent series, never a made-up 0.
+    fn set_queue_lag(&self, partition: i32, messages_behind: Option<i64>, last_message_at: Option<DateTime<Utc>>) {
+        let partition = partition.to_string();
+        if let Some(lag) = messages_behind {
+            self.metrics.queue_lag_messages.with_label_values(&[&partition]).set(lag);
+        }
+        let seconds_behind = match (messages_behind, last_message_at) {
+            (Some(0), _) => Some(0),
+            (_, Some(last_message_at)) => Some((Utc::now() - last_message_at).num_seconds().max(0)),
+            (_, None) => None,
+        };
+        if let Some(lag) = seconds_behind {
+            self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
+        }
     }
 }
 
@@ -413,6 +419,10 @@ impl BatchSink for Applier {
 
     fn reread(&self, partition: i32, reason: Reread) {
         self.metrics.rereads.with_label_values(&[&partition.to_string(), reason.as_str()]).inc();
+    }
+
+    fn reading_starts(&self, partition: i32, next_offset: i64, high_watermark: i64) {
+        self.set_queue_lag(partition, Some((high_watermark - next_offset).max(0)), None);
     }
 
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {

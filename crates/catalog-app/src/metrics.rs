@@ -191,11 +191,14 @@ impl Metrics {
         let items_changed = unlabelled("catalog_items_changed_total", "Items whose quantity changed.");
         let queue_lag_seconds = gauge(
             "catalog_queue_lag_seconds",
-            "Now minus the broker timestamp of the last applied message; 0 once a batch reaches the partition's end.",
+            "Now minus the broker timestamp of the last applied message; 0 once a batch reaches the partition's end, or at its assignment when nothing waits.",
             &["partition"],
         );
-        let queue_lag_messages =
-            gauge("catalog_queue_lag_messages", "High watermark minus the next offset to apply.", &["partition"]);
+        let queue_lag_messages = gauge(
+            "catalog_queue_lag_messages",
+            "High watermark minus the next offset to apply, from the partition's assignment on.",
+            &["partition"],
+        );
         let skipped_below_checkpoint = counter(
             "catalog_skipped_below_checkpoint_total",
             "Messages another worker (or another run of a feed) applied first: skipped by the store's fence.",

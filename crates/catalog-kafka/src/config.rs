@@ -147,7 +147,7 @@ pub(crate) fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
         // throughput there (measured in docs/benchmarks.md, session 5).
         // The worker's --kafka-fetch-wait-ms sets it (through `extra`).
         .set("fetch.wait.max.ms", "25")
-        // Statistics carry each partition's high watermark: lag in messages.
+        // Statistics say whether a broker is up (readiness).
         .set("statistics.interval.ms", "5000")
         // At most 1 MB per fetch response. librdkafka rotates which partition leads each
         // fetch request; a broker that fills a response from the first partition before the

@@ -1,6 +1,6 @@
 //! The consumer's context: librdkafka's callbacks (rebalances, statistics, commits) turned
-//! into what the partition workers read: which partitions this member owns and since which
-//! revocation, and each partition's high watermark.
+//! into what the partition workers read (which partitions this member owns and since which
+//! revocation) and what readiness reads (whether a broker is up).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,8 +84,6 @@ pub(crate) struct SourceContext {
     /// the partition's current epoch only, never to one from before a rebalance.
     pub(crate) epochs: Arc<Mutex<HashMap<i32, u64>>>,
     pub(crate) events: mpsc::UnboundedSender<Assignment>,
-    /// High watermark per partition, from librdkafka's periodic statistics.
-    pub(crate) high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     /// Who owns each partition read from its own queue, told to its task.
     pub(crate) ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
     pub(crate) brokers: BrokerStatus,
@@ -103,13 +101,6 @@ impl ClientContext for SourceContext {
 
     fn stats(&self, statistics: rdkafka::Statistics) {
         self.brokers.set(statistics.brokers.values().any(|broker| broker.state == "UP"));
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
-        let mut high_watermarks = lock(&self.high_watermarks);
-        for (partition, stats) in &topic.partitions {
-            if *partition >= 0 && stats.hi_offset >= 0 {
-                high_watermarks.insert(*partition, stats.hi_offset);
-            }
-        }
     }
 }
 

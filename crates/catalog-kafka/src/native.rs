@@ -9,7 +9,9 @@
 //!
 //! `cached_watermarks`: a partition's watermarks as librdkafka last saw them in a fetch
 //! response, without asking the broker (rdkafka wraps only the query): read whenever a
-//! partition's offsets jump, to tell a jump over offsets retention deleted (decision 0041).
+//! partition's offsets jump, to tell a jump over offsets retention deleted (decision 0041);
+//! `cached_high_watermark`, the high watermark alone, whenever a batch is cut (lag in
+//! messages; librdkafka's statistics report the same value, but only every 5 seconds).
 //!
 //! `position`: librdkafka's position in one partition. rdkafka's `Consumer::position` first
 //! asks librdkafka's main thread for the whole assignment and waits for its answer; a quiet
@@ -72,6 +74,20 @@ pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) ->
 /// before it queues the response's messages, so once a message is delivered they are at
 /// least as new as the fetch that brought it.
 pub(crate) fn cached_watermarks(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let (low, high) = cached_offsets(consumer, topic, partition)?;
+    (low >= 0 && high >= 0).then_some((low, high))
+}
+
+/// The partition's high watermark as librdkafka last read it from a fetch response, with no
+/// request to the broker; `None` while it has read none.
+pub(crate) fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let (_, high) = cached_offsets(consumer, topic, partition)?;
+    (high >= 0).then_some(high)
+}
+
+/// librdkafka's cached low and high watermarks of the partition, either of them
+/// `RD_KAFKA_OFFSET_INVALID` (-1001) while not seen.
+fn cached_offsets(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<(i64, i64)> {
     let topic = CString::new(topic).ok()?;
     let (mut low, mut high) = (-1_i64, -1_i64);
     // SAFETY: the client handle is live as long as `consumer` is; `topic` is NUL-terminated
@@ -80,8 +96,7 @@ pub(crate) fn cached_watermarks(consumer: &SourceConsumer, topic: &str, partitio
     let read = unsafe {
         rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition, &mut low, &mut high)
     };
-    // An offset librdkafka has not seen is `RD_KAFKA_OFFSET_INVALID` (-1001).
-    (read == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0).then_some((low, high))
+    (read == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then_some((low, high))
 }
 
 /// librdkafka's position in `partition`: the offset after the last message or marker the

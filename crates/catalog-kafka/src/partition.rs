@@ -43,7 +43,6 @@ pub(crate) struct PartitionWorker {
     pub(crate) start_without_checkpoint: StartWithoutCheckpoint,
     pub(crate) consumer: Arc<SourceConsumer>,
     pub(crate) assigned: Arc<Mutex<HashSet<i32>>>,
-    pub(crate) high_watermarks: Arc<Mutex<std::collections::HashMap<i32, i64>>>,
     pub(crate) sink: Arc<dyn BatchSink>,
     /// Cancelled when the source stops: ends waits on the broker.
     pub(crate) stop: CancellationToken,
@@ -255,7 +254,9 @@ impl PartitionWorker {
         next_offset: i64,
         last_message_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<i64, SinkError> {
-        let high_watermark = lock(&self.high_watermarks).get(&self.partition).copied();
+        // As librdkafka read it with its latest fetch, the one that brought the batch's last
+        // message or a later one: known from the first batch on.
+        let high_watermark = native::cached_high_watermark(&self.consumer, &self.topic, self.partition);
         let batch = SourceBatch {
             source,
             partition: self.partition,

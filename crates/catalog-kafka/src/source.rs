@@ -38,7 +38,6 @@ pub struct KafkaSource {
     consumer: Arc<SourceConsumer>,
     assigned: Arc<Mutex<HashSet<i32>>>,
     epochs: Arc<Mutex<HashMap<i32, u64>>>,
-    high_watermarks: Arc<Mutex<HashMap<i32, i64>>>,
     ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,
     events: mpsc::UnboundedReceiver<Assignment>,
     sink: Arc<dyn BatchSink>,
@@ -57,7 +56,6 @@ impl KafkaSource {
     /// Creates the consumer; `run` joins the group. Must be called inside a tokio runtime.
     pub fn new(config: KafkaSourceConfig, sink: Arc<dyn BatchSink>) -> Result<Self, KafkaSourceError> {
         let assigned = Arc::new(Mutex::new(HashSet::new()));
-        let high_watermarks = Arc::new(Mutex::new(HashMap::new()));
         let epochs = Arc::new(Mutex::new(HashMap::new()));
         let ownership = Arc::new(Mutex::new(HashMap::new()));
         let (events_sender, events) = mpsc::unbounded_channel();
@@ -68,7 +66,6 @@ impl KafkaSource {
             assigned: Arc::clone(&assigned),
             epochs: Arc::clone(&epochs),
             events: events_sender,
-            high_watermarks: Arc::clone(&high_watermarks),
             ownership: Arc::clone(&ownership),
             brokers: brokers.clone(),
         };
@@ -79,7 +76,6 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             assigned,
             epochs,
-            high_watermarks,
             ownership,
             events,
             sink,
@@ -156,7 +152,6 @@ impl KafkaSource {
             start_without_checkpoint: self.config.start_without_checkpoint,
             consumer: Arc::clone(&self.consumer),
             assigned: Arc::clone(&self.assigned),
-            high_watermarks: Arc::clone(&self.high_watermarks),
             sink: Arc::clone(&self.sink),
             stop: stop.clone(),
         }

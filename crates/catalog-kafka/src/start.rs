@@ -27,13 +27,13 @@ const END_CHECK: Duration = Duration::from_secs(5);
 /// …and how long a fetch that delivered something stays quiet once it has read to the end.
 const END_QUIET: Duration = Duration::from_millis(500);
 
-/// What the check of a stored checkpoint against the partition's end found.
+/// What the check of a stored checkpoint against the partition's end found, with the high
+/// watermark it read last.
 enum End {
     /// The partition holds the checkpoint's last message (or the check could not tell).
-    Holds,
-    /// The partition ends below the checkpoint, which was moved back to this offset, the
-    /// partition's low watermark.
-    Rewound(i64),
+    Holds { high_watermark: i64 },
+    /// The partition ends below the checkpoint, which was moved back to `low_watermark`.
+    Rewound { low_watermark: i64, high_watermark: i64 },
     /// The feed ended (shutdown) or the partition was revoked during the check.
     Ended,
 }
@@ -55,10 +55,10 @@ impl PartitionWorker {
     pub(crate) async fn start(&self, input: &mut Feed<'_>) -> Result<Option<(i64, Option<Rewind>)>, SinkError> {
         let seek_first = matches!(input, Feed::Queue(_));
         let stored = self.sink.checkpoint(&self.source, self.partition).await?;
-        let (want, low_watermark) = match (stored, self.start_without_checkpoint) {
+        let (want, low_watermark, high_watermark) = match (stored, self.start_without_checkpoint) {
             (Some(position), _) => match self.check_end(input, position.offset).await? {
-                End::Holds => (position.offset, None),
-                End::Rewound(low) => (low, Some(low)),
+                End::Holds { high_watermark } => (position.offset, None, high_watermark),
+                End::Rewound { low_watermark, high_watermark } => (low_watermark, Some(low_watermark), high_watermark),
                 End::Ended => return Ok(None),
             },
             (None, StartWithoutCheckpoint::Committed) => {
@@ -79,9 +79,16 @@ impl PartitionWorker {
                     "no stored checkpoint: reading from the partition's {} offset, not the group's committed one",
                     choice.as_str()
                 );
-                (want, Some(low))
+                (want, Some(low), high)
             }
         };
+        // The partition's lag is known before any batch: on `/metrics` from now on. An end
+        // read below the wanted offset is a broker's that reports less than it holds (tansu
+        // answers with its last record batch's first offset plus one): no lag can be told
+        // from it, and the first batch tells.
+        if high_watermark >= want {
+            self.sink.reading_starts(self.partition, want, high_watermark);
+        }
         let mut rewind =
             if seek_first && self.seek(want).await { Rewind::sought_at_start(want) } else { Rewind::new(want) };
         if let Some(low) = low_watermark {
@@ -101,7 +108,7 @@ impl PartitionWorker {
     async fn check_end(&self, input: &mut Feed<'_>, want: i64) -> Result<End, SinkError> {
         let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
         if want <= high {
-            return Ok(End::Holds);
+            return Ok(End::Holds { high_watermark: high });
         }
         if !self.seek((high - 1).max(low)).await {
             return Ok(End::Ended);
@@ -116,14 +123,16 @@ impl PartitionWorker {
                 () = tokio::time::sleep(quiet.min(left)) => break,
             };
             match received {
-                Some(PartitionInput::Message(delivery)) if delivery.offset >= want - 1 => return Ok(End::Holds),
+                Some(PartitionInput::Message(delivery)) if delivery.offset >= want - 1 => {
+                    return Ok(End::Holds { high_watermark: high })
+                }
                 Some(PartitionInput::Message(delivery)) => delivered = Some(delivery.offset),
                 Some(PartitionInput::Revoked) | None => return Ok(End::Ended),
             }
         }
         let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
         if delivered.is_none() && want <= high {
-            return Ok(End::Holds);
+            return Ok(End::Holds { high_watermark: high });
         }
         tracing::warn!(
             partition = self.partition,
@@ -133,9 +142,9 @@ impl PartitionWorker {
             "the partition ends below the stored checkpoint"
         );
         if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
-            Ok(End::Rewound(low))
+            Ok(End::Rewound { low_watermark: low, high_watermark: high })
         } else {
-            Ok(End::Holds)
+            Ok(End::Holds { high_watermark: high })
         }
     }
 

@@ -288,3 +288,32 @@ async fn a_source_s_rereads_are_not_counted_as_another_worker_s() {
     assert!(!metrics.render().contains("catalog_skipped_below_checkpoint_total{"), "no other worker's");
     assert_eq!(run.applier.totals().events_applied_elsewhere, 0);
 }
+
+/// Where a partition's reading starts sets its lag in messages before any batch; its lag in
+/// seconds only when nothing waits (0): how long a waiting message has waited is not known
+/// until a batch tells, and is never reported as a made-up 0.
+#[tokio::test]
+async fn queue_lag_is_known_from_where_a_partition_s_reading_starts() {
+    let run = run(0, 0).await;
+    let lag = |partition: &str| {
+        let rendered = run.metrics.render();
+        let sample = |name: &str| {
+            let prefix = format!("{name}{{partition=\"{partition}\"}} ");
+            rendered.lines().find_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+        };
+        (sample("catalog_queue_lag_messages"), sample("catalog_queue_lag_seconds"))
+    };
+    run.applier.reading_starts(0, 40, 50);
+    run.applier.reading_starts(1, 50, 50);
+    assert_eq!(lag("0"), (Some("10".to_owned()), None));
+    assert_eq!(lag("1"), (Some("0".to_owned()), Some("0".to_owned())));
+
+    // The first batch says how long its messages waited.
+    let mut behind = source_batch();
+    behind.last_message_at = Some(chrono::Utc::now() - chrono::Duration::minutes(5));
+    behind.high_watermark = Some(50);
+    run.applier.apply(behind).await.expect("apply");
+    let (messages, seconds) = lag("0");
+    assert_eq!(messages.as_deref(), Some("46"));
+    assert!(seconds.is_some_and(|seconds| (299..=310).contains(&seconds.parse::<i64>().expect("seconds"))));
+}

@@ -119,6 +119,10 @@ impl BatchSink for MeddlingSink {
         self.inner.reread(partition, reason);
     }
 
+    fn reading_starts(&self, partition: i32, next_offset: i64, high_watermark: i64) {
+        self.inner.reading_starts(partition, next_offset, high_watermark);
+    }
+
     fn source_error(&self, error: &SourceError) {
         self.inner.source_error(error);
     }

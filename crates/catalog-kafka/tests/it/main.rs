@@ -92,6 +92,8 @@ impl BatchSink for RecordingSink {
 
     fn reread(&self, _partition: i32, _reason: catalog_app::Reread) {}
 
+    fn reading_starts(&self, _partition: i32, _next_offset: i64, _high_watermark: i64) {}
+
     fn source_error(&self, _error: &SourceError) {}
 
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {

@@ -1,19 +1,50 @@
 //! The source handing its batches to the worker's applier over the embedded SQLite store, on
 //! the mock cluster: what an operator reads of a partition on `/metrics`. Messages a worker
 //! reads again below its own checkpoint (stepping back to check where its fetch starts) are
-//! no other worker's.
+//! no other worker's, and a partition's queue lag in messages is known from its assignment on,
+//! not from librdkafka's first statistics five seconds later.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use catalog_app::{Applier, BatchSink, Metrics};
 use catalog_kafka::KafkaSource;
 use catalog_sqlite::SqliteStore;
-use catalog_store::{BatchStore, StoreConfig};
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, StoreConfig, StoreError};
 use rdkafka::mocking::MockCluster;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{config, produce, wait_for, PARTITIONS, TOPIC};
+
+/// The embedded store, each of whose batches waits for one of `permits` before it is applied:
+/// a test holds the worker in the middle of a batch.
+#[derive(Debug)]
+struct HeldStore {
+    inner: SqliteStore,
+    permits: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl BatchStore for HeldStore {
+    async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        self.permits.acquire().await.expect("permits are never closed").forget();
+        self.inner.apply_batch(batch).await
+    }
+
+    async fn preview_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        self.inner.preview_batch(batch).await
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.checkpoints(source).await
+    }
+
+    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+        self.inner.rewind_checkpoint(source, partition, from, to).await
+    }
+}
 
 /// A store in a directory of its own, kept as long as the test holds it.
 async fn embedded_store(directory: &tempfile::TempDir) -> SqliteStore {
@@ -100,4 +131,42 @@ async fn a_message_read_again_while_stepping_back_is_not_another_worker_s() {
     assert_eq!(skipped, vec![None; PARTITIONS as usize], "no other worker applied a message");
     assert_eq!(totals.events_applied_elsewhere, 0, "nothing applied by another worker in the summary");
     assert!(!refetched, "nothing was delivered again once read");
+}
+
+/// A partition's queue lag in messages is on `/metrics` from its assignment on: read from the
+/// partition's watermarks when the worker checks where to start, and from the watermarks of
+/// the fetch that brought each batch. It was set from librdkafka's statistics (every 5 s), so
+/// a partition was absent for its first seconds, and for good while nothing arrived on it.
+/// Queue lag in seconds is only set once known: 0 when nothing waits, never a made-up 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_lag_in_messages_is_known_from_the_assignment_on() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 10);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let permits = Arc::new(Semaphore::new(0));
+    let held = HeldStore { inner: embedded_store(&directory).await, permits: Arc::clone(&permits) };
+
+    // Every batch waits in the store: nothing is applied yet.
+    let worker = Worker::start(&brokers, "lag", Arc::new(held));
+    let behind = |worker: &Worker| -> Vec<Option<i64>> {
+        (0..PARTITIONS).map(|p| worker.sample("catalog_queue_lag_messages", &partition(p))).collect()
+    };
+    let seconds = |worker: &Worker| -> Vec<Option<i64>> {
+        (0..PARTITIONS).map(|p| worker.sample("catalog_queue_lag_seconds", &partition(p))).collect()
+    };
+    let all = |value: i64| vec![Some(value); PARTITIONS as usize];
+    wait_for(Duration::from_secs(30), || behind(&worker) == all(10)).await;
+    assert_eq!(seconds(&worker), vec![None; PARTITIONS as usize], "how long they wait is not known yet");
+
+    permits.add_permits(10_000);
+    wait_for(Duration::from_secs(10), || behind(&worker) == all(0) && seconds(&worker) == all(0)).await;
+    worker.stop().await;
+
+    // Restarted on partitions it applied to the end, where nothing arrives: caught up.
+    let store = embedded_store(&directory).await;
+    let restarted = Worker::start(&brokers, "lag", Arc::new(store));
+    wait_for(Duration::from_secs(30), || behind(&restarted) == all(0) && seconds(&restarted) == all(0)).await;
+    restarted.stop().await;
 }
