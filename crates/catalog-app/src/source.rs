@@ -99,8 +99,9 @@ pub trait BatchSink: Send + Sync + 'static {
     /// store's fence finds another worker applied is counted by the sink itself).
     fn reread(&self, partition: i32, reason: Reread);
     /// Where a partition's reading starts, known before any batch: `next_offset` is the first
-    /// position not applied, `high_watermark` the partition's end as the broker answered at
-    /// the assignment (at or beyond `next_offset`). Sets its queue lag from there on.
+    /// position not applied, `high_watermark` the partition's end as the broker told it while
+    /// the assignment's start was checked (at or beyond `next_offset`; told again when a later
+    /// answer knows better). Sets its queue lag from there on.
     fn reading_starts(&self, partition: i32, next_offset: i64, high_watermark: i64);
     /// A source reported a failure; counted and logged.
     fn source_error(&self, error: &SourceError);

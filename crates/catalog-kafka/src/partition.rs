@@ -136,6 +136,7 @@ impl PartitionWorker {
                             );
                         }
                         rewind = None;
+                        self.tell_end(next_offset);
                     }
                     markers_check = PASS_MARKERS_AFTER;
                     // Below the checkpoint, or at or below a message the pending batch holds
@@ -196,6 +197,16 @@ impl PartitionWorker {
         match delivery.create_time {
             Some(created) if backlog => created.min(delivery.received_at),
             _ => delivery.received_at,
+        }
+    }
+
+    /// Tells the sink the partition's end as the fetch that checked the start read it: on a
+    /// quiet partition no batch will, and a broker's answer at the assignment can fall short
+    /// of it (tansu's ListOffsets answers with its last record batch's first offset plus one).
+    fn tell_end(&self, next_offset: i64) {
+        let end = native::cached_high_watermark(&self.consumer, &self.topic, self.partition);
+        if let Some(high_watermark) = end.filter(|high_watermark| *high_watermark >= next_offset) {
+            self.sink.reading_starts(self.partition, next_offset, high_watermark);
         }
     }
 

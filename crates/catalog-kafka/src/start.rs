@@ -85,7 +85,7 @@ impl PartitionWorker {
         // The partition's lag is known before any batch: on `/metrics` from now on. An end
         // read below the wanted offset is a broker's that reports less than it holds (tansu
         // answers with its last record batch's first offset plus one): no lag can be told
-        // from it, and the first batch tells.
+        // from it, and the fetch that checks the start tells (`tell_end`).
         if high_watermark >= want {
             self.sink.reading_starts(self.partition, want, high_watermark);
         }

@@ -141,6 +141,26 @@ async fn without_a_checkpoint_the_topic_is_read_from_the_start_whatever_the_grou
     }
 }
 
+/// A partition applied to its end, where nothing arrives: its queue lag is known without a
+/// batch. tansu answers ListOffsets with its last record batch's first offset plus one (91
+/// for 100 records in batches of ten), which tells nothing of a checkpoint at 100; the fetch
+/// that reads the last batch again, to check where reading starts, answers with the true end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_partition_s_end_is_known_from_the_fetch_that_checks_its_start() {
+    let topic = batched_topic(1).await;
+    let group = unique_name("group");
+    let sink = Arc::new(RecordingSink::default());
+    sink.checkpoints.lock().expect("sink state").insert(0, PER_PARTITION);
+    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(source.run(shutdown.clone()));
+    let caught_up = (0, PER_PARTITION, PER_PARTITION);
+    wait_for(Duration::from_secs(30), || sink.reading_starts.lock().expect("sink state").contains(&caught_up)).await;
+    shutdown.cancel();
+    running.await.expect("source task").expect("source run");
+    assert_eq!(sink.applied().get(&0), None, "nothing to apply");
+}
+
 /// Deletes `topic` and creates it again with one partition holding `messages` messages,
 /// produced in batches of `RECORDS_PER_BATCH`.
 async fn recreate(topic: &str, messages: i64) {

@@ -42,6 +42,8 @@ struct RecordingSink {
     permits: Option<Arc<tokio::sync::Semaphore>>,
     /// Every time a partition was said to have a message waiting since.
     waiting_since: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
+    /// Every time a partition's reading was said to start: partition, next offset, end.
+    reading_starts: Mutex<Vec<(i32, i64, i64)>>,
 }
 
 impl RecordingSink {
@@ -92,7 +94,9 @@ impl BatchSink for RecordingSink {
 
     fn reread(&self, _partition: i32, _reason: catalog_app::Reread) {}
 
-    fn reading_starts(&self, _partition: i32, _next_offset: i64, _high_watermark: i64) {}
+    fn reading_starts(&self, partition: i32, next_offset: i64, high_watermark: i64) {
+        self.reading_starts.lock().expect("sink state").push((partition, next_offset, high_watermark));
+    }
 
     fn source_error(&self, _error: &SourceError) {}
 
