@@ -260,9 +260,10 @@ pub(crate) async fn item_dead_letters(pool: &PgPool, item_id: ItemId) -> Result<
 pub(crate) async fn open_pull_dead_letters(pool: &PgPool) -> Result<Vec<DeadLetter>, StoreError> {
     fetch_dead_letters(
         pool,
+        // Byte order, as SQLite's: the stores agree whatever the database's collation.
         sqlx::query(&format!(
-            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = $1 AND resolved_at IS NULL
-             ORDER BY subject, dead_letter_id"
+            r#"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE stage = $1 AND resolved_at IS NULL
+               ORDER BY subject COLLATE "C", dead_letter_id"#
         ))
         .bind(catalog_store::PULL_STAGE),
     )
