@@ -57,12 +57,15 @@ fn run_controls(feed: &FeedView) -> Markup {
 }
 
 fn feed_details(feed: &FeedView, operator: bool) -> Markup {
+    let live = feed.state != "not_live";
     html! {
         section aria-labelledby=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) {
             h3 id=(format!("feed-{}-{}", feed.tenant_id, feed.supplier_id)) { "Feed " (feed.supplier_id) " of " (feed.tenant_id) }
             p {
                 "Pulled from " code { (feed.base_url) } " with the token in " code { (feed.token_env) } ", every "
-                (feed.sync_frequency_hours) " h at " (feed.run_times.join(", ")) " " (feed.timezone) ", live since " (feed.go_live_date) "."
+                (feed.sync_frequency_hours) " h at " (feed.run_times.join(", ")) " " (feed.timezone) ", "
+                @if live { "live since " } @else { "not live until " } (feed.go_live_date) "."
+                @if !live { " Nothing of it is pulled before, and no run can be asked for." }
             }
             @if let Some(letter) = &feed.failing {
                 p.error role="alert" {
@@ -79,8 +82,8 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
                 p.notice { "Asked for by " (request.requested_by) " at " (when(request.requested_at)) ", not yet run: " (request.kind)
                     @if let (Some(since), Some(until)) = (request.since, request.until) { " from " (when(since)) " until " (when(until)) } "." }
             }
-            @if operator { p { (run_controls(feed)) } }
-            @if feed.gaps.is_empty() { p { "No gaps: every window since going live is pulled." } } @else {
+            @if operator && live { p { (run_controls(feed)) } }
+            @if !live {} @else if feed.gaps.is_empty() { p { "No gaps: every window since going live is pulled." } } @else {
                 table {
                     caption { "Open gaps (backfill pulls them, oldest first)" }
                     thead { tr { th scope="col" { "From" } th scope="col" { "Until" } th scope="col" { "Days behind" } } }
