@@ -322,8 +322,14 @@ impl Applier {
             (_, Some(last_message_at)) => Some((Utc::now() - last_message_at).num_seconds().max(0)),
             (_, None) => None,
         };
-        if let Some(lag) = seconds_behind {
-            self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag);
+        match seconds_behind {
+            Some(lag) => self.metrics.queue_lag_seconds.with_label_values(&[&partition]).set(lag),
+            // Messages wait, since when is not known: a value set before (0 when nothing
+            // waited) no longer holds.
+            None if messages_behind.is_some_and(|lag| lag > 0) => {
+                let _ = self.metrics.queue_lag_seconds.remove_label_values(&[&partition]);
+            }
+            None => {}
         }
     }
 }

@@ -307,6 +307,9 @@ async fn queue_lag_is_known_from_where_a_partition_s_reading_starts() {
     run.applier.reading_starts(1, 50, 50);
     assert_eq!(lag("0"), (Some("10".to_owned()), None));
     assert_eq!(lag("1"), (Some("0".to_owned()), Some("0".to_owned())));
+    // Messages came before the first fetch read the end again: nothing waits no longer holds.
+    run.applier.reading_starts(1, 50, 80);
+    assert_eq!(lag("1"), (Some("30".to_owned()), None));
 
     // The first batch says how long its messages waited.
     let mut behind = source_batch();
