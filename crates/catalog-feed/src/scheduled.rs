@@ -168,6 +168,14 @@ impl FeedSource {
             match result {
                 Ok(()) if matches!(job, Job::Resume) => {
                     resumed = true;
+                    // A window the resume pulled to its end is a run that completed: it ends
+                    // the hold and resolves the dead letter now, not at the next run time.
+                    if resumed_window.as_ref().is_some_and(|cursor| cursor.next.is_some()) {
+                        plan.hold = None;
+                        if let Err(error) = run.record_success().await {
+                            tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
+                        }
+                    }
                     // The incremental due may be the window just resumed.
                     let incremental =
                         resumed_window.as_ref().filter(|cursor| cursor.window.kind == WindowKind::Incremental);

@@ -196,3 +196,46 @@ async fn a_manual_full_refresh_is_the_full_refresh_due() {
         assert!(feed.run_request.is_none() && feed.initial_sync_completed, "{feed:?}");
     }
 }
+
+/// A steady feed (run times 00/06/12/18 Berlin, gone live at Monday's start) whose 06:00
+/// incremental (04:00 UTC) is refused on its third page: five minutes later, after the
+/// hold, the loop resumes the window and finishes it. That run completed, so it resolves the
+/// pull dead letter then, not when the next run time (12:00) comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_finished_by_its_resume_resolves_the_dead_letter_at_once() {
+    let fixture = sqlite().await;
+    let api = FeedApi::start(records(1_200, 1, at("2026-06-01T03:50:00Z")), TOKEN).await;
+    let settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 6, 1).expect("date"));
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let end = CancellationToken::new();
+    let clock = Arc::new(crate::schedule::SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T03:00:00Z"), at("2026-06-01T09:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: settings.key.clone(),
+        switches: std::sync::Mutex::new(vec![(
+            at("2026-06-01T03:30:00Z"),
+            crate::schedule::Action::Inject(vec![
+                Fault::Slow(std::time::Duration::ZERO),
+                Fault::Slow(std::time::Duration::ZERO),
+                Fault::Status(400),
+            ]),
+        )]),
+        api: Some(api.clone()),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+    let window = at("2026-05-31T22:00:00Z");
+    let statuses: Vec<u16> = pages_of(&api, window)
+        .iter()
+        .filter(|request| request.until.as_deref() == Some("2026-06-01T04:00:00Z"))
+        .map(|request| request.status)
+        .collect();
+    assert_eq!(statuses[..4], [200, 200, 400, 200], "the 06:00 run broke off, then was resumed: {statuses:?}");
+    assert_eq!(starts_of(&api, window).len(), 2, "the 00:00 and 06:00 runs, each from its start once");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!(letters.len(), 0, "the resume completed the window: the letter is resolved before 12:00");
+    assert_eq!(fixture.offers(&settings.key).await, api.expected_offers());
+}

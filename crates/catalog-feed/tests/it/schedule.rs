@@ -74,12 +74,14 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
 }
 
 /// What an operator does through the admin API, at a simulated instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Action {
     Switch(bool),
     Request(catalog_store::FeedRunKind),
     /// Breaks (or mends) the feed's paging, as its supplier's bug would.
     StuckCursor(bool),
+    /// The feed's next requests meet these faults, as a supplier's bad minute would.
+    Inject(Vec<catalog_testkit::feed_api::Fault>),
 }
 
 /// A jumping clock that acts on the feed through the store when simulated time passes the
@@ -121,6 +123,7 @@ impl Clock for SwitchingClock {
                         assert!(self.store.request_feed_run(&self.key, &request).await.expect("request"));
                     }
                     Action::StuckCursor(stuck) => self.api.as_ref().expect("the feed's API").set_stuck_cursor(stuck),
+                    Action::Inject(faults) => self.api.as_ref().expect("the feed's API").inject(faults),
                 }
             }
             None => self.inner.sleep_until(at, shutdown).await,
