@@ -134,10 +134,15 @@ impl FeedSource {
                 let resumed = run.resume(shutdown).await?;
                 let now = chrono::Utc::now();
                 let mut request_failed = None;
+                // Whether the request pulled anything now (up to now).
+                let mut request_ran_now = false;
                 if let Some(request) = &request {
                     // A window of the request left unfinished is not pulled again.
                     let ran = match window::left_of_request(request, resumed.as_ref()) {
-                        Some(left) => run.run_requested(&left, now, shutdown).await,
+                        Some(left) => {
+                            request_ran_now = true;
+                            run.run_requested(&left, now, shutdown).await
+                        }
                         None => Ok(()),
                     };
                     match ran {
@@ -152,8 +157,13 @@ impl FeedSource {
                         }
                     }
                 }
-                // A manual incremental or full refresh that ran is this run's: not run twice.
-                let ran = |kind| request_failed.is_none() && request.as_ref().is_some_and(|asked| asked.kind == kind);
+                // A manual incremental or full refresh that ran now is this run's: not run
+                // twice. One whose resumed window finished it ended when it was asked for.
+                let ran = |kind| {
+                    request_ran_now
+                        && request_failed.is_none()
+                        && request.as_ref().is_some_and(|asked| asked.kind == kind)
+                };
                 if !ran(catalog_store::FeedRunKind::Incremental) {
                     run.incremental(now, shutdown).await?;
                 }

@@ -146,12 +146,18 @@ impl FeedSource {
             // choosing again) the work, which then does not pull that window a second time.
             let job = if resumed { job } else { Job::Resume };
             let Ok(_permit) = permits.acquire().await else { return Ok(()) };
+            // Whether the manual run pulled anything now: one its resumed window finished
+            // pulled nothing up to now, so it is not the incremental due.
+            let mut request_ran_now = false;
             let result = async {
                 match &job {
                     Job::Resume => run.resume(&shutdown).await.map(|window| resumed_window = window),
                     Job::Requested(request) => {
                         match left_of_request(request, resumed_window.take().as_ref()) {
-                            Some(left) => run.run_requested(&left, now, &shutdown).await?,
+                            Some(left) => {
+                                run.run_requested(&left, now, &shutdown).await?;
+                                request_ran_now = true;
+                            }
                             None => tracing::info!(feed = %key, "the manual run was finished by resuming its window"),
                         }
                         // Only this request: one asked for meanwhile waits its turn.
@@ -192,9 +198,13 @@ impl FeedSource {
                 Ok(()) => {
                     plan.hold = None;
                     match job {
-                        // A manual incremental is the incremental due, if one is.
-                        Job::Scheduled(Work::Incremental)
-                        | Job::Requested(FeedRunRequest { kind: FeedRunKind::Incremental, .. }) => {
+                        // A manual incremental that pulled up to now is the incremental due, if
+                        // one is; one its resume finished ended when it was asked for, and the
+                        // resume planned the incremental from that end.
+                        Job::Scheduled(Work::Incremental) => {
+                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                        }
+                        Job::Requested(FeedRunRequest { kind: FeedRunKind::Incremental, .. }) if request_ran_now => {
                             plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
                         }
                         // A manual full refresh is the full refresh due, if one is.

@@ -239,3 +239,67 @@ async fn a_window_finished_by_its_resume_resolves_the_dead_letter_at_once() {
     assert_eq!(letters.len(), 0, "the resume completed the window: the letter is resolved before 12:00");
     assert_eq!(fixture.offers(&settings.key).await, api.expected_offers());
 }
+
+/// A feed (run times 00/06/12/18 Berlin) whose manual incremental, asked for a minute before
+/// `broke_at`, broke off in its window there (its third page refused, the worker stopped).
+async fn a_manual_incremental_broken_off_at(broke_at: DateTime<Utc>) -> (Fixture, FeedApi, FeedSource, FeedKey) {
+    let fixture = sqlite().await;
+    let api = FeedApi::start(records(400, 1, broke_at - TimeDelta::minutes(5)), TOKEN).await;
+    let settings = feed_settings("acme", &api, (broke_at - TimeDelta::days(1)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let request = FeedRunRequest {
+        kind: FeedRunKind::Incremental,
+        requested_by: "otto".to_owned(),
+        requested_at: broke_at - TimeDelta::minutes(1),
+    };
+    assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+    refuse_the_third_page(&api);
+    run_scheduled(&source, broke_at, broke_at + TimeDelta::minutes(1)).await;
+    let broken: Vec<u16> = api
+        .requests()
+        .iter()
+        .filter(|page| page.until.as_deref() == Some(rfc3339(broke_at).as_str()))
+        .map(|page| page.status)
+        .collect();
+    assert_eq!(broken, [200, 200, 400], "the manual incremental broke off on its third page");
+    (fixture, api, source, settings.key)
+}
+
+/// The ends of the windows pulled from their start that end after `after`.
+fn windows_ending_after(api: &FeedApi, after: DateTime<Utc>) -> Vec<String> {
+    api.requests()
+        .iter()
+        .filter(|request| request.cursor.is_none() && !request.snapshot)
+        .filter_map(|request| request.until.clone())
+        .filter(|until| at(until) > after)
+        .collect()
+}
+
+/// The manual incremental asked for at 11:50 Berlin (09:50 UTC) broke off; the worker,
+/// started again at 12:30 Berlin, finishes its window (which ends at 11:50) by resuming it:
+/// the request pulls nothing more, and is not the 12:00 incremental, which runs then (up to
+/// 12:30), not at 18:00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_incremental_finished_by_its_resume_is_not_the_incremental_due_in_the_scheduled_source() {
+    let broke_at = at("2026-06-01T09:50:00Z");
+    let (fixture, api, source, key) = a_manual_incremental_broken_off_at(broke_at).await;
+    let restart = at("2026-06-01T10:30:00Z");
+    run_scheduled(&source, restart, at("2026-06-01T15:00:00Z")).await;
+    assert_eq!(windows_ending_after(&api, broke_at), [rfc3339(restart)], "the 12:00 run, at the restart");
+    assert_eq!(fixture.store.feed(&key).await.expect("feed").expect("known").run_request, None, "cleared");
+    assert_eq!(fixture.offers(&key).await, api.expected_offers());
+}
+
+/// The same in a `--once` run forty minutes after the break: it resumes the request's
+/// window, then pulls the incremental due now, which the request, finished, did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_incremental_finished_by_its_resume_is_not_the_incremental_due_in_a_once_run() {
+    let broke_at = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds") - TimeDelta::minutes(40);
+    let (fixture, api, source, key) = a_manual_incremental_broken_off_at(broke_at).await;
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, [], "{report:?}");
+    let ends = windows_ending_after(&api, broke_at);
+    assert_eq!(ends.len(), 1, "one incremental up to now: {ends:?}");
+    assert_eq!(fixture.store.feed(&key).await.expect("feed").expect("known").run_request, None, "cleared");
+}
