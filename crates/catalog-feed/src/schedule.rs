@@ -156,6 +156,10 @@ pub struct Hold {
     /// The supplier asked for no request before this (a 429 whose `Retry-After` ended the
     /// run): a manual run waits for it too.
     pub supplier_until: Option<DateTime<Utc>>,
+    /// The `requested_at` of the manual run waiting when the run failed (the failed run's
+    /// own, if it was one): it waits out the hold. A request is told from another by this
+    /// stamp, never by comparing it with `failed_at`: the stamp is the admin service's clock.
+    pub request_waiting: Option<DateTime<Utc>>,
 }
 
 /// What a feed's scheduler knows: when its next incremental and full refresh are due,
@@ -208,11 +212,12 @@ impl Plan {
 
     /// When a manual run asked for at `requested_at` may run (at once if that has passed):
     /// not before going live. One asked for after the last run failed (an operator who
-    /// mended the cause) waits only for a supplier's `Retry-After`; one asked for before
-    /// waits out the hold, like scheduled work.
+    /// mended the cause: another request than the one waiting then) waits only for a
+    /// supplier's `Retry-After`; the one waiting then, whose own run may be the one that
+    /// failed, waits out the hold, like scheduled work.
     pub fn manual_run_from(&self, requested_at: DateTime<Utc>) -> DateTime<Utc> {
         let held = match self.hold {
-            Some(hold) if requested_at > hold.failed_at => hold.supplier_until,
+            Some(hold) if hold.request_waiting != Some(requested_at) => hold.supplier_until,
             Some(hold) => Some(hold.until),
             None => None,
         };
@@ -330,13 +335,23 @@ mod tests {
         plan.next_full_refresh = next_full_refresh_at(berlin(), two, now);
         assert_eq!(plan.next_work(now), None);
         assert_eq!(plan.wake_at(), at("2026-06-03T10:00:00Z"));
-        let hold =
-            Hold { failed_at: at("2026-06-03T10:00:00Z"), until: at("2026-06-03T11:00:00Z"), supplier_until: None };
+        let hold = Hold {
+            failed_at: at("2026-06-03T10:00:00Z"),
+            until: at("2026-06-03T11:00:00Z"),
+            supplier_until: None,
+            request_waiting: Some(at("2026-06-03T09:59:00Z")),
+        };
         plan.hold = Some(hold);
         assert_eq!(plan.next_work(at("2026-06-03T10:30:00Z")), None, "held after a failure");
         assert_eq!(plan.wake_at(), at("2026-06-03T11:00:00Z"));
-        assert_eq!(plan.manual_run_from(at("2026-06-03T09:59:00Z")), hold.until, "asked before the failure");
+        assert_eq!(plan.manual_run_from(at("2026-06-03T09:59:00Z")), hold.until, "waiting at the failure");
         assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), go_live, "asked after it: at once");
+        // The admin service's clock ahead of the worker's: the request that was waiting (or
+        // whose run failed) is stamped after the failure, and still waits out the hold.
+        let ahead = Hold { request_waiting: Some(at("2026-06-03T10:00:10Z")), ..hold };
+        plan.hold = Some(ahead);
+        assert_eq!(plan.manual_run_from(at("2026-06-03T10:00:10Z")), hold.until, "its own failure");
+        plan.hold = Some(hold);
         plan.hold = Some(Hold { supplier_until: Some(at("2026-06-03T10:20:00Z")), ..hold });
         assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), at("2026-06-03T10:20:00Z"), "Retry-After");
 

@@ -125,8 +125,9 @@ impl FeedSource {
             }
             // A manual run an operator asked for goes first, and once it failed, after the
             // scheduled work due. After a failed run it waits out the hold like any work,
-            // unless it was asked for after the failure: then only a supplier's Retry-After
-            // still in force holds it (decision 0018). Nothing runs before going live.
+            // unless it was asked for after the failure (another request than the one
+            // waiting then): then only a supplier's Retry-After still in force holds it
+            // (decision 0018). Nothing runs before going live.
             let requested = current.ok().flatten().and_then(|current| current.run_request);
             let request_from = requested.as_ref().map(|request| plan.manual_run_from(request.requested_at));
             let requested = requested.filter(|_| request_from.is_none_or(|from| from <= now));
@@ -237,10 +238,24 @@ impl FeedSource {
                     // Counted from the failure, not from the start of the run that failed: a
                     // supplier's Retry-After counts from its answer.
                     let failed_at = clock.now();
+                    // The manual run waiting now waits out the hold: only one asked for after
+                    // this (another stamp) is let through at once (decision 0018).
+                    let request_waiting = match &job {
+                        Job::Requested(request) => Some(request.requested_at),
+                        _ => self
+                            .store
+                            .feed(&key)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|feed| feed.run_request)
+                            .map(|request| request.requested_at),
+                    };
                     plan.hold = Some(Hold {
                         failed_at,
                         until: failed_at + error.hold(self.settings.failure_hold),
                         supplier_until: error.supplier_wait().map(|wait| failed_at + wait),
+                        request_waiting,
                     });
                 }
             }

@@ -111,3 +111,34 @@ async fn the_hold_counts_from_the_failure_not_from_the_start_of_the_run() {
         "asked again at {next}, the run began at {began}: {windows:?}"
     );
 }
+
+/// The admin service's clock is ten seconds ahead of the worker's: the manual run asked for
+/// (stamped 12:00:10) meets a revoked token at 12:00, its own failure. It waits out the hold
+/// like any run that failed, instead of being taken, for ten seconds of the worker's clock,
+/// for a request made after its failure and run again at once, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_run_that_failed_waits_for_the_hold_whatever_the_admin_service_s_clock() {
+    let fixture = sqlite().await;
+    let (api, _source, key) = feed(&fixture).await;
+    let source = fixture.source(quick_settings(), "revoked");
+    let request = catalog_store::FeedRunRequest {
+        kind: FeedRunKind::Incremental,
+        requested_by: "otto".to_owned(),
+        requested_at: at("2026-06-01T12:00:10Z"),
+    };
+    assert!(fixture.store.request_feed_run(&key, &request).await.expect("request"));
+    let end = CancellationToken::new();
+    // Every read of the worker's clock is a second after the one before.
+    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
+        now: std::sync::Mutex::new(at("2026-06-01T12:00:00Z")),
+        tick: chrono::Duration::seconds(1),
+        stop_at: at("2026-06-01T12:04:00Z"),
+        end: end.clone(),
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated minutes take no real time")
+        .expect("run");
+    let windows = window_requests(&api);
+    assert_eq!(windows.len(), 1, "asked once before the hold ends: {windows:?}");
+}
