@@ -57,6 +57,41 @@ impl FeedSource {
         None
     }
 
+    /// The failure hold of a feed whose run could not start (its token unset, an unknown time
+    /// zone): the feed to try again with once the hold passed, at once if a manual run is
+    /// asked for meanwhile (an operator who set the token), and only once switched on again
+    /// if switched off meanwhile; `None` once `shutdown` came. Woken every `switch_poll`,
+    /// like the loop itself, so a switched-off feed stops failing (decision 0018).
+    async fn hold_unstarted(
+        &self,
+        key: &FeedKey,
+        clock: &Arc<dyn Clock>,
+        shutdown: &CancellationToken,
+    ) -> Option<StoredFeed> {
+        let hold = clock.now() + self.settings.failure_hold;
+        let stamp = |feed: &StoredFeed| feed.run_request.as_ref().map(|request| request.requested_at);
+        // The manual run waiting at the failure waits out the hold, as in `Plan::manual_run_from`.
+        let request_waiting = self.store.feed(key).await.ok().flatten().and_then(|feed| stamp(&feed));
+        loop {
+            clock.sleep_until(hold.min(clock.now() + self.settings.switch_poll), shutdown).await;
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            match self.store.feed(key).await {
+                Ok(Some(feed)) if feed.settings.sync_enabled => {
+                    let asked_since = stamp(&feed).is_some_and(|at| Some(at) != request_waiting);
+                    if asked_since || clock.now() >= hold {
+                        return Some(feed);
+                    }
+                }
+                // Switched off: no tries, and no failures recorded, until switched on.
+                Ok(_) => return self.wait_until_enabled(key, clock, shutdown).await,
+                Err(_) if clock.now() >= hold => return self.wait_until_enabled(key, clock, shutdown).await,
+                Err(_) => {}
+            }
+        }
+    }
+
     /// One feed's schedule, until `shutdown`.
     pub(crate) async fn feed_loop(
         &self,
@@ -66,17 +101,14 @@ impl FeedSource {
         shutdown: CancellationToken,
     ) -> Result<(), RunError> {
         let key = feed.settings.key.clone();
-        let Some(feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return Ok(()) };
+        let Some(mut feed) = self.wait_until_enabled(&key, &clock, &shutdown).await else { return Ok(()) };
         let mut run = loop {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
                 Err(error) => {
                     crate::failure::record_failure(&*self.store, &key, &error).await;
-                    let hold = clock.now() + self.settings.failure_hold;
-                    clock.sleep_until(hold, &shutdown).await;
-                    if shutdown.is_cancelled() {
-                        return Ok(());
-                    }
+                    let Some(current) = self.hold_unstarted(&key, &clock, &shutdown).await else { return Ok(()) };
+                    feed = current;
                 }
             }
         };

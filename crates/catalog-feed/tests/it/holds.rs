@@ -142,3 +142,74 @@ async fn a_manual_run_that_failed_waits_for_the_hold_whatever_the_admin_service_
     let windows = window_requests(&api);
     assert_eq!(windows.len(), 1, "asked once before the hold ends: {windows:?}");
 }
+
+/// A switching clock whose sleeps last until the time asked: an operator's action at its
+/// instant does not wake the sleeper, as it does not in production.
+#[derive(Debug)]
+struct ThroughClock(SwitchingClock, CancellationToken);
+
+#[async_trait::async_trait]
+impl Clock for ThroughClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+
+    async fn sleep_until(&self, at: DateTime<Utc>, shutdown: &CancellationToken) {
+        while self.0.now() < at && !shutdown.is_cancelled() && !self.1.is_cancelled() {
+            self.0.sleep_until(at, shutdown).await;
+        }
+    }
+}
+
+/// A feed whose run cannot start (its token variable unset) at 12:00, with these operator
+/// actions afterwards; the source's token lookup finds the token from its second call on
+/// when `token_set_after_the_failure`. Returns the windows asked and the letter's attempts.
+async fn a_feed_without_its_token(
+    actions: Vec<(DateTime<Utc>, Action)>,
+    token_set_after_the_failure: bool,
+) -> (Vec<String>, Vec<u32>) {
+    let fixture = sqlite().await;
+    let (api, _source, key) = feed(&fixture).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lookup: catalog_feed::TokenLookup = Arc::new(move |name| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (name == TOKEN_ENV && token_set_after_the_failure && call > 0).then(|| TOKEN.to_owned())
+    });
+    let source = fixture.source_with_tokens(quick_settings(), lookup);
+    let end = CancellationToken::new();
+    let clock = Arc::new(ThroughClock(
+        SwitchingClock {
+            inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-01T13:00:00Z"), end.clone()),
+            store: Arc::clone(&fixture.store),
+            key,
+            switches: std::sync::Mutex::new(actions),
+            api: None,
+        },
+        end.clone(),
+    ));
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated minutes take no real time")
+        .expect("run");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    (window_requests(&api), letters.iter().map(|letter| letter.attempts).collect())
+}
+
+/// The operator sets the missing token and asks for a run at 12:01: it runs then, within a
+/// poll, not when the 5-minute hold of the failure ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_could_not_start_runs_a_manual_run_asked_after_at_once() {
+    let actions = vec![(at("2026-06-01T12:01:00Z"), Action::Request(FeedRunKind::Incremental))];
+    let (windows, letters) = a_feed_without_its_token(actions, true).await;
+    assert_eq!(windows.first().map(String::as_str), Some("2026-06-01T12:01:00Z 200"), "{windows:?}");
+    assert_eq!(letters, Vec::<u32>::new(), "the run completed: the letter is resolved");
+}
+
+/// Switched off at 12:02 while its token is missing: no failure is recorded after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_could_not_start_stops_failing_once_switched_off() {
+    let actions = vec![(at("2026-06-01T12:02:00Z"), Action::Switch(false))];
+    let (windows, letters) = a_feed_without_its_token(actions, false).await;
+    assert_eq!(windows, Vec::<String>::new());
+    assert_eq!(letters, [1], "one failure, at 12:00, none while switched off");
+}
