@@ -206,9 +206,7 @@ async fn feeds_show_their_status_and_operators_switch_them_on_postgres() {
 /// A feed configured ahead of its go-live date (decision 0054) is `not_live`, with no gap, on
 /// the API and the page; a manual run asked for it is refused, 409 `not_live`, since the
 /// worker pulls nothing of it before it goes live.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run() {
-    let server = Server::sqlite().await;
+async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run(server: Server) {
     let viewer = server.token("vera", Role::Viewer).await;
     let operator = server.token("otto", Role::Operator).await;
     let settings = FeedSettings {
@@ -232,13 +230,19 @@ async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run() {
     assert_eq!(refused["code"], "not_live", "{refused}");
     assert!(refused["message"].as_str().expect("message").contains("goes live"), "{refused}");
     assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "nothing asked");
-    let page = server
-        .client
-        .get(server.url("/feeds"))
-        .header("cookie", format!("admin_token={viewer}"))
-        .send()
-        .await
-        .expect("page");
-    assert!(page.text().await.expect("html").contains("not_live"), "the page shows the state");
+    let html = page(&server, &viewer, "/feeds").await;
+    assert!(html.contains("<td><strong>not_live</strong></td>"), "the state cell says so: {html}");
+    let go_live = settings.go_live_date;
+    assert!(html.contains(&format!("not live until {go_live}.")), "and the feed's section: {html}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run_on_sqlite() {
+    a_feed_not_live_yet_says_so_and_refuses_a_manual_run(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run_on_postgres() {
+    a_feed_not_live_yet_says_so_and_refuses_a_manual_run(Server::postgres().await).await;
 }

@@ -1,13 +1,32 @@
 //! The feeds' gauges as the worker reports them from the store: a feed whose last run failed
 //! is failing until a run completes, whatever its state by completed windows, and a feed
-//! switched off says so.
+//! switched off says so; on SQLite and PostgreSQL.
 
 use catalog_app::feeds::report_feeds_once;
 use catalog_app::Metrics;
 use catalog_core::{SupplierId, TenantId};
+use catalog_postgres::{PostgresOptions, PostgresStore};
 use catalog_sqlite::SqliteStore;
 use catalog_store::{CompletedWindow, FeedKey, FeedSettings, FeedStore, PullFailure, StoreConfig, WindowKind};
+use catalog_testkit::TestDatabase;
 use chrono::{Duration, NaiveTime, Utc};
+
+/// A SQLite store, and the directory it lives in.
+async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    (store, directory)
+}
+
+/// A PostgreSQL store in a database of its own (`CATALOG_TEST_DATABASE_URL`).
+async fn postgres() -> (PostgresStore, TestDatabase) {
+    let database = TestDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
+        .await
+        .expect("connect");
+    (store, database)
+}
 
 fn settings(supplier: &str) -> FeedSettings {
     FeedSettings {
@@ -35,11 +54,7 @@ fn gauges(metrics: &Metrics, feed: &str) -> (i64, i64, [i64; 3]) {
     )
 }
 
-#[tokio::test]
-async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let store =
-        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes(store: &dyn FeedStore) {
     let (acme, zeta) = (settings("acme"), settings("zeta"));
     store.upsert_feed(&acme).await.expect("feed");
     store.upsert_feed(&zeta).await.expect("feed");
@@ -64,26 +79,46 @@ async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes() {
     store.set_feed_sync(&zeta.key, false).await.expect("switch");
 
     let metrics = Metrics::new();
-    report_feeds_once(&store, &metrics, now).await.expect("report");
+    report_feeds_once(store, &metrics, now).await.expect("report");
     assert_eq!(gauges(&metrics, "canary/acme"), (1, 1, [1, 0, 0]), "current by its windows, and failing since");
     assert_eq!(gauges(&metrics, "canary/zeta"), (0, 0, [0, 0, 1]), "never pulled, and switched off");
 
     assert!(store.resolve_pull_failure(&acme.key).await.expect("resolve"));
-    report_feeds_once(&store, &metrics, now + Duration::hours(8)).await.expect("report");
+    report_feeds_once(store, &metrics, now + Duration::hours(8)).await.expect("report");
     assert_eq!(gauges(&metrics, "canary/acme"), (0, 1, [0, 1, 0]), "a run completed; no window for 9 hours");
+}
+
+#[tokio::test]
+async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes_on_sqlite() {
+    let (store, _directory) = sqlite().await;
+    a_feed_whose_last_run_failed_is_failing_until_a_run_completes(&store).await;
+}
+
+#[tokio::test]
+async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes_on_postgres() {
+    let (store, _database) = postgres().await;
+    a_feed_whose_last_run_failed_is_failing_until_a_run_completes(&store).await;
 }
 
 /// A feed configured ahead of its go-live date is `not_live`, not `stale` (decision 0054):
 /// `CatalogFeedStale` does not fire for a feed nothing is to be pulled of yet.
-#[tokio::test]
-async fn a_feed_not_live_yet_is_not_stale() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let store =
-        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+async fn a_feed_not_live_yet_is_not_stale(store: &dyn FeedStore) {
     let ahead = FeedSettings { go_live_date: (Utc::now() + Duration::days(3)).date_naive(), ..settings("acme") };
     store.upsert_feed(&ahead).await.expect("feed");
     let metrics = Metrics::new();
-    report_feeds_once(&store, &metrics, Utc::now()).await.expect("report");
+    report_feeds_once(store, &metrics, Utc::now()).await.expect("report");
     assert_eq!(gauges(&metrics, "canary/acme"), (0, 1, [0, 0, 0]), "neither current, behind nor stale");
     assert_eq!(metrics.feed_state.with_label_values(&["canary/acme", "not_live"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_feed_not_live_yet_is_not_stale_on_sqlite() {
+    let (store, _directory) = sqlite().await;
+    a_feed_not_live_yet_is_not_stale(&store).await;
+}
+
+#[tokio::test]
+async fn a_feed_not_live_yet_is_not_stale_on_postgres() {
+    let (store, _database) = postgres().await;
+    a_feed_not_live_yet_is_not_stale(&store).await;
 }
