@@ -234,6 +234,10 @@ async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run(server: Server) {
     assert!(html.contains("<td><strong>not_live</strong></td>"), "the state cell says so: {html}");
     let go_live = settings.go_live_date;
     assert!(html.contains(&format!("not live until {go_live}.")), "and the feed's section: {html}");
+    let html = page(&server, &operator, "/feeds").await;
+    assert!(html.contains("Switch pulling off for feed acme of canary"), "the switch stays: {html}");
+    assert!(!html.contains("/page/feeds/runs"), "no run an operator would be refused: {html}");
+    assert!(!html.contains("No gaps: every window since going live"), "nothing claimed pulled: {html}");
     server.stop().await;
 }
 
