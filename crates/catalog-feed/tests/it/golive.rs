@@ -13,22 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
 
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().expect("time")
-}
-
-/// What the feed was asked for, one line per pass, pages after the first left out.
-fn pulls(api: &FeedApi) -> String {
-    api.requests()
-        .iter()
-        .filter(|request| request.cursor.is_none())
-        .map(|request| match (&request.since, &request.until) {
-            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
-            _ => "snapshot\n".to_owned(),
-        })
-        .collect()
-}
-
 async fn run_scheduled(source: &catalog_feed::FeedSource, start: DateTime<Utc>, stop_at: DateTime<Utc>) {
     let end = CancellationToken::new();
     let clock: Arc<dyn Clock> = JumpingClock::new(start, stop_at, end.clone());

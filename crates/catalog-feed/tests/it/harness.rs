@@ -129,3 +129,21 @@ pub(crate) fn records(n: usize, days: i64, end: DateTime<Utc>) -> Vec<FeedRecord
         })
         .collect()
 }
+
+/// An RFC 3339 time, as the feed was asked for it.
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
+    text.parse().expect("time")
+}
+
+/// What the feed was asked for, one line per pass (a window or a full refresh's snapshot),
+/// pages after the first left out.
+pub(crate) fn pulls(api: &FeedApi) -> String {
+    api.requests()
+        .iter()
+        .filter(|request| request.cursor.is_none())
+        .map(|request| match (&request.since, &request.until) {
+            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
+            _ => "snapshot\n".to_owned(),
+        })
+        .collect()
+}

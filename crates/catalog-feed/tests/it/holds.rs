@@ -14,10 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::harness::*;
 use crate::schedule::{Action, SwitchingClock, TickingClock};
 
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().expect("time")
-}
-
 /// Each window's first request as `until status`: an incremental window ends when it was
 /// pulled.
 fn window_requests(api: &FeedApi) -> Vec<String> {

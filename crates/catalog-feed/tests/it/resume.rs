@@ -6,16 +6,12 @@
 use std::sync::Arc;
 
 use catalog_feed::{Clock, FeedSource, JumpingClock, OnceScope};
-use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest};
+use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest, FeedSettings};
 use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord, LoggedRequest};
 use chrono::{DateTime, Duration as TimeDelta, DurationRound, NaiveDate, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
-
-fn at(text: &str) -> DateTime<Utc> {
-    text.parse().expect("time")
-}
 
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -130,25 +126,28 @@ async fn a_manual_backfill_resumed_goes_on_from_its_chunk_in_a_once_run() {
     assert_eq!(report.failed, [], "{report:?}");
     the_request_was_finished_once(&fixture, &api, &key, since).await;
 }
+/// A feed live for two days with one record an hour old, never pulled, and a manual run of
+/// `kind` asked for a minute before now (whole seconds).
+async fn asked_a_minute_ago(kind: FeedRunKind) -> (Fixture, FeedApi, FeedSource, FeedSettings, DateTime<Utc>) {
+    let fixture = sqlite().await;
+    let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
+    let record =
+        FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
+    let api = FeedApi::start(vec![record], TOKEN).await;
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let request = FeedRunRequest { kind, requested_by: "otto".to_owned(), requested_at: now - TimeDelta::minutes(1) };
+    assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+    (fixture, api, source, settings, now)
+}
+
 /// A manual incremental asked for while the scheduled one is due (or in a `--once` run,
 /// which pulls the incremental due too) is that incremental: the window is pulled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_incremental_is_the_incremental_due() {
     for once in [false, true] {
-        let fixture = sqlite().await;
-        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
-        let record =
-            FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
-        let api = FeedApi::start(vec![record], TOKEN).await;
-        let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
-        let source = fixture.source(quick_settings(), TOKEN);
-        source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
-        let request = FeedRunRequest {
-            kind: FeedRunKind::Incremental,
-            requested_by: "otto".to_owned(),
-            requested_at: now - TimeDelta::minutes(1),
-        };
-        assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+        let (fixture, api, source, settings, now) = asked_a_minute_ago(FeedRunKind::Incremental).await;
         if once {
             source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
         } else {
@@ -171,20 +170,7 @@ async fn a_manual_incremental_is_the_incremental_due() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_full_refresh_is_the_full_refresh_due() {
     for once in [false, true] {
-        let fixture = sqlite().await;
-        let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
-        let record =
-            FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
-        let api = FeedApi::start(vec![record], TOKEN).await;
-        let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
-        let source = fixture.source(quick_settings(), TOKEN);
-        source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
-        let request = FeedRunRequest {
-            kind: FeedRunKind::FullRefresh,
-            requested_by: "otto".to_owned(),
-            requested_at: now - TimeDelta::minutes(1),
-        };
-        assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+        let (fixture, api, source, settings, now) = asked_a_minute_ago(FeedRunKind::FullRefresh).await;
         if once {
             source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("run");
         } else {

@@ -11,19 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
 
-/// What the feed was asked for, one line per pass (a window or a full refresh's snapshot),
-/// pages after the first left out.
-fn pulls(api: &FeedApi) -> String {
-    api.requests()
-        .iter()
-        .filter(|request| request.cursor.is_none())
-        .map(|request| match (&request.since, &request.until) {
-            (Some(since), Some(until)) => format!("window {since} .. {until}\n"),
-            _ => "snapshot\n".to_owned(),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     let fixture = sqlite().await;
