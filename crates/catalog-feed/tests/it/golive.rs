@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use catalog_feed::{Clock, JumpingClock, OnceScope};
 use catalog_store::{FeedRunKind, FeedRunRequest};
-use catalog_testkit::feed_api::{FeedApi, FeedRecord};
+use catalog_testkit::feed_api::FeedApi;
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -28,12 +28,7 @@ async fn run_scheduled(source: &catalog_feed::FeedSource, start: DateTime<Utc>, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_configured_ahead_is_pulled_from_its_go_live_on() {
     let fixture = sqlite().await;
-    let record = |sku: &str, updated_at: &str| FeedRecord {
-        sku: sku.to_owned(),
-        quantity: 4,
-        updated_at: at(updated_at),
-        sequence: None,
-    };
+    let record = |sku: &str, updated_at: &str| four_of(sku, at(updated_at));
     let api =
         FeedApi::start(vec![record("A-1", "2026-06-01T08:00:00Z"), record("B-2", "2026-06-04T05:00:00Z")], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 6, 4).expect("date"));

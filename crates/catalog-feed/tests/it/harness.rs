@@ -135,6 +135,11 @@ pub(crate) fn at(text: &str) -> DateTime<Utc> {
     text.parse().expect("time")
 }
 
+/// A record of 4 of `sku` at `updated_at`, without a sequence.
+pub(crate) fn four_of(sku: &str, updated_at: DateTime<Utc>) -> FeedRecord {
+    FeedRecord { sku: sku.to_owned(), quantity: 4, updated_at, sequence: None }
+}
+
 /// What the feed was asked for, one line per pass (a window or a full refresh's snapshot),
 /// pages after the first left out.
 pub(crate) fn pulls(api: &FeedApi) -> String {

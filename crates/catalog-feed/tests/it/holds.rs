@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use catalog_feed::{Clock, JumpingClock};
 use catalog_store::FeedRunKind;
-use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord};
+use catalog_testkit::feed_api::{Fault, FeedApi};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -26,9 +26,7 @@ fn window_requests(api: &FeedApi) -> Vec<String> {
 
 /// A feed pulled daily at 09:00 Berlin time, gone live two days before.
 async fn feed(fixture: &Fixture) -> (FeedApi, catalog_feed::FeedSource, catalog_store::FeedKey) {
-    let record =
-        FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-05-31T08:00:00Z"), sequence: None };
-    let api = FeedApi::start(vec![record], TOKEN).await;
+    let api = FeedApi::start(vec![four_of("A-1", at("2026-05-31T08:00:00Z"))], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 30).expect("date"));
     settings.run_times = vec![NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
     let source = fixture.source(quick_settings(), TOKEN);

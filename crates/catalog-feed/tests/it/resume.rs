@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use catalog_feed::{Clock, FeedSource, JumpingClock, OnceScope};
 use catalog_store::{FeedKey, FeedRunKind, FeedRunRequest, FeedSettings};
-use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord, LoggedRequest};
+use catalog_testkit::feed_api::{Fault, FeedApi, LoggedRequest};
 use chrono::{DateTime, Duration as TimeDelta, DurationRound, NaiveDate, NaiveTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -131,9 +131,7 @@ async fn a_manual_backfill_resumed_goes_on_from_its_chunk_in_a_once_run() {
 async fn asked_a_minute_ago(kind: FeedRunKind) -> (Fixture, FeedApi, FeedSource, FeedSettings, DateTime<Utc>) {
     let fixture = sqlite().await;
     let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
-    let record =
-        FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: now - TimeDelta::hours(1), sequence: None };
-    let api = FeedApi::start(vec![record], TOKEN).await;
+    let api = FeedApi::start(vec![four_of("A-1", now - TimeDelta::hours(1))], TOKEN).await;
     let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use catalog_feed::{Clock, JumpingClock};
-use catalog_testkit::feed_api::{FeedApi, FeedRecord};
+use catalog_testkit::feed_api::FeedApi;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -14,13 +14,7 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     let fixture = sqlite().await;
-    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
-    let record = |sku: &str, updated_at: &str| FeedRecord {
-        sku: sku.to_owned(),
-        quantity: 4,
-        updated_at: at(updated_at),
-        sequence: None,
-    };
+    let record = |sku: &str, updated_at: &str| four_of(sku, at(updated_at));
     let api =
         FeedApi::start(vec![record("A-1", "2026-03-10T08:00:00Z"), record("B-2", "2026-03-28T08:00:00Z")], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
@@ -121,12 +115,7 @@ impl Clock for SwitchingClock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
     let fixture = sqlite().await;
-    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
-    let api = FeedApi::start(
-        vec![FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-06-01T08:00:00Z"), sequence: None }],
-        TOKEN,
-    )
-    .await;
+    let api = FeedApi::start(vec![four_of("A-1", at("2026-06-01T08:00:00Z"))], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 6, 1).expect("date"));
     settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
     let source = fixture.source(quick_settings(), TOKEN);
@@ -168,12 +157,7 @@ async fn a_feed_switched_off_while_scheduled_pulls_nothing_until_switched_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
     let fixture = sqlite().await;
-    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
-    let api = FeedApi::start(
-        vec![FeedRecord { sku: "A-1".to_owned(), quantity: 4, updated_at: at("2026-05-20T08:00:00Z"), sequence: None }],
-        TOKEN,
-    )
-    .await;
+    let api = FeedApi::start(vec![four_of("A-1", at("2026-05-20T08:00:00Z"))], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 5, 18).expect("date"));
     settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
     let source = fixture.source(quick_settings(), TOKEN);
@@ -225,13 +209,7 @@ async fn manual_runs_asked_for_while_scheduled_run_within_a_poll() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_run_that_keeps_failing_holds_back_no_scheduled_run() {
     let fixture = sqlite().await;
-    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
-    let record = |sku: &str| FeedRecord {
-        sku: sku.to_owned(),
-        quantity: 4,
-        updated_at: at("2026-05-20T08:00:00Z"),
-        sequence: None,
-    };
+    let record = |sku: &str| four_of(sku, at("2026-05-20T08:00:00Z"));
     let api = FeedApi::start(vec![record("A-1")], TOKEN).await;
     // Three pages of snapshot (pages of 50): a stuck cursor makes its paging loop.
     api.set_snapshot((0..120).map(|n| record(&format!("S-{n}"))).collect());
@@ -301,13 +279,7 @@ impl Clock for TickingClock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
     let fixture = sqlite().await;
-    let at = |text: &str| text.parse::<DateTime<Utc>>().expect("time");
-    let record = |sku: &str, updated_at: &str| FeedRecord {
-        sku: sku.to_owned(),
-        quantity: 4,
-        updated_at: at(updated_at),
-        sequence: None,
-    };
+    let record = |sku: &str, updated_at: &str| four_of(sku, at(updated_at));
     let api = FeedApi::start(vec![record("A-1", "2026-03-10T08:00:00Z")], TOKEN).await;
     let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
     settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
@@ -341,12 +313,7 @@ async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
 async fn a_feed_created_while_scheduled_is_picked_up_with_its_manual_run() {
     let fixture = sqlite().await;
     let now = Utc::now();
-    let record = |sku: &str| FeedRecord {
-        sku: sku.to_owned(),
-        quantity: 4,
-        updated_at: now - chrono::TimeDelta::hours(1),
-        sequence: None,
-    };
+    let record = |sku: &str| four_of(sku, now - chrono::TimeDelta::hours(1));
     let (first_api, later_api) =
         (FeedApi::start(vec![record("A-1")], TOKEN).await, FeedApi::start(vec![record("B-1")], TOKEN).await);
     let go_live = (now - chrono::TimeDelta::days(2)).date_naive();
