@@ -2,7 +2,7 @@
 //! (`catalog_core::detect_drift`) as new item versions, journaled.
 
 use async_trait::async_trait;
-use catalog_core::{DriftKind, ItemId, Shown, Sku, TenantId};
+use catalog_core::{Drift, DriftKind, ItemId, Shown, Sku, TenantId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -29,6 +29,13 @@ pub struct DriftCorrection {
     pub kind: DriftKind,
     pub shown: Option<Shown>,
     pub corrected_version: u64,
+}
+
+impl DriftCorrection {
+    /// The correction of `drift`, found on `item_id` at `seen_version`.
+    pub fn of(item_id: ItemId, seen_version: u64, drift: Drift) -> Self {
+        Self { item_id, seen_version, kind: drift.kind, shown: drift.shown, corrected_version: drift.corrected_version }
+    }
 }
 
 /// A drift as journaled: for support and for the drift metrics.

@@ -22,13 +22,7 @@ async fn the_trace_shows_the_item_s_drift_corrections(server: Server) {
     let expected = Expected { quantity: item.quantity, version: item.version, accepted: item.accepted };
     let drift = detect_drift(expected, Some(Shown { quantity: 99, version: 1 })).expect("drift");
     assert_eq!(drift.kind, DriftKind::QuantityDiffers);
-    let correction = DriftCorrection {
-        item_id: item.item_id,
-        seen_version: item.version,
-        kind: drift.kind,
-        shown: drift.shown,
-        corrected_version: drift.corrected_version,
-    };
+    let correction = DriftCorrection::of(item.item_id, item.version, drift);
     server.store.correct_drifts("storefront", &[correction]).await.expect("correct");
 
     let trace = server.get_json(&viewer, "/v1/tenants/canary/items/abc-1/trace").await;

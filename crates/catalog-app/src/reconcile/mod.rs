@@ -305,14 +305,7 @@ impl Reconciler {
         self.rules.listing_of(&item.sku)?;
         let quantity = self.rules.stock.apply(item.quantity).0;
         let expected = Expected { quantity, version: item.version, accepted: item.accepted };
-        let drift = detect_drift(expected, shown)?;
-        Some(DriftCorrection {
-            item_id: item.item_id,
-            seen_version: item.version,
-            kind: drift.kind,
-            shown: drift.shown,
-            corrected_version: drift.corrected_version,
-        })
+        Some(DriftCorrection::of(item.item_id, item.version, detect_drift(expected, shown)?))
     }
 
     /// Whether a difference of `item` is to be corrected now, or waits for its confirmation

@@ -80,13 +80,7 @@ pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, 
         detect_drift(Expected { quantity: item.quantity, version: item.version, accepted: item.accepted }, shown)
             .expect("drift");
     assert_eq!(drift.kind, DriftKind::QuantityDiffers);
-    let correction = DriftCorrection {
-        item_id: item.item_id,
-        seen_version: item.version,
-        kind: drift.kind,
-        shown: drift.shown,
-        corrected_version: drift.corrected_version,
-    };
+    let correction = DriftCorrection::of(item.item_id, item.version, drift);
     assert_eq!(
         store.correct_drifts("storefront", std::slice::from_ref(&correction)).await.expect("correct"),
         [correction.item_id]

@@ -264,13 +264,7 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
     let shown = Some(Shown { quantity: 9, version: 1 });
     let expected = Expected { quantity: item.quantity(), version: item.version(), accepted: Some(item.version()) };
     let drift = detect_drift(expected, shown).expect("a drift");
-    let correction = DriftCorrection {
-        item_id,
-        seen_version: item.version(),
-        kind: drift.kind,
-        shown: drift.shown,
-        corrected_version: drift.corrected_version,
-    };
+    let correction = DriftCorrection::of(item_id, item.version(), drift);
     assert_eq!(store.correct_drifts("storefront", &[correction]).await.expect("correct").len(), 1);
     publish().await;
     let attempts = || async {
