@@ -23,6 +23,16 @@ impl FeedKey {
     pub fn source_name(&self) -> String {
         format!("feed:{self}")
     }
+
+    /// The feed a pull dead letter is about: its subject is the key as `Display` writes it,
+    /// `tenant/supplier`. `None` for a letter of another stage.
+    pub fn of_pull_letter(letter: &crate::DeadLetter) -> Option<FeedKey> {
+        if letter.stage != PULL_STAGE {
+            return None;
+        }
+        let (tenant, supplier) = letter.subject.split_once('/')?;
+        Some(FeedKey { tenant: TenantId::parse(tenant).ok()?, supplier: SupplierId::parse(supplier).ok()? })
+    }
 }
 
 impl std::fmt::Display for FeedKey {

@@ -4,7 +4,6 @@
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use catalog_core::{SupplierId, TenantId};
 use catalog_store::{DeadLetterFilter, FeedKey};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -56,15 +55,6 @@ fn pull_letter_actions(dead_letter_id: i64, feed: &FeedKey) -> Markup {
     }
 }
 
-/// The feed a pull dead letter is about (its subject is `tenant/supplier`).
-fn pull_letter_feed(letter: &catalog_store::DeadLetter) -> Option<FeedKey> {
-    if letter.stage != catalog_store::PULL_STAGE {
-        return None;
-    }
-    let (tenant, supplier) = letter.subject.split_once('/')?;
-    Some(FeedKey { tenant: TenantId::parse(tenant).ok()?, supplier: SupplierId::parse(supplier).ok()? })
-}
-
 /// Open dead letters the page lists at most.
 const MAX_LETTERS_SHOWN: usize = 200;
 
@@ -87,7 +77,7 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
                 thead { tr { th scope="col" { "Id" } th scope="col" { "Item or feed" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Heal rounds" } th scope="col" { "Operator retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }
                 tbody {
                     @for letter in &letters {
-                        @let feed = pull_letter_feed(letter);
+                        @let feed = FeedKey::of_pull_letter(letter);
                         tr {
                             td { (letter.dead_letter_id) }
                             @if let Some(feed) = &feed {
