@@ -83,6 +83,15 @@ pub fn goes_live_after(settings: &FeedSettings, now: DateTime<Utc>) -> Option<Da
     Some(go_live_at(settings.go_live_date, timezone)).filter(|go_live| now < *go_live)
 }
 
+/// A feed's state at `now`: not live before it goes live, else by its completed windows
+/// (`feed_state`).
+pub fn feed_state_at(feed: &StoredFeed, now: DateTime<Utc>) -> FeedState {
+    match goes_live_after(&feed.settings, now) {
+        Some(_) => FeedState::NotLive,
+        None => feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
+    }
+}
+
 /// A span since going live that no completed window covers: backfill pulls it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedGap {
@@ -167,11 +176,7 @@ pub fn status(
         None => Vec::new(),
     };
     Ok(FeedStatus {
-        state: if now < go_live {
-            FeedState::NotLive
-        } else {
-            feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now)
-        },
+        state: feed_state_at(&feed, now),
         windows_completed: windows.iter().map(|window| window.n_windows).sum(),
         days_behind: gaps.first().map_or(0, |gap| gap.days_behind),
         gaps,
@@ -259,10 +264,7 @@ pub async fn report_feeds_once(
         let failing = pull_dead_letter(&open, key).is_some();
         metrics.feed_failing.with_label_values(&[&label]).set(i64::from(failing));
         metrics.feed_sync_enabled.with_label_values(&[&label]).set(i64::from(feed.settings.sync_enabled));
-        let state = match goes_live_after(&feed.settings, now) {
-            Some(_) => FeedState::NotLive,
-            None => feed_state(feed.last_sync_at, feed.settings.sync_frequency_hours, now),
-        };
+        let state = feed_state_at(&feed, now);
         for each in [FeedState::Current, FeedState::Behind, FeedState::Stale, FeedState::NotLive] {
             metrics.feed_state.with_label_values(&[&label, each.as_str()]).set(i64::from(each == state));
         }
