@@ -404,18 +404,20 @@ async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let sink = Arc::new(RecordingSink { permits: Some(Arc::clone(&permits)), ..RecordingSink::default() });
     let member = Member::start(&brokers, "lagging", &sink);
-    // The first batch is applied, the second waits: the member reads mid-partition, and its
-    // fetches stop at librdkafka's prefetch limit (1 MB, about ten messages ahead).
+    // The first batch is applied, the second waits: the member reads mid-partition. Ahead of
+    // what it applied it holds at most the waiting batch (50 messages) and librdkafka's
+    // prefetch (1 MB queued, and one more 1 MB fetch response: about twenty messages).
     wait_for(Duration::from_secs(30), || sink.checkpoints().contains_key(&0)).await;
     let applied_first = sink.checkpoints()[&0];
-    // 10 MB in all: the first half is deleted, beyond what the member has fetched. The
-    // member resumes only once the broker has deleted it: on a loaded machine the deletion
-    // could come after the member had caught up, and there would be no gap to find.
-    produce_large(&brokers, 70, SIZE);
-    let prefetched = applied_first + 10;
-    wait_for(Duration::from_secs(30), || low_watermark(&brokers) > prefetched).await;
+    let fetched_at_most = applied_first + 50 + 2 * (1 << 20) / i64::try_from(SIZE).expect("size");
+    // 20 MB in all: all but the last 5 MB are deleted, beyond anything the member can have
+    // fetched. The member resumes only once the broker has deleted them: on a loaded machine
+    // the deletion could come after the member had caught up, and there would be no gap to
+    // find. (Waiting for "ten messages ahead" let the member be past it under load.)
+    produce_large(&brokers, 170, SIZE);
+    wait_for(Duration::from_secs(30), || low_watermark(&brokers) > fetched_at_most).await;
     permits.add_permits(10_000);
-    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&100)).await;
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&200)).await;
     member.stop().await;
 
     let applied: Vec<i64> = sink.applied().get(&0).cloned().unwrap_or_default();
@@ -432,7 +434,7 @@ async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_
             assert!(accounted.insert(offset), "offset {offset} both applied and in the gap {from}..{to}");
         }
     }
-    assert_eq!(accounted, (0..100).collect::<BTreeSet<_>>(), "every offset applied or reported lost");
+    assert_eq!(accounted, (0..200).collect::<BTreeSet<_>>(), "every offset applied or reported lost");
 }
 
 /// A partition whose last record is a transaction's commit marker, which librdkafka reads and
