@@ -167,9 +167,7 @@ impl PartitionWorker {
                 }
                 Some(PartitionInput::Revoked) => {
                     tracing::info!(partition = self.partition, n_dropped = pending.len(), "partition revoked");
-                    // Its new owner reports its progress from now on; this member's last
-                    // report must not stand in for it.
-                    self.sink.partition_done(&self.source, self.partition);
+                    self.forget_unless_assigned_again();
                     return Ok(());
                 }
                 None => {
@@ -207,6 +205,19 @@ impl PartitionWorker {
         let end = native::cached_high_watermark(&self.consumer, &self.topic, self.partition);
         if let Some(high_watermark) = end.filter(|high_watermark| *high_watermark >= next_offset) {
             self.sink.reading_starts(self.partition, next_offset, high_watermark);
+        }
+    }
+
+    /// Its new owner reports the revoked partition's progress from now on; this member's last
+    /// report must not stand in for it. When the new owner is this member (a rebalance gave
+    /// the partition back while this assignment finished its batch), the next assignment's
+    /// reader already reports it, or will: forgetting it now would take its queue lag off
+    /// `/metrics` and the signals until its next batch. The set of assigned partitions is held
+    /// meanwhile, so an assignment cannot come between the look and the forgetting.
+    fn forget_unless_assigned_again(&self) {
+        let assigned = lock(&self.assigned);
+        if !assigned.contains(&self.partition) {
+            self.sink.partition_done(&self.source, self.partition);
         }
     }
 

@@ -4,6 +4,8 @@
 //! no other worker's, and a partition's queue lag in messages is known from its assignment on,
 //! not from librdkafka's first statistics five seconds later.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ use catalog_app::{Applier, BatchSink, Metrics};
 use catalog_kafka::KafkaSource;
 use catalog_sqlite::SqliteStore;
 use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, StoreConfig, StoreError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +28,20 @@ use crate::{config, produce, wait_for, PARTITIONS, TOPIC};
 struct HeldStore {
     inner: SqliteStore,
     permits: Arc<Semaphore>,
+    /// How many batches reached the store (applied or waiting).
+    arrived: Arc<AtomicUsize>,
+}
+
+impl HeldStore {
+    fn new(inner: SqliteStore, permits: &Arc<Semaphore>) -> Self {
+        Self { inner, permits: Arc::clone(permits), arrived: Arc::default() }
+    }
 }
 
 #[async_trait]
 impl BatchStore for HeldStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
         self.permits.acquire().await.expect("permits are never closed").forget();
         self.inner.apply_batch(batch).await
     }
@@ -146,7 +159,7 @@ async fn queue_lag_in_messages_is_known_from_the_assignment_on() {
     produce(&brokers, 10);
     let directory = tempfile::tempdir().expect("temp dir");
     let permits = Arc::new(Semaphore::new(0));
-    let held = HeldStore { inner: embedded_store(&directory).await, permits: Arc::clone(&permits) };
+    let held = HeldStore::new(embedded_store(&directory).await, &permits);
 
     // Every batch waits in the store: nothing is applied yet.
     let worker = Worker::start(&brokers, "lag", Arc::new(held));
@@ -169,4 +182,67 @@ async fn queue_lag_in_messages_is_known_from_the_assignment_on() {
     let restarted = Worker::start(&brokers, "lag", Arc::new(store));
     wait_for(Duration::from_secs(30), || behind(&restarted) == all(0) && seconds(&restarted) == all(0)).await;
     restarted.stop().await;
+}
+
+/// A rebalance that gives a partition read through the shared queue back to the member
+/// reading it: the assignment before finishes the batch it holds after the next one's reader
+/// has started, and must not forget the partition the next one reads. It did: the partition's queue lag left `/metrics` and its
+/// progress left the worker's reports (the queue-lag signal) until the next batch, for good
+/// on a quiet partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_given_back_by_a_rebalance_keeps_its_queue_lag() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let permits = Arc::new(Semaphore::new(0));
+    let held = HeldStore::new(embedded_store(&directory).await, &permits);
+    let arrived = Arc::clone(&held.arrived);
+    let worker = Worker::start(&brokers, "given-back", Arc::new(held));
+    // Created after the start, the topic's partitions come through the shared queue, where
+    // each assignment of a partition has a reader task of its own.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 10);
+    // Each partition's ten messages are one batch, waiting in the store.
+    wait_for(Duration::from_secs(30), || arrived.load(Ordering::SeqCst) == PARTITIONS as usize).await;
+
+    // A second member joins: every partition is revoked, and some are given back.
+    let other: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "given-back")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .create()
+        .expect("consumer");
+    other.subscribe(&[TOPIC]).expect("subscribe");
+    let mut taken = BTreeSet::new();
+    wait_for(Duration::from_secs(30), || {
+        let _ = other.poll(Duration::from_millis(10));
+        taken = other.assignment().expect("assignment").elements().iter().map(|e| e.partition()).collect();
+        !taken.is_empty()
+    })
+    .await;
+    let kept: BTreeSet<i32> = (0..PARTITIONS).filter(|p| !taken.contains(p)).collect();
+    assert!(!kept.is_empty(), "the worker keeps some partitions");
+    // The next assignments' readers have started: their batches wait behind the first ones.
+    wait_for(Duration::from_secs(30), || arrived.load(Ordering::SeqCst) == PARTITIONS as usize + kept.len()).await;
+
+    // The first batches are applied, and their assignments end.
+    permits.add_permits(PARTITIONS as usize);
+    wait_for(Duration::from_secs(30), || worker.n_decided() == 10 * PARTITIONS as u64).await;
+    let lag = |p: i32| worker.sample("catalog_queue_lag_messages", &partition(p));
+    wait_for(Duration::from_secs(30), || taken.iter().all(|p| lag(*p).is_none())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reported: BTreeSet<i32> = worker
+        .applier
+        .take_progress(chrono::Utc::now())
+        .partitions
+        .iter()
+        .map(|progress| progress.partition.parse().expect("a partition number"))
+        .collect();
+    let shown: BTreeSet<i32> = kept.iter().copied().filter(|p| lag(*p).is_some()).collect();
+    permits.add_permits(10_000);
+    worker.stop().await;
+    drop(other);
+    assert_eq!(shown, kept, "the partitions the worker reads have a queue lag");
+    assert_eq!(reported, kept, "and are in its progress reports");
 }
