@@ -373,8 +373,8 @@ impl BatchSink for Applier {
                 checkpoint = from,
                 low_watermark = to,
                 class = FailureClass::NeedsOperator.as_str(),
-                "the partition ends below the stored checkpoint (topic recreated or truncated): reading it again \
-                 from its low watermark; what the store holds already is a duplicate"
+                "the broker no longer holds what the stored checkpoint passed (the topic recreated or truncated): \
+                 reading the partition again from its low watermark; what the store holds already is a duplicate"
             );
         }
         Ok(rewound)

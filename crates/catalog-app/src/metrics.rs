@@ -221,8 +221,9 @@ impl Metrics {
         );
         let checkpoints_beyond_end = counter(
             "catalog_checkpoints_beyond_partition_end_total",
-            "Stored checkpoints found beyond their partition's end (a topic recreated or truncated) \
-             and moved back to its low watermark, by partition.",
+            "Stored checkpoints of offsets the broker no longer holds (beyond their partition's end: \
+             a topic truncated or recreated; or written under a topic id the topic no longer has: \
+             recreated) moved back to its low watermark, by partition.",
             &["partition"],
         );
         let traceparent_invalid = counter(

@@ -88,8 +88,8 @@ pub trait BatchSink: Send + Sync + 'static {
     async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError>;
     /// Makes a batch durable (retrying transient failures itself), or says why not.
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError>;
-    /// A partition ends below its stored checkpoint `from`: the broker no longer holds what
-    /// was applied there (a topic recreated or truncated, decision 0040). Moves the checkpoint
+    /// The broker no longer holds what was applied below the stored checkpoint `from`: the
+    /// partition ends below it, or its topic was recreated (decision 0040). Moves the checkpoint
     /// back to `to` (the partition's low watermark), so what the partition holds now is read
     /// and applied (what the store holds already is a duplicate); counted and logged.
     /// `false`: the checkpoint had moved on from `from`, and was left alone.

@@ -29,6 +29,7 @@ mod rewind;
 mod source;
 mod stall;
 mod start;
+mod topic_id;
 
 use catalog_core::{Classify, FailureClass};
 use rdkafka::error::KafkaError;

@@ -17,6 +17,10 @@
 //! asks librdkafka's main thread for the whole assignment and waits for its answer; a quiet
 //! partition reads its own position every few seconds (decision 0042), so each read is of one
 //! partition, local.
+//!
+//! `topic_id`: the topic's id (KIP-516), which the broker gives a topic when it is created:
+//! a topic deleted and created again under the same name has a new one. rdkafka wraps no
+//! `DescribeTopics`; read when a member takes a partition (decision 0040).
 
 // The one module of the workspace with `unsafe`: calls into librdkafka's C API, each with
 // the pointer rules its documentation states.
@@ -26,8 +30,14 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 
 use rdkafka::bindings::{
-    rd_kafka_get_watermark_offsets, rd_kafka_header_get_all, rd_kafka_headers_t, rd_kafka_message_headers,
-    rd_kafka_position, rd_kafka_resp_err_t,
+    rd_kafka_AdminOptions_destroy, rd_kafka_AdminOptions_new, rd_kafka_AdminOptions_set_broker,
+    rd_kafka_AdminOptions_set_request_timeout, rd_kafka_DescribeTopics, rd_kafka_DescribeTopics_result_topics,
+    rd_kafka_TopicCollection_destroy, rd_kafka_TopicCollection_of_topic_names, rd_kafka_TopicDescription_error,
+    rd_kafka_TopicDescription_topic_id, rd_kafka_Uuid_least_significant_bits, rd_kafka_Uuid_most_significant_bits,
+    rd_kafka_admin_op_t, rd_kafka_error_code, rd_kafka_event_DescribeTopics_result, rd_kafka_event_destroy,
+    rd_kafka_event_error, rd_kafka_get_watermark_offsets, rd_kafka_header_get_all, rd_kafka_headers_t,
+    rd_kafka_message_headers, rd_kafka_position, rd_kafka_queue_destroy, rd_kafka_queue_new, rd_kafka_queue_poll,
+    rd_kafka_resp_err_t,
 };
 use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
@@ -114,5 +124,87 @@ pub(crate) fn position(consumer: &SourceConsumer, topic: &str, partition: i32) -
     match list.find_partition(topic, partition)?.offset() {
         Offset::Offset(offset) => Some(offset),
         _ => None,
+    }
+}
+
+/// The topic's id as the broker describes it, as 32 hexadecimal digits; `None` when the
+/// broker did not answer within `timeout`, refused, or gives topics no ids (all zero). Blocks
+/// the calling thread for up to twice `timeout`.
+///
+/// Asked of the broker leading the topic's first partition, as the topic's metadata says: a
+/// `DescribeTopics` goes to the cluster's controller by default, which a broker need not name
+/// (librdkafka's mock cluster does not: every call waited the whole timeout).
+pub(crate) fn topic_id(consumer: &SourceConsumer, topic: &str, timeout: std::time::Duration) -> Option<String> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+    let described = metadata.topics().iter().find(|described| described.name() == topic)?;
+    let broker = described.partitions().iter().map(|partition| partition.leader()).find(|leader| *leader >= 0)?;
+    let name = CString::new(topic).ok()?;
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let client = consumer.client().native_ptr();
+    let mut names = [name.as_ptr()];
+    // SAFETY: the client handle is live as long as `consumer` is. The collection copies the
+    // names it is given; the queue, the options and the collection are created here, and each
+    // is destroyed once, after its last use (`Owned`), the options and the collection after
+    // the request that only reads them has been made.
+    let queue = Owned(unsafe { rd_kafka_queue_new(client) }, |queue| unsafe { rd_kafka_queue_destroy(queue) });
+    let options = Owned(
+        unsafe { rd_kafka_AdminOptions_new(client, rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS) },
+        |options| unsafe { rd_kafka_AdminOptions_destroy(options) },
+    );
+    let topics = Owned(unsafe { rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1) }, |topics| unsafe {
+        rd_kafka_TopicCollection_destroy(topics)
+    });
+    if queue.0.is_null() || options.0.is_null() || topics.0.is_null() {
+        return None;
+    }
+    let mut error = [0 as c_char; 256];
+    // SAFETY: `options` is live; `error` is a buffer of the size given.
+    unsafe {
+        rd_kafka_AdminOptions_set_request_timeout(options.0, timeout_ms, error.as_mut_ptr(), error.len());
+        rd_kafka_AdminOptions_set_broker(options.0, broker, error.as_mut_ptr(), error.len());
+    }
+    // SAFETY: every handle is live (above); the answer comes as one event on `queue`.
+    unsafe { rd_kafka_DescribeTopics(client, topics.0, options.0, queue.0) };
+    // A little longer than the request may take: the request's own timeout answers first.
+    let event = Owned(unsafe { rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(1_000)) }, |event| unsafe {
+        rd_kafka_event_destroy(event)
+    });
+    // SAFETY: `event` is live until dropped; the result, its topics and their ids belong to it.
+    unsafe {
+        if event.0.is_null() || rd_kafka_event_error(event.0) != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        let result = rd_kafka_event_DescribeTopics_result(event.0);
+        if result.is_null() {
+            return None;
+        }
+        let mut n_topics = 0_usize;
+        let described = rd_kafka_DescribeTopics_result_topics(result, &mut n_topics);
+        if described.is_null() || n_topics != 1 {
+            return None;
+        }
+        let description = *described;
+        let failed = rd_kafka_TopicDescription_error(description);
+        if !failed.is_null() && rd_kafka_error_code(failed) != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        let id = rd_kafka_TopicDescription_topic_id(description);
+        if id.is_null() {
+            return None;
+        }
+        let (high, low) = (rd_kafka_Uuid_most_significant_bits(id), rd_kafka_Uuid_least_significant_bits(id));
+        ((high, low) != (0, 0)).then(|| format!("{:016x}{:016x}", high as u64, low as u64))
+    }
+}
+
+/// A librdkafka object destroyed by its destructor when dropped.
+struct Owned<T>(*mut T, unsafe fn(*mut T));
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: created by librdkafka for this owner alone, destroyed once, here.
+            unsafe { (self.1)(self.0) }
+        }
     }
 }

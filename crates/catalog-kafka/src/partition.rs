@@ -19,6 +19,7 @@ use crate::feed::{Feed, OwnedDelivery, PartitionInput};
 use crate::native;
 use crate::source::SourceConsumer;
 use crate::start::Seen;
+use crate::topic_id::{self, TopicIds};
 
 /// While the start is unchecked and nothing arrives, how long to wait before stepping back
 /// (doubling up to [`MAX_IDLE_CHECK`]).
@@ -46,6 +47,10 @@ pub(crate) struct PartitionWorker {
     pub(crate) sink: Arc<dyn BatchSink>,
     /// Cancelled when the source stops: ends waits on the broker.
     pub(crate) stop: CancellationToken,
+    /// The topic's id, shared by the source's partitions…
+    pub(crate) topic_ids: Arc<TopicIds>,
+    /// …and as this assignment read it at its start: each batch's checkpoint carries it.
+    pub(crate) topic_id: Mutex<Option<String>>,
 }
 
 impl PartitionWorker {
@@ -283,7 +288,10 @@ impl PartitionWorker {
             source,
             partition: self.partition,
             events,
-            checkpoint: Some(Position::at(next_offset)),
+            checkpoint: Some(Position {
+                offset: next_offset,
+                cursor: lock(&self.topic_id).as_deref().map(topic_id::cursor),
+            }),
             last_message_at,
             high_watermark,
         };

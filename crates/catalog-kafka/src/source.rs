@@ -21,6 +21,7 @@ use crate::context::{lock, source_error, Assignment, BrokerStatus, SourceContext
 use crate::feed::{self, Feed, OwnedDelivery, Ownership, PartitionInput, QueueFeed};
 use crate::partition::PartitionWorker;
 use crate::stall::StallCheck;
+use crate::topic_id::TopicIds;
 use crate::KafkaSourceError;
 
 pub(crate) type SourceConsumer = StreamConsumer<SourceContext>;
@@ -31,6 +32,9 @@ type OwnQueue = rdkafka::consumer::stream_consumer::StreamPartitionQueue<SourceC
 /// How long the source waits at start for the topic's partitions before reading them all
 /// through the shared queue instead.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a member taking partitions waits for the topic's id (decision 0040).
+const TOPIC_ID_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The Kafka source: `run` consumes until shutdown, then finishes in-flight batches.
 pub struct KafkaSource {
@@ -44,6 +48,7 @@ pub struct KafkaSource {
     /// Partitions this source reads, which share the bytes in flight.
     n_partitions: Arc<AtomicUsize>,
     brokers: BrokerStatus,
+    topic_ids: Arc<TopicIds>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -71,9 +76,11 @@ impl KafkaSource {
         };
         let consumer: SourceConsumer =
             client_config(&config).create_with_context(context).map_err(|error| creation_error(&error, &config))?;
+        let consumer = Arc::new(consumer);
+        let topic_ids = Arc::new(TopicIds::new(Arc::clone(&consumer), config.topic.clone(), TOPIC_ID_TIMEOUT));
         Ok(Self {
             config,
-            consumer: Arc::new(consumer),
+            consumer,
             assigned,
             epochs,
             ownership,
@@ -81,6 +88,7 @@ impl KafkaSource {
             sink,
             n_partitions: Arc::new(AtomicUsize::new(1)),
             brokers,
+            topic_ids,
         })
     }
 
@@ -154,6 +162,8 @@ impl KafkaSource {
             assigned: Arc::clone(&self.assigned),
             sink: Arc::clone(&self.sink),
             stop: stop.clone(),
+            topic_ids: Arc::clone(&self.topic_ids),
+            topic_id: Mutex::new(None),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::context::{lock, source_error};
 use crate::feed::{Feed, PartitionInput};
 use crate::partition::PartitionWorker;
 use crate::rewind::{Check, Rewind};
+use crate::topic_id;
 
 /// How long one seek, or one read of a partition's watermarks, may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,8 +56,13 @@ impl PartitionWorker {
     pub(crate) async fn start(&self, input: &mut Feed<'_>) -> Result<Option<(i64, Option<Rewind>)>, SinkError> {
         let seek_first = matches!(input, Feed::Queue(_));
         let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let topic_id = self.topic_ids.current().await;
+        let replaced =
+            stored.as_ref().and_then(|position| topic_id::replaced(position.cursor.as_deref(), topic_id.as_deref()));
+        let replaced = replaced.map(str::to_owned);
+        *lock(&self.topic_id) = topic_id;
         let (want, low_watermark, high_watermark) = match (stored, self.start_without_checkpoint) {
-            (Some(position), _) => match self.check_end(input, position.offset).await? {
+            (Some(position), _) => match self.check_end(input, position.offset, replaced).await? {
                 End::Holds { high_watermark } => (position.offset, None, high_watermark),
                 End::Rewound { low_watermark, high_watermark } => (low_watermark, Some(low_watermark), high_watermark),
                 End::Ended => return Ok(None),
@@ -105,8 +111,20 @@ impl PartitionWorker {
     /// offset plus one, so an end below the checkpoint is read from there: a record at or past
     /// the checkpoint's last message says the partition holds it. Records delivered, none that
     /// far, then a quiet fetch: it ends below. Nothing delivered: the end read again decides.
-    async fn check_end(&self, input: &mut Feed<'_>, want: i64) -> Result<End, SinkError> {
+    /// `replaced`: the checkpoint was written under a topic id the topic no longer has (the
+    /// topic was deleted and created again, whatever its end): moved back at once.
+    async fn check_end(&self, input: &mut Feed<'_>, want: i64, replaced: Option<String>) -> Result<End, SinkError> {
         let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
+        if let Some(stored_topic_id) = replaced {
+            tracing::warn!(
+                partition = self.partition,
+                checkpoint = want,
+                stored_topic_id,
+                topic_id = lock(&self.topic_id).as_deref().unwrap_or_default(),
+                "the stored checkpoint is of a topic since deleted: the topic was created again under its name"
+            );
+            return self.rewind(want, low, high).await;
+        }
         if want <= high {
             return Ok(End::Holds { high_watermark: high });
         }
@@ -141,6 +159,11 @@ impl PartitionWorker {
             last_offset_read = delivered,
             "the partition ends below the stored checkpoint"
         );
+        self.rewind(want, low, high).await
+    }
+
+    /// Moves the checkpoint `want` back to the low watermark, unless it moved on meanwhile.
+    async fn rewind(&self, want: i64, low: i64, high: i64) -> Result<End, SinkError> {
         if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
             Ok(End::Rewound { low_watermark: low, high_watermark: high })
         } else {

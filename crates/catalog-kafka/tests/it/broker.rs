@@ -207,6 +207,30 @@ async fn a_topic_recreated_under_the_same_name_is_read_from_its_start() {
     assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
 }
 
+/// A topic deleted and created again, then refilled past the store's checkpoint before the
+/// worker runs again: its end cannot tell it from the old topic, its id can (each batch's
+/// checkpoint keeps the topic id it was read under). Every message of the new topic is
+/// applied; before, the ones below the old checkpoint were skipped as applied, never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_recreated_and_refilled_past_the_checkpoint_is_read_from_its_start() {
+    let topic = batched_topic(1).await;
+    let group = unique_name("group");
+    let sink = Arc::new(RecordingSink::default());
+    consume_to_the_end(&topic, &group, &sink, 1).await;
+    let written_under = sink.cursors.lock().expect("sink state").get(&0).cloned().flatten();
+    assert!(written_under.is_some_and(|cursor| cursor.starts_with("topic-id:")), "the checkpoint names its topic id");
+
+    recreate(&topic, PER_PARTITION + 50).await;
+    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(source.run(shutdown.clone()));
+    wait_for(Duration::from_secs(60), || sink.checkpoints().get(&0) == Some(&(PER_PARTITION + 50))).await;
+    shutdown.cancel();
+    running.await.expect("source task").expect("source run");
+    assert_eq!(sink.applied()[&0][100..], (0..PER_PARTITION + 50).collect::<Vec<_>>());
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
+}
+
 /// The same on the real broker: a partition of 100 messages in batches of ten with a commit
 /// marker after them is read to its end, the marker passed (decision 0042).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,8 @@ const PARTITIONS: i32 = 3;
 #[derive(Default)]
 struct RecordingSink {
     checkpoints: Arc<Mutex<HashMap<i32, i64>>>,
+    /// Each checkpoint's cursor, kept with its furthest offset as a store keeps it.
+    cursors: Mutex<HashMap<i32, Option<String>>>,
     /// Per partition, the offsets of every batch applied, in the order applied.
     applied: Mutex<BTreeMap<i32, Vec<i64>>>,
     gaps: Mutex<Vec<(i32, i64, i64)>>,
@@ -59,7 +61,9 @@ impl RecordingSink {
 #[async_trait]
 impl BatchSink for RecordingSink {
     async fn checkpoint(&self, _source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
-        Ok(self.checkpoints.lock().expect("sink state").get(&partition).copied().map(Position::at))
+        let offset = self.checkpoints.lock().expect("sink state").get(&partition).copied();
+        let cursor = self.cursors.lock().expect("sink state").get(&partition).cloned().flatten();
+        Ok(offset.map(|offset| Position { offset, cursor }))
     }
 
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
@@ -67,7 +71,8 @@ impl BatchSink for RecordingSink {
             permits.acquire().await.expect("permits are never closed").forget();
         }
         let partition = batch.partition;
-        let next_offset = batch.checkpoint.expect("a Kafka batch always has a position").offset;
+        let position = batch.checkpoint.expect("a Kafka batch always has a position");
+        let next_offset = position.offset;
         let offsets: Vec<i64> = batch.events.iter().map(|event| event.source.offset).collect();
         assert!(offsets.iter().all(|offset| *offset < next_offset));
         if partition == 0 {
@@ -79,6 +84,9 @@ impl BatchSink for RecordingSink {
         self.applied.lock().expect("sink state").entry(partition).or_default().extend(offsets);
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
         let next = checkpoints.entry(partition).or_insert(0);
+        if next_offset >= *next {
+            self.cursors.lock().expect("sink state").insert(partition, position.cursor);
+        }
         *next = (*next).max(next_offset);
         Ok(Durable::default())
     }
@@ -88,6 +96,7 @@ impl BatchSink for RecordingSink {
         let stored = checkpoints.get_mut(&partition).filter(|stored| **stored == from);
         let Some(stored) = stored else { return Ok(false) };
         *stored = to;
+        self.cursors.lock().expect("sink state").remove(&partition);
         self.rewinds.lock().expect("sink state").push((partition, from, to));
         Ok(true)
     }
@@ -367,6 +376,41 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
     member.stop().await;
     let traceparents = sink.traceparents.lock().expect("sink state").clone();
     assert_eq!(traceparents, BTreeMap::from([(0, None), (1, Some(TRACEPARENT.to_owned())), (2, None)]));
+}
+
+/// Each batch's checkpoint names the id of the topic its offsets are of. A member taking a
+/// partition whose stored checkpoint names another id (the topic was deleted and created
+/// again since, and may hold as many messages as the old one did) moves it back to the low
+/// watermark and reads the partition again (decision 0040); under the same id it reads on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 10);
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "topic-id", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
+    member.stop().await;
+    let cursors = sink.cursors.lock().expect("sink state").clone();
+    let topic_id = cursors[&0].clone().expect("a cursor");
+    assert!(topic_id.starts_with("topic-id:") && topic_id.len() == "topic-id:".len() + 32, "{topic_id}");
+    assert!(cursors.values().all(|cursor| cursor.as_ref() == Some(&topic_id)), "{cursors:?}");
+
+    // Partition 0's checkpoint as a member of an earlier topic under this name wrote it.
+    let other_topic = format!("topic-id:{}", "0".repeat(31) + "1");
+    sink.cursors.lock().expect("sink state").insert(0, Some(other_topic));
+    let member = Member::start(&brokers, "topic-id", &sink);
+    wait_for(Duration::from_secs(30), || sink.applied()[&0].len() == 20).await;
+    member.stop().await;
+    assert_eq!(sink.applied()[&0], (0..10).chain(0..10).collect::<Vec<_>>(), "partition 0 read again");
+    assert_eq!(sink.applied()[&1], (0..10).collect::<Vec<_>>(), "the others read on");
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, 10, 0)]);
+    assert_eq!(
+        sink.cursors.lock().expect("sink state")[&0].as_ref(),
+        Some(&topic_id),
+        "written under the topic's id again"
+    );
 }
 
 /// Partition 0's first offset the broker still holds.
