@@ -14,6 +14,7 @@ mod feeds;
 mod flags;
 #[cfg(test)]
 mod journal_plans;
+mod listings;
 mod offer_cache;
 mod outbox;
 #[cfg(test)]
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
     PublishAttemptCount, PublishedVersion, RejectionFilter, TokenHash, TokenInfo, TokenMatch, TracePage,
@@ -42,7 +43,7 @@ use catalog_store::{
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
     FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
-    PublishRecord, ReadStore, ResolvedDeadLetter, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -251,6 +252,11 @@ impl OutboxStore for PostgresStore {
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, &self.config, channel)).await
+    }
+
+    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
+        let shared = listings::skus_of_several_tenants(&self.pool, &self.config, channel, skus);
+        with_deadline(self.deadline, "skus_of_several_tenants", shared).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {

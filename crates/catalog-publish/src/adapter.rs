@@ -67,6 +67,14 @@ pub trait ChannelAdapter: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Whether a request names the item's tenant beside its listing (the storefront contract's
+    /// `tenant_id`). A marketplace knows a seller account's listings by SKU alone: a SKU that
+    /// items of several tenants the channel serves hold is written for none of them, since each
+    /// would overwrite the others' quantity (decision 0056).
+    fn names_the_tenant(&self) -> bool {
+        false
+    }
+
     /// Sends up to [`ChannelAdapter::max_batch`] item versions (of distinct items) in one
     /// request, or as few as the platform allows, and classifies the answer for each. Never
     /// fails: a transport failure is a `Verdict::Retry` like a 5xx. The drain loop bounds

@@ -25,7 +25,7 @@ pub use channel::{ChannelConfig, Rate, Secret};
 pub use holding::Renewal;
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
-pub use publisher::{ChannelPublisher, PublishError, PublishEvents, PublishRound};
+pub use publisher::{ChannelPublisher, PublishError, PublishEvents, PublishRound, LISTING_SHARED_BY_TENANTS};
 pub use readback::{
     parse_list, CatalogList, CatalogPage, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage,
     ShownQuantities, MAX_PAGE,

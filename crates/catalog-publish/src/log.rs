@@ -31,6 +31,11 @@ pub struct LogChannel;
 
 #[async_trait]
 impl ChannelAdapter for LogChannel {
+    /// Each line names the tenant.
+    fn names_the_tenant(&self) -> bool {
+        true
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
         Sent { attempts: batch.iter().map(write_line).collect(), pause: None }
     }

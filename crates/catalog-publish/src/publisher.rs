@@ -26,6 +26,9 @@ use crate::round::{in_batches, plan_round, ChannelHold, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
 mod records;
+mod shared;
+
+pub use shared::LISTING_SHARED_BY_TENANTS;
 
 /// Told about every finished attempt and what recording it did, for metrics and logs kept
 /// by the caller.
@@ -221,9 +224,18 @@ impl ChannelPublisher {
             let deadline = round_started + lease;
             let holding = renewed.map(|held_for| Arc::new(Holding::new(round_started, held_for)));
             let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
+            let Some(shared) = self.shared_skus(&entries).await else {
+                self.give_back(&round_items, "the SKUs several tenants hold could not be read").await;
+                self.idle(&mut work, shutdown, until_drained).await;
+                continue;
+            };
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());
             for entry in entries {
+                if let Some(tenants) = shared.get(entry.item.sku()) {
+                    records.push((self.shared_listing(&entry, tenants), entry));
+                    continue;
+                }
                 match self.config.rules.quantity_for(&entry.item) {
                     ChannelQuantity::Send { listing, quantity, rule } => {
                         publishes.push(Publish { entry, listing, quantity, rule });

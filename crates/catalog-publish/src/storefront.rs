@@ -73,6 +73,11 @@ impl ChannelAdapter for StorefrontChannel {
         true
     }
 
+    /// The invalidate path and body name the tenant: one SKU of two tenants is two items.
+    fn names_the_tenant(&self) -> bool {
+        true
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
         let mut sent = Sent::default();
         // One item per request: the contract has no batch endpoint.

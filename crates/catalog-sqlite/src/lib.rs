@@ -18,6 +18,7 @@ mod error;
 mod feed_windows;
 mod feeds;
 mod flags;
+mod listings;
 mod memory;
 #[cfg(test)]
 mod migration_tests;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use catalog_store::{
     AdminStore, AuditEntry, AuditRecord, DeadLetterFilter, DeadLetterRetry, EventsPage, NewToken, OutcomeCounts,
     PublishAttemptCount, PublishedVersion, RejectionFilter, TokenHash, TokenInfo, TokenMatch, TracePage,
@@ -44,7 +45,7 @@ use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore,
-    ResolvedDeadLetter, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -224,6 +225,10 @@ impl OutboxStore for SqliteStore {
 
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         publish::stale_items(&self.pool, &self.config, channel).await
+    }
+
+    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
+        listings::skus_of_several_tenants(&self.pool, &self.config, channel, skus).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {

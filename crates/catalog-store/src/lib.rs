@@ -35,8 +35,8 @@ pub use feed::{
 pub use model::{
     BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
-    PublishOutcome, PublishRecord, SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
-    RAW_PAYLOAD_PREFIX_BYTES,
+    PublishOutcome, PublishRecord, SentQuantity, SharedSku, SourceRef, StoreConfig, StoredOffer, SyncStatus,
+    TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use catalog_core::{
-    CatalogItem, ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, PublishResult, StockChange,
-    SupplierId, TenantId, TraceParent,
+    CatalogItem, ClockPolicy, Decision, Delivery, EventId, ItemId, OfferState, Outcome, PublishResult, Sku,
+    StockChange, SupplierId, TenantId, TraceParent,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -216,6 +216,16 @@ impl ChannelRoute {
     pub fn serves(&self, tenant: &TenantId) -> bool {
         self.tenants.as_ref().is_none_or(|tenants| tenants.contains(tenant))
     }
+}
+
+/// A SKU that items of several tenants a channel serves hold. On a channel whose listings are
+/// known by SKU alone (a marketplace seller account), its listing would be all of theirs at
+/// once: each tenant's quantity would overwrite the others' (decision 0056).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedSku {
+    pub sku: Sku,
+    /// The tenants whose items hold it, in byte order: at least two.
+    pub tenants: Vec<TenantId>,
 }
 
 /// Configuration every store implementation takes.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, SupplierId, TenantId};
+use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, TenantId};
 use chrono::{DateTime, Utc};
 
 use crate::admin::{
@@ -18,7 +18,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound,
 use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
-    PublishRecord, SyncStatus, TenantFlags,
+    PublishRecord, SharedSku, SyncStatus, TenantFlags,
 };
 
 /// Applying source batches: the write path of the worker and of replay.
@@ -86,6 +86,11 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Queues a publish of each item's current version on every channel serving its tenant
     /// (a cache bust after a replay), returning the outbox rows queued.
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;
+
+    /// Of `skus`, those that items of more than one tenant `channel` serves (the store's
+    /// routes) hold, each with those tenants; in SKU order. A channel that knows listings by SKU
+    /// alone must write none of them (decision 0056).
+    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError>;
 
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;

@@ -417,6 +417,26 @@ pub fn journal_days(
     days
 }
 
+/// The SKUs several tenants hold, from `(sku, tenant)` rows of those SKUs' items (any order):
+/// each SKU once, in byte order, with its tenants in byte order.
+pub fn shared_skus(rows: Vec<(String, String)>) -> Result<Vec<crate::SharedSku>, StoreError> {
+    let mut by_sku: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for (sku, tenant) in rows {
+        by_sku.entry(sku).or_default().push(tenant);
+    }
+    by_sku
+        .into_iter()
+        .filter(|(_, tenants)| tenants.len() > 1)
+        .map(|(sku_text, mut tenants)| {
+            tenants.sort_unstable();
+            Ok(crate::SharedSku {
+                sku: sku(&sku_text)?,
+                tenants: tenants.iter().map(|t| tenant(t)).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,3 +11,4 @@ mod reconcile_marketplaces;
 mod reconcile_storefront;
 mod retention;
 mod sales_channels;
+mod shared_listings;

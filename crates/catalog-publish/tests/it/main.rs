@@ -453,6 +453,13 @@ impl catalog_store::OutboxStore for Flaky {
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         self.inner.stale_items(channel).await
     }
+    async fn skus_of_several_tenants(
+        &self,
+        channel: &str,
+        skus: &[catalog_core::Sku],
+    ) -> Result<Vec<catalog_store::SharedSku>, StoreError> {
+        self.inner.skus_of_several_tenants(channel, skus).await
+    }
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
         self.inner.open_dead_letters(limit).await
     }

@@ -147,3 +147,45 @@ pub(super) async fn a_channel_s_version_past_the_signed_range_is_held_at_the_lar
     let held: Vec<_> = held.iter().map(|version| (version.channel.as_str(), version.version)).collect();
     assert_eq!(held, [("storefront", i64::MAX as u64)]);
 }
+
+pub(super) async fn a_sku_items_of_several_served_tenants_hold_is_found<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let tenant = |name: &str| TenantId::parse(name).expect("valid tenant");
+    let config = StoreConfig {
+        channels: vec![
+            crate::ChannelRoute::all("ebay"),
+            crate::ChannelRoute::for_tenants("amazon", [tenant("canary"), tenant("third")]),
+        ],
+        ..StoreConfig::default()
+    };
+    let (store, _guard) = factory(config).await;
+    let offers = [
+        offer("canary", "acme", "A-1"),
+        offer("other", "acme", "A-1"),
+        offer("third", "acme", "A-1"),
+        offer("canary", "acme", "B-1"),
+        offer("other", "globex", "C-1"),
+    ];
+    let events = offers
+        .iter()
+        .enumerate()
+        .map(|(n, offer)| incoming(n as u64 + 1, offer, StockChange::Updated { quantity: 3 }, 0, n as i64 + 1))
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let skus: Vec<catalog_core::Sku> =
+        ["C-1", "A-1", "B-1", "Z-9"].iter().map(|sku| catalog_core::Sku::parse(sku).expect("valid sku")).collect();
+
+    let shared = store.skus_of_several_tenants("ebay", &skus).await.expect("shared");
+    let shared: Vec<(&str, Vec<&str>)> =
+        shared.iter().map(|found| (found.sku.as_str(), found.tenants.iter().map(TenantId::as_str).collect())).collect();
+    assert_eq!(shared, [("A-1", vec!["canary", "other", "third"])], "every tenant's A-1; B-1 and C-1 are one's");
+    let shared = store.skus_of_several_tenants("amazon", &skus).await.expect("shared");
+    let tenants: Vec<Vec<&str>> =
+        shared.iter().map(|found| found.tenants.iter().map(TenantId::as_str).collect()).collect();
+    assert_eq!(tenants, [vec!["canary", "third"]], "only the tenants amazon serves");
+    let unrouted = store.skus_of_several_tenants("walmart", &skus).await.expect("shared");
+    assert!(unrouted.is_empty(), "a channel no route names serves no tenant: {unrouted:?}");
+    assert!(store.skus_of_several_tenants("ebay", &[]).await.expect("shared").is_empty());
+}

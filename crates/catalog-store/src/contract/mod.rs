@@ -111,6 +111,7 @@ macro_rules! store_contract_cases {
             outbox::republish_queues_the_current_version_again,
             channels::attempts_keep_what_they_sent_and_a_skip_is_done_with_its_version,
             channels::a_channel_routed_to_some_tenants_counts_only_their_items_stale,
+            channels::a_sku_items_of_several_served_tenants_hold_is_found,
             channels::a_channel_s_version_past_the_signed_range_is_held_at_the_largest,
             dead_letters::an_accepted_later_version_resolves_the_open_dead_letter,
             dead_letters::an_older_version_accepted_late_resolves_nothing,

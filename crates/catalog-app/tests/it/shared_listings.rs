@@ -1,0 +1,107 @@
+//! A SKU two tenants hold, on channels read from a channels file as the worker reads it
+//! (decision 0056): the storefront, whose requests name the tenant, gets both items; a
+//! marketplace serving both tenants, which knows a seller account's listings by SKU alone,
+//! writes that SKU for neither (each tenant's quantity would overwrite the other's) and
+//! dead-letters it for an operator; one serving a single tenant writes that tenant's.
+
+use std::sync::Arc;
+
+use catalog_app::channels::{build_channels, routes};
+use catalog_app::publishing::publishers;
+use catalog_app::Metrics;
+use catalog_core::{ItemKey, Sku, TenantId};
+use catalog_publish::{WorkSignal, LISTING_SHARED_BY_TENANTS};
+use catalog_sqlite::SqliteStore;
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, IncomingEvent, OutboxStore, SourceRef, StoreConfig};
+use catalog_testkit::marketplaces::{Faults, Marketplace, Platform};
+use tokio_util::sync::CancellationToken;
+
+use crate::sales_channels::channels_in;
+
+/// `tenant`'s `sku` at `quantity`, as event `n`.
+fn event(n: u64, tenant: &str, sku: &str, quantity: i64) -> IncomingEvent {
+    let raw = format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"{tenant}","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:00:00Z"}}"#
+    )
+    .into_bytes();
+    IncomingEvent::received(
+        raw,
+        chrono::Utc::now(),
+        SourceRef { source: "test".into(), partition: 0, offset: n as i64 },
+        None,
+    )
+}
+
+fn item_id(tenant: &str, sku: &str) -> String {
+    ItemKey { tenant: TenantId::parse(tenant).expect("tenant"), sku: Sku::parse(sku).expect("sku") }
+        .item_id()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
+    let storefront = Marketplace::start(Platform::Storefront, Faults::default()).await;
+    let ebay = Marketplace::start(Platform::Ebay, Faults::default()).await;
+    let meli = Marketplace::start(Platform::MercadoLibre, Faults::default()).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[
+              {{"name": "storefront", "base_url": "{storefront}"}},
+              {{"name": "ebay", "adapter": {{"kind": "ebay", "base_url": "{ebay}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}}}},
+              {{"name": "mercadolibre", "tenants": ["canary"], "listings": {{"SKU-1": "MLA1", "SKU-2": "MLA2"}},
+                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}}}}
+            ]"#,
+            storefront = storefront.base_url,
+            ebay = ebay.base_url,
+            meli = meli.base_url,
+        ),
+    );
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let store: Arc<dyn CatalogStore> =
+        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
+    let events = vec![
+        event(1, "canary", "SKU-1", 5),
+        event(2, "other", "SKU-1", 9),
+        event(3, "canary", "SKU-2", 3),
+        event(4, "other", "SKU-3", 4),
+    ];
+    store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
+
+    let (metrics, work) = (Metrics::new(), WorkSignal::new());
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
+    let drained = CancellationToken::new();
+    drained.cancel();
+    for publisher in publishers {
+        let run = publisher.run(CancellationToken::new(), drained.clone());
+        tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("drained").expect("publisher");
+    }
+
+    let held = [("canary", "SKU-1", 5), ("other", "SKU-1", 9), ("canary", "SKU-2", 3), ("other", "SKU-3", 4)];
+    for (tenant, sku, quantity) in held {
+        assert_eq!(storefront.quantity(&item_id(tenant, sku)), Some(quantity), "storefront, {tenant}/{sku}");
+    }
+    let ebay_holds = ebay.quantities();
+    assert_eq!(ebay_holds.get("SKU-1"), None, "neither tenant's SKU-1 on the account both would share");
+    assert_eq!((ebay_holds.get("SKU-2"), ebay_holds.get("SKU-3")), (Some(&3), Some(&4)), "each tenant's own SKU");
+    let meli_holds = meli.quantities();
+    assert_eq!((meli_holds.get("MLA1"), meli_holds.get("MLA2")), (Some(&5), Some(&3)), "the one tenant it serves");
+
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    let mut letters: Vec<(Option<&str>, &str, &str)> = letters
+        .iter()
+        .map(|letter| (letter.channel.as_deref(), letter.reason.as_str(), letter.subject.as_str()))
+        .collect();
+    letters.sort_unstable();
+    let (canary, other) = (item_id("canary", "SKU-1"), item_id("other", "SKU-1"));
+    let mut expected = vec![
+        (Some("ebay"), LISTING_SHARED_BY_TENANTS, canary.as_str()),
+        (Some("ebay"), LISTING_SHARED_BY_TENANTS, other.as_str()),
+    ];
+    expected.sort_unstable();
+    assert_eq!(letters, expected, "both items dead-lettered on ebay alone, for an operator");
+    assert_eq!(metrics.publish_attempts.with_label_values(&["ebay", "dead_lettered"]).get(), 2);
+}
