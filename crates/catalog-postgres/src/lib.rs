@@ -254,8 +254,8 @@ impl OutboxStore for PostgresStore {
         with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, &self.config, channel)).await
     }
 
-    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
-        let shared = listings::skus_of_several_tenants(&self.pool, &self.config, channel, skus);
+    async fn skus_of_several_tenants(&self, channels: &[String], skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
+        let shared = listings::skus_of_several_tenants(&self.pool, &self.config, channels, skus);
         with_deadline(self.deadline, "skus_of_several_tenants", shared).await
     }
 

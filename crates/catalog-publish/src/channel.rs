@@ -60,6 +60,10 @@ pub struct ChannelConfig {
     /// Which listing each SKU is on this channel and how much of its stock the channel is
     /// offered; by default every SKU as it is, at the catalog quantity.
     pub rules: ChannelRules,
+    /// The other channels that write the same seller account's listings (two channels on one
+    /// Amazon seller and marketplace, one for each tenant): a SKU that items of several
+    /// tenants served by any of them hold is written by none (decision 0056).
+    pub shares_account_with: Vec<String>,
 }
 
 impl ChannelConfig {
@@ -79,6 +83,7 @@ impl ChannelConfig {
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(50),
             rules: ChannelRules::default(),
+            shares_account_with: Vec::new(),
         }
     }
 

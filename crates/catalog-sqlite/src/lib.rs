@@ -227,8 +227,8 @@ impl OutboxStore for SqliteStore {
         publish::stale_items(&self.pool, &self.config, channel).await
     }
 
-    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
-        listings::skus_of_several_tenants(&self.pool, &self.config, channel, skus).await
+    async fn skus_of_several_tenants(&self, channels: &[String], skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError> {
+        listings::skus_of_several_tenants(&self.pool, &self.config, channels, skus).await
     }
 
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {

@@ -7,12 +7,12 @@ use sqlx::SqlitePool;
 
 use crate::error::store_error;
 
-/// Of `skus`, those held by items of more than one tenant `channel`'s routes serve (the
-/// signals' routes, `signals::routes`), with those tenants. One statement, by `items_sku`.
+/// Of `skus`, those held by items of more than one tenant the routes of `channels` serve
+/// (the signals' routes, `signals::routes`), with those tenants. One statement, by `items_sku`.
 pub(crate) async fn skus_of_several_tenants(
     pool: &SqlitePool,
     config: &StoreConfig,
-    channel: &str,
+    channels: &[String],
     skus: &[Sku],
 ) -> Result<Vec<SharedSku>, StoreError> {
     if skus.is_empty() {
@@ -25,14 +25,14 @@ pub(crate) async fn skus_of_several_tenants(
              SELECT i.sku, i.tenant_id FROM items AS i \
              WHERE i.sku IN (SELECT value FROM json_each(?1)) \
                AND EXISTS (SELECT 1 FROM json_each(?2) AS r \
-                           WHERE json_extract(r.value, '$[0]') = ?3 \
+                           WHERE json_extract(r.value, '$[0]') IN (SELECT value FROM json_each(?3)) \
                              AND coalesce(json_extract(r.value, '$[1]'), i.tenant_id) = i.tenant_id)) \
          SELECT sku, tenant_id FROM served \
          WHERE sku IN (SELECT sku FROM served GROUP BY sku HAVING count(*) > 1)",
     )
     .bind(skus)
     .bind(crate::signals::routes(config))
-    .bind(channel)
+    .bind(serde_json::to_string(channels).map_err(|error| StoreError::Corrupt(error.to_string()))?)
     .fetch_all(pool)
     .await
     .map_err(store_error)?;

@@ -87,10 +87,11 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// (a cache bust after a replay), returning the outbox rows queued.
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError>;
 
-    /// Of `skus`, those that items of more than one tenant `channel` serves (the store's
-    /// routes) hold, each with those tenants; in SKU order. A channel that knows listings by SKU
-    /// alone must write none of them (decision 0056).
-    async fn skus_of_several_tenants(&self, channel: &str, skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError>;
+    /// Of `skus`, those that items of more than one tenant served by any of `channels` (the
+    /// store's routes; the channels writing one seller account) hold, each with those tenants;
+    /// in SKU order. A channel that knows listings by SKU alone must write none of them
+    /// (decision 0056).
+    async fn skus_of_several_tenants(&self, channels: &[String], skus: &[Sku]) -> Result<Vec<SharedSku>, StoreError>;
 
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;

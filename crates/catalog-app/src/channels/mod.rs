@@ -4,6 +4,7 @@
 //! environment by reference. Everything is checked at start, with errors that name the
 //! channel and the field. No credential is ever logged.
 
+mod accounts;
 mod adapters;
 mod file;
 mod listings;
@@ -181,6 +182,7 @@ pub fn http_channels_with(
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(ChannelsError::Duplicate(pair[0].to_owned()));
     }
+    accounts::link_accounts(&mut channels);
     Ok(channels)
 }
 

@@ -39,6 +39,49 @@ fn item_id(tenant: &str, sku: &str) -> String {
         .to_string()
 }
 
+/// The four items of the tests (`canary` and `other` both hold SKU-1), in a SQLite store in
+/// `directory`, published by the worker's publishers on `channels` until nothing waits.
+async fn publish_the_four_items(
+    channels: Vec<catalog_app::channels::HttpChannel>,
+    settings: &catalog_app::channels::PublishSettings,
+    directory: &std::path::Path,
+) -> (Arc<dyn CatalogStore>, Metrics) {
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let store: Arc<dyn CatalogStore> =
+        Arc::new(SqliteStore::open_path(&directory.join("catalog.db"), config).await.expect("open"));
+    let events = vec![
+        event(1, "canary", "SKU-1", 5),
+        event(2, "other", "SKU-1", 9),
+        event(3, "canary", "SKU-2", 3),
+        event(4, "other", "SKU-3", 4),
+    ];
+    store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
+    let (metrics, work) = (Metrics::new(), WorkSignal::new());
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
+    let drained = CancellationToken::new();
+    drained.cancel();
+    for publisher in publishers {
+        let run = publisher.run(CancellationToken::new(), drained.clone());
+        tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("drained").expect("publisher");
+    }
+    (store, metrics)
+}
+
+/// The open dead letters as (channel, reason, item), sorted.
+async fn letters(store: &dyn CatalogStore) -> Vec<(String, String, String)> {
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    let mut letters: Vec<(String, String, String)> =
+        letters.into_iter().map(|letter| (letter.channel.unwrap_or_default(), letter.reason, letter.subject)).collect();
+    letters.sort_unstable();
+    letters
+}
+
+/// A dead letter of `tenant`'s SKU-1 on `channel`, as [`letters`] lists it.
+fn shared(channel: &str, tenant: &str) -> (String, String, String) {
+    (channel.to_owned(), LISTING_SHARED_BY_TENANTS.to_owned(), item_id(tenant, "SKU-1"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
     let storefront = Marketplace::start(Platform::Storefront, Faults::default()).await;
@@ -59,26 +102,7 @@ async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
             meli = meli.base_url,
         ),
     );
-    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
-    let store: Arc<dyn CatalogStore> =
-        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
-    let events = vec![
-        event(1, "canary", "SKU-1", 5),
-        event(2, "other", "SKU-1", 9),
-        event(3, "canary", "SKU-2", 3),
-        event(4, "other", "SKU-3", 4),
-    ];
-    store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
-
-    let (metrics, work) = (Metrics::new(), WorkSignal::new());
-    let built = build_channels(channels).expect("adapters");
-    let publishers = publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
-    let drained = CancellationToken::new();
-    drained.cancel();
-    for publisher in publishers {
-        let run = publisher.run(CancellationToken::new(), drained.clone());
-        tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("drained").expect("publisher");
-    }
+    let (store, metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
 
     let held = [("canary", "SKU-1", 5), ("other", "SKU-1", 9), ("canary", "SKU-2", 3), ("other", "SKU-3", 4)];
     for (tenant, sku, quantity) in held {
@@ -89,19 +113,35 @@ async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
     assert_eq!((ebay_holds.get("SKU-2"), ebay_holds.get("SKU-3")), (Some(&3), Some(&4)), "each tenant's own SKU");
     let meli_holds = meli.quantities();
     assert_eq!((meli_holds.get("MLA1"), meli_holds.get("MLA2")), (Some(&5), Some(&3)), "the one tenant it serves");
-
-    let letters = store.open_dead_letters(10).await.expect("dead letters");
-    let mut letters: Vec<(Option<&str>, &str, &str)> = letters
-        .iter()
-        .map(|letter| (letter.channel.as_deref(), letter.reason.as_str(), letter.subject.as_str()))
-        .collect();
-    letters.sort_unstable();
-    let (canary, other) = (item_id("canary", "SKU-1"), item_id("other", "SKU-1"));
-    let mut expected = vec![
-        (Some("ebay"), LISTING_SHARED_BY_TENANTS, canary.as_str()),
-        (Some("ebay"), LISTING_SHARED_BY_TENANTS, other.as_str()),
-    ];
+    let mut expected = vec![shared("ebay", "canary"), shared("ebay", "other")];
     expected.sort_unstable();
-    assert_eq!(letters, expected, "both items dead-lettered on ebay alone, for an operator");
+    assert_eq!(letters(&*store).await, expected, "both items dead-lettered on ebay alone, for an operator");
     assert_eq!(metrics.publish_attempts.with_label_values(&["ebay", "dead_lettered"]).get(), 2);
+}
+
+/// Two channels on one eBay seller account (the same refresh token), each serving one tenant:
+/// neither writes the SKU both tenants hold, and each writes its tenant's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_channels_on_one_seller_account_write_no_sku_their_tenants_share() {
+    let ebay = Marketplace::start(Platform::Ebay, Faults::default()).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let adapter = format!(
+        r#"{{"kind": "ebay", "base_url": "{}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}}"#,
+        ebay.base_url
+    );
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[
+              {{"name": "ebay-canary", "tenants": ["canary"], "adapter": {adapter}}},
+              {{"name": "ebay-other", "tenants": ["other"], "adapter": {adapter}}}
+            ]"#
+        ),
+    );
+    let (store, _metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
+
+    let holds = ebay.quantities();
+    assert_eq!(holds.get("SKU-1"), None, "neither tenant's SKU-1 on the account both channels write");
+    assert_eq!((holds.get("SKU-2"), holds.get("SKU-3")), (Some(&3), Some(&4)), "each tenant's own SKU");
+    assert_eq!(letters(&*store).await, [shared("ebay-canary", "canary"), shared("ebay-other", "other")]);
 }

@@ -14,8 +14,9 @@ use super::ChannelPublisher;
 pub const LISTING_SHARED_BY_TENANTS: &str = "listing_shared_by_tenants";
 
 impl ChannelPublisher {
-    /// The SKUs of a round that items of several tenants this channel serves hold, with those
-    /// tenants; none on a channel whose requests name the tenant. `None`: the store could not
+    /// The SKUs of a round that items of several tenants served by this channel, or by another
+    /// on its seller account, hold, with those tenants; none on a channel whose requests name
+    /// the tenant. `None`: the store could not
     /// tell (logged), and nothing of the round may be sent.
     pub(super) async fn shared_skus(&self, entries: &[OutboxEntry]) -> Option<BTreeMap<Sku, Vec<TenantId>>> {
         if self.adapter.names_the_tenant() {
@@ -30,7 +31,9 @@ impl ChannelPublisher {
             .collect();
         skus.sort_unstable();
         skus.dedup();
-        match self.store.skus_of_several_tenants(&self.config.name, &skus).await {
+        let mut account = vec![self.config.name.clone()];
+        account.extend(self.config.shares_account_with.iter().cloned());
+        match self.store.skus_of_several_tenants(&account, &skus).await {
             Ok(shared) => Some(shared.into_iter().map(|shared| (shared.sku, shared.tenants)).collect()),
             Err(error) => {
                 tracing::warn!(channel = %self.config.name, %error, "reading the SKUs several tenants hold failed; the round is given back");

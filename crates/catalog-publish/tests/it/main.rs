@@ -455,10 +455,10 @@ impl catalog_store::OutboxStore for Flaky {
     }
     async fn skus_of_several_tenants(
         &self,
-        channel: &str,
+        channels: &[String],
         skus: &[catalog_core::Sku],
     ) -> Result<Vec<catalog_store::SharedSku>, StoreError> {
-        self.inner.skus_of_several_tenants(channel, skus).await
+        self.inner.skus_of_several_tenants(channels, skus).await
     }
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
         self.inner.open_dead_letters(limit).await

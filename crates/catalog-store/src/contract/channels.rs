@@ -157,6 +157,8 @@ where
         channels: vec![
             crate::ChannelRoute::all("ebay"),
             crate::ChannelRoute::for_tenants("amazon", [tenant("canary"), tenant("third")]),
+            crate::ChannelRoute::for_tenants("walmart-canary", [tenant("canary")]),
+            crate::ChannelRoute::for_tenants("walmart-other", [tenant("other")]),
         ],
         ..StoreConfig::default()
     };
@@ -177,15 +179,22 @@ where
     let skus: Vec<catalog_core::Sku> =
         ["C-1", "A-1", "B-1", "Z-9"].iter().map(|sku| catalog_core::Sku::parse(sku).expect("valid sku")).collect();
 
-    let shared = store.skus_of_several_tenants("ebay", &skus).await.expect("shared");
+    let on = |channels: &[&str]| channels.iter().map(|channel| (*channel).to_owned()).collect::<Vec<String>>();
+    let shared = store.skus_of_several_tenants(&on(&["ebay"]), &skus).await.expect("shared");
     let shared: Vec<(&str, Vec<&str>)> =
         shared.iter().map(|found| (found.sku.as_str(), found.tenants.iter().map(TenantId::as_str).collect())).collect();
     assert_eq!(shared, [("A-1", vec!["canary", "other", "third"])], "every tenant's A-1; B-1 and C-1 are one's");
-    let shared = store.skus_of_several_tenants("amazon", &skus).await.expect("shared");
-    let tenants: Vec<Vec<&str>> =
-        shared.iter().map(|found| found.tenants.iter().map(TenantId::as_str).collect()).collect();
-    assert_eq!(tenants, [vec!["canary", "third"]], "only the tenants amazon serves");
-    let unrouted = store.skus_of_several_tenants("walmart", &skus).await.expect("shared");
+    let tenants_of = |shared: Vec<crate::SharedSku>| -> Vec<Vec<String>> {
+        shared.iter().map(|found| found.tenants.iter().map(ToString::to_string).collect()).collect()
+    };
+    let shared = store.skus_of_several_tenants(&on(&["amazon"]), &skus).await.expect("shared");
+    assert_eq!(tenants_of(shared), [vec!["canary", "third"]], "only the tenants amazon serves");
+    // Two channels of one seller account, one tenant each: their tenants together.
+    let alone = store.skus_of_several_tenants(&on(&["walmart-canary"]), &skus).await.expect("shared");
+    assert!(alone.is_empty(), "one tenant alone shares nothing: {alone:?}");
+    let together = store.skus_of_several_tenants(&on(&["walmart-canary", "walmart-other"]), &skus).await;
+    assert_eq!(tenants_of(together.expect("shared")), [vec!["canary", "other"]]);
+    let unrouted = store.skus_of_several_tenants(&on(&["walmart"]), &skus).await.expect("shared");
     assert!(unrouted.is_empty(), "a channel no route names serves no tenant: {unrouted:?}");
-    assert!(store.skus_of_several_tenants("ebay", &[]).await.expect("shared").is_empty());
+    assert!(store.skus_of_several_tenants(&on(&["ebay"]), &[]).await.expect("shared").is_empty());
 }
