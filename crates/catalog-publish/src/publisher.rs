@@ -115,6 +115,8 @@ pub struct ChannelPublisher {
     limiter: Option<DefaultDirectRateLimiter>,
     events: Arc<dyn PublishEvents>,
     work: Option<WorkSignal>,
+    /// Items whose SKU no other tenant's item held when last asked (decision 0056).
+    single_tenant: shared::SingleTenant,
 }
 
 impl std::fmt::Debug for ChannelPublisher {
@@ -134,7 +136,7 @@ impl ChannelPublisher {
         events: Arc<dyn PublishEvents>,
     ) -> Self {
         let limiter = config.rate.map(|rate| RateLimiter::direct(rate.quota()));
-        Self { config, adapter, store, limiter, events, work: None }
+        Self { config, adapter, store, limiter, events, work: None, single_tenant: shared::SingleTenant::default() }
     }
 
     /// Wakes the channel's idle lanes when `work` is signalled, instead of at the next poll.

@@ -145,3 +145,50 @@ async fn two_channels_on_one_seller_account_write_no_sku_their_tenants_share() {
     assert_eq!((holds.get("SKU-2"), holds.get("SKU-3")), (Some(&3), Some(&4)), "each tenant's own SKU");
     assert_eq!(letters(&*store).await, [shared("ebay-canary", "canary"), shared("ebay-other", "other")]);
 }
+
+/// A second tenant's item for a SKU the channel has been writing for one tenant, while the
+/// publisher runs and trusts the first item alone (decision 0056): the second item is found at
+/// its first publish and dead-lettered, and the listing keeps the first tenant's quantity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
+    let ebay = Marketplace::start(Platform::Ebay, Faults::default()).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[{{"name": "ebay", "adapter": {{"kind": "ebay", "base_url": "{}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}}}}]"#,
+            ebay.base_url
+        ),
+    );
+    let config = StoreConfig { channels: routes(&channels), ..StoreConfig::default() };
+    let store: Arc<dyn CatalogStore> =
+        Arc::new(SqliteStore::open_path(&directory.path().join("catalog.db"), config).await.expect("open"));
+    let (metrics, work) = (Metrics::new(), WorkSignal::new());
+    let built = build_channels(channels).expect("adapters");
+    let publishers = publishers(built, &settings, Arc::clone(&store) as Arc<dyn OutboxStore>, &metrics, &work);
+    let shutdown = CancellationToken::new();
+    let running: Vec<_> = publishers
+        .into_iter()
+        .map(|publisher| tokio::spawn(publisher.run(shutdown.clone(), CancellationToken::new())))
+        .collect();
+    store.apply_batch(&BatchInput::new(vec![event(1, "canary", "SKU-1", 5)], vec![])).await.expect("apply");
+    work.notify();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ebay.quantity("SKU-1") != Some(5) {
+        assert!(tokio::time::Instant::now() < deadline, "canary's SKU-1 sent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store.apply_batch(&BatchInput::new(vec![event(2, "other", "SKU-1", 9)], vec![])).await.expect("apply");
+    work.notify();
+    while letters(&*store).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "other's SKU-1 dead-lettered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    for publisher in running {
+        publisher.await.expect("publisher task").expect("publisher");
+    }
+    assert_eq!(letters(&*store).await, [shared("ebay", "other")]);
+    assert_eq!(ebay.quantity("SKU-1"), Some(5), "the listing keeps canary's quantity, never other's");
+    assert!(ebay.history().lock().expect("history")["SKU-1"].iter().all(|(quantity, _)| *quantity == 5));
+}
