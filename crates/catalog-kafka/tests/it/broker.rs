@@ -185,26 +185,35 @@ async fn recreate(topic: &str, messages: i64) {
     produce_in_batches(topic, &messages, RECORDS_PER_BATCH).await;
 }
 
+/// A partition of `PER_PARTITION` messages read to its end; its topic deleted and created
+/// again with `messages`; a worker started again reads it to its end. Checks that the new
+/// topic was read from its start once, the checkpoint moved back once from the old end.
+async fn read_again_after_recreating_with(messages: i64) {
+    let topic = batched_topic(1).await;
+    let group = unique_name("group");
+    let sink = Arc::new(RecordingSink::default());
+    consume_to_the_end(&topic, &group, &sink, 1).await;
+    let written_under = sink.cursors.lock().expect("sink state").get(&0).cloned().flatten();
+    assert!(written_under.is_some_and(|cursor| cursor.starts_with("topic-id:")), "the checkpoint names its topic id");
+
+    recreate(&topic, messages).await;
+    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(source.run(shutdown.clone()));
+    wait_for(Duration::from_secs(60), || sink.checkpoints().get(&0) == Some(&messages)).await;
+    shutdown.cancel();
+    running.await.expect("source task").expect("source run");
+    assert_eq!(sink.applied()[&0][100..], (0..messages).collect::<Vec<_>>());
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
+}
+
 /// A topic deleted and created again under the same name between two runs of the worker: the
 /// new topic's messages, at offsets the store had passed, are all applied (decision 0040).
 /// (Deleted under a running consumer, the topic makes librdkafka 2.12.1 crash on tansu's
 /// metadata, so that case is not run here; the restarted worker is this one.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_recreated_under_the_same_name_is_read_from_its_start() {
-    let topic = batched_topic(1).await;
-    let group = unique_name("group");
-    let sink = Arc::new(RecordingSink::default());
-    consume_to_the_end(&topic, &group, &sink, 1).await;
-
-    recreate(&topic, 20).await;
-    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(source.run(shutdown.clone()));
-    wait_for(Duration::from_secs(60), || sink.checkpoints().get(&0) == Some(&20)).await;
-    shutdown.cancel();
-    running.await.expect("source task").expect("source run");
-    assert_eq!(sink.applied()[&0][100..], (0..20).collect::<Vec<_>>());
-    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
+    read_again_after_recreating_with(20).await;
 }
 
 /// A topic deleted and created again, then refilled past the store's checkpoint before the
@@ -213,22 +222,7 @@ async fn a_topic_recreated_under_the_same_name_is_read_from_its_start() {
 /// applied; before, the ones below the old checkpoint were skipped as applied, never read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_recreated_and_refilled_past_the_checkpoint_is_read_from_its_start() {
-    let topic = batched_topic(1).await;
-    let group = unique_name("group");
-    let sink = Arc::new(RecordingSink::default());
-    consume_to_the_end(&topic, &group, &sink, 1).await;
-    let written_under = sink.cursors.lock().expect("sink state").get(&0).cloned().flatten();
-    assert!(written_under.is_some_and(|cursor| cursor.starts_with("topic-id:")), "the checkpoint names its topic id");
-
-    recreate(&topic, PER_PARTITION + 50).await;
-    let source = KafkaSource::new(config(&topic, &group), Arc::clone(&sink) as Arc<dyn BatchSink>).expect("source");
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(source.run(shutdown.clone()));
-    wait_for(Duration::from_secs(60), || sink.checkpoints().get(&0) == Some(&(PER_PARTITION + 50))).await;
-    shutdown.cancel();
-    running.await.expect("source task").expect("source run");
-    assert_eq!(sink.applied()[&0][100..], (0..PER_PARTITION + 50).collect::<Vec<_>>());
-    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, PER_PARTITION, 0)]);
+    read_again_after_recreating_with(PER_PARTITION + 50).await;
 }
 
 /// The same on the real broker: a partition of 100 messages in batches of ten with a commit
