@@ -60,7 +60,8 @@ impl PartitionWorker {
         let replaced =
             stored.as_ref().and_then(|position| topic_id::replaced(position.cursor.as_deref(), topic_id.as_deref()));
         let replaced = replaced.map(str::to_owned);
-        *lock(&self.topic_id) = topic_id;
+        let stored_cursor = stored.as_ref().and_then(|position| position.cursor.as_deref());
+        *lock(&self.topic_id) = topic_id::to_write(topic_id, stored_cursor);
         let (want, low_watermark, high_watermark) = match (stored, self.start_without_checkpoint) {
             (Some(position), _) => match self.check_end(input, position.offset, replaced).await? {
                 End::Holds { high_watermark } => (position.offset, None, high_watermark),

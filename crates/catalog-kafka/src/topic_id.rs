@@ -34,6 +34,14 @@ pub(crate) fn replaced<'a>(stored_cursor: Option<&'a str>, now: Option<&str>) ->
     (Some(stored) != now && now.is_some()).then_some(stored)
 }
 
+/// The id this assignment's batches are written under: the topic's as read now; when the
+/// broker did not answer, the one the stored checkpoint was written under, kept rather than
+/// dropped, so the next assignment can still tell a recreated topic (were it recreated
+/// meanwhile, that one moves the checkpoint back: duplicates, never a loss).
+pub(crate) fn to_write(now: Option<String>, stored_cursor: Option<&str>) -> Option<String> {
+    now.or_else(|| of_cursor(stored_cursor).map(str::to_owned))
+}
+
 /// The topic's id, read from the broker once for the partitions a rebalance hands over
 /// together (each takes its partition at the same moment), not once per partition.
 pub(crate) struct TopicIds {
@@ -84,5 +92,15 @@ mod tests {
         assert_eq!(replaced(Some(&old), None), None, "the broker gave no id: nothing to tell");
         assert_eq!(replaced(None, Some("fedcba9876543210fedcba9876543210")), None, "written before ids were kept");
         assert_eq!(replaced(Some("window=3"), Some("fedcba9876543210fedcba9876543210")), None, "not a topic id");
+    }
+
+    #[test]
+    fn an_id_not_read_now_keeps_the_stored_one() {
+        let stored = cursor("0123456789abcdef0123456789abcdef");
+        let now = "fedcba9876543210fedcba9876543210".to_owned();
+        assert_eq!(to_write(Some(now.clone()), Some(&stored)), Some(now));
+        assert_eq!(to_write(None, Some(&stored)).as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(to_write(None, None), None);
+        assert_eq!(to_write(None, Some("window=3")), None);
     }
 }
