@@ -15,6 +15,7 @@ mod port;
 mod reconcile;
 mod retention;
 mod rollout;
+mod route;
 pub mod rows;
 mod signals;
 mod windows;
@@ -33,10 +34,10 @@ pub use feed::{
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, ChannelRoute, Checkpoint, IncomingEvent, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt,
-    PublishOutcome, PublishRecord, SentQuantity, SharedSku, SourceRef, StoreConfig, StoredOffer, SyncStatus,
-    TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
+    BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
+    OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt, PublishOutcome,
+    PublishRecord, SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
+    RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};
@@ -47,6 +48,7 @@ pub use rollout::{
     restarts_stage, rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState,
     RolloutStore, SignOff, SignOffRecord,
 };
+pub use route::{ChannelRoute, SharedSku};
 pub use signals::{
     assemble_facts, count, gate_sample, gate_samples_of_span, offer_traces, winners_beyond, FactsQuery, FactsReport,
     JournalTail, SampledValue, SignalSample, SignalStore, StoredGap, TenantCounts, TraceCheck, UntracedRow,

@@ -18,8 +18,9 @@ use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound,
 use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
-    PublishRecord, SharedSku, SyncStatus, TenantFlags,
+    PublishRecord, SyncStatus, TenantFlags,
 };
+use crate::route::SharedSku;
 
 /// Applying source batches: the write path of the worker and of replay.
 #[async_trait]
