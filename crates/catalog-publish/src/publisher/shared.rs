@@ -104,16 +104,9 @@ impl ChannelPublisher {
 
     /// What the store keeps for an item version whose listing `tenants`' items share: not
     /// sent, dead-lettered for an operator, who gives the channel the one tenant whose seller
-    /// account it is (or a channel per tenant's account).
+    /// account it is (or a channel per tenant's account). Logged with every dead letter.
     pub(super) fn shared_listing(&self, entry: &OutboxEntry, tenants: &[TenantId]) -> PublishRecord {
         let tenants: Vec<&str> = tenants.iter().map(TenantId::as_str).collect();
-        tracing::warn!(
-            channel = %self.config.name,
-            sku = %entry.item.sku(),
-            tenants = %tenants.join(","),
-            class = "needs_operator",
-            "not sent: items of several tenants hold this SKU, and the channel knows listings by SKU alone"
-        );
         PublishRecord {
             item_id: entry.item.id(),
             channel: self.config.name.clone(),
