@@ -60,7 +60,12 @@ impl PartitionWorker {
         // Anything below the wanted offset was applied already (the Kafka commit after it may
         // have been lost in a crash): skip it rather than journal it again. Until a fetch is
         // seen to start at or before it, the start is checked (`rewind`).
-        let Some((mut next_offset, mut rewind)) = self.start(&mut input).await? else { return Ok(()) };
+        let Some((mut next_offset, mut rewind)) = self.start(&mut input).await? else {
+            // Lost before it started: what an earlier assignment's reader left of the partition
+            // (it left it to this one) is forgotten, unless the partition came back again.
+            self.forget_unless_assigned_again();
+            return Ok(());
+        };
         self.sink.partition_started(&self.source, self.partition);
         let mut pending: PendingBatch<OwnedDelivery> = PendingBatch::new(self.limits());
         // One timer per batch, armed by its first message: not one per message received.

@@ -35,9 +35,16 @@ enum End {
     Holds { high_watermark: i64 },
     /// The partition ends below the checkpoint, which was moved back to `low_watermark`.
     Rewound { low_watermark: i64, high_watermark: i64 },
+    /// The checkpoint was to be moved back, but had moved since it was read (another member,
+    /// or a zombie's last batch): read it again and check again.
+    Raced,
     /// The feed ended (shutdown) or the partition was revoked during the check.
     Ended,
 }
+
+/// How many times a start reads the checkpoint again after losing the race to move it back,
+/// before it reads on from where it stands (and leaves the check to the next assignment).
+const MOST_RACES: u32 = 5;
 
 /// What the start check looks at.
 #[derive(Debug, Clone, Copy)]
@@ -55,39 +62,47 @@ impl PartitionWorker {
     /// checks that. `None`: the source stopped, or lost the partition, before it started.
     pub(crate) async fn start(&self, input: &mut Feed<'_>) -> Result<Option<(i64, Option<Rewind>)>, SinkError> {
         let seek_first = matches!(input, Feed::Queue(_));
-        let stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        // The topic's id first: the checkpoint is read as late as can be before it is checked.
         let topic_id = self.topic_ids.current().await;
-        let replaced =
-            stored.as_ref().and_then(|position| topic_id::replaced(position.cursor.as_deref(), topic_id.as_deref()));
-        let replaced = replaced.map(str::to_owned);
-        let stored_cursor = stored.as_ref().and_then(|position| position.cursor.as_deref());
-        *lock(&self.topic_id) = topic_id::to_write(topic_id, stored_cursor);
-        let (want, low_watermark, high_watermark) = match (stored, self.start_without_checkpoint) {
-            (Some(position), _) => match self.check_end(input, position.offset, replaced).await? {
+        let mut stored = self.sink.checkpoint(&self.source, self.partition).await?;
+        let mut races = 0;
+        let (want, low_watermark, high_watermark) = loop {
+            let stored_cursor = stored.as_ref().and_then(|position| position.cursor.as_deref());
+            let replaced = topic_id::replaced(stored_cursor, topic_id.as_deref()).map(str::to_owned);
+            *lock(&self.topic_id) = topic_id::to_write(topic_id.clone(), stored_cursor);
+            let Some(position) = stored.clone() else {
+                // `None`: unchecked, from the group's committed offset.
+                let Some(start) = self.start_without().await else { return Ok(Some((0, None))) };
+                break start;
+            };
+            let check = self.check_end(input, position.offset, replaced).await?;
+            break match check {
                 End::Holds { high_watermark } => (position.offset, None, high_watermark),
-                End::Rewound { low_watermark, high_watermark } => (low_watermark, Some(low_watermark), high_watermark),
+                End::Rewound { low_watermark, high_watermark } => {
+                    // Moved back by the end check alone (the id not read): the next batches
+                    // are of the topic as it is, whose id is not known.
+                    if topic_id.is_none() {
+                        *lock(&self.topic_id) = None;
+                    }
+                    (low_watermark, Some(low_watermark), high_watermark)
+                }
+                End::Raced if races < MOST_RACES => {
+                    races += 1;
+                    stored = self.sink.checkpoint(&self.source, self.partition).await?;
+                    continue;
+                }
+                End::Raced => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        checkpoint = position.offset,
+                        "the checkpoint kept moving while it was checked; reading on from it, the next assignment checks it again"
+                    );
+                    *lock(&self.topic_id) = topic_id::of_cursor(stored_cursor).map(str::to_owned);
+                    let Some((_, high_watermark)) = self.watermarks().await else { return Ok(None) };
+                    (position.offset, None, high_watermark)
+                }
                 End::Ended => return Ok(None),
-            },
-            (None, StartWithoutCheckpoint::Committed) => {
-                tracing::info!(
-                    partition = self.partition,
-                    "no stored checkpoint: starting from the group's committed offset"
-                );
-                return Ok(Some((0, None)));
-            }
-            (None, choice) => {
-                // `None`: the source is stopping, or lost the partition, before the broker answered.
-                let Some((low, high)) = self.watermarks().await else { return Ok(Some((0, None))) };
-                let want = if choice == StartWithoutCheckpoint::Latest { high } else { low };
-                tracing::info!(
-                    partition = self.partition,
-                    offset = want,
-                    start = choice.as_str(),
-                    "no stored checkpoint: reading from the partition's {} offset, not the group's committed one",
-                    choice.as_str()
-                );
-                (want, Some(low), high)
-            }
+            };
         };
         // The partition's lag is known before any batch: on `/metrics` from now on. An end
         // read below the wanted offset is a broker's that reports less than it holds (tansu
@@ -103,6 +118,31 @@ impl PartitionWorker {
             let _ = rewind.low_watermark(low);
         }
         Ok(Some((want, Some(rewind))))
+    }
+
+    /// Where a partition without a stored checkpoint starts (`--kafka-start-without-checkpoint`):
+    /// the wanted offset, the low watermark when read, and the high watermark. `None`: from
+    /// the group's committed offset, unchecked (chosen so, or the source stopping or losing
+    /// the partition before the broker answered).
+    async fn start_without(&self) -> Option<(i64, Option<i64>, i64)> {
+        let choice = self.start_without_checkpoint;
+        if choice == StartWithoutCheckpoint::Committed {
+            tracing::info!(
+                partition = self.partition,
+                "no stored checkpoint: starting from the group's committed offset"
+            );
+            return None;
+        }
+        let (low, high) = self.watermarks().await?;
+        let want = if choice == StartWithoutCheckpoint::Latest { high } else { low };
+        tracing::info!(
+            partition = self.partition,
+            offset = want,
+            start = choice.as_str(),
+            "no stored checkpoint: reading from the partition's {} offset, not the group's committed one",
+            choice.as_str()
+        );
+        Some((want, Some(low), high))
     }
 
     /// Checks a stored checkpoint against the partition's end (decision 0040). A partition
@@ -163,12 +203,13 @@ impl PartitionWorker {
         self.rewind(want, low, high).await
     }
 
-    /// Moves the checkpoint `want` back to the low watermark, unless it moved on meanwhile.
+    /// Moves the checkpoint `want` back to the low watermark, unless it moved on meanwhile
+    /// (`Raced`: it is read and checked again).
     async fn rewind(&self, want: i64, low: i64, high: i64) -> Result<End, SinkError> {
         if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
             Ok(End::Rewound { low_watermark: low, high_watermark: high })
         } else {
-            Ok(End::Holds { high_watermark: high })
+            Ok(End::Raced)
         }
     }
 

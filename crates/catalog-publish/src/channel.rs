@@ -5,7 +5,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use catalog_core::ChannelRules;
+use catalog_core::{ChannelRules, Listings};
 
 /// A credential that never reaches `Debug`, `Display` or a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,8 +62,15 @@ pub struct ChannelConfig {
     pub rules: ChannelRules,
     /// The other channels that write the same seller account's listings (two channels on one
     /// Amazon seller and marketplace, one for each tenant): a SKU that items of several
-    /// tenants served by any of them hold is written by none (decision 0056).
-    pub shares_account_with: Vec<String>,
+    /// tenants served by those of them that list it hold is written by none (decision 0056).
+    pub shares_account_with: Vec<AccountChannel>,
+}
+
+/// Another channel on a channel's seller account, and which listing each SKU is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChannel {
+    pub name: String,
+    pub listings: Listings,
 }
 
 impl ChannelConfig {

@@ -21,7 +21,7 @@ mod storefront;
 mod work;
 
 pub use adapter::{Attempt, ChannelAdapter, Publish, Sent};
-pub use channel::{ChannelConfig, Rate, Secret};
+pub use channel::{AccountChannel, ChannelConfig, Rate, Secret};
 pub use holding::Renewal;
 pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};

@@ -3,7 +3,12 @@
 //! sending single updates and one sending feeds) write the same listing for a SKU their
 //! tenants share: each channel is told the others, and writes no such SKU.
 
-use super::{AdapterSettings, HttpChannel};
+use std::collections::BTreeMap;
+
+use catalog_core::{Listings, Sku};
+use catalog_publish::AccountChannel;
+
+use super::{AdapterSettings, ChannelsError, HttpChannel};
 
 /// Whether two channels' adapters write the same listings: the same platform host and seller
 /// account (and, where a quantity belongs to a location or ship node, the same one).
@@ -31,30 +36,64 @@ pub(super) fn same_account(a: &AdapterSettings, b: &AdapterSettings) -> bool {
     }
 }
 
-/// Tells each channel the others on its seller account (`ChannelConfig::shares_account_with`).
-pub(super) fn link_accounts(channels: &mut [HttpChannel]) {
-    let links: Vec<Vec<String>> = channels
-        .iter()
-        .enumerate()
-        .map(|(i, channel)| {
-            channels
-                .iter()
-                .enumerate()
-                .filter(|(j, other)| *j != i && same_account(&channel.adapter, &other.adapter))
-                .map(|(_, other)| other.config.name.clone())
-                .collect()
-        })
-        .collect();
+/// Tells each channel the others on its seller account (`ChannelConfig::shares_account_with`),
+/// once their listings are found to agree: one SKU one listing, one listing one SKU, so a
+/// SKU stands for its listing across them.
+pub(super) fn link_accounts(channels: &mut [HttpChannel]) -> Result<(), ChannelsError> {
+    let mut links: Vec<Vec<AccountChannel>> = vec![Vec::new(); channels.len()];
+    for (i, channel) in channels.iter().enumerate() {
+        for (j, other) in channels.iter().enumerate().filter(|(j, _)| *j != i) {
+            if !same_account(&channel.adapter, &other.adapter) {
+                continue;
+            }
+            if i < j {
+                agree(&channel.config.rules.listings, &other.config.rules.listings).map_err(|error| {
+                    ChannelsError::SharedAccount {
+                        first: channel.config.name.clone(),
+                        second: other.config.name.clone(),
+                        error,
+                    }
+                })?;
+            }
+            links[i].push(AccountChannel {
+                name: other.config.name.clone(),
+                listings: other.config.rules.listings.clone(),
+            });
+        }
+    }
     for (channel, shares) in channels.iter_mut().zip(links) {
         if !shares.is_empty() {
+            let names: Vec<&str> = shares.iter().map(|other| other.name.as_str()).collect();
             tracing::info!(
                 channel = %channel.config.name,
-                shares_account_with = %shares.join(","),
+                shares_account_with = %names.join(","),
                 "channels write one seller account's listings: a SKU items of two of their tenants hold is written by none"
             );
         }
         channel.config.shares_account_with = shares;
     }
+    Ok(())
+}
+
+/// Whether two channels' listings on one account agree, or how they do not. Both by SKU
+/// agree; a map and listing by SKU do not (a mapped listing id may be another SKU there);
+/// two maps agree when no SKU is two listings and no listing two SKUs.
+fn agree(a: &Listings, b: &Listings) -> Result<(), String> {
+    let (a, b) = match (a, b) {
+        (Listings::BySku, Listings::BySku) => return Ok(()),
+        (Listings::Mapped(a), Listings::Mapped(b)) => (a, b),
+        _ => return Err("one maps SKUs to listings while the other lists them by SKU".to_owned()),
+    };
+    let mut sku_of: BTreeMap<&str, &Sku> = a.iter().map(|(sku, listing)| (listing.as_str(), sku)).collect();
+    for (sku, listing) in b {
+        if let Some(there) = a.get(sku).filter(|there| *there != listing) {
+            return Err(format!("SKU {sku} is listing {there} in one and {listing} in the other"));
+        }
+        if let Some(other) = sku_of.insert(listing, sku).filter(|other| *other != sku) {
+            return Err(format!("listing {listing} is SKU {other} in one and {sku} in the other"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -93,11 +132,11 @@ mod tests {
             amazon("amazon-ca", "A1SELLER", "A2EUQ1WTGCTBG2"),
             amazon("amazon-other", "A2SELLER", "ATVPDKIKX0DER"),
         ];
-        link_accounts(&mut channels);
+        link_accounts(&mut channels).expect("listings agree");
         let shares: Vec<(&str, Vec<&str>)> = channels
             .iter()
             .map(|channel| {
-                let shares = channel.config.shares_account_with.iter().map(String::as_str).collect();
+                let shares = channel.config.shares_account_with.iter().map(|other| other.name.as_str()).collect();
                 (channel.config.name.as_str(), shares)
             })
             .collect();
@@ -110,5 +149,33 @@ mod tests {
                 ("amazon-other", vec![])
             ]
         );
+    }
+
+    fn mapped(pairs: &[(&str, &str)]) -> Listings {
+        Listings::Mapped(
+            pairs.iter().map(|(sku, listing)| (Sku::parse(sku).expect("sku"), (*listing).to_owned())).collect(),
+        )
+    }
+
+    #[test]
+    fn channels_on_one_account_must_give_a_listing_to_one_sku_only() {
+        assert_eq!(agree(&Listings::BySku, &Listings::BySku), Ok(()));
+        let one = mapped(&[("SKU-1", "MLA1"), ("SKU-2", "MLA2")]);
+        assert_eq!(agree(&one, &mapped(&[("SKU-3", "MLA3")])), Ok(()), "disjoint maps");
+        assert_eq!(agree(&one, &mapped(&[("SKU-2", "MLA2")])), Ok(()), "the same pair in both");
+        assert_eq!(
+            agree(&one, &mapped(&[("SKU-3", "MLA1")])),
+            Err("listing MLA1 is SKU SKU-1 in one and SKU-3 in the other".to_owned())
+        );
+        assert_eq!(
+            agree(&one, &mapped(&[("SKU-1", "MLA9")])),
+            Err("SKU SKU-1 is listing MLA1 in one and MLA9 in the other".to_owned())
+        );
+        assert!(agree(&one, &Listings::BySku).is_err(), "a mapped id may be another SKU's listing by SKU");
+
+        let mut channels = [amazon("a", "A1SELLER", "ATVPDKIKX0DER"), amazon("b", "A1SELLER", "ATVPDKIKX0DER")];
+        channels[1].config.rules.listings = mapped(&[("SKU-1", "SKU-2")]);
+        let refused = link_accounts(&mut channels).expect_err("refused");
+        assert!(refused.to_string().starts_with("channels a and b write one seller account's listings"), "{refused}");
     }
 }

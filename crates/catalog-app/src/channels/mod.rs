@@ -182,7 +182,7 @@ pub fn http_channels_with(
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(ChannelsError::Duplicate(pair[0].to_owned()));
     }
-    accounts::link_accounts(&mut channels);
+    accounts::link_accounts(&mut channels)?;
     Ok(channels)
 }
 

@@ -173,13 +173,14 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
         .collect();
     store.apply_batch(&BatchInput::new(vec![event(1, "canary", "SKU-1", 5)], vec![])).await.expect("apply");
     work.notify();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while ebay.quantity("SKU-1") != Some(5) {
         assert!(tokio::time::Instant::now() < deadline, "canary's SKU-1 sent");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     store.apply_batch(&BatchInput::new(vec![event(2, "other", "SKU-1", 9)], vec![])).await.expect("apply");
     work.notify();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while letters(&*store).await.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "other's SKU-1 dead-lettered");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -191,4 +192,32 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
     assert_eq!(letters(&*store).await, [shared("ebay", "other")]);
     assert_eq!(ebay.quantity("SKU-1"), Some(5), "the listing keeps canary's quantity, never other's");
     assert!(ebay.history().lock().expect("history")["SKU-1"].iter().all(|(quantity, _)| *quantity == 5));
+}
+
+/// Two Mercado Libre channels on one account (one token file), one tenant each, with maps
+/// that agree: a SKU one channel does not map is no listing there, so the other tenant's item
+/// of that SKU takes nothing from the first channel's listing, and nothing is held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sku_the_other_channel_of_the_account_does_not_list_is_written() {
+    let meli = Marketplace::start(Platform::MercadoLibre, Faults::default()).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let adapter = format!(
+        r#"{{"kind": "mercadolibre", "base_url": "{}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}}"#,
+        meli.base_url
+    );
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[
+              {{"name": "meli-canary", "tenants": ["canary"], "listings": {{"SKU-1": "MLA1", "SKU-2": "MLA2"}}, "adapter": {adapter}}},
+              {{"name": "meli-other", "tenants": ["other"], "listings": {{"SKU-3": "MLA3"}}, "adapter": {adapter}}}
+            ]"#
+        ),
+    );
+    let (store, _metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
+
+    let holds = meli.quantities();
+    let held = [holds.get("MLA1"), holds.get("MLA2"), holds.get("MLA3")];
+    assert_eq!(held, [Some(&5), Some(&3), Some(&4)], "other's SKU-1 is listed nowhere on the account");
+    assert_eq!(letters(&*store).await, [], "nothing held back");
 }

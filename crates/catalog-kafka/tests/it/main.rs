@@ -46,6 +46,9 @@ struct RecordingSink {
     waiting_since: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
     /// Every time a partition's reading was said to start: partition, next offset, end.
     reading_starts: Mutex<Vec<(i32, i64, i64)>>,
+    /// When set, the next move back loses its race: a zombie's last batch moved the
+    /// checkpoint to this offset first (its cursor kept).
+    zombie_moves_to: Mutex<Option<i64>>,
 }
 
 impl RecordingSink {
@@ -93,6 +96,9 @@ impl BatchSink for RecordingSink {
 
     async fn rewind_checkpoint(&self, _source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
+        if let Some(moved_to) = self.zombie_moves_to.lock().expect("sink state").take() {
+            checkpoints.insert(partition, moved_to);
+        }
         let stored = checkpoints.get_mut(&partition).filter(|stored| **stored == from);
         let Some(stored) = stored else { return Ok(false) };
         *stored = to;
@@ -411,6 +417,33 @@ async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
         Some(&topic_id),
         "written under the topic's id again"
     );
+}
+
+/// The move back of a checkpoint written under another topic id loses its race: a zombie's
+/// last batch (of the old topic) moved the checkpoint on first. The checkpoint is read and
+/// checked again, and moved back from where it stands now; it was read on from where it had
+/// been, and the new topic's messages below the zombie's checkpoint were skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_back_that_loses_its_race_reads_the_checkpoint_again() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 10);
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "raced", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
+    member.stop().await;
+
+    // Partition 0's checkpoint at 8 under an earlier topic's id; a zombie moves it to 10.
+    let other_topic = format!("topic-id:{}", "0".repeat(31) + "1");
+    sink.checkpoints.lock().expect("sink state").insert(0, 8);
+    sink.cursors.lock().expect("sink state").insert(0, Some(other_topic));
+    *sink.zombie_moves_to.lock().expect("sink state") = Some(10);
+    let member = Member::start(&brokers, "raced", &sink);
+    wait_for(Duration::from_secs(30), || sink.applied()[&0].len() >= 20).await;
+    member.stop().await;
+    assert_eq!(sink.applied()[&0], (0..10).chain(0..10).collect::<Vec<_>>(), "partition 0 read again whole");
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, 10, 0)], "moved back from where the zombie left it");
 }
 
 /// Partition 0's first offset the broker still holds.

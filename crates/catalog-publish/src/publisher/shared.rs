@@ -7,10 +7,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use catalog_core::{ItemId, Sku, TenantId};
+use catalog_core::{ItemId, Listings, Sku, TenantId};
 use catalog_store::{OutboxEntry, PublishOutcome, PublishRecord};
 
 use super::ChannelPublisher;
+
+/// Whether a channel with `listings` lists `sku`.
+fn lists(listings: &Listings, sku: &Sku) -> bool {
+    match listings {
+        Listings::BySku => true,
+        Listings::Mapped(map) => map.contains_key(sku),
+    }
+}
 
 /// The dead letter reason of an item version whose listing several tenants' items share.
 pub const LISTING_SHARED_BY_TENANTS: &str = "listing_shared_by_tenants";
@@ -77,29 +85,38 @@ impl ChannelPublisher {
         if asked.is_empty() {
             return Some(BTreeMap::new());
         }
-        let mut skus: Vec<Sku> = asked.iter().map(|entry| entry.item.sku().clone()).collect();
-        skus.sort_unstable();
-        skus.dedup();
-        let mut account = vec![self.config.name.clone()];
-        account.extend(self.config.shares_account_with.iter().cloned());
-        match self.store.skus_of_several_tenants(&account, &skus).await {
-            Ok(shared) => {
-                let shared: BTreeMap<Sku, Vec<TenantId>> =
-                    shared.into_iter().map(|shared| (shared.sku, shared.tenants)).collect();
-                // An item of the round trusted alone on a SKU found shared now is trusted no more.
-                let asked: std::collections::HashSet<ItemId> = asked.iter().map(|entry| entry.item.id()).collect();
-                let (alone, not_alone): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
-                    entries.iter().partition(|entry| !shared.contains_key(entry.item.sku()));
-                let found_alone = alone.iter().map(|entry| entry.item.id()).filter(|item| asked.contains(item));
-                self.single_tenant.remember(found_alone, now);
-                self.single_tenant.forget(not_alone.iter().map(|entry| entry.item.id()));
-                Some(shared)
-            }
-            Err(error) => {
-                tracing::warn!(channel = %self.config.name, %error, "reading the SKUs several tenants hold failed; the round is given back");
-                None
+        // Each SKU is asked about over this channel and the others on its seller account that
+        // list it (at the same listing: the accounts' maps agree, `channels::accounts`).
+        let mut by_channels: BTreeMap<Vec<String>, Vec<Sku>> = BTreeMap::new();
+        for entry in &asked {
+            let sku = entry.item.sku();
+            let mut channels = vec![self.config.name.clone()];
+            let listing_it = self.config.shares_account_with.iter().filter(|other| lists(&other.listings, sku));
+            channels.extend(listing_it.map(|other| other.name.clone()));
+            by_channels.entry(channels).or_default().push(sku.clone());
+        }
+        let mut found = Vec::new();
+        for (channels, mut skus) in by_channels {
+            skus.sort_unstable();
+            skus.dedup();
+            match self.store.skus_of_several_tenants(&channels, &skus).await {
+                Ok(shared) => found.extend(shared),
+                Err(error) => {
+                    tracing::warn!(channel = %self.config.name, %error, "reading the SKUs several tenants hold failed; the round is given back");
+                    return None;
+                }
             }
         }
+        let shared: BTreeMap<Sku, Vec<TenantId>> =
+            found.into_iter().map(|shared| (shared.sku, shared.tenants)).collect();
+        // An item of the round trusted alone on a SKU found shared now is trusted no more.
+        let asked: std::collections::HashSet<ItemId> = asked.iter().map(|entry| entry.item.id()).collect();
+        let (alone, not_alone): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
+            entries.iter().partition(|entry| !shared.contains_key(entry.item.sku()));
+        let found_alone = alone.iter().map(|entry| entry.item.id()).filter(|item| asked.contains(item));
+        self.single_tenant.remember(found_alone, now);
+        self.single_tenant.forget(not_alone.iter().map(|entry| entry.item.id()));
+        Some(shared)
     }
 
     /// What the store keeps for an item version whose listing `tenants`' items share: not
