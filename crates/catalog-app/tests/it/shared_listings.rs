@@ -68,6 +68,30 @@ async fn publish_the_four_items(
     (store, metrics)
 }
 
+/// The four items published on two channels of one seller account (both `adapter`), named
+/// `{prefix}-canary` and `{prefix}-other`, each serving that tenant, with `listings` (the
+/// channels file's field and a comma, or nothing) each; the store once nothing waits, and the
+/// directory it lives in.
+async fn one_account_per_tenant(
+    prefix: &str,
+    adapter: &str,
+    listings: (&str, &str),
+) -> (Arc<dyn CatalogStore>, tempfile::TempDir) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (channels, settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            r#"[
+              {{"name": "{prefix}-canary", "tenants": ["canary"], {} "adapter": {adapter}}},
+              {{"name": "{prefix}-other", "tenants": ["other"], {} "adapter": {adapter}}}
+            ]"#,
+            listings.0, listings.1
+        ),
+    );
+    let (store, _metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
+    (store, directory)
+}
+
 /// The open dead letters as (channel, reason, item), sorted.
 async fn letters(store: &dyn CatalogStore) -> Vec<(String, String, String)> {
     let letters = store.open_dead_letters(10).await.expect("dead letters");
@@ -124,21 +148,11 @@ async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_channels_on_one_seller_account_write_no_sku_their_tenants_share() {
     let ebay = Marketplace::start(Platform::Ebay, Faults::default()).await;
-    let directory = tempfile::tempdir().expect("temp dir");
     let adapter = format!(
         r#"{{"kind": "ebay", "base_url": "{}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}}"#,
         ebay.base_url
     );
-    let (channels, settings) = channels_in(
-        &directory.path().join("channels.json"),
-        format!(
-            r#"[
-              {{"name": "ebay-canary", "tenants": ["canary"], "adapter": {adapter}}},
-              {{"name": "ebay-other", "tenants": ["other"], "adapter": {adapter}}}
-            ]"#
-        ),
-    );
-    let (store, _metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
+    let (store, _directory) = one_account_per_tenant("ebay", &adapter, ("", "")).await;
 
     let holds = ebay.quantities();
     assert_eq!(holds.get("SKU-1"), None, "neither tenant's SKU-1 on the account both channels write");
@@ -200,21 +214,12 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sku_the_other_channel_of_the_account_does_not_list_is_written() {
     let meli = Marketplace::start(Platform::MercadoLibre, Faults::default()).await;
-    let directory = tempfile::tempdir().expect("temp dir");
     let adapter = format!(
         r#"{{"kind": "mercadolibre", "base_url": "{}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}}"#,
         meli.base_url
     );
-    let (channels, settings) = channels_in(
-        &directory.path().join("channels.json"),
-        format!(
-            r#"[
-              {{"name": "meli-canary", "tenants": ["canary"], "listings": {{"SKU-1": "MLA1", "SKU-2": "MLA2"}}, "adapter": {adapter}}},
-              {{"name": "meli-other", "tenants": ["other"], "listings": {{"SKU-3": "MLA3"}}, "adapter": {adapter}}}
-            ]"#
-        ),
-    );
-    let (store, _metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
+    let maps = (r#""listings": {"SKU-1": "MLA1", "SKU-2": "MLA2"},"#, r#""listings": {"SKU-3": "MLA3"},"#);
+    let (store, _directory) = one_account_per_tenant("meli", &adapter, maps).await;
 
     let holds = meli.quantities();
     let held = [holds.get("MLA1"), holds.get("MLA2"), holds.get("MLA3")];
