@@ -85,17 +85,8 @@ async fn the_hold_counts_from_the_failure_not_from_the_start_of_the_run() {
     let fixture = sqlite().await;
     let (api, source, _key) = feed(&fixture).await;
     api.inject([Fault::Throttle { retry_after_secs: 3_600 }]);
-    let end = CancellationToken::new();
-    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
-        now: std::sync::Mutex::new(at("2026-06-01T12:00:00Z")),
-        tick: chrono::Duration::minutes(10),
-        stop_at: at("2026-06-01T16:00:00Z"),
-        end: end.clone(),
-    });
-    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
-        .await
-        .expect("simulated hours take no real time")
-        .expect("run");
+    TickingClock::run(&source, at("2026-06-01T12:00:00Z"), chrono::Duration::minutes(10), at("2026-06-01T16:00:00Z"))
+        .await;
     let windows = window_requests(&api);
     let until = |line: &str| at(line.split(' ').next().expect("until"));
     assert!(windows.len() >= 2 && windows[0].ends_with(" 429"), "{windows:?}");
@@ -121,18 +112,9 @@ async fn a_manual_run_that_failed_waits_for_the_hold_whatever_the_admin_service_
         requested_at: at("2026-06-01T12:00:10Z"),
     };
     assert!(fixture.store.request_feed_run(&key, &request).await.expect("request"));
-    let end = CancellationToken::new();
     // Every read of the worker's clock is a second after the one before.
-    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
-        now: std::sync::Mutex::new(at("2026-06-01T12:00:00Z")),
-        tick: chrono::Duration::seconds(1),
-        stop_at: at("2026-06-01T12:04:00Z"),
-        end: end.clone(),
-    });
-    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
-        .await
-        .expect("simulated minutes take no real time")
-        .expect("run");
+    TickingClock::run(&source, at("2026-06-01T12:00:00Z"), chrono::Duration::seconds(1), at("2026-06-01T12:04:00Z"))
+        .await;
     let windows = window_requests(&api);
     assert_eq!(windows.len(), 1, "asked once before the hold ends: {windows:?}");
 }

@@ -256,6 +256,26 @@ pub(crate) struct TickingClock {
     pub(crate) end: CancellationToken,
 }
 
+impl TickingClock {
+    /// Runs `source`'s schedule on a clock that starts at `from` and moves on `tick` at each
+    /// read, until the run asks to sleep past `stop_at`: simulated time, at most a minute of
+    /// real time.
+    pub(crate) async fn run(
+        source: &catalog_feed::FeedSource,
+        from: DateTime<Utc>,
+        tick: chrono::Duration,
+        stop_at: DateTime<Utc>,
+    ) {
+        let end = CancellationToken::new();
+        let clock: Arc<dyn Clock> =
+            Arc::new(TickingClock { now: std::sync::Mutex::new(from), tick, stop_at, end: end.clone() });
+        tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+            .await
+            .expect("simulated time takes no real time")
+            .expect("run");
+    }
+}
+
 #[async_trait::async_trait]
 impl Clock for TickingClock {
     fn now(&self) -> DateTime<Utc> {
@@ -286,17 +306,8 @@ async fn the_time_a_pull_takes_is_no_gap_to_backfill() {
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(&[settings]).await.expect("bootstrap");
 
-    let end = CancellationToken::new();
-    let clock: Arc<dyn Clock> = Arc::new(TickingClock {
-        now: std::sync::Mutex::new(at("2026-03-27T12:00:00Z")),
-        tick: chrono::Duration::seconds(1),
-        stop_at: at("2026-03-28T12:00:00Z"),
-        end: end.clone(),
-    });
-    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
-        .await
-        .expect("a simulated day takes no real time")
-        .expect("run");
+    TickingClock::run(&source, at("2026-03-27T12:00:00Z"), chrono::Duration::seconds(1), at("2026-03-28T12:00:00Z"))
+        .await;
 
     let shown = pulls(&api);
     let windows: Vec<&str> = shown.lines().filter(|line| line.starts_with("window")).collect();
