@@ -146,6 +146,15 @@ fn config(brokers: &str, group: &str) -> KafkaSourceConfig {
     }
 }
 
+/// librdkafka's mock cluster of one broker holding the topic, with its bootstrap servers; the
+/// cluster lives as long as the value does.
+fn cluster_with_topic() -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, String) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    (cluster, brokers)
+}
+
 /// Produces `per_partition` messages to each partition; the payloads need not decode (the
 /// source hands rejections to the sink like any other message).
 fn produce(brokers: &str, per_partition: i64) {
@@ -224,9 +233,7 @@ fn assert_complete(applied: &BTreeMap<i32, Vec<i64>>, per_partition: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_partition_split_at_start_is_read_once_and_in_order() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 400);
     let sink = Arc::new(RecordingSink::default());
     let member = Member::start(&brokers, "split", &sink);
@@ -241,9 +248,7 @@ async fn every_partition_split_at_start_is_read_once_and_in_order() {
 /// `__NOT_IMPLEMENTED`, a log line at warn), with queue lag green.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_compressed_with_every_codec_are_read() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     let codecs = ["zstd", "lz4", "gzip"];
     for (partition, codec) in codecs.into_iter().enumerate() {
         let producer: BaseProducer = ClientConfig::new()
@@ -283,9 +288,7 @@ async fn a_topic_created_after_start_is_read_through_the_shared_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_member_takes_partitions_over_without_a_gap() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     // Both members share one store's checkpoints, as two workers share one database.
     let sink = Arc::new(RecordingSink::default());
     let other = Arc::new(RecordingSink { checkpoints: Arc::clone(&sink.checkpoints), ..RecordingSink::default() });
@@ -350,9 +353,7 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
     use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
 
     const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
     for n in 0..3 {
         // Safe rdkafka only adds names that are `&str`: the invalid one goes in through the
@@ -390,9 +391,7 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
 /// watermark and reads the partition again (decision 0040); under the same id it reads on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 10);
     let sink = Arc::new(RecordingSink::default());
     let member = Member::start(&brokers, "topic-id", &sink);
@@ -425,9 +424,7 @@ async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
 /// been, and the new topic's messages below the zombie's checkpoint were skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_back_that_loses_its_race_reads_the_checkpoint_again() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 10);
     let sink = Arc::new(RecordingSink::default());
     let member = Member::start(&brokers, "raced", &sink);
@@ -474,9 +471,7 @@ fn produce_large(brokers: &str, count: usize, size: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_skip() {
     const SIZE: usize = 100_000;
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce_large(&brokers, 30, SIZE);
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let sink = Arc::new(RecordingSink { permits: Some(Arc::clone(&permits)), ..RecordingSink::default() });
@@ -520,9 +515,7 @@ async fn offsets_retention_deletes_while_the_member_lags_are_a_gap_not_a_silent_
 /// stalled. A marker between messages is no gap (decision 0041).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_ending_in_a_transaction_marker_is_read_to_its_end() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     // Partition 0: messages 0-9, a marker at 10, messages 11-20, a marker at 21.
     produce(&brokers, 10);
     assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 10);
@@ -548,9 +541,7 @@ async fn a_partition_ending_in_a_transaction_marker_is_read_to_its_end() {
 /// rejoined the group every minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stretch_that_delivers_no_message_is_passed() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     // Partition 0 holds only a marker; partitions 1 and 2 ten messages each.
     assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 0);
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
@@ -580,9 +571,7 @@ async fn a_stretch_that_delivers_no_message_is_passed() {
 /// partition's end) is timed from the producer's time, the only word of how old it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_clock_behind_is_no_queue_lag() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     let started = chrono::Utc::now() - chrono::Duration::seconds(1);
     let ten_minutes_ago = (started - chrono::Duration::minutes(10)).timestamp_millis();
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");

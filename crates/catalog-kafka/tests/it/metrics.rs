@@ -20,7 +20,7 @@ use rdkafka::ClientConfig;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config, produce, wait_for, PARTITIONS, TOPIC};
+use crate::{cluster_with_topic, config, produce, wait_for, PARTITIONS, TOPIC};
 
 /// The embedded store, each of whose batches waits for one of `permits` before it is applied:
 /// a test holds the worker in the middle of a batch.
@@ -115,9 +115,7 @@ fn partition(partition: i32) -> String {
 /// `applied_by_another_worker`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_read_again_while_stepping_back_is_not_another_worker_s() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 10);
     let directory = tempfile::tempdir().expect("temp dir");
     let store: Arc<dyn BatchStore> = Arc::new(embedded_store(&directory).await);
@@ -153,9 +151,7 @@ async fn a_message_read_again_while_stepping_back_is_not_another_worker_s() {
 /// Queue lag in seconds is only set once known: 0 when nothing waits, never a made-up 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_lag_in_messages_is_known_from_the_assignment_on() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 10);
     let directory = tempfile::tempdir().expect("temp dir");
     let permits = Arc::new(Semaphore::new(0));
