@@ -206,6 +206,15 @@ fn all_at(per_partition: i64) -> HashMap<i32, i64> {
     (0..PARTITIONS).map(|partition| (partition, per_partition)).collect()
 }
 
+/// Produces `per_partition` messages to each partition, and runs one member of `group` until
+/// every partition's checkpoint is at its end.
+async fn read_to_the_end(brokers: &str, group: &str, sink: &Arc<RecordingSink>, per_partition: i64) {
+    produce(brokers, per_partition);
+    let member = Member::start(brokers, group, sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(per_partition)).await;
+    member.stop().await;
+}
+
 /// One member, no rebalance: each offset exactly once, in order.
 fn assert_each_offset_once_in_order(applied: &BTreeMap<i32, Vec<i64>>, per_partition: i64) {
     for partition in 0..PARTITIONS {
@@ -234,11 +243,8 @@ fn assert_complete(applied: &BTreeMap<i32, Vec<i64>>, per_partition: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_partition_split_at_start_is_read_once_and_in_order() {
     let (_cluster, brokers) = cluster_with_topic();
-    produce(&brokers, 400);
     let sink = Arc::new(RecordingSink::default());
-    let member = Member::start(&brokers, "split", &sink);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(400)).await;
-    member.stop().await;
+    read_to_the_end(&brokers, "split", &sink, 400).await;
     assert_each_offset_once_in_order(&sink.applied(), 400);
     assert!(sink.gaps.lock().expect("sink state").is_empty());
 }
@@ -392,11 +398,8 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
     let (_cluster, brokers) = cluster_with_topic();
-    produce(&brokers, 10);
     let sink = Arc::new(RecordingSink::default());
-    let member = Member::start(&brokers, "topic-id", &sink);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
-    member.stop().await;
+    read_to_the_end(&brokers, "topic-id", &sink, 10).await;
     let cursors = sink.cursors.lock().expect("sink state").clone();
     let topic_id = cursors[&0].clone().expect("a cursor");
     assert!(topic_id.starts_with("topic-id:") && topic_id.len() == "topic-id:".len() + 32, "{topic_id}");
@@ -425,11 +428,8 @@ async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_back_that_loses_its_race_reads_the_checkpoint_again() {
     let (_cluster, brokers) = cluster_with_topic();
-    produce(&brokers, 10);
     let sink = Arc::new(RecordingSink::default());
-    let member = Member::start(&brokers, "raced", &sink);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
-    member.stop().await;
+    read_to_the_end(&brokers, "raced", &sink, 10).await;
 
     // Partition 0's checkpoint at 8 under an earlier topic's id; a zombie moves it to 10.
     let other_topic = format!("topic-id:{}", "0".repeat(31) + "1");
