@@ -197,6 +197,24 @@ impl Applier {
         batch.events.retain(not_applied_before(applied_before));
     }
 
+    /// Counts and logs a batch whose checkpoint the store left alone, its stored position
+    /// being of another log (a topic created again since this member started reading it).
+    fn of_a_replaced_topic(&self, batch: &SourceBatch, of_another_log: &[(String, i32)]) {
+        if of_another_log.is_empty() {
+            return;
+        }
+        self.metrics.batches_of_a_replaced_topic.with_label_values(&[&batch.partition.to_string()]).inc();
+        tracing::warn!(
+            source = &*batch.source,
+            partition = batch.partition,
+            n_messages = batch.events.len(),
+            checkpoint = batch.checkpoint.as_ref().map(|position| position.offset),
+            cursor = batch.checkpoint.as_ref().and_then(|position| position.cursor.as_deref()),
+            "a batch of a topic since deleted and created again (this member still read the old one): \
+             applied by its event ids, the checkpoint of the new topic left where it stands"
+        );
+    }
+
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
     /// A fatal failure stops the worker; shutdown abandons the attempt.
     async fn wait_after(
@@ -361,7 +379,13 @@ impl BatchSink for Applier {
         Ok(checkpoints.into_iter().find(|checkpoint| checkpoint.partition == partition).map(|c| c.position))
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, SinkError> {
         let rewound = self
             .with_retries("rewind_checkpoint", || self.store.rewind_checkpoint(source, partition, from, to))
             .await?;
@@ -371,7 +395,7 @@ impl BatchSink for Applier {
                 source,
                 partition,
                 checkpoint = from,
-                low_watermark = to,
+                low_watermark = to.offset,
                 class = FailureClass::NeedsOperator.as_str(),
                 "the broker no longer holds what the stored checkpoint passed (the topic recreated or truncated): \
                  reading the partition again from its low watermark; what the store holds already is a duplicate"
@@ -408,6 +432,7 @@ impl BatchSink for Applier {
         match applied {
             Applied::Confirmed(result) => {
                 self.skip_applied_before(&mut batch, &result.applied_before);
+                self.of_a_replaced_topic(&batch, &result.of_another_log);
                 self.record(&batch, &result, started.elapsed());
                 if !result.changed_items.is_empty() {
                     self.publish_work.notify();

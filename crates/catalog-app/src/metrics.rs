@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Positions deleted from a source (retention) before they were applied, per partition.
     pub offset_gaps: IntCounterVec,
     pub checkpoints_beyond_end: IntCounterVec,
+    /// Batches of a topic since created again, whose checkpoint the store did not write, per
+    /// partition.
+    pub batches_of_a_replaced_topic: IntCounterVec,
     /// `traceparent` headers dropped as invalid, by reason (`malformed`, `version_ff`, …).
     pub traceparent_invalid: IntCounterVec,
     /// Publish attempts by channel and result.
@@ -224,6 +227,13 @@ impl Metrics {
             "Stored checkpoints of offsets the broker no longer holds (beyond their partition's end: \
              a topic truncated or recreated; or written under a topic id the topic no longer has: \
              recreated) moved back to its low watermark, by partition.",
+            &["partition"],
+        );
+        let batches_of_a_replaced_topic = counter(
+            "catalog_batches_of_a_replaced_topic_total",
+            "Batches read from a topic since deleted and created again (a member still reading the old \
+             topic after the checkpoint moved back to the new one), by partition: applied by their event \
+             ids, neither fenced by the checkpoint nor moving it.",
             &["partition"],
         );
         let traceparent_invalid = counter(
@@ -426,6 +436,7 @@ impl Metrics {
             source_errors,
             offset_gaps,
             checkpoints_beyond_end,
+            batches_of_a_replaced_topic,
             traceparent_invalid,
             publish_attempts,
             publish_latency_seconds,

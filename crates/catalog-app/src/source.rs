@@ -90,10 +90,17 @@ pub trait BatchSink: Send + Sync + 'static {
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError>;
     /// The broker no longer holds what was applied below the stored checkpoint `from`: the
     /// partition ends below it, or its topic was recreated (decision 0040). Moves the checkpoint
-    /// back to `to` (the partition's low watermark), so what the partition holds now is read
+    /// back to `to` (the partition's low watermark, in the topic as it is now: its id in the
+    /// cursor when known), so what the partition holds now is read
     /// and applied (what the store holds already is a duplicate); counted and logged.
     /// `false`: the checkpoint had moved on from `from`, and was left alone.
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError>;
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, SinkError>;
     /// The source read a message of a partition again, below where its reading stands, and
     /// skipped it: the store holds it. Counted by why; no other worker applied it (what the
     /// store's fence finds another worker applied is counted by the sink itself).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog_app::{BatchLimits, BatchSink, PendingBatch, Reread, SinkError, SourceBatch};
-use catalog_store::{IncomingEvent, Position, SourceRef};
+use catalog_store::{IncomingEvent, SourceRef};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -293,10 +293,7 @@ impl PartitionWorker {
             source,
             partition: self.partition,
             events,
-            checkpoint: Some(Position {
-                offset: next_offset,
-                cursor: lock(&self.topic_id).as_deref().map(topic_id::cursor),
-            }),
+            checkpoint: Some(topic_id::position(next_offset, lock(&self.topic_id).as_deref())),
             last_message_at,
             high_watermark,
         };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use catalog_app::{SinkError, SourceError};
 use catalog_core::FailureClass;
+use catalog_store::Position;
 use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
 
@@ -75,7 +76,7 @@ impl PartitionWorker {
                 let Some(start) = self.start_without().await else { return Ok(Some((0, None))) };
                 break start;
             };
-            let check = self.check_end(input, position.offset, replaced).await?;
+            let check = self.check_end(input, position.offset, replaced, topic_id.as_deref()).await?;
             break match check {
                 End::Holds { high_watermark } => (position.offset, None, high_watermark),
                 End::Rewound { low_watermark, high_watermark } => {
@@ -153,18 +154,26 @@ impl PartitionWorker {
     /// the checkpoint's last message says the partition holds it. Records delivered, none that
     /// far, then a quiet fetch: it ends below. Nothing delivered: the end read again decides.
     /// `replaced`: the checkpoint was written under a topic id the topic no longer has (the
-    /// topic was deleted and created again, whatever its end): moved back at once.
-    async fn check_end(&self, input: &mut Feed<'_>, want: i64, replaced: Option<String>) -> Result<End, SinkError> {
+    /// topic was deleted and created again, whatever its end): moved back at once. A checkpoint
+    /// moved back is written under `topic_id`, the topic's id as read now (when read), so that
+    /// the store refuses the old topic's batches of a member still reading it.
+    async fn check_end(
+        &self,
+        input: &mut Feed<'_>,
+        want: i64,
+        replaced: Option<String>,
+        topic_id: Option<&str>,
+    ) -> Result<End, SinkError> {
         let Some((low, high)) = self.watermarks().await else { return Ok(End::Ended) };
         if let Some(stored_topic_id) = replaced {
             tracing::warn!(
                 partition = self.partition,
                 checkpoint = want,
                 stored_topic_id,
-                topic_id = lock(&self.topic_id).as_deref().unwrap_or_default(),
+                topic_id = topic_id.unwrap_or_default(),
                 "the stored checkpoint is of a topic since deleted: the topic was created again under its name"
             );
-            return self.rewind(want, low, high).await;
+            return self.rewind(want, topic_id::position(low, topic_id), high).await;
         }
         if want <= high {
             return Ok(End::Holds { high_watermark: high });
@@ -200,14 +209,14 @@ impl PartitionWorker {
             last_offset_read = delivered,
             "the partition ends below the stored checkpoint"
         );
-        self.rewind(want, low, high).await
+        self.rewind(want, topic_id::position(low, topic_id), high).await
     }
 
-    /// Moves the checkpoint `want` back to the low watermark, unless it moved on meanwhile
-    /// (`Raced`: it is read and checked again).
-    async fn rewind(&self, want: i64, low: i64, high: i64) -> Result<End, SinkError> {
-        if self.sink.rewind_checkpoint(&self.source, self.partition, want, low).await? {
-            Ok(End::Rewound { low_watermark: low, high_watermark: high })
+    /// Moves the checkpoint `want` back to `low` (the low watermark, of the topic as it is),
+    /// unless it moved on meanwhile (`Raced`: it is read and checked again).
+    async fn rewind(&self, want: i64, low: Position, high: i64) -> Result<End, SinkError> {
+        if self.sink.rewind_checkpoint(&self.source, self.partition, want, &low).await? {
+            Ok(End::Rewound { low_watermark: low.offset, high_watermark: high })
         } else {
             Ok(End::Raced)
         }

@@ -2,29 +2,30 @@
 //! when it creates it (KIP-516): a topic deleted and created again under the same name has a
 //! new one, and its offsets start over. Each batch's checkpoint carries the id in its cursor,
 //! so a member taking a partition tells a recreated topic from the old one even once the new
-//! one is refilled past the old checkpoint, where its end alone cannot tell.
+//! one is refilled past the old checkpoint, where its end alone cannot tell, and the store
+//! tells a batch of the old one from a member still reading it ([`Position::in_log`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use catalog_store::{log_id_of, Position};
+
 use crate::native;
 use crate::source::SourceConsumer;
-
-/// How a checkpoint's cursor names the topic id: `topic-id:` and 32 hexadecimal digits.
-const CURSOR_PREFIX: &str = "topic-id:";
 
 /// How long an id read from the broker stands for the partitions taken at once.
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// The cursor a batch's checkpoint is written with.
-pub(crate) fn cursor(topic_id: &str) -> String {
-    format!("{CURSOR_PREFIX}{topic_id}")
+/// A checkpoint at `offset` of the topic `topic_id` (its cursor `topic-id:` and the id's 32
+/// hexadecimal digits), or of a topic whose id is not known.
+pub(crate) fn position(offset: i64, topic_id: Option<&str>) -> Position {
+    topic_id.map_or_else(|| Position::at(offset), |id| Position::in_log(offset, id))
 }
 
 /// The topic id a stored checkpoint's cursor names; `None` for one written without (by a
 /// worker before this one, or while the broker gave no id).
 pub(crate) fn of_cursor(cursor: Option<&str>) -> Option<&str> {
-    cursor?.strip_prefix(CURSOR_PREFIX)
+    log_id_of(cursor)
 }
 
 /// The id a stored checkpoint was written under, when the topic has another now: the topic
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_of_a_replaced_topic_only_when_both_ids_are_known_and_differ() {
-        let old = cursor("0123456789abcdef0123456789abcdef");
+        let old = position(7, Some("0123456789abcdef0123456789abcdef")).cursor.expect("a cursor");
         assert_eq!(of_cursor(Some(&old)), Some("0123456789abcdef0123456789abcdef"));
         assert_eq!(replaced(Some(&old), Some("0123456789abcdef0123456789abcdef")), None);
         assert_eq!(
@@ -96,7 +97,7 @@ mod tests {
 
     #[test]
     fn an_id_not_read_now_keeps_the_stored_one() {
-        let stored = cursor("0123456789abcdef0123456789abcdef");
+        let stored = position(7, Some("0123456789abcdef0123456789abcdef")).cursor.expect("a cursor");
         let now = "fedcba9876543210fedcba9876543210".to_owned();
         assert_eq!(to_write(Some(now.clone()), Some(&stored)), Some(now));
         assert_eq!(to_write(None, Some(&stored)).as_deref(), Some("0123456789abcdef0123456789abcdef"));

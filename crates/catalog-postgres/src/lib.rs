@@ -43,7 +43,8 @@ use catalog_store::{
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
     FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
-    PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    Position, PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus,
+    TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -205,16 +206,23 @@ impl BatchStore for PostgresStore {
         with_deadline(self.deadline, "checkpoints", reads::checkpoints(&self.pool, source)).await
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, StoreError> {
         let rewind = async {
             let done = sqlx::query(
-                "UPDATE source_checkpoints SET next_offset = $4, cursor = NULL, updated_at = now()
+                "UPDATE source_checkpoints SET next_offset = $4, cursor = $5, updated_at = now()
                  WHERE source = $1 AND partition = $2 AND next_offset = $3",
             )
             .bind(source)
             .bind(partition)
             .bind(from)
-            .bind(to)
+            .bind(to.offset)
+            .bind(to.cursor.as_deref())
             .execute(&self.pool)
             .await
             .map_err(store_error)?;

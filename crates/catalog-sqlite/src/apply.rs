@@ -62,6 +62,7 @@ fn write_batch(connection: &Connection, config: &StoreConfig, batch: &BatchInput
     };
     let mut writes = batch::prepare(batch, loaded, config)?;
     writes.result.applied_before = fenced.applied_before;
+    writes.result.of_another_log = fenced.of_another_log;
 
     insert_journal_rows(connection, &writes.journal_inserts, now)?;
     update_journal_rows(connection, &writes.journal_updates, now)?;
@@ -452,24 +453,26 @@ fn advance_checkpoints(connection: &Connection, checkpoints: &[Checkpoint], now:
     Ok(())
 }
 
-/// Moves a partition's checkpoint back from `from` to `to` if it is still at `from`
+/// Moves a partition's checkpoint back from `from` to `to` (offset and cursor) if it is still at `from`
 /// (`BatchStore::rewind_checkpoint`, decision 0040).
 pub(crate) async fn rewind_checkpoint(
     writer: &Writer,
     source: &str,
     partition: i32,
     from: i64,
-    to: i64,
+    to: &Position,
 ) -> Result<bool, StoreError> {
-    let source = source.to_owned();
+    let (source, to) = (source.to_owned(), to.clone());
     writer
         .transaction(move |connection| {
             connection
                 .prepare_cached(
-                    "UPDATE source_checkpoints SET next_offset = ?4, cursor = NULL, updated_at = ?5 \
+                    "UPDATE source_checkpoints SET next_offset = ?4, cursor = ?6, updated_at = ?5 \
                      WHERE source = ?1 AND partition = ?2 AND next_offset = ?3",
                 )
-                .and_then(|mut update| update.execute(params![source, partition, from, to, micros(Utc::now())]))
+                .and_then(|mut update| {
+                    update.execute(params![source, partition, from, to.offset, micros(Utc::now()), to.cursor])
+                })
                 .map(|changed| changed == 1)
                 .map_err(write_error)
         })

@@ -44,8 +44,8 @@ use catalog_store::{
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry,
-    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, PublishRecord, ReadStore, ReconcileStore,
-    ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, Position, PublishRecord, ReadStore,
+    ReconcileStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -192,7 +192,13 @@ impl BatchStore for SqliteStore {
         read::checkpoints(&self.pool, source).await
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, StoreError> {
         apply::rewind_checkpoint(&self.writer, source, partition, from, to).await
     }
 }

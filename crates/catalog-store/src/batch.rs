@@ -277,8 +277,12 @@ pub fn prepare(batch: &BatchInput, loaded: LoadedState, config: &StoreConfig) ->
         })
         .collect();
     writes.checkpoints = furthest_checkpoints(&batch.checkpoints);
-    writes.result =
-        BatchResult { decisions: plan.decisions, changed_items: writes.items.clone(), applied_before: Vec::new() };
+    writes.result = BatchResult {
+        decisions: plan.decisions,
+        changed_items: writes.items.clone(),
+        applied_before: Vec::new(),
+        of_another_log: Vec::new(),
+    };
     Ok(writes)
 }
 

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use crate::model::{BatchInput, Checkpoint};
+use crate::model::{BatchInput, Checkpoint, Position};
 
 /// The `(source, partition)` rows a batch's checkpoints write, sorted by bytes and unique:
 /// the order every store locks them in, first of all the batch's rows.
@@ -18,38 +18,74 @@ pub fn checkpoint_rows(batch: &BatchInput) -> Vec<(&str, i32)> {
 /// A batch as a store applies it, once its checkpoint rows are locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fenced<'b> {
-    /// The batch without the events in `applied_before`; borrowed when there are none, the
-    /// case of every batch but a repeat.
+    /// The batch without the events in `applied_before` and without its checkpoints of the
+    /// rows in `of_another_log`; borrowed when there are none, the case of every batch but a
+    /// repeat.
     pub batch: Cow<'b, BatchInput>,
     /// Indices of the original batch's events, ascending, that are not applied: what
     /// [`crate::BatchResult::applied_before`] reports.
     pub applied_before: Vec<usize>,
+    /// The rows whose stored position is of another log than the batch's checkpoint for
+    /// them: what [`crate::BatchResult::of_another_log`] reports.
+    pub of_another_log: Vec<(String, i32)>,
 }
 
 /// Splits off the events of a [`BatchInput::skip_applied`] batch whose partition's stored
 /// position has passed them. `stored` holds the positions of the batch's checkpoint rows as
 /// read under the batch's lock on them (a row not yet stored is absent, and fences nothing).
 /// A batch that does not skip applied events is returned whole.
+///
+/// A row whose stored position names another log than the batch's checkpoint for it
+/// ([`crate::Position::log_id`]: a Kafka topic created again under its name, its checkpoint
+/// moved back to the new topic, and a member still reading the old one) fences nothing, its
+/// offsets being of another log, and keeps its stored position: the batch's checkpoint for it
+/// is left out. Its events are applied, redeliveries told by their event ids (decision 0040).
 pub fn fence<'b>(batch: &'b BatchInput, stored: &[Checkpoint]) -> Fenced<'b> {
     if !batch.skip_applied || stored.is_empty() {
-        return Fenced { batch: Cow::Borrowed(batch), applied_before: Vec::new() };
+        return Fenced { batch: Cow::Borrowed(batch), applied_before: Vec::new(), of_another_log: Vec::new() };
     }
+    let of_another_log: Vec<(String, i32)> = stored
+        .iter()
+        .filter(|row| {
+            batch.checkpoints.iter().any(|checkpoint| {
+                checkpoint.partition == row.partition
+                    && checkpoint.source == row.source
+                    && logs_differ(&checkpoint.position, &row.position)
+            })
+        })
+        .map(|row| (row.source.clone(), row.partition))
+        .collect();
+    let of_this_log = |source: &str, partition: i32| {
+        !of_another_log.iter().any(|(other, other_partition)| *other_partition == partition && other == source)
+    };
     let passed = |index: &usize| {
         let at = &batch.events[*index].source;
         stored.iter().any(|checkpoint| {
             checkpoint.partition == at.partition
                 && checkpoint.source == *at.source
                 && at.offset < checkpoint.position.offset
+                && of_this_log(&checkpoint.source, checkpoint.partition)
         })
     };
     let applied_before: Vec<usize> = (0..batch.events.len()).filter(passed).collect();
-    if applied_before.is_empty() {
-        return Fenced { batch: Cow::Borrowed(batch), applied_before };
+    if applied_before.is_empty() && of_another_log.is_empty() {
+        return Fenced { batch: Cow::Borrowed(batch), applied_before, of_another_log };
     }
     let mut events = Vec::with_capacity(batch.events.len() - applied_before.len());
     events.extend(batch.events.iter().filter(not_applied_before(&applied_before)).cloned());
-    let rest = BatchInput { events, checkpoints: batch.checkpoints.clone(), skip_applied: true };
-    Fenced { batch: Cow::Owned(rest), applied_before }
+    let checkpoints = batch
+        .checkpoints
+        .iter()
+        .filter(|checkpoint| of_this_log(&checkpoint.source, checkpoint.partition))
+        .cloned()
+        .collect();
+    let rest = BatchInput { events, checkpoints, skip_applied: true };
+    Fenced { batch: Cow::Owned(rest), applied_before, of_another_log }
+}
+
+/// Whether two positions of one row are of different logs: both name one, and not the same.
+fn logs_differ(batch: &Position, stored: &Position) -> bool {
+    matches!((batch.log_id(), stored.log_id()), (Some(ours), Some(theirs)) if ours != theirs)
 }
 
 /// A filter, called once per event in order, that keeps the events whose index is not in
@@ -71,7 +107,7 @@ mod tests {
     use catalog_core::{encode, OfferKey, StockChange, SupplierEvent, TenantId};
 
     use super::*;
-    use crate::{IncomingEvent, Position, SourceRef};
+    use crate::{IncomingEvent, SourceRef};
 
     fn event(source: &str, partition: i32, offset: i64) -> IncomingEvent {
         let key = OfferKey {
@@ -120,6 +156,31 @@ mod tests {
         let fenced = fence(&batch, &[stored("kafka:g:t", 3, 15)]);
         assert_eq!(fenced.applied_before, [0, 1, 2, 3, 4]);
         assert!(fenced.batch.events.is_empty());
+    }
+
+    #[test]
+    fn a_row_stored_under_another_log_fences_nothing_and_is_not_written() {
+        let in_log = |partition, offset, log| Checkpoint {
+            source: "kafka:g:t".to_owned(),
+            partition,
+            position: Position::in_log(offset, log),
+        };
+        let mut batch = kafka_batch(10..15);
+        batch.events.push(event("kafka:g:t", 4, 1));
+        batch.checkpoints = vec![in_log(3, 15, "old"), in_log(4, 2, "old")];
+        let fenced = fence(&batch, &[in_log(3, 12, "new"), in_log(4, 9, "old")]);
+        assert_eq!(fenced.of_another_log, [("kafka:g:t".to_owned(), 3)]);
+        assert_eq!(fenced.applied_before, [5], "partition 4, of the same log, is fenced by offset");
+        assert_eq!(fenced.batch.events.len(), 5, "partition 3's events, all below 12, are applied");
+        assert_eq!(fenced.batch.checkpoints, [in_log(4, 2, "old")], "partition 3's position is left alone");
+
+        // The same log, or a log not known on either side: offsets alone, as before.
+        for row in [in_log(3, 12, "old"), stored("kafka:g:t", 3, 12)] {
+            let fenced = fence(&batch, &[row]);
+            assert!(fenced.of_another_log.is_empty());
+            assert_eq!(fenced.applied_before, [0, 1]);
+            assert_eq!(fenced.batch.checkpoints, batch.checkpoints);
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub use feed::{
     parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
+pub use model::log_id_of;
 pub use model::{
     BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt, PublishOutcome,

@@ -18,7 +18,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound,
 use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
-    PublishRecord, SyncStatus, TenantFlags,
+    Position, PublishRecord, SyncStatus, TenantFlags,
 };
 use crate::route::SharedSku;
 
@@ -38,12 +38,19 @@ pub trait BatchStore: Send + Sync + std::fmt::Debug {
     /// Every stored checkpoint of a source, by partition.
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
 
-    /// Moves a partition's stored checkpoint back from `from` to `to`, its cursor cleared, if
-    /// it is still at `from`; the only way a checkpoint moves back. For a source partition
+    /// Moves a partition's stored checkpoint back from the offset `from` to `to` (its offset
+    /// and cursor: the log it is of, or none), if it is still at `from`; the only way a
+    /// checkpoint moves back, and the only way one moves to another log. For a source partition
     /// that now ends below its checkpoint (a Kafka topic recreated or truncated, decision
     /// 0040): what it holds below `from` was never applied. `false`: the checkpoint was not
     /// at `from` (another member moved it), and nothing changed.
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError>;
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The outbox and what publishers record: claims, attempts, published versions, dead letters.

@@ -64,7 +64,13 @@ impl BatchStore for FailingStore {
         self.inner.checkpoints(source).await
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, StoreError> {
         self.inner.rewind_checkpoint(source, partition, from, to).await
     }
 }
@@ -225,6 +231,32 @@ async fn messages_another_member_applied_are_skipped_not_journaled_again() {
     assert_eq!(run.metrics.redeliveries.with_label_values(&["false"]).get(), 0);
     assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 3 + 2);
     assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["kafka"]).get(), 0);
+}
+
+/// A member still reading a topic after it was deleted and created again, and after the
+/// checkpoint moved back to the new topic (decision 0040): its batch is applied by its event
+/// ids, counted and logged, and leaves the new topic's checkpoint where it stands, so the new
+/// topic's messages at offsets the old one passed are applied when they come.
+#[tokio::test]
+async fn a_batch_of_a_replaced_topic_leaves_the_new_topic_s_checkpoint_alone() {
+    const OLD: &str = "0123456789abcdef0123456789abcdef";
+    const NEW: &str = "fedcba9876543210fedcba9876543210";
+    let run = run(0, 0).await;
+    run.applier.apply(in_source(KAFKA, vec![], Position::in_log(1_000, OLD))).await.expect("the old topic's end");
+    assert!(run.applier.rewind_checkpoint(KAFKA, 0, 1_000, &Position::in_log(0, NEW)).await.expect("rewind"));
+
+    let key = offer("canary", "acme", "SKU-1");
+    let zombie = vec![incoming(900, &key, StockChange::Updated { quantity: 5 }, 0, 0)];
+    run.applier.apply(in_source(KAFKA, zombie, Position::in_log(901, OLD))).await.expect("the old member's batch");
+    assert_eq!(run.metrics.batches_of_a_replaced_topic.with_label_values(&["0"]).get(), 1);
+    let stored = run.store.checkpoints(KAFKA).await.expect("checkpoints");
+    assert_eq!(stored.iter().map(|c| c.position.clone()).collect::<Vec<_>>(), [Position::in_log(0, NEW)]);
+
+    let new = vec![incoming(3, &key, StockChange::Updated { quantity: 7 }, 1, 0)];
+    run.applier.apply(in_source(KAFKA, new, Position::in_log(4, NEW))).await.expect("the new topic's batch");
+    assert_eq!(run.metrics.skipped_below_checkpoint.with_label_values(&["0"]).get(), 0);
+    assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 2, "both topics' events applied");
+    assert_eq!(run.metrics.batches_of_a_replaced_topic.with_label_values(&["0"]).get(), 1);
 }
 
 /// Queue lag is how long what is still waiting has waited: a batch behind the partition's end

@@ -90,7 +90,13 @@ impl BatchSink for MeddlingSink {
         self.inner.checkpoint(source, partition).await
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, SinkError> {
         self.inner.rewind_checkpoint(source, partition, from, to).await
     }
 

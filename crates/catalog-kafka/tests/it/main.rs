@@ -37,6 +37,8 @@ struct RecordingSink {
     gaps: Mutex<Vec<(i32, i64, i64)>>,
     /// Checkpoints moved back: partition, from, to.
     rewinds: Mutex<Vec<(i32, i64, i64)>>,
+    /// The cursor each checkpoint moved back was written with, in the order moved.
+    rewound_cursors: Mutex<Vec<Option<String>>>,
     /// The `traceparent` of every message applied, by offset (partition 0 only).
     traceparents: Mutex<BTreeMap<i64, Option<String>>>,
     /// When set, each batch takes a permit before it is applied: a test holds the member
@@ -94,16 +96,23 @@ impl BatchSink for RecordingSink {
         Ok(Durable::default())
     }
 
-    async fn rewind_checkpoint(&self, _source: &str, partition: i32, from: i64, to: i64) -> Result<bool, SinkError> {
+    async fn rewind_checkpoint(
+        &self,
+        _source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, SinkError> {
         let mut checkpoints = self.checkpoints.lock().expect("sink state");
         if let Some(moved_to) = self.zombie_moves_to.lock().expect("sink state").take() {
             checkpoints.insert(partition, moved_to);
         }
         let stored = checkpoints.get_mut(&partition).filter(|stored| **stored == from);
         let Some(stored) = stored else { return Ok(false) };
-        *stored = to;
-        self.cursors.lock().expect("sink state").remove(&partition);
-        self.rewinds.lock().expect("sink state").push((partition, from, to));
+        *stored = to.offset;
+        self.cursors.lock().expect("sink state").insert(partition, to.cursor.clone());
+        self.rewinds.lock().expect("sink state").push((partition, from, to.offset));
+        self.rewound_cursors.lock().expect("sink state").push(to.cursor.clone());
         Ok(true)
     }
 
@@ -414,6 +423,11 @@ async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
     assert_eq!(sink.applied()[&0], (0..10).chain(0..10).collect::<Vec<_>>(), "partition 0 read again");
     assert_eq!(sink.applied()[&1], (0..10).collect::<Vec<_>>(), "the others read on");
     assert_eq!(*sink.rewinds.lock().expect("sink state"), [(0, 10, 0)]);
+    assert_eq!(
+        *sink.rewound_cursors.lock().expect("sink state"),
+        [Some(topic_id.clone())],
+        "moved back under the topic's id: the store refuses the old topic's batches from then on"
+    );
     assert_eq!(
         sink.cursors.lock().expect("sink state")[&0].as_ref(),
         Some(&topic_id),

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use catalog_app::{Applier, BatchSink, Metrics};
 use catalog_kafka::KafkaSource;
 use catalog_sqlite::SqliteStore;
-use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, StoreConfig, StoreError};
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, StoreConfig, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::ClientConfig;
@@ -54,7 +54,13 @@ impl BatchStore for HeldStore {
         self.inner.checkpoints(source).await
     }
 
-    async fn rewind_checkpoint(&self, source: &str, partition: i32, from: i64, to: i64) -> Result<bool, StoreError> {
+    async fn rewind_checkpoint(
+        &self,
+        source: &str,
+        partition: i32,
+        from: i64,
+        to: &Position,
+    ) -> Result<bool, StoreError> {
         self.inner.rewind_checkpoint(source, partition, from, to).await
     }
 }

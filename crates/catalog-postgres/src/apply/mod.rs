@@ -212,6 +212,7 @@ async fn write_batch(
     let loaded = LoadedState { offers, items, prior, flags };
     let mut writes = prepare(&fenced.batch, loaded, config)?;
     writes.result.applied_before = fenced.applied_before;
+    writes.result.of_another_log = fenced.of_another_log;
     steps.done("plan");
     // Held on flags read without a lock: a switch committed since would replay the journal
     // before these held rows are visible, and leave them held for good. Read under a share

@@ -219,13 +219,16 @@ pub(super) async fn a_checkpoint_moves_back_only_when_rewound_from_where_it_stan
     let fenced = store.apply_batch(&batch(vec![event.clone()]).skipping_applied()).await.expect("apply");
     assert_eq!(fenced.applied_before, [0], "below the checkpoint: taken for applied");
 
-    assert!(!store.rewind_checkpoint(SOURCE, 0, 999, 0).await.expect("rewind"), "not where it stands");
-    assert!(!store.rewind_checkpoint(SOURCE, 1, 1_000, 0).await.expect("rewind"), "no such partition");
-    assert!(!store.rewind_checkpoint("kafka:other:t", 0, 1_000, 0).await.expect("rewind"), "no such source");
+    assert!(!store.rewind_checkpoint(SOURCE, 0, 999, &Position::at(0)).await.expect("rewind"), "not where it stands");
+    assert!(!store.rewind_checkpoint(SOURCE, 1, 1_000, &Position::at(0)).await.expect("rewind"), "no such partition");
+    assert!(
+        !store.rewind_checkpoint("kafka:other:t", 0, 1_000, &Position::at(0)).await.expect("rewind"),
+        "no such source"
+    );
     assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), [beyond]);
-    assert!(store.rewind_checkpoint(SOURCE, 0, 1_000, 2).await.expect("rewind"));
+    assert!(store.rewind_checkpoint(SOURCE, 0, 1_000, &Position::at(2)).await.expect("rewind"));
     assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), [at(2)], "moved back, cursor cleared");
-    assert!(!store.rewind_checkpoint(SOURCE, 0, 1_000, 2).await.expect("rewind"), "once");
+    assert!(!store.rewind_checkpoint(SOURCE, 0, 1_000, &Position::at(2)).await.expect("rewind"), "once");
 
     let applied = store.apply_batch(&batch(vec![event]).skipping_applied()).await.expect("apply");
     assert!(applied.applied_before.is_empty(), "{:?}", applied.applied_before);

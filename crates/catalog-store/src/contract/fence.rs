@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use catalog_core::{ClockPolicy, ReferenceCatalog, TenantId};
+use catalog_core::{ClockPolicy, ReferenceCatalog, StockChange, TenantId};
 
 use super::fixtures::*;
 use crate::batch::FlagTable;
-use crate::{BatchInput, CatalogStore, IncomingEvent, StoreConfig};
+use crate::{BatchInput, CatalogStore, Checkpoint, IncomingEvent, Position, StoreConfig};
 
 /// A partition's slice of messages as the Kafka applier sends it: the fixture's batch (the
 /// position after its last message as its checkpoint), skipping what the stored position
@@ -112,4 +112,58 @@ pub async fn copies_of_a_batch_apply_once(callers: &[Arc<dyn CatalogStore>; 4]) 
     for tenant in ["canary", "t2"] {
         assert_each_message_accounted_once(&*callers[0], &events, tenant).await;
     }
+}
+
+/// A batch of another log than its stored checkpoint's (a Kafka topic created again, its
+/// checkpoint moved back to the new topic, and a member still reading the old one, decision
+/// 0040) neither is fenced by the stored position nor moves it: the new topic's messages below
+/// the old one's offsets are still applied when they come.
+pub(super) async fn a_batch_of_another_log_neither_is_fenced_nor_moves_the_checkpoint<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    const OLD: &str = "0123456789abcdef0123456789abcdef";
+    const NEW: &str = "fedcba9876543210fedcba9876543210";
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let at = |position: Position| vec![Checkpoint { source: SOURCE.to_owned(), partition: 0, position }];
+    let in_log = |events: Vec<IncomingEvent>, log: &str| {
+        let next = events.iter().map(|event| event.source.offset + 1).max().unwrap_or(0);
+        BatchInput::new(events, at(Position::in_log(next, log))).skipping_applied()
+    };
+    let key = offer("canary", "acme", "ABC-1");
+    // The old topic's event is older than the new topic's: each is applied when it comes.
+    let event = |n: u64, quantity: i64| {
+        let second = if n >= 100 { 1 } else { n as i64 + 10 };
+        incoming(n, &key, StockChange::Updated { quantity }, second, second)
+    };
+
+    store.apply_batch(&BatchInput::new(vec![], at(Position::in_log(1_000, OLD)))).await.expect("apply");
+    assert!(store.rewind_checkpoint(SOURCE, 0, 1_000, &Position::in_log(0, NEW)).await.expect("rewind"));
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), at(Position::in_log(0, NEW)));
+
+    // The old topic's member, still reading: its events are applied, the checkpoint stays.
+    let zombie = store.apply_batch(&in_log(vec![event(500, 1)], OLD)).await.expect("apply");
+    assert_eq!(zombie.of_another_log, [(SOURCE.to_owned(), 0)]);
+    assert!(zombie.applied_before.is_empty());
+    assert_eq!(zombie.decisions[0].outcome.as_str(), "applied");
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), at(Position::in_log(0, NEW)));
+
+    // The new topic's messages, at offsets the old member passed, are applied and move it.
+    let new = store.apply_batch(&in_log(vec![event(5, 2), event(6, 3)], NEW)).await.expect("apply");
+    assert!(new.of_another_log.is_empty() && new.applied_before.is_empty(), "{new:?}");
+    assert_eq!(new.decisions.iter().map(|d| d.outcome.as_str()).collect::<Vec<_>>(), ["applied", "applied"]);
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), at(Position::in_log(7, NEW)));
+
+    // Under the new topic's checkpoint, its own messages are fenced as before; the old
+    // topic's below it are not; a batch whose log is not known is fenced by offsets alone.
+    let again = store.apply_batch(&in_log(vec![event(5, 2)], NEW)).await.expect("apply");
+    assert_eq!(again.applied_before, [0]);
+    let old = store.apply_batch(&in_log(vec![event(4, 9)], OLD)).await.expect("apply");
+    assert!(old.applied_before.is_empty());
+    assert_eq!(old.of_another_log, [(SOURCE.to_owned(), 0)]);
+    let unknown = store.apply_batch(&kafka_batch(&[event(3, 8)])).await.expect("apply");
+    assert_eq!(unknown.applied_before, [0]);
+    assert!(unknown.of_another_log.is_empty());
+    assert_eq!(store.checkpoints(SOURCE).await.expect("checkpoints"), at(Position::in_log(7, NEW)));
 }

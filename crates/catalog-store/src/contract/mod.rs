@@ -85,6 +85,7 @@ macro_rules! store_contract_cases {
             batches::an_offer_of_adjustments_only_is_folded_and_stored_like_the_reference,
             fence::overlapping_deliveries_of_a_partition_apply_each_message_once,
             fence::copies_of_a_batch_applied_at_once_apply_it_once,
+            fence::a_batch_of_another_log_neither_is_fenced_nor_moves_the_checkpoint,
             flags::held_events_are_decided_afresh_once_sync_is_on,
             flags::a_held_event_held_again_is_applied_once_its_supplier_is_on,
             flags::a_switch_on_decided_before_a_rollback_switches_nothing,
