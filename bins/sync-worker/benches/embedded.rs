@@ -2,7 +2,9 @@
 //! into SQLite with the log publisher on, as a newcomer runs it, against a plain-SQLite
 //! baseline of the same rows (`catalog_testkit::plain_sqlite_baseline`: rusqlite, batches of
 //! 5,000 in one transaction each, WAL, `synchronous = FULL`) in the same invocation, with
-//! the worker's peak resident memory. Needs no service; run through `cargo xtask bench`
+//! the worker's peak resident memory. Then the store's claims on a channel that is down, its
+//! 100,000 items in backoff: each claim runs in the store's one writer thread, ahead of the
+//! batches waiting for it. Needs no service; run through `cargo xtask bench`
 //! (`cargo bench -p sync-worker --bench embedded`). `CATALOG_BENCH_WORKER_ARGS` adds flags.
 
 use std::io::Write;
@@ -10,9 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use catalog_core::encode;
+use catalog_core::{encode, EventId, OfferKey, Sku, StockChange, SupplierEvent, SupplierId, TenantId};
 use catalog_sqlite::SqliteStore;
-use catalog_store::StoreConfig;
+use catalog_store::prelude::*;
+use catalog_store::{BatchInput, ChannelRoute, OutboxClaim, PublishOutcome, PublishRecord, StoreConfig};
 use chrono::Utc;
 
 mod support;
@@ -82,6 +85,93 @@ async fn bench_baseline(events: &[catalog_core::SupplierEvent], directory: &Path
     elapsed
 }
 
+/// Items of the channel that is down, every one in backoff.
+const DOWN_ITEMS: usize = 100_000;
+/// A publisher's claim: what one round of a lane asks for.
+const CLAIM_LIMIT: usize = 176;
+/// Claims timed of each kind.
+const CLAIMS: usize = 200;
+
+/// `n` events of new SKUs `first..first + n` of tenant `canary`, each its own item.
+fn new_items(first: usize, n: usize) -> Vec<SupplierEvent> {
+    let tenant = TenantId::parse("canary").expect("valid tenant");
+    let supplier = SupplierId::parse("acme").expect("valid supplier");
+    let at = Utc::now();
+    (first..first + n)
+        .map(|n| {
+            let sku = Sku::parse(&format!("DOWN-{n}")).expect("valid sku");
+            let key = OfferKey { tenant: tenant.clone(), supplier: supplier.clone(), sku };
+            let id = EventId(uuid::Uuid::from_u128(n as u128 + 1));
+            SupplierEvent::new(id, key, StockChange::Updated { quantity: 5 }, at, None).expect("valid event")
+        })
+        .collect()
+}
+
+/// Milliseconds a claim took: median and p99 of the calls.
+fn claim_times(mut times: Vec<f64>) -> String {
+    times.sort_by(f64::total_cmp);
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    format!("median {:.2} ms, p99 {p99:.2} ms", median(&mut times))
+}
+
+/// Claims of a channel whose `DOWN_ITEMS` items all failed and wait out an hour's backoff:
+/// `CLAIMS` that find nothing due, then `CLAIMS` that each find 10 new items just queued.
+async fn bench_down_channel(directory: &Path) -> (String, String) {
+    let config = StoreConfig { channels: vec![ChannelRoute::all("down")], ..StoreConfig::default() };
+    let store = SqliteStore::open_path(&directory.join("down.db"), config).await.expect("open the store");
+    for first in (0..DOWN_ITEMS).step_by(BATCH) {
+        let events = catalog_testkit::incoming(&new_items(first, BATCH), "raw", Utc::now());
+        store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
+    }
+    let claim = OutboxClaim::immediate(1_000, Duration::from_secs(60));
+    let failed = PublishOutcome::RetryAt(Utc::now() + chrono::Duration::hours(1));
+    loop {
+        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
+        if claimed.is_empty() {
+            break;
+        }
+        let records: Vec<PublishRecord> = claimed
+            .iter()
+            .map(|entry| PublishRecord {
+                item_id: entry.item.id(),
+                channel: "down".to_owned(),
+                version: entry.item.version(),
+                attempt: 1,
+                outcome: failed.clone(),
+                status: Some(503),
+                latency_ms: Some(1),
+                error: Some("service unavailable".to_owned()),
+                dead_letter_reason: None,
+                body: None,
+                sent: None,
+            })
+            .collect();
+        store.record_publishes(&records).await.expect("record");
+    }
+    let claim = OutboxClaim::immediate(CLAIM_LIMIT, Duration::from_secs(60));
+    let mut nothing_due = Vec::with_capacity(CLAIMS);
+    for _ in 0..CLAIMS {
+        let started = Instant::now();
+        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
+        nothing_due.push(started.elapsed().as_secs_f64() * 1e3);
+        assert!(claimed.is_empty(), "every item is in backoff");
+    }
+    let mut new_due = Vec::with_capacity(CLAIMS);
+    for round in 0..CLAIMS {
+        let events = catalog_testkit::incoming(&new_items(DOWN_ITEMS + round * 10, 10), "raw", Utc::now());
+        store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
+        let started = Instant::now();
+        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
+        new_due.push(started.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(claimed.len(), 10, "the new items are due, nothing else");
+    }
+    store.close().await;
+    for file in ["down.db", "down.db-wal", "down.db-shm"] {
+        let _ = std::fs::remove_file(directory.join(file));
+    }
+    (claim_times(nothing_due), claim_times(new_due))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -93,9 +183,27 @@ fn main() {
     if !args.iter().any(|arg| arg == "--bench") {
         return;
     }
+    // A name after `--` runs only the part it is part of: `file_to_sqlite` or `down_channel`.
+    let only = args.iter().skip(1).find(|arg| !arg.starts_with("--"));
+    let runs = |part: &str| only.is_none_or(|only| part.contains(only.as_str()));
     let directory = tempfile::tempdir().expect("temporary directory");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    if runs("file_to_sqlite") {
+        bench_file_to_sqlite(&runtime, directory.path());
+    }
+    if runs("down_channel") {
+        let (nothing_due, new_due) = runtime.block_on(bench_down_channel(directory.path()));
+        println!(
+            "embedded/down_channel {DOWN_ITEMS} items in backoff, {CLAIMS} claims of {CLAIM_LIMIT} each: nothing due {nothing_due}; 10 new items due {new_due}"
+        );
+    }
+}
+
+/// The worker against the plain-SQLite baseline, `ROUNDS` times alternated.
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
+fn bench_file_to_sqlite(runtime: &tokio::runtime::Runtime, directory: &Path) {
     let events = catalog_testkit::bench_events(N_EVENTS);
-    let feed = directory.path().join("feed.ndjson");
+    let feed = directory.join("feed.ndjson");
     {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&feed).expect("create the feed"));
         for event in &events {
@@ -103,12 +211,11 @@ fn main() {
         }
         file.flush().expect("write the feed");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let rate = |elapsed: Duration| N_EVENTS as f64 / elapsed.as_secs_f64();
     let (mut rates, mut ratios, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        let baseline = rate(runtime.block_on(bench_baseline(&events, directory.path())));
-        let run = bench_worker(&feed, directory.path());
+        let baseline = rate(runtime.block_on(bench_baseline(&events, directory)));
+        let run = bench_worker(&feed, directory);
         let worker = rate(run.elapsed);
         println!(
             "embedded/round {round}: plain_sqlite_baseline {baseline:>7.0} events/s, file_to_sqlite {worker:>7.0} events/s (worker start to exit, log publisher on), ratio {:.2}, peak RSS {}; {}",

@@ -19,9 +19,9 @@ use crate::dead_letters;
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 
-/// Claims up to `claim.limit` due items of `channel`, longest-waiting first (each row holds
-/// its item's newest waiting version; due once settled or waited long enough), and leases
-/// them until `now + lease`.
+/// Claims up to `claim.limit` due items of `channel`, oldest due first (each row holds its
+/// item's newest waiting version; due once settled or waited long enough), and leases them
+/// until `now + lease`.
 pub(crate) async fn claim_outbox(
     writer: &Writer,
     channel: &str,
@@ -36,19 +36,21 @@ pub(crate) async fn claim_outbox(
     writer.transaction(move |connection| claim_in(connection, &channel, &claim)).await
 }
 
+/// Picks a channel's due rows (`?1` channel, `?2` now, `?3` limit, `?4` and `?5` the latest
+/// enqueue times that have settled or waited their longest), oldest due first: a walk of the
+/// index `outbox_channel_due` from the channel's first row to the first not yet due, which
+/// never passes a row waiting out its backoff or lease (decision 0057; `claim_plan` checks it).
+pub(crate) const CLAIM: &str = "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, \
+     attempts, enqueued_at FROM outbox \
+     WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \
+     ORDER BY available_at, first_enqueued_at, outbox_id \
+     LIMIT ?3";
+
 fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Result<Vec<OutboxEntry>, StoreError> {
     let OutboxClaim { limit, lease, settle, max_wait } = *claim;
     let now = micros(Utc::now());
     let leased_until = now.saturating_add(saturating_i64(lease.as_micros()));
-    let mut pick = connection
-        .prepare_cached(
-            "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, attempts, \
-             enqueued_at FROM outbox \
-             WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \
-             ORDER BY first_enqueued_at, outbox_id \
-             LIMIT ?3",
-        )
-        .map_err(write_error)?;
+    let mut pick = connection.prepare_cached(CLAIM).map_err(write_error)?;
     let mut picked = pick
         .query(params![
             channel,
