@@ -76,13 +76,22 @@ async fn an_incremental_resumed_is_not_pulled_again_by_the_scheduled_source() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
 
+/// One scheduled run a day, half a day from `now`: none falls inside the hours a test built
+/// on the wall clock runs the schedule for. (At the four run times of `feed_settings`, a test
+/// run in the half hour before one of them pulled that run's window too, and failed.)
+fn run_half_a_day_from(settings: &mut FeedSettings, now: DateTime<Utc>) {
+    settings.timezone = "UTC".to_owned();
+    settings.run_times = vec![(now + TimeDelta::hours(12)).time()];
+}
+
 /// A feed whose manual backfill of two 7-day chunks broke off in the middle of the first
 /// (the scheduled source ended there, as a crash would end it), with the request waiting.
 async fn a_backfill_broken_off_mid_chunk() -> (Fixture, FeedApi, FeedSource, FeedKey, DateTime<Utc>) {
     let fixture = sqlite().await;
     let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
     let api = FeedApi::start(records(600, 20, now - TimeDelta::minutes(5)), TOKEN).await;
-    let settings = feed_settings("acme", &api, (now - TimeDelta::days(30)).date_naive());
+    let mut settings = feed_settings("acme", &api, (now - TimeDelta::days(30)).date_naive());
+    run_half_a_day_from(&mut settings, now);
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
     let since = now - TimeDelta::days(20);
@@ -132,7 +141,8 @@ async fn asked_a_minute_ago(kind: FeedRunKind) -> (Fixture, FeedApi, FeedSource,
     let fixture = sqlite().await;
     let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).expect("whole seconds");
     let api = FeedApi::start(vec![four_of("A-1", now - TimeDelta::hours(1))], TOKEN).await;
-    let settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
+    let mut settings = feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive());
+    run_half_a_day_from(&mut settings, now);
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
     let request = FeedRunRequest { kind, requested_by: "otto".to_owned(), requested_at: now - TimeDelta::minutes(1) };
