@@ -12,10 +12,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use catalog_core::{encode, EventId, OfferKey, Sku, StockChange, SupplierEvent, SupplierId, TenantId};
+use catalog_core::encode;
 use catalog_sqlite::SqliteStore;
-use catalog_store::prelude::*;
-use catalog_store::{BatchInput, ChannelRoute, OutboxClaim, PublishOutcome, PublishRecord, StoreConfig};
+use catalog_store::{ChannelRoute, StoreConfig};
 use chrono::Utc;
 
 mod support;
@@ -85,93 +84,6 @@ async fn bench_baseline(events: &[catalog_core::SupplierEvent], directory: &Path
     elapsed
 }
 
-/// Items of the channel that is down, every one in backoff.
-const DOWN_ITEMS: usize = 100_000;
-/// A publisher's claim: what one round of a lane asks for.
-const CLAIM_LIMIT: usize = 176;
-/// Claims timed of each kind.
-const CLAIMS: usize = 200;
-
-/// `n` events of new SKUs `first..first + n` of tenant `canary`, each its own item.
-fn new_items(first: usize, n: usize) -> Vec<SupplierEvent> {
-    let tenant = TenantId::parse("canary").expect("valid tenant");
-    let supplier = SupplierId::parse("acme").expect("valid supplier");
-    let at = Utc::now();
-    (first..first + n)
-        .map(|n| {
-            let sku = Sku::parse(&format!("DOWN-{n}")).expect("valid sku");
-            let key = OfferKey { tenant: tenant.clone(), supplier: supplier.clone(), sku };
-            let id = EventId(uuid::Uuid::from_u128(n as u128 + 1));
-            SupplierEvent::new(id, key, StockChange::Updated { quantity: 5 }, at, None).expect("valid event")
-        })
-        .collect()
-}
-
-/// Milliseconds a claim took: median and p99 of the calls.
-fn claim_times(mut times: Vec<f64>) -> String {
-    times.sort_by(f64::total_cmp);
-    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
-    format!("median {:.2} ms, p99 {p99:.2} ms", median(&mut times))
-}
-
-/// Claims of a channel whose `DOWN_ITEMS` items all failed and wait out an hour's backoff:
-/// `CLAIMS` that find nothing due, then `CLAIMS` that each find 10 new items just queued.
-async fn bench_down_channel(directory: &Path) -> (String, String) {
-    let config = StoreConfig { channels: vec![ChannelRoute::all("down")], ..StoreConfig::default() };
-    let store = SqliteStore::open_path(&directory.join("down.db"), config).await.expect("open the store");
-    for first in (0..DOWN_ITEMS).step_by(BATCH) {
-        let events = catalog_testkit::incoming(&new_items(first, BATCH), "raw", Utc::now());
-        store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
-    }
-    let claim = OutboxClaim::immediate(1_000, Duration::from_secs(60));
-    let failed = PublishOutcome::RetryAt(Utc::now() + chrono::Duration::hours(1));
-    loop {
-        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
-        if claimed.is_empty() {
-            break;
-        }
-        let records: Vec<PublishRecord> = claimed
-            .iter()
-            .map(|entry| PublishRecord {
-                item_id: entry.item.id(),
-                channel: "down".to_owned(),
-                version: entry.item.version(),
-                attempt: 1,
-                outcome: failed.clone(),
-                status: Some(503),
-                latency_ms: Some(1),
-                error: Some("service unavailable".to_owned()),
-                dead_letter_reason: None,
-                body: None,
-                sent: None,
-            })
-            .collect();
-        store.record_publishes(&records).await.expect("record");
-    }
-    let claim = OutboxClaim::immediate(CLAIM_LIMIT, Duration::from_secs(60));
-    let mut nothing_due = Vec::with_capacity(CLAIMS);
-    for _ in 0..CLAIMS {
-        let started = Instant::now();
-        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
-        nothing_due.push(started.elapsed().as_secs_f64() * 1e3);
-        assert!(claimed.is_empty(), "every item is in backoff");
-    }
-    let mut new_due = Vec::with_capacity(CLAIMS);
-    for round in 0..CLAIMS {
-        let events = catalog_testkit::incoming(&new_items(DOWN_ITEMS + round * 10, 10), "raw", Utc::now());
-        store.apply_batch(&BatchInput::new(events, vec![])).await.expect("apply");
-        let started = Instant::now();
-        let claimed = store.claim_outbox("down", &claim).await.expect("claim");
-        new_due.push(started.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(claimed.len(), 10, "the new items are due, nothing else");
-    }
-    store.close().await;
-    for file in ["down.db", "down.db-wal", "down.db-shm"] {
-        let _ = std::fs::remove_file(directory.join(file));
-    }
-    (claim_times(nothing_due), claim_times(new_due))
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -192,10 +104,14 @@ fn main() {
         bench_file_to_sqlite(&runtime, directory.path());
     }
     if runs("down_channel") {
-        let (nothing_due, new_due) = runtime.block_on(bench_down_channel(directory.path()));
-        println!(
-            "embedded/down_channel {DOWN_ITEMS} items in backoff, {CLAIMS} claims of {CLAIM_LIMIT} each: nothing due {nothing_due}; 10 new items due {new_due}"
-        );
+        runtime.block_on(async {
+            let config = StoreConfig { channels: vec![ChannelRoute::all("down")], ..StoreConfig::default() };
+            let path = directory.path().join("down.db");
+            let store = SqliteStore::open_path(&path, config).await.expect("open the store");
+            let claims = catalog_testkit::down_channel_claims(&store, "down").await;
+            println!("embedded/down_channel {claims}");
+            store.close().await;
+        });
     }
 }
 

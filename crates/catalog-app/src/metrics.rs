@@ -33,8 +33,7 @@ pub struct Metrics {
     pub queue_lag_seconds: IntGaugeVec,
     /// High watermark minus the next offset to apply, per partition.
     pub queue_lag_messages: IntGaugeVec,
-    /// Messages of a batch that another worker (or another run of a feed) applied first,
-    /// skipped by the store's fence, per partition.
+    /// Messages another worker (or run of a feed) applied first, fenced off, per partition.
     pub skipped_below_checkpoint: IntCounterVec,
     /// Messages a source read again below where its reading stands and skipped (the store
     /// holds them), per partition and `Reread` reason.
@@ -44,8 +43,7 @@ pub struct Metrics {
     /// Positions deleted from a source (retention) before they were applied, per partition.
     pub offset_gaps: IntCounterVec,
     pub checkpoints_beyond_end: IntCounterVec,
-    /// Batches of a topic since created again, whose checkpoint the store did not write, per
-    /// partition.
+    /// Batches of a topic since created again (their checkpoint not written), per partition.
     pub batches_of_a_replaced_topic: IntCounterVec,
     /// `traceparent` headers dropped as invalid, by reason (`malformed`, `version_ff`, …).
     pub traceparent_invalid: IntCounterVec,
@@ -231,9 +229,7 @@ impl Metrics {
         );
         let batches_of_a_replaced_topic = counter(
             "catalog_batches_of_a_replaced_topic_total",
-            "Batches read from a topic since deleted and created again (a member still reading the old \
-             topic after the checkpoint moved back to the new one), by partition: applied by their event \
-             ids, neither fenced by the checkpoint nor moving it.",
+            "Batches of a topic since created again (a member still reading the old one after the checkpoint moved back to the new one), by partition: applied by their event ids, neither fenced by the checkpoint nor moving it.",
             &["partition"],
         );
         let traceparent_invalid = counter(

@@ -8,7 +8,9 @@
 //! changed item queues five outbox rows), then every channel's rows claimed and recorded as
 //! published in rounds of up to 512, as the publishers do. It reports PostgreSQL's CPU time
 //! (`PostgresCpu`) per published version and per applied event,
-//! and each step's wall time. Nothing else may use the server meanwhile.
+//! and each step's wall time. Then the claims of a channel that is down, its 100,000 items in
+//! backoff (`catalog_testkit::down_channel_claims`, as the embedded benchmark measures SQLite's;
+//! `-- down_channel` or `-- publish_cycles` runs one part alone). Nothing else may use the server meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -124,13 +126,41 @@ fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // A name after `--` runs only that part: `publish_cycles` or `down_channel`.
+    let only = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    let runs = |part: &str| only.as_deref().is_none_or(|only| part.contains(only));
+    if runs("publish_cycles") {
+        publish_cycles(&runtime);
+    }
+    if !runs("down_channel") {
+        return;
+    }
+    runtime.block_on(async {
+        let database = TestDatabase::create().await;
+        let config = StoreConfig { channels: vec![ChannelRoute::all("down")], ..StoreConfig::default() };
+        let store = PostgresStore::connect(&database.url, config, PostgresOptions::default()).await.expect("connect");
+        catalog_testkit::fail_a_backlog(&store, "down").await;
+        let claims = catalog_testkit::time_claims(&store, "down", 0).await;
+        println!("publish cycle down_channel, its failures not yet vacuumed: {claims}");
+        // What autovacuum does to a table this busy within minutes: the index entries of the
+        // row versions the failures replaced are gone.
+        sqlx::query("VACUUM ANALYZE outbox").execute(store.pool()).await.expect("vacuum");
+        let claims = catalog_testkit::time_claims(&store, "down", 1).await;
+        println!("publish cycle down_channel, vacuumed: {claims}");
+        store.pool().close().await;
+    });
+}
+
+/// Every channel's rows published in rounds of each size, `runs` times.
+#[allow(clippy::print_stdout)] // A benchmark's report is its output.
+fn publish_cycles(runtime: &tokio::runtime::Runtime) {
     let received_at: DateTime<Utc> = "2026-06-01T13:00:00Z".parse().expect("time");
     let events = catalog_testkit::incoming(
         &catalog_testkit::bench_events(N_EVENTS),
         "kafka:bench:supplier.inventory.v1",
         received_at,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let runs = 2;
     let mut report = Vec::new();
     for (n, round) in (1..=runs).flat_map(|n| ROUNDS.map(|round| (n, round))) {

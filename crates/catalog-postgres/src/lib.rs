@@ -213,21 +213,7 @@ impl BatchStore for PostgresStore {
         from: i64,
         to: &Position,
     ) -> Result<bool, StoreError> {
-        let rewind = async {
-            let done = sqlx::query(
-                "UPDATE source_checkpoints SET next_offset = $4, cursor = $5, updated_at = now()
-                 WHERE source = $1 AND partition = $2 AND next_offset = $3",
-            )
-            .bind(source)
-            .bind(partition)
-            .bind(from)
-            .bind(to.offset)
-            .bind(to.cursor.as_deref())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-            Ok(done.rows_affected() == 1)
-        };
+        let rewind = apply::rewind_checkpoint(&self.pool, source, partition, from, to);
         with_deadline(self.deadline, "rewind_checkpoint", rewind).await
     }
 }

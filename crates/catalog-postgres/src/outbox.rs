@@ -20,21 +20,38 @@ use crate::store_error;
 
 /// Claims a channel's due rows (`$1` channel, `$2` limit, `$3` lease, `$4` settle and `$5`
 /// maximum wait in seconds). One row per item and channel, holding its newest waiting
-/// version: the claim walks the channel's rows longest-waiting first and stops at the limit.
+/// version. A claim walks two ways, each stopping at the limit: the rows on their first run
+/// (`retry_at` unset) longest-waiting first, and the rows put off by a failure or a throttle
+/// by retry time, only those due (`retry_at` passed); it takes the limit's worth that have
+/// been due longest of both. Neither walk passes a row waiting out its backoff, however many
+/// a channel that is down holds (decision 0057); a leased row is passed (those in flight).
 /// SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due test
 /// is on the locked row itself, so a lease committed meanwhile is seen and skipped. The
 /// picked ids are an array the update finds by primary key: joined to a CTE instead, the
 /// planner hashed them and scanned the whole table, dead row versions too, on every claim
 /// (`outbox_plans`).
-pub(crate) const CLAIM: &str = "UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
-     WHERE o.outbox_id = ANY(ARRAY(
-         SELECT outbox_id FROM outbox
-         WHERE channel = $1 AND available_at <= now()
+pub(crate) const CLAIM: &str = "WITH fresh AS (
+         SELECT outbox_id, first_enqueued_at AS due FROM outbox
+         WHERE channel = $1 AND retry_at IS NULL AND available_at <= now()
            AND (enqueued_at <= now() - make_interval(secs => $4)
                 OR first_enqueued_at <= now() - make_interval(secs => $5))
          ORDER BY first_enqueued_at, outbox_id
          LIMIT $2
          FOR UPDATE SKIP LOCKED
+     ), retried AS (
+         SELECT outbox_id, retry_at AS due FROM outbox
+         WHERE channel = $1 AND retry_at IS NOT NULL AND retry_at <= now() AND available_at <= now()
+           AND (enqueued_at <= now() - make_interval(secs => $4)
+                OR first_enqueued_at <= now() - make_interval(secs => $5))
+         ORDER BY retry_at, outbox_id
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+     )
+     UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+     WHERE o.outbox_id = ANY(ARRAY(
+         SELECT outbox_id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM retried) AS due_rows
+         ORDER BY due, outbox_id
+         LIMIT $2
      ))
      RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
                o.enqueued_at";
@@ -325,10 +342,11 @@ pub(crate) const RECORD_ROUND: &str = "WITH u AS (
          DELETE FROM outbox AS o USING u
          WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)
      ), requeued AS (
-         UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at
+         UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at,
+             retry_at = NULL
          FROM u WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version > coalesce(u.held, u.v)
      ), retried AS (
-         UPDATE outbox AS o SET available_at = u.due,
+         UPDATE outbox AS o SET available_at = u.due, retry_at = u.due,
              attempts = o.attempts + CASE WHEN u.failed AND o.version = u.v THEN 1 ELSE 0 END
          FROM u WHERE u.locked AND NOT u.done AND o.item_id = u.i AND o.channel = u.c
      )

@@ -11,6 +11,12 @@ pub(crate) async fn custom_plan(connection: &mut PgConnection, explain: Query<'_
     plan_nodes(explain.fetch_all(&mut *connection).await.expect("explain"))
 }
 
+/// The whole of the plan `explain` gives, its nodes' condition lines too.
+pub(crate) async fn custom_plan_with_conditions(connection: &mut PgConnection, explain: Query<'_>) -> String {
+    let lines = explain.fetch_all(&mut *connection).await.expect("explain");
+    lines.iter().map(|row| sqlx::Row::get::<String, _>(row, 0)).collect::<Vec<_>>().join("\n")
+}
+
 /// The plan a long-lived connection's prepared statement ends up with, whatever its
 /// parameters: the statement prepared by name and run through `EXECUTE` with
 /// `plan_cache_mode = force_generic_plan`, the types of its first parameters `declared`

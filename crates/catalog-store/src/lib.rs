@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod batch;
+mod checkpoint;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 mod dead_letter;
@@ -25,6 +26,7 @@ pub use admin::{
     NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, TokenHash, TokenInfo,
     TokenMatch, TracePage,
 };
+pub use checkpoint::{log_id_of, Checkpoint, Position};
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
 };
@@ -33,12 +35,10 @@ pub use feed::{
     parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
-pub use model::log_id_of;
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, Checkpoint, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
-    OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Position, Provenance, PublishAttempt, PublishOutcome,
-    PublishRecord, SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags,
-    RAW_PAYLOAD_PREFIX_BYTES,
+    BatchInput, BatchResult, ChangedItem, IncomingEvent, ItemTrace, JournalEntry, JournalWindow, OutboxClaim,
+    OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord, SentQuantity,
+    SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};

@@ -4,6 +4,7 @@
 
 mod baseline;
 mod database;
+mod down_channel;
 pub mod feed;
 pub mod feed_api;
 mod kafka;
@@ -14,6 +15,7 @@ mod sqlite_baseline;
 
 pub use baseline::{batch_of, bench_events, incoming, raw_sql_baseline};
 pub use database::{server_url, TestDatabase};
+pub use down_channel::{down_channel_claims, fail_a_backlog, time_claims, DownChannelClaims, DOWN_ITEMS};
 pub use kafka::{
     brokers, commit_group_offsets, create_topic, first_offset_fetched_from, produce, produce_batched,
     produce_in_batches, unique_name, TestMessage,

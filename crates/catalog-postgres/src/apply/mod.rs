@@ -27,7 +27,7 @@ use std::time::Duration;
 use catalog_core::OfferKey;
 use catalog_store::batch::{prepare, BatchKeys, LoadedState};
 use catalog_store::fence::fence;
-use catalog_store::{BatchInput, BatchResult, StoreConfig, StoreError};
+use catalog_store::{BatchInput, BatchResult, Position, StoreConfig, StoreError};
 use sqlx::{PgConnection, PgPool};
 
 #[cfg(test)]
@@ -148,6 +148,30 @@ async fn apply_once(
 }
 
 /// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
+/// Moves a partition's checkpoint back from `from` to `to` (offset and cursor) if it is still
+/// at `from` (`BatchStore::rewind_checkpoint`, decision 0040).
+pub(crate) async fn rewind_checkpoint(
+    pool: &PgPool,
+    source: &str,
+    partition: i32,
+    from: i64,
+    to: &Position,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE source_checkpoints SET next_offset = $4, cursor = $5, updated_at = now()
+         WHERE source = $1 AND partition = $2 AND next_offset = $3",
+    )
+    .bind(source)
+    .bind(partition)
+    .bind(from)
+    .bind(to.offset)
+    .bind(to.cursor.as_deref())
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub(crate) async fn preview_batch(
     pool: &PgPool,
     config: &StoreConfig,

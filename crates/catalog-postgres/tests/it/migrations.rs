@@ -275,3 +275,30 @@ async fn claims_of_held_rows_released_by_a_redelivery_are_held_again() {
     assert_eq!(outcomes, ["applied", "applied"]);
     pool.close().await;
 }
+
+/// Rows waiting out a failure's backoff when migration 0031 runs are put apart at once
+/// (`retry_at`), and a claim walks them by retry time; a leased row on its first run and a
+/// due one stay with the fresh rows (decision 0057).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_in_backoff_when_retries_were_put_apart_are_put_apart() {
+    let database = TestDatabase::create().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    migrator_up_to(30).run(&pool).await.expect("migrations 1-30");
+    sqlx::query(
+        "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, available_at, attempts)
+         VALUES ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 1, 1, 'ebay', now() + interval '1 hour', 2),
+                ('00000000-0000-0000-0000-00000000000b', 'canary', 'B-1', 1, 1, 'ebay', now() + interval '1 minute', 0),
+                ('00000000-0000-0000-0000-00000000000c', 'canary', 'C-1', 1, 1, 'ebay', now() - interval '1 second', 3)",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows under the old schema");
+    MIGRATOR.run(&pool).await.expect("the remaining migrations");
+    let apart: Vec<(String, bool)> = sqlx::query_as("SELECT sku, retry_at IS NOT NULL FROM outbox ORDER BY sku")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    let expected = [("A-1", true), ("B-1", false), ("C-1", false)].map(|(sku, apart)| (sku.to_owned(), apart));
+    assert_eq!(apart, expected, "the row failed and put off is apart; a leased one and a due one are not");
+    pool.close().await;
+}
