@@ -15,14 +15,20 @@ fn migrator_up_to(last: i64) -> Migrator {
     }
 }
 
-#[tokio::test]
-async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+/// An in-memory database with the embedded migrations up to and including `last`.
+async fn migrated_up_to(last: i64) -> sqlx::SqlitePool {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect("sqlite::memory:")
         .await
         .expect("in-memory database");
-    migrator_up_to(2).run(&pool).await.expect("migrations 1-2");
+    migrator_up_to(last).run(&pool).await.unwrap_or_else(|error| panic!("migrations up to {last}: {error}"));
+    pool
+}
+
+#[tokio::test]
+async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+    let pool = migrated_up_to(2).await;
     // Item A: versions 1-3 waiting on the storefront (version 1 leased until 3600), version
     // 2 on shopify; item B: one version. Times are microseconds.
     sqlx::query(
@@ -82,12 +88,7 @@ async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
 
 #[tokio::test]
 async fn dead_letters_written_before_versions_were_kept_name_their_item_and_version_0() {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect("sqlite::memory:")
-        .await
-        .expect("in-memory database");
-    migrator_up_to(5).run(&pool).await.expect("migrations 1-5");
+    let pool = migrated_up_to(5).await;
     sqlx::query(
         "INSERT INTO dead_letters (stage, subject, channel, reason)
          VALUES ('publish', '00000000-0000-0000-0000-00000000000a', 'storefront', 'retries_exhausted'),
@@ -120,12 +121,7 @@ async fn dead_letters_written_before_versions_were_kept_name_their_item_and_vers
 /// claim behind 100,000 such rows, in the one writer thread).
 #[tokio::test]
 async fn a_claim_walks_only_the_rows_due() {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect("sqlite::memory:")
-        .await
-        .expect("in-memory database");
-    MIGRATOR.run(&pool).await.expect("migrations");
+    let pool = migrated_up_to(i64::MAX).await;
     let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", crate::publish::CLAIM))
         .fetch_all(&pool)
         .await

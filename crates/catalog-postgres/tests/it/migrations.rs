@@ -13,11 +13,17 @@ fn migrator_up_to(last: i64) -> sqlx::migrate::Migrator {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+/// A database of its own with the embedded migrations up to and including `last`.
+async fn migrated_up_to(last: i64) -> (TestDatabase, sqlx::PgPool) {
     let database = TestDatabase::create().await;
     let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    migrator_up_to(2).run(&pool).await.expect("migrations 1-2");
+    migrator_up_to(last).run(&pool).await.unwrap_or_else(|error| panic!("migrations up to {last}: {error}"));
+    (database, pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
+    let (_database, pool) = migrated_up_to(2).await;
     // Item A: versions 1-3 waiting on the storefront (version 1 leased), version 2 on shopify;
     // item B: one version.
     sqlx::query(
@@ -71,9 +77,7 @@ async fn waiting_versions_merge_into_one_outbox_row_per_item_and_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_written_before_versions_were_kept_name_their_item_and_version_0() {
-    let database = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    migrator_up_to(5).run(&pool).await.expect("migrations 1-5");
+    let (_database, pool) = migrated_up_to(5).await;
     sqlx::query(
         "INSERT INTO dead_letters (stage, subject, channel, reason)
          VALUES ('publish', '00000000-0000-0000-0000-00000000000a', 'storefront', 'retries_exhausted'),
@@ -103,9 +107,7 @@ async fn dead_letters_written_before_versions_were_kept_name_their_item_and_vers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_recorded_before_partitioning_stay_until_their_partition_passes_the_retention() {
-    let database = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    migrator_up_to(17).run(&pool).await.expect("migrations 1-17");
+    let (database, pool) = migrated_up_to(17).await;
     sqlx::query(
         "INSERT INTO publish_attempts (item_id, version, channel, attempt, status, result, attempted_at)
          VALUES ('00000000-0000-0000-0000-00000000000a', 1, 'storefront', 1, 202, 'published', '2026-01-01T00:00:01Z'),
@@ -281,9 +283,7 @@ async fn claims_of_held_rows_released_by_a_redelivery_are_held_again() {
 /// due one stay with the fresh rows (decision 0057).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_in_backoff_when_retries_were_put_apart_are_put_apart() {
-    let database = TestDatabase::create().await;
-    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    migrator_up_to(30).run(&pool).await.expect("migrations 1-30");
+    let (_database, pool) = migrated_up_to(30).await;
     sqlx::query(
         "INSERT INTO outbox (item_id, tenant_id, sku, quantity, version, channel, available_at, attempts)
          VALUES ('00000000-0000-0000-0000-00000000000a', 'canary', 'A-1', 1, 1, 'ebay', now() + interval '1 hour', 2),
