@@ -7,9 +7,9 @@
 -- server's time each, at every poll of each of its lanes (decision 0057). A lease moves no
 -- indexed column, so a claim's update stays in place (HOT, migration 0004).
 ALTER TABLE outbox ADD COLUMN retry_at timestamptz;
--- Rows put off by a failure now: apart from the start. (A leased row among them is due at its
--- lease's end, as before.)
-UPDATE outbox SET retry_at = available_at WHERE attempts > 0 AND available_at > now();
+-- Rows put off now (a failure's backoff, a throttle, a newer version coalesced into a row in
+-- backoff): apart from the start. A leased row among them is due at its lease's end, as before.
+UPDATE outbox SET retry_at = available_at WHERE available_at > now();
 CREATE INDEX outbox_channel_fresh ON outbox (channel, first_enqueued_at, outbox_id) WHERE retry_at IS NULL;
 CREATE INDEX outbox_channel_retry ON outbox (channel, retry_at, outbox_id) WHERE retry_at IS NOT NULL;
 DROP INDEX outbox_channel_first_enqueued;

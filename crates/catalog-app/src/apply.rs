@@ -348,7 +348,16 @@ impl BatchSink for Applier {
         let rewound = self
             .with_retries("rewind_checkpoint", || self.store.rewind_checkpoint(source, partition, from, to))
             .await?;
-        if rewound {
+        if rewound && to.offset == from {
+            // Where it stands, its log named: nothing is read again.
+            tracing::info!(
+                source,
+                partition,
+                checkpoint = from,
+                cursor = to.cursor,
+                "the checkpoint names its log now"
+            );
+        } else if rewound {
             self.metrics.checkpoints_beyond_end.with_label_values(&[&partition.to_string()]).inc();
             tracing::error!(
                 source,

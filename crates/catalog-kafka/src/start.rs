@@ -78,7 +78,22 @@ impl PartitionWorker {
             };
             let check = self.check_end(input, position.offset, replaced, topic_id.as_deref()).await?;
             break match check {
-                End::Holds { high_watermark } => (position.offset, None, high_watermark),
+                End::Holds { high_watermark } => {
+                    // Written without the topic's id (before ids were kept, or moved back while
+                    // the broker gave none): named now, before any batch, so that the store
+                    // takes no batch of another topic's member for this one's (decision 0040).
+                    if let (Some(id), None) = (topic_id.as_deref(), topic_id::of_cursor(stored_cursor)) {
+                        let named = topic_id::position(position.offset, Some(id));
+                        if !self.sink.rewind_checkpoint(&self.source, self.partition, position.offset, &named).await?
+                            && races < MOST_RACES
+                        {
+                            races += 1;
+                            stored = self.sink.checkpoint(&self.source, self.partition).await?;
+                            continue;
+                        }
+                    }
+                    (position.offset, None, high_watermark)
+                }
                 End::Rewound { low_watermark, high_watermark } => {
                     // Moved back by the end check alone (the id not read): the next batches
                     // are of the topic as it is, whose id is not known.

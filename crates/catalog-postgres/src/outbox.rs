@@ -213,7 +213,8 @@ pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &s
 pub(crate) async fn release_claims(pool: &PgPool, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let released = sqlx::query(
-        "UPDATE outbox SET available_at = now() WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
+        "UPDATE outbox SET available_at = now(), retry_at = NULL
+         WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
     )
     .bind(channel)
     .bind(&ids)

@@ -90,9 +90,12 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
     Ok(claimed)
 }
 
-/// Makes the still-leased rows of `items` on `channel` due now.
+/// Makes the still-leased rows of `items` on `channel` due now, in their place in the line:
+/// due since their oldest waiting version was queued, as a row never claimed is (claims take
+/// the rows due longest first, decision 0057), not behind every row due meanwhile.
 pub(crate) async fn release_claims(writer: &Writer, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
-    let release = "UPDATE outbox SET available_at = ?1 WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
+    let release = "UPDATE outbox SET available_at = min(?1, first_enqueued_at) \
+                   WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
     set_leases(writer, channel, items, release, |now| now).await
 }
 

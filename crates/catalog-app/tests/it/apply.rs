@@ -257,6 +257,11 @@ async fn a_batch_of_a_replaced_topic_leaves_the_new_topic_s_checkpoint_alone() {
     assert_eq!(run.metrics.skipped_below_checkpoint.with_label_values(&["0"]).get(), 0);
     assert_eq!(run.metrics.events.with_label_values(&["applied", ""]).get(), 2, "both topics' events applied");
     assert_eq!(run.metrics.batches_of_a_replaced_topic.with_label_values(&["0"]).get(), 1);
+
+    // Moved back once; a checkpoint given its log where it stands is not counted as moved back.
+    assert_eq!(run.metrics.checkpoints_beyond_end.with_label_values(&["0"]).get(), 1);
+    assert!(run.applier.rewind_checkpoint(KAFKA, 0, 4, &Position::in_log(4, NEW)).await.expect("named"));
+    assert_eq!(run.metrics.checkpoints_beyond_end.with_label_values(&["0"]).get(), 1);
 }
 
 /// Queue lag is how long what is still waiting has waited: a batch behind the partition's end

@@ -39,6 +39,8 @@ struct RecordingSink {
     rewinds: Mutex<Vec<(i32, i64, i64)>>,
     /// The cursor each checkpoint moved back was written with, in the order moved.
     rewound_cursors: Mutex<Vec<Option<String>>>,
+    /// Checkpoints given a topic id where they stand: partition, offset, cursor.
+    named: Mutex<Vec<(i32, i64, Option<String>)>>,
     /// The `traceparent` of every message applied, by offset (partition 0 only).
     traceparents: Mutex<BTreeMap<i64, Option<String>>>,
     /// When set, each batch takes a permit before it is applied: a test holds the member
@@ -109,6 +111,11 @@ impl BatchSink for RecordingSink {
         }
         let stored = checkpoints.get_mut(&partition).filter(|stored| **stored == from);
         let Some(stored) = stored else { return Ok(false) };
+        if to.offset == from {
+            self.cursors.lock().expect("sink state").insert(partition, to.cursor.clone());
+            self.named.lock().expect("sink state").push((partition, from, to.cursor.clone()));
+            return Ok(true);
+        }
         *stored = to.offset;
         self.cursors.lock().expect("sink state").insert(partition, to.cursor.clone());
         self.rewinds.lock().expect("sink state").push((partition, from, to.offset));
@@ -433,6 +440,27 @@ async fn a_checkpoint_written_under_another_topic_id_is_moved_back() {
         Some(&topic_id),
         "written under the topic's id again"
     );
+}
+
+/// A checkpoint written without a topic id (before ids were kept, or moved back while the
+/// broker gave none) is given the topic's id where it stands when a member takes its
+/// partition, before any batch: the store then refuses a batch of another topic's member
+/// for it (decision 0040). Nothing is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_written_without_a_topic_id_is_given_the_topic_s_id() {
+    let (_cluster, brokers) = cluster_with_topic();
+    let sink = Arc::new(RecordingSink::default());
+    read_to_the_end(&brokers, "unnamed", &sink, 10).await;
+    let topic_id = sink.cursors.lock().expect("sink state")[&0].clone().expect("a cursor");
+    sink.cursors.lock().expect("sink state").insert(0, None);
+
+    produce(&brokers, 1);
+    let member = Member::start(&brokers, "unnamed", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(11)).await;
+    member.stop().await;
+    assert_eq!(*sink.named.lock().expect("sink state"), [(0, 10, Some(topic_id.clone()))]);
+    assert_eq!(*sink.rewinds.lock().expect("sink state"), [], "nothing moved back");
+    assert_eq!(sink.applied()[&0], (0..11).collect::<Vec<_>>(), "read on from the checkpoint");
 }
 
 /// The move back of a checkpoint written under another topic id loses its race: a zombie's

@@ -147,7 +147,6 @@ async fn apply_once(
     }
 }
 
-/// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
 /// Moves a partition's checkpoint back from `from` to `to` (offset and cursor) if it is still
 /// at `from` (`BatchStore::rewind_checkpoint`, decision 0040).
 pub(crate) async fn rewind_checkpoint(
@@ -172,6 +171,7 @@ pub(crate) async fn rewind_checkpoint(
     Ok(done.rows_affected() == 1)
 }
 
+/// Plans and writes a batch exactly as `apply_once` would, then rolls it back.
 pub(crate) async fn preview_batch(
     pool: &PgPool,
     config: &StoreConfig,

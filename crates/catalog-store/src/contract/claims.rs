@@ -37,6 +37,29 @@ pub(super) async fn a_released_claim_is_due_at_once_and_only_the_items_named<G, 
     assert_eq!(store.release_claims("storefront", &[]).await.expect("release"), 0);
 }
 
+/// A claim given back keeps its place in line: A, queued before B and given back after B
+/// fell due, is claimed before B (decision 0057: claims take the rows due longest first, and
+/// a row given back is due since it was queued, not since it was given back).
+pub(super) async fn a_released_claim_keeps_its_place_in_line<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let (a, b) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"));
+    for (n, key) in [(1, &a), (2, &b)] {
+        let change = incoming(n, key, StockChange::Updated { quantity: 4 }, 0, 1);
+        store.apply_batch(&batch(vec![change])).await.expect("apply");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let (a_id, b_id) = (a.item_key().item_id(), b.item_key().item_id());
+    let first = store.claim_outbox("storefront", &immediate(1)).await.expect("claim");
+    assert_eq!(first.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a_id], "queued first");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.release_claims("storefront", &[a_id]).await.expect("release"), 1);
+    let next = store.claim_outbox("storefront", &immediate(1)).await.expect("claim");
+    assert_eq!(next.iter().map(|entry| entry.item.id()).collect::<Vec<_>>(), [a_id], "A before B ({b_id})");
+}
+
 pub(super) async fn an_extended_claim_stays_leased_and_a_lapsed_one_is_not_taken_back<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where
