@@ -208,8 +208,7 @@ pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &s
     u64::try_from(stale).map_err(|_| StoreError::Corrupt(format!("stale item count {stale} is negative")))
 }
 
-/// Queues a publish of each item's current version on every channel serving its tenant.
-/// Makes the still-leased rows of `items` on `channel` due now.
+/// Makes the still-leased rows of `items` on `channel` due now, first in line (fresh again).
 pub(crate) async fn release_claims(pool: &PgPool, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let released = sqlx::query(
