@@ -22,9 +22,8 @@ use crate::store_error;
 /// maximum wait in seconds). One row per item and channel, holding its newest waiting
 /// version. A claim walks two ways, each stopping at the limit: the rows on their first run
 /// (`retry_at` unset) longest-waiting first, and the rows put off by a failure or a throttle
-/// by retry time, only those due (`retry_at` passed); it takes the limit's worth that have
-/// been due longest of both. Neither walk passes a row waiting out its backoff, however many
-/// a channel that is down holds (decision 0057); a leased row is passed (those in flight).
+/// by retry time, only those due (`retry_at` passed); it takes the limit's worth due longest
+/// of both. Neither walk passes a row in backoff (decision 0057); a leased row is passed.
 /// SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due test
 /// is on the locked row itself, so a lease committed meanwhile is seen and skipped. The
 /// picked ids are an array the update finds by primary key: joined to a CTE instead, the
@@ -245,6 +244,7 @@ pub(crate) async fn extend_claims(
     Ok(held.rows_affected())
 }
 
+/// Queues a publish of each item's current version on every channel serving its tenant.
 pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[ItemId]) -> Result<u64, StoreError> {
     let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
     let mut transaction = pool.begin().await.map_err(store_error)?;
