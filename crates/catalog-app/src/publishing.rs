@@ -3,8 +3,9 @@
 //! `catalog-publish`; their metrics and logs; the outbox and dead-letter gauges; and the
 //! auto-heal of dead letters (decision 0007).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use catalog_core::Classify;
 use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, Renewal, WorkSignal};
@@ -39,7 +40,7 @@ pub fn publishers(
     metrics: &Metrics,
     work: &WorkSignal,
 ) -> Vec<ChannelPublisher> {
-    let events: Arc<dyn PublishEvents> = Arc::new(PublishMetrics(metrics.clone()));
+    let events: Arc<dyn PublishEvents> = Arc::new(PublishMetrics::new(metrics.clone()));
     if channels.is_empty() {
         let publisher = ChannelPublisher::new(log_channel_config(settings), Arc::new(LogChannel), store, events);
         return vec![publisher.woken_by(work.clone())];
@@ -54,26 +55,76 @@ pub fn publishers(
         .collect()
 }
 
-/// Counts and logs every publish attempt, once, where it is recorded.
+/// Counts and logs every publish attempt, once, where it is recorded. Failures that will be
+/// retried are counted each, but logged at warn once per channel every
+/// `FAILURE_LINE_EVERY` with the number not logged since (the rest at debug): a channel
+/// that is down fails every item of its backlog, each up to its failure budget, and a line
+/// each buried everything else in the log.
 #[derive(Debug, Clone)]
-pub struct PublishMetrics(pub Metrics);
+pub struct PublishMetrics {
+    metrics: Metrics,
+    failure_lines: Arc<FailureLines>,
+}
+
+impl PublishMetrics {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics, failure_lines: Arc::default() }
+    }
+}
+
+/// How often a channel's failures to be retried are logged at warn.
+const FAILURE_LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// Per channel: when its last failure was logged at warn, and how many were not since.
+#[derive(Debug, Default)]
+struct FailureLines(Mutex<HashMap<String, (Instant, u64)>>);
+
+impl FailureLines {
+    /// Whether a failure of `channel` at `now` is logged at warn: `Some(n)`, the channel's
+    /// failures not logged at warn since its last such line; `None`, counted towards the next.
+    fn due(&self, channel: &str, now: Instant) -> Option<u64> {
+        let mut lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match lines.get_mut(channel) {
+            Some((last, not_logged)) if now.saturating_duration_since(*last) < FAILURE_LINE_EVERY => {
+                *not_logged += 1;
+                None
+            }
+            Some((last, not_logged)) => {
+                *last = now;
+                Some(std::mem::take(not_logged))
+            }
+            None => {
+                lines.insert(channel.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
 
 impl PublishEvents for PublishMetrics {
     fn attempted(&self, entry: &OutboxEntry, record: &PublishRecord) {
         let result = record.outcome.as_str();
-        self.0.publish_attempts.with_label_values(&[&record.channel, result]).inc();
+        self.metrics.publish_attempts.with_label_values(&[&record.channel, result]).inc();
         if let Some(latency_ms) = record.latency_ms {
-            self.0.publish_latency_seconds.with_label_values(&[&record.channel]).observe(latency_ms as f64 / 1_000.0);
+            self.metrics
+                .publish_latency_seconds
+                .with_label_values(&[&record.channel])
+                .observe(latency_ms as f64 / 1_000.0);
         }
         match &record.outcome {
             PublishOutcome::DeadLettered => {
                 let reason = record.dead_letter_reason.as_deref().unwrap_or("unknown");
-                self.0.dead_letters.with_label_values(&[&record.channel, reason]).inc();
+                self.metrics.dead_letters.with_label_values(&[&record.channel, reason]).inc();
                 tracing::error!(channel = %record.channel, tenant = %entry.item.tenant(), sku = %entry.item.sku(), item_id = %entry.item.id(), version = entry.item.version(), reason, error = record.error.as_deref(), "publish dead-lettered");
             }
-            PublishOutcome::RetryAt(due_at) => {
-                tracing::warn!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
-            }
+            PublishOutcome::RetryAt(due_at) => match self.failure_lines.due(&record.channel, Instant::now()) {
+                Some(not_logged) => {
+                    tracing::warn!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, failures_not_logged = not_logged, "publish failed, will retry (the channel's failures since its last such line: failures_not_logged, each counted in catalog_publish_attempts_total)")
+                }
+                None => {
+                    tracing::debug!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, status = record.status, error = record.error.as_deref(), retry_at = %due_at, "publish failed, will retry")
+                }
+            },
             PublishOutcome::ThrottledUntil(due_at) => {
                 tracing::debug!(channel = %record.channel, item_id = %entry.item.id(), version = entry.item.version(), attempt = record.attempt, retry_at = %due_at, "publish throttled, will retry")
             }
@@ -91,28 +142,28 @@ impl PublishEvents for PublishMetrics {
 
     fn resolved(&self, letter: &ResolvedDeadLetter) {
         let resolution = letter.resolution.as_str();
-        self.0.dead_letters_resolved.with_label_values(&[&letter.channel, resolution]).inc();
+        self.metrics.dead_letters_resolved.with_label_values(&[&letter.channel, resolution]).inc();
         tracing::info!(channel = %letter.channel, item_id = %letter.item_id, version = letter.version, dead_letter_id = letter.dead_letter_id, heal_rounds = letter.heal_rounds, resolution, "dead letter resolved");
     }
 
     fn round(&self, round: &PublishRound) {
         let claim = if round.n_items >= round.limit { "full" } else { "partial" };
-        self.0.publish_rounds.with_label_values(&[&round.channel, claim]).inc();
+        self.metrics.publish_rounds.with_label_values(&[&round.channel, claim]).inc();
         for (step, spent) in [("claim", round.claim), ("send", round.send), ("record", round.record)] {
-            self.0.publish_round_seconds.with_label_values(&[&round.channel, step]).observe(spent.as_secs_f64());
+            self.metrics.publish_round_seconds.with_label_values(&[&round.channel, step]).observe(spent.as_secs_f64());
         }
     }
 
     fn record_failed(&self, _channel: &str, error: &StoreError) {
-        self.0.store_retries.with_label_values(&[error.kind()]).inc();
+        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
     }
 
     fn lease_renewed(&self, channel: &str, renewal: Renewal) {
-        self.0.publish_lease_renewals.with_label_values(&[channel, renewal.as_str()]).inc();
+        self.metrics.publish_lease_renewals.with_label_values(&[channel, renewal.as_str()]).inc();
     }
 
     fn lease_ran_out(&self, entry: &OutboxEntry) {
-        self.0.publish_lease_ran_out.with_label_values(&[&entry.channel]).inc();
+        self.metrics.publish_lease_ran_out.with_label_values(&[&entry.channel]).inc();
         tracing::warn!(channel = %entry.channel, item_id = %entry.item.id(), version = entry.item.version(), "lease ran out before the send, left for the next claim");
     }
 }
@@ -250,7 +301,7 @@ mod tests {
     #[test]
     fn a_round_counts_by_its_claim_and_times_each_step() {
         let metrics = Metrics::new();
-        let events = PublishMetrics(metrics.clone());
+        let events = PublishMetrics::new(metrics.clone());
         let round = |n_items| PublishRound {
             channel: "amazon".to_owned(),
             n_items,
@@ -273,9 +324,23 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_s_failures_are_logged_at_warn_once_every_ten_seconds() {
+        let lines = FailureLines::default();
+        let start = Instant::now();
+        assert_eq!(lines.due("amazon", start), Some(0), "the first");
+        for n in 1..1_000 {
+            assert_eq!(lines.due("amazon", start + Duration::from_millis(n)), None, "failure {n}");
+        }
+        assert_eq!(lines.due("ebay", start + Duration::from_secs(1)), Some(0), "each channel its own");
+        assert_eq!(lines.due("amazon", start + Duration::from_secs(10)), Some(999), "with those not logged");
+        assert_eq!(lines.due("amazon", start + Duration::from_secs(11)), None);
+        assert_eq!(lines.due("amazon", start + Duration::from_secs(20)), Some(1));
+    }
+
+    #[test]
     fn renewals_count_by_result() {
         let metrics = Metrics::new();
-        let events = PublishMetrics(metrics.clone());
+        let events = PublishMetrics::new(metrics.clone());
         for renewal in [Renewal::Held, Renewal::Held, Renewal::Failed, Renewal::Lapsed] {
             events.lease_renewed("amazon", renewal);
         }
