@@ -198,6 +198,17 @@ pub enum Listings {
     Mapped(BTreeMap<Sku, String>),
 }
 
+impl Listings {
+    /// The channel's id of the listing of `sku`: the SKU itself, or what the listing map says;
+    /// `None` when the SKU is not listed there.
+    pub fn listing_of<'a>(&'a self, sku: &'a Sku) -> Option<&'a str> {
+        match self {
+            Listings::BySku => Some(sku.as_str()),
+            Listings::Mapped(map) => map.get(sku).map(String::as_str),
+        }
+    }
+}
+
 /// A channel's rules: its listings and its stock rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelRules {
@@ -230,13 +241,10 @@ impl ChannelQuantity {
 }
 
 impl ChannelRules {
-    /// The channel's id of the listing of `sku`: the SKU itself, or what the listing map says;
-    /// `None` when the SKU is not listed there.
+    /// The channel's id of the listing of `sku` ([`Listings::listing_of`]); `None` when the
+    /// SKU is not listed there.
     pub fn listing_of<'a>(&'a self, sku: &'a Sku) -> Option<&'a str> {
-        match &self.listings {
-            Listings::BySku => Some(sku.as_str()),
-            Listings::Mapped(map) => map.get(sku).map(String::as_str),
-        }
+        self.listings.listing_of(sku)
     }
 
     /// What the channel is sent for `item`: its listing and quantity by these rules, or

@@ -7,18 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use catalog_core::{ItemId, Listings, Sku, TenantId};
+use catalog_core::{ItemId, Sku, TenantId};
 use catalog_store::{OutboxEntry, PublishOutcome, PublishRecord};
 
 use super::ChannelPublisher;
-
-/// Whether a channel with `listings` lists `sku`.
-fn lists(listings: &Listings, sku: &Sku) -> bool {
-    match listings {
-        Listings::BySku => true,
-        Listings::Mapped(map) => map.contains_key(sku),
-    }
-}
 
 /// The dead letter reason of an item version whose listing several tenants' items share.
 pub const LISTING_SHARED_BY_TENANTS: &str = "listing_shared_by_tenants";
@@ -91,7 +83,8 @@ impl ChannelPublisher {
         for entry in &asked {
             let sku = entry.item.sku();
             let mut channels = vec![self.config.name.clone()];
-            let listing_it = self.config.shares_account_with.iter().filter(|other| lists(&other.listings, sku));
+            let listing_it =
+                self.config.shares_account_with.iter().filter(|other| other.listings.listing_of(sku).is_some());
             channels.extend(listing_it.map(|other| other.name.clone()));
             by_channels.entry(channels).or_default().push(sku.clone());
         }
