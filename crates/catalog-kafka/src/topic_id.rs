@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_store::{log_id_of, Position};
+use catalog_store::{another_log, log_id_of, Position};
 
 use crate::native;
 use crate::source::SourceConsumer;
@@ -31,8 +31,7 @@ pub(crate) fn of_cursor(cursor: Option<&str>) -> Option<&str> {
 /// The id a stored checkpoint was written under, when the topic has another now: the topic
 /// was deleted and created again since.
 pub(crate) fn replaced<'a>(stored_cursor: Option<&'a str>, now: Option<&str>) -> Option<&'a str> {
-    let stored = of_cursor(stored_cursor)?;
-    (Some(stored) != now && now.is_some()).then_some(stored)
+    another_log(of_cursor(stored_cursor), now)
 }
 
 /// The id this assignment's batches are written under: the topic's as read now; when the

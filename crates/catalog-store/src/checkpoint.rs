@@ -51,3 +51,9 @@ impl Position {
 pub fn log_id_of(cursor: Option<&str>) -> Option<&str> {
     cursor?.strip_prefix(LOG_ID_PREFIX)
 }
+
+/// The log `stored` names, when `now` names another: both known and different (a Kafka topic
+/// created again under its name). Either unknown tells nothing, and is `None`.
+pub fn another_log<'a>(stored: Option<&'a str>, now: Option<&str>) -> Option<&'a str> {
+    stored.filter(|stored| now.is_some_and(|now| now != *stored))
+}

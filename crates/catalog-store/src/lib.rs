@@ -26,7 +26,7 @@ pub use admin::{
     NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, TokenHash, TokenInfo,
     TokenMatch, TracePage,
 };
-pub use checkpoint::{log_id_of, Checkpoint, Position};
+pub use checkpoint::{another_log, log_id_of, Checkpoint, Position};
 pub use dead_letter::{
     DeadLetter, DeadLetterCount, DeadLetterHeal, DeadLetterResolution, HealRound, HealedDeadLetter, ResolvedDeadLetter,
 };
