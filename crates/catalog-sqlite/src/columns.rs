@@ -35,6 +35,12 @@ pub(crate) const OFFER_STATE_COLUMNS: &str =
 
 pub(crate) const ITEM_COLUMNS: &str = "item_id, tenant_id, sku, quantity, version";
 
+/// A list of strings as a JSON array, the one way a statement takes a list (`json_each`).
+pub(crate) fn json_strings<S: AsRef<str>>(strings: impl IntoIterator<Item = S>) -> String {
+    let strings: Vec<String> = strings.into_iter().map(|string| string.as_ref().to_owned()).collect();
+    serde_json::to_string(&strings).expect("a list of strings serializes")
+}
+
 /// A timestamp as stored: whole microseconds since the Unix epoch, UTC.
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()

@@ -5,6 +5,7 @@ use catalog_core::Sku;
 use catalog_store::{rows, SharedSku, StoreConfig, StoreError};
 use sqlx::SqlitePool;
 
+use crate::columns::json_strings;
 use crate::error::store_error;
 
 /// Of `skus`, those held by items of more than one tenant the routes of `channels` serve
@@ -18,8 +19,6 @@ pub(crate) async fn skus_of_several_tenants(
     if skus.is_empty() {
         return Ok(Vec::new());
     }
-    let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let skus = serde_json::to_string(&skus).map_err(|error| StoreError::Corrupt(error.to_string()))?;
     let found: Vec<(String, String)> = sqlx::query_as(
         "WITH served AS ( \
              SELECT i.sku, i.tenant_id FROM items AS i \
@@ -30,9 +29,9 @@ pub(crate) async fn skus_of_several_tenants(
          SELECT sku, tenant_id FROM served \
          WHERE sku IN (SELECT sku FROM served GROUP BY sku HAVING count(*) > 1)",
     )
-    .bind(skus)
+    .bind(json_strings(skus.iter().map(Sku::as_str)))
     .bind(crate::signals::routes(config))
-    .bind(serde_json::to_string(channels).map_err(|error| StoreError::Corrupt(error.to_string()))?)
+    .bind(json_strings(channels))
     .fetch_all(pool)
     .await
     .map_err(store_error)?;

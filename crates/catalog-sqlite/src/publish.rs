@@ -39,7 +39,8 @@ pub(crate) async fn claim_outbox(
 /// Picks a channel's due rows (`?1` channel, `?2` now, `?3` limit, `?4` and `?5` the latest
 /// enqueue times that have settled or waited their longest), oldest due first: a walk of the
 /// index `outbox_channel_due` from the channel's first row to the first not yet due, which
-/// never passes a row waiting out its backoff or lease (decision 0057; `claim_plan` checks it).
+/// never passes a row waiting out its backoff or lease (decision 0057; `a_claim_walks_only_the_rows_due`
+/// checks it).
 pub(crate) const CLAIM: &str = "SELECT outbox_id, item_id, tenant_id, sku, quantity, version, channel, traceparent, \
      attempts, enqueued_at FROM outbox \
      WHERE channel = ?1 AND available_at <= ?2 AND (enqueued_at <= ?4 OR first_enqueued_at <= ?5) \

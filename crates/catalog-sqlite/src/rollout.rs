@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use sqlx::SqlitePool;
 
-use crate::columns::{column, micros, time_column, uuid_column};
+use crate::columns::{column, json_strings, micros, time_column, uuid_column};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 use crate::SqliteStore;
@@ -18,8 +18,7 @@ use async_trait::async_trait;
 use catalog_store::RolloutStore;
 
 fn suppliers_json(rollout: &Rollout) -> String {
-    let names: Vec<String> = rollout_suppliers(rollout).iter().map(ToString::to_string).collect();
-    serde_json::to_string(&names).expect("a list of strings serializes")
+    json_strings(rollout_suppliers(rollout).iter().map(ToString::to_string))
 }
 
 fn parse_suppliers(text: &str) -> Result<Vec<String>, StoreError> {
@@ -113,8 +112,7 @@ pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &Roll
             if current_rollout(connection, tenant)? != change.from {
                 return Ok(false);
             }
-            let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
-            let listed_json = serde_json::to_string(&listed).expect("a list of strings serializes");
+            let suppliers = suppliers_json(&change.to);
             let (tenant_on, new_suppliers_on) = match change.to {
                 Rollout::Closed => (false, false),
                 Rollout::Canary { .. } | Rollout::Widening { .. } => (true, false),
@@ -151,7 +149,7 @@ pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &Roll
                             "INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled, created_at, updated_at)
                              SELECT ?1, value, 1, ?3, ?3 FROM json_each(?2) WHERE true
                              ON CONFLICT (tenant_id, supplier_id) DO NOTHING",
-                            params![tenant, listed_json, now],
+                            params![tenant, suppliers, now],
                         )
                         .map_err(write_error)?;
                     connection
@@ -159,12 +157,11 @@ pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &Roll
                             "UPDATE suppliers
                              SET sync_enabled = (supplier_id IN (SELECT value FROM json_each(?2))), updated_at = ?3
                              WHERE tenant_id = ?1",
-                            params![tenant, listed_json, now],
+                            params![tenant, suppliers, now],
                         )
                         .map_err(write_error)?;
                 }
             }
-            let suppliers = suppliers_json(&change.to);
             let at = micros(change.at);
             connection
                 .execute(
