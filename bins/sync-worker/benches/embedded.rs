@@ -95,9 +95,8 @@ fn main() {
     if !args.iter().any(|arg| arg == "--bench") {
         return;
     }
-    // A name after `--` runs only the part it is part of: `file_to_sqlite` or `down_channel`.
-    let only = args.iter().skip(1).find(|arg| !arg.starts_with("--"));
-    let runs = |part: &str| only.is_none_or(|only| part.contains(only.as_str()));
+    // A name after `--` runs only that part: `file_to_sqlite` or `down_channel`.
+    let runs = catalog_testkit::bench_part_chosen;
     let directory = tempfile::tempdir().expect("temporary directory");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     if runs("file_to_sqlite") {

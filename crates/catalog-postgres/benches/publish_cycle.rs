@@ -128,8 +128,7 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     // A name after `--` runs only that part: `publish_cycles` or `down_channel`.
-    let only = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
-    let runs = |part: &str| only.as_deref().is_none_or(|only| part.contains(only));
+    let runs = catalog_testkit::bench_part_chosen;
     if runs("publish_cycles") {
         publish_cycles(&runtime);
     }

@@ -24,6 +24,13 @@ pub use postgres_cpu::PostgresCpu;
 pub use sql_baselines::{naive_per_event, staging_sql_baseline};
 pub use sqlite_baseline::plain_sqlite_baseline;
 
+/// Whether a benchmark with parts runs `part`: every part when no name follows `--` on its
+/// command line (`cargo bench … -- down_channel`), else those whose name holds the one given.
+pub fn bench_part_chosen(part: &str) -> bool {
+    let chosen = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    chosen.is_none_or(|chosen| part.contains(chosen.as_str()))
+}
+
 /// Writes a benchmark's results to `docs/bench-data/NAME.json`, where `cargo xtask charts`
 /// draws them from.
 pub fn write_bench_data(name: &str, data: &serde_json::Value) {
