@@ -3,7 +3,7 @@
 //! counted once in the metrics and shown in the gauges.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catalog_app::channels::PublishSettings;
 use catalog_app::publishing::{heal_dead_letters, publishers, report_outbox, HealSettings};
@@ -13,6 +13,8 @@ use catalog_sqlite::SqliteStore;
 use catalog_store::prelude::*;
 use catalog_store::{BatchInput, IncomingEvent, OutboxClaim, PublishOutcome, PublishRecord, SourceRef, StoreConfig};
 use tokio_util::sync::CancellationToken;
+
+use crate::eventually;
 
 /// Sets `sku` of tenant `canary` to `quantity`, as event `n`.
 async fn set(store: &dyn CatalogStore, n: u64, sku: &str, quantity: i64) {
@@ -54,14 +56,6 @@ async fn refuse_all_due(store: &dyn CatalogStore) -> usize {
     records.len()
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(20), "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_requeue_then_quarantine_and_a_later_version_resolves() {
     let directory = tempfile::tempdir().expect("temp dir");
@@ -83,10 +77,10 @@ async fn passes_requeue_then_quarantine_and_a_later_version_resolves() {
         WorkSignal::new(),
         shutdown.clone(),
     ));
-    wait_for("both letters requeued", || heals("requeued") == 2).await;
+    eventually(Duration::from_secs(20), "both letters requeued", || heals("requeued") == 2).await;
     // The storefront refuses them again: the next pass gives up on them.
     assert_eq!(refuse_all_due(&*store).await, 2);
-    wait_for("both letters quarantined", || heals("quarantined") == 2).await;
+    eventually(Duration::from_secs(20), "both letters quarantined", || heals("quarantined") == 2).await;
     shutdown.cancel();
     healing.await.expect("the heal loop returns on shutdown");
     assert_eq!(heals("requeued"), 2, "a quarantined letter is not requeued again");

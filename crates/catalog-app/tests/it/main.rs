@@ -12,3 +12,12 @@ mod reconcile_storefront;
 mod retention;
 mod sales_channels;
 mod shared_listings;
+
+/// Polls `check` until it holds, failing the test once `within` passes.
+pub(crate) async fn eventually(within: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

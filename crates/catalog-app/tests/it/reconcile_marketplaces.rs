@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catalog_app::channels::{build_channels, routes, BuiltChannel, HttpChannel};
 use catalog_app::publishing::publishers;
@@ -24,6 +24,7 @@ use catalog_store::{BatchInput, IncomingEvent, ReconcileStore, SourceRef, StoreC
 use catalog_testkit::marketplaces::{Faults, Marketplace, Platform};
 use tokio_util::sync::CancellationToken;
 
+use crate::eventually;
 use crate::sales_channels::channels_in;
 
 const N_SKUS: u64 = 8;
@@ -75,15 +76,6 @@ impl Harness {
         let reconcile_store: Arc<dyn ReconcileStore> = sqlite.clone();
         let reconcilers = reconcilers(&built, reconcile_store, settings, &metrics, &work);
         Harness { store: sqlite.clone(), sqlite, metrics, work, built, reconcilers }
-    }
-}
-
-/// Polls `check` until it holds or `within` passes.
-async fn eventually(within: Duration, what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -17,6 +17,7 @@ use catalog_store::{BatchInput, IncomingEvent, OutboxStore, SourceRef, StoreConf
 use catalog_testkit::marketplaces::{Faults, Marketplace, Platform};
 use tokio_util::sync::CancellationToken;
 
+use crate::eventually;
 use crate::sales_channels::channels_in;
 
 /// `tenant`'s `sku` at `quantity`, as event `n`.
@@ -187,11 +188,7 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
         .collect();
     store.apply_batch(&BatchInput::new(vec![event(1, "canary", "SKU-1", 5)], vec![])).await.expect("apply");
     work.notify();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ebay.quantity("SKU-1") != Some(5) {
-        assert!(tokio::time::Instant::now() < deadline, "canary's SKU-1 sent");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(std::time::Duration::from_secs(30), "canary's SKU-1 sent", || ebay.quantity("SKU-1") == Some(5)).await;
     store.apply_batch(&BatchInput::new(vec![event(2, "other", "SKU-1", 9)], vec![])).await.expect("apply");
     work.notify();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
