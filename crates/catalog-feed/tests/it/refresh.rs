@@ -161,21 +161,17 @@ async fn an_expired_cursor_restarts_the_snapshot_pass() {
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
     source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
-    // Six pages of 50; the cursors expire once the third has been asked for.
+    // Six pages of 50; the cursors expire at the fourth request, which carries one: queued
+    // ahead, not injected by a task watching the requests, which a fast pass could outrun
+    // (all six pages read before it injected, and no 410 seen).
     api.set_snapshot(
         (0..300)
             .map(|n| FeedRecord { sku: format!("S-{n}"), quantity: n + 1, updated_at: at, sequence: None })
             .collect(),
     );
-    let expiring = api.clone();
-    let expire = tokio::spawn(async move {
-        while expiring.requests().iter().filter(|request| request.snapshot).count() < 3 {
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        expiring.inject([Fault::ExpireCursors]);
-    });
+    let on_time = Fault::Slow(std::time::Duration::ZERO);
+    api.inject([on_time.clone(), on_time.clone(), on_time, Fault::ExpireCursors]);
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
-    expire.abort();
     assert_eq!(report.failed, [], "{report:?}");
     let statuses: Vec<u16> = api.requests().iter().filter(|request| request.snapshot).map(|r| r.status).collect();
     assert!(statuses.contains(&410), "a cursor expired: {statuses:?}");
