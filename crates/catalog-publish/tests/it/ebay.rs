@@ -605,3 +605,44 @@ async fn ebay_next_page_of_offers_on_another_host_is_not_followed() {
     assert_eq!(answer.attempts[1].verdict, accepted(&batch[1]));
     assert_eq!(ebay.listing("HOME-1"), 6);
 }
+
+/// A channel that knows listings by SKU alone asks the store which SKUs several tenants hold
+/// before it sends (decision 0056). While the store cannot tell, nothing of a round is sent
+/// unchecked, and the round's claims are given back: it is claimed and asked about again at
+/// the next poll, not after its 60 s lease, and sent once the store answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_round_is_given_back_unsent_while_the_store_cannot_tell_shared_skus() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let ebay = Ebay::start(vec![], vec![]).await;
+    let (store, _dir) = crate::store(&["ebay"]).await;
+    crate::set(&*store, 1, "SHARED-1", 7).await;
+    let flaky = Arc::new(crate::Flaky::new(Arc::clone(&store)));
+    flaky.shared_fails.store(true, SeqCst);
+    let mut config = catalog_publish::ChannelConfig::new("ebay");
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let publisher =
+        catalog_publish::ChannelPublisher::new(config, Arc::new(ebay.channel()), flaky.clone(), Arc::new(crate::Quiet));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(publisher.run(shutdown.clone(), tokio_util::sync::CancellationToken::new()));
+
+    let asked_thrice = async {
+        while flaky.shared_failed.load(SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), asked_thrice)
+        .await
+        .expect("the round was claimed again after each refusal, not left leased");
+    assert_eq!(ebay.n_requests(), 0, "nothing was sent while the store could not tell");
+
+    flaky.shared_fails.store(false, SeqCst);
+    let sent = async {
+        while ebay.listing("SHARED-1") != 7 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), sent).await.expect("sent once the store answered");
+    shutdown.cancel();
+    running.await.expect("publisher task").expect("publisher run");
+}

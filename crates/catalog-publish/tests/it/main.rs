@@ -396,17 +396,26 @@ async fn shutdown_waits_for_the_request_in_flight_and_gives_back_the_rest() {
 }
 
 /// The store of `inner`, as a database that answers nothing for a moment: its `outbox_depth`
-/// fails `depth_failures` times first, its `extend_claims` fails while `extend_fails`.
+/// fails `depth_failures` times first, its `extend_claims` fails while `extend_fails`, its
+/// `skus_of_several_tenants` while `shared_fails` (counted in `shared_failed`).
 #[derive(Debug)]
 struct Flaky {
     inner: Arc<dyn CatalogStore>,
     depth_failures: std::sync::atomic::AtomicUsize,
     extend_fails: std::sync::atomic::AtomicBool,
+    shared_fails: std::sync::atomic::AtomicBool,
+    shared_failed: std::sync::atomic::AtomicUsize,
 }
 
 impl Flaky {
     fn new(inner: Arc<dyn CatalogStore>) -> Self {
-        Self { inner, depth_failures: 0.into(), extend_fails: false.into() }
+        Self {
+            inner,
+            depth_failures: 0.into(),
+            extend_fails: false.into(),
+            shared_fails: false.into(),
+            shared_failed: 0.into(),
+        }
     }
 }
 
@@ -458,6 +467,10 @@ impl catalog_store::OutboxStore for Flaky {
         channels: &[String],
         skus: &[catalog_core::Sku],
     ) -> Result<Vec<catalog_store::SharedSku>, StoreError> {
+        if self.shared_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            self.shared_failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Unavailable("connection reset".to_owned()));
+        }
         self.inner.skus_of_several_tenants(channels, skus).await
     }
     async fn open_dead_letters(&self, limit: usize) -> Result<Vec<catalog_store::DeadLetter>, StoreError> {
