@@ -23,7 +23,7 @@ use crate::sales_channels::channels_in;
 /// `tenant`'s `sku` at `quantity`, as event `n`.
 fn event(n: u64, tenant: &str, sku: &str, quantity: i64) -> IncomingEvent {
     let raw = format!(
-        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"{tenant}","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:00:00Z"}}"#
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"{tenant}","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:00:{n:02}Z"}}"#
     )
     .into_bytes();
     IncomingEvent::received(
@@ -163,7 +163,9 @@ async fn two_channels_on_one_seller_account_write_no_sku_their_tenants_share() {
 
 /// A second tenant's item for a SKU the channel has been writing for one tenant, while the
 /// publisher runs and trusts the first item alone (decision 0056): the second item is found at
-/// its first publish and dead-lettered, and the listing keeps the first tenant's quantity.
+/// its first publish and dead-lettered, and the listing keeps the first tenant's quantity. The
+/// first tenant's next version, within the minute its item was trusted alone, is written for
+/// none either: the SKU found shared ends that trust.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
     let ebay = Marketplace::start(Platform::Ebay, Faults::default()).await;
@@ -196,12 +198,21 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
         assert!(tokio::time::Instant::now() < deadline, "other's SKU-1 dead-lettered");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    assert_eq!(letters(&*store).await, [shared("ebay", "other")]);
+    store.apply_batch(&BatchInput::new(vec![event(3, "canary", "SKU-1", 6)], vec![])).await.expect("apply");
+    work.notify();
+    while letters(&*store).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "canary's next SKU-1 version dead-lettered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
     for publisher in running {
         publisher.await.expect("publisher task").expect("publisher");
     }
-    assert_eq!(letters(&*store).await, [shared("ebay", "other")]);
-    assert_eq!(ebay.quantity("SKU-1"), Some(5), "the listing keeps canary's quantity, never other's");
+    let mut both = [shared("ebay", "canary"), shared("ebay", "other")];
+    both.sort_unstable();
+    assert_eq!(letters(&*store).await, both, "canary's next version written for none either");
+    assert_eq!(ebay.quantity("SKU-1"), Some(5), "the listing keeps canary's first quantity, never other's");
     assert!(ebay.history().lock().expect("history")["SKU-1"].iter().all(|(quantity, _)| *quantity == 5));
 }
 

@@ -16,43 +16,64 @@ use super::ChannelPublisher;
 pub const LISTING_SHARED_BY_TENANTS: &str = "listing_shared_by_tenants";
 
 /// How long an item found alone on its SKU is trusted to be: a second tenant's item for the
-/// SKU is found at its own first publish (its item is new here), so only the first tenant's
-/// versions of that minute are still sent, to the listing that was its own until then.
+/// SKU is found at its own first publish (its item is new here), and from then on no item of
+/// the SKU is trusted here; another process's publisher of the channel may still send the
+/// first tenant's versions of that minute, to the listing that was its own until then.
 pub(super) const SINGLE_TENANT_FOR: Duration = Duration::from_secs(60);
 
 /// The most items remembered alone on their SKU per channel (a minute of a large catalog's
-/// changes); past it, all are forgotten and asked about again.
+/// changes), and the most SKUs remembered found shared; past it, all are forgotten and asked
+/// about again.
 const MOST_REMEMBERED: usize = 200_000;
 
 /// Items of a channel found alone on their SKU, and when: a busy channel asks the store about
-/// an item once a minute, not once per version sent.
+/// an item once a minute, not once per version sent. And the SKUs found shared, and when: an
+/// item found alone before its SKU was found shared is trusted no more.
 #[derive(Debug, Default)]
-pub(super) struct SingleTenant(Mutex<HashMap<ItemId, Instant>>);
+pub(super) struct SingleTenant(Mutex<Remembered>);
+
+#[derive(Debug, Default)]
+struct Remembered {
+    alone: HashMap<ItemId, Instant>,
+    shared: HashMap<Sku, Instant>,
+}
 
 impl SingleTenant {
-    fn items(&self) -> std::sync::MutexGuard<'_, HashMap<ItemId, Instant>> {
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {
         // A poisoned map only means a lane panicked holding it; its entries are still times.
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn holds(&self, item: ItemId, now: Instant) -> bool {
-        self.items().get(&item).is_some_and(|found| now.saturating_duration_since(*found) < SINGLE_TENANT_FOR)
+    /// `item` was found alone on `sku` within the last minute, and `sku` not found shared since.
+    fn holds(&self, item: ItemId, sku: &Sku, now: Instant) -> bool {
+        let remembered = self.remembered();
+        let Some(found) = remembered.alone.get(&item) else { return false };
+        now.saturating_duration_since(*found) < SINGLE_TENANT_FOR
+            && remembered.shared.get(sku).is_none_or(|shared| shared < found)
     }
 
     fn remember(&self, items: impl Iterator<Item = ItemId>, now: Instant) {
-        let mut remembered = self.items();
+        let mut remembered = self.remembered();
         for item in items {
-            if remembered.len() >= MOST_REMEMBERED {
-                remembered.clear();
+            if remembered.alone.len() >= MOST_REMEMBERED {
+                remembered.alone.clear();
             }
-            remembered.insert(item, now);
+            remembered.alone.insert(item, now);
         }
     }
 
-    fn forget(&self, items: impl Iterator<Item = ItemId>) {
-        let mut remembered = self.items();
-        for item in items {
-            remembered.remove(&item);
+    /// `skus` are found shared now: no item found alone on one before is trusted any more.
+    fn found_shared<'a>(&self, skus: impl Iterator<Item = &'a Sku>, now: Instant) {
+        let mut remembered = self.remembered();
+        // A SKU found shared over a minute ago outlives every item trusted before it.
+        remembered.shared.retain(|_, shared| now.saturating_duration_since(*shared) < SINGLE_TENANT_FOR);
+        for sku in skus {
+            if remembered.shared.len() >= MOST_REMEMBERED {
+                // Forgetting a shared SKU must not trust its items again: forget those too.
+                remembered.shared.clear();
+                remembered.alone.clear();
+            }
+            remembered.shared.insert(sku.clone(), now);
         }
     }
 }
@@ -72,7 +93,7 @@ impl ChannelPublisher {
         let asked: Vec<&OutboxEntry> = entries
             .iter()
             .filter(|entry| self.config.rules.listing_of(entry.item.sku()).is_some())
-            .filter(|entry| !self.single_tenant.holds(entry.item.id(), now))
+            .filter(|entry| !self.single_tenant.holds(entry.item.id(), entry.item.sku(), now))
             .collect();
         if asked.is_empty() {
             return Some(BTreeMap::new());
@@ -102,13 +123,15 @@ impl ChannelPublisher {
         }
         let shared: BTreeMap<Sku, Vec<TenantId>> =
             found.into_iter().map(|shared| (shared.sku, shared.tenants)).collect();
-        // An item of the round trusted alone on a SKU found shared now is trusted no more.
+        // Every item trusted alone on a SKU found shared now, of this round or not, is trusted
+        // no more: the first tenant's next version is asked about and written for none.
         let asked: std::collections::HashSet<ItemId> = asked.iter().map(|entry| entry.item.id()).collect();
-        let (alone, not_alone): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) =
-            entries.iter().partition(|entry| !shared.contains_key(entry.item.sku()));
-        let found_alone = alone.iter().map(|entry| entry.item.id()).filter(|item| asked.contains(item));
+        let found_alone = entries
+            .iter()
+            .filter(|entry| asked.contains(&entry.item.id()) && !shared.contains_key(entry.item.sku()))
+            .map(|entry| entry.item.id());
         self.single_tenant.remember(found_alone, now);
-        self.single_tenant.forget(not_alone.iter().map(|entry| entry.item.id()));
+        self.single_tenant.found_shared(shared.keys(), now);
         Some(shared)
     }
 
@@ -146,15 +169,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_item_is_trusted_alone_for_a_minute_and_until_forgotten() {
+    fn an_item_is_trusted_alone_for_a_minute_and_until_its_sku_is_found_shared() {
         let single = SingleTenant::default();
         let (a, b) = (ItemId(uuid::Uuid::from_u128(1)), ItemId(uuid::Uuid::from_u128(2)));
+        let (sku_a, sku_b) = (Sku::parse("SKU-A").expect("sku"), Sku::parse("SKU-B").expect("sku"));
         let found = Instant::now();
         single.remember([a, b].into_iter(), found);
-        assert!(single.holds(a, found + Duration::from_secs(59)));
-        assert!(!single.holds(a, found + SINGLE_TENANT_FOR), "asked again after a minute");
-        single.forget(std::iter::once(b));
-        assert!(!single.holds(b, found), "found shared since");
-        assert!(!single.holds(ItemId(uuid::Uuid::from_u128(3)), found), "never asked");
+        assert!(single.holds(a, &sku_a, found + Duration::from_secs(59)));
+        assert!(!single.holds(a, &sku_a, found + SINGLE_TENANT_FOR), "asked again after a minute");
+        single.found_shared(std::iter::once(&sku_b), found + Duration::from_secs(1));
+        assert!(!single.holds(b, &sku_b, found + Duration::from_secs(2)), "its SKU found shared since");
+        assert!(single.holds(a, &sku_a, found + Duration::from_secs(2)), "another SKU's item is still trusted");
+        assert!(!single.holds(ItemId(uuid::Uuid::from_u128(3)), &sku_a, found), "never asked");
+        // Found alone again after the SKU was found shared (the other tenant's item gone).
+        single.remember(std::iter::once(b), found + Duration::from_secs(3));
+        assert!(single.holds(b, &sku_b, found + Duration::from_secs(4)), "found alone since");
     }
 }
