@@ -349,14 +349,17 @@ impl BatchSink for Applier {
             .with_retries("rewind_checkpoint", || self.store.rewind_checkpoint(source, partition, from, to))
             .await?;
         if rewound && to.offset == from {
-            // Where it stands, its log named: nothing is read again.
-            tracing::info!(
-                source,
-                partition,
-                checkpoint = from,
-                cursor = to.cursor,
-                "the checkpoint names its log now"
-            );
+            // Where it stands, its log named: nothing is read again. Without a cursor, a feed
+            // run's cursor taken off (fenced by another run's pages): the caller tells why.
+            if to.cursor.is_some() {
+                tracing::info!(
+                    source,
+                    partition,
+                    checkpoint = from,
+                    cursor = to.cursor,
+                    "the checkpoint names its log now"
+                );
+            }
         } else if rewound {
             self.metrics.checkpoints_beyond_end.with_label_values(&[&partition.to_string()]).inc();
             tracing::error!(

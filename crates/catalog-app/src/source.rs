@@ -93,7 +93,8 @@ pub trait BatchSink: Send + Sync + 'static {
     /// back to `to` (the partition's low watermark, in the topic as it is now: its id in the
     /// cursor when known), so what the partition holds now is read
     /// and applied (what the store holds already is a duplicate); counted and logged. `to` at
-    /// `from` itself names the log of a checkpoint written without one: not counted.
+    /// `from` itself names the log of a checkpoint written without one, or, with no cursor,
+    /// takes a feed run's cursor off (decision 0015): not counted.
     /// `false`: the checkpoint had moved on from `from`, and was left alone.
     async fn rewind_checkpoint(
         &self,

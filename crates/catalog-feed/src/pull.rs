@@ -284,13 +284,14 @@ impl FeedRun {
                     }
                 }
                 // What arrived before a failure is made durable before the failure is told.
-                let ours = batch.checkpoint.as_ref().map_or(0, |checkpoint| checkpoint.offset);
+                let ours = batch.checkpoint.clone().unwrap_or(Position { offset: 0, cursor: None });
                 let durable = self.sink.apply(batch).await?;
                 // Records the store took for applied were numbered as another run's pages
                 // (the checkpoint had passed them): that run's records, not necessarily these.
                 if durable.applied_elsewhere > 0 {
-                    let stored = self.sink.checkpoint(&self.source, 0).await?.map_or(ours, |stored| stored.offset);
-                    return Err(RunError::ConcurrentRun { ours, stored, n_records: durable.applied_elsewhere });
+                    let stored = self.forget_fenced_cursor(&ours).await?;
+                    let (ours, n_records) = (ours.offset, durable.applied_elsewhere);
+                    return Err(RunError::ConcurrentRun { ours, stored, n_records });
                 }
                 applied = Some(position);
                 if let Some(error) = failed {
@@ -303,6 +304,24 @@ impl FeedRun {
         self.next_offset = self.next_offset.max(next_offset);
         let last = applied?.expect("the fetcher sends at least one page or its error");
         self.record_completed(window, last.n_pages, last.n_records).await
+    }
+
+    /// After a batch whose pages the store took for another run's: takes this run's cursor
+    /// off the checkpoint, if the batch left it there (its checkpoint at or past the other
+    /// run's), and returns where the checkpoint stands. A resume would otherwise pull the
+    /// window on from after the pages fenced off and record it as pulled, their records
+    /// never applied; without a cursor the window, not recorded, is pulled again whole at the
+    /// next run (decision 0015). Taking a cursor off is always safe: whatever window it named
+    /// is pulled again.
+    async fn forget_fenced_cursor(&self, ours: &Position) -> Result<i64, RunError> {
+        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(ours.offset) };
+        if ours.cursor.is_some() && stored.cursor == ours.cursor {
+            let bare = Position { offset: stored.offset, cursor: None };
+            if self.sink.rewind_checkpoint(&self.source, 0, stored.offset, &bare).await? {
+                tracing::warn!(feed = %self.label, checkpoint = stored.offset, "another run of the feed applied pages this run numbered alike: this run's cursor is taken off the checkpoint, and its window is pulled again whole at the next run");
+            }
+        }
+        Ok(stored.offset)
     }
 
     /// Fetches the window's pages from `cursor` on into `pages`, each as a batch checkpointed

@@ -154,12 +154,16 @@ impl BatchSink for MeddlingSink {
     }
 }
 
-/// A feed of `n_records` over the last day, bootstrapped, and a run of it whose batches after
-/// the first meet `meddling`.
-async fn meddled_run(n_records: usize, meddling: Meddling) -> (Fixture, FeedApi, catalog_feed::FeedSource, FeedRun) {
+/// A feed of `n_records` over the day before `records_end`, bootstrapped, and a run of it whose
+/// batches after the first meet `meddling`.
+async fn meddled_run(
+    n_records: usize,
+    records_end: DateTime<Utc>,
+    meddling: Meddling,
+) -> (Fixture, FeedApi, catalog_feed::FeedSource, FeedRun) {
     let fixture = sqlite().await;
     let now = Utc::now();
-    let api = FeedApi::start(records(n_records, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let api = FeedApi::start(records(n_records, 1, records_end), TOKEN).await;
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
     let inner: Arc<dyn BatchSink> =
@@ -172,7 +176,8 @@ async fn meddled_run(n_records: usize, meddling: Meddling) -> (Fixture, FeedApi,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_whose_apply_fails_ends_with_the_failure_while_pages_wait() {
     // Forty pages of 50 in one window: far more than the fetcher may hold ahead.
-    let (_fixture, _api, _source, mut run) = meddled_run(2_000, Meddling::Fail).await;
+    let (_fixture, _api, _source, mut run) =
+        meddled_run(2_000, Utc::now() - TimeDelta::minutes(5), Meddling::Fail).await;
     let now = Utc::now();
     // The bound only turns a hang into a failure; the window fails at its second batch.
     let outcome = tokio::time::timeout(Duration::from_secs(60), run.incremental(now, &CancellationToken::new()))
@@ -193,8 +198,11 @@ async fn a_window_another_run_pulled_at_the_same_pages_is_not_recorded_and_the_n
     a_window_another_run_fenced_is_pulled_again(Meddling::RunAlongside).await;
 }
 
+/// Records a day older than the overlap of the next incremental: only the window pulled again
+/// whole brings the fenced ones back, not the overlap of the next.
 async fn a_window_another_run_fenced_is_pulled_again(meddling: Meddling) {
-    let (fixture, api, source, mut run) = meddled_run(1_000, meddling).await;
+    let records_end = Utc::now() - TimeDelta::hours(25);
+    let (fixture, api, source, mut run) = meddled_run(1_000, records_end, meddling).await;
     let now = Utc::now();
     let outcome = run.incremental(now, &CancellationToken::new()).await;
     assert!(matches!(outcome, Err(RunError::ConcurrentRun { .. })), "{outcome:?}");
