@@ -234,6 +234,10 @@ impl ChannelPublisher {
             let mut records = Vec::with_capacity(entries.len());
             let mut publishes = Vec::with_capacity(entries.len());
             for entry in entries {
+                if entry.attempts >= self.config.max_attempts {
+                    records.push((self.out_of_attempts(&entry), entry));
+                    continue;
+                }
                 if let Some(tenants) = shared.get(entry.item.sku()) {
                     records.push((self.shared_listing(&entry, tenants), entry));
                     continue;

@@ -1,5 +1,5 @@
 //! What the store keeps of each item version a round handled: sent (by its verdict),
-//! skipped (no listing on the channel), and the backoff a failure waits.
+//! skipped (no listing on the channel), out of attempts, and the backoff a failure waits.
 
 use std::time::Duration;
 
@@ -35,6 +35,39 @@ impl ChannelPublisher {
         }
     }
 
+    /// What the store keeps for an item version claimed with its attempts spent: its last
+    /// request went unanswered, so it waited a lease (the platform may have applied it late)
+    /// instead of being dead-lettered at once, and nothing newer came meanwhile (a newer
+    /// version starts a budget of its own). Dead-lettered, not sent again.
+    pub(super) fn out_of_attempts(&self, entry: &OutboxEntry) -> PublishRecord {
+        PublishRecord {
+            item_id: entry.item.id(),
+            channel: self.config.name.clone(),
+            version: entry.item.version(),
+            // The attempts made: the dead letter counts requests, and none is made now.
+            attempt: entry.attempts,
+            outcome: PublishOutcome::DeadLettered,
+            status: None,
+            latency_ms: None,
+            error: Some(format!(
+                "no answer to the last of {} attempts on channel {}; not sent again after waiting a lease for the \
+                 platform to apply it late",
+                entry.attempts, self.config.name
+            )),
+            dead_letter_reason: Some("retries_exhausted".to_owned()),
+            body: None,
+            sent: None,
+        }
+    }
+
+    /// A request that went unanswered may still be applied by the platform; one that takes the
+    /// last write would then apply it over a newer version sent after the backoff. The item
+    /// waits a lease, the bound the drain loop sets on a claim's requests (decision 0043),
+    /// its last attempt too; reconciliation corrects a later one.
+    fn waits_a_lease(&self, reason: &str) -> bool {
+        unanswered(reason) && !self.adapter.refuses_older_versions()
+    }
+
     /// Turns an attempt into what the store keeps.
     pub(super) fn to_record(&self, publish: &Publish, attempt: Attempt) -> PublishRecord {
         let entry = &publish.entry;
@@ -63,18 +96,16 @@ impl ChannelPublisher {
                 record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
                 record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
             }
-            Verdict::Retry { reason, error } if number >= self.config.max_attempts => {
+            Verdict::Retry { reason, error } if number >= self.config.max_attempts && !self.waits_a_lease(reason) => {
                 record.outcome = PublishOutcome::DeadLettered;
                 record.dead_letter_reason = Some("retries_exhausted".to_owned());
                 record.error = Some(format!("{reason}: {error}"));
             }
             Verdict::Retry { reason, error } => {
                 let mut wait = self.backoff(number);
-                // A request that went unanswered may still be applied by the platform; one that
-                // takes the last write would then apply it over a newer version sent after the
-                // backoff. The item waits a lease, the bound the drain loop sets on a claim's
-                // requests (decision 0043); reconciliation corrects a later one.
-                if unanswered(reason) && !self.adapter.refuses_older_versions() {
+                // Its last attempt too: once the lease is out it is dead-lettered at its claim
+                // (`out_of_attempts`), unless a newer version took its place meanwhile.
+                if self.waits_a_lease(reason) {
                     wait = wait.max(self.config.lease);
                 }
                 record.outcome = PublishOutcome::RetryAt(Utc::now() + wait);

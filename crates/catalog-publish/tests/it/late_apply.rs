@@ -47,8 +47,11 @@ impl ChannelAdapter for LastWriteWins {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unanswered_request_is_not_overtaken_on_a_platform_that_takes_the_last_write() {
+/// What a run of `shopify` (lease 2 s, requests bounded at 300 ms) over [`LastWriteWins`]
+/// leaves: the quantity the platform shows once its late write is past, each publish
+/// attempt's version and result, and how many requests the platform got. Version 1 is queued,
+/// and with `newer` version 2 too while version 1's request is out.
+async fn late_applied(max_attempts: u32, newer: bool) -> (Option<i64>, Vec<(u64, String)>, usize) {
     let (store, _dir) = store(&["shopify"]).await;
     set(&*store, 1, "ABC-123", 10).await;
     let mut config = ChannelConfig::new("shopify");
@@ -58,14 +61,18 @@ async fn an_unanswered_request_is_not_overtaken_on_a_platform_that_takes_the_las
     config.settle = Duration::ZERO;
     config.max_wait = Duration::ZERO;
     config.lease = Duration::from_secs(2);
+    config.max_attempts = max_attempts;
     let adapter = Arc::new(LastWriteWins::default());
     let shown = Arc::clone(&adapter.shown);
-    let publisher = ChannelPublisher::new(config, adapter, Arc::clone(&store) as Arc<dyn OutboxStore>, Arc::new(Quiet));
+    let publisher =
+        ChannelPublisher::new(config, adapter.clone(), Arc::clone(&store) as Arc<dyn OutboxStore>, Arc::new(Quiet));
     let (shutdown, drained) = (CancellationToken::new(), CancellationToken::new());
     let running = tokio::spawn(publisher.run(shutdown.clone(), drained.clone()));
-    // Version 2 (quantity 20) is queued while version 1's request is out.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    set(&*store, 2, "ABC-123", 20).await;
+    if newer {
+        // Version 2 (quantity 20) is queued while version 1's request is out.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        set(&*store, 2, "ABC-123", 20).await;
+    }
     drained.cancel();
     tokio::time::timeout(Duration::from_secs(10), running).await.expect("drained").expect("task").expect("run");
     // Past the platform's late write of version 1.
@@ -73,8 +80,35 @@ async fn an_unanswered_request_is_not_overtaken_on_a_platform_that_takes_the_las
 
     let id = catalog_core::ItemId(item_id("ABC-123").parse().expect("uuid"));
     let trace = store.item_trace(id).await.expect("trace").expect("item");
-    let attempts: Vec<(u64, String)> =
-        trace.publish_attempts.iter().map(|attempt| (attempt.version, attempt.result.clone())).collect();
-    assert_eq!(*shown.lock().expect("platform state"), Some(20), "the platform shows the newest version; {attempts:?}");
+    let attempts = trace.publish_attempts.iter().map(|attempt| (attempt.version, attempt.result.clone())).collect();
+    let shown = *shown.lock().expect("platform state");
+    (shown, attempts, adapter.calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_is_not_overtaken_on_a_platform_that_takes_the_last_write() {
+    let (shown, attempts, _) = late_applied(8, true).await;
+    assert_eq!(shown, Some(20), "the platform shows the newest version; {attempts:?}");
     assert_eq!(attempts, [(1, "retry".to_owned()), (2, "published".to_owned())]);
+}
+
+/// The last attempt a version's budget allows, unanswered, waits the lease too: dead-lettered
+/// at once, it let the newer version queued behind it go out before the platform applied it.
+/// (Found by review: the platform showed version 1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_last_attempt_is_not_overtaken_either() {
+    let (shown, attempts, calls) = late_applied(1, true).await;
+    assert_eq!(shown, Some(20), "the platform shows the newest version; {attempts:?}");
+    assert_eq!(attempts, [(1, "retry".to_owned()), (2, "published".to_owned())]);
+    assert_eq!(calls, 2, "one request a version");
+}
+
+/// A version whose last attempt went unanswered, with nothing newer behind it, is
+/// dead-lettered once the lease is out, without another request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_last_attempt_is_dead_lettered_after_the_lease_without_a_request() {
+    let (shown, attempts, calls) = late_applied(1, false).await;
+    assert_eq!(attempts, [(1, "retry".to_owned()), (1, "dead_lettered".to_owned())]);
+    assert_eq!(calls, 1, "the budget of one request was spent");
+    assert_eq!(shown, Some(10), "the platform applied it late, as it may");
 }
