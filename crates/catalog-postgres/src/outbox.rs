@@ -2,7 +2,7 @@
 //! publish records (published versions, retries, throttling, and the dead letters they
 //! write or resolve through `dead_letters`), depth and staleness, and republishing.
 
-use catalog_core::ItemId;
+use catalog_core::{Classify, ItemId};
 use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
 use catalog_store::{
@@ -92,8 +92,9 @@ pub(crate) async fn claim_outbox(
 /// another transaction's, and a batch never waits behind a round that waits for another
 /// batch. First, in one transaction, everything: the attempts, the held versions, the dead
 /// letters, and the outbox rows no batch holds at that moment (`SKIP LOCKED`). Then the outbox
-/// rows that were held, once their batches commit. A crash between the two leaves those rows
-/// leased: they are sent again once the lease passes, as after a crash before recording.
+/// rows that were held, once their batches commit. A crash between the two, or a second step
+/// that fails, leaves those rows leased: they are sent again once the lease passes, as after a
+/// crash before recording.
 pub(crate) async fn record_publishes(
     pool: &PgPool,
     records: &[PublishRecord],
@@ -115,13 +116,29 @@ pub(crate) async fn record_publishes(
         outcome => outcome?,
     };
     if !held_by_batches.is_empty() {
-        let mut transaction = pool.begin().await.map_err(store_error)?;
-        for pass in passes(&held_by_batches) {
-            record_round(&mut transaction, &pass, Step::Release).await?;
+        // The round is recorded: reported failed, it would be recorded again whole (its
+        // attempts twice, its failures counted twice, and rows the first step made due,
+        // claimed since by another lane, made due again under that lane's claim). The held
+        // rows stay leased instead, sent again once the lease passes, as after a crash here.
+        if let Err(error) = release_held(pool, &held_by_batches).await {
+            tracing::warn!(
+                %error,
+                n_rows = held_by_batches.len(),
+                class = error.failure_class().as_str(),
+                "releasing outbox rows a batch held failed; the round is recorded, and they are sent again once their lease passes"
+            );
         }
-        transaction.commit().await.map_err(store_error)?;
     }
     Ok(resolved)
+}
+
+/// `record_publishes`' second transaction: the outbox rows a batch held, once it commits.
+async fn release_held(pool: &PgPool, held_by_batches: &[&PublishRecord]) -> Result<(), StoreError> {
+    let mut transaction = pool.begin().await.map_err(store_error)?;
+    for pass in passes(held_by_batches) {
+        record_round(&mut transaction, &pass, Step::Release).await?;
+    }
+    transaction.commit().await.map_err(store_error)
 }
 
 /// `record_publishes`' first transaction: the dead letters it resolved and the records whose

@@ -82,3 +82,52 @@ async fn a_round_records_at_once_and_releases_a_row_a_batch_holds_once_it_commit
         "the version the batch queued while the round was out is due at once, not at the lease's end"
     );
 }
+
+/// The second step gives up waiting for a batch (its lock timeout): the round was recorded by
+/// the first, so it is not reported failed. Reported, the publisher recorded the whole round
+/// again: its attempts twice, its failures counted twice, and rows the first step had made due,
+/// claimed meanwhile by another lane, made due again under that lane's claim. The held row stays
+/// leased, sent again once the lease passes, as after a crash between the two steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_whose_held_row_cannot_be_released_is_recorded_once_and_leaves_the_row_leased() {
+    let database = TestDatabase::create().await;
+    let options = catalog_postgres::PostgresOptions {
+        lock_timeout: Duration::from_millis(300),
+        ..catalog_postgres::PostgresOptions::default()
+    };
+    let store = catalog_postgres::PostgresStore::connect(&database.url, catalog_store::StoreConfig::default(), options)
+        .await
+        .expect("connect");
+    let store: std::sync::Arc<dyn catalog_store::CatalogStore> = std::sync::Arc::new(store);
+    let events = (0..2)
+        .map(|n| incoming(n, &offer("canary", "acme", &format!("SKU-{n}")), StockChange::Updated { quantity: 5 }, 0, 0))
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let claimed =
+        store.claim_outbox("storefront", &OutboxClaim::immediate(10, Duration::from_secs(60))).await.expect("claim");
+    let records: Vec<PublishRecord> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    let (held, free) = (records[0].item_id.0, records[1].item_id.0);
+
+    // A batch holds the first item's row for longer than the store waits for a lock.
+    let mut batch_connection = PgConnection::connect(&database.url).await.expect("connect");
+    let mut batch_transaction = batch_connection.begin().await.expect("begin");
+    sqlx::query("UPDATE outbox SET enqueued_at = now() WHERE item_id = $1 AND channel = 'storefront'")
+        .bind(held)
+        .execute(&mut *batch_transaction)
+        .await
+        .expect("the batch holds the row");
+    let recorded = store.record_publishes(&records).await;
+    batch_transaction.commit().await.expect("the batch commits");
+
+    assert!(recorded.is_ok(), "the round was recorded by its first step: {recorded:?}");
+    let mut reader = PgConnection::connect(&database.url).await.expect("connect");
+    assert_eq!((attempts(&mut reader, held).await, attempts(&mut reader, free).await), (1, 1));
+    let leased: bool = sqlx::query_scalar(
+        "SELECT available_at > now() + interval '30 seconds' FROM outbox WHERE item_id = $1 AND channel = 'storefront'",
+    )
+    .bind(held)
+    .fetch_one(&mut reader)
+    .await
+    .expect("the held row is still there");
+    assert!(leased, "the held row keeps its lease");
+}
