@@ -39,7 +39,10 @@ impl Answer {
 }
 
 /// The HTTP client of a channel: keeps up to `connections` connections open, gives up on a
-/// request (and a connection attempt) after `request_timeout`, and names itself when asked to.
+/// request (and a connection attempt) after `request_timeout`, names itself when asked to,
+/// and follows no redirect: a client re-sends a redirected POST as a GET without its body,
+/// and the page it lands on (a gateway's login page) would answer 200 for a write the
+/// platform never got. A 3xx is the platform's answer, classified as such.
 pub(crate) fn http_client(
     request_timeout: Duration,
     connections: usize,
@@ -48,7 +51,8 @@ pub(crate) fn http_client(
     let mut builder = reqwest::Client::builder()
         .timeout(request_timeout)
         .connect_timeout(request_timeout)
-        .pool_max_idle_per_host(connections);
+        .pool_max_idle_per_host(connections)
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(user_agent) = user_agent {
         builder = builder.user_agent(user_agent);
     }

@@ -163,3 +163,43 @@ impl Storefront {
         self.shared.lock().expect("storefront state").held.get(item_id).map(|(_, quantity)| *quantity)
     }
 }
+
+/// A redirect is not followed: an HTTP client re-sends a redirected POST as a GET without its
+/// body, and the page it lands on (a gateway's login or maintenance page) answers 200, which
+/// would record the version published though the storefront got nothing. The contract lists no
+/// 3xx; it is rejected, dead-lettered with the status for an operator (the base URL is wrong).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed_and_not_taken_for_accepted() {
+    use catalog_publish::{ChannelAdapter, Secret, StorefrontChannel, StorefrontConfig, Verdict};
+    let landed = Arc::new(Mutex::new(0_usize));
+    let app = Router::new()
+        .route(
+            "/v1/tenants/{tenant}/items/{item}/invalidate",
+            post(|| async { (StatusCode::FOUND, [("location", "/login")], "moved") }),
+        )
+        .route(
+            "/login",
+            axum::routing::get({
+                let landed = Arc::clone(&landed);
+                move || async move {
+                    *landed.lock().expect("landed") += 1;
+                    "a login page"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = StorefrontConfig::new(format!("http://{address}"), Some(Secret::new("s3cret")));
+    let channel = StorefrontChannel::new(config, Duration::from_secs(5), 1).expect("HTTP client");
+
+    let publish = crate::marketplace_support::publish_on("storefront", "ABC-123", "ABC-123", 12, None);
+    let sent = channel.send(std::slice::from_ref(&publish)).await;
+    assert_eq!(sent.attempts[0].status, Some(302));
+    assert!(
+        matches!(&sent.attempts[0].verdict, Verdict::DeadLetter { reason, .. } if reason == "rejected_302"),
+        "{:?}",
+        sent.attempts[0].verdict
+    );
+    assert_eq!(*landed.lock().expect("landed"), 0, "the redirect was not followed");
+}
