@@ -173,6 +173,10 @@ pub struct Plan {
     /// A full refresh completed once: until then the first one waits for backfill to end,
     /// so the drift it records is drift, not history not pulled yet.
     pub refreshed_before: bool,
+    /// The last scheduled full refresh failed: a backfill, if gaps are left, goes before the
+    /// refresh is tried again (one that keeps failing, a snapshot the supplier cannot serve,
+    /// held back every backfill for as long as it failed). Cleared by the next backfill.
+    pub refresh_failed: bool,
     /// After a failed run, until one succeeds.
     pub hold: Option<Hold>,
     /// When the feed goes live: nothing is due before (decision 0054).
@@ -205,6 +209,7 @@ impl Plan {
             next_full_refresh,
             backfill_pending: true,
             refreshed_before: last_full_refresh_at.is_some(),
+            refresh_failed: false,
             hold: None,
             live_at: go_live,
         }
@@ -230,7 +235,10 @@ impl Plan {
             None
         } else if now >= self.next_incremental {
             Some(Work::Incremental)
-        } else if now >= self.next_full_refresh && (self.refreshed_before || !self.backfill_pending) {
+        } else if now >= self.next_full_refresh
+            && (self.refreshed_before || !self.backfill_pending)
+            && !(self.refresh_failed && self.backfill_pending)
+        {
             Some(Work::FullRefresh)
         } else if self.backfill_pending {
             Some(Work::Backfill)
@@ -317,6 +325,25 @@ mod tests {
         // 02:00 does not exist on 2026-03-29 in Berlin: it runs when the clocks jump.
         assert_eq!((first, second), (at("2026-03-29T01:00:00Z"), at("2026-04-05T00:00:00Z")));
         assert_eq!(previous_full_refresh_at(berlin(), two, second), Some(second));
+    }
+
+    #[test]
+    fn a_failed_refresh_lets_a_backfill_go_before_it_is_tried_again() {
+        let two = times(&["02:00"])[0];
+        let now = at("2026-06-03T07:00:00Z");
+        let go_live = at("2026-05-31T22:00:00Z");
+        let run_times = times(&["06:00"]);
+        let refreshed = at("2026-05-20T00:00:00Z");
+        let mut plan = Plan::start(&run_times, berlin(), two, Some(now), Some(refreshed), go_live, now);
+        plan.next_incremental = next_run_at(&run_times, berlin(), now);
+        assert_eq!(plan.next_work(now), Some(Work::FullRefresh), "refreshed before: the weekly refresh first");
+        plan.refresh_failed = true;
+        assert_eq!(plan.next_work(now), Some(Work::Backfill), "the refresh failed: a gap's backfill goes first");
+        plan.refresh_failed = false;
+        assert_eq!(plan.next_work(now), Some(Work::FullRefresh), "then the refresh again");
+        plan.refresh_failed = true;
+        plan.backfill_pending = false;
+        assert_eq!(plan.next_work(now), Some(Work::FullRefresh), "no gap left: nothing to let go first");
     }
 
     #[test]

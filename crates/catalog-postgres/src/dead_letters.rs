@@ -93,7 +93,7 @@ pub(crate) async fn write(connection: &mut sqlx::PgConnection, record: &PublishR
     Ok(())
 }
 
-/// A dead letter a recorded round resolved, as `outbox::RECORD_ROUND` returns it.
+/// A dead letter a recorded round resolved, as `recording::RECORD_ROUND` returns it.
 pub(crate) fn resolved_row(row: &PgRow) -> Result<ResolvedDeadLetter, StoreError> {
     Ok(ResolvedDeadLetter {
         dead_letter_id: column(row, "dead_letter_id")?,

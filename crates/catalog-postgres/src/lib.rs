@@ -23,6 +23,7 @@ mod outbox_plans;
 mod plans;
 mod reads;
 mod reconcile;
+mod recording;
 mod retention;
 mod rollout;
 mod signals;
@@ -225,7 +226,7 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-        with_deadline(self.deadline, "record_publishes", outbox::record_publishes(&self.pool, records)).await
+        with_deadline(self.deadline, "record_publishes", recording::record_publishes(&self.pool, records)).await
     }
 
     async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {

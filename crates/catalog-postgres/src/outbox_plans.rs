@@ -15,8 +15,9 @@ use uuid::Uuid;
 use catalog_core::ItemId;
 use catalog_store::{PublishOutcome, PublishRecord};
 
-use crate::outbox::{RoundArrays, CLAIM, LOCK_ROUND, LOCK_ROUND_UNHELD, RECORD_ROUND};
+use crate::outbox::CLAIM;
 use crate::plans::{custom_plan, custom_plan_with_conditions, generic_plan};
+use crate::recording::{RoundArrays, LOCK_ROUND, LOCK_ROUND_UNHELD, RECORD_ROUND};
 
 const CHANNELS: [&str; 5] = ["storefront", "shopify", "amazon", "walmart", "ebay"];
 /// Items with a row waiting on every channel.
@@ -147,7 +148,7 @@ async fn recording_a_round_finds_each_row_by_key() {
         })
         .collect();
     let round: Vec<&PublishRecord> = records.iter().collect();
-    let arrays = RoundArrays::new(&round, crate::outbox::Step::Record);
+    let arrays = RoundArrays::new(&round, crate::recording::Step::Record);
     let explain = format!("EXPLAIN {RECORD_ROUND}");
     let custom = custom_plan(&mut connection, arrays.bind(sqlx::query(&explain))).await;
     let generic = generic_plan(&mut connection, RECORD_ROUND, &[], &["NULL"; 18]).await;

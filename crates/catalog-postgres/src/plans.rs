@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use crate::outbox::Query;
+use crate::recording::Query;
 
 /// The plan PostgreSQL picks for a fresh statement: `EXPLAIN` of the statement with its
 /// parameters, planned for their values.
