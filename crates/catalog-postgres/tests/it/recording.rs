@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use catalog_core::StockChange;
 use catalog_store::contract::{batch, incoming, offer, published};
-use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord};
+use catalog_store::{OutboxClaim, OutboxEntry, PublishOutcome, PublishRecord};
 use catalog_testkit::TestDatabase;
 use sqlx::{Connection, PgConnection};
 
@@ -21,11 +21,9 @@ async fn attempts(connection: &mut PgConnection, item: uuid::Uuid) -> i64 {
         .expect("count attempts")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_round_records_at_once_and_releases_a_row_a_batch_holds_once_it_commits() {
-    let database = TestDatabase::create().await;
-    let store: std::sync::Arc<dyn catalog_store::CatalogStore> =
-        std::sync::Arc::new(connect(&database, catalog_store::StoreConfig::default()).await);
+/// Two items applied and claimed on the storefront (leased 60 s), and their records as
+/// published.
+async fn two_claimed_and_published(store: &dyn catalog_store::CatalogStore) -> (Vec<OutboxEntry>, Vec<PublishRecord>) {
     let events = (0..2)
         .map(|n| incoming(n, &offer("canary", "acme", &format!("SKU-{n}")), StockChange::Updated { quantity: 5 }, 0, 0))
         .collect();
@@ -33,7 +31,16 @@ async fn a_round_records_at_once_and_releases_a_row_a_batch_holds_once_it_commit
     let claimed =
         store.claim_outbox("storefront", &OutboxClaim::immediate(10, Duration::from_secs(60))).await.expect("claim");
     assert_eq!(claimed.len(), 2);
-    let records: Vec<PublishRecord> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    let records = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    (claimed, records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_records_at_once_and_releases_a_row_a_batch_holds_once_it_commits() {
+    let database = TestDatabase::create().await;
+    let store: std::sync::Arc<dyn catalog_store::CatalogStore> =
+        std::sync::Arc::new(connect(&database, catalog_store::StoreConfig::default()).await);
+    let (claimed, records) = two_claimed_and_published(&*store).await;
     let (held, free) = (records[0].item_id.0, records[1].item_id.0);
 
     // A batch queues a newer version of the first item and has not committed yet.
@@ -99,13 +106,7 @@ async fn a_round_whose_held_row_cannot_be_released_is_recorded_once_and_leaves_t
         .await
         .expect("connect");
     let store: std::sync::Arc<dyn catalog_store::CatalogStore> = std::sync::Arc::new(store);
-    let events = (0..2)
-        .map(|n| incoming(n, &offer("canary", "acme", &format!("SKU-{n}")), StockChange::Updated { quantity: 5 }, 0, 0))
-        .collect();
-    store.apply_batch(&batch(events)).await.expect("apply");
-    let claimed =
-        store.claim_outbox("storefront", &OutboxClaim::immediate(10, Duration::from_secs(60))).await.expect("claim");
-    let records: Vec<PublishRecord> = claimed.iter().map(|entry| published(entry, PublishOutcome::Published)).collect();
+    let (_, records) = two_claimed_and_published(&*store).await;
     let (held, free) = (records[0].item_id.0, records[1].item_id.0);
 
     // A batch holds the first item's row for longer than the store waits for a lock.
