@@ -287,9 +287,12 @@ pub(crate) async fn counts_per_channel(
 }
 
 /// The conditions of a `DeadLetterFilter` on `dead_letters AS d`, bound as ?1 to ?5 (tenant,
-/// channel, stage, open, before id); an absent one is bound as NULL and switched off.
+/// channel, stage, open, before id); an absent one is bound as NULL and switched off. A
+/// tenant's letters are its items' and its feeds' (a pull letter names no item: its subject
+/// is `tenant/supplier`).
 const DEAD_LETTER_FILTER: &str =
-    "(?1 IS NULL OR EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = d.item_id AND i.tenant_id = ?1)) \
+    "(?1 IS NULL OR EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = d.item_id AND i.tenant_id = ?1) \
+            OR (d.stage = 'pull' AND substr(d.subject, 1, length(?1) + 1) = ?1 || '/')) \
            AND (?2 IS NULL OR d.channel = ?2) \
            AND (?3 IS NULL OR d.stage = ?3) \
            AND (?4 IS NULL OR (d.resolved_at IS NULL) = ?4) \

@@ -190,6 +190,19 @@ pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G
     let letter = store.dead_letter(first).await.expect("read").expect("the letter");
     assert_eq!(letter.resolution.as_deref(), Some("pulled"));
     assert_ne!(store.record_pull_failure(&failure).await.expect("record"), first, "a new failure, a new letter");
+    // A feed's letters are its tenant's: listed and counted under its name (they name no
+    // item), and under no other's, not even one its name begins with.
+    let of = |tenant: &str| crate::DeadLetterFilter {
+        tenant: Some(TenantId::parse(tenant).expect("tenant")),
+        stage: Some(PULL_STAGE.to_owned()),
+        limit: 10,
+        ..crate::DeadLetterFilter::default()
+    };
+    let canary = store.dead_letters(&of("canary")).await.expect("list");
+    assert_eq!(canary.len(), 3, "every letter of canary's feeds: {canary:?}");
+    assert_eq!(store.count_dead_letters(&of("canary")).await.expect("count"), 3);
+    assert_eq!(store.dead_letters(&of("canar")).await.expect("list"), [], "another tenant's");
+    assert_eq!(store.count_dead_letters(&of("other")).await.expect("count"), 0);
 }
 
 pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_sync<G, F>(
