@@ -114,7 +114,19 @@ async fn expire_locked(
         JOURNAL.detach(pool, &partition.name).await?;
         expire_detached(pool, partition, policy.chunk, sink, &mut report).await?;
     }
-    report.claims_pruned = prune_claims(pool, policy).await?;
+    // A claim goes no sooner than its journal row (decision 0019): the journal is dropped in
+    // whole days, so the claims of the oldest day still there (the one holding the cutoff, or
+    // one kept for its held events) stay with it. A replay of that day, or a delivery with
+    // its rows' own receive time, would otherwise be decided anew: a folded adjustment twice.
+    // The partition from before the journal was partitioned starts at MINVALUE: while it is
+    // there, no claim goes.
+    let claim_cutoff = match JOURNAL.partitions(pool).await?.first().map(|day| day.from) {
+        None => Some(policy.claim_cutoff),
+        Some(from) => from.map(|from| policy.claim_cutoff.min(from)),
+    };
+    if let Some(cutoff) = claim_cutoff {
+        report.claims_pruned = prune_claims(pool, cutoff, policy.chunk).await?;
+    }
     report.attempt_days_dropped = expire_attempts(pool, policy).await?;
     report.drifts_pruned = prune_drifts(pool, policy).await?;
     report.dead_letters_pruned =
@@ -279,16 +291,16 @@ async fn archive(
     Ok((rows, archive))
 }
 
-/// Forgets claims whose retention started before the cutoff (the later of their receipt and
+/// Forgets claims whose retention started before `cutoff` (the later of their receipt and
 /// their event's own time), a chunk per statement; held ones stay.
-async fn prune_claims(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+async fn prune_claims(pool: &PgPool, cutoff: DateTime<Utc>, chunk: usize) -> Result<u64, StoreError> {
     chunked_delete(
         pool,
         "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
              SELECT ctid FROM event_claims
              WHERE received_at < $1 AND (kept_from IS NULL OR kept_from < $1) AND NOT held LIMIT $2))",
-        policy.claim_cutoff,
-        policy.chunk,
+        cutoff,
+        chunk,
     )
     .await
 }

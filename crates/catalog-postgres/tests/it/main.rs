@@ -3,6 +3,7 @@
 //! stores on one database healing dead letters at once, drift corrections beside a batch's
 //! locks, timeouts, TLS).
 
+mod claims;
 mod failures;
 mod healing;
 mod migrations;

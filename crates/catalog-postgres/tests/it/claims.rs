@@ -1,0 +1,68 @@
+//! A claim is never pruned before its journal row (decision 0019). Claims are pruned row by
+//! row at the cutoff, the journal in whole days: the day holding the cutoff stays, and so must
+//! its rows' claims. Without them, a replay of that day (`replay --since` the journal's first
+//! kept day, which the tool allows) or any delivery with the rows' own receive time was
+//! decided anew: a folded adjustment counted twice (found by review).
+
+use catalog_core::StockChange;
+use catalog_store::contract::{base, batch, event_id, incoming, offer};
+use catalog_store::{ArchiveSink, JournalEntry, RetentionPolicy, StoreConfig};
+use catalog_testkit::TestDatabase;
+use chrono::{DateTime, Days, NaiveTime, Utc};
+use sqlx::{Connection, PgConnection};
+
+use crate::connect;
+
+/// An archive that keeps nothing.
+struct Discard;
+
+impl ArchiveSink for Discard {
+    fn begin(&mut self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, _: &[JournalEntry]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> std::io::Result<String> {
+        Ok("discarded".to_owned())
+    }
+}
+
+/// `hour` o'clock (UTC) of the day `days` from today, in seconds from the fixtures' base: days
+/// from tomorrow on have partitions of their own (made ahead), where older rows share the one
+/// from before partitioning.
+fn at_day_from_today(days: u64, hour: i64) -> DateTime<Utc> {
+    let midnight = Utc::now().date_naive().and_time(NaiveTime::MIN).and_utc();
+    midnight.checked_add_days(Days::new(days)).expect("in range") + chrono::Duration::hours(hour)
+}
+
+fn received_second(at: DateTime<Utc>) -> i64 {
+    (at - base()).num_seconds()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_kept_as_long_as_its_journal_day() {
+    let database = TestDatabase::create().await;
+    let store = connect(&database, StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let (first_day, second_day) = (at_day_from_today(1, 3), at_day_from_today(2, 3));
+    let dropped = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, received_second(first_day));
+    let kept = incoming(2, &key, StockChange::Adjusted { delta: 5 }, 10, received_second(second_day));
+    catalog_store::BatchStore::apply_batch(&store, &batch(vec![dropped, kept])).await.expect("apply");
+
+    // The cutoff falls inside the second day, after its row: the first day goes, the second
+    // stays (with the partition from before partitioning, which ends today).
+    let cutoff = at_day_from_today(2, 10);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
+    catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard).await.expect("expire");
+
+    let mut connection = PgConnection::connect(&database.url).await.expect("connect");
+    let claims: Vec<(uuid::Uuid, bool)> = sqlx::query_as(
+        "SELECT c.event_id, EXISTS (SELECT 1 FROM events AS e WHERE e.event_id = c.event_id)
+         FROM event_claims AS c ORDER BY c.event_id",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .expect("claims");
+    assert_eq!(claims, [(event_id(2).0, true)], "the kept day's row keeps its claim; the dropped day's goes");
+}
