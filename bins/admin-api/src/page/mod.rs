@@ -414,8 +414,13 @@ async fn switch(
             Err(ApiError::Conflict { message, .. }) => return Ok(back(&message)),
             Err(error) => return Err(error),
         };
+    // Each outcome told: switched on for a tenant whose canary still leaves a supplier out, or
+    // for a supplier of a tenant switched off, held events are held again, not applied.
+    let outcomes: Vec<String> =
+        result.events_by_outcome.iter().filter(|(_, n)| **n > 0).map(|(outcome, n)| format!("{n} {outcome}")).collect();
+    let outcomes = if outcomes.is_empty() { String::new() } else { format!(" ({})", outcomes.join(", ")) };
     Ok(back(&format!(
-        "Sync switched {}: {} held events applied, {} items changed.",
+        "Sync switched {}: {} held events decided again{outcomes}, {} items changed.",
         if result.after { "on" } else { "off" },
         result.events_replayed,
         result.items_changed

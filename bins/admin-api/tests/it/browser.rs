@@ -193,7 +193,7 @@ async fn an_operator_and_a_viewer_use_the_support_page_in_chromium() {
     let switch = session.find(r#"button[aria-label="Switch sync on for supplier globex of canary"]"#).await;
     assert_eq!(session.submit_confirmed(&switch).await, "Switch sync on for supplier globex of canary?");
     let text = session.page_text().await;
-    assert!(text.contains("Sync switched on: 2 held events applied, 1 items changed."), "{text}");
+    assert!(text.contains("Sync switched on: 2 held events decided again (2 applied), 1 items changed."), "{text}");
     session.screenshot(screenshots, "operator-controls").await;
     look_up(&session, "canary", "ABC-1").await;
     let text = session.page_text().await;

@@ -86,7 +86,7 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     assert_eq!(switched.status(), 303);
     let location = switched.headers()["location"].to_str().expect("ascii").to_owned();
     let html = page(&server, &operator, &location).await;
-    assert!(html.contains("1 held events applied"), "{html}");
+    assert!(html.contains("1 held events decided again (1 applied)"), "{html}");
     let html = page(&server, &viewer, "/?tenant=canary&sku=ABC-1").await;
     assert!(html.contains("Quantity <strong>11</strong>"), "the held event counts now: {html}");
     server.stop().await;
