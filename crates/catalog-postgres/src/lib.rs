@@ -226,7 +226,9 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
-        with_deadline(self.deadline, "record_publishes", recording::record_publishes(&self.pool, records)).await
+        // Each step under the deadline of its own: the first failing is the round's failure,
+        // the second is not (`recording::record_publishes`).
+        recording::record_publishes(&self.pool, records, self.deadline).await
     }
 
     async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {

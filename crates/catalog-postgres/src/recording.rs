@@ -2,6 +2,8 @@
 //! the outbox rows done with, requeued or put off, and the dead letters written or resolved,
 //! in two steps so that a round never waits holding rows a batch needs.
 
+use std::time::Duration;
+
 use catalog_core::Classify;
 use catalog_store::{DeadLetterResolution, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError};
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use uuid::Uuid;
 
 use crate::columns::saturating_i64;
 use crate::dead_letters;
+use crate::deadline::with_deadline;
 use crate::store_error;
 
 /// Records a round in two steps, so that a round never holds rows while it waits for
@@ -22,29 +25,21 @@ use crate::store_error;
 pub(crate) async fn record_publishes(
     pool: &PgPool,
     records: &[PublishRecord],
+    deadline: Duration,
 ) -> Result<Vec<ResolvedDeadLetter>, StoreError> {
     if records.is_empty() {
         return Ok(Vec::new());
     }
     let records: Vec<&PublishRecord> = records.iter().collect();
-    let (resolved, held_by_batches) = match record_first_step(pool, &records).await {
-        // Today has no attempts partition (retention's maintenance has not made it, or not
-        // yet): nothing was written; make the days around now, then record again.
-        Err(StoreError::Database(message)) if message.starts_with("no partition of relation \"publish_attempts\"") => {
-            let now = chrono::Utc::now();
-            crate::retention::ATTEMPTS
-                .prepare(pool, now - chrono::Duration::days(1), now + chrono::Duration::days(1))
-                .await?;
-            record_first_step(pool, &records).await?
-        }
-        outcome => outcome?,
-    };
+    let recorded = with_deadline(deadline, "record_publishes", record_first(pool, &records)).await?;
+    let (resolved, held_by_batches) = recorded;
     if !held_by_batches.is_empty() {
         // The round is recorded: reported failed, it would be recorded again whole (its
         // attempts twice, its failures counted twice, and rows the first step made due,
         // claimed since by another lane, made due again under that lane's claim). The held
         // rows stay leased instead, sent again once the lease passes, as after a crash here.
-        if let Err(error) = release_held(pool, &held_by_batches).await {
+        let released = with_deadline(deadline, "release_held", release_held(pool, &held_by_batches)).await;
+        if let Err(error) = released {
             tracing::warn!(
                 %error,
                 n_rows = held_by_batches.len(),
@@ -54,6 +49,25 @@ pub(crate) async fn record_publishes(
         }
     }
     Ok(resolved)
+}
+
+/// The first step, making today's attempts partition if it is missing.
+async fn record_first<'a>(
+    pool: &PgPool,
+    records: &[&'a PublishRecord],
+) -> Result<(Vec<ResolvedDeadLetter>, Vec<&'a PublishRecord>), StoreError> {
+    match record_first_step(pool, records).await {
+        // Today has no attempts partition (retention's maintenance has not made it, or not
+        // yet): nothing was written; make the days around now, then record again.
+        Err(StoreError::Database(message)) if message.starts_with("no partition of relation \"publish_attempts\"") => {
+            let now = chrono::Utc::now();
+            crate::retention::ATTEMPTS
+                .prepare(pool, now - chrono::Duration::days(1), now + chrono::Duration::days(1))
+                .await?;
+            record_first_step(pool, records).await
+        }
+        outcome => outcome,
+    }
 }
 
 /// `record_publishes`' second transaction: the outbox rows a batch held, once it commits.

@@ -115,18 +115,18 @@ async fn expire_locked(
         expire_detached(pool, partition, policy.chunk, sink, &mut report).await?;
     }
     // A claim goes no sooner than its journal row (decision 0019): the journal is dropped in
-    // whole days, so the claims of the oldest day still there (the one holding the cutoff, or
-    // one kept for its held events) stay with it. A replay of that day, or a delivery with
-    // its rows' own receive time, would otherwise be decided anew: a folded adjustment twice.
-    // The partition from before the journal was partitioned starts at MINVALUE: while it is
-    // there, no claim goes.
-    let claim_cutoff = match JOURNAL.partitions(pool).await?.first().map(|day| day.from) {
-        None => Some(policy.claim_cutoff),
-        Some(from) => from.map(|from| policy.claim_cutoff.min(from)),
-    };
-    if let Some(cutoff) = claim_cutoff {
-        report.claims_pruned = prune_claims(pool, cutoff, policy.chunk).await?;
-    }
+    // whole days, so the claims of a day still there below the cutoff (the one holding it, a
+    // day kept for its held events, the partition from before partitioning) stay with it, and
+    // only those. A replay of such a day, or a delivery with its rows' own receive time, would
+    // otherwise be decided anew: a folded adjustment twice.
+    let kept: Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> = JOURNAL
+        .partitions(pool)
+        .await?
+        .into_iter()
+        .filter(|day| day.from.is_none_or(|from| from < policy.claim_cutoff))
+        .map(|day| (day.from, day.until))
+        .collect();
+    report.claims_pruned = prune_claims(pool, policy.claim_cutoff, &kept, policy.chunk).await?;
     report.attempt_days_dropped = expire_attempts(pool, policy).await?;
     report.drifts_pruned = prune_drifts(pool, policy).await?;
     report.dead_letters_pruned =
@@ -292,17 +292,62 @@ async fn archive(
 }
 
 /// Forgets claims whose retention started before `cutoff` (the later of their receipt and
-/// their event's own time), a chunk per statement; held ones stay.
-async fn prune_claims(pool: &PgPool, cutoff: DateTime<Utc>, chunk: usize) -> Result<u64, StoreError> {
-    chunked_delete(
-        pool,
-        "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM event_claims
-             WHERE received_at < $1 AND (kept_from IS NULL OR kept_from < $1) AND NOT held LIMIT $2))",
-        cutoff,
-        chunk,
-    )
-    .await
+/// their event's own time), a chunk per statement, but none received within a journal day
+/// still there (`kept`: from, `None` for MINVALUE, and until, in order); held ones stay.
+/// Each stretch between kept days is deleted apart, so no chunk walks a kept day's claims.
+async fn prune_claims(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    kept: &[(Option<DateTime<Utc>>, DateTime<Utc>)],
+    chunk: usize,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for (from, until) in stretches_between(cutoff, kept) {
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM event_claims
+                     WHERE received_at < $1 AND ($3::timestamptz IS NULL OR received_at >= $3)
+                       AND (kept_from IS NULL OR kept_from < $4) AND NOT held LIMIT $2))",
+            )
+            .bind(until)
+            .bind(saturating_i64(chunk.max(1)))
+            .bind(from)
+            .bind(cutoff)
+            .execute(pool)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+            deleted += done;
+            if done == 0 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The stretches of receipt time before `cutoff` that no range of `kept` (in order of start,
+/// `None` the earliest) covers: from (`None`, the beginning of time) and until.
+fn stretches_between(
+    cutoff: DateTime<Utc>,
+    kept: &[(Option<DateTime<Utc>>, DateTime<Utc>)],
+) -> Vec<(Option<DateTime<Utc>>, DateTime<Utc>)> {
+    let mut stretches = Vec::new();
+    let mut from: Option<DateTime<Utc>> = None;
+    for (kept_from, kept_until) in kept {
+        if let Some(kept_from) = kept_from {
+            let until = (*kept_from).min(cutoff);
+            if from.is_none_or(|from| from < until) {
+                stretches.push((from, until));
+            }
+        }
+        from = Some(from.map_or(*kept_until, |from| from.max(*kept_until)));
+    }
+    if from.is_none_or(|from| from < cutoff) {
+        stretches.push((from, cutoff));
+    }
+    stretches
 }
 
 /// `journal_retention`'s `kept_since`, `archive` and `attempts_kept_since`.
@@ -330,4 +375,32 @@ pub(crate) async fn horizon(pool: &PgPool) -> Result<Option<JournalHorizon>, Sto
         archive,
         attempts_kept_since,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    #[test]
+    fn claims_are_pruned_only_between_the_days_still_there() {
+        let cutoff = at("2026-06-10T10:00:00Z");
+        let day =
+            |d: u32| (Some(at(&format!("2026-06-{d:02}T00:00:00Z"))), at(&format!("2026-06-{:02}T00:00:00Z", d + 1)));
+        // The day holding the cutoff alone: everything before it.
+        assert_eq!(stretches_between(cutoff, &[day(10)]), [(None, at("2026-06-10T00:00:00Z"))]);
+        // A day kept for held events on the 3rd, and the 10th.
+        assert_eq!(
+            stretches_between(cutoff, &[day(3), day(10)]),
+            [(None, at("2026-06-03T00:00:00Z")), (Some(at("2026-06-04T00:00:00Z")), at("2026-06-10T00:00:00Z"))]
+        );
+        // The partition from before partitioning, until the 5th, and nothing else below the cutoff.
+        let before = (None, at("2026-06-05T00:00:00Z"));
+        assert_eq!(stretches_between(cutoff, &[before]), [(Some(at("2026-06-05T00:00:00Z")), cutoff)]);
+        // Nothing kept: all before the cutoff.
+        assert_eq!(stretches_between(cutoff, &[]), [(None, cutoff)]);
+    }
 }

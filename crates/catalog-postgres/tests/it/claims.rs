@@ -44,15 +44,23 @@ fn received_second(at: DateTime<Utc>) -> i64 {
 async fn a_claim_is_kept_as_long_as_its_journal_day() {
     let database = TestDatabase::create().await;
     let store = connect(&database, StoreConfig::default()).await;
-    let key = offer("canary", "acme", "ABC-1");
-    let (first_day, second_day) = (at_day_from_today(1, 3), at_day_from_today(2, 3));
-    let dropped = incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, received_second(first_day));
-    let kept = incoming(2, &key, StockChange::Adjusted { delta: 5 }, 10, received_second(second_day));
-    catalog_store::BatchStore::apply_batch(&store, &batch(vec![dropped, kept])).await.expect("apply");
+    let (key, held_key) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
+    // Day 1: an applied event and a held one (its supplier off); day 2: an applied event;
+    // day 3: an applied event before the cutoff.
+    catalog_store::FlagStore::set_supplier_sync(&store, &held_key.tenant, &held_key.supplier, false)
+        .await
+        .expect("switch globex off");
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, received_second(at_day_from_today(1, 3))),
+        incoming(2, &held_key, StockChange::Updated { quantity: 7 }, 5, received_second(at_day_from_today(1, 4))),
+        incoming(3, &key, StockChange::Adjusted { delta: 5 }, 10, received_second(at_day_from_today(2, 3))),
+        incoming(4, &key, StockChange::Adjusted { delta: 1 }, 20, received_second(at_day_from_today(3, 3))),
+    ];
+    catalog_store::BatchStore::apply_batch(&store, &batch(events)).await.expect("apply");
 
-    // The cutoff falls inside the second day, after its row: the first day goes, the second
-    // stays (with the partition from before partitioning, which ends today).
-    let cutoff = at_day_from_today(2, 10);
+    // The cutoff falls inside day 3, after its row: day 1 is kept for its held event, day 2
+    // goes, day 3 stays (the partition from before partitioning, ending today, goes too).
+    let cutoff = at_day_from_today(3, 10);
     let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
     catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard).await.expect("expire");
 
@@ -64,5 +72,6 @@ async fn a_claim_is_kept_as_long_as_its_journal_day() {
     .fetch_all(&mut connection)
     .await
     .expect("claims");
-    assert_eq!(claims, [(event_id(2).0, true)], "the kept day's row keeps its claim; the dropped day's goes");
+    let kept = [(event_id(1).0, true), (event_id(2).0, true), (event_id(4).0, true)];
+    assert_eq!(claims, kept, "the claims of the days still there, and only those: day 2's went with its rows");
 }

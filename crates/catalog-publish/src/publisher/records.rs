@@ -38,7 +38,8 @@ impl ChannelPublisher {
     /// What the store keeps for an item version claimed with its attempts spent: its last
     /// request went unanswered, so it waited a lease (the platform may have applied it late)
     /// instead of being dead-lettered at once, and nothing newer came meanwhile (a newer
-    /// version starts a budget of its own). Dead-lettered, not sent again.
+    /// version starts a budget of its own); or the channel's budget was lowered since its
+    /// last failure. Dead-lettered, not sent again.
     pub(super) fn out_of_attempts(&self, entry: &OutboxEntry) -> PublishRecord {
         PublishRecord {
             item_id: entry.item.id(),
@@ -50,9 +51,9 @@ impl ChannelPublisher {
             status: None,
             latency_ms: None,
             error: Some(format!(
-                "no answer to the last of {} attempts on channel {}; not sent again after waiting a lease for the \
-                 platform to apply it late",
-                entry.attempts, self.config.name
+                "{} failed attempts on channel {}, whose budget is {}: not sent again (a last attempt that went \
+                 unanswered waits a lease first, in case the platform applies it late)",
+                entry.attempts, self.config.name, self.config.max_attempts
             )),
             dead_letter_reason: Some("retries_exhausted".to_owned()),
             body: None,

@@ -131,7 +131,9 @@ impl ChannelPublisher {
             .filter(|entry| asked.contains(&entry.item.id()) && !shared.contains_key(entry.item.sku()))
             .map(|entry| entry.item.id());
         self.single_tenant.remember(found_alone, now);
-        self.single_tenant.found_shared(shared.keys(), now);
+        // Stamped as the answer came, not as the round began: a lane that asked before this
+        // answer and heard "alone" has an earlier stamp, and is trusted no more either.
+        self.single_tenant.found_shared(shared.keys(), Instant::now());
         Some(shared)
     }
 
