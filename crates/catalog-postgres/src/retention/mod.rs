@@ -244,15 +244,17 @@ async fn chunked_delete(
     cutoff: DateTime<Utc>,
     chunk: usize,
 ) -> Result<u64, StoreError> {
+    until_none_deleted(pool, || sqlx::query(statement).bind(cutoff).bind(saturating_i64(chunk.max(1)))).await
+}
+
+/// Runs the `DELETE` that `statement` makes, a chunk at a time, until it deletes none.
+async fn until_none_deleted<'q>(
+    pool: &PgPool,
+    statement: impl Fn() -> crate::recording::Query<'q>,
+) -> Result<u64, StoreError> {
     let mut deleted = 0;
     loop {
-        let done = sqlx::query(statement)
-            .bind(cutoff)
-            .bind(saturating_i64(chunk.max(1)))
-            .execute(pool)
-            .await
-            .map_err(store_error)?
-            .rows_affected();
+        let done = statement().execute(pool).await.map_err(store_error)?.rows_affected();
         deleted += done;
         if done == 0 {
             return Ok(deleted);
@@ -303,8 +305,8 @@ async fn prune_claims(
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for (from, until) in stretches_between(cutoff, kept) {
-        loop {
-            let done = sqlx::query(
+        deleted += until_none_deleted(pool, || {
+            sqlx::query(
                 "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM event_claims
                      WHERE received_at < $1 AND ($3::timestamptz IS NULL OR received_at >= $3)
@@ -314,15 +316,8 @@ async fn prune_claims(
             .bind(saturating_i64(chunk.max(1)))
             .bind(from)
             .bind(cutoff)
-            .execute(pool)
-            .await
-            .map_err(store_error)?
-            .rows_affected();
-            deleted += done;
-            if done == 0 {
-                break;
-            }
-        }
+        })
+        .await?;
     }
     Ok(deleted)
 }
