@@ -13,26 +13,40 @@ use crate::adapter::{Attempt, Publish};
 use crate::response::{storable, unanswered, Verdict};
 
 impl ChannelPublisher {
-    /// What the store keeps for an item version the channel does not list: done, not sent.
-    pub(super) fn skipped(&self, entry: &OutboxEntry) -> PublishRecord {
+    /// What the store keeps for an item version handled without a request: its attempt
+    /// `attempt`, what it came to, why, and the dead letter's reason if it is one.
+    pub(super) fn not_sent(
+        &self,
+        entry: &OutboxEntry,
+        attempt: u32,
+        outcome: PublishOutcome,
+        error: String,
+        dead_letter_reason: Option<&str>,
+    ) -> PublishRecord {
         PublishRecord {
             item_id: entry.item.id(),
             channel: self.config.name.clone(),
             version: entry.item.version(),
-            attempt: entry.attempts + 1,
-            outcome: PublishOutcome::Skipped,
+            attempt,
+            outcome,
             status: None,
             latency_ms: None,
-            error: Some(format!(
-                "{}: SKU {} has no listing on channel {}",
-                ChannelQuantity::UNMAPPED,
-                entry.item.sku(),
-                self.config.name
-            )),
-            dead_letter_reason: None,
+            error: Some(error),
+            dead_letter_reason: dead_letter_reason.map(str::to_owned),
             body: None,
             sent: None,
         }
+    }
+
+    /// What the store keeps for an item version the channel does not list: done, not sent.
+    pub(super) fn skipped(&self, entry: &OutboxEntry) -> PublishRecord {
+        let error = format!(
+            "{}: SKU {} has no listing on channel {}",
+            ChannelQuantity::UNMAPPED,
+            entry.item.sku(),
+            self.config.name
+        );
+        self.not_sent(entry, entry.attempts + 1, PublishOutcome::Skipped, error, None)
     }
 
     /// What the store keeps for an item version claimed with its attempts spent: its last
@@ -41,24 +55,13 @@ impl ChannelPublisher {
     /// version starts a budget of its own); or the channel's budget was lowered since its
     /// last failure. Dead-lettered, not sent again.
     pub(super) fn out_of_attempts(&self, entry: &OutboxEntry) -> PublishRecord {
-        PublishRecord {
-            item_id: entry.item.id(),
-            channel: self.config.name.clone(),
-            version: entry.item.version(),
-            // The attempts made: the dead letter counts requests, and none is made now.
-            attempt: entry.attempts,
-            outcome: PublishOutcome::DeadLettered,
-            status: None,
-            latency_ms: None,
-            error: Some(format!(
-                "{} failed attempts on channel {}, whose budget is {}: not sent again (a last attempt that went \
-                 unanswered waits a lease first, in case the platform applies it late)",
-                entry.attempts, self.config.name, self.config.max_attempts
-            )),
-            dead_letter_reason: Some("retries_exhausted".to_owned()),
-            body: None,
-            sent: None,
-        }
+        let error = format!(
+            "{} failed attempts on channel {}, whose budget is {}: not sent again (a last attempt that went \
+             unanswered waits a lease first, in case the platform applies it late)",
+            entry.attempts, self.config.name, self.config.max_attempts
+        );
+        // The attempts made: the dead letter counts requests, and none is made now.
+        self.not_sent(entry, entry.attempts, PublishOutcome::DeadLettered, error, Some("retries_exhausted"))
     }
 
     /// A request that went unanswered may still be applied by the platform; one that takes the

@@ -142,27 +142,17 @@ impl ChannelPublisher {
     /// account it is (or a channel per tenant's account). Logged with every dead letter.
     pub(super) fn shared_listing(&self, entry: &OutboxEntry, tenants: &[TenantId]) -> PublishRecord {
         let tenants: Vec<&str> = tenants.iter().map(TenantId::as_str).collect();
-        PublishRecord {
-            item_id: entry.item.id(),
-            channel: self.config.name.clone(),
-            version: entry.item.version(),
-            attempt: entry.attempts + 1,
-            outcome: PublishOutcome::DeadLettered,
-            status: None,
-            latency_ms: None,
-            error: Some(format!(
-                "SKU {} is held by items of tenants {} on channel {}, which knows listings by SKU alone: each \
-                 tenant's quantity would overwrite the others', so none is sent. Give the channel the one tenant \
-                 whose seller account it is (`tenants` in the channels file), and a channel of its own to each \
-                 other tenant's account",
-                entry.item.sku(),
-                tenants.join(", "),
-                self.config.name
-            )),
-            dead_letter_reason: Some(LISTING_SHARED_BY_TENANTS.to_owned()),
-            body: None,
-            sent: None,
-        }
+        let error = format!(
+            "SKU {} is held by items of tenants {} on channel {}, which knows listings by SKU alone: each tenant's \
+             quantity would overwrite the others', so none is sent. Give the channel the one tenant whose seller \
+             account it is (`tenants` in the channels file), and a channel of its own to each other tenant's \
+             account",
+            entry.item.sku(),
+            tenants.join(", "),
+            self.config.name
+        );
+        let reason = Some(LISTING_SHARED_BY_TENANTS);
+        self.not_sent(entry, entry.attempts + 1, PublishOutcome::DeadLettered, error, reason)
     }
 }
 
