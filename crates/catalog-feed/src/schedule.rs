@@ -175,7 +175,8 @@ pub struct Plan {
     pub refreshed_before: bool,
     /// The last scheduled full refresh failed: a backfill, if gaps are left, goes before the
     /// refresh is tried again (one that keeps failing, a snapshot the supplier cannot serve,
-    /// held back every backfill for as long as it failed). Cleared by the next backfill.
+    /// held back every backfill for as long as it failed). Cleared by the next backfill, or a
+    /// refresh that completes.
     pub refresh_failed: bool,
     /// After a failed run, until one succeeds.
     pub hold: Option<Hold>,

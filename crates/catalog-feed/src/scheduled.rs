@@ -204,6 +204,13 @@ impl FeedSource {
                 }
             }
             .await;
+            // A failed refresh lets the next backfill go first; that backfill, or a refresh that
+            // completes, ends it (`Plan::refresh_failed`).
+            match &job {
+                Job::Scheduled(Work::FullRefresh) => plan.refresh_failed = result.is_err(),
+                Job::Scheduled(Work::Backfill) => plan.refresh_failed = false,
+                _ => {}
+            }
             match result {
                 Ok(()) if matches!(job, Job::Resume) => {
                     resumed = true;
@@ -246,8 +253,7 @@ impl FeedSource {
                             plan.refreshed_before = true;
                             plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
                         }
-                        Job::Scheduled(Work::Backfill) => plan.refresh_failed = false,
-                        Job::Requested(_) | Job::Resume => {}
+                        Job::Scheduled(Work::Backfill) | Job::Requested(_) | Job::Resume => {}
                     }
                     if let Err(error) = run.record_success().await {
                         tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
@@ -268,11 +274,6 @@ impl FeedSource {
                         return Err(error);
                     }
                     resumed = false;
-                    match &job {
-                        Job::Scheduled(Work::FullRefresh) => plan.refresh_failed = true,
-                        Job::Scheduled(Work::Backfill) => plan.refresh_failed = false,
-                        _ => {}
-                    }
                     // Counted from the failure, not from the start of the run that failed: a
                     // supplier's Retry-After counts from its answer.
                     let failed_at = clock.now();
