@@ -284,7 +284,7 @@ impl FeedRun {
                     }
                 }
                 // What arrived before a failure is made durable before the failure is told.
-                let ours = batch.checkpoint.clone().unwrap_or(Position { offset: 0, cursor: None });
+                let ours = batch.checkpoint.clone().unwrap_or(Position::at(0));
                 let durable = self.sink.apply(batch).await?;
                 // Records the store took for applied were numbered as another run's pages
                 // (the checkpoint had passed them): that run's records, not necessarily these.
@@ -316,7 +316,7 @@ impl FeedRun {
     async fn forget_fenced_cursor(&self, ours: &Position) -> Result<i64, RunError> {
         let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(ours.offset) };
         if ours.cursor.is_some() && stored.cursor == ours.cursor {
-            let bare = Position { offset: stored.offset, cursor: None };
+            let bare = Position::at(stored.offset);
             if self.sink.rewind_checkpoint(&self.source, 0, stored.offset, &bare).await? {
                 tracing::warn!(feed = %self.label, checkpoint = stored.offset, "another run of the feed applied pages this run numbered alike: this run's cursor is taken off the checkpoint, and its window is pulled again whole at the next run");
             }
