@@ -140,6 +140,7 @@ pub async fn take_step(
     let change = RolloutChange {
         tenant: tenant.clone(),
         from: context.state.rollout.clone(),
+        from_since: context.state.changed_at,
         to: after.clone(),
         step: step.as_str().to_owned(),
         actor: actor.to_owned(),

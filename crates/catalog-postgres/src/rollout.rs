@@ -40,12 +40,12 @@ pub(crate) async fn rollout(pool: &PgPool, tenant: &TenantId) -> Result<RolloutS
 }
 
 /// Takes the tenant row's lock, the one every change of its rollout and flags takes first
-/// (making the row if need be), and reads its rollout under it.
+/// (making the row if need be), and reads its rollout and when it last changed under it.
 async fn lock_rollout(
     transaction: &mut sqlx::PgConnection,
     tenant: &str,
     default_enabled: bool,
-) -> Result<Rollout, StoreError> {
+) -> Result<RolloutState, StoreError> {
     sqlx::query("INSERT INTO tenants (tenant_id, sync_enabled) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(tenant)
         .bind(default_enabled)
@@ -57,17 +57,18 @@ async fn lock_rollout(
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
-    let current = sqlx::query("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = $1")
+    let current = sqlx::query("SELECT stage, suppliers, changed_at FROM tenant_rollouts WHERE tenant_id = $1")
         .bind(tenant)
         .fetch_optional(&mut *transaction)
         .await
         .map_err(store_error)?;
     match current {
-        None => Ok(Rollout::Closed),
+        None => Ok(RolloutState { rollout: Rollout::Closed, changed_at: None }),
         Some(row) => {
             let stage: String = column(&row, "stage")?;
             let suppliers: String = column(&row, "suppliers")?;
-            stored_rollout(&stage, &parse_suppliers(&suppliers)?)
+            let rollout = stored_rollout(&stage, &parse_suppliers(&suppliers)?)?;
+            Ok(RolloutState { rollout, changed_at: Some(column(&row, "changed_at")?) })
         }
     }
 }
@@ -80,7 +81,7 @@ pub(crate) async fn switch_on_within(
     stage: &Rollout,
 ) -> Result<bool, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await? != *stage {
+    if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await?.rollout != *stage {
         return Ok(false);
     }
     let was_off: Option<bool> = match supplier {
@@ -116,7 +117,8 @@ pub(crate) async fn switch_on_within(
 pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
     let tenant = change.tenant.as_str();
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    if lock_rollout(&mut transaction, tenant, default_enabled).await? != change.from {
+    let current = lock_rollout(&mut transaction, tenant, default_enabled).await?;
+    if current.rollout != change.from || current.changed_at != change.from_since {
         return Ok(false);
     }
     let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();

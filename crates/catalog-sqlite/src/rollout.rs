@@ -44,15 +44,22 @@ pub(crate) async fn rollout(pool: &SqlitePool, tenant: &TenantId) -> Result<Roll
 
 /// A tenant's rollout as the writer's transaction reads it.
 fn current_rollout(connection: &rusqlite::Connection, tenant: &str) -> Result<Rollout, StoreError> {
-    let current: Option<(String, String)> = connection
-        .query_row("SELECT stage, suppliers FROM tenant_rollouts WHERE tenant_id = ?1", [tenant], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+    Ok(current_state(connection, tenant)?.0)
+}
+
+/// The tenant's rollout and when it last changed, in microseconds (`None`: never).
+fn current_state(connection: &rusqlite::Connection, tenant: &str) -> Result<(Rollout, Option<i64>), StoreError> {
+    let current: Option<(String, String, i64)> = connection
+        .query_row("SELECT stage, suppliers, changed_at FROM tenant_rollouts WHERE tenant_id = ?1", [tenant], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .optional()
         .map_err(write_error)?;
     match current {
-        None => Ok(Rollout::Closed),
-        Some((stage, suppliers)) => stored_rollout(&stage, &parse_suppliers(&suppliers)?),
+        None => Ok((Rollout::Closed, None)),
+        Some((stage, suppliers, changed_at)) => {
+            Ok((stored_rollout(&stage, &parse_suppliers(&suppliers)?)?, Some(changed_at)))
+        }
     }
 }
 
@@ -109,7 +116,7 @@ pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &Roll
         .transaction(move |connection| {
             let tenant = change.tenant.as_str();
             let now = micros(Utc::now());
-            if current_rollout(connection, tenant)? != change.from {
+            if current_state(connection, tenant)? != (change.from.clone(), change.from_since.map(micros)) {
                 return Ok(false);
             }
             let suppliers = suppliers_json(&change.to);

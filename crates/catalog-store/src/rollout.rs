@@ -24,6 +24,11 @@ pub struct RolloutState {
 pub struct RolloutChange {
     pub tenant: TenantId,
     pub from: Rollout,
+    /// When `from` last changed or restarted, as read with it (`RolloutState::changed_at`).
+    /// The step is written only if the stage has not changed or restarted since: a widen or
+    /// an open decided on the stage's age is never written over a restart that lands between
+    /// the decision's read and its write (decision 0017).
+    pub from_since: Option<DateTime<Utc>>,
     pub to: Rollout,
     /// The step's name (`canary`, `widen`, `open`, `rollback`).
     pub step: String,

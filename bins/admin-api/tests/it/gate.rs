@@ -47,6 +47,7 @@ async fn backdate_stage(server: &Server, hours: i64) {
     let change = RolloutChange {
         tenant,
         from: state.rollout.clone(),
+        from_since: state.changed_at,
         to: state.rollout,
         step: "canary".to_owned(),
         actor: "test".to_owned(),

@@ -331,3 +331,22 @@ pub(super) const LEASE: std::time::Duration = std::time::Duration::from_secs(30)
 pub(super) fn immediate(limit: usize) -> crate::OutboxClaim {
     crate::OutboxClaim::immediate(limit, LEASE)
 }
+
+/// A rollout change from `from` to `to`, decided now on the stage's time as the store holds it.
+pub async fn rollout_change(
+    store: &dyn CatalogStore,
+    tenant: &catalog_core::TenantId,
+    from: &catalog_core::Rollout,
+    to: &catalog_core::Rollout,
+    step: &str,
+) -> crate::RolloutChange {
+    crate::RolloutChange {
+        tenant: tenant.clone(),
+        from: from.clone(),
+        from_since: store.rollout(tenant).await.expect("rollout").changed_at,
+        to: to.clone(),
+        step: step.to_owned(),
+        actor: "ops".to_owned(),
+        at: Utc::now(),
+    }
+}

@@ -114,23 +114,21 @@ where
     let (store, _guard) = factory(StoreConfig::default()).await;
     let tenant = TenantId::parse("canary").expect("tenant");
     let (acme, globex) = (SupplierId::parse("acme").expect("supplier"), SupplierId::parse("globex").expect("supplier"));
-    let step = |from: &Rollout, to: &Rollout| RolloutChange {
-        tenant: tenant.clone(),
-        from: from.clone(),
-        to: to.clone(),
-        step: "step".to_owned(),
-        actor: "ops".to_owned(),
-        at: chrono::Utc::now(),
-    };
     let canary = Rollout::Canary { supplier: acme.clone() };
-    assert!(store.change_rollout(&step(&Rollout::Closed, &canary)).await.expect("canary"));
+    assert!(store
+        .change_rollout(&rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await)
+        .await
+        .expect("canary"));
     store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
     assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(flags.suppliers[&acme], "on again within its stage");
 
     // Rolled back after the switch was judged, before it was written.
-    assert!(store.change_rollout(&step(&canary, &Rollout::Closed)).await.expect("rollback"));
+    assert!(store
+        .change_rollout(&rollout_change(&*store, &tenant, &canary, &Rollout::Closed, "rollback").await)
+        .await
+        .expect("rollback"));
     for supplier in [None, Some(&acme), Some(&globex)] {
         assert!(!store.switch_on_within(&tenant, supplier, &canary).await.expect("switch"), "{supplier:?}");
     }
@@ -155,6 +153,7 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
     let change = RolloutChange {
         tenant: tenant.clone(),
         from: Rollout::Closed,
+        from_since: None,
         to: canary.clone(),
         step: "canary".to_owned(),
         actor: "ops".to_owned(),
@@ -182,4 +181,34 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
         let state = store.rollout(&tenant).await.expect("rollout");
         assert_eq!(state.rollout, canary, "the stage itself stays");
     }
+}
+
+/// A step is written only over the stage it was decided on, as old as it was then: a restart
+/// of the stage (something switched on again within it) that lands between a widen's read and
+/// its write makes the widen change nothing, as a rollout that moved on does. Decided again on
+/// the restarted stage, it is written (decision 0017).
+pub(super) async fn a_step_decided_before_its_stage_restarted_changes_nothing<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let tenant = TenantId::parse("canary").expect("tenant");
+    let acme = SupplierId::parse("acme").expect("supplier");
+    let canary = Rollout::Canary { supplier: acme.clone() };
+    let widened =
+        Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
+    let opened = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
+    assert!(store.change_rollout(&opened).await.expect("canary"));
+
+    let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
+    store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    assert!(!store.change_rollout(&widen).await.expect("widen"), "decided on the stage's time before its restart");
+    assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, canary);
+
+    let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
+    assert!(store.change_rollout(&widen).await.expect("widen"), "decided on the restarted stage");
+    assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, widened);
 }

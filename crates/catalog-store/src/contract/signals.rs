@@ -340,15 +340,8 @@ fn supplier(name: &str) -> SupplierId {
     SupplierId::parse(name).expect("valid supplier")
 }
 
-fn change(from: &Rollout, to: &Rollout, step: &str) -> RolloutChange {
-    RolloutChange {
-        tenant: tenant("canary"),
-        from: from.clone(),
-        to: to.clone(),
-        step: step.to_owned(),
-        actor: "ops".to_owned(),
-        at: Utc::now(),
-    }
+async fn change(store: &dyn crate::CatalogStore, from: &Rollout, to: &Rollout, step: &str) -> RolloutChange {
+    rollout_change(store, &tenant("canary"), from, to, step).await
 }
 
 pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_listed<G, F>(
@@ -369,13 +362,13 @@ pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_list
     assert_eq!((state.rollout, state.changed_at), (Rollout::Closed, None), "never moved");
 
     let first = Rollout::Canary { supplier: supplier("acme") };
-    assert!(store.change_rollout(&change(&Rollout::Closed, &first, "canary")).await.expect("canary"));
+    assert!(store.change_rollout(&change(&*store, &Rollout::Closed, &first, "canary").await).await.expect("canary"));
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.sync_enabled);
     assert!(flags.suppliers[&supplier("acme")]);
     assert!(!flags.suppliers[&supplier("globex")], "a supplier not listed is held");
     assert!(
-        !store.change_rollout(&change(&Rollout::Closed, &Rollout::Open, "open")).await.expect("stale"),
+        !store.change_rollout(&change(&*store, &Rollout::Closed, &Rollout::Open, "open").await).await.expect("stale"),
         "a step decided on a rollout that moved on changes nothing"
     );
     assert_eq!(store.rollout(&canary).await.expect("rollout").rollout, first);
@@ -393,15 +386,21 @@ pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_list
     assert_eq!(outcomes[1], Outcome::Applied);
 
     let widened = Rollout::Widening { suppliers: [supplier("acme"), supplier("globex")].into_iter().collect() };
-    assert!(store.change_rollout(&change(&first, &widened, "widen")).await.expect("widen"));
+    assert!(store.change_rollout(&change(&*store, &first, &widened, "widen").await).await.expect("widen"));
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.suppliers[&supplier("globex")]);
     assert!(!flags.suppliers[&supplier("initech")]);
 
-    assert!(store.change_rollout(&change(&widened, &Rollout::Closed, "rollback")).await.expect("rollback"));
+    assert!(store
+        .change_rollout(&change(&*store, &widened, &Rollout::Closed, "rollback").await)
+        .await
+        .expect("rollback"));
     assert!(!store.tenant_flags(&canary).await.expect("flags").expect("known").sync_enabled, "closed holds all");
 
-    assert!(store.change_rollout(&change(&Rollout::Closed, &Rollout::Open, "open")).await.expect("open"));
+    assert!(store
+        .change_rollout(&change(&*store, &Rollout::Closed, &Rollout::Open, "open").await)
+        .await
+        .expect("open"));
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.sync_enabled && flags.suppliers.values().all(|on| *on), "{flags:?}");
     let result = store
