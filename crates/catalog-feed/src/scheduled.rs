@@ -113,13 +113,12 @@ impl FeedSource {
             }
         };
         let windows = self.store.feed_windows(&key).await.unwrap_or_default();
-        let last_incremental_until = windows
-            .iter()
-            .filter(|window| window.kind == catalog_store::WindowKind::Incremental)
-            .map(|window| window.until)
-            .max();
         let refresh_time = self.settings.full_refresh_time;
         let started = clock.now();
+        let last_incremental_until = crate::window::last_incremental_until(&windows, started);
+        if let Some(ahead) = windows.iter().map(|window| window.until).filter(|until| *until > started).max() {
+            tracing::warn!(feed = %key, now = %started, window_until = %ahead, "a completed window ends after now: it was pulled while the clock ran ahead, or the clock went back; the next incremental starts at the last window before it");
+        }
         let mut plan = Plan::start(
             run.run_times(),
             run.timezone(),

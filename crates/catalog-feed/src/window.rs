@@ -86,9 +86,22 @@ pub fn left_of_request(request: &FeedRunRequest, resumed: Option<&WindowCursor>)
     Some(FeedRunRequest { kind, ..request.clone() })
 }
 
+/// The end of the newest completed incremental window that does not end after `now`. One that
+/// does was pulled while the clock ran ahead; counted, it would hold every incremental back
+/// until the clock caught up with it, and the next would start after records updated in
+/// between (decision 0015). Left out, the next incremental starts at the last window pulled
+/// before the clock ran ahead, and pulls again what was pulled since (duplicates, by id).
+pub fn last_incremental_until(completed: &[CompletedWindow], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    completed
+        .iter()
+        .filter(|window| window.kind == WindowKind::Incremental && window.until <= now)
+        .map(|window| window.until)
+        .max()
+}
+
 /// The incremental window due at `now`: from the end of the last completed incremental
-/// window (or, without one, one sync period back), minus `overlap` either way, to `now`;
-/// never before going live. `None` when that is empty.
+/// window ([`last_incremental_until`]; without one, one sync period back), minus `overlap`
+/// either way, to `now`; never before going live. `None` when that is empty.
 pub fn incremental_window(
     go_live: DateTime<Utc>,
     sync_frequency: Duration,
@@ -96,7 +109,7 @@ pub fn incremental_window(
     completed: &[CompletedWindow],
     now: DateTime<Utc>,
 ) -> Option<Window> {
-    let last_until = completed.iter().filter(|window| window.kind == WindowKind::Incremental).map(|w| w.until).max();
+    let last_until = last_incremental_until(completed, now);
     let since = (last_until.unwrap_or(now - sync_frequency) - overlap).max(go_live);
     (since < now).then_some(Window { kind: WindowKind::Incremental, since, until: now })
 }
@@ -190,6 +203,25 @@ mod tests {
         let young = incremental_window(at("2026-05-21T17:00:00Z"), six_hours, DEFAULT_OVERLAP, &[], now).expect("due");
         assert_eq!(young.since, at("2026-05-21T17:00:00Z"));
         assert_eq!(incremental_window(now, six_hours, DEFAULT_OVERLAP, &[], now), None);
+    }
+
+    #[test]
+    fn a_window_pulled_while_the_clock_ran_ahead_holds_no_incremental_back() {
+        let go_live = at("2026-05-01T00:00:00Z");
+        let six_hours = Duration::hours(6);
+        // Pulled at 12:00 with the clock right, then at 18:00 with the clock three days ahead.
+        let completed = [
+            done(WindowKind::Incremental, "2026-05-19T12:00:00Z", "2026-05-20T12:00:00Z"),
+            done(WindowKind::Incremental, "2026-05-22T12:00:00Z", "2026-05-23T18:00:00Z"),
+        ];
+        // The clock is right again, six hours later.
+        let now = at("2026-05-21T00:00:00Z");
+        let window = incremental_window(go_live, six_hours, DEFAULT_OVERLAP, &completed, now).expect("due");
+        assert_eq!((window.since, window.until), (at("2026-05-19T12:00:00Z"), now), "from the last window before");
+        assert_eq!(last_incremental_until(&completed, now), Some(at("2026-05-20T12:00:00Z")));
+        // Once the clock passes the window pulled ahead, it counts as any other.
+        let later = at("2026-05-23T18:00:00Z");
+        assert_eq!(last_incremental_until(&completed, later), Some(later));
     }
 
     #[test]
