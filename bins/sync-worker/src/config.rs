@@ -415,6 +415,7 @@ pub struct KafkaArgs {
     /// `env:NAME` is read from the environment variable NAME: pass secrets that way, so they
     /// stay out of the command line. Only the keys are ever logged. In the environment
     /// variable, options are separated by commas (a value holding a comma goes through `env:`).
+    /// Settings the worker's guarantees rest on, or that its own flags set, are refused.
     #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kafka_option)]
     pub kafka_options: Vec<ClientOption>,
 }

@@ -61,7 +61,34 @@ pub enum ClientOptionError {
     NotKeyValue,
     #[error("the value of {key} names the environment variable {name}, which is not set")]
     MissingVariable { key: String, name: String },
+    /// A setting the source makes itself, which the guarantees rest on or a flag sets.
+    #[error("{key} cannot be set as a Kafka option: {why}")]
+    Reserved { key: String, why: &'static str },
 }
+
+/// The librdkafka settings an option may not change, and why: the source's guarantees rest on
+/// them (offsets committed by hand once the store made a batch durable, transactions read
+/// committed, a partition never reset past a gap the source counts itself), or the worker
+/// sets them from a flag of their own (an option, applied last, would silently win).
+const RESERVED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "the worker sets it from --kafka-brokers"),
+    ("metadata.broker.list", "the worker sets it from --kafka-brokers"),
+    ("group.id", "the worker sets it from --group"),
+    ("enable.auto.commit", "offsets are committed by the worker, after the store made each batch durable"),
+    ("auto.commit.enable", "offsets are committed by the worker, after the store made each batch durable"),
+    ("enable.auto.offset.store", "offsets are committed by the worker, after the store made each batch durable"),
+    (
+        "auto.offset.reset",
+        "a partition starts at the store's checkpoint (--kafka-start-without-checkpoint without one), and the \
+         worker counts offsets the broker no longer holds as a gap; a reset to the end would skip records it holds",
+    ),
+    ("isolation.level", "records of a supplier's aborted transaction must never apply (read_committed)"),
+    ("partition.assignment.strategy", "the source handles the eager range,roundrobin assignment it sets"),
+    ("session.timeout.ms", "the worker sets it from --kafka-session-timeout-ms"),
+    ("max.poll.interval.ms", "the worker sets it from --kafka-session-timeout-ms"),
+    ("heartbeat.interval.ms", "the worker sets it from --kafka-session-timeout-ms"),
+    ("fetch.wait.max.ms", "the worker sets it from --kafka-fetch-wait-ms"),
+];
 
 impl ClientOption {
     /// Parses `key=value`; a value `env:NAME` is read from the variable NAME through `lookup`
@@ -72,6 +99,9 @@ impl ClientOption {
             .map(|(key, value)| (key.trim(), value))
             .filter(|(key, _)| !key.is_empty())
             .ok_or(ClientOptionError::NotKeyValue)?;
+        if let Some((_, why)) = RESERVED.iter().find(|(reserved, _)| reserved.eq_ignore_ascii_case(key)) {
+            return Err(ClientOptionError::Reserved { key: key.to_owned(), why });
+        }
         let value = match value.strip_prefix("env:") {
             Some(name) => lookup(name)
                 .ok_or_else(|| ClientOptionError::MissingVariable { key: key.to_owned(), name: name.to_owned() })?,
@@ -193,6 +223,17 @@ mod tests {
             missing.to_string(),
             "the value of sasl.password names the environment variable UNSET_VARIABLE, which is not set"
         );
+    }
+
+    #[test]
+    fn a_setting_the_guarantees_rest_on_is_refused_with_why() {
+        for option in ["enable.auto.commit=true", "auto.offset.reset=latest", "Isolation.Level=read_uncommitted"] {
+            let refused = parse(option).expect_err(option);
+            assert!(matches!(refused, ClientOptionError::Reserved { .. }), "{option}: {refused:?}");
+        }
+        let refused = parse("group.id=env:KAFKA_PASSWORD").expect_err("a flag sets it");
+        assert_eq!(refused.to_string(), "group.id cannot be set as a Kafka option: the worker sets it from --group");
+        assert!(parse("fetch.min.bytes=1").is_ok(), "tuning is left alone");
     }
 
     #[test]
