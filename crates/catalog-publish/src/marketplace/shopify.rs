@@ -149,10 +149,14 @@ fn is_inventory_item_gid(listing: &str) -> bool {
 }
 
 /// The `@idempotent` key of a request: a UUID (version 8, RFC 9562) digested from everything
-/// the request sets and from the failures already counted. Sent again unchanged (after a
-/// throttle, or by another lane after a lease ran out) it keeps its key, so Shopify applies
-/// it once; after a failure it gets a new one, since Shopify refuses a key whose previous
-/// attempt failed (`IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED`: "Retry with a new idempotency key").
+/// the request sets, from when each version was queued and from the failures already
+/// counted. Sent again unchanged (after a throttle, or by another lane after a lease ran out)
+/// it keeps its key, so Shopify applies it once; after a failure it gets a new one, since
+/// Shopify refuses a key whose previous attempt failed (`IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED`:
+/// "Retry with a new idempotency key"). A version queued again (an operator's republish, a
+/// drift correction of the same quantity) gets a new one too: under the old key Shopify
+/// would answer the first request's result and set nothing, leaving an edit made in its
+/// admin standing.
 fn idempotency_key(location_id: &str, batch: &[Publish]) -> String {
     // FNV-1a, 128 bits: stable across builds and platforms, unlike `std`'s hasher.
     let mut digest: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
@@ -168,6 +172,7 @@ fn idempotency_key(location_id: &str, batch: &[Publish]) -> String {
         write(&publish.listing);
         write(&publish.quantity.to_string());
         write(&publish.entry.attempts.to_string());
+        write(&publish.entry.enqueued_at.timestamp_micros().to_string());
     }
     let bits = (digest & !(0xf << 76) & !(0x3 << 62)) | (0x8 << 76) | (0x2 << 62);
     let hex = format!("{bits:032x}");

@@ -297,6 +297,23 @@ async fn user_error_dead_letters_only_its_item_and_the_rest_go_again_under_a_new
     assert_eq!((shop.available(&inventory_item(0)), shop.available(&inventory_item(1))), (Some(1), None));
 }
 
+/// A version queued again (republished, or corrected after drift) is a new request to
+/// Shopify: under the key of its first send Shopify would answer that send's result and set
+/// nothing.
+#[tokio::test]
+async fn a_version_queued_again_goes_under_a_new_key() {
+    let shop = FakeShop::start(vec![Answer::SetLeaving(900), Answer::SetLeaving(900), Answer::SetLeaving(900)]).await;
+    let channel = shop.channel(TOKEN);
+    let mut batch = [publish("ABC-1", &inventory_item(0), 5)];
+    channel.send(&batch).await;
+    channel.send(&batch).await;
+    batch[0].entry.enqueued_at += chrono::Duration::seconds(90);
+    channel.send(&batch).await;
+    let keys: Vec<String> = shop.requests().iter().map(idempotency_key).collect();
+    assert_eq!(keys[0], keys[1], "the same queued version, sent again");
+    assert_ne!(keys[1], keys[2], "queued again");
+}
+
 #[tokio::test]
 async fn throttling_waits_for_the_bucket_and_a_low_bucket_pauses_the_channel() {
     let shop = FakeShop::start(vec![Answer::Throttled { requested: 752, available: 666 }, Answer::SetLeaving(4)]).await;
