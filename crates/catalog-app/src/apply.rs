@@ -65,7 +65,7 @@ pub struct Applier {
 #[derive(Debug, Default)]
 struct Progress {
     partitions: BTreeMap<(String, i32), Option<DateTime<Utc>>>,
-    done: Vec<(String, i32)>,
+    done: Vec<(String, String)>,
 }
 
 /// What a worker reports of its partitions' progress (`SignalStore::report_progress`), and
@@ -103,11 +103,14 @@ impl Applier {
                 oldest_unapplied_at: *oldest,
             })
             .collect();
-        let done = std::mem::take(&mut progress.done)
-            .into_iter()
-            .map(|(source, partition)| (source, partition.to_string()))
-            .collect();
+        let done = std::mem::take(&mut progress.done);
         ProgressReport { partitions, done }
+    }
+
+    /// Partitions read to their end whose forgetting the store did not take: forgotten at the
+    /// next report instead (left standing, their reports would age into lag for good).
+    pub fn forget_later(&self, done: Vec<(String, String)>) {
+        self.with_progress(|progress| progress.done.extend(done));
     }
 
     fn with_progress(&self, change: impl FnOnce(&mut Progress)) {
@@ -396,9 +399,13 @@ impl BatchSink for Applier {
         let applied = self.apply_until_durable(&input).await?;
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
-        // waiting until its next message.
+        // waiting until its next message. Only a partition its source reports on (started, not
+        // done) has progress: a feed's pages, or a late batch of a partition given away, would
+        // leave a row no one forgets, aging into queue lag for every tenant once it stops.
         self.with_progress(|progress| {
-            progress.partitions.insert((batch.source.to_string(), batch.partition), None);
+            if let Some(oldest) = progress.partitions.get_mut(&(batch.source.to_string(), batch.partition)) {
+                *oldest = None;
+            }
         });
         match applied {
             Applied::Confirmed(result) => {
@@ -464,7 +471,7 @@ impl BatchSink for Applier {
     fn partition_done(&self, source: &str, partition: i32) {
         self.with_progress(|progress| {
             progress.partitions.remove(&(source.to_owned(), partition));
-            progress.done.push((source.to_owned(), partition));
+            progress.done.push((source.to_owned(), partition.to_string()));
         });
         // Its new owner reports its lag: this worker's last value must not stand for it on a
         // dashboard's max. (A series never set has nothing to remove.)

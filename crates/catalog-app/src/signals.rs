@@ -267,11 +267,16 @@ pub async fn report_progress(
         // Forgotten first: a partition revoked and assigned back since the last report is
         // among both, and its report must stand.
         let mut result = Ok(());
-        for (source, partition) in &report.done {
+        let mut not_forgotten = Vec::new();
+        for (source, partition) in report.done {
             if result.is_ok() {
-                result = store.forget_progress(source, partition).await;
+                result = store.forget_progress(&source, &partition).await;
+            }
+            if result.is_err() {
+                not_forgotten.push((source, partition));
             }
         }
+        applier.forget_later(not_forgotten);
         if result.is_ok() {
             result = store.report_progress(&report.partitions).await;
         }

@@ -308,6 +308,32 @@ async fn queue_lag_is_zero_once_a_batch_reaches_the_partition_s_end() {
     );
 }
 
+/// Progress is reported for the partitions a source reads as a stream, from their start to
+/// their end or revocation. A feed's pages (a run ends with nothing left to wait for) and a
+/// late batch of a partition read to its end leave none: a row no source forgets would age
+/// into queue lag for every tenant once the worker stops. A forget the store did not take is
+/// asked again at the next report.
+#[tokio::test]
+async fn only_a_partition_its_source_reads_has_progress() {
+    let run = run(0, 0).await;
+    let partitions = |report: &catalog_app::ProgressReport| -> Vec<String> {
+        report.partitions.iter().map(|p| format!("{} {}", p.source, p.partition)).collect()
+    };
+    run.applier.apply(from_source(FEED)).await.expect("a feed's page");
+    assert_eq!(partitions(&run.applier.take_progress(chrono::Utc::now())), Vec::<String>::new());
+
+    catalog_app::BatchSink::partition_started(&run.applier, KAFKA, 0);
+    run.applier.apply(source_batch()).await.expect("apply");
+    assert_eq!(partitions(&run.applier.take_progress(chrono::Utc::now())), [format!("{KAFKA} 0")]);
+    catalog_app::BatchSink::partition_done(&run.applier, KAFKA, 0);
+    run.applier.apply(source_batch()).await.expect("a late batch");
+    let report = run.applier.take_progress(chrono::Utc::now());
+    assert_eq!((partitions(&report), report.done.clone()), (vec![], vec![(KAFKA.to_owned(), "0".to_owned())]));
+
+    run.applier.forget_later(report.done);
+    assert_eq!(run.applier.take_progress(chrono::Utc::now()).done, [(KAFKA.to_owned(), "0".to_owned())]);
+}
+
 /// A source's re-reads (a Kafka worker stepping back to check where its fetch starts, a
 /// broker delivering a message again) are counted by why, apart from the messages the store's
 /// fence finds another worker applied: those alone are `catalog_skipped_below_checkpoint_total`
