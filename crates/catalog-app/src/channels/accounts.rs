@@ -47,13 +47,16 @@ pub(super) fn link_accounts(channels: &mut [HttpChannel]) -> Result<(), Channels
                 continue;
             }
             if i < j {
-                agree(&channel.config.rules.listings, &other.config.rules.listings).map_err(|error| {
-                    ChannelsError::SharedAccount {
+                one_refresh_token(&channel.adapter, &other.adapter)
+                    .and_then(|()| {
+                        agree(&channel.config.rules.listings, &other.config.rules.listings)
+                            .map_err(|error| format!("{error}: give them listings that agree"))
+                    })
+                    .map_err(|error| ChannelsError::SharedAccount {
                         first: channel.config.name.clone(),
                         second: other.config.name.clone(),
                         error,
-                    }
-                })?;
+                    })?;
             }
             links[i].push(AccountChannel {
                 name: other.config.name.clone(),
@@ -73,6 +76,24 @@ pub(super) fn link_accounts(channels: &mut [HttpChannel]) -> Result<(), Channels
         channel.config.shares_account_with = shares;
     }
     Ok(())
+}
+
+/// Whether two channels on one account can both keep its refresh token. Mercado Libre spends
+/// a refresh token on its first use: two channels each holding the configured one would
+/// refresh with it in turn, and the second would be refused for good (`invalid_grant`) once
+/// the first had spent it. Kept in one `refresh_token_file`, each refresh takes the token the
+/// other rotated (`TokenCache::keeping_refresh_token_in`).
+fn one_refresh_token(a: &AdapterSettings, b: &AdapterSettings) -> Result<(), String> {
+    match (a, b) {
+        (AdapterSettings::MercadoLibre(a), AdapterSettings::MercadoLibre(b))
+            if a.refresh_token_file.is_none() || a.refresh_token_file != b.refresh_token_file =>
+        {
+            Err("Mercado Libre spends their refresh token on its first use, so each would spend the other's: give \
+                 both the same refresh_token_file"
+                .to_owned())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether two channels' listings on one account agree, or how they do not. Both by SKU

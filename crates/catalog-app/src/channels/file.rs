@@ -34,10 +34,7 @@ pub enum ChannelsError {
     Tenant { channel: String, tenant: String, error: catalog_core::IdError },
     #[error("channel {0:?} is configured twice")]
     Duplicate(String),
-    #[error(
-        "channels {first} and {second} write one seller account's listings, and {error}: give them listings that \
-         agree (decision 0056)"
-    )]
+    #[error("channels {first} and {second} write one seller account's listings, and {error} (decision 0056)")]
     SharedAccount { first: String, second: String, error: String },
     #[error("channel {0}: max_attempts must be at least 1")]
     MaxAttempts(String),

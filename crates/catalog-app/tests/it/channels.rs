@@ -178,6 +178,10 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "requests_per_second": 0}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "burst": 15}]"#,
         r#"[{"name": "x", "adapter": {"kind": "amazon", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "feed": {"poll_ms": 1}}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}},
+            {"name": "y", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "y.token"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "1"}},
+            {"name": "y", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -208,6 +212,8 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: requests_per_second must be a number above 0, not 0
     channel x: "burst" needs the "requests_per_second" it bursts above
     channel x: adapter: unknown field `poll_ms`, expected `poll_interval_ms` or `timeout_s`
+    channels x and y write one seller account's listings, and Mercado Libre spends their refresh token on its first use, so each would spend the other's: give both the same refresh_token_file (decision 0056)
+    channels x and y write one seller account's listings, and one maps SKUs to listings while the other lists them by SKU: give them listings that agree (decision 0056)
     "#);
 }
 

@@ -222,9 +222,11 @@ async fn a_second_tenant_s_item_arriving_later_never_overwrites_the_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sku_the_other_channel_of_the_account_does_not_list_is_written() {
     let meli = Marketplace::start(Platform::MercadoLibre, Faults::default()).await;
+    let tokens = tempfile::tempdir().expect("temp dir");
     let adapter = format!(
-        r#"{{"kind": "mercadolibre", "base_url": "{}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}}"#,
-        meli.base_url
+        r#"{{"kind": "mercadolibre", "base_url": "{}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH", "refresh_token_file": "{}"}}"#,
+        meli.base_url,
+        tokens.path().join("refresh-token").display()
     );
     let maps = (r#""listings": {"SKU-1": "MLA1", "SKU-2": "MLA2"},"#, r#""listings": {"SKU-3": "MLA3"},"#);
     let (store, _directory) = one_account_per_tenant("meli", &adapter, maps).await;
