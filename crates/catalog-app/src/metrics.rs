@@ -350,7 +350,7 @@ impl Metrics {
         );
         let trace_checks = counter(
             "catalog_trace_checks_total",
-            "Items re-derived from the journal by the tracer, by result (traced or the gap).",
+            "Items re-derived from the journal by the tracer, by result (traced, the gap, or unreadable: its journal could not be read).",
             &["result"],
         );
         let trace_rows_read = unlabelled(

@@ -170,6 +170,36 @@ async fn the_tracer_reads_back_only_as_far_as_each_offers_latest_snapshot() {
     assert!(metrics.render().contains("catalog_trace_checks_total{result=\"quantity_differs\"} 1"));
 }
 
+/// An item whose journal cannot be read is counted and left untraced; the round checks and
+/// records the others (failing the round left every item unchecked, and coverage red for
+/// every tenant, for as long as one item could not be read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_cannot_be_read_leaves_the_others_traced() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let events = bench_events(40);
+    store
+        .apply_batch(&BatchInput::new(incoming(&events, "test:signals", Utc::now()), Vec::new()))
+        .await
+        .expect("apply");
+    let n_items = store.items(&TenantId::parse("canary").expect("tenant")).await.expect("items").len();
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
+    // One item's SKU no longer matches its id: reading it is refused as corrupt.
+    let corrupted = sqlx::query(
+        "UPDATE items SET sku = sku || '-X' WHERE item_id = (SELECT item_id FROM items ORDER BY item_id LIMIT 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("corrupt");
+    assert_eq!(corrupted.rows_affected(), 1);
+
+    let metrics = Metrics::new();
+    let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), metrics.clone());
+    let round = tracer.trace_once().await.expect("the round goes on");
+    assert_eq!((round.checked, round.gaps, round.unreadable), (n_items - 1, 0, 1));
+    assert!(metrics.render().contains("catalog_trace_checks_total{result=\"unreadable\"} 1"));
+}
+
 /// A worker that only applies (`--signals off`, as the option's help recommends) still reports
 /// its source's progress, or queue lag could not see the partitions it reads: while standard
 /// input stays open, its partition is in the store.
