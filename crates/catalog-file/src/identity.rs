@@ -154,10 +154,14 @@ fn born(metadata: &std::fs::Metadata) -> Option<std::time::SystemTime> {
 }
 
 /// Files a rotation left in `directory` after the one this identity was taken of: named after
-/// `name` (`feed.ndjson.1`, `feed.ndjson-20261205`), born after it, oldest first, neither it
-/// nor `current` (the file at the path now). A path rotated twice between two runs leaves one
-/// such file, which holds lines no other file does. Those a compression tool wrote
-/// (`.gz`, …) cannot be read as lines: they come back apart, to be reported.
+/// `name` (`feed.ndjson.1`, `feed.ndjson-20261205`), born after it and not after `current`
+/// (the file at the path now; a file system's birth times are coarse, so one born in the same
+/// tick counts), oldest first. A path rotated twice between two runs leaves one such
+/// file, which holds lines no other file does. A file born after `current` was never at the
+/// path before it: an exporter's `feed.ndjson.tmp` being written, to be renamed into place, or
+/// a `.sha256` beside it; read as a rotation, it would be read early, or stop the source at
+/// its unfinished last line. Those a compression tool wrote (`.gz`, …) cannot be read as
+/// lines: they come back apart, to be reported.
 pub(crate) async fn rotated_after(
     directory: &std::path::Path,
     name: &std::ffi::OsStr,
@@ -171,6 +175,10 @@ pub(crate) async fn rotated_after(
     let previous_metadata = tokio::fs::metadata(previous).await?;
     let Some(previous_born) = born(&previous_metadata) else { return Ok(rotations) };
     let skip = [device_and_inode(&previous_metadata), (current.device, current.inode)];
+    let at_path = tokio::fs::metadata(directory.join(name)).await.ok();
+    let current_born = at_path
+        .filter(|metadata| device_and_inode(metadata) == (current.device, current.inode))
+        .and_then(|metadata| born(&metadata));
     let name = name.to_string_lossy();
     let mut found = Vec::new();
     let mut entries = tokio::fs::read_dir(directory).await?;
@@ -185,7 +193,9 @@ pub(crate) async fn rotated_after(
             continue;
         }
         match born(&metadata) {
-            Some(at) if at > previous_born => found.push((at, entry.path(), suffix.to_owned())),
+            Some(at) if at > previous_born && current_born.is_none_or(|current| at <= current) => {
+                found.push((at, entry.path(), suffix.to_owned()));
+            }
             _ => {}
         }
     }

@@ -550,9 +550,14 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
     write_events(&at("feed.ndjson.other-tool"), 90..91);
     std::fs::remove_file(at("feed.ndjson.other-tool")).expect("remove");
     write_events(&at("feeds.ndjson.1"), 91..92);
+    // Born after C (a tick of the file system's clock later), so never at the path before
+    // it: the next export, being written.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(at("feed.ndjson.tmp"), format!("{}\n{{\"event_id\":", event_line(92))).expect("write");
     let (_, stderr, success) = run_worker(&arguments, directory.path());
     assert!(success, "{stderr}");
     assert!(summary(&stderr).starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
+    std::fs::remove_file(at("feed.ndjson.tmp")).expect("remove");
     let (_, stderr, success) = run_worker(&arguments, directory.path());
     assert!(success, "{stderr}");
     assert!(summary(&stderr).starts_with("summary: events=0 "), "C is resumed: {stderr}");
