@@ -174,9 +174,12 @@ impl SupplierEvent {
     }
 }
 
+/// `at` as the stores keep it: whole microseconds since the epoch. A leap second (`23:59:60`,
+/// which RFC 3339 allows and chrono holds as a second 59 of more than a billion nanoseconds)
+/// becomes the next second's start, where the stores put it: held as read, it sorted before
+/// that second in memory and after it once stored, so arrival order decided between them.
 pub(crate) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
-    let nanos = at.timestamp_subsec_nanos();
-    at - chrono::Duration::nanoseconds(i64::from(nanos % 1_000))
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
 /// FNV-1a, 64 bit: tiny, stable across releases and platforms, good enough to tell payloads apart.

@@ -120,6 +120,18 @@ fn a_message_held_in_part_is_too_large_by_its_whole_length() {
     assert_eq!(rejection.detail, "message is 2097168 bytes, more than the 65536 allowed");
 }
 
+/// A leap second is held as the stores keep it, the next second's start: as read, it sorted
+/// before that second in memory and after it once stored.
+#[test]
+fn a_leap_second_is_the_next_second_s_start() {
+    let at = |text: &str| decode(&json(&format!(r#"{{"updated_at": "{text}"}}"#))).expect("valid").updated_at();
+    let leap = at("2016-12-31T23:59:60.5Z");
+    assert_eq!(leap, at("2017-01-01T00:00:00.5Z"));
+    assert!(leap > at("2017-01-01T00:00:00.1Z"));
+    assert_eq!(leap.timestamp_subsec_nanos(), 500_000_000);
+    assert_eq!(at("2026-06-01T12:00:00.1234567Z"), at("2026-06-01T12:00:00.123456Z"), "microseconds at most");
+}
+
 #[test]
 fn the_contract_example_decodes() {
     let example = br#"{
