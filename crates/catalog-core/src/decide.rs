@@ -134,7 +134,10 @@ pub struct FoldedAdjustments {
 /// How far behind an offer's newest adjustment an older one stays listed on its own; older
 /// ones are folded into [`FoldedAdjustments`] (decision 0009). Within the horizon, any
 /// arrival order gives the same offer; beyond it, a late snapshot older than the fold is
-/// stale (`beyond_adjustment_horizon`), and a late adjustment joins the fold.
+/// stale (`beyond_adjustment_horizon`), and a late adjustment joins the fold. An offer that
+/// lists more than [`MAX_LISTED_ADJUSTMENTS`] within the horizon folds its oldest half at
+/// once: its horizon is then as long as its newest 500 to 1,000 adjustments span (decision
+/// 0053).
 pub const ADJUSTMENT_HORIZON: chrono::Duration = chrono::Duration::hours(24);
 
 /// An offer lists at most this many adjustments: the newest ones win over the time horizon
