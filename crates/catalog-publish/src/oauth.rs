@@ -84,6 +84,13 @@ struct TokenAnswer {
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// A token is fetched again this long before it expires (or at half its life, if shorter).
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
+/// How long a refusal of the credentials answers every request without asking again: a
+/// refused grant stays refused until an operator renews it, and each lane's every send (and
+/// every reconcile read) asking the endpoint again would make up to the channel's rate of
+/// token requests, which a platform counts against the application (all its sellers).
+pub const REFUSAL_HELD_FOR: Duration = Duration::from_secs(30);
+/// How long an endpoint that could not be reached or failed is left alone.
+pub const UNAVAILABLE_HELD_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 struct Cached {
@@ -94,6 +101,8 @@ struct Cached {
 #[derive(Debug)]
 struct State {
     cached: Option<Cached>,
+    /// The endpoint's last failure and until when it answers for it (`REFUSAL_HELD_FOR`).
+    failed: Option<(TokenError, Instant)>,
     /// The refresh token to use next: rotated by platforms that rotate it.
     refresh_token: Option<Secret>,
     /// What the refresh token file held when this cache last read or wrote it: a token found
@@ -130,7 +139,7 @@ impl TokenCache {
     fn starting(fetcher: Fetcher, refresh_token: Option<Secret>, kept: Option<Secret>) -> Self {
         Self {
             fetcher: Arc::new(fetcher),
-            state: Arc::new(Mutex::new(State { cached: None, refresh_token, kept, n_fetched: 0 })),
+            state: Arc::new(Mutex::new(State { cached: None, failed: None, refresh_token, kept, n_fetched: 0 })),
         }
     }
 
@@ -190,13 +199,28 @@ impl Fetcher {
     /// spent token is refused with `invalid_grant`; whatever the refusal, a newer token is
     /// worth its one try).
     async fn refresh(&self, state: &mut State) -> Result<Secret, TokenError> {
-        self.take_newer_kept(state);
+        // A failure answers for a while, unless another process has kept a new token since.
+        let newer = self.take_newer_kept(state);
+        if let Some((error, until)) = state.failed.as_ref().filter(|(_, until)| !newer && *until > Instant::now()) {
+            tracing::debug!(
+                until_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "the token endpoint failed a moment ago: not asked again yet"
+            );
+            return Err(error.clone());
+        }
         let fetched = match self.fetch(state.refresh_token.as_ref()).await {
             Err(TokenError::Refused { .. }) if self.take_newer_kept(state) => {
                 self.fetch(state.refresh_token.as_ref()).await
             }
             fetched => fetched,
         };
+        state.failed = fetched.as_ref().err().map(|error| {
+            let held_for = match error {
+                TokenError::Refused { .. } | TokenError::Malformed(_) => REFUSAL_HELD_FOR,
+                TokenError::Unavailable(_) => UNAVAILABLE_HELD_FOR,
+            };
+            (error.clone(), Instant::now() + held_for)
+        });
         let (access_token, lifetime, rotated) = fetched?;
         let ahead = REFRESH_AHEAD.min(lifetime / 2);
         state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });

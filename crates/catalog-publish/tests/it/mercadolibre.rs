@@ -611,6 +611,21 @@ async fn mercadolibre_refused_refresh_is_retried_as_token_refused() {
     assert!(meli.item_requests().is_empty(), "nothing sent without a token");
 }
 
+/// A refused grant answers the sends after it for a while without asking the endpoint again:
+/// every lane's every send asking it made up to the channel's rate of token requests, which
+/// Mercado Libre counts against the application, all its sellers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_is_not_asked_again_at_every_send() {
+    let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
+    let channel = meli.channel();
+    for _ in 0..5 {
+        let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
+        assert!(matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "token_refused", .. }), "{answer:?}");
+    }
+    assert_eq!(meli.token_requests().len(), 1, "asked once");
+    assert!(meli.item_requests().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mercadolibre_still_expired_after_a_refresh_is_unauthorized() {
     let meli = MercadoLibre::start(vec![Api::Expired, Api::Expired], vec![]).await;
