@@ -51,7 +51,7 @@ const BULK_UPDATE_PATH: &str = "/sell/inventory/v1/bulk_update_price_quantity";
 const ACCESS_DENIED_ERROR_ID: u64 = 1100;
 
 pub use classify::{classify_ebay, SentSku};
-pub use offers::OFFER_IDS_TTL;
+pub use offers::{LOOKUPS_AT_ONCE, OFFER_IDS_TTL};
 pub use read::{parse_bulk_get, MAX_READS_PER_REQUEST};
 
 /// Where eBay is and the seller's OAuth grant for it.

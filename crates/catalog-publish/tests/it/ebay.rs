@@ -92,6 +92,10 @@ struct Shared {
     n_issued: u64,
     /// Per SKU: its inventory item's `shipToLocationAvailability.quantity` and its offer.
     items: HashMap<String, (i64, Offer)>,
+    /// How long each `getOffers` takes to answer.
+    lookup_delay: Duration,
+    /// `getOffers` requests being answered now, and the most there were at once.
+    lookups_in_flight: (usize, usize),
 }
 
 impl Shared {
@@ -156,6 +160,17 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+    if method == Method::GET && uri.path() == OFFERS_PATH {
+        let delay = {
+            let mut shared = shared.lock().expect("eBay state");
+            let (now, most) = &mut shared.lookups_in_flight;
+            *now += 1;
+            *most = (*most).max(*now);
+            shared.lookup_delay
+        };
+        tokio::time::sleep(delay).await;
+        shared.lock().expect("eBay state").lookups_in_flight.0 -= 1;
+    }
     let mut shared = shared.lock().expect("eBay state");
     shared.requests.push(Recorded {
         method: method.clone(),
@@ -425,6 +440,22 @@ async fn ebay_unpublished_offer_is_left_alone_and_a_failed_lookup_fails_its_sku_
     let sent = publish("DOWN-1", 5, None);
     assert_eq!(channel.send(std::slice::from_ref(&sent)).await.attempts[0].verdict, accepted(&sent));
     assert_eq!(ebay.listing("DOWN-1"), 5);
+}
+
+/// A send's SKUs whose offers are not cached (after a start, as their ids expire) are looked
+/// up several at once: one after another, 25 of them outlasted the request timeout, and the
+/// send was recorded `timeout` though nothing had been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_offers_of_a_cold_batch_are_looked_up_several_at_once() {
+    let ebay = Ebay::start(vec![], vec![]).await;
+    ebay.shared.lock().expect("eBay state").lookup_delay = Duration::from_millis(200);
+    let channel = ebay.channel();
+    let batch: Vec<Publish> = (0..25).map(|n| publish(&format!("SKU-{n}"), 5, None)).collect();
+    let sent = channel.send(&batch).await;
+    assert!(sent.attempts.iter().all(|attempt| matches!(attempt.verdict, Verdict::Answered(_))), "{sent:?}");
+    assert_eq!(ebay.requests_to(BULK_UPDATE_PATH).len(), 1);
+    let most = ebay.shared.lock().expect("eBay state").lookups_in_flight.1;
+    assert!((2..=catalog_publish::marketplace::ebay::LOOKUPS_AT_ONCE).contains(&most), "{most} at once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,12 @@ pub const OFFER_IDS_TTL: Duration = Duration::from_secs(3600);
 /// The pages of offers read for one SKU at most: eBay lists a SKU's offers (one per
 /// marketplace and format, a handful) 25 to a page.
 const MAX_OFFER_PAGES: usize = 8;
+
+/// How many SKUs' offers one send reads at once. A send of 25 SKUs none of which is cached
+/// (after a start, and as the ids expire each hour) read them one after another: at 0.3 s a
+/// lookup, longer than the request timeout, so the whole send was recorded `timeout`, and
+/// each SKU waited a lease (a timeout may have reached eBay) though nothing had been sent.
+pub const LOOKUPS_AT_ONCE: usize = 8;
 const OFFERS_PATH: &str = "/sell/inventory/v1/offer";
 
 /// A SKU's lookup that failed: the status eBay answered, if any, and the SKU's verdict.
@@ -77,30 +83,40 @@ pub(super) struct PublishedOffer {
 
 impl EbayChannel {
     /// The published offers' ids of each of `listings`, from the cache or `getOffers`, in
-    /// order. A lookup that fails fails its SKU alone, unless it says the whole channel must
-    /// wait or lacks a token (429, a refused token or credentials): then every SKU still to be
-    /// read fails alike, without asking eBay.
+    /// order, [`LOOKUPS_AT_ONCE`] read at a time. A lookup that fails fails its SKU alone,
+    /// unless it says the whole channel must wait or lacks a token (429, a refused token or
+    /// credentials): then every SKU whose lookup has not started fails alike, without asking
+    /// eBay.
     pub(super) async fn published_offers(&self, listings: &[&str]) -> Vec<Result<Vec<String>, LookupFailure>> {
-        let mut looked_up = Vec::with_capacity(listings.len());
-        let mut channel_failure: Option<LookupFailure> = None;
-        for listing in listings {
-            if let Some(offer_ids) = self.offer_ids.cached(listing, Instant::now()) {
-                looked_up.push(Ok(offer_ids));
-                continue;
-            }
-            if let Some(failure) = &channel_failure {
-                looked_up.push(Err(failure.clone()));
-                continue;
-            }
-            let result = self.read_published_offers(listing).await.map(|offers| offer_ids_of(&offers));
-            if let Err(failure) = &result {
-                if fails_the_channel(&failure.1) {
-                    channel_failure = Some(failure.clone());
-                }
-            }
-            looked_up.push(result);
+        use futures::StreamExt as _;
+        let channel_failure: Mutex<Option<LookupFailure>> = Mutex::new(None);
+        // Collected first: a stream over a closure's futures is not `Send` for the compiler here.
+        let lookups: Vec<_> =
+            listings.iter().map(|listing| self.published_offer_ids(listing, &channel_failure)).collect();
+        futures::stream::iter(lookups).buffered(LOOKUPS_AT_ONCE).collect().await
+    }
+
+    /// One SKU's lookup for `published_offers`: from the cache, or failed alike once a lookup
+    /// failed the channel (`channel_failure`), or read.
+    async fn published_offer_ids(
+        &self,
+        listing: &str,
+        channel_failure: &Mutex<Option<LookupFailure>>,
+    ) -> Result<Vec<String>, LookupFailure> {
+        let failed = || channel_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(offer_ids) = self.offer_ids.cached(listing, Instant::now()) {
+            return Ok(offer_ids);
         }
-        looked_up
+        if let Some(failure) = failed().clone() {
+            return Err(failure);
+        }
+        let result = self.read_published_offers(listing).await.map(|offers| offer_ids_of(&offers));
+        if let Err(failure) = &result {
+            if fails_the_channel(&failure.1) {
+                failed().get_or_insert_with(|| failure.clone());
+            }
+        }
+        result
     }
 
     /// The lowest `availableQuantity` of `listing`'s published offers, read now (not from the
