@@ -75,23 +75,64 @@ pub(super) async fn flags(
     .map_err(store_error)?;
     let supplier_tenants: Vec<&str> = keys.suppliers.iter().map(|(tenant, _)| tenant.as_str()).collect();
     let suppliers: Vec<&str> = keys.suppliers.iter().map(|(_, supplier)| supplier.as_str()).collect();
-    sqlx::query(
+    let created: Vec<(String, String)> = sqlx::query_as(
         // A supplier first seen takes its tenant's flag for new suppliers where the gate set
         // one (canary and widening hold the suppliers not listed), else the default.
         r#"INSERT INTO suppliers (tenant_id, supplier_id, sync_enabled)
            SELECT t, s, coalesce((SELECT new_suppliers_enabled FROM tenants WHERE tenant_id = t), $3)
            FROM unnest($1::text[], $2::text[]) AS u(t, s) ORDER BY t COLLATE "C", s COLLATE "C"
-           ON CONFLICT DO NOTHING"#,
+           ON CONFLICT DO NOTHING
+           RETURNING tenant_id, supplier_id"#,
     )
     .bind(&supplier_tenants)
+    .bind(&suppliers)
+    .bind(default_enabled)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?;
+    if !created.is_empty() {
+        first_seen_under_the_gate(connection, &created, default_enabled).await?;
+    }
+
+    read_flags(connection, keys, &mut flags, false).await?;
+    Ok(flags)
+}
+
+/// Gives the suppliers this batch just created (not committed yet) their tenant's flag for new
+/// suppliers as the last gate step left it. A step locks the tenant's row for update, then
+/// sets the tenant's flags and every supplier of the tenant it sees. A batch that inserts a
+/// supplier in between read the flag before the step, and its insert (whose foreign key
+/// waits for the step's lock) lands after the step set the suppliers: the new one kept the
+/// old flag (an opened tenant's new supplier held for good, its events never replayed; a
+/// canary's held one left on). Under the tenant's share lock, a step in flight has committed
+/// (and the flag is read again after it), or waits for this batch, whose suppliers it sees. A step that inserts the
+/// same supplier waits on this batch's row while this batch waits on the step's lock: one of
+/// the two is refused as a deadlock, and the batch is planned again.
+async fn first_seen_under_the_gate(
+    connection: &mut PgConnection,
+    created: &[(String, String)],
+    default_enabled: bool,
+) -> Result<(), StoreError> {
+    let (tenants, suppliers): (Vec<&str>, Vec<&str>) =
+        created.iter().map(|(tenant, supplier)| (tenant.as_str(), supplier.as_str())).unzip();
+    sqlx::query(r#"SELECT 1 FROM tenants WHERE tenant_id = ANY($1) ORDER BY tenant_id COLLATE "C" FOR SHARE"#)
+        .bind(&tenants)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    sqlx::query(
+        "UPDATE suppliers AS s SET sync_enabled = coalesce(t.new_suppliers_enabled, $3)
+         FROM unnest($1::text[], $2::text[]) AS u(t, s), tenants AS t
+         WHERE s.tenant_id = u.t AND s.supplier_id = u.s AND t.tenant_id = u.t
+           AND s.sync_enabled IS DISTINCT FROM coalesce(t.new_suppliers_enabled, $3)",
+    )
+    .bind(&tenants)
     .bind(&suppliers)
     .bind(default_enabled)
     .execute(&mut *connection)
     .await
     .map_err(store_error)?;
-
-    read_flags(connection, keys, &mut flags, false).await?;
-    Ok(flags)
+    Ok(())
 }
 
 /// The batch's flags read again under a share lock, in key order: a batch that held events

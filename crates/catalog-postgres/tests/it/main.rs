@@ -5,6 +5,7 @@
 
 mod claims;
 mod failures;
+mod first_seen;
 mod healing;
 mod migrations;
 mod reconcile;

@@ -28,7 +28,7 @@ mod signals;
 pub use fence::copies_of_a_batch_apply_once;
 pub use fixtures::{
     base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, published,
-    raw_incoming, Fresh, SOURCE,
+    raw_incoming, rollout_change, Fresh, SOURCE,
 };
 
 use crate::StoreConfig;
