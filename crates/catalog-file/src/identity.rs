@@ -224,7 +224,10 @@ pub(crate) struct Rotations {
 
 /// The identity of a file being read at `head_length` bytes, read with `pread` (the reader's
 /// position is left alone): a file opened while it held fewer than [`HEAD_BYTES`] bytes is
-/// known by more of them once they are written.
+/// known by more of them once they are written. A file whose first bytes are no longer the
+/// ones `identity` holds was rewritten while it was read (`export > feed.ndjson`): it keeps
+/// the identity it has, so the next run finds the rewrite and reads it from its start, instead
+/// of taking the new bytes for the file read and resuming in the middle of them.
 #[cfg(unix)]
 pub(crate) fn grown(file: &std::fs::File, identity: &FileIdentity, head_length: u64) -> std::io::Result<FileIdentity> {
     use std::os::unix::fs::FileExt;
@@ -237,6 +240,10 @@ pub(crate) fn grown(file: &std::fs::File, identity: &FileIdentity, head_length: 
         }
     }
     head.truncate(filled);
+    let known = usize::try_from(identity.head_length).unwrap_or(usize::MAX);
+    if head.get(..known).is_none_or(|known| fnv1a(known) != identity.head_hash) {
+        return Ok(*identity);
+    }
     Ok(FileIdentity { head_length: head.len() as u64, head_hash: fnv1a(&head), ..*identity })
 }
 
@@ -264,6 +271,23 @@ fn device_and_inode(_metadata: &std::fs::Metadata) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_identity_grows_only_over_the_bytes_it_was_taken_of() {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("feed.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n").expect("write");
+        let identity = FileIdentity { device: 1, inode: 2, head_length: 8, head_hash: fnv1a(b"{\"a\":1}\n") };
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n").expect("append");
+        let file = std::fs::File::open(&path).expect("open");
+        let appended = grown(&file, &identity, 16).expect("read");
+        assert_eq!((appended.head_length, appended.head_hash), (16, fnv1a(b"{\"a\":1}\n{\"b\":2}\n")));
+
+        std::fs::write(&path, "{\"c\":3}\n{\"d\":4}\n").expect("rewrite");
+        let file = std::fs::File::open(&path).expect("open");
+        assert_eq!(grown(&file, &identity, 16).expect("read"), identity, "rewritten: the identity stays");
+    }
 
     #[test]
     fn a_cursor_reads_back_as_written() {
