@@ -151,25 +151,34 @@ pub fn read_feed_page(body: &str) -> Result<FeedPage, String> {
 }
 
 /// Each item of a feed of `batch`'s order from its status pages: by `index` when Walmart
-/// gives it, else by SKU; an item no page names is sent again.
+/// gives it and the entry names that index's SKU (or none), else by SKU; an item no page
+/// names is sent again. Walmart documents the pages' `offset` as counted from 0, not
+/// `index`: an entry whose SKU is another item's is never taken for the item at its index (a
+/// feed counted from 1 would give each item its neighbour's outcome, a refusal dead-letter the
+/// wrong SKU and the refused one be recorded published).
 pub fn item_outcomes(batch_listings: &[&str], pages: &[FeedPage]) -> Vec<ItemOutcome> {
-    let mut by_index: HashMap<usize, &ItemOutcome> = HashMap::new();
+    let mut by_index: HashMap<usize, (&str, &ItemOutcome)> = HashMap::new();
     let mut by_sku: HashMap<&str, &ItemOutcome> = HashMap::new();
     for (index, sku, outcome) in pages.iter().flat_map(|page| &page.items) {
-        match index {
-            Some(index) => by_index.insert(*index, outcome),
-            None => by_sku.insert(sku.as_str(), outcome),
-        };
+        if let Some(index) = index {
+            by_index.insert(*index, (sku.as_str(), outcome));
+        }
+        if !sku.is_empty() {
+            by_sku.insert(sku.as_str(), outcome);
+        }
     }
     batch_listings
         .iter()
         .enumerate()
-        .map(|(index, listing)| match by_index.get(&index).or_else(|| by_sku.get(listing)) {
-            Some(outcome) => (*outcome).clone(),
-            None => ItemOutcome::Unconfirmed {
-                reason: "feed_report_unclear",
-                error: format!("the processed feed's status names no item {index} ({listing})"),
-            },
+        .map(|(index, listing)| {
+            let at_index = by_index.get(&index).filter(|(sku, _)| sku.is_empty() || sku == listing);
+            match at_index.map(|(_, outcome)| outcome).or_else(|| by_sku.get(listing)) {
+                Some(outcome) => (*outcome).clone(),
+                None => ItemOutcome::Unconfirmed {
+                    reason: "feed_report_unclear",
+                    error: format!("the processed feed's status names no item {index} ({listing})"),
+                },
+            }
         })
         .collect()
 }
@@ -399,5 +408,23 @@ mod tests {
         Accepted
         Unconfirmed { reason: "feed_report_unclear", error: "the processed feed's status names no item 4 (SKU-5)" }
         "#);
+    }
+
+    /// An entry whose SKU is another item's is never that item's outcome, whatever its index:
+    /// a feed whose indices count from 1 gives each item its own outcome, by SKU.
+    #[test]
+    fn an_entry_is_never_the_outcome_of_an_item_whose_sku_it_does_not_name() {
+        let outcome = |error: &str| ItemOutcome::Refused { error: error.to_owned(), errors: String::new() };
+        let page = FeedPage {
+            status: "PROCESSED".to_owned(),
+            items_received: 2,
+            errors: None,
+            items: vec![
+                (Some(1), "SKU-1".to_owned(), ItemOutcome::Accepted),
+                (Some(2), "SKU-2".to_owned(), outcome("bad")),
+            ],
+        };
+        let outcomes = item_outcomes(&["SKU-1", "SKU-2"], &[page]);
+        assert_eq!(outcomes, [ItemOutcome::Accepted, outcome("bad")]);
     }
 }
