@@ -85,11 +85,24 @@ struct FeedEntry {
 }
 
 impl FeedEntry {
-    fn settings(&self, default_timeout: Duration) -> FeedSettings {
-        FeedSettings {
+    /// The settings, or why not: a poll interval of 0 reads a feed's status in a tight loop
+    /// until the platform throttles, and a timeout of 0 gives up on every feed at once and
+    /// submits it again, spending the platform's few feeds an hour.
+    fn settings(&self, channel: &str, default_timeout: Duration) -> Result<FeedSettings, ChannelsError> {
+        let refused = |field: &str| ChannelsError::Adapter {
+            channel: channel.to_owned(),
+            error: format!("adapter: feed: {field} must be above 0"),
+        };
+        if self.poll_interval_ms == Some(0) {
+            return Err(refused("poll_interval_ms"));
+        }
+        if self.timeout_s == Some(0) {
+            return Err(refused("timeout_s"));
+        }
+        Ok(FeedSettings {
             poll_interval: self.poll_interval_ms.map_or(FeedSettings::DEFAULT_POLL_INTERVAL, Duration::from_millis),
             timeout: self.timeout_s.map_or(default_timeout, Duration::from_secs),
-        }
+        })
     }
 }
 
@@ -135,7 +148,7 @@ pub(super) fn adapter_settings(
             client_id,
             client_secret: secret("client secret", &client_secret_env)?,
             refresh_token: secret("refresh token", &refresh_token_env)?,
-            feed: feed.map(|feed| feed.settings(FeedSettings::DEFAULT_TIMEOUT)),
+            feed: feed.map(|feed| feed.settings(channel, FeedSettings::DEFAULT_TIMEOUT)).transpose()?,
         }),
         AdapterEntry::Walmart { base_url, token_url, ship_node, client_id, client_secret_env, feed } => {
             let token_url = on_host(token_url, base_url.as_deref(), "/v3/token", walmart::DEFAULT_TOKEN_URL);
@@ -145,7 +158,7 @@ pub(super) fn adapter_settings(
                 token_url,
                 client_id,
                 client_secret: secret("client secret", &client_secret_env)?,
-                feed: feed.map(|feed| feed.settings(walmart::DEFAULT_FEED_TIMEOUT)),
+                feed: feed.map(|feed| feed.settings(channel, walmart::DEFAULT_FEED_TIMEOUT)).transpose()?,
             })
         }
         AdapterEntry::Ebay { base_url, token_url, client_id, client_secret_env, refresh_token_env } => {

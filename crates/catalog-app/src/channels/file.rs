@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use catalog_core::{ChannelRules, Listings, StockRules, TenantId};
 use catalog_publish::marketplace::amazon::{self, AmazonConfig};
-use catalog_publish::marketplace::mercadolibre::{MercadoLibreListing, UserProductListing};
 use catalog_publish::marketplace::walmart::{self, WalmartConfig};
 use catalog_publish::{ChannelConfig, Rate, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
@@ -121,6 +120,12 @@ fn channel(
                 error: "give either \"adapter\" or a storefront's \"base_url\", not both".to_owned(),
             })
         }
+        (Some(_), None) if entry.token_env.is_some() => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "\"token_env\" is a storefront's: an \"adapter\" names its own credentials".to_owned(),
+            })
+        }
         (Some(adapter), None) => adapter_settings(&name, adapter, env)?,
         (None, Some(base_url)) => {
             let token =
@@ -165,22 +170,7 @@ fn channel(
         (None, Some(file)) => Listings::Mapped(listings::read_csv(&name, &directory.join(file))?),
         (None, None) => Listings::BySku,
     };
-    if let (AdapterSettings::MercadoLibre(_), Listings::Mapped(map)) = (&adapter, &listings) {
-        // Mercado Libre's ids become path segments: a mistake is refused here, not at its
-        // first publish.
-        let valid = |listing: &str| {
-            MercadoLibreListing::parse(listing).is_some() || UserProductListing::parse(listing).is_some()
-        };
-        if let Some((sku, listing)) = map.iter().find(|(_, listing)| !valid(listing)) {
-            return Err(ChannelsError::Listing {
-                channel: name,
-                at: "the listing map".to_owned(),
-                error: format!(
-                    "sku {sku}: {listing:?} is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), nor a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)"
-                ),
-            });
-        }
-    }
+    listings::check_listings(&name, &adapter, &listings)?;
     let mut config = ChannelConfig::new(&name);
     // A send of a channel of feeds is a whole feed, waited for; it starts at the pace the
     // platform allows feeds.

@@ -6,9 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use catalog_core::Sku;
+use catalog_core::{Listings, Sku};
+use catalog_publish::marketplace::mercadolibre::{MercadoLibreListing, UserProductListing};
+use catalog_publish::marketplace::shopify::is_inventory_item_gid;
 
 use super::file::ChannelsError;
+use super::AdapterSettings;
 
 /// The map from `(sku, listing)` pairs, with `source` naming where they came from in errors.
 pub(super) fn from_pairs<'a>(
@@ -78,4 +81,42 @@ pub(super) fn read_csv(channel: &str, path: &Path) -> Result<BTreeMap<Sku, Strin
         numbers.push(number);
     }
     from_pairs(channel, pairs, &|index| at(numbers[index]))
+}
+
+/// Refuses listings a platform cannot take, at start rather than at each first publish (a
+/// dead letter per item, requeued by every heal round): Shopify sets quantities by inventory
+/// item (`gid://shopify/InventoryItem/…`) and Mercado Libre writes items by their ids
+/// (`MLA…`, `up:…`), never by a seller's SKU, and their ids become request fields and paths.
+pub(super) fn check_listings(
+    channel: &str,
+    adapter: &AdapterSettings,
+    listings: &Listings,
+) -> Result<(), ChannelsError> {
+    let (platform, valid, expected): (&str, fn(&str) -> bool, &str) = match adapter {
+        AdapterSettings::Shopify(_) => ("Shopify", is_inventory_item_gid, "an inventory item (gid://shopify/InventoryItem/30322695)"),
+        AdapterSettings::MercadoLibre(_) => (
+            "Mercado Libre",
+            |listing| MercadoLibreListing::parse(listing).is_some() || UserProductListing::parse(listing).is_some(),
+            "a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), or a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)",
+        ),
+        _ => return Ok(()),
+    };
+    let map = match listings {
+        Listings::Mapped(map) => map,
+        Listings::BySku => {
+            return Err(ChannelsError::Listing {
+                channel: channel.to_owned(),
+                at: "the channel".to_owned(),
+                error: format!("{platform} knows no listing by SKU: give \"listings\" (or \"listings_file\") mapping each SKU to {expected}"),
+            })
+        }
+    };
+    match map.iter().find(|(_, listing)| !valid(listing)) {
+        Some((sku, listing)) => Err(ChannelsError::Listing {
+            channel: channel.to_owned(),
+            at: "the listing map".to_owned(),
+            error: format!("sku {sku}: {listing:?} is not {expected}"),
+        }),
+        None => Ok(()),
+    }
 }

@@ -178,8 +178,12 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "requests_per_second": 0}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "burst": 15}]"#,
         r#"[{"name": "x", "adapter": {"kind": "amazon", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "feed": {"poll_ms": 1}}}]"#,
-        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}},
-            {"name": "y", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "y.token"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "MLA1"}},
+            {"name": "y", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "y.token"}, "listings": {"ABC-1": "MLA1"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "30322695"}}]"#,
+        r#"[{"name": "x", "token_env": "SET", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "walmart", "client_id": "c", "client_secret_env": "SET", "feed": {"poll_interval_ms": 0}}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "1"}},
             {"name": "y", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
     ];
@@ -208,11 +212,15 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: no "adapter" (or storefront "base_url") says what it speaks
     channel x: listings at DIR/bad.csv line 2: expected "sku,listing", got "ABC-1 MLA1"
     channel x: listings at "listings": listing "A" is given to two skus (ABC-1 and ABC-2)
-    channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), nor a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)
+    channel x: listings at the listing map: sku ABC-2: "MLA2/red" is not a Mercado Libre item id (MLA123456789), one with a variation id (MLA123456789/174997747229), or a user product's stock (up:MLBU206642488, or up:MLBU206642488@9876543/MXP123451 at a warehouse)
     channel x: requests_per_second must be a number above 0, not 0
     channel x: "burst" needs the "requests_per_second" it bursts above
     channel x: adapter: unknown field `poll_ms`, expected `poll_interval_ms` or `timeout_s`
     channels x and y write one seller account's listings, and Mercado Libre spends their refresh token on its first use, so each would spend the other's: give both the same refresh_token_file (decision 0056)
+    channel x: listings at the channel: Shopify knows no listing by SKU: give "listings" (or "listings_file") mapping each SKU to an inventory item (gid://shopify/InventoryItem/30322695)
+    channel x: listings at the listing map: sku ABC-1: "30322695" is not an inventory item (gid://shopify/InventoryItem/30322695)
+    channel x: "token_env" is a storefront's: an "adapter" names its own credentials
+    channel x: adapter: feed: poll_interval_ms must be above 0
     channels x and y write one seller account's listings, and one maps SKUs to listings while the other lists them by SKU: give them listings that agree (decision 0056)
     "#);
 }

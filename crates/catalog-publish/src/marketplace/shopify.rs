@@ -142,7 +142,7 @@ impl ChannelAdapter for ShopifyChannel {
 }
 
 /// `gid://shopify/InventoryItem/{digits}`.
-fn is_inventory_item_gid(listing: &str) -> bool {
+pub fn is_inventory_item_gid(listing: &str) -> bool {
     listing
         .strip_prefix("gid://shopify/InventoryItem/")
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()))
