@@ -193,10 +193,11 @@ impl FileSource {
             }
             if let (false, Some(tracked)) = (line.terminated, cursor.as_deref()) {
                 // The file ends in half a line: a writer may still be appending to it. An
-                // event already whole is applied (its newline may follow); anything else is
-                // left, unjournaled and before the checkpoint, for the next run to read whole
-                // (decision 0033).
-                if catalog_core::decode(&line.bytes).is_err() {
+                // event already whole is applied (its newline may follow), and a whole JSON
+                // object that is no event is journaled as the rejection it is (nothing
+                // appended can make it another); anything else is left, unjournaled and before
+                // the checkpoint, for the next run to read whole (decision 0033).
+                if catalog_core::decode(&line.bytes).is_err() && !whole_object(&line) {
                     sink.source_error(&unterminated_line(tracked.position(line.offset), &line));
                     stopped = Stopped::HalfALine;
                     break;
@@ -379,6 +380,17 @@ fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::So
              renaming) so the worker finishes the old one"
         ),
     }
+}
+
+/// Whether `line` is held whole and is one JSON object (blanks around it allowed): whatever a
+/// writer appends after its closing brace makes it invalid, so it cannot grow into an event.
+/// Left waiting for a newline, an exporter that ends its last line without one (a join with
+/// "\n") stopped every later run there, for good in a rotated file.
+fn whole_object(line: &Line) -> bool {
+    let bytes = line.bytes.trim_ascii();
+    line.length == line.bytes.len() as u64
+        && bytes.first() == Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|value| value.is_object())
 }
 
 /// What the source tells of a file that ends in a line without a newline that is no event.

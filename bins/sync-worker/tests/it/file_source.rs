@@ -474,6 +474,32 @@ fn half_a_line_at_the_end_of_a_file_is_read_whole_by_the_next_run() {
     assert!(summary(&stderr).starts_with("summary: events=0 "), "{stderr}");
 }
 
+/// A file whose last line, without its newline, is a whole JSON object that is no event: no
+/// writer can make it one, so it is journaled as rejected, and the next run reads on after it
+/// (it was left waiting for a newline that an exporter joining lines never writes: every run
+/// stopped there).
+#[test]
+fn a_whole_object_that_is_no_event_at_the_end_of_a_file_is_rejected_not_waited_for() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("export.ndjson");
+    let invalid = event_line(2).replacen("\"quantity\":", "\"quantity\":-1,\"was\":", 1);
+    std::fs::write(&path, format!("{}\n{invalid}", event_line(1))).expect("write the feed");
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=2 applied=1 "), "{stderr}");
+    assert!(summary(&stderr).contains(" rejected=1 "), "{stderr}");
+    assert!(!stderr.contains("unterminated_line"), "{stderr}");
+
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut file, format!("\n{}\n", event_line(3)).as_bytes()).expect("append");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "read on after it: {stderr}");
+}
+
 /// A file rotated (renamed within its directory) while its writer was in the middle of a line:
 /// the writer finishes the line in the rotated file, and a new file takes the path. The next
 /// run reads the rest of the rotated file first, then the new one, and loses nothing. A file
