@@ -34,6 +34,10 @@ pub(crate) struct FileIdentity {
 pub(crate) struct FileCursor {
     pub(crate) identity: FileIdentity,
     pub(crate) base: u64,
+    /// When the file came to be ([`birth_nanos`]), where the file system keeps it: the files
+    /// rotated after it are found by it even once it is gone from the directory, and a file
+    /// that took its inode is not taken for it.
+    pub(crate) born: Option<u64>,
     pub(crate) previous: Option<PreviousFile>,
 }
 
@@ -53,6 +57,9 @@ impl FileCursor {
         let FileIdentity { device, inode, head_length, head_hash } = self.identity;
         let mut text =
             format!("file-v1 dev={device} ino={inode} head={head_length}:{head_hash:016x} base={}", self.base);
+        if let Some(born) = self.born {
+            text.push_str(&format!(" born={born}"));
+        }
         if let Some(PreviousFile { identity, read_to }) = self.previous {
             let FileIdentity { device, inode, head_length, head_hash } = identity;
             text.push_str(&format!(
@@ -63,12 +70,16 @@ impl FileCursor {
     }
 
     /// A cursor written by [`FileCursor::render`]; `None` for anything else (a checkpoint
-    /// written before files were identified holds none). A cursor without a previous file,
-    /// as earlier versions wrote it, has none.
+    /// written before files were identified holds none). A cursor without a birth time or a
+    /// previous file, as earlier versions wrote it, has none.
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let mut fields = text.strip_prefix("file-v1 ")?.split(' ').peekable();
         let identity = identity_fields(&mut fields, "")?;
         let base = field(&mut fields, "base")?.parse().ok()?;
+        let born = match fields.peek() {
+            Some(next) if next.starts_with("born=") => Some(field(&mut fields, "born")?.parse().ok()?),
+            _ => None,
+        };
         let previous = match fields.peek() {
             None => None,
             Some(_) => {
@@ -77,7 +88,7 @@ impl FileCursor {
                 Some(PreviousFile { identity, read_to })
             }
         };
-        fields.next().is_none().then_some(Self { identity, base, previous })
+        fields.next().is_none().then_some(Self { identity, base, born, previous })
     }
 }
 
@@ -153,6 +164,37 @@ fn born(metadata: &std::fs::Metadata) -> Option<std::time::SystemTime> {
     metadata.created().or_else(|_| metadata.modified()).ok()
 }
 
+/// A file's birth time as a cursor keeps it, nanoseconds since the Unix epoch, where the file
+/// system keeps one (not its last modification, which moves as it is written): a file
+/// deleted and created again at the path may get the old one's inode, never its birth time.
+pub(crate) fn birth_nanos(metadata: &std::fs::Metadata) -> Option<u64> {
+    let since_epoch = metadata.created().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
+}
+
+/// A file rotated away from the path, as the files rotated after it are looked for from: when
+/// it came to be, and its device and inode (so it is not found as one of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RotatedFrom {
+    pub(crate) born: std::time::SystemTime,
+    pub(crate) device_and_inode: (u64, u64),
+}
+
+impl RotatedFrom {
+    /// The file at `path`, as it is now.
+    pub(crate) async fn at(path: &std::path::Path) -> std::io::Result<Option<Self>> {
+        let metadata = tokio::fs::metadata(path).await?;
+        Ok(born(&metadata).map(|born| Self { born, device_and_inode: device_and_inode(&metadata) }))
+    }
+
+    /// The file a cursor was taken on, from what it recorded (`None` for a cursor that
+    /// recorded no birth time).
+    pub(crate) fn recorded(cursor: &FileCursor) -> Option<Self> {
+        let born = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(cursor.born?);
+        Some(Self { born, device_and_inode: (cursor.identity.device, cursor.identity.inode) })
+    }
+}
+
 /// Files a rotation left in `directory` after the one this identity was taken of: named after
 /// `name` (`feed.ndjson.1`, `feed.ndjson-20261205`), born after it and not after `current`
 /// (the file at the path now; a file system's birth times are coarse, so one born in the same
@@ -165,16 +207,15 @@ fn born(metadata: &std::fs::Metadata) -> Option<std::time::SystemTime> {
 pub(crate) async fn rotated_after(
     directory: &std::path::Path,
     name: &std::ffi::OsStr,
-    previous: &std::path::Path,
+    previous: RotatedFrom,
     current: &FileIdentity,
 ) -> std::io::Result<Rotations> {
     let mut rotations = Rotations::default();
     if !cfg!(unix) {
         return Ok(rotations);
     }
-    let previous_metadata = tokio::fs::metadata(previous).await?;
-    let Some(previous_born) = born(&previous_metadata) else { return Ok(rotations) };
-    let skip = [device_and_inode(&previous_metadata), (current.device, current.inode)];
+    let previous_born = previous.born;
+    let skip = [previous.device_and_inode, (current.device, current.inode)];
     let at_path = tokio::fs::metadata(directory.join(name)).await.ok();
     let current_born = at_path
         .filter(|metadata| device_and_inode(metadata) == (current.device, current.inode))
@@ -294,11 +335,16 @@ mod tests {
         let mut cursor = FileCursor {
             identity: FileIdentity { device: 64_769, inode: 1_234_567, head_length: 4096, head_hash: 0xdead_beef },
             base: 987,
+            born: None,
             previous: None,
         };
         let text = cursor.render();
         assert_eq!(text, "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987");
         assert_eq!(FileCursor::parse(&text), Some(cursor));
+        let born = FileCursor { born: Some(1_796_572_452_045_809_187), ..cursor };
+        let text = born.render();
+        assert_eq!(text, "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987 born=1796572452045809187");
+        assert_eq!(FileCursor::parse(&text), Some(born));
         cursor.previous = Some(PreviousFile {
             identity: FileIdentity { device: 64_769, inode: 1_234_500, head_length: 12, head_hash: 0xbeef },
             read_to: 654,

@@ -123,20 +123,27 @@ impl FileSource {
     ) -> Result<Resume, FileSourceError> {
         let stored = sink.checkpoint(source, 0).await?;
         let identity = FileIdentity::of(file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
-        let length = file.metadata().await.map_err(file_error("reading", path))?.len();
-        let Some(stored) = stored else { return Ok(Resume::Here(0, FileCursor { identity, base: 0, previous: None })) };
+        let metadata = file.metadata().await.map_err(file_error("reading", path))?;
+        let length = metadata.len();
+        let Some(stored) = stored else {
+            return Ok(Resume::Here(0, FileCursor { identity, base: 0, born: None, previous: None }));
+        };
         let position = u64::try_from(stored.offset).unwrap_or(0);
         let cursor = stored.cursor.as_deref().and_then(FileCursor::parse);
         // A new file's positions start where the last one was left: the checkpoint only moves on.
         let from_the_start =
-            FileCursor { identity, base: position, previous: cursor.and_then(|cursor| cursor.previous) };
+            FileCursor { identity, base: position, born: None, previous: cursor.and_then(|cursor| cursor.previous) };
         match cursor {
             Some(cursor) => {
                 let current =
                     FileIdentity::of(file, cursor.identity.head_length).await.map_err(file_error("reading", path))?;
                 let offset = position.saturating_sub(cursor.base);
-                let same_inode = (cursor.identity.device, cursor.identity.inode) == (current.device, current.inode);
-                if cursor.identity.same_file(&current) && offset <= length {
+                // Born since the checkpoint's file was: another file that took its inode (the
+                // old one deleted), not the same one rewritten.
+                let reborn = cursor.born.zip(identity::birth_nanos(&metadata)).is_some_and(|(then, now)| then != now);
+                let same_inode =
+                    (cursor.identity.device, cursor.identity.inode) == (current.device, current.inode) && !reborn;
+                if cursor.identity.same_file(&current) && !reborn && offset <= length {
                     Ok(Resume::Here(offset, FileCursor { identity, ..cursor }))
                 } else if same_inode {
                     sink.source_error(&rewritten_in_place(source, offset, length));
@@ -147,7 +154,9 @@ impl FileSource {
                 }
             }
             // A checkpoint from before files were identified: its offset is a byte offset.
-            None if position <= length => Ok(Resume::Here(position, FileCursor { identity, base: 0, previous: None })),
+            None if position <= length => {
+                Ok(Resume::Here(position, FileCursor { identity, base: 0, born: None, previous: None }))
+            }
             None => {
                 sink.source_error(&rewritten_in_place(source, position, length));
                 Ok(Resume::Here(0, from_the_start))
@@ -267,7 +276,7 @@ async fn continuing(
 ) -> Result<FileCursor, FileSourceError> {
     let stored = sink.checkpoint(source, 0).await?;
     let base = stored.map_or(0, |stored| u64::try_from(stored.offset).unwrap_or(0));
-    Ok(FileCursor { identity, base, previous })
+    Ok(FileCursor { identity, base, born: None, previous })
 }
 
 /// The cursor of a file being read, and a handle on it that reads its first bytes without
@@ -289,11 +298,15 @@ struct Appended {
 }
 
 impl Tracked {
-    async fn new(file: &tokio::fs::File, cursor: FileCursor, path: &Path) -> Result<Self, FileSourceError> {
+    async fn new(file: &tokio::fs::File, mut cursor: FileCursor, path: &Path) -> Result<Self, FileSourceError> {
         let head = match cursor.identity.head_length < HEAD_BYTES {
             true => Some(file.try_clone().await.map_err(file_error("reading", path))?.into_std().await),
             false => None,
         };
+        if cursor.born.is_none() {
+            let metadata = file.metadata().await.map_err(file_error("reading", path))?;
+            cursor.born = identity::birth_nanos(&metadata);
+        }
         Ok(Self { cursor, head, appended: None })
     }
 

@@ -10,7 +10,7 @@ use catalog_store::Position;
 use tokio::io::{AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{find_in, rotated_after, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
+use crate::identity::{find_in, rotated_after, FileCursor, FileIdentity, PreviousFile, RotatedFrom, HEAD_BYTES};
 use crate::lines::LineReader;
 use crate::{continuing, file_error, FileSource, FileSourceError, Stopped, Tracked};
 
@@ -101,7 +101,10 @@ impl FileSource {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));
-                return Ok(Onward::Go(None));
+                // Gone (deleted, or compressed by a rotation since): the files rotated after
+                // it still hold lines no other file does, found by its recorded birth time.
+                let Some(from) = RotatedFrom::recorded(&previous) else { return Ok(Onward::Go(None)) };
+                return self.read_rotations(path, from, None, current, source, sink, shutdown).await;
             }
             Err(error) => {
                 sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, Some(error)));
@@ -122,14 +125,40 @@ impl FileSource {
         if stopped != Stopped::End {
             return Ok(Onward::Stop);
         }
-        let mut finished = PreviousFile { identity: tracked.cursor.identity, read_to };
+        let finished = PreviousFile { identity: tracked.cursor.identity, read_to };
         // Rotated more than once since: the files between hold lines no other file does.
-        let name = path.file_name().unwrap_or_default();
-        let rotations = match rotated_after(directory, name, &rotated, current).await {
-            Ok(rotations) => rotations,
+        let from = match RotatedFrom::at(&rotated).await {
+            Ok(Some(from)) => from,
+            Ok(None) => return Ok(Onward::Go(Some(finished))),
             Err(error) => {
                 sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
                 return Ok(Onward::Go(Some(finished)));
+            }
+        };
+        self.read_rotations(path, from, Some(finished), current, source, sink, shutdown).await
+    }
+
+    /// Reads each file rotated from `path` after `from` and before `current` (the file at the
+    /// path), oldest first, reporting those compressed; `finished` is the last file read to
+    /// its end before them. Returns whether the run goes on, with the last one it read.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_rotations(
+        &self,
+        path: &Path,
+        from: RotatedFrom,
+        mut finished: Option<PreviousFile>,
+        current: &FileIdentity,
+        source: &str,
+        sink: &dyn BatchSink,
+        shutdown: &CancellationToken,
+    ) -> Result<Onward, FileSourceError> {
+        let directory = directory_of(path);
+        let name = path.file_name().unwrap_or_default();
+        let rotations = match rotated_after(directory, name, from, current).await {
+            Ok(rotations) => rotations,
+            Err(error) => {
+                sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
+                return Ok(Onward::Go(finished));
             }
         };
         if !rotations.compressed.is_empty() {
@@ -145,9 +174,9 @@ impl FileSource {
             if stopped != Stopped::End {
                 return Ok(Onward::Stop);
             }
-            finished = PreviousFile { identity: tracked.cursor.identity, read_to };
+            finished = Some(PreviousFile { identity: tracked.cursor.identity, read_to });
         }
-        Ok(Onward::Go(Some(finished)))
+        Ok(Onward::Go(finished))
     }
 }
 
