@@ -44,6 +44,7 @@ struct Spent {
 
 fn published(entry: &OutboxEntry) -> PublishRecord {
     PublishRecord {
+        claim: entry.claim,
         item_id: entry.item.id(),
         channel: entry.channel.clone(),
         version: entry.item.version(),

@@ -19,6 +19,8 @@ use crate::store_error;
 /// (`retry_at` unset) longest-waiting first, and the rows put off by a failure or a throttle
 /// by retry time, only those due (`retry_at` passed); it takes the limit's worth due longest
 /// of both. Neither walk passes a row in backoff (decision 0057); a leased row is passed.
+/// Each row claimed gets a token of its own (`claim`), which the records of its sends are
+/// fenced by (`recording::LOCK_ROUND`).
 /// SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due test
 /// is on the locked row itself, so a lease committed meanwhile is seen and skipped. The
 /// picked ids are an array the update finds by primary key: joined to a CTE instead, the
@@ -41,14 +43,14 @@ pub(crate) const CLAIM: &str = "WITH fresh AS (
          LIMIT $2
          FOR UPDATE SKIP LOCKED
      )
-     UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3)
+     UPDATE outbox AS o SET available_at = now() + make_interval(secs => $3), claim = gen_random_uuid()
      WHERE o.outbox_id = ANY(ARRAY(
          SELECT outbox_id FROM (SELECT * FROM fresh UNION ALL SELECT * FROM retried) AS due_rows
          ORDER BY due, outbox_id
          LIMIT $2
      ))
      RETURNING o.item_id, o.tenant_id, o.sku, o.quantity, o.version, o.channel, o.traceparent, o.attempts,
-               o.enqueued_at";
+               o.enqueued_at, o.claim";
 
 pub(crate) async fn claim_outbox(
     pool: &PgPool,
@@ -78,6 +80,7 @@ pub(crate) async fn claim_outbox(
                 traceparent: column(row, "traceparent")?,
                 attempts: narrowed_int4(row, "attempts")?,
                 enqueued_at: column(row, "enqueued_at")?,
+                claim: column(row, "claim")?,
             })
         })
         .collect()

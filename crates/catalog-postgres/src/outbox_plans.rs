@@ -109,10 +109,11 @@ async fn locking_a_round_finds_each_row_by_key() {
     let (_database, mut connection) = outbox_database().await;
     let ids = round_ids(&mut connection).await;
     let channels = vec!["walmart"; ids.len()];
+    let claims: Vec<Option<uuid::Uuid>> = ids.iter().map(|id| Some(*id)).collect();
     for statement in [LOCK_ROUND_UNHELD, LOCK_ROUND] {
         let explain = format!("EXPLAIN {statement}");
-        let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels)).await;
-        let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 2]).await;
+        let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels).bind(&claims)).await;
+        let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 3]).await;
         assert_finds_by_index("locking a round", [custom, generic], "Seq Scan", &["outbox_item_id_channel_key"]);
     }
 }
@@ -134,6 +135,7 @@ async fn recording_a_round_finds_each_row_by_key() {
         .iter()
         .zip(outcomes.iter().cycle())
         .map(|(id, outcome)| PublishRecord {
+            claim: None,
             item_id: ItemId(*id),
             channel: "walmart".to_owned(),
             version: 1,

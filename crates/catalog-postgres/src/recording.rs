@@ -133,12 +133,16 @@ fn held_version(record: &PublishRecord) -> Option<i64> {
     }
 }
 
-/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given and returns
-/// the position (from 1) of each record whose row it locked.
+/// Locks a round's outbox rows (`$1` item ids, `$2` channels) in the order given, each while
+/// the claim its record was made under (`$3`, or any for a record without one) holds it, and
+/// returns the position (from 1) of each record whose row it locked. A row claimed since by
+/// another publisher (the record came after its lease) is not locked: the record changes
+/// nothing of it.
 macro_rules! lock_round {
     () => {
         "SELECT u.n FROM outbox AS o
-     JOIN unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(i, c, n) ON o.item_id = u.i AND o.channel = u.c
+     JOIN unnest($1::uuid[], $2::text[], $3::uuid[]) WITH ORDINALITY AS u(i, c, k, n)
+       ON o.item_id = u.i AND o.channel = u.c AND (u.k IS NULL OR o.claim = u.k)
      ORDER BY u.n
      FOR UPDATE OF o"
     };
@@ -184,7 +188,7 @@ pub(crate) const RECORD_ROUND: &str = "WITH u AS (
          WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version <= coalesce(u.held, u.v)
      ), requeued AS (
          UPDATE outbox AS o SET available_at = now(), attempts = 0, first_enqueued_at = o.enqueued_at,
-             retry_at = NULL
+             retry_at = NULL, claim = NULL
          FROM u WHERE u.locked AND u.done AND o.item_id = u.i AND o.channel = u.c AND o.version > coalesce(u.held, u.v)
      ), retried AS (
          UPDATE outbox AS o SET available_at = u.due, retry_at = u.due,
@@ -201,6 +205,8 @@ pub(crate) const RECORD_ROUND: &str = "WITH u AS (
 #[derive(Default)]
 pub(crate) struct RoundArrays<'a> {
     ids: Vec<Uuid>,
+    /// The claim each record was made under, if any (`LOCK_ROUND` alone reads them).
+    claims: Vec<Option<Uuid>>,
     channels: Vec<&'a str>,
     versions: Vec<i64>,
     attempts: Vec<i32>,
@@ -233,6 +239,7 @@ impl<'a> RoundArrays<'a> {
         for record in records {
             let sent = record.sent.as_ref();
             arrays.ids.push(record.item_id.0);
+            arrays.claims.push(record.claim);
             arrays.channels.push(record.channel.as_str());
             arrays.versions.push(saturating_i64(record.version));
             arrays.attempts.push(i32::try_from(record.attempt).unwrap_or(i32::MAX));
@@ -310,6 +317,7 @@ async fn record_round<'a>(
     let positions: Vec<i64> = sqlx::query_scalar(lock)
         .bind(&arrays.ids)
         .bind(&arrays.channels)
+        .bind(&arrays.claims)
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -319,7 +327,8 @@ async fn record_round<'a>(
             index.ok_or_else(|| StoreError::Corrupt(format!("a round of {} locked row {position}", records.len())))?;
         arrays.locked[index] = true;
     }
-    // A row not locked in the first step is held by a batch, or gone (nothing to do).
+    // A row not locked in the first step is held by a batch, or gone, or claimed since by
+    // another publisher (nothing to do; the second step finds it so again).
     let held_by_batches = match step {
         Step::Record => records.iter().zip(&arrays.locked).filter(|(_, locked)| !**locked).map(|(r, _)| *r).collect(),
         Step::Release => Vec::new(),

@@ -67,7 +67,11 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
         let tenant: String = raw::column(row, "tenant_id")?;
         let sku: String = raw::column(row, "sku")?;
         let attempts: i64 = raw::column(row, "attempts")?;
-        outbox_ids.push(raw::column::<i64>(row, "outbox_id")?);
+        let outbox_id = raw::column::<i64>(row, "outbox_id")?;
+        // The row's token for this claim: no other claim of the row leases it until the
+        // same microsecond.
+        let claim = uuid::Uuid::from_u64_pair(outbox_id as u64, leased_until as u64);
+        outbox_ids.push((outbox_id, claim));
         claimed.push(OutboxEntry {
             item: rows::catalog_item(
                 raw::uuid_column(row, "item_id")?,
@@ -80,13 +84,15 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
             traceparent: raw::column(row, "traceparent")?,
             attempts: columns::narrowed("attempts", attempts)?,
             enqueued_at: raw::time_column(row, "enqueued_at")?,
+            claim: Some(claim),
         });
     }
     drop(picked);
-    let mut lease_row =
-        connection.prepare_cached("UPDATE outbox SET available_at = ?1 WHERE outbox_id = ?2").map_err(write_error)?;
-    for outbox_id in outbox_ids {
-        lease_row.execute(params![leased_until, outbox_id]).map_err(write_error)?;
+    let mut lease_row = connection
+        .prepare_cached("UPDATE outbox SET available_at = ?1, claim = ?3 WHERE outbox_id = ?2")
+        .map_err(write_error)?;
+    for (outbox_id, claim) in outbox_ids {
+        lease_row.execute(params![leased_until, outbox_id, claim.as_bytes().as_slice()]).map_err(write_error)?;
     }
     Ok(claimed)
 }
@@ -212,10 +218,17 @@ fn record_in(connection: &Connection, record: &PublishRecord) -> Result<Option<R
                 .prepare_cached(
                     "UPDATE outbox SET available_at = ?1, \
                      attempts = attempts + CASE WHEN ?4 AND version = ?5 THEN 1 ELSE 0 END \
-                     WHERE item_id = ?2 AND channel = ?3",
+                     WHERE item_id = ?2 AND channel = ?3 AND (?6 IS NULL OR claim = ?6)",
                 )
                 .and_then(|mut update| {
-                    update.execute(params![micros(due_at), item_id, record.channel.as_str(), failed, version])
+                    update.execute(params![
+                        micros(due_at),
+                        item_id,
+                        record.channel.as_str(),
+                        failed,
+                        version,
+                        claim_of(record)
+                    ])
                 })
                 .map_err(write_error)?;
             Ok(None)
@@ -274,21 +287,32 @@ fn keep_version(
 
 /// The item's row is done with up to `version`: removed if it still waits at that version
 /// or an older one; if a newer version was queued while this one was out, that one is due
-/// now, as a fresh run that started waiting when it was queued.
+/// now, as a fresh run that started waiting when it was queued. Only while the record's
+/// claim holds the row (`PublishRecord::claim`): claimed since by another publisher, the
+/// row is that one's.
 fn done_with(connection: &Connection, record: &PublishRecord, version: i64, now: i64) -> Result<(), StoreError> {
     let item_id = record.item_id.0.as_bytes().as_slice();
+    let claim = claim_of(record);
     connection
-        .prepare_cached("DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3")
-        .and_then(|mut delete| delete.execute(params![item_id, record.channel.as_str(), version]))
+        .prepare_cached(
+            "DELETE FROM outbox WHERE item_id = ?1 AND channel = ?2 AND version <= ?3 \
+             AND (?4 IS NULL OR claim = ?4)",
+        )
+        .and_then(|mut delete| delete.execute(params![item_id, record.channel.as_str(), version, claim]))
         .map_err(write_error)?;
     connection
         .prepare_cached(
-            "UPDATE outbox SET available_at = ?4, attempts = 0, first_enqueued_at = enqueued_at \
-             WHERE item_id = ?1 AND channel = ?2 AND version > ?3",
+            "UPDATE outbox SET available_at = ?4, attempts = 0, first_enqueued_at = enqueued_at, claim = NULL \
+             WHERE item_id = ?1 AND channel = ?2 AND version > ?3 AND (?5 IS NULL OR claim = ?5)",
         )
-        .and_then(|mut update| update.execute(params![item_id, record.channel.as_str(), version, now]))
+        .and_then(|mut update| update.execute(params![item_id, record.channel.as_str(), version, now, claim]))
         .map_err(write_error)?;
     Ok(())
+}
+
+/// The record's claim as the outbox keeps it.
+fn claim_of(record: &PublishRecord) -> Option<&[u8]> {
+    record.claim.as_ref().map(|claim| claim.as_bytes().as_slice())
 }
 
 pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, StoreError> {

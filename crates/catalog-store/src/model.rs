@@ -376,6 +376,10 @@ pub struct OutboxEntry {
     /// throttled attempts are not failures, and a newer version starts again at 0.
     pub attempts: u32,
     pub enqueued_at: DateTime<Utc>,
+    /// The claim this entry was leased under, unique to it: the records of its sends change
+    /// its outbox row only while this claim holds it (`PublishRecord::claim`). `None` for an
+    /// entry no store claimed.
+    pub claim: Option<uuid::Uuid>,
 }
 
 /// How one publish attempt ended.
@@ -426,6 +430,13 @@ impl PublishOutcome {
 /// One finished publish attempt, recorded with `CatalogStore::record_publish`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRecord {
+    /// The claim the send was made under (`OutboxEntry::claim`). The record changes the item's
+    /// outbox row only while that claim holds it: once its lease passed and another publisher
+    /// claimed the row, the attempt, the version the channel holds and the dead letters are
+    /// recorded, and the row is left to the claim that holds it (a retry's backoff, a
+    /// requeue or a delete would land on a send in flight). `None` changes the row whatever
+    /// holds it (a record not made from a claim).
+    pub claim: Option<uuid::Uuid>,
     pub item_id: ItemId,
     pub channel: String,
     pub version: u64,

@@ -85,6 +85,7 @@ pub async fn fail_a_backlog(store: &dyn CatalogStore, channel: &str) {
         let records: Vec<PublishRecord> = claimed
             .iter()
             .map(|entry| PublishRecord {
+                claim: entry.claim,
                 item_id: entry.item.id(),
                 channel: channel.to_owned(),
                 version: entry.item.version(),

@@ -51,6 +51,7 @@ async fn seed(server: &Server) {
     for entry in server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim") {
         let refused = entry.item.sku().as_str() == "XYZ-9";
         let record = PublishRecord {
+            claim: entry.claim,
             item_id: entry.item.id(),
             channel: "storefront".into(),
             version: entry.item.version(),

@@ -24,6 +24,7 @@ async fn a_channel_s_health_follows_its_attempts(server: Server) {
     let (abc, xyz) =
         if claimed[0].item.sku().as_str() == "ABC-1" { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
     let record = |entry: &catalog_store::OutboxEntry, outcome| PublishRecord {
+        claim: entry.claim,
         item_id: entry.item.id(),
         channel: "storefront".into(),
         version: entry.item.version(),

@@ -21,6 +21,7 @@ async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
     let lease = std::time::Duration::from_secs(30);
     let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
     let record = PublishRecord {
+        claim: claimed[0].claim,
         item_id: claimed[0].item.id(),
         channel: "storefront".into(),
         version: claimed[0].item.version(),

@@ -39,6 +39,7 @@ async fn refuse_all_due(store: &dyn CatalogStore) -> usize {
         .expect("claim")
         .iter()
         .map(|entry| PublishRecord {
+            claim: entry.claim,
             item_id: entry.item.id(),
             channel: entry.channel.clone(),
             version: entry.item.version(),

@@ -21,6 +21,7 @@ async fn dead_lettered(store: &dyn catalog_store::CatalogStore, n_items: u64) {
     let records: Vec<PublishRecord> = claimed
         .iter()
         .map(|entry| PublishRecord {
+            claim: entry.claim,
             item_id: entry.item.id(),
             channel: entry.channel.clone(),
             version: entry.item.version(),

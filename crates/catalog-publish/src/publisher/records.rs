@@ -24,6 +24,7 @@ impl ChannelPublisher {
         dead_letter_reason: Option<&str>,
     ) -> PublishRecord {
         PublishRecord {
+            claim: entry.claim,
             item_id: entry.item.id(),
             channel: self.config.name.clone(),
             version: entry.item.version(),
@@ -77,6 +78,7 @@ impl ChannelPublisher {
         let entry = &publish.entry;
         let number = entry.attempts + 1;
         let mut record = PublishRecord {
+            claim: entry.claim,
             item_id: entry.item.id(),
             channel: self.config.name.clone(),
             version: entry.item.version(),

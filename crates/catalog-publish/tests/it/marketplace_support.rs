@@ -34,6 +34,7 @@ pub(crate) fn publish_on(channel: &str, sku: &str, listing: &str, quantity: i64,
         traceparent: traceparent.map(str::to_owned),
         attempts: 0,
         enqueued_at: chrono::Utc::now(),
+        claim: None,
     };
     let rule =
         if quantity < 12 { format!("catalog 12; buffer {}: {quantity}", 12 - quantity) } else { "catalog 12".into() };

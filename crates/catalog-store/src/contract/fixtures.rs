@@ -297,6 +297,7 @@ pub(super) async fn assert_matches_the_reference(store: &dyn CatalogStore, event
 /// The record of a send of `entry` that ended in `outcome` (a 202 in 3 ms).
 pub fn published(entry: &crate::OutboxEntry, outcome: PublishOutcome) -> PublishRecord {
     PublishRecord {
+        claim: entry.claim,
         item_id: entry.item.id(),
         channel: entry.channel.clone(),
         version: entry.item.version(),
@@ -318,6 +319,7 @@ pub(super) async fn dead_letter_every_due(store: &dyn CatalogStore) {
     let records: Vec<PublishRecord> = claimed
         .iter()
         .map(|entry| PublishRecord {
+            claim: entry.claim,
             dead_letter_reason: Some("rejected_422".into()),
             status: Some(422),
             ..published(entry, PublishOutcome::DeadLettered)

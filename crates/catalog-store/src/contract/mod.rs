@@ -102,6 +102,7 @@ macro_rules! store_contract_cases {
             outbox::outbox_claims_the_newest_version_and_coalesces_older_ones,
             outbox::a_version_queued_while_one_is_out_goes_once_that_one_is_recorded,
             outbox::a_retried_publish_is_due_again_and_counts_its_attempts,
+            outbox::a_record_after_its_lease_leaves_another_claim_s_row_alone,
             outbox::a_throttled_publish_is_due_again_and_spends_no_attempt,
             claims::a_released_claim_is_due_at_once_and_only_the_items_named,
             claims::a_released_claim_keeps_its_place_in_line,

@@ -379,6 +379,7 @@ where
     let records: Vec<PublishRecord> = all
         .iter()
         .map(|item_id| PublishRecord {
+            claim: None,
             item_id: *item_id,
             channel: "storefront".into(),
             version: 1,
@@ -449,4 +450,41 @@ where
         claimed.iter().map(|e| (e.item.id(), e.item.version(), e.item.quantity())).collect::<Vec<_>>(),
         [(item_id, 2, 6)]
     );
+}
+
+/// A record made after its claim's lease passed, once another publisher claimed the row, is
+/// recorded (its attempt, its failure) and changes nothing of the row: the row stays with the
+/// claim that holds it. Before, a late retry's backoff landed on the other publisher's lease,
+/// and a third claimed the row and sent it while the second's request was out (an older
+/// version could then land after a newer one on a last-write platform).
+pub(super) async fn a_record_after_its_lease_leaves_another_claim_s_row_alone<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let a = offer("canary", "acme", "A-1");
+    store.apply_batch(&batch(vec![incoming(1, &a, StockChange::Updated { quantity: 4 }, 0, 1)])).await.expect("apply");
+    let short = crate::OutboxClaim::immediate(10, std::time::Duration::from_millis(1));
+    let first = store.claim_outbox("storefront", &short).await.expect("claim");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = store.claim_outbox("storefront", &immediate(10)).await.expect("claim again");
+    assert_eq!(second.len(), 1, "the first lease passed");
+    assert_ne!(first[0].claim, second[0].claim, "each claim has its own token");
+
+    let late = published(&first[0], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
+    store.record_publish(&PublishRecord { status: Some(503), ..late }).await.expect("record");
+    assert!(
+        store.claim_outbox("storefront", &immediate(10)).await.expect("claim").is_empty(),
+        "still the second claim's, for its lease"
+    );
+    let retry = published(&second[0], PublishOutcome::RetryAt(Utc::now() - Duration::seconds(1)));
+    store.record_publish(&PublishRecord { status: Some(503), ..retry }).await.expect("record");
+    let third = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
+    assert_eq!(third.iter().map(|entry| entry.attempts).collect::<Vec<_>>(), [1], "the failure of the row's claim");
+    // The first claim's late acceptance is the channel's word: kept, and the row left alone.
+    store.record_publish(&published(&first[0], PublishOutcome::Published)).await.expect("record");
+    assert_eq!(store.outbox_depth().await.expect("depth").iter().map(|depth| depth.pending).sum::<u64>(), 1);
+    let trace = store.item_trace(a.item_key().item_id()).await.expect("trace").expect("exists");
+    assert_eq!(trace.publish_attempts.len(), 3, "every record's attempt is kept");
 }
