@@ -204,6 +204,8 @@ impl Tracer {
             // coverage red for every tenant, for as long as it cannot be read.
             let checked = match self.check(item_id, reach.as_ref()).await {
                 Ok(checked) => checked,
+                // The store itself is down: every item would wait its deadline in turn.
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 Err(error) => {
                     round.unreadable += 1;
                     self.metrics.trace_checks.with_label_values(&["unreadable"]).inc();

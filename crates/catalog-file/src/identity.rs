@@ -7,9 +7,11 @@
 //! inode whose first bytes changed. The checkpoint's offset must never move backwards, so
 //! positions are counted across the files read at one path: each file's byte offsets start
 //! at `base`, the position where the previous one was left. Both travel in the checkpoint's
-//! cursor: `file-v1 dev=… ino=… head=LEN:HASH base=…`, followed, once a file rotated away
-//! was finished before this one, by that file and how far it was read: ` prev-dev=…
-//! prev-ino=… prev-head=LEN:HASH prev-to=…` (its writer may still append to it, decision 0052).
+//! cursor: `file-v1 dev=… ino=… head=LEN:HASH base=…`, then ` born=NANOS` where the file
+//! system keeps birth times (decision 0048), followed, once a file rotated away was finished
+//! before this one, by that file and how far it was read: ` prev-dev=… prev-ino=…
+//! prev-head=LEN:HASH prev-to=…` (its writer may still append to it, decision 0052). A file
+//! at the path born at another time than the cursor's is another file, whatever its inode.
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -139,6 +141,7 @@ impl FileIdentity {
 pub(crate) async fn find_in(
     directory: &std::path::Path,
     identity: &FileIdentity,
+    born: Option<u64>,
 ) -> std::io::Result<Option<std::path::PathBuf>> {
     if !cfg!(unix) {
         return Ok(None);
@@ -147,6 +150,10 @@ pub(crate) async fn find_in(
     while let Some(entry) = entries.next_entry().await? {
         let Ok(metadata) = entry.metadata().await else { continue };
         if !metadata.is_file() || device_and_inode(&metadata) != (identity.device, identity.inode) {
+            continue;
+        }
+        // Born at another time: a file that took the inode of the one identified, gone.
+        if born.zip(birth_nanos(&metadata)).is_some_and(|(then, now)| then != now) {
             continue;
         }
         let path = entry.path();
@@ -177,21 +184,22 @@ pub(crate) fn birth_nanos(metadata: &std::fs::Metadata) -> Option<u64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RotatedFrom {
     pub(crate) born: std::time::SystemTime,
-    pub(crate) device_and_inode: (u64, u64),
+    /// `None` for a file gone from the directory: its inode may be another file's by now.
+    pub(crate) device_and_inode: Option<(u64, u64)>,
 }
 
 impl RotatedFrom {
     /// The file at `path`, as it is now.
     pub(crate) async fn at(path: &std::path::Path) -> std::io::Result<Option<Self>> {
         let metadata = tokio::fs::metadata(path).await?;
-        Ok(born(&metadata).map(|born| Self { born, device_and_inode: device_and_inode(&metadata) }))
+        Ok(born(&metadata).map(|born| Self { born, device_and_inode: Some(device_and_inode(&metadata)) }))
     }
 
     /// The file a cursor was taken on, from what it recorded (`None` for a cursor that
     /// recorded no birth time).
     pub(crate) fn recorded(cursor: &FileCursor) -> Option<Self> {
         let born = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(cursor.born?);
-        Some(Self { born, device_and_inode: (cursor.identity.device, cursor.identity.inode) })
+        Some(Self { born, device_and_inode: None })
     }
 }
 
@@ -215,11 +223,13 @@ pub(crate) async fn rotated_after(
         return Ok(rotations);
     }
     let previous_born = previous.born;
-    let skip = [previous.device_and_inode, (current.device, current.inode)];
+    let skip = [previous.device_and_inode, Some((current.device, current.inode))];
+    // By birth time alone: a file's last modification moves as it is written (a rotated file
+    // its writer still appends to is modified after the new one at the path was made).
     let at_path = tokio::fs::metadata(directory.join(name)).await.ok();
     let current_born = at_path
         .filter(|metadata| device_and_inode(metadata) == (current.device, current.inode))
-        .and_then(|metadata| born(&metadata));
+        .and_then(|metadata| metadata.created().ok());
     let name = name.to_string_lossy();
     let mut found = Vec::new();
     let mut entries = tokio::fs::read_dir(directory).await?;
@@ -230,11 +240,15 @@ pub(crate) async fn rotated_after(
             continue;
         }
         let Ok(metadata) = entry.metadata().await else { continue };
-        if !metadata.is_file() || skip.contains(&device_and_inode(&metadata)) {
+        if !metadata.is_file() || skip.contains(&Some(device_and_inode(&metadata))) {
             continue;
         }
+        // A compression tool writes its file after the rotation it compresses, so after the
+        // file at the path too: reported whatever its birth.
+        let compressed = COMPRESSED.iter().any(|extension| suffix.ends_with(extension));
+        let after_current = current_born.zip(metadata.created().ok()).is_some_and(|(current, at)| at > current);
         match born(&metadata) {
-            Some(at) if at > previous_born && current_born.is_none_or(|current| at <= current) => {
+            Some(at) if at > previous_born && (compressed || !after_current) => {
                 found.push((at, entry.path(), suffix.to_owned()));
             }
             _ => {}

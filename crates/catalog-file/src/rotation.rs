@@ -33,7 +33,7 @@ impl FileSource {
         let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(true) };
         let Some(previous) = cursor.previous else { return Ok(true) };
         let directory = directory_of(path);
-        let rotated = match find_in(directory, &previous.identity).await {
+        let rotated = match find_in(directory, &previous.identity, None).await {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 tracing::debug!(%source, "the file rotated away before this one is gone from its directory");
@@ -97,7 +97,7 @@ impl FileSource {
         shutdown: &CancellationToken,
     ) -> Result<Onward, FileSourceError> {
         let directory = directory_of(path);
-        let rotated = match find_in(directory, &previous.identity).await {
+        let rotated = match find_in(directory, &previous.identity, previous.born).await {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));

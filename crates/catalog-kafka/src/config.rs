@@ -84,6 +84,11 @@ const RESERVED: &[(&str, &str)] = &[
     ),
     ("isolation.level", "records of a supplier's aborted transaction must never apply (read_committed)"),
     ("partition.assignment.strategy", "the source handles the eager range,roundrobin assignment it sets"),
+    ("group.protocol", "the source handles the classic protocol's eager assignment, not KIP-848's incremental one"),
+    (
+        "group.remote.assignor",
+        "the source handles the classic protocol's eager assignment, not KIP-848's incremental one",
+    ),
     ("session.timeout.ms", "the worker sets it from --kafka-session-timeout-ms"),
     ("max.poll.interval.ms", "the worker sets it from --kafka-session-timeout-ms"),
     ("heartbeat.interval.ms", "the worker sets it from --kafka-session-timeout-ms"),

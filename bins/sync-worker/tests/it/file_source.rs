@@ -592,8 +592,13 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
     // cannot be read here, and the run says so before it reads E.
     std::fs::rename(&path, at("feed.ndjson.3")).expect("rotate");
     write_events(&path, 30..31);
-    std::fs::rename(&path, at("feed.ndjson.4.gz")).expect("rotate and compress");
+    std::fs::rename(&path, at("feed.ndjson.4")).expect("rotate");
     write_events(&path, 40..42);
+    // Compressed as logrotate's `compress` does, after the new file was made: a file of its
+    // own, born after E.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(at("feed.ndjson.4.gz"), std::fs::read(at("feed.ndjson.4")).expect("read")).expect("compress");
+    std::fs::remove_file(at("feed.ndjson.4")).expect("compressed");
     let (_, stderr, success) = run_worker(&arguments, directory.path());
     assert!(success, "{stderr}");
     assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");

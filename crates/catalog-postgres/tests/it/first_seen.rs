@@ -44,7 +44,9 @@ async fn a_supplier_first_seen_while_the_tenant_opens_is_on() {
             batch(vec![incoming(2, &offer("canary", "globex", "A-1"), StockChange::Updated { quantity: 2 }, 0, 1)]);
         async move { store.apply_batch(&globex).await }
     });
-    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+    // A session of this database blocked (another test's database may be waiting too).
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0";
     while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.expect("locks") == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
