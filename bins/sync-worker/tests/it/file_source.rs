@@ -544,64 +544,89 @@ fn a_file_rotated_in_the_middle_of_a_line_is_finished_before_the_new_one_is_read
     assert!(stderr.contains("rotated_file_gone"), "{stderr}");
 }
 
+/// `feed.ndjson` in a directory of its own, rotated by the tests and read by the worker run
+/// by run, each run's stderr and summary line given back.
+struct RotatingFeed {
+    directory: tempfile::TempDir,
+    source: String,
+}
+
+impl RotatingFeed {
+    fn new() -> Self {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let source = format!("file:{}", directory.path().join("feed.ndjson").display());
+        Self { directory, source }
+    }
+
+    fn at(&self, name: &str) -> std::path::PathBuf {
+        self.directory.path().join(name)
+    }
+
+    /// Writes the lines of `events` as file `name`.
+    fn write(&self, name: &str, events: std::ops::Range<u64>) {
+        let lines: String = events.map(|n| event_line(n) + "\n").collect();
+        std::fs::write(self.at(name), lines).expect("write the feed");
+    }
+
+    fn rename(&self, from: &str, to: &str) {
+        std::fs::rename(self.at(from), self.at(to)).expect("rotate");
+    }
+
+    /// Runs the worker over the path once: its stderr and the summary line.
+    fn run(&self) -> (String, String) {
+        let arguments = ["--source", self.source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+        let (_, stderr, success) = run_worker(&arguments, self.directory.path());
+        assert!(success, "{stderr}");
+        let summary = stderr.lines().last().unwrap_or_default().to_owned();
+        (stderr, summary)
+    }
+}
+
 /// A path rotated twice between two runs (logrotate's `rotate 3`, or a worker down for a
 /// while): the checkpoint's file is finished, then the file rotated after it, which holds
 /// lines no other file does, then the one at the path. A rotation compressed before the
 /// worker read it is said, not skipped in silence.
 #[test]
 fn a_path_rotated_twice_between_runs_loses_no_file() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let at = |name: &str| directory.path().join(name);
-    let path = at("feed.ndjson");
-    let write_events = |target: &std::path::Path, events: std::ops::Range<u64>| {
-        let lines: String = events.map(|n| event_line(n) + "\n").collect();
-        std::fs::write(target, lines).expect("write the feed");
-    };
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-
-    write_events(&path, 1..3);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
+    let feed = RotatingFeed::new();
+    feed.write("feed.ndjson", 1..3);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=2 applied=2 "), "{stderr}");
 
     // Rotated twice: A to .1 then .2, B (written between) to .1, C at the path.
-    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
-    write_events(&path, 10..13);
-    std::fs::rename(at("feed.ndjson.1"), at("feed.ndjson.2")).expect("rotate");
-    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
-    write_events(&path, 20..22);
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 10..13);
+    feed.rename("feed.ndjson.1", "feed.ndjson.2");
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 20..22);
     // Not a rotation of this path: never read.
-    write_events(&at("feed.ndjson.other-tool"), 90..91);
-    std::fs::remove_file(at("feed.ndjson.other-tool")).expect("remove");
-    write_events(&at("feeds.ndjson.1"), 91..92);
+    feed.write("feed.ndjson.other-tool", 90..91);
+    std::fs::remove_file(feed.at("feed.ndjson.other-tool")).expect("remove");
+    feed.write("feeds.ndjson.1", 91..92);
     // Born after C (a tick of the file system's clock later), so never at the path before
     // it: the next export, being written.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::write(at("feed.ndjson.tmp"), format!("{}\n{{\"event_id\":", event_line(92))).expect("write");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
-    std::fs::remove_file(at("feed.ndjson.tmp")).expect("remove");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=0 "), "C is resumed: {stderr}");
+    std::fs::write(feed.at("feed.ndjson.tmp"), format!("{}\n{{\"event_id\":", event_line(92))).expect("write");
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
+    std::fs::remove_file(feed.at("feed.ndjson.tmp")).expect("remove");
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=0 "), "C is resumed: {stderr}");
 
     // C rotated beside itself (found), D written and rotated compressed, E at the path: D
     // cannot be read here, and the run says so before it reads E.
-    std::fs::rename(&path, at("feed.ndjson.3")).expect("rotate");
-    write_events(&path, 30..31);
-    std::fs::rename(&path, at("feed.ndjson.4")).expect("rotate");
-    write_events(&path, 40..42);
+    feed.rename("feed.ndjson", "feed.ndjson.3");
+    feed.write("feed.ndjson", 30..31);
+    feed.rename("feed.ndjson", "feed.ndjson.4");
+    feed.write("feed.ndjson", 40..42);
     // Compressed as logrotate's `compress` does, after the new file was made: a file of its
     // own, born after E.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::write(at("feed.ndjson.4.gz"), std::fs::read(at("feed.ndjson.4")).expect("read")).expect("compress");
-    std::fs::remove_file(at("feed.ndjson.4")).expect("compressed");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
+    let d = std::fs::read(feed.at("feed.ndjson.4")).expect("read");
+    std::fs::write(feed.at("feed.ndjson.4.gz"), d).expect("compress");
+    std::fs::remove_file(feed.at("feed.ndjson.4")).expect("compressed");
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=2 applied=2 "), "{stderr}");
     assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.4.gz"), "{stderr}");
 }
 
@@ -609,38 +634,26 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
 /// `rotate 1` deleted it, or `delaycompress` compressed it): what it held past the checkpoint
 /// cannot be read, and the run says so; the file rotated after it is still read whole before
 /// the one at the path, found by the birth time the checkpoint recorded (before, it was
-/// skipped with the gone one, unreported).
+/// skipped with the gone one, unreported; and the file at the path, which took the deleted
+/// one's inode, was taken for it rewritten).
 #[test]
 fn a_file_rotated_after_one_that_is_gone_is_read() {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let at = |name: &str| directory.path().join(name);
-    let path = at("feed.ndjson");
-    let write_events = |target: &std::path::Path, events: std::ops::Range<u64>| {
-        let lines: String = events.map(|n| event_line(n) + "\n").collect();
-        std::fs::write(target, lines).expect("write the feed");
-    };
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-
-    write_events(&path, 1..3);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
+    let feed = RotatingFeed::new();
+    feed.write("feed.ndjson", 1..3);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=2 applied=2 "), "{stderr}");
 
     // A to .1 and B at the path; then A deleted, B to .1, C at the path.
-    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
-    write_events(&path, 10..13);
-    std::fs::remove_file(at("feed.ndjson.1")).expect("rotate 1 deletes the oldest");
-    std::fs::rename(&path, at("feed.ndjson.1")).expect("rotate");
-    write_events(&path, 20..22);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 10..13);
+    std::fs::remove_file(feed.at("feed.ndjson.1")).expect("rotate 1 deletes the oldest");
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 20..22);
+    let (stderr, summary) = feed.run();
     assert!(stderr.contains("rotated_file_gone"), "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
-    assert!(summary(&stderr).starts_with("summary: events=0 "), "C is resumed: {stderr}");
+    assert!(summary.starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=0 "), "C is resumed: {stderr}");
 }
 
 /// A file first read while it held fewer bytes than identify it (4 KiB) is known by more of
