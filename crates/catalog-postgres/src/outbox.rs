@@ -20,7 +20,7 @@ use crate::store_error;
 /// by retry time, only those due (`retry_at` passed); it takes the limit's worth due longest
 /// of both. Neither walk passes a row in backoff (decision 0057); a leased row is passed.
 /// Each row claimed gets a token of its own (`claim`), which the records of its sends are
-/// fenced by (`recording::LOCK_ROUND`).
+/// fenced by (`recording::Fence`).
 /// SKIP LOCKED lets concurrent publishers take disjoint items without waiting; the due test
 /// is on the locked row itself, so a lease committed meanwhile is seen and skipped. The
 /// picked ids are an array the update finds by primary key: joined to a CTE instead, the

@@ -17,7 +17,7 @@ use catalog_store::{PublishOutcome, PublishRecord};
 
 use crate::outbox::CLAIM;
 use crate::plans::{custom_plan, custom_plan_with_conditions, generic_plan};
-use crate::recording::{RoundArrays, LOCK_ROUND, LOCK_ROUND_UNHELD, RECORD_ROUND};
+use crate::recording::{Fence, RoundArrays, Step, RECORD_ROUND};
 
 const CHANNELS: [&str; 5] = ["storefront", "shopify", "amazon", "walmart", "ebay"];
 /// Items with a row waiting on every channel.
@@ -110,7 +110,8 @@ async fn locking_a_round_finds_each_row_by_key() {
     let ids = round_ids(&mut connection).await;
     let channels = vec!["walmart"; ids.len()];
     let claims: Vec<Option<uuid::Uuid>> = ids.iter().map(|id| Some(*id)).collect();
-    for statement in [LOCK_ROUND_UNHELD, LOCK_ROUND] {
+    let fences = [Fence::Claims, Fence::None, Fence::Mixed];
+    for statement in fences.into_iter().flat_map(|fence| [fence.lock(Step::Record), fence.lock(Step::Release)]) {
         let explain = format!("EXPLAIN {statement}");
         let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels).bind(&claims)).await;
         let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 3]).await;
