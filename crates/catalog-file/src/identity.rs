@@ -153,7 +153,7 @@ pub(crate) async fn find_in(
             continue;
         }
         // Born at another time: a file that took the inode of the one identified, gone.
-        if born.zip(birth_nanos(&metadata)).is_some_and(|(then, now)| then != now) {
+        if born_another_time(born, &metadata) {
             continue;
         }
         let path = entry.path();
@@ -177,6 +177,13 @@ fn born(metadata: &std::fs::Metadata) -> Option<std::time::SystemTime> {
 pub(crate) fn birth_nanos(metadata: &std::fs::Metadata) -> Option<u64> {
     let since_epoch = metadata.created().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
     u64::try_from(since_epoch.as_nanos()).ok()
+}
+
+/// Whether the file of `metadata` was born at another time than `recorded` ([`birth_nanos`]):
+/// then it is another file, whatever its inode (the recorded one was deleted and this one took
+/// its inode). `false` when either time is unknown.
+pub(crate) fn born_another_time(recorded: Option<u64>, metadata: &std::fs::Metadata) -> bool {
+    recorded.zip(birth_nanos(metadata)).is_some_and(|(then, now)| then != now)
 }
 
 /// A file rotated away from the path, as the files rotated after it are looked for from: when
@@ -249,14 +256,14 @@ pub(crate) async fn rotated_after(
         let after_current = current_born.zip(metadata.created().ok()).is_some_and(|(current, at)| at > current);
         match born(&metadata) {
             Some(at) if at > previous_born && (compressed || !after_current) => {
-                found.push((at, entry.path(), suffix.to_owned()));
+                found.push((at, entry.path(), compressed));
             }
             _ => {}
         }
     }
     found.sort();
-    for (_, path, suffix) in found {
-        if COMPRESSED.iter().any(|extension| suffix.ends_with(extension)) {
+    for (_, path, compressed) in found {
+        if compressed {
             rotations.compressed.push(path);
         } else {
             rotations.plain.push(path);

@@ -140,7 +140,7 @@ impl FileSource {
                 let offset = position.saturating_sub(cursor.base);
                 // Born since the checkpoint's file was: another file that took its inode (the
                 // old one deleted), not the same one rewritten.
-                let reborn = cursor.born.zip(identity::birth_nanos(&metadata)).is_some_and(|(then, now)| then != now);
+                let reborn = identity::born_another_time(cursor.born, &metadata);
                 let same_inode =
                     (cursor.identity.device, cursor.identity.inode) == (current.device, current.inode) && !reborn;
                 if cursor.identity.same_file(&current) && !reborn && offset <= length {
