@@ -105,9 +105,9 @@ pub(super) async fn flags(
 /// waits for the step's lock) lands after the step set the suppliers: the new one kept the
 /// old flag (an opened tenant's new supplier held for good, its events never replayed; a
 /// canary's held one left on). Under the tenant's share lock, a step in flight has committed
-/// (and the flag is read again after it), or waits for this batch, whose suppliers it sees. A step that inserts the
-/// same supplier waits on this batch's row while this batch waits on the step's lock: one of
-/// the two is refused as a deadlock, and the batch is planned again.
+/// (and the flag is read again after it), or waits for this batch, whose suppliers it sees.
+/// A step that inserts the same supplier waits on this batch's row while this batch waits on
+/// the step's lock: one of the two is refused as a deadlock, and the batch is planned again.
 async fn first_seen_under_the_gate(
     connection: &mut PgConnection,
     created: &[(String, String)],
