@@ -43,9 +43,9 @@ use catalog_store::{
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
-    FlagStore, HealRound, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore,
-    Position, PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus,
-    TenantFlags,
+    FlagStore, HealRound, HeldClaim, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
+    OutboxStore, Position, PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError,
+    SyncStatus, TenantFlags,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -231,12 +231,12 @@ impl OutboxStore for PostgresStore {
         recording::record_publishes(&self.pool, records, self.deadline).await
     }
 
-    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
-        outbox::release_claims(&self.pool, channel, items).await
+    async fn release_claims(&self, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
+        outbox::release_claims(&self.pool, channel, claims).await
     }
 
-    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError> {
-        with_deadline(self.deadline, "extend_claims", outbox::extend_claims(&self.pool, channel, items, lease)).await
+    async fn extend_claims(&self, channel: &str, claims: &[HeldClaim], lease: Duration) -> Result<u64, StoreError> {
+        with_deadline(self.deadline, "extend_claims", outbox::extend_claims(&self.pool, channel, claims, lease)).await
     }
 
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {

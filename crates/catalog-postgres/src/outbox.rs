@@ -5,7 +5,7 @@
 use catalog_core::ItemId;
 use catalog_store::batch::OutboxWrite;
 use catalog_store::rows;
-use catalog_store::{OutboxClaim, OutboxDepth, OutboxEntry, StoreConfig, StoreError};
+use catalog_store::{HeldClaim, OutboxClaim, OutboxDepth, OutboxEntry, StoreConfig, StoreError};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -128,41 +128,53 @@ pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &s
     u64::try_from(stale).map_err(|_| StoreError::Corrupt(format!("stale item count {stale} is negative")))
 }
 
-/// Makes the still-leased rows of `items` on `channel` due now, first in line (fresh again).
-pub(crate) async fn release_claims(pool: &PgPool, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
-    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+/// Makes the rows of `claims` on `channel` that their claims still hold under a lease due now,
+/// first in line (fresh again).
+pub(crate) async fn release_claims(pool: &PgPool, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
+    let (ids, tokens) = claim_arrays(claims);
     let released = sqlx::query(
-        "UPDATE outbox SET available_at = now(), retry_at = NULL
-         WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
+        "UPDATE outbox AS o SET available_at = now(), retry_at = NULL
+         FROM unnest($2::uuid[], $3::uuid[]) AS h (item_id, claim)
+         WHERE o.channel = $1 AND o.item_id = h.item_id AND o.available_at > now()
+           AND (h.claim IS NULL OR o.claim = h.claim)",
     )
     .bind(channel)
     .bind(&ids)
+    .bind(&tokens)
     .execute(pool)
     .await
     .map_err(store_error)?;
     Ok(released.rows_affected())
 }
 
-/// Keeps the still-leased rows of `items` on `channel` leased until `lease` from now, or
-/// longer if they already were.
+/// Keeps the rows of `claims` on `channel` that their claims still hold under a lease leased
+/// until `lease` from now, or longer if they already were.
 pub(crate) async fn extend_claims(
     pool: &PgPool,
     channel: &str,
-    items: &[ItemId],
+    claims: &[HeldClaim],
     lease: std::time::Duration,
 ) -> Result<u64, StoreError> {
-    let ids: Vec<Uuid> = items.iter().map(|id| id.0).collect();
+    let (ids, tokens) = claim_arrays(claims);
     let held = sqlx::query(
-        "UPDATE outbox SET available_at = greatest(available_at, now() + make_interval(secs => $3))
-         WHERE channel = $1 AND item_id = ANY($2) AND available_at > now()",
+        "UPDATE outbox AS o SET available_at = greatest(o.available_at, now() + make_interval(secs => $4))
+         FROM unnest($2::uuid[], $3::uuid[]) AS h (item_id, claim)
+         WHERE o.channel = $1 AND o.item_id = h.item_id AND o.available_at > now()
+           AND (h.claim IS NULL OR o.claim = h.claim)",
     )
     .bind(channel)
     .bind(&ids)
+    .bind(&tokens)
     .bind(lease.as_secs_f64())
     .execute(pool)
     .await
     .map_err(store_error)?;
     Ok(held.rows_affected())
+}
+
+/// The item ids and claim tokens of `claims`, as parallel arrays to unnest.
+fn claim_arrays(claims: &[HeldClaim]) -> (Vec<Uuid>, Vec<Option<Uuid>>) {
+    claims.iter().map(|held| (held.item_id.0, held.claim)).unzip()
 }
 
 /// Queues a publish of each item's current version on every channel serving its tenant.

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_core::ItemId;
-use catalog_store::OutboxStore;
+use catalog_store::{HeldClaim, OutboxStore};
 
 use crate::publisher::PublishEvents;
 
@@ -108,7 +107,7 @@ pub(crate) async fn keep_held(
     store: &dyn OutboxStore,
     channel: &str,
     events: &dyn PublishEvents,
-    items: &[ItemId],
+    claims: &[HeldClaim],
 ) -> Infallible {
     let Some(holding) = holding else {
         return std::future::pending().await;
@@ -116,19 +115,19 @@ pub(crate) async fn keep_held(
     loop {
         tokio::time::sleep(holding.lease / 3).await;
         let asked_at = Instant::now();
-        let renewal = match store.extend_claims(channel, items, holding.lease).await {
+        let renewal = match store.extend_claims(channel, claims, holding.lease).await {
             // Lapsed: another publisher may hold some of the items now, at newer versions,
             // so the round starts no more sends (what it has not sent is due again once the
             // claims just extended pass).
-            Ok(n_held) => match holding.judge(asked_at, n_held, items.len()) {
+            Ok(n_held) => match holding.judge(asked_at, n_held, claims.len()) {
                 Renewal::Lapsed => {
-                    tracing::warn!(channel = %channel, n_held, n_items = items.len(), "claims of a round in flight had passed their lease: another publisher may be sending those items; this round sends nothing more");
+                    tracing::warn!(channel = %channel, n_held, n_items = claims.len(), "claims of a round in flight had passed their lease: another publisher may be sending those items; this round sends nothing more");
                     Renewal::Lapsed
                 }
                 renewal => renewal,
             },
             Err(error) => {
-                tracing::warn!(channel = %channel, %error, n_items = items.len(), "renewing the claims of a round in flight failed; retrying at the next renewal");
+                tracing::warn!(channel = %channel, %error, n_items = claims.len(), "renewing the claims of a round in flight failed; retrying at the next renewal");
                 Renewal::Failed
             }
         };

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_core::{ChannelQuantity, ItemId};
+use catalog_core::ChannelQuantity;
 use catalog_store::{
-    OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
+    HeldClaim, OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
 };
 use futures::StreamExt as _;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
@@ -225,9 +225,9 @@ impl ChannelPublisher {
             // (as long as a renewed round's renewals answer).
             let deadline = round_started + lease;
             let holding = renewed.map(|held_for| Arc::new(Holding::new(round_started, held_for)));
-            let round_items: Vec<ItemId> = entries.iter().map(|entry| entry.item.id()).collect();
+            let round_claims: Vec<HeldClaim> = entries.iter().map(OutboxEntry::held_claim).collect();
             let Some(shared) = self.shared_skus(&entries).await else {
-                self.give_back(&round_items, "the SKUs several tenants hold could not be read").await;
+                self.give_back(&round_claims, "the SKUs several tenants hold could not be read").await;
                 self.idle(&mut work, shutdown, until_drained).await;
                 continue;
             };
@@ -263,10 +263,10 @@ impl ChannelPublisher {
             let sent = tokio::select! {
                 sent = sending => sent,
                 _ = shutdown.cancelled(), if self.config.request_timeout > LONGEST_WAIT_AT_SHUTDOWN => {
-                    self.give_back(&round_items, "shutting down before the round was recorded").await;
+                    self.give_back(&round_claims, "shutting down before the round was recorded").await;
                     return Ok(n_done);
                 }
-                never = keep_held(holding.as_deref(), &*self.store, &self.config.name, &*self.events, &round_items) => match never {},
+                never = keep_held(holding.as_deref(), &*self.store, &self.config.name, &*self.events, &round_claims) => match never {},
             };
             let (mut held_back, mut not_started) = (Vec::new(), Vec::new());
             for (batch, sent) in sent {
@@ -279,11 +279,11 @@ impl ChannelPublisher {
                         continue;
                     }
                     Err(Unsent::Held) => {
-                        held_back.extend(batch.iter().map(|publish| publish.entry.item.id()));
+                        held_back.extend(batch.iter().map(|publish| publish.entry.held_claim()));
                         continue;
                     }
                     Err(Unsent::Stopping) => {
-                        not_started.extend(batch.iter().map(|publish| publish.entry.item.id()));
+                        not_started.extend(batch.iter().map(|publish| publish.entry.held_claim()));
                         continue;
                     }
                 };
@@ -334,7 +334,7 @@ impl ChannelPublisher {
             };
             let round = PublishRound {
                 channel: self.config.name.clone(),
-                n_items: round_items.len(),
+                n_items: round_claims.len(),
                 limit,
                 claim: claimed,
                 send: sent - claimed,
@@ -363,13 +363,13 @@ impl ChannelPublisher {
 
     /// Gives back the claims of a round cut short; if the store cannot take them now, they
     /// are due again when their lease ends.
-    async fn give_back(&self, items: &[ItemId], why: &'static str) {
-        match self.store.release_claims(&self.config.name, items).await {
+    async fn give_back(&self, claims: &[HeldClaim], why: &'static str) {
+        match self.store.release_claims(&self.config.name, claims).await {
             Ok(n_released) => {
                 tracing::info!(channel = %self.config.name, n_released, why, "gave back the claims of items not sent");
             }
             Err(error) => {
-                tracing::warn!(channel = %self.config.name, %error, n_items = items.len(), why, "could not give back the claims of items not sent; they are due again when their lease ends");
+                tracing::warn!(channel = %self.config.name, %error, n_items = claims.len(), why, "could not give back the claims of items not sent; they are due again when their lease ends");
             }
         }
     }

@@ -43,7 +43,7 @@ use catalog_store::{
 };
 use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
-    DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, ItemTrace, JournalEntry,
+    DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, HeldClaim, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, Position, PublishRecord, ReadStore,
     ReconcileStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
 };
@@ -213,12 +213,12 @@ impl OutboxStore for SqliteStore {
         publish::record_publishes(&self.writer, records).await
     }
 
-    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
-        publish::release_claims(&self.writer, channel, items).await
+    async fn release_claims(&self, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
+        publish::release_claims(&self.writer, channel, claims).await
     }
 
-    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError> {
-        publish::extend_claims(&self.writer, channel, items, lease).await
+    async fn extend_claims(&self, channel: &str, claims: &[HeldClaim], lease: Duration) -> Result<u64, StoreError> {
+        publish::extend_claims(&self.writer, channel, claims, lease).await
     }
 
     async fn republish(&self, items: &[ItemId]) -> Result<u64, StoreError> {

@@ -5,9 +5,8 @@
 //! transaction: concurrent publishers queue on the writer instead of both picking the same
 //! item, and never wait on SQLite's lock behind a batch.
 
-use catalog_core::ItemId;
 use catalog_store::{
-    rows, DeadLetterResolution, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord,
+    rows, DeadLetterResolution, HeldClaim, OutboxClaim, OutboxDepth, OutboxEntry, PublishOutcome, PublishRecord,
     ResolvedDeadLetter, StoreConfig, StoreError,
 };
 use chrono::Utc;
@@ -97,51 +96,52 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
     Ok(claimed)
 }
 
-/// Makes the still-leased rows of `items` on `channel` due now, in their place in the line:
+/// Makes the rows of `claims` on `channel` that their claims still hold under a lease due now, in their place in the line:
 /// due since their oldest waiting version was queued, as a row never claimed is (claims take
 /// the rows due longest first, decision 0057), not behind every row due meanwhile.
-pub(crate) async fn release_claims(writer: &Writer, channel: &str, items: &[ItemId]) -> Result<u64, StoreError> {
+pub(crate) async fn release_claims(writer: &Writer, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
     let release = "UPDATE outbox SET available_at = min(?1, first_enqueued_at) \
-                   WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
-    set_leases(writer, channel, items, release, |now| now).await
+                   WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4 AND (?5 IS NULL OR claim = ?5)";
+    set_leases(writer, channel, claims, release, |now| now).await
 }
 
-/// Keeps the still-leased rows of `items` on `channel` leased until `lease` from now, or
+/// Keeps the rows of `claims` on `channel` that their claims still hold under a lease leased until `lease` from now, or
 /// longer if they already were.
 pub(crate) async fn extend_claims(
     writer: &Writer,
     channel: &str,
-    items: &[ItemId],
+    claims: &[HeldClaim],
     lease: std::time::Duration,
 ) -> Result<u64, StoreError> {
     let extend = "UPDATE outbox SET available_at = max(available_at, ?1)
-                  WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4";
+                  WHERE channel = ?2 AND item_id = ?3 AND available_at > ?4 AND (?5 IS NULL OR claim = ?5)";
     let lease = saturating_i64(lease.as_micros());
-    set_leases(writer, channel, items, extend, move |now| now.saturating_add(lease)).await
+    set_leases(writer, channel, claims, extend, move |now| now.saturating_add(lease)).await
 }
 
 /// Runs `statement` (`?1` the lease's end from `until(now)`, `?2` the channel, `?3` an item
-/// id, `?4` now) for each of `items` in one transaction; returns the rows it changed.
+/// id, `?4` now, `?5` the claim, if any) for each of `claims` in one transaction; returns the
+/// rows it changed.
 async fn set_leases(
     writer: &Writer,
     channel: &str,
-    items: &[ItemId],
+    claims: &[HeldClaim],
     statement: &'static str,
     until: impl Fn(i64) -> i64 + Send + 'static,
 ) -> Result<u64, StoreError> {
-    if items.is_empty() {
+    if claims.is_empty() {
         return Ok(0);
     }
-    let (channel, items) = (channel.to_owned(), items.to_vec());
+    let (channel, claims) = (channel.to_owned(), claims.to_vec());
     writer
         .transaction(move |connection| {
             let now = micros(Utc::now());
             let mut set = connection.prepare_cached(statement).map_err(write_error)?;
             let mut changed = 0;
-            for item in &items {
-                changed += set
-                    .execute(params![until(now), channel, item.0.as_bytes().as_slice(), now])
-                    .map_err(write_error)?;
+            for held in &claims {
+                let (item, claim) =
+                    (held.item_id.0.as_bytes().as_slice(), held.claim.as_ref().map(|c| c.as_bytes().as_slice()));
+                changed += set.execute(params![until(now), channel, item, now, claim]).map_err(write_error)?;
             }
             Ok(changed as u64)
         })

@@ -36,9 +36,9 @@ pub use feed::{
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, IncomingEvent, ItemTrace, JournalEntry, JournalWindow, OutboxClaim,
-    OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord, SentQuantity,
-    SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
+    BatchInput, BatchResult, ChangedItem, HeldClaim, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
+    OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord,
+    SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};

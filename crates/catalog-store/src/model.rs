@@ -382,6 +382,26 @@ pub struct OutboxEntry {
     pub claim: Option<uuid::Uuid>,
 }
 
+impl OutboxEntry {
+    /// The row this entry was claimed as, to give it back or hold it longer.
+    pub fn held_claim(&self) -> HeldClaim {
+        HeldClaim { item_id: self.item.id(), claim: self.claim }
+    }
+}
+
+/// A claimed outbox row of one channel as the round that claimed it names it when it gives
+/// the row back (`OutboxStore::release_claims`) or holds it longer
+/// (`OutboxStore::extend_claims`): either changes the row only while this claim holds it, so
+/// a round whose lease passed never touches the claim of the publisher that took the row
+/// since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeldClaim {
+    pub item_id: ItemId,
+    /// The claim the row was leased under (`OutboxEntry::claim`); `None` names the row
+    /// whatever claim holds it (an entry no store claimed).
+    pub claim: Option<uuid::Uuid>,
+}
+
 /// How one publish attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum PublishOutcome {

@@ -17,8 +17,8 @@ use crate::admin::{
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
 use crate::error::StoreError;
 use crate::model::{
-    BatchInput, BatchResult, Checkpoint, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
-    Position, PublishRecord, SyncStatus, TenantFlags,
+    BatchInput, BatchResult, Checkpoint, HeldClaim, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth,
+    OutboxEntry, Position, PublishRecord, SyncStatus, TenantFlags,
 };
 use crate::route::SharedSku;
 
@@ -81,15 +81,17 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn record_publishes(&self, records: &[PublishRecord]) -> Result<Vec<ResolvedDeadLetter>, StoreError>;
 
     /// Gives back claims of `channel` that were not recorded (a round cut short by shutdown):
-    /// each of `items` that is still leased becomes due now instead of when its lease ends,
-    /// so another publisher sends it at once. Returns the rows given back.
-    async fn release_claims(&self, channel: &str, items: &[ItemId]) -> Result<u64, StoreError>;
+    /// each row of `claims` that its claim still holds under a lease becomes due now instead
+    /// of when its lease ends, so another publisher sends it at once. A row claimed since by
+    /// another publisher is left alone. Returns the rows given back.
+    async fn release_claims(&self, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError>;
 
     /// Holds claims of `channel` that are still being sent (a round that outlasts the lease it
-    /// claimed with, such as a marketplace feed waited for): each of `items` that is still
-    /// leased stays leased until `lease` from now, or longer if it already was. A row whose
-    /// lease has passed is not taken back. Returns the rows still held.
-    async fn extend_claims(&self, channel: &str, items: &[ItemId], lease: Duration) -> Result<u64, StoreError>;
+    /// claimed with, such as a marketplace feed waited for): each row of `claims` that its
+    /// claim still holds under a lease stays leased until `lease` from now, or longer if it
+    /// already was. A row whose lease has passed, or that another publisher claimed since, is
+    /// not taken back. Returns the rows still held.
+    async fn extend_claims(&self, channel: &str, claims: &[HeldClaim], lease: Duration) -> Result<u64, StoreError>;
 
     /// Queues a publish of each item's current version on every channel serving its tenant
     /// (a cache bust after a replay), returning the outbox rows queued.

@@ -434,19 +434,19 @@ impl catalog_store::OutboxStore for Flaky {
     ) -> Result<Vec<catalog_store::ResolvedDeadLetter>, StoreError> {
         self.inner.record_publishes(records).await
     }
-    async fn release_claims(&self, channel: &str, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
-        self.inner.release_claims(channel, items).await
+    async fn release_claims(&self, channel: &str, claims: &[catalog_store::HeldClaim]) -> Result<u64, StoreError> {
+        self.inner.release_claims(channel, claims).await
     }
     async fn extend_claims(
         &self,
         channel: &str,
-        items: &[catalog_core::ItemId],
+        claims: &[catalog_store::HeldClaim],
         lease: Duration,
     ) -> Result<u64, StoreError> {
         if self.extend_fails.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("connection reset".to_owned()));
         }
-        self.inner.extend_claims(channel, items, lease).await
+        self.inner.extend_claims(channel, claims, lease).await
     }
     async fn republish(&self, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
         self.inner.republish(items).await

@@ -70,14 +70,16 @@ async fn a_round_whose_claims_lapsed_starts_no_more_sends() {
     // The claims pass while the first send is in flight (as when the store was out of reach
     // for a lease): the renewal a second into the round finds none of them held.
     let first = channel.sent.lock().expect("sent")[0].clone();
-    let items: Vec<_> = ["LAPSE-A", "LAPSE-B"]
+    let claims: Vec<_> = ["LAPSE-A", "LAPSE-B"]
         .iter()
         .map(|sku| {
             let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
-            catalog_core::ItemKey { tenant, sku: catalog_core::Sku::parse(sku).expect("sku") }.item_id()
+            let item_id = catalog_core::ItemKey { tenant, sku: catalog_core::Sku::parse(sku).expect("sku") }.item_id();
+            // Whatever claim holds them: an operator's hand, not the round's own give-back.
+            catalog_store::HeldClaim { item_id, claim: None }
         })
         .collect();
-    assert_eq!(store.release_claims("slow", &items).await.expect("release"), 2);
+    assert_eq!(store.release_claims("slow", &claims).await.expect("release"), 2);
     // The second send of the round would start 4 s in: it does not, and its item is sent
     // in a round of its own, claimed afresh.
     let sent_twice = async {

@@ -107,6 +107,7 @@ macro_rules! store_contract_cases {
             claims::a_released_claim_is_due_at_once_and_only_the_items_named,
             claims::a_released_claim_keeps_its_place_in_line,
             claims::an_extended_claim_stays_leased_and_a_lapsed_one_is_not_taken_back,
+            claims::a_late_give_back_or_renewal_leaves_another_claim_s_row_alone,
             outbox::a_newer_version_starts_with_no_failures_and_keeps_the_backoff,
             outbox::a_dead_lettered_publish_leaves_the_outbox_with_its_reason,
             outbox::a_round_of_records_has_each_outcome_s_effect,
