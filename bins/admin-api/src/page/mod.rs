@@ -127,13 +127,19 @@ fn search_forms(search: &Search) -> Markup {
                 button type="submit" { "Trace" }
             }
         }
-        form method="get" action="/" {
-            fieldset {
-                legend { "By id" }
+        // One form per id, so each button sends its own field alone: in one form, the event id
+        // of the last search went along with a trace id typed since, and won.
+        fieldset {
+            legend { "By id" }
+            form method="get" action="/" {
                 label for="item_id" { "Item id" } input #item_id name="item_id" value=(value(&search.item_id));
                 button type="submit" { "Trace item" }
+            }
+            form method="get" action="/" {
                 label for="event_id" { "Event id" } input #event_id name="event_id" value=(value(&search.event_id));
                 button type="submit" { "Find event" }
+            }
+            form method="get" action="/" {
                 label for="trace_id" { "Trace id" } input #trace_id name="trace_id" value=(value(&search.trace_id));
                 button type="submit" { "Find trace" }
             }
@@ -359,7 +365,9 @@ async fn home(
                 @for found in &found.matches {
                     li {
                         (found.event.outcome) " " (reason_and_message(&found.event))
-                        @if let Some(item_id) = &found.item_id { " — " a href=(format!("/?item_id={item_id}")) { "trace item " (found.tenant_id.clone().unwrap_or_default()) " / " (found.sku.clone().unwrap_or_default()) } }
+                        // By tenant and SKU (URL-safe by their rules), not by id: an item whose
+                        // events were all held or rejected has no row to be found by its id.
+                        @if let (Some(_), Some(tenant), Some(sku)) = (&found.item_id, &found.tenant_id, &found.sku) { " — " a href=(format!("/?tenant={tenant}&sku={sku}")) { "trace item " (tenant) " / " (sku) } }
                     }
                 }
             }
@@ -446,9 +454,16 @@ async fn dead_letter_action(
             Err(ApiError::Conflict { message, .. }) => message,
             Err(error) => return Err(error),
         },
+        // Resolved meanwhile (by a publish, or by another operator) or gone: said on the page,
+        // as a retry's conflict is, not answered as JSON.
         "resolve" => {
-            crate::api::resolve(&state, &caller, form.dead_letter_id, form.note.as_deref().unwrap_or_default()).await?;
-            format!("Dead letter {} resolved.", form.dead_letter_id)
+            match crate::api::resolve(&state, &caller, form.dead_letter_id, form.note.as_deref().unwrap_or_default())
+                .await
+            {
+                Ok(_) => format!("Dead letter {} resolved.", form.dead_letter_id),
+                Err(ApiError::Conflict { message, .. } | ApiError::NotFound(message)) => message,
+                Err(error) => return Err(error),
+            }
         }
         _ => return Err(ApiError::bad_request("invalid_body", "action is retry or resolve")),
     };

@@ -11,7 +11,7 @@ use crate::Server;
 
 /// Applies one event for `ABC-1` and dead-letters its publish on the storefront; the record
 /// it dead-lettered with.
-async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
+pub(crate) async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
     let key = offer("canary", "acme", "ABC-1");
     server
         .store

@@ -2,7 +2,7 @@
 //! behind a confirmation, and a supplier switched on from the page applying held events.
 
 use catalog_core::StockChange;
-use catalog_store::contract::{batch, incoming, offer};
+use catalog_store::contract::{batch, event_id, incoming, offer};
 use catalog_store::Role;
 
 use crate::Server;
@@ -122,4 +122,66 @@ fn link_before(html: &str, text: &str) -> String {
     let before = &html[..html.find(&format!(">{text}</a>")).expect("the link")];
     let start = before.rfind("href=\"").expect("its href") + "href=\"".len();
     before[start..].split('"').next().expect("quoted").replace("&amp;", "&")
+}
+
+/// An event found by its id links to its item's trace by tenant and SKU, which an item whose
+/// events were all held has (it has no row to be found by its id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_found_links_to_its_item_s_trace_even_when_it_was_held() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    server.store.set_tenant_sync(&tenant, false).await.expect("sync off");
+    let acme = offer("canary", "acme", "ABC-1");
+    server
+        .store
+        .apply_batch(&batch(vec![incoming(1, &acme, StockChange::Updated { quantity: 7 }, 0, 1)]))
+        .await
+        .expect("apply");
+
+    let html = page(&server, &viewer, &format!("/?event_id={}", event_id(1))).await;
+    assert!(html.contains("held"), "{html}");
+    let trace = page(&server, &viewer, &link_before(&html, "trace item canary / ABC-1")).await;
+    assert!(trace.contains("Item canary / ABC-1"), "the link leads to the trace: {trace}");
+    assert!(trace.contains("tenant_sync_off"), "the held event is on its timeline: {trace}");
+}
+
+/// Each id search sends its own field alone: after an event search, a trace id typed into its
+/// field is the search made (the event id shown from the last search went along and won).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_id_search_is_a_form_of_its_own() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let html = page(&server, &viewer, &format!("/?event_id={}", event_id(1))).await;
+    let forms: Vec<&str> =
+        html.split("<form").skip(1).map(|form| &form[..form.find("</form>").expect("closed")]).collect();
+    for field in ["item_id", "event_id", "trace_id"] {
+        let with = forms.iter().filter(|form| form.contains(&format!(r#"name="{field}""#))).collect::<Vec<_>>();
+        assert_eq!(with.len(), 1, "one form asks for {field}: {html}");
+        assert_eq!(with[0].matches("name=\"").count(), 1, "the {field} form sends nothing else: {}", with[0]);
+    }
+}
+
+/// Resolving a dead letter resolved meanwhile says so on the page, as a retry does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolving_a_letter_resolved_meanwhile_says_so_on_the_page() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    crate::dead_letters::dead_letter_a_publish(&server).await;
+    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
+    let id = letters[0]["dead_letter_id"].as_i64().expect("id").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let resolve = || {
+        client
+            .post(server.url("/page/dead-letters"))
+            .header("cookie", format!("admin_token={operator}"))
+            .form(&[("dead_letter_id", id.as_str()), ("action", "resolve"), ("note", "fixed by hand")])
+            .send()
+    };
+    assert_eq!(resolve().await.expect("request").status(), 303);
+    let again = resolve().await.expect("request");
+    assert_eq!(again.status(), 303, "a page, not JSON");
+    let location = again.headers()["location"].to_str().expect("ascii").to_owned();
+    let html = page(&server, &operator, &location).await;
+    assert!(html.contains(&format!("dead letter {id} is resolved")), "{html}");
 }
