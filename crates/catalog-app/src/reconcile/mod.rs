@@ -73,13 +73,16 @@ pub enum SweepError {
     Store(#[from] StoreError),
     #[error("reading back the channel: {0}")]
     ReadBack(#[from] ReadBackError),
+    /// Tenants the channel would not read back; the others were swept.
+    #[error("reading back {failed} of {tenants} tenants failed (the others were swept); the first: {first}")]
+    Tenants { failed: u64, tenants: u64, first: ReadBackError },
 }
 
 impl Classify for SweepError {
     fn failure_class(&self) -> FailureClass {
         match self {
             SweepError::Store(error) => error.failure_class(),
-            SweepError::ReadBack(error) => error.failure_class(),
+            SweepError::ReadBack(error) | SweepError::Tenants { first: error, .. } => error.failure_class(),
         }
     }
 }
@@ -217,16 +220,35 @@ impl Reconciler {
             },
             _ => None,
         };
+        // A tenant the channel will not read back (refused, malformed, failing) is skipped, not
+        // the end of the sweep: the tenants after it are healed all the same, and the sweep
+        // fails at its end with the first such error. A channel that throttles is waited out:
+        // the sweep stops there.
+        let (mut first_failure, mut failed): (Option<ReadBackError>, u64) = (None, 0);
         for tenant in tenants {
             report.tenants += 1;
-            match &self.reader {
+            let swept = match &self.reader {
                 ChannelReader::List(reader) => {
-                    self.sweep_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await?
+                    self.sweep_tenant(reader.as_ref(), &tenant, &mut pacer, &mut report).await
                 }
                 ChannelReader::Lookup(reader) => {
-                    self.look_up_tenant(reader.as_ref(), listed.as_ref(), &tenant, &mut pacer, &mut report).await?
+                    self.look_up_tenant(reader.as_ref(), listed.as_ref(), &tenant, &mut pacer, &mut report).await
                 }
+            };
+            match swept {
+                Ok(()) => {}
+                Err(SweepError::ReadBack(error)) if !matches!(error, ReadBackError::Throttled(_)) => {
+                    tracing::warn!(channel = %self.channel, tenant = %tenant, %error, class = error.failure_class().as_str(), "reading back one tenant failed; sweeping the others");
+                    failed += 1;
+                    first_failure.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
             }
+        }
+        if let Some(error) = first_failure {
+            // What the failed tenants hold was not seen: the differences waiting for their
+            // confirmation are kept for the next sweep, as after any failed sweep.
+            return Err(SweepError::Tenants { failed, tenants: report.tenants, first: error });
         }
         let mut suspects = self.suspects.lock().expect("suspects");
         suspects.end_sweep();

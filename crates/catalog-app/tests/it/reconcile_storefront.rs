@@ -32,8 +32,13 @@ fn item_id(sku: &str) -> ItemId {
 
 /// `inventory.updated` of `sku` to `quantity`, event `n`.
 fn update(n: u64, sku: &str, quantity: i64) -> BatchInput {
+    update_of("canary", n, sku, quantity)
+}
+
+/// `inventory.updated` of `tenant`'s `sku` to `quantity`, event `n`.
+fn update_of(tenant: &str, n: u64, sku: &str, quantity: i64) -> BatchInput {
     let raw = format!(
-        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:{:02}:00Z"}}"#,
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.updated","tenant_id":"{tenant}","supplier_id":"acme","sku":"{sku}","quantity":{quantity},"updated_at":"2026-06-01T12:{:02}:00Z"}}"#,
         n % 60
     );
     let source = SourceRef { source: "test".into(), partition: 0, offset: n as i64 };
@@ -65,6 +70,8 @@ struct Storefront {
     answer_after_move: bool,
     /// Answers every read with no items and a `next` that never moves on.
     stuck: bool,
+    /// A tenant whose reads are refused (403), as for a token that does not cover it.
+    refused: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -89,13 +96,18 @@ fn page(shown: &Shown, query: &ListQuery) -> Value {
 
 async fn list(
     State(storefront): State<Storefront>,
-    Path(_tenant): Path<String>,
+    Path(tenant): Path<String>,
     Query(query): Query<ListQuery>,
-) -> axum::Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let call = storefront.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if storefront.refused == Some(tenant.as_str()) {
+        let body = json!({"error": {"code": "forbidden", "message": "the token does not cover this tenant"}});
+        return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
     if storefront.stuck {
         let next = query.after.clone().unwrap_or_else(|| item_id("SKU-000").to_string());
-        return axum::Json(json!({"items": [], "next": next}));
+        return axum::Json(json!({"items": [], "next": next})).into_response();
     }
     let before = page(&storefront.shown.lock().expect("shown"), &query);
     if call == storefront.move_on_call {
@@ -104,7 +116,7 @@ async fn list(
     }
     let answer =
         if storefront.answer_after_move { page(&storefront.shown.lock().expect("shown"), &query) } else { before };
-    axum::Json(answer)
+    axum::Json(answer).into_response()
 }
 
 /// A store with four items published and shown (and `unknown` shown besides), a storefront
@@ -136,6 +148,7 @@ impl Storefront {
             moved,
             answer_after_move,
             stuck: false,
+            refused: None,
         }
     }
 }
@@ -169,6 +182,10 @@ async fn sweep_against(
         shown.lock().expect("shown").insert(item_id(unknown).to_string(), (unknown.to_owned(), 1, 1));
     }
     let storefront = make(shown, store.clone());
+    if let Some(refused) = storefront.refused {
+        // A tenant swept before canary (tenants are swept in name order).
+        store.apply_batch(&update_of(refused, 50, "SKU-000", 3)).await.expect("apply");
+    }
     let app = axum::Router::new().route("/v1/tenants/{tenant}/items", get(list)).with_state(storefront);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
@@ -253,4 +270,21 @@ async fn a_channel_list_that_ended_before_the_store_s_next_page_is_read_again() 
     assert_eq!((report.drifts, report.corrected), (1, 1), "only the fourth item is missing: {report:?}");
     assert!(store.item_drifts(item_id(order[2]), 10).await.expect("drifts").is_empty(), "no drift journaled");
     assert_eq!(store.item_drifts(item_id(order[3]), 10).await.expect("drifts").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_the_channel_refuses_to_read_back_leaves_the_others_swept() {
+    // acme-outlet, swept first, is refused; canary's fourth item is missing from the
+    // storefront and is corrected all the same. The sweep fails at its end, naming the refusal.
+    let fourth = in_id_order()[3].to_owned();
+    let make = move |shown: Arc<Mutex<Shown>>, store| {
+        shown.lock().expect("shown").remove(&item_id(&fourth).to_string());
+        Storefront { refused: Some("acme-outlet"), ..Storefront::moving("SKU-000", 0, false)(shown, store) }
+    };
+    let (report, _, store, _directory) = sweep_against(make, None, 1_000).await;
+    let error = report.expect_err("a refused tenant fails the sweep");
+    assert!(error.to_string().contains("1 of 2 tenants"), "{error}");
+    assert_eq!(catalog_core::Classify::failure_class(&error), catalog_core::FailureClass::NeedsOperator);
+    let drifts = store.item_drifts(item_id(in_id_order()[3]), 10).await.expect("drifts");
+    assert_eq!(drifts.len(), 1, "canary's missing item was corrected after the refused tenant");
 }
