@@ -107,6 +107,9 @@ impl FeedRun {
             let received_at = Utc::now();
             let mut rejected = Vec::new();
             for record in page.records {
+                // The SKU as the record names it, for a rejection that came before the SKU
+                // was read (a record too large to decode still lists its SKU).
+                let named = record.get("sku").and_then(serde_json::Value::as_str).and_then(|sku| Sku::parse(sku).ok());
                 let event = IncomingEvent::received(record_event(self.key(), record), received_at, at.clone(), None);
                 match &event.delivery.decoded {
                     Ok(decoded) => {
@@ -124,7 +127,7 @@ impl FeedRun {
                         }
                     }
                     Err(rejection) => {
-                        snapshot.rejected.extend(rejection.sku.clone());
+                        snapshot.rejected.extend(rejection.sku.clone().or(named));
                         rejected.push(event);
                     }
                 }

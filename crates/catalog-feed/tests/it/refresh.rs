@@ -139,6 +139,33 @@ async fn a_rejected_snapshot_record_leaves_its_offer_alone(fixture: Fixture) {
     assert!(rejection.detail.as_deref().unwrap_or_default().contains("1000000001"), "{rejection:?}");
 }
 
+/// A snapshot record too large to decode (its SKU padded past 64 KiB with blanks, which the
+/// SKU's rules trim) is rejected before its SKU is read: its offer is still left alone, not
+/// corrected to 0 as if the snapshot had not listed it.
+async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone(fixture: Fixture) {
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record = |sku: String, quantity: i64| FeedRecord { sku, quantity, updated_at: at, sequence: None };
+    let api = FeedApi::start(vec![record("A-1".into(), 40), record("B-2".into(), 7)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    api.set_snapshot(vec![record(format!("A-1{}", " ".repeat(70_000)), 40), record("B-2".into(), 7)]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("A-1".to_owned(), 40), ("B-2".to_owned(), 7)], "A-1 is not zeroed");
+    assert_eq!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts"), []);
+    let rejected = fixture.metric("catalog_feed_records_total{feed=\"canary/acme\",result=\"rejected\"}");
+    assert!(rejected.ends_with(" 1"), "{rejected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone_on_sqlite() {
+    a_snapshot_record_too_large_to_read_leaves_its_offer_alone(sqlite().await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_snapshot_record_leaves_its_offer_alone_on_sqlite() {
     a_rejected_snapshot_record_leaves_its_offer_alone(sqlite().await).await;
