@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::PullError;
 use crate::failure::{self, RunError};
 use crate::{window, FeedSelector, FeedSource, FeedSourceError};
 
@@ -150,6 +151,10 @@ impl FeedSource {
                             self.store.clear_feed_run(&key, request.requested_at).await?;
                         }
                         Err(error) if error.is_shutdown() => return Err(error),
+                        // The supplier asked to be left alone (a 429's `Retry-After`), is down,
+                        // or refuses the token: this run asks it nothing more, and the request
+                        // is asked again by the next run.
+                        Err(error) if leaves_the_supplier_alone(&error) => return Err(error),
                         // Asked again by the next run; it holds back none of this run's work.
                         Err(error) => {
                             run.resume(shutdown).await?;
@@ -189,5 +194,19 @@ impl FeedSource {
             tracing::warn!(feed = %key, %error, class = error.failure_class().as_str(), "feed run did not complete");
         }
         result
+    }
+}
+
+/// Whether a failed manual run says that nothing more is to be asked of its supplier in this
+/// run: a 429 longer than a run waits (the contract: wait at least that long), a supplier
+/// still down after the retries, a token refused or missing. A failure of one endpoint or
+/// page (a snapshot whose cursors loop or expire, a page that is no page, a 404) leaves the
+/// feed's windows worth pulling.
+fn leaves_the_supplier_alone(error: &RunError) -> bool {
+    match error {
+        RunError::Pull(PullError::HeldOff { .. } | PullError::NoToken(_)) => true,
+        RunError::Pull(PullError::Refused { status, .. }) => matches!(status, 401 | 403),
+        RunError::Pull(PullError::Unavailable { reason, .. }) => *reason != "invalid_page",
+        _ => false,
     }
 }

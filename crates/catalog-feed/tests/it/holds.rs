@@ -189,3 +189,24 @@ async fn a_feed_that_could_not_start_stops_failing_once_switched_off() {
     assert_eq!(windows, Vec::<String>::new());
     assert_eq!(letters, [1], "one failure, at 12:00, none while switched off");
 }
+
+/// A run of `--once` whose manual run the supplier throttled for 10 minutes asks the
+/// supplier nothing more: not the rest of the window, not the incremental, not a backfill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_whose_manual_run_was_throttled_asks_nothing_more() {
+    let fixture = sqlite().await;
+    let (api, source, key) = feed(&fixture).await;
+    let request = catalog_store::FeedRunRequest {
+        kind: FeedRunKind::Incremental,
+        requested_by: "otto".to_owned(),
+        requested_at: Utc::now(),
+    };
+    assert!(fixture.store.request_feed_run(&key, &request).await.expect("request"));
+    api.inject([Fault::Throttle { retry_after_secs: 600 }]);
+    let report = source.run_once(catalog_feed::OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let statuses: Vec<u16> = api.requests().iter().map(|request| request.status).collect();
+    assert_eq!(statuses, [429], "asked once, then left alone");
+    let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
+    assert!(feed.run_request.is_some(), "the manual run is asked again by the next run");
+}
