@@ -66,6 +66,18 @@ impl FeedToken {
     pub fn new(token: String) -> Self {
         Self(token)
     }
+
+    /// The token a variable holds, without the blanks around it (a secret made from a file
+    /// keeps the file's last line break); `None` when nothing is left.
+    pub fn from_variable(value: &str) -> Option<Self> {
+        let token = value.trim();
+        (!token.is_empty()).then(|| Self(token.to_owned()))
+    }
+
+    /// Whether an `Authorization: Bearer` header can carry the token.
+    pub fn is_valid_header(&self) -> bool {
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.0)).is_ok()
+    }
 }
 
 impl std::fmt::Debug for FeedToken {
@@ -112,8 +124,12 @@ pub enum PullError {
     #[error("the feed is unavailable after {attempts} attempts: {error}")]
     Unavailable { reason: &'static str, attempts: u32, error: String, body: Option<String> },
     /// The feed's token variable is not set: an operator must set it.
-    #[error("the token variable {0} is not set")]
+    #[error("the token variable {0} is not set (or holds only blanks)")]
     NoToken(String),
+    /// The feed's token variable holds what no `Authorization` header can carry (a line
+    /// break or another control character inside it): an operator must mend it.
+    #[error("the token variable {0} holds a character no Authorization header can carry (a line break inside it?)")]
+    InvalidToken(String),
     /// A 429 asked for a longer wait than a run waits out ([`MAX_WAIT_IN_RUN`]): the run ends,
     /// and the feed is held that long (at most [`MAX_RETRY_AFTER`]).
     #[error("the feed asked to wait {} s before the next request (429 Retry-After): the feed is held that long", wait.as_secs())]
@@ -136,6 +152,7 @@ impl PullError {
             PullError::Unavailable { reason, .. } => (*reason).to_owned(),
             PullError::HeldOff { .. } => "throttled".to_owned(),
             PullError::NoToken(_) => "token_missing".to_owned(),
+            PullError::InvalidToken(_) => "token_invalid".to_owned(),
             PullError::CursorLoop { .. } => "cursor_loop".to_owned(),
             PullError::Abandoned => "abandoned".to_owned(),
         }

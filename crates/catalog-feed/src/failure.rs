@@ -34,8 +34,16 @@ impl Classify for RunError {
         match self {
             // Refused (400, 401, 403, 404): the contract records it "for an operator", whose
             // token, base URL or settings it is; so is a token variable left unset.
-            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_)) => FailureClass::NeedsOperator,
-            RunError::Pull(PullError::CursorLoop { .. }) => FailureClass::NeedsSupplier,
+            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_) | PullError::InvalidToken(_)) => {
+                FailureClass::NeedsOperator
+            }
+            // The feed's paging or pages are broken, whatever the retries: its supplier must
+            // mend them (docs/operations.md says so of each).
+            RunError::Pull(
+                PullError::CursorLoop { .. }
+                | PullError::CursorExpired
+                | PullError::Unavailable { reason: "invalid_page", .. },
+            ) => FailureClass::NeedsSupplier,
             RunError::Pull(_) => FailureClass::Retryable,
             RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
             RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,

@@ -207,9 +207,9 @@ impl FeedSource {
     /// Opens a run of one feed: its token, client and checkpoint.
     async fn open(&self, feed: StoredFeed) -> Result<FeedRun, RunError> {
         let settings = &feed.settings;
-        let token = (self.tokens)(&settings.token_env).map(FeedToken::new);
-        let token = match token {
-            Some(token) => Some(token),
+        let token = match (self.tokens)(&settings.token_env).as_deref().and_then(FeedToken::from_variable) {
+            Some(token) if token.is_valid_header() => Some(token),
+            Some(_) => return Err(RunError::Pull(PullError::InvalidToken(settings.token_env.clone()))),
             None => return Err(RunError::Pull(PullError::NoToken(settings.token_env.clone()))),
         };
         let client = FeedClient::new(

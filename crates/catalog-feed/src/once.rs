@@ -204,7 +204,7 @@ impl FeedSource {
 /// feed's windows worth pulling.
 fn leaves_the_supplier_alone(error: &RunError) -> bool {
     match error {
-        RunError::Pull(PullError::HeldOff { .. } | PullError::NoToken(_)) => true,
+        RunError::Pull(PullError::HeldOff { .. } | PullError::NoToken(_) | PullError::InvalidToken(_)) => true,
         RunError::Pull(PullError::Refused { status, .. }) => matches!(status, 401 | 403),
         RunError::Pull(PullError::Unavailable { reason, .. }) => *reason != "invalid_page",
         _ => false,

@@ -340,3 +340,42 @@ async fn a_dead_letter_keeps_the_last_garbage_body_when_the_attempts_end_without
     assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "timeout"), "{letters:?}");
     assert!(letters[0].body.as_deref().unwrap_or_default().contains("upstream proxy error"), "{letters:?}");
 }
+
+#[test]
+fn broken_paging_or_pages_need_the_supplier_and_a_token_no_header_carries_an_operator() {
+    assert_eq!(RunError::Pull(PullError::CursorExpired).failure_class(), FailureClass::NeedsSupplier);
+    let garbage = PullError::Unavailable { reason: "invalid_page", attempts: 6, error: String::new(), body: None };
+    assert_eq!(RunError::Pull(garbage).failure_class(), FailureClass::NeedsSupplier);
+    let down = PullError::Unavailable { reason: "server_error", attempts: 6, error: String::new(), body: None };
+    assert_eq!(RunError::Pull(down).failure_class(), FailureClass::Retryable);
+    assert_eq!(
+        RunError::Pull(PullError::InvalidToken("ACME_TOKEN".into())).failure_class(),
+        FailureClass::NeedsOperator
+    );
+}
+
+/// A token variable made from a file keeps its last line break: the blanks around it are
+/// trimmed, and the feed is pulled; one with a line break inside it is refused at once as the
+/// operator's, with no request made (reqwest refused the header, which was counted as a
+/// connection failure and retried six times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_trimmed_and_one_no_header_can_carry_is_the_operator_s() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(10, 2, now - TimeDelta::minutes(5)), TOKEN).await;
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
+    let source = fixture.source(quick_settings(), "feed-token\n");
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, [], "the trailing line break is trimmed");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+
+    let n_requests = api.requests().len();
+    let broken = fixture.source(quick_settings(), "feed-token\nX-Extra: 1");
+    let report = broken.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].1.contains("no Authorization header can carry"), "{report:?}");
+    assert_eq!(api.requests().len(), n_requests, "nothing asked of the supplier");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    assert_eq!(letters.iter().map(|letter| letter.reason.as_str()).collect::<Vec<_>>(), ["token_invalid"]);
+}
