@@ -29,8 +29,11 @@ pub struct TraceView {
     pub offers: Vec<OfferView>,
     pub events: EventPage,
     pub pending_publishes: Vec<PendingPublish>,
-    /// Publish attempts per channel with status and result, oldest first.
+    /// Publish attempts per channel with status and result, oldest first: the newest 200
+    /// (`catalog_store::MAX_TRACE_ATTEMPTS`) of `publishes_total`.
     pub publishes: Vec<PublishAttempt>,
+    /// Every publish attempt kept of the item (within the retention), shown or not.
+    pub publishes_total: u64,
     pub open_dead_letters: Vec<DeadLetter>,
     /// Set once retention has dropped journal days or publish attempts: events received
     /// before `kept_since` are not in `events` (they are in the archive), so an offer's counted
@@ -313,6 +316,7 @@ pub fn view(
         },
         pending_publishes: trace.pending_publishes.clone(),
         publishes: trace.publish_attempts.clone(),
+        publishes_total: trace.n_publish_attempts,
         open_dead_letters: dead_letters.into_iter().filter(|letter| letter.resolved_at.is_none()).collect(),
         journal_retention: horizon.map(JournalReach::from),
         drift_corrections: Vec::new(),

@@ -7,7 +7,7 @@ use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, Tenan
 use catalog_store::rows;
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
-    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, MAX_TRACE_ATTEMPTS,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -98,7 +98,7 @@ pub(crate) async fn item_trace(pool: &PgPool, item_id: ItemId) -> Result<Option<
         .and_then(|rows| journal_entries(&rows))?;
     rows::sort_for_trace(&mut events);
     let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
-    let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
+    let publish_attempts = publish_attempts(&mut transaction, item_id, None).await?;
     transaction.commit().await.map_err(store_error)?;
     Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
 }
@@ -148,9 +148,28 @@ pub(crate) async fn item_trace_page(
     .map_err(store_error)
     .and_then(|rows| journal_entries(&rows))?;
     let pending_publishes = pending_publishes(&mut transaction, item_id).await?;
-    let publish_attempts = publish_attempts(&mut transaction, item_id).await?;
+    let publish_attempts = publish_attempts(&mut transaction, item_id, Some(MAX_TRACE_ATTEMPTS)).await?;
+    let n_publish_attempts = if publish_attempts.len() < MAX_TRACE_ATTEMPTS {
+        publish_attempts.len() as u64
+    } else {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM publish_attempts WHERE item_id = $1")
+            .bind(item_id.0)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(n).unwrap_or(0)
+    };
     transaction.commit().await.map_err(store_error)?;
-    Ok(Some(TracePage { item, offers, in_effect, events, n_events, pending_publishes, publish_attempts }))
+    Ok(Some(TracePage {
+        item,
+        offers,
+        in_effect,
+        events,
+        n_events,
+        pending_publishes,
+        publish_attempts,
+        n_publish_attempts,
+    }))
 }
 
 pub(crate) async fn journal_tail(
@@ -245,12 +264,21 @@ async fn pending_publishes(connection: &mut PgConnection, item_id: ItemId) -> Re
     .collect()
 }
 
-async fn publish_attempts(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PublishAttempt>, StoreError> {
+/// The item's publish attempts, oldest first: all of them, or the `newest` so many.
+async fn publish_attempts(
+    connection: &mut PgConnection,
+    item_id: ItemId,
+    newest: Option<usize>,
+) -> Result<Vec<PublishAttempt>, StoreError> {
     sqlx::query(
-        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity, rule
-         FROM publish_attempts WHERE item_id = $1 ORDER BY attempted_at, attempt_id",
+        "SELECT * FROM (
+           SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity,
+                  rule, attempt_id
+           FROM publish_attempts WHERE item_id = $1 ORDER BY attempted_at DESC, attempt_id DESC LIMIT $2
+         ) AS newest ORDER BY attempted_at, attempt_id",
     )
     .bind(item_id.0)
+    .bind(newest.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
     .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?

@@ -12,7 +12,7 @@ use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Outcome, Sku, TenantId
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
-    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, MAX_TRACE_ATTEMPTS,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -84,7 +84,7 @@ pub(crate) async fn item_trace(pool: &SqlitePool, item_id: ItemId) -> Result<Opt
     rows::sort_for_trace(&mut events);
 
     let pending_publishes = pending_publishes(connection, item_id).await?;
-    let publish_attempts = publish_attempts(connection, item_id).await?;
+    let publish_attempts = publish_attempts(connection, item_id, None).await?;
     Ok(Some(ItemTrace { item, offers, events, pending_publishes, publish_attempts }))
 }
 
@@ -163,16 +163,21 @@ async fn pending_publishes(
         .collect()
 }
 
+/// The item's publish attempts, oldest first: all of them, or the `newest` so many.
 async fn publish_attempts(
     connection: &mut SqliteConnection,
     item_id: ItemId,
+    newest: Option<usize>,
 ) -> Result<Vec<PublishAttempt>, StoreError> {
     let attempt_rows = sqlx::query(
-        "SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity, rule \
-         FROM publish_attempts \
-         WHERE item_id = ?1 ORDER BY attempted_at, attempt_id",
+        "SELECT * FROM ( \
+           SELECT channel, version, attempt, status, result, latency_ms, error, attempted_at, listing, sent_quantity, \
+                  rule, attempt_id \
+           FROM publish_attempts WHERE item_id = ?1 ORDER BY attempted_at DESC, attempt_id DESC LIMIT ?2 \
+         ) ORDER BY attempted_at, attempt_id",
     )
     .bind(item_id.0.as_bytes().as_slice())
+    .bind(newest.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)))
     .fetch_all(&mut *connection)
     .await
     .map_err(store_error)?;
@@ -274,8 +279,27 @@ pub(crate) async fn item_trace_page(
         .map_err(store_error)?;
     let events = journal_entries(&journal_rows)?;
     let pending_publishes = pending_publishes(connection, item_id).await?;
-    let publish_attempts = publish_attempts(connection, item_id).await?;
-    Ok(Some(TracePage { item, offers, in_effect, events, n_events, pending_publishes, publish_attempts }))
+    let publish_attempts = publish_attempts(connection, item_id, Some(MAX_TRACE_ATTEMPTS)).await?;
+    let n_publish_attempts = if publish_attempts.len() < MAX_TRACE_ATTEMPTS {
+        publish_attempts.len() as u64
+    } else {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM publish_attempts WHERE item_id = ?1")
+            .bind(item_id.0.as_bytes().as_slice())
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(n).unwrap_or(0)
+    };
+    Ok(Some(TracePage {
+        item,
+        offers,
+        in_effect,
+        events,
+        n_events,
+        pending_publishes,
+        publish_attempts,
+        n_publish_attempts,
+    }))
 }
 
 fn journal_entries(stored: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {

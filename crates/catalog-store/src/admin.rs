@@ -231,8 +231,15 @@ pub struct TracePage {
     /// Every journaled event naming the tenant and SKU, the page's or not.
     pub n_events: u64,
     pub pending_publishes: Vec<PendingPublish>,
+    /// The newest [`MAX_TRACE_ATTEMPTS`] publish attempts of the item, oldest first.
     pub publish_attempts: Vec<PublishAttempt>,
+    /// Every publish attempt the store keeps of the item, shown or not.
+    pub n_publish_attempts: u64,
 }
+
+/// The publish attempts a trace page shows at most, the newest: a hot item on several
+/// channels makes thousands within the retention, and support wants the latest.
+pub const MAX_TRACE_ATTEMPTS: usize = 200;
 
 /// The events the offers' states hold in effect, whose journal rows a trace page reads: each
 /// snapshot and each listed adjustment (folded ones are summed in the state and not listed).

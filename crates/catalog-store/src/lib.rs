@@ -24,7 +24,7 @@ mod windows;
 pub use admin::{
     event_ids_in_effect, AuditEntry, AuditRecord, ChannelCount, DeadLetterFilter, DeadLetterRetry, EventsPage,
     NewToken, OutcomeCounts, PublishAttemptCount, PublishedVersion, RejectionFilter, Role, TokenHash, TokenInfo,
-    TokenMatch, TracePage,
+    TokenMatch, TracePage, MAX_TRACE_ATTEMPTS,
 };
 pub use checkpoint::{another_log, log_id_of, Checkpoint, Position};
 pub use dead_letter::{

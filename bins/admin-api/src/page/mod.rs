@@ -219,6 +219,9 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
             }
         }
         h3 #publishes-heading { "What each channel was sent and answered" }
+        @if trace.publishes_total > trace.publishes.len() as u64 {
+            p.notice role="note" { "The newest " (trace.publishes.len()) " of " (trace.publishes_total) " attempts, oldest first." }
+        }
         table aria-labelledby="publishes-heading" {
             thead { tr { th scope="col" { "Channel" } th scope="col" { "Version" } th scope="col" { "Attempt" } th scope="col" { "Listing" } th scope="col" { "Quantity sent" } th scope="col" { "By the rule" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "At" } } }
             tbody {

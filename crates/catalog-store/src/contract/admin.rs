@@ -347,3 +347,37 @@ where
     assert!(listed(elsewhere).await.is_empty());
     assert_eq!(offsets(&listed(RejectionFilter { source: Some(SOURCE.to_owned()), ..all }).await), [4, 3, 2]);
 }
+
+/// A trace page shows the newest `MAX_TRACE_ATTEMPTS` publish attempts, oldest first, and
+/// counts them all: a hot item makes thousands within the retention, and support wants the
+/// latest, not a page of megabytes with it at the bottom.
+pub(super) async fn a_trace_page_shows_the_newest_publish_attempts_and_counts_them_all<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    store
+        .apply_batch(&batch(vec![incoming(1, &acme, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    let entry = store.claim_outbox("storefront", &immediate(10)).await.expect("claim").remove(0);
+    let n_attempts = crate::MAX_TRACE_ATTEMPTS as u32 + 5;
+    let records: Vec<PublishRecord> = (1..=n_attempts)
+        .map(|attempt| PublishRecord {
+            attempt,
+            status: Some(503),
+            ..published(&entry, PublishOutcome::ThrottledUntil(chrono::Utc::now()))
+        })
+        .collect();
+    store.record_publishes(&records).await.expect("record");
+
+    let page = store.item_trace_page(&acme.item_key(), EventsPage { offset: 0, limit: 10 }).await.expect("page");
+    let page = page.expect("the item");
+    assert_eq!(page.n_publish_attempts, u64::from(n_attempts));
+    let shown: Vec<u32> = page.publish_attempts.iter().map(|attempt| attempt.attempt).collect();
+    assert_eq!(shown, (6..=n_attempts).collect::<Vec<_>>(), "the newest, oldest first");
+    let whole = store.item_trace(acme.item_key().item_id()).await.expect("trace").expect("the item");
+    assert_eq!(whole.publish_attempts.len(), n_attempts as usize, "the whole trace keeps every attempt");
+}

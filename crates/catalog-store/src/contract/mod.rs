@@ -129,6 +129,7 @@ macro_rules! store_contract_cases {
             admin::journal_rows_are_found_by_event_id_and_trace_id,
             admin::an_operator_retries_and_resolves_dead_letters,
             admin::a_trace_page_is_a_slice_of_the_whole_trace,
+            admin::a_trace_page_shows_the_newest_publish_attempts_and_counts_them_all,
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
             admin::rejected_messages_are_listed_newest_first,
             signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
