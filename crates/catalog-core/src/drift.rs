@@ -95,10 +95,12 @@ pub struct Drift {
 pub fn detect(expected: Expected, shown: Option<Shown>) -> Option<Drift> {
     let corrected = |shown_version: u64| expected.version.max(shown_version).saturating_add(1);
     if let Some(shown) = shown.filter(|shown| shown.version > expected.version) {
+        // Beyond what a 409 said it holds too, or the channel refuses the correction as older.
+        let highest = shown.version.max(expected.accepted.unwrap_or(0));
         return Some(Drift {
             kind: DriftKind::VersionAhead,
             shown: Some(shown),
-            corrected_version: corrected(shown.version),
+            corrected_version: corrected(highest),
         });
     }
     // A 409 said the channel holds a version the catalog never issued: drift, whatever it

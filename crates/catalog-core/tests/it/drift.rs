@@ -34,6 +34,9 @@ fn every_case() {
         (expected(12, 7, Some(6)), shown(3, 11), "version_ahead -> v12"),
         // A 409 said it holds version 9, and now it shows nothing.
         (expected(12, 7, Some(9)), None, "version_ahead -> v10"),
+        // A 409 said 12, and it shows 9 (both never issued): beyond the 12 it said it holds,
+        // or the channel refuses the correction as older.
+        (expected(12, 7, Some(12)), shown(5, 9), "version_ahead -> v13"),
         // A newer version is on its way: not drift yet.
         (expected(12, 8, Some(7)), shown(10, 7), "none"),
         (expected(12, 8, None), None, "none"),
@@ -54,6 +57,22 @@ fn a_correction_is_always_beyond_both_versions() {
             assert!(drift.corrected_version > catalog && drift.corrected_version > on_channel);
             if on_channel == catalog {
                 assert_eq!(drift.kind, DriftKind::QuantityDiffers);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_correction_is_beyond_every_version_the_channel_showed_or_said_it_held() {
+    for catalog in 1..12u64 {
+        for accepted in 0..15u64 {
+            for on_channel in 0..15u64 {
+                let accepted = (accepted > 0).then_some(accepted);
+                let Some(drift) = detect_drift(expected(5, catalog, accepted), shown(6, on_channel)) else {
+                    continue;
+                };
+                let highest = catalog.max(on_channel).max(accepted.unwrap_or(0));
+                assert!(drift.corrected_version > highest, "{catalog} {accepted:?} {on_channel}: {drift:?}");
             }
         }
     }
