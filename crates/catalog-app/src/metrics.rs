@@ -20,8 +20,7 @@ pub struct Metrics {
     pub redeliveries: IntCounterVec,
     /// Time to make one batch durable, retries included.
     pub batch_apply_seconds: HistogramVec,
-    /// Batches whose commit failed to confirm but which the stored checkpoints showed
-    /// durable, by kind of source: not applied again.
+    /// Batches whose commit went unconfirmed but the checkpoints showed durable, by source kind.
     pub batches_commit_unconfirmed: IntCounterVec,
     /// The events of those batches: decided, but counted here rather than in `events`.
     pub events_commit_unconfirmed: IntCounterVec,
@@ -35,8 +34,7 @@ pub struct Metrics {
     pub queue_lag_messages: IntGaugeVec,
     /// Messages another worker (or run of a feed) applied first, fenced off, per partition.
     pub skipped_below_checkpoint: IntCounterVec,
-    /// Messages a source read again below where its reading stands and skipped (the store
-    /// holds them), per partition and `Reread` reason.
+    /// Messages read again below where the reading stands and skipped, per partition and reason.
     pub rereads: IntCounterVec,
     /// Failures inside a source, by kind of source and where they happened (`kafka`/`commit`…).
     pub source_errors: IntCounterVec,
@@ -53,8 +51,7 @@ pub struct Metrics {
     pub publish_latency_seconds: HistogramVec,
     /// Item versions dead-lettered, by channel and reason.
     pub dead_letters: IntCounterVec,
-    /// Dead letters resolved because the channel took a version at least as new, by channel
-    /// and resolution (`published_later`, `superseded_later`).
+    /// Dead letters resolved by a version at least as new being taken, by channel and resolution.
     pub dead_letters_resolved: IntCounterVec,
     /// What auto-heal did to dead letters, by channel and result (`requeued`, `quarantined`).
     pub dead_letter_heals: IntCounterVec,
@@ -62,15 +59,13 @@ pub struct Metrics {
     pub dead_letters_open: IntGaugeVec,
     /// Dead letters auto-heal gave up on (an operator must look), per channel.
     pub dead_letters_quarantined: IntGaugeVec,
-    /// Claimed item versions not sent because their lease had run too short (a channel
-    /// slower than its rounds were sized for), per channel; each is claimed again.
+    /// Claimed versions not sent because their lease ran too short, per channel (claimed again).
     pub publish_lease_ran_out: IntCounterVec,
     /// Renewals of the claims of rounds that outlast the configured lease (marketplace
     /// feeds), by channel and result: `held`, `lapsed` (some claims had passed their lease,
     /// another worker may be sending them), `failed` (the store did not answer).
     pub publish_lease_renewals: IntCounterVec,
-    /// Publish rounds recorded, by channel and whether their claim came back `full` (more was
-    /// due than a round holds: the channel is behind) or `partial`.
+    /// Publish rounds recorded, by channel and whether the claim came back `full` or `partial`.
     pub publish_rounds: IntCounterVec,
     /// Where each round's time went, by channel and step (`claim`, `send`, `record`).
     pub publish_round_seconds: HistogramVec,
@@ -80,13 +75,13 @@ pub struct Metrics {
     pub outbox_oldest_seconds: IntGaugeVec,
     /// Items whose published version on a channel lags their catalog version.
     pub stale_items: IntGaugeVec,
-    /// Drift reconciliation found (a channel showing other than it accepted), by channel and
-    /// kind (`missing`, `quantity_differs`, `version_behind`, `version_ahead`).
+    /// Drift reconciliation found, by channel and kind (`missing`, `quantity_differs`, …).
     pub drifts_detected: IntCounterVec,
     /// Drifts corrected with a new item version, per channel.
     pub drifts_corrected: IntCounterVec,
-    /// Differences not corrected because the item had moved on since the sweep read it (a
-    /// version in flight, not drift), per channel.
+    /// Drifts found again within an hour of their correction, per channel (`CatalogDriftNotHealing`).
+    pub drifts_recurring: IntCounterVec,
+    /// Differences not corrected: the item moved on since the sweep read it, per channel.
     pub drift_corrections_moved_on: IntCounterVec,
     /// Reconciliation sweeps by channel and result (`complete`, or the failure class).
     pub reconcile_sweeps: IntCounterVec,
@@ -99,8 +94,7 @@ pub struct Metrics {
     pub signal_value: GaugeVec,
     /// 1 while a launch signal is green, 0 while red, per tenant (`all`: overall).
     pub signal_green: IntGaugeVec,
-    /// Items the tracer re-derived from the journal, by result (`traced`, or the gap:
-    /// `quantity_differs`, `winner_not_journaled`).
+    /// Items the tracer re-derived from the journal, by result (`traced`, or the gap found).
     pub trace_checks: IntCounterVec,
     /// Journal rows the tracer read to check items: what its checks cost, bounded by how far
     /// back each offer's latest snapshot lies, not by the journal's size.
@@ -121,8 +115,7 @@ pub struct Metrics {
     /// 1 for a feed's state by its sync frequency (`current`, `behind`, `stale`, or
     /// `not_live` before its go-live date), 0 for the others, per feed and state.
     pub feed_state: IntGaugeVec,
-    /// 1 while a feed is switched on, else 0, per feed: a feed switched off goes stale by
-    /// design.
+    /// 1 while a feed is switched on (one switched off goes stale by design), else 0, per feed.
     pub feed_sync_enabled: IntGaugeVec,
     /// Differences a full refresh found against the supplier's snapshot (each corrected as
     /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
@@ -312,6 +305,11 @@ impl Metrics {
         );
         let drifts_corrected =
             counter("catalog_drifts_corrected_total", "Drifts corrected with a new item version.", &["channel"]);
+        let drifts_recurring = counter(
+            "catalog_drifts_recurring_total",
+            "Drifts found on an item corrected within the hour before: the channel does not keep its corrections.",
+            &["channel"],
+        );
         let drift_corrections_moved_on = counter(
             "catalog_drift_corrections_moved_on_total",
             "Differences not corrected: the item had a newer version than the sweep read (one in flight, not drift).",
@@ -450,6 +448,7 @@ impl Metrics {
             stale_items,
             drifts_detected,
             drifts_corrected,
+            drifts_recurring,
             drift_corrections_moved_on,
             reconcile_sweeps,
             reconcile_sweep_seconds,

@@ -7,6 +7,7 @@
 //! (decisions 0016 and 0022).
 
 mod lookup;
+mod recurring;
 mod suspects;
 
 use std::collections::VecDeque;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::BuiltChannel;
 use crate::metrics::Metrics;
+use recurring::Corrected;
 use suspects::Suspects;
 
 /// How often and how fast a channel is reconciled.
@@ -101,6 +103,8 @@ pub struct Reconciler {
     rules: ChannelRules,
     /// Differences waiting for their confirmation (a channel with a settle time).
     suspects: Mutex<Suspects>,
+    /// Items corrected lately: a drift found on one again is recurring.
+    corrected: Mutex<Corrected>,
     /// The settle time the channels file gives, in place of the adapter's.
     settle: Option<Duration>,
 }
@@ -143,6 +147,7 @@ impl Reconciler {
             work,
             rules: ChannelRules::default(),
             suspects: Mutex::default(),
+            corrected: Mutex::default(),
             settle: None,
         }
     }
@@ -250,6 +255,7 @@ impl Reconciler {
             // confirmation are kept for the next sweep, as after any failed sweep.
             return Err(SweepError::Tenants { failed, tenants: report.tenants, first: error });
         }
+        self.corrected.lock().expect("corrected").forget_old(Instant::now());
         let mut suspects = self.suspects.lock().expect("suspects");
         suspects.end_sweep();
         report.waiting = suspects.waiting() as u64;
@@ -351,8 +357,12 @@ impl Reconciler {
             .drift_corrections_moved_on
             .with_label_values(&[&self.channel])
             .inc_by((corrections.len() - corrected.len()) as u64);
+        let now = Instant::now();
         for correction in corrections.iter().filter(applied) {
             self.metrics.drifts_detected.with_label_values(&[&self.channel, correction.kind.as_str()]).inc();
+            if self.corrected.lock().expect("corrected").again(correction.item_id, now) {
+                self.metrics.drifts_recurring.with_label_values(&[&self.channel]).inc();
+            }
             tracing::info!(
                 channel = %self.channel,
                 item_id = %correction.item_id,
