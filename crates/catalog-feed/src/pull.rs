@@ -212,6 +212,32 @@ impl FeedRun {
         ran
     }
 
+    /// Runs the next step of the manual run `request` at `now`: the whole of an incremental or
+    /// a full refresh, one chunk of a backfill. Returns what is left of it (the backfill's
+    /// later chunks), `None` once it is done, so that the scheduled loop looks at the feed's
+    /// switch and its schedule between chunks: a backfill of a year is 52 of them, hours of
+    /// pulling, which held back the incremental due and an operator's off switch.
+    pub async fn run_requested_step(
+        &mut self,
+        request: &FeedRunRequest,
+        now: DateTime<Utc>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<FeedRunRequest>, RunError> {
+        let FeedRunKind::Backfill { since, until } = request.kind else {
+            return self.run_requested(request, now, shutdown).await.map(|()| None);
+        };
+        let from = whole_second(since.max(self.go_live));
+        let until = whole_second(until.min(now));
+        if from >= until {
+            return Ok(None);
+        }
+        let end = (from + crate::window::BACKFILL_CHUNK).min(until);
+        let chunk = FeedRunRequest { kind: FeedRunKind::Backfill { since: from, until: end }, ..request.clone() };
+        self.run_requested(&chunk, now, shutdown).await?;
+        Ok((end < until)
+            .then(|| FeedRunRequest { kind: FeedRunKind::Backfill { since: end, until }, ..request.clone() }))
+    }
+
     /// Pulls the next backfill chunk of the oldest gap before `until`; `false` when there is
     /// no gap.
     pub async fn backfill_next(

@@ -139,6 +139,9 @@ impl FeedSource {
         // but no longer before scheduled work that is due, which it would hold back for as
         // long as it keeps failing.
         let mut failed_request: Option<DateTime<Utc>> = None;
+        // What is left of the manual run under way, between its steps (a backfill's chunks):
+        // the incremental due goes between them, and the switch is looked at before each.
+        let mut request_left: Option<FeedRunRequest> = None;
         while !shutdown.is_cancelled() {
             let now = clock.now();
             let current = self.store.feed(&key).await;
@@ -164,6 +167,12 @@ impl FeedSource {
             let requested = requested.filter(|_| request_from.is_none_or(|from| from <= now));
             let job = match (requested, plan.next_work(now)) {
                 (Some(request), Some(work)) if failed_request == Some(request.requested_at) => Job::Scheduled(work),
+                // A manual run under way lets the incremental due go between its steps.
+                (Some(request), Some(Work::Incremental))
+                    if request_left.as_ref().is_some_and(|left| left.requested_at == request.requested_at) =>
+                {
+                    Job::Scheduled(Work::Incremental)
+                }
                 (Some(request), _) => Job::Requested(request),
                 (None, Some(work)) => Job::Scheduled(work),
                 (None, None) => {
@@ -185,10 +194,25 @@ impl FeedSource {
                 match &job {
                     Job::Resume => run.resume(&shutdown).await.map(|window| resumed_window = window),
                     Job::Requested(request) => {
-                        match left_of_request(request, resumed_window.take().as_ref()) {
+                        // What is left: after the window a resume found of it (its chunks are
+                        // pulled in order), else after its last step, else all of it.
+                        let resumed = resumed_window.take();
+                        let resumed_its_own =
+                            resumed.as_ref().is_some_and(|cursor| cursor.request == Some(request.requested_at));
+                        let left = match request_left.take().filter(|left| left.requested_at == request.requested_at) {
+                            Some(left) if !resumed_its_own => Some(left),
+                            _ => left_of_request(request, resumed.as_ref()),
+                        };
+                        match left {
                             Some(left) => {
-                                run.run_requested(&left, now, &shutdown).await?;
+                                // Kept if the step fails: the next attempt goes on from here.
+                                request_left = Some(left.clone());
+                                let rest = run.run_requested_step(&left, now, &shutdown).await?;
                                 request_ran_now = true;
+                                request_left = rest;
+                                if request_left.is_some() {
+                                    return Ok(());
+                                }
                             }
                             None => tracing::info!(feed = %key, "the manual run was finished by resuming its window"),
                         }

@@ -362,3 +362,46 @@ async fn a_feed_created_while_scheduled_is_picked_up_with_its_manual_run() {
     assert!(pulls(&later_api).contains("snapshot"), "{}", pulls(&later_api));
     assert_eq!(fixture.offers(&key("globex")).await, later_api.expected_offers());
 }
+
+/// A manual backfill of twelve weeks runs a chunk at a time: the incremental due goes between
+/// its chunks instead of after all of them (a backfill of a year, hours of pulling, held back
+/// the incremental due and the feed's off switch), and every chunk is pulled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_manual_backfill_lets_the_incremental_due_go_between_its_chunks() {
+    let fixture = sqlite().await;
+    let api = FeedApi::start(vec![four_of("A-1", at("2026-04-01T08:00:00Z"))], TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    let backfill =
+        catalog_store::FeedRunKind::Backfill { since: at("2026-03-02T00:00:00Z"), until: at("2026-05-25T00:00:00Z") };
+    let request = catalog_store::FeedRunRequest {
+        kind: backfill,
+        requested_by: "otto".to_owned(),
+        requested_at: at("2026-06-01T06:50:00Z"),
+    };
+    assert!(fixture.store.request_feed_run(&settings.key, &request).await.expect("request"));
+
+    // Every read of the clock is ten minutes after the one before: pulling takes time.
+    TickingClock::run(&source, at("2026-06-01T06:50:00Z"), chrono::Duration::minutes(10), at("2026-06-02T06:00:00Z"))
+        .await;
+
+    let shown = pulls(&api);
+    let lines: Vec<&str> = shown.lines().collect();
+    let chunks: Vec<String> = (0..12)
+        .map(|week| {
+            let since = at("2026-03-02T00:00:00Z") + chrono::Duration::weeks(week);
+            let until = since + chrono::Duration::weeks(1);
+            format!("window {} .. {}", since.format("%Y-%m-%dT%H:%M:%SZ"), until.format("%Y-%m-%dT%H:%M:%SZ"))
+        })
+        .collect();
+    for chunk in &chunks {
+        assert_eq!(lines.iter().filter(|line| **line == chunk.as_str()).count(), 1, "{chunk} once:\n{shown}");
+    }
+    let last_chunk = lines.iter().position(|line| *line == chunks[11].as_str()).expect("the last chunk");
+    let incremental = lines.iter().position(|line| line.contains(" .. 2026-06-01T")).expect("the incremental");
+    assert!(incremental < last_chunk, "the incremental went between the chunks:\n{shown}");
+    let feed = fixture.store.feed(&settings.key).await.expect("feed").expect("known");
+    assert_eq!(feed.run_request, None, "the request is cleared once its last chunk is pulled");
+}
