@@ -371,7 +371,13 @@ impl FeedRun {
         let mut cursor = cursor;
         let mut seen = SeenCursors::default();
         loop {
-            let page = match self.client.page(request(&window, cursor.as_deref()), shutdown).await {
+            // The applier gone (it failed) ends the request in flight too: a page asked for
+            // could wait out 429s or a 5xx backoff for many minutes, for nothing.
+            let asked = tokio::select! {
+                asked = self.client.page(request(&window, cursor.as_deref()), shutdown) => asked,
+                () = pages.closed() => return offset,
+            };
+            let page = match asked {
                 Ok(page) => page,
                 Err(PullError::CursorExpired) if restarts < MAX_PASS_RESTARTS => {
                     restarts += 1;
