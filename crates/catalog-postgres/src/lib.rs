@@ -9,6 +9,8 @@ mod columns;
 mod copy;
 mod dead_letters;
 mod deadline;
+mod error;
+pub(crate) use error::store_error;
 mod feed_windows;
 mod feeds;
 mod flags;
@@ -140,44 +142,6 @@ impl PostgresStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-}
-
-/// Classifies a database failure: unreachable and lost races are retryable, the rest is not.
-/// A TLS failure (the server offers no TLS the URL's `sslmode` requires, a certificate that
-/// does not verify) is a setting to fix, not an outage to wait out.
-pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Tls(_) => StoreError::Database(format!("TLS: {error}")),
-        sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
-            StoreError::Database(format!("TLS: {error}"))
-        }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(error.to_string())
-        }
-        sqlx::Error::Database(database) => match database.code().as_deref() {
-            // serialization_failure, deadlock_detected
-            Some("40001" | "40P01") => StoreError::Conflict(database.to_string()),
-            // query_canceled (statement_timeout), lock_not_available (lock_timeout),
-            // idle_in_transaction_session_timeout
-            Some("57014" | "55P03" | "25P03") => StoreError::Timeout(database.to_string()),
-            // connection exceptions, admin shutdown, crash shutdown, cannot connect now
-            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") => {
-                StoreError::Unavailable(database.to_string())
-            }
-            // undefined_table, undefined_column
-            Some("42P01" | "42703") => StoreError::Schema(database.to_string()),
-            _ => StoreError::Database(database.to_string()),
-        },
-        sqlx::Error::Migrate(_) => StoreError::Schema(error.to_string()),
-        // A missing column means the schema is not the one this build migrated to.
-        sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            StoreError::Schema(error.to_string())
-        }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
-            StoreError::Corrupt(error.to_string())
-        }
-        _ => StoreError::Database(error.to_string()),
     }
 }
 
@@ -476,22 +440,5 @@ impl AdminStore for PostgresStore {
     async fn outcome_counts_since(&self, tenant: &TenantId, since: DateTime<Utc>) -> Result<OutcomeCounts, StoreError> {
         with_deadline(self.deadline, "outcome_counts_since", admin::outcome_counts_since(&self.pool, tenant, since))
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use catalog_core::{Classify, FailureClass};
-
-    use super::store_error;
-
-    #[test]
-    fn a_tls_failure_needs_an_operator_and_an_outage_is_retried() {
-        // What sqlx answers when the server has no TLS and the URL's sslmode requires it.
-        let no_tls = store_error(sqlx::Error::Tls("server does not support TLS".into()));
-        assert_eq!(no_tls.failure_class(), FailureClass::NeedsOperator);
-        assert_eq!(no_tls.to_string(), "database error: TLS: error occurred while attempting to establish a TLS connection: server does not support TLS");
-        let refused = store_error(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
-        assert_eq!(refused.failure_class(), FailureClass::Retryable);
     }
 }
