@@ -300,12 +300,20 @@ pub async fn step(
         }
         Err(StepError::Store(error)) => return Err(GateError::Api(error.into())),
     };
-    let (before, after) = (serde_json::to_value(&taken.before), serde_json::to_value(&taken.after));
-    let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
+    let flags_after = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    // The tenant's sync switch beside the stage: a rollback of a tenant the gate never moved
+    // changes the switch alone, and its entry read "closed → closed".
+    let entry = |rollout: &Rollout, flags: Option<&TenantFlags>| {
+        let mut entry = serde_json::to_value(rollout).unwrap_or_default();
+        if let Some(object) = entry.as_object_mut() {
+            object.insert("sync_enabled".to_owned(), flags.map(|flags| flags.sync_enabled).into());
+        }
+        entry
+    };
+    let (before, after) = (entry(&taken.before, flags_before.as_ref()), entry(&taken.after, flags_after.as_ref()));
     audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after).await?;
     // Every supplier the step turned on gets its held events applied, the one it names and
     // any other it set on (one an operator had switched off, listed again by a widen).
-    let flags_after = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
     let (mut events_replayed, mut events_by_outcome) = (0, BTreeMap::new());
     for supplier in turned_on(flags_before.as_ref(), flags_after.as_ref()) {
         let request = catalog_app::replay::HeldRequest {

@@ -285,6 +285,14 @@ async fn a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(serve
     let gate = server.get_json(&operator, "/v1/tenants/canary/gate").await;
     assert_eq!((gate["rollout"]["stage"].clone(), gate["sync_enabled"].clone()), (json!("closed"), json!(false)));
     assert_eq!(gate["changed_at"], Value::Null, "held by its sync switch alone, not put behind the gate: {gate}");
+    // Its audit entry says what changed: the switch, not the stage.
+    let audit = server.get_json(&operator, "/v1/audit").await;
+    let entry = audit.as_array().expect("entries").iter().find(|e| e["action"] == "gate_rollback").expect("audited");
+    assert_eq!((entry["before"]["stage"].clone(), entry["after"]["stage"].clone()), (json!("closed"), json!("closed")));
+    assert_eq!(
+        (entry["before"]["sync_enabled"].clone(), entry["after"]["sync_enabled"].clone()),
+        (json!(true), json!(false))
+    );
 
     // So switching it on by hand undoes the rollback, as for the sync switch it stands for.
     let on = server.send(Method::PUT, &operator, "/v1/tenants/canary/sync", json!({ "enabled": true })).await;
