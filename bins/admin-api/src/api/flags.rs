@@ -8,10 +8,9 @@ use axum::{Extension, Json};
 use catalog_app::replay::{replay_held, HeldRequest};
 use catalog_core::{Rollout, SupplierId, TenantId};
 use catalog_store::Role;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{audit, supplier, tenant, HELD_LOOKBACK_DAYS};
+use super::{audit, supplier, tenant};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
@@ -101,11 +100,7 @@ async fn apply_held(
     tenant: &TenantId,
     supplier: Option<SupplierId>,
 ) -> Result<catalog_app::replay::ReplaySummary, ApiError> {
-    let request = HeldRequest {
-        tenant: tenant.clone(),
-        supplier,
-        since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
-    };
+    let request = HeldRequest { tenant: tenant.clone(), supplier, since: super::held_since() };
     replay_held(&*state.store, &request).await.map_err(|error| ApiError::Internal(anyhow::Error::new(error)))
 }
 

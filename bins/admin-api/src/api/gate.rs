@@ -15,7 +15,7 @@ use catalog_store::{Role, RolloutChangeRecord, SignOff, SignOffRecord, TenantFla
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{audit, supplier, tenant, HELD_LOOKBACK_DAYS};
+use super::{audit, supplier, tenant};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::gate::{take_step, GateContext, StepError};
@@ -319,7 +319,7 @@ pub async fn step(
         let request = catalog_app::replay::HeldRequest {
             tenant: tenant.clone(),
             supplier: Some(supplier),
-            since: Utc::now() - chrono::Duration::days(HELD_LOOKBACK_DAYS),
+            since: super::held_since(),
         };
         let summary = catalog_app::replay::replay_held(&*state.store, &request)
             .await
