@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use catalog_core::{SupplierId, TenantId};
 use catalog_store::FeedKey;
+use chrono::Timelike as _;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -49,7 +50,7 @@ fn run_controls(feed: &FeedView) -> Markup {
             input type="hidden" name="kind" value="backfill";
             label for=(format!("since-{id}")) { "From (UTC day)" }
             input id=(format!("since-{id}")) name="since" type="date" required;
-            label for=(format!("until-{id}")) { "until" }
+            label for=(format!("until-{id}")) { "through (UTC day, included)" }
             input id=(format!("until-{id}")) name="until" type="date" required;
             button type="submit" aria-label=(format!("Backfill {what}")) { "Backfill" }
         }
@@ -228,8 +229,19 @@ pub(super) async fn ask_run(
             })
             .transpose()
     };
-    let ask = RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until: day(&form.until)? };
-    let kind = run_kind(&ask, chrono::Utc::now())?;
+    // The form names days, both included: a backfill through today reaches up to now, and one
+    // of a single day is that day (`until` was exclusive: "through today" was refused as in the
+    // future, and the day asked for last was left out).
+    let now = chrono::Utc::now().with_nanosecond(0).unwrap_or_else(chrono::Utc::now);
+    let kind = day(&form.until).and_then(|through| {
+        let until = through.map(|day| (day + chrono::Duration::days(1)).min(now));
+        run_kind(&RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until }, now)
+    });
+    let kind = match kind {
+        Ok(kind) => kind,
+        Err(ApiError::BadRequest { message, .. }) => return Ok(back(&format!("No run asked for: {message}."))),
+        Err(error) => return Err(error),
+    };
     let asked = crate::api::feeds::ask_run(&state, &caller, &key, kind).await?;
     Ok(back(&format!("Asked for a {} run of feed {key}: the worker runs it within a minute.", asked.request.kind)))
 }

@@ -250,3 +250,62 @@ async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run_on_sqlite() {
 async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run_on_postgres() {
     a_feed_not_live_yet_says_so_and_refuses_a_manual_run(Server::postgres().await).await;
 }
+
+/// The page's backfill form names days, both included: through today reaches up to now, a
+/// single day is that day, and a range it cannot run is said on the page, not answered as
+/// JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_s_backfill_takes_days_both_included() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let settings = FeedSettings {
+        key: key(),
+        base_url: "http://127.0.0.1:1".to_owned(),
+        token_env: "ACME_FEED_TOKEN".to_owned(),
+        go_live_date: (Utc::now() - Duration::days(20)).date_naive(),
+        sync_frequency_hours: 6,
+        timezone: "UTC".to_owned(),
+        run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).expect("valid")],
+        requests_per_second: None,
+        sync_enabled: true,
+    };
+    server.store.upsert_feed(&settings).await.expect("feed");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let ask = |since: String, until: String| {
+        let form = [
+            ("tenant", "canary".to_owned()),
+            ("supplier", "acme".to_owned()),
+            ("kind", "backfill".to_owned()),
+            ("since", since),
+            ("until", until),
+        ];
+        client
+            .post(server.url("/page/feeds/runs"))
+            .header("cookie", format!("admin_token={operator}"))
+            .form(&form)
+            .send()
+    };
+    let today = chrono::Utc::now().date_naive();
+    let asked = ask((today - chrono::Days::new(1)).to_string(), today.to_string()).await.expect("request");
+    assert_eq!(asked.status(), 303);
+    let request = server.store.feed(&key()).await.expect("read").expect("feed").run_request.expect("waiting");
+    let catalog_store::FeedRunKind::Backfill { since, until } = request.kind else { panic!("{request:?}") };
+    assert_eq!(since, (today - chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc());
+    assert!(until > today.and_time(chrono::NaiveTime::MIN).and_utc(), "today is in: {until}");
+    assert!(until <= chrono::Utc::now(), "not in the future: {until}");
+
+    let day = today - chrono::Days::new(3);
+    ask(day.to_string(), day.to_string()).await.expect("request");
+    let request = server.store.feed(&key()).await.expect("read").expect("feed").run_request.expect("waiting");
+    let one_day = catalog_store::FeedRunKind::Backfill {
+        since: day.and_time(chrono::NaiveTime::MIN).and_utc(),
+        until: (day + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc(),
+    };
+    assert_eq!(request.kind, one_day, "the one day asked for");
+
+    let backwards = ask(today.to_string(), day.to_string()).await.expect("request");
+    assert_eq!(backwards.status(), 303, "said on the page");
+    let location = backwards.headers()["location"].to_str().expect("ascii").to_owned();
+    let html = page(&server, &operator, &location).await;
+    assert!(html.contains("No run asked for: a backfill needs since before until"), "{html}");
+}
