@@ -29,7 +29,7 @@ pub struct RejectionQuery {
     pub since: Option<String>,
     /// Only rows journaled before this journal id: the previous page's `next_before`.
     pub before: Option<i64>,
-    /// At most this many (100 by default, 1,000 at most).
+    /// At most this many (100 by default, 500 at most).
     pub limit: Option<usize>,
 }
 
