@@ -58,6 +58,10 @@ pub(crate) enum PartitionInput {
     Message(OwnedDelivery),
     /// The partition was taken away: drop what is not applied yet, commit nothing more.
     Revoked,
+    /// From the dispatcher, after every message it took of the partition below this offset:
+    /// librdkafka's position passed the offsets between (transaction markers, aborted
+    /// records), which hold no message for the worker (decision 0042).
+    PassedTo(i64),
 }
 
 /// Whether this member owns a partition, and since which revocation (`epoch` counts them).

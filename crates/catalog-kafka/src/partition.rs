@@ -175,6 +175,14 @@ impl PartitionWorker {
                         deadline = None;
                     }
                 }
+                // Ignored while the start is unchecked: the worker may have stepped back, and
+                // the messages it wants come again.
+                Some(PartitionInput::PassedTo(position)) if rewind.is_none() => {
+                    next_offset = self.flush(&mut pending, next_offset).await?;
+                    deadline = None;
+                    next_offset = self.pass_to(next_offset, position).await?;
+                }
+                Some(PartitionInput::PassedTo(_)) => {}
                 Some(PartitionInput::Revoked) => {
                     tracing::info!(partition = self.partition, n_dropped = pending.len(), "partition revoked");
                     self.forget_unless_assigned_again();
@@ -328,6 +336,14 @@ impl PartitionWorker {
     /// store. Returns the new next offset.
     async fn pass_markers(&self, next_offset: i64) -> Result<i64, SinkError> {
         let Some(position) = self.position() else { return Ok(next_offset) };
+        self.pass_to(next_offset, position).await
+    }
+
+    /// Moves the checkpoint from `next_offset` to `position`, past offsets that held no
+    /// message for this worker, once every message below `position` is in the store (the
+    /// worker's own queue read to there, or the dispatcher's word after its last message).
+    /// Returns the new next offset.
+    async fn pass_to(&self, next_offset: i64, position: i64) -> Result<i64, SinkError> {
         if position <= next_offset {
             return Ok(next_offset);
         }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{client_config, ClientOption, KafkaSourceConfig};
 use crate::context::{lock, source_error, Assignment, BrokerStatus, SourceContext};
 use crate::feed::{self, Feed, OwnedDelivery, Ownership, PartitionInput, QueueFeed};
+use crate::native;
 use crate::partition::PartitionWorker;
 use crate::stall::StallCheck;
 use crate::topic_id::TopicIds;
@@ -194,6 +195,12 @@ impl KafkaSource {
         workers.spawn(stall_check.run(stop.clone()));
         // Each dispatched partition's worker, with the epoch it was started in.
         let mut partitions: HashMap<i32, (u64, mpsc::Sender<PartitionInput>)> = HashMap::new();
+        // Per dispatched partition: the offset after the last message taken of it, and the
+        // position the worker was last told it may pass to (`pass_markers_of_dispatched`).
+        let mut taken: HashMap<i32, i64> = HashMap::new();
+        let mut passed: HashMap<i32, i64> = HashMap::new();
+        let mut markers = tokio::time::interval(PASS_DISPATCHED_MARKERS_EVERY);
+        markers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let consumer = Arc::clone(&self.consumer);
         let mut stream = consumer.stream();
         let mut outcome = Ok(());
@@ -231,6 +238,7 @@ impl KafkaSource {
                     let partition = message.partition();
                     let delivery = OwnedDelivery::from_message(&message);
                     drop(message);
+                    taken.insert(partition, delivery.offset + 1);
                     // A rebalance may have happened inside the poll that returned this message,
                     // before its revoke event was handled: a worker from an earlier epoch must not
                     // get it (it would drop it as revoked, leaving a gap its successor skips).
@@ -265,6 +273,7 @@ impl KafkaSource {
                         _ = shutdown.cancelled() => break,
                     }
                 }
+                _ = markers.tick() => self.pass_markers_of_dispatched(&partitions, &taken, &mut passed),
             }
         }
         // Stop reading; each worker applies what it holds (told by its closed channel, or by
@@ -280,6 +289,38 @@ impl KafkaSource {
         outcome
     }
 }
+
+impl KafkaSource {
+    /// Tells each dispatched partition's worker when librdkafka's position for it passed the
+    /// offset after the last message taken of it: what lies between held no message for the
+    /// worker (transaction markers, aborted records), and its checkpoint may pass it (decision
+    /// 0042). Run between two reads of the shared queue, so every message below the position
+    /// was taken, and sent to the worker before this word. Without it, a partition added to
+    /// the topic after start whose last record is a marker kept its checkpoint one below its
+    /// end, and every other member took it for stalled and rejoined the group every minute.
+    fn pass_markers_of_dispatched(
+        &self,
+        partitions: &HashMap<i32, (u64, mpsc::Sender<PartitionInput>)>,
+        taken: &HashMap<i32, i64>,
+        passed: &mut HashMap<i32, i64>,
+    ) {
+        for (&partition, (worker_epoch, sender)) in partitions {
+            let epoch = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+            let Some(&taken) = taken.get(&partition) else { continue };
+            let Some(position) = native::position(&self.consumer, &self.config.topic, partition) else { continue };
+            if *worker_epoch != epoch || position <= taken || passed.get(&partition).is_some_and(|p| *p >= position) {
+                continue;
+            }
+            // A full channel: the worker is busy; told at a later tick.
+            if sender.try_send(PartitionInput::PassedTo(position)).is_ok() {
+                passed.insert(partition, position);
+            }
+        }
+    }
+}
+
+/// How often the dispatcher looks for markers passed in the partitions it feeds.
+const PASS_DISPATCHED_MARKERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Why librdkafka refused the settings, without the values of the operator's options: its
 /// message repeats the value it refused, which may be a secret.

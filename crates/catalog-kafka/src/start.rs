@@ -210,6 +210,8 @@ impl PartitionWorker {
                     return Ok(End::Holds { high_watermark: high })
                 }
                 Some(PartitionInput::Message(delivery)) => delivered = Some(delivery.offset),
+                // A word of markers passed says nothing of where the partition ends.
+                Some(PartitionInput::PassedTo(_)) => {}
                 Some(PartitionInput::Revoked) | None => return Ok(End::Ended),
             }
         }

@@ -649,3 +649,27 @@ async fn a_producer_clock_behind_is_no_queue_lag() {
     let oldest = waiting.iter().min().copied().expect("a backlog waited");
     assert!(oldest <= started - chrono::Duration::minutes(9), "a backlog's age: {waiting:?}, started {started}");
 }
+
+/// A partition read through the shared queue (the topic was created after the worker
+/// started) whose last record is a transaction marker: the dispatcher tells its worker once
+/// librdkafka's position passed the marker, and the checkpoint reaches the partition's end
+/// (decision 0042). Before, it stayed one below for good, and every other member took the
+/// partition for stalled and rejoined the group every minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatched_partition_ending_in_a_transaction_marker_is_read_to_its_end() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "late-transactions", &sink);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 10);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
+    // Quiet, caught up: a marker after the last message of partition 0.
+    assert_eq!(marker::produce_commit_marker(&brokers, TOPIC, 0), 10);
+    let ends = HashMap::from([(0, 11), (1, 10), (2, 10)]);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == ends).await;
+    member.stop().await;
+    assert_each_offset_once_in_order(&sink.applied(), 10);
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
+}
