@@ -406,8 +406,9 @@ pub struct KafkaArgs {
     /// seconds, while messages wait on the broker is stalled: its member died without leaving
     /// the group (a broker that keeps such a member until the next rebalance, like tansu,
     /// would leave those messages unread). The worker then leaves and rejoins the group, so
-    /// that the rebalance gives the partition to a live member.
-    #[arg(long, env = "CATALOG_KAFKA_STALLED_PARTITION_SECS", default_value_t = 60)]
+    /// that the rebalance gives the partition to a live member. At least 1; the watch cannot
+    /// be switched off (a few seconds would take a busy member's partition for stalled).
+    #[arg(long, env = "CATALOG_KAFKA_STALLED_PARTITION_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub kafka_stalled_partition_secs: u64,
 
     /// A librdkafka setting, `key=value`, repeatable (TLS and SASL: `security.protocol=SASL_SSL`,

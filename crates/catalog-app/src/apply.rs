@@ -187,16 +187,17 @@ impl Applier {
     ) -> Result<(), SinkError> {
         self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
         let retry_in_ms = backoff.as_millis() as u64;
-        match error.failure_class() {
+        let (class, kind) = (error.failure_class(), error.kind());
+        match class {
             FailureClass::Fatal => {
-                tracing::error!(%error, operation = what, "store failure the worker cannot go on with");
+                tracing::error!(%error, operation = what, kind, class = class.as_str(), "store failure the worker cannot go on with");
                 return Err(SinkError::Fatal(format!("{what}: {error}")));
             }
             FailureClass::NeedsOperator => {
-                tracing::error!(%error, operation = what, retry_in_ms, "store refuses the batch; an operator must act, retrying");
+                tracing::error!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store refuses the batch; an operator must act, retrying");
             }
             FailureClass::Retryable | FailureClass::NeedsSupplier => {
-                tracing::warn!(%error, operation = what, retry_in_ms, "store unavailable, retrying");
+                tracing::warn!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store failure, retrying");
             }
         }
         tokio::select! {
@@ -440,6 +441,7 @@ impl BatchSink for Applier {
             partition,
             from,
             to,
+            class = FailureClass::NeedsSupplier.as_str(),
             "offsets deleted by the broker's retention before they were applied; those messages are lost"
         );
     }

@@ -266,7 +266,7 @@ async fn heal_pass(
             Err(error) => {
                 metrics.store_retries.with_label_values(&[error.kind()]).inc();
                 let class = error.failure_class();
-                tracing::warn!(%error, ?class, "healing dead letters failed, trying again at the next pass");
+                tracing::warn!(%error, kind = error.kind(), class = class.as_str(), "healing dead letters failed, trying again at the next pass");
                 break;
             }
         };

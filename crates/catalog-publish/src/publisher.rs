@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog_core::ChannelQuantity;
+use catalog_core::{ChannelQuantity, Classify as _};
 use catalog_store::{
     HeldClaim, OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
 };
@@ -323,7 +323,7 @@ impl ChannelPublisher {
                     Ok(resolved) => break resolved,
                     Err(error) => {
                         self.events.record_failed(&self.config.name, &error);
-                        tracing::warn!(channel = %self.config.name, %error, n_records = rows.len(), "recording publishes failed, retrying");
+                        tracing::warn!(channel = %self.config.name, %error, kind = error.kind(), class = error.failure_class().as_str(), n_records = rows.len(), "recording publishes failed, retrying");
                     }
                 }
                 tokio::select! {
