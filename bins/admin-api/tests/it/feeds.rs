@@ -14,24 +14,32 @@ fn key() -> FeedKey {
     FeedKey { tenant: TenantId::parse("canary").expect("valid"), supplier: SupplierId::parse("acme").expect("valid") }
 }
 
-async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
-    let viewer = server.token("vera", Role::Viewer).await;
-    let operator = server.token("otto", Role::Operator).await;
-    let now = Utc::now();
-    let go_live_date = (now - Duration::days(20)).date_naive();
-    let settings = FeedSettings {
+/// Feed `acme` of `canary` going live on `go_live_date`, pulled every 6 hours at midnight UTC.
+fn midnight_feed(go_live_date: chrono::NaiveDate) -> FeedSettings {
+    FeedSettings {
         key: key(),
         base_url: "http://127.0.0.1:1".to_owned(),
         token_env: "ACME_FEED_TOKEN".to_owned(),
         go_live_date,
         sync_frequency_hours: 6,
         timezone: "UTC".to_owned(),
+        run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).expect("valid")],
+        requests_per_second: None,
+        sync_enabled: true,
+    }
+}
+
+async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
+    let viewer = server.token("vera", Role::Viewer).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let now = Utc::now();
+    let go_live_date = (now - Duration::days(20)).date_naive();
+    let settings = FeedSettings {
         run_times: vec![
             NaiveTime::from_hms_opt(0, 0, 0).expect("valid"),
             NaiveTime::from_hms_opt(12, 0, 0).expect("valid"),
         ],
-        requests_per_second: None,
-        sync_enabled: true,
+        ..midnight_feed(go_live_date)
     };
     server.store.upsert_feed(&settings).await.expect("feed");
     let never = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
@@ -209,17 +217,7 @@ async fn feeds_show_their_status_and_operators_switch_them_on_postgres() {
 async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run(server: Server) {
     let viewer = server.token("vera", Role::Viewer).await;
     let operator = server.token("otto", Role::Operator).await;
-    let settings = FeedSettings {
-        key: key(),
-        base_url: "http://127.0.0.1:1".to_owned(),
-        token_env: "ACME_FEED_TOKEN".to_owned(),
-        go_live_date: (Utc::now() + Duration::days(3)).date_naive(),
-        sync_frequency_hours: 6,
-        timezone: "UTC".to_owned(),
-        run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).expect("valid")],
-        requests_per_second: None,
-        sync_enabled: true,
-    };
+    let settings = midnight_feed((Utc::now() + Duration::days(3)).date_naive());
     server.store.upsert_feed(&settings).await.expect("feed");
     let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
     assert_eq!((feed["state"].clone(), feed["gaps"].as_array().map(Vec::len)), (json!("not_live"), Some(0)));
@@ -258,17 +256,7 @@ async fn a_feed_not_live_yet_says_so_and_refuses_a_manual_run_on_postgres() {
 async fn the_page_s_backfill_takes_days_both_included() {
     let server = Server::sqlite().await;
     let operator = server.token("otto", Role::Operator).await;
-    let settings = FeedSettings {
-        key: key(),
-        base_url: "http://127.0.0.1:1".to_owned(),
-        token_env: "ACME_FEED_TOKEN".to_owned(),
-        go_live_date: (Utc::now() - Duration::days(20)).date_naive(),
-        sync_frequency_hours: 6,
-        timezone: "UTC".to_owned(),
-        run_times: vec![NaiveTime::from_hms_opt(0, 0, 0).expect("valid")],
-        requests_per_second: None,
-        sync_enabled: true,
-    };
+    let settings = midnight_feed((Utc::now() - Duration::days(20)).date_naive());
     server.store.upsert_feed(&settings).await.expect("feed");
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let ask = |since: String, until: String| {

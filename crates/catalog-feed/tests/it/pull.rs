@@ -1,7 +1,6 @@
 //! Pulling windows: from go-live to now through every failure the contract lists, resumed,
 //! repeated (duplicates only), refused (a dead letter), and one slow feed beside a fast one.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog_core::{Classify, FailureClass};
@@ -379,86 +378,4 @@ async fn a_token_is_trimmed_and_one_no_header_can_carry_is_the_operator_s() {
     assert_eq!(api.requests().len(), n_requests, "nothing asked of the supplier");
     let letters = fixture.store.open_dead_letters(10).await.expect("letters");
     assert_eq!(letters.iter().map(|letter| letter.reason.as_str()).collect::<Vec<_>>(), ["token_invalid"]);
-}
-
-/// A sink whose first batch fails for good (a store that refuses): the rest is the applier's.
-struct RefusingSink(Arc<dyn catalog_app::BatchSink>);
-
-#[async_trait::async_trait]
-impl catalog_app::BatchSink for RefusingSink {
-    async fn checkpoint(
-        &self,
-        source: &str,
-        partition: i32,
-    ) -> Result<Option<catalog_store::Position>, catalog_app::SinkError> {
-        self.0.checkpoint(source, partition).await
-    }
-    async fn apply(&self, _batch: catalog_app::SourceBatch) -> Result<catalog_app::Durable, catalog_app::SinkError> {
-        Err(catalog_app::SinkError::Fatal("the store refuses for good".to_owned()))
-    }
-    async fn rewind_checkpoint(
-        &self,
-        source: &str,
-        partition: i32,
-        from: i64,
-        to: &catalog_store::Position,
-    ) -> Result<bool, catalog_app::SinkError> {
-        self.0.rewind_checkpoint(source, partition, from, to).await
-    }
-    fn reread(&self, partition: i32, reason: catalog_app::Reread) {
-        self.0.reread(partition, reason);
-    }
-    fn reading_starts(&self, partition: i32, next_offset: i64, high_watermark: i64) {
-        self.0.reading_starts(partition, next_offset, high_watermark);
-    }
-    fn source_error(&self, error: &catalog_app::SourceError) {
-        self.0.source_error(error);
-    }
-    fn offset_gap(&self, partition: i32, from: i64, to: i64) {
-        self.0.offset_gap(partition, from, to);
-    }
-    fn invalid_traceparent(&self, at: &catalog_store::SourceRef, invalid: catalog_core::InvalidTraceParent) {
-        self.0.invalid_traceparent(at, invalid);
-    }
-    fn partition_started(&self, source: &str, partition: i32) {
-        self.0.partition_started(source, partition);
-    }
-    fn message_waiting(&self, source: &str, partition: i32, at: chrono::DateTime<Utc>) {
-        self.0.message_waiting(source, partition, at);
-    }
-    fn partition_done(&self, source: &str, partition: i32) {
-        self.0.partition_done(source, partition);
-    }
-}
-
-/// The store refuses the first page for good while the feed throttles the second for 50 s
-/// (a wait a run takes): the run stops at once, asking the supplier nothing more, instead of
-/// waiting out the throttling for a page no one will apply.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_store_refuses_stops_the_page_in_flight() {
-    let fixture = sqlite().await;
-    let now = Utc::now();
-    let api = FeedApi::start(records(120, 1, now - TimeDelta::minutes(5)), TOKEN).await;
-    let settings = feed_settings("acme", &api, (now - TimeDelta::days(1)).date_naive());
-    let applier =
-        Arc::new(catalog_app::Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink: Arc<dyn catalog_app::BatchSink> = Arc::new(RefusingSink(applier));
-    let source = catalog_feed::FeedSource::new(
-        quick_settings(),
-        fixture.store.clone(),
-        sink,
-        fixture.metrics.clone(),
-        tokens(TOKEN),
-    )
-    .expect("source");
-    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
-    api.set_page_delay(Duration::from_millis(300));
-    // The first page is answered; the second meets a 429 asking for 50 s.
-    api.inject([Fault::Slow(Duration::ZERO), Fault::Throttle { retry_after_secs: 50 }]);
-    let shutdown = CancellationToken::new();
-    let run = source.run_once(OnceScope::Due, &shutdown);
-    let ran = tokio::time::timeout(Duration::from_secs(20), run).await.expect("the run stops at once");
-    let said = format!("{ran:?}");
-    assert!(said.contains("refuses for good"), "{said}");
-    assert!(api.requests().len() <= 2, "nothing asked after the 429: {:?}", api.requests());
 }

@@ -11,7 +11,7 @@ use catalog_app::{Applier, BatchSink, Durable, Reread, SinkError, SourceBatch, S
 use catalog_core::InvalidTraceParent;
 use catalog_feed::{FeedClient, FeedRun, OnceScope, RunError};
 use catalog_store::{Position, SourceRef};
-use catalog_testkit::feed_api::FeedApi;
+use catalog_testkit::feed_api::{Fault, FeedApi};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -214,6 +214,15 @@ async fn a_window_another_run_fenced_is_pulled_again(meddling: Meddling) {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
 
+/// A feed source whose store refuses every batch for good.
+fn refused_source(fixture: &Fixture) -> catalog_feed::FeedSource {
+    let inner: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
+    catalog_feed::FeedSource::new(quick_settings(), fixture.store.clone(), sink, fixture.metrics.clone(), tokens(TOKEN))
+        .expect("source")
+}
+
 /// A batch the store refuses for good (a fatal sink error) stops the scheduled source, and the
 /// worker with it, as it stops the Kafka and file sources; it is not held and retried every
 /// hold, unseen by a supervisor.
@@ -222,17 +231,7 @@ async fn a_fatal_failure_stops_the_scheduled_source() {
     let fixture = sqlite().await;
     let now = Utc::now();
     let api = FeedApi::start(records(20, 1, now - TimeDelta::minutes(5)), TOKEN).await;
-    let inner: Arc<dyn BatchSink> =
-        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
-    let source = catalog_feed::FeedSource::new(
-        quick_settings(),
-        fixture.store.clone(),
-        sink,
-        fixture.metrics.clone(),
-        tokens(TOKEN),
-    )
-    .expect("source");
+    let source = refused_source(&fixture);
     source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
     let end = CancellationToken::new();
     let clock: Arc<dyn catalog_feed::Clock> =
@@ -247,4 +246,26 @@ async fn a_fatal_failure_stops_the_scheduled_source() {
     let letters = fixture.store.open_dead_letters(10).await.expect("letters");
     assert_eq!(letters.len(), 1, "the failure is recorded before the worker stops: {letters:?}");
     assert_eq!(api.requests().iter().filter(|request| request.cursor.is_none()).count(), 1, "not retried");
+}
+
+/// The store refuses the first page for good while the feed throttles the second for 50 s
+/// (a wait a run takes): the run stops at once, asking the supplier nothing more, instead of
+/// waiting out the throttling for a page no one will apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_store_refuses_stops_the_page_in_flight() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(120, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let settings = feed_settings("acme", &api, (now - TimeDelta::days(1)).date_naive());
+    let source = refused_source(&fixture);
+    source.bootstrap(std::slice::from_ref(&settings)).await.expect("bootstrap");
+    api.set_page_delay(Duration::from_millis(300));
+    // The first page is answered; the second meets a 429 asking for 50 s.
+    api.inject([Fault::Slow(Duration::ZERO), Fault::Throttle { retry_after_secs: 50 }]);
+    let shutdown = CancellationToken::new();
+    let run = source.run_once(OnceScope::Due, &shutdown);
+    let ran = tokio::time::timeout(Duration::from_secs(20), run).await.expect("the run stops at once");
+    let said = format!("{ran:?}");
+    assert!(said.contains("the store refuses the batch"), "{said}");
+    assert!(api.requests().len() <= 2, "nothing asked after the 429: {:?}", api.requests());
 }
