@@ -283,12 +283,12 @@ pub(crate) async fn item_trace_page(
     let n_publish_attempts = if publish_attempts.len() < MAX_TRACE_ATTEMPTS {
         publish_attempts.len() as u64
     } else {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM publish_attempts WHERE item_id = ?1")
+        let counted: Vec<i64> = sqlx::query_scalar("SELECT count(*) FROM publish_attempts WHERE item_id = ?1")
             .bind(item_id.0.as_bytes().as_slice())
-            .fetch_one(&mut *connection)
+            .fetch_all(&mut *connection)
             .await
             .map_err(store_error)?;
-        u64::try_from(n).unwrap_or(0)
+        counted.first().map_or(0, |n| u64::try_from(*n).unwrap_or(0))
     };
     Ok(Some(TracePage {
         item,
