@@ -160,7 +160,10 @@ async fn expire_detached(
             return Err(error);
         }
     };
-    JOURNAL.drop(pool, &partition.name).await?;
+    // The horizon moves before the day is dropped: dropped first, a failure in between left the
+    // day neither detached nor recorded, and the horizon went back (no retention note in a
+    // trace, replay taking a `--since` the journal no longer holds, the tracer naming items
+    // untraced) until the next day's drop.
     sqlx::query(
             "INSERT INTO journal_retention (kept_since, archive, updated_at) VALUES ($1, $2, now())
              ON CONFLICT (only_row) DO UPDATE SET kept_since = greatest(journal_retention.kept_since, EXCLUDED.kept_since),
@@ -171,6 +174,7 @@ async fn expire_detached(
         .execute(pool)
         .await
         .map_err(store_error)?;
+    JOURNAL.drop(pool, &partition.name).await?;
     tracing::info!(partition = %partition.name, rows, %archive, "journal partition archived and dropped");
     report.dropped.push(DroppedSegment { name: partition.name, rows, archive });
     Ok(())
@@ -191,6 +195,7 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
     // A day detached by a pass that died before dropping it: attempts are not archived.
     for leftover in ATTEMPTS.leftovers(pool).await? {
         tracing::warn!(table = %leftover.name, "dropping a publish attempts day detached earlier");
+        attempts_kept_since(pool, leftover.until).await?;
         ATTEMPTS.drop(pool, &leftover.name).await?;
     }
     let mut dropped = 0;
@@ -198,21 +203,28 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
         if partition.until > policy.journal_cutoff {
             break;
         }
+        // Said before the day goes, as for the journal.
+        attempts_kept_since(pool, partition.until).await?;
         ATTEMPTS.detach_and_drop(pool, &partition.name).await?;
-        sqlx::query(
-            "INSERT INTO journal_retention (attempts_kept_since, updated_at) VALUES ($1, now())
-             ON CONFLICT (only_row) DO UPDATE
-             SET attempts_kept_since = greatest(journal_retention.attempts_kept_since, EXCLUDED.attempts_kept_since),
-                 updated_at = now()",
-        )
-        .bind(partition.until)
-        .execute(pool)
-        .await
-        .map_err(store_error)?;
         tracing::info!(partition = %partition.name, "publish attempts partition dropped");
         dropped += 1;
     }
     Ok(dropped)
+}
+
+/// Records that publish attempts made before `until` are no longer kept.
+async fn attempts_kept_since(pool: &PgPool, until: DateTime<Utc>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO journal_retention (attempts_kept_since, updated_at) VALUES ($1, now())
+         ON CONFLICT (only_row) DO UPDATE
+         SET attempts_kept_since = greatest(journal_retention.attempts_kept_since, EXCLUDED.attempts_kept_since),
+             updated_at = now()",
+    )
+    .bind(until)
+    .execute(pool)
+    .await
+    .map_err(store_error)
+    .map(drop)
 }
 
 /// Deletes a chunk of reconciliation's drifts, then of full refreshes' feed drifts.

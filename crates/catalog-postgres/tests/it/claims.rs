@@ -75,3 +75,46 @@ async fn a_claim_is_kept_as_long_as_its_journal_day() {
     let kept = [(event_id(1).0, true), (event_id(2).0, true), (event_id(4).0, true)];
     assert_eq!(claims, kept, "the claims of the days still there, and only those: day 2's went with its rows");
 }
+
+/// The horizon moves before a day is dropped: a pass that fails between the two (here the
+/// horizon's write waits out the lock timeout behind another session) leaves the day
+/// detached, which the horizon counts, not dropped and forgotten. Dropped first, the horizon
+/// went back: a trace had no retention note, and replay took a `--since` the journal no longer
+/// held, until the next day's drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_fails_after_archiving_a_day_leaves_the_horizon_past_it() {
+    let database = TestDatabase::create().await;
+    let options = catalog_postgres::PostgresOptions {
+        lock_timeout: std::time::Duration::from_millis(300),
+        ..catalog_postgres::PostgresOptions::default()
+    };
+    let store = catalog_postgres::PostgresStore::connect(&database.url, StoreConfig::default(), options)
+        .await
+        .expect("connect");
+    let key = offer("canary", "acme", "ABC-1");
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, received_second(at_day_from_today(1, 3))),
+        incoming(2, &key, StockChange::Adjusted { delta: 1 }, 20, received_second(at_day_from_today(3, 3))),
+    ];
+    catalog_store::BatchStore::apply_batch(&store, &batch(events)).await.expect("apply");
+
+    let mut holder = PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("LOCK TABLE journal_retention IN EXCLUSIVE MODE").execute(&mut holder).await.expect("lock");
+    let cutoff = at_day_from_today(3, 0);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base(), chunk: 100 };
+    catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard)
+        .await
+        .expect_err("the horizon's write timed out");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+
+    let horizon = catalog_store::RetentionStore::journal_horizon(&store).await.expect("horizon");
+    // The first day the pass took (the partition from before partitioning, ending today) is
+    // detached and archived, and counted gone.
+    let kept_since = horizon.and_then(|horizon| horizon.kept_since);
+    assert_eq!(kept_since, Some(at_day_from_today(1, 0)), "the horizon did not go back");
+    // The next pass finishes the day.
+    catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard).await.expect("expire");
+    let horizon = catalog_store::RetentionStore::journal_horizon(&store).await.expect("horizon").expect("recorded");
+    assert!(horizon.kept_since.is_some_and(|kept_since| kept_since > at_day_from_today(1, 3)), "{horizon:?}");
+}
