@@ -121,15 +121,11 @@ pub async fn replay(
             return Err(ReplayError::EmptyWindow { since: request.since.to_rfc3339(), until: until.to_rfc3339() });
         }
     }
-    let horizon = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))?;
-    if let Some((kept_since, horizon)) = horizon.and_then(|horizon| Some((horizon.kept_since?, horizon))) {
-        if request.since < kept_since && !request.held_only {
-            return Err(ReplayError::PastRetention {
-                since: request.since.to_rfc3339(),
-                kept_since: kept_since.to_rfc3339(),
-                archive: horizon.archive.map(|archive| format!(", the last to {archive}")).unwrap_or_default(),
-            });
-        }
+    // Held events are kept past the retention; the others are checked again before each
+    // batch (`replay_lane`).
+    let reach_from = (!request.held_only).then_some(request.since);
+    if let Some(since) = reach_from {
+        within_retention(store, since).await?;
     }
     if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {
         return Err(ReplayError::UnknownTenant(request.tenant.to_string()));
@@ -147,7 +143,22 @@ pub async fn replay(
         .filter(|entry| !request.held_only || matches!(entry.outcome, Outcome::Held(_)))
         .filter_map(|entry| replayable(entry, &request.tenant))
         .collect();
-    replay_events(store, entries.len(), events, request.dry_run, progress).await
+    replay_events(store, entries.len(), events, request.dry_run, reach_from, progress).await
+}
+
+/// Refuses a window from `since` once the journal no longer reaches back there: retention
+/// dropped the days before its horizon, with their claims, so an event of them would be
+/// decided anew (a folded adjustment counted again).
+async fn within_retention(store: &dyn CatalogStore, since: DateTime<Utc>) -> Result<(), ReplayError> {
+    let horizon = store.journal_horizon().await.map_err(store_failed("reading the journal's retention"))?;
+    match horizon.and_then(|horizon| Some((horizon.kept_since?, horizon))) {
+        Some((kept_since, horizon)) if since < kept_since => Err(ReplayError::PastRetention {
+            since: since.to_rfc3339(),
+            kept_since: kept_since.to_rfc3339(),
+            archive: horizon.archive.map(|archive| format!(", the last to {archive}")).unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What [`replay_held`] applies: one tenant's held events (or one supplier's of it) received
@@ -178,7 +189,7 @@ pub async fn replay_held(store: &dyn CatalogStore, request: &HeldRequest) -> Res
         .filter(|entry| matches!(entry.outcome, Outcome::Held(_)))
         .filter_map(|entry| replayable(entry, &request.tenant))
         .collect();
-    replay_events(store, entries.len(), events, false, &|_, _| {}).await
+    replay_events(store, entries.len(), events, false, None, &|_, _| {}).await
 }
 
 /// Applies (or previews) `events` in lanes, then queues the touched items' current versions.
@@ -187,6 +198,7 @@ async fn replay_events(
     n_journaled: usize,
     events: Vec<IncomingEvent>,
     dry_run: bool,
+    reach_from: Option<DateTime<Utc>>,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ReplaySummary, ReplayError> {
     let mut summary = ReplaySummary { n_journaled, n_replayed: events.len(), ..ReplaySummary::default() };
@@ -209,7 +221,8 @@ async fn replay_events(
     let done = AtomicUsize::new(0);
     let report = |n_events: usize| progress(done.fetch_add(n_events, Ordering::Relaxed) + n_events, summary.n_replayed);
     let lane_results =
-        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, &report))).await?;
+        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, reach_from, &report)))
+            .await?;
     for result in lane_results.iter().flatten() {
         for decision in &result.decisions {
             *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
@@ -257,14 +270,21 @@ fn item_chunks(events: &[IncomingEvent], size: usize) -> Vec<Vec<IncomingEvent>>
 }
 
 /// Applies (or previews) one lane's events in batches, each item's events in one batch.
+/// `reach_from`: the window's start, checked against the journal's retention before each
+/// batch: a replay takes hours on a large tenant, and a retention pass that drops the window's
+/// first day meanwhile takes its claims with it (decision 0019).
 async fn replay_lane(
     store: &dyn CatalogStore,
     events: &[IncomingEvent],
     dry_run: bool,
+    reach_from: Option<DateTime<Utc>>,
     report: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<BatchResult>, ReplayError> {
     let mut results = Vec::new();
     for chunk in item_chunks(events, BATCH) {
+        if let Some(since) = reach_from {
+            within_retention(store, since).await?;
+        }
         let n_events = chunk.len();
         let batch = BatchInput::new(chunk, Vec::new());
         let result = if dry_run {

@@ -528,3 +528,57 @@ async fn a_day_detached_for_its_archive_is_past_the_horizon() {
         sink.gaps
     );
 }
+
+/// A replay that a retention pass overtakes stops: the pass dropped the window's first day,
+/// and its claims with it, between two of the replay's batches. Going on, the replay decided
+/// that day's events anew (a folded adjustment counted again); it ends with `PastRetention`
+/// before its next batch instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_overtaken_by_retention_stops_before_its_next_batch() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        catalog_sqlite::SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default())
+            .await
+            .expect("open"),
+    );
+    // More events than four lanes of 5,000 hold, so some lane applies a second batch.
+    let day = start_of_day_from_today(1) + chrono::Duration::hours(1);
+    let events: Vec<IncomingEvent> = (1..=21_000u64).map(|n| event(n, 21_000, day)).collect();
+    for chunk in events.chunks(5_000) {
+        store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
+    }
+    let archive_dir = directory.path().join("archive");
+    std::fs::create_dir_all(&archive_dir).expect("archive dir");
+    let overtaken = std::sync::atomic::AtomicBool::new(false);
+    let progress = |_done: usize, _all: usize| {
+        if overtaken.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // The daily pass, on its own runtime, while the replay waits between two batches.
+        let (store, archive_dir) = (Arc::clone(&store), archive_dir.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let cutoff = start_of_day_from_today(2);
+            let policy = catalog_store::RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 1_000 };
+            let mut archive = catalog_app::retention::NdjsonArchive::new(archive_dir);
+            runtime.block_on(store.expire_journal(&policy, &mut archive)).expect("the pass");
+        })
+        .join()
+        .expect("the pass ran");
+    };
+    let request = catalog_app::replay::ReplayRequest {
+        tenant: catalog_core::TenantId::parse("canary").expect("tenant"),
+        since: start_of_day_from_today(1),
+        until: None,
+        supplier: None,
+        dry_run: false,
+        held_only: false,
+    };
+    let replayed = catalog_app::replay::replay(&*store, &request, &progress).await;
+    assert!(overtaken.load(std::sync::atomic::Ordering::SeqCst), "the pass ran between two batches");
+    assert!(
+        matches!(replayed, Err(catalog_app::replay::ReplayError::PastRetention { .. })),
+        "{:?}",
+        replayed.map(|summary| summary.outcomes)
+    );
+}
