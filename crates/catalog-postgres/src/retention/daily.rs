@@ -181,10 +181,14 @@ impl Daily {
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // A detach still pending (`DETACH … CONCURRENTLY` under way, or cut off) holds its
+        // day as surely as one done: rows for it wait too.
+        let pending = self.partitions(pool).await?.into_iter().filter(|partition| partition.detaching);
         let held = self
             .leftovers(pool)
             .await?
             .into_iter()
+            .chain(pending)
             .find(|leftover| leftover.from.is_none_or(|start| start <= until) && from < leftover.until);
         match held {
             Some(leftover) => Err(StoreError::Unavailable(format!(

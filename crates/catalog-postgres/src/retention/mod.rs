@@ -86,12 +86,24 @@ async fn expire_locked(
         tracing::warn!(table = %leftover.name, "archiving a journal day detached by an earlier pass");
         expire_detached(pool, leftover, policy.chunk, sink, &mut report).await?;
     }
+    // A detach cut off (a statement timeout, a crash) is finished first, whatever its day holds
+    // (`expire_detached` attaches it again for a held row): left pending, it hid its rows from
+    // every read, held ones included, and PostgreSQL refuses any other detach of the table
+    // while one is pending, so every later day stayed.
+    for pending in JOURNAL.partitions(pool).await?.into_iter().filter(|partition| partition.detaching) {
+        tracing::warn!(partition = %pending.name, "finishing a journal day's detach left pending");
+        JOURNAL.detach(pool, &pending.name).await?;
+        expire_detached(pool, pending, policy.chunk, sink, &mut report).await?;
+    }
     for partition in JOURNAL.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {
             break;
         }
         if report.kept.iter().any(|kept| kept.name == partition.name) {
             continue; // a leftover attached again above
+        }
+        if partition.detaching {
+            continue; // finished above
         }
         let held: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM event_claims WHERE held AND received_at < $2 AND ($1::timestamptz IS NULL OR received_at >= $1)",
@@ -199,6 +211,13 @@ async fn expire_attempts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64,
         ATTEMPTS.drop(pool, &leftover.name).await?;
     }
     let mut dropped = 0;
+    // A detach cut off is finished first: PostgreSQL refuses another while it is pending.
+    for pending in ATTEMPTS.partitions(pool).await?.into_iter().filter(|partition| partition.detaching) {
+        tracing::warn!(partition = %pending.name, "finishing a publish attempts day's detach left pending");
+        attempts_kept_since(pool, pending.until).await?;
+        ATTEMPTS.detach_and_drop(pool, &pending.name).await?;
+        dropped += 1;
+    }
     for partition in ATTEMPTS.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {
             break;

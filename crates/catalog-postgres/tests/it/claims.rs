@@ -118,3 +118,49 @@ async fn a_pass_that_fails_after_archiving_a_day_leaves_the_horizon_past_it() {
     let horizon = catalog_store::RetentionStore::journal_horizon(&store).await.expect("horizon").expect("recorded");
     assert!(horizon.kept_since.is_some_and(|kept_since| kept_since > at_day_from_today(1, 3)), "{horizon:?}");
 }
+
+/// A batch for a day whose detach is still pending (`DETACH … CONCURRENTLY` cut off while it
+/// waited for an older snapshot) is refused as retryable, as for a day detached: the row waits
+/// for the pass. It was refused as the database's error, for an operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_for_a_day_whose_detach_is_pending_is_retried() {
+    let database = TestDatabase::create().await;
+    let store = connect(&database, StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let day = at_day_from_today(2, 3);
+    let first = vec![incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, received_second(day))];
+    catalog_store::BatchStore::apply_batch(&store, &batch(first)).await.expect("apply");
+
+    // An older snapshot holds the detach's second step until its statement timeout.
+    let mut reader = PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut reader).await.expect("begin");
+    sqlx::query("SELECT count(*) FROM events").execute(&mut reader).await.expect("snapshot");
+    let mut detacher = PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("SET statement_timeout = 500").execute(&mut detacher).await.expect("timeout");
+    let name = format!("events_{}", day.format("%Y%m%d"));
+    sqlx::raw_sql(&format!("ALTER TABLE events DETACH PARTITION {name} CONCURRENTLY"))
+        .execute(&mut detacher)
+        .await
+        .expect_err("cut off while it waits");
+    sqlx::query("ROLLBACK").execute(&mut reader).await.expect("release");
+    let pending: bool = sqlx::query_scalar(
+        "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = $1",
+    )
+    .bind(&name)
+    .fetch_one(&mut detacher)
+    .await
+    .expect("pending");
+    assert!(pending, "the detach is left pending");
+
+    let second = vec![incoming(2, &key, StockChange::Updated { quantity: 11 }, 5, received_second(day))];
+    let refused =
+        catalog_store::BatchStore::apply_batch(&store, &batch(second.clone())).await.expect_err("the day is held");
+    assert!(matches!(refused, catalog_store::StoreError::Unavailable(_)), "{refused:?}");
+
+    // The next pass finishes the detach, archives the day and drops it; the batch then goes in.
+    let cutoff = at_day_from_today(3, 0);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base(), chunk: 100 };
+    let report = catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard).await.expect("expire");
+    assert!(report.dropped.iter().any(|segment| segment.name == name), "{report:?}");
+    catalog_store::BatchStore::apply_batch(&store, &batch(second)).await.expect("the batch goes in once the day went");
+}
