@@ -226,8 +226,21 @@ impl FeedRun {
         let FeedRunKind::Backfill { since, until } = request.kind else {
             return self.run_requested(request, now, shutdown).await.map(|()| None);
         };
-        let from = whole_second(since.max(self.go_live));
+        let mut from = whole_second(since.max(self.go_live));
         let until = whole_second(until.min(now));
+        // This request's chunks pulled since it was asked for are not pulled again: a restart
+        // knows of its progress only the window on the checkpoint, which an incremental
+        // between two chunks has taken over. Its chunks are told by their bounds (from its
+        // `since`, a chunk each), and by having completed after it was asked for.
+        let completed = self.store.feed_windows(self.key()).await?;
+        while let Some(done) = completed.iter().find(|window| {
+            window.kind == WindowKind::Backfill
+                && window.since == from
+                && window.until == (from + crate::window::BACKFILL_CHUNK).min(until)
+                && window.completed_at >= request.requested_at
+        }) {
+            from = done.until;
+        }
         if from >= until {
             return Ok(None);
         }

@@ -225,10 +225,10 @@ impl Reconciler {
             },
             _ => None,
         };
-        // A tenant the channel will not read back (refused, malformed, failing) is skipped, not
-        // the end of the sweep: the tenants after it are healed all the same, and the sweep
-        // fails at its end with the first such error. A channel that throttles is waited out:
-        // the sweep stops there.
+        // A tenant the channel will not read back (refused, malformed) is skipped, not the end
+        // of the sweep: the tenants after it are healed all the same, and the sweep fails at
+        // its end with the first such error. A channel that throttles or is down (its retries
+        // spent) stops the sweep there: asking it for every other tenant would only load it.
         let (mut first_failure, mut failed): (Option<ReadBackError>, u64) = (None, 0);
         for tenant in tenants {
             report.tenants += 1;
@@ -242,7 +242,7 @@ impl Reconciler {
             };
             match swept {
                 Ok(()) => {}
-                Err(SweepError::ReadBack(error)) if !matches!(error, ReadBackError::Throttled(_)) => {
+                Err(SweepError::ReadBack(error @ (ReadBackError::Refused { .. } | ReadBackError::Malformed(_)))) => {
                     tracing::warn!(channel = %self.channel, tenant = %tenant, %error, class = error.failure_class().as_str(), "reading back one tenant failed; sweeping the others");
                     failed += 1;
                     first_failure.get_or_insert(error);

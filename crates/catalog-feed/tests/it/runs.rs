@@ -269,3 +269,36 @@ async fn a_run_whose_store_refuses_stops_the_page_in_flight() {
     assert!(said.contains("the store refuses the batch"), "{said}");
     assert!(api.requests().len() <= 2, "nothing asked after the 429: {:?}", api.requests());
 }
+
+/// A manual backfill goes on after a restart from its first chunk not pulled since it was
+/// asked for: the checkpoint names only the last window pulled, which an incremental between
+/// two chunks takes over, so the run after a restart started the request again from its first
+/// chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pulled() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(300, 20, now - TimeDelta::hours(1)), TOKEN).await;
+    let go_live = (now - TimeDelta::days(30)).date_naive();
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, go_live)]).await.expect("boot");
+    let sink: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let since = go_live.and_time(chrono::NaiveTime::MIN).and_utc() + TimeDelta::days(1);
+    let request = catalog_store::FeedRunRequest {
+        kind: catalog_store::FeedRunKind::Backfill { since, until: since + TimeDelta::weeks(3) },
+        requested_by: "otto".to_owned(),
+        requested_at: now - TimeDelta::minutes(1),
+    };
+    let mut run = open_run(&fixture, &api, Arc::clone(&sink)).await;
+    let rest = run.run_requested_step(&request, now, &CancellationToken::new()).await.expect("first chunk");
+    assert!(rest.is_some(), "two chunks left");
+    // An incremental between two chunks, then the worker restarts with the request as stored.
+    run.incremental(now, &CancellationToken::new()).await.expect("incremental");
+    let before = api.requests().len();
+    let mut restarted = open_run(&fixture, &api, sink).await;
+    restarted.run_requested_step(&request, now, &CancellationToken::new()).await.expect("next chunk");
+    let asked: Vec<Option<String>> = api.requests()[before..].iter().map(|request| request.since.clone()).collect();
+    let second = (since + TimeDelta::weeks(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(asked.first().cloned().flatten(), Some(second), "the second chunk, not the first again: {asked:?}");
+}
