@@ -162,7 +162,7 @@ async fn within_retention(store: &dyn CatalogStore, since: DateTime<Utc>) -> Res
 }
 
 /// What [`replay_held`] applies: one tenant's held events (or one supplier's of it) received
-/// in a bounded window.
+/// since a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldRequest {
     pub tenant: TenantId,

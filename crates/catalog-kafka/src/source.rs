@@ -239,6 +239,9 @@ impl KafkaSource {
                     let delivery = OwnedDelivery::from_message(&message);
                     drop(message);
                     taken.insert(partition, delivery.offset + 1);
+                    // A message after a word: the worker may have thrown that word away (its
+                    // start unchecked, a step back), so the next position is told again.
+                    passed.remove(&partition);
                     // A rebalance may have happened inside the poll that returned this message,
                     // before its revoke event was handled: a worker from an earlier epoch must not
                     // get it (it would drop it as revoked, leaving a gap its successor skips).

@@ -131,19 +131,15 @@ pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &s
 /// Makes the rows of `claims` on `channel` that their claims still hold under a lease due now,
 /// first in line (fresh again).
 pub(crate) async fn release_claims(pool: &PgPool, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
-    let (ids, tokens) = claim_arrays(claims);
-    let released = sqlx::query(
-        "UPDATE outbox AS o SET available_at = now(), retry_at = NULL
-         FROM unnest($2::uuid[], $3::uuid[]) AS h (item_id, claim)
-         WHERE o.channel = $1 AND o.item_id = h.item_id AND o.available_at > now()
-           AND (h.claim IS NULL OR o.claim = h.claim)",
-    )
-    .bind(channel)
-    .bind(&ids)
-    .bind(&tokens)
-    .execute(pool)
-    .await
-    .map_err(store_error)?;
+    let (ids, tokens, unfenced) = claim_arrays(claims);
+    let released = sqlx::query(RELEASE)
+        .bind(channel)
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&unfenced)
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
     Ok(released.rows_affected())
 }
 
@@ -155,26 +151,38 @@ pub(crate) async fn extend_claims(
     claims: &[HeldClaim],
     lease: std::time::Duration,
 ) -> Result<u64, StoreError> {
-    let (ids, tokens) = claim_arrays(claims);
-    let held = sqlx::query(
-        "UPDATE outbox AS o SET available_at = greatest(o.available_at, now() + make_interval(secs => $4))
-         FROM unnest($2::uuid[], $3::uuid[]) AS h (item_id, claim)
-         WHERE o.channel = $1 AND o.item_id = h.item_id AND o.available_at > now()
-           AND (h.claim IS NULL OR o.claim = h.claim)",
-    )
-    .bind(channel)
-    .bind(&ids)
-    .bind(&tokens)
-    .bind(lease.as_secs_f64())
-    .execute(pool)
-    .await
-    .map_err(store_error)?;
+    let (ids, tokens, unfenced) = claim_arrays(claims);
+    let held = sqlx::query(EXTEND)
+        .bind(channel)
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&unfenced)
+        .bind(lease.as_secs_f64())
+        .execute(pool)
+        .await
+        .map_err(store_error)?;
     Ok(held.rows_affected())
 }
 
-/// The item ids and claim tokens of `claims`, as parallel arrays to unnest.
-fn claim_arrays(claims: &[HeldClaim]) -> (Vec<Uuid>, Vec<Option<Uuid>>) {
-    claims.iter().map(|held| (held.item_id.0, held.claim)).unzip()
+/// Gives back (`RELEASE`) or renews for `$5` seconds (`EXTEND`) the still-leased rows of
+/// `$1`'s items `$2` that their claims still hold: `$3` the round's tokens (each is one row's
+/// own), `$4` the items named without a claim (an entry no store claimed). No join: the rows
+/// are found by `item_id = ANY` through the `(item_id, channel)` key, as a hash join of the
+/// round's pairs could scan the whole outbox (`CLAIM`'s note; `outbox_plans`).
+pub(crate) const RELEASE: &str = "UPDATE outbox AS o SET available_at = now(), retry_at = NULL
+     WHERE o.channel = $1 AND o.item_id = ANY($2) AND o.available_at > now()
+       AND (o.claim = ANY($3) OR o.item_id = ANY($4))";
+pub(crate) const EXTEND: &str =
+    "UPDATE outbox AS o SET available_at = greatest(o.available_at, now() + make_interval(secs => $5))
+     WHERE o.channel = $1 AND o.item_id = ANY($2) AND o.available_at > now()
+       AND (o.claim = ANY($3) OR o.item_id = ANY($4))";
+
+/// The item ids of `claims`, their claim tokens, and the ids of those named without one.
+fn claim_arrays(claims: &[HeldClaim]) -> (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) {
+    let ids = claims.iter().map(|held| held.item_id.0).collect();
+    let tokens = claims.iter().filter_map(|held| held.claim).collect();
+    let unfenced = claims.iter().filter(|held| held.claim.is_none()).map(|held| held.item_id.0).collect();
+    (ids, tokens, unfenced)
 }
 
 /// Queues a publish of each item's current version on every channel serving its tenant.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use catalog_core::ItemId;
 use catalog_store::{PublishOutcome, PublishRecord};
 
-use crate::outbox::CLAIM;
+use crate::outbox::{CLAIM, EXTEND, RELEASE};
 use crate::plans::{custom_plan, custom_plan_with_conditions, generic_plan};
 use crate::recording::{Fence, RoundArrays, Step, RECORD_ROUND};
 
@@ -116,6 +116,21 @@ async fn locking_a_round_finds_each_row_by_key() {
         let custom = custom_plan(&mut connection, sqlx::query(&explain).bind(&ids).bind(&channels).bind(&claims)).await;
         let generic = generic_plan(&mut connection, statement, &[], &["NULL"; 3]).await;
         assert_finds_by_index("locking a round", [custom, generic], "Seq Scan", &["outbox_item_id_channel_key"]);
+    }
+}
+
+#[tokio::test]
+async fn giving_back_or_renewing_a_round_s_claims_finds_each_row_by_key() {
+    let (_database, mut connection) = outbox_database().await;
+    let ids = round_ids(&mut connection).await;
+    let (tokens, unfenced): (Vec<Uuid>, Vec<Uuid>) = (ids.clone(), Vec::new());
+    for (what, statement, n_parameters) in [("giving back", RELEASE, 4), ("renewing", EXTEND, 5)] {
+        let explain = format!("EXPLAIN {statement}");
+        let query = sqlx::query(&explain).bind("walmart").bind(&ids).bind(&tokens).bind(&unfenced);
+        let query = if n_parameters == 5 { query.bind(30.0_f64) } else { query };
+        let custom = custom_plan(&mut connection, query).await;
+        let generic = generic_plan(&mut connection, statement, &[], &vec!["NULL"; n_parameters]).await;
+        assert_finds_by_index(what, [custom, generic], "Seq Scan", &["outbox_item_id_channel_key"]);
     }
 }
 

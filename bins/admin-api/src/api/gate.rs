@@ -300,7 +300,9 @@ pub async fn step(
         }
         Err(StepError::Store(error)) => return Err(GateError::Api(error.into())),
     };
-    let flags_after = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    // Read before the audit, which it goes into, and told after it: the step is committed, and
+    // a failed read must not leave it unaudited.
+    let flags_after = state.store.tenant_flags(tenant).await;
     // The tenant's sync switch beside the stage: a rollback of a tenant the gate never moved
     // changes the switch alone, and its entry read "closed → closed".
     let entry = |rollout: &Rollout, flags: Option<&TenantFlags>| {
@@ -310,8 +312,10 @@ pub async fn step(
         }
         entry
     };
-    let (before, after) = (entry(&taken.before, flags_before.as_ref()), entry(&taken.after, flags_after.as_ref()));
+    let read_after = flags_after.as_ref().ok().and_then(Option::as_ref);
+    let (before, after) = (entry(&taken.before, flags_before.as_ref()), entry(&taken.after, read_after));
     audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after).await?;
+    let flags_after = flags_after.map_err(ApiError::from)?;
     // Every supplier the step turned on gets its held events applied, the one it names and
     // any other it set on (one an operator had switched off, listed again by a widen).
     let (mut events_replayed, mut events_by_outcome) = (0, BTreeMap::new());

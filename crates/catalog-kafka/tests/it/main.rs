@@ -661,7 +661,9 @@ async fn a_dispatched_partition_ending_in_a_transaction_marker_is_read_to_its_en
     let brokers = cluster.bootstrap_servers();
     let sink = Arc::new(RecordingSink::default());
     let member = Member::start(&brokers, "late-transactions", &sink);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long enough for the member to have split off the partitions the topic had (none) on a
+    // loaded machine: created later, they come through the shared queue and the dispatcher.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 10);
     wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(10)).await;
