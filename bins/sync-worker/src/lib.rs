@@ -190,7 +190,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 batch_max_wait: args.batch_max_wait(),
                 session_timeout: Duration::from_millis(args.kafka.kafka_session_timeout_ms),
                 start_without_checkpoint: args.kafka.kafka_start_without_checkpoint.into(),
-                stalled_partition_after: Duration::from_secs(args.kafka.kafka_stalled_partition_secs.max(1)),
+                stalled_partition_after: Duration::from_secs(args.kafka.kafka_stalled_partition_secs),
                 max_bytes_in_flight: args.max_bytes_in_flight,
                 extra,
             };
