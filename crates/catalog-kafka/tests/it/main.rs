@@ -300,7 +300,9 @@ async fn a_topic_created_after_start_is_read_through_the_shared_queue() {
     let sink = Arc::new(RecordingSink::default());
     // The topic does not exist yet: nothing is split, every partition comes through the shared queue.
     let member = Member::start(&brokers, "late", &sink);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long enough for the member to have split off the partitions the topic had (none) on a
+    // loaded machine: created later, they come through the shared queue.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 300);
     wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(300)).await;

@@ -201,8 +201,9 @@ async fn a_partition_given_back_by_a_rebalance_keeps_its_queue_lag() {
     let arrived = Arc::clone(&held.arrived);
     let worker = Worker::start(&brokers, "given-back", Arc::new(held));
     // Created after the start, the topic's partitions come through the shared queue, where
-    // each assignment of a partition has a reader task of its own.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // each assignment of a partition has a reader task of its own (2 s: long enough for the
+    // member's split of the partitions the topic had, none, on a loaded machine).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
     produce(&brokers, 10);
     // Each partition's ten messages are one batch, waiting in the store.
