@@ -3,6 +3,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
+use catalog_core::Classify as _;
 use catalog_store::{AuditEntry, NewToken, Role, TokenInfo};
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,7 @@ pub(super) async fn add_token(
             message: format!("a live token is named {:?}", body.name),
         });
     }
-    audit(
+    let audited = audit(
         &state,
         &caller,
         "token_add",
@@ -84,7 +85,15 @@ pub(super) async fn add_token(
         serde_json::Value::Null,
         serde_json::json!({ "role": role }),
     )
-    .await?;
+    .await;
+    if let Err(error) = audited {
+        // Live, unaudited, and its secret never shown: taken back, so that asking again for the
+        // name is not refused as taken by a token no one holds.
+        if let Err(revoke) = state.store.revoke_token(&body.name).await {
+            tracing::error!(name = %body.name, error = %revoke, class = revoke.failure_class().as_str(), "a token whose audit entry could not be written could not be revoked either: revoke it by hand");
+        }
+        return Err(error);
+    }
     Ok(Json(CreatedToken { name: body.name, role, token }))
 }
 

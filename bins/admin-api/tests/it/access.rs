@@ -130,3 +130,25 @@ async fn errors_are_json_with_stable_codes_and_bodies_are_limited() {
     assert!(metrics.contains("catalog_admin_request_seconds_bucket"));
     server.stop().await;
 }
+
+/// A token whose audit entry cannot be written is taken back: its secret was never shown,
+/// and asking again for its name is not refused as taken by a token no one holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_audit_fails_is_taken_back() {
+    let options = catalog_postgres::PostgresOptions {
+        lock_timeout: std::time::Duration::from_millis(300),
+        ..catalog_postgres::PostgresOptions::default()
+    };
+    let (server, url) = Server::postgres_with(options).await;
+    let admin = server.token("ada", Role::Admin).await;
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut holder).await.expect("lock the audit log");
+    let body = serde_json::json!({ "name": "ci-bot", "role": "viewer" });
+    let failed = server.send(Method::POST, &admin, "/v1/tokens", body.clone()).await;
+    assert_eq!(failed.status(), 500, "the audit entry could not be written");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+    let again = server.send(Method::POST, &admin, "/v1/tokens", body).await;
+    assert_eq!(again.status(), 200, "the name is free: {}", again.text().await.unwrap_or_default());
+    server.stop().await;
+}

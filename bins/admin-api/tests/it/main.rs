@@ -46,15 +46,17 @@ impl Server {
 
     /// A server over a fresh PostgreSQL database.
     pub async fn postgres() -> Server {
+        Server::postgres_with(catalog_postgres::PostgresOptions::default()).await.0
+    }
+
+    /// A server over PostgreSQL with these options, and its database's URL.
+    pub async fn postgres_with(options: catalog_postgres::PostgresOptions) -> (Server, String) {
         let database = catalog_testkit::TestDatabase::create().await;
-        let store = catalog_postgres::PostgresStore::connect(
-            &database.url,
-            StoreConfig::default(),
-            catalog_postgres::PostgresOptions::default(),
-        )
-        .await
-        .expect("connect and migrate");
-        Server::start(Arc::new(store), Box::new(database)).await
+        let url = database.url.clone();
+        let store = catalog_postgres::PostgresStore::connect(&database.url, StoreConfig::default(), options)
+            .await
+            .expect("connect and migrate");
+        (Server::start(Arc::new(store), Box::new(database)).await, url)
     }
 
     async fn start(store: Arc<dyn CatalogStore>, guard: Box<dyn std::any::Any + Send>) -> Server {
