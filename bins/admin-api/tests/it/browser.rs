@@ -25,7 +25,7 @@ async fn seed(server: &Server) {
     let (acme, globex) = (offer("canary", "acme", "ABC-1"), offer("canary", "globex", "ABC-1"));
     let other = offer("canary", "acme", "XYZ-9");
     server.store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
-    // Received now: switching a supplier on applies the held events of the last 30 days.
+    // Received now, as a live scenario is.
     let now_second = (chrono::Utc::now() - base()).num_seconds();
     let events = vec![
         incoming(1, &acme, StockChange::Updated { quantity: 7 }, now_second - 60, now_second),
