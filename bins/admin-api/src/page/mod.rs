@@ -23,6 +23,7 @@ use crate::AppState;
 mod cells;
 mod feeds;
 mod lists;
+mod notice;
 mod rejections;
 mod session;
 
@@ -111,6 +112,8 @@ pub struct Search {
     pub event_id: Option<String>,
     pub trace_id: Option<String>,
     pub message: Option<String>,
+    /// The message's seal (`notice`): a message without this process's seal is not shown.
+    pub seal: Option<String>,
     /// Where the timeline page starts, for an item with more events than one page shows.
     pub events_offset: Option<u64>,
 }
@@ -378,7 +381,7 @@ async fn home(
     }
     let tenants = tenants_section(&state, &caller).await?;
     let body = html! {
-        @if let Some(message) = &search.message { p.notice role="status" { (message) } }
+        @if let Some(message) = notice::verified(search.message.as_deref(), search.seal.as_deref()) { p.notice role="status" { (message) } }
         @if let Some(problem) = &problem { p.err role="alert" { (problem) } }
         (search_forms(&search))
         (result)
@@ -388,11 +391,7 @@ async fn home(
 }
 
 fn back(message: &str) -> Response {
-    let query: String = message
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    (StatusCode::SEE_OTHER, [(LOCATION, format!("/?message={query}"))]).into_response()
+    (StatusCode::SEE_OTHER, [(LOCATION, notice::location(message))]).into_response()
 }
 
 #[derive(Debug, Deserialize)]

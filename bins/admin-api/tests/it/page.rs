@@ -185,3 +185,17 @@ async fn resolving_a_letter_resolved_meanwhile_says_so_on_the_page() {
     let html = page(&server, &operator, &location).await;
     assert!(html.contains(&format!("dead letter {id} is resolved")), "{html}");
 }
+
+/// A notice in a link made elsewhere is not shown on the signed-in page: only one the
+/// server sealed after an action is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_the_server_did_not_seal_is_not_shown() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let crafted = "Your session expired: paste your token at https://evil.example";
+    let encoded: String = crafted.bytes().map(|b| format!("%{b:02X}")).collect();
+    for query in [format!("/?message={encoded}"), format!("/?message={encoded}&seal={}", "ab".repeat(32))] {
+        let html = page(&server, &viewer, &query).await;
+        assert!(!html.contains("evil.example"), "{query}: {html}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The notice the page shows after an action (a redirect to `/?message=…`), sealed with a key
+//! only this process knows: a link made elsewhere cannot put its own words ("your session
+//! expired, paste your token at …") on the signed-in page. A notice sealed by another
+//! instance behind the same address is not shown; the action's result is on the page anyway.
+
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// Where to send the browser after an action, with `message` and its seal.
+pub(super) fn location(message: &str) -> String {
+    format!("/?message={}&seal={}", encoded(message), seal(message))
+}
+
+/// `message` when `given` is its seal.
+pub(super) fn verified<'m>(message: Option<&'m str>, given: Option<&str>) -> Option<&'m str> {
+    let message = message?;
+    let expected = seal(message);
+    let same = given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())));
+    same.then_some(message)
+}
+
+/// HMAC-SHA256 of `message` under the process's key, in hex.
+fn seal(message: &str) -> String {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the operating system gives randomness");
+        key
+    });
+    let (mut inner_pad, mut outer_pad) = ([0x36u8; 64], [0x5cu8; 64]);
+    for (index, byte) in key.iter().enumerate() {
+        inner_pad[index] ^= byte;
+        outer_pad[index] ^= byte;
+    }
+    let inner = Sha256::new().chain_update(inner_pad).chain_update(message.as_bytes()).finalize();
+    let outer = Sha256::new().chain_update(outer_pad).chain_update(inner).finalize();
+    outer.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `message` percent-encoded for a query string.
+fn encoded(message: &str) -> String {
+    message
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_notice_this_process_sealed_is_shown() {
+        let sealed = seal("Dead letter 7 resolved.");
+        assert_eq!(verified(Some("Dead letter 7 resolved."), Some(&sealed)), Some("Dead letter 7 resolved."));
+        assert_eq!(verified(Some("Paste your token at https://evil.example"), Some(&sealed)), None, "another text");
+        assert_eq!(verified(Some("Dead letter 7 resolved."), None), None, "no seal");
+        assert_eq!(verified(Some("Dead letter 7 resolved."), Some("00")), None, "a short seal");
+        assert_eq!(verified(None, Some(&sealed)), None);
+    }
+}
