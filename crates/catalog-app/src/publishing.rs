@@ -47,10 +47,10 @@ pub fn publishers(
     }
     channels
         .into_iter()
-        .map(|BuiltChannel { channel, adapter, .. }| {
+        .map(|BuiltChannel { channel, adapter, hold, .. }| {
             tracing::info!(channel = %channel.config.name, adapter = channel.adapter.kind(), base_url = %channel.adapter.base_url(), "publishing over HTTP");
             let publisher = ChannelPublisher::new(channel.config, adapter, Arc::clone(&store), Arc::clone(&events));
-            publisher.woken_by(work.clone())
+            publisher.woken_by(work.clone()).held_by(hold)
         })
         .collect()
 }

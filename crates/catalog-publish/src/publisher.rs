@@ -117,6 +117,8 @@ pub struct ChannelPublisher {
     work: Option<WorkSignal>,
     /// Items whose SKU no other tenant's item held when last asked (decision 0056).
     single_tenant: shared::SingleTenant,
+    /// The channel's throttling hold, every lane's and the reconciler's.
+    hold: Arc<ChannelHold>,
 }
 
 impl std::fmt::Debug for ChannelPublisher {
@@ -136,7 +138,23 @@ impl ChannelPublisher {
         events: Arc<dyn PublishEvents>,
     ) -> Self {
         let limiter = config.rate.map(|rate| RateLimiter::direct(rate.quota()));
-        Self { config, adapter, store, limiter, events, work: None, single_tenant: shared::SingleTenant::default() }
+        let hold = Arc::new(ChannelHold::default());
+        Self {
+            config,
+            adapter,
+            store,
+            limiter,
+            events,
+            work: None,
+            single_tenant: shared::SingleTenant::default(),
+            hold,
+        }
+    }
+
+    /// Holds the channel by `hold`, shared with its reconciler: a 429 either meets holds both.
+    pub fn held_by(mut self, hold: Arc<ChannelHold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Wakes the channel's idle lanes when `work` is signalled, instead of at the next poll.
@@ -154,7 +172,8 @@ impl ChannelPublisher {
     /// item versions the channel accepted or already held.
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         // A 429 holds the whole channel, every lane, from the moment it is answered.
-        let hold = ChannelHold::default();
+        let hold = Arc::clone(&self.hold);
+        let hold = &*hold;
         // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
@@ -165,7 +184,7 @@ impl ChannelPublisher {
         tracing::info!(channel = %self.config.name, n_lanes, round_items = plan.limit, round_ms = plan.lease.as_millis() as u64, lease_ms = self.config.lease.as_millis() as u64, renewed_every_ms, "publishing");
         let lanes = (0..n_lanes).map(|_| {
             let waiter = self.work.as_ref().map_or_else(WorkWaiter::never, WorkSignal::subscribe);
-            self.lane(concurrency, plan, waiter, &shutdown, &until_drained, &hold)
+            self.lane(concurrency, plan, waiter, &shutdown, &until_drained, hold)
         });
         let done = futures::future::try_join_all(lanes).await?;
         Ok(done.into_iter().sum())

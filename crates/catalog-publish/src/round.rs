@@ -98,19 +98,20 @@ pub(crate) fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> 
 
 /// The hold a throttling answer (a 429's `Retry-After`, a budget running low) puts on the
 /// whole channel, every lane, from the moment it is answered: no send starts before it has
-/// passed, in the round that met it or any other.
+/// passed, in the round that met it or any other. Shared with the channel's reconciler, whose
+/// reads wait it out too and whose own 429s extend it (`ChannelPublisher::held_by`).
 #[derive(Debug, Default)]
-pub(crate) struct ChannelHold(std::sync::Mutex<Option<Instant>>);
+pub struct ChannelHold(std::sync::Mutex<Option<Instant>>);
 
 impl ChannelHold {
     /// When the hold ends, while it has not.
-    pub(crate) fn until(&self) -> Option<Instant> {
+    pub fn until(&self) -> Option<Instant> {
         let held = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         held.filter(|until| *until > Instant::now())
     }
 
     /// Holds the channel for `wait` from now, or longer if it is held longer already.
-    pub(crate) fn extend(&self, wait: Duration) {
+    pub fn extend(&self, wait: Duration) {
         let until = Instant::now() + wait;
         let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *held = Some(held.map_or(until, |current| current.max(until)));

@@ -21,7 +21,7 @@ use catalog_publish::marketplace::{
     walmart::{WalmartChannel, WalmartConfig},
 };
 use catalog_publish::{
-    ChannelAdapter, ChannelConfig, ChannelReader, LookupReadBack, PublishError, Secret, StorefrontChannel,
+    ChannelAdapter, ChannelConfig, ChannelHold, ChannelReader, LookupReadBack, PublishError, Secret, StorefrontChannel,
     StorefrontConfig,
 };
 use catalog_store::ChannelRoute;
@@ -193,6 +193,9 @@ pub struct BuiltChannel {
     pub channel: HttpChannel,
     pub adapter: Arc<dyn ChannelAdapter>,
     pub reader: Option<ChannelReader>,
+    /// The channel's throttling hold, shared by its publisher and its reconciler: a 429 to a
+    /// send holds the reads, and one to a read holds the sends.
+    pub hold: Arc<ChannelHold>,
 }
 
 /// Builds each channel's adapter once, for its publisher and its reconciler.
@@ -202,7 +205,7 @@ pub fn build_channels(channels: Vec<HttpChannel>) -> Result<Vec<BuiltChannel>, P
         .map(|channel| {
             let (adapter, reader) =
                 channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
-            Ok(BuiltChannel { channel, adapter, reader })
+            Ok(BuiltChannel { channel, adapter, reader, hold: Arc::new(ChannelHold::default()) })
         })
         .collect()
 }

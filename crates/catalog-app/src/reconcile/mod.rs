@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, ItemId, Shown, TenantId};
-use catalog_publish::{ChannelReader, ReadBack, ReadBackError, ShownItem, WorkSignal};
+use catalog_publish::{ChannelHold, ChannelReader, ReadBack, ReadBackError, ShownItem, WorkSignal};
 use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +103,8 @@ pub struct Reconciler {
     rules: ChannelRules,
     /// Differences waiting for their confirmation (a channel with a settle time).
     suspects: Mutex<Suspects>,
+    /// The channel's throttling hold, shared with its publisher (`held_by`).
+    hold: Arc<ChannelHold>,
     /// Items corrected lately: a drift found on one again is recurring.
     corrected: Mutex<Corrected>,
     /// The settle time the channels file gives, in place of the adapter's.
@@ -147,9 +149,17 @@ impl Reconciler {
             work,
             rules: ChannelRules::default(),
             suspects: Mutex::default(),
+            hold: Arc::new(ChannelHold::default()),
             corrected: Mutex::default(),
             settle: None,
         }
+    }
+
+    /// Waits out, and extends, the channel's throttling hold `hold`, the publisher's too: a 429
+    /// either meets is waited out by both, as the contract asks ("wait at least that long").
+    pub fn held_by(mut self, hold: Arc<ChannelHold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Corrects a difference only once it lasted `settle` (`None`: the adapter's own).
@@ -409,6 +419,9 @@ impl Reconciler {
     {
         let mut attempt = 0;
         loop {
+            if let Some(until) = self.hold.until() {
+                tokio::time::sleep_until(until.into()).await;
+            }
             pacer.wait(n_requests).await;
             attempt += 1;
             match read().await {
@@ -423,7 +436,10 @@ impl Reconciler {
     async fn wait_to_retry(&self, error: ReadBackError, attempt: u32) -> Result<(), SweepError> {
         self.metrics.reconcile_read_errors.with_label_values(&[&self.channel, error.kind()]).inc();
         let wait = match &error {
-            ReadBackError::Throttled(wait) => *wait,
+            ReadBackError::Throttled(wait) => {
+                self.hold.extend(*wait);
+                *wait
+            }
             ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
             _ => return Err(error.into()),
         };
@@ -456,7 +472,8 @@ pub fn reconcilers(
             };
             let reconciler =
                 Reconciler::new(config.name.clone(), Arc::clone(&store), reader, settings, metrics.clone(), Some(work.clone()));
-            Some(reconciler.with_rules(config.rules.clone()).with_settle(built.channel.read_back_settle))
+            let reconciler = reconciler.with_rules(config.rules.clone()).with_settle(built.channel.read_back_settle);
+            Some(reconciler.held_by(Arc::clone(&built.hold)))
         })
         .collect()
 }

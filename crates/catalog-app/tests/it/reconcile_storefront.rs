@@ -72,6 +72,16 @@ struct Storefront {
     stuck: bool,
     /// A tenant whose reads are refused (403), as for a token that does not cover it.
     refused: Option<&'static str>,
+    /// The channel held this long (a 429 its publisher met) just before the sweep.
+    held_for: Option<Duration>,
+    /// The first read is answered 429 with `Retry-After: 2`.
+    throttle_first: bool,
+    /// The channel's hold, once built; when it was extended before the sweep, when the first
+    /// read came, and whether the hold stood half a second after a 429 was answered.
+    hold: Arc<std::sync::OnceLock<Arc<catalog_publish::ChannelHold>>>,
+    held_at: Arc<Mutex<Option<std::time::Instant>>>,
+    first_read_at: Arc<Mutex<Option<std::time::Instant>>>,
+    held_after_429: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +111,17 @@ async fn list(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let call = storefront.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    storefront.first_read_at.lock().expect("first read").get_or_insert_with(std::time::Instant::now);
+    if storefront.throttle_first && call == 1 {
+        let (hold, held) = (Arc::clone(&storefront.hold), Arc::clone(&storefront.held_after_429));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let standing = hold.get().is_some_and(|hold| hold.until().is_some());
+            held.store(standing, Ordering::SeqCst);
+        });
+        let headers = [(axum::http::header::RETRY_AFTER, "2")];
+        return (axum::http::StatusCode::TOO_MANY_REQUESTS, headers, "slow down").into_response();
+    }
     if storefront.refused == Some(tenant.as_str()) {
         let body = json!({"error": {"code": "forbidden", "message": "the token does not cover this tenant"}});
         return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
@@ -149,6 +170,12 @@ impl Storefront {
             answer_after_move,
             stuck: false,
             refused: None,
+            held_for: None,
+            throttle_first: false,
+            hold: Arc::default(),
+            held_at: Arc::default(),
+            first_read_at: Arc::default(),
+            held_after_429: Arc::default(),
         }
     }
 }
@@ -186,6 +213,8 @@ async fn sweep_against(
         // A tenant swept before canary (tenants are swept in name order).
         store.apply_batch(&update_of(refused, 50, "SKU-000", 3)).await.expect("apply");
     }
+    let (held_for, hold_slot, held_at) =
+        (storefront.held_for, Arc::clone(&storefront.hold), Arc::clone(&storefront.held_at));
     let app = axum::Router::new().route("/v1/tenants/{tenant}/items", get(list)).with_state(storefront);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
@@ -198,6 +227,11 @@ async fn sweep_against(
         max_attempts: 3,
     };
     let reconcilers = reconcilers(&built, store.clone(), reconcile, &metrics, &WorkSignal::new());
+    hold_slot.set(Arc::clone(&built[0].hold)).expect("set once");
+    if let Some(held_for) = held_for {
+        built[0].hold.extend(held_for);
+        *held_at.lock().expect("held at") = Some(std::time::Instant::now());
+    }
     let report = tokio::time::timeout(Duration::from_secs(20), reconcilers[0].sweep()).await.expect("the sweep ends");
     (report, metrics, store, directory)
 }
@@ -287,4 +321,39 @@ async fn a_tenant_the_channel_refuses_to_read_back_leaves_the_others_swept() {
     assert_eq!(catalog_core::Classify::failure_class(&error), catalog_core::FailureClass::NeedsOperator);
     let drifts = store.item_drifts(item_id(in_id_order()[3]), 10).await.expect("drifts");
     assert_eq!(drifts.len(), 1, "canary's missing item was corrected after the refused tenant");
+}
+
+/// The storefront's throttling holds the channel's publisher and its reconciler alike: a hold
+/// the publisher met is waited out before the sweep's first read, and a 429 to a read holds
+/// the channel (its sends too) for the `Retry-After` (the contract: "wait at least that long").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_either_meets_holds_the_channel_s_sends_and_reads() {
+    let (first_read_at, held_at) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
+    let (first, held) = (Arc::clone(&first_read_at), Arc::clone(&held_at));
+    let make = move |shown, store| Storefront {
+        held_for: Some(Duration::from_millis(1_500)),
+        first_read_at: first,
+        held_at: held,
+        ..Storefront::moving("SKU-000", 0, false)(shown, store)
+    };
+    let (report, _, _, _directory) = sweep_against(make, None, 1_000).await;
+    report.expect("sweep");
+    let (first, held) =
+        (first_read_at.lock().expect("first").expect("read"), held_at.lock().expect("held").expect("held"));
+    assert!(
+        first.duration_since(held) >= Duration::from_millis(1_400),
+        "read {:?} into the hold",
+        first.duration_since(held)
+    );
+
+    let held_after_429 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&held_after_429);
+    let make = move |shown, store| Storefront {
+        throttle_first: true,
+        held_after_429: seen,
+        ..Storefront::moving("SKU-000", 0, false)(shown, store)
+    };
+    let (report, _, _, _directory) = sweep_against(make, None, 1_000).await;
+    report.expect("the sweep reads again after the wait");
+    assert!(held_after_429.load(Ordering::SeqCst), "the read's 429 held the channel");
 }
