@@ -11,72 +11,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog_core::{ChannelQuantity, Classify as _};
-use catalog_store::{
-    HeldClaim, OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
-};
+use catalog_store::{HeldClaim, OutboxClaim, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord};
 use futures::StreamExt as _;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
-use crate::holding::{keep_held, sending_under, Holding, Renewal};
+use crate::holding::{keep_held, sending_under, Holding};
 use crate::response::{classify_transport, TransportError, Verdict};
 use crate::round::{in_batches, plan_round, ChannelHold, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
+mod events;
 mod records;
 mod shared;
 
+pub use events::{PublishError, PublishEvents, PublishRound};
 pub use shared::LISTING_SHARED_BY_TENANTS;
-
-/// Told about every finished attempt and what recording it did, for metrics and logs kept
-/// by the caller.
-pub trait PublishEvents: Send + Sync + 'static {
-    /// An attempt, once recorded.
-    fn attempted(&self, entry: &OutboxEntry, record: &PublishRecord);
-    /// A dead letter that a recorded round resolved: the channel took a version at least as
-    /// new as the one that failed.
-    fn resolved(&self, letter: &ResolvedDeadLetter);
-    /// A claimed item version that was not sent because its lease had less than a request
-    /// timeout left (the rate limit held it too long); it is claimed again once the lease
-    /// has passed.
-    fn lease_ran_out(&self, entry: &OutboxEntry);
-    /// A round, once recorded: how full its claim came back and where its time went.
-    fn round(&self, _round: &PublishRound) {}
-    /// A renewal of the claims of a round that outlasts the configured lease.
-    fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
-    /// Recording a round failed; the lane retries it until it is recorded.
-    fn record_failed(&self, _channel: &str, _error: &StoreError) {}
-}
-
-/// One recorded round of a channel's lane.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishRound {
-    pub channel: String,
-    /// Item versions claimed…
-    pub n_items: usize,
-    /// …of at most this many: a claim that comes back full says more were due than a round
-    /// holds, so the channel is behind (at capacity, or catching up).
-    pub limit: usize,
-    /// Claiming from the outbox.
-    pub claim: Duration,
-    /// Sending (rate limit waits included) until the last answer.
-    pub send: Duration,
-    /// Recording every attempt in the store.
-    pub record: Duration,
-}
-
-/// Why a channel's publisher stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("building the HTTP client: {0}")]
-    Client(String),
-    #[error("credentials: {0}")]
-    Credentials(String),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-}
 
 /// Why a batch of a round was not sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
