@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq as _;
 
 /// Where to send the browser after an action, with `message` and its seal.
 pub(super) fn location(message: &str) -> String {
-    format!("/?message={}&seal={}", encoded(message), seal(message))
+    let pairs = [("message", message), ("seal", &seal(message))];
+    format!("/?{}", serde_urlencoded::to_string(pairs).expect("pairs of strings encode"))
 }
 
 /// `message` when `given` is its seal.
@@ -37,14 +38,6 @@ fn seal(message: &str) -> String {
     let inner = Sha256::new().chain_update(inner_pad).chain_update(message.as_bytes()).finalize();
     let outer = Sha256::new().chain_update(outer_pad).chain_update(inner).finalize();
     outer.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// `message` percent-encoded for a query string.
-fn encoded(message: &str) -> String {
-    message
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
 }
 
 #[cfg(test)]
