@@ -43,13 +43,20 @@ fn main() {
         let apply = started.elapsed();
         store.set_supplier_sync(&tenant, &held_supplier, true).await.expect("flag");
 
-        let request =
-            ReplayRequest { tenant, since: started_at, until: None, supplier: None, dry_run: false, held_only: false };
+        let request = ReplayRequest {
+            tenant,
+            since: started_at,
+            until: None,
+            supplier: None,
+            dry_run: false,
+            max_dry_run_events: catalog_app::replay::MAX_DRY_RUN_EVENTS,
+            held_only: false,
+        };
         let started = Instant::now();
-        let first = replay(&store, &request, &|_, _| {}).await.expect("replay");
+        let first = replay(&store, &request, &|_| {}).await.expect("replay");
         let replay_held = started.elapsed();
         let started = Instant::now();
-        let second = replay(&store, &request, &|_, _| {}).await.expect("replay");
+        let second = replay(&store, &request, &|_| {}).await.expect("replay");
         let replay_applied = started.elapsed();
         println!("replay/apply_batch            {N_EVENTS} events: {:>9.0} events/s", rate(N_EVENTS, apply));
         println!(

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use catalog_app::replay::{replay, ReplayRequest};
+use catalog_app::replay::{replay, ReplayProgress, ReplayRequest};
 use catalog_cli::{ChannelArgs, StoreArgs};
 use catalog_core::{SupplierId, TenantId};
 use chrono::{DateTime, Utc};
@@ -24,7 +24,8 @@ pub struct ReplayArgs {
     #[arg(long, env = "CATALOG_REPLAY_SINCE", value_parser = parse_time)]
     pub since: DateTime<Utc>,
 
-    /// End of the window (RFC 3339, exclusive); open when absent.
+    /// End of the window (RFC 3339, exclusive). When absent, the window ends when the replay
+    /// starts (events received since were decided by the worker under today's rules).
     #[arg(long, env = "CATALOG_REPLAY_UNTIL", value_parser = parse_time)]
     pub until: Option<DateTime<Utc>>,
 
@@ -35,6 +36,13 @@ pub struct ReplayArgs {
     /// Print the item ids and what would change, and write nothing.
     #[arg(long, env = "CATALOG_REPLAY_DRY_RUN")]
     pub dry_run: bool,
+
+    /// Most journal rows a dry run reads: it holds its window in memory,
+    /// since each item's events must be previewed together; a replay that writes reads any
+    /// window a page at a time. A larger window is refused, naming where to narrow it.
+    #[arg(long, env = "CATALOG_REPLAY_MAX_DRY_RUN_EVENTS", default_value_t = catalog_app::replay::MAX_DRY_RUN_EVENTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dry_run_events: u64,
 
     /// Replay only the window's held events. They are never dropped by retention (a day that
     /// holds one is kept), so the window may start before the journal's retention: how the
@@ -58,6 +66,7 @@ impl ReplayArgs {
             until: self.until,
             supplier: self.supplier.clone(),
             dry_run: self.dry_run,
+            max_dry_run_events: usize::try_from(self.max_dry_run_events).unwrap_or(usize::MAX),
             held_only: self.held_only,
         }
     }
@@ -82,9 +91,10 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
     let store = args.channels.open_store(&args.store).await?;
     let terminal = std::io::stderr().is_terminal();
     // Best effort, so a closed stderr is ignored.
-    let progress = |done: usize, total: usize| {
+    let progress = |progress: ReplayProgress| {
         if terminal {
-            let _ = write!(std::io::stderr(), "\rreplayed {done}/{total}");
+            let (done, through) = (progress.replayed, progress.read_through.to_rfc3339());
+            let _ = write!(std::io::stderr(), "\rreplayed {done}, journal read through {through}");
         }
     };
     let summary = replay(&*store, &args.request(), &progress).await?;

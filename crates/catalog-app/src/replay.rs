@@ -5,11 +5,11 @@
 //! API and tests run the same code.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use catalog_core::{decode, Delivery, ItemId, ItemKey, OfferKey, Outcome, Sku, SupplierEvent, SupplierId, TenantId};
 use catalog_store::{
     BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, Provenance, StoreError,
+    WindowCursor, WindowPage,
 };
 use chrono::{DateTime, Utc};
 
@@ -33,6 +33,9 @@ pub struct ReplayRequest {
     pub supplier: Option<SupplierId>,
     /// Decide and report, write nothing.
     pub dry_run: bool,
+    /// Most journal rows a dry run reads (it holds its window whole): more is refused as
+    /// `DryRunTooLarge`. [`MAX_DRY_RUN_EVENTS`] unless an operator says otherwise.
+    pub max_dry_run_events: usize,
     /// Only the window's held events: they are never dropped (retention keeps a day that
     /// holds one), so the window may reach past the journal's retention.
     pub held_only: bool,
@@ -49,6 +52,11 @@ pub enum ReplayError {
          held events retention keeps past it"
     )]
     PastRetention { since: String, kept_since: String, archive: String },
+    #[error(
+        "a dry run previews at most {limit} journaled events, and this window holds more (read through {read_through}): \
+         narrow it with --until or --supplier, raise --max-dry-run-events, or replay without --dry-run, which reads any window a page at a time"
+    )]
+    DryRunTooLarge { limit: usize, read_through: String },
     #[error("unknown tenant {0:?}: no event of it was ever received")]
     UnknownTenant(String),
     #[error("{what}: {error}")]
@@ -109,12 +117,27 @@ fn replayable(entry: &JournalEntry, tenant: &TenantId) -> Option<IncomingEvent> 
     })
 }
 
-/// Replays the window against `store`. `progress` is told (events done, events in all) as
-/// lanes finish chunks.
+/// How far a replay has come, told as each page of its window is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayProgress {
+    /// Events replayed (or previewed) so far.
+    pub replayed: usize,
+    /// The received time of the last journal row read: the window is read in that order.
+    pub read_through: DateTime<Utc>,
+}
+
+/// Replays the window against `store`, a page of the journal at a time (`PAGE` rows), so its
+/// memory is that of a page, however long the window: the rules decide the same whatever the
+/// order events come in (`catalog-core`'s property tests), so each page is applied as it is
+/// read. A dry run is the exception: it previews the window whole (`MAX_DRY_RUN_EVENTS` at
+/// most), since each preview is rolled back and an item's events previewed in two parts would
+/// each start from the state before both. A window left open ends at the replay's start:
+/// events received since are decided by the worker under the rules as they are now, and a
+/// replay that followed them would chase the live stream. `progress` is told after each page.
 pub async fn replay(
     store: &dyn CatalogStore,
     request: &ReplayRequest,
-    progress: &(dyn Fn(usize, usize) + Sync),
+    progress: &(dyn Fn(ReplayProgress) + Sync),
 ) -> Result<ReplaySummary, ReplayError> {
     if let Some(until) = request.until {
         if request.since >= until {
@@ -133,17 +156,36 @@ pub async fn replay(
     let window = JournalWindow {
         tenant: request.tenant.clone(),
         since: request.since,
-        until: request.until,
+        until: Some(request.until.unwrap_or_else(|| window_end(request.held_only, Utc::now()))),
         supplier: request.supplier.clone(),
         held_only: request.held_only,
     };
-    let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
-    let events: Vec<IncomingEvent> = entries
-        .iter()
-        .filter(|entry| !request.held_only || matches!(entry.outcome, Outcome::Held(_)))
-        .filter_map(|entry| replayable(entry, &request.tenant))
-        .collect();
-    replay_events(store, entries.len(), events, request.dry_run, reach_from, progress).await
+    let lanes = Lanes { store, dry_run: request.dry_run, reach_from, progress };
+    if request.dry_run {
+        lanes.preview_whole(&window, request.max_dry_run_events).await
+    } else {
+        lanes.apply_by_page(&window).await
+    }
+}
+
+/// Most journal rows a dry run reads by default: it holds its window whole (see [`replay`]).
+pub const MAX_DRY_RUN_EVENTS: usize = 250_000;
+
+/// Journal rows a replay reads at once: a batch for each lane.
+const PAGE: usize = BATCH * LANES;
+
+/// How long after a replay's start a held event may have been received and still be in its
+/// window when the window is left open: the worker that journaled it stamps its own clock,
+/// which may run ahead of this process's.
+const HELD_CLOCK_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The end of a window left open, for a replay started at `started`.
+fn window_end(held_only: bool, started: DateTime<Utc>) -> DateTime<Utc> {
+    if held_only {
+        started + HELD_CLOCK_ALLOWANCE
+    } else {
+        started
+    }
 }
 
 /// Refuses a window from `since` once the journal no longer reaches back there: retention
@@ -171,81 +213,171 @@ pub struct HeldRequest {
     pub since: DateTime<Utc>,
 }
 
-/// Decides afresh, through the same rules and the same lanes as [`replay`], the held events
-/// of a tenant (or of one supplier of it) received since `request.since`: what switching
-/// sync on does. Idempotent: a second run finds nothing held that sync lets through. An
-/// unknown tenant has nothing held.
+/// Decides afresh, through the same rules and the same lanes as [`replay`], a page at a time,
+/// the held events of a tenant (or of one supplier of it) received since `request.since`:
+/// what switching sync on does. Idempotent: a second run finds nothing held that sync lets
+/// through. An unknown tenant has nothing held.
 pub async fn replay_held(store: &dyn CatalogStore, request: &HeldRequest) -> Result<ReplaySummary, ReplayError> {
     let window = JournalWindow {
         tenant: request.tenant.clone(),
         since: request.since,
-        until: None,
+        until: Some(window_end(true, Utc::now())),
         supplier: request.supplier.clone(),
         held_only: true,
     };
-    let entries = store.journal_window(&window).await.map_err(store_failed("reading the journal window"))?;
-    let events: Vec<IncomingEvent> = entries
-        .iter()
-        .filter(|entry| matches!(entry.outcome, Outcome::Held(_)))
-        .filter_map(|entry| replayable(entry, &request.tenant))
-        .collect();
-    replay_events(store, entries.len(), events, false, None, &|_, _| {}).await
+    Lanes { store, dry_run: false, reach_from: None, progress: &|_| {} }.apply_by_page(&window).await
 }
 
-/// Applies (or previews) `events` in lanes, then queues the touched items' current versions.
-async fn replay_events(
-    store: &dyn CatalogStore,
-    n_journaled: usize,
-    events: Vec<IncomingEvent>,
+/// The events of `rows` a replay decides afresh.
+fn replayable_rows(rows: &[JournalEntry], window: &JournalWindow) -> Vec<IncomingEvent> {
+    rows.iter()
+        .filter(|entry| !window.held_only || matches!(entry.outcome, Outcome::Held(_)))
+        .filter_map(|entry| replayable(entry, &window.tenant))
+        .collect()
+}
+
+/// A replay's way through its window: events applied (or previewed) in `LANES` lanes by item.
+struct Lanes<'a> {
+    store: &'a dyn CatalogStore,
     dry_run: bool,
+    /// The window's start, checked against the journal's retention before each batch.
     reach_from: Option<DateTime<Utc>>,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<ReplaySummary, ReplayError> {
-    let mut summary = ReplaySummary { n_journaled, n_replayed: events.len(), ..ReplaySummary::default() };
-    let mut touched: BTreeMap<ItemKey, ItemId> = BTreeMap::new();
-    let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
-    for event in events {
-        let lane = match &event.delivery.decoded {
-            Ok(decoded) => {
-                let key = decoded.offer().item_key();
-                let id = key.item_id();
-                touched.insert(key, id);
-                // Item ids are UUID v5 hashes: their bytes spread items evenly over the lanes.
-                usize::from(id.0.as_bytes()[0]) % LANES
-            }
-            // `replayable` replays decoded events only; anything else is applied all the same.
-            Err(_) => 0,
-        };
-        lanes[lane].push(event);
+    progress: &'a (dyn Fn(ReplayProgress) + Sync),
+}
+
+impl Lanes<'_> {
+    async fn page(
+        &self,
+        window: &JournalWindow,
+        after: Option<WindowCursor>,
+    ) -> Result<Vec<JournalEntry>, ReplayError> {
+        self.store
+            .journal_window_page(window, WindowPage { after, limit: PAGE })
+            .await
+            .map_err(store_failed("reading the journal window"))
     }
-    let done = AtomicUsize::new(0);
-    let report = |n_events: usize| progress(done.fetch_add(n_events, Ordering::Relaxed) + n_events, summary.n_replayed);
-    let lane_results =
-        futures::future::try_join_all(lanes.iter().map(|lane| replay_lane(store, lane, dry_run, reach_from, &report)))
-            .await?;
-    for result in lane_results.iter().flatten() {
-        for decision in &result.decisions {
-            *summary.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
-        }
-        for item in result.changed_items.iter().map(|changed| &changed.item) {
-            // A preview was rolled back, so the store still holds the quantity before it.
-            let before = if dry_run {
-                let stored = store.item(item.id()).await.map_err(store_failed("reading an item"))?;
-                Some(stored.map_or(0, |stored| stored.quantity()))
-            } else {
-                None
+
+    /// Applies the window page after page, each page's events in lanes, the next page read
+    /// while the last is applied (rows after a page's end are not the ones it writes).
+    async fn apply_by_page(&self, window: &JournalWindow) -> Result<ReplaySummary, ReplayError> {
+        let mut tally = Tally::default();
+        let mut rows = self.page(window, None).await?;
+        while let Some(last) = rows.last().map(WindowCursor::of) {
+            tally.n_journaled += rows.len();
+            let more = rows.len() == PAGE;
+            let events = replayable_rows(&rows, window);
+            let next = async {
+                match more {
+                    true => self.page(window, Some(last)).await,
+                    false => Ok(Vec::new()),
+                }
             };
-            summary.changed.push((item.sku().to_string(), before, item.quantity()));
+            let (ran, next) = futures::join!(self.run(events, &mut tally), next);
+            ran?;
+            (self.progress)(ReplayProgress { replayed: tally.n_replayed, read_through: last.received_at });
+            rows = next?;
         }
+        self.finish(tally).await
     }
-    // Lanes finish in any order: list the changes by SKU (each item's in the order applied).
-    summary.changed.sort_by(|a, b| a.0.cmp(&b.0));
-    summary.touched = touched.into_iter().collect();
-    if !dry_run {
-        let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
-        summary.republished = store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
+
+    /// Previews the window whole, refused beyond `limit` journal rows.
+    async fn preview_whole(&self, window: &JournalWindow, limit: usize) -> Result<ReplaySummary, ReplayError> {
+        let mut tally = Tally::default();
+        let (mut events, mut after) = (Vec::new(), None);
+        loop {
+            let rows = self.page(window, after).await?;
+            let Some(last) = rows.last().map(WindowCursor::of) else { break };
+            after = Some(last);
+            tally.n_journaled += rows.len();
+            if tally.n_journaled > limit {
+                return Err(ReplayError::DryRunTooLarge { limit, read_through: last.received_at.to_rfc3339() });
+            }
+            events.extend(replayable_rows(&rows, window));
+            if rows.len() < PAGE {
+                break;
+            }
+        }
+        self.run(events, &mut tally).await?;
+        if let Some(last) = after {
+            (self.progress)(ReplayProgress { replayed: tally.n_replayed, read_through: last.received_at });
+        }
+        self.finish(tally).await
     }
-    Ok(summary)
+
+    /// Applies (or previews) `events` in lanes by item and adds what they did to `tally`.
+    async fn run(&self, events: Vec<IncomingEvent>, tally: &mut Tally) -> Result<(), ReplayError> {
+        tally.n_replayed += events.len();
+        let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
+        for event in events {
+            let lane = match &event.delivery.decoded {
+                Ok(decoded) => {
+                    let key = decoded.offer().item_key();
+                    let id = key.item_id();
+                    tally.touched.insert(key, id);
+                    // Item ids are UUID v5 hashes: their bytes spread items evenly over the lanes.
+                    usize::from(id.0.as_bytes()[0]) % LANES
+                }
+                // `replayable` replays decoded events only; anything else is applied all the same.
+                Err(_) => 0,
+            };
+            lanes[lane].push(event);
+        }
+        let lane_results = futures::future::try_join_all(
+            lanes.iter().map(|lane| replay_lane(self.store, lane, self.dry_run, self.reach_from)),
+        )
+        .await?;
+        for result in lane_results.iter().flatten() {
+            for decision in &result.decisions {
+                *tally.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
+            }
+            for item in result.changed_items.iter().map(|changed| &changed.item) {
+                // A preview was rolled back, so the store still holds the quantity before it.
+                let before = if self.dry_run {
+                    let stored = self.store.item(item.id()).await.map_err(store_failed("reading an item"))?;
+                    Some(stored.map_or(0, |stored| stored.quantity()))
+                } else {
+                    None
+                };
+                // An item changed on two pages keeps the first page's "before" and the last's
+                // "after".
+                tally
+                    .changed
+                    .entry(item.sku().to_string())
+                    .and_modify(|change| change.1 = item.quantity())
+                    .or_insert((before, item.quantity()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The summary, after queueing the touched items' current versions (not in a dry run).
+    async fn finish(&self, tally: Tally) -> Result<ReplaySummary, ReplayError> {
+        let mut summary = ReplaySummary {
+            n_journaled: tally.n_journaled,
+            n_replayed: tally.n_replayed,
+            outcomes: tally.outcomes,
+            touched: tally.touched.into_iter().collect(),
+            changed: tally.changed.into_iter().map(|(sku, (before, after))| (sku, before, after)).collect(),
+            republished: 0,
+        };
+        if !self.dry_run {
+            let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
+            summary.republished = self.store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
+        }
+        Ok(summary)
+    }
+}
+
+/// What a replay has done so far: its summary's counts, the touched and changed items kept
+/// once each (by item and SKU), so it grows with the items touched, never with the events.
+#[derive(Debug, Default)]
+struct Tally {
+    n_journaled: usize,
+    n_replayed: usize,
+    outcomes: BTreeMap<&'static str, u64>,
+    touched: BTreeMap<ItemKey, ItemId>,
+    /// SKU → quantity before (known in a dry run) and after.
+    changed: BTreeMap<String, (Option<i64>, i64)>,
 }
 
 /// `events` (in journal order) in batches of about `size`, each item's events in one batch, in
@@ -278,21 +410,18 @@ async fn replay_lane(
     events: &[IncomingEvent],
     dry_run: bool,
     reach_from: Option<DateTime<Utc>>,
-    report: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<BatchResult>, ReplayError> {
     let mut results = Vec::new();
     for chunk in item_chunks(events, BATCH) {
         if let Some(since) = reach_from {
             within_retention(store, since).await?;
         }
-        let n_events = chunk.len();
         let batch = BatchInput::new(chunk, Vec::new());
         let result = if dry_run {
             store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
         } else {
             store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?
         };
-        report(n_events);
         results.push(result);
     }
     Ok(results)

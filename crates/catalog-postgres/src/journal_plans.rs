@@ -161,3 +161,43 @@ async fn the_gate_sample_walks_the_tenant_s_receive_index() {
         assert_uses("tenant_received", "APPLIED_ITEMS", mode, &text);
     }
 }
+
+/// A replay's page of a journal window reads the tenant's receive index from its cursor and
+/// stops at its limit: no scan, and no sort of the rest of the window (which would make a
+/// replay's reading grow with the square of its window), held only or not.
+#[tokio::test]
+async fn a_journal_window_s_page_reads_from_its_cursor_and_stops_at_its_limit() {
+    let (_database, mut connection) = journal_database().await;
+    let (since, cursor) = (Utc::now() - chrono::Duration::days(1), Utc::now() + chrono::Duration::days(3));
+    // Both indexes are on (tenant_id, received_at): the partitions' copies are named after
+    // those columns, and the held rows' partial one is told by no filter on the outcome.
+    for held_only in [false, true] {
+        let statement = crate::reads::window_page_statement(held_only);
+        let explain = format!("EXPLAIN {statement}");
+        let query = sqlx::query(&explain)
+            .bind("canary")
+            .bind(cursor)
+            .bind(None::<chrono::DateTime<Utc>>)
+            .bind(None::<String>)
+            .bind(80_000_i64)
+            // A page far smaller than what follows its cursor, as in a replay of a long window.
+            .bind(1_000_i64);
+        let custom = crate::plans::custom_plan_with_conditions(&mut connection, query).await;
+        let generic = generic_plan(
+            &mut connection,
+            &statement,
+            &["text", "timestamptz", "timestamptz", "text", "int8", "int8"],
+            &["'canary'", &format!("'{}'::timestamptz", since.to_rfc3339()), "NULL", "NULL", "80000", "1000"],
+        )
+        .await;
+        for (mode, text) in [("custom", &custom), ("generic", &generic)] {
+            assert_uses("tenant_id_received_at_idx", "the window page", mode, text);
+            let sorts_all =
+                text.lines().any(|line| line.trim_start().trim_start_matches("->  ").starts_with("Sort  ("));
+            assert!(!sorts_all, "the window page sorts the rest of the window ({mode} plan):\n{text}");
+        }
+        assert!(custom.contains("received_at >= "), "the page's index reading starts at its cursor:\n{custom}");
+        let filters_held = custom.lines().any(|line| line.contains("Filter:") && line.contains("'held'"));
+        assert!(!filters_held, "held rows are read through their partial index:\n{custom}");
+    }
+}

@@ -47,7 +47,7 @@ use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, Checkpoint, DeadLetter, DeadLetterCount, DeadLetterHeal,
     FlagStore, HealRound, HeldClaim, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry,
     OutboxStore, Position, PublishRecord, ReadStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError,
-    SyncStatus, TenantFlags,
+    SyncStatus, TenantFlags, WindowPage,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -276,8 +276,12 @@ impl ReadStore for PostgresStore {
         with_deadline(self.deadline, "item_trace", reads::item_trace(&self.pool, item_id)).await
     }
 
-    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        with_deadline(self.deadline, "journal_window", reads::journal_window(&self.pool, window)).await
+    async fn journal_window_page(
+        &self,
+        window: &JournalWindow,
+        page: WindowPage,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        with_deadline(self.deadline, "journal_window_page", reads::journal_window_page(&self.pool, window, page)).await
     }
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -7,7 +7,8 @@ use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Sku, SupplierId, Tenan
 use catalog_store::rows;
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
-    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, MAX_TRACE_ATTEMPTS,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, WindowCursor, WindowPage,
+    MAX_TRACE_ATTEMPTS,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -304,24 +305,39 @@ async fn publish_attempts(
     .collect()
 }
 
-pub(crate) async fn journal_window(pool: &PgPool, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-    // Held rows alone are read through their partial index (`events_held`), which the
-    // literal predicate lets the planner use.
-    let held = if window.held_only { "AND outcome = 'held'" } else { "" };
-    sqlx::query(&format!(
+/// The statement of a journal window's page. Held rows alone are read through their partial
+/// index (`events_held`), which the literal predicate lets the planner use. A page reads the
+/// index from its cursor's received time ($2), so no page walks the rows the ones before it
+/// returned; of the rows received at that very time, those up to the cursor's journal id are
+/// behind it. The order is the index's, so a page stops at its limit (`journal_plans`).
+pub(crate) fn window_page_statement(held_only: bool) -> String {
+    let held = if held_only { "AND outcome = 'held'" } else { "" };
+    format!(
         "SELECT {JOURNAL_COLUMNS} FROM events
          WHERE tenant_id = $1 AND received_at >= $2 AND ($3::timestamptz IS NULL OR received_at < $3)
            AND ($4::text IS NULL OR supplier_id = $4) {held}
-         ORDER BY received_at, journal_id"
-    ))
-    .bind(window.tenant.as_str())
-    .bind(window.since)
-    .bind(window.until)
-    .bind(window.supplier.as_ref().map(SupplierId::as_str))
-    .fetch_all(pool)
-    .await
-    .map_err(store_error)
-    .and_then(|rows| journal_entries(&rows))
+           AND ($5::int8 IS NULL OR received_at > $2 OR journal_id > $5)
+         ORDER BY received_at, journal_id
+         LIMIT $6"
+    )
+}
+
+pub(crate) async fn journal_window_page(
+    pool: &PgPool,
+    window: &JournalWindow,
+    page: WindowPage,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    sqlx::query(&window_page_statement(window.held_only))
+        .bind(window.tenant.as_str())
+        .bind(WindowCursor::reads_from(page.after, window.since))
+        .bind(window.until)
+        .bind(window.supplier.as_ref().map(SupplierId::as_str))
+        .bind(page.after.map(|cursor| cursor.journal_id))
+        .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(store_error)
+        .and_then(|rows| journal_entries(&rows))
 }
 
 pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -45,7 +45,7 @@ use catalog_store::{
     BatchInput, BatchResult, BatchStore, CatalogStore, ChannelItem, Checkpoint, DeadLetter, DeadLetterCount,
     DeadLetterHeal, DriftCorrection, DriftCount, DriftRecord, FlagStore, HealRound, HeldClaim, ItemTrace, JournalEntry,
     JournalWindow, OutboxClaim, OutboxDepth, OutboxEntry, OutboxStore, Position, PublishRecord, ReadStore,
-    ReconcileStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags,
+    ReconcileStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags, WindowPage,
 };
 use catalog_store::{
     CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
@@ -384,8 +384,12 @@ impl ReadStore for SqliteStore {
         read::item_trace(&self.pool, item_id).await
     }
 
-    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        read::journal_window(&self.path, BUSY_TIMEOUT, window).await
+    async fn journal_window_page(
+        &self,
+        window: &JournalWindow,
+        page: WindowPage,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        read::journal_window_page(&self.path, BUSY_TIMEOUT, window, page).await
     }
 
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {

@@ -12,7 +12,8 @@ use catalog_core::{CatalogItem, EventId, ItemId, ItemKey, Outcome, Sku, TenantId
 use catalog_store::rows::{self, JournalRow};
 use catalog_store::{
     event_ids_in_effect, winners_beyond, Checkpoint, EventsPage, ItemTrace, JournalEntry, JournalTail, JournalWindow,
-    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, MAX_TRACE_ATTEMPTS,
+    PendingPublish, Position, PublishAttempt, StoreError, StoredOffer, SyncStatus, TracePage, WindowCursor, WindowPage,
+    MAX_TRACE_ATTEMPTS,
 };
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -306,31 +307,37 @@ fn journal_entries(stored: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<JournalEntr
     stored.iter().map(|row| columns::journal_row(row).and_then(JournalRow::into_entry)).collect()
 }
 
-pub(crate) async fn journal_window(
+pub(crate) async fn journal_window_page(
     path: &Arc<Path>,
     busy_timeout: Duration,
     window: &JournalWindow,
+    page: WindowPage,
 ) -> Result<Vec<JournalEntry>, StoreError> {
     let window = window.clone();
-    // A replay reads whole windows: read in-process on a connection of its own.
+    // A replay reads a window page after page: read in-process on a connection of its own.
     read_apart(path, busy_timeout, move |connection| {
         // Optional bounds are bound as NULL and switched off in SQL, so one statement (and one
-        // prepared plan) serves every shape of window.
-        // Held rows alone are read through their partial index (`events_held`).
+        // prepared plan) serves every shape of window. Held rows alone are read through their
+        // partial index (`events_held`). A page reads the index from its cursor's received
+        // time (?2); of the rows received at that very time, those up to the cursor's journal
+        // id are behind it (the index orders equal times by rowid, the journal id).
         let held = if window.held_only { "AND outcome = 'held'" } else { "" };
         let sql = format!(
             "SELECT {JOURNAL_COLUMNS} FROM events \
              WHERE tenant_id = ?1 AND received_at >= ?2 AND (?3 IS NULL OR received_at < ?3) \
              AND (?4 IS NULL OR supplier_id = ?4) {held} \
-             ORDER BY received_at, journal_id"
+             AND (?5 IS NULL OR received_at > ?2 OR journal_id > ?5) \
+             ORDER BY received_at, journal_id LIMIT ?6"
         );
         let mut select = connection.prepare(&sql).map_err(write_error)?;
         let mut stored = select
             .query(rusqlite::params![
                 window.tenant.as_str(),
-                micros(window.since),
+                micros(WindowCursor::reads_from(page.after, window.since)),
                 window.until.map(micros),
                 window.supplier.as_ref().map(|supplier| supplier.as_str()),
+                page.after.map(|cursor| cursor.journal_id),
+                i64::try_from(page.limit).unwrap_or(i64::MAX),
             ])
             .map_err(write_error)?;
         let mut entries = Vec::new();

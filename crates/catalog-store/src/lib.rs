@@ -38,9 +38,10 @@ pub use feed::{
 pub use model::{
     BatchInput, BatchResult, ChangedItem, HeldClaim, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
     OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord,
-    SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
+    SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, WindowCursor, WindowPage,
+    RAW_PAYLOAD_PREFIX_BYTES,
 };
-pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore};
+pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore, WINDOW_PAGE};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};
 pub use retention::{
     ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,

@@ -18,9 +18,12 @@ use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound,
 use crate::error::StoreError;
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, HeldClaim, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth,
-    OutboxEntry, Position, PublishRecord, SyncStatus, TenantFlags,
+    OutboxEntry, Position, PublishRecord, SyncStatus, TenantFlags, WindowCursor, WindowPage,
 };
 use crate::route::SharedSku;
+
+/// Rows a journal window's page holds when its reader does not say: a replay's batch.
+pub const WINDOW_PAGE: usize = 5_000;
 
 /// Applying source batches: the write path of the worker and of replay.
 #[async_trait]
@@ -159,9 +162,30 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
     /// Everything known about an item: offers, all their events with outcomes, publishes.
     async fn item_trace(&self, item_id: ItemId) -> Result<Option<ItemTrace>, StoreError>;
 
-    /// A tenant's journal in a received-time window (optionally one supplier), in received
-    /// order. Rejected events appear when their tenant could be read.
-    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError>;
+    /// One page of a tenant's journal in a received-time window (optionally one supplier), in
+    /// received order (received time, then journal id): the rows after `page.after`, at most
+    /// `page.limit`. Rejected events appear when their tenant could be read. A window is read
+    /// page by page, each page from where the last ended, so a reader's memory and each
+    /// statement's time stay those of one page however long the window.
+    async fn journal_window_page(
+        &self,
+        window: &JournalWindow,
+        page: WindowPage,
+    ) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// The whole window, read page by page: for tests and small windows; replay reads pages.
+    async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut entries: Vec<JournalEntry> = Vec::new();
+        loop {
+            let page = WindowPage { after: entries.last().map(WindowCursor::of), limit: WINDOW_PAGE };
+            let rows = self.journal_window_page(window, page).await?;
+            let last_page = rows.len() < WINDOW_PAGE;
+            entries.extend(rows);
+            if last_page {
+                return Ok(entries);
+            }
+        }
+    }
 
     /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.
     async fn sync_status(&self, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError>;

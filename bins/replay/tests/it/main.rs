@@ -132,6 +132,42 @@ async fn a_dry_run_prints_what_would_change_and_writes_nothing() {
     assert_eq!(store.outbox_depth().await.expect("depth"), depth_before, "no publish queued");
 }
 
+/// A dry run holds its window whole: one longer than `--max-dry-run-events` is refused with
+/// what to do instead, and nothing is written.
+#[tokio::test]
+async fn a_dry_run_over_its_limit_is_refused_and_writes_nothing() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    let canary = TenantId::parse("canary").expect("valid");
+    store.set_supplier_sync(&canary, &SupplierId::parse("globex").expect("valid"), true).await.expect("flag");
+    let arguments = [&WINDOW[..], &["--dry-run", "--max-dry-run-events", "3"]].concat();
+    insta::assert_snapshot!(replay(directory.path(), &arguments), @"
+    exit: 1
+    stdout:
+    stderr:
+    Error: a dry run previews at most 3 journaled events, and this window holds more (read through 2026-06-01T12:00:05+00:00): narrow it with --until or --supplier, raise --max-dry-run-events, or replay without --dry-run, which reads any window a page at a time
+    ");
+    assert_eq!((quantity(&store, "ABC-1").await, quantity(&store, "XYZ-2").await), (Some(10), None));
+    let arguments = [&WINDOW[..], &["--dry-run", "--max-dry-run-events", "4"]].concat();
+    assert!(replay(directory.path(), &arguments).starts_with("exit: 0\n"), "four rows are within a limit of four");
+}
+
+/// A window left open ends when the replay starts: an event journaled as received later (a
+/// worker whose clock runs ahead) is the worker's to decide, not the replay's to chase.
+#[tokio::test]
+async fn an_open_window_ends_when_the_replay_starts() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    let mut later = message(6, "canary", "acme", "LATE-1", 3);
+    later.delivery.received_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    store.apply_batch(&BatchInput::new(vec![later], vec![])).await.expect("apply");
+    let output = replay(directory.path(), &WINDOW);
+    assert!(output.contains("journaled=4 "), "{output}");
+    let until = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let output = replay(directory.path(), &[&WINDOW[..], &["--until", &until]].concat());
+    assert!(output.contains("journaled=5 "), "{output}");
+}
+
 #[tokio::test]
 async fn an_empty_window_exits_zero_with_no_output() {
     let directory = tempfile::tempdir().expect("temp dir");

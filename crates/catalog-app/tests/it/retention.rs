@@ -542,7 +542,8 @@ async fn a_replay_overtaken_by_retention_stops_before_its_next_batch() {
             .expect("open"),
     );
     // More events than four lanes of 5,000 hold, so some lane applies a second batch.
-    let day = start_of_day_from_today(1) + chrono::Duration::hours(1);
+    // Days past: a replay's window left open ends when it starts.
+    let day = start_of_day_from_today(0) - chrono::Duration::days(2) + chrono::Duration::hours(1);
     let events: Vec<IncomingEvent> = (1..=21_000u64).map(|n| event(n, 21_000, day)).collect();
     for chunk in events.chunks(5_000) {
         store.apply_batch(&batch(chunk.to_vec())).await.expect("apply");
@@ -550,7 +551,7 @@ async fn a_replay_overtaken_by_retention_stops_before_its_next_batch() {
     let archive_dir = directory.path().join("archive");
     std::fs::create_dir_all(&archive_dir).expect("archive dir");
     let overtaken = std::sync::atomic::AtomicBool::new(false);
-    let progress = |_done: usize, _all: usize| {
+    let progress = |_: catalog_app::replay::ReplayProgress| {
         if overtaken.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }
@@ -558,7 +559,7 @@ async fn a_replay_overtaken_by_retention_stops_before_its_next_batch() {
         let (store, archive_dir) = (Arc::clone(&store), archive_dir.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            let cutoff = start_of_day_from_today(2);
+            let cutoff = start_of_day_from_today(0) - chrono::Duration::days(1);
             let policy = catalog_store::RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 1_000 };
             let mut archive = catalog_app::retention::NdjsonArchive::new(archive_dir);
             runtime.block_on(store.expire_journal(&policy, &mut archive)).expect("the pass");
@@ -568,10 +569,11 @@ async fn a_replay_overtaken_by_retention_stops_before_its_next_batch() {
     };
     let request = catalog_app::replay::ReplayRequest {
         tenant: catalog_core::TenantId::parse("canary").expect("tenant"),
-        since: start_of_day_from_today(1),
+        since: start_of_day_from_today(0) - chrono::Duration::days(2),
         until: None,
         supplier: None,
         dry_run: false,
+        max_dry_run_events: catalog_app::replay::MAX_DRY_RUN_EVENTS,
         held_only: false,
     };
     let replayed = catalog_app::replay::replay(&*store, &request, &progress).await;

@@ -97,6 +97,7 @@ macro_rules! store_contract_cases {
             reconcile::reconcile_pages_follow_item_id_order_with_accepted_versions,
             reconcile::a_drift_correction_is_a_new_version_queued_and_journaled,
             reads::journal_window_filters_by_time_and_supplier,
+            reads::journal_window_pages_resume_after_their_cursor,
             reads::sync_status_counts_outcomes,
             outbox::outbox_holds_one_row_per_item_and_channel_at_its_newest_version,
             outbox::outbox_claims_the_newest_version_and_coalesces_older_ones,

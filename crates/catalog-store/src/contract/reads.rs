@@ -4,7 +4,7 @@ use catalog_core::{ItemKey, Sku, StockChange, SupplierId, TenantId};
 use chrono::Duration;
 
 use super::fixtures::*;
-use crate::{JournalWindow, StoreConfig};
+use crate::{JournalWindow, StoreConfig, WindowCursor, WindowPage};
 
 pub(super) async fn item_trace_explains_the_winner<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
@@ -92,6 +92,53 @@ where
         rows.iter().map(|row| (row.event_id, row.outcome.to_string())).collect::<Vec<_>>(),
         [(Some(event_id(5)), "held(supplier_sync_off)".to_owned())]
     );
+}
+
+/// A window read in pages of two, each from the last one's cursor, is the window read whole:
+/// every row once, in the same order, rows received at one time split over two pages too.
+pub(super) async fn journal_window_pages_resume_after_their_cursor<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let skus = ["A-1", "B-1", "C-1", "D-1", "E-1", "F-1", "G-1"];
+    // Three received at second 10, two at 20: pages of two split both.
+    let received = [10, 10, 10, 20, 20, 30, 40];
+    let events = skus
+        .iter()
+        .zip(received)
+        .enumerate()
+        .map(|(n, (sku, second))| {
+            incoming(n as u64 + 1, &offer("canary", "acme", sku), StockChange::Updated { quantity: 1 }, 0, second)
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let window = JournalWindow {
+        tenant: TenantId::parse("canary").expect("valid"),
+        since: base() + Duration::seconds(10),
+        until: Some(base() + Duration::seconds(40)),
+        supplier: None,
+        held_only: false,
+    };
+    let whole = store.journal_window_page(&window, WindowPage { after: None, limit: 100 }).await.expect("journal");
+    assert_eq!(whole.len(), 6, "the window's six rows: {whole:?}");
+    let mut paged: Vec<crate::JournalEntry> = Vec::new();
+    loop {
+        let page = WindowPage { after: paged.last().map(WindowCursor::of), limit: 2 };
+        let rows = store.journal_window_page(&window, page).await.expect("journal");
+        assert!(rows.len() <= 2, "a page holds its limit at most");
+        let last_page = rows.len() < 2;
+        paged.extend(rows);
+        if last_page {
+            break;
+        }
+    }
+    let ids =
+        |rows: &[crate::JournalEntry]| rows.iter().map(|row| (row.received_at, row.journal_id)).collect::<Vec<_>>();
+    assert_eq!(ids(&paged), ids(&whole));
+    let mut sorted = ids(&whole);
+    sorted.sort();
+    assert_eq!(ids(&whole), sorted, "received time, then journal id");
 }
 
 pub(super) async fn sync_status_counts_outcomes<G, F>(factory: impl FnOnce(StoreConfig) -> F)
