@@ -61,6 +61,9 @@ pub struct Metrics {
     pub dead_letters_quarantined: IntGaugeVec,
     /// Claimed versions not sent because their lease ran too short, per channel (claimed again).
     pub publish_lease_ran_out: IntCounterVec,
+    /// Sends a channel refused for want of valid credentials, by channel and reason
+    /// (`token_refused`, `unauthorized`): the channel is held, its items wait unspent.
+    pub publish_credentials_refused: IntCounterVec,
     /// Renewals of the claims of rounds that outlast the configured lease (marketplace
     /// feeds), by channel and result: `held`, `lapsed` (some claims had passed their lease,
     /// another worker may be sending them), `failed` (the store did not answer).
@@ -269,6 +272,11 @@ impl Metrics {
             "Claimed item versions not sent because their lease had run too short.",
             &["channel"],
         );
+        let publish_credentials_refused = counter(
+            "catalog_publish_credentials_refused_total",
+            "Sends a channel refused for want of valid credentials (token_refused, unauthorized): the channel is held and its items wait, spending no attempt, until an operator renews the credentials.",
+            &["channel", "reason"],
+        );
         let publish_lease_renewals = counter(
             "catalog_publish_lease_renewals_total",
             "Renewals of the claims of publish rounds that outlast the lease (marketplace feeds), by result: held, lapsed, failed.",
@@ -440,6 +448,7 @@ impl Metrics {
             dead_letters_open,
             dead_letters_quarantined,
             publish_lease_ran_out,
+            publish_credentials_refused,
             publish_lease_renewals,
             publish_rounds,
             publish_round_seconds,

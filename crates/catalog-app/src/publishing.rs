@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use catalog_core::Classify;
+use catalog_core::{Classify, FailureClass};
 use catalog_publish::{ChannelConfig, ChannelPublisher, LogChannel, PublishEvents, PublishRound, Renewal, WorkSignal};
 use catalog_store::{
     DeadLetterHeal, OutboxEntry, OutboxStore, PublishOutcome, PublishRecord, ResolvedDeadLetter, StoreError,
@@ -156,6 +156,11 @@ impl PublishEvents for PublishMetrics {
 
     fn record_failed(&self, _channel: &str, error: &StoreError) {
         self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
+    }
+
+    fn blocked(&self, channel: &str, reason: &str, error: &str) {
+        self.metrics.publish_credentials_refused.with_label_values(&[channel, reason]).inc();
+        tracing::error!(channel, reason, error, class = FailureClass::NeedsOperator.as_str(), "the channel refused its credentials: it is held, its items wait without spending attempts; renew the credentials (docs/operations.md#catalogchannelcredentialsrefused)");
     }
 
     fn lease_renewed(&self, channel: &str, renewal: Renewal) {

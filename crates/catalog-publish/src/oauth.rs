@@ -88,7 +88,7 @@ const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 /// refused grant stays refused until an operator renews it, and each lane's every send (and
 /// every reconcile read) asking the endpoint again would make up to the channel's rate of
 /// token requests, which a platform counts against the application (all its sellers).
-const REFUSAL_HELD_FOR: Duration = Duration::from_secs(30);
+pub(crate) const REFUSAL_HELD_FOR: Duration = Duration::from_secs(30);
 /// How long an endpoint that could not be reached or failed is left alone.
 const UNAVAILABLE_HELD_FOR: Duration = Duration::from_secs(2);
 

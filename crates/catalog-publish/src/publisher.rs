@@ -457,6 +457,10 @@ impl ChannelPublisher {
         }
         let throttled = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
             Verdict::Throttled { retry_after } => Some(*retry_after),
+            Verdict::Blocked { reason, error, retry_after } => {
+                self.events.blocked(&self.config.name, reason, error);
+                Some(*retry_after)
+            }
             _ => None,
         });
         if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {

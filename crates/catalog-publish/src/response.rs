@@ -21,6 +21,11 @@ pub enum Verdict {
     Throttled { retry_after: Duration },
     /// Transient (408, 5xx, connection, timeout): try again after the backoff.
     Retry { reason: &'static str, error: String },
+    /// The channel takes no write until an operator acts (its credentials were refused, or a
+    /// fresh access token was refused too): hold the whole channel this long, like a 429,
+    /// and spend none of the item's failure budget, which a refusal lasting an evening would
+    /// otherwise spend, dead-lettering and then quarantining every item it touched.
+    Blocked { reason: &'static str, error: String, retry_after: Duration },
     /// Will not succeed by retrying: dead-letter it with the reason, error and body.
     DeadLetter { reason: String, error: String, body: Option<String> },
 }
@@ -31,7 +36,7 @@ impl Verdict {
         match self {
             Verdict::Answered(_) => None,
             Verdict::Throttled { .. } | Verdict::Retry { .. } => Some(FailureClass::Retryable),
-            Verdict::DeadLetter { .. } => Some(FailureClass::NeedsOperator),
+            Verdict::DeadLetter { .. } | Verdict::Blocked { .. } => Some(FailureClass::NeedsOperator),
         }
     }
 }

@@ -234,9 +234,13 @@ pub fn classify_amazon(
 fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>) -> Verdict {
     match status {
         429 => Verdict::Throttled { retry_after: throttle_wait(headers, now) },
-        // Expired, revoked or lacking the listings role: an operator renews the authorization
-        // and the item heals, so it is retried rather than dead-lettered.
-        403 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 403: {}", error_text(status, body)) },
+        // Revoked or lacking the listings role (a fresh token was refused too): the channel
+        // waits, unspent, for an operator to renew the authorization.
+        403 => Verdict::Blocked {
+            reason: "unauthorized",
+            error: format!("HTTP 403: {}", error_text(status, body)),
+            retry_after: super::BLOCKED_FOR,
+        },
         // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
             common_verdict(status, None, body, now).unwrap_or_else(|| rejected(status, error_text(status, body), body))
@@ -395,7 +399,7 @@ mod tests {
         200 -> Retry { reason: "unexpected_answer", error: "HTTP 200: {\"status\":\"VALID\",\"issues\":[]}" }
         200 -> Retry { reason: "unexpected_answer", error: "HTTP 200: not json" }
         400 -> DeadLetter { reason: "rejected_400", error: "BAD_REQUEST: Invalid input (Invalid input)", body: Some("{\"errors\":[{\"code\":\"BAD_REQUEST\",\"message\":\"Invalid input\",\"details\":\"Invalid input\"}]}") }
-        403 -> Retry { reason: "unauthorized", error: "HTTP 403: Unauthorized: Access to requested resource is denied. (The access token you provided has expired.)" }
+        403 -> Blocked { reason: "unauthorized", error: "HTTP 403: Unauthorized: Access to requested resource is denied. (The access token you provided has expired.)", retry_after: 30s }
         404 -> DeadLetter { reason: "rejected_404", error: "NOT_FOUND: Resource not found.", body: Some("{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"Resource not found.\"}]}") }
         413 -> DeadLetter { reason: "rejected_413", error: "HTTP 413", body: Some("") }
         429 -> Throttled { retry_after: 1s }

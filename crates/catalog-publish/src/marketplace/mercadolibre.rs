@@ -225,7 +225,13 @@ pub fn classify_mercadolibre(
 ) -> Verdict {
     match status {
         200..=299 => Verdict::Answered(item.accepted()),
-        401 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 401: {}", describe(status, body)) },
+        // A fresh token refused too: the grant was revoked (a password changed, the app's
+        // authorization removed), and the channel waits for the seller to authorize again.
+        401 => Verdict::Blocked {
+            reason: "unauthorized",
+            error: format!("HTTP 401: {}", describe(status, body)),
+            retry_after: super::BLOCKED_FOR,
+        },
         _ => common_verdict(status, retry_after, body, now)
             .unwrap_or_else(|| rejected(status, describe(status, body), body)),
     }
@@ -315,8 +321,8 @@ mod tests {
         403 -> DeadLetter { reason: "rejected_403", error: "caller.id does not match item owner (forbidden)", body: Some("{\"message\":\"caller.id does not match item owner\",\"error\":\"forbidden\",\"status\":403,\"cause\":[]}") }
         404 -> DeadLetter { reason: "rejected_404", error: "Item with id MLA1 not found (not_found)", body: Some("{\"message\":\"Item with id MLA1 not found\",\"error\":\"not_found\",\"status\":404,\"cause\":[]}") }
         404 -> DeadLetter { reason: "rejected_404", error: "HTTP 404: <html>not found</html>", body: Some("<html>not found</html>") }
-        401 -> Retry { reason: "unauthorized", error: "HTTP 401: invalid access token (not_found)" }
-        401 -> Retry { reason: "unauthorized", error: "HTTP 401: user not authorized (unauthorized_request_error)" }
+        401 -> Blocked { reason: "unauthorized", error: "HTTP 401: invalid access token (not_found)", retry_after: 30s }
+        401 -> Blocked { reason: "unauthorized", error: "HTTP 401: user not authorized (unauthorized_request_error)", retry_after: 30s }
         429 -> Throttled { retry_after: 1s }
         429 Retry-After: "3" -> Throttled { retry_after: 3s }
         429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }

@@ -18,7 +18,7 @@ use reqwest::header::HeaderMap;
 
 use crate::adapter::{Attempt, Publish, Sent};
 use crate::channel::Secret;
-use crate::oauth::TokenCache;
+use crate::oauth::{TokenCache, TokenError};
 use crate::publisher::PublishError;
 use crate::readback::{read_error, ReadBackError};
 use crate::response::{parse_retry_after, truncate, TransportError, Verdict};
@@ -156,8 +156,13 @@ pub(crate) fn all(batch: &[Publish], verdict: Verdict, status: Option<u16>, star
     Sent::each(batch.len(), Attempt { verdict, status, latency: started.elapsed() })
 }
 
+/// How long a channel whose credentials were refused is held before a send asks again: the
+/// token cache's own hold of a refusal, so the next send finds the endpoint asked anew.
+pub(crate) const BLOCKED_FOR: Duration = crate::oauth::REFUSAL_HELD_FOR;
+
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
-/// more with a new token when `expired` says the platform refused the token it was sent.
+/// more with a new token when `expired` says the platform refused the token it was sent;
+/// credentials the token endpoint refused hold the channel (`Verdict::Blocked`).
 /// A token that cannot be had, a transport failure, or a verdict `send` gives instead of
 /// sending (a feed whose round's claims passed, `feeds::exchange_while_held`) is the verdict
 /// for the request.
@@ -173,11 +178,17 @@ where
 {
     let mut retried = false;
     loop {
-        let token = tokens
-            .access_token()
-            .await
-            .map_err(|error| Verdict::Retry { reason: error.reason(), error: error.to_string() })?;
+        let token = tokens.access_token().await.map_err(|error| match error {
+            // Refused credentials stay refused until an operator renews them.
+            TokenError::Refused { .. } => {
+                Verdict::Blocked { reason: error.reason(), error: error.to_string(), retry_after: BLOCKED_FOR }
+            }
+            _ => Verdict::Retry { reason: error.reason(), error: error.to_string() },
+        })?;
         let answer = send(token.clone()).await.map_err(Into::into)?;
+        // A new token refused too is the adapter's to classify (`unauthorized`, which holds
+        // the channel as `Verdict::Blocked`): the grant or the application's access was
+        // revoked, and the platform's answer says how.
         if expired(&answer) && !retried {
             tracing::info!(status = answer.status, "access token expired, fetching a new one");
             tokens.expired(&token).await;
@@ -201,7 +212,9 @@ where
     Fut: Future<Output = Result<Answer, TransportError>>,
 {
     with_token(tokens, expired, send).await.map_err(|verdict| match verdict {
-        Verdict::Throttled { retry_after } => ReadBackError::Throttled(retry_after),
+        Verdict::Throttled { retry_after } | Verdict::Blocked { retry_after, .. } => {
+            ReadBackError::Throttled(retry_after)
+        }
         Verdict::Retry { error, .. } | Verdict::DeadLetter { error, .. } => ReadBackError::Transient(error),
         Verdict::Answered(_) => ReadBackError::Transient("no answer".into()),
     })

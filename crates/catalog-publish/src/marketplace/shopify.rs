@@ -207,7 +207,13 @@ pub fn classify_shopify(
     let answer: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     match status {
         200..=299 => read_graphql(&answer, body, items),
-        401 => each(Verdict::Retry { reason: "unauthorized", error: http_error(401, &answer, body) }),
+        // Shopify's Admin API token does not expire: refused, it was revoked (the app
+        // uninstalled or its access removed), and the channel waits for an operator.
+        401 => each(Verdict::Blocked {
+            reason: "unauthorized",
+            error: http_error(401, &answer, body),
+            retry_after: super::BLOCKED_FOR,
+        }),
         _ => each(
             common_verdict(status, retry_after, body, now)
                 .unwrap_or_else(|| rejected(status, http_error(status, &answer, body), body)),
@@ -434,7 +440,7 @@ mod tests {
         syntax: 200 -> both rejected_graphql(Parse error on "}")
         internal: 200 -> both Retry { reason: "server_error", error: "Internal error" }
         not json: 200 -> both Retry { reason: "malformed_answer", error: "no inventorySetQuantities result: <html>" }
-        bad token: 401 -> both Retry { reason: "unauthorized", error: "HTTP 401: [API] Invalid API key or access token (unrecognized login or wrong password)" }
+        bad token: 401 -> both Blocked { reason: "unauthorized", error: "HTTP 401: [API] Invalid API key or access token (unrecognized login or wrong password)", retry_after: 30s }
         no scope: 403 -> both rejected_403(HTTP 403)
         too many, Retry-After: 2: 429 -> both Throttled { retry_after: 2s }
         timeout: 408 -> both Retry { reason: "request_timeout", error: "HTTP 408: " }

@@ -193,9 +193,13 @@ pub fn classify_walmart(
 fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>) -> Verdict {
     match status {
         429 => Verdict::Throttled { retry_after: throttle_wait(headers, now) },
-        // Credentials revoked or the API not granted: an operator fixes them and the item
-        // heals, so it is retried rather than dead-lettered.
-        401 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 401: {}", error_text(status, body)) },
+        // Credentials revoked or the API not granted: the channel waits, unspent, for an
+        // operator to fix them.
+        401 => Verdict::Blocked {
+            reason: "unauthorized",
+            error: format!("HTTP 401: {}", error_text(status, body)),
+            retry_after: super::BLOCKED_FOR,
+        },
         423 => Verdict::Retry { reason: "resource_locked", error: format!("HTTP 423: {}", error_text(status, body)) },
         // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
@@ -371,7 +375,7 @@ mod tests {
         200 x-current-token-count: "many" x-next-replenish-time: "1780315203000" -> Published
         400 x-current-token-count: "5" x-next-replenish-time: "1780315260000" -> DeadLetter { reason: "rejected_400", error: "INVALID_REQUEST_PARAM: The value provided for 'sku' is invalid.", body: Some("{\"errors\":[{\"code\":\"INVALID_REQUEST_PARAM\",\"message\":\"The value provided for 'sku' is invalid.\",\"category\":\"DATA\",\"severity\":\"ERROR\",\"field\":\"sku\"}]}") }
         400 -> DeadLetter { reason: "rejected_400", error: "INVALID_REQUEST_CONTENT: quantity is negative", body: Some("{\"errors\":{\"error\":[{\"code\":\"INVALID_REQUEST_CONTENT\",\"description\":\"quantity is negative\"}]}}") }
-        401 -> Retry { reason: "unauthorized", error: "HTTP 401: UNAUTHORIZED.GMP_GATEWAY_API: Unauthorized" }
+        401 -> Blocked { reason: "unauthorized", error: "HTTP 401: UNAUTHORIZED.GMP_GATEWAY_API: Unauthorized", retry_after: 30s }
         403 -> DeadLetter { reason: "rejected_403", error: "FORBIDDEN.GMP_GATEWAY_API: Forbidden", body: Some("{\"errors\":[{\"code\":\"FORBIDDEN.GMP_GATEWAY_API\",\"description\":\"Forbidden\"}]}") }
         404 -> DeadLetter { reason: "rejected_404", error: "CONTENT_NOT_FOUND: sku not found", body: Some("{\"errors\":[{\"code\":\"CONTENT_NOT_FOUND\",\"message\":\"sku not found\"}]}") }
         423 -> Retry { reason: "resource_locked", error: "HTTP 423: RESOURCE_IS_LOCKED.GMP_RECEIVER_API" }

@@ -25,6 +25,10 @@ pub trait PublishEvents: Send + Sync + 'static {
     fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
     /// Recording a round failed; the lane retries it until it is recorded.
     fn record_failed(&self, _channel: &str, _error: &StoreError) {}
+    /// A send the channel refused for want of valid credentials (`Verdict::Blocked`): the
+    /// channel is held, its items wait unspent, and an operator must renew the credentials.
+    /// Told once per send, not per item.
+    fn blocked(&self, _channel: &str, _reason: &str, _error: &str) {}
 }
 
 /// One recorded round of a channel's lane.

@@ -102,6 +102,12 @@ impl ChannelPublisher {
                 record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
                 record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
             }
+            // Nor is a channel refusing its credentials: the item waits, held with the channel,
+            // until they are renewed (counted as the channel's, `PublishEvents::blocked`).
+            Verdict::Blocked { reason, error, retry_after } => {
+                record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
+                record.error = Some(format!("{reason}: {error} (the channel is held {} ms)", retry_after.as_millis()));
+            }
             Verdict::Retry { reason, error } if number >= self.config.max_attempts && !self.waits_a_lease(reason) => {
                 record.outcome = PublishOutcome::DeadLettered;
                 record.dead_letter_reason = Some("retries_exhausted".to_owned());

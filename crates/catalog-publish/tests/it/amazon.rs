@@ -263,12 +263,12 @@ async fn amazon_expired_access_token_is_fetched_again_and_the_request_resent() {
 }
 
 #[tokio::test]
-async fn amazon_token_refused_twice_is_retried_as_unauthorized() {
+async fn amazon_token_refused_twice_blocks_the_channel_as_unauthorized() {
     let api = SellingPartnerApi::start(vec![Reply::Expired, Reply::Expired]).await;
     let channel = api.channel();
     let sent = channel.send(&[publish("ABC-1", 7)]).await;
-    let Verdict::Retry { reason, error } = &sent.attempts[0].verdict else {
-        panic!("expected a retry, got {:?}", sent.attempts[0].verdict);
+    let Verdict::Blocked { reason, error, .. } = &sent.attempts[0].verdict else {
+        panic!("expected the channel blocked, got {:?}", sent.attempts[0].verdict);
     };
     assert_eq!(*reason, "unauthorized");
     assert!(error.contains("The access token you provided has expired."), "{error}");
@@ -278,12 +278,12 @@ async fn amazon_token_refused_twice_is_retried_as_unauthorized() {
 }
 
 #[tokio::test]
-async fn amazon_refused_refresh_token_is_retried_as_token_refused() {
+async fn amazon_refused_refresh_token_blocks_the_channel_as_token_refused() {
     let api = SellingPartnerApi::start(vec![Reply::Expired]).await;
     api.refuse_tokens_after(1);
     let sent = api.channel().send(&[publish("ABC-1", 7)]).await;
-    let Verdict::Retry { reason, error } = &sent.attempts[0].verdict else {
-        panic!("expected a retry, got {:?}", sent.attempts[0].verdict);
+    let Verdict::Blocked { reason, error, .. } = &sent.attempts[0].verdict else {
+        panic!("expected the channel blocked, got {:?}", sent.attempts[0].verdict);
     };
     assert_eq!(*reason, "token_refused");
     assert!(error.contains("invalid_grant"), "{error}");

@@ -551,7 +551,7 @@ async fn ebay_access_denied_after_a_refresh_is_unauthorized() {
     let answer = channel.send(&[publish("ABC-1", 7, None)]).await;
     assert_eq!(answer.attempts[0].status, Some(403));
     assert!(
-        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unauthorized", error } if error.contains("errorId 1100")),
+        matches!(&answer.attempts[0].verdict, Verdict::Blocked { reason: "unauthorized", error, .. } if error.contains("errorId 1100")),
         "{:?}",
         answer.attempts[0]
     );
@@ -565,7 +565,7 @@ async fn ebay_still_expired_after_a_refresh_is_unauthorized() {
     let answer = channel.send(&[publish("ABC-1", 7, None)]).await;
     assert_eq!(answer.attempts[0].status, Some(401));
     assert!(
-        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unauthorized", error } if error.contains("errorId 1001")),
+        matches!(&answer.attempts[0].verdict, Verdict::Blocked { reason: "unauthorized", error, .. } if error.contains("errorId 1001")),
         "{:?}",
         answer.attempts[0]
     );
@@ -573,7 +573,7 @@ async fn ebay_still_expired_after_a_refresh_is_unauthorized() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ebay_refused_refresh_is_retried_as_token_refused() {
+async fn ebay_refused_refresh_blocks_the_channel_as_token_refused() {
     let ebay = Ebay::start(vec![], vec![Token::Refuse]).await;
     let channel = ebay.channel();
     let answer = channel.send(&[publish("SKU-1", 7, None), publish("SKU-2", 3, None)]).await;
@@ -581,7 +581,7 @@ async fn ebay_refused_refresh_is_retried_as_token_refused() {
     for attempt in &answer.attempts {
         assert_eq!(attempt.status, None);
         assert!(
-            matches!(&attempt.verdict, Verdict::Retry { reason: "token_refused", error } if error.contains("invalid_grant")),
+            matches!(&attempt.verdict, Verdict::Blocked { reason: "token_refused", error, .. } if error.contains("invalid_grant")),
             "{attempt:?}"
         );
     }

@@ -599,12 +599,12 @@ async fn mercadolibre_throttling_waits_as_told() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mercadolibre_refused_refresh_is_retried_as_token_refused() {
+async fn mercadolibre_refused_refresh_blocks_the_channel_as_token_refused() {
     let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
     let answer = meli.channel().send(&[publish(ITEM_ID, 7, None)]).await;
     assert_eq!(answer.attempts[0].status, None);
     assert!(
-        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "token_refused", error } if error.contains("invalid_grant")),
+        matches!(&answer.attempts[0].verdict, Verdict::Blocked { reason: "token_refused", error, .. } if error.contains("invalid_grant")),
         "{:?}",
         answer.attempts[0]
     );
@@ -620,7 +620,7 @@ async fn a_refused_refresh_is_not_asked_again_at_every_send() {
     let channel = meli.channel();
     for _ in 0..5 {
         let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
-        assert!(matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "token_refused", .. }), "{answer:?}");
+        assert!(matches!(&answer.attempts[0].verdict, Verdict::Blocked { reason: "token_refused", .. }), "{answer:?}");
     }
     assert_eq!(meli.token_requests().len(), 1, "asked once");
     assert!(meli.item_requests().is_empty());
@@ -633,7 +633,7 @@ async fn mercadolibre_still_expired_after_a_refresh_is_unauthorized() {
     let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
     assert_eq!(answer.attempts[0].status, Some(401));
     assert!(
-        matches!(&answer.attempts[0].verdict, Verdict::Retry { reason: "unauthorized", error } if error.contains("invalid access token")),
+        matches!(&answer.attempts[0].verdict, Verdict::Blocked { reason: "unauthorized", error, .. } if error.contains("invalid access token")),
         "{:?}",
         answer.attempts[0]
     );
@@ -856,4 +856,57 @@ async fn mercadolibre_user_product_stock_renews_its_token_and_waits_when_throttl
         meli.stock("MLBU206642488").contains(&("selling_address".into(), 5)),
         "the throttled write changed nothing"
     );
+}
+
+/// Refused credentials stay refused until an operator renews them: the drain loop holds the
+/// channel and records the sends as throttled, spending none of the item's attempts. Spent,
+/// a refusal lasting an evening dead-lettered every item it touched, then quarantined them,
+/// and reconciliation never looks at an item whose version was never accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_hold_the_channel_and_spend_no_attempt() {
+    use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents};
+    use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
+    use tokio_util::sync::CancellationToken;
+
+    #[derive(Default)]
+    struct Blocked(Mutex<Vec<(String, String)>>);
+    impl PublishEvents for Blocked {
+        fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+        fn resolved(&self, _: &ResolvedDeadLetter) {}
+        fn lease_ran_out(&self, _: &OutboxEntry) {}
+        fn blocked(&self, channel: &str, reason: &str, _error: &str) {
+            self.0.lock().expect("blocked").push((channel.to_owned(), reason.to_owned()));
+        }
+    }
+
+    let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
+    let (store, _dir) = crate::store(&["mercadolibre"]).await;
+    crate::set(&*store, 1, "MLA1", 5).await;
+    let mut config = ChannelConfig::new("mercadolibre");
+    // One attempt of budget: a refusal counted as a failure dead-letters the item at once.
+    config.max_attempts = 1;
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let events = Arc::new(Blocked::default());
+    let outbox: Arc<dyn catalog_store::OutboxStore> = store.clone();
+    let publisher = ChannelPublisher::new(config, Arc::new(meli.channel()), outbox, events.clone());
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        stop.cancel();
+    });
+    publisher.run(shutdown, CancellationToken::new()).await.expect("publisher run");
+
+    assert!(store.open_dead_letters(10).await.expect("letters").is_empty(), "nothing dead-lettered");
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 1, "the item waits");
+    let id = catalog_core::ItemId(crate::item_id("MLA1").parse().expect("uuid"));
+    let trace = store.item_trace(id).await.expect("trace").expect("item");
+    let attempts: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.as_str(), a.attempt)).collect();
+    assert_eq!(attempts, [("throttled", 1)], "one send, then the channel is held: {attempts:?}");
+    let error = trace.publish_attempts[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("token_refused: ") && error.contains("invalid_grant"), "{error}");
+    let blocked = events.0.lock().expect("blocked").clone();
+    assert_eq!(blocked, [("mercadolibre".to_owned(), "token_refused".to_owned())]);
+    assert_eq!(meli.token_requests().len(), 1);
 }

@@ -336,11 +336,11 @@ async fn throttling_waits_for_the_bucket_and_a_low_bucket_pauses_the_channel() {
 }
 
 #[tokio::test]
-async fn wrong_token_is_retried_as_unauthorized_and_server_errors_are_retried() {
+async fn a_revoked_token_blocks_the_channel_and_server_errors_are_retried() {
     let shop = FakeShop::start(vec![Answer::Status(503, "busy")]).await;
     let sent = [publish("ABC-1", &inventory_item(0), 5)];
     let refused = shop.channel("shpat_revoked").send(&sent).await;
-    let Verdict::Retry { reason, error } = &refused.attempts[0].verdict else { panic!("{refused:?}") };
+    let Verdict::Blocked { reason, error, .. } = &refused.attempts[0].verdict else { panic!("{refused:?}") };
     assert_eq!((*reason, refused.attempts[0].status), ("unauthorized", Some(401)));
     assert!(error.contains("Invalid API key or access token"), "{error}");
 

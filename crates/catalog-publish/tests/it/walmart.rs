@@ -277,11 +277,11 @@ async fn walmart_expired_access_token_is_fetched_again_and_the_request_resent() 
 }
 
 #[tokio::test]
-async fn walmart_token_refused_twice_is_retried_as_unauthorized() {
+async fn walmart_token_refused_twice_blocks_the_channel_as_unauthorized() {
     let api = MarketplaceApi::start(vec![Reply::Expired, Reply::Expired]).await;
     let sent = api.channel(None).send(&[publish("ABC-1", 7)]).await;
-    let Verdict::Retry { reason, error } = &sent.attempts[0].verdict else {
-        panic!("expected a retry, got {:?}", sent.attempts[0].verdict);
+    let Verdict::Blocked { reason, error, .. } = &sent.attempts[0].verdict else {
+        panic!("expected the channel blocked, got {:?}", sent.attempts[0].verdict);
     };
     assert_eq!((*reason, sent.attempts[0].status), ("unauthorized", Some(401)));
     assert!(error.contains("UNAUTHORIZED.GMP_GATEWAY_API"), "{error}");
@@ -289,12 +289,12 @@ async fn walmart_token_refused_twice_is_retried_as_unauthorized() {
 }
 
 #[tokio::test]
-async fn walmart_refused_credentials_are_retried_as_token_refused() {
+async fn walmart_refused_credentials_block_the_channel_as_token_refused() {
     let api = MarketplaceApi::start(vec![Reply::Expired]).await;
     api.refuse_tokens_after(1);
     let sent = api.channel(None).send(&[publish("ABC-1", 7)]).await;
-    let Verdict::Retry { reason, .. } = &sent.attempts[0].verdict else {
-        panic!("expected a retry, got {:?}", sent.attempts[0].verdict);
+    let Verdict::Blocked { reason, .. } = &sent.attempts[0].verdict else {
+        panic!("expected the channel blocked, got {:?}", sent.attempts[0].verdict);
     };
     assert_eq!((*reason, sent.attempts[0].status), ("token_refused", None));
     assert_eq!((api.requests().len(), api.token_requests().len()), (1, 2));

@@ -112,14 +112,15 @@ fn no_answer(error: String) -> Verdict {
     Verdict::Retry { reason: "no_answer", error }
 }
 
-/// The first of the worst verdicts: a dead letter, else a retry, else a wait, else the first
-/// (the inventory item's) success.
+/// The first of the worst verdicts: a dead letter, else refused credentials, else a retry,
+/// else a wait, else the first (the inventory item's) success.
 fn worst(verdicts: Vec<(u16, Verdict)>) -> (u16, Verdict) {
     let severity = |verdict: &Verdict| match verdict {
         Verdict::Answered(_) => 0,
         Verdict::Throttled { .. } => 1,
         Verdict::Retry { .. } => 2,
-        Verdict::DeadLetter { .. } => 3,
+        Verdict::Blocked { .. } => 3,
+        Verdict::DeadLetter { .. } => 4,
     };
     let mut verdicts = verdicts.into_iter();
     let first = verdicts.next().expect("a SKU has its inventory item's verdict");
@@ -176,7 +177,11 @@ pub(super) fn shared_verdict(
 
 fn unauthorized(status: u16, body: &str) -> Verdict {
     let detail = describe_errors(body).unwrap_or_else(|| truncate(body).to_owned());
-    Verdict::Retry { reason: "unauthorized", error: format!("HTTP {status}: {detail}") }
+    Verdict::Blocked {
+        reason: "unauthorized",
+        error: format!("HTTP {status}: {detail}"),
+        retry_after: crate::marketplace::BLOCKED_FOR,
+    }
 }
 
 /// The `errorId`s of a body's `errors[]`.
@@ -338,11 +343,11 @@ mod tests {
           SKU-1 400 DeadLetter { reason: "rejected_400", error: "errorId 25709: Invalid value for shipToLocationAvailability.quantity.", body: Some("{\"errors\":[{\"errorId\":25709,\"domain\":\"API_INVENTORY\",\"category\":\"REQUEST\",\"message\":\"Invalid value for shipToLocationAvailability.quantity.\"}]}") }
           SKU-2 400 DeadLetter { reason: "rejected_400", error: "errorId 25709: Invalid value for shipToLocationAvailability.quantity.", body: Some("{\"errors\":[{\"errorId\":25709,\"domain\":\"API_INVENTORY\",\"category\":\"REQUEST\",\"message\":\"Invalid value for shipToLocationAvailability.quantity.\"}]}") }
         401
-          SKU-1 401 Retry { reason: "unauthorized", error: "HTTP 401: errorId 1001: Invalid access token" }
-          SKU-2 401 Retry { reason: "unauthorized", error: "HTTP 401: errorId 1001: Invalid access token" }
+          SKU-1 401 Blocked { reason: "unauthorized", error: "HTTP 401: errorId 1001: Invalid access token", retry_after: 30s }
+          SKU-2 401 Blocked { reason: "unauthorized", error: "HTTP 401: errorId 1001: Invalid access token", retry_after: 30s }
         403
-          SKU-1 403 Retry { reason: "unauthorized", error: "HTTP 403: errorId 1100: Access denied" }
-          SKU-2 403 Retry { reason: "unauthorized", error: "HTTP 403: errorId 1100: Access denied" }
+          SKU-1 403 Blocked { reason: "unauthorized", error: "HTTP 403: errorId 1100: Access denied", retry_after: 30s }
+          SKU-2 403 Blocked { reason: "unauthorized", error: "HTTP 403: errorId 1100: Access denied", retry_after: 30s }
         403
           SKU-1 403 DeadLetter { reason: "rejected_403", error: "errorId 1234: Forbidden", body: Some("{\"errors\":[{\"errorId\":1234,\"message\":\"Forbidden\"}]}") }
           SKU-2 403 DeadLetter { reason: "rejected_403", error: "errorId 1234: Forbidden", body: Some("{\"errors\":[{\"errorId\":1234,\"message\":\"Forbidden\"}]}") }

@@ -186,5 +186,5 @@ fn offer_ids_of(offers: &[PublishedOffer]) -> Vec<String> {
 
 /// A lookup's failure that every other lookup would meet alike.
 fn fails_the_channel(verdict: &Verdict) -> bool {
-    matches!(verdict, Verdict::Throttled { .. } | Verdict::Retry { reason: "token_refused" | "unauthorized", .. })
+    matches!(verdict, Verdict::Throttled { .. } | Verdict::Blocked { .. })
 }
