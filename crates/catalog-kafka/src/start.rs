@@ -72,8 +72,14 @@ impl PartitionWorker {
             let replaced = topic_id::replaced(stored_cursor, topic_id.as_deref()).map(str::to_owned);
             *lock(&self.topic_id) = topic_id::to_write(topic_id.clone(), stored_cursor);
             let Some(position) = stored.clone() else {
-                // `None`: unchecked, from the group's committed offset.
-                let Some(start) = self.start_without().await else { return Ok(Some((0, None))) };
+                // `None`: unchecked, from the group's committed offset, when chosen so. The
+                // source stopping, or losing the partition, before the broker answered is no
+                // such choice: the messages a dispatcher buffered meanwhile start at the
+                // group's offset, and applying them would move the checkpoint past every
+                // offset before it, which the chosen start (the earliest) had yet to read.
+                let Some(start) = self.start_without().await else {
+                    return Ok(self.still_reading().then_some((0, None)));
+                };
                 break start;
             };
             let check = self.check_end(input, position.offset, replaced, topic_id.as_deref()).await?;
