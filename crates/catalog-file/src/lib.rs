@@ -206,7 +206,7 @@ impl FileSource {
                 // object that is no event is journaled as the rejection it is (nothing
                 // appended can make it another); anything else is left, unjournaled and before
                 // the checkpoint, for the next run to read whole (decision 0033).
-                if catalog_core::decode(&line.bytes).is_err() && !whole_object(&line) {
+                if catalog_core::decode(&line.bytes).is_err() && !decided(&line) {
                     sink.source_error(&unterminated_line(tracked.position(line.offset), &line));
                     stopped = Stopped::HalfALine;
                     break;
@@ -395,15 +395,19 @@ fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::So
     }
 }
 
-/// Whether `line` is held whole and is one JSON object (blanks around it allowed): whatever a
-/// writer appends after its closing brace makes it invalid, so it cannot grow into an event.
+/// Whether an unterminated `line` that is no event can never become one, whatever a writer
+/// appends: a line longer than a message may be is too large already, and one that is a whole
+/// JSON object (blanks around it allowed) is made invalid by anything after its closing brace.
 /// Left waiting for a newline, an exporter that ends its last line without one (a join with
-/// "\n") stopped every later run there, for good in a rotated file.
-fn whole_object(line: &Line) -> bool {
+/// "\n") stopped every later run there, for good in a rotated file. The object's shape alone is
+/// checked (`IgnoredAny`): a string that is not UTF-8 or a number no float holds is as whole,
+/// and as invalid, as any other.
+fn decided(line: &Line) -> bool {
+    if line.length > line.bytes.len() as u64 {
+        return true;
+    }
     let bytes = line.bytes.trim_ascii();
-    line.length == line.bytes.len() as u64
-        && bytes.first() == Some(&b'{')
-        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|value| value.is_object())
+    bytes.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 /// What the source tells of a file that ends in a line without a newline that is no event.

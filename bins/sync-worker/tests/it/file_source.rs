@@ -500,6 +500,43 @@ fn a_whole_object_that_is_no_event_at_the_end_of_a_file_is_rejected_not_waited_f
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "read on after it: {stderr}");
 }
 
+/// Unterminated last lines that no append can make an event, though they are no valid JSON
+/// value: a number no float holds, a string that is not UTF-8, a line longer than a message
+/// may be. Each is journaled as the rejection it is, and the run reads on after it; waited for
+/// as half a line, each stopped every later run there (for good once rotated).
+#[test]
+fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() {
+    let too_large = format!("{{\"padding\":\"{}", "x".repeat(70 * 1024));
+    let tails: [(&str, Vec<u8>); 3] = [
+        (
+            "a number no float holds",
+            event_line(2).replacen("\"quantity\":", "\"quantity\":1e400,\"was\":", 1).into_bytes(),
+        ),
+        ("a string that is not UTF-8", {
+            let mut line = event_line(2).replacen("\"sku\":\"", "\"note\":\"CAF\u{1}\",\"sku\":\"", 1).into_bytes();
+            let at = line.iter().position(|byte| *byte == 1).expect("the marker");
+            line[at] = 0xC9;
+            line
+        }),
+        ("a line longer than a message may be", too_large.into_bytes()),
+    ];
+    for (what, tail) in tails {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let path = directory.path().join("export.ndjson");
+        let mut bytes = format!("{}\n", event_line(1)).into_bytes();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, bytes).expect("write the feed");
+        let source = format!("file:{}", path.display());
+        let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+        let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+        let (_, stderr, success) = run_worker(&arguments, directory.path());
+        assert!(success, "{what}: {stderr}");
+        assert!(summary(&stderr).starts_with("summary: events=2 applied=1 "), "{what}: {stderr}");
+        assert!(summary(&stderr).contains(" rejected=1 "), "{what}: {stderr}");
+        assert!(!stderr.contains("unterminated_line"), "{what}: {stderr}");
+    }
+}
+
 /// A file rotated (renamed within its directory) while its writer was in the middle of a line:
 /// the writer finishes the line in the rotated file, and a new file takes the path. The next
 /// run reads the rest of the rotated file first, then the new one, and loses nothing. A file
