@@ -343,7 +343,7 @@ impl AmazonChannel {
         if (200..300).contains(&answer.status) {
             return Ok(());
         }
-        let error = format!("uploading the feed document: HTTP {}: {}", answer.status, truncate(&answer.body));
+        let error = format!("uploading the feed document: HTTP {}: {}", answer.status, s3_error(&answer.body));
         Err((Verdict::Retry { reason: "upload_failed", error }, Some(answer.status)))
     }
 
@@ -355,8 +355,10 @@ impl AmazonChannel {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(transport)?;
         if !(200..300).contains(&status) {
-            let error =
-                format!("downloading the processing report: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+            let error = format!(
+                "downloading the processing report: HTTP {status}: {}",
+                s3_error(&String::from_utf8_lossy(&bytes))
+            );
             return Err((Verdict::Retry { reason: "server_error", error: truncate(&error).to_owned() }, Some(status)));
         }
         match document.compression_algorithm.as_deref() {
@@ -383,8 +385,40 @@ fn read_answer<T: DeserializeOwned>(answer: Answer, path: &str) -> Result<T, Ref
     })
 }
 
+/// What an S3 error answer to a presigned URL may be told as: its `Code` and `Message` alone.
+/// The rest of the body can quote the URL's query, its signature and credential (a
+/// `SignatureDoesNotMatch` carries the canonical request and the string to sign), and the
+/// error is stored with the attempt, shown in the trace and logged.
+fn s3_error(body: &str) -> String {
+    let element = |name: &str| {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let start = body.find(&open)? + open.len();
+        let end = start + body[start..].find(&close)?;
+        Some(truncate(&body[start..end]).to_owned())
+    };
+    match (element("Code"), element("Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => format!("an answer of {} bytes, not shown (it may quote the presigned URL)", body.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// S3's refusal of a presigned URL quotes the request it signed; only its code and
+    /// message are kept.
+    #[test]
+    fn an_s3_error_is_told_without_the_url_it_quotes() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256</StringToSign><SignatureProvided>5f1c0ffee</SignatureProvided><CanonicalRequest>PUT /doc X-Amz-Credential=AKIAEXAMPLE&amp;X-Amz-Signature=5f1c0ffee</CanonicalRequest></Error>"#;
+        let told = super::s3_error(body);
+        assert_eq!(
+            told,
+            "SignatureDoesNotMatch: The request signature we calculated does not match the signature you provided."
+        );
+        assert!(!super::s3_error("<html>X-Amz-Signature=5f1c0ffee</html>").contains("5f1c"));
+    }
+
     use super::*;
 
     #[test]
