@@ -104,8 +104,11 @@ pub(crate) async fn switch_on_within(
         Some(supplier) => crate::flags::upsert_supplier_sync(&mut transaction, tenant, supplier, true).await?,
     }
     if restarts_stage(stage, was_off == Some(true)) {
-        sqlx::query("UPDATE tenant_rollouts SET changed_at = now() WHERE tenant_id = $1")
+        // The application's clock, as every step's and SQLite's: the gate judges a stage's age
+        // and its signal samples by it, not by the database server's.
+        sqlx::query("UPDATE tenant_rollouts SET changed_at = $2 WHERE tenant_id = $1")
             .bind(tenant.as_str())
+            .bind(chrono::Utc::now())
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
