@@ -94,11 +94,11 @@ pub trait LookupReadBack: Send + Sync + std::fmt::Debug + 'static {
         Duration::ZERO
     }
 
-    /// The requests one read of `n_listings` may make at most, against the platform's quota:
+    /// The requests one read of `listings` may make at most, against the platform's quota:
     /// reconciliation spaces its reads by as many of its requests (`--reconcile-rate`). One
     /// for a platform that answers a read with one request.
-    fn requests_per_read(&self, n_listings: usize) -> usize {
-        let _ = n_listings;
+    fn requests_per_read(&self, listings: &[&str]) -> usize {
+        let _ = listings;
         1
     }
 

@@ -75,7 +75,7 @@ impl Reconciler {
         listings: &[&str],
         pacer: &mut Pacer,
     ) -> Result<ShownQuantities, SweepError> {
-        let n_requests = reader.requests_per_read(listings.len());
+        let n_requests = reader.requests_per_read(listings);
         self.paced_read(pacer, n_requests, || reader.shown_quantities(listings)).await
     }
 

@@ -811,6 +811,9 @@ async fn mercadolibre_reads_back_user_product_stock_at_each_listing_s_location()
     let meli = MercadoLibre::start(vec![], vec![]).await;
     let channel = meli.channel();
     let listings = ["up:MLBU206642488", "up:MLBU206642488@9876544/MXP123452", "up:MLBU206642488@1/MXP1", "up:MLBU1"];
+    // Paced by what it asks: a stock read per user product, beside the items' one multiget.
+    assert_eq!(channel.requests_per_read(&listings), 5);
+    assert_eq!(channel.requests_per_read(&["MLA1", "MLA2/174997747229", "up:MLBU1"]), 2);
     let shown = channel.shown_quantities(&listings).await.expect("read back");
     let mut shown: Vec<(String, i64)> = shown.into_iter().collect();
     shown.sort();

@@ -462,7 +462,11 @@ async fn ebay_read_shows_the_lower_of_the_item_and_its_published_offers() {
     );
     let platform = Platform::start(vec![items, sku_1, sku_2]).await;
     let channel = ebay(&platform);
-    assert_eq!(channel.requests_per_read(4), 5, "the items' read and a getOffers per SKU at most");
+    assert_eq!(
+        channel.requests_per_read(&["SKU-1", "SKU-2", "SKU-3", "SKU-4"]),
+        5,
+        "the items' read and a getOffers per SKU at most"
+    );
     let shown = channel.shown_quantities(&["SKU-1", "SKU-2", "SKU-3", "SKU-4"]).await.expect("read");
     assert_eq!(sorted(&shown), [("SKU-1".to_owned(), 3), ("SKU-2".to_owned(), 8), ("SKU-3".to_owned(), 0)]);
     let seen: Vec<(String, String, Option<String>)> = platform

@@ -29,8 +29,8 @@ impl LookupReadBack for EbayChannel {
     }
 
     /// The `bulkGetInventoryItem`, and at most one `getOffers` per listing.
-    fn requests_per_read(&self, n_listings: usize) -> usize {
-        1 + n_listings
+    fn requests_per_read(&self, listings: &[&str]) -> usize {
+        1 + listings.len()
     }
 
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {

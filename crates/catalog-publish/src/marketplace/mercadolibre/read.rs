@@ -20,6 +20,11 @@ impl LookupReadBack for MercadoLibreChannel {
         MAX_READS_PER_REQUEST
     }
 
+    /// The items' multiget, and one stock read per user product listed (`up:`).
+    fn requests_per_read(&self, listings: &[&str]) -> usize {
+        1 + listings.iter().filter(|listing| UserProductListing::parse(listing).is_some()).count()
+    }
+
     async fn shown_quantities(&self, listings: &[&str]) -> Result<ShownQuantities, ReadBackError> {
         let mut shown = ShownQuantities::new();
         // A user product's stock is read on its own, one request each.
