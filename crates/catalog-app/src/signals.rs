@@ -189,12 +189,14 @@ impl Tracer {
         }
         let mut reach = self.reach().await?;
         let mut checks = Vec::with_capacity(items.len());
+        let mut unreadable = Vec::new();
         let mut round = TraceRound::default();
         for item_id in items {
             // An item that cannot be read (a corrupt row, a history too long for the store's
-            // deadline) is counted and left untraced, named by the coverage signal once its
-            // grace passes; failing the round would leave every other item unchecked, and
-            // coverage red for every tenant, for as long as it cannot be read.
+            // deadline) is counted and marked untraced (`mark_unreadable`: a clean check of
+            // it from before is no longer trusted), named by the coverage signal; failing the
+            // round would leave every other item unchecked, and coverage red for every
+            // tenant, for as long as it cannot be read.
             let mut checked = self.check(item_id, reach.as_ref()).await;
             // A gap found after a retention pass dropped a day since the round read the
             // horizon may be that day's rows: checked again under the horizon as it is now,
@@ -212,6 +214,7 @@ impl Tracer {
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 Err(error) => {
                     round.unreadable += 1;
+                    unreadable.push(item_id);
                     self.metrics.trace_checks.with_label_values(&["unreadable"]).inc();
                     tracing::warn!(%item_id, %error, class = error.failure_class().as_str(), "an item's journal could not be read to trace it; the others are checked");
                     continue;
@@ -229,6 +232,7 @@ impl Tracer {
         }
         round.checked = checks.len();
         self.store.record_trace_checks(&checks).await?;
+        self.store.mark_unreadable(&unreadable).await?;
         Ok(round)
     }
 

@@ -226,6 +226,23 @@ pub(crate) async fn sweep_items(pool: &PgPool, after: Option<ItemId>, max: usize
     Ok(item_ids(rows))
 }
 
+pub(crate) async fn mark_unreadable(pool: &PgPool, items: &[ItemId]) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = items.iter().map(|item| item.0).collect();
+    sqlx::query(
+        "UPDATE item_trace_checks SET gap = 'not_checked', gap_stored = NULL, gap_rederived = NULL,
+                gap_supplier = NULL, gap_event_id = NULL
+         WHERE item_id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(pool)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
 pub(crate) async fn record_trace_checks(pool: &PgPool, checks: &[TraceCheck]) -> Result<(), StoreError> {
     if checks.is_empty() {
         return Ok(());
@@ -403,6 +420,10 @@ impl SignalStore for PostgresStore {
 
     async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
         crate::with_deadline(self.deadline, "record_trace_checks", record_trace_checks(&self.pool, checks)).await
+    }
+
+    async fn mark_unreadable(&self, items: &[ItemId]) -> Result<(), StoreError> {
+        crate::with_deadline(self.deadline, "mark_unreadable", mark_unreadable(&self.pool, items)).await
     }
 
     async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {

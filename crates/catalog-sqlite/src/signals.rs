@@ -233,6 +233,28 @@ pub(crate) async fn sweep_items(
     item_ids(&rows)
 }
 
+pub(crate) async fn mark_unreadable(writer: &Writer, items: &[ItemId]) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let items = items.to_vec();
+    writer
+        .transaction(move |connection| {
+            let mut mark = connection
+                .prepare_cached(
+                    "UPDATE item_trace_checks SET gap = 'not_checked', gap_stored = NULL, gap_rederived = NULL,
+                            gap_supplier = NULL, gap_event_id = NULL
+                     WHERE item_id = ?1",
+                )
+                .map_err(write_error)?;
+            for item in &items {
+                mark.execute(params![item.0.as_bytes().as_slice()]).map_err(write_error)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
 pub(crate) async fn record_trace_checks(writer: &Writer, checks: &[TraceCheck]) -> Result<(), StoreError> {
     if checks.is_empty() {
         return Ok(());
@@ -414,6 +436,10 @@ impl SignalStore for SqliteStore {
 
     async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError> {
         record_trace_checks(&self.writer, checks).await
+    }
+
+    async fn mark_unreadable(&self, items: &[ItemId]) -> Result<(), StoreError> {
+        mark_unreadable(&self.writer, items).await
     }
 
     async fn record_signal_samples(&self, samples: &[SignalSample]) -> Result<(), StoreError> {

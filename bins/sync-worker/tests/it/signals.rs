@@ -183,6 +183,10 @@ async fn an_item_that_cannot_be_read_leaves_the_others_traced() {
         .await
         .expect("apply");
     let n_items = store.items(&TenantId::parse("canary").expect("tenant")).await.expect("items").len();
+    let metrics = Metrics::new();
+    let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), metrics.clone());
+    // Every item checked clean first.
+    assert_eq!(tracer.trace_once().await.expect("a clean round").checked, n_items);
     let pool = sqlx::PgPool::connect(&database.url).await.expect("pool");
     // One item's SKU no longer matches its id: reading it is refused as corrupt.
     let corrupted = sqlx::query(
@@ -193,11 +197,15 @@ async fn an_item_that_cannot_be_read_leaves_the_others_traced() {
     .expect("corrupt");
     assert_eq!(corrupted.rows_affected(), 1);
 
-    let metrics = Metrics::new();
-    let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), metrics.clone());
     let round = tracer.trace_once().await.expect("the round goes on");
     assert_eq!((round.checked, round.gaps, round.unreadable), (n_items - 1, 0, 1));
     assert!(metrics.render().contains("catalog_trace_checks_total{result=\"unreadable\"} 1"));
+    // Its clean check from before no longer counts: coverage names it.
+    let later = Utc::now() + Duration::minutes(10);
+    let judged = judge_all(&*store, &SignalSettings::default(), later).await.expect("judge");
+    assert_eq!(judged[0].trace_coverage.status, Status::Red, "{:?}", judged[0].trace_coverage);
+    assert_eq!(judged[0].untraced_count, 1);
+    assert_eq!(judged[0].untraced[0].gap.as_str(), "not_checked");
 }
 
 /// A worker that only applies (`--signals off`, as the option's help recommends) still reports

@@ -141,6 +141,12 @@ pub(super) async fn signal_facts_count_stale_items_failed_attempts_and_untraced_
     assert_eq!(far.overall.publish_attempts, 0);
 }
 
+/// The untraced items of tenant `canary` the signals would name at `at`, with their gaps.
+async fn untraced(store: &dyn crate::CatalogStore, at: DateTime<Utc>) -> Vec<(String, TraceGap)> {
+    let facts = store.signal_facts(&query(at, 50)).await.expect("facts");
+    facts.tenants[&tenant("canary")].untraced.iter().map(|item| (item.sku.to_string(), item.gap.clone())).collect()
+}
+
 pub(super) async fn the_tracer_gets_changed_items_first_and_sweeps_by_id<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
@@ -178,6 +184,18 @@ where
     store.record_trace_checks(&[TraceCheck { item_id: b, version: 2, checked_at: now, gap: None }]).await.expect("new");
     store.record_trace_checks(&[TraceCheck { item_id: b, version: 1, checked_at: now, gap: None }]).await.expect("old");
     assert!(store.items_to_trace(10).await.expect("due").is_empty(), "an older check never replaces a newer one");
+
+    // B-1 could not be read since: its clean check no longer counts, and a check that reads it
+    // again stands.
+    let later = Utc::now() + Duration::minutes(10);
+    assert!(untraced(&*store, later).await.is_empty(), "both traced");
+    store.mark_unreadable(&[b]).await.expect("mark");
+    assert_eq!(untraced(&*store, later).await, [("B-1".to_owned(), TraceGap::NotChecked)]);
+    store
+        .record_trace_checks(&[TraceCheck { item_id: b, version: 2, checked_at: now, gap: None }])
+        .await
+        .expect("again");
+    assert!(untraced(&*store, later).await.is_empty(), "read again, traced");
 
     let first = store.sweep_items(None, 1).await.expect("sweep");
     let rest = store.sweep_items(first.last().copied(), 10).await.expect("sweep");
