@@ -89,7 +89,19 @@ impl GateContext {
         if *step == GateStep::Rollback && self.flags.is_none() {
             return Err(vec![Refusal::NotFromHere { step: step.as_str(), stage: self.state.rollout.stage() }]);
         }
-        decide_step(&self.state.rollout, step, &self.facts(), settings, self.now)
+        // A kill switch thrown on the tenant stops every event: the stage's day measured
+        // nothing since, yet its samples (of no traffic) stay green. Switching it on starts the
+        // day again (`restarts_stage`); until then, it goes no further.
+        let switched_off = matches!(step, GateStep::Widen { .. } | GateStep::Open)
+            && self.flags.as_ref().is_some_and(|flags| !flags.sync_enabled);
+        match decide_step(&self.state.rollout, step, &self.facts(), settings, self.now) {
+            Ok(_) if switched_off => Err(vec![Refusal::SwitchedOff]),
+            Err(mut refusals) if switched_off => {
+                refusals.push(Refusal::SwitchedOff);
+                Err(refusals)
+            }
+            decided => decided,
+        }
     }
 
     /// Whether the gate never moved the tenant: closed by no step, its sync set by hand (or

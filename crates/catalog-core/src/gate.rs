@@ -187,6 +187,11 @@ pub enum Refusal {
         /// Traces needed.
         need: usize,
     },
+    /// The tenant's sync is switched off (an operator's kill switch): its stage has measured
+    /// nothing since, so it cannot be widened or opened on that stage's day. Switching it on
+    /// again starts the stage's day afresh.
+    #[error("the tenant's sync is switched off: switch it on first, which starts the stage's day again")]
+    SwitchedOff,
 }
 
 fn names(red: &[SignalName]) -> String {

@@ -30,7 +30,7 @@ pub struct StepView {
     pub supplier: Option<String>,
     pub allowed: bool,
     /// Every reason it is refused (`not_from_here`, `already_applied`, `red_signals`,
-    /// `not_green_long_enough`, `stage_too_new`, `too_few_sign_offs`).
+    /// `not_green_long_enough`, `stage_too_new`, `too_few_sign_offs`, `switched_off`).
     #[schema(value_type = Vec<Object>)]
     pub refusals: Vec<Refusal>,
 }

@@ -100,6 +100,15 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
     let refused: Value = refused.json().await.expect("json");
     assert_eq!(refusals(&refused), ["stage_too_new", "too_few_sign_offs"], "{refused}");
+    // The tenant's kill switch: the stage measures nothing while it is thrown, so it goes no
+    // further until switched on, which starts its day again.
+    let off = server.send(Method::PUT, &operator, "/v1/tenants/canary/sync", json!({ "enabled": false })).await;
+    assert_eq!(off.status(), 200);
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refusals(&refused), ["stage_too_new", "too_few_sign_offs", "switched_off"], "{refused}");
+    let on = server.send(Method::PUT, &operator, "/v1/tenants/canary/sync", json!({ "enabled": true })).await;
+    assert_eq!(on.status(), 200);
     backdate_stage(&server, 25).await;
 
     let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
