@@ -314,7 +314,13 @@ pub async fn step(
     };
     let read_after = flags_after.as_ref().ok().and_then(Option::as_ref);
     let (before, after) = (entry(&taken.before, flags_before.as_ref()), entry(&taken.after, read_after));
-    audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after).await?;
+    // The step is committed: a failed audit write is answered, after the held events the
+    // step lets through are applied (a step taken again is refused, so no retry would).
+    let audited = audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after)
+        .await
+        .inspect_err(|error| {
+            tracing::error!(%tenant, step = step.as_str(), error = %error, "a gate step was taken but its audit entry could not be written; its held events are applied all the same");
+        });
     let flags_after = flags_after.map_err(ApiError::from)?;
     // Every supplier the step turned on gets its held events applied, the one it names and
     // any other it set on (one an operator had switched off, listed again by a widen).
@@ -333,6 +339,7 @@ pub async fn step(
             *events_by_outcome.entry(outcome).or_insert(0) += n;
         }
     }
+    audited?;
     Ok(StepResult { before: taken.before, after: taken.after, events_replayed, events_by_outcome })
 }
 
