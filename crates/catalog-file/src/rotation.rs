@@ -52,7 +52,7 @@ impl FileSource {
             }
             Err(error) => {
                 // Looked for again by the next run.
-                tracing::warn!(%source, %error, directory = %directory.display(), "searching for the file rotated away before this one failed");
+                sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
                 return Ok(true);
             }
         };
@@ -114,8 +114,18 @@ impl FileSource {
         let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
         let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
         if offset > length {
-            tracing::warn!(%source, rotated = %rotated.display(), offset, length, "the rotated file is shorter than the stored position; reading the new file");
-            return Ok(Onward::Go(None));
+            // Cut short since (a clean-up truncating old files): what it held past its length
+            // is gone. The files rotated after it still hold lines no other file does.
+            sink.source_error(&rotated_file_cut(source, &rotated, previous.base + offset, length));
+            let from = match RotatedFrom::at(&rotated).await {
+                Ok(Some(from)) => from,
+                Ok(None) => return Ok(Onward::Go(None)),
+                Err(error) => {
+                    sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
+                    return Ok(Onward::Go(None));
+                }
+            };
+            return self.read_rotations(path, from, None, current, source, sink, shutdown).await;
         }
         tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
         let mut tracked = Tracked::new(&file, previous, &rotated).await?;
@@ -213,6 +223,22 @@ fn rotated_file_gone(
             "{source}: the file last read at this path was replaced, and {looked}: lines it held after position \
              {position}, if any, are not read by this source; read that file by its own path if it had more, \
              and rotate by renaming within the directory so the worker finishes it"
+        ),
+    }
+}
+
+/// What the source tells of the file last read at the path, found rotated but shorter than the
+/// position read to in it.
+fn rotated_file_cut(source: &str, rotated: &Path, position: u64, length: u64) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "rotated_file_cut",
+        class: FailureClass::NeedsOperator,
+        message: format!(
+            "{source}: the file last read at this path, rotated to {}, is {length} bytes long, shorter than the \
+             position {position} read to in it: it was cut short since, and lines it held after that position, if \
+             any, are not read by this source; the files rotated after it are read",
+            rotated.display()
         ),
     }
 }

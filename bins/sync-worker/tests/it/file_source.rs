@@ -667,6 +667,32 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
     assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.4.gz"), "{stderr}");
 }
 
+/// A path rotated twice between runs whose checkpoint's file was cut short since (a clean-up
+/// truncating old files; its first bytes, which identify it, kept): what it held past its
+/// length is gone, and the run says so; the file rotated after it is still read whole before
+/// the one at the path (before, both were skipped with a log line alone).
+#[test]
+fn a_file_rotated_after_one_cut_short_is_read() {
+    let feed = RotatingFeed::new();
+    feed.write("feed.ndjson", 1..41);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=40 applied=40 "), "{stderr}");
+
+    // A to .1 then .2, B (written between) to .1, C at the path; A cut to 5,000 bytes.
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 100..103);
+    feed.rename("feed.ndjson.1", "feed.ndjson.2");
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 200..202);
+    let a = std::fs::OpenOptions::new().write(true).open(feed.at("feed.ndjson.2")).expect("open A");
+    a.set_len(5_000).expect("cut A short");
+    let (stderr, summary) = feed.run();
+    assert!(stderr.contains("rotated_file_cut"), "{stderr}");
+    assert!(summary.starts_with("summary: events=5 applied=5 "), "B's three and C's two: {stderr}");
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=0 "), "C is resumed: {stderr}");
+}
+
 /// A path rotated twice between two runs whose checkpoint's file is gone since (logrotate's
 /// `rotate 1` deleted it, or `delaycompress` compressed it): what it held past the checkpoint
 /// cannot be read, and the run says so; the file rotated after it is still read whole before
