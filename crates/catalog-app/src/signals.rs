@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::{
-    judge, CatalogItem, Classify, ClockPolicy, ItemId, JournalReach, SignalSettings, Signals, TraceGap, MAX_NAMED_ITEMS,
+    judge, CatalogItem, Classify, ClockPolicy, FailureClass, ItemId, JournalReach, SignalSettings, Signals, TraceGap,
+    MAX_NAMED_ITEMS,
 };
 use catalog_store::prelude::*;
 use catalog_store::{FactsQuery, SignalSample, StoreError, TraceCheck};
@@ -193,8 +194,9 @@ impl Tracer {
         let mut round = TraceRound::default();
         for item_id in items {
             // An item that cannot be read (a corrupt row, a history too long for the store's
-            // deadline) is counted and marked untraced (`mark_unreadable`: a clean check of
-            // it from before is no longer trusted), named by the coverage signal; failing the
+            // deadline) is counted; one that cannot be read for good (corrupt) is marked
+            // untraced (`mark_unreadable`: a clean check of it from before is no longer
+            // trusted, and it is checked again first), named by the coverage signal; failing the
             // round would leave every other item unchecked, and coverage red for every
             // tenant, for as long as it cannot be read.
             let mut checked = self.check(item_id, reach.as_ref()).await;
@@ -214,7 +216,12 @@ impl Tracer {
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 Err(error) => {
                     round.unreadable += 1;
-                    unreadable.push(item_id);
+                    // A read that may succeed next time (a deadline met on a busy moment)
+                    // leaves the last check as it is: marked, one such read would turn
+                    // coverage red, and break the gate's green run, for nothing.
+                    if error.failure_class() != FailureClass::Retryable {
+                        unreadable.push(item_id);
+                    }
                     self.metrics.trace_checks.with_label_values(&["unreadable"]).inc();
                     tracing::warn!(%item_id, %error, class = error.failure_class().as_str(), "an item's journal could not be read to trace it; the others are checked");
                     continue;

@@ -205,7 +205,7 @@ fn item_ids(rows: Vec<Uuid>) -> Vec<ItemId> {
 pub(crate) async fn items_to_trace(pool: &PgPool, max: usize) -> Result<Vec<ItemId>, StoreError> {
     let rows: Vec<Uuid> = sqlx::query_scalar(
         "SELECT i.item_id FROM items AS i LEFT JOIN item_trace_checks AS c ON c.item_id = i.item_id
-         WHERE i.version > 0 AND (c.item_id IS NULL OR c.checked_version < i.version)
+         WHERE i.version > 0 AND (c.item_id IS NULL OR c.checked_version < i.version OR c.gap = 'not_checked')
          ORDER BY i.updated_at, i.item_id LIMIT $1",
     )
     .bind(limit(max))

@@ -455,14 +455,23 @@ impl ChannelPublisher {
         if !sent.attempts.is_empty() && sent.attempts.iter().all(lapsed) {
             return (batch, Err(Unsent::LeaseRanOut));
         }
-        let throttled = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
-            Verdict::Throttled { retry_after } => Some(*retry_after),
-            Verdict::Blocked { reason, error, retry_after } => {
-                self.events.blocked(&self.config.name, reason, error);
-                Some(*retry_after)
-            }
-            _ => None,
-        });
+        // The longest wait any answer asks for; refused credentials told once per send.
+        let mut throttled: Option<Duration> = None;
+        let mut blocked = false;
+        for attempt in &sent.attempts {
+            let wait = match &attempt.verdict {
+                Verdict::Throttled { retry_after } => *retry_after,
+                Verdict::Blocked { reason, error, retry_after } => {
+                    if !blocked {
+                        self.events.blocked(&self.config.name, reason, error);
+                        blocked = true;
+                    }
+                    *retry_after
+                }
+                _ => continue,
+            };
+            throttled = throttled.max(Some(wait));
+        }
         if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
             hold.extend(wait);
         }

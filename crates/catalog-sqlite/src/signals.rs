@@ -209,7 +209,7 @@ fn item_ids(rows: &[SqliteRow]) -> Result<Vec<ItemId>, StoreError> {
 pub(crate) async fn items_to_trace(pool: &SqlitePool, max: usize) -> Result<Vec<ItemId>, StoreError> {
     let rows = sqlx::query(
         "SELECT i.item_id FROM items AS i LEFT JOIN item_trace_checks AS c ON c.item_id = i.item_id
-         WHERE i.version > 0 AND (c.item_id IS NULL OR c.checked_version < i.version)
+         WHERE i.version > 0 AND (c.item_id IS NULL OR c.checked_version < i.version OR c.gap = 'not_checked')
          ORDER BY i.updated_at, i.item_id LIMIT ?1",
     )
     .bind(limit(max))

@@ -312,8 +312,9 @@ pub trait SignalStore: Send + Sync + std::fmt::Debug {
     /// from now on is no lag.
     async fn forget_progress(&self, source: &str, partition: &str) -> Result<(), StoreError>;
 
-    /// Up to `limit` items (version > 0) changed since their last check or never checked,
-    /// the longest-waiting change first: the tracer's first work.
+    /// Up to `limit` items (version > 0) changed since their last check, never checked, or
+    /// whose last check is marked unreadable (`mark_unreadable`), the longest-waiting change
+    /// first: the tracer's first work.
     async fn items_to_trace(&self, limit: usize) -> Result<Vec<ItemId>, StoreError>;
 
     /// The item `item_id` names (`None` without an item row), its offers, the newest `newest`

@@ -179,9 +179,13 @@ impl AmazonChannel {
 /// Amazon answers an expired, revoked or malformed access token with 403 `Unauthorized`
 /// (not 401); a new token is worth one more try.
 fn access_token_refused(answer: &Answer) -> bool {
-    answer.status == 403
-        && serde_json::from_str::<ErrorList>(&answer.body)
-            .is_ok_and(|list| list.errors.iter().any(|error| error.code.as_deref() == Some("Unauthorized")))
+    answer.status == 403 && refuses_the_token(&answer.body)
+}
+
+/// Whether a 403's errors name the access token (`Unauthorized`).
+fn refuses_the_token(body: &str) -> bool {
+    serde_json::from_str::<ErrorList>(body)
+        .is_ok_and(|list| list.errors.iter().any(|error| error.code.as_deref() == Some("Unauthorized")))
 }
 
 #[derive(Deserialize)]
@@ -234,13 +238,15 @@ pub fn classify_amazon(
 fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>) -> Verdict {
     match status {
         429 => Verdict::Throttled { retry_after: throttle_wait(headers, now) },
-        // Revoked or lacking the listings role (a fresh token was refused too): the channel
-        // waits, unspent, for an operator to renew the authorization.
-        403 => Verdict::Blocked {
+        // `Unauthorized`, a fresh token refused too (revoked, or lacking the listings role):
+        // the channel waits, unspent, for an operator to renew the authorization. Another 403
+        // is retried in the item's budget, as it was.
+        403 if refuses_the_token(body) => Verdict::Blocked {
             reason: "unauthorized",
             error: format!("HTTP 403: {}", error_text(status, body)),
             retry_after: super::BLOCKED_FOR,
         },
+        403 => Verdict::Retry { reason: "unauthorized", error: format!("HTTP 403: {}", error_text(status, body)) },
         // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
             common_verdict(status, None, body, now).unwrap_or_else(|| rejected(status, error_text(status, body), body))

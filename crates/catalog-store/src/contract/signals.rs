@@ -191,6 +191,7 @@ where
     assert!(untraced(&*store, later).await.is_empty(), "both traced");
     store.mark_unreadable(&[b]).await.expect("mark");
     assert_eq!(untraced(&*store, later).await, [("B-1".to_owned(), TraceGap::NotChecked)]);
+    assert_eq!(store.items_to_trace(10).await.expect("due"), [b], "checked again first");
     store
         .record_trace_checks(&[TraceCheck { item_id: b, version: 2, checked_at: now, gap: None }])
         .await

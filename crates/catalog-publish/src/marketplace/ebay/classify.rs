@@ -146,6 +146,12 @@ fn classify_entry(entry: &Value, http_status: u16, item: &CatalogItem, now: Date
         return (http_status, Verdict::Retry { reason: "unreadable_answer", error });
     };
     if let Some(verdict) = shared_verdict(status, None, &text, now) {
+        // One SKU refused in an answer the token was accepted for is that SKU's matter, not
+        // the channel's credentials: retried in its budget, never holding the channel.
+        let verdict = match verdict {
+            Verdict::Blocked { reason, error, .. } => Verdict::Retry { reason, error },
+            verdict => verdict,
+        };
         return (status, verdict);
     }
     if (200..=299).contains(&status) {
@@ -287,6 +293,9 @@ mod tests {
             (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2"},{"statusCode":200,"sku":"SKU-2","offerId":"9999"}]}"#.to_owned()),
             (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2","offerId":"5678901234"}]}"#.to_owned()),
             (200, None, "<html>".to_owned()),
+            // One SKU's entry refused as access denied, in an answer the token was accepted
+            // for: that SKU's retry, not the channel's credentials.
+            (207, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":403,"sku":"SKU-2","errors":[{"errorId":1100,"message":"Access denied"}]}]}"#.to_owned()),
             (400, None, format!(r#"{{"errors":[{invalid}]}}"#)),
             (401, None, r#"{"errors":[{"errorId":1001,"domain":"OAuth","category":"REQUEST","message":"Invalid access token"}]}"#.to_owned()),
             (403, None, r#"{"errors":[{"errorId":1100,"domain":"ACCESS","category":"REQUEST","message":"Access denied"}]}"#.to_owned()),
@@ -339,6 +348,9 @@ mod tests {
         200
           SKU-1 200 Retry { reason: "unreadable_answer", error: "HTTP 200 without a responses[] array: <html>" }
           SKU-2 200 Retry { reason: "unreadable_answer", error: "HTTP 200 without a responses[] array: <html>" }
+        207
+          SKU-1 200 Published
+          SKU-2 403 Retry { reason: "unauthorized", error: "HTTP 403: errorId 1100: Access denied" }
         400
           SKU-1 400 DeadLetter { reason: "rejected_400", error: "errorId 25709: Invalid value for shipToLocationAvailability.quantity.", body: Some("{\"errors\":[{\"errorId\":25709,\"domain\":\"API_INVENTORY\",\"category\":\"REQUEST\",\"message\":\"Invalid value for shipToLocationAvailability.quantity.\"}]}") }
           SKU-2 400 DeadLetter { reason: "rejected_400", error: "errorId 25709: Invalid value for shipToLocationAvailability.quantity.", body: Some("{\"errors\":[{\"errorId\":25709,\"domain\":\"API_INVENTORY\",\"category\":\"REQUEST\",\"message\":\"Invalid value for shipToLocationAvailability.quantity.\"}]}") }
