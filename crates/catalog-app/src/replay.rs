@@ -258,7 +258,10 @@ impl Lanes<'_> {
     }
 
     /// Applies the window page after page, each page's events in lanes, the next page read
-    /// while the last is applied (rows after a page's end are not the ones it writes).
+    /// while the last is applied: a page's apply changes its own rows, which are behind the
+    /// cursor. It may add one after it, when a rejection the rules now accept is journaled
+    /// anew at its first reception time, which the cursor's may equal; read by a later page,
+    /// that row is a duplicate and changes nothing but the summary's counts.
     async fn apply_by_page(&self, window: &JournalWindow) -> Result<ReplaySummary, ReplayError> {
         let mut tally = Tally::default();
         let mut rows = self.page(window, None).await?;
