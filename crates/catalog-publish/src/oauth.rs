@@ -112,6 +112,10 @@ struct State {
     kept: Option<Secret>,
     /// How many access tokens were fetched, for tests and metrics.
     n_fetched: u64,
+    /// Whether the configured refresh token was presented once after the one in use (the
+    /// file's) was refused: an operator who renewed the grant renews the variable and
+    /// restarts, and the file would otherwise keep presenting the revoked token.
+    configured_tried: bool,
 }
 
 /// One channel's access token, shared by its requests: at most one fetch at a time.
@@ -139,7 +143,14 @@ impl TokenCache {
     fn starting(fetcher: Fetcher, refresh_token: Option<Secret>, kept: Option<Secret>) -> Self {
         Self {
             fetcher: Arc::new(fetcher),
-            state: Arc::new(Mutex::new(State { cached: None, failed: None, refresh_token, kept, n_fetched: 0 })),
+            state: Arc::new(Mutex::new(State {
+                cached: None,
+                failed: None,
+                refresh_token,
+                kept,
+                n_fetched: 0,
+                configured_tried: false,
+            })),
         }
     }
 
@@ -211,6 +222,27 @@ impl Fetcher {
         let fetched = match self.fetch(state.refresh_token.as_ref()).await {
             Err(TokenError::Refused { .. }) if self.take_newer_kept(state) => {
                 self.fetch(state.refresh_token.as_ref()).await
+            }
+            fetched => fetched,
+        };
+        // The token in use refused, and the configured one differs (renewed since the file
+        // was written): presented once per process, and kept in place of the other if taken.
+        let fetched = match fetched {
+            Err(TokenError::Refused { .. }) if !state.configured_tried => {
+                state.configured_tried = true;
+                let configured = configured_refresh_token(&self.endpoint)
+                    .filter(|configured| Some(configured) != state.refresh_token.as_ref());
+                match configured {
+                    Some(configured) => {
+                        tracing::info!("the refresh token in use was refused: presenting the configured one, which differs from it");
+                        let retried = self.fetch(Some(&configured)).await;
+                        if retried.is_ok() {
+                            state.refresh_token = Some(configured);
+                        }
+                        retried
+                    }
+                    None => fetched,
+                }
             }
             fetched => fetched,
         };

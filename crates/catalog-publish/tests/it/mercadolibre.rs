@@ -458,6 +458,24 @@ async fn mercadolibre_rotated_refresh_token_survives_a_restart_in_its_file() {
     assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-2-241983636");
 }
 
+/// A grant renewed by an operator in the environment after a refusal takes effect at the
+/// restart, though the refresh token file still holds the revoked token: the file's is
+/// presented first, refused, then the configured one, which is kept in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_renewed_in_the_environment_replaces_a_refused_one_in_the_file() {
+    let meli = MercadoLibre::start(vec![Api::Accept], vec![]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    std::fs::write(&file, "TG-revoked-241983636").expect("the revoked token, kept");
+    let answer = meli.channel_keeping(Some(file.clone())).send(&[publish(ITEM_ID, 7, None)]).await;
+    assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
+    let tokens = meli.token_requests();
+    assert_eq!(tokens.len(), 2);
+    assert_token_request(&tokens[0], "TG-revoked-241983636");
+    assert_token_request(&tokens[1], "TG-initial-241983636");
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "TG-1-241983636");
+}
+
 /// A send cancelled while its token is fetched (its timeout, a shutdown) does not lose the
 /// refresh token the platform rotated: the fetch ends in a task of its own and keeps it, in
 /// memory and in the file, and the next send uses the access token it brought.
