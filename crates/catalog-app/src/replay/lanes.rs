@@ -1,0 +1,337 @@
+//! How a replay goes through its window: read a page at a time, its events in lanes by item,
+//! applied as they come (or previewed whole, for a dry run), what they did kept in a `Tally`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use catalog_core::{ItemId, ItemKey, Outcome};
+use catalog_store::{
+    BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, WindowCursor, WindowPage,
+};
+use chrono::{DateTime, Utc};
+
+use super::{
+    replayable, store_failed, within_retention, ReplayError, ReplayProgress, ReplaySummary, BATCH, LANES, PAGE,
+};
+
+/// The events of `rows` a replay decides afresh.
+pub(super) fn replayable_rows(rows: &[JournalEntry], window: &JournalWindow) -> Vec<IncomingEvent> {
+    rows.iter()
+        .filter(|entry| !window.held_only || matches!(entry.outcome, Outcome::Held(_)))
+        .filter_map(|entry| replayable(entry, &window.tenant))
+        .collect()
+}
+
+/// A replay's way through its window: events applied (or previewed) in `LANES` lanes by item.
+pub(super) struct Lanes<'a> {
+    pub(super) store: &'a dyn CatalogStore,
+    pub(super) dry_run: bool,
+    /// The window's start, checked against the journal's retention before each batch.
+    pub(super) reach_from: Option<DateTime<Utc>>,
+    pub(super) progress: &'a (dyn Fn(ReplayProgress) + Sync),
+}
+
+impl Lanes<'_> {
+    async fn page(
+        &self,
+        window: &JournalWindow,
+        after: Option<WindowCursor>,
+    ) -> Result<Vec<JournalEntry>, ReplayError> {
+        self.store
+            .journal_window_page(window, WindowPage { after, limit: PAGE })
+            .await
+            .map_err(store_failed("reading the journal window"))
+    }
+
+    /// Applies the window as it is read: a reader takes it a page at a time and hands each
+    /// lane its events in batches of `BATCH` as they fill, and each lane applies its batches
+    /// one after another, never waiting for the other lanes or for a page's end. A batch's
+    /// apply changes its own rows, which are behind the reader's cursor. It may add one after
+    /// it, when a rejection the rules now accept is journaled anew at its first reception
+    /// time, which the cursor's may equal; read later, that row is a duplicate and changes
+    /// nothing but the summary's counts. Memory: a page, and at most three batches per lane
+    /// (filling, handed over, applying).
+    pub(super) async fn apply_by_page(&self, window: &JournalWindow) -> Result<ReplaySummary, ReplayError> {
+        let (mut senders, mut receivers) = (Vec::with_capacity(LANES), Vec::with_capacity(LANES));
+        for _ in 0..LANES {
+            let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<IncomingEvent>>(1);
+            senders.push(sender);
+            receivers.push(receiver);
+        }
+        let applied = AtomicUsize::new(0);
+        let lanes =
+            futures::future::try_join_all(receivers.into_iter().map(|batches| self.apply_lane(batches, &applied)));
+        let (mut tally, lanes) = futures::try_join!(self.read_into_lanes(window, senders, &applied), lanes)?;
+        // An item is in one lane only: the lanes' changed items are apart.
+        for lane in lanes {
+            for (outcome, n) in lane.outcomes {
+                *tally.outcomes.entry(outcome).or_insert(0) += n;
+            }
+            tally.changed.extend(lane.changed);
+        }
+        self.finish(tally).await
+    }
+
+    /// Reads the window a page at a time and hands each lane its events, a batch at a time.
+    /// A lane that failed took its batches' channel with it: reading stops, and the lane's
+    /// error is the replay's.
+    async fn read_into_lanes(
+        &self,
+        window: &JournalWindow,
+        lanes: Vec<tokio::sync::mpsc::Sender<Vec<IncomingEvent>>>,
+        applied: &AtomicUsize,
+    ) -> Result<Tally, ReplayError> {
+        let mut tally = Tally::default();
+        let mut filling: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
+        let mut after = None;
+        loop {
+            let rows = self.page(window, after).await?;
+            let Some(last) = rows.last().map(WindowCursor::of) else { break };
+            after = Some(last);
+            tally.n_journaled += rows.len();
+            let last_page = rows.len() < PAGE;
+            let events = replayable_rows(&rows, window);
+            drop(rows);
+            tally.n_replayed += events.len();
+            for event in events {
+                let lane = lane_of(&event, &mut tally.touched);
+                filling[lane].push(event);
+                if filling[lane].len() >= BATCH && lanes[lane].send(std::mem::take(&mut filling[lane])).await.is_err() {
+                    return Ok(tally);
+                }
+            }
+            let replayed = applied.load(Ordering::Relaxed);
+            (self.progress)(ReplayProgress { replayed, read_through: last.received_at });
+            if last_page {
+                break;
+            }
+        }
+        for (lane, batch) in lanes.iter().zip(filling) {
+            if !batch.is_empty() && lane.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Applies a lane's batches as they come, each after checking the window's start against
+    /// the journal's retention (decision 0019).
+    async fn apply_lane(
+        &self,
+        mut batches: tokio::sync::mpsc::Receiver<Vec<IncomingEvent>>,
+        applied: &AtomicUsize,
+    ) -> Result<Tally, ReplayError> {
+        let mut tally = Tally::default();
+        while let Some(events) = batches.recv().await {
+            if let Some(since) = self.reach_from {
+                within_retention(self.store, since).await?;
+            }
+            let n_events = events.len();
+            let batch = BatchInput::new(events, Vec::new());
+            let result = self.store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?;
+            self.add(&result, &mut tally).await?;
+            applied.fetch_add(n_events, Ordering::Relaxed);
+        }
+        Ok(tally)
+    }
+
+    /// Previews the window whole, refused beyond `limit` journal rows.
+    pub(super) async fn preview_whole(
+        &self,
+        window: &JournalWindow,
+        limit: usize,
+    ) -> Result<ReplaySummary, ReplayError> {
+        let mut tally = Tally::default();
+        let (mut events, mut after) = (Vec::new(), None);
+        loop {
+            let rows = self.page(window, after).await?;
+            let Some(last) = rows.last().map(WindowCursor::of) else { break };
+            after = Some(last);
+            tally.n_journaled += rows.len();
+            if tally.n_journaled > limit {
+                return Err(ReplayError::DryRunTooLarge { limit, read_through: last.received_at.to_rfc3339() });
+            }
+            events.extend(replayable_rows(&rows, window));
+            if rows.len() < PAGE {
+                break;
+            }
+        }
+        self.run(events, &mut tally).await?;
+        if let Some(last) = after {
+            (self.progress)(ReplayProgress { replayed: tally.n_replayed, read_through: last.received_at });
+        }
+        self.finish(tally).await
+    }
+
+    /// Previews (or applies) `events` in lanes by item and adds what they did to `tally`.
+    async fn run(&self, events: Vec<IncomingEvent>, tally: &mut Tally) -> Result<(), ReplayError> {
+        tally.n_replayed += events.len();
+        let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
+        for event in events {
+            let lane = lane_of(&event, &mut tally.touched);
+            lanes[lane].push(event);
+        }
+        let lane_results = futures::future::try_join_all(
+            lanes.iter().map(|lane| replay_lane(self.store, lane, self.dry_run, self.reach_from)),
+        )
+        .await?;
+        for result in lane_results.iter().flatten() {
+            self.add(result, tally).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds what a batch did to `tally`: its outcomes, and its changed items.
+    async fn add(&self, result: &BatchResult, tally: &mut Tally) -> Result<(), ReplayError> {
+        for decision in &result.decisions {
+            *tally.outcomes.entry(decision.outcome.as_str()).or_insert(0) += 1;
+        }
+        for item in result.changed_items.iter().map(|changed| &changed.item) {
+            // A preview was rolled back, so the store still holds the quantity before it.
+            let before = if self.dry_run {
+                let stored = self.store.item(item.id()).await.map_err(store_failed("reading an item"))?;
+                Some(stored.map_or(0, |stored| stored.quantity()))
+            } else {
+                None
+            };
+            // An item changed by two batches keeps the first one's "before" and the last's
+            // "after".
+            tally
+                .changed
+                .entry(item.sku().to_string())
+                .and_modify(|change| change.1 = item.quantity())
+                .or_insert((before, item.quantity()));
+        }
+        Ok(())
+    }
+
+    /// The summary, after queueing the touched items' current versions (not in a dry run).
+    async fn finish(&self, tally: Tally) -> Result<ReplaySummary, ReplayError> {
+        let mut summary = ReplaySummary {
+            n_journaled: tally.n_journaled,
+            n_replayed: tally.n_replayed,
+            outcomes: tally.outcomes,
+            touched: tally.touched.into_iter().collect(),
+            changed: tally.changed.into_iter().map(|(sku, (before, after))| (sku, before, after)).collect(),
+            republished: 0,
+        };
+        if !self.dry_run {
+            let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
+            summary.republished = self.store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
+        }
+        Ok(summary)
+    }
+}
+
+/// What a replay has done so far: its summary's counts, the touched and changed items kept
+/// once each (by item and SKU), so it grows with the items touched, never with the events.
+#[derive(Debug, Default)]
+struct Tally {
+    n_journaled: usize,
+    n_replayed: usize,
+    outcomes: BTreeMap<&'static str, u64>,
+    touched: BTreeMap<ItemKey, ItemId>,
+    /// SKU → quantity before (known in a dry run) and after.
+    changed: BTreeMap<String, (Option<i64>, i64)>,
+}
+
+/// The lane of `event`, its item noted in `touched`: item ids are UUID v5 hashes, whose bytes
+/// spread items evenly over the lanes. `replayable` replays decoded events only; anything else
+/// goes to the first lane all the same.
+fn lane_of(event: &IncomingEvent, touched: &mut BTreeMap<ItemKey, ItemId>) -> usize {
+    match &event.delivery.decoded {
+        Ok(decoded) => {
+            let key = decoded.offer().item_key();
+            let id = key.item_id();
+            touched.insert(key, id);
+            usize::from(id.0.as_bytes()[0]) % LANES
+        }
+        Err(_) => 0,
+    }
+}
+
+/// `events` (in journal order) in batches of about `size`, each item's events in one batch, in
+/// journal order: a preview is rolled back after each batch, so an item's events split over
+/// two would be previewed each against the state before both (a snapshot to 5, then a delta
+/// of -2 shown as from 10 to 8 where the replay ends at 3). A batch holds more than `size`
+/// only for an item with more events than that.
+fn item_chunks(events: &[IncomingEvent], size: usize) -> Vec<Vec<IncomingEvent>> {
+    let item = |event: &IncomingEvent| event.delivery.decoded.as_ref().ok().map(|d| d.offer().item_key().item_id());
+    let mut by_item: Vec<&IncomingEvent> = events.iter().collect();
+    // Stable: each item's events stay in journal order.
+    by_item.sort_by_key(|event| item(event));
+    let mut chunks: Vec<Vec<IncomingEvent>> = Vec::new();
+    for event in by_item {
+        let next_item = item(event);
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < size || chunk.last().map(item) == Some(next_item) => chunk.push(event.clone()),
+            _ => chunks.push(vec![event.clone()]),
+        }
+    }
+    chunks
+}
+
+/// Applies (or previews) one lane's events in batches, each item's events in one batch.
+/// `reach_from`: the window's start, checked against the journal's retention before each
+/// batch: a replay takes hours on a large tenant, and a retention pass that drops the window's
+/// first day meanwhile takes its claims with it (decision 0019).
+async fn replay_lane(
+    store: &dyn CatalogStore,
+    events: &[IncomingEvent],
+    dry_run: bool,
+    reach_from: Option<DateTime<Utc>>,
+) -> Result<Vec<BatchResult>, ReplayError> {
+    let mut results = Vec::new();
+    for chunk in item_chunks(events, BATCH) {
+        if let Some(since) = reach_from {
+            within_retention(store, since).await?;
+        }
+        let batch = BatchInput::new(chunk, Vec::new());
+        let result = if dry_run {
+            store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
+        } else {
+            store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::StockChange;
+    use catalog_store::contract::{incoming, offer};
+
+    use super::*;
+
+    #[test]
+    fn an_item_s_events_are_never_split_over_two_batches_and_keep_their_order() {
+        let offers = [offer("canary", "acme", "A-1"), offer("canary", "acme", "B-1"), offer("canary", "globex", "C-1")];
+        // Interleaved as the journal holds them: A B C A B C A.
+        let events: Vec<IncomingEvent> = (0..7_u64)
+            .map(|n| incoming(n + 1, &offers[n as usize % 3], StockChange::Updated { quantity: n as i64 }, 0, 1))
+            .collect();
+        let item = |event: &IncomingEvent| event.delivery.decoded.as_ref().expect("decoded").offer().item_key();
+        let chunks = item_chunks(&events, 2);
+        let mut seen: Vec<ItemKey> = Vec::new();
+        for chunk in &chunks {
+            let keys: std::collections::BTreeSet<ItemKey> = chunk.iter().map(item).collect();
+            for key in &keys {
+                assert!(!seen.contains(key), "{key:?} is in two batches: {chunks:?}");
+            }
+            seen.extend(keys);
+        }
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), events.len(), "every event once");
+        for key in seen {
+            let order: Vec<u64> = chunks
+                .iter()
+                .flatten()
+                .filter(|event| item(event) == key)
+                .map(|event| event.source.offset as u64)
+                .collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(order, sorted, "journal order kept for {key:?}");
+        }
+    }
+}
