@@ -1,12 +1,16 @@
 //! Prometheus metrics, named after what can go wrong at each handoff. Each is emitted once,
 //! where the thing happens; label values are bounded (outcomes, reasons, partitions, channels).
 
+mod retention;
+
 use std::cell::RefCell;
 
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+pub use retention::RetentionMetrics;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -123,22 +127,8 @@ pub struct Metrics {
     /// Differences a full refresh found against the supplier's snapshot (each corrected as
     /// an event), per feed and kind (`quantity_differs`, `not_listed`, `not_stored`).
     pub feed_drift: IntCounterVec,
-    /// Journal segments (Postgres partitions, SQLite days) archived and dropped by retention.
-    pub journal_segments_dropped: IntCounter,
-    /// Journal rows archived before they were dropped.
-    pub journal_rows_archived: IntCounter,
-    /// Journal segments past the retention kept because they hold held events, by reason.
-    pub journal_segments_kept: IntGaugeVec,
-    /// Event id claims forgotten past the dedupe horizon.
-    pub claims_pruned: IntCounter,
-    /// Days of publish attempts dropped past the retention (decision 0030).
-    pub attempt_days_dropped: IntCounter,
-    /// Drifts deleted past the retention.
-    pub drifts_pruned: IntCounter,
-    pub dead_letters_pruned: IntCounter,
-    pub feed_windows_compacted: IntCounter,
-    /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
-    pub retention_failures: IntCounterVec,
+    /// What journal retention did and how its passes failed (`retention::RetentionMetrics`).
+    pub retention: RetentionMetrics,
 }
 
 impl Metrics {
@@ -392,34 +382,7 @@ impl Metrics {
             "Differences a full refresh found against the supplier's snapshot, each corrected, by kind.",
             &["feed", "kind"],
         );
-        let journal_segments_dropped = unlabelled(
-            "catalog_journal_segments_dropped_total",
-            "Journal segments (partitions, days) archived and dropped by retention.",
-        );
-        let journal_rows_archived =
-            unlabelled("catalog_journal_rows_archived_total", "Journal rows archived before they were dropped.");
-        let journal_segments_kept = gauge(
-            "catalog_journal_segments_kept_past_retention",
-            "Journal segments past the retention kept because they hold pending work, by reason.",
-            &["reason"],
-        );
-        let claims_pruned =
-            unlabelled("catalog_claims_pruned_total", "Event id claims forgotten past the dedupe horizon.");
-        let attempt_days_dropped = unlabelled(
-            "catalog_publish_attempt_days_dropped_total",
-            "Days of publish attempts dropped past the retention (not archived).",
-        );
-        let drifts_pruned = unlabelled("catalog_drifts_pruned_total", "Drifts deleted past the retention.");
-        let dead_letters_pruned = unlabelled(
-            "catalog_dead_letters_pruned_total",
-            "Dead letters resolved before the retention's cutoff, deleted (open ones are kept).",
-        );
-        let feed_windows_compacted = unlabelled(
-            "catalog_feed_windows_compacted_total",
-            "Feed window rows merged away: old windows that overlap or touch kept as one row.",
-        );
-        let retention_failures =
-            counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
+        let retention = RetentionMetrics::new(&counter, &unlabelled, &gauge);
         let family_names = family_names.into_inner();
         Self {
             registry,
@@ -474,15 +437,7 @@ impl Metrics {
             feed_state,
             feed_sync_enabled,
             feed_drift,
-            journal_segments_dropped,
-            journal_rows_archived,
-            journal_segments_kept,
-            claims_pruned,
-            attempt_days_dropped,
-            drifts_pruned,
-            dead_letters_pruned,
-            feed_windows_compacted,
-            retention_failures,
+            retention,
         }
     }
 

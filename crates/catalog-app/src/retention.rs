@@ -248,14 +248,14 @@ pub async fn run_once(
     store.prepare_journal(now + chrono::Duration::days(i64::from(settings.days_ahead))).await?;
     let mut archive = NdjsonArchive::new(&settings.archive_dir);
     let report = store.expire_journal(&settings.policy(now), &mut archive).await?;
-    metrics.journal_segments_dropped.inc_by(report.dropped.len() as u64);
-    metrics.journal_rows_archived.inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
-    metrics.journal_segments_kept.with_label_values(&["held_events"]).set(report.kept.len() as i64);
-    metrics.claims_pruned.inc_by(report.claims_pruned);
-    metrics.attempt_days_dropped.inc_by(report.attempt_days_dropped);
-    metrics.drifts_pruned.inc_by(report.drifts_pruned);
-    metrics.dead_letters_pruned.inc_by(report.dead_letters_pruned);
-    metrics.feed_windows_compacted.inc_by(report.feed_windows_compacted);
+    metrics.retention.journal_segments_dropped.inc_by(report.dropped.len() as u64);
+    metrics.retention.journal_rows_archived.inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
+    metrics.retention.journal_segments_kept.with_label_values(&["held_events"]).set(report.kept.len() as i64);
+    metrics.retention.claims_pruned.inc_by(report.claims_pruned);
+    metrics.retention.attempt_days_dropped.inc_by(report.attempt_days_dropped);
+    metrics.retention.drifts_pruned.inc_by(report.drifts_pruned);
+    metrics.retention.dead_letters_pruned.inc_by(report.dead_letters_pruned);
+    metrics.retention.feed_windows_compacted.inc_by(report.feed_windows_compacted);
     for kept in &report.kept {
         tracing::warn!(
             segment = %kept.name,
@@ -293,7 +293,7 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
             Ok(_) => {}
             Err(error) => {
                 let class = error.failure_class();
-                metrics.retention_failures.with_label_values(&[class.as_str()]).inc();
+                metrics.retention.retention_failures.with_label_values(&[class.as_str()]).inc();
                 tracing::error!(%error, class = class.as_str(), "journal retention pass failed; trying again next interval");
             }
         }

@@ -11,6 +11,7 @@ mod dead_letter;
 mod error;
 mod feed;
 pub mod fence;
+mod journal_window;
 mod model;
 mod port;
 mod reconcile;
@@ -35,11 +36,11 @@ pub use feed::{
     parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
+pub use journal_window::{JournalWindow, WindowCursor, WindowPage};
 pub use model::{
-    BatchInput, BatchResult, ChangedItem, HeldClaim, IncomingEvent, ItemTrace, JournalEntry, JournalWindow,
-    OutboxClaim, OutboxDepth, OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord,
-    SentQuantity, SourceRef, StoreConfig, StoredOffer, SyncStatus, TenantFlags, WindowCursor, WindowPage,
-    RAW_PAYLOAD_PREFIX_BYTES,
+    BatchInput, BatchResult, ChangedItem, HeldClaim, IncomingEvent, ItemTrace, JournalEntry, OutboxClaim, OutboxDepth,
+    OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord, SentQuantity, SourceRef,
+    StoreConfig, StoredOffer, SyncStatus, TenantFlags, RAW_PAYLOAD_PREFIX_BYTES,
 };
 pub use port::{AdminStore, BatchStore, CatalogStore, FlagStore, OutboxStore, ReadStore, WINDOW_PAGE};
 pub use reconcile::{ChannelItem, DriftCorrection, DriftCount, DriftRecord, ReconcileStore};

@@ -16,9 +16,10 @@ use crate::admin::{
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
 use crate::error::StoreError;
+use crate::journal_window::{JournalWindow, WindowCursor, WindowPage};
 use crate::model::{
-    BatchInput, BatchResult, Checkpoint, HeldClaim, ItemTrace, JournalEntry, JournalWindow, OutboxClaim, OutboxDepth,
-    OutboxEntry, Position, PublishRecord, SyncStatus, TenantFlags, WindowCursor, WindowPage,
+    BatchInput, BatchResult, Checkpoint, HeldClaim, ItemTrace, JournalEntry, OutboxClaim, OutboxDepth, OutboxEntry,
+    Position, PublishRecord, SyncStatus, TenantFlags,
 };
 use crate::route::SharedSku;
 

@@ -5,6 +5,7 @@
 
 mod feed;
 mod read;
+mod s3;
 
 use std::time::{Duration, Instant};
 

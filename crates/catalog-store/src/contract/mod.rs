@@ -24,6 +24,7 @@ mod reads;
 mod reconcile;
 mod retention;
 mod signals;
+mod tracer;
 
 pub use fence::copies_of_a_batch_apply_once;
 pub use fixtures::{
@@ -134,7 +135,7 @@ macro_rules! store_contract_cases {
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
             admin::rejected_messages_are_listed_newest_first,
             signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
-            signals::the_tracer_gets_changed_items_first_and_sweeps_by_id,
+            tracer::the_tracer_gets_changed_items_first_and_sweeps_by_id,
             signals::a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id,
             signals::signal_samples_are_kept_per_tenant_and_overall,
             signals::gate_samples_merge_every_worker_s_samples_of_a_span,
