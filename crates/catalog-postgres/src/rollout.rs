@@ -79,6 +79,7 @@ pub(crate) async fn switch_on_within(
     tenant: &TenantId,
     supplier: Option<&SupplierId>,
     stage: &Rollout,
+    actor: &str,
 ) -> Result<bool, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
     if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await?.rollout != *stage {
@@ -106,12 +107,25 @@ pub(crate) async fn switch_on_within(
     if restarts_stage(stage, was_off == Some(true)) {
         // The application's clock, as every step's and SQLite's: the gate judges a stage's age
         // and its signal samples by it, not by the database server's.
+        let at = chrono::Utc::now();
         sqlx::query("UPDATE tenant_rollouts SET changed_at = $2 WHERE tenant_id = $1")
             .bind(tenant.as_str())
-            .bind(chrono::Utc::now())
+            .bind(at)
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO rollout_changes (tenant_id, at, actor, step, from_stage, to_stage, suppliers)
+             VALUES ($1, $2, $3, 'restart', $4, $4, $5)",
+        )
+        .bind(tenant.as_str())
+        .bind(at)
+        .bind(actor)
+        .bind(stage.stage())
+        .bind(suppliers_json(stage))
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
     }
     transaction.commit().await.map_err(store_error)?;
     Ok(true)
@@ -350,9 +364,10 @@ impl RolloutStore for PostgresStore {
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
         stage: &Rollout,
+        actor: &str,
     ) -> Result<bool, StoreError> {
         let default_enabled = self.config.default_sync_enabled;
-        let switch = switch_on_within(&self.pool, default_enabled, tenant, supplier, stage);
+        let switch = switch_on_within(&self.pool, default_enabled, tenant, supplier, stage, actor);
         crate::with_deadline(self.deadline, "switch_on_within", switch).await
     }
 

@@ -69,8 +69,9 @@ pub(crate) async fn switch_on_within(
     tenant: &TenantId,
     supplier: Option<&SupplierId>,
     stage: &Rollout,
+    actor: &str,
 ) -> Result<bool, StoreError> {
-    let (tenant, supplier, stage) = (tenant.clone(), supplier.cloned(), stage.clone());
+    let (tenant, supplier, stage, actor) = (tenant.clone(), supplier.cloned(), stage.clone(), actor.to_owned());
     writer
         .transaction(move |connection| {
             if current_rollout(connection, tenant.as_str())? != stage {
@@ -98,10 +99,18 @@ pub(crate) async fn switch_on_within(
                 }
             }
             if restarts_stage(&stage, was_off == Some(true)) {
+                let at = micros(Utc::now());
                 connection
                     .execute(
                         "UPDATE tenant_rollouts SET changed_at = ?2 WHERE tenant_id = ?1",
-                        params![tenant.as_str(), micros(Utc::now())],
+                        params![tenant.as_str(), at],
+                    )
+                    .map_err(write_error)?;
+                connection
+                    .execute(
+                        "INSERT INTO rollout_changes (tenant_id, at, actor, step, from_stage, to_stage, suppliers)
+                         VALUES (?1, ?2, ?3, 'restart', ?4, ?4, ?5)",
+                        params![tenant.as_str(), at, actor, stage.stage(), suppliers_json(&stage)],
                     )
                     .map_err(write_error)?;
             }
@@ -343,8 +352,9 @@ impl RolloutStore for SqliteStore {
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
         stage: &Rollout,
+        actor: &str,
     ) -> Result<bool, StoreError> {
-        switch_on_within(&self.writer, self.config.default_sync_enabled, tenant, supplier, stage).await
+        switch_on_within(&self.writer, self.config.default_sync_enabled, tenant, supplier, stage, actor).await
     }
 
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {

@@ -145,12 +145,14 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
     /// every rollout change takes. Returns `false`, switching nothing, when the rollout moved
     /// meanwhile: a rollback committed between the check and the switch is never undone.
     /// Switching on what was off in a canary or widening stage starts the stage's day again
-    /// (`changed_at` is now; [`restarts_stage`]).
+    /// (`changed_at` is now; [`restarts_stage`]), and writes a history row (step `restart`,
+    /// by `actor`), so the gate's "stage too new" has its entry in the history.
     async fn switch_on_within(
         &self,
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
         stage: &Rollout,
+        actor: &str,
     ) -> Result<bool, StoreError>;
 
     /// A tenant's rollout changes, newest first, at most `limit`.

@@ -213,7 +213,7 @@ pub async fn switch_sync(
         // On, while the rollout is still the one judged above: a rollback committed meanwhile
         // is never undone by a switch decided before it.
         (_, Some(stage)) => {
-            if !state.store.switch_on_within(tenant, supplier.as_ref(), stage).await? {
+            if !state.store.switch_on_within(tenant, supplier.as_ref(), stage, &caller.name).await? {
                 return Err(ApiError::Conflict {
                     code: "rollout_changed",
                     message: format!(

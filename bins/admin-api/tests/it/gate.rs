@@ -243,7 +243,25 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
         assert!(actions.contains(&action), "{action} audited: {actions:?}");
     }
     let history = server.get_json(&viewer, "/v1/tenants/canary/gate").await["history"].clone();
-    assert_eq!(history.as_array().expect("history").len(), 5, "four steps and the test's backdating");
+    let steps: Vec<(&str, &str)> = history
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|change| (change["step"].as_str().expect("step"), change["actor"].as_str().expect("actor")))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("canary", "otto"),
+            ("rollback", "otto"),
+            ("restart", "otto"),
+            ("widen", "otto"),
+            ("canary", "test"),
+            ("restart", "otto"),
+            ("canary", "otto"),
+        ],
+        "newest first: four steps, the test's backdating, and the two switches on that restarted a stage's day"
+    );
     server.stop().await;
 }
 

@@ -120,7 +120,7 @@ where
         .await
         .expect("canary"));
     store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(flags.suppliers[&acme], "on again within its stage");
 
@@ -130,7 +130,7 @@ where
         .await
         .expect("rollback"));
     for supplier in [None, Some(&acme), Some(&globex)] {
-        assert!(!store.switch_on_within(&tenant, supplier, &canary).await.expect("switch"), "{supplier:?}");
+        assert!(!store.switch_on_within(&tenant, supplier, &canary, "otto").await.expect("switch"), "{supplier:?}");
     }
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(!flags.sync_enabled, "the rollback stands");
@@ -164,8 +164,8 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
     let started = since(store.rollout(&tenant).await.expect("rollout"));
 
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(store.switch_on_within(&tenant, None, &canary).await.expect("switch"));
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    assert!(store.switch_on_within(&tenant, None, &canary, "otto").await.expect("switch"));
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
     assert_eq!(since(store.rollout(&tenant).await.expect("rollout")), started, "already on: the day goes on");
 
     for supplier in [None, Some(&acme)] {
@@ -175,12 +175,22 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
             Some(supplier) => store.set_supplier_sync(&tenant, supplier, false).await.expect("off by hand"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(store.switch_on_within(&tenant, supplier, &canary).await.expect("switch"));
+        assert!(store.switch_on_within(&tenant, supplier, &canary, "otto").await.expect("switch"));
         let restarted = since(store.rollout(&tenant).await.expect("rollout"));
         assert!(restarted > before, "{supplier:?}: the stage's day starts again at the switch on");
         let state = store.rollout(&tenant).await.expect("rollout");
         assert_eq!(state.rollout, canary, "the stage itself stays");
+        // The restart has its history row, at the stage's new start, by who switched on.
+        let newest = store.rollout_history(&tenant, 1).await.expect("history").remove(0);
+        assert_eq!(
+            (newest.step.as_str(), newest.actor.as_str(), newest.from_stage.as_str(), newest.to_stage.as_str()),
+            ("restart", "otto", "canary", "canary"),
+            "{supplier:?}"
+        );
+        assert_eq!(Some(newest.at), state.changed_at, "{supplier:?}");
     }
+    let history = store.rollout_history(&tenant, 10).await.expect("history");
+    assert_eq!(history.len(), 3, "the canary and two restarts, none for a switch on of what was on");
 }
 
 /// A step is written only over the stage it was decided on, as old as it was then: a restart
@@ -204,7 +214,7 @@ pub(super) async fn a_step_decided_before_its_stage_restarted_changes_nothing<G,
     let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
     store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary).await.expect("switch"));
+    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
     assert!(!store.change_rollout(&widen).await.expect("widen"), "decided on the stage's time before its restart");
     assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, canary);
 
