@@ -146,7 +146,7 @@ pub async fn replay(
         }
     }
     // Held events are kept past the retention; the others are checked again before each
-    // batch (`replay_lane`).
+    // batch (`Lanes::decide`).
     let reach_from = (!request.held_only).then_some(request.since);
     if let Some(since) = reach_from {
         within_retention(store, since).await?;

@@ -3,7 +3,9 @@
 use catalog_core::{SupplierId, TenantId};
 use chrono::{DateTime, Utc};
 
+use crate::error::StoreError;
 use crate::model::JournalEntry;
+use crate::port::ReadStore;
 
 /// A time window of one tenant's journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,4 +49,37 @@ impl WindowCursor {
 pub struct WindowPage {
     pub after: Option<WindowCursor>,
     pub limit: usize,
+}
+
+/// A window read a page after another, each from where the last ended, until a page comes
+/// back short: what every reader of a window (replay, `ReadStore::journal_window`) walks.
+#[derive(Debug, Clone)]
+pub struct WindowPages<'w> {
+    window: &'w JournalWindow,
+    limit: usize,
+    after: Option<WindowCursor>,
+    done: bool,
+}
+
+impl<'w> WindowPages<'w> {
+    /// `window` in pages of `limit` rows, from its start.
+    pub fn new(window: &'w JournalWindow, limit: usize) -> Self {
+        Self { window, limit, after: None, done: false }
+    }
+
+    /// The next page, or `None` once the window is read to its end.
+    pub async fn next<S: ReadStore + ?Sized>(&mut self, store: &S) -> Result<Option<Vec<JournalEntry>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = store.journal_window_page(self.window, WindowPage { after: self.after, limit: self.limit }).await?;
+        self.done = rows.len() < self.limit;
+        self.after = rows.last().map(WindowCursor::of).or(self.after);
+        Ok((!rows.is_empty()).then_some(rows))
+    }
+
+    /// The received time of the last row read, if any.
+    pub fn read_through(&self) -> Option<DateTime<Utc>> {
+        self.after.map(|cursor| cursor.received_at)
+    }
 }

@@ -36,7 +36,7 @@ pub use feed::{
     parse_run_times, render_run_times, CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer,
     FeedRunKind, FeedRunRequest, FeedSettings, FeedStore, FullRefresh, PullFailure, StoredFeed, WindowKind, PULL_STAGE,
 };
-pub use journal_window::{JournalWindow, WindowCursor, WindowPage};
+pub use journal_window::{JournalWindow, WindowCursor, WindowPage, WindowPages};
 pub use model::{
     BatchInput, BatchResult, ChangedItem, HeldClaim, IncomingEvent, ItemTrace, JournalEntry, OutboxClaim, OutboxDepth,
     OutboxEntry, PendingPublish, Provenance, PublishAttempt, PublishOutcome, PublishRecord, SentQuantity, SourceRef,

@@ -16,7 +16,7 @@ use crate::admin::{
 
 use crate::dead_letter::{DeadLetter, DeadLetterCount, DeadLetterHeal, HealRound, ResolvedDeadLetter};
 use crate::error::StoreError;
-use crate::journal_window::{JournalWindow, WindowCursor, WindowPage};
+use crate::journal_window::{JournalWindow, WindowPage, WindowPages};
 use crate::model::{
     BatchInput, BatchResult, Checkpoint, HeldClaim, ItemTrace, JournalEntry, OutboxClaim, OutboxDepth, OutboxEntry,
     Position, PublishRecord, SyncStatus, TenantFlags,
@@ -176,16 +176,11 @@ pub trait ReadStore: Send + Sync + std::fmt::Debug {
 
     /// The whole window, read page by page: for tests and small windows; replay reads pages.
     async fn journal_window(&self, window: &JournalWindow) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut entries: Vec<JournalEntry> = Vec::new();
-        loop {
-            let page = WindowPage { after: entries.last().map(WindowCursor::of), limit: WINDOW_PAGE };
-            let rows = self.journal_window_page(window, page).await?;
-            let last_page = rows.len() < WINDOW_PAGE;
+        let (mut entries, mut pages) = (Vec::new(), WindowPages::new(window, WINDOW_PAGE));
+        while let Some(rows) = pages.next(self).await? {
             entries.extend(rows);
-            if last_page {
-                return Ok(entries);
-            }
         }
+        Ok(entries)
     }
 
     /// Last event, last applied, counts by outcome, for a tenant; `None` for a tenant never seen.

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use catalog_core::{ItemId, ItemKey, Outcome};
-use catalog_store::{
-    BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, WindowCursor, WindowPage,
-};
+use catalog_store::{BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, WindowPages};
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -32,15 +30,25 @@ pub(super) struct Lanes<'a> {
 }
 
 impl Lanes<'_> {
-    async fn page(
-        &self,
-        window: &JournalWindow,
-        after: Option<WindowCursor>,
-    ) -> Result<Vec<JournalEntry>, ReplayError> {
-        self.store
-            .journal_window_page(window, WindowPage { after, limit: PAGE })
-            .await
-            .map_err(store_failed("reading the journal window"))
+    /// The window's next page (`PAGE` rows), or `None` once it is read to its end.
+    async fn next_page(&self, pages: &mut WindowPages<'_>) -> Result<Option<Vec<JournalEntry>>, ReplayError> {
+        pages.next(self.store).await.map_err(store_failed("reading the journal window"))
+    }
+
+    /// Decides one batch of events afresh, after checking the window's start against the
+    /// journal's retention (decision 0019): a replay takes hours on a large tenant, and a
+    /// retention pass that drops the window's first day meanwhile takes its claims with it.
+    /// Applied, or in a dry run previewed and rolled back.
+    async fn decide(&self, events: Vec<IncomingEvent>) -> Result<BatchResult, ReplayError> {
+        if let Some(since) = self.reach_from {
+            within_retention(self.store, since).await?;
+        }
+        let batch = BatchInput::new(events, Vec::new());
+        if self.dry_run {
+            self.store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))
+        } else {
+            self.store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))
+        }
     }
 
     /// Applies the window as it is read: a reader takes it a page at a time and hands each
@@ -83,13 +91,9 @@ impl Lanes<'_> {
     ) -> Result<Tally, ReplayError> {
         let mut tally = Tally::default();
         let mut filling: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
-        let mut after = None;
-        loop {
-            let rows = self.page(window, after).await?;
-            let Some(last) = rows.last().map(WindowCursor::of) else { break };
-            after = Some(last);
+        let mut pages = WindowPages::new(window, PAGE);
+        while let Some(rows) = self.next_page(&mut pages).await? {
             tally.n_journaled += rows.len();
-            let last_page = rows.len() < PAGE;
             let events = replayable_rows(&rows, window);
             drop(rows);
             tally.n_replayed += events.len();
@@ -100,11 +104,7 @@ impl Lanes<'_> {
                     return Ok(tally);
                 }
             }
-            let replayed = applied.load(Ordering::Relaxed);
-            (self.progress)(ReplayProgress { replayed, read_through: last.received_at });
-            if last_page {
-                break;
-            }
+            self.report(applied.load(Ordering::Relaxed), &pages);
         }
         for (lane, batch) in lanes.iter().zip(filling) {
             if !batch.is_empty() && lane.send(batch).await.is_err() {
@@ -114,8 +114,7 @@ impl Lanes<'_> {
         Ok(tally)
     }
 
-    /// Applies a lane's batches as they come, each after checking the window's start against
-    /// the journal's retention (decision 0019).
+    /// Applies a lane's batches as they come.
     async fn apply_lane(
         &self,
         mut batches: tokio::sync::mpsc::Receiver<Vec<IncomingEvent>>,
@@ -123,16 +122,19 @@ impl Lanes<'_> {
     ) -> Result<Tally, ReplayError> {
         let mut tally = Tally::default();
         while let Some(events) = batches.recv().await {
-            if let Some(since) = self.reach_from {
-                within_retention(self.store, since).await?;
-            }
             let n_events = events.len();
-            let batch = BatchInput::new(events, Vec::new());
-            let result = self.store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?;
+            let result = self.decide(events).await?;
             self.add(&result, &mut tally).await?;
             applied.fetch_add(n_events, Ordering::Relaxed);
         }
         Ok(tally)
+    }
+
+    /// Tells `progress` how far the replay has come, once a page is read.
+    fn report(&self, replayed: usize, pages: &WindowPages<'_>) {
+        if let Some(read_through) = pages.read_through() {
+            (self.progress)(ReplayProgress { replayed, read_through });
+        }
     }
 
     /// Previews the window whole, refused beyond `limit` journal rows.
@@ -142,43 +144,37 @@ impl Lanes<'_> {
         limit: usize,
     ) -> Result<ReplaySummary, ReplayError> {
         let mut tally = Tally::default();
-        let (mut events, mut after) = (Vec::new(), None);
-        loop {
-            let rows = self.page(window, after).await?;
-            let Some(last) = rows.last().map(WindowCursor::of) else { break };
-            after = Some(last);
+        let mut events = Vec::new();
+        let mut pages = WindowPages::new(window, PAGE);
+        while let Some(rows) = self.next_page(&mut pages).await? {
             tally.n_journaled += rows.len();
             if tally.n_journaled > limit {
-                return Err(ReplayError::DryRunTooLarge { limit, read_through: last.received_at.to_rfc3339() });
+                let read_through = pages.read_through().map(|at| at.to_rfc3339()).unwrap_or_default();
+                return Err(ReplayError::DryRunTooLarge { limit, read_through });
             }
             events.extend(replayable_rows(&rows, window));
-            if rows.len() < PAGE {
-                break;
-            }
         }
-        self.run(events, &mut tally).await?;
-        if let Some(last) = after {
-            (self.progress)(ReplayProgress { replayed: tally.n_replayed, read_through: last.received_at });
-        }
-        self.finish(tally).await
-    }
-
-    /// Previews (or applies) `events` in lanes by item and adds what they did to `tally`.
-    async fn run(&self, events: Vec<IncomingEvent>, tally: &mut Tally) -> Result<(), ReplayError> {
-        tally.n_replayed += events.len();
+        tally.n_replayed = events.len();
         let mut lanes: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
         for event in events {
             let lane = lane_of(&event, &mut tally.touched);
             lanes[lane].push(event);
         }
-        let lane_results = futures::future::try_join_all(
-            lanes.iter().map(|lane| replay_lane(self.store, lane, self.dry_run, self.reach_from)),
-        )
-        .await?;
-        for result in lane_results.iter().flatten() {
-            self.add(result, tally).await?;
+        let previews = futures::future::try_join_all(lanes.iter().map(|lane| self.preview_lane(lane))).await?;
+        for result in previews.iter().flatten() {
+            self.add(result, &mut tally).await?;
         }
-        Ok(())
+        self.report(tally.n_replayed, &pages);
+        self.finish(tally).await
+    }
+
+    /// Previews one lane's events in batches, each item's events in one batch (`item_chunks`).
+    async fn preview_lane(&self, events: &[IncomingEvent]) -> Result<Vec<BatchResult>, ReplayError> {
+        let mut results = Vec::new();
+        for chunk in item_chunks(events, BATCH) {
+            results.push(self.decide(chunk).await?);
+        }
+        Ok(results)
     }
 
     /// Adds what a batch did to `tally`: its outcomes, and its changed items.
@@ -269,32 +265,6 @@ fn item_chunks(events: &[IncomingEvent], size: usize) -> Vec<Vec<IncomingEvent>>
         }
     }
     chunks
-}
-
-/// Applies (or previews) one lane's events in batches, each item's events in one batch.
-/// `reach_from`: the window's start, checked against the journal's retention before each
-/// batch: a replay takes hours on a large tenant, and a retention pass that drops the window's
-/// first day meanwhile takes its claims with it (decision 0019).
-async fn replay_lane(
-    store: &dyn CatalogStore,
-    events: &[IncomingEvent],
-    dry_run: bool,
-    reach_from: Option<DateTime<Utc>>,
-) -> Result<Vec<BatchResult>, ReplayError> {
-    let mut results = Vec::new();
-    for chunk in item_chunks(events, BATCH) {
-        if let Some(since) = reach_from {
-            within_retention(store, since).await?;
-        }
-        let batch = BatchInput::new(chunk, Vec::new());
-        let result = if dry_run {
-            store.preview_batch(&batch).await.map_err(store_failed("previewing the replay"))?
-        } else {
-            store.apply_batch(&batch).await.map_err(store_failed("applying the replay"))?
-        };
-        results.push(result);
-    }
-    Ok(results)
 }
 
 #[cfg(test)]
