@@ -37,9 +37,9 @@ pub struct ReplayArgs {
     #[arg(long, env = "CATALOG_REPLAY_DRY_RUN")]
     pub dry_run: bool,
 
-    /// Most journal rows a dry run reads: it holds its window in memory,
-    /// since each item's events must be previewed together; a replay that writes reads any
-    /// window a page at a time. A larger window is refused, naming where to narrow it.
+    /// Most journal rows a dry run reads: it holds its window in memory, since each item's
+    /// events must be previewed together; a replay that writes reads any window a page at a
+    /// time. A larger window is refused, naming where to narrow it.
     #[arg(long, env = "CATALOG_REPLAY_MAX_DRY_RUN_EVENTS", default_value_t = catalog_app::replay::MAX_DRY_RUN_EVENTS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_dry_run_events: u64,

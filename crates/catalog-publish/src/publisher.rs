@@ -124,8 +124,7 @@ impl ChannelPublisher {
     /// item versions the channel accepted or already held.
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         // A 429 holds the whole channel, every lane, from the moment it is answered.
-        let hold = Arc::clone(&self.hold);
-        let hold = &*hold;
+        let hold: &ChannelHold = &self.hold;
         // Never more lanes than sends allowed in flight: together they stay within it.
         let n_lanes = LANES.min(self.config.concurrency.max(1));
         let concurrency = self.config.concurrency.max(1) / n_lanes;
@@ -456,21 +455,18 @@ impl ChannelPublisher {
             return (batch, Err(Unsent::LeaseRanOut));
         }
         // The longest wait any answer asks for; refused credentials told once per send.
-        let mut throttled: Option<Duration> = None;
-        let mut blocked = false;
-        for attempt in &sent.attempts {
-            let wait = match &attempt.verdict {
-                Verdict::Throttled { retry_after } => *retry_after,
-                Verdict::Blocked { reason, error, retry_after } => {
-                    if !blocked {
-                        self.events.blocked(&self.config.name, reason, error);
-                        blocked = true;
-                    }
-                    *retry_after
-                }
-                _ => continue,
-            };
-            throttled = throttled.max(Some(wait));
+        let throttled = (sent.attempts.iter())
+            .filter_map(|attempt| match &attempt.verdict {
+                Verdict::Throttled { retry_after } | Verdict::Blocked { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            })
+            .max();
+        let blocked = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
+            Verdict::Blocked { reason, error, .. } => Some((*reason, error)),
+            _ => None,
+        });
+        if let Some((reason, error)) = blocked {
+            self.events.blocked(&self.config.name, reason, error);
         }
         if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
             hold.extend(wait);

@@ -388,7 +388,6 @@ fn read_answer<T: DeserializeOwned>(answer: Answer, path: &str) -> Result<T, Ref
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     #[test]
