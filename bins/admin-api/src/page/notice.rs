@@ -5,7 +5,8 @@
 
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
 /// Where to send the browser after an action, with `message` and its seal.
@@ -30,14 +31,9 @@ fn seal(message: &str) -> String {
         getrandom::fill(&mut key).expect("the operating system gives randomness");
         key
     });
-    let (mut inner_pad, mut outer_pad) = ([0x36u8; 64], [0x5cu8; 64]);
-    for (index, byte) in key.iter().enumerate() {
-        inner_pad[index] ^= byte;
-        outer_pad[index] ^= byte;
-    }
-    let inner = Sha256::new().chain_update(inner_pad).chain_update(message.as_bytes()).finalize();
-    let outer = Sha256::new().chain_update(outer_pad).chain_update(inner).finalize();
-    outer.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
