@@ -304,7 +304,7 @@ impl FeedClient {
                         return Err(PullError::Unavailable { reason, attempts: failures, error, body: last_body });
                     }
                     self.metrics.feed_retries.with_label_values(&[reason]).inc();
-                    tracing::warn!(feed = %self.feed, reason, %error, class = "retryable", body = body.as_deref().unwrap_or(""), attempt = failures, "feed page failed, retrying");
+                    tracing::warn!(feed = %self.feed, reason, %error, class = catalog_core::FailureClass::Retryable.as_str(), body = body.as_deref().unwrap_or(""), attempt = failures, "feed page failed, retrying");
                     // Full jitter over the upper half: feeds that failed together do not
                     // come back together.
                     let wait = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);

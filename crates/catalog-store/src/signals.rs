@@ -330,11 +330,11 @@ pub trait SignalStore: Send + Sync + std::fmt::Debug {
     /// Records the tracer's checks, replacing each item's previous one.
     async fn record_trace_checks(&self, checks: &[TraceCheck]) -> Result<(), StoreError>;
 
-    /// Marks the last check of each of `items`, which the tracer could not read (a corrupt
-    /// row, a journal read past the store's deadline), `not_checked`: coverage names them until
-    /// a check reads them again, instead of trusting a clean check of a version they may no
-    /// longer hold. An item never checked has no check to mark; it is untraced already once its
-    /// grace passes.
+    /// Marks the last check of each of `items`, which the tracer could not read for good (a
+    /// corrupt row; a read that may succeed next time marks nothing), `not_checked`: coverage
+    /// names them until a check reads them again, instead of trusting a clean check of a
+    /// version they may no longer hold. An item never checked has no check to mark; it is
+    /// untraced already once its grace passes.
     async fn mark_unreadable(&self, items: &[ItemId]) -> Result<(), StoreError>;
 
     /// Appends judgements to the history.
