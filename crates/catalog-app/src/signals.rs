@@ -216,14 +216,15 @@ impl Tracer {
                 Err(error @ StoreError::Unavailable(_)) => return Err(error),
                 Err(error) => {
                     round.unreadable += 1;
+                    let class = error.failure_class();
                     // A read that may succeed next time (a deadline met on a busy moment)
                     // leaves the last check as it is: marked, one such read would turn
                     // coverage red, and break the gate's green run, for nothing.
-                    if error.failure_class() != FailureClass::Retryable {
+                    if class != FailureClass::Retryable {
                         unreadable.push(item_id);
                     }
                     self.metrics.trace_checks.with_label_values(&["unreadable"]).inc();
-                    tracing::warn!(%item_id, %error, class = error.failure_class().as_str(), "an item's journal could not be read to trace it; the others are checked");
+                    tracing::warn!(%item_id, %error, class = class.as_str(), "an item's journal could not be read to trace it; the others are checked");
                     continue;
                 }
             };
