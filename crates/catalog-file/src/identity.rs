@@ -51,6 +51,10 @@ pub(crate) struct PreviousFile {
     pub(crate) identity: FileIdentity,
     /// The byte offset it was read to.
     pub(crate) read_to: u64,
+    /// When it came to be ([`birth_nanos`]), where the file system keeps it: a file that took
+    /// its inode since is not taken for it, even where its first bytes say nothing (an empty
+    /// file's).
+    pub(crate) born: Option<u64>,
 }
 
 impl FileCursor {
@@ -62,11 +66,14 @@ impl FileCursor {
         if let Some(born) = self.born {
             text.push_str(&format!(" born={born}"));
         }
-        if let Some(PreviousFile { identity, read_to }) = self.previous {
+        if let Some(PreviousFile { identity, read_to, born }) = self.previous {
             let FileIdentity { device, inode, head_length, head_hash } = identity;
             text.push_str(&format!(
                 " prev-dev={device} prev-ino={inode} prev-head={head_length}:{head_hash:016x} prev-to={read_to}"
             ));
+            if let Some(born) = born {
+                text.push_str(&format!(" prev-born={born}"));
+            }
         }
         text
     }
@@ -87,7 +94,13 @@ impl FileCursor {
             Some(_) => {
                 let identity = identity_fields(&mut fields, "prev-")?;
                 let read_to = field(&mut fields, "prev-to")?.parse().ok()?;
-                Some(PreviousFile { identity, read_to })
+                let born = match fields.peek() {
+                    Some(next) if next.starts_with("prev-born=") => {
+                        Some(field(&mut fields, "prev-born")?.parse().ok()?)
+                    }
+                    _ => None,
+                };
+                Some(PreviousFile { identity, read_to, born })
             }
         };
         fields.next().is_none().then_some(Self { identity, base, born, previous })
@@ -369,6 +382,7 @@ mod tests {
         cursor.previous = Some(PreviousFile {
             identity: FileIdentity { device: 64_769, inode: 1_234_500, head_length: 12, head_hash: 0xbeef },
             read_to: 654,
+            born: None,
         });
         let text = cursor.render();
         assert_eq!(
@@ -377,6 +391,19 @@ mod tests {
              prev-dev=64769 prev-ino=1234500 prev-head=12:000000000000beef prev-to=654"
         );
         assert_eq!(FileCursor::parse(&text), Some(cursor));
+        let previous_born = FileCursor {
+            previous: cursor
+                .previous
+                .map(|previous| PreviousFile { born: Some(1_796_572_000_000_000_001), ..previous }),
+            ..born
+        };
+        let text = previous_born.render();
+        assert_eq!(
+            text,
+            "file-v1 dev=64769 ino=1234567 head=4096:00000000deadbeef base=987 born=1796572452045809187 \
+             prev-dev=64769 prev-ino=1234500 prev-head=12:000000000000beef prev-to=654 prev-born=1796572000000000001"
+        );
+        assert_eq!(FileCursor::parse(&text), Some(previous_born));
         for other in [
             "",
             "page-7",
@@ -385,6 +412,7 @@ mod tests {
             "file-v2 dev=1 ino=2 head=3:0 base=4",
             "file-v1 dev=1 ino=2 head=3:0 base=4 prev-dev=1",
             "file-v1 dev=1 ino=2 head=3:0 base=4 prev-dev=1 prev-ino=2 prev-head=3:0 prev-to=5 more=6",
+            "file-v1 dev=1 ino=2 head=3:0 base=4 prev-dev=1 prev-ino=2 prev-head=3:0 prev-to=5 prev-born=x",
         ] {
             assert_eq!(FileCursor::parse(other), None, "{other:?}");
         }

@@ -59,14 +59,13 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// The name checkpoints and journal rows of this source are stored under.
+    /// The name checkpoints and journal rows of this source are stored under: the path's
+    /// directory resolved (`..`, links to directories) and its own name as given, so a symbolic
+    /// link to the feed is its own source, not the file it points at now (decision 0060).
     pub fn source_name(&self) -> Result<String, FileSourceError> {
         match &self.path {
             None => Ok("stdin".to_owned()),
-            Some(path) => {
-                let canonical = std::fs::canonicalize(path).map_err(file_error("opening", path))?;
-                Ok(format!("file:{}", canonical.display()))
-            }
+            Some(path) => Ok(format!("file:{}", named_path(path)?.display())),
         }
     }
 
@@ -79,6 +78,7 @@ impl FileSource {
                 self.read_all(lines, None, &source, &*sink, &shutdown).await.map(drop)
             }
             Some(path) => {
+                adopt_link_target_checkpoint(path, &source, &*sink).await?;
                 if !self.catch_up(path, &source, &*sink, &shutdown).await? {
                     return Ok(());
                 }
@@ -263,6 +263,43 @@ impl FileSource {
         sink.apply(batch).await?;
         Ok(())
     }
+}
+
+/// `path` with its directory resolved and its own name kept: a symbolic link stays itself.
+/// A path that does not name a file (`.`, `/`) is resolved whole. Fails, saying so, when
+/// nothing is at the path.
+fn named_path(path: &Path) -> Result<PathBuf, FileSourceError> {
+    std::fs::symlink_metadata(path).map_err(file_error("opening", path))?;
+    let (Some(name), Some(directory)) = (path.file_name(), path.parent()) else {
+        return std::fs::canonicalize(path).map_err(file_error("opening", path));
+    };
+    let directory = if directory.as_os_str().is_empty() { Path::new(".") } else { directory };
+    Ok(std::fs::canonicalize(directory).map_err(file_error("opening", path))?.join(name))
+}
+
+/// A source read through a symbolic link was named after the file the link pointed at before
+/// decision 0060: a link's first run under its own name takes that file's checkpoint, so it
+/// resumes there (and, the link repointed since, finishes that file first) instead of
+/// reading the file it points at now from its start.
+async fn adopt_link_target_checkpoint(path: &Path, source: &str, sink: &dyn BatchSink) -> Result<(), FileSourceError> {
+    let is_link = std::fs::symlink_metadata(path).map_err(file_error("opening", path))?.file_type().is_symlink();
+    if !is_link || sink.checkpoint(source, 0).await?.is_some() {
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(path).map_err(file_error("opening", path))?;
+    let named_after_target = format!("file:{}", target.display());
+    let Some(stored) = sink.checkpoint(&named_after_target, 0).await? else { return Ok(()) };
+    tracing::info!(%source, from = %named_after_target, offset = stored.offset, "the link's first run under its own name: resuming from its target's checkpoint");
+    sink.apply(SourceBatch {
+        source: source.into(),
+        partition: 0,
+        events: Vec::new(),
+        checkpoint: Some(stored),
+        last_message_at: None,
+        high_watermark: None,
+    })
+    .await?;
+    Ok(())
 }
 
 /// The cursor of a new file read at the path from its start: its positions start where the

@@ -33,7 +33,7 @@ impl FileSource {
         let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(true) };
         let Some(previous) = cursor.previous else { return Ok(true) };
         let directory = directory_of(path);
-        let rotated = match find_in(directory, &previous.identity, None).await {
+        let rotated = match find_rotated(path, &previous.identity, previous.born).await {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 tracing::debug!(%source, "the file rotated away before this one is gone from its directory");
@@ -97,7 +97,7 @@ impl FileSource {
         shutdown: &CancellationToken,
     ) -> Result<Onward, FileSourceError> {
         let directory = directory_of(path);
-        let rotated = match find_in(directory, &previous.identity, previous.born).await {
+        let rotated = match find_rotated(path, &previous.identity, previous.born).await {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, None));
@@ -135,7 +135,7 @@ impl FileSource {
         if stopped != Stopped::End {
             return Ok(Onward::Stop);
         }
-        let finished = PreviousFile { identity: tracked.cursor.identity, read_to };
+        let finished = PreviousFile { identity: tracked.cursor.identity, read_to, born: tracked.cursor.born };
         // Rotated more than once since: the files between hold lines no other file does.
         let from = match RotatedFrom::at(&rotated).await {
             Ok(Some(from)) => from,
@@ -184,7 +184,7 @@ impl FileSource {
             if stopped != Stopped::End {
                 return Ok(Onward::Stop);
             }
-            finished = Some(PreviousFile { identity: tracked.cursor.identity, read_to });
+            finished = Some(PreviousFile { identity: tracked.cursor.identity, read_to, born: tracked.cursor.born });
         }
         Ok(Onward::Go(finished))
     }
@@ -196,6 +196,25 @@ impl FileSource {
 pub(crate) enum Onward {
     Go(Option<PreviousFile>),
     Stop,
+}
+
+/// The file this identity was taken of, born then when that is known, where a file rotated
+/// away from `path` is: beside the path, or, the path being a symbolic link, beside the file
+/// it points at now (a link repointed from one export to the next, decision 0060).
+async fn find_rotated(path: &Path, identity: &FileIdentity, born: Option<u64>) -> std::io::Result<Option<PathBuf>> {
+    if let Some(found) = find_in(directory_of(path), identity, born).await? {
+        return Ok(Some(found));
+    }
+    let is_link = tokio::fs::symlink_metadata(path).await.is_ok_and(|metadata| metadata.file_type().is_symlink());
+    if !is_link {
+        return Ok(None);
+    }
+    let target = tokio::fs::canonicalize(path).await?;
+    let beside_target = directory_of(&target);
+    if tokio::fs::canonicalize(directory_of(path)).await.is_ok_and(|directory| directory == beside_target) {
+        return Ok(None);
+    }
+    find_in(beside_target, identity, born).await
 }
 
 /// The directory a path's rotations are looked for in.

@@ -1,5 +1,7 @@
 //! The embedded default: the worker binary on an NDJSON file with SQLite, no services.
 
+mod links;
+
 use std::process::Command;
 
 use serde_json::Value;
