@@ -116,18 +116,21 @@ impl GateContext {
 pub enum StepError {
     #[error("refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Refused(Vec<Refusal>),
-    /// The rollout changed between reading it and writing the step.
-    #[error("the rollout changed meanwhile")]
+    /// The rollout, or the tenant's sync switch, changed between reading it and writing the
+    /// step.
+    #[error("the rollout or the tenant's sync switch changed meanwhile")]
     Moved,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A step taken: the rollout before and after.
+/// A step taken: the rollout before and after, and the tenant's flags just before it, read
+/// under the lock it was written under (`None` for a tenant with no flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepTaken {
     pub before: Rollout,
     pub after: Rollout,
+    pub flags_before: Option<TenantFlags>,
 }
 
 /// Decides `step` for `tenant` now and, when allowed, writes it (the rollout and its flags in
@@ -146,22 +149,25 @@ pub async fn take_step(
         // A tenant the gate never moved is held by its sync switch alone, as `PUT …/sync`
         // does: switching it on again by hand stays possible, where a rollout written now
         // would put it behind the gate (a canary and a day of green signals to reopen).
-        store.set_tenant_sync(tenant, false).await?;
-        return Ok(StepTaken { before: context.state.rollout, after });
+        // Switched off while the gate still has not moved it: a canary committed meanwhile
+        // is not left with its tenant off behind an entry that reads "closed → closed".
+        if !store.switch_within(tenant, None, &context.state, false, actor).await? {
+            return Err(StepError::Moved);
+        }
+        return Ok(StepTaken { before: context.state.rollout, after, flags_before: context.flags });
     }
     let change = RolloutChange {
         tenant: tenant.clone(),
         from: context.state.rollout.clone(),
         from_since: context.state.changed_at,
+        from_sync: context.flags.as_ref().map(|flags| flags.sync_enabled),
         to: after.clone(),
         step: step.as_str().to_owned(),
         actor: actor.to_owned(),
         at: now,
     };
-    if !store.change_rollout(&change).await? {
-        return Err(StepError::Moved);
-    }
-    Ok(StepTaken { before: context.state.rollout, after })
+    let Some(flags_before) = store.change_rollout(&change).await? else { return Err(StepError::Moved) };
+    Ok(StepTaken { before: context.state.rollout, after, flags_before: Some(flags_before) })
 }
 
 /// The step a name and an optional supplier stand for.

@@ -65,9 +65,18 @@ pub(crate) async fn upsert_supplier_sync(
 }
 
 pub(crate) async fn tenant_flags(pool: &PgPool, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
+    let mut connection = pool.acquire().await.map_err(store_error)?;
+    flags_on(&mut connection, tenant).await
+}
+
+/// A tenant's flags as `connection` reads them (in a transaction: under its locks).
+pub(crate) async fn flags_on(
+    connection: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+) -> Result<Option<TenantFlags>, StoreError> {
     let Some(row) = sqlx::query("SELECT sync_enabled FROM tenants WHERE tenant_id = $1")
         .bind(tenant.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *connection)
         .await
         .map_err(store_error)?
     else {
@@ -75,7 +84,7 @@ pub(crate) async fn tenant_flags(pool: &PgPool, tenant: &TenantId) -> Result<Opt
     };
     let suppliers = sqlx::query("SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1")
         .bind(tenant.as_str())
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?
         .iter()

@@ -4,7 +4,7 @@
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
     restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
-    RolloutState, SignOff, SignOffRecord, StoreError,
+    RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -73,18 +73,20 @@ async fn lock_rollout(
     }
 }
 
-pub(crate) async fn switch_on_within(
+pub(crate) async fn switch_within(
     pool: &PgPool,
     default_enabled: bool,
     tenant: &TenantId,
     supplier: Option<&SupplierId>,
-    stage: &Rollout,
+    since: &RolloutState,
+    on: bool,
     actor: &str,
 ) -> Result<bool, StoreError> {
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await?.rollout != *stage {
+    if lock_rollout(&mut transaction, tenant.as_str(), default_enabled).await? != *since {
         return Ok(false);
     }
+    let stage = &since.rollout;
     let was_off: Option<bool> = match supplier {
         None => sqlx::query_scalar("SELECT NOT sync_enabled FROM tenants WHERE tenant_id = $1")
             .bind(tenant.as_str())
@@ -101,10 +103,10 @@ pub(crate) async fn switch_on_within(
         }
     };
     match supplier {
-        None => crate::flags::set_tenant_sync(&mut *transaction, tenant, true).await?,
-        Some(supplier) => crate::flags::upsert_supplier_sync(&mut transaction, tenant, supplier, true).await?,
+        None => crate::flags::set_tenant_sync(&mut *transaction, tenant, on).await?,
+        Some(supplier) => crate::flags::upsert_supplier_sync(&mut transaction, tenant, supplier, on).await?,
     }
-    if restarts_stage(stage, was_off == Some(true)) {
+    if on && restarts_stage(stage, was_off == Some(true)) {
         // The application's clock, as every step's and SQLite's: the gate judges a stage's age
         // and its signal samples by it, not by the database server's.
         let at = chrono::Utc::now();
@@ -131,13 +133,24 @@ pub(crate) async fn switch_on_within(
     Ok(true)
 }
 
-pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
+pub(crate) async fn change(
+    pool: &PgPool,
+    default_enabled: bool,
+    change: &RolloutChange,
+) -> Result<Option<TenantFlags>, StoreError> {
     let tenant = change.tenant.as_str();
     let mut transaction = pool.begin().await.map_err(store_error)?;
     let current = lock_rollout(&mut transaction, tenant, default_enabled).await?;
     if current.rollout != change.from || current.changed_at != change.from_since {
-        return Ok(false);
+        return Ok(None);
     }
+    // The tenant's row exists: `lock_rollout` made it, with the default, if it did not.
+    let flags_before = crate::flags::flags_on(&mut transaction, &change.tenant).await?;
+    let Some(flags_before) =
+        flags_before.filter(|flags| flags.sync_enabled == change.from_sync.unwrap_or(default_enabled))
+    else {
+        return Ok(None);
+    };
     let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
     let (tenant_on, new_suppliers_on) = match change.to {
         Rollout::Closed => (false, false),
@@ -213,7 +226,7 @@ pub(crate) async fn change(pool: &PgPool, default_enabled: bool, change: &Rollou
     .await
     .map_err(store_error)?;
     transaction.commit().await.map_err(store_error)?;
-    Ok(true)
+    Ok(Some(flags_before))
 }
 
 pub(crate) async fn history(
@@ -354,21 +367,22 @@ impl RolloutStore for PostgresStore {
         crate::with_deadline(self.deadline, "rollout", rollout(&self.pool, tenant)).await
     }
 
-    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<Option<TenantFlags>, StoreError> {
         let default_enabled = self.config.default_sync_enabled;
         crate::with_deadline(self.deadline, "change_rollout", self::change(&self.pool, default_enabled, change)).await
     }
 
-    async fn switch_on_within(
+    async fn switch_within(
         &self,
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
-        stage: &Rollout,
+        since: &RolloutState,
+        on: bool,
         actor: &str,
     ) -> Result<bool, StoreError> {
         let default_enabled = self.config.default_sync_enabled;
-        let switch = switch_on_within(&self.pool, default_enabled, tenant, supplier, stage, actor);
-        crate::with_deadline(self.deadline, "switch_on_within", switch).await
+        let switch = switch_within(&self.pool, default_enabled, tenant, supplier, since, on, actor);
+        crate::with_deadline(self.deadline, "switch_within", switch).await
     }
 
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {

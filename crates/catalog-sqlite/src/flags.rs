@@ -7,7 +7,7 @@ use catalog_core::{SupplierId, TenantId};
 use catalog_store::batch::{BatchKeys, FlagTable};
 use catalog_store::{rows, StoreError, TenantFlags};
 use chrono::Utc;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::columns::{self, micros};
@@ -160,5 +160,26 @@ pub(crate) async fn tenant_flags(pool: &SqlitePool, tenant: &TenantId) -> Result
         let supplier: String = columns::column(row, "supplier_id")?;
         suppliers.insert(rows::supplier(&supplier)?, columns::column(row, "sync_enabled")?);
     }
+    Ok(Some(TenantFlags { tenant: tenant.clone(), sync_enabled, suppliers }))
+}
+
+/// A tenant's flags as the writer's transaction reads them.
+pub(crate) fn flags_in(connection: &Connection, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
+    let sync_enabled: Option<bool> = connection
+        .prepare_cached("SELECT sync_enabled FROM tenants WHERE tenant_id = ?1")
+        .and_then(|mut select| select.query_row([tenant.as_str()], |row| row.get(0)).optional())
+        .map_err(write_error)?;
+    let Some(sync_enabled) = sync_enabled else { return Ok(None) };
+    let mut select = connection
+        .prepare_cached("SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = ?1")
+        .map_err(write_error)?;
+    let read = select
+        .query_map([tenant.as_str()], |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)))
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(write_error)?;
+    let suppliers = read
+        .into_iter()
+        .map(|(supplier, on)| Ok((rows::supplier(&supplier)?, on)))
+        .collect::<Result<BTreeMap<_, _>, StoreError>>()?;
     Ok(Some(TenantFlags { tenant: tenant.clone(), sync_enabled, suppliers }))
 }

@@ -4,7 +4,7 @@
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
     restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
-    RolloutState, SignOff, SignOffRecord, StoreError,
+    RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -42,11 +42,6 @@ pub(crate) async fn rollout(pool: &SqlitePool, tenant: &TenantId) -> Result<Roll
     })
 }
 
-/// A tenant's rollout as the writer's transaction reads it.
-fn current_rollout(connection: &rusqlite::Connection, tenant: &str) -> Result<Rollout, StoreError> {
-    Ok(current_state(connection, tenant)?.0)
-}
-
 /// The tenant's rollout and when it last changed, in microseconds (`None`: never).
 fn current_state(connection: &rusqlite::Connection, tenant: &str) -> Result<(Rollout, Option<i64>), StoreError> {
     let current: Option<(String, String, i64)> = connection
@@ -63,18 +58,20 @@ fn current_state(connection: &rusqlite::Connection, tenant: &str) -> Result<(Rol
     }
 }
 
-pub(crate) async fn switch_on_within(
+pub(crate) async fn switch_within(
     writer: &Writer,
     default_enabled: bool,
     tenant: &TenantId,
     supplier: Option<&SupplierId>,
-    stage: &Rollout,
+    since: &RolloutState,
+    on: bool,
     actor: &str,
 ) -> Result<bool, StoreError> {
-    let (tenant, supplier, stage, actor) = (tenant.clone(), supplier.cloned(), stage.clone(), actor.to_owned());
+    let (tenant, supplier, actor) = (tenant.clone(), supplier.cloned(), actor.to_owned());
+    let (stage, since) = (since.rollout.clone(), since.changed_at.map(micros));
     writer
         .transaction(move |connection| {
-            if current_rollout(connection, tenant.as_str())? != stage {
+            if current_state(connection, tenant.as_str())? != (stage.clone(), since) {
                 return Ok(false);
             }
             let was_off: Option<bool> = match &supplier {
@@ -93,12 +90,12 @@ pub(crate) async fn switch_on_within(
             }
             .map_err(write_error)?;
             match &supplier {
-                None => crate::flags::upsert_tenant_sync(connection, &tenant, true)?,
+                None => crate::flags::upsert_tenant_sync(connection, &tenant, on)?,
                 Some(supplier) => {
-                    crate::flags::upsert_supplier_sync(connection, &tenant, supplier, true, default_enabled)?
+                    crate::flags::upsert_supplier_sync(connection, &tenant, supplier, on, default_enabled)?
                 }
             }
-            if restarts_stage(&stage, was_off == Some(true)) {
+            if on && restarts_stage(&stage, was_off == Some(true)) {
                 let at = micros(Utc::now());
                 connection
                     .execute(
@@ -119,14 +116,28 @@ pub(crate) async fn switch_on_within(
         .await
 }
 
-pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &RolloutChange) -> Result<bool, StoreError> {
+pub(crate) async fn change(
+    writer: &Writer,
+    default_enabled: bool,
+    change: &RolloutChange,
+) -> Result<Option<TenantFlags>, StoreError> {
     let change = change.clone();
     writer
         .transaction(move |connection| {
             let tenant = change.tenant.as_str();
             let now = micros(Utc::now());
             if current_state(connection, tenant)? != (change.from.clone(), change.from_since.map(micros)) {
-                return Ok(false);
+                return Ok(None);
+            }
+            // A tenant with no row yet is made below with the default: its flags before, and
+            // the switch the step was decided on (none), are the default's.
+            let flags_before = crate::flags::flags_in(connection, &change.tenant)?.unwrap_or_else(|| TenantFlags {
+                tenant: change.tenant.clone(),
+                sync_enabled: default_enabled,
+                suppliers: Default::default(),
+            });
+            if flags_before.sync_enabled != change.from_sync.unwrap_or(default_enabled) {
+                return Ok(None);
             }
             let suppliers = suppliers_json(&change.to);
             let (tenant_on, new_suppliers_on) = match change.to {
@@ -194,7 +205,7 @@ pub(crate) async fn change(writer: &Writer, default_enabled: bool, change: &Roll
                     params![tenant, at, change.actor, change.step, change.from.stage(), change.to.stage(), suppliers],
                 )
                 .map_err(write_error)?;
-            Ok(true)
+            Ok(Some(flags_before))
         })
         .await
 }
@@ -343,18 +354,20 @@ impl RolloutStore for SqliteStore {
         rollout(&self.pool, tenant).await
     }
 
-    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError> {
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<Option<TenantFlags>, StoreError> {
         self::change(&self.writer, self.config.default_sync_enabled, change).await
     }
 
-    async fn switch_on_within(
+    async fn switch_within(
         &self,
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
-        stage: &Rollout,
+        since: &RolloutState,
+        on: bool,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        switch_on_within(&self.writer, self.config.default_sync_enabled, tenant, supplier, stage, actor).await
+        let default_enabled = self.config.default_sync_enabled;
+        switch_within(&self.writer, default_enabled, tenant, supplier, since, on, actor).await
     }
 
     async fn rollout_history(&self, tenant: &TenantId, limit: usize) -> Result<Vec<RolloutChangeRecord>, StoreError> {

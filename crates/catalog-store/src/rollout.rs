@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::model::TenantFlags;
 
 /// A tenant's rollout and when it last changed (`None`: never, the tenant is closed as far
 /// as the gate knows).
@@ -29,6 +30,12 @@ pub struct RolloutChange {
     /// an open decided on the stage's age is never written over a restart that lands between
     /// the decision's read and its write (decision 0017).
     pub from_since: Option<DateTime<Utc>>,
+    /// The tenant's sync switch as the step was decided on (`TenantFlags::sync_enabled`;
+    /// `None`: the tenant had no flags yet, which reads as the default). The step is written
+    /// only if the switch is still so: a kill switch thrown between the decision and the
+    /// write is never thrown back by the step (a canary, a widen or an open switches the
+    /// tenant on).
+    pub from_sync: Option<bool>,
     pub to: Rollout,
     /// The step's name (`canary`, `widen`, `open`, `rollback`).
     pub step: String,
@@ -136,22 +143,28 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
     /// Writes an allowed step in one transaction: the rollout, its history row, and the sync
     /// flags it implies (closed: the tenant off, so its events are held; canary and
     /// widening: the tenant on, the listed suppliers on and every other supplier off, also
-    /// for a supplier first seen later; open: the tenant and every supplier on). Returns
-    /// `false`, changing nothing, when the stored rollout is no longer `change.from`.
-    async fn change_rollout(&self, change: &RolloutChange) -> Result<bool, StoreError>;
+    /// for a supplier first seen later; open: the tenant and every supplier on). Returns the
+    /// tenant's flags as they were just before the step, read under the lock it is written
+    /// under (whose held events the step lets through is told by them, not by a read taken
+    /// before); `None`, changing nothing, when the stored rollout is no longer `change.from`
+    /// as of `change.from_since`, or the tenant's switch no longer `change.from_sync`.
+    async fn change_rollout(&self, change: &RolloutChange) -> Result<Option<TenantFlags>, StoreError>;
 
-    /// Switches sync on for `tenant` (or for one supplier of it) while its rollout is still
-    /// `stage`, the one the caller allowed the switch by, in one transaction under the lock
-    /// every rollout change takes. Returns `false`, switching nothing, when the rollout moved
-    /// meanwhile: a rollback committed between the check and the switch is never undone.
-    /// Switching on what was off in a canary or widening stage starts the stage's day again
-    /// (`changed_at` is now; [`restarts_stage`]), and writes a history row (step `restart`,
-    /// by `actor`), so the gate's "stage too new" has its entry in the history.
-    async fn switch_on_within(
+    /// Switches sync `on` or off for `tenant` (or for one supplier of it) while its rollout is
+    /// still `since` (its stage, as of when it last changed), the one the caller allowed the
+    /// switch by, in one transaction under the lock every rollout change takes. Returns
+    /// `false`, switching nothing, when the rollout moved meanwhile: a rollback committed
+    /// between the check and a switch on is never undone, nor a canary by the switch off of a
+    /// rollback decided on a tenant the gate had never moved. Switching on what was off in a
+    /// canary or widening stage starts the stage's day again (`changed_at` is now;
+    /// [`restarts_stage`]), and writes a history row (step `restart`, by `actor`), so the
+    /// gate's "stage too new" has its entry in the history.
+    async fn switch_within(
         &self,
         tenant: &TenantId,
         supplier: Option<&SupplierId>,
-        stage: &Rollout,
+        since: &RolloutState,
+        on: bool,
         actor: &str,
     ) -> Result<bool, StoreError>;
 

@@ -196,7 +196,7 @@ pub async fn switch_sync(
                 ),
             });
         }
-        Some(rollout.rollout)
+        Some(rollout)
     } else {
         None
     };
@@ -210,10 +210,12 @@ pub async fn switch_sync(
         ),
     };
     match (&supplier, &allowed_by) {
-        // On, while the rollout is still the one judged above: a rollback committed meanwhile
-        // is never undone by a switch decided before it.
-        (_, Some(stage)) => {
-            if !state.store.switch_on_within(tenant, supplier.as_ref(), stage, &caller.name).await? {
+        // On, while the rollout is still the one judged above, as of when it last changed: a
+        // rollback committed meanwhile is never undone by a switch decided before it, nor is a
+        // tenant put behind the gate meanwhile (a canary, then a rollback) switched on as if the
+        // gate had never moved it.
+        (_, Some(since)) => {
+            if !state.store.switch_within(tenant, supplier.as_ref(), since, true, &caller.name).await? {
                 return Err(ApiError::Conflict {
                     code: "rollout_changed",
                     message: format!(

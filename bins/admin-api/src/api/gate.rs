@@ -277,11 +277,11 @@ pub async fn step(
     step: GateStep,
 ) -> Result<StepResult, GateError> {
     caller.require(Role::Operator)?;
-    let flags_before = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    let seen = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?.is_some();
     // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
     // not answer success while the tenant meant goes on syncing. A canary may come before the
     // first event (it holds every other supplier's from the start).
-    if step == GateStep::Rollback && flags_before.is_none() {
+    if step == GateStep::Rollback && !seen {
         let message = format!(
             "tenant {tenant} has no event seen yet, so there is nothing to roll back: check its spelling (GET \
              /v1/tenants lists every one seen), or hold its first events with PUT /v1/tenants/{tenant}/sync \
@@ -295,7 +295,9 @@ pub async fn step(
         Err(StepError::Moved) => {
             return Err(GateError::Api(ApiError::Conflict {
                 code: "conflict",
-                message: "the rollout changed meanwhile; read the gate and try again".to_owned(),
+                message: "the rollout or the tenant's sync switch changed meanwhile (a step, a rollback or the \
+                          kill switch); nothing was changed: read the gate and try again"
+                    .to_owned(),
             }))
         }
         Err(StepError::Store(error)) => return Err(GateError::Api(error.into())),
@@ -313,7 +315,11 @@ pub async fn step(
         entry
     };
     let read_after = flags_after.as_ref().ok().and_then(Option::as_ref);
-    let (before, after) = (entry(&taken.before, flags_before.as_ref()), entry(&taken.after, read_after));
+    // The flags the step was written over, read under its lock: a switch thrown between the
+    // gate's read and the step is in them, so the entry and the held events replayed below
+    // are told by what the step changed, not by a read taken before it.
+    let flags_before = taken.flags_before.as_ref();
+    let (before, after) = (entry(&taken.before, flags_before), entry(&taken.after, read_after));
     // The step is committed: a failed audit write is answered, after the held events the
     // step lets through are applied (a step taken again is refused, so no retry would).
     let audited = audit(state, caller, &format!("gate_{}", step.as_str()), format!("tenant/{tenant}"), before, after)
@@ -325,7 +331,7 @@ pub async fn step(
     // Every supplier the step turned on gets its held events applied, the one it names and
     // any other it set on (one an operator had switched off, listed again by a widen).
     let (mut events_replayed, mut events_by_outcome) = (0, BTreeMap::new());
-    for supplier in turned_on(flags_before.as_ref(), flags_after.as_ref()) {
+    for supplier in turned_on(flags_before, flags_after.as_ref()) {
         let request = catalog_app::replay::HeldRequest {
             tenant: tenant.clone(),
             supplier: Some(supplier),

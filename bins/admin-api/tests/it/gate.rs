@@ -44,7 +44,9 @@ async fn green_for_hours(server: &Server, hours: i64) {
 async fn backdate_stage(server: &Server, hours: i64) {
     let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
     let state = server.store.rollout(&tenant).await.expect("rollout");
+    let flags = server.store.tenant_flags(&tenant).await.expect("flags");
     let change = RolloutChange {
+        from_sync: flags.map(|flags| flags.sync_enabled),
         tenant,
         from: state.rollout.clone(),
         from_since: state.changed_at,
@@ -53,7 +55,7 @@ async fn backdate_stage(server: &Server, hours: i64) {
         actor: "test".to_owned(),
         at: Utc::now() - Duration::hours(hours),
     };
-    assert!(server.store.change_rollout(&change).await.expect("backdate"), "the rollout did not move");
+    assert!(server.store.change_rollout(&change).await.expect("backdate").is_some(), "the rollout did not move");
 }
 
 fn refusals(body: &Value) -> Vec<String> {

@@ -334,7 +334,8 @@ pub(super) fn immediate(limit: usize) -> crate::OutboxClaim {
     crate::OutboxClaim::immediate(limit, LEASE)
 }
 
-/// A rollout change from `from` to `to`, decided now on the stage's time as the store holds it.
+/// A rollout change from `from` to `to`, decided now on the stage's time and the tenant's sync
+/// switch as the store holds them.
 pub async fn rollout_change(
     store: &dyn CatalogStore,
     tenant: &catalog_core::TenantId,
@@ -346,6 +347,7 @@ pub async fn rollout_change(
         tenant: tenant.clone(),
         from: from.clone(),
         from_since: store.rollout(tenant).await.expect("rollout").changed_at,
+        from_sync: store.tenant_flags(tenant).await.expect("flags").map(|flags| flags.sync_enabled),
         to: to.clone(),
         step: step.to_owned(),
         actor: "ops".to_owned(),

@@ -106,7 +106,10 @@ pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_
 
 /// A switch on decided while the tenant was at canary, written after a rollback committed,
 /// switches nothing: the rollback is never undone (the admin API answers 409). While the
-/// rollout is still the one judged, it switches the tenant or the supplier on.
+/// rollout is still the one judged, it switches the tenant or the supplier on. A switch judged
+/// on a tenant the gate had never moved is written only while that is still so: not on over a
+/// canary and a rollback committed meanwhile (the gate manages it now), nor off, for a
+/// rollback of the never gated, over a canary.
 pub(super) async fn a_switch_on_decided_before_a_rollback_switches_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
@@ -115,26 +118,89 @@ where
     let tenant = TenantId::parse("canary").expect("tenant");
     let (acme, globex) = (SupplierId::parse("acme").expect("supplier"), SupplierId::parse("globex").expect("supplier"));
     let canary = Rollout::Canary { supplier: acme.clone() };
-    assert!(store
-        .change_rollout(&rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await)
-        .await
-        .expect("canary"));
+    let step = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
+    assert!(store.change_rollout(&step).await.expect("canary").is_some());
     store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
+    let judged = store.rollout(&tenant).await.expect("rollout");
+    assert!(store.switch_within(&tenant, Some(&acme), &judged, true, "otto").await.expect("switch"));
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(flags.suppliers[&acme], "on again within its stage");
 
     // Rolled back after the switch was judged, before it was written.
-    assert!(store
-        .change_rollout(&rollout_change(&*store, &tenant, &canary, &Rollout::Closed, "rollback").await)
-        .await
-        .expect("rollback"));
+    let judged = store.rollout(&tenant).await.expect("rollout");
+    let rollback = rollout_change(&*store, &tenant, &canary, &Rollout::Closed, "rollback").await;
+    assert!(store.change_rollout(&rollback).await.expect("rollback").is_some());
     for supplier in [None, Some(&acme), Some(&globex)] {
-        assert!(!store.switch_on_within(&tenant, supplier, &canary, "otto").await.expect("switch"), "{supplier:?}");
+        assert!(!store.switch_within(&tenant, supplier, &judged, true, "otto").await.expect("switch"), "{supplier:?}");
     }
     let flags = store.tenant_flags(&tenant).await.expect("flags").expect("known");
     assert!(!flags.sync_enabled, "the rollback stands");
     assert!(!flags.suppliers.get(&globex).copied().unwrap_or(false));
+
+    // Never gated when judged; a canary and a rollback committed before the switch on.
+    let fresh = TenantId::parse("fresh").expect("tenant");
+    let never_gated = store.rollout(&fresh).await.expect("rollout");
+    assert_eq!(never_gated, RolloutState { rollout: Rollout::Closed, changed_at: None });
+    let step = rollout_change(&*store, &fresh, &Rollout::Closed, &canary, "canary").await;
+    assert!(store.change_rollout(&step).await.expect("canary").is_some());
+    let rollback = rollout_change(&*store, &fresh, &canary, &Rollout::Closed, "rollback").await;
+    assert!(store.change_rollout(&rollback).await.expect("rollback").is_some());
+    assert!(!store.switch_within(&fresh, None, &never_gated, true, "otto").await.expect("switch"));
+    assert!(!store.tenant_flags(&fresh).await.expect("flags").expect("known").sync_enabled, "behind the gate");
+
+    // Never gated when a rollback (a switch off) was judged; a canary committed before it.
+    let quiet = TenantId::parse("quiet").expect("tenant");
+    let never_gated = store.rollout(&quiet).await.expect("rollout");
+    let step = rollout_change(&*store, &quiet, &Rollout::Closed, &canary, "canary").await;
+    assert!(store.change_rollout(&step).await.expect("canary").is_some());
+    assert!(!store.switch_within(&quiet, None, &never_gated, false, "ops").await.expect("switch"));
+    assert!(store.tenant_flags(&quiet).await.expect("flags").expect("known").sync_enabled, "the canary stands");
+    assert_eq!(store.rollout(&quiet).await.expect("rollout").rollout, canary);
+    let now_gated = store.rollout(&quiet).await.expect("rollout");
+    assert!(store.switch_within(&quiet, None, &now_gated, false, "ops").await.expect("switch"), "judged anew");
+    assert!(!store.tenant_flags(&quiet).await.expect("flags").expect("known").sync_enabled);
+}
+
+/// A step decided while the tenant's sync switch was on, written after an operator threw the
+/// kill switch, changes nothing: a canary, a widen or an open turns the tenant on, and would
+/// have thrown the switch back unseen. A step is written over the flags it returns, read under
+/// its lock: a supplier switched off between the decision and the write is off in them, so
+/// the caller applies its held events once the step lets it through.
+pub(super) async fn a_step_decided_before_the_kill_switch_changes_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let tenant = TenantId::parse("canary").expect("tenant");
+    let acme = SupplierId::parse("acme").expect("supplier");
+    let canary = Rollout::Canary { supplier: acme.clone() };
+    let widened =
+        Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
+    let step = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
+    let before = store.change_rollout(&step).await.expect("canary").expect("written");
+    assert!(before.sync_enabled && before.suppliers.is_empty(), "a tenant first made by the step: {before:?}");
+
+    let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
+    store.set_tenant_sync(&tenant, false).await.expect("the kill switch");
+    assert!(store.change_rollout(&widen).await.expect("widen").is_none(), "decided with the tenant on");
+    assert!(!store.tenant_flags(&tenant).await.expect("flags").expect("known").sync_enabled, "the switch stands");
+    assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, canary);
+
+    // Decided again, on, with a supplier switched off before the write: written, over it.
+    store.set_tenant_sync(&tenant, true).await.expect("on again");
+    let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
+    store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
+    let before = store.change_rollout(&widen).await.expect("widen").expect("written");
+    assert_eq!((before.sync_enabled, before.suppliers.get(&acme)), (true, Some(&false)), "{before:?}");
+    assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, widened);
+
+    // A tenant with no flags yet, decided on as the default (on); switched off first.
+    let fresh = TenantId::parse("fresh").expect("tenant");
+    let step = rollout_change(&*store, &fresh, &Rollout::Closed, &canary, "canary").await;
+    assert_eq!(step.from_sync, None);
+    store.set_tenant_sync(&fresh, false).await.expect("the kill switch");
+    assert!(store.change_rollout(&step).await.expect("canary").is_none());
+    assert!(!store.tenant_flags(&fresh).await.expect("flags").expect("known").sync_enabled);
 }
 
 /// Switching on what was switched off inside a canary or widening stage starts the stage's
@@ -154,18 +220,20 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
         tenant: tenant.clone(),
         from: Rollout::Closed,
         from_since: None,
+        from_sync: None,
         to: canary.clone(),
         step: "canary".to_owned(),
         actor: "ops".to_owned(),
         at: chrono::Utc::now(),
     };
-    assert!(store.change_rollout(&change).await.expect("canary"));
+    assert!(store.change_rollout(&change).await.expect("canary").is_some());
     let since = |state: RolloutState| state.changed_at.expect("changed");
-    let started = since(store.rollout(&tenant).await.expect("rollout"));
+    let judged = store.rollout(&tenant).await.expect("rollout");
+    let started = since(judged.clone());
 
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(store.switch_on_within(&tenant, None, &canary, "otto").await.expect("switch"));
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
+    assert!(store.switch_within(&tenant, None, &judged, true, "otto").await.expect("switch"));
+    assert!(store.switch_within(&tenant, Some(&acme), &judged, true, "otto").await.expect("switch"));
     assert_eq!(since(store.rollout(&tenant).await.expect("rollout")), started, "already on: the day goes on");
 
     for supplier in [None, Some(&acme)] {
@@ -175,7 +243,8 @@ pub(super) async fn a_switch_on_after_a_switch_off_starts_the_stage_s_day_again<
             Some(supplier) => store.set_supplier_sync(&tenant, supplier, false).await.expect("off by hand"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(store.switch_on_within(&tenant, supplier, &canary, "otto").await.expect("switch"));
+        let judged = store.rollout(&tenant).await.expect("rollout");
+        assert!(store.switch_within(&tenant, supplier, &judged, true, "otto").await.expect("switch"));
         let restarted = since(store.rollout(&tenant).await.expect("rollout"));
         assert!(restarted > before, "{supplier:?}: the stage's day starts again at the switch on");
         let state = store.rollout(&tenant).await.expect("rollout");
@@ -209,16 +278,20 @@ pub(super) async fn a_step_decided_before_its_stage_restarted_changes_nothing<G,
     let widened =
         Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
     let opened = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
-    assert!(store.change_rollout(&opened).await.expect("canary"));
+    assert!(store.change_rollout(&opened).await.expect("canary").is_some());
 
     let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
     store.set_supplier_sync(&tenant, &acme, false).await.expect("off by hand");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert!(store.switch_on_within(&tenant, Some(&acme), &canary, "otto").await.expect("switch"));
-    assert!(!store.change_rollout(&widen).await.expect("widen"), "decided on the stage's time before its restart");
+    let judged = store.rollout(&tenant).await.expect("rollout");
+    assert!(store.switch_within(&tenant, Some(&acme), &judged, true, "otto").await.expect("switch"));
+    assert!(
+        store.change_rollout(&widen).await.expect("widen").is_none(),
+        "decided on the stage's time before its restart"
+    );
     assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, canary);
 
     let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
-    assert!(store.change_rollout(&widen).await.expect("widen"), "decided on the restarted stage");
+    assert!(store.change_rollout(&widen).await.expect("widen").is_some(), "decided on the restarted stage");
     assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, widened);
 }

@@ -92,6 +92,7 @@ macro_rules! store_contract_cases {
             flags::a_switch_on_decided_before_a_rollback_switches_nothing,
             flags::a_switch_on_after_a_switch_off_starts_the_stage_s_day_again,
             flags::a_step_decided_before_its_stage_restarted_changes_nothing,
+            flags::a_step_decided_before_the_kill_switch_changes_nothing,
             flags::first_sight_uses_the_configured_default_flag,
             flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
             reads::item_trace_explains_the_winner,

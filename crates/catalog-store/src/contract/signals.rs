@@ -319,13 +319,21 @@ pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_list
     assert_eq!((state.rollout, state.changed_at), (Rollout::Closed, None), "never moved");
 
     let first = Rollout::Canary { supplier: supplier("acme") };
-    assert!(store.change_rollout(&change(&*store, &Rollout::Closed, &first, "canary").await).await.expect("canary"));
+    assert!(store
+        .change_rollout(&change(&*store, &Rollout::Closed, &first, "canary").await)
+        .await
+        .expect("canary")
+        .is_some());
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.sync_enabled);
     assert!(flags.suppliers[&supplier("acme")]);
     assert!(!flags.suppliers[&supplier("globex")], "a supplier not listed is held");
     assert!(
-        !store.change_rollout(&change(&*store, &Rollout::Closed, &Rollout::Open, "open").await).await.expect("stale"),
+        store
+            .change_rollout(&change(&*store, &Rollout::Closed, &Rollout::Open, "open").await)
+            .await
+            .expect("stale")
+            .is_none(),
         "a step decided on a rollout that moved on changes nothing"
     );
     assert_eq!(store.rollout(&canary).await.expect("rollout").rollout, first);
@@ -343,7 +351,7 @@ pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_list
     assert_eq!(outcomes[1], Outcome::Applied);
 
     let widened = Rollout::Widening { suppliers: [supplier("acme"), supplier("globex")].into_iter().collect() };
-    assert!(store.change_rollout(&change(&*store, &first, &widened, "widen").await).await.expect("widen"));
+    assert!(store.change_rollout(&change(&*store, &first, &widened, "widen").await).await.expect("widen").is_some());
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.suppliers[&supplier("globex")]);
     assert!(!flags.suppliers[&supplier("initech")]);
@@ -351,13 +359,15 @@ pub(super) async fn a_rollout_drives_the_sync_flags_and_holds_suppliers_not_list
     assert!(store
         .change_rollout(&change(&*store, &widened, &Rollout::Closed, "rollback").await)
         .await
-        .expect("rollback"));
+        .expect("rollback")
+        .is_some());
     assert!(!store.tenant_flags(&canary).await.expect("flags").expect("known").sync_enabled, "closed holds all");
 
     assert!(store
         .change_rollout(&change(&*store, &Rollout::Closed, &Rollout::Open, "open").await)
         .await
-        .expect("open"));
+        .expect("open")
+        .is_some());
     let flags = store.tenant_flags(&canary).await.expect("flags").expect("known");
     assert!(flags.sync_enabled && flags.suppliers.values().all(|on| *on), "{flags:?}");
     let result = store
