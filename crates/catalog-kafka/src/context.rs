@@ -70,6 +70,10 @@ impl BrokerStatus {
 pub(crate) enum Assignment {
     /// These partitions were revoked; each moved to the given epoch.
     Revoked(Vec<(i32, u64)>),
+    /// These partitions, which have no queue of their own (the shared queue feeds them),
+    /// were assigned in the given epoch: each gets its worker now, which checks its start
+    /// against the store before any message of it arrives (a quiet partition's too).
+    Assigned(Vec<(i32, u64)>),
 }
 
 /// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
@@ -137,13 +141,22 @@ impl ConsumerContext for SourceContext {
             let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
             lock(&self.assigned).extend(partitions.iter().copied());
             let ownership = lock(&self.ownership);
+            let mut shared = Vec::new();
             for partition in &partitions {
-                if let Some(owner) = ownership.get(partition) {
-                    owner.send_modify(|ownership| ownership.owned = true);
+                match ownership.get(partition) {
+                    Some(owner) => owner.send_modify(|ownership| ownership.owned = true),
+                    None => shared.push(*partition),
                 }
             }
             drop(ownership);
             tracing::info!(?partitions, "partitions assigned");
+            if !shared.is_empty() {
+                let epochs = lock(&self.epochs);
+                let assigned = shared.into_iter().map(|p| (p, epochs.get(&p).copied().unwrap_or(0))).collect();
+                drop(epochs);
+                // The receiver lives as long as the dispatcher; after it ends nothing listens.
+                let _ = self.events.send(Assignment::Assigned(assigned));
+            }
         }
     }
 

@@ -208,18 +208,41 @@ impl KafkaSource {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(Assignment::Revoked(revoked)) = self.events.recv() => {
-                    for (partition, epoch) in revoked {
-                        // Only a worker from before this revocation stops: one started since, for
-                        // a message of the new assignment, already holds that message.
-                        if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch < epoch) {
-                            if let Some((_, sender)) = partitions.remove(&partition) {
-                                // The worker drops what it has not applied: the next owner reads it.
-                                let _ = sender.send(PartitionInput::Revoked).await;
+                // Every event is taken here: one that matched no pattern would be dropped.
+                Some(event) = self.events.recv() => match event {
+                    Assignment::Revoked(revoked) => {
+                        for (partition, epoch) in revoked {
+                            // Only a worker from before this revocation stops: one started since,
+                            // for the new assignment, already holds its start.
+                            if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch < epoch) {
+                                if let Some((_, sender)) = partitions.remove(&partition) {
+                                    // The worker drops what it has not applied: the next owner reads it.
+                                    let _ = sender.send(PartitionInput::Revoked).await;
+                                }
                             }
                         }
                     }
-                }
+                    // A worker per partition as soon as it is assigned, not at its first message:
+                    // a quiet partition's start is checked against the store (a new database
+                    // under an old group reads it from its start), and `latest` starts at the end
+                    // as of the assignment, not as of the first message (which skipped every
+                    // message before it).
+                    Assignment::Assigned(assigned) => {
+                        for (partition, epoch) in assigned {
+                            let current = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+                            let started = partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch == epoch);
+                            // Revoked again since, or started by a message of this assignment.
+                            if current != epoch || started {
+                                continue;
+                            }
+                            if let Some((_, sender)) = partitions.remove(&partition) {
+                                let _ = sender.send(PartitionInput::Revoked).await;
+                            }
+                            let sender = self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop);
+                            partitions.insert(partition, (epoch, sender));
+                        }
+                    }
+                },
                 Some(finished) = workers.join_next(), if !workers.is_empty() => {
                     if let Some(error) = worker_failure(finished) {
                         outcome = Err(error);
@@ -252,17 +275,7 @@ impl KafkaSource {
                         }
                     }
                     let (_, sender) = partitions.entry(partition).or_insert_with(|| {
-                        if lock(&self.ownership).contains_key(&partition) {
-                            // Cannot happen (it was split off before the member joined); applied anyway.
-                            tracing::warn!(partition, "a partition with its own queue is also read through the shared one");
-                        }
-                        if dispatched.insert(partition) {
-                            self.n_partitions.store(n_split + dispatched.len(), Ordering::Relaxed);
-                        }
-                        let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
-                        let worker = self.partition_worker(partition, &stop);
-                        workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
-                        (epoch, sender)
+                        (epoch, self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop))
                     });
                     // A full channel makes the dispatcher wait: backpressure, not buffering.
                     tokio::select! {
@@ -294,6 +307,30 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
+    /// Starts the worker of `partition`, fed by the dispatcher from the shared queue: the
+    /// sender it reads. `dispatched` counts the partitions read so, among the `n_split` with
+    /// queues of their own, for the bytes in flight each may hold.
+    fn spawn_dispatched(
+        &self,
+        partition: i32,
+        workers: &mut JoinSet<Result<(), SinkError>>,
+        dispatched: &mut HashSet<i32>,
+        n_split: usize,
+        stop: &CancellationToken,
+    ) -> mpsc::Sender<PartitionInput> {
+        if lock(&self.ownership).contains_key(&partition) {
+            // Cannot happen (it was split off before the member joined); applied anyway.
+            tracing::warn!(partition, "a partition with its own queue is also read through the shared one");
+        }
+        if dispatched.insert(partition) {
+            self.n_partitions.store(n_split + dispatched.len(), Ordering::Relaxed);
+        }
+        let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
+        let worker = self.partition_worker(partition, stop);
+        workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
+        sender
+    }
+
     /// Tells each dispatched partition's worker when librdkafka's position for it passed the
     /// offset after the last message taken of it: what lies between held no message for the
     /// worker (transaction markers, aborted records), and its checkpoint may pass it (decision

@@ -205,7 +205,11 @@ struct Member {
 
 impl Member {
     fn start(brokers: &str, group: &str, sink: &Arc<RecordingSink>) -> Self {
-        let source = KafkaSource::new(config(brokers, group), Arc::clone(sink) as Arc<dyn BatchSink>).expect("source");
+        Self::start_with(config(brokers, group), sink)
+    }
+
+    fn start_with(config: KafkaSourceConfig, sink: &Arc<RecordingSink>) -> Self {
+        let source = KafkaSource::new(config, Arc::clone(sink) as Arc<dyn BatchSink>).expect("source");
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(source.run(shutdown.clone()));
         Self { shutdown, running }
@@ -304,6 +308,33 @@ async fn a_topic_created_after_start_is_read_through_the_shared_queue() {
     // loaded machine: created later, they come through the shared queue.
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    produce(&brokers, 300);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(300)).await;
+    member.stop().await;
+    assert_each_offset_once_in_order(&sink.applied(), 300);
+}
+
+/// A partition read through the shared queue gets its worker when it is assigned, not at its
+/// first message: its start is checked then (a quiet partition's too), and `latest` starts at
+/// the end as of the assignment. Before, the worker came with the first message and read the
+/// end only then, so every message produced after the assignment up to that end was skipped
+/// (counted as read before), and a quiet partition's start was never checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_the_shared_queue_starts_when_it_is_assigned() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    let sink = Arc::new(RecordingSink::default());
+    let config = KafkaSourceConfig {
+        start_without_checkpoint: StartWithoutCheckpoint::Latest,
+        ..config(&brokers, "late-latest")
+    };
+    let member = Member::start_with(config, &sink);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.create_topic(TOPIC, PARTITIONS, 1).expect("topic");
+    let started = || sink.reading_starts.lock().expect("sink state").iter().map(|(p, ..)| *p).collect::<BTreeSet<_>>();
+    wait_for(Duration::from_secs(30), || started() == (0..PARTITIONS).collect::<BTreeSet<i32>>()).await;
+    let starts = sink.reading_starts.lock().expect("sink state").clone();
+    assert!(starts.iter().all(|(_, next, _)| *next == 0), "the topic was empty when assigned: {starts:?}");
     produce(&brokers, 300);
     wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(300)).await;
     member.stop().await;
