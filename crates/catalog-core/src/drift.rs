@@ -19,6 +19,33 @@ pub struct Expected {
     pub accepted: Option<u64>,
 }
 
+impl Expected {
+    /// What a channel is expected to hold when no version of the item is on its way to it
+    /// (none queued, no dead letter open): the catalog's current version, whatever the
+    /// channel last accepted. A version it never accepted and nothing is sending any more
+    /// was given up on (its dead letter resolved): without this, [`detect`] takes it for in
+    /// flight for ever, and the channel shows the older quantity until the item next changes.
+    /// A channel that never accepted a version of the item (one added since) is left as it
+    /// is, and so is one a 409 said holds a version beyond the catalog's.
+    ///
+    /// ```
+    /// use catalog_core::{detect_drift, DriftKind, Expected, Shown};
+    ///
+    /// // Version 8 was dead-lettered and resolved; the channel still shows version 7.
+    /// let expected = Expected { quantity: 4, version: 8, accepted: Some(7) };
+    /// let shown = Some(Shown { quantity: 10, version: 7 });
+    /// assert_eq!(detect_drift(expected, shown), None, "taken for in flight");
+    /// let drift = detect_drift(expected.settled(), shown).unwrap();
+    /// assert_eq!((drift.kind, drift.corrected_version), (DriftKind::VersionBehind, 9));
+    /// ```
+    pub fn settled(self) -> Self {
+        match self.accepted {
+            Some(accepted) if accepted < self.version => Self { accepted: Some(self.version), ..self },
+            _ => self,
+        }
+    }
+}
+
 /// What the channel shows for the item: `None` when it holds nothing (404, or absent from
 /// its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,7 +65,8 @@ pub enum DriftKind {
     Missing,
     /// It shows the accepted version with another quantity (a manual edit).
     QuantityDiffers,
-    /// It shows an older version than it accepted (a lost write, a cache reset).
+    /// It shows an older version than it accepted (a lost write, a cache reset), or, with
+    /// nothing on its way to it, than the catalog's ([`Expected::settled`]).
     VersionBehind,
     /// It shows a version the catalog never issued (the catalog was restored from a backup).
     VersionAhead,

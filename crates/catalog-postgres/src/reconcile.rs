@@ -38,7 +38,11 @@ pub(crate) async fn page(
     limit: usize,
 ) -> Result<Vec<ChannelItem>, StoreError> {
     let rows = sqlx::query(
-        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted
+        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted,
+                EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = i.item_id AND o.channel = $1)
+                OR EXISTS (SELECT 1 FROM dead_letters AS d
+                           WHERE d.stage = 'publish' AND d.subject = i.item_id::text
+                             AND coalesce(d.channel, '') = $1 AND d.resolved_at IS NULL) AS pending
          FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
          WHERE i.tenant_id = $2 AND i.item_id > $3
          ORDER BY i.item_id LIMIT $4",
@@ -60,6 +64,7 @@ pub(crate) async fn page(
                 quantity: column(row, "quantity")?,
                 version: rows::version(column(row, "version")?)?,
                 accepted: column::<Option<i64>>(row, "accepted")?.map(rows::version).transpose()?,
+                pending: column(row, "pending")?,
             })
         })
         .collect()

@@ -43,9 +43,18 @@ pub(crate) async fn page(
     after: Option<ItemId>,
     limit: usize,
 ) -> Result<Vec<ChannelItem>, StoreError> {
-    // BLOB comparison is memcmp, the order of the uuid's bytes: the storefront's order.
+    // BLOB comparison is memcmp, the order of the uuid's bytes: the storefront's order. An
+    // open dead letter is found by its subject, the item id as text (`Uuid`'s hyphenated
+    // form), through the index of open letters.
     let rows = sqlx::query(
-        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted
+        "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted,
+                EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = i.item_id AND o.channel = ?1)
+                OR EXISTS (SELECT 1 FROM dead_letters AS d
+                           WHERE d.stage = 'publish' AND d.subject = lower(
+                                 substr(hex(i.item_id), 1, 8) || '-' || substr(hex(i.item_id), 9, 4) || '-' ||
+                                 substr(hex(i.item_id), 13, 4) || '-' || substr(hex(i.item_id), 17, 4) || '-' ||
+                                 substr(hex(i.item_id), 21, 12))
+                             AND coalesce(d.channel, '') = ?1 AND d.resolved_at IS NULL) AS pending
          FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1
          WHERE i.tenant_id = ?2 AND i.item_id > ?3
          ORDER BY i.item_id LIMIT ?4",
@@ -68,6 +77,7 @@ pub(crate) async fn page(
                 quantity: column(row, "quantity")?,
                 version: rows::version(column(row, "version")?)?,
                 accepted: column::<Option<i64>>(row, "accepted")?.map(rows::version).transpose()?,
+                pending: column(row, "pending")?,
             })
         })
         .collect()

@@ -17,6 +17,11 @@ pub struct ChannelItem {
     pub version: u64,
     /// The newest version the channel is known to hold (`published_versions`).
     pub accepted: Option<u64>,
+    /// Whether a version of the item is on its way to the channel: queued in the outbox, or
+    /// held by an open dead letter (retried by auto-heal or an operator). Without either, a
+    /// version the channel did not accept is given up on, not in flight
+    /// (`catalog_core::Expected::settled`).
+    pub pending: bool,
 }
 
 /// A drift to correct: the item gets `corrected_version` with its current quantity, queued on
@@ -59,7 +64,8 @@ pub trait ReconcileStore: Send + Sync + std::fmt::Debug {
     async fn reconcile_tenants(&self, channel: &str) -> Result<Vec<TenantId>, StoreError>;
 
     /// Up to `limit` items of `tenant` with an id greater than `after`, ordered by item id
-    /// (the storefront's list order), with what `channel` last accepted.
+    /// (the storefront's list order), with what `channel` last accepted and whether a version
+    /// is on its way to it.
     async fn reconcile_page(
         &self,
         channel: &str,

@@ -16,7 +16,8 @@ use super::{Pacer, Reconciler, SweepError, SweepReport};
 
 impl Reconciler {
     /// Asks the channel about every listed item of `tenant` whose current version it
-    /// accepted (the others are still on their way, so not drift), page by page.
+    /// accepted, or would have were it on its way still (the others are on their way, so
+    /// not drift: `expected`), page by page.
     pub(super) async fn look_up_tenant(
         &self,
         reader: &dyn LookupReadBack,
@@ -35,7 +36,7 @@ impl Reconciler {
             store_after = Some(last.item_id);
             let asked: Vec<(&ChannelItem, &str)> = page
                 .iter()
-                .filter(|item| item.version > 0 && item.accepted == Some(item.version))
+                .filter(|item| item.version > 0 && super::expected(item, item.quantity).accepted == Some(item.version))
                 .filter_map(|item| Some((item, self.rules.listing_of(&item.sku)?)))
                 .filter(|(item, listing)| {
                     // What the catalog list shows as expected is compared already; the rest

@@ -7,6 +7,7 @@
 //! (decisions 0016 and 0022).
 
 mod lookup;
+mod pacer;
 mod recurring;
 mod suspects;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channels::BuiltChannel;
 use crate::metrics::Metrics;
+use pacer::Pacer;
 use recurring::Corrected;
 use suspects::Suspects;
 
@@ -109,26 +111,6 @@ pub struct Reconciler {
     corrected: Mutex<Corrected>,
     /// The settle time the channels file gives, in place of the adapter's.
     settle: Option<Duration>,
-}
-
-/// Paces requests to at most a rate, and counts them.
-struct Pacer {
-    gap: Duration,
-    /// When the next read may start: a read of n requests keeps the next n gaps away.
-    due: Option<tokio::time::Instant>,
-    requests: u64,
-}
-
-impl Pacer {
-    /// Waits until a read of up to `n_requests` requests may start, and counts them.
-    async fn wait(&mut self, n_requests: usize) {
-        if let Some(due) = self.due {
-            tokio::time::sleep_until(due).await;
-        }
-        let n_requests = u32::try_from(n_requests.max(1)).unwrap_or(u32::MAX);
-        self.due = Some(tokio::time::Instant::now() + self.gap.saturating_mul(n_requests));
-        self.requests += u64::from(n_requests);
-    }
 }
 
 impl Reconciler {
@@ -342,8 +324,7 @@ impl Reconciler {
     fn compare(&self, item: &ChannelItem, shown: Option<Shown>) -> Option<DriftCorrection> {
         self.rules.listing_of(&item.sku)?;
         let quantity = self.rules.stock.apply(item.quantity).0;
-        let expected = Expected { quantity, version: item.version, accepted: item.accepted };
-        Some(DriftCorrection::of(item.item_id, item.version, detect_drift(expected, shown)?))
+        Some(DriftCorrection::of(item.item_id, item.version, detect_drift(expected(item, quantity), shown)?))
     }
 
     /// Whether a difference of `item` is to be corrected now, or waits for its confirmation
@@ -478,22 +459,16 @@ pub fn reconcilers(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A read of n requests keeps the next read n gaps away, so a platform whose read takes
-    /// several requests is held to the same rate of requests as the others.
-    #[tokio::test(start_paused = true)]
-    async fn a_read_of_several_requests_spaces_the_next_by_as_many_gaps() {
-        let start = tokio::time::Instant::now();
-        let mut pacer = Pacer { gap: Duration::from_millis(100), due: None, requests: 0 };
-        let mut started = Vec::new();
-        for n_requests in [1, 3, 1, 0] {
-            pacer.wait(n_requests).await;
-            started.push(start.elapsed().as_millis());
-        }
-        assert_eq!(started, [0, 100, 400, 500]);
-        assert_eq!(pacer.requests, 6, "a read counts as one request at least");
+/// What a channel is expected to hold of `item`, `quantity` being the catalog's after the
+/// channel's stock rules. With nothing on its way to the channel (no queued version, no open
+/// dead letter), a version it did not accept was given up on, not in flight: the channel is
+/// compared with the current version (`Expected::settled`), or a resolved dead letter left it
+/// showing the older quantity until the item next changed.
+pub(crate) fn expected(item: &ChannelItem, quantity: i64) -> Expected {
+    let expected = Expected { quantity, version: item.version, accepted: item.accepted };
+    if item.pending {
+        expected
+    } else {
+        expected.settled()
     }
 }

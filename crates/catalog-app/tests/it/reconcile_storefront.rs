@@ -19,7 +19,9 @@ use catalog_publish::WorkSignal;
 use catalog_sqlite::SqliteStore;
 use catalog_store::contract::published;
 use catalog_store::prelude::*;
-use catalog_store::{BatchInput, IncomingEvent, OutboxClaim, PublishOutcome, SourceRef, StoreConfig};
+use catalog_store::{
+    BatchInput, DeadLetterFilter, IncomingEvent, OutboxClaim, PublishOutcome, PublishRecord, SourceRef, StoreConfig,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -76,6 +78,9 @@ struct Storefront {
     held_for: Option<Duration>,
     /// The first read is answered 429 with `Retry-After: 2`.
     throttle_first: bool,
+    /// A SKU changed to quantity 77 before the sweep, that version dead-lettered (a 422)
+    /// and the letter resolved: nothing is on its way to the storefront, which shows the old.
+    given_up: Option<&'static str>,
     /// The channel's hold, once built; when it was extended before the sweep, when the first
     /// read came, and whether the hold stood half a second after a 429 was answered.
     hold: Arc<std::sync::OnceLock<Arc<catalog_publish::ChannelHold>>>,
@@ -176,6 +181,7 @@ impl Storefront {
             held_at: Arc::default(),
             first_read_at: Arc::default(),
             held_after_429: Arc::default(),
+            given_up: None,
         }
     }
 }
@@ -209,6 +215,9 @@ async fn sweep_against(
         shown.lock().expect("shown").insert(item_id(unknown).to_string(), (unknown.to_owned(), 1, 1));
     }
     let storefront = make(shown, store.clone());
+    if let Some(sku) = storefront.given_up {
+        give_up_on_a_new_version(&store, sku).await;
+    }
     if let Some(refused) = storefront.refused {
         // A tenant swept before canary (tenants are swept in name order).
         store.apply_batch(&update_of(refused, 50, "SKU-000", 3)).await.expect("apply");
@@ -234,6 +243,28 @@ async fn sweep_against(
     }
     let report = tokio::time::timeout(Duration::from_secs(20), reconcilers[0].sweep()).await.expect("the sweep ends");
     (report, metrics, store, directory)
+}
+
+/// Changes `sku` to quantity 77, and dead-letters that version (a 422) and resolves the
+/// letter, as an operator who gave up on it does.
+async fn give_up_on_a_new_version(store: &SqliteStore, sku: &str) {
+    store.apply_batch(&update(59, sku, 77)).await.expect("apply");
+    let claimed =
+        store.claim_outbox("storefront", &OutboxClaim::immediate(100, Duration::from_secs(60))).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let records: Vec<_> = claimed
+        .iter()
+        .map(|entry| PublishRecord {
+            dead_letter_reason: Some("rejected_422".into()),
+            status: Some(422),
+            ..published(entry, PublishOutcome::DeadLettered)
+        })
+        .collect();
+    store.record_publishes(&records).await.expect("record");
+    let open = DeadLetterFilter { open: Some(true), limit: 10, ..DeadLetterFilter::default() };
+    for letter in store.dead_letters(&open).await.expect("letters") {
+        assert!(store.resolve_dead_letter(letter.dead_letter_id, "given up").await.expect("resolve"));
+    }
 }
 
 /// The four SKUs in item id order (the contract's list order).
@@ -356,4 +387,32 @@ async fn a_429_either_meets_holds_the_channel_s_sends_and_reads() {
     let (report, _, _, _directory) = sweep_against(make, None, 1_000).await;
     report.expect("the sweep reads again after the wait");
     assert!(held_after_429.load(Ordering::SeqCst), "the read's 429 held the channel");
+}
+
+/// An item whose newest version the storefront never accepted, with nothing on its way any
+/// more (its dead letter resolved), while the storefront shows the version before: drift,
+/// corrected with the catalog's quantity as a new version. Before, it was taken for a version
+/// in flight on every sweep, and the storefront showed the old quantity until the item next
+/// changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_whose_last_version_was_given_up_on_is_corrected() {
+    let sku = in_id_order()[1];
+    let make =
+        |shown, store| Storefront { given_up: Some(sku), ..Storefront::moving("SKU-000", 0, false)(shown, store) };
+    let (report, _metrics, store, _directory) = sweep_against(make, None, 1_000).await;
+    let report = report.expect("sweep");
+    assert_eq!((report.drifts, report.corrected), (1, 1), "{report:?}");
+    let drifts = store.item_drifts(item_id(sku), 10).await.expect("drifts");
+    assert_eq!(drifts.len(), 1);
+    assert_eq!(
+        (drifts[0].kind.as_str(), drifts[0].catalog_version, drifts[0].corrected_version),
+        ("version_behind", 2, 3)
+    );
+    let queued =
+        store.claim_outbox("storefront", &OutboxClaim::immediate(100, Duration::from_secs(60))).await.expect("claim");
+    let queued: Vec<_> = queued
+        .iter()
+        .map(|entry| (entry.item.key().sku.to_string(), entry.item.quantity(), entry.item.version()))
+        .collect();
+    assert_eq!(queued, [(sku.to_owned(), 77, 3)], "the catalog's quantity, as a new version");
 }

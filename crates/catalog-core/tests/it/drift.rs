@@ -77,3 +77,32 @@ fn a_correction_is_beyond_every_version_the_channel_showed_or_said_it_held() {
         }
     }
 }
+
+/// With nothing on its way to the channel, a version it never accepted is no longer in
+/// flight: the channel is compared with the catalog's current version. A channel that never
+/// accepted any version, or that a 409 said holds one beyond the catalog's, is judged as
+/// before; settling is idempotent, and changes nothing for a channel that accepted the
+/// current version.
+#[test]
+fn with_nothing_on_its_way_the_current_version_is_expected() {
+    let settled = |expected: Expected, shown: Option<Shown>| check(expected.settled(), shown);
+    // Version 8 dead-lettered and resolved; the channel shows 7, or nothing, or 8's quantity
+    // under 7 (a marketplace shows no version: taken as the current one).
+    assert_eq!(settled(expected(12, 8, Some(7)), shown(10, 7)), "version_behind -> v9");
+    assert_eq!(settled(expected(12, 8, Some(7)), None), "missing -> v9");
+    assert_eq!(settled(expected(12, 8, Some(7)), shown(10, 8)), "quantity_differs -> v9");
+    assert_eq!(settled(expected(12, 8, Some(7)), shown(12, 8)), "none");
+    // Never accepted anything (a channel added since): not drift.
+    assert_eq!(settled(expected(12, 8, None), None), "none");
+    // A 409 said it holds 9: beyond the catalog's, as before.
+    assert_eq!(settled(expected(12, 8, Some(9)), shown(12, 9)), "version_ahead -> v10");
+    for version in 0..6u64 {
+        for accepted in [None, Some(0), Some(2), Some(5), Some(7)] {
+            let once = expected(3, version, accepted).settled();
+            assert_eq!(once.settled(), once, "idempotent: {version} {accepted:?}");
+            if accepted == Some(version) || accepted.is_none_or(|accepted| accepted > version) {
+                assert_eq!(once, expected(3, version, accepted), "unchanged: {version} {accepted:?}");
+            }
+        }
+    }
+}

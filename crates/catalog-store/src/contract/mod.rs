@@ -97,6 +97,7 @@ macro_rules! store_contract_cases {
             flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
             reads::item_trace_explains_the_winner,
             reconcile::reconcile_pages_follow_item_id_order_with_accepted_versions,
+            reconcile::a_version_is_pending_while_queued_or_dead_lettered_open,
             reconcile::a_drift_correction_is_a_new_version_queued_and_journaled,
             reads::journal_window_filters_by_time_and_supplier,
             reads::journal_window_pages_resume_after_their_cursor,

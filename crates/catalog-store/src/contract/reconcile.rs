@@ -47,6 +47,7 @@ pub(super) async fn reconcile_pages_follow_item_id_order_with_accepted_versions<
         for item in &page {
             let accepted = claimed.iter().any(|entry| entry.item.id() == item.item_id);
             assert_eq!(item.accepted, accepted.then_some(1), "{item:?}");
+            assert_eq!(item.pending, !accepted, "queued until published: {item:?}");
             assert_eq!((item.quantity, item.version), (5, 1));
         }
     }
@@ -54,6 +55,54 @@ pub(super) async fn reconcile_pages_follow_item_id_order_with_accepted_versions<
     let mut sorted = seen.clone();
     sorted.sort_by_key(|id| id.0);
     assert_eq!(seen, sorted, "in item id order, as the storefront lists them");
+}
+
+/// The storefront's page of `tenant`'s one item: its version, the version accepted, pending.
+async fn pending_of(store: &dyn crate::CatalogStore, tenant: &catalog_core::TenantId) -> (u64, Option<u64>, bool) {
+    let page = store.reconcile_page("storefront", tenant, None, 10).await.expect("page");
+    assert_eq!(page.len(), 1);
+    (page[0].version, page[0].accepted, page[0].pending)
+}
+
+/// A version on its way to a channel is pending while it is queued and while its dead
+/// letter is open (auto-heal or an operator may send it yet); once the letter is resolved,
+/// nothing is on its way, and the channel's older version is compared with the catalog's
+/// (`Expected::settled`).
+pub(super) async fn a_version_is_pending_while_queued_or_dead_lettered_open<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "SKU-1");
+    let tenant = key.tenant.clone();
+    store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1)]))
+        .await
+        .expect("apply");
+    assert_eq!(pending_of(&*store, &tenant).await, (1, None, true), "queued");
+    for entry in store.claim_outbox("storefront", &immediate(10)).await.expect("claim") {
+        store.record_publish(&published(&entry, PublishOutcome::Published)).await.expect("record");
+    }
+    assert_eq!(pending_of(&*store, &tenant).await, (1, Some(1), false), "accepted, nothing on its way");
+
+    store
+        .apply_batch(&batch(vec![incoming(2, &key, StockChange::Updated { quantity: 4 }, 1, 2)]))
+        .await
+        .expect("apply");
+    assert_eq!(pending_of(&*store, &tenant).await, (2, Some(1), true), "version 2 queued");
+    dead_letter_every_due(&*store).await;
+    assert_eq!(pending_of(&*store, &tenant).await, (2, Some(1), true), "its dead letter is open");
+    let letters = crate::DeadLetterFilter { open: Some(true), limit: 10, ..crate::DeadLetterFilter::default() };
+    let open = store.dead_letters(&letters).await.expect("letters");
+    assert_eq!(open.len(), 1);
+    assert!(store.resolve_dead_letter(open[0].dead_letter_id, "given up").await.expect("resolve"));
+    assert_eq!(pending_of(&*store, &tenant).await, (2, Some(1), false), "resolved: nothing on its way");
+    let item = store.reconcile_page("storefront", &tenant, None, 10).await.expect("page").remove(0);
+    let expected = Expected { quantity: item.quantity, version: item.version, accepted: item.accepted };
+    let shown = Some(Shown { quantity: 10, version: 1 });
+    let drift = detect_drift(expected.settled(), shown).expect("the channel shows version 1's quantity");
+    assert_eq!((drift.kind, drift.corrected_version), (DriftKind::VersionBehind, 3));
 }
 
 pub(super) async fn a_drift_correction_is_a_new_version_queued_and_journaled<G, F>(
