@@ -66,13 +66,15 @@ pub(crate) async fn upsert_supplier_sync(
 
 pub(crate) async fn tenant_flags(pool: &PgPool, tenant: &TenantId) -> Result<Option<TenantFlags>, StoreError> {
     let mut connection = pool.acquire().await.map_err(store_error)?;
-    flags_on(&mut connection, tenant).await
+    flags_on(&mut connection, tenant, false).await
 }
 
-/// A tenant's flags as `connection` reads them (in a transaction: under its locks).
+/// A tenant's flags as `connection` reads them; `locking` (in a transaction) its suppliers'
+/// rows `FOR UPDATE`, so no switch of one lands before the transaction ends.
 pub(crate) async fn flags_on(
     connection: &mut sqlx::PgConnection,
     tenant: &TenantId,
+    locking: bool,
 ) -> Result<Option<TenantFlags>, StoreError> {
     let Some(row) = sqlx::query("SELECT sync_enabled FROM tenants WHERE tenant_id = $1")
         .bind(tenant.as_str())
@@ -82,7 +84,15 @@ pub(crate) async fn flags_on(
     else {
         return Ok(None);
     };
-    let suppliers = sqlx::query("SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1")
+    let suppliers = match locking {
+        // In key order (byte order), as batches take their share locks.
+        true => {
+            r#"SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1
+                   ORDER BY supplier_id COLLATE "C" FOR UPDATE"#
+        }
+        false => "SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1",
+    };
+    let suppliers = sqlx::query(suppliers)
         .bind(tenant.as_str())
         .fetch_all(&mut *connection)
         .await

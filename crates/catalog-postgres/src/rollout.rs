@@ -3,8 +3,8 @@
 
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
-    restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
-    RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
+    restarts_stage, rollout_suppliers, rows, stored_rollout, switch_as_decided, AppliedItem, RolloutChange,
+    RolloutChangeRecord, RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -144,13 +144,15 @@ pub(crate) async fn change(
     if current.rollout != change.from || current.changed_at != change.from_since {
         return Ok(None);
     }
-    // The tenant's row exists: `lock_rollout` made it, with the default, if it did not.
-    let flags_before = crate::flags::flags_on(&mut transaction, &change.tenant).await?;
-    let Some(flags_before) =
-        flags_before.filter(|flags| flags.sync_enabled == change.from_sync.unwrap_or(default_enabled))
-    else {
+    // The tenant's row exists: `lock_rollout` made it, with the default, if it did not. Its
+    // suppliers' rows are locked too, so no supplier switch lands between this read and the
+    // step's own writes to them.
+    let Some(flags_before) = crate::flags::flags_on(&mut transaction, &change.tenant, true).await? else {
         return Ok(None);
     };
+    if !switch_as_decided(change, &flags_before, default_enabled) {
+        return Ok(None);
+    }
     let listed: Vec<String> = rollout_suppliers(&change.to).iter().map(ToString::to_string).collect();
     let (tenant_on, new_suppliers_on) = match change.to {
         Rollout::Closed => (false, false),

@@ -3,8 +3,8 @@
 
 use catalog_core::{ItemId, Rollout, SupplierId, TenantId};
 use catalog_store::{
-    restarts_stage, rollout_suppliers, rows, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord,
-    RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
+    restarts_stage, rollout_suppliers, rows, stored_rollout, switch_as_decided, AppliedItem, RolloutChange,
+    RolloutChangeRecord, RolloutState, SignOff, SignOffRecord, StoreError, TenantFlags,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
@@ -136,7 +136,7 @@ pub(crate) async fn change(
                 sync_enabled: default_enabled,
                 suppliers: Default::default(),
             });
-            if flags_before.sync_enabled != change.from_sync.unwrap_or(default_enabled) {
+            if !switch_as_decided(&change, &flags_before, default_enabled) {
                 return Ok(None);
             }
             let suppliers = suppliers_json(&change.to);

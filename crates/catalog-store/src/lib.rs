@@ -48,8 +48,8 @@ pub use retention::{
     ArchiveSink, DroppedSegment, JournalHorizon, KeptSegment, RetentionPolicy, RetentionReport, RetentionStore,
 };
 pub use rollout::{
-    restarts_stage, rollout_suppliers, stored_rollout, AppliedItem, RolloutChange, RolloutChangeRecord, RolloutState,
-    RolloutStore, SignOff, SignOffRecord,
+    restarts_stage, rollout_suppliers, stored_rollout, switch_as_decided, AppliedItem, RolloutChange,
+    RolloutChangeRecord, RolloutState, RolloutStore, SignOff, SignOffRecord,
 };
 pub use route::{ChannelRoute, SharedSku};
 pub use signals::{

@@ -31,10 +31,10 @@ pub struct RolloutChange {
     /// the decision's read and its write (decision 0017).
     pub from_since: Option<DateTime<Utc>>,
     /// The tenant's sync switch as the step was decided on (`TenantFlags::sync_enabled`;
-    /// `None`: the tenant had no flags yet, which reads as the default). The step is written
-    /// only if the switch is still so: a kill switch thrown between the decision and the
-    /// write is never thrown back by the step (a canary, a widen or an open switches the
-    /// tenant on).
+    /// `None`: the tenant had no flags yet, which reads as the default). A step that switches
+    /// the tenant on (a canary, a widen, an open) is written only if the switch is still so:
+    /// a kill switch thrown between the decision and the write is never thrown back by the
+    /// step. A rollback is written whatever it is ([`switch_as_decided`]).
     pub from_sync: Option<bool>,
     pub to: Rollout,
     /// The step's name (`canary`, `widen`, `open`, `rollback`).
@@ -110,6 +110,16 @@ pub fn restarts_stage(stage: &Rollout, was_off: bool) -> bool {
     was_off && matches!(stage, Rollout::Canary { .. } | Rollout::Widening { .. })
 }
 
+/// Whether `change` may be written over the tenant's flags as they are (`flags_before`, read
+/// under the lock it is written under): a step that switches the tenant on (canary, widen,
+/// open) only while its switch is still the one the step was decided on (`from_sync`; none
+/// read as `default_enabled`), so a kill switch thrown meanwhile is never thrown back; a
+/// rollback whatever the switch, since it switches the tenant off anyway (a kill switch
+/// thrown at the same moment must not make the emergency path answer 409).
+pub fn switch_as_decided(change: &RolloutChange, flags_before: &TenantFlags, default_enabled: bool) -> bool {
+    change.to == Rollout::Closed || flags_before.sync_enabled == change.from_sync.unwrap_or(default_enabled)
+}
+
 /// The suppliers a rollout applies, for its row (empty for closed and open).
 pub fn rollout_suppliers(rollout: &Rollout) -> BTreeSet<SupplierId> {
     match rollout {
@@ -147,7 +157,8 @@ pub trait RolloutStore: Send + Sync + std::fmt::Debug {
     /// tenant's flags as they were just before the step, read under the lock it is written
     /// under (whose held events the step lets through is told by them, not by a read taken
     /// before); `None`, changing nothing, when the stored rollout is no longer `change.from`
-    /// as of `change.from_since`, or the tenant's switch no longer `change.from_sync`.
+    /// as of `change.from_since`, or, for a step that switches the tenant on, the tenant's
+    /// switch no longer `change.from_sync` ([`switch_as_decided`]).
     async fn change_rollout(&self, change: &RolloutChange) -> Result<Option<TenantFlags>, StoreError>;
 
     /// Switches sync `on` or off for `tenant` (or for one supplier of it) while its rollout is

@@ -163,9 +163,10 @@ where
 
 /// A step decided while the tenant's sync switch was on, written after an operator threw the
 /// kill switch, changes nothing: a canary, a widen or an open turns the tenant on, and would
-/// have thrown the switch back unseen. A step is written over the flags it returns, read under
-/// its lock: a supplier switched off between the decision and the write is off in them, so
-/// the caller applies its held events once the step lets it through.
+/// have thrown the switch back unseen; a rollback is written all the same. A step is written
+/// over the flags it returns, read under its lock: a supplier switched off between the
+/// decision and the write is off in them, so the caller applies its held events once the step
+/// lets it through.
 pub(super) async fn a_step_decided_before_the_kill_switch_changes_nothing<G, F>(factory: impl FnOnce(StoreConfig) -> F)
 where
     F: std::future::Future<Output = Fresh<G>>,
@@ -185,6 +186,16 @@ where
     assert!(store.change_rollout(&widen).await.expect("widen").is_none(), "decided with the tenant on");
     assert!(!store.tenant_flags(&tenant).await.expect("flags").expect("known").sync_enabled, "the switch stands");
     assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, canary);
+
+    // A rollback decided with the tenant on, the kill switch thrown before its write: written
+    // all the same (it switches the tenant off anyway; the emergency path answers no 409).
+    store.set_tenant_sync(&tenant, true).await.expect("on again");
+    let rollback = rollout_change(&*store, &tenant, &canary, &Rollout::Closed, "rollback").await;
+    store.set_tenant_sync(&tenant, false).await.expect("the kill switch");
+    assert!(store.change_rollout(&rollback).await.expect("rollback").is_some(), "a rollback is not refused");
+    assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, Rollout::Closed);
+    let canary_again = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
+    assert!(store.change_rollout(&canary_again).await.expect("canary").is_some());
 
     // Decided again, on, with a supplier switched off before the write: written, over it.
     store.set_tenant_sync(&tenant, true).await.expect("on again");

@@ -81,12 +81,17 @@ fn a_file_that_took_a_rotated_empty_file_s_inode_is_not_read_for_it() {
     std::fs::write(at("feed.ndjson"), lines(10..12)).expect("C");
     run(&source, directory.path(), "summary: events=2 applied=2 ");
 
-    // B deleted; another feed's file takes its inode (ext4 hands a freed inode out again).
-    let inode = std::fs::metadata(at("feed.ndjson.1")).expect("B").ino();
+    // B deleted; another feed's file takes its inode (ext4, this project's file system, hands
+    // a freed inode out again at once; tmpfs and btrfs never do, and a file system without
+    // birth times cannot tell the two apart: there the case does not arise, or cannot be told).
+    let b = std::fs::metadata(at("feed.ndjson.1")).expect("B");
     std::fs::remove_file(at("feed.ndjson.1")).expect("delete B");
     std::fs::write(at("other-feed.ndjson"), lines(90..93)).expect("another feed");
-    let reused = std::fs::metadata(at("other-feed.ndjson")).expect("another feed").ino();
-    assert_eq!(reused, inode, "the file system gave the freed inode to the next file: the case under test");
+    let reused = std::fs::metadata(at("other-feed.ndjson")).expect("another feed").ino() == b.ino();
+    if !reused || b.created().is_err() {
+        eprintln!("skipped: this file system does not reuse the inode at once, or keeps no birth time");
+        return;
+    }
     run(&source, directory.path(), "summary: events=0 ");
     append(&at("feed.ndjson"), &lines(12..13));
     run(&source, directory.path(), "summary: events=1 applied=1 ");
