@@ -15,8 +15,10 @@ pub static FEED_RECORD_NAMESPACE: LazyLock<Uuid> =
 /// A page as the feed sent it, checked for the contract's shape (not yet for its rules).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// Every record is a JSON object; its fields are judged by the rules, as an event's.
-    pub records: Vec<Map<String, Value>>,
+    /// Each record as sent: an object's fields are judged by the rules, as an event's, and
+    /// anything else is rejected as an event that is no JSON object is (`invalid_payload`),
+    /// the window going on, as the contract says of a record that breaks the rules.
+    pub records: Vec<Value>,
     /// `None` ends the window (or the snapshot).
     pub next_cursor: Option<String>,
     /// The snapshot's `as_of`, as sent; `None` on a window's page.
@@ -30,8 +32,6 @@ pub enum InvalidPage {
     NotJson(String),
     #[error("not an object with a `records` array and a `next_cursor` string or null")]
     NotAPage,
-    #[error("record {0} is not an object")]
-    NotARecord(usize),
     #[error("a snapshot page without an RFC 3339 `as_of`")]
     NoAsOf,
 }
@@ -46,14 +46,8 @@ pub fn parse_page(body: &[u8], snapshot: bool) -> Result<Page, InvalidPage> {
         Some(Value::Null) => None,
         _ => return Err(InvalidPage::NotAPage),
     };
-    let Some(Value::Array(values)) = object.remove("records") else { return Err(InvalidPage::NotAPage) };
-    let mut records = Vec::with_capacity(values.len());
-    for (index, value) in values.into_iter().enumerate() {
-        match value {
-            Value::Object(record) => records.push(record),
-            _ => return Err(InvalidPage::NotARecord(index)),
-        }
-    }
+    // A record that is no object is one record breaking the rules, not a page that is none.
+    let Some(Value::Array(records)) = object.remove("records") else { return Err(InvalidPage::NotAPage) };
     let as_of = match object.remove("as_of") {
         Some(Value::String(as_of)) if chrono::DateTime::parse_from_rfc3339(&as_of).is_ok() => Some(as_of),
         _ if snapshot => return Err(InvalidPage::NoAsOf),
@@ -105,7 +99,12 @@ const RECORD_FIELDS: [&str; 4] = ["sku", "quantity", "updated_at", "sequence"];
 /// contract's 64 KiB, rejected with no SKU (which a full refresh then took for not listed).
 /// An adjustment's `delta` has no meaning in a feed record either: no record decodes as
 /// anything but an absolute quantity.
-pub fn record_event(key: &FeedKey, mut record: Map<String, Value>) -> Vec<u8> {
+/// A record that is no object is handed on as sent, for `decode` to reject as it rejects such
+/// an event (`invalid_payload`).
+pub fn record_event(key: &FeedKey, record: Value) -> Vec<u8> {
+    let Value::Object(mut record) = record else {
+        return serde_json::to_vec(&record).expect("a JSON value always serializes");
+    };
     let event_id = record_event_id(key, &record);
     record.retain(|name, _| RECORD_FIELDS.contains(&name.as_str()));
     record.insert("event_id".to_owned(), Value::String(event_id.to_string()));
@@ -122,7 +121,7 @@ pub fn correction_event(key: &FeedKey, sku: &str, quantity: i64, as_of: &str) ->
     record.insert("sku".to_owned(), Value::String(sku.to_owned()));
     record.insert("quantity".to_owned(), Value::from(quantity));
     record.insert("updated_at".to_owned(), Value::String(as_of.to_owned()));
-    record_event(key, record)
+    record_event(key, Value::Object(record))
 }
 
 #[cfg(test)]
@@ -143,6 +142,11 @@ mod tests {
             Value::Object(record) => record,
             other => panic!("not an object: {other}"),
         }
+    }
+
+    /// A record as a page holds it.
+    fn sent(json: &str) -> Value {
+        Value::Object(record(json))
     }
 
     #[test]
@@ -170,17 +174,20 @@ mod tests {
     fn a_record_decodes_as_the_contract_event_and_a_bad_one_is_rejected() {
         let payload = record_event(
             &key(),
-            record(
-                r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "extra": [1], "delta": 3}"#,
-            ),
+            sent(r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "extra": [1], "delta": 3}"#),
         );
         let event = decode(&payload).expect("a valid event");
         assert_eq!(event.change(), StockChange::Updated { quantity: 5 });
         assert_eq!(event.offer().sku.as_str(), "ABC-1");
-        let rejected =
-            decode(&record_event(&key(), record(r#"{"sku": "BAD SKU", "quantity": -1, "updated_at": "x"}"#)))
-                .expect_err("rules apply to records");
+        let rejected = decode(&record_event(&key(), sent(r#"{"sku": "BAD SKU", "quantity": -1, "updated_at": "x"}"#)))
+            .expect_err("rules apply to records");
         assert_eq!(rejected.tenant.as_ref().map(TenantId::as_str), Some("canary"));
+        // No object: rejected as an event that is none, not taken for a page that is none.
+        for other in ["null", "42", r#""ABC-1""#, "[1]"] {
+            let payload = record_event(&key(), serde_json::from_str(other).expect("json"));
+            let rejected = decode(&payload).expect_err("no object is an event");
+            assert_eq!(rejected.reason.as_str(), "invalid_payload", "{other}");
+        }
     }
 
     #[test]
@@ -188,7 +195,7 @@ mod tests {
         let mut large =
             record(r#"{"sku": "abc-1", "quantity": 5, "updated_at": "2026-06-01T12:00:00Z", "sequence": 3}"#);
         large.insert("notes".to_owned(), Value::String("x".repeat(70_000)));
-        let payload = record_event(&key(), large.clone());
+        let payload = record_event(&key(), Value::Object(large.clone()));
         let event = decode(&payload).expect("a valid event, its unknown field ignored");
         assert_eq!(event.change(), StockChange::Updated { quantity: 5 });
         assert_eq!(event.event_id().0, record_event_id(&key(), &large), "the id is the contract's formula");
@@ -199,12 +206,14 @@ mod tests {
     fn pages_are_checked_for_the_contract_shape() {
         let page = parse_page(br#"{"records": [{"sku": "A"}], "next_cursor": "c1", "more": 1}"#, false).expect("page");
         assert_eq!((page.records.len(), page.next_cursor.as_deref()), (1, Some("c1")));
+        // A record that is no object is a record breaking the rules: the page is one.
+        let page = parse_page(br#"{"records": [null, {"sku": "A"}, 7], "next_cursor": null}"#, false).expect("page");
+        assert_eq!(page.records.len(), 3);
         assert_eq!(parse_page(br#"{"records": [], "next_cursor": null}"#, false).expect("page").next_cursor, None);
         for (body, snapshot, expected) in [
             (&b"<html>oops</html>"[..], false, "not JSON"),
             (br#"{"records": []}"#, false, "not an object with"),
             (br#"{"records": {}, "next_cursor": null}"#, false, "not an object with"),
-            (br#"{"records": [1], "next_cursor": null}"#, false, "record 0 is not an object"),
             (br#"[]"#, false, "not an object with"),
             (br#"{"records": [], "next_cursor": null}"#, true, "without an RFC 3339"),
             (br#"{"records": [], "next_cursor": null, "as_of": "yesterday"}"#, true, "without an RFC 3339"),

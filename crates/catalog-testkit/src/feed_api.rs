@@ -52,6 +52,8 @@ pub enum Fault {
     Slow(Duration),
     /// Every cursor handed out so far expires (the request carrying one gets 410).
     ExpireCursors,
+    /// The page, with this value, which is no object, first among its records.
+    NotAnObject(Value),
 }
 
 /// A request the feed answered.
@@ -186,8 +188,9 @@ impl Refusal {
 
 type Answer = Result<Vec<u8>, Refusal>;
 
-/// Checks the token, plays the next fault, waits the page delay.
-async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the token, plays the next fault, waits the page delay; gives back a value to put
+/// first among the page's records, if the fault asks for one.
+async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<Option<Value>, Response> {
     let expected = format!("Bearer {}", state.token);
     if headers.get("authorization").and_then(|value| value.to_str().ok()) != Some(expected.as_str()) {
         return Err((StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#).into_response());
@@ -207,13 +210,23 @@ async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> 
         Some(Fault::ExpireCursors) => {
             state.generation.fetch_add(1, Ordering::SeqCst);
         }
+        Some(Fault::NotAnObject(value)) => return Ok(Some(value)),
         None => {}
     }
     let delay = *lock(&state.page_delay);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    Ok(())
+    Ok(None)
+}
+
+/// `body`, a page, with `value` first among its records.
+fn with_first_record(body: Vec<u8>, value: Value) -> Vec<u8> {
+    let mut page: Value = serde_json::from_slice(&body).expect("a page is JSON");
+    if let Some(records) = page.get_mut("records").and_then(Value::as_array_mut) {
+        records.insert(0, value);
+    }
+    serde_json::to_vec(&page).expect("a page serializes")
 }
 
 /// The start index a cursor names, if it is of the current generation.
@@ -315,9 +328,12 @@ fn log_request(state: &ApiState, snapshot: bool, query: &HashMap<String, String>
 
 async fn answer(state: Arc<ApiState>, headers: HeaderMap, query: HashMap<String, String>, snapshot: bool) -> Response {
     let response = match prelude(&state, &headers).await {
-        Ok(()) => {
+        Ok(first) => {
             let answered = if snapshot { snapshot_answer(&state, &query) } else { window_answer(&state, &query) };
-            match answered {
+            match answered.map(|body| match first {
+                Some(value) => with_first_record(body, value),
+                None => body,
+            }) {
                 Ok(body) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
                 Err(Refusal(status, body)) => (status, body).into_response(),
             }

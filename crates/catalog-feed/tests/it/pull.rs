@@ -379,3 +379,35 @@ async fn a_token_is_trimmed_and_one_no_header_can_carry_is_the_operator_s() {
     let letters = fixture.store.open_dead_letters(10).await.expect("letters");
     assert_eq!(letters.iter().map(|letter| letter.reason.as_str()).collect::<Vec<_>>(), ["token_invalid"]);
 }
+
+/// A record that is no JSON object (`null`, a number) breaks the contract's rules as one
+/// record, not as a page: it is journaled as rejected (`invalid_payload`) and counted, and the
+/// window goes on ("a record that breaks the rules is journaled as rejected … and the window
+/// goes on"). Before, its page was taken for garbage and retried; the run failed there, and so
+/// did every later one while the supplier served that page, its later records never applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_is_no_object_is_rejected_and_the_window_goes_on() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let valid: Vec<catalog_testkit::feed_api::FeedRecord> = (0..40)
+        .map(|i| catalog_testkit::feed_api::FeedRecord {
+            sku: format!("sku-{i:03}"),
+            quantity: i,
+            updated_at: now - TimeDelta::minutes(5) - TimeDelta::seconds(i),
+            sequence: None,
+        })
+        .collect();
+    let api = FeedApi::start(valid, TOKEN).await;
+    api.inject([Fault::NotAnObject(serde_json::Value::Null), Fault::NotAnObject(serde_json::json!(42))]);
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, [], "{report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "every record after them applied");
+    assert_eq!(fixture.offers(&key("acme")).await.len(), 40);
+    let rejected = fixture.metric("catalog_feed_records_total{feed=\"canary/acme\",result=\"rejected\"}");
+    assert!(rejected.ends_with(" 2"), "both counted as rejected records: {rejected}");
+    assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "no run failed");
+    let retries = fixture.metric("catalog_feed_retries_total");
+    assert!(!retries.contains("invalid_page"), "no page taken for garbage:\n{retries}");
+}
