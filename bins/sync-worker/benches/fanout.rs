@@ -59,7 +59,7 @@ fn channels_file(marketplaces: &[Marketplace], path: &std::path::Path) {
           {{"name": "ebay", {CHANNEL},
             "adapter": {{"kind": "ebay", "base_url": "{ebay}", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET"}}}},
           {{"name": "mercadolibre", {CHANNEL}, "listings": {{{meli_listings}}},
-            "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET"}}}}
+            "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "FANOUT_SECRET", "refresh_token_env": "FANOUT_SECRET", "refresh_token_file": "{ml_token}"}}}}
         ]"#,
         shopify = url(Platform::Shopify),
         amazon = url(Platform::Amazon),
@@ -68,6 +68,7 @@ fn channels_file(marketplaces: &[Marketplace], path: &std::path::Path) {
         meli = url(Platform::MercadoLibre),
         shopify_listings = listings("gid://shopify/InventoryItem/"),
         meli_listings = listings("MLA"),
+        ml_token = path.with_file_name("mercadolibre.token").display(),
     );
     std::fs::write(path, text).expect("write the channels file");
 }

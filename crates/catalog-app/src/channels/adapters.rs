@@ -67,7 +67,7 @@ enum AdapterEntry {
         client_secret_env: String,
         refresh_token_env: String,
         /// Where the rotated refresh token is kept across restarts (Mercado Libre spends a
-        /// refresh token on its first use).
+        /// refresh token on its first use). Required: refused at start when missing.
         refresh_token_file: Option<std::path::PathBuf>,
     },
 }
@@ -174,6 +174,15 @@ pub(super) fn adapter_settings(
                 client_secret: secret("client secret", &client_secret_env)?,
                 refresh_token: secret("refresh token", &refresh_token_env)?,
             })
+        }
+        AdapterEntry::MercadoLibre { refresh_token_file: None, .. } => {
+            return Err(ChannelsError::Adapter {
+                channel: channel.to_owned(),
+                error: "adapter: Mercado Libre needs a \"refresh_token_file\": it spends a refresh token on its first \
+                        use and answers with the next, which only that file keeps across restarts; without it, the next \
+                        start presents a spent token and the channel is held until its grant is renewed"
+                    .to_owned(),
+            });
         }
         AdapterEntry::MercadoLibre {
             base_url,

@@ -72,7 +72,7 @@ fn every_adapter_kind_is_read_with_its_credentials_rules_and_listings() {
            "stock": {"share_percent": 50, "zero_below": 3}},
           {"name": "walmart", "adapter": {"kind": "walmart", "client_id": "c", "client_secret_env": "WM_SECRET"}},
           {"name": "ebay", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}},
-          {"name": "mercadolibre", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"},
+          {"name": "mercadolibre", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH", "refresh_token_file": "ml.token"},
            "listings_file": "ml.csv"},
           {"name": "eu-store", "base_url": "http://127.0.0.1:8", "tenants": ["acme"]},
           {"name": "off", "base_url": "http://127.0.0.1:7", "enabled": false}
@@ -174,11 +174,11 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x"}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings_file": "bad.csv"}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": "A", "ABC-2": "A"}}]"#,
-        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "MLA1/174997747229", "ABC-2": "MLA2/red"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "x.token"}, "listings": {"ABC-1": "MLA1/174997747229", "ABC-2": "MLA2/red"}}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "requests_per_second": 0}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "burst": 15}]"#,
         r#"[{"name": "x", "adapter": {"kind": "amazon", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "feed": {"poll_ms": 1}}}]"#,
-        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "MLA1"}},
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "x.token"}, "listings": {"ABC-1": "MLA1"}},
             {"name": "y", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET", "refresh_token_file": "y.token"}, "listings": {"ABC-1": "MLA1"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "30322695"}}]"#,
@@ -186,6 +186,7 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "adapter": {"kind": "walmart", "client_id": "c", "client_secret_env": "SET", "feed": {"poll_interval_ms": 0}}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "1"}},
             {"name": "y", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -222,6 +223,7 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: "token_env" is a storefront's: an "adapter" names its own credentials
     channel x: adapter: feed: poll_interval_ms must be above 0
     channels x and y write one seller account's listings, and one maps SKUs to listings while the other lists them by SKU: give them listings that agree (decision 0056)
+    channel x: adapter: Mercado Libre needs a "refresh_token_file": it spends a refresh token on its first use and answers with the next, which only that file keeps across restarts; without it, the next start presents a spent token and the channel is held until its grant is renewed
     "#);
 }
 

@@ -116,7 +116,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
                 "adapter": {{"kind": "ebay", "base_url": "{ebay}", "token_url": "{ebay}/identity/v1/oauth2/token", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}},
                 "stock": {{"share_percent": 50}}}},
               {{"name": "mercadolibre", "requests_per_second": 500,
-                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "token_url": "{meli}/oauth/token", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}},
+                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "token_url": "{meli}/oauth/token", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH", "refresh_token_file": "{ml_token}"}},
                 "listings": {{{meli_listings}}}}}
             ]"#,
             shopify = shopify.base_url,
@@ -126,6 +126,7 @@ async fn every_marketplace_is_read_back_and_its_drift_corrected() {
             meli = meli.base_url,
             shopify_listings = shopify_listings.join(", "),
             meli_listings = meli_listings.join(", "),
+            ml_token = directory.path().join("ml.token").display(),
         ),
     );
     let Harness { sqlite, store, metrics, work, built, reconcilers: sweeping } =

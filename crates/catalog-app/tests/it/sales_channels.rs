@@ -132,7 +132,7 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
                 "adapter": {{"kind": "ebay", "base_url": "{ebay}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}},
                 "stock": {{"share_percent": 50, "zero_below": 4}}}},
               {{"name": "mercadolibre", "requests_per_second": 500,
-                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}},
+                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH", "refresh_token_file": "{ml_token}"}},
                 "stock": {{"buffer": 1, "share_percent": 30}}, "listings": {{{meli_listings}}}}}
             ]"#,
             storefront = storefront.base_url,
@@ -141,6 +141,7 @@ async fn every_channel_ends_at_what_its_rules_give_after_failures_and_throttling
             meli = meli.base_url,
             shopify_listings = shopify_listings.join(", "),
             meli_listings = meli_listings.join(", "),
+            ml_token = directory.path().join("ml.token").display(),
         ),
     );
     let (store, metrics) = publish_three_rounds(channels, &settings, directory.path()).await;

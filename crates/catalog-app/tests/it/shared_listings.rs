@@ -120,11 +120,12 @@ async fn a_sku_two_tenants_hold_is_written_to_no_listing_they_would_share() {
               {{"name": "storefront", "base_url": "{storefront}"}},
               {{"name": "ebay", "adapter": {{"kind": "ebay", "base_url": "{ebay}", "client_id": "c", "client_secret_env": "EBAY_SECRET", "refresh_token_env": "EBAY_REFRESH"}}}},
               {{"name": "mercadolibre", "tenants": ["canary"], "listings": {{"SKU-1": "MLA1", "SKU-2": "MLA2"}},
-                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH"}}}}
+                "adapter": {{"kind": "mercadolibre", "base_url": "{meli}", "client_id": "c", "client_secret_env": "ML_SECRET", "refresh_token_env": "ML_REFRESH", "refresh_token_file": "{ml_token}"}}}}
             ]"#,
             storefront = storefront.base_url,
             ebay = ebay.base_url,
             meli = meli.base_url,
+            ml_token = directory.path().join("ml.token").display(),
         ),
     );
     let (store, metrics) = publish_the_four_items(channels, &settings, directory.path()).await;
