@@ -172,11 +172,7 @@ where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let tenant = TenantId::parse("canary").expect("tenant");
-    let acme = SupplierId::parse("acme").expect("supplier");
-    let canary = Rollout::Canary { supplier: acme.clone() };
-    let widened =
-        Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
+    let (tenant, acme, canary, widened) = canary_then_widened();
     let step = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
     let before = store.change_rollout(&step).await.expect("canary").expect("written");
     assert!(before.sync_enabled && before.suppliers.is_empty(), "a tenant first made by the step: {before:?}");
@@ -283,11 +279,7 @@ pub(super) async fn a_step_decided_before_its_stage_restarted_changes_nothing<G,
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let tenant = TenantId::parse("canary").expect("tenant");
-    let acme = SupplierId::parse("acme").expect("supplier");
-    let canary = Rollout::Canary { supplier: acme.clone() };
-    let widened =
-        Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
+    let (tenant, acme, canary, widened) = canary_then_widened();
     let opened = rollout_change(&*store, &tenant, &Rollout::Closed, &canary, "canary").await;
     assert!(store.change_rollout(&opened).await.expect("canary").is_some());
 
@@ -305,4 +297,13 @@ pub(super) async fn a_step_decided_before_its_stage_restarted_changes_nothing<G,
     let widen = rollout_change(&*store, &tenant, &canary, &widened, "widen").await;
     assert!(store.change_rollout(&widen).await.expect("widen").is_some(), "decided on the restarted stage");
     assert_eq!(store.rollout(&tenant).await.expect("rollout").rollout, widened);
+}
+
+/// Tenant `canary`, supplier `acme`, its canary, and the widening to `acme` and `globex`.
+fn canary_then_widened() -> (TenantId, SupplierId, Rollout, Rollout) {
+    let acme = SupplierId::parse("acme").expect("supplier");
+    let canary = Rollout::Canary { supplier: acme.clone() };
+    let widened =
+        Rollout::Widening { suppliers: ["acme", "globex"].map(|s| SupplierId::parse(s).expect("supplier")).into() };
+    (TenantId::parse("canary").expect("tenant"), acme, canary, widened)
 }
