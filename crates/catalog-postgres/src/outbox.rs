@@ -106,8 +106,7 @@ pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, Stor
 }
 
 /// Items of the tenants `channel` serves whose published version there lags their catalog
-/// version (a version the channel skipped counts as done: decision 0044), or is beyond it (a
-/// 409 said it holds a version the catalog never issued). The routes are the
+/// version (a version the channel skipped counts as done: decision 0044). The routes are the
 /// signals' (`signals::routes`): an item no route of the channel serves is never queued there,
 /// so it is not stale there.
 pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<u64, StoreError> {
@@ -116,7 +115,7 @@ pub(crate) async fn stale_items(pool: &PgPool, config: &StoreConfig, channel: &s
         "SELECT count(*) FROM items AS i
          LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = $1
          LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = $1
-         WHERE (i.version > GREATEST(coalesce(p.version, 0), coalesce(s.version, 0)) OR p.version > i.version)
+         WHERE i.version > GREATEST(coalesce(p.version, 0), coalesce(s.version, 0))
            AND EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS r (channel, tenant_id)
                        WHERE r.channel = $1 AND (r.tenant_id IS NULL OR r.tenant_id = i.tenant_id))",
     )

@@ -338,14 +338,14 @@ pub(crate) async fn outbox_depth(pool: &SqlitePool) -> Result<Vec<OutboxDepth>, 
 
 /// Items of the tenants `channel` serves whose published version there lags their catalog
 /// version (a version the channel skipped, not listing the SKU, counts as done: decision
-/// 0044), or is beyond it (a 409 said it holds a version the catalog never issued). The routes are the signals' (`signals::routes`): an item no route of the channel
+/// 0044). The routes are the signals' (`signals::routes`): an item no route of the channel
 /// serves is never queued there, so it is not stale there.
 pub(crate) async fn stale_items(pool: &SqlitePool, config: &StoreConfig, channel: &str) -> Result<u64, StoreError> {
     let stale: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM items AS i \
          LEFT JOIN published_versions AS p ON p.item_id = i.item_id AND p.channel = ?1 \
          LEFT JOIN unlisted_versions AS s ON s.item_id = i.item_id AND s.channel = ?1 \
-         WHERE (i.version > max(coalesce(p.version, 0), coalesce(s.version, 0)) OR p.version > i.version) \
+         WHERE i.version > max(coalesce(p.version, 0), coalesce(s.version, 0)) \
            AND EXISTS (SELECT 1 FROM json_each(?2) AS r \
                        WHERE json_extract(r.value, '$[0]') = ?1 \
                          AND coalesce(json_extract(r.value, '$[1]'), i.tenant_id) = i.tenant_id)",

@@ -111,9 +111,8 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
     /// Items of the tenants `channel` serves (the store's routes) whose published version
-    /// there lags their catalog version, or is beyond it: what the channel shows is stale
-    /// (waiting, retrying, or dead-lettered; or a version the catalog never issued, which a 409
-    /// said the channel holds, until reconciliation moves the item past it).
+    /// there lags their catalog version: what the channel shows is stale (waiting, retrying,
+    /// or dead-lettered).
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError>;
 
     /// Dead letters not yet resolved (quarantined ones included), newest failure first.
