@@ -68,6 +68,9 @@ struct Snapshot {
     rejected: HashSet<Sku>,
     /// Records the rules rejected, over the complete pass.
     n_rejected: u64,
+    /// Rejected records that name no SKU (no object, or no readable `sku`): any SKU the
+    /// snapshot does not list may be theirs, so none is corrected to 0 as unlisted.
+    n_unnamed: u64,
     /// The first page's `as_of`, as sent.
     as_of: Option<String>,
     /// Pages read, over every pass (restarts included): the journal offsets they took.
@@ -127,7 +130,12 @@ impl FeedRun {
                         }
                     }
                     Err(rejection) => {
-                        snapshot.rejected.extend(rejection.sku.clone().or(named));
+                        match rejection.sku.clone().or(named) {
+                            Some(sku) => {
+                                snapshot.rejected.insert(sku);
+                            }
+                            None => snapshot.n_unnamed += 1,
+                        }
                         rejected.push(event);
                     }
                 }
@@ -145,9 +153,10 @@ impl FeedRun {
     }
 
     /// Pulls the whole snapshot, then corrects every difference and records it. A SKU whose
-    /// only records the rules rejected is neither corrected nor counted as drift.
+    /// only records the rules rejected is neither corrected nor counted as drift; and while
+    /// a rejected record names no SKU, no SKU is corrected to 0 as unlisted.
     pub async fn full_refresh(&mut self, shutdown: &CancellationToken) -> Result<RefreshReport, RunError> {
-        let Snapshot { listed, rejected, n_rejected, as_of, n_pages } = self.read_snapshot(shutdown).await?;
+        let Snapshot { listed, rejected, n_rejected, n_unnamed, as_of, n_pages } = self.read_snapshot(shutdown).await?;
         let as_of_text = as_of.unwrap_or_default();
         let as_of: DateTime<Utc> =
             DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
@@ -167,7 +176,14 @@ impl FeedRun {
                 None => drifts.push(FeedDrift { sku: sku.clone(), stored: None, supplier: *quantity, as_of }),
             }
         }
-        for (sku, quantity) in &stored {
+        if n_unnamed > 0 {
+            tracing::warn!(
+                feed = %self.label,
+                n_unnamed,
+                "the snapshot holds rejected records that name no SKU: no offer is corrected to 0 as unlisted this time"
+            );
+        }
+        for (sku, quantity) in stored.iter().filter(|_| n_unnamed == 0) {
             if !listed.contains_key(sku) && !rejected.contains(sku) && *quantity != 0 {
                 drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*quantity), supplier: 0, as_of });
             }

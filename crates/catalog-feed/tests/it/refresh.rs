@@ -161,6 +161,32 @@ async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone(fixture: Fix
     assert!(rejected.ends_with(" 1"), "{rejected}");
 }
 
+/// A snapshot record that is no JSON object names no SKU: it may be any SKU the snapshot
+/// does not list, so the refresh corrects none to 0 as unlisted (it is journaled as rejected;
+/// the SKUs it lists are still corrected). Before records that are no object were journaled
+/// (the page was refused whole), such a record would have zeroed every unlisted offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_record_that_names_no_sku_zeroes_no_unlisted_offer() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record =
+        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
+    let api = FeedApi::start(vec![record("A-1", 40), record("B-2", 7)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    // A-1's record is `null` in the snapshot (every page of this run carries one first).
+    api.set_snapshot(vec![record("B-2", 9)]);
+    api.inject((0..8).map(|_| Fault::NotAnObject(serde_json::Value::Null)));
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    assert!(api.requests().iter().any(|request| request.snapshot), "the snapshot was read");
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("A-1".to_owned(), 40), ("B-2".to_owned(), 9)], "A-1 is not zeroed; B-2 is corrected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone_on_sqlite() {
     a_snapshot_record_too_large_to_read_leaves_its_offer_alone(sqlite().await).await;
