@@ -182,10 +182,11 @@ impl FeedRun {
                 n_unnamed,
                 "the snapshot holds rejected records that name no SKU: no offer is corrected to 0 as unlisted this time"
             );
-        }
-        for (sku, quantity) in stored.iter().filter(|_| n_unnamed == 0) {
-            if !listed.contains_key(sku) && !rejected.contains(sku) && *quantity != 0 {
-                drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*quantity), supplier: 0, as_of });
+        } else {
+            for (sku, quantity) in &stored {
+                if !listed.contains_key(sku) && !rejected.contains(sku) && *quantity != 0 {
+                    drifts.push(FeedDrift { sku: sku.clone(), stored: Some(*quantity), supplier: 0, as_of });
+                }
             }
         }
 

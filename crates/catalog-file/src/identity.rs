@@ -85,21 +85,13 @@ impl FileCursor {
         let mut fields = text.strip_prefix("file-v1 ")?.split(' ').peekable();
         let identity = identity_fields(&mut fields, "")?;
         let base = field(&mut fields, "base")?.parse().ok()?;
-        let born = match fields.peek() {
-            Some(next) if next.starts_with("born=") => Some(field(&mut fields, "born")?.parse().ok()?),
-            _ => None,
-        };
+        let born = optional_field(&mut fields, "born")?;
         let previous = match fields.peek() {
             None => None,
             Some(_) => {
                 let identity = identity_fields(&mut fields, "prev-")?;
                 let read_to = field(&mut fields, "prev-to")?.parse().ok()?;
-                let born = match fields.peek() {
-                    Some(next) if next.starts_with("prev-born=") => {
-                        Some(field(&mut fields, "prev-born")?.parse().ok()?)
-                    }
-                    _ => None,
-                };
+                let born = optional_field(&mut fields, "prev-born")?;
                 Some(PreviousFile { identity, read_to, born })
             }
         };
@@ -110,6 +102,20 @@ impl FileCursor {
 /// The value of the next field, `name=value`.
 fn field<'a>(fields: &mut impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
     fields.next()?.strip_prefix(name)?.strip_prefix('=')
+}
+
+/// The number in the next field when it is `name=…` (taken), `Some(None)` when the next field
+/// is another (left); `None` when it is `name=` followed by no number.
+fn optional_field<'a>(
+    fields: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+    name: &str,
+) -> Option<Option<u64>> {
+    match fields.peek() {
+        Some(next) if next.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')) => {
+            Some(Some(field(fields, name)?.parse().ok()?))
+        }
+        _ => Some(None),
+    }
 }
 
 /// A file's identity, in the fields `dev`, `ino` and `head` after `prefix`.

@@ -229,7 +229,7 @@ impl KafkaSource {
                     // message before it).
                     Assignment::Assigned(assigned) => {
                         for (partition, epoch) in assigned {
-                            let current = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+                            let current = self.current_epoch(partition);
                             let started = partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch == epoch);
                             // Revoked again since, or started by a message of this assignment.
                             if current != epoch || started {
@@ -268,7 +268,7 @@ impl KafkaSource {
                     // A rebalance may have happened inside the poll that returned this message,
                     // before its revoke event was handled: a worker from an earlier epoch must not
                     // get it (it would drop it as revoked, leaving a gap its successor skips).
-                    let epoch = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+                    let epoch = self.current_epoch(partition);
                     if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch != epoch) {
                         if let Some((_, sender)) = partitions.remove(&partition) {
                             let _ = sender.send(PartitionInput::Revoked).await;
@@ -307,6 +307,11 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
+    /// The epoch `partition` is in now: how many times it was revoked from this member.
+    fn current_epoch(&self, partition: i32) -> u64 {
+        lock(&self.epochs).get(&partition).copied().unwrap_or(0)
+    }
+
     /// Starts the worker of `partition`, fed by the dispatcher from the shared queue: the
     /// sender it reads. `dispatched` counts the partitions read so, among the `n_split` with
     /// queues of their own, for the bytes in flight each may hold.
@@ -345,7 +350,7 @@ impl KafkaSource {
         passed: &mut HashMap<i32, i64>,
     ) {
         for (&partition, (worker_epoch, sender)) in partitions {
-            let epoch = lock(&self.epochs).get(&partition).copied().unwrap_or(0);
+            let epoch = self.current_epoch(partition);
             let Some(&taken) = taken.get(&partition) else { continue };
             let Some(position) = native::position(&self.consumer, &self.config.topic, partition) else { continue };
             if *worker_epoch != epoch || position <= taken || passed.get(&partition).is_some_and(|p| *p >= position) {

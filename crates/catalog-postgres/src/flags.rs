@@ -84,13 +84,12 @@ pub(crate) async fn flags_on(
     else {
         return Ok(None);
     };
-    let suppliers = match locking {
+    let suppliers = if locking {
         // In key order (byte order), as batches take their share locks.
-        true => {
-            r#"SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1
-                   ORDER BY supplier_id COLLATE "C" FOR UPDATE"#
-        }
-        false => "SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1",
+        r#"SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1
+           ORDER BY supplier_id COLLATE "C" FOR UPDATE"#
+    } else {
+        "SELECT supplier_id, sync_enabled FROM suppliers WHERE tenant_id = $1"
     };
     let suppliers = sqlx::query(suppliers)
         .bind(tenant.as_str())

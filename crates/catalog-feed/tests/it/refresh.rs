@@ -105,18 +105,29 @@ async fn a_snapshot_whose_cursors_loop_corrects_nothing() {
     assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
 }
 
+/// A record of `sku` at `quantity`, updated `at`.
+fn record_at(sku: &str, quantity: i64, at: chrono::DateTime<Utc>) -> FeedRecord {
+    FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None }
+}
+
+/// A feed listing A-1 at 40 and B-2 at 7, updated two hours ago, pulled once into `fixture`:
+/// its API, its source, and when its records were updated.
+async fn pulled_a1_and_b2(fixture: &Fixture) -> (FeedApi, catalog_feed::FeedSource, chrono::DateTime<Utc>) {
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let api = FeedApi::start(vec![record_at("A-1", 40, at), record_at("B-2", 7, at)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    (api, source, at)
+}
+
 /// A snapshot record the rules reject says nothing true of its SKU: the refresh journals it
 /// with its reason and leaves the stored offer alone, neither corrected to 0 as unlisted nor
 /// counted as drift.
 async fn a_rejected_snapshot_record_leaves_its_offer_alone(fixture: Fixture) {
-    let now = Utc::now();
-    let at = now - TimeDelta::hours(2);
-    let record =
-        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
-    let api = FeedApi::start(vec![record("A-1", 40), record("B-2", 7)], TOKEN).await;
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
-    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    let (api, source, at) = pulled_a1_and_b2(&fixture).await;
+    let record = |sku: &str, quantity: i64| record_at(sku, quantity, at);
 
     api.set_snapshot(vec![record("A-1", 1_000_000_001), record("B-2", 7)]);
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
@@ -143,15 +154,10 @@ async fn a_rejected_snapshot_record_leaves_its_offer_alone(fixture: Fixture) {
 /// SKU's rules trim) is rejected before its SKU is read: its offer is still left alone, not
 /// corrected to 0 as if the snapshot had not listed it.
 async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone(fixture: Fixture) {
-    let now = Utc::now();
-    let at = now - TimeDelta::hours(2);
-    let record = |sku: String, quantity: i64| FeedRecord { sku, quantity, updated_at: at, sequence: None };
-    let api = FeedApi::start(vec![record("A-1".into(), 40), record("B-2".into(), 7)], TOKEN).await;
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
-    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    let (api, source, at) = pulled_a1_and_b2(&fixture).await;
+    let record = |sku: &str, quantity: i64| record_at(sku, quantity, at);
 
-    api.set_snapshot(vec![record(format!("A-1{}", " ".repeat(70_000)), 40), record("B-2".into(), 7)]);
+    api.set_snapshot(vec![record(&format!("A-1{}", " ".repeat(70_000)), 40), record("B-2", 7)]);
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
     assert_eq!(report.failed, []);
     let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
@@ -168,14 +174,8 @@ async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone(fixture: Fix
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_record_that_names_no_sku_zeroes_no_unlisted_offer() {
     let fixture = sqlite().await;
-    let now = Utc::now();
-    let at = now - TimeDelta::hours(2);
-    let record =
-        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
-    let api = FeedApi::start(vec![record("A-1", 40), record("B-2", 7)], TOKEN).await;
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
-    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    let (api, source, at) = pulled_a1_and_b2(&fixture).await;
+    let record = |sku: &str, quantity: i64| record_at(sku, quantity, at);
 
     // A-1's record is `null` in the snapshot (every page of this run carries one first).
     api.set_snapshot(vec![record("B-2", 9)]);
