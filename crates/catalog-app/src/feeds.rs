@@ -317,6 +317,7 @@ mod tests {
             n_records,
             n_pages: n_records.div_ceil(1_000),
             n_windows: 1,
+            requested_at: None,
         }
     }
 

@@ -153,7 +153,10 @@ impl FeedRun {
                     (w.kind, w.since, w.until) == (cursor.window.kind, cursor.window.since, cursor.window.until)
                 });
                 if !recorded {
-                    self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await?;
+                    self.pulling_for = cursor.request;
+                    let recorded = self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await;
+                    self.pulling_for = None;
+                    recorded?;
                 }
             }
         }
@@ -231,13 +234,16 @@ impl FeedRun {
         // This request's chunks pulled since it was asked for are not pulled again: a restart
         // knows of its progress only the window on the checkpoint, which an incremental
         // between two chunks has taken over. Its chunks are told by their bounds (from its
-        // `since`, a chunk each), and by having completed after it was asked for.
+        // `since`, a chunk each), and by the request's stamp on them (as stored, to the
+        // microsecond): never by comparing the stamp with their completion, the admin
+        // service's clock with the worker's.
         let completed = self.store.feed_windows(self.key()).await?;
+        let stamp = Some(request.requested_at.timestamp_micros());
         while let Some(done) = completed.iter().find(|window| {
             window.kind == WindowKind::Backfill
                 && window.since == from
                 && window.until == (from + crate::window::BACKFILL_CHUNK).min(until)
-                && window.completed_at >= request.requested_at
+                && window.requested_at.map(|at| at.timestamp_micros()) == stamp
         }) {
             from = done.until;
         }
@@ -472,6 +478,7 @@ impl FeedRun {
             n_records,
             n_pages,
             n_windows: 1,
+            requested_at: self.pulling_for,
         };
         self.store.complete_window(self.key(), &completed).await?;
         if window.kind == catalog_store::WindowKind::Incremental {

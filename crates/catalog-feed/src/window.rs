@@ -144,6 +144,7 @@ mod tests {
             n_records: 0,
             n_pages: 0,
             n_windows: 1,
+            requested_at: None,
         }
     }
 

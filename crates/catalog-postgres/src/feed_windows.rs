@@ -15,8 +15,10 @@ pub(crate) async fn complete_window(pool: &PgPool, key: &FeedKey, window: &Compl
     let mut transaction = pool.begin().await.map_err(store_error)?;
     sqlx::query(
         "INSERT INTO feed_windows (tenant_id, supplier_id, kind, since_at, until_at, n_records, n_pages, completed_at,
-                                   n_windows)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                                   n_windows, requested_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (tenant_id, supplier_id, kind, since_at, until_at)
+         DO UPDATE SET requested_at = EXCLUDED.requested_at WHERE EXCLUDED.requested_at IS NOT NULL",
     )
     .bind(key.tenant.as_str())
     .bind(key.supplier.as_str())
@@ -27,6 +29,7 @@ pub(crate) async fn complete_window(pool: &PgPool, key: &FeedKey, window: &Compl
     .bind(int8(window.n_pages))
     .bind(window.completed_at)
     .bind(int8(window.n_windows))
+    .bind(window.requested_at)
     .execute(&mut *transaction)
     .await
     .map_err(store_error)?;
@@ -47,7 +50,7 @@ async fn read_windows(
     locking: bool,
 ) -> Result<Vec<CompletedWindow>, StoreError> {
     let statement = format!(
-        "SELECT kind, since_at, until_at, n_records, n_pages, n_windows, completed_at FROM feed_windows
+        "SELECT kind, since_at, until_at, n_records, n_pages, n_windows, completed_at, requested_at FROM feed_windows
          WHERE tenant_id = $1 AND supplier_id = $2 ORDER BY since_at, until_at, kind{}",
         if locking { " FOR UPDATE" } else { "" }
     );
@@ -70,6 +73,7 @@ fn window_row(row: &PgRow) -> Result<CompletedWindow, StoreError> {
         n_records: narrowed(row, "n_records")?,
         n_pages: narrowed(row, "n_pages")?,
         n_windows: narrowed(row, "n_windows")?,
+        requested_at: column(row, "requested_at")?,
     })
 }
 

@@ -7,16 +7,20 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use sqlx::SqlitePool;
 
-use crate::columns::{column, micros, narrowed, raw, time_column};
+use crate::columns::{column, micros, narrowed, optional_time_column, raw, time_column};
 use crate::error::{store_error, write_error};
 use crate::feeds::int8;
 use crate::writer::Writer;
 
-const WINDOWS: &str = "SELECT kind, since_at, until_at, n_records, n_pages, n_windows, completed_at FROM feed_windows
+const WINDOWS: &str =
+    "SELECT kind, since_at, until_at, n_records, n_pages, n_windows, completed_at, requested_at FROM feed_windows
      WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY since_at, until_at, kind";
 
+/// A window pulled again keeps its row; pulled for a manual run, the row takes the run's stamp.
 const INSERT: &str = "INSERT INTO feed_windows (tenant_id, supplier_id, kind, since_at, until_at, n_records, n_pages, \
-     n_windows, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+     n_windows, completed_at, requested_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (tenant_id, supplier_id, kind, since_at, until_at) \
+     DO UPDATE SET requested_at = excluded.requested_at WHERE excluded.requested_at IS NOT NULL";
 
 fn kind(stored: &str) -> Result<WindowKind, StoreError> {
     WindowKind::parse(stored).ok_or_else(|| StoreError::Corrupt(format!("window kind {stored:?}")))
@@ -36,6 +40,7 @@ fn insert(connection: &rusqlite::Transaction<'_>, key: &FeedKey, window: &Comple
                 int8(window.n_pages),
                 int8(window.n_windows),
                 micros(window.completed_at),
+                window.requested_at.map(micros),
             ])
         })
         .map_err(write_error)?;
@@ -83,6 +88,7 @@ pub(crate) async fn feed_windows(pool: &SqlitePool, key: &FeedKey) -> Result<Vec
                 n_records: narrowed("n_records", column(row, "n_records")?)?,
                 n_pages: narrowed("n_pages", column(row, "n_pages")?)?,
                 n_windows: narrowed("n_windows", column(row, "n_windows")?)?,
+                requested_at: optional_time_column(row, "requested_at")?,
             })
         })
         .collect()
@@ -103,6 +109,7 @@ fn windows_in(connection: &rusqlite::Transaction<'_>, key: &FeedKey) -> Result<V
             n_records: narrowed("n_records", raw::column(row, "n_records")?)?,
             n_pages: narrowed("n_pages", raw::column(row, "n_pages")?)?,
             n_windows: narrowed("n_windows", raw::column(row, "n_windows")?)?,
+            requested_at: raw::optional_time_column(row, "requested_at")?,
         });
     }
     Ok(windows)

@@ -166,6 +166,12 @@ pub struct CompletedWindow {
     /// Windows this row stands for: 1 as pulled; more once compaction merged old ones
     /// (decision 0035), whose counts are then the sums.
     pub n_windows: u64,
+    /// The `requested_at` of the manual run it was last pulled for (`None`: scheduled work,
+    /// or merged by compaction): what a manual backfill resumed after a restart skips, told
+    /// by the request's own stamp, never by comparing it with `completed_at` (the admin
+    /// service's clock against the worker's; decision 0018).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 /// A failed run of a feed, for an operator: a dead letter at stage `pull`.

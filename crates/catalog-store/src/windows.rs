@@ -110,6 +110,7 @@ fn merge(run: &[CompletedWindow]) -> CompletedWindow {
         n_records: run.iter().map(|window| window.n_records).sum(),
         n_pages: run.iter().map(|window| window.n_pages).sum(),
         n_windows: run.iter().map(|window| window.n_windows).sum(),
+        requested_at: None,
     }
 }
 
@@ -143,6 +144,7 @@ mod tests {
             n_records: 10,
             n_pages: 1,
             n_windows: 1,
+            requested_at: None,
         }
     }
 
@@ -201,6 +203,7 @@ mod tests {
                     n_records,
                     n_pages: n_records / 10,
                     n_windows,
+                    requested_at: None,
                 }
             },
         )

@@ -96,6 +96,7 @@ async fn seed(server: &Server) {
         n_records: 1_840,
         n_pages: 2,
         n_windows: 1,
+        requested_at: None,
     };
     server.store.complete_window(&feed.key, &window).await.expect("window");
     let drift =

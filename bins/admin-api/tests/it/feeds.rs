@@ -53,7 +53,16 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         (WindowKind::Incremental, now - Duration::days(2), now - Duration::hours(1), 300),
     ];
     for (kind, since, until, n_records) in windows {
-        let window = CompletedWindow { kind, since, until, completed_at: until, n_records, n_pages: 2, n_windows: 1 };
+        let window = CompletedWindow {
+            kind,
+            since,
+            until,
+            completed_at: until,
+            n_records,
+            n_pages: 2,
+            n_windows: 1,
+            requested_at: None,
+        };
         server.store.complete_window(&key(), &window).await.expect("window");
     }
     let refresh = FullRefresh {

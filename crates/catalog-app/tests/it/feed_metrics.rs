@@ -67,6 +67,7 @@ async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes(store: &d
         n_records: 10,
         n_pages: 1,
         n_windows: 1,
+        requested_at: None,
     };
     store.complete_window(&acme.key, &window).await.expect("window");
     let failure = PullFailure {

@@ -302,3 +302,45 @@ async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pull
     let second = (since + TimeDelta::weeks(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(asked.first().cloned().flatten(), Some(second), "the second chunk, not the first again: {asked:?}");
 }
+
+/// A manual backfill pulls every chunk it was asked for, whichever clock stamped it: after a
+/// restart it skips only the chunks pulled for it, not a chunk of the same bounds another run
+/// completed (here an earlier backfill of the range) shortly before the request, whose
+/// completion the worker's clock stamped after the admin service's clock stamped the request.
+/// Told apart by comparing the two clocks, that chunk was skipped; and a chunk pulled again for
+/// the request kept the first pull's stamp, so a restart pulled it a third time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backfill_after_a_restart_skips_only_its_own_chunks_whatever_the_clocks() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(300, 20, now - TimeDelta::hours(1)), TOKEN).await;
+    let go_live = (now - TimeDelta::days(30)).date_naive();
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, go_live)]).await.expect("boot");
+    let sink: Arc<dyn BatchSink> =
+        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
+    let since = go_live.and_time(chrono::NaiveTime::MIN).and_utc() + TimeDelta::days(1);
+    let backfill = |requested_at| catalog_store::FeedRunRequest {
+        kind: catalog_store::FeedRunKind::Backfill { since, until: since + TimeDelta::weeks(3) },
+        requested_by: "otto".to_owned(),
+        requested_at,
+    };
+    let chunk = |weeks| Some((since + TimeDelta::weeks(weeks)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let shutdown = CancellationToken::new();
+    let mut run = open_run(&fixture, &api, Arc::clone(&sink)).await;
+    run.run_requested_step(&backfill(now - TimeDelta::hours(2)), now, &shutdown).await.expect("an earlier backfill");
+
+    // Asked for after that chunk completed, stamped by an admin clock a minute behind.
+    let request = backfill(now - TimeDelta::minutes(1));
+    let before = api.requests().len();
+    let mut restarted = open_run(&fixture, &api, Arc::clone(&sink)).await;
+    restarted.run_requested_step(&request, now, &shutdown).await.expect("first chunk");
+    assert_eq!(api.requests()[before].since, chunk(0), "the first chunk is pulled for the request");
+
+    // An incremental between two chunks takes the checkpoint over, then the worker restarts.
+    restarted.incremental(now, &shutdown).await.expect("incremental");
+    let before = api.requests().len();
+    let mut again = open_run(&fixture, &api, sink).await;
+    again.run_requested_step(&request, now, &shutdown).await.expect("next chunk");
+    assert_eq!(api.requests()[before].since, chunk(1), "the second chunk, not the first again");
+}

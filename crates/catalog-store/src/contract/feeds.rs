@@ -56,12 +56,22 @@ where
         n_records: 12,
         n_pages: 3,
         n_windows: 1,
+        requested_at: None,
     };
     store.complete_window(&acme.key, &window).await.expect("complete");
     store.complete_window(&acme.key, &window).await.expect("completing again changes nothing");
     let earlier = CompletedWindow { kind: WindowKind::Incremental, completed_at: base(), ..window.clone() };
     store.complete_window(&acme.key, &earlier).await.expect("complete");
-    assert_eq!(store.feed_windows(&acme.key).await.expect("windows"), [window.clone(), earlier]);
+    assert_eq!(store.feed_windows(&acme.key).await.expect("windows"), [window.clone(), earlier.clone()]);
+    // Pulled again for a manual run, a window takes the run's stamp and keeps the rest;
+    // pulled again by scheduled work, it keeps the stamp.
+    let requested_at = Some(base() + Duration::days(9));
+    let again =
+        CompletedWindow { completed_at: base() + Duration::days(10), n_records: 1, requested_at, ..window.clone() };
+    store.complete_window(&acme.key, &again).await.expect("complete for a request");
+    store.complete_window(&acme.key, &window).await.expect("complete by scheduled work");
+    let stamped = CompletedWindow { requested_at, ..window.clone() };
+    assert_eq!(store.feed_windows(&acme.key).await.expect("windows"), [stamped, earlier]);
 
     // An operator switches it off; the file's next bootstrap changes settings, not that.
     assert!(store.set_feed_sync(&acme.key, false).await.expect("switch"));
@@ -70,7 +80,7 @@ where
     store.upsert_feed(&changed).await.expect("upsert");
     let stored = store.feed(&acme.key).await.expect("feed").expect("known feed");
     assert_eq!(stored.settings, FeedSettings { sync_enabled: false, ..changed });
-    assert_eq!(stored.last_sync_at, Some(window.completed_at), "the newest completion, never moved back");
+    assert_eq!(stored.last_sync_at, Some(again.completed_at), "the newest completion, never moved back");
     assert!(store.feed(&key("canary", "nobody")).await.expect("feed").is_none());
 }
 

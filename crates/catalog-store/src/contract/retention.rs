@@ -372,6 +372,7 @@ pub(super) async fn old_feed_windows_that_overlap_or_touch_are_merged_and_their_
         n_records: 100,
         n_pages: 1,
         n_windows: 1,
+        requested_at: None,
     };
     // Four six-hourly incrementals overlapping by an hour, a backfill beside them, and one
     // incremental completed after the cutoff.
