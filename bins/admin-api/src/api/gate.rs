@@ -15,6 +15,7 @@ use catalog_store::{Role, RolloutChangeRecord, SignOff, SignOffRecord, TenantFla
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::flags::Unseen;
 use super::{audit, supplier, tenant};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
@@ -219,6 +220,10 @@ pub async fn sign_off_item(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SupplierStep {
     pub supplier: String,
+    /// Take the step for a supplier no event of the tenant came from yet: without it, such
+    /// an id is refused 404 as a likely typo (a step for it would leave the one meant held).
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// What a step did: the rollout before and after, and the held events applied when it opened
@@ -275,9 +280,27 @@ pub async fn step(
     caller: &Caller,
     tenant: &TenantId,
     step: GateStep,
+    unseen: Unseen,
 ) -> Result<StepResult, GateError> {
     caller.require(Role::Operator)?;
-    let seen = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?.is_some();
+    let flags = state.store.tenant_flags(tenant).await.map_err(ApiError::from)?;
+    let seen = flags.is_some();
+    // A canary or widen naming a supplier none of the tenant's events came from is most
+    // likely a typo: taken, it answered 200, left the supplier meant held, started the
+    // stage's day and sign-offs again, and made the typo a known supplier. A tenant with
+    // no event seen has no supplier to tell a typo by; a canary may come first.
+    if let (GateStep::Canary { supplier } | GateStep::Widen { supplier }, Some(flags), Unseen::Refuse) =
+        (&step, &flags, unseen)
+    {
+        if !flags.suppliers.contains_key(supplier) {
+            let message = format!(
+                "supplier {supplier} of tenant {tenant} has no event seen yet, so the step would hold every \
+                 supplier it does not name: check its spelling (GET /v1/tenants lists each tenant's \
+                 suppliers seen), or send \"create\": true to take the step before its first event"
+            );
+            return Err(ApiError::not_found(message).into());
+        }
+    }
     // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
     // not answer success while the tenant meant goes on syncing. A canary may come before the
     // first event (it holds every other supplier's from the start).
@@ -368,37 +391,46 @@ async fn run_step(
     state: AppState,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    make: impl FnOnce() -> Result<GateStep, ApiError>,
+    make: impl FnOnce() -> Result<(GateStep, Unseen), ApiError>,
 ) -> Result<Json<StepResult>, GateError> {
     let Path(tenant_id) = path.map_err(ApiError::from)?;
     let tenant = tenant(&tenant_id)?;
-    let gate_step = make()?;
-    Ok(Json(step(&state, &caller, &tenant, gate_step).await?))
+    let (gate_step, unseen) = make()?;
+    Ok(Json(step(&state, &caller, &tenant, gate_step, unseen).await?))
 }
 
-fn supplier_body(body: Result<Json<SupplierStep>, JsonRejection>) -> Result<SupplierId, ApiError> {
+/// A canary or widen step's supplier, and what to do if none of its events was seen.
+fn supplier_body(body: Result<Json<SupplierStep>, JsonRejection>) -> Result<(SupplierId, Unseen), ApiError> {
     let Json(request) = body?;
-    supplier(&request.supplier)
+    Ok((supplier(&request.supplier)?, if request.create { Unseen::Create } else { Unseen::Refuse }))
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/canary", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The tenant applies this supplier's events only; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout or the tenant's sync switch moved meanwhile (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/canary", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The tenant applies this supplier's events only; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 404, description = "A supplier with no event of the tenant seen yet, and no `create`", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout or the tenant's sync switch moved meanwhile (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn canary(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<SupplierStep>, JsonRejection>,
 ) -> Result<Json<StepResult>, GateError> {
-    run_step(state, caller, path, || Ok(GateStep::Canary { supplier: supplier_body(body)? })).await
+    run_step(state, caller, path, || {
+        let (supplier, unseen) = supplier_body(body)?;
+        Ok((GateStep::Canary { supplier }, unseen))
+    })
+    .await
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/widen", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The supplier's events apply too; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout or the tenant's sync switch moved meanwhile (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/widen", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), request_body = SupplierStep, responses((status = 200, description = "The supplier's events apply too; its held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 404, description = "A supplier with no event of the tenant seen yet, and no `create`", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout or the tenant's sync switch moved meanwhile (`conflict`)", body = RefusedBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn widen(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<SupplierStep>, JsonRejection>,
 ) -> Result<Json<StepResult>, GateError> {
-    run_step(state, caller, path, || Ok(GateStep::Widen { supplier: supplier_body(body)? })).await
+    run_step(state, caller, path, || {
+        let (supplier, unseen) = supplier_body(body)?;
+        Ok((GateStep::Widen { supplier }, unseen))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/open", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Every supplier's events apply; held events applied", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 409, description = "Refused by the gate (`gate_refused`, every reason) or the rollout or the tenant's sync switch moved meanwhile (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -407,7 +439,7 @@ pub(super) async fn open(
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<StepResult>, GateError> {
-    run_step(state, caller, path, || Ok(GateStep::Open)).await
+    run_step(state, caller, path, || Ok((GateStep::Open, Unseen::Refuse))).await
 }
 
 #[utoipa::path(post, path = "/v1/tenants/{tenant_id}/gate/rollback", tag = "gate", params(("tenant_id" = String, Path, description = "Tenant id")), responses((status = 200, description = "Closed: the tenant's events are held from now on, none lost", body = StepResult), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 404, description = "No event of the tenant seen yet", body = ErrorBody), (status = 409, description = "The rollout moved (`conflict`)", body = RefusedBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -416,5 +448,5 @@ pub(super) async fn rollback(
     Extension(caller): Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<StepResult>, GateError> {
-    run_step(state, caller, path, || Ok(GateStep::Rollback)).await
+    run_step(state, caller, path, || Ok((GateStep::Rollback, Unseen::Refuse))).await
 }

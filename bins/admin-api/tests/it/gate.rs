@@ -164,6 +164,16 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     let acme_held = incoming(7, &offer("canary", "acme", "A-4"), StockChange::Updated { quantity: 7 }, 0, now_second());
     server.store.apply_batch(&batch(vec![acme_held])).await.expect("apply");
 
+    // A supplier no event came from is most likely a typo: refused, the stage and its day kept.
+    let typo = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globexx" })).await;
+    assert_eq!(typo.status(), 404, "a supplier never seen");
+    assert!(typo.json::<Value>().await.expect("json")["message"]
+        .as_str()
+        .expect("message")
+        .contains("\"create\": true"));
+    let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
+    assert_eq!(gate["rollout"], json!({ "stage": "canary", "supplier": "acme" }), "nothing moved");
+
     // Widening lists acme again: both suppliers' held events are applied, not globex's alone.
     let widened = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
     assert_eq!(widened.status(), 200);
