@@ -230,7 +230,13 @@ pub async fn switch_sync(
     }
     let (before_json, after_json) =
         (serde_json::json!({ "enabled": before }), serde_json::json!({ "enabled": enabled }));
-    audit(state, caller, action, target, before_json, after_json).await?;
+    // The switch is committed: a failed audit write is answered after the held events it lets
+    // through are applied, as a gate step does. Answered first, it left them held under a
+    // switch that reads on.
+    let audited = audit(state, caller, action, target.clone(), before_json, after_json).await.inspect_err(|error| {
+        tracing::error!(%target, enabled, error = %error, "sync was switched but its audit entry could not be written; its held events are applied all the same");
+    });
     let summary = if enabled { Some(apply_held(state, tenant, supplier).await?) } else { None };
+    audited?;
     Ok(switch_result(before, enabled, summary))
 }

@@ -121,3 +121,38 @@ fn sync_state_follows_the_thresholds() {
     assert_eq!(sync_state(now, ago(10), ago(400), &settings), "behind");
     assert_eq!(sync_state(now, ago(10), None, &settings), "behind");
 }
+
+/// A switch on whose audit entry cannot be written still applies the held events it lets
+/// through, then answers the failure: the switch is committed, and a held event left held
+/// under a switch that reads on is never applied (switching on again changes nothing the
+/// page offers). It answered 500 before applying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
+    let (server, url) = Server::postgres_with(catalog_postgres::PostgresOptions::default()).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let off = json!({ "enabled": false, "create": true });
+    let off = server.send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", off).await;
+    assert_eq!(off.status(), 200);
+    let now_second = (chrono::Utc::now() - catalog_store::contract::base()).num_seconds();
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, now_second),
+        incoming(2, &key, StockChange::Adjusted { delta: 3 }, 1, now_second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit log full'; END $$",
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+    ] {
+        sqlx::query(statement).execute(&mut admin).await.expect("refuse audit entries");
+    }
+    let on = json!({ "enabled": true });
+    let on = server.send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", on).await;
+    assert_eq!(on.status(), 500, "the audit entry could not be written");
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    let counts = server.store.outcome_counts_since(&tenant, catalog_store::contract::base()).await.expect("counts");
+    assert_eq!(counts.events_by_outcome, [("applied".to_owned(), 2)].into(), "the held events were applied");
+    server.stop().await;
+}
