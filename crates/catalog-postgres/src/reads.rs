@@ -246,7 +246,7 @@ async fn offers_of(
 async fn pending_publishes(connection: &mut PgConnection, item_id: ItemId) -> Result<Vec<PendingPublish>, StoreError> {
     sqlx::query(
         "SELECT channel, version, enqueued_at, available_at, attempts FROM outbox WHERE item_id = $1
-         ORDER BY version, channel",
+         ORDER BY version, channel COLLATE \"C\"",
     )
     .bind(item_id.0)
     .fetch_all(&mut *connection)
@@ -354,7 +354,7 @@ pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Opti
                 max(received_at) FILTER (WHERE outcome = 'applied') AS last_applied_at,
                 coalesce(sum(redelivery_count), 0)::int8 AS redeliveries,
                 (SELECT count(*) FROM items WHERE tenant_id = $1) AS n_items,
-                (SELECT count(*) FROM outbox WHERE tenant_id = $1) AS outbox_pending
+                (SELECT count(DISTINCT item_id) FROM outbox WHERE tenant_id = $1) AS outbox_pending
          FROM events WHERE tenant_id = $1",
     )
     .bind(tenant.as_str())

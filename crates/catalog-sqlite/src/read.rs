@@ -398,7 +398,7 @@ pub(crate) async fn sync_status(pool: &SqlitePool, tenant: &TenantId) -> Result<
         .into_iter()
         .next()
         .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
-    let outbox_pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE tenant_id = ?1")
+    let outbox_pending: i64 = sqlx::query_scalar("SELECT count(DISTINCT item_id) FROM outbox WHERE tenant_id = ?1")
         .bind(tenant.as_str())
         .fetch_all(&mut *connection)
         .await

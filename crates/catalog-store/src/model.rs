@@ -325,6 +325,8 @@ pub struct SyncStatus {
     pub events_by_outcome: BTreeMap<String, u64>,
     pub redeliveries: u64,
     pub n_items: u64,
+    /// Items waiting to be published on at least one channel (an item waiting on three
+    /// channels is one).
     pub outbox_pending: u64,
 }
 

@@ -145,7 +145,9 @@ pub(super) async fn sync_status_counts_outcomes<G, F>(factory: impl FnOnce(Store
 where
     F: std::future::Future<Output = Fresh<G>>,
 {
-    let (store, _guard) = factory(StoreConfig::default()).await;
+    // Two channels: an item waits on each, and is one item waiting to publish.
+    let channels = vec![crate::ChannelRoute::all("storefront"), crate::ChannelRoute::all("shopify")];
+    let (store, _guard) = factory(StoreConfig { channels, ..StoreConfig::default() }).await;
     let key = offer("canary", "acme", "ABC-1");
     let first = incoming(1, &key, StockChange::Updated { quantity: 5 }, 5, 10);
     let events = vec![
@@ -160,7 +162,7 @@ where
     assert_eq!(counts, [("applied", 1), ("rejected", 1), ("stale", 1)]);
     assert_eq!(status.redeliveries, 1);
     assert_eq!(status.n_items, 1);
-    assert_eq!(status.outbox_pending, 1);
+    assert_eq!(status.outbox_pending, 1, "items, not an item's rows on each channel");
     assert_eq!(status.last_received_at, Some(base() + Duration::seconds(12)));
     assert_eq!(status.last_applied_at, Some(base() + Duration::seconds(10)));
     assert!(store.sync_status(&TenantId::parse("nobody").expect("valid")).await.expect("status").is_none());
