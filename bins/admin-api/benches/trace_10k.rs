@@ -18,7 +18,7 @@ const N_REQUESTS: usize = 200;
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let database = catalog_testkit::TestDatabase::create().await;
+        let database = catalog_testkit::TestDatabase::create_with_server_defaults().await;
         let store = catalog_postgres::PostgresStore::connect(
             &database.url,
             StoreConfig::default(),

@@ -49,7 +49,7 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let database = TestDatabase::create().await;
+        let database = TestDatabase::create_with_server_defaults().await;
         let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
             .await
             .expect("connect");

@@ -102,7 +102,7 @@ async fn main() {
     let directory = tempfile::tempdir().expect("temp dir");
     let channels = directory.path().join("channels.json");
     channels_file(&marketplaces, &channels);
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let (topic, group) = (unique_name("fanout"), unique_name("fanout"));
     create_topic(&topic, PARTITIONS).await;
     let extra = std::env::var("CATALOG_BENCH_FANOUT_ARGS").unwrap_or_default();

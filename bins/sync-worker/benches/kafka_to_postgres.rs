@@ -61,7 +61,7 @@ impl WorkerRun {
 /// `publish` (`off`: apply only, the rows the baseline writes; `on`: the log publisher
 /// drains the outbox meanwhile).
 async fn bench_worker(program: &str, messages: &[TestMessage], publish: &str) -> WorkerRun {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let topic = unique_name("bench");
     let group = unique_name("bench");
     create_topic(&topic, PARTITIONS).await;
@@ -140,7 +140,7 @@ async fn bench_naive(events: &[SupplierEvent]) -> Duration {
 }
 
 async fn migrated_database() -> TestDatabase {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
         .await
         .expect("connect and migrate");
@@ -171,7 +171,7 @@ struct Stages {
 /// storefront's accepted calls per second, and the latency split into stages.
 async fn bench_publish_latency() -> (Vec<Duration>, f64, Stages) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let topic = unique_name("latency");
     let group = unique_name("latency");
     create_topic(&topic, PARTITIONS).await;

@@ -118,7 +118,7 @@ fn percentile(sorted: &[Duration], share: f64) -> Duration {
 async fn main() {
     let items = env_number("CATALOG_BENCH_RECONCILE_ITEMS", 100_000);
     let drifts = env_number("CATALOG_BENCH_RECONCILE_DRIFTS", 300);
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
 
     // The catalog: one event per item, applied with publishing off.
     let loading = Instant::now();

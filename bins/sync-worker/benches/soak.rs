@@ -229,7 +229,7 @@ fn main() {
 
 #[allow(clippy::print_stdout)] // A benchmark's report is its output.
 async fn soak(n_events: u64) {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     // Migrated by this build before the worker starts, so the size queries find the tables.
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
         .await

@@ -23,7 +23,7 @@ fn main() {
         std::env::var("CATALOG_BENCH_FEED_RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let database = TestDatabase::create().await;
+        let database = TestDatabase::create_with_server_defaults().await;
         let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
             .await
             .expect("connect");

@@ -28,7 +28,7 @@ fn events() -> Vec<IncomingEvent> {
 }
 
 async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
         .await
         .expect("connect");
@@ -45,7 +45,7 @@ async fn bench_apply_batch(events: &[IncomingEvent]) -> Duration {
 
 /// The same rows, written with plain array statements.
 async fn bench_raw_sql(events: &[IncomingEvent]) -> Duration {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let store = PostgresStore::connect(&database.url, StoreConfig::default(), PostgresOptions::default())
         .await
         .expect("connect");

@@ -84,7 +84,7 @@ async fn publish_everything(store: &PostgresStore, round: usize, spent: &mut Spe
 }
 
 async fn run(events: &[IncomingEvent], round: usize) -> Spent {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with_server_defaults().await;
     let config = StoreConfig {
         channels: CHANNELS.iter().map(|name| ChannelRoute::all(*name)).collect(),
         ..StoreConfig::default()
@@ -137,7 +137,7 @@ fn main() {
         return;
     }
     runtime.block_on(async {
-        let database = TestDatabase::create().await;
+        let database = TestDatabase::create_with_server_defaults().await;
         let config = StoreConfig { channels: vec![ChannelRoute::all("down")], ..StoreConfig::default() };
         let store = PostgresStore::connect(&database.url, config, PostgresOptions::default()).await.expect("connect");
         catalog_testkit::fail_a_backlog(&store, "down").await;

@@ -52,7 +52,7 @@ pub(crate) async fn add_token(pool: &PgPool, token: &NewToken) -> Result<bool, S
 }
 
 pub(crate) async fn tokens(pool: &PgPool) -> Result<Vec<TokenInfo>, StoreError> {
-    sqlx::query("SELECT name, role, created_at, revoked_at FROM admin_tokens ORDER BY name")
+    sqlx::query(r#"SELECT name, role, created_at, revoked_at FROM admin_tokens ORDER BY name COLLATE "C""#)
         .fetch_all(pool)
         .await
         .map_err(store_error)?
@@ -199,7 +199,7 @@ pub(crate) async fn rejections(pool: &PgPool, filter: &RejectionFilter) -> Resul
 }
 
 pub(crate) async fn tenant_ids(pool: &PgPool) -> Result<Vec<TenantId>, StoreError> {
-    let names: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+    let names: Vec<String> = sqlx::query_scalar(r#"SELECT tenant_id FROM tenants ORDER BY tenant_id COLLATE "C""#)
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
@@ -207,7 +207,7 @@ pub(crate) async fn tenant_ids(pool: &PgPool) -> Result<Vec<TenantId>, StoreErro
 }
 
 pub(crate) async fn published_versions(pool: &PgPool, item_id: ItemId) -> Result<Vec<PublishedVersion>, StoreError> {
-    sqlx::query("SELECT channel, version, published_at FROM published_versions WHERE item_id = $1 ORDER BY channel")
+    sqlx::query(r#"SELECT channel, version, published_at FROM published_versions WHERE item_id = $1 ORDER BY channel COLLATE "C""#)
         .bind(item_id.0)
         .fetch_all(pool)
         .await
@@ -243,7 +243,7 @@ pub(crate) async fn counts_per_channel(
 ) -> Result<Vec<ChannelCount>, StoreError> {
     sqlx::query(&format!(
         "SELECT channel, {key} AS key, count(*) AS n, max({at}) AS last_at FROM {table}
-         WHERE {at} >= $1 GROUP BY channel, {key} ORDER BY channel, {key}"
+         WHERE {at} >= $1 GROUP BY channel, {key} ORDER BY channel COLLATE \"C\", {key}"
     ))
     .bind(since)
     .fetch_all(pool)

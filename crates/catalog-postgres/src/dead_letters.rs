@@ -273,7 +273,7 @@ pub(crate) async fn open_pull_dead_letters(pool: &PgPool) -> Result<Vec<DeadLett
 pub(crate) async fn dead_letter_counts(pool: &PgPool) -> Result<Vec<DeadLetterCount>, StoreError> {
     sqlx::query(
         "SELECT channel, count(*) AS open, count(quarantined_at) AS quarantined FROM dead_letters
-         WHERE resolved_at IS NULL AND channel IS NOT NULL GROUP BY channel ORDER BY channel",
+         WHERE resolved_at IS NULL AND channel IS NOT NULL GROUP BY channel ORDER BY channel COLLATE \"C\"",
     )
     .fetch_all(pool)
     .await

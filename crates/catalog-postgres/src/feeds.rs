@@ -132,10 +132,12 @@ pub(crate) async fn upsert_feed(pool: &PgPool, settings: &FeedSettings) -> Resul
 }
 
 pub(crate) async fn feeds(pool: &PgPool) -> Result<Vec<StoredFeed>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {FEED_COLUMNS} FROM feeds ORDER BY tenant_id, supplier_id"))
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
+    let rows = sqlx::query(&format!(
+        r#"SELECT {FEED_COLUMNS} FROM feeds ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C""#
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
     rows.iter().map(feed_row).collect()
 }
 

@@ -89,7 +89,7 @@ pub(crate) async fn claim_outbox(
 pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, StoreError> {
     sqlx::query(
         "SELECT channel, count(*) AS pending, min(first_enqueued_at) AS oldest_enqueued_at
-         FROM outbox GROUP BY channel ORDER BY channel",
+         FROM outbox GROUP BY channel ORDER BY channel COLLATE \"C\"",
     )
     .fetch_all(pool)
     .await

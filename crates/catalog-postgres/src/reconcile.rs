@@ -16,7 +16,7 @@ use crate::columns::{column, saturating_i64};
 use crate::{store_error, with_deadline, PostgresStore};
 
 pub(crate) async fn tenants(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<Vec<TenantId>, StoreError> {
-    let rows = sqlx::query("SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id")
+    let rows = sqlx::query(r#"SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id COLLATE "C""#)
         .fetch_all(pool)
         .await
         .map_err(store_error)?;

@@ -110,7 +110,7 @@ pub(crate) async fn facts(pool: &PgPool, config: &StoreConfig, query: &FactsQuer
     let rows = sqlx::query(&format!(
         "SELECT * FROM (
              SELECT i.tenant_id, i.item_id, i.sku, c.gap, c.gap_stored, c.gap_rederived, c.gap_supplier,
-                    c.gap_event_id, row_number() OVER (PARTITION BY i.tenant_id ORDER BY i.sku) AS n
+                    c.gap_event_id, row_number() OVER (PARTITION BY i.tenant_id ORDER BY i.sku COLLATE \"C\") AS n
              FROM items AS i LEFT JOIN item_trace_checks AS c ON c.item_id = i.item_id
              WHERE i.version > 0 AND {UNTRACED}
          ) AS named WHERE n <= $2"

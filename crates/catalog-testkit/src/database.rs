@@ -21,13 +21,30 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A database whose text sorts by a linguistic collation (ICU `en-US`: `A_1` before `AB`,
+    /// `ab` before `AB`), as on most production clusters: the store must answer the same
+    /// whatever the database's collation, so the tests run on one that is not byte order
+    /// (this machine's server default is `C.UTF-8`, under which no collation bug shows).
     pub async fn create() -> Self {
+        Self::create_as("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'").await
+    }
+
+    /// A database with the server's defaults, for benchmarks: their figures stay comparable
+    /// with the earlier runs'.
+    pub async fn create_with_server_defaults() -> Self {
+        Self::create_as("").await
+    }
+
+    async fn create_as(options: &str) -> Self {
         let server = server_url();
         let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|error| {
             panic!("PostgreSQL is required for these tests and is not reachable at {server}: {error}")
         });
         let name = format!("catalog_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+        sqlx::query(&format!("CREATE DATABASE {name} {options}"))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
         Self { url: with_database(&server, &name), name }
     }
 }

@@ -13,6 +13,7 @@ mod admin;
 mod batches;
 mod channels;
 mod claims;
+mod collation;
 mod dead_letters;
 mod feeds;
 mod fence;
@@ -137,6 +138,7 @@ macro_rules! store_contract_cases {
             admin::a_trace_page_of_only_held_and_rejected_events_has_no_item,
             admin::rejected_messages_are_listed_newest_first,
             signals::signal_facts_count_stale_items_failed_attempts_and_untraced_items,
+            collation::ids_and_skus_are_ordered_by_their_bytes,
             tracer::the_tracer_gets_changed_items_first_and_sweeps_by_id,
             signals::a_journal_tail_is_the_newest_rows_with_older_winners_found_by_id,
             signals::signal_samples_are_kept_per_tenant_and_overall,
