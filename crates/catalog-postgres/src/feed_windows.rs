@@ -84,11 +84,12 @@ pub(crate) async fn feed_windows(pool: &PgPool, key: &FeedKey) -> Result<Vec<Com
 /// Merges every feed's windows completed before `cutoff` that overlap or touch (decision
 /// 0035), a feed per transaction. Returns how many rows fewer the table holds.
 pub(crate) async fn compact_feed_windows(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-    let feeds: Vec<(String, String)> =
-        sqlx::query_as(r#"SELECT tenant_id, supplier_id FROM feeds ORDER BY 1 COLLATE "C", 2 COLLATE "C""#)
-            .fetch_all(pool)
-            .await
-            .map_err(store_error)?;
+    let feeds: Vec<(String, String)> = sqlx::query_as(
+        r#"SELECT tenant_id, supplier_id FROM feeds ORDER BY tenant_id COLLATE "C", supplier_id COLLATE "C""#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
     let mut fewer = 0;
     for (tenant, supplier) in feeds {
         let key = FeedKey { tenant: rows::tenant(&tenant)?, supplier: rows::supplier(&supplier)? };

@@ -16,10 +16,12 @@ use crate::columns::{column, saturating_i64};
 use crate::{store_error, with_deadline, PostgresStore};
 
 pub(crate) async fn tenants(pool: &PgPool, config: &StoreConfig, channel: &str) -> Result<Vec<TenantId>, StoreError> {
-    let rows = sqlx::query(r#"SELECT DISTINCT tenant_id FROM items WHERE version > 0 ORDER BY tenant_id COLLATE "C""#)
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
+    let rows = sqlx::query(
+        r#"SELECT tenant_id FROM items WHERE version > 0 GROUP BY tenant_id ORDER BY tenant_id COLLATE "C""#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
     let mut tenants = Vec::with_capacity(rows.len());
     for row in rows {
         let tenant = rows::tenant(column(&row, "tenant_id")?)?;
