@@ -38,7 +38,7 @@ pub(crate) async fn checkpoints(pool: &PgPool, source: &str) -> Result<Vec<Check
 }
 
 pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<CatalogItem>, StoreError> {
-    sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+    sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1 AND version > 0"))
         .bind(item_id.0)
         .fetch_optional(pool)
         .await
@@ -48,14 +48,16 @@ pub(crate) async fn item(pool: &PgPool, item_id: ItemId) -> Result<Option<Catalo
 }
 
 pub(crate) async fn items(pool: &PgPool, tenant: &TenantId) -> Result<Vec<CatalogItem>, StoreError> {
-    sqlx::query(&format!(r#"SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = $1 ORDER BY sku COLLATE "C""#))
-        .bind(tenant.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(|row| item_row(row)?.into_item())
-        .collect()
+    sqlx::query(&format!(
+        r#"SELECT {ITEM_COLUMNS} FROM items WHERE tenant_id = $1 AND version > 0 ORDER BY sku COLLATE "C""#
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?
+    .iter()
+    .map(|row| item_row(row)?.into_item())
+    .collect()
 }
 
 /// Opens the one snapshot every part of a trace is read in: a batch committed meanwhile
@@ -74,7 +76,7 @@ async fn item_and_offers(
     connection: &mut PgConnection,
     item_id: ItemId,
 ) -> Result<Option<(CatalogItem, Vec<StoredOffer>)>, StoreError> {
-    let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+    let Some(row) = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1 AND version > 0"))
         .bind(item_id.0)
         .fetch_optional(&mut *connection)
         .await
@@ -117,7 +119,7 @@ pub(crate) async fn item_trace_page(
 ) -> Result<Option<TracePage>, StoreError> {
     let item_id = key.item_id();
     let mut transaction = trace_snapshot(pool).await?;
-    let item = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1"))
+    let item = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE item_id = $1 AND version > 0"))
         .bind(item_id.0)
         .fetch_optional(&mut *transaction)
         .await
@@ -353,7 +355,7 @@ pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Opti
         "SELECT max(received_at) AS last_received_at,
                 max(received_at) FILTER (WHERE outcome = 'applied') AS last_applied_at,
                 coalesce(sum(redelivery_count), 0)::int8 AS redeliveries,
-                (SELECT count(*) FROM items WHERE tenant_id = $1) AS n_items,
+                (SELECT count(*) FROM items WHERE tenant_id = $1 AND version > 0) AS n_items,
                 (SELECT count(DISTINCT item_id) FROM outbox WHERE tenant_id = $1) AS outbox_pending
          FROM events WHERE tenant_id = $1",
     )

@@ -286,6 +286,21 @@ async fn offer_rows<'k>(
         .map_err(store_error)
 }
 
+/// Deletes the rows `items` created to lock that no write of the batch reached (still at
+/// version 0): an item exists once something was applied to it, whatever the locking.
+pub(super) async fn drop_unwritten_items(
+    connection: &mut PgConnection,
+    keys: &[(ItemKey, ItemId)],
+) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = keys.iter().map(|(_, id)| id.0).collect();
+    sqlx::query("DELETE FROM items WHERE item_id = ANY($1) AND version = 0")
+        .bind(&ids)
+        .execute(&mut *connection)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// Reads the touched items that exist, as `load_offers` reads offers: pessimistically it
 /// creates and locks them all first; optimistically a missing item is planned as new.
 pub(super) async fn items(

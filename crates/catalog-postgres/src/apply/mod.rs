@@ -259,6 +259,11 @@ async fn write_batch(
         }));
     }
     write::items(connection, &writes).await?;
+    if locking == Locking::Pessimistic {
+        // Locking created a row for every item of the batch; one the batch did not write
+        // (its events held, or changing nothing) must not outlive it as an item at version 0.
+        load::drop_unwritten_items(connection, &keys.items).await?;
+    }
     steps.done("write_items");
     journal::insert(connection, &writes).await?;
     steps.done("insert_journal");

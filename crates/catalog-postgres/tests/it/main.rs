@@ -8,6 +8,7 @@ mod failures;
 mod first_seen;
 mod healing;
 mod migrations;
+mod placeholders;
 mod reconcile;
 mod recording;
 mod timeouts;
