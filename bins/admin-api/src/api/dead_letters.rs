@@ -11,10 +11,14 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
+/// The stages a dead letter is written at: a channel's publish, a feed's pull.
+const STAGES: [&str; 2] = ["publish", catalog_store::PULL_STAGE];
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct DeadLetterQuery {
     pub tenant: Option<String>,
     pub channel: Option<String>,
+    /// `publish` or `pull`.
     pub stage: Option<String>,
     /// `open` (the default), `resolved` (kept for the journal's retention, then deleted) or `all`.
     pub state: Option<String>,
@@ -36,6 +40,12 @@ pub(super) async fn list_dead_letters(
         "all" => None,
         _ => return Err(ApiError::bad_request("invalid_query", "state is open, resolved or all")),
     };
+    // A stage no letter can have (a typo, another case) is refused: answered, it read as "no
+    // failures" of that stage.
+    if let Some(stage) = query.stage.as_deref().filter(|stage| !STAGES.contains(stage)) {
+        let message = format!("stage {stage:?} is none of {}", STAGES.join(", "));
+        return Err(ApiError::bad_request("invalid_query", message));
+    }
     let filter = DeadLetterFilter {
         tenant: query.tenant.as_deref().map(tenant).transpose()?,
         channel: query.channel,

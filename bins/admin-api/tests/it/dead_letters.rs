@@ -49,6 +49,12 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
     assert_eq!(letters.len(), 1);
     let id = letters[0]["dead_letter_id"].as_i64().expect("id");
     assert!(server.get_json(&viewer, "/v1/dead-letters?tenant=wide").await.as_array().expect("list").is_empty());
+    // A stage that is none (a typo, or another case) is refused, not answered with no letter.
+    for stage in ["publsh", "Publish"] {
+        let typo = server.get(&viewer, &format!("/v1/dead-letters?stage={stage}")).await;
+        assert_eq!(typo.status(), 400, "stage {stage}");
+        assert_eq!(typo.json::<serde_json::Value>().await.expect("json")["code"], "invalid_query");
+    }
     let trace = server.get_json(&viewer, "/v1/tenants/canary/items/abc-1/trace").await;
     assert_eq!(trace["open_dead_letters"][0]["dead_letter_id"], id);
     assert_eq!(trace["publishes"][0]["result"], "dead_lettered");
