@@ -90,7 +90,11 @@ pub(super) async fn trace_by_id(
 /// What a lookup by event id or trace id found: each journal row, and the item it touched.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LookupView {
+    /// Oldest first.
     pub matches: Vec<LookupMatch>,
+    /// More rows carry the trace id than the page shows (its first, oldest ones): a trace
+    /// that spans a bulk upload names thousands of events.
+    pub more: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -118,7 +122,7 @@ pub fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
             }
         })
         .collect();
-    LookupView { matches }
+    LookupView { matches, more: false }
 }
 
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "trace", params(("event_id" = String, Path, format = Uuid, description = "Event id")), responses((status = 200, description = "Journal rows of the event and their items", body = LookupView), (status = 404, description = "Never journaled", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -152,9 +156,12 @@ pub(super) async fn trace_id_lookup(
     if trace_id.len() != 32 || !trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("invalid_trace_id", "a W3C trace id is 32 hexadecimal digits"));
     }
-    let entries = state.store.journal_by_trace_id(&trace_id, MAX_PAGE).await?;
+    // One row more than shown tells whether there are more.
+    let mut entries = state.store.journal_by_trace_id(&trace_id, MAX_PAGE + 1).await?;
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("no journaled event carries trace id {trace_id}")));
     }
-    Ok(Json(lookup_view(&entries)))
+    let more = entries.len() > MAX_PAGE;
+    entries.truncate(MAX_PAGE);
+    Ok(Json(LookupView { more, ..lookup_view(&entries) }))
 }

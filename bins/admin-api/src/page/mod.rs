@@ -48,6 +48,9 @@ pub fn routes() -> Router<AppState> {
 
 /// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
 /// a thick outline, and every text colour keeps at least 7:1 on its background.
+/// The journal rows a search by trace id shows.
+const TRACE_ID_ROWS: usize = 100;
+
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:84rem;margin:1rem auto;padding:0 1rem;color:#111;background:#fff}\
 a{color:#0645ad}a:visited{color:#4b2a85}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #767676;padding:.25rem .5rem;text-align:left;vertical-align:top}\
@@ -344,6 +347,7 @@ async fn home(
             Err(error) => return Err(error),
         }
     }
+    let mut more = false;
     let entries = if let Some(event_id) = search.event_id.as_deref().filter(|id| !id.is_empty()) {
         match event_id.trim().parse() {
             Ok(id) => Some(state.store.journal_by_event_id(EventId(id)).await?),
@@ -355,7 +359,11 @@ async fn home(
     } else if let Some(trace_id) = search.trace_id.as_deref().filter(|id| !id.is_empty()) {
         let trace_id = trace_id.trim().to_ascii_lowercase();
         if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Some(state.store.journal_by_trace_id(&trace_id, 100).await?)
+            // One row more than shown tells whether there are more.
+            let mut entries = state.store.journal_by_trace_id(&trace_id, TRACE_ID_ROWS + 1).await?;
+            more = entries.len() > TRACE_ID_ROWS;
+            entries.truncate(TRACE_ID_ROWS);
+            Some(entries)
         } else {
             problem = Some("A trace id is 32 hexadecimal digits.".into());
             None
@@ -367,6 +375,7 @@ async fn home(
         let found = lookup_view(&entries);
         result = html! {
             h2 { "Events found (" (found.matches.len()) ")" }
+            @if more { p.notice { "More events carry this trace id than shown: these are its oldest " (TRACE_ID_ROWS) "." } }
             ul {
                 @for found in &found.matches {
                     li {

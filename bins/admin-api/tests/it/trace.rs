@@ -215,3 +215,34 @@ async fn a_trace_says_how_far_back_the_journal_reaches_once_retention_dropped_da
     }
     server.stop().await;
 }
+
+/// A trace id carried by more events than a lookup shows (a bulk upload under one trace) says
+/// so, in the API and on the page: it answered the oldest 500 (100 on the page) as if they
+/// were all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_by_trace_id_says_when_more_events_carry_it() {
+    use catalog_store::contract::{batch, incoming, offer};
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let traceparent: catalog_core::TraceParent =
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().expect("traceparent");
+    let traced = |n: u64| {
+        let key = offer("canary", "acme", &format!("BULK-{n}"));
+        IncomingEvent {
+            traceparent: Some(traceparent.clone()),
+            ..incoming(n, &key, catalog_core::StockChange::Updated { quantity: 1 }, 0, 0)
+        }
+    };
+    server.store.apply_batch(&batch((1..=100).map(traced).collect())).await.expect("apply");
+    let api = server.get_json(&viewer, "/v1/traces/0af7651916cd43dd8448eb211c80319c").await;
+    assert_eq!((api["matches"].as_array().expect("matches").len(), api["more"].clone()), (100, false.into()));
+    let page = crate::page::page(&server, &viewer, "/?trace_id=0af7651916cd43dd8448eb211c80319c").await;
+    assert!(!page.contains("More events carry this trace id"), "{page}");
+
+    server.store.apply_batch(&batch((101..=501).map(traced).collect())).await.expect("apply");
+    let api = server.get_json(&viewer, "/v1/traces/0af7651916cd43dd8448eb211c80319c").await;
+    assert_eq!((api["matches"].as_array().expect("matches").len(), api["more"].clone()), (500, true.into()));
+    let page = crate::page::page(&server, &viewer, "/?trace_id=0af7651916cd43dd8448eb211c80319c").await;
+    assert!(page.contains("More events carry this trace id than shown: these are its oldest 100."), "{page}");
+    server.stop().await;
+}
