@@ -31,6 +31,13 @@ impl RetentionStore for SqliteStore {
         policy: &RetentionPolicy,
         sink: &mut dyn ArchiveSink,
     ) -> Result<RetentionReport, StoreError> {
+        // One pass at a time on a file, whichever process runs it (two workers, a deploy's
+        // new one beside the old): both archived the same day, and the horizon named the last
+        // archive finished, possibly a copy read while the other pass deleted the day.
+        let Some(_held) = retention_lock(&self.path)? else {
+            tracing::info!("another process's retention pass holds the lock: this pass does nothing");
+            return Ok(RetentionReport { another_pass_running: true, ..RetentionReport::default() });
+        };
         expire(&self.pool, &self.writer, policy, sink).await
     }
 
@@ -55,6 +62,25 @@ impl RetentionStore for SqliteStore {
             attempts_kept_since: time("attempts_kept_since", attempts_kept_since)?,
         };
         Ok((horizon.kept_since.is_some() || horizon.attempts_kept_since.is_some()).then_some(horizon))
+    }
+}
+
+/// The database's retention lock: an exclusive lock on `<database>-retention` beside it (as
+/// SQLite keeps `-wal` and `-shm`), held while the returned file is open, released by the
+/// operating system if the process dies. `None` while another pass holds it, in this process
+/// or another. PostgreSQL's passes take an advisory lock instead.
+fn retention_lock(database: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-retention");
+    let path = std::path::PathBuf::from(name);
+    let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+    let file = opened.map_err(|error| StoreError::Database(format!("opening {}: {error}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(StoreError::Database(format!("locking {}: {error}", path.display())))
+        }
     }
 }
 

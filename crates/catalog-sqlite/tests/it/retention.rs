@@ -315,3 +315,78 @@ async fn attempts_deleted_by_a_pass_that_failed_are_already_past_the_horizon() {
         "an attempt is gone, but the horizon ({horizon:?}) does not count it"
     );
 }
+
+/// An archive during whose finishing a second store on the same file (another worker, or a
+/// deploy's new one beside the old) runs its own pass.
+struct PassBeside {
+    beside: Option<Arc<SqliteStore>>,
+    report: Option<catalog_store::RetentionReport>,
+    beside_archived: Vec<JournalEntry>,
+    kept: Kept,
+}
+
+impl ArchiveSink for PassBeside {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.kept.begin(name)
+    }
+
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
+        self.kept.write(entries)
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        if let Some(store) = self.beside.take() {
+            let (report, archived) = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    let mut sink = Kept::default();
+                    let report = store.expire_journal(&one_day_policy(), &mut sink).await.expect("the pass beside");
+                    (report, sink.archived)
+                })
+            })
+            .join()
+            .expect("the pass beside ended");
+            self.report = Some(report);
+            self.beside_archived = archived;
+        }
+        self.kept.finish()
+    }
+}
+
+fn one_day_policy() -> RetentionPolicy {
+    RetentionPolicy {
+        journal_cutoff: base() + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 10,
+    }
+}
+
+/// Two stores on one file run retention at once: one archives and drops, the other does
+/// nothing and says so, as on PostgreSQL (its advisory lock). Both archived the same day
+/// before, and the horizon named whichever archive was finished last, possibly the copy of a
+/// pass that read the day while the other deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_beside_another_on_the_same_file_does_nothing_and_says_so() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let store = Arc::new(SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open"));
+    let key = offer("canary", "acme", "ABC-1");
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 10 }, 0, 1),
+        incoming(2, &key, StockChange::Adjusted { delta: 1 }, 2, 2),
+    ];
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let beside = Arc::new(SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open beside"));
+    let mut sink =
+        PassBeside { beside: Some(beside), report: None, beside_archived: Vec::new(), kept: Kept::default() };
+    let report = store.expire_journal(&one_day_policy(), &mut sink).await.expect("retention pass");
+    assert!(!report.another_pass_running);
+    assert_eq!(sink.kept.archived.len(), 2, "the first pass archived the day");
+    let beside = sink.report.expect("the pass beside ran");
+    assert!(beside.another_pass_running, "{beside:?}");
+    assert!(sink.beside_archived.is_empty() && beside.dropped.is_empty(), "the pass beside archived nothing");
+
+    // Once the first pass ended, the next one runs.
+    let again = store.expire_journal(&one_day_policy(), &mut Kept::default()).await.expect("next pass");
+    assert!(!again.another_pass_running);
+}
