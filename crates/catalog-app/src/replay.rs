@@ -17,6 +17,9 @@ use lanes::Lanes;
 /// Events replayed per store transaction.
 const BATCH: usize = 5_000;
 
+/// Touched items queued again (the cache bust) per store transaction.
+const REPUBLISH_CHUNK: usize = 5_000;
+
 /// Streams of the window a replay applies at once, as the worker applies partitions: an item
 /// (and so each of its offers) belongs to one lane, so two lanes never write the same offer
 /// or item row, and the store's work on them proceeds side by side.
@@ -53,6 +56,13 @@ pub enum ReplayError {
          held events retention keeps past it"
     )]
     PastRetention { since: String, kept_since: String, archive: String },
+    #[error(
+        "the journal's retention passed the window's start while it was replayed, after {replayed} events were \
+         replayed: it now keeps events received since {kept_since} (older ones were archived{archive}). What was \
+         applied stays applied, and the items it changed are queued to publish; the touched items' versions were \
+         not queued again (the cache bust). Replay again from {kept_since} or later, or with --held-only"
+    )]
+    Overtaken { replayed: usize, kept_since: String, archive: String },
     #[error(
         "a dry run previews at most {limit} journaled events, and this window holds more (read through {read_through}): \
          narrow it with --until or --supplier, raise --max-dry-run-events, or replay without --dry-run, which reads any window a page at a time"

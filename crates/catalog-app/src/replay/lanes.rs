@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     replayable, store_failed, within_retention, ReplayError, ReplayProgress, ReplaySummary, BATCH, LANES, PAGE,
+    REPUBLISH_CHUNK,
 };
 
 /// The events of `rows` a replay decides afresh.
@@ -69,7 +70,14 @@ impl Lanes<'_> {
         let applied = AtomicUsize::new(0);
         let lanes =
             futures::future::try_join_all(receivers.into_iter().map(|batches| self.apply_lane(batches, &applied)));
-        let (mut tally, lanes) = futures::try_join!(self.read_into_lanes(window, senders, &applied), lanes)?;
+        let (mut tally, lanes) = match futures::try_join!(self.read_into_lanes(window, senders, &applied), lanes) {
+            // Overtaken once batches were applied: not the refusal a replay that applied
+            // nothing gets, which reads as if nothing had happened.
+            Err(ReplayError::PastRetention { kept_since, archive, .. }) if applied.load(Ordering::Relaxed) > 0 => {
+                return Err(ReplayError::Overtaken { replayed: applied.load(Ordering::Relaxed), kept_since, archive })
+            }
+            joined => joined?,
+        };
         // An item is in one lane only: the lanes' changed items are apart.
         for lane in lanes {
             for (outcome, n) in lane.outcomes {
@@ -212,8 +220,14 @@ impl Lanes<'_> {
             republished: 0,
         };
         if !self.dry_run {
+            // A chunk per transaction: a replay of a large tenant touches millions of items,
+            // and one transaction held them all share-locked (the worker's batches on them
+            // waited) and outlived the store's statement timeout, so nothing was queued.
             let ids: Vec<ItemId> = summary.touched.iter().map(|(_, id)| *id).collect();
-            summary.republished = self.store.republish(&ids).await.map_err(store_failed("queueing the cache bust"))?;
+            for chunk in ids.chunks(REPUBLISH_CHUNK) {
+                summary.republished +=
+                    self.store.republish(chunk).await.map_err(store_failed("queueing the cache bust"))?;
+            }
         }
         Ok(summary)
     }

@@ -9,6 +9,7 @@ mod heal;
 mod held;
 mod reconcile_marketplaces;
 mod reconcile_storefront;
+mod replay;
 mod retention;
 mod sales_channels;
 mod shared_listings;
