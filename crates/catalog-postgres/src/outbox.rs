@@ -191,8 +191,8 @@ pub(crate) async fn republish(pool: &PgPool, config: &StoreConfig, items: &[Item
     let mut transaction = pool.begin().await.map_err(store_error)?;
     // The items are held `FOR SHARE` (in the batches' lock order, by key in byte order), so
     // no batch commits a newer version, published before the version read here is queued
-    // (decision 0047). An item at version 0 was never written (a row an older build's
-    // locking retry left): there is nothing of it to publish.
+    // (decision 0047). An item at version 0 was never written: there is nothing of it to
+    // publish (migration 0035 deleted the rows older builds left; a batch leaves none).
     let rows = sqlx::query(&format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE item_id = ANY($1) AND version > 0
          ORDER BY tenant_id COLLATE \"C\", sku COLLATE \"C\" FOR SHARE"
