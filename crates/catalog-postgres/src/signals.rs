@@ -142,7 +142,8 @@ pub(crate) async fn facts(pool: &PgPool, config: &StoreConfig, query: &FactsQuer
 
 async fn progress(pool: &PgPool) -> Result<Vec<PartitionProgress>, StoreError> {
     let rows = sqlx::query(
-        "SELECT source, partition, reported_at, oldest_unapplied_at FROM source_progress ORDER BY source, partition",
+        r#"SELECT source, partition, reported_at, oldest_unapplied_at FROM source_progress
+           ORDER BY source COLLATE "C", partition COLLATE "C""#,
     )
     .fetch_all(pool)
     .await
