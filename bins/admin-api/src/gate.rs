@@ -170,6 +170,21 @@ pub async fn take_step(
     Ok(StepTaken { before: context.state.rollout, after, flags_before: Some(flags_before) })
 }
 
+/// The supplier a canary or widen step names when the tenant was seen and none of its events
+/// came from that supplier: most likely a typo, which taken would hold every supplier the step
+/// does not name and start the stage's day again. The API refuses it (404) unless asked to
+/// `create` it; `gate check` says so.
+pub fn unseen_supplier<'s>(step: &'s GateStep, flags: Option<&TenantFlags>) -> Option<&'s SupplierId> {
+    match (step, flags) {
+        (GateStep::Canary { supplier } | GateStep::Widen { supplier }, Some(flags))
+            if !flags.suppliers.contains_key(supplier) =>
+        {
+            Some(supplier)
+        }
+        _ => None,
+    }
+}
+
 /// The step a name and an optional supplier stand for.
 pub fn parse_step(name: &str, supplier: Option<SupplierId>) -> Result<GateStep, String> {
     match (name, supplier) {

@@ -179,6 +179,16 @@ async fn gate_check(
     let context =
         gate::GateContext::read(store, settings, &tenant, chrono::Utc::now()).await.context("reading the gate")?;
     let mut stdout = std::io::stdout().lock();
+    if let Some(supplier) = gate::unseen_supplier(&step, context.flags.as_ref()) {
+        writeln!(stdout, "refused: {} {tenant} at {}", step.as_str(), context.state.rollout)?;
+        writeln!(
+            stdout,
+            "  - supplier {supplier} has no event of the tenant seen yet (a likely typo); the API takes the step \
+             only with \"create\": true"
+        )?;
+        stdout.flush().context("writing to standard output")?;
+        return Ok(std::process::ExitCode::from(1));
+    }
     let code = match context.decide(&step, settings) {
         Ok(next) => {
             writeln!(stdout, "allowed: {} {tenant}: {} -> {next}", step.as_str(), context.state.rollout)?;

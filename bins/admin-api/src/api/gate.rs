@@ -19,7 +19,7 @@ use super::flags::Unseen;
 use super::{audit, supplier, tenant};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::gate::{take_step, GateContext, StepError};
+use crate::gate::{take_step, unseen_supplier, GateContext, StepError};
 use crate::AppState;
 
 /// One step and whether it is allowed now.
@@ -289,17 +289,13 @@ pub async fn step(
     // likely a typo: taken, it answered 200, left the supplier meant held, started the
     // stage's day and sign-offs again, and made the typo a known supplier. A tenant with
     // no event seen has no supplier to tell a typo by; a canary may come first.
-    if let (GateStep::Canary { supplier } | GateStep::Widen { supplier }, Some(flags), Unseen::Refuse) =
-        (&step, &flags, unseen)
-    {
-        if !flags.suppliers.contains_key(supplier) {
-            let message = format!(
-                "supplier {supplier} of tenant {tenant} has no event seen yet, so the step would hold every \
-                 supplier it does not name: check its spelling (GET /v1/tenants lists each tenant's \
-                 suppliers seen), or send \"create\": true to take the step before its first event"
-            );
-            return Err(ApiError::not_found(message).into());
-        }
+    if let (Some(supplier), Unseen::Refuse) = (unseen_supplier(&step, flags.as_ref()), unseen) {
+        let message = format!(
+            "supplier {supplier} of tenant {tenant} has no event seen yet, so the step would hold every supplier \
+             it does not name: check its spelling (GET /v1/tenants lists each tenant's suppliers seen), or send \
+             \"create\": true to take the step before its first event"
+        );
+        return Err(ApiError::not_found(message).into());
     }
     // A rollback of a tenant with no event seen holds nothing: most likely a typo, which must
     // not answer success while the tenant meant goes on syncing. A canary may come before the

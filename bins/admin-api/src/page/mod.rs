@@ -46,11 +46,11 @@ pub fn routes() -> Router<AppState> {
         .route("/signals", get(crate::page_signals::signals_page))
 }
 
-/// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
-/// a thick outline, and every text colour keeps at least 7:1 on its background.
 /// The journal rows a search by trace id shows.
 const TRACE_ID_ROWS: usize = 100;
 
+/// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
+/// a thick outline, and every text colour keeps at least 7:1 on its background.
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:84rem;margin:1rem auto;padding:0 1rem;color:#111;background:#fff}\
 a{color:#0645ad}a:visited{color:#4b2a85}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #767676;padding:.25rem .5rem;text-align:left;vertical-align:top}\

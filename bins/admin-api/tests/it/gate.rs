@@ -402,6 +402,16 @@ async fn gate_check_exits_0_when_allowed_1_when_refused_and_2_on_error() {
     let printed = String::from_utf8_lossy(&refused.stdout);
     assert!(printed.contains("cannot open from closed"), "{printed}");
 
+    // Once the tenant was seen, a supplier none of its events came from is a likely typo.
+    let store = catalog_sqlite::SqliteStore::connect(&url, catalog_store::StoreConfig::default()).await.expect("open");
+    let first = incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, 0);
+    catalog_store::BatchStore::apply_batch(&store, &batch(vec![first])).await.expect("apply");
+    let typo = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "canary", "--supplier", "acmee"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&typo.stdout).contains("supplier acmee has no event of the tenant seen yet"));
+    let seen = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "canary", "--supplier", "acme"]);
+    assert_eq!(seen.status.code(), Some(0), "{}", String::from_utf8_lossy(&seen.stdout));
+
     let error = admin_api(&url, &["gate", "check", "--tenant", "canary", "--step", "widen"]);
     assert_eq!(error.status.code(), Some(2), "widen needs a supplier");
     let error = admin_api(&url, &["gate", "check", "--tenant", "Not A Tenant", "--step", "open"]);
