@@ -149,10 +149,15 @@ impl FeedRun {
             }
             None => {
                 let completed = self.store.feed_windows(self.key()).await?;
-                let recorded = completed.iter().any(|w| {
+                let row = completed.iter().find(|w| {
                     (w.kind, w.since, w.until) == (cursor.window.kind, cursor.window.since, cursor.window.until)
                 });
-                if !recorded {
+                // Recorded already (pulled before, by another run) without the stamp of the
+                // manual run it was pulled for, it is recorded again: only its row's stamp
+                // changes, which a backfill resumed after a later restart skips it by.
+                let stamp = |at: Option<DateTime<Utc>>| at.map(|at| at.timestamp_micros());
+                let unstamped = row.is_some_and(|row| stamp(row.requested_at) != stamp(cursor.request));
+                if row.is_none() || (cursor.request.is_some() && unstamped) {
                     self.pulling_for = cursor.request;
                     let recorded = self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await;
                     self.pulling_for = None;
