@@ -142,7 +142,11 @@ async fn expire(
                 }
                 continue;
             }
-            if day.as_ref().is_some_and(|current| current.date != date) {
+            // A day is finished when a row of a later one comes. A row of an earlier day read
+            // after it (received just before midnight, journaled among the next day's first
+            // rows by the same batch) goes into the current day's file: finishing the file at
+            // every change of date, back and forth, made thousands of files a midnight.
+            if day.as_ref().is_some_and(|current| date > current.date) {
                 let finished = day.take().expect("checked");
                 sink.write(&entries).map_err(io(finished.date))?;
                 entries.clear();

@@ -390,3 +390,56 @@ async fn a_pass_beside_another_on_the_same_file_does_nothing_and_says_so() {
     let again = store.expire_journal(&one_day_policy(), &mut Kept::default()).await.expect("next pass");
     assert!(!again.another_pass_running);
 }
+
+/// An archive that keeps the names it was begun under.
+#[derive(Default)]
+struct Named {
+    names: Vec<String>,
+    kept: Kept,
+}
+
+impl ArchiveSink for Named {
+    fn begin(&mut self, name: &str) -> std::io::Result<()> {
+        self.names.push(name.to_owned());
+        self.kept.begin(name)
+    }
+
+    fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
+        self.kept.write(entries)
+    }
+
+    fn finish(&mut self) -> std::io::Result<String> {
+        self.kept.finish()
+    }
+}
+
+/// A batch whose events were received either side of midnight (one partition's messages a
+/// second before it, another's a second after) journals its rows with the two days mixed: the
+/// pass archives them in one file per day begun, the few rows of the day before that come
+/// after the next day's first in the first's file. It began a new file at every change of
+/// day, back and forth: thousands of files a midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_either_side_of_midnight_in_one_batch_are_archived_in_a_file_per_day() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let midnight = base().date_naive().succ_opt().expect("a next day").and_time(chrono::NaiveTime::MIN).and_utc();
+    let second = |offset: i64| (midnight - base()).num_seconds() + offset;
+    let events: Vec<IncomingEvent> = (1..=40u64)
+        .map(|n| {
+            let key = offer("canary", "acme", &format!("SKU-{n}"));
+            incoming(n, &key, StockChange::Updated { quantity: 1 }, 0, second(if n % 2 == 0 { 1 } else { -1 }))
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let policy = RetentionPolicy {
+        journal_cutoff: midnight + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 7,
+    };
+    let mut sink = Named::default();
+    let report = store.expire_journal(&policy, &mut sink).await.expect("retention pass");
+    assert_eq!(sink.kept.archived.len(), 40, "every row archived once");
+    assert!(sink.names.len() <= 2, "a file per day at most: {:?}", sink.names);
+    assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 40, "every row deleted once");
+}
