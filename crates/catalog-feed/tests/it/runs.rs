@@ -270,12 +270,17 @@ async fn a_run_whose_store_refuses_stops_the_page_in_flight() {
     assert!(api.requests().len() <= 2, "nothing asked after the 429: {:?}", api.requests());
 }
 
-/// A manual backfill goes on after a restart from its first chunk not pulled since it was
-/// asked for: the checkpoint names only the last window pulled, which an incremental between
-/// two chunks takes over, so the run after a restart started the request again from its first
-/// chunk.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pulled() {
+/// A feed of 300 records live for 30 days, its scheduled worker's applier, and the start of
+/// a three-week manual backfill.
+struct Backfills {
+    fixture: Fixture,
+    api: FeedApi,
+    sink: Arc<dyn BatchSink>,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+}
+
+async fn backfills() -> Backfills {
     let fixture = sqlite().await;
     let now = Utc::now();
     let api = FeedApi::start(records(300, 20, now - TimeDelta::hours(1)), TOKEN).await;
@@ -285,11 +290,26 @@ async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pull
     let sink: Arc<dyn BatchSink> =
         Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
     let since = go_live.and_time(chrono::NaiveTime::MIN).and_utc() + TimeDelta::days(1);
-    let request = catalog_store::FeedRunRequest {
+    Backfills { fixture, api, sink, now, since }
+}
+
+/// A manual backfill of three weeks from `since`, asked for at `requested_at`.
+fn backfill(since: DateTime<Utc>, requested_at: DateTime<Utc>) -> catalog_store::FeedRunRequest {
+    catalog_store::FeedRunRequest {
         kind: catalog_store::FeedRunKind::Backfill { since, until: since + TimeDelta::weeks(3) },
         requested_by: "otto".to_owned(),
-        requested_at: now - TimeDelta::minutes(1),
-    };
+        requested_at,
+    }
+}
+
+/// A manual backfill goes on after a restart from its first chunk not pulled since it was
+/// asked for: the checkpoint names only the last window pulled, which an incremental between
+/// two chunks takes over, so the run after a restart started the request again from its first
+/// chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pulled() {
+    let Backfills { fixture, api, sink, now, since } = backfills().await;
+    let request = backfill(since, now - TimeDelta::minutes(1));
     let mut run = open_run(&fixture, &api, Arc::clone(&sink)).await;
     let rest = run.run_requested_step(&request, now, &CancellationToken::new()).await.expect("first chunk");
     assert!(rest.is_some(), "two chunks left");
@@ -311,27 +331,16 @@ async fn a_manual_backfill_goes_on_after_a_restart_from_its_first_chunk_not_pull
 /// the request kept the first pull's stamp, so a restart pulled it a third time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_backfill_after_a_restart_skips_only_its_own_chunks_whatever_the_clocks() {
-    let fixture = sqlite().await;
-    let now = Utc::now();
-    let api = FeedApi::start(records(300, 20, now - TimeDelta::hours(1)), TOKEN).await;
-    let go_live = (now - TimeDelta::days(30)).date_naive();
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, go_live)]).await.expect("boot");
-    let sink: Arc<dyn BatchSink> =
-        Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let since = go_live.and_time(chrono::NaiveTime::MIN).and_utc() + TimeDelta::days(1);
-    let backfill = |requested_at| catalog_store::FeedRunRequest {
-        kind: catalog_store::FeedRunKind::Backfill { since, until: since + TimeDelta::weeks(3) },
-        requested_by: "otto".to_owned(),
-        requested_at,
-    };
+    let Backfills { fixture, api, sink, now, since } = backfills().await;
     let chunk = |weeks| Some((since + TimeDelta::weeks(weeks)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let shutdown = CancellationToken::new();
     let mut run = open_run(&fixture, &api, Arc::clone(&sink)).await;
-    run.run_requested_step(&backfill(now - TimeDelta::hours(2)), now, &shutdown).await.expect("an earlier backfill");
+    run.run_requested_step(&backfill(since, now - TimeDelta::hours(2)), now, &shutdown)
+        .await
+        .expect("an earlier backfill");
 
     // Asked for after that chunk completed, stamped by an admin clock a minute behind.
-    let request = backfill(now - TimeDelta::minutes(1));
+    let request = backfill(since, now - TimeDelta::minutes(1));
     let before = api.requests().len();
     let mut restarted = open_run(&fixture, &api, Arc::clone(&sink)).await;
     restarted.run_requested_step(&request, now, &shutdown).await.expect("first chunk");
