@@ -192,8 +192,10 @@ impl FileSource {
             };
             let Some(line) = read else { break };
             // Only a line held whole can be told blank: one cut short is too large, whatever
-            // its first bytes are.
-            if line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace) {
+            // its first bytes are. Blanks a file ends in without a newline may be the start of
+            // a line a writer is still writing: they are half a line (below), not skipped past.
+            let blank = line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace);
+            if blank && (line.terminated || cursor.is_none()) {
                 // A blank line carries no event; its bytes still count towards the position.
                 if let Some(last) = pending.last_mut() {
                     last.next_offset = line.next_offset;
@@ -440,7 +442,9 @@ fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::So
 /// checked (`IgnoredAny`): a string that is not UTF-8 or a number no float holds is as whole,
 /// and as invalid, as any other.
 fn decided(line: &Line) -> bool {
-    if line.length > line.bytes.len() as u64 {
+    // The reader holds one byte past the limit to tell a line too large: held whole at that
+    // length, it is as decided as one cut short.
+    if line.length > catalog_core::MAX_PAYLOAD_BYTES as u64 {
         return true;
     }
     let bytes = line.bytes.trim_ascii();
