@@ -6,6 +6,8 @@
 mod identity;
 mod lines;
 mod rotation;
+#[cfg(test)]
+mod stdin_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -180,14 +182,26 @@ impl FileSource {
         let mut deadline: Option<tokio::time::Instant> = None;
         sink.partition_started(source, 0);
         let mut stopped = Stopped::End;
+        // Standard input at shutdown: the lines its pipe delivered already are read and
+        // applied, without waiting for more. It has no checkpoint to read them again from, and
+        // the producer took them as delivered. A file stops at once: its next run reads on.
+        let mut draining = false;
         loop {
-            let read = tokio::select! {
-                read = lines.next_line() => read.map_err(FileSourceError::Read)?,
-                _ = shutdown.cancelled() => None,
-                _ = sleep_until(deadline) => {
-                    self.flush(&mut pending, cursor.as_deref_mut(), source, sink).await?;
-                    deadline = None;
-                    continue;
+            let read = if draining {
+                lines.buffered_line().await.map_err(FileSourceError::Read)?
+            } else {
+                tokio::select! {
+                    read = lines.next_line() => read.map_err(FileSourceError::Read)?,
+                    _ = shutdown.cancelled(), if cursor.is_none() => {
+                        draining = true;
+                        continue;
+                    }
+                    _ = shutdown.cancelled(), if cursor.is_some() => None,
+                    _ = sleep_until(deadline) => {
+                        self.flush(&mut pending, cursor.as_deref_mut(), source, sink).await?;
+                        deadline = None;
+                        continue;
+                    }
                 }
             };
             let Some(line) = read else { break };
@@ -225,6 +239,9 @@ impl FileSource {
             }
         }
         self.flush(&mut pending, cursor, source, sink).await?;
+        if draining && lines.held() > 0 {
+            sink.source_error(&cut_at_shutdown(lines.offset(), lines.held()));
+        }
         if shutdown.is_cancelled() {
             return Ok((Stopped::Shutdown, lines.offset()));
         }
@@ -449,6 +466,20 @@ fn decided(line: &Line) -> bool {
     }
     let bytes = line.bytes.trim_ascii();
     bytes.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// What the source tells of standard input's line cut off by a shutdown: its start came, its
+/// newline had not; not journaled (nothing decodes half a line), said and counted.
+fn cut_at_shutdown(position: u64, held: u64) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "stdin_line_cut_at_shutdown",
+        class: FailureClass::NeedsSupplier,
+        message: format!(
+            "standard input: the worker stopped {held} bytes into a line at offset {position} whose newline had not \
+             come; that line is not journaled: send it again to the next run"
+        ),
+    }
 }
 
 /// What the source tells of a file that ends in a line without a newline that is no event.

@@ -1,0 +1,86 @@
+//! Standard input at shutdown: the lines its pipe delivered already are applied, a line whose
+//! newline had not come is said. The producer took every line it wrote as delivered, and
+//! standard input has no checkpoint for a next run to read them again from.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use catalog_app::{BatchSink, Durable, Reread, SinkError, SourceBatch, SourceError};
+use catalog_core::InvalidTraceParent;
+use catalog_store::{Position, SourceRef};
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use crate::lines::LineReader;
+use crate::{FileSource, Stopped};
+
+/// Keeps the events it is given and the errors it is told.
+#[derive(Default)]
+struct Kept {
+    events: Mutex<usize>,
+    errors: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl BatchSink for Kept {
+    async fn checkpoint(&self, _source: &str, _partition: i32) -> Result<Option<Position>, SinkError> {
+        Ok(None)
+    }
+
+    async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
+        *self.events.lock().expect("events") += batch.events.len();
+        Ok(Durable::default())
+    }
+
+    async fn rewind_checkpoint(&self, _: &str, _: i32, _: i64, _: &Position) -> Result<bool, SinkError> {
+        Ok(false)
+    }
+
+    fn reread(&self, _partition: i32, _reason: Reread) {}
+
+    fn reading_starts(&self, _partition: i32, _next_offset: i64, _high_watermark: i64) {}
+
+    fn source_error(&self, error: &SourceError) {
+        self.errors.lock().expect("errors").push(error.operation.to_owned());
+    }
+
+    fn offset_gap(&self, _partition: i32, _from: i64, _to: i64) {}
+
+    fn invalid_traceparent(&self, _at: &SourceRef, _invalid: InvalidTraceParent) {}
+
+    fn partition_started(&self, _source: &str, _partition: i32) {}
+
+    fn message_waiting(&self, _source: &str, _partition: i32, _at: DateTime<Utc>) {}
+
+    fn partition_done(&self, _source: &str, _partition: i32) {}
+}
+
+/// Twenty lines in the pipe and half of one more, the producer still connected, when the
+/// worker is told to stop: every whole line is applied, the half is said. The stop raced the
+/// reads, and lines already taken from the pipe were dropped unsaid (one read of twenty
+/// winning every race has odds of one in a million).
+#[tokio::test]
+async fn at_shutdown_standard_input_applies_the_lines_delivered_and_says_the_half_one() {
+    let (mut producer, input) = tokio::io::duplex(4096);
+    for n in 0..20 {
+        producer.write_all(format!("line {n}\n").as_bytes()).await.expect("write");
+    }
+    producer.write_all(b"half").await.expect("write");
+    let source = FileSource {
+        path: None,
+        batch_size: 3,
+        batch_max_wait: Duration::from_secs(60),
+        max_bytes_in_flight: 1 << 20,
+    };
+    let sink = Arc::new(Kept::default());
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let lines = LineReader::new(BufReader::new(input), 0);
+    let (stopped, _) = source.read_all(lines, None, "stdin", &*sink, &shutdown).await.expect("read");
+    assert_eq!(stopped, Stopped::Shutdown);
+    assert_eq!(*sink.events.lock().expect("events"), 20, "every whole line");
+    assert_eq!(*sink.errors.lock().expect("errors"), ["stdin_line_cut_at_shutdown"]);
+    drop(producer);
+}
