@@ -68,12 +68,8 @@ async fn at_shutdown_standard_input_applies_the_lines_delivered_and_says_the_hal
         producer.write_all(format!("line {n}\n").as_bytes()).await.expect("write");
     }
     producer.write_all(b"half").await.expect("write");
-    let source = FileSource {
-        path: None,
-        batch_size: 3,
-        batch_max_wait: Duration::from_secs(60),
-        max_bytes_in_flight: 1 << 20,
-    };
+    let source =
+        FileSource { path: None, batch_size: 3, batch_max_wait: Duration::from_secs(60), max_bytes_in_flight: 1 << 20 };
     let sink = Arc::new(Kept::default());
     let shutdown = CancellationToken::new();
     shutdown.cancel();

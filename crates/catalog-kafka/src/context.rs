@@ -94,13 +94,14 @@ pub(crate) struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    /// rdkafka calls this for each error event, then the consumer's stream yields the same
+    /// error, where the source reports it classified (`consume`): reported here too, every
+    /// error was counted twice, once as `retryable` whatever it was.
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.brokers.set(false);
         }
-        let mut reported = source_error("client", &error);
-        reported.message = format!("{error}: {reason}");
-        self.sink.source_error(&reported);
+        tracing::debug!(%error, reason, "kafka client error event (reported by the consumer's stream)");
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {

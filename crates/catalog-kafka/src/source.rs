@@ -254,7 +254,16 @@ impl KafkaSource {
                     let message = match message {
                         Ok(message) => message,
                         Err(error) => {
-                            self.sink.source_error(&source_error("consume", &error));
+                            let reported = source_error("consume", &error);
+                            self.sink.source_error(&reported);
+                            // A fatal error ends the consumer for good (librdkafka's word: a
+                            // static member fenced by another with its id, a producer's
+                            // transaction fenced): reading on would leave a worker that reads
+                            // nothing, its readiness green. The run ends with the error.
+                            if reported.class == catalog_core::FailureClass::Fatal {
+                                outcome = Err(KafkaSourceError::Client(error));
+                                break;
+                            }
                             continue;
                         }
                     };

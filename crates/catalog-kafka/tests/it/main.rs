@@ -53,6 +53,8 @@ struct RecordingSink {
     /// When set, the next move back loses its race: a zombie's last batch moved the
     /// checkpoint to this offset first (its cursor kept).
     zombie_moves_to: Mutex<Option<i64>>,
+    /// Every failure the source reported: its operation and class.
+    source_errors: Mutex<Vec<(&'static str, catalog_core::FailureClass)>>,
 }
 
 impl RecordingSink {
@@ -129,7 +131,9 @@ impl BatchSink for RecordingSink {
         self.reading_starts.lock().expect("sink state").push((partition, next_offset, high_watermark));
     }
 
-    fn source_error(&self, _error: &SourceError) {}
+    fn source_error(&self, error: &SourceError) {
+        self.source_errors.lock().expect("sink state").push((error.operation, error.class));
+    }
 
     fn offset_gap(&self, partition: i32, from: i64, to: i64) {
         self.gaps.lock().expect("sink state").push((partition, from, to));
@@ -707,4 +711,27 @@ async fn a_dispatched_partition_ending_in_a_transaction_marker_is_read_to_its_en
     member.stop().await;
     assert_each_offset_once_in_order(&sink.applied(), 10);
     assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "a marker is no gap");
+}
+
+/// A fatal consumer error (a static member fenced: another member joined with its
+/// `group.instance.id`) ends the run with the error, reported once and as fatal. The run read
+/// on with a consumer that reads nothing (its readiness green), and every consumer error was
+/// counted twice, the second time as retryable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_consumer_error_ends_the_run_and_is_counted_once() {
+    let (cluster, brokers) = cluster_with_topic();
+    let sink = Arc::new(RecordingSink::default());
+    let mut fenced = config(&brokers, "fenced");
+    fenced.extra.push(ClientOption::new("group.instance.id", "worker-1"));
+    cluster.request_errors(
+        rdkafka::types::RDKafkaApiKey::JoinGroup,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID],
+    );
+    let Member { shutdown, running } = Member::start_with(fenced, &sink);
+    let ended = tokio::time::timeout(Duration::from_secs(30), running).await;
+    shutdown.cancel();
+    let ended = ended.expect("the run ends by itself").expect("source task");
+    assert!(matches!(ended, Err(catalog_kafka::KafkaSourceError::Client(_))), "{ended:?}");
+    let errors = sink.source_errors.lock().expect("sink state").clone();
+    assert_eq!(errors, [("consume", catalog_core::FailureClass::Fatal)], "once, as fatal");
 }
