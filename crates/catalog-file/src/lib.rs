@@ -3,6 +3,7 @@
 //! line (`lines`), cut into batches like a Kafka partition and applied through the same sink
 //! (`catalog_app::BatchSink`).
 
+mod ends;
 mod identity;
 mod lines;
 mod rotation;
@@ -20,6 +21,7 @@ use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use crate::ends::{cut_at_shutdown, decided, unterminated_line};
 use crate::identity::{grown, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
 use crate::rotation::Onward;
@@ -447,52 +449,6 @@ fn rewritten_in_place(source: &str, offset: u64, length: u64) -> catalog_app::So
              {length} bytes, or its first bytes changed): it is read from its start; lines its old content held \
              after that position, if any, were not read. Write a new file and rename it into place (or rotate by \
              renaming) so the worker finishes the old one"
-        ),
-    }
-}
-
-/// Whether an unterminated `line` that is no event can never become one, whatever a writer
-/// appends: a line longer than a message may be is too large already, and one that is a whole
-/// JSON object (blanks around it allowed) is made invalid by anything after its closing brace.
-/// Left waiting for a newline, an exporter that ends its last line without one (a join with
-/// "\n") stopped every later run there, for good in a rotated file. The object's shape alone is
-/// checked (`IgnoredAny`): a string that is not UTF-8 or a number no float holds is as whole,
-/// and as invalid, as any other.
-fn decided(line: &Line) -> bool {
-    // The reader holds one byte past the limit to tell a line too large: held whole at that
-    // length, it is as decided as one cut short.
-    if line.length > catalog_core::MAX_PAYLOAD_BYTES as u64 {
-        return true;
-    }
-    let bytes = line.bytes.trim_ascii();
-    bytes.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-}
-
-/// What the source tells of standard input's line cut off by a shutdown: its start came, its
-/// newline had not; not journaled (nothing decodes half a line), said and counted.
-fn cut_at_shutdown(position: u64, held: u64) -> catalog_app::SourceError {
-    catalog_app::SourceError {
-        source: "file",
-        operation: "stdin_line_cut_at_shutdown",
-        class: FailureClass::NeedsSupplier,
-        message: format!(
-            "standard input: the worker stopped {held} bytes into a line at offset {position} whose newline had not \
-             come; that line is not journaled: send it again to the next run"
-        ),
-    }
-}
-
-/// What the source tells of a file that ends in a line without a newline that is no event.
-fn unterminated_line(position: u64, line: &Line) -> catalog_app::SourceError {
-    catalog_app::SourceError {
-        source: "file",
-        operation: "unterminated_line",
-        class: FailureClass::Retryable,
-        message: format!(
-            "the file ends in a line without a newline that is not a valid event ({} bytes at offset {}): \
-             left for the next run, which reads it again from its start (a writer may still be appending \
-             to it); if the file is complete, end it with a newline and the line is journaled",
-            line.length, position
         ),
     }
 }
