@@ -1,10 +1,63 @@
 //! How reading stops at the end of what the input holds: a last line without its newline
 //! that no append can make an event is decided (decision 0033), one that may still become one
-//! is left and said, and standard input's line cut off by a shutdown is said.
+//! is left and said, and standard input at shutdown reads what its pipe holds, then says a
+//! line cut off and a producer still sending.
+
+use std::time::Duration;
 
 use catalog_core::FailureClass;
+use tokio::io::AsyncBufRead;
+use tokio::time::Instant;
 
-use crate::lines::Line;
+use crate::lines::{Line, LineReader};
+
+/// How long standard input's drain at shutdown waits for its next line: a pipe that holds one
+/// answers at once; this is time for a read already under way to return.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
+
+/// How long the drain goes on at most: a producer still writing after the stop is not read
+/// for ever (the stop would never come).
+pub(crate) const DRAIN_AT_MOST: Duration = Duration::from_secs(5);
+
+/// What standard input's drain at shutdown read next.
+pub(crate) enum Drained {
+    Line(Line),
+    /// Nothing at hand: the pipe held no more, or its end came.
+    Done,
+    /// The drain's time is up while lines still come.
+    StillSending,
+}
+
+/// The next line standard input holds at shutdown, if it comes within [`DRAIN_WAIT`], before
+/// `until`.
+pub(crate) async fn drain_line<R: AsyncBufRead + Unpin>(
+    lines: &mut LineReader<R>,
+    until: Instant,
+) -> std::io::Result<Drained> {
+    if Instant::now() >= until {
+        return Ok(Drained::StillSending);
+    }
+    // `next_line` is cancel safe: a read cut off by the wait loses nothing it holds.
+    match tokio::time::timeout(DRAIN_WAIT, lines.next_line()).await {
+        Ok(Ok(Some(line))) => Ok(Drained::Line(line)),
+        Ok(Ok(None)) | Err(_) => Ok(Drained::Done),
+        Ok(Err(error)) => Err(error),
+    }
+}
+
+/// What the source tells of standard input still sending when its drain's time is up.
+pub(crate) fn still_sending(position: u64) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "stdin_still_sending_at_shutdown",
+        class: FailureClass::NeedsSupplier,
+        message: format!(
+            "standard input still sent lines {} s after the worker was told to stop; it stopped reading at offset \
+             {position}: what came after is not journaled, send it again to the next run",
+            DRAIN_AT_MOST.as_secs()
+        ),
+    }
+}
 
 /// Whether an unterminated `line` that is no event can never become one, whatever a writer
 /// appends: a line longer than a message may be is too large already, and one that is a whole

@@ -21,7 +21,7 @@ use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-use crate::ends::{cut_at_shutdown, decided, unterminated_line};
+use crate::ends::{cut_at_shutdown, decided, drain_line, still_sending, unterminated_line, Drained, DRAIN_AT_MOST};
 use crate::identity::{grown, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
 use crate::rotation::Onward;
@@ -185,17 +185,27 @@ impl FileSource {
         sink.partition_started(source, 0);
         let mut stopped = Stopped::End;
         // Standard input at shutdown: the lines its pipe delivered already are read and
-        // applied, without waiting for more. It has no checkpoint to read them again from, and
-        // the producer took them as delivered. A file stops at once: its next run reads on.
-        let mut draining = false;
+        // applied, until it has nothing at hand, for `DRAIN_AT_MOST` at most. It has no
+        // checkpoint to read them again from, and the producer took them as delivered. A file
+        // stops at once: its next run reads on.
+        let mut draining: Option<tokio::time::Instant> = None;
+        // Where the run ends when it stops before blanks the file ends in: not past them.
+        let mut ends_before: Option<u64> = None;
         loop {
-            let read = if draining {
-                lines.buffered_line().await.map_err(FileSourceError::Read)?
+            let read = if let Some(until) = draining {
+                match drain_line(&mut lines, until).await.map_err(FileSourceError::Read)? {
+                    Drained::Line(line) => Some(line),
+                    Drained::Done => None,
+                    Drained::StillSending => {
+                        sink.source_error(&still_sending(lines.offset()));
+                        None
+                    }
+                }
             } else {
                 tokio::select! {
                     read = lines.next_line() => read.map_err(FileSourceError::Read)?,
                     _ = shutdown.cancelled(), if cursor.is_none() => {
-                        draining = true;
+                        draining = Some(tokio::time::Instant::now() + DRAIN_AT_MOST);
                         continue;
                     }
                     _ = shutdown.cancelled(), if cursor.is_some() => None,
@@ -208,10 +218,16 @@ impl FileSource {
             };
             let Some(line) = read else { break };
             // Only a line held whole can be told blank: one cut short is too large, whatever
-            // its first bytes are. Blanks a file ends in without a newline may be the start of
-            // a line a writer is still writing: they are half a line (below), not skipped past.
-            let blank = line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace);
-            if blank && (line.terminated || cursor.is_none()) {
+            // its first bytes are.
+            if line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace) {
+                if !line.terminated && cursor.is_some() {
+                    // Blanks a file ends in without a newline: nothing to apply, and maybe the
+                    // start of a line a writer is still writing. The run ends before them, its
+                    // checkpoint too, so the next one reads them with whatever follows; said
+                    // nowhere (a finished file may end so, rotated or not).
+                    ends_before = Some(line.offset);
+                    break;
+                }
                 // A blank line carries no event; its bytes still count towards the position.
                 if let Some(last) = pending.last_mut() {
                     last.next_offset = line.next_offset;
@@ -241,15 +257,16 @@ impl FileSource {
             }
         }
         self.flush(&mut pending, cursor, source, sink).await?;
-        if draining && lines.held() > 0 {
+        if draining.is_some() && lines.held() > 0 {
             sink.source_error(&cut_at_shutdown(lines.offset(), lines.held()));
         }
+        let read_to = ends_before.unwrap_or(lines.offset());
         if shutdown.is_cancelled() {
-            return Ok((Stopped::Shutdown, lines.offset()));
+            return Ok((Stopped::Shutdown, read_to));
         }
         // Read to its end and applied: nothing waits on this source any more.
         sink.partition_done(source, 0);
-        Ok((stopped, lines.offset()))
+        Ok((stopped, read_to))
     }
 
     async fn flush(

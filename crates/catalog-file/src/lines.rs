@@ -88,15 +88,6 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         }
     }
 
-    /// The next line if the input holds it already (in the reader's buffer, or readable at
-    /// once), without waiting for more: `None` when it would wait. What it read of a line
-    /// not yet ended stays held ([`held`](Self::held)).
-    pub(crate) async fn buffered_line(&mut self) -> std::io::Result<Option<Line>> {
-        // `timeout` polls the read before its deadline: a line at hand is returned even at a
-        // deadline of now, and the read, cancel safe, loses nothing when it would wait.
-        tokio::time::timeout(std::time::Duration::ZERO, self.next_line()).await.unwrap_or(Ok(None))
-    }
-
     /// How many bytes of a line not yet ended were read.
     pub(crate) fn held(&self) -> u64 {
         self.consumed
@@ -142,24 +133,6 @@ mod tests {
             out.push((line.offset, line.next_offset, line.bytes));
         }
         out
-    }
-
-    /// The lines a pipe already delivered are read without waiting for more; a line whose
-    /// end has not come is held, not returned.
-    #[tokio::test]
-    async fn the_lines_already_delivered_are_read_without_waiting() {
-        let (mut writer, reader) = tokio::io::duplex(64);
-        writer.write_all(b"a\nb\nhal").await.expect("write");
-        let mut lines = LineReader::new(BufReader::new(reader), 0);
-        let mut read = Vec::new();
-        while let Some(line) = lines.buffered_line().await.expect("read") {
-            read.push(line.bytes);
-        }
-        assert_eq!(read, [b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(lines.held(), 3, "the half line is held");
-        writer.write_all(b"f\n").await.expect("write");
-        let line = lines.buffered_line().await.expect("read").expect("the line, whole now");
-        assert_eq!((line.bytes, line.offset), (b"half".to_vec(), 4));
     }
 
     #[tokio::test]

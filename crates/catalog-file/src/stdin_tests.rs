@@ -80,3 +80,34 @@ async fn at_shutdown_standard_input_applies_the_lines_delivered_and_says_the_hal
     assert_eq!(*sink.errors.lock().expect("errors"), ["stdin_line_cut_at_shutdown"]);
     drop(producer);
 }
+
+/// A producer that goes on writing after the stop is read for `DRAIN_AT_MOST`, then left, and
+/// said: the drain went on for as long as lines came, so the stop never came.
+#[tokio::test]
+async fn at_shutdown_standard_input_still_sending_is_left_after_a_while_and_said() {
+    let (mut producer, input) = tokio::io::duplex(4096);
+    let writing = tokio::spawn(async move {
+        let mut n = 0u64;
+        while producer.write_all(format!("line {n}\n").as_bytes()).await.is_ok() {
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let source = FileSource {
+        path: None,
+        batch_size: 100,
+        batch_max_wait: Duration::from_secs(60),
+        max_bytes_in_flight: 1 << 20,
+    };
+    let sink = Arc::new(Kept::default());
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let lines = LineReader::new(BufReader::new(input), 0);
+    let started = std::time::Instant::now();
+    let (stopped, _) = source.read_all(lines, None, "stdin", &*sink, &shutdown).await.expect("read");
+    assert_eq!(stopped, Stopped::Shutdown);
+    assert!(started.elapsed() < crate::ends::DRAIN_AT_MOST * 2, "the stop came: {:?}", started.elapsed());
+    assert!(*sink.events.lock().expect("events") > 0, "what came meanwhile is applied");
+    assert_eq!(*sink.errors.lock().expect("errors"), ["stdin_still_sending_at_shutdown"]);
+    writing.abort();
+}

@@ -577,6 +577,29 @@ fn blanks_without_a_newline_at_the_end_of_a_file_are_read_with_the_rest_of_their
     );
 }
 
+/// A finished file that ends in blanks without a newline, rotated: the next file is read, and
+/// nothing is said of the blanks. Waited for as half a line, they stopped every run at the
+/// rotated file, for good.
+#[test]
+fn a_rotated_file_ending_in_blanks_without_a_newline_lets_the_next_one_be_read() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("feed.ndjson");
+    std::fs::write(&path, format!("{}\n  ", event_line(1))).expect("write the feed");
+    let source = format!("file:{}", path.display());
+    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
+    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
+
+    std::fs::rename(&path, directory.path().join("feed.ndjson.1")).expect("rotate");
+    std::fs::write(&path, format!("{}\n", event_line(2))).expect("write the next file");
+    let (_, stderr, success) = run_worker(&arguments, directory.path());
+    assert!(success, "{stderr}");
+    assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "the next file is read: {stderr}");
+    assert!(!stderr.contains("unterminated_line"), "{stderr}");
+}
+
 /// A file rotated (renamed within its directory) while its writer was in the middle of a line:
 /// the writer finishes the line in the rotated file, and a new file takes the path. The next
 /// run reads the rest of the rotated file first, then the new one, and loses nothing. A file
