@@ -2,7 +2,7 @@
 //! applied as they come (or previewed whole, for a dry run), what they did kept in a `Tally`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use catalog_core::{ItemId, ItemKey, Outcome};
 use catalog_store::{BatchInput, BatchResult, CatalogStore, IncomingEvent, JournalEntry, JournalWindow, WindowPages};
@@ -68,9 +68,21 @@ impl Lanes<'_> {
             receivers.push(receiver);
         }
         let applied = AtomicUsize::new(0);
+        // Set by a lane that failed: the reader hands out no more batches and the other lanes
+        // take none, but each ends the batch it is applying, so that `applied` counts every
+        // batch committed (dropped mid-way, a batch the store's writer still committed went
+        // uncounted).
+        let halted = AtomicBool::new(false);
         let lanes =
-            futures::future::try_join_all(receivers.into_iter().map(|batches| self.apply_lane(batches, &applied)));
-        let (mut tally, lanes) = match futures::try_join!(self.read_into_lanes(window, senders, &applied), lanes) {
+            futures::future::join_all(receivers.into_iter().map(|batches| self.apply_lane(batches, &applied, &halted)));
+        let (read, lanes) = futures::join!(self.read_into_lanes(window, senders, &applied, &halted), lanes);
+        let first_error = lanes.iter().find_map(|lane| lane.as_ref().err()).is_some();
+        let joined = if first_error {
+            Err(lanes.into_iter().find_map(Result::err).expect("a lane failed"))
+        } else {
+            read.map(|tally| (tally, lanes.into_iter().map(|lane| lane.expect("no lane failed")).collect::<Vec<_>>()))
+        };
+        let (mut tally, lanes) = match joined {
             // Overtaken once batches were applied: not the refusal a replay that applied
             // nothing gets, which reads as if nothing had happened.
             Err(ReplayError::PastRetention { kept_since, archive, .. }) if applied.load(Ordering::Relaxed) > 0 => {
@@ -96,6 +108,7 @@ impl Lanes<'_> {
         window: &JournalWindow,
         lanes: Vec<tokio::sync::mpsc::Sender<Vec<IncomingEvent>>>,
         applied: &AtomicUsize,
+        halted: &AtomicBool,
     ) -> Result<Tally, ReplayError> {
         let mut tally = Tally::default();
         let mut filling: Vec<Vec<IncomingEvent>> = vec![Vec::new(); LANES];
@@ -108,14 +121,17 @@ impl Lanes<'_> {
             for event in events {
                 let lane = lane_of(&event, &mut tally.touched);
                 filling[lane].push(event);
-                if filling[lane].len() >= BATCH && lanes[lane].send(std::mem::take(&mut filling[lane])).await.is_err() {
+                if filling[lane].len() >= BATCH
+                    && (halted.load(Ordering::Acquire)
+                        || lanes[lane].send(std::mem::take(&mut filling[lane])).await.is_err())
+                {
                     return Ok(tally);
                 }
             }
             self.report(applied.load(Ordering::Relaxed), &pages);
         }
         for (lane, batch) in lanes.iter().zip(filling) {
-            if !batch.is_empty() && lane.send(batch).await.is_err() {
+            if !batch.is_empty() && (halted.load(Ordering::Acquire) || lane.send(batch).await.is_err()) {
                 break;
             }
         }
@@ -127,13 +143,17 @@ impl Lanes<'_> {
         &self,
         mut batches: tokio::sync::mpsc::Receiver<Vec<IncomingEvent>>,
         applied: &AtomicUsize,
+        halted: &AtomicBool,
     ) -> Result<Tally, ReplayError> {
         let mut tally = Tally::default();
         while let Some(events) = batches.recv().await {
+            if halted.load(Ordering::Acquire) {
+                break;
+            }
             let n_events = events.len();
-            let result = self.decide(events).await?;
-            self.add(&result, &mut tally).await?;
+            let result = self.decide(events).await.inspect_err(|_| halted.store(true, Ordering::Release))?;
             applied.fetch_add(n_events, Ordering::Relaxed);
+            self.add(&result, &mut tally).await.inspect_err(|_| halted.store(true, Ordering::Release))?;
         }
         Ok(tally)
     }
