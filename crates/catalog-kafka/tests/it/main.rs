@@ -735,3 +735,36 @@ async fn a_fatal_consumer_error_ends_the_run_and_is_counted_once() {
     let errors = sink.source_errors.lock().expect("sink state").clone();
     assert_eq!(errors, [("consume", catalog_core::FailureClass::Fatal)], "once, as fatal");
 }
+
+/// Started from the group's committed offset (`--kafka-start-without-checkpoint committed`,
+/// no checkpoint), on a quiet partition whose committed offset is a transaction's marker and
+/// whose start retention has deleted: the checkpoint passes the marker and no gap is reported.
+/// The offsets before the committed one were the group's to skip, not lost: before, the pass
+/// of the marker compared them with the log's start and reported `0..start` as a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_start_on_a_marker_reports_no_gap() {
+    let (_cluster, brokers) = cluster_with_topic();
+    // 10 MB: the mock cluster keeps the last 5 of a partition, so its start is past 0.
+    produce_large(&brokers, 100, 100_000);
+    wait_for(Duration::from_secs(30), || low_watermark(&brokers) > 0).await;
+    let marker = marker::produce_commit_marker(&brokers, TOPIC, 0);
+    let committer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "committed-marker")
+        .create()
+        .expect("consumer");
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets.add_partition_offset(TOPIC, 0, rdkafka::Offset::Offset(marker)).expect("offset");
+    rdkafka::consumer::Consumer::commit(&committer, &offsets, rdkafka::consumer::CommitMode::Sync).expect("commit");
+    drop(committer);
+
+    let sink = Arc::new(RecordingSink::default());
+    let committed = KafkaSourceConfig {
+        start_without_checkpoint: StartWithoutCheckpoint::Committed,
+        ..config(&brokers, "committed-marker")
+    };
+    let member = Member::start_with(committed, &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&(marker + 1))).await;
+    member.stop().await;
+    assert_eq!(*sink.gaps.lock().expect("sink state"), Vec::new(), "the group's start is no gap");
+}
