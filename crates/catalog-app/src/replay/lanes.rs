@@ -76,12 +76,8 @@ impl Lanes<'_> {
         let lanes =
             futures::future::join_all(receivers.into_iter().map(|batches| self.apply_lane(batches, &applied, &halted)));
         let (read, lanes) = futures::join!(self.read_into_lanes(window, senders, &applied, &halted), lanes);
-        let first_error = lanes.iter().find_map(|lane| lane.as_ref().err()).is_some();
-        let joined = if first_error {
-            Err(lanes.into_iter().find_map(Result::err).expect("a lane failed"))
-        } else {
-            read.map(|tally| (tally, lanes.into_iter().map(|lane| lane.expect("no lane failed")).collect::<Vec<_>>()))
-        };
+        // A lane's error first (a reader whose lane failed stops without one), then the reader's.
+        let joined = lanes.into_iter().collect::<Result<Vec<Tally>, _>>().and_then(|lanes| Ok((read?, lanes)));
         let (mut tally, lanes) = match joined {
             // Overtaken once batches were applied: not the refusal a replay that applied
             // nothing gets, which reads as if nothing had happened.
