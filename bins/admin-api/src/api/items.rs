@@ -156,12 +156,22 @@ pub(super) async fn trace_id_lookup(
     if trace_id.len() != 32 || !trace_id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("invalid_trace_id", "a W3C trace id is 32 hexadecimal digits"));
     }
-    // One row more than shown tells whether there are more.
-    let mut entries = state.store.journal_by_trace_id(&trace_id, MAX_PAGE + 1).await?;
+    let (entries, more) = rows_of_trace(&state, &trace_id, MAX_PAGE).await?;
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("no journaled event carries trace id {trace_id}")));
     }
-    let more = entries.len() > MAX_PAGE;
-    entries.truncate(MAX_PAGE);
     Ok(Json(LookupView { more, ..lookup_view(&entries) }))
+}
+
+/// The oldest `limit` journal rows carrying `trace_id`, and whether more do (told by reading
+/// one row more). Shared with the page.
+pub async fn rows_of_trace(
+    state: &AppState,
+    trace_id: &str,
+    limit: usize,
+) -> Result<(Vec<catalog_store::JournalEntry>, bool), ApiError> {
+    let mut entries = state.store.journal_by_trace_id(trace_id, limit + 1).await?;
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    Ok((entries, more))
 }

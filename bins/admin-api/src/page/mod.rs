@@ -14,7 +14,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use self::cells::{counted_cells, event_cells, reason_and_message};
-use crate::api::items::{lookup_view, trace_of, PageQuery, TraceTarget};
+use crate::api::items::{lookup_view, rows_of_trace, trace_of, PageQuery, TraceTarget};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::trace::TraceView;
@@ -359,10 +359,8 @@ async fn home(
     } else if let Some(trace_id) = search.trace_id.as_deref().filter(|id| !id.is_empty()) {
         let trace_id = trace_id.trim().to_ascii_lowercase();
         if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            // One row more than shown tells whether there are more.
-            let mut entries = state.store.journal_by_trace_id(&trace_id, TRACE_ID_ROWS + 1).await?;
-            more = entries.len() > TRACE_ID_ROWS;
-            entries.truncate(TRACE_ID_ROWS);
+            let (entries, more_rows) = rows_of_trace(&state, &trace_id, TRACE_ID_ROWS).await?;
+            more = more_rows;
             Some(entries)
         } else {
             problem = Some("A trace id is 32 hexadecimal digits.".into());
