@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
 use crate::failure::{record_failure, RunError};
 use crate::record::{record_event, Page};
-use crate::window::{backfill_window, go_live_at, incremental_window, Window, WindowCursor};
+use crate::window::{backfill_window, go_live_at, incremental_window, same_request, Window, WindowCursor};
 
 /// Pages fetched ahead of the applier at most: what arrives while a batch is applied waits
 /// here, and is applied next as one batch.
@@ -155,8 +155,7 @@ impl FeedRun {
                 // Recorded already (pulled before, by another run) without the stamp of the
                 // manual run it was pulled for, it is recorded again: only its row's stamp
                 // changes, which a backfill resumed after a later restart skips it by.
-                let stamp = |at: Option<DateTime<Utc>>| at.map(|at| at.timestamp_micros());
-                let unstamped = row.is_some_and(|row| stamp(row.requested_at) != stamp(cursor.request));
+                let unstamped = row.is_some_and(|row| !same_request(row.requested_at, cursor.request));
                 if row.is_none() || (cursor.request.is_some() && unstamped) {
                     self.pulling_for = cursor.request;
                     let recorded = self.record_completed(cursor.window, cursor.n_pages, cursor.n_records).await;
@@ -243,12 +242,11 @@ impl FeedRun {
         // microsecond): never by comparing the stamp with their completion, the admin
         // service's clock with the worker's.
         let completed = self.store.feed_windows(self.key()).await?;
-        let stamp = Some(request.requested_at.timestamp_micros());
         while let Some(done) = completed.iter().find(|window| {
             window.kind == WindowKind::Backfill
                 && window.since == from
                 && window.until == (from + crate::window::BACKFILL_CHUNK).min(until)
-                && window.requested_at.map(|at| at.timestamp_micros()) == stamp
+                && same_request(window.requested_at, Some(request.requested_at))
         }) {
             from = done.until;
         }

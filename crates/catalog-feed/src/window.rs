@@ -86,6 +86,12 @@ pub fn left_of_request(request: &FeedRunRequest, resumed: Option<&WindowCursor>)
     Some(FeedRunRequest { kind, ..request.clone() })
 }
 
+/// Whether a completed window's stamp names the manual run stamped `request`: compared to
+/// the microsecond, as the stores keep it (a stamp taken in memory holds nanoseconds).
+pub(crate) fn same_request(stamp: Option<DateTime<Utc>>, request: Option<DateTime<Utc>>) -> bool {
+    stamp.map(|at| at.timestamp_micros()) == request.map(|at| at.timestamp_micros())
+}
+
 /// The end of the newest completed incremental window that does not end after `now`. One that
 /// does was pulled while the clock ran ahead; counted, it would hold every incremental back
 /// until the clock caught up with it, and the next would start after records updated in
