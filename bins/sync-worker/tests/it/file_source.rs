@@ -20,6 +20,21 @@ fn run_worker(arguments: &[&str], directory: &std::path::Path) -> (String, Strin
     )
 }
 
+/// Runs the worker once over the file at `path` (metrics and publishing off), in `directory`,
+/// and returns what it wrote to standard error, the run having succeeded.
+fn run_on_file(path: &std::path::Path, directory: &std::path::Path) -> String {
+    let source = format!("file:{}", path.display());
+    let (_, stderr, success) =
+        run_worker(&["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"], directory);
+    assert!(success, "{stderr}");
+    stderr
+}
+
+/// The worker's summary: the last line it writes to standard error.
+fn summary(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or_default()
+}
+
 fn sample() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/supplier-events.ndjson")
 }
@@ -379,8 +394,6 @@ fn sigterm_stops_a_worker_whose_standard_input_stays_open() {
 fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("feed.ndjson");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
     let write_events = |target: &std::path::Path, events: std::ops::Range<u64>| {
         let lines: String = events.map(|n| event_line(n) + "\n").collect();
         std::fs::write(target, lines).expect("write the feed");
@@ -388,8 +401,7 @@ fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
     let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
 
     write_events(&path, 1..3);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
 
     // Rotated: a new, longer file takes the path. Resuming at the old file's byte offset would
@@ -397,21 +409,18 @@ fn a_file_rotated_or_rewritten_in_place_is_read_from_its_start() {
     let next = directory.path().join("feed.ndjson.next");
     write_events(&next, 10..15);
     std::fs::rename(&next, &path).expect("rotate");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=5 applied=5 "), "{stderr}");
 
     // Truncated and written again in place (same inode), longer again.
     write_events(&path, 20..26);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=6 applied=6 "), "{stderr}");
 
     // Appended to: the same file resumes after its last applied line.
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
     std::io::Write::write_all(&mut file, (event_line(30) + "\n").as_bytes()).expect("append");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
 }
 
@@ -452,27 +461,21 @@ fn half_a_line_at_the_end_of_a_file_is_read_whole_by_the_next_run() {
     let second = event_line(2);
     let (first_half, second_half) = second.split_at(second.len() / 2);
     std::fs::write(&path, format!("{}\n{first_half}", event_line(1))).expect("write the feed");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
 
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
     assert!(stderr.contains("ends in a line without a newline that is not a valid event"), "{stderr}");
 
     // The writer finishes the line (and writes no newline after the next one).
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
     std::io::Write::write_all(&mut file, format!("{second_half}\n{}", event_line(3)).as_bytes()).expect("append");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=2 applied=2 "), "{stderr}");
     assert!(summary(&stderr).contains(" rejected=0 "), "{stderr}");
 
     // The last event had no newline but was whole: applied, and its newline changes nothing.
     std::io::Write::write_all(&mut file, b"\n").expect("append");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=0 "), "{stderr}");
 }
 
@@ -486,19 +489,14 @@ fn a_whole_object_that_is_no_event_at_the_end_of_a_file_is_rejected_not_waited_f
     let path = directory.path().join("export.ndjson");
     let invalid = event_line(2).replacen("\"quantity\":", "\"quantity\":-1,\"was\":", 1);
     std::fs::write(&path, format!("{}\n{invalid}", event_line(1))).expect("write the feed");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=2 applied=1 "), "{stderr}");
     assert!(summary(&stderr).contains(" rejected=1 "), "{stderr}");
     assert!(!stderr.contains("unterminated_line"), "{stderr}");
 
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
     std::io::Write::write_all(&mut file, format!("\n{}\n", event_line(3)).as_bytes()).expect("append");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "read on after it: {stderr}");
 }
 
@@ -533,11 +531,7 @@ fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() 
         let mut bytes = format!("{}\n", event_line(1)).into_bytes();
         bytes.extend_from_slice(&tail);
         std::fs::write(&path, bytes).expect("write the feed");
-        let source = format!("file:{}", path.display());
-        let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-        let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-        let (_, stderr, success) = run_worker(&arguments, directory.path());
-        assert!(success, "{what}: {stderr}");
+        let stderr = run_on_file(&path, directory.path());
         assert!(summary(&stderr).starts_with("summary: events=2 applied=1 "), "{what}: {stderr}");
         assert!(summary(&stderr).contains(" rejected=1 "), "{what}: {stderr}");
         assert!(!stderr.contains("unterminated_line"), "{what}: {stderr}");
@@ -554,11 +548,7 @@ fn blanks_without_a_newline_at_the_end_of_a_file_are_read_with_the_rest_of_their
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("growing.ndjson");
     std::fs::write(&path, format!("{}\n{}", event_line(1), " ".repeat(65_000))).expect("write the feed");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
 
     // The writer goes on: more blanks, then an event, then the newline. The line is 70,000
@@ -566,8 +556,7 @@ fn blanks_without_a_newline_at_the_end_of_a_file_are_read_with_the_rest_of_their
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
     std::io::Write::write_all(&mut file, format!("{}{}\n", " ".repeat(5_000), event_line(2)).as_bytes())
         .expect("append");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=0 "), "{stderr}");
     assert!(summary(&stderr).contains(" rejected=1 "), "{stderr}");
     let line = 70_000 + event_line(2).len();
@@ -585,17 +574,12 @@ fn a_rotated_file_ending_in_blanks_without_a_newline_lets_the_next_one_be_read()
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("feed.ndjson");
     std::fs::write(&path, format!("{}\n  ", event_line(1))).expect("write the feed");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
 
     std::fs::rename(&path, directory.path().join("feed.ndjson.1")).expect("rotate");
     std::fs::write(&path, format!("{}\n", event_line(2))).expect("write the next file");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "the next file is read: {stderr}");
     assert!(!stderr.contains("unterminated_line"), "{stderr}");
 }
@@ -611,11 +595,7 @@ fn a_file_rotated_in_the_middle_of_a_line_is_finished_before_the_new_one_is_read
     let second = event_line(2);
     let (first_half, second_half) = second.split_at(second.len() / 2);
     std::fs::write(&path, format!("{}\n{first_half}", event_line(1))).expect("write the feed");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
 
     // Rotated beside itself; its writer, still holding it open, finishes the line and writes
@@ -625,12 +605,10 @@ fn a_file_rotated_in_the_middle_of_a_line_is_finished_before_the_new_one_is_read
     let mut old = std::fs::OpenOptions::new().append(true).open(&rotated).expect("open");
     std::io::Write::write_all(&mut old, format!("{second_half}\n{}\n", event_line(3)).as_bytes()).expect("append");
     std::fs::write(&path, format!("{}\n", event_line(4))).expect("the new file");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=3 applied=3 "), "{stderr}");
     assert!(summary(&stderr).contains(" rejected=0 "), "{stderr}");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=0 "), "the new file is resumed: {stderr}");
 
     // Rotated out of the directory: what it held past the checkpoint cannot be read, and the
@@ -638,8 +616,7 @@ fn a_file_rotated_in_the_middle_of_a_line_is_finished_before_the_new_one_is_read
     let elsewhere = tempfile::tempdir().expect("temp dir");
     std::fs::rename(&path, elsewhere.path().join("feed.ndjson")).expect("move away");
     std::fs::write(&path, format!("{}\n", event_line(5))).expect("the new file");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
     assert!(stderr.contains("rotated_file_gone"), "{stderr}");
 }
@@ -789,27 +766,21 @@ fn a_file_rotated_after_one_that_is_gone_is_read() {
 fn a_file_first_read_short_and_rewritten_in_place_is_read_from_its_start() {
     let directory = tempfile::tempdir().expect("temp dir");
     let path = directory.path().join("export.ndjson");
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
     let lines = |events: &[u64]| events.iter().map(|n| event_line(*n) + "\n").collect::<String>();
 
     std::fs::write(&path, lines(&[1])).expect("write");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=1 applied=1 "), "{stderr}");
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
     std::io::Write::write_all(&mut file, lines(&(2..40).collect::<Vec<_>>()).as_bytes()).expect("append");
     drop(file);
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(summary(&stderr).starts_with("summary: events=38 applied=38 "), "{stderr}");
 
     // The next export, written in place: the same first line, then other lines, longer.
     let rewritten: Vec<u64> = std::iter::once(1).chain(100..160).collect();
     std::fs::write(&path, lines(&rewritten)).expect("rewrite in place");
-    let (_, stderr, success) = run_worker(&arguments, directory.path());
-    assert!(success, "{stderr}");
+    let stderr = run_on_file(&path, directory.path());
     assert!(
         summary(&stderr)
             .starts_with("summary: events=61 applied=60 stale=0 superseded=0 duplicate=1 held=0 rejected=0 "),
@@ -832,12 +803,8 @@ fn lines_appended_to_a_rotated_file_after_a_run_finished_it_are_read() {
         let mut file = std::fs::OpenOptions::new().append(true).open(target).expect("open");
         std::io::Write::write_all(&mut file, text.as_bytes()).expect("append");
     };
-    let source = format!("file:{}", path.display());
-    let arguments = ["--source", source.as_str(), "--metrics-addr", "off", "--publish", "off"];
-    let summary = |stderr: &str| stderr.lines().last().unwrap_or_default().to_owned();
     let run = |expected: &str| {
-        let (_, stderr, success) = run_worker(&arguments, directory.path());
-        assert!(success, "{stderr}");
+        let stderr = run_on_file(&path, directory.path());
         assert!(summary(&stderr).starts_with(expected), "expected {expected}: {stderr}");
         stderr
     };
