@@ -7,16 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_core::{Classify, FailureClass, InvalidTraceParent, Outcome, PartitionProgress};
+use catalog_core::{FailureClass, InvalidTraceParent, Outcome, PartitionProgress};
 use catalog_publish::WorkSignal;
-use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef, StoreError};
+use catalog_store::{BatchInput, BatchResult, BatchStore, Checkpoint, Position, SourceRef};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::source::{BatchSink, Durable, Reread, SinkError, SourceBatch, SourceError};
 
+mod durable;
 mod skipped;
+
+use durable::Applied;
 
 /// Counts for the end-of-run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,83 +134,6 @@ impl Applier {
         self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Runs a store operation until it succeeds, retrying failures that may pass.
-    /// Fatal failures stop the worker; shutdown abandons the attempt.
-    async fn with_retries<T, F, Fut>(&self, what: &'static str, mut operation: F) -> Result<T, SinkError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>>,
-    {
-        let mut backoff = self.retry.first_backoff;
-        loop {
-            match operation().await {
-                Ok(value) => return Ok(value),
-                Err(error) => self.wait_after(what, &error, &mut backoff).await?,
-            }
-        }
-    }
-
-    /// Applies a batch until it is durable. A Kafka or file batch skips, in the store and
-    /// under the lock on its checkpoint row, the messages its partition's stored position has
-    /// passed (decision 0028):
-    /// - on a first attempt, another worker applied them (a broker that hands a partition to a
-    ///   new member before the old one lets go of it, as tansu does during a rebalance; two
-    ///   workers reading one file): counted as skipped below the checkpoint by [`Applier::apply`];
-    /// - after a failed attempt, found applied whole, the attempt itself committed (the
-    ///   connection lost during `COMMIT`): the batch is durable, its decisions unconfirmed.
-    ///
-    /// Applied again, those messages would count each event as its own redelivery and
-    /// journal their rejected messages twice.
-    async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
-        let mut backoff = self.retry.first_backoff;
-        let mut failed = false;
-        loop {
-            match self.store.apply_batch(input).await {
-                Ok(result)
-                    if failed && !input.events.is_empty() && result.applied_before.len() == input.events.len() =>
-                {
-                    return Ok(Applied::Unconfirmed(input.events.len()))
-                }
-                Ok(result) => return Ok(Applied::Confirmed(result)),
-                Err(error) => {
-                    failed = true;
-                    self.wait_after("apply_batch", &error, &mut backoff).await?;
-                }
-            }
-        }
-    }
-
-    /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
-    /// A fatal failure stops the worker; shutdown abandons the attempt.
-    async fn wait_after(
-        &self,
-        what: &'static str,
-        error: &StoreError,
-        backoff: &mut Duration,
-    ) -> Result<(), SinkError> {
-        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
-        let retry_in_ms = backoff.as_millis() as u64;
-        let (class, kind) = (error.failure_class(), error.kind());
-        match class {
-            FailureClass::Fatal => {
-                tracing::error!(%error, operation = what, kind, class = class.as_str(), "store failure the worker cannot go on with");
-                return Err(SinkError::Fatal(format!("{what}: {error}")));
-            }
-            FailureClass::NeedsOperator => {
-                tracing::error!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store refuses the batch; an operator must act, retrying");
-            }
-            FailureClass::Retryable | FailureClass::NeedsSupplier => {
-                tracing::warn!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store failure, retrying");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(*backoff) => {}
-            _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),
-        }
-        *backoff = (*backoff * 2).min(self.retry.max_backoff);
-        Ok(())
-    }
-
     /// A batch found durable after its own commit failed: its decisions are in the journal
     /// but were never returned, so its events are counted apart from the outcomes.
     fn record_unconfirmed(&self, batch: &SourceBatch, n_events: usize, elapsed: Duration) {
@@ -313,15 +239,6 @@ impl Applier {
             None => {}
         }
     }
-}
-
-/// How a batch became durable.
-enum Applied {
-    /// The store committed it and said what it decided.
-    Confirmed(BatchResult),
-    /// An attempt failed, yet the store's checkpoints show the batch (of this many events)
-    /// durable.
-    Unconfirmed(usize),
 }
 
 /// The metric label of a source name: `kafka`, `file`, `stdin`, `feed`, or `other`.

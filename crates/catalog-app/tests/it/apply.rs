@@ -24,13 +24,15 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 /// A real store whose next calls fail as told: `lost_commits` applies commit and then report
-/// the connection lost; `refused` applies fail before touching the store.
+/// the connection lost; `refused` applies fail before touching the store; `interloper` is
+/// another run's batch, committed by the next apply in place of the one asked, which fails.
 #[derive(Debug)]
 struct FailingStore {
     inner: SqliteStore,
     lost_commits: AtomicUsize,
     refused: AtomicUsize,
     applies: AtomicUsize,
+    interloper: std::sync::Mutex<Option<BatchInput>>,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -47,6 +49,11 @@ impl BatchStore for FailingStore {
     async fn apply_batch(&self, batch: &BatchInput) -> Result<BatchResult, StoreError> {
         self.applies.fetch_add(1, Ordering::SeqCst);
         if take(&self.refused) {
+            return Err(connection_lost());
+        }
+        let interloper = self.interloper.lock().expect("not poisoned").take();
+        if let Some(interloper) = interloper {
+            self.inner.apply_batch(&interloper).await?;
             return Err(connection_lost());
         }
         let result = self.inner.apply_batch(batch).await?;
@@ -91,6 +98,7 @@ async fn run(lost_commits: usize, refused: usize) -> Run {
         lost_commits: AtomicUsize::new(lost_commits),
         refused: AtomicUsize::new(refused),
         applies: AtomicUsize::new(0),
+        interloper: std::sync::Mutex::new(None),
     });
     let metrics = Metrics::new();
     let retry = RetryPolicy { first_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(5) };
@@ -169,12 +177,15 @@ async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
 }
 
 async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: SourceBatch, kind: &str) {
-    // The commit lands and the connection drops; the retry finds the batch applied whole.
+    // The commit lands and the connection drops; the batch is found applied whole.
     let run = run(1, 0).await;
     let mut publishers = run.applier.publish_work().subscribe();
     run.applier.apply(batch).await.expect("durable");
 
-    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "tried again, and found applied");
+    // A Kafka or file batch is tried again and found applied; a feed's is found by the
+    // checkpoint it wrote, its page number naming no content (another run's page 7 is not it).
+    let applies = if kind == "feed" { 1 } else { 2 };
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), applies, "found applied");
     assert_eq!(
         journal(&run.store).await,
         owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
@@ -189,6 +200,35 @@ async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: 
     let totals = run.applier.totals();
     assert_eq!((totals.events_unconfirmed, totals.events_by_outcome.values().sum::<u64>()), (4, 0));
     assert!(publishers.notified().now_or_never().is_some(), "publishers wake for what the batch queued");
+}
+
+/// Two runs of one feed number their pages from the same checkpoint. This run's first attempt
+/// fails, and meanwhile the other run commits its own page 7: the retry finds page 7 applied
+/// whole, but with the other run's records, not these. Taken for its own commit, the batch
+/// was reported durable, and these records were never applied nor pulled again.
+#[tokio::test]
+async fn a_feed_page_another_run_committed_while_this_one_retried_is_not_taken_for_its_own() {
+    let run = run(0, 0).await;
+    let page_of = |n: u64, key: &catalog_core::OfferKey, cursor: &str| {
+        let events = vec![incoming(n, key, StockChange::Updated { quantity: 5 }, 0, 0)];
+        let mut page = in_source(FEED, events, Position { offset: 8, cursor: Some(cursor.to_owned()) });
+        for event in &mut page.events {
+            event.source.offset = 7;
+        }
+        page
+    };
+    let theirs = page_of(20, &offer("canary", "acme", "SKU-THEIRS"), "window-of-the-other-run");
+    let mut input = BatchInput::new(theirs.events, vec![]);
+    input.checkpoints =
+        vec![Checkpoint { source: FEED.to_owned(), partition: 0, position: theirs.checkpoint.expect("one") }];
+    input.skip_applied = true;
+    *run.store.interloper.lock().expect("not poisoned") = Some(input);
+
+    let ours = page_of(21, &offer("canary", "acme", "SKU-OURS"), "window-of-this-run");
+    let durable = run.applier.apply(ours).await.expect("durable");
+
+    assert_eq!(durable.applied_elsewhere, 1, "the puller hears of the other run, and pulls its window again");
+    assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["feed"]).get(), 0);
 }
 
 #[tokio::test]

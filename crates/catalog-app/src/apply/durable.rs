@@ -1,0 +1,128 @@
+//! Applying a batch until it is durable: the store's failures retried with backoff (a fatal
+//! one stops the worker), and a batch whose commit landed unconfirmed told from one to apply
+//! again (decision 0028).
+
+use std::time::Duration;
+
+use catalog_core::{Classify, FailureClass};
+use catalog_store::{BatchInput, BatchResult, StoreError};
+
+use super::{source_kind, Applier};
+use crate::source::{BatchSink, SinkError};
+
+/// How a batch became durable.
+pub(super) enum Applied {
+    /// The store committed it and said what it decided.
+    Confirmed(BatchResult),
+    /// An attempt failed, yet the store's checkpoints show the batch (of this many events)
+    /// durable.
+    Unconfirmed(usize),
+}
+
+impl Applier {
+    /// Runs a store operation until it succeeds, retrying failures that may pass.
+    /// Fatal failures stop the worker; shutdown abandons the attempt.
+    pub(super) async fn with_retries<T, F, Fut>(&self, what: &'static str, mut operation: F) -> Result<T, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = self.retry.first_backoff;
+        loop {
+            match operation().await {
+                Ok(value) => return Ok(value),
+                Err(error) => self.wait_after(what, &error, &mut backoff).await?,
+            }
+        }
+    }
+
+    /// Applies a batch until it is durable. A Kafka or file batch skips, in the store and
+    /// under the lock on its checkpoint row, the messages its partition's stored position has
+    /// passed (decision 0028):
+    /// - on a first attempt, another worker applied them (a broker that hands a partition to a
+    ///   new member before the old one lets go of it, as tansu does during a rebalance; two
+    ///   workers reading one file): counted as skipped below the checkpoint by [`Applier::apply`];
+    /// - after a failed attempt, found applied whole, the attempt itself committed (the
+    ///   connection lost during `COMMIT`): the batch is durable, its decisions unconfirmed.
+    ///   A feed's page number names no content, so that is no proof for a feed's batch: two
+    ///   runs of a feed number their own pages from the same checkpoint. After a failed
+    ///   attempt a feed's batch reads the stored checkpoint instead: the one it writes (its
+    ///   window's cursor) says the attempt committed; any other, that the attempt did not, and
+    ///   the batch is tried again, what the store then finds applied counted as applied
+    ///   elsewhere, which its puller hears as a concurrent run and pulls its window again.
+    ///
+    /// Applied again, those messages would count each event as its own redelivery and
+    /// journal their rejected messages twice.
+    pub(super) async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
+        let mut backoff = self.retry.first_backoff;
+        let mut failed = false;
+        let of_a_feed = input.checkpoints.iter().any(|written| source_kind(&written.source) == "feed");
+        loop {
+            match self.store.apply_batch(input).await {
+                Ok(result)
+                    if failed
+                        && !of_a_feed
+                        && !input.events.is_empty()
+                        && result.applied_before.len() == input.events.len() =>
+                {
+                    return Ok(Applied::Unconfirmed(input.events.len()))
+                }
+                Ok(result) => return Ok(Applied::Confirmed(result)),
+                Err(error) => {
+                    failed = true;
+                    self.wait_after("apply_batch", &error, &mut backoff).await?;
+                    if of_a_feed && !input.events.is_empty() && self.holds_its_checkpoints(input).await? {
+                        return Ok(Applied::Unconfirmed(input.events.len()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the store holds every checkpoint `input` writes, cursor and all: for a feed's
+    /// batch after a failed attempt, that the attempt committed. A batch fenced off whole
+    /// still writes its checkpoint (at the same page number, another run's cursor is
+    /// replaced), so this is read before the batch is tried again, not after. A checkpoint
+    /// moved on since by another run, after this attempt's commit, reads as not committed:
+    /// the window is pulled again, a re-read, never a loss.
+    async fn holds_its_checkpoints(&self, input: &BatchInput) -> Result<bool, SinkError> {
+        for written in &input.checkpoints {
+            let stored = self.checkpoint(&written.source, written.partition).await?;
+            if stored.as_ref() != Some(&written.position) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
+    /// A fatal failure stops the worker; shutdown abandons the attempt.
+    async fn wait_after(
+        &self,
+        what: &'static str,
+        error: &StoreError,
+        backoff: &mut Duration,
+    ) -> Result<(), SinkError> {
+        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
+        let retry_in_ms = backoff.as_millis() as u64;
+        let (class, kind) = (error.failure_class(), error.kind());
+        match class {
+            FailureClass::Fatal => {
+                tracing::error!(%error, operation = what, kind, class = class.as_str(), "store failure the worker cannot go on with");
+                return Err(SinkError::Fatal(format!("{what}: {error}")));
+            }
+            FailureClass::NeedsOperator => {
+                tracing::error!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store refuses the batch; an operator must act, retrying");
+            }
+            FailureClass::Retryable | FailureClass::NeedsSupplier => {
+                tracing::warn!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store failure, retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff) => {}
+            _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),
+        }
+        *backoff = (*backoff * 2).min(self.retry.max_backoff);
+        Ok(())
+    }
+}
