@@ -160,7 +160,7 @@ impl PublishEvents for PublishMetrics {
 
     fn blocked(&self, channel: &str, reason: &str, error: &str) {
         self.metrics.publish_credentials_refused.with_label_values(&[channel, reason]).inc();
-        tracing::error!(channel, reason, error, class = FailureClass::NeedsOperator.as_str(), "the channel refused its credentials: it is held, its items wait without spending attempts; renew the credentials (docs/operations.md#catalogchannelcredentialsrefused)");
+        tracing::error!(channel, reason, error, class = FailureClass::NeedsOperator.as_str(), "the channel takes no write until an operator acts (its credentials refused, or the account frozen or locked): it is held, its items wait without spending attempts (docs/operations.md#catalogchannelcredentialsrefused)");
     }
 
     fn lease_renewed(&self, channel: &str, renewal: Renewal) {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::channel::Secret;
-use crate::response::TransportError;
+use crate::response::{parse_retry_after, TransportError};
 
 /// How the token endpoint is asked for an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,20 +54,26 @@ pub enum TokenError {
     /// The endpoint refused the credentials (4xx): an operator must renew them.
     #[error("the token endpoint refused the credentials: HTTP {status}: {body}")]
     Refused { status: u16, body: String },
-    /// The endpoint could not be reached or failed (5xx, timeout): try again later.
-    #[error("the token endpoint is unavailable: {0}")]
-    Unavailable(String),
+    /// The endpoint could not be reached, failed (5xx, timeout) or throttled (429): asked
+    /// again after `retry_after` (its `Retry-After`, else [`UNAVAILABLE_HELD_FOR`]).
+    #[error("the token endpoint is unavailable: {error}")]
+    Unavailable { error: String, retry_after: Duration },
     /// The endpoint answered something that is not a token.
     #[error("the token endpoint answered no token: {0}")]
     Malformed(String),
 }
 
 impl TokenError {
+    /// The endpoint could not be reached or answer: asked again after [`UNAVAILABLE_HELD_FOR`].
+    fn unavailable(error: String) -> Self {
+        TokenError::Unavailable { error, retry_after: UNAVAILABLE_HELD_FOR }
+    }
+
     /// The recorded reason of a publish that had no token.
     pub fn reason(&self) -> &'static str {
         match self {
             TokenError::Refused { .. } => "token_refused",
-            TokenError::Unavailable(_) => "token_unavailable",
+            TokenError::Unavailable { .. } => "token_unavailable",
             TokenError::Malformed(_) => "token_malformed",
         }
     }
@@ -89,8 +95,8 @@ const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 /// every reconcile read) asking the endpoint again would make up to the channel's rate of
 /// token requests, which a platform counts against the application (all its sellers).
 pub(crate) const REFUSAL_HELD_FOR: Duration = Duration::from_secs(30);
-/// How long an endpoint that could not be reached or failed is left alone.
-const UNAVAILABLE_HELD_FOR: Duration = Duration::from_secs(2);
+/// How long an endpoint that could not be reached or failed is left alone, at least.
+pub(crate) const UNAVAILABLE_HELD_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 struct Cached {
@@ -182,7 +188,7 @@ impl TokenCache {
         let fetcher = Arc::clone(&self.fetcher);
         tokio::spawn(async move { fetcher.refresh(&mut state).await })
             .await
-            .unwrap_or_else(|error| Err(TokenError::Unavailable(format!("the token fetch failed: {error}"))))
+            .unwrap_or_else(|error| Err(TokenError::unavailable(format!("the token fetch failed: {error}"))))
     }
 
     /// The platform said `used` has expired or is invalid: the next call fetches a new one.
@@ -217,7 +223,13 @@ impl Fetcher {
                 until_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
                 "the token endpoint failed a moment ago: not asked again yet"
             );
-            return Err(error.clone());
+            // A wait asked for is what is left of it.
+            return Err(match error.clone() {
+                TokenError::Unavailable { error, .. } => {
+                    TokenError::Unavailable { error, retry_after: until.saturating_duration_since(Instant::now()) }
+                }
+                error => error,
+            });
         }
         let fetched = match self.fetch(state.refresh_token.as_ref()).await {
             Err(TokenError::Refused { .. }) if self.take_newer_kept(state) => {
@@ -249,7 +261,7 @@ impl Fetcher {
         state.failed = fetched.as_ref().err().map(|error| {
             let held_for = match error {
                 TokenError::Refused { .. } | TokenError::Malformed(_) => REFUSAL_HELD_FOR,
-                TokenError::Unavailable(_) => UNAVAILABLE_HELD_FOR,
+                TokenError::Unavailable { retry_after, .. } => *retry_after,
             };
             (error.clone(), Instant::now() + held_for)
         });
@@ -324,12 +336,20 @@ impl Fetcher {
         let response = request
             .send()
             .await
-            .map_err(|error| TokenError::Unavailable(TransportError::from_reqwest(&error).to_string()))?;
+            .map_err(|error| TokenError::unavailable(TransportError::from_reqwest(&error).to_string()))?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|error| TokenError::Unavailable(error.to_string()))?;
+        let retry_after =
+            response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let body = response.text().await.map_err(|error| TokenError::unavailable(error.to_string()))?;
         match status {
             200..=299 => {}
-            408 | 429 | 500..=599 => return Err(TokenError::Unavailable(format!("HTTP {status}"))),
+            // A throttled or failing endpoint is asked again once its `Retry-After` passed.
+            408 | 429 | 500..=599 => {
+                let retry_after = retry_after.map_or(UNAVAILABLE_HELD_FOR, |value| {
+                    parse_retry_after(Some(&value), chrono::Utc::now()).max(UNAVAILABLE_HELD_FOR)
+                });
+                return Err(TokenError::Unavailable { error: format!("HTTP {status}"), retry_after });
+            }
             _ => return Err(TokenError::Refused { status, body: body.chars().take(512).collect() }),
         }
         let answer: TokenAnswer =

@@ -457,7 +457,9 @@ impl ChannelPublisher {
         // The longest wait any answer asks for; refused credentials told once per send.
         let throttled = (sent.attempts.iter())
             .filter_map(|attempt| match &attempt.verdict {
-                Verdict::Throttled { retry_after } | Verdict::Blocked { retry_after, .. } => Some(*retry_after),
+                Verdict::Throttled { retry_after }
+                | Verdict::Unavailable { retry_after, .. }
+                | Verdict::Blocked { retry_after, .. } => Some(*retry_after),
                 _ => None,
             })
             .max();

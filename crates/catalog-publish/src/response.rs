@@ -19,6 +19,10 @@ pub enum Verdict {
     /// Throttled: try again after at least this long, and hold the whole channel meanwhile.
     /// Not a failure: it spends none of the channel's failure budget.
     Throttled { retry_after: Duration },
+    /// The channel cannot be written to for a while for a cause that is no item's: its token
+    /// endpoint throttled or failed, and no request was sent. Held like a 429, this long, and
+    /// spending none of the item's failure budget; recorded with its reason.
+    Unavailable { reason: &'static str, error: String, retry_after: Duration },
     /// Transient (408, 5xx, connection, timeout): try again after the backoff.
     Retry { reason: &'static str, error: String },
     /// The channel takes no write until an operator acts (its credentials were refused, or a
@@ -35,7 +39,9 @@ impl Verdict {
     pub fn failure_class(&self) -> Option<FailureClass> {
         match self {
             Verdict::Answered(_) => None,
-            Verdict::Throttled { .. } | Verdict::Retry { .. } => Some(FailureClass::Retryable),
+            Verdict::Throttled { .. } | Verdict::Unavailable { .. } | Verdict::Retry { .. } => {
+                Some(FailureClass::Retryable)
+            }
             Verdict::DeadLetter { .. } | Verdict::Blocked { .. } => Some(FailureClass::NeedsOperator),
         }
     }

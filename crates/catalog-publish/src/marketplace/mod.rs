@@ -162,10 +162,12 @@ pub(crate) const BLOCKED_FOR: Duration = crate::oauth::REFUSAL_HELD_FOR;
 
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
 /// more with a new token when `expired` says the platform refused the token it was sent;
-/// credentials the token endpoint refused hold the channel (`Verdict::Blocked`).
-/// A token that cannot be had, a transport failure, or a verdict `send` gives instead of
-/// sending (a feed whose round's claims passed, `feeds::exchange_while_held`) is the verdict
-/// for the request.
+/// credentials the token endpoint refused hold the channel (`Verdict::Blocked`), and so does
+/// an endpoint that throttled or failed (`Verdict::Unavailable`, until its `Retry-After`):
+/// no request was sent, and spending the items' attempts on the token endpoint's outage
+/// would dead-letter them without one. A token the endpoint answered unreadably, a transport
+/// failure, or a verdict `send` gives instead of sending (a feed whose round's claims
+/// passed, `feeds::exchange_while_held`) is the verdict for the request.
 pub(crate) async fn with_token<F, Fut, E>(
     tokens: &TokenCache,
     expired: impl Fn(&Answer) -> bool,
@@ -183,7 +185,10 @@ where
             TokenError::Refused { .. } => {
                 Verdict::Blocked { reason: error.reason(), error: error.to_string(), retry_after: BLOCKED_FOR }
             }
-            _ => Verdict::Retry { reason: error.reason(), error: error.to_string() },
+            TokenError::Unavailable { retry_after, .. } => {
+                Verdict::Unavailable { reason: error.reason(), error: error.to_string(), retry_after }
+            }
+            TokenError::Malformed(_) => Verdict::Retry { reason: error.reason(), error: error.to_string() },
         })?;
         let answer = send(token.clone()).await.map_err(Into::into)?;
         // A new token refused too is the adapter's to classify (`unauthorized`, which holds
@@ -212,9 +217,9 @@ where
     Fut: Future<Output = Result<Answer, TransportError>>,
 {
     with_token(tokens, expired, send).await.map_err(|verdict| match verdict {
-        Verdict::Throttled { retry_after } | Verdict::Blocked { retry_after, .. } => {
-            ReadBackError::Throttled(retry_after)
-        }
+        Verdict::Throttled { retry_after }
+        | Verdict::Unavailable { retry_after, .. }
+        | Verdict::Blocked { retry_after, .. } => ReadBackError::Throttled(retry_after),
         Verdict::Retry { error, .. } | Verdict::DeadLetter { error, .. } => ReadBackError::Transient(error),
         Verdict::Answered(_) => ReadBackError::Transient("no answer".into()),
     })

@@ -25,8 +25,8 @@ pub trait PublishEvents: Send + Sync + 'static {
     fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
     /// Recording a round failed; the lane retries it until it is recorded.
     fn record_failed(&self, _channel: &str, _error: &StoreError) {}
-    /// A send the channel refused for want of valid credentials (`Verdict::Blocked`): the
-    /// channel is held, its items wait unspent, and an operator must renew the credentials.
+    /// A send the channel refused until an operator acts (`Verdict::Blocked`: credentials
+    /// refused, a Shopify shop frozen or locked): the channel is held, its items wait unspent.
     /// Told once per send, not per item.
     fn blocked(&self, _channel: &str, _reason: &str, _error: &str) {}
 }

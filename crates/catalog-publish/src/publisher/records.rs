@@ -103,8 +103,9 @@ impl ChannelPublisher {
                 record.error = Some(format!("throttled for {} ms", retry_after.as_millis()));
             }
             // Nor is a channel refusing its credentials: the item waits, held with the channel,
-            // until they are renewed (counted as the channel's, `PublishEvents::blocked`).
-            Verdict::Blocked { reason, error, retry_after } => {
+            // until they are renewed (counted as the channel's, `PublishEvents::blocked`); nor
+            // its token endpoint throttling or failing, until it answers again.
+            Verdict::Blocked { reason, error, retry_after } | Verdict::Unavailable { reason, error, retry_after } => {
                 record.outcome = PublishOutcome::ThrottledUntil(Utc::now() + retry_after);
                 record.error = Some(format!("{reason}: {error} (the channel is held {} ms)", retry_after.as_millis()));
             }

@@ -45,6 +45,8 @@ enum Api {
 enum Token {
     /// 400 `invalid_grant`.
     Refuse,
+    /// 429 `local_rate_limited`, with this `Retry-After` if any.
+    Throttle(Option<&'static str>),
     /// The refresh is done (the refresh token presented is spent), the answer sent this late.
     Slow(Duration),
 }
@@ -125,6 +127,15 @@ fn answer_now(shared: &Mutex<Shared>, method: Method, uri: Uri, headers: HeaderM
     if (&method, uri.path()) == (&Method::POST, TOKEN_PATH) {
         match shared.token.pop_front() {
             Some(Token::Refuse) => return invalid_grant(),
+            Some(Token::Throttle(retry_after)) => {
+                let body =
+                    json!({"message": "local_rate_limited", "error": "too_many_requests", "status": 429, "cause": []});
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                if let Some(retry_after) = retry_after {
+                    response.headers_mut().insert("retry-after", retry_after.parse().expect("a header value"));
+                }
+                return response;
+            }
             Some(Token::Slow(delay)) => shared.delay_answer = delay,
             None => {}
         }
@@ -629,6 +640,38 @@ async fn mercadolibre_refused_refresh_blocks_the_channel_as_token_refused() {
     assert!(meli.item_requests().is_empty(), "nothing sent without a token");
 }
 
+/// A token endpoint that throttles holds the channel until its `Retry-After`, asked no more
+/// meanwhile; one that names no wait, a moment. No request goes out without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_token_endpoint_holds_the_channel_until_its_retry_after() {
+    let meli = MercadoLibre::start(vec![], vec![Token::Throttle(Some("30")), Token::Throttle(None)]).await;
+    let channel = meli.channel();
+    for _ in 0..3 {
+        let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
+        assert_eq!(answer.attempts[0].status, None);
+        match &answer.attempts[0].verdict {
+            Verdict::Unavailable { reason: "token_unavailable", error, retry_after } => {
+                assert!(error.contains("HTTP 429"), "{error}");
+                assert!(
+                    *retry_after > Duration::from_secs(29) && *retry_after <= Duration::from_secs(30),
+                    "{retry_after:?}"
+                );
+            }
+            verdict => panic!("not held for the token endpoint: {verdict:?}"),
+        }
+    }
+    assert_eq!(meli.token_requests().len(), 1, "asked once in its Retry-After");
+    assert!(meli.item_requests().is_empty(), "nothing sent without a token");
+
+    // No Retry-After: held a moment, then asked again.
+    let channel = meli.channel();
+    let answer = channel.send(&[publish(ITEM_ID, 7, None)]).await;
+    assert!(
+        matches!(&answer.attempts[0].verdict, Verdict::Unavailable { retry_after, .. } if *retry_after == Duration::from_secs(2)),
+        "{answer:?}"
+    );
+}
+
 /// A refused grant answers the sends after it for a while without asking the endpoint again:
 /// every lane's every send asking it made up to the channel's rate of token requests, which
 /// Mercado Libre counts against the application, all its sellers.
@@ -877,6 +920,51 @@ async fn mercadolibre_user_product_stock_renews_its_token_and_waits_when_throttl
         meli.stock("MLBU206642488").contains(&("selling_address".into(), 5)),
         "the throttled write changed nothing"
     );
+}
+
+/// A token endpoint throttling or failing is no item's failure: the drain loop holds the
+/// channel until its `Retry-After` and records the send as throttled, with its reason. Counted
+/// as a retry, it spent the item's attempts without a request going out: with one attempt of
+/// budget, the item was dead-lettered `retries_exhausted` at its first send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_token_endpoint_spends_no_attempt() {
+    use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents};
+    use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
+    use tokio_util::sync::CancellationToken;
+
+    struct Quiet;
+    impl PublishEvents for Quiet {
+        fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+        fn resolved(&self, _: &ResolvedDeadLetter) {}
+        fn lease_ran_out(&self, _: &OutboxEntry) {}
+    }
+
+    let meli = MercadoLibre::start(vec![], vec![Token::Throttle(Some("30"))]).await;
+    let (store, _dir) = crate::store(&["mercadolibre"]).await;
+    crate::set(&*store, 1, "MLA1", 5).await;
+    let mut config = ChannelConfig::new("mercadolibre");
+    config.max_attempts = 1;
+    config.settle = Duration::ZERO;
+    config.max_wait = Duration::ZERO;
+    let outbox: Arc<dyn catalog_store::OutboxStore> = store.clone();
+    let publisher = ChannelPublisher::new(config, Arc::new(meli.channel()), outbox, Arc::new(Quiet));
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        stop.cancel();
+    });
+    publisher.run(shutdown, CancellationToken::new()).await.expect("publisher run");
+
+    assert!(store.open_dead_letters(10).await.expect("letters").is_empty(), "nothing dead-lettered");
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 1, "the item waits");
+    let id = catalog_core::ItemId(crate::item_id("MLA1").parse().expect("uuid"));
+    let trace = store.item_trace(id).await.expect("trace").expect("item");
+    let attempts: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.as_str(), a.attempt)).collect();
+    assert_eq!(attempts, [("throttled", 1)], "one send, then the channel is held: {attempts:?}");
+    let error = trace.publish_attempts[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("token_unavailable: ") && error.contains("HTTP 429"), "{error}");
+    assert_eq!(meli.token_requests().len(), 1);
 }
 
 /// Refused credentials stay refused until an operator renews them: the drain loop holds the

@@ -117,7 +117,7 @@ fn no_answer(error: String) -> Verdict {
 fn worst(verdicts: Vec<(u16, Verdict)>) -> (u16, Verdict) {
     let severity = |verdict: &Verdict| match verdict {
         Verdict::Answered(_) => 0,
-        Verdict::Throttled { .. } => 1,
+        Verdict::Throttled { .. } | Verdict::Unavailable { .. } => 1,
         Verdict::Retry { .. } => 2,
         Verdict::Blocked { .. } => 3,
         Verdict::DeadLetter { .. } => 4,

@@ -186,5 +186,5 @@ fn offer_ids_of(offers: &[PublishedOffer]) -> Vec<String> {
 
 /// A lookup's failure that every other lookup would meet alike.
 fn fails_the_channel(verdict: &Verdict) -> bool {
-    matches!(verdict, Verdict::Throttled { .. } | Verdict::Blocked { .. })
+    matches!(verdict, Verdict::Throttled { .. } | Verdict::Unavailable { .. } | Verdict::Blocked { .. })
 }
