@@ -122,9 +122,14 @@ pub(super) fn adapter_settings(
             AdapterSettings::Storefront(StorefrontConfig::new(base_url, token))
         }
         AdapterEntry::Shopify { base_url, api_version, location_id, access_token_env } => {
+            let api_version = url(api_version, shopify::DEFAULT_API_VERSION);
+            shopify::check_api_version(&api_version).map_err(|error| ChannelsError::Adapter {
+                channel: channel.to_owned(),
+                error: format!("adapter: api_version: {error}"),
+            })?;
             AdapterSettings::Shopify(shopify::ShopifyConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
-                api_version: url(api_version, shopify::DEFAULT_API_VERSION),
+                api_version,
                 location_id,
                 access_token: secret("access token", &access_token_env)?,
             })

@@ -187,6 +187,8 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}, "listings": {"ABC-1": "1"}},
             {"name": "y", "adapter": {"kind": "ebay", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "api_version": "2025-10", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "api_version": "unstable", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -224,6 +226,8 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: adapter: feed: poll_interval_ms must be above 0
     channels x and y write one seller account's listings, and one maps SKUs to listings while the other lists them by SKU: give them listings that agree (decision 0056)
     channel x: adapter: Mercado Libre needs a "refresh_token_file": it spends a refresh token on its first use and answers with the next, which only that file keeps across restarts; without it, the next start presents a spent token and the channel is held until its grant is renewed
+    channel x: adapter: api_version: 2025-10 is older than 2026-01, which brought the `@idempotent` directive and `changeFromQuantity` every publish uses
+    channel x: adapter: api_version: "unstable" is no stable Admin API version (YYYY-MM, a quarter's first month: 01, 04, 07 or 10)
     "#);
 }
 

@@ -26,6 +26,32 @@ use crate::response::{classify_transport, truncate, Verdict, DEFAULT_RETRY_AFTER
 /// `changeFromQuantity` appeared, both optional); versions before 2026-01 know neither.
 pub const DEFAULT_API_VERSION: &str = "2026-04";
 
+/// The oldest Admin API version the request suits.
+pub const OLDEST_API_VERSION: &str = "2026-01";
+
+/// Whether `version` is an Admin API version the request suits: a stable `YYYY-MM` (a
+/// release's year and month) from [`OLDEST_API_VERSION`] on. An older one knows neither
+/// `@idempotent` nor `changeFromQuantity`, and would answer every publish with a GraphQL
+/// error; `unstable` changes without notice. Why not, when not.
+pub fn check_api_version(version: &str) -> Result<(), String> {
+    let well_formed = version.len() == 7
+        && version.as_bytes()[4] == b'-'
+        && version.bytes().enumerate().all(|(at, byte)| at == 4 || byte.is_ascii_digit())
+        && matches!(&version[5..], "01" | "04" | "07" | "10");
+    if !well_formed {
+        return Err(format!(
+            "{version:?} is no stable Admin API version (YYYY-MM, a quarter's first month: 01, 04, 07 or 10)"
+        ));
+    }
+    if version < OLDEST_API_VERSION {
+        return Err(format!(
+            "{version} is older than {OLDEST_API_VERSION}, which brought the `@idempotent` directive and \
+             `changeFromQuantity` every publish uses"
+        ));
+    }
+    Ok(())
+}
+
 /// Shopify's bound on any input array: "Input arguments that accept an array have a maximum
 /// size of 250" (usage/limits).
 pub const MAX_QUANTITIES_PER_REQUEST: usize = 250;
@@ -194,8 +220,9 @@ pub struct ShopifyReading {
 /// the bucket holds the request's cost again; `userErrors` naming a quantity
 /// (`field: ["input", "quantities", "{index}", …]`), that item dead-lettered and the others,
 /// not applied, sent again; errors naming no quantity, every item. A 401 is a token an
-/// operator must replace, retried so the items heal once it is. 429, 408 and 5xx read as on
-/// every platform (`common_verdict`); other statuses are rejections.
+/// operator must replace, and a 402 (the shop frozen) or 423 (the shop locked) a shop its
+/// owner must restore: each holds the channel, so the items heal once they are. 429, 408 and
+/// 5xx read as on every platform (`common_verdict`); other statuses are rejections.
 pub fn classify_shopify(
     status: u16,
     retry_after: Option<&str>,
@@ -212,6 +239,14 @@ pub fn classify_shopify(
         401 => each(Verdict::Blocked {
             reason: "unauthorized",
             error: http_error(401, &answer, body),
+            retry_after: super::BLOCKED_FOR,
+        }),
+        // The shop, not the item: frozen until its owner pays the balance due (402), or
+        // locked, after exceeding the API's limits again and again or for a fraud review
+        // (423). Every write waits with the channel, none spends an item's attempts.
+        402 | 423 => each(Verdict::Blocked {
+            reason: if status == 402 { "shop_frozen" } else { "shop_locked" },
+            error: http_error(status, &answer, body),
             retry_after: super::BLOCKED_FOR,
         }),
         _ => each(
@@ -398,7 +433,7 @@ mod tests {
     #[test]
     fn every_documented_shopify_answer_has_its_verdicts() {
         let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
-        let cases: [(&str, u16, String); 18] = [
+        let cases: [(&str, u16, String); 20] = [
             ("set", 200, result(GROUP, "")),
             ("set, bucket low", 200, result(GROUP, "").replace("1990", "4")),
             ("set, nothing changed", 200, result("null", "")),
@@ -414,6 +449,8 @@ mod tests {
             ("not json", 200, "<html>".into()),
             ("bad token", 401, BAD_TOKEN.into()),
             ("no scope", 403, "".into()),
+            ("shop frozen", 402, r#"{"errors":"Unavailable Shop"}"#.into()),
+            ("shop locked", 423, r#"{"errors":"Locked"}"#.into()),
             ("too many, Retry-After: 2", 429, "".into()),
             ("timeout", 408, "".into()),
             ("down", 503, "busy".into()),
@@ -442,6 +479,8 @@ mod tests {
         not json: 200 -> both Retry { reason: "malformed_answer", error: "no inventorySetQuantities result: <html>" }
         bad token: 401 -> both Blocked { reason: "unauthorized", error: "HTTP 401: [API] Invalid API key or access token (unrecognized login or wrong password)", retry_after: 30s }
         no scope: 403 -> both rejected_403(HTTP 403)
+        shop frozen: 402 -> both Blocked { reason: "shop_frozen", error: "HTTP 402: Unavailable Shop", retry_after: 30s }
+        shop locked: 423 -> both Blocked { reason: "shop_locked", error: "HTTP 423: Locked", retry_after: 30s }
         too many, Retry-After: 2: 429 -> both Throttled { retry_after: 2s }
         timeout: 408 -> both Retry { reason: "request_timeout", error: "HTTP 408: " }
         down: 503 -> both Retry { reason: "server_error", error: "HTTP 503: busy" }
