@@ -506,6 +506,14 @@ async fn ebay_throttling_waits_as_told() {
         assert_eq!(verdicts, [throttled, throttled]);
     }
     assert_eq!(THROTTLED_WAIT, Duration::from_secs(60));
+    // A request throttled whole says nothing of the SKUs' offers: their ids are kept, not
+    // looked up again into the throttled quota.
+    let answer = channel.send(&batch).await;
+    assert_eq!(
+        answer.attempts.iter().map(|attempt| &attempt.verdict).collect::<Vec<_>>(),
+        [&accepted(&batch[0]), &accepted(&batch[1])]
+    );
+    assert_eq!(ebay.requests_to(OFFERS_PATH).len(), 2, "each SKU's offers read once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
