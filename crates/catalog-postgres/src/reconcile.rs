@@ -114,6 +114,18 @@ pub(crate) async fn correct(
         .await
         .map_err(store_error)?;
         let Some(row) = row else { continue };
+        // A correction moves the version, never the quantity: a clean check of the version
+        // it moved from still holds (decision 0014).
+        sqlx::query(
+            "UPDATE item_trace_checks SET checked_version = $3
+             WHERE item_id = $1 AND checked_version = $2 AND gap IS NULL",
+        )
+        .bind(correction.item_id.0)
+        .bind(saturating_i64(correction.seen_version))
+        .bind(saturating_i64(correction.corrected_version))
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
         let tenant_text: String = column(&row, "tenant_id")?;
         let tenant = rows::tenant(&tenant_text)?;
         let sku: String = column(&row, "sku")?;

@@ -115,6 +115,14 @@ fn correct_in(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(write_error)?;
+    // A correction moves the version, never the quantity: a clean check of the version it
+    // moved from still holds (decision 0014).
+    let mut still_checked = connection
+        .prepare_cached(
+            "UPDATE item_trace_checks SET checked_version = ?3
+             WHERE item_id = ?1 AND checked_version = ?2 AND gap IS NULL",
+        )
+        .map_err(write_error)?;
     for correction in corrections {
         let item_id = correction.item_id.0.as_bytes().as_slice();
         let bumped = bump
@@ -131,6 +139,13 @@ fn correct_in(
             .map_err(write_error)?;
         let Some((tenant_text, sku_text, quantity)) = bumped else { continue };
         let tenant = rows::tenant(&tenant_text)?;
+        still_checked
+            .execute(params![
+                item_id,
+                saturating_i64(correction.seen_version),
+                saturating_i64(correction.corrected_version)
+            ])
+            .map_err(write_error)?;
         journal
             .execute(params![
                 item_id,
