@@ -226,9 +226,7 @@ impl FeedClient {
         feed: String,
         metrics: Metrics,
     ) -> Self {
-        let limiter = requests_per_second
-            .and_then(NonZeroU32::new)
-            .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate))));
+        let limiter = requests_per_second.and_then(NonZeroU32::new).map(|rate| Arc::new(page_limiter(rate)));
         Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -386,9 +384,25 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// At most `rate` requests in any second, spaced evenly: a supplier's limit holds second by
+/// second, not on average. `Quota::per_second` alone lets a burst of `rate` requests through
+/// at once after a pause, and up to twice the rate in the second after it.
+fn page_limiter(rate: NonZeroU32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Five requests a second are five in any second: the second request of a fresh limiter
+    /// waits its fifth of a second (a burst of five let it, and three more, through at once).
+    #[test]
+    fn a_feed_s_rate_holds_second_by_second() {
+        let limiter = page_limiter(NonZeroU32::new(5).expect("above 0"));
+        assert!(limiter.check().is_ok(), "the first request goes at once");
+        assert!(limiter.check().is_err(), "the next waits its turn");
+    }
 
     /// A failed connection tells why: reqwest's own text names only the URL.
     #[tokio::test]
