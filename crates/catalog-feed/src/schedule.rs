@@ -124,7 +124,9 @@ pub fn previous_full_refresh_at(timezone: Tz, time: NaiveTime, at: DateTime<Utc>
 }
 
 /// When an incremental is next due, seen at `now`: at once (at the last run time) if no
-/// incremental window reaches it, else at the next run time.
+/// incremental window reaches it, else at the next run time. A window ending after `now` was
+/// pulled while the clock ran ahead (decision 0015): it reaches no run time, and the
+/// incremental due is due.
 pub fn next_incremental_at(
     run_times: &[NaiveTime],
     timezone: Tz,
@@ -132,7 +134,7 @@ pub fn next_incremental_at(
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
     match (previous_run_at(run_times, timezone, now), last_incremental_until) {
-        (Some(previous), Some(until)) if until >= previous => next_run_at(run_times, timezone, now),
+        (Some(previous), Some(until)) if until >= previous && until <= now => next_run_at(run_times, timezone, now),
         (Some(previous), _) => previous,
         (None, _) => now,
     }
@@ -291,6 +293,18 @@ mod tests {
             ));
         }
         lines
+    }
+
+    /// The window a restart resumes may have been pulled while the clock ran three days ahead:
+    /// the incremental of 06:00 is due at 06:00, not at 12:00 as if that window had pulled it.
+    #[test]
+    fn a_window_ending_after_now_pulled_no_run_time() {
+        let run_times = times(&["00:00", "06:00", "12:00", "18:00"]);
+        let now = at("2026-06-01T06:00:05Z");
+        let ahead = Some(at("2026-06-04T06:00:00Z"));
+        assert_eq!(next_incremental_at(&run_times, chrono_tz::UTC, ahead, now), at("2026-06-01T06:00:00Z"));
+        let pulled = Some(at("2026-06-01T06:00:01Z"));
+        assert_eq!(next_incremental_at(&run_times, chrono_tz::UTC, pulled, now), at("2026-06-01T12:00:00Z"));
     }
 
     #[test]
