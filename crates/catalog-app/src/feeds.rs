@@ -77,7 +77,7 @@ pub fn feed_state(last_sync_at: Option<DateTime<Utc>>, sync_frequency_hours: u32
 
 /// When the feed `settings` describe goes live, if that is after `now`: nothing of it is
 /// pulled before, and no manual run is asked for it (decision 0054). `None` too for a time
-/// zone not known (its status says so).
+/// zone not known (its pulls stop with a `time_zone` dead letter, which its status shows).
 pub fn goes_live_after(settings: &FeedSettings, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let timezone: Tz = settings.timezone.parse().ok()?;
     Some(go_live_at(settings.go_live_date, timezone)).filter(|go_live| now < *go_live)
@@ -153,9 +153,13 @@ pub fn status(
     journal_by_day: Vec<FeedJournalDay>,
     now: DateTime<Utc>,
 ) -> Result<FeedStatus, StoreError> {
-    let timezone: Tz = feed.settings.timezone.parse().map_err(|_| {
-        StoreError::Corrupt(format!("feed {} has an unknown time zone {:?}", feed.settings.key, feed.settings.timezone))
-    })?;
+    // A zone this build does not know (written by hand, or dropped by a newer tz database):
+    // its pulls stop with a `time_zone` dead letter, which the status shows as failing; the
+    // status itself reads its go-live in UTC rather than fail, and every other feed's with it.
+    let timezone: Tz = feed.settings.timezone.parse().unwrap_or_else(|_| {
+        tracing::warn!(feed = %feed.settings.key, timezone = %feed.settings.timezone, "the feed's time zone is unknown: its status reads its go-live in UTC");
+        Tz::UTC
+    });
     let go_live = go_live_at(feed.settings.go_live_date, timezone);
     let gaps: Vec<FeedGap> = gaps_at(go_live, windows, now)
         .into_iter()

@@ -123,3 +123,18 @@ async fn a_feed_not_live_yet_is_not_stale_on_postgres() {
     let (store, _database) = postgres().await;
     a_feed_not_live_yet_is_not_stale(&store).await;
 }
+
+/// A feed whose stored time zone this build does not know (written by hand, or dropped by a
+/// newer tz database) has its status read in UTC: it used to fail the status of every feed,
+/// the admin API's `GET /v1/feeds` and the support page's feeds with it.
+#[tokio::test]
+async fn a_feed_with_an_unknown_time_zone_leaves_every_status_readable() {
+    let (store, _directory) = sqlite().await;
+    let mut mars = settings("mars");
+    mars.timezone = "Mars/Olympus_Mons".to_owned();
+    store.upsert_feed(&settings("acme")).await.expect("feed");
+    store.upsert_feed(&mars).await.expect("feed");
+    let statuses = catalog_app::feeds::feed_statuses(&store, Utc::now()).await.expect("every status");
+    let suppliers: Vec<String> = statuses.iter().map(|status| status.feed.settings.key.supplier.to_string()).collect();
+    assert_eq!(suppliers, ["acme", "mars"]);
+}
