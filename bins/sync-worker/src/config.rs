@@ -85,7 +85,7 @@ pub struct PublishArgs {
     pub mode: Switch,
 
     /// Base URL of the storefront cache-bust API (`POST {url}/v1/tenants/{tenant}/items/{item}/invalidate`).
-    #[arg(long, env = "CATALOG_STOREFRONT_URL")]
+    #[arg(long, env = "CATALOG_STOREFRONT_URL", hide_env_values = true)]
     pub storefront_url: Option<String>,
 
     /// Bearer token for the storefront. Prefer the environment variable: flags show in `ps`.
@@ -416,8 +416,9 @@ pub struct KafkaArgs {
     /// `env:NAME` is read from the environment variable NAME: pass secrets that way, so they
     /// stay out of the command line. Only the keys are ever logged. In the environment
     /// variable, options are separated by commas (a value holding a comma goes through `env:`).
-    /// Settings the worker's guarantees rest on, or that its own flags set, are refused.
-    #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_kafka_option)]
+    /// Settings the worker's guarantees rest on, or that its own flags set, are refused. The
+    /// variable's value is never shown in `--help`.
+    #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_parser = parse_kafka_option)]
     pub kafka_options: Vec<ClientOption>,
 }
 

@@ -17,7 +17,7 @@ pub struct ChannelArgs {
     /// The storefront's base URL, as the worker is given it (only whether it is set counts
     /// here): item changes this process queues (held events released, dead letters retried,
     /// events replayed) go to the storefront, as the worker's do.
-    #[arg(long, env = "CATALOG_STOREFRONT_URL", global = true)]
+    #[arg(long, env = "CATALOG_STOREFRONT_URL", hide_env_values = true, global = true)]
     pub storefront_url: Option<String>,
 
     /// The worker's channels file: item changes this process queues go to its channels too.

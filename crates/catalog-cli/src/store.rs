@@ -14,7 +14,14 @@ use clap::{Args, ValueEnum};
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// `postgres://…` for PostgreSQL, or `sqlite://PATH` for the embedded store (created if missing).
-    #[arg(long, env = "CATALOG_DATABASE_URL", default_value = "sqlite://catalog.db", global = true)]
+    /// The variable's value is never shown in `--help`: it may hold the database's password.
+    #[arg(
+        long,
+        env = "CATALOG_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://catalog.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Whether sync starts on or off for a tenant or supplier seen for the first time.

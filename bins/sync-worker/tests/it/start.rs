@@ -123,3 +123,24 @@ fn the_feed_failure_hold_is_a_flag_and_a_variable_and_zero_is_refused() {
         assert!(stderr.contains("--feed-failure-hold-seconds"), "{stderr}");
     }
 }
+
+/// `--help` names the variables but never shows their values where they may hold a secret: a
+/// database URL's password, a Kafka SASL password given inline, a storefront URL's user
+/// information. clap shows a variable's value by default (`[env: NAME=value]`).
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let secret = "s3cr3t-from-the-environment";
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"));
+    worker.arg("--help");
+    worker.env("CATALOG_DATABASE_URL", format!("postgres://catalog:{secret}@db.internal/catalog"));
+    worker.env("CATALOG_KAFKA_OPTIONS", format!("sasl.username=catalog,sasl.password={secret}"));
+    worker.env("CATALOG_STOREFRONT_URL", format!("https://catalog:{secret}@storefront.internal"));
+    worker.env("CATALOG_STOREFRONT_TOKEN", secret);
+    let output = worker.output().expect("run sync-worker --help");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for name in ["CATALOG_DATABASE_URL", "CATALOG_KAFKA_OPTIONS", "CATALOG_STOREFRONT_URL"] {
+        assert!(help.contains(name), "{name} not named in the help");
+    }
+    assert!(!help.contains(secret), "the help shows a secret:\n{help}");
+}
