@@ -338,12 +338,18 @@ impl OfferState {
     /// Decides one accepted, not-held event against this offer and applies it.
     ///
     /// Returns `Applied`, `Stale`, `Superseded`, or `Duplicate` when this very event
-    /// (same ordering key) is already in effect.
+    /// (same ordering key, whose last part is the event id) is already in effect, whatever
+    /// its type says now: a redelivery past its claim that calls an absolute quantity a delta,
+    /// or a delta an absolute quantity, is the same event (the contract's duplicate "whatever
+    /// else differs"), and applied again it would count twice, or leave an adjustment listed at
+    /// the snapshot's own key, a state no store can load again.
     pub fn apply(&mut self, change: StockChange, key: OrderingKey) -> Outcome {
         let snapshot_key = self.snapshot.map(|snapshot| snapshot.key);
+        if snapshot_key == Some(key) || self.holds_adjustment(key) {
+            return Outcome::Duplicate;
+        }
         match change {
             StockChange::Updated { quantity } => match snapshot_key {
-                Some(current) if current == key => Outcome::Duplicate,
                 Some(current) if current > key => Outcome::Stale,
                 // Older than folded adjustments: which of them it contains is no longer known.
                 _ if self.is_beyond_horizon(key) => Outcome::Stale,
@@ -369,16 +375,19 @@ impl OfferState {
                     folded.count += 1;
                     return Outcome::Applied;
                 }
-                match self.adjustments.binary_search_by(|adjustment| adjustment.key.cmp(&key)) {
-                    Ok(_) => Outcome::Duplicate,
-                    Err(position) => {
-                        self.adjustments.insert(position, Adjustment { key, delta });
-                        self.fold_old_adjustments();
-                        Outcome::Applied
-                    }
-                }
+                let position = self.adjustments.partition_point(|adjustment| adjustment.key < key);
+                self.adjustments.insert(position, Adjustment { key, delta });
+                self.fold_old_adjustments();
+                Outcome::Applied
             }
         }
+    }
+
+    /// Whether the adjustment with `key` is in effect: listed, or the newest folded one (the
+    /// fold keeps no other key).
+    fn holds_adjustment(&self, key: OrderingKey) -> bool {
+        self.folded.is_some_and(|folded| folded.through == key)
+            || self.adjustments.binary_search_by(|adjustment| adjustment.key.cmp(&key)).is_ok()
     }
 }
 

@@ -323,16 +323,22 @@ pub fn plan_batch<D: AsRef<Delivery>>(
             decisions.push(decision);
             continue;
         }
-        seen_in_batch.insert(event.event_id(), prior.map_or(fingerprint, |prior| prior.fingerprint));
         if let Some(prior) = prior {
             decision.redelivery = Some(Redelivery { payload_differs: prior.fingerprint != fingerprint });
             // A redelivery naming another offer than the journaled event cannot decide it here
             // (the store loaded the offer it names): the journaled event stays held, for a
-            // redelivery of itself or a replay, which decides it from the journal.
-            if prior.claimed || decided.offer() != event.offer() {
+            // redelivery of itself or a replay, which decides it from the journal. Not taken
+            // as the batch's copy of the id either: a copy naming the right offer later in the
+            // batch decides it, as it would in a batch of its own.
+            if !prior.claimed && decided.offer() != event.offer() {
                 decisions.push(decision);
                 continue;
             }
+        }
+        seen_in_batch.insert(event.event_id(), prior.map_or(fingerprint, |prior| prior.fingerprint));
+        if prior.is_some_and(|prior| prior.claimed) {
+            decisions.push(decision);
+            continue;
         }
         let event = decided;
 

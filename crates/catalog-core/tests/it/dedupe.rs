@@ -168,3 +168,66 @@ fn a_clamped_adjustment_redelivered_after_its_claim_is_gone_is_not_counted_again
     assert_eq!(plan.decisions[0].reason(), Some("beyond_dedupe_horizon"));
     assert!(plan.items.is_empty(), "no quantity moves: {:?}", plan.items);
 }
+
+/// Past its claim, an event comes again with its type flipped and everything else as sent:
+/// the same id, time and sequence, so the same ordering key. It is the same event, a
+/// duplicate whatever else differs. An adjustment at the snapshot's own key used to be
+/// applied, leaving a state no store could load again (a corrupt offer, a worker stopped at
+/// every batch touching it); a snapshot at a listed adjustment's key replaced the quantity.
+#[test]
+fn an_event_redelivered_past_its_claim_with_its_type_flipped_is_a_duplicate() {
+    let clock = ClockPolicy::default();
+    let late = |delivery: &Delivery, change: StockChange| {
+        let event = delivery.decoded.as_ref().expect("valid");
+        let flipped = SupplierEvent::new(event.event_id(), event.offer().clone(), change, event.updated_at(), None)
+            .expect("in range");
+        Delivery { decoded: Ok(flipped), received_at: delivery.received_at + Duration::days(40) }
+    };
+    let snapshot = delivery(1, 0, StockChange::Updated { quantity: 10 }, 0, 0);
+    let adjustment = delivery(2, 0, StockChange::Adjusted { delta: 4 }, 1, 0);
+    let mut catalog = ReferenceCatalog::default();
+    catalog.apply(&[snapshot.clone(), adjustment.clone()], &AllSyncOn, clock);
+
+    for again in
+        [late(&snapshot, StockChange::Adjusted { delta: -3 }), late(&adjustment, StockChange::Updated { quantity: 1 })]
+    {
+        let plan = plan_batch(std::slice::from_ref(&again), &forgetting(&catalog), &AllSyncOn, clock);
+        assert_eq!(plan.decisions[0].outcome, Outcome::Duplicate, "{again:?}");
+        assert!(plan.items.is_empty(), "no quantity moves: {:?}", plan.items);
+    }
+    let offer = catalog.offers()[&offer(0)].clone();
+    let mut state = offer.clone();
+    let key =
+        |delivery: &Delivery| clock.effective(delivery.decoded.as_ref().expect("valid"), delivery.received_at).key;
+    assert_eq!(state.apply(StockChange::Adjusted { delta: -3 }, key(&snapshot)), Outcome::Duplicate);
+    assert_eq!(state.apply(StockChange::Updated { quantity: 1 }, key(&adjustment)), Outcome::Duplicate);
+    assert_eq!(state, offer, "nothing changed");
+}
+
+/// Held events decided within one batch whatever its order: a copy of a held event naming
+/// another offer (it cannot decide the journaled one) is no longer taken as the batch's copy
+/// of the id, so a copy naming the right offer after it decides the event, as before it.
+#[test]
+fn a_copy_naming_another_offer_does_not_keep_a_held_event_held() {
+    struct Off;
+    impl catalog_core::SyncFlags for Off {
+        fn check(&self, _: &TenantId, _: &SupplierId) -> Result<(), catalog_core::HeldReason> {
+            Err(catalog_core::HeldReason::SupplierSyncOff)
+        }
+    }
+    let clock = ClockPolicy::default();
+    let held = delivery(1, 0, StockChange::Updated { quantity: 7 }, 0, 0);
+    let event = held.decoded.as_ref().expect("valid");
+    let elsewhere =
+        SupplierEvent::new(event.event_id(), offer(1), event.change(), event.updated_at(), None).expect("in range");
+    let elsewhere = Delivery { decoded: Ok(elsewhere), received_at: held.received_at + Duration::minutes(5) };
+    let again = Delivery { received_at: held.received_at + Duration::minutes(5), ..held.clone() };
+    for batch in [[elsewhere.clone(), again.clone()], [again.clone(), elsewhere.clone()]] {
+        let mut catalog = ReferenceCatalog::default();
+        catalog.apply(std::slice::from_ref(&held), &Off, clock);
+        let outcomes: Vec<Outcome> =
+            catalog.apply(&batch, &AllSyncOn, clock).decisions.iter().map(|decision| decision.outcome).collect();
+        assert!(outcomes.contains(&Outcome::Applied), "{outcomes:?}");
+        assert_eq!(catalog.item_quantities().values().sum::<i64>(), 7);
+    }
+}
