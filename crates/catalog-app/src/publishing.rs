@@ -174,36 +174,60 @@ impl PublishEvents for PublishMetrics {
 }
 
 /// Every few seconds until `shutdown`: outbox depth, oldest waiting age, stale items, and
-/// open and quarantined dead letters per channel.
+/// open and quarantined dead letters per channel. A read that fails is logged, and takes its
+/// gauges off `/metrics` until it succeeds: kept, they told of an outbox no longer looked at,
+/// and no alert on them could fire (or stop firing).
 pub async fn report_outbox(
     store: Arc<dyn OutboxStore>,
     channels: Vec<String>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    let failed = |what: &str, error: &catalog_store::StoreError| {
+        tracing::warn!(%error, class = error.failure_class().as_str(), read = what, "reading the outbox for its gauges failed: they are withdrawn until it succeeds");
+    };
     loop {
-        if let Ok(depths) = store.outbox_depth().await {
-            for channel in &channels {
-                let depth = depths.iter().find(|depth| &depth.channel == channel);
-                let pending = depth.map_or(0, |depth| depth.pending as i64);
-                let oldest = depth
-                    .and_then(|depth| depth.oldest_enqueued_at)
-                    .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
-                metrics.outbox_pending.with_label_values(&[channel]).set(pending);
-                metrics.outbox_oldest_seconds.with_label_values(&[channel]).set(oldest);
+        match store.outbox_depth().await {
+            Err(error) => {
+                failed("outbox_depth", &error);
+                metrics.outbox_pending.reset();
+                metrics.outbox_oldest_seconds.reset();
+            }
+            Ok(depths) => {
+                for channel in &channels {
+                    let depth = depths.iter().find(|depth| &depth.channel == channel);
+                    let pending = depth.map_or(0, |depth| depth.pending as i64);
+                    let oldest = depth
+                        .and_then(|depth| depth.oldest_enqueued_at)
+                        .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
+                    metrics.outbox_pending.with_label_values(&[channel]).set(pending);
+                    metrics.outbox_oldest_seconds.with_label_values(&[channel]).set(oldest);
+                }
             }
         }
         for channel in &channels {
-            if let Ok(stale) = store.stale_items(channel).await {
-                metrics.stale_items.with_label_values(&[channel]).set(stale as i64);
+            match store.stale_items(channel).await {
+                Ok(stale) => metrics.stale_items.with_label_values(&[channel]).set(stale as i64),
+                Err(error) => {
+                    failed("stale_items", &error);
+                    let _ = metrics.stale_items.remove_label_values(&[channel]);
+                }
             }
         }
-        if let Ok(counts) = store.dead_letter_counts().await {
-            for channel in &channels {
-                let count = counts.iter().find(|count| &count.channel == channel);
-                let (open, quarantined) = count.map_or((0, 0), |count| (count.open as i64, count.quarantined as i64));
-                metrics.dead_letters_open.with_label_values(&[channel]).set(open);
-                metrics.dead_letters_quarantined.with_label_values(&[channel]).set(quarantined);
+        match store.dead_letter_counts().await {
+            Err(error) => {
+                failed("dead_letter_counts", &error);
+                metrics.dead_letters_open.reset();
+                metrics.dead_letters_quarantined.reset();
+            }
+            Ok(counts) => {
+                for channel in &channels {
+                    let count = counts.iter().find(|count| &count.channel == channel);
+                    let (open, quarantined) =
+                        count.map_or((0, 0), |count| (count.open as i64, count.quarantined as i64));
+                    metrics.dead_letters_open.with_label_values(&[channel]).set(open);
+                    metrics.dead_letters_quarantined.with_label_values(&[channel]).set(quarantined);
+                }
             }
         }
         tokio::select! {

@@ -106,6 +106,20 @@ impl Sampler {
         Ok(judged)
     }
 
+    /// One round of [`Sampler::run`] at `now`. A failed round is logged and takes the signal
+    /// gauges off `/metrics` until a round succeeds: left as they were, they kept saying green
+    /// (or red) of a catalog no longer looked at, and no alert on them could fire, nor
+    /// `CatalogSignalsNotSampled`, which looks for them missing.
+    pub async fn round(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Signals>, StoreError> {
+        let judged = self.sample_once(now).await;
+        if let Err(error) = &judged {
+            tracing::warn!(%error, class = error.failure_class().as_str(), "sampling the signals failed: their gauges are withdrawn until a round succeeds; trying again next interval");
+            self.metrics.signal_value.reset();
+            self.metrics.signal_green.reset();
+        }
+        judged
+    }
+
     /// Samples every interval until `shutdown`; a failed round is logged and the next one
     /// tries again (a gap in the samples is not green for the gate).
     pub async fn run(self, shutdown: CancellationToken) {
@@ -116,9 +130,7 @@ impl Sampler {
                 _ = ticks.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(error) = self.sample_once(Utc::now()).await {
-                tracing::warn!(%error, "sampling the signals failed; trying again next interval");
-            }
+            let _ = self.round(Utc::now()).await;
         }
     }
 }

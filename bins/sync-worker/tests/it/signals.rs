@@ -28,6 +28,67 @@ fn gauge(metrics: &Metrics, metric: &str, tenant: &str, signal: &str) -> Option<
     metrics.render().lines().find_map(|line| line.strip_prefix(&prefix).and_then(|value| value.parse().ok()))
 }
 
+/// A round that fails takes the signal gauges off `/metrics` until one succeeds: kept, they
+/// said green of a catalog no longer looked at, and `CatalogSignalsNotSampled` (which looks
+/// for them missing) could not fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sampling_round_withdraws_the_gauges_until_one_succeeds() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let metrics = Metrics::new();
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = Sampler::new(store.clone(), settings, metrics.clone());
+    sampler.round(Utc::now()).await.expect("a round");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0));
+
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query("ALTER TABLE signal_samples RENAME TO signal_samples_away").execute(&pool).await.expect("rename");
+    sampler.round(Utc::now()).await.expect_err("the samples cannot be kept");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), None, "withdrawn");
+
+    sqlx::query("ALTER TABLE signal_samples_away RENAME TO signal_samples").execute(&pool).await.expect("rename");
+    sampler.round(Utc::now()).await.expect("a round again");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0), "back");
+}
+
+/// The outbox's gauges too: a read that fails takes them off `/metrics` until it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_outbox_read_withdraws_its_gauges_until_one_succeeds() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let reporter = tokio::spawn(catalog_app::publishing::report_outbox(
+        store.clone(),
+        vec!["storefront".to_owned()],
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let pending = |metrics: &Metrics| {
+        metrics.render().lines().any(|line| line.starts_with("catalog_outbox_pending{channel=\"storefront\"}"))
+    };
+    let until = |wanted: bool| {
+        let metrics = metrics.clone();
+        async move {
+            for _ in 0..200 {
+                if pending(&metrics) == wanted {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(until(true).await, "reported");
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
+    assert!(until(false).await, "withdrawn while the outbox cannot be read");
+    sqlx::query("ALTER TABLE outbox_away RENAME TO outbox").execute(&pool).await.expect("rename");
+    assert!(until(true).await, "reported again");
+    shutdown.cancel();
+    reporter.await.expect("the reporter ends");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_stops_reporting_turns_queue_lag_red() {
     let database = TestDatabase::create().await;
