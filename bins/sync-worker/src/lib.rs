@@ -117,6 +117,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     services.spawn(readiness.clone().watch_store(store.clone(), stop_services.clone()).map(Ok));
 
     let applier = Arc::new(Applier::new(store.clone(), metrics.clone(), shutdown.clone()));
+    readiness.follow_writes(applier.write_health());
     let drained = CancellationToken::new();
     let mut publishers: JoinSet<Result<u64>> = JoinSet::new();
     match args.publish.mode {

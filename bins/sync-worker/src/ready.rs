@@ -1,11 +1,13 @@
 //! What `/readyz` answers: ready only while the source runs, the store answers (a cheap
-//! query, every few seconds), the source's broker connection is up (Kafka) and every
+//! query, every few seconds) and takes batches (none has failed to become durable for
+//! [`WRITES_FAILING_AFTER`] on end), the source's broker connection is up (Kafka) and every
 //! publisher task started is still running. Anything else is named in the 503's body.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use catalog_app::WriteHealth;
 use catalog_kafka::BrokerStatus;
 use catalog_store::CatalogStore;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,11 @@ use tokio_util::sync::CancellationToken;
 /// How often the store is asked whether it answers, and how long an answer may take.
 const STORE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long every attempt to make a batch durable may fail before the worker is not ready:
+/// a store that answers its ping but refuses writes (a read-only standby after a failover, a
+/// full disk) is retried with backoff for ever, and looked ready.
+pub const WRITES_FAILING_AFTER: Duration = Duration::from_secs(30);
 
 /// The worker's readiness, shared by the parts that make it up and `/readyz`.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +31,8 @@ struct Parts {
     store_answers: AtomicBool,
     /// Set for a source with a broker connection (Kafka).
     brokers: OnceLock<BrokerStatus>,
+    /// Whether the applier's batches become durable.
+    writes: OnceLock<WriteHealth>,
     publishers_started: AtomicUsize,
     publishers_running: AtomicUsize,
 }
@@ -38,6 +47,10 @@ impl Readiness {
         }
         if !parts.store_answers.load(Ordering::Relaxed) {
             not_ready.push("store");
+        }
+        let writes_failing = parts.writes.get().and_then(WriteHealth::failing_for);
+        if writes_failing.is_some_and(|failing| failing >= WRITES_FAILING_AFTER) {
+            not_ready.push("store_writes");
         }
         if parts.brokers.get().is_some_and(|brokers| !brokers.is_up()) {
             not_ready.push("broker");
@@ -54,6 +67,11 @@ impl Readiness {
 
     pub fn source_running(&self, running: bool) {
         self.0.source_running.store(running, Ordering::Relaxed);
+    }
+
+    /// Whether the applier's batches become durable counts from now on.
+    pub fn follow_writes(&self, writes: WriteHealth) {
+        let _ = self.0.writes.set(writes);
     }
 
     /// The source's broker connection counts from now on.

@@ -49,9 +49,38 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Whether batches become durable: since when every attempt has failed, if they fail. A
+/// store that answers a ping but refuses writes (a read-only standby after a failover, a
+/// full disk) is retried with backoff for ever; this says so to readiness and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHealth(Arc<Mutex<Option<Instant>>>);
+
+impl WriteHealth {
+    /// How long every attempt has failed; `None` while batches commit.
+    pub fn failing_for(&self) -> Option<Duration> {
+        self.lock().map(|since| since.elapsed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An attempt failed: the first of a run of failures starts the clock. Returns how long.
+    pub(crate) fn failed(&self) -> Duration {
+        self.lock().get_or_insert_with(Instant::now).elapsed()
+    }
+
+    /// A batch became durable.
+    pub(crate) fn succeeded(&self) {
+        *self.lock() = None;
+    }
+}
+
 /// The [`BatchSink`] of the worker.
 #[derive(Debug)]
 pub struct Applier {
+    /// Since when every attempt to make a batch durable has failed.
+    writes: WriteHealth,
     store: Arc<dyn BatchStore>,
     metrics: Metrics,
     retry: RetryPolicy,
@@ -89,7 +118,13 @@ impl Applier {
             publish_work: WorkSignal::new(),
             totals: Mutex::default(),
             progress: Mutex::default(),
+            writes: WriteHealth::default(),
         }
+    }
+
+    /// Whether batches become durable: what readiness follows.
+    pub fn write_health(&self) -> WriteHealth {
+        self.writes.clone()
     }
 
     /// Every partition this worker reads, as of `now`, and the ones read to their end since

@@ -22,7 +22,7 @@ pub mod retention;
 pub mod signals;
 pub mod source;
 
-pub use apply::{Applier, ProgressReport, RetryPolicy, Totals};
+pub use apply::{Applier, ProgressReport, RetryPolicy, Totals, WriteHealth};
 pub use batching::{BatchLimits, PendingBatch};
 pub use metrics::Metrics;
 pub use reconcile::{ReconcileSettings, Reconciler, SweepReport};

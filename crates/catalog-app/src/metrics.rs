@@ -7,7 +7,8 @@ use std::cell::RefCell;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub use retention::RetentionMetrics;
@@ -30,6 +31,10 @@ pub struct Metrics {
     pub events_commit_unconfirmed: IntCounterVec,
     /// Store failures that were retried, by kind (`unavailable`, `conflict`, …).
     pub store_retries: IntCounterVec,
+    /// How long batches have failed to become durable, every attempt since the first failure
+    /// failing (0 while they commit): a store that answers reads but refuses writes (a
+    /// read-only standby after a failover, a full disk) retried with backoff.
+    pub store_writes_failing_seconds: IntGauge,
     /// Items whose quantity changed (each gets a new version and a publish).
     pub items_changed: IntCounter,
     /// Now minus the broker timestamp of the last applied message, per partition.
@@ -165,6 +170,12 @@ impl Metrics {
         .expect("static metric definition is valid");
         register(Box::new(batch_apply_seconds.clone()));
         let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
+        let store_writes_failing_seconds = IntGauge::new(
+            "catalog_store_writes_failing_seconds",
+            "How long batches have failed to become durable, no attempt since the first failure succeeding; 0 while they commit.",
+        )
+        .expect("static metric definition is valid");
+        register(Box::new(store_writes_failing_seconds.clone()));
         let batches_commit_unconfirmed = counter(
             "catalog_batches_commit_unconfirmed_total",
             "Batches whose commit failed to confirm but whose checkpoint the store holds: durable, not applied again.",
@@ -393,6 +404,7 @@ impl Metrics {
             batches_commit_unconfirmed,
             events_commit_unconfirmed,
             store_retries,
+            store_writes_failing_seconds,
             items_changed,
             queue_lag_seconds,
             queue_lag_messages,

@@ -82,3 +82,56 @@ async fn readyz_is_503_while_the_broker_cannot_be_reached() {
     shutdown.cancel();
     worker.await.expect("worker task").expect("worker run");
 }
+
+/// A store that answers its ping but refuses every write (a read-only standby after a
+/// failover, a full disk): the batch is retried with backoff for ever, and the worker looked
+/// ready all along. Now `/readyz` names `store_writes` once no attempt has succeeded for 30 s,
+/// `catalog_store_writes_failing_seconds` says for how long, and both clear once a batch is
+/// durable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_503_while_no_batch_becomes_durable() {
+    use catalog_store::prelude::*;
+
+    let database = TestDatabase::create().await;
+    let store = catalog_postgres::PostgresStore::connect(
+        &database.url,
+        catalog_store::StoreConfig::default(),
+        catalog_postgres::PostgresOptions::default(),
+    )
+    .await
+    .expect("store");
+    store.migrate().await.expect("migrate");
+    let mut connection = PgConnection::connect(&database.url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         RAISE EXCEPTION USING ERRCODE = '25006', MESSAGE = 'cannot execute INSERT in a read-only transaction'; END $$",
+        "CREATE TRIGGER refuse_writes BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_writes()",
+    ] {
+        sqlx::query(statement).execute(&mut connection).await.expect("refuse writes");
+    }
+    let directory = tempfile::tempdir().expect("temp dir");
+    let events = directory.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":3,"updated_at":"2026-06-01T12:00:00Z"}
+"#,
+    )
+    .expect("write the events");
+    let address = free_address();
+    let source = format!("file:{}", events.display());
+    let arguments = ["sync-worker", "--source", &source, "--database-url", &database.url, "--metrics-addr", &address];
+    let worker = tokio::spawn(sync_worker::run(WorkerArgs::parse_from(arguments), CancellationToken::new()));
+
+    wait_for_readyz(&address, 503, "not ready: store_writes\n", Duration::from_secs(60)).await;
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await.expect("metrics").text().await.expect("text");
+    let failing: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("catalog_store_writes_failing_seconds "))
+        .and_then(|value| value.parse().ok())
+        .expect("the gauge");
+    assert!(failing >= 20.0, "failing for {failing} s: {metrics}");
+
+    sqlx::query("DROP TRIGGER refuse_writes ON events").execute(&mut connection).await.expect("writes again");
+    let summary = tokio::time::timeout(Duration::from_secs(30), worker).await.expect("the run ends").expect("task");
+    assert_eq!(summary.expect("the run").totals.events_by_outcome.get("applied"), Some(&1), "applied once written");
+}

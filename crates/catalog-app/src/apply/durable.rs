@@ -58,25 +58,33 @@ impl Applier {
         let mut failed = false;
         let of_a_feed = input.checkpoints.iter().any(|written| source_kind(&written.source) == "feed");
         loop {
-            match self.store.apply_batch(input).await {
-                Ok(result)
-                    if failed
-                        && !of_a_feed
-                        && !input.events.is_empty()
-                        && result.applied_before.len() == input.events.len() =>
-                {
-                    return Ok(Applied::Unconfirmed(input.events.len()))
-                }
-                Ok(result) => return Ok(Applied::Confirmed(result)),
+            let result = match self.store.apply_batch(input).await {
+                Ok(result) => result,
                 Err(error) => {
                     failed = true;
+                    let failing = self.writes.failed();
+                    self.metrics.store_writes_failing_seconds.set(failing.as_secs() as i64);
                     self.wait_after("apply_batch", &error, &mut backoff).await?;
                     if of_a_feed && !input.events.is_empty() && self.holds_its_checkpoints(input).await? {
+                        self.wrote();
                         return Ok(Applied::Unconfirmed(input.events.len()));
                     }
+                    continue;
                 }
+            };
+            self.wrote();
+            let found_whole = !input.events.is_empty() && result.applied_before.len() == input.events.len();
+            if failed && !of_a_feed && found_whole {
+                return Ok(Applied::Unconfirmed(input.events.len()));
             }
+            return Ok(Applied::Confirmed(result));
         }
+    }
+
+    /// A batch became durable: batches are written again.
+    fn wrote(&self) {
+        self.writes.succeeded();
+        self.metrics.store_writes_failing_seconds.set(0);
     }
 
     /// Whether the store holds every checkpoint `input` writes, cursor and all: for a feed's
