@@ -111,10 +111,10 @@ impl Applier {
         error: &StoreError,
         backoff: &mut Duration,
     ) -> Result<(), SinkError> {
-        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
         let retry_in_ms = backoff.as_millis() as u64;
         let (class, kind) = (error.failure_class(), error.kind());
         match class {
+            // Not retried, so not counted as a retry: the worker stops with it.
             FailureClass::Fatal => {
                 tracing::error!(%error, operation = what, kind, class = class.as_str(), "store failure the worker cannot go on with");
                 return Err(SinkError::Fatal(format!("{what}: {error}")));
@@ -126,6 +126,7 @@ impl Applier {
                 tracing::warn!(%error, operation = what, kind, class = class.as_str(), retry_in_ms, "store failure, retrying");
             }
         }
+        self.metrics.store_retries.with_label_values(&[kind]).inc();
         tokio::select! {
             _ = tokio::time::sleep(*backoff) => {}
             _ = self.shutdown.cancelled() => return Err(SinkError::Abandoned),

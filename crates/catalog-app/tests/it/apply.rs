@@ -33,6 +33,8 @@ struct FailingStore {
     refused: AtomicUsize,
     applies: AtomicUsize,
     interloper: std::sync::Mutex<Option<BatchInput>>,
+    /// The next apply finds a row it cannot read (fatal).
+    corrupt: AtomicUsize,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -50,6 +52,9 @@ impl BatchStore for FailingStore {
         self.applies.fetch_add(1, Ordering::SeqCst);
         if take(&self.refused) {
             return Err(connection_lost());
+        }
+        if take(&self.corrupt) {
+            return Err(StoreError::Corrupt("an offer row no build can read".into()));
         }
         let interloper = self.interloper.lock().expect("not poisoned").take();
         if let Some(interloper) = interloper {
@@ -99,6 +104,7 @@ async fn run(lost_commits: usize, refused: usize) -> Run {
         refused: AtomicUsize::new(refused),
         applies: AtomicUsize::new(0),
         interloper: std::sync::Mutex::new(None),
+        corrupt: AtomicUsize::new(0),
     });
     let metrics = Metrics::new();
     let retry = RetryPolicy { first_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(5) };
@@ -229,6 +235,18 @@ async fn a_feed_page_another_run_committed_while_this_one_retried_is_not_taken_f
 
     assert_eq!(durable.applied_elsewhere, 1, "the puller hears of the other run, and pulls its window again");
     assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["feed"]).get(), 0);
+}
+
+/// A fatal store failure stops the source, tried once: not retried, so not counted as a retry
+/// (`catalog_store_retries_total`, which pages as "the database fails, batches are retried").
+#[tokio::test]
+async fn a_fatal_store_failure_is_not_counted_as_a_retry() {
+    let run = run(0, 0).await;
+    run.store.corrupt.store(1, Ordering::SeqCst);
+    let error = run.applier.apply(source_batch()).await.expect_err("fatal");
+    assert!(matches!(error, catalog_app::SinkError::Fatal(_)), "{error:?}");
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 1, "not tried again");
+    assert_eq!(run.metrics.store_retries.with_label_values(&["corrupt"]).get(), 0);
 }
 
 #[tokio::test]
