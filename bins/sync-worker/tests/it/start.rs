@@ -144,3 +144,44 @@ fn help_shows_no_secret_from_the_environment() {
     }
     assert!(!help.contains(secret), "the help shows a secret:\n{help}");
 }
+
+/// The README's options table names every option of the worker, each with its flag and its
+/// variable exactly as `--help` has them: an operator looking one up finds it, and a variable
+/// written `CATALOG_TRACE_*` or `CATALOG_STALE_ITEMS_TARGET …` is no variable to set.
+#[test]
+fn the_readme_names_every_option_with_its_flag_and_variable() {
+    use clap::CommandFactory;
+    use std::collections::BTreeSet;
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    // The worker's tables: its options, then the pull source's (the replay's and the admin
+    // service's follow).
+    let tables = readme.split("| flag | variable | default | what |").skip(1).take(2);
+    let rows: Vec<&str> =
+        tables.flat_map(|table| table.lines().skip(2).take_while(|line| line.starts_with('|'))).collect();
+    let quoted = |cell: &str, prefix: &str| -> Vec<String> {
+        cell.split('`').skip(1).step_by(2).filter(|text| text.starts_with(prefix)).map(str::to_owned).collect()
+    };
+    let mut documented: BTreeSet<(String, String)> = BTreeSet::new();
+    for row in &rows {
+        let cells: Vec<&str> = row.split('|').collect();
+        let (flags, variables) = (quoted(cells[1], "--"), quoted(cells[2], "CATALOG_"));
+        assert_eq!(flags.len(), variables.len(), "a row pairs each flag with its variable: {row}");
+        documented.extend(flags.into_iter().zip(variables));
+    }
+    let command = sync_worker::config::WorkerArgs::command();
+    let options: BTreeSet<(String, String)> = command
+        .get_arguments()
+        .filter_map(|argument| {
+            let long = argument.get_long()?;
+            let variable = argument.get_env()?.to_str()?.to_owned();
+            Some((format!("--{long}"), variable))
+        })
+        .collect();
+    let missing: Vec<_> = options.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&options).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "not in the README: {missing:#?}\nin the README only: {unknown:#?}"
+    );
+}
