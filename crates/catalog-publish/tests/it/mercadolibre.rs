@@ -922,77 +922,32 @@ async fn mercadolibre_user_product_stock_renews_its_token_and_waits_when_throttl
     );
 }
 
-/// A token endpoint throttling or failing is no item's failure: the drain loop holds the
-/// channel until its `Retry-After` and records the send as throttled, with its reason. Counted
-/// as a retry, it spent the item's attempts without a request going out: with one attempt of
-/// budget, the item was dead-lettered `retries_exhausted` at its first send.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_throttled_token_endpoint_spends_no_attempt() {
-    use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents};
-    use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
-    use tokio_util::sync::CancellationToken;
-
-    struct Quiet;
-    impl PublishEvents for Quiet {
-        fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
-        fn resolved(&self, _: &ResolvedDeadLetter) {}
-        fn lease_ran_out(&self, _: &OutboxEntry) {}
-    }
-
-    let meli = MercadoLibre::start(vec![], vec![Token::Throttle(Some("30"))]).await;
-    let (store, _dir) = crate::store(&["mercadolibre"]).await;
-    crate::set(&*store, 1, "MLA1", 5).await;
-    let mut config = ChannelConfig::new("mercadolibre");
-    config.max_attempts = 1;
-    config.settle = Duration::ZERO;
-    config.max_wait = Duration::ZERO;
-    let outbox: Arc<dyn catalog_store::OutboxStore> = store.clone();
-    let publisher = ChannelPublisher::new(config, Arc::new(meli.channel()), outbox, Arc::new(Quiet));
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        stop.cancel();
-    });
-    publisher.run(shutdown, CancellationToken::new()).await.expect("publisher run");
-
-    assert!(store.open_dead_letters(10).await.expect("letters").is_empty(), "nothing dead-lettered");
-    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 1, "the item waits");
-    let id = catalog_core::ItemId(crate::item_id("MLA1").parse().expect("uuid"));
-    let trace = store.item_trace(id).await.expect("trace").expect("item");
-    let attempts: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.as_str(), a.attempt)).collect();
-    assert_eq!(attempts, [("throttled", 1)], "one send, then the channel is held: {attempts:?}");
-    let error = trace.publish_attempts[0].error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("token_unavailable: ") && error.contains("HTTP 429"), "{error}");
-    assert_eq!(meli.token_requests().len(), 1);
-}
-
-/// Refused credentials stay refused until an operator renews them: the drain loop holds the
-/// channel and records the sends as throttled, spending none of the item's attempts. Spent,
-/// a refusal lasting an evening dead-lettered every item it touched, then quarantined them,
-/// and reconciliation never looks at an item whose version was never accepted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_hold_the_channel_and_spend_no_attempt() {
+/// Drains one item for 1.5 s on a channel whose token endpoint answers `token`, with one
+/// attempt of budget (a send counted as a failure dead-letters the item at once). Checks what
+/// holding the channel means: nothing dead-lettered, the item waiting, one send recorded
+/// `throttled`, the endpoint asked once. Returns that attempt's error and the reasons the
+/// channel was told blocked for.
+async fn held_by_the_token_endpoint(token: Token) -> (String, Vec<String>) {
     use catalog_publish::{ChannelConfig, ChannelPublisher, PublishEvents};
     use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
     use tokio_util::sync::CancellationToken;
 
     #[derive(Default)]
-    struct Blocked(Mutex<Vec<(String, String)>>);
+    struct Blocked(Mutex<Vec<String>>);
     impl PublishEvents for Blocked {
         fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
         fn resolved(&self, _: &ResolvedDeadLetter) {}
         fn lease_ran_out(&self, _: &OutboxEntry) {}
         fn blocked(&self, channel: &str, reason: &str, _error: &str) {
-            self.0.lock().expect("blocked").push((channel.to_owned(), reason.to_owned()));
+            assert_eq!(channel, "mercadolibre");
+            self.0.lock().expect("blocked").push(reason.to_owned());
         }
     }
 
-    let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
+    let meli = MercadoLibre::start(vec![], vec![token]).await;
     let (store, _dir) = crate::store(&["mercadolibre"]).await;
     crate::set(&*store, 1, "MLA1", 5).await;
     let mut config = ChannelConfig::new("mercadolibre");
-    // One attempt of budget: a refusal counted as a failure dead-letters the item at once.
     config.max_attempts = 1;
     config.settle = Duration::ZERO;
     config.max_wait = Duration::ZERO;
@@ -1013,9 +968,30 @@ async fn refused_credentials_hold_the_channel_and_spend_no_attempt() {
     let trace = store.item_trace(id).await.expect("trace").expect("item");
     let attempts: Vec<_> = trace.publish_attempts.iter().map(|a| (a.result.as_str(), a.attempt)).collect();
     assert_eq!(attempts, [("throttled", 1)], "one send, then the channel is held: {attempts:?}");
-    let error = trace.publish_attempts[0].error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("token_refused: ") && error.contains("invalid_grant"), "{error}");
+    assert_eq!(meli.token_requests().len(), 1, "the endpoint asked once");
+    let error = trace.publish_attempts[0].error.clone().unwrap_or_default();
     let blocked = events.0.lock().expect("blocked").clone();
-    assert_eq!(blocked, [("mercadolibre".to_owned(), "token_refused".to_owned())]);
-    assert_eq!(meli.token_requests().len(), 1);
+    (error, blocked)
+}
+
+/// A token endpoint throttling or failing is no item's failure: the drain loop holds the
+/// channel until its `Retry-After` and records the send as throttled, with its reason. Counted
+/// as a retry, it spent the item's attempts without a request going out: with one attempt of
+/// budget, the item was dead-lettered `retries_exhausted` at its first send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_token_endpoint_spends_no_attempt() {
+    let (error, blocked) = held_by_the_token_endpoint(Token::Throttle(Some("30"))).await;
+    assert!(error.starts_with("token_unavailable: ") && error.contains("HTTP 429"), "{error}");
+    assert!(blocked.is_empty(), "no operator is needed: {blocked:?}");
+}
+
+/// Refused credentials stay refused until an operator renews them: the drain loop holds the
+/// channel and records the sends as throttled, spending none of the item's attempts. Spent,
+/// a refusal lasting an evening dead-lettered every item it touched, then quarantined them,
+/// and reconciliation never looks at an item whose version was never accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_hold_the_channel_and_spend_no_attempt() {
+    let (error, blocked) = held_by_the_token_endpoint(Token::Refuse).await;
+    assert!(error.starts_with("token_refused: ") && error.contains("invalid_grant"), "{error}");
+    assert_eq!(blocked, ["token_refused"]);
 }
