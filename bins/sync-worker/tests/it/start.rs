@@ -185,3 +185,56 @@ fn the_readme_names_every_option_with_its_flag_and_variable() {
         "not in the README: {missing:#?}\nin the README only: {unknown:#?}"
     );
 }
+
+/// A second SIGTERM while the worker finishes what is in flight ends it at once, exit 130: a
+/// storefront that accepts a request and never answers would otherwise hold the worker for
+/// the request's whole timeout, and SIGKILL was the operator's only way out.
+#[test]
+fn a_second_signal_ends_the_worker_at_once() {
+    use std::io::Read;
+
+    // A storefront that takes the connection and the request, and never answers.
+    let storefront = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the storefront");
+    let url = format!("http://{}", storefront.local_addr().expect("address"));
+    let (asked, was_asked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut connection in storefront.incoming().flatten() {
+            let mut buffer = [0; 4096];
+            if connection.read(&mut buffer).is_ok_and(|n| n > 0) {
+                let _ = asked.send(());
+            }
+            held.push(connection);
+        }
+    });
+    let directory = tempfile::tempdir().expect("temp dir");
+    let events = directory.path().join("events.ndjson");
+    std::fs::write(
+        &events,
+        r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":3,"updated_at":"2026-06-01T12:00:00Z"}
+"#,
+    )
+    .expect("write the events");
+    let source = format!("file:{}", events.display());
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", &source, "--metrics-addr", "off", "--storefront-url", &url, "--reconcile", "off"])
+        .current_dir(directory.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sync-worker");
+    was_asked.recv_timeout(std::time::Duration::from_secs(30)).expect("the storefront is asked");
+    let signal = |worker: &std::process::Child| {
+        let status = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().expect("send SIGTERM");
+        assert!(status.success());
+    };
+    signal(&worker);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    signal(&worker);
+    let status = worker.wait().expect("the worker ends");
+    let mut stderr = String::new();
+    worker.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read the log");
+    assert_eq!(status.code(), Some(catalog_cli::shutdown::EXIT_ON_SECOND_SIGNAL), "{stderr}");
+    assert!(stderr.contains("second signal (SIGTERM)"), "{stderr}");
+}
