@@ -8,7 +8,7 @@ use catalog_core::{Classify, FailureClass};
 use catalog_store::{BatchInput, BatchResult, StoreError};
 
 use super::{source_kind, Applier};
-use crate::source::{BatchSink, SinkError};
+use crate::source::SinkError;
 
 /// How a batch became durable.
 pub(super) enum Applied {
@@ -45,11 +45,12 @@ impl Applier {
     /// - after a failed attempt, found applied whole, the attempt itself committed (the
     ///   connection lost during `COMMIT`): the batch is durable, its decisions unconfirmed.
     ///   A feed's page number names no content, so that is no proof for a feed's batch: two
-    ///   runs of a feed number their own pages from the same checkpoint. After a failed
-    ///   attempt a feed's batch reads the stored checkpoint instead: the one it writes (its
-    ///   window's cursor) says the attempt committed; any other, that the attempt did not, and
-    ///   the batch is tried again, what the store then finds applied counted as applied
-    ///   elsewhere, which its puller hears as a concurrent run and pulls its window again.
+    ///   runs of a feed number their own pages from the same checkpoint, and another run may
+    ///   have committed its own page at that number meanwhile. Nor is the stored checkpoint:
+    ///   a batch fenced off whole still writes its own, over the other run's. So a feed's
+    ///   batch found applied after a failed attempt is counted as applied elsewhere, whoever
+    ///   applied it: its puller hears of a concurrent run and pulls the window again, a
+    ///   re-read (duplicates by id) where its own commit landed, never a loss where it did not.
     ///
     /// Applied again, those messages would count each event as its own redelivery and
     /// journal their rejected messages twice.
@@ -65,10 +66,6 @@ impl Applier {
                     let failing = self.writes.failed();
                     self.metrics.store_writes_failing_seconds.set(failing.as_secs() as i64);
                     self.wait_after("apply_batch", &error, &mut backoff).await?;
-                    if of_a_feed && !input.events.is_empty() && self.holds_its_checkpoints(input).await? {
-                        self.wrote();
-                        return Ok(Applied::Unconfirmed(input.events.len()));
-                    }
                     continue;
                 }
             };
@@ -85,22 +82,6 @@ impl Applier {
     fn wrote(&self) {
         self.writes.succeeded();
         self.metrics.store_writes_failing_seconds.set(0);
-    }
-
-    /// Whether the store holds every checkpoint `input` writes, cursor and all: for a feed's
-    /// batch after a failed attempt, that the attempt committed. A batch fenced off whole
-    /// still writes its checkpoint (at the same page number, another run's cursor is
-    /// replaced), so this is read before the batch is tried again, not after. A checkpoint
-    /// moved on since by another run, after this attempt's commit, reads as not committed:
-    /// the window is pulled again, a re-read, never a loss.
-    async fn holds_its_checkpoints(&self, input: &BatchInput) -> Result<bool, SinkError> {
-        for written in &input.checkpoints {
-            let stored = self.checkpoint(&written.source, written.partition).await?;
-            if stored.as_ref() != Some(&written.position) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).

@@ -171,15 +171,37 @@ fn owned(rows: &[(&str, u32)]) -> Vec<(String, u32)> {
 
 #[tokio::test]
 async fn a_batch_whose_commit_landed_unconfirmed_is_not_applied_again() {
-    // A feed's page: every record at the page's number, checkpointed at the next page.
+    for (batch, kind) in [(from_source(KAFKA), "kafka"), (from_source(FILE), "file")] {
+        a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch, kind).await;
+    }
+}
+
+/// A feed's page: every record at the page's number, checkpointed at the next page.
+fn feed_page() -> SourceBatch {
     let mut page = from_source(FEED);
     for event in &mut page.events {
         event.source.offset = 7;
     }
     page.checkpoint = Some(Position::at(8));
-    for (batch, kind) in [(from_source(KAFKA), "kafka"), (from_source(FILE), "file"), (page, "feed")] {
-        a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch, kind).await;
-    }
+    page
+}
+
+/// A feed's page whose commit landed unconfirmed is not applied again either, but it cannot
+/// be told from another run's page at the same number: it is counted as applied elsewhere,
+/// and its puller pulls the window again (duplicates by id), where taking another run's page
+/// for its own would lose its records.
+#[tokio::test]
+async fn a_feed_page_whose_commit_landed_unconfirmed_is_counted_as_applied_elsewhere() {
+    let run = run(1, 0).await;
+    let durable = run.applier.apply(feed_page()).await.expect("durable");
+    assert_eq!(durable.applied_elsewhere, 4, "the puller pulls the window again");
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "tried again, and found applied");
+    assert_eq!(
+        journal(&run.store).await,
+        owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
+        "one row per message, none its own redelivery"
+    );
+    assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["feed"]).get(), 0);
 }
 
 async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: SourceBatch, kind: &str) {
@@ -188,10 +210,7 @@ async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: 
     let mut publishers = run.applier.publish_work().subscribe();
     run.applier.apply(batch).await.expect("durable");
 
-    // A Kafka or file batch is tried again and found applied; a feed's is found by the
-    // checkpoint it wrote, its page number naming no content (another run's page 7 is not it).
-    let applies = if kind == "feed" { 1 } else { 2 };
-    assert_eq!(run.store.applies.load(Ordering::SeqCst), applies, "found applied");
+    assert_eq!(run.store.applies.load(Ordering::SeqCst), 2, "tried again, and found applied");
     assert_eq!(
         journal(&run.store).await,
         owned(&[("applied", 0), ("applied", 0), ("applied", 0), ("rejected", 0)]),
@@ -214,7 +233,6 @@ async fn a_batch_of_whose_commit_landed_unconfirmed_is_not_applied_again(batch: 
 /// was reported durable, and these records were never applied nor pulled again.
 #[tokio::test]
 async fn a_feed_page_another_run_committed_while_this_one_retried_is_not_taken_for_its_own() {
-    let run = run(0, 0).await;
     let page_of = |n: u64, key: &catalog_core::OfferKey, cursor: &str| {
         let events = vec![incoming(n, key, StockChange::Updated { quantity: 5 }, 0, 0)];
         let mut page = in_source(FEED, events, Position { offset: 8, cursor: Some(cursor.to_owned()) });
@@ -223,18 +241,30 @@ async fn a_feed_page_another_run_committed_while_this_one_retried_is_not_taken_f
         }
         page
     };
-    let theirs = page_of(20, &offer("canary", "acme", "SKU-THEIRS"), "window-of-the-other-run");
-    let mut input = BatchInput::new(theirs.events, vec![]);
-    input.checkpoints =
-        vec![Checkpoint { source: FEED.to_owned(), partition: 0, position: theirs.checkpoint.expect("one") }];
-    input.skip_applied = true;
-    *run.store.interloper.lock().expect("not poisoned") = Some(input);
-
+    let theirs = || {
+        let theirs = page_of(20, &offer("canary", "acme", "SKU-THEIRS"), "window-of-the-other-run");
+        let mut input = BatchInput::new(theirs.events, vec![]);
+        input.checkpoints =
+            vec![Checkpoint { source: FEED.to_owned(), partition: 0, position: theirs.checkpoint.expect("one") }];
+        input.skip_applied = true;
+        input
+    };
     let ours = page_of(21, &offer("canary", "acme", "SKU-OURS"), "window-of-this-run");
-    let durable = run.applier.apply(ours).await.expect("durable");
 
+    let first = run(0, 0).await;
+    *first.store.interloper.lock().expect("not poisoned") = Some(theirs());
+    let durable = first.applier.apply(ours.clone()).await.expect("durable");
     assert_eq!(durable.applied_elsewhere, 1, "the puller hears of the other run, and pulls its window again");
-    assert_eq!(run.metrics.batches_commit_unconfirmed.with_label_values(&["feed"]).get(), 0);
+    assert_eq!(first.metrics.batches_commit_unconfirmed.with_label_values(&["feed"]).get(), 0);
+
+    // The same, when the retry (fenced off whole, yet writing this run's checkpoint over the
+    // other's) commits and loses its confirmation too: the stored checkpoint is this run's
+    // by then, and still says nothing of whose records page 7 holds.
+    let second = run(1, 0).await;
+    *second.store.interloper.lock().expect("not poisoned") = Some(theirs());
+    let durable = second.applier.apply(ours).await.expect("durable");
+    assert_eq!(durable.applied_elsewhere, 1);
+    assert_eq!(second.store.applies.load(Ordering::SeqCst), 3, "their page, this one lost, this one found");
 }
 
 /// A fatal store failure stops the source, tried once: not retried, so not counted as a retry
