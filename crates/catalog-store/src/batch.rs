@@ -317,6 +317,17 @@ enum JournalTarget {
     Update(usize),
 }
 
+/// What a delivery's decision writes over its journaled row: nothing for a duplicate (the
+/// row keeps its outcome), else the new outcome (a held event decided).
+fn redecided(event: &IncomingEvent, decision: &Decision) -> Option<Redecided> {
+    (decision.outcome != Outcome::Duplicate).then(|| Redecided {
+        outcome: decision.outcome.as_str(),
+        reason: decision.reason(),
+        effective_at: decision.effective.map_or(event.delivery.received_at, |e| e.key.effective_at),
+        clock_drift_clamped: decision.effective.is_some_and(|e| e.clock_drift_clamped),
+    })
+}
+
 fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow]) -> PreparedWrites {
     let prior: HashMap<EventId, &PriorRow> = prior_rows.iter().map(|row| (row.event_id, row)).collect();
     let mut inserts: Vec<JournalInsert> = Vec::new();
@@ -339,8 +350,14 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                 inserts[*index].payload_differs |= payload_differs;
             }
             (Some(JournalTarget::Update(index)), _) => {
-                updates[*index].redeliveries_added += counted;
-                updates[*index].payload_differs |= payload_differs;
+                let update = &mut updates[*index];
+                update.redeliveries_added += counted;
+                update.payload_differs |= payload_differs;
+                // The copy that decided a held event, after one that could not (it named
+                // another offer): the journaled row takes its decision.
+                if update.redecided.is_none() {
+                    update.redecided = redecided(event, decision);
+                }
             }
             (None, Some(row)) if !row.journaled => {
                 // The claim outlived its row: this delivery is journaled on its own.
@@ -351,18 +368,12 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                 inserts.push(row);
             }
             (None, Some(row)) => {
-                let redecided = (decision.outcome != Outcome::Duplicate).then(|| Redecided {
-                    outcome: decision.outcome.as_str(),
-                    reason: decision.reason(),
-                    effective_at: decision.effective.map_or(event.delivery.received_at, |e| e.key.effective_at),
-                    clock_drift_clamped: decision.effective.is_some_and(|e| e.clock_drift_clamped),
-                });
                 targets.insert(event_id, JournalTarget::Update(updates.len()));
                 updates.push(JournalUpdate {
                     event_id,
                     journal_id: row.journal_id,
                     received_at: row.received_at,
-                    redecided,
+                    redecided: redecided(event, decision),
                     redeliveries_added: counted,
                     payload_differs,
                 });

@@ -104,6 +104,35 @@ pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_
     assert_eq!(trace.offers[0].quantity, 9);
 }
 
+/// A held event's copy naming another offer cannot decide it; a copy naming its offer after
+/// it in the same batch does, and its journaled row says so: applied, as in a batch of its
+/// own. The row used to keep `held` while the stock was applied (support, retention and the
+/// next replay took it for held, and a replay decided it again).
+pub(super) async fn a_held_event_decided_after_a_copy_naming_another_offer_is_journaled_as_decided<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    store.apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1)])).await.expect("held");
+
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let mut elsewhere = incoming(1, &offer("canary", "acme", "XYZ-9"), StockChange::Updated { quantity: 9 }, 0, 2);
+    elsewhere.source.offset = 2;
+    let mut again = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 2);
+    again.source.offset = 3;
+    let decided = store.apply_batch(&batch(vec![elsewhere, again])).await.expect("apply");
+    let outcomes: Vec<&str> = decided.decisions.iter().map(|decision| decision.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["duplicate", "applied"]);
+    let item = store.item(key.item_key().item_id()).await.expect("item").expect("exists");
+    assert_eq!(item.quantity(), 9);
+    let trace = store.item_trace(item.id()).await.expect("trace").expect("exists");
+    assert_eq!(trace.events.len(), 1, "the held row is decided in place");
+    assert_eq!(trace.events[0].outcome.as_str(), "applied", "{:?}", trace.events[0]);
+}
+
 /// A switch on decided while the tenant was at canary, written after a rollback committed,
 /// switches nothing: the rollback is never undone (the admin API answers 409). While the
 /// rollout is still the one judged, it switches the tenant or the supplier on. A switch judged

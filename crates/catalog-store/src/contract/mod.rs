@@ -96,6 +96,7 @@ macro_rules! store_contract_cases {
             flags::a_step_decided_before_the_kill_switch_changes_nothing,
             flags::first_sight_uses_the_configured_default_flag,
             flags::a_held_event_redelivered_with_another_payload_is_decided_as_journaled,
+            flags::a_held_event_decided_after_a_copy_naming_another_offer_is_journaled_as_decided,
             reads::item_trace_explains_the_winner,
             reconcile::reconcile_pages_follow_item_id_order_with_accepted_versions,
             reconcile::a_version_is_pending_while_queued_or_dead_lettered_open,
