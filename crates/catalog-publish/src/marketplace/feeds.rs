@@ -121,6 +121,13 @@ where
                 last = Some(format!("throttled for {} ms", retry_after.as_millis()));
                 wait = Some(retry_after);
             }
+            // The token endpoint throttled or failed (a token expires during a long poll):
+            // the submitted feed is read again once it answers, not given up on.
+            Err((Verdict::Unavailable { reason, error, retry_after }, _)) => {
+                tracing::warn!(reason, %error, "no token to read a submitted feed with, reading it again later");
+                last = Some(format!("{reason}: {error}"));
+                wait = Some(retry_after.max(pause));
+            }
             Err((Verdict::Retry { reason, error }, _)) => {
                 tracing::warn!(reason, %error, "reading a submitted feed failed, reading it again");
                 last = Some(format!("{reason}: {error}"));

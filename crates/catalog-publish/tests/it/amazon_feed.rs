@@ -63,6 +63,8 @@ struct Shared {
     n_tokens: usize,
     /// How long each token request waits for its answer, in turn; the rest answer at once.
     token_delays: VecDeque<Duration>,
+    /// The token requests (counted from 1) answered 503.
+    failing_tokens: HashSet<usize>,
     uploads: HashMap<String, Bytes>,
     /// Feed id → its document and the status reads it has had.
     feeds: HashMap<String, (String, usize)>,
@@ -91,6 +93,9 @@ async fn token(State(api): State<Api>, method: Method, uri: Uri, headers: Header
         let mut shared = api.lock().expect("api state");
         record(&mut shared, method, &uri, headers, body);
         shared.n_tokens += 1;
+        if shared.failing_tokens.contains(&shared.n_tokens) {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         (shared.n_tokens, shared.token_delays.pop_front().unwrap_or_default())
     };
     tokio::time::sleep(delay).await;
@@ -273,6 +278,7 @@ impl FeedsApi {
             requests: Vec::new(),
             n_tokens: 0,
             token_delays: VecDeque::new(),
+            failing_tokens: HashSet::new(),
             uploads: HashMap::new(),
             feeds: HashMap::new(),
             reports: HashMap::new(),
@@ -418,6 +424,22 @@ async fn an_expired_token_is_renewed_and_a_throttled_feed_submits_nothing() {
     // The next send goes through with the renewed token.
     let sent = api.channel(Duration::from_secs(10)).send(&batch[..1]).await;
     assert_eq!(sent.attempts[0].verdict, accepted(&batch[0]));
+}
+
+/// The token expires while a submitted feed is read, and the token endpoint fails its renewal
+/// once: the feed is read again once a token can be had, not given up on and its messages
+/// submitted in a second feed (spending the platform's few feeds an hour).
+#[tokio::test]
+async fn a_token_endpoint_failing_while_a_feed_is_read_leaves_the_feed_to_be_read_again() {
+    let api = FeedsApi::start(vec![(Call::GetFeed, Reply::Expired)], Ending::Done).await;
+    api.shared.lock().expect("api state").failing_tokens.insert(2);
+    let batch = publishes();
+    let sent = api.channel(Duration::from_secs(30)).send(&batch).await;
+    for (attempt, publish) in sent.attempts.iter().zip(&batch) {
+        assert_eq!(attempt.verdict, accepted(publish));
+    }
+    let created = api.requests().iter().filter(|request| request.path == "/feeds/2021-06-30/feeds").count();
+    assert_eq!(created, 1, "one feed, read to its end");
 }
 
 #[tokio::test]
