@@ -167,7 +167,7 @@ impl ChannelAdapter for EbayChannel {
             .filter_map(|(index, (publish, result))| Some((index, publish, result.as_ref().ok()?.as_slice())))
             .collect();
         if !to_send.is_empty() {
-            let (verdicts, per_entry) = self.update(&to_send).await;
+            let BulkAnswer { verdicts, entry_by_entry } = self.update(&to_send).await;
             let latency = started.elapsed();
             for ((index, publish, offer_ids), (status, verdict)) in to_send.iter().zip(verdicts) {
                 // An offer eBay refused may be one it no longer holds: read the SKU's offers
@@ -175,7 +175,7 @@ impl ChannelAdapter for EbayChannel {
                 // unanswered) says nothing of any offer: reading them all again would spend
                 // the throttled quota on lookups.
                 let accepted = matches!(&verdict, Verdict::Answered(result) if result.accepted());
-                if per_entry && !accepted && !offer_ids.is_empty() {
+                if entry_by_entry && !accepted && !offer_ids.is_empty() {
                     self.offer_ids.forget(&publish.listing);
                 }
                 attempts[*index] = Some(Attempt { verdict, status, latency });
@@ -190,12 +190,19 @@ impl ChannelAdapter for EbayChannel {
     }
 }
 
+/// What eBay answered a `bulkUpdatePriceQuantity`.
+struct BulkAnswer {
+    /// Each SKU's verdict, in the order sent, with eBay's status when it answered.
+    verdicts: Vec<(Option<u16>, Verdict)>,
+    /// Whether eBay answered entry by entry (200, 207), rather than refusing the request whole
+    /// (throttled, failing, unanswered), which says nothing of any SKU's offers.
+    entry_by_entry: bool,
+}
+
 impl EbayChannel {
     /// One `bulkUpdatePriceQuantity` request for `to_send` (each SKU with its published offers'
     /// ids): one verdict per SKU, in order, with eBay's status when it answered.
-    /// Sends one `bulkUpdatePriceQuantity` of `to_send`: each SKU's status and verdict, and
-    /// whether eBay answered entry by entry (200, 207) rather than refusing the request whole.
-    async fn update(&self, to_send: &[(usize, &Publish, &[String])]) -> (Vec<(Option<u16>, Verdict)>, bool) {
+    async fn update(&self, to_send: &[(usize, &Publish, &[String])]) -> BulkAnswer {
         let url = format!("{}{BULK_UPDATE_PATH}", self.config.base_url.trim_end_matches('/'));
         let body = BulkPriceQuantity {
             requests: to_send
@@ -223,15 +230,19 @@ impl EbayChannel {
         .await;
         let answer = match answer {
             Ok(answer) => answer,
-            Err(verdict) => return (vec![(None, verdict); to_send.len()], false),
+            Err(verdict) => {
+                return BulkAnswer { verdicts: vec![(None, verdict); to_send.len()], entry_by_entry: false }
+            }
         };
         let sent: Vec<SentSku<'_>> = to_send
             .iter()
             .map(|(_, publish, offer_ids)| SentSku { listing: &publish.listing, offer_ids, item: &publish.entry.item })
             .collect();
         let verdicts = classify_ebay(answer.status, answer.header("retry-after"), &answer.body, &sent, Utc::now());
-        let per_entry = matches!(answer.status, 200 | 207);
-        (verdicts.into_iter().map(|(status, verdict)| (Some(status), verdict)).collect(), per_entry)
+        BulkAnswer {
+            verdicts: verdicts.into_iter().map(|(status, verdict)| (Some(status), verdict)).collect(),
+            entry_by_entry: matches!(answer.status, 200 | 207),
+        }
     }
 }
 
