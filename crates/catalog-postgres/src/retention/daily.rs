@@ -115,10 +115,10 @@ impl Daily {
                 ];
                 match attached(pool, statements).await {
                     Ok(_) => created += 1,
-                    // Another process made it first (42P07; 23505 when both created the table at
-                    // once), or one overlapping it (42P17).
+                    // Another process made it first (42P07; 23505, or 42710 for the table's row
+                    // type, when both created the table at once), or one overlapping it (42P17).
                     Err(sqlx::Error::Database(error))
-                        if matches!(error.code().as_deref(), Some("42P07" | "23505" | "42P17")) => {}
+                        if matches!(error.code().as_deref(), Some("42P07" | "23505" | "42710" | "42P17")) => {}
                     Err(error) => return Err(store_error(error)),
                 }
             }
