@@ -49,30 +49,34 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Whether batches become durable: since when every attempt has failed, if they fail. A
-/// store that answers a ping but refuses writes (a read-only standby after a failover, a
-/// full disk) is retried with backoff for ever; this says so to readiness and `/metrics`.
+/// Whether batches become durable: per source partition, since when every attempt at its
+/// batch has failed. A store that answers a ping but refuses writes (a read-only standby
+/// after a failover, a full disk), or refuses one partition's batch for good, is retried with
+/// backoff for ever; this says so to readiness and `/metrics`. Per partition, so another
+/// partition's commits do not hide one that is stuck.
 #[derive(Debug, Clone, Default)]
-pub struct WriteHealth(Arc<Mutex<Option<Instant>>>);
+pub struct WriteHealth(Arc<Mutex<BTreeMap<(String, i32), Instant>>>);
 
 impl WriteHealth {
-    /// How long every attempt has failed; `None` while batches commit.
+    /// How long every attempt at the longest-failing partition's batch has failed; `None`
+    /// while every partition's batches commit.
     pub fn failing_for(&self) -> Option<Duration> {
-        self.lock().map(|since| since.elapsed())
+        self.lock().values().min().map(Instant::elapsed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, i32), Instant>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An attempt failed: the first of a run of failures starts the clock. Returns how long.
-    pub(crate) fn failed(&self) -> Duration {
-        self.lock().get_or_insert_with(Instant::now).elapsed()
+    /// An attempt at `partition`'s batch failed: the first of a run of failures starts its
+    /// clock.
+    pub(crate) fn failed(&self, source: &str, partition: i32) {
+        self.lock().entry((source.to_owned(), partition)).or_insert_with(Instant::now);
     }
 
-    /// A batch became durable.
-    pub(crate) fn succeeded(&self) {
-        *self.lock() = None;
+    /// `partition`'s batch became durable.
+    pub(crate) fn succeeded(&self, source: &str, partition: i32) {
+        self.lock().remove(&(source.to_owned(), partition));
     }
 }
 
@@ -349,7 +353,7 @@ impl BatchSink for Applier {
         // position has passed is applied already (decision 0028). Standard input keeps no
         // checkpoint, and a full refresh's corrections none either.
         input.skip_applied = matches!(source_kind(&batch.source), "kafka" | "file" | "feed");
-        let applied = self.apply_until_durable(&input).await?;
+        let applied = self.apply_until_durable(&input, &batch.source, batch.partition).await?;
         batch.events = input.events;
         // Sources hand over everything they held with the batch: the partition has nothing
         // waiting until its next message. Only a partition its source reports on (started, not
@@ -446,5 +450,25 @@ impl BatchSink for Applier {
                 tracing::error!(source = error.source, operation = error.operation, class = class.as_str(), error = %error.message, "source error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One partition's batch failing for good is not hidden by another's commits: the
+    /// longest run of failures counts, until that partition's batch commits.
+    #[test]
+    fn a_stuck_partition_is_not_hidden_by_another_s_commits() {
+        let writes = WriteHealth::default();
+        assert_eq!(writes.failing_for(), None);
+        writes.failed("kafka:g:t", 0);
+        writes.failed("kafka:g:t", 1);
+        writes.succeeded("kafka:g:t", 1);
+        assert!(writes.failing_for().is_some(), "partition 0 still fails");
+        writes.failed("kafka:g:t", 0);
+        writes.succeeded("kafka:g:t", 0);
+        assert_eq!(writes.failing_for(), None);
     }
 }

@@ -31,9 +31,10 @@ pub struct Metrics {
     pub events_commit_unconfirmed: IntCounterVec,
     /// Store failures that were retried, by kind (`unavailable`, `conflict`, …).
     pub store_retries: IntCounterVec,
-    /// How long batches have failed to become durable, every attempt since the first failure
-    /// failing (0 while they commit): a store that answers reads but refuses writes (a
-    /// read-only standby after a failover, a full disk) retried with backoff.
+    /// How long the longest-failing source partition's batch has failed to become durable,
+    /// every attempt since its first failure failing (0 while every batch commits): a store
+    /// that answers reads but refuses writes (a read-only standby after a failover, a full
+    /// disk), or refuses one partition's batch, retried with backoff.
     pub store_writes_failing_seconds: IntGauge,
     /// Items whose quantity changed (each gets a new version and a publish).
     pub items_changed: IntCounter,
@@ -172,7 +173,7 @@ impl Metrics {
         let store_retries = counter("catalog_store_retries_total", "Store failures retried, by kind.", &["kind"]);
         let store_writes_failing_seconds = IntGauge::new(
             "catalog_store_writes_failing_seconds",
-            "How long batches have failed to become durable, no attempt since the first failure succeeding; 0 while they commit.",
+            "How long the longest-failing source partition's batch has failed to become durable, no attempt since its first failure succeeding; 0 while every batch commits.",
         )
         .expect("static metric definition is valid");
         register(Box::new(store_writes_failing_seconds.clone()));

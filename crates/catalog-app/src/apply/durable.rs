@@ -54,7 +54,12 @@ impl Applier {
     ///
     /// Applied again, those messages would count each event as its own redelivery and
     /// journal their rejected messages twice.
-    pub(super) async fn apply_until_durable(&self, input: &BatchInput) -> Result<Applied, SinkError> {
+    pub(super) async fn apply_until_durable(
+        &self,
+        input: &BatchInput,
+        source: &str,
+        partition: i32,
+    ) -> Result<Applied, SinkError> {
         let mut backoff = self.retry.first_backoff;
         let mut failed = false;
         let of_a_feed = input.checkpoints.iter().any(|written| source_kind(&written.source) == "feed");
@@ -63,13 +68,14 @@ impl Applier {
                 Ok(result) => result,
                 Err(error) => {
                     failed = true;
-                    let failing = self.writes.failed();
-                    self.metrics.store_writes_failing_seconds.set(failing.as_secs() as i64);
+                    self.writes.failed(source, partition);
+                    self.report_writes();
                     self.wait_after("apply_batch", &error, &mut backoff).await?;
                     continue;
                 }
             };
-            self.wrote();
+            self.writes.succeeded(source, partition);
+            self.report_writes();
             let found_whole = !input.events.is_empty() && result.applied_before.len() == input.events.len();
             if failed && !of_a_feed && found_whole {
                 return Ok(Applied::Unconfirmed(input.events.len()));
@@ -78,10 +84,10 @@ impl Applier {
         }
     }
 
-    /// A batch became durable: batches are written again.
-    fn wrote(&self) {
-        self.writes.succeeded();
-        self.metrics.store_writes_failing_seconds.set(0);
+    /// Sets the gauge of how long the longest-failing partition's batch has failed.
+    fn report_writes(&self) {
+        let failing = self.writes.failing_for().unwrap_or_default();
+        self.metrics.store_writes_failing_seconds.set(failing.as_secs() as i64);
     }
 
     /// Counts and logs a failed store operation, then waits out its backoff (doubling it).
