@@ -107,6 +107,10 @@ pub struct Metrics {
     pub signal_value: GaugeVec,
     /// 1 while a launch signal is green, 0 while red, per tenant (`all`: overall).
     pub signal_green: IntGaugeVec,
+    /// When a report last read what its gauges show, by report (`signals`, `outbox`), in
+    /// seconds since the epoch: a report whose reads fail keeps its gauges as last read, and
+    /// this says how old they are.
+    pub report_succeeded_at: IntGaugeVec,
     /// Items the tracer re-derived from the journal, by result (`traced`, or the gap found).
     pub trace_checks: IntCounterVec,
     /// Journal rows the tracer read to check items: what its checks cost, bounded by how far
@@ -356,6 +360,11 @@ impl Metrics {
             "1 while a launch signal is green, 0 while red, per tenant (all: overall).",
             &["tenant", "signal"],
         );
+        let report_succeeded_at = gauge(
+            "catalog_report_last_success_timestamp_seconds",
+            "When a report last read what its gauges show (signals, outbox), seconds since the epoch.",
+            &["report"],
+        );
         let trace_checks = counter(
             "catalog_trace_checks_total",
             "Items re-derived from the journal by the tracer, by result (traced, the gap, or unreadable: its journal could not be read).",
@@ -440,6 +449,7 @@ impl Metrics {
             reconcile_read_errors,
             signal_value,
             signal_green,
+            report_succeeded_at,
             trace_checks,
             trace_rows_read,
             feed_records,
@@ -460,6 +470,11 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    /// A report read what its gauges show, now.
+    pub fn report_succeeded(&self, report: &str) {
+        self.report_succeeded_at.with_label_values(&[report]).set(chrono::Utc::now().timestamp());
+    }
+
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()

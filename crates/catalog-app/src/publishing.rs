@@ -174,67 +174,64 @@ impl PublishEvents for PublishMetrics {
 }
 
 /// Every few seconds until `shutdown`: outbox depth, oldest waiting age, stale items, and
-/// open and quarantined dead letters per channel. A read that fails is logged, and takes its
-/// gauges off `/metrics` until it succeeds: kept, they told of an outbox no longer looked at,
-/// and no alert on them could fire (or stop firing).
+/// open and quarantined dead letters per channel. A read that fails is logged, and leaves its
+/// gauges as last read: `catalog_report_last_success_timestamp_seconds{report="outbox"}` says
+/// how old they are (`CatalogReportsStale`).
 pub async fn report_outbox(
     store: Arc<dyn OutboxStore>,
     channels: Vec<String>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let failed = |what: &str, error: &catalog_store::StoreError| {
-        tracing::warn!(%error, class = error.failure_class().as_str(), read = what, "reading the outbox for its gauges failed: they are withdrawn until it succeeds");
-    };
     loop {
-        match store.outbox_depth().await {
-            Err(error) => {
-                failed("outbox_depth", &error);
-                metrics.outbox_pending.reset();
-                metrics.outbox_oldest_seconds.reset();
-            }
-            Ok(depths) => {
-                for channel in &channels {
-                    let depth = depths.iter().find(|depth| &depth.channel == channel);
-                    let pending = depth.map_or(0, |depth| depth.pending as i64);
-                    let oldest = depth
-                        .and_then(|depth| depth.oldest_enqueued_at)
-                        .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
-                    metrics.outbox_pending.with_label_values(&[channel]).set(pending);
-                    metrics.outbox_oldest_seconds.with_label_values(&[channel]).set(oldest);
-                }
-            }
-        }
-        for channel in &channels {
-            match store.stale_items(channel).await {
-                Ok(stale) => metrics.stale_items.with_label_values(&[channel]).set(stale as i64),
-                Err(error) => {
-                    failed("stale_items", &error);
-                    let _ = metrics.stale_items.remove_label_values(&[channel]);
-                }
-            }
-        }
-        match store.dead_letter_counts().await {
-            Err(error) => {
-                failed("dead_letter_counts", &error);
-                metrics.dead_letters_open.reset();
-                metrics.dead_letters_quarantined.reset();
-            }
-            Ok(counts) => {
-                for channel in &channels {
-                    let count = counts.iter().find(|count| &count.channel == channel);
-                    let (open, quarantined) =
-                        count.map_or((0, 0), |count| (count.open as i64, count.quarantined as i64));
-                    metrics.dead_letters_open.with_label_values(&[channel]).set(open);
-                    metrics.dead_letters_quarantined.with_label_values(&[channel]).set(quarantined);
-                }
-            }
+        if let Err(error) = report_outbox_once(&*store, &channels, &metrics).await {
+            tracing::warn!(%error, class = error.failure_class().as_str(), "reading the outbox for its gauges failed: they show the last read's; trying again");
+        } else {
+            metrics.report_succeeded("outbox");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// One read of [`report_outbox`]: every gauge whose read succeeds is set; the first failure
+/// is the answer.
+async fn report_outbox_once(
+    store: &dyn OutboxStore,
+    channels: &[String],
+    metrics: &Metrics,
+) -> Result<(), catalog_store::StoreError> {
+    let depths = store.outbox_depth().await;
+    if let Ok(depths) = &depths {
+        for channel in channels {
+            let depth = depths.iter().find(|depth| &depth.channel == channel);
+            let pending = depth.map_or(0, |depth| depth.pending as i64);
+            let oldest = depth
+                .and_then(|depth| depth.oldest_enqueued_at)
+                .map_or(0, |at| (chrono::Utc::now() - at).num_seconds().max(0));
+            metrics.outbox_pending.with_label_values(&[channel]).set(pending);
+            metrics.outbox_oldest_seconds.with_label_values(&[channel]).set(oldest);
+        }
+    }
+    let mut stale_read = Ok(());
+    for channel in channels {
+        match store.stale_items(channel).await {
+            Ok(stale) => metrics.stale_items.with_label_values(&[channel]).set(stale as i64),
+            Err(error) => stale_read = Err(error),
+        }
+    }
+    let counts = store.dead_letter_counts().await;
+    if let Ok(counts) = &counts {
+        for channel in channels {
+            let count = counts.iter().find(|count| &count.channel == channel);
+            let (open, quarantined) = count.map_or((0, 0), |count| (count.open as i64, count.quarantined as i64));
+            metrics.dead_letters_open.with_label_values(&[channel]).set(open);
+            metrics.dead_letters_quarantined.with_label_values(&[channel]).set(quarantined);
+        }
+    }
+    depths.and(stale_read).and(counts.map(drop))
 }
 
 /// How dead letters heal on their own (decision 0007).

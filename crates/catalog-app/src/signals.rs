@@ -106,16 +106,17 @@ impl Sampler {
         Ok(judged)
     }
 
-    /// One round of [`Sampler::run`] at `now`. A failed round is logged and takes the signal
-    /// gauges off `/metrics` until a round succeeds: left as they were, they kept saying green
-    /// (or red) of a catalog no longer looked at, and no alert on them could fire, nor
-    /// `CatalogSignalsNotSampled`, which looks for them missing.
+    /// One round of [`Sampler::run`] at `now`. A failed round is logged, and leaves the
+    /// gauges as the last round set them: `catalog_report_last_success_timestamp_seconds
+    /// {report="signals"}` says how old they are (`CatalogReportsStale`). Taken off instead, a
+    /// red signal's alert would resolve at every failed round.
     pub async fn round(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Signals>, StoreError> {
         let judged = self.sample_once(now).await;
-        if let Err(error) = &judged {
-            tracing::warn!(%error, class = error.failure_class().as_str(), "sampling the signals failed: their gauges are withdrawn until a round succeeds; trying again next interval");
-            self.metrics.signal_value.reset();
-            self.metrics.signal_green.reset();
+        match &judged {
+            Ok(_) => self.metrics.report_succeeded("signals"),
+            Err(error) => {
+                tracing::warn!(%error, class = error.failure_class().as_str(), "sampling the signals failed: their gauges show the last round's; trying again next interval");
+            }
         }
         judged
     }

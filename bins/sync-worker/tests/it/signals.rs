@@ -28,11 +28,18 @@ fn gauge(metrics: &Metrics, metric: &str, tenant: &str, signal: &str) -> Option<
     metrics.render().lines().find_map(|line| line.strip_prefix(&prefix).and_then(|value| value.parse().ok()))
 }
 
-/// A round that fails takes the signal gauges off `/metrics` until one succeeds: kept, they
-/// said green of a catalog no longer looked at, and `CatalogSignalsNotSampled` (which looks
-/// for them missing) could not fire.
+/// When a report last read what its gauges show, in seconds since the epoch (0: reset here).
+fn succeeded_at(metrics: &Metrics, report: &str) -> Option<i64> {
+    let prefix = format!("catalog_report_last_success_timestamp_seconds{{report=\"{report}\"}} ");
+    metrics.render().lines().find_map(|line| line.strip_prefix(&prefix).and_then(|value| value.parse().ok()))
+}
+
+/// A round that fails leaves the signal gauges as the last round set them (taken off, a red
+/// signal's alert resolved at every failed round) and says how old they are: the last
+/// success's time stands still until a round succeeds (`CatalogReportsStale`). Before, a
+/// failed round was logged and nothing said the gauges had stopped moving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_sampling_round_withdraws_the_gauges_until_one_succeeds() {
+async fn a_failed_sampling_round_keeps_the_gauges_and_says_how_old_they_are() {
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let metrics = Metrics::new();
@@ -40,20 +47,24 @@ async fn a_failed_sampling_round_withdraws_the_gauges_until_one_succeeds() {
     let sampler = Sampler::new(store.clone(), settings, metrics.clone());
     sampler.round(Utc::now()).await.expect("a round");
     assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0));
+    assert!(succeeded_at(&metrics, "signals").is_some_and(|at| at > 0));
 
+    metrics.report_succeeded_at.with_label_values(&["signals"]).set(0);
     let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
     sqlx::query("ALTER TABLE signal_samples RENAME TO signal_samples_away").execute(&pool).await.expect("rename");
     sampler.round(Utc::now()).await.expect_err("the samples cannot be kept");
-    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), None, "withdrawn");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0), "as last set");
+    assert_eq!(succeeded_at(&metrics, "signals"), Some(0), "no success since");
 
     sqlx::query("ALTER TABLE signal_samples_away RENAME TO signal_samples").execute(&pool).await.expect("rename");
     sampler.round(Utc::now()).await.expect("a round again");
-    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0), "back");
+    assert!(succeeded_at(&metrics, "signals").is_some_and(|at| at > 0), "a success now");
 }
 
-/// The outbox's gauges too: a read that fails takes them off `/metrics` until it succeeds.
+/// The outbox's gauges too: a read that fails leaves them, and the last success's time
+/// stands still until a read succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_outbox_read_withdraws_its_gauges_until_one_succeeds() {
+async fn a_failed_outbox_read_keeps_its_gauges_and_says_how_old_they_are() {
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let metrics = Metrics::new();
@@ -64,14 +75,11 @@ async fn a_failed_outbox_read_withdraws_its_gauges_until_one_succeeds() {
         metrics.clone(),
         shutdown.clone(),
     ));
-    let pending = |metrics: &Metrics| {
-        metrics.render().lines().any(|line| line.starts_with("catalog_outbox_pending{channel=\"storefront\"}"))
-    };
-    let until = |wanted: bool| {
+    let until = |wanted: fn(Option<i64>) -> bool| {
         let metrics = metrics.clone();
         async move {
-            for _ in 0..200 {
-                if pending(&metrics) == wanted {
+            for _ in 0..300 {
+                if wanted(succeeded_at(&metrics, "outbox")) {
                     return true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -79,12 +87,18 @@ async fn a_failed_outbox_read_withdraws_its_gauges_until_one_succeeds() {
             false
         }
     };
-    assert!(until(true).await, "reported");
+    assert!(until(|at| at.is_some_and(|at| at > 0)).await, "reported");
     let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
     sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
-    assert!(until(false).await, "withdrawn while the outbox cannot be read");
+    metrics.report_succeeded_at.with_label_values(&["outbox"]).set(0);
+    // Two of the reporter's 5 s rounds, both failing.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert_eq!(succeeded_at(&metrics, "outbox"), Some(0), "no success while the outbox cannot be read");
+    let pending =
+        metrics.render().lines().any(|line| line.starts_with("catalog_outbox_pending{channel=\"storefront\"}"));
+    assert!(pending, "the gauges as last read");
     sqlx::query("ALTER TABLE outbox_away RENAME TO outbox").execute(&pool).await.expect("rename");
-    assert!(until(true).await, "reported again");
+    assert!(until(|at| at.is_some_and(|at| at > 0)).await, "a success again");
     shutdown.cancel();
     reporter.await.expect("the reporter ends");
 }
