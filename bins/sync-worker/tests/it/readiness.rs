@@ -110,13 +110,7 @@ async fn readyz_turns_503_while_no_batch_becomes_durable() {
         sqlx::query(statement).execute(&mut connection).await.expect("refuse writes");
     }
     let directory = tempfile::tempdir().expect("temp dir");
-    let events = directory.path().join("events.ndjson");
-    std::fs::write(
-        &events,
-        r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":3,"updated_at":"2026-06-01T12:00:00Z"}
-"#,
-    )
-    .expect("write the events");
+    let events = crate::start::one_event_file(directory.path());
     let address = free_address();
     let source = format!("file:{}", events.display());
     let arguments = ["sync-worker", "--source", &source, "--database-url", &database.url, "--metrics-addr", &address];

@@ -208,13 +208,7 @@ fn a_second_signal_ends_the_worker_at_once() {
         }
     });
     let directory = tempfile::tempdir().expect("temp dir");
-    let events = directory.path().join("events.ndjson");
-    std::fs::write(
-        &events,
-        r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":3,"updated_at":"2026-06-01T12:00:00Z"}
-"#,
-    )
-    .expect("write the events");
+    let events = one_event_file(directory.path());
     let source = format!("file:{}", events.display());
     let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
         .args(["--source", &source, "--metrics-addr", "off", "--storefront-url", &url, "--reconcile", "off"])
@@ -237,4 +231,16 @@ fn a_second_signal_ends_the_worker_at_once() {
     worker.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read the log");
     assert_eq!(status.code(), Some(catalog_cli::shutdown::EXIT_ON_SECOND_SIGNAL), "{stderr}");
     assert!(stderr.contains("second signal (SIGTERM)"), "{stderr}");
+}
+
+/// `events.ndjson` in `directory`, holding one event: ABC-1 of tenant `canary` at 3.
+pub(crate) fn one_event_file(directory: &std::path::Path) -> std::path::PathBuf {
+    let events = directory.join("events.ndjson");
+    std::fs::write(
+        &events,
+        r#"{"event_id":"00000000-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"ABC-1","quantity":3,"updated_at":"2026-06-01T12:00:00Z"}
+"#,
+    )
+    .expect("write the events");
+    events
 }
