@@ -227,7 +227,9 @@ async fn a_partition_given_back_by_a_rebalance_keeps_its_queue_lag() {
     let kept: BTreeSet<i32> = (0..PARTITIONS).filter(|p| !taken.contains(p)).collect();
     assert!(!kept.is_empty(), "the worker keeps some partitions");
     // The next assignments' readers have started: their batches wait behind the first ones.
-    wait_for(Duration::from_secs(30), || arrived.load(Ordering::SeqCst) == PARTITIONS as usize + kept.len()).await;
+    // At least: on a loaded machine the group may rebalance again (a member late to rejoin),
+    // and each assignment's reader holds a batch of its own.
+    wait_for(Duration::from_secs(30), || arrived.load(Ordering::SeqCst) >= PARTITIONS as usize + kept.len()).await;
 
     // The first batches are applied, and their assignments end.
     permits.add_permits(PARTITIONS as usize);
