@@ -469,12 +469,12 @@ impl Metrics {
         &self.family_names
     }
 
-    /// The text exposition format.
     /// A report read what its gauges show, now.
     pub fn report_succeeded(&self, report: &str) {
         self.report_succeeded_at.with_label_values(&[report]).set(chrono::Utc::now().timestamp());
     }
 
+    /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()
