@@ -74,16 +74,18 @@ impl WriteHealth {
         self.lock().entry((source.to_owned(), partition)).or_insert_with(Instant::now);
     }
 
-    /// `partition`'s batch became durable.
-    pub(crate) fn succeeded(&self, source: &str, partition: i32) {
-        self.lock().remove(&(source.to_owned(), partition));
+    /// `partition`'s batch became durable. Whether it had been failing: nothing changes, and
+    /// nothing is allocated, for a batch that commits while none fails.
+    pub(crate) fn succeeded(&self, source: &str, partition: i32) -> bool {
+        let mut failing = self.lock();
+        !failing.is_empty() && failing.remove(&(source.to_owned(), partition)).is_some()
     }
 }
 
 /// The [`BatchSink`] of the worker.
 #[derive(Debug)]
 pub struct Applier {
-    /// Since when every attempt to make a batch durable has failed.
+    /// Per source partition, since when every attempt to make its batch durable has failed.
     writes: WriteHealth,
     store: Arc<dyn BatchStore>,
     metrics: Metrics,

@@ -74,8 +74,9 @@ impl Applier {
                     continue;
                 }
             };
-            self.writes.succeeded(source, partition);
-            self.report_writes();
+            if self.writes.succeeded(source, partition) {
+                self.report_writes();
+            }
             let found_whole = !input.events.is_empty() && result.applied_before.len() == input.events.len();
             if failed && !of_a_feed && found_whole {
                 return Ok(Applied::Unconfirmed(input.events.len()));
