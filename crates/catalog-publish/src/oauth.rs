@@ -345,9 +345,8 @@ impl Fetcher {
             200..=299 => {}
             // A throttled or failing endpoint is asked again once its `Retry-After` passed.
             408 | 429 | 500..=599 => {
-                let retry_after = retry_after.map_or(UNAVAILABLE_HELD_FOR, |value| {
-                    parse_retry_after(Some(&value), chrono::Utc::now()).max(UNAVAILABLE_HELD_FOR)
-                });
+                let retry_after =
+                    parse_retry_after(retry_after.as_deref(), chrono::Utc::now()).max(UNAVAILABLE_HELD_FOR);
                 return Err(TokenError::Unavailable { error: format!("HTTP {status}"), retry_after });
             }
             _ => return Err(TokenError::Refused { status, body: body.chars().take(512).collect() }),
