@@ -77,19 +77,25 @@ where
     assert!(store.tenant_flags(&TenantId::parse("never-seen").expect("valid")).await.expect("flags").is_none());
 }
 
+/// Event 1 of canary/acme/ABC-1 (quantity 9) held with its supplier switched off, then the
+/// supplier switched on: the offer's key.
+async fn held_then_switched_on(store: &dyn crate::CatalogStore) -> catalog_core::OfferKey {
+    let key = offer("canary", "acme", "ABC-1");
+    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
+    let journaled = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
+    let held = store.apply_batch(&batch(vec![journaled])).await.expect("apply");
+    assert_eq!(held.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
+    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    key
+}
+
 pub(super) async fn a_held_event_redelivered_with_another_payload_is_decided_as_journaled<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let key = offer("canary", "acme", "ABC-1");
-    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
-    let journaled = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1);
-    let held = store.apply_batch(&batch(vec![journaled])).await.expect("apply");
-    assert_eq!(held.decisions[0].outcome.to_string(), "held(supplier_sync_off)");
-
-    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let key = held_then_switched_on(&*store).await;
     let mut other_payload = incoming(1, &key, StockChange::Updated { quantity: 55 }, 30, 2);
     other_payload.source.offset = 2;
     let decided = store.apply_batch(&batch(vec![other_payload])).await.expect("apply");
@@ -114,11 +120,7 @@ pub(super) async fn a_held_event_decided_after_a_copy_naming_another_offer_is_jo
     F: std::future::Future<Output = Fresh<G>>,
 {
     let (store, _guard) = factory(StoreConfig::default()).await;
-    let key = offer("canary", "acme", "ABC-1");
-    store.set_supplier_sync(&key.tenant, &key.supplier, false).await.expect("flag");
-    store.apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 1)])).await.expect("held");
-
-    store.set_supplier_sync(&key.tenant, &key.supplier, true).await.expect("flag");
+    let key = held_then_switched_on(&*store).await;
     let mut elsewhere = incoming(1, &offer("canary", "acme", "XYZ-9"), StockChange::Updated { quantity: 9 }, 0, 2);
     elsewhere.source.offset = 2;
     let mut again = incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, 2);
