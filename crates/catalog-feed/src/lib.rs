@@ -5,9 +5,11 @@
 //! fetched by a client that follows the contract's error table (`client`), a failed run
 //! classed, held and recorded as a pull dead letter (`failure`). Feeds come from a
 //! feeds file (`config`) into the store (`catalog_store::FeedStore`); `schedule` says when
-//! each mode is due, with an injected clock; `refresh` is the weekly full refresh. The
-//! source runs each feed's loop (`scheduled`), or what is due once (`once`).
+//! each mode is due (incrementals at the feed's `cadence`), with an injected clock;
+//! `refresh` is the weekly full refresh. The source runs each feed's loop (`scheduled`), or
+//! what is due once (`once`).
 
+pub mod cadence;
 pub mod client;
 pub mod config;
 mod failure;

@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
+use crate::cadence::Cadence;
 use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
 use crate::failure::{record_failure, RunError};
 use crate::record::{record_event, Page};
@@ -120,8 +121,13 @@ impl FeedRun {
         self.timezone
     }
 
-    pub fn run_times(&self) -> &[chrono::NaiveTime] {
-        &self.feed.settings.run_times
+    /// When the feed's incrementals run.
+    pub fn cadence(&self) -> Cadence<'_> {
+        Cadence {
+            run_times: &self.feed.settings.run_times,
+            timezone: self.timezone,
+            frequency: Duration::hours(i64::from(self.feed.settings.sync_frequency_hours)),
+        }
     }
 
     /// When the feed goes live: local midnight of its `go_live_date`. Nothing is pulled

@@ -1,6 +1,5 @@
-//! When a feed's work is due, pure but for the clock, which is injected (`Clock`): run times
-//! in the feed's local time zone (a time a DST change skips runs when the clocks jump; one it
-//! repeats runs once, the first time), the weekly full refresh (Sunday 02:00 local), and the
+//! When a feed's work is due, pure but for the clock, which is injected (`Clock`): its
+//! incrementals at its run times (`cadence`), the weekly full refresh (Sunday 02:00 local), and the
 //! order work is picked in: a due incremental first, then a due full refresh, then backfill
 //! chunks, so backfill never delays an incremental by more than one chunk.
 
@@ -77,29 +76,7 @@ impl Clock for JumpingClock {
     }
 }
 
-pub use catalog_app::feeds::local_instant;
-
-/// Instants of `run_times` on the local days around `around`, in order.
-fn runs_around(run_times: &[NaiveTime], timezone: Tz, around: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-    let today = around.with_timezone(&timezone).date_naive();
-    let mut runs: Vec<DateTime<Utc>> = (-2..=2)
-        .filter_map(|days| today.checked_add_signed(Duration::days(days)))
-        .flat_map(|date| run_times.iter().map(move |time| local_instant(timezone, date, *time)))
-        .collect();
-    runs.sort();
-    runs.dedup();
-    runs
-}
-
-/// The first run time after `after`.
-pub fn next_run_at(run_times: &[NaiveTime], timezone: Tz, after: DateTime<Utc>) -> DateTime<Utc> {
-    runs_around(run_times, timezone, after).into_iter().find(|at| *at > after).unwrap_or(after + Duration::hours(6))
-}
-
-/// The last run time at or before `at`.
-pub fn previous_run_at(run_times: &[NaiveTime], timezone: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    runs_around(run_times, timezone, at).into_iter().rev().find(|run| *run <= at)
-}
+use crate::cadence::{local_instant, Cadence};
 
 /// The weekly full refresh: Sunday at this local time.
 pub const FULL_REFRESH_DAY: Weekday = Weekday::Sun;
@@ -121,23 +98,6 @@ pub fn next_full_refresh_at(timezone: Tz, time: NaiveTime, after: DateTime<Utc>)
 /// The last weekly full refresh at or before `at`.
 pub fn previous_full_refresh_at(timezone: Tz, time: NaiveTime, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     refreshes_around(timezone, time, at).into_iter().rev().find(|refresh| *refresh <= at)
-}
-
-/// When an incremental is next due, seen at `now`: at once (at the last run time) if no
-/// incremental window reaches it, else at the next run time. A window ending after `now` was
-/// pulled while the clock ran ahead (decision 0015): it reaches no run time, and the
-/// incremental due is due.
-pub fn next_incremental_at(
-    run_times: &[NaiveTime],
-    timezone: Tz,
-    last_incremental_until: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> DateTime<Utc> {
-    match (previous_run_at(run_times, timezone, now), last_incremental_until) {
-        (Some(previous), Some(until)) if until >= previous && until <= now => next_run_at(run_times, timezone, now),
-        (Some(previous), _) => previous,
-        (None, _) => now,
-    }
 }
 
 /// Work a feed can do.
@@ -191,8 +151,7 @@ impl Plan {
     /// a full refresh if none ran since the last weekly slot. A feed that goes live after
     /// `now` is planned as it would be at `go_live`: nothing is due before.
     pub fn start(
-        run_times: &[NaiveTime],
-        timezone: Tz,
+        cadence: Cadence<'_>,
         refresh_time: NaiveTime,
         last_incremental_until: Option<DateTime<Utc>>,
         last_full_refresh_at: Option<DateTime<Utc>>,
@@ -200,7 +159,8 @@ impl Plan {
         now: DateTime<Utc>,
     ) -> Plan {
         let now = now.max(go_live);
-        let next_incremental = next_incremental_at(run_times, timezone, last_incremental_until, now);
+        let next_incremental = cadence.next_incremental_at(last_incremental_until, now);
+        let timezone = cadence.timezone;
         let previous_refresh = previous_full_refresh_at(timezone, refresh_time, now);
         let next_full_refresh = match (previous_refresh, last_full_refresh_at) {
             (Some(previous), Some(done)) if done >= previous => next_full_refresh_at(timezone, refresh_time, now),
@@ -279,57 +239,8 @@ mod tests {
         "Europe/Berlin".parse().expect("zone")
     }
 
-    /// The runs from `start` on, in UTC and in Berlin time.
-    fn runs(run_times: &[&str], start: &str, n: usize) -> String {
-        let run_times = times(run_times);
-        let mut after = at(start);
-        let mut lines = String::new();
-        for _ in 0..n {
-            after = next_run_at(&run_times, berlin(), after);
-            lines.push_str(&format!(
-                "{} = {}\n",
-                after.format("%a %F %R UTC"),
-                after.with_timezone(&berlin()).format("%R %Z")
-            ));
-        }
-        lines
-    }
-
-    /// The window a restart resumes may have been pulled while the clock ran three days ahead:
-    /// the incremental of 06:00 is due at 06:00, not at 12:00 as if that window had pulled it.
-    #[test]
-    fn a_window_ending_after_now_pulled_no_run_time() {
-        let run_times = times(&["00:00", "06:00", "12:00", "18:00"]);
-        let now = at("2026-06-01T06:00:05Z");
-        let ahead = Some(at("2026-06-04T06:00:00Z"));
-        assert_eq!(next_incremental_at(&run_times, chrono_tz::UTC, ahead, now), at("2026-06-01T06:00:00Z"));
-        let pulled = Some(at("2026-06-01T06:00:01Z"));
-        assert_eq!(next_incremental_at(&run_times, chrono_tz::UTC, pulled, now), at("2026-06-01T12:00:00Z"));
-    }
-
-    #[test]
-    fn run_times_are_local_across_the_spring_change() {
-        // Europe/Berlin skips 02:00..03:00 on Sunday 2026-03-29.
-        insta::assert_snapshot!(runs(&["00:00", "02:30", "12:00"], "2026-03-28T12:00:00Z", 6), @r"
-        Sat 2026-03-28 23:00 UTC = 00:00 CET
-        Sun 2026-03-29 01:00 UTC = 03:00 CEST
-        Sun 2026-03-29 10:00 UTC = 12:00 CEST
-        Sun 2026-03-29 22:00 UTC = 00:00 CEST
-        Mon 2026-03-30 00:30 UTC = 02:30 CEST
-        Mon 2026-03-30 10:00 UTC = 12:00 CEST
-        ");
-    }
-
-    #[test]
-    fn run_times_are_local_across_the_autumn_change() {
-        // Europe/Berlin repeats 02:00..03:00 on Sunday 2026-10-25: the run goes once.
-        insta::assert_snapshot!(runs(&["02:30", "18:00"], "2026-10-24T12:00:00Z", 5), @r"
-        Sat 2026-10-24 16:00 UTC = 18:00 CEST
-        Sun 2026-10-25 00:30 UTC = 02:30 CEST
-        Sun 2026-10-25 17:00 UTC = 18:00 CET
-        Mon 2026-10-26 01:30 UTC = 02:30 CET
-        Mon 2026-10-26 17:00 UTC = 18:00 CET
-        ");
+    fn cadence(run_times: &[NaiveTime]) -> Cadence<'_> {
+        Cadence { run_times, timezone: berlin(), frequency: Duration::hours(6) }
     }
 
     #[test]
@@ -349,8 +260,8 @@ mod tests {
         let go_live = at("2026-05-31T22:00:00Z");
         let run_times = times(&["06:00"]);
         let refreshed = at("2026-05-20T00:00:00Z");
-        let mut plan = Plan::start(&run_times, berlin(), two, Some(now), Some(refreshed), go_live, now);
-        plan.next_incremental = next_run_at(&run_times, berlin(), now);
+        let mut plan = Plan::start(cadence(&run_times), two, Some(now), Some(refreshed), go_live, now);
+        plan.next_incremental = cadence(&run_times).next_run_at(now);
         assert_eq!(plan.next_work(now), Some(Work::FullRefresh), "refreshed before: the weekly refresh first");
         plan.refresh_failed = true;
         assert_eq!(plan.next_work(now), Some(Work::Backfill), "the refresh failed: a gap's backfill goes first");
@@ -367,10 +278,10 @@ mod tests {
         let two = times(&["02:00"])[0];
         let now = at("2026-06-03T07:00:00Z");
         let go_live = at("2026-05-31T22:00:00Z");
-        let mut plan = Plan::start(&run_times, berlin(), two, None, None, go_live, now);
+        let mut plan = Plan::start(cadence(&run_times), two, None, None, go_live, now);
         assert_eq!(plan.next_incremental, at("2026-06-03T04:00:00Z"), "06:00 local passed without a run");
         assert_eq!(plan.next_work(now), Some(Work::Incremental));
-        plan.next_incremental = next_run_at(&run_times, berlin(), now);
+        plan.next_incremental = cadence(&run_times).next_run_at(now);
         assert_eq!(plan.next_work(now), Some(Work::Backfill), "the refresh never ran, but gaps are left");
         plan.backfill_pending = false;
         assert_eq!(plan.next_work(now), Some(Work::FullRefresh));
@@ -397,7 +308,7 @@ mod tests {
         plan.hold = Some(Hold { supplier_until: Some(at("2026-06-03T10:20:00Z")), ..hold });
         assert_eq!(plan.manual_run_from(at("2026-06-03T10:01:00Z")), at("2026-06-03T10:20:00Z"), "Retry-After");
 
-        let covered = Plan::start(&run_times, berlin(), two, Some(at("2026-06-03T04:00:00Z")), Some(now), go_live, now);
+        let covered = Plan::start(cadence(&run_times), two, Some(at("2026-06-03T04:00:00Z")), Some(now), go_live, now);
         assert_eq!(covered.next_incremental, at("2026-06-03T10:00:00Z"));
         assert_eq!(covered.next_full_refresh, at("2026-06-07T00:00:00Z"));
     }
@@ -408,7 +319,7 @@ mod tests {
         let two = times(&["02:00"])[0];
         // Configured on Monday to go live on Thursday 2026-06-04 (Berlin).
         let (now, go_live) = (at("2026-06-01T12:00:00Z"), at("2026-06-03T22:00:00Z"));
-        let plan = Plan::start(&run_times, berlin(), two, None, None, go_live, now);
+        let plan = Plan::start(cadence(&run_times), two, None, None, go_live, now);
         assert_eq!(plan.next_work(now), None);
         assert_eq!(plan.next_work(at("2026-06-03T21:59:59Z")), None, "not even backfill");
         assert_eq!(plan.wake_at(), go_live);

@@ -120,8 +120,7 @@ impl FeedSource {
             tracing::warn!(feed = %key, now = %started, window_until = %ahead, "a completed window ends after now: it was pulled while the clock ran ahead, or the clock went back; the next incremental starts at the last window before it");
         }
         let mut plan = Plan::start(
-            run.run_times(),
-            run.timezone(),
+            run.cadence(),
             refresh_time,
             last_incremental_until,
             feed.last_full_refresh_at,
@@ -249,12 +248,7 @@ impl FeedSource {
                     let incremental =
                         resumed_window.as_ref().filter(|cursor| cursor.window.kind == WindowKind::Incremental);
                     if let Some(cursor) = incremental {
-                        let due = schedule::next_incremental_at(
-                            run.run_times(),
-                            run.timezone(),
-                            Some(cursor.window.until),
-                            now,
-                        );
+                        let due = run.cadence().next_incremental_at(Some(cursor.window.until), now);
                         plan.next_incremental = plan.next_incremental.max(due);
                     }
                 }
@@ -265,10 +259,10 @@ impl FeedSource {
                         // one is; one its resume finished ended when it was asked for, and the
                         // resume planned the incremental from that end.
                         Job::Scheduled(Work::Incremental) => {
-                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                            plan.next_incremental = run.cadence().next_incremental_at(Some(now), now)
                         }
                         Job::Requested(FeedRunRequest { kind: FeedRunKind::Incremental, .. }) if request_ran_now => {
-                            plan.next_incremental = schedule::next_run_at(run.run_times(), run.timezone(), now)
+                            plan.next_incremental = run.cadence().next_incremental_at(Some(now), now)
                         }
                         // A manual full refresh is the full refresh due, if one is.
                         Job::Scheduled(Work::FullRefresh)

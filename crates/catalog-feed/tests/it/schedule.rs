@@ -54,6 +54,41 @@ async fn a_week_of_schedule_runs_at_local_times_across_dst() {
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
 
+/// `sync_frequency_hours = 48` at 09:00 Berlin: after the backfill and the first refresh, one
+/// incremental every other day, each reaching back to the end of the last (less the
+/// overlap), across the spring change; not one a day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_synced_every_other_day_is_pulled_every_other_day() {
+    let fixture = sqlite().await;
+    let api = FeedApi::start(vec![four_of("A-1", at("2026-03-20T08:00:00Z"))], TOKEN).await;
+    let mut settings = feed_settings("acme", &api, NaiveDate::from_ymd_opt(2026, 3, 20).expect("date"));
+    settings.run_times = vec![chrono::NaiveTime::from_hms_opt(9, 0, 0).expect("time")];
+    settings.sync_frequency_hours = 48;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[settings]).await.expect("bootstrap");
+
+    let end = CancellationToken::new();
+    let clock: Arc<dyn Clock> = JumpingClock::new(at("2026-03-27T12:00:00Z"), at("2026-04-03T12:00:00Z"), end.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("a simulated week takes no real time")
+        .expect("run");
+    // At start (Friday 13:00 CET) an incremental a period back and the overlap more, the
+    // backfill before it, the first refresh and Sunday's; then 09:00 Berlin on Monday,
+    // Wednesday and Friday (Saturday's and Sunday's 09:00 come less than 47 hours after
+    // Friday's start, and are skipped).
+    insta::assert_snapshot!(pulls(&api), @r"
+    window 2026-03-24T12:00:00Z .. 2026-03-27T12:00:00Z
+    window 2026-03-19T23:00:00Z .. 2026-03-24T12:00:00Z
+    snapshot
+    snapshot
+    window 2026-03-26T12:00:00Z .. 2026-03-30T07:00:00Z
+    window 2026-03-29T07:00:00Z .. 2026-04-01T07:00:00Z
+    window 2026-03-31T07:00:00Z .. 2026-04-03T07:00:00Z
+    ");
+    assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
+}
+
 /// What an operator does through the admin API, at a simulated instant.
 #[derive(Debug, Clone)]
 pub(crate) enum Action {

@@ -1,0 +1,197 @@
+//! When a feed's incrementals run: its run times in its local time zone (a time a DST change
+//! skips runs when the clocks jump; one it repeats runs once, the first time), spaced by its
+//! `sync_frequency_hours` where that is longer than a day. Pure: the time is passed in.
+
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono_tz::Tz;
+
+pub use catalog_app::feeds::local_instant;
+
+/// How much earlier than a whole sync period after the last incremental a run time may come
+/// and still run, for a feed synced less often than daily: a run starts a few seconds after
+/// its run time, and a DST change moves local run times by an hour against UTC.
+const SPACING_SLACK: Duration = Duration::hours(1);
+
+/// A feed's run times, its time zone and its sync period.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence<'a> {
+    pub run_times: &'a [NaiveTime],
+    pub timezone: Tz,
+    /// `sync_frequency_hours`. Up to a day it only sets the default run times; longer, an
+    /// incremental skips the run times that come less than a period (less
+    /// [`SPACING_SLACK`]) after the last one: 48 hours with one run time runs every other
+    /// day, as the operator asked, not daily.
+    pub frequency: Duration,
+}
+
+impl Cadence<'_> {
+    /// Instants of the run times on the local days around `around`, in order.
+    fn runs_around(&self, around: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let today = around.with_timezone(&self.timezone).date_naive();
+        let mut runs: Vec<DateTime<Utc>> = (-2..=2)
+            .filter_map(|days| today.checked_add_signed(Duration::days(days)))
+            .flat_map(|date| self.run_times.iter().map(move |time| local_instant(self.timezone, date, *time)))
+            .collect();
+        runs.sort();
+        runs.dedup();
+        runs
+    }
+
+    /// The first run time after `after`.
+    pub fn next_run_at(&self, after: DateTime<Utc>) -> DateTime<Utc> {
+        self.runs_around(after).into_iter().find(|at| *at > after).unwrap_or(after + Duration::hours(6))
+    }
+
+    /// The last run time at or before `at`.
+    pub fn previous_run_at(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.runs_around(at).into_iter().rev().find(|run| *run <= at)
+    }
+
+    /// The least time from one incremental to the next: nothing up to a day.
+    fn spacing(&self) -> Duration {
+        if self.frequency > Duration::days(1) {
+            self.frequency - SPACING_SLACK
+        } else {
+            Duration::zero()
+        }
+    }
+
+    /// When an incremental is next due, seen at `now`, the last incremental window having
+    /// ended at `last_incremental_until` (an incremental that just ran: `now`): at once (at
+    /// the last run time) if no incremental window reaches it, else at the next run time; for
+    /// a feed synced less often than daily, at the first run time a whole period after the
+    /// last window's end (in the past: due at once). A window ending after `now` was pulled
+    /// while the clock ran ahead (decision 0015): it reaches no run time, and the incremental
+    /// due is due.
+    pub fn next_incremental_at(
+        &self,
+        last_incremental_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let spacing = self.spacing();
+        match (self.previous_run_at(now), last_incremental_until) {
+            (_, Some(until)) if until <= now && spacing > Duration::zero() => {
+                self.next_run_at(until + spacing - Duration::seconds(1))
+            }
+            (Some(previous), Some(until)) if until >= previous && until <= now => self.next_run_at(now),
+            (Some(previous), _) => previous,
+            (None, _) => now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("time")
+    }
+
+    fn times(texts: &[&str]) -> Vec<NaiveTime> {
+        texts.iter().map(|text| NaiveTime::parse_from_str(text, "%H:%M").expect("time")).collect()
+    }
+
+    fn berlin() -> Tz {
+        "Europe/Berlin".parse().expect("zone")
+    }
+
+    fn daily(run_times: &[NaiveTime], timezone: Tz) -> Cadence<'_> {
+        Cadence { run_times, timezone, frequency: Duration::hours(6) }
+    }
+
+    /// The runs from `start` on, in UTC and in Berlin time.
+    fn runs(run_times: &[&str], start: &str, n: usize) -> String {
+        let run_times = times(run_times);
+        let cadence = daily(&run_times, berlin());
+        let mut after = at(start);
+        let mut lines = String::new();
+        for _ in 0..n {
+            after = cadence.next_run_at(after);
+            lines.push_str(&format!(
+                "{} = {}\n",
+                after.format("%a %F %R UTC"),
+                after.with_timezone(&berlin()).format("%R %Z")
+            ));
+        }
+        lines
+    }
+
+    /// The window a restart resumes may have been pulled while the clock ran three days ahead:
+    /// the incremental of 06:00 is due at 06:00, not at 12:00 as if that window had pulled it.
+    #[test]
+    fn a_window_ending_after_now_pulled_no_run_time() {
+        let run_times = times(&["00:00", "06:00", "12:00", "18:00"]);
+        let cadence = daily(&run_times, chrono_tz::UTC);
+        let now = at("2026-06-01T06:00:05Z");
+        let ahead = Some(at("2026-06-04T06:00:00Z"));
+        assert_eq!(cadence.next_incremental_at(ahead, now), at("2026-06-01T06:00:00Z"));
+        let pulled = Some(at("2026-06-01T06:00:01Z"));
+        assert_eq!(cadence.next_incremental_at(pulled, now), at("2026-06-01T12:00:00Z"));
+        let long = Cadence { frequency: Duration::hours(48), ..cadence };
+        assert_eq!(long.next_incremental_at(ahead, now), at("2026-06-01T06:00:00Z"), "synced every other day");
+    }
+
+    /// `sync_frequency_hours = 48` with its default run time (00:00) runs every other day,
+    /// from the end of the last incremental however late in its minute it started, and is due
+    /// at once at start-up when a whole period has passed since.
+    #[test]
+    fn a_feed_synced_every_other_day_skips_the_run_times_between() {
+        let run_times = times(&["00:00"]);
+        let cadence = Cadence { run_times: &run_times, timezone: chrono_tz::UTC, frequency: Duration::hours(48) };
+        let ran = at("2026-06-01T00:00:07Z");
+        assert_eq!(cadence.next_incremental_at(Some(ran), ran), at("2026-06-03T00:00:00Z"), "after a run");
+        let restarted = at("2026-06-02T09:00:00Z");
+        assert_eq!(cadence.next_incremental_at(Some(ran), restarted), at("2026-06-03T00:00:00Z"), "a restart between");
+        let late = at("2026-06-05T09:00:00Z");
+        assert!(cadence.next_incremental_at(Some(ran), late) <= late, "a period and more passed: due at once");
+        assert_eq!(cadence.next_incremental_at(None, late), at("2026-06-05T00:00:00Z"), "never pulled: due at once");
+        // Twelve hours: spaced by the run times alone, as before.
+        let twice = times(&["00:00", "12:00"]);
+        let half = Cadence { run_times: &twice, timezone: chrono_tz::UTC, frequency: Duration::hours(12) };
+        assert_eq!(half.next_incremental_at(Some(ran), ran), at("2026-06-01T12:00:00Z"));
+    }
+
+    /// Across the autumn change a local 02:30 comes 25 hours after the last: a 24-hour feed
+    /// runs it, and a 72-hour feed runs every third local day whatever the clocks did.
+    #[test]
+    fn a_feed_synced_every_third_day_keeps_its_local_run_time_across_a_dst_change() {
+        let run_times = times(&["02:30"]);
+        let cadence = Cadence { run_times: &run_times, timezone: berlin(), frequency: Duration::hours(72) };
+        let mut ran = at("2026-10-23T00:30:04Z");
+        let mut local = Vec::new();
+        for _ in 0..3 {
+            ran = cadence.next_incremental_at(Some(ran), ran);
+            local.push(ran.with_timezone(&berlin()).format("%F %R %Z").to_string());
+        }
+        assert_eq!(local, ["2026-10-26 02:30 CET", "2026-10-29 02:30 CET", "2026-11-01 02:30 CET"]);
+        let day = Cadence { frequency: Duration::hours(24), ..cadence };
+        let before = at("2026-10-24T00:30:04Z");
+        assert_eq!(day.next_incremental_at(Some(before), before), at("2026-10-25T00:30:00Z"));
+    }
+
+    #[test]
+    fn run_times_are_local_across_the_spring_change() {
+        // Europe/Berlin skips 02:00..03:00 on Sunday 2026-03-29.
+        insta::assert_snapshot!(runs(&["00:00", "02:30", "12:00"], "2026-03-28T12:00:00Z", 6), @r"
+        Sat 2026-03-28 23:00 UTC = 00:00 CET
+        Sun 2026-03-29 01:00 UTC = 03:00 CEST
+        Sun 2026-03-29 10:00 UTC = 12:00 CEST
+        Sun 2026-03-29 22:00 UTC = 00:00 CEST
+        Mon 2026-03-30 00:30 UTC = 02:30 CEST
+        Mon 2026-03-30 10:00 UTC = 12:00 CEST
+        ");
+    }
+
+    #[test]
+    fn run_times_are_local_across_the_autumn_change() {
+        // Europe/Berlin repeats 02:00..03:00 on Sunday 2026-10-25: the run goes once.
+        insta::assert_snapshot!(runs(&["02:30", "18:00"], "2026-10-24T12:00:00Z", 5), @r"
+        Sat 2026-10-24 16:00 UTC = 18:00 CEST
+        Sun 2026-10-25 00:30 UTC = 02:30 CEST
+        Sun 2026-10-25 17:00 UTC = 18:00 CET
+        Mon 2026-10-26 01:30 UTC = 02:30 CET
+        Mon 2026-10-26 17:00 UTC = 18:00 CET
+        ");
+    }
+}
