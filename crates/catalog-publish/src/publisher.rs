@@ -20,7 +20,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
 use crate::holding::{keep_held, sending_under, Holding};
 use crate::response::{classify_transport, TransportError, Verdict};
-use crate::round::{in_batches, plan_round, ChannelHold, RoundPlan};
+use crate::round::{in_batches, plan_round, ChannelHold, Refused, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
 mod events;
@@ -138,6 +138,12 @@ impl ChannelPublisher {
             self.lane(concurrency, plan, waiter, &shutdown, &until_drained, hold)
         });
         let done = futures::future::try_join_all(lanes).await?;
+        // A drain that stopped for refused credentials did not empty the channel: say so.
+        if let Some(Refused { reason, error }) = hold.refused().filter(|_| until_drained.is_cancelled()) {
+            if !shutdown.is_cancelled() {
+                return Err(PublishError::CredentialsRefused { channel: self.config.name.clone(), reason, error });
+            }
+        }
         Ok(done.into_iter().sum())
     }
 
@@ -164,6 +170,11 @@ impl ChannelPublisher {
         let mut n_done = 0;
         loop {
             if shutdown.is_cancelled() {
+                return Ok(n_done);
+            }
+            // Draining, a channel whose credentials the platform refuses would be sent the
+            // same items every hold for ever (they spend no attempt): the drain ends here.
+            if until_drained.is_cancelled() && hold.refused().is_some() {
                 return Ok(n_done);
             }
             if let Some(until) = hold.until() {
@@ -469,6 +480,9 @@ impl ChannelPublisher {
         });
         if let Some((reason, error)) = blocked {
             self.events.blocked(&self.config.name, reason, error);
+            hold.set_refused(Some(Refused { reason, error: error.clone() }));
+        } else if sent.attempts.iter().any(|attempt| !matches!(attempt.verdict, Verdict::Unavailable { .. })) {
+            hold.set_refused(None);
         }
         if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
             hold.extend(wait);

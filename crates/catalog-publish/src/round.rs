@@ -99,22 +99,45 @@ pub(crate) fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> 
 /// The hold a throttling answer (a 429's `Retry-After`, a budget running low) puts on the
 /// whole channel, every lane, from the moment it is answered: no send starts before it has
 /// passed, in the round that met it or any other. Shared with the channel's reconciler, whose
-/// reads wait it out too and whose own 429s extend it (`ChannelPublisher::held_by`).
+/// reads wait it out too and whose own 429s extend it (`ChannelPublisher::held_by`). It also
+/// keeps whether the platform refuses the channel's credentials (decision 0059): a drain
+/// stops waiting for a channel that takes no write until an operator acts.
 #[derive(Debug, Default)]
-pub struct ChannelHold(std::sync::Mutex<Option<Instant>>);
+pub struct ChannelHold {
+    until: std::sync::Mutex<Option<Instant>>,
+    refused: std::sync::Mutex<Option<Refused>>,
+}
+
+/// The platform's last refusal of the channel's credentials, while no send since got past them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: &'static str,
+    pub error: String,
+}
 
 impl ChannelHold {
     /// When the hold ends, while it has not.
     pub fn until(&self) -> Option<Instant> {
-        let held = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         held.filter(|until| *until > Instant::now())
     }
 
     /// Holds the channel for `wait` from now, or longer if it is held longer already.
     pub fn extend(&self, wait: Duration) {
         let until = Instant::now() + wait;
-        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *held = Some(held.map_or(until, |current| current.max(until)));
+    }
+
+    /// The platform refused the channel's credentials (`Verdict::Blocked`), or, with `None`,
+    /// took a send past them.
+    pub fn set_refused(&self, refused: Option<Refused>) {
+        *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
+    }
+
+    /// The last refusal of the channel's credentials, unless a send got past them since.
+    pub fn refused(&self) -> Option<Refused> {
+        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -138,6 +161,12 @@ mod tests {
         let until = hold.until().expect("held");
         hold.extend(Duration::from_secs(1));
         assert_eq!(hold.until(), Some(until), "a shorter wait does not shorten it");
+        assert_eq!(hold.refused(), None);
+        let refused = Refused { reason: "unauthorized", error: "401".to_owned() };
+        hold.set_refused(Some(refused.clone()));
+        assert_eq!(hold.refused(), Some(refused));
+        hold.set_refused(None);
+        assert_eq!(hold.refused(), None, "a send past the credentials ends the refusal");
     }
 
     #[test]

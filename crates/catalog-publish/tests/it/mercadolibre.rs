@@ -995,3 +995,35 @@ async fn refused_credentials_hold_the_channel_and_spend_no_attempt() {
     assert!(error.starts_with("token_refused: ") && error.contains("invalid_grant"), "{error}");
     assert_eq!(blocked, ["token_refused"]);
 }
+
+/// A drain (a file or `--once` run) on a channel whose credentials the platform refuses ends,
+/// saying so, with the item still waiting and nothing dead-lettered: its sends spend no
+/// attempt, so waiting for the channel to empty sent the same item every hold, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_while_the_credentials_are_refused() {
+    use catalog_publish::{ChannelConfig, ChannelPublisher, PublishError};
+    use tokio_util::sync::CancellationToken;
+
+    let meli = MercadoLibre::start(vec![], vec![Token::Refuse]).await;
+    let (store, _dir) = crate::store(&["mercadolibre"]).await;
+    crate::set(&*store, 1, "MLA1", 5).await;
+    let mut config = ChannelConfig::new("mercadolibre");
+    (config.settle, config.max_wait) = (Duration::ZERO, Duration::ZERO);
+    let outbox: Arc<dyn catalog_store::OutboxStore> = store.clone();
+    let publisher = ChannelPublisher::new(config, Arc::new(meli.channel()), outbox, Arc::new(crate::Quiet));
+    let drained = CancellationToken::new();
+    drained.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(20), publisher.run(CancellationToken::new(), drained))
+        .await
+        .expect("the drain ends");
+    match ended {
+        Err(PublishError::CredentialsRefused { channel, reason, error }) => {
+            assert_eq!((channel.as_str(), reason), ("mercadolibre", "token_refused"));
+            assert!(error.contains("invalid_grant"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.open_dead_letters(10).await.expect("letters").is_empty(), "nothing dead-lettered");
+    assert_eq!(store.stale_items("mercadolibre").await.expect("stale"), 1, "the item waits for the next run");
+    assert_eq!(meli.token_requests().len(), 1, "asked once, not every hold");
+}
