@@ -80,7 +80,7 @@ impl WorkerArgs {
 pub struct PublishArgs {
     /// `off`: this worker applies and queues publishes but sends none; workers run with
     /// `on` (the same database and channels) drain the outbox. Splits applying from
-    /// publishing across processes.
+    /// publishing across processes; an applying worker needs no channel credentials.
     #[arg(long = "publish", env = "CATALOG_PUBLISH", value_enum, default_value_t = Switch::On)]
     pub mode: Switch,
 
@@ -274,8 +274,8 @@ pub struct FeedArgs {
     pub feeds_file: Option<PathBuf>,
 
     /// Pull what is due now (the unfinished window, the incremental window, every backfill
-    /// chunk), publish it, and exit: for cron. Without it, feeds are pulled on their
-    /// schedules until a signal.
+    /// chunk), publish it, and exit: for cron; non-zero if a feed failed, after publishing
+    /// what the others pulled. Without it, feeds are pulled on their schedules until a signal.
     #[arg(long, env = "CATALOG_FEED_ONCE")]
     pub once: bool,
 

@@ -3,6 +3,7 @@
 //! serves metrics. Everything it runs lives in the crates under it; this is the wiring.
 
 pub mod config;
+mod finish;
 pub mod http;
 pub mod ready;
 pub mod retention;
@@ -54,21 +55,22 @@ impl std::fmt::Display for RunSummary {
 const FEED_REPORT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// The pull source: feeds bootstrapped from `--feeds-file`, then pulled once (`--once`) or
-/// on their schedules until `shutdown`.
+/// on their schedules until `shutdown`. `Ok(Some(error))`: a `--once` run some of whose feeds
+/// failed; what the others pulled is published before the run reports it.
 async fn pull(
     args: &WorkerArgs,
     store: Arc<dyn catalog_store::CatalogStore>,
     sink: Arc<dyn BatchSink>,
     metrics: Metrics,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> Result<Option<anyhow::Error>> {
     let source = FeedSource::new(args.feeds.settings(), store, sink, metrics, catalog_feed::tokens_from_environment())?;
     if let Some(path) = &args.feeds.feeds_file {
         let feeds = catalog_feed::read_feeds_file(path).with_context(|| format!("reading {}", path.display()))?;
         source.bootstrap(&feeds).await.context("storing the feeds")?;
     }
     if !args.feeds.once {
-        return source.run(Arc::new(SystemClock), shutdown.clone()).await.context("pull source");
+        return source.run(Arc::new(SystemClock), shutdown.clone()).await.context("pull source").map(|()| None);
     }
     if let (Some(since), Some(until)) = (args.feeds.backfill_since, args.feeds.backfill_until) {
         let asked = source.request_backfill(&args.feeds.only, since, until, "sync-worker --backfill-since").await?;
@@ -77,18 +79,18 @@ async fn pull(
     let scope = if args.feeds.full { OnceScope::WithFullRefresh } else { OnceScope::Due };
     let report = source.run_once_for(scope, &args.feeds.only, shutdown).await.context("pull source")?;
     tracing::info!(n_feeds = report.n_feeds, n_failed = report.failed.len(), "feeds pulled once");
-    match report.failed.as_slice() {
-        [] => Ok(()),
+    Ok(match report.failed.as_slice() {
+        [] => None,
         failed => {
             let names: Vec<String> = failed.iter().map(|(feed, error)| format!("{feed}: {error}")).collect();
-            anyhow::bail!(
+            Some(anyhow::anyhow!(
                 "{} of {} feeds failed (each has a pull dead letter): {}",
                 failed.len(),
                 report.n_feeds,
                 names.join("; ")
-            )
+            ))
         }
-    }
+    })
 }
 
 /// Runs the worker until the source ends (files) or `shutdown` fires (Kafka, or a signal),
@@ -96,7 +98,12 @@ async fn pull(
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSummary> {
     let metrics = Metrics::new();
     let publish_settings = args.publish.settings();
-    let http_channels = channels::http_channels(&publish_settings)?;
+    // A worker that only applies sends nothing: it needs the channels' routes, not their
+    // credentials.
+    let http_channels = match args.publish.mode {
+        Switch::On => channels::http_channels(&publish_settings)?,
+        Switch::Off => channels::http_channels_with(&publish_settings, &channels::credentials_unread)?,
+    };
     let routes = channels::routes(&http_channels);
     let channel_names: Vec<String> = routes.iter().map(|route| route.name.clone()).collect();
     let store = open_store(&args.store, routes).await?;
@@ -201,7 +208,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
             let source = KafkaSource::new(config, sink).context("creating the Kafka consumer")?;
             readiness.follow_brokers(source.broker_status());
             readiness.source_running(true);
-            source.run(shutdown.clone()).await.context("kafka source")
+            source.run(shutdown.clone()).await.context("kafka source").map(|()| None)
         }
         SourceSpec::File(path) => {
             let source = FileSource {
@@ -211,7 +218,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 max_bytes_in_flight: args.max_bytes_in_flight,
             };
             readiness.source_running(true);
-            source.run(sink, shutdown.clone()).await.context("file source")
+            source.run(sink, shutdown.clone()).await.context("file source").map(|()| None)
         }
         SourceSpec::Pull => {
             let feeds: Arc<dyn catalog_store::FeedStore> = store.clone();
@@ -229,39 +236,27 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 max_bytes_in_flight: args.max_bytes_in_flight,
             };
             readiness.source_running(true);
-            source.run(sink, shutdown.clone()).await.context("stdin source")
+            source.run(sink, shutdown.clone()).await.context("stdin source").map(|()| None)
         }
     };
     readiness.source_running(false);
 
     // A finite source ends by itself: publish everything it changed before exiting. After a
     // signal or a failed source, stop publishing now; what is queued stays in the outbox for
-    // the next run.
+    // the next run. A `--once` pull whose some feeds failed publishes what the others pulled.
     if shutdown.is_cancelled() || source_result.is_err() {
         stop_services.cancel();
     }
     drained.cancel();
-    let mut published = 0;
-    loop {
-        tokio::select! {
-            publisher = publishers.join_next() => match publisher {
-                Some(publisher) => published += publisher.context("publisher task")??,
-                None => break,
-            },
-            // A signal while a finished source's changes are being published stops the
-            // publishing too, however long the channels would take.
-            () = shutdown.cancelled(), if !stop_services.is_cancelled() => {
-                tracing::info!("stopping publishing; what is not published stays queued for the next run");
-                stop_services.cancel();
-            }
-        }
+    let finished = finish::join(publishers, services, &shutdown, &stop_services).await;
+    let source_error = match source_result {
+        Ok(failed_in_part) => failed_in_part,
+        Err(error) => Some(error),
+    };
+    match finish::one_error(source_error.into_iter().chain(finished.failures).collect()) {
+        Some(error) => Err(error),
+        None => Ok(RunSummary { totals: applier.totals(), published: finished.published }),
     }
-    stop_services.cancel();
-    while let Some(service) = services.join_next().await {
-        service.context("service task")??;
-    }
-    source_result?;
-    Ok(RunSummary { totals: applier.totals(), published })
 }
 
 #[cfg(test)]

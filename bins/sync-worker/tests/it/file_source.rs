@@ -139,7 +139,7 @@ fn stdin_is_a_source_too() {
 }
 
 /// A storefront that accepts everything and remembers what it was told, per item.
-async fn accepting_storefront() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub(crate) async fn accepting_storefront() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     use axum::routing::post;
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&received);

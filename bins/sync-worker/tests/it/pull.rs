@@ -1,5 +1,6 @@
 //! `--source pull` as a separate process: killed with SIGKILL in the middle of a window and
-//! run again, it loses nothing and decides nothing twice.
+//! run again, it loses nothing and decides nothing twice; a `--once` run with a failing feed
+//! publishes what the others pulled.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -117,4 +118,56 @@ async fn killed_mid_window_and_run_again_the_feed_loses_nothing_and_decides_noth
         .await
         .expect("count");
     assert_eq!(rejected, 0);
+}
+
+/// A `--once` run whose one feed fails (its token variable unset) still publishes what the
+/// other pulled before it exits non-zero, naming the failed feed: the failure stopped the
+/// publishers at once, leaving the healthy feed's changes (here, settling for 1.5 s) queued
+/// until the next cron run, and every run after while the feed kept failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_with_a_failed_feed_still_publishes_the_others() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let now = Utc::now();
+    let records: Vec<FeedRecord> = (0..3)
+        .map(|i| FeedRecord {
+            sku: format!("SKU-{i}"),
+            quantity: 10 + i,
+            updated_at: now - TimeDelta::minutes(5),
+            sequence: None,
+        })
+        .collect();
+    let api = FeedApi::start(records, "pull-token").await;
+    let feeds = feeds_file(directory.path(), &api, (now - TimeDelta::days(1)).date_naive());
+    let mut text = std::fs::read_to_string(&feeds).expect("feeds file");
+    text.push_str(&format!(
+        "\n[[feed]]\ntenant = \"canary\"\nsupplier = \"globex\"\nbase_url = \"{}\"\ntoken_env = \"CATALOG_TEST_PULL_UNSET\"\ngo_live_date = \"{}\"\n",
+        api.base_url(),
+        (now - TimeDelta::days(1)).date_naive()
+    ));
+    std::fs::write(&feeds, text).expect("write the feeds file");
+    let (storefront, received) = crate::file_source::accepting_storefront().await;
+    let output = tokio::task::spawn_blocking({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-worker"));
+        command
+            .args(["--source", "pull", "--once", "--metrics-addr", "off"])
+            .args(["--publish-settle-ms", "1500", "--publish-max-wait-ms", "1500"])
+            .args(["--database-url", "sqlite://catalog.db", "--storefront-url", &storefront])
+            .arg("--feeds-file")
+            .arg(&feeds)
+            .current_dir(directory.path())
+            .env(TOKEN_ENV, "pull-token")
+            .env_remove("CATALOG_TEST_PULL_UNSET")
+            .env_remove("CATALOG_STOREFRONT_URL")
+            .env("RUST_LOG", "warn");
+        move || command.output()
+    })
+    .await
+    .expect("join")
+    .expect("run the worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a feed failed: {stderr}");
+    assert!(stderr.contains("1 of 2 feeds failed") && stderr.contains("canary/globex"), "{stderr}");
+    let published: std::collections::BTreeSet<String> =
+        (received.lock().expect("storefront state").iter()).map(|body| body["sku"].to_string()).collect();
+    assert_eq!(published.len(), 3, "acme's three SKUs published: {published:?}\n{stderr}");
 }

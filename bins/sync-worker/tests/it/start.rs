@@ -244,3 +244,34 @@ pub(crate) fn one_event_file(directory: &std::path::Path) -> std::path::PathBuf 
     .expect("write the events");
     events
 }
+
+/// A worker that only applies (`--publish off`, the apply/publish split) sends nothing, so it
+/// starts without the channels' credentials, as `admin-api` and `replay` do: it read every
+/// channel's secret variable and refused to start without it.
+#[test]
+fn an_applying_only_worker_starts_without_channel_credentials() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let channels = directory.path().join("channels.json");
+    let shopify = r#"[{"name": "shopify", "adapter": {"kind": "shopify", "base_url": "http://127.0.0.1:9/", "location_id": "gid://shopify/Location/1", "access_token_env": "CATALOG_TEST_UNSET_SHOP_TOKEN"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#;
+    std::fs::write(&channels, shopify).expect("write the channels file");
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/supplier-events.ndjson");
+    let run = |publish: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+            .args(["--source", &format!("file:{}", events.display()), "--metrics-addr", "off", "--publish", publish])
+            .arg("--channels-file")
+            .arg(&channels)
+            .args(["--database-url", "sqlite://catalog.db"])
+            .current_dir(directory.path())
+            .env_remove("CATALOG_TEST_UNSET_SHOP_TOKEN")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("start sync-worker")
+    };
+    let output = run("off");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("summary:"), "{stderr}");
+    // Publishing, the variable is needed, and named.
+    let output = run("on");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("CATALOG_TEST_UNSET_SHOP_TOKEN"), "{stderr}");
+}

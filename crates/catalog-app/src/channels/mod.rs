@@ -232,8 +232,13 @@ pub fn routes_of(
         max_wait: Duration::ZERO,
         max_attempts: 1,
     };
-    let unread = |_: &str| Some("not read: nothing is sent from here".to_owned());
-    Ok(routes(&http_channels_with(&settings, &unread)?))
+    Ok(routes(&http_channels_with(&settings, &credentials_unread)?))
+}
+
+/// Credentials for a process that sends nothing (`admin-api`, `replay`, a `--publish off`
+/// worker): every variable a channel names reads as set, and none is read.
+pub fn credentials_unread(_: &str) -> Option<String> {
+    Some("not read: nothing is sent from here".to_owned())
 }
 
 /// The routes the store queues item changes for: the HTTP channels', or the storefront alone
