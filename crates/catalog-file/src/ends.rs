@@ -60,20 +60,34 @@ pub(crate) fn still_sending(position: u64) -> catalog_app::SourceError {
 }
 
 /// Whether an unterminated `line` that is no event can never become one, whatever a writer
-/// appends: a line longer than a message may be is too large already, and one that is a whole
-/// JSON object (blanks around it allowed) is made invalid by anything after its closing brace.
-/// Left waiting for a newline, an exporter that ends its last line without one (a join with
-/// "\n") stopped every later run there, for good in a rotated file. The object's shape alone is
-/// checked (`IgnoredAny`): a string that is not UTF-8 or a number no float holds is as whole,
-/// and as invalid, as any other.
+/// appends: a line longer than a message may be is too large already; one whose first byte
+/// past its blanks is not `{` starts no object (a crash's tail of NUL bytes, a JSON array, a
+/// later line's byte order mark), unless it is the input's first bytes and the start of a
+/// byte order mark, which an object may follow; and one that is a whole JSON object (blanks
+/// around it allowed) is made invalid by anything after its closing brace. Left waiting for a
+/// newline, each stopped every later run there, for good in a rotated file. The object's
+/// shape alone is checked (`IgnoredAny`): a string that is not UTF-8 or a number no float
+/// holds is as whole, and as invalid, as any other.
 pub(crate) fn decided(line: &Line) -> bool {
     // The reader holds one byte past the limit to tell a line too large: held whole at that
     // length, it is as decided as one cut short.
     if line.length > catalog_core::MAX_PAYLOAD_BYTES as u64 {
         return true;
     }
-    let bytes = line.bytes.trim_ascii();
-    bytes.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    let Some(start) = line.bytes.iter().position(|byte| !is_json_blank(byte)) else {
+        return false;
+    };
+    let bytes = &line.bytes[start..];
+    if bytes[0] != b'{' {
+        return !(line.offset == 0 && start == 0 && crate::lines::BOM.starts_with(bytes));
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// JSON's whitespace (RFC 8259): what a line may hold besides its object. A form feed or a
+/// vertical tab is not: a line of them is a message, rejected, not a blank line skipped.
+pub(crate) fn is_json_blank(byte: &u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// What the source tells of standard input's line cut off by a shutdown: its start came, its

@@ -219,7 +219,7 @@ impl FileSource {
             let Some(line) = read else { break };
             // Only a line held whole can be told blank: one cut short is too large, whatever
             // its first bytes are.
-            if line.length == line.bytes.len() as u64 && line.bytes.iter().all(u8::is_ascii_whitespace) {
+            if line.length == line.bytes.len() as u64 && line.bytes.iter().all(ends::is_json_blank) {
                 if !line.terminated && cursor.is_some() {
                     // Blanks a file ends in without a newline: nothing to apply, and maybe the
                     // start of a line a writer is still writing. The run ends before them, its

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub(crate) const MAX_LINE_BYTES: usize = catalog_core::MAX_PAYLOAD_BYTES + 1;
 
 /// The UTF-8 byte order mark some tools write at the start of a text file.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One line as read: where it started, where the next one starts, its bytes (at most
 /// [`MAX_LINE_BYTES`] of them), its whole length without the end of line (more than

@@ -502,8 +502,10 @@ fn a_whole_object_that_is_no_event_at_the_end_of_a_file_is_rejected_not_waited_f
 
 /// Unterminated last lines that no append can make an event, though they are no valid JSON
 /// value: a number no float holds, a string that is not UTF-8, a line longer than a message
-/// may be. Each is journaled as the rejection it is, and the run reads on after it; waited for
-/// as half a line, each stopped every later run there (for good once rotated).
+/// may be, and lines that start no object (a crash's tail of NUL bytes, a JSON array, a byte
+/// order mark past the file's start). Each is journaled as the rejection it is, and the run
+/// reads on after it; waited for as half a line, each stopped every later run there (for good
+/// once rotated).
 #[test]
 fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() {
     let too_large = format!("{{\"padding\":\"{}", "x".repeat(70 * 1024));
@@ -511,7 +513,8 @@ fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() 
     // the limit to tell a line too large): it was left waiting as half a line.
     let one_byte_too_many = format!("{{\"padding\":\"{}", "x".repeat(65_537 - 12));
     assert_eq!(one_byte_too_many.len(), 65_537);
-    let tails: [(&str, Vec<u8>); 4] = [
+    let marked = [b"\xEF\xBB\xBF".as_slice(), event_line(2).as_bytes()].concat();
+    let tails: [(&str, Vec<u8>); 7] = [
         (
             "a number no float holds",
             event_line(2).replacen("\"quantity\":", "\"quantity\":1e400,\"was\":", 1).into_bytes(),
@@ -524,6 +527,9 @@ fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() 
         }),
         ("a line longer than a message may be", too_large.into_bytes()),
         ("a line one byte longer than a message may be", one_byte_too_many.into_bytes()),
+        ("a crash's tail of NUL bytes", vec![0; 4]),
+        ("a JSON array", format!("[{}]", event_line(2)).into_bytes()),
+        ("a byte order mark past the file's start", marked),
     ];
     for (what, tail) in tails {
         let directory = tempfile::tempdir().expect("temp dir");
@@ -536,6 +542,26 @@ fn an_unterminated_line_that_can_never_be_an_event_is_rejected_not_waited_for() 
         assert!(summary(&stderr).contains(" rejected=1 "), "{what}: {stderr}");
         assert!(!stderr.contains("unterminated_line"), "{what}: {stderr}");
     }
+}
+
+/// The first bytes of a file may be the start of its byte order mark, which an event may follow:
+/// that line waits for the rest. And a line of form feeds is no blank line (JSON's blanks are
+/// space, tab, CR and LF): it is a message, rejected with its reason, not skipped unsaid.
+#[test]
+fn a_byte_order_mark_being_written_waits_and_a_line_of_form_feeds_is_rejected() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("growing.ndjson");
+    std::fs::write(&path, b"\xEF\xBB").expect("write the feed");
+    let stderr = run_on_file(&path, directory.path());
+    assert!(summary(&stderr).starts_with("summary: events=0 "), "{stderr}");
+    assert!(stderr.contains("unterminated_line"), "{stderr}");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut file, b"\xBF").expect("the mark's last byte");
+    std::io::Write::write_all(&mut file, format!("{}\n\x0C\x0C\n{}\n", event_line(1), event_line(2)).as_bytes())
+        .expect("append");
+    let stderr = run_on_file(&path, directory.path());
+    assert!(summary(&stderr).starts_with("summary: events=3 applied=2 "), "{stderr}");
+    assert!(summary(&stderr).contains(" rejected=1 "), "the form feeds: {stderr}");
 }
 
 /// A file that ends in blanks without a newline may be in the middle of a line a writer is
