@@ -196,7 +196,7 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn release_claims(&self, channel: &str, claims: &[HeldClaim]) -> Result<u64, StoreError> {
-        outbox::release_claims(&self.pool, channel, claims).await
+        with_deadline(self.deadline, "release_claims", outbox::release_claims(&self.pool, channel, claims)).await
     }
 
     async fn extend_claims(&self, channel: &str, claims: &[HeldClaim], lease: Duration) -> Result<u64, StoreError> {

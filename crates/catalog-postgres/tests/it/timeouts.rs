@@ -117,6 +117,15 @@ async fn a_black_holed_connection_is_a_retryable_timeout_not_a_hang() {
     let options = PostgresOptions { transaction_timeout: Duration::from_secs(2), ..PostgresOptions::default() };
     let store = PostgresStore::connect(&through_proxy, StoreConfig::default(), options).await.expect("connect");
     store.apply_batch(&batch(1, 5)).await.expect("first batch");
+    let claim = catalog_store::OutboxClaim {
+        limit: 10,
+        lease: Duration::from_secs(60),
+        settle: Duration::ZERO,
+        max_wait: Duration::ZERO,
+    };
+    let claimed = store.claim_outbox("storefront", &claim).await.expect("claim");
+    let held: Vec<_> = claimed.iter().map(catalog_store::OutboxEntry::held_claim).collect();
+    assert_eq!(held.len(), 1);
 
     proxy.vanish();
     let started = Instant::now();
@@ -132,6 +141,16 @@ async fn a_black_holed_connection_is_a_retryable_timeout_not_a_hang() {
         matches!(result, Err(ref error) if error.failure_class() == FailureClass::Retryable),
         "a read is retryable too: {result:?}"
     );
+    // Giving claims back (a 429 mid-round, a shutdown) gives up at the deadline too. It had
+    // none: here it waited for the pool's 10 s to open a connection, and on a connection the
+    // pool handed out whose packets vanish, for the kernel's TCP timeout (a frozen lane, and
+    // a shutdown hanging with it).
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), store.release_claims("storefront", &held))
+        .await
+        .expect("giving claims back gives up by itself");
+    assert!(matches!(result, Err(StoreError::Timeout(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "gave up at the transaction timeout");
 }
 
 /// Days are made ahead without waiting on a reader of the journal or the attempts (a trace, a
