@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use catalog_core::{decode, Delivery, ItemId, ItemKey, OfferKey, Outcome, Sku, SupplierEvent, SupplierId, TenantId};
-use catalog_store::{CatalogStore, IncomingEvent, JournalEntry, JournalWindow, Provenance, StoreError};
+use catalog_store::{CatalogStore, IncomingEvent, JournalEntry, JournalWindow, Provenance, StoreError, WindowPage};
 use chrono::{DateTime, Utc};
 
 mod lanes;
@@ -68,7 +68,7 @@ pub enum ReplayError {
          narrow it with --until or --supplier, raise --max-dry-run-events, or replay without --dry-run, which reads any window a page at a time"
     )]
     DryRunTooLarge { limit: usize, read_through: String },
-    #[error("unknown tenant {0:?}: no event of it was ever received")]
+    #[error("unknown tenant {0:?}: no event of it was ever applied, and none is journaled in the window")]
     UnknownTenant(String),
     #[error("{what}: {error}")]
     Store { what: &'static str, error: StoreError },
@@ -161,9 +161,6 @@ pub async fn replay(
     if let Some(since) = reach_from {
         within_retention(store, since).await?;
     }
-    if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {
-        return Err(ReplayError::UnknownTenant(request.tenant.to_string()));
-    }
     let window = JournalWindow {
         tenant: request.tenant.clone(),
         since: request.since,
@@ -171,6 +168,14 @@ pub async fn replay(
         supplier: request.supplier.clone(),
         held_only: request.held_only,
     };
+    // A tenant no event of which was ever decided has no row, but may have rejections in the
+    // window (a rule since fixed): only a tenant with neither is unknown (a typo, most likely).
+    if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {
+        let first = WindowPage { after: None, limit: 1 };
+        if store.journal_window_page(&window, first).await.map_err(store_failed("reading the window"))?.is_empty() {
+            return Err(ReplayError::UnknownTenant(request.tenant.to_string()));
+        }
+    }
     let lanes = Lanes { store, dry_run: request.dry_run, reach_from, progress };
     if request.dry_run {
         lanes.preview_whole(&window, request.max_dry_run_events).await

@@ -195,7 +195,7 @@ async fn errors_are_clear_and_exit_non_zero() {
     exit: 1
     stdout:
     stderr:
-    Error: unknown tenant "nobody": no event of it was ever received
+    Error: unknown tenant "nobody": no event of it was ever applied, and none is journaled in the window
 
     ---
     exit: 1
@@ -292,4 +292,22 @@ async fn replayed_items_are_queued_for_every_channel_of_the_worker_s_channels_fi
     arguments.extend(["--channels-file", &broken]);
     let output = replay(directory.path(), &arguments);
     assert!(output.starts_with("exit: 1") && output.contains("Shop EU"), "a bad channels file is refused: {output}");
+}
+
+/// A tenant whose every event was rejected (by a rule since fixed: here a rejection the rules
+/// of today would not make) has no tenant row, but its journal is in the window: the replay
+/// decides its events again instead of refusing it as unknown.
+#[tokio::test]
+async fn a_tenant_journaled_only_as_rejections_is_replayed() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let store = fixture(directory.path()).await;
+    let mut rejected = message(6, "newco", "acme", "NEW-1", 4);
+    // Journaled as the rejection of its twin with a quantity below zero, as sent.
+    rejected.delivery.decoded = message(6, "newco", "acme", "NEW-1", -1).delivery.decoded;
+    assert!(rejected.delivery.decoded.is_err());
+    store.apply_batch(&BatchInput::new(vec![rejected], vec![])).await.expect("apply");
+    let output = replay(directory.path(), &["--tenant", "newco", "--since", "2026-06-01T00:00:00Z"]);
+    assert!(output.starts_with("exit: 0\n"), "{output}");
+    let key = ItemKey { tenant: TenantId::parse("newco").expect("valid"), sku: Sku::parse("NEW-1").expect("valid") };
+    assert_eq!(store.item(key.item_id()).await.expect("item").map(|item| item.quantity()), Some(4), "{output}");
 }
