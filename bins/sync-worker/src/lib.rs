@@ -179,8 +179,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     if args.retention.journal_retention == Switch::On {
         let settings = args.retention.settings(args.store.clock());
         let (store, metrics, stop) = (store.clone(), metrics.clone(), stop_services.clone());
+        // A signal stops a pass at its next safe point; a file run that ends lets it finish.
+        let interrupt = shutdown.clone();
         services.spawn(async move {
-            catalog_app::retention::run(&*store, settings, metrics, stop).await;
+            catalog_app::retention::run(&*store, settings, metrics, stop, interrupt).await;
             Ok(())
         });
     }

@@ -52,11 +52,20 @@ impl RetentionSettings {
 pub struct NdjsonArchive {
     directory: PathBuf,
     open: Option<OpenArchive>,
+    /// The worker's shutdown: the pass stops at its next safe point once it fires.
+    stop: Option<CancellationToken>,
 }
 
 impl NdjsonArchive {
     pub fn new(directory: impl Into<PathBuf>) -> Self {
-        Self { directory: directory.into(), open: None }
+        Self { directory: directory.into(), open: None, stop: None }
+    }
+
+    /// Tells the pass writing to this archive to stop once `stop` fires
+    /// ([`ArchiveSink::stopping`]).
+    pub fn stopped_by(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     fn finished(&self, name: &str) -> PathBuf {
@@ -139,6 +148,10 @@ impl ArchiveSink for NdjsonArchive {
         std::fs::remove_file(partial)?;
         sync_directory(&self.directory)?;
         Ok(finished.display().to_string())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(CancellationToken::is_cancelled)
     }
 }
 
@@ -238,15 +251,17 @@ fn sync_directory(directory: &Path) -> std::io::Result<()> {
 }
 
 /// One retention pass at `now`: days made ahead, old days archived and dropped, claims pruned,
-/// old publish attempts and drifts dropped.
+/// old publish attempts and drifts dropped; stopped at its next safe point once `stop` fires
+/// (what it did not finish, the next pass does).
 pub async fn run_once(
     store: &dyn RetentionStore,
     settings: &RetentionSettings,
     metrics: &Metrics,
     now: DateTime<Utc>,
+    stop: &CancellationToken,
 ) -> Result<RetentionReport, StoreError> {
     store.prepare_journal(now + chrono::Duration::days(i64::from(settings.days_ahead))).await?;
-    let mut archive = NdjsonArchive::new(&settings.archive_dir);
+    let mut archive = NdjsonArchive::new(&settings.archive_dir).stopped_by(stop.clone());
     let report = store.expire_journal(&settings.policy(now), &mut archive).await?;
     metrics.retention.journal_segments_dropped.inc_by(report.dropped.len() as u64);
     metrics.retention.journal_rows_archived.inc_by(report.dropped.iter().map(|segment| segment.rows).sum());
@@ -266,13 +281,22 @@ pub async fn run_once(
     Ok(report)
 }
 
-/// Runs retention every `settings.interval` until cancelled. A failed pass is logged with its
-/// class, counted, and tried again at the next interval: retention never stops the worker.
-pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metrics: Metrics, cancel: CancellationToken) {
+/// Runs retention every `settings.interval` until `cancel` (a pass running then is finished
+/// first: a file run that ends by itself still completes its retention). `interrupt` (a
+/// signal) stops a pass at its next safe point. A failed pass is logged with its class,
+/// counted, and tried again at the next interval: retention never stops the worker.
+pub async fn run(
+    store: &dyn RetentionStore,
+    settings: RetentionSettings,
+    metrics: Metrics,
+    cancel: CancellationToken,
+    interrupt: CancellationToken,
+) {
     loop {
-        match run_once(store, &settings, &metrics, Utc::now()).await {
+        match run_once(store, &settings, &metrics, Utc::now(), &interrupt).await {
             Ok(report)
-                if !report.dropped.is_empty()
+                if report.stopped
+                    || !report.dropped.is_empty()
                     || report.claims_pruned > 0
                     || report.attempt_days_dropped > 0
                     || report.drifts_pruned > 0
@@ -287,7 +311,9 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
                     drifts_pruned = report.drifts_pruned,
                     dead_letters_pruned = report.dead_letters_pruned,
                     feed_windows_compacted = report.feed_windows_compacted,
-                    "journal retention pass"
+                    stopped = report.stopped,
+                    "journal retention pass{}",
+                    if report.stopped { " stopped by a signal; the next pass goes on from there" } else { "" }
                 );
             }
             Ok(_) => {}
@@ -301,5 +327,22 @@ pub async fn run(store: &dyn RetentionStore, settings: RetentionSettings, metric
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(settings.interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker's archive tells its pass to stop once the worker's shutdown fires; an
+    /// archive with no shutdown to follow (tools, tests) never does.
+    #[test]
+    fn an_archive_stopped_by_the_shutdown_tells_its_pass_to_stop() {
+        let shutdown = CancellationToken::new();
+        let archive = NdjsonArchive::new("unused").stopped_by(shutdown.clone());
+        assert!(!archive.stopping());
+        shutdown.cancel();
+        assert!(archive.stopping());
+        assert!(!NdjsonArchive::new("unused").stopping());
     }
 }

@@ -111,6 +111,12 @@ async fn expire(
     let mut held: Vec<(NaiveDate, u64)> = Vec::new();
     let mut after = 0i64;
     'read: loop {
+        // Stopped before its day's archive is finished, the day is not dropped: the next pass
+        // reads it again from its first row.
+        if sink.stopping() {
+            report.stopped = true;
+            return Ok(report);
+        }
         let stored = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM events WHERE journal_id > ?1 ORDER BY journal_id LIMIT ?2"
         ))
@@ -172,17 +178,27 @@ async fn expire(
     }
     report.kept =
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();
-    report.claims_pruned += prune_claims(writer, policy).await?;
-    report.attempt_days_dropped = expire_attempts(pool, writer, policy).await?;
-    for statement in DRIFT_DELETES {
-        report.drifts_pruned += chunked_delete(writer, statement, policy.journal_cutoff, policy.chunk).await?;
+    let stopping = || sink.stopping();
+    report.claims_pruned += prune_claims(writer, policy, &stopping).await?;
+    if !stopping() {
+        report.attempt_days_dropped = expire_attempts(pool, writer, policy, &stopping).await?;
+        for statement in DRIFT_DELETES {
+            report.drifts_pruned +=
+                chunked_delete(writer, statement, policy.journal_cutoff, policy.chunk, &stopping).await?;
+        }
+        report.dead_letters_pruned =
+            chunked_delete(writer, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk, &stopping).await?;
     }
-    report.dead_letters_pruned =
-        chunked_delete(writer, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
-    report.feed_windows_compacted =
-        crate::feed_windows::compact_feed_windows(pool, writer, policy.journal_cutoff).await?;
+    if !stopping() {
+        report.feed_windows_compacted =
+            crate::feed_windows::compact_feed_windows(pool, writer, policy.journal_cutoff).await?;
+    }
+    report.stopped = stopping();
     Ok(report)
 }
+
+/// Whether a pass is to stop at its next safe point (`ArchiveSink::stopping`).
+type Stopping<'a> = &'a (dyn Fn() -> bool + Sync);
 
 /// Deletes a chunk of reconciliation's drifts, then of full refreshes' feed drifts.
 const DRIFT_DELETES: [&str; 2] = [
@@ -198,9 +214,17 @@ const RESOLVED_DEAD_LETTERS: &str = "DELETE FROM dead_letters WHERE dead_letter_
 
 /// Deletes the publish attempts made before the cutoff, oldest day first, in chunks, once it
 /// has said so for trace. Returns how many days it deleted from.
-async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+async fn expire_attempts(
+    pool: &SqlitePool,
+    writer: &Writer,
+    policy: &RetentionPolicy,
+    stopping: Stopping<'_>,
+) -> Result<u64, StoreError> {
     let mut days = 0;
     loop {
+        if stopping() {
+            return Ok(days);
+        }
         let oldest: Vec<Option<i64>> = sqlx::query_scalar("SELECT min(attempted_at) FROM publish_attempts")
             .fetch_all(pool)
             .await
@@ -236,6 +260,7 @@ async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionP
              (SELECT attempt_id FROM publish_attempts WHERE attempted_at < ?1 LIMIT ?2)",
             until,
             policy.chunk,
+            stopping,
         )
         .await?;
         tracing::info!(day = %oldest.date_naive(), deleted, "publish attempts of a day deleted");
@@ -244,17 +269,21 @@ async fn expire_attempts(pool: &SqlitePool, writer: &Writer, policy: &RetentionP
 }
 
 /// Runs a `DELETE` of at most `?2` rows older than `?1`, one writer transaction each, until
-/// it deletes none.
+/// it deletes none or the pass is to stop.
 async fn chunked_delete(
     writer: &Writer,
     statement: &'static str,
     cutoff: DateTime<Utc>,
     chunk: usize,
+    stopping: Stopping<'_>,
 ) -> Result<u64, StoreError> {
     let cutoff = micros(cutoff);
     let chunk = saturating_i64(chunk.max(1));
     let mut deleted = 0;
     loop {
+        if stopping() {
+            return Ok(deleted);
+        }
         let done = writer
             .transaction(move |connection| {
                 connection
@@ -370,13 +399,14 @@ async fn drop_day(
 
 /// Forgets claims whose retention started before the cutoff (the later of their receipt and
 /// their event's own time), a chunk per transaction.
-async fn prune_claims(writer: &Writer, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+async fn prune_claims(writer: &Writer, policy: &RetentionPolicy, stopping: Stopping<'_>) -> Result<u64, StoreError> {
     chunked_delete(
         writer,
         "DELETE FROM event_claims WHERE event_id IN (SELECT event_id FROM event_claims \
          WHERE received_at < ?1 AND coalesce(kept_from, received_at) < ?1 LIMIT ?2)",
         policy.claim_cutoff,
         policy.chunk,
+        stopping,
     )
     .await
 }

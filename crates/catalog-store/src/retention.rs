@@ -14,13 +14,21 @@ use crate::model::JournalEntry;
 
 /// Where retention writes the rows it is about to drop, one segment (a day of the journal)
 /// at a time. A store drops a segment's rows only after [`ArchiveSink::finish`] returned.
-pub trait ArchiveSink: Send {
+pub trait ArchiveSink: Send + Sync {
     /// Starts the archive of segment `name` (the same name again starts it afresh).
     fn begin(&mut self, name: &str) -> std::io::Result<()>;
     /// Adds rows, in journal order.
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()>;
     /// Makes the segment's archive durable and says where it is.
     fn finish(&mut self) -> std::io::Result<String>;
+    /// Whether the pass is to stop at its next safe point (the worker is shutting down):
+    /// before a segment, between the chunks of its archive, between the chunks of a prune.
+    /// A segment whose archive was not finished is not dropped; the next pass archives it
+    /// again whole. A pass over a long backlog held the worker's shutdown for as long as it
+    /// took, past any orchestrator's grace period.
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// What one retention pass drops.
@@ -72,6 +80,9 @@ pub struct RetentionReport {
     /// Rows fewer in `feed_windows`: old windows that overlap or touch merged into one
     /// (decision 0035).
     pub feed_windows_compacted: u64,
+    /// The pass stopped early, told to by its sink ([`ArchiveSink::stopping`]): what it did
+    /// is above, the next pass goes on from there.
+    pub stopped: bool,
 }
 
 /// How far back the journal and the publish attempts reach, for trace and replay.

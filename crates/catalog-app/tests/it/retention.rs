@@ -17,6 +17,7 @@ use catalog_store::{IncomingEvent, StoreConfig};
 use catalog_testkit::TestDatabase;
 use chrono::{DateTime, Days, NaiveTime, Utc};
 use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
 
 fn start_of_day_from_today(days: u64) -> DateTime<Utc> {
     Utc::now().date_naive().and_time(NaiveTime::MIN).and_utc().checked_add_days(Days::new(days)).expect("in range")
@@ -89,7 +90,8 @@ async fn a_day_is_archived_and_dropped_while_batches_are_applied() {
     let settings = a_day_s_retention(archive_dir.path(), 300);
     let metrics = Metrics::new();
     let before_retention = Utc::now();
-    let report = run_once(&*store, &settings, &metrics, later).await.expect("retention pass");
+    let report =
+        run_once(&*store, &settings, &metrics, later, &CancellationToken::new()).await.expect("retention pass");
     for writer in writers {
         writer.await.expect("writer finished");
     }
@@ -164,13 +166,15 @@ async fn a_pass_does_nothing_while_another_worker_s_pass_holds_the_retention_loc
         .await
         .expect("lock");
     assert!(locked);
-    let report = run_once(&store, &settings, &Metrics::new(), later).await.expect("retention pass");
+    let report =
+        run_once(&store, &settings, &Metrics::new(), later, &CancellationToken::new()).await.expect("retention pass");
     assert!(report.another_pass_running, "{report:?}");
     assert!(report.dropped.is_empty());
     assert_eq!(std::fs::read_dir(archive_dir.path()).map_or(0, Iterator::count), 0, "nothing archived");
 
     other.close().await.expect("the other pass ends");
-    let report = run_once(&store, &settings, &Metrics::new(), later).await.expect("retention pass");
+    let report =
+        run_once(&store, &settings, &Metrics::new(), later, &CancellationToken::new()).await.expect("retention pass");
     assert!(!report.another_pass_running);
     assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 300, "{report:?}");
 }
@@ -351,7 +355,9 @@ async fn days_a_dead_pass_detached_are_archived_or_attached_again() {
     // A directory that does not exist yet, two levels deep: made by the pass.
     let nested = archive_dir.path().join("journal").join("archive");
     let settings = a_day_s_retention(&nested, 300);
-    let report = run_once(&store, &settings, &Metrics::new(), start_of_day_from_today(4)).await.expect("pass");
+    let report = run_once(&store, &settings, &Metrics::new(), start_of_day_from_today(4), &CancellationToken::new())
+        .await
+        .expect("pass");
     assert!(report.dropped.iter().all(|segment| std::path::Path::new(&segment.archive).starts_with(&nested)));
     let first_name = format!("events_{}", first_day.format("%Y%m%d"));
     let dropped: Vec<(&str, u64)> = report

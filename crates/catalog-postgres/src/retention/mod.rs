@@ -83,6 +83,9 @@ async fn expire_locked(
     let mut report = RetentionReport::default();
     // A day detached by a pass that died before dropping it may not be archived whole.
     for leftover in JOURNAL.leftovers(pool).await? {
+        if stop_here(sink, &mut report) {
+            return Ok(report);
+        }
         tracing::warn!(table = %leftover.name, "archiving a journal day detached by an earlier pass");
         expire_detached(pool, leftover, policy.chunk, sink, &mut report).await?;
     }
@@ -91,6 +94,9 @@ async fn expire_locked(
     // every read, held ones included, and PostgreSQL refuses any other detach of the table
     // while one is pending, so every later day stayed.
     for pending in JOURNAL.partitions(pool).await?.into_iter().filter(|partition| partition.detaching) {
+        if stop_here(sink, &mut report) {
+            return Ok(report);
+        }
         tracing::warn!(partition = %pending.name, "finishing a journal day's detach left pending");
         JOURNAL.detach(pool, &pending.name).await?;
         expire_detached(pool, pending, policy.chunk, sink, &mut report).await?;
@@ -98,6 +104,9 @@ async fn expire_locked(
     for partition in JOURNAL.partitions(pool).await? {
         if partition.until > policy.journal_cutoff {
             break;
+        }
+        if stop_here(sink, &mut report) {
+            return Ok(report);
         }
         if report.kept.iter().any(|kept| kept.name == partition.name) {
             continue; // a leftover attached again above
@@ -138,13 +147,26 @@ async fn expire_locked(
         .filter(|day| day.from.is_none_or(|from| from < policy.claim_cutoff))
         .map(|day| (day.from, day.until))
         .collect();
-    report.claims_pruned = prune_claims(pool, policy.claim_cutoff, &kept, policy.chunk).await?;
-    report.attempt_days_dropped = expire_attempts(pool, policy).await?;
-    report.drifts_pruned = prune_drifts(pool, policy).await?;
-    report.dead_letters_pruned =
-        chunked_delete(pool, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk).await?;
-    report.feed_windows_compacted = crate::feed_windows::compact_feed_windows(pool, policy.journal_cutoff).await?;
+    let stopping = || sink.stopping();
+    report.claims_pruned = prune_claims(pool, policy.claim_cutoff, &kept, policy.chunk, &stopping).await?;
+    if !stopping() {
+        report.attempt_days_dropped = expire_attempts(pool, policy).await?;
+        report.drifts_pruned = prune_drifts(pool, policy, &stopping).await?;
+        report.dead_letters_pruned =
+            chunked_delete(pool, RESOLVED_DEAD_LETTERS, policy.journal_cutoff, policy.chunk, &stopping).await?;
+    }
+    if !stopping() {
+        report.feed_windows_compacted = crate::feed_windows::compact_feed_windows(pool, policy.journal_cutoff).await?;
+    }
+    report.stopped = stopping();
     Ok(report)
+}
+
+/// Whether the pass stops before its next segment ([`ArchiveSink::stopping`]), said in the
+/// report.
+fn stop_here(sink: &dyn ArchiveSink, report: &mut RetentionReport) -> bool {
+    report.stopped = sink.stopping();
+    report.stopped
 }
 
 /// A detached journal day: archived and dropped; or, when it holds a held event (written
@@ -164,7 +186,13 @@ async fn expire_detached(
         return Ok(());
     }
     let (rows, archive) = match archive(pool, &partition, chunk, sink).await {
-        Ok(archived) => archived,
+        Ok(Some(archived)) => archived,
+        // Stopped before its archive was finished: the day stays detached, past the
+        // retention anyway, and the next pass archives it again whole (as a leftover).
+        Ok(None) => {
+            report.stopped = true;
+            return Ok(());
+        }
         Err(error) => {
             // Nothing is dropped, and the day is read in the journal again until a pass
             // archives it.
@@ -260,10 +288,14 @@ const RESOLVED_DEAD_LETTERS: &str = "DELETE FROM dead_letters WHERE dead_letter_
 
 /// Forgets drifts (reconciliation's and full refreshes') detected before the cutoff, a chunk
 /// per statement.
-async fn prune_drifts(pool: &PgPool, policy: &RetentionPolicy) -> Result<u64, StoreError> {
+async fn prune_drifts(
+    pool: &PgPool,
+    policy: &RetentionPolicy,
+    stopping: &(dyn Fn() -> bool + Sync),
+) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for statement in DRIFT_DELETES {
-        deleted += chunked_delete(pool, statement, policy.journal_cutoff, policy.chunk).await?;
+        deleted += chunked_delete(pool, statement, policy.journal_cutoff, policy.chunk, stopping).await?;
     }
     Ok(deleted)
 }
@@ -274,17 +306,23 @@ async fn chunked_delete(
     statement: &str,
     cutoff: DateTime<Utc>,
     chunk: usize,
+    stopping: &(dyn Fn() -> bool + Sync),
 ) -> Result<u64, StoreError> {
-    until_none_deleted(pool, || sqlx::query(statement).bind(cutoff).bind(saturating_i64(chunk.max(1)))).await
+    until_none_deleted(pool, stopping, || sqlx::query(statement).bind(cutoff).bind(saturating_i64(chunk.max(1)))).await
 }
 
-/// Runs the `DELETE` that `statement` makes, a chunk at a time, until it deletes none.
+/// Runs the `DELETE` that `statement` makes, a chunk at a time, until it deletes none or the
+/// pass is to stop.
 async fn until_none_deleted<'q>(
     pool: &PgPool,
+    stopping: &(dyn Fn() -> bool + Sync),
     statement: impl Fn() -> crate::recording::Query<'q>,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     loop {
+        if stopping() {
+            return Ok(deleted);
+        }
         let done = statement().execute(pool).await.map_err(store_error)?.rows_affected();
         deleted += done;
         if done == 0 {
@@ -293,19 +331,23 @@ async fn until_none_deleted<'q>(
     }
 }
 
-/// Writes every row of `partition` to the sink, in journal order, and finishes its archive.
+/// Writes every row of `partition` to the sink, in journal order, and finishes its archive;
+/// `None` when the sink says to stop first (the archive unfinished).
 async fn archive(
     pool: &PgPool,
     partition: &Partition,
     chunk: usize,
     sink: &mut dyn ArchiveSink,
-) -> Result<(u64, String), StoreError> {
+) -> Result<Option<(u64, String)>, StoreError> {
     let table = JOURNAL.quoted(&partition.name)?;
     let io = |error: std::io::Error| StoreError::Database(format!("archiving {}: {error}", partition.name));
     sink.begin(&partition.name).map_err(io)?;
     let mut after = i64::MIN;
     let mut rows = 0;
     loop {
+        if sink.stopping() {
+            return Ok(None);
+        }
         let stored = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM {table} WHERE journal_id > $1 ORDER BY journal_id LIMIT $2"
         ))
@@ -321,7 +363,7 @@ async fn archive(
         rows += entries.len() as u64;
     }
     let archive = sink.finish().map_err(io)?;
-    Ok((rows, archive))
+    Ok(Some((rows, archive)))
 }
 
 /// Forgets claims whose retention started before `cutoff` (the later of their receipt and
@@ -333,10 +375,11 @@ async fn prune_claims(
     cutoff: DateTime<Utc>,
     kept: &[(Option<DateTime<Utc>>, DateTime<Utc>)],
     chunk: usize,
+    stopping: &(dyn Fn() -> bool + Sync),
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for (from, until) in stretches_between(cutoff, kept) {
-        deleted += until_none_deleted(pool, || {
+        deleted += until_none_deleted(pool, stopping, || {
             sqlx::query(
                 "DELETE FROM event_claims WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM event_claims

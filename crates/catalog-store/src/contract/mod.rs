@@ -156,6 +156,7 @@ macro_rules! store_contract_cases {
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
             retention::a_clamped_event_s_claim_is_kept_from_its_own_time,
             retention::a_pass_with_the_largest_chunk_ends_and_drops_the_old_day,
+            retention::a_pass_told_to_stop_drops_nothing_half_archived_and_the_next_goes_on,
             retention::publish_attempts_and_drifts_past_the_retention_are_dropped_and_publishing_goes_on,
             retention::resolved_dead_letters_past_the_retention_are_deleted_and_open_ones_stay,
             retention::old_feed_windows_that_overlap_or_touch_are_merged_and_their_coverage_kept,

@@ -3,7 +3,8 @@
 //! redelivery of an event whose row is gone, or whose claim is gone too, is never applied
 //! twice. Publish attempts and drifts past the retention are dropped (decision 0030) and
 //! publishing goes on; dead letters resolved before the cutoff are deleted, open ones stay
-//! (decision 0031); old feed windows that overlap or touch are merged (decision 0035).
+//! (decision 0031); old feed windows that overlap or touch are merged (decision 0035). A pass
+//! told to stop drops nothing half archived.
 
 use catalog_core::{detect_drift, Expected, Shown, StockChange, DEDUPE_HORIZON};
 use chrono::{DateTime, Days, NaiveTime, Utc};
@@ -20,6 +21,9 @@ struct Recorded {
     finished: Vec<(String, Vec<JournalEntry>)>,
     open: Option<(String, Vec<JournalEntry>)>,
     fail_on_finish: bool,
+    /// Says to stop once this many writes were made (the worker shutting down).
+    stop_after_writes: Option<usize>,
+    writes: usize,
 }
 
 impl ArchiveSink for Recorded {
@@ -30,7 +34,12 @@ impl ArchiveSink for Recorded {
 
     fn write(&mut self, entries: &[JournalEntry]) -> std::io::Result<()> {
         self.open.as_mut().expect("begun").1.extend_from_slice(entries);
+        self.writes += 1;
         Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop_after_writes.is_some_and(|writes| self.writes >= writes)
     }
 
     fn finish(&mut self) -> std::io::Result<String> {
@@ -137,6 +146,42 @@ pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_du
     let result = store.apply_batch(&batch(vec![replayed])).await.expect("apply");
     assert_eq!(result.decisions[0].outcome.as_str(), "applied");
     assert_eq!(quantity().await, 22);
+}
+
+/// A pass told to stop (the worker shutting down) stops between two chunks of a day's archive:
+/// it drops nothing half archived, forgets no claim, and says it stopped. The next pass
+/// archives that day again whole, then the next day. A pass over a long backlog held the
+/// worker's shutdown until it had done everything.
+pub(super) async fn a_pass_told_to_stop_drops_nothing_half_archived_and_the_next_goes_on<G, F>(
+    factory: impl FnOnce(StoreConfig) -> F,
+) where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let adjust = |n: u64, received: i64| incoming(n, &key, StockChange::Adjusted { delta: 1 }, n as i64 * 10, received);
+    let next_day = received_second(day_from_today(1) + chrono::Duration::hours(1));
+    store.apply_batch(&batch((1..=3).map(|n| adjust(n, n as i64)).collect())).await.expect("apply");
+    store.apply_batch(&batch((4..=6).map(|n| adjust(n, next_day + n as i64)).collect())).await.expect("apply");
+    let cutoff = day_from_today(3);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 1 };
+
+    let mut stopping = Recorded { stop_after_writes: Some(2), ..Recorded::default() };
+    let report = store.expire_journal(&policy, &mut stopping).await.expect("a pass that stops");
+    assert!(report.stopped, "{report:?}");
+    assert_eq!((report.dropped.len(), report.claims_pruned), (0, 0), "nothing dropped or forgotten: {report:?}");
+    assert!(stopping.finished.is_empty(), "no archive finished: {stopping:?}");
+    assert_eq!(stopping.writes, 2, "stopped at the first chunk after it was told");
+
+    let mut archive = Recorded::default();
+    let report = store.expire_journal(&policy, &mut archive).await.expect("the next pass");
+    assert!(!report.stopped, "{report:?}");
+    let archived: Vec<_> =
+        archive.finished.iter().flat_map(|(_, entries)| entries).map(|entry| entry.event_id).collect();
+    let all: Vec<_> = (1..=6).map(|n| Some(event_id(n))).collect();
+    assert_eq!(archived, all, "both days archived whole, in journal order");
+    assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 6);
+    assert_eq!(report.claims_pruned, 6, "{report:?}");
 }
 
 /// A supplier clock ten days ahead (decision 0019, "A clamped clock"): its adjustment is
