@@ -29,9 +29,9 @@ pub enum ApiError {
 /// The JSON body of every error answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `invalid_*` (each
-    /// listed in docs/support.md),
-    /// `loop_guard`, `body_too_large`, `internal`.
+    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `invalid_*`,
+    /// `loop_guard`, `body_too_large`, `internal`, … (every one listed in docs/support.md,
+    /// as test `every_error_code_the_service_answers_is_documented` checks).
     pub code: &'static str,
     /// For people; never internal detail.
     pub message: String,

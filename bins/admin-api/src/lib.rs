@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use catalog_store::{CatalogStore, NewToken};
+use catalog_store::{CatalogStore, ChannelRoute, NewToken};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The launch signals' and the gate's settings (`gate::LaunchSettings`).
     pub launch: Arc<gate::LaunchSettings>,
+    /// The names of the worker's channels, the store's routes (decision 0036), sorted.
+    pub channels: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             metrics: HttpMetrics::new(),
             settings: Arc::new(settings),
             launch: Arc::new(gate::LaunchSettings::default()),
+            channels: Arc::new(channel_names(&catalog_store::StoreConfig::default().channels)),
         }
     }
 
@@ -83,6 +86,18 @@ impl AppState {
         self.launch = Arc::new(launch);
         self
     }
+
+    /// The same state told the worker's channels are the ones `routes` name.
+    pub fn with_channels(mut self, routes: &[ChannelRoute]) -> Self {
+        self.channels = Arc::new(channel_names(routes));
+        self
+    }
+}
+
+/// The channel names `routes` give, sorted, each once.
+fn channel_names(routes: &[ChannelRoute]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&str> = routes.iter().map(|route| route.name.as_str()).collect();
+    names.into_iter().map(str::to_owned).collect()
 }
 
 /// Every route: the open operator endpoints, and `/v1` behind a token.
@@ -130,8 +145,9 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
 /// code is 0, or 1 when `gate check` finds the step refused; an error is the caller's 2.
 pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::process::ExitCode> {
     // What the service queues (held events released, dead letters retried) goes to the
-    // worker's channels.
-    let store = args.channels.open_store(&args.store).await?;
+    // worker's channels; a dead-letter filter is checked against their names.
+    let routes = args.channels.routes().map_err(catalog_cli::OpenError::from)?;
+    let store = catalog_cli::open_store(&args.store, routes.clone()).await?;
     match args.command {
         None | Some(Command::Serve) => {
             let settings = Settings {
@@ -146,7 +162,7 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
                 .with_context(|| format!("binding --listen {}", args.serve.listen))?;
             tracing::info!(address = %listener.local_addr()?, "admin api serving");
             let launch = gate::LaunchSettings { signals: args.signals.settings(), gate: args.gate.settings() };
-            let state = AppState::new(store, settings).with_launch(launch);
+            let state = AppState::new(store, settings).with_launch(launch).with_channels(&routes);
             run(listener, state, shutdown).await.context("serving")?;
             tracing::info!("admin api stopped");
             Ok(std::process::ExitCode::SUCCESS)
@@ -210,6 +226,7 @@ async fn gate_check(
 /// standard output. A refusal names the store, which may not be the one meant (the default
 /// is `./catalog.db`).
 async fn tokens(store: &dyn CatalogStore, shown: &str, command: TokensCommand) -> Result<()> {
+    use catalog_core::Classify as _;
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match command {
@@ -219,7 +236,18 @@ async fn tokens(store: &dyn CatalogStore, shown: &str, command: TokensCommand) -
             let added =
                 store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;
             anyhow::ensure!(added, "a live token named {name:?} exists in {shown}; revoke it first");
-            audit_cli(store, "token_add", &name, serde_json::Value::Null, serde_json::json!({ "role": role })).await?;
+            let audited =
+                audit_cli(store, "token_add", &name, serde_json::Value::Null, serde_json::json!({ "role": role }))
+                    .await;
+            if let Err(error) = audited {
+                // Live, unaudited, and never printed: taken back, as `POST /v1/tokens` does
+                // (decision 0011), so that adding the name again is not refused as taken by a
+                // token no one holds.
+                if let Err(revoke) = store.revoke_token(&name).await {
+                    tracing::error!(name, error = %revoke, class = revoke.failure_class().as_str(), "a token whose audit entry could not be written could not be revoked either: revoke it with tokens revoke");
+                }
+                return Err(error);
+            }
             tracing::info!(name, %role, "token added");
             writeln!(stdout, "{token}").context("writing to standard output")?;
         }

@@ -17,6 +17,7 @@ const STAGES: [&str; 2] = ["publish", catalog_store::PULL_STAGE];
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct DeadLetterQuery {
     pub tenant: Option<String>,
+    /// One of the worker's channels, or one a dead letter names.
     pub channel: Option<String>,
     /// `publish` or `pull`.
     pub stage: Option<String>,
@@ -46,6 +47,9 @@ pub(super) async fn list_dead_letters(
         let message = format!("stage {stage:?} is none of {}", STAGES.join(", "));
         return Err(ApiError::bad_request("invalid_query", message));
     }
+    if let Some(channel) = query.channel.as_deref() {
+        known_channel(&state, channel).await?;
+    }
     let filter = DeadLetterFilter {
         tenant: query.tenant.as_deref().map(tenant).transpose()?,
         channel: query.channel,
@@ -55,6 +59,25 @@ pub(super) async fn list_dead_letters(
         limit: query.limit.unwrap_or(100).min(MAX_PAGE),
     };
     Ok(Json(state.store.dead_letters(&filter).await?))
+}
+
+/// Refuses a channel no route and no letter names (a typo, another case), as a stage:
+/// answered with no letter, it read as "that channel is healed". One the worker no longer
+/// publishes stays listable while a letter names it.
+async fn known_channel(state: &AppState, channel: &str) -> Result<(), ApiError> {
+    if state.channels.iter().any(|known| known == channel) {
+        return Ok(());
+    }
+    let any_letter =
+        DeadLetterFilter { channel: Some(channel.to_owned()), open: None, limit: 1, ..DeadLetterFilter::default() };
+    if !state.store.dead_letters(&any_letter).await?.is_empty() {
+        return Ok(());
+    }
+    let message = format!(
+        "channel {channel:?} is none of the worker's channels ({}) nor a dead letter's",
+        state.channels.join(", ")
+    );
+    Err(ApiError::bad_request("invalid_query", message))
 }
 
 /// The dead letter id a path names: a whole number, as `GET /v1/dead-letters` lists them;

@@ -57,6 +57,36 @@ async fn tokens_add_prints_only_the_token_and_stores_its_hash() {
     store.close().await;
 }
 
+/// `tokens add` takes the token back when its audit entry cannot be written, as
+/// `POST /v1/tokens` does (decision 0011): the failed command prints no token, and left live
+/// it was unaudited, held by no one, and its name was refused as taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_added_on_the_command_line_whose_audit_fails_is_taken_back() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let url = format!("sqlite://{}", path.display());
+    assert!(admin_api(&url, &["tokens", "list"]).status.success(), "the store is made");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut connection =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options).await.expect("raw connection");
+    sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'down'); END")
+        .execute(&mut connection)
+        .await
+        .expect("create trigger");
+    let failed = admin_api(&url, &["tokens", "add", "--name", "alice", "--role", "admin"]);
+    assert!(!failed.status.success(), "the audit entry could not be written");
+    assert!(failed.stdout.is_empty(), "no token is printed");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_tokens WHERE name = 'alice' AND revoked_at IS NULL")
+        .fetch_one(&mut connection)
+        .await
+        .expect("count");
+    assert_eq!(live, 0, "the token is taken back");
+    sqlx::query("DROP TRIGGER no_audit").execute(&mut connection).await.expect("drop trigger");
+    let again = admin_api(&url, &["tokens", "add", "--name", "alice", "--role", "admin"]);
+    assert!(again.status.success(), "the name is free: {}", String::from_utf8_lossy(&again.stderr));
+    sqlx::Connection::close(connection).await.expect("close");
+}
+
 /// Every byte of the database and its write-ahead log.
 fn database_bytes(path: &std::path::Path) -> Vec<u8> {
     let mut bytes = std::fs::read(path).expect("database file");

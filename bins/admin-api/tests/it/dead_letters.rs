@@ -7,6 +7,7 @@ use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role};
 use reqwest::Method;
 use serde_json::json;
 
+use crate::errors::documented_error_codes;
 use crate::Server;
 
 /// Applies one event for `ABC-1` and dead-letters its publish on the storefront; the record
@@ -118,12 +119,36 @@ async fn an_operator_retries_and_resolves_a_dead_letter_on_postgres() {
     an_operator_retries_and_resolves_a_dead_letter(Server::postgres().await).await;
 }
 
-/// The stable error codes docs/support.md lists under "Errors".
-fn documented_error_codes() -> Vec<String> {
-    let support = include_str!("../../../../docs/support.md");
-    let errors = support.split("## Errors").nth(1).expect("an Errors section");
-    let list = errors.split("\n\n").find(|paragraph| paragraph.contains("stable code")).expect("the list");
-    list.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+/// A channel filter naming no channel (a typo, another case) is refused with the channels
+/// there are, as a stage is: answered with no letter, it read as "that channel is healed". A
+/// channel the worker no longer publishes stays listable while a letter names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_filter_naming_no_known_channel_is_refused() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    dead_letter_a_publish(&server).await;
+    let letters = server.get_json(&viewer, "/v1/dead-letters?channel=storefront").await;
+    assert_eq!(letters.as_array().expect("list").len(), 1);
+    for channel in ["Storefront", "amazn"] {
+        let typo = server.get(&viewer, &format!("/v1/dead-letters?channel={channel}")).await;
+        assert_eq!(typo.status(), 400, "channel {channel}");
+        let error: serde_json::Value = typo.json().await.expect("json");
+        assert_eq!(error["code"], "invalid_query");
+        assert!(error["message"].as_str().expect("message").contains("storefront"), "names the channels: {error}");
+    }
+    server.stop().await;
+
+    let server = Server::sqlite_for_channels(&["shop-eu"]).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    dead_letter_a_publish(&server).await;
+    let letters = server.get_json(&viewer, "/v1/dead-letters?channel=storefront").await;
+    assert_eq!(letters.as_array().expect("list").len(), 1, "the storefront's letter, left behind");
+    assert!(server.get_json(&viewer, "/v1/dead-letters?channel=shop-eu").await.as_array().expect("list").is_empty());
+    let typo = server.get(&viewer, "/v1/dead-letters?channel=shop-us").await;
+    assert_eq!(typo.status(), 400);
+    let error: serde_json::Value = typo.json().await.expect("json");
+    assert!(error["message"].as_str().expect("message").contains("shop-eu"), "names the channels: {error}");
+    server.stop().await;
 }
 
 /// A path segment that is not a dead letter id, or not text at all, is answered 400 with a

@@ -7,6 +7,7 @@ mod channels;
 mod cli;
 mod dead_letters;
 mod drift;
+mod errors;
 mod feeds;
 mod flags;
 mod gate;
@@ -19,7 +20,7 @@ mod webdriver;
 use std::sync::Arc;
 
 use admin_api::{auth, AppState, Settings};
-use catalog_store::{CatalogStore, NewToken, Role, StoreConfig};
+use catalog_store::{CatalogStore, ChannelRoute, NewToken, Role, StoreConfig};
 use tokio_util::sync::CancellationToken;
 
 /// A running server and what a test needs to call it.
@@ -59,11 +60,34 @@ impl Server {
         (Server::start(Arc::new(store), Box::new(database)).await, url)
     }
 
+    /// A server over a fresh SQLite file whose store queues for the storefront, told that the
+    /// worker's channels are `channels`: as after a channels file without the storefront
+    /// replaced it, its dead letters left behind.
+    pub async fn sqlite_for_channels(channels: &[&str]) -> Server {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let store =
+            catalog_sqlite::SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default())
+                .await
+                .expect("open store");
+        let routes: Vec<ChannelRoute> = channels.iter().map(|channel| ChannelRoute::all(*channel)).collect();
+        let state = AppState::new(Arc::new(store), Server::settings()).with_channels(&routes);
+        Server::serve(state, Box::new(directory)).await
+    }
+
+    /// What every test server runs with: 2 retries before the loop guard.
+    fn settings() -> Settings {
+        Settings { max_retries: 2, ..Settings::default() }
+    }
+
     async fn start(store: Arc<dyn CatalogStore>, guard: Box<dyn std::any::Any + Send>) -> Server {
+        Server::serve(AppState::new(store, Server::settings()), guard).await
+    }
+
+    async fn serve(state: AppState, guard: Box<dyn std::any::Any + Send>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = CancellationToken::new();
-        let state = AppState::new(store.clone(), Settings { max_retries: 2, ..Settings::default() });
+        let store = state.store.clone();
         let task = tokio::spawn(admin_api::run(listener, state, shutdown.clone()));
         Server { base, store, client: reqwest::Client::new(), shutdown, task: Some(task), _guard: guard }
     }
@@ -80,7 +104,9 @@ impl Server {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        let response = self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        openapi::assert_described(&reqwest::Method::GET, path, response.status());
+        response
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> serde_json::Value {
@@ -96,7 +122,16 @@ impl Server {
         path: &str,
         body: serde_json::Value,
     ) -> reqwest::Response {
-        self.client.request(method, self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")
+        let response = self
+            .client
+            .request(method.clone(), self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        openapi::assert_described(&method, path, response.status());
+        response
     }
 
     /// Stops the server and waits for it.

@@ -1,5 +1,8 @@
 //! The OpenAPI 3.1 description at `/openapi.json`: every `/v1` route the router serves, with
-//! the bearer scheme, the error schema, and no reference to a schema it does not define.
+//! the bearer scheme, the error schema, every status the tests see it answer, and no
+//! reference to a schema it does not define.
+
+use std::sync::OnceLock;
 
 use crate::Server;
 
@@ -35,6 +38,53 @@ const ROUTES: [(&str, &str); 29] = [
     ("put", "/v1/tenants/{tenant_id}/feeds/{supplier_id}/sync"),
     ("post", "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs"),
 ];
+
+/// The description `/openapi.json` serves, as JSON.
+fn description() -> &'static serde_json::Value {
+    static DESCRIPTION: OnceLock<serde_json::Value> = OnceLock::new();
+    DESCRIPTION.get_or_init(|| {
+        serde_json::to_value(<admin_api::api::ApiDoc as utoipa::OpenApi>::openapi()).expect("the description as JSON")
+    })
+}
+
+/// Fails when a `/v1` route answered `status` to `method` on `path` and its description lists
+/// no such response. Every request a test sends through `Server` is checked, so a status a
+/// handler gives and its annotation leaves out (the sync switches' 409s) fails the first test
+/// that sees it. A path no described route matches (the page, a fallback 404) is not checked.
+pub(crate) fn assert_described(method: &reqwest::Method, path: &str, status: reqwest::StatusCode) {
+    let path = path.split('?').next().unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    let Some(paths) = description()["paths"].as_object() else { return };
+    let matches = |template: &&String| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts.iter().zip(&segments).all(|(part, segment)| part.starts_with('{') || part == segment)
+    };
+    // The most literal template wins, as the router picks `/gate/canary` over a parameter.
+    let literal_parts = |template: &&String| template.split('/').filter(|part| !part.starts_with('{')).count();
+    let Some(template) = paths.keys().filter(matches).max_by_key(literal_parts) else { return };
+    let operation = &paths[template][method.as_str().to_lowercase()];
+    if operation.is_object() {
+        assert!(
+            operation["responses"][status.as_str()].is_object(),
+            "{method} {path} answered {status}, which the description of {template} does not list"
+        );
+    }
+}
+
+/// The sync switches answer 409 when the gate manages the tenant (`gate_managed`), when its
+/// rollout changed meanwhile (`rollout_changed`) or the store lost a race (`conflict`); the
+/// description listed no 409 for them.
+#[test]
+fn the_sync_switches_describe_their_conflicts() {
+    for path in ["/v1/tenants/{tenant_id}/sync", "/v1/tenants/{tenant_id}/suppliers/{supplier_id}/sync"] {
+        let conflict = &description()["paths"][path]["put"]["responses"]["409"];
+        let text = conflict["description"].as_str().unwrap_or_default();
+        for code in ["gate_managed", "rollout_changed", "conflict"] {
+            assert!(text.contains(code), "PUT {path}: its 409 names {code}: {conflict}");
+        }
+    }
+}
 
 fn references(value: &serde_json::Value, found: &mut Vec<String>) {
     match value {
