@@ -81,18 +81,18 @@ impl Cadence<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn at(text: &str) -> DateTime<Utc> {
+    pub(crate) fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("time")
     }
 
-    fn times(texts: &[&str]) -> Vec<NaiveTime> {
+    pub(crate) fn times(texts: &[&str]) -> Vec<NaiveTime> {
         texts.iter().map(|text| NaiveTime::parse_from_str(text, "%H:%M").expect("time")).collect()
     }
 
-    fn berlin() -> Tz {
+    pub(crate) fn berlin() -> Tz {
         "Europe/Berlin".parse().expect("zone")
     }
 

@@ -226,18 +226,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        text.parse().expect("time")
-    }
-
-    fn times(texts: &[&str]) -> Vec<NaiveTime> {
-        texts.iter().map(|text| NaiveTime::parse_from_str(text, "%H:%M").expect("time")).collect()
-    }
-
-    fn berlin() -> Tz {
-        "Europe/Berlin".parse().expect("zone")
-    }
+    use crate::cadence::tests::{at, berlin, times};
 
     fn cadence(run_times: &[NaiveTime]) -> Cadence<'_> {
         Cadence { run_times, timezone: berlin(), frequency: Duration::hours(6) }
