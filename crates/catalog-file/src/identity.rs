@@ -237,8 +237,7 @@ impl RotatedFrom {
 /// path before it: an exporter's `feed.ndjson.tmp` being written, to be renamed into place, or
 /// a `.sha256` beside it; read as a rotation, it would be read early, or stop the source at
 /// its unfinished last line. Those a compression tool wrote (`.gz`, …) cannot be read as
-/// lines: they come back apart, to be reported, but for a gzip file of a file last written
-/// before `previous` came to be ([`written_before`]: read already).
+/// lines: they come back apart, to be reported.
 pub(crate) async fn rotated_after(
     directory: &std::path::Path,
     name: &std::ffi::OsStr,
@@ -273,9 +272,6 @@ pub(crate) async fn rotated_after(
         // A compression tool writes its file after the rotation it compresses, so after the
         // file at the path too: reported whatever its birth.
         let compressed = COMPRESSED.iter().any(|extension| suffix.ends_with(extension));
-        if compressed && written_before(&entry.path(), previous_born).await {
-            continue;
-        }
         let after_current = current_born.zip(metadata.created().ok()).is_some_and(|(current, at)| at > current);
         match born(&metadata) {
             Some(at) if at > previous_born && (compressed || !after_current) => {
@@ -297,25 +293,6 @@ pub(crate) async fn rotated_after(
 
 /// What a compression tool names its files.
 const COMPRESSED: [&str; 6] = [".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"];
-
-/// Whether the gzip file at `path` compresses a file last written in a whole second before
-/// `born` (the checkpoint's file came to be), by the original's modification time gzip keeps
-/// in its header. Such a file was at the path, or rotated from it, before the checkpoint's
-/// file, and unchanged since it was there: the worker finished it (or said it could not) before
-/// its checkpoint moved on. It is what logrotate's `delaycompress` compresses at a rotation,
-/// the file of the rotation before, which every rotation made look unread. `false` when that
-/// time is not known (no gzip header, a time of 0) or falls in the second of `born`.
-async fn written_before(path: &std::path::Path, born: std::time::SystemTime) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut header = [0u8; 8];
-    let read = async { tokio::fs::File::open(path).await?.read_exact(&mut header).await };
-    if read.await.is_err() || header[..3] != [0x1f, 0x8b, 8] {
-        return false;
-    }
-    let modified = u64::from(u32::from_le_bytes([header[4], header[5], header[6], header[7]]));
-    let born_second = born.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
-    modified != 0 && modified < born_second
-}
 
 /// Files rotated away after the checkpoint's file, oldest first.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -733,62 +733,6 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
     assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.4.gz"), "{stderr}");
 }
 
-/// Compresses file `name` of `feed` as gzip does, keeping its modification time in the
-/// header, into `name.gz`, and removes it.
-fn gzip(feed: &RotatingFeed, name: &str) {
-    use std::io::Write;
-    let modified = std::fs::metadata(feed.at(name)).and_then(|metadata| metadata.modified()).expect("modified");
-    let seconds = modified.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
-    let file = std::fs::File::create(feed.at(&format!("{name}.gz"))).expect("create");
-    let mut encoder = flate2::GzBuilder::new().mtime(seconds as u32).write(file, flate2::Compression::fast());
-    encoder.write_all(&std::fs::read(feed.at(name)).expect("read")).expect("compress");
-    encoder.finish().expect("finish");
-    std::fs::remove_file(feed.at(name)).expect("compressed");
-}
-
-/// logrotate with `delaycompress`, as the operations guide advises: at each rotation the file
-/// of the rotation before is compressed, one the worker finished a run before. It is not said
-/// to be unread (every rotation said so, a page for nothing, and its advice read the file
-/// again under another source); a file compressed before the worker read it still is.
-#[test]
-fn a_rotation_compressed_after_it_was_read_is_not_reported() {
-    let feed = RotatingFeed::new();
-    feed.write("feed.ndjson", 1..4);
-    // A finished export: last written an hour before the next was made.
-    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3_600);
-    std::fs::File::options()
-        .write(true)
-        .open(feed.at("feed.ndjson"))
-        .expect("open")
-        .set_modified(an_hour_ago)
-        .expect("touch");
-    let (stderr, summary) = feed.run();
-    assert!(summary.starts_with("summary: events=3 applied=3 "), "{stderr}");
-    feed.rename("feed.ndjson", "feed.ndjson.1");
-    feed.write("feed.ndjson", 10..13);
-    let (stderr, summary) = feed.run();
-    assert!(summary.starts_with("summary: events=3 applied=3 "), "{stderr}");
-
-    // The next rotation: A compressed, B to .1, C at the path.
-    feed.rename("feed.ndjson.1", "feed.ndjson.2");
-    gzip(&feed, "feed.ndjson.2");
-    feed.rename("feed.ndjson", "feed.ndjson.1");
-    feed.write("feed.ndjson", 20..22);
-    let (stderr, summary) = feed.run();
-    assert!(summary.starts_with("summary: events=2 applied=2 "), "C's two: {stderr}");
-    assert!(!stderr.contains("rotated_files_unread"), "{stderr}");
-
-    // D written and rotated, then compressed before any run read it: said.
-    feed.rename("feed.ndjson", "feed.ndjson.3");
-    feed.write("feed.ndjson", 30..31);
-    feed.rename("feed.ndjson", "feed.ndjson.4");
-    feed.write("feed.ndjson", 40..42);
-    gzip(&feed, "feed.ndjson.4");
-    let (stderr, summary) = feed.run();
-    assert!(summary.starts_with("summary: events=2 applied=2 "), "{stderr}");
-    assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.4.gz"), "{stderr}");
-}
-
 /// A path rotated twice between runs whose checkpoint's file was cut short since (a clean-up
 /// truncating old files; its first bytes, which identify it, kept): what it held past its
 /// length is gone, and the run says so; the file rotated after it is still read whole before
