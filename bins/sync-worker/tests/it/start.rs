@@ -247,13 +247,22 @@ pub(crate) fn one_event_file(directory: &std::path::Path) -> std::path::PathBuf 
 
 /// A worker that only applies (`--publish off`, the apply/publish split) sends nothing, so it
 /// starts without the channels' credentials, as `admin-api` and `replay` do: it read every
-/// channel's secret variable and refused to start without it.
+/// channel's secret variable and refused to start without it. Two sellers on one platform
+/// are still two accounts without their secrets (read as one value, they were one account,
+/// and refused for keeping two refresh token files).
 #[test]
 fn an_applying_only_worker_starts_without_channel_credentials() {
     let directory = tempfile::tempdir().expect("temp dir");
     let channels = directory.path().join("channels.json");
-    let shopify = r#"[{"name": "shopify", "adapter": {"kind": "shopify", "base_url": "http://127.0.0.1:9/", "location_id": "gid://shopify/Location/1", "access_token_env": "CATALOG_TEST_UNSET_SHOP_TOKEN"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#;
-    std::fs::write(&channels, shopify).expect("write the channels file");
+    // A Shopify shop, and two Mercado Libre sellers, each with its own token and file.
+    let seller = |name: &str, n: u8| {
+        format!(
+            r#"{{"name": "{name}", "tenants": ["t{n}"], "adapter": {{"kind": "mercadolibre", "base_url": "http://127.0.0.1:9/", "client_id": "x", "client_secret_env": "CATALOG_TEST_UNSET_ML_SECRET", "refresh_token_env": "CATALOG_TEST_UNSET_ML_TOKEN_{n}", "refresh_token_file": "ml-{n}.token"}}, "listings": {{"ABC-{n}": "MLA{n}"}}}}"#
+        )
+    };
+    let shopify = r#"{"name": "shopify", "adapter": {"kind": "shopify", "base_url": "http://127.0.0.1:9/", "location_id": "gid://shopify/Location/1", "access_token_env": "CATALOG_TEST_UNSET_SHOP_TOKEN"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}"#;
+    let file = format!("[{shopify}, {}, {}]", seller("ml-one", 1), seller("ml-two", 2));
+    std::fs::write(&channels, file).expect("write the channels file");
     let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/supplier-events.ndjson");
     let run = |publish: &str| {
         Command::new(env!("CARGO_BIN_EXE_sync-worker"))

@@ -236,9 +236,12 @@ pub fn routes_of(
 }
 
 /// Credentials for a process that sends nothing (`admin-api`, `replay`, a `--publish off`
-/// worker): every variable a channel names reads as set, and none is read.
-pub fn credentials_unread(_: &str) -> Option<String> {
-    Some("not read: nothing is sent from here".to_owned())
+/// worker): every variable a channel names reads as set, and none is read. Each reads as its
+/// own name: two channels are one seller account by their credentials (`same_account`), so
+/// channels naming other variables must not read as sharing one (two Mercado Libre sellers
+/// with files of their own were refused as one account).
+pub fn credentials_unread(name: &str) -> Option<String> {
+    Some(format!("not read: {name}"))
 }
 
 /// The routes the store queues item changes for: the HTTP channels', or the storefront alone
