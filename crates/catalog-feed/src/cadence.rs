@@ -1,5 +1,5 @@
 //! When a feed's incrementals run: its run times in its local time zone (a time a DST change
-//! skips runs when the clocks jump; one it repeats runs once, the first time), spaced by its
+//! skips runs when the clocks jump; one it repeats runs once, the first time), thinned to its
 //! `sync_frequency_hours` where that is longer than a day. Pure: the time is passed in.
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
@@ -7,20 +7,20 @@ use chrono_tz::Tz;
 
 pub use catalog_app::feeds::local_instant;
 
-/// How much earlier than a whole sync period after the last incremental a run time may come
-/// and still run, for a feed synced less often than daily: a run starts a few seconds after
-/// its run time, and a DST change moves local run times by an hour against UTC.
-const SPACING_SLACK: Duration = Duration::hours(1);
+/// How much longer than its sync period a feed synced less often than daily may wait for its
+/// next incremental: a DST change moves a local run time by an hour against UTC, so a run
+/// time a whole local period on may come an hour after the period.
+const PERIOD_SLACK: Duration = Duration::hours(1);
 
 /// A feed's run times, its time zone and its sync period.
 #[derive(Debug, Clone, Copy)]
 pub struct Cadence<'a> {
     pub run_times: &'a [NaiveTime],
     pub timezone: Tz,
-    /// `sync_frequency_hours`. Up to a day it only sets the default run times; longer, an
-    /// incremental skips the run times that come less than a period (less
-    /// [`SPACING_SLACK`]) after the last one: 48 hours with one run time runs every other
-    /// day, as the operator asked, not daily.
+    /// `sync_frequency_hours`. Up to a day it only sets the default run times; longer, the
+    /// next incremental runs at the last run time within a period (and [`PERIOD_SLACK`]) of
+    /// the last one: 48 hours with one run time runs every other day, as the operator asked,
+    /// not daily, and no period passes without one (25 hours runs daily).
     pub frequency: Duration,
 }
 
@@ -47,31 +47,24 @@ impl Cadence<'_> {
         self.runs_around(at).into_iter().rev().find(|run| *run <= at)
     }
 
-    /// The least time from one incremental to the next: nothing up to a day.
-    fn spacing(&self) -> Duration {
-        if self.frequency > Duration::days(1) {
-            self.frequency - SPACING_SLACK
-        } else {
-            Duration::zero()
-        }
-    }
-
     /// When an incremental is next due, seen at `now`, the last incremental window having
     /// ended at `last_incremental_until` (an incremental that just ran: `now`): at once (at
     /// the last run time) if no incremental window reaches it, else at the next run time; for
-    /// a feed synced less often than daily, at the first run time a whole period after the
-    /// last window's end (in the past: due at once). A window ending after `now` was pulled
-    /// while the clock ran ahead (decision 0015): it reaches no run time, and the incremental
-    /// due is due.
+    /// a feed synced less often than daily, at the last run time within a period and an hour
+    /// of the last window's end (in the past: due at once), however late in its minute, or
+    /// its hour, that window's run started. A window ending after `now` was pulled while the
+    /// clock ran ahead (decision 0015): it reaches no run time, and the incremental due is due.
     pub fn next_incremental_at(
         &self,
         last_incremental_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> DateTime<Utc> {
-        let spacing = self.spacing();
+        let thinned = self.frequency > Duration::days(1);
         match (self.previous_run_at(now), last_incremental_until) {
-            (_, Some(until)) if until <= now && spacing > Duration::zero() => {
-                self.next_run_at(until + spacing - Duration::seconds(1))
+            (_, Some(until)) if until <= now && thinned => {
+                // A period and an hour hold a whole day: there is a run time in it after `until`.
+                let latest = until + self.frequency + PERIOD_SLACK;
+                self.previous_run_at(latest).unwrap_or(latest)
             }
             (Some(previous), Some(until)) if until >= previous && until <= now => self.next_run_at(now),
             (Some(previous), _) => previous,
@@ -133,8 +126,9 @@ pub(crate) mod tests {
     }
 
     /// `sync_frequency_hours = 48` with its default run time (00:00) runs every other day,
-    /// from the end of the last incremental however late in its minute it started, and is due
-    /// at once at start-up when a whole period has passed since.
+    /// from the end of the last incremental however late it started, and is due at once at
+    /// start-up when a whole period has passed since; 25 hours runs daily (no period without
+    /// a run).
     #[test]
     fn a_feed_synced_every_other_day_skips_the_run_times_between() {
         let run_times = times(&["00:00"]);
@@ -145,6 +139,11 @@ pub(crate) mod tests {
         assert_eq!(cadence.next_incremental_at(Some(ran), restarted), at("2026-06-03T00:00:00Z"), "a restart between");
         let late = at("2026-06-05T09:00:00Z");
         assert!(cadence.next_incremental_at(Some(ran), late) <= late, "a period and more passed: due at once");
+        let two_hours_late = at("2026-06-01T02:00:00Z");
+        let next = cadence.next_incremental_at(Some(two_hours_late), two_hours_late);
+        assert_eq!(next, at("2026-06-03T00:00:00Z"), "a run held back two hours");
+        let day_and_hour = Cadence { frequency: Duration::hours(25), ..cadence };
+        assert_eq!(day_and_hour.next_incremental_at(Some(ran), ran), at("2026-06-02T00:00:00Z"));
         assert_eq!(cadence.next_incremental_at(None, late), at("2026-06-05T00:00:00Z"), "never pulled: due at once");
         // Twelve hours: spaced by the run times alone, as before.
         let twice = times(&["00:00", "12:00"]);
@@ -153,7 +152,9 @@ pub(crate) mod tests {
     }
 
     /// Across the autumn change a local 02:30 comes 25 hours after the last: a 24-hour feed
-    /// runs it, and a 72-hour feed runs every third local day whatever the clocks did.
+    /// runs it, and a 72-hour feed runs every third local day whatever the clocks did; across
+    /// the spring change a 48-hour feed started late in its minute still runs two local days
+    /// on, 47 hours later.
     #[test]
     fn a_feed_synced_every_third_day_keeps_its_local_run_time_across_a_dst_change() {
         let run_times = times(&["02:30"]);
@@ -168,6 +169,10 @@ pub(crate) mod tests {
         let day = Cadence { frequency: Duration::hours(24), ..cadence };
         let before = at("2026-10-24T00:30:04Z");
         assert_eq!(day.next_incremental_at(Some(before), before), at("2026-10-25T00:30:00Z"));
+        let midnight = times(&["00:00"]);
+        let spring = Cadence { run_times: &midnight, timezone: berlin(), frequency: Duration::hours(48) };
+        let saturday = at("2026-03-27T23:00:05Z");
+        assert_eq!(spring.next_incremental_at(Some(saturday), saturday), at("2026-03-29T22:00:00Z"), "Monday 00:00");
     }
 
     #[test]

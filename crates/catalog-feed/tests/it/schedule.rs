@@ -74,17 +74,17 @@ async fn a_feed_synced_every_other_day_is_pulled_every_other_day() {
         .expect("a simulated week takes no real time")
         .expect("run");
     // At start (Friday 13:00 CET) an incremental a period back and the overlap more, the
-    // backfill before it, the first refresh and Sunday's; then 09:00 Berlin on Monday,
-    // Wednesday and Friday (Saturday's and Sunday's 09:00 come less than 47 hours after
-    // Friday's start, and are skipped).
+    // backfill before it, the first refresh and Sunday's; then 09:00 Berlin on Sunday (the
+    // last run time within 48 hours and one of Friday's start), Tuesday and Thursday, never
+    // on the days between.
     insta::assert_snapshot!(pulls(&api), @r"
     window 2026-03-24T12:00:00Z .. 2026-03-27T12:00:00Z
     window 2026-03-19T23:00:00Z .. 2026-03-24T12:00:00Z
     snapshot
     snapshot
-    window 2026-03-26T12:00:00Z .. 2026-03-30T07:00:00Z
-    window 2026-03-29T07:00:00Z .. 2026-04-01T07:00:00Z
-    window 2026-03-31T07:00:00Z .. 2026-04-03T07:00:00Z
+    window 2026-03-26T12:00:00Z .. 2026-03-29T07:00:00Z
+    window 2026-03-28T07:00:00Z .. 2026-03-31T07:00:00Z
+    window 2026-03-30T07:00:00Z .. 2026-04-02T07:00:00Z
     ");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers());
 }
