@@ -138,10 +138,10 @@ impl ChannelPublisher {
             self.lane(concurrency, plan, waiter, &shutdown, &until_drained, hold)
         });
         let done = futures::future::try_join_all(lanes).await?;
-        // A drain that stopped for refused credentials did not empty the channel: say so.
-        if let Some(Refused { reason, error }) = hold.refused().filter(|_| until_drained.is_cancelled()) {
+        // A drain that stopped at a refusal did not empty the channel: say so.
+        if let Some(Refused { reason, error, .. }) = refused_for_good(hold).filter(|_| until_drained.is_cancelled()) {
             if !shutdown.is_cancelled() {
-                return Err(PublishError::CredentialsRefused { channel: self.config.name.clone(), reason, error });
+                return Err(PublishError::Blocked { channel: self.config.name.clone(), reason, error });
             }
         }
         Ok(done.into_iter().sum())
@@ -172,9 +172,9 @@ impl ChannelPublisher {
             if shutdown.is_cancelled() {
                 return Ok(n_done);
             }
-            // Draining, a channel whose credentials the platform refuses would be sent the
-            // same items every hold for ever (they spend no attempt): the drain ends here.
-            if until_drained.is_cancelled() && hold.refused().is_some() {
+            // Draining, a channel the platform refuses until an operator acts would be sent
+            // the same items every hold for ever (they spend no attempt): the drain ends here.
+            if until_drained.is_cancelled() && refused_for_good(hold).is_some() {
                 return Ok(n_done);
             }
             if let Some(until) = hold.until() {
@@ -480,13 +480,19 @@ impl ChannelPublisher {
         });
         if let Some((reason, error)) = blocked {
             self.events.blocked(&self.config.name, reason, error);
-            hold.set_refused(Some(Refused { reason, error: error.clone() }));
+            hold.refuse(reason, error);
         } else if sent.attempts.iter().any(|attempt| !matches!(attempt.verdict, Verdict::Unavailable { .. })) {
-            hold.set_refused(None);
+            hold.taken();
         }
         if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
             hold.extend(wait);
         }
         (batch, Ok(sent))
     }
+}
+
+/// A refusal the channel met on two sends in a row: the second came after the hold the first
+/// put on the channel, so it is about the channel, not one item (decision 0059).
+fn refused_for_good(hold: &ChannelHold) -> Option<Refused> {
+    hold.refused().filter(|refused| refused.in_a_row >= 2)
 }

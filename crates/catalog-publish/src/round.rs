@@ -100,19 +100,23 @@ pub(crate) fn in_batches<T>(publishes: Vec<T>, max_batch: usize) -> Vec<Vec<T>> 
 /// whole channel, every lane, from the moment it is answered: no send starts before it has
 /// passed, in the round that met it or any other. Shared with the channel's reconciler, whose
 /// reads wait it out too and whose own 429s extend it (`ChannelPublisher::held_by`). It also
-/// keeps whether the platform refuses the channel's credentials (decision 0059): a drain
-/// stops waiting for a channel that takes no write until an operator acts.
+/// keeps how the platform refuses the channel until an operator acts (decision 0059): a drain
+/// stops waiting for a channel refused twice in a row.
 #[derive(Debug, Default)]
 pub struct ChannelHold {
     until: std::sync::Mutex<Option<Instant>>,
     refused: std::sync::Mutex<Option<Refused>>,
 }
 
-/// The platform's last refusal of the channel's credentials, while no send since got past them.
+/// The platform's last refusal of the channel (`Verdict::Blocked`: credentials refused, a shop
+/// frozen or locked), while no send since got past it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub reason: &'static str,
     pub error: String,
+    /// Sends refused in a row: one may be about one item (a Mercado Libre 401 naming the
+    /// user), two across the hold the first put on the channel are about the channel.
+    pub in_a_row: u32,
 }
 
 impl ChannelHold {
@@ -129,13 +133,19 @@ impl ChannelHold {
         *held = Some(held.map_or(until, |current| current.max(until)));
     }
 
-    /// The platform refused the channel's credentials (`Verdict::Blocked`), or, with `None`,
-    /// took a send past them.
-    pub fn set_refused(&self, refused: Option<Refused>) {
-        *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = refused;
+    /// The platform refused a send for `reason` until an operator acts (`Verdict::Blocked`).
+    pub fn refuse(&self, reason: &'static str, error: &str) {
+        let mut refused = self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let in_a_row = refused.as_ref().map_or(0, |refused| refused.in_a_row) + 1;
+        *refused = Some(Refused { reason, error: error.to_owned(), in_a_row });
     }
 
-    /// The last refusal of the channel's credentials, unless a send got past them since.
+    /// The platform took a send past what it refused.
+    pub fn taken(&self) {
+        *self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// The platform's last refusal, unless a send got past it since.
     pub fn refused(&self) -> Option<Refused> {
         self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -162,11 +172,14 @@ mod tests {
         hold.extend(Duration::from_secs(1));
         assert_eq!(hold.until(), Some(until), "a shorter wait does not shorten it");
         assert_eq!(hold.refused(), None);
-        let refused = Refused { reason: "unauthorized", error: "401".to_owned() };
-        hold.set_refused(Some(refused.clone()));
+        hold.refuse("unauthorized", "401");
+        hold.refuse("unauthorized", "401 again");
+        let refused = Refused { reason: "unauthorized", error: "401 again".to_owned(), in_a_row: 2 };
         assert_eq!(hold.refused(), Some(refused));
-        hold.set_refused(None);
-        assert_eq!(hold.refused(), None, "a send past the credentials ends the refusal");
+        hold.taken();
+        assert_eq!(hold.refused(), None, "a send taken ends the refusal");
+        hold.refuse("unauthorized", "401");
+        assert_eq!(hold.refused().map(|refused| refused.in_a_row), Some(1), "counted from the send taken");
     }
 
     #[test]

@@ -57,9 +57,9 @@ pub enum PublishError {
     Credentials(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// A drain (a file or `--once` run) found the platform refusing the channel's credentials
-    /// (decision 0059): what waits stays queued, neither sent nor dead-lettered, for a run
-    /// after an operator renewed them.
-    #[error("channel {channel} refuses its credentials ({reason}: {error}); its items stay queued for the next run once they are renewed")]
-    CredentialsRefused { channel: String, reason: &'static str, error: String },
+    /// A drain (a file or `--once` run) found the platform refusing the channel until an
+    /// operator acts (decision 0059: credentials refused, a shop frozen or locked): what waits
+    /// stays queued, neither sent nor dead-lettered, for a run after that.
+    #[error("channel {channel} takes no write until an operator acts ({reason}: {error}); what waits for it stays queued for the next run")]
+    Blocked { channel: String, reason: &'static str, error: String },
 }
