@@ -9,7 +9,10 @@ use catalog_core::{
 use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError, TenantFlags};
 use chrono::{DateTime, Utc};
 
-/// How many samples the signals history reads at most: a day of samples at a 30 s interval.
+/// How many samples the signals API returns at most, the newest: a day of one worker's
+/// samples at a 30 s interval, half a day of two (every worker samples every tenant). The
+/// answer says when older ones were left out (`more`); the page reads more
+/// (`page_signals`).
 pub const MAX_SAMPLES: usize = 3_000;
 
 /// The spans of time the gate reads one sample each of, as a share of the allowed gap: every

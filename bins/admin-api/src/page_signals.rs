@@ -12,9 +12,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::api::gate::{gate_view, GateView};
-use crate::api::signals::{judge_now, tenant_signals_view};
+use crate::api::signals::{judge_now, read_history, tenant_signals_view};
 use crate::error::ApiError;
-use crate::gate::MAX_SAMPLES;
 use crate::page::{layout, sign_in_form, signed_in};
 use crate::AppState;
 
@@ -29,6 +28,22 @@ pub struct SignalsQuery {
     pub hours: Option<i64>,
 }
 
+/// Samples a chart reads at most, the newest: a day of 17 workers' samples at a 30 s
+/// interval (every worker samples every tenant), about 10 MB read. A longer window, or more
+/// workers, is read from its newest sample back, and the chart says from when.
+pub const MAX_CHART_SAMPLES: usize = 50_000;
+
+/// Points a chart draws at most: one per slice of its window, about two pixels wide.
+const SLICES: i64 = 300;
+
+/// The samples a chart reads: since its window's start, oldest first, and whether older
+/// ones since then were left out (the newest [`MAX_CHART_SAMPLES`] read).
+#[derive(Debug, Clone, Copy)]
+pub struct ChartHistory<'h> {
+    pub samples: &'h [SignalSample],
+    pub older_left_out: bool,
+}
+
 /// The value of `name` in a sample.
 fn sampled(sample: &SignalSample, name: SignalName) -> (f64, bool) {
     let value = match name {
@@ -40,35 +55,96 @@ fn sampled(sample: &SignalSample, name: SignalName) -> (f64, bool) {
     (value.value, value.green)
 }
 
-/// A line chart of one signal's history from `since` to `now`, with its target dashed.
+/// What a chart draws of one slice of its window: the last sample when all of the slice's
+/// were green; else its red sample farthest from the target, with how many were red and
+/// from when to when. A window holds thousands of samples, so each is not drawn, but no red
+/// one goes uncounted or undrawn.
+#[derive(Debug, Clone, PartialEq)]
+struct Slice {
+    index: i64,
+    at: DateTime<Utc>,
+    value: f64,
+    reds: usize,
+    first_red_at: Option<DateTime<Utc>>,
+    last_red_at: Option<DateTime<Utc>>,
+}
+
+impl Slice {
+    fn of(index: i64, at: DateTime<Utc>, value: f64) -> Self {
+        Self { index, at, value, reds: 0, first_red_at: None, last_red_at: None }
+    }
+
+    fn add(&mut self, at: DateTime<Utc>, value: f64, green: bool, target: f64) {
+        if green {
+            if self.reds == 0 {
+                (self.at, self.value) = (at, value);
+            }
+            return;
+        }
+        if self.reds == 0 || (value - target).abs() > (self.value - target).abs() {
+            (self.at, self.value) = (at, value);
+        }
+        self.reds += 1;
+        self.first_red_at.get_or_insert(at);
+        self.last_red_at = Some(at);
+    }
+}
+
+/// The samples' values of `name`, oldest first, thinned to at most [`SLICES`] slices of the
+/// window from `since` to `now`.
+fn slices(
+    samples: &[SignalSample],
+    name: SignalName,
+    target: f64,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Slice> {
+    let span = (now - since).num_milliseconds().max(1);
+    let mut slices: Vec<Slice> = Vec::new();
+    for sample in samples {
+        let (value, green) = sampled(sample, name);
+        let index = ((sample.at - since).num_milliseconds().clamp(0, span) * SLICES / span).min(SLICES - 1);
+        match slices.last_mut() {
+            Some(slice) if slice.index == index => slice.add(sample.at, value, green, target),
+            _ => {
+                let mut slice = Slice::of(index, sample.at, value);
+                slice.add(sample.at, value, green, target);
+                slices.push(slice);
+            }
+        }
+    }
+    slices
+}
+
+/// A line chart of one signal's history from `since` to `now`, with its target dashed and
+/// every slice of the window that held a red sample dotted red.
 pub fn chart(
     name: SignalName,
-    history: &[SignalSample],
+    history: &ChartHistory<'_>,
     target: f64,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Markup {
-    let values: Vec<(DateTime<Utc>, f64, bool)> = history
-        .iter()
-        .map(|sample| {
-            let (value, green) = sampled(sample, name);
-            (sample.at, value, green)
-        })
-        .collect();
-    let top = values.iter().map(|(_, value, _)| *value).fold(target * 1.5, f64::max).max(f64::EPSILON);
+    let slices = slices(history.samples, name, target, since, now);
+    let top = slices.iter().map(|slice| slice.value).fold(target * 1.5, f64::max).max(f64::EPSILON);
     let span = (now - since).num_milliseconds().max(1) as f64;
     let x = |at: DateTime<Utc>| MARGIN + (WIDTH - 2.0 * MARGIN) * ((at - since).num_milliseconds() as f64 / span);
     let y = |value: f64| HEIGHT - MARGIN - (HEIGHT - 2.0 * MARGIN) * (value / top).clamp(0.0, 1.0);
-    let points: Vec<String> = values.iter().map(|(at, value, _)| format!("{:.1},{:.1}", x(*at), y(*value))).collect();
+    let points: Vec<String> = slices.iter().map(|slice| format!("{:.1},{:.1}", x(slice.at), y(slice.value))).collect();
     let target_y = format!("{:.1}", y(target));
-    let label = format!(
-        "{} over the last {} hours: {} samples, {} red; target {}",
-        name.as_str(),
-        (now - since).num_hours(),
-        values.len(),
-        values.iter().filter(|(_, _, green)| !green).count(),
-        target
-    );
+    let reds: usize = slices.iter().map(|slice| slice.reds).sum();
+    let hours = (now - since).num_hours();
+    let n_samples = history.samples.len();
+    // Never a window claimed that was not read: when older samples were left out, the label
+    // says from when the samples drawn are.
+    let label = match history.samples.first() {
+        Some(oldest) if history.older_left_out => format!(
+            "{} over the last {hours} hours: only the newest {n_samples} samples read, from {}, {reds} red; older ones left out; target {target}",
+            name.as_str(),
+            oldest.at.to_rfc3339(),
+        ),
+        _ => format!("{} over the last {hours} hours: {n_samples} samples, {reds} red; target {target}", name.as_str()),
+    };
     html! {
         svg width=(WIDTH) height=(HEIGHT) viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(label) {
             title { (label) }
@@ -77,12 +153,27 @@ pub fn chart(
             @if !points.is_empty() {
                 polyline points=(points.join(" ")) fill="none" stroke="#0645ad" stroke-width="2" {}
             }
-            @for (at, value, _) in values.iter().filter(|(_, _, green)| !green) {
-                circle cx=(format!("{:.1}", x(*at))) cy=(format!("{:.1}", y(*value))) r="3" fill="#a00" {
-                    title { (format!("{} red at {}: {value}", name.as_str(), at.to_rfc3339())) }
+            @for slice in slices.iter().filter(|slice| slice.reds > 0) {
+                circle cx=(format!("{:.1}", x(slice.at))) cy=(format!("{:.1}", y(slice.value))) r="3" fill="#a00" {
+                    title { (red_title(name, slice)) }
                 }
             }
         }
+    }
+}
+
+fn red_title(name: SignalName, slice: &Slice) -> String {
+    let value = slice.value;
+    match (slice.reds, slice.first_red_at, slice.last_red_at) {
+        (2.., Some(first), Some(last)) => format!(
+            "{} red {} times from {} to {}, the farthest from its target {value} at {}",
+            name.as_str(),
+            slice.reds,
+            first.to_rfc3339(),
+            last.to_rfc3339(),
+            slice.at.to_rfc3339()
+        ),
+        _ => format!("{} red at {}: {value}", name.as_str(), slice.at.to_rfc3339()),
     }
 }
 
@@ -118,7 +209,7 @@ fn signals_table(signals: &Signals) -> Markup {
     }
 }
 
-fn charts(state: &AppState, history: &[SignalSample], since: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
+fn charts(state: &AppState, history: &ChartHistory<'_>, since: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
     html! {
         @for name in SignalName::ALL {
             @let target = match state.launch.signals.target(name).threshold {
@@ -126,7 +217,7 @@ fn charts(state: &AppState, history: &[SignalSample], since: DateTime<Utc>, now:
             };
             figure {
                 (chart(name, history, target, since, now))
-                figcaption { (name.as_str()) ": the line is the value, dashed red the target, red dots red samples" }
+                figcaption { (name.as_str()) ": the line is the value, dashed red the target, red dots red samples (one per 1/300 of the window)" }
             }
         }
     }
@@ -189,14 +280,14 @@ pub async fn signals_page(
     let now = Utc::now();
     let since = now - Duration::hours(query.hours.unwrap_or(24).clamp(1, 24 * 30));
     let body = match query.tenant.as_deref().map(TenantId::parse) {
-        Some(Ok(tenant)) => match tenant_signals_view(&state, &tenant, since).await? {
+        Some(Ok(tenant)) => match tenant_signals_view(&state, &tenant, since, MAX_CHART_SAMPLES).await? {
             Some(view) => {
                 let gate = gate_view(&state, &tenant).await?;
                 html! {
                     h2 { "Signals of " (tenant) }
                     p { a href="/signals" { "All tenants" } }
                     (signals_table(&view.current))
-                    (charts(&state, &view.history, since, now))
+                    (charts(&state, &ChartHistory { samples: &view.history, older_left_out: view.more }, since, now))
                     (gate_section(&gate))
                 }
             }
@@ -205,7 +296,7 @@ pub async fn signals_page(
         Some(Err(error)) => html! { p.err role="alert" { "Tenant " (error.to_string()) } },
         None => {
             let judged = judge_now(&state).await?;
-            let history = state.store.signal_samples(None, since, MAX_SAMPLES).await?;
+            let (history, more) = read_history(&state, None, since, MAX_CHART_SAMPLES).await?;
             html! {
                 h2 { "Launch signals" }
                 table {
@@ -229,7 +320,7 @@ pub async fn signals_page(
                     h3 { "Overall" }
                     (signals_table(overall))
                 }
-                (charts(&state, &history, since, now))
+                (charts(&state, &ChartHistory { samples: &history, older_left_out: more }, since, now))
             }
         }
     };

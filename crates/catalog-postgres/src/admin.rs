@@ -14,7 +14,7 @@ use sqlx::postgres::PgRow;
 use sqlx::PgPool;
 
 use crate::apply::upsert_outbox;
-use crate::columns::{column, journal_entries, narrowed, JOURNAL_COLUMNS};
+use crate::columns::{column, journal_entries, narrowed, saturating_i64, JOURNAL_COLUMNS};
 use crate::dead_letters::{dead_letter_row, fetch_dead_letters, DEAD_LETTER_COLUMNS};
 use crate::store_error;
 
@@ -136,7 +136,11 @@ pub(crate) async fn audit_log(
     .collect()
 }
 
-pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+pub(crate) async fn journal_by_event_id(
+    pool: &PgPool,
+    event_id: EventId,
+    max: usize,
+) -> Result<Vec<JournalEntry>, StoreError> {
     // The decided row through its claim (by its key, one partition), then the other rows that
     // name the id (rejected, or redeliveries after retention) through their own index: an
     // event only ever rejected has no claim (decision 0034).
@@ -150,14 +154,16 @@ pub(crate) async fn journal_by_event_id(pool: &PgPool, event_id: EventId) -> Res
     .map_err(store_error)?;
     let undecided = sqlx::query(&format!(
         "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = $1
-         AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
+         AND outcome NOT IN ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id LIMIT $2"
     ))
     .bind(event_id.0)
+    .bind(saturating_i64(max.saturating_sub(decided.len())))
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
     let mut found = journal_entries(&decided)?;
     found.extend(journal_entries(&undecided)?);
+    found.truncate(max);
     Ok(found)
 }
 

@@ -386,8 +386,8 @@ impl AdminStore for PostgresStore {
         with_deadline(self.deadline, "audit_log", admin::audit_log(&self.pool, limit, before_id)).await
     }
 
-    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
-        with_deadline(self.deadline, "journal_by_event_id", admin::journal_by_event_id(&self.pool, event_id)).await
+    async fn journal_by_event_id(&self, event_id: EventId, max: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        with_deadline(self.deadline, "journal_by_event_id", admin::journal_by_event_id(&self.pool, event_id, max)).await
     }
 
     async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {

@@ -16,7 +16,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::SqlitePool;
 
 use crate::apply::insert_outbox_rows;
-use crate::columns::{self, micros, JOURNAL_COLUMNS};
+use crate::columns::{self, micros, saturating_i64, JOURNAL_COLUMNS};
 use crate::dead_letters::{dead_letter_row, fetch_dead_letters, DEAD_LETTER_COLUMNS};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
@@ -162,7 +162,11 @@ fn entries(stored: &[SqliteRow]) -> Result<Vec<JournalEntry>, StoreError> {
     stored.iter().map(|row| columns::journal_row(row)?.into_entry()).collect()
 }
 
-pub(crate) async fn journal_by_event_id(pool: &SqlitePool, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
+pub(crate) async fn journal_by_event_id(
+    pool: &SqlitePool,
+    event_id: EventId,
+    max: usize,
+) -> Result<Vec<JournalEntry>, StoreError> {
     // The decided row, then the other rows that name the id (rejected, or redeliveries after
     // retention), each through its own partial index: an event only ever rejected has no
     // decided row (decision 0034).
@@ -171,9 +175,10 @@ pub(crate) async fn journal_by_event_id(pool: &SqlitePool, event_id: EventId) ->
     for outcomes in ["IN", "NOT IN"] {
         let stored = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM events WHERE event_id = ?1 \
-             AND outcome {outcomes} ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id"
+             AND outcome {outcomes} ('applied', 'stale', 'superseded', 'held') ORDER BY journal_id LIMIT ?2"
         ))
         .bind(&id)
+        .bind(saturating_i64(max.saturating_sub(found.len())))
         .fetch_all(pool)
         .await
         .map_err(store_error)?;

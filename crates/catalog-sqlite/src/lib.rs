@@ -427,8 +427,8 @@ impl AdminStore for SqliteStore {
         admin::audit_log(&self.pool, limit, before_id).await
     }
 
-    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError> {
-        admin::journal_by_event_id(&self.pool, event_id).await
+    async fn journal_by_event_id(&self, event_id: EventId, max: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        admin::journal_by_event_id(&self.pool, event_id, max).await
     }
 
     async fn journal_by_trace_id(&self, trace_id: &str, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {

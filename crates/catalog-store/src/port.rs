@@ -216,8 +216,9 @@ pub trait AdminStore: Send + Sync + std::fmt::Debug {
 
     /// The decided journal row of an event id (applied, stale, superseded or held), then the
     /// other rows naming it (rejected, or redeliveries journaled after retention), oldest
-    /// first; an event only ever rejected has only those (decision 0034).
-    async fn journal_by_event_id(&self, event_id: EventId) -> Result<Vec<JournalEntry>, StoreError>;
+    /// first, `max` at most: a supplier resending one bad event makes a rejected row per
+    /// delivery. An event only ever rejected has only those (decision 0034).
+    async fn journal_by_event_id(&self, event_id: EventId, max: usize) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Journal rows whose `traceparent` carries this W3C trace id (32 lowercase hex digits),
     /// oldest first, at most `limit`.

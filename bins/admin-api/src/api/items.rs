@@ -92,8 +92,9 @@ pub(super) async fn trace_by_id(
 pub struct LookupView {
     /// Oldest first.
     pub matches: Vec<LookupMatch>,
-    /// More rows carry the trace id than the page shows (its first, oldest ones): a trace
-    /// that spans a bulk upload names thousands of events.
+    /// More rows carry the trace id, or name the event id, than the page shows (its first,
+    /// oldest ones): a trace that spans a bulk upload names thousands of events, and a
+    /// supplier resending one bad event builds a rejected row per delivery.
     pub more: bool,
 }
 
@@ -125,7 +126,7 @@ pub fn lookup_view(entries: &[catalog_store::JournalEntry]) -> LookupView {
     LookupView { matches, more: false }
 }
 
-#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "trace", params(("event_id" = String, Path, format = Uuid, description = "Event id")), responses((status = 200, description = "Journal rows of the event and their items", body = LookupView), (status = 404, description = "Never journaled", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "trace", params(("event_id" = String, Path, format = Uuid, description = "Event id")), responses((status = 200, description = "Journal rows of the event and their items, the first 500", body = LookupView), (status = 404, description = "Never journaled", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn event_lookup(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -137,11 +138,24 @@ pub(super) async fn event_lookup(
         .parse()
         .map(EventId)
         .map_err(|_| ApiError::bad_request("invalid_event_id", "the event id is not a UUID"))?;
-    let entries = state.store.journal_by_event_id(event_id).await?;
+    let (entries, more) = rows_of_event(&state, event_id, MAX_PAGE).await?;
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("no journaled event {event_id}")));
     }
-    Ok(Json(lookup_view(&entries)))
+    Ok(Json(LookupView { more, ..lookup_view(&entries) }))
+}
+
+/// The first `limit` journal rows naming `event_id` (its decided row, then the others oldest
+/// first), and whether more do (one more read tells). Shared with the page.
+pub async fn rows_of_event(
+    state: &AppState,
+    event_id: EventId,
+    limit: usize,
+) -> Result<(Vec<catalog_store::JournalEntry>, bool), ApiError> {
+    let mut entries = state.store.journal_by_event_id(event_id, limit.saturating_add(1)).await?;
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    Ok((entries, more))
 }
 
 #[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "trace", params(("trace_id" = String, Path, description = "W3C trace id, 32 hex digits")), responses((status = 200, description = "Journal rows carrying the trace id", body = LookupView), (status = 404, description = "None", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]

@@ -31,8 +31,11 @@ pub struct SignalsView {
     /// when all four are; `untraced_count` and the first 50 `untraced` items.
     #[schema(value_type = Object)]
     pub current: Signals,
-    /// Samples since `since`, oldest first (at most 3,000, the newest).
+    /// Samples since `since`, oldest first: at most 3,000, the newest.
     pub history: Vec<SignalSample>,
+    /// Whether older samples since `since` were left out: every worker samples every
+    /// tenant, so two workers take 5,760 a day. Ask again with a later `since`.
+    pub more: bool,
 }
 
 /// Every tenant's signals and the overall ones.
@@ -65,15 +68,35 @@ pub(super) async fn all_signals(
     let since = since(query)?;
     let mut judged = judge_now(&state).await?.into_iter();
     let current = judged.next().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no overall judgement")))?;
-    let history = state.store.signal_samples(None, since, MAX_SAMPLES).await?;
-    Ok(Json(AllSignalsView { overall: SignalsView { current, history }, tenants: judged.collect() }))
+    let (history, more) = read_history(&state, None, since, MAX_SAMPLES).await?;
+    Ok(Json(AllSignalsView { overall: SignalsView { current, history, more }, tenants: judged.collect() }))
 }
 
-/// A tenant's signals now and its history; `None` for a tenant never seen.
+/// The newest `limit` samples of `tenant` (overall for `None`) since `since`, oldest first,
+/// and whether older ones since then were left out (told by reading one sample more).
+/// Shared with the page.
+pub async fn read_history(
+    state: &AppState,
+    tenant: Option<&TenantId>,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> Result<(Vec<SignalSample>, bool), ApiError> {
+    let mut samples = state.store.signal_samples(tenant, since, limit + 1).await?;
+    let more = samples.len() > limit;
+    if more {
+        // The newest are kept: the oldest sample read is the one left out.
+        samples.remove(0);
+    }
+    Ok((samples, more))
+}
+
+/// A tenant's signals now and its newest `limit` samples since `since`; `None` for a tenant
+/// never seen.
 pub async fn tenant_signals_view(
     state: &AppState,
     tenant: &TenantId,
     since: DateTime<Utc>,
+    limit: usize,
 ) -> Result<Option<SignalsView>, ApiError> {
     if state.store.tenant_flags(tenant).await?.is_none() {
         return Ok(None);
@@ -82,8 +105,8 @@ pub async fn tenant_signals_view(
         judge_now(state).await?.into_iter().find(|signals| signals.tenant_id.as_ref() == Some(tenant)).unwrap_or_else(
             || catalog_core::judge(Some(tenant.clone()), &Default::default(), &state.launch.signals, Utc::now()),
         );
-    let history = state.store.signal_samples(Some(tenant), since, MAX_SAMPLES).await?;
-    Ok(Some(SignalsView { current, history }))
+    let (history, more) = read_history(state, Some(tenant), since, limit).await?;
+    Ok(Some(SignalsView { current, history, more }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant_id}/signals", tag = "signals", params(("tenant_id" = String, Path, description = "Tenant id"), HistoryQuery), responses((status = 200, description = "The tenant's signals now and their history", body = SignalsView), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -97,6 +120,6 @@ pub(super) async fn tenant_signals(
     let Path(tenant_id) = path?;
     let tenant = tenant(&tenant_id)?;
     let since = since(query)?;
-    let view = tenant_signals_view(&state, &tenant, since).await?;
+    let view = tenant_signals_view(&state, &tenant, since, MAX_SAMPLES).await?;
     Ok(Json(view.ok_or_else(|| ApiError::not_found(format!("no tenant {tenant}")))?))
 }

@@ -11,8 +11,10 @@ use chrono::Timelike as _;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{back, layout, sign_in_form, signed_in, when};
+use super::actions::told;
+use super::{layout, sign_in_form, signed_in, when};
 use crate::api::feeds::{all_feeds, run_kind, switch_feed, FeedView, RunAsk};
+use crate::auth::Caller;
 use crate::auth::Role;
 use crate::error::ApiError;
 use crate::AppState;
@@ -195,9 +197,12 @@ pub(super) async fn switch(
     Form(form): Form<FeedSwitchForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    let key = form_key(&form.tenant, &form.supplier)?;
-    let result = switch_feed(&state, &caller, &key, form.enabled).await?;
-    Ok(back(&format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" })))
+    let switched = async {
+        let key = form_key(&form.tenant, &form.supplier)?;
+        let result = switch_feed(&state, &caller, &key, form.enabled).await?;
+        Ok(format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" }))
+    };
+    told(switched.await, &format!("Pulling of feed {}/{} not switched", form.tenant, form.supplier))
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +222,11 @@ pub(super) async fn ask_run(
     Form(form): Form<RunForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    told(run(&state, &caller, &form).await, "No run asked for")
+}
+
+/// Asks for the run `form` names: a range it cannot run, or a feed not live yet, is refused.
+async fn run(state: &AppState, caller: &Caller, form: &RunForm) -> Result<String, ApiError> {
     let key = form_key(&form.tenant, &form.supplier)?;
     let day = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
         value
@@ -237,11 +247,6 @@ pub(super) async fn ask_run(
         let until = through.map(|day| (day + chrono::Duration::days(1)).min(now));
         run_kind(&RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until }, now)
     });
-    let kind = match kind {
-        Ok(kind) => kind,
-        Err(ApiError::BadRequest { message, .. }) => return Ok(back(&format!("No run asked for: {message}."))),
-        Err(error) => return Err(error),
-    };
-    let asked = crate::api::feeds::ask_run(&state, &caller, &key, kind).await?;
-    Ok(back(&format!("Asked for a {} run of feed {key}: the worker runs it within a minute.", asked.request.kind)))
+    let asked = crate::api::feeds::ask_run(state, caller, &key, kind?).await?;
+    Ok(format!("Asked for a {} run of feed {key}: the worker runs it within a minute.", asked.request.kind))
 }

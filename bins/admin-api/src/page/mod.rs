@@ -3,9 +3,8 @@
 //! item id, event id or trace id, read an item's timeline; operators get flag switches and
 //! dead-letter actions, each behind a confirmation. A viewer sees no write control.
 
-use axum::extract::{Form, Query, State};
-use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,12 +13,13 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use self::cells::{counted_cells, event_cells, reason_and_message};
-use crate::api::items::{lookup_view, rows_of_trace, trace_of, PageQuery, TraceTarget};
+use crate::api::items::{lookup_view, rows_of_event, rows_of_trace, trace_of, PageQuery, TraceTarget};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::trace::TraceView;
 use crate::AppState;
 
+mod actions;
 mod cells;
 mod feeds;
 mod lists;
@@ -41,13 +41,17 @@ pub fn routes() -> Router<AppState> {
         .route("/page/feeds/runs", post(feeds::ask_run))
         .route("/session", post(session::sign_in))
         .route("/signout", post(session::sign_out))
-        .route("/page/sync", post(switch))
-        .route("/page/dead-letters", post(dead_letter_action))
+        .route("/page/sync", post(actions::switch))
+        .route("/page/dead-letters", post(actions::dead_letter_action))
         .route("/signals", get(crate::page_signals::signals_page))
 }
 
 /// The journal rows a search by trace id shows.
 const TRACE_ID_ROWS: usize = 100;
+
+/// The journal rows a search by event id shows: its decided row, then the others, oldest
+/// first (a supplier resending one bad event builds a rejected row per delivery).
+const EVENT_ID_ROWS: usize = 100;
 
 /// Laptop first (1366 wide): ids and times never wrap, inputs use the page's font, focus is
 /// a thick outline, and every text colour keeps at least 7:1 on its background.
@@ -347,10 +351,15 @@ async fn home(
             Err(error) => return Err(error),
         }
     }
-    let mut more = false;
+    // What the notice says when more rows were found than shown.
+    let mut more: Option<&str> = None;
     let entries = if let Some(event_id) = search.event_id.as_deref().filter(|id| !id.is_empty()) {
         match event_id.trim().parse() {
-            Ok(id) => Some(state.store.journal_by_event_id(EventId(id)).await?),
+            Ok(id) => {
+                let (entries, more_rows) = rows_of_event(&state, EventId(id), EVENT_ID_ROWS).await?;
+                more = more_rows.then_some("More journal rows name this event id than shown: these are its first");
+                Some(entries)
+            }
             Err(_) => {
                 problem = Some("An event id is a UUID.".into());
                 None
@@ -360,7 +369,7 @@ async fn home(
         let trace_id = trace_id.trim().to_ascii_lowercase();
         if trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             let (entries, more_rows) = rows_of_trace(&state, &trace_id, TRACE_ID_ROWS).await?;
-            more = more_rows;
+            more = more_rows.then_some("More events carry this trace id than shown: these are its oldest");
             Some(entries)
         } else {
             problem = Some("A trace id is 32 hexadecimal digits.".into());
@@ -373,7 +382,7 @@ async fn home(
         let found = lookup_view(&entries);
         result = html! {
             h2 { "Events found (" (found.matches.len()) ")" }
-            @if more { p.notice { "More events carry this trace id than shown: these are its oldest " (TRACE_ID_ROWS) "." } }
+            @if let Some(more) = more { p.notice { (more) " " (found.matches.len()) "." } }
             ul {
                 @for found in &found.matches {
                     li {
@@ -395,86 +404,4 @@ async fn home(
         (tenants)
     };
     Ok(layout("Support", Some(&caller), body).into_response())
-}
-
-fn back(message: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(LOCATION, notice::location(message))]).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SwitchForm {
-    pub tenant: String,
-    pub supplier: Option<String>,
-    pub enabled: bool,
-}
-
-async fn switch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<SwitchForm>,
-) -> Result<Response, ApiError> {
-    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    let tenant = TenantId::parse(&form.tenant)
-        .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?;
-    let supplier = form
-        .supplier
-        .as_deref()
-        .map(SupplierId::parse)
-        .transpose()
-        .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?;
-    let result =
-        match crate::api::switch_sync(&state, &caller, &tenant, supplier, form.enabled, crate::api::Unseen::Refuse)
-            .await
-        {
-            Ok(result) => result,
-            // The gate's tenant: said on the page, as the API says it.
-            Err(ApiError::Conflict { message, .. }) => return Ok(back(&message)),
-            Err(error) => return Err(error),
-        };
-    // Each outcome told: switched on for a tenant whose canary still leaves a supplier out, or
-    // for a supplier of a tenant switched off, held events are held again, not applied.
-    let outcomes: Vec<String> =
-        result.events_by_outcome.iter().filter(|(_, n)| **n > 0).map(|(outcome, n)| format!("{n} {outcome}")).collect();
-    let outcomes = if outcomes.is_empty() { String::new() } else { format!(" ({})", outcomes.join(", ")) };
-    Ok(back(&format!(
-        "Sync switched {}: {} held events decided again{outcomes}, {} items changed.",
-        if result.after { "on" } else { "off" },
-        result.events_replayed,
-        result.items_changed
-    )))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DeadLetterForm {
-    pub dead_letter_id: i64,
-    pub action: String,
-    pub note: Option<String>,
-}
-
-async fn dead_letter_action(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<DeadLetterForm>,
-) -> Result<Response, ApiError> {
-    let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    let message = match form.action.as_str() {
-        "retry" => match crate::api::retry(&state, &caller, form.dead_letter_id).await {
-            Ok(_) => format!("Dead letter {} requeued.", form.dead_letter_id),
-            Err(ApiError::Conflict { message, .. }) => message,
-            Err(error) => return Err(error),
-        },
-        // Resolved meanwhile (by a publish, or by another operator) or gone: said on the page,
-        // as a retry's conflict is, not answered as JSON.
-        "resolve" => {
-            match crate::api::resolve(&state, &caller, form.dead_letter_id, form.note.as_deref().unwrap_or_default())
-                .await
-            {
-                Ok(_) => format!("Dead letter {} resolved.", form.dead_letter_id),
-                Err(ApiError::Conflict { message, .. } | ApiError::NotFound(message)) => message,
-                Err(error) => return Err(error),
-            }
-        }
-        _ => return Err(ApiError::bad_request("invalid_body", "action is retry or resolve")),
-    };
-    Ok(back(&message))
 }

@@ -306,3 +306,26 @@ async fn the_page_s_backfill_takes_days_both_included() {
     let html = page(&server, &operator, &location).await;
     assert!(html.contains("No run asked for: a backfill needs since before until"), "{html}");
 }
+
+/// A manual run of a feed not live yet is refused on the page, as a notice, not answered as
+/// JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_feed_not_live_is_refused_on_the_page() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let settings = midnight_feed((Utc::now() + Duration::days(3)).date_naive());
+    server.store.upsert_feed(&settings).await.expect("feed");
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let refused = client
+        .post(server.url("/page/feeds/runs"))
+        .header("cookie", format!("admin_token={operator}"))
+        .form(&[("tenant", "canary"), ("supplier", "acme"), ("kind", "incremental")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 303, "a page, not JSON");
+    let location = refused.headers()["location"].to_str().expect("ascii").to_owned();
+    let html = page(&server, &operator, &location).await;
+    assert!(html.contains("No run asked for: feed canary/acme goes live at"), "{html}");
+    assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "none asked for");
+}

@@ -417,3 +417,41 @@ async fn gate_check_exits_0_when_allowed_1_when_refused_and_2_on_error() {
     let error = admin_api(&url, &["gate", "check", "--tenant", "Not A Tenant", "--step", "open"]);
     assert_eq!(error.status.code(), Some(2));
 }
+
+/// Two workers each sample every tenant every 30 s: a day is 5,760 samples. The chart of a
+/// day counts every red sample of it and draws it, a red stretch 20 hours ago as one a
+/// minute ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_chart_counts_every_red_sample_of_its_window() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let events = vec![incoming(1, &offer("t", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, 0)];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    let now = Utc::now();
+    let red_at = now - Duration::hours(20);
+    let samples: Vec<SignalSample> = (1..=24 * 120)
+        .flat_map(|step| [0, 15].map(move |worker_offset| now - Duration::seconds(step * 30 - worker_offset)))
+        .map(|at| SignalSample {
+            tenant_id: Some(catalog_core::TenantId::parse("t").expect("tenant")),
+            at,
+            green: at != red_at,
+            stale_items: SampledValue { value: if at == red_at { 0.5 } else { 0.0 }, green: at != red_at },
+            queue_lag: SampledValue { value: 1.0, green: true },
+            publish_errors: SampledValue { value: 0.0, green: true },
+            trace_coverage: SampledValue { value: 1.0, green: true },
+        })
+        .collect();
+    assert_eq!(samples.iter().filter(|sample| !sample.green).count(), 1, "one red sample");
+    server.store.record_signal_samples(&samples).await.expect("samples");
+
+    let html = crate::page::page(&server, &viewer, "/signals?tenant=t").await;
+    let start = html.find(r#"aria-label="stale_items over the last 24 hours"#).expect("the stale_items chart");
+    let stale_chart = &html[start..start + html[start..].find("</svg>").expect("the chart's end")];
+    let label = &stale_chart[..stale_chart.find("\">").expect("the label's end")];
+    assert!(label.contains(", 1 red;"), "{label}");
+    assert_eq!(stale_chart.matches("<circle").count(), 1, "the red sample drawn: {stale_chart}");
+    let api = server.get_json(&viewer, "/v1/tenants/t/signals").await;
+    assert_eq!(api["history"].as_array().expect("history").len(), admin_api::gate::MAX_SAMPLES);
+    assert_eq!(api["more"], true, "the API says older samples were left out");
+    server.stop().await;
+}

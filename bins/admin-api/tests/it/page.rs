@@ -199,3 +199,30 @@ async fn a_notice_the_server_did_not_seal_is_not_shown() {
         assert!(!html.contains("evil.example"), "{query}: {html}");
     }
 }
+
+/// A note of blanks is refused on the page, as a notice, not answered as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blank_note_is_refused_on_the_page() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    crate::dead_letters::dead_letter_a_publish(&server).await;
+    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
+    let id = letters[0]["dead_letter_id"].as_i64().expect("id").to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let resolve = |note: String| {
+        client
+            .post(server.url("/page/dead-letters"))
+            .header("cookie", format!("admin_token={operator}"))
+            .form(&[("dead_letter_id", id.clone()), ("action", "resolve".to_owned()), ("note", note)])
+            .send()
+    };
+    for note in ["   ".to_owned(), "x".repeat(2_001)] {
+        let refused = resolve(note).await.expect("request");
+        assert_eq!(refused.status(), 303, "a page, not JSON");
+        let location = refused.headers()["location"].to_str().expect("ascii").to_owned();
+        let html = page(&server, &operator, &location).await;
+        assert!(html.contains(&format!("Dead letter {id} not resolved: a note of 1 to 2000 bytes")), "{html}");
+    }
+    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
+    assert_eq!(letters[0]["dead_letter_id"].as_i64().map(|id| id.to_string()), Some(id), "still open");
+}

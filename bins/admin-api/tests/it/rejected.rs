@@ -111,3 +111,34 @@ async fn rejected_messages_are_listed_without_an_id_to_find_them_by_on_sqlite() 
 async fn rejected_messages_are_listed_without_an_id_to_find_them_by_on_postgres() {
     rejected_messages_are_listed_without_an_id_to_find_them_by(Server::postgres().await).await;
 }
+
+/// A supplier resending one bad event builds a rejected row per delivery: the lookup of its
+/// id, API and page, shows the oldest 500 and says more rows name it.
+async fn an_event_lookup_is_bounded_and_says_when_more_rows_name_it(server: Server) {
+    let viewer = server.token("vera", Role::Viewer).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let valid = String::from_utf8(incoming(7, &key, StockChange::Updated { quantity: 3 }, 0, 7).raw).expect("utf-8");
+    let malformed = valid.replace("\"ABC-1\"", "\"ABC 1!\"").into_bytes();
+    let deliveries = (0..600).map(|offset| raw_incoming(offset, malformed.clone(), 7)).collect();
+    server.store.apply_batch(&batch(deliveries)).await.expect("apply");
+
+    let found = server.get_json(&viewer, &format!("/v1/events/{}", event_id(7))).await;
+    let matches = found["matches"].as_array().expect("matches");
+    assert_eq!(matches.len(), 500, "the oldest 500");
+    assert!(matches.iter().all(|found| found["event"]["outcome"] == "rejected"), "{found}");
+    assert_eq!(found["more"], true, "more rows name the event id");
+
+    let html = page(&server, &viewer, &format!("/?event_id={}", event_id(7))).await;
+    assert!(html.contains("More journal rows name this event id than shown"), "{html}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_lookup_is_bounded_and_says_when_more_rows_name_it_on_sqlite() {
+    an_event_lookup_is_bounded_and_says_when_more_rows_name_it(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_lookup_is_bounded_and_says_when_more_rows_name_it_on_postgres() {
+    an_event_lookup_is_bounded_and_says_when_more_rows_name_it(Server::postgres().await).await;
+}

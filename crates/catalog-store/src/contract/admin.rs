@@ -73,11 +73,11 @@ where
         incoming(2, &key, StockChange::Adjusted { delta: -1 }, 1, 1),
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
-    let found = store.journal_by_event_id(event_id(2)).await.expect("lookup");
+    let found = store.journal_by_event_id(event_id(2), 10).await.expect("lookup");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].event_id, Some(event_id(2)));
     assert_eq!(found[0].outcome.as_str(), "applied");
-    assert!(store.journal_by_event_id(event_id(3)).await.expect("lookup").is_empty());
+    assert!(store.journal_by_event_id(event_id(3), 10).await.expect("lookup").is_empty());
     // An event only ever rejected (a valid id, an invalid quantity) is found by its id too;
     // one applied, then delivered again invalid, is found with its rejection after it.
     let invalid = |n: u64, offset: u64| {
@@ -89,9 +89,9 @@ where
     let outcomes = |found: Vec<crate::JournalEntry>| {
         found.iter().map(|entry| (entry.event_id, entry.outcome.as_str().to_owned())).collect::<Vec<_>>()
     };
-    let found = store.journal_by_event_id(event_id(4)).await.expect("lookup");
+    let found = store.journal_by_event_id(event_id(4), 10).await.expect("lookup");
     assert_eq!(outcomes(found), [(Some(event_id(4)), "rejected".to_owned())]);
-    let found = store.journal_by_event_id(event_id(2)).await.expect("lookup");
+    let found = store.journal_by_event_id(event_id(2), 10).await.expect("lookup");
     assert_eq!(
         outcomes(found),
         [(Some(event_id(2)), "applied".to_owned()), (Some(event_id(2)), "rejected".to_owned())]
