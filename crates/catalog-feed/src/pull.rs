@@ -117,10 +117,6 @@ impl FeedRun {
         &self.feed.settings.key
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.timezone
-    }
-
     /// When the feed's incrementals run.
     pub fn cadence(&self) -> Cadence<'_> {
         Cadence {

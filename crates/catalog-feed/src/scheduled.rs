@@ -268,7 +268,8 @@ impl FeedSource {
                         Job::Scheduled(Work::FullRefresh)
                         | Job::Requested(FeedRunRequest { kind: FeedRunKind::FullRefresh, .. }) => {
                             plan.refreshed_before = true;
-                            plan.next_full_refresh = schedule::next_full_refresh_at(run.timezone(), refresh_time, now);
+                            plan.next_full_refresh =
+                                schedule::next_full_refresh_at(run.cadence().timezone, refresh_time, now);
                         }
                         Job::Scheduled(Work::Backfill) | Job::Requested(_) | Job::Resume => {}
                     }
