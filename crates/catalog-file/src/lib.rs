@@ -3,6 +3,7 @@
 //! line (`lines`), cut into batches like a Kafka partition and applied through the same sink
 //! (`catalog_app::BatchSink`).
 
+mod compressed;
 mod ends;
 mod identity;
 mod lines;
@@ -83,9 +84,9 @@ impl FileSource {
             }
             Some(path) => {
                 adopt_link_target_checkpoint(path, &source, &*sink).await?;
-                if !self.catch_up(path, &source, &*sink, &shutdown).await? {
+                let Some(read_whole) = self.catch_up(path, &source, &*sink, &shutdown).await? else {
                     return Ok(());
-                }
+                };
                 let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;
                 let (start, cursor) = match self.resume(&mut file, path, &source, &*sink).await? {
                     Resume::Here(start, cursor) => (start, cursor),
@@ -93,7 +94,7 @@ impl FileSource {
                         let identity =
                             FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
                         let finished = match self
-                            .finish_rotated(path, previous, offset, &identity, &source, &*sink, &shutdown)
+                            .finish_rotated(path, previous, offset, &identity, &read_whole, &source, &*sink, &shutdown)
                             .await?
                         {
                             Onward::Go(finished) => finished,

@@ -21,22 +21,27 @@ impl FileSource {
     /// positions after the checkpoint, and the checkpoint's own file moves its `base` on by as
     /// many, so every checkpoint taken meanwhile is one a run resumes from. A previous file
     /// gone from the directory is forgotten: it was read whole. Returns whether the run goes
-    /// on: not when that file ends in half a line (decision 0033) nor at shutdown.
+    /// on (`None`: not when that file ends in half a line, decision 0033, nor at shutdown),
+    /// with the gzip copies of a previous file gone (`delaycompress`) that hold it as it was
+    /// read to its end: the rotations after the checkpoint's file do not report them unread.
     pub(crate) async fn catch_up(
         &self,
         path: &Path,
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
-    ) -> Result<bool, FileSourceError> {
-        let Some(stored) = sink.checkpoint(source, 0).await? else { return Ok(true) };
-        let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(true) };
-        let Some(previous) = cursor.previous else { return Ok(true) };
+    ) -> Result<Option<Vec<PathBuf>>, FileSourceError> {
+        let Some(stored) = sink.checkpoint(source, 0).await? else { return Ok(Some(Vec::new())) };
+        let Some(cursor) = stored.cursor.as_deref().and_then(FileCursor::parse) else { return Ok(Some(Vec::new())) };
+        let Some(previous) = cursor.previous else { return Ok(Some(Vec::new())) };
         let directory = directory_of(path);
         let rotated = match find_rotated(path, &previous.identity, previous.born).await {
             Ok(Some(rotated)) => rotated,
             Ok(None) => {
                 tracing::debug!(%source, "the file rotated away before this one is gone from its directory");
+                let read_whole =
+                    crate::compressed::copies_read_whole(directory, path.file_name().unwrap_or_default(), previous)
+                        .await;
                 let forgotten = FileCursor { previous: None, ..cursor };
                 let checkpoint = Position { offset: stored.offset, cursor: Some(forgotten.render()) };
                 sink.apply(SourceBatch {
@@ -48,22 +53,22 @@ impl FileSource {
                     high_watermark: None,
                 })
                 .await?;
-                return Ok(true);
+                return Ok(Some(read_whole));
             }
             Err(error) => {
                 // Looked for again by the next run.
                 sink.source_error(&rotations_unread(source, directory, &[], Some(error)));
-                return Ok(true);
+                return Ok(Some(Vec::new()));
             }
         };
         // Moved back to the path: the run reads it there.
         if rotated.file_name() == path.file_name() {
-            return Ok(true);
+            return Ok(Some(Vec::new()));
         }
         let mut file = tokio::fs::File::open(&rotated).await.map_err(file_error("opening", &rotated))?;
         let length = file.metadata().await.map_err(file_error("reading", &rotated))?.len();
         if length <= previous.read_to {
-            return Ok(true);
+            return Ok(Some(Vec::new()));
         }
         tracing::info!(
             %source,
@@ -76,7 +81,7 @@ impl FileSource {
         file.seek(std::io::SeekFrom::Start(previous.read_to)).await.map_err(file_error("seeking in", &rotated))?;
         let lines = LineReader::new(BufReader::new(file), previous.read_to);
         let (stopped, _) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
-        Ok(stopped == Stopped::End)
+        Ok((stopped == Stopped::End).then(Vec::new))
     }
 
     /// Reads the rest of the file the checkpoint was taken on, rotated away from `path`, when
@@ -84,7 +89,7 @@ impl FileSource {
     /// when it is not, since what it held past the checkpoint cannot be read (decision 0039).
     /// Returns whether the run goes on to the file at `path`, with the last file read to its
     /// end before it: not when a rotated file ends in half a line (read again, whole, by the
-    /// next run) nor at shutdown.
+    /// next run) nor at shutdown. `read_whole`: compressed rotations known read (`catch_up`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish_rotated(
         &self,
@@ -92,6 +97,7 @@ impl FileSource {
         previous: FileCursor,
         offset: u64,
         current: &FileIdentity,
+        read_whole: &[PathBuf],
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
@@ -104,7 +110,7 @@ impl FileSource {
                 // Gone (deleted, or compressed by a rotation since): the files rotated after
                 // it still hold lines no other file does, found by its recorded birth time.
                 let Some(from) = RotatedFrom::recorded(&previous) else { return Ok(Onward::Go(None)) };
-                return self.read_rotations(path, from, None, current, source, sink, shutdown).await;
+                return self.read_rotations(path, from, None, current, read_whole, source, sink, shutdown).await;
             }
             Err(error) => {
                 sink.source_error(&rotated_file_gone(source, directory, previous.base + offset, Some(error)));
@@ -125,7 +131,7 @@ impl FileSource {
                     return Ok(Onward::Go(None));
                 }
             };
-            return self.read_rotations(path, from, None, current, source, sink, shutdown).await;
+            return self.read_rotations(path, from, None, current, read_whole, source, sink, shutdown).await;
         }
         tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
         let mut tracked = Tracked::new(&file, previous, &rotated).await?;
@@ -145,12 +151,13 @@ impl FileSource {
                 return Ok(Onward::Go(Some(finished)));
             }
         };
-        self.read_rotations(path, from, Some(finished), current, source, sink, shutdown).await
+        self.read_rotations(path, from, Some(finished), current, read_whole, source, sink, shutdown).await
     }
 
     /// Reads each file rotated from `path` after `from` and before `current` (the file at the
-    /// path), oldest first, reporting those compressed; `finished` is the last file read to
-    /// its end before them. Returns whether the run goes on, with the last one it read.
+    /// path), oldest first, reporting those compressed but those known read (`read_whole`);
+    /// `finished` is the last file read to its end before them. Returns whether the run goes
+    /// on, with the last one it read.
     #[allow(clippy::too_many_arguments)]
     async fn read_rotations(
         &self,
@@ -158,6 +165,7 @@ impl FileSource {
         from: RotatedFrom,
         mut finished: Option<PreviousFile>,
         current: &FileIdentity,
+        read_whole: &[PathBuf],
         source: &str,
         sink: &dyn BatchSink,
         shutdown: &CancellationToken,
@@ -171,8 +179,13 @@ impl FileSource {
                 return Ok(Onward::Go(finished));
             }
         };
-        if !rotations.compressed.is_empty() {
-            sink.source_error(&rotations_unread(source, directory, &rotations.compressed, None));
+        let (read, unread): (Vec<PathBuf>, Vec<PathBuf>) =
+            rotations.compressed.into_iter().partition(|compressed| read_whole.contains(compressed));
+        for compressed in read {
+            tracing::info!(%source, compressed = %compressed.display(), "a rotation compressed after it was read whole (delaycompress): nothing of it is unread");
+        }
+        if !unread.is_empty() {
+            sink.source_error(&rotations_unread(source, directory, &unread, None));
         }
         for between in rotations.plain {
             tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");

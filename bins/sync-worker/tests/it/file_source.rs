@@ -733,6 +733,57 @@ fn a_path_rotated_twice_between_runs_loses_no_file() {
     assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.4.gz"), "{stderr}");
 }
 
+/// Compresses file `name` of `feed` as gzip does into `name.gz`, and removes it.
+fn gzip(feed: &RotatingFeed, name: &str) {
+    use std::io::Write;
+    let file = std::fs::File::create(feed.at(&format!("{name}.gz"))).expect("create");
+    let mut encoder = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    encoder.write_all(&std::fs::read(feed.at(name)).expect("read")).expect("compress");
+    encoder.finish().expect("finish");
+    std::fs::remove_file(feed.at(name)).expect("compressed");
+}
+
+/// logrotate with `delaycompress`, as the operations guide advises: at each rotation the file
+/// of the rotation before is compressed, one the worker read to its end a run earlier. It is
+/// not said to be unread (every rotation said so, a page for nothing, whose advice read the
+/// file again under another source). A copy of a file that grew after it was read, or of one
+/// never read, still is.
+#[test]
+fn a_rotation_compressed_after_it_was_read_whole_is_not_reported() {
+    let feed = RotatingFeed::new();
+    let rotate = |next: std::ops::Range<u64>| {
+        feed.rename("feed.ndjson.1", "feed.ndjson.2");
+        gzip(&feed, "feed.ndjson.2");
+        std::fs::rename(feed.at("feed.ndjson.2.gz"), feed.at(&format!("feed.ndjson.2-{}.gz", next.start)))
+            .expect("keep each copy");
+        feed.rename("feed.ndjson", "feed.ndjson.1");
+        feed.write("feed.ndjson", next);
+    };
+    feed.write("feed.ndjson", 1..4);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=3 applied=3 "), "{stderr}");
+    feed.rename("feed.ndjson", "feed.ndjson.1");
+    feed.write("feed.ndjson", 10..13);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=3 applied=3 "), "{stderr}");
+
+    // A compressed whole, B to .1, C at the path.
+    rotate(20..22);
+    let (stderr, summary) = feed.run();
+    assert!(summary.starts_with("summary: events=2 applied=2 "), "C's two: {stderr}");
+    assert!(!stderr.contains("rotated_files_unread"), "{stderr}");
+
+    // B grows after it was read (its writer had not reopened the path), and its copy is made
+    // at the next rotation: what it gained is not in any file read, and is said.
+    let mut b = std::fs::OpenOptions::new().append(true).open(feed.at("feed.ndjson.1")).expect("open B");
+    std::io::Write::write_all(&mut b, format!("{}\n", event_line(14)).as_bytes()).expect("append");
+    drop(b);
+    rotate(30..31);
+    let (stderr, summary) = feed.run();
+    assert!(stderr.contains("rotated_files_unread") && stderr.contains("feed.ndjson.2-30.gz"), "{stderr}");
+    assert!(summary.starts_with("summary: events=1 applied=1 "), "{stderr}");
+}
+
 /// A path rotated twice between runs whose checkpoint's file was cut short since (a clean-up
 /// truncating old files; its first bytes, which identify it, kept): what it held past its
 /// length is gone, and the run says so; the file rotated after it is still read whole before
