@@ -10,7 +10,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::identity::{fnv1a, PreviousFile};
+use crate::identity::{fnv1a, rotation_suffix, PreviousFile};
 
 /// The gzip files rotated from `name` in `directory` (`feed.ndjson.2.gz`) that hold `file` as
 /// it was read to its end. None when the directory cannot be read: then each is reported.
@@ -24,7 +24,7 @@ pub(crate) async fn copies_read_whole(directory: &Path, name: &std::ffi::OsStr, 
             .filter(|path| {
                 path.file_name()
                     .map(|found| found.to_string_lossy())
-                    .is_some_and(|found| found.starts_with(&name) && found.ends_with(".gz") && found.len() > name.len())
+                    .is_some_and(|found| rotation_suffix(&name, &found).is_some_and(|suffix| suffix.ends_with(".gz")))
             })
             .filter(|path| holds(path, &file).unwrap_or(false))
             .collect()

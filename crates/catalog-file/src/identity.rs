@@ -261,10 +261,7 @@ pub(crate) async fn rotated_after(
     let mut entries = tokio::fs::read_dir(directory).await?;
     while let Some(entry) = entries.next_entry().await? {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(suffix) = file_name.strip_prefix(name.as_ref()) else { continue };
-        if !(suffix.starts_with('.') || suffix.starts_with('-')) || suffix.len() < 2 {
-            continue;
-        }
+        let Some(suffix) = rotation_suffix(&name, &file_name) else { continue };
         let Ok(metadata) = entry.metadata().await else { continue };
         if !metadata.is_file() || skip.contains(&Some(device_and_inode(&metadata))) {
             continue;
@@ -289,6 +286,14 @@ pub(crate) async fn rotated_after(
         }
     }
     Ok(rotations)
+}
+
+/// What `file_name` adds to `name` when it is one of its rotations (`feed.ndjson.1`,
+/// `feed.ndjson-20261205.gz`): a suffix starting with a dot or a dash.
+pub(crate) fn rotation_suffix<'a>(name: &str, file_name: &'a str) -> Option<&'a str> {
+    file_name
+        .strip_prefix(name)
+        .filter(|suffix| (suffix.starts_with('.') || suffix.starts_with('-')) && suffix.len() >= 2)
 }
 
 /// What a compression tool names its files.

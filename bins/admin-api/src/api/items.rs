@@ -152,10 +152,7 @@ pub async fn rows_of_event(
     event_id: EventId,
     limit: usize,
 ) -> Result<(Vec<catalog_store::JournalEntry>, bool), ApiError> {
-    let mut entries = state.store.journal_by_event_id(event_id, limit.saturating_add(1)).await?;
-    let more = entries.len() > limit;
-    entries.truncate(limit);
-    Ok((entries, more))
+    Ok(first(state.store.journal_by_event_id(event_id, limit.saturating_add(1)).await?, limit))
 }
 
 #[utoipa::path(get, path = "/v1/traces/{trace_id}", tag = "trace", params(("trace_id" = String, Path, description = "W3C trace id, 32 hex digits")), responses((status = 200, description = "Journal rows carrying the trace id", body = LookupView), (status = 404, description = "None", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
@@ -184,8 +181,12 @@ pub async fn rows_of_trace(
     trace_id: &str,
     limit: usize,
 ) -> Result<(Vec<catalog_store::JournalEntry>, bool), ApiError> {
-    let mut entries = state.store.journal_by_trace_id(trace_id, limit + 1).await?;
+    Ok(first(state.store.journal_by_trace_id(trace_id, limit.saturating_add(1)).await?, limit))
+}
+
+/// The first `limit` of `entries`, read one more than that, and whether there were more.
+fn first(mut entries: Vec<catalog_store::JournalEntry>, limit: usize) -> (Vec<catalog_store::JournalEntry>, bool) {
     let more = entries.len() > limit;
     entries.truncate(limit);
-    Ok((entries, more))
+    (entries, more)
 }

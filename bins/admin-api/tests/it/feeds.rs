@@ -267,7 +267,7 @@ async fn the_page_s_backfill_takes_days_both_included() {
     let operator = server.token("otto", Role::Operator).await;
     let settings = midnight_feed((Utc::now() - Duration::days(20)).date_naive());
     server.store.upsert_feed(&settings).await.expect("feed");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = crate::not_following();
     let ask = |since: String, until: String| {
         let form = [
             ("tenant", "canary".to_owned()),
@@ -315,7 +315,7 @@ async fn a_run_of_a_feed_not_live_is_refused_on_the_page() {
     let operator = server.token("otto", Role::Operator).await;
     let settings = midnight_feed((Utc::now() + Duration::days(3)).date_naive());
     server.store.upsert_feed(&settings).await.expect("feed");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = crate::not_following();
     let refused = client
         .post(server.url("/page/feeds/runs"))
         .header("cookie", format!("admin_token={operator}"))

@@ -142,3 +142,9 @@ impl Server {
         }
     }
 }
+
+/// A client that does not follow redirects: a page action's answer is read as it is (303,
+/// and where to).
+pub(crate) fn not_following() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}

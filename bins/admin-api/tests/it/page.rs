@@ -24,7 +24,7 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     let server = Server::sqlite().await;
     let viewer = server.token("vera", Role::Viewer).await;
     let operator = server.token("otto", Role::Operator).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = crate::not_following();
 
     let anonymous = client.get(server.url("/")).send().await.expect("request").text().await.expect("html");
     assert!(anonymous.contains(r#"<label for="token">"#), "a labelled sign-in form: {anonymous}");
@@ -162,15 +162,21 @@ async fn each_id_search_is_a_form_of_its_own() {
     }
 }
 
+/// An operator's token, and the id of a publish dead-lettered on `server`.
+async fn open_letter(server: &Server) -> (String, String) {
+    let operator = server.token("otto", Role::Operator).await;
+    crate::dead_letters::dead_letter_a_publish(server).await;
+    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
+    let id = letters[0]["dead_letter_id"].as_i64().expect("id").to_string();
+    (operator, id)
+}
+
 /// Resolving a dead letter resolved meanwhile says so on the page, as a retry does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolving_a_letter_resolved_meanwhile_says_so_on_the_page() {
     let server = Server::sqlite().await;
-    let operator = server.token("otto", Role::Operator).await;
-    crate::dead_letters::dead_letter_a_publish(&server).await;
-    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
-    let id = letters[0]["dead_letter_id"].as_i64().expect("id").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (operator, id) = open_letter(&server).await;
+    let client = crate::not_following();
     let resolve = || {
         client
             .post(server.url("/page/dead-letters"))
@@ -204,11 +210,8 @@ async fn a_notice_the_server_did_not_seal_is_not_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blank_note_is_refused_on_the_page() {
     let server = Server::sqlite().await;
-    let operator = server.token("otto", Role::Operator).await;
-    crate::dead_letters::dead_letter_a_publish(&server).await;
-    let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
-    let id = letters[0]["dead_letter_id"].as_i64().expect("id").to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (operator, id) = open_letter(&server).await;
+    let client = crate::not_following();
     let resolve = |note: String| {
         client
             .post(server.url("/page/dead-letters"))
