@@ -1,7 +1,8 @@
 //! What `/readyz` answers: ready only while the source runs, the store answers (a cheap
 //! query, every few seconds) and takes batches (none has failed to become durable for
-//! [`WRITES_FAILING_AFTER`] on end), the source's broker connection is up (Kafka) and every
-//! publisher task started is still running. Anything else is named in the 503's body.
+//! [`WRITES_FAILING_AFTER`] on end), the source's broker connection is up and the brokers do
+//! not refuse it the topic or its group (Kafka), and every publisher task started is still
+//! running. Anything else is named in the 503's body.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -54,6 +55,9 @@ impl Readiness {
         }
         if parts.brokers.get().is_some_and(|brokers| !brokers.is_up()) {
             not_ready.push("broker");
+        }
+        if parts.brokers.get().is_some_and(BrokerStatus::is_refused) {
+            not_ready.push("broker_access");
         }
         if parts.publishers_running.load(Ordering::Relaxed) < parts.publishers_started.load(Ordering::Relaxed) {
             not_ready.push("publishers");
@@ -124,6 +128,8 @@ impl Drop for PublisherRunning {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
     use super::*;
 
     #[test]
@@ -145,5 +151,13 @@ mod tests {
         drop(publisher);
         readiness.source_running(false);
         assert_eq!(readiness.check(), Err(vec!["source", "broker", "publishers"]));
+
+        let refused = KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed);
+        brokers.saw(&refused);
+        assert_eq!(
+            readiness.check(),
+            Err(vec!["source", "broker", "broker_access", "publishers"]),
+            "the brokers refuse the topic"
+        );
     }
 }

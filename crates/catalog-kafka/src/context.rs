@@ -32,37 +32,78 @@ pub(crate) fn source_error(operation: &'static str, error: &KafkaError) -> Sourc
     SourceError { source: "kafka", operation, class, message: error.to_string() }
 }
 
+/// A consume error, reported classified; a refusal makes the member not ready.
+pub(crate) fn consume_error(sink: &dyn BatchSink, brokers: &BrokerStatus, error: &KafkaError) -> SourceError {
+    brokers.saw(error);
+    let reported = source_error("consume", error);
+    sink.source_error(&reported);
+    reported
+}
+
 /// A consume error that stays until someone changes the build, the topic or the credentials.
 fn needs_operator(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         code,
-        NotImplemented
-            | BadCompression
-            | UnsupportedCompressionType
-            | BadMessage
-            | InvalidMessage
-            | InvalidRecord
-            | TopicAuthorizationFailed
-            | GroupAuthorizationFailed
-            | ClusterAuthorizationFailed
-    )
+        NotImplemented | BadCompression | UnsupportedCompressionType | BadMessage | InvalidMessage | InvalidRecord
+    ) || is_refusal(code)
 }
 
 /// Whether the source's connection to the brokers is up, as librdkafka last said: a broker
 /// in state `UP` in its statistics (every 5 seconds), down at once when it reports every
-/// broker down. Unknown (down) until the first statistics or metadata answer.
+/// broker down. Unknown (down) until the first statistics or metadata answer. And whether the
+/// brokers refuse this member the topic or its group (their ACLs): an up connection that can
+/// read nothing is no readier than a down one.
 #[derive(Debug, Clone, Default)]
-pub struct BrokerStatus(Arc<AtomicBool>);
+pub struct BrokerStatus(Arc<BrokerState>);
+
+#[derive(Debug, Default)]
+struct BrokerState {
+    up: AtomicBool,
+    /// Set by an authorization refusal; cleared by the next sign of access (partitions
+    /// assigned, a message), since librdkafka goes on asking and the refusal ends when the ACLs
+    /// change.
+    refused: AtomicBool,
+}
 
 impl BrokerStatus {
     pub fn is_up(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether the brokers refused this member the topic, its group or the cluster, with no
+    /// assignment or message since.
+    pub fn is_refused(&self) -> bool {
+        self.0.refused.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set(&self, up: bool) {
-        self.0.store(up, Ordering::Relaxed);
+        self.0.up.store(up, Ordering::Relaxed);
     }
+
+    /// Takes note of a client error: an authorization refusal makes the member refused.
+    pub fn saw(&self, error: &KafkaError) {
+        if error.rdkafka_error_code().is_some_and(is_refusal) && !self.0.refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "the brokers refuse this member the topic or its group: not ready until it is assigned partitions or reads a message");
+        }
+    }
+
+    /// The member was assigned partitions or read a message: the brokers let it in.
+    pub(crate) fn granted(&self) {
+        if self.0.refused.load(Ordering::Relaxed) && self.0.refused.swap(false, Ordering::Relaxed) {
+            tracing::info!("the brokers let this member read again");
+        }
+    }
+}
+
+/// An error that says the credentials may not do what the member asked.
+pub(crate) fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
 }
 
 /// Rebalance events handed from librdkafka's callback to the dispatcher.
@@ -101,6 +142,7 @@ impl ClientContext for SourceContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.brokers.set(false);
         }
+        self.brokers.saw(&error);
         tracing::debug!(%error, reason, "kafka client error event (reported by the consumer's stream)");
     }
 
@@ -141,6 +183,11 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Assign(list) = rebalance {
             let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
             lock(&self.assigned).extend(partitions.iter().copied());
+            // Partitions of the topic: the group let this member in and the topic is readable.
+            // Not an empty assignment: a leader refused the topic assigns nothing.
+            if !partitions.is_empty() {
+                self.brokers.granted();
+            }
             let ownership = lock(&self.ownership);
             let mut shared = Vec::new();
             for partition in &partitions {
@@ -200,5 +247,21 @@ mod tests {
             assert_eq!(class(KafkaError::MessageConsumption(code)), FailureClass::Retryable, "{code:?}");
         }
         assert_eq!(class(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal)), FailureClass::Fatal);
+    }
+
+    #[test]
+    fn a_refusal_holds_until_the_member_is_let_in() {
+        use super::BrokerStatus;
+        let brokers = BrokerStatus::default();
+        brokers.saw(&KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure));
+        assert!(!brokers.is_refused(), "a transport failure is no refusal");
+        brokers.saw(&KafkaError::MessageConsumption(RDKafkaErrorCode::GroupAuthorizationFailed));
+        assert!(brokers.is_refused());
+        brokers.saw(&KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown));
+        assert!(brokers.is_refused(), "only a sign of access ends a refusal");
+        brokers.granted();
+        assert!(!brokers.is_refused());
+        brokers.saw(&KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed));
+        assert!(brokers.is_refused(), "a refusal of the topic's metadata");
     }
 }

@@ -12,7 +12,7 @@ use rdkafka::{Message, Timestamp};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{source_error, SourceContext};
+use crate::context::{consume_error, BrokerStatus, SourceContext};
 use crate::native::first_header;
 
 /// A message copied out of librdkafka's buffer, with its reception time.
@@ -99,6 +99,7 @@ pub(crate) struct QueueFeed<'q> {
     pub(crate) epoch: u64,
     pub(crate) stop: &'q CancellationToken,
     pub(crate) sink: &'q dyn BatchSink,
+    pub(crate) brokers: &'q BrokerStatus,
 }
 
 impl QueueFeed<'_> {
@@ -119,8 +120,13 @@ impl QueueFeed<'_> {
                     }
                 }
                 message = self.messages.next() => match message {
-                    Some(Ok(message)) => return Some(PartitionInput::Message(OwnedDelivery::from_message(&message))),
-                    Some(Err(error)) => self.sink.source_error(&source_error("consume", &error)),
+                    Some(Ok(message)) => {
+                        self.brokers.granted();
+                        return Some(PartitionInput::Message(OwnedDelivery::from_message(&message)));
+                    }
+                    Some(Err(error)) => {
+                        consume_error(self.sink, self.brokers, &error);
+                    }
                     // The consumer's streams never end; if one did, the source is stopping.
                     None => return None,
                 },

@@ -10,14 +10,14 @@ use std::time::Duration;
 use catalog_app::{BatchSink, SinkError};
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Message;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{client_config, ClientOption, KafkaSourceConfig};
-use crate::context::{lock, source_error, Assignment, BrokerStatus, SourceContext};
+use crate::context::{consume_error, is_refusal, lock, source_error, Assignment, BrokerStatus, SourceContext};
 use crate::feed::{self, Feed, OwnedDelivery, Ownership, PartitionInput, QueueFeed};
 use crate::native;
 use crate::partition::PartitionWorker;
@@ -108,21 +108,27 @@ impl KafkaSource {
         let topic = self.config.topic.clone();
         let partitions = tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
-            Ok::<Vec<i32>, KafkaError>(
-                metadata
-                    .topics()
-                    .iter()
-                    .filter(|found| found.name() == topic && found.error().is_none())
-                    .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
-                    .collect(),
-            )
+            let found = metadata.topics().iter().find(|found| found.name() == topic);
+            Ok::<_, KafkaError>(match found.map(|found| (found, found.error())) {
+                Some((found, None)) => Ok(found.partitions().iter().map(|partition| partition.id()).collect()),
+                Some((_, Some(error))) => Err(RDKafkaErrorCode::from(error)),
+                None => Ok(Vec::new()),
+            })
         })
         .await;
         let partitions = match partitions {
             Ok(Ok(partitions)) => {
                 // A broker answered: up until statistics or an error say otherwise.
                 self.brokers.set(true);
-                partitions
+                partitions.unwrap_or_else(|code| {
+                    // The topic's own error: missing (created later, read through the shared
+                    // queue) or refused to these credentials (not ready until it is granted).
+                    let error = KafkaError::MessageConsumption(code);
+                    if is_refusal(code) {
+                        consume_error(&*self.sink, &self.brokers, &error);
+                    }
+                    Vec::new()
+                })
             }
             Ok(Err(error)) => {
                 self.sink.source_error(&source_error("metadata", &error));
@@ -181,7 +187,8 @@ impl KafkaSource {
         // the bytes in flight.
         let mut dispatched: HashSet<i32> = HashSet::new();
         for (partition, queue, ownership) in split {
-            workers.spawn(read_own_queue(self.partition_worker(partition, &stop), queue, ownership, stop.clone()));
+            let worker = self.partition_worker(partition, &stop);
+            workers.spawn(read_own_queue(worker, queue, ownership, stop.clone(), self.brokers.clone()));
         }
         self.consumer.subscribe(&[&self.config.topic])?;
         let stall_check = StallCheck {
@@ -254,8 +261,7 @@ impl KafkaSource {
                     let message = match message {
                         Ok(message) => message,
                         Err(error) => {
-                            let reported = source_error("consume", &error);
-                            self.sink.source_error(&reported);
+                            let reported = consume_error(&*self.sink, &self.brokers, &error);
                             // A fatal error ends the consumer for good (librdkafka's word: a
                             // static member fenced by another with its id, a producer's
                             // transaction fenced): reading on would leave a worker that reads
@@ -267,6 +273,7 @@ impl KafkaSource {
                             continue;
                         }
                     };
+                    self.brokers.granted();
                     let partition = message.partition();
                     let delivery = OwnedDelivery::from_message(&message);
                     drop(message);
@@ -393,10 +400,17 @@ async fn read_own_queue(
     queue: OwnQueue,
     mut ownership: watch::Receiver<Ownership>,
     stop: CancellationToken,
+    brokers: BrokerStatus,
 ) -> Result<(), SinkError> {
     while let Some(epoch) = feed::owned(&mut ownership, &stop).await {
-        let feed =
-            QueueFeed { messages: queue.stream(), ownership: &mut ownership, epoch, stop: &stop, sink: &*worker.sink };
+        let feed = QueueFeed {
+            messages: queue.stream(),
+            ownership: &mut ownership,
+            epoch,
+            stop: &stop,
+            sink: &*worker.sink,
+            brokers: &brokers,
+        };
         worker.run(Feed::Queue(feed)).await?;
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! arrives later through the shared queue, and across a rebalance between two members.
 //! `broker` runs it against the real Kafka-protocol broker, where producers batch records.
 
+mod access;
 mod broker;
 mod marker;
 mod metrics;
