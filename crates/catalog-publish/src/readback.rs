@@ -18,18 +18,21 @@ use crate::storefront::StorefrontChannel;
 pub const MAX_PAGE: usize = 1_000;
 
 /// One item as the channel shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownItem {
-    pub item_id: ItemId,
-    pub shown: Shown,
+    /// Its id as the channel gave it: the list's order is theirs, by this text.
+    pub id: String,
+    /// The catalog item it is and what it shows; `None` for an id that is no UUID, which no
+    /// catalog item has (an item of another system the channel also shows).
+    pub ours: Option<(ItemId, Shown)>,
 }
 
 /// One page of the channel's list, in item id order; `next` is the cursor of the following
-/// page, `None` on the last.
+/// page as the channel gave it, `None` on the last.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShownPage {
     pub items: Vec<ShownItem>,
-    pub next: Option<ItemId>,
+    pub next: Option<String>,
 }
 
 /// Why a read-back request did not give a page.
@@ -70,8 +73,8 @@ impl Classify for ReadBackError {
 /// A channel whose state can be read back.
 #[async_trait]
 pub trait ReadBack: Send + Sync + std::fmt::Debug + 'static {
-    /// Up to `limit` items of `tenant` after `after`, in item id order.
-    async fn list(&self, tenant: &TenantId, after: Option<ItemId>, limit: usize) -> Result<ShownPage, ReadBackError>;
+    /// Up to `limit` items of `tenant` after the item id `after`, in item id order.
+    async fn list(&self, tenant: &TenantId, after: Option<&str>, limit: usize) -> Result<ShownPage, ReadBackError>;
 }
 
 /// The quantities a marketplace shows, by listing: a listing it does not hold is absent.
@@ -203,41 +206,48 @@ struct ListBody {
     next: Option<String>,
 }
 
+/// An entry of the list: its other fields are read only for an item of the catalog's, so
+/// another system's item that shows them otherwise stops nothing.
 #[derive(Deserialize)]
 struct ListItem {
     item_id: String,
-    quantity: i64,
-    version: u64,
+    #[serde(default)]
+    quantity: serde_json::Value,
+    #[serde(default)]
+    version: serde_json::Value,
 }
 
-fn item_id(text: &str) -> Result<ItemId, ReadBackError> {
-    text.parse().map(ItemId).map_err(|_| ReadBackError::Malformed(format!("item_id {text:?} is not a uuid")))
+impl ListItem {
+    fn shown(self) -> Result<ShownItem, ReadBackError> {
+        // A catalog item id is a UUID in its hyphenated lower-case form, as the catalog sends
+        // it: anything else is not one of ours, whatever `Uuid` would read it as.
+        let ours = match self.item_id.parse::<uuid::Uuid>() {
+            Ok(uuid) if uuid.hyphenated().to_string() == self.item_id => uuid,
+            _ => return Ok(ShownItem { id: self.item_id, ours: None }),
+        };
+        let (Some(quantity), Some(version)) = (self.quantity.as_i64(), self.version.as_u64()) else {
+            let message =
+                format!("item {} shows quantity {} and version {}", self.item_id, self.quantity, self.version);
+            return Err(ReadBackError::Malformed(message));
+        };
+        Ok(ShownItem { id: self.item_id, ours: Some((ItemId(ours), Shown { quantity, version })) })
+    }
 }
 
 /// Parses a list answer's body.
 pub fn parse_list(body: &str) -> Result<ShownPage, ReadBackError> {
     let list: ListBody = serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(error.to_string()))?;
-    let items = list
-        .items
-        .iter()
-        .map(|item| {
-            Ok(ShownItem {
-                item_id: item_id(&item.item_id)?,
-                shown: Shown { quantity: item.quantity, version: item.version },
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = list.next.as_deref().map(item_id).transpose()?;
-    Ok(ShownPage { items, next })
+    let items = list.items.into_iter().map(ListItem::shown).collect::<Result<Vec<_>, _>>()?;
+    Ok(ShownPage { items, next: list.next })
 }
 
 #[async_trait]
 impl ReadBack for StorefrontChannel {
-    async fn list(&self, tenant: &TenantId, after: Option<ItemId>, limit: usize) -> Result<ShownPage, ReadBackError> {
+    async fn list(&self, tenant: &TenantId, after: Option<&str>, limit: usize) -> Result<ShownPage, ReadBackError> {
         let url = format!("{}/v1/tenants/{}/items", self.config().base_url, tenant);
         let mut query = vec![("limit", limit.clamp(1, MAX_PAGE).to_string())];
         if let Some(after) = after {
-            query.push(("after", after.to_string()));
+            query.push(("after", after.to_owned()));
         }
         let mut request = self.client().get(&url).query(&query);
         if let Some(token) = &self.config().token {
@@ -252,5 +262,34 @@ impl ReadBack for StorefrontChannel {
             200 => parse_list(&body),
             _ => Err(read_error(status, retry_after.as_deref(), &body)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_entry_is_the_catalog_s_only_under_the_id_the_catalog_sends() {
+        let ours = "0b6f1c2e-8d4a-5f3b-9c1d-2e3f4a5b6c7d";
+        let body = format!(
+            r#"{{"items": [
+                {{"item_id": "{ours}", "sku": "A", "quantity": 4, "version": 2}},
+                {{"item_id": "{upper}", "sku": "A", "quantity": 4, "version": 2}},
+                {{"item_id": "legacy-42", "sku": "X", "quantity": "n/a", "version": null}},
+                {{"item_id": "legacy-43"}}
+            ], "next": "legacy-43"}}"#,
+            upper = ours.to_uppercase()
+        );
+        let page = parse_list(&body).expect("a page");
+        let catalog: Vec<_> = page.items.iter().filter_map(|item| item.ours).collect();
+        assert_eq!(catalog, vec![(ItemId(ours.parse().expect("uuid")), Shown { quantity: 4, version: 2 })]);
+        assert_eq!(page.items.len(), 4, "the others are kept, as no catalog item's");
+        assert_eq!(page.next.as_deref(), Some("legacy-43"), "the cursor as given");
+
+        let unreadable =
+            format!(r#"{{"items": [{{"item_id": "{ours}", "quantity": 4, "version": -1}}], "next": null}}"#);
+        let error = parse_list(&unreadable).expect_err("a catalog item shown without a version");
+        assert!(error.to_string().contains(ours), "{error}");
     }
 }

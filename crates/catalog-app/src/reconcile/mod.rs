@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, ItemId, Shown, TenantId};
+use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, Shown, TenantId};
 use catalog_publish::{ChannelHold, ChannelReader, ReadBack, ReadBackError, ShownItem, WorkSignal};
 use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -266,7 +266,7 @@ impl Reconciler {
         let page_size = self.settings.page_size.clamp(1, catalog_publish::MAX_PAGE);
         let mut shown: VecDeque<ShownItem> = VecDeque::new();
         // `Some(cursor)` while the channel has more pages.
-        let mut channel_next: Option<Option<ItemId>> = Some(None);
+        let mut channel_next: Option<Option<String>> = Some(None);
         let mut store_after = None;
         loop {
             let page = self.store.reconcile_page(&self.channel, tenant, store_after, page_size).await?;
@@ -276,24 +276,28 @@ impl Reconciler {
                 // read before this page of the store: compared with it, an item published in
                 // between would look behind, or missing. It is read again, after the store.
                 shown.clear();
-                channel_next = Some(Some(after));
+                channel_next = Some(Some(after.to_string()));
             }
             store_after = Some(last.item_id);
             let mut corrections = Vec::new();
             for item in &page {
+                // The channel's order is by the text of its ids (another system's among them):
+                // the catalog's, hyphenated lower-case UUIDs, sort as their bytes do.
+                let id = item.item_id.to_string();
                 // Read the channel far enough to know whether it shows this item.
-                while shown.back().is_none_or(|back| back.item_id.0 < item.item_id.0) {
-                    let Some(after) = channel_next else { break };
+                while shown.back().is_none_or(|back| back.id < id) {
+                    let Some(after) = channel_next.take() else { break };
                     let next = self.read_page(reader, tenant, after, page_size, pacer).await?;
                     channel_next = next.next.map(Some);
                     shown.extend(next.items);
                 }
-                while shown.front().is_some_and(|front| front.item_id.0 < item.item_id.0) {
+                while shown.front().is_some_and(|front| front.id < id) {
                     shown.pop_front();
                     report.unknown += 1;
                 }
-                let on_channel = shown.front().filter(|front| front.item_id == item.item_id).map(|front| front.shown);
-                if on_channel.is_some() {
+                let on_channel =
+                    shown.front().filter(|front| front.id == id).and_then(|front| front.ours).map(|(_, shown)| shown);
+                if shown.front().is_some_and(|front| front.id == id) {
                     shown.pop_front();
                 }
                 report.items_compared += 1;
@@ -377,13 +381,13 @@ impl Reconciler {
         &self,
         reader: &dyn ReadBack,
         tenant: &TenantId,
-        after: Option<ItemId>,
+        after: Option<String>,
         limit: usize,
         pacer: &mut Pacer,
     ) -> Result<catalog_publish::ShownPage, SweepError> {
-        let page = self.paced_read(pacer, 1, || reader.list(tenant, after, limit)).await?;
-        if let (Some(next), Some(after)) = (page.next, after) {
-            if next.0 <= after.0 {
+        let page = self.paced_read(pacer, 1, || reader.list(tenant, after.as_deref(), limit)).await?;
+        if let (Some(next), Some(after)) = (&page.next, after) {
+            if *next <= after {
                 let message = format!("the page after {after} says the next starts after {next}, not past it");
                 return Err(ReadBackError::Malformed(message).into());
             }

@@ -338,6 +338,31 @@ async fn a_channel_list_that_ended_before_the_store_s_next_page_is_read_again() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_another_system_on_the_storefront_are_unknown_and_stop_no_healing() {
+    // The storefront also shows items no catalog has, their ids no UUIDs, in its own order
+    // among the catalog's (decision 0016: unknown, left alone), one of them last on a page and
+    // so the `next` cursor. The catalog's fourth item is missing, and is healed all the same.
+    let fourth = in_id_order()[3].to_owned();
+    for page_size in [1_000, 2] {
+        let missing = fourth.clone();
+        let make = move |shown: Arc<Mutex<Shown>>, store| {
+            {
+                let mut shown = shown.lock().expect("shown");
+                shown.remove(&item_id(&missing).to_string());
+                for foreign in ["0-legacy", "LEGACY-7", "legacy-42"] {
+                    shown.insert(foreign.to_owned(), ("LEGACY".to_owned(), 1, 1));
+                }
+            }
+            Storefront::moving(&missing, 0, false)(shown, store)
+        };
+        let (report, _, store, _directory) = sweep_against(make, None, page_size).await;
+        let report = report.expect("sweep");
+        assert_eq!((report.drifts, report.corrected, report.unknown), (1, 1, 3), "pages of {page_size}: {report:?}");
+        assert_eq!(store.item_drifts(item_id(&fourth), 10).await.expect("drifts").len(), 1, "pages of {page_size}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_the_channel_refuses_to_read_back_leaves_the_others_swept() {
     // acme-outlet, swept first, is refused; canary's fourth item is missing from the
     // storefront and is corrected all the same. The sweep fails at its end, naming the refusal.
