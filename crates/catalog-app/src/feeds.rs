@@ -309,6 +309,7 @@ mod tests {
             initial_sync_completed: last_full_refresh_at.is_some(),
             last_full_refresh_at: last_full_refresh_at.map(at),
             run_request: None,
+            supplier_hold_until: None,
         }
     }
 

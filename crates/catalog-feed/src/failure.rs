@@ -77,8 +77,14 @@ impl RunError {
 }
 
 /// Opens (or counts on) `key`'s pull dead letter for a failed run, or for a run that could
-/// not start (no token, an unknown time zone, an unreadable checkpoint).
-pub(crate) async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: &RunError) {
+/// not start (no token, an unknown time zone, an unreadable checkpoint), at `failed_at` by
+/// the source's clock, from which a supplier's `Retry-After` counts.
+pub(crate) async fn record_failure(
+    store: &dyn FeedStore,
+    key: &FeedKey,
+    error: &RunError,
+    failed_at: chrono::DateTime<chrono::Utc>,
+) {
     let (reason, body) = match error {
         RunError::Pull(pull) => (pull.reason(), pull.body()),
         RunError::Sink(_) => ("apply".to_owned(), None),
@@ -86,7 +92,8 @@ pub(crate) async fn record_failure(store: &dyn FeedStore, key: &FeedKey, error: 
         RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
         RunError::ConcurrentRun { .. } => ("concurrent_run".to_owned(), None),
     };
-    let failure = PullFailure { key: key.clone(), reason, error: error.to_string(), body };
+    let supplier_hold_until = error.supplier_wait().map(|wait| failed_at + wait);
+    let failure = PullFailure { key: key.clone(), reason, error: error.to_string(), body, supplier_hold_until };
     match store.record_pull_failure(&failure).await {
         Ok(dead_letter_id) => {
             tracing::error!(feed = %key, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")

@@ -118,17 +118,24 @@ impl FeedSource {
     async fn once(&self, feed: StoredFeed, scope: OnceScope, shutdown: &CancellationToken) -> Result<(), RunError> {
         let key = feed.settings.key.clone();
         let request = feed.run_request.clone();
+        let held_until = feed.supplier_hold_until;
         let result = async {
             let mut run = match self.open(feed).await {
                 Ok(run) => run,
                 Err(error) => {
-                    failure::record_failure(&*self.store, &key, &error).await;
+                    failure::record_failure(&*self.store, &key, &error, chrono::Utc::now()).await;
                     return Err(error);
                 }
             };
             if chrono::Utc::now() < run.go_live() {
                 // Configured ahead: nothing of it is pulled before (decision 0054).
                 tracing::info!(feed = %key, go_live = %run.go_live(), "feed not live yet: nothing is pulled before it goes live");
+                return Ok(());
+            }
+            if let Some(until) = held_until.filter(|until| chrono::Utc::now() < *until) {
+                // A 429's `Retry-After` that ended an earlier run: the contract says wait at
+                // least that long, and a cron run every few minutes would ask again inside it.
+                tracing::info!(feed = %key, %until, "the supplier asked not to be asked before this: nothing is pulled before");
                 return Ok(());
             }
             let outcome = async {
@@ -184,7 +191,7 @@ impl FeedSource {
             .await;
             if let Err(error) = &outcome {
                 if !error.is_shutdown() {
-                    run.record_failure(error).await;
+                    run.record_failure(error, chrono::Utc::now()).await;
                 }
             }
             outcome

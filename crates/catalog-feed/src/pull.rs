@@ -276,9 +276,9 @@ impl FeedRun {
         Ok(true)
     }
 
-    /// Opens (or counts on) the feed's pull dead letter for a failed run.
-    pub async fn record_failure(&self, error: &RunError) {
-        record_failure(&*self.store, self.key(), error).await;
+    /// Opens (or counts on) the feed's pull dead letter for a run that failed at `failed_at`.
+    pub async fn record_failure(&self, error: &RunError, failed_at: DateTime<Utc>) {
+        record_failure(&*self.store, self.key(), error, failed_at).await;
     }
 
     /// Resolves the feed's open pull dead letter after a run that completed.

@@ -106,7 +106,7 @@ impl FeedSource {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
                 Err(error) => {
-                    crate::failure::record_failure(&*self.store, &key, &error).await;
+                    crate::failure::record_failure(&*self.store, &key, &error, clock.now()).await;
                     let Some(current) = self.hold_unstarted(&key, &clock, &shutdown).await else { return Ok(()) };
                     feed = current;
                 }
@@ -129,6 +129,12 @@ impl FeedSource {
         );
         if started < plan.live_at {
             tracing::info!(feed = %key, go_live = %plan.live_at, "feed not live yet: nothing is pulled before it goes live");
+        }
+        // A supplier's `Retry-After` that ended a run before this start (a restart, another
+        // worker, a `--once` run) holds the feed as if this loop had met it.
+        if let Some(until) = feed.supplier_hold_until.filter(|until| *until > started) {
+            tracing::info!(feed = %key, %until, "the supplier asked not to be asked before this: nothing is pulled before");
+            plan.hold = Some(Hold { failed_at: started, until, supplier_until: Some(until), request_waiting: None });
         }
         let mut resumed = false;
         // The window the last resume found on the checkpoint: a manual run it was part of
@@ -284,7 +290,10 @@ impl FeedSource {
                     if let Job::Requested(request) = &job {
                         failed_request = Some(request.requested_at);
                     }
-                    run.record_failure(&error).await;
+                    // Counted from the failure, not from the start of the run that failed: a
+                    // supplier's Retry-After counts from its answer.
+                    let failed_at = clock.now();
+                    run.record_failure(&error, failed_at).await;
                     // A failure no retry mends (the store refuses for good) stops the worker,
                     // as it stops the Kafka and file sources: held and retried, it would only
                     // fail again every hold, unseen by a supervisor.
@@ -292,9 +301,6 @@ impl FeedSource {
                         return Err(error);
                     }
                     resumed = false;
-                    // Counted from the failure, not from the start of the run that failed: a
-                    // supplier's Retry-After counts from its answer.
-                    let failed_at = clock.now();
                     // The manual run waiting now waits out the hold: only one asked for after
                     // this (another stamp) is let through at once (decision 0018).
                     let request_waiting = match &job {

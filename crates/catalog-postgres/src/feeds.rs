@@ -14,7 +14,7 @@ use crate::store_error;
 
 const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
     timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at, \
-    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at";
+    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at, supplier_hold_until";
 
 fn feed_row(row: &PgRow) -> Result<StoredFeed, StoreError> {
     let frequency: i32 = column(row, "sync_frequency_hours")?;
@@ -41,6 +41,7 @@ fn feed_row(row: &PgRow) -> Result<StoredFeed, StoreError> {
         initial_sync_completed: column(row, "initial_sync_completed")?,
         last_full_refresh_at: column(row, "last_full_refresh_at")?,
         run_request: run_request(row)?,
+        supplier_hold_until: column(row, "supplier_hold_until")?,
     })
 }
 
@@ -164,8 +165,14 @@ pub(crate) async fn set_feed_sync(pool: &PgPool, key: &FeedKey, enabled: bool) -
 }
 
 pub(crate) async fn record_pull_failure(pool: &PgPool, failure: &PullFailure) -> Result<i64, StoreError> {
+    // The supplier's hold is kept with the feed in the same statement: a restart between the
+    // two would forget it.
     let row = sqlx::query(
-        "INSERT INTO dead_letters (stage, subject, channel, reason, error, body) VALUES ($1, $2, NULL, $3, $4, $5)
+        "WITH held AS (
+           UPDATE feeds SET supplier_hold_until = greatest(supplier_hold_until, $6)
+           WHERE tenant_id = $7 AND supplier_id = $8 AND $6::timestamptz IS NOT NULL
+         )
+         INSERT INTO dead_letters (stage, subject, channel, reason, error, body) VALUES ($1, $2, NULL, $3, $4, $5)
          ON CONFLICT (stage, subject, coalesce(channel, '')) WHERE resolved_at IS NULL
          DO UPDATE SET attempts = dead_letters.attempts + 1, last_failed_at = now(), reason = EXCLUDED.reason,
                        error = EXCLUDED.error,
@@ -178,6 +185,9 @@ pub(crate) async fn record_pull_failure(pool: &PgPool, failure: &PullFailure) ->
     .bind(&failure.reason)
     .bind(&failure.error)
     .bind(failure.body.as_deref())
+    .bind(failure.supplier_hold_until)
+    .bind(failure.key.tenant.as_str())
+    .bind(failure.key.supplier.as_str())
     .fetch_one(pool)
     .await
     .map_err(store_error)?;

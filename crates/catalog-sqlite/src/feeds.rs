@@ -17,7 +17,7 @@ use crate::writer::Writer;
 
 const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
     timezone, run_times, requests_per_second, sync_enabled, last_sync_at, initial_sync_completed, last_full_refresh_at, \
-    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at";
+    run_request_kind, run_request_since, run_request_until, run_request_by, run_request_at, supplier_hold_until";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -46,6 +46,7 @@ fn feed_row(row: &SqliteRow) -> Result<StoredFeed, StoreError> {
         initial_sync_completed: column(row, "initial_sync_completed")?,
         last_full_refresh_at: optional_time_column(row, "last_full_refresh_at")?,
         run_request: run_request(row)?,
+        supplier_hold_until: optional_time_column(row, "supplier_hold_until")?,
     })
 }
 
@@ -203,6 +204,17 @@ pub(crate) async fn record_pull_failure(writer: &Writer, failure: &PullFailure) 
         .transaction(move |connection| {
             let now = micros(Utc::now());
             let subject = failure.key.to_string();
+            if let Some(until) = failure.supplier_hold_until {
+                connection
+                    .prepare_cached(
+                        "UPDATE feeds SET supplier_hold_until = max(coalesce(supplier_hold_until, ?1), ?1) \
+                         WHERE tenant_id = ?2 AND supplier_id = ?3",
+                    )
+                    .and_then(|mut update| {
+                        update.execute(params![micros(until), failure.key.tenant.as_str(), failure.key.supplier.as_str()])
+                    })
+                    .map_err(write_error)?;
+            }
             let counted = connection
                 .prepare_cached(
                     "UPDATE dead_letters SET attempts = attempts + 1, last_failed_at = ?1, reason = ?2, error = ?3, \

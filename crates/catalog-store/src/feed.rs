@@ -72,6 +72,9 @@ pub struct StoredFeed {
     pub last_full_refresh_at: Option<DateTime<Utc>>,
     /// The manual run an operator asked for and the worker has not run yet.
     pub run_request: Option<FeedRunRequest>,
+    /// The supplier asked for no request before this (the last 429 whose `Retry-After` ended
+    /// a run): no run, scheduled or manual, asks it anything before.
+    pub supplier_hold_until: Option<DateTime<Utc>>,
 }
 
 /// What a manual run does.
@@ -183,6 +186,9 @@ pub struct PullFailure {
     pub error: String,
     /// The feed's answer (its first 4 KiB), when it sent one.
     pub body: Option<String>,
+    /// The supplier asked for no request before this (a 429's `Retry-After` that ended the
+    /// run): kept with the feed, which keeps the latest such time.
+    pub supplier_hold_until: Option<DateTime<Utc>>,
 }
 
 /// The stage of the dead letters pull failures open.

@@ -34,6 +34,9 @@ pub struct FeedView {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub initial_sync_completed: bool,
     pub last_full_refresh_at: Option<DateTime<Utc>>,
+    /// The supplier asked not to be asked before this (a 429 whose `Retry-After` ended a
+    /// run): no run, scheduled or asked for, pulls anything before. `null` once it has passed.
+    pub supplier_hold_until: Option<DateTime<Utc>>,
     /// `current` (a window completed within one sync period), `behind` (within two),
     /// `stale`, or `not_live` (its `go_live_date` has not come: nothing of it is pulled before).
     pub state: &'static str,
@@ -147,6 +150,7 @@ impl From<FeedStatus> for FeedView {
             last_sync_at: status.feed.last_sync_at,
             initial_sync_completed: status.feed.initial_sync_completed,
             last_full_refresh_at: status.feed.last_full_refresh_at,
+            supplier_hold_until: status.feed.supplier_hold_until.filter(|until| *until > Utc::now()),
             state: status.state.as_str(),
             windows_completed: status.windows_completed,
             gaps: status

@@ -81,6 +81,9 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
                     @if let Some(body) = &letter.body { br; small { "The feed answered: " code { (body) } } }
                 }
             }
+            @if let Some(until) = feed.supplier_hold_until {
+                p.notice { "The supplier asked not to be asked before " (when(until)) " (a 429's Retry-After): no run, scheduled or asked for, pulls anything before." }
+            }
             @if let Some(request) = &feed.run_request {
                 p.notice { "Asked for by " (request.requested_by) " at " (when(request.requested_at)) ", not yet run: " (request.kind)
                     @if let (Some(since), Some(until)) = (request.since, request.until) { " from " (when(since)) " until " (when(until)) } "." }

@@ -105,6 +105,7 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         reason: "http_401".to_owned(),
         error: "the feed refused the token".to_owned(),
         body: Some("{\"error\":\"unauthorized\"}".to_owned()),
+        supplier_hold_until: None,
     };
     let letter = server.store.record_pull_failure(&failure).await.expect("record");
     server.store.record_pull_failure(&failure).await.expect("record");
@@ -122,6 +123,21 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     let html = page(&server, &viewer, "/feeds").await;
     assert!(html.contains("Failing: 2 runs failed since"), "the page says the feed fails: {html}");
     assert!(html.contains("unauthorized"), "with the feed's answer");
+    assert_eq!(feed["supplier_hold_until"], json!(null), "a refusal asks for no wait");
+    // The supplier then asks for an hour: the feed says until when nothing is asked of it.
+    let until = chrono::Utc::now() + chrono::Duration::hours(1);
+    let throttled = catalog_store::PullFailure {
+        reason: "throttled".to_owned(),
+        supplier_hold_until: Some(until),
+        ..failure.clone()
+    };
+    server.store.record_pull_failure(&throttled).await.expect("record");
+    let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;
+    let shown: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(feed["supplier_hold_until"].clone()).expect("the supplier's hold");
+    assert!((shown - until).num_milliseconds().abs() < 1, "{shown} against {until}");
+    let html = page(&server, &viewer, "/feeds").await;
+    assert!(html.contains("The supplier asked not to be asked before"), "the page says so: {html}");
     // The dead letters' list names the feed, and an operator's retry of it is a run of the feed.
     let html = page(&server, &operator, "/dead-letters").await;
     assert!(html.contains(r#"href="/feeds#feed-canary-acme""#), "the letter links to its feed: {html}");

@@ -75,6 +75,7 @@ async fn a_feed_whose_last_run_failed_is_failing_until_a_run_completes(store: &d
         reason: "http_401".to_owned(),
         error: "the feed refused the token".to_owned(),
         body: None,
+        supplier_hold_until: None,
     };
     store.record_pull_failure(&failure).await.expect("record");
     store.set_feed_sync(&zeta.key, false).await.expect("switch");

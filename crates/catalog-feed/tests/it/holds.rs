@@ -210,3 +210,42 @@ async fn a_once_run_whose_manual_run_was_throttled_asks_nothing_more() {
     let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
     assert!(feed.run_request.is_some(), "the manual run is asked again by the next run");
 }
+
+/// The supplier asked for an hour (a 429 that ended the run at 12:00), and the worker was
+/// restarted five minutes later: the new scheduler waits for the hour too, where it kept the
+/// hold in memory only and asked again at once, inside the `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplier_s_retry_after_outlives_a_restart() {
+    let fixture = sqlite().await;
+    let (api, source, key) = feed(&fixture).await;
+    api.inject([Fault::Throttle { retry_after_secs: 3_600 }]);
+    for (from, to) in
+        [("2026-06-01T12:00:00Z", "2026-06-01T12:05:00Z"), ("2026-06-01T12:05:00Z", "2026-06-01T14:00:00Z")]
+    {
+        let end = CancellationToken::new();
+        let clock: Arc<dyn Clock> = JumpingClock::new(at(from), at(to), end.clone());
+        tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+            .await
+            .expect("simulated hours take no real time")
+            .expect("run");
+    }
+    let windows = window_requests(&api);
+    assert_eq!(windows[..2], ["2026-06-01T12:00:00Z 429", "2026-06-01T13:00:00Z 200"], "{windows:?}");
+    let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
+    assert_eq!(feed.supplier_hold_until, Some(at("2026-06-01T13:00:00Z")), "kept with the feed");
+}
+
+/// `--once` from cron every few minutes: a run that met an hour's `Retry-After` ends, and the
+/// next one asks the supplier nothing (it did, inside the hour), and fails nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_inside_a_supplier_s_retry_after_asks_nothing() {
+    let fixture = sqlite().await;
+    let (api, source, _key) = feed(&fixture).await;
+    api.inject([Fault::Throttle { retry_after_secs: 3_600 }]);
+    let report = source.run_once(catalog_feed::OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let report = source.run_once(catalog_feed::OnceScope::Due, &CancellationToken::new()).await.expect("run");
+    assert_eq!(report.failed, [], "a held feed is not due: nothing failed");
+    let statuses: Vec<u16> = api.requests().iter().map(|request| request.status).collect();
+    assert_eq!(statuses, [429], "asked once, then left alone for the hour");
+}

@@ -250,8 +250,8 @@ async fn a_feed_whose_cursors_loop_stops_the_run_with_a_dead_letter() {
 }
 
 /// A 429 asking for an hour is not waited out inside the run, holding its slot (and a
-/// `--once` run) that long: the run ends with a dead letter that says so, and the next run
-/// brings every record.
+/// `--once` run) that long: the run ends with a dead letter that says so. A run inside the
+/// hour asks nothing; the first after it brings every record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_asking_for_an_hour_s_wait_ends_the_run_instead_of_holding_it() {
     let fixture = sqlite().await;
@@ -270,7 +270,14 @@ async fn a_feed_asking_for_an_hour_s_wait_ends_the_run_instead_of_holding_it() {
     assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "throttled"), "{letters:?}");
 
     let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
-    assert_eq!(report.failed, []);
+    assert_eq!((report.failed, api.requests().len()), (vec![], 1), "inside the hour: nothing asked, nothing failed");
+
+    // An hour and a minute later (the scheduler, its clock set ahead).
+    let end = CancellationToken::new();
+    let later = now + TimeDelta::minutes(61);
+    let clock: std::sync::Arc<dyn catalog_feed::Clock> =
+        catalog_feed::JumpingClock::new(later, later + TimeDelta::minutes(1), end.clone());
+    tokio::time::timeout(Duration::from_secs(20), source.run(clock, end)).await.expect("the run ends").expect("run");
     assert_eq!(fixture.offers(&key("acme")).await, api.expected_offers(), "nothing of the window was lost");
     assert!(fixture.store.open_dead_letters(10).await.expect("letters").is_empty(), "resolved by the run");
 }

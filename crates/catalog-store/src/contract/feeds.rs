@@ -167,6 +167,7 @@ pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G
         reason: "http_401".to_owned(),
         error: "the feed refused the token".to_owned(),
         body: Some("{\"error\":\"unauthorized\"}".to_owned()),
+        supplier_hold_until: None,
     };
     let first = store.record_pull_failure(&failure).await.expect("record");
     let again = store.record_pull_failure(&PullFailure { body: None, ..failure.clone() }).await.expect("record");
@@ -213,6 +214,40 @@ pub(super) async fn a_pull_failure_opens_one_dead_letter_until_a_run_completes<G
     assert_eq!(store.count_dead_letters(&of("canary")).await.expect("count"), 3);
     assert_eq!(store.dead_letters(&of("canar")).await.expect("list"), [], "another tenant's");
     assert_eq!(store.count_dead_letters(&of("other")).await.expect("count"), 0);
+}
+
+pub(super) async fn a_supplier_s_hold_is_kept_with_the_feed<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let (acme, zeta) = (settings("canary", "acme"), settings("canary", "zeta"));
+    store.upsert_feed(&acme).await.expect("upsert");
+    store.upsert_feed(&zeta).await.expect("upsert");
+    let hold_of = |key: FeedKey| {
+        let store = &store;
+        async move { store.feed(&key).await.expect("read").expect("the feed").supplier_hold_until }
+    };
+    assert_eq!(hold_of(acme.key.clone()).await, None, "no hold until a supplier asks");
+    let throttled = |until| PullFailure {
+        key: acme.key.clone(),
+        reason: "throttled".to_owned(),
+        error: "the feed asked for an hour's wait".to_owned(),
+        body: None,
+        supplier_hold_until: until,
+    };
+    let hour = base() + Duration::hours(1);
+    store.record_pull_failure(&throttled(Some(hour))).await.expect("record");
+    assert_eq!(hold_of(acme.key.clone()).await, Some(hour));
+    assert_eq!(hold_of(zeta.key.clone()).await, None, "another feed's");
+    store.record_pull_failure(&throttled(Some(base()))).await.expect("record");
+    store.record_pull_failure(&throttled(None)).await.expect("record");
+    assert_eq!(hold_of(acme.key.clone()).await, Some(hour), "a shorter ask or another failure shortens nothing");
+    let two_hours = base() + Duration::hours(2);
+    store.record_pull_failure(&throttled(Some(two_hours))).await.expect("record");
+    assert_eq!(hold_of(acme.key.clone()).await, Some(two_hours), "a longer ask lengthens it");
+    store.upsert_feed(&acme).await.expect("settings again");
+    assert_eq!(hold_of(acme.key.clone()).await, Some(two_hours), "settings bootstrapped again keep it");
 }
 
 pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_sync<G, F>(

@@ -152,6 +152,7 @@ macro_rules! store_contract_cases {
             feeds::a_manual_run_request_waits_until_the_worker_clears_it,
             feeds::a_feeds_journal_is_counted_per_day_of_reception,
             feeds::a_pull_failure_opens_one_dead_letter_until_a_run_completes,
+            feeds::a_supplier_s_hold_is_kept_with_the_feed,
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
             retention::a_clamped_event_s_claim_is_kept_from_its_own_time,
