@@ -3,7 +3,7 @@
 //! revocation) and what readiness reads (whether a broker is up).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use catalog_app::{BatchSink, SourceError};
@@ -60,11 +60,18 @@ pub struct BrokerStatus(Arc<BrokerState>);
 #[derive(Debug, Default)]
 struct BrokerState {
     up: AtomicBool,
-    /// Set by an authorization refusal; cleared by the next sign of access (partitions
-    /// assigned, a message), since librdkafka goes on asking and the refusal ends when the ACLs
-    /// change.
-    refused: AtomicBool,
+    /// The refusals met (`TOPIC_REFUSED`, `GROUP_REFUSED`) since the last sign of access:
+    /// librdkafka goes on asking, and a refusal ends when the ACLs change.
+    refused: AtomicU8,
 }
+
+/// The topic was refused (its metadata, a fetch): ended by partitions of it assigned or a
+/// message read. librdkafka reports a fetch's refusal once, not at every retry, so nothing
+/// short of those tells that it ended.
+const TOPIC_REFUSED: u8 = 1;
+/// The group or the cluster was refused (joining, committing): ended by joining, whatever the
+/// assignment (a member beyond the partition count gets none).
+const GROUP_REFUSED: u8 = 2;
 
 impl BrokerStatus {
     pub fn is_up(&self) -> bool {
@@ -72,9 +79,9 @@ impl BrokerStatus {
     }
 
     /// Whether the brokers refused this member the topic, its group or the cluster, with no
-    /// assignment or message since.
+    /// sign of access since.
     pub fn is_refused(&self) -> bool {
-        self.0.refused.load(Ordering::Relaxed)
+        self.0.refused.load(Ordering::Relaxed) != 0
     }
 
     pub(crate) fn set(&self, up: bool) {
@@ -82,16 +89,35 @@ impl BrokerStatus {
     }
 
     /// Takes note of a client error: an authorization refusal makes the member refused.
+    #[doc(hidden)]
     pub fn saw(&self, error: &KafkaError) {
-        if error.rdkafka_error_code().is_some_and(is_refusal) && !self.0.refused.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%error, "the brokers refuse this member the topic or its group: not ready until it is assigned partitions or reads a message");
+        let refused = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => TOPIC_REFUSED,
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed) => {
+                GROUP_REFUSED
+            }
+            _ => return,
+        };
+        if self.0.refused.fetch_or(refused, Ordering::Relaxed) == 0 {
+            // An operator must act: only the ACLs (or the credentials) end it.
+            tracing::error!(%error, "the brokers refuse this member the topic or its group: not ready until it is let in");
         }
     }
 
-    /// The member was assigned partitions or read a message: the brokers let it in.
+    /// The member joined its group (an assignment, even an empty one).
+    pub(crate) fn joined(&self) {
+        self.clear(GROUP_REFUSED);
+    }
+
+    /// The member was assigned partitions of the topic or read a message: it is let in.
     pub(crate) fn granted(&self) {
-        if self.0.refused.load(Ordering::Relaxed) && self.0.refused.swap(false, Ordering::Relaxed) {
-            tracing::info!("the brokers let this member read again");
+        self.clear(TOPIC_REFUSED | GROUP_REFUSED);
+    }
+
+    fn clear(&self, refusals: u8) {
+        let before = self.0.refused.load(Ordering::Relaxed);
+        if before & refusals != 0 && self.0.refused.fetch_and(!refusals, Ordering::Relaxed) & !refusals == 0 {
+            tracing::info!("the brokers let this member in again");
         }
     }
 }
@@ -183,8 +209,9 @@ impl ConsumerContext for SourceContext {
         if let Rebalance::Assign(list) = rebalance {
             let partitions: Vec<i32> = list.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
             lock(&self.assigned).extend(partitions.iter().copied());
-            // Partitions of the topic: the group let this member in and the topic is readable.
-            // Not an empty assignment: a leader refused the topic assigns nothing.
+            // Joined: the group let this member in. Partitions of the topic: the topic is
+            // readable too (a leader refused the topic assigns nothing).
+            self.brokers.joined();
             if !partitions.is_empty() {
                 self.brokers.granted();
             }
@@ -259,9 +286,13 @@ mod tests {
         assert!(brokers.is_refused());
         brokers.saw(&KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown));
         assert!(brokers.is_refused(), "only a sign of access ends a refusal");
-        brokers.granted();
-        assert!(!brokers.is_refused());
+        brokers.joined();
+        assert!(!brokers.is_refused(), "joined: the group lets it in");
         brokers.saw(&KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed));
         assert!(brokers.is_refused(), "a refusal of the topic's metadata");
+        brokers.joined();
+        assert!(brokers.is_refused(), "joining says nothing of the topic");
+        brokers.granted();
+        assert!(!brokers.is_refused());
     }
 }

@@ -93,8 +93,8 @@ impl KafkaSource {
         })
     }
 
-    /// Whether the connection to the brokers is up, for readiness checks; follows the source
-    /// while it runs.
+    /// Whether the connection to the brokers is up and whether they refuse this member the
+    /// topic or its group, for readiness checks; follows the source while it runs.
     pub fn broker_status(&self) -> BrokerStatus {
         self.brokers.clone()
     }
@@ -123,9 +123,10 @@ impl KafkaSource {
                 partitions.unwrap_or_else(|code| {
                     // The topic's own error: missing (created later, read through the shared
                     // queue) or refused to these credentials (not ready until it is granted).
-                    let error = KafkaError::MessageConsumption(code);
                     if is_refusal(code) {
-                        consume_error(&*self.sink, &self.brokers, &error);
+                        let error = KafkaError::MessageConsumption(code);
+                        self.brokers.saw(&error);
+                        self.sink.source_error(&source_error("metadata", &error));
                     }
                     Vec::new()
                 })
