@@ -178,6 +178,21 @@ impl Plan {
         }
     }
 
+    /// Holds the feed until `until`, which its supplier asked for (a `Retry-After` that ended
+    /// a run, this loop's or another's), if that is after `now` and after any hold in force;
+    /// a manual run waits for it too. Whether that held it longer.
+    pub fn hold_for_the_supplier(&mut self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let held = self.hold.map_or(now, |hold| hold.until.max(hold.supplier_until.unwrap_or(hold.until)));
+        if until <= held.max(now) {
+            return false;
+        }
+        self.hold = Some(match self.hold {
+            Some(hold) => Hold { until, supplier_until: Some(until), ..hold },
+            None => Hold { failed_at: now, until, supplier_until: Some(until), request_waiting: None },
+        });
+        true
+    }
+
     /// When a manual run asked for at `requested_at` may run (at once if that has passed):
     /// not before going live. One asked for after the last run failed (an operator who
     /// mended the cause: another request than the one waiting then) waits only for a

@@ -132,9 +132,8 @@ impl FeedSource {
         }
         // A supplier's `Retry-After` that ended a run before this start (a restart, another
         // worker, a `--once` run) holds the feed as if this loop had met it.
-        if let Some(until) = feed.supplier_hold_until.filter(|until| *until > started) {
+        if let Some(until) = feed.supplier_hold_until.filter(|until| plan.hold_for_the_supplier(*until, started)) {
             tracing::info!(feed = %key, %until, "the supplier asked not to be asked before this: nothing is pulled before");
-            plan.hold = Some(Hold { failed_at: started, until, supplier_until: Some(until), request_waiting: None });
         }
         let mut resumed = false;
         // The window the last resume found on the checkpoint: a manual run it was part of
@@ -161,6 +160,12 @@ impl FeedSource {
                     return Ok(());
                 }
                 continue;
+            }
+            // A supplier's `Retry-After` another run met meanwhile (a second worker, a `--once`
+            // run beside this one) holds this loop too.
+            let asked = current.as_ref().ok().and_then(Option::as_ref).and_then(|current| current.supplier_hold_until);
+            if let Some(until) = asked.filter(|until| plan.hold_for_the_supplier(*until, now)) {
+                tracing::info!(feed = %key, %until, "the supplier asked another run not to be asked before this: nothing is pulled before");
             }
             // A manual run an operator asked for goes first, and once it failed, after the
             // scheduled work due. After a failed run it waits out the hold like any work,

@@ -249,3 +249,32 @@ async fn a_once_run_inside_a_supplier_s_retry_after_asks_nothing() {
     let statuses: Vec<u16> = api.requests().iter().map(|request| request.status).collect();
     assert_eq!(statuses, [429], "asked once, then left alone for the hour");
 }
+
+/// A `--once` run beside the scheduler (or a second worker) meets an hour's `Retry-After` at
+/// 12:30: the running scheduler, which had pulled at 12:00, asks nothing inside that hour
+/// either, though its own next work comes due, and the operator's run asked for at 12:40
+/// waits for it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_another_run_met_holds_a_running_scheduler() {
+    let fixture = sqlite().await;
+    let (api, source, key) = feed(&fixture).await;
+    let end = CancellationToken::new();
+    let clock = Arc::new(SwitchingClock {
+        inner: JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-01T14:00:00Z"), end.clone()),
+        store: Arc::clone(&fixture.store),
+        key: key.clone(),
+        switches: std::sync::Mutex::new(vec![
+            (at("2026-06-01T12:30:00Z"), Action::AnotherRunHeldOff(chrono::Duration::hours(1))),
+            (at("2026-06-01T12:40:00Z"), Action::Request(FeedRunKind::Incremental)),
+        ]),
+        api: None,
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+    // The windows pulled now (backfill's end before the feed's first run).
+    let windows = window_requests(&api);
+    let now: Vec<&String> = windows.iter().filter(|line| line.as_str() >= "2026-06-01T12:00:00Z").collect();
+    assert_eq!(now[..2], ["2026-06-01T12:00:00Z 200", "2026-06-01T13:30:00Z 200"], "{windows:?}");
+}

@@ -98,6 +98,8 @@ pub(crate) enum Action {
     StuckCursor(bool),
     /// The feed's next requests meet these faults, as a supplier's bad minute would.
     Inject(Vec<catalog_testkit::feed_api::Fault>),
+    /// Another run of the feed (another worker, a `--once` run) met a 429 asking for this long.
+    AnotherRunHeldOff(chrono::Duration),
 }
 
 /// A jumping clock that acts on the feed through the store when simulated time passes the
@@ -140,6 +142,16 @@ impl Clock for SwitchingClock {
                     }
                     Action::StuckCursor(stuck) => self.api.as_ref().expect("the feed's API").set_stuck_cursor(stuck),
                     Action::Inject(faults) => self.api.as_ref().expect("the feed's API").inject(faults),
+                    Action::AnotherRunHeldOff(wait) => {
+                        let failure = catalog_store::PullFailure {
+                            key: self.key.clone(),
+                            reason: "throttled".to_owned(),
+                            error: "another run was asked to wait".to_owned(),
+                            body: None,
+                            supplier_hold_until: Some(when + wait),
+                        };
+                        self.store.record_pull_failure(&failure).await.expect("record");
+                    }
                 }
             }
             None => self.inner.sleep_until(at, shutdown).await,
