@@ -27,8 +27,8 @@ pub use log::LogChannel;
 pub use oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint, TokenError};
 pub use publisher::{ChannelPublisher, PublishError, PublishEvents, PublishRound, LISTING_SHARED_BY_TENANTS};
 pub use readback::{
-    parse_list, CatalogList, CatalogPage, ChannelReader, LookupReadBack, ReadBack, ReadBackError, ShownItem, ShownPage,
-    ShownQuantities, MAX_PAGE,
+    catalog_item_id, parse_list, CatalogList, CatalogPage, ChannelReader, LookupReadBack, ReadBack, ReadBackError,
+    ShownItem, ShownPage, ShownQuantities, MAX_PAGE,
 };
 pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,

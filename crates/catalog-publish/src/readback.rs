@@ -20,11 +20,19 @@ pub const MAX_PAGE: usize = 1_000;
 /// One item as the channel shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownItem {
-    /// Its id as the channel gave it: the list's order is theirs, by this text.
+    /// Its id as the channel gave it.
     pub id: String,
-    /// The catalog item it is and what it shows; `None` for an id that is no UUID, which no
-    /// catalog item has (an item of another system the channel also shows).
-    pub ours: Option<(ItemId, Shown)>,
+    /// The catalog item id it has the form of (a hyphenated lower-case UUID); `None` for any
+    /// other id, which no catalog item has (an item of another system the channel shows).
+    pub item_id: Option<ItemId>,
+    /// What it shows, or why that is unreadable (a quantity or version that is no number):
+    /// only a catalog item's matters, since another system's may show anything.
+    pub shown: Result<Shown, String>,
+}
+
+/// An item id in the form the catalog sends, which sorts as its bytes do in any collation.
+pub fn catalog_item_id(id: &str) -> Option<ItemId> {
+    id.parse::<uuid::Uuid>().ok().filter(|uuid| uuid.hyphenated().to_string() == id).map(ItemId)
 }
 
 /// One page of the channel's list, in item id order; `next` is the cursor of the following
@@ -218,27 +226,20 @@ struct ListItem {
 }
 
 impl ListItem {
-    fn shown(self) -> Result<ShownItem, ReadBackError> {
-        // A catalog item id is a UUID in its hyphenated lower-case form, as the catalog sends
-        // it: anything else is not one of ours, whatever `Uuid` would read it as.
-        let ours = match self.item_id.parse::<uuid::Uuid>() {
-            Ok(uuid) if uuid.hyphenated().to_string() == self.item_id => uuid,
-            _ => return Ok(ShownItem { id: self.item_id, ours: None }),
+    fn shown(self) -> ShownItem {
+        let shown = match (self.quantity.as_i64(), self.version.as_u64()) {
+            (Some(quantity), Some(version)) => Ok(Shown { quantity, version }),
+            _ => Err(format!("item {} shows quantity {} and version {}", self.item_id, self.quantity, self.version)),
         };
-        let (Some(quantity), Some(version)) = (self.quantity.as_i64(), self.version.as_u64()) else {
-            let message =
-                format!("item {} shows quantity {} and version {}", self.item_id, self.quantity, self.version);
-            return Err(ReadBackError::Malformed(message));
-        };
-        Ok(ShownItem { id: self.item_id, ours: Some((ItemId(ours), Shown { quantity, version })) })
+        ShownItem { item_id: catalog_item_id(&self.item_id), id: self.item_id, shown }
     }
 }
 
-/// Parses a list answer's body.
+/// Parses a list answer's body. An entry's fields other than its id are not checked here: a
+/// catalog item's are when the sweep compares it.
 pub fn parse_list(body: &str) -> Result<ShownPage, ReadBackError> {
     let list: ListBody = serde_json::from_str(body).map_err(|error| ReadBackError::Malformed(error.to_string()))?;
-    let items = list.items.into_iter().map(ListItem::shown).collect::<Result<Vec<_>, _>>()?;
-    Ok(ShownPage { items, next: list.next })
+    Ok(ShownPage { items: list.items.into_iter().map(ListItem::shown).collect(), next: list.next })
 }
 
 #[async_trait]
@@ -282,14 +283,17 @@ mod tests {
             upper = ours.to_uppercase()
         );
         let page = parse_list(&body).expect("a page");
-        let catalog: Vec<_> = page.items.iter().filter_map(|item| item.ours).collect();
-        assert_eq!(catalog, vec![(ItemId(ours.parse().expect("uuid")), Shown { quantity: 4, version: 2 })]);
+        let catalog: Vec<_> =
+            page.items.iter().filter_map(|item| item.item_id.map(|id| (id, item.shown.clone()))).collect();
+        assert_eq!(catalog, vec![(ItemId(ours.parse().expect("uuid")), Ok(Shown { quantity: 4, version: 2 }))]);
         assert_eq!(page.items.len(), 4, "the others are kept, as no catalog item's");
+        assert!(page.items[2].shown.is_err(), "another system's item may show anything");
         assert_eq!(page.next.as_deref(), Some("legacy-43"), "the cursor as given");
 
         let unreadable =
             format!(r#"{{"items": [{{"item_id": "{ours}", "quantity": 4, "version": -1}}], "next": null}}"#);
-        let error = parse_list(&unreadable).expect_err("a catalog item shown without a version");
-        assert!(error.to_string().contains(ours), "{error}");
+        let page = parse_list(&unreadable).expect("a page: whose item it is, the sweep knows");
+        let error = page.items[0].shown.clone().expect_err("shown without a version");
+        assert!(error.contains(ours), "{error}");
     }
 }

@@ -72,6 +72,8 @@ struct Storefront {
     answer_after_move: bool,
     /// Answers every read with no items and a `next` that never moves on.
     stuck: bool,
+    /// Lists ids in the order of their lower-cased text, not of their bytes.
+    fold_case: bool,
     /// A tenant whose reads are refused (403), as for a token that does not cover it.
     refused: Option<&'static str>,
     /// The channel held this long (a 429 its publisher met) just before the sweep.
@@ -95,17 +97,26 @@ struct ListQuery {
     limit: usize,
 }
 
-fn page(shown: &Shown, query: &ListQuery) -> Value {
-    let from = query.after.clone().unwrap_or_default();
-    let items: Vec<Value> = shown
-        .range::<String, _>((std::ops::Bound::Excluded(from), std::ops::Bound::Unbounded))
-        .take(query.limit)
-        .map(|(id, (sku, quantity, version))| json!({"item_id": id, "sku": sku, "quantity": quantity, "version": version}))
+/// A page of the list after `query.after`, in byte order of the ids, or with `fold_case` in
+/// the order of their lower-cased text (as a case-insensitive collation sorts). An item whose
+/// SKU is `FOREIGN-NULL` shows its version as `null`, as another system's item might.
+fn page(shown: &Shown, query: &ListQuery, fold_case: bool) -> Value {
+    let key = |id: &str| if fold_case { id.to_lowercase() } else { id.to_owned() };
+    let mut ordered: Vec<(&String, &(String, i64, u64))> = shown.iter().collect();
+    ordered.sort_by_key(|(id, _)| key(id));
+    let from = query.after.as_deref().map(key);
+    let mut after: Vec<_> =
+        ordered.into_iter().filter(|(id, _)| from.as_ref().is_none_or(|from| key(id) > *from)).collect();
+    let more = after.len() > query.limit;
+    after.truncate(query.limit);
+    let items: Vec<Value> = after
+        .iter()
+        .map(|(id, (sku, quantity, version))| {
+            let version = if sku == "FOREIGN-NULL" { Value::Null } else { json!(version) };
+            json!({"item_id": id, "sku": sku, "quantity": quantity, "version": version})
+        })
         .collect();
-    let last = items.last().map(|item| item["item_id"].clone());
-    let more = last.as_ref().and_then(Value::as_str).is_some_and(|last| {
-        shown.range::<str, _>((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded)).next().is_some()
-    });
+    let last = after.last().map(|(id, _)| json!(id));
     json!({"items": items, "next": if more { last.unwrap_or(Value::Null) } else { Value::Null }})
 }
 
@@ -135,13 +146,16 @@ async fn list(
         let next = query.after.clone().unwrap_or_else(|| item_id("SKU-000").to_string());
         return axum::Json(json!({"items": [], "next": next})).into_response();
     }
-    let before = page(&storefront.shown.lock().expect("shown"), &query);
+    let before = page(&storefront.shown.lock().expect("shown"), &query, storefront.fold_case);
     if call == storefront.move_on_call {
         storefront.store.apply_batch(&update(100, &storefront.moved, 99)).await.expect("move");
         publish_all(&storefront.store, &storefront.shown).await;
     }
-    let answer =
-        if storefront.answer_after_move { page(&storefront.shown.lock().expect("shown"), &query) } else { before };
+    let answer = if storefront.answer_after_move {
+        page(&storefront.shown.lock().expect("shown"), &query, storefront.fold_case)
+    } else {
+        before
+    };
     axum::Json(answer).into_response()
 }
 
@@ -174,6 +188,7 @@ impl Storefront {
             moved,
             answer_after_move,
             stuck: false,
+            fold_case: false,
             refused: None,
             held_for: None,
             throttle_first: false,
@@ -339,26 +354,32 @@ async fn a_channel_list_that_ended_before_the_store_s_next_page_is_read_again() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_of_another_system_on_the_storefront_are_unknown_and_stop_no_healing() {
-    // The storefront also shows items no catalog has, their ids no UUIDs, in its own order
-    // among the catalog's (decision 0016: unknown, left alone), one of them last on a page and
-    // so the `next` cursor. The catalog's fourth item is missing, and is healed all the same.
+    // The storefront also shows items no catalog has (decision 0016: unknown, left alone):
+    // ids that are no UUIDs, one of them last on a page and so the `next` cursor, and one a
+    // UUID of another system's showing its version as `null`. Listed in byte order, and in a
+    // case-insensitive collation's order, where `LEGACY-7` comes after the catalog's ids and
+    // after `legacy-42`: a `next` that is before `after` in byte order, and no loop. The
+    // catalog's fourth item is missing, and is healed all the same.
     let fourth = in_id_order()[3].to_owned();
-    for page_size in [1_000, 2] {
+    for (page_size, fold_case) in [(1_000, false), (2, false), (1_000, true), (2, true), (1, true)] {
         let missing = fourth.clone();
         let make = move |shown: Arc<Mutex<Shown>>, store| {
             {
                 let mut shown = shown.lock().expect("shown");
                 shown.remove(&item_id(&missing).to_string());
-                for foreign in ["0-legacy", "LEGACY-7", "legacy-42"] {
+                for foreign in ["0-legacy", "LEGACY-7", "legacy-42", "zz-legacy"] {
                     shown.insert(foreign.to_owned(), ("LEGACY".to_owned(), 1, 1));
                 }
+                let theirs = item_id("ANOTHER-SYSTEM").to_string();
+                shown.insert(theirs, ("FOREIGN-NULL".to_owned(), 1, 1));
             }
-            Storefront::moving(&missing, 0, false)(shown, store)
+            Storefront { fold_case, ..Storefront::moving(&missing, 0, false)(shown, store) }
         };
         let (report, _, store, _directory) = sweep_against(make, None, page_size).await;
         let report = report.expect("sweep");
-        assert_eq!((report.drifts, report.corrected, report.unknown), (1, 1, 3), "pages of {page_size}: {report:?}");
-        assert_eq!(store.item_drifts(item_id(&fourth), 10).await.expect("drifts").len(), 1, "pages of {page_size}");
+        let case = format!("pages of {page_size}, case folded {fold_case}");
+        assert_eq!((report.drifts, report.corrected, report.unknown), (1, 1, 5), "{case}: {report:?}");
+        assert_eq!(store.item_drifts(item_id(&fourth), 10).await.expect("drifts").len(), 1, "{case}");
     }
 }
 
