@@ -65,6 +65,8 @@ pub struct FeedRun {
     next_offset: i64,
     /// The `requested_at` of the manual run being run, stamped on its windows' checkpoints.
     pulling_for: Option<DateTime<Utc>>,
+    /// The snapshot pass its supplier cut short, for the next full refresh to go on with.
+    pub(crate) paused_pass: Option<crate::refresh::PausedPass>,
 }
 
 impl std::fmt::Debug for FeedRun {
@@ -110,6 +112,7 @@ impl FeedRun {
             batch_size: batch_size.max(1),
             next_offset: stored.map_or(0, |position| position.offset),
             pulling_for: None,
+            paused_pass: None,
         })
     }
 

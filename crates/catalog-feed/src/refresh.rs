@@ -77,16 +77,43 @@ struct Snapshot {
     n_pages: i64,
 }
 
+/// How long a snapshot pass cut short by its supplier (a `Retry-After` longer than a run
+/// waits, the retries run out) is kept for the next refresh to go on with: the longest hold a
+/// `Retry-After` gets. An older one is read again from its first page.
+const PAUSED_PASS_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// A snapshot pass its supplier cut short, kept by its run: the next full refresh of the run
+/// asks for the page it did not get, as the contract says of a 429 (ask for the same page
+/// again) and of failures (resume from the last completed page), where a pass read again from
+/// its first page met the same limit at the same page every time, and never completed.
+#[derive(Debug)]
+pub(crate) struct PausedPass {
+    snapshot: Snapshot,
+    /// The page not read: `None`, the first.
+    cursor: Option<String>,
+    seen: SeenCursors,
+    restarts: u32,
+    paused_at: DateTime<Utc>,
+}
+
 impl FeedRun {
     /// Reads the whole snapshot. A record the rules reject is journaled with its reason (and
     /// counted) as the page arrives; an expired cursor restarts the pass from its first page,
-    /// up to [`MAX_PASS_RESTARTS`] times, as a window's would.
-    async fn read_snapshot(&self, shutdown: &CancellationToken) -> Result<Snapshot, RunError> {
+    /// up to [`MAX_PASS_RESTARTS`] times, as a window's would. A pass its supplier cut short
+    /// is kept ([`PausedPass`]) and goes on at the next call, within a day.
+    async fn read_snapshot(&mut self, shutdown: &CancellationToken) -> Result<Snapshot, RunError> {
         let source: Arc<str> = refresh_source_name(self.key()).into();
-        let mut snapshot = Snapshot::default();
-        let mut cursor: Option<String> = None;
-        let mut seen = SeenCursors::default();
-        let mut restarts = 0;
+        let paused = self.paused_pass.take().filter(|paused| Utc::now() - paused.paused_at < PAUSED_PASS_KEPT);
+        if let Some(paused) = &paused {
+            tracing::info!(feed = %self.label, n_pages = paused.snapshot.n_pages, paused_at = %paused.paused_at, "going on with the snapshot pass the supplier cut short, at the page it did not give");
+        }
+        let PausedPass { mut snapshot, mut cursor, mut seen, mut restarts, .. } = paused.unwrap_or(PausedPass {
+            snapshot: Snapshot::default(),
+            cursor: None,
+            seen: SeenCursors::default(),
+            restarts: 0,
+            paused_at: Utc::now(),
+        });
         loop {
             let page = match self.client.page(PageRequest::Snapshot { cursor: cursor.as_deref() }, shutdown).await {
                 Ok(page) => page,
@@ -98,6 +125,12 @@ impl FeedRun {
                     (snapshot, cursor, seen) =
                         (Snapshot { n_pages, ..Snapshot::default() }, None, SeenCursors::default());
                     continue;
+                }
+                // The supplier holds us off or fails: what was read is kept for the next
+                // refresh, which asks for this page again.
+                Err(error @ (PullError::HeldOff { .. } | PullError::Unavailable { .. })) => {
+                    self.paused_pass = Some(PausedPass { snapshot, cursor, seen, restarts, paused_at: Utc::now() });
+                    return Err(error.into());
                 }
                 Err(error) => return Err(error.into()),
             };

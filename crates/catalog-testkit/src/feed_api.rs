@@ -73,6 +73,8 @@ struct ApiState {
     snapshot: RwLock<Option<Vec<FeedRecord>>>,
     token: String,
     faults: Mutex<VecDeque<Fault>>,
+    /// Faults for the next snapshot requests alone, played before `faults`.
+    snapshot_faults: Mutex<VecDeque<Fault>>,
     page_delay: Mutex<Duration>,
     generation: AtomicU64,
     /// A broken feed: every page names its own cursor as the next one, so paging never ends.
@@ -100,6 +102,7 @@ impl FeedApi {
             snapshot: RwLock::new(None),
             token: token.to_owned(),
             faults: Mutex::new(VecDeque::new()),
+            snapshot_faults: Mutex::new(VecDeque::new()),
             stuck_cursor: std::sync::atomic::AtomicBool::new(false),
             page_delay: Mutex::new(Duration::ZERO),
             generation: AtomicU64::new(1),
@@ -136,6 +139,11 @@ impl FeedApi {
     /// Queues faults for the next requests, one each, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.state.faults).extend(faults);
+    }
+
+    /// Queues faults for the next snapshot requests alone, one each, in order.
+    pub fn inject_into_snapshot(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.state.snapshot_faults).extend(faults);
     }
 
     /// Every page is answered after this long.
@@ -190,12 +198,13 @@ type Answer = Result<Vec<u8>, Refusal>;
 
 /// Checks the token, plays the next fault, waits the page delay; gives back a value to put
 /// first among the page's records, if the fault asks for one.
-async fn prelude(state: &ApiState, headers: &HeaderMap) -> Result<Option<Value>, Response> {
+async fn prelude(state: &ApiState, headers: &HeaderMap, snapshot: bool) -> Result<Option<Value>, Response> {
     let expected = format!("Bearer {}", state.token);
     if headers.get("authorization").and_then(|value| value.to_str().ok()) != Some(expected.as_str()) {
         return Err((StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#).into_response());
     }
-    let fault = lock(&state.faults).pop_front();
+    let snapshot_fault = if snapshot { lock(&state.snapshot_faults).pop_front() } else { None };
+    let fault = snapshot_fault.or_else(|| lock(&state.faults).pop_front());
     match fault {
         Some(Fault::Throttle { retry_after_secs }) => {
             return Err((StatusCode::TOO_MANY_REQUESTS, [("retry-after", retry_after_secs.to_string())], "slow down")
@@ -327,7 +336,7 @@ fn log_request(state: &ApiState, snapshot: bool, query: &HashMap<String, String>
 }
 
 async fn answer(state: Arc<ApiState>, headers: HeaderMap, query: HashMap<String, String>, snapshot: bool) -> Response {
-    let response = match prelude(&state, &headers).await {
+    let response = match prelude(&state, &headers, snapshot).await {
         Ok(first) => {
             let answered = if snapshot { snapshot_answer(&state, &query) } else { window_answer(&state, &query) };
             match answered.map(|body| match first {

@@ -278,3 +278,49 @@ async fn a_retry_after_another_run_met_holds_a_running_scheduler() {
     let now: Vec<&String> = windows.iter().filter(|line| line.as_str() >= "2026-06-01T12:00:00Z").collect();
     assert_eq!(now[..2], ["2026-06-01T12:00:00Z 200", "2026-06-01T13:30:00Z 200"], "{windows:?}");
 }
+
+/// The supplier lets a few snapshot pages through, then asks for an hour (as a rate limit of
+/// so many requests an hour does): the full refresh goes on after the hour at the page it did
+/// not get, where it read the snapshot again from its first page each time, met the limit
+/// at the same page, and never completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refresh_the_supplier_holds_off_goes_on_at_the_page_it_did_not_get() {
+    let fixture = sqlite().await;
+    let (api, source, key) = feed(&fixture).await;
+    // Six pages of 50.
+    let listed: Vec<catalog_testkit::feed_api::FeedRecord> = (0..300)
+        .map(|n| catalog_testkit::feed_api::FeedRecord {
+            sku: format!("S-{n}"),
+            quantity: n + 1,
+            updated_at: at("2026-05-31T08:00:00Z"),
+            sequence: None,
+        })
+        .collect();
+    api.set_snapshot(listed);
+    let on_time = Fault::Slow(std::time::Duration::ZERO);
+    api.inject_into_snapshot([on_time.clone(), on_time, Fault::Throttle { retry_after_secs: 3_600 }]);
+    let end = CancellationToken::new();
+    let clock: Arc<dyn Clock> = JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-01T16:00:00Z"), end.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated hours take no real time")
+        .expect("run");
+    let snapshot: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|request| request.snapshot)
+        .map(|request| format!("{} {}", if request.cursor.is_some() { "next" } else { "first" }, request.status))
+        .collect();
+    assert_eq!(
+        snapshot[..4],
+        ["first 200", "next 200", "next 429", "next 200"],
+        "the same page asked again: {snapshot:?}"
+    );
+    assert_eq!(snapshot.iter().filter(|line| line.starts_with("first")).count(), 1, "page 1 read once: {snapshot:?}");
+    let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
+    assert!(feed.initial_sync_completed && feed.last_full_refresh_at.is_some(), "the refresh completed");
+    let offers = fixture.offers(&key).await;
+    for n in 0..300 {
+        assert_eq!(offers.get(&format!("S-{n}")), Some(&(n + 1)), "S-{n}");
+    }
+}
