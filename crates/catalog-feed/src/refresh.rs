@@ -225,7 +225,14 @@ impl FeedRun {
 
         let source: Arc<str> = refresh_source_name(self.key()).into();
         let received_at = Utc::now();
+        // Each chunk's drift is recorded before its corrections are applied, as found by the
+        // refresh that completes at `received_at`: recorded after them all, a refresh cut
+        // short after some corrections lost their drift (the next one finds it mended).
         for (chunk_index, chunk) in drifts.chunks(self.batch_size).enumerate() {
+            self.store.record_feed_drifts(self.key(), chunk, received_at).await?;
+            for drift in chunk {
+                self.metrics.feed_drift.with_label_values(&[&self.label, drift_kind(drift)]).inc();
+            }
             let events = chunk
                 .iter()
                 .enumerate()
@@ -243,12 +250,9 @@ impl FeedRun {
                 .collect();
             self.sink.apply(uncheckpointed(&source, events)).await?;
         }
-        for drift in &drifts {
-            self.metrics.feed_drift.with_label_values(&[&self.label, drift_kind(drift)]).inc();
-        }
-        let refresh = FullRefresh { key: self.key().clone(), as_of, completed_at: Utc::now(), drifts };
+        let refresh = FullRefresh { key: self.key().clone(), as_of, completed_at: received_at, drifts: Vec::new() };
         self.store.complete_full_refresh(&refresh).await?;
-        tracing::info!(feed = %self.label, %as_of, n_listed = listed.len(), n_rejected, n_drifts = refresh.drifts.len(), "full refresh complete");
-        Ok(RefreshReport { n_listed: listed.len(), n_rejected, drifts: refresh.drifts })
+        tracing::info!(feed = %self.label, %as_of, n_listed = listed.len(), n_rejected, n_drifts = drifts.len(), "full refresh complete");
+        Ok(RefreshReport { n_listed: listed.len(), n_rejected, drifts })
     }
 }

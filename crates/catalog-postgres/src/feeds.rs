@@ -221,30 +221,52 @@ pub(crate) async fn feed_offers(pool: &PgPool, key: &FeedKey) -> Result<Vec<Feed
         .collect()
 }
 
+/// Inserts drift a full refresh found, detected at `detected_at`.
+async fn insert_drifts(
+    connection: &mut sqlx::PgConnection,
+    key: &FeedKey,
+    drifts: &[FeedDrift],
+    detected_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if drifts.is_empty() {
+        return Ok(());
+    }
+    let skus: Vec<&str> = drifts.iter().map(|drift| drift.sku.as_str()).collect();
+    let stored: Vec<Option<i64>> = drifts.iter().map(|drift| drift.stored).collect();
+    let supplier: Vec<i64> = drifts.iter().map(|drift| drift.supplier).collect();
+    let as_of: Vec<DateTime<Utc>> = drifts.iter().map(|drift| drift.as_of).collect();
+    sqlx::query(
+        "INSERT INTO feed_drifts (tenant_id, supplier_id, sku, stored_quantity, supplier_quantity, as_of, detected_at)
+         SELECT $1, $2, d.sku, d.stored, d.supplier, d.as_of, $7
+         FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[]) AS d (sku, stored, supplier, as_of)",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .bind(&skus)
+    .bind(&stored)
+    .bind(&supplier)
+    .bind(&as_of)
+    .bind(detected_at)
+    .execute(connection)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+pub(crate) async fn record_feed_drifts(
+    pool: &PgPool,
+    key: &FeedKey,
+    drifts: &[FeedDrift],
+    detected_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut connection = pool.acquire().await.map_err(store_error)?;
+    insert_drifts(&mut connection, key, drifts, detected_at).await
+}
+
 pub(crate) async fn complete_full_refresh(pool: &PgPool, refresh: &FullRefresh) -> Result<(), StoreError> {
     let key = &refresh.key;
     let mut transaction = pool.begin().await.map_err(store_error)?;
-    if !refresh.drifts.is_empty() {
-        let skus: Vec<&str> = refresh.drifts.iter().map(|drift| drift.sku.as_str()).collect();
-        let stored: Vec<Option<i64>> = refresh.drifts.iter().map(|drift| drift.stored).collect();
-        let supplier: Vec<i64> = refresh.drifts.iter().map(|drift| drift.supplier).collect();
-        let as_of: Vec<DateTime<Utc>> = refresh.drifts.iter().map(|drift| drift.as_of).collect();
-        sqlx::query(
-            "INSERT INTO feed_drifts (tenant_id, supplier_id, sku, stored_quantity, supplier_quantity, as_of, detected_at)
-             SELECT $1, $2, d.sku, d.stored, d.supplier, d.as_of, $7
-             FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[]) AS d (sku, stored, supplier, as_of)",
-        )
-        .bind(key.tenant.as_str())
-        .bind(key.supplier.as_str())
-        .bind(&skus)
-        .bind(&stored)
-        .bind(&supplier)
-        .bind(&as_of)
-        .bind(refresh.completed_at)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-    }
+    insert_drifts(&mut transaction, key, &refresh.drifts, refresh.completed_at).await?;
     sqlx::query(
         "UPDATE feeds SET initial_sync_completed = true, last_full_refresh_at = $3,
                           last_sync_at = GREATEST(last_sync_at, $3)

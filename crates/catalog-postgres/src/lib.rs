@@ -50,8 +50,8 @@ use catalog_store::{
     SyncStatus, TenantFlags, WindowPage,
 };
 use catalog_store::{
-    CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
-    FullRefresh, PullFailure, StoredFeed,
+    CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings,
+    FeedStore, FullRefresh, PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -329,6 +329,16 @@ impl FeedStore for PostgresStore {
 
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
         with_deadline(self.deadline, "feed_offers", feeds::feed_offers(&self.pool, key)).await
+    }
+
+    async fn record_feed_drifts(
+        &self,
+        key: &FeedKey,
+        drifts: &[FeedDrift],
+        detected_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let recorded = feeds::record_feed_drifts(&self.pool, key, drifts, detected_at);
+        with_deadline(self.deadline, "record_feed_drifts", recorded).await
     }
 
     async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError> {

@@ -48,8 +48,8 @@ use catalog_store::{
     ReconcileStore, ResolvedDeadLetter, SharedSku, StoreConfig, StoreError, SyncStatus, TenantFlags, WindowPage,
 };
 use catalog_store::{
-    CompletedWindow, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings, FeedStore,
-    FullRefresh, PullFailure, StoredFeed,
+    CompletedWindow, FeedDrift, FeedDriftRecord, FeedJournalDay, FeedKey, FeedOffer, FeedRunRequest, FeedSettings,
+    FeedStore, FullRefresh, PullFailure, StoredFeed,
 };
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
@@ -343,6 +343,15 @@ impl FeedStore for SqliteStore {
 
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
         feeds::feed_offers(&self.pool, key).await
+    }
+
+    async fn record_feed_drifts(
+        &self,
+        key: &FeedKey,
+        drifts: &[FeedDrift],
+        detected_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        feeds::record_feed_drifts(&self.writer, key, drifts, detected_at).await
     }
 
     async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError> {

@@ -279,8 +279,19 @@ pub trait FeedStore: Send + Sync + std::fmt::Debug {
     /// The stored offers of the feed's tenant and supplier, by SKU.
     async fn feed_offers(&self, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError>;
 
-    /// Journals a full refresh's drift and marks the feed refreshed (and its initial sync
-    /// completed), in one transaction.
+    /// Journals drift a full refresh found, at `detected_at` (the time the refresh then
+    /// completes at): a refresh records its drift a batch of corrections at a time, before
+    /// applying them, so that none is lost when it is cut short.
+    async fn record_feed_drifts(
+        &self,
+        key: &FeedKey,
+        drifts: &[FeedDrift],
+        detected_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Journals a full refresh's drift (`refresh.drifts`, which a refresh that recorded its
+    /// own leaves empty) and marks the feed refreshed (and its initial sync completed), in one
+    /// transaction.
     async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError>;
 
     /// The newest drift found on a feed, newest first, at most `limit`.

@@ -35,6 +35,13 @@ impl TestDatabase {
         Self::create_as("").await
     }
 
+    /// Runs `sql` on the database, as an administrator would by hand (a test's stand-in for
+    /// a failure the store cannot be made to meet otherwise).
+    pub async fn execute(&self, sql: &str) {
+        let mut connection = PgConnection::connect(&self.url).await.expect("connect to the test database");
+        sqlx::raw_sql(sql).execute(&mut connection).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+
     async fn create_as(options: &str) -> Self {
         let server = server_url();
         let mut admin = PgConnection::connect(&server).await.unwrap_or_else(|error| {

@@ -86,6 +86,11 @@ pub(crate) fn tokens(token: &'static str) -> TokenLookup {
 }
 
 impl Fixture {
+    /// The PostgreSQL database of a `postgres()` fixture.
+    pub(crate) fn database(&self) -> &TestDatabase {
+        self._database.as_ref().expect("a PostgreSQL fixture")
+    }
+
     pub(crate) fn source(&self, settings: PullSettings, token: &'static str) -> FeedSource {
         self.source_with_tokens(settings, tokens(token))
     }

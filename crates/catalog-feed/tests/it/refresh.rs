@@ -1,6 +1,8 @@
 //! The full refresh: drift against the supplier's snapshot is recorded and corrected through
 //! the rules; an offer the snapshot no longer lists goes to 0.
 
+use std::sync::Arc;
+
 use catalog_core::{ItemKey, Outcome, Sku};
 use catalog_feed::OnceScope;
 use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord};
@@ -265,4 +267,49 @@ async fn a_sku_the_snapshot_lists_twice_takes_its_newer_record() {
     assert_eq!(report.failed, []);
     let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
     assert_eq!(offers, [("A-1".to_owned(), 9), ("B-2".to_owned(), 8)]);
+}
+
+/// A refresh cut short after its corrections were applied (here its completion fails): the
+/// drift it found is recorded all the same, where it was recorded only at the end and lost,
+/// and the next refresh finds the offers mended and records nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_cut_short_after_its_corrections_keeps_their_drift() {
+    let fixture = postgres().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let record =
+        |sku: &str, quantity: i64| FeedRecord { sku: sku.to_owned(), quantity, updated_at: at, sequence: None };
+    let api = FeedApi::start(vec![record("A-1", 5), record("B-2", 7)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    api.set_snapshot(vec![record("A-1", 6), record("B-2", 7)]);
+    fixture
+        .database()
+        .execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+             CREATE TRIGGER refuse_completion BEFORE UPDATE OF last_full_refresh_at ON feeds
+             FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await;
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed.len(), 1, "the completion failed: {report:?}");
+    assert_eq!(fixture.offers(&key("acme")).await.get("A-1"), Some(&6), "corrected");
+    let drifts = |fixture: &Fixture| {
+        let store = Arc::clone(&fixture.store);
+        async move {
+            let records = store.feed_drifts(&key("acme"), 10).await.expect("drifts");
+            records
+                .iter()
+                .map(|record| format!("{} {:?} -> {}", record.drift.sku, record.drift.stored, record.drift.supplier))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(drifts(&fixture).await, ["A-1 Some(5) -> 6"], "recorded though the refresh did not complete");
+
+    fixture.database().execute("DROP TRIGGER refuse_completion ON feeds").await;
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    assert_eq!(drifts(&fixture).await, ["A-1 Some(5) -> 6"], "mended: nothing found again");
+    assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
 }

@@ -293,4 +293,18 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
     assert_eq!(found, refresh.drifts);
     assert!(drifts.iter().all(|record| record.detected_at == refresh.completed_at && record.key == acme.key));
     assert_eq!(store.feed_drifts(&acme.key, 1).await.expect("drifts").len(), 1);
+
+    // A refresh that records its drift a chunk at a time, then completes with none of its own.
+    let later = base() + Duration::hours(5);
+    store.record_feed_drifts(&acme.key, &[drift("D-4", Some(1), 0)], later).await.expect("a chunk");
+    store.record_feed_drifts(&acme.key, &[], later).await.expect("an empty chunk");
+    store.record_feed_drifts(&acme.key, &[drift("E-5", None, 3)], later).await.expect("a chunk");
+    let completed = FullRefresh { completed_at: later, drifts: Vec::new(), ..refresh.clone() };
+    store.complete_full_refresh(&completed).await.expect("refresh");
+    let newest = store.feed_drifts(&acme.key, 10).await.expect("drifts");
+    let recorded: Vec<&str> =
+        newest.iter().filter(|record| record.detected_at == later).map(|record| record.drift.sku.as_str()).collect();
+    assert_eq!(recorded.len(), 2, "{newest:?}");
+    assert!(recorded.contains(&"D-4") && recorded.contains(&"E-5"), "{recorded:?}");
+    assert_eq!(newest.len(), 4, "nothing recorded twice");
 }
