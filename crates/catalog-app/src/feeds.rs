@@ -176,7 +176,7 @@ pub fn status(
         day.pages += window.n_pages;
     }
     let last_refresh_drift = match feed.last_full_refresh_at {
-        Some(refreshed_at) => newest_drift.into_iter().filter(|drift| drift.detected_at >= refreshed_at).collect(),
+        Some(refreshed_at) => newest_drift.into_iter().filter(|drift| drift.detected_at == refreshed_at).collect(),
         None => Vec::new(),
     };
     Ok(FeedStatus {

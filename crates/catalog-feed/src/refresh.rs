@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use catalog_app::SourceBatch;
 use catalog_core::{EventId, Sku, StockChange};
-use catalog_store::{FeedDrift, FullRefresh, IncomingEvent, Provenance, SourceRef};
+use catalog_store::{FeedDrift, FeedOffer, FullRefresh, IncomingEvent, Provenance, SourceRef};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -79,8 +79,9 @@ struct Snapshot {
 
 /// How long a snapshot pass cut short by its supplier (a `Retry-After` longer than a run
 /// waits, the retries run out) is kept for the next refresh to go on with: the longest hold a
-/// `Retry-After` gets. An older one is read again from its first page.
-const PAUSED_PASS_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// `Retry-After` gets (a day), and an hour for the run after it to come. An older one is read
+/// again from its first page.
+const PAUSED_PASS_KEPT: chrono::TimeDelta = chrono::TimeDelta::hours(25);
 
 /// A snapshot pass its supplier cut short, kept by its run: the next full refresh of the run
 /// asks for the page it did not get, as the contract says of a 429 (ask for the same page
@@ -194,10 +195,23 @@ impl FeedRun {
         let as_of: DateTime<Utc> =
             DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
 
-        let stored: BTreeMap<Sku, i64> =
-            self.store.feed_offers(self.key()).await?.into_iter().map(|offer| (offer.sku, offer.quantity)).collect();
+        // An offer whose quantity took effect after the snapshot's `as_of` changed after it (an
+        // incremental pulled while a pass the supplier cut short waited, a pushed event): the
+        // snapshot does not know it, and a correction as of `as_of` would be stale. Left alone.
+        let (stored, newer): (Vec<FeedOffer>, Vec<FeedOffer>) = self
+            .store
+            .feed_offers(self.key())
+            .await?
+            .into_iter()
+            .partition(|offer| offer.effective_at.is_none_or(|effective_at| effective_at <= as_of));
+        let newer: HashSet<Sku> = newer.into_iter().map(|offer| offer.sku).collect();
+        let stored: BTreeMap<Sku, i64> = stored.into_iter().map(|offer| (offer.sku, offer.quantity)).collect();
         let mut drifts: Vec<FeedDrift> = Vec::new();
-        let mut listed_skus: Vec<(&Sku, &i64)> = listed.iter().map(|(sku, (_, quantity))| (sku, quantity)).collect();
+        let mut listed_skus: Vec<(&Sku, &i64)> = listed
+            .iter()
+            .filter(|(sku, _)| !newer.contains(*sku))
+            .map(|(sku, (_, quantity))| (sku, quantity))
+            .collect();
         listed_skus.sort();
         for (sku, quantity) in listed_skus {
             match stored.get(sku) {

@@ -182,15 +182,18 @@ impl Plan {
     /// a run, this loop's or another's), if that is after `now` and after any hold in force;
     /// a manual run waits for it too. Whether that held it longer.
     pub fn hold_for_the_supplier(&mut self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        let held = self.hold.map_or(now, |hold| hold.until.max(hold.supplier_until.unwrap_or(hold.until)));
-        if until <= held.max(now) {
+        if until <= now {
             return false;
         }
-        self.hold = Some(match self.hold {
-            Some(hold) => Hold { until, supplier_until: Some(until), ..hold },
-            None => Hold { failed_at: now, until, supplier_until: Some(until), request_waiting: None },
-        });
-        true
+        // The supplier's time and the failure hold are merged each on its own: a manual run
+        // asked for after a failure waits for the first alone, so a longer failure hold must
+        // not swallow a supplier's time.
+        let hold = self.hold.unwrap_or(Hold { failed_at: now, until, supplier_until: None, request_waiting: None });
+        let supplier_until = hold.supplier_until.map_or(until, |held| held.max(until));
+        let merged = Hold { until: hold.until.max(until), supplier_until: Some(supplier_until), ..hold };
+        let longer = self.hold.is_none_or(|before| before.supplier_until != merged.supplier_until);
+        self.hold = Some(merged);
+        longer
     }
 
     /// When a manual run asked for at `requested_at` may run (at once if that has passed):
@@ -245,6 +248,28 @@ mod tests {
 
     fn cadence(run_times: &[NaiveTime]) -> Cadence<'_> {
         Cadence { run_times, timezone: berlin(), frequency: Duration::hours(6) }
+    }
+
+    #[test]
+    fn a_supplier_s_time_held_in_the_store_is_merged_apart_from_the_failure_hold() {
+        let two = times(&["02:00"])[0];
+        let now = at("2026-06-01T12:00:00Z");
+        let mut plan = Plan::start(cadence(&times(&["00:00"])), two, None, None, now, now);
+        assert!(!plan.hold_for_the_supplier(now, now), "a time passed holds nothing");
+        assert_eq!(plan.hold, None);
+        // A failure (a 5xx) holds the feed until 12:05; another run meets a 429 asking until
+        // 12:04, inside that hold: a manual run asked for after the failure still waits for it.
+        let failure =
+            Hold { failed_at: now, until: at("2026-06-01T12:05:00Z"), supplier_until: None, request_waiting: None };
+        plan.hold = Some(failure);
+        assert!(plan.hold_for_the_supplier(at("2026-06-01T12:04:00Z"), at("2026-06-01T12:01:00Z")));
+        assert_eq!(plan.manual_run_from(at("2026-06-01T12:02:00Z")), at("2026-06-01T12:04:00Z"));
+        assert_eq!(plan.hold.map(|hold| hold.until), Some(failure.until), "the failure hold stands");
+        // A shorter time shortens nothing; a longer one lengthens both.
+        assert!(!plan.hold_for_the_supplier(at("2026-06-01T12:03:00Z"), at("2026-06-01T12:01:00Z")));
+        assert!(plan.hold_for_the_supplier(at("2026-06-01T13:00:00Z"), at("2026-06-01T12:01:00Z")));
+        let hold = plan.hold.expect("held");
+        assert_eq!((hold.until, hold.supplier_until), (at("2026-06-01T13:00:00Z"), Some(at("2026-06-01T13:00:00Z"))));
     }
 
     #[test]

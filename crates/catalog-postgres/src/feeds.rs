@@ -209,7 +209,8 @@ pub(crate) async fn resolve_pull_failure(pool: &PgPool, key: &FeedKey) -> Result
 
 pub(crate) async fn feed_offers(pool: &PgPool, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
     let rows = sqlx::query(
-        r#"SELECT sku, quantity FROM offers WHERE tenant_id = $1 AND supplier_id = $2 ORDER BY sku COLLATE "C""#,
+        r#"SELECT sku, quantity, snapshot_effective_at FROM offers WHERE tenant_id = $1 AND supplier_id = $2
+           ORDER BY sku COLLATE "C""#,
     )
     .bind(key.tenant.as_str())
     .bind(key.supplier.as_str())
@@ -217,7 +218,13 @@ pub(crate) async fn feed_offers(pool: &PgPool, key: &FeedKey) -> Result<Vec<Feed
     .await
     .map_err(store_error)?;
     rows.iter()
-        .map(|row| Ok(FeedOffer { sku: rows::sku(column(row, "sku")?)?, quantity: column(row, "quantity")? }))
+        .map(|row| {
+            Ok(FeedOffer {
+                sku: rows::sku(column(row, "sku")?)?,
+                quantity: column(row, "quantity")?,
+                effective_at: column(row, "snapshot_effective_at")?,
+            })
+        })
         .collect()
 }
 

@@ -263,7 +263,9 @@ pub(crate) async fn resolve_pull_failure(writer: &Writer, key: &FeedKey) -> Resu
 }
 
 pub(crate) async fn feed_offers(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
-    let rows = sqlx::query("SELECT sku, quantity FROM offers WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY sku")
+    let rows = sqlx::query(
+        "SELECT sku, quantity, snapshot_effective_at FROM offers WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY sku",
+    )
         .bind(key.tenant.as_str())
         .bind(key.supplier.as_str())
         .fetch_all(pool)
@@ -272,7 +274,11 @@ pub(crate) async fn feed_offers(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<
     rows.iter()
         .map(|row| {
             let sku: String = column(row, "sku")?;
-            Ok(FeedOffer { sku: rows::sku(&sku)?, quantity: column(row, "quantity")? })
+            Ok(FeedOffer {
+                sku: rows::sku(&sku)?,
+                quantity: column(row, "quantity")?,
+                effective_at: optional_time_column(row, "snapshot_effective_at")?,
+            })
         })
         .collect()
 }

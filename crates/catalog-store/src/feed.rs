@@ -199,6 +199,10 @@ pub const PULL_STAGE: &str = "pull";
 pub struct FeedOffer {
     pub sku: Sku,
     pub quantity: i64,
+    /// When the absolute quantity it holds took effect (its winning snapshot's time); `None`
+    /// for an offer only adjustments made. A refresh leaves an offer newer than its snapshot
+    /// alone: the snapshot does not know that change, and a correction as of it would lose.
+    pub effective_at: Option<DateTime<Utc>>,
 }
 
 /// A difference a full refresh found between the stored offer and the supplier's snapshot.

@@ -75,6 +75,8 @@ struct ApiState {
     faults: Mutex<VecDeque<Fault>>,
     /// Faults for the next snapshot requests alone, played before `faults`.
     snapshot_faults: Mutex<VecDeque<Fault>>,
+    /// The snapshot's `as_of`; `None`: the time of each answer.
+    as_of: Mutex<Option<DateTime<Utc>>>,
     page_delay: Mutex<Duration>,
     generation: AtomicU64,
     /// A broken feed: every page names its own cursor as the next one, so paging never ends.
@@ -103,6 +105,7 @@ impl FeedApi {
             token: token.to_owned(),
             faults: Mutex::new(VecDeque::new()),
             snapshot_faults: Mutex::new(VecDeque::new()),
+            as_of: Mutex::new(None),
             stuck_cursor: std::sync::atomic::AtomicBool::new(false),
             page_delay: Mutex::new(Duration::ZERO),
             generation: AtomicU64::new(1),
@@ -139,6 +142,11 @@ impl FeedApi {
     /// Queues faults for the next requests, one each, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.state.faults).extend(faults);
+    }
+
+    /// Makes the snapshot say it is as of `as_of` (by default, the time of each answer).
+    pub fn set_as_of(&self, as_of: DateTime<Utc>) {
+        *lock(&self.state.as_of) = Some(as_of);
     }
 
     /// Queues faults for the next snapshot requests alone, one each, in order.
@@ -322,7 +330,8 @@ fn snapshot_answer(state: &ApiState, query: &HashMap<String, String>) -> Answer 
     let from = from.min(listed.len());
     let to = (from + limit).min(listed.len());
     let next = next_cursor(state, from, to, listed.len());
-    Ok(page_body(&listed[from..to], next, Some(Utc::now())))
+    let as_of = lock(&state.as_of).unwrap_or_else(Utc::now);
+    Ok(page_body(&listed[from..to], next, Some(as_of)))
 }
 
 fn log_request(state: &ApiState, snapshot: bool, query: &HashMap<String, String>, status: u16) {

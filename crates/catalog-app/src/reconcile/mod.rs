@@ -296,14 +296,16 @@ impl Reconciler {
                     shown.pop_front();
                     report.unknown += 1;
                 }
-                let on_channel = match shown.front().filter(|front| front.id == id) {
-                    Some(front) => Some(front.shown.clone().map_err(ReadBackError::Malformed)?),
-                    None => None,
+                let on_channel = match shown.front() {
+                    Some(front) if front.id == id => shown.pop_front().map(|front| front.shown),
+                    _ => None,
                 };
-                if on_channel.is_some() {
-                    shown.pop_front();
-                }
                 report.items_compared += 1;
+                // What the channel shows of a SKU it does not list is never read (nor drift).
+                if self.rules.listing_of(&item.sku).is_none() {
+                    continue;
+                }
+                let on_channel = on_channel.transpose().map_err(ReadBackError::Malformed)?;
                 // A storefront applies what it accepts at once: no settle unless the channels
                 // file gives one.
                 let settle = self.settle.unwrap_or(Duration::ZERO);

@@ -1,8 +1,6 @@
 //! The full refresh: drift against the supplier's snapshot is recorded and corrected through
 //! the rules; an offer the snapshot no longer lists goes to 0.
 
-use std::sync::Arc;
-
 use catalog_core::{ItemKey, Outcome, Sku};
 use catalog_feed::OnceScope;
 use catalog_testkit::feed_api::{Fault, FeedApi, FeedRecord};
@@ -10,6 +8,17 @@ use chrono::{Duration as TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::*;
+
+/// The drift recorded for feed acme, one line each (`SKU stored -> supplier`), sorted.
+async fn drift_lines(fixture: &Fixture) -> Vec<String> {
+    let records = fixture.store.feed_drifts(&key("acme"), 100).await.expect("drifts");
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|record| format!("{} {:?} -> {}", record.drift.sku, record.drift.stored, record.drift.supplier))
+        .collect();
+    lines.sort();
+    lines
+}
 
 async fn a_full_refresh_records_and_corrects_each_difference(fixture: Fixture) {
     let now = Utc::now();
@@ -29,16 +38,7 @@ async fn a_full_refresh_records_and_corrects_each_difference(fixture: Fixture) {
     let offers = fixture.offers(&key("acme")).await;
     let expected: Vec<(&str, i64)> = vec![("A-1", 6), ("B-2", 7), ("C-3", 0), ("D-4", 0), ("E-5", 3)];
     assert_eq!(offers.iter().map(|(sku, q)| (sku.as_str(), *q)).collect::<Vec<_>>(), expected);
-    let mut drifts: Vec<String> = fixture
-        .store
-        .feed_drifts(&key("acme"), 10)
-        .await
-        .expect("drifts")
-        .iter()
-        .map(|record| format!("{} {:?} -> {}", record.drift.sku, record.drift.stored, record.drift.supplier))
-        .collect();
-    drifts.sort();
-    assert_eq!(drifts, ["A-1 Some(5) -> 6", "C-3 Some(9) -> 0", "E-5 None -> 3"]);
+    assert_eq!(drift_lines(&fixture).await, ["A-1 Some(5) -> 6", "C-3 Some(9) -> 0", "E-5 None -> 3"]);
     let feed = fixture.store.feed(&key("acme")).await.expect("feed").expect("known");
     assert!(feed.initial_sync_completed && feed.last_full_refresh_at.is_some());
     let metric = fixture.metric("catalog_feed_drift_total");
@@ -295,21 +295,38 @@ async fn a_refresh_cut_short_after_its_corrections_keeps_their_drift() {
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
     assert_eq!(report.failed.len(), 1, "the completion failed: {report:?}");
     assert_eq!(fixture.offers(&key("acme")).await.get("A-1"), Some(&6), "corrected");
-    let drifts = |fixture: &Fixture| {
-        let store = Arc::clone(&fixture.store);
-        async move {
-            let records = store.feed_drifts(&key("acme"), 10).await.expect("drifts");
-            records
-                .iter()
-                .map(|record| format!("{} {:?} -> {}", record.drift.sku, record.drift.stored, record.drift.supplier))
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(drifts(&fixture).await, ["A-1 Some(5) -> 6"], "recorded though the refresh did not complete");
+    assert_eq!(drift_lines(&fixture).await, ["A-1 Some(5) -> 6"], "recorded though the refresh did not complete");
 
     fixture.database().execute("DROP TRIGGER refuse_completion ON feeds").await;
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
     assert_eq!(report.failed, []);
-    assert_eq!(drifts(&fixture).await, ["A-1 Some(5) -> 6"], "mended: nothing found again");
+    assert_eq!(drift_lines(&fixture).await, ["A-1 Some(5) -> 6"], "mended: nothing found again");
     assert!(fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
+}
+
+/// Offers whose quantity took effect after the snapshot's `as_of` (pulled since, here two
+/// hours after it): the snapshot does not know those changes, so they are no drift, and an
+/// offer it does not list is not zeroed. An offer older than `as_of` is still corrected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_changed_after_the_snapshot_s_as_of_are_no_drift() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let record = |sku: &str, quantity: i64, hours_ago: i64| FeedRecord {
+        sku: sku.to_owned(),
+        quantity,
+        updated_at: now - TimeDelta::hours(hours_ago),
+        sequence: None,
+    };
+    let api = FeedApi::start(vec![record("A-1", 5, 1), record("C-3", 9, 1), record("D-4", 2, 5)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    // As of three hours ago: A-1 was 4 then, C-3 not stocked, D-4 already 3.
+    api.set_snapshot(vec![record("A-1", 4, 4), record("D-4", 3, 4)]);
+    api.set_as_of(now - TimeDelta::hours(3));
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers = fixture.offers(&key("acme")).await;
+    assert_eq!((offers.get("A-1"), offers.get("C-3"), offers.get("D-4")), (Some(&5), Some(&9), Some(&3)), "{offers:?}");
+    assert_eq!(drift_lines(&fixture).await, ["D-4 Some(2) -> 3"], "only the offer older than the snapshot");
 }

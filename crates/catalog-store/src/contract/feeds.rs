@@ -267,9 +267,13 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
     let offers = store.feed_offers(&acme.key).await.expect("offers");
     let expected: Vec<FeedOffer> = [("A-1", 7), ("B-2", 4)]
         .iter()
-        .map(|(sku, quantity)| FeedOffer { sku: catalog_core::Sku::parse(sku).expect("sku"), quantity: *quantity })
+        .map(|(sku, quantity)| FeedOffer {
+            sku: catalog_core::Sku::parse(sku).expect("sku"),
+            quantity: *quantity,
+            effective_at: Some(base()),
+        })
         .collect();
-    assert_eq!(offers, expected, "the feed's own offers, by SKU");
+    assert_eq!(offers, expected, "the feed's own offers, by SKU, with when their quantity took effect");
 
     let drift = |sku: &str, stored: Option<i64>, supplier: i64| FeedDrift {
         sku: catalog_core::Sku::parse(sku).expect("sku"),
