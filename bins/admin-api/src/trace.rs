@@ -241,6 +241,10 @@ pub struct EventPage {
     pub total: u64,
     pub offset: u64,
     pub limit: u64,
+    /// The newest journal row the pages count: pass it back as `events_through` with the
+    /// next `events_offset`, and events journaled meanwhile (a late one sorts among the
+    /// others) move no row between pages. `null` when the item has no event.
+    pub through: Option<i64>,
     pub entries: Vec<EventView>,
 }
 
@@ -312,6 +316,7 @@ pub fn view(
             total: trace.n_events,
             offset,
             limit,
+            through: trace.events_through,
             entries: trace.events.iter().map(EventView::from).collect(),
         },
         pending_publishes: trace.pending_publishes.clone(),

@@ -126,26 +126,32 @@ pub(crate) async fn item_trace_page(
         .map_err(store_error)?
         .map(|row| item_row(&row)?.into_item())
         .transpose()?;
-    let counted = sqlx::query("SELECT count(*) AS n_events FROM events WHERE tenant_id = $1 AND sku = $2")
-        .bind(key.tenant.as_str())
-        .bind(key.sku.as_str())
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+    let counted = sqlx::query(
+        "SELECT count(*) AS n_events, max(journal_id) AS through FROM events
+         WHERE tenant_id = $1 AND sku = $2 AND ($3::bigint IS NULL OR journal_id <= $3)",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.sku.as_str())
+    .bind(page.through)
+    .fetch_one(&mut *transaction)
+    .await
+    .map_err(store_error)?;
     let n_events: u64 = narrowed(&counted, "n_events")?;
+    let events_through: Option<i64> = crate::columns::column(&counted, "through")?;
     if item.is_none() && n_events == 0 {
         return Ok(None);
     }
     let offers = offers_of(&mut transaction, &key.tenant, &key.sku).await?;
     let in_effect = applied_rows(&mut transaction, &event_ids_in_effect(&offers)).await?;
     let events = sqlx::query(&format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = $1 AND sku = $2 AND journal_id <= $5
          ORDER BY {TRACE_ORDER} LIMIT $3 OFFSET $4"
     ))
     .bind(key.tenant.as_str())
     .bind(key.sku.as_str())
     .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
     .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+    .bind(events_through.unwrap_or(0))
     .fetch_all(&mut *transaction)
     .await
     .map_err(store_error)
@@ -169,6 +175,7 @@ pub(crate) async fn item_trace_page(
         in_effect,
         events,
         n_events,
+        events_through,
         pending_publishes,
         publish_attempts,
         n_publish_attempts,

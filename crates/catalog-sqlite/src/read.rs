@@ -250,24 +250,29 @@ pub(crate) async fn item_trace_page(
     let mut transaction = pool.begin().await.map_err(store_error)?;
     let connection: &mut SqliteConnection = &mut transaction;
     let item = item_on(connection, item_id).await?;
-    let counted = sqlx::query("SELECT count(*) AS n_events FROM events WHERE tenant_id = ?1 AND sku = ?2")
-        .bind(key.tenant.as_str())
-        .bind(key.sku.as_str())
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
+    let counted = sqlx::query(
+        "SELECT count(*) AS n_events, max(journal_id) AS through FROM events \
+         WHERE tenant_id = ?1 AND sku = ?2 AND (?3 IS NULL OR journal_id <= ?3)",
+    )
+    .bind(key.tenant.as_str())
+    .bind(key.sku.as_str())
+    .bind(page.through)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(store_error)?
+    .into_iter()
+    .next()
+    .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".to_owned()))?;
     let n_events: i64 = columns::column(&counted, "n_events")?;
     let n_events: u64 = columns::narrowed("n_events", n_events)?;
+    let events_through: Option<i64> = columns::column(&counted, "through")?;
     if item.is_none() && n_events == 0 {
         return Ok(None);
     }
     let offers = offers_of(connection, &key.tenant, &key.sku).await?;
     let in_effect = applied_rows(connection, &event_ids_in_effect(&offers)).await?;
     let sql = format!(
-        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 \
+        "SELECT {JOURNAL_COLUMNS} FROM events WHERE tenant_id = ?1 AND sku = ?2 AND journal_id <= ?5 \
          ORDER BY {TRACE_ORDER} LIMIT ?3 OFFSET ?4"
     );
     let journal_rows = sqlx::query(&sql)
@@ -275,6 +280,7 @@ pub(crate) async fn item_trace_page(
         .bind(key.sku.as_str())
         .bind(i64::try_from(page.limit).unwrap_or(i64::MAX))
         .bind(i64::try_from(page.offset).unwrap_or(i64::MAX))
+        .bind(events_through.unwrap_or(0))
         .fetch_all(&mut *connection)
         .await
         .map_err(store_error)?;
@@ -297,6 +303,7 @@ pub(crate) async fn item_trace_page(
         in_effect,
         events,
         n_events,
+        events_through,
         pending_publishes,
         publish_attempts,
         n_publish_attempts,

@@ -208,11 +208,17 @@ pub struct OutcomeCounts {
 }
 
 /// Which of an item's journaled events a trace page holds: `limit` of them from `offset`, in
-/// ordering-key order (the order `rows::sort_for_trace` gives).
+/// ordering-key order (the order `rows::sort_for_trace` gives), among those journaled up to
+/// the row `through` when given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventsPage {
     pub offset: u64,
     pub limit: u64,
+    /// The newest journal row (`journal_id`) the pages count, as the first page answered
+    /// (`TracePage::events_through`): an event journaled while someone pages (a late one
+    /// sorts anywhere among the others) moves no row from one page to the next, so pages
+    /// neither repeat a row nor skip one. `None`: every row, as of now.
+    pub through: Option<i64>,
 }
 
 /// One page of an item's trace, read in one snapshot: the item, its offers with the journal
@@ -230,6 +236,9 @@ pub struct TracePage {
     pub events: Vec<JournalEntry>,
     /// Every journaled event naming the tenant and SKU, the page's or not.
     pub n_events: u64,
+    /// The newest journal row counted (`through`, or the item's newest now): pass it back in
+    /// `EventsPage::through` for the next pages. `None` when the item has no event.
+    pub events_through: Option<i64>,
     pub pending_publishes: Vec<PendingPublish>,
     /// The newest [`MAX_TRACE_ATTEMPTS`] publish attempts of the item, oldest first.
     pub publish_attempts: Vec<PublishAttempt>,

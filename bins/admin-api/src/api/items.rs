@@ -19,6 +19,9 @@ pub struct PageQuery {
     pub events_offset: Option<u64>,
     /// Events per page (at most 1,000; 100 unless given).
     pub events_limit: Option<u64>,
+    /// The `events.through` of the first page: the pages count the events journaled up to
+    /// it, so events journaled while paging neither repeat nor skip a row. All, unless given.
+    pub events_through: Option<i64>,
 }
 
 /// Which item a trace is asked for.
@@ -41,7 +44,8 @@ pub async fn trace_of(state: &AppState, target: TraceTarget, page: &PageQuery) -
     let item_id = key.item_id();
     let offset = page.events_offset.unwrap_or(0);
     let limit = page.events_limit.unwrap_or(trace::DEFAULT_EVENTS_PER_PAGE).min(trace::MAX_EVENTS_PER_PAGE);
-    let Some(found) = state.store.item_trace_page(&key, EventsPage { offset, limit }).await? else {
+    let events = EventsPage { offset, limit, through: page.events_through };
+    let Some(found) = state.store.item_trace_page(&key, events).await? else {
         return Err(ApiError::not_found(format!("no item {item_id}")));
     };
     let published = state.store.published_versions(item_id).await?;

@@ -123,6 +123,8 @@ pub struct Search {
     pub seal: Option<String>,
     /// Where the timeline page starts, for an item with more events than one page shows.
     pub events_offset: Option<u64>,
+    /// The newest journal row the timeline's pages count (the first page's).
+    pub events_through: Option<i64>,
 }
 
 fn search_forms(search: &Search) -> Markup {
@@ -163,8 +165,12 @@ fn timeline_pages(trace: &TraceView) -> Markup {
     let shown = events.entries.len() as u64;
     // By tenant and SKU (both URL-safe by their rules): an item whose events were all held
     // or rejected has no row to be found by its id.
-    let link =
-        |offset: u64| format!("/?tenant={}&sku={}&events_offset={offset}#timeline-heading", trace.tenant_id, trace.sku);
+    // Pages count the events journaled up to the first page's newest: one arriving meanwhile
+    // moves no row from one page to the next.
+    let through = events.through.map_or_else(String::new, |through| format!("&events_through={through}"));
+    let link = |offset: u64| {
+        format!("/?tenant={}&sku={}&events_offset={offset}{through}#timeline-heading", trace.tenant_id, trace.sku)
+    };
     html! {
         p.notice role="note" {
             "Events " (events.offset + 1) "–" (events.offset + shown) " of " (events.total) ", oldest first. "
@@ -322,7 +328,11 @@ async fn home(
         return Ok(layout("Sign in", None, sign_in_form(None)).into_response());
     };
     let search = search.map(|Query(search)| search).unwrap_or_default();
-    let page = PageQuery { events_offset: search.events_offset, events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE) };
+    let page = PageQuery {
+        events_offset: search.events_offset,
+        events_limit: Some(crate::trace::MAX_EVENTS_PER_PAGE),
+        events_through: search.events_through,
+    };
     let mut result = html! {};
     let mut problem: Option<String> = None;
     let target = match (&search.tenant, &search.sku, &search.item_id) {

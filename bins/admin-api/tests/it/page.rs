@@ -110,6 +110,14 @@ async fn a_timeline_longer_than_a_page_says_which_events_it_shows_and_pages_on()
     assert!(html.contains("Events 1–1000 of 1005, oldest first."), "{html}");
     assert!(html.contains("Later events") && !html.contains("Earlier events"));
     let later = link_before(&html, "Later events");
+    // Two late events (older than all the others, so first in the order) journaled while
+    // the support person reads the first page: the next page counts and shows the rows it
+    // would have (without the first page's `events_through`: 1001–1007 of 1007, the first
+    // page's last two again).
+    let late = (2_001..=2_002)
+        .map(|n| incoming(n, &acme, StockChange::Updated { quantity: n as i64 }, -5_000, now_second))
+        .collect();
+    server.store.apply_batch(&batch(late)).await.expect("apply");
     let html = page(&server, &viewer, &later).await;
     assert!(html.contains("Events 1001–1005 of 1005, oldest first."), "{later}: {html}");
     assert!(html.contains("Earlier events") && !html.contains("Later events"));

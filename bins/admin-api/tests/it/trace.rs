@@ -142,6 +142,18 @@ async fn an_item_with_only_held_and_rejected_events_has_a_trace(server: Server) 
     assert_eq!(second["events"]["entries"].as_array().expect("entries").len(), 1);
     assert_eq!(second["events"]["entries"][0]["type"], "inventory.updated");
     assert_eq!((second["events"]["offset"].as_u64(), second["events"]["limit"].as_u64()), (Some(1), Some(1)));
+    // The first page's `through` passed back: an event journaled since is not counted.
+    let through = trace["events"]["through"].as_i64().expect("the newest row counted");
+    let late = incoming(4, &key, StockChange::Updated { quantity: 1 }, -60, 4);
+    server.store.apply_batch(&batch(vec![late])).await.expect("apply");
+    let anchored =
+        format!("/v1/tenants/canary/items/held-1/trace?events_offset=1&events_limit=1&events_through={through}");
+    let anchored = server.get_json(&viewer, &anchored).await;
+    assert_eq!(
+        (anchored["events"]["total"].as_u64(), anchored["events"]["through"].as_i64()),
+        (Some(3), Some(through))
+    );
+    assert_eq!(anchored["events"]["entries"], second["events"]["entries"], "the same row as before");
 
     let missing = server.get(&viewer, "/v1/tenants/canary/items/never-1/trace").await;
     assert_eq!(missing.status(), 404);

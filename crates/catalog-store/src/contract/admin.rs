@@ -243,7 +243,7 @@ where
     let n_events = whole.events.len() as u64;
     for (offset, limit) in [(0, 10), (0, 1_000), (7, 13), (100, 50), (n_events - 1, 10), (n_events, 10)] {
         let page = store
-            .item_trace_page(&item_key, EventsPage { offset, limit })
+            .item_trace_page(&item_key, EventsPage { offset, limit, through: None })
             .await
             .expect("page")
             .expect("the item exists");
@@ -256,15 +256,40 @@ where
         assert_eq!(page.pending_publishes, whole.pending_publishes);
         assert_eq!(page.publish_attempts, whole.publish_attempts);
     }
-    let page =
-        store.item_trace_page(&item_key, EventsPage { offset: 0, limit: 1 }).await.expect("page").expect("exists");
+    let page = store
+        .item_trace_page(&item_key, EventsPage { offset: 0, limit: 1, through: None })
+        .await
+        .expect("page")
+        .expect("exists");
     let mut in_effect: Vec<_> = page.in_effect.iter().filter_map(|entry| entry.event_id).collect();
     in_effect.sort();
     assert_eq!(in_effect, crate::event_ids_in_effect(&whole.offers));
     assert!(!in_effect.is_empty());
     assert!(page.in_effect.iter().all(|entry| entry.outcome.as_str() == "applied"));
     let none = ItemKey { tenant: acme.tenant.clone(), sku: Sku::parse("NONE").expect("valid") };
-    assert!(store.item_trace_page(&none, EventsPage { offset: 0, limit: 10 }).await.expect("page").is_none());
+    assert!(store
+        .item_trace_page(&none, EventsPage { offset: 0, limit: 10, through: None })
+        .await
+        .expect("page")
+        .is_none());
+
+    // Someone pages while a late event (an hour before the others, so first in the order) is
+    // journaled: pages asked with the first page's `events_through` count and show the rows
+    // they did; without it, every row moves one page on.
+    let first = EventsPage { offset: 0, limit: 10, through: None };
+    let through = store.item_trace_page(&item_key, first).await.expect("page").expect("exists").events_through;
+    assert!(through.is_some(), "the newest row counted");
+    let late = incoming(500, &acme, StockChange::Updated { quantity: 3 }, -3_600, 500);
+    store.apply_batch(&batch(vec![late])).await.expect("apply");
+    let second = EventsPage { offset: 10, limit: 10, through };
+    let page = store.item_trace_page(&item_key, second).await.expect("page").expect("exists");
+    assert_eq!((page.n_events, page.events_through), (n_events, through));
+    let expected: Vec<_> = whole.events.iter().skip(10).take(10).collect();
+    assert_eq!(page.events.iter().collect::<Vec<_>>(), expected, "the rows the second page held");
+    let unanchored =
+        store.item_trace_page(&item_key, EventsPage { through: None, ..second }).await.expect("page").expect("exists");
+    assert_eq!(unanchored.n_events, n_events + 1);
+    assert_eq!(unanchored.events.first(), whole.events.get(9), "without it, the tenth row again");
 }
 
 /// A tenant and SKU that only held and rejected events name has a trace page with no item,
@@ -284,7 +309,7 @@ pub(super) async fn a_trace_page_of_only_held_and_rejected_events_has_no_item<G,
     let rejected = raw_incoming(2, rejected.into_bytes(), 2);
     store.apply_batch(&batch(vec![held, rejected])).await.expect("apply");
     let page = store
-        .item_trace_page(&key.item_key(), EventsPage { offset: 0, limit: 10 })
+        .item_trace_page(&key.item_key(), EventsPage { offset: 0, limit: 10, through: None })
         .await
         .expect("page")
         .expect("journal rows name the item");
@@ -373,7 +398,10 @@ pub(super) async fn a_trace_page_shows_the_newest_publish_attempts_and_counts_th
         .collect();
     store.record_publishes(&records).await.expect("record");
 
-    let page = store.item_trace_page(&acme.item_key(), EventsPage { offset: 0, limit: 10 }).await.expect("page");
+    let page = store
+        .item_trace_page(&acme.item_key(), EventsPage { offset: 0, limit: 10, through: None })
+        .await
+        .expect("page");
     let page = page.expect("the item");
     assert_eq!(page.n_publish_attempts, u64::from(n_attempts));
     let shown: Vec<u32> = page.publish_attempts.iter().map(|attempt| attempt.attempt).collect();
