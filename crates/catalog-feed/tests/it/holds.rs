@@ -285,6 +285,29 @@ async fn a_retry_after_another_run_met_holds_a_running_scheduler() {
 /// at the same page, and never completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_refresh_the_supplier_holds_off_goes_on_at_the_page_it_did_not_get() {
+    let snapshot = refresh_cut_short_at_its_third_page(Fault::Throttle { retry_after_secs: 3_600 }, 1).await;
+    assert_eq!(
+        snapshot[..4],
+        ["first 200", "next 200", "next 429", "next 200"],
+        "the same page asked again: {snapshot:?}"
+    );
+}
+
+/// The supplier fails the third page until the retries run out (503s): the run fails, and
+/// the refresh after its hold goes on at that page too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_refresh_whose_supplier_fails_goes_on_at_the_page_it_did_not_get() {
+    let attempts = quick_settings().retry.max_attempts as usize;
+    let snapshot = refresh_cut_short_at_its_third_page(Fault::Status(503), attempts).await;
+    let failed: Vec<&str> = std::iter::repeat_n("next 503", attempts).collect();
+    assert_eq!(snapshot[2..2 + attempts], failed[..], "{snapshot:?}");
+    assert_eq!(snapshot[2 + attempts], "next 200", "the same page asked again: {snapshot:?}");
+}
+
+/// A full refresh of six pages whose third page meets `fault` `times` times, run by the
+/// scheduler over four simulated hours: the snapshot requests (`first` or `next` page, and
+/// status), once the refresh completed with every SKU and read page 1 once.
+async fn refresh_cut_short_at_its_third_page(fault: Fault, times: usize) -> Vec<String> {
     let fixture = sqlite().await;
     let (api, source, key) = feed(&fixture).await;
     // Six pages of 50.
@@ -298,7 +321,7 @@ async fn a_full_refresh_the_supplier_holds_off_goes_on_at_the_page_it_did_not_ge
         .collect();
     api.set_snapshot(listed);
     let on_time = Fault::Slow(std::time::Duration::ZERO);
-    api.inject_into_snapshot([on_time.clone(), on_time, Fault::Throttle { retry_after_secs: 3_600 }]);
+    api.inject_into_snapshot([on_time.clone(), on_time].into_iter().chain(std::iter::repeat_n(fault, times)));
     let end = CancellationToken::new();
     let clock: Arc<dyn Clock> = JumpingClock::new(at("2026-06-01T12:00:00Z"), at("2026-06-01T16:00:00Z"), end.clone());
     tokio::time::timeout(std::time::Duration::from_secs(60), source.run(clock, end))
@@ -311,11 +334,6 @@ async fn a_full_refresh_the_supplier_holds_off_goes_on_at_the_page_it_did_not_ge
         .filter(|request| request.snapshot)
         .map(|request| format!("{} {}", if request.cursor.is_some() { "next" } else { "first" }, request.status))
         .collect();
-    assert_eq!(
-        snapshot[..4],
-        ["first 200", "next 200", "next 429", "next 200"],
-        "the same page asked again: {snapshot:?}"
-    );
     assert_eq!(snapshot.iter().filter(|line| line.starts_with("first")).count(), 1, "page 1 read once: {snapshot:?}");
     let feed = fixture.store.feed(&key).await.expect("feed").expect("known");
     assert!(feed.initial_sync_completed && feed.last_full_refresh_at.is_some(), "the refresh completed");
@@ -323,4 +341,5 @@ async fn a_full_refresh_the_supplier_holds_off_goes_on_at_the_page_it_did_not_ge
     for n in 0..300 {
         assert_eq!(offers.get(&format!("S-{n}")), Some(&(n + 1)), "S-{n}");
     }
+    snapshot
 }
