@@ -264,7 +264,7 @@ impl FeedRun {
                 .collect();
             self.sink.apply(uncheckpointed(&source, events)).await?;
         }
-        let refresh = FullRefresh { key: self.key().clone(), as_of, completed_at: received_at, drifts: Vec::new() };
+        let refresh = FullRefresh { key: self.key().clone(), as_of, completed_at: received_at };
         self.store.complete_full_refresh(&refresh).await?;
         tracing::info!(feed = %self.label, %as_of, n_listed = listed.len(), n_rejected, n_drifts = drifts.len(), "full refresh complete");
         Ok(RefreshReport { n_listed: listed.len(), n_rejected, drifts })

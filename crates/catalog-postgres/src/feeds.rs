@@ -228,9 +228,8 @@ pub(crate) async fn feed_offers(pool: &PgPool, key: &FeedKey) -> Result<Vec<Feed
         .collect()
 }
 
-/// Inserts drift a full refresh found, detected at `detected_at`.
-async fn insert_drifts(
-    connection: &mut sqlx::PgConnection,
+pub(crate) async fn record_feed_drifts(
+    pool: &PgPool,
     key: &FeedKey,
     drifts: &[FeedDrift],
     detected_at: DateTime<Utc>,
@@ -254,26 +253,14 @@ async fn insert_drifts(
     .bind(&supplier)
     .bind(&as_of)
     .bind(detected_at)
-    .execute(connection)
+    .execute(pool)
     .await
     .map_err(store_error)?;
     Ok(())
 }
 
-pub(crate) async fn record_feed_drifts(
-    pool: &PgPool,
-    key: &FeedKey,
-    drifts: &[FeedDrift],
-    detected_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let mut connection = pool.acquire().await.map_err(store_error)?;
-    insert_drifts(&mut connection, key, drifts, detected_at).await
-}
-
 pub(crate) async fn complete_full_refresh(pool: &PgPool, refresh: &FullRefresh) -> Result<(), StoreError> {
     let key = &refresh.key;
-    let mut transaction = pool.begin().await.map_err(store_error)?;
-    insert_drifts(&mut transaction, key, &refresh.drifts, refresh.completed_at).await?;
     sqlx::query(
         "UPDATE feeds SET initial_sync_completed = true, last_full_refresh_at = $3,
                           last_sync_at = GREATEST(last_sync_at, $3)
@@ -282,10 +269,10 @@ pub(crate) async fn complete_full_refresh(pool: &PgPool, refresh: &FullRefresh) 
     .bind(key.tenant.as_str())
     .bind(key.supplier.as_str())
     .bind(refresh.completed_at)
-    .execute(&mut *transaction)
+    .execute(pool)
     .await
     .map_err(store_error)?;
-    transaction.commit().await.map_err(store_error)
+    Ok(())
 }
 
 pub(crate) async fn feed_drifts(

@@ -283,35 +283,6 @@ pub(crate) async fn feed_offers(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<
         .collect()
 }
 
-/// Inserts drift a full refresh found, detected at `detected_at` (microseconds).
-fn insert_drifts(
-    connection: &rusqlite::Connection,
-    key: &FeedKey,
-    drifts: &[FeedDrift],
-    detected_at: i64,
-) -> Result<(), StoreError> {
-    let mut insert = connection
-        .prepare_cached(
-            "INSERT INTO feed_drifts (tenant_id, supplier_id, sku, stored_quantity, supplier_quantity, as_of, \
-             detected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(write_error)?;
-    for drift in drifts {
-        insert
-            .execute(params![
-                key.tenant.as_str(),
-                key.supplier.as_str(),
-                drift.sku.as_str(),
-                drift.stored,
-                drift.supplier,
-                micros(drift.as_of),
-                detected_at,
-            ])
-            .map_err(write_error)?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn record_feed_drifts(
     writer: &Writer,
     key: &FeedKey,
@@ -319,7 +290,30 @@ pub(crate) async fn record_feed_drifts(
     detected_at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (key, drifts) = (key.clone(), drifts.to_vec());
-    writer.transaction(move |connection| insert_drifts(connection, &key, &drifts, micros(detected_at))).await
+    writer
+        .transaction(move |connection| {
+            let mut insert = connection
+                .prepare_cached(
+                    "INSERT INTO feed_drifts (tenant_id, supplier_id, sku, stored_quantity, supplier_quantity, as_of, \
+                     detected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(write_error)?;
+            for drift in &drifts {
+                insert
+                    .execute(params![
+                        key.tenant.as_str(),
+                        key.supplier.as_str(),
+                        drift.sku.as_str(),
+                        drift.stored,
+                        drift.supplier,
+                        micros(drift.as_of),
+                        micros(detected_at),
+                    ])
+                    .map_err(write_error)?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) async fn complete_full_refresh(writer: &Writer, refresh: &FullRefresh) -> Result<(), StoreError> {
@@ -328,7 +322,6 @@ pub(crate) async fn complete_full_refresh(writer: &Writer, refresh: &FullRefresh
         .transaction(move |connection| {
             let key = &refresh.key;
             let completed_at = micros(refresh.completed_at);
-            insert_drifts(connection, key, &refresh.drifts, completed_at)?;
             connection
                 .prepare_cached(
                     "UPDATE feeds SET initial_sync_completed = 1, last_full_refresh_at = ?3, \

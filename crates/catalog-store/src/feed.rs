@@ -217,14 +217,13 @@ pub struct FeedDrift {
     pub as_of: DateTime<Utc>,
 }
 
-/// A full refresh that went through the whole snapshot.
+/// A full refresh that went through the whole snapshot (its drift recorded as it corrected
+/// it, `FeedStore::record_feed_drifts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FullRefresh {
     pub key: FeedKey,
     pub as_of: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
-    /// Every difference found (each was corrected through the rules, as an event).
-    pub drifts: Vec<FeedDrift>,
 }
 
 /// A feed's journaled records of one UTC day (of first reception): how each was decided,
@@ -293,9 +292,7 @@ pub trait FeedStore: Send + Sync + std::fmt::Debug {
         detected_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Journals a full refresh's drift (`refresh.drifts`, which a refresh that recorded its
-    /// own leaves empty) and marks the feed refreshed (and its initial sync completed), in one
-    /// transaction.
+    /// Marks the feed refreshed (and its initial sync completed).
     async fn complete_full_refresh(&self, refresh: &FullRefresh) -> Result<(), StoreError>;
 
     /// The newest drift found on a feed, newest first, at most `limit`.

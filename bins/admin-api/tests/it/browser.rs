@@ -101,8 +101,8 @@ async fn seed(server: &Server) {
     server.store.complete_window(&feed.key, &window).await.expect("window");
     let drift =
         FeedDrift { sku: acme.sku.clone(), stored: Some(7), supplier: 9, as_of: now - chrono::Duration::hours(1) };
-    let refresh =
-        FullRefresh { key: feed.key.clone(), as_of: drift.as_of, completed_at: drift.as_of, drifts: vec![drift] };
+    let refresh = FullRefresh { key: feed.key.clone(), as_of: drift.as_of, completed_at: drift.as_of };
+    server.store.record_feed_drifts(&feed.key, &[drift], refresh.completed_at).await.expect("drift");
     server.store.complete_full_refresh(&refresh).await.expect("refresh");
 }
 

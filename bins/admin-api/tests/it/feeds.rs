@@ -65,17 +65,11 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         };
         server.store.complete_window(&key(), &window).await.expect("window");
     }
-    let refresh = FullRefresh {
-        key: key(),
-        as_of: now - Duration::minutes(30),
-        completed_at: now - Duration::minutes(30),
-        drifts: vec![FeedDrift {
-            sku: Sku::parse("ABC-1").expect("valid"),
-            stored: Some(12),
-            supplier: 7,
-            as_of: now - Duration::minutes(30),
-        }],
-    };
+    let refresh =
+        FullRefresh { key: key(), as_of: now - Duration::minutes(30), completed_at: now - Duration::minutes(30) };
+    let drift =
+        FeedDrift { sku: Sku::parse("ABC-1").expect("valid"), stored: Some(12), supplier: 7, as_of: refresh.as_of };
+    server.store.record_feed_drifts(&key(), &[drift], refresh.completed_at).await.expect("drift");
     server.store.complete_full_refresh(&refresh).await.expect("refresh");
 
     let feed = server.get_json(&viewer, "/v1/tenants/canary/feeds/acme").await;

@@ -285,8 +285,9 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
         key: acme.key.clone(),
         as_of: base() + Duration::hours(1),
         completed_at: base() + Duration::hours(2),
-        drifts: vec![drift("A-1", Some(7), 9), drift("C-3", None, 2)],
     };
+    let found_drift = vec![drift("A-1", Some(7), 9), drift("C-3", None, 2)];
+    store.record_feed_drifts(&acme.key, &found_drift, refresh.completed_at).await.expect("drift");
     store.complete_full_refresh(&refresh).await.expect("refresh");
     let feed = store.feed(&acme.key).await.expect("feed").expect("known");
     assert!(feed.initial_sync_completed);
@@ -294,7 +295,7 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
     let drifts = store.feed_drifts(&acme.key, 10).await.expect("drifts");
     let mut found: Vec<FeedDrift> = drifts.iter().map(|record| record.drift.clone()).collect();
     found.sort_by(|a, b| a.sku.cmp(&b.sku));
-    assert_eq!(found, refresh.drifts);
+    assert_eq!(found, found_drift);
     assert!(drifts.iter().all(|record| record.detected_at == refresh.completed_at && record.key == acme.key));
     assert_eq!(store.feed_drifts(&acme.key, 1).await.expect("drifts").len(), 1);
 
@@ -303,7 +304,7 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
     store.record_feed_drifts(&acme.key, &[drift("D-4", Some(1), 0)], later).await.expect("a chunk");
     store.record_feed_drifts(&acme.key, &[], later).await.expect("an empty chunk");
     store.record_feed_drifts(&acme.key, &[drift("E-5", None, 3)], later).await.expect("a chunk");
-    let completed = FullRefresh { completed_at: later, drifts: Vec::new(), ..refresh.clone() };
+    let completed = FullRefresh { completed_at: later, ..refresh.clone() };
     store.complete_full_refresh(&completed).await.expect("refresh");
     let newest = store.feed_drifts(&acme.key, 10).await.expect("drifts");
     let recorded: Vec<&str> =

@@ -280,17 +280,11 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
     // A full refresh long ago found one difference.
     let feed = super::feeds::settings("canary", "acme");
     store.upsert_feed(&feed).await.expect("feed");
-    let refresh = FullRefresh {
-        key: feed.key.clone(),
-        as_of: base(),
-        completed_at: base() + chrono::Duration::hours(1),
-        drifts: vec![FeedDrift {
-            sku: catalog_core::Sku::parse("ABC-1").expect("sku"),
-            stored: None,
-            supplier: 3,
-            as_of: base(),
-        }],
-    };
+    let refresh =
+        FullRefresh { key: feed.key.clone(), as_of: base(), completed_at: base() + chrono::Duration::hours(1) };
+    let drift =
+        FeedDrift { sku: catalog_core::Sku::parse("ABC-1").expect("sku"), stored: None, supplier: 3, as_of: base() };
+    store.record_feed_drifts(&feed.key, &[drift], refresh.completed_at).await.expect("drift");
     store.complete_full_refresh(&refresh).await.expect("refresh");
     let key = offer("canary", "acme", "ABC-1");
     let item_id = key.item_key().item_id();
