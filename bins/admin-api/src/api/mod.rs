@@ -79,11 +79,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, auth::authenticate))
 }
 
-fn tenant(value: &str) -> Result<TenantId, ApiError> {
+/// The tenant id a request names, refused as `invalid_tenant` with the rule it breaks.
+pub(crate) fn tenant(value: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(value).map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))
 }
 
-fn supplier(value: &str) -> Result<SupplierId, ApiError> {
+/// The supplier id a request names, refused as `invalid_supplier` with the rule it breaks.
+pub(crate) fn supplier(value: &str) -> Result<SupplierId, ApiError> {
     SupplierId::parse(value).map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))
 }
 

@@ -6,7 +6,6 @@ use axum::extract::{Form, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use catalog_core::{SupplierId, TenantId};
 use serde::Deserialize;
 
 use super::{notice, signed_in};
@@ -53,14 +52,8 @@ pub(super) async fn switch(
 }
 
 async fn switch_sync(state: &AppState, caller: &Caller, form: &SwitchForm) -> Result<String, ApiError> {
-    let tenant = TenantId::parse(&form.tenant)
-        .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?;
-    let supplier = form
-        .supplier
-        .as_deref()
-        .map(SupplierId::parse)
-        .transpose()
-        .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?;
+    let tenant = crate::api::tenant(&form.tenant)?;
+    let supplier = form.supplier.as_deref().map(crate::api::supplier).transpose()?;
     // The gate's tenant refused (409) is said on the page, as the API says it.
     let result =
         crate::api::switch_sync(state, caller, &tenant, supplier, form.enabled, crate::api::Unseen::Refuse).await?;

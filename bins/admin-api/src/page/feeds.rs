@@ -5,7 +5,6 @@
 use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use catalog_core::{SupplierId, TenantId};
 use catalog_store::FeedKey;
 use chrono::Timelike as _;
 use maud::{html, Markup};
@@ -179,12 +178,7 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
 
 /// The feed a form names.
 fn form_key(tenant: &str, supplier: &str) -> Result<FeedKey, ApiError> {
-    Ok(FeedKey {
-        tenant: TenantId::parse(tenant)
-            .map_err(|error| ApiError::bad_request("invalid_tenant", format!("tenant {error}")))?,
-        supplier: SupplierId::parse(supplier)
-            .map_err(|error| ApiError::bad_request("invalid_supplier", format!("supplier {error}")))?,
-    })
+    Ok(FeedKey { tenant: crate::api::tenant(tenant)?, supplier: crate::api::supplier(supplier)? })
 }
 
 #[derive(Debug, Deserialize)]
