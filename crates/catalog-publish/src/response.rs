@@ -145,18 +145,28 @@ pub fn classify_response(
 }
 
 /// How long a `Retry-After` header asks to wait: delta-seconds, with a fraction allowed
-/// (`"7"`, `"1.5"`), or an IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`). Anything else,
-/// or no header, waits [`DEFAULT_RETRY_AFTER`]; no answer waits less than
+/// (`"7"`, `"1.5"`), or an HTTP-date in any of the three forms RFC 9110 has a recipient
+/// accept: IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`), RFC 850 (`"Sunday, 06-Nov-94
+/// 08:49:37 GMT"`) and asctime (`"Sun Nov  6 08:49:37 1994"`). Anything else (a weekday that
+/// is not the date's among it), or no header, waits [`DEFAULT_RETRY_AFTER`]; no answer waits less than
 /// [`MIN_RETRY_AFTER`] (`0`, a date already past) or more than [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
     let Some(value) = value.map(str::trim) else {
         return DEFAULT_RETRY_AFTER;
     };
     let wait = delta_seconds(value).or_else(|| {
-        let date = NaiveDateTime::parse_from_str(value, "%a, %d %b %Y %H:%M:%S GMT").ok()?.and_utc();
+        let date = http_date(value)?;
         Some((date - now).to_std().unwrap_or(Duration::ZERO))
     });
     wait.unwrap_or(DEFAULT_RETRY_AFTER).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
+}
+
+/// An HTTP-date in one of RFC 9110's three forms. RFC 850's two-digit year is read as POSIX
+/// reads it (`00`–`68` are 2000–2068, `69`–`99` 1969–1999): a date this century, or one long
+/// past, which waits no longer than a past date does.
+fn http_date(value: &str) -> Option<DateTime<Utc>> {
+    const FORMS: [&str; 3] = ["%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"];
+    FORMS.iter().find_map(|form| NaiveDateTime::parse_from_str(value, form).ok()).map(|date| date.and_utc())
 }
 
 /// `digits[.digits]`, nothing else: no sign, exponent, `inf` or `NaN`.
@@ -281,6 +291,9 @@ mod tests {
             (429, Some("Mon, 01 Jun 2026 11:59:00 GMT"), ""),
             (429, Some("Fri, 01 Jan 2027 00:00:00 GMT"), ""),
             (429, Some("Monday, 01-Jun-26 12:00:30 GMT"), ""),
+            (429, Some("Mon Jun  1 12:00:30 2026"), ""),
+            (429, Some("Mon Jun 1 12:00:45 2026"), ""),
+            (429, Some("Sunday, 01-Jun-26 12:00:30 GMT"), ""),
             (429, Some("Mon, 01 Jun 2026 12:00:30 +0000"), ""),
             (429, Some("Tue, 01 Jun 2026 12:00:30 GMT"), ""),
             (400, None, "bad"),
@@ -321,7 +334,10 @@ mod tests {
         429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }
         429 Retry-After: "Mon, 01 Jun 2026 11:59:00 GMT" -> Throttled { retry_after: 250ms }
         429 Retry-After: "Fri, 01 Jan 2027 00:00:00 GMT" -> Throttled { retry_after: 3600s }
-        429 Retry-After: "Monday, 01-Jun-26 12:00:30 GMT" -> Throttled { retry_after: 1s }
+        429 Retry-After: "Monday, 01-Jun-26 12:00:30 GMT" -> Throttled { retry_after: 30s }
+        429 Retry-After: "Mon Jun  1 12:00:30 2026" -> Throttled { retry_after: 30s }
+        429 Retry-After: "Mon Jun 1 12:00:45 2026" -> Throttled { retry_after: 45s }
+        429 Retry-After: "Sunday, 01-Jun-26 12:00:30 GMT" -> Throttled { retry_after: 1s }
         429 Retry-After: "Mon, 01 Jun 2026 12:00:30 +0000" -> Throttled { retry_after: 1s }
         429 Retry-After: "Tue, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 1s }
         400 -> DeadLetter { reason: "rejected_400", error: "HTTP 400", body: Some("bad") }
