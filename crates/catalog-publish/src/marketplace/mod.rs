@@ -163,11 +163,12 @@ pub(crate) const BLOCKED_FOR: Duration = crate::oauth::REFUSAL_HELD_FOR;
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
 /// more with a new token when `expired` says the platform refused the token it was sent;
 /// credentials the token endpoint refused hold the channel (`Verdict::Blocked`), and so does
-/// an endpoint that throttled or failed (`Verdict::Unavailable`, until its `Retry-After`):
-/// no request was sent, and spending the items' attempts on the token endpoint's outage
-/// would dead-letter them without one. A token the endpoint answered unreadably, a transport
-/// failure, or a verdict `send` gives instead of sending (a feed whose round's claims
-/// passed, `feeds::exchange_while_held`) is the verdict for the request.
+/// an endpoint that throttled, failed or answered unreadably (a maintenance page, no
+/// `access_token`: `Verdict::Unavailable`, until its `Retry-After` or as long as the token
+/// cache holds the failure): no request was sent, and spending the items' attempts on the
+/// token endpoint's outage would dead-letter them without one. A transport failure, or a
+/// verdict `send` gives instead of sending (a feed whose round's claims passed,
+/// `feeds::exchange_while_held`), is the verdict for the request.
 pub(crate) async fn with_token<F, Fut, E>(
     tokens: &TokenCache,
     expired: impl Fn(&Answer) -> bool,
@@ -188,7 +189,11 @@ where
             TokenError::Unavailable { retry_after, .. } => {
                 Verdict::Unavailable { reason: error.reason(), error: error.to_string(), retry_after }
             }
-            TokenError::Malformed(_) => Verdict::Retry { reason: error.reason(), error: error.to_string() },
+            TokenError::Malformed(_) => Verdict::Unavailable {
+                reason: error.reason(),
+                error: error.to_string(),
+                retry_after: crate::oauth::REFUSAL_HELD_FOR,
+            },
         })?;
         let answer = send(token.clone()).await.map_err(Into::into)?;
         // A new token refused too is the adapter's to classify (`unauthorized`, which holds

@@ -49,6 +49,8 @@ enum Token {
     Throttle(Option<&'static str>),
     /// The refresh is done (the refresh token presented is spent), the answer sent this late.
     Slow(Duration),
+    /// 200 with a page that is no token (a gateway's maintenance page).
+    Garbage,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +139,9 @@ fn answer_now(shared: &Mutex<Shared>, method: Method, uri: Uri, headers: HeaderM
                 return response;
             }
             Some(Token::Slow(delay)) => shared.delay_answer = delay,
+            Some(Token::Garbage) => {
+                return (StatusCode::OK, "<html><body>Down for maintenance</body></html>").into_response();
+            }
             None => {}
         }
         let presented = form_fields(&body).into_iter().find(|(name, _)| name == "refresh_token");
@@ -983,6 +988,17 @@ async fn a_throttled_token_endpoint_spends_no_attempt() {
     let (error, blocked) = held_by_the_token_endpoint(Token::Throttle(Some("30"))).await;
     assert!(error.starts_with("token_unavailable: ") && error.contains("HTTP 429"), "{error}");
     assert!(blocked.is_empty(), "no operator is needed: {blocked:?}");
+}
+
+/// A token endpoint answering with something that is no token (a maintenance page) is down
+/// like one failing: the channel is held and the send spends no attempt. Read as the send's
+/// failure, every item coming due spent an attempt without a request going out, and the
+/// whole budget was gone in under a minute: with one attempt, at the first send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_answering_garbage_spends_no_attempt() {
+    let (error, blocked) = held_by_the_token_endpoint(Token::Garbage).await;
+    assert!(error.starts_with("token_malformed: "), "{error}");
+    assert!(blocked.is_empty(), "no operator is needed yet: {blocked:?}");
 }
 
 /// Refused credentials stay refused until an operator renews them: the drain loop holds the
