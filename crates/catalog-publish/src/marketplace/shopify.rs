@@ -244,8 +244,14 @@ pub fn classify_shopify(
         // The shop, not the item: frozen until its owner pays the balance due (402), or
         // locked, after exceeding the API's limits again and again or for a fraud review
         // (423). Every write waits with the channel, none spends an item's attempts.
-        402 | 423 => each(Verdict::Blocked {
-            reason: if status == 402 { "shop_frozen" } else { "shop_locked" },
+        // A scope the app was not granted (403): every write of the channel is refused alike
+        // until the merchant grants it, so the channel waits for an operator, as for 401.
+        402 | 403 | 423 => each(Verdict::Blocked {
+            reason: match status {
+                402 => "shop_frozen",
+                403 => "forbidden",
+                _ => "shop_locked",
+            },
             error: http_error(status, &answer, body),
             retry_after: super::BLOCKED_FOR,
         }),
@@ -272,6 +278,12 @@ fn read_graphql(answer: &Value, body: &str, items: &[&CatalogItem]) -> ShopifyRe
         let error = message(answer, body);
         if codes.contains(&"INTERNAL_SERVER_ERROR") {
             return each(Verdict::Retry { reason: "server_error", error });
+        }
+        // The app lacks the scope the mutation needs (`write_inventory` removed, or the app
+        // reinstalled with fewer): no write of the channel can pass until the merchant grants
+        // it. Dead-lettered, every item was requeued and quarantined meanwhile.
+        if codes.contains(&"ACCESS_DENIED") {
+            return each(Verdict::Blocked { reason: "access_denied", error, retry_after: super::BLOCKED_FOR });
         }
         // The request itself was refused (syntax, schema, access): no quantity was set.
         return each(refused("rejected_graphql", error, body));
@@ -399,6 +411,8 @@ mod tests {
     const THROTTLED: &str = r#"{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}]}"#;
     const SYNTAX: &str = r#"{"errors":[{"message":"Parse error on \"}\"","locations":[{"line":1,"column":9}]}]}"#;
     const INTERNAL: &str = r#"{"errors":[{"message":"Internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#;
+    /// The app's scopes lack `write_inventory` (Shopify's access-scopes reference).
+    const NO_SCOPE: &str = r#"{"errors":[{"message":"Access denied for inventorySetQuantities field. Required access: `write_inventory` access scope.","locations":[{"line":2,"column":3}],"extensions":{"code":"ACCESS_DENIED","documentation":"https://shopify.dev/api/usage/access-scopes","requiredAccess":"`write_inventory` access scope."}}],"data":{"inventorySetQuantities":null}}"#;
     const BAD_TOKEN: &str =
         r#"{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}"#;
 
@@ -433,7 +447,7 @@ mod tests {
     #[test]
     fn every_documented_shopify_answer_has_its_verdicts() {
         let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
-        let cases: [(&str, u16, String); 20] = [
+        let cases: [(&str, u16, String); 21] = [
             ("set", 200, result(GROUP, "")),
             ("set, bucket low", 200, result(GROUP, "").replace("1990", "4")),
             ("set, nothing changed", 200, result("null", "")),
@@ -446,6 +460,7 @@ mod tests {
             ("throttled, no cost", 200, THROTTLED.into()),
             ("syntax", 200, SYNTAX.into()),
             ("internal", 200, INTERNAL.into()),
+            ("no scope, GraphQL", 200, NO_SCOPE.into()),
             ("not json", 200, "<html>".into()),
             ("bad token", 401, BAD_TOKEN.into()),
             ("no scope", 403, "".into()),
@@ -476,9 +491,10 @@ mod tests {
         throttled, no cost: 200 -> both Throttled { retry_after: 1s }
         syntax: 200 -> both rejected_graphql(Parse error on "}")
         internal: 200 -> both Retry { reason: "server_error", error: "Internal error" }
+        no scope, GraphQL: 200 -> both Blocked { reason: "access_denied", error: "Access denied for inventorySetQuantities field. Required access: `write_inventory` access scope.", retry_after: 30s }
         not json: 200 -> both Retry { reason: "malformed_answer", error: "no inventorySetQuantities result: <html>" }
         bad token: 401 -> both Blocked { reason: "unauthorized", error: "HTTP 401: [API] Invalid API key or access token (unrecognized login or wrong password)", retry_after: 30s }
-        no scope: 403 -> both rejected_403(HTTP 403)
+        no scope: 403 -> both Blocked { reason: "forbidden", error: "HTTP 403", retry_after: 30s }
         shop frozen: 402 -> both Blocked { reason: "shop_frozen", error: "HTTP 402: Unavailable Shop", retry_after: 30s }
         shop locked: 423 -> both Blocked { reason: "shop_locked", error: "HTTP 423: Locked", retry_after: 30s }
         too many, Retry-After: 2: 429 -> both Throttled { retry_after: 2s }

@@ -200,6 +200,13 @@ fn refusal(status: u16, headers: &[(&str, &str)], body: &str, now: DateTime<Utc>
             error: format!("HTTP 401: {}", error_text(status, body)),
             retry_after: super::BLOCKED_FOR,
         },
+        // The seller's application is not allowed the API (`FORBIDDEN.GMP_GATEWAY_API`):
+        // every write of the channel is refused alike until its access is granted.
+        403 => Verdict::Blocked {
+            reason: "forbidden",
+            error: format!("HTTP 403: {}", error_text(status, body)),
+            retry_after: super::BLOCKED_FOR,
+        },
         423 => Verdict::Retry { reason: "resource_locked", error: format!("HTTP 423: {}", error_text(status, body)) },
         // 408 and 5xx read the same on every platform (429 is read above).
         _ => {
@@ -376,7 +383,7 @@ mod tests {
         400 x-current-token-count: "5" x-next-replenish-time: "1780315260000" -> DeadLetter { reason: "rejected_400", error: "INVALID_REQUEST_PARAM: The value provided for 'sku' is invalid.", body: Some("{\"errors\":[{\"code\":\"INVALID_REQUEST_PARAM\",\"message\":\"The value provided for 'sku' is invalid.\",\"category\":\"DATA\",\"severity\":\"ERROR\",\"field\":\"sku\"}]}") }
         400 -> DeadLetter { reason: "rejected_400", error: "INVALID_REQUEST_CONTENT: quantity is negative", body: Some("{\"errors\":{\"error\":[{\"code\":\"INVALID_REQUEST_CONTENT\",\"description\":\"quantity is negative\"}]}}") }
         401 -> Blocked { reason: "unauthorized", error: "HTTP 401: UNAUTHORIZED.GMP_GATEWAY_API: Unauthorized", retry_after: 30s }
-        403 -> DeadLetter { reason: "rejected_403", error: "FORBIDDEN.GMP_GATEWAY_API: Forbidden", body: Some("{\"errors\":[{\"code\":\"FORBIDDEN.GMP_GATEWAY_API\",\"description\":\"Forbidden\"}]}") }
+        403 -> Blocked { reason: "forbidden", error: "HTTP 403: FORBIDDEN.GMP_GATEWAY_API: Forbidden", retry_after: 30s }
         404 -> DeadLetter { reason: "rejected_404", error: "CONTENT_NOT_FOUND: sku not found", body: Some("{\"errors\":[{\"code\":\"CONTENT_NOT_FOUND\",\"message\":\"sku not found\"}]}") }
         423 -> Retry { reason: "resource_locked", error: "HTTP 423: RESOURCE_IS_LOCKED.GMP_RECEIVER_API" }
         429 -> Throttled { retry_after: 1s }
