@@ -194,10 +194,11 @@ impl From<TransportError> for Verdict {
 }
 
 /// Whether a failure's reason says the request may have reached the platform without an
-/// answer coming back: the worker's timeout, or the connection lost after it was open. A
+/// answer coming back: the worker's timeout, the connection lost after it was open, or a
+/// gateway in front of a marketplace that answered for it (502, 504: `common_verdict`). A
 /// platform may still apply such a request (decision 0043).
 pub(crate) fn unanswered(reason: &str) -> bool {
-    matches!(reason, "timeout" | "connection")
+    matches!(reason, "timeout" | "connection" | "bad_gateway" | "gateway_timeout")
 }
 
 /// Text as every store can keep it: PostgreSQL's `text` refuses the NUL character, which a

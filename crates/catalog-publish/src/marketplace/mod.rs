@@ -124,7 +124,10 @@ pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer,
 
 /// What the statuses every platform means alike say, received at `now`: 429 wait
 /// (`retry_after`, or a second), 408 and 5xx retry; `None` for the others, which each
-/// platform reads its own way. Pure, so each platform's pure classifier asks it.
+/// platform reads its own way. Pure, so each platform's pure classifier asks it. A 502 or 504
+/// is a gateway's answer for a platform that did not answer it (`bad_gateway`,
+/// `gateway_timeout`): the request may have been taken and applied later, as one the worker
+/// gave up on (`response::unanswered`, decision 0043).
 pub(crate) fn common_verdict(
     status: u16,
     retry_after: Option<&str>,
@@ -134,6 +137,10 @@ pub(crate) fn common_verdict(
     match status {
         429 => Some(Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) }),
         408 => Some(Verdict::Retry { reason: "request_timeout", error: format!("HTTP 408: {}", truncate(body)) }),
+        502 | 504 => Some(Verdict::Retry {
+            reason: if status == 502 { "bad_gateway" } else { "gateway_timeout" },
+            error: format!("HTTP {status}: {}", truncate(body)),
+        }),
         500..=599 => {
             Some(Verdict::Retry { reason: "server_error", error: format!("HTTP {status}: {}", truncate(body)) })
         }

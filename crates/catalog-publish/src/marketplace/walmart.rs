@@ -396,7 +396,7 @@ mod tests {
         408 -> Retry { reason: "request_timeout", error: "HTTP 408: " }
         500 -> Retry { reason: "server_error", error: "HTTP 500: {\"errors\":[{\"code\":\"SYSTEM_ERROR\",\"message\":\"Internal error\"}]}" }
         503 -> Retry { reason: "server_error", error: "HTTP 503: " }
-        504 -> Retry { reason: "server_error", error: "HTTP 504: {\"errors\":[{\"code\":\"DOWNSTREAM_SYSTEM_TIME_OUT\"}]}" }
+        504 -> Retry { reason: "gateway_timeout", error: "HTTP 504: {\"errors\":[{\"code\":\"DOWNSTREAM_SYSTEM_TIME_OUT\"}]}" }
         "#);
     }
 

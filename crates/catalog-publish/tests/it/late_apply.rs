@@ -14,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{item_id, set, store, Quiet};
 
 /// A platform that takes the last write: its first request is applied 700 ms after it
-/// arrived, whether or not the client still waits (it answers after 10 s); the others are
-/// applied and answered at once.
+/// arrived, whether or not the client still waits (it answers after 10 s, or a gateway in
+/// front of it answers for it at once with `gateway`'s reason, as the adapters classify a 502
+/// or 504); the others are applied and answered at once.
 #[derive(Debug, Default)]
 struct LastWriteWins {
     shown: Arc<Mutex<Option<i64>>>,
     calls: AtomicUsize,
+    gateway: Option<&'static str>,
 }
 
 #[async_trait::async_trait]
@@ -33,6 +35,12 @@ impl ChannelAdapter for LastWriteWins {
                 tokio::time::sleep(Duration::from_millis(700)).await;
                 *shown.lock().expect("platform state") = Some(quantity);
             });
+            if let Some(reason) = self.gateway {
+                let error = "HTTP 504: upstream timed out".to_owned();
+                let attempt =
+                    Attempt { verdict: Verdict::Retry { reason, error }, status: Some(504), latency: Duration::ZERO };
+                return Sent::each(batch.len(), attempt);
+            }
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
         *self.shown.lock().expect("platform state") = Some(quantity);
@@ -52,6 +60,15 @@ impl ChannelAdapter for LastWriteWins {
 /// attempt's version and result, and how many requests the platform got. Version 1 is queued,
 /// and with `newer` version 2 too while version 1's request is out.
 async fn late_applied(max_attempts: u32, newer: bool) -> (Option<i64>, Vec<(u64, String)>, usize) {
+    late_applied_behind(None, max_attempts, newer).await
+}
+
+/// [`late_applied`], the first request answered by a gateway with `gateway`'s reason, if any.
+async fn late_applied_behind(
+    gateway: Option<&'static str>,
+    max_attempts: u32,
+    newer: bool,
+) -> (Option<i64>, Vec<(u64, String)>, usize) {
     let (store, _dir) = store(&["shopify"]).await;
     set(&*store, 1, "ABC-123", 10).await;
     let mut config = ChannelConfig::new("shopify");
@@ -62,7 +79,7 @@ async fn late_applied(max_attempts: u32, newer: bool) -> (Option<i64>, Vec<(u64,
     config.max_wait = Duration::ZERO;
     config.lease = Duration::from_secs(2);
     config.max_attempts = max_attempts;
-    let adapter = Arc::new(LastWriteWins::default());
+    let adapter = Arc::new(LastWriteWins { gateway, ..LastWriteWins::default() });
     let shown = Arc::clone(&adapter.shown);
     let publisher =
         ChannelPublisher::new(config, adapter.clone(), Arc::clone(&store) as Arc<dyn OutboxStore>, Arc::new(Quiet));
@@ -90,6 +107,19 @@ async fn an_unanswered_request_is_not_overtaken_on_a_platform_that_takes_the_las
     let (shown, attempts, _) = late_applied(8, true).await;
     assert_eq!(shown, Some(20), "the platform shows the newest version; {attempts:?}");
     assert_eq!(attempts, [(1, "retry".to_owned()), (2, "published".to_owned())]);
+}
+
+/// A gateway's 504 or 502 in front of the platform says the platform did not answer, not that
+/// it did not take the request: the item waits the lease as for the worker's own timeout.
+/// Retried after the backoff, version 2 went out and was accepted, and version 1 landed over
+/// it (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_s_answer_for_the_platform_is_not_overtaken_either() {
+    for reason in ["gateway_timeout", "bad_gateway"] {
+        let (shown, attempts, _) = late_applied_behind(Some(reason), 8, true).await;
+        assert_eq!(shown, Some(20), "{reason}: the platform shows the newest version; {attempts:?}");
+        assert_eq!(attempts, [(1, "retry".to_owned()), (2, "published".to_owned())], "{reason}");
+    }
 }
 
 /// The last attempt a version's budget allows, unanswered, waits the lease too: dead-lettered
