@@ -126,7 +126,10 @@ fn is_sku_byte(b: u8) -> bool {
 }
 
 impl Sku {
-    /// Normalizes (trim, upper-case) and validates a supplier's SKU.
+    /// Normalizes (trim, upper-case) and validates a supplier's SKU. Upper-casing is ASCII's:
+    /// the allowed characters are ASCII, and Unicode's would turn other SKUs into them (`ß` to
+    /// `SS`, the dotless `ı` to `I`, `ﬁ` to `FI`), merging `straße-1` into another supplier's
+    /// `STRASSE-1`; a letter outside ASCII is refused, whatever its case (decision 0065).
     ///
     /// ```
     /// use catalog_core::{IdError, Sku};
@@ -136,15 +139,10 @@ impl Sku {
     /// assert_eq!(Sku::parse("   "), Err(IdError::Empty));
     /// ```
     pub fn parse(raw: &str) -> Result<Self, IdError> {
-        let trimmed = raw.trim();
-        // The usual case, ASCII: upper-cased in place (inline when short, no allocation).
-        let normalized = if trimmed.is_ascii() {
-            let mut text = id_text(trimmed);
-            text.make_ascii_uppercase();
-            text
-        } else {
-            id_text(&trimmed.to_uppercase())
-        };
+        // Upper-cased in place (inline when short, no allocation); bytes outside ASCII are left
+        // as they are, for `validate` to refuse.
+        let mut normalized = id_text(raw.trim());
+        normalized.make_ascii_uppercase();
         validate(&normalized, "[A-Z0-9._-]", is_sku_byte)?;
         Ok(Self(normalized))
     }
@@ -279,6 +277,17 @@ mod tests {
         assert_eq!(Sku::parse(&"A".repeat(65)), Err(IdError::TooLong { len: 65 }));
         assert!(Sku::parse(&"a".repeat(64)).is_ok());
         assert!(Sku::parse("ümlaut").is_err());
+    }
+
+    /// Unicode's upper-casing turns letters outside ASCII into ASCII ones: accepted, such a SKU
+    /// became another (a supplier's `straße-1` was `STRASSE-1`, its stock summed with that
+    /// item's). Refused, with the letter named.
+    #[test]
+    fn a_sku_is_upper_cased_as_ascii_and_other_letters_are_refused() {
+        for (raw, found) in [("straße-1", 'ß'), ("ıtem-1", 'ı'), ("ſku", 'ſ'), ("ﬁx", 'ﬁ'), ("ÀB", 'À')] {
+            assert_eq!(Sku::parse(raw), Err(IdError::BadCharacter { found, allowed: "[A-Z0-9._-]" }), "{raw}");
+        }
+        assert_eq!(Sku::parse("\u{a0}abc-1\u{2003}").unwrap().as_str(), "ABC-1", "Unicode spaces are trimmed");
     }
 
     #[test]

@@ -277,6 +277,16 @@ impl Checker {
     }
 }
 
+/// A UUID in its string form, 8-4-4-4-12 hex digits (either case), as the contract's `event_id`
+/// is: the forms `uuid` also takes (32 digits without hyphens, in braces, `urn:uuid:`) are not
+/// it, and taken they made one id of several spellings without a word (decision 0065).
+fn hyphenated_uuid(text: &str) -> Result<Uuid, String> {
+    if text.len() != 36 {
+        return Err(format!("{} characters, where a UUID is 36 (8-4-4-4-12 hex digits)", text.chars().count()));
+    }
+    Uuid::try_parse(text).map_err(|error| error.to_string())
+}
+
 /// Decodes a message of `length` bytes of which a source kept only the first ones,
 /// `prefix` (a line too long to hold whole): longer than [`MAX_PAYLOAD_BYTES`], it is
 /// `payload_too_large` with its whole length in the detail; otherwise `prefix` is decoded.
@@ -341,7 +351,7 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     // Whatever identification is valid is kept on any rejection, whichever rule broke first,
     // so support can find a rejected message by its tenant and event id, and in its item's trace.
     if let Some(Loose::Str(text)) = &wire.event_id {
-        checker.event_id = Uuid::try_parse(text).ok().map(EventId);
+        checker.event_id = hyphenated_uuid(text).ok().map(EventId);
     }
     if let Some(Loose::Str(text)) = &wire.tenant_id {
         checker.tenant = TenantId::parse(text).ok();
@@ -354,7 +364,7 @@ pub fn decode(bytes: &[u8]) -> Result<SupplierEvent, Rejection> {
     }
 
     let event_id_text = checker.string("event_id", &wire.event_id, RejectReason::InvalidEventId)?;
-    let event_id = Uuid::try_parse(event_id_text).map_err(|error| {
+    let event_id = hyphenated_uuid(event_id_text).map_err(|error| {
         checker.reject(RejectReason::InvalidEventId, format!("`event_id` {event_id_text:?} is not a UUID: {error}"))
     })?;
 

@@ -236,7 +236,7 @@ fn each_rejection_reason_is_journaled() {
     "#, @r#"
     #1 e? -> rejected [invalid_payload, message is not a JSON object]
     #2 e1 -> rejected [invalid_payload, missing required field `tenant_id`]
-    #3 e? -> rejected [invalid_event_id, `event_id` "nope" is not a UUID: failed to parse a UUID]
+    #3 e? -> rejected [invalid_event_id, `event_id` "nope" is not a UUID: 4 characters, where a UUID is 36 (8-4-4-4-12 hex digits)]
     #4 e2 -> rejected [unknown_event_type, `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"]
     #5 e3 -> rejected [invalid_tenant_id, `tenant_id` "Canary" contains 'C', outside the allowed characters [a-z0-9_-]]
     #6 e4 -> rejected [invalid_supplier_id, `supplier_id` "" is empty]

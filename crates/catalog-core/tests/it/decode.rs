@@ -42,6 +42,11 @@ fn every_rule_has_its_reason() {
         ("duplicated field", br#"{"sku":"A","sku":"B"}"#.to_vec()),
         ("missing event_id", json(r#"{"event_id": null}"#)),
         ("event_id not a uuid", json(r#"{"event_id": "42"}"#)),
+        ("event_id without hyphens", json(r#"{"event_id": "00000000000000000000000000000001"}"#)),
+        ("event_id in braces", json(r#"{"event_id": "{00000000-0000-0000-0000-000000000001}"}"#)),
+        ("event_id as a urn", json(r#"{"event_id": "urn:uuid:00000000-0000-0000-0000-000000000001"}"#)),
+        ("event_id in capitals", json(r#"{"event_id": "0000000A-0000-0000-0000-000000000001", "sku": "sku-2"}"#)),
+        ("sku with a letter outside ascii", json(r#"{"sku": "straße-1"}"#)),
         ("event_id a number", json(r#"{"event_id": 4.5}"#)),
         ("missing type", json(r#"{"type": null}"#)),
         ("unknown type", json(r#"{"type": "inventory.deleted"}"#)),
@@ -82,7 +87,12 @@ fn every_rule_has_its_reason() {
     empty: invalid_payload (event_id -, tenant -): message is empty (a Kafka message with no value, or a line of blanks)
     duplicated field: invalid_payload (event_id -, tenant -): message is not a valid JSON object: duplicate field `sku` at line 1 column 16
     missing event_id: invalid_payload (event_id -, tenant canary): missing required field `event_id`
-    event_id not a uuid: invalid_event_id (event_id -, tenant canary): `event_id` "42" is not a UUID: failed to parse a UUID
+    event_id not a uuid: invalid_event_id (event_id -, tenant canary): `event_id` "42" is not a UUID: 2 characters, where a UUID is 36 (8-4-4-4-12 hex digits)
+    event_id without hyphens: invalid_event_id (event_id -, tenant canary): `event_id` "00000000000000000000000000000001" is not a UUID: 32 characters, where a UUID is 36 (8-4-4-4-12 hex digits)
+    event_id in braces: invalid_event_id (event_id -, tenant canary): `event_id` "{00000000-0000-0000-0000-000000000001}" is not a UUID: 38 characters, where a UUID is 36 (8-4-4-4-12 hex digits)
+    event_id as a urn: invalid_event_id (event_id -, tenant canary): `event_id` "urn:uuid:00000000-0000-0000-0000-000000000001" is not a UUID: 45 characters, where a UUID is 36 (8-4-4-4-12 hex digits)
+    event_id in capitals: ok {"event_id":"0000000a-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"SKU-2","quantity":1,"updated_at":"2026-06-01T12:00:00Z"}
+    sku with a letter outside ascii: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` "straße-1" once normalized contains 'ß', outside the allowed characters [A-Z0-9._-]
     event_id a number: invalid_event_id (event_id -, tenant canary): `event_id` must be a string, found a number that is not a 64-bit integer
     missing type: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `type`
     unknown type: unknown_event_type (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"
