@@ -36,6 +36,26 @@ pub(super) fn same_account(a: &AdapterSettings, b: &AdapterSettings) -> bool {
     }
 }
 
+/// Whether two channels' adapters spend one rate budget of the platform, so that a 429 or a
+/// refusal met by either holds both: a Shopify shop's cost bucket belongs to the app and the
+/// store (its access token and host), whatever the location; Walmart's token bucket to the
+/// seller's client, whatever the ship node; Amazon's usage plans to the selling partner,
+/// whatever the marketplace; eBay's and Mercado Libre's to the account, as [`same_account`].
+pub(super) fn same_budget(a: &AdapterSettings, b: &AdapterSettings) -> bool {
+    match (a, b) {
+        (AdapterSettings::Shopify(a), AdapterSettings::Shopify(b)) => {
+            a.base_url == b.base_url && a.access_token == b.access_token
+        }
+        (AdapterSettings::Amazon(a), AdapterSettings::Amazon(b)) => {
+            a.base_url == b.base_url && a.seller_id == b.seller_id
+        }
+        (AdapterSettings::Walmart(a), AdapterSettings::Walmart(b)) => {
+            a.base_url == b.base_url && a.client_id == b.client_id
+        }
+        _ => same_account(a, b),
+    }
+}
+
 /// Tells each channel the others on its seller account (`ChannelConfig::shares_account_with`),
 /// once their listings are found to agree: one SKU one listing, one listing one SKU, so a
 /// SKU stands for its listing across them.

@@ -194,20 +194,26 @@ pub struct BuiltChannel {
     pub adapter: Arc<dyn ChannelAdapter>,
     pub reader: Option<ChannelReader>,
     /// The channel's throttling hold, shared by its publisher and its reconciler: a 429 to a
-    /// send holds the reads, and one to a read holds the sends.
+    /// send holds the reads, and one to a read holds the sends. Channels spending one rate
+    /// budget of the platform share it (`accounts::same_budget`).
     pub hold: Arc<ChannelHold>,
 }
 
-/// Builds each channel's adapter once, for its publisher and its reconciler.
+/// Builds each channel's adapter once, for its publisher and its reconciler. Channels on one
+/// rate budget of a platform (one Shopify app and shop at several locations, one seller's
+/// channel per tenant) get one hold: held apart, each went on sending into the refusal the
+/// other met, and a shop that keeps exceeding its limits is locked (Shopify's 423).
 pub fn build_channels(channels: Vec<HttpChannel>) -> Result<Vec<BuiltChannel>, PublishError> {
-    channels
-        .into_iter()
-        .map(|channel| {
-            let (adapter, reader) =
-                channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
-            Ok(BuiltChannel { channel, adapter, reader, hold: Arc::new(ChannelHold::default()) })
-        })
-        .collect()
+    let mut built: Vec<BuiltChannel> = Vec::with_capacity(channels.len());
+    for channel in channels {
+        let (adapter, reader) = channel.adapter.build(channel.config.request_timeout, channel.config.concurrency)?;
+        let hold = built
+            .iter()
+            .find(|other| accounts::same_budget(&channel.adapter, &other.channel.adapter))
+            .map_or_else(|| Arc::new(ChannelHold::default()), |other| Arc::clone(&other.hold));
+        built.push(BuiltChannel { channel, adapter, reader, hold });
+    }
+    Ok(built)
 }
 
 /// The routes of the worker's channels, for a process that queues item changes but sends

@@ -237,3 +237,35 @@ async fn a_sku_the_other_channel_of_the_account_does_not_list_is_written() {
     assert_eq!(held, [Some(&5), Some(&3), Some(&4)], "other's SKU-1 is listed nowhere on the account");
     assert_eq!(letters(&*store).await, [], "nothing held back");
 }
+
+/// Channels spending one rate budget of a platform share one throttling hold, so a 429 or a
+/// refusal either meets holds both: two locations of one app's shop (one cost bucket). Held
+/// apart, each went on sending into the refusal the other met, and a shop that keeps
+/// exceeding its limits is locked (found by review). Another app's token on the shop, or
+/// another shop, is another budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_on_one_rate_budget_share_one_hold() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let shop = |name: &str, location: u32, token: &str, host: &str| {
+        format!(
+            r#"{{"name": "{name}", "listings": {{"ABC-1": "gid://shopify/InventoryItem/1"}}, "adapter": {{"kind": "shopify", "base_url": "{host}", "location_id": "gid://shopify/Location/{location}", "access_token_env": "{token}"}}}}"#
+        )
+    };
+    let (channels, _settings) = channels_in(
+        &directory.path().join("channels.json"),
+        format!(
+            "[{}, {}, {}, {}]",
+            shop("east", 1, "SHOP_TOKEN", "http://127.0.0.1:9"),
+            shop("west", 2, "SHOP_TOKEN", "http://127.0.0.1:9"),
+            shop("other-app", 3, "OTHER_TOKEN", "http://127.0.0.1:9"),
+            shop("other-shop", 1, "SHOP_TOKEN", "http://127.0.0.1:8"),
+        ),
+    );
+    let built = build_channels(channels).expect("adapters");
+    let shares = |a: usize, b: usize| Arc::ptr_eq(&built[a].hold, &built[b].hold);
+    assert!(shares(0, 1), "two locations of one app's shop");
+    assert!(!shares(0, 2) && !shares(0, 3) && !shares(2, 3), "another app, another shop");
+    built[0].hold.extend(std::time::Duration::from_secs(5));
+    assert!(built[1].hold.until().is_some(), "a 429 east met holds west");
+    assert!(built[2].hold.until().is_none() && built[3].hold.until().is_none());
+}
