@@ -10,6 +10,8 @@ mod lines;
 mod rotation;
 #[cfg(test)]
 mod stdin_tests;
+mod text;
+mod tracked;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,17 +25,23 @@ use tokio::io::{AsyncBufRead, AsyncSeekExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::ends::{cut_at_shutdown, decided, drain_line, still_sending, unterminated_line, Drained, DRAIN_AT_MOST};
-use crate::identity::{grown, FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
+use crate::identity::{FileCursor, FileIdentity, PreviousFile, HEAD_BYTES};
 use crate::lines::{Line, LineReader};
 use crate::rotation::Onward;
+use crate::tracked::{Checkpointed, Tracked};
 
 /// Why the file source stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
     #[error("{what} {path}: {error}")]
     File { what: &'static str, path: PathBuf, error: std::io::Error },
-    #[error("reading the source: {0}")]
-    Read(std::io::Error),
+    /// Reading failed at byte `offset`, every line before it applied; `cut` bytes of a line
+    /// had come from standard input there (a file's line is read again by its next run).
+    #[error("reading the source at byte {offset}, every line before it applied{}: {error}", cut_line(*.cut))]
+    Read { offset: u64, cut: u64, error: std::io::Error },
+    /// The file at the path is no NDJSON text (compressed, UTF-16): nothing of it is read.
+    #[error("{path} is {what}, not NDJSON text in UTF-8: nothing of it was read; {advice}")]
+    NotText { path: PathBuf, what: &'static str, advice: String },
     #[error("applying a batch: {0}")]
     Sink(#[from] SinkError),
 }
@@ -41,10 +49,23 @@ pub enum FileSourceError {
 impl Classify for FileSourceError {
     fn failure_class(&self) -> FailureClass {
         match self {
-            FileSourceError::File { .. } | FileSourceError::Read(_) => FailureClass::NeedsOperator,
+            FileSourceError::File { .. } | FileSourceError::Read { .. } | FileSourceError::NotText { .. } => {
+                FailureClass::NeedsOperator
+            }
             FileSourceError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
             FileSourceError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
         }
+    }
+}
+
+/// What a read error says of the line standard input had begun to deliver.
+fn cut_line(cut: u64) -> String {
+    match cut {
+        0 => String::new(),
+        cut => format!(
+            "; the {cut} bytes of the line after it that standard input had delivered are not journaled: send that \
+             line again"
+        ),
     }
 }
 
@@ -88,8 +109,10 @@ impl FileSource {
                     return Ok(());
                 };
                 let mut file = tokio::fs::File::open(path).await.map_err(file_error("opening", path))?;
-                let (start, cursor) = match self.resume(&mut file, path, &source, &*sink).await? {
-                    Resume::Here(start, cursor) => (start, cursor),
+                text::refuse_unless_text(&mut file, path).await?;
+                let (start, cursor, checkpointed) = match self.resume(&mut file, path, &source, &*sink).await? {
+                    Resume::Here(start, cursor) => (start, cursor, Checkpointed::Yes),
+                    Resume::Unknown(start, cursor) => (start, cursor, Checkpointed::No),
                     Resume::Rotated { previous, offset } => {
                         let identity =
                             FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", path))?;
@@ -100,14 +123,14 @@ impl FileSource {
                             Onward::Go(finished) => finished,
                             Onward::Stop => return Ok(()),
                         };
-                        (0, continuing(identity, finished, &source, &*sink).await?)
+                        (0, continuing(identity, finished, &source, &*sink).await?, Checkpointed::No)
                     }
                 };
                 file.seek(std::io::SeekFrom::Start(start)).await.map_err(file_error("seeking in", path))?;
                 if start > 0 {
                     tracing::info!(%source, offset = start, "resuming after the last applied line");
                 }
-                let mut tracked = Tracked::new(&file, cursor, path).await?;
+                let mut tracked = Tracked::new(&file, cursor, path, checkpointed).await?;
                 let lines = LineReader::new(BufReader::new(file), start);
                 self.read_all(lines, Some(&mut tracked), &source, &*sink, &shutdown).await.map(drop)
             }
@@ -131,7 +154,7 @@ impl FileSource {
         let metadata = file.metadata().await.map_err(file_error("reading", path))?;
         let length = metadata.len();
         let Some(stored) = stored else {
-            return Ok(Resume::Here(0, FileCursor { identity, base: 0, born: None, previous: None }));
+            return Ok(Resume::Unknown(0, FileCursor { identity, base: 0, born: None, previous: None }));
         };
         let position = u64::try_from(stored.offset).unwrap_or(0);
         let cursor = stored.cursor.as_deref().and_then(FileCursor::parse);
@@ -152,7 +175,7 @@ impl FileSource {
                     Ok(Resume::Here(offset, FileCursor { identity, ..cursor }))
                 } else if same_inode {
                     sink.source_error(&rewritten_in_place(source, offset, length));
-                    Ok(Resume::Here(0, from_the_start))
+                    Ok(Resume::Unknown(0, from_the_start))
                 } else {
                     tracing::info!(%source, "a different file than the one last read at this path: the last one was rotated away");
                     Ok(Resume::Rotated { previous: cursor, offset })
@@ -160,11 +183,11 @@ impl FileSource {
             }
             // A checkpoint from before files were identified: its offset is a byte offset.
             None if position <= length => {
-                Ok(Resume::Here(position, FileCursor { identity, base: 0, born: None, previous: None }))
+                Ok(Resume::Unknown(position, FileCursor { identity, base: 0, born: None, previous: None }))
             }
             None => {
                 sink.source_error(&rewritten_in_place(source, position, length));
-                Ok(Resume::Here(0, from_the_start))
+                Ok(Resume::Unknown(0, from_the_start))
             }
         }
     }
@@ -190,26 +213,28 @@ impl FileSource {
         // checkpoint to read them again from, and the producer took them as delivered. A file
         // stops at once: its next run reads on.
         let mut draining: Option<tokio::time::Instant> = None;
-        // Where the run ends when it stops before blanks the file ends in: not past them.
-        let mut ends_before: Option<u64> = None;
+        // Where the run ends when it stops before the last line it read (blanks the file ends
+        // in, half a line): not past it.
+        let mut ends_at: Option<u64> = None;
         loop {
             let read = if let Some(until) = draining {
-                match drain_line(&mut lines, until).await.map_err(FileSourceError::Read)? {
-                    Drained::Line(line) => Some(line),
-                    Drained::Done => None,
-                    Drained::StillSending => {
+                match drain_line(&mut lines, until).await {
+                    Ok(Drained::Line(line)) => Ok(Some(line)),
+                    Ok(Drained::Done) => Ok(None),
+                    Ok(Drained::StillSending) => {
                         sink.source_error(&still_sending(lines.offset()));
-                        None
+                        Ok(None)
                     }
+                    Err(error) => Err(error),
                 }
             } else {
                 tokio::select! {
-                    read = lines.next_line() => read.map_err(FileSourceError::Read)?,
+                    read = lines.next_line() => read,
                     _ = shutdown.cancelled(), if cursor.is_none() => {
                         draining = Some(tokio::time::Instant::now() + DRAIN_AT_MOST);
                         continue;
                     }
-                    _ = shutdown.cancelled(), if cursor.is_some() => None,
+                    _ = shutdown.cancelled(), if cursor.is_some() => Ok(None),
                     _ = sleep_until(deadline) => {
                         self.flush(&mut pending, cursor.as_deref_mut(), source, sink).await?;
                         deadline = None;
@@ -217,7 +242,11 @@ impl FileSource {
                     }
                 }
             };
-            let Some(line) = read else { break };
+            let line = match read {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(error) => return Err(self.read_failed(error, &lines, &mut pending, cursor, source, sink).await),
+            };
             // Only a line held whole can be told blank: one cut short is too large, whatever
             // its first bytes are.
             if line.length == line.bytes.len() as u64 && line.bytes.iter().all(ends::is_json_blank) {
@@ -226,7 +255,7 @@ impl FileSource {
                     // start of a line a writer is still writing. The run ends before them, its
                     // checkpoint too, so the next one reads them with whatever follows; said
                     // nowhere (a finished file may end so, rotated or not).
-                    ends_before = Some(line.offset);
+                    ends_at = Some(line.offset);
                     break;
                 }
                 // A blank line carries no event; its bytes still count towards the position.
@@ -244,6 +273,7 @@ impl FileSource {
                 if catalog_core::decode(&line.bytes).is_err() && !decided(&line) {
                     sink.source_error(&unterminated_line(tracked.position(line.offset), &line));
                     stopped = Stopped::HalfALine;
+                    ends_at = Some(line.offset);
                     break;
                 }
             }
@@ -257,11 +287,11 @@ impl FileSource {
                 deadline = None;
             }
         }
-        self.flush(&mut pending, cursor, source, sink).await?;
+        let read_to = ends_at.unwrap_or(lines.offset());
+        self.settle(&mut pending, cursor, read_to, source, sink).await?;
         if draining.is_some() && lines.held() > 0 {
             sink.source_error(&cut_at_shutdown(lines.offset(), lines.held()));
         }
-        let read_to = ends_before.unwrap_or(lines.offset());
         if shutdown.is_cancelled() {
             return Ok((Stopped::Shutdown, read_to));
         }
@@ -270,19 +300,64 @@ impl FileSource {
         Ok((stopped, read_to))
     }
 
-    async fn flush(
+    /// Reading failed: the lines read before are applied first (standard input cannot be read
+    /// again, and a file's next run need not), then the error says where reading stopped and
+    /// how much of a line standard input had delivered there, lost with it.
+    async fn read_failed<R: AsyncBufRead + Unpin>(
+        &self,
+        error: std::io::Error,
+        lines: &LineReader<R>,
+        pending: &mut PendingBatch<Line>,
+        cursor: Option<&mut Tracked>,
+        source: &str,
+        sink: &dyn BatchSink,
+    ) -> FileSourceError {
+        let offset = lines.offset();
+        // A file's line is read again, whole, by its next run.
+        let cut = if cursor.is_none() { lines.held() } else { 0 };
+        if let Err(failed) = self.settle(pending, cursor, offset, source, sink).await {
+            tracing::error!(%error, offset, "reading the source failed, and the lines read before it could not be applied");
+            return failed;
+        }
+        FileSourceError::Read { offset, cut, error }
+    }
+
+    /// Makes the run durable where it stops, at the file's byte `reached`: the lines pending
+    /// are applied, and a file the store holds no checkpoint on yet gets one there (a run that
+    /// read it to no line, empty, blank or half a line, applied no batch). Without it the next
+    /// run knew no file at the path: once that one was rotated away, it read the new file as
+    /// the first, and never the lines the rotated one had gained.
+    async fn settle(
         &self,
         pending: &mut PendingBatch<Line>,
         cursor: Option<&mut Tracked>,
+        reached: u64,
+        source: &str,
+        sink: &dyn BatchSink,
+    ) -> Result<(), FileSourceError> {
+        let Some(tracked) = cursor else { return self.flush(pending, None, source, sink).await };
+        self.flush(pending, Some(&mut *tracked), source, sink).await?;
+        if tracked.checkpointed == Checkpointed::No {
+            tracked.grow(reached);
+            store_checkpoint(source, tracked.checkpoint(reached), sink).await?;
+            tracked.checkpointed = Checkpointed::Yes;
+        }
+        Ok(())
+    }
+
+    async fn flush(
+        &self,
+        pending: &mut PendingBatch<Line>,
+        mut cursor: Option<&mut Tracked>,
         source: &str,
         sink: &dyn BatchSink,
     ) -> Result<(), FileSourceError> {
         let Some(last) = pending.last() else { return Ok(()) };
         let read_to = last.next_offset;
-        let tracked = cursor.map(|tracked| {
+        if let Some(tracked) = cursor.as_deref_mut() {
             tracked.grow(read_to);
-            &*tracked
-        });
+        }
+        let tracked = cursor.as_deref();
         // Stdin has no position to resume from: its lines are journaled, but no checkpoint kept.
         let checkpoint = tracked.map(|tracked| tracked.checkpoint(read_to));
         let received_at = Utc::now();
@@ -300,6 +375,9 @@ impl FileSource {
         let batch =
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
         sink.apply(batch).await?;
+        if let Some(tracked) = cursor {
+            tracked.checkpointed = Checkpointed::Yes;
+        }
         Ok(())
     }
 }
@@ -329,15 +407,24 @@ async fn adopt_link_target_checkpoint(path: &Path, source: &str, sink: &dyn Batc
     let named_after_target = format!("file:{}", target.display());
     let Some(stored) = sink.checkpoint(&named_after_target, 0).await? else { return Ok(()) };
     tracing::info!(%source, from = %named_after_target, offset = stored.offset, "the link's first run under its own name: resuming from its target's checkpoint");
-    sink.apply(SourceBatch {
+    store_checkpoint(source, stored, sink).await
+}
+
+/// Stores `checkpoint` for `source` alone, in a batch of no events: durable as any other.
+pub(crate) async fn store_checkpoint(
+    source: &str,
+    checkpoint: Position,
+    sink: &dyn BatchSink,
+) -> Result<(), FileSourceError> {
+    let batch = SourceBatch {
         source: source.into(),
         partition: 0,
         events: Vec::new(),
-        checkpoint: Some(stored),
+        checkpoint: Some(checkpoint),
         last_message_at: None,
         high_watermark: None,
-    })
-    .await?;
+    };
+    sink.apply(batch).await?;
     Ok(())
 }
 
@@ -355,91 +442,14 @@ async fn continuing(
     Ok(FileCursor { identity, base, born: None, previous })
 }
 
-/// The cursor of a file being read, and a handle on it that reads its first bytes without
-/// moving the reader: a file opened while it held fewer than [`HEAD_BYTES`] bytes is known by
-/// more of them as they are read, so that one rewritten in place later is not taken for it.
-struct Tracked {
-    cursor: FileCursor,
-    head: Option<std::fs::File>,
-    /// Set while the file read is the cursor's previous one, appended to after it was read.
-    appended: Option<Appended>,
-}
-
-/// Lines appended to the cursor's previous file, read from its byte `from` (where it was read
-/// to) at the positions from `start` (the stored checkpoint) on.
-#[derive(Debug, Clone, Copy)]
-struct Appended {
-    from: u64,
-    start: u64,
-}
-
-impl Tracked {
-    async fn new(file: &tokio::fs::File, mut cursor: FileCursor, path: &Path) -> Result<Self, FileSourceError> {
-        let head = match cursor.identity.head_length < HEAD_BYTES {
-            true => Some(file.try_clone().await.map_err(file_error("reading", path))?.into_std().await),
-            false => None,
-        };
-        if cursor.born.is_none() {
-            let metadata = file.metadata().await.map_err(file_error("reading", path))?;
-            cursor.born = identity::birth_nanos(&metadata);
-        }
-        Ok(Self { cursor, head, appended: None })
-    }
-
-    /// Reading what was appended to `cursor`'s previous file since it was read to `from`, the
-    /// stored checkpoint being `start`.
-    fn appended(cursor: FileCursor, from: u64, start: u64) -> Self {
-        Self { cursor, head: None, appended: Some(Appended { from, start }) }
-    }
-
-    /// The position of the file's byte `offset` among every file read at the path.
-    fn position(&self, offset: u64) -> u64 {
-        match self.appended {
-            None => self.cursor.base + offset,
-            Some(Appended { from, start }) => start + offset.saturating_sub(from),
-        }
-    }
-
-    /// The checkpoint once the file is applied up to its byte `read_to`. Reading the previous
-    /// file's appended lines, the cursor stays on the checkpoint's own file, whose `base` moves
-    /// on by what was read (its own offset, the position less its base, stays), and the
-    /// previous file's `read_to` with it.
-    fn checkpoint(&self, read_to: u64) -> Position {
-        let cursor = match self.appended {
-            None => self.cursor,
-            Some(Appended { from, .. }) => FileCursor {
-                base: self.cursor.base + read_to.saturating_sub(from),
-                previous: self.cursor.previous.map(|previous| PreviousFile { read_to, ..previous }),
-                ..self.cursor
-            },
-        };
-        Position { offset: self.position(read_to) as i64, cursor: Some(cursor.render()) }
-    }
-
-    /// Takes the file's first bytes up to `read_to` (at most [`HEAD_BYTES`]) into its identity,
-    /// where it holds fewer; a failed read keeps the identity it has.
-    fn grow(&mut self, read_to: u64) {
-        let Some(file) = &self.head else { return };
-        let wanted = read_to.min(HEAD_BYTES);
-        if wanted <= self.cursor.identity.head_length {
-            return;
-        }
-        match grown(file, &self.cursor.identity, wanted) {
-            Ok(identity) => self.cursor.identity = identity,
-            Err(error) => {
-                tracing::warn!(%error, "reading the file's first bytes again failed; its identity keeps fewer")
-            }
-        }
-        if self.cursor.identity.head_length >= HEAD_BYTES {
-            self.head = None;
-        }
-    }
-}
-
 /// Where a run starts on the file at its path.
 enum Resume {
-    /// At this offset of it, with this cursor.
+    /// At this offset of it, with this cursor: the stored checkpoint is on it.
     Here(u64, FileCursor),
+    /// At this offset of it, with this cursor, though no stored checkpoint names it: there is
+    /// none yet, or it is the checkpoint's file written again in place, or the checkpoint was
+    /// written before files were identified.
+    Unknown(u64, FileCursor),
     /// It is another file than the checkpoint's, which was rotated away: that one is read to
     /// its end first, from `offset`, then this one from its start.
     Rotated { previous: FileCursor, offset: u64 },

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use catalog_app::{BatchSink, SourceBatch};
+use catalog_app::BatchSink;
 use catalog_core::FailureClass;
 use catalog_store::Position;
 use tokio::io::{AsyncSeekExt, BufReader};
@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::{find_in, rotated_after, FileCursor, FileIdentity, PreviousFile, RotatedFrom, HEAD_BYTES};
 use crate::lines::LineReader;
-use crate::{continuing, file_error, FileSource, FileSourceError, Stopped, Tracked};
+use crate::tracked::{Checkpointed, Tracked};
+use crate::{continuing, file_error, store_checkpoint, FileSource, FileSourceError, Stopped};
 
 impl FileSource {
     /// Reads what a writer appended to the file last rotated away from `path` after a run had
@@ -44,15 +45,7 @@ impl FileSource {
                         .await;
                 let forgotten = FileCursor { previous: None, ..cursor };
                 let checkpoint = Position { offset: stored.offset, cursor: Some(forgotten.render()) };
-                sink.apply(SourceBatch {
-                    source: source.into(),
-                    partition: 0,
-                    events: Vec::new(),
-                    checkpoint: Some(checkpoint),
-                    last_message_at: None,
-                    high_watermark: None,
-                })
-                .await?;
+                store_checkpoint(source, checkpoint, sink).await?;
                 return Ok(Some(read_whole));
             }
             Err(error) => {
@@ -134,7 +127,7 @@ impl FileSource {
             return self.read_rotations(path, from, None, current, read_whole, source, sink, shutdown).await;
         }
         tracing::info!(%source, rotated = %rotated.display(), offset, "the file last read at this path was rotated: reading the rest of it first");
-        let mut tracked = Tracked::new(&file, previous, &rotated).await?;
+        let mut tracked = Tracked::new(&file, previous, &rotated, Checkpointed::Yes).await?;
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(file_error("seeking in", &rotated))?;
         let lines = LineReader::new(BufReader::new(file), offset);
         let (stopped, read_to) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
@@ -191,7 +184,8 @@ impl FileSource {
             tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
             let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
             let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
-            let mut tracked = Tracked::new(&file, continuing(identity, None, source, sink).await?, &between).await?;
+            let cursor = continuing(identity, None, source, sink).await?;
+            let mut tracked = Tracked::new(&file, cursor, &between, Checkpointed::No).await?;
             let lines = LineReader::new(BufReader::new(file), 0);
             let (stopped, read_to) = self.read_all(lines, Some(&mut tracked), source, sink, shutdown).await?;
             if stopped != Stopped::End {

@@ -1,8 +1,10 @@
-//! Standard input at shutdown: the lines its pipe delivered already are applied, a line whose
-//! newline had not come is said. The producer took every line it wrote as delivered, and
-//! standard input has no checkpoint for a next run to read them again from.
+//! Standard input at shutdown, or failing: the lines its pipe delivered already are applied, a
+//! line whose newline had not come is said. The producer took every line it wrote as
+//! delivered, and standard input has no checkpoint for a next run to read them again from.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,11 +12,11 @@ use catalog_app::{BatchSink, Durable, Reread, SinkError, SourceBatch, SourceErro
 use catalog_core::InvalidTraceParent;
 use catalog_store::{Position, SourceRef};
 use chrono::{DateTime, Utc};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::lines::LineReader;
-use crate::{FileSource, Stopped};
+use crate::{FileSource, FileSourceError, Stopped};
 
 /// Keeps the events it is given and the errors it is told.
 #[derive(Default)]
@@ -110,4 +112,38 @@ async fn at_shutdown_standard_input_still_sending_is_left_after_a_while_and_said
     assert!(*sink.events.lock().expect("events") > 0, "what came meanwhile is applied");
     assert_eq!(*sink.errors.lock().expect("errors"), ["stdin_still_sending_at_shutdown"]);
     writing.abort();
+}
+
+/// A pipe that breaks: every read fails.
+struct Broken;
+
+impl AsyncRead for Broken {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Err(std::io::Error::other("the pipe broke")))
+    }
+}
+
+/// Standard input fails after two whole lines and half of a third: the two are applied before
+/// the error is returned, and the error says the half was lost. Before, the error was
+/// returned with the two still pending: standard input cannot be read again, so they were
+/// lost, unsaid.
+#[tokio::test]
+async fn a_read_error_on_standard_input_applies_the_lines_read_before_it_and_says_the_half_one() {
+    let input = (&b"line 1\nline 2\nhal"[..]).chain(Broken);
+    let source = FileSource {
+        path: None,
+        batch_size: 100,
+        batch_max_wait: Duration::from_secs(60),
+        max_bytes_in_flight: 1 << 20,
+    };
+    let sink = Arc::new(Kept::default());
+    let lines = LineReader::new(BufReader::new(input), 0);
+    let error = source.read_all(lines, None, "stdin", &*sink, &CancellationToken::new()).await.expect_err("it breaks");
+    assert_eq!(*sink.events.lock().expect("events"), 2, "the lines read before the error");
+    assert!(matches!(error, FileSourceError::Read { offset: 14, cut: 3, .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "reading the source at byte 14, every line before it applied; the 3 bytes of the line after it that \
+         standard input had delivered are not journaled: send that line again: the pipe broke"
+    );
 }
