@@ -68,8 +68,18 @@ pub enum ReplayError {
          narrow it with --until or --supplier, raise --max-dry-run-events, or replay without --dry-run, which reads any window a page at a time"
     )]
     DryRunTooLarge { limit: usize, read_through: String },
+    #[error(
+        "--since {since} is not before {end}, where a window without --until ends (the replay's start): \
+         nothing can be in it; is it a local time written with Z?"
+    )]
+    SinceAhead { since: String, end: String },
     #[error("unknown tenant {0:?}: no event of it was ever applied, and none is journaled in the window")]
     UnknownTenant(String),
+    #[error(
+        "unknown supplier {supplier:?} of tenant {tenant:?}: no event of it was ever applied for the tenant, \
+         and none is journaled in the window"
+    )]
+    UnknownSupplier { tenant: String, supplier: String },
     #[error("{what}: {error}")]
     Store { what: &'static str, error: StoreError },
 }
@@ -161,19 +171,37 @@ pub async fn replay(
     if let Some(since) = reach_from {
         within_retention(store, since).await?;
     }
+    let end = request.until.unwrap_or_else(|| window_end(request.held_only, Utc::now()));
+    // A start ahead of an open window's end read nothing and said so with `replayed=0`, which
+    // reads as "nothing needed replaying" (a local time written with `Z`, most likely).
+    if request.until.is_none() && request.since >= end {
+        return Err(ReplayError::SinceAhead { since: request.since.to_rfc3339(), end: end.to_rfc3339() });
+    }
     let window = JournalWindow {
         tenant: request.tenant.clone(),
         since: request.since,
-        until: Some(request.until.unwrap_or_else(|| window_end(request.held_only, Utc::now()))),
+        until: Some(end),
         supplier: request.supplier.clone(),
         held_only: request.held_only,
     };
-    // A tenant no event of which was ever decided has no row, but may have rejections in the
-    // window (a rule since fixed): only a tenant with neither is unknown (a typo, most likely).
-    if store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?.is_none() {
+    // A tenant (or a supplier of it) no event of which was ever decided has no row, but may
+    // have rejections in the window (a rule since fixed): only one with neither is unknown (a
+    // typo, most likely, which replayed nothing and exited 0).
+    let flags = store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?;
+    let known = match (&flags, &request.supplier) {
+        (None, _) => false,
+        (Some(flags), Some(supplier)) => flags.suppliers.contains_key(supplier),
+        (Some(_), None) => true,
+    };
+    if !known {
         let first = WindowPage { after: None, limit: 1 };
         if store.journal_window_page(&window, first).await.map_err(store_failed("reading the window"))?.is_empty() {
-            return Err(ReplayError::UnknownTenant(request.tenant.to_string()));
+            return Err(match (flags, &request.supplier) {
+                (Some(_), Some(supplier)) => {
+                    ReplayError::UnknownSupplier { tenant: request.tenant.to_string(), supplier: supplier.to_string() }
+                }
+                _ => ReplayError::UnknownTenant(request.tenant.to_string()),
+            });
         }
     }
     let lanes = Lanes { store, dry_run: request.dry_run, reach_from, progress };

@@ -59,6 +59,15 @@ fn replay(directory: &Path, arguments: &[&str]) -> String {
     )
 }
 
+/// `output` with the time a window left open ends, which is the replay's start, as `NOW`.
+fn without_now(output: &str) -> String {
+    const BEFORE: &str = "is not before ";
+    match output.split_once(BEFORE).and_then(|(head, tail)| Some((head, tail.split_once(", where a window")?))) {
+        Some((head, (_now, tail))) => format!("{head}{BEFORE}NOW, where a window{tail}"),
+        None => output.to_owned(),
+    }
+}
+
 async fn quantity(store: &SqliteStore, sku: &str) -> Option<i64> {
     let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse(sku).expect("valid") };
     store.item(key.item_id()).await.expect("item").map(|item| item.quantity())
@@ -172,7 +181,8 @@ async fn an_open_window_ends_when_the_replay_starts() {
 async fn an_empty_window_exits_zero_with_no_output() {
     let directory = tempfile::tempdir().expect("temp dir");
     let _store = fixture(directory.path()).await;
-    insta::assert_snapshot!(replay(directory.path(), &["--tenant", "canary", "--since", "2030-01-01T00:00:00Z"]), @"
+    let arguments = ["--tenant", "canary", "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"];
+    insta::assert_snapshot!(replay(directory.path(), &arguments), @"
     exit: 0
     stdout:
     stderr:
@@ -184,18 +194,33 @@ async fn an_empty_window_exits_zero_with_no_output() {
 async fn errors_are_clear_and_exit_non_zero() {
     let directory = tempfile::tempdir().expect("temp dir");
     let _store = fixture(directory.path()).await;
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 6] = [
         &["--tenant", "nobody", "--since", "2026-06-01T00:00:00Z"],
+        &["--tenant", "canary", "--supplier", "acem", "--since", "2026-06-01T00:00:00Z"],
+        &["--tenant", "canary", "--since", "2999-01-01T00:00:00Z"],
         &["--tenant", "canary", "--since", "2026-06-02T00:00:00Z", "--until", "2026-06-01T00:00:00Z"],
         &["--tenant", "canary", "--since", "yesterday"],
         &["--tenant", "Canary", "--since", "2026-06-01T00:00:00Z"],
     ];
-    let rendered: Vec<String> = cases.iter().map(|arguments| replay(directory.path(), arguments)).collect();
+    let rendered: Vec<String> =
+        cases.iter().map(|arguments| without_now(&replay(directory.path(), arguments))).collect();
     insta::assert_snapshot!(rendered.join("\n---\n"), @r#"
     exit: 1
     stdout:
     stderr:
     Error: unknown tenant "nobody": no event of it was ever applied, and none is journaled in the window
+
+    ---
+    exit: 1
+    stdout:
+    stderr:
+    Error: unknown supplier "acem" of tenant "canary": no event of it was ever applied for the tenant, and none is journaled in the window
+
+    ---
+    exit: 1
+    stdout:
+    stderr:
+    Error: --since 2999-01-01T00:00:00+00:00 is not before NOW, where a window without --until ends (the replay's start): nothing can be in it; is it a local time written with Z?
 
     ---
     exit: 1
