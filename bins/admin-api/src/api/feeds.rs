@@ -293,7 +293,7 @@ pub fn run_kind(ask: &RunAsk, now: DateTime<Utc>) -> Result<FeedRunKind, ApiErro
     }
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", tag = "feeds", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = RunAsk, responses((status = 202, description = "Asked for: the worker runs it within a poll (or its next --once run)", body = RunAsked), (status = 404, description = "No such feed", body = ErrorBody), (status = 409, description = "The feed is not live yet (not_live): nothing of it is pulled before its go-live date", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant_id}/feeds/{supplier_id}/runs", tag = "feeds", params(("tenant_id" = String, Path, description = "Tenant id"), ("supplier_id" = String, Path, description = "Supplier id")), request_body = RunAsk, responses((status = 202, description = "Asked for: the worker runs it within a poll (or its next --once run)", body = RunAsked), (status = 404, description = "No such feed", body = ErrorBody), (status = 409, description = "The feed is not live yet (not_live): nothing of it is pulled before its go-live date; or it is switched off (feed_off): the worker runs nothing of it until it is switched on", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn ask_feed_run(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -321,6 +321,13 @@ pub async fn ask_run(
     if let Some(go_live) = goes_live_after(&feed.settings, Utc::now()) {
         let message = format!("feed {key} goes live at {go_live}: nothing of it is pulled before, and no manual run");
         return Err(ApiError::Conflict { code: "not_live", message });
+    }
+    // The worker runs nothing of a feed switched off, asked for or not: accepted, the run was
+    // promised "within a poll" and never came, and the letter it was to heal stayed open.
+    if !feed.settings.sync_enabled {
+        let message =
+            format!("feed {key} is switched off: the worker runs nothing of it; switch it on, then ask again");
+        return Err(ApiError::Conflict { code: "feed_off", message });
     }
     let request = FeedRunRequest { kind, requested_by: caller.name.clone(), requested_at: Utc::now() };
     if !state.store.request_feed_run(key, &request).await? {

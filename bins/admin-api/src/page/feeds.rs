@@ -34,10 +34,14 @@ fn feed_switch(feed: &FeedView) -> Markup {
 /// An operator's manual runs of a feed, each behind a confirmation.
 fn run_controls(feed: &FeedView) -> Markup {
     let what = format!("feed {} of {}", feed.supplier_id, feed.tenant_id);
+    // A feed keeps one request: the confirmation says which waiting one a new one gives up.
+    let replaces = feed.run_request.as_ref().map_or_else(String::new, |waiting| {
+        format!(" It replaces {} {} asked for, not yet done.", a_run(waiting.kind), waiting.requested_by)
+    });
     let id = format!("{}-{}", feed.tenant_id, feed.supplier_id);
     html! {
         @for (kind, label) in [("incremental", "Pull now"), ("full_refresh", "Full refresh now")] {
-            form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("{label} for {what}?")) {
+            form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("{label} for {what}?{replaces}")) {
                 input type="hidden" name="tenant" value=(feed.tenant_id);
                 input type="hidden" name="supplier" value=(feed.supplier_id);
                 input type="hidden" name="kind" value=(kind);
@@ -45,7 +49,7 @@ fn run_controls(feed: &FeedView) -> Markup {
             }
             " "
         }
-        form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Backfill {what} again over the dates given?")) {
+        form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Backfill {what} again over the dates given?{replaces}")) {
             input type="hidden" name="tenant" value=(feed.tenant_id);
             input type="hidden" name="supplier" value=(feed.supplier_id);
             input type="hidden" name="kind" value="backfill";
@@ -87,7 +91,8 @@ fn feed_details(feed: &FeedView, operator: bool) -> Markup {
                 p.notice { "Asked for by " (request.requested_by) " at " (when(request.requested_at)) ", not yet run: " (request.kind)
                     @if let (Some(since), Some(until)) = (request.since, request.until) { " from " (when(since)) " until " (when(until)) } "." }
             }
-            @if operator && live { p { (run_controls(feed)) } }
+            @if operator && live && feed.sync_enabled { p { (run_controls(feed)) } }
+            @if live && !feed.sync_enabled { p.notice { "Switched off: the worker runs nothing of it, scheduled or asked for, until it is switched on." } }
             @if !live {} @else if feed.gaps.is_empty() { p { "No gaps: every window since going live is pulled." } } @else {
                 table {
                     caption { "Open gaps (backfill pulls them, oldest first)" }
@@ -245,5 +250,22 @@ async fn run(state: &AppState, caller: &Caller, form: &RunForm) -> Result<String
         run_kind(&RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until }, now)
     });
     let asked = crate::api::feeds::ask_run(state, caller, &key, kind?).await?;
-    Ok(format!("Asked for a {} run of feed {key}: the worker runs it within a minute.", asked.request.kind))
+    let mut told =
+        format!("Asked for {} of feed {key}: the worker runs it within a minute.", a_run(asked.request.kind));
+    // A feed keeps one request: a colleague's waiting (or half-run) backfill is given up.
+    if let Some(replaced) = &asked.replaced {
+        let at = replaced.requested_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        told.push_str(&format!(
+            " It replaces {} {} asked for at {at}, given up where it stood.",
+            a_run(replaced.kind),
+            replaced.requested_by
+        ));
+    }
+    Ok(told)
+}
+
+/// "an incremental run", "a full_refresh run", "a backfill run".
+fn a_run(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {kind} run")
 }

@@ -167,9 +167,22 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
         (audit[0]["before"].clone(), audit[0]["after"].clone()),
         (json!({ "sync_enabled": true }), json!({ "sync_enabled": false }))
     );
+    // Switched off, it runs nothing: a run asked for is refused, not promised, and the page
+    // offers none.
+    let runs = "/v1/tenants/canary/feeds/acme/runs";
+    let refused = server.send(Method::POST, &operator, runs, json!({ "kind": "incremental" })).await;
+    assert_eq!(refused.status(), 409);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(refused["code"], "feed_off", "{refused}");
+    assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "nothing asked");
+    let html = page(&server, &operator, "/feeds").await;
+    assert!(html.contains("Switched off: the worker runs nothing of it"), "{html}");
+    assert!(!html.contains(r#"action="/page/feeds/runs""#), "no run an operator would be refused: {html}");
+    let on =
+        server.send(Method::PUT, &operator, "/v1/tenants/canary/feeds/acme/sync", json!({ "enabled": true })).await;
+    assert_eq!(on.status(), 200);
 
     // Manual runs: operators only, checked, the newest replaces one waiting, audited.
-    let runs = "/v1/tenants/canary/feeds/acme/runs";
     let full = json!({ "kind": "full_refresh" });
     assert_eq!(server.send(Method::POST, &viewer, runs, full.clone()).await.status(), 403);
     let unknown = server.send(Method::POST, &operator, "/v1/tenants/canary/feeds/zeta/runs", full.clone()).await;
@@ -216,7 +229,7 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     assert!(!html.contains("Switch pulling"), "a viewer sees no switch");
     assert!(html.contains("not yet run: backfill"), "the waiting request shows");
     assert!(!html.contains("/page/feeds/runs"), "a viewer asks for no run");
-    assert!(page(&server, &operator, "/feeds").await.contains("Switch pulling on for feed acme of canary"));
+    assert!(page(&server, &operator, "/feeds").await.contains("Switch pulling off for feed acme of canary"));
     server.stop().await;
 }
 
@@ -309,6 +322,26 @@ async fn the_page_s_backfill_takes_days_both_included() {
         until: (day + chrono::Days::new(1)).and_time(chrono::NaiveTime::MIN).and_utc(),
     };
     assert_eq!(request.kind, one_day, "the one day asked for");
+
+    // Another run asked for gives the waiting backfill up: the confirmation and the notice
+    // say so, where "Asked for a incremental run" said nothing of a colleague's backfill.
+    let html = page(&server, &operator, "/feeds").await;
+    assert!(
+        html.contains("Pull now for feed acme of canary? It replaces a backfill run otto asked for, not yet done."),
+        "{html}"
+    );
+    let pulled = client
+        .post(server.url("/page/feeds/runs"))
+        .header("cookie", format!("admin_token={operator}"))
+        .form(&[("tenant", "canary"), ("supplier", "acme"), ("kind", "incremental")])
+        .send()
+        .await
+        .expect("request");
+    let location = pulled.headers()["location"].to_str().expect("ascii").to_owned();
+    let html = page(&server, &operator, &location).await;
+    assert!(html.contains("Asked for an incremental run of feed canary/acme"), "{html}");
+    assert!(html.contains("It replaces a backfill run otto asked for at "), "{html}");
+    ask(day.to_string(), day.to_string()).await.expect("request");
 
     let backwards = ask(today.to_string(), day.to_string()).await.expect("request");
     assert_eq!(backwards.status(), 303, "said on the page");
