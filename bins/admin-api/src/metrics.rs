@@ -49,13 +49,32 @@ impl HttpMetrics {
     }
 }
 
+/// A request's method as a label: the standard ones by name, any other `other`. The layer runs
+/// before authentication, and hyper takes any token as a method: named, every made-up method a
+/// client sent was a counter kept for good, without limit.
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if STANDARD.contains(method) { method.as_str() } else { "other" }.to_owned()
+}
+
 /// Middleware: counts and times every request once.
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.latency.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());

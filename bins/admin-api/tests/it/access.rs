@@ -131,6 +131,25 @@ async fn errors_are_json_with_stable_codes_and_bodies_are_limited() {
     server.stop().await;
 }
 
+/// Methods no standard names are counted under one label: the layer counts requests before
+/// they are authenticated, and each made-up method was a series of its own, kept for good, so
+/// anyone reaching the port could grow the process's memory and `/metrics` without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_share_one_metrics_label() {
+    let server = Server::sqlite().await;
+    for n in 0..20 {
+        let method = Method::from_bytes(format!("X{n}").as_bytes()).expect("a method token");
+        let response = server.client.request(method, server.url("/healthz")).send().await.expect("request");
+        assert!(!response.status().is_success(), "{}", response.status());
+    }
+    let metrics = server.client.get(server.url("/metrics")).send().await.expect("request").text().await.expect("text");
+    // The first requests of the server: every series there is is theirs.
+    let series: Vec<&str> = metrics.lines().filter(|line| line.starts_with("catalog_admin_requests_total{")).collect();
+    assert_eq!(series.len(), 1, "{series:#?}");
+    assert!(series[0].contains(r#"method="other""#) && series[0].ends_with(" 20"), "{series:#?}");
+    server.stop().await;
+}
+
 /// A token whose audit entry cannot be written is taken back: its secret was never shown,
 /// and asking again for its name is not refused as taken by a token no one holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
