@@ -56,7 +56,8 @@ pub(super) async fn list_dead_letters(
         stage: query.stage,
         open,
         before_id: query.before,
-        limit: query.limit.unwrap_or(100).min(MAX_PAGE),
+        // At least one: `limit=0` answered `[]`, which reads as "nothing open".
+        limit: query.limit.unwrap_or(100).clamp(1, MAX_PAGE),
     };
     Ok(Json(state.store.dead_letters(&filter).await?))
 }

@@ -26,7 +26,7 @@ pub(super) async fn audit_log(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     caller.require(Role::Viewer)?;
     let Query(query) = query?;
-    Ok(Json(state.store.audit_log(query.limit.unwrap_or(100).min(MAX_PAGE), query.before).await?))
+    Ok(Json(state.store.audit_log(query.limit.unwrap_or(100).clamp(1, MAX_PAGE), query.before).await?))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, description = "Tokens, never their values", body = Vec<catalog_store::TokenInfo>), (status = 400, description = "Invalid input", body = ErrorBody), (status = 401, description = "No live token", body = ErrorBody), (status = 403, description = "Role may not", body = ErrorBody), (status = 500, description = "Internal error", body = ErrorBody)), security(("bearer" = [])))]

@@ -71,7 +71,7 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
         @if more {
             p.notice role="note" { "More than " (MAX_LETTERS_SHOWN) " are open: the newest are shown. Every one, with filters by tenant, channel and stage: " code { "GET /v1/dead-letters" } "." }
         }
-        p { "Publishes a channel refused for good, and supplier feeds' failed runs (stage pull), newest first. Retry requeues the item's current version; Pull now asks for a run of the feed, and the first run that completes resolves its letter; resolve closes the letter with your note." }
+        p { "Publishes a channel refused for good, and supplier feeds' failed runs (stage pull), the most recently opened first (one that failed again keeps its place: Last failed at says when). Retry requeues the item's current version; Pull now asks for a run of the feed, and the first run that completes resolves its letter; resolve closes the letter with your note." }
         @if letters.is_empty() { p { "None." } } @else {
             table {
                 thead { tr { th scope="col" { "Id" } th scope="col" { "Item or feed" } th scope="col" { "Channel" } th scope="col" { "Reason" } th scope="col" { "Version" } th scope="col" { "Failures" } th scope="col" { "Heal rounds" } th scope="col" { "Operator retries" } th scope="col" { "Last failed at" } @if caller.role >= Role::Operator { th scope="col" { "Actions" } } } }

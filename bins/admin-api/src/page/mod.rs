@@ -336,11 +336,15 @@ async fn home(
     let mut result = html! {};
     let mut problem: Option<String> = None;
     let target = match (&search.tenant, &search.sku, &search.item_id) {
-        (Some(tenant), Some(sku), _) if !tenant.is_empty() && !sku.is_empty() => {
-            match (TenantId::parse(tenant), Sku::parse(sku)) {
+        (Some(tenant_id), Some(sku_text), _) if !tenant_id.is_empty() && !sku_text.is_empty() => {
+            // Trimmed as the SKU is (a pasted tenant often carries a space); each refusal says
+            // which field and why, where one notice for both left the support person guessing.
+            match (TenantId::parse(tenant_id.trim()), Sku::parse(sku_text)) {
                 (Ok(tenant), Ok(sku)) => Some(TraceTarget::Key(ItemKey { tenant, sku })),
-                _ => {
-                    problem = Some("That tenant or SKU is not valid.".into());
+                (tenant, sku) => {
+                    let tenant = tenant.err().map(|error| format!("The tenant {:?} {error}.", tenant_id.trim()));
+                    let sku = sku.err().map(|error| format!("The SKU {:?} {error}.", sku_text.trim()));
+                    problem = Some([tenant, sku].into_iter().flatten().collect::<Vec<_>>().join(" "));
                     None
                 }
             }

@@ -50,6 +50,8 @@ async fn an_operator_retries_and_resolves_a_dead_letter(server: Server) {
     assert_eq!(letters.len(), 1);
     let id = letters[0]["dead_letter_id"].as_i64().expect("id");
     assert!(server.get_json(&viewer, "/v1/dead-letters?tenant=wide").await.as_array().expect("list").is_empty());
+    // A page of none read as "nothing open": a limit gives at least one.
+    assert_eq!(server.get_json(&viewer, "/v1/dead-letters?limit=0").await[0]["dead_letter_id"], id);
     // A stage that is none (a typo, or another case) is refused, not answered with no letter.
     for stage in ["publsh", "Publish"] {
         let typo = server.get(&viewer, &format!("/v1/dead-letters?stage={stage}")).await;

@@ -60,6 +60,15 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     let html = page(&server, &viewer, "/?tenant=canary&sku=abc-1").await;
     assert!(html.contains("Quantity <strong>7</strong>"), "{html}");
     assert!(html.contains(r#"<tr class="win"><td>acme</td><td>7</td>"#), "the winner is shown: {html}");
+    // A tenant pasted with a space is found, as a SKU is; a bad field is named, with why.
+    let pasted = page(&server, &viewer, "/?tenant=%20canary%20&sku=abc-1").await;
+    assert!(pasted.contains("Quantity <strong>7</strong>"), "{pasted}");
+    let refused = page(&server, &viewer, "/?tenant=Canary&sku=abc%2F1").await;
+    assert!(
+        refused.contains("The tenant &quot;Canary&quot; contains 'C', outside the allowed characters [a-z0-9_-].")
+            && refused.contains("The SKU &quot;abc/1&quot; contains '/', outside the allowed characters [A-Z0-9._-]."),
+        "{refused}"
+    );
     assert!(html.contains("stale"), "the loser and its outcome are shown");
     assert!(!html.contains("/page/sync") && !html.contains("/page/dead-letters"), "a viewer sees no write control");
 
