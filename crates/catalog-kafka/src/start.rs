@@ -4,6 +4,7 @@
 //! (`rewind`, decision 8). The broker's answers (seeks, watermarks) are waited for here, and
 //! given up on once the source stops or loses the partition.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +127,7 @@ impl PartitionWorker {
                 End::Ended => return Ok(None),
             };
         };
+        self.checkpoint_stored.store(stored.is_some(), Ordering::Relaxed);
         // The partition's lag is known before any batch: on `/metrics` from now on. An end
         // read below the wanted offset is a broker's that reports less than it holds (tansu
         // answers with its last record batch's first offset plus one): no lag can be told

@@ -346,6 +346,29 @@ async fn a_partition_of_the_shared_queue_starts_when_it_is_assigned() {
     assert_each_offset_once_in_order(&sink.applied(), 300);
 }
 
+/// A partition started at its end (`latest`) that stays quiet gets its checkpoint there with
+/// no message to apply, and then the messages after it are read. Without it, no batch was
+/// ever applied: every other member's stall watch took the partition for one behind and
+/// unmoved, and rejoined the group every minute until a message came (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_partition_started_at_its_end_is_checkpointed_there() {
+    let (_cluster, brokers) = cluster_with_topic();
+    produce(&brokers, 30);
+    let sink = Arc::new(RecordingSink::default());
+    let config = KafkaSourceConfig {
+        start_without_checkpoint: StartWithoutCheckpoint::Latest,
+        ..config(&brokers, "quiet-latest")
+    };
+    let member = Member::start_with(config, &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
+    assert!(sink.applied().values().all(Vec::is_empty), "nothing before the start: {:?}", sink.applied());
+    produce(&brokers, 5);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(35)).await;
+    member.stop().await;
+    let applied = sink.applied();
+    assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_member_takes_partitions_over_without_a_gap() {
     let (_cluster, brokers) = cluster_with_topic();
