@@ -139,12 +139,16 @@ impl StallCheck {
         }
     }
 
-    /// Every partition's checkpoint and high watermark, or `None` if the broker or the
-    /// store did not answer (the next tick tries again).
+    /// The checkpoint and watermarks of every partition the broker and the store answered
+    /// for, or `None` if the topic's metadata or the store could not be read (the next tick
+    /// tries again). A partition whose watermarks could not be read (an offline partition, a
+    /// broker timing out) is left out of this tick and said (`stall_watermarks`): one failing
+    /// partition no longer blinded the watch to every other, without a word. Metadata not
+    /// read is said too (`stall_metadata`).
     async fn positions(&self) -> Option<Vec<PartitionPosition>> {
         let consumer = Arc::clone(&self.consumer);
         let topic = self.topic.clone();
-        let watermarks = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(Some(&topic), BROKER_TIMEOUT)?;
             let partitions: Vec<i32> = metadata
                 .topics()
@@ -152,26 +156,50 @@ impl StallCheck {
                 .filter(|found| found.name() == topic && found.error().is_none())
                 .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
                 .collect();
-            partitions
+            let watermarks = partitions
                 .into_iter()
-                .map(|partition| {
-                    consumer
-                        .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
-                        .map(|(low, high)| (partition, low, high))
-                })
-                .collect::<Result<Vec<_>, _>>()
+                .map(|partition| (partition, consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)))
+                .collect::<Vec<_>>();
+            Ok::<_, rdkafka::error::KafkaError>(watermarks)
         })
-        .await
-        .ok()?
-        .ok()?;
+        .await;
+        let watermarks = match read {
+            Ok(Ok(watermarks)) => watermarks,
+            Ok(Err(error)) => {
+                self.sink.source_error(&source_error("stall_metadata", &error));
+                return None;
+            }
+            // The blocking task was cancelled or panicked: the runtime is going away.
+            Err(_) => return None,
+        };
         let mut positions = Vec::with_capacity(watermarks.len());
-        for (partition, low_watermark, high_watermark) in watermarks {
+        let mut unread = Vec::new();
+        for (partition, read) in watermarks {
+            let (low_watermark, high_watermark) = match read {
+                Ok(watermarks) => watermarks,
+                Err(error) => {
+                    unread.push(format!("{partition} ({error})"));
+                    continue;
+                }
+            };
             let checkpoint = self.sink.checkpoint(&self.source, partition).await.ok()?;
             positions.push(PartitionPosition {
                 partition,
                 checkpoint: checkpoint.map(|position| position.offset),
                 low_watermark,
                 high_watermark,
+            });
+        }
+        if !unread.is_empty() {
+            self.sink.source_error(&SourceError {
+                source: "kafka",
+                operation: "stall_watermarks",
+                class: FailureClass::Retryable,
+                message: format!(
+                    "the stall watch could not read the watermarks of partitions {}: they are not watched until \
+                     the broker answers for them",
+                    unread.join(", ")
+                ),
             });
         }
         Some(positions)

@@ -369,6 +369,29 @@ async fn a_quiet_partition_started_at_its_end_is_checkpointed_there() {
     assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
 }
 
+/// Watermarks the stall watch cannot read (an offline partition, a broker timing out) are
+/// said, and the partitions the broker answers for are still watched. Before, one failing
+/// partition made the whole tick give up, on every tick, without a word: the watch was off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_the_stall_watch_cannot_read_are_said() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let (cluster, brokers) = cluster_with_topic();
+    produce(&brokers, 5);
+    let sink = Arc::new(RecordingSink::default());
+    let config =
+        KafkaSourceConfig { stalled_partition_after: Duration::from_secs(6), ..config(&brokers, "watermarks") };
+    let member = Member::start_with(config, &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(5)).await;
+    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 200];
+    cluster.request_errors(RDKafkaApiKey::ListOffsets, &refusals);
+    let said =
+        || sink.source_errors.lock().expect("sink state").iter().any(|(operation, _)| *operation == "stall_watermarks");
+    wait_for(Duration::from_secs(30), said).await;
+    cluster.clear_request_errors(RDKafkaApiKey::ListOffsets);
+    member.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_member_takes_partitions_over_without_a_gap() {
     let (_cluster, brokers) = cluster_with_topic();
