@@ -273,6 +273,7 @@ impl PartitionWorker {
         let last_message_at = Some(self.waiting_since(last));
         // One name for the whole batch, shared by its events.
         let source: Arc<str> = self.source.as_str().into();
+        let mut invalid = Vec::new();
         let events = pending
             .take()
             .into_iter()
@@ -281,9 +282,9 @@ impl PartitionWorker {
                     SourceRef { source: Arc::clone(&source), partition: self.partition, offset: delivery.offset };
                 let traceparent = match delivery.traceparent {
                     Some(Ok(traceparent)) => Some(traceparent),
-                    Some(Err(invalid)) => {
-                        // Dropped here, once: never stored, never sent on.
-                        self.sink.invalid_traceparent(&position, invalid);
+                    // Dropped: never stored, never sent on.
+                    Some(Err(reason)) => {
+                        invalid.push((position.clone(), reason));
                         None
                     }
                     None => None,
@@ -291,7 +292,13 @@ impl PartitionWorker {
                 IncomingEvent::received(delivery.payload, delivery.received_at, position, traceparent)
             })
             .collect();
-        self.apply_up_to(source, events, new_next_offset, last_message_at).await
+        let next_offset = self.apply_up_to(source, events, new_next_offset, last_message_at).await?;
+        // Said once the batch is durable: a batch abandoned (a shutdown, a revoke) is read
+        // again, and its invalid headers were counted and logged twice.
+        for (position, reason) in invalid {
+            self.sink.invalid_traceparent(&position, reason);
+        }
+        Ok(next_offset)
     }
 
     /// Hands `events` to the sink as one batch whose checkpoint is `next_offset`, then

@@ -56,6 +56,8 @@ struct RecordingSink {
     zombie_moves_to: Mutex<Option<i64>>,
     /// Every failure the source reported: its operation and class.
     source_errors: Mutex<Vec<(&'static str, catalog_core::FailureClass)>>,
+    /// The offsets of the messages whose `traceparent` was said to be invalid.
+    invalid_traceparents: Mutex<Vec<i64>>,
 }
 
 impl RecordingSink {
@@ -140,7 +142,9 @@ impl BatchSink for RecordingSink {
         self.gaps.lock().expect("sink state").push((partition, from, to));
     }
 
-    fn invalid_traceparent(&self, _at: &catalog_store::SourceRef, _invalid: catalog_core::InvalidTraceParent) {}
+    fn invalid_traceparent(&self, at: &catalog_store::SourceRef, _invalid: catalog_core::InvalidTraceParent) {
+        self.invalid_traceparents.lock().expect("sink state").push(at.offset);
+    }
 
     fn partition_started(&self, _source: &str, _partition: i32) {}
 
@@ -489,6 +493,31 @@ async fn a_header_name_that_is_not_utf_8_stops_nothing() {
     member.stop().await;
     let traceparents = sink.traceparents.lock().expect("sink state").clone();
     assert_eq!(traceparents, BTreeMap::from([(0, None), (1, Some(TRACEPARENT.to_owned())), (2, None)]));
+}
+
+/// An invalid `traceparent` is said once its batch is durable, not while the batch is built:
+/// a batch abandoned (a shutdown, a revoke) is read again, and its invalid headers were
+/// counted and logged a second time (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_traceparent_is_said_once_its_batch_is_durable() {
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    let (_cluster, brokers) = cluster_with_topic();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some("not a trace") });
+    send(&producer, BaseRecord::<'_, str, str>::to(TOPIC).partition(0).payload("message").headers(headers));
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let sink = Arc::new(RecordingSink { permits: Some(Arc::clone(&permits)), ..RecordingSink::default() });
+    let member = Member::start(&brokers, "said-once", &sink);
+    // The message is read, its batch cut (after 20 ms) and waiting to be applied.
+    wait_for(Duration::from_secs(30), || !sink.waiting_since.lock().expect("sink state").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(*sink.invalid_traceparents.lock().expect("sink state"), Vec::<i64>::new(), "not durable yet");
+    permits.add_permits(100);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&1)).await;
+    member.stop().await;
+    assert_eq!(*sink.invalid_traceparents.lock().expect("sink state"), [0]);
 }
 
 /// Each batch's checkpoint names the id of the topic its offsets are of. A member taking a
