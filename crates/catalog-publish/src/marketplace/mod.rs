@@ -170,11 +170,12 @@ pub(crate) const BLOCKED_FOR: Duration = crate::oauth::REFUSAL_HELD_FOR;
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
 /// more with a new token when `expired` says the platform refused the token it was sent;
 /// credentials the token endpoint refused hold the channel (`Verdict::Blocked`), and so does
-/// an endpoint that throttled, failed or answered unreadably (a maintenance page, no
-/// `access_token`: `Verdict::Unavailable`, until its `Retry-After` or as long as the token
-/// cache holds the failure): no request was sent, and spending the items' attempts on the
-/// token endpoint's outage would dead-letter them without one. A transport failure, or a
-/// verdict `send` gives instead of sending (a feed whose round's claims passed,
+/// an answer that is no token (a login or maintenance page, no `access_token`: most likely a
+/// `token_url` that is not the platform's token endpoint, for an operator to look at); an
+/// endpoint that throttled or failed holds it until its `Retry-After`
+/// (`Verdict::Unavailable`). No request was sent, and spending the items' attempts on the
+/// token endpoint would dead-letter them without one. A transport failure, or a verdict
+/// `send` gives instead of sending (a feed whose round's claims passed,
 /// `feeds::exchange_while_held`), is the verdict for the request.
 pub(crate) async fn with_token<F, Fut, E>(
     tokens: &TokenCache,
@@ -189,18 +190,14 @@ where
     let mut retried = false;
     loop {
         let token = tokens.access_token().await.map_err(|error| match error {
-            // Refused credentials stay refused until an operator renews them.
-            TokenError::Refused { .. } => {
+            // Refused credentials stay refused until an operator renews them; an answer that
+            // is no token is held the same way, and pages: held quietly, only staleness told.
+            TokenError::Refused { .. } | TokenError::Malformed(_) => {
                 Verdict::Blocked { reason: error.reason(), error: error.to_string(), retry_after: BLOCKED_FOR }
             }
             TokenError::Unavailable { retry_after, .. } => {
                 Verdict::Unavailable { reason: error.reason(), error: error.to_string(), retry_after }
             }
-            TokenError::Malformed(_) => Verdict::Unavailable {
-                reason: error.reason(),
-                error: error.to_string(),
-                retry_after: crate::oauth::REFUSAL_HELD_FOR,
-            },
         })?;
         let answer = send(token.clone()).await.map_err(Into::into)?;
         // A new token refused too is the adapter's to classify (`unauthorized`, which holds
