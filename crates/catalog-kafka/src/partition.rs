@@ -3,7 +3,7 @@
 //! the sink says the batch is durable. Its messages come from a [`Feed`].
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,10 +51,6 @@ pub(crate) struct PartitionWorker {
     pub(crate) topic_ids: Arc<TopicIds>,
     /// …and as this assignment read it at its start: each batch's checkpoint carries it.
     pub(crate) topic_id: Mutex<Option<String>>,
-    /// Whether the store holds a checkpoint of the partition: found at the start, or written
-    /// since. A start without one (`latest`) writes it once the start is checked, even with
-    /// no message to apply (`pass_to`).
-    pub(crate) checkpoint_stored: AtomicBool,
 }
 
 impl PartitionWorker {
@@ -303,7 +299,7 @@ impl PartitionWorker {
 
     /// Hands `events` to the sink as one batch whose checkpoint is `next_offset`, then
     /// commits that offset to Kafka. Returns it.
-    async fn apply_up_to(
+    pub(crate) async fn apply_up_to(
         &self,
         source: Arc<str>,
         events: Vec<IncomingEvent>,
@@ -322,7 +318,6 @@ impl PartitionWorker {
             high_watermark,
         };
         self.sink.apply(batch).await?;
-        self.checkpoint_stored.store(true, Ordering::Relaxed);
         self.commit(next_offset);
         Ok(next_offset)
     }
@@ -363,14 +358,8 @@ impl PartitionWorker {
     /// message read), so offsets passed below the log's start are a gap; from the group's
     /// committed offset, before any message, they are the group's to skip.
     /// Returns the new next offset.
-    ///
-    /// A partition the store holds no checkpoint of gets one at `next_offset` even when
-    /// `position` is no further: a quiet partition started at its end (`latest`) applied no
-    /// batch, and every other member's stall watch took it for one behind, unmoved, and
-    /// rejoined the group every minute until a message came.
     async fn pass_to(&self, next_offset: i64, position: i64, gaps_known: bool) -> Result<i64, SinkError> {
-        let stored = self.checkpoint_stored.load(Ordering::Relaxed);
-        if position < next_offset || (position == next_offset && stored) {
+        if position <= next_offset {
             return Ok(next_offset);
         }
         // Retention may have deleted offsets the member had not read, the next record read

@@ -3,7 +3,7 @@
 //! partitions added later from the shared queue to a worker each.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -172,7 +172,6 @@ impl KafkaSource {
             stop: stop.clone(),
             topic_ids: Arc::clone(&self.topic_ids),
             topic_id: Mutex::new(None),
-            checkpoint_stored: AtomicBool::new(false),
         }
     }
 

@@ -4,7 +4,6 @@
 //! (`rewind`, decision 8). The broker's answers (seeks, watermarks) are waited for here, and
 //! given up on once the source stops or loses the partition.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +80,13 @@ impl PartitionWorker {
                 let Some(start) = self.start_without().await else {
                     return Ok(self.still_reading().then_some((0, None)));
                 };
+                // Started at its end, the partition is checkpointed there at once: quiet, no
+                // batch would write one, and every other member's stall watch, reading no
+                // checkpoint as offset 0, took it for one behind and unmoved and rejoined the
+                // group every minute until a message came (whichever feed it is read from).
+                if self.start_without_checkpoint == StartWithoutCheckpoint::Latest && self.still_reading() {
+                    self.apply_up_to(self.source.as_str().into(), Vec::new(), start.0, None).await?;
+                }
                 break start;
             };
             let check = self.check_end(input, position.offset, replaced, topic_id.as_deref()).await?;
@@ -127,7 +133,6 @@ impl PartitionWorker {
                 End::Ended => return Ok(None),
             };
         };
-        self.checkpoint_stored.store(stored.is_some(), Ordering::Relaxed);
         // The partition's lag is known before any batch: on `/metrics` from now on. An end
         // read below the wanted offset is a broker's that reports less than it holds (tansu
         // answers with its last record batch's first offset plus one): no lag can be told
