@@ -39,18 +39,18 @@ pub(super) fn same_account(a: &AdapterSettings, b: &AdapterSettings) -> bool {
 /// Whether two channels' adapters spend one rate budget of the platform, so that a 429 or a
 /// refusal met by either holds both: a Shopify shop's cost bucket belongs to the app and the
 /// store (its access token and host), whatever the location; Walmart's token bucket to the
-/// seller's client, whatever the ship node; Amazon's usage plans to the selling partner,
-/// whatever the marketplace; eBay's and Mercado Libre's to the account, as [`same_account`].
+/// seller's client, whatever the ship node; eBay's, Mercado Libre's and Amazon's to the
+/// account, as [`same_account`]. A hold shared is a refusal shared too: only channels
+/// presenting the same credentials share one, and Amazon's marketplaces are kept apart,
+/// since its 403 `Unauthorized` may concern one marketplace alone (a seller not registered
+/// there), which would hold the others after each of its sends.
 pub(super) fn same_budget(a: &AdapterSettings, b: &AdapterSettings) -> bool {
     match (a, b) {
         (AdapterSettings::Shopify(a), AdapterSettings::Shopify(b)) => {
             a.base_url == b.base_url && a.access_token == b.access_token
         }
-        (AdapterSettings::Amazon(a), AdapterSettings::Amazon(b)) => {
-            a.base_url == b.base_url && a.seller_id == b.seller_id
-        }
         (AdapterSettings::Walmart(a), AdapterSettings::Walmart(b)) => {
-            a.base_url == b.base_url && a.client_id == b.client_id
+            a.base_url == b.base_url && a.client_id == b.client_id && a.client_secret == b.client_secret
         }
         _ => same_account(a, b),
     }
