@@ -99,8 +99,10 @@ pub(crate) struct StallCheck {
     pub(crate) stalled_after: Duration,
 }
 
-/// How long a broker request of the watch may take.
+/// How long a broker request of the watch may take…
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// …and all of a tick's watermark requests together.
+const TICK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl StallCheck {
     /// Looks at every partition a few times per `stalled_after` until `stop`, and rejoins the
@@ -114,7 +116,12 @@ impl StallCheck {
                 _ = ticks.tick() => {}
                 () = stop.cancelled() => return Ok(()),
             }
-            let Some(positions) = self.positions().await else { continue };
+            // A tick waits on the broker (a few seconds at most); a stop does not wait for it.
+            let positions = tokio::select! {
+                positions = self.positions() => positions,
+                () = stop.cancelled() => return Ok(()),
+            };
+            let Some(positions) = positions else { continue };
             let assigned = lock(&self.assigned).clone();
             let stalled = watch.observe(Instant::now(), &assigned, &positions);
             if stalled.is_empty() {
@@ -156,9 +163,23 @@ impl StallCheck {
                 .filter(|found| found.name() == topic && found.error().is_none())
                 .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
                 .collect();
+            // One tick waits at most `TICK_TIMEOUT` in all: a broker down that leads many
+            // partitions made each wait its own timeout, one after another. Partitions not
+            // asked in time are unread this tick.
+            let deadline = Instant::now() + TICK_TIMEOUT;
             let watermarks = partitions
                 .into_iter()
-                .map(|partition| (partition, consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)))
+                .map(|partition| {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let read = if left.is_zero() {
+                        Err("not asked: the tick's time ran out".to_owned())
+                    } else {
+                        consumer
+                            .fetch_watermarks(&topic, partition, left.min(BROKER_TIMEOUT))
+                            .map_err(|e| e.to_string())
+                    };
+                    (partition, read)
+                })
                 .collect::<Vec<_>>();
             Ok::<_, rdkafka::error::KafkaError>(watermarks)
         })
