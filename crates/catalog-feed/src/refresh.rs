@@ -145,8 +145,14 @@ impl FeedRun {
             let mut rejected = Vec::new();
             for record in page.records {
                 // The SKU as the record names it, for a rejection that came before the SKU
-                // was read (a record too large to decode still lists its SKU).
-                let named = record.get("sku").and_then(serde_json::Value::as_str).and_then(|sku| Sku::parse(sku).ok());
+                // was read (a record too large to decode still lists its SKU). One refused for
+                // a letter outside ASCII names, upper-cased as Unicode does, the offer an
+                // earlier version stored it under (`straße-1` as `STRASSE-1`, decision 0065):
+                // that one is left alone, where naming none zeroed no unlisted offer at all.
+                let named = record
+                    .get("sku")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|sku| Sku::parse(sku).or_else(|_| Sku::parse(&sku.trim().to_uppercase())).ok());
                 let event = IncomingEvent::received(record_event(self.key(), record), received_at, at.clone(), None);
                 match &event.delivery.decoded {
                     Ok(decoded) => {

@@ -169,6 +169,28 @@ async fn a_snapshot_record_too_large_to_read_leaves_its_offer_alone(fixture: Fix
     assert!(rejected.ends_with(" 1"), "{rejected}");
 }
 
+/// A snapshot record whose SKU has a letter outside ASCII is refused (decision 0065), and
+/// names, upper-cased as Unicode does, the offer an earlier version stored it under: that one
+/// is left alone, and the SKUs the snapshot does not list are still corrected to 0. Named
+/// nowhere, it stopped every unlisted offer of the supplier from being zeroed, every week.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_sku_with_a_letter_outside_ascii_leaves_only_its_old_offer_alone() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let api = FeedApi::start(vec![record_at("SKU-I", 40, at), record_at("B-2", 7, at)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    // `sku-ı` (a dotless i) was `SKU-I` once; B-2 is no longer listed.
+    api.set_snapshot(vec![record_at("sku-ı", 3, at)]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("B-2".to_owned(), 0), ("SKU-I".to_owned(), 40)], "B-2 zeroed, SKU-I left alone");
+}
+
 /// A snapshot record that is no JSON object names no SKU: it may be any SKU the snapshot
 /// does not list, so the refresh corrects none to 0 as unlisted (it is journaled as rejected;
 /// the SKUs it lists are still corrected). Before records that are no object were journaled
