@@ -40,15 +40,20 @@ fn resolve_form(dead_letter_id: i64) -> Markup {
 }
 
 /// An operator's manual run of the feed a pull dead letter is about (its retry: the first
-/// run that completes resolves the letter), and its resolve, each behind a confirmation.
-fn pull_letter_actions(dead_letter_id: i64, feed: &FeedKey) -> Markup {
+/// run that completes resolves the letter), and its resolve, each behind a confirmation. A
+/// feed switched off runs nothing (a run asked for is refused): the page says so instead.
+fn pull_letter_actions(dead_letter_id: i64, feed: &FeedKey, switched_off: bool) -> Markup {
     let what = format!("feed {} of {}", feed.supplier, feed.tenant);
     html! {
-        form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Pull now for {what}?")) {
-            input type="hidden" name="tenant" value=(feed.tenant);
-            input type="hidden" name="supplier" value=(feed.supplier);
-            input type="hidden" name="kind" value="incremental";
-            button type="submit" aria-label=(format!("Pull now for {what}")) { "Pull now" }
+        @if switched_off {
+            "Switched off: switch it on on the " a href=(format!("/feeds#feed-{}-{}", feed.tenant, feed.supplier)) { "feeds page" } " to pull it."
+        } @else {
+            form.inline method="post" action="/page/feeds/runs" data-confirm=(format!("Pull now for {what}?")) {
+                input type="hidden" name="tenant" value=(feed.tenant);
+                input type="hidden" name="supplier" value=(feed.supplier);
+                input type="hidden" name="kind" value="incremental";
+                button type="submit" aria-label=(format!("Pull now for {what}")) { "Pull now" }
+            }
         }
         " "
         (resolve_form(dead_letter_id))
@@ -66,6 +71,14 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
     let mut letters = state.store.dead_letters(&filter).await?;
     let more = letters.len() > MAX_LETTERS_SHOWN;
     letters.truncate(MAX_LETTERS_SHOWN);
+    // The feeds of the pull letters that are switched off, each read once.
+    let mut switched_off = std::collections::BTreeSet::new();
+    let feeds: std::collections::BTreeSet<FeedKey> = letters.iter().filter_map(FeedKey::of_pull_letter).collect();
+    for feed in feeds {
+        if state.store.feed(&feed).await?.is_some_and(|stored| !stored.settings.sync_enabled) {
+            switched_off.insert(feed);
+        }
+    }
     let body = html! {
         h2 { "Open dead letters (" (letters.len()) @if more { "+" } ")" }
         @if more {
@@ -95,7 +108,7 @@ pub(super) async fn dead_letters_page(State(state): State<AppState>, headers: He
                             td { (when(letter.last_failed_at)) }
                             @if caller.role >= Role::Operator {
                                 td {
-                                    @if let Some(feed) = &feed { (pull_letter_actions(letter.dead_letter_id, feed)) }
+                                    @if let Some(feed) = &feed { (pull_letter_actions(letter.dead_letter_id, feed, switched_off.contains(feed))) }
                                     @else { (dead_letter_actions(letter.dead_letter_id)) }
                                 }
                             }

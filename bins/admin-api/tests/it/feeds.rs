@@ -178,6 +178,12 @@ async fn feeds_show_their_status_and_operators_switch_them(server: Server) {
     let html = page(&server, &operator, "/feeds").await;
     assert!(html.contains("Switched off: the worker runs nothing of it"), "{html}");
     assert!(!html.contains(r#"action="/page/feeds/runs""#), "no run an operator would be refused: {html}");
+    // Nor does its dead letter's row.
+    server.store.record_pull_failure(&failure).await.expect("record");
+    let html = page(&server, &operator, "/dead-letters").await;
+    assert!(html.contains("Switched off: switch it on on the"), "{html}");
+    assert!(!html.contains("Pull now for feed acme of canary"), "{html}");
+    assert!(server.store.resolve_pull_failure(&key()).await.expect("resolve"));
     let on =
         server.send(Method::PUT, &operator, "/v1/tenants/canary/feeds/acme/sync", json!({ "enabled": true })).await;
     assert_eq!(on.status(), 200);
