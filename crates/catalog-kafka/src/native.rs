@@ -46,7 +46,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::source::SourceConsumer;
 
 /// The value of the message's first header named `name` (ASCII case ignored); `None` when it
-/// has none, or its first such header has no value.
+/// has none. A header with no value (null, which Kafka tells apart from empty) reads as empty:
+/// for `traceparent`, an invalid one, counted as an empty one is, where it was taken for no
+/// header at all.
 pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) -> Option<&'m [u8]> {
     let mut headers: *mut rd_kafka_headers_t = ptr::null_mut();
     // SAFETY: `message.ptr()` is the live message `message` borrows. librdkafka parses the
@@ -69,7 +71,7 @@ pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) ->
         let key = unsafe { CStr::from_ptr(name_ptr) }.to_bytes();
         if key.eq_ignore_ascii_case(name) {
             if value_ptr.is_null() {
-                return None;
+                return Some(&[]);
             }
             // SAFETY: `size` bytes at `value_ptr`, owned by the list, which lives for 'm.
             return Some(unsafe { std::slice::from_raw_parts(value_ptr.cast::<u8>(), size) });

@@ -520,6 +520,25 @@ async fn an_invalid_traceparent_is_said_once_its_batch_is_durable() {
     assert_eq!(*sink.invalid_traceparents.lock().expect("sink state"), [0]);
 }
 
+/// A `traceparent` header with no value (null, not empty) is an invalid one, counted as an
+/// empty one is: it was taken for no header at all, and nothing said a producer sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_with_no_value_is_counted_invalid() {
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    let (_cluster, brokers) = cluster_with_topic();
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: None::<&str> });
+    send(&producer, BaseRecord::<'_, str, str>::to(TOPIC).partition(0).payload("message").headers(headers));
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    let sink = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "null-header", &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints().get(&0) == Some(&1)).await;
+    member.stop().await;
+    assert_eq!(*sink.invalid_traceparents.lock().expect("sink state"), [0]);
+    assert_eq!(sink.traceparents.lock().expect("sink state").get(&0), Some(&None), "none carried on");
+}
+
 /// Each batch's checkpoint names the id of the topic its offsets are of. A member taking a
 /// partition whose stored checkpoint names another id (the topic was deleted and created
 /// again since, and may hold as many messages as the old one did) moves it back to the low
