@@ -188,20 +188,17 @@ pub async fn replay(
     // have rejections in the window (a rule since fixed): only one with neither is unknown (a
     // typo, most likely, which replayed nothing and exited 0).
     let flags = store.tenant_flags(&request.tenant).await.map_err(store_failed("reading the tenant"))?;
-    let known = match (&flags, &request.supplier) {
-        (None, _) => false,
-        (Some(flags), Some(supplier)) => flags.suppliers.contains_key(supplier),
-        (Some(_), None) => true,
+    let unknown = match (&flags, &request.supplier) {
+        (None, _) => Some(ReplayError::UnknownTenant(request.tenant.to_string())),
+        (Some(flags), Some(supplier)) if !flags.suppliers.contains_key(supplier) => {
+            Some(ReplayError::UnknownSupplier { tenant: request.tenant.to_string(), supplier: supplier.to_string() })
+        }
+        _ => None,
     };
-    if !known {
+    if let Some(unknown) = unknown {
         let first = WindowPage { after: None, limit: 1 };
         if store.journal_window_page(&window, first).await.map_err(store_failed("reading the window"))?.is_empty() {
-            return Err(match (flags, &request.supplier) {
-                (Some(_), Some(supplier)) => {
-                    ReplayError::UnknownSupplier { tenant: request.tenant.to_string(), supplier: supplier.to_string() }
-                }
-                _ => ReplayError::UnknownTenant(request.tenant.to_string()),
-            });
+            return Err(unknown);
         }
     }
     let lanes = Lanes { store, dry_run: request.dry_run, reach_from, progress };
