@@ -57,8 +57,9 @@ pub fn parse_page(body: &[u8], snapshot: bool) -> Result<Page, InvalidPage> {
 }
 
 /// The SKU as the event id names it: normalized like `Sku::parse` (trimmed, upper-cased),
-/// whether or not it is valid (an invalid one is rejected, and claims no id).
-fn normalized_sku(sku: &str) -> String {
+/// whether or not it is valid (an invalid one is rejected, and claims no id); one with a
+/// letter outside ASCII upper-cased as Unicode does, as before decision 0065.
+pub(crate) fn normalized_sku(sku: &str) -> String {
     catalog_core::Sku::parse(sku).map_or_else(|_| sku.trim().to_uppercase(), |sku| sku.as_str().to_owned())
 }
 

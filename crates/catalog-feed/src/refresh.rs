@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{PageRequest, PullError, SeenCursors};
 use crate::failure::RunError;
 use crate::pull::{refresh_source_name, FeedRun, MAX_PASS_RESTARTS};
-use crate::record::{correction_event, record_event};
+use crate::record::{correction_event, normalized_sku, record_event};
 
 /// What a full refresh found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl FeedRun {
                 let named = record
                     .get("sku")
                     .and_then(serde_json::Value::as_str)
-                    .and_then(|sku| Sku::parse(sku).or_else(|_| Sku::parse(&sku.trim().to_uppercase())).ok());
+                    .and_then(|sku| Sku::parse(&normalized_sku(sku)).ok());
                 let event = IncomingEvent::received(record_event(self.key(), record), received_at, at.clone(), None);
                 match &event.delivery.decoded {
                     Ok(decoded) => {
