@@ -148,8 +148,8 @@ pub fn classify_response(
 /// (`"7"`, `"1.5"`), or an HTTP-date in any of the three forms RFC 9110 has a recipient
 /// accept: IMF-fixdate (`"Sun, 06 Nov 1994 08:49:37 GMT"`), RFC 850 (`"Sunday, 06-Nov-94
 /// 08:49:37 GMT"`) and asctime (`"Sun Nov  6 08:49:37 1994"`). Anything else (a weekday that
-/// is not the date's among it), or no header, waits [`DEFAULT_RETRY_AFTER`]; no answer waits less than
-/// [`MIN_RETRY_AFTER`] (`0`, a date already past) or more than [`MAX_RETRY_AFTER`].
+/// is not the date's among it), or no header, waits [`DEFAULT_RETRY_AFTER`]; no answer waits
+/// less than [`MIN_RETRY_AFTER`] (`0`, a date already past) or more than [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
     let Some(value) = value.map(str::trim) else {
         return DEFAULT_RETRY_AFTER;
