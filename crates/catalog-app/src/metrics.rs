@@ -362,7 +362,8 @@ impl Metrics {
         );
         let report_succeeded_at = gauge(
             "catalog_report_last_success_timestamp_seconds",
-            "When a report last read what its gauges show (signals, outbox), seconds since the epoch.",
+            "When a report last read what its gauges show (signals, outbox, feeds), seconds since the epoch; \
+             its start until its first read succeeds, so one that never succeeds is seen growing old.",
             &["report"],
         );
         let trace_checks = counter(
@@ -472,6 +473,13 @@ impl Metrics {
     /// A report read what its gauges show, now.
     pub fn report_succeeded(&self, report: &str) {
         self.report_succeeded_at.with_label_values(&[report]).set(chrono::Utc::now().timestamp());
+    }
+
+    /// A report starts: its last success reads as now until its first read, so that one whose
+    /// reads fail from the start ages like one whose reads stopped (`CatalogReportsStale`),
+    /// where no series at all would never fire.
+    pub fn report_started(&self, report: &str) {
+        self.report_succeeded(report);
     }
 
     /// The text exposition format.

@@ -183,6 +183,7 @@ pub async fn report_outbox(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    metrics.report_started("outbox");
     loop {
         if let Err(error) = report_outbox_once(&*store, &channels, &metrics).await {
             tracing::warn!(%error, class = error.failure_class().as_str(), "reading the outbox for its gauges failed: they show the last read's; trying again");

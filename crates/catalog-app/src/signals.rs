@@ -124,6 +124,7 @@ impl Sampler {
     /// Samples every interval until `shutdown`; a failed round is logged and the next one
     /// tries again (a gap in the samples is not green for the gate).
     pub async fn run(self, shutdown: CancellationToken) {
+        self.metrics.report_started("signals");
         let mut ticks = tokio::time::interval(self.settings.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -141,6 +141,38 @@ async fn a_worker_that_stops_reporting_turns_queue_lag_red() {
     assert_eq!(judged[0].queue_lag.status, Status::Green);
 }
 
+/// A report whose reads fail from its start has a last success all the same: its start, so
+/// `CatalogReportsStale` fires ten minutes on. Before, its series never appeared (a gauge has
+/// none until it is set), and an alert on its age never fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_failing_from_its_start_ages_from_its_start() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
+    sqlx::query("ALTER TABLE signal_samples RENAME TO signal_samples_away").execute(&pool).await.expect("rename");
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let started = Utc::now().timestamp();
+    let reporter = tokio::spawn(catalog_app::publishing::report_outbox(
+        store.clone(),
+        vec!["storefront".to_owned()],
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = tokio::spawn(Sampler::new(store.clone(), settings, metrics.clone()).run(shutdown.clone()));
+    // The outbox reporter's first read and the sampler's first round, both failing.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for report in ["outbox", "signals"] {
+        let at = succeeded_at(&metrics, report).unwrap_or_else(|| panic!("{report}: no series"));
+        assert!((started..=started + 1).contains(&at), "{report}: its start, {at} (started {started})");
+    }
+    shutdown.cancel();
+    reporter.await.expect("the reporter ends");
+    sampler.await.expect("the sampler ends");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_missing_its_winning_journal_row_lowers_trace_coverage_and_is_named() {
     let database = TestDatabase::create().await;
