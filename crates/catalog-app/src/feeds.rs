@@ -4,6 +4,7 @@
 //! (with how many days behind each is), what was pulled per day, and the drift its last full
 //! refresh found. The pull source uses the same window arithmetic (`go_live_at`, `gaps`).
 
+use catalog_core::Classify;
 pub use catalog_store::{gaps, gaps_at};
 use catalog_store::{
     CompletedWindow, DeadLetter, FeedDriftRecord, FeedJournalDay, FeedKey, FeedSettings, FeedStore, StoreError,
@@ -237,16 +238,21 @@ pub fn pull_dead_letter<'a>(open_pull_dead_letters: &'a [DeadLetter], key: &Feed
 /// it is switched on, as gauges (`catalog_feed_state`, `catalog_feed_failing`,
 /// `catalog_feed_sync_enabled`) read from the store, so they move while no run completes
 /// and agree across workers. A read that fails leaves the gauges as they were until the
-/// next.
+/// next: `catalog_report_last_success_timestamp_seconds{report="feeds"}` says how old they are
+/// (`CatalogReportsStale`).
 pub async fn report_feeds(
     store: std::sync::Arc<dyn FeedStore>,
     metrics: crate::Metrics,
     interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    metrics.report_started("feeds");
     loop {
-        if let Err(error) = report_feeds_once(&*store, &metrics, Utc::now()).await {
-            tracing::warn!(%error, "reading the feeds for their metrics failed; trying again");
+        match report_feeds_once(&*store, &metrics, Utc::now()).await {
+            Ok(()) => metrics.report_succeeded("feeds"),
+            Err(error) => {
+                tracing::warn!(%error, class = error.failure_class().as_str(), "reading the feeds for their gauges failed: they show the last read's; trying again");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

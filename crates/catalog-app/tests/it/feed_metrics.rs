@@ -139,3 +139,48 @@ async fn a_feed_with_an_unknown_time_zone_leaves_every_status_readable() {
     let suppliers: Vec<String> = statuses.iter().map(|status| status.feed.settings.key.supplier.to_string()).collect();
     assert_eq!(suppliers, ["acme", "mars"]);
 }
+
+/// The last success of the feeds' report, in seconds since the epoch.
+fn feeds_reported_at(metrics: &Metrics) -> Option<i64> {
+    let prefix = "catalog_report_last_success_timestamp_seconds{report=\"feeds\"} ";
+    metrics.render().lines().find_map(|line| line.strip_prefix(prefix).and_then(|value| value.parse().ok()))
+}
+
+/// The feeds' gauges say how old they are, as the signals' and the outbox's do: a read that
+/// fails leaves the last success's time, from the reporter's start on, until a read succeeds
+/// (`CatalogReportsStale`). Before, a feed that turned stale while the reads failed showed
+/// current, and nothing said the gauges had stopped moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feeds_report_says_how_old_its_gauges_are_on_postgres() {
+    let (store, database) = postgres().await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query("ALTER TABLE feeds RENAME TO feeds_away").execute(&pool).await.expect("rename");
+    let metrics = Metrics::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Utc::now().timestamp();
+    let reporter = tokio::spawn(catalog_app::feeds::report_feeds(
+        std::sync::Arc::new(store),
+        metrics.clone(),
+        std::time::Duration::from_millis(100),
+        shutdown.clone(),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let at = feeds_reported_at(&metrics).expect("a series from the start");
+    assert!((started..=started + 1).contains(&at), "the start, {at} (started {started})");
+    metrics.report_succeeded_at.with_label_values(&["feeds"]).set(0);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(feeds_reported_at(&metrics), Some(0), "no success while the feeds cannot be read");
+
+    sqlx::query("ALTER TABLE feeds_away RENAME TO feeds").execute(&pool).await.expect("rename");
+    let mut reported = false;
+    for _ in 0..100 {
+        reported = feeds_reported_at(&metrics).is_some_and(|at| at >= started);
+        if reported {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reported, "a success once the feeds can be read");
+    shutdown.cancel();
+    reporter.await.expect("the reporter ends");
+}
