@@ -61,6 +61,34 @@ async fn a_failed_sampling_round_keeps_the_gauges_and_says_how_old_they_are() {
     assert!(succeeded_at(&metrics, "signals").is_some_and(|at| at > 0), "a success now");
 }
 
+/// A round whose samples are kept but whose old samples cannot be dropped still succeeds: its
+/// gauges are this round's, and the report says so. Before, the failed drop failed the round,
+/// which said the fresh gauges were stale and in ten minutes fired `CatalogReportsStale`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_whose_old_samples_cannot_be_dropped_still_reports() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let metrics = Metrics::new();
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = Sampler::new(store.clone(), settings, metrics.clone());
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no delete here'; END $$",
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON signal_samples FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+    metrics.report_succeeded_at.with_label_values(&["signals"]).set(0);
+    sampler.round(Utc::now()).await.expect("the round succeeds: its samples are kept");
+    assert!(succeeded_at(&metrics, "signals").is_some_and(|at| at > 0), "a success");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "queue_lag"), Some(1.0));
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM signal_samples").fetch_one(&pool).await.expect("count");
+    assert!(kept > 0, "the round's samples are kept");
+    let retried =
+        metrics.render().lines().any(|line| line.starts_with("catalog_store_retries_total{") && !line.ends_with(" 0"));
+    assert!(retried, "the failed drop is counted");
+}
+
 /// The outbox's gauges too: a read that fails leaves them, and the last success's time
 /// stands still until a read succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,6 +131,38 @@ async fn a_failed_outbox_read_keeps_its_gauges_and_says_how_old_they_are() {
     reporter.await.expect("the reporter ends");
 }
 
+/// A report whose reads fail from its start has a last success all the same: its start, so
+/// `CatalogReportsStale` fires ten minutes on. Before, its series never appeared (a gauge has
+/// none until it is set), and an alert on its age never fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_failing_from_its_start_ages_from_its_start() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
+    sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
+    sqlx::query("ALTER TABLE signal_samples RENAME TO signal_samples_away").execute(&pool).await.expect("rename");
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let started = Utc::now().timestamp();
+    let reporter = tokio::spawn(catalog_app::publishing::report_outbox(
+        store.clone(),
+        vec!["storefront".to_owned()],
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = tokio::spawn(Sampler::new(store.clone(), settings, metrics.clone()).run(shutdown.clone()));
+    // The outbox reporter's first read and the sampler's first round, both failing.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for report in ["outbox", "signals"] {
+        let at = succeeded_at(&metrics, report).unwrap_or_else(|| panic!("{report}: no series"));
+        assert!((started..=started + 1).contains(&at), "{report}: its start, {at} (started {started})");
+    }
+    shutdown.cancel();
+    reporter.await.expect("the reporter ends");
+    sampler.await.expect("the sampler ends");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_stops_reporting_turns_queue_lag_red() {
     let database = TestDatabase::create().await;
@@ -139,38 +199,6 @@ async fn a_worker_that_stops_reporting_turns_queue_lag_red() {
     }
     let judged = sampler.sample_once(started + Duration::minutes(3)).await.expect("sample");
     assert_eq!(judged[0].queue_lag.status, Status::Green);
-}
-
-/// A report whose reads fail from its start has a last success all the same: its start, so
-/// `CatalogReportsStale` fires ten minutes on. Before, its series never appeared (a gauge has
-/// none until it is set), and an alert on its age never fired.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_failing_from_its_start_ages_from_its_start() {
-    let database = TestDatabase::create().await;
-    let store = store(&database).await;
-    let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
-    sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
-    sqlx::query("ALTER TABLE signal_samples RENAME TO signal_samples_away").execute(&pool).await.expect("rename");
-    let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
-    let started = Utc::now().timestamp();
-    let reporter = tokio::spawn(catalog_app::publishing::report_outbox(
-        store.clone(),
-        vec!["storefront".to_owned()],
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
-    let sampler = tokio::spawn(Sampler::new(store.clone(), settings, metrics.clone()).run(shutdown.clone()));
-    // The outbox reporter's first read and the sampler's first round, both failing.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    for report in ["outbox", "signals"] {
-        let at = succeeded_at(&metrics, report).unwrap_or_else(|| panic!("{report}: no series"));
-        assert!((started..=started + 1).contains(&at), "{report}: its start, {at} (started {started})");
-    }
-    shutdown.cancel();
-    reporter.await.expect("the reporter ends");
-    sampler.await.expect("the sampler ends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
