@@ -34,5 +34,5 @@ pub use response::{
     classify_response, classify_transport, TransportError, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER,
 };
 pub use round::{ChannelHold, Refused};
-pub use storefront::{check_base_url, StorefrontChannel, StorefrontConfig};
+pub use storefront::{canonical_base_url, check_base_url, StorefrontChannel, StorefrontConfig};
 pub use work::{WorkSignal, WorkWaiter};

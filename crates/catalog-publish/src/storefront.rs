@@ -42,6 +42,15 @@ pub fn check_base_url(base_url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `base_url` checked as [`check_base_url`] does, in one spelling: scheme and host lower-cased,
+/// a default port dropped, no trailing `/`. Channels compare base URLs to find the ones on one
+/// seller account or rate budget, which `https://Host/` and `https://host` are.
+pub fn canonical_base_url(base_url: &str) -> Result<String, String> {
+    check_base_url(base_url)?;
+    let url = reqwest::Url::parse(base_url).map_err(|error| format!("{base_url:?} is not a URL ({error})"))?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// A storefront channel over HTTP.
 #[derive(Debug)]
 pub struct StorefrontChannel {

@@ -9,7 +9,7 @@ use catalog_publish::marketplace::{amazon, ebay, mercadolibre, shopify, walmart}
 use catalog_publish::StorefrontConfig;
 use serde::Deserialize;
 
-use super::file::{credential, ChannelsError};
+use super::file::{credential, without_position, ChannelsError};
 use super::AdapterSettings;
 
 #[derive(Debug, Deserialize)]
@@ -109,11 +109,13 @@ impl FeedEntry {
 /// The adapter settings of channel `channel` from its `adapter` object.
 pub(super) fn adapter_settings(
     channel: &str,
-    adapter: serde_json::Value,
+    adapter: &serde_json::value::RawValue,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AdapterSettings, ChannelsError> {
-    let entry: AdapterEntry = serde_json::from_value(adapter)
-        .map_err(|error| ChannelsError::Adapter { channel: channel.to_owned(), error: format!("adapter: {error}") })?;
+    let entry: AdapterEntry = serde_json::from_str(adapter.get()).map_err(|error| ChannelsError::Adapter {
+        channel: channel.to_owned(),
+        error: format!("adapter: {}", without_position(&error)),
+    })?;
     let secret = |what, variable: &str| credential(channel, what, variable, env);
     let url = |value: Option<String>, default: &str| value.unwrap_or_else(|| default.to_owned());
     Ok(match entry {

@@ -4,7 +4,6 @@
 //! (`stock`), listings (`listings` or `listings_file`), pace and tenants. Read and checked
 //! whole at start; every error names the channel.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use catalog_publish::marketplace::walmart::{self, WalmartConfig};
 use catalog_publish::{ChannelConfig, Rate, Secret, StorefrontConfig};
 use catalog_store::ChannelRoute;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::adapters::adapter_settings;
 use super::{listings, AdapterSettings, HttpChannel};
@@ -49,8 +49,10 @@ pub enum ChannelsError {
 #[serde(deny_unknown_fields)]
 struct ChannelEntry {
     name: String,
-    /// What the channel speaks and where; absent for a storefront written the short way.
-    adapter: Option<serde_json::Value>,
+    /// What the channel speaks and where; absent for a storefront written the short way. Kept
+    /// as written and read apart, so an error names the channel and a field written twice is
+    /// refused (a `Value` would keep the last).
+    adapter: Option<Box<RawValue>>,
     /// A storefront's URL, the short way (no `adapter`).
     base_url: Option<String>,
     /// Name of the environment variable that holds a storefront's bearer token, the short way.
@@ -69,10 +71,10 @@ struct ChannelEntry {
     enabled: bool,
     /// How much of each item's stock the channel is offered; all of it when absent. Read
     /// apart, so an error names the channel.
-    stock: Option<serde_json::Value>,
+    stock: Option<Box<RawValue>>,
     /// SKU → the channel's listing id; every SKU as it is when neither this nor
     /// `listings_file` is given.
-    listings: Option<BTreeMap<String, String>>,
+    listings: Option<listings::Pairs>,
     /// A `sku,listing` CSV file, relative to the channels file.
     listings_file: Option<PathBuf>,
     /// How long a difference read back from the channel must last before it is corrected;
@@ -82,6 +84,14 @@ struct ChannelEntry {
 
 fn enabled() -> bool {
     true
+}
+
+/// `error`'s message without the line and column serde_json adds: they count within the
+/// channel's own object, not the file.
+pub(super) fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&position).map_or(text.clone(), str::to_owned)
 }
 
 /// The enabled channels of the file at `path`, credentials read through `env`.
@@ -126,7 +136,7 @@ fn channel(
                 error: "\"token_env\" is a storefront's: an \"adapter\" names its own credentials".to_owned(),
             })
         }
-        (Some(adapter), None) => adapter_settings(&name, adapter, env)?,
+        (Some(adapter), None) => adapter_settings(&name, &adapter, env)?,
         (None, Some(base_url)) => {
             let token =
                 entry.token_env.as_deref().map(|variable| credential(&name, "token", variable, env)).transpose()?;
@@ -162,9 +172,9 @@ fn channel(
                 error: "give either \"listings\" or \"listings_file\", not both".to_owned(),
             })
         }
-        (Some(map), None) => Listings::Mapped(listings::from_pairs(
+        (Some(pairs), None) => Listings::Mapped(listings::from_pairs(
             &name,
-            map.iter().map(|(sku, listing)| (sku.as_str(), listing.as_str())),
+            pairs.0.iter().map(|(sku, listing)| (sku.as_str(), listing.as_str())),
             &|_| "\"listings\"".to_owned(),
         )?),
         (None, Some(file)) => Listings::Mapped(listings::read_csv(&name, &directory.join(file))?),
@@ -198,8 +208,15 @@ fn channel(
         }
         (None, None) => {}
     }
-    if let Some(concurrency) = entry.concurrency {
-        config.concurrency = concurrency.max(1);
+    match entry.concurrency {
+        Some(0) => {
+            return Err(ChannelsError::Adapter {
+                channel: name,
+                error: "concurrency must be 1 or more: 0 would send nothing".to_owned(),
+            })
+        }
+        Some(concurrency) => config.concurrency = concurrency,
+        None => {}
     }
     config.max_attempts = match entry.max_attempts {
         Some(0) => return Err(ChannelsError::MaxAttempts(name)),
@@ -208,8 +225,10 @@ fn channel(
     };
     let stock = match entry.stock {
         None => StockRules::default(),
-        Some(stock) => serde_json::from_value(stock)
-            .map_err(|error| ChannelsError::Adapter { channel: name.clone(), error: format!("stock: {error}") })?,
+        Some(stock) => serde_json::from_str(stock.get()).map_err(|error| ChannelsError::Adapter {
+            channel: name.clone(),
+            error: format!("stock: {}", without_position(&error)),
+        })?,
     };
     config.rules = ChannelRules { listings, stock };
     let read_back_settle = entry.read_back_settle_ms.map(Duration::from_millis);

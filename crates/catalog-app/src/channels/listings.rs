@@ -13,6 +13,31 @@ use catalog_publish::marketplace::shopify::is_inventory_item_gid;
 use super::file::ChannelsError;
 use super::AdapterSettings;
 
+/// The `listings` object's pairs in the file's order, a key written twice kept twice: read
+/// into a map, the last would win with nothing said, and the SKU be sent to the wrong listing.
+#[derive(Debug)]
+pub(super) struct Pairs(pub(super) Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for Pairs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pairs;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object of SKU to listing id")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// The map from `(sku, listing)` pairs, with `source` naming where they came from in errors.
 pub(super) fn from_pairs<'a>(
     channel: &str,

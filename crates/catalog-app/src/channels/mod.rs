@@ -97,6 +97,28 @@ impl AdapterSettings {
         }
     }
 
+    fn base_url_mut(&mut self) -> &mut String {
+        match self {
+            AdapterSettings::Storefront(config) => &mut config.base_url,
+            AdapterSettings::Shopify(config) => &mut config.base_url,
+            AdapterSettings::Amazon(config) => &mut config.base_url,
+            AdapterSettings::Walmart(config) => &mut config.base_url,
+            AdapterSettings::Ebay(config) => &mut config.base_url,
+            AdapterSettings::MercadoLibre(config) => &mut config.base_url,
+        }
+    }
+
+    /// Where its OAuth2 access tokens are asked for, on platforms that use them.
+    fn token_url(&self) -> Option<&str> {
+        match self {
+            AdapterSettings::Storefront(_) | AdapterSettings::Shopify(_) => None,
+            AdapterSettings::Amazon(config) => Some(&config.token_url),
+            AdapterSettings::Walmart(config) => Some(&config.token_url),
+            AdapterSettings::Ebay(config) => Some(&config.token_url),
+            AdapterSettings::MercadoLibre(config) => Some(&config.token_url),
+        }
+    }
+
     /// The adapter, with a client that gives up after `request_timeout` and keeps up to
     /// `connections` connections open, and how the same adapter (one client, one access
     /// token cache: Mercado Libre's refresh tokens are single-use) reads the channel back.
@@ -164,11 +186,19 @@ pub fn http_channels_with(
         });
     }
     if let Some(path) = &settings.channels_file {
-        for channel in file::read(path, settings.max_attempts.max(1), env)? {
-            catalog_publish::check_base_url(channel.adapter.base_url()).map_err(|error| ChannelsError::Adapter {
+        for mut channel in file::read(path, settings.max_attempts.max(1), env)? {
+            let refused = |field: &str, error: String| ChannelsError::Adapter {
                 channel: channel.config.name.clone(),
-                error: format!("base_url {error}"),
-            })?;
+                error: format!("{field} {error}"),
+            };
+            // One spelling, so that channels on one account or budget are found as such.
+            let base_url =
+                catalog_publish::canonical_base_url(channel.adapter.base_url()).map_err(|e| refused("base_url", e))?;
+            // A token URL the client cannot use would hold the channel as throttled for ever.
+            if let Some(token_url) = channel.adapter.token_url() {
+                catalog_publish::check_base_url(token_url).map_err(|e| refused("token_url", e))?;
+            }
+            *channel.adapter.base_url_mut() = base_url;
             channels.push(channel);
         }
     }

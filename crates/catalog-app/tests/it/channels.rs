@@ -189,6 +189,12 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "adapter": {"kind": "mercadolibre", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "api_version": "2025-10", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "api_version": "unstable", "location_id": "gid://shopify/Location/1", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
+        // A key written twice: a map would keep the last with nothing said.
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "listings": {"ABC-1": "A", "ABC-1": "B"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "walmart", "client_id": "c", "client_id": "d", "client_secret_env": "SET"}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "stock": {"buffer": 1, "buffer": 5}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "ebay", "token_url": "api.ebay.com/identity/v1/oauth2/token", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
+        r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "concurrency": 0}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -207,7 +213,7 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: environment variable UNSET (its refresh token) is not set
     channel x: adapter: unknown field `colour`, expected one of `base_url`, `token_url`, `ship_node`, `client_id`, `client_secret_env`, `feed`
     channel x: stock: share_percent must be 0 to 100, not 150
-    channel x: listings at "listings": sku ABC-1 is listed twice ("B" and "A")
+    channel x: listings at "listings": sku ABC-1 is listed twice ("A" and "B")
     channel x: listings at "listings": sku ABC-1 has an empty listing id
     channel x: listings at DIR/missing.csv: reading it: No such file or directory (os error 2)
     channel x: give either "listings" or "listings_file", not both
@@ -228,7 +234,50 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: adapter: Mercado Libre needs a "refresh_token_file": it spends a refresh token on its first use and answers with the next, which only that file keeps across restarts; without it, the next start presents a spent token and the channel is held until its grant is renewed
     channel x: adapter: api_version: 2025-10 is older than 2026-01, which brought the `@idempotent` directive and `changeFromQuantity` every publish uses
     channel x: adapter: api_version: "unstable" is no stable Admin API version (YYYY-MM, a quarter's first month: 01, 04, 07 or 10)
+    channel x: listings at "listings": sku ABC-1 is listed twice ("A" and "B")
+    channel x: adapter: duplicate field `client_id`
+    channel x: stock: duplicate field `buffer`
+    channel x: token_url "api.ebay.com/identity/v1/oauth2/token" is not a URL (relative URL without a base)
+    channel x: concurrency must be 1 or more: 0 would send nothing
     "#);
+}
+
+/// Two channels on one seller account are found as such however their base URL is spelled
+/// (decision 0056): written with a trailing `/` or a capital, the same host. Before, the text
+/// was compared, and the two wrote each other's listings and waited out none of each other's
+/// 429s.
+#[test]
+fn channels_on_one_account_are_found_whatever_the_spelling_of_their_host() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let path = directory.path().join("channels.json");
+    let amazon = |name: &str, base_url: &str| {
+        format!(
+            r#"{{"name": "{name}", "adapter": {{"kind": "amazon", "base_url": "{base_url}", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}}}"#
+        )
+    };
+    let text = format!(
+        "[{}, {}]",
+        amazon("amazon-us", "https://sellingpartnerapi-na.amazon.com"),
+        amazon("amazon-bulk", "https://SellingPartnerAPI-na.amazon.com:443/")
+    );
+    std::fs::write(&path, text).expect("write the channels file");
+    let env = |name: &str| (name == "SET").then(|| "secret".to_owned());
+    let channels = http_channels_with(&settings(Some(path)), &env).expect("channels");
+    let shares: Vec<(&str, Vec<&str>, &str)> = channels
+        .iter()
+        .filter(|channel| channel.config.name != "storefront")
+        .map(|channel| {
+            let shares = channel.config.shares_account_with.iter().map(|other| other.name.as_str()).collect();
+            (channel.config.name.as_str(), shares, channel.adapter.base_url())
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        [
+            ("amazon-us", vec!["amazon-bulk"], "https://sellingpartnerapi-na.amazon.com"),
+            ("amazon-bulk", vec!["amazon-us"], "https://sellingpartnerapi-na.amazon.com"),
+        ]
+    );
 }
 
 /// The README's channels file example is one the worker reads: every channel in it parses,
