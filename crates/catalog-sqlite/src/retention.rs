@@ -100,6 +100,13 @@ async fn expire(
 ) -> Result<RetentionReport, StoreError> {
     let mut report = RetentionReport::default();
     let chunk = saturating_i64(policy.chunk.max(1));
+    // The journal goes by whole days, as PostgreSQL drops its partitions: a cutoff inside a day
+    // leaves all of it to the first pass past its end. Cut at the cutoff, the hourly passes
+    // archived a day in slices, each a file beside the day's.
+    let whole_days = RetentionPolicy {
+        journal_cutoff: policy.journal_cutoff.date_naive().and_time(chrono::NaiveTime::MIN).and_utc(),
+        ..*policy
+    };
     // A row decided from here on (a held event switched on while its day is archived) was
     // read, if at all, as held and not archived: no drop deletes it, the next pass archives it.
     // The time is taken on the writer, which takes every decision's time inside its own
@@ -108,7 +115,8 @@ async fn expire(
     // before it has committed, so the reads below see it.
     let pass_started = writer.transaction(|_| Ok(micros(Utc::now()))).await?;
     let mut day: Option<Day> = None;
-    let mut held: Vec<(NaiveDate, u64)> = Vec::new();
+    // By date: one batch's held rows either side of midnight alternate between two dates.
+    let mut held: std::collections::BTreeMap<NaiveDate, u64> = std::collections::BTreeMap::new();
     let mut after = 0i64;
     'read: loop {
         // Stopped before its day's archive is finished, the day is not dropped: the next pass
@@ -134,7 +142,7 @@ async fn expire(
             after = row.journal_id;
             // Rows are read in journal order, which is receive order but for a few
             // stragglers: the first row inside the retention ends the pass.
-            if row.received_at >= policy.journal_cutoff {
+            if row.received_at >= whole_days.journal_cutoff {
                 if let Some(current) = &day {
                     sink.write(&entries).map_err(io(current.date))?;
                 }
@@ -142,10 +150,7 @@ async fn expire(
             }
             let date = row.received_at.date_naive();
             if row.outcome == "held" {
-                match held.last_mut() {
-                    Some((held_date, count)) if *held_date == date => *count += 1,
-                    _ => held.push((date, 1)),
-                }
+                *held.entry(date).or_default() += 1;
                 continue;
             }
             // A day is finished when a row of a later one comes. A row of an earlier day read
@@ -156,7 +161,7 @@ async fn expire(
                 let finished = day.take().expect("checked");
                 sink.write(&entries).map_err(io(finished.date))?;
                 entries.clear();
-                drop_day(writer, sink, finished, policy, pass_started, &mut report).await?;
+                drop_day(writer, sink, finished, &whole_days, pass_started, &mut report).await?;
             }
             let current = match &mut day {
                 Some(current) => current,
@@ -174,7 +179,7 @@ async fn expire(
         }
     }
     if let Some(finished) = day.take() {
-        drop_day(writer, sink, finished, policy, pass_started, &mut report).await?;
+        drop_day(writer, sink, finished, &whole_days, pass_started, &mut report).await?;
     }
     report.kept =
         held.into_iter().map(|(date, held_events)| KeptSegment { name: day_name(date), held_events }).collect();

@@ -443,3 +443,36 @@ async fn rows_either_side_of_midnight_in_one_batch_are_archived_in_a_file_per_da
     assert!(sink.names.len() <= 2, "a file per day at most: {:?}", sink.names);
     assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 40, "every row deleted once");
 }
+
+/// Held rows either side of midnight in one batch alternate between two dates in journal
+/// order; the pass reports each day once, with all of its held rows. Before, it reported a
+/// segment per change of date: tens of entries of one name, each warned about every hour, and
+/// `catalog_journal_segments_kept_past_retention` counting them.
+#[tokio::test]
+async fn held_rows_either_side_of_midnight_are_reported_a_day_each() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let midnight = base().date_naive().succ_opt().expect("a next day").and_time(chrono::NaiveTime::MIN).and_utc();
+    let second = |offset: i64| (midnight - base()).num_seconds() + offset;
+    let switched_off = offer("canary", "globex", "SKU-0");
+    store.set_supplier_sync(&switched_off.tenant, &switched_off.supplier, false).await.expect("flag");
+    let events: Vec<IncomingEvent> = (1..=10u64)
+        .map(|n| {
+            let key = offer("canary", "globex", &format!("SKU-{n}"));
+            incoming(n, &key, StockChange::Updated { quantity: 1 }, 0, second(if n % 2 == 0 { 1 } else { -1 }))
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let policy = RetentionPolicy {
+        journal_cutoff: midnight + chrono::Duration::days(1),
+        claim_cutoff: base() - DEDUPE_HORIZON,
+        chunk: 3,
+    };
+    let report = store.expire_journal(&policy, &mut Named::default()).await.expect("retention pass");
+    let kept: Vec<(&str, u64)> =
+        report.kept.iter().map(|segment| (segment.name.as_str(), segment.held_events)).collect();
+    let name = |date: chrono::NaiveDate| format!("events_{}", date.format("%Y%m%d"));
+    let (before, after) = (name(base().date_naive()), name(midnight.date_naive()));
+    assert_eq!(kept, [(before.as_str(), 5), (after.as_str(), 5)]);
+}

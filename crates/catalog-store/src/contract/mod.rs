@@ -155,6 +155,7 @@ macro_rules! store_contract_cases {
             feeds::a_supplier_s_hold_is_kept_with_the_feed,
             feeds::a_full_refresh_journals_its_drift_and_completes_the_initial_sync,
             retention::retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate,
+            retention::a_day_is_archived_whole_by_the_first_pass_past_its_end,
             retention::a_clamped_event_s_claim_is_kept_from_its_own_time,
             retention::a_pass_with_the_largest_chunk_ends_and_drops_the_old_day,
             retention::a_pass_told_to_stop_drops_nothing_half_archived_and_the_next_goes_on,

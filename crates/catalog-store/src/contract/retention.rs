@@ -62,6 +62,41 @@ fn received_second(at: DateTime<Utc>) -> i64 {
     (at - base()).num_seconds()
 }
 
+/// A pass whose cutoff falls inside a day archives none of it: the first pass past the day's
+/// end archives it whole, in one segment, as PostgreSQL drops its partitions whole. SQLite
+/// archived the part before each hourly pass's cutoff, each part a file beside the day's, which
+/// decision 0019 says is a day archived twice (found by review).
+pub(super) async fn a_day_is_archived_whole_by_the_first_pass_past_its_end<G, F>(factory: impl FnOnce(StoreConfig) -> F)
+where
+    F: std::future::Future<Output = Fresh<G>>,
+{
+    let (store, _guard) = factory(StoreConfig::default()).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let day = day_from_today(2);
+    let hours = |hours: i64| day + chrono::Duration::hours(hours);
+    let events = (1..=3u64)
+        .map(|n| {
+            let at = received_second(hours(2 * n as i64 - 1));
+            incoming(n, &key, StockChange::Updated { quantity: n as i64 }, at, at)
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let mut archive = Recorded::default();
+    for cutoff in [hours(2), hours(4), hours(25)] {
+        let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk: 100 };
+        store.expire_journal(&policy, &mut archive).await.expect("expire");
+    }
+    // PostgreSQL archives its empty partitions too, as empty segments.
+    let segments: Vec<(&str, usize)> = archive
+        .finished
+        .iter()
+        .filter(|(_, entries)| !entries.is_empty())
+        .map(|(name, entries)| (name.as_str(), entries.len()))
+        .collect();
+    let name = format!("events_{}", day.format("%Y%m%d"));
+    assert_eq!(segments, [(name.as_str(), 3)], "one segment holding the whole day");
+}
+
 pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_duplicate<G, F>(
     factory: impl FnOnce(StoreConfig) -> F,
 ) where
