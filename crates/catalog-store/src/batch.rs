@@ -360,11 +360,15 @@ fn journal_writes(batch: &BatchInput, plan: &BatchPlan, prior_rows: &[PriorRow])
                 }
             }
             (None, Some(row)) if !row.journaled => {
-                // The claim outlived its row: this delivery is journaled on its own.
+                // The claim outlived its row: this delivery is journaled on its own, as the
+                // redelivery it is (counted, and whether it differs from the first), as the
+                // journaled row it stands for would have been.
                 targets.insert(event_id, JournalTarget::Insert(inserts.len()));
                 let mut row = new_row(event, decision);
                 row.reason = Some(JOURNAL_ROW_ARCHIVED);
                 row.received_at = event.delivery.received_at;
+                row.redelivery_count = counted;
+                row.payload_differs = payload_differs;
                 inserts.push(row);
             }
             (None, Some(row)) => {

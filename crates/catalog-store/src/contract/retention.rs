@@ -152,16 +152,29 @@ pub(super) async fn retention_archives_old_days_and_an_old_redelivery_stays_a_du
         event.source.offset = offset;
         event
     };
-    let result = store.apply_batch(&batch(vec![again(&snapshot, 10), again(&adjustment, 11)])).await.expect("apply");
+    // The adjustment comes back changed: still a duplicate, journaled as a redelivery that
+    // differs, as it would have been on its own row.
+    let changed = incoming(2, &key, StockChange::Adjusted { delta: 9 }, 10, 11);
+    let result = store.apply_batch(&batch(vec![again(&snapshot, 10), again(&changed, 11)])).await.expect("apply");
     for decision in &result.decisions {
         assert_eq!(decision.outcome.as_str(), "duplicate");
     }
     assert!(result.changed_items.is_empty());
     assert_eq!(quantity().await, 15);
     let trace = store.item_trace(item_id).await.expect("trace").expect("exists");
-    let archived_again: Vec<_> =
-        trace.events.iter().filter(|entry| entry.reason.as_deref() == Some("journal_row_archived")).collect();
-    assert_eq!(archived_again.len(), 2, "each redelivery has a row saying why: {:?}", trace.events);
+    let mut archived_again: Vec<_> = trace
+        .events
+        .iter()
+        .filter(|entry| entry.reason.as_deref() == Some("journal_row_archived"))
+        .map(|entry| (entry.event_id, entry.redelivery_count, entry.payload_differs))
+        .collect();
+    archived_again.sort();
+    assert_eq!(
+        archived_again,
+        [(Some(event_id(1)), 1, false), (Some(event_id(2)), 1, true)],
+        "each redelivery has a row saying why, counted as one: {:?}",
+        trace.events
+    );
 
     // Past the dedupe horizon the claims go too; the offer's state still knows both events.
     let forget_claims = RetentionPolicy { claim_cutoff: cutoff, ..keep_claims };
