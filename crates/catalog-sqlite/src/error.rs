@@ -18,13 +18,10 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(error.to_string())
         }
-        sqlx::Error::Database(database_error) => {
-            let primary_code = database_error.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff);
-            match primary_code {
-                Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Conflict(database_error.to_string()),
-                _ => StoreError::Database(database_error.to_string()),
-            }
+        sqlx::Error::Database(database_error) if busy_code(&*database_error) => {
+            StoreError::Conflict(database_error.to_string())
         }
+        sqlx::Error::Database(database_error) => StoreError::Database(database_error.to_string()),
         sqlx::Error::Migrate(migrate_error) => StoreError::Schema(migrate_error.to_string()),
         // A missing column means the schema is not the one this build migrated to.
         sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
@@ -62,8 +59,25 @@ pub(crate) fn write_error(error: rusqlite::Error) -> StoreError {
 }
 
 /// Migration failures arrive as their own type; they go through the same classification.
+/// A migration's failure: a schema problem, but for a statement that waited out the busy
+/// timeout behind another process's write, which is retryable like any such wait.
 pub(crate) fn migrate_error(error: sqlx::migrate::MigrateError) -> StoreError {
-    store_error(sqlx::Error::Migrate(Box::new(error)))
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) if busy(&inner) => store_error(inner),
+        error => store_error(sqlx::Error::Migrate(Box::new(error))),
+    }
+}
+
+/// Whether `error` is SQLite's busy or locked result, extended codes included (their low byte
+/// is the primary code).
+fn busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if busy_code(&**database_error))
+}
+
+fn busy_code(database_error: &dyn sqlx::error::DatabaseError) -> bool {
+    let primary_code = database_error.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff);
+    matches!(primary_code, Some(SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 #[cfg(test)]

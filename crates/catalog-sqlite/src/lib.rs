@@ -20,6 +20,7 @@ mod feeds;
 mod flags;
 mod listings;
 mod memory;
+mod migrate;
 #[cfg(test)]
 mod migration_tests;
 mod publish;
@@ -56,19 +57,10 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::error::{migrate_error, store_error};
+use crate::error::store_error;
 use crate::memory::{names_an_in_memory_database, TemporaryDatabase};
+use crate::migrate::migrate_on_own_connection;
 
-/// Runs pending migrations on a connection of their own, closed afterwards. sqlx's migrator
-/// reads with partial fetches; on a pooled read connection that can leave the connection's
-/// read snapshot pinned at migration time (launchbadge/sqlx#2543), so a later read on it
-/// would miss what other processes committed since (seen as a stale audit log in CI).
-async fn migrate_on_own_connection(options: &SqliteConnectOptions) -> Result<(), StoreError> {
-    let own = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(store_error)?;
-    let migrated = MIGRATOR.run(&own).await.map_err(migrate_error);
-    own.close().await;
-    migrated
-}
 use crate::writer::Writer;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -25,7 +25,7 @@ impl TemporaryDatabase {
 
 impl Drop for TemporaryDatabase {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-retention"] {
+        for suffix in ["", "-wal", "-shm", "-retention", "-migrate"] {
             let mut path = self.path.clone().into_os_string();
             path.push(suffix);
             // Best effort: a file already gone is what we want.
