@@ -153,6 +153,7 @@ impl FeedRun {
                     .get("sku")
                     .and_then(serde_json::Value::as_str)
                     .and_then(|sku| Sku::parse(&normalized_sku(sku)).ok());
+                let writes_a_sku = record.get("sku").is_some_and(serde_json::Value::is_string);
                 let event = IncomingEvent::received(record_event(self.key(), record), received_at, at.clone(), None);
                 match &event.delivery.decoded {
                     Ok(decoded) => {
@@ -170,11 +171,16 @@ impl FeedRun {
                         }
                     }
                     Err(rejection) => {
-                        match rejection.sku.clone().or(named) {
-                            Some(sku) => {
+                        match (rejection.sku.clone().or(named), writes_a_sku) {
+                            (Some(sku), _) => {
                                 snapshot.rejected.insert(sku);
                             }
-                            None => snapshot.n_unnamed += 1,
+                            // A SKU written that breaks the rules (`AB 12`, 65 characters) names
+                            // no stored offer, every stored SKU being valid: nothing to leave
+                            // alone. Counted unnamed, it stopped every unlisted offer of the
+                            // supplier from being zeroed, every week it was sent.
+                            (None, true) => {}
+                            (None, false) => snapshot.n_unnamed += 1,
                         }
                         rejected.push(event);
                     }

@@ -191,6 +191,33 @@ async fn a_snapshot_sku_with_a_letter_outside_ascii_leaves_only_its_old_offer_al
     assert_eq!(offers, [("B-2".to_owned(), 0), ("SKU-I".to_owned(), 40)], "B-2 zeroed, SKU-I left alone");
 }
 
+/// A snapshot record whose SKU breaks the rules (a space, a slash, 65 characters) is refused
+/// and names no stored offer, since every stored SKU is valid: the SKUs the snapshot does not
+/// list are still corrected to 0. Before, it counted as a record naming no SKU, and a supplier
+/// sending one every week kept every delisted offer's quantity on every channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_sku_that_breaks_the_rules_leaves_no_offer_alone() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let at = now - TimeDelta::hours(2);
+    let api = FeedApi::start(vec![record_at("A-1", 40, at), record_at("B-2", 7, at)], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+
+    let too_long = "X".repeat(65);
+    api.set_snapshot(vec![
+        record_at("A-1", 40, at),
+        record_at("BAD SKU 1", 3, at),
+        record_at("AB/12", 1, at),
+        record_at(&too_long, 2, at),
+    ]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    let offers: Vec<(String, i64)> = fixture.offers(&key("acme")).await.into_iter().collect();
+    assert_eq!(offers, [("A-1".to_owned(), 40), ("B-2".to_owned(), 0)], "B-2 zeroed");
+}
+
 /// A snapshot record that is no JSON object names no SKU: it may be any SKU the snapshot
 /// does not list, so the refresh corrects none to 0 as unlisted (it is journaled as rejected;
 /// the SKUs it lists are still corrected). Before records that are no object were journaled
