@@ -30,11 +30,12 @@ pub struct RefreshReport {
     pub drifts: Vec<FeedDrift>,
 }
 
-/// Which drift a difference is, for the metric.
-fn drift_kind(drift: &FeedDrift) -> &'static str {
+/// Which drift a difference is, for the metric, `listed` saying whether the snapshot lists its
+/// SKU: one it lists at 0 (sold out) differs in quantity, and is not one it no longer lists.
+fn drift_kind(drift: &FeedDrift, listed: bool) -> &'static str {
     match drift.stored {
         None => "not_stored",
-        Some(_) if drift.supplier == 0 => "not_listed",
+        Some(_) if !listed => "not_listed",
         Some(_) => "quantity_differs",
     }
 }
@@ -257,7 +258,8 @@ impl FeedRun {
         for (chunk_index, chunk) in drifts.chunks(self.batch_size).enumerate() {
             self.store.record_feed_drifts(self.key(), chunk, received_at).await?;
             for drift in chunk {
-                self.metrics.feed_drift.with_label_values(&[&self.label, drift_kind(drift)]).inc();
+                let kind = drift_kind(drift, listed.contains_key(&drift.sku));
+                self.metrics.feed_drift.with_label_values(&[&self.label, kind]).inc();
             }
             let events = chunk
                 .iter()

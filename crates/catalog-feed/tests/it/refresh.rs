@@ -31,19 +31,23 @@ async fn a_full_refresh_records_and_corrects_each_difference(fixture: Fixture) {
     source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
     assert!(!fixture.store.feed(&key("acme")).await.expect("feed").expect("known").initial_sync_completed);
 
-    // The supplier's truth drifted from what its feed said: A-1 differs, C-3 is gone, E-5 is new.
-    api.set_snapshot(vec![record("A-1", 6), record("B-2", 7), record("D-4", 0), record("E-5", 3)]);
+    // The supplier's truth drifted from what its feed said: A-1 differs, B-2 sold out (listed
+    // at 0: a quantity that differs, not a SKU no longer listed), C-3 is gone, E-5 is new.
+    api.set_snapshot(vec![record("A-1", 6), record("B-2", 0), record("D-4", 0), record("E-5", 3)]);
     let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
     assert_eq!(report.failed, []);
     let offers = fixture.offers(&key("acme")).await;
-    let expected: Vec<(&str, i64)> = vec![("A-1", 6), ("B-2", 7), ("C-3", 0), ("D-4", 0), ("E-5", 3)];
+    let expected: Vec<(&str, i64)> = vec![("A-1", 6), ("B-2", 0), ("C-3", 0), ("D-4", 0), ("E-5", 3)];
     assert_eq!(offers.iter().map(|(sku, q)| (sku.as_str(), *q)).collect::<Vec<_>>(), expected);
-    assert_eq!(drift_lines(&fixture).await, ["A-1 Some(5) -> 6", "C-3 Some(9) -> 0", "E-5 None -> 3"]);
+    assert_eq!(
+        drift_lines(&fixture).await,
+        ["A-1 Some(5) -> 6", "B-2 Some(7) -> 0", "C-3 Some(9) -> 0", "E-5 None -> 3"]
+    );
     let feed = fixture.store.feed(&key("acme")).await.expect("feed").expect("known");
     assert!(feed.initial_sync_completed && feed.last_full_refresh_at.is_some());
     let metric = fixture.metric("catalog_feed_drift_total");
-    for kind in ["quantity_differs", "not_listed", "not_stored"] {
-        assert!(metric.contains(&format!("kind=\"{kind}\"}} 1")), "{kind}:\n{metric}");
+    for (kind, count) in [("quantity_differs", 2), ("not_listed", 1), ("not_stored", 1)] {
+        assert!(metric.contains(&format!("kind=\"{kind}\"}} {count}")), "{kind}:\n{metric}");
     }
     // The corrections are journaled under the refresh's source name.
     let trace = fixture
@@ -63,7 +67,7 @@ async fn a_full_refresh_records_and_corrects_each_difference(fixture: Fixture) {
 
     // A second refresh of an unchanged snapshot finds nothing.
     source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
-    assert_eq!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts").len(), 3);
+    assert_eq!(fixture.store.feed_drifts(&key("acme"), 10).await.expect("drifts").len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
