@@ -16,6 +16,9 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error("feed store: {0}")]
     Store(#[from] StoreError),
+    /// The feed's checkpoint could not be read: the run cannot start.
+    #[error("reading the feed's checkpoint: {0}")]
+    Checkpoint(SinkError),
     #[error("feed {feed} has an unknown time zone {timezone:?}")]
     TimeZone { feed: FeedKey, timezone: String },
     /// Another run of the same feed (another worker, a manual `--once`) checkpointed pages
@@ -46,7 +49,8 @@ impl Classify for RunError {
             ) => FailureClass::NeedsSupplier,
             RunError::Pull(_) => FailureClass::Retryable,
             RunError::Sink(SinkError::Abandoned) => FailureClass::Retryable,
-            RunError::Sink(SinkError::Fatal(_)) => FailureClass::Fatal,
+            RunError::Sink(SinkError::Fatal(_)) | RunError::Checkpoint(SinkError::Fatal(_)) => FailureClass::Fatal,
+            RunError::Checkpoint(SinkError::Abandoned) => FailureClass::Retryable,
             RunError::Store(error) => error.failure_class(),
             RunError::TimeZone { .. } => FailureClass::NeedsOperator,
             RunError::ConcurrentRun { .. } => FailureClass::Retryable,
@@ -72,7 +76,12 @@ impl RunError {
 
     /// Whether the run ended because the process is shutting down (nothing to record).
     pub fn is_shutdown(&self) -> bool {
-        matches!(self, RunError::Pull(PullError::Abandoned) | RunError::Sink(SinkError::Abandoned))
+        matches!(
+            self,
+            RunError::Pull(PullError::Abandoned)
+                | RunError::Sink(SinkError::Abandoned)
+                | RunError::Checkpoint(SinkError::Abandoned)
+        )
     }
 }
 
@@ -89,6 +98,7 @@ pub(crate) async fn record_failure(
         RunError::Pull(pull) => (pull.reason(), pull.body()),
         RunError::Sink(_) => ("apply".to_owned(), None),
         RunError::Store(store) => (format!("store_{}", store.kind()), None),
+        RunError::Checkpoint(_) => ("store_checkpoint".to_owned(), None),
         RunError::TimeZone { .. } => ("time_zone".to_owned(), None),
         RunError::ConcurrentRun { .. } => ("concurrent_run".to_owned(), None),
     };

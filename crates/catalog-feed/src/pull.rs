@@ -97,7 +97,7 @@ impl FeedRun {
             .map_err(|_| RunError::TimeZone { feed: key.clone(), timezone: feed.settings.timezone.clone() })?;
         let go_live = go_live_at(feed.settings.go_live_date, timezone);
         let source: Arc<str> = source_name(&key).into();
-        let stored = sink.checkpoint(&source, 0).await?;
+        let stored = sink.checkpoint(&source, 0).await.map_err(RunError::Checkpoint)?;
         Ok(FeedRun {
             feed,
             timezone,

@@ -107,6 +107,11 @@ impl FeedSource {
                 Ok(run) => break run,
                 Err(error) => {
                     crate::failure::record_failure(&*self.store, &key, &error, clock.now()).await;
+                    // As a run that fails for good does (below): held, it would fail again
+                    // every hold, unseen by a supervisor.
+                    if error.failure_class() == FailureClass::Fatal {
+                        return Err(error);
+                    }
                     let Some(current) = self.hold_unstarted(&key, &clock, &shutdown).await else { return Ok(()) };
                     feed = current;
                 }

@@ -74,6 +74,8 @@ enum Meddling {
     /// Another run of the feed, at the same page numbers, checkpoints exactly where each
     /// batch does just before it is applied: the checkpoint never moves past this run's.
     RunAlongside,
+    /// The feed's checkpoint cannot be read, for good: no run can start.
+    CheckpointRefused,
 }
 
 /// The applier, with something happening to every batch after the first `healthy`.
@@ -87,6 +89,9 @@ struct MeddlingSink {
 #[async_trait]
 impl BatchSink for MeddlingSink {
     async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
+        if let Meddling::CheckpointRefused = self.meddling {
+            return Err(SinkError::Fatal("the store cannot read the checkpoint".to_owned()));
+        }
         self.inner.checkpoint(source, partition).await
     }
 
@@ -104,7 +109,9 @@ impl BatchSink for MeddlingSink {
         if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             // Where the other run checkpoints.
             let offset = match self.meddling {
-                Meddling::Fail => return Err(SinkError::Fatal("the store refuses the batch".to_owned())),
+                Meddling::Fail | Meddling::CheckpointRefused => {
+                    return Err(SinkError::Fatal("the store refuses the batch".to_owned()))
+                }
                 Meddling::RunAhead => self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset) + 1_000,
                 Meddling::RunAlongside => batch.checkpoint.as_ref().expect("a feed batch has a position").offset,
             };
@@ -216,9 +223,13 @@ async fn a_window_another_run_fenced_is_pulled_again(meddling: Meddling) {
 
 /// A feed source whose store refuses every batch for good.
 fn refused_source(fixture: &Fixture) -> catalog_feed::FeedSource {
+    meddled_source(fixture, Meddling::Fail)
+}
+
+fn meddled_source(fixture: &Fixture, meddling: Meddling) -> catalog_feed::FeedSource {
     let inner: Arc<dyn BatchSink> =
         Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling: Meddling::Fail });
+    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling });
     catalog_feed::FeedSource::new(quick_settings(), fixture.store.clone(), sink, fixture.metrics.clone(), tokens(TOKEN))
         .expect("source")
 }
@@ -352,4 +363,31 @@ async fn a_manual_backfill_after_a_restart_skips_only_its_own_chunks_whatever_th
     let mut again = open_run(&fixture, &api, sink).await;
     again.run_requested_step(&request, now, &shutdown).await.expect("next chunk");
     assert_eq!(api.requests()[before].since, chunk(1), "the second chunk, not the first again");
+}
+
+/// A checkpoint the store cannot read for good stops the scheduled source too, and its dead
+/// letter says what failed (`store_checkpoint`, decision 0015). Before, the run that could not
+/// start was recorded as a page that could not be applied (`apply`) and held and retried
+/// every hold, unseen by a supervisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_read_for_good_stops_the_scheduled_source() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(records(20, 1, now - TimeDelta::minutes(5)), TOKEN).await;
+    let source = meddled_source(&fixture, Meddling::CheckpointRefused);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
+    let end = CancellationToken::new();
+    let clock: Arc<dyn catalog_feed::Clock> =
+        catalog_feed::JumpingClock::new(now, now + TimeDelta::days(2), end.clone());
+    let outcome = tokio::time::timeout(Duration::from_secs(60), source.run(clock, end))
+        .await
+        .expect("simulated days take no real time");
+    assert!(
+        matches!(&outcome, Err(catalog_feed::FeedSourceError::Fatal { feed, error: RunError::Checkpoint(SinkError::Fatal(_)) }) if feed == "canary/acme"),
+        "{outcome:?}"
+    );
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    let reasons: Vec<&str> = letters.iter().map(|letter| letter.reason.as_str()).collect();
+    assert_eq!(reasons, ["store_checkpoint"], "{letters:?}");
+    assert_eq!(api.requests().len(), 0, "nothing pulled");
 }
