@@ -286,6 +286,35 @@ async fn offer_rows<'k>(
         .map_err(store_error)
 }
 
+/// Deletes the offer rows `offers` created to lock that no write of the batch reached (no
+/// snapshot, no adjustment: their events held, or none of the batch): an offer exists once an
+/// event was applied to it, as on the optimistic path and in SQLite. Left, a trace listed it
+/// at 0, as if its supplier had sent 0, and a feed's refresh took it for a stored offer.
+/// Returns the keys deleted.
+pub(super) async fn drop_unwritten_offers(
+    connection: &mut PgConnection,
+    keys: &[OfferKey],
+) -> Result<Vec<OfferKey>, StoreError> {
+    let rows = offer_rows(
+        connection,
+        "DELETE FROM offers AS o USING unnest($1::text[], $2::text[], $3::text[]) AS u(t, s, k)
+         WHERE o.tenant_id = u.t AND o.supplier_id = u.s AND o.sku = u.k
+           AND o.snapshot_event_id IS NULL AND o.adjustments = '[]' AND o.folded IS NULL
+         RETURNING o.tenant_id, o.supplier_id, o.sku",
+        keys.iter(),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(OfferKey {
+                tenant: rows::tenant(column(row, "tenant_id")?)?,
+                supplier: rows::supplier(column(row, "supplier_id")?)?,
+                sku: rows::sku(column(row, "sku")?)?,
+            })
+        })
+        .collect()
+}
+
 /// Deletes the rows `items` created to lock that no write of the batch reached (still at
 /// version 0): an item exists once something was applied to it, whatever the locking.
 pub(super) async fn drop_unwritten_items(

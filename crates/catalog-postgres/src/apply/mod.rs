@@ -250,6 +250,12 @@ async fn write_batch(
         steps.done("lock_flags");
     }
     write::offers(connection, &writes, &revisions).await?;
+    if locking == Locking::Pessimistic {
+        // Locking created a row for every offer of the batch; one the batch did not write
+        // must not outlive it as an offer at 0, nor be cached as one.
+        let dropped = load::drop_unwritten_offers(connection, &keys.offers).await?;
+        committed.retain(|(key, ..)| !dropped.contains(key));
+    }
     steps.done("write_offers");
     if cache.is_some() {
         // Written: nothing further needs the offers' rows, so they move into the cache.

@@ -1,13 +1,13 @@
 //! A batch retried with locks after a lost race creates the rows of its offers and items to
-//! lock them; the item rows it did not write are gone when it commits, so an item nothing
-//! was applied to does not exist, as on SQLite and as after an optimistic batch.
+//! lock them; the rows it did not write are gone when it commits, so an item or an offer
+//! nothing was applied to does not exist, as on SQLite and as after an optimistic batch.
 
 use std::sync::Arc;
 
 use catalog_core::{ItemKey, StockChange, SupplierId, TenantId};
 use catalog_store::contract::{batch, incoming, offer};
 use catalog_store::prelude::*;
-use catalog_store::StoreConfig;
+use catalog_store::{FeedKey, StoreConfig};
 use catalog_testkit::TestDatabase;
 
 use crate::connect;
@@ -36,10 +36,18 @@ async fn a_batch_retried_with_locks_leaves_no_item_it_did_not_write() {
     let events = vec![
         incoming(3, &acme, StockChange::Updated { quantity: 7 }, 2, 2),
         incoming(4, &new, StockChange::Updated { quantity: 9 }, 0, 2),
+        incoming(5, &offer("canary", "globex", "A-1"), StockChange::Updated { quantity: 4 }, 0, 2),
     ];
     let result = first.apply_batch(&batch(events)).await.expect("apply after a lost race");
     let outcomes: Vec<&str> = result.decisions.iter().map(|decision| decision.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["applied", "held"]);
+    assert_eq!(outcomes, ["applied", "held", "held"]);
+    // Nor any offer: a held event's offer listed at 0 reads as its supplier having sent 0.
+    let a1 = ItemKey { tenant: tenant.clone(), sku: acme.sku.clone() }.item_id();
+    let trace = first.item_trace(a1).await.expect("trace").expect("A-1 exists");
+    let suppliers: Vec<&str> = trace.offers.iter().map(|offer| offer.supplier.as_str()).collect();
+    assert_eq!(suppliers, ["acme"], "the held supplier has no offer of A-1 yet");
+    let globex = FeedKey { tenant: tenant.clone(), supplier: SupplierId::parse("globex").expect("supplier") };
+    assert_eq!(first.feed_offers(&globex).await.expect("offers"), [], "globex has no stored offer");
     let new_item = ItemKey { tenant: tenant.clone(), sku: new.sku.clone() }.item_id();
     assert!(first.item(new_item).await.expect("read").is_none(), "no item of the held event");
     let listed: Vec<String> =
