@@ -148,7 +148,11 @@ async fn expire_locked(
         .map(|day| (day.from, day.until))
         .collect();
     let stopping = || sink.stopping();
-    report.claims_pruned = prune_claims(pool, policy.claim_cutoff, &kept, policy.chunk, &stopping).await?;
+    // A claim prune that fails (a statement timeout on a large table) does not keep the steps
+    // after it from running, whose tables would grow with it, every pass: its error is the
+    // pass's once they ran.
+    let claims = prune_claims(pool, policy.claim_cutoff, &kept, policy.chunk, &stopping).await;
+    report.claims_pruned = *claims.as_ref().unwrap_or(&0);
     if !stopping() {
         report.attempt_days_dropped = expire_attempts(pool, policy).await?;
         report.drifts_pruned = prune_drifts(pool, policy, &stopping).await?;
@@ -159,6 +163,7 @@ async fn expire_locked(
         report.feed_windows_compacted = crate::feed_windows::compact_feed_windows(pool, policy.journal_cutoff).await?;
     }
     report.stopped = stopping();
+    claims?;
     Ok(report)
 }
 

@@ -164,3 +164,32 @@ async fn a_batch_for_a_day_whose_detach_is_pending_is_retried() {
     assert!(report.dropped.iter().any(|segment| segment.name == name), "{report:?}");
     catalog_store::BatchStore::apply_batch(&store, &batch(second)).await.expect("the batch goes in once the day went");
 }
+
+/// A claim prune that fails (here refused; at scale, a statement timeout) fails the pass, but
+/// only after the steps that follow it ran: resolved dead letters past the retention are still
+/// deleted. Before, the failed prune ended the pass at once, every pass, and the attempts,
+/// drifts and dead letters behind it grew without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_prune_that_fails_leaves_the_other_steps_done() {
+    let database = TestDatabase::create().await;
+    let store = connect(&database, StoreConfig::default()).await;
+    let mut connection = PgConnection::connect(&database.url).await.expect("connect");
+    for statement in [
+        "INSERT INTO dead_letters (stage, subject, channel, reason, first_failed_at, last_failed_at, resolved_at) \
+         VALUES ('publish', 'an-item', 'storefront', 'rejected_by_channel', now() - interval '40 days', \
+         now() - interval '40 days', now() - interval '39 days')",
+        "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no delete here'; END $$",
+        "CREATE TRIGGER refuse_delete BEFORE DELETE ON event_claims FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete()",
+    ] {
+        sqlx::query(statement).execute(&mut connection).await.expect(statement);
+    }
+    // Past the days the journal has partitions for, so that claims are pruned at all.
+    let cutoff = at_day_from_today(5, 0);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
+    catalog_store::RetentionStore::expire_journal(&store, &policy, &mut Discard)
+        .await
+        .expect_err("the claims cannot be pruned");
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&mut connection).await.expect("count");
+    assert_eq!(left, 0, "the resolved dead letter past the retention is deleted all the same");
+}
