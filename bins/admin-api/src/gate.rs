@@ -9,8 +9,8 @@ use catalog_core::{
 use catalog_store::{AppliedItem, CatalogStore, RolloutChange, RolloutState, SignOffRecord, StoreError, TenantFlags};
 use chrono::{DateTime, Utc};
 
-/// How many samples the signals API returns at most, the newest: a day of one worker's
-/// samples at a 30 s interval, half a day of two (every worker samples every tenant). The
+/// How many samples the signals API returns at most, the newest: a day of two workers'
+/// samples at the default 60 s interval (every worker samples every tenant). The
 /// answer says when older ones were left out (`more`); the page reads more
 /// (`page_signals`).
 pub const MAX_SAMPLES: usize = 3_000;

@@ -28,8 +28,8 @@ pub struct SignalsQuery {
     pub hours: Option<i64>,
 }
 
-/// Samples a chart reads at most, the newest: a day of 17 workers' samples at a 30 s
-/// interval (every worker samples every tenant), about 10 MB read. A longer window, or more
+/// Samples a chart reads at most, the newest: a day of 34 workers' samples at the default
+/// 60 s interval (every worker samples every tenant), about 10 MB read. A longer window, or more
 /// workers, is read from its newest sample back, and the chart says from when.
 pub const MAX_CHART_SAMPLES: usize = 50_000;
 

@@ -34,7 +34,8 @@ pub struct SignalsView {
     /// Samples since `since`, oldest first: at most 3,000, the newest.
     pub history: Vec<SignalSample>,
     /// Whether older samples since `since` were left out: every worker samples every
-    /// tenant, so two workers take 5,760 a day. Ask again with a later `since`.
+    /// tenant, so two workers take 2,880 a day at the default 60 s interval. Ask again with a
+    /// later `since`.
     pub more: bool,
 }
 
