@@ -78,6 +78,13 @@ impl PartitionWorker {
                 // group's offset, and applying them would move the checkpoint past every
                 // offset before it, which the chosen start (the earliest) had yet to read.
                 let Some(start) = self.start_without().await else {
+                    // From the group's committed offset: checkpointed there at once, where
+                    // the group has one, for the reason below.
+                    if self.start_without_checkpoint == StartWithoutCheckpoint::Committed {
+                        if let Some(committed) = self.committed_offset().await.filter(|_| self.still_reading()) {
+                            self.apply_up_to(self.source.as_str().into(), Vec::new(), committed, None).await?;
+                        }
+                    }
                     return Ok(self.still_reading().then_some((0, None)));
                 };
                 // Started at its end, the partition is checkpointed there at once: quiet, no
@@ -359,6 +366,34 @@ impl PartitionWorker {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         None
+    }
+
+    /// The group's committed offset of the partition, asked of the broker once: `None` when
+    /// the group has none (librdkafka's `auto.offset.reset` decides where reading starts), or
+    /// the broker did not answer (a failure is reported).
+    async fn committed_offset(&self) -> Option<i64> {
+        let consumer = Arc::clone(&self.consumer);
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let asked = tokio::task::spawn_blocking(move || {
+            let mut list = rdkafka::TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            consumer
+                .committed_offsets(list, BROKER_TIMEOUT)
+                .map(|list| list.find_partition(&topic, partition).map(|entry| entry.offset()))
+        })
+        .await;
+        match asked {
+            Ok(Ok(Some(Offset::Offset(offset)))) if offset >= 0 => Some(offset),
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => {
+                self.sink.source_error(&source_error("committed", &error));
+                None
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "reading the group's committed offset failed");
+                None
+            }
+        }
     }
 
     /// The partition's low and high watermarks, asked of the broker once (a failure is

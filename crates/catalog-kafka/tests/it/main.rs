@@ -373,6 +373,35 @@ async fn a_quiet_partition_started_at_its_end_is_checkpointed_there() {
     assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
 }
 
+/// A partition started from the group's committed offset (`committed`) that stays quiet is
+/// checkpointed there too, the offset asked of the broker, and the messages after it are read.
+/// Before, as for `latest`, no batch wrote a checkpoint and every other member's stall watch
+/// rejoined the group every minute until a message came (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_partition_started_at_the_group_s_offset_is_checkpointed_there() {
+    let (_cluster, brokers) = cluster_with_topic();
+    produce(&brokers, 30);
+    // Another store's member reads the topic under the group and commits its offsets.
+    let earlier = Arc::new(RecordingSink::default());
+    let member = Member::start(&brokers, "quiet-committed", &earlier);
+    wait_for(Duration::from_secs(30), || earlier.checkpoints() == all_at(30)).await;
+    member.stop().await;
+
+    let sink = Arc::new(RecordingSink::default());
+    let config = KafkaSourceConfig {
+        start_without_checkpoint: StartWithoutCheckpoint::Committed,
+        ..config(&brokers, "quiet-committed")
+    };
+    let member = Member::start_with(config, &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
+    assert!(sink.applied().values().all(Vec::is_empty), "nothing before the group's offset: {:?}", sink.applied());
+    produce(&brokers, 5);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(35)).await;
+    member.stop().await;
+    let applied = sink.applied();
+    assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
+}
+
 /// Watermarks the stall watch cannot read (an offline partition, a broker timing out) are
 /// said, and the partitions the broker answers for are still watched. Before, one failing
 /// partition made the whole tick give up, on every tick, without a word: the watch was off.
