@@ -45,20 +45,28 @@ pub struct StoreArgs {
     pub db_max_connections: Option<u32>,
 
     /// PostgreSQL only: the server cancels a statement running longer than this, in
-    /// milliseconds (retried as `transaction_timeout`).
-    #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, global = true)]
+    /// milliseconds (retried as `transaction_timeout`). At least 1: PostgreSQL reads 0 as no
+    /// limit at all.
+    #[arg(long, env = "CATALOG_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = at_least_one_ms(), global = true)]
     pub db_statement_timeout_ms: u64,
 
     /// PostgreSQL only: the server stops waiting for a lock after this long, in milliseconds
-    /// (retried as `transaction_timeout`).
-    #[arg(long, env = "CATALOG_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    /// (retried as `transaction_timeout`). At least 1: PostgreSQL reads 0 as waiting for ever.
+    #[arg(long, env = "CATALOG_DB_LOCK_TIMEOUT_MS", default_value_t = 10_000, value_parser = at_least_one_ms(), global = true)]
     pub db_lock_timeout_ms: u64,
 
     /// PostgreSQL only: the worker gives up on a whole store operation (a batch's transaction,
     /// a claim, a read) after this long, in milliseconds, even when the database never answers
-    /// (a black-holed connection); retried as `transaction_timeout`.
-    #[arg(long, env = "CATALOG_DB_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000, global = true)]
+    /// (a black-holed connection); retried as `transaction_timeout`. At least 1: 0 would fail
+    /// every operation at once.
+    #[arg(long, env = "CATALOG_DB_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000, value_parser = at_least_one_ms(), global = true)]
     pub db_transaction_timeout_ms: u64,
+}
+
+/// The parser of the store's timeouts: whole milliseconds, at least 1 (a refusal names the
+/// flag and its variable).
+fn at_least_one_ms() -> crate::options::NamingEnv<clap::builder::RangedU64ValueParser<u64>> {
+    crate::options::naming_env(clap::value_parser!(u64).range(1..))
 }
 
 /// The store `url` names, for logs and messages: without a password (`user:***@`) and without
@@ -190,5 +198,26 @@ mod tests {
         assert_eq!(told.store.db_max_connections, Some(40));
         let error = Cli::try_parse_from(["worker", "--db-max-connections", "0"]).expect_err("no connections");
         assert!(error.to_string().contains("--db-max-connections"), "{error}");
+    }
+
+    /// A timeout of 0 is no timeout to PostgreSQL (statements, locks), or a store that fails
+    /// every operation at once (the transaction timeout): refused, the flag and its variable
+    /// named.
+    #[test]
+    fn a_store_timeout_of_zero_is_refused() {
+        let defaults = Cli::try_parse_from(["worker"]).expect("the defaults");
+        let timeouts = |store: &StoreArgs| {
+            (store.db_statement_timeout_ms, store.db_lock_timeout_ms, store.db_transaction_timeout_ms)
+        };
+        assert_eq!(timeouts(&defaults.store), (30_000, 10_000, 60_000));
+        for (flag, variable) in [
+            ("--db-statement-timeout-ms", "CATALOG_DB_STATEMENT_TIMEOUT_MS"),
+            ("--db-lock-timeout-ms", "CATALOG_DB_LOCK_TIMEOUT_MS"),
+            ("--db-transaction-timeout-ms", "CATALOG_DB_TRANSACTION_TIMEOUT_MS"),
+        ] {
+            let error = Cli::try_parse_from(["worker", flag, "0"]).expect_err("0 is refused").to_string();
+            assert!(error.contains(flag) && error.contains(variable), "{error}");
+            Cli::try_parse_from(["worker", flag, "1"]).expect("1 ms is a timeout");
+        }
     }
 }
