@@ -7,6 +7,7 @@ use catalog_app::channels::{PublishSettings, StorefrontSettings};
 use catalog_app::publishing::HealSettings;
 use catalog_app::signals::{SamplerSettings, TracerSettings};
 use catalog_app::ReconcileSettings;
+use catalog_cli::options::naming_env;
 use catalog_cli::{LogFormat, SignalArgs, StoreArgs, Switch};
 use catalog_kafka::{ClientOption, StartWithoutCheckpoint};
 use catalog_publish::Secret;
@@ -72,6 +73,11 @@ impl WorkerArgs {
     pub fn batch_max_wait(&self) -> Duration {
         Duration::from_millis(self.batch_max_wait_ms)
     }
+
+    /// The pull source's settings: the feed options, and `--batch-size` as every source takes it.
+    pub fn pull_settings(&self) -> catalog_feed::PullSettings {
+        catalog_feed::PullSettings { batch_size: self.batch_size, ..self.feeds.settings() }
+    }
 }
 
 /// Where changed items are published. Without a storefront URL or channels file, the `log`
@@ -92,12 +98,12 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_STOREFRONT_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub storefront_token: Option<Secret>,
 
-    /// Requests per second to the storefront at most.
-    #[arg(long, env = "CATALOG_STOREFRONT_RATE", default_value_t = 50)]
+    /// Requests per second to the storefront at most (at least 1).
+    #[arg(long, env = "CATALOG_STOREFRONT_RATE", default_value_t = 50, value_parser = naming_env(clap::value_parser!(u32).range(1..)))]
     pub storefront_rate: u32,
 
-    /// Storefront requests in flight at once.
-    #[arg(long, env = "CATALOG_STOREFRONT_CONCURRENCY", default_value_t = 16)]
+    /// Storefront requests in flight at once (at least 1).
+    #[arg(long, env = "CATALOG_STOREFRONT_CONCURRENCY", default_value_t = 16, value_parser = naming_env(clap::builder::RangedU64ValueParser::<usize>::new().range(1..)))]
     pub storefront_concurrency: usize,
 
     /// How long claimed publishes stay reserved for this worker, in milliseconds; after a
@@ -227,7 +233,8 @@ pub struct WorkerSignalArgs {
     #[arg(long, env = "CATALOG_TRACE_INTERVAL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub trace_interval_secs: u64,
 
-    /// Items changed since their last check that one tracer round re-derives at most.
+    /// Items changed since their last check that one tracer round re-derives at most (this or
+    /// `--trace-sweep-per-round` may be 0, not both).
     #[arg(long, env = "CATALOG_TRACE_CHANGED_PER_ROUND", default_value_t = 500)]
     pub trace_changed_per_round: usize,
 
@@ -262,7 +269,8 @@ impl WorkerSignalArgs {
     }
 }
 
-/// Supplier feed options, used with `--source pull`.
+/// Supplier feed options, used with `--source pull`; the ones only a pull reads (`--feeds-file`,
+/// `--once` and what goes with it) are refused with another source.
 #[derive(Debug, Clone, Args)]
 pub struct FeedArgs {
     /// TOML file of feeds (`[[feed]]` with `tenant`, `supplier`, `base_url`, `token_env`,
@@ -450,6 +458,18 @@ pub enum SourceSpec {
     Pull,
     File(PathBuf),
     Stdin,
+}
+
+impl std::fmt::Display for SourceSpec {
+    /// As `--source` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kafka => f.write_str("kafka"),
+            Self::Pull => f.write_str("pull"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Stdin => f.write_str("-"),
+        }
+    }
 }
 
 fn parse_secret(value: &str) -> Result<Secret, String> {

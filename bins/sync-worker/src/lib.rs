@@ -22,7 +22,7 @@ use futures::FutureExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{SourceSpec, WorkerArgs};
+use crate::config::{FeedArgs, SourceSpec, WorkerArgs};
 use crate::ready::Readiness;
 
 /// What a run did, for the one-line summary.
@@ -64,7 +64,7 @@ async fn pull(
     metrics: Metrics,
     shutdown: &CancellationToken,
 ) -> Result<Option<anyhow::Error>> {
-    let source = FeedSource::new(args.feeds.settings(), store, sink, metrics, catalog_feed::tokens_from_environment())?;
+    let source = FeedSource::new(args.pull_settings(), store, sink, metrics, catalog_feed::tokens_from_environment())?;
     if let Some(path) = &args.feeds.feeds_file {
         let feeds = catalog_feed::read_feeds_file(path).with_context(|| format!("reading {}", path.display()))?;
         source.bootstrap(&feeds).await.context("storing the feeds")?;
@@ -93,9 +93,55 @@ async fn pull(
     })
 }
 
+/// What clap cannot check, options that make no sense together, refused at start before the
+/// store is opened, each flag named with its variable: feed options another source would
+/// ignore (`--source kafka --once` consumed for ever); progress reported less often than a
+/// silent partition is taken for stalled (queue lag red for good); a tracer that checks no
+/// item (trace coverage red for good).
+pub fn check_options(args: &WorkerArgs) -> Result<()> {
+    let feed_only = pull_only_options(&args.feeds);
+    anyhow::ensure!(
+        args.source == SourceSpec::Pull || feed_only.is_empty(),
+        "{} only {} with --source pull (CATALOG_SOURCE=pull), the supplier feeds: --source {} would ignore {}",
+        feed_only.join(", "),
+        if feed_only.len() == 1 { "works" } else { "work" },
+        args.source,
+        if feed_only.len() == 1 { "it" } else { "them" },
+    );
+    let (progress, stall_after) = (args.signals.progress_interval_secs, args.signals.targets.stall_after_secs);
+    anyhow::ensure!(
+        progress < u64::from(stall_after),
+        "--progress-interval-secs (CATALOG_PROGRESS_INTERVAL_SECS) {progress} is not under --stall-after-secs \
+         (CATALOG_STALL_AFTER_SECS) {stall_after}: every partition would lag by its silence between two reports, \
+         queue lag red for good; keep the interval well under"
+    );
+    let signals = &args.signals;
+    anyhow::ensure!(
+        signals.signals_mode == Switch::Off || signals.trace_changed_per_round > 0 || signals.trace_sweep_per_round > 0,
+        "--trace-changed-per-round (CATALOG_TRACE_CHANGED_PER_ROUND) and --trace-sweep-per-round \
+         (CATALOG_TRACE_SWEEP_PER_ROUND) are both 0: the tracer would check no item, trace coverage red for good"
+    );
+    Ok(())
+}
+
+/// The options given that only a pull source reads, each with its variable.
+fn pull_only_options(feeds: &FeedArgs) -> Vec<&'static str> {
+    let given = [
+        (feeds.feeds_file.is_some(), "--feeds-file (CATALOG_FEEDS_FILE)"),
+        (feeds.once, "--once (CATALOG_FEED_ONCE)"),
+        (feeds.full, "--full (CATALOG_FEED_FULL)"),
+        (!feeds.only.is_empty(), "--feed (CATALOG_FEED_ONLY)"),
+        (feeds.backfill_since.is_some(), "--backfill-since (CATALOG_FEED_BACKFILL_SINCE)"),
+        (feeds.backfill_until.is_some(), "--backfill-until (CATALOG_FEED_BACKFILL_UNTIL)"),
+    ];
+    given.into_iter().filter_map(|(given, option)| given.then_some(option)).collect()
+}
+
 /// Runs the worker until the source ends (files) or `shutdown` fires (Kafka, or a signal),
 /// then finishes in-flight batches and, for files, publishes everything before returning.
+/// Options that make no sense together are refused first ([`check_options`]).
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSummary> {
+    check_options(&args)?;
     let metrics = Metrics::new();
     let publish_settings = args.publish.settings();
     // A worker that only applies sends nothing: it needs the channels' routes, not their

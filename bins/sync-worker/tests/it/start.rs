@@ -91,6 +91,21 @@ fn every_line_on_standard_error_is_json_with_log_format_json() {
     assert!(summary.starts_with("summary: events="), "{summary}");
 }
 
+/// The pull source applies batches of `--batch-size` records, as every source does. Before,
+/// it kept its own 5,000 whatever the option said.
+#[test]
+fn the_pull_source_takes_the_worker_s_batch_size() {
+    use clap::Parser;
+    use sync_worker::config::WorkerArgs;
+
+    let parsed = |extra: &[&str]| {
+        let args = [&["sync-worker", "--source", "pull"][..], extra].concat();
+        WorkerArgs::try_parse_from(args).expect("valid options").pull_settings().batch_size
+    };
+    assert_eq!(parsed(&[]), 5_000);
+    assert_eq!(parsed(&["--batch-size", "500"]), 500);
+}
+
 /// The failure hold of the pull source is `--feed-failure-hold-seconds` and
 /// `CATALOG_FEED_FAILURE_HOLD_SECONDS` (300 by default); 0 is refused at start, as it would
 /// try a failing feed again at once, for ever.
@@ -283,4 +298,121 @@ fn an_applying_only_worker_starts_without_channel_credentials() {
     let output = run("on");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("CATALOG_TEST_UNSET_SHOP_TOKEN"), "{stderr}");
+}
+
+/// The worker's options parsed from `extra` after `--source SOURCE`, with the variables of
+/// the test's environment.
+fn worker_args(source: &str, extra: &[&str]) -> Result<sync_worker::config::WorkerArgs, String> {
+    use clap::Parser;
+
+    let arguments = [&["sync-worker", "--source", source][..], extra].concat();
+    sync_worker::config::WorkerArgs::try_parse_from(arguments).map_err(|error| error.to_string())
+}
+
+/// A storefront rate or concurrency of 0 was made 1 further down without a word: refused at
+/// start, the flag and its variable named, given either way.
+#[test]
+fn a_storefront_rate_or_concurrency_of_zero_is_refused_at_start() {
+    let defaults = worker_args("-", &[]).expect("the defaults").publish;
+    assert_eq!((defaults.storefront_rate, defaults.storefront_concurrency), (50, 16));
+    for (flag, variable) in [
+        ("--storefront-rate", "CATALOG_STOREFRONT_RATE"),
+        ("--storefront-concurrency", "CATALOG_STOREFRONT_CONCURRENCY"),
+    ] {
+        let error = worker_args("-", &[flag, "0"]).expect_err("0 is refused");
+        assert!(error.contains(flag) && error.contains(variable), "{error}");
+        worker_args("-", &[flag, "1"]).expect("1 is taken");
+    }
+    // Set in the environment, the refusal says the value is the variable's.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "-", "--metrics-addr", "off", "--database-url", "sqlite://catalog.db"])
+        .env("CATALOG_STOREFRONT_RATE", "0")
+        .current_dir(directory.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("start sync-worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("the value is CATALOG_STOREFRONT_RATE's, the variable of --storefront-rate"), "{stderr}");
+    assert!(!directory.path().join("catalog.db").exists(), "no store is made");
+}
+
+/// `--feeds-file`, `--once` and what goes with it are read by the pull source alone: with
+/// another source they were ignored, and `--source kafka --once` consumed Kafka for ever.
+/// Refused at start, before the store is opened, naming `--source pull`.
+#[test]
+fn feed_options_without_a_pull_source_are_refused_at_start() {
+    let refusal = |source: &str, extra: &[&str]| {
+        let args = worker_args(source, extra).expect("options clap takes");
+        sync_worker::check_options(&args).expect_err("refused").to_string()
+    };
+    let refused = refusal("kafka", &["--once", "--full", "--feed", "canary/acme"]);
+    assert!(refused.starts_with("--once (CATALOG_FEED_ONCE), --full (CATALOG_FEED_FULL), --feed"), "{refused}");
+    assert!(refused.contains("--source pull") && refused.contains("--source kafka would ignore them"), "{refused}");
+    let refused = refusal("-", &["--feeds-file", "feeds.toml"]);
+    assert!(refused.contains("--feeds-file (CATALOG_FEEDS_FILE)") && refused.contains("--source -"), "{refused}");
+    let backfill = ["--once", "--backfill-since", "2026-06-01T00:00:00Z", "--backfill-until", "2026-06-08T00:00:00Z"];
+    assert!(refusal("file:events.ndjson", &backfill).contains("--backfill-since"));
+    let pull = worker_args("pull", &[&["--feeds-file", "feeds.toml"][..], &backfill].concat()).expect("pull");
+    sync_worker::check_options(&pull).expect("a pull source reads them");
+    sync_worker::check_options(&worker_args("kafka", &[]).expect("kafka")).expect("nothing of feeds given");
+
+    // The real binary, the option from its variable: it stops at once, where it consumed.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "kafka", "--metrics-addr", "off", "--kafka-brokers", "127.0.0.1:9"])
+        .args(["--database-url", "sqlite://catalog.db"])
+        .env("CATALOG_FEED_ONCE", "true")
+        .current_dir(directory.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sync-worker");
+    let exit = crate::exit_within(&mut worker, std::time::Duration::from_secs(30), "--source kafka --once");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut worker.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert!(!exit.success() && stderr.contains("--once (CATALOG_FEED_ONCE) only works with --source pull"), "{stderr}");
+    assert!(!directory.path().join("catalog.db").exists(), "no store is made");
+}
+
+/// Progress reported as seldom as a silent partition is taken for stalled makes every
+/// partition lag by its silence (queue lag red for good); a tracer given no item to check
+/// leaves trace coverage red for good. Both refused at start, both flags named with their
+/// variables.
+#[test]
+fn progress_slower_than_the_stall_and_a_tracer_checking_nothing_are_refused_at_start() {
+    let checked = |extra: &[&str]| {
+        sync_worker::check_options(&worker_args("-", extra).expect("options clap takes")).map_err(|e| e.to_string())
+    };
+    checked(&[]).expect("the defaults: progress every 5 s, stalled after 30 s");
+    checked(&["--progress-interval-secs", "29"]).expect("under");
+    for extra in [&["--progress-interval-secs", "30"][..], &["--stall-after-secs", "5"], &["--stall-after-secs", "2"]] {
+        let refused = checked(extra).expect_err("not under");
+        for named in ["--progress-interval-secs", "CATALOG_PROGRESS_INTERVAL_SECS"] {
+            assert!(refused.contains(named), "{refused}");
+        }
+        assert!(refused.contains("--stall-after-secs (CATALOG_STALL_AFTER_SECS)"), "{refused}");
+    }
+
+    let both = ["--trace-changed-per-round", "0", "--trace-sweep-per-round", "0"];
+    let refused = checked(&both).expect_err("no item checked");
+    assert!(refused.contains("--trace-changed-per-round (CATALOG_TRACE_CHANGED_PER_ROUND)"), "{refused}");
+    assert!(refused.contains("--trace-sweep-per-round (CATALOG_TRACE_SWEEP_PER_ROUND)"), "{refused}");
+    checked(&both[..2]).expect("the sweep alone checks every item in turn");
+    checked(&both[2..]).expect("changed items alone");
+    checked(&[&both[..], &["--signals", "off"]].concat()).expect("no tracer runs");
+
+    // The real binary refuses before it opens the store.
+    let directory = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "-", "--metrics-addr", "off", "--progress-interval-secs", "60"])
+        .args(["--database-url", "sqlite://catalog.db"])
+        .current_dir(directory.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("start sync-worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("--progress-interval-secs"), "{stderr}");
+    assert!(!directory.path().join("catalog.db").exists(), "no store is made");
 }
