@@ -1,7 +1,10 @@
 //! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
 
+use catalog_cli::options::naming_env;
 use catalog_cli::{ChannelArgs, GateArgs, LogFormat, SignalArgs, StoreArgs};
-use clap::{Args, Parser, Subcommand};
+use catalog_core::{SupplierId, TenantId};
+use clap::builder::EnumValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Role;
 
@@ -67,7 +70,8 @@ pub struct ServeArgs {
     pub secure_cookie: bool,
 }
 
-/// Subcommands: token management and the gate check. Each opens the same store as the server;
+/// Subcommands: token management and the gate check. Each opens the same store as the server,
+/// once its arguments are parsed and checked: a typo makes no database and migrates none;
 /// every option of the service is taken before or after the subcommand.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
@@ -87,15 +91,44 @@ pub enum GateCommand {
     /// the gate refuses it (every reason printed), 2 on an error.
     Check {
         /// The tenant.
-        #[arg(long, env = "CATALOG_GATE_TENANT")]
-        tenant: String,
-        /// `canary`, `widen`, `open` or `rollback`.
-        #[arg(long, env = "CATALOG_GATE_STEP")]
-        step: String,
-        /// The supplier of a `canary` or `widen` step.
-        #[arg(long, env = "CATALOG_GATE_SUPPLIER")]
-        supplier: Option<String>,
+        #[arg(long, env = "CATALOG_GATE_TENANT", value_parser = naming_env(TenantId::parse))]
+        tenant: TenantId,
+        /// The step asked about.
+        #[arg(long, env = "CATALOG_GATE_STEP", value_parser = naming_env(EnumValueParser::<StepName>::new()))]
+        step: StepName,
+        /// The supplier of a `canary` or `widen` step (required for them).
+        #[arg(
+            long,
+            env = "CATALOG_GATE_SUPPLIER",
+            value_parser = naming_env(SupplierId::parse),
+            required_if_eq_any = [("step", "canary"), ("step", "widen")]
+        )]
+        supplier: Option<SupplierId>,
     },
+}
+
+/// A step of the launch gate, as `gate check --step` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StepName {
+    /// Start with one supplier (from closed).
+    Canary,
+    /// Add a supplier (from canary or widening).
+    Widen,
+    /// Apply every supplier.
+    Open,
+    /// Back to closed from anywhere.
+    Rollback,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Canary => "canary",
+            Self::Widen => "widen",
+            Self::Open => "open",
+            Self::Rollback => "rollback",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -103,7 +136,7 @@ pub enum TokensCommand {
     /// Create a token and print it, once, on standard output; only its hash is stored.
     Add {
         /// A unique name for the token's holder, shown in the audit log.
-        #[arg(long, env = "CATALOG_TOKEN_NAME")]
+        #[arg(long, env = "CATALOG_TOKEN_NAME", value_parser = naming_env(parse_token_name))]
         name: String,
         /// What the token may do: `viewer` reads, `operator` also changes flags and dead
         /// letters, `admin` also manages tokens.
@@ -119,6 +152,14 @@ pub enum TokensCommand {
         #[arg(env = "CATALOG_TOKEN_TO_REVOKE")]
         name: String,
     },
+}
+
+/// A token's name: 1 to 64 letters, digits or `-_.@`, as `POST /v1/tokens` takes it.
+fn parse_token_name(name: &str) -> Result<String, &'static str> {
+    match crate::api::valid_token_name(name) {
+        true => Ok(name.to_owned()),
+        false => Err("expected 1 to 64 letters, digits or -_.@"),
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +197,42 @@ mod tests {
         };
         assert_ne!(variable(&["tokens", "revoke"], "name"), variable(&["tokens", "add"], "name"));
         assert!(AdminArgs::try_parse_from(["admin-api", "tokens", "revoke"]).is_err(), "the name is asked for");
+    }
+
+    /// A subcommand's arguments are parsed with the options, before any store is opened: a
+    /// typo is refused (exit 2), the flag and its variable named.
+    #[test]
+    fn a_subcommand_s_arguments_are_checked_as_they_are_parsed() {
+        use clap::Parser;
+
+        use super::{Command, GateCommand, StepName};
+
+        let parsed = |arguments: &[&str]| {
+            AdminArgs::try_parse_from([&["admin-api"][..], arguments].concat()).map_err(|error| error.to_string())
+        };
+        let check = parsed(&["gate", "check", "--tenant", "canary", "--step", "widen", "--supplier", "acme"]);
+        let Some(Command::Gate(GateCommand::Check { tenant, step, supplier })) = check.expect("valid").command else {
+            panic!("gate check")
+        };
+        assert_eq!(
+            (tenant.as_str(), step, supplier.map(String::from)),
+            ("canary", StepName::Widen, Some("acme".into()))
+        );
+        parsed(&["gate", "check", "--tenant", "canary", "--step", "rollback"]).expect("no supplier needed");
+        for (arguments, named) in [
+            (&["--tenant", "canary", "--step", "opne"][..], &["--step", "CATALOG_GATE_STEP", "rollback"][..]),
+            (&["--tenant", "Not A Tenant", "--step", "open"], &["--tenant", "CATALOG_GATE_TENANT"]),
+            (
+                &["--tenant", "canary", "--step", "canary", "--supplier", "ACME!"],
+                &["--supplier", "CATALOG_GATE_SUPPLIER"],
+            ),
+            (&["--tenant", "canary", "--step", "widen"], &["--supplier"]),
+        ] {
+            let refused = parsed(&[&["gate", "check"][..], arguments].concat()).expect_err("refused");
+            assert!(named.iter().all(|named| refused.contains(named)), "{arguments:?}: {refused}");
+        }
+        let refused = parsed(&["tokens", "add", "--name", "a b", "--role", "viewer"]).expect_err("no spaces");
+        assert!(refused.contains("--name") && refused.contains("CATALOG_TOKEN_NAME"), "{refused}");
+        parsed(&["tokens", "add", "--name", "ops@example.com", "--role", "viewer"]).expect("a name");
     }
 }

@@ -141,15 +141,36 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
+/// What the binary was asked to do, every argument parsed and checked.
+enum Work {
+    Serve(TcpListener),
+    Tokens(TokensCommand),
+    GateCheck { tenant: catalog_core::TenantId, step: catalog_core::GateStep },
+}
+
 /// The binary: opens the store the options name, then serves or runs a subcommand. The exit
 /// code is 0, or 1 when `gate check` finds the step refused; an error is the caller's 2.
 pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::process::ExitCode> {
     // What the service queues (held events released, dead letters retried) goes to the
     // worker's channels; a dead-letter filter is checked against their names.
     let routes = args.channels.routes().map_err(catalog_cli::OpenError::from)?;
+    // Every argument is checked (and the address bound) before the store is opened, which
+    // migrates it and makes a missing SQLite file: a typo makes and changes no database.
+    let work = match args.command {
+        None | Some(Command::Serve) => Work::Serve(
+            TcpListener::bind(&args.serve.listen)
+                .await
+                .with_context(|| format!("binding --listen {} (CATALOG_ADMIN_LISTEN)", args.serve.listen))?,
+        ),
+        Some(Command::Tokens(command)) => Work::Tokens(command),
+        Some(Command::Gate(GateCommand::Check { tenant, step, supplier })) => {
+            let step = gate::parse_step(step.as_str(), supplier).map_err(anyhow::Error::msg)?;
+            Work::GateCheck { tenant, step }
+        }
+    };
     let store = catalog_cli::open_store(&args.store, routes.clone()).await?;
-    match args.command {
-        None | Some(Command::Serve) => {
+    match work {
+        Work::Serve(listener) => {
             let settings = Settings {
                 max_body_bytes: args.serve.max_body_bytes,
                 behind_after: Duration::from_secs(args.serve.behind_after_secs),
@@ -157,9 +178,6 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
                 max_retries: args.serve.max_retries,
                 secure_cookie: args.serve.secure_cookie,
             };
-            let listener = TcpListener::bind(&args.serve.listen)
-                .await
-                .with_context(|| format!("binding --listen {}", args.serve.listen))?;
             tracing::info!(address = %listener.local_addr()?, "admin api serving");
             let launch = gate::LaunchSettings { signals: args.signals.settings(), gate: args.gate.settings() };
             let state = AppState::new(store, settings).with_launch(launch).with_channels(&routes);
@@ -167,12 +185,10 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
             tracing::info!("admin api stopped");
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Tokens(command)) => {
+        Work::Tokens(command) => {
             tokens(&*store, &args.store.shown_url(), command).await.map(|()| std::process::ExitCode::SUCCESS)
         }
-        Some(Command::Gate(GateCommand::Check { tenant, step, supplier })) => {
-            gate_check(&*store, &args.gate.settings(), &tenant, &step, supplier.as_deref()).await
-        }
+        Work::GateCheck { tenant, step } => gate_check(&*store, &args.gate.settings(), &tenant, &step).await,
     }
 }
 
@@ -181,21 +197,14 @@ pub async fn main(args: AdminArgs, shutdown: CancellationToken) -> Result<std::p
 async fn gate_check(
     store: &dyn CatalogStore,
     settings: &catalog_core::GateSettings,
-    tenant: &str,
-    step: &str,
-    supplier: Option<&str>,
+    tenant: &catalog_core::TenantId,
+    step: &catalog_core::GateStep,
 ) -> Result<std::process::ExitCode> {
     use std::io::Write;
-    let tenant = catalog_core::TenantId::parse(tenant).map_err(|error| anyhow::anyhow!("--tenant {error}"))?;
-    let supplier = supplier
-        .map(catalog_core::SupplierId::parse)
-        .transpose()
-        .map_err(|error| anyhow::anyhow!("--supplier {error}"))?;
-    let step = gate::parse_step(step, supplier).map_err(anyhow::Error::msg)?;
     let context =
-        gate::GateContext::read(store, settings, &tenant, chrono::Utc::now()).await.context("reading the gate")?;
+        gate::GateContext::read(store, settings, tenant, chrono::Utc::now()).await.context("reading the gate")?;
     let mut stdout = std::io::stdout().lock();
-    if let Some(supplier) = gate::unseen_supplier(&step, context.flags.as_ref()) {
+    if let Some(supplier) = gate::unseen_supplier(step, context.flags.as_ref()) {
         writeln!(stdout, "refused: {} {tenant} at {}", step.as_str(), context.state.rollout)?;
         writeln!(
             stdout,
@@ -205,7 +214,7 @@ async fn gate_check(
         stdout.flush().context("writing to standard output")?;
         return Ok(std::process::ExitCode::from(1));
     }
-    let code = match context.decide(&step, settings) {
+    let code = match context.decide(step, settings) {
         Ok(next) => {
             writeln!(stdout, "allowed: {} {tenant}: {} -> {next}", step.as_str(), context.state.rollout)?;
             std::process::ExitCode::SUCCESS
@@ -222,16 +231,15 @@ async fn gate_check(
     Ok(code)
 }
 
-/// `tokens add|list|revoke` on the store `shown` names: `add` prints the token alone on
-/// standard output. A refusal names the store, which may not be the one meant (the default
-/// is `./catalog.db`).
+/// `tokens add|list|revoke` on the store `shown` names: `add` (its name checked as it was
+/// parsed) prints the token alone on standard output. A refusal names the store, which may
+/// not be the one meant (the default is `./catalog.db`).
 async fn tokens(store: &dyn CatalogStore, shown: &str, command: TokensCommand) -> Result<()> {
     use catalog_core::Classify as _;
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match command {
         TokensCommand::Add { name, role } => {
-            anyhow::ensure!(api::valid_token_name(&name), "--name must be 1 to 64 letters, digits or -_.@");
             let (token, hash) = auth::new_token()?;
             let added =
                 store.add_token(&NewToken { name: name.clone(), role, hash }).await.context("storing the token")?;

@@ -176,3 +176,39 @@ async fn a_subcommand_on_postgres_logs_no_server_notice() {
         assert!(!stderr.contains("already exists"), "the server's notice is not logged: {stderr}");
     }
 }
+
+/// A typo in a subcommand's arguments is refused with the documented error exit, 2, before
+/// any store is opened: opening one migrates it, and makes a SQLite file that was missing
+/// (`./catalog.db` by default). Each refusal names the flag and its variable.
+#[test]
+fn a_subcommand_s_typo_is_refused_before_the_store_is_opened() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let url = format!("sqlite://{}", path.display());
+    let check = ["gate", "check", "--tenant", "canary"];
+    let cases = [
+        ([&check[..], &["--step", "opne"]].concat(), None, "CATALOG_GATE_STEP"),
+        ([&check[..], &["--step", "widen"]].concat(), None, "--supplier"),
+        ([&check[..], &["--step", "canary", "--supplier", "Acme Ltd"]].concat(), None, "CATALOG_GATE_SUPPLIER"),
+        (vec!["gate", "check", "--tenant", "Not A Tenant", "--step", "open"], None, "CATALOG_GATE_TENANT"),
+        (check.to_vec(), Some(("CATALOG_GATE_STEP", "rolback")), "the value is CATALOG_GATE_STEP's"),
+        (vec!["tokens", "add", "--name", "alice smith", "--role", "viewer"], None, "CATALOG_TOKEN_NAME"),
+    ];
+    for (arguments, variable, named) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_admin-api"));
+        command.args(&arguments).env("CATALOG_DATABASE_URL", &url).env("CATALOG_LOG_FORMAT", "json");
+        command.env_remove("CATALOG_GATE_STEP");
+        if let Some((variable, value)) = variable {
+            command.env(variable, value);
+        }
+        let refused = command.output().expect("run admin-api");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{arguments:?}: {stderr}");
+        assert!(stderr.contains(named), "{arguments:?}: {stderr}");
+        assert!(!path.exists(), "{arguments:?} made the database");
+    }
+    // The same arguments well typed open (and make) the store.
+    let allowed = admin_api(&url, &[&check[..], &["--step", "rollback"]].concat());
+    assert_eq!(allowed.status.code(), Some(1), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(path.exists());
+}
