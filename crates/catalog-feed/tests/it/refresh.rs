@@ -202,13 +202,7 @@ async fn a_snapshot_sku_with_a_letter_outside_ascii_leaves_only_its_old_offer_al
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_sku_that_breaks_the_rules_leaves_no_offer_alone() {
     let fixture = sqlite().await;
-    let now = Utc::now();
-    let at = now - TimeDelta::hours(2);
-    let api = FeedApi::start(vec![record_at("A-1", 40, at), record_at("B-2", 7, at)], TOKEN).await;
-    let source = fixture.source(quick_settings(), TOKEN);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
-    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
-
+    let (api, source, at) = pulled_a1_and_b2(&fixture).await;
     let too_long = "X".repeat(65);
     api.set_snapshot(vec![
         record_at("A-1", 40, at),

@@ -234,15 +234,15 @@ fn meddled_source(fixture: &Fixture, meddling: Meddling) -> catalog_feed::FeedSo
         .expect("source")
 }
 
-/// A batch the store refuses for good (a fatal sink error) stops the scheduled source, and the
-/// worker with it, as it stops the Kafka and file sources; it is not held and retried every
-/// hold, unseen by a supervisor.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fatal_failure_stops_the_scheduled_source() {
-    let fixture = sqlite().await;
+/// A feed of 20 records whose source meets `meddling`, scheduled over two simulated days: its API
+/// and how the source's run ended.
+async fn scheduled_for_two_days(
+    fixture: &Fixture,
+    meddling: Meddling,
+) -> (FeedApi, Result<(), catalog_feed::FeedSourceError>) {
     let now = Utc::now();
     let api = FeedApi::start(records(20, 1, now - TimeDelta::minutes(5)), TOKEN).await;
-    let source = refused_source(&fixture);
+    let source = meddled_source(fixture, meddling);
     source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
     let end = CancellationToken::new();
     let clock: Arc<dyn catalog_feed::Clock> =
@@ -250,6 +250,16 @@ async fn a_fatal_failure_stops_the_scheduled_source() {
     let outcome = tokio::time::timeout(Duration::from_secs(60), source.run(clock, end))
         .await
         .expect("simulated days take no real time");
+    (api, outcome)
+}
+
+/// A batch the store refuses for good (a fatal sink error) stops the scheduled source, and the
+/// worker with it, as it stops the Kafka and file sources; it is not held and retried every
+/// hold, unseen by a supervisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_failure_stops_the_scheduled_source() {
+    let fixture = sqlite().await;
+    let (api, outcome) = scheduled_for_two_days(&fixture, Meddling::Fail).await;
     assert!(
         matches!(&outcome, Err(catalog_feed::FeedSourceError::Fatal { feed, error: RunError::Sink(SinkError::Fatal(_)) }) if feed == "canary/acme"),
         "{outcome:?}"
@@ -372,16 +382,7 @@ async fn a_manual_backfill_after_a_restart_skips_only_its_own_chunks_whatever_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_that_cannot_be_read_for_good_stops_the_scheduled_source() {
     let fixture = sqlite().await;
-    let now = Utc::now();
-    let api = FeedApi::start(records(20, 1, now - TimeDelta::minutes(5)), TOKEN).await;
-    let source = meddled_source(&fixture, Meddling::CheckpointRefused);
-    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("boot");
-    let end = CancellationToken::new();
-    let clock: Arc<dyn catalog_feed::Clock> =
-        catalog_feed::JumpingClock::new(now, now + TimeDelta::days(2), end.clone());
-    let outcome = tokio::time::timeout(Duration::from_secs(60), source.run(clock, end))
-        .await
-        .expect("simulated days take no real time");
+    let (api, outcome) = scheduled_for_two_days(&fixture, Meddling::CheckpointRefused).await;
     assert!(
         matches!(&outcome, Err(catalog_feed::FeedSourceError::Fatal { feed, error: RunError::Checkpoint(SinkError::Fatal(_)) }) if feed == "canary/acme"),
         "{outcome:?}"

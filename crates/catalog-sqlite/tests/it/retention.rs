@@ -421,27 +421,40 @@ impl ArchiveSink for Named {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_either_side_of_midnight_in_one_batch_are_archived_in_a_file_per_day() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let store =
-        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
-    let midnight = base().date_naive().succ_opt().expect("a next day").and_time(chrono::NaiveTime::MIN).and_utc();
-    let second = |offset: i64| (midnight - base()).num_seconds() + offset;
-    let events: Vec<IncomingEvent> = (1..=40u64)
-        .map(|n| {
-            let key = offer("canary", "acme", &format!("SKU-{n}"));
-            incoming(n, &key, StockChange::Updated { quantity: 1 }, 0, second(if n % 2 == 0 { 1 } else { -1 }))
-        })
-        .collect();
-    store.apply_batch(&batch(events)).await.expect("apply");
-    let policy = RetentionPolicy {
-        journal_cutoff: midnight + chrono::Duration::days(1),
-        claim_cutoff: base() - DEDUPE_HORIZON,
-        chunk: 7,
-    };
+    let (store, _, policy) = either_side_of_midnight(&directory, "acme", 40, 7).await;
     let mut sink = Named::default();
     let report = store.expire_journal(&policy, &mut sink).await.expect("retention pass");
     assert_eq!(sink.kept.archived.len(), 40, "every row archived once");
     assert!(sink.names.len() <= 2, "a file per day at most: {:?}", sink.names);
     assert_eq!(report.dropped.iter().map(|segment| segment.rows).sum::<u64>(), 40, "every row deleted once");
+}
+
+/// A store in `directory` with `n` events of `supplier` (switched off when `globex`) applied
+/// in one batch, received alternately a second before and after the midnight after the
+/// fixtures' base; that midnight, and a pass's policy past the next one in chunks of `chunk`.
+async fn either_side_of_midnight(
+    directory: &tempfile::TempDir,
+    supplier: &str,
+    n: u64,
+    chunk: usize,
+) -> (SqliteStore, chrono::DateTime<chrono::Utc>, RetentionPolicy) {
+    let store =
+        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
+    let midnight = base().date_naive().succ_opt().expect("a next day").and_time(chrono::NaiveTime::MIN).and_utc();
+    let second = |offset: i64| (midnight - base()).num_seconds() + offset;
+    if supplier == "globex" {
+        let switched_off = offer("canary", supplier, "SKU-0");
+        store.set_supplier_sync(&switched_off.tenant, &switched_off.supplier, false).await.expect("flag");
+    }
+    let events: Vec<IncomingEvent> = (1..=n)
+        .map(|n| {
+            let key = offer("canary", supplier, &format!("SKU-{n}"));
+            incoming(n, &key, StockChange::Updated { quantity: 1 }, 0, second(if n % 2 == 0 { 1 } else { -1 }))
+        })
+        .collect();
+    store.apply_batch(&batch(events)).await.expect("apply");
+    let journal_cutoff = midnight + chrono::Duration::days(1);
+    (store, midnight, RetentionPolicy { journal_cutoff, claim_cutoff: base() - DEDUPE_HORIZON, chunk })
 }
 
 /// Held rows either side of midnight in one batch alternate between two dates in journal
@@ -451,24 +464,7 @@ async fn rows_either_side_of_midnight_in_one_batch_are_archived_in_a_file_per_da
 #[tokio::test]
 async fn held_rows_either_side_of_midnight_are_reported_a_day_each() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let store =
-        SqliteStore::open_path(&directory.path().join("catalog.db"), StoreConfig::default()).await.expect("open");
-    let midnight = base().date_naive().succ_opt().expect("a next day").and_time(chrono::NaiveTime::MIN).and_utc();
-    let second = |offset: i64| (midnight - base()).num_seconds() + offset;
-    let switched_off = offer("canary", "globex", "SKU-0");
-    store.set_supplier_sync(&switched_off.tenant, &switched_off.supplier, false).await.expect("flag");
-    let events: Vec<IncomingEvent> = (1..=10u64)
-        .map(|n| {
-            let key = offer("canary", "globex", &format!("SKU-{n}"));
-            incoming(n, &key, StockChange::Updated { quantity: 1 }, 0, second(if n % 2 == 0 { 1 } else { -1 }))
-        })
-        .collect();
-    store.apply_batch(&batch(events)).await.expect("apply");
-    let policy = RetentionPolicy {
-        journal_cutoff: midnight + chrono::Duration::days(1),
-        claim_cutoff: base() - DEDUPE_HORIZON,
-        chunk: 3,
-    };
+    let (store, midnight, policy) = either_side_of_midnight(&directory, "globex", 10, 3).await;
     let report = store.expire_journal(&policy, &mut Named::default()).await.expect("retention pass");
     let kept: Vec<(&str, u64)> =
         report.kept.iter().map(|segment| (segment.name.as_str(), segment.held_events)).collect();
