@@ -79,10 +79,25 @@ impl PartitionWorker {
                 // offset before it, which the chosen start (the earliest) had yet to read.
                 let Some(start) = self.start_without().await else {
                     // From the group's committed offset: checkpointed there at once, where
-                    // the group has one, for the reason below.
+                    // the group has one inside the partition, for the reason below. One beyond
+                    // its end (a log truncated under the group) or below its start is where
+                    // reading does not start (`auto.offset.reset` decides): written, it would
+                    // fence off every message below it, those read instead included.
                     if self.start_without_checkpoint == StartWithoutCheckpoint::Committed {
-                        if let Some(committed) = self.committed_offset().await.filter(|_| self.still_reading()) {
-                            self.apply_up_to(self.source.as_str().into(), Vec::new(), committed, None).await?;
+                        if let Some(committed) = self.committed_offset().await {
+                            match self.watermarks().await {
+                                Some((low, high)) if (low..=high).contains(&committed) => {
+                                    self.apply_up_to(self.source.as_str().into(), Vec::new(), committed, None).await?;
+                                }
+                                Some((low, high)) => tracing::warn!(
+                                    partition = self.partition,
+                                    committed,
+                                    low,
+                                    high,
+                                    "the group's committed offset is outside the partition: reading starts where auto.offset.reset says, and no checkpoint is written before its first batch"
+                                ),
+                                None => {}
+                            }
                         }
                     }
                     return Ok(self.still_reading().then_some((0, None)));

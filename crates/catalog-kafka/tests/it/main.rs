@@ -402,6 +402,40 @@ async fn a_quiet_partition_started_at_the_group_s_offset_is_checkpointed_there()
     assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
 }
 
+/// A group offset beyond the partition's end (a log truncated under the group) is not taken for
+/// a checkpoint: reading starts where `auto.offset.reset` says (the earliest) and its batches
+/// move the checkpoint. Written, the group's offset would have fenced off every message below
+/// it, those read instead included (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_offset_beyond_the_partition_s_end_is_not_taken_for_a_checkpoint() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+
+    let (_cluster, brokers) = cluster_with_topic();
+    produce(&brokers, 30);
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "committed-ahead")
+        .create()
+        .expect("consumer");
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        offsets.add_partition_offset(TOPIC, partition, rdkafka::Offset::Offset(1_000)).expect("offset");
+    }
+    committer.commit(&offsets, CommitMode::Sync).expect("commit");
+    drop(committer);
+
+    let sink = Arc::new(RecordingSink::default());
+    let config = KafkaSourceConfig {
+        start_without_checkpoint: StartWithoutCheckpoint::Committed,
+        ..config(&brokers, "committed-ahead")
+    };
+    let member = Member::start_with(config, &sink);
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
+    member.stop().await;
+    let applied = sink.applied();
+    assert!(applied.values().all(|offsets| *offsets == (0..30).collect::<Vec<i64>>()), "{applied:?}");
+}
+
 /// Watermarks the stall watch cannot read (an offline partition, a broker timing out) are
 /// said, and the partitions the broker answers for are still watched. Before, one failing
 /// partition made the whole tick give up, on every tick, without a word: the watch was off.
