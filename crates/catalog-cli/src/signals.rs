@@ -11,8 +11,9 @@ use crate::options::naming_env;
 /// as the store options are: `admin-api gate check` takes them after `check`.
 #[derive(Debug, Clone, Args)]
 pub struct SignalArgs {
-    /// Stale items are green while their share of a tenant's items is below this (0 to 1).
-    #[arg(long, env = "CATALOG_STALE_ITEMS_TARGET", default_value_t = 0.01, value_parser = naming_env(parse_share), global = true)]
+    /// Stale items are green while their share of a tenant's items is below this (above 0, at
+    /// most 1: no share is below 0).
+    #[arg(long, env = "CATALOG_STALE_ITEMS_TARGET", default_value_t = 0.01, value_parser = naming_env(parse_share_above_0), global = true)]
     pub stale_items_target: f64,
 
     /// The team that answers for stale items.
@@ -27,8 +28,9 @@ pub struct SignalArgs {
     #[arg(long, env = "CATALOG_QUEUE_LAG_OWNER", default_value = "catalog-sync-oncall", global = true)]
     pub queue_lag_owner: String,
 
-    /// Publish errors are green while failed attempts ÷ attempts is below this (0 to 1).
-    #[arg(long, env = "CATALOG_PUBLISH_ERRORS_TARGET", default_value_t = 0.005, value_parser = naming_env(parse_share), global = true)]
+    /// Publish errors are green while failed attempts ÷ attempts is below this (above 0, at
+    /// most 1: no share is below 0).
+    #[arg(long, env = "CATALOG_PUBLISH_ERRORS_TARGET", default_value_t = 0.005, value_parser = naming_env(parse_share_above_0), global = true)]
     pub publish_errors_target: f64,
 
     /// The team that answers for publish errors.
@@ -81,11 +83,20 @@ impl SignalArgs {
     }
 }
 
-/// A ratio target (`--stale-items-target`, …): a finite number from 0 to 1.
+/// A ratio target a share must reach (`--trace-coverage-target`): a finite number from 0 to 1.
 fn parse_share(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
-        _ => Err("expected a share from 0 to 1, e.g. 0.01".to_owned()),
+        _ => Err("expected a share from 0 to 1, e.g. 0.99".to_owned()),
+    }
+}
+
+/// A ratio target a share must stay below (`--stale-items-target`, `--publish-errors-target`):
+/// a finite number above 0, at most 1. At 0 the signal is red for ever, the gate closed.
+fn parse_share_above_0(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(share) if share > 0.0 && share <= 1.0 => Ok(share),
+        _ => Err("expected a share above 0, at most 1, e.g. 0.01 (a share below 0 is none: red for ever)".to_owned()),
     }
 }
 
@@ -141,24 +152,25 @@ mod tests {
         Cli::try_parse_from(arguments).map(|cli| cli.signals).map_err(|error| error.to_string())
     }
 
-    /// The ratio targets are shares (0 to 1, ends included), the queue lag target a number of
-    /// seconds above 0: NaN, an infinity, a negative number or a share above 1 would make a
-    /// signal green or red for ever. A refusal names the flag and its variable.
+    /// The ratio targets are shares (0 to 1; above 0 for a share that must stay below it), the
+    /// queue lag target a number of seconds above 0: NaN, an infinity, a negative number, a
+    /// share above 1, or 0 for a share that must stay below it, would make a signal green or
+    /// red for ever. A refusal names the flag and its variable.
     #[test]
     fn a_target_outside_its_range_is_refused() {
         let given =
-            parsed(&["--stale-items-target", "0", "--publish-errors-target", "1", "--trace-coverage-target", "0.5"]);
+            parsed(&["--stale-items-target", "0.5", "--publish-errors-target", "1", "--trace-coverage-target", "0"]);
         let given = given.expect("shares");
         assert_eq!(
             (given.stale_items_target, given.publish_errors_target, given.trace_coverage_target),
-            (0.0, 1.0, 0.5)
+            (0.5, 1.0, 0.0)
         );
         assert_eq!(parsed(&["--queue-lag-target-secs", "0.5"]).expect("seconds").queue_lag_target_secs, 0.5);
         let defaults = parsed(&[]).expect("the defaults");
         assert_eq!(defaults.settings(), catalog_core::SignalSettings::default());
         for (flag, variable, values) in [
-            ("--stale-items-target", "CATALOG_STALE_ITEMS_TARGET", &["NaN", "-0.1", "1.5", "inf", "1%"][..]),
-            ("--publish-errors-target", "CATALOG_PUBLISH_ERRORS_TARGET", &["nan", "-1", "2"][..]),
+            ("--stale-items-target", "CATALOG_STALE_ITEMS_TARGET", &["NaN", "-0.1", "0", "1.5", "inf", "1%"][..]),
+            ("--publish-errors-target", "CATALOG_PUBLISH_ERRORS_TARGET", &["nan", "-1", "0", "2"][..]),
             ("--trace-coverage-target", "CATALOG_TRACE_COVERAGE_TARGET", &["NaN", "-0.5", "1.01"][..]),
             ("--queue-lag-target-secs", "CATALOG_QUEUE_LAG_TARGET_SECS", &["NaN", "0", "-5", "inf"][..]),
         ] {
