@@ -472,3 +472,32 @@ async fn held_rows_either_side_of_midnight_are_reported_a_day_each() {
     let (before, after) = (name(base().date_naive()), name(midnight.date_naive()));
     assert_eq!(kept, [(before.as_str(), 5), (after.as_str(), 5)]);
 }
+
+/// A claim prune that fails fails the pass, but only after the steps that follow it ran:
+/// resolved dead letters past the retention are still deleted (as on PostgreSQL). Before, the
+/// failed prune ended the pass at once, every pass, and the tables behind it grew.
+#[tokio::test]
+async fn a_claim_prune_that_fails_leaves_the_other_steps_done() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let path = directory.path().join("catalog.db");
+    let store = SqliteStore::open_path(&path, StoreConfig::default()).await.expect("open");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.expect("raw connection");
+    let long_ago = (base() - chrono::Duration::days(40)).timestamp_micros();
+    for statement in [
+        format!("INSERT INTO event_claims (event_id, fingerprint, received_at) VALUES (x'00112233445566778899aabbccddeeff', 1, {long_ago})"),
+        format!(
+            "INSERT INTO dead_letters (stage, subject, channel, reason, first_failed_at, last_failed_at, resolved_at) \
+             VALUES ('publish', 'an-item', 'storefront', 'rejected_by_channel', {long_ago}, {long_ago}, {long_ago})"
+        ),
+        "CREATE TRIGGER claims_refused BEFORE DELETE ON event_claims BEGIN SELECT RAISE(ABORT, 'injected'); END".to_owned(),
+    ] {
+        sqlx::query(&statement).execute(&mut connection).await.expect(&statement);
+    }
+    let cutoff = base() - chrono::Duration::days(1);
+    let policy = RetentionPolicy { journal_cutoff: cutoff, claim_cutoff: cutoff, chunk: 100 };
+    store.expire_journal(&policy, &mut Named::default()).await.expect_err("the claims cannot be pruned");
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&mut connection).await.expect("count");
+    assert_eq!(left, 0, "the resolved dead letter past the retention is deleted all the same");
+}
