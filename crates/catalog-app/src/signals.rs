@@ -83,8 +83,9 @@ impl Sampler {
 
     /// One round at `now`: judge, keep the samples, set the gauges, drop samples past their
     /// keep. Returns the judgements once the samples are kept and the gauges set: a failed
-    /// drop is logged and counted (`catalog_store_retries_total`), and the next round drops
-    /// them, where an error here would say the fresh gauges were stale.
+    /// drop is logged and counted (`catalog_signal_samples_prune_failures_total`,
+    /// `CatalogSignalSamplesNotPruned`), and the next round drops them, where an error here
+    /// would say the fresh gauges were stale.
     pub async fn sample_once(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Signals>, StoreError> {
         let judged = judge_all(&*self.store, &self.settings.signals, now).await?;
         let samples: Vec<SignalSample> = judged.iter().map(SignalSample::of).collect();
@@ -104,7 +105,7 @@ impl Sampler {
         let keep = chrono::Duration::from_std(self.settings.keep).unwrap_or(chrono::Duration::MAX);
         let before = now.checked_sub_signed(keep).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         if let Err(error) = self.store.prune_signal_samples(before).await {
-            self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
+            self.metrics.retention.signal_samples_prune_failures.inc();
             tracing::warn!(%error, class = error.failure_class().as_str(), "dropping signal samples past their keep failed: this round's samples are kept and its gauges set; the next round drops them");
         }
         Ok(judged)

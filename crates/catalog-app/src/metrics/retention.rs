@@ -22,6 +22,8 @@ pub struct RetentionMetrics {
     pub feed_windows_compacted: IntCounter,
     /// Retention passes that failed, by failure class (`retryable`, `needs_operator`, …).
     pub retention_failures: IntCounterVec,
+    /// Rounds of the signals sampler whose drop of samples past their keep failed.
+    pub signal_samples_prune_failures: IntCounter,
 }
 
 impl RetentionMetrics {
@@ -59,6 +61,10 @@ impl RetentionMetrics {
         );
         let retention_failures =
             counter("catalog_retention_failures_total", "Journal retention passes that failed, by class.", &["class"]);
+        let signal_samples_prune_failures = unlabelled(
+            "catalog_signal_samples_prune_failures_total",
+            "Sampler rounds whose drop of signal samples past --signals-keep-days failed (the round's samples are kept and its gauges set; the next round drops them).",
+        );
         Self {
             journal_segments_dropped,
             journal_rows_archived,
@@ -69,6 +75,7 @@ impl RetentionMetrics {
             dead_letters_pruned,
             feed_windows_compacted,
             retention_failures,
+            signal_samples_prune_failures,
         }
     }
 }
