@@ -1,9 +1,9 @@
 //! Why a feed's run stopped (`RunError`): how each failure is classed, how long it holds
 //! the feed, and the pull dead letter it opens or counts on (`record_failure`).
 
-use catalog_app::SinkError;
+use catalog_app::{BatchSink, SinkError};
 use catalog_core::{Classify, FailureClass};
-use catalog_store::{FeedKey, FeedStore, PullFailure, StoreError};
+use catalog_store::{FeedKey, FeedStore, Position, PullFailure, StoreError};
 
 use crate::client::PullError;
 
@@ -83,6 +83,12 @@ impl RunError {
                 | RunError::Checkpoint(SinkError::Abandoned)
         )
     }
+}
+
+/// The feed's checkpoint (`source`, partition 0) as the sink reads it, a failure said as one of
+/// reading the checkpoint (`store_checkpoint`), wherever in a run it is read.
+pub(crate) async fn checkpoint(sink: &dyn BatchSink, source: &str) -> Result<Option<Position>, RunError> {
+    sink.checkpoint(source, 0).await.map_err(RunError::Checkpoint)
 }
 
 /// Opens (or counts on) `key`'s pull dead letter for a failed run, or for a run that could

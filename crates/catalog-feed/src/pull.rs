@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cadence::Cadence;
 use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
-use crate::failure::{record_failure, RunError};
+use crate::failure::{checkpoint, record_failure, RunError};
 use crate::record::{record_event, Page};
 use crate::window::{backfill_window, go_live_at, incremental_window, same_request, Window, WindowCursor};
 
@@ -97,7 +97,7 @@ impl FeedRun {
             .map_err(|_| RunError::TimeZone { feed: key.clone(), timezone: feed.settings.timezone.clone() })?;
         let go_live = go_live_at(feed.settings.go_live_date, timezone);
         let source: Arc<str> = source_name(&key).into();
-        let stored = sink.checkpoint(&source, 0).await.map_err(RunError::Checkpoint)?;
+        let stored = checkpoint(&*sink, &source).await?;
         Ok(FeedRun {
             feed,
             timezone,
@@ -140,7 +140,7 @@ impl FeedRun {
     /// the record) is recorded. Returns the checkpoint's window, pulled to its end now, so
     /// that what follows does not pull it again (`None`: no checkpoint this build reads).
     pub async fn resume(&mut self, shutdown: &CancellationToken) -> Result<Option<WindowCursor>, RunError> {
-        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(None) };
+        let Some(stored) = checkpoint(&*self.sink, &self.source).await? else { return Ok(None) };
         let Some(cursor) = stored.cursor.as_deref().and_then(WindowCursor::parse) else { return Ok(None) };
         match &cursor.next {
             Some(next) => {
@@ -309,7 +309,7 @@ impl FeedRun {
         // when this run opened: another run of the feed (a manual `--once` beside the
         // scheduled worker) may have moved it since, and a page numbered below it would be
         // fenced off as applied already (decision 0028): lost.
-        if let Some(stored) = self.sink.checkpoint(&self.source, 0).await? {
+        if let Some(stored) = checkpoint(&*self.sink, &self.source).await? {
             self.next_offset = self.next_offset.max(stored.offset);
         }
         let (pages, arrived) = tokio::sync::mpsc::channel(PAGES_AHEAD);
@@ -367,7 +367,7 @@ impl FeedRun {
     /// next run (decision 0015). Taking a cursor off is always safe: whatever window it named
     /// is pulled again.
     async fn forget_fenced_cursor(&self, ours: &Position) -> Result<i64, RunError> {
-        let Some(stored) = self.sink.checkpoint(&self.source, 0).await? else { return Ok(ours.offset) };
+        let Some(stored) = checkpoint(&*self.sink, &self.source).await? else { return Ok(ours.offset) };
         if ours.cursor.is_some() && stored.cursor == ours.cursor {
             let bare = Position::at(stored.offset);
             if self.sink.rewind_checkpoint(&self.source, 0, stored.offset, &bare).await? {

@@ -76,6 +76,8 @@ enum Meddling {
     RunAlongside,
     /// The feed's checkpoint cannot be read, for good: no run can start.
     CheckpointRefused,
+    /// The feed's checkpoint cannot be read, for good, once a batch was applied.
+    CheckpointRefusedOnceApplied,
 }
 
 /// The applier, with something happening to every batch after the first `healthy`.
@@ -89,10 +91,13 @@ struct MeddlingSink {
 #[async_trait]
 impl BatchSink for MeddlingSink {
     async fn checkpoint(&self, source: &str, partition: i32) -> Result<Option<Position>, SinkError> {
-        if let Meddling::CheckpointRefused = self.meddling {
-            return Err(SinkError::Fatal("the store cannot read the checkpoint".to_owned()));
+        let applied = self.applied.load(Ordering::SeqCst) > 0;
+        match self.meddling {
+            Meddling::CheckpointRefused => {}
+            Meddling::CheckpointRefusedOnceApplied if applied => {}
+            _ => return self.inner.checkpoint(source, partition).await,
         }
-        self.inner.checkpoint(source, partition).await
+        Err(SinkError::Fatal("the store cannot read the checkpoint".to_owned()))
     }
 
     async fn rewind_checkpoint(
@@ -109,7 +114,7 @@ impl BatchSink for MeddlingSink {
         if self.applied.fetch_add(1, Ordering::SeqCst) >= self.healthy {
             // Where the other run checkpoints.
             let offset = match self.meddling {
-                Meddling::Fail | Meddling::CheckpointRefused => {
+                Meddling::Fail | Meddling::CheckpointRefused | Meddling::CheckpointRefusedOnceApplied => {
                     return Err(SinkError::Fatal("the store refuses the batch".to_owned()))
                 }
                 Meddling::RunAhead => self.inner.checkpoint(&batch.source, 0).await?.map_or(0, |at| at.offset) + 1_000,
@@ -229,7 +234,9 @@ fn refused_source(fixture: &Fixture) -> catalog_feed::FeedSource {
 fn meddled_source(fixture: &Fixture, meddling: Meddling) -> catalog_feed::FeedSource {
     let inner: Arc<dyn BatchSink> =
         Arc::new(Applier::new(fixture.store.clone(), fixture.metrics.clone(), CancellationToken::new()));
-    let sink = Arc::new(MeddlingSink { inner, healthy: 0, applied: AtomicUsize::new(0), meddling });
+    // Batches are refused for good with `Fail`; the others meddle with the checkpoint alone.
+    let healthy = if matches!(meddling, Meddling::Fail) { 0 } else { usize::MAX };
+    let sink = Arc::new(MeddlingSink { inner, healthy, applied: AtomicUsize::new(0), meddling });
     catalog_feed::FeedSource::new(quick_settings(), fixture.store.clone(), sink, fixture.metrics.clone(), tokens(TOKEN))
         .expect("source")
 }
@@ -391,4 +398,23 @@ async fn a_checkpoint_that_cannot_be_read_for_good_stops_the_scheduled_source() 
     let reasons: Vec<&str> = letters.iter().map(|letter| letter.reason.as_str()).collect();
     assert_eq!(reasons, ["store_checkpoint"], "{letters:?}");
     assert_eq!(api.requests().len(), 0, "nothing pulled");
+}
+
+/// The same once the run has started: the checkpoint read again by a later window, or by the
+/// next run, is said as the checkpoint's (`store_checkpoint`), not as a page not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_that_cannot_be_read_midway_is_said_as_such() {
+    let fixture = sqlite().await;
+    let (api, outcome) = scheduled_for_two_days(&fixture, Meddling::CheckpointRefusedOnceApplied).await;
+    assert!(
+        matches!(
+            &outcome,
+            Err(catalog_feed::FeedSourceError::Fatal { error: RunError::Checkpoint(SinkError::Fatal(_)), .. })
+        ),
+        "{outcome:?}"
+    );
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    let reasons: Vec<&str> = letters.iter().map(|letter| letter.reason.as_str()).collect();
+    assert_eq!(reasons, ["store_checkpoint"], "{letters:?}");
+    assert!(!api.requests().is_empty(), "the run had started");
 }
