@@ -108,9 +108,11 @@ pub fn check_options(args: &WorkerArgs) -> Result<()> {
         args.source,
         if feed_only.len() == 1 { "it" } else { "them" },
     );
+    // Judged by this worker only with `--signals on`: an apply-only worker's progress is
+    // judged by the workers (or the admin service) that sample, with their own stall-after.
     let (progress, stall_after) = (args.signals.progress_interval_secs, args.signals.targets.stall_after_secs);
     anyhow::ensure!(
-        progress < u64::from(stall_after),
+        args.signals.signals_mode == Switch::Off || progress < u64::from(stall_after),
         "--progress-interval-secs (CATALOG_PROGRESS_INTERVAL_SECS) {progress} is not under --stall-after-secs \
          (CATALOG_STALL_AFTER_SECS) {stall_after}: every partition would lag by its silence between two reports, \
          queue lag red for good; keep the interval well under"

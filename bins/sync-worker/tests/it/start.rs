@@ -394,6 +394,8 @@ fn progress_slower_than_the_stall_and_a_tracer_checking_nothing_are_refused_at_s
         }
         assert!(refused.contains("--stall-after-secs (CATALOG_STALL_AFTER_SECS)"), "{refused}");
     }
+    // An apply-only worker's progress is judged by the workers that sample, with theirs.
+    checked(&["--progress-interval-secs", "60", "--signals", "off"]).expect("not judged here");
 
     let both = ["--trace-changed-per-round", "0", "--trace-sweep-per-round", "0"];
     let refused = checked(&both).expect_err("no item checked");
