@@ -20,6 +20,7 @@ use catalog_store::batch::{JournalUpdate, Redecided};
 
 use crate::apply::{journal_update_query, LOAD_PRIOR, UPDATE_JOURNAL};
 use crate::plans::{custom_plan, generic_plan};
+use crate::reads::LAST_RECEIVED;
 use crate::rollout::APPLIED_ITEMS;
 
 /// Journal rows in the test table. A journal holds far more rows than one batch touches, so
@@ -159,6 +160,19 @@ async fn the_gate_sample_walks_the_tenant_s_receive_index() {
             .await;
     for (mode, text) in [("custom", custom), ("generic", generic)] {
         assert_uses("tenant_received", "APPLIED_ITEMS", mode, &text);
+    }
+}
+
+/// A tenant's status reads its last receipt and last applied receipt from the newest end of its
+/// receive index, where a `max()` over the journal read every row the tenant has.
+#[tokio::test]
+async fn a_tenant_s_last_receipts_are_read_from_its_receive_index() {
+    let (_database, mut connection) = journal_database().await;
+    let explain = format!("EXPLAIN {LAST_RECEIVED}");
+    let custom = custom_plan(&mut connection, sqlx::query(&explain).bind("canary")).await;
+    let generic = generic_plan(&mut connection, LAST_RECEIVED, &["text"], &["'canary'"]).await;
+    for (mode, text) in [("custom", custom), ("generic", generic)] {
+        assert_uses("tenant_received", "LAST_RECEIVED", mode, &text);
     }
 }
 

@@ -349,31 +349,40 @@ pub(crate) async fn journal_window_page(
         .and_then(|rows| journal_entries(&rows))
 }
 
+/// A tenant's last receipt and last applied receipt (`$1` the tenant), each the first row of a
+/// walk back from the newest end of its receive index, not a scan of its journal.
+pub(crate) const LAST_RECEIVED: &str = "SELECT
+    (SELECT received_at FROM events WHERE tenant_id = $1 ORDER BY received_at DESC LIMIT 1) AS last_received_at,
+    (SELECT received_at FROM events WHERE tenant_id = $1 AND outcome = 'applied'
+     ORDER BY received_at DESC LIMIT 1) AS last_applied_at";
+
+/// A tenant's status, read in one snapshot (a batch committed meanwhile shows in every part or
+/// none, as on SQLite). The last receipt and the last applied receipt are read back from the
+/// newest end of `events_tenant_received`; the counts still read the tenant's whole journal.
 pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Option<SyncStatus>, StoreError> {
+    let mut snapshot = trace_snapshot(pool).await?;
     let exists = sqlx::query("SELECT 1 FROM tenants WHERE tenant_id = $1")
         .bind(tenant.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *snapshot)
         .await
         .map_err(store_error)?;
     if exists.is_none() {
         return Ok(None);
     }
+    let last = sqlx::query(LAST_RECEIVED).bind(tenant.as_str()).fetch_one(&mut *snapshot).await.map_err(store_error)?;
     let totals = sqlx::query(
-        "SELECT max(received_at) AS last_received_at,
-                max(received_at) FILTER (WHERE outcome = 'applied') AS last_applied_at,
-                coalesce(sum(redelivery_count), 0)::int8 AS redeliveries,
+        "SELECT (SELECT coalesce(sum(redelivery_count), 0)::int8 FROM events WHERE tenant_id = $1) AS redeliveries,
                 (SELECT count(*) FROM items WHERE tenant_id = $1 AND version > 0) AS n_items,
-                (SELECT count(DISTINCT item_id) FROM outbox WHERE tenant_id = $1) AS outbox_pending
-         FROM events WHERE tenant_id = $1",
+                (SELECT count(DISTINCT item_id) FROM outbox WHERE tenant_id = $1) AS outbox_pending",
     )
     .bind(tenant.as_str())
-    .fetch_one(pool)
+    .fetch_one(&mut *snapshot)
     .await
     .map_err(store_error)?;
     let events_by_outcome =
         sqlx::query("SELECT outcome, count(*) AS n_events FROM events WHERE tenant_id = $1 GROUP BY outcome")
             .bind(tenant.as_str())
-            .fetch_all(pool)
+            .fetch_all(&mut *snapshot)
             .await
             .map_err(store_error)?
             .iter()
@@ -381,8 +390,8 @@ pub(crate) async fn sync_status(pool: &PgPool, tenant: &TenantId) -> Result<Opti
             .collect::<Result<BTreeMap<String, u64>, StoreError>>()?;
     Ok(Some(SyncStatus {
         tenant: tenant.clone(),
-        last_received_at: column(&totals, "last_received_at")?,
-        last_applied_at: column(&totals, "last_applied_at")?,
+        last_received_at: column(&last, "last_received_at")?,
+        last_applied_at: column(&last, "last_applied_at")?,
         events_by_outcome,
         redeliveries: narrowed(&totals, "redeliveries")?,
         n_items: narrowed(&totals, "n_items")?,
