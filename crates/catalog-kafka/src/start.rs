@@ -18,6 +18,7 @@ use crate::context::{lock, source_error};
 use crate::feed::{Feed, PartitionInput};
 use crate::partition::PartitionWorker;
 use crate::rewind::{Check, Rewind};
+use crate::source::SourceConsumer;
 use crate::topic_id;
 
 /// How long one seek, or one read of a partition's watermarks, may take.
@@ -387,46 +388,46 @@ impl PartitionWorker {
     /// the group has none (librdkafka's `auto.offset.reset` decides where reading starts), or
     /// the broker did not answer (a failure is reported).
     async fn committed_offset(&self) -> Option<i64> {
-        let consumer = Arc::clone(&self.consumer);
-        let (topic, partition) = (self.topic.clone(), self.partition);
-        let asked = tokio::task::spawn_blocking(move || {
-            let mut list = rdkafka::TopicPartitionList::new();
-            list.add_partition(&topic, partition);
-            consumer
-                .committed_offsets(list, BROKER_TIMEOUT)
-                .map(|list| list.find_partition(&topic, partition).map(|entry| entry.offset()))
-        })
-        .await;
-        match asked {
-            Ok(Ok(Some(Offset::Offset(offset)))) if offset >= 0 => Some(offset),
-            Ok(Ok(_)) => None,
-            Ok(Err(error)) => {
-                self.sink.source_error(&source_error("committed", &error));
-                None
-            }
-            Err(error) => {
-                tracing::warn!(partition, %error, "reading the group's committed offset failed");
-                None
-            }
+        let offset = self
+            .ask_broker("committed", |consumer, topic, partition| {
+                let mut list = rdkafka::TopicPartitionList::new();
+                list.add_partition(topic, partition);
+                consumer
+                    .committed_offsets(list, BROKER_TIMEOUT)
+                    .map(|list| list.find_partition(topic, partition).map(|entry| entry.offset()))
+            })
+            .await??;
+        match offset {
+            Offset::Offset(offset) if offset >= 0 => Some(offset),
+            _ => None,
         }
     }
 
     /// The partition's low and high watermarks, asked of the broker once (a failure is
     /// reported).
     async fn watermarks_once(&self) -> Option<(i64, i64)> {
-        let consumer = Arc::clone(&self.consumer);
-        let topic = self.topic.clone();
-        let partition = self.partition;
-        let fetched =
-            tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, BROKER_TIMEOUT)).await;
-        match fetched {
-            Ok(Ok(watermarks)) => Some(watermarks),
+        self.ask_broker("watermarks", |consumer, topic, partition| {
+            consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+        })
+        .await
+    }
+
+    /// `call` on the consumer for this partition, once, off the runtime (librdkafka blocks):
+    /// its answer, or `None` with the broker's refusal reported as `operation`'s.
+    async fn ask_broker<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&SourceConsumer, &str, i32) -> rdkafka::error::KafkaResult<T> + Send + 'static,
+    ) -> Option<T> {
+        let (consumer, topic, partition) = (Arc::clone(&self.consumer), self.topic.clone(), self.partition);
+        match tokio::task::spawn_blocking(move || call(&consumer, &topic, partition)).await {
+            Ok(Ok(answer)) => Some(answer),
             Ok(Err(error)) => {
-                self.sink.source_error(&source_error("watermarks", &error));
+                self.sink.source_error(&source_error(operation, &error));
                 None
             }
             Err(error) => {
-                tracing::warn!(partition, %error, "reading the partition's watermarks failed");
+                tracing::warn!(partition, operation, %error, "asking the broker failed");
                 None
             }
         }
