@@ -358,15 +358,19 @@ async fn a_partition_of_the_shared_queue_starts_when_it_is_assigned() {
 async fn a_quiet_partition_started_at_its_end_is_checkpointed_there() {
     let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 30);
+    a_quiet_start_is_checkpointed_at_30(&brokers, "quiet-latest", StartWithoutCheckpoint::Latest).await;
+}
+
+/// A member of `group` started at `start` without a stored checkpoint, on partitions of 30
+/// messages it is to start after: each is checkpointed at 30 while quiet, with nothing
+/// applied, and the 5 messages produced next are read.
+async fn a_quiet_start_is_checkpointed_at_30(brokers: &str, group: &str, start: StartWithoutCheckpoint) {
     let sink = Arc::new(RecordingSink::default());
-    let config = KafkaSourceConfig {
-        start_without_checkpoint: StartWithoutCheckpoint::Latest,
-        ..config(&brokers, "quiet-latest")
-    };
+    let config = KafkaSourceConfig { start_without_checkpoint: start, ..config(brokers, group) };
     let member = Member::start_with(config, &sink);
     wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
     assert!(sink.applied().values().all(Vec::is_empty), "nothing before the start: {:?}", sink.applied());
-    produce(&brokers, 5);
+    produce(brokers, 5);
     wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(35)).await;
     member.stop().await;
     let applied = sink.applied();
@@ -386,20 +390,7 @@ async fn a_quiet_partition_started_at_the_group_s_offset_is_checkpointed_there()
     let member = Member::start(&brokers, "quiet-committed", &earlier);
     wait_for(Duration::from_secs(30), || earlier.checkpoints() == all_at(30)).await;
     member.stop().await;
-
-    let sink = Arc::new(RecordingSink::default());
-    let config = KafkaSourceConfig {
-        start_without_checkpoint: StartWithoutCheckpoint::Committed,
-        ..config(&brokers, "quiet-committed")
-    };
-    let member = Member::start_with(config, &sink);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
-    assert!(sink.applied().values().all(Vec::is_empty), "nothing before the group's offset: {:?}", sink.applied());
-    produce(&brokers, 5);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(35)).await;
-    member.stop().await;
-    let applied = sink.applied();
-    assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
+    a_quiet_start_is_checkpointed_at_30(&brokers, "quiet-committed", StartWithoutCheckpoint::Committed).await;
 }
 
 /// A group offset beyond the partition's end (a log truncated under the group) is not taken for
