@@ -32,6 +32,13 @@ impl StorefrontConfig {
 /// at start: the HTTP client would refuse anything else on every request, each a failure
 /// retried until dead-lettered (`connection: builder error`).
 pub fn check_base_url(base_url: &str) -> Result<(), String> {
+    canonical_base_url(base_url).map(drop)
+}
+
+/// `base_url` checked as [`check_base_url`] does, in one spelling: scheme and host lower-cased,
+/// a default port dropped, no trailing `/`. Channels compare base URLs to find the ones on one
+/// seller account or rate budget, which `https://Host/` and `https://host` are.
+pub fn canonical_base_url(base_url: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(base_url).map_err(|error| format!("{base_url:?} is not a URL ({error})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("{base_url:?} is not an http or https URL"));
@@ -39,15 +46,6 @@ pub fn check_base_url(base_url: &str) -> Result<(), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{base_url:?} has no host"));
     }
-    Ok(())
-}
-
-/// `base_url` checked as [`check_base_url`] does, in one spelling: scheme and host lower-cased,
-/// a default port dropped, no trailing `/`. Channels compare base URLs to find the ones on one
-/// seller account or rate budget, which `https://Host/` and `https://host` are.
-pub fn canonical_base_url(base_url: &str) -> Result<String, String> {
-    check_base_url(base_url)?;
-    let url = reqwest::Url::parse(base_url).map_err(|error| format!("{base_url:?} is not a URL ({error})"))?;
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
