@@ -274,10 +274,13 @@ pub struct RunAsked {
     pub replaced: Option<RunRequestView>,
 }
 
-/// The run `ask` names, checked: a backfill needs `since < until`, neither in the future;
-/// the others take no range.
+/// The run `ask` names, checked: a backfill needs `since < until`, neither in the future,
+/// each of a four-digit year; the others take no range.
 pub fn run_kind(ask: &RunAsk, now: DateTime<Utc>) -> Result<FeedRunKind, ApiError> {
     let invalid = |message: &str| ApiError::bad_request("invalid_run", message.to_owned());
+    if ![ask.since, ask.until].into_iter().flatten().all(super::four_digit_year) {
+        return Err(invalid("since and until are RFC 3339 times of a four-digit year"));
+    }
     match (ask.kind.as_str(), ask.since, ask.until) {
         ("incremental", None, None) => Ok(FeedRunKind::Incremental),
         ("full_refresh", None, None) => Ok(FeedRunKind::FullRefresh),

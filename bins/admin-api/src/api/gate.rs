@@ -61,7 +61,8 @@ pub struct GateView {
     /// through the gate is `closed` by its rollout and applies its events all the same
     /// while its sync is on; a rollback holds them, a canary narrows them to one supplier.
     pub sync_enabled: Option<bool>,
-    /// Whether all four signals were green at the newest sample, and since when without a gap.
+    /// Whether all four signals were green at the newest sample, taken within the allowed gap
+    /// between samples (a sampler that stopped is not green now), and since when without a gap.
     pub green_now: bool,
     pub green_since: Option<DateTime<Utc>>,
     pub green_hours_needed: i64,
@@ -129,7 +130,9 @@ pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, 
         rollout: context.state.rollout.clone(),
         changed_at: context.state.changed_at,
         sync_enabled: context.flags.as_ref().map(|flags| flags.sync_enabled),
-        green_now: facts.samples.last().is_some_and(|sample| sample.red.is_empty()),
+        // As the gate judges it: a green sample older than the allowed gap said "green now"
+        // of a sampler that had stopped a day before.
+        green_now: green_since.is_some(),
         green_since,
         green_hours_needed: settings.green_for.num_hours(),
         sign_offs_needed: settings.sign_offs,

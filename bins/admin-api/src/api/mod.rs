@@ -24,6 +24,15 @@ pub fn held_since() -> chrono::DateTime<chrono::Utc> {
 /// Most rows a list answers at once.
 const MAX_PAGE: usize = 500;
 
+/// Whether `at` has a year of four digits (0000 to 9999), as RFC 3339 writes one and as
+/// `/v1/rejections` parses its `since`: a time both stores keep. serde's `DateTime` also takes
+/// a signed year of more digits (`-5000-01-01T00:00:00Z`), which PostgreSQL refuses to bind,
+/// and a request naming one failed as a bare 500.
+pub(crate) fn four_digit_year(at: chrono::DateTime<chrono::Utc>) -> bool {
+    use chrono::Datelike as _;
+    (0..=9999).contains(&at.year())
+}
+
 pub mod channels;
 mod dead_letters;
 pub mod feeds;

@@ -49,9 +49,13 @@ pub struct AllSignalsView {
 }
 
 fn since(query: Result<Query<HistoryQuery>, QueryRejection>) -> Result<DateTime<Utc>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::bad_request("invalid_since", "since must be an RFC 3339 time".to_owned()))?;
-    Ok(query.since.unwrap_or_else(|| Utc::now() - Duration::hours(24)))
+    let invalid = || ApiError::bad_request("invalid_since", "since must be an RFC 3339 time".to_owned());
+    let Query(query) = query.map_err(|_| invalid())?;
+    match query.since {
+        Some(since) if !super::four_digit_year(since) => Err(invalid()),
+        Some(since) => Ok(since),
+        None => Ok(Utc::now() - Duration::hours(24)),
+    }
 }
 
 /// Judges every tenant and overall now: the overall judgement first.

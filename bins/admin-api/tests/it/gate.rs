@@ -455,3 +455,44 @@ async fn a_signal_chart_counts_every_red_sample_of_its_window() {
     assert_eq!(api["more"], true, "the API says older samples were left out");
     server.stop().await;
 }
+
+/// A signals history asked for since a year PostgreSQL does not keep (serde takes
+/// `-5000-…`) is refused 400 `invalid_since`: it reached the store, which refused to bind
+/// it, a bare 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signals_history_since_a_year_out_of_range_is_refused_400_on_postgres() {
+    let server = Server::postgres().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let events = vec![incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, 0)];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    for path in ["/v1/signals", "/v1/tenants/canary/signals"] {
+        let refused = server.get(&viewer, &format!("{path}?since=-5000-01-01T00:00:00Z")).await;
+        assert_eq!(refused.status(), 400, "{path}");
+        assert_eq!(refused.json::<Value>().await.expect("json")["code"], "invalid_since", "{path}");
+    }
+    server.stop().await;
+}
+
+/// The gate says "green now" only of a green sample within the allowed gap, as it judges: a
+/// green sample two hours old, the sampler stopped since, read "green now".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_green_sample_older_than_the_allowed_gap_is_not_green_now() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let value = |value: f64| SampledValue { value, green: true };
+    let sample = |age: Duration| SignalSample {
+        tenant_id: Some(catalog_core::TenantId::parse("canary").expect("tenant")),
+        at: Utc::now() - age,
+        green: true,
+        stale_items: value(0.0),
+        queue_lag: value(1.0),
+        publish_errors: value(0.0),
+        trace_coverage: value(1.0),
+    };
+    server.store.record_signal_samples(&[sample(Duration::hours(2))]).await.expect("samples");
+    let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
+    assert_eq!((gate["green_now"].clone(), gate["green_since"].clone()), (json!(false), json!(null)), "{gate}");
+    server.store.record_signal_samples(&[sample(Duration::minutes(1))]).await.expect("samples");
+    assert_eq!(server.get_json(&viewer, "/v1/tenants/canary/gate").await["green_now"], true, "sampled again");
+    server.stop().await;
+}
