@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(open)
         .merge(api::routes(state.clone()))
-        .merge(page::routes())
+        .merge(page::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))

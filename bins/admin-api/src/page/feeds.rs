@@ -10,7 +10,7 @@ use chrono::Timelike as _;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::actions::told;
+use super::actions::{form_supplier, form_tenant, told};
 use super::{layout, sign_in_form, signed_in, when};
 use crate::api::feeds::{all_feeds, run_kind, switch_feed, FeedView, RunAsk};
 use crate::auth::Caller;
@@ -181,9 +181,9 @@ pub(super) async fn feeds_page(State(state): State<AppState>, headers: HeaderMap
     Ok(layout("Feeds", Some(&caller), body).into_response())
 }
 
-/// The feed a form names.
+/// The feed a form names, refused without the form's text (`form_tenant`).
 fn form_key(tenant: &str, supplier: &str) -> Result<FeedKey, ApiError> {
-    Ok(FeedKey { tenant: crate::api::tenant(tenant)?, supplier: crate::api::supplier(supplier)? })
+    Ok(FeedKey { tenant: form_tenant(tenant)?, supplier: form_supplier(supplier)? })
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,12 +199,18 @@ pub(super) async fn switch(
     Form(form): Form<FeedSwitchForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
+    let key = form_key(&form.tenant, &form.supplier);
+    // The feed is named only once its ids are valid: the form's own text never reaches the
+    // sealed notice.
+    let refused = key
+        .as_ref()
+        .map_or_else(|_| "Pulling not switched".to_owned(), |key| format!("Pulling of feed {key} not switched"));
     let switched = async {
-        let key = form_key(&form.tenant, &form.supplier)?;
+        let key = key?;
         let result = switch_feed(&state, &caller, &key, form.enabled).await?;
         Ok(format!("Pulling of feed {key} switched {}.", if result.after { "on" } else { "off" }))
     };
-    told(switched.await, &format!("Pulling of feed {}/{} not switched", form.tenant, form.supplier))
+    told(switched.await, &refused, &caller)
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,30 +230,34 @@ pub(super) async fn ask_run(
     Form(form): Form<RunForm>,
 ) -> Result<Response, ApiError> {
     let caller = signed_in(&state, &headers).await?.ok_or(ApiError::Unauthorized)?;
-    told(run(&state, &caller, &form).await, "No run asked for")
+    told(run(&state, &caller, &form).await, "No run asked for", &caller)
 }
 
 /// Asks for the run `form` names: a range it cannot run, or a feed not live yet, is refused.
 async fn run(state: &AppState, caller: &Caller, form: &RunForm) -> Result<String, ApiError> {
     let key = form_key(&form.tenant, &form.supplier)?;
-    let day = |value: &Option<String>| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    // The refusal names the field, not its text: a notice carries none of a form's input.
+    let not_a_date = |field: &str| ApiError::bad_request("invalid_run", format!("{field} is not a date (YYYY-MM-DD)"));
+    let day = |field: &str, value: &Option<String>| -> Result<Option<chrono::NaiveDate>, ApiError> {
         value
             .as_deref()
             .filter(|value| !value.is_empty())
-            .map(|value| {
-                chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                    .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
-                    .map_err(|_| ApiError::bad_request("invalid_run", format!("{value:?} is not a date (YYYY-MM-DD)")))
-            })
+            .map(|value| chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| not_a_date(field)))
             .transpose()
     };
+    let midnight = |date: chrono::NaiveDate| date.and_time(chrono::NaiveTime::MIN).and_utc();
     // The form names days, both included: a backfill through today reaches up to now, and one
     // of a single day is that day (`until` was exclusive: "through today" was refused as in the
-    // future, and the day asked for last was left out).
+    // future, and the day asked for last was left out). The day after the last chrono knows
+    // (`+262142-12-31`) is none: the day after is checked, where adding a day panicked.
     let now = chrono::Utc::now().with_nanosecond(0).unwrap_or_else(chrono::Utc::now);
-    let kind = day(&form.until).and_then(|through| {
-        let until = through.map(|day| (day + chrono::Duration::days(1)).min(now));
-        run_kind(&RunAsk { kind: form.kind.clone(), since: day(&form.since)?, until }, now)
+    let kind = day("until", &form.until).and_then(|through| {
+        let until = through
+            .map(|day| day.checked_add_days(chrono::Days::new(1)).map(|next| midnight(next).min(now)))
+            .map(|until| until.ok_or_else(|| not_a_date("until")))
+            .transpose()?;
+        let since = day("since", &form.since)?.map(midnight);
+        run_kind(&RunAsk { kind: form.kind.clone(), since, until }, now)
     });
     let asked = crate::api::feeds::ask_run(state, caller, &key, kind?).await?;
     let mut told =

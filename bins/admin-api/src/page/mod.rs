@@ -24,12 +24,14 @@ mod cells;
 mod feeds;
 mod lists;
 mod notice;
+mod origin;
 mod rejections;
 mod session;
 
 pub(crate) use self::session::{sign_in_form, signed_in};
 
-pub fn routes() -> Router<AppState> {
+/// The page's routes; a write a browser sent from another origin is refused (`origin`).
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/dead-letters", get(lists::dead_letters_page))
@@ -44,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/page/sync", post(actions::switch))
         .route("/page/dead-letters", post(actions::dead_letter_action))
         .route("/signals", get(crate::page_signals::signals_page))
+        .route_layer(axum::middleware::from_fn_with_state(state, origin::same_origin))
 }
 
 /// The journal rows a search by trace id shows.
@@ -171,11 +174,18 @@ fn timeline_pages(trace: &TraceView) -> Markup {
     let link = |offset: u64| {
         format!("/?tenant={}&sku={}&events_offset={offset}{through}#timeline-heading", trace.tenant_id, trace.sku)
     };
+    // An offset past the last event (a link edited by hand, up to u64::MAX) shows none, and
+    // says so: counting from it overflowed, and the page panicked.
+    let after_shown = events.offset.saturating_add(shown);
     html! {
         p.notice role="note" {
-            "Events " (events.offset + 1) "–" (events.offset + shown) " of " (events.total) ", oldest first. "
-            @if events.offset > 0 { a href=(link(events.offset.saturating_sub(events.limit))) { "Earlier events" } " " }
-            @if events.offset + shown < events.total { a href=(link(events.offset + shown)) { "Later events" } }
+            @if shown == 0 {
+                "No events from " (events.offset) ": the item has " (events.total) ". " a href=(link(0)) { "First events" }
+            } @else {
+                "Events " (events.offset.saturating_add(1)) "–" (after_shown) " of " (events.total) ", oldest first. "
+                @if events.offset > 0 { a href=(link(events.offset.saturating_sub(events.limit))) { "Earlier events" } " " }
+                @if after_shown < events.total { a href=(link(after_shown)) { "Later events" } }
+            }
         }
     }
 }
@@ -247,9 +257,14 @@ fn trace_section(trace: &TraceView, caller: &Caller) -> Markup {
                         @if let Some(sent) = &attempt.sent {
                             td { code { (sent.listing) } } td { strong { (sent.quantity) } } td { small { (sent.rule) } }
                         } @else {
-                            td colspan="3" { small { (attempt.error.clone().unwrap_or_default()) } }
+                            td colspan="3" {}
                         }
-                        td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) } td { (attempt.result) } td { (when(attempt.attempted_at)) }
+                        // The channel's words go with the result whatever was sent: shown only
+                        // when nothing was, a refusal of a quantity sent (a throttle, a 4xx)
+                        // left the trace without the reason.
+                        td { (attempt.status.map(|s| s.to_string()).unwrap_or_default()) }
+                        td { (attempt.result) @if let Some(error) = &attempt.error { div.raw { small { (error) } } } }
+                        td { (when(attempt.attempted_at)) }
                     }
                 }
             }
@@ -411,7 +426,7 @@ async fn home(
     }
     let tenants = tenants_section(&state, &caller).await?;
     let body = html! {
-        @if let Some(message) = notice::verified(search.message.as_deref(), search.seal.as_deref()) { p.notice role="status" { (message) } }
+        @if let Some(message) = notice::verified(search.message.as_deref(), search.seal.as_deref(), &caller) { p.notice role="status" { (message) } }
         @if let Some(problem) = &problem { p.err role="alert" { (problem) } }
         (search_forms(&search))
         (result)

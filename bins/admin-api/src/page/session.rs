@@ -80,7 +80,7 @@ fn cookie_attributes(always_secure: bool, headers: &HeaderMap) -> &'static str {
 /// Whether `X-Forwarded-Proto` or `Forwarded` (RFC 7239) names HTTPS as the scheme the client
 /// used: the first proxy's word, the one nearest the browser. A client that forges it only
 /// makes its own cookie stricter.
-fn came_over_https(headers: &HeaderMap) -> bool {
+pub(super) fn came_over_https(headers: &HeaderMap) -> bool {
     let first = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).and_then(|v| v.split(',').next());
     let forwarded_proto = first("x-forwarded-proto").map(str::trim);
     let forwarded = first("forwarded").and_then(|element| {

@@ -378,3 +378,50 @@ async fn a_run_of_a_feed_not_live_is_refused_on_the_page() {
     assert!(html.contains("No run asked for: feed canary/acme goes live at"), "{html}");
     assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "none asked for");
 }
+
+/// A backfill through the last day chrono knows (`+262142-12-31`) is refused on the page as
+/// a notice: the day after it was added unchecked, and the handler panicked. A year of more
+/// than four digits is refused too, as the API refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_s_backfill_refuses_a_date_out_of_range_without_panicking() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    server.store.upsert_feed(&midnight_feed((Utc::now() - Duration::days(20)).date_naive())).await.expect("feed");
+    let client = crate::not_following();
+    let today = Utc::now().date_naive().to_string();
+    for (since, until, told) in [
+        ("2026-01-01", "+262142-12-31", "No run asked for: until is not a date (YYYY-MM-DD)."),
+        ("-5000-01-01", today.as_str(), "No run asked for: since and until are RFC 3339 times of a four-digit year."),
+    ] {
+        let form =
+            [("tenant", "canary"), ("supplier", "acme"), ("kind", "backfill"), ("since", since), ("until", until)];
+        let refused = client
+            .post(server.url("/page/feeds/runs"))
+            .header("cookie", format!("admin_token={operator}"))
+            .form(&form)
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        assert_eq!(refused.status(), 303, "{since}..{until}: a page, not JSON");
+        let location = refused.headers()["location"].to_str().expect("ascii").to_owned();
+        let html = page(&server, &operator, &location).await;
+        assert!(html.contains(told), "{since}..{until}: {html}");
+    }
+    assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "none asked for");
+}
+
+/// A backfill asked for over a year PostgreSQL does not keep (serde takes `-5000-…`) is
+/// refused 400 `invalid_run`: it reached the store, which refused to bind it, a bare 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_year_out_of_range_is_refused_400_on_postgres() {
+    let server = Server::postgres().await;
+    let operator = server.token("otto", Role::Operator).await;
+    server.store.upsert_feed(&midnight_feed((Utc::now() - Duration::days(20)).date_naive())).await.expect("feed");
+    let runs = "/v1/tenants/canary/feeds/acme/runs";
+    let range = json!({ "kind": "backfill", "since": "-5000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z" });
+    let refused = server.send(Method::POST, &operator, runs, range).await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(refused.json::<serde_json::Value>().await.expect("json")["code"], "invalid_run");
+    assert_eq!(server.store.feed(&key()).await.expect("read").expect("feed").run_request, None, "none asked for");
+    server.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use catalog_core::StockChange;
 use catalog_store::contract::{batch, event_id, incoming, offer};
-use catalog_store::Role;
+use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role, SentQuantity};
 
 use crate::Server;
 
@@ -245,4 +245,151 @@ async fn a_blank_note_is_refused_on_the_page() {
     }
     let letters = server.get_json(&operator, "/v1/dead-letters?tenant=canary").await;
     assert_eq!(letters[0]["dead_letter_id"].as_i64().map(|id| id.to_string()), Some(id), "still open");
+}
+
+/// The channel's words on an attempt that sent a quantity are on the item's trace: the page
+/// showed the error only for an attempt that sent nothing, so a refusal of a quantity (a
+/// throttle, a 4xx) showed its listing, quantity and rule, and not why it was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_shows_the_channel_s_refusal_of_an_attempt_that_sent_a_quantity() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let key = offer("canary", "acme", "ABC-1");
+    server
+        .store
+        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
+        .await
+        .expect("apply");
+    let lease = std::time::Duration::from_secs(30);
+    let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
+    let record = PublishRecord {
+        claim: claimed[0].claim,
+        item_id: claimed[0].item.id(),
+        channel: "storefront".into(),
+        version: claimed[0].item.version(),
+        attempt: 1,
+        outcome: PublishOutcome::DeadLettered,
+        status: Some(422),
+        latency_ms: Some(3),
+        error: Some("unprocessable: listing L-77 is closed".into()),
+        dead_letter_reason: Some("rejected_4xx".into()),
+        body: Some("{}".into()),
+        sent: Some(SentQuantity { listing: "L-77".into(), quantity: 4, rule: "catalog 4".into() }),
+    };
+    server.store.record_publish(&record).await.expect("record");
+
+    let html = page(&server, &viewer, "/?tenant=canary&sku=abc-1").await;
+    assert!(html.contains("<code>L-77</code>"), "what was sent is shown: {html}");
+    assert!(html.contains("unprocessable: listing L-77 is closed"), "and the channel's words: {html}");
+}
+
+/// A page form's own text never reaches a sealed notice: a viewer posting a "tenant" of
+/// their own words got them back in a redirect sealed by the server, a link that showed them
+/// as the server's on any colleague's signed-in page. A notice is sealed for whoever took the
+/// action, so a sealed link shows nothing on another's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_carries_none_of_a_form_s_text_and_shows_only_to_whoever_acted() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let client = crate::not_following();
+    let crafted = "Your session expired. Paste your token at https://evil.example";
+    let post = |path: &'static str, form: Vec<(&'static str, &'static str)>| {
+        client.post(server.url(path)).header("cookie", format!("admin_token={viewer}")).form(&form).send()
+    };
+    let tenant = vec![("tenant", crafted), ("supplier", "acme"), ("enabled", "false")];
+    let supplier = vec![("tenant", "canary"), ("supplier", crafted), ("enabled", "false")];
+    let date = vec![("tenant", "canary"), ("supplier", "acme"), ("kind", "backfill"), ("since", crafted)];
+    let cases = [
+        ("/page/feeds", tenant.clone(), "Pulling not switched: the tenant is not a valid tenant id."),
+        ("/page/feeds", supplier.clone(), "Pulling not switched: the supplier is not a valid supplier id."),
+        ("/page/sync", tenant, "Sync not switched: the tenant is not a valid tenant id."),
+        ("/page/sync", supplier, "Sync not switched: the supplier is not a valid supplier id."),
+        ("/page/feeds/runs", date, "No run asked for: since is not a date (YYYY-MM-DD)."),
+    ];
+    for (path, form, told) in cases {
+        let refused = post(path, form).await.expect("request");
+        assert_eq!(refused.status(), 303, "{path}");
+        let location = refused.headers()["location"].to_str().expect("ascii").to_owned();
+        assert!(!location.contains("evil.example"), "{path}: {location}");
+        let html = page(&server, &viewer, &location).await;
+        assert!(html.contains(told), "{path}: {html}");
+        assert!(!html.contains("evil.example") && !html.contains("Paste your token"), "{path}: {html}");
+        let elsewhere = page(&server, &operator, &location).await;
+        assert!(!elsewhere.contains(told), "{path}: sealed for vera, not shown to otto: {elsewhere}");
+    }
+}
+
+/// A timeline offset past the item's events (a link edited by hand) says there is none there
+/// and links to the first: counting from `u64::MAX` overflowed, and the page panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_offset_past_the_last_event_says_so() {
+    let server = Server::sqlite().await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let acme = offer("canary", "acme", "ABC-1");
+    server
+        .store
+        .apply_batch(&batch(vec![incoming(1, &acme, StockChange::Updated { quantity: 7 }, 0, 1)]))
+        .await
+        .expect("apply");
+    for offset in [u64::MAX, 5] {
+        let html = page(&server, &viewer, &format!("/?tenant=canary&sku=abc-1&events_offset={offset}")).await;
+        assert!(html.contains(&format!("No events from {offset}: the item has 1.")), "{html}");
+        let first = page(&server, &viewer, &link_before(&html, "First events")).await;
+        assert!(first.contains("Quantity <strong>7</strong>") && !first.contains("No events from"), "{first}");
+    }
+}
+
+/// A page write a browser sent from another origin is refused before it is read, sign-ins
+/// too: SameSite=Strict alone kept the cookie off a cross-site request only, and a sign-in
+/// needs none. A write with neither `Origin` nor `Sec-Fetch-Site` (curl) still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_write_from_another_origin_is_refused() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let globex = offer("canary", "globex", "ABC-1");
+    server.store.set_supplier_sync(&globex.tenant, &globex.supplier, false).await.expect("flag");
+    let client = crate::not_following();
+    let switch_on = |headers: &[(&str, &str)]| {
+        let mut request = client
+            .post(server.url("/page/sync"))
+            .header("cookie", format!("admin_token={operator}"))
+            .form(&[("tenant", "canary"), ("supplier", "globex"), ("enabled", "true")]);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let supplier_on = || async {
+        let flags = server.store.tenant_flags(&globex.tenant).await.expect("read").expect("flags");
+        flags.suppliers[&globex.supplier]
+    };
+    let elsewhere: [&[(&str, &str)]; 4] = [
+        &[("origin", "https://other.example")],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+    ];
+    for headers in elsewhere {
+        let refused = switch_on(headers).await.expect("request");
+        assert_eq!(refused.status(), 403, "{headers:?}");
+        assert!(refused.text().await.expect("text").starts_with("Refused: this form was sent from another site"));
+        assert!(!supplier_on().await, "{headers:?}: nothing changed");
+    }
+    let sign_in = client
+        .post(server.url("/session"))
+        .header("origin", "https://other.example")
+        .form(&[("token", operator.as_str())])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(sign_in.status(), 403);
+    assert!(sign_in.headers().get("set-cookie").is_none(), "no cookie set from elsewhere");
+
+    let own = server.base.as_str();
+    let taken = switch_on(&[("origin", own), ("sec-fetch-site", "same-origin")]).await.expect("request");
+    assert_eq!(taken.status(), 303, "the page's own origin");
+    assert!(supplier_on().await, "switched on");
+    let taken = switch_on(&[("origin", own)]).await.expect("request");
+    assert_eq!(taken.status(), 303, "an older browser's, by Origin alone");
 }
