@@ -41,12 +41,15 @@ pub(super) fn access_token_refused(status: u16, body: &str) -> bool {
 /// decided it (an entry's `statusCode` when eBay answered one, else the HTTP status). A 200 or
 /// 207 answers an entry per inventory item (`sku`, no `offerId`) and one per offer (`offerId`),
 /// matched by those: eBay does not promise to answer in request order. A SKU is published only
-/// when every entry naming it (its item's, its offers') succeeded; otherwise its worst entry
-/// decides (a dead letter before a retry before a wait). Whether eBay answers the item apart
-/// when offers are sent with it is not confirmed (its docs say an entry "for each
-/// offer/inventory item being updated"), so no one kind of entry is required: only a SKU no
-/// entry names is unanswered. An offer eBay no longer knows (404)
-/// is retried as `stale_offer`: the channel reads the SKU's offers again before the retry.
+/// when every entry naming it (its item's, its offers') succeeded and every offer sent has
+/// its entry; otherwise its worst entry decides (a dead letter before a retry before a wait).
+/// eBay answers an entry "for each offer/inventory item being updated", with the `offerId`
+/// whenever an offer was: an offer sent without its entry is `no_answer`, retried (and its
+/// ids read again), since a buyer sees the lower of the item's quantity and the offer's, and
+/// an offer left where it was caps the listing. Whether eBay answers the item apart when
+/// offers are sent with it is not confirmed, so the item's entry is required only of a SKU
+/// sent without offers. An offer eBay no longer knows (404) is retried as `stale_offer`: the
+/// channel reads the SKU's offers again before the retry.
 pub fn classify_ebay(
     status: u16,
     retry_after: Option<&str>,
@@ -77,13 +80,20 @@ pub fn classify_ebay(
             if let Some(entry) = take_entry(&mut entries, sku.listing, None) {
                 verdicts.push(classify_entry(&entry, status, sku.item, now));
             }
+            let mut unanswered = Vec::new();
             for offer_id in sku.offer_ids {
-                if let Some(entry) = take_entry(&mut entries, sku.listing, Some(offer_id)) {
-                    verdicts.push(classify_offer_entry(&entry, status, sku.item, now));
+                match take_entry(&mut entries, sku.listing, Some(offer_id)) {
+                    Some(entry) => verdicts.push(classify_offer_entry(&entry, status, sku.item, now)),
+                    None => unanswered.push(offer_id.as_str()),
                 }
             }
             if verdicts.is_empty() {
                 return (status, no_answer(format!("eBay answered nothing for SKU {}", sku.listing)));
+            }
+            if !unanswered.is_empty() {
+                // The entries eBay did answer may say worse (a dead letter): they decide then.
+                let error = format!("eBay answered nothing for offer {} of SKU {}", unanswered.join(", "), sku.listing);
+                verdicts.push((status, no_answer(error)));
             }
             worst(verdicts)
         })
@@ -290,6 +300,8 @@ mod tests {
             (200, None, r#"{"responses":[{"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2","warnings":[{"errorId":25401}]},{"statusCode":200,"sku":"SKU-2","offerId":"5678901234"}]}"#.to_owned()),
             (207, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2"},{"statusCode":404,"sku":"SKU-2","offerId":"5678901234","errors":[{"errorId":25713,"message":"This Offer is not available."}]}]}"#.to_owned()),
             (207, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":500,"sku":"SKU-2","errors":[{"errorId":25001,"message":"A system error has occurred."}]},{"statusCode":400,"sku":"SKU-2","offerId":"5678901234","errors":[{"errorId":25006,"message":"Invalid value for availableQuantity."}]}]}"#.to_owned()),
+            // SKU-2's item answered but not the offer it set (an entry for another offer
+            // instead): the offer may still cap the listing, so SKU-2 is retried, not published.
             (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2"},{"statusCode":200,"sku":"SKU-2","offerId":"9999"}]}"#.to_owned()),
             (200, None, r#"{"responses":[{"statusCode":200,"sku":"SKU-1"},{"statusCode":200,"sku":"SKU-2","offerId":"5678901234"}]}"#.to_owned()),
             (200, None, "<html>".to_owned()),
@@ -341,7 +353,7 @@ mod tests {
           SKU-2 400 DeadLetter { reason: "rejected_400", error: "errorId 25006: Invalid value for availableQuantity.", body: Some("{\"errors\":[{\"errorId\":25006,\"message\":\"Invalid value for availableQuantity.\"}],\"offerId\":\"5678901234\",\"sku\":\"SKU-2\",\"statusCode\":400}") }
         200
           SKU-1 200 Published
-          SKU-2 200 Published
+          SKU-2 200 Retry { reason: "no_answer", error: "eBay answered nothing for offer 5678901234 of SKU SKU-2" }
         200
           SKU-1 200 Published
           SKU-2 200 Published
