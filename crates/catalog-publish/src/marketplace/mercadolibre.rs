@@ -6,24 +6,24 @@
 //! in the form) fetched again once when Mercado Libre says it expired. Its refresh tokens are
 //! single-use: each refresh answers a new one, which the token cache keeps for the next.
 
+mod classify;
 mod read;
 mod stock;
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use catalog_core::CatalogItem;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use chrono::Utc;
+use serde::Serialize;
 
-use super::{common_verdict, exchange, http_client, one_at_a_time, rejected, with_token, Answer};
+use super::{exchange, http_client, one_at_a_time, with_token, Answer};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
 use crate::publisher::PublishError;
-use crate::response::{truncate, Verdict};
+use crate::response::Verdict;
 
+pub use classify::{classify_mercadolibre, classify_mercadolibre_item};
 pub use read::{parse_multiget, MAX_READS_PER_REQUEST};
 pub use stock::{UserProductListing, Warehouse, USER_PRODUCT_PREFIX};
 
@@ -147,15 +147,6 @@ struct AvailableQuantity {
     available_quantity: i64,
 }
 
-/// Mercado Libre's error envelope: `{"message", "error", "status", "cause": [...]}`.
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
-    error: Option<String>,
-    #[serde(default)]
-    cause: Vec<Value>,
-}
-
 #[async_trait]
 impl ChannelAdapter for MercadoLibreChannel {
     async fn send(&self, batch: &[Publish]) -> Sent {
@@ -197,8 +188,14 @@ impl MercadoLibreChannel {
             exchange(request)
         })
         .await;
+        // Only an item written whole is checked for the quantity it shows: a variation's
+        // answer is not documented, and a user product's stock is written elsewhere.
+        let classify: fn(&Answer, &Publish) -> Verdict = match listing.variation {
+            None => item_verdict_of,
+            Some(_) => verdict_of,
+        };
         let (verdict, status) = match answer {
-            Ok(answer) => (verdict_of(&answer, publish), Some(answer.status)),
+            Ok(answer) => (classify(&answer, publish), Some(answer.status)),
             Err(verdict) => (verdict, None),
         };
         Attempt { verdict, status, latency: started.elapsed() }
@@ -210,125 +207,16 @@ fn verdict_of(answer: &Answer, publish: &Publish) -> Verdict {
     classify_mercadolibre(answer.status, answer.header("retry-after"), &answer.body, &publish.entry.item, Utc::now())
 }
 
-/// Classifies Mercado Libre's answer to `PUT /items/{item_id}` for `item`, received at `now`:
-/// 2xx accepted; 429 (`local_rate_limited`) waits `Retry-After`, or a second (Mercado Libre
-/// documents no throttling header); 401 still, after a new token, is an operator's credential
-/// problem that heals once fixed; 408 and 5xx retry; any other 4xx (`validation_error`,
-/// `item.available_quantity.not_modifiable` on Full listings, an unknown item) is
-/// dead-lettered with Mercado Libre's message and body.
-pub fn classify_mercadolibre(
-    status: u16,
-    retry_after: Option<&str>,
-    body: &str,
-    item: &CatalogItem,
-    now: DateTime<Utc>,
-) -> Verdict {
-    match status {
-        200..=299 => Verdict::Answered(item.accepted()),
-        // A fresh token refused too: the grant was revoked (a password changed, the app's
-        // authorization removed), and the channel waits for the seller to authorize again.
-        401 => Verdict::Blocked {
-            reason: "unauthorized",
-            error: format!("HTTP 401: {}", describe(status, body)),
-            retry_after: super::BLOCKED_FOR,
-        },
-        _ => common_verdict(status, retry_after, body, now)
-            .unwrap_or_else(|| rejected(status, describe(status, body), body)),
-    }
-}
-
-/// `message (error): cause code: cause message; …` from Mercado Libre's error envelope, or
-/// the body itself when it is not one.
-fn describe(status: u16, body: &str) -> String {
-    let Ok(answer) = serde_json::from_str::<ErrorBody>(body) else {
-        return format!("HTTP {status}: {}", truncate(body));
-    };
-    let mut described = match (answer.message, answer.error) {
-        (Some(message), Some(error)) => format!("{message} ({error})"),
-        (Some(text), None) | (None, Some(text)) => text,
-        (None, None) => format!("HTTP {status}"),
-    };
-    for cause in &answer.cause {
-        let text = |name: &str| cause.get(name).and_then(Value::as_str);
-        match (cause.as_str(), text("code"), text("message")) {
-            (Some(cause), _, _) => described.push_str(&format!("; {cause}")),
-            (None, Some(code), Some(message)) => described.push_str(&format!("; {code}: {message}")),
-            (None, Some(text), None) | (None, None, Some(text)) => described.push_str(&format!("; {text}")),
-            (None, None, None) => {}
-        }
-    }
-    described
-}
-
-#[cfg(test)]
-mod tests {
-    use catalog_core::{ItemKey, Sku, TenantId};
-
-    use super::*;
-
-    #[test]
-    fn every_documented_mercadolibre_answer_has_its_verdict() {
-        let now: DateTime<Utc> = "2026-06-01T12:00:00Z".parse().expect("valid time");
-        let key = ItemKey { tenant: TenantId::parse("canary").expect("valid"), sku: Sku::parse("A-1").expect("valid") };
-        let item = CatalogItem::new(key, 12, 3).expect("valid item");
-        let cases = [
-            (200, None, r#"{"id":"MLA123456789","available_quantity":7,"status":"active"}"#),
-            (
-                400,
-                None,
-                r#"{"message":"Validation error","error":"validation_error","status":400,"cause":[{"code":"item.available_quantity.not_modifiable","type":"error","message":"available_quantity is not modifiable for this item"}]}"#,
-            ),
-            (
-                400,
-                None,
-                r#"{"message":"body invalid","error":"bad_request","status":400,"cause":["available_quantity must be a number"]}"#,
-            ),
-            (
-                403,
-                None,
-                r#"{"message":"caller.id does not match item owner","error":"forbidden","status":403,"cause":[]}"#,
-            ),
-            (404, None, r#"{"message":"Item with id MLA1 not found","error":"not_found","status":404,"cause":[]}"#),
-            (404, None, "<html>not found</html>"),
-            (401, None, r#"{"message":"invalid access token","error":"not_found","status":401,"cause":[]}"#),
-            (
-                401,
-                None,
-                r#"{"message":"user not authorized","error":"unauthorized_request_error","status":401,"cause":[]}"#,
-            ),
-            (429, None, r#"{"error":"local_rate_limited","message":"Too many requests","status":429,"cause":[]}"#),
-            (429, Some("3"), r#"{"error":"too_many_requests","message":"Too many requests","status":429}"#),
-            (429, Some("Mon, 01 Jun 2026 12:00:30 GMT"), ""),
-            (408, None, ""),
-            (500, None, r#"{"message":"Internal server error","error":"internal_error","status":500,"cause":[]}"#),
-            (503, None, "busy"),
-        ];
-        let rendered: Vec<String> = cases
-            .iter()
-            .map(|(status, retry_after, body)| {
-                let header = retry_after.map_or_else(String::new, |value| format!(" Retry-After: {value:?}"));
-                let verdict = match classify_mercadolibre(*status, *retry_after, body, &item, now) {
-                    Verdict::Answered(result) if result == item.accepted() => "Published".to_owned(),
-                    other => format!("{other:?}"),
-                };
-                format!("{status}{header} -> {verdict}")
-            })
-            .collect();
-        insta::assert_snapshot!(rendered.join("\n"), @r#"
-        200 -> Published
-        400 -> DeadLetter { reason: "rejected_400", error: "Validation error (validation_error); item.available_quantity.not_modifiable: available_quantity is not modifiable for this item", body: Some("{\"message\":\"Validation error\",\"error\":\"validation_error\",\"status\":400,\"cause\":[{\"code\":\"item.available_quantity.not_modifiable\",\"type\":\"error\",\"message\":\"available_quantity is not modifiable for this item\"}]}") }
-        400 -> DeadLetter { reason: "rejected_400", error: "body invalid (bad_request); available_quantity must be a number", body: Some("{\"message\":\"body invalid\",\"error\":\"bad_request\",\"status\":400,\"cause\":[\"available_quantity must be a number\"]}") }
-        403 -> DeadLetter { reason: "rejected_403", error: "caller.id does not match item owner (forbidden)", body: Some("{\"message\":\"caller.id does not match item owner\",\"error\":\"forbidden\",\"status\":403,\"cause\":[]}") }
-        404 -> DeadLetter { reason: "rejected_404", error: "Item with id MLA1 not found (not_found)", body: Some("{\"message\":\"Item with id MLA1 not found\",\"error\":\"not_found\",\"status\":404,\"cause\":[]}") }
-        404 -> DeadLetter { reason: "rejected_404", error: "HTTP 404: <html>not found</html>", body: Some("<html>not found</html>") }
-        401 -> Blocked { reason: "unauthorized", error: "HTTP 401: invalid access token (not_found)", retry_after: 30s }
-        401 -> Blocked { reason: "unauthorized", error: "HTTP 401: user not authorized (unauthorized_request_error)", retry_after: 30s }
-        429 -> Throttled { retry_after: 1s }
-        429 Retry-After: "3" -> Throttled { retry_after: 3s }
-        429 Retry-After: "Mon, 01 Jun 2026 12:00:30 GMT" -> Throttled { retry_after: 30s }
-        408 -> Retry { reason: "request_timeout", error: "HTTP 408: " }
-        500 -> Retry { reason: "server_error", error: "HTTP 500: {\"message\":\"Internal server error\",\"error\":\"internal_error\",\"status\":500,\"cause\":[]}" }
-        503 -> Retry { reason: "server_error", error: "HTTP 503: busy" }
-        "#);
-    }
+/// What Mercado Libre's answer to `PUT /items/{item_id}` for `publish` says, as of now: also
+/// whether the quantity it shows is the one sent.
+fn item_verdict_of(answer: &Answer, publish: &Publish) -> Verdict {
+    let retry_after = answer.header("retry-after");
+    classify_mercadolibre_item(
+        answer.status,
+        retry_after,
+        &answer.body,
+        publish.quantity,
+        &publish.entry.item,
+        Utc::now(),
+    )
 }

@@ -38,6 +38,9 @@ enum Api {
     Expired,
     /// 500.
     ServerError,
+    /// 200 showing the quantity the listing had (40), not the one sent: an account with
+    /// multi-origin stock, where `available_quantity` on `/items` is ignored.
+    IgnoreQuantity,
 }
 
 /// How the token endpoint answers one request, whatever refresh token it was given.
@@ -192,6 +195,9 @@ fn failed(api: &Api) -> Option<Response> {
         Api::Expired => error(StatusCode::UNAUTHORIZED, "not_found", "invalid access token", json!([])),
         Api::ServerError => {
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error", json!([]))
+        }
+        Api::IgnoreQuantity => {
+            axum::Json(json!({"id": ITEM_ID, "available_quantity": 40, "status": "active"})).into_response()
         }
     };
     Some(answer)
@@ -726,6 +732,24 @@ async fn mercadolibre_validation_error_is_dead_lettered_with_message_and_body() 
         (&body["error"], &body["cause"][0]["code"]),
         (&json!("validation_error"), &json!("item.available_quantity.not_modifiable"))
     );
+}
+
+/// Before, any 200 to an item's write was published: on an account with multi-origin stock,
+/// Mercado Libre answers 200 with the quantity the listing kept, and the listing stayed where
+/// it was while the item showed as published. A variation's answer is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_item_whose_200_shows_another_quantity_is_dead_lettered_not_published() {
+    let meli = MercadoLibre::start(vec![Api::IgnoreQuantity, Api::IgnoreQuantity], vec![]).await;
+    let batch = [publish(ITEM_ID, 7, None), publish("MLA123456789/174997747229", 7, None)];
+    let answer = meli.channel().send(&batch).await;
+    assert_eq!(answer.attempts[0].status, Some(200));
+    let Verdict::DeadLetter { reason, error, body } = &answer.attempts[0].verdict else {
+        panic!("dead-lettered, not {:?}", answer.attempts[0]);
+    };
+    assert_eq!(reason, "quantity_not_applied");
+    assert!(error.contains("available_quantity 40 for 7 sent") && error.contains("up:{user_product_id}@"), "{error}");
+    assert!(body.as_deref().is_some_and(|body| body.contains(r#""available_quantity":40"#)), "{body:?}");
+    assert_eq!((&answer.attempts[1].verdict, answer.attempts[1].status), (&accepted(&batch[1]), Some(200)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
