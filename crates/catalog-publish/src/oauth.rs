@@ -1,7 +1,8 @@
 //! OAuth2 access tokens for the channels that use them (Amazon's Login with Amazon, eBay,
 //! Walmart, Mercado Libre): fetched from the platform's token endpoint with a refresh token
-//! or client credentials, kept until shortly before they expire, and fetched again at once
-//! when the platform answers that the token expired. No token or secret reaches a log.
+//! or client credentials, kept until shortly before they expire (and until they expire when
+//! the renewal fails), and fetched again at once when the platform answers that the token
+//! expired. No token or secret reaches a log.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,19 @@ pub(crate) const UNAVAILABLE_HELD_FOR: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 struct Cached {
     access_token: Secret,
+    /// When a new token is fetched, ahead of `expires_at`.
     renew_at: Instant,
+    /// When the platform stops taking the token: until then it is used when the fetch of
+    /// its successor fails.
+    expires_at: Instant,
+}
+
+impl State {
+    /// The cached token while it has not expired: the one to use when its renewal failed.
+    fn still_valid(&self) -> Option<(Secret, Instant)> {
+        let cached = self.cached.as_ref().filter(|cached| cached.expires_at > Instant::now())?;
+        Some((cached.access_token.clone(), cached.expires_at))
+    }
 }
 
 #[derive(Debug)]
@@ -175,7 +188,10 @@ impl TokenCache {
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
-    /// to expire.
+    /// to expire. A renewal that fails while the cached token has not expired yet answers
+    /// the cached token (the next call tries again, once the failure's hold has passed):
+    /// before, a token endpoint throttled or down a minute before the expiry held the
+    /// channel while its token was still good.
     pub async fn access_token(&self) -> Result<Secret, TokenError> {
         let mut state = Arc::clone(&self.state).lock_owned().await;
         if let Some(cached) = state.cached.as_ref().filter(|cached| cached.renew_at > Instant::now()) {
@@ -223,6 +239,9 @@ impl Fetcher {
                 until_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
                 "the token endpoint failed a moment ago: not asked again yet"
             );
+            if let Some((access_token, _)) = state.still_valid() {
+                return Ok(access_token);
+            }
             // A wait asked for is what is left of it.
             return Err(match error.clone() {
                 TokenError::Unavailable { error, .. } => {
@@ -265,9 +284,28 @@ impl Fetcher {
             };
             (error.clone(), Instant::now() + held_for)
         });
-        let (access_token, lifetime, rotated) = fetched?;
+        let (access_token, lifetime, rotated) = match fetched {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                let Some((access_token, expires_at)) = state.still_valid() else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    reason = error.reason(),
+                    %error,
+                    expires_in_ms = expires_at.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    "renewing the access token failed: using the current one until it expires"
+                );
+                return Ok(access_token);
+            }
+        };
         let ahead = REFRESH_AHEAD.min(lifetime / 2);
-        state.cached = Some(Cached { access_token: access_token.clone(), renew_at: Instant::now() + lifetime - ahead });
+        let now = Instant::now();
+        state.cached = Some(Cached {
+            access_token: access_token.clone(),
+            renew_at: now + lifetime - ahead,
+            expires_at: now + lifetime,
+        });
         if let Some(rotated) = rotated {
             if let Some(path) = &self.refresh_token_file {
                 match write_secret_file(path, &rotated) {

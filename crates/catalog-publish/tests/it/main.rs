@@ -10,6 +10,7 @@ mod heal;
 mod late_apply;
 mod marketplace_support;
 mod mercadolibre;
+mod oauth;
 mod ordering;
 mod read_back;
 mod renewals;
