@@ -23,7 +23,8 @@ enum AdapterEntry {
         /// The shop's origin, `https://{shop}.myshopify.com`.
         base_url: String,
         api_version: Option<String>,
-        /// The location whose available quantity is set, a GID.
+        /// The location whose available quantity is set, a GID (`gid://shopify/Location/{id}`),
+        /// checked at start.
         location_id: String,
         access_token_env: String,
     },
@@ -128,6 +129,10 @@ pub(super) fn adapter_settings(
             shopify::check_api_version(&api_version).map_err(|error| ChannelsError::Adapter {
                 channel: channel.to_owned(),
                 error: format!("adapter: api_version: {error}"),
+            })?;
+            shopify::check_location_id(&location_id).map_err(|error| ChannelsError::Adapter {
+                channel: channel.to_owned(),
+                error: format!("adapter: location_id: {error}"),
             })?;
             AdapterSettings::Shopify(shopify::ShopifyConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),

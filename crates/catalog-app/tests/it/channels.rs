@@ -195,6 +195,10 @@ fn a_channels_file_that_cannot_be_used_says_where() {
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "stock": {"buffer": 1, "buffer": 5}}]"#,
         r#"[{"name": "x", "adapter": {"kind": "ebay", "token_url": "api.ebay.com/identity/v1/oauth2/token", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}]"#,
         r#"[{"name": "x", "base_url": "http://127.0.0.1:1", "concurrency": 0}]"#,
+        // A bare location id, as the admin's URL shows it, failed every batch at Shopify.
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "124656943", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/InventoryItem/124656943", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
+        r#"[{"name": "x", "adapter": {"kind": "shopify", "base_url": "https://s.myshopify.com", "location_id": "gid://shopify/Location/", "access_token_env": "SET"}, "listings": {"ABC-1": "gid://shopify/InventoryItem/1"}}]"#,
     ];
     let directory = tempfile::tempdir().expect("temp dir");
     std::fs::write(directory.path().join("bad.csv"), "sku,listing\nABC-1 MLA1\n").expect("write csv");
@@ -239,6 +243,9 @@ fn a_channels_file_that_cannot_be_used_says_where() {
     channel x: stock: duplicate field `buffer`
     channel x: token_url "api.ebay.com/identity/v1/oauth2/token" is not a URL (relative URL without a base)
     channel x: concurrency must be 1 or more: 0 would send nothing
+    channel x: adapter: location_id: "124656943" is not a location's GID (gid://shopify/Location/124656943)
+    channel x: adapter: location_id: "gid://shopify/InventoryItem/124656943" is not a location's GID (gid://shopify/Location/124656943)
+    channel x: adapter: location_id: "gid://shopify/Location/" is not a location's GID (gid://shopify/Location/124656943)
     "#);
 }
 

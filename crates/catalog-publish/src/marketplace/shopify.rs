@@ -169,8 +169,24 @@ impl ChannelAdapter for ShopifyChannel {
 
 /// `gid://shopify/InventoryItem/{digits}`.
 pub fn is_inventory_item_gid(listing: &str) -> bool {
-    listing
-        .strip_prefix("gid://shopify/InventoryItem/")
+    is_gid_of("InventoryItem", listing)
+}
+
+/// Whether `location_id` is a location's GID, `gid://shopify/Location/{digits}`, the only
+/// form `inventorySetQuantities` takes: a bare id (`124656943`, as the admin's URL shows it)
+/// fails every request at Shopify. Why not, when not.
+pub fn check_location_id(location_id: &str) -> Result<(), String> {
+    if is_gid_of("Location", location_id) {
+        return Ok(());
+    }
+    Err(format!("{location_id:?} is not a location's GID (gid://shopify/Location/124656943)"))
+}
+
+/// `gid://shopify/{kind}/{digits}`.
+fn is_gid_of(kind: &str, text: &str) -> bool {
+    text.strip_prefix("gid://shopify/")
+        .and_then(|rest| rest.strip_prefix(kind))
+        .and_then(|rest| rest.strip_prefix('/'))
         .is_some_and(|id| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()))
 }
 
