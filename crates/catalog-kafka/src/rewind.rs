@@ -10,6 +10,12 @@
 //! before the wanted offset (what lies below it is skipped: the store holds it). Only offsets
 //! below the low watermark (deleted by retention) are a gap.
 
+/// How many messages taken for stale (from before the latest seek) the check lets by before
+/// it reads the low watermark again: the broker may have reset the sought fetch to a start
+/// that retention moved past the message that made the worker seek, and every message from
+/// that fetch would look stale for good.
+const STALE_BEFORE_RECHECK: u32 = 256;
+
 /// What to do with a message while the start is not yet checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
@@ -43,18 +49,31 @@ pub(crate) struct Rewind {
     back: i64,
     /// Seeks asked for by [`Rewind::check`] and [`Rewind::idle`].
     n_seeks: u32,
+    /// Messages taken for stale since the low watermark was last read.
+    stale: u32,
+    /// Whether the low watermark was read since the last seek.
+    floor_since_seek: bool,
 }
 
 impl Rewind {
     /// A check that reading starts at `want`; the worker has not sought yet.
     pub(crate) fn new(want: i64) -> Self {
-        Self { want, floor: None, sought: None, trigger: None, back: 0, n_seeks: 0 }
+        Self { want, floor: None, sought: None, trigger: None, back: 0, n_seeks: 0, stale: 0, floor_since_seek: false }
     }
 
     /// A check after the worker sought to `want` before reading anything: the next step back
     /// goes one message further.
     pub(crate) fn sought_at_start(want: i64) -> Self {
-        Self { want, floor: None, sought: Some(want), trigger: None, back: 1, n_seeks: 0 }
+        Self {
+            want,
+            floor: None,
+            sought: Some(want),
+            trigger: None,
+            back: 1,
+            n_seeks: 0,
+            stale: 0,
+            floor_since_seek: false,
+        }
     }
 
     /// The first offset not applied yet.
@@ -75,8 +94,16 @@ impl Rewind {
 
     /// The partition's low watermark. Offsets below it were deleted: when it lies beyond the
     /// wanted offset, the offsets in between are a gap (returned), and reading starts at it.
+    /// A low watermark beyond the message that made the worker seek: the sought fetch found
+    /// its offsets deleted and the broker reset it to the partition's start, so no message of
+    /// it is stale.
     pub(crate) fn low_watermark(&mut self, low_watermark: i64) -> Option<(i64, i64)> {
         self.floor = Some(low_watermark);
+        self.stale = 0;
+        self.floor_since_seek = true;
+        if self.trigger.is_some_and(|trigger| low_watermark > trigger) {
+            self.trigger = None;
+        }
         if low_watermark > self.want {
             let gap = (self.want, low_watermark);
             self.want = low_watermark;
@@ -90,6 +117,10 @@ impl Rewind {
     /// What to do with the message at `offset`.
     pub(crate) fn check(&mut self, offset: i64) -> Check {
         if self.trigger.is_some_and(|trigger| offset > trigger) {
+            self.stale += 1;
+            if self.stale >= STALE_BEFORE_RECHECK {
+                return Check::NeedsLowWatermark;
+            }
             return Check::Stale;
         }
         if offset <= self.want {
@@ -104,8 +135,12 @@ impl Rewind {
     /// plus one): step back as if the fetch had started beyond the wanted offset. At the
     /// partition's end, that reads its last records again (below the wanted offset: skipped)
     /// and the start is checked. `None`: nothing lies below the wanted offset; wait.
+    /// The low watermark is read again first after a seek (see [`Rewind::low_watermark`]).
     pub(crate) fn idle(&mut self) -> Option<Check> {
         let Some(floor) = self.floor else { return Some(Check::NeedsLowWatermark) };
+        if self.trigger.is_some() && !self.floor_since_seek {
+            return Some(Check::NeedsLowWatermark);
+        }
         let position = self.want.saturating_sub(self.back).max(floor);
         if self.sought == Some(position) {
             // Fetched from here already (the low watermark, or the wanted offset itself when
@@ -130,6 +165,7 @@ impl Rewind {
     /// Seeks to `position`; the next step back goes twice as far.
     fn seek_to(&mut self, position: i64) -> Check {
         self.sought = Some(position);
+        self.floor_since_seek = false;
         self.back = if self.back == 0 { 1 } else { self.back.saturating_mul(2) };
         self.n_seeks += 1;
         Check::SeekTo(position)
@@ -188,7 +224,7 @@ mod tests {
                 match check {
                     Check::Stale => unreachable!("each fetch here is a new one"),
                     Check::Started | Check::NoRecordsBetween { .. } => return (fetched, gap, seeks),
-                    Check::NeedsLowWatermark => gap = rewind.low_watermark(partition.low_watermark),
+                    Check::NeedsLowWatermark => gap = rewind.low_watermark(partition.low_watermark).or(gap),
                     Check::SeekTo(next) => {
                         seeks.push(next);
                         position = next;
@@ -239,6 +275,39 @@ mod tests {
         assert_eq!(rewind.check(30), Check::SeekTo(23));
         assert_eq!(rewind.check(20), Check::Started);
         assert_eq!(rewind.n_seeks(), 2);
+    }
+
+    /// Retention deletes past the message that made the worker seek before the sought fetch
+    /// starts: the broker resets that fetch to the partition's new start, beyond the message.
+    /// Before, every message from it was taken for stale, for good, with no gap reported and
+    /// the partition stuck while "healthy" (found by review).
+    #[test]
+    fn a_fetch_reset_beyond_the_seek_s_trigger_is_read_and_the_deleted_offsets_are_a_gap() {
+        // Messages keep coming from the reset fetch.
+        let mut rewind = Rewind::sought_at_start(10);
+        assert_eq!(rewind.check(15), Check::NeedsLowWatermark);
+        assert_eq!(rewind.low_watermark(0), None);
+        assert_eq!(rewind.check(15), Check::SeekTo(9));
+        let mut offset = 20;
+        while rewind.check(offset) == Check::Stale {
+            offset += 1;
+            assert!(offset < 20 + i64::from(STALE_BEFORE_RECHECK), "taken for stale for good");
+        }
+        assert_eq!(rewind.check(offset), Check::NeedsLowWatermark, "asked again until told");
+        assert_eq!(rewind.low_watermark(20), Some((10, 20)));
+        assert_eq!(rewind.check(offset), Check::SeekTo(20));
+        assert_eq!(rewind.check(20), Check::Started);
+
+        // The partition goes quiet after the reset fetch's few messages.
+        let mut rewind = Rewind::sought_at_start(10);
+        assert_eq!(rewind.check(15), Check::NeedsLowWatermark);
+        assert_eq!(rewind.low_watermark(0), None);
+        assert_eq!(rewind.check(15), Check::SeekTo(9));
+        assert_eq!(rewind.check(21), Check::Stale);
+        assert_eq!(rewind.idle(), Some(Check::NeedsLowWatermark));
+        assert_eq!(rewind.low_watermark(20), Some((10, 20)));
+        assert_eq!(rewind.idle(), Some(Check::SeekTo(20)));
+        assert_eq!(rewind.check(20), Check::Started);
     }
 
     #[test]
