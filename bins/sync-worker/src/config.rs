@@ -406,7 +406,8 @@ pub struct KafkaArgs {
     /// Where a partition the store has no checkpoint for starts: `earliest` (everything the
     /// broker holds; a new or restored database under a group that already read the topic
     /// reads it all again, and the store recognizes what it holds), `committed` (the group's
-    /// committed offset), or `latest` (the partition's end at start).
+    /// committed offset, checked as a stored checkpoint is; the earliest where the group has
+    /// none), or `latest` (the partition's end at start).
     #[arg(long, env = "CATALOG_KAFKA_START_WITHOUT_CHECKPOINT", value_enum, default_value_t = StartChoice::Earliest)]
     pub kafka_start_without_checkpoint: StartChoice,
 

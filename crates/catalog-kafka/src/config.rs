@@ -12,7 +12,8 @@ pub enum StartWithoutCheckpoint {
     /// recognizes what it holds).
     #[default]
     Earliest,
-    /// At the group's committed offset (or librdkafka's `auto.offset.reset` without one).
+    /// At the group's committed offset, taken for the store's checkpoint and checked as one
+    /// (beyond the partition's end: moved back to its start); at the earliest without one.
     Committed,
     /// At the partition's end when the worker starts: older messages are skipped.
     Latest,

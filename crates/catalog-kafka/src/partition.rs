@@ -60,18 +60,15 @@ impl PartitionWorker {
         // Anything below the wanted offset was applied already (the Kafka commit after it may
         // have been lost in a crash): skip it rather than journal it again. Until a fetch is
         // seen to start at or before it, the start is checked (`rewind`).
-        let Some((mut next_offset, mut rewind)) = self.start(&mut input).await? else {
+        let Some((mut next_offset, rewind)) = self.start(&mut input).await? else {
             // Lost before it started: what an earlier assignment's reader left of the partition
             // (it left it to this one) is forgotten, unless the partition came back again.
             self.forget_unless_assigned_again();
             return Ok(());
         };
         self.sink.partition_started(&self.source, self.partition);
-        // Whether the offsets before `next_offset` are known to be applied (a checked start):
-        // from the group's committed offset, unchecked, they are not known until a message
-        // comes, and offsets a pass of markers moves over before that are the group's to skip,
-        // not a gap to report.
-        let start_known = rewind.is_some();
+        // `None` once checked.
+        let mut rewind = Some(rewind);
         let mut pending: PendingBatch<OwnedDelivery> = PendingBatch::new(self.limits());
         // One timer per batch, armed by its first message: not one per message received.
         let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
@@ -109,7 +106,7 @@ impl PartitionWorker {
                         // this worker (aborted records, markers), and nothing else comes.
                         let quiet_since_seek = delivered_at_seek != Some(unchecked.n_seeks());
                         if matches!(input, Feed::Queue(_)) && unchecked.sought_the_floor() && quiet_since_seek {
-                            let passed = self.pass_markers(unchecked.want(), true).await?;
+                            let passed = self.pass_markers(unchecked.want()).await?;
                             if passed > unchecked.want() {
                                 next_offset = passed;
                                 rewind = None;
@@ -124,7 +121,7 @@ impl PartitionWorker {
                     biased;
                     received = input.next() => received,
                     () = tokio::time::sleep(markers_check) => {
-                        let passed = self.pass_markers(next_offset, start_known || reading).await?;
+                        let passed = self.pass_markers(next_offset).await?;
                         markers_check = if passed > next_offset { PASS_MARKERS_AFTER } else { (markers_check * 2).min(MAX_IDLE_CHECK) };
                         next_offset = passed;
                         continue;
@@ -185,7 +182,7 @@ impl PartitionWorker {
                 Some(PartitionInput::PassedTo(position)) if rewind.is_none() => {
                     next_offset = self.flush(&mut pending, next_offset).await?;
                     deadline = None;
-                    next_offset = self.pass_to(next_offset, position, start_known || reading).await?;
+                    next_offset = self.pass_to(next_offset, position).await?;
                 }
                 Some(PartitionInput::PassedTo(_)) => {}
                 Some(PartitionInput::Revoked) => {
@@ -346,27 +343,23 @@ impl PartitionWorker {
     /// partition passes the markers it read; the worker is the only reader of the partition's
     /// queue and holds nothing pending, so every message below that position has reached the
     /// store. Returns the new next offset.
-    async fn pass_markers(&self, next_offset: i64, gaps_known: bool) -> Result<i64, SinkError> {
+    async fn pass_markers(&self, next_offset: i64) -> Result<i64, SinkError> {
         let Some(position) = self.position() else { return Ok(next_offset) };
-        self.pass_to(next_offset, position, gaps_known).await
+        self.pass_to(next_offset, position).await
     }
 
     /// Moves the checkpoint from `next_offset` to `position`, past offsets that held no
     /// message for this worker, once every message below `position` is in the store (the
     /// worker's own queue read to there, or the dispatcher's word after its last message).
-    /// `gaps_known`: the offsets before `next_offset` are known applied (a checked start, or a
-    /// message read), so offsets passed below the log's start are a gap; from the group's
-    /// committed offset, before any message, they are the group's to skip.
-    /// Returns the new next offset.
-    async fn pass_to(&self, next_offset: i64, position: i64, gaps_known: bool) -> Result<i64, SinkError> {
+    /// The offsets before `next_offset` are known applied (every start is checked), so offsets
+    /// passed below the log's start are a gap. Returns the new next offset.
+    async fn pass_to(&self, next_offset: i64, position: i64) -> Result<i64, SinkError> {
         if position <= next_offset {
             return Ok(next_offset);
         }
         // Retention may have deleted offsets the member had not read, the next record read
         // being a marker: a gap, as between two messages.
-        if gaps_known {
-            self.check_jump(next_offset, position);
-        }
+        self.check_jump(next_offset, position);
         tracing::debug!(
             partition = self.partition,
             from = next_offset,

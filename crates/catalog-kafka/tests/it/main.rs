@@ -44,8 +44,9 @@ struct RecordingSink {
     named: Mutex<Vec<(i32, i64, Option<String>)>>,
     /// The `traceparent` of every message applied, by offset (partition 0 only).
     traceparents: Mutex<BTreeMap<i64, Option<String>>>,
-    /// When set, each batch takes a permit before it is applied: a test holds the member
-    /// in the middle of a batch.
+    /// When set, each batch of messages takes a permit before it is applied: a test holds the
+    /// member in the middle of a batch. A checkpoint alone (an empty partition's start) takes
+    /// none.
     permits: Option<Arc<tokio::sync::Semaphore>>,
     /// Every time a partition was said to have a message waiting since.
     waiting_since: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
@@ -79,7 +80,7 @@ impl BatchSink for RecordingSink {
     }
 
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
-        if let Some(permits) = &self.permits {
+        if let Some(permits) = self.permits.as_ref().filter(|_| !batch.events.is_empty()) {
             permits.acquire().await.expect("permits are never closed").forget();
         }
         let partition = batch.partition;
@@ -358,23 +359,37 @@ async fn a_partition_of_the_shared_queue_starts_when_it_is_assigned() {
 async fn a_quiet_partition_started_at_its_end_is_checkpointed_there() {
     let (_cluster, brokers) = cluster_with_topic();
     produce(&brokers, 30);
-    a_quiet_start_is_checkpointed_at_30(&brokers, "quiet-latest", StartWithoutCheckpoint::Latest).await;
+    a_quiet_start_is_checkpointed_at(&brokers, "quiet-latest", StartWithoutCheckpoint::Latest, 30).await;
 }
 
-/// A member of `group` started at `start` without a stored checkpoint, on partitions of 30
-/// messages it is to start after: each is checkpointed at 30 while quiet, with nothing
-/// applied, and the 5 messages produced next are read.
-async fn a_quiet_start_is_checkpointed_at_30(brokers: &str, group: &str, start: StartWithoutCheckpoint) {
+/// A member of `group` started at `start` without a stored checkpoint, on partitions of
+/// `end` messages it is to start after: each is checkpointed at `end` while quiet, with
+/// nothing applied, and the 5 messages produced next are read.
+async fn a_quiet_start_is_checkpointed_at(brokers: &str, group: &str, start: StartWithoutCheckpoint, end: i64) {
     let sink = Arc::new(RecordingSink::default());
     let config = KafkaSourceConfig { start_without_checkpoint: start, ..config(brokers, group) };
     let member = Member::start_with(config, &sink);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(30)).await;
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(end)).await;
     assert!(sink.applied().values().all(Vec::is_empty), "nothing before the start: {:?}", sink.applied());
     produce(brokers, 5);
-    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(35)).await;
+    wait_for(Duration::from_secs(30), || sink.checkpoints() == all_at(end + 5)).await;
     member.stop().await;
     let applied = sink.applied();
-    assert!(applied.values().all(|offsets| *offsets == (30..35).collect::<Vec<i64>>()), "{applied:?}");
+    assert!(applied.values().all(|offsets| *offsets == (end..end + 5).collect::<Vec<i64>>()), "{applied:?}");
+}
+
+/// An empty partition is read from its end whatever the start: checkpointed there at once,
+/// from the earliest and from a group with no offset alike, as a `latest` start is. Before,
+/// no batch wrote a checkpoint while it stayed quiet, and every other member's stall watch
+/// rejoined the group every minute until a message came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_empty_partition_is_checkpointed_at_its_end_from_any_start() {
+    for (group, start) in
+        [("empty-earliest", StartWithoutCheckpoint::Earliest), ("empty-committed", StartWithoutCheckpoint::Committed)]
+    {
+        let (_cluster, brokers) = cluster_with_topic();
+        a_quiet_start_is_checkpointed_at(&brokers, group, start, 0).await;
+    }
 }
 
 /// A partition started from the group's committed offset (`committed`) that stays quiet is
@@ -390,7 +405,7 @@ async fn a_quiet_partition_started_at_the_group_s_offset_is_checkpointed_there()
     let member = Member::start(&brokers, "quiet-committed", &earlier);
     wait_for(Duration::from_secs(30), || earlier.checkpoints() == all_at(30)).await;
     member.stop().await;
-    a_quiet_start_is_checkpointed_at_30(&brokers, "quiet-committed", StartWithoutCheckpoint::Committed).await;
+    a_quiet_start_is_checkpointed_at(&brokers, "quiet-committed", StartWithoutCheckpoint::Committed, 30).await;
 }
 
 /// A group offset beyond the partition's end (a log truncated under the group) is not taken for
