@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use catalog_core::{Listings, Sku};
 use catalog_publish::AccountChannel;
+use catalog_store::ChannelRoute;
 
 use super::{AdapterSettings, ChannelsError, HttpChannel};
 
@@ -57,8 +58,8 @@ pub(super) fn same_budget(a: &AdapterSettings, b: &AdapterSettings) -> bool {
 }
 
 /// Tells each channel the others on its seller account (`ChannelConfig::shares_account_with`),
-/// once their listings are found to agree: one SKU one listing, one listing one SKU, so a
-/// SKU stands for its listing across them.
+/// once their listings are found to agree (one SKU one listing, one listing one SKU, so a SKU
+/// stands for its listing across them) and no tenant's SKU is written by both.
 pub(super) fn link_accounts(channels: &mut [HttpChannel]) -> Result<(), ChannelsError> {
     let mut links: Vec<Vec<AccountChannel>> = vec![Vec::new(); channels.len()];
     for (i, channel) in channels.iter().enumerate() {
@@ -71,6 +72,15 @@ pub(super) fn link_accounts(channels: &mut [HttpChannel]) -> Result<(), Channels
                     .and_then(|()| {
                         agree(&channel.config.rules.listings, &other.config.rules.listings)
                             .map_err(|error| format!("{error}: give them listings that agree"))
+                    })
+                    .and_then(|()| {
+                        apart(channel, other).map_err(|both| {
+                            format!(
+                                "{both}: each would send its own quantity to the same listing, the last to land \
+                                 winning, and read the other's as drift; give them \"tenants\" apart, or listings \
+                                 apart"
+                            )
+                        })
                     })
                     .map_err(|error| ChannelsError::SharedAccount {
                         first: channel.config.name.clone(),
@@ -116,6 +126,31 @@ fn one_refresh_token(a: &AdapterSettings, b: &AdapterSettings) -> Result<(), Str
     }
 }
 
+/// Whether two channels on one account write no listing for the same tenant, or what they
+/// would both write: a tenant both serve, and a SKU both list (every SKU when both list by
+/// SKU). Their listings agree already (`agree`). Before, an Amazon channel of single updates
+/// and one of feeds for the same tenant both sent every SKU, and a feed taken up to 20
+/// minutes later set a listing back past a newer update (found by review).
+fn apart(a: &HttpChannel, b: &HttpChannel) -> Result<(), String> {
+    let Some(tenant) = tenant_of_both(&a.route, &b.route) else { return Ok(()) };
+    match (&a.config.rules.listings, &b.config.rules.listings) {
+        (Listings::Mapped(a), Listings::Mapped(b)) => match a.keys().find(|sku| b.contains_key(*sku)) {
+            Some(sku) => Err(format!("both serve {tenant} and list SKU {sku}")),
+            None => Ok(()),
+        },
+        _ => Err(format!("both serve {tenant} and list every SKU by SKU")),
+    }
+}
+
+/// A tenant both routes serve, named (`every tenant` when neither names its tenants).
+fn tenant_of_both(a: &ChannelRoute, b: &ChannelRoute) -> Option<String> {
+    match (&a.tenants, &b.tenants) {
+        (None, None) => Some("every tenant".to_owned()),
+        (Some(some), None) | (None, Some(some)) => some.first().map(|tenant| format!("tenant {tenant}")),
+        (Some(a), Some(b)) => a.intersection(b).next().map(|tenant| format!("tenant {tenant}")),
+    }
+}
+
 /// Whether two channels' listings on one account agree, or how they do not. Both by SKU
 /// agree; a map and listing by SKU do not (a mapped listing id may be another SKU there);
 /// two maps agree when no SKU is two listings and no listing two SKUs.
@@ -146,6 +181,11 @@ mod tests {
     use super::*;
 
     fn amazon(name: &str, seller: &str, marketplace: &str) -> HttpChannel {
+        let tenant = catalog_core::TenantId::parse(name).expect("a channel's name is a tenant id here");
+        amazon_for(name, seller, marketplace, ChannelRoute::for_tenants(name, [tenant]))
+    }
+
+    fn amazon_for(name: &str, seller: &str, marketplace: &str, route: ChannelRoute) -> HttpChannel {
         let config = AmazonConfig {
             base_url: "https://sellingpartnerapi-na.amazon.com".to_owned(),
             seller_id: seller.to_owned(),
@@ -160,7 +200,7 @@ mod tests {
         HttpChannel {
             config: ChannelConfig::new(name),
             adapter: AdapterSettings::Amazon(config),
-            route: ChannelRoute::all(name),
+            route,
             read_back_settle: None,
         }
     }
@@ -218,5 +258,37 @@ mod tests {
         channels[1].config.rules.listings = mapped(&[("SKU-1", "SKU-2")]);
         let refused = link_accounts(&mut channels).expect_err("refused");
         assert!(refused.to_string().starts_with("channels a and b write one seller account's listings"), "{refused}");
+    }
+
+    /// Two channels on one account write the same listing for a tenant they both serve: the
+    /// worker does not start. Tenants apart, or mapped listings apart, it does.
+    #[test]
+    fn channels_on_one_account_serve_no_tenant_s_sku_both() {
+        let acme = || catalog_core::TenantId::parse("acme").expect("tenant");
+        let route = |name: &str, tenants: Option<Vec<catalog_core::TenantId>>| match tenants {
+            Some(tenants) => ChannelRoute::for_tenants(name, tenants),
+            None => ChannelRoute::all(name),
+        };
+        let pair = |a: Option<Vec<_>>, b: Option<Vec<_>>| {
+            [
+                amazon_for("amazon-us", "A1SELLER", "ATVPDKIKX0DER", route("amazon-us", a)),
+                amazon_for("amazon-bulk", "A1SELLER", "ATVPDKIKX0DER", route("amazon-bulk", b)),
+            ]
+        };
+        for (a, b, both) in [
+            (Some(vec![acme()]), Some(vec![acme()]), "both serve tenant acme and list every SKU by SKU"),
+            (Some(vec![acme()]), None, "both serve tenant acme and list every SKU by SKU"),
+            (None, None, "both serve every tenant and list every SKU by SKU"),
+        ] {
+            let refused = link_accounts(&mut pair(a, b)).expect_err("refused").to_string();
+            assert!(refused.contains(both), "{refused}");
+        }
+        let mut mapped_apart = pair(None, None);
+        mapped_apart[0].config.rules.listings = mapped(&[("SKU-1", "L1")]);
+        mapped_apart[1].config.rules.listings = mapped(&[("SKU-2", "L2")]);
+        link_accounts(&mut mapped_apart).expect("no SKU in both maps");
+        mapped_apart[1].config.rules.listings = mapped(&[("SKU-2", "L2"), ("SKU-1", "L1")]);
+        let refused = link_accounts(&mut mapped_apart).expect_err("SKU-1 in both").to_string();
+        assert!(refused.contains("both serve every tenant and list SKU SKU-1"), "{refused}");
     }
 }

@@ -124,9 +124,9 @@ fn a_channel_keeps_its_usage_plan_and_a_feed_channel_amazon_s() {
         &path,
         format!(
             r#"[{{"name": "slow", "base_url": "http://127.0.0.1:2", "requests_per_second": 0.5, "burst": 2}},
-                {{"name": "listings", "adapter": {{{amazon}}}}},
-                {{"name": "feeds", "adapter": {{{amazon}, "feed": {{}}}}}},
-                {{"name": "feeds-tuned", "requests_per_second": 0.0167, "adapter": {{{amazon}, "feed": {{"poll_interval_ms": 5000, "timeout_s": 600}}}}}},
+                {{"name": "listings", "tenants": ["one"], "adapter": {{{amazon}}}}},
+                {{"name": "feeds", "tenants": ["two"], "adapter": {{{amazon}, "feed": {{}}}}}},
+                {{"name": "feeds-tuned", "tenants": ["three"], "requests_per_second": 0.0167, "adapter": {{{amazon}, "feed": {{"poll_interval_ms": 5000, "timeout_s": 600}}}}}},
                 {{"name": "walmart-feeds", "adapter": {{"kind": "walmart", "client_id": "c", "client_secret_env": "S", "feed": {{}}}}}}]"#
         ),
     )
@@ -259,7 +259,7 @@ fn channels_on_one_account_are_found_whatever_the_spelling_of_their_host() {
     let path = directory.path().join("channels.json");
     let amazon = |name: &str, base_url: &str| {
         format!(
-            r#"{{"name": "{name}", "adapter": {{"kind": "amazon", "base_url": "{base_url}", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}}}"#
+            r#"{{"name": "{name}", "tenants": ["{name}"], "adapter": {{"kind": "amazon", "base_url": "{base_url}", "seller_id": "A1", "marketplace_id": "M", "client_id": "c", "client_secret_env": "SET", "refresh_token_env": "SET"}}}}"#
         )
     };
     let text = format!(
