@@ -104,6 +104,20 @@ pub(crate) fn cut_at_shutdown(position: u64, held: u64) -> catalog_app::SourceEr
     }
 }
 
+/// What the source tells of standard input's lines from `position` on when the store did not
+/// take their batch (`error`): none of them, nor any line after them, is journaled.
+pub(crate) fn not_applied(position: u64, error: &catalog_app::SinkError) -> catalog_app::SourceError {
+    catalog_app::SourceError {
+        source: "file",
+        operation: "stdin_not_applied",
+        class: FailureClass::NeedsSupplier,
+        message: format!(
+            "standard input: the store did not take the lines from offset {position} on ({error}); none of them, \
+             nor any line after them, is journaled: send them again to the next run"
+        ),
+    }
+}
+
 /// What the source tells of a file that ends in a line without a newline that is no event.
 pub(crate) fn unterminated_line(position: u64, line: &Line) -> catalog_app::SourceError {
     catalog_app::SourceError {

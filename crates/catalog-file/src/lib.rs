@@ -363,8 +363,9 @@ impl FileSource {
         let received_at = Utc::now();
         // One name for the whole batch, shared by its events.
         let name: Arc<str> = source.into();
-        let events = pending
-            .take()
+        let lines = pending.take();
+        let from = lines.first().map_or(read_to, |line| line.offset);
+        let events = lines
             .into_iter()
             .map(|line| {
                 let offset = tracked.map_or(line.offset, |tracked| tracked.position(line.offset));
@@ -374,7 +375,14 @@ impl FileSource {
             .collect();
         let batch =
             SourceBatch { source: name, partition: 0, events, checkpoint, last_message_at: None, high_watermark: None };
-        sink.apply(batch).await?;
+        if let Err(error) = sink.apply(batch).await {
+            // Standard input cannot be read again: what it delivered from the batch on is lost
+            // to this run, said so, where a store failing at shutdown dropped it unsaid.
+            if cursor.is_none() {
+                sink.source_error(&ends::not_applied(from, &error));
+            }
+            return Err(error.into());
+        }
         if let Some(tracked) = cursor {
             tracked.checkpointed = Checkpointed::Yes;
         }

@@ -23,6 +23,10 @@ use crate::{FileSource, FileSourceError, Stopped};
 struct Kept {
     events: Mutex<usize>,
     errors: Mutex<Vec<String>>,
+    /// Each error's message, as told.
+    messages: Mutex<Vec<String>>,
+    /// The store gives up every batch (a store failing while the worker stops).
+    abandons: bool,
 }
 
 #[async_trait]
@@ -32,6 +36,9 @@ impl BatchSink for Kept {
     }
 
     async fn apply(&self, batch: SourceBatch) -> Result<Durable, SinkError> {
+        if self.abandons {
+            return Err(SinkError::Abandoned);
+        }
         *self.events.lock().expect("events") += batch.events.len();
         Ok(Durable::default())
     }
@@ -46,6 +53,7 @@ impl BatchSink for Kept {
 
     fn source_error(&self, error: &SourceError) {
         self.errors.lock().expect("errors").push(error.operation.to_owned());
+        self.messages.lock().expect("messages").push(error.message.clone());
     }
 
     fn offset_gap(&self, _partition: i32, _from: i64, _to: i64) {}
@@ -146,4 +154,29 @@ async fn a_read_error_on_standard_input_applies_the_lines_read_before_it_and_say
         "reading the source at byte 14, every line before it applied; the 3 bytes of the line after it that \
          standard input had delivered are not journaled: send that line again: the pipe broke"
     );
+}
+
+/// The store fails while the worker stops: the batch standard input delivered is given up,
+/// and said, with the offset to send again from. Before, the lines were dropped with nothing
+/// but "applying a batch: abandoned at shutdown", which names no line (found by review).
+#[tokio::test]
+async fn lines_of_standard_input_the_store_did_not_take_are_said_with_where_they_start() {
+    let (mut producer, input) = tokio::io::duplex(4096);
+    producer.write_all(b"line 1\nline 2\nline 3\n").await.expect("write");
+    drop(producer);
+    let source = FileSource {
+        path: None,
+        batch_size: 100,
+        batch_max_wait: Duration::from_secs(60),
+        max_bytes_in_flight: 1 << 20,
+    };
+    let sink = Arc::new(Kept { abandons: true, ..Kept::default() });
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let lines = LineReader::new(BufReader::new(input), 0);
+    let error = source.read_all(lines, None, "stdin", &*sink, &shutdown).await.expect_err("given up");
+    assert!(matches!(error, FileSourceError::Sink(SinkError::Abandoned)), "{error:?}");
+    assert_eq!(*sink.errors.lock().expect("errors"), ["stdin_not_applied"]);
+    let told = sink.messages.lock().expect("messages").concat();
+    assert!(told.contains("from offset 0 on"), "{told}");
 }
