@@ -145,5 +145,13 @@ proptest! {
         let judged = judge(None, &facts(&partitions), &settings, now).queue_lag;
         let judged_shuffled = judge(None, &facts(&shuffled), &settings, now).queue_lag;
         prop_assert_eq!((judged.value, judged.status), (judged_shuffled.value, judged_shuffled.status));
+        // And it is the worst one's, not merely the same in both orders.
+        let worst = facts(&partitions)
+            .partitions
+            .iter()
+            .map(|partition| partition.lag(now, settings.stall_after).num_milliseconds())
+            .max()
+            .unwrap_or(0);
+        prop_assert_eq!(judged.value, worst as f64 / 1000.0);
     }
 }
