@@ -22,6 +22,9 @@ pub(super) async fn same_origin(State(state): State<AppState>, request: Request,
         tracing::warn!(
             path = request.uri().path(),
             origin = header("origin"),
+            host = header("host"),
+            forwarded_host = header("x-forwarded-host"),
+            forwarded = header("forwarded"),
             sec_fetch_site = header("sec-fetch-site"),
             "page write from another origin refused"
         );
@@ -33,12 +36,15 @@ pub(super) async fn same_origin(State(state): State<AppState>, request: Request,
 }
 
 /// Whether a write's headers say it came from the page's own origin, or say nothing of where
-/// it came from. `Sec-Fetch-Site`, set by every current browser and by no page, is decisive
-/// when present: `same-origin`, or `none` (the user's own doing). Without it (an older
-/// browser), `Origin` must name the address the request was sent to (the `Host` header), by
-/// `https` when the request is known to have come over TLS (`always_https`, or a proxy's
-/// `X-Forwarded-Proto` / `Forwarded`). `Host` is the address a proxy in front passes on: one
-/// that rewrites it refuses those older browsers' writes, never a current one's.
+/// it came from. `Sec-Fetch-Site`, which no page can set, is decisive when present:
+/// `same-origin`, or `none` (the user's own doing). Browsers send it only to a secure origin
+/// (HTTPS, or localhost), so a page served over plain HTTP, or an older browser, is judged by
+/// `Origin`: it must name the address the request was sent to, by `https` when the request
+/// is known to have come over TLS (`always_https`, or a proxy's `X-Forwarded-Proto` /
+/// `Forwarded`). That address is the `Host` header, or the host a proxy in front says the
+/// browser asked for ([`forwarded_host`]): a proxy that rewrites `Host` (nginx's default,
+/// `proxy_set_header Host $proxy_host`, sends `admin-api:8080`) and forwards neither refuses
+/// every write of a plain-HTTP page, sign-in included.
 fn from_here(headers: &HeaderMap, always_https: bool) -> bool {
     let header = |name: &str| headers.get(name).map(|value| value.to_str().unwrap_or_default().trim());
     if let Some(site) = header("sec-fetch-site") {
@@ -47,12 +53,30 @@ fn from_here(headers: &HeaderMap, always_https: bool) -> bool {
     let Some(origin) = header("origin") else { return true };
     // An opaque origin ("null": a sandboxed frame, a data: URL) is no address of the page's.
     let Some((scheme, authority)) = origin.split_once("://") else { return false };
-    let Some(host) = header("host") else { return false };
     let https_known = always_https || came_over_https(headers);
     let scheme_fits = scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && !https_known);
     // `Origin` and `Host` each leave out the default port of the scheme used: equal
-    // authorities are one address.
-    scheme_fits && authority.eq_ignore_ascii_case(host)
+    // authorities are one address. A page on another origin cannot add the forwarded host to
+    // a form it submits, nor to a script's request without a CORS preflight this service
+    // never allows, so trusting it lets in no write from elsewhere.
+    let addresses = [header("host"), forwarded_host(headers)];
+    scheme_fits
+        && addresses.into_iter().flatten().any(|address| !address.is_empty() && authority.eq_ignore_ascii_case(address))
+}
+
+/// The host the browser asked for, as the proxy nearest it says: the first `X-Forwarded-Host`
+/// value, else `host=` of the first `Forwarded` (RFC 7239) element, as `came_over_https` reads
+/// the forwarded scheme.
+fn forwarded_host(headers: &HeaderMap) -> Option<&str> {
+    let first = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).and_then(|v| v.split(',').next());
+    let forwarded_host = first("x-forwarded-host").map(str::trim);
+    let forwarded = first("forwarded").and_then(|element| {
+        element.split(';').find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            name.trim().eq_ignore_ascii_case("host").then(|| value.trim().trim_matches('"'))
+        })
+    });
+    forwarded_host.filter(|host| !host.is_empty()).or(forwarded)
 }
 
 #[cfg(test)]
@@ -79,6 +103,32 @@ mod tests {
         assert!(from(false, &[host, ("sec-fetch-site", "same-origin"), ("origin", "http://admin.example:8080")]));
         assert!(from(false, &[("host", "admin-api:8080"), ("sec-fetch-site", "same-origin")]), "a proxy's Host");
         assert!(from(false, &[host, ("sec-fetch-site", "none")]), "typed by the user");
+    }
+
+    /// Before, `Origin` was compared with `Host` alone: behind a proxy that rewrites `Host`
+    /// (nginx's default sends `admin-api:8080`), every write of a page served over plain HTTP,
+    /// whose browser sends no `Sec-Fetch-Site`, was refused, sign-in included.
+    #[test]
+    fn a_write_is_taken_from_the_host_a_proxy_says_the_browser_asked_for() {
+        let proxied = ("host", "admin-api:8080");
+        let origin = ("origin", "http://support.example.com");
+        let forwarded = ("x-forwarded-host", "support.example.com");
+        assert!(from(false, &[proxied, forwarded, origin]));
+        assert!(from(false, &[proxied, ("x-forwarded-host", "support.example.com, admin-api:8080"), origin]));
+        assert!(from(false, &[proxied, ("forwarded", "for=192.0.2.60;host=support.example.com;proto=http"), origin]));
+        assert!(from(false, &[proxied, ("forwarded", r#"Host="support.example.com", host=admin-api:8080"#), origin]));
+        let over_tls = ("x-forwarded-proto", "https");
+        assert!(from(false, &[proxied, forwarded, over_tls, ("origin", "https://support.example.com")]));
+
+        let elsewhere = ("origin", "http://evil.example");
+        assert!(!from(false, &[proxied, forwarded, elsewhere]));
+        assert!(!from(false, &[proxied, ("forwarded", "host=support.example.com"), elsewhere]));
+        assert!(
+            !from(false, &[proxied, ("x-forwarded-host", "admin-api:8080, support.example.com"), origin]),
+            "the first proxy's word"
+        );
+        assert!(!from(false, &[proxied, ("x-forwarded-host", ""), ("origin", "http://")]), "an empty host");
+        assert!(!from(false, &[proxied, forwarded, over_tls, origin]), "plain HTTP to a page reached over TLS");
     }
 
     #[test]

@@ -393,3 +393,29 @@ async fn a_page_write_from_another_origin_is_refused() {
     let taken = switch_on(&[("origin", own)]).await.expect("request");
     assert_eq!(taken.status(), 303, "an older browser's, by Origin alone");
 }
+
+/// Before, behind a proxy that rewrites `Host` (nginx's default sends `admin-api:8080`), a
+/// page served over plain HTTP refused every write, sign-in included: its browser sends no
+/// `Sec-Fetch-Site` there, and `Origin` was compared with `Host` alone, never with the host
+/// the proxy forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_through_a_proxy_that_rewrites_host_is_taken_by_the_forwarded_host() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let client = crate::not_following();
+    let sign_in = |origin: &'static str| {
+        client
+            .post(server.url("/session"))
+            .header("host", "admin-api:8080")
+            .header("x-forwarded-host", "support.example.com")
+            .header("origin", origin)
+            .form(&[("token", operator.as_str())])
+            .send()
+    };
+    let taken = sign_in("http://support.example.com").await.expect("request");
+    assert_eq!(taken.status(), 303, "the forwarded host is the page's own");
+    assert!(taken.headers().get("set-cookie").is_some(), "signed in");
+    let refused = sign_in("http://evil.example").await.expect("request");
+    assert_eq!(refused.status(), 403, "an origin that is neither the Host nor the forwarded host");
+    assert!(refused.headers().get("set-cookie").is_none(), "no cookie set from elsewhere");
+}
