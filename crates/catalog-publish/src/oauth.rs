@@ -1,8 +1,8 @@
 //! OAuth2 access tokens for the channels that use them (Amazon's Login with Amazon, eBay,
 //! Walmart, Mercado Libre): fetched from the platform's token endpoint with a refresh token
 //! or client credentials, kept until shortly before they expire (and until they expire when
-//! the renewal fails), and fetched again at once when the platform answers that the token
-//! expired. No token or secret reaches a log.
+//! the token endpoint cannot be reached or fails), and fetched again at once when the platform
+//! answers that the token expired. No token or secret reaches a log.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -110,8 +110,16 @@ struct Cached {
 }
 
 impl State {
-    /// The cached token while it has not expired: the one to use when its renewal failed.
-    fn still_valid(&self) -> Option<(Secret, Instant)> {
+    /// The cached token while it has not expired, the one to use when its renewal failed with
+    /// `error`, if that failure is one to wait out: the endpoint unreachable, failing or
+    /// throttled. A renewal refused (a revoked or spent refresh token: `invalid_grant`) or
+    /// answered with no token (a wrong `token_url`) stays so until an operator acts, and is
+    /// answered at once, as `token_refused` or `token_malformed` that hold the channel and
+    /// alert (CatalogChannelCredentialsRefused), rather than hidden until the token expires.
+    fn still_valid(&self, error: &TokenError) -> Option<(Secret, Instant)> {
+        if !matches!(error, TokenError::Unavailable { .. }) {
+            return None;
+        }
         let cached = self.cached.as_ref().filter(|cached| cached.expires_at > Instant::now())?;
         Some((cached.access_token.clone(), cached.expires_at))
     }
@@ -188,10 +196,11 @@ impl TokenCache {
     }
 
     /// A valid access token: the cached one, or a new one when there is none or it is about
-    /// to expire. A renewal that fails while the cached token has not expired yet answers
-    /// the cached token (the next call tries again, once the failure's hold has passed):
-    /// before, a token endpoint throttled or down a minute before the expiry held the
-    /// channel while its token was still good.
+    /// to expire. A renewal that finds the endpoint unavailable (unreachable, 5xx, 429) while
+    /// the cached token has not expired yet answers the cached token (the next call tries
+    /// again, once the failure's hold has passed): before, a token endpoint throttled or down
+    /// a minute before the expiry held the channel while its token was still good. A renewal
+    /// refused or answered with no token answers its error, as with no token cached.
     pub async fn access_token(&self) -> Result<Secret, TokenError> {
         let mut state = Arc::clone(&self.state).lock_owned().await;
         if let Some(cached) = state.cached.as_ref().filter(|cached| cached.renew_at > Instant::now()) {
@@ -239,7 +248,7 @@ impl Fetcher {
                 until_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
                 "the token endpoint failed a moment ago: not asked again yet"
             );
-            if let Some((access_token, _)) = state.still_valid() {
+            if let Some((access_token, _)) = state.still_valid(error) {
                 return Ok(access_token);
             }
             // A wait asked for is what is left of it.
@@ -287,7 +296,7 @@ impl Fetcher {
         let (access_token, lifetime, rotated) = match fetched {
             Ok(fetched) => fetched,
             Err(error) => {
-                let Some((access_token, expires_at)) = state.still_valid() else {
+                let Some((access_token, expires_at)) = state.still_valid(&error) else {
                     return Err(error);
                 };
                 tracing::warn!(

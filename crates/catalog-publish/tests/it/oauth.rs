@@ -1,5 +1,5 @@
 //! The access token cache against a token endpoint played over real HTTP (axum on
-//! 127.0.0.1:0): a client-credentials grant answered by a script of statuses, a token with
+//! 127.0.0.1:0): a client-credentials grant answered by a script of answers, a token with
 //! a lifetime of a few seconds so that its renewal and its expiry fall within the test.
 
 use std::collections::VecDeque;
@@ -21,6 +21,8 @@ enum Reply {
     Token { expires_in: u64 },
     /// This status, without `Retry-After`.
     Status(u16),
+    /// 400 `{"error": "invalid_grant"}`: the grant revoked, or its refresh token spent.
+    InvalidGrant,
 }
 
 #[derive(Default)]
@@ -43,6 +45,7 @@ async fn token(State(shared): State<Arc<Mutex<Shared>>>) -> Response {
         )
         .into_response(),
         Reply::Status(status) => StatusCode::from_u16(status).expect("a status").into_response(),
+        Reply::InvalidGrant => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response(),
     }
 }
 
@@ -99,6 +102,29 @@ async fn a_token_whose_renewal_fails_is_used_until_it_expires() {
     match tokens.access_token().await {
         Err(TokenError::Unavailable { .. }) => {}
         other => panic!("an expired token is not used: expected the endpoint unavailable, got {other:?}"),
+    }
+    assert_eq!(tokens.n_fetched().await, 1);
+}
+
+/// A renewal the endpoint refuses (`invalid_grant`: the grant revoked, its refresh token
+/// spent) is answered at once, and so while its refusal is held. Before, the cached token
+/// was answered until it expired (up to 6 h on Mercado Libre): no `token_refused`, no
+/// CatalogChannelCredentialsRefused, until the channel stopped with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_renewal_is_refused_is_not_used_any_longer() {
+    let api = TokenApi::start(vec![Reply::Token { expires_in: 2 }, Reply::InvalidGrant]).await;
+    let tokens = api.cache();
+    let first = tokens.access_token().await.expect("a token");
+    let issued = Instant::now();
+    assert_eq!(first.expose(), "token-1");
+
+    tokio::time::sleep_until((issued + Duration::from_millis(1200)).into()).await;
+    for asked in ["the renewal", "while its refusal is held"] {
+        match tokens.access_token().await {
+            Err(TokenError::Refused { status: 400, body }) => assert!(body.contains("invalid_grant"), "{body}"),
+            other => panic!("{asked}: the refusal is answered, not the cached token: got {other:?}"),
+        }
+        assert_eq!(api.n_requests(), 2, "{asked}: the renewal was asked for once");
     }
     assert_eq!(tokens.n_fetched().await, 1);
 }
