@@ -75,6 +75,8 @@ impl PartitionWorker {
         let topic_id = self.topic_ids.current().await;
         let mut stored = self.sink.checkpoint(&self.source, self.partition).await?;
         let mut races = 0;
+        // Whether the group's committed offset was written as the checkpoint (once at most).
+        let mut group_offset_written = false;
         let (want, low_watermark, high_watermark) = loop {
             let stored_cursor = stored.as_ref().and_then(|position| position.cursor.as_deref());
             let replaced = topic_id::replaced(stored_cursor, topic_id.as_deref()).map(str::to_owned);
@@ -88,13 +90,24 @@ impl PartitionWorker {
                     // from inside a record batch steps back to the batch's first offset. Read
                     // unchecked, as librdkafka started it, tansu's fetch from inside a batch
                     // skipped the rest of that batch, unsaid (found by review).
-                    Some(Without::GroupOffset(committed)) if races < MOST_RACES => {
-                        races += 1;
+                    Some(Without::GroupOffset(committed)) if !group_offset_written => {
+                        group_offset_written = true;
                         self.apply_up_to(self.source.as_str().into(), Vec::new(), committed, None).await?;
                         stored = self.sink.checkpoint(&self.source, self.partition).await?;
                         continue;
                     }
-                    Some(Without::GroupOffset(_)) | None => return Ok(None),
+                    // Written, and read back as none (a store that lost it): read from it all
+                    // the same, the fetch checked to start at or before it.
+                    Some(Without::GroupOffset(committed)) => {
+                        tracing::error!(
+                            partition = self.partition,
+                            committed,
+                            "the group's offset written as the checkpoint was not read back: reading from it, its end unchecked"
+                        );
+                        let Some((low, high)) = self.watermarks().await else { return Ok(None) };
+                        (committed, low, high)
+                    }
+                    None => return Ok(None),
                 };
                 // Started at its end (`latest`, or an empty partition from its earliest or
                 // from a group with no offset), the partition is checkpointed there at once:

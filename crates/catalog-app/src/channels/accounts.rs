@@ -1,7 +1,8 @@
 //! Which channels write one seller account's listings (decision 0056). A marketplace knows an
-//! account's listings by SKU alone, so two channels on one account (one per tenant, or one
+//! account's listings by SKU alone, so two channels on one account (one per tenant, say one
 //! sending single updates and one sending feeds) write the same listing for a SKU their
-//! tenants share: each channel is told the others, and writes no such SKU.
+//! tenants share: each channel is told the others, and writes no such SKU. Two that serve a
+//! tenant in common and list a SKU in common are refused (`apart`).
 
 use std::collections::BTreeMap;
 

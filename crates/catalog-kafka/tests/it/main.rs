@@ -408,12 +408,12 @@ async fn a_quiet_partition_started_at_the_group_s_offset_is_checkpointed_there()
     a_quiet_start_is_checkpointed_at(&brokers, "quiet-committed", StartWithoutCheckpoint::Committed, 30).await;
 }
 
-/// A group offset beyond the partition's end (a log truncated under the group) is not taken for
-/// a checkpoint: reading starts where `auto.offset.reset` says (the earliest) and its batches
-/// move the checkpoint. Written, the group's offset would have fenced off every message below
-/// it, those read instead included (found by review).
+/// A group offset beyond the partition's end (a log truncated under the group), written as the
+/// checkpoint, is checked as a stored one and moved back to the partition's start
+/// (decision 0040): every message is read. Left where it was, it would have fenced off every
+/// message below it (found by review).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_offset_beyond_the_partition_s_end_is_not_taken_for_a_checkpoint() {
+async fn a_group_offset_beyond_the_partition_s_end_is_moved_back_to_its_start() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
     let (_cluster, brokers) = cluster_with_topic();
