@@ -43,13 +43,16 @@ fn validate(value: &str, allowed: &'static str, is_allowed: impl Fn(u8) -> bool)
     if value.is_empty() {
         return Err(IdError::Empty);
     }
+    // The character first: a value too long because its characters take several bytes each
+    // (33 `Ä`, 66 bytes) was refused for its length, not named for the character (decision
+    // 0065 promises the character).
+    if let Some(found) = value.chars().find(|c| !c.is_ascii() || !is_allowed(*c as u8)) {
+        return Err(IdError::BadCharacter { found, allowed });
+    }
     if value.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { len: value.len() });
     }
-    match value.chars().find(|c| !c.is_ascii() || !is_allowed(*c as u8)) {
-        Some(found) => Err(IdError::BadCharacter { found, allowed }),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// The text of a tenant id, supplier id or SKU: the size of a `String`, but held inline

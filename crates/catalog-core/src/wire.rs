@@ -208,7 +208,12 @@ impl Checker {
 /// A UUID in its string form, 8-4-4-4-12 hex digits (either case), as the contract's `event_id`
 /// is: the forms `uuid` also takes (32 digits without hyphens, in braces, `urn:uuid:`) are not
 /// it, and taken they made one id of several spellings without a word (decision 0065).
+/// A character outside ASCII is named first: counted in bytes, `０18f6b1e-…` (a full-width
+/// zero, 36 characters) was said to be 36 characters "where a UUID is 36".
 fn hyphenated_uuid(text: &str) -> Result<Uuid, String> {
+    if let Some(found) = text.chars().find(|c| !c.is_ascii()) {
+        return Err(format!("contains {found:?}, where a UUID is ASCII hex digits and hyphens"));
+    }
     if text.len() != 36 {
         return Err(format!("{} characters, where a UUID is 36 (8-4-4-4-12 hex digits)", text.chars().count()));
     }

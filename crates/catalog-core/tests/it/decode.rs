@@ -47,6 +47,8 @@ fn every_rule_has_its_reason() {
         ("event_id as a urn", json(r#"{"event_id": "urn:uuid:00000000-0000-0000-0000-000000000001"}"#)),
         ("event_id in capitals", json(r#"{"event_id": "0000000A-0000-0000-0000-000000000001", "sku": "sku-2"}"#)),
         ("sku with a letter outside ascii", json(r#"{"sku": "straße-1"}"#)),
+        ("sku too long in letters outside ascii", json(&format!(r#"{{"sku": "{}"}}"#, "Ä".repeat(33)))),
+        ("event_id with a full-width digit", json(r#"{"event_id": "０0000000-0000-0000-0000-00000000001"}"#)),
         ("event_id a number", json(r#"{"event_id": 4.5}"#)),
         ("missing type", json(r#"{"type": null}"#)),
         ("unknown type", json(r#"{"type": "inventory.deleted"}"#)),
@@ -93,6 +95,8 @@ fn every_rule_has_its_reason() {
     event_id as a urn: invalid_event_id (event_id -, tenant canary): `event_id` "urn:uuid:00000000-0000-0000-0000-000000000001" is not a UUID: 45 characters, where a UUID is 36 (8-4-4-4-12 hex digits)
     event_id in capitals: ok {"event_id":"0000000a-0000-0000-0000-000000000001","type":"inventory.updated","tenant_id":"canary","supplier_id":"acme","sku":"SKU-2","quantity":1,"updated_at":"2026-06-01T12:00:00Z"}
     sku with a letter outside ascii: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` "straße-1" once normalized contains 'ß', outside the allowed characters [A-Z0-9._-]
+    sku too long in letters outside ascii: malformed_sku (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `sku` "ÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄÄ" once normalized contains 'Ä', outside the allowed characters [A-Z0-9._-]
+    event_id with a full-width digit: invalid_event_id (event_id -, tenant canary): `event_id` "０0000000-0000-0000-0000-00000000001" is not a UUID: contains '０', where a UUID is ASCII hex digits and hyphens
     event_id a number: invalid_event_id (event_id -, tenant canary): `event_id` must be a string, found a number that is not a 64-bit integer
     missing type: invalid_payload (event_id 00000000-0000-0000-0000-000000000001, tenant canary): missing required field `type`
     unknown type: unknown_event_type (event_id 00000000-0000-0000-0000-000000000001, tenant canary): `type` "inventory.deleted" is neither "inventory.updated" nor "inventory.adjusted"
