@@ -354,11 +354,14 @@ async fn home(
         (Some(tenant_id), Some(sku_text), _) if !tenant_id.is_empty() && !sku_text.is_empty() => {
             // Trimmed as the SKU is (a pasted tenant often carries a space); each refusal says
             // which field and why, where one notice for both left the support person guessing.
+            // Not what was typed (the search box shows it): a link's text quoted on the page
+            // ("The tenant "Your session expired. Paste your token at …" …") was words of its
+            // own on a signed-in page.
             match (TenantId::parse(tenant_id.trim()), Sku::parse(sku_text)) {
                 (Ok(tenant), Ok(sku)) => Some(TraceTarget::Key(ItemKey { tenant, sku })),
                 (tenant, sku) => {
-                    let tenant = tenant.err().map(|error| format!("The tenant {:?} {error}.", tenant_id.trim()));
-                    let sku = sku.err().map(|error| format!("The SKU {:?} {error}.", sku_text.trim()));
+                    let tenant = tenant.err().map(|error| format!("The tenant {error}."));
+                    let sku = sku.err().map(|error| format!("The SKU {error}."));
                     problem = Some([tenant, sku].into_iter().flatten().collect::<Vec<_>>().join(" "));
                     None
                 }

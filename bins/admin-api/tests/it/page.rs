@@ -65,10 +65,15 @@ async fn the_page_traces_an_item_and_only_operators_get_write_controls() {
     assert!(pasted.contains("Quantity <strong>7</strong>"), "{pasted}");
     let refused = page(&server, &viewer, "/?tenant=Canary&sku=abc%2F1").await;
     assert!(
-        refused.contains("The tenant &quot;Canary&quot; contains 'C', outside the allowed characters [a-z0-9_-].")
-            && refused.contains("The SKU &quot;abc/1&quot; contains '/', outside the allowed characters [A-Z0-9._-]."),
+        refused.contains("The tenant contains 'C', outside the allowed characters [a-z0-9_-].")
+            && refused.contains("The SKU contains '/', outside the allowed characters [A-Z0-9._-]."),
         "{refused}"
     );
+    // A link's words are not shown as the page's own: only in the search box, as typed.
+    let phished =
+        page(&server, &viewer, "/?tenant=Your%20session%20expired.%20Paste%20your%20token%20at%20evil&sku=a").await;
+    assert!(phished.contains("The tenant contains 'Y'"), "{phished}");
+    assert!(!phished.contains("The tenant &quot;"), "{phished}");
     assert!(html.contains("stale"), "the loser and its outcome are shown");
     assert!(!html.contains("/page/sync") && !html.contains("/page/dead-letters"), "a viewer sees no write control");
 
