@@ -174,8 +174,11 @@ impl PartitionWorker {
         let mut rewind =
             if seek_first && self.seek(want).await { Rewind::sought_at_start(want) } else { Rewind::new(want) };
         if let Some(low) = low_watermark {
-            // Read just now, and the wanted offset is not below it: no gap.
-            let _ = rewind.low_watermark(low);
+            // Read just now. The wanted offset is below it only for a group's offset that did
+            // not read back as the checkpoint (retention passed it): a gap, said.
+            if let Some((from, to)) = rewind.low_watermark(low) {
+                self.sink.offset_gap(self.partition, from, to);
+            }
         }
         Ok(Some((want, rewind)))
     }
