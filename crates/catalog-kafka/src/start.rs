@@ -384,40 +384,43 @@ impl PartitionWorker {
     /// The partition's low and high watermarks, asked of the broker until it answers; `None`
     /// if the source stopped or lost the partition first.
     async fn watermarks(&self) -> Option<(i64, i64)> {
-        let mut backoff = Duration::from_millis(100);
-        while self.still_reading() {
-            if let Some(watermarks) = self.watermarks_once().await {
-                return Some(watermarks);
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = self.stop.cancelled() => return None,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        None
+        self.ask_broker_until_answered("watermarks", |consumer, topic, partition| {
+            consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+        })
+        .await
     }
 
     /// The group's committed offset of the partition (`Some(None)`: the group has none),
     /// asked of the broker until it answers (each failure reported); `None` if the source
     /// stopped or lost the partition first.
     async fn committed_offset(&self) -> Option<Option<i64>> {
+        let offset = self
+            .ask_broker_until_answered("committed", |consumer, topic, partition| {
+                let mut list = rdkafka::TopicPartitionList::new();
+                list.add_partition(topic, partition);
+                consumer
+                    .committed_offsets(list, BROKER_TIMEOUT)
+                    .map(|list| list.find_partition(topic, partition).map(|entry| entry.offset()))
+            })
+            .await?;
+        Some(match offset {
+            Some(Offset::Offset(offset)) if offset >= 0 => Some(offset),
+            _ => None,
+        })
+    }
+
+    /// `call`'s answer, asked again with a doubling backoff (up to 5 s) while the broker
+    /// refuses (each refusal reported); `None` if the source stopped or lost the partition
+    /// first.
+    async fn ask_broker_until_answered<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        call: impl Fn(&SourceConsumer, &str, i32) -> rdkafka::error::KafkaResult<T> + Clone + Send + 'static,
+    ) -> Option<T> {
         let mut backoff = Duration::from_millis(100);
         while self.still_reading() {
-            let answer = self
-                .ask_broker("committed", |consumer, topic, partition| {
-                    let mut list = rdkafka::TopicPartitionList::new();
-                    list.add_partition(topic, partition);
-                    consumer
-                        .committed_offsets(list, BROKER_TIMEOUT)
-                        .map(|list| list.find_partition(topic, partition).map(|entry| entry.offset()))
-                })
-                .await;
-            if let Some(offset) = answer {
-                return Some(match offset {
-                    Some(Offset::Offset(offset)) if offset >= 0 => Some(offset),
-                    _ => None,
-                });
+            if let Some(answer) = self.ask_broker(operation, call.clone()).await {
+                return Some(answer);
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
@@ -426,15 +429,6 @@ impl PartitionWorker {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         None
-    }
-
-    /// The partition's low and high watermarks, asked of the broker once (a failure is
-    /// reported).
-    async fn watermarks_once(&self) -> Option<(i64, i64)> {
-        self.ask_broker("watermarks", |consumer, topic, partition| {
-            consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT)
-        })
-        .await
     }
 
     /// `call` on the consumer for this partition, once, off the runtime (librdkafka blocks):
