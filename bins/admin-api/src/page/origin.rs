@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::session::came_over_https;
+use super::session::{came_over_https, forwarded};
 use crate::AppState;
 
 /// Middleware: a write (any method but GET, HEAD, OPTIONS) that a browser says came from
@@ -65,17 +65,10 @@ fn from_here(headers: &HeaderMap, always_https: bool) -> bool {
 }
 
 /// The host the browser asked for, as the proxy nearest it says: the first `X-Forwarded-Host`
-/// value, else `host=` of the first `Forwarded` (RFC 7239) element, as `came_over_https` reads
-/// the forwarded scheme.
+/// value, else `host=` of the first `Forwarded` (RFC 7239) element, read as `came_over_https`
+/// reads the forwarded scheme (`session::forwarded`).
 fn forwarded_host(headers: &HeaderMap) -> Option<&str> {
-    let first = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).and_then(|v| v.split(',').next());
-    let forwarded_host = first("x-forwarded-host").map(str::trim);
-    let forwarded = first("forwarded").and_then(|element| {
-        element.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            name.trim().eq_ignore_ascii_case("host").then(|| value.trim().trim_matches('"'))
-        })
-    });
+    let (forwarded_host, forwarded) = forwarded(headers, "x-forwarded-host", "host");
     forwarded_host.filter(|host| !host.is_empty()).or(forwarded)
 }
 

@@ -81,15 +81,26 @@ fn cookie_attributes(always_secure: bool, headers: &HeaderMap) -> &'static str {
 /// used: the first proxy's word, the one nearest the browser. A client that forges it only
 /// makes its own cookie stricter.
 pub(super) fn came_over_https(headers: &HeaderMap) -> bool {
+    let (forwarded_proto, forwarded) = forwarded(headers, "x-forwarded-proto", "proto");
+    [forwarded_proto, forwarded].into_iter().flatten().any(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+/// What the proxy nearest the browser says of `key` (`proto`, `host`): the first value of
+/// `x_forwarded` (`X-Forwarded-Proto`, …), and `key=` of the first `Forwarded` (RFC 7239)
+/// element, each trimmed (and unquoted).
+pub(super) fn forwarded<'h>(
+    headers: &'h HeaderMap,
+    x_forwarded: &str,
+    key: &str,
+) -> (Option<&'h str>, Option<&'h str>) {
     let first = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).and_then(|v| v.split(',').next());
-    let forwarded_proto = first("x-forwarded-proto").map(str::trim);
-    let forwarded = first("forwarded").and_then(|element| {
+    let element = first("forwarded").and_then(|element| {
         element.split(';').find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            name.trim().eq_ignore_ascii_case("proto").then(|| value.trim().trim_matches('"'))
+            name.trim().eq_ignore_ascii_case(key).then(|| value.trim().trim_matches('"'))
         })
     });
-    [forwarded_proto, forwarded].into_iter().flatten().any(|proto| proto.eq_ignore_ascii_case("https"))
+    (first(x_forwarded).map(str::trim), element)
 }
 
 #[cfg(test)]
