@@ -3,7 +3,7 @@
 
 use catalog_core::StockChange;
 use catalog_store::contract::{batch, incoming, offer};
-use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role};
+use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role, SentQuantity};
 use reqwest::Method;
 use serde_json::json;
 
@@ -13,6 +13,15 @@ use crate::Server;
 /// Applies one event for `ABC-1` and dead-letters its publish on the storefront; the record
 /// it dead-lettered with.
 pub(crate) async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
+    dead_letter_a_publish_with(server, "unprocessable", None).await
+}
+
+/// As `dead_letter_a_publish`, the storefront's words `error`, and what was sent (`sent`).
+pub(crate) async fn dead_letter_a_publish_with(
+    server: &Server,
+    error: &str,
+    sent: Option<SentQuantity>,
+) -> PublishRecord {
     let key = offer("canary", "acme", "ABC-1");
     server
         .store
@@ -30,10 +39,10 @@ pub(crate) async fn dead_letter_a_publish(server: &Server) -> PublishRecord {
         outcome: PublishOutcome::DeadLettered,
         status: Some(422),
         latency_ms: Some(3),
-        error: Some("unprocessable".into()),
+        error: Some(error.into()),
         dead_letter_reason: Some("rejected_4xx".into()),
         body: Some("{}".into()),
-        sent: None,
+        sent,
     };
     server.store.record_publish(&record).await.expect("record");
     record

@@ -3,7 +3,7 @@
 
 use catalog_core::StockChange;
 use catalog_store::contract::{batch, event_id, incoming, offer};
-use catalog_store::{OutboxClaim, PublishOutcome, PublishRecord, Role, SentQuantity};
+use catalog_store::{Role, SentQuantity};
 
 use crate::Server;
 
@@ -259,29 +259,8 @@ async fn a_blank_note_is_refused_on_the_page() {
 async fn the_trace_shows_the_channel_s_refusal_of_an_attempt_that_sent_a_quantity() {
     let server = Server::sqlite().await;
     let viewer = server.token("vera", Role::Viewer).await;
-    let key = offer("canary", "acme", "ABC-1");
-    server
-        .store
-        .apply_batch(&batch(vec![incoming(1, &key, StockChange::Updated { quantity: 4 }, 0, 1)]))
-        .await
-        .expect("apply");
-    let lease = std::time::Duration::from_secs(30);
-    let claimed = server.store.claim_outbox("storefront", &OutboxClaim::immediate(10, lease)).await.expect("claim");
-    let record = PublishRecord {
-        claim: claimed[0].claim,
-        item_id: claimed[0].item.id(),
-        channel: "storefront".into(),
-        version: claimed[0].item.version(),
-        attempt: 1,
-        outcome: PublishOutcome::DeadLettered,
-        status: Some(422),
-        latency_ms: Some(3),
-        error: Some("unprocessable: listing L-77 is closed".into()),
-        dead_letter_reason: Some("rejected_4xx".into()),
-        body: Some("{}".into()),
-        sent: Some(SentQuantity { listing: "L-77".into(), quantity: 4, rule: "catalog 4".into() }),
-    };
-    server.store.record_publish(&record).await.expect("record");
+    let sent = SentQuantity { listing: "L-77".into(), quantity: 4, rule: "catalog 4".into() };
+    crate::dead_letters::dead_letter_a_publish_with(&server, "unprocessable: listing L-77 is closed", Some(sent)).await;
 
     let html = page(&server, &viewer, "/?tenant=canary&sku=abc-1").await;
     assert!(html.contains("<code>L-77</code>"), "what was sent is shown: {html}");
