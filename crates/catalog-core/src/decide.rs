@@ -110,6 +110,13 @@ pub struct Snapshot {
     pub quantity: i64,
 }
 
+/// Whether `key` orders after an event at `at` with no sequence, whatever the ids: later, or
+/// at `at` with a sequence. At `at` with none, the ids alone would decide: taken for before
+/// (a supplier's event at the very microsecond of a snapshot's `as_of`, with no sequence).
+fn after_a_correction_at(key: &OrderingKey, at: DateTime<Utc>) -> bool {
+    (key.effective_at, key.sequence) > (at, 0)
+}
+
 /// An applied `inventory.adjusted` newer than the offer's snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Adjustment {
@@ -287,10 +294,56 @@ impl OfferState {
     /// Latest snapshot + every adjustment newer than it (folded or listed), never below zero
     /// (an oversold supplier has nothing to offer; it does not eat another supplier's stock).
     pub fn quantity(&self) -> i64 {
+        self.unclamped_quantity().max(0)
+    }
+
+    /// Latest snapshot + every adjustment newer than it, not held at zero: below zero by what
+    /// the supplier oversold, which its next adjustments make up for before it offers again.
+    /// A full refresh compares this with the supplier's snapshot: an oversold offer shows 0,
+    /// as a snapshot of 0 does, and its deficit would outlive the refresh meant to reset it.
+    ///
+    /// ```
+    /// use catalog_core::{Adjustment, EventId, OfferState, OrderingKey, Snapshot};
+    ///
+    /// let key = |second: u32| OrderingKey {
+    ///     effective_at: format!("2026-06-01T12:00:{second:02}Z").parse().unwrap(),
+    ///     sequence: 0,
+    ///     event_id: EventId(uuid::Uuid::from_u128(second.into())),
+    /// };
+    /// let state = OfferState::from_parts(
+    ///     Some(Snapshot { key: key(1), quantity: 2 }),
+    ///     None,
+    ///     vec![Adjustment { key: key(2), delta: -5 }],
+    /// )
+    /// .unwrap();
+    /// assert_eq!((state.quantity(), state.unclamped_quantity()), (0, -3));
+    /// ```
+    pub fn unclamped_quantity(&self) -> i64 {
         let base = self.snapshot.map_or(0, |snapshot| snapshot.quantity);
         let base = base.saturating_add(self.folded.map_or(0, |folded| folded.delta));
-        let total = self.adjustments.iter().fold(base, |total, adjustment| total.saturating_add(adjustment.delta));
-        total.max(0)
+        self.adjustments.iter().fold(base, |total, adjustment| total.saturating_add(adjustment.delta))
+    }
+
+    /// [`OfferState::unclamped_quantity`] as of a correction at `at` (an `inventory.updated`
+    /// at `at` with no sequence, as a full refresh sends): without the listed adjustments
+    /// after it, by ordering key. A supplier's snapshot as of `at` is compared with this: the
+    /// correction keeps those later adjustments, so they are no difference. Meaningful only
+    /// while [`OfferState::set_after`] is false.
+    pub fn unclamped_quantity_as_of(&self, at: DateTime<Utc>) -> i64 {
+        let later: i64 = self
+            .adjustments
+            .iter()
+            .filter(|adjustment| after_a_correction_at(&adjustment.key, at))
+            .fold(0, |total, adjustment| total.saturating_add(adjustment.delta));
+        self.unclamped_quantity().saturating_sub(later)
+    }
+
+    /// Whether the offer's base (its snapshot, or its fold of old adjustments, which a hot
+    /// offer makes within minutes) took effect after a correction at `at`: that correction
+    /// would be decided stale, and a full refresh leaves the offer alone.
+    pub fn set_after(&self, at: DateTime<Utc>) -> bool {
+        self.snapshot.is_some_and(|snapshot| after_a_correction_at(&snapshot.key, at))
+            || self.folded.is_some_and(|folded| after_a_correction_at(&folded.through, at))
     }
 
     /// The greatest applied event still in effect: the offer's winner, for tracing.

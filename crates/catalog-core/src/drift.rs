@@ -103,7 +103,36 @@ pub struct Drift {
     pub corrected_version: u64,
 }
 
-/// Whether `shown` is drift from `expected`, and its correction.
+/// The highest version a channel may show, or say it holds, for the catalog to move an item
+/// past it. A correction is a version above the channel's, the stores keep versions as
+/// signed 64-bit integers, and the item's versions after a correction need room too: half
+/// the signed range leaves it. No channel counting an item's changes gets near it; a
+/// version beyond it is a channel's fault (a corrupt record, a timestamp sent as a version).
+pub const MAX_REACHABLE_VERSION: u64 = 1 << 62;
+
+/// The version beyond [`MAX_REACHABLE_VERSION`] that the channel shows or said it holds (a
+/// 409), if any. That is drift no correction can reach: no version the catalog can issue
+/// is newer, so [`detect`] finds none in it (a correction at the stores' largest version
+/// would be refused as older, for ever). An operator clears the item's version on the
+/// channel.
+///
+/// ```
+/// use catalog_core::{detect_drift, version_out_of_reach, Expected, Shown, MAX_REACHABLE_VERSION};
+///
+/// let expected = Expected { quantity: 12, version: 5, accepted: Some(5) };
+/// let shown = Some(Shown { quantity: 12, version: u64::MAX });
+/// assert_eq!(version_out_of_reach(expected, shown), Some(u64::MAX));
+/// assert_eq!(detect_drift(expected, shown), None);
+/// let shown = Some(Shown { quantity: 12, version: MAX_REACHABLE_VERSION });
+/// assert_eq!(version_out_of_reach(expected, shown), None);
+/// ```
+pub fn out_of_reach(expected: Expected, shown: Option<Shown>) -> Option<u64> {
+    let highest = shown.map_or(0, |shown| shown.version).max(expected.accepted.unwrap_or(0));
+    (highest > MAX_REACHABLE_VERSION).then_some(highest)
+}
+
+/// Whether `shown` is drift from `expected`, and its correction. A version beyond reach is
+/// none ([`out_of_reach`]).
 ///
 /// Only what the channel already accepted is compared: an item with a newer version still
 /// on its way (or never accepted) is not drift, unless the channel shows a version beyond
@@ -121,6 +150,9 @@ pub struct Drift {
 /// assert!(drift.corrected_version > 5);
 /// ```
 pub fn detect(expected: Expected, shown: Option<Shown>) -> Option<Drift> {
+    if out_of_reach(expected, shown).is_some() {
+        return None;
+    }
     let corrected = |shown_version: u64| expected.version.max(shown_version).saturating_add(1);
     if let Some(shown) = shown.filter(|shown| shown.version > expected.version) {
         // Beyond what a 409 said it holds too, or the channel refuses the correction as older.

@@ -84,7 +84,10 @@ pub use decide::{
     Adjustment, FoldedAdjustments, HeldReason, InvalidOfferState, ItemState, OfferState, Outcome, Snapshot,
     ADJUSTMENT_HORIZON, MAX_LISTED_ADJUSTMENTS,
 };
-pub use drift::{detect as detect_drift, Drift, DriftKind, Expected, Shown};
+pub use drift::{
+    detect as detect_drift, out_of_reach as version_out_of_reach, Drift, DriftKind, Expected, Shown,
+    MAX_REACHABLE_VERSION,
+};
 pub use event::{EventType, NewEventError, StockChange, SupplierEvent, MAX_QUANTITY};
 pub use failure::{Classify, FailureClass};
 pub use gate::{decide_step, green_since, GateFacts, GateSample, GateSettings, GateStep, Refusal, Rollout};

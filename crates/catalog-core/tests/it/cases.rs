@@ -248,3 +248,36 @@ fn each_rejection_reason_is_journaled() {
     final:
     "#);
 }
+
+/// A full refresh's correction is an `inventory.updated` at the snapshot's `as_of` with no
+/// sequence: what orders after it by key (an adjustment at `as_of` with a sequence, a
+/// snapshot or fold there or later) survives it or makes it stale, and the comparison as of
+/// the snapshot says so the same way.
+#[test]
+fn a_correction_s_ordering_key_decides_what_a_refresh_compares() {
+    use catalog_core::{Adjustment, EventId, FoldedAdjustments, OfferState, OrderingKey, Snapshot};
+    let as_of: chrono::DateTime<chrono::Utc> = "2026-06-01T12:00:00Z".parse().expect("time");
+    let key = |seconds: i64, sequence: u64, id: u128| OrderingKey {
+        effective_at: as_of + chrono::Duration::seconds(seconds),
+        sequence,
+        event_id: EventId(uuid::Uuid::from_u128(id)),
+    };
+    let snapshot = Some(Snapshot { key: key(-3_600, 0, 1), quantity: 10 });
+    let adjustments = vec![
+        Adjustment { key: key(-60, 0, 2), delta: -1 },
+        // At `as_of` itself, with a sequence: after the correction, which keeps it.
+        Adjustment { key: key(0, 5, 3), delta: -3 },
+        Adjustment { key: key(60, 0, 4), delta: -2 },
+    ];
+    let state = OfferState::from_parts(snapshot, None, adjustments).expect("state");
+    assert_eq!((state.unclamped_quantity(), state.unclamped_quantity_as_of(as_of)), (4, 9));
+    assert!(!state.set_after(as_of));
+
+    let at_as_of_with_a_sequence =
+        OfferState::from_parts(Some(Snapshot { key: key(0, 3, 5), quantity: 1 }), None, vec![]);
+    assert!(at_as_of_with_a_sequence.expect("state").set_after(as_of), "a snapshot the correction would not pass");
+    let folded = FoldedAdjustments { through: key(30, 0, 6), delta: -4, count: 2 };
+    let folded_after =
+        OfferState::from_parts(snapshot, Some(folded), vec![Adjustment { key: key(40, 0, 7), delta: 1 }]);
+    assert!(folded_after.expect("state").set_after(as_of), "a fold the correction would not pass");
+}

@@ -1,6 +1,6 @@
 //! Drift between what a channel accepted and what it shows, case by case.
 
-use catalog_core::{detect_drift, DriftKind, Expected, Shown};
+use catalog_core::{detect_drift, version_out_of_reach, DriftKind, Expected, Shown, MAX_REACHABLE_VERSION};
 
 fn expected(quantity: i64, version: u64, accepted: Option<u64>) -> Expected {
     Expected { quantity, version, accepted }
@@ -42,6 +42,11 @@ fn every_case() {
         (expected(12, 8, None), None, "none"),
         // Never versioned: nothing to show.
         (expected(0, 0, None), None, "none"),
+        // A version beyond reach, shown or said on a 409: no correction can pass it
+        // (`version_out_of_reach` says so); at the limit, one still can.
+        (expected(12, 7, Some(7)), shown(12, MAX_REACHABLE_VERSION + 1), "none"),
+        (expected(12, 7, Some(u64::MAX)), shown(12, 7), "none"),
+        (expected(12, 7, Some(7)), shown(12, MAX_REACHABLE_VERSION), "version_ahead -> v4611686018427387905"),
     ];
     for (expected, shown, want) in cases {
         assert_eq!(check(expected, shown), want, "{expected:?} shown {shown:?}");
@@ -105,4 +110,23 @@ fn with_nothing_on_its_way_the_current_version_is_expected() {
             }
         }
     }
+}
+
+#[test]
+fn a_version_beyond_reach_is_said_and_never_corrected() {
+    for beyond in [MAX_REACHABLE_VERSION + 1, i64::MAX as u64, u64::MAX] {
+        for (accepted, on_channel) in [(Some(7), Some(beyond)), (Some(beyond), Some(7)), (Some(beyond), None)] {
+            let expected = expected(12, 7, accepted);
+            let shown = on_channel.map(|version| Shown { quantity: 3, version });
+            assert_eq!(version_out_of_reach(expected, shown), Some(beyond));
+            // A correction there would be stored at the stores' largest version, below the
+            // channel's, and refused as older on every sweep.
+            assert_eq!(detect_drift(expected, shown), None);
+        }
+    }
+    assert_eq!(version_out_of_reach(expected(12, 7, Some(7)), shown(3, MAX_REACHABLE_VERSION)), None);
+    // Every correction fits the stores' signed versions with room for the item's next ones.
+    let drift = detect_drift(expected(12, 7, Some(7)), shown(3, MAX_REACHABLE_VERSION)).expect("drift");
+    assert_eq!(drift.corrected_version, MAX_REACHABLE_VERSION + 1);
+    assert!(i64::try_from(drift.corrected_version).is_ok(), "fits the stores' signed versions");
 }
