@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::PgPool;
 
-use crate::columns::{column, narrowed};
+use crate::columns::{column, narrowed, offer_columns, OFFER_STATE_COLUMNS};
 use crate::store_error;
 
 const FEED_COLUMNS: &str = "tenant_id, supplier_id, base_url, token_env, go_live_date, sync_frequency_hours, \
@@ -208,23 +208,17 @@ pub(crate) async fn resolve_pull_failure(pool: &PgPool, key: &FeedKey) -> Result
 }
 
 pub(crate) async fn feed_offers(pool: &PgPool, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
-    let rows = sqlx::query(
-        r#"SELECT sku, quantity, snapshot_effective_at FROM offers WHERE tenant_id = $1 AND supplier_id = $2
-           ORDER BY sku COLLATE "C""#,
-    )
+    let rows = sqlx::query(&format!(
+        r#"SELECT sku, {OFFER_STATE_COLUMNS} FROM offers WHERE tenant_id = $1 AND supplier_id = $2
+               ORDER BY sku COLLATE "C""#
+    ))
     .bind(key.tenant.as_str())
     .bind(key.supplier.as_str())
     .fetch_all(pool)
     .await
     .map_err(store_error)?;
     rows.iter()
-        .map(|row| {
-            Ok(FeedOffer {
-                sku: rows::sku(column(row, "sku")?)?,
-                quantity: column(row, "quantity")?,
-                effective_at: column(row, "snapshot_effective_at")?,
-            })
-        })
+        .map(|row| Ok(FeedOffer { sku: rows::sku(column(row, "sku")?)?, state: offer_columns(row)?.into_state()? }))
         .collect()
 }
 

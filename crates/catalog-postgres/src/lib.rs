@@ -211,6 +211,11 @@ impl OutboxStore for PostgresStore {
         with_deadline(self.deadline, "outbox_depth", outbox::outbox_depth(&self.pool)).await
     }
 
+    async fn outbox_clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now = sqlx::query_scalar("SELECT now()").fetch_one(&self.pool);
+        with_deadline(self.deadline, "outbox_clock", async { now.await.map_err(store_error) }).await
+    }
+
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         with_deadline(self.deadline, "stale_items", outbox::stale_items(&self.pool, &self.config, channel)).await
     }

@@ -66,24 +66,29 @@ pub(crate) async fn claim_outbox(
         .fetch_all(pool)
         .await
         .map_err(store_error)?;
-    rows.iter()
-        .map(|row| {
-            Ok(OutboxEntry {
-                item: rows::catalog_item(
-                    column(row, "item_id")?,
-                    column(row, "tenant_id")?,
-                    column(row, "sku")?,
-                    column(row, "quantity")?,
-                    column(row, "version")?,
-                )?,
-                channel: column(row, "channel")?,
-                traceparent: column(row, "traceparent")?,
-                attempts: narrowed_int4(row, "attempts")?,
-                enqueued_at: column(row, "enqueued_at")?,
-                claim: column(row, "claim")?,
-            })
-        })
-        .collect()
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let item = rows::catalog_item(
+            column(row, "item_id")?,
+            column(row, "tenant_id")?,
+            column(row, "sku")?,
+            column(row, "quantity")?,
+            column(row, "version")?,
+        );
+        // Leased and left out (`unreadable_row`): failing the claim, every row it leased
+        // went unsent, and the row was first in line again at the lease's end.
+        let row_id = format!("item {}", column::<uuid::Uuid>(row, "item_id")?);
+        let Some(item) = rows::readable_outbox_row(channel, &row_id, item) else { continue };
+        claimed.push(OutboxEntry {
+            item,
+            channel: column(row, "channel")?,
+            traceparent: column(row, "traceparent")?,
+            attempts: narrowed_int4(row, "attempts")?,
+            enqueued_at: column(row, "enqueued_at")?,
+            claim: column(row, "claim")?,
+        });
+    }
+    Ok(claimed)
 }
 
 pub(crate) async fn outbox_depth(pool: &PgPool) -> Result<Vec<OutboxDepth>, StoreError> {

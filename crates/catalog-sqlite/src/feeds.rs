@@ -11,7 +11,7 @@ use rusqlite::params;
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqlitePool;
 
-use crate::columns::{column, micros, narrowed, optional_time_column, time_column};
+use crate::columns::{column, micros, narrowed, offer_columns, optional_time_column, time_column, OFFER_STATE_COLUMNS};
 use crate::error::{store_error, write_error};
 use crate::writer::Writer;
 
@@ -263,22 +263,18 @@ pub(crate) async fn resolve_pull_failure(writer: &Writer, key: &FeedKey) -> Resu
 }
 
 pub(crate) async fn feed_offers(pool: &SqlitePool, key: &FeedKey) -> Result<Vec<FeedOffer>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT sku, quantity, snapshot_effective_at FROM offers WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY sku",
-    )
-        .bind(key.tenant.as_str())
-        .bind(key.supplier.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(store_error)?;
+    let rows = sqlx::query(&format!(
+        "SELECT sku, {OFFER_STATE_COLUMNS} FROM offers WHERE tenant_id = ?1 AND supplier_id = ?2 ORDER BY sku"
+    ))
+    .bind(key.tenant.as_str())
+    .bind(key.supplier.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
     rows.iter()
         .map(|row| {
             let sku: String = column(row, "sku")?;
-            Ok(FeedOffer {
-                sku: rows::sku(&sku)?,
-                quantity: column(row, "quantity")?,
-                effective_at: optional_time_column(row, "snapshot_effective_at")?,
-            })
+            Ok(FeedOffer { sku: rows::sku(&sku)?, state: offer_columns(row)?.into_state()? })
         })
         .collect()
 }

@@ -221,6 +221,12 @@ impl OutboxStore for SqliteStore {
         publish::outbox_depth(&self.pool).await
     }
 
+    /// The process's clock: rows are stamped with it when written (`apply`), by this process
+    /// or another on the same machine.
+    async fn outbox_clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(Utc::now())
+    }
+
     async fn stale_items(&self, channel: &str) -> Result<u64, StoreError> {
         publish::stale_items(&self.pool, &self.config, channel).await
     }

@@ -71,14 +71,14 @@ fn claim_in(connection: &Connection, channel: &str, claim: &OutboxClaim) -> Resu
         // same microsecond.
         let claim = uuid::Uuid::from_u64_pair(outbox_id as u64, leased_until as u64);
         outbox_ids.push((outbox_id, claim));
+        let item_id = raw::uuid_column(row, "item_id")?;
+        let item =
+            rows::catalog_item(item_id, &tenant, &sku, raw::column(row, "quantity")?, raw::column(row, "version")?);
+        // Leased and left out (`unreadable_row`): failing the claim, the row stayed first
+        // in line and the channel sent nothing again.
+        let Some(item) = rows::readable_outbox_row(channel, &format!("item {item_id}"), item) else { continue };
         claimed.push(OutboxEntry {
-            item: rows::catalog_item(
-                raw::uuid_column(row, "item_id")?,
-                &tenant,
-                &sku,
-                raw::column(row, "quantity")?,
-                raw::column(row, "version")?,
-            )?,
+            item,
             channel: raw::column(row, "channel")?,
             traceparent: raw::column(row, "traceparent")?,
             attempts: columns::narrowed("attempts", attempts)?,

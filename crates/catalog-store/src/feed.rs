@@ -198,11 +198,12 @@ pub const PULL_STAGE: &str = "pull";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedOffer {
     pub sku: Sku,
-    pub quantity: i64,
-    /// When the absolute quantity it holds took effect (its winning snapshot's time); `None`
-    /// for an offer only adjustments made. A refresh leaves an offer newer than its snapshot
-    /// alone: the snapshot does not know that change, and a correction as of it would lose.
-    pub effective_at: Option<DateTime<Utc>>,
+    /// The offer's state. A refresh leaves an offer whose snapshot or fold is newer than its
+    /// own snapshot alone (`OfferState::set_after`): the snapshot does not know that change,
+    /// and a correction as of it would lose. It compares the others as of the snapshot, not
+    /// held at zero (`OfferState::unclamped_quantity_as_of`), below zero for an oversold
+    /// offer, which shows 0.
+    pub state: catalog_core::OfferState,
 }
 
 /// A difference a full refresh found between the stored offer and the supplier's snapshot.

@@ -110,6 +110,12 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Pending publishes per channel, for metrics.
     async fn outbox_depth(&self) -> Result<Vec<OutboxDepth>, StoreError>;
 
+    /// The store's clock now: the clock the outbox's queue times are stamped by
+    /// (`OutboxDepth::oldest_enqueued_at`). A finite run drains what was queued before its
+    /// drain began, compared with this, never with its own clock (PostgreSQL stamps rows
+    /// with the server's).
+    async fn outbox_clock(&self) -> Result<DateTime<Utc>, StoreError>;
+
     /// Items of the tenants `channel` serves (the store's routes) whose published version
     /// there lags their catalog version: what the channel shows is stale (waiting, retrying,
     /// or dead-lettered).

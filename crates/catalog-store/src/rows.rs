@@ -204,6 +204,22 @@ pub fn catalog_item(
     Ok(item)
 }
 
+/// A claimed outbox row's item (`catalog_item`), or `None` once said: a row that cannot be
+/// read (its id not its key's, a SKU the rules refuse since) is left out of the claim that
+/// leased it, which stays, and logged at error for an operator, with its channel, row and
+/// fault. It is not lost: it waits in the outbox, counted in its depth, until it is mended
+/// or deleted by hand. Failing the whole claim instead, the row came first in line again
+/// and its channel sent nothing more.
+pub fn readable_outbox_row(channel: &str, row: &str, item: Result<CatalogItem, StoreError>) -> Option<CatalogItem> {
+    match item {
+        Ok(item) => Some(item),
+        Err(error) => {
+            tracing::error!(channel, row, %error, reason = "unreadable_row", "an outbox row cannot be read: left out of the claim, waiting in the outbox until it is mended or deleted");
+            None
+        }
+    }
+}
+
 /// An offer row with its supplier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferRow {

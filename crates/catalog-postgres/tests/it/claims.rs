@@ -193,3 +193,27 @@ async fn a_claim_prune_that_fails_leaves_the_other_steps_done() {
         sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&mut connection).await.expect("count");
     assert_eq!(left, 0, "the resolved dead letter past the retention is deleted all the same");
 }
+
+/// An outbox row that cannot be read (here a SKU the rules refuse, as one stored before a
+/// rule changed would be) is left out of the claim, and the rows claimed with it are sent:
+/// before, the claim failed after leasing them all, none was sent, and the row came first
+/// in line again at the lease's end. The row stays in the outbox for an operator.
+#[tokio::test]
+async fn an_unreadable_outbox_row_does_not_stop_its_channel() {
+    use catalog_store::prelude::*;
+    let database = TestDatabase::create().await;
+    let store = connect(&database, StoreConfig::default()).await;
+    let (first, second) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-2"));
+    for (n, key) in [(1, &first), (2, &second)] {
+        let event = incoming(n, key, StockChange::Updated { quantity: 4 }, 0, n as i64);
+        store.apply_batch(&batch(vec![event])).await.expect("apply");
+    }
+    let mut connection = PgConnection::connect(&database.url).await.expect("connect");
+    sqlx::query("UPDATE outbox SET sku = 'a 1' WHERE sku = 'A-1'").execute(&mut connection).await.expect("corrupt");
+    let claim = catalog_store::OutboxClaim::immediate(10, std::time::Duration::from_secs(60));
+    let claimed = store.claim_outbox("storefront", &claim).await.expect("the claim goes on past the row");
+    let skus: Vec<String> = claimed.iter().map(|entry| entry.item.sku().to_string()).collect();
+    assert_eq!(skus, ["B-2"]);
+    let depth = store.outbox_depth().await.expect("depth");
+    assert_eq!(depth.iter().map(|depth| depth.pending).sum::<u64>(), 2, "the unreadable row waits for an operator");
+}

@@ -222,3 +222,28 @@ async fn clamped_events_decided_before_0025_get_the_offer_time_apply_gives() {
     assert_eq!(recorded(&mut connection).await, written, "the backfill gives what apply gave");
     store.close().await;
 }
+
+/// An outbox row that cannot be read (here a SKU the rules refuse, as one stored before a
+/// rule changed would be) is left out of the claim, and the rows after it are claimed:
+/// before, the claim failed whole, the row stayed first in line, and the channel sent
+/// nothing again. The row stays in the outbox for an operator.
+#[tokio::test]
+async fn an_unreadable_outbox_row_does_not_stop_its_channel() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open_path(&database_path(directory.path()), StoreConfig::default()).await.expect("open");
+    let (first, second) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-2"));
+    for (n, key) in [(1, &first), (2, &second)] {
+        store
+            .apply_batch(&batch(vec![incoming(n, key, StockChange::Updated { quantity: 4 }, n as i64)]))
+            .await
+            .expect("apply");
+    }
+    let mut connection = raw_connection(&directory).await;
+    sqlx::query("UPDATE outbox SET sku = 'a 1' WHERE sku = 'A-1'").execute(&mut connection).await.expect("corrupt");
+    let claim = catalog_store::OutboxClaim::immediate(10, std::time::Duration::from_secs(60));
+    let claimed = store.claim_outbox("storefront", &claim).await.expect("the claim goes on past the row");
+    let skus: Vec<String> = claimed.iter().map(|entry| entry.item.sku().to_string()).collect();
+    assert_eq!(skus, ["B-2"]);
+    let depth = store.outbox_depth().await.expect("depth");
+    assert_eq!(depth.iter().map(|depth| depth.pending).sum::<u64>(), 2, "the unreadable row waits for an operator");
+}

@@ -7,8 +7,8 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 
 use super::fixtures::*;
 use crate::{
-    CompletedWindow, FeedDrift, FeedKey, FeedOffer, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh,
-    PullFailure, StoreConfig, WindowKind, PULL_STAGE,
+    CompletedWindow, FeedDrift, FeedKey, FeedRunKind, FeedRunRequest, FeedSettings, FullRefresh, PullFailure,
+    StoreConfig, WindowKind, PULL_STAGE,
 };
 
 fn key(tenant: &str, supplier: &str) -> FeedKey {
@@ -262,18 +262,24 @@ pub(super) async fn a_full_refresh_journals_its_drift_and_completes_the_initial_
         incoming(1, &offer("canary", "acme", "B-2"), StockChange::Updated { quantity: 4 }, 0, 0),
         incoming(2, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 7 }, 0, 1),
         incoming(3, &offer("canary", "other", "A-1"), StockChange::Updated { quantity: 1 }, 0, 2),
+        // Oversold: 2, then 5 sold. It shows 0, and owes 3.
+        incoming(4, &offer("canary", "acme", "D-4"), StockChange::Updated { quantity: 2 }, 0, 3),
+        incoming(5, &offer("canary", "acme", "D-4"), StockChange::Adjusted { delta: -5 }, 1, 4),
     ];
     store.apply_batch(&batch(events)).await.expect("apply");
     let offers = store.feed_offers(&acme.key).await.expect("offers");
-    let expected: Vec<FeedOffer> = [("A-1", 7), ("B-2", 4)]
+    let found: Vec<_> = offers
         .iter()
-        .map(|(sku, quantity)| FeedOffer {
-            sku: catalog_core::Sku::parse(sku).expect("sku"),
-            quantity: *quantity,
-            effective_at: Some(base()),
+        .map(|offer| {
+            let (unclamped, before_the_sale) =
+                (offer.state.unclamped_quantity(), offer.state.unclamped_quantity_as_of(base()));
+            let effective_at = offer.state.snapshot().map(|snapshot| snapshot.key.effective_at);
+            (offer.sku.to_string(), offer.state.quantity(), unclamped, before_the_sale, effective_at)
         })
         .collect();
-    assert_eq!(offers, expected, "the feed's own offers, by SKU, with when their quantity took effect");
+    let expected = [("A-1", 7, 7, 7), ("B-2", 4, 4, 4), ("D-4", 0, -3, 2)]
+        .map(|(sku, quantity, unclamped, as_of)| (sku.to_owned(), quantity, unclamped, as_of, Some(base())));
+    assert_eq!(found, expected, "the feed's own offers, by SKU, with their state and when their quantity took effect");
 
     let drift = |sku: &str, stored: Option<i64>, supplier: i64| FeedDrift {
         sku: catalog_core::Sku::parse(sku).expect("sku"),

@@ -58,6 +58,9 @@ pub(super) async fn outbox_claims_the_newest_version_and_coalesces_older_ones<G,
         [("storefront", 2)],
         "A's two versions wait as one"
     );
+    // A drain compares queue times with the store's clock: rows queued before are older.
+    let clock = store.outbox_clock().await.expect("clock");
+    assert!(depth[0].oldest_enqueued_at.is_some_and(|oldest| oldest <= clock), "{depth:?} at {clock}");
 
     let mut claimed = store.claim_outbox("storefront", &immediate(10)).await.expect("claim");
     claimed.sort_by_key(|entry| entry.item.sku().to_string());

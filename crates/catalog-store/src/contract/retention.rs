@@ -371,11 +371,20 @@ pub(super) async fn publish_attempts_and_drifts_past_the_retention_are_dropped_a
     let horizon = store.journal_horizon().await.expect("horizon");
     assert_eq!(horizon.and_then(|horizon| horizon.attempts_kept_since), None);
 
+    // A cutoff inside today, after them: the drift goes, the attempts stay (they go by whole
+    // days, as PostgreSQL drops its partitions; SQLite cut them at the cutoff).
+    let tomorrow = day_from_today(1);
+    let inside_today = tomorrow - chrono::Duration::seconds(1);
+    let report = store.expire_journal(&policy(inside_today), &mut Recorded::default()).await.expect("expire");
+    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (0, 1), "{report:?}");
+    assert_eq!((attempts().await, drifts().await), (vec![1, 2], 0));
+    let horizon = store.journal_horizon().await.expect("horizon");
+    assert_eq!(horizon.and_then(|horizon| horizon.attempts_kept_since), None);
+
     // Past today: they go, and the trace says since when attempts are kept. The item and what
     // the storefront holds stay.
-    let tomorrow = day_from_today(1);
     let report = store.expire_journal(&policy(tomorrow), &mut Recorded::default()).await.expect("expire");
-    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (1, 1), "{report:?}");
+    assert_eq!((report.attempt_days_dropped, report.drifts_pruned), (1, 0), "{report:?}");
     assert_eq!((attempts().await, drifts().await), (vec![], 0));
     let horizon = store.journal_horizon().await.expect("horizon").expect("attempts were dropped");
     assert_eq!(horizon.attempts_kept_since, Some(tomorrow));
