@@ -75,6 +75,18 @@ pub trait ChannelAdapter: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Gets what the channel's requests go out with (an OAuth access token) before the drain
+    /// loop starts a request's timeout: a token endpoint that is slow or never answers spends
+    /// the channel's time, not the items' attempts. Fetched under that timeout, the timeout
+    /// fired first, and every item version of the request was recorded as a `timeout`
+    /// though no request went out. A failure is the verdict of every item version of the
+    /// request, `Verdict::Unavailable` or `Verdict::Blocked`: the channel is held, and no
+    /// attempt is spent. The drain loop bounds the call by the request timeout too, and takes
+    /// one that outlasts it for `token_unavailable`. Nothing to get, by default.
+    async fn obtain_credentials(&self) -> Result<(), Verdict> {
+        Ok(())
+    }
+
     /// Sends up to [`ChannelAdapter::max_batch`] item versions (of distinct items) in one
     /// request, or as few as the platform allows, and classifies the answer for each. Never
     /// fails: a transport failure is a `Verdict::Retry` like a 5xx. The drain loop bounds

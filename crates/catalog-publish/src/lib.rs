@@ -8,6 +8,7 @@
 //! marketplace's API (`marketplace`), or JSON lines on standard output (`LogChannel`).
 
 mod adapter;
+pub mod body;
 mod channel;
 mod holding;
 mod log;

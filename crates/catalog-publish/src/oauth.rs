@@ -1,8 +1,8 @@
 //! OAuth2 access tokens for the channels that use them (Amazon's Login with Amazon, eBay,
 //! Walmart, Mercado Libre): fetched from the platform's token endpoint with a refresh token
-//! or client credentials, kept until shortly before they expire (and until they expire when
-//! the token endpoint cannot be reached or fails), and fetched again at once when the platform
-//! answers that the token expired. No token or secret reaches a log.
+//! or client credentials, kept until shortly before they expire, a day at most (and until
+//! they expire when the token endpoint cannot be reached or fails), and fetched again at once
+//! when the platform answers that the token expired. No token or secret reaches a log.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::body::{read_body_capped, MAX_ANSWER_BYTES, MIB};
 use crate::channel::Secret;
-use crate::response::{parse_retry_after, TransportError};
+use crate::response::{parse_retry_after, TransportError, Verdict, MAX_BODY_BYTES};
 
 /// How the token endpoint is asked for an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub enum TokenError {
 
 impl TokenError {
     /// The endpoint could not be reached or answer: asked again after [`UNAVAILABLE_HELD_FOR`].
-    fn unavailable(error: String) -> Self {
+    pub(crate) fn unavailable(error: String) -> Self {
         TokenError::Unavailable { error, retry_after: UNAVAILABLE_HELD_FOR }
     }
 
@@ -80,6 +81,24 @@ impl TokenError {
     }
 }
 
+impl From<TokenError> for Verdict {
+    /// No request went out, and the items' attempts are not spent on the token endpoint:
+    /// refused credentials stay refused until an operator renews them, and an answer that is
+    /// no token (most likely a `token_url` that is not the token endpoint) is held the same
+    /// way, and pages (`Verdict::Blocked`); an endpoint that throttled or failed holds the
+    /// channel quietly until its `Retry-After` (`Verdict::Unavailable`), only staleness told.
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Refused { .. } | TokenError::Malformed(_) => {
+                Verdict::Blocked { reason: error.reason(), error: error.to_string(), retry_after: REFUSAL_HELD_FOR }
+            }
+            TokenError::Unavailable { retry_after, .. } => {
+                Verdict::Unavailable { reason: error.reason(), error: error.to_string(), retry_after }
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
@@ -89,6 +108,11 @@ struct TokenAnswer {
 
 /// What an answer without `expires_in` is assumed to last.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest an access token is taken to last, whatever its `expires_in` says. The longest
+/// any platform here issues lasts six hours (Mercado Libre); a much longer one is a broken
+/// answer, and a token the platform stops taking is fetched again at its 401 anyway. Unbounded,
+/// an `expires_in` near 2^63 seconds overflowed the clock and panicked the fetch.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// A token is fetched again this long before it expires (or at half its life, if shorter).
 const REFRESH_AHEAD: Duration = Duration::from_secs(60);
 /// How long a refusal of the credentials answers every request without asking again: a
@@ -308,13 +332,8 @@ impl Fetcher {
                 return Ok(access_token);
             }
         };
-        let ahead = REFRESH_AHEAD.min(lifetime / 2);
-        let now = Instant::now();
-        state.cached = Some(Cached {
-            access_token: access_token.clone(),
-            renew_at: now + lifetime - ahead,
-            expires_at: now + lifetime,
-        });
+        // A rotated refresh token is kept before anything else: the platform spent the one
+        // presented, and nothing else would refresh the grant.
         if let Some(rotated) = rotated {
             if let Some(path) = &self.refresh_token_file {
                 match write_secret_file(path, &rotated) {
@@ -327,6 +346,13 @@ impl Fetcher {
             }
             state.refresh_token = Some(rotated);
         }
+        let ahead = REFRESH_AHEAD.min(lifetime / 2);
+        let now = Instant::now();
+        state.cached = Some(Cached {
+            access_token: access_token.clone(),
+            renew_at: now + lifetime - ahead,
+            expires_at: now + lifetime,
+        });
         state.n_fetched += 1;
         Ok(access_token)
     }
@@ -387,7 +413,14 @@ impl Fetcher {
         let status = response.status().as_u16();
         let retry_after =
             response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
-        let body = response.text().await.map_err(|error| TokenError::unavailable(error.to_string()))?;
+        // A token answer is read up to its cap, any other only as far as a refusal keeps of it.
+        let cap = if (200..=299).contains(&status) { MAX_ANSWER_BYTES } else { MAX_BODY_BYTES };
+        let body = read_body_capped(response, cap).await.map_err(|error| TokenError::unavailable(error.to_string()))?;
+        if body.over_cap && (200..=299).contains(&status) {
+            let error = format!("HTTP {status} longer than the {} MiB a token answer may be", MAX_ANSWER_BYTES / MIB);
+            return Err(TokenError::Malformed(error));
+        }
+        let body = body.into_text();
         match status {
             200..=299 => {}
             // A throttled or failing endpoint is asked again once its `Retry-After` passed.
@@ -403,7 +436,7 @@ impl Fetcher {
         if answer.access_token.is_empty() {
             return Err(TokenError::Malformed("empty access_token".to_owned()));
         }
-        let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs);
+        let lifetime = answer.expires_in.map_or(DEFAULT_LIFETIME, Duration::from_secs).min(LONGEST_LIFETIME);
         Ok((Secret::new(answer.access_token), lifetime, answer.refresh_token.map(Secret::new)))
     }
 }

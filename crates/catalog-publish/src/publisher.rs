@@ -18,13 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
-use crate::holding::{keep_held, sending_under, Holding};
-use crate::response::{classify_transport, TransportError, Verdict};
+use crate::holding::{keep_held, Holding};
+use crate::response::Verdict;
 use crate::round::{in_batches, plan_round, ChannelHold, Refused, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
+mod drain;
 mod events;
 mod records;
+mod send;
 mod shared;
 
 pub use events::{PublishError, PublishEvents, PublishRound};
@@ -71,6 +73,7 @@ pub struct ChannelPublisher {
     single_tenant: shared::SingleTenant,
     /// The channel's throttling hold, every lane's and the reconciler's.
     hold: Arc<ChannelHold>,
+    drain: drain::DrainStart,
 }
 
 impl std::fmt::Debug for ChannelPublisher {
@@ -100,6 +103,7 @@ impl ChannelPublisher {
             work: None,
             single_tenant: shared::SingleTenant::default(),
             hold,
+            drain: drain::DrainStart::default(),
         }
     }
 
@@ -119,8 +123,8 @@ impl ChannelPublisher {
         &self.config.name
     }
 
-    /// Publishes until `shutdown`; once `until_drained` fires, returns as soon as the channel
-    /// has nothing left waiting (everything published or dead-lettered). Returns the number of
+    /// Publishes until `shutdown`; once `until_drained` fires, returns as soon as nothing the
+    /// channel held when the drain began is left waiting (published or dead-lettered). Returns the number of
     /// item versions the channel accepted or already held.
     pub async fn run(self, shutdown: CancellationToken, until_drained: CancellationToken) -> Result<u64, PublishError> {
         // A 429 holds the whole channel, every lane, from the moment it is answered.
@@ -177,6 +181,11 @@ impl ChannelPublisher {
             if until_drained.is_cancelled() && refused_for_good(hold).is_some() {
                 return Ok(n_done);
             }
+            // Draining while claims still find rows: they may all be another process's,
+            // queued after the drain began, for ever (a Kafka worker's backlog).
+            if until_drained.is_cancelled() && self.drain.done_while_busy(&*self.store, &self.config.name).await {
+                return Ok(n_done);
+            }
             if let Some(until) = hold.until() {
                 tracing::info!(channel = %self.config.name, wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64, "channel throttled, holding its publishes");
                 tokio::select! {
@@ -194,7 +203,7 @@ impl ChannelPublisher {
                 }
             };
             if entries.is_empty() {
-                if until_drained.is_cancelled() && self.nothing_waiting().await {
+                if until_drained.is_cancelled() && self.drain.done(&*self.store, &self.config.name).await {
                     return Ok(n_done);
                 }
                 self.idle(&mut work, shutdown, until_drained).await;
@@ -375,119 +384,6 @@ impl ChannelPublisher {
             _ = shutdown.cancelled() => {}
             _ = until_drained.cancelled(), if !draining => {}
         }
-    }
-
-    /// Whether nothing waits on the channel; a store that cannot say now is asked again at
-    /// the next idle turn (as a failed claim is), not taken for the channel's end.
-    async fn nothing_waiting(&self) -> bool {
-        match self.store.outbox_depth().await {
-            Ok(depths) => {
-                depths.iter().filter(|depth| depth.channel == self.config.name).all(|depth| depth.pending == 0)
-            }
-            Err(error) => {
-                tracing::warn!(channel = %self.config.name, %error, "reading what waits to be published failed, retrying");
-                false
-            }
-        }
-    }
-
-    /// Sends one batch of item versions through the adapter, waiting for the channel's rate
-    /// limit first (one permit per request) and giving up on it after the request timeout.
-    /// Sends nothing (`LeaseRanOut`) when the claim's lease would run out before the
-    /// request timeout: by then another lane may hold the items at newer versions, and these
-    /// older ones must not reach the channel after them. A renewed round's send starts only
-    /// while its renewals answer. Nothing starts once the channel is held (`Held`) or the
-    /// publisher is stopping (`Stopping`); a send once started runs to its answer or its
-    /// timeout.
-    async fn attempt(
-        &self,
-        batch: Vec<Publish>,
-        deadline: Instant,
-        holding: Option<&Arc<Holding>>,
-        hold: &ChannelHold,
-        shutdown: &CancellationToken,
-    ) -> (Vec<Publish>, Result<Sent, Unsent>) {
-        let Some(latest_start) = deadline.checked_sub(self.config.request_timeout) else {
-            return (batch, Err(Unsent::LeaseRanOut));
-        };
-        // A stopping publisher starts nothing. A 429 answered to another send of this round (or
-        // another lane's) holds this one: the contract says to wait at least that long, and
-        // the rest of a round is not sent into it. Asked before a rate permit is taken (a held
-        // send spends none) and again after (a 429, or shutdown, may have come meanwhile).
-        let not_now = || {
-            if shutdown.is_cancelled() {
-                Some(Unsent::Stopping)
-            } else {
-                hold.until().map(|_| Unsent::Held)
-            }
-        };
-        if let Some(unsent) = not_now() {
-            return (batch, Err(unsent));
-        }
-        if let Some(limiter) = &self.limiter {
-            // A permit that comes too late is not taken: it would be spent on nothing.
-            tokio::select! {
-                ready = tokio::time::timeout_at(latest_start.into(), limiter.until_ready()) => {
-                    if ready.is_err() {
-                        return (batch, Err(Unsent::LeaseRanOut));
-                    }
-                }
-                _ = shutdown.cancelled() => return (batch, Err(Unsent::Stopping)),
-            }
-        }
-        if let Some(unsent) = not_now() {
-            return (batch, Err(unsent));
-        }
-        let at = Instant::now();
-        if at > latest_start || holding.is_some_and(|holding| !holding.still_held()) {
-            return (batch, Err(Unsent::LeaseRanOut));
-        }
-        let send = sending_under(holding.cloned(), self.adapter.send(&batch));
-        let sent = match tokio::time::timeout(self.config.request_timeout, send).await {
-            Ok(sent) => sent,
-            Err(_) => Sent::each(
-                batch.len(),
-                Attempt {
-                    verdict: classify_transport(&TransportError {
-                        kind: "timeout",
-                        message: format!("no answer within {} ms", self.config.request_timeout.as_millis()),
-                    }),
-                    status: None,
-                    latency: at.elapsed(),
-                },
-            ),
-        };
-        // A feed not created because the round's claims had passed (`claims_still_held`):
-        // nothing reached the platform, and the items may be another publisher's by now, so
-        // nothing is recorded for them, as for a send that never started.
-        let lapsed =
-            |attempt: &Attempt| matches!(&attempt.verdict, Verdict::Retry { reason, .. } if *reason == LEASE_RAN_OUT);
-        if !sent.attempts.is_empty() && sent.attempts.iter().all(lapsed) {
-            return (batch, Err(Unsent::LeaseRanOut));
-        }
-        // The longest wait any answer asks for; refused credentials told once per send.
-        let throttled = (sent.attempts.iter())
-            .filter_map(|attempt| match &attempt.verdict {
-                Verdict::Throttled { retry_after }
-                | Verdict::Unavailable { retry_after, .. }
-                | Verdict::Blocked { retry_after, .. } => Some(*retry_after),
-                _ => None,
-            })
-            .max();
-        let blocked = sent.attempts.iter().find_map(|attempt| match &attempt.verdict {
-            Verdict::Blocked { reason, error, .. } => Some((*reason, error)),
-            _ => None,
-        });
-        if let Some((reason, error)) = blocked {
-            self.events.blocked(&self.config.name, reason, error);
-            hold.refuse(reason, error);
-        } else if sent.attempts.iter().any(|attempt| !matches!(attempt.verdict, Verdict::Unavailable { .. })) {
-            hold.taken();
-        }
-        if let Some(wait) = throttled.into_iter().chain(sent.pause).max() {
-            hold.extend(wait);
-        }
-        (batch, Ok(sent))
     }
 }
 

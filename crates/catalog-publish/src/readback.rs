@@ -11,7 +11,8 @@ use catalog_core::{Classify, FailureClass, ItemId, Shown, TenantId};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::response::parse_retry_after;
+use crate::body::{read_body_capped, MAX_LIST_ANSWER_BYTES, MIB};
+use crate::response::{parse_retry_after, MAX_BODY_BYTES};
 use crate::storefront::StorefrontChannel;
 
 /// The most items one list request may ask for (the contract's bound).
@@ -258,10 +259,17 @@ impl ReadBack for StorefrontChannel {
         let status = response.status().as_u16();
         let retry_after =
             response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
-        let body = response.text().await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
+        // A page is read up to its cap, any other answer only as far as a refusal keeps of it.
+        let cap = if status == 200 { MAX_LIST_ANSWER_BYTES } else { MAX_BODY_BYTES };
+        let body =
+            read_body_capped(response, cap).await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
         match status {
-            200 => parse_list(&body),
-            _ => Err(read_error(status, retry_after.as_deref(), &body)),
+            200 if body.over_cap => Err(ReadBackError::Malformed(format!(
+                "a list page longer than the {} MiB one may be",
+                MAX_LIST_ANSWER_BYTES / MIB
+            ))),
+            200 => parse_list(&body.into_text()),
+            _ => Err(read_error(status, retry_after.as_deref(), &body.into_text())),
         }
     }
 }

@@ -1,12 +1,12 @@
 //! What the storefront contract says each answer means, as a pure function: 202 published,
 //! 409 superseded, 429 wait and retry (outside the failure budget), rejected 4xx
-//! dead-lettered, 408, 5xx and transport failures retried with backoff until the attempts
-//! run out. `Retry-After` is read per RFC 9110: delta-seconds (a fraction allowed) or an
-//! HTTP-date, measured from the `now` passed in.
+//! dead-lettered, 408, 5xx, any other 2xx and transport failures retried with backoff until
+//! the attempts run out. `Retry-After` is read per RFC 9110: delta-seconds (a fraction
+//! allowed) or an HTTP-date, measured from the `now` passed in.
 
 use std::time::Duration;
 
-use catalog_core::{CatalogItem, Classify, FailureClass, PublishResult};
+use catalog_core::{CatalogItem, Classify, FailureClass, PublishResult, MAX_REACHABLE_VERSION};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
@@ -124,12 +124,42 @@ pub fn classify_response(
     now: DateTime<Utc>,
 ) -> Verdict {
     match status {
-        200..=299 => Verdict::Answered(item.accepted()),
+        // The status is the contract's signal of acceptance, and the body only repeats it: a
+        // 202 whose body is empty or no JSON (a storefront that leaves it out, a proxy that
+        // cut it, a body that could not be read) is accepted. Refused, every item of such a
+        // storefront would be sent until its attempts ran out and dead-lettered, though each
+        // was taken. Only a body saying the opposite, `"accepted": false`, is believed (decision 0067).
+        202 if says_not_accepted(body) => Verdict::Retry {
+            reason: "not_accepted",
+            error: format!("HTTP 202 saying it did not accept: {}", truncate(body)),
+        },
+        202 => Verdict::Answered(item.accepted()),
+        // The contract accepts with 202 alone. Another 2xx is most likely not the storefront's
+        // answer (a gateway's or maintenance page's 200, a 204): taken for accepted, the version
+        // was recorded published though the storefront may never have got it.
+        200..=299 => Verdict::Retry {
+            reason: "unexpected_status",
+            error: format!("HTTP {status}, where the contract accepts with 202: {}", truncate(body)),
+        },
         409 => {
             // The contract says the body names the version the storefront holds; without it
             // the item's own rule applies: it holds this one or newer.
             let current_version =
                 serde_json::from_str::<ConflictBody>(body).ok().and_then(|conflict| conflict.current_version);
+            // A version no correction can pass (`catalog_core::MAX_REACHABLE_VERSION`): taken
+            // for superseded, the item would be recorded as held there at the stores' largest
+            // version, every later version of it refused as older. An operator clears it on
+            // the storefront, then retries the dead letter.
+            if let Some(beyond) = current_version.filter(|version| *version > MAX_REACHABLE_VERSION) {
+                return Verdict::DeadLetter {
+                    reason: "version_out_of_reach".to_owned(),
+                    error: format!(
+                        "HTTP 409: the storefront says it holds version {beyond}, beyond any the catalog can issue \
+                         ({MAX_REACHABLE_VERSION}): clear the item's version on the storefront, then retry"
+                    ),
+                    body: Some(truncate(body).to_owned()),
+                };
+            }
             Verdict::Answered(item.superseded(current_version))
         }
         429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
@@ -142,6 +172,12 @@ pub fn classify_response(
             body: Some(truncate(body).to_owned()),
         },
     }
+}
+
+/// Whether a body is JSON saying `"accepted": false`.
+fn says_not_accepted(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|answer| answer.get("accepted") == Some(&serde_json::Value::Bool(false)))
 }
 
 /// How long a `Retry-After` header asks to wait: delta-seconds, with a fraction allowed
@@ -214,7 +250,7 @@ pub(crate) fn storable(text: String) -> String {
 }
 
 /// Bodies kept with attempts and dead letters are cut to this many bytes.
-const MAX_BODY_BYTES: usize = 4_096;
+pub(crate) const MAX_BODY_BYTES: usize = 4_096;
 
 pub(crate) fn truncate(body: &str) -> &str {
     if body.len() <= MAX_BODY_BYTES {
@@ -271,9 +307,16 @@ mod tests {
         let item = item_at_7();
         let cases = [
             (202, None, r#"{"accepted": true}"#),
+            (202, None, ""),
+            (202, None, "not json"),
+            (202, None, r#"{"accepted": false}"#),
+            (200, None, r#"{"accepted": true}"#),
+            (200, None, "<html>down for maintenance</html>"),
+            (204, None, ""),
             (409, None, r#"{"accepted": false, "current_version": 9}"#),
             (409, None, "not json"),
             (409, None, r#"{"accepted": false, "current_version": 3}"#),
+            (409, None, r#"{"accepted": false, "current_version": 4611686018427387905}"#),
             (429, None, ""),
             (429, Some("7"), ""),
             (429, Some(" 7 "), ""),
@@ -315,9 +358,16 @@ mod tests {
             .collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
         202 -> Published
+        202 -> Published
+        202 -> Published
+        202 -> Retry { reason: "not_accepted", error: "HTTP 202 saying it did not accept: {\"accepted\": false}" }
+        200 -> Retry { reason: "unexpected_status", error: "HTTP 200, where the contract accepts with 202: {\"accepted\": true}" }
+        200 -> Retry { reason: "unexpected_status", error: "HTTP 200, where the contract accepts with 202: <html>down for maintenance</html>" }
+        204 -> Retry { reason: "unexpected_status", error: "HTTP 204, where the contract accepts with 202: " }
         409 -> Superseded { current_version: 9 }
         409 -> Superseded { current_version: 7 }
         409 -> Superseded { current_version: 7 }
+        409 -> DeadLetter { reason: "version_out_of_reach", error: "HTTP 409: the storefront says it holds version 4611686018427387905, beyond any the catalog can issue (4611686018427387904): clear the item's version on the storefront, then retry", body: Some("{\"accepted\": false, \"current_version\": 4611686018427387905}") }
         429 -> Throttled { retry_after: 1s }
         429 Retry-After: "7" -> Throttled { retry_after: 7s }
         429 Retry-After: " 7 " -> Throttled { retry_after: 7s }

@@ -9,9 +9,10 @@ use catalog_core::PublishBody;
 use chrono::Utc;
 
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
+use crate::body::{read_body_capped, CappedBody, MAX_ANSWER_BYTES};
 use crate::channel::Secret;
 use crate::publisher::PublishError;
-use crate::response::{classify_response, classify_transport, TransportError};
+use crate::response::{classify_response, classify_transport, TransportError, MAX_BODY_BYTES};
 
 /// Where a storefront is and how to authenticate to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +116,19 @@ impl StorefrontChannel {
                 let status = response.status().as_u16();
                 let retry_after =
                     response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
-                // A body that cannot be read still leaves the status to decide by.
-                let text = response.text().await.unwrap_or_default();
+                // The body is read as far as the classification reads it: a 2xx's and a 409's
+                // whole, up to the cap (a 202 longer than that is accepted, as one whose body
+                // cannot be read: only its status is the contract's signal, decision 0067), of
+                // any other only what an attempt keeps. A body that cannot be read still leaves
+                // the status to decide by.
+                let cap =
+                    if (200..=299).contains(&status) || status == 409 { MAX_ANSWER_BYTES } else { MAX_BODY_BYTES };
+                // A 2xx past the cap is judged by its status alone: a prefix that parses (a
+                // `{"accepted": false}` then a megabyte of blanks) is not what it said.
+                let text = match read_body_capped(response, cap).await {
+                    Ok(body) if body.over_cap && (200..=299).contains(&status) => String::new(),
+                    read => read.map(CappedBody::into_text).unwrap_or_default(),
+                };
                 let verdict = classify_response(status, retry_after.as_deref(), &text, item, Utc::now());
                 (verdict, Some(status))
             }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{exchange, http_client, with_token, Answer};
+use super::{exchange, http_client, obtain_access_token, with_token, Answer};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -137,6 +137,11 @@ struct OfferPriceQuantity<'a> {
 
 #[async_trait]
 impl ChannelAdapter for EbayChannel {
+    /// The access token is fetched before the request's timeout starts.
+    async fn obtain_credentials(&self) -> Result<(), Verdict> {
+        obtain_access_token(&self.tokens).await
+    }
+
     fn max_batch(&self) -> usize {
         MAX_SKUS_PER_REQUEST
     }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{exchange, http_client, one_at_a_time, with_token, Answer};
+use super::{exchange, http_client, obtain_access_token, one_at_a_time, with_token, Answer};
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::oauth::{ClientAuth, Grant, TokenCache, TokenEndpoint};
@@ -149,6 +149,11 @@ struct AvailableQuantity {
 
 #[async_trait]
 impl ChannelAdapter for MercadoLibreChannel {
+    /// The access token is fetched before the request's timeout starts.
+    async fn obtain_credentials(&self) -> Result<(), Verdict> {
+        obtain_access_token(&self.tokens).await
+    }
+
     async fn send(&self, batch: &[Publish]) -> Sent {
         // One listing per request: no batch endpoint for writes was found (the multiget
         // `GET /items?ids=` only reads).

@@ -17,13 +17,15 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 
 use crate::adapter::{Attempt, Publish, Sent};
+use crate::body::{read_body_capped, MAX_ANSWER_BYTES, MAX_LIST_ANSWER_BYTES, MIB};
 use crate::channel::Secret;
-use crate::oauth::{TokenCache, TokenError};
+use crate::oauth::TokenCache;
 use crate::publisher::PublishError;
 use crate::readback::{read_error, ReadBackError};
-use crate::response::{parse_retry_after, truncate, TransportError, Verdict};
+use crate::response::{classify_transport, parse_retry_after, truncate, TransportError, Verdict};
 
-/// A platform's answer, read whole.
+/// A platform's answer, its body read up to its cap (a success longer than that is none:
+/// [`ExchangeError::TooLong`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
@@ -113,13 +115,67 @@ pub(crate) fn percent_encode(value: &str) -> String {
     encoded
 }
 
-/// Sends `request` and reads the whole answer.
-pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, TransportError> {
+/// The reason of a success whose body is longer than its cap ([`ExchangeError::TooLong`]).
+pub(crate) const ANSWER_TOO_LONG: &str = "answer_too_long";
+
+/// Why a request has no answer to classify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// No answer came, or it was cut off: the connection failed or timed out.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A success whose body is longer than its cap: no answer of a platform's to the request
+    /// is that long (a proxy's, or a platform gone wrong), and it was read no further.
+    #[error("HTTP {status} with a body longer than the {} MiB such an answer may be", cap / MIB)]
+    TooLong { status: u16, cap: usize },
+}
+
+impl From<ExchangeError> for Verdict {
+    /// A transport failure as [`classify_transport`] says; a success too long to read is
+    /// retried, as each adapter retries a success it cannot read (`unexpected_answer`).
+    fn from(error: ExchangeError) -> Self {
+        match &error {
+            ExchangeError::Transport(transport) => classify_transport(transport),
+            ExchangeError::TooLong { .. } => Verdict::Retry { reason: ANSWER_TOO_LONG, error: error.to_string() },
+        }
+    }
+}
+
+impl From<ExchangeError> for ReadBackError {
+    /// A transport failure is transient; a success too long to read is no answer of the
+    /// platform's, as one that does not parse.
+    fn from(error: ExchangeError) -> Self {
+        match &error {
+            ExchangeError::Transport(transport) => ReadBackError::Transient(transport.to_string()),
+            ExchangeError::TooLong { .. } => ReadBackError::Malformed(error.to_string()),
+        }
+    }
+}
+
+/// Sends `request`, the answer to which says how a write (or the read of one listing) went,
+/// and reads the answer up to [`MAX_ANSWER_BYTES`].
+pub(crate) async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, ExchangeError> {
+    exchange_capped(request, MAX_ANSWER_BYTES).await
+}
+
+/// Sends `request`, whose answer lists many items (a read of listings, a feed's status or
+/// report), and reads the answer up to [`MAX_LIST_ANSWER_BYTES`].
+pub(crate) async fn exchange_list(request: reqwest::RequestBuilder) -> Result<Answer, ExchangeError> {
+    exchange_capped(request, MAX_LIST_ANSWER_BYTES).await
+}
+
+/// Sends `request` and reads the answer up to `cap` bytes. A success longer than that is
+/// [`ExchangeError::TooLong`]; any other answer is classified by what was read of it, the
+/// status deciding and only its first bytes kept.
+async fn exchange_capped(request: reqwest::RequestBuilder, cap: usize) -> Result<Answer, ExchangeError> {
     let response = request.send().await.map_err(|error| TransportError::from_reqwest(&error))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.text().await.map_err(|error| TransportError::from_reqwest(&error))?;
-    Ok(Answer { status, headers, body })
+    let body = read_body_capped(response, cap).await.map_err(|error| TransportError::from_reqwest(&error))?;
+    if body.over_cap && (200..=299).contains(&status) {
+        return Err(ExchangeError::TooLong { status, cap });
+    }
+    Ok(Answer { status, headers, body: body.into_text() })
 }
 
 /// What the statuses every platform means alike say, received at `now`: 429 wait
@@ -167,6 +223,12 @@ pub(crate) fn all(batch: &[Publish], verdict: Verdict, status: Option<u16>, star
 /// token cache's own hold of a refusal, so the next send finds the endpoint asked anew.
 pub(crate) const BLOCKED_FOR: Duration = crate::oauth::REFUSAL_HELD_FOR;
 
+/// Fetches the channel's access token, if it has none that is good, ahead of a send
+/// (`ChannelAdapter::obtain_credentials`), failing as [`with_token`] does without one.
+pub(crate) async fn obtain_access_token(tokens: &TokenCache) -> Result<(), Verdict> {
+    tokens.access_token().await.map(drop).map_err(Verdict::from)
+}
+
 /// Makes a request with the channel's access token (`send` builds and sends it), and once
 /// more with a new token when `expired` says the platform refused the token it was sent;
 /// credentials the token endpoint refused hold the channel (`Verdict::Blocked`), and so does
@@ -189,16 +251,7 @@ where
 {
     let mut retried = false;
     loop {
-        let token = tokens.access_token().await.map_err(|error| match error {
-            // Refused credentials stay refused until an operator renews them; an answer that
-            // is no token is held the same way, and pages: held quietly, only staleness told.
-            TokenError::Refused { .. } | TokenError::Malformed(_) => {
-                Verdict::Blocked { reason: error.reason(), error: error.to_string(), retry_after: BLOCKED_FOR }
-            }
-            TokenError::Unavailable { retry_after, .. } => {
-                Verdict::Unavailable { reason: error.reason(), error: error.to_string(), retry_after }
-            }
-        })?;
+        let token = tokens.access_token().await.map_err(Verdict::from)?;
         let answer = send(token.clone()).await.map_err(Into::into)?;
         // A new token refused too is the adapter's to classify (`unauthorized`, which holds
         // the channel as `Verdict::Blocked`): the grant or the application's access was
@@ -223,9 +276,11 @@ pub(crate) async fn read_with_token<F, Fut>(
 ) -> Result<Answer, ReadBackError>
 where
     F: Fn(Secret) -> Fut,
-    Fut: Future<Output = Result<Answer, TransportError>>,
+    Fut: Future<Output = Result<Answer, ExchangeError>>,
 {
     with_token(tokens, expired, send).await.map_err(|verdict| match verdict {
+        // A success too long to read, as `ReadBackError::from(ExchangeError)` says.
+        Verdict::Retry { reason: ANSWER_TOO_LONG, error } => ReadBackError::Malformed(error),
         Verdict::Throttled { retry_after }
         | Verdict::Unavailable { retry_after, .. }
         | Verdict::Blocked { retry_after, .. } => ReadBackError::Throttled(retry_after),

@@ -19,7 +19,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
 use crate::marketplace::{all, common_verdict, exchange, rejected};
 use crate::publisher::PublishError;
-use crate::response::{classify_transport, truncate, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
+use crate::response::{truncate, Verdict, DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER};
 
 /// The Admin API version asked for: the first stable version in which `@idempotent` is
 /// required at runtime. The request also suits 2026-01 (where `@idempotent` and
@@ -123,7 +123,7 @@ impl ShopifyChannel {
         }
         let answer = match exchange(request).await {
             Ok(answer) => answer,
-            Err(error) => return all(batch, classify_transport(&error), None, started),
+            Err(error) => return all(batch, Verdict::from(error), None, started),
         };
         let items: Vec<&CatalogItem> = batch.iter().map(|publish| &publish.entry.item).collect();
         let reading = classify_shopify(answer.status, answer.header("retry-after"), &answer.body, &items, Utc::now());

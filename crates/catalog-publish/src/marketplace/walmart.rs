@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::feeds::FeedSettings;
 use super::{
-    common_verdict, exchange, header, header_pairs, http_client, one_at_a_time, percent_encode, rejected, with_token,
-    Answer,
+    common_verdict, exchange, header, header_pairs, http_client, obtain_access_token, one_at_a_time, percent_encode,
+    rejected, with_token, Answer,
 };
 use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::Secret;
@@ -100,6 +100,11 @@ impl WalmartChannel {
 
 #[async_trait]
 impl ChannelAdapter for WalmartChannel {
+    /// The access token is fetched before the request's timeout starts.
+    async fn obtain_credentials(&self) -> Result<(), Verdict> {
+        obtain_access_token(&self.tokens).await
+    }
+
     fn max_batch(&self) -> usize {
         if self.config.feed.is_some() {
             MAX_FEED_ITEMS

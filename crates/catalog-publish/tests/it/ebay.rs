@@ -53,6 +53,8 @@ enum Api {
 enum Token {
     /// 400 `invalid_grant`: the refresh token is no longer good.
     Refuse,
+    /// The request is taken and never answered.
+    Hang,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,8 @@ struct Shared {
     lookups: VecDeque<Lookup>,
     requests: Vec<Recorded>,
     n_issued: u64,
+    /// Token requests taken and never answered.
+    n_hung: u64,
     /// Per SKU: its inventory item's `shipToLocationAvailability.quantity` and its offer.
     items: HashMap<String, (i64, Offer)>,
     /// How long each `getOffers` takes to answer.
@@ -160,6 +164,20 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+    if method == Method::POST && uri.path() == TOKEN_PATH {
+        let hangs = {
+            let mut shared = shared.lock().expect("eBay state");
+            let hangs = matches!(shared.token.front(), Some(Token::Hang));
+            if hangs {
+                shared.token.pop_front();
+                shared.n_hung += 1;
+            }
+            hangs
+        };
+        if hangs {
+            return std::future::pending().await;
+        }
+    }
     if method == Method::GET && uri.path() == OFFERS_PATH {
         let delay = {
             let mut shared = shared.lock().expect("eBay state");
@@ -188,6 +206,7 @@ async fn answer(
                 axum::Json(json!({"error": "invalid_grant", "error_description": "the provided authorization refresh token is invalid or was issued to another client"})),
             )
                 .into_response(),
+            Some(Token::Hang) => unreachable!("a hanging token request is never answered"),
             None => {
                 shared.n_issued += 1;
                 let access_token = format!("v^1.1#i^1#token-{}", shared.n_issued);
@@ -293,6 +312,11 @@ impl Ebay {
     }
 
     fn channel(&self) -> EbayChannel {
+        self.channel_timing_out_after(Duration::from_secs(5))
+    }
+
+    /// A channel whose requests, to the token endpoint too, are given up after `request_timeout`.
+    fn channel_timing_out_after(&self, request_timeout: Duration) -> EbayChannel {
         let config = EbayConfig {
             base_url: format!("http://{}", self.address),
             token_url: format!("http://{}{TOKEN_PATH}", self.address),
@@ -300,12 +324,16 @@ impl Ebay {
             client_secret: Secret::new("ebay-secret"),
             refresh_token: Secret::new("v^1.1#i^1#refresh"),
         };
-        EbayChannel::new(config, Duration::from_secs(5), 4).expect("HTTP client")
+        EbayChannel::new(config, request_timeout, 4).expect("HTTP client")
     }
 
     fn requests_to(&self, path: &str) -> Vec<Recorded> {
         let shared = self.shared.lock().expect("eBay state");
         shared.requests.iter().filter(|request| request.path == path).cloned().collect()
+    }
+
+    fn n_hung(&self) -> u64 {
+        self.shared.lock().expect("eBay state").n_hung
     }
 
     fn n_requests(&self) -> usize {
@@ -684,4 +712,56 @@ async fn ebay_round_is_given_back_unsent_while_the_store_cannot_tell_shared_skus
     tokio::time::timeout(Duration::from_secs(10), sent).await.expect("sent once the store answered");
     shutdown.cancel();
     running.await.expect("publisher task").expect("publisher run");
+}
+
+/// A token endpoint that takes the request and never answers is no item's failure, as one
+/// that throttles is not: the access token is fetched before the request's timeout starts,
+/// and a fetch given up on holds the channel as `token_unavailable`, spending no attempt.
+/// Fetched under that timeout, the request's timer fired first, and every item of the batch
+/// (up to 25 on eBay) spent an attempt as a `timeout` though no request reached eBay: with
+/// one attempt of budget, each was dead-lettered `retries_exhausted` at its first send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebay_token_endpoint_that_never_answers_spends_no_attempt() {
+    use catalog_publish::{ChannelConfig, ChannelPublisher};
+    use tokio_util::sync::CancellationToken;
+
+    let ebay = Ebay::start(vec![], vec![Token::Hang]).await;
+    let (store, _directory) = crate::store(&["ebay"]).await;
+    let changes = [("SKU-1", 5), ("SKU-2", 6), ("SKU-3", 7)];
+    crate::set_many(&*store, 1, &changes).await;
+    let mut config = ChannelConfig::new("ebay");
+    config.max_attempts = 1;
+    (config.settle, config.max_wait) = (Duration::ZERO, Duration::ZERO);
+    config.request_timeout = Duration::from_millis(500);
+    // An item whose request went unanswered waits a lease before it is dead-lettered.
+    config.lease = Duration::from_secs(2);
+    let channel = ebay.channel_timing_out_after(config.request_timeout);
+    let outbox: Arc<dyn catalog_store::OutboxStore> = store.clone();
+    let publisher = ChannelPublisher::new(config, Arc::new(channel), outbox, Arc::new(crate::Quiet));
+    let drained = CancellationToken::new();
+    drained.cancel();
+    let published = tokio::time::timeout(Duration::from_secs(30), publisher.run(CancellationToken::new(), drained))
+        .await
+        .expect("the drain ends")
+        .expect("publisher run");
+
+    assert_eq!(published, 3, "published once the endpoint answered");
+    assert!(store.open_dead_letters(10).await.expect("letters").is_empty(), "nothing dead-lettered");
+    assert_eq!(ebay.n_hung(), 1, "the first token request was never answered");
+    assert_eq!(ebay.requests_to(BULK_UPDATE_PATH).len(), 1, "one request, once a token came");
+    for (sku, quantity) in changes {
+        let id = catalog_core::ItemId(crate::item_id(sku).parse().expect("uuid"));
+        let trace = store.item_trace(id).await.expect("trace").expect("item");
+        // Held once or twice: the endpoint's failure is held 2 s from when the token client
+        // gave up on it, a moment after the drain loop did.
+        let (published, held) = trace.publish_attempts.split_last().expect("attempts");
+        assert_eq!((published.result.as_str(), published.attempt), ("published", 1), "{sku}");
+        assert!(!held.is_empty(), "{sku}: held first");
+        for attempt in held {
+            let error = attempt.error.clone().unwrap_or_default();
+            assert_eq!((attempt.result.as_str(), attempt.attempt), ("throttled", 1), "{sku}: {error}");
+            assert!(error.starts_with("token_unavailable: "), "{sku}: {error}");
+        }
+        assert_eq!(ebay.listing(sku), quantity, "{sku}");
+    }
 }

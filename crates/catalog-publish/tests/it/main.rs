@@ -8,6 +8,7 @@ mod budget;
 mod ebay;
 mod heal;
 mod late_apply;
+mod long_bodies;
 mod marketplace_support;
 mod mercadolibre;
 mod oauth;
@@ -338,6 +339,71 @@ async fn a_burst_of_updates_to_one_item_ends_in_few_calls_and_the_final_version(
     assert_eq!(storefront.held_quantity(&item_id("HOT-1")), Some(100));
 }
 
+/// A finite run's drain waits for what was queued before it began, and not for versions
+/// another process keeps queueing after it began (a hot item, changed every few
+/// milliseconds): before, it waited for a moment with nothing waiting on the channel, which
+/// here never came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_for_what_was_queued_before_it_began_and_no_more() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "MINE-1", 7).await;
+    set(&*store, 2, "HOT-1", 1).await;
+    let writer_store = Arc::clone(&store);
+    let writer = tokio::spawn(async move {
+        for n in 3..50_000 {
+            set(&*writer_store, n, "HOT-1", n as i64).await;
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut config = channel("storefront", &storefront);
+    config.config.settle = Duration::from_millis(300);
+    config.config.max_wait = Duration::from_secs(1);
+    let drained = CancellationToken::new();
+    drained.cancel();
+    let run = publisher(config, Arc::clone(&store)).run(CancellationToken::new(), drained);
+    // It ends about a second and a half in (HOT-1's first version waits `max_wait`).
+    let published = tokio::time::timeout(Duration::from_secs(8), run).await;
+    writer.abort();
+    let published = published.expect("the drain ends").expect("run");
+    assert!(published >= 2, "MINE-1 and a version of HOT-1: {published}");
+    assert_eq!(storefront.held_quantity(&item_id("MINE-1")), Some(7));
+    assert!(storefront.held_quantity(&item_id("HOT-1")).is_some());
+}
+
+/// A finite run's drain ends once what was queued before it began is published, though
+/// every claim still finds rows: another process's backlog of distinct items, queued faster
+/// than the channel's rate publishes them. Before, the drain was asked only when a claim came
+/// back empty, which here never happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_while_another_process_s_backlog_keeps_every_claim_busy() {
+    let storefront = Storefront::start(vec![]).await;
+    let (store, _dir) = store(&["storefront"]).await;
+    set(&*store, 1, "MINE-1", 7).await;
+    let writer_store = Arc::clone(&store);
+    let writer = tokio::spawn(async move {
+        for n in 2..100_000 {
+            set(&*writer_store, n, &format!("OTHER-{n}"), 1).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    // The other process is well under way: a backlog of a hundred rows, growing.
+    while store.outbox_depth().await.expect("depth").iter().map(|depth| depth.pending).sum::<u64>() < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut config = channel("storefront", &storefront);
+    config.config.rate = Some(catalog_publish::Rate::per_second(std::num::NonZeroU32::new(50).expect("non-zero")));
+    config.config.concurrency = 1;
+    let drained = CancellationToken::new();
+    drained.cancel();
+    let run = publisher(config, Arc::clone(&store)).run(CancellationToken::new(), drained);
+    // It ends once the hundred or so rows from before the drain are sent: a few seconds.
+    let published = tokio::time::timeout(Duration::from_secs(20), run).await;
+    writer.abort();
+    published.expect("the drain ends").expect("run");
+    assert_eq!(storefront.held_quantity(&item_id("MINE-1")), Some(7));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_channel_does_not_delay_another() {
     let healthy = Storefront::start(vec![]).await;
@@ -451,6 +517,9 @@ impl catalog_store::OutboxStore for Flaky {
     }
     async fn republish(&self, items: &[catalog_core::ItemId]) -> Result<u64, StoreError> {
         self.inner.republish(items).await
+    }
+    async fn outbox_clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        self.inner.outbox_clock().await
     }
     async fn outbox_depth(&self) -> Result<Vec<catalog_store::OutboxDepth>, StoreError> {
         let left = self.depth_failures.load(std::sync::atomic::Ordering::SeqCst);

@@ -54,6 +54,8 @@ enum Token {
     Slow(Duration),
     /// 200 with a page that is no token (a gateway's maintenance page).
     Garbage,
+    /// The refresh is done, its access token said to last this many seconds.
+    Lifetime(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +85,8 @@ struct Shared {
     overtaken: usize,
     /// How late the answer being made is sent.
     delay_answer: Duration,
+    /// What the answer being made says its access token lasts, in seconds.
+    expires_in: u64,
 }
 
 struct MercadoLibre {
@@ -142,6 +146,7 @@ fn answer_now(shared: &Mutex<Shared>, method: Method, uri: Uri, headers: HeaderM
                 return response;
             }
             Some(Token::Slow(delay)) => shared.delay_answer = delay,
+            Some(Token::Lifetime(expires_in)) => shared.expires_in = expires_in,
             Some(Token::Garbage) => {
                 return (StatusCode::OK, "<html><body>Down for maintenance</body></html>").into_response();
             }
@@ -154,8 +159,9 @@ fn answer_now(shared: &Mutex<Shared>, method: Method, uri: Uri, headers: HeaderM
         shared.n_issued += 1;
         let n = shared.n_issued;
         shared.refresh_token = format!("TG-{n}-241983636");
+        let expires_in = std::mem::replace(&mut shared.expires_in, 21600);
         return axum::Json(json!({"access_token": format!("APP_USR-{n}-241983636"), "token_type": "bearer",
-            "expires_in": 21600, "scope": "offline_access read write", "user_id": 241983636,
+            "expires_in": expires_in, "scope": "offline_access read write", "user_id": 241983636,
             "refresh_token": shared.refresh_token}))
         .into_response();
     }
@@ -269,6 +275,7 @@ impl MercadoLibre {
             n_issued: 0,
             refresh_token: "TG-initial-241983636".to_owned(),
             delay_answer: Duration::ZERO,
+            expires_in: 21600,
             stocks: std::collections::HashMap::from([(
                 "MLBU206642488".to_owned(),
                 (
@@ -516,6 +523,26 @@ async fn mercadolibre_rotated_refresh_token_is_kept_when_its_send_is_cancelled()
     assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
     let tokens = meli.token_requests();
     assert_eq!(tokens.len(), 1, "the token the cancelled fetch brought is used: {tokens:?}");
+}
+
+/// A token endpoint saying its access token lasts `u64::MAX` seconds is taken for a day at
+/// most, and the refresh token it rotated is kept first. Before, adding that lifetime to the
+/// clock overflowed and panicked in the fetch's task, before the rotated token was kept:
+/// Mercado Libre had spent the old one, and the channel was refused until the seller
+/// authorized the application again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mercadolibre_token_said_to_last_for_ever_keeps_its_rotated_refresh_token() {
+    let meli = MercadoLibre::start(vec![Api::Accept, Api::Accept], vec![Token::Lifetime(u64::MAX)]).await;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("meli-refresh-token");
+    let channel = meli.channel_keeping(Some(file.clone()));
+    let sent = publish(ITEM_ID, 7, None);
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(std::fs::read_to_string(&file).ok().as_deref(), Some("TG-1-241983636"), "the rotated token is kept");
+    assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
+    let answer = channel.send(std::slice::from_ref(&sent)).await;
+    assert_eq!(answer.attempts[0].status, Some(200), "{answer:?}");
+    assert_eq!(meli.token_requests().len(), 1, "the access token is used while it lasts");
 }
 
 /// Two workers draining the same channel (or the old and the new one of a deploy) share its

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 pub(crate) enum Behavior {
     /// Answer with this status and an empty body (a 5xx here).
     Status(u16),
-    /// Answer with this rejecting status and body.
+    /// Answer with this status and body: a rejection, or a page that is no answer of the
+    /// contract's.
     Reject(u16, &'static str),
     /// 429 with `Retry-After` in seconds.
     Throttle(u64),
@@ -202,4 +203,49 @@ async fn a_redirect_is_not_followed_and_not_taken_for_accepted() {
         sent.attempts[0].verdict
     );
     assert_eq!(*landed.lock().expect("landed"), 0, "the redirect was not followed");
+}
+
+/// A 2xx other than the contract's 202 (a gateway's or maintenance page's 200, a 204) is not
+/// the storefront's acceptance: retried, and dead-lettered `retries_exhausted` naming the
+/// status once the attempts run out. Taken for accepted, the version was recorded published
+/// and its outbox row deleted, though the storefront may never have got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_other_than_202_is_retried_never_recorded_published() {
+    let page = "<html>down for maintenance</html>";
+    let storefront = Storefront::start(vec![Behavior::Reject(200, page), Behavior::Status(204)]).await;
+    let (store, _dir) = crate::store(&["storefront"]).await;
+    crate::set(&*store, 1, "ABC-123", 42).await;
+    let mut channel = crate::channel("storefront", &storefront);
+    channel.config.max_attempts = 2;
+    assert_eq!(crate::drain(channel, Arc::clone(&store)).await, 0, "nothing published");
+    assert_eq!(storefront.requests().len(), 2, "retried once, then out of attempts");
+    let letters = store.open_dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "retries_exhausted");
+    let item = catalog_core::ItemId(crate::item_id("ABC-123").parse().expect("uuid"));
+    let trace = store.item_trace(item).await.expect("trace").expect("item");
+    let attempts: Vec<_> = trace
+        .publish_attempts
+        .iter()
+        .map(|attempt| {
+            (attempt.attempt, attempt.result.as_str(), attempt.status, attempt.error.clone().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (
+                1,
+                "retry",
+                Some(200),
+                format!("unexpected_status: HTTP 200, where the contract accepts with 202: {page}")
+            ),
+            (
+                2,
+                "dead_lettered",
+                Some(204),
+                "unexpected_status: HTTP 204, where the contract accepts with 202: ".into()
+            ),
+        ]
+    );
 }

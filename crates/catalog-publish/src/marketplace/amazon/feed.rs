@@ -7,7 +7,6 @@
 //! the same quantity, and Amazon processes a seller's feeds in the order they were created).
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -17,10 +16,11 @@ use serde_json::{json, Value};
 use super::s3::s3_error;
 use super::{access_token_refused, refusal, AmazonChannel, FULFILLMENT_CHANNEL_CODE, PATCH_OPERATION};
 use crate::adapter::{Publish, Sent};
+use crate::body::{read_body_capped, unpack_gzip_capped, MAX_LIST_ANSWER_BYTES as LIST_CAP, MIB};
 use crate::channel::{Rate, Secret};
 use crate::marketplace::feeds::{exchange_while_held, feed_sent, patiently, succeeded, FeedSettings, Refused};
 use crate::marketplace::{exchange, with_token, Answer};
-use crate::response::{classify_transport, truncate, TransportError, Verdict};
+use crate::response::{classify_transport, truncate, TransportError, Verdict, MAX_BODY_BYTES};
 
 /// The most messages one `JSON_LISTINGS_FEED` holds (the listings feed schema's `maxItems`).
 pub const MAX_FEED_MESSAGES: usize = 10_000;
@@ -340,7 +340,7 @@ impl AmazonChannel {
     /// authorization, so no access token goes with it.
     async fn upload(&self, url: &str, feed: String) -> Result<(), Refused> {
         let request = self.client.put(url).header("Content-Type", FEED_CONTENT_TYPE).body(feed);
-        let answer = exchange(request).await.map_err(|error| (classify_transport(&error), None))?;
+        let answer = exchange(request).await.map_err(|error| (Verdict::from(error), None))?;
         if (200..300).contains(&answer.status) {
             return Ok(());
         }
@@ -348,33 +348,39 @@ impl AmazonChannel {
         Err((Verdict::Retry { reason: "upload_failed", error }, Some(answer.status)))
     }
 
-    /// A result document's text, unpacked when Amazon compressed it.
+    /// A result document's text, unpacked when Amazon compressed it: read, and unpacked, no
+    /// further than the cap of an answer that lists many items.
     async fn download(&self, document: &FeedDocument) -> Result<String, Refused> {
         let unreadable = |error: String| (Verdict::Retry { reason: "unexpected_answer", error }, Some(200));
+        let too_long = || unreadable(format!("processing report longer than the {} MiB one may be", LIST_CAP / MIB));
         let transport = |error: reqwest::Error| (classify_transport(&TransportError::from_reqwest(&error)), None);
         let response = self.client.get(&document.url).send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport)?;
-        if !(200..300).contains(&status) {
+        let succeeded = (200..300).contains(&status);
+        let body =
+            read_body_capped(response, if succeeded { LIST_CAP } else { MAX_BODY_BYTES }).await.map_err(transport)?;
+        if !succeeded {
             let error = format!(
                 "downloading the processing report: HTTP {status}: {}",
-                s3_error(&String::from_utf8_lossy(&bytes))
+                s3_error(&String::from_utf8_lossy(&body.bytes))
             );
             return Err((Verdict::Retry { reason: "server_error", error: truncate(&error).to_owned() }, Some(status)));
         }
-        match document.compression_algorithm.as_deref() {
-            None => {
-                String::from_utf8(bytes.to_vec()).map_err(|error| unreadable(format!("processing report: {error}")))
-            }
-            Some("GZIP") => {
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(bytes.as_ref())
-                    .read_to_string(&mut text)
-                    .map_err(|error| unreadable(format!("processing report, GZIP: {error}")))?;
-                Ok(text)
-            }
-            Some(other) => Err(unreadable(format!("processing report compressed as {other}, which is not GZIP"))),
+        if body.over_cap {
+            return Err(too_long());
         }
+        let bytes = match document.compression_algorithm.as_deref() {
+            None => body.bytes,
+            Some("GZIP") => match unpack_gzip_capped(&body.bytes, LIST_CAP) {
+                Ok(unpacked) if unpacked.over_cap => return Err(too_long()),
+                Ok(unpacked) => unpacked.bytes,
+                Err(error) => return Err(unreadable(format!("processing report, GZIP: {error}"))),
+            },
+            Some(other) => {
+                return Err(unreadable(format!("processing report compressed as {other}, which is not GZIP")))
+            }
+        };
+        String::from_utf8(bytes).map_err(|error| unreadable(format!("processing report: {error}")))
     }
 }
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{access_token_refused, error_text, throttle_wait, AmazonChannel, FULFILLMENT_CHANNEL_CODE};
-use crate::marketplace::{exchange, header_pairs, percent_encode, read_with_token};
+use crate::marketplace::{exchange_list, header_pairs, percent_encode, read_with_token};
 use crate::readback::{json_of, one_listing_at_a_time, read_error, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
@@ -87,7 +87,7 @@ impl AmazonChannel {
         let answer = read_with_token(&self.tokens, access_token_refused, |token| {
             let request =
                 self.client.get(&url).header("x-amz-access-token", token.expose()).header("Accept", "application/json");
-            exchange(request)
+            exchange_list(request)
         })
         .await?;
         let headers = header_pairs(&answer.headers);
@@ -112,7 +112,7 @@ impl AmazonChannel {
                 ])
                 .header("x-amz-access-token", token.expose())
                 .header("Accept", "application/json");
-            exchange(request)
+            exchange_list(request)
         })
         .await?;
         let headers = header_pairs(&answer.headers);

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::offers::LookupFailure;
 use super::{describe_error_list, error_id_list, expired, EbayChannel};
-use crate::marketplace::{exchange, read_refusal, read_with_token};
+use crate::marketplace::{exchange_list, read_refusal, read_with_token};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::{truncate, Verdict};
 
@@ -38,7 +38,7 @@ impl LookupReadBack for EbayChannel {
         let requests: Vec<Value> = listings.iter().map(|sku| json!({ "sku": sku })).collect();
         let body = json!({ "requests": requests });
         let answer = read_with_token(&self.tokens, expired, |token| {
-            exchange(self.client.post(&url).bearer_auth(token.expose()).json(&body))
+            exchange_list(self.client.post(&url).bearer_auth(token.expose()).json(&body))
         })
         .await?;
         if !(200..=299).contains(&answer.status) {

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 
 use super::{expired, MercadoLibreChannel, MercadoLibreListing, UserProductListing};
-use crate::marketplace::{exchange, read_refusal, read_with_token};
+use crate::marketplace::{exchange_list, read_refusal, read_with_token};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::truncate;
 
@@ -62,7 +62,7 @@ impl LookupReadBack for MercadoLibreChannel {
                 .query(&[("ids", ids.as_str()), ("attributes", attributes)])
                 .bearer_auth(token.expose())
                 .header("Accept", "application/json");
-            exchange(request)
+            exchange_list(request)
         })
         .await?;
         if answer.status != 200 {

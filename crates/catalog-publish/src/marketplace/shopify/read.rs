@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{is_inventory_item_gid, message, Budget, ShopifyChannel};
-use crate::marketplace::{exchange, read_refusal};
+use crate::marketplace::{exchange_list, read_refusal};
 use crate::readback::{json_of, LookupReadBack, ReadBackError, ShownQuantities};
 use crate::response::{truncate, DEFAULT_RETRY_AFTER};
 
@@ -35,7 +35,7 @@ impl LookupReadBack for ShopifyChannel {
         let body = json!({ "query": AVAILABLE_AT, "variables": { "ids": ids, "locationId": self.config.location_id } });
         let request =
             self.client.post(&self.url).header("X-Shopify-Access-Token", self.config.access_token.expose()).json(&body);
-        let answer = exchange(request).await.map_err(|error| ReadBackError::Transient(error.to_string()))?;
+        let answer = exchange_list(request).await?;
         if !(200..=299).contains(&answer.status) {
             return Err(read_refusal(&answer));
         }

@@ -16,7 +16,7 @@ use super::{access_token_expired, correlation_id, refusal, WalmartChannel, SERVI
 use crate::adapter::{Publish, Sent};
 use crate::channel::{Rate, Secret};
 use crate::marketplace::feeds::{exchange_while_held, feed_sent, patiently, succeeded, FeedSettings, Refused};
-use crate::marketplace::{exchange, percent_encode, with_token, Answer};
+use crate::marketplace::{exchange_list, percent_encode, with_token, Answer};
 use crate::response::{truncate, Verdict};
 
 /// The most items one feed holds (Walmart's bulk feeds take up to 10,000; the file stays far
@@ -276,12 +276,14 @@ impl WalmartChannel {
     }
 
     /// A Marketplace call with the channel's access token and Walmart's headers: its answer
-    /// if it succeeded, otherwise what Walmart's refusal means for every item.
+    /// if it succeeded, otherwise what Walmart's refusal means for every item. Its answer may
+    /// list a page of 1,000 items' statuses: read up to the cap of such an answer.
     async fn call(&self, method: reqwest::Method, url: &str) -> Result<Answer, Refused> {
-        let answer =
-            with_token(&self.tokens, access_token_expired, |token| exchange(self.request(&token, method.clone(), url)))
-                .await
-                .map_err(|verdict| (verdict, None))?;
+        let answer = with_token(&self.tokens, access_token_expired, |token| {
+            exchange_list(self.request(&token, method.clone(), url))
+        })
+        .await
+        .map_err(|verdict| (verdict, None))?;
         succeeded(answer, refusal)
     }
 

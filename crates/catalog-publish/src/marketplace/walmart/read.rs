@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{access_token_expired, correlation_id, error_text, throttle_wait, WalmartChannel, SERVICE_NAME};
-use crate::marketplace::{exchange, header_pairs, percent_encode, read_with_token};
+use crate::marketplace::{exchange_list, header_pairs, percent_encode, read_with_token};
 use crate::readback::{
     json_of, one_listing_at_a_time, read_error, CatalogList, CatalogPage, LookupReadBack, ReadBackError,
     ShownQuantities,
@@ -49,7 +49,7 @@ impl CatalogList for WalmartChannel {
             url.push_str(&format!("&nextCursor={}", percent_encode(cursor)));
         }
         let answer = read_with_token(&self.tokens, access_token_expired, |token| {
-            exchange(self.read_request(&url, token.expose()))
+            exchange_list(self.read_request(&url, token.expose()))
         })
         .await?;
         let headers = header_pairs(&answer.headers);
@@ -66,7 +66,7 @@ impl WalmartChannel {
             url.push_str(&format!("&shipNode={}", percent_encode(ship_node)));
         }
         let answer = read_with_token(&self.tokens, access_token_expired, |token| {
-            exchange(self.read_request(&url, token.expose()))
+            exchange_list(self.read_request(&url, token.expose()))
         })
         .await?;
         let headers = header_pairs(&answer.headers);
