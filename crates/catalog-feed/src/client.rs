@@ -12,15 +12,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::{read_body_capped, MAX_PAGE_BYTES, MIB};
 use crate::record::{parse_page, InvalidPage, Page};
 
 /// How much of an answer's body a failure keeps for the operator.
 const BODY_PREFIX_BYTES: usize = 4 * 1024;
 
+/// The reason of an answer that is no page (a 200 whose body is not the contract's shape).
+const INVALID_PAGE: &str = "invalid_page";
+
 /// What to do with an answer, by the contract's error table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// 200: parse the page (a body that is not one is retried like a 5xx).
+    /// 200: parse the page (a body that is not one, or is longer than a page may be, is
+    /// retried like a 5xx).
     Page,
     /// 429: ask for the same page again after this long.
     Throttled(Duration),
@@ -138,6 +143,18 @@ pub enum PullError {
     /// for ever. The feed's paging is broken; its supplier must fix it.
     #[error("the feed returned a cursor it had already returned in this pass, after {pages} pages: following it would never end")]
     CursorLoop { pages: u64 },
+    /// The feed gave [`MAX_EMPTY_PAGES_IN_A_ROW`](crate::paging::MAX_EMPTY_PAGES_IN_A_ROW) pages in a row with no record, each naming a
+    /// new next cursor: following them may never end. Its supplier must fix its paging.
+    #[error(
+        "the feed gave {pages} pages in a row with no record, each naming a next cursor: following them may never end"
+    )]
+    EmptyPages { pages: u32 },
+    /// No request can be made at the feed's base URL (a port past 65535, a space in the host,
+    /// a redirect to no URL: `invalid_url`), or its redirects loop (`too_many_redirects`): no
+    /// retry mends either. Sent as connection errors, they were retried for ever as the
+    /// supplier's; the feed's settings are the operator's.
+    #[error("the feed cannot be asked at its base URL: {error}")]
+    UnusableUrl { reason: &'static str, error: String },
     /// Shutting down.
     #[error("abandoned at shutdown")]
     Abandoned,
@@ -149,11 +166,12 @@ impl PullError {
         match self {
             PullError::CursorExpired => "cursor_expired".to_owned(),
             PullError::Refused { status, .. } => format!("http_{status}"),
-            PullError::Unavailable { reason, .. } => (*reason).to_owned(),
+            PullError::Unavailable { reason, .. } | PullError::UnusableUrl { reason, .. } => (*reason).to_owned(),
             PullError::HeldOff { .. } => "throttled".to_owned(),
             PullError::NoToken(_) => "token_missing".to_owned(),
             PullError::InvalidToken(_) => "token_invalid".to_owned(),
             PullError::CursorLoop { .. } => "cursor_loop".to_owned(),
+            PullError::EmptyPages { .. } => "empty_pages".to_owned(),
             PullError::Abandoned => "abandoned".to_owned(),
         }
     }
@@ -164,24 +182,6 @@ impl PullError {
             PullError::Refused { body, .. } => Some(body.clone()),
             PullError::Unavailable { body, .. } => body.clone(),
             _ => None,
-        }
-    }
-}
-
-/// The cursors a pass over a window or a snapshot was given, to stop at the first that
-/// comes back: a feed whose paging loops would otherwise be followed for ever.
-#[derive(Debug, Default)]
-pub(crate) struct SeenCursors(std::collections::HashSet<String>);
-
-impl SeenCursors {
-    /// Takes in a page whose next cursor is `next`; `Err` when that cursor came before. Every
-    /// page before it named a new cursor, so the pages of the pass are those cursors and it.
-    pub(crate) fn next(&mut self, next: Option<&str>) -> Result<(), PullError> {
-        match next {
-            Some(next) if !self.0.insert(next.to_owned()) => {
-                Err(PullError::CursorLoop { pages: self.0.len() as u64 + 1 })
-            }
-            _ => Ok(()),
         }
     }
 }
@@ -261,8 +261,11 @@ impl FeedClient {
         let mut failures = 0_u32;
         let mut throttled = 0_u32;
         // The body of the last answer that was not a page: kept for the dead letter when the
-        // attempts run out on one without an answer (a timeout after garbage pages).
+        // attempts run out on one without an answer (a timeout after 5xx answers).
         let mut last_body: Option<String> = None;
+        // The last attempt that was answered with no page (its error and body): the page is
+        // classed by it whatever came after, as the most specific cause seen.
+        let mut last_invalid_page: Option<(String, Option<String>)> = None;
         let mut backoff = self.retry.initial_backoff;
         loop {
             if let Some(limiter) = &self.limiter {
@@ -298,8 +301,23 @@ impl FeedClient {
                     if body.is_some() {
                         last_body.clone_from(&body);
                     }
+                    if reason == INVALID_PAGE {
+                        last_invalid_page = Some((error.clone(), body.clone()));
+                    }
                     if failures >= self.retry.max_attempts {
-                        return Err(PullError::Unavailable { reason, attempts: failures, error, body: last_body });
+                        // Classed by its last attempt alone, a page that was garbage and then
+                        // timed out was the supplier's service (retryable), the reverse its
+                        // feed (needs the supplier): the same broken page changed class from
+                        // run to run, and alerts on the supplier's missed it.
+                        return Err(match last_invalid_page {
+                            Some((invalid, body)) if reason != INVALID_PAGE => PullError::Unavailable {
+                                reason: INVALID_PAGE,
+                                attempts: failures,
+                                error: format!("{invalid} (the last attempt: {error})"),
+                                body,
+                            },
+                            _ => PullError::Unavailable { reason, attempts: failures, error, body: last_body },
+                        });
                     }
                     self.metrics.feed_retries.with_label_values(&[reason]).inc();
                     tracing::warn!(feed = %self.feed, reason, %error, class = catalog_core::FailureClass::Retryable.as_str(), body = body.as_deref().unwrap_or(""), attempt = failures, "feed page failed, retrying");
@@ -325,6 +343,12 @@ impl FeedClient {
         }
         let response = match builder.send().await {
             Ok(response) => response,
+            Err(error) if error.is_builder() => {
+                return Err(PullError::UnusableUrl { reason: "invalid_url", error: with_causes(&error) });
+            }
+            Err(error) if error.is_redirect() => {
+                return Err(PullError::UnusableUrl { reason: "too_many_redirects", error: with_causes(&error) });
+            }
             Err(error) => {
                 let reason = if error.is_timeout() { "timeout" } else { "connection" };
                 return Ok(Attempt::Failed { reason, error: with_causes(&error), body: None });
@@ -333,18 +357,25 @@ impl FeedClient {
         let status = response.status().as_u16();
         let retry_after = response.headers().get(reqwest::header::RETRY_AFTER).and_then(|value| value.to_str().ok());
         let verdict = classify_response(status, retry_after);
-        let body = match response.bytes().await {
-            Ok(body) => body,
+        // A page is read up to its cap; any other answer only as far as a failure keeps of it.
+        let cap = if verdict == Verdict::Page { MAX_PAGE_BYTES } else { BODY_PREFIX_BYTES };
+        let (body, over_cap) = match read_body_capped(response, cap).await {
+            Ok(body) => (body.bytes, body.over_cap),
             Err(error) => {
                 let reason = if error.is_timeout() { "timeout" } else { "connection" };
                 return Ok(Attempt::Failed { reason, error: with_causes(&error), body: None });
             }
         };
         match verdict {
+            Verdict::Page if over_cap => Ok(Attempt::Failed {
+                reason: INVALID_PAGE,
+                error: format!("a 200 whose body is longer than the {} MiB a page may be", MAX_PAGE_BYTES / MIB),
+                body: Some(prefix(&body)),
+            }),
             Verdict::Page => match parse_page(&body, snapshot) {
                 Ok(page) => Ok(Attempt::Page(page)),
                 Err(invalid) => Ok(Attempt::Failed {
-                    reason: "invalid_page",
+                    reason: INVALID_PAGE,
                     error: invalid_page(&invalid),
                     body: Some(prefix(&body)),
                 }),

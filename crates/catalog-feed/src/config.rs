@@ -82,9 +82,7 @@ pub fn parse_feeds(text: &str) -> Result<Vec<FeedSettings>, FeedsFileError> {
 fn check(entry: FeedEntry) -> Result<FeedSettings, String> {
     let tenant = TenantId::parse(&entry.tenant).map_err(|error| format!("tenant: {error}"))?;
     let supplier = SupplierId::parse(&entry.supplier).map_err(|error| format!("supplier: {error}"))?;
-    if !(entry.base_url.starts_with("http://") || entry.base_url.starts_with("https://")) {
-        return Err(format!("base_url {:?} is not an http(s) URL", entry.base_url));
-    }
+    check_base_url(&entry.base_url)?;
     if entry.token_env.is_empty() {
         return Err("token_env names no variable".to_owned());
     }
@@ -122,6 +120,24 @@ fn check(entry: FeedEntry) -> Result<FeedSettings, String> {
         requests_per_second: entry.requests_per_second,
         sync_enabled: entry.sync_enabled.unwrap_or(true),
     })
+}
+
+/// Whether the feed's requests can be made at `base_url`: an http(s) URL with a host, which
+/// the client appends the contract's paths to, so without a query or a fragment. Only the
+/// prefix was checked before, and a URL no request can carry (a port past 65535, a space in
+/// the host) failed every request as a connection error, retried for ever as the supplier's.
+fn check_base_url(base_url: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(base_url).map_err(|error| format!("base_url {base_url:?} is not a URL ({error})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("base_url {base_url:?} is not an http(s) URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("base_url {base_url:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("base_url {base_url:?} has a query or a fragment, which the feed's paths would follow"));
+    }
+    Ok(())
 }
 
 /// Every `frequency` hours from local midnight: 00:00, 06:00, 12:00, 18:00 for the default 6.
@@ -198,6 +214,23 @@ mod tests {
         ] {
             let error = parse_feeds(&text).expect_err("refused").to_string();
             assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    /// A base URL no request can be made at is refused at start, naming its feed: only its
+    /// prefix was checked, and its feed's requests failed as connection errors for ever.
+    #[test]
+    fn a_base_url_no_request_can_be_made_at_is_refused_naming_its_feed() {
+        for (base_url, expected) in [
+            ("https://feeds.acme.example:99999", "is not a URL (invalid port number)"),
+            ("https://feeds acme.example", "is not a URL (invalid international domain name)"),
+            ("https://feeds.acme.example/?key=1", "has a query or a fragment"),
+        ] {
+            let text = format!(
+                "[[feed]]\ntenant = \"canary\"\nsupplier = \"acme\"\nbase_url = \"{base_url}\"\ntoken_env = \"T\"\ngo_live_date = \"2026-05-01\"\n"
+            );
+            let error = parse_feeds(&text).expect_err("refused").to_string();
+            assert!(error.starts_with("feed 0 (canary/acme): base_url") && error.contains(expected), "{error}");
         }
     }
 }

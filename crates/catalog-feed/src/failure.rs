@@ -6,6 +6,7 @@ use catalog_core::{Classify, FailureClass};
 use catalog_store::{FeedKey, FeedStore, Position, PullFailure, StoreError};
 
 use crate::client::PullError;
+use crate::pull::FeedRun;
 
 /// Why a feed's run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +37,19 @@ impl Classify for RunError {
     fn failure_class(&self) -> FailureClass {
         match self {
             // Refused (400, 401, 403, 404): the contract records it "for an operator", whose
-            // token, base URL or settings it is; so is a token variable left unset.
-            RunError::Pull(PullError::Refused { .. } | PullError::NoToken(_) | PullError::InvalidToken(_)) => {
-                FailureClass::NeedsOperator
-            }
+            // token, base URL or settings it is; so is a token variable left unset, and a base
+            // URL no request can be made at (or whose redirects loop).
+            RunError::Pull(
+                PullError::Refused { .. }
+                | PullError::NoToken(_)
+                | PullError::InvalidToken(_)
+                | PullError::UnusableUrl { .. },
+            ) => FailureClass::NeedsOperator,
             // The feed's paging or pages are broken, whatever the retries: its supplier must
             // mend them (docs/operations.md says so of each).
             RunError::Pull(
                 PullError::CursorLoop { .. }
+                | PullError::EmptyPages { .. }
                 | PullError::CursorExpired
                 | PullError::Unavailable { reason: "invalid_page", .. },
             ) => FailureClass::NeedsSupplier,
@@ -91,13 +97,51 @@ pub(crate) async fn checkpoint(sink: &dyn BatchSink, source: &str) -> Result<Opt
     sink.checkpoint(source, 0).await.map_err(RunError::Checkpoint)
 }
 
-/// Opens (or counts on) `key`'s pull dead letter for a failed run, or for a run that could
-/// not start (no token, an unknown time zone, an unreadable checkpoint), at `failed_at` by
-/// the source's clock, from which a supplier's `Retry-After` counts.
+/// What a feed's job pulled: its windows (incrementals, backfills, a window resumed), or its
+/// snapshot (a full refresh). The two are endpoints of their own, which fail apart: a
+/// snapshot that answers 404 says nothing of the windows, and windows pulled say nothing of
+/// the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Also a run that could not start (no token, an unknown time zone): the windows are
+    /// pulled far more often than the snapshot, and the first of them that completes shows
+    /// the run starts again.
+    Windows,
+    FullRefresh,
+}
+
+/// How the error of a pull dead letter a full refresh opened begins. The store keeps one
+/// pull letter per feed and no column for the job that failed; the error's text carries it,
+/// which an operator reads too, and which is all [`JobKind::of_letter`] reads back.
+const FULL_REFRESH_LETTER_PREFIX: &str = "full refresh: ";
+
+impl JobKind {
+    /// The job whose failure a pull dead letter's `error` tells of. A letter written before
+    /// the job was kept reads as the windows': the next windows pulled resolve it, as any
+    /// completed run did then.
+    fn of_letter(error: Option<&str>) -> JobKind {
+        match error {
+            Some(error) if error.starts_with(FULL_REFRESH_LETTER_PREFIX) => JobKind::FullRefresh,
+            _ => JobKind::Windows,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Windows => "windows",
+            JobKind::FullRefresh => "full_refresh",
+        }
+    }
+}
+
+/// Opens (or counts on) `key`'s pull dead letter for a failed run of `job`, or for a run that
+/// could not start (no token, an unknown time zone, an unreadable checkpoint: `Windows`), at
+/// `failed_at` by the source's clock, from which a supplier's `Retry-After` counts.
 pub(crate) async fn record_failure(
     store: &dyn FeedStore,
     key: &FeedKey,
     error: &RunError,
+    job: JobKind,
     failed_at: chrono::DateTime<chrono::Utc>,
 ) {
     let (reason, body) = match error {
@@ -109,13 +153,43 @@ pub(crate) async fn record_failure(
         RunError::ConcurrentRun { .. } => ("concurrent_run".to_owned(), None),
     };
     let supplier_hold_until = error.supplier_wait().map(|wait| failed_at + wait);
-    let failure = PullFailure { key: key.clone(), reason, error: error.to_string(), body, supplier_hold_until };
+    let text = match job {
+        JobKind::Windows => error.to_string(),
+        JobKind::FullRefresh => format!("{FULL_REFRESH_LETTER_PREFIX}{error}"),
+    };
+    let failure = PullFailure { key: key.clone(), reason, error: text, body, supplier_hold_until };
     match store.record_pull_failure(&failure).await {
         Ok(dead_letter_id) => {
-            tracing::error!(feed = %key, reason = %failure.reason, dead_letter_id, error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
+            tracing::error!(feed = %key, reason = %failure.reason, dead_letter_id, job = job.as_str(), error = %error, class = error.failure_class().as_str(), "feed run failed; it resumes at the next run")
         }
         Err(store) => {
             tracing::error!(feed = %key, error = %error, %store, "feed run failed, and recording the failure failed too")
         }
+    }
+}
+
+impl FeedRun {
+    /// Opens (or counts on) the feed's pull dead letter for a run of `job` that failed at
+    /// `failed_at`.
+    pub async fn record_failure(&self, error: &RunError, job: JobKind, failed_at: chrono::DateTime<chrono::Utc>) {
+        record_failure(&*self.store, self.key(), error, job, failed_at).await;
+    }
+
+    /// Resolves the feed's open pull dead letter after a run that completed the jobs `pulled`,
+    /// when the job whose failure it tells of is among them. Any completed run resolved it
+    /// before: a snapshot answering 404 at every weekly refresh had its letter resolved by the
+    /// incremental after each, and the feed's "failing since" started again every week.
+    pub async fn record_success(&self, pulled: &[JobKind]) -> Result<(), RunError> {
+        let letters = self.store.open_pull_dead_letters().await?;
+        let Some(letter) = catalog_app::feeds::pull_dead_letter(&letters, self.key()) else { return Ok(()) };
+        let failed = JobKind::of_letter(letter.error.as_deref());
+        if !pulled.contains(&failed) {
+            tracing::debug!(feed = %self.label, job = failed.as_str(), "the feed's dead letter stays open until the job that failed completes");
+            return Ok(());
+        }
+        if self.store.resolve_pull_failure(self.key()).await? {
+            tracing::info!(feed = %self.label, job = failed.as_str(), "feed pulls again: its dead letter is resolved");
+        }
+        Ok(())
     }
 }

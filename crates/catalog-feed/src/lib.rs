@@ -2,18 +2,21 @@
 //! into the same source port as Kafka and files (`catalog_app::BatchSink`). Each record
 //! becomes an `inventory.updated` event with the contract's deterministic event id
 //! (`record`), each page one batch whose checkpoint is the window's cursor (`pull`, `window`),
-//! fetched by a client that follows the contract's error table (`client`), a failed run
-//! classed, held and recorded as a pull dead letter (`failure`). Feeds come from a
-//! feeds file (`config`) into the store (`catalog_store::FeedStore`); `schedule` says when
-//! each mode is due (incrementals at the feed's `cadence`), with an injected clock;
+//! fetched by a client that follows the contract's error table (`client`) and reads no body
+//! past its cap (`body`), a pass stopped when its paging would never end (`paging`), a
+//! failed run classed, held and recorded as a pull dead letter (`failure`). Feeds come from a feeds file (`config`) into the store
+//! (`catalog_store::FeedStore`); `schedule` says when each mode is due (incrementals at the
+//! feed's `cadence`), with an injected clock;
 //! `refresh` is the weekly full refresh. The source runs each feed's loop (`scheduled`), or
 //! what is due once (`once`).
 
+pub mod body;
 pub mod cadence;
 pub mod client;
 pub mod config;
 mod failure;
 mod once;
+pub mod paging;
 pub mod pull;
 pub mod record;
 pub mod refresh;
@@ -34,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use client::{classify_response, FeedClient, FeedToken, PullError, RetrySettings, Verdict};
 pub use config::{parse_feeds, read_feeds_file, FeedsFileError};
-pub use failure::RunError;
+pub use failure::{JobKind, RunError};
 pub use once::{OnceReport, OnceScope};
 pub use pull::{refresh_source_name, source_name, FeedRun};
 pub use refresh::RefreshReport;

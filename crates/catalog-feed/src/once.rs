@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::PullError;
-use crate::failure::{self, RunError};
+use crate::failure::{self, JobKind, RunError};
 use crate::{window, FeedSelector, FeedSource, FeedSourceError};
 
 /// Whether `--once` also runs a full refresh.
@@ -123,7 +123,7 @@ impl FeedSource {
             let mut run = match self.open(feed).await {
                 Ok(run) => run,
                 Err(error) => {
-                    failure::record_failure(&*self.store, &key, &error, chrono::Utc::now()).await;
+                    failure::record_failure(&*self.store, &key, &error, JobKind::Windows, chrono::Utc::now()).await;
                     return Err(error);
                 }
             };
@@ -138,6 +138,9 @@ impl FeedSource {
                 tracing::info!(feed = %key, %until, "the supplier asked not to be asked before this: nothing is pulled before");
                 return Ok(());
             }
+            // The job a failure comes from, for its dead letter: the windows, but for the time
+            // a full refresh runs (and for a manual one that failed, once the windows ran).
+            let mut failing = JobKind::Windows;
             let outcome = async {
                 let resumed = run.resume(shutdown).await?;
                 let now = chrono::Utc::now();
@@ -145,16 +148,22 @@ impl FeedSource {
                 // Whether the request pulled anything now (up to now).
                 let mut request_ran_now = false;
                 if let Some(request) = &request {
+                    let request_job = match request.kind {
+                        catalog_store::FeedRunKind::FullRefresh => JobKind::FullRefresh,
+                        _ => JobKind::Windows,
+                    };
                     // A window of the request left unfinished is not pulled again.
                     let ran = match window::left_of_request(request, resumed.as_ref()) {
                         Some(left) => {
                             request_ran_now = true;
+                            failing = request_job;
                             run.run_requested(&left, now, shutdown).await
                         }
                         None => Ok(()),
                     };
                     match ran {
                         Ok(()) => {
+                            failing = JobKind::Windows;
                             self.store.clear_feed_run(&key, request.requested_at).await?;
                         }
                         Err(error) if error.is_shutdown() => return Err(error),
@@ -164,8 +173,9 @@ impl FeedSource {
                         Err(error) if leaves_the_supplier_alone(&error) => return Err(error),
                         // Asked again by the next run; it holds back none of this run's work.
                         Err(error) => {
+                            failing = JobKind::Windows;
                             run.resume(shutdown).await?;
-                            request_failed = Some(error);
+                            request_failed = Some((request_job, error));
                         }
                     }
                 }
@@ -180,18 +190,27 @@ impl FeedSource {
                     run.incremental(now, shutdown).await?;
                 }
                 while run.backfill_next(now, shutdown).await? {}
-                if scope == OnceScope::WithFullRefresh && !ran(catalog_store::FeedRunKind::FullRefresh) {
+                let refreshed_now = ran(catalog_store::FeedRunKind::FullRefresh);
+                if scope == OnceScope::WithFullRefresh && !refreshed_now {
+                    failing = JobKind::FullRefresh;
                     run.full_refresh(shutdown).await?;
+                    failing = JobKind::Windows;
                 }
                 match request_failed {
-                    Some(error) => Err(error),
-                    None => run.record_success().await,
+                    Some((request_job, error)) => {
+                        failing = request_job;
+                        Err(error)
+                    }
+                    None if scope == OnceScope::WithFullRefresh || refreshed_now => {
+                        run.record_success(&[JobKind::Windows, JobKind::FullRefresh]).await
+                    }
+                    None => run.record_success(&[JobKind::Windows]).await,
                 }
             }
             .await;
             if let Err(error) = &outcome {
                 if !error.is_shutdown() {
-                    run.record_failure(error, chrono::Utc::now()).await;
+                    run.record_failure(error, failing, chrono::Utc::now()).await;
                 }
             }
             outcome
@@ -206,12 +225,18 @@ impl FeedSource {
 
 /// Whether a failed manual run says that nothing more is to be asked of its supplier in this
 /// run: a 429 longer than a run waits (the contract: wait at least that long), a supplier
-/// still down after the retries, a token refused or missing. A failure of one endpoint or
+/// still down after the retries, a token refused or missing, a base URL no request can be
+/// made at. A failure of one endpoint or
 /// page (a snapshot whose cursors loop or expire, a page that is no page, a 404) leaves the
 /// feed's windows worth pulling.
 fn leaves_the_supplier_alone(error: &RunError) -> bool {
     match error {
-        RunError::Pull(PullError::HeldOff { .. } | PullError::NoToken(_) | PullError::InvalidToken(_)) => true,
+        RunError::Pull(
+            PullError::HeldOff { .. }
+            | PullError::NoToken(_)
+            | PullError::InvalidToken(_)
+            | PullError::UnusableUrl { .. },
+        ) => true,
         RunError::Pull(PullError::Refused { status, .. }) => matches!(status, 401 | 403),
         RunError::Pull(PullError::Unavailable { reason, .. }) => *reason != "invalid_page",
         _ => false,

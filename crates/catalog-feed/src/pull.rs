@@ -16,8 +16,9 @@ use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
 use crate::cadence::Cadence;
-use crate::client::{FeedClient, PageRequest, PullError, SeenCursors};
-use crate::failure::{checkpoint, record_failure, RunError};
+use crate::client::{FeedClient, PageRequest, PullError};
+use crate::failure::{checkpoint, RunError};
+use crate::paging::PassPaging;
 use crate::record::{record_event, Page};
 use crate::window::{backfill_window, go_live_at, incremental_window, same_request, Window, WindowCursor};
 
@@ -279,19 +280,6 @@ impl FeedRun {
         Ok(true)
     }
 
-    /// Opens (or counts on) the feed's pull dead letter for a run that failed at `failed_at`.
-    pub async fn record_failure(&self, error: &RunError, failed_at: DateTime<Utc>) {
-        record_failure(&*self.store, self.key(), error, failed_at).await;
-    }
-
-    /// Resolves the feed's open pull dead letter after a run that completed.
-    pub async fn record_success(&self) -> Result<(), RunError> {
-        if self.store.resolve_pull_failure(self.key()).await? {
-            tracing::info!(feed = %self.label, "feed pulls again: its dead letter is resolved");
-        }
-        Ok(())
-    }
-
     /// Pulls `window` to its end, from `cursor` (its start when `None`), with the counts of
     /// the pass so far.
     async fn pull_window(
@@ -396,7 +384,7 @@ impl FeedRun {
         let mut offset = first_offset;
         let mut restarts = 0;
         let mut cursor = cursor;
-        let mut seen = SeenCursors::default();
+        let mut paging = PassPaging::default();
         loop {
             // The applier gone (it failed) ends the request in flight too: a page asked for
             // could wait out 429s or a 5xx backoff for many minutes, for nothing.
@@ -410,7 +398,7 @@ impl FeedRun {
                     restarts += 1;
                     self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
                     tracing::warn!(feed = %self.label, since = %window.since, until = %window.until, "cursor expired: pulling the window again from its start");
-                    (n_pages, n_records, cursor, seen) = (0, 0, None, SeenCursors::default());
+                    (n_pages, n_records, cursor, paging) = (0, 0, None, PassPaging::default());
                     continue;
                 }
                 Err(error) => {
@@ -419,7 +407,7 @@ impl FeedRun {
                     return offset;
                 }
             };
-            if let Err(error) = seen.next(page.next_cursor.as_deref()) {
+            if let Err(error) = paging.next(&page) {
                 // This page's records come again when the run resumes at its cursor.
                 let _ = pages.send(Err(error.into())).await;
                 return offset;

@@ -16,8 +16,9 @@ use catalog_store::{FeedDrift, FeedOffer, FullRefresh, IncomingEvent, Provenance
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{PageRequest, PullError, SeenCursors};
+use crate::client::{PageRequest, PullError};
 use crate::failure::RunError;
+use crate::paging::PassPaging;
 use crate::pull::{refresh_source_name, FeedRun, MAX_PASS_RESTARTS};
 use crate::record::{correction_event, normalized_sku, record_event};
 
@@ -93,7 +94,7 @@ pub(crate) struct PausedPass {
     snapshot: Snapshot,
     /// The page not read: `None`, the first.
     cursor: Option<String>,
-    seen: SeenCursors,
+    paging: PassPaging,
     restarts: u32,
     paused_at: DateTime<Utc>,
 }
@@ -109,10 +110,10 @@ impl FeedRun {
         if let Some(paused) = &paused {
             tracing::info!(feed = %self.label, n_pages = paused.snapshot.n_pages, paused_at = %paused.paused_at, "going on with the snapshot pass the supplier cut short, at the page it did not give");
         }
-        let PausedPass { mut snapshot, mut cursor, mut seen, mut restarts, .. } = paused.unwrap_or(PausedPass {
+        let PausedPass { mut snapshot, mut cursor, mut paging, mut restarts, .. } = paused.unwrap_or(PausedPass {
             snapshot: Snapshot::default(),
             cursor: None,
-            seen: SeenCursors::default(),
+            paging: PassPaging::default(),
             restarts: 0,
             paused_at: Utc::now(),
         });
@@ -124,19 +125,19 @@ impl FeedRun {
                     self.metrics.feed_retries.with_label_values(&["cursor_expired"]).inc();
                     tracing::warn!(feed = %self.label, "cursor expired: reading the snapshot again from its first page");
                     let n_pages = snapshot.n_pages;
-                    (snapshot, cursor, seen) =
-                        (Snapshot { n_pages, ..Snapshot::default() }, None, SeenCursors::default());
+                    (snapshot, cursor, paging) =
+                        (Snapshot { n_pages, ..Snapshot::default() }, None, PassPaging::default());
                     continue;
                 }
                 // The supplier holds us off or fails: what was read is kept for the next
                 // refresh, which asks for this page again.
                 Err(error @ (PullError::HeldOff { .. } | PullError::Unavailable { .. })) => {
-                    self.paused_pass = Some(PausedPass { snapshot, cursor, seen, restarts, paused_at: Utc::now() });
+                    self.paused_pass = Some(PausedPass { snapshot, cursor, paging, restarts, paused_at: Utc::now() });
                     return Err(error.into());
                 }
                 Err(error) => return Err(error.into()),
             };
-            seen.next(page.next_cursor.as_deref())?;
+            paging.next(&page)?;
             if snapshot.as_of.is_none() {
                 snapshot.as_of.clone_from(&page.as_of);
             }
@@ -209,16 +210,19 @@ impl FeedRun {
             DateTime::parse_from_rfc3339(&as_of_text).map_or_else(|_| Utc::now(), |at| at.to_utc());
 
         // An offer whose quantity took effect after the snapshot's `as_of` changed after it (an
-        // incremental pulled while a pass the supplier cut short waited, a pushed event): the
-        // snapshot does not know it, and a correction as of `as_of` would be stale. Left alone.
-        let (stored, newer): (Vec<FeedOffer>, Vec<FeedOffer>) = self
-            .store
-            .feed_offers(self.key())
-            .await?
-            .into_iter()
-            .partition(|offer| offer.effective_at.is_none_or(|effective_at| effective_at <= as_of));
+        // incremental pulled while a pass the supplier cut short waited, a pushed event, a fold
+        // of a hot offer's adjustments): the snapshot does not know it, and a correction as of
+        // `as_of` would be stale. Left alone.
+        let (stored, newer): (Vec<FeedOffer>, Vec<FeedOffer>) =
+            self.store.feed_offers(self.key()).await?.into_iter().partition(|offer| !offer.state.set_after(as_of));
         let newer: HashSet<Sku> = newer.into_iter().map(|offer| offer.sku).collect();
-        let stored: BTreeMap<Sku, i64> = stored.into_iter().map(|offer| (offer.sku, offer.quantity)).collect();
+        // Compared as of the snapshot and not held at zero: an oversold offer (a snapshot of
+        // 2, then -5 pushed) shows 0, as a snapshot of 0 does, and left alone its deficit
+        // outlived the refresh meant to reset it (the supplier's next +10 showed 7). The
+        // correction, as of the snapshot, sets the base again and drops the adjustments
+        // before it; those after it stay, so they are no difference.
+        let stored: BTreeMap<Sku, i64> =
+            stored.into_iter().map(|offer| (offer.sku, offer.state.unclamped_quantity_as_of(as_of))).collect();
         let mut drifts: Vec<FeedDrift> = Vec::new();
         let mut listed_skus: Vec<(&Sku, &i64)> = listed
             .iter()

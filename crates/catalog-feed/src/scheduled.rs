@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::failure::RunError;
+use crate::failure::{JobKind, RunError};
 use crate::schedule::{self, Clock, Hold, Plan, Work};
 use crate::window::{left_of_request, WindowCursor};
 use crate::FeedSource;
@@ -106,7 +106,7 @@ impl FeedSource {
             match self.open(feed.clone()).await {
                 Ok(run) => break run,
                 Err(error) => {
-                    crate::failure::record_failure(&*self.store, &key, &error, clock.now()).await;
+                    crate::failure::record_failure(&*self.store, &key, &error, JobKind::Windows, clock.now()).await;
                     // As a run that fails for good does (below): held, it would fail again
                     // every hold, unseen by a supervisor.
                     if error.failure_class() == FailureClass::Fatal {
@@ -242,6 +242,13 @@ impl FeedSource {
                 }
             }
             .await;
+            // A full refresh's dead letter is resolved by a full refresh alone, the windows'
+            // by windows alone: they are endpoints of their own, which fail apart.
+            let job_kind = match &job {
+                Job::Scheduled(Work::FullRefresh)
+                | Job::Requested(FeedRunRequest { kind: FeedRunKind::FullRefresh, .. }) => JobKind::FullRefresh,
+                Job::Resume | Job::Requested(_) | Job::Scheduled(_) => JobKind::Windows,
+            };
             // A failed refresh lets the next backfill go first; that backfill, or a refresh that
             // completes, ends it (`Plan::refresh_failed`).
             match &job {
@@ -256,7 +263,7 @@ impl FeedSource {
                     // the hold and resolves the dead letter now, not at the next run time.
                     if resumed_window.as_ref().is_some_and(|cursor| cursor.next.is_some()) {
                         plan.hold = None;
-                        if let Err(error) = run.record_success().await {
+                        if let Err(error) = run.record_success(&[JobKind::Windows]).await {
                             tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
                         }
                     }
@@ -289,7 +296,7 @@ impl FeedSource {
                         }
                         Job::Scheduled(Work::Backfill) | Job::Requested(_) | Job::Resume => {}
                     }
-                    if let Err(error) = run.record_success().await {
+                    if let Err(error) = run.record_success(&[job_kind]).await {
                         tracing::warn!(feed = %key, %error, "resolving the feed's dead letter failed");
                     }
                 }
@@ -303,7 +310,7 @@ impl FeedSource {
                     // Counted from the failure, not from the start of the run that failed: a
                     // supplier's Retry-After counts from its answer.
                     let failed_at = clock.now();
-                    run.record_failure(&error, failed_at).await;
+                    run.record_failure(&error, job_kind, failed_at).await;
                     // A failure no retry mends (the store refuses for good) stops the worker,
                     // as it stops the Kafka and file sources: held and retried, it would only
                     // fail again every hold, unseen by a supervisor.

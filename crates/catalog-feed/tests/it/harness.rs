@@ -108,7 +108,7 @@ impl Fixture {
             .await
             .expect("offers")
             .into_iter()
-            .map(|offer| (offer.sku.as_str().to_owned(), offer.quantity))
+            .map(|offer| (offer.sku.as_str().to_owned(), offer.state.quantity()))
             .collect()
     }
 

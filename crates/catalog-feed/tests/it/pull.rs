@@ -329,23 +329,40 @@ fn a_feed_is_held_for_the_failure_hold_or_as_long_as_it_asked_if_longer() {
     assert_eq!(RunError::Pull(PullError::CursorLoop { pages: 3 }).hold(hold), hold);
 }
 
-/// Garbage pages, then a timeout: the dead letter keeps the body of the last garbage page
-/// (decision 0015), not the timeout's none.
+/// Garbage pages, then a timeout: the dead letter is the garbage's (`invalid_page`, which
+/// needs the supplier), with the body of the last garbage page (decision 0015), not the
+/// timeout's (`timeout`, retryable, with no body), which the last attempt alone said.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_keeps_the_last_garbage_body_when_the_attempts_end_without_one() {
+async fn a_page_that_was_garbage_and_then_timed_out_is_the_garbage_s_dead_letter() {
+    let letters = one_failed_page([vec![Fault::Garbage; 5], vec![Fault::Slow(Duration::from_secs(2))]]).await;
+    assert!(letters[0].error.as_deref().unwrap_or_default().contains("the last attempt"), "{letters:?}");
+}
+
+/// One garbage page, then 503s to the last attempt: still the garbage's dead letter, with its
+/// body, not the 503's, so a broken page keeps one class whatever its last attempt met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_was_garbage_once_and_then_failed_with_5xx_is_the_garbage_s_dead_letter() {
+    one_failed_page([vec![Fault::Garbage], vec![Fault::Status(503); 5]]).await;
+}
+
+/// One run of a feed whose page meets `faults` at its attempts, in turn: its one dead letter,
+/// the garbage page's (`invalid_page`, with the garbage's body).
+async fn one_failed_page(faults: [Vec<Fault>; 2]) -> Vec<catalog_store::DeadLetter> {
     let fixture = sqlite().await;
     let now = Utc::now();
     let api = FeedApi::start(records(30, 5, now - TimeDelta::minutes(5)), TOKEN).await;
-    api.inject([Fault::Garbage, Fault::Garbage, Fault::Garbage, Fault::Garbage, Fault::Garbage]);
-    api.inject([Fault::Slow(Duration::from_secs(2))]);
+    for faults in faults {
+        api.inject(faults);
+    }
     let settings = feed_settings("acme", &api, (now - TimeDelta::days(6)).date_naive());
     let source = fixture.source(quick_settings(), TOKEN);
     source.bootstrap(&[settings]).await.expect("bootstrap");
     let report = source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("run");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     let letters = fixture.store.open_dead_letters(10).await.expect("letters");
-    assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "timeout"), "{letters:?}");
+    assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "invalid_page"), "{letters:?}");
     assert!(letters[0].body.as_deref().unwrap_or_default().contains("upstream proxy error"), "{letters:?}");
+    letters
 }
 
 #[test]

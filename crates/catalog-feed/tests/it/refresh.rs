@@ -377,3 +377,67 @@ async fn offers_changed_after_the_snapshot_s_as_of_are_no_drift() {
     assert_eq!((offers.get("A-1"), offers.get("C-3"), offers.get("D-4")), (Some(&5), Some(&9), Some(&3)), "{offers:?}");
     assert_eq!(drift_lines(&fixture).await, ["D-4 Some(2) -> 3"], "only the offer older than the snapshot");
 }
+
+/// A supplier's pushed `inventory.adjusted` of `sku` by `delta`, updated `at` (event `n`).
+async fn push_adjustment(fixture: &Fixture, n: u64, sku: &str, delta: i64, at: chrono::DateTime<Utc>) {
+    let raw = format!(
+        r#"{{"event_id":"00000000-0000-0000-0000-{n:012}","type":"inventory.adjusted","tenant_id":"canary","supplier_id":"acme","sku":"{sku}","delta":{delta},"updated_at":"{}"}}"#,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    let source = catalog_store::SourceRef { source: "pushed".into(), partition: 0, offset: n as i64 };
+    let event = catalog_store::IncomingEvent::received(raw.into_bytes(), Utc::now(), source, None);
+    fixture.store.apply_batch(&catalog_store::BatchInput::new(vec![event], vec![])).await.expect("apply");
+}
+
+/// An oversold offer (2 pulled, then 5 sold by pushed adjustments) shows 0, as the supplier's
+/// snapshot of 0 does: the refresh still corrects it, since its deficit of 3 differs from the
+/// snapshot, and the supplier's next +10 shows 10. Before, the two zeros matched, the deficit
+/// outlived the refresh meant to reset it, and the +10 showed 7.
+async fn an_oversold_offer_is_reset_by_a_refresh_that_lists_it_at_zero(fixture: Fixture) {
+    let now = Utc::now();
+    let api = FeedApi::start(vec![record_at("A-1", 2, now - TimeDelta::hours(2))], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    push_adjustment(&fixture, 1, "A-1", -5, now - TimeDelta::hours(1)).await;
+    assert_eq!(fixture.offers(&key("acme")).await.get("A-1"), Some(&0), "oversold");
+
+    api.set_snapshot(vec![record_at("A-1", 0, now - TimeDelta::minutes(30))]);
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    assert_eq!(drift_lines(&fixture).await, ["A-1 Some(-3) -> 0"]);
+
+    push_adjustment(&fixture, 2, "A-1", 10, Utc::now()).await;
+    assert_eq!(fixture.offers(&key("acme")).await.get("A-1"), Some(&10), "restocked from the snapshot's 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversold_offer_is_reset_by_a_refresh_that_lists_it_at_zero_on_sqlite() {
+    an_oversold_offer_is_reset_by_a_refresh_that_lists_it_at_zero(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversold_offer_is_reset_by_a_refresh_that_lists_it_at_zero_on_postgres() {
+    an_oversold_offer_is_reset_by_a_refresh_that_lists_it_at_zero(postgres().await).await;
+}
+
+/// A pushed adjustment after the snapshot's `as_of` is no difference: the offer is compared
+/// as of the snapshot (2 there, as the supplier says), and the correction would keep the
+/// adjustment anyway. Before, the offer's quantity now (1) was compared, and a drift that was
+/// none was journaled and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adjustment_after_the_snapshot_s_as_of_is_no_drift() {
+    let fixture = sqlite().await;
+    let now = Utc::now();
+    let api = FeedApi::start(vec![record_at("A-1", 2, now - TimeDelta::hours(2))], TOKEN).await;
+    let source = fixture.source(quick_settings(), TOKEN);
+    source.bootstrap(&[feed_settings("acme", &api, (now - TimeDelta::days(2)).date_naive())]).await.expect("bootstrap");
+    source.run_once(OnceScope::Due, &CancellationToken::new()).await.expect("pull");
+    push_adjustment(&fixture, 1, "A-1", -1, now - TimeDelta::minutes(30)).await;
+    api.set_snapshot(vec![record_at("A-1", 2, now - TimeDelta::hours(2))]);
+    api.set_as_of(now - TimeDelta::hours(1));
+    let report = source.run_once(OnceScope::WithFullRefresh, &CancellationToken::new()).await.expect("refresh");
+    assert_eq!(report.failed, []);
+    assert_eq!(drift_lines(&fixture).await, Vec::<String>::new());
+    assert_eq!(fixture.offers(&key("acme")).await.get("A-1"), Some(&1));
+}
