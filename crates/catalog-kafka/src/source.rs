@@ -238,9 +238,11 @@ impl KafkaSource {
                     Assignment::Assigned(assigned) => {
                         for (partition, epoch) in assigned {
                             let current = self.current_epoch(partition);
-                            let started = partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch == epoch);
-                            // Revoked again since, or started by a message of this assignment.
-                            if current != epoch || started {
+                            // Revoked again since, or started by a message of this assignment and
+                            // still running. A worker started by a message that came after the
+                            // revocation but before this assignment found the partition not
+                            // owned and ended: this assignment needs one of its own.
+                            if current != epoch || feeds(partitions.get(&partition), epoch) {
                                 continue;
                             }
                             if let Some((_, sender)) = partitions.remove(&partition) {
@@ -285,8 +287,10 @@ impl KafkaSource {
                     // A rebalance may have happened inside the poll that returned this message,
                     // before its revoke event was handled: a worker from an earlier epoch must not
                     // get it (it would drop it as revoked, leaving a gap its successor skips).
+                    // A worker that ended (it found the partition not owned when it started)
+                    // is replaced too.
                     let epoch = self.current_epoch(partition);
-                    if partitions.get(&partition).is_some_and(|(worker_epoch, _)| *worker_epoch != epoch) {
+                    if !feeds(partitions.get(&partition), epoch) {
                         if let Some((_, sender)) = partitions.remove(&partition) {
                             let _ = sender.send(PartitionInput::Revoked).await;
                         }
@@ -297,10 +301,22 @@ impl KafkaSource {
                     // A full channel makes the dispatcher wait: backpressure, not buffering.
                     tokio::select! {
                         sent = sender.send(PartitionInput::Message(delivery)) => {
-                            if sent.is_err() {
-                                // The worker ended (revoked meanwhile); the message is not applied
-                                // and not committed, so whoever owns the partition reads it again.
+                            if let Err(mpsc::error::SendError(unsent)) = sent {
+                                // The worker ended meanwhile (it found the partition not
+                                // owned at its start); the message is not applied and not
+                                // committed. Another owner reads it from the committed offset.
+                                // If this member owns the partition again, a new worker takes
+                                // the message, and its start check steps back to the store's
+                                // checkpoint for what came before it. Before, the message was
+                                // dropped, and a quiet partition had no worker until the stall
+                                // watch rejoined the group.
                                 partitions.remove(&partition);
+                                if self.current_epoch(partition) == epoch && lock(&self.assigned).contains(&partition) {
+                                    let sender = self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop);
+                                    // Its channel is empty: the message fits.
+                                    let _ = sender.try_send(unsent);
+                                    partitions.insert(partition, (epoch, sender));
+                                }
                             }
                         }
                         _ = shutdown.cancelled() => break,
@@ -417,10 +433,49 @@ async fn read_own_queue(
     Ok(())
 }
 
+/// Whether `worker`, the one held for a dispatched partition, feeds the partition's
+/// assignment in `epoch`: started in it, and still running. A worker ends of itself when it
+/// finds the partition not owned at its start, and its sender stays in the map.
+fn feeds(worker: Option<&(u64, mpsc::Sender<PartitionInput>)>, epoch: u64) -> bool {
+    worker.is_some_and(|(worker_epoch, sender)| *worker_epoch == epoch && !sender.is_closed())
+}
+
 fn worker_failure(finished: Result<Result<(), SinkError>, tokio::task::JoinError>) -> Option<KafkaSourceError> {
     match finished {
         Ok(Ok(())) | Ok(Err(SinkError::Abandoned)) => None,
         Ok(Err(SinkError::Fatal(reason))) => Some(KafkaSourceError::Sink(reason)),
         Err(error) => Some(KafkaSourceError::Task(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(epoch: u64) -> ((u64, mpsc::Sender<PartitionInput>), mpsc::Receiver<PartitionInput>) {
+        let (sender, receiver) = mpsc::channel(1);
+        ((epoch, sender), receiver)
+    }
+
+    #[test]
+    fn a_running_worker_of_the_epoch_feeds_it() {
+        let (running, _receiver) = worker(2);
+        assert!(feeds(Some(&running), 2));
+    }
+
+    #[test]
+    fn a_worker_of_another_epoch_or_none_does_not_feed_it() {
+        let (older, _receiver) = worker(1);
+        assert!(!feeds(Some(&older), 2));
+        assert!(!feeds(None, 2));
+    }
+
+    #[test]
+    fn a_worker_of_the_epoch_that_ended_does_not_feed_it() {
+        // Started by a message after the revocation, before the assignment: it found the
+        // partition not owned and ended, dropping its receiver.
+        let (ended, receiver) = worker(2);
+        drop(receiver);
+        assert!(!feeds(Some(&ended), 2));
     }
 }
