@@ -102,10 +102,10 @@ pub struct Metrics {
     pub reconcile_sweep_seconds: HistogramVec,
     /// Read-back requests that failed, by channel and kind (`throttled`, `transient`, …).
     pub reconcile_read_errors: IntCounterVec,
-    /// Each launch signal's value per tenant (`all`: overall), as last judged: a ratio for
-    /// `stale_items`, `publish_errors` and `trace_coverage`, seconds for `queue_lag`.
+    /// Each launch signal's value per tenant (`all`: overall; `tenant:all`: the tenant `all`), as last
+    /// judged: a ratio for `stale_items`, `publish_errors` and `trace_coverage`, seconds for `queue_lag`.
     pub signal_value: GaugeVec,
-    /// 1 while a launch signal is green, 0 while red, per tenant (`all`: overall).
+    /// 1 while a launch signal is green, 0 while red, per tenant (`all`: overall; `tenant:all`: the tenant `all`).
     pub signal_green: IntGaugeVec,
     /// When a report last read what its gauges show, by report (`signals`, `outbox`), in
     /// seconds since the epoch: a report whose reads fail keeps its gauges as last read, and
@@ -349,7 +349,7 @@ impl Metrics {
         let signal_value = GaugeVec::new(
             Opts::new(
                 "catalog_signal_value",
-                "Each launch signal's value per tenant (all: overall): a ratio, or seconds for queue_lag.",
+                "Each launch signal's value per tenant (all: overall; tenant:all: the tenant all): a ratio, or seconds for queue_lag.",
             ),
             &["tenant", "signal"],
         )
@@ -357,7 +357,7 @@ impl Metrics {
         register(Box::new(signal_value.clone()));
         let signal_green = gauge(
             "catalog_signal_green",
-            "1 while a launch signal is green, 0 while red, per tenant (all: overall).",
+            "1 while a launch signal is green, 0 while red, per tenant (all: overall; tenant:all: the tenant all).",
             &["tenant", "signal"],
         );
         let report_succeeded_at = gauge(

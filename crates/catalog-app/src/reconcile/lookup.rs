@@ -93,7 +93,7 @@ impl Reconciler {
         loop {
             let page = self.paced_read(pacer, 1, || list.catalog_page(cursors.current())).await?;
             listed.extend(page.shown);
-            if !cursors.move_to(page.next)? {
+            if !cursors.move_to(page.next).map_err(|error| self.counted(error))? {
                 break;
             }
         }

@@ -8,6 +8,7 @@
 
 mod lookup;
 mod pacer;
+mod read;
 mod recurring;
 mod suspects;
 
@@ -15,7 +16,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use catalog_core::{detect_drift, ChannelRules, Classify, Expected, FailureClass, Shown, TenantId};
+use catalog_core::{
+    detect_drift, version_out_of_reach, ChannelRules, Classify, Expected, FailureClass, Shown, TenantId,
+};
 use catalog_publish::{ChannelHold, ChannelReader, ReadBack, ReadBackError, ShownItem, WorkSignal};
 use catalog_store::{ChannelItem, DriftCorrection, ReconcileStore, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -158,8 +161,12 @@ impl Reconciler {
     }
 
     /// Sweeps until `shutdown`, pausing `interval` between sweeps. A failed sweep is
-    /// counted and logged by its class and tried again after the pause.
+    /// counted and logged by its class and tried again after the pause, doubled after each
+    /// failed sweep in a row up to `MAX_PAUSE_AFTER_FAILURES`: a channel that cannot be read
+    /// back (a storefront without the read-back endpoints) was asked, and warned about, every
+    /// two seconds for ever.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut failed_in_a_row: u32 = 0;
         loop {
             let started = Instant::now();
             let result = tokio::select! {
@@ -170,6 +177,7 @@ impl Reconciler {
             self.metrics.reconcile_sweep_seconds.with_label_values(&[&self.channel]).observe(seconds);
             match result {
                 Ok(report) => {
+                    failed_in_a_row = 0;
                     self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, "complete"]).inc();
                     if report.drifts > 0 || report.unknown > 0 || report.waiting > 0 {
                         tracing::info!(
@@ -186,13 +194,15 @@ impl Reconciler {
                     }
                 }
                 Err(error) => {
+                    failed_in_a_row = failed_in_a_row.saturating_add(1);
                     let class = error.failure_class();
                     self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, class.as_str()]).inc();
-                    tracing::warn!(channel = %self.channel, %error, class = class.as_str(), "reconciliation sweep stopped; trying again");
+                    let pause_ms = pause_after(self.settings.interval, failed_in_a_row).as_millis() as u64;
+                    tracing::warn!(channel = %self.channel, %error, class = class.as_str(), failed_in_a_row, pause_ms, "reconciliation sweep stopped; trying again");
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(self.settings.interval) => {}
+                () = tokio::time::sleep(pause_after(self.settings.interval, failed_in_a_row)) => {}
                 () = shutdown.cancelled() => return,
             }
         }
@@ -305,7 +315,8 @@ impl Reconciler {
                 if self.rules.listing_of(&item.sku).is_none() {
                     continue;
                 }
-                let on_channel = on_channel.transpose().map_err(ReadBackError::Malformed)?;
+                let on_channel =
+                    on_channel.transpose().map_err(|error| self.counted(ReadBackError::Malformed(error)))?;
                 // A storefront applies what it accepts at once: no settle unless the channels
                 // file gives one.
                 let settle = self.settle.unwrap_or(Duration::ZERO);
@@ -330,10 +341,25 @@ impl Reconciler {
 
     /// The drift `shown` is from what the channel's rules offer it of `item`, if any. A SKU
     /// the channel does not list is never drift.
+    /// A version beyond reach is counted (`version_out_of_reach`) and said on every sweep
+    /// until an operator clears it on the channel: no correction can pass it.
     fn compare(&self, item: &ChannelItem, shown: Option<Shown>) -> Option<DriftCorrection> {
         self.rules.listing_of(&item.sku)?;
         let quantity = self.rules.stock.apply(item.quantity).0;
-        Some(DriftCorrection::of(item.item_id, item.version, detect_drift(expected(item, quantity), shown)?))
+        let expected = expected(item, quantity);
+        if let Some(version) = version_out_of_reach(expected, shown) {
+            self.metrics.drifts_detected.with_label_values(&[&self.channel, "version_out_of_reach"]).inc();
+            tracing::error!(
+                channel = %self.channel,
+                item_id = %item.item_id,
+                sku = %item.sku,
+                channel_version = version,
+                catalog_version = item.version,
+                "the channel holds a version of the item beyond any the catalog can issue: clear it on the channel (no correction can pass it)"
+            );
+            return None;
+        }
+        Some(DriftCorrection::of(item.item_id, item.version, detect_drift(expected, shown)?))
     }
 
     /// Whether a difference of `item` is to be corrected now, or waits for its confirmation
@@ -379,70 +405,17 @@ impl Reconciler {
         }
         Ok(())
     }
+}
 
-    /// One page of the channel. A `next` that does not move past `after` would have the sweep
-    /// read the same pages for ever: it breaks the contract's order, and stops the sweep.
-    async fn read_page(
-        &self,
-        reader: &dyn ReadBack,
-        tenant: &TenantId,
-        after: Option<String>,
-        limit: usize,
-        pacer: &mut Pacer,
-    ) -> Result<catalog_publish::ShownPage, SweepError> {
-        let page = self.paced_read(pacer, 1, || reader.list(tenant, after.as_deref(), limit)).await?;
-        if let (Some(next), Some(after)) = (&page.next, after) {
-            // The same cursor again is a loop in any order; a step back is one only between
-            // ids of the catalog's form, which sort alike in every collation.
-            let ordered =
-                catalog_publish::catalog_item_id(next).is_some() && catalog_publish::catalog_item_id(&after).is_some();
-            if *next == after || (ordered && *next < after) {
-                let message = format!("the page after {after} says the next starts after {next}, not past it");
-                return Err(ReadBackError::Malformed(message).into());
-            }
-        }
-        Ok(page)
-    }
+/// The longest pause after failed sweeps: a channel that reads back again is swept within it.
+const MAX_PAUSE_AFTER_FAILURES: Duration = Duration::from_secs(300);
 
-    /// One read of up to `n_requests` requests, paced, retrying throttling and transient
-    /// failures a bounded number of times.
-    async fn paced_read<T, F, Fut>(&self, pacer: &mut Pacer, n_requests: usize, read: F) -> Result<T, SweepError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ReadBackError>>,
-    {
-        let mut attempt = 0;
-        loop {
-            if let Some(until) = self.hold.until() {
-                tokio::time::sleep_until(until.into()).await;
-            }
-            pacer.wait(n_requests).await;
-            attempt += 1;
-            match read().await {
-                Ok(answer) => return Ok(answer),
-                Err(error) => self.wait_to_retry(error, attempt).await?,
-            }
-        }
-    }
-
-    /// Counts a failed read and waits before the next attempt, or gives the error up when
-    /// it is not worth retrying or the attempts are spent.
-    async fn wait_to_retry(&self, error: ReadBackError, attempt: u32) -> Result<(), SweepError> {
-        self.metrics.reconcile_read_errors.with_label_values(&[&self.channel, error.kind()]).inc();
-        let wait = match &error {
-            ReadBackError::Throttled(wait) => {
-                self.hold.extend(*wait);
-                *wait
-            }
-            ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
-            _ => return Err(error.into()),
-        };
-        if attempt >= self.settings.max_attempts {
-            return Err(error.into());
-        }
-        tokio::time::sleep(wait).await;
-        Ok(())
-    }
+/// The pause after a sweep, the `failed_in_a_row`-th failed one in a row (0: it succeeded):
+/// `interval`, doubled for each failure after the first, at most `MAX_PAUSE_AFTER_FAILURES`
+/// (never less than `interval`, however long that is).
+fn pause_after(interval: Duration, failed_in_a_row: u32) -> Duration {
+    let doublings = failed_in_a_row.saturating_sub(1).min(16);
+    interval.max(interval.saturating_mul(1 << doublings).min(MAX_PAUSE_AFTER_FAILURES))
 }
 
 /// One reconciler per channel that can be read back (the storefront contract's list, a
@@ -483,5 +456,19 @@ pub(crate) fn expected(item: &ChannelItem, quantity: i64) -> Expected {
         expected
     } else {
         expected.settled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_sweeps_in_a_row_double_the_pause_up_to_five_minutes() {
+        let pauses: Vec<u64> = (0..12).map(|failed| pause_after(Duration::from_secs(2), failed).as_secs()).collect();
+        assert_eq!(pauses, [2, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(pause_after(Duration::from_secs(2), u32::MAX), MAX_PAUSE_AFTER_FAILURES);
+        // An interval longer than the cap is kept.
+        assert_eq!(pause_after(Duration::from_secs(600), 5), Duration::from_secs(600));
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the application layer: the channels a worker publishes on, the
-//! auto-heal of dead letters with its metrics, and the applier's retries, on a real SQLite store.
+//! auto-heal of dead letters with its metrics, the applier's retries, and the tracer through a
+//! store that fails part way through a round, on a real SQLite store.
 
 mod alerts;
 mod apply;
@@ -13,6 +14,7 @@ mod replay;
 mod retention;
 mod sales_channels;
 mod shared_listings;
+mod trace;
 
 /// Polls `check` until it holds, failing the test once `within` passes.
 pub(crate) async fn eventually(within: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {

@@ -324,9 +324,12 @@ async fn a_channel_page_read_before_the_store_s_next_page_is_read_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_list_whose_next_never_moves_on_stops_the_sweep() {
     let stuck = |shown, store| Storefront { stuck: true, ..Storefront::moving("SKU-000", 0, false)(shown, store) };
-    let (report, _, _, _directory) = sweep_against(stuck, None, 2).await;
+    let (report, metrics, _, _directory) = sweep_against(stuck, None, 2).await;
     let error = report.expect_err("a list that never ends is no answer");
     assert!(error.to_string().contains("not past it"), "{error}");
+    // Counted where the runbook of a failing reconciliation looks.
+    let text = metrics.render();
+    assert!(text.contains(r#"catalog_reconcile_read_errors_total{channel="storefront",kind="malformed"} 1"#), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,4 +464,29 @@ async fn an_item_whose_last_version_was_given_up_on_is_corrected() {
         .map(|entry| (entry.item.key().sku.to_string(), entry.item.quantity(), entry.item.version()))
         .collect();
     assert_eq!(queued, [(sku.to_owned(), 77, 3)], "the catalog's quantity, as a new version");
+}
+
+/// A storefront showing a version beyond any the catalog can issue (a corrupt record): no
+/// correction can pass it, so none is made, and the sweep counts it for an operator. Before,
+/// the correction was stored at the stores' largest version (below the channel's, refused as
+/// older for ever), and in PostgreSQL the item's next event could not be given a version
+/// above it: its partition stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_beyond_reach_is_counted_and_not_corrected() {
+    let sku = in_id_order()[2];
+    let make = |shown: Arc<Mutex<Shown>>, store| {
+        shown.lock().expect("shown").get_mut(&item_id(sku).to_string()).expect("published").2 = u64::MAX;
+        Storefront::moving("SKU-000", 0, false)(shown, store)
+    };
+    let (report, metrics, store, _directory) = sweep_against(make, None, 1_000).await;
+    let report = report.expect("sweep");
+    assert_eq!((report.drifts, report.corrected), (0, 0), "{report:?}");
+    assert!(store.item_drifts(item_id(sku), 10).await.expect("drifts").is_empty());
+    let item = store.item(item_id(sku)).await.expect("read").expect("the item");
+    assert_eq!(item.version(), 1, "no correction");
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"catalog_drifts_detected_total{channel="storefront",kind="version_out_of_reach"} 1"#),
+        "{text}"
+    );
 }
