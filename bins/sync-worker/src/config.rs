@@ -1,5 +1,7 @@
 //! Command-line options: every option is a flag and a `CATALOG_*` environment variable.
 
+mod kafka_options;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,9 +11,11 @@ use catalog_app::signals::{SamplerSettings, TracerSettings};
 use catalog_app::ReconcileSettings;
 use catalog_cli::options::naming_env;
 use catalog_cli::{LogFormat, SignalArgs, StoreArgs, Switch};
-use catalog_kafka::{ClientOption, StartWithoutCheckpoint};
+use catalog_kafka::StartWithoutCheckpoint;
 use catalog_publish::Secret;
 use clap::{Args, Parser};
+
+pub use kafka_options::{KafkaOptions, KafkaOptionsParser};
 
 /// The default of `--max-bytes-in-flight`: 64 MiB, 4 MiB per partition with 16 partitions.
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
@@ -164,7 +168,8 @@ pub struct PublishArgs {
     #[arg(long, env = "CATALOG_RECONCILE_PAGE_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub reconcile_page_size: u64,
 
-    /// Read-back requests per second at most, per channel, on top of the publish rate (a
+    /// Read-back requests per second at most, per channel and per worker (several workers each
+    /// read every channel back: reconcile on one), on top of the publish rate (a
     /// marketplace with a lower documented read rate is read slower).
     #[arg(long, env = "CATALOG_RECONCILE_RATE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub reconcile_rate: u32,
@@ -420,15 +425,16 @@ pub struct KafkaArgs {
     #[arg(long, env = "CATALOG_KAFKA_STALLED_PARTITION_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub kafka_stalled_partition_secs: u64,
 
-    /// A librdkafka setting, `key=value`, repeatable (TLS and SASL: `security.protocol=SASL_SSL`,
-    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=…`, `ssl.ca.location=…`). A value
+    /// A librdkafka setting, `key=value` (TLS and SASL: `security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=…`, `ssl.ca.location=…`); repeat the flag
+    /// for several, each value taken whole, commas included (`ssl.cipher.suites=A,B`). A value
     /// `env:NAME` is read from the environment variable NAME: pass secrets that way, so they
     /// stay out of the command line. Only the keys are ever logged. In the environment
     /// variable, options are separated by commas (a value holding a comma goes through `env:`).
     /// Settings the worker's guarantees rest on, or that its own flags set, are refused. The
     /// variable's value is never shown in `--help`.
-    #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", hide_env_values = true, value_delimiter = ',', value_parser = parse_kafka_option)]
-    pub kafka_options: Vec<ClientOption>,
+    #[arg(long = "kafka-option", env = "CATALOG_KAFKA_OPTIONS", hide_env_values = true, value_parser = KafkaOptionsParser)]
+    pub kafka_options: Vec<KafkaOptions>,
 }
 
 /// `--kafka-start-without-checkpoint`.
@@ -447,10 +453,6 @@ impl From<StartChoice> for StartWithoutCheckpoint {
             StartChoice::Latest => StartWithoutCheckpoint::Latest,
         }
     }
-}
-
-fn parse_kafka_option(value: &str) -> Result<ClientOption, String> {
-    ClientOption::parse(value).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

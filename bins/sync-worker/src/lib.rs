@@ -239,7 +239,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
     let source_result = match &args.source {
         SourceSpec::Kafka => {
             let mut extra = vec![ClientOption::new("fetch.wait.max.ms", args.kafka.kafka_fetch_wait_ms.to_string())];
-            extra.extend(args.kafka.kafka_options.iter().cloned());
+            extra.extend(args.kafka.client_options().cloned());
             let config = KafkaSourceConfig {
                 brokers: args.kafka.kafka_brokers.clone(),
                 topic: args.kafka.topic.clone(),
@@ -253,7 +253,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<RunSum
                 extra,
             };
             // Option keys only: their values may be secrets.
-            let option_keys: Vec<&str> = args.kafka.kafka_options.iter().map(|option| option.key.as_str()).collect();
+            let option_keys: Vec<&str> = args.kafka.client_options().map(|option| option.key.as_str()).collect();
             tracing::info!(brokers = %config.brokers, topic = %config.topic, group = %config.group, ?option_keys, "consuming");
             let source = KafkaSource::new(config, sink).context("creating the Kafka consumer")?;
             readiness.follow_brokers(source.broker_status());

@@ -1,8 +1,8 @@
 //! The launch signals in the worker's parts against real PostgreSQL: a worker that stops
 //! reporting turns queue lag red; an item whose winning journal row goes missing lowers trace
-//! coverage and is named; the gauges and the samples follow; the tracer reads each item back only
-//! as far as its offers' latest snapshots; a worker with `--signals off` still reports its
-//! source's progress.
+//! coverage and is named; the gauges and the samples follow, a tenant named `all` apart from the
+//! overall ones; the tracer reads each item back only as far as its offers' latest snapshots; a
+//! worker with `--signals off` still reports its source's progress.
 
 use std::sync::Arc;
 
@@ -114,6 +114,17 @@ async fn a_failed_outbox_read_keeps_its_gauges_and_says_how_old_they_are() {
         }
     };
     assert!(until(|at| at.is_some_and(|at| at > 0)).await, "reported");
+    // The reporter says it started before its first read ends: the gauges are there once
+    // that read has set them (the table renamed before it, none ever was).
+    let pending =
+        || metrics.render().lines().any(|line| line.starts_with("catalog_outbox_pending{channel=\"storefront\"}"));
+    for _ in 0..300 {
+        if pending() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(pending(), "the first read set the gauges");
     let pool = sqlx::PgPool::connect(&database.url).await.expect("connect");
     sqlx::query("ALTER TABLE outbox RENAME TO outbox_away").execute(&pool).await.expect("rename");
     // A read the rename waited for may record its success just after it: one of the
@@ -123,9 +134,7 @@ async fn a_failed_outbox_read_keeps_its_gauges_and_says_how_old_they_are() {
     // Two of the reporter's 5 s rounds, both failing.
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     assert_eq!(succeeded_at(&metrics, "outbox"), Some(0), "no success while the outbox cannot be read");
-    let pending =
-        metrics.render().lines().any(|line| line.starts_with("catalog_outbox_pending{channel=\"storefront\"}"));
-    assert!(pending, "the gauges as last read");
+    assert!(pending(), "the gauges as last read");
     sqlx::query("ALTER TABLE outbox_away RENAME TO outbox").execute(&pool).await.expect("rename");
     assert!(until(|at| at.is_some_and(|at| at > 0)).await, "a success again");
     shutdown.cancel();
@@ -162,6 +171,52 @@ async fn a_report_failing_from_its_start_ages_from_its_start() {
     shutdown.cancel();
     reporter.await.expect("the reporter ends");
     sampler.await.expect("the sampler ends");
+}
+
+/// A tenant named `all` has gauges of its own, `tenant="tenant:all"`, beside the overall
+/// ones (`tenant="all"`, which alerts and dashboards read): here the tenant is traced and green
+/// while another tenant's untraced items turn the catalog red. Before, the tenant's gauges
+/// shared the overall label, and, set after the overall ones, read green for the catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_named_all_does_not_overwrite_the_overall_signals() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let event = |n: u64, tenant: &str| {
+        let offer = OfferKey {
+            tenant: TenantId::parse(tenant).expect("tenant"),
+            supplier: SupplierId::parse("acme").expect("supplier"),
+            sku: Sku::parse(&format!("SKU-{n}")).expect("sku"),
+        };
+        let id = EventId(uuid::Uuid::from_u128(u128::from(n) + 1));
+        let change = StockChange::Updated { quantity: 5 };
+        SupplierEvent::new(id, offer, change, Utc::now(), Some(n)).expect("valid event")
+    };
+    let apply = |events: Vec<SupplierEvent>| {
+        let store = store.clone();
+        async move {
+            let batch = BatchInput::new(incoming(&events, "test:signals", Utc::now()), Vec::new());
+            store.apply_batch(&batch).await.expect("apply");
+        }
+    };
+    // The tenant `all`'s items, every one traced; then canary's, none traced.
+    apply((0..3).map(|n| event(n, "all")).collect()).await;
+    let mut tracer = Tracer::new(store.clone(), TracerSettings::default(), Metrics::new());
+    assert_eq!(tracer.trace_once().await.expect("trace").checked, 3);
+    apply((3..5).map(|n| event(n, "canary")).collect()).await;
+
+    let metrics = Metrics::new();
+    let settings = SamplerSettings { signals: SignalSettings::default(), ..SamplerSettings::default() };
+    let sampler = Sampler::new(store.clone(), settings, metrics.clone());
+    let judged = sampler.sample_once(Utc::now() + Duration::minutes(10)).await.expect("sample");
+    let status = |tenant: Option<&str>| {
+        let signals = judged.iter().find(|signals| signals.tenant_id.as_ref().map(TenantId::as_str) == tenant);
+        signals.expect("judged").trace_coverage.status
+    };
+    assert_eq!((status(None), status(Some("all")), status(Some("canary"))), (Status::Red, Status::Green, Status::Red));
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "all", "trace_coverage"), Some(0.0), "the catalog, red");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "tenant:all", "trace_coverage"), Some(1.0), "the tenant all");
+    assert_eq!(gauge(&metrics, "catalog_signal_green", "canary", "trace_coverage"), Some(0.0));
+    assert_eq!(gauge(&metrics, "catalog_signal_value", "tenant:all", "trace_coverage"), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,6 +139,46 @@ fn the_feed_failure_hold_is_a_flag_and_a_variable_and_zero_is_refused() {
     }
 }
 
+/// A `--kafka-option` flag is one option, taken whole: a librdkafka value may hold commas
+/// (`ssl.cipher.suites=A,B`), and the flag is repeated for several. Before, clap split the
+/// flag's value at commas as it does the variable's, and `B` was refused at start.
+#[test]
+fn a_kafka_option_flag_is_taken_whole_commas_included() {
+    use clap::Parser;
+    use sync_worker::config::WorkerArgs;
+
+    let args = ["sync-worker", "--source", "kafka", "--kafka-option", "ssl.cipher.suites=A,B"];
+    let args = [&args[..], &["--kafka-option", "client.id=catalog,sync"]].concat();
+    let parsed = WorkerArgs::try_parse_from(args).expect("valid options");
+    let options: Vec<(&str, &str)> =
+        parsed.kafka.client_options().map(|option| (option.key.as_str(), option.value())).collect();
+    assert_eq!(options, [("ssl.cipher.suites", "A,B"), ("client.id", "catalog,sync")]);
+}
+
+/// `CATALOG_KAFKA_OPTIONS` holds several options, separated by commas: each is checked, and
+/// one the worker's guarantees rest on is refused at start, named.
+#[test]
+fn the_kafka_options_variable_is_split_at_commas() {
+    use std::io::Read;
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sync-worker"))
+        .args(["--source", "kafka", "--metrics-addr", "off"])
+        .env("CATALOG_KAFKA_OPTIONS", "client.id=catalog,enable.auto.commit=true")
+        .env("RUST_LOG", "warn")
+        .current_dir(directory.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sync-worker");
+    // Taken whole, the value would be one option, and the worker would start.
+    let exit = crate::exit_within(&mut worker, std::time::Duration::from_secs(30), "the refused option");
+    let mut stderr = String::new();
+    worker.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    assert!(!exit.success(), "{stderr}");
+    assert!(stderr.contains("enable.auto.commit cannot be set as a Kafka option"), "{stderr}");
+}
+
 /// `--help` names the variables but never shows their values where they may hold a secret: a
 /// database URL's password, a Kafka SASL password given inline, a storefront URL's user
 /// information. clap shows a variable's value by default (`[env: NAME=value]`).
