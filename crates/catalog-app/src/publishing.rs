@@ -158,6 +158,10 @@ impl PublishEvents for PublishMetrics {
         self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
     }
 
+    fn store_failed(&self, _channel: &str, _step: &'static str, error: &StoreError) {
+        self.metrics.store_retries.with_label_values(&[error.kind()]).inc();
+    }
+
     fn blocked(&self, channel: &str, reason: &str, error: &str) {
         self.metrics.publish_credentials_refused.with_label_values(&[channel, reason]).inc();
         tracing::error!(channel, reason, error, class = FailureClass::NeedsOperator.as_str(), "the channel takes no write until an operator acts (its credentials refused, or the account frozen or locked): it is held, its items wait without spending attempts (docs/operations.md#catalogchannelcredentialsrefused)");

@@ -183,7 +183,9 @@ impl ChannelPublisher {
             }
             // Draining while claims still find rows: they may all be another process's,
             // queued after the drain began, for ever (a Kafka worker's backlog).
-            if until_drained.is_cancelled() && self.drain.done_while_busy(&*self.store, &self.config.name).await {
+            if until_drained.is_cancelled()
+                && self.drain.done_while_busy(&*self.store, &*self.events, &self.config.name).await
+            {
                 return Ok(n_done);
             }
             if let Some(until) = hold.until() {
@@ -197,13 +199,15 @@ impl ChannelPublisher {
             let entries = match self.store.claim_outbox(&self.config.name, &claim).await {
                 Ok(entries) => entries,
                 Err(error) => {
-                    tracing::warn!(channel = %self.config.name, %error, "claiming publishes failed, retrying");
+                    self.events.store_failed(&self.config.name, "claim", &error);
+                    tracing::warn!(channel = %self.config.name, %error, kind = error.kind(), "claiming publishes failed, retrying");
                     self.idle(&mut work, shutdown, until_drained).await;
                     continue;
                 }
             };
             if entries.is_empty() {
-                if until_drained.is_cancelled() && self.drain.done(&*self.store, &self.config.name).await {
+                if until_drained.is_cancelled() && self.drain.done(&*self.store, &*self.events, &self.config.name).await
+                {
                     return Ok(n_done);
                 }
                 self.idle(&mut work, shutdown, until_drained).await;
@@ -359,6 +363,7 @@ impl ChannelPublisher {
                 tracing::info!(channel = %self.config.name, n_released, why, "gave back the claims of items not sent");
             }
             Err(error) => {
+                self.events.store_failed(&self.config.name, "give_back", &error);
                 tracing::warn!(channel = %self.config.name, %error, n_items = claims.len(), why, "could not give back the claims of items not sent; they are due again when their lease ends");
             }
         }

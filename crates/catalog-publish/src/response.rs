@@ -160,6 +160,21 @@ pub fn classify_response(
                     body: Some(truncate(body).to_owned()),
                 };
             }
+            // A 409 says the storefront holds a newer version. One naming an older version
+            // contradicts itself: taken for superseded, the version sent was recorded held
+            // while the storefront shows the older one, and every correction reconciliation
+            // sent met the same answer. Sent again with backoff, it ends in a dead letter an
+            // operator reads if the storefront keeps saying it.
+            if let Some(older) = current_version.filter(|version| *version < item.version()) {
+                return Verdict::Retry {
+                    reason: "conflict_older_version",
+                    error: format!(
+                        "HTTP 409 naming version {older}, older than version {} sent: {}",
+                        item.version(),
+                        truncate(body)
+                    ),
+                };
+            }
             Verdict::Answered(item.superseded(current_version))
         }
         429 => Verdict::Throttled { retry_after: parse_retry_after(retry_after, now) },
@@ -366,7 +381,7 @@ mod tests {
         204 -> Retry { reason: "unexpected_status", error: "HTTP 204, where the contract accepts with 202: " }
         409 -> Superseded { current_version: 9 }
         409 -> Superseded { current_version: 7 }
-        409 -> Superseded { current_version: 7 }
+        409 -> Retry { reason: "conflict_older_version", error: "HTTP 409 naming version 3, older than version 7 sent: {\"accepted\": false, \"current_version\": 3}" }
         409 -> DeadLetter { reason: "version_out_of_reach", error: "HTTP 409: the storefront says it holds version 4611686018427387905, beyond any the catalog can issue (4611686018427387904): clear the item's version on the storefront, then retry", body: Some("{\"accepted\": false, \"current_version\": 4611686018427387905}") }
         429 -> Throttled { retry_after: 1s }
         429 Retry-After: "7" -> Throttled { retry_after: 7s }

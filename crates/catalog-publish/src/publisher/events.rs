@@ -25,6 +25,10 @@ pub trait PublishEvents: Send + Sync + 'static {
     fn lease_renewed(&self, _channel: &str, _renewal: Renewal) {}
     /// Recording a round failed; the lane retries it until it is recorded.
     fn record_failed(&self, _channel: &str, _error: &StoreError) {}
+    /// Another store step of the lane failed (`step`: claiming a round, reading the SKUs
+    /// several tenants hold, giving claims back, the drain's look at the outbox); the lane
+    /// goes idle and tries again, so a store that keeps failing sends nothing until counted.
+    fn store_failed(&self, _channel: &str, _step: &'static str, _error: &StoreError) {}
     /// A send the channel refused until an operator acts (`Verdict::Blocked`: credentials
     /// refused, a Shopify shop frozen or locked): the channel is held, its items wait unspent.
     /// Told once per send, not per item.

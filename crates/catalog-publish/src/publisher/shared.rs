@@ -116,6 +116,7 @@ impl ChannelPublisher {
             match self.store.skus_of_several_tenants(&channels, &skus).await {
                 Ok(shared) => found.extend(shared),
                 Err(error) => {
+                    self.events.store_failed(&self.config.name, "shared_skus", &error);
                     tracing::warn!(channel = %self.config.name, %error, "reading the SKUs several tenants hold failed; the round is given back");
                     return None;
                 }

@@ -463,12 +463,13 @@ async fn shutdown_waits_for_the_request_in_flight_and_gives_back_the_rest() {
 }
 
 /// The store of `inner`, as a database that answers nothing for a moment: its `outbox_depth`
-/// fails `depth_failures` times first, its `extend_claims` fails while `extend_fails`, its
+/// fails `depth_failures` times first (its `claim_outbox` `claim_failures` times), its `extend_claims` fails while `extend_fails`, its
 /// `skus_of_several_tenants` while `shared_fails` (counted in `shared_failed`).
 #[derive(Debug)]
 struct Flaky {
     inner: Arc<dyn CatalogStore>,
     depth_failures: std::sync::atomic::AtomicUsize,
+    claim_failures: std::sync::atomic::AtomicUsize,
     extend_fails: std::sync::atomic::AtomicBool,
     shared_fails: std::sync::atomic::AtomicBool,
     shared_failed: std::sync::atomic::AtomicUsize,
@@ -479,6 +480,7 @@ impl Flaky {
         Self {
             inner,
             depth_failures: 0.into(),
+            claim_failures: 0.into(),
             extend_fails: false.into(),
             shared_fails: false.into(),
             shared_failed: 0.into(),
@@ -493,6 +495,11 @@ impl catalog_store::OutboxStore for Flaky {
         channel: &str,
         claim: &catalog_store::OutboxClaim,
     ) -> Result<Vec<catalog_store::OutboxEntry>, StoreError> {
+        let left = self.claim_failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.claim_failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::Timeout("claim".to_owned()));
+        }
         self.inner.claim_outbox(channel, claim).await
     }
     async fn record_publishes(

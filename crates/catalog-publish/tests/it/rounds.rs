@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog_publish::{ChannelPublisher, PublishEvents, PublishRound, StorefrontChannel};
-use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter};
+use catalog_store::{OutboxEntry, PublishRecord, ResolvedDeadLetter, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::storefront::Storefront;
-use crate::{channel, set, set_many, store, Flaky, Quiet};
+use crate::{channel, set, set_many, store, Flaky};
 
 #[derive(Default, Clone)]
 struct Rounds(Arc<Mutex<Vec<PublishRound>>>);
@@ -58,9 +58,23 @@ async fn every_round_is_told_with_its_claim() {
     assert_eq!(storefront.requests().len(), 40);
 }
 
+/// Tells which store steps failed, by kind.
+#[derive(Default)]
+struct StoreFailures(std::sync::Mutex<Vec<(&'static str, &'static str)>>);
+
+impl PublishEvents for StoreFailures {
+    fn attempted(&self, _: &OutboxEntry, _: &PublishRecord) {}
+    fn resolved(&self, _: &ResolvedDeadLetter) {}
+    fn lease_ran_out(&self, _: &OutboxEntry) {}
+    fn store_failed(&self, _channel: &str, step: &'static str, error: &StoreError) {
+        self.0.lock().expect("failures").push((step, error.kind()));
+    }
+}
+
 /// Draining (a replay, a finished file): a store that cannot say for a moment what waits is
 /// asked again, as a failed claim is; the channel's run ends once the store says nothing
-/// waits, not with the store's passing error.
+/// waits, not with the store's passing error. Each failure is told, for the store's retry
+/// count: a channel whose claims kept failing sent nothing, and no metric said why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_error_while_draining_is_retried_not_the_end_of_the_channel() {
     let storefront = Storefront::start(vec![]).await;
@@ -68,11 +82,13 @@ async fn a_store_error_while_draining_is_retried_not_the_end_of_the_channel() {
     set(&*store, 1, "ABC-123", 42).await;
     let flaky = Arc::new(Flaky::new(Arc::clone(&store)));
     flaky.depth_failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    flaky.claim_failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    let failures = Arc::new(StoreFailures::default());
     let channel = channel("storefront", &storefront);
     let adapter =
         StorefrontChannel::new(channel.storefront, channel.config.request_timeout, channel.config.concurrency)
             .expect("HTTP client");
-    let publisher = ChannelPublisher::new(channel.config, Arc::new(adapter), flaky.clone(), Arc::new(Quiet));
+    let publisher = ChannelPublisher::new(channel.config, Arc::new(adapter), flaky.clone(), failures.clone());
     let drained = CancellationToken::new();
     drained.cancel();
     let run = tokio::time::timeout(Duration::from_secs(30), publisher.run(CancellationToken::new(), drained))
@@ -80,4 +96,7 @@ async fn a_store_error_while_draining_is_retried_not_the_end_of_the_channel() {
         .expect("drained within 30 s");
     assert_eq!(run.expect("the run ends well"), 1);
     assert_eq!(flaky.depth_failures.load(std::sync::atomic::Ordering::SeqCst), 0, "the failure was met");
+    let mut told = failures.0.lock().expect("failures").clone();
+    told.sort_unstable();
+    assert_eq!(told, [("claim", "transaction_timeout"), ("drain_depth", "unavailable")]);
 }
