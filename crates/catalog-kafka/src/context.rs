@@ -145,6 +145,9 @@ pub(crate) enum Assignment {
 
 /// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
 /// librdkafka's statistics.
+/// Each partition's epoch: how many times it was revoked from this member.
+pub(crate) type Epochs = Arc<Mutex<HashMap<i32, u64>>>;
+
 pub(crate) struct SourceContext {
     pub(crate) topic: String,
     /// Told about failed commits.
@@ -153,7 +156,7 @@ pub(crate) struct SourceContext {
     pub(crate) assigned: Arc<Mutex<HashSet<i32>>>,
     /// Bumped for a partition each time it is revoked: a message is routed to a worker of
     /// the partition's current epoch only, never to one from before a rebalance.
-    pub(crate) epochs: Arc<Mutex<HashMap<i32, u64>>>,
+    pub(crate) epochs: Epochs,
     pub(crate) events: mpsc::UnboundedSender<Assignment>,
     /// Who owns each partition read from its own queue, told to its task.
     pub(crate) ownership: Arc<Mutex<HashMap<i32, watch::Sender<Ownership>>>>,

@@ -46,7 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::source::SourceConsumer;
 
 /// The value of the message's first header named `name` (ASCII case ignored); `None` when it
-/// has none. A header with no value (null, which Kafka tells apart from empty) reads as empty:
+/// has none; empty when its header block cannot be read. A header with no value (null, which Kafka tells apart from empty) reads as empty:
 /// for `traceparent`, an invalid one, counted as an empty one is, where it was taken for no
 /// header at all.
 pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) -> Option<&'m [u8]> {
@@ -55,8 +55,14 @@ pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) ->
     // headers into a list owned by the message ("must not be freed by the application"), valid
     // as long as the message is: at least `'m`.
     let found = unsafe { rd_kafka_message_headers(message.ptr(), &mut headers) };
-    if found != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+    if found == rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT {
         return None;
+    }
+    if found != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+        // The record's header block cannot be parsed (`__BAD_MSG`): whether it holds `name`
+        // is unknown. Read as empty, for `traceparent` an invalid one, counted, where it was
+        // taken for none and nothing said so (found by review).
+        return Some(&[]);
     }
     for index in 0.. {
         let (mut name_ptr, mut value_ptr, mut size): (*const c_char, *const c_void, usize) =

@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StartWithoutCheckpoint;
-use crate::context::{lock, source_error};
+use crate::context::{lock, source_error, Epochs};
 use crate::feed::{Feed, OwnedDelivery, PartitionInput};
 use crate::native;
 use crate::source::SourceConsumer;
@@ -51,6 +51,11 @@ pub(crate) struct PartitionWorker {
     pub(crate) topic_ids: Arc<TopicIds>,
     /// …and as this assignment read it at its start: each batch's checkpoint carries it.
     pub(crate) topic_id: Mutex<Option<String>>,
+    /// A worker of the shared queue: the partitions' epochs (revocations from this member)
+    /// and the one it was started in. Another assignment of the partition gets a worker of
+    /// its own, and this one, still asking the broker at its start, must not seek for it.
+    /// `None` for a partition read from its own queue, whose workers run one after another.
+    pub(crate) epoch: Option<(Epochs, u64)>,
 }
 
 impl PartitionWorker {

@@ -152,6 +152,17 @@ impl Rewind {
         Some(self.seek_to(position))
     }
 
+    /// [`Rewind::low_watermark`] read before the worker's last seek (the start reads it, then
+    /// seeks): retention may have moved it in between, and the sought fetch reset to the new
+    /// one, so the fetch beyond it is no proof that nothing earlier exists. Taken for read
+    /// since the seek, the offsets deleted in between were skipped as holding no records,
+    /// and no gap was counted (found by review).
+    pub(crate) fn low_watermark_read_before_seek(&mut self, low_watermark: i64) -> Option<(i64, i64)> {
+        let gap = self.low_watermark(low_watermark);
+        self.floor_since_seek = false;
+        gap
+    }
+
     /// The fetch is known to start beyond the wanted offset, at or before `offset`.
     fn beyond(&mut self, offset: i64) -> Check {
         let Some(floor) = self.floor else { return Check::NeedsLowWatermark };
@@ -360,6 +371,18 @@ mod tests {
         assert_eq!(check, Check::NeedsLowWatermark);
         assert_eq!(rewind.low_watermark(12), Some((10, 12)));
         assert_eq!(rewind.check(12), Check::Started);
+    }
+
+    /// The start reads the low watermark, then seeks to it (a partition with no checkpoint,
+    /// read from its earliest offset); retention deletes past it in between, and the fetch
+    /// resets to the new start. The offsets deleted are a gap, not offsets without records.
+    #[test]
+    fn retention_between_the_start_s_read_and_its_seek_is_a_gap() {
+        let mut rewind = Rewind::sought_at_start(0);
+        assert_eq!(rewind.low_watermark_read_before_seek(0), None);
+        assert_eq!(rewind.check(5), Check::NeedsLowWatermark, "read again before the broker is taken to hold nothing");
+        assert_eq!(rewind.low_watermark(5), Some((0, 5)));
+        assert_eq!(rewind.check(5), Check::Started);
     }
 
     proptest! {

@@ -172,6 +172,7 @@ impl KafkaSource {
             stop: stop.clone(),
             topic_ids: Arc::clone(&self.topic_ids),
             topic_id: Mutex::new(None),
+            epoch: None,
         }
     }
 
@@ -248,7 +249,8 @@ impl KafkaSource {
                             if let Some((_, sender)) = partitions.remove(&partition) {
                                 let _ = sender.send(PartitionInput::Revoked).await;
                             }
-                            let sender = self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop);
+                            let sender =
+                                self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop, epoch);
                             partitions.insert(partition, (epoch, sender));
                         }
                     }
@@ -296,7 +298,7 @@ impl KafkaSource {
                         }
                     }
                     let (_, sender) = partitions.entry(partition).or_insert_with(|| {
-                        (epoch, self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop))
+                        (epoch, self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop, epoch))
                     });
                     // A full channel makes the dispatcher wait: backpressure, not buffering.
                     tokio::select! {
@@ -312,7 +314,14 @@ impl KafkaSource {
                                 // watch rejoined the group.
                                 partitions.remove(&partition);
                                 if self.current_epoch(partition) == epoch && lock(&self.assigned).contains(&partition) {
-                                    let sender = self.spawn_dispatched(partition, &mut workers, &mut dispatched, n_split, &stop);
+                                    let sender = self.spawn_dispatched(
+                                        partition,
+                                        &mut workers,
+                                        &mut dispatched,
+                                        n_split,
+                                        &stop,
+                                        epoch,
+                                    );
                                     // Its channel is empty: the message fits.
                                     let _ = sender.try_send(unsent);
                                     partitions.insert(partition, (epoch, sender));
@@ -355,6 +364,7 @@ impl KafkaSource {
         dispatched: &mut HashSet<i32>,
         n_split: usize,
         stop: &CancellationToken,
+        epoch: u64,
     ) -> mpsc::Sender<PartitionInput> {
         if lock(&self.ownership).contains_key(&partition) {
             // Cannot happen (it was split off before the member joined); applied anyway.
@@ -364,7 +374,8 @@ impl KafkaSource {
             self.n_partitions.store(n_split + dispatched.len(), Ordering::Relaxed);
         }
         let (sender, receiver) = mpsc::channel(self.config.batch_size.max(1));
-        let worker = self.partition_worker(partition, stop);
+        let mut worker = self.partition_worker(partition, stop);
+        worker.epoch = Some((Arc::clone(&self.epochs), epoch));
         workers.spawn(async move { worker.run(Feed::Channel(receiver)).await });
         sender
     }

@@ -14,7 +14,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
 
 use crate::config::StartWithoutCheckpoint;
-use crate::context::{lock, source_error};
+use crate::context::{lock, source_error, Epochs};
 use crate::feed::{Feed, PartitionInput};
 use crate::partition::PartitionWorker;
 use crate::rewind::{Check, Rewind};
@@ -174,9 +174,11 @@ impl PartitionWorker {
         let mut rewind =
             if seek_first && self.seek(want).await { Rewind::sought_at_start(want) } else { Rewind::new(want) };
         if let Some(low) = low_watermark {
-            // Read just now. The wanted offset is below it only for a group's offset that did
-            // not read back as the checkpoint (retention passed it): a gap, said.
-            if let Some((from, to)) = rewind.low_watermark(low) {
+            // Read just now, before the seek. The wanted offset is below it only for a group's
+            // offset that did not read back as the checkpoint (retention passed it): a gap,
+            // said. Retention may move it again before the seek takes effect: read again
+            // before a fetch beyond it is taken for offsets without records.
+            if let Some((from, to)) = rewind.low_watermark_read_before_seek(low) {
                 self.sink.offset_gap(self.partition, from, to);
             }
         }
@@ -333,10 +335,14 @@ impl PartitionWorker {
         }
     }
 
-    /// Whether the source runs and this member still owns the partition: waits on the broker
-    /// end otherwise.
+    /// Whether the source runs and this member still owns the partition in this worker's
+    /// assignment: waits on the broker end otherwise. A worker of the shared queue revoked
+    /// while it waited on the broker, its partition assigned again since, would otherwise
+    /// seek the new assignment's fetch, purging what the new worker had not taken yet.
     fn still_reading(&self) -> bool {
-        !self.stop.is_cancelled() && lock(&self.assigned).contains(&self.partition)
+        !self.stop.is_cancelled()
+            && lock(&self.assigned).contains(&self.partition)
+            && in_its_epoch(self.epoch.as_ref(), self.partition)
     }
 
     /// Seeks the partition's fetch to `offset` and waits until librdkafka has done it,
@@ -450,5 +456,31 @@ impl PartitionWorker {
                 None
             }
         }
+    }
+}
+
+/// Whether a worker started in `epoch` (a shared queue's) still serves its assignment: the
+/// partition was not revoked from this member since. A worker with no epoch (its own queue's)
+/// always does.
+fn in_its_epoch(epoch: Option<&(Epochs, u64)>, partition: i32) -> bool {
+    epoch.is_none_or(|(epochs, started_in)| lock(epochs).get(&partition).copied().unwrap_or(0) == *started_in)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn a_shared_queue_worker_serves_its_assignment_until_the_partition_is_revoked() {
+        let epochs = Arc::new(Mutex::new(HashMap::from([(3, 1)])));
+        assert!(in_its_epoch(Some(&(Arc::clone(&epochs), 1)), 3));
+        assert!(in_its_epoch(Some(&(Arc::clone(&epochs), 0)), 4), "never revoked");
+        // Revoked (and perhaps assigned again): the worker of the earlier assignment is done.
+        lock(&epochs).insert(3, 2);
+        assert!(!in_its_epoch(Some(&(Arc::clone(&epochs), 1)), 3));
+        assert!(in_its_epoch(None, 3), "a worker of its own queue");
     }
 }
