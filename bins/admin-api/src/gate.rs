@@ -78,6 +78,20 @@ impl GateContext {
         signed.len()
     }
 
+    /// Traces to sign off: `settings.sign_offs`, or, when the stage applied fewer items than
+    /// that (a canary supplier that changed two SKUs all day, or a hot one whose first
+    /// 200,000 journal rows since the step hold fewer: the sample's walk stops there), each
+    /// item of its sample, at least one. Held at the setting, a short sample refused every
+    /// widen and open for the life of the stage, with nothing left for support to sign.
+    pub fn sign_offs_needed(&self, settings: &GateSettings) -> usize {
+        settings.sign_offs.min(self.picked.len().max(1))
+    }
+
+    /// Whether the sample holds fewer items than `settings.sign_offs` (`sign_offs_needed`).
+    pub fn sample_short(&self, settings: &GateSettings) -> bool {
+        self.picked.len() < settings.sign_offs
+    }
+
     pub fn facts(&self) -> GateFacts {
         GateFacts {
             samples: self.samples.clone(),
@@ -97,6 +111,7 @@ impl GateContext {
         // day again (`restarts_stage`); until then, it goes no further.
         let switched_off = matches!(step, GateStep::Widen { .. } | GateStep::Open)
             && self.flags.as_ref().is_some_and(|flags| !flags.sync_enabled);
+        let settings = &GateSettings { sign_offs: self.sign_offs_needed(settings), ..*settings };
         match decide_step(&self.state.rollout, step, &self.facts(), settings, self.now) {
             Ok(_) if switched_off => Err(vec![Refusal::SwitchedOff]),
             Err(mut refusals) if switched_off => {

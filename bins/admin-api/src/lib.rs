@@ -25,6 +25,7 @@ use axum::Router;
 use catalog_store::{CatalogStore, ChannelRoute, NewToken};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AdminArgs, Command, GateCommand, TokensCommand};
 use crate::error::ApiError;
@@ -68,6 +69,9 @@ pub struct AppState {
     pub launch: Arc<gate::LaunchSettings>,
     /// The names of the worker's channels, the store's routes (decision 0036), sorted.
     pub channels: Arc<Vec<String>>,
+    /// Operators' writes that apply held events, each run on a task of its own to its end
+    /// (`to_completion`); a stopping server waits for them.
+    pub writes: TaskTracker,
 }
 
 impl AppState {
@@ -78,6 +82,7 @@ impl AppState {
             settings: Arc::new(settings),
             launch: Arc::new(gate::LaunchSettings::default()),
             channels: Arc::new(channel_names(&catalog_store::StoreConfig::default().channels)),
+            writes: TaskTracker::new(),
         }
     }
 
@@ -136,9 +141,32 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-/// Serves `state` on `listener` until `shutdown`, then finishes the requests in flight.
+/// Serves `state` on `listener` until `shutdown`, then finishes the requests in flight and
+/// the operators' writes whose callers went away (`to_completion`).
 pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let writes = state.writes.clone();
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    writes.close();
+    writes.wait().await;
+    served
+}
+
+/// Runs an operator's write on a task of its own, to its end, whether or not its caller
+/// waits: a switch or gate step commits, then applies the events it lets through batch by
+/// batch. Run in the request, a client or proxy giving up (nginx's 60 s) dropped it between
+/// batches: the flag read on, the rest of its held events stayed held, and nothing said so.
+pub(crate) async fn to_completion<T, E>(
+    state: &AppState,
+    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
+    match state.writes.spawn(work).await {
+        Ok(done) => done,
+        Err(error) => Err(ApiError::Internal(anyhow::anyhow!("an operator's write ended abnormally: {error}")).into()),
+    }
 }
 
 /// What the binary was asked to do, every argument parsed and checked.

@@ -233,6 +233,12 @@ fn gate_section(gate: &GateView) -> Markup {
             " (" (gate.green_hours_needed) " h needed)"
             " · sign-offs: " (gate.signed_off_traces) " of " (gate.sign_offs_needed)
         }
+        @if gate.sample_short {
+            p.notice role="note" {
+                "The sample is short: the stage has applied only " (gate.samples.len()) " item(s) since it began (or its first "
+                "200,000 journal rows hold no more), so each of them is signed off. Items it applies next join the sample."
+            }
+        }
         @if gate.rollout == Rollout::Closed && gate.sync_enabled == Some(true) {
             p.notice role="note" {
                 "Closed by its rollout, but its sync is on, so its events apply: it was never put through the gate, or was switched on by hand. "

@@ -147,8 +147,25 @@ pub(super) async fn set_supplier_sync(
 }
 
 /// Switches a tenant's (or one supplier's) sync, audited; switching on applies the held
-/// events. Shared by the API and the support page.
+/// events. Shared by the API and the support page. Run to its end whether or not the caller
+/// waits (`to_completion`).
 pub async fn switch_sync(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    supplier: Option<SupplierId>,
+    enabled: bool,
+    unseen: Unseen,
+) -> Result<SwitchResult, ApiError> {
+    let (owned, caller, tenant) = (state.clone(), caller.clone(), tenant.clone());
+    crate::to_completion(
+        state,
+        async move { switch_sync_here(&owned, &caller, &tenant, supplier, enabled, unseen).await },
+    )
+    .await
+}
+
+async fn switch_sync_here(
     state: &AppState,
     caller: &Caller,
     tenant: &TenantId,

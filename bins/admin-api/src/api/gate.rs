@@ -66,7 +66,12 @@ pub struct GateView {
     pub green_now: bool,
     pub green_since: Option<DateTime<Utc>>,
     pub green_hours_needed: i64,
+    /// Traces to sign off: `--gate-sign-offs`, or every item of a short sample.
     pub sign_offs_needed: usize,
+    /// Whether the stage applied fewer items than `--gate-sign-offs` (or the sample's walk
+    /// stopped at its first 200,000 journal rows before finding more): each of its items is
+    /// then signed off, and more join it as the stage applies them.
+    pub sample_short: bool,
     pub signed_off_traces: usize,
     pub steps: Vec<StepView>,
     pub samples: Vec<SampleView>,
@@ -135,7 +140,8 @@ pub async fn gate_view(state: &AppState, tenant: &TenantId) -> Result<GateView, 
         green_now: green_since.is_some(),
         green_since,
         green_hours_needed: settings.green_for.num_hours(),
-        sign_offs_needed: settings.sign_offs,
+        sign_offs_needed: context.sign_offs_needed(settings),
+        sample_short: context.sample_short(settings),
         signed_off_traces: facts.signed_off_traces,
         steps: judged_steps(&context, state, candidate),
         samples,
@@ -278,7 +284,19 @@ impl IntoResponse for GateError {
 
 /// Takes `step` for `tenant` if the gate allows it now, audited; a step that applies more of
 /// the tenant applies its held events (as switching a flag on does). Shared with the page.
+/// Run to its end whether or not the caller waits (`to_completion`).
 pub async fn step(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    step: GateStep,
+    unseen: Unseen,
+) -> Result<StepResult, GateError> {
+    let (owned, caller, tenant) = (state.clone(), caller.clone(), tenant.clone());
+    crate::to_completion(state, async move { step_here(&owned, &caller, &tenant, step, unseen).await }).await
+}
+
+async fn step_here(
     state: &AppState,
     caller: &Caller,
     tenant: &TenantId,

@@ -156,3 +156,58 @@ async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
     assert_eq!(counts.events_by_outcome, [("applied".to_owned(), 2)].into(), "the held events were applied");
     server.stop().await;
 }
+
+/// A switch on whose caller gives up (a proxy's or client's timeout) runs to its end: its
+/// held events are applied. Run in the request, it was dropped with the connection between
+/// the committed switch and the replay, the flag reading on and its events held for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_on_whose_caller_gives_up_still_applies_the_held_events() {
+    let (server, url) = Server::postgres_with(catalog_postgres::PostgresOptions::default()).await;
+    let operator = server.token("otto", Role::Operator).await;
+    let key = offer("canary", "acme", "ABC-1");
+    let off = json!({ "enabled": false, "create": true });
+    let off = server.send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", off).await;
+    assert_eq!(off.status(), 200);
+    let now_second = (chrono::Utc::now() - catalog_store::contract::base()).num_seconds();
+    let events = vec![
+        incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, now_second),
+        incoming(2, &key, StockChange::Adjusted { delta: 3 }, 1, now_second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+
+    // The audit entry, written after the switch commits and before the replay, takes a
+    // second: longer than the caller waits.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+    for statement in [
+        "CREATE FUNCTION slow_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$",
+        "CREATE TRIGGER slow_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION slow_audit()",
+    ] {
+        sqlx::query(statement).execute(&mut admin).await.expect("slow audit entries");
+    }
+    let gave_up = server
+        .client
+        .put(server.url("/v1/tenants/canary/suppliers/acme/sync"))
+        .bearer_auth(&operator)
+        .json(&json!({ "enabled": true }))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.as_ref().is_err_and(reqwest::Error::is_timeout), "the caller gave up: {gave_up:?}");
+
+    let tenant = catalog_core::TenantId::parse("canary").expect("tenant");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let counts = server.store.outcome_counts_since(&tenant, catalog_store::contract::base()).await.expect("counts");
+        if counts.events_by_outcome == [("applied".to_owned(), 2)].into() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the held events were never applied: {counts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY audit_id")
+        .fetch_all(&mut admin)
+        .await
+        .expect("audit");
+    assert_eq!(audit, ["supplier_sync", "supplier_sync"], "both switches audited");
+    server.stop().await;
+}

@@ -350,6 +350,50 @@ async fn postgres_a_tenant_never_gated_applies_its_events_and_a_rollback_holds_t
     a_tenant_never_gated_applies_its_events_and_a_rollback_holds_them(Server::postgres().await).await;
 }
 
+/// A canary supplier that changed two SKUs all its day leaves a sample of two: the gate says
+/// it is short and needs those two signed off, not three there are not. Needing three, it
+/// refused every widen for the life of the stage, with nothing left for support to sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_sample_is_said_and_each_of_its_items_is_signed_off() {
+    let server = Server::sqlite().await;
+    let operator = server.token("otto", Role::Operator).await;
+    let viewer = server.token("vera", Role::Viewer).await;
+    let canary = post(&server, &operator, "/v1/tenants/canary/gate/canary", json!({ "supplier": "acme" })).await;
+    assert_eq!(canary.status(), 200);
+    let second = now_second();
+    let events = vec![
+        incoming(1, &offer("canary", "acme", "A-1"), StockChange::Updated { quantity: 1 }, 0, second),
+        incoming(2, &offer("canary", "acme", "A-2"), StockChange::Updated { quantity: 2 }, 0, second),
+        incoming(3, &offer("canary", "acme", "A-1"), StockChange::Adjusted { delta: 1 }, 1, second),
+        incoming(4, &offer("canary", "globex", "A-1"), StockChange::Updated { quantity: 4 }, 0, second),
+    ];
+    server.store.apply_batch(&batch(events)).await.expect("apply");
+    green_for_hours(&server, 25).await;
+    backdate_stage(&server, 25).await;
+
+    let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
+    assert_eq!((gate["sample_short"].clone(), gate["sign_offs_needed"].clone()), (json!(true), json!(2)), "{gate}");
+    let sampled: Vec<String> = gate["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|sample| sample["item_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(sampled.len(), 2, "{gate}");
+    let page = crate::page::page(&server, &viewer, "/signals?tenant=canary").await;
+    assert!(page.contains("sign-offs: 0 of 2") && page.contains("The sample is short"), "{page}");
+    let refused = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["refusals"], json!([{ "refusal": "too_few_sign_offs", "have": 0, "need": 2 }]));
+    for item_id in &sampled {
+        let signed = post(&server, &operator, "/v1/tenants/canary/gate/sign-offs", json!({ "item_id": item_id })).await;
+        assert_eq!(signed.status(), 200);
+    }
+    let widened = post(&server, &operator, "/v1/tenants/canary/gate/widen", json!({ "supplier": "globex" })).await;
+    assert_eq!(widened.status(), 200, "{:?}", widened.text().await);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signals_routes_judge_now_and_return_the_history() {
     let server = Server::sqlite().await;
