@@ -20,7 +20,7 @@ use crate::adapter::{Attempt, ChannelAdapter, Publish, Sent};
 use crate::channel::ChannelConfig;
 use crate::holding::{keep_held, Holding};
 use crate::response::Verdict;
-use crate::round::{in_batches, plan_round, ChannelHold, Refused, RoundPlan};
+use crate::round::{in_batches, plan_round, sending_budget, ChannelHold, Refused, RoundPlan};
 use crate::work::{WorkSignal, WorkWaiter};
 
 mod drain;
@@ -216,8 +216,9 @@ impl ChannelPublisher {
             let claimed = round_started.elapsed();
             // The store leased the round from a moment after this one: a send that starts a
             // request timeout before this deadline ends while no other lane can hold the item
-            // (as long as a renewed round's renewals answer).
-            let deadline = round_started + lease;
+            // (as long as a renewed round's renewals answer), a tenth of the lease before it
+            // ends, left for recording the round (`sending_budget`).
+            let deadline = round_started + sending_budget(lease);
             let holding = renewed.map(|held_for| Arc::new(Holding::new(round_started, held_for)));
             let round_claims: Vec<HeldClaim> = entries.iter().map(OutboxEntry::held_claim).collect();
             let Some(shared) = self.shared_skus(&entries).await else {

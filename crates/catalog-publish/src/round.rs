@@ -52,12 +52,27 @@ fn longest_round(
     waiting + request_timeout.saturating_mul(waves)
 }
 
-/// The largest round whose longest duration fits the configured lease (at least two
-/// request timeouts), and that lease; a channel so slow that one send does not fit gets
+/// The part of a round's lease its sends may take: the rest, a tenth, is left for recording
+/// the round (and giving back what it did not send) while its claims still hold. A round
+/// planned to send up to the lease's end recorded after it: another lane or process could
+/// claim an item meanwhile and send a newer version, then the late record found the claim
+/// gone, its failure uncounted and its backoff skipped, or opened a dead letter for a version
+/// already passed (found by review).
+pub(crate) fn sending_budget(lease: Duration) -> Duration {
+    lease - lease / 10
+}
+
+/// The lease whose sending budget is `sends` (`sending_budget`'s inverse).
+fn lease_for(sends: Duration) -> Duration {
+    sends + sends / 9
+}
+
+/// The largest round whose longest duration fits the configured lease's sending budget (the
+/// budget at least two request timeouts), and that lease; a channel so slow that one send does not fit gets
 /// rounds of one send (as many items as it takes) and a lease as long as such a round can
 /// take. `max_batch` is how many items the channel's adapter takes in one send.
 pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: usize, max_batch: usize) -> RoundPlan {
-    let lease = config.lease.max(config.request_timeout * 2);
+    let lease = config.lease.max(lease_for(config.request_timeout * 2));
     let longest = |n_items| {
         longest_round(
             n_items,
@@ -70,12 +85,12 @@ pub(crate) fn plan_round(config: &ChannelConfig, n_lanes: usize, concurrency: us
     };
     let most =
         (concurrency.max(1) * SENDS_PER_SLOT).saturating_mul(max_batch.max(1)).min(MAX_ROUND_ITEMS.max(max_batch));
-    let fitting = |lease| (1..=most).rev().find(|n_items| longest(*n_items) <= lease);
+    let fitting = |lease| (1..=most).rev().find(|n_items| longest(*n_items) <= sending_budget(lease));
     let (limit, lease) = match fitting(lease) {
         Some(limit) => (limit, lease),
         // One send's round, as large as one send takes: a feed's whole batch, not one item.
         None => {
-            let lease = longest(1);
+            let lease = lease_for(longest(1));
             (fitting(lease).unwrap_or(1), lease)
         }
     };
@@ -213,18 +228,19 @@ mod tests {
                     config.rate.map(|rate| rate.interval),
                     config.request_timeout,
                 );
-                assert!(longest <= plan.lease, "{name}: a round of {} may take {longest:?}", plan.limit);
+                let budget = sending_budget(plan.lease);
+                assert!(longest <= budget, "{name}: a round of {} may take {longest:?}, sends {budget:?}", plan.limit);
                 format!("{name}: {} items, lease {:?} (longest round {longest:?})", plan.limit, plan.lease)
             })
             .collect();
         insta::assert_snapshot!(rendered.join("\n"), @r#"
-        defaults: 88 items, lease 60s (longest round 58.52s)
-        one per second: 22 items, lease 60s (longest round 59s)
-        one per second, short lease: 2 items, lease 10s (longest round 9s)
-        slow and tiny lease: 1 items, lease 2.5s (longest round 2.5s)
+        defaults: 80 items, lease 60s (longest round 53.2s)
+        one per second: 19 items, lease 60s (longest round 53s)
+        one per second, short lease: 2 items, lease 11.111111111s (longest round 9s)
+        slow and tiny lease: 1 items, lease 2.777777777s (longest round 2.5s)
         log: no limit: 512 items, lease 30s (longest round 20s)
         no limit, timeouts only: 4 items, lease 12s (longest round 10s)
-        fast, one item per send: 176 items, lease 60s (longest round 55.0176s)
+        fast, one item per send: 160 items, lease 60s (longest round 50.016s)
         fast, 25 items per send: 512 items, lease 60s (longest round 10.0021s)
         two per second, 250 items per send: 512 items, lease 60s (longest round 13s)
         "#);
