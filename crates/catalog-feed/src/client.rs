@@ -286,6 +286,16 @@ impl FeedClient {
                     self.metrics.feed_retries.with_label_values(&["throttled"]).inc();
                     throttled += 1;
                     if throttled > self.retry.max_throttled {
+                        // A page that was garbage at an attempt is `invalid_page` whatever its
+                        // last attempts met, as when its failures run out (decision 0015).
+                        if let Some((invalid, body)) = last_invalid_page.take() {
+                            return Err(PullError::Unavailable {
+                                reason: INVALID_PAGE,
+                                attempts: throttled + failures,
+                                error: format!("{invalid} (the last attempts: throttled too often)"),
+                                body,
+                            });
+                        }
                         return Err(PullError::Unavailable {
                             reason: "throttled",
                             attempts: throttled,
@@ -361,6 +371,14 @@ impl FeedClient {
         let cap = if verdict == Verdict::Page { MAX_PAGE_BYTES } else { BODY_PREFIX_BYTES };
         let (body, over_cap) = match read_body_capped(response, cap).await {
             Ok(body) => (body.bytes, body.over_cap),
+            // A failure's status says what it is; its body only adds the supplier's words.
+            // Its body cut short (a proxy closing early, the timeout), a 429 was retried at
+            // once instead of after its `Retry-After`, a 410 never restarted its window, and a
+            // refusal was retried as a connection failure instead of going to an operator.
+            Err(error) if verdict != Verdict::Page && verdict != Verdict::Retry => {
+                let cut = format!("(the body could not be read: {})", with_causes(&error));
+                (cut.into_bytes(), false)
+            }
             Err(error) => {
                 let reason = if error.is_timeout() { "timeout" } else { "connection" };
                 return Ok(Attempt::Failed { reason, error: with_causes(&error), body: None });

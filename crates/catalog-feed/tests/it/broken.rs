@@ -1,6 +1,6 @@
 //! Feeds broken in ways the test feed API does not play, each served by a small local server
 //! of its own: a base URL no request can be made at, redirects that loop, empty pages that
-//! never end, a page longer than a page may be, a failure whose body never ends.
+//! never end, a page longer than a page may be, a failure whose body never ends or is cut off.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -236,4 +236,35 @@ async fn a_failure_whose_body_never_ends_is_read_only_as_far_as_its_prefix() {
     assert_eq!((letters.len(), letters[0].reason.as_str()), (1, "server_error"), "{letters:?}");
     let body = letters[0].body.as_deref().unwrap_or_default();
     assert_eq!(body, "x".repeat(4096), "the prefix a failure keeps");
+}
+
+/// A 403 whose body is cut off (a proxy closing the connection early) is still the refusal
+/// its status says, for an operator, with what came of its body: it was retried as a
+/// connection failure at every attempt and held as the supplier's service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_whose_body_is_cut_off_is_still_a_refusal() {
+    let fixture = sqlite().await;
+    let n_requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&n_requests);
+    let cut_off = move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        // The status and the first bytes go out; a moment later the connection is closed.
+        let cut = futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::other("the proxy closed the connection"))
+        });
+        let chunks =
+            futures::StreamExt::chain(futures::stream::iter([Ok(Bytes::from_static(b"{\"error\": \"token rev"))]), cut);
+        async move { (axum::http::StatusCode::FORBIDDEN, Body::from_stream(chunks)) }
+    };
+    let base_url = serve(Router::new().route("/v1/inventory", get(cut_off))).await;
+    let mut pull = quick_settings();
+    pull.retry.max_attempts = 3;
+    let report = run_once_at(&fixture, base_url, pull, OnceScope::Due, Duration::from_secs(60)).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(letter_reasons(&fixture).await, [("canary/acme".to_owned(), "http_403".to_owned())]);
+    assert_eq!(n_requests.load(Ordering::SeqCst), 1, "a refusal is not asked again");
+    let letters = fixture.store.open_dead_letters(10).await.expect("letters");
+    let body = letters[0].body.as_deref().unwrap_or_default();
+    assert!(body.contains("the body could not be read"), "{body}");
 }

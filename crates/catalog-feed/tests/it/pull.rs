@@ -345,6 +345,15 @@ async fn a_page_that_was_garbage_once_and_then_failed_with_5xx_is_the_garbage_s_
     one_failed_page([vec![Fault::Garbage], vec![Fault::Status(503); 5]]).await;
 }
 
+/// One garbage page, then 429s until the run gives up on them: still the garbage's dead
+/// letter. It was dead-lettered `throttled` (retryable, no body), and the same broken page
+/// changed class with what its last attempts met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_was_garbage_once_and_then_throttled_too_often_is_the_garbage_s_dead_letter() {
+    let letters = one_failed_page([vec![Fault::Garbage], vec![Fault::Throttle { retry_after_secs: 0 }; 11]]).await;
+    assert!(letters[0].error.as_deref().unwrap_or_default().contains("throttled too often"), "{letters:?}");
+}
+
 /// One run of a feed whose page meets `faults` at its attempts, in turn: its one dead letter,
 /// the garbage page's (`invalid_page`, with the garbage's body).
 async fn one_failed_page(faults: [Vec<Fault>; 2]) -> Vec<catalog_store::DeadLetter> {
