@@ -55,6 +55,10 @@ pub enum ReadBackError {
     Refused { status: u16, body: String },
     #[error("the answer does not follow the contract: {0}")]
     Malformed(String),
+    /// The platform refuses the channel until an operator acts (`Verdict::Blocked`: its
+    /// credentials refused, a shop frozen or locked): every read would meet it.
+    #[error("refused until an operator acts ({reason}): {error}")]
+    Blocked { reason: &'static str, error: String },
 }
 
 impl ReadBackError {
@@ -65,6 +69,7 @@ impl ReadBackError {
             ReadBackError::Transient(_) => "transient",
             ReadBackError::Refused { .. } => "refused",
             ReadBackError::Malformed(_) => "malformed",
+            ReadBackError::Blocked { .. } => "blocked",
         }
     }
 }
@@ -74,7 +79,9 @@ impl Classify for ReadBackError {
         match self {
             ReadBackError::Throttled(_) | ReadBackError::Transient(_) => FailureClass::Retryable,
             // A wrong token or URL, or a storefront that broke its contract: a person must look.
-            ReadBackError::Refused { .. } | ReadBackError::Malformed(_) => FailureClass::NeedsOperator,
+            ReadBackError::Refused { .. } | ReadBackError::Malformed(_) | ReadBackError::Blocked { .. } => {
+                FailureClass::NeedsOperator
+            }
         }
     }
 }

@@ -194,7 +194,7 @@ impl Reconciler {
                     }
                 }
                 Err(error) => {
-                    failed_in_a_row = failed_in_a_row.saturating_add(1);
+                    failed_in_a_row = failed_after(failed_in_a_row, &error);
                     let class = error.failure_class();
                     self.metrics.reconcile_sweeps.with_label_values(&[&self.channel, class.as_str()]).inc();
                     let pause_ms = pause_after(self.settings.interval, failed_in_a_row).as_millis() as u64;
@@ -407,6 +407,17 @@ impl Reconciler {
     }
 }
 
+/// Failed sweeps in a row after one that failed with `error`. A sweep that failed only some
+/// tenants (the channel refuses to read them back) swept the others: the channel answers,
+/// and backing off for those tenants' sake left every other tenant's drift unhealed for up
+/// to `MAX_PAUSE_AFTER_FAILURES`, sweep after sweep, for as long as one tenant failed.
+fn failed_after(failed_in_a_row: u32, error: &SweepError) -> u32 {
+    match error {
+        SweepError::Tenants { failed, tenants, .. } if failed < tenants => 0,
+        _ => failed_in_a_row.saturating_add(1),
+    }
+}
+
 /// The longest pause after failed sweeps: a channel that reads back again is swept within it.
 const MAX_PAUSE_AFTER_FAILURES: Duration = Duration::from_secs(300);
 
@@ -470,5 +481,15 @@ mod tests {
         assert_eq!(pause_after(Duration::from_secs(2), u32::MAX), MAX_PAUSE_AFTER_FAILURES);
         // An interval longer than the cap is kept.
         assert_eq!(pause_after(Duration::from_secs(600), 5), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_sweep_that_swept_some_tenants_backs_nothing_off() {
+        let refused = || ReadBackError::Refused { status: 403, body: "not yours".to_owned() };
+        let some = SweepError::Tenants { failed: 1, tenants: 3, first: refused() };
+        assert_eq!(failed_after(6, &some), 0, "the others are swept at the interval");
+        let all = SweepError::Tenants { failed: 3, tenants: 3, first: refused() };
+        assert_eq!(failed_after(6, &all), 7);
+        assert_eq!(failed_after(6, &SweepError::ReadBack(ReadBackError::Transient("down".to_owned()))), 7);
     }
 }

@@ -77,7 +77,12 @@ impl Reconciler {
                 self.hold.extend(*wait);
                 *wait
             }
-            ReadBackError::Transient(_) => Duration::from_millis(200) * 2u32.pow(attempt.min(6)),
+            // Jittered over its upper half, as publishing's retries are: the workers that
+            // reconcile a channel that was down do not come back to it in step.
+            ReadBackError::Transient(_) => {
+                let wait = Duration::from_millis(200) * 2u32.pow(attempt.min(6));
+                wait / 2 + wait.mul_f64(fastrand::f64() / 2.0)
+            }
             _ => return Err(error.into()),
         };
         if attempt >= self.settings.max_attempts {

@@ -281,9 +281,13 @@ where
     with_token(tokens, expired, send).await.map_err(|verdict| match verdict {
         // A success too long to read, as `ReadBackError::from(ExchangeError)` says.
         Verdict::Retry { reason: ANSWER_TOO_LONG, error } => ReadBackError::Malformed(error),
-        Verdict::Throttled { retry_after }
-        | Verdict::Unavailable { retry_after, .. }
-        | Verdict::Blocked { retry_after, .. } => ReadBackError::Throttled(retry_after),
+        Verdict::Throttled { retry_after } | Verdict::Unavailable { retry_after, .. } => {
+            ReadBackError::Throttled(retry_after)
+        }
+        // Credentials refused, or a token endpoint answering no token: taken for throttling,
+        // a quiet channel's reconciler, the only one asking, waited and reported a rate problem
+        // where an operator must act.
+        Verdict::Blocked { reason, error, .. } => ReadBackError::Blocked { reason, error },
         Verdict::Retry { error, .. } | Verdict::DeadLetter { error, .. } => ReadBackError::Transient(error),
         Verdict::Answered(_) => ReadBackError::Transient("no answer".into()),
     })

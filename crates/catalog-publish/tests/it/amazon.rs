@@ -292,6 +292,23 @@ async fn amazon_refused_refresh_token_blocks_the_channel_as_token_refused() {
     assert_eq!(api.token_requests().len(), 2);
 }
 
+/// Reading back with a refresh token the platform refuses is blocked for an operator, as a
+/// send is: it was reported as throttling, and a quiet channel's reconciler, the only one
+/// asking, waited and retried and told of a rate problem.
+#[tokio::test]
+async fn amazon_refused_refresh_token_blocks_a_read_back_for_an_operator() {
+    use catalog_core::{Classify, FailureClass};
+    use catalog_publish::{LookupReadBack, ReadBackError};
+    let api = SellingPartnerApi::start(vec![]).await;
+    api.refuse_tokens_after(0);
+    let read = api.channel().shown_quantities(&["ABC-1"]).await;
+    let Err(error @ ReadBackError::Blocked { reason: "token_refused", .. }) = &read else {
+        panic!("expected the read blocked, got {read:?}");
+    };
+    assert_eq!((error.kind(), error.failure_class()), ("blocked", FailureClass::NeedsOperator));
+    assert!(api.requests().is_empty(), "nothing is read without a token");
+}
+
 #[tokio::test]
 async fn amazon_invalid_submission_is_dead_lettered_with_its_issues() {
     let api = SellingPartnerApi::start(vec![Reply::Invalid]).await;

@@ -64,12 +64,10 @@ impl LookupReadBack for EbayChannel {
 /// items' read takes it (`read_with_token`).
 fn offers_failure((status, verdict): LookupFailure) -> ReadBackError {
     match (status, verdict) {
-        (
-            _,
-            Verdict::Throttled { retry_after }
-            | Verdict::Unavailable { retry_after, .. }
-            | Verdict::Blocked { retry_after, .. },
-        ) => ReadBackError::Throttled(retry_after),
+        (_, Verdict::Throttled { retry_after } | Verdict::Unavailable { retry_after, .. }) => {
+            ReadBackError::Throttled(retry_after)
+        }
+        (_, Verdict::Blocked { reason, error, .. }) => ReadBackError::Blocked { reason, error },
         (_, Verdict::Retry { error, .. }) | (None, Verdict::DeadLetter { error, .. }) => {
             ReadBackError::Transient(error)
         }
