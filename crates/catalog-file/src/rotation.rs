@@ -183,6 +183,10 @@ impl FileSource {
         for between in rotations.plain {
             tracing::info!(%source, rotated = %between.display(), "rotated again since the last run: reading this file whole before the one at the path");
             let mut file = tokio::fs::File::open(&between).await.map_err(file_error("opening", &between))?;
+            // Checked as the file at the path is (decision 0062): a compressed or UTF-16 file
+            // refused there, then rotated away under a plain name (`delaycompress`), was read
+            // as lines here, each rejected as garbage, and the checkpoint passed it.
+            crate::text::refuse_unless_text(&mut file, &between).await?;
             let identity = FileIdentity::of(&mut file, HEAD_BYTES).await.map_err(file_error("reading", &between))?;
             let cursor = continuing(identity, None, source, sink).await?;
             let mut tracked = Tracked::new(&file, cursor, &between, Checkpointed::No).await?;
