@@ -22,6 +22,7 @@ pub mod record;
 pub mod refresh;
 pub mod schedule;
 mod scheduled;
+pub mod verdict;
 pub mod window;
 
 use std::collections::HashSet;
