@@ -1,7 +1,7 @@
 //! The HTTP client of one feed: requests a page (of a window or of the snapshot), classifies
-//! the answer by the contract's error table (`verdict::classify_response`, pure), and retries what
-//! the table says to retry: throttling after its `Retry-After`, 5xx, connection errors,
-//! timeouts and garbage pages with exponential backoff and jitter, up to a bound.
+//! the answer by the contract's error table (`verdict::classify_response`, pure), and
+//! retries what the table says to retry: throttling after its `Retry-After`, 5xx, connection
+//! errors, timeouts and garbage pages with exponential backoff and jitter, up to a bound.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

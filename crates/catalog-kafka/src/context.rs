@@ -143,11 +143,11 @@ pub(crate) enum Assignment {
     Assigned(Vec<(i32, u64)>),
 }
 
-/// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
-/// librdkafka's statistics.
 /// Each partition's epoch: how many times it was revoked from this member.
 pub(crate) type Epochs = Arc<Mutex<HashMap<i32, u64>>>;
 
+/// Receives rebalance callbacks (which partitions this member owns, which were revoked) and
+/// librdkafka's statistics.
 pub(crate) struct SourceContext {
     pub(crate) topic: String,
     /// Told about failed commits.

@@ -46,9 +46,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::source::SourceConsumer;
 
 /// The value of the message's first header named `name` (ASCII case ignored); `None` when it
-/// has none; empty when its header block cannot be read. A header with no value (null, which Kafka tells apart from empty) reads as empty:
-/// for `traceparent`, an invalid one, counted as an empty one is, where it was taken for no
-/// header at all.
+/// has none; empty when its header block cannot be read. A header with no value (null, which
+/// Kafka tells apart from empty) reads as empty: for `traceparent`, an invalid one, counted as
+/// an empty one is, where it was taken for no header at all.
 pub(crate) fn first_header<'m>(message: &'m BorrowedMessage<'_>, name: &[u8]) -> Option<&'m [u8]> {
     let mut headers: *mut rd_kafka_headers_t = ptr::null_mut();
     // SAFETY: `message.ptr()` is the live message `message` borrows. librdkafka parses the
