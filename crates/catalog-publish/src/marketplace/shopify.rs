@@ -392,6 +392,8 @@ struct Budget {
     requested: f64,
     available: f64,
     restore_rate: f64,
+    /// The bucket's size (`maximumAvailable`), when the answer gives it.
+    maximum: Option<f64>,
 }
 
 impl Budget {
@@ -402,7 +404,16 @@ impl Budget {
             requested,
             available: status["currentlyAvailable"].as_f64()?,
             restore_rate: status["restoreRate"].as_f64()?,
+            maximum: status["maximumAvailable"].as_f64(),
         })
+    }
+
+    /// How long until the bucket holds `share` of its size besides the cost of a request
+    /// like this one: a reader that waits this long after each read leaves that share to the
+    /// writes. None while it already does, or when the answer gives no size.
+    fn wait_to_leave(self, share: f64) -> Option<Duration> {
+        let reserve = self.maximum? * share;
+        Self { requested: self.requested + reserve, ..self }.wait()
     }
 
     /// How long until the bucket holds the cost of a request like this one, taken as the

@@ -39,8 +39,25 @@ impl LookupReadBack for ShopifyChannel {
         if !(200..=299).contains(&answer.status) {
             return Err(read_refusal(&answer));
         }
-        parse_available(&answer.body)
+        let shown = parse_available(&answer.body)?;
+        // Reads pace themselves by the shop's query budget, not only its answers' THROTTLED:
+        // a sweep of a large catalog read at reconciliation's rate emptied the bucket the
+        // channel's writes draw on, and every publish waited for its refill.
+        if let Some(pause) = read_pause(&answer.body) {
+            tokio::time::sleep(pause).await;
+        }
+        Ok(shown)
     }
+}
+
+/// The share of the shop's query budget reads leave to the channel's writes.
+const LEFT_TO_WRITES: f64 = 0.5;
+
+/// How long a read waits after an answer whose `extensions.cost` shows the bucket below
+/// [`LEFT_TO_WRITES`] of its size plus the read's cost: until it holds that again.
+pub(super) fn read_pause(body: &str) -> Option<std::time::Duration> {
+    let answer = json_of(body).ok()?;
+    Budget::read(&answer)?.wait_to_leave(LEFT_TO_WRITES)
 }
 
 /// Reads the answer to the `AvailableAt` query: each inventory item's `available` quantity
@@ -96,5 +113,22 @@ mod tests {
         Malformed("no data.nodes list: {\"data\":null}")
         Malformed("expected value at line 1 column 1: <html>")
         "#);
+    }
+
+    /// A read leaves half the bucket to the channel's writes: it waits, after an answer that
+    /// shows less than that plus its own cost, until the bucket holds it again.
+    #[test]
+    fn a_read_waits_until_half_the_bucket_is_left_to_writes() {
+        let answer = |available: f64, maximum: Option<f64>| {
+            let maximum = maximum.map_or(String::new(), |maximum| format!(r#""maximumAvailable":{maximum},"#));
+            format!(
+                r#"{{"data":{{"nodes":[]}},"extensions":{{"cost":{{"requestedQueryCost":302,"actualQueryCost":290,"throttleStatus":{{{maximum}"currentlyAvailable":{available},"restoreRate":100.0}}}}}}}}"#
+            )
+        };
+        assert_eq!(read_pause(&answer(1_500.0, Some(2_000.0))), None, "1,000 left besides the next read's 302");
+        let pause = read_pause(&answer(400.0, Some(2_000.0))).expect("a pause");
+        assert_eq!(pause.as_millis(), 9_020, "(1,000 + 302 − 400) / 100 per second");
+        assert_eq!(read_pause(&answer(400.0, None)), None, "no size, no share of it");
+        assert_eq!(read_pause(r#"{"data":{"nodes":[]}}"#), None, "no cost given");
     }
 }
