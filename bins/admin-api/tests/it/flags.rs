@@ -122,12 +122,9 @@ fn sync_state_follows_the_thresholds() {
     assert_eq!(sync_state(now, ago(10), None, &settings), "behind");
 }
 
-/// A switch on whose audit entry cannot be written still applies the held events it lets
-/// through, then answers the failure: the switch is committed, and a held event left held
-/// under a switch that reads on is never applied (switching on again changes nothing the
-/// page offers). It answered 500 before applying them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
+/// A server on PostgreSQL whose supplier acme of tenant canary is switched off and holds two
+/// events of one item: the server, an operator's token and a connection to its database.
+async fn two_events_held_on_postgres() -> (Server, String, sqlx::PgConnection) {
     let (server, url) = Server::postgres_with(catalog_postgres::PostgresOptions::default()).await;
     let operator = server.token("otto", Role::Operator).await;
     let key = offer("canary", "acme", "ABC-1");
@@ -140,8 +137,17 @@ async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
         incoming(2, &key, StockChange::Adjusted { delta: 3 }, 1, now_second),
     ];
     server.store.apply_batch(&batch(events)).await.expect("apply");
+    let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+    (server, operator, admin)
+}
 
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
+/// A switch on whose audit entry cannot be written still applies the held events it lets
+/// through, then answers the failure: the switch is committed, and a held event left held
+/// under a switch that reads on is never applied (switching on again changes nothing the
+/// page offers). It answered 500 before applying them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
+    let (server, operator, mut admin) = two_events_held_on_postgres().await;
     for statement in [
         "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit log full'; END $$",
         "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
@@ -162,22 +168,9 @@ async fn a_switch_on_whose_audit_fails_still_applies_the_held_events() {
 /// the committed switch and the replay, the flag reading on and its events held for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switch_on_whose_caller_gives_up_still_applies_the_held_events() {
-    let (server, url) = Server::postgres_with(catalog_postgres::PostgresOptions::default()).await;
-    let operator = server.token("otto", Role::Operator).await;
-    let key = offer("canary", "acme", "ABC-1");
-    let off = json!({ "enabled": false, "create": true });
-    let off = server.send(Method::PUT, &operator, "/v1/tenants/canary/suppliers/acme/sync", off).await;
-    assert_eq!(off.status(), 200);
-    let now_second = (chrono::Utc::now() - catalog_store::contract::base()).num_seconds();
-    let events = vec![
-        incoming(1, &key, StockChange::Updated { quantity: 9 }, 0, now_second),
-        incoming(2, &key, StockChange::Adjusted { delta: 3 }, 1, now_second),
-    ];
-    server.store.apply_batch(&batch(events)).await.expect("apply");
-
+    let (server, operator, mut admin) = two_events_held_on_postgres().await;
     // The audit entry, written after the switch commits and before the replay, takes a
     // second: longer than the caller waits.
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect");
     for statement in [
         "CREATE FUNCTION slow_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$",
         "CREATE TRIGGER slow_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION slow_audit()",

@@ -67,6 +67,12 @@ fn refusals(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The ids of the items a gate view samples.
+fn sampled_items(gate: &Value) -> Vec<String> {
+    let samples = gate["samples"].as_array().expect("samples");
+    samples.iter().map(|sample| sample["item_id"].as_str().expect("id").to_owned()).collect()
+}
+
 async fn post(server: &Server, token: &str, path: &str, body: Value) -> reqwest::Response {
     server.send(Method::POST, token, path, body).await
 }
@@ -116,12 +122,7 @@ async fn the_gate_refuses_without_sign_offs_or_with_red_signals_and_a_rollback_l
     let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
     assert_eq!(gate["rollout"]["stage"], "canary");
     assert_eq!(gate["green_now"], true);
-    let sampled: Vec<String> = gate["samples"]
-        .as_array()
-        .expect("samples")
-        .iter()
-        .map(|s| s["item_id"].as_str().expect("id").to_owned())
-        .collect();
+    let sampled = sampled_items(&gate);
     assert_eq!(sampled.len(), 3, "the API picks three applied items: {gate}");
     let widen_view = gate["steps"].as_array().expect("steps").iter().find(|s| s["step"] == "widen").expect("widen");
     assert_eq!((widen_view["supplier"].clone(), widen_view["allowed"].clone()), (json!("globex"), json!(false)));
@@ -373,12 +374,7 @@ async fn a_short_sample_is_said_and_each_of_its_items_is_signed_off() {
 
     let gate = server.get_json(&viewer, "/v1/tenants/canary/gate").await;
     assert_eq!((gate["sample_short"].clone(), gate["sign_offs_needed"].clone()), (json!(true), json!(2)), "{gate}");
-    let sampled: Vec<String> = gate["samples"]
-        .as_array()
-        .expect("samples")
-        .iter()
-        .map(|sample| sample["item_id"].as_str().expect("id").to_owned())
-        .collect();
+    let sampled = sampled_items(&gate);
     assert_eq!(sampled.len(), 2, "{gate}");
     let page = crate::page::page(&server, &viewer, "/signals?tenant=canary").await;
     assert!(page.contains("sign-offs: 0 of 2") && page.contains("The sample is short"), "{page}");
