@@ -1,7 +1,8 @@
 //! Reading an answer's body no further than a cap: a chunk at a time, stopping once the cap
 //! is passed, so a platform (or a proxy in front of it) that streams gigabytes quickly costs
 //! the worker the cap, not its memory. The request timeout bounds only how long a body takes,
-//! and up to 16 requests per channel are in flight at once (decision 0068).
+//! and up to 16 requests per channel are in flight at once (decision 0068). The supplier
+//! feeds' client (`catalog-feed`) reads with the same `read_body_capped`.
 
 /// A mebibyte, in bytes.
 pub const MIB: usize = 1024 * 1024;
@@ -21,11 +22,11 @@ pub const MAX_LIST_ANSWER_BYTES: usize = 32 * MIB;
 
 /// An answer's body, read no further than its cap.
 #[derive(Debug)]
-pub(crate) struct CappedBody {
+pub struct CappedBody {
     /// The whole body, or its first `cap` bytes when it is longer.
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
     /// Whether the body went on past the cap; the rest of it was not read.
-    pub(crate) over_cap: bool,
+    pub over_cap: bool,
 }
 
 impl CappedBody {
@@ -39,11 +40,9 @@ impl CappedBody {
 }
 
 /// Reads `response`'s body up to `cap` bytes. A body longer than `cap` comes back as its first
-/// `cap` bytes with `over_cap` set, and the connection is dropped with the rest unread.
-pub(crate) async fn read_body_capped(
-    mut response: reqwest::Response,
-    cap: usize,
-) -> Result<CappedBody, reqwest::Error> {
+/// `cap` bytes with `over_cap` set, and the connection is dropped with the rest unread. The
+/// supplier feeds' client reads its pages with it too.
+pub async fn read_body_capped(mut response: reqwest::Response, cap: usize) -> Result<CappedBody, reqwest::Error> {
     // An announced length is trusted only as far as the cap: a lying header costs no more.
     let announced = response.content_length().map_or(0, |length| usize::try_from(length).unwrap_or(cap).min(cap));
     let mut bytes = Vec::with_capacity(announced);
