@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use catalog_core::{Classify, FailureClass};
@@ -26,6 +26,21 @@ pub(crate) async fn serve(router: Router) -> String {
     let address = listener.local_addr().expect("local address");
     tokio::spawn(async move { axum::serve(listener, router).await.expect("the server serves") });
     format!("http://{address}")
+}
+
+/// A route answering every request with `answer()`, and the count of requests it answered.
+fn counted<R>(answer: impl Fn() -> R + Clone + Send + Sync + 'static) -> (MethodRouter, Arc<AtomicUsize>)
+where
+    R: IntoResponse + Send + 'static,
+{
+    let n_requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&n_requests);
+    let route = get(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let answered = answer();
+        async move { answered }
+    });
+    (route, n_requests)
 }
 
 /// The open pull dead letters' reasons, by subject.
@@ -88,16 +103,8 @@ async fn a_base_url_no_request_can_be_made_at_is_the_operator_s_and_is_not_retri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feed_whose_redirects_loop_is_the_operator_s_and_is_not_retried() {
     let fixture = sqlite().await;
-    let n_requests = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&n_requests);
-    let base_url = serve(Router::new().route(
-        "/v1/inventory",
-        get(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async { Redirect::temporary("/v1/inventory") }
-        }),
-    ))
-    .await;
+    let (redirecting, n_requests) = counted(|| Redirect::temporary("/v1/inventory"));
+    let base_url = serve(Router::new().route("/v1/inventory", redirecting)).await;
     let report = run_once_at(&fixture, base_url, quick_settings(), OnceScope::Due, Duration::from_secs(30)).await;
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(report.failed[0].1.contains("too many redirects"), "{report:?}");
@@ -187,16 +194,8 @@ fn page_longer_than_its_cap() -> Body {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_longer_than_its_cap_fails_as_invalid_page_naming_the_cap() {
     let fixture = sqlite().await;
-    let n_requests = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&n_requests);
-    let base_url = serve(Router::new().route(
-        "/v1/inventory",
-        get(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async { page_longer_than_its_cap() }
-        }),
-    ))
-    .await;
+    let (too_long, n_requests) = counted(page_longer_than_its_cap);
+    let base_url = serve(Router::new().route("/v1/inventory", too_long)).await;
     let mut pull = quick_settings();
     // Two attempts, each given time enough to read the cap in a debug build on a busy machine:
     // a timeout would fail the page as `timeout`, not as what it is.
@@ -244,10 +243,7 @@ async fn a_failure_whose_body_never_ends_is_read_only_as_far_as_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_whose_body_is_cut_off_is_still_a_refusal() {
     let fixture = sqlite().await;
-    let n_requests = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&n_requests);
-    let cut_off = move || {
-        counted.fetch_add(1, Ordering::SeqCst);
+    let (cut_off, n_requests) = counted(|| {
         // The status and the first bytes go out; a moment later the connection is closed.
         let cut = futures::stream::once(async {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -255,9 +251,9 @@ async fn a_refusal_whose_body_is_cut_off_is_still_a_refusal() {
         });
         let chunks =
             futures::StreamExt::chain(futures::stream::iter([Ok(Bytes::from_static(b"{\"error\": \"token rev"))]), cut);
-        async move { (axum::http::StatusCode::FORBIDDEN, Body::from_stream(chunks)) }
-    };
-    let base_url = serve(Router::new().route("/v1/inventory", get(cut_off))).await;
+        (axum::http::StatusCode::FORBIDDEN, Body::from_stream(chunks))
+    });
+    let base_url = serve(Router::new().route("/v1/inventory", cut_off)).await;
     let mut pull = quick_settings();
     pull.retry.max_attempts = 3;
     let report = run_once_at(&fixture, base_url, pull, OnceScope::Due, Duration::from_secs(60)).await;

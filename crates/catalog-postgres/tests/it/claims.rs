@@ -200,20 +200,11 @@ async fn a_claim_prune_that_fails_leaves_the_other_steps_done() {
 /// in line again at the lease's end. The row stays in the outbox for an operator.
 #[tokio::test]
 async fn an_unreadable_outbox_row_does_not_stop_its_channel() {
-    use catalog_store::prelude::*;
+    use catalog_store::contract::{an_unreadable_outbox_row_is_left_out, queue_two_items, MAKE_A_1_UNREADABLE};
     let database = TestDatabase::create().await;
     let store = connect(&database, StoreConfig::default()).await;
-    let (first, second) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-2"));
-    for (n, key) in [(1, &first), (2, &second)] {
-        let event = incoming(n, key, StockChange::Updated { quantity: 4 }, 0, n as i64);
-        store.apply_batch(&batch(vec![event])).await.expect("apply");
-    }
+    queue_two_items(&store).await;
     let mut connection = PgConnection::connect(&database.url).await.expect("connect");
-    sqlx::query("UPDATE outbox SET sku = 'a 1' WHERE sku = 'A-1'").execute(&mut connection).await.expect("corrupt");
-    let claim = catalog_store::OutboxClaim::immediate(10, std::time::Duration::from_secs(60));
-    let claimed = store.claim_outbox("storefront", &claim).await.expect("the claim goes on past the row");
-    let skus: Vec<String> = claimed.iter().map(|entry| entry.item.sku().to_string()).collect();
-    assert_eq!(skus, ["B-2"]);
-    let depth = store.outbox_depth().await.expect("depth");
-    assert_eq!(depth.iter().map(|depth| depth.pending).sum::<u64>(), 2, "the unreadable row waits for an operator");
+    sqlx::query(MAKE_A_1_UNREADABLE).execute(&mut connection).await.expect("corrupt");
+    an_unreadable_outbox_row_is_left_out(&store).await;
 }

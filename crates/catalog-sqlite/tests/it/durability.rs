@@ -229,21 +229,11 @@ async fn clamped_events_decided_before_0025_get_the_offer_time_apply_gives() {
 /// nothing again. The row stays in the outbox for an operator.
 #[tokio::test]
 async fn an_unreadable_outbox_row_does_not_stop_its_channel() {
+    use catalog_store::contract::{an_unreadable_outbox_row_is_left_out, queue_two_items, MAKE_A_1_UNREADABLE};
     let directory = tempfile::tempdir().expect("temporary directory");
     let store = SqliteStore::open_path(&database_path(directory.path()), StoreConfig::default()).await.expect("open");
-    let (first, second) = (offer("canary", "acme", "A-1"), offer("canary", "acme", "B-2"));
-    for (n, key) in [(1, &first), (2, &second)] {
-        store
-            .apply_batch(&batch(vec![incoming(n, key, StockChange::Updated { quantity: 4 }, n as i64)]))
-            .await
-            .expect("apply");
-    }
+    queue_two_items(&store).await;
     let mut connection = raw_connection(&directory).await;
-    sqlx::query("UPDATE outbox SET sku = 'a 1' WHERE sku = 'A-1'").execute(&mut connection).await.expect("corrupt");
-    let claim = catalog_store::OutboxClaim::immediate(10, std::time::Duration::from_secs(60));
-    let claimed = store.claim_outbox("storefront", &claim).await.expect("the claim goes on past the row");
-    let skus: Vec<String> = claimed.iter().map(|entry| entry.item.sku().to_string()).collect();
-    assert_eq!(skus, ["B-2"]);
-    let depth = store.outbox_depth().await.expect("depth");
-    assert_eq!(depth.iter().map(|depth| depth.pending).sum::<u64>(), 2, "the unreadable row waits for an operator");
+    sqlx::query(MAKE_A_1_UNREADABLE).execute(&mut connection).await.expect("corrupt");
+    an_unreadable_outbox_row_is_left_out(&store).await;
 }

@@ -201,6 +201,30 @@ pub(super) fn four_callers_of(store: Arc<dyn CatalogStore>) -> [Arc<dyn CatalogS
     [Arc::clone(&store), Arc::clone(&store), Arc::clone(&store), store]
 }
 
+/// The statement that makes item A-1's storefront outbox row unreadable (a SKU the rules
+/// refuse, as one stored before a rule changed would be), for a store's own connection to run
+/// between [`queue_two_items`] and [`an_unreadable_outbox_row_is_left_out`].
+pub const MAKE_A_1_UNREADABLE: &str = "UPDATE outbox SET sku = 'a 1' WHERE sku = 'A-1'";
+
+/// Queues items A-1 and B-2 of tenant canary (supplier acme) on the storefront, a batch each.
+pub async fn queue_two_items(store: &dyn CatalogStore) {
+    for (n, sku) in [(1, "A-1"), (2, "B-2")] {
+        let event = incoming(n, &offer("canary", "acme", sku), StockChange::Updated { quantity: 4 }, 0, n as i64);
+        store.apply_batch(&batch(vec![event])).await.expect("apply");
+    }
+}
+
+/// After [`MAKE_A_1_UNREADABLE`]: a claim goes on past A-1's row and claims B-2, and the
+/// unreadable row stays counted in the outbox, waiting for an operator.
+pub async fn an_unreadable_outbox_row_is_left_out(store: &dyn CatalogStore) {
+    let claim = crate::OutboxClaim::immediate(10, std::time::Duration::from_secs(60));
+    let claimed = store.claim_outbox("storefront", &claim).await.expect("the claim goes on past the row");
+    let skus: Vec<String> = claimed.iter().map(|entry| entry.item.sku().to_string()).collect();
+    assert_eq!(skus, ["B-2"]);
+    let depth = store.outbox_depth().await.expect("depth");
+    assert_eq!(depth.iter().map(|depth| depth.pending).sum::<u64>(), 2, "the unreadable row waits for an operator");
+}
+
 /// Four callers apply rounds of batches on the same few offers and items at once, some
 /// events delivered to two of them; the result must equal the reference's. Callers may be
 /// one store or several stores on one database (separate processes' worth of caches).

@@ -29,8 +29,9 @@ mod tracer;
 
 pub use fence::copies_of_a_batch_apply_once;
 pub use fixtures::{
-    base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact, event_id, incoming, offer, published,
-    raw_incoming, rollout_change, Fresh, SOURCE,
+    an_unreadable_outbox_row_is_left_out, base, batch, concurrent_callers_are_exact, concurrent_creators_are_exact,
+    event_id, incoming, offer, published, queue_two_items, raw_incoming, rollout_change, Fresh, MAKE_A_1_UNREADABLE,
+    SOURCE,
 };
 
 use crate::StoreConfig;
